@@ -1,0 +1,600 @@
+"""Shared pieces of Portico's benchmarks: processes, CPU sampling, proxies, load runs, tables.
+
+Used by bench/http_proxy.py and meant for the WebSocket benchmark too. Standard library only;
+run with /usr/bin/python3.
+
+What lives here:
+- Service: a process we started in its own session, with the CPU seconds (utime+stime) and RSS
+  summed over it and every descendant (nginx's master and workers, HAProxy's threads).
+- Every Service is stopped on exit, on SIGINT/SIGTERM/SIGHUP and on exceptions (Registry).
+- free_port(), wait_port(), http_get(): readiness checks.
+- start_nginx(), start_haproxy(), start_portico(): each takes the config body the caller wants
+  and adds the boilerplate (pid files, temp paths, logs) inside a private temp directory.
+- build_portico(): configures and builds the Release binary.
+- run_wrk(): one wrk run with exact figures from a Lua done() hook.
+- alternate(): runs every contender once per round, rotating the order each round.
+- median(), markdown_table().
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def log(msg: str) -> None:
+    """Progress on stderr so stdout stays the pasteable result."""
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# /proc sampling
+
+
+def _read_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the comm field (index 0 is field 3, state), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'.
+    return data[data.rfind(")") + 2 :].split()
+
+
+def descendants(root: int) -> list[int]:
+    """root and every live process below it (by ppid), in no particular order."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _read_stat(int(entry))
+        if fields is None:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in out:
+            continue
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """utime+stime (fields 14 and 15 of /proc/PID/stat, all threads included) summed, seconds."""
+    ticks = 0
+    for pid in pids:
+        fields = _read_stat(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLK_TCK
+
+
+def rss_bytes(pids: Iterable[int]) -> int:
+    """Resident set size (field 24 of /proc/PID/stat) summed, bytes."""
+    total = 0
+    for pid in pids:
+        fields = _read_stat(pid)
+        if fields is not None:
+            total += int(fields[21]) * PAGE_SIZE
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+
+
+class Registry:
+    """Every process started through this module; all are stopped at exit or on a signal."""
+
+    services: list["Service"] = []
+    _installed = False
+
+    @classmethod
+    def add(cls, svc: "Service") -> None:
+        cls._install()
+        cls.services.append(svc)
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for svc in reversed(cls.services):
+            svc.stop()
+        cls.services.clear()
+
+    @classmethod
+    def _install(cls) -> None:
+        if cls._installed:
+            return
+        cls._installed = True
+        atexit.register(cls.stop_all)
+
+        def on_signal(signum, _frame):
+            cls.stop_all()
+            sys.exit(128 + signum)
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, on_signal)
+
+
+def raise_nofile_limit() -> None:
+    """Soft open-file limit up to the hard one (inherited by the processes we start)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@dataclass
+class Service:
+    """A long-running process in its own session (so its process group is ours to stop).
+
+    name: label for logs and tables; argv: the command; workdir: its private temp directory
+    (removed on stop unless keep_dir); log_path: its stdout+stderr.
+    """
+
+    name: str
+    argv: Sequence[str]
+    workdir: Path
+    port: int = 0
+    keep_dir: bool = False
+    env: dict | None = None
+    proc: subprocess.Popen | None = field(default=None, init=False)
+    log_path: Path | None = field(default=None, init=False)
+
+    def start(self) -> "Service":
+        self.log_path = self.workdir / f"{self.name}.log"
+        logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            list(self.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.workdir,
+            env=self.env,
+        )
+        logf.close()
+        Registry.add(self)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def pids(self) -> list[int]:
+        """The process and all its descendants right now."""
+        return descendants(self.pid) if self.alive() else []
+
+    def cpu(self) -> float:
+        """CPU seconds (user+system) used so far by the process and its descendants."""
+        return cpu_seconds(self.pids())
+
+    def rss(self) -> int:
+        return rss_bytes(self.pids())
+
+    def log_tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except (OSError, AttributeError):
+            return ""
+
+    def wait_ready(self, check: Callable[[], bool], timeout: float = 10.0) -> "Service":
+        """Polls check() until true; raises with the log tail if the process dies or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                if check():
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM to the process group, SIGKILL after timeout; idempotent."""
+        if self.proc is not None and self.proc.returncode is None:
+            pgid = self.proc.pid  # start_new_session: the group id is the leader's pid
+            try:
+                os.killpg(pgid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(pgid, signal.SIGKILL)  # stragglers (workers) even if the leader left
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if self in Registry.services:
+            Registry.services.remove(self)
+        if not self.keep_dir and self.workdir.exists():
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def make_workdir(name: str) -> Path:
+    """A fresh private temp directory, world-traversable (nginx workers run as nobody)."""
+    d = Path(tempfile.mkdtemp(prefix=f"portico-bench-{name}-"))
+    d.chmod(0o755)
+    return d
+
+
+# --------------------------------------------------------------------------------------------
+# readiness
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a TCP connect to host:port succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_get(port: int, path: str = "/", host: str = "127.0.0.1", timeout: float = 2.0) -> tuple[int, bytes]:
+    """One HTTP/1.1 GET with Connection: close; returns (status, raw response). Raises OSError."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    try:
+        status = int(data.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        status = 0
+    return status, data
+
+
+def nginx_stub_status(port: int, path: str) -> dict[str, float]:
+    """nginx `stub_status` counters: active, accepts, handled, requests. The GET itself counts
+    as one accepted connection and one request."""
+    status, raw = http_get(port, path)
+    if status != 200:
+        raise RuntimeError(f"stub_status on :{port}{path} answered {status}")
+    lines = raw.split(b"\r\n\r\n", 1)[1].decode().splitlines()
+    accepts, handled, requests = (int(x) for x in lines[2].split())
+    return {"active": int(lines[0].split(":")[1]), "accepts": accepts, "handled": handled,
+            "requests": requests}
+
+
+def http_ok(port: int, path: str = "/") -> Callable[[], bool]:
+    """A readiness check: GET path answers 200."""
+    return lambda: http_get(port, path)[0] == 200
+
+
+# --------------------------------------------------------------------------------------------
+# servers
+
+
+def start_nginx(name: str, workers: int, http_block: str, *, ready_port: int | None = None,
+                ready_path: str = "/", extra_main: str = "") -> Service:
+    """Starts nginx (master + `workers` workers) in a private prefix.
+
+    http_block: the contents of `http { ... }` (servers, upstreams); `PREFIX` in it is replaced
+    by the prefix directory. Logging is off (access_log off; error_log at warn in the prefix).
+    ready_port: wait for GET ready_path to answer 200 there (default: just start).
+    """
+    prefix = make_workdir(name)
+    for sub in ("logs", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("logs", "tmp", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
+        (prefix / sub).chmod(0o777)  # workers run as nobody
+    conf = f"""
+worker_processes {workers};
+error_log {prefix}/logs/error.log warn;
+pid {prefix}/logs/nginx.pid;
+{extra_main}
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    {http_block.replace("PREFIX", str(prefix))}
+}}
+"""
+    (prefix / "nginx.conf").write_text(conf)
+    svc = Service(name, ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+                         "-e", str(prefix / "logs/error.log"),
+                         "-g", "daemon off; master_process on;"], prefix, port=ready_port or 0)
+    svc.start()
+    if ready_port:
+        svc.wait_ready(http_ok(ready_port, ready_path))
+    return svc
+
+
+def start_haproxy(name: str, threads: int, sections: str, *, ready_port: int | None = None,
+                  ready_path: str = "/", extra_global: str = "") -> Service:
+    """Starts HAProxy in the foreground with `nbthread threads` and no logging.
+
+    sections: defaults/frontend/backend text appended after the global section.
+    """
+    workdir = make_workdir(name)
+    conf = f"""global
+    nbthread {threads}
+    maxconn 8000  # 2 fds per connection must fit the open-file limit (20000 here)
+    pidfile {workdir}/haproxy.pid
+{extra_global}
+{sections}
+"""
+    (workdir / "haproxy.cfg").write_text(conf)
+    svc = Service(name, ["haproxy", "-db", "-f", str(workdir / "haproxy.cfg")], workdir,
+                  port=ready_port or 0)
+    svc.start()
+    if ready_port:
+        svc.wait_ready(http_ok(ready_port, ready_path))
+    return svc
+
+
+def start_portico(name: str, binary: str | Path, yaml_text: str, *, ready_port: int | None = None,
+                  ready_path: str = "/") -> Service:
+    """Starts `portico -c FILE` in the foreground with yaml_text as FILE."""
+    workdir = make_workdir(name)
+    conf = workdir / "portico.yaml"
+    conf.write_text(yaml_text)
+    svc = Service(name, [str(binary), "-c", str(conf)], workdir, port=ready_port or 0)
+    svc.start()
+    if ready_port:
+        svc.wait_ready(http_ok(ready_port, ready_path))
+    return svc
+
+
+def build_portico(build_dir: Path, source_dir: Path = REPO_ROOT) -> Path:
+    """Configures (Release) and builds the portico target; returns the binary's path."""
+    subprocess.run(["cmake", "-S", str(source_dir), "-B", str(build_dir),
+                    "-DCMAKE_BUILD_TYPE=Release"], check=True, stdout=sys.stderr)
+    subprocess.run(["cmake", "--build", str(build_dir), "--target", "portico", "-j2"],
+                   check=True, stdout=sys.stderr)
+    return build_dir / "portico"
+
+
+# --------------------------------------------------------------------------------------------
+# load
+
+
+_WRK_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,' ..
+    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\n',
+    summary.requests, summary.duration, summary.bytes,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+@dataclass
+class LoadResult:
+    """What a load client reports for one run; run_wrk() makes one, other clients (the
+    WebSocket load generator) should too. `requests` counts operations (requests, messages)."""
+
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # socket errors + non-2xx/3xx responses
+    client_cpu_s: float = 0.0  # the load client's own CPU (utime+stime)
+    raw: dict = field(default_factory=dict)
+
+
+WrkResult = LoadResult
+
+
+def children_cpu_seconds() -> float:
+    """utime+stime of every waited-for child of this Python process so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (/proc/stat: user nice system irq
+    softirq steal)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def wait_quiet(max_busy: float = 0.10, window: float = 1.0, timeout: float = 300.0,
+               own: Sequence["Service"] = ()) -> float:
+    """Waits until the machine is quiet: over `window` seconds, the CPU used by everything but
+    the `own` services is at most max_busy of one core. Other people's compilers on a shared
+    2-core machine skew CPU-per-request figures. Returns the seconds waited (gives up after
+    timeout and says so)."""
+    start = time.monotonic()
+    warned = False
+    while True:
+        b0, o0 = machine_busy_seconds(), sum(s.cpu() for s in own)
+        time.sleep(window)
+        busy = (machine_busy_seconds() - b0) - (sum(s.cpu() for s in own) - o0)
+        waited = time.monotonic() - start
+        if busy / window <= max_busy:
+            if waited > window * 1.5:
+                log(f"machine quiet again after {waited:.0f} s")
+            return waited
+        if not warned:
+            log(f"machine busy ({busy / window:.0%} of a core outside the benchmark): waiting")
+            warned = True
+        if waited > timeout:
+            log(f"machine still busy after {timeout:.0f} s: measuring anyway")
+            return waited
+
+
+def run_wrk(url: str, *, threads: int = 1, connections: int = 64, duration: float = 5.0,
+            extra: Sequence[str] = ()) -> WrkResult:
+    """One `wrk --latency` run; figures come from a Lua done() hook (exact, not rounded text)."""
+    global _wrk_script
+    if _wrk_script is None:
+        fd, path = tempfile.mkstemp(prefix="portico-bench-wrk-", suffix=".lua")
+        os.write(fd, _WRK_LUA.encode())
+        os.close(fd)
+        _wrk_script = path
+        atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--latency",
+            "-s", _wrk_script, *extra, url]
+    cpu0 = children_cpu_seconds()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60,
+                         start_new_session=True)
+    client_cpu = children_cpu_seconds() - cpu0
+    line = next((l for l in out.stdout.splitlines() if l.startswith("WRKJSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout}\n{out.stderr}")
+    d = json.loads(line[len("WRKJSON "):])
+    secs = d["duration_us"] / 1e6
+    errors = d["connect"] + d["read"] + d["write"] + d["status"] + d["timeout"]
+    return LoadResult(d["requests"], secs, d["requests"] / secs, d["p50_us"] / 1000,
+                      d["p99_us"] / 1000, errors, client_cpu, d)
+
+
+_wrk_script: str | None = None
+
+
+@dataclass
+class Sample:
+    """One measured load run against one contender."""
+
+    name: str
+    round: int
+    rps: float
+    p99_ms: float
+    cpu_s: float  # proxy CPU seconds during the run
+    requests: int
+    errors: int
+    extra: dict = field(default_factory=dict)  # deltas of measure()'s counters
+    foreign_cpu_s: float = 0.0  # CPU used during the run by processes outside the benchmark
+
+    @property
+    def cpu_per_million(self) -> float:
+        return self.cpu_s / self.requests * 1e6 if self.requests else float("nan")
+
+
+def measure(svc: Service, load: Callable[[], LoadResult], round_no: int = 0,
+            counters: Callable[[], dict[str, float]] | None = None,
+            helpers: Sequence[Service] = ()) -> Sample:
+    """Runs load() with the service's CPU (all its processes) sampled just before and after.
+
+    counters: optional extra gauges read before and after (outside the CPU window); their
+    differences land in Sample.extra (e.g. the backend's accepted connections).
+    helpers: the other services taking part (the backend); with the proxy and the load client
+    they are subtracted from the machine's busy time to give Sample.foreign_cpu_s, the noise.
+    """
+    c0 = counters() if counters else {}
+    pids = svc.pids()
+    helper_pids = [p for h in helpers for p in h.pids()]
+    busy0, help0 = machine_busy_seconds(), cpu_seconds(helper_pids)
+    before = cpu_seconds(pids)
+    r = load()
+    after = cpu_seconds(pids)
+    busy1, help1 = machine_busy_seconds(), cpu_seconds(helper_pids)
+    if not svc.alive():
+        raise RuntimeError(f"{svc.name} died during the run:\n{svc.log_tail()}")
+    c1 = counters() if counters else {}
+    extra = {k: c1[k] - c0[k] for k in c0 if k in c1}
+    foreign = (busy1 - busy0) - (after - before) - (help1 - help0) - r.client_cpu_s
+    return Sample(svc.name, round_no, r.rps, r.p99_ms, after - before, r.requests, r.errors,
+                  extra, max(foreign, 0.0))
+
+
+def alternate(contenders: Sequence[str], rounds: int, run_one: Callable[[str, int], Sample],
+              rotate: bool = True) -> dict[str, list[Sample]]:
+    """Runs every contender once per round; each round starts one further along the list so no
+    contender always follows the same one. Returns the samples per contender."""
+    out: dict[str, list[Sample]] = {c: [] for c in contenders}
+    n = len(contenders)
+    for r in range(rounds):
+        order = [contenders[(i + r) % n] for i in range(n)] if rotate else list(contenders)
+        for c in order:
+            s = run_one(c, r)
+            out[c].append(s)
+            extra = "".join(f"  {k} {v:g}" for k, v in s.extra.items())
+            log(f"round {r + 1}/{rounds} {c:<10} {s.rps:>8.0f} req/s  p99 {s.p99_ms:6.2f} ms  "
+                f"cpu {s.cpu_per_million:6.2f} s/1M  errors {s.errors}  "
+                f"foreign_cpu {s.foreign_cpu_s:.2f} s{extra}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# reporting
+
+
+def median(xs: Iterable[float]) -> float:
+    xs = list(xs)
+    return statistics.median(xs) if xs else float("nan")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub markdown table; the first column left-aligned, the others right-aligned."""
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def machine_summary() -> str:
+    """CPU model, core count and kernel, for the results file."""
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, Linux {os.uname().release}"
+
+
+def tool_version(argv: Sequence[str]) -> str:
+    """First line of a tool's version output (stdout or stderr)."""
+    try:
+        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "?"
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0] if text else "?"

@@ -1,0 +1,245 @@
+#!/usr/bin/python3
+"""HTTP/1.1 reverse-proxy benchmark: nginx vs HAProxy vs Portico in front of one fast backend.
+
+    /usr/bin/python3 bench/http_proxy.py                      # builds Release into build-bench/
+    PORTICO_BIN=build/portico /usr/bin/python3 bench/http_proxy.py --rounds 7
+    /usr/bin/python3 bench/http_proxy.py --proxies nginx,haproxy   # without Portico
+
+One backend (nginx, `return 200` of a short body, keep-alive on) serves all three proxies. For
+each worker count, the three proxies run side by side on their own ports with the same worker
+count, keep-alive to the upstream (32 idle connections) and logging off; after a warm-up run each,
+`wrk --latency` hits them in alternation for --rounds rounds (the order rotates every round).
+Per run the proxy's CPU (utime+stime of all its processes, /proc/PID/stat) is sampled before and
+after and divided by the requests wrk completed. The medians go to stdout as a markdown table
+ready for bench/RESULTS.md; progress goes to stderr. Every process started is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+BODY = "hello from the bench backend\n"  # 29 bytes
+
+
+STATUS_PATH = "/__bench_status"  # the backend's stub_status: counts upstream connections opened
+
+
+def start_backend(workers: int) -> bl.Service:
+    port = bl.free_port()
+    http = f"""
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{ default_type text/plain; return 200 "{BODY.strip()}\\n"; }}
+        location = {STATUS_PATH} {{ stub_status; }}
+    }}"""
+    return bl.start_nginx("backend", workers, http, ready_port=port)
+
+
+def start_nginx_proxy(workers: int, backend_port: int, keepalive: int) -> bl.Service:
+    # reuseport: one listening socket per worker, as Portico does with SO_REUSEPORT, so the
+    # kernel spreads wrk's long-lived connections over the workers.
+    port = bl.free_port()
+    http = f"""
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    upstream backend {{
+        server 127.0.0.1:{backend_port};
+        keepalive {keepalive};
+        keepalive_requests 10000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+    return bl.start_nginx("nginx", workers, http, ready_port=port)
+
+
+def start_haproxy_proxy(workers: int, backend_port: int, keepalive: int) -> bl.Service:
+    port = bl.free_port()
+    sections = f"""
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+
+backend be
+    # pool-max-conn counts idle connections per server over all threads; nginx and Portico
+    # count theirs per worker.
+    server app 127.0.0.1:{backend_port} pool-max-conn {keepalive * workers}
+"""
+    return bl.start_haproxy("haproxy", workers, sections, ready_port=port)
+
+
+def start_portico_proxy(workers: int, backend_port: int, keepalive: int, binary: Path) -> bl.Service:
+    port = bl.free_port()
+    yaml_text = f"""
+workers: {workers}
+log:
+  level: warn
+  access: off
+listeners:
+  - address: 127.0.0.1:{port}
+upstreams:
+  backend:
+    servers: [127.0.0.1:{backend_port}]
+    keepalive: {keepalive}
+routes:
+  - path: /
+    upstream: backend
+"""
+    return bl.start_portico("portico", binary, yaml_text, ready_port=port)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--proxies", default="nginx,haproxy,portico",
+                    help="comma-separated subset of nginx,haproxy,portico (default: all)")
+    ap.add_argument("--workers", default="1,2", help="worker counts to run (default: 1,2)")
+    ap.add_argument("--rounds", type=int, default=5, help="measured rounds (default: 5)")
+    ap.add_argument("--duration", type=int, default=5.0, help="seconds per wrk run (default: 5)")
+    ap.add_argument("--warmup", type=int, default=2.0, help="seconds of warm-up per proxy (default: 2)")
+    ap.add_argument("--connections", type=int, default=32, help="wrk -c (default: 32)")
+    ap.add_argument("--keepalive", type=int, default=32,
+                    help="idle upstream connections kept per worker (default: 32). Below the "
+                         "number of client connections a worker holds, proxies open and close "
+                         "upstream connections under load (see the 'upstream conns' column)")
+    ap.add_argument("--threads", type=int, default=1, help="wrk -t (default: 1)")
+    ap.add_argument("--backend-workers", type=int, default=1, help="backend nginx workers (default: 1)")
+    ap.add_argument("--portico-bin", default=os.environ.get("PORTICO_BIN"),
+                    help="Portico binary (default: $PORTICO_BIN, else build Release into --build-dir)")
+    ap.add_argument("--build-dir", default=str(bl.REPO_ROOT / "build-bench"))
+    ap.add_argument("--max-foreign", type=float, default=0.10,
+                    help="before each run wait (up to 5 min) until processes outside the benchmark "
+                         "use at most this share of a core (default: 0.10; negative: never wait)")
+    ap.add_argument("--json", help="also write every sample to this JSON file")
+    args = ap.parse_args()
+
+    proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    unknown = set(proxies) - {"nginx", "haproxy", "portico"}
+    if unknown or not proxies:
+        ap.error(f"unknown proxies: {', '.join(sorted(unknown))}")
+    worker_counts = [int(w) for w in args.workers.split(",")]
+
+    portico_bin = None
+    if "portico" in proxies:
+        if args.portico_bin:
+            portico_bin = Path(args.portico_bin).resolve()
+        else:
+            bl.log(f"building Portico (Release) in {args.build_dir}")
+            portico_bin = bl.build_portico(Path(args.build_dir))
+        if not os.access(portico_bin, os.X_OK):
+            ap.error(f"no Portico binary at {portico_bin}")
+
+    bl.raise_nofile_limit()
+    backend = start_backend(args.backend_workers)
+    bl.log(f"backend nginx ({args.backend_workers} worker) on port {backend.port}")
+
+    starters = {
+        "nginx": lambda w: start_nginx_proxy(w, backend.port, args.keepalive),
+        "haproxy": lambda w: start_haproxy_proxy(w, backend.port, args.keepalive),
+        "portico": lambda w: start_portico_proxy(w, backend.port, args.keepalive, portico_bin),
+    }
+
+    def load(port: int, duration: float):
+        return lambda: bl.run_wrk(f"http://127.0.0.1:{port}/", threads=args.threads,
+                                  connections=args.connections, duration=duration)
+
+    def backend_counters() -> dict[str, float]:
+        c = bl.nginx_stub_status(backend.port, STATUS_PATH)
+        # each status GET is itself one accepted connection: the difference over a run counts
+        # the later GET once, hence the -1 when reporting.
+        return {"upstream_conns": c["accepts"] - 1, "upstream_reqs": c["requests"] - 1}
+
+    results: dict[int, dict[str, list[bl.Sample]]] = {}
+    for workers in worker_counts:
+        services = {p: starters[p](workers) for p in proxies}
+        for p, svc in services.items():
+            bl.log(f"{p} ({workers} worker{'s' if workers > 1 else ''}) on port {svc.port}, "
+                   f"pids {svc.pids()}")
+            status, raw = bl.http_get(svc.port)
+            if status != 200 or not raw.endswith(BODY.encode()):
+                raise RuntimeError(f"{p}: unexpected answer {raw[:200]!r}")
+            warm = bl.measure(svc, load(svc.port, args.warmup))
+            bl.log(f"warm-up {p}: {warm.rps:.0f} req/s")
+        def run_one(p: str, r: int) -> bl.Sample:
+            if args.max_foreign >= 0:
+                bl.wait_quiet(args.max_foreign, own=[backend, *services.values()])
+            return bl.measure(services[p], load(services[p].port, args.duration), r,
+                              backend_counters, helpers=[backend])
+
+        results[workers] = bl.alternate(proxies, args.rounds, run_one)
+        for svc in services.values():
+            svc.stop()
+    backend.stop()
+
+    # ---- report
+    header = ["Proxy", "Workers", "req/s", "p99 (ms)", "CPU s / 1M req",
+              "req/s vs nginx", "p99 vs nginx", "CPU vs nginx", "upstream conns opened"]
+    rows = []
+    errors = 0
+    all_samples = [s for per in results.values() for ss in per.values() for s in ss]
+    foreign = [s.foreign_cpu_s / args.duration for s in all_samples]
+    for workers, per in results.items():
+        med = {p: (bl.median(s.rps for s in ss), bl.median(s.p99_ms for s in ss),
+                   bl.median(s.cpu_per_million for s in ss)) for p, ss in per.items()}
+        base = med.get("nginx")
+        for p in proxies:
+            rps, p99, cpu = med[p]
+            errors += sum(s.errors for s in per[p])
+            ratio = (lambda a, b: f"{a / b:.2f}x") if base else (lambda a, b: "-")
+            conns = bl.median(s.extra.get("upstream_conns", 0) for s in per[p])
+            rows.append([p, workers, f"{rps:,.0f}", f"{p99:.2f}", f"{cpu:.2f}",
+                         ratio(rps, base[0]) if base else "-",
+                         ratio(p99, base[1]) if base else "-",
+                         ratio(cpu, base[2]) if base else "-", f"{conns:.0f}"])
+
+    cmd = " ".join(shlex.quote(a) for a in ["/usr/bin/python3", "bench/http_proxy.py", *sys.argv[1:]])
+    if args.portico_bin and "PORTICO_BIN" in os.environ and "--portico-bin" not in sys.argv:
+        cmd = f"PORTICO_BIN={shlex.quote(os.environ['PORTICO_BIN'])} {cmd}"
+    print(bl.markdown_table(header, rows))
+    print()
+    print(f"Medians of {args.rounds} alternating rounds of `wrk -t{args.threads} -c{args.connections} "
+          f"-d{args.duration:g}s --latency` per row after a {args.warmup:g} s warm-up; one backend "
+          f"(nginx, {args.backend_workers} worker, `return 200`, {len(BODY)}-byte body); CPU = "
+          f"utime+stime of all the proxy's processes per million requests; upstream conns "
+          f"opened = connections the backend accepted during a run (median; 0 = pure reuse, "
+          f"keepalive {args.keepalive} per worker).")
+    print(f"CPU used by processes outside the benchmark during a run: median "
+          f"{bl.median(foreign):.0%}, max {max(foreign):.0%} of a core.")
+    print(f"Errors (socket errors + non-2xx) over all runs: {errors}.")
+    print(f"Machine: {bl.machine_summary()}. {bl.tool_version(['nginx', '-v'])}; "
+          f"{bl.tool_version(['haproxy', '-v'])}; {bl.tool_version(['wrk', '-v'])}.")
+    print()
+    print(f"Command: `{cmd}`")
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {str(w): {p: [s.__dict__ for s in ss] for p, ss in per.items()} for w, per in results.items()},
+            indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

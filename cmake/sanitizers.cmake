@@ -1,0 +1,6 @@
+# PORTICO_SANITIZE=ON builds everything (llhttp included) with ASan and UBSan; the test suite runs
+# under it in CI (build-asan/).
+if(PORTICO_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()

@@ -1,0 +1,13 @@
+# Warnings for our own targets; -Werror when PORTICO_WERROR is on (CI turns it on).
+function(portico_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
+    -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough)
+  # GCC 12 reports false positives inside libstdc++ and yaml-cpp headers at -O2
+  # (GCC bugs 105329, 106199): they are not in our code and cannot be fixed there.
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+    target_compile_options(${target} PRIVATE -Wno-dangling-pointer -Wno-restrict)
+  endif()
+  if(PORTICO_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()

@@ -1,0 +1,160 @@
+#pragma once
+// Plain configuration structs decoded from portico.yaml. No libevent, no OpenSSL, no yaml-cpp here:
+// the data plane reads these, the loader (config/loader.h) fills them.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace portico::config {
+
+using Duration = std::chrono::milliseconds;
+
+// Where a value came from in the YAML file, for error messages and diagnostics.
+struct SourceMark {
+    int line = 0;    // 1-based; 0 = unknown
+    int column = 0;  // 1-based
+};
+
+enum class LogLevel { Error, Warn, Info, Debug };
+enum class AccessFormat { Json, Combined };
+
+struct LogSettings {
+    LogLevel level = LogLevel::Info;             // error log on stderr at this level and above
+    std::string access = "stdout";                // "stdout" | "off" | a file path (absolute after load)
+    AccessFormat access_format = AccessFormat::Json;
+};
+
+struct Limits {
+    std::size_t max_connections = 10000;          // per process; beyond it accepting pauses
+    std::size_t max_header_bytes = 16 * 1024;     // request head; 431 beyond
+    std::size_t max_body_bytes = 10 * 1024 * 1024;  // request body; 413 beyond; 0 = unlimited
+    Duration client_header_timeout = std::chrono::seconds(10);  // 408 when the head is late
+    Duration keepalive_timeout = std::chrono::seconds(75);      // idle client connection;
+                                                                // 0 = no keep-alive
+};
+
+// host:port as written; host "" means every address ("*:port"), "[::1]" is stored as "::1".
+struct HostPort {
+    std::string host;
+    std::uint16_t port = 0;
+    std::string toString() const;  // "127.0.0.1:80", "[::1]:80", "*:80"
+    bool operator==(const HostPort&) const = default;
+};
+
+enum class TlsVersion { Tls12, Tls13 };
+
+// One certificate chain and its private key (PEM files); absolute paths after load.
+struct CertificateFiles {
+    std::string cert;  // certificate chain, leaf first; server names come from its SANs
+    std::string key;   // private key matching `cert`; passphrase-protected keys are not supported
+    SourceMark mark;
+};
+
+// A listener's `tls:` block: HTTPS and wss:// are terminated on this listener.
+struct ListenerTls {
+    std::vector<CertificateFiles> certificates;  // never empty after load; [0] is the default,
+                                                 // the others are chosen by SNI
+    TlsVersion min_version = TlsVersion::Tls12;  // oldest protocol version accepted
+    std::string ciphers;                         // TLS 1.2 cipher list; "" = OpenSSL's default
+    std::vector<std::string> alpn = {"http/1.1"};  // protocols offered, in preference order
+    bool session_tickets = true;                 // resumption with tickets (shared, rotated keys)
+    std::string client_ca;  // "" = no client certificates; else PEM CA file (absolute after
+                            // load): require and verify client certificates (mTLS)
+};
+
+struct Listener {
+    HostPort address;
+    std::optional<std::uint16_t> redirect_https;  // answer every request 308 to https://host:PORT
+    std::optional<ListenerTls> tls;               // set: this listener speaks TLS
+    SourceMark mark;
+};
+
+enum class Balance { RoundRobin, LeastConn, IpHash };
+
+// An upstream's `tls:` block: Portico connects to its servers over TLS.
+struct UpstreamTls {
+    bool verify = true;  // verify the chain and host name; false is allowed, with a warning
+    std::string ca;      // PEM CA bundle (absolute after load); "" = the system's default store
+    std::string sni;     // server name sent and verified; "" = the server's host when it is a name
+};
+
+struct Upstream {
+    std::string name;
+    std::vector<HostPort> servers;
+    Balance balance = Balance::RoundRobin;
+    std::size_t keepalive = 32;                              // idle pooled connections per worker
+    Duration connect_timeout = std::chrono::seconds(2);      // 504 when connecting takes longer
+    Duration read_timeout = std::chrono::seconds(60);        // 504 when the response head is late
+    std::optional<UpstreamTls> tls;                          // set: connect to servers over TLS
+    SourceMark mark;
+};
+
+enum class WebSocketMode { Tunnel, Frames };
+
+struct WebSocketSettings {
+    WebSocketMode mode = WebSocketMode::Tunnel;    // tunnel: opaque bytes; frames: parse and check
+    std::size_t max_message_bytes = 1024 * 1024;   // frames mode and built-ins: close 1009 beyond
+    Duration idle_timeout = std::chrono::minutes(10);  // no traffic either way: close; 0 = never
+    Duration ping_interval = std::chrono::seconds(30); // frames mode/built-ins: ping the client;
+                                                       // 0 = no pings
+    std::vector<std::string> origins;              // empty: any Origin; else 403 on mismatch
+    std::vector<std::string> subprotocols;         // empty: pass through; else allowed list
+};
+
+struct PubSubSettings {
+    bool client_publish = false;                   // a subscriber's message goes to its channel
+    std::string publish_token;                     // HTTP POST needs "Authorization: Bearer TOKEN"
+    std::size_t history = 100;                     // last N messages kept per channel
+    std::size_t queue_bytes = 1024 * 1024;         // per-subscriber bound; beyond it close 1008
+};
+
+enum class HandlerKind { None, Health, Static, Echo, PubSub, Metrics, Status };
+
+struct Route {
+    std::string host;             // "" = any host; "example.com" exact; "*.example.com" wildcard
+                                  // (lower case after load)
+    std::string path = "/";       // prefix, without the leading "=" of an exact match
+    bool exact_path = false;      // path was written "=/exact"
+    std::string upstream;         // name in Config::upstreams, or "" for a handler route
+    HandlerKind handler = HandlerKind::None;
+    bool strip_prefix = false;    // remove `path` from the request target before proxying
+    std::vector<std::pair<std::string, std::string>> set_headers;  // set on the upstream request
+    std::string root;             // handler: static; absolute after load
+    WebSocketSettings websocket;  // upstream routes and built-in WebSocket handlers
+    bool websocket_configured = false;  // a `websocket:` block was present
+    PubSubSettings pubsub;        // handler: pubsub
+    SourceMark mark;
+};
+
+struct Config {
+    std::string file;                                   // path the configuration was read from
+    unsigned workers = 0;                               // 0 = auto (number of CPUs)
+    Duration shutdown_timeout = std::chrono::seconds(10);   // SIGTERM: in-flight work gets this long
+    std::optional<Duration> reload_drain_timeout;       // unset = off: a reload never closes old
+                                                        // upgraded connections; set: they get
+                                                        // close 1001 this long after the reload
+    LogSettings log;
+    Limits limits;
+    std::vector<Listener> listeners;
+    std::map<std::string, Upstream> upstreams;          // by name
+    std::vector<Route> routes;                          // first match wins
+
+    // The upstream named `name`, or nullptr. The pointer lives as long as this Config.
+    const Upstream* findUpstream(const std::string& name) const;
+};
+
+// Names as written in portico.yaml, for logs and the status endpoint.
+const char* toString(LogLevel level);
+const char* toString(Balance balance);
+const char* toString(WebSocketMode mode);
+const char* toString(HandlerKind handler);  // None is "none"
+const char* toString(TlsVersion version);   // "1.2" | "1.3"
+
+}  // namespace portico::config

@@ -1,0 +1,30 @@
+#pragma once
+// Built-in HTTP handlers that answer from inside Portico: health and static files.
+
+#include <cstdint>
+
+#include "portico/config/config.h"
+#include "portico/http/head.h"
+
+struct evbuffer;
+
+namespace portico::handlers {
+
+struct Reply {
+    int status = 200;
+    std::uint64_t bytes = 0;  // bytes appended to the output
+};
+
+// `handler: health`: 200 "ok".
+Reply serveHealth(evbuffer* out, const http::RequestHead& request, bool keep_alive);
+
+// `handler: static`: a file under route.root (index.html for a directory), with the route's
+// prefix removed from the path. GET and HEAD only (405 otherwise); percent-decoding is applied
+// and any ".." segment or NUL is refused (404), so nothing outside root is ever served.
+// The file is sent with evbuffer_add_file (sendfile), never read into memory.
+Reply serveStatic(evbuffer* out, const config::Route& route, const http::RequestHead& request, bool keep_alive);
+
+// Media type for a file name, by extension ("application/octet-stream" when unknown).
+const char* mediaTypeFor(std::string_view path);
+
+}  // namespace portico::handlers

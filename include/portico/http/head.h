@@ -1,0 +1,53 @@
+#pragma once
+// HTTP/1.1 message heads as plain data, and the case-insensitive header helpers everyone uses.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace portico::http {
+
+struct Header {
+    std::string name;
+    std::string value;
+};
+using HeaderList = std::vector<Header>;
+
+// ASCII case-insensitive comparison (RFC 9110 5.1: field names are case-insensitive).
+bool equalsIgnoreCase(std::string_view a, std::string_view b);
+// First header with this name, or nullptr.
+const Header* findHeader(const HeaderList& headers, std::string_view name);
+// True when any header `name` holds `token` in its comma-separated list (case-insensitive),
+// e.g. headerHasToken(h, "Connection", "upgrade") for "Connection: keep-alive, Upgrade".
+bool headerHasToken(const HeaderList& headers, std::string_view name, std::string_view token);
+// Calls `fn(token)` for each comma-separated, whitespace-trimmed, non-empty token of `value`.
+template <typename Fn>
+void forEachToken(std::string_view value, Fn&& fn) {
+    while (!value.empty()) {
+        auto comma = value.find(',');
+        std::string_view token = value.substr(0, comma);
+        while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+        while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+        if (!token.empty()) fn(token);
+        if (comma == std::string_view::npos) break;
+        value.remove_prefix(comma + 1);
+    }
+}
+
+struct RequestHead {
+    std::string method;             // "GET"
+    std::string target;             // request-target as received, e.g. "/a/b?x=1"
+    int version_minor = 1;          // HTTP/1.<minor>
+    HeaderList headers;
+    std::string_view path() const;  // target without the query
+    std::string_view query() const; // after '?', without it; "" when absent
+};
+
+struct ResponseHead {
+    int status = 200;
+    std::string reason;
+    int version_minor = 1;
+    HeaderList headers;
+};
+
+}  // namespace portico::http

@@ -1,0 +1,61 @@
+#pragma once
+// Writes the heads Portico sends: the request head to an upstream (hop-by-hop headers removed,
+// X-Forwarded-* added, the body re-framed) and the response head to a client.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "portico/http/head.h"
+
+namespace portico::http {
+
+// How a body is delimited on the wire we write.
+enum class BodyFraming {
+    None,           // no body at all
+    ContentLength,  // Content-Length: N
+    Chunked,        // Transfer-Encoding: chunked (re-framed by us)
+    UntilClose,     // response delimited by closing the connection (HTTP/1.0 clients)
+};
+
+// RFC 9110 7.6.1: Connection, the fields it names, and the classic hop-by-hop fields.
+// `connection_tokens` are the names listed in the message's Connection header(s).
+bool isHopByHop(std::string_view name, const std::vector<std::string_view>& connection_tokens);
+// Names listed by every Connection header in `headers`.
+std::vector<std::string_view> connectionTokens(const HeaderList& headers);
+
+struct UpstreamRequestInfo {
+    std::string_view target;        // request-target to send (after strip_prefix)
+    std::string_view client_ip;     // for X-Forwarded-For / X-Real-IP
+    std::string_view scheme = "http";  // X-Forwarded-Proto
+    const std::vector<std::pair<std::string, std::string>>* set_headers = nullptr;
+    BodyFraming framing = BodyFraming::None;
+    std::uint64_t content_length = 0;  // with ContentLength
+    bool upgrade = false;           // keep Upgrade/Connection: upgrade (WebSocket handshake)
+};
+
+// Appends "METHOD target HTTP/1.1\r\n...\r\n\r\n" to `out`.
+void appendUpstreamRequestHead(std::string& out, const RequestHead& request, const UpstreamRequestInfo& info);
+
+struct ClientResponseInfo {
+    BodyFraming framing = BodyFraming::None;
+    std::uint64_t content_length = 0;  // with ContentLength (also sent for HEAD/304 as received)
+    bool keep_alive = true;            // false: "Connection: close"
+    int client_version_minor = 1;      // HTTP/1.0 clients get an explicit keep-alive
+    bool upgrade = false;              // a 101: keep Upgrade and Connection: upgrade
+};
+
+// Appends the status line and headers for the client to `out`.
+void appendClientResponseHead(std::string& out, const ResponseHead& response, const ClientResponseInfo& info);
+
+// Appends a response Portico makes itself (errors, health, static, pubsub JSON).
+void appendSimpleResponseHead(std::string& out, int status, std::string_view content_type,
+                              std::uint64_t content_length, bool keep_alive,
+                              const HeaderList& extra = {});
+
+// Standard reason phrase for a status code ("Not Found"); "Unknown" for codes we never send.
+std::string_view reasonPhrase(int status);
+
+}  // namespace portico::http

@@ -1,0 +1,113 @@
+#pragma once
+// An HTTP/1.1 message parser over llhttp (strict: no lenient flags), for requests from clients
+// and responses from upstreams. It fills a RequestHead/ResponseHead, passes body bytes through
+// to its handler without buffering them, and pauses after each message so that pipelined
+// requests wait their turn.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "portico/http/head.h"
+
+struct evbuffer;
+struct llhttp__internal_s;
+
+namespace portico::http {
+
+enum class ParseStatus {
+    NeedMore,         // everything available was consumed; call parse() again when more arrives
+    MessageComplete,  // one whole message was parsed; call resume() before parsing the next
+    Upgrade,          // a complete message asked to switch protocols; the rest is not HTTP
+    Error,            // see error(); the connection must be closed after answering
+};
+
+enum class ParseError {
+    None,
+    Malformed,                     // 400 (or 502 for a response)
+    HeadTooLarge,                  // 431
+    UnsupportedTransferEncoding,   // 501
+    Aborted,                       // the handler refused the message (it answers itself)
+};
+
+// What the handler wants after a head: parse the body, or expect none (a response to HEAD).
+enum class HeadAction { Continue, SkipBody, Abort };
+
+class MessageParser {
+public:
+    enum class Kind { Request, Response };
+
+    class Handler {
+    public:
+        virtual HeadAction onHead() = 0;
+        // Body bytes (de-chunked). Return false to abort parsing (e.g. 413).
+        virtual bool onBody(const char* data, std::size_t length) = 0;
+        virtual void onMessageComplete() = 0;
+
+    protected:
+        ~Handler() = default;
+    };
+
+    MessageParser(Kind kind, Handler* handler, std::size_t max_head_bytes);
+    ~MessageParser();
+    MessageParser(const MessageParser&) = delete;
+    MessageParser& operator=(const MessageParser&) = delete;
+
+    // Parses what `input` holds and drains the bytes it consumed.
+    ParseStatus parse(evbuffer* input);
+    // The peer closed the connection: completes a message delimited by close (MessageComplete),
+    // or reports Error when the message was cut short; NeedMore when between messages.
+    ParseStatus finish();
+    // After MessageComplete: allow the next message.
+    void resume();
+    // Starts over for a new message on a fresh (or reused) connection.
+    void reset();
+
+    ParseError error() const { return error_; }
+    const char* errorReason() const;
+    // Bytes of the current head seen so far (for 431).
+    std::size_t headBytes() const { return head_bytes_; }
+    bool inMessage() const { return in_message_; }
+    bool headComplete() const { return head_complete_; }
+
+    // Valid from onHead() on, for the current message.
+    const RequestHead& request() const { return request_; }
+    const ResponseHead& response() const { return response_; }
+    RequestHead& request() { return request_; }
+    bool keepAlive() const;        // llhttp_should_keep_alive for the current message
+    bool chunked() const;          // Transfer-Encoding: chunked
+    bool hasContentLength() const;
+    std::uint64_t contentLength() const;  // as declared in the head
+    bool isUpgradeRequested() const;      // Connection: upgrade + Upgrade present (or 101)
+
+    // llhttp callbacks (public only for the C trampolines in message_parser.cpp).
+    int onMessageBegin();
+    int onUrl(const char* at, std::size_t length);
+    int onStatus(const char* at, std::size_t length);
+    int onHeaderField(const char* at, std::size_t length);
+    int onHeaderValue(const char* at, std::size_t length);
+    int onHeaderValueComplete();
+    int onHeadersComplete();
+    int onBodyData(const char* at, std::size_t length);
+    int onMessageCompleteCb();
+
+private:
+    bool countHead(std::size_t length);
+
+    Kind kind_;
+    Handler* handler_;
+    std::size_t max_head_bytes_;
+    std::unique_ptr<llhttp__internal_s> parser_;
+    RequestHead request_;
+    ResponseHead response_;
+    HeaderList* headers_;  // request_.headers or response_.headers
+    std::size_t head_bytes_ = 0;
+    std::uint64_t declared_length_ = 0;  // Content-Length, saved before llhttp counts it down
+    ParseError error_ = ParseError::None;
+    bool in_message_ = false;
+    bool head_complete_ = false;
+    bool in_value_ = false;  // the last callback was a value: a field starts a new header
+    bool paused_ = false;
+};
+
+}  // namespace portico::http

@@ -1,0 +1,114 @@
+#pragma once
+// A client connection from accept to close. The whole life is in client_connection.cpp:
+//
+//   ReadingHead -> (route) -> Proxying   (an HttpExchange with an upstream)
+//                          -> Responding (a built-in handler answered; any body is discarded)
+//   -> back to ReadingHead for the next request on a keep-alive connection, or
+//   -> Closing (flush, half-close, linger) -> Closed.
+//   An accepted WebSocket upgrade moves to Tunnel, Frames or WsSession (ws/).
+//
+// finish() is the one exit: it logs, releases the handles and defers deletion to the loop.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <sys/socket.h>
+
+#include "portico/core/handles.h"
+#include "portico/http/message_parser.h"
+#include "portico/net/stream.h"
+#include "portico/proxy/exchange_owner.h"
+
+namespace portico::config {
+struct Route;
+}
+namespace portico::proxy {
+class HttpExchange;
+}
+
+namespace portico::net {
+
+class Worker;
+class WorkerSnapshot;
+
+class ClientConnection final : private StreamHandler,
+                               private http::MessageParser::Handler,
+                               private proxy::ExchangeOwner {
+public:
+    enum class State { ReadingHead, Proxying, Responding, Upgraded, Closing, Closed };
+    static const char* toString(State state);
+
+    ClientConnection(Worker& worker, core::UniqueFd fd, const sockaddr* peer, std::shared_ptr<WorkerSnapshot> snapshot);
+    ~ClientConnection();
+    ClientConnection(const ClientConnection&) = delete;
+    ClientConnection& operator=(const ClientConnection&) = delete;
+
+    void start();
+    // Graceful stop: close now when idle, else after the response in flight.
+    void drain();
+    // The one exit. Idempotent.
+    void finish(const char* reason);
+    State state() const { return state_; }
+
+private:
+    // The client socket.
+    void onReadable(Stream& stream) override;
+    void onEof(Stream& stream) override;
+    void onError(Stream& stream, int error) override;
+    void onDrained(Stream& stream) override;
+
+    // The request parser.
+    http::HeadAction onHead() override;
+    bool onBody(const char* data, std::size_t length) override;
+    void onMessageComplete() override;
+
+    // The HTTP exchange with an upstream.
+    Stream& clientStream() override { return *client_; }
+    bool clientKeepAlive() const override;
+    void onResponseStatus(int status) override { status_ = status; }
+    void onBytesToClient(std::size_t bytes) override { bytes_out_ += bytes; }
+    void onExchangeComplete(bool keep_alive) override;
+    void onExchangeFailed(int status, const char* reason) override;
+    void onUpstreamDrained() override;
+
+    void processInput();
+    void beginRequest();
+    void respondInternal(const config::Route& route);
+    void respondError(int status, const char* reason);
+    void responseDone(bool keep_alive);
+    void closeAfterFlush();
+    void retireExchange();
+    void logAccess();
+    void armTimer(std::chrono::milliseconds timeout);
+    static void onTimer(int, short, void* arg);
+    static void onResume(int, short, void* arg);
+
+    Worker& worker_;
+    std::shared_ptr<WorkerSnapshot> snapshot_;
+    std::unique_ptr<Stream> client_;
+    http::MessageParser parser_;
+    std::unique_ptr<proxy::HttpExchange> exchange_;
+    core::EventPtr timer_;
+    core::EventPtr resume_event_;  // created on first use: continue with pipelined input
+    std::string client_ip_;
+    std::string upstream_name_ = "-";  // of the last exchange, for the access log
+    std::uint32_t client_hash_ = 0;
+    State state_ = State::ReadingHead;
+
+    // The request in flight.
+    std::chrono::steady_clock::time_point request_start_{};
+    std::uint64_t bytes_in_ = 0;
+    std::uint64_t bytes_out_ = 0;
+    std::uint64_t body_bytes_ = 0;
+    int status_ = 0;
+    unsigned requests_ = 0;         // completed on this connection
+    bool request_complete_ = false;
+    bool response_done_ = false;    // a built-in response is written
+    bool response_keep_alive_ = true;
+    bool client_eof_ = false;
+    bool draining_ = false;
+    bool logged_ = false;
+};
+
+}  // namespace portico::net

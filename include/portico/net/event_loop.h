@@ -1,0 +1,48 @@
+#pragma once
+// One event_base and the services every object on it needs: deferred deletion (never delete an
+// object inside its own callback) and shared timer queues for the configured timeouts.
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "portico/core/handles.h"
+
+struct timeval;
+
+namespace portico::net {
+
+class EventLoop {
+public:
+    EventLoop();
+    ~EventLoop();
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+
+    event_base* base() const { return base_.get(); }
+
+    // Keeps `object` alive until the current callback has returned, then destroys it.
+    void deferDelete(std::shared_ptr<void> object);
+
+    // A timeval for event_add() that uses libevent's O(1) common-timeout queue for this
+    // duration (all connections share a handful of configured timeouts).
+    const timeval* timeout(std::chrono::milliseconds duration);
+
+    // Runs until stop() or nothing is left.
+    void run();
+    void stop();
+
+private:
+    static void onReap(int, short, void* arg);
+
+    core::EventBasePtr base_;
+    core::EventPtr reap_event_;
+    std::vector<std::shared_ptr<void>> retired_;
+    std::map<long long, const timeval*> timeouts_;
+};
+
+// Arms `ev` (a timer or an event with a timeout) for `duration` on `loop`'s shared queue.
+void addTimer(EventLoop& loop, event* ev, std::chrono::milliseconds duration);
+
+}  // namespace portico::net

@@ -1,0 +1,20 @@
+#pragma once
+// Listening sockets. Each worker gets its own socket per listener (SO_REUSEPORT), so the kernel
+// spreads connections over workers without a shared accept lock.
+
+#include <cstdint>
+#include <string>
+
+#include "portico/config/config.h"
+#include "portico/core/handles.h"
+
+namespace portico::net {
+
+// Opens, binds and listens on `address` ("" host = every IPv4 address); `port` overrides the
+// configured port when non-zero (so that workers after the first share a port chosen by the
+// kernel for port 0). Returns an invalid fd and sets `error` on failure; `bound_port` receives
+// the port actually bound.
+core::UniqueFd openListenSocket(const config::HostPort& address, std::uint16_t port, std::uint16_t& bound_port,
+                                std::string& error);
+
+}  // namespace portico::net

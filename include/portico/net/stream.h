@@ -1,0 +1,96 @@
+#pragma once
+// A non-blocking TCP socket with an input and an output evbuffer, driven by one event_base.
+//
+// Why not bufferevent: a bufferevent defers every write to the next loop iteration and asks the
+// kernel how much is readable before each read, which costs several syscalls per proxied
+// request. A Stream writes immediately and only waits for EV_WRITE when the socket is full, and
+// reads into a fixed-size reservation. Backpressure is the owner's job, le-proxy style: stop
+// reading one side while the other side's output is above its high watermark, resume from
+// onDrained().
+
+#include <cstddef>
+#include <memory>
+#include <sys/socket.h>
+
+#include "portico/core/handles.h"
+
+struct event_base;
+struct evbuffer;
+
+namespace portico::net {
+
+class Stream;
+
+// Callbacks a Stream makes. A handler must not destroy the Stream inside a callback: defer it.
+class StreamHandler {
+public:
+    virtual void onReadable(Stream& stream) = 0;           // new bytes were appended to input()
+    virtual void onEof(Stream& stream) = 0;                // the peer closed its side (FIN)
+    virtual void onError(Stream& stream, int error) = 0;   // errno-style; also a failed connect
+    virtual void onDrained(Stream& /*stream*/) {}          // output fell to the low watermark
+    virtual void onConnected(Stream& /*stream*/) {}        // an outgoing connect completed
+
+protected:
+    ~StreamHandler() = default;
+};
+
+class Stream {
+public:
+    // Adopts a connected socket (made non-blocking here). Reading starts at once.
+    Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler);
+    ~Stream();
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+
+    // Starts a non-blocking connect; the handler gets onConnected or onError. Returns nullptr and
+    // sets `error` when the connect fails at once (e.g. ECONNREFUSED on loopback).
+    static std::unique_ptr<Stream> connectTo(event_base* base, const sockaddr* address,
+                                             socklen_t length, StreamHandler* handler, int& error);
+
+    void setHandler(StreamHandler* handler) { handler_ = handler; }
+    evbuffer* input() const { return input_.get(); }
+    evbuffer* output() const { return output_.get(); }
+    int fd() const { return fd_.get(); }
+
+    void pauseReading();
+    void resumeReading();
+    bool isReading() const { return reading_; }
+
+    // Sends as much of output() as the socket takes now; the rest goes when it is writable.
+    // A write error is reported through onError from the event loop, never from inside flush().
+    void flush();
+    std::size_t outputLength() const;
+    bool isConnecting() const { return connecting_; }
+    // onDrained fires when, after a blocked write, output() holds at most this many bytes.
+    void setLowWatermark(std::size_t bytes) { low_watermark_ = bytes; }
+    // Half-closes the socket once output() is flushed (used for close-delimited responses and
+    // after a WebSocket close frame).
+    void shutdownAfterFlush();
+
+    static constexpr std::size_t kReadChunk = 16 * 1024;
+
+private:
+    static void onReadEvent(int fd, short what, void* arg);
+    static void onWriteEvent(int fd, short what, void* arg);
+    void handleRead();
+    void handleWrite();
+    void armWrite();
+    void disarmWrite();
+    void writeNow();
+
+    core::UniqueFd fd_;
+    StreamHandler* handler_;
+    core::EvbufferPtr input_;
+    core::EvbufferPtr output_;
+    core::EventPtr read_event_;
+    core::EventPtr write_event_;
+    std::size_t low_watermark_ = 0;
+    int pending_error_ = 0;     // a write error waiting to be reported from the loop
+    bool reading_ = false;
+    bool write_armed_ = false;
+    bool connecting_ = false;
+    bool shutdown_after_flush_ = false;
+    bool write_shut_ = false;
+};
+
+}  // namespace portico::net

@@ -1,0 +1,34 @@
+#pragma once
+// What an HTTP exchange needs from the client connection that owns it.
+
+#include <cstddef>
+
+namespace portico::net {
+class Stream;
+}
+
+namespace portico::proxy {
+
+class ExchangeOwner {
+public:
+    virtual net::Stream& clientStream() = 0;
+    // The client asked for keep-alive and the gateway is not stopping.
+    virtual bool clientKeepAlive() const = 0;
+    // The response head went to the client (for the access log).
+    virtual void onResponseStatus(int status) = 0;
+    // Bytes written to the client (for the access log).
+    virtual void onBytesToClient(std::size_t bytes) = 0;
+    // The response is complete; `keep_alive` says whether the client connection can be reused.
+    // The exchange does nothing after this call.
+    virtual void onExchangeComplete(bool keep_alive) = 0;
+    // The exchange failed. `status` (502/504) is to be sent when no response byte was sent yet;
+    // otherwise the client connection is closed. The exchange does nothing after this call.
+    virtual void onExchangeFailed(int status, const char* reason) = 0;
+    // The upstream took the request body bytes it had queued: reading the client may resume.
+    virtual void onUpstreamDrained() = 0;
+
+protected:
+    ~ExchangeOwner() = default;
+};
+
+}  // namespace portico::proxy

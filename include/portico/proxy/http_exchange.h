@@ -1,0 +1,108 @@
+#pragma once
+// One request proxied to an upstream and its response relayed back: server choice, pooled or
+// fresh connection, one retry on a failed connect, the request body streamed up and the
+// response streamed down with backpressure both ways.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "portico/config/config.h"
+#include "portico/core/handles.h"
+#include "portico/http/header_rewrite.h"
+#include "portico/http/message_parser.h"
+#include "portico/net/stream.h"
+
+namespace portico::net {
+class EventLoop;
+}
+
+namespace portico::proxy {
+
+class ExchangeOwner;
+class UpstreamGroup;
+
+// Output above this stops reading the other side; below half of it reading resumes.
+inline constexpr std::size_t kHighWatermark = 128 * 1024;
+inline constexpr std::size_t kLowWatermark = kHighWatermark / 2;
+
+class HttpExchange final : private net::StreamHandler, private http::MessageParser::Handler {
+public:
+    struct Request {
+        const http::RequestHead* head = nullptr;    // owned by the client's parser; valid throughout
+        std::string_view client_ip;
+        std::uint32_t client_hash = 0;              // ip_hash
+        http::BodyFraming body_framing = http::BodyFraming::None;
+        std::uint64_t content_length = 0;
+    };
+
+    HttpExchange(ExchangeOwner& owner, net::EventLoop& loop, UpstreamGroup& group,
+                 const config::Route& route, const Request& request);
+    ~HttpExchange();
+    HttpExchange(const HttpExchange&) = delete;
+    HttpExchange& operator=(const HttpExchange&) = delete;
+
+    // Picks a server and sends the head. Failures are reported through the owner.
+    void start();
+    // Request body bytes from the client (already de-chunked); re-framed for the upstream.
+    void sendBody(const char* data, std::size_t length);
+    // The client's request is complete.
+    void endBody();
+    // The upstream's queued request bytes are above the high watermark: stop reading the client.
+    bool upstreamBacklogged() const;
+    // The client's output fell below the low watermark: resume reading the upstream.
+    void onClientDrained();
+    // The client went away: drop the upstream connection (it may be mid-response).
+    void abort();
+
+    const std::string& upstreamName() const;
+
+private:
+    enum class Phase { Connecting, Waiting, Streaming, Done };
+
+    void tryServer(int server, bool allow_pool);
+    void retryOrFail(int status, const char* reason);
+    void fail(int status, const char* reason);
+    void complete();
+    void armTimer();
+    static void onTimer(int, short, void* arg);
+
+    // net::StreamHandler (the upstream connection)
+    void onConnected(net::Stream& stream) override;
+    void onReadable(net::Stream& stream) override;
+    void onEof(net::Stream& stream) override;
+    void onError(net::Stream& stream, int error) override;
+    void onDrained(net::Stream& stream) override;
+    void onConnectionLost(int error);
+
+    // http::MessageParser::Handler (the upstream's response)
+    http::HeadAction onHead() override;
+    bool onBody(const char* data, std::size_t length) override;
+    void onMessageComplete() override;
+
+    void writeToClient(const char* data, std::size_t length);
+
+    ExchangeOwner& owner_;
+    net::EventLoop& loop_;
+    UpstreamGroup& group_;
+    const config::Route& route_;
+    Request request_;
+    std::string head_;                      // the serialized request head, kept for a retry
+    std::unique_ptr<net::Stream> upstream_;
+    http::MessageParser response_parser_;
+    core::EventPtr timer_;
+    Phase phase_ = Phase::Connecting;
+    int server_ = -1;
+    int first_server_ = -1;
+    int attempts_ = 0;
+    bool reused_ = false;                   // upstream_ came from the keep-alive pool
+    bool response_started_ = false;         // a response byte arrived
+    bool head_sent_ = false;                // a response head went to the client
+    bool request_done_ = false;
+    std::uint64_t body_sent_ = 0;           // request body bytes handed to the upstream
+    http::BodyFraming client_framing_ = http::BodyFraming::None;
+    bool response_complete_ = false;
+};
+
+}  // namespace portico::proxy

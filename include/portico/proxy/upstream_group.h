@@ -1,0 +1,63 @@
+#pragma once
+// The per-worker view of one configured upstream: its resolved servers, the balancer state and
+// the pool of idle keep-alive connections. Owned by a worker; no locks.
+
+#include <memory>
+#include <string>
+#include <sys/socket.h>
+#include <vector>
+
+#include "portico/config/config.h"
+#include "portico/net/stream.h"
+#include "portico/proxy/balancer.h"
+
+namespace portico::net {
+class EventLoop;
+}
+
+namespace portico::proxy {
+
+class UpstreamGroup final : private net::StreamHandler {
+public:
+    // Resolves every server address (blocking getaddrinfo: called at start-up and reload only).
+    UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream);
+    ~UpstreamGroup();
+
+    const config::Upstream& config() const { return upstream_; }
+    Balancer& balancer() { return balancer_; }
+    const std::string& serverName(int server) const { return servers_[static_cast<std::size_t>(server)].name; }
+
+    // Starts a connection to `server`; nullptr with `error` set if it failed at once.
+    std::unique_ptr<net::Stream> connect(int server, net::StreamHandler* handler, int& error);
+    // The most recently parked idle connection to `server`, or nullptr.
+    std::unique_ptr<net::Stream> takeIdle(int server);
+    // Parks a connection whose last response ended cleanly; dropped when the pool is full.
+    void putIdle(int server, std::unique_ptr<net::Stream> stream);
+    std::size_t idleCount() const { return idle_.size(); }
+
+private:
+    struct Server {
+        std::string name;          // "127.0.0.1:8000" for logs
+        sockaddr_storage address{};
+        socklen_t length = 0;
+        bool resolved = false;
+    };
+    struct Idle {
+        int server;
+        std::unique_ptr<net::Stream> stream;
+    };
+
+    // An idle connection got bytes, EOF or an error: the server closed it or broke protocol.
+    void onReadable(net::Stream& stream) override { discard(stream); }
+    void onEof(net::Stream& stream) override { discard(stream); }
+    void onError(net::Stream& stream, int) override { discard(stream); }
+    void discard(net::Stream& stream);
+
+    net::EventLoop& loop_;
+    const config::Upstream& upstream_;
+    Balancer balancer_;
+    std::vector<Server> servers_;
+    std::vector<Idle> idle_;  // LIFO: the freshest connection is reused first
+};
+
+}  // namespace portico::proxy

@@ -1,0 +1,127 @@
+#pragma once
+// permessage-deflate (RFC 7692): negotiation of the Sec-WebSocket-Extensions offer, and the
+// per-connection compressor/decompressor on zlib raw DEFLATE.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "portico/ws/byte_buffer.h"
+
+struct z_stream_s;
+
+namespace portico::ws {
+
+inline constexpr std::string_view kPermessageDeflate = "permessage-deflate";
+
+// The agreed parameters of one connection (RFC 7692 7.1). "server_*" govern what the server
+// compresses (and the client inflates), "client_*" the other direction.
+struct DeflateParams {
+    bool server_no_context_takeover = false;  // the server resets its compressor after each message
+    bool client_no_context_takeover = false;  // the client resets its compressor after each message
+    std::uint8_t server_max_window_bits = 15;  // 8..15: LZ77 window of the server's compressor
+    std::uint8_t client_max_window_bits = 15;  // 8..15: LZ77 window of the client's compressor
+};
+
+// What a built-in endpoint is willing to agree to.
+struct DeflateConfig {
+    bool enabled = true;                        // false: decline every offer
+    std::uint8_t server_max_window_bits = 15;   // our compressor's largest window (memory: 2^(bits+2) bytes)
+    std::uint8_t client_max_window_bits = 15;   // asked of clients that offer client_max_window_bits
+    bool server_no_context_takeover = false;    // true: no compressor state kept between messages
+    bool client_no_context_takeover = false;    // true: ask clients to keep none either
+    int level = 1;                              // zlib level 1 (fast) .. 9 (small)
+    int mem_level = 8;                          // zlib memLevel 1..9 (memory: 2^(mem_level+9) bytes)
+    std::size_t min_message_bytes = 64;         // shorter messages are sent uncompressed
+};
+
+struct DeflateAgreement {
+    DeflateParams params;
+    std::string response;  // the Sec-WebSocket-Extensions value to send back
+};
+
+// Server side of the negotiation (RFC 7692 5, 7.1): `offers` is the client's
+// Sec-WebSocket-Extensions value (several headers joined with ", "). Goes through the
+// permessage-deflate offers in order and accepts the first valid one, or returns nullopt to
+// decline them all (the handshake then goes on without the extension). An offer is invalid, and
+// skipped, when it has an unknown parameter, a parameter twice, a value where none is allowed,
+// or a window size that is not 8..15 written in decimal without leading zeros.
+std::optional<DeflateAgreement> negotiateDeflate(std::string_view offers, const DeflateConfig& config);
+
+// Client side: parses the server's Sec-WebSocket-Extensions response (must be a single
+// permessage-deflate element). Returns nullopt when it is absent or invalid.
+std::optional<DeflateParams> parseDeflateResponse(std::string_view response);
+
+// The RSV bits a relay must let through given the extensions the upstream's 101 agreed to
+// (`response_extensions`, its Sec-WebSocket-Extensions value): kRsv1 for permessage-deflate, all
+// three for any extension we do not know (we cannot judge its bits), 0 for none.
+std::uint8_t allowedRsvBits(std::string_view response_extensions);
+
+// Owners of zlib streams: deflateEnd/inflateEnd, then free the z_stream itself.
+struct DeflateStreamDeleter {
+    void operator()(z_stream_s* stream) const;
+};
+struct InflateStreamDeleter {
+    void operator()(z_stream_s* stream) const;
+};
+
+// Compresses whole messages per RFC 7692 7.2.1. The zlib state (about 2^(window+2) +
+// 2^(mem_level+9) bytes) is allocated on the first message, not at construction.
+class Deflater {
+public:
+    // `window_bits` 8..15 (8 runs as 9, see the .cpp), `no_context_takeover` resets the state after
+    // every message, `level` and `mem_level` as for zlib's deflateInit2.
+    Deflater(int window_bits, bool no_context_takeover, int level = 1, int mem_level = 8);
+
+    // Appends the compressed form of `data` (DEFLATE blocks ending in a sync flush whose
+    // 00 00 FF FF tail is removed) to `out`. Returns false on a zlib failure (the Deflater is then
+    // unusable and the connection should be closed 1011).
+    bool compress(const std::uint8_t* data, std::size_t len, ByteBuffer& out);
+    bool noContextTakeover() const { return no_context_takeover_; }
+    // Scratch space for callers that compress then frame (Codec::encodeMessage).
+    ByteBuffer& scratch() { return scratch_; }
+
+private:
+    bool init();
+
+    std::unique_ptr<z_stream_s, DeflateStreamDeleter> stream_;
+    ByteBuffer scratch_;
+    int window_bits_;
+    int level_;
+    int mem_level_;
+    bool no_context_takeover_;
+    bool broken_ = false;
+};
+
+// Decompresses messages per RFC 7692 7.2.2, with an output bound so that a small compressed
+// message cannot expand without limit (a "zip bomb" is a 1009).
+class Inflater {
+public:
+    enum class Status : std::uint8_t { Ok, TooBig, Corrupt };
+
+    // `window_bits` 8..15: the sender's agreed max window; `no_context_takeover` resets the state
+    // after each message (the sender promised not to refer back).
+    Inflater(int window_bits, bool no_context_takeover);
+
+    // Decompresses the next `len` bytes of the current message's payload, appending to `out`.
+    // TooBig as soon as out.size() would exceed `max_size`; Corrupt on invalid DEFLATE data.
+    Status inflate(const std::uint8_t* data, std::size_t len, ByteBuffer& out, std::size_t max_size);
+    // Ends the current message: inflates the 00 00 FF FF tail the sender removed, then resets the
+    // state when there is no context takeover.
+    Status finish(ByteBuffer& out, std::size_t max_size);
+
+private:
+    bool init();
+    Status run(const std::uint8_t* data, std::size_t len, ByteBuffer& out, std::size_t max_size);
+
+    std::unique_ptr<z_stream_s, InflateStreamDeleter> stream_;
+    int window_bits_;
+    bool no_context_takeover_;
+    bool ended_ = false;  // the message's DEFLATE data had a final block: ignore the rest of it
+    bool broken_ = false;
+};
+
+}  // namespace portico::ws

@@ -1,0 +1,125 @@
+#include "portico/config/loader.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+
+#include <yaml-cpp/yaml.h>
+
+#include "config/decoder.h"
+#include "config/passes.h"
+
+namespace portico::config {
+namespace {
+
+// A configuration is a few kilobytes; a file this large is a mistake (a log, a binary), and
+// reading it whole must stay bounded.
+constexpr std::size_t kMaxFileBytes = 16 * 1024 * 1024;
+
+LoadResult failure(const std::string& file, int line, int column, std::string message) {
+    LoadResult result;
+    result.errors.push_back(ConfigError{file, line, column, "", std::move(message)});
+    return result;
+}
+
+std::string syntaxMessage(const YAML::ParserException& e) {
+    std::string message = "invalid YAML: " + e.msg;
+    // `address: *:8080` reads as an alias named ":8080"; the fix is not obvious from yaml-cpp's
+    // words, so say it.
+    if (e.msg.find("anchor") != std::string::npos) {
+        message += " (a value starting with * must be quoted, e.g. \"*:8080\")";
+    }
+    return message;
+}
+
+LoadResult load(const std::string& text, const std::string& file) {
+    std::vector<YAML::Node> documents;
+    try {
+        documents = YAML::LoadAll(text);
+    } catch (const YAML::ParserException& e) {
+        detail::Decoder decoder(file);
+        decoder.error(e.mark, "", syntaxMessage(e));
+        LoadResult result;
+        result.errors = std::move(decoder.errors());
+        return result;
+    }
+    if (documents.empty() || documents.front().IsNull()) {
+        return failure(file, 0, 0, "the configuration is empty");
+    }
+    detail::Decoder decoder(file);
+    if (documents.size() > 1) {
+        decoder.error(documents[1].Mark(), "", "expected one YAML document, found another here");
+    }
+    const YAML::Node& root = documents.front();
+    Config config = detail::decodeConfig(decoder, detail::Item{root, "", root.Mark()});
+    detail::validateConfig(decoder, config);
+    detail::resolveConfig(config, file);
+    config.file = file;
+
+    LoadResult result;
+    // Top to bottom reads best in `portico -t`; stable so one line's errors keep their order.
+    auto by_position = [](const ConfigError& a, const ConfigError& b) {
+        return a.line != b.line ? a.line < b.line : a.column < b.column;
+    };
+    std::stable_sort(decoder.errors().begin(), decoder.errors().end(), by_position);
+    std::stable_sort(decoder.warnings().begin(), decoder.warnings().end(), by_position);
+    result.errors = std::move(decoder.errors());
+    for (const ConfigError& warning : decoder.warnings()) result.warnings.push_back(warning.toString());
+    if (result.errors.empty()) result.config = std::make_shared<const Config>(std::move(config));
+    return result;
+}
+
+}  // namespace
+
+std::string ConfigError::toString() const {
+    std::string text = file;
+    if (line > 0) text += ":" + std::to_string(line) + ":" + std::to_string(column);
+    text += ": ";
+    if (!key.empty()) text += key + ": ";
+    text += message;
+    return text;
+}
+
+LoadResult loadConfigString(const std::string& yaml_text, const std::string& file_name) {
+    // The contract is "never throws": yaml-cpp reports through exceptions, and allocation can
+    // fail; both become an error in the result.
+    try {
+        return load(yaml_text, file_name);
+    } catch (const std::bad_alloc&) {
+        return failure(file_name, 0, 0, "out of memory while loading the configuration");
+    } catch (const std::exception& e) {
+        return failure(file_name, 0, 0, std::string("cannot load the configuration: ") + e.what());
+    } catch (...) {
+        return failure(file_name, 0, 0, "cannot load the configuration");
+    }
+}
+
+LoadResult loadConfigFile(const std::string& path) {
+    try {
+        std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                             &std::fclose);
+        if (!file) return failure(path, 0, 0, std::string("cannot open: ") + std::strerror(errno));
+        std::string text;
+        char buffer[64 * 1024];
+        while (true) {
+            std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get());
+            text.append(buffer, n);
+            if (text.size() > kMaxFileBytes) {
+                return failure(path, 0, 0, "file larger than 16 MiB: not a configuration");
+            }
+            if (n < sizeof buffer) break;
+        }
+        if (std::ferror(file.get())) {
+            return failure(path, 0, 0, std::string("cannot read: ") + std::strerror(errno));
+        }
+        return loadConfigString(text, path);
+    } catch (...) {
+        return failure(path, 0, 0, "out of memory while reading the configuration");
+    }
+}
+
+}  // namespace portico::config

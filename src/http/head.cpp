@@ -1,0 +1,43 @@
+#include "portico/http/head.h"
+
+namespace portico::http {
+
+namespace {
+inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+}  // namespace
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (lower(a[i]) != lower(b[i])) return false;
+    return true;
+}
+
+const Header* findHeader(const HeaderList& headers, std::string_view name) {
+    for (const auto& h : headers)
+        if (equalsIgnoreCase(h.name, name)) return &h;
+    return nullptr;
+}
+
+bool headerHasToken(const HeaderList& headers, std::string_view name, std::string_view token) {
+    bool found = false;
+    for (const auto& h : headers) {
+        if (!equalsIgnoreCase(h.name, name)) continue;
+        forEachToken(h.value, [&](std::string_view t) { found = found || equalsIgnoreCase(t, token); });
+        if (found) return true;
+    }
+    return false;
+}
+
+std::string_view RequestHead::path() const {
+    std::string_view t = target;
+    return t.substr(0, t.find('?'));
+}
+
+std::string_view RequestHead::query() const {
+    std::string_view t = target;
+    auto q = t.find('?');
+    return q == std::string_view::npos ? std::string_view{} : t.substr(q + 1);
+}
+
+}  // namespace portico::http

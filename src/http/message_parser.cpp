@@ -1,0 +1,230 @@
+#include "portico/http/message_parser.h"
+
+#include <event2/buffer.h>
+#include <llhttp.h>
+
+namespace portico::http {
+
+namespace {
+
+MessageParser* self(llhttp_t* p) { return static_cast<MessageParser*>(p->data); }
+
+const llhttp_settings_t& settings() {
+    static const llhttp_settings_t s = [] {
+        llhttp_settings_t v;
+        llhttp_settings_init(&v);
+        v.on_message_begin = [](llhttp_t* p) { return self(p)->onMessageBegin(); };
+        v.on_url = [](llhttp_t* p, const char* at, size_t n) { return self(p)->onUrl(at, n); };
+        v.on_status = [](llhttp_t* p, const char* at, size_t n) { return self(p)->onStatus(at, n); };
+        v.on_header_field = [](llhttp_t* p, const char* at, size_t n) { return self(p)->onHeaderField(at, n); };
+        v.on_header_value = [](llhttp_t* p, const char* at, size_t n) { return self(p)->onHeaderValue(at, n); };
+        v.on_header_value_complete = [](llhttp_t* p) { return self(p)->onHeaderValueComplete(); };
+        v.on_headers_complete = [](llhttp_t* p) { return self(p)->onHeadersComplete(); };
+        v.on_body = [](llhttp_t* p, const char* at, size_t n) { return self(p)->onBodyData(at, n); };
+        v.on_message_complete = [](llhttp_t* p) { return self(p)->onMessageCompleteCb(); };
+        return v;
+    }();
+    return s;
+}
+
+void trimTrailingWhitespace(std::string& s) {
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
+}
+
+}  // namespace
+
+MessageParser::MessageParser(Kind kind, Handler* handler, std::size_t max_head_bytes)
+    : kind_(kind), handler_(handler), max_head_bytes_(max_head_bytes), parser_(std::make_unique<llhttp_t>()) {
+    headers_ = kind_ == Kind::Request ? &request_.headers : &response_.headers;
+    reset();
+}
+
+MessageParser::~MessageParser() = default;
+
+void MessageParser::reset() {
+    llhttp_init(parser_.get(), kind_ == Kind::Request ? HTTP_REQUEST : HTTP_RESPONSE, &settings());
+    parser_->data = this;
+    error_ = ParseError::None;
+    in_message_ = head_complete_ = in_value_ = paused_ = false;
+    head_bytes_ = 0;
+}
+
+void MessageParser::resume() {
+    if (paused_) {
+        paused_ = false;
+        llhttp_resume(parser_.get());
+    }
+}
+
+ParseStatus MessageParser::parse(evbuffer* input) {
+    if (error_ != ParseError::None) return ParseStatus::Error;
+    if (paused_) return ParseStatus::MessageComplete;
+    while (evbuffer_get_length(input) > 0) {
+        evbuffer_iovec chunk;
+        if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1) break;
+        const char* data = static_cast<const char*>(chunk.iov_base);
+        llhttp_errno_t rc = llhttp_execute(parser_.get(), data, chunk.iov_len);
+        if (rc == HPE_OK) {
+            evbuffer_drain(input, chunk.iov_len);
+            continue;
+        }
+        const char* stop = llhttp_get_error_pos(parser_.get());
+        std::size_t consumed = stop ? static_cast<std::size_t>(stop - data) : 0;
+        if (rc == HPE_PAUSED) {
+            evbuffer_drain(input, consumed);
+            paused_ = true;
+            return ParseStatus::MessageComplete;
+        }
+        if (rc == HPE_PAUSED_UPGRADE) {
+            evbuffer_drain(input, consumed);
+            return ParseStatus::Upgrade;
+        }
+        if (error_ == ParseError::None) error_ = ParseError::Malformed;
+        return ParseStatus::Error;
+    }
+    return ParseStatus::NeedMore;
+}
+
+ParseStatus MessageParser::finish() {
+    if (error_ != ParseError::None) return ParseStatus::Error;
+    bool was_in_message = in_message_;
+    llhttp_errno_t rc = llhttp_finish(parser_.get());
+    if (rc == HPE_PAUSED || (rc == HPE_OK && was_in_message && !in_message_)) {
+        paused_ = rc == HPE_PAUSED;
+        return ParseStatus::MessageComplete;
+    }
+    if (rc == HPE_OK && !was_in_message) return ParseStatus::NeedMore;
+    if (error_ == ParseError::None) error_ = ParseError::Malformed;
+    return ParseStatus::Error;
+}
+
+const char* MessageParser::errorReason() const {
+    switch (error_) {
+        case ParseError::None: return "none";
+        case ParseError::HeadTooLarge: return "head too large";
+        case ParseError::UnsupportedTransferEncoding: return "unsupported Transfer-Encoding";
+        case ParseError::Aborted: return "aborted";
+        case ParseError::Malformed: break;
+    }
+    const char* reason = llhttp_get_error_reason(parser_.get());
+    return reason ? reason : "malformed message";
+}
+
+bool MessageParser::keepAlive() const { return llhttp_should_keep_alive(parser_.get()) != 0; }
+bool MessageParser::chunked() const { return (parser_->flags & F_CHUNKED) != 0; }
+bool MessageParser::hasContentLength() const { return (parser_->flags & F_CONTENT_LENGTH) != 0; }
+std::uint64_t MessageParser::contentLength() const { return declared_length_; }
+bool MessageParser::isUpgradeRequested() const { return parser_->upgrade != 0; }
+
+bool MessageParser::countHead(std::size_t length) {
+    head_bytes_ += length;
+    if (head_bytes_ <= max_head_bytes_) return true;
+    error_ = ParseError::HeadTooLarge;
+    return false;
+}
+
+int MessageParser::onMessageBegin() {
+    in_message_ = true;
+    head_complete_ = false;
+    in_value_ = false;
+    head_bytes_ = 0;
+    declared_length_ = 0;
+    if (kind_ == Kind::Request) {
+        request_.method.clear();
+        request_.target.clear();
+        request_.headers.clear();
+    } else {
+        response_.reason.clear();
+        response_.headers.clear();
+    }
+    return 0;
+}
+
+int MessageParser::onUrl(const char* at, std::size_t length) {
+    if (!countHead(length)) return -1;
+    request_.target.append(at, length);
+    return 0;
+}
+
+int MessageParser::onStatus(const char* at, std::size_t length) {
+    if (!countHead(length)) return -1;
+    response_.reason.append(at, length);
+    return 0;
+}
+
+int MessageParser::onHeaderField(const char* at, std::size_t length) {
+    if (head_complete_) return 0;  // trailer fields: dropped (we re-frame the body)
+    if (!countHead(length + 4)) return -1;  // + ": " and CRLF, as on the wire
+    if (in_value_ || headers_->empty()) {
+        headers_->emplace_back();
+        in_value_ = false;
+    }
+    headers_->back().name.append(at, length);
+    return 0;
+}
+
+int MessageParser::onHeaderValue(const char* at, std::size_t length) {
+    if (head_complete_) return 0;
+    if (!countHead(length)) return -1;
+    in_value_ = true;
+    headers_->back().value.append(at, length);
+    return 0;
+}
+
+int MessageParser::onHeaderValueComplete() {
+    if (head_complete_) return 0;
+    in_value_ = true;  // also for an empty value, which produces no onHeaderValue
+    trimTrailingWhitespace(headers_->back().value);
+    return 0;
+}
+
+int MessageParser::onHeadersComplete() {
+    head_complete_ = true;
+    llhttp_t* p = parser_.get();
+    declared_length_ = p->content_length;
+    if (kind_ == Kind::Request) {
+        request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+        request_.version_minor = p->http_minor;
+    } else {
+        response_.status = p->status_code;
+        response_.version_minor = p->http_minor;
+    }
+    if (p->flags & F_TRANSFER_ENCODING) {
+        // RFC 9112 6.1: a message with both is a smuggling attempt; reject it outright.
+        if (p->flags & F_CONTENT_LENGTH) {
+            error_ = ParseError::Malformed;
+            return -1;
+        }
+        // We only re-frame "chunked"; anything else (gzip, a chunked that is not last, ...) is 501
+        // like nginx, rather than forwarding a body whose framing we cannot check.
+        const Header* te = findHeader(*headers_, "Transfer-Encoding");
+        int te_count = 0;
+        for (const auto& h : *headers_) te_count += equalsIgnoreCase(h.name, "Transfer-Encoding");
+        if (te_count != 1 || te == nullptr || !equalsIgnoreCase(te->value, "chunked")) {
+            error_ = ParseError::UnsupportedTransferEncoding;
+            return -1;
+        }
+    }
+    switch (handler_->onHead()) {
+        case HeadAction::Continue: return 0;
+        case HeadAction::SkipBody: return 1;
+        case HeadAction::Abort: error_ = ParseError::Aborted; return -1;
+    }
+    return 0;
+}
+
+int MessageParser::onBodyData(const char* at, std::size_t length) {
+    if (handler_->onBody(at, length)) return 0;
+    error_ = ParseError::Aborted;
+    return -1;
+}
+
+int MessageParser::onMessageCompleteCb() {
+    in_message_ = false;
+    handler_->onMessageComplete();
+    // An upgrade pauses by itself (HPE_PAUSED_UPGRADE); everything else waits for resume() so
+    // that a pipelined request is not parsed before this one's response is done.
+    return parser_->upgrade ? 0 : HPE_PAUSED;
+}
+
+}  // namespace portico::http

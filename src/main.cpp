@@ -1,0 +1,72 @@
+// portico: argv, configuration, and the server. The only file the tests do not link.
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <event2/thread.h>
+#include <string>
+
+#include "portico/config/loader.h"
+#include "portico/net/server.h"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/portico/portico.yaml";
+
+void printUsage(FILE* out) {
+    std::fprintf(out,
+                 "Usage: portico [-c FILE] [-t]\n"
+                 "  -c FILE     configuration file (default %s)\n"
+                 "  -t          check the configuration and exit\n"
+                 "  --version   print the version and exit\n"
+                 "  -h, --help  print this help and exit\n"
+                 "Signals: TERM/INT stop gracefully, USR1 reopens the access log.\n",
+                 kDefaultConfig);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string config_path = kDefaultConfig;
+    bool test_only = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (arg == "-c" || arg == "--config") {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "portico: %s needs a file\n", arg.c_str());
+                return 2;
+            }
+            config_path = argv[++i];
+        } else if (arg == "-t" || arg == "--test") {
+            test_only = true;
+        } else if (arg == "--version" || arg == "-v") {
+            std::printf("portico %s\n", PORTICO_VERSION);
+            return 0;
+        } else if (arg == "-h" || arg == "--help") {
+            printUsage(stdout);
+            return 0;
+        } else {
+            std::fprintf(stderr, "portico: unknown argument %s\n", arg.c_str());
+            printUsage(stderr);
+            return 2;
+        }
+    }
+
+    portico::config::LoadResult loaded = portico::config::loadConfigFile(config_path);
+    for (const auto& warning : loaded.warnings) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+    if (!loaded.ok()) {
+        for (const auto& error : loaded.errors) std::fprintf(stderr, "%s\n", error.toString().c_str());
+        std::fprintf(stderr, "configuration %s: %zu error%s\n", config_path.c_str(), loaded.errors.size(),
+                     loaded.errors.size() == 1 ? "" : "s");
+        return 1;
+    }
+    if (test_only) {
+        std::printf("configuration OK\n");
+        return 0;
+    }
+
+    std::signal(SIGPIPE, SIG_IGN);  // a peer that went away is an error return, not a signal
+    evthread_use_pthreads();        // Worker::requestStop() activates events from the main thread
+    portico::net::Server server(loaded.config);
+    return server.run();
+}

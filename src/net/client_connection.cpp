@@ -1,0 +1,441 @@
+#include "portico/net/client_connection.h"
+
+#include <arpa/inet.h>
+#include <cstring>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+
+#include "portico/core/log.h"
+#include "portico/handlers/http_handlers.h"
+#include "portico/http/header_rewrite.h"
+#include "portico/http/simple_response.h"
+#include "portico/net/snapshot.h"
+#include "portico/net/worker.h"
+#include "portico/proxy/http_exchange.h"
+
+namespace portico::net {
+
+namespace {
+
+// After an error response we half-close and read what the client still sends for this long,
+// so that our response is not destroyed by a TCP reset (nginx's lingering close).
+constexpr std::chrono::milliseconds kLingerTimeout{2000};
+
+std::string peerAddress(const sockaddr* peer, std::uint32_t& hash) {
+    char text[INET6_ADDRSTRLEN] = "-";
+    hash = 0;
+    if (peer->sa_family == AF_INET) {
+        const auto* in = reinterpret_cast<const sockaddr_in*>(peer);
+        inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+        hash = ntohl(in->sin_addr.s_addr) * 2654435761u;
+    } else if (peer->sa_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(peer);
+        inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+        for (unsigned char b : in6->sin6_addr.s6_addr) hash = hash * 31 + b;
+    }
+    return text;
+}
+
+}  // namespace
+
+const char* ClientConnection::toString(State state) {
+    switch (state) {
+        case State::ReadingHead: return "reading-head";
+        case State::Proxying: return "proxying";
+        case State::Responding: return "responding";
+        case State::Upgraded: return "upgraded";
+        case State::Closing: return "closing";
+        case State::Closed: return "closed";
+    }
+    return "?";
+}
+
+ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sockaddr* peer,
+                                   std::shared_ptr<WorkerSnapshot> snapshot)
+    : worker_(worker),
+      snapshot_(std::move(snapshot)),
+      client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this))),
+      parser_(http::MessageParser::Kind::Request, this, snapshot_->config().limits.max_header_bytes),
+      timer_(event_new(worker.loop().base(), -1, 0, &ClientConnection::onTimer, this)) {
+    client_ip_ = peerAddress(peer, client_hash_);
+    client_->setLowWatermark(proxy::kLowWatermark);
+}
+
+ClientConnection::~ClientConnection() = default;
+
+void ClientConnection::start() {
+    beginRequest();
+    armTimer(snapshot_->config().limits.client_header_timeout);
+}
+
+// ---- reading requests ---------------------------------------------------------------------
+
+void ClientConnection::beginRequest() {
+    state_ = State::ReadingHead;
+    request_complete_ = response_done_ = logged_ = false;
+    response_keep_alive_ = true;
+    bytes_in_ = bytes_out_ = body_bytes_ = 0;
+    status_ = 0;
+    request_start_ = {};
+    upstream_name_ = "-";
+}
+
+void ClientConnection::onReadable(Stream& stream) {
+    if (state_ == State::Closing) {
+        evbuffer_drain(stream.input(), evbuffer_get_length(stream.input()));  // lingering: discard
+        return;
+    }
+    processInput();
+}
+
+void ClientConnection::processInput() {
+    evbuffer* in = client_->input();
+    for (;;) {
+        bool reading_request = state_ == State::ReadingHead ||
+                               ((state_ == State::Proxying || state_ == State::Responding) && !request_complete_);
+        if (!reading_request) {
+            // A pipelined request waits until this response is done.
+            if (evbuffer_get_length(in) > 0) client_->pauseReading();
+            return;
+        }
+        if (state_ == State::ReadingHead && !parser_.inMessage() && evbuffer_get_length(in) > 0 &&
+            request_start_ == std::chrono::steady_clock::time_point{}) {
+            request_start_ = std::chrono::steady_clock::now();
+            if (requests_ > 0) armTimer(snapshot_->config().limits.client_header_timeout);
+        }
+        std::size_t before = evbuffer_get_length(in);
+        http::ParseStatus status = parser_.parse(in);
+        bytes_in_ += before - evbuffer_get_length(in);
+        switch (status) {
+            case http::ParseStatus::NeedMore:
+                if (exchange_ && exchange_->upstreamBacklogged()) client_->pauseReading();
+                return;
+            case http::ParseStatus::Error: {
+                const http::ParseError error = parser_.error();
+                int code = error == http::ParseError::HeadTooLarge                  ? 431
+                           : error == http::ParseError::UnsupportedTransferEncoding ? 501
+                                                                                    : 400;
+                if (error == http::ParseError::Aborted) return;  // already answered
+                LOG_INFO("client %s: bad request: %s", client_ip_.c_str(), parser_.errorReason());
+                respondError(code, parser_.errorReason());
+                return;
+            }
+            case http::ParseStatus::Upgrade:
+                // WebSocket upgrades are taken over in ws/ (issue 3). Any other upgrade was
+                // proxied as plain HTTP without its Upgrade header; nothing follows it here.
+                [[fallthrough]];
+            case http::ParseStatus::MessageComplete:
+                if (!response_done_) {
+                    client_->pauseReading();  // the response comes from the exchange
+                    return;
+                }
+                responseDone(response_keep_alive_);
+                if (state_ != State::ReadingHead) return;
+                continue;
+        }
+    }
+}
+
+http::HeadAction ClientConnection::onHead() {
+    event_del(timer_.get());
+    const http::RequestHead& request = parser_.request();
+    const auto& config = snapshot_->config();
+    if (request_start_ == std::chrono::steady_clock::time_point{}) request_start_ = std::chrono::steady_clock::now();
+    const http::Header* host = http::findHeader(request.headers, "Host");
+    // RFC 9112 3.2: a server MUST respond 400 to an HTTP/1.1 request without Host.
+    if (!host && request.version_minor >= 1) {
+        respondError(400, "missing Host");
+        return http::HeadAction::Abort;
+    }
+    if (request.method == "CONNECT") {
+        respondError(405, "CONNECT is not supported");
+        return http::HeadAction::Abort;
+    }
+    if (config.limits.max_body_bytes && parser_.hasContentLength() &&
+        parser_.contentLength() > config.limits.max_body_bytes) {
+        respondError(413, "body too large");
+        return http::HeadAction::Abort;
+    }
+    const config::Route* route = snapshot_->snapshot().routes.match(host ? std::string_view(host->value) : "", request.path());
+    if (!route) {
+        state_ = State::Responding;
+        response_keep_alive_ = clientKeepAlive();
+        status_ = 404;
+        bytes_out_ += http::writeErrorResponse(client_->output(), 404, response_keep_alive_);
+        response_done_ = true;
+        return http::HeadAction::Continue;  // the body, if any, is read and discarded
+    }
+    if (route->handler != config::HandlerKind::None) {
+        respondInternal(*route);
+        return http::HeadAction::Continue;
+    }
+    proxy::UpstreamGroup* group = snapshot_->upstream(route->upstream);
+    if (!group) {
+        respondError(502, "no such upstream");
+        return http::HeadAction::Abort;
+    }
+    proxy::HttpExchange::Request forward;
+    forward.head = &parser_.request();
+    forward.client_ip = client_ip_;
+    forward.client_hash = client_hash_;
+    if (parser_.chunked()) {
+        forward.body_framing = http::BodyFraming::Chunked;
+    } else if (parser_.hasContentLength() && parser_.contentLength() > 0) {
+        forward.body_framing = http::BodyFraming::ContentLength;
+        forward.content_length = parser_.contentLength();
+    } else if (request.method == "POST" || request.method == "PUT" || request.method == "PATCH") {
+        // RFC 9110 8.6: a request that usually carries content says it has none.
+        forward.body_framing = http::BodyFraming::ContentLength;
+    }
+    state_ = State::Proxying;
+    exchange_ = std::make_unique<proxy::HttpExchange>(static_cast<proxy::ExchangeOwner&>(*this), worker_.loop(), *group, *route, forward);
+    exchange_->start();
+    return http::HeadAction::Continue;
+}
+
+bool ClientConnection::onBody(const char* data, std::size_t length) {
+    body_bytes_ += length;
+    const std::size_t limit = snapshot_->config().limits.max_body_bytes;
+    if (limit && body_bytes_ > limit) {
+        // Only a chunked body gets here (a declared length is checked in onHead).
+        retireExchange();
+        respondError(413, "body too large");
+        return false;
+    }
+    if (exchange_) exchange_->sendBody(data, length);
+    return true;
+}
+
+void ClientConnection::onMessageComplete() {
+    request_complete_ = true;
+    if (exchange_) exchange_->endBody();
+}
+
+void ClientConnection::respondInternal(const config::Route& route) {
+    state_ = State::Responding;
+    response_keep_alive_ = clientKeepAlive();
+    const http::RequestHead& request = parser_.request();
+    handlers::Reply reply;
+    switch (route.handler) {
+        case config::HandlerKind::Health:
+            reply = handlers::serveHealth(client_->output(), request, response_keep_alive_);
+            break;
+        case config::HandlerKind::Static:
+            reply = handlers::serveStatic(client_->output(), route, request, response_keep_alive_);
+            break;
+        default:
+            // WebSocket-only handlers (echo, pubsub) and those of later issues answer 404 to
+            // plain HTTP until they are wired here.
+            reply.status = 404;
+            reply.bytes = http::writeErrorResponse(client_->output(), 404, response_keep_alive_);
+            break;
+    }
+    status_ = reply.status;
+    bytes_out_ += reply.bytes;
+    response_done_ = true;
+    client_->flush();
+}
+
+// ---- the exchange with the upstream ---------------------------------------------------------
+
+bool ClientConnection::clientKeepAlive() const {
+    return parser_.keepAlive() && !draining_ && !worker_.stopping() && !client_eof_;
+}
+
+void ClientConnection::onExchangeComplete(bool keep_alive) {
+    // The body may still be arriving (the upstream answered early): then the connection cannot
+    // be reused, since we would have to read and discard an unbounded rest.
+    responseDone(keep_alive && request_complete_);
+}
+
+void ClientConnection::onExchangeFailed(int status, const char* reason) {
+    if (status == 0) {
+        // Part of the response went out already: the client sees the connection close.
+        LOG_INFO("client %s: %s after the response started", client_ip_.c_str(), reason);
+        status_ = status_ ? status_ : 502;
+        logAccess();
+        finish(reason);
+        return;
+    }
+    respondError(status, reason);
+}
+
+void ClientConnection::onUpstreamDrained() {
+    if (state_ == State::Proxying && !request_complete_ && !client_->isReading()) {
+        client_->resumeReading();
+        processInput();
+    }
+}
+
+// ---- ending a response ----------------------------------------------------------------------
+
+void ClientConnection::responseDone(bool keep_alive) {
+    logAccess();
+    ++requests_;
+    retireExchange();
+    client_->flush();
+    if (!keep_alive || draining_ || worker_.stopping()) {
+        closeAfterFlush();
+        return;
+    }
+    parser_.resume();
+    beginRequest();
+    if (evbuffer_get_length(client_->input()) > 0) {
+        // A pipelined request is waiting; continue from the loop, not from inside the callback
+        // that completed this response.
+        if (!resume_event_) resume_event_.reset(event_new(worker_.loop().base(), -1, 0, &ClientConnection::onResume, this));
+        event_active(resume_event_.get(), EV_TIMEOUT, 0);
+    } else {
+        client_->resumeReading();
+        armTimer(snapshot_->config().limits.keepalive_timeout);
+    }
+}
+
+void ClientConnection::onResume(int, short, void* arg) {
+    auto* self = static_cast<ClientConnection*>(arg);
+    if (self->state_ != State::ReadingHead) return;
+    // Backpressure on pipelining: do not start the next response while the client is not
+    // reading this one.
+    if (self->client_->outputLength() > proxy::kHighWatermark) return;  // onDrained resumes
+    self->client_->resumeReading();
+    self->armTimer(self->snapshot_->config().limits.client_header_timeout);
+    self->processInput();
+}
+
+void ClientConnection::respondError(int status, const char* reason) {
+    retireExchange();
+    if (bytes_out_ > 0 && status_ != 0 && state_ != State::ReadingHead) {
+        finish(reason);
+        return;
+    }
+    status_ = status;
+    bytes_out_ += http::writeErrorResponse(client_->output(), status, false);
+    logAccess();
+    closeAfterFlush();
+}
+
+void ClientConnection::closeAfterFlush() {
+    state_ = State::Closing;
+    client_->shutdownAfterFlush();
+    if (client_eof_ && client_->outputLength() == 0) {
+        finish("closed");
+        return;
+    }
+    client_->resumeReading();
+    armTimer(kLingerTimeout);
+}
+
+void ClientConnection::onDrained(Stream& stream) {
+    if (exchange_) exchange_->onClientDrained();
+    if (state_ == State::Closing && client_eof_ && stream.outputLength() == 0) {
+        finish("closed");
+    } else if (state_ == State::ReadingHead && !client_->isReading()) {
+        onResume(0, 0, this);
+    }
+}
+
+void ClientConnection::onEof(Stream&) {
+    client_eof_ = true;
+    switch (state_) {
+        case State::ReadingHead:
+            if (parser_.inMessage()) LOG_DEBUG("client %s: closed mid-request", client_ip_.c_str());
+            finish("client closed");
+            return;
+        case State::Proxying:
+        case State::Responding:
+            // A client may half-close after its request and still read the response.
+            if (!request_complete_) {
+                if (exchange_) exchange_->abort();
+                status_ = status_ ? status_ : 499;
+                logAccess();
+                finish("client closed mid-request");
+            }
+            return;
+        case State::Closing:
+            if (client_->outputLength() == 0) finish("closed");
+            return;
+        case State::Upgraded:
+        case State::Closed:
+            return;
+    }
+}
+
+void ClientConnection::onError(Stream&, int error) {
+    LOG_DEBUG("client %s: %s", client_ip_.c_str(), strerror(error));
+    if (exchange_) exchange_->abort();
+    if (state_ == State::Proxying || state_ == State::Responding) {
+        status_ = status_ ? status_ : 499;
+        logAccess();
+    }
+    finish("client error");
+}
+
+void ClientConnection::retireExchange() {
+    if (!exchange_) return;
+    upstream_name_ = exchange_->upstreamName();  // still wanted by the access log
+    exchange_->abort();
+    worker_.loop().deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
+}
+
+void ClientConnection::armTimer(std::chrono::milliseconds timeout) { addTimer(worker_.loop(), timer_.get(), timeout); }
+
+void ClientConnection::onTimer(int, short, void* arg) {
+    auto* self = static_cast<ClientConnection*>(arg);
+    switch (self->state_) {
+        case State::ReadingHead:
+            if (self->parser_.inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||
+                (self->requests_ == 0 && self->request_start_ != std::chrono::steady_clock::time_point{})) {
+                self->respondError(408, "client header timeout");  // slowloris
+            } else {
+                self->finish("keep-alive timeout");
+            }
+            return;
+        case State::Closing:
+            self->finish("linger timeout");
+            return;
+        default:
+            return;
+    }
+}
+
+void ClientConnection::drain() {
+    draining_ = true;
+    if (state_ == State::ReadingHead && !parser_.inMessage() && evbuffer_get_length(client_->input()) == 0)
+        finish("shutting down");
+}
+
+void ClientConnection::logAccess() {
+    if (logged_ || status_ == 0) return;
+    logged_ = true;
+    observe::AccessLog& log = worker_.accessLog();
+    if (!log.enabled()) return;
+    const http::RequestHead& request = parser_.request();
+    observe::AccessRecord record;
+    record.time = std::chrono::system_clock::now();
+    record.client = client_ip_;
+    record.method = request.method.empty() ? std::string_view("-") : std::string_view(request.method);
+    record.path = request.target.empty() ? std::string_view("-") : std::string_view(request.target);
+    record.status = status_;
+    record.bytes_in = bytes_in_;
+    record.bytes_out = bytes_out_;
+    record.upstream = exchange_ ? std::string_view(exchange_->upstreamName()) : std::string_view(upstream_name_);
+    auto start = request_start_ == std::chrono::steady_clock::time_point{} ? std::chrono::steady_clock::now() : request_start_;
+    record.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    if (const http::Header* h = http::findHeader(request.headers, "Referer")) record.referer = h->value;
+    if (const http::Header* h = http::findHeader(request.headers, "User-Agent")) record.user_agent = h->value;
+    log.write(record);
+}
+
+void ClientConnection::finish(const char* reason) {
+    if (state_ == State::Closed) return;
+    LOG_DEBUG("client %s: closed (%s) in state %s", client_ip_.c_str(), reason, toString(state_));
+    state_ = State::Closed;
+    event_del(timer_.get());
+    if (resume_event_) event_del(resume_event_.get());
+    retireExchange();
+    client_->pauseReading();
+    worker_.onConnectionFinished(this);
+}
+
+}  // namespace portico::net

@@ -1,0 +1,53 @@
+#include "portico/net/event_loop.h"
+
+#include <event2/event.h>
+
+namespace portico::net {
+
+EventLoop::EventLoop() {
+    event_config* cfg = event_config_new();
+    // Changes that cancel out within one loop iteration cost no epoll_ctl.
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    base_.reset(event_base_new_with_config(cfg));
+    event_config_free(cfg);
+    reap_event_.reset(event_new(base_.get(), -1, 0, &EventLoop::onReap, this));
+}
+
+EventLoop::~EventLoop() {
+    retired_.clear();
+    reap_event_.reset();
+}
+
+void EventLoop::deferDelete(std::shared_ptr<void> object) {
+    if (retired_.empty()) event_active(reap_event_.get(), EV_TIMEOUT, 0);
+    retired_.push_back(std::move(object));
+}
+
+void EventLoop::onReap(int, short, void* arg) {
+    auto* self = static_cast<EventLoop*>(arg);
+    // Destructors may retire more objects (a connection retiring its upstream): loop until quiet.
+    while (!self->retired_.empty()) {
+        auto batch = std::move(self->retired_);
+        self->retired_.clear();
+        batch.clear();
+    }
+}
+
+const timeval* EventLoop::timeout(std::chrono::milliseconds duration) {
+    long long ms = duration.count();
+    auto it = timeouts_.find(ms);
+    if (it != timeouts_.end()) return it->second;
+    timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+    const timeval* common = event_base_init_common_timeout(base_.get(), &tv);
+    timeouts_.emplace(ms, common);
+    return common;
+}
+
+void EventLoop::run() { event_base_dispatch(base_.get()); }
+void EventLoop::stop() { event_base_loopbreak(base_.get()); }
+
+void addTimer(EventLoop& loop, event* ev, std::chrono::milliseconds duration) {
+    event_add(ev, loop.timeout(duration));
+}
+
+}  // namespace portico::net

@@ -1,0 +1,52 @@
+#include "portico/net/listen_socket.h"
+
+#include <cerrno>
+#include <cstring>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+namespace portico::net {
+
+core::UniqueFd openListenSocket(const config::HostPort& address, std::uint16_t port, std::uint16_t& bound_port,
+                                std::string& error) {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (address.host.empty()) hints.ai_family = AF_INET;  // "*": every IPv4 address, as nginx's "listen 80"
+    std::string service = std::to_string(port ? port : address.port);
+    addrinfo* result = nullptr;
+    int rc = getaddrinfo(address.host.empty() ? nullptr : address.host.c_str(), service.c_str(), &hints, &result);
+    if (rc != 0 || !result) {
+        error = std::string("cannot resolve ") + address.toString() + ": " + gai_strerror(rc);
+        return {};
+    }
+    core::UniqueFd fd(::socket(result->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
+        error = std::string("socket: ") + strerror(errno);
+        freeaddrinfo(result);
+        return {};
+    }
+    int one = 1;
+    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (result->ai_family == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (::bind(fd.get(), result->ai_addr, result->ai_addrlen) != 0) {
+        error = "bind " + address.toString() + ": " + strerror(errno);
+        freeaddrinfo(result);
+        return {};
+    }
+    freeaddrinfo(result);
+    if (::listen(fd.get(), 4096) != 0) {
+        error = "listen " + address.toString() + ": " + strerror(errno);
+        return {};
+    }
+    sockaddr_storage bound{};
+    socklen_t length = sizeof bound;
+    getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &length);
+    bound_port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    return fd;
+}
+
+}  // namespace portico::net

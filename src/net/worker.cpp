@@ -1,0 +1,119 @@
+#include "portico/net/worker.h"
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+
+#include "portico/core/log.h"
+#include "portico/net/client_connection.h"
+#include "portico/net/snapshot.h"
+
+namespace portico::net {
+
+Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
+               std::vector<core::UniqueFd> listen_fds, std::size_t max_connections)
+    : index_(index),
+      snapshot_(std::move(snapshot)),
+      access_log_(loop_, std::move(sink)),
+      listen_fds_(std::move(listen_fds)),
+      max_connections_(max_connections == 0 ? 1 : max_connections),
+      control_event_(event_new(loop_.base(), -1, 0, &Worker::onControl, this)),
+      stop_timer_(event_new(loop_.base(), -1, 0, &Worker::onStopTimeout, this)) {
+    current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_);
+    for (auto& fd : listen_fds_) {
+        evconnlistener* l = evconnlistener_new(loop_.base(), &Worker::onAccept, this, LEV_OPT_CLOSE_ON_FREE, -1, fd.get());
+        if (l) {
+            fd.release();
+            listeners_.emplace_back(l);
+        }
+    }
+}
+
+Worker::~Worker() {
+    connections_.clear();
+    listeners_.clear();
+}
+
+void Worker::start() {
+    thread_ = std::thread([this] { run(); });
+}
+
+void Worker::join() {
+    if (thread_.joinable()) thread_.join();
+}
+
+void Worker::run() {
+    loop_.run();
+    // Whatever is left after the stop timeout is closed here, on the worker's own thread.
+    std::vector<ClientConnection*> left;
+    for (auto& [ptr, owned] : connections_) left.push_back(ptr);
+    for (auto* c : left) c->finish("shutdown timeout");
+    event_base_loop(loop_.base(), EVLOOP_NONBLOCK);  // run the deferred deletions
+    connections_.clear();
+    access_log_.flush();
+}
+
+void Worker::requestStop() {
+    stop_requested_ = true;
+    event_active(control_event_.get(), EV_TIMEOUT, 0);  // thread-safe: evthread_use_pthreads
+}
+
+void Worker::onControl(int, short, void* arg) {
+    auto* self = static_cast<Worker*>(arg);
+    if (self->stop_requested_) self->beginStop();
+}
+
+void Worker::beginStop() {
+    if (stopping_) return;
+    stopping_ = true;
+    listeners_.clear();  // closes our listening sockets: the kernel sends new clients elsewhere
+    addTimer(loop_, stop_timer_.get(), snapshot_->config->shutdown_timeout);
+    std::vector<ClientConnection*> all;
+    for (auto& [ptr, owned] : connections_) all.push_back(ptr);
+    for (auto* c : all) c->drain();
+    if (connections_.empty()) loop_.stop();
+}
+
+void Worker::onStopTimeout(int, short, void* arg) {
+    auto* self = static_cast<Worker*>(arg);
+    LOG_INFO("worker %u: shutdown timeout, closing %zu connections", self->index_, self->connections_.size());
+    self->loop_.stop();
+}
+
+void Worker::onAccept(evconnlistener*, int fd, sockaddr* peer, int, void* arg) {
+    static_cast<Worker*>(arg)->accept(fd, peer);
+}
+
+void Worker::accept(int fd, const sockaddr* peer) {
+    core::UniqueFd owned(fd);
+    if (stopping_) return;
+    auto connection = std::make_unique<ClientConnection>(*this, std::move(owned), peer, current_);
+    ClientConnection* raw = connection.get();
+    connections_.emplace(raw, std::move(connection));
+    raw->start();
+    if (connections_.size() >= max_connections_) pauseAccepting();
+}
+
+void Worker::pauseAccepting() {
+    if (!accepting_) return;
+    accepting_ = false;
+    LOG_WARN("worker %u: %zu connections, the limit: accepting paused", index_, connections_.size());
+    for (auto& l : listeners_) evconnlistener_disable(l.get());
+}
+
+void Worker::resumeAccepting() {
+    if (accepting_ || stopping_) return;
+    accepting_ = true;
+    for (auto& l : listeners_) evconnlistener_enable(l.get());
+}
+
+void Worker::onConnectionFinished(ClientConnection* connection) {
+    auto it = connections_.find(connection);
+    if (it == connections_.end()) return;
+    loop_.deferDelete(std::shared_ptr<ClientConnection>(std::move(it->second)));
+    connections_.erase(it);
+    if (connections_.size() < max_connections_) resumeAccepting();
+    if (stopping_ && connections_.empty()) loop_.stop();
+}
+
+}  // namespace portico::net

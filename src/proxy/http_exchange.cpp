@@ -1,0 +1,341 @@
+#include "portico/proxy/http_exchange.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "portico/core/log.h"
+#include "portico/net/event_loop.h"
+#include "portico/proxy/exchange_owner.h"
+#include "portico/proxy/route_table.h"
+#include "portico/proxy/upstream_group.h"
+
+namespace portico::proxy {
+
+namespace {
+
+constexpr std::size_t kMaxResponseHeadBytes = 64 * 1024;
+
+// RFC 9110 9.2.2: these may be repeated without harm, so a failed connect may be retried.
+bool isIdempotent(std::string_view method) {
+    return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+           method == "DELETE" || method == "TRACE";
+}
+
+// Appends "<hex length>\r\n" and returns how many bytes that took.
+std::size_t appendChunkHeader(evbuffer* out, std::size_t length) {
+    char line[24];
+    int n = snprintf(line, sizeof line, "%zx\r\n", length);
+    evbuffer_add(out, line, static_cast<std::size_t>(n));
+    return static_cast<std::size_t>(n);
+}
+
+}  // namespace
+
+HttpExchange::HttpExchange(ExchangeOwner& owner, net::EventLoop& loop, UpstreamGroup& group,
+                           const config::Route& route, const Request& request)
+    : owner_(owner),
+      loop_(loop),
+      group_(group),
+      route_(route),
+      request_(request),
+      response_parser_(http::MessageParser::Kind::Response, static_cast<http::MessageParser::Handler*>(this), kMaxResponseHeadBytes),
+      timer_(event_new(loop.base(), -1, 0, &HttpExchange::onTimer, this)) {
+    http::UpstreamRequestInfo info;
+    std::string target = upstreamTarget(route, request.head->target);
+    info.target = target;
+    info.client_ip = request.client_ip;
+    info.set_headers = &route.set_headers;
+    info.framing = request.body_framing;
+    info.content_length = request.content_length;
+    head_.reserve(512 + request.head->headers.size() * 48);
+    http::appendUpstreamRequestHead(head_, *request.head, info);
+}
+
+HttpExchange::~HttpExchange() {
+    if (upstream_) loop_.deferDelete(std::move(upstream_));
+}
+
+const std::string& HttpExchange::upstreamName() const {
+    static const std::string kNone = "-";
+    return server_ >= 0 ? group_.serverName(server_) : kNone;
+}
+
+void HttpExchange::start() {
+    int server = group_.balancer().pick(request_.client_hash, -1, Balancer::Clock::now());
+    if (server < 0) {
+        fail(502, "no upstream server");
+        return;
+    }
+    first_server_ = server;
+    tryServer(server, /*allow_pool=*/true);
+}
+
+void HttpExchange::tryServer(int server, bool allow_pool) {
+    ++attempts_;
+    if (server_ >= 0) group_.balancer().onRequestEnd(server_);
+    server_ = server;
+    group_.balancer().onRequestStart(server);
+    if (upstream_) loop_.deferDelete(std::move(upstream_));
+    response_parser_.reset();
+    upstream_ = allow_pool ? group_.takeIdle(server) : nullptr;
+    reused_ = upstream_ != nullptr;
+    if (reused_) {
+        upstream_->setHandler(this);
+        phase_ = Phase::Waiting;
+    } else {
+        int error = 0;
+        upstream_ = group_.connect(server, this, error);
+        if (!upstream_) {
+            LOG_WARN("upstream %s: connect failed: %s", group_.serverName(server).c_str(), strerror(error));
+            group_.balancer().markFailed(server, Balancer::Clock::now());
+            retryOrFail(502, "upstream unreachable");
+            return;
+        }
+        phase_ = Phase::Connecting;
+    }
+    upstream_->setLowWatermark(kLowWatermark);
+    evbuffer_add(upstream_->output(), head_.data(), head_.size());
+    upstream_->flush();
+    armTimer();
+}
+
+void HttpExchange::retryOrFail(int status, const char* reason) {
+    // One retry on another server, only when repeating the request cannot do harm: nothing of
+    // its body has gone upstream yet, or the method is idempotent and the body is complete.
+    bool retryable = attempts_ < 2 && body_sent_ == 0 && !response_started_ && isIdempotent(request_.head->method);
+    if (retryable) {
+        int next = group_.balancer().pick(request_.client_hash, server_, Balancer::Clock::now());
+        if (next >= 0) {
+            tryServer(next, /*allow_pool=*/true);
+            return;
+        }
+    }
+    fail(status, reason);
+}
+
+void HttpExchange::fail(int status, const char* reason) {
+    phase_ = Phase::Done;
+    event_del(timer_.get());
+    if (server_ >= 0) group_.balancer().onRequestEnd(server_);
+    if (upstream_) loop_.deferDelete(std::move(upstream_));
+    owner_.onExchangeFailed(head_sent_ ? 0 : status, reason);
+}
+
+void HttpExchange::complete() {
+    phase_ = Phase::Done;
+    event_del(timer_.get());
+    group_.balancer().onRequestEnd(server_);
+    bool upstream_reusable = response_parser_.keepAlive() && request_done_ &&
+                             client_framing_ != http::BodyFraming::UntilClose && upstream_;
+    if (upstream_reusable) {
+        group_.putIdle(server_, std::move(upstream_));
+    } else if (upstream_) {
+        loop_.deferDelete(std::move(upstream_));
+    }
+    net::Stream& client = owner_.clientStream();
+    client.flush();
+    owner_.onExchangeComplete(owner_.clientKeepAlive() && client_framing_ != http::BodyFraming::UntilClose);
+}
+
+void HttpExchange::armTimer() {
+    auto timeout = phase_ == Phase::Connecting ? group_.config().connect_timeout : group_.config().read_timeout;
+    net::addTimer(loop_, timer_.get(), timeout);
+}
+
+void HttpExchange::onTimer(int, short, void* arg) {
+    auto* self = static_cast<HttpExchange*>(arg);
+    if (self->phase_ == Phase::Connecting) {
+        LOG_WARN("upstream %s: connect timed out", self->upstreamName().c_str());
+        self->group_.balancer().markFailed(self->server_, Balancer::Clock::now());
+        self->retryOrFail(504, "upstream connect timed out");
+    } else if (self->phase_ != Phase::Done) {
+        LOG_WARN("upstream %s: read timed out", self->upstreamName().c_str());
+        self->fail(504, "upstream timed out");
+    }
+}
+
+void HttpExchange::sendBody(const char* data, std::size_t length) {
+    if (!upstream_ || phase_ == Phase::Done || length == 0) return;
+    evbuffer* out = upstream_->output();
+    if (request_.body_framing == http::BodyFraming::Chunked) {
+        appendChunkHeader(out, length);
+        evbuffer_add(out, data, length);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, data, length);
+    }
+    body_sent_ += length;
+    upstream_->flush();
+}
+
+void HttpExchange::endBody() {
+    request_done_ = true;
+    if (!upstream_ || phase_ == Phase::Done) return;
+    if (request_.body_framing == http::BodyFraming::Chunked) {
+        evbuffer_add(upstream_->output(), "0\r\n\r\n", 5);
+        upstream_->flush();
+    }
+}
+
+bool HttpExchange::upstreamBacklogged() const {
+    return upstream_ && upstream_->outputLength() > kHighWatermark;
+}
+
+void HttpExchange::onClientDrained() {
+    if (upstream_ && phase_ == Phase::Streaming && !upstream_->isReading()) upstream_->resumeReading();
+}
+
+void HttpExchange::abort() {
+    if (phase_ == Phase::Done) return;  // completed or failed already
+    phase_ = Phase::Done;
+    event_del(timer_.get());
+    if (server_ >= 0) group_.balancer().onRequestEnd(server_);
+    if (upstream_) loop_.deferDelete(std::move(upstream_));
+}
+
+void HttpExchange::onConnected(net::Stream& stream) {
+    group_.balancer().markSucceeded(server_);
+    phase_ = Phase::Waiting;
+    armTimer();
+    stream.flush();
+}
+
+void HttpExchange::onDrained(net::Stream&) { owner_.onUpstreamDrained(); }
+
+void HttpExchange::onEof(net::Stream&) { onConnectionLost(0); }
+void HttpExchange::onError(net::Stream&, int error) { onConnectionLost(error); }
+
+void HttpExchange::onConnectionLost(int error) {
+    if (phase_ == Phase::Done) return;
+    if (phase_ == Phase::Connecting) {
+        LOG_WARN("upstream %s: connect failed: %s", upstreamName().c_str(), strerror(error));
+        group_.balancer().markFailed(server_, Balancer::Clock::now());
+        retryOrFail(502, "upstream unreachable");
+        return;
+    }
+    if (!response_started_ && reused_) {
+        // The server closed a pooled connection just as we reused it (RFC 9112 9.3.1): the
+        // request never reached it, so try again on a fresh connection.
+        LOG_DEBUG("upstream %s: pooled connection closed, retrying", upstreamName().c_str());
+        bool retryable = body_sent_ == 0 || isIdempotent(request_.head->method);
+        if (retryable && attempts_ < 3) {
+            tryServer(server_, /*allow_pool=*/false);
+            return;
+        }
+    }
+    // A response delimited by close ends here; anything else was cut short.
+    if (response_started_ && response_parser_.finish() == http::ParseStatus::MessageComplete) {
+        response_complete_ = true;
+        if (client_framing_ == http::BodyFraming::Chunked) writeToClient("0\r\n\r\n", 5);
+        complete();
+        return;
+    }
+    fail(502, error ? "upstream connection error" : "upstream closed the connection prematurely");
+}
+
+void HttpExchange::onReadable(net::Stream& stream) {
+    if (phase_ == Phase::Done) return;
+    response_started_ = true;
+    armTimer();
+    net::Stream& client = owner_.clientStream();
+    for (;;) {
+        http::ParseStatus status = response_parser_.parse(stream.input());
+        if (status == http::ParseStatus::NeedMore) break;
+        if (status == http::ParseStatus::Error) {
+            LOG_WARN("upstream %s: invalid response: %s", upstreamName().c_str(), response_parser_.errorReason());
+            fail(502, "invalid upstream response");
+            return;
+        }
+        if (status == http::ParseStatus::Upgrade) {
+            fail(502, "unexpected upgrade from upstream");
+            return;
+        }
+        // MessageComplete: an interim 1xx goes on to the final response.
+        if (!response_complete_) {
+            response_parser_.resume();
+            continue;
+        }
+        if (evbuffer_get_length(stream.input()) > 0) {
+            // Bytes after the response: the upstream cannot be trusted with another request.
+            loop_.deferDelete(std::move(upstream_));
+        }
+        complete();
+        return;
+    }
+    client.flush();
+    if (client.outputLength() > kHighWatermark) stream.pauseReading();
+}
+
+http::HeadAction HttpExchange::onHead() {
+    const http::ResponseHead& response = response_parser_.response();
+    int status = response.status;
+    if (status >= 100 && status < 200 && status != 101) {
+        // Interim response (100 Continue, 103 Early Hints): relay it as is.
+        std::string head;
+        http::ClientResponseInfo info;
+        info.keep_alive = true;
+        info.client_version_minor = 1;
+        http::appendClientResponseHead(head, response, info);
+        writeToClient(head.data(), head.size());
+        return http::HeadAction::Continue;
+    }
+    const bool head_request = request_.head->method == "HEAD";
+    const bool no_body = head_request || status == 204 || status == 304;
+    http::ClientResponseInfo info;
+    info.client_version_minor = request_.head->version_minor;
+    if (no_body) {
+        client_framing_ = http::BodyFraming::None;
+        // A HEAD or 304 response describes the body it would have: pass its length on.
+        if (status != 204 && response_parser_.hasContentLength()) {
+            info.framing = http::BodyFraming::ContentLength;
+            info.content_length = response_parser_.contentLength();
+        }
+    } else if (response_parser_.hasContentLength()) {
+        client_framing_ = info.framing = http::BodyFraming::ContentLength;
+        info.content_length = response_parser_.contentLength();
+    } else {
+        // Chunked or delimited by close upstream: re-chunk for HTTP/1.1 clients so the client
+        // connection survives; HTTP/1.0 clients get a body delimited by close.
+        client_framing_ = info.framing =
+            request_.head->version_minor >= 1 ? http::BodyFraming::Chunked : http::BodyFraming::UntilClose;
+    }
+    info.keep_alive = owner_.clientKeepAlive() && client_framing_ != http::BodyFraming::UntilClose;
+    std::string head;
+    head.reserve(256 + response.headers.size() * 48);
+    http::appendClientResponseHead(head, response, info);
+    writeToClient(head.data(), head.size());
+    head_sent_ = true;
+    phase_ = Phase::Streaming;
+    owner_.onResponseStatus(status);
+    return head_request ? http::HeadAction::SkipBody : http::HeadAction::Continue;
+}
+
+bool HttpExchange::onBody(const char* data, std::size_t length) {
+    if (client_framing_ == http::BodyFraming::Chunked) {
+        evbuffer* out = owner_.clientStream().output();
+        std::size_t framing = appendChunkHeader(out, length);
+        evbuffer_add(out, data, length);
+        evbuffer_add(out, "\r\n", 2);
+        owner_.onBytesToClient(framing + length + 2);
+    } else {
+        writeToClient(data, length);
+    }
+    return true;
+}
+
+void HttpExchange::onMessageComplete() {
+    int status = response_parser_.response().status;
+    if (status >= 100 && status < 200 && status != 101) return;  // interim: the real one follows
+    response_complete_ = true;
+    if (client_framing_ == http::BodyFraming::Chunked) writeToClient("0\r\n\r\n", 5);
+}
+
+void HttpExchange::writeToClient(const char* data, std::size_t length) {
+    evbuffer_add(owner_.clientStream().output(), data, length);
+    owner_.onBytesToClient(length);
+}
+
+}  // namespace portico::proxy

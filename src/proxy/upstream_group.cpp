@@ -1,0 +1,79 @@
+#include "portico/proxy/upstream_group.h"
+
+#include <cstring>
+#include <netdb.h>
+
+#include "portico/core/log.h"
+#include "portico/net/event_loop.h"
+
+namespace portico::proxy {
+
+UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream)
+    : loop_(loop), upstream_(upstream), balancer_(upstream.balance, upstream.servers.size()) {
+    for (const auto& hp : upstream.servers) {
+        Server s;
+        s.name = hp.toString();
+        addrinfo hints{};
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_NUMERICSERV;
+        addrinfo* result = nullptr;
+        std::string port = std::to_string(hp.port);
+        int rc = getaddrinfo(hp.host.empty() ? "127.0.0.1" : hp.host.c_str(), port.c_str(), &hints, &result);
+        if (rc == 0 && result) {
+            std::memcpy(&s.address, result->ai_addr, result->ai_addrlen);
+            s.length = result->ai_addrlen;
+            s.resolved = true;
+        } else {
+            LOG_ERROR("upstream %s: cannot resolve %s: %s", upstream.name.c_str(), s.name.c_str(), gai_strerror(rc));
+        }
+        if (result) freeaddrinfo(result);
+        servers_.push_back(std::move(s));
+    }
+}
+
+UpstreamGroup::~UpstreamGroup() = default;
+
+std::unique_ptr<net::Stream> UpstreamGroup::connect(int server, net::StreamHandler* handler, int& error) {
+    const Server& s = servers_[static_cast<std::size_t>(server)];
+    if (!s.resolved) {
+        error = EHOSTUNREACH;
+        return nullptr;
+    }
+    return net::Stream::connectTo(loop_.base(), reinterpret_cast<const sockaddr*>(&s.address), s.length, handler, error);
+}
+
+std::unique_ptr<net::Stream> UpstreamGroup::takeIdle(int server) {
+    for (auto it = idle_.rbegin(); it != idle_.rend(); ++it) {
+        if (it->server != server) continue;
+        auto stream = std::move(it->stream);
+        idle_.erase(std::next(it).base());
+        return stream;
+    }
+    return nullptr;
+}
+
+void UpstreamGroup::putIdle(int server, std::unique_ptr<net::Stream> stream) {
+    if (upstream_.keepalive == 0) {
+        loop_.deferDelete(std::move(stream));
+        return;
+    }
+    if (idle_.size() >= upstream_.keepalive) {
+        // Full: close the oldest, like nginx's keepalive cache.
+        loop_.deferDelete(std::move(idle_.front().stream));
+        idle_.erase(idle_.begin());
+    }
+    stream->setHandler(this);
+    stream->resumeReading();
+    idle_.push_back(Idle{server, std::move(stream)});
+}
+
+void UpstreamGroup::discard(net::Stream& stream) {
+    for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+        if (it->stream.get() != &stream) continue;
+        loop_.deferDelete(std::move(it->stream));
+        idle_.erase(it);
+        return;
+    }
+}
+
+}  // namespace portico::proxy

@@ -1,0 +1,282 @@
+#include "portico/ws/codec.h"
+
+#include <algorithm>
+
+#include <event2/buffer.h>
+
+#include "portico/ws/close_code.h"
+
+namespace portico::ws {
+
+namespace {
+
+// Reassembly memory above this is returned after each message, so a connection that once got a
+// big message does not keep that memory while idle.
+constexpr std::size_t kKeepBufferBytes = 64 * 1024;
+// Compressed payload goes to the inflater in slices of this size, so its staging buffer stays
+// small whatever the frame size.
+constexpr std::size_t kInflateSlice = 16 * 1024;
+
+Role peerOf(Role role) { return role == Role::Server ? Role::Client : Role::Server; }
+
+bool encodeWith(evbuffer* out, Opcode opcode, const void* data, std::size_t len, Deflater* deflater,
+                std::size_t min_deflate_bytes, const std::uint8_t* mask) {
+    if (deflater != nullptr && len >= min_deflate_bytes) {
+        ByteBuffer& z = deflater->scratch();
+        z.clear();
+        if (!deflater->compress(static_cast<const std::uint8_t*>(data), len, z)) return false;
+        // Without context takeover this message left no trace in the compressor, so when
+        // compression did not pay we may send the original instead (RFC 7692 6: a message is
+        // compressed or not, per message). With takeover, the peer's window must see it compressed.
+        if (!deflater->noContextTakeover() || z.size() < len) {
+            // RFC 7692 6: RSV1 ("Per-Message Compressed") on the first frame of the message.
+            const bool ok = appendFrame(out, opcode, true, kRsv1, z.data(), z.size(), mask);
+            z.clearAndTrim(kKeepBufferBytes);
+            return ok;
+        }
+        z.clearAndTrim(kKeepBufferBytes);
+    }
+    return appendFrame(out, opcode, true, 0, data, len, mask);
+}
+
+}  // namespace
+
+std::string_view toString(CodecState state) {
+    switch (state) {
+        case CodecState::Open: return "open";
+        case CodecState::CloseSent: return "close-sent";
+        case CodecState::Closed: return "closed";
+    }
+    return "unknown";
+}
+
+Codec::Codec(const CodecOptions& options, CodecHandler& handler, evbuffer* out)
+    : handler_(handler),
+      out_(out),
+      checker_(peerOf(options.role), options.deflate ? kRsv1 : 0, options.max_message_bytes),
+      max_message_bytes_(options.max_message_bytes),
+      deflate_min_bytes_(options.deflate_min_bytes),
+      role_(options.role) {
+    if (options.deflate) {
+        const DeflateParams& p = *options.deflate;
+        const bool server = options.role == Role::Server;
+        // Our compressor follows our side's parameters, our decompressor the peer's.
+        deflater_ = std::make_unique<Deflater>(server ? p.server_max_window_bits : p.client_max_window_bits,
+                                               server ? p.server_no_context_takeover : p.client_no_context_takeover,
+                                               options.deflate_level, options.deflate_mem_level);
+        inflater_ = std::make_unique<Inflater>(server ? p.client_max_window_bits : p.server_max_window_bits,
+                                               server ? p.client_no_context_takeover : p.server_no_context_takeover);
+    }
+}
+
+Codec::~Codec() = default;
+
+CodecState Codec::feed(evbuffer* in) {
+    while (state_ != CodecState::Closed) {
+        if (!in_frame_) {
+            FrameHeader h;
+            const int r = peekFrameHeader(in, h);
+            if (r == 0) break;
+            if (r < 0) {
+                fail(close_code::kProtocolError);
+                break;
+            }
+            if (const std::uint16_t code = checker_.check(h); code != 0) {
+                fail(code);
+                break;
+            }
+            evbuffer_drain(in, h.header_length);
+            frame_ = h;
+            offset_ = 0;
+            in_frame_ = true;
+            if (h.opcode == Opcode::Text || h.opcode == Opcode::Binary) startMessage(h);
+        }
+
+        if (isControl(frame_.opcode)) {
+            // RFC 6455 5.5: control payloads are small (checked <= 125): wait for all of it.
+            const auto len = static_cast<std::size_t>(frame_.payload_length);
+            if (evbuffer_get_length(in) < len) break;
+            std::uint8_t payload[kMaxControlPayload];
+            removeUnmasked(in, payload, len, frame_.masked ? frame_.mask : nullptr, 0);
+            in_frame_ = false;
+            handleControl(payload, len);
+            continue;
+        }
+
+        const Step step = readPayload(in);
+        if (step != Step::FrameDone) break;
+        in_frame_ = false;
+        if (frame_.fin) finishMessage();
+    }
+    // Once Closed nothing more is read (RFC 6455 7.1.7: after failing, process no further data).
+    if (state_ == CodecState::Closed) evbuffer_drain(in, evbuffer_get_length(in));
+    return state_;
+}
+
+void Codec::startMessage(const FrameHeader& h) {
+    message_.clear();
+    validated_ = 0;
+    utf8_.reset();
+    message_text_ = h.opcode == Opcode::Text;
+    message_compressed_ = (h.rsv & kRsv1) != 0;
+}
+
+Codec::Step Codec::readPayload(evbuffer* in) {
+    const std::uint64_t remaining = frame_.payload_length - offset_;
+    if (remaining == 0) return Step::FrameDone;
+    const std::size_t available = evbuffer_get_length(in);
+    if (available == 0) return Step::NeedMore;
+    // Take whatever part of the payload has arrived: a text message is checked as it comes
+    // (Autobahn 6.4: fail fast) and a big frame never sits twice in memory.
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(available, remaining));
+    const std::uint8_t* mask = frame_.masked ? frame_.mask : nullptr;
+
+    if (!message_compressed_) {
+        // The FrameChecker bounded the message's payload sum to max_message_bytes, so this buffer
+        // is bounded too. One copy: out of the evbuffer, unmasked on the way.
+        std::uint8_t* dst = message_.prepare(n);
+        removeUnmasked(in, dst, n, mask, offset_);
+        message_.commit(n);
+        offset_ += n;
+        if (message_text_ && !utf8_.feed(dst, n)) {
+            fail(close_code::kInvalidPayload);
+            return Step::Stop;
+        }
+    } else {
+        std::size_t left = n;
+        while (left > 0) {
+            const std::size_t k = std::min(left, kInflateSlice);
+            compressed_.clear();
+            std::uint8_t* slice = compressed_.prepare(k);
+            removeUnmasked(in, slice, k, mask, offset_);
+            offset_ += k;
+            left -= k;
+            if (!checkInflated(inflater_->inflate(slice, k, message_, max_message_bytes_))) return Step::Stop;
+        }
+    }
+    return offset_ == frame_.payload_length ? Step::FrameDone : Step::NeedMore;
+}
+
+bool Codec::checkInflated(Inflater::Status status) {
+    if (status == Inflater::Status::TooBig) {
+        fail(close_code::kMessageTooBig);
+        return false;
+    }
+    if (status == Inflater::Status::Corrupt) {
+        // RFC 7692 8: data that does not inflate fails the connection; 1007 as for other payload
+        // data that does not match its type.
+        fail(close_code::kInvalidPayload);
+        return false;
+    }
+    if (message_text_) {
+        const bool ok = utf8_.feed(message_.data() + validated_, message_.size() - validated_);
+        validated_ = message_.size();
+        if (!ok) {
+            fail(close_code::kInvalidPayload);
+            return false;
+        }
+    }
+    return true;
+}
+
+void Codec::finishMessage() {
+    if (message_compressed_ && !checkInflated(inflater_->finish(message_, max_message_bytes_))) return;
+    // RFC 6455 8.1: a text message must end on a character boundary.
+    if (message_text_ && !utf8_.complete()) {
+        fail(close_code::kInvalidPayload);
+        return;
+    }
+    // After a Close was sent, messages are still read (and checked) but no longer delivered.
+    if (state_ == CodecState::Open) handler_.onMessage(message_text_, message_.view());
+    message_.clearAndTrim(kKeepBufferBytes);
+    compressed_.clearAndTrim(kKeepBufferBytes);
+    validated_ = 0;
+}
+
+void Codec::handleControl(const std::uint8_t* payload, std::size_t len) {
+    const std::string_view view(reinterpret_cast<const char*>(payload), len);
+    switch (frame_.opcode) {
+        case Opcode::Ping:
+            // RFC 6455 5.5.2/5.5.3: answer with a Pong carrying the same data; none after our Close.
+            if (state_ == CodecState::Open) {
+                appendFrame(out_, Opcode::Pong, true, 0, payload, len, outgoingMask());
+                bytes_out_ += len;
+            }
+            return;
+        case Opcode::Pong:
+            handler_.onPong(view);
+            return;
+        case Opcode::Close: {
+            ClosePayload close;
+            if (const std::uint16_t error = parseClosePayload(payload, len, close); error != 0) {
+                fail(error);
+                return;
+            }
+            code_received_ = close.code;
+            // RFC 6455 5.5.1: answer a Close with a Close, echoing the code (none if none came).
+            if (state_ == CodecState::Open) {
+                code_sent_ = close.code == close_code::kNoStatus ? 0 : close.code;
+                appendCloseFrame(out_, code_sent_, {}, outgoingMask());
+            }
+            // RFC 6455 7.1.1: the handshake is complete; the server closes TCP first.
+            state_ = CodecState::Closed;
+            handler_.onClose(close.code, close.reason);
+            return;
+        }
+        default:
+            return;  // unreachable: the FrameChecker lets only known control opcodes through
+    }
+}
+
+const std::uint8_t* Codec::outgoingMask() {
+    if (role_ == Role::Server) return nullptr;
+    makeMask(mask_);
+    return mask_;
+}
+
+bool Codec::send(Opcode opcode, const void* data, std::size_t len) {
+    if (state_ != CodecState::Open) return false;
+    if (!encodeWith(out_, opcode, data, len, deflater_.get(), deflate_min_bytes_, outgoingMask())) {
+        // zlib failed (nothing was written) or libevent could not allocate: 1011 and close.
+        fail(close_code::kInternalError);
+        return false;
+    }
+    ++messages_out_;
+    bytes_out_ += len;
+    return true;
+}
+
+bool Codec::sendText(std::string_view text) { return send(Opcode::Text, text.data(), text.size()); }
+
+bool Codec::sendBinary(std::string_view data) { return send(Opcode::Binary, data.data(), data.size()); }
+
+bool Codec::sendPing(std::string_view payload) {
+    if (state_ != CodecState::Open || payload.size() > kMaxControlPayload) return false;
+    bytes_out_ += payload.size();
+    return appendFrame(out_, Opcode::Ping, true, 0, payload.data(), payload.size(), outgoingMask());
+}
+
+bool Codec::sendClose(std::uint16_t code, std::string_view reason) {
+    if (state_ != CodecState::Open) return false;
+    code_sent_ = code;
+    state_ = CodecState::CloseSent;
+    return appendCloseFrame(out_, code, reason, outgoingMask());
+}
+
+void Codec::fail(std::uint16_t code) {
+    // RFC 6455 7.1.7: _Fail the WebSocket Connection_: send a Close with the reason (unless one
+    // was already sent), then the owner closes TCP without waiting for the answer.
+    failed_ = true;
+    if (state_ == CodecState::Open) {
+        code_sent_ = code;
+        appendCloseFrame(out_, code, {}, outgoingMask());
+    }
+    state_ = CodecState::Closed;
+}
+
+bool Codec::encodeMessage(evbuffer* out, bool text, const void* data, std::size_t len, Deflater* deflater,
+                          std::size_t min_deflate_bytes) {
+    return encodeWith(out, text ? Opcode::Text : Opcode::Binary, data, len, deflater, min_deflate_bytes, nullptr);
+}
+
+}  // namespace portico::ws

@@ -1,0 +1,168 @@
+#include "portico/ws/handshake.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+namespace portico::ws {
+
+namespace {
+
+// RFC 6455 1.3: the GUID appended to the key before hashing.
+constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+std::string_view trim(std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+}
+
+bool isBase64Char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+std::string base64(const unsigned char* data, int len) {
+    std::string out(static_cast<std::size_t>(4 * ((len + 2) / 3)) + 1, '\0');
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, len);
+    out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    return out;
+}
+
+}  // namespace
+
+std::string computeAccept(std::string_view key) {
+    // RFC 6455 4.2.2 item 5.4: base64(SHA-1(key ++ GUID)); a 24-byte key fits on the stack.
+    unsigned char input[128];
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    if (key.size() + kGuid.size() <= sizeof input) {
+        std::memcpy(input, key.data(), key.size());
+        std::memcpy(input + key.size(), kGuid.data(), kGuid.size());
+        SHA1(input, key.size() + kGuid.size(), digest);
+    } else {
+        std::string joined;
+        joined.reserve(key.size() + kGuid.size());
+        joined.append(key).append(kGuid);
+        SHA1(reinterpret_cast<const unsigned char*>(joined.data()), joined.size(), digest);
+    }
+    return base64(digest, SHA_DIGEST_LENGTH);
+}
+
+bool isValidKey(std::string_view key) {
+    // 16 bytes encode to 22 significant characters and "==" padding. The 4 unused low bits of the
+    // 22nd character are not checked: a lenient decoder would accept them and nothing depends on it.
+    if (key.size() != 24 || key[22] != '=' || key[23] != '=') return false;
+    return std::all_of(key.begin(), key.begin() + 22, isBase64Char);
+}
+
+std::string generateKey() {
+    unsigned char nonce[16];
+    if (RAND_bytes(nonce, sizeof nonce) != 1) {
+        // RFC 6455 4.1 wants a random nonce; it is not a secret, so any fallback variation will do.
+        for (std::size_t i = 0; i < sizeof nonce; ++i) nonce[i] = static_cast<unsigned char>(std::rand());
+    }
+    return base64(nonce, sizeof nonce);
+}
+
+UpgradeRequest analyzeUpgrade(const http::RequestHead& head) {
+    UpgradeRequest req;
+    using http::equalsIgnoreCase;
+
+    int keys = 0;
+    int versions = 0;
+    bool version13 = false;
+    for (const auto& h : head.headers) {
+        if (equalsIgnoreCase(h.name, "Sec-WebSocket-Key")) {
+            ++keys;
+            req.key = trim(h.value);
+        } else if (equalsIgnoreCase(h.name, "Sec-WebSocket-Version")) {
+            ++versions;
+            version13 = trim(h.value) == "13";
+        } else if (equalsIgnoreCase(h.name, "Origin")) {
+            req.origin = trim(h.value);
+        } else if (equalsIgnoreCase(h.name, "Sec-WebSocket-Protocol")) {
+            http::forEachToken(h.value, [&](std::string_view t) { req.subprotocols.push_back(t); });
+        } else if (equalsIgnoreCase(h.name, "Sec-WebSocket-Extensions")) {
+            const std::string_view v = trim(h.value);
+            if (v.empty()) continue;
+            if (!req.extensions.empty()) req.extensions.append(", ");
+            req.extensions.append(v);
+        }
+    }
+
+    // RFC 9110 7.8: a server must ignore Upgrade in an HTTP/1.0 request.
+    if (head.version_minor < 1) return req;
+    // Another protocol (h2c, ...) or none: not ours; the caller proxies it as plain HTTP.
+    if (!http::headerHasToken(head.headers, "Upgrade", "websocket")) return req;
+
+    auto refuse = [&req](int status, std::string_view why) {
+        req.kind = UpgradeKind::Invalid;
+        req.status = status;
+        req.error = why;
+        return req;
+    };
+    // RFC 6455 4.2.1: the handshake is a GET with "Connection: Upgrade"; anything else that asks
+    // for websocket is a malformed handshake, answered 400 (4.2.2 "such as 400 Bad Request").
+    if (head.method != "GET") return refuse(400, "websocket upgrade with a method other than GET");
+    if (!http::headerHasToken(head.headers, "Connection", "upgrade"))
+        return refuse(400, "websocket upgrade without Connection: upgrade");
+    // RFC 6455 4.1 item 7 / 11.3.1: exactly one key, base64 of 16 bytes.
+    if (keys == 0) return refuse(400, "missing Sec-WebSocket-Key");
+    if (keys > 1) return refuse(400, "repeated Sec-WebSocket-Key");
+    if (!isValidKey(req.key)) return refuse(400, "invalid Sec-WebSocket-Key");
+    // RFC 6455 4.2.2: an unsupported version gets 426 and "Sec-WebSocket-Version: 13".
+    if (versions != 1 || !version13) return refuse(426, "unsupported Sec-WebSocket-Version");
+
+    req.kind = UpgradeKind::WebSocket;
+    return req;
+}
+
+bool checkUpstreamAccept(const http::HeaderList& headers, std::string_view key) {
+    const http::Header* accept = nullptr;
+    for (const auto& h : headers) {
+        if (!http::equalsIgnoreCase(h.name, "Sec-WebSocket-Accept")) continue;
+        if (accept != nullptr) return false;  // RFC 6455 11.3.3: must not appear more than once
+        accept = &h;
+    }
+    return accept != nullptr && trim(accept->value) == computeAccept(key);
+}
+
+bool isValidUpgradeResponse(const http::ResponseHead& head, std::string_view key) {
+    // RFC 6455 4.1, the client's checks of the server's handshake, items 1-4.
+    return head.status == 101 && http::headerHasToken(head.headers, "Upgrade", "websocket") &&
+           http::headerHasToken(head.headers, "Connection", "upgrade") && checkUpstreamAccept(head.headers, key);
+}
+
+std::string_view selectSubprotocol(const std::vector<std::string_view>& requested,
+                                   const std::vector<std::string>& allowed) {
+    for (std::string_view p : requested)
+        if (std::find(allowed.begin(), allowed.end(), p) != allowed.end()) return p;
+    return {};
+}
+
+std::string filterSubprotocols(const std::vector<std::string_view>& requested, const std::vector<std::string>& allowed) {
+    std::string out;
+    for (std::string_view p : requested) {
+        if (std::find(allowed.begin(), allowed.end(), p) == allowed.end()) continue;
+        if (!out.empty()) out.append(", ");
+        out.append(p);
+    }
+    return out;
+}
+
+std::string buildAcceptResponse(std::string_view key, std::string_view subprotocol, std::string_view extensions) {
+    std::string out;
+    out.reserve(160 + subprotocol.size() + extensions.size());
+    out.append("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.append(computeAccept(key));
+    out.append("\r\n");
+    if (!subprotocol.empty()) out.append("Sec-WebSocket-Protocol: ").append(subprotocol).append("\r\n");
+    if (!extensions.empty()) out.append("Sec-WebSocket-Extensions: ").append(extensions).append("\r\n");
+    out.append("\r\n");
+    return out;
+}
+
+}  // namespace portico::ws

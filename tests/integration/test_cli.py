@@ -1,0 +1,208 @@
+"""The command line: -t on good and bad files, --version, -h, the default config path."""
+
+import os
+import re
+
+from portico_harness import PorticoTestCase, main, run_portico, source_dir
+
+ERROR_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<key>[^:\s]+): (?P<msg>.+)$")
+
+GOOD = """\
+workers: 1
+shutdown_timeout: 5s
+log:
+  level: info
+  access: stdout
+  access_format: json
+limits:
+  max_connections: 100
+  max_header_bytes: 16KiB
+  max_body_bytes: 10MiB
+  client_header_timeout: 10s
+  keepalive_timeout: 75s
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  app:
+    servers: [127.0.0.1:9, 127.0.0.1:10]
+    balance: round_robin
+    keepalive: 32
+    connect_timeout: 2s
+    read_timeout: 60s
+routes:
+  - host: example.com
+    path: /api/
+    upstream: app
+    strip_prefix: true
+    set_headers: {X-Env: prod}
+  - path: =/exact
+    upstream: app
+  - path: /healthz
+    handler: health
+  - path: /
+    handler: static
+    root: www
+"""
+
+# Every line below is numbered in the comments: the test checks line and column of each error.
+BAD = """\
+workers: lots
+listeners:
+  - address: 127.0.0.1:0
+  - address: nonsense
+upstreams:
+  app:
+    servers: [127.0.0.1:9]
+routes:
+  - path: /api/
+    upstream: ap
+  - path: /
+    handler: health
+    bogus_key: 1
+  - path: /nothing
+limits:
+  max_body_bytes: 10XB
+"""
+# (line, acceptable columns (key or value), key path, message fragment or None)
+BAD_EXPECTED = [
+    (1, {1, 10}, "workers", None),
+    (4, {5, 14}, "listeners[1].address", None),
+    (10, {5, 15}, "routes[0].upstream", 'no upstream named "ap"'),
+    (13, {5, 16}, "routes[1].bogus_key", None),
+    (14, {3, 5}, "routes[2]", None),
+    (16, {3, 19}, "limits.max_body_bytes", None),
+]
+
+
+class CheckConfig(PorticoTestCase):
+    def write(self, text, name="portico.yaml"):
+        d = self.tmpdir()
+        os.makedirs(os.path.join(d, "www"), exist_ok=True)
+        path = os.path.join(d, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_good_file_prints_configuration_ok_and_exits_0(self):
+        path = self.write(GOOD)
+        r = run_portico(["-t", "-c", path])
+        self.assertEqual(r.returncode, 0, "stdout=%r stderr=%r" % (r.stdout, r.stderr))
+        self.assertIn("configuration OK", r.stdout + r.stderr)
+
+    def test_t_after_c_is_accepted_too(self):
+        path = self.write(GOOD)
+        r = run_portico(["-c", path, "-t"])
+        self.assertEqual(r.returncode, 0, "stdout=%r stderr=%r" % (r.stdout, r.stderr))
+        self.assertIn("configuration OK", r.stdout + r.stderr)
+
+    def test_shipped_default_config_is_valid(self):
+        path = os.path.join(source_dir(), "conf", "portico.yaml")
+        self.assertTrue(os.path.exists(path), "conf/portico.yaml is missing")
+        r = run_portico(["-t", "-c", path])
+        self.assertEqual(r.returncode, 0, "stdout=%r stderr=%r" % (r.stdout, r.stderr))
+        self.assertIn("configuration OK", r.stdout + r.stderr)
+
+    def test_bad_file_reports_every_error_with_file_line_col_and_exits_1(self):
+        path = self.write(BAD, name="bad.yaml")
+        r = run_portico(["-t", "-c", path])
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, "output=%r" % out)
+        self.assertNotIn("configuration OK", out)
+        errors = []
+        for line in out.splitlines():
+            m = ERROR_RE.match(line.strip())
+            if m:
+                errors.append(m)
+        self.assertTrue(errors, "no FILE:LINE:COL: key: message lines in %r" % out)
+        for m in errors:
+            self.assertTrue(m.group("file").endswith("bad.yaml"),
+                            "error names file %r, not bad.yaml" % m.group("file"))
+        for line, cols, key, fragment in BAD_EXPECTED:
+            with self.subTest(key=key):
+                matches = [m for m in errors if m.group("key") == key]
+                self.assertTrue(matches, "no error for %s; got:\n%s" % (key, out))
+                m = matches[0]
+                self.assertEqual(int(m.group("line")), line, m.group(0))
+                self.assertIn(int(m.group("col")), cols, m.group(0))
+                if fragment:
+                    self.assertIn(fragment, m.group("msg"))
+
+    def test_example_error_format_from_the_issue(self):
+        # portico.yaml:LINE:15: routes[1].upstream: no upstream named "ap"
+        text = ("listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  app:\n"
+                "    servers: [127.0.0.1:9]\nroutes:\n  - path: /healthz\n    handler: health\n"
+                "  - path: /api/\n    upstream: ap\n")
+        path = self.write(text)
+        r = run_portico(["-t", "-c", path])
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out)
+        self.assertRegex(out, r'portico\.yaml:10:15: routes\[1\]\.upstream: no upstream named "ap"')
+
+    def test_yaml_syntax_error_has_a_position(self):
+        path = self.write("listeners:\n  - address: [127.0.0.1:0\nroutes: {\n")
+        r = run_portico(["-t", "-c", path])
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out)
+        self.assertRegex(out, r"portico\.yaml:\d+:\d+:")
+
+    def test_duplicate_listener_is_an_error(self):
+        path = self.write("listeners:\n  - address: 127.0.0.1:8080\n  - address: 127.0.0.1:8080\n"
+                          "routes:\n  - path: /\n    handler: health\n")
+        r = run_portico(["-t", "-c", path])
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out)
+        self.assertRegex(out, r"portico\.yaml:3:\d+: listeners\[1\]")
+
+    def test_missing_file_exits_1_and_names_it(self):
+        path = os.path.join(self.tmpdir(), "nope.yaml")
+        r = run_portico(["-t", "-c", path])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("nope.yaml", r.stdout + r.stderr)
+
+    def test_default_config_path_is_etc_portico(self):
+        if os.path.exists("/etc/portico/portico.yaml"):
+            self.skipTest("/etc/portico/portico.yaml exists on this machine")
+        r = run_portico(["-t"])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("/etc/portico/portico.yaml", r.stdout + r.stderr)
+
+    def test_running_with_a_bad_file_exits_1_without_listening(self):
+        path = self.write(BAD, name="bad.yaml")
+        r = run_portico(["-c", path], timeout=10)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertNotIn("listening on", r.stderr)
+
+
+class VersionAndHelp(PorticoTestCase):
+    def project_version(self):
+        with open(os.path.join(source_dir(), "CMakeLists.txt")) as f:
+            m = re.search(r"project\(\s*portico\s+VERSION\s+([0-9.]+)", f.read())
+        return m.group(1) if m else None
+
+    def test_version(self):
+        r = run_portico(["--version"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout + r.stderr
+        self.assertIn("portico", out.lower())
+        v = self.project_version()
+        if v:
+            self.assertIn(v, out)
+
+    def test_help(self):
+        for flag in ("-h", "--help"):
+            with self.subTest(flag=flag):
+                r = run_portico([flag])
+                self.assertEqual(r.returncode, 0, r.stderr)
+                out = r.stdout + r.stderr
+                self.assertIn("-c", out)
+                self.assertIn("-t", out)
+                self.assertIn("--version", out)
+
+    def test_unknown_option_fails(self):
+        r = run_portico(["--no-such-option"])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertTrue(r.stderr.strip(), "no message on stderr")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,430 @@
+"""HTTP/1.1 proxying: keep-alive both sides, pipelining, framing (Content-Length, chunked,
+close-delimited, HEAD/204/304), header rewriting and routing."""
+
+import hashlib
+import time
+
+from backends import pattern_sha256
+from portico_harness import PorticoTestCase, main, make_config
+
+
+class KeepAlive(PorticoTestCase):
+    def test_one_client_connection_reaches_backend_over_one_connection(self):
+        b = self.start_backend(name="a")
+        p = self.proxy(b, workers=1)
+        c = self.client(p.port)
+        conn_ids = set()
+        for i in range(10):
+            r = c.roundtrip("GET", "/echo/%d" % i)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["path"], "/echo/%d" % i)
+            conn_ids.add(r.json()["conn_id"])
+        self.assertEqual(b.connections, 1,
+                         "10 requests on one client connection used %d upstream connections"
+                         % b.connections)
+        self.assertEqual(len(conn_ids), 1)
+        self.assertOpen(c)
+
+    def test_sequential_client_connections_share_the_upstream_pool(self):
+        b = self.start_backend(name="a")
+        p = self.proxy(b, workers=1)
+        for i in range(6):
+            c = self.client(p.port)
+            r = c.roundtrip("GET", "/echo/%d" % i, headers=[("Connection", "close")])
+            self.assertEqual(r.status, 200, r)
+            self.assertClosed(c)
+            # "Connection: close" is hop-by-hop: it must not reach the backend
+            self.assertNotIn("connection", [k.lower() for k, _ in r.json()["headers"]])
+            c.close()
+        self.assertEqual(b.connections, 1,
+                         "6 client connections in a row used %d upstream connections"
+                         % b.connections)
+
+    def test_many_requests_over_few_client_connections_use_few_upstream_connections(self):
+        b = self.start_backend(name="a")
+        p = self.proxy(b)  # two workers: at most one idle pooled connection each is needed
+        for _ in range(4):
+            c = self.client(p.port)
+            for i in range(5):
+                self.assertEqual(c.roundtrip("GET", "/echo/%d" % i).status, 200)
+            c.close()
+            time.sleep(0.05)
+        self.assertLessEqual(b.connections, 2, "20 sequential requests used %d upstream "
+                             "connections" % b.connections)
+
+    def test_upstream_connection_close_is_not_reused_and_client_stays_open(self):
+        b = self.start_backend(name="a")
+        p = self.proxy(b, workers=1)
+        c = self.client(p.port)
+        r1 = c.roundtrip("GET", "/close")
+        self.assertEqual(r1.status, 200)
+        self.assertEqual(r1.body, b"closing")
+        self.assertNotIn("close", r1.connection_tokens(),
+                         "backend's Connection: close leaked to the client")
+        r2 = c.roundtrip("GET", "/echo")
+        self.assertEqual(r2.status, 200)
+        self.assertEqual(b.connections, 2)
+
+    def test_upstream_that_closed_an_idle_pooled_connection(self):
+        b = self.start_backend(name="a", idle_timeout=0.2)
+        p = self.proxy(b, workers=1)
+        c = self.client(p.port)
+        self.assertEqual(c.roundtrip("GET", "/echo/1").status, 200)
+        time.sleep(0.7)  # the backend closes its side of the pooled connection meanwhile
+        r = c.roundtrip("GET", "/echo/2")
+        self.assertEqual(r.status, 200, "request after the backend closed an idle pooled "
+                         "connection: %r" % r)
+        self.assertEqual(r.json()["path"], "/echo/2")
+
+    def test_client_connection_close_is_honoured(self):
+        b = self.start_backend(name="a")
+        p = self.proxy(b)
+        c = self.client(p.port)
+        r = c.roundtrip("GET", "/echo", headers=[("Connection", "close")])
+        self.assertEqual(r.status, 200)
+        self.assertClosed(c)
+
+    def test_http10_client_gets_a_response_and_the_connection_closes(self):
+        b = self.start_backend(name="a")
+        p = self.proxy(b)
+        c = self.client(p.port)
+        c.send(b"GET /stream?n=1000&mode=chunked HTTP/1.0\r\nHost: x\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertNotEqual(r.framing, "chunked", "chunked sent to an HTTP/1.0 client")
+        self.assertEqual(r.body_len, 1000)
+        self.assertClosed(c)
+
+    def test_keepalive_timeout_closes_idle_client_connection(self):
+        b = self.start_backend(name="a")
+        p = self.proxy(b, limits={"keepalive_timeout": "500ms"})
+        c = self.client(p.port)
+        self.assertEqual(c.roundtrip("GET", "/echo").status, 200)
+        t0 = time.monotonic()
+        self.assertTrue(c.wait_closed(5.0), "idle connection not closed after keepalive_timeout")
+        self.assertGreater(time.monotonic() - t0, 0.3)
+
+
+class Pipelining(PorticoTestCase):
+    def test_pipelined_requests_are_answered_in_order(self):
+        b = self.start_backend(name="a")
+        p = self.proxy(b)
+        c = self.client(p.port)
+        c.send(b"".join(b"GET /echo/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(8)))
+        for i in range(8):
+            r = c.read_response()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.json()["path"], "/echo/%d" % i)
+        self.assertOpen(c)
+
+    def test_pipelined_slow_first_request_with_bodies_keeps_order(self):
+        b = self.start_backend(name="a")
+        p = self.start_portico(make_config(
+            upstreams={"app": {"servers": [b.address]}},
+            routes=[{"path": "/healthz", "handler": "health"},
+                    {"path": "/", "upstream": "app"}]))
+        c = self.client(p.port)
+        c.send(b"GET /slow?delay=0.5 HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"POST /echo/2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+               b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"POST /echo/4 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n0\r\n\r\n"
+               b"GET /echo/5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        r1 = c.read_response()
+        self.assertEqual((r1.status, r1.body), (200, b"slow done"))
+        r2 = c.read_response()
+        self.assertEqual((r2.json()["path"], r2.json()["body"]), ("/echo/2", "hello"))
+        r3 = c.read_response()
+        self.assertEqual(r3.status, 200)
+        self.assertEqual(r3.body.strip(), b"ok")
+        r4 = c.read_response()
+        self.assertEqual((r4.json()["path"], r4.json()["body"]), ("/echo/4", "abc"))
+        r5 = c.read_response()
+        self.assertEqual(r5.json()["path"], "/echo/5")
+        self.assertClosed(c)
+
+    def test_requests_split_into_single_bytes(self):
+        b = self.start_backend(name="a")
+        p = self.proxy(b)
+        c = self.client(p.port)
+        req = b"POST /echo/split HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz"
+        for i in range(len(req)):
+            c.send(req[i:i + 1])
+            time.sleep(0.002)
+        r = c.read_response()
+        self.assertEqual((r.status, r.json()["body"]), (200, "xyz"))
+
+
+class Framing(PorticoTestCase):
+    def setUp(self):
+        self.b = self.start_backend(name="a")
+        self.p = self.proxy(self.b)
+        self.c = self.client(self.p.port)
+
+    def test_content_length_request_body(self):
+        body = bytes(range(256)) * 1000
+        r = self.c.roundtrip("POST", "/echo", body=body)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["body_len"], len(body))
+        self.assertEqual(r.json()["body_sha256"], hashlib.sha256(body).hexdigest())
+
+    def test_chunked_request_body_reaches_backend_intact(self):
+        parts = [b"a" * 1, b"b" * 100, b"c" * 5000, b"d" * 70000, b"e" * 3]
+        wire = b"".join(b"%x;ext=1\r\n" % len(x) + x + b"\r\n" for x in parts) + b"0\r\n\r\n"
+        self.c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(wire), 777):  # chunk boundaries fall anywhere in the writes
+            self.c.send(wire[i:i + 777])
+        r = self.c.read_response()
+        body = b"".join(parts)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["body_len"], len(body))
+        self.assertEqual(r.json()["body_sha256"], hashlib.sha256(body).hexdigest())
+        self.assertEqual(r.json()["method"], "POST")
+        # the next request on the same connection still works
+        self.assertEqual(self.c.roundtrip("GET", "/echo").status, 200)
+
+    def test_empty_chunked_request_body(self):
+        self.c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"0\r\n\r\n")
+        r = self.c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["body_len"], 0)
+
+    def test_chunked_response(self):
+        n = 3 * 1024 * 1024 + 17
+        r = self.c.roundtrip("GET", "/stream?n=%d&mode=chunked&chunk=1000" % n, hash_body=True)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body_len, n)
+        self.assertEqual(r.sha256, pattern_sha256(n))
+        self.assertEqual(self.c.roundtrip("GET", "/echo").status, 200)
+
+    def test_content_length_response(self):
+        n = 2 * 1024 * 1024 + 5
+        r = self.c.roundtrip("GET", "/stream?n=%d&mode=length" % n, hash_body=True)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.framing, "length")
+        self.assertEqual(int(r.header("Content-Length")), n)
+        self.assertEqual(r.sha256, pattern_sha256(n))
+        self.assertEqual(self.c.roundtrip("GET", "/echo").status, 200)
+
+    def test_close_delimited_response(self):
+        n = 1024 * 1024 + 3
+        r = self.c.roundtrip("GET", "/stream?n=%d&mode=close" % n, hash_body=True)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body_len, n)
+        self.assertEqual(r.sha256, pattern_sha256(n))
+        if r.framing != "close":
+            # re-framed (chunked) for the client: the client connection can stay open
+            self.assertEqual(self.c.roundtrip("GET", "/echo").status, 200)
+
+    def test_head_response_has_no_body_and_connection_stays_usable(self):
+        r = self.c.roundtrip("HEAD", "/stream?n=5000&mode=length")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("Content-Length"), "5000")
+        r2 = self.c.roundtrip("GET", "/echo/after-head")
+        self.assertEqual(r2.json()["path"], "/echo/after-head")
+
+    def test_204_and_304_have_no_body(self):
+        for code in (204, 304):
+            with self.subTest(code=code):
+                r = self.c.roundtrip("GET", "/status?code=%d" % code)
+                self.assertEqual(r.status, code)
+                self.assertIsNone(r.header("Transfer-Encoding"))
+                r2 = self.c.roundtrip("GET", "/echo/after-%d" % code)
+                self.assertEqual(r2.json()["path"], "/echo/after-%d" % code)
+
+    def test_backend_error_statuses_are_passed_through(self):
+        for code in (400, 404, 500, 503):
+            r = self.c.roundtrip("GET", "/status?code=%d" % code)
+            self.assertEqual(r.status, code)
+            self.assertEqual(r.body, b"status %d" % code)
+            self.assertEqual(r.header("X-Backend"), "a")
+
+
+class Headers(PorticoTestCase):
+    def setUp(self):
+        self.b = self.start_backend(name="a")
+
+    def echo_headers(self, p, headers, host="app.test:8080", target="/echo"):
+        c = self.client(p.port)
+        r = c.roundtrip("GET", target, headers=headers, host=host)
+        self.assertEqual(r.status, 200, r)
+        doc = r.json()
+        return doc, {k.lower(): [v2 for k2, v2 in doc["headers"] if k2.lower() == k.lower()]
+                     for k, _ in doc["headers"]}
+
+    def test_hop_by_hop_request_headers_are_removed(self):
+        p = self.proxy(self.b)
+        doc, h = self.echo_headers(p, [
+            ("Connection", "keep-alive, X-Custom-Hop, x-other-hop"),
+            ("X-Custom-Hop", "1"), ("X-Other-Hop", "2"), ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"), ("Trailer", "X-Checksum"), ("Proxy-Authorization", "Basic x"),
+            ("Proxy-Connection", "keep-alive"), ("X-End-To-End", "kept")])
+        for name in ("x-custom-hop", "x-other-hop", "keep-alive", "te", "trailer",
+                     "proxy-authorization", "proxy-connection"):
+            self.assertNotIn(name, h, "hop-by-hop %s reached the backend: %r"
+                             % (name, doc["headers"]))
+        self.assertNotIn("keep-alive", [t.strip().lower() for v in h.get("connection", [])
+                                        for t in v.split(",")])
+        self.assertNotIn("x-custom-hop", ",".join(h.get("connection", [])).lower())
+        self.assertEqual(h.get("x-end-to-end"), ["kept"])
+
+    def test_hop_by_hop_response_headers_are_removed(self):
+        p = self.proxy(self.b)
+        c = self.client(p.port)
+        q = "&".join("h=" + x for x in (
+            "Connection:X-Resp-Hop", "X-Resp-Hop:1", "Keep-Alive:timeout=5",
+            "Proxy-Connection:keep-alive", "Trailer:X-T", "X-Resp-End:kept"))
+        r = c.roundtrip("GET", "/headers?" + q)
+        self.assertEqual(r.status, 200)
+        names = [k.lower() for k, _ in r.headers]
+        for name in ("x-resp-hop", "keep-alive", "proxy-connection", "trailer"):
+            self.assertNotIn(name, names, "hop-by-hop %s reached the client: %r"
+                             % (name, r.headers))
+        self.assertNotIn("x-resp-hop", ",".join(r.header_all("Connection")).lower())
+        self.assertEqual(r.header("X-Resp-End"), "kept")
+        self.assertEqual(r.body, b"headers")
+
+    def test_x_forwarded_for_is_appended(self):
+        p = self.proxy(self.b)
+        _, h = self.echo_headers(p, [("X-Forwarded-For", "203.0.113.9")])
+        self.assertEqual(len(h["x-forwarded-for"]), 1, h["x-forwarded-for"])
+        parts = [x.strip() for x in h["x-forwarded-for"][0].split(",")]
+        self.assertEqual(parts, ["203.0.113.9", "127.0.0.1"])
+
+    def test_x_forwarded_for_is_created(self):
+        p = self.proxy(self.b)
+        _, h = self.echo_headers(p, [])
+        self.assertEqual(h["x-forwarded-for"], ["127.0.0.1"])
+
+    def test_x_forwarded_proto_host_real_ip_are_set_and_host_passed(self):
+        p = self.proxy(self.b)
+        _, h = self.echo_headers(p, [("X-Forwarded-Proto", "https"),
+                                     ("X-Forwarded-Host", "evil.test"),
+                                     ("X-Real-IP", "198.51.100.7")], host="app.test:8080")
+        self.assertEqual(h.get("x-forwarded-proto"), ["http"])
+        self.assertEqual(h.get("x-forwarded-host"), ["app.test:8080"])
+        self.assertEqual(h.get("x-real-ip"), ["127.0.0.1"])
+        self.assertEqual(h.get("host"), ["app.test:8080"])
+
+    def test_set_headers_replace_client_values(self):
+        p = self.proxy(self.b, route_extra={"set_headers": {"X-Env": "prod", "X-Team": "core"}})
+        _, h = self.echo_headers(p, [("X-Env", "dev"), ("x-env", "dev2")])
+        self.assertEqual(h.get("x-env"), ["prod"])
+        self.assertEqual(h.get("x-team"), ["core"])
+
+    def test_end_to_end_headers_and_repeats_are_kept(self):
+        p = self.proxy(self.b)
+        doc, h = self.echo_headers(p, [("Accept", "a/b"), ("Cookie", "a=1"), ("Cookie", "b=2"),
+                                       ("X-Empty", ""), ("Authorization", "Bearer t")])
+        self.assertEqual(h.get("accept"), ["a/b"])
+        self.assertEqual(", ".join(h.get("cookie", [])).replace("; ", ", "), "a=1, b=2")
+        self.assertEqual(h.get("authorization"), ["Bearer t"])
+        self.assertEqual(h.get("x-empty"), [""])
+
+    def test_request_target_and_method_pass_unchanged(self):
+        p = self.proxy(self.b)
+        c = self.client(p.port)
+        for method in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+            target = "/a%20b/c?x=1&y=%2F&z"
+            r = c.roundtrip(method, target, body=b"" if method in ("POST", "PUT") else None)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.json()["method"], method)
+            self.assertEqual(r.json()["target"], target)
+
+
+class Routing(PorticoTestCase):
+    def backends(self, *names):
+        return {n: self.start_backend(name=n) for n in names}
+
+    def get(self, p, target, host="localhost"):
+        c = self.client(p.port)
+        return c.roundtrip("GET", target, host=host)
+
+    def test_strip_prefix(self):
+        bs = self.backends("a", "b")
+        p = self.start_portico(make_config(
+            upstreams={"a": {"servers": [bs["a"].address]}, "b": {"servers": [bs["b"].address]}},
+            routes=[{"path": "/api/", "upstream": "a", "strip_prefix": True},
+                    {"path": "/keep/", "upstream": "b"}]))
+        cases = [("/api/users?x=1", "a", "/users?x=1"),
+                 ("/api/", "a", "/"),
+                 ("/api/a/b/", "a", "/a/b/"),
+                 ("/keep/users?x=1", "b", "/keep/users?x=1")]
+        for target, backend, seen in cases:
+            with self.subTest(target=target):
+                r = self.get(p, target)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.header("X-Backend"), backend)
+                self.assertEqual(r.json()["target"], seen)
+
+    def test_prefix_match_and_first_match_wins(self):
+        bs = self.backends("a", "b", "c")
+        p = self.start_portico(make_config(
+            upstreams={n: {"servers": [b.address]} for n, b in bs.items()},
+            routes=[{"path": "/api/v2/", "upstream": "a"},
+                    {"path": "/api/", "upstream": "b"},
+                    {"path": "/", "upstream": "c"}]))
+        for target, backend in [("/api/v2/x", "a"), ("/api/v2/", "a"), ("/api/v1", "b"),
+                                ("/api/", "b"), ("/api", "c"), ("/apix", "c"), ("/", "c"),
+                                ("/api/v2", "b")]:
+            with self.subTest(target=target):
+                self.assertEqual(self.get(p, target).header("X-Backend"), backend)
+
+    def test_exact_path(self):
+        bs = self.backends("a", "b")
+        p = self.start_portico(make_config(
+            upstreams={"a": {"servers": [bs["a"].address]}, "b": {"servers": [bs["b"].address]}},
+            routes=[{"path": "=/exact", "upstream": "a"}, {"path": "/", "upstream": "b"}]))
+        for target, backend in [("/exact", "a"), ("/exact?q=1", "a"), ("/exact/", "b"),
+                                ("/exactly", "b"), ("/exact/x", "b")]:
+            with self.subTest(target=target):
+                self.assertEqual(self.get(p, target).header("X-Backend"), backend)
+
+    def test_host_routing(self):
+        bs = self.backends("a", "b", "c")
+        p = self.start_portico(make_config(
+            upstreams={n: {"servers": [b.address]} for n, b in bs.items()},
+            routes=[{"host": "a.test", "path": "/", "upstream": "a"},
+                    {"host": "*.b.test", "path": "/", "upstream": "b"},
+                    {"path": "/", "upstream": "c"}]))
+        for host, backend in [("a.test", "a"), ("A.TEST", "a"), ("a.test:8080", "a"),
+                              ("x.b.test", "b"), ("y.x.b.test", "b"), ("x.b.test:81", "b"),
+                              ("b.test", "c"), ("other.test", "c"), ("a.test.evil", "c")]:
+            with self.subTest(host=host):
+                r = self.get(p, "/", host=host)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.header("X-Backend"), backend)
+
+    def test_host_and_path_together(self):
+        bs = self.backends("a", "b")
+        p = self.start_portico(make_config(
+            upstreams={"a": {"servers": [bs["a"].address]}, "b": {"servers": [bs["b"].address]}},
+            routes=[{"host": "a.test", "path": "/api/", "upstream": "a"},
+                    {"path": "/api/", "upstream": "b"}]))
+        self.assertEqual(self.get(p, "/api/x", host="a.test").header("X-Backend"), "a")
+        self.assertEqual(self.get(p, "/api/x", host="z.test").header("X-Backend"), "b")
+        self.assertEqual(self.get(p, "/other", host="a.test").status, 404)
+
+    def test_routing_uses_the_path_not_the_query(self):
+        bs = self.backends("a", "b")
+        p = self.start_portico(make_config(
+            upstreams={"a": {"servers": [bs["a"].address]}, "b": {"servers": [bs["b"].address]}},
+            routes=[{"path": "/api/", "upstream": "a"}, {"path": "/", "upstream": "b"}]))
+        self.assertEqual(self.get(p, "/x?next=/api/").header("X-Backend"), "b")
+
+    def test_absolute_form_target_is_routed_by_its_authority(self):
+        # RFC 9112 3.2.2: a server MUST accept absolute-form; the host in it wins over Host.
+        bs = self.backends("a", "c")
+        p = self.start_portico(make_config(
+            upstreams={"a": {"servers": [bs["a"].address]}, "c": {"servers": [bs["c"].address]}},
+            routes=[{"host": "a.test", "path": "/", "upstream": "a"},
+                    {"path": "/", "upstream": "c"}]))
+        r = self.get(p, "http://a.test/echo?x=1", host="a.test")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("X-Backend"), "a")
+        self.assertEqual(r.json()["path"], "/echo")
+
+
+if __name__ == "__main__":
+    main()
