@@ -560,6 +560,66 @@ def alternate(contenders: Sequence[str], rounds: int, run_one: Callable[[str, in
 
 
 # --------------------------------------------------------------------------------------------
+# diagnostics: syscalls and profiles while a load runs (both slow the proxy: never mix these
+# runs with the measured ones)
+
+
+def _attach(argv: Sequence[str], out: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=open(out, "wb"),
+                            start_new_session=True)
+    time.sleep(1.0)  # let the tracer attach to every thread
+    return proc
+
+
+def _detach(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def strace_counts(svc: Service, load: Callable[[], LoadResult]) -> tuple[dict[str, int], LoadResult]:
+    """Runs load() with `strace -c -f` attached to every process of svc; returns the calls per
+    syscall name and the load's result. Needs /usr/bin/strace."""
+    out = svc.workdir / "strace.txt"
+    argv = ["strace", "-c", "-f", "-o", str(out)]
+    for pid in svc.pids():
+        argv += ["-p", str(pid)]
+    tracer = _attach(argv, svc.workdir / "strace.log")
+    try:
+        r = load()
+    finally:
+        _detach(tracer)
+    calls: dict[str, int] = {}
+    for line in out.read_text().splitlines():
+        parts = line.split()
+        # "% time seconds usecs/call calls [errors] syscall"
+        if len(parts) in (5, 6) and parts[-1] != "total" and parts[3].isdigit():
+            calls[parts[-1]] = int(parts[3])
+    return calls, r
+
+
+def perf_profile(svc: Service, load: Callable[[], LoadResult], limit: float = 1.0) -> tuple[str, LoadResult]:
+    """Runs load() under `perf record -e cpu-clock -g` on every process of svc; returns the
+    `perf report` lines (symbols at or above `limit` percent, self time) and the load's result."""
+    data = svc.workdir / "perf.data"
+    pids = ",".join(str(p) for p in svc.pids())
+    rec = _attach(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-o", str(data),
+                   "-p", pids], svc.workdir / "perf.log")
+    try:
+        r = load()
+    finally:
+        _detach(rec)
+    rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children",
+                          "-g", "none", "--sort", "dso,symbol", "--percent-limit", str(limit)],
+                         capture_output=True, text=True)
+    lines = [l for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#")]
+    return "\n".join(lines), r
+
+
+# --------------------------------------------------------------------------------------------
 # reporting
 
 

@@ -133,6 +133,10 @@ def main() -> int:
     ap.add_argument("--max-foreign", type=float, default=0.10,
                     help="before each run wait (up to 5 min) until processes outside the benchmark "
                          "use at most this share of a core (default: 0.10; negative: never wait)")
+    ap.add_argument("--diagnose", default="",
+                    help="after the measured rounds, extra runs per proxy with tools attached: "
+                         "comma-separated strace (syscalls per request), perf (CPU profile); "
+                         "these runs are slowed by the tools and not part of the table")
     ap.add_argument("--json", help="also write every sample to this JSON file")
     args = ap.parse_args()
 
@@ -173,6 +177,8 @@ def main() -> int:
         return {"upstream_conns": c["accepts"] - 1, "upstream_reqs": c["requests"] - 1}
 
     results: dict[int, dict[str, list[bl.Sample]]] = {}
+    syscalls: dict[int, dict[str, dict[str, float]]] = {}  # workers -> proxy -> name -> per req
+    profiles: dict[int, dict[str, str]] = {}
     for workers in worker_counts:
         services = {p: starters[p](workers) for p in proxies}
         for p, svc in services.items():
@@ -190,6 +196,17 @@ def main() -> int:
                               backend_counters, helpers=[backend])
 
         results[workers] = bl.alternate(proxies, args.rounds, run_one)
+        for tool in [t for t in args.diagnose.split(",") if t]:
+            for p, svc in services.items():
+                bl.log(f"{tool} on {p} ({workers} workers)")
+                if tool == "strace":
+                    calls, r = bl.strace_counts(svc, load(svc.port, args.duration))
+                    syscalls.setdefault(workers, {})[p] = {k: v / r.requests for k, v in calls.items()}
+                elif tool == "perf":
+                    text, _ = bl.perf_profile(svc, load(svc.port, args.duration))
+                    profiles.setdefault(workers, {})[p] = text
+                else:
+                    raise SystemExit(f"unknown --diagnose tool {tool}")
         for svc in services.values():
             svc.stop()
     backend.stop()
@@ -233,6 +250,26 @@ def main() -> int:
           f"{bl.tool_version(['haproxy', '-v'])}; {bl.tool_version(['wrk', '-v'])}.")
     print()
     print(f"Command: `{cmd}`")
+
+    for workers, per in syscalls.items():
+        print()
+        print(f"Syscalls per request ({workers} worker{'s' if workers > 1 else ''}, one "
+              f"{args.duration} s run each under `strace -c -f`):")
+        print()
+        names = sorted({n for calls in per.values() for n in calls},
+                       key=lambda n: -max(c.get(n, 0) for c in per.values()))
+        names = [n for n in names if max(c.get(n, 0) for c in per.values()) >= 0.01]
+        rows = [[n] + [f"{per[p].get(n, 0):.2f}" for p in per] for n in names]
+        rows.append(["**total**"] + [f"{sum(per[p].values()):.2f}" for p in per])
+        print(bl.markdown_table(["syscall", *per.keys()], rows))
+    for workers, per in profiles.items():
+        for p, text in per.items():
+            print()
+            print(f"perf profile of {p} ({workers} worker{'s' if workers > 1 else ''}), self time, "
+                  f"symbols at 1% or more:")
+            print("```")
+            print(text)
+            print("```")
 
     if args.json:
         Path(args.json).write_text(json.dumps(

@@ -178,7 +178,8 @@ bool Decoder::forEachElement(const Item& item, const std::function<void(const It
         return false;
     }
     std::size_t index = 0;
-    for (const YAML::Node& element : item.node) {
+    for (auto it = item.node.begin(); it != item.node.end(); ++it) {
+        YAML::Node element = *it;
         Item child{element, indexPath(item.path, index++), element.Mark()};
         if (element.IsNull() || child.mark.is_null()) child.mark = item.mark;
         remember(child.path, child.mark);
@@ -199,8 +200,9 @@ bool Decoder::forEachEntry(
     // would be silently ignored, so it is an error.
     std::set<std::string> seen;
     for (auto it = item.node.begin(); it != item.node.end(); ++it) {
-        const YAML::Node& key = it->first;
-        const YAML::Node& value = it->second;
+        // Copies: yaml-cpp's iterator hands out a temporary proxy, references into it dangle.
+        YAML::Node key = it->first;
+        YAML::Node value = it->second;
         if (!key.IsScalar()) {
             error(key.Mark(), item.path, "expected a key name");
             continue;

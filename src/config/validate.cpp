@@ -166,7 +166,8 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
         } else if (!is_upstream && d.has(mode)) {
             d.error(d.markOf(mode), mode,
                     "only for routes to an upstream: built-in handlers always parse frames");
-        } else if (is_upstream && route.websocket.mode == WebSocketMode::Tunnel) {
+        } else if (is_upstream && route.websocket.mode == WebSocketMode::Tunnel &&
+                   !d.failed(mode)) {
             for (const char* key : {"max_message_bytes", "ping_interval"}) {
                 std::string key_path = childPath(websocket, key);
                 if (d.has(key_path)) {

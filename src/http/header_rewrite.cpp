@@ -82,7 +82,8 @@ void appendUpstreamRequestHead(std::string& out, const RequestHead& request, con
             continue;
         }
         if (equalsIgnoreCase(name, "X-Forwarded-Proto") || equalsIgnoreCase(name, "X-Forwarded-Host") ||
-            equalsIgnoreCase(name, "X-Real-IP") || isSetBy(info.set_headers, name))
+            equalsIgnoreCase(name, "X-Real-IP") || isSetBy(info.set_headers, name) ||
+            (info.override_headers && findHeader(*info.override_headers, name)))
             continue;
         appendHeader(out, name, h.value);
     }
@@ -106,6 +107,9 @@ void appendUpstreamRequestHead(std::string& out, const RequestHead& request, con
     appendHeader(out, "X-Real-IP", info.client_ip);
     if (info.set_headers)
         for (const auto& [key, value] : *info.set_headers) appendHeader(out, key, value);
+    if (info.override_headers)
+        for (const auto& h : *info.override_headers)
+            if (!h.value.empty()) appendHeader(out, h.name, h.value);
     out.append("\r\n");
 }
 

@@ -45,20 +45,25 @@ void MessageParser::reset() {
     llhttp_init(parser_.get(), kind_ == Kind::Request ? HTTP_REQUEST : HTTP_RESPONSE, &settings());
     parser_->data = this;
     error_ = ParseError::None;
-    in_message_ = head_complete_ = in_value_ = paused_ = false;
+    in_message_ = head_complete_ = in_value_ = paused_ = upgrade_paused_ = false;
     head_bytes_ = 0;
 }
 
 void MessageParser::resume() {
-    if (paused_) {
-        paused_ = false;
+    if (!paused_) return;
+    paused_ = false;
+    if (upgrade_paused_) {
+        // The upgrade was declined (not a WebSocket, or refused): go on parsing HTTP.
+        upgrade_paused_ = false;
+        llhttp_resume_after_upgrade(parser_.get());
+    } else {
         llhttp_resume(parser_.get());
     }
 }
 
 ParseStatus MessageParser::parse(evbuffer* input) {
     if (error_ != ParseError::None) return ParseStatus::Error;
-    if (paused_) return ParseStatus::MessageComplete;
+    if (paused_) return upgrade_paused_ ? ParseStatus::Upgrade : ParseStatus::MessageComplete;
     while (evbuffer_get_length(input) > 0) {
         evbuffer_iovec chunk;
         if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1) break;
@@ -77,6 +82,7 @@ ParseStatus MessageParser::parse(evbuffer* input) {
         }
         if (rc == HPE_PAUSED_UPGRADE) {
             evbuffer_drain(input, consumed);
+            paused_ = upgrade_paused_ = true;
             return ParseStatus::Upgrade;
         }
         if (error_ == ParseError::None) error_ = ParseError::Malformed;

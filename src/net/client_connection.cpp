@@ -1,6 +1,8 @@
 #include "portico/net/client_connection.h"
 
+#include <algorithm>
 #include <arpa/inet.h>
+#include <charconv>
 #include <cstring>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -8,11 +10,16 @@
 
 #include "portico/core/log.h"
 #include "portico/handlers/http_handlers.h"
+#include "portico/handlers/pubsub.h"
+#include "portico/handlers/websocket_endpoint.h"
 #include "portico/http/header_rewrite.h"
 #include "portico/http/simple_response.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
 #include "portico/proxy/http_exchange.h"
+#include "portico/ws/frame_relay.h"
+#include "portico/ws/handshake.h"
+#include "portico/ws/tunnel.h"
 
 namespace portico::net {
 
@@ -21,6 +28,8 @@ namespace {
 // After an error response we half-close and read what the client still sends for this long,
 // so that our response is not destroyed by a TCP reset (nginx's lingering close).
 constexpr std::chrono::milliseconds kLingerTimeout{2000};
+// Pipelined requests buffered beyond this while a response is in flight stop the reading.
+constexpr std::size_t kPipelineBytes = 64 * 1024;
 
 std::string peerAddress(const sockaddr* peer, std::uint32_t& hash) {
     char text[INET6_ADDRSTRLEN] = "-";
@@ -95,8 +104,9 @@ void ClientConnection::processInput() {
         bool reading_request = state_ == State::ReadingHead ||
                                ((state_ == State::Proxying || state_ == State::Responding) && !request_complete_);
         if (!reading_request) {
-            // A pipelined request waits until this response is done.
-            if (evbuffer_get_length(in) > 0) client_->pauseReading();
+            // A pipelined request waits until this response is done; stop reading only when
+            // enough is queued (pausing on every request would cost two epoll_ctl calls).
+            if (evbuffer_get_length(in) > kPipelineBytes) client_->pauseReading();
             return;
         }
         if (state_ == State::ReadingHead && !parser_.inMessage() && evbuffer_get_length(in) > 0 &&
@@ -122,12 +132,21 @@ void ClientConnection::processInput() {
                 return;
             }
             case http::ParseStatus::Upgrade:
-                // WebSocket upgrades are taken over in ws/ (issue 3). Any other upgrade was
-                // proxied as plain HTTP without its Upgrade header; nothing follows it here.
+                if (pending_app_) {
+                    // A built-in endpoint accepted the WebSocket: it takes the socket now.
+                    auto session = std::make_unique<handlers::EndpointSession>(
+                        static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_), route_->websocket,
+                        pending_deflate_, std::move(pending_app_));
+                    startSession(std::move(session));
+                    return;
+                }
+                // An upgrade to an upstream waits for its 101 (onUpgraded). A declined upgrade
+                // (h2c, or a route that serves plain HTTP) goes on as HTTP.
                 [[fallthrough]];
             case http::ParseStatus::MessageComplete:
                 if (!response_done_) {
-                    client_->pauseReading();  // the response comes from the exchange
+                    // The response comes from the exchange; pipelined bytes wait in the input.
+                    if (evbuffer_get_length(in) > kPipelineBytes) client_->pauseReading();
                     return;
                 }
                 responseDone(response_keep_alive_);
@@ -166,6 +185,30 @@ http::HeadAction ClientConnection::onHead() {
         response_done_ = true;
         return http::HeadAction::Continue;  // the body, if any, is read and discarded
     }
+    route_ = route;
+    const ws::UpgradeRequest upgrade = ws::analyzeUpgrade(request);
+    if (upgrade.kind == ws::UpgradeKind::Invalid) {
+        LOG_INFO("client %s: invalid WebSocket handshake: %.*s", client_ip_.c_str(),
+                 static_cast<int>(upgrade.error.size()), upgrade.error.data());
+        // RFC 6455 4.4: a version we do not speak gets 426 and the versions we do.
+        respondError(upgrade.status, "invalid WebSocket handshake",
+                     upgrade.status == 426 ? http::HeaderList{{"Sec-WebSocket-Version", "13"}} : http::HeaderList{});
+        return http::HeadAction::Abort;
+    }
+    const bool serves_websocket = !route->upstream.empty() || route->handler == config::HandlerKind::Echo ||
+                                  route->handler == config::HandlerKind::PubSub;
+    if (upgrade.kind == ws::UpgradeKind::WebSocket && serves_websocket) {
+        const auto& origins = route->websocket.origins;
+        if (!origins.empty() && std::none_of(origins.begin(), origins.end(), [&](const std::string& o) {
+                return http::equalsIgnoreCase(o, upgrade.origin);
+            })) {
+            LOG_INFO("client %s: WebSocket origin \"%.*s\" not allowed", client_ip_.c_str(),
+                     static_cast<int>(upgrade.origin.size()), upgrade.origin.data());
+            respondError(403, "origin not allowed");
+            return http::HeadAction::Abort;
+        }
+        if (route->handler != config::HandlerKind::None) return acceptWebSocket(*route, upgrade);
+    }
     if (route->handler != config::HandlerKind::None) {
         respondInternal(*route);
         return http::HeadAction::Continue;
@@ -188,6 +231,14 @@ http::HeadAction ClientConnection::onHead() {
         // RFC 9110 8.6: a request that usually carries content says it has none.
         forward.body_framing = http::BodyFraming::ContentLength;
     }
+    if (upgrade.kind == ws::UpgradeKind::WebSocket) {
+        forward.websocket = true;
+        forward.websocket_key = std::string(upgrade.key);
+        forward.body_framing = http::BodyFraming::None;
+        if (!route->websocket.subprotocols.empty() && !upgrade.subprotocols.empty())
+            forward.override_headers.push_back(
+                {"Sec-WebSocket-Protocol", ws::filterSubprotocols(upgrade.subprotocols, route->websocket.subprotocols)});
+    }
     state_ = State::Proxying;
     exchange_ = std::make_unique<proxy::HttpExchange>(static_cast<proxy::ExchangeOwner&>(*this), worker_.loop(), *group, *route, forward);
     exchange_->start();
@@ -197,6 +248,17 @@ http::HeadAction ClientConnection::onHead() {
 bool ClientConnection::onBody(const char* data, std::size_t length) {
     body_bytes_ += length;
     const std::size_t limit = snapshot_->config().limits.max_body_bytes;
+    if (state_ == State::Responding && !response_done_) {
+        // A built-in handler reads this body (a pubsub publish): bounded by max_body_bytes, or
+        // by the subscriber queue bound when that is unlimited.
+        const std::size_t cap = limit ? limit : route_->pubsub.queue_bytes;
+        if (body_.size() + length > cap) {
+            respondError(413, "body too large");
+            return false;
+        }
+        body_.append(data, length);
+        return true;
+    }
     if (limit && body_bytes_ > limit) {
         // Only a chunked body gets here (a declared length is checked in onHead).
         retireExchange();
@@ -210,6 +272,91 @@ bool ClientConnection::onBody(const char* data, std::size_t length) {
 void ClientConnection::onMessageComplete() {
     request_complete_ = true;
     if (exchange_) exchange_->endBody();
+    if (state_ == State::Responding && !response_done_) {
+        handlers::Reply reply = servePubSub();
+        status_ = reply.status;
+        bytes_out_ += reply.bytes;
+        response_done_ = true;
+        client_->flush();
+    }
+}
+
+handlers::Reply ClientConnection::servePubSub() {
+    const http::RequestHead& request = parser_.request();
+    const http::Header* authorization = http::findHeader(request.headers, "Authorization");
+    auto reply = handlers::servePubSubHttp(client_->output(), worker_.pubsub(), *route_, request.method, request.path(),
+                                           authorization ? std::string_view(authorization->value) : std::string_view{},
+                                           std::move(body_), response_keep_alive_);
+    body_.clear();
+    return handlers::Reply{reply.status, reply.bytes};
+}
+
+http::HeadAction ClientConnection::acceptWebSocket(const config::Route& route, const ws::UpgradeRequest& upgrade) {
+    std::string_view subprotocol;
+    if (!route.websocket.subprotocols.empty()) subprotocol = ws::selectSubprotocol(upgrade.subprotocols, route.websocket.subprotocols);
+    std::optional<ws::DeflateAgreement> deflate;
+    if (!upgrade.extensions.empty()) deflate = ws::negotiateDeflate(upgrade.extensions, ws::DeflateConfig{});
+    if (route.handler == config::HandlerKind::Echo) {
+        pending_app_ = handlers::makeEchoApp();
+    } else {
+        const http::RequestHead& request = parser_.request();
+        std::string_view channel = handlers::channelName(route, request.path());
+        if (channel.empty()) {
+            respondError(404, "no channel");
+            return http::HeadAction::Abort;
+        }
+        std::optional<std::uint64_t> since;
+        std::string_view query = request.query();
+        for (std::size_t at = 0; at <= query.size();) {
+            std::size_t amp = query.find('&', at);
+            std::string_view pair = query.substr(at, amp == std::string_view::npos ? std::string_view::npos : amp - at);
+            if (pair.substr(0, 6) == "since=") {
+                std::uint64_t value = 0;
+                auto [end, ec] = std::from_chars(pair.data() + 6, pair.data() + pair.size(), value);
+                if (ec == std::errc() && end == pair.data() + pair.size()) since = value;
+            }
+            if (amp == std::string_view::npos) break;
+            at = amp + 1;
+        }
+        pending_app_ = handlers::makeSubscriberApp(worker_.pubsub(), route, std::string(channel), since);
+    }
+    pending_deflate_ = deflate ? std::optional<ws::DeflateParams>(deflate->params) : std::nullopt;
+    std::string response = ws::buildAcceptResponse(upgrade.key, subprotocol, deflate ? deflate->response : std::string());
+    evbuffer_add(client_->output(), response.data(), response.size());
+    bytes_out_ += response.size();
+    status_ = 101;
+    state_ = State::Upgraded;
+    return http::HeadAction::Continue;
+}
+
+void ClientConnection::onUpgraded(std::unique_ptr<Stream> upstream, std::string extensions) {
+    const config::WebSocketSettings& settings = route_->websocket;
+    std::unique_ptr<ws::Session> session;
+    if (settings.mode == config::WebSocketMode::Frames) {
+        session = std::make_unique<ws::FrameRelay>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
+                                                   std::move(upstream), settings, ws::allowedRsvBits(extensions));
+    } else {
+        session = std::make_unique<ws::Tunnel>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
+                                               std::move(upstream), settings.idle_timeout);
+    }
+    retireExchange();
+    startSession(std::move(session));
+}
+
+void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
+    state_ = State::Upgraded;
+    event_del(timer_.get());
+    logAccess();  // the handshake's line; the session's end is logged at debug level
+    session_ = std::move(session);
+    parser_.reset();  // nothing more to parse; frees the request head
+    session_->start();
+    if (draining_ && state_ == State::Upgraded) session_->goAway();
+}
+
+void ClientConnection::onSessionEnd(const char* reason, std::uint64_t from_client, std::uint64_t to_client) {
+    LOG_DEBUG("client %s: WebSocket closed (%s), %llu bytes in, %llu bytes out", client_ip_.c_str(), reason,
+              static_cast<unsigned long long>(from_client), static_cast<unsigned long long>(to_client));
+    finish(reason);
 }
 
 void ClientConnection::respondInternal(const config::Route& route) {
@@ -223,6 +370,14 @@ void ClientConnection::respondInternal(const config::Route& route) {
             break;
         case config::HandlerKind::Static:
             reply = handlers::serveStatic(client_->output(), route, request, response_keep_alive_);
+            break;
+        case config::HandlerKind::PubSub:
+            if (request.method == "POST") {
+                // The body is the message: answer once it is complete (onMessageComplete).
+                body_.clear();
+                return;
+            }
+            reply = servePubSub();
             break;
         default:
             // WebSocket-only handlers (echo, pubsub) and those of later issues answer 404 to
@@ -303,14 +458,14 @@ void ClientConnection::onResume(int, short, void* arg) {
     self->processInput();
 }
 
-void ClientConnection::respondError(int status, const char* reason) {
+void ClientConnection::respondError(int status, const char* reason, const http::HeaderList& extra) {
     retireExchange();
     if (bytes_out_ > 0 && status_ != 0 && state_ != State::ReadingHead) {
         finish(reason);
         return;
     }
     status_ = status;
-    bytes_out_ += http::writeErrorResponse(client_->output(), status, false);
+    bytes_out_ += http::writeErrorResponse(client_->output(), status, false, extra);
     logAccess();
     closeAfterFlush();
 }
@@ -401,6 +556,10 @@ void ClientConnection::onTimer(int, short, void* arg) {
 
 void ClientConnection::drain() {
     draining_ = true;
+    if (state_ == State::Upgraded && session_) {
+        session_->goAway();
+        return;
+    }
     if (state_ == State::ReadingHead && !parser_.inMessage() && evbuffer_get_length(client_->input()) == 0)
         finish("shutting down");
 }
@@ -434,7 +593,7 @@ void ClientConnection::finish(const char* reason) {
     event_del(timer_.get());
     if (resume_event_) event_del(resume_event_.get());
     retireExchange();
-    client_->pauseReading();
+    if (client_) client_->pauseReading();  // after an upgrade the session has the socket
     worker_.onConnectionFinished(this);
 }
 

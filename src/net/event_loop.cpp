@@ -14,6 +14,7 @@ EventLoop::EventLoop() {
 }
 
 EventLoop::~EventLoop() {
+    owned_.clear();
     retired_.clear();
     reap_event_.reset();
 }
@@ -21,6 +22,15 @@ EventLoop::~EventLoop() {
 void EventLoop::deferDelete(std::shared_ptr<void> object) {
     if (retired_.empty()) event_active(reap_event_.get(), EV_TIMEOUT, 0);
     retired_.push_back(std::move(object));
+}
+
+void EventLoop::own(const void* key, std::shared_ptr<void> object) { owned_[key] = std::move(object); }
+
+void EventLoop::disown(const void* key) {
+    auto it = owned_.find(key);
+    if (it == owned_.end()) return;
+    deferDelete(std::move(it->second));
+    owned_.erase(it);
 }
 
 void EventLoop::onReap(int, short, void* arg) {
@@ -39,6 +49,12 @@ const timeval* EventLoop::timeout(std::chrono::milliseconds duration) {
     if (it != timeouts_.end()) return it->second;
     timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
     const timeval* common = event_base_init_common_timeout(base_.get(), &tv);
+    if (!common) {
+        // libevent allows 256 common timeouts; beyond that, a plain (heap) timeout.
+        auto& plain = plain_timeouts_[ms];
+        plain = tv;
+        return &plain;
+    }
     timeouts_.emplace(ms, common);
     return common;
 }
@@ -48,6 +64,12 @@ void EventLoop::stop() { event_base_loopbreak(base_.get()); }
 
 void addTimer(EventLoop& loop, event* ev, std::chrono::milliseconds duration) {
     event_add(ev, loop.timeout(duration));
+}
+
+void addTimerOnce(event* ev, std::chrono::milliseconds duration) {
+    long long ms = duration.count() < 0 ? 0 : duration.count();
+    timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+    event_add(ev, &tv);
 }
 
 }  // namespace portico::net

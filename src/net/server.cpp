@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "portico/core/log.h"
+#include "portico/handlers/pubsub.h"
 #include "portico/net/listen_socket.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
@@ -22,7 +23,8 @@ unsigned effectiveWorkerCount(unsigned workers) {
     return n ? n : 1;
 }
 
-Server::Server(std::shared_ptr<const config::Config> config) : snapshot_(std::make_shared<Snapshot>(std::move(config))) {}
+Server::Server(std::shared_ptr<const config::Config> config)
+    : snapshot_(std::make_shared<Snapshot>(std::move(config))), pubsub_(std::make_shared<handlers::PubSubRegistry>()) {}
 
 Server::~Server() = default;
 
@@ -69,7 +71,8 @@ int Server::run() {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     std::size_t per_worker_limit = (config.limits.max_connections + workers - 1) / workers;
     for (unsigned w = 0; w < workers; ++w)
-        workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, std::move(listen_fds[w]), per_worker_limit));
+        workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, pubsub_, std::move(listen_fds[w]),
+                                                    per_worker_limit));
     for (auto& worker : workers_) worker->start();
     for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
         signal_events_.emplace_back(evsignal_new(loop_.base(), s, &Server::onSignal, this));

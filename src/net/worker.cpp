@@ -11,10 +11,12 @@
 namespace portico::net {
 
 Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
-               std::vector<core::UniqueFd> listen_fds, std::size_t max_connections)
+               std::shared_ptr<handlers::PubSubRegistry> pubsub, std::vector<core::UniqueFd> listen_fds,
+               std::size_t max_connections)
     : index_(index),
       snapshot_(std::move(snapshot)),
       access_log_(loop_, std::move(sink)),
+      pubsub_(std::make_unique<handlers::PubSubHub>(loop_, std::move(pubsub))),
       listen_fds_(std::move(listen_fds)),
       max_connections_(max_connections == 0 ? 1 : max_connections),
       control_event_(event_new(loop_.base(), -1, 0, &Worker::onControl, this)),

@@ -11,6 +11,7 @@
 #include "portico/proxy/exchange_owner.h"
 #include "portico/proxy/route_table.h"
 #include "portico/proxy/upstream_group.h"
+#include "portico/ws/handshake.h"
 
 namespace portico::proxy {
 
@@ -50,6 +51,8 @@ HttpExchange::HttpExchange(ExchangeOwner& owner, net::EventLoop& loop, UpstreamG
     info.set_headers = &route.set_headers;
     info.framing = request.body_framing;
     info.content_length = request.content_length;
+    info.upgrade = request.websocket;
+    if (!request.override_headers.empty()) info.override_headers = &request_.override_headers;
     head_.reserve(512 + request.head->headers.size() * 48);
     http::appendUpstreamRequestHead(head_, *request.head, info);
 }
@@ -137,7 +140,8 @@ void HttpExchange::complete() {
     }
     net::Stream& client = owner_.clientStream();
     client.flush();
-    owner_.onExchangeComplete(owner_.clientKeepAlive() && client_framing_ != http::BodyFraming::UntilClose);
+    owner_.onExchangeComplete(owner_.clientKeepAlive() && client_framing_ != http::BodyFraming::UntilClose &&
+                              !request_.websocket);
 }
 
 void HttpExchange::armTimer() {
@@ -250,7 +254,17 @@ void HttpExchange::onReadable(net::Stream& stream) {
             return;
         }
         if (status == http::ParseStatus::Upgrade) {
-            fail(502, "unexpected upgrade from upstream");
+            if (!upgrade_accepted_) {
+                fail(502, "unexpected upgrade from upstream");
+                return;
+            }
+            // The connection now speaks WebSocket: it leaves the exchange (and the pool) for good.
+            phase_ = Phase::Done;
+            event_del(timer_.get());
+            group_.balancer().onRequestEnd(server_);
+            client.flush();
+            const http::Header* ext = http::findHeader(response_parser_.response().headers, "Sec-WebSocket-Extensions");
+            owner_.onUpgraded(std::move(upstream_), ext ? ext->value : std::string());
             return;
         }
         // MessageComplete: an interim 1xx goes on to the final response.
@@ -282,6 +296,22 @@ http::HeadAction HttpExchange::onHead() {
         writeToClient(head.data(), head.size());
         return http::HeadAction::Continue;
     }
+    if (status == 101) {
+        // RFC 6455 4.1: the upstream must prove it read our key; anything else is not a
+        // WebSocket server talking to us.
+        if (!request_.websocket || !ws::isValidUpgradeResponse(response, request_.websocket_key)) {
+            LOG_WARN("upstream %s: invalid 101 response to a WebSocket handshake", upstreamName().c_str());
+            return http::HeadAction::Abort;
+        }
+        http::ClientResponseInfo info;
+        info.upgrade = true;
+        std::string head;
+        http::appendClientResponseHead(head, response, info);
+        writeToClient(head.data(), head.size());
+        head_sent_ = upgrade_accepted_ = true;
+        owner_.onResponseStatus(101);
+        return http::HeadAction::Continue;
+    }
     const bool head_request = request_.head->method == "HEAD";
     const bool no_body = head_request || status == 204 || status == 304;
     http::ClientResponseInfo info;
@@ -302,7 +332,8 @@ http::HeadAction HttpExchange::onHead() {
         client_framing_ = info.framing =
             request_.head->version_minor >= 1 ? http::BodyFraming::Chunked : http::BodyFraming::UntilClose;
     }
-    info.keep_alive = owner_.clientKeepAlive() && client_framing_ != http::BodyFraming::UntilClose;
+    // After a refused WebSocket handshake the client may send frames anyway: do not read on.
+    info.keep_alive = owner_.clientKeepAlive() && client_framing_ != http::BodyFraming::UntilClose && !request_.websocket;
     std::string head;
     head.reserve(256 + response.headers.size() * 48);
     http::appendClientResponseHead(head, response, info);

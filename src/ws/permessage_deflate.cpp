@@ -97,17 +97,22 @@ private:
         while (i_ < s_.size() && isTchar(s_[i_])) ++i_;
         return s_.substr(start, i_ - start);
     }
-    // A quoted-string whose content has no escapes (the only values RFC 7692 defines are numbers,
-    // which must be tokens once unquoted: 7.1). An escape makes the element invalid.
+    // A quoted-string. The only values RFC 7692 defines are numbers, which must be tokens once
+    // unquoted (7.1), so a value with an escape is consumed whole but makes the element invalid.
     bool quoted(std::string_view& value) {
         const std::size_t start = ++i_;
+        bool escaped = false;
         while (i_ < s_.size() && s_[i_] != '"') {
-            if (s_[i_] == '\\') return false;
-            ++i_;
+            if (s_[i_] == '\\') {
+                escaped = true;
+                ++i_;
+            }
+            if (i_ < s_.size()) ++i_;
         }
         if (i_ >= s_.size()) return false;
         value = s_.substr(start, i_ - start);
         ++i_;
+        if (escaped) return false;
         for (char c : value)
             if (!isTchar(c)) return false;
         return true;
@@ -318,6 +323,13 @@ bool Deflater::compress(const std::uint8_t* data, std::size_t len, ByteBuffer& o
     }
     const std::size_t produced = out.size() - start;
     if (produced >= 4 && std::memcmp(out.data() + out.size() - 4, kTail, 4) == 0) out.resize(out.size() - 4);
+    // An empty message after an earlier flush makes zlib produce nothing at all, yet the receiver
+    // will append 00 00 FF FF: send the single 0x00 of RFC 7692 7.2.3.6 so that the tail completes
+    // an empty stored block (the stream is byte-aligned after the previous sync flush).
+    if (out.size() == start) {
+        const std::uint8_t empty_block = 0x00;
+        out.append(&empty_block, 1);
+    }
     if (no_context_takeover_ && deflateReset(s) != Z_OK) {
         broken_ = true;
         return false;
@@ -374,11 +386,16 @@ Inflater::Status Inflater::run(const std::uint8_t* data, std::size_t len, ByteBu
 
 Inflater::Status Inflater::inflate(const std::uint8_t* data, std::size_t len, ByteBuffer& out, std::size_t max_size) {
     if (len == 0) return broken_ ? Status::Corrupt : Status::Ok;
+    fed_ = true;
     return run(data, len, out, max_size);
 }
 
 Inflater::Status Inflater::finish(ByteBuffer& out, std::size_t max_size) {
-    // RFC 7692 7.2.2: append 00 00 FF FF to the payload, then inflate.
+    // RFC 7692 7.2.2: append 00 00 FF FF to the payload, then inflate. A compressed message with
+    // an empty payload (which a careless peer may send for an empty message) is taken as empty:
+    // the tail alone is not valid DEFLATE and would desynchronise the shared window.
+    if (!fed_) return broken_ ? Status::Corrupt : Status::Ok;
+    fed_ = false;
     const Status st = run(kTail, sizeof kTail, out, max_size);
     if (st != Status::Ok) return st;
     if ((no_context_takeover_ || ended_) && stream_) {

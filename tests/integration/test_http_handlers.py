@@ -194,8 +194,11 @@ class AccessLog(PorticoTestCase):
         p = self.start_portico(self.config())
         c = self.client(p.port)
         for i in range(5):
-            c.roundtrip("GET", "/api/echo/%d" % i, headers=[("User-Agent", 'evil"\n{x')])
-        self.entries(p, 5)
+            r = c.roundtrip("GET", "/api/echo/%d%%22q%%5C" % i,
+                            headers=[("User-Agent", 'evil"\\{x}'), ("Referer", '"\\"')])
+            self.assertEqual(r.status, 200)
+        self.assertEqual(c.roundtrip("GET", "/nope%22%5C").status, 404)
+        self.entries(p, 6)
         for line in p.stdout_lines():
             doc = json.loads(line)
             self.assertIsInstance(doc, dict)

@@ -5,7 +5,8 @@ that tests control framing exactly: Content-Length, chunked and close-delimited 
 keep-alive, slow heads and bodies, and counting of accepted TCP connections. Every response
 carries "X-Backend: NAME" so balancing and fail-over tests can tell servers apart.
 
-Built-in endpoints (query parameters in brackets):
+Built-in endpoints, chosen by the last path segment (/stream, /api/v1/stream, ...; query
+parameters in brackets):
   /stream   [n=BYTES, mode=length|chunked|close, chunk=BYTES]  n bytes of pattern_bytes()
   /slow     [delay=SECONDS, where=head|body, n=BYTES]           delay before head or body
   /status   [code=INT]                                          that status (no body for 1xx/204/304)
@@ -414,23 +415,25 @@ class HttpBackend:
         for prefix, handler in self._routes:
             if req.path.startswith(prefix):
                 return handler(req, conn)
-        if req.path == "/stream":
+        # built-ins are chosen by the last path segment, so /api/slow works behind a prefix
+        name = req.path.rsplit("/", 1)[-1]
+        if name == "stream":
             n = int(req.q("n", "0"))
             return Response(body=_pattern_iter(n, int(req.q("chunk", "65536"))),
                             framing=req.q("mode", "length"), length=n)
-        if req.path == "/slow":
+        if name == "slow":
             delay = float(req.q("delay", "1"))
             n = int(req.q("n", "0"))
             body = pattern_bytes(n) if n else b"slow done"
             if req.q("where", "head") == "body":
                 return Response(body=body, delay_body=delay)
             return Response(body=body, delay_head=delay)
-        if req.path == "/status":
+        if name == "status":
             code = int(req.q("code", "200"))
             return Response(status=code, body=b"status %d" % code)
-        if req.path == "/close":
+        if name == "close":
             return Response(body=b"closing", close=True)
-        if req.path == "/headers":
+        if name == "headers":
             hdrs = []
             for h in req.query.get("h", []):
                 k, _, v = h.partition(":")

@@ -236,7 +236,7 @@ class Portico:
         found = []
         for line in self._err:
             m = _LISTEN_RE.search(line)
-            if m:
+            if m and 0 < int(m.group(2)) < 65536:
                 host = m.group(1).strip("[]")
                 addr = (host, int(m.group(2)))
                 if addr not in found:

@@ -34,6 +34,9 @@ struct UpstreamRequestInfo {
     BodyFraming framing = BodyFraming::None;
     std::uint64_t content_length = 0;  // with ContentLength
     bool upgrade = false;           // keep Upgrade/Connection: upgrade (WebSocket handshake)
+    // Headers that replace any received header of the same name (an empty value removes it),
+    // e.g. Sec-WebSocket-Protocol filtered by a route's allowed subprotocols.
+    const HeaderList* override_headers = nullptr;
 };
 
 // Appends "METHOD target HTTP/1.1\r\n...\r\n\r\n" to `out`.

@@ -108,6 +108,7 @@ private:
     bool head_complete_ = false;
     bool in_value_ = false;  // the last callback was a value: a field starts a new header
     bool paused_ = false;
+    bool upgrade_paused_ = false;  // stopped after a message that asked to switch protocols
 };
 
 }  // namespace portico::http

@@ -12,19 +12,29 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <sys/socket.h>
 
 #include "portico/core/handles.h"
+#include "portico/handlers/http_handlers.h"
 #include "portico/http/message_parser.h"
 #include "portico/net/stream.h"
 #include "portico/proxy/exchange_owner.h"
+#include "portico/ws/permessage_deflate.h"
+#include "portico/ws/session.h"
 
 namespace portico::config {
 struct Route;
 }
 namespace portico::proxy {
 class HttpExchange;
+}
+namespace portico::ws {
+struct UpgradeRequest;
+}
+namespace portico::handlers {
+class EndpointApp;
 }
 
 namespace portico::net {
@@ -34,7 +44,8 @@ class WorkerSnapshot;
 
 class ClientConnection final : private StreamHandler,
                                private http::MessageParser::Handler,
-                               private proxy::ExchangeOwner {
+                               private proxy::ExchangeOwner,
+                               private ws::SessionOwner {
 public:
     enum class State { ReadingHead, Proxying, Responding, Upgraded, Closing, Closed };
     static const char* toString(State state);
@@ -71,11 +82,18 @@ private:
     void onExchangeComplete(bool keep_alive) override;
     void onExchangeFailed(int status, const char* reason) override;
     void onUpstreamDrained() override;
+    void onUpgraded(std::unique_ptr<Stream> upstream, std::string extensions) override;
+
+    // After a 101: the WebSocket session.
+    void onSessionEnd(const char* reason, std::uint64_t from_client, std::uint64_t to_client) override;
+    http::HeadAction acceptWebSocket(const config::Route& route, const ws::UpgradeRequest& upgrade);
+    void startSession(std::unique_ptr<ws::Session> session);
 
     void processInput();
     void beginRequest();
     void respondInternal(const config::Route& route);
-    void respondError(int status, const char* reason);
+    void respondError(int status, const char* reason, const http::HeaderList& extra = {});
+    handlers::Reply servePubSub();
     void responseDone(bool keep_alive);
     void closeAfterFlush();
     void retireExchange();
@@ -89,6 +107,12 @@ private:
     std::unique_ptr<Stream> client_;
     http::MessageParser parser_;
     std::unique_ptr<proxy::HttpExchange> exchange_;
+    std::unique_ptr<ws::Session> session_;
+    // A built-in endpoint accepted the upgrade; its session starts once parsing has returned.
+    std::unique_ptr<handlers::EndpointApp> pending_app_;
+    std::optional<ws::DeflateParams> pending_deflate_;
+    const config::Route* route_ = nullptr;          // of the request in flight
+    std::string body_;                              // a request body a built-in handler reads
     core::EventPtr timer_;
     core::EventPtr resume_event_;  // created on first use: continue with pipelined input
     std::string client_ip_;

@@ -7,6 +7,8 @@
 #include <memory>
 #include <vector>
 
+#include <sys/time.h>
+
 #include "portico/core/handles.h"
 
 struct timeval;
@@ -25,6 +27,12 @@ public:
     // Keeps `object` alive until the current callback has returned, then destroys it.
     void deferDelete(std::shared_ptr<void> object);
 
+    // Keeps an object that owns itself (e.g. a lingering close) until disown(key); whatever is
+    // still owned when the loop is destroyed is freed then.
+    void own(const void* key, std::shared_ptr<void> object);
+    // Releases what own() kept under `key`; it is destroyed after the current callback.
+    void disown(const void* key);
+
     // A timeval for event_add() that uses libevent's O(1) common-timeout queue for this
     // duration (all connections share a handful of configured timeouts).
     const timeval* timeout(std::chrono::milliseconds duration);
@@ -39,10 +47,15 @@ private:
     core::EventBasePtr base_;
     core::EventPtr reap_event_;
     std::vector<std::shared_ptr<void>> retired_;
+    std::map<const void*, std::shared_ptr<void>> owned_;
     std::map<long long, const timeval*> timeouts_;
+    std::map<long long, timeval> plain_timeouts_;
 };
 
-// Arms `ev` (a timer or an event with a timeout) for `duration` on `loop`'s shared queue.
+// Arms `ev` (a timer or an event with a timeout) for `duration` on `loop`'s shared queue. For the
+// configured durations only: each distinct duration makes a queue.
 void addTimer(EventLoop& loop, event* ev, std::chrono::milliseconds duration);
+// Arms `ev` for an arbitrary `duration` (e.g. the rest of an idle period) on libevent's heap.
+void addTimerOnce(event* ev, std::chrono::milliseconds duration);
 
 }  // namespace portico::net

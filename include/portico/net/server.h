@@ -13,6 +13,9 @@
 namespace portico::observe {
 class AccessSink;
 }
+namespace portico::handlers {
+class PubSubRegistry;
+}
 
 namespace portico::net {
 
@@ -37,6 +40,7 @@ private:
     EventLoop loop_;  // the main thread's loop: signals only
     std::shared_ptr<const Snapshot> snapshot_;
     std::shared_ptr<observe::AccessSink> access_sink_;
+    std::shared_ptr<handlers::PubSubRegistry> pubsub_;  // channels span every worker
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<core::EventPtr> signal_events_;
     bool stopping_ = false;

@@ -13,6 +13,7 @@
 
 #include "portico/core/handles.h"
 #include "portico/net/event_loop.h"
+#include "portico/handlers/pubsub.h"
 #include "portico/observe/access_log.h"
 
 namespace portico::net {
@@ -25,7 +26,8 @@ class Worker {
 public:
     // `listen_fds` are bound, listening sockets this worker accepts on (ownership taken).
     Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
-           std::vector<core::UniqueFd> listen_fds, std::size_t max_connections);
+           std::shared_ptr<handlers::PubSubRegistry> pubsub, std::vector<core::UniqueFd> listen_fds,
+           std::size_t max_connections);
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -38,6 +40,7 @@ public:
     unsigned index() const { return index_; }
     EventLoop& loop() { return loop_; }
     observe::AccessLog& accessLog() { return access_log_; }
+    handlers::PubSubHub& pubsub() { return *pubsub_; }
     bool stopping() const { return stopping_; }
     std::size_t connectionCount() const { return connections_.size(); }
 
@@ -59,6 +62,7 @@ private:
     std::shared_ptr<const Snapshot> snapshot_;
     std::shared_ptr<WorkerSnapshot> current_;
     observe::AccessLog access_log_;
+    std::unique_ptr<handlers::PubSubHub> pubsub_;
     std::vector<core::UniqueFd> listen_fds_;
     std::vector<core::ListenerPtr> listeners_;
     std::unordered_map<ClientConnection*, std::unique_ptr<ClientConnection>> connections_;

@@ -2,6 +2,8 @@
 // What an HTTP exchange needs from the client connection that owns it.
 
 #include <cstddef>
+#include <memory>
+#include <string>
 
 namespace portico::net {
 class Stream;
@@ -24,6 +26,10 @@ public:
     // The exchange failed. `status` (502/504) is to be sent when no response byte was sent yet;
     // otherwise the client connection is closed. The exchange does nothing after this call.
     virtual void onExchangeFailed(int status, const char* reason) = 0;
+    // The upstream accepted a WebSocket upgrade: its 101 went to the client, and the upstream
+    // connection (with any bytes that followed the 101 in its input) is the owner's now.
+    // `extensions` is the upstream's Sec-WebSocket-Extensions. The exchange does nothing after.
+    virtual void onUpgraded(std::unique_ptr<net::Stream> upstream, std::string extensions) = 0;
     // The upstream took the request body bytes it had queued: reading the client may resume.
     virtual void onUpstreamDrained() = 0;
 

@@ -35,6 +35,11 @@ public:
         std::uint32_t client_hash = 0;              // ip_hash
         http::BodyFraming body_framing = http::BodyFraming::None;
         std::uint64_t content_length = 0;
+        // A WebSocket handshake: Upgrade/Connection are kept, a 101 is checked against the
+        // client's key and handed to the owner (onUpgraded); anything else ends the connection.
+        bool websocket = false;
+        std::string websocket_key;
+        http::HeaderList override_headers;       // e.g. a filtered Sec-WebSocket-Protocol
     };
 
     HttpExchange(ExchangeOwner& owner, net::EventLoop& loop, UpstreamGroup& group,
@@ -103,6 +108,7 @@ private:
     std::uint64_t body_sent_ = 0;           // request body bytes handed to the upstream
     http::BodyFraming client_framing_ = http::BodyFraming::None;
     bool response_complete_ = false;
+    bool upgrade_accepted_ = false;         // a valid 101 went to the client
 };
 
 }  // namespace portico::proxy

@@ -121,6 +121,7 @@ private:
     int window_bits_;
     bool no_context_takeover_;
     bool ended_ = false;  // the message's DEFLATE data had a final block: ignore the rest of it
+    bool fed_ = false;    // the current message has had payload bytes
     bool broken_ = false;
 };
 

@@ -665,6 +665,9 @@ TEST_CASE("codec inflates and deflates messages under every negotiated window an
                 INFO("smwb " << smwb << " cmwb " << cmwb << " no_context_takeover mask " << takeover);
                 DeflatePair pair(p, p);
                 for (const auto& m : messages) {
+                    INFO("message of " << m.size() << " client " << toString(pair.client.state()) << " sent "
+                                       << pair.client.closeCodeSent() << " server " << toString(pair.server.state())
+                                       << " sent " << pair.server.closeCodeSent());
                     REQUIRE(pair.client.sendText(m));
                     pair.roundTrip();
                 }
@@ -803,4 +806,19 @@ TEST_CASE("codec encodes a message once for fan-out", "[ws][codec][deflate]") {
         REQUIRE(inf.finish(plain, 1 << 20) == Inflater::Status::Ok);
         CHECK(plain.view() == big);
     }
+}
+
+TEST_CASE("codec takes a compressed message with an empty payload as an empty message", "[ws][codec][deflate]") {
+    CodecOptions o;
+    o.deflate = DeflateParams{};
+    Endpoint ep(o, false);
+    Deflater d(15, false);
+    ByteBuffer z;
+    const std::string m = pattern(300, 8);
+    REQUIRE(d.compress(reinterpret_cast<const std::uint8_t*>(m.data()), m.size(), z));
+    ep.feed(frame(Opcode::Text, "", true, kRsv1) + frame(Opcode::Text, z.view(), true, kRsv1));
+    REQUIRE(ep.codec.state() == CodecState::Open);
+    REQUIRE(ep.rec.messages.size() == 2);
+    CHECK(ep.rec.messages[0].second.empty());
+    CHECK(ep.rec.messages[1].second == m);
 }

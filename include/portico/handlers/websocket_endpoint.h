@@ -1,0 +1,85 @@
+#pragma once
+// A WebSocket connection that Portico serves itself (`handler: echo`, `handler: pubsub`):
+// the client socket, the codec, ping and idle timers, and an EndpointApp that decides what
+// messages mean.
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "portico/config/config.h"
+#include "portico/core/handles.h"
+#include "portico/net/stream.h"
+#include "portico/ws/codec.h"
+#include "portico/ws/session.h"
+
+namespace portico::net {
+class EventLoop;
+}
+
+namespace portico::handlers {
+
+class EndpointSession;
+
+// The application behind a built-in endpoint.
+class EndpointApp {
+public:
+    virtual ~EndpointApp() = default;
+    virtual void onOpen(EndpointSession& /*session*/) {}
+    virtual void onMessage(EndpointSession& session, bool is_text, std::string_view payload) = 0;
+    virtual void onClose(EndpointSession& /*session*/) {}
+};
+
+class EndpointSession final : public ws::Session, private net::StreamHandler, private ws::CodecHandler {
+public:
+    // Takes the client stream, whose output already holds the 101 response.
+    EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
+                    const config::WebSocketSettings& settings, std::optional<ws::DeflateParams> deflate,
+                    std::unique_ptr<EndpointApp> app);
+    ~EndpointSession() override;
+
+    void start() override;
+    void goAway() override;
+
+    // For the app.
+    void sendText(std::string_view text);
+    void sendBinary(std::string_view data);
+    // Appends frames encoded once for many receivers (Codec::encodeMessage) by reference.
+    void sendEncoded(evbuffer* frames);
+    std::size_t queuedBytes() const;
+    // Starts the close handshake with `code`; the connection closes once it is flushed.
+    void close(std::uint16_t code, std::string_view reason = {});
+    bool isOpen() const { return !ended_ && codec_.state() == ws::CodecState::Open; }
+
+private:
+    void onReadable(net::Stream& stream) override;
+    void onEof(net::Stream& stream) override;
+    void onError(net::Stream& stream, int error) override;
+    void onDrained(net::Stream& stream) override;
+    void onMessage(bool is_text, std::string_view payload) override;
+    void onPong(std::string_view payload) override;
+    void afterCodec();
+    void end(const char* reason);
+    static void onIdleTimer(int, short, void* arg);
+    static void onPingTimer(int, short, void* arg);
+
+    ws::SessionOwner& owner_;
+    net::EventLoop& loop_;
+    std::unique_ptr<net::Stream> client_;
+    ws::Codec codec_;
+    std::unique_ptr<EndpointApp> app_;
+    core::EventPtr idle_timer_;
+    core::EventPtr ping_timer_;
+    std::chrono::milliseconds idle_timeout_;
+    std::chrono::milliseconds ping_interval_;
+    std::chrono::steady_clock::time_point last_activity_;
+    std::uint64_t bytes_in_ = 0;
+    bool ping_outstanding_ = false;
+    bool ended_ = false;
+};
+
+// `handler: echo`: every message comes back as it came (text as text, binary as binary).
+std::unique_ptr<EndpointApp> makeEchoApp();
+
+}  // namespace portico::handlers

@@ -1,0 +1,30 @@
+#pragma once
+// What happens on a connection after "101 Switching Protocols": a Session owns the sockets
+// from then on (the tunnel, the frame relay, or a built-in endpoint's codec session) and reports
+// its end to the client connection that started it.
+
+#include <cstdint>
+
+namespace portico::ws {
+
+class SessionOwner {
+public:
+    // The session is over; its sockets are closed or being closed. Called once. The session is
+    // deleted later by the owner (never inside this call).
+    virtual void onSessionEnd(const char* reason, std::uint64_t bytes_from_client, std::uint64_t bytes_to_client) = 0;
+
+protected:
+    ~SessionOwner() = default;
+};
+
+class Session {
+public:
+    virtual ~Session() = default;
+    // Relays what arrived with the handshake and arms the timers. May end the session at once.
+    virtual void start() = 0;
+    // Graceful stop or reload drain: frames mode and built-in endpoints send Close 1001 (Going
+    // Away) to both sides and wait briefly for the handshake; tunnels just close.
+    virtual void goAway() = 0;
+};
+
+}  // namespace portico::ws

@@ -1,0 +1,55 @@
+#pragma once
+// `mode: tunnel`: after the 101, bytes move between client and upstream unexamined, evbuffer
+// chains handed from one side's input to the other side's output (no copy), with le-proxy
+// backpressure: a side's reading stops while the other side's output is above the high
+// watermark and resumes when it drains. A FIN on one side is passed on as a FIN (half-close);
+// an error, or both FINs, ends the session.
+
+#include <chrono>
+#include <memory>
+
+#include "portico/core/handles.h"
+#include "portico/net/stream.h"
+#include "portico/ws/session.h"
+
+namespace portico::net {
+class EventLoop;
+}
+
+namespace portico::ws {
+
+class Tunnel final : public Session, private net::StreamHandler {
+public:
+    // Takes both streams; bytes already buffered in their inputs are relayed at start().
+    Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
+           std::unique_ptr<net::Stream> upstream, std::chrono::milliseconds idle_timeout);
+    ~Tunnel() override;
+
+    void start() override;
+    void goAway() override;
+
+private:
+    void onReadable(net::Stream& stream) override;
+    void onEof(net::Stream& stream) override;
+    void onError(net::Stream& stream, int error) override;
+    void onDrained(net::Stream& stream) override;
+    net::Stream& other(const net::Stream& stream) { return &stream == client_.get() ? *upstream_ : *client_; }
+    void relay(net::Stream& from);
+    void end(const char* reason);
+    static void onIdleTimer(int, short, void* arg);
+
+    SessionOwner& owner_;
+    net::EventLoop& loop_;
+    std::unique_ptr<net::Stream> client_;
+    std::unique_ptr<net::Stream> upstream_;
+    core::EventPtr idle_timer_;
+    std::chrono::milliseconds idle_timeout_;
+    std::chrono::steady_clock::time_point last_activity_;
+    std::uint64_t from_client_ = 0;
+    std::uint64_t to_client_ = 0;
+    bool client_eof_ = false;
+    bool upstream_eof_ = false;
+    bool ended_ = false;
+};
+
+}  // namespace portico::ws

@@ -1,0 +1,163 @@
+#include "portico/handlers/websocket_endpoint.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "portico/core/log.h"
+#include "portico/net/event_loop.h"
+#include "portico/net/lingering_close.h"
+#include "portico/proxy/http_exchange.h"
+#include "portico/ws/close_code.h"
+
+namespace portico::handlers {
+
+namespace {
+
+constexpr std::string_view kPingPayload = "portico";
+
+ws::CodecOptions codecOptions(const config::WebSocketSettings& settings, const std::optional<ws::DeflateParams>& deflate) {
+    ws::CodecOptions options;
+    options.role = ws::Role::Server;
+    options.max_message_bytes = settings.max_message_bytes;
+    options.deflate = deflate;
+    return options;
+}
+
+class EchoApp final : public EndpointApp {
+public:
+    void onMessage(EndpointSession& session, bool is_text, std::string_view payload) override {
+        if (is_text) {
+            session.sendText(payload);
+        } else {
+            session.sendBinary(payload);
+        }
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<EndpointApp> makeEchoApp() { return std::make_unique<EchoApp>(); }
+
+EndpointSession::EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
+                                 const config::WebSocketSettings& settings, std::optional<ws::DeflateParams> deflate,
+                                 std::unique_ptr<EndpointApp> app)
+    : owner_(owner),
+      loop_(loop),
+      client_(std::move(client)),
+      codec_(codecOptions(settings, deflate), static_cast<ws::CodecHandler&>(*this), client_->output()),
+      app_(std::move(app)),
+      idle_timer_(event_new(loop.base(), -1, 0, &EndpointSession::onIdleTimer, this)),
+      ping_timer_(event_new(loop.base(), -1, 0, &EndpointSession::onPingTimer, this)),
+      idle_timeout_(settings.idle_timeout),
+      ping_interval_(settings.ping_interval) {
+    client_->setHandler(this);
+    client_->setLowWatermark(proxy::kLowWatermark);
+    client_->resumeReading();
+}
+
+EndpointSession::~EndpointSession() {
+    if (client_) loop_.deferDelete(std::move(client_));
+}
+
+void EndpointSession::start() {
+    last_activity_ = std::chrono::steady_clock::now();
+    if (idle_timeout_.count() > 0) net::addTimer(loop_, idle_timer_.get(), idle_timeout_);
+    if (ping_interval_.count() > 0) net::addTimer(loop_, ping_timer_.get(), ping_interval_);
+    app_->onOpen(*this);
+    client_->flush();
+    if (!ended_ && evbuffer_get_length(client_->input()) > 0) onReadable(*client_);
+}
+
+void EndpointSession::onReadable(net::Stream& stream) {
+    if (ended_) return;
+    last_activity_ = std::chrono::steady_clock::now();
+    std::size_t before = evbuffer_get_length(stream.input());
+    codec_.feed(stream.input());
+    bytes_in_ += before - evbuffer_get_length(stream.input());
+    afterCodec();
+}
+
+void EndpointSession::afterCodec() {
+    if (ended_) return;
+    client_->flush();
+    if (codec_.state() == ws::CodecState::Closed) {
+        end(codec_.failed() ? "protocol error" : "closed");
+        return;
+    }
+    // A client that does not read what it is sent (its echoes) stops being read.
+    if (client_->outputLength() > proxy::kHighWatermark) client_->pauseReading();
+}
+
+void EndpointSession::onDrained(net::Stream& stream) {
+    if (!ended_ && !stream.isReading()) stream.resumeReading();
+}
+
+void EndpointSession::onEof(net::Stream&) { end("client closed"); }
+void EndpointSession::onError(net::Stream&, int) { end("client connection error"); }
+
+void EndpointSession::onMessage(bool is_text, std::string_view payload) { app_->onMessage(*this, is_text, payload); }
+
+void EndpointSession::onPong(std::string_view payload) {
+    if (payload == kPingPayload) ping_outstanding_ = false;
+}
+
+void EndpointSession::sendText(std::string_view text) {
+    if (!ended_) codec_.sendText(text);
+}
+
+void EndpointSession::sendBinary(std::string_view data) {
+    if (!ended_) codec_.sendBinary(data);
+}
+
+void EndpointSession::sendEncoded(evbuffer* frames) {
+    if (!isOpen()) return;
+    evbuffer_add_buffer_reference(client_->output(), frames);
+    client_->flush();
+}
+
+std::size_t EndpointSession::queuedBytes() const { return client_ ? client_->outputLength() : 0; }
+
+void EndpointSession::close(std::uint16_t code, std::string_view reason) {
+    if (ended_) return;
+    codec_.sendClose(code, reason);
+    end("closed by the endpoint");
+}
+
+void EndpointSession::goAway() { close(ws::close_code::kGoingAway, "server going away"); }
+
+void EndpointSession::onIdleTimer(int, short, void* arg) {
+    auto* self = static_cast<EndpointSession*>(arg);
+    auto idle = std::chrono::steady_clock::now() - self->last_activity_;
+    if (idle < self->idle_timeout_) {
+        net::addTimerOnce(self->idle_timer_.get(),
+                          self->idle_timeout_ - std::chrono::duration_cast<std::chrono::milliseconds>(idle));
+        return;
+    }
+    self->close(ws::close_code::kGoingAway, "idle timeout");
+}
+
+void EndpointSession::onPingTimer(int, short, void* arg) {
+    auto* self = static_cast<EndpointSession*>(arg);
+    if (self->ping_outstanding_) {
+        self->close(ws::close_code::kGoingAway, "no pong");
+        return;
+    }
+    if (self->codec_.sendPing(kPingPayload)) {
+        self->ping_outstanding_ = true;
+        self->client_->flush();
+    }
+    net::addTimer(self->loop_, self->ping_timer_.get(), self->ping_interval_);
+}
+
+void EndpointSession::end(const char* reason) {
+    if (ended_) return;
+    ended_ = true;
+    event_del(idle_timer_.get());
+    event_del(ping_timer_.get());
+    app_->onClose(*this);
+    std::uint64_t out = codec_.bytesOut();
+    net::closeGracefully(loop_, std::move(client_));
+    owner_.onSessionEnd(reason, bytes_in_, out);
+}
+
+}  // namespace portico::handlers

@@ -1,0 +1,51 @@
+#include "portico/net/lingering_close.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "portico/net/event_loop.h"
+#include "portico/net/stream.h"
+
+namespace portico::net {
+
+namespace {
+
+class LingeringClose final : private StreamHandler {
+public:
+    LingeringClose(EventLoop& loop, std::unique_ptr<Stream> stream, std::chrono::milliseconds timeout)
+        : loop_(loop), stream_(std::move(stream)), timer_(event_new(loop.base(), -1, 0, &LingeringClose::onTimer, this)) {
+        stream_->setHandler(this);
+        stream_->setLowWatermark(0);
+        stream_->resumeReading();
+        stream_->shutdownAfterFlush();
+        addTimerOnce(timer_.get(), timeout);
+    }
+
+private:
+    void onReadable(Stream& s) override { evbuffer_drain(s.input(), evbuffer_get_length(s.input())); }
+    void onEof(Stream&) override { done(); }
+    void onError(Stream&, int) override { done(); }
+    static void onTimer(int, short, void* arg) { static_cast<LingeringClose*>(arg)->done(); }
+    void done() {
+        if (finished_) return;
+        finished_ = true;
+        event_del(timer_.get());
+        stream_->pauseReading();
+        loop_.disown(this);
+    }
+
+    EventLoop& loop_;
+    std::unique_ptr<Stream> stream_;
+    core::EventPtr timer_;
+    bool finished_ = false;
+};
+
+}  // namespace
+
+void closeGracefully(EventLoop& loop, std::unique_ptr<Stream> stream, std::chrono::milliseconds timeout) {
+    if (!stream) return;
+    auto closer = std::make_shared<LingeringClose>(loop, std::move(stream), timeout);
+    loop.own(closer.get(), closer);
+}
+
+}  // namespace portico::net

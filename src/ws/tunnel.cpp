@@ -1,0 +1,98 @@
+#include "portico/ws/tunnel.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "portico/net/event_loop.h"
+#include "portico/net/lingering_close.h"
+#include "portico/proxy/http_exchange.h"
+
+namespace portico::ws {
+
+Tunnel::Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
+               std::unique_ptr<net::Stream> upstream, std::chrono::milliseconds idle_timeout)
+    : owner_(owner),
+      loop_(loop),
+      client_(std::move(client)),
+      upstream_(std::move(upstream)),
+      idle_timer_(event_new(loop.base(), -1, 0, &Tunnel::onIdleTimer, this)),
+      idle_timeout_(idle_timeout) {
+    for (net::Stream* s : {client_.get(), upstream_.get()}) {
+        s->setHandler(this);
+        s->setLowWatermark(proxy::kLowWatermark);
+        s->resumeReading();
+    }
+}
+
+Tunnel::~Tunnel() {
+    if (client_) loop_.deferDelete(std::move(client_));
+    if (upstream_) loop_.deferDelete(std::move(upstream_));
+}
+
+void Tunnel::start() {
+    last_activity_ = std::chrono::steady_clock::now();
+    if (idle_timeout_.count() > 0) net::addTimer(loop_, idle_timer_.get(), idle_timeout_);
+    // Bytes that arrived with the handshake (a first frame right behind the 101).
+    if (evbuffer_get_length(upstream_->input()) > 0) relay(*upstream_);
+    if (evbuffer_get_length(client_->input()) > 0) relay(*client_);
+}
+
+void Tunnel::relay(net::Stream& from) {
+    net::Stream& to = other(from);
+    std::size_t n = evbuffer_get_length(from.input());
+    (&from == client_.get() ? from_client_ : to_client_) += n;
+    evbuffer_add_buffer(to.output(), from.input());  // moves the chains, no copy
+    to.flush();
+    if (to.outputLength() > proxy::kHighWatermark) from.pauseReading();
+}
+
+void Tunnel::onReadable(net::Stream& stream) {
+    if (ended_) return;
+    last_activity_ = std::chrono::steady_clock::now();
+    relay(stream);
+}
+
+void Tunnel::onDrained(net::Stream& stream) {
+    if (ended_) return;
+    net::Stream& from = other(stream);
+    bool from_eof = &from == client_.get() ? client_eof_ : upstream_eof_;
+    if (!from_eof && !from.isReading()) from.resumeReading();
+}
+
+void Tunnel::onEof(net::Stream& stream) {
+    if (ended_) return;
+    bool from_client = &stream == client_.get();
+    (from_client ? client_eof_ : upstream_eof_) = true;
+    other(stream).shutdownAfterFlush();  // pass the half-close on
+    if (client_eof_ && upstream_eof_) end("both sides closed");
+}
+
+void Tunnel::onError(net::Stream& stream, int) {
+    end(&stream == client_.get() ? "client connection error" : "upstream connection error");
+}
+
+void Tunnel::goAway() { end("shutdown"); }
+
+void Tunnel::onIdleTimer(int, short, void* arg) {
+    auto* self = static_cast<Tunnel*>(arg);
+    // The timer is re-armed lazily: activity only stores a time stamp on the data path.
+    auto idle = std::chrono::steady_clock::now() - self->last_activity_;
+    if (idle < self->idle_timeout_) {
+        net::addTimerOnce(self->idle_timer_.get(),
+                          self->idle_timeout_ - std::chrono::duration_cast<std::chrono::milliseconds>(idle));
+        return;
+    }
+    self->end("idle timeout");
+}
+
+void Tunnel::end(const char* reason) {
+    if (ended_) return;
+    ended_ = true;
+    event_del(idle_timer_.get());
+    // What one side still has queued (the other side's last bytes) is flushed before closing.
+    net::closeGracefully(loop_, std::move(client_));
+    net::closeGracefully(loop_, std::move(upstream_));
+    owner_.onSessionEnd(reason, from_client_, to_client_);
+}
+
+}  // namespace portico::ws

@@ -1,0 +1,206 @@
+"""The demo page in conf/www, served by Portico and driven by headless Chromium.
+
+DemoPage checks what the static handler serves (no browser). DemoBrowser runs
+tests/peers/demo_browser.js (playwright-core with Debian's /usr/bin/chromium): the page's echo
+panel, its chat room between two pages, and a message POSTed over HTTP reaching both pages.
+DefaultConfig starts the shipped conf/portico.yaml (its listeners moved to port 0) and checks
+that it serves the page and the endpoints the page talks to.
+
+Environment: PORTICO_DEMO_SCREENSHOT=/path.png keeps a screenshot of the page.
+"""
+
+import base64
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import threading
+import time
+import unittest
+
+from portico_harness import PorticoTestCase, main, make_config, slow_factor, source_dir
+
+TOKEN = "demo-test-token"
+WWW = os.path.join(source_dir(), "conf", "www")
+PEERS = os.path.join(source_dir(), "tests", "peers")
+DEFAULT_CONFIG = os.path.join(source_dir(), "conf", "portico.yaml")
+CHROMIUM = "/usr/bin/chromium"
+PAGE_IDS = ["status", "echo-input", "echo-send", "echo-log", "echo-state", "chat-input",
+            "chat-send", "chat-log", "chat-state", "curl-example"]
+
+
+def demo_config():
+    """The routes of the default conf/portico.yaml, on a port-0 listener, root = conf/www."""
+    return make_config(routes=[
+        {"path": "/healthz", "handler": "health"},
+        {"path": "/echo", "handler": "echo"},
+        {"path": "/live/", "handler": "pubsub",
+         "pubsub": {"client_publish": True, "publish_token": TOKEN}},
+        {"path": "/", "handler": "static", "root": WWW}])
+
+
+def websocket_handshake(client, target):
+    """Sends an RFC 6455 opening handshake on a RawClient; returns the response head."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    client.request("GET", target, headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                           ("Sec-WebSocket-Key", key),
+                                           ("Sec-WebSocket-Version", "13")])
+    return client.read_head()
+
+
+class DemoPage(PorticoTestCase):
+    """The page, its script and style are served with the right types and need nothing else."""
+
+    def setUp(self):
+        self.p = self.start_portico(demo_config())
+        self.c = self.client(self.p.port)
+
+    def test_page_has_the_stable_ids(self):
+        r = self.c.roundtrip("GET", "/")
+        self.assertEqual(r.status, 200)
+        self.assertIn("text/html", r.header("Content-Type", ""))
+        html = r.body.decode("utf-8")
+        for element_id in PAGE_IDS:
+            self.assertRegex(html, r'id="%s"' % re.escape(element_id))
+        self.assertIn('src="demo.js"', html)
+        self.assertIn('href="demo.css"', html)
+
+    def test_script_and_style_served_with_their_types(self):
+        for target, ctype in [("/demo.js", "javascript"), ("/demo.css", "text/css")]:
+            with self.subTest(target=target):
+                r = self.c.roundtrip("GET", target)
+                self.assertEqual(r.status, 200)
+                self.assertIn(ctype, r.header("Content-Type", ""))
+                with open(os.path.join(WWW, target[1:]), "rb") as f:
+                    self.assertEqual(r.body, f.read())
+
+    def test_no_external_resources(self):
+        for name in os.listdir(WWW):
+            with open(os.path.join(WWW, name), encoding="utf-8") as f:
+                text = f.read()
+            with self.subTest(file=name):
+                # src/href/url() and fetch/WebSocket targets stay on the page's own origin
+                self.assertNotRegex(text, r'(src|href)\s*=\s*["\']?(https?:)?//')
+                self.assertNotRegex(text, r'url\(\s*["\']?(https?:)?//')
+                self.assertNotRegex(text, r'@import')
+
+
+@unittest.skipUnless(os.path.exists(CHROMIUM), "chromium is not installed")
+@unittest.skipUnless(shutil.which("node"), "node is not installed")
+@unittest.skipUnless(os.path.isdir(os.path.join(PEERS, "node_modules", "playwright-core")),
+                     "playwright-core missing: run `npm ci` in tests/peers")
+class DemoBrowser(PorticoTestCase):
+    def test_echo_chat_and_http_publish_in_chromium(self):
+        p = self.start_portico(demo_config())
+        plan = {"url": p.url(path="/"), "timeout_ms": int(10000 * slow_factor())}
+        if os.environ.get("PORTICO_DEMO_SCREENSHOT"):
+            plan["screenshot"] = os.environ["PORTICO_DEMO_SCREENSHOT"]
+        node = subprocess.Popen(["node", os.path.join(PEERS, "demo_browser.js"), json.dumps(plan)],
+                                cwd=PEERS, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        self.addCleanup(self._reap, node)
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in node.stdout] + [lines.put(None)],
+                         daemon=True).start()
+        stderr = []
+        threading.Thread(target=lambda: stderr.extend(node.stderr), daemon=True).start()
+
+        deadline = time.monotonic() + 120 * slow_factor()
+        published = None
+        result = None
+        while result is None:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                self.fail("demo_browser.js gave no result within the deadline; stderr:\n%s"
+                          % "".join(stderr)[-3000:])
+            if line is None:
+                node.wait(10)
+                self.fail("demo_browser.js exited %s without a result; stderr:\n%s"
+                          % (node.returncode, "".join(stderr)[-3000:]))
+            msg = json.loads(line)
+            if msg.get("want") == "publish":
+                published = self._publish(p.port)
+                node.stdin.write(json.dumps({"text": published}) + "\n")
+                node.stdin.flush()
+            elif "ok" in msg:
+                result = msg
+        self.assertTrue(result["ok"], "browser run failed: %s\nsteps done: %s\nportico stderr:\n%s"
+                        % (result.get("error"), result.get("steps"),
+                           "\n".join(p.stderr_lines()[-20:])))
+        self.assertIsNotNone(published, "the browser never asked for the HTTP publish")
+        self.assertEqual(node.wait(30), 0)
+
+    def _publish(self, port):
+        """POSTs a message to /live/lobby as the curl example does; checks the JSON answer."""
+        text = "published over HTTP %d" % os.getpid()
+        c = self.client(port)
+        r = c.roundtrip("POST", "/live/lobby", body=text.encode(),
+                        headers=[("Authorization", "Bearer " + TOKEN)])
+        self.assertEqual(r.status, 200, r)
+        doc = r.json()
+        self.assertEqual(doc.get("channel"), "lobby")
+        self.assertGreaterEqual(doc.get("subscribers", 0), 2)  # the two pages
+        self.assertIn("seq", doc)
+        return text
+
+    @staticmethod
+    def _reap(proc):
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+class DefaultConfig(PorticoTestCase):
+    """The shipped conf/portico.yaml (listeners moved to 127.0.0.1:0) serves the demo."""
+
+    def setUp(self):
+        with open(DEFAULT_CONFIG, encoding="utf-8") as f:
+            text = f.read()
+        # Every listener address goes to port 0; the config sits next to links to conf/'s
+        # other entries, so relative paths (root: www) resolve as they do in conf/.
+        text, listeners = re.subn(r"(?m)^(\s*-?\s*address:\s*)\S+", r"\g<1>127.0.0.1:0", text)
+        self.assertGreater(listeners, 0, "no listener address in conf/portico.yaml")
+        token = re.search(r"(?m)^\s*publish_token:\s*[\"']?([^\"'\s#]+)", text)
+        self.token = token.group(1) if token else None
+        work = self.tmpdir()
+        conf_dir = os.path.dirname(DEFAULT_CONFIG)
+        for name in os.listdir(conf_dir):
+            if name != "portico.yaml":
+                os.symlink(os.path.join(conf_dir, name), os.path.join(work, name))
+        self.p = self.start_portico(text, listeners=listeners, workdir=work)
+
+    def test_serves_the_page_and_health(self):
+        c = self.client(self.p.port)
+        self.assertEqual(c.roundtrip("GET", "/healthz").status, 200)
+        r = c.roundtrip("GET", "/")
+        self.assertEqual(r.status, 200)
+        self.assertIn(b'id="echo-log"', r.body)
+        self.assertEqual(c.roundtrip("GET", "/demo.js").status, 200)
+
+    def test_has_the_endpoints_the_page_uses(self):
+        for target in ["/echo", "/live/lobby"]:
+            with self.subTest(target=target):
+                r = websocket_handshake(self.client(self.p.port), target)
+                self.assertEqual(r.status, 101, "%s: %r" % (target, r.raw_head))
+
+    def test_http_publish_needs_the_token(self):
+        self.assertIsNotNone(self.token, "no publish_token under the pubsub route")
+        r = self.client(self.p.port).roundtrip("POST", "/live/lobby", body=b"hello")
+        self.assertIn(r.status, (401, 403), r)
+        r = self.client(self.p.port).roundtrip(
+            "POST", "/live/lobby", body=b"hello",
+            headers=[("Authorization", "Bearer " + self.token)])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json().get("channel"), "lobby")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+#!/usr/bin/env node
+// Drives headless Chromium (Debian's /usr/bin/chromium through playwright-core) through
+// Portico's demo page (conf/www) and checks that its WebSockets work end to end.
+//
+//   node demo_browser.js '{"url":"http://127.0.0.1:PORT/", "screenshot":"/tmp/demo.png"}'
+//
+// Talks to its caller with JSON lines: it prints {"step":...} as it goes and, once two pages
+// are in the chat room, {"want":"publish"}; it then reads one line {"text":"..."} on stdin
+// (the caller has POSTed that text to /live/lobby) and waits for both pages to show it.
+// Last line: {"ok":true,...} (exit 0) or {"ok":false,"error":"..."} (exit 1).
+//
+// Plan keys: url (required), screenshot (path, optional), timeout_ms (per wait, default 10000),
+// chromium (executable, default /usr/bin/chromium).
+'use strict';
+
+const readline = require('readline');
+const { chromium } = require('playwright-core');
+
+const plan = JSON.parse(process.argv[2] || '{}');
+const timeout = plan.timeout_ms || 10000;
+const tag = Math.random().toString(36).slice(2, 8);  // tells this run's messages apart
+
+// Chromium as root, headless, and kept off the internet (no background networking, updates,
+// sync or QUIC): it reaches only the page under test.
+// playwright adds --headless and its own temporary --user-data-dir.
+const kChromiumArgs = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                       '--disable-background-networking', '--disable-component-update',
+                       '--disable-sync'];
+
+function emit(obj) { process.stdout.write(JSON.stringify(obj) + '\n'); }
+
+const stdinLines = readline.createInterface({ input: process.stdin });
+const pendingLines = [];
+const lineWaiters = [];
+stdinLines.on('line', (line) => {
+  const waiter = lineWaiters.shift();
+  if (waiter) waiter(line); else pendingLines.push(line);
+});
+function nextStdinLine() {
+  if (pendingLines.length) return Promise.resolve(pendingLines.shift());
+  return new Promise((resolve) => lineWaiters.push(resolve));
+}
+
+// Resolves when list #listId of page holds an item of class kind whose text is exactly text.
+async function waitForLogEntry(page, listId, kind, text, what) {
+  try {
+    await page.waitForFunction(([id, cls, want]) => {
+      const items = document.querySelectorAll('#' + id + ' li.' + cls + ' .text');
+      // a long message is shown cut short, with its whole text in data-full
+      return Array.from(items).some((el) => (el.dataset.full ?? el.textContent) === want);
+    }, [listId, kind, text], { timeout });
+  } catch (err) {
+    const shown = await page.$$eval('#' + listId + ' li',
+        (items) => items.map((li) => li.className + ': ' + li.textContent));
+    throw new Error(what + ': no "' + kind + '" entry ' + JSON.stringify(text.slice(0, 80)) +
+                    ' in #' + listId + ' within ' + timeout + ' ms; it shows ' +
+                    JSON.stringify(shown.slice(-10)));
+  }
+}
+
+async function waitForClass(page, selector, cls, what) {
+  try {
+    await page.waitForFunction(([sel, c]) => {
+      const el = document.querySelector(sel);
+      return el !== null && el.classList.contains(c);
+    }, [selector, cls], { timeout });
+  } catch (err) {
+    const text = await page.$eval(selector, (el) => el.className + ': ' + el.textContent)
+        .catch(() => 'missing');
+    throw new Error(what + ': ' + selector + ' never got class ' + cls + ' (' + text + ')');
+  }
+}
+
+async function send(page, prefix, text) {
+  await page.fill('#' + prefix + '-input', text);
+  await page.click('#' + prefix + '-send');
+}
+
+// Opens the demo page and waits until the health check and both sockets are up.
+async function openDemo(context, name, problems) {
+  const page = await context.newPage();
+  page.on('pageerror', (err) => problems.push(name + ' page error: ' + err.message));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(name + ' console error: ' + msg.text());
+  });
+  page.on('requestfailed', (req) => problems.push(name + ' request failed: ' + req.url()));
+  const response = await page.goto(plan.url, { waitUntil: 'load', timeout });
+  if (!response || response.status() !== 200) {
+    throw new Error(name + ': GET ' + plan.url + ' answered ' + (response && response.status()));
+  }
+  await waitForClass(page, '#status', 'ok', name + ' health badge');
+  await waitForClass(page, '#echo-state', 'ok', name + ' echo socket');
+  await waitForClass(page, '#chat-state', 'ok', name + ' chat socket');
+  return page;
+}
+
+const result = { ok: false, steps: [] };
+
+async function run() {
+  const step = (s) => { result.steps.push(s); emit({ step: s }); };
+  const problems = [];
+  const browser = await chromium.launch({
+    executablePath: plan.chromium || '/usr/bin/chromium', headless: true, args: kChromiumArgs,
+    timeout: 30000 });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+    const alice = await openDemo(context, 'page A', problems);
+    const status = await alice.textContent('#status');
+    if (!/running/i.test(status)) throw new Error('#status says ' + JSON.stringify(status));
+    const curl = await alice.textContent('#curl-example');
+    const host = new URL(plan.url).host;
+    if (!curl.includes('http://' + host + '/live/lobby')) {
+      throw new Error('curl example does not name this host: ' + JSON.stringify(curl));
+    }
+    step('page loaded, health ok, sockets open');
+
+    // Echo: a message over 64 KiB (the 8-byte length form of RFC 6455 5.2), short ASCII and
+    // non-ASCII text (UTF-8 both ways) all come back as sent.
+    for (const text of ['x'.repeat(70000) + tag, 'hello echo ' + tag,
+                        'h\u00e9llo \u2713 \u{1F600} ' + tag]) {
+      await send(alice, 'echo', text);
+      await waitForLogEntry(alice, 'echo-log', 'in', text, 'echo');
+    }
+    const inputLeft = await alice.inputValue('#echo-input');
+    if (inputLeft !== '') throw new Error('#echo-input not cleared after send');
+    step('echo round trips');
+
+    // Chat: a second page joins; each side's message shows on the other.
+    const bob = await openDemo(context, 'page B', problems);
+    const fromAlice = 'hi from A ' + tag;
+    await send(alice, 'chat', fromAlice);
+    await waitForLogEntry(alice, 'chat-log', 'out', fromAlice, 'chat own line');
+    await waitForLogEntry(bob, 'chat-log', 'in', fromAlice, 'chat A to B');
+    const fromBob = 'hello back from B \u00e9 ' + tag;
+    await send(bob, 'chat', fromBob);
+    await waitForLogEntry(alice, 'chat-log', 'in', fromBob, 'chat B to A');
+    step('chat between two pages');
+
+    // HTTP publish: the caller POSTs, both pages show it.
+    emit({ want: 'publish' });
+    const line = await Promise.race([
+      nextStdinLine(),
+      new Promise((resolve, reject) => setTimeout(
+          () => reject(new Error('no publish line on stdin')), timeout * 3))]);
+    const published = JSON.parse(line).text;
+    await waitForLogEntry(alice, 'chat-log', 'in', published, 'HTTP publish to A');
+    await waitForLogEntry(bob, 'chat-log', 'in', published, 'HTTP publish to B');
+    step('HTTP publish reached both pages');
+
+    if (plan.screenshot) {
+      await alice.screenshot({ path: plan.screenshot, fullPage: true });
+      step('screenshot ' + plan.screenshot);
+    }
+    if (problems.length) throw new Error('browser reported: ' + problems.join('; '));
+    result.ok = true;
+  } finally {
+    await browser.close().catch(() => {});
+  }
+}
+
+run().then(() => {
+  emit(result);
+  process.exit(0);
+}, (err) => {
+  result.ok = false;
+  result.error = String(err && err.stack || err);
+  emit(result);
+  process.exit(1);
+});

@@ -1,0 +1,142 @@
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "portico/config/units.h"
+
+using namespace portico::config;
+using namespace std::chrono_literals;
+
+TEST_CASE("parseSize accepts a plain integer and B, KiB, MiB, GiB", "[config][units]") {
+    struct Case {
+        const char* text;
+        std::size_t bytes;
+    };
+    const Case cases[] = {
+        {"0", 0},
+        {"4096", 4096},
+        {"512B", 512},
+        {"0B", 0},
+        {"16KiB", 16 * 1024},
+        {"10MiB", 10 * 1024 * 1024},
+        {"1GiB", std::size_t{1} << 30},
+        {"007KiB", 7 * 1024},
+        {"18446744073709551615", SIZE_MAX},
+        {"17179869183GiB", (std::size_t{17179869183}) << 30},
+    };
+    for (const Case& c : cases) {
+        INFO(c.text);
+        auto bytes = parseSize(c.text);
+        REQUIRE(bytes.has_value());
+        CHECK(*bytes == c.bytes);
+    }
+}
+
+TEST_CASE("parseSize rejects other units, signs, fractions and overflow", "[config][units]") {
+    const char* const cases[] = {
+        "", "B", "KiB", "-1", "+1", "-1KiB", "1.5MiB", "10MB", "10KB", "10kib", "10 MiB", " 10",
+        "10 ", "0x10", "1e3", "10MiBs", "18446744073709551616", "17179869184GiB",
+        "99999999999999999999999",
+    };
+    for (const char* text : cases) {
+        INFO('"' << text << '"');
+        CHECK_FALSE(parseSize(text).has_value());
+    }
+}
+
+TEST_CASE("parseDuration accepts ms, s, m, h and a bare 0", "[config][units]") {
+    struct Case {
+        const char* text;
+        Duration value;
+    };
+    const Case cases[] = {
+        {"0", 0ms},      {"0s", 0ms},       {"0ms", 0ms},  {"250ms", 250ms},
+        {"10s", 10s},    {"75s", 75s},      {"5m", 5min},  {"10m", 10min},
+        {"1h", 1h},      {"36h", 36h},      {"1500ms", 1500ms},
+        {"9223372036854775807ms", Duration(INT64_MAX)},
+    };
+    for (const Case& c : cases) {
+        INFO(c.text);
+        auto value = parseDuration(c.text);
+        REQUIRE(value.has_value());
+        CHECK(value->count() == c.value.count());
+    }
+}
+
+TEST_CASE("parseDuration rejects bare numbers, other units, signs and overflow", "[config][units]") {
+    const char* const cases[] = {
+        "", "10", "1", "00", "s", "ms", "-1s", "+1s", "1.5s", "10 s", "10S", "1d", "1us", "1ns",
+        "1m30s", "10sec", "0x10s", "9223372036854775808ms", "9223372036854776s",
+        "99999999999999999h",
+    };
+    for (const char* text : cases) {
+        INFO('"' << text << '"');
+        CHECK_FALSE(parseDuration(text).has_value());
+    }
+}
+
+TEST_CASE("parseCount takes decimal digits only", "[config][units]") {
+    CHECK(parseCount("0") == std::optional<std::uint64_t>(0));
+    CHECK(parseCount("10000") == std::optional<std::uint64_t>(10000));
+    CHECK(parseCount("18446744073709551615") == std::optional<std::uint64_t>(UINT64_MAX));
+    for (const char* text : {"", "-1", "+1", "1.0", "0x10", " 1", "1 ", "18446744073709551616", "ten"}) {
+        INFO('"' << text << '"');
+        CHECK_FALSE(parseCount(text).has_value());
+    }
+}
+
+TEST_CASE("parseHostPort reads host:port, [v6]:port and *:port", "[config][units]") {
+    struct Case {
+        const char* text;
+        const char* host;
+        std::uint16_t port;
+    };
+    const Case cases[] = {
+        {"127.0.0.1:8080", "127.0.0.1", 8080},
+        {"0.0.0.0:80", "0.0.0.0", 80},
+        {"[::1]:8080", "::1", 8080},
+        {"[::]:443", "::", 443},
+        {"[2001:db8::1]:65535", "2001:db8::1", 65535},
+        {"*:8080", "", 8080},
+        {"localhost:80", "localhost", 80},
+        {"api.internal:9443", "api.internal", 9443},
+        {"my_host-1.example.com:1", "my_host-1.example.com", 1},
+        {"127.0.0.1:0", "127.0.0.1", 0},  // port 0: the kernel picks one (tests use it)
+    };
+    for (const Case& c : cases) {
+        INFO(c.text);
+        auto address = parseHostPort(c.text);
+        REQUIRE(address.has_value());
+        CHECK(address->host == c.host);
+        CHECK(address->port == c.port);
+    }
+}
+
+TEST_CASE("parseHostPort rejects malformed addresses", "[config][units]") {
+    const char* const cases[] = {
+        "",           "8080",         ":8080",        "127.0.0.1",     "127.0.0.1:",
+        "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:+80", "127.0.0.1:80a", "127.0.0.1:0080800",
+        "::1:80",     "[::1]",        "[::1:80",      "::1]:80",       "[zz::1]:80",
+        "[127.0.0.1]:80", "300.1.1.1:80", "1.2.3.4.5:80", "1.2.3:80",   "a..b:80",
+        ".a:80",      "a.:80",        "host name:80", "*.example.com:80", "**:80",
+        "http://a:80", "a/b:80",
+    };
+    for (const char* text : cases) {
+        INFO('"' << text << '"');
+        CHECK_FALSE(parseHostPort(text).has_value());
+    }
+}
+
+TEST_CASE("HostPort::toString brackets IPv6 and writes * for every address", "[config][units]") {
+    CHECK(HostPort{"127.0.0.1", 80}.toString() == "127.0.0.1:80");
+    CHECK(HostPort{"::1", 80}.toString() == "[::1]:80");
+    CHECK(HostPort{"", 8443}.toString() == "*:8443");
+    CHECK(HostPort{"example.com", 0}.toString() == "example.com:0");
+    for (const char* text : {"127.0.0.1:8080", "[2001:db8::1]:443", "*:80", "localhost:1"}) {
+        auto address = parseHostPort(text);
+        REQUIRE(address.has_value());
+        CHECK(address->toString() == text);
+    }
+}
