@@ -612,11 +612,16 @@ def perf_profile(svc: Service, load: Callable[[], LoadResult], limit: float = 1.
         r = load()
     finally:
         _detach(rec)
-    rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children",
-                          "-g", "none", "--sort", "dso,symbol", "--percent-limit", str(limit)],
-                         capture_output=True, text=True)
-    lines = [l for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#")]
-    return "\n".join(lines), r
+    def report(sort: str, pct: float) -> list[str]:
+        rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children",
+                              "-g", "none", "--sort", sort, "--percent-limit", str(pct)],
+                             capture_output=True, text=True)
+        return [l.rstrip(" -") for l in rep.stdout.splitlines()
+                if l.strip() and not l.startswith("#")]
+
+    text = ["by object:", *report("dso", 0.5), f"by symbol (>= {limit:g}%):",
+            *report("dso,symbol", limit)]
+    return "\n".join(text), r
 
 
 # --------------------------------------------------------------------------------------------

@@ -465,6 +465,7 @@ private:
     Phase phase_ = Phase::Setup;
     Stats st_;
     uint64_t t0_ = 0, tEnd_ = 0, drainUntil_ = 0;
+    uint64_t setupStart_ = nowNs();
     double cpu0_ = 0, cpuEnd_ = 0;
     bool stdinOpen_ = false;
     bool exit_ = false;
@@ -1312,8 +1313,8 @@ void Loop::tick() {
             for (Conn* p : publishers_)
                 if (p->st != St::Open) ready = false;
         if (ready) {
-            std::printf("READY {\"open\":%d,\"failed\":%d,\"errors\":%" PRIu64 "}\n", open_, setupFailed_,
-                        st_.errors);
+            std::printf("READY {\"open\":%d,\"failed\":%d,\"errors\":%" PRIu64 ",\"setup_s\":%.3f}\n",
+                        open_, setupFailed_, st_.errors, static_cast<double>(now - setupStart_) / 1e9);
             std::fflush(stdout);
             if (setupFailed_ > 0 && g_opt.mode != Mode::Idle) {
                 std::fprintf(stderr, "ws_load: %d connections failed during setup\n", setupFailed_);
