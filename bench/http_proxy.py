@@ -133,6 +133,8 @@ def main() -> int:
     ap.add_argument("--max-foreign", type=float, default=0.10,
                     help="before each run wait (up to 5 min) until processes outside the benchmark "
                          "use at most this share of a core (default: 0.10; negative: never wait)")
+    ap.add_argument("--quiet-timeout", type=float, default=300,
+                    help="longest wait for a quiet machine before a run, seconds (default: 300)")
     ap.add_argument("--diagnose", default="",
                     help="after the measured rounds, extra runs per proxy with tools attached: "
                          "comma-separated strace (syscalls per request), perf (CPU profile); "
@@ -170,11 +172,15 @@ def main() -> int:
         return lambda: bl.run_wrk(f"http://127.0.0.1:{port}/", threads=args.threads,
                                   connections=args.connections, duration=duration)
 
+    status_reads = 0
+
     def backend_counters() -> dict[str, float]:
+        # every status GET is itself one accepted connection and one request: leave them out.
+        nonlocal status_reads
+        status_reads += 1
         c = bl.nginx_stub_status(backend.port, STATUS_PATH)
-        # each status GET is itself one accepted connection: the difference over a run counts
-        # the later GET once, hence the -1 when reporting.
-        return {"upstream_conns": c["accepts"] - 1, "upstream_reqs": c["requests"] - 1}
+        return {"upstream_conns": c["accepts"] - status_reads,
+                "upstream_reqs": c["requests"] - status_reads}
 
     results: dict[int, dict[str, list[bl.Sample]]] = {}
     syscalls: dict[int, dict[str, dict[str, float]]] = {}  # workers -> proxy -> name -> per req
@@ -191,7 +197,8 @@ def main() -> int:
             bl.log(f"warm-up {p}: {warm.rps:.0f} req/s")
         def run_one(p: str, r: int) -> bl.Sample:
             if args.max_foreign >= 0:
-                bl.wait_quiet(args.max_foreign, own=[backend, *services.values()])
+                bl.wait_quiet(args.max_foreign, own=[backend, *services.values()],
+                              timeout=args.quiet_timeout)
             return bl.measure(services[p], load(services[p].port, args.duration), r,
                               backend_counters, helpers=[backend])
 
@@ -241,8 +248,9 @@ def main() -> int:
           f"-d{args.duration:g}s --latency` per row after a {args.warmup:g} s warm-up; one backend "
           f"(nginx, {args.backend_workers} worker, `return 200`, {len(BODY)}-byte body); CPU = "
           f"utime+stime of all the proxy's processes per million requests; upstream conns "
-          f"opened = connections the backend accepted during a run (median; 0 = pure reuse, "
-          f"keepalive {args.keepalive} per worker).")
+          f"opened = connections the backend accepted during a run (median; up to one per "
+          f"client connection comes from requests cut off when wrk stops; far more means the "
+          f"proxy churns upstream connections; keepalive {args.keepalive} per worker).")
     print(f"CPU used by processes outside the benchmark during a run: median "
           f"{bl.median(foreign):.0%}, max {max(foreign):.0%} of a core.")
     print(f"Errors (socket errors + non-2xx) over all runs: {errors}.")

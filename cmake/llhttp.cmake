@@ -10,3 +10,6 @@ add_library(llhttp_static STATIC ${LLHTTP_SOURCES})
 target_include_directories(llhttp_static SYSTEM PUBLIC ${LLHTTP_INCLUDE_DIR})
 set_target_properties(llhttp_static PROPERTIES C_STANDARD 99 POSITION_INDEPENDENT_CODE ON)
 target_compile_options(llhttp_static PRIVATE -w)
+# Strict mode: header names must be tokens, CR must precede LF, no obs-fold, etc. (request
+# smuggling defences); the lenient runtime flags stay off too.
+target_compile_definitions(llhttp_static PUBLIC LLHTTP_STRICT_MODE=1)

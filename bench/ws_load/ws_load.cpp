@@ -196,15 +196,16 @@ constexpr size_t kMaxBuffer = 64u << 20;  // no single connection buffers more t
 constexpr size_t kReadChunk = 256u << 10;
 constexpr size_t kMaxHead = 16u << 10;  // HTTP heads larger than this are refused
 
-// A byte queue: data between rd and wr; grows by doubling up to kMaxBuffer.
+// A byte queue: data between rd and wr; grows by doubling up to kMaxBuffer. The storage is not
+// zero-filled (make_unique_for_overwrite), so a relay can drop and re-create it cheaply.
 struct Buf {
-    std::vector<uint8_t> d;
-    size_t rd = 0, wr = 0;
+    std::unique_ptr<uint8_t[]> d;
+    size_t cap = 0, rd = 0, wr = 0;
     size_t size() const { return wr - rd; }
     bool empty() const { return wr == rd; }
-    uint8_t* head() { return d.data() + rd; }
-    uint8_t* tail() { return d.data() + wr; }
-    size_t space() const { return d.size() - wr; }
+    uint8_t* head() { return d.get() + rd; }
+    uint8_t* tail() { return d.get() + wr; }
+    size_t space() const { return cap - wr; }
     void consume(size_t n) {
         rd += n;
         if (rd == wr) rd = wr = 0;
@@ -214,14 +215,18 @@ struct Buf {
     bool reserve(size_t n) {
         if (space() >= n) return true;
         if (rd > 0) {
-            std::memmove(d.data(), d.data() + rd, wr - rd);
+            std::memmove(d.get(), d.get() + rd, wr - rd);
             wr -= rd;
             rd = 0;
             if (space() >= n) return true;
         }
         const size_t need = wr + n;
         if (need > kMaxBuffer) return false;
-        d.resize(std::max(need, std::max<size_t>(d.size() * 2, 4096)));
+        const size_t ncap = std::max(need, std::max<size_t>(cap * 2, 4096));
+        auto nd = std::make_unique_for_overwrite<uint8_t[]>(ncap);
+        if (wr > 0) std::memcpy(nd.get(), d.get(), wr);
+        d = std::move(nd);
+        cap = ncap;
         return true;
     }
     bool append(const void* p, size_t n) {
@@ -230,9 +235,11 @@ struct Buf {
         commit(n);
         return true;
     }
+    // Frees the storage (only when empty).
     void release() {
-        std::vector<uint8_t>().swap(d);
-        rd = wr = 0;
+        if (!empty()) return;
+        d.reset();
+        cap = rd = wr = 0;
     }
 };
 
@@ -382,6 +389,8 @@ struct Conn {
 
     // publisher
     bool busy = false;
+    bool lastRequest = false;  // the server said Connection: close
+    int64_t pendingFan = 0;    // deliveries the request in flight will cause
 };
 
 struct Stats {
@@ -539,6 +548,8 @@ void Loop::flush(Conn* c) {
         closeConn(c);
         return;
     }
+    // The relay holds no memory for an idle connection (as HAProxy releases its buffers).
+    if (c->out.empty() && c->role == Role::RelayConn) c->out.release();
     uint32_t ev = c->events;
     if (c->out.empty())
         ev &= ~static_cast<uint32_t>(EPOLLOUT);
@@ -651,7 +662,7 @@ void Loop::onServer(Conn* c, uint32_t ev) {
 void Loop::serverHttp(Conn* c) {
     static const char kOk[] =
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
-    while (c->st == St::Handshake) {
+    while (c->st == St::Handshake && !c->closeAfterFlush) {
         const std::string_view data(reinterpret_cast<const char*>(c->in.head()), c->in.size());
         const size_t end = data.find("\r\n\r\n");
         if (end == std::string_view::npos) {
@@ -675,6 +686,10 @@ void Loop::serverHttp(Conn* c) {
             c->st = St::Open;
         } else {
             c->out.append(kOk, sizeof kOk - 1);
+            if (containsTokenCI(headerValue(head, "Connection"), "close")) {
+                c->closeAfterFlush = true;
+                return;
+            }
         }
     }
 }
@@ -1104,7 +1119,8 @@ void Loop::publish(Conn* c) {
     req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     c->out.append(req.data(), req.size());
     c->busy = true;
-    st_.expected += subsPerChannel_[static_cast<size_t>(ch)];
+    c->pendingFan = subsPerChannel_[static_cast<size_t>(ch)];
+    st_.expected += c->pendingFan;
     ++st_.publishedTotal;
     if (phase_ == Phase::Running) ++st_.published;
     flush(c);
@@ -1115,7 +1131,7 @@ void Loop::pumpPublishers() {
     const int64_t maxFan = *std::max_element(subsPerChannel_.begin(), subsPerChannel_.end());
     const int64_t window = g_opt.window > 0 ? g_opt.window : 4 * maxFan;
     for (Conn* p : publishers_) {
-        if (p->fd < 0 || p->busy || p->st != St::Open) continue;
+        if (p->fd < 0 || p->busy || p->lastRequest || p->st != St::Open) continue;
         if (st_.expected - st_.delivered + maxFan > window) return;
         publish(p);
     }
@@ -1150,6 +1166,7 @@ void Loop::publisherResponse(Conn* c) {
                 std::fprintf(stderr, "ws_load: publish answered %.*s\n",
                              static_cast<int>(std::min<size_t>(total, 300)), data.data());
         }
+        if (containsTokenCI(headerValue(head, "Connection"), "close")) c->lastRequest = true;
         c->in.consume(total);
         c->busy = false;
     }
@@ -1178,7 +1195,10 @@ void Loop::onPublisher(Conn* c, uint32_t ev) {
         for (auto& p : publishers_)
             if (p == c) p = nullptr;
         publishers_.erase(std::remove(publishers_.begin(), publishers_.end(), nullptr), publishers_.end());
-        if (c->busy) ++st_.pubErrors;
+        if (c->busy) {  // the message was not published: expect nothing from it
+            ++st_.pubErrors;
+            st_.expected -= c->pendingFan;
+        }
         closeConn(c);
         openPublisher();
     }

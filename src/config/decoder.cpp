@@ -34,6 +34,12 @@ namespace {
 
 ConfigError makeError(const std::string& file, const YAML::Mark& mark, const std::string& path,
                       std::string message) {
+    // Messages quote values from the file (and yaml-cpp quotes the offending character): a
+    // control byte there would reach the operator's terminal as-is.
+    for (char& c : message) {
+        auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u == 0x7f) c = '?';
+    }
     SourceMark where = toSourceMark(mark);
     return ConfigError{file, where.line, where.column, path, std::move(message)};
 }
@@ -64,7 +70,8 @@ YAML::Mark Decoder::markOf(const std::string& path) const {
 bool Decoder::failedUnder(const std::string& path) const {
     for (auto it = failed_.lower_bound(path); it != failed_.end(); ++it) {
         const std::string& failed_path = *it;
-        if (failed_path.compare(0, path.size(), path) != 0) break;  // past the paths with this prefix
+        if (failed_path.compare(0, path.size(), path) != 0)
+            break;  // past the paths with this prefix
         if (failed_path.size() == path.size() || path.empty()) return true;
         char next = failed_path[path.size()];
         if (next == '.' || next == '[') return true;

@@ -43,7 +43,9 @@ public:
 
     // Records an error (or warning) about `path` at `mark` (yaml-cpp's 0-based mark).
     void error(const YAML::Mark& mark, const std::string& path, std::string message);
-    void error(const Item& item, std::string message) { error(item.mark, item.path, std::move(message)); }
+    void error(const Item& item, std::string message) {
+        error(item.mark, item.path, std::move(message));
+    }
     void warning(const YAML::Mark& mark, const std::string& path, std::string message);
 
     // Where the value of `path` was written; remembered for every key and element decoded.
@@ -58,13 +60,13 @@ public:
 
     // Typed readers. Each stores into `out` and returns true, or reports an error at the item
     // and returns false leaving `out` unchanged.
-    bool readString(const Item& item, std::string& out);      // any scalar
-    bool readPath(const Item& item, std::string& out);        // a non-empty scalar
-    bool readBool(const Item& item, bool& out);               // true | false
-    bool readCount(const Item& item, std::size_t& out);       // a non-negative integer
-    bool readSize(const Item& item, std::size_t& out);        // units.h parseSize
-    bool readDuration(const Item& item, Duration& out);       // units.h parseDuration
-    bool readPort(const Item& item, std::uint16_t& out);      // 1..65535
+    bool readString(const Item& item, std::string& out);                   // any scalar
+    bool readPath(const Item& item, std::string& out);                     // a non-empty scalar
+    bool readBool(const Item& item, bool& out);                            // true | false
+    bool readCount(const Item& item, std::size_t& out);                    // a non-negative integer
+    bool readSize(const Item& item, std::size_t& out);                     // units.h parseSize
+    bool readDuration(const Item& item, Duration& out);                    // units.h parseDuration
+    bool readPort(const Item& item, std::uint16_t& out);                   // 1..65535
     bool readStringList(const Item& item, std::vector<std::string>& out);  // [a, b]; null = []
 
     // One of a fixed set of words; the error names the last key of the path and the choices:

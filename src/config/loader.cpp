@@ -68,7 +68,8 @@ LoadResult load(const std::string& text, const std::string& file) {
     std::stable_sort(decoder.errors().begin(), decoder.errors().end(), by_position);
     std::stable_sort(decoder.warnings().begin(), decoder.warnings().end(), by_position);
     result.errors = std::move(decoder.errors());
-    for (const ConfigError& warning : decoder.warnings()) result.warnings.push_back(warning.toString());
+    for (const ConfigError& warning : decoder.warnings())
+        result.warnings.push_back(warning.toString());
     if (result.errors.empty()) result.config = std::make_shared<const Config>(std::move(config));
     return result;
 }

@@ -32,7 +32,8 @@ void resolve(const fs::path& base, std::string& path) {
 
 void resolveConfig(Config& config, const std::string& file) {
     fs::path base = baseFolder(file);
-    if (config.log.access != "stdout" && config.log.access != "off") resolve(base, config.log.access);
+    if (config.log.access != "stdout" && config.log.access != "off")
+        resolve(base, config.log.access);
     for (Listener& listener : config.listeners) {
         if (!listener.tls) continue;
         for (CertificateFiles& files : listener.tls->certificates) {

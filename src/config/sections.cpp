@@ -162,7 +162,8 @@ const std::array<KeyRule<ListenerTls>, 6> kListenerTlsKeys{{
      }},
     {"session_tickets",
      [](Decoder& d, const Item& v, ListenerTls& tls) { d.readBool(v, tls.session_tickets); }},
-    {"client_ca", [](Decoder& d, const Item& v, ListenerTls& tls) { d.readPath(v, tls.client_ca); }},
+    {"client_ca",
+     [](Decoder& d, const Item& v, ListenerTls& tls) { d.readPath(v, tls.client_ca); }},
 }};
 
 const std::array<KeyRule<Listener>, 3> kListenerKeys{{
@@ -172,7 +173,8 @@ const std::array<KeyRule<Listener>, 3> kListenerKeys{{
          if (!d.readString(v, text)) return;
          auto address = parseHostPort(text);
          if (!address) {
-             d.error(v, "invalid address \"" + text + "\" (expected host:port, [v6]:port or *:port)");
+             d.error(v,
+                     "invalid address \"" + text + "\" (expected host:port, [v6]:port or *:port)");
              return;
          }
          l.address = *address;
@@ -395,7 +397,7 @@ const std::array<KeyRule<PubSubSettings>, 4> kPubSubKeys{{
 // (RFC 9112 6.1-6.3) or the connection's handling (RFC 9110 7.6.1).
 bool isManagedHeader(const std::string& lower_name) {
     static constexpr std::array<std::string_view, 9> kManaged{
-        "content-length", "transfer-encoding", "connection", "keep-alive",       "te",
+        "content-length", "transfer-encoding", "connection",       "keep-alive",          "te",
         "trailer",        "upgrade",           "proxy-connection", "sec-websocket-accept"};
     for (std::string_view name : kManaged) {
         if (lower_name == name) return true;
@@ -486,7 +488,8 @@ const std::array<KeyRule<Route>, 9> kRouteKeys{{
          r.websocket_configured = true;
          decodeMapping(d, v, kWebSocketKeys, r.websocket);
      }},
-    {"pubsub", [](Decoder& d, const Item& v, Route& r) { decodeMapping(d, v, kPubSubKeys, r.pubsub); }},
+    {"pubsub",
+     [](Decoder& d, const Item& v, Route& r) { decodeMapping(d, v, kPubSubKeys, r.pubsub); }},
 }};
 
 void decodeRoutes(Decoder& d, const Item& v, Config& c) {

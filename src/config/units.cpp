@@ -1,13 +1,13 @@
 #include "portico/config/units.h"
 
-#include <arpa/inet.h>
-
 #include <array>
 #include <charconv>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <system_error>
+
+#include <arpa/inet.h>
 
 namespace portico::config {
 namespace {

@@ -181,7 +181,8 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
 
 void validateRoutes(Decoder& d, const Config& c) {
     bool all_redirect = !c.listeners.empty();
-    for (const Listener& listener : c.listeners) all_redirect = all_redirect && listener.redirect_https;
+    for (const Listener& listener : c.listeners)
+        all_redirect = all_redirect && listener.redirect_https;
     if (c.routes.empty() && !all_redirect && !d.failed("routes")) {
         d.warning(d.markOf("routes"), "routes", "no routes: every request is answered 404");
     }

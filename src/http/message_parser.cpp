@@ -1,5 +1,7 @@
 #include "portico/http/message_parser.h"
 
+#include <algorithm>
+
 #include <event2/buffer.h>
 #include <llhttp.h>
 
@@ -19,12 +21,25 @@ const llhttp_settings_t& settings() {
         v.on_header_field = [](llhttp_t* p, const char* at, size_t n) { return self(p)->onHeaderField(at, n); };
         v.on_header_value = [](llhttp_t* p, const char* at, size_t n) { return self(p)->onHeaderValue(at, n); };
         v.on_header_value_complete = [](llhttp_t* p) { return self(p)->onHeaderValueComplete(); };
+        v.on_header_field_complete = [](llhttp_t* p) { return self(p)->onHeaderFieldComplete(); };
         v.on_headers_complete = [](llhttp_t* p) { return self(p)->onHeadersComplete(); };
         v.on_body = [](llhttp_t* p, const char* at, size_t n) { return self(p)->onBodyData(at, n); };
         v.on_message_complete = [](llhttp_t* p) { return self(p)->onMessageCompleteCb(); };
         return v;
     }();
     return s;
+}
+
+// RFC 9110 5.6.2: tchar.
+bool isTokenChar(char c) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    switch (c) {
+        case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
+        case '.': case '^': case '_': case '`': case '|': case '~':
+            return true;
+        default:
+            return false;
+    }
 }
 
 void trimTrailingWhitespace(std::string& s) {
@@ -45,7 +60,7 @@ void MessageParser::reset() {
     llhttp_init(parser_.get(), kind_ == Kind::Request ? HTTP_REQUEST : HTTP_RESPONSE, &settings());
     parser_->data = this;
     error_ = ParseError::None;
-    in_message_ = head_complete_ = in_value_ = paused_ = upgrade_paused_ = false;
+    in_message_ = head_complete_ = field_open_ = paused_ = upgrade_paused_ = false;
     head_bytes_ = 0;
 }
 
@@ -68,6 +83,8 @@ ParseStatus MessageParser::parse(evbuffer* input) {
         evbuffer_iovec chunk;
         if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1) break;
         const char* data = static_cast<const char*>(chunk.iov_base);
+        chunk_start_ = data;
+        chunk_end_ = data + chunk.iov_len;
         llhttp_errno_t rc = llhttp_execute(parser_.get(), data, chunk.iov_len);
         if (rc == HPE_OK) {
             evbuffer_drain(input, chunk.iov_len);
@@ -132,7 +149,7 @@ bool MessageParser::countHead(std::size_t length) {
 int MessageParser::onMessageBegin() {
     in_message_ = true;
     head_complete_ = false;
-    in_value_ = false;
+    field_open_ = false;
     head_bytes_ = 0;
     declared_length_ = 0;
     if (kind_ == Kind::Request) {
@@ -161,25 +178,50 @@ int MessageParser::onStatus(const char* at, std::size_t length) {
 int MessageParser::onHeaderField(const char* at, std::size_t length) {
     if (head_complete_) return 0;  // trailer fields: dropped (we re-frame the body)
     if (!countHead(length + 4)) return -1;  // + ": " and CRLF, as on the wire
-    if (in_value_ || headers_->empty()) {
+    if (!field_open_) {
         headers_->emplace_back();
-        in_value_ = false;
+        field_open_ = true;
     }
     headers_->back().name.append(at, length);
     return 0;
 }
 
+int MessageParser::onHeaderFieldComplete() {
+    if (head_complete_) return 0;
+    // llhttp (8.1, even strict) passes a line with an empty field name ": x": refuse it, and
+    // any name that is not an RFC 9110 5.1 token.
+    const std::string& name = headers_->back().name;
+    if (name.empty() || !std::all_of(name.begin(), name.end(), isTokenChar)) {
+        error_ = ParseError::Malformed;
+        return -1;
+    }
+    return 0;
+}
+
 int MessageParser::onHeaderValue(const char* at, std::size_t length) {
     if (head_complete_) return 0;
+    // A value arrives in several pieces only when it straddles the buffers we feed llhttp. A
+    // piece that does not continue exactly where the previous buffer ended is an obs-fold line
+    // ("X: a\r\n b"), which llhttp joins silently: RFC 9112 5.2 lets us reject it, and we must,
+    // as folding is a smuggling vector (a folded Transfer-Encoding).
+    if (!field_open_ || (value_started_ && !(value_at_chunk_end_ && at == chunk_start_))) {
+        error_ = ParseError::Malformed;
+        return -1;
+    }
+    value_started_ = true;
+    value_at_chunk_end_ = at + length == chunk_end_;
     if (!countHead(length)) return -1;
-    in_value_ = true;
     headers_->back().value.append(at, length);
     return 0;
 }
 
 int MessageParser::onHeaderValueComplete() {
     if (head_complete_) return 0;
-    in_value_ = true;  // also for an empty value, which produces no onHeaderValue
+    if (!field_open_) {
+        error_ = ParseError::Malformed;
+        return -1;
+    }
+    field_open_ = value_started_ = false;  // the next field starts a new header
     trimTrailingWhitespace(headers_->back().value);
     return 0;
 }

@@ -46,6 +46,34 @@ std::string peerAddress(const sockaddr* peer, std::uint32_t& hash) {
     return text;
 }
 
+// RFC 9112 3.2.2: a request in absolute-form ("GET http://host/path") is routed by its
+// authority, which replaces Host; we forward it in origin-form. Returns false when the target is
+// neither origin-form nor a valid absolute-form.
+bool normalizeTarget(http::RequestHead& request) {
+    std::string& target = request.target;
+    if (!target.empty() && target.front() == '/') return true;
+    if (request.method == "OPTIONS" && target == "*") return true;
+    auto scheme_end = target.find("://");
+    if (scheme_end == std::string::npos) return false;
+    std::string_view scheme = std::string_view(target).substr(0, scheme_end);
+    if (!http::equalsIgnoreCase(scheme, "http") && !http::equalsIgnoreCase(scheme, "https")) return false;
+    auto authority_start = scheme_end + 3;
+    auto path_start = target.find_first_of("/?", authority_start);
+    std::string authority = target.substr(authority_start, path_start - authority_start);
+    if (authority.empty() || authority.find('@') != std::string::npos) return false;
+    std::string path = path_start == std::string::npos ? "/" : target.substr(path_start);
+    if (path.front() == '?') path.insert(0, "/");
+    target = std::move(path);
+    bool replaced = false;
+    for (auto& h : request.headers) {
+        if (!http::equalsIgnoreCase(h.name, "Host")) continue;
+        if (!replaced) h.value = authority;
+        replaced = true;
+    }
+    if (!replaced) request.headers.push_back({"Host", authority});
+    return true;
+}
+
 }  // namespace
 
 const char* ClientConnection::toString(State state) {
@@ -161,10 +189,17 @@ http::HeadAction ClientConnection::onHead() {
     const http::RequestHead& request = parser_.request();
     const auto& config = snapshot_->config();
     if (request_start_ == std::chrono::steady_clock::time_point{}) request_start_ = std::chrono::steady_clock::now();
+    if (!normalizeTarget(parser_.request())) {
+        respondError(400, "invalid request target");
+        return http::HeadAction::Abort;
+    }
+    int host_count = 0;
+    for (const auto& h : request.headers) host_count += http::equalsIgnoreCase(h.name, "Host");
     const http::Header* host = http::findHeader(request.headers, "Host");
-    // RFC 9112 3.2: a server MUST respond 400 to an HTTP/1.1 request without Host.
-    if (!host && request.version_minor >= 1) {
-        respondError(400, "missing Host");
+    // RFC 9112 3.2: a server MUST respond 400 to an HTTP/1.1 request without Host, and to any
+    // request with more than one.
+    if ((!host && request.version_minor >= 1) || host_count > 1) {
+        respondError(400, host_count > 1 ? "several Host headers" : "missing Host");
         return http::HeadAction::Abort;
     }
     if (request.method == "CONNECT") {
@@ -473,7 +508,8 @@ void ClientConnection::respondError(int status, const char* reason, const http::
 void ClientConnection::closeAfterFlush() {
     state_ = State::Closing;
     client_->shutdownAfterFlush();
-    if (client_eof_ && client_->outputLength() == 0) {
+    // When stopping there is no time to linger: the response is out, the connection goes.
+    if ((client_eof_ || worker_.stopping()) && client_->outputLength() == 0) {
         finish("closed");
         return;
     }
@@ -483,7 +519,7 @@ void ClientConnection::closeAfterFlush() {
 
 void ClientConnection::onDrained(Stream& stream) {
     if (exchange_) exchange_->onClientDrained();
-    if (state_ == State::Closing && client_eof_ && stream.outputLength() == 0) {
+    if (state_ == State::Closing && (client_eof_ || worker_.stopping()) && stream.outputLength() == 0) {
         finish("closed");
     } else if (state_ == State::ReadingHead && !client_->isReading()) {
         onResume(0, 0, this);

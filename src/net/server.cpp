@@ -60,24 +60,26 @@ int Server::run() {
         LOG_ERROR("%s", error.c_str());
         return 1;
     }
-    unsigned workers = effectiveWorkerCount(config.workers);
-    std::vector<std::vector<core::UniqueFd>> listen_fds;
-    if (!openListeners(workers, listen_fds)) return 1;
-
-    // Signals go to the main thread only: workers start with them blocked.
+    // Signal handlers first, so that a stop sent as soon as the ports are announced is handled;
+    // then the signals are blocked while workers start (they inherit the mask: only this thread
+    // takes signals) and unblocked again.
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
+        signal_events_.emplace_back(evsignal_new(loop_.base(), s, &Server::onSignal, this));
+        event_add(signal_events_.back().get(), nullptr);
+    }
     sigset_t signals;
     sigemptyset(&signals);
     for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&signals, s);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    unsigned workers = effectiveWorkerCount(config.workers);
+    std::vector<std::vector<core::UniqueFd>> listen_fds;
+    if (!openListeners(workers, listen_fds)) return 1;
     std::size_t per_worker_limit = (config.limits.max_connections + workers - 1) / workers;
     for (unsigned w = 0; w < workers; ++w)
         workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, pubsub_, std::move(listen_fds[w]),
                                                     per_worker_limit));
     for (auto& worker : workers_) worker->start();
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
-        signal_events_.emplace_back(evsignal_new(loop_.base(), s, &Server::onSignal, this));
-        event_add(signal_events_.back().get(), nullptr);
-    }
     pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
     LOG_INFO("portico %s started with %u worker%s", PORTICO_VERSION, workers, workers == 1 ? "" : "s");
 

@@ -168,6 +168,9 @@ void Stream::handleWrite() {
         connecting_ = false;
         disarmWrite();
         handler_->onConnected(*this);
+        // Whoever stopped reading while we were connecting waits for this.
+        if (!write_armed_ && pending_error_ == 0 && evbuffer_get_length(output_.get()) <= low_watermark_)
+            handler_->onDrained(*this);
         return;
     }
     if (pending_error_ != 0) {

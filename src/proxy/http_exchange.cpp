@@ -232,9 +232,7 @@ void HttpExchange::onConnectionLost(int error) {
     }
     // A response delimited by close ends here; anything else was cut short.
     if (response_started_ && response_parser_.finish() == http::ParseStatus::MessageComplete) {
-        response_complete_ = true;
-        if (client_framing_ == http::BodyFraming::Chunked) writeToClient("0\r\n\r\n", 5);
-        complete();
+        complete();  // onMessageComplete wrote the last chunk
         return;
     }
     fail(502, error ? "upstream connection error" : "upstream closed the connection prematurely");

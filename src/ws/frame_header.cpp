@@ -180,7 +180,7 @@ bool appendCloseFrame(evbuffer* out, std::uint16_t code, std::string_view reason
         if (n < reason.size()) {
             while (n > 0 && (static_cast<std::uint8_t>(reason[n]) & 0xC0) == 0x80) --n;
         }
-        std::memcpy(payload + 2, reason.data(), n);
+        if (n > 0) std::memcpy(payload + 2, reason.data(), n);
         len = 2 + n;
     }
     return appendFrame(out, Opcode::Close, true, 0, payload, len, mask);

@@ -330,10 +330,9 @@ bool Deflater::compress(const std::uint8_t* data, std::size_t len, ByteBuffer& o
         const std::uint8_t empty_block = 0x00;
         out.append(&empty_block, 1);
     }
-    if (no_context_takeover_ && deflateReset(s) != Z_OK) {
-        broken_ = true;
-        return false;
-    }
+    // Without context takeover nothing needs to survive the message: free the zlib state (some
+    // 100 KiB at the defaults) so an idle connection holds none; the next message allocates anew.
+    if (no_context_takeover_) stream_.reset();
     return true;
 }
 
@@ -398,11 +397,11 @@ Inflater::Status Inflater::finish(ByteBuffer& out, std::size_t max_size) {
     fed_ = false;
     const Status st = run(kTail, sizeof kTail, out, max_size);
     if (st != Status::Ok) return st;
-    if ((no_context_takeover_ || ended_) && stream_) {
-        if (inflateReset(stream_.get()) != Z_OK) {
-            broken_ = true;
-            return Status::Corrupt;
-        }
+    if (no_context_takeover_) {
+        stream_.reset();  // as in Deflater::compress: no state kept between messages
+    } else if (ended_ && stream_ && inflateReset(stream_.get()) != Z_OK) {
+        broken_ = true;
+        return Status::Corrupt;
     }
     ended_ = false;
     return Status::Ok;

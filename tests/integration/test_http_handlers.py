@@ -5,6 +5,7 @@ import json
 import os
 import time
 
+from http_client import ConnectionClosed
 from portico_harness import PorticoTestCase, main, make_config, slow_factor
 
 SECRET = b"TOP-SECRET-OUTSIDE-ROOT"
@@ -23,6 +24,28 @@ class Health(PorticoTestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(r.body, b"")
         self.assertEqual(c.roundtrip("GET", "/elsewhere").status, 404)
+
+    def test_request_bodies_to_handlers_are_consumed(self):
+        # a body sent to a built-in handler must be read (or the connection closed), never
+        # parsed as the next request
+        p = self.start_portico(make_config(routes=[{"path": "/healthz", "handler": "health"}]))
+        c = self.client(p.port)
+        smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        c.send(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+               % len(smuggled) + smuggled)
+        r = c.read_response()
+        self.assertIn(r.status, (200, 405), r)
+        c.send(b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"%x\r\n" % len(smuggled) + smuggled + b"\r\n0\r\n\r\n")
+        try:
+            r2 = c.read_response()
+        except ConnectionClosed:
+            return  # closing after the first response is a valid choice
+        self.assertIn(r2.status, (200, 405), "the body was parsed as a request: %r" % r2)
+        self.assertNotEqual(r2.status, 404)
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        r3 = c.read_response()
+        self.assertEqual(r3.status, 200, "the chunked body was parsed as a request: %r" % r3)
 
 
 class Static(PorticoTestCase):

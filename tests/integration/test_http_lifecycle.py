@@ -1,13 +1,27 @@
 """Process life: listeners on port 0, workers, max_connections, and graceful stop on SIGTERM
 and SIGINT (in-flight requests finish, shutdown_timeout bounds the wait, exit code 0)."""
 
+import re
 import signal
 import socket
 import threading
 import time
 
+from backends import free_port
 from http_client import RawClient
 from portico_harness import PorticoTestCase, main, proxy_config, slow_factor
+
+
+def wait_connectable(port, timeout=10.0):
+    deadline = time.monotonic() + timeout * slow_factor()
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class GracefulStop(PorticoTestCase):
@@ -119,6 +133,39 @@ class GracefulStop(PorticoTestCase):
         t0 = time.monotonic()
         self.assertEqual(p.stop(), 0)
         self.assertLess(time.monotonic() - t0, 3 * slow_factor())
+
+
+class ErrorLog(PorticoTestCase):
+    def traffic(self, port):
+        c = RawClient(port)
+        c.roundtrip("GET", "/echo")
+        c.roundtrip("GET", "/nothing")
+        c.close()
+        c = RawClient(port)
+        c.send(b"BAD REQUEST\r\n\r\n")
+        c.read_available(1.0)
+        c.close()
+
+    def test_level_error_hides_info_and_debug(self):
+        b = self.start_backend(name="a")
+        port = free_port()
+        p = self.start_portico(proxy_config([b.address], path="/echo", level="error",
+                                            listeners=["127.0.0.1:%d" % port]), listeners=0)
+        wait_connectable(port)
+        self.traffic(port)
+        p.stop()
+        noisy = [x for x in p.stderr_lines() if re.search(r"\b(info|debug)\b", x, re.I)]
+        self.assertEqual(noisy, [], "level: error still logs info/debug lines")
+
+    def test_level_debug_logs_more_than_info(self):
+        b = self.start_backend(name="a")
+        counts = {}
+        for level in ("info", "debug"):
+            p = self.start_portico(proxy_config([b.address], path="/echo", level=level))
+            self.traffic(p.port)
+            p.stop()
+            counts[level] = len(p.stderr_lines())
+        self.assertGreater(counts["debug"], counts["info"], counts)
 
 
 class Listeners(PorticoTestCase):

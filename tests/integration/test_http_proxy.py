@@ -52,6 +52,14 @@ class KeepAlive(PorticoTestCase):
         self.assertLessEqual(b.connections, 2, "20 sequential requests used %d upstream "
                              "connections" % b.connections)
 
+    def test_upstream_keepalive_0_disables_pooling(self):
+        b = self.start_backend(name="a")
+        p = self.proxy(b, workers=1, upstream_extra={"keepalive": 0})
+        c = self.client(p.port)
+        for i in range(4):
+            self.assertEqual(c.roundtrip("GET", "/echo/%d" % i).status, 200)
+        self.assertEqual(b.connections, 4, "keepalive: 0 still pooled upstream connections")
+
     def test_upstream_connection_close_is_not_reused_and_client_stays_open(self):
         b = self.start_backend(name="a")
         p = self.proxy(b, workers=1)
@@ -167,6 +175,41 @@ class Framing(PorticoTestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json()["body_len"], len(body))
         self.assertEqual(r.json()["body_sha256"], hashlib.sha256(body).hexdigest())
+
+    def test_body_sent_with_the_head_before_the_upstream_connects(self):
+        # the first request of a fresh gateway: the upstream connection is still being made
+        # while the whole 1 MiB body is already in the gateway's input buffer
+        body = bytes(range(256)) * 4096
+        r = self.c.roundtrip("POST", "/echo", body=body)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["body_len"], len(body))
+        self.assertEqual(r.json()["body_sha256"], hashlib.sha256(body).hexdigest())
+
+    def test_chunked_body_sent_with_the_head_before_the_upstream_connects(self):
+        part = bytes(range(256)) * 256
+        wire = b"".join(b"%x\r\n" % len(part) + part + b"\r\n" for _ in range(16))
+        self.c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                    wire + b"0\r\n\r\n")
+        r = self.c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["body_len"], 16 * len(part))
+        self.assertEqual(r.json()["body_sha256"], hashlib.sha256(part * 16).hexdigest())
+
+    def test_expect_100_continue(self):
+        # curl sends "Expect: 100-continue" for bodies over 1 KiB and waits up to 1 s for the
+        # interim response; either way the final response must be right.
+        body = b"e" * 5000
+        self.c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+                    b"Expect: 100-continue\r\n\r\n")
+        early = self.c.read_available(1.0)
+        if early:
+            self.assertTrue(early.startswith(b"HTTP/1.1 100"), "unexpected %r" % early[:200])
+            self.assertTrue(early.endswith(b"\r\n\r\n"), early)
+        self.c.send(body)
+        r = self.c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["body_len"], 5000)
+        self.assertEqual(self.c.roundtrip("GET", "/echo/next").json()["path"], "/echo/next")
 
     def test_chunked_request_body_reaches_backend_intact(self):
         parts = [b"a" * 1, b"b" * 100, b"c" * 5000, b"d" * 70000, b"e" * 3]

@@ -46,13 +46,15 @@ function payload(msg, i) {
     for (let k = 0; k < n; k++) out[k] = seed[k % 32] ^ (k & 0xff) ^ (k >> 8);
     return out;
   }
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789 äöü€';
-  let s = '';
-  while (Buffer.byteLength(s) < n) s += alphabet;
-  // Cut to exactly n UTF-8 bytes on a character boundary by trimming characters.
-  while (Buffer.byteLength(s) > n) s = s.slice(0, -1);
-  while (Buffer.byteLength(s) < n) s += 'x';
-  return s;
+  // Mixed 1-, 2- and 3-byte UTF-8 characters, cut to exactly n bytes on a character boundary.
+  const unit = Buffer.from('abcdefghijklmnopqrstuvwxyz0123456789 äöü€');
+  const reps = Math.ceil(n / unit.length) + 1;
+  const buf = Buffer.alloc(unit.length * reps);
+  for (let r = 0; r < reps; r++) unit.copy(buf, r * unit.length);
+  let end = n;
+  while (end > 0 && (buf[end] & 0xc0) === 0x80) end--;  // do not split a character
+  const s = buf.subarray(0, end).toString('utf8');
+  return s + 'x'.repeat(n - end);
 }
 
 const timer = setTimeout(() => { result.error = 'timeout'; finish(); }, plan.timeout_ms || 10000);

@@ -136,15 +136,18 @@ def to_yaml(obj, indent=0):
 
 
 def make_config(routes, upstreams=None, listeners=1, workers=2, access="stdout",
-                level="info", limits=None, **extra):
+                level="info", limits=None, shutdown_timeout="3s", **extra):
     """A config dict: `listeners` port-0 listeners on 127.0.0.1 (or a list of addresses),
     the given upstreams (name -> dict) and routes (list of dicts), log settings, limits
-    (dict merged into "limits"), and any other top-level keys."""
+    (dict merged into "limits"), and any other top-level keys. shutdown_timeout is short by
+    default so that a test that leaves a request hanging does not stall its cleanup."""
     if isinstance(listeners, int):
         listeners = ["127.0.0.1:0"] * listeners
     cfg = {}
     if workers is not None:
         cfg["workers"] = workers
+    if shutdown_timeout is not None:
+        cfg["shutdown_timeout"] = shutdown_timeout
     cfg["log"] = {"level": level, "access": access}
     if limits:
         cfg["limits"] = dict(limits)
@@ -201,8 +204,10 @@ class Portico:
     def start(self, timeout=15.0):
         timeout *= slow_factor()
         cmd = [self.binary, "-c", self.config_path] + self.args
+        # cwd is "/" on purpose: relative paths in the config must resolve against the config
+        # file's folder, not the working directory
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=self.env, cwd=self.workdir)
+                                     stderr=subprocess.PIPE, env=self.env, cwd="/")
         for stream, store in ((self.proc.stdout, self._out), (self.proc.stderr, self._err)):
             t = threading.Thread(target=self._reader, args=(stream, store), daemon=True)
             t.start()

@@ -384,7 +384,8 @@ class WsConnection:
         self.before_close) and returns (code, reason bytes); code None for an empty close
         body. Replies with a close frame (reply, unless one was sent) and waits for the TCP
         connection to end (eof_timeout, default the same timeout): raises AssertionError when
-        the server keeps it open. Raises ConnectionClosed when EOF comes without a close frame.
+        the server keeps it open, then closes the socket. Raises ConnectionClosed when EOF
+        comes without a close frame.
         """
         timeout = timeout if timeout is not None else self.timeout
         deadline = time.monotonic() + timeout
@@ -402,6 +403,9 @@ class WsConnection:
                 pass
         if not self.wait_eof(eof_timeout if eof_timeout is not None else timeout):
             raise AssertionError("server sent close %r but kept the TCP connection open" % code)
+        # Like a real client, close our end once the server's FIN arrived (a tunnel relays
+        # half-closes: the backend waits for this FIN).
+        self.close()
         return code, reason
 
     def wait_eof(self, timeout=5.0):

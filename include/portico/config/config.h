@@ -105,6 +105,7 @@ struct WebSocketSettings {
     Duration ping_interval = std::chrono::seconds(30); // frames mode/built-ins: ping the client;
                                                        // 0 = no pings
     std::vector<std::string> origins;              // empty: any Origin; else 403 on mismatch
+                                                   // (scheme and host lower case after load)
     std::vector<std::string> subprotocols;         // empty: pass through; else allowed list
 };
 
@@ -136,7 +137,7 @@ struct Route {
 struct Config {
     std::string file;                                   // path the configuration was read from
     unsigned workers = 0;                               // 0 = auto (number of CPUs)
-    Duration shutdown_timeout = std::chrono::seconds(10);   // SIGTERM: in-flight work gets this long
+    Duration shutdown_timeout = std::chrono::seconds(10);  // SIGTERM: how long in-flight work gets
     std::optional<Duration> reload_drain_timeout;       // unset = off: a reload never closes old
                                                         // upgraded connections; set: they get
                                                         // close 1001 this long after the reload

@@ -87,6 +87,7 @@ public:
     int onHeaderField(const char* at, std::size_t length);
     int onHeaderValue(const char* at, std::size_t length);
     int onHeaderValueComplete();
+    int onHeaderFieldComplete();
     int onHeadersComplete();
     int onBodyData(const char* at, std::size_t length);
     int onMessageCompleteCb();
@@ -106,7 +107,11 @@ private:
     ParseError error_ = ParseError::None;
     bool in_message_ = false;
     bool head_complete_ = false;
-    bool in_value_ = false;  // the last callback was a value: a field starts a new header
+    bool field_open_ = false;  // a header name was started and its value is not complete yet
+    bool value_started_ = false;       // a piece of the current value was seen
+    bool value_at_chunk_end_ = false;  // ... and it ran to the end of the buffer fed to llhttp
+    const char* chunk_start_ = nullptr;  // the buffer being fed to llhttp
+    const char* chunk_end_ = nullptr;
     bool paused_ = false;
     bool upgrade_paused_ = false;  // stopped after a message that asked to switch protocols
 };

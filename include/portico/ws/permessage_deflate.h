@@ -31,7 +31,7 @@ struct DeflateConfig {
     bool enabled = true;                        // false: decline every offer
     std::uint8_t server_max_window_bits = 15;   // our compressor's largest window (memory: 2^(bits+2) bytes)
     std::uint8_t client_max_window_bits = 15;   // asked of clients that offer client_max_window_bits
-    bool server_no_context_takeover = false;    // true: no compressor state kept between messages
+    bool server_no_context_takeover = false;    // true: no compressor state between messages (saves memory)
     bool client_no_context_takeover = false;    // true: ask clients to keep none either
     int level = 1;                              // zlib level 1 (fast) .. 9 (small)
     int mem_level = 8;                          // zlib memLevel 1..9 (memory: 2^(mem_level+9) bytes)
@@ -69,7 +69,8 @@ struct InflateStreamDeleter {
 };
 
 // Compresses whole messages per RFC 7692 7.2.1. The zlib state (about 2^(window+2) +
-// 2^(mem_level+9) bytes) is allocated on the first message, not at construction.
+// 2^(mem_level+9) bytes: 256 KiB at 15/8) is allocated on the first message, not at
+// construction, and without context takeover it is freed again after every message.
 class Deflater {
 public:
     // `window_bits` 8..15 (8 runs as 9, see the .cpp), `no_context_takeover` resets the state after
@@ -97,7 +98,9 @@ private:
 };
 
 // Decompresses messages per RFC 7692 7.2.2, with an output bound so that a small compressed
-// message cannot expand without limit (a "zip bomb" is a 1009).
+// message cannot expand without limit (a "zip bomb" is a 1009). The zlib state (about 7 KiB plus
+// a 2^window window) exists from the first compressed message on; without context takeover it is
+// freed after every message.
 class Inflater {
 public:
     enum class Status : std::uint8_t { Ok, TooBig, Corrupt };

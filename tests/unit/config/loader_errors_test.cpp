@@ -101,7 +101,8 @@ TEST_CASE("an empty file, several documents or a non-mapping root are errors", "
     CHECK(errorsOf(L + R + "---\nworkers: 2\n") ==
           Lines{"portico.yaml:4:1: expected one YAML document, found another here"});
     CHECK(errorsOf("- address: 127.0.0.1:0\n") ==
-          Lines{"portico.yaml:1:1: expected a mapping", "portico.yaml:1:1: listeners: required key is missing"});
+          Lines{"portico.yaml:1:1: expected a mapping",
+                "portico.yaml:1:1: listeners: required key is missing"});
 }
 
 TEST_CASE("unknown keys are errors in every section", "[config][errors]") {
@@ -121,12 +122,15 @@ TEST_CASE("unknown keys are errors in every section", "[config][errors]") {
         {L + "routes:\n  - handler: pubsub\n    pubsub: {token: x}\n",
          "portico.yaml:4:14: routes[0].pubsub.token: unknown key"},
         {"listeners:\n  - address: \"*:8443\"\n    tls:\n      certificates: [{cert: a, key: b}]\n"
-         "      protocols: [h1]\n" + R,
+         "      protocols: [h1]\n" +
+             R,
          "portico.yaml:5:7: listeners[0].tls.protocols: unknown key"},
         {"listeners:\n  - address: \"*:8443\"\n    tls:\n      certificates: [{cert: a, key: b, "
-         "chain: c}]\n" + R,
+         "chain: c}]\n" +
+             R,
          "portico.yaml:4:40: listeners[0].tls.certificates[0].chain: unknown key"},
-        {L + "upstreams: {u: {servers: [127.0.0.1:1], tls: {cafile: x}}}\nroutes: [{upstream: u}]\n",
+        {L + "upstreams: {u: {servers: [127.0.0.1:1], tls: {cafile: x}}}\nroutes: [{upstream: "
+             "u}]\n",
          "portico.yaml:2:47: upstreams.u.tls.cafile: unknown key"},
     });
 }
@@ -136,8 +140,10 @@ TEST_CASE("a key written twice is an error", "[config][errors]") {
         {L + R + "workers: 2\nworkers: 3\n", "portico.yaml:4:1: workers: duplicate key"},
         {L + "routes:\n  - path: /a\n    path: /b\n    handler: health\n",
          "portico.yaml:4:5: routes[0].path: duplicate key"},
-        {L + "routes:\n  - upstream: u\n    set_headers: {X-A: 1, x-a: 2}\nupstreams: {u: {servers: [h:1]}}\n",
-         "portico.yaml:4:27: routes[0].set_headers.x-a: duplicate header (names are case-insensitive)"},
+        {L + "routes:\n  - upstream: u\n    set_headers: {X-A: 1, x-a: 2}\nupstreams: {u: "
+             "{servers: [h:1]}}\n",
+         "portico.yaml:4:27: routes[0].set_headers.x-a: duplicate header (names are "
+         "case-insensitive)"},
     });
 }
 
@@ -162,7 +168,8 @@ TEST_CASE("wrong types name the expected type", "[config][errors]") {
         {L + R + "limits: {max_connections: 0}\n",
          "portico.yaml:3:27: limits.max_connections: must be greater than 0"},
         {L + R + "workers: 0\n", "portico.yaml:3:10: workers: expected auto or a positive integer"},
-        {L + R + "workers: -2\n", "portico.yaml:3:10: workers: expected auto or a positive integer"},
+        {L + R + "workers: -2\n",
+         "portico.yaml:3:10: workers: expected auto or a positive integer"},
         {L + R + "workers: 5000\n", "portico.yaml:3:10: workers: at most 1024 workers"},
         {L + R + "reload_drain_timeout: soon\n",
          "portico.yaml:3:23: reload_drain_timeout: expected off or a duration like 10m"},
@@ -178,7 +185,8 @@ TEST_CASE("wrong types name the expected type", "[config][errors]") {
          "portico.yaml:4:15: routes[0].upstream: expected a string"},
         {L + "upstreams: {u: {servers: [127.0.0.1:1], keepalive: -1}}\nroutes: [{upstream: u}]\n",
          "portico.yaml:2:52: upstreams.u.keepalive: expected a non-negative integer"},
-        {L + "upstreams: {u: {servers: [127.0.0.1:1], connect_timeout: 0}}\nroutes: [{upstream: u}]\n",
+        {L + "upstreams: {u: {servers: [127.0.0.1:1], connect_timeout: 0}}\nroutes: [{upstream: "
+             "u}]\n",
          "portico.yaml:2:58: upstreams.u.connect_timeout: must be greater than 0"},
         {L + "upstreams: {u: {servers: 127.0.0.1:1}}\nroutes: [{upstream: u}]\n",
          "portico.yaml:2:26: upstreams.u.servers: expected a list of host:port"},
@@ -186,7 +194,8 @@ TEST_CASE("wrong types name the expected type", "[config][errors]") {
          "portico.yaml:1:53: listeners[0].redirect_https: expected a port number from 1 to 65535"},
         {L + "routes:\n  - upstream: u\n    set_headers: [X-A]\nupstreams: {u: {servers: [h:1]}}\n",
          "portico.yaml:4:18: routes[0].set_headers: expected a mapping"},
-        {L + "routes:\n  - upstream: u\n    set_headers: {X-A: {b: c}}\nupstreams: {u: {servers: [h:1]}}\n",
+        {L + "routes:\n  - upstream: u\n    set_headers: {X-A: {b: c}}\nupstreams: {u: {servers: "
+             "[h:1]}}\n",
          "portico.yaml:4:24: routes[0].set_headers.X-A: expected a string"},
         {L + "routes:\n  - handler: echo\n    websocket: {origins: https://a.com}\n",
          "portico.yaml:4:26: routes[0].websocket.origins: expected a list of strings"},
@@ -198,7 +207,8 @@ TEST_CASE("wrong types name the expected type", "[config][errors]") {
 TEST_CASE("enumerations name the unknown word and the choices", "[config][errors]") {
     checkCases({
         {L + "routes:\n  - path: /\n    handler: helth\n",
-         "portico.yaml:4:14: routes[0].handler: unknown handler \"helth\" (expected health, static, "
+         "portico.yaml:4:14: routes[0].handler: unknown handler \"helth\" (expected health, "
+         "static, "
          "echo, pubsub, metrics or status)"},
         {L + "upstreams:\n  app:\n    servers: [127.0.0.1:1]\n    balance: random\n"
              "routes: [{upstream: app}]\n",
@@ -235,7 +245,8 @@ TEST_CASE("listener addresses: invalid, duplicate, overlapping, missing", "[conf
          "portico.yaml:3:14: listeners[1].address: duplicate listener address 127.0.0.1:8080 (also "
          "listeners[0])"},
         {"listeners:\n  - address: \"*:8080\"\n  - address: \"[::1]:8081\"\n  - address: "
-         "\"[::1]:8080\"\n" + R,
+         "\"[::1]:8080\"\n" +
+             R,
          "portico.yaml:4:14: listeners[2].address: listener address [::1]:8080 overlaps *:8080 "
          "(listeners[0])"},
         {"listeners: [{redirect_https: 443}]\n" + R,
@@ -255,7 +266,8 @@ TEST_CASE("listeners on port 0 never collide", "[config][errors]") {
 TEST_CASE("routes: upstream or handler, and the keys of each kind", "[config][errors]") {
     const std::string U = "upstreams: {app: {servers: [127.0.0.1:1]}}\n";  // line 2
     checkCases({
-        {L + "routes:\n  - path: /\n", "portico.yaml:3:5: routes[0]: a route needs an upstream or a handler"},
+        {L + "routes:\n  - path: /\n",
+         "portico.yaml:3:5: routes[0]: a route needs an upstream or a handler"},
         {L + U + "routes:\n  - path: /\n    upstream: app\n    handler: health\n",
          "portico.yaml:6:14: routes[0]: a route has an upstream or a handler, not both"},
         {L + "routes:\n  - path: /\n    handler: static\n",
@@ -283,19 +295,25 @@ TEST_CASE("routes: upstream or handler, and the keys of each kind", "[config][er
          "portico.yaml:5:24: routes[0].set_headers.X-A: a header value cannot hold control "
          "characters"},
         {L + U + "routes:\n  - upstream: app\n    path: api/\n",
-         "portico.yaml:5:11: routes[0].path: expected a path starting with / (prefix) or =/ (exact)"},
+         "portico.yaml:5:11: routes[0].path: expected a path starting with / (prefix) or =/ "
+         "(exact)"},
         {L + U + "routes:\n  - upstream: app\n    path: \"/a b\"\n",
-         "portico.yaml:5:11: routes[0].path: expected a path starting with / (prefix) or =/ (exact)"},
+         "portico.yaml:5:11: routes[0].path: expected a path starting with / (prefix) or =/ "
+         "(exact)"},
         {L + U + "routes:\n  - upstream: app\n    path: /a?b=1\n",
-         "portico.yaml:5:11: routes[0].path: expected a path starting with / (prefix) or =/ (exact)"},
+         "portico.yaml:5:11: routes[0].path: expected a path starting with / (prefix) or =/ "
+         "(exact)"},
         {L + U + "routes:\n  - upstream: app\n    host: \"exa mple.com\"\n",
-         "portico.yaml:5:11: routes[0].host: expected a host name like example.com or *.example.com"},
+         "portico.yaml:5:11: routes[0].host: expected a host name like example.com or "
+         "*.example.com"},
         {L + U + "routes:\n  - upstream: app\n    host: foo.*.com\n",
-         "portico.yaml:5:11: routes[0].host: expected a host name like example.com or *.example.com"},
+         "portico.yaml:5:11: routes[0].host: expected a host name like example.com or "
+         "*.example.com"},
         {L + U + "routes:\n  - upstream: app\n    websocket: {origins: [\"https://a.com/\"]}\n",
          "portico.yaml:5:27: routes[0].websocket.origins[0]: expected an origin like "
          "https://example.com (scheme://host[:port], no path)"},
-        {L + U + "routes:\n  - upstream: app\n    websocket: {subprotocols: [chat.v1, \"chat v2\"]}\n",
+        {L + U +
+             "routes:\n  - upstream: app\n    websocket: {subprotocols: [chat.v1, \"chat v2\"]}\n",
          "portico.yaml:5:41: routes[0].websocket.subprotocols[1]: expected a subprotocol name (an "
          "HTTP token)"},
         {L + "routes:\n  - handler: pubsub\n    pubsub: {publish_token: \"my secret\"}\n",
@@ -401,22 +419,32 @@ TEST_CASE("warnings do not fail the load", "[config][errors]") {
                          "routes: [{upstream: s}]\n") ==
           Lines{"portico.yaml:5:19: upstreams.s.tls.verify: certificates of this upstream are not "
                 "verified: anyone on the path can impersonate it"});
-    CHECK(warningsOf(L + "upstreams: {s: {servers: [h:1]}}\nroutes:\n  - upstream: s\n"
-                         "    websocket: {ping_interval: 5s}\n") ==
-          Lines{"portico.yaml:5:32: routes[0].websocket.ping_interval: has no effect in tunnel mode "
-                "(set mode: frames)"});
+    CHECK(
+        warningsOf(L + "upstreams: {s: {servers: [h:1]}}\nroutes:\n  - upstream: s\n"
+                       "    websocket: {ping_interval: 5s}\n") ==
+        Lines{"portico.yaml:5:32: routes[0].websocket.ping_interval: has no effect in tunnel mode "
+              "(set mode: frames)"});
     CHECK(warningsOf(L + "upstreams: {s: {servers: [h:1]}, t: {servers: [h:2]}}\n" + R) ==
           Lines{"portico.yaml:2:13: upstreams.s: not used by any route",
                 "portico.yaml:2:34: upstreams.t: not used by any route"});
-    CHECK(warningsOf(L + "routes:\n  - path: /\n    handler: health\n  - path: /x\n    handler: "
-                         "echo\n  - path: =/x\n    handler: echo\n  - path: =/x\n    handler: echo\n") ==
+    CHECK(warningsOf(
+              L + "routes:\n  - path: /\n    handler: health\n  - path: /x\n    handler: "
+                  "echo\n  - path: =/x\n    handler: echo\n  - path: =/x\n    handler: echo\n") ==
           Lines{"portico.yaml:5:5: routes[1]: never matches: routes[0] matches first",
                 "portico.yaml:7:5: routes[2]: never matches: routes[0] matches first",
                 "portico.yaml:9:5: routes[3]: never matches: routes[0] matches first"});
-    CHECK(warningsOf(L + "routes:\n  - path: /api\n    handler: health\n  - path: /apix\n    handler: "
-                         "echo\n  - host: a.com\n    path: /api/x\n    handler: echo\n")
+    CHECK(warningsOf(L +
+                     "routes:\n  - path: /api\n    handler: health\n  - path: /apix\n    handler: "
+                     "echo\n  - host: a.com\n    path: /api/x\n    handler: echo\n")
               .empty());  // "/api" may match by path segment only: no certainty, no warning
-    CHECK(warningsOf(L) == Lines{"portico.yaml:1:1: routes: no routes: every request is answered 404"});
+    CHECK(warningsOf(L) ==
+          Lines{"portico.yaml:1:1: routes: no routes: every request is answered 404"});
+}
+
+TEST_CASE("control characters from the file never reach the message", "[config][errors]") {
+    CHECK(errorsOf("listeners: [{address: \"\\e[31mx\"}]\nroutes: [{handler: health}]\n") ==
+          Lines{"portico.yaml:1:23: listeners[0].address: invalid address \"?[31mx\" (expected "
+                "host:port, [v6]:port or *:port)"});
 }
 
 TEST_CASE("ConfigError::toString leaves out an unknown position or key", "[config][errors]") {

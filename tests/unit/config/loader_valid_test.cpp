@@ -365,8 +365,9 @@ TEST_CASE("loadConfigFile reads the file and resolves paths next to it", "[confi
     result = loadConfigFile(file.string());
     REQUIRE(result.errors.size() == 1);
     CHECK(result.errors[0].toString() ==
-          file.string() + ":2:20: routes[0].handler: unknown handler \"nope\" (expected health, "
-                          "static, echo, pubsub, metrics or status)");
+          file.string() +
+              ":2:20: routes[0].handler: unknown handler \"nope\" (expected health, "
+              "static, echo, pubsub, metrics or status)");
     CHECK(result.config == nullptr);
     std::filesystem::remove_all(folder);
 }

@@ -36,8 +36,24 @@ TEST_CASE("parseSize accepts a plain integer and B, KiB, MiB, GiB", "[config][un
 
 TEST_CASE("parseSize rejects other units, signs, fractions and overflow", "[config][units]") {
     const char* const cases[] = {
-        "", "B", "KiB", "-1", "+1", "-1KiB", "1.5MiB", "10MB", "10KB", "10kib", "10 MiB", " 10",
-        "10 ", "0x10", "1e3", "10MiBs", "18446744073709551616", "17179869184GiB",
+        "",
+        "B",
+        "KiB",
+        "-1",
+        "+1",
+        "-1KiB",
+        "1.5MiB",
+        "10MB",
+        "10KB",
+        "10kib",
+        "10 MiB",
+        " 10",
+        "10 ",
+        "0x10",
+        "1e3",
+        "10MiBs",
+        "18446744073709551616",
+        "17179869184GiB",
         "99999999999999999999999",
     };
     for (const char* text : cases) {
@@ -52,10 +68,10 @@ TEST_CASE("parseDuration accepts ms, s, m, h and a bare 0", "[config][units]") {
         Duration value;
     };
     const Case cases[] = {
-        {"0", 0ms},      {"0s", 0ms},       {"0ms", 0ms},  {"250ms", 250ms},
-        {"10s", 10s},    {"75s", 75s},      {"5m", 5min},  {"10m", 10min},
-        {"1h", 1h},      {"36h", 36h},      {"1500ms", 1500ms},
-        {"9223372036854775807ms", Duration(INT64_MAX)},
+        {"0", 0ms},       {"0s", 0ms},        {"0ms", 0ms},
+        {"250ms", 250ms}, {"10s", 10s},       {"75s", 75s},
+        {"5m", 5min},     {"10m", 10min},     {"1h", 1h},
+        {"36h", 36h},     {"1500ms", 1500ms}, {"9223372036854775807ms", Duration(INT64_MAX)},
     };
     for (const Case& c : cases) {
         INFO(c.text);
@@ -65,10 +81,28 @@ TEST_CASE("parseDuration accepts ms, s, m, h and a bare 0", "[config][units]") {
     }
 }
 
-TEST_CASE("parseDuration rejects bare numbers, other units, signs and overflow", "[config][units]") {
+TEST_CASE("parseDuration rejects bare numbers, other units, signs and overflow",
+          "[config][units]") {
     const char* const cases[] = {
-        "", "10", "1", "00", "s", "ms", "-1s", "+1s", "1.5s", "10 s", "10S", "1d", "1us", "1ns",
-        "1m30s", "10sec", "0x10s", "9223372036854775808ms", "9223372036854776s",
+        "",
+        "10",
+        "1",
+        "00",
+        "s",
+        "ms",
+        "-1s",
+        "+1s",
+        "1.5s",
+        "10 s",
+        "10S",
+        "1d",
+        "1us",
+        "1ns",
+        "1m30s",
+        "10sec",
+        "0x10s",
+        "9223372036854775808ms",
+        "9223372036854776s",
         "99999999999999999h",
     };
     for (const char* text : cases) {
@@ -81,7 +115,8 @@ TEST_CASE("parseCount takes decimal digits only", "[config][units]") {
     CHECK(parseCount("0") == std::optional<std::uint64_t>(0));
     CHECK(parseCount("10000") == std::optional<std::uint64_t>(10000));
     CHECK(parseCount("18446744073709551615") == std::optional<std::uint64_t>(UINT64_MAX));
-    for (const char* text : {"", "-1", "+1", "1.0", "0x10", " 1", "1 ", "18446744073709551616", "ten"}) {
+    for (const char* text :
+         {"", "-1", "+1", "1.0", "0x10", " 1", "1 ", "18446744073709551616", "ten"}) {
         INFO('"' << text << '"');
         CHECK_FALSE(parseCount(text).has_value());
     }
@@ -116,12 +151,33 @@ TEST_CASE("parseHostPort reads host:port, [v6]:port and *:port", "[config][units
 
 TEST_CASE("parseHostPort rejects malformed addresses", "[config][units]") {
     const char* const cases[] = {
-        "",           "8080",         ":8080",        "127.0.0.1",     "127.0.0.1:",
-        "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:+80", "127.0.0.1:80a", "127.0.0.1:0080800",
-        "::1:80",     "[::1]",        "[::1:80",      "::1]:80",       "[zz::1]:80",
-        "[127.0.0.1]:80", "300.1.1.1:80", "1.2.3.4.5:80", "1.2.3:80",   "a..b:80",
-        ".a:80",      "a.:80",        "host name:80", "*.example.com:80", "**:80",
-        "http://a:80", "a/b:80",
+        "",
+        "8080",
+        ":8080",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "127.0.0.1:65536",
+        "127.0.0.1:-1",
+        "127.0.0.1:+80",
+        "127.0.0.1:80a",
+        "127.0.0.1:0080800",
+        "::1:80",
+        "[::1]",
+        "[::1:80",
+        "::1]:80",
+        "[zz::1]:80",
+        "[127.0.0.1]:80",
+        "300.1.1.1:80",
+        "1.2.3.4.5:80",
+        "1.2.3:80",
+        "a..b:80",
+        ".a:80",
+        "a.:80",
+        "host name:80",
+        "*.example.com:80",
+        "**:80",
+        "http://a:80",
+        "a/b:80",
     };
     for (const char* text : cases) {
         INFO('"' << text << '"');

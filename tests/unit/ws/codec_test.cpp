@@ -822,3 +822,12 @@ TEST_CASE("codec takes a compressed message with an empty payload as an empty me
     CHECK(ep.rec.messages[0].second.empty());
     CHECK(ep.rec.messages[1].second == m);
 }
+
+TEST_CASE("codec under permessage-deflate still takes uncompressed messages", "[ws][codec][deflate]") {
+    CodecOptions o;
+    o.deflate = DeflateParams{};
+    Endpoint ep(o, false);
+    ep.feed(frame(Opcode::Text, "plain", false) + frame(Opcode::Continuation, " text", true));
+    REQUIRE(ep.rec.messages.size() == 1);
+    CHECK(ep.rec.messages[0].second == "plain text");
+}

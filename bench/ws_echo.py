@@ -1,0 +1,692 @@
+#!/usr/bin/python3
+"""WebSocket benchmark: nginx, HAProxy and Portico (tunnel and frames) in front of one echo backend,
+plus pub/sub fan-out of Portico's `handler: pubsub` against nginx + nchan.
+
+    /usr/bin/python3 bench/ws_echo.py                        # builds Release into build-bench/
+    PORTICO_BIN=build-bench/portico /usr/bin/python3 bench/ws_echo.py --rounds 7
+    /usr/bin/python3 bench/ws_echo.py --proxies nginx,haproxy,relay --scenarios small,large
+    /usr/bin/python3 bench/ws_echo.py --scenarios fanout1000,fanout100x10
+
+Everything is 1 worker / 1 thread per proxy. The load client, the echo backend and the bare relay
+are one C++ program, bench/ws_load/ws_load.cpp (its own epoll loop, no Portico code), built here
+with g++ -O2 unless --ws-load names a binary. Scenarios:
+
+  small      64 connections x 64-byte messages, one at a time each (send, wait for the echo)
+  large      1 connection x 64 KiB messages, one at a time: MB/s of payload one way
+  upgrades   32 clients in parallel: connect, upgrade, close handshake, again
+  idle       --idle-conns upgraded connections (one echo each) held open: proxy RSS per connection
+             (every proxy freshly started for each measurement)
+  fanout1000    pub/sub: 1 channel x 1,000 WebSocket subscribers, an HTTP publisher
+  fanout100x10  pub/sub: 100 channels x 10 subscribers, 4 HTTP publishers
+
+For every scenario the contenders run in alternation for --rounds rounds (the order rotates each
+round) after one warm-up run each; the client sets its connections up first and only then starts
+the measured phase, so the proxy's CPU (utime+stime of all its processes from /proc/PID/stat) is
+sampled around exactly the measured work. Medians go to stdout as markdown for bench/RESULTS.md,
+progress to stderr. Every process started is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+WS_LOAD_SRC = Path(__file__).resolve().parent / "ws_load" / "ws_load.cpp"
+ECHO_PROXIES = ["nginx", "haproxy", "portico-tunnel", "portico-frames", "relay"]
+PUBSUB_SERVERS = ["nchan", "portico"]
+SCENARIOS = ["small", "large", "upgrades", "idle", "fanout1000", "fanout100x10"]
+TOKEN = "benchtoken"
+HISTORY = 10  # messages kept per channel by both pub/sub servers
+
+
+# --------------------------------------------------------------------------------------------
+# the load client
+
+
+def build_ws_load(build_dir: Path) -> Path:
+    """Compiles ws_load.cpp with g++ -O2 into build_dir/ws_load/ when the source is newer."""
+    out = build_dir / "ws_load" / "ws_load"
+    if out.exists() and out.stat().st_mtime >= WS_LOAD_SRC.stat().st_mtime:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["g++", "-std=c++20", "-O2", "-Wall", "-Wextra", "-o", str(out), str(WS_LOAD_SRC)]
+    bl.log(" ".join(argv))
+    subprocess.run(argv, check=True)
+    return out
+
+
+class WsClient:
+    """One ws_load client run: started, set up (READY), then GO, RESULT, and stdin closed."""
+
+    def __init__(self, binary: Path, mode: str, port: int, args: list[str]):
+        self.argv = [str(binary), mode, "--port", str(port), "--go-stdin", *args]
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     start_new_session=True)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self.buf = b""
+
+    def _line(self, prefix: str, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                text = line.decode(errors="replace")
+                if text.startswith(prefix + " "):
+                    return json.loads(text[len(prefix) + 1:])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise RuntimeError(f"ws_load gave no {prefix} within {timeout:.0f} s: {self.argv}")
+            if self.sel.select(left):
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    self.proc.wait()
+                    raise RuntimeError(f"ws_load exited ({self.proc.returncode}) before {prefix}: "
+                                       f"{' '.join(self.argv)}")
+                self.buf += chunk
+
+    def ready(self, timeout: float = 60.0) -> dict:
+        return self._line("READY", timeout)
+
+    def go(self, timeout: float) -> dict:
+        self.proc.stdin.write(b"GO\n")
+        self.proc.stdin.flush()
+        return self._line("RESULT", timeout)
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.sel.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def as_load_result(r: dict) -> bl.LoadResult:
+    """A RESULT line as benchlib's LoadResult. `requests` is every operation completed after GO
+    (the drain included), because the CPU window covers them all; rps counts the window only."""
+    return bl.LoadResult(requests=r["ops_total"], seconds=r["seconds"], rps=r["ops_per_s"],
+                         p50_ms=r["p50_us"] / 1000, p99_ms=r["p99_us"] / 1000,
+                         errors=r["errors"] + r["publish_errors"], client_cpu_s=r["client_cpu_s"],
+                         raw=r)
+
+
+# --------------------------------------------------------------------------------------------
+# servers
+
+
+def start_backend(ws_load: Path) -> bl.Service:
+    port = bl.free_port()
+    svc = bl.Service("backend", [str(ws_load), "server", "--listen", str(port)],
+                     bl.make_workdir("ws-backend"), port=port).start()
+    return svc.wait_ready(lambda: bl.wait_port(port))
+
+
+def start_relay(ws_load: Path, backend_port: int) -> bl.Service:
+    port = bl.free_port()
+    svc = bl.Service("relay", [str(ws_load), "relay", "--listen", str(port), "--to",
+                               str(backend_port)], bl.make_workdir("ws-relay"), port=port).start()
+    return svc.wait_ready(bl.http_ok(port))
+
+
+def start_nginx(backend_port: int, name: str = "nginx", buffer: str | None = None) -> bl.Service:
+    port = bl.free_port()
+    # nginx relays an upgraded connection through proxy_buffer_size buffers (one page by default).
+    extra = (f"proxy_buffer_size {buffer}; proxy_buffers 4 {buffer}; "
+             f"proxy_busy_buffers_size {2 * int(buffer.rstrip('k'))}k;") if buffer else ""
+    http = f"""
+    upstream backend {{ server 127.0.0.1:{backend_port}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+            {extra}
+        }}
+    }}"""
+    svc = bl.start_nginx(name, 1, http, ready_port=port)
+    svc.port = port
+    return svc
+
+
+def start_haproxy(backend_port: int) -> bl.Service:
+    port = bl.free_port()
+    sections = f"""
+defaults
+    mode http
+    maxconn 8000
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+
+backend be
+    server app 127.0.0.1:{backend_port}
+"""
+    svc = bl.start_haproxy("haproxy", 1, sections, ready_port=port)
+    svc.port = port
+    return svc
+
+
+def portico_head(port: int) -> str:
+    return f"""workers: 1
+log:
+  level: warn
+  access: off
+limits:
+  max_connections: 20000
+listeners:
+  - address: 127.0.0.1:{port}
+"""
+
+
+def start_portico_ws(binary: Path, backend_port: int, mode: str) -> bl.Service:
+    port = bl.free_port()
+    yaml_text = portico_head(port) + f"""upstreams:
+  backend:
+    servers: [127.0.0.1:{backend_port}]
+routes:
+  - path: /
+    upstream: backend
+    websocket:
+      mode: {mode}
+      max_message_bytes: 16MiB
+"""
+    svc = bl.start_portico(f"portico-{mode}", binary, yaml_text, ready_port=port)
+    svc.port = port
+    return svc
+
+
+def start_nchan() -> bl.Service:
+    port = bl.free_port()
+    http = f"""
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    server {{
+        listen 127.0.0.1:{port};
+        location = / {{ return 200 "ok\\n"; }}
+        location ~ ^/pub/(\\w+)$ {{
+            nchan_publisher http;
+            nchan_channel_id $1;
+            nchan_message_buffer_length {HISTORY};
+        }}
+        location ~ ^/sub/(\\w+)$ {{
+            nchan_subscriber websocket;
+            nchan_channel_id $1;
+            nchan_message_buffer_length {HISTORY};
+        }}
+    }}"""
+    svc = bl.start_nginx("nchan", 1, http, ready_port=port,
+                         extra_main="load_module /usr/lib/nginx/modules/ngx_nchan_module.so;")
+    svc.port = port
+    return svc
+
+
+def start_portico_pubsub(binary: Path) -> bl.Service:
+    port = bl.free_port()
+    yaml_text = portico_head(port) + f"""routes:
+  - path: /healthz
+    handler: health
+  - path: /live/
+    handler: pubsub
+    pubsub:
+      publish_token: {TOKEN}
+      history: {HISTORY}
+      queue_bytes: 1MiB
+"""
+    svc = bl.start_portico("portico", binary, yaml_text, ready_port=port, ready_path="/healthz")
+    svc.port = port
+    return svc
+
+
+PUBSUB_PATHS = {"nchan": ("/sub/", "/pub/"), "portico": ("/live/", "/live/")}
+
+
+# --------------------------------------------------------------------------------------------
+# runs
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    ws_load: Path
+    portico_bin: Path | None
+    backend: bl.Service | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def quiet(self, own: list[bl.Service]) -> None:
+        if self.args.max_foreign >= 0:
+            bl.wait_quiet(self.args.max_foreign, own=own)
+
+    def echo_like(self, services: dict[str, bl.Service], mode: str, args: list[str],
+                  duration: float) -> dict[str, list[bl.Sample]]:
+        helpers = [self.backend] if self.backend else []
+
+        def run(p: str, r: int, d: float) -> bl.Sample:
+            a = [*args, "-d", str(d)]
+            results: list[dict] = []
+            self.quiet([services[p], *helpers])
+            client = WsClient(self.ws_load, mode, services[p].port, a)
+            try:
+                client.ready(timeout=120)
+
+                def load() -> bl.LoadResult:
+                    res = client.go(d + self.args.drain + 30)
+                    results.append(res)
+                    return as_load_result(res)
+
+                s = bl.measure(services[p], load, r, helpers=helpers)
+            finally:
+                client.close()
+            res = results[0]
+            s.extra = {"p50_ms": round(res["p50_us"] / 1000, 3), "MB_s": res["mb_per_s"]}
+            if mode == "pubsub":
+                s.extra.update({"published": res["published"], "lost": res["lost"],
+                                "undelivered": res["undelivered"]})
+            s.raw = res  # type: ignore[attr-defined]
+            return s
+
+        for p, svc in services.items():
+            w = run(p, -1, self.args.warmup)
+            bl.log(f"warm-up {p}: {w.rps:,.0f} ops/s, errors {w.errors}")
+        return bl.alternate(list(services), self.args.rounds, lambda p, r: run(p, r, duration))
+
+
+def idle_round(bench: Bench, name: str, start, n: int) -> dict:
+    """Starts the contender fresh, holds n idle upgraded connections, returns RSS figures."""
+    svc = start()
+    try:
+        bench.quiet([svc, *([bench.backend] if bench.backend else [])])
+        time.sleep(0.5)
+        rss0 = svc.rss()
+        client = WsClient(bench.ws_load, "idle", svc.port, ["-c", str(n)])
+        try:
+            ready = client.ready(timeout=180)
+            time.sleep(1.0)  # let lazily freed or allocated memory settle
+            rss1 = svc.rss()
+            nprocs = len(svc.pids())
+            cpu = svc.cpu()
+            client.go(30)
+        finally:
+            client.close()
+    finally:
+        svc.stop()
+    if ready["failed"]:
+        raise RuntimeError(f"{name}: {ready['failed']} of {n} idle connections failed")
+    return {"name": name, "rss0": rss0, "rss1": rss1, "per_conn": (rss1 - rss0) / n,
+            "procs": nprocs, "setup_s": ready["setup_s"], "cpu_s": cpu}
+
+
+def sanity(bench: Bench, name: str, svc: bl.Service) -> bool:
+    """One short echo exchange through the contender; False (and a note) if it fails."""
+    client = WsClient(bench.ws_load, "echo", svc.port, ["-c", "2", "-s", "100", "-d", "0.3"])
+    try:
+        client.ready(timeout=10)
+        res = client.go(15)
+        ok = res["errors"] == 0 and res["ops"] > 0
+    except RuntimeError as e:
+        bl.log(f"{name}: {e}")
+        ok = False
+    finally:
+        client.close()
+    if not ok:
+        bench.notes.append(f"{name} failed the sanity echo and was left out")
+        bl.log(f"{name}: sanity echo FAILED; leaving it out")
+    return ok
+
+
+# --------------------------------------------------------------------------------------------
+# reporting
+
+
+def fmt_ratio(a: float, b: float | None) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def target_row(what: str, ok: bool, detail: str) -> list[str]:
+    return [what, "met" if ok else "**missed**", detail]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--proxies", default=",".join(ECHO_PROXIES),
+                    help=f"echo contenders (default: {','.join(ECHO_PROXIES)}; also nginx-64k: "
+                         "nginx with proxy_buffer_size 64k)")
+    ap.add_argument("--pubsub", default=",".join(PUBSUB_SERVERS), help="pub/sub contenders")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
+    ap.add_argument("--rounds", type=int, default=5, help="measured rounds (default: 5)")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measured run (default: 5)")
+    ap.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per contender (default: 2)")
+    ap.add_argument("--drain", type=float, default=3.0, help="seconds a client waits for outstanding work")
+    ap.add_argument("--connections", type=int, default=64, help="small: connections (default: 64)")
+    ap.add_argument("--size", type=int, default=64, help="small: message bytes (default: 64)")
+    ap.add_argument("--large-size", type=int, default=65536, help="large: message bytes (default: 65536)")
+    ap.add_argument("--upgrade-concurrency", type=int, default=32, help="upgrades: parallel clients (default: 32)")
+    ap.add_argument("--idle-conns", type=int, default=5000, help="idle: connections (default: 5000)")
+    ap.add_argument("--subscribers", type=int, default=1000, help="fan-out: subscribers (default: 1000)")
+    ap.add_argument("--pub-size", type=int, default=64, help="fan-out: message bytes (default: 64)")
+    ap.add_argument("--portico-bin", default=os.environ.get("PORTICO_BIN"),
+                    help="Portico binary (default: $PORTICO_BIN, else build Release into --build-dir)")
+    ap.add_argument("--ws-load", help="a prebuilt ws_load binary (default: built into --build-dir)")
+    ap.add_argument("--build-dir", default=str(bl.REPO_ROOT / "build-bench"))
+    ap.add_argument("--max-foreign", type=float, default=0.10,
+                    help="before each run wait (up to 5 min) until processes outside the benchmark "
+                         "use at most this share of a core (default: 0.10; negative: never wait)")
+    ap.add_argument("--json", help="also write every sample to this JSON file")
+    args = ap.parse_args()
+
+    proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    pubsubs = [p.strip() for p in args.pubsub.split(",") if p.strip()]
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    bad = (set(proxies) - set(ECHO_PROXIES) - {"nginx-64k"}) | (set(pubsubs) - set(PUBSUB_SERVERS)) \
+        | (set(scenarios) - set(SCENARIOS))
+    if bad:
+        ap.error(f"unknown names: {', '.join(sorted(bad))}")
+
+    build_dir = Path(args.build_dir)
+    ws_load = Path(args.ws_load).resolve() if args.ws_load else build_ws_load(build_dir)
+    portico_bin = None
+    uses = (proxies if any(s in ("small", "large", "upgrades", "idle") for s in scenarios) else []) \
+        + (pubsubs if any(s.startswith("fanout") for s in scenarios) else [])
+    if any(p.startswith("portico") for p in uses):
+        if args.portico_bin:
+            portico_bin = Path(args.portico_bin).resolve()
+        else:
+            bl.log(f"building Portico (Release) in {build_dir}")
+            portico_bin = bl.build_portico(build_dir)
+    bl.raise_nofile_limit()
+    bench = Bench(args, ws_load, portico_bin)
+
+    echo_scen = [s for s in scenarios if s in ("small", "large", "upgrades", "idle")]
+    fan_scen = [s for s in scenarios if s.startswith("fanout")]
+
+    starters = {}
+    if echo_scen:
+        bench.backend = start_backend(ws_load)
+        bp = bench.backend.port
+        bl.log(f"echo backend (ws_load server) on port {bp}")
+        starters = {
+            "nginx": lambda: start_nginx(bp),
+            "nginx-64k": lambda: start_nginx(bp, "nginx-64k", "64k"),
+            "haproxy": lambda: start_haproxy(bp),
+            "portico-tunnel": lambda: start_portico_ws(portico_bin, bp, "tunnel"),
+            "portico-frames": lambda: start_portico_ws(portico_bin, bp, "frames"),
+            "relay": lambda: start_relay(ws_load, bp),
+        }
+
+    results: dict[str, dict[str, list[bl.Sample]]] = {}
+    idle: dict[str, list[dict]] = {}
+    out: list[str] = []
+
+    # ---- echo scenarios: contenders side by side, alternating
+    running_scen = [s for s in echo_scen if s != "idle"]
+    if running_scen:
+        services = {}
+        for p in proxies:
+            try:
+                services[p] = starters[p]()
+            except RuntimeError as e:
+                bench.notes.append(f"{p} did not start: {str(e).splitlines()[0]}")
+                bl.log(f"{p} did not start: {e}")
+                continue
+            bl.log(f"{p} on port {services[p].port}, pids {services[p].pids()}")
+            if not sanity(bench, p, services[p]):
+                services.pop(p).stop()
+        specs = {
+            "small": ("echo", ["-c", str(args.connections), "-s", str(args.size)]),
+            "large": ("echo", ["-c", "1", "-s", str(args.large_size)]),
+            "upgrades": ("upgrades", ["-c", str(args.upgrade_concurrency)]),
+        }
+        for scen in running_scen:
+            mode, cargs = specs[scen]
+            bl.log(f"== scenario {scen}: ws_load {mode} {' '.join(cargs)} -d {args.duration:g}")
+            svcs = {p: s for p, s in services.items() if scen == "large" or p != "nginx-64k"}
+            results[scen] = bench.echo_like(svcs, mode, cargs, args.duration)
+        for s in services.values():
+            s.stop()
+
+    # ---- idle: a fresh process per measurement
+    if "idle" in echo_scen:
+        names = [p for p in proxies if p != "nginx-64k"]
+        bl.log(f"== scenario idle: {args.idle_conns} connections")
+        idle = {p: [] for p in names}
+        for r in range(args.rounds):
+            order = [names[(i + r) % len(names)] for i in range(len(names))]
+            for p in order:
+                try:
+                    rec = idle_round(bench, p, starters[p], args.idle_conns)
+                except RuntimeError as e:
+                    bl.log(f"idle {p}: {e}")
+                    bench.notes.append(f"idle {p} round {r + 1}: {str(e).splitlines()[0]}")
+                    continue
+                idle[p].append(rec)
+                bl.log(f"round {r + 1}/{args.rounds} {p:<15} {rec['per_conn'] / 1024:7.2f} KiB/conn "
+                       f"(RSS {rec['rss0'] / 2**20:.1f} -> {rec['rss1'] / 2**20:.1f} MiB, "
+                       f"setup {rec['setup_s']:.2f} s)")
+
+    if bench.backend:
+        bench.backend.stop()
+
+    # ---- pub/sub fan-out
+    for scen in fan_scen:
+        channels = 1 if scen == "fanout1000" else max(1, args.subscribers // 10)
+        publishers = 1 if channels == 1 else 4
+        fan = args.subscribers // channels
+        window = max(4 * fan, 1000)
+        pstart = {"nchan": start_nchan, "portico": lambda: start_portico_pubsub(portico_bin)}
+        services = {}
+        for p in pubsubs:
+            try:
+                services[p] = pstart[p]()
+            except RuntimeError as e:
+                bench.notes.append(f"{p} (pub/sub) did not start: {str(e).splitlines()[0]}")
+                continue
+        bl.log(f"== scenario {scen}: {channels} channel(s) x {fan} subscribers, {publishers} publisher(s)")
+        per: dict[str, list[bl.Sample]] = {}
+
+        def run(p: str, r: int, d: float) -> bl.Sample:
+            sub, pub = PUBSUB_PATHS[p]
+            cargs = ["-c", str(args.subscribers), "--channels", str(channels), "--publishers",
+                     str(publishers), "--sub-path", sub, "--pub-path", pub, "--token", TOKEN,
+                     "-s", str(args.pub_size), "--window", str(window), "-d", str(d)]
+            res_holder: list[dict] = []
+            bench.quiet([services[p]])
+            client = WsClient(ws_load, "pubsub", services[p].port, cargs)
+            try:
+                client.ready(timeout=120)
+
+                def load() -> bl.LoadResult:
+                    res = client.go(d + args.drain + 30)
+                    res_holder.append(res)
+                    return as_load_result(res)
+
+                s = bl.measure(services[p], load, r)
+            finally:
+                client.close()
+            res = res_holder[0]
+            s.extra = {"p50_ms": round(res["p50_us"] / 1000, 3), "published": res["published"],
+                       "lost": res["lost"], "undelivered": res["undelivered"]}
+            s.raw = res  # type: ignore[attr-defined]
+            return s
+
+        ok = {}
+        for p, svc in services.items():
+            try:
+                w = run(p, -1, args.warmup)
+                bl.log(f"warm-up {p}: {w.rps:,.0f} deliveries/s, errors {w.errors}")
+                ok[p] = svc
+            except RuntimeError as e:
+                bench.notes.append(f"{p} failed the {scen} warm-up: {str(e).splitlines()[0]}")
+                bl.log(f"{p}: {e}")
+        if ok:
+            per = bl.alternate(list(ok), args.rounds, lambda p, r: run(p, r, args.duration))
+        results[scen] = per
+        for s in services.values():
+            s.stop()
+
+    # ---- report
+    med = lambda ss, f: bl.median(f(s) for s in ss)  # noqa: E731
+    targets: list[list[str]] = []
+    if "small" in results:
+        per = results["small"]
+        base = per.get("nginx")
+        b = (med(base, lambda s: s.rps), med(base, lambda s: s.p99_ms),
+             med(base, lambda s: s.cpu_per_million)) if base else None
+        rows = []
+        for p, ss in per.items():
+            rps, p50 = med(ss, lambda s: s.rps), med(ss, lambda s: s.extra["p50_ms"])
+            p99, cpu = med(ss, lambda s: s.p99_ms), med(ss, lambda s: s.cpu_per_million)
+            rows.append([p, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{cpu:.2f}",
+                         fmt_ratio(rps, b and b[0]), fmt_ratio(p99, b and b[1]), fmt_ratio(cpu, b and b[2]),
+                         sum(s.errors for s in ss)])
+            if b and p.startswith("portico"):
+                limit = 1.0 if p == "portico-tunnel" else 1.15
+                targets.append(target_row(f"small msg/s >= nginx ({p})", rps >= b[0], fmt_ratio(rps, b[0])))
+                targets.append(target_row(f"small CPU/msg <= {limit:.2f}x nginx ({p})", cpu <= limit * b[2],
+                                          fmt_ratio(cpu, b[2])))
+                targets.append(target_row(f"small p99 <= nginx ({p})", p99 <= b[1], fmt_ratio(p99, b[1])))
+        out.append(f"### Small messages: {args.connections} connections x {args.size}-byte messages, "
+                   "one at a time each\n")
+        out.append(bl.markdown_table(["Proxy", "msg/s", "p50 (ms)", "p99 (ms)", "CPU s / 1M msg",
+                                      "msg/s vs nginx", "p99 vs nginx", "CPU vs nginx", "errors"], rows))
+        out.append("")
+    if "large" in results:
+        per = results["large"]
+        mb = {p: med(ss, lambda s: s.extra["MB_s"]) for p, ss in per.items()}
+        rows = []
+        for p, ss in per.items():
+            rows.append([p, f"{mb[p]:,.0f}", f"{med(ss, lambda s: s.extra['p50_ms']):.3f}",
+                         f"{med(ss, lambda s: s.p99_ms):.3f}",
+                         f"{med(ss, lambda s: s.cpu_s / (s.requests * args.large_size) * 1e9 if s.requests else 0):.2f}",
+                         fmt_ratio(mb[p], mb.get("haproxy")), fmt_ratio(mb[p], mb.get("nginx")),
+                         sum(s.errors for s in ss)])
+            if "haproxy" in mb and p.startswith("portico"):
+                targets.append(target_row(f"64 KiB MB/s >= HAProxy ({p})", mb[p] >= mb["haproxy"],
+                                          fmt_ratio(mb[p], mb["haproxy"]) +
+                                          (f"; {fmt_ratio(mb[p], mb['relay'])} of the relay" if "relay" in mb else "")))
+        out.append(f"### Large messages: 1 connection x {args.large_size}-byte messages, one at a time\n")
+        out.append(bl.markdown_table(["Proxy", "MB/s (payload, one way)", "p50 (ms)", "p99 (ms)",
+                                      "CPU s / GB", "vs HAProxy", "vs nginx", "errors"], rows))
+        out.append("")
+    if "upgrades" in results:
+        per = results["upgrades"]
+        base = per.get("nginx")
+        b = (med(base, lambda s: s.rps), med(base, lambda s: s.cpu_per_million)) if base else None
+        rows = []
+        for p, ss in per.items():
+            rate, cpu = med(ss, lambda s: s.rps), med(ss, lambda s: s.cpu_per_million)
+            rows.append([p, f"{rate:,.0f}", f"{cpu:.1f}", f"{med(ss, lambda s: s.extra['p50_ms']):.2f}",
+                         f"{med(ss, lambda s: s.p99_ms):.2f}", fmt_ratio(rate, b and b[0]),
+                         fmt_ratio(cpu, b and b[1]), sum(s.errors for s in ss)])
+            if b and p.startswith("portico"):
+                targets.append(target_row(f"upgrades/s >= nginx ({p})", rate >= b[0], fmt_ratio(rate, b[0])))
+                targets.append(target_row(f"CPU/upgrade <= nginx ({p})", cpu <= b[1], fmt_ratio(cpu, b[1])))
+        out.append(f"### Upgrades: {args.upgrade_concurrency} clients in parallel, each connect + "
+                   "upgrade + close handshake, repeated\n")
+        out.append(bl.markdown_table(["Proxy", "upgrades/s", "CPU us / upgrade", "p50 (ms)", "p99 (ms)",
+                                      "rate vs nginx", "CPU vs nginx", "errors"], rows))
+        out.append("")
+    if idle:
+        rows = []
+        kb = {p: bl.median(r["per_conn"] for r in recs) / 1000 for p, recs in idle.items() if recs}
+        for p, recs in idle.items():
+            if not recs:
+                continue
+            rows.append([p, f"{kb[p]:.2f}", f"{bl.median(r['rss0'] for r in recs) / 2**20:.1f}",
+                         f"{bl.median(r['rss1'] for r in recs) / 2**20:.1f}", recs[0]["procs"],
+                         fmt_ratio(kb[p], kb.get("haproxy")), fmt_ratio(kb[p], kb.get("nginx"))])
+            if "haproxy" in kb and p.startswith("portico"):
+                targets.append(target_row(f"idle RSS/conn < HAProxy ({p})", kb[p] < kb["haproxy"],
+                                          f"{kb[p]:.2f} KB vs {kb['haproxy']:.2f} KB"))
+        out.append(f"### Idle upgraded connections: {args.idle_conns} held, one echo each first\n")
+        out.append(bl.markdown_table(["Proxy", "RSS KB / connection", "RSS before (MiB)",
+                                      "RSS with conns (MiB)", "processes", "vs HAProxy", "vs nginx"], rows))
+        out.append("")
+    for scen in fan_scen:
+        per = results.get(scen, {})
+        if not per:
+            continue
+        base = per.get("nchan")
+        b = (med(base, lambda s: s.rps), med(base, lambda s: s.cpu_per_million)) if base else None
+        rows = []
+        for p, ss in per.items():
+            rate, cpu = med(ss, lambda s: s.rps), med(ss, lambda s: s.cpu_per_million)
+            rows.append([p, f"{rate:,.0f}", f"{cpu:.2f}", f"{med(ss, lambda s: s.extra['p50_ms']):.2f}",
+                         f"{med(ss, lambda s: s.p99_ms):.2f}", fmt_ratio(rate, b and b[0]),
+                         fmt_ratio(cpu, b and b[1]), f"{med(ss, lambda s: s.extra['published']):,.0f}",
+                         sum(s.extra["lost"] for s in ss), sum(s.errors for s in ss)])
+            if b and p == "portico":
+                targets.append(target_row(f"{scen} deliveries/s >= nchan", rate >= b[0], fmt_ratio(rate, b[0])))
+                targets.append(target_row(f"{scen} CPU/delivery < nchan", cpu < b[1], fmt_ratio(cpu, b[1])))
+        channels = 1 if scen == "fanout1000" else max(1, args.subscribers // 10)
+        out.append(f"### Pub/sub fan-out: {channels} channel(s) x {args.subscribers // channels} WebSocket "
+                   f"subscribers, {args.pub_size}-byte messages POSTed over HTTP\n")
+        out.append(bl.markdown_table(["Server", "deliveries/s", "CPU s / 1M deliveries",
+                                      "delivery p50 (ms)", "delivery p99 (ms)", "rate vs nchan",
+                                      "CPU vs nchan", "published / run", "lost", "errors"], rows))
+        out.append("")
+    if targets:
+        out.append("### Portico against the targets (issue 3)\n")
+        out.append(bl.markdown_table(["Target", "Result", "Portico vs reference"], targets))
+        out.append("")
+
+    all_samples = [s for per in results.values() for ss in per.values() for s in ss]
+    foreign = [s.foreign_cpu_s / args.duration for s in all_samples] or [0.0]
+    cmd = " ".join(shlex.quote(a) for a in ["/usr/bin/python3", "bench/ws_echo.py", *sys.argv[1:]])
+    if args.portico_bin and "PORTICO_BIN" in os.environ and "--portico-bin" not in sys.argv:
+        cmd = f"PORTICO_BIN={shlex.quote(os.environ['PORTICO_BIN'])} {cmd}"
+    out.append(f"Medians of {args.rounds} alternating rounds of {args.duration:g} s after a "
+               f"{args.warmup:g} s warm-up each; 1 worker/thread per proxy; one backend "
+               "(`ws_load server`, C++ epoll echo) and one load client (`ws_load`, masked client "
+               "frames, binary messages); CPU = utime+stime of all the proxy's processes during the "
+               "measured phase (connection setup excluded), divided by every operation completed in "
+               "it. relay = `ws_load relay`, a bare read/write byte relay with 64 KiB buffers. Idle "
+               "RSS: sum of the proxy processes' RSS with the connections open minus before, each "
+               "proxy freshly started.")
+    out.append(f"CPU used by processes outside the benchmark during a run: median "
+               f"{bl.median(foreign):.0%}, max {max(foreign):.0%} of a core.")
+    if bench.notes:
+        out.append("Notes: " + "; ".join(bench.notes) + ".")
+    out.append(f"Machine: {bl.machine_summary()}. {bl.tool_version(['nginx', '-v'])}; "
+               f"{bl.tool_version(['haproxy', '-v'])}.")
+    out.append("")
+    out.append(f"Command: `{cmd}`")
+    print("\n".join(out))
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"echo": {sc: {p: [dict(s.__dict__) for s in ss] for p, ss in per.items()}
+                      for sc, per in results.items()}, "idle": idle}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

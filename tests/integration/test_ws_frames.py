@@ -1,0 +1,229 @@
+"""`websocket.mode: frames` checks, and the timers: a frame that breaks RFC 6455 gets the side
+at fault the right close code and the other side 1001 (or 1011); max_message_bytes is a 1009;
+idle_timeout closes (1001 in frames mode and for built-ins, a TCP close in tunnel mode);
+ping_interval makes Portico ping the client."""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+
+import ws_client  # noqa: E402
+from portico_harness import main, slow_factor  # noqa: E402
+from ws_client import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT  # noqa: E402
+from ws_peers import WsTestCase, echo_config, ws_proxy_config  # noqa: E402
+
+OTHER_SIDE = (1001, 1011)
+
+
+class FramesViolations(WsTestCase):
+    """A python3-websockets backend behind a frames route with a small message limit."""
+
+    test_timeout = 60
+    limit = 1000
+
+    def setUp(self):
+        super().setUp()
+        self.b = self.start_ws_backend("python")
+        self.p = self.start_portico(ws_proxy_config(self.b.address, mode="frames", websocket={
+            "max_message_bytes": self.limit}))
+
+    def connect(self, name):
+        self.path = "/ws/" + name
+        ws = self.ws_connect(self.p.port, self.path)
+        ws.send_text("hello")
+        self.assertEqual(ws.recv_text(), "hello")
+        return ws
+
+    def backend_close(self):
+        def match(e):
+            return e["event"] == "close" and any(
+                o["event"] == "open" and o["id"] == e["id"] and o["path"] == self.path
+                for o in self.b.events())
+        ev = self.b.wait_event(match, 5)
+        self.assertIsNotNone(ev, "the backend was not closed: %r" % self.b.events()[-4:])
+        return ev
+
+    def assert_violation(self, ws, client_code):
+        self.assertCloseCode(ws, client_code)
+        ev = self.backend_close()
+        self.assertIn(ev["code"], OTHER_SIDE, "backend got %r, expected 1001/1011" % ev)
+
+    def test_unmasked_client_frame_is_1002(self):
+        ws = self.connect("unmasked")
+        ws.send_frame(OP_TEXT, b"no mask", mask=False)
+        self.assert_violation(ws, 1002)
+
+    def test_oversized_message_is_1009(self):
+        ws = self.connect("oversized")
+        ws.send_binary(b"x" * self.limit)  # exactly the limit passes
+        op, data = ws.recv_message()
+        self.assertEqual((op, len(data)), (OP_BINARY, self.limit))
+        ws.send_binary(b"x" * (self.limit + 1))
+        self.assert_violation(ws, 1009)
+
+    def test_oversized_fragmented_message_is_1009(self):
+        ws = self.connect("oversized-fragments")
+        for i in range(3):
+            ws.send_frame(OP_TEXT if i == 0 else OP_CONT, b"y" * 400, fin=False)
+        ws.send_frame(OP_CONT, b"y", fin=True)
+        self.assert_violation(ws, 1009)
+
+    def test_oversized_length_header_fails_before_the_payload(self):
+        ws = self.connect("oversized-header")
+        # Only the header of a 1 GiB frame: the limit is known from the length field alone.
+        ws.send_raw(ws_client.build_frame(OP_BINARY, b"", length=1 << 30)[:14])
+        self.assert_violation(ws, 1009)
+
+    def test_rsv_bits_without_extension_are_1002(self):
+        for rsv in (1, 2, 4):
+            with self.subTest(rsv=rsv):
+                ws = self.connect("rsv%d" % rsv)
+                ws.send_frame(OP_TEXT, b"rsv", rsv=rsv)
+                self.assert_violation(ws, 1002)
+
+    def test_reserved_opcodes_are_1002(self):
+        for op in (3, 7, 11, 15):
+            with self.subTest(opcode=op):
+                ws = self.connect("op%d" % op)
+                ws.send_frame(op, b"")
+                self.assert_violation(ws, 1002)
+
+    def test_long_control_frame_is_1002(self):
+        ws = self.connect("long-ping")
+        ws.send_frame(OP_PING, b"p" * 126)
+        self.assert_violation(ws, 1002)
+
+    def test_fragmented_control_frame_is_1002(self):
+        ws = self.connect("fragmented-ping")
+        ws.send_frame(OP_PING, b"p", fin=False)
+        self.assert_violation(ws, 1002)
+
+    def test_continuation_without_start_is_1002(self):
+        ws = self.connect("cont")
+        ws.send_frame(OP_CONT, b"orphan", fin=True)
+        self.assert_violation(ws, 1002)
+
+    def test_new_message_inside_a_fragmented_one_is_1002(self):
+        ws = self.connect("nested")
+        ws.send_frame(OP_TEXT, b"a", fin=False)
+        ws.send_frame(OP_TEXT, b"b", fin=True)
+        self.assert_violation(ws, 1002)
+
+    def test_invalid_close_code_is_1002(self):
+        ws = self.connect("badclose")
+        ws.send_close(999)
+        self.assertCloseCode(ws, 1002)
+
+    def test_valid_traffic_after_many_checks_still_flows(self):
+        ws = self.connect("valid")
+        ws.send_message(OP_TEXT, "é" * 300, fragment=7)
+        self.assertEqual(ws.recv_text(), "é" * 300)
+        ws.send_ping(b"abc")
+        while True:
+            f = ws.recv_frame()
+            if f.opcode == OP_PONG:
+                self.assertEqual(f.payload, b"abc")
+                break
+        ws.send_close(1000)
+        self.assertEqual(ws.expect_close()[0], 1000)
+
+
+class FramesUpstreamViolations(WsTestCase):
+    test_timeout = 30
+
+    def test_masked_server_frame_closes_client_1001(self):
+        b = self.start_raw_ws_backend("masked_server_frame")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames"))
+        ws = self.ws_connect(p.port, "/ws/x")
+        code = ws.fail_reason(5 * slow_factor())
+        self.assertIn(code, OTHER_SIDE, "client should get 1001/1011 when the upstream sends "
+                      "a masked frame (the upstream is at fault)")
+        self.assertEqual(ws.before_close, [], "the masked frame was relayed")
+
+    def test_tunnel_relays_the_same_frame_untouched(self):
+        b = self.start_raw_ws_backend("masked_server_frame")
+        p = self.start_portico(ws_proxy_config(b.address, mode="tunnel"))
+        ws = self.ws_connect(p.port, "/ws/x")
+        with self.assertRaises(ws_client.WsProtocolError):
+            ws.recv_frame()  # our client refuses masked server frames: it came through as is
+
+
+class Timers(WsTestCase):
+    test_timeout = 60
+
+    def test_frames_idle_timeout_closes_1001_both_ways(self):
+        b = self.start_ws_backend("python")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={
+            "idle_timeout": "1s", "ping_interval": 0}))
+        ws = self.ws_connect(p.port, "/ws/idle")
+        ws.send_text("x")
+        self.assertEqual(ws.recv_text(), "x")
+        t0 = time.monotonic()
+        code = ws.fail_reason(5 * slow_factor())
+        waited = time.monotonic() - t0
+        self.assertEqual(code, 1001)
+        self.assertGreater(waited, 0.7, "closed before the idle timeout")
+        ev = b.wait_event(lambda e: e["event"] == "close")
+        self.assertIsNotNone(ev)
+        self.assertIn(ev["code"], OTHER_SIDE, ev)
+
+    def test_traffic_keeps_a_frames_connection_open(self):
+        b = self.start_ws_backend("python")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={
+            "idle_timeout": "1s", "ping_interval": 0}))
+        ws = self.ws_connect(p.port, "/ws/busy")
+        for i in range(8):  # 2.4 s of traffic in 0.3 s steps
+            ws.send_text("m%d" % i)
+            self.assertEqual(ws.recv_text(), "m%d" % i)
+            time.sleep(0.3)
+
+    def test_tunnel_idle_timeout_closes_tcp(self):
+        b = self.start_ws_backend("python")
+        p = self.start_portico(ws_proxy_config(b.address, mode="tunnel", websocket={
+            "idle_timeout": "1s"}))
+        ws = self.ws_connect(p.port, "/ws/idle")
+        ws.send_text("x")
+        self.assertEqual(ws.recv_text(), "x")
+        frames, eof = ws.read_until_eof(5 * slow_factor())
+        self.assertTrue(eof, "tunnel stayed open past its idle timeout")
+        self.assertEqual(frames, [], "tunnel mode cannot send frames of its own")
+        self.assertIsNotNone(b.wait_event(lambda e: e["event"] == "close"),
+                             "the backend connection stayed open")
+
+    def test_echo_idle_timeout_closes_1001(self):
+        p = self.start_portico(echo_config(websocket={"idle_timeout": "1s",
+                                                      "ping_interval": 0}))
+        ws = self.ws_connect(p.port, "/echo")
+        self.assertEqual(ws.fail_reason(5 * slow_factor()), 1001)
+
+    def test_frames_ping_interval_pings_the_client(self):
+        b = self.start_ws_backend("python")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={
+            "ping_interval": "1s", "idle_timeout": "30s"}))
+        self._expect_pings(self.ws_connect(p.port, "/ws/pinged"))
+
+    def test_echo_ping_interval_pings_the_client(self):
+        p = self.start_portico(echo_config(websocket={"ping_interval": "1s"}))
+        self._expect_pings(self.ws_connect(p.port, "/echo"))
+
+    def _expect_pings(self, ws):
+        pings = 0
+        deadline = time.monotonic() + 4.5 * slow_factor()
+        while pings < 2 and time.monotonic() < deadline:
+            f = ws.recv_frame(deadline - time.monotonic())
+            if f.opcode == OP_PING:
+                pings += 1
+                ws.send_frame(OP_PONG, f.payload)
+        self.assertGreaterEqual(pings, 2, "expected a ping about every second")
+        ws.send_text("still open")
+        while True:
+            op, data = ws.recv_message()
+            if op == OP_TEXT:
+                self.assertEqual(data, b"still open")
+                break
+
+
+if __name__ == "__main__":
+    main()
