@@ -89,9 +89,10 @@ const char* ClientConnection::toString(State state) {
 }
 
 ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sockaddr* peer,
-                                   std::shared_ptr<WorkerSnapshot> snapshot)
+                                   std::shared_ptr<WorkerSnapshot> snapshot, std::size_t listener_index)
     : worker_(worker),
       snapshot_(std::move(snapshot)),
+      listener_(snapshot_->config().listeners.at(listener_index)),
       client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this))),
       parser_(http::MessageParser::Kind::Request, this, snapshot_->config().limits.max_header_bytes),
       timer_(event_new(worker.loop().base(), -1, 0, &ClientConnection::onTimer, this)) {
@@ -206,6 +207,23 @@ http::HeadAction ClientConnection::onHead() {
         respondError(405, "CONNECT is not supported");
         return http::HeadAction::Abort;
     }
+    if (listener_.redirect_https) {
+        // `redirect_https: PORT`: every request on this listener goes to HTTPS (308 keeps the
+        // method and body, RFC 9110 15.4.9).
+        std::string_view authority = host ? std::string_view(host->value) : std::string_view("localhost");
+        std::string_view name = authority.front() == '[' ? authority.substr(0, authority.find(']') + 1)
+                                                          : authority.substr(0, authority.find(':'));
+        std::string location = "https://" + std::string(name);
+        if (*listener_.redirect_https != 443) location += ":" + std::to_string(*listener_.redirect_https);
+        location += request.target;
+        state_ = State::Responding;
+        response_keep_alive_ = clientKeepAlive();
+        status_ = 308;
+        bytes_out_ += http::writeSimpleResponse(client_->output(), 308, "text/plain", "308 Permanent Redirect\n",
+                                                response_keep_alive_, {{"Location", location}});
+        response_done_ = true;
+        return http::HeadAction::Continue;
+    }
     if (config.limits.max_body_bytes && parser_.hasContentLength() &&
         parser_.contentLength() > config.limits.max_body_bytes) {
         respondError(413, "body too large");
@@ -256,6 +274,7 @@ http::HeadAction ClientConnection::onHead() {
     proxy::HttpExchange::Request forward;
     forward.head = &parser_.request();
     forward.client_ip = client_ip_;
+    forward.scheme = listener_.tls ? "https" : "http";
     forward.client_hash = client_hash_;
     if (parser_.chunked()) {
         forward.body_framing = http::BodyFraming::Chunked;

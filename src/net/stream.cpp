@@ -8,10 +8,26 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <algorithm>
 
 namespace portico::net {
 
 namespace {
+
+// The reasons OpenSSL queued on this thread, joined; clears the queue.
+std::string opensslErrors() {
+    std::string text;
+    while (unsigned long code = ERR_get_error()) {
+        char buffer[256];
+        ERR_error_string_n(code, buffer, sizeof buffer);
+        if (!text.empty()) text += "; ";
+        text += buffer;
+    }
+    return text;
+}
+
 void tuneSocket(int fd) {
     int flags = fcntl(fd, F_GETFL, 0);
     if (flags >= 0 && !(flags & O_NONBLOCK)) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
@@ -75,7 +91,8 @@ void Stream::armWrite() {
 }
 
 void Stream::flush() {
-    if (connecting_ || write_armed_ || pending_error_ != 0) return;  // the write event will do it
+    // While connecting or in the TLS handshake the write event (or the handshake) sends it.
+    if (connecting_ || handshaking_ || write_armed_ || pending_error_ != 0) return;
     writeNow();
 }
 
@@ -88,6 +105,10 @@ void Stream::disarmWrite() {
 void Stream::writeNow() {
     evbuffer* out = output_.get();
     while (evbuffer_get_length(out) > 0) {
+        if (ssl_) {
+            if (!writeTls()) return;
+            continue;
+        }
         int n = evbuffer_write(out, fd_.get());
         if (n > 0) continue;
         if (n < 0 && errno == EINTR) continue;
@@ -104,7 +125,36 @@ void Stream::writeNow() {
     disarmWrite();
     if (shutdown_after_flush_ && !write_shut_) {
         write_shut_ = true;
+        if (ssl_ && !handshaking_) SSL_shutdown(ssl_.get());  // close_notify, best effort
         ::shutdown(fd_.get(), SHUT_WR);
+    }
+}
+
+bool Stream::writeTls() {
+    evbuffer* out = output_.get();
+    // One TLS record per call: gather small chains first so a response head and its body do not
+    // become several records (and several send calls).
+    std::size_t want = std::min<std::size_t>(evbuffer_get_length(out), kReadChunk);
+    const unsigned char* data = evbuffer_pullup(out, static_cast<ev_ssize_t>(want));
+    ERR_clear_error();
+    int n = SSL_write(ssl_.get(), data, static_cast<int>(want));
+    if (n > 0) {
+        evbuffer_drain(out, static_cast<std::size_t>(n));
+        return true;
+    }
+    switch (SSL_get_error(ssl_.get(), n)) {
+        case SSL_ERROR_WANT_WRITE:
+            armWrite();
+            return false;
+        case SSL_ERROR_WANT_READ:
+            tls_write_wants_read_ = true;  // retried from handleRead
+            return false;
+        default:
+            tls_error_ = opensslErrors();
+            pending_error_ = EPIPE;
+            evbuffer_drain(out, evbuffer_get_length(out));
+            armWrite();
+            return false;
     }
 }
 
@@ -117,32 +167,17 @@ void Stream::onReadEvent(int, short, void* arg) { static_cast<Stream*>(arg)->han
 void Stream::onWriteEvent(int, short, void* arg) { static_cast<Stream*>(arg)->handleWrite(); }
 
 void Stream::handleRead() {
-    evbuffer* in = input_.get();
+    if (handshaking_) {
+        driveHandshake();
+        return;
+    }
     std::size_t total = 0;
     bool eof = false;
     int error = 0;
-    // Read up to 4 chunks per wakeup: enough for large transfers, fair to other connections.
-    for (int round = 0; round < 4; ++round) {
-        evbuffer_iovec vec;
-        if (evbuffer_reserve_space(in, kReadChunk, &vec, 1) < 1) {
-            error = ENOMEM;
-            break;
-        }
-        ssize_t n = ::recv(fd_.get(), vec.iov_base, kReadChunk, 0);
-        if (n > 0) {
-            vec.iov_len = static_cast<std::size_t>(n);
-            evbuffer_commit_space(in, &vec, 1);
-            total += static_cast<std::size_t>(n);
-            if (static_cast<std::size_t>(n) < kReadChunk) break;
-            continue;
-        }
-        evbuffer_commit_space(in, &vec, 0);
-        if (n == 0) {
-            eof = true;
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            error = errno;
-        }
-        break;
+    if (ssl_) {
+        readTls(total, eof, error);
+    } else {
+        readPlain(total, eof, error);
     }
     if (eof || error) pauseReading();  // level-triggered: a closed socket stays readable
     if (total > 0) handler_->onReadable(*this);
@@ -151,8 +186,142 @@ void Stream::handleRead() {
         handler_->onError(*this, error);
     } else if (eof) {
         handler_->onEof(*this);
+    } else if (tls_write_wants_read_) {
+        tls_write_wants_read_ = false;
+        flush();
     }
 }
+
+void Stream::readPlain(std::size_t& total, bool& eof, int& error) {
+    evbuffer* in = input_.get();
+    // Read up to 4 chunks per wakeup: enough for large transfers, fair to other connections.
+    for (int round = 0; round < 4; ++round) {
+        evbuffer_iovec vec;
+        if (evbuffer_reserve_space(in, kReadChunk, &vec, 1) < 1) {
+            error = ENOMEM;
+            return;
+        }
+        ssize_t n = ::recv(fd_.get(), vec.iov_base, kReadChunk, 0);
+        if (n > 0) {
+            vec.iov_len = static_cast<std::size_t>(n);
+            evbuffer_commit_space(in, &vec, 1);
+            total += static_cast<std::size_t>(n);
+            if (static_cast<std::size_t>(n) < kReadChunk) return;
+            continue;
+        }
+        evbuffer_commit_space(in, &vec, 0);
+        if (n == 0) {
+            eof = true;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            error = errno;
+        }
+        return;
+    }
+}
+
+void Stream::readTls(std::size_t& total, bool& eof, int& error) {
+    evbuffer* in = input_.get();
+    for (int round = 0; round < 4; ++round) {
+        evbuffer_iovec vec;
+        if (evbuffer_reserve_space(in, kReadChunk, &vec, 1) < 1) {
+            error = ENOMEM;
+            return;
+        }
+        ERR_clear_error();
+        int n = SSL_read(ssl_.get(), vec.iov_base, static_cast<int>(kReadChunk));
+        if (n > 0) {
+            vec.iov_len = static_cast<std::size_t>(n);
+            evbuffer_commit_space(in, &vec, 1);
+            total += static_cast<std::size_t>(n);
+            continue;  // a record may hold more than we took; SSL_read returns WANT_READ when dry
+        }
+        evbuffer_commit_space(in, &vec, 0);
+        switch (SSL_get_error(ssl_.get(), n)) {
+            case SSL_ERROR_WANT_READ:
+                return;
+            case SSL_ERROR_WANT_WRITE:
+                armWrite();  // a key update or session ticket wants to go out first
+                return;
+            case SSL_ERROR_ZERO_RETURN:
+                eof = true;  // close_notify
+                return;
+            case SSL_ERROR_SYSCALL:
+                // A TCP close without close_notify is common (browsers, curl): treat it as EOF.
+                if (errno == 0 || errno == ECONNRESET) {
+                    eof = errno == 0;
+                    if (errno) error = errno;
+                } else {
+                    error = errno;
+                }
+                return;
+            default:
+                tls_error_ = opensslErrors();
+                error = EPROTO;
+                return;
+        }
+    }
+}
+
+void Stream::startTls(ssl_st* ssl, bool server) {
+    ssl_.reset(ssl);
+    tls_server_ = server;
+    SSL_set_fd(ssl, fd_.get());
+    // Writes resume from an evbuffer that may have moved; records may be written in part.
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    if (server) {
+        SSL_set_accept_state(ssl);
+    } else {
+        SSL_set_connect_state(ssl);
+    }
+    // A server waits for the ClientHello (the read event is on); a client starts once TCP is up.
+    handshaking_ = true;
+    if (!server && !connecting_) driveHandshake();
+}
+
+void Stream::driveHandshake() {
+    ERR_clear_error();
+    int rc = SSL_do_handshake(ssl_.get());
+    if (rc == 1) {
+        handshaking_ = false;
+        disarmWrite();
+        if (!tls_server_) handler_->onConnected(*this);
+        if (evbuffer_get_length(output_.get()) > 0) writeNow();
+        // Application data may have come with the last handshake flight.
+        if (SSL_pending(ssl_.get()) > 0 || tls_server_) handleRead();
+        return;
+    }
+    switch (SSL_get_error(ssl_.get(), rc)) {
+        case SSL_ERROR_WANT_READ:
+            disarmWrite();
+            if (!reading_) resumeReading();
+            return;
+        case SSL_ERROR_WANT_WRITE:
+            armWrite();
+            return;
+        default:
+            failTls("handshake");
+            return;
+    }
+}
+
+void Stream::failTls(const char* where) {
+    if (tls_error_.empty()) tls_error_ = opensslErrors();
+    if (tls_error_.empty()) tls_error_ = std::string(where) + " failed";
+    handshaking_ = false;
+    disarmWrite();
+    pauseReading();
+    handler_->onError(*this, EPROTO);
+}
+
+std::string Stream::alpnProtocol() const {
+    if (!ssl_) return {};
+    const unsigned char* data = nullptr;
+    unsigned int length = 0;
+    SSL_get0_alpn_selected(ssl_.get(), &data, &length);
+    return data ? std::string(reinterpret_cast<const char*>(data), length) : std::string();
+}
+
+void Stream::SslDeleter::operator()(ssl_st* ssl) const { SSL_free(ssl); }
 
 void Stream::handleWrite() {
     if (connecting_) {
@@ -167,6 +336,10 @@ void Stream::handleWrite() {
         }
         connecting_ = false;
         disarmWrite();
+        if (ssl_) {
+            driveHandshake();  // onConnected comes when the handshake is done
+            return;
+        }
         handler_->onConnected(*this);
         // Whoever stopped reading while we were connecting waits for this.
         if (!write_armed_ && pending_error_ == 0 && evbuffer_get_length(output_.get()) <= low_watermark_)
@@ -177,6 +350,10 @@ void Stream::handleWrite() {
         disarmWrite();
         pauseReading();
         handler_->onError(*this, pending_error_);
+        return;
+    }
+    if (handshaking_) {
+        driveHandshake();
         return;
     }
     writeNow();

@@ -17,17 +17,18 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
       snapshot_(std::move(snapshot)),
       access_log_(loop_, std::move(sink)),
       pubsub_(std::make_unique<handlers::PubSubHub>(loop_, std::move(pubsub))),
-      listen_fds_(std::move(listen_fds)),
       max_connections_(max_connections == 0 ? 1 : max_connections),
       control_event_(event_new(loop_.base(), -1, 0, &Worker::onControl, this)),
       stop_timer_(event_new(loop_.base(), -1, 0, &Worker::onStopTimeout, this)) {
     current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_);
-    for (auto& fd : listen_fds_) {
-        evconnlistener* l = evconnlistener_new(loop_.base(), &Worker::onAccept, this, LEV_OPT_CLOSE_ON_FREE, -1, fd.get());
-        if (l) {
-            fd.release();
-            listeners_.emplace_back(l);
-        }
+    for (std::size_t i = 0; i < listen_fds.size(); ++i) {
+        auto slot = std::make_unique<ListenerSlot>(ListenerSlot{this, i, nullptr});
+        evconnlistener* l = evconnlistener_new(loop_.base(), &Worker::onAccept, slot.get(), LEV_OPT_CLOSE_ON_FREE, -1,
+                                               listen_fds[i].get());
+        if (!l) continue;
+        listen_fds[i].release();
+        slot->listener.reset(l);
+        listeners_.push_back(std::move(slot));
     }
 }
 
@@ -83,13 +84,14 @@ void Worker::onStopTimeout(int, short, void* arg) {
 }
 
 void Worker::onAccept(evconnlistener*, int fd, sockaddr* peer, int, void* arg) {
-    static_cast<Worker*>(arg)->accept(fd, peer);
+    auto* slot = static_cast<ListenerSlot*>(arg);
+    slot->worker->accept(fd, peer, slot->index);
 }
 
-void Worker::accept(int fd, const sockaddr* peer) {
+void Worker::accept(int fd, const sockaddr* peer, std::size_t listener_index) {
     core::UniqueFd owned(fd);
     if (stopping_) return;
-    auto connection = std::make_unique<ClientConnection>(*this, std::move(owned), peer, current_);
+    auto connection = std::make_unique<ClientConnection>(*this, std::move(owned), peer, current_, listener_index);
     ClientConnection* raw = connection.get();
     connections_.emplace(raw, std::move(connection));
     raw->start();
@@ -100,13 +102,13 @@ void Worker::pauseAccepting() {
     if (!accepting_) return;
     accepting_ = false;
     LOG_WARN("worker %u: %zu connections, the limit: accepting paused", index_, connections_.size());
-    for (auto& l : listeners_) evconnlistener_disable(l.get());
+    for (auto& l : listeners_) evconnlistener_disable(l->listener.get());
 }
 
 void Worker::resumeAccepting() {
     if (accepting_ || stopping_) return;
     accepting_ = true;
-    for (auto& l : listeners_) evconnlistener_enable(l.get());
+    for (auto& l : listeners_) evconnlistener_enable(l->listener.get());
 }
 
 void Worker::onConnectionFinished(ClientConnection* connection) {

@@ -48,6 +48,7 @@ HttpExchange::HttpExchange(ExchangeOwner& owner, net::EventLoop& loop, UpstreamG
     std::string target = upstreamTarget(route, request.head->target);
     info.target = target;
     info.client_ip = request.client_ip;
+    info.scheme = request.scheme;
     info.set_headers = &route.set_headers;
     info.framing = request.body_framing;
     info.content_length = request.content_length;

@@ -1,5 +1,6 @@
 #include "portico/ws/frame_relay.h"
 
+#include <algorithm>
 #include <cstring>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -82,9 +83,12 @@ bool FrameRelay::pump(Direction& d) {
         }
         const std::size_t frame_size = static_cast<std::size_t>(header) + (isControl(h.opcode) ? h.payload_length : 0);
         if (!isControl(h.opcode)) {
-            evbuffer_remove_buffer(in, out, static_cast<std::size_t>(header));
-            d.bytes += static_cast<std::size_t>(header);
-            d.remaining = h.payload_length;
+            // Header and as much payload as is here, in one move (the common small message is
+            // entirely here).
+            std::uint64_t move = std::min<std::uint64_t>(available, header + h.payload_length);
+            evbuffer_remove_buffer(in, out, static_cast<std::size_t>(move));
+            d.bytes += move;
+            d.remaining = header + h.payload_length - move;
             continue;
         }
         // A control frame (<= 125 bytes): wait for all of it, then judge its payload.

@@ -12,9 +12,32 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import ws_client  # noqa: E402
 from portico_harness import main, slow_factor  # noqa: E402
 from ws_client import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT  # noqa: E402
-from ws_peers import WsTestCase, echo_config, ws_proxy_config  # noqa: E402
+from ws_peers import WsTestCase, echo_config, wait_for, ws_proxy_config  # noqa: E402
 
 OTHER_SIDE = (1001, 1011)
+
+
+def _client_frames(data):
+    """Parses masked (client-to-server) frames as an upstream received them."""
+    frames, pos = [], 0
+    while len(data) - pos >= 2:
+        b0, b1 = data[pos], data[pos + 1]
+        n, p = b1 & 0x7F, pos + 2
+        if n == 126:
+            n, p = int.from_bytes(data[p:p + 2], "big"), p + 2
+        elif n == 127:
+            n, p = int.from_bytes(data[p:p + 8], "big"), p + 8
+        key = data[p:p + 4] if b1 & 0x80 else None
+        p += 4 if key else 0
+        if len(data) < p + n:
+            break
+        payload = data[p:p + n]
+        if key:
+            payload = ws_client.mask_bytes(payload, key)
+        frames.append(ws_client.Frame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0xF, payload,
+                                      bool(key)))
+        pos = p + n
+    return frames
 
 
 class FramesViolations(WsTestCase):
@@ -141,6 +164,21 @@ class FramesUpstreamViolations(WsTestCase):
         self.assertIn(code, OTHER_SIDE, "client should get 1001/1011 when the upstream sends "
                       "a masked frame (the upstream is at fault)")
         self.assertEqual(ws.before_close, [], "the masked frame was relayed")
+
+    def test_oversized_server_message_closes_both(self):
+        b = self.start_raw_ws_backend("big_server_message", size=5000)
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={
+            "max_message_bytes": 1000}))
+        ws = self.ws_connect(p.port, "/ws/big")
+        code = ws.fail_reason(5 * slow_factor())
+        self.assertIn(code, OTHER_SIDE, "client should get 1001/1011 when the upstream's "
+                      "message is over max_message_bytes")
+        self.assertTrue(wait_for(lambda: b.ws_closed >= 1, timeout=5))
+        # The upstream (at fault) was told 1009 before its connection was closed.
+        frames = _client_frames(bytes(b.ws_received))
+        closes = [f for f in frames if f.opcode == ws_client.OP_CLOSE]
+        self.assertTrue(closes, "the upstream got no close frame: %r" % frames)
+        self.assertEqual(closes[0].close_code, 1009)
 
     def test_tunnel_relays_the_same_frame_untouched(self):
         b = self.start_raw_ws_backend("masked_server_frame")

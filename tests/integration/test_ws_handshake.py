@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
@@ -13,7 +14,7 @@ import ws_client  # noqa: E402
 from portico_harness import main, make_config  # noqa: E402
 from ws_client import accept_for, make_key, upgrade_headers  # noqa: E402
 from ws_peers import (WsTestCase, closed_socket_port, echo_config, run_node_client,  # noqa: E402
-                      ws_proxy_config, ws_url)
+                      wait_for, ws_proxy_config, ws_url)
 
 
 def _without(headers, name):
@@ -71,6 +72,21 @@ class _HandshakeChecks:
     def test_upgrade_without_connection_upgrade_is_not_upgraded(self):
         r = self.handshake(self.port, self.path, _without(upgrade_headers(), "Connection"))
         self.assertNotEqual(r.status, 101, r)
+
+    def test_http10_and_post_are_not_upgraded(self):
+        for method, version in (("GET", "HTTP/1.0"), ("POST", "HTTP/1.1")):
+            with self.subTest(method=method, version=version):
+                c = self.client(self.port)
+                c.request(method, self.path, headers=upgrade_headers(), version=version,
+                          body=b"" if method == "POST" else None)
+                r = c.read_response(method=method)
+                self.assertNotEqual(r.status, 101, r)
+
+    def test_frame_sent_with_the_handshake_is_not_lost(self):
+        # A client may write its first frame right behind the request, before the 101.
+        frame = ws_client.build_frame(ws_client.OP_TEXT, b"early bird")
+        ws = self.ws_connect(self.port, self.path, early_data=frame)
+        self.assertEqual(ws.recv_text(), "early bird")
 
     def test_missing_version_is_refused(self):
         r = self.handshake(self.port, self.path,
@@ -225,6 +241,31 @@ class UpstreamAnswers(WsTestCase):
         p = self.start_portico(ws_proxy_config(b.address, mode="tunnel"))
         r = self.handshake(p.port, "/ws/x")
         self.assertEqual(r.status, 502, r)
+
+    def test_frame_sent_right_behind_the_101_is_relayed(self):
+        b = self.start_raw_ws_backend("hello_after_101")
+        for mode in ("tunnel", "frames"):
+            with self.subTest(mode=mode):
+                p = self.start_portico(ws_proxy_config(b.address, mode=mode))
+                ws = self.ws_connect(p.port, "/ws/x")
+                self.assertEqual(ws.recv_text(), "hello")
+
+    def test_client_leaving_during_a_slow_upstream_handshake(self):
+        b = self.start_raw_ws_backend("slow_101", delay=1.0)
+        for mode in ("tunnel", "frames"):
+            with self.subTest(mode=mode):
+                p = self.start_portico(ws_proxy_config(b.address, mode=mode))
+                closed_before = b.ws_closed
+                c = self.client(p.port)
+                c.request("GET", "/ws/slow", headers=upgrade_headers())
+                time.sleep(0.2)
+                c.close()
+                # Portico lets go of the upstream connection too (it may first see the 101).
+                self.assertTrue(wait_for(lambda: b.ws_closed > closed_before, timeout=6),
+                                "the upstream connection outlived its client")
+                # And it still serves.
+                ws = self.ws_connect(p.port, "/ws/after")
+                self.assertIsNotNone(ws.response)
 
     def test_upstream_down_is_502(self):
         for mode in ("tunnel", "frames"):

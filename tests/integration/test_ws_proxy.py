@@ -128,6 +128,11 @@ class _ProxyCases:
         ws.send_text("after")
         self.assertEqual(ws.recv_text(), "after")
 
+    def test_first_frame_in_the_handshake_packet(self):
+        frame = ws_client.build_frame(OP_TEXT, b"early")
+        ws = self.ws_connect(self.p.port, "/ws/early", early_data=frame)
+        self.assertEqual(ws.recv_text(), "early")
+
     def test_pipelined_small_messages_keep_their_order(self):
         ws = self.ws_connect(self.p.port, "/ws/pipelined")
         n = 2000

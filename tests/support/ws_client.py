@@ -197,15 +197,17 @@ class WsConnection:
     @classmethod
     def connect(cls, port, path="/", host="127.0.0.1", protocols=None, extensions=None,
                 origin=None, headers=None, timeout=10.0, key=None, host_header="localhost",
-                check_accept=True, rcvbuf=None):
+                check_accept=True, rcvbuf=None, early_data=b""):
         """Connects and upgrades; raises HandshakeError (with .response) unless the answer is
-        101 with the right Sec-WebSocket-Accept (check_accept)."""
+        101 with the right Sec-WebSocket-Accept (check_accept). early_data: bytes (frames)
+        written in the same write as the request, before the 101 arrives."""
         key = key or make_key()
         c = http_client.RawClient(port, host=host, timeout=timeout, rcvbuf=rcvbuf)
         try:
             hdrs = upgrade_headers(key=key, protocols=protocols, extensions=extensions,
                                    origin=origin, extra=headers)
-            c.request("GET", path, headers=hdrs, host=host_header)
+            c.send(c.request("GET", path, headers=hdrs, host=host_header, send=False)
+                   + early_data)
             r = c.read_head()
             if r.status != 101:
                 c.buf[0:0] = r.raw_head

@@ -275,7 +275,7 @@ def echo_config(path="/echo", websocket=None, extra_routes=(), **kw):
 # ---------------------------------------------------------------------------------------------
 # Raw broken backends
 # ---------------------------------------------------------------------------------------------
-def start_raw_ws_backend(testcase, mode, name="raw"):
+def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
     """An HttpBackend whose /ws/ paths answer a WebSocket handshake wrongly or specially:
       "wrong_accept": 101 with a Sec-WebSocket-Accept for another key, then echoes bytes
       "no_accept":    101 without Sec-WebSocket-Accept
@@ -284,8 +284,16 @@ def start_raw_ws_backend(testcase, mode, name="raw"):
                       client frame comes back masked, which frames mode must refuse)
       "masked_server_frame": correct 101, then sends a masked frame to the client (server
                       frames must not be masked: frames mode closes the backend 1002)
+      "hello_after_101": the 101 and an unmasked text frame "hello" in one write
+      "big_server_message": correct 101, then one unmasked binary frame of `size` bytes
+      "slow_101":     waits `delay` seconds before a correct 101
+    After the 101 every mode reads until EOF; what it read is appended to b.ws_received
+    (bytearray, all connections) and b.ws_closed counts connections that ended.
     Other paths get HttpBackend's built-ins (echo JSON). Stopped on cleanup."""
     b = backends.HttpBackend(name=name)
+    b.ws_received = bytearray()
+    b.ws_closed = 0
+    lock = threading.Lock()
 
     def handler(req, conn):
         key = req.header("Sec-WebSocket-Key") or ""
@@ -297,23 +305,37 @@ def start_raw_ws_backend(testcase, mode, name="raw"):
         head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         if mode != "no_accept":
             head += "Sec-WebSocket-Accept: %s\r\n" % accept
-        head += "\r\n"
+        head = (head + "\r\n").encode("latin-1")
         sock = conn.sock
         try:
-            sock.sendall(head.encode("latin-1"))
+            if mode == "slow_101":
+                time.sleep(delay)
             if mode == "masked_server_frame":
-                sock.sendall(ws_client.build_frame(ws_client.OP_TEXT, b"masked!", mask=True))
-            if conn.rbuf:
-                sock.sendall(bytes(conn.rbuf))
+                head += ws_client.build_frame(ws_client.OP_TEXT, b"masked!", mask=True)
+            elif mode == "hello_after_101":
+                head += ws_client.build_frame(ws_client.OP_TEXT, b"hello", mask=False)
+            elif mode == "big_server_message":
+                head += ws_client.build_frame(ws_client.OP_BINARY, b"B" * size, mask=False)
+            sock.sendall(head)
+            early = bytes(getattr(conn, "rbuf", b""))
+            with lock:
+                b.ws_received += early
+            if early and mode in ("raw_echo", "wrong_accept", "no_accept"):
+                sock.sendall(early)
             sock.settimeout(30)
             while True:
                 data = sock.recv(65536)
                 if not data:
                     break
-                sock.sendall(data)
+                with lock:
+                    b.ws_received += data
+                if mode in ("raw_echo", "wrong_accept", "no_accept"):
+                    sock.sendall(data)
         except OSError:
             pass
         finally:
+            with lock:
+                b.ws_closed += 1
             try:
                 sock.close()
             except OSError:
@@ -403,8 +425,8 @@ class WsTestCase(PorticoTestCase):
     def start_ws_backend(self, kind, **kw):
         return start_ws_backend(self, kind, **kw)
 
-    def start_raw_ws_backend(self, mode):
-        return start_raw_ws_backend(self, mode)
+    def start_raw_ws_backend(self, mode, **kw):
+        return start_raw_ws_backend(self, mode, **kw)
 
     def ws_connect(self, port, path="/", **kw):
         """A WsConnection (ws_client) closed on cleanup."""

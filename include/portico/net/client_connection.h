@@ -26,6 +26,7 @@
 
 namespace portico::config {
 struct Route;
+struct Listener;
 }
 namespace portico::proxy {
 class HttpExchange;
@@ -50,7 +51,9 @@ public:
     enum class State { ReadingHead, Proxying, Responding, Upgraded, Closing, Closed };
     static const char* toString(State state);
 
-    ClientConnection(Worker& worker, core::UniqueFd fd, const sockaddr* peer, std::shared_ptr<WorkerSnapshot> snapshot);
+    // `listener_index` is the accepting listener's position in the configuration.
+    ClientConnection(Worker& worker, core::UniqueFd fd, const sockaddr* peer, std::shared_ptr<WorkerSnapshot> snapshot,
+                     std::size_t listener_index);
     ~ClientConnection();
     ClientConnection(const ClientConnection&) = delete;
     ClientConnection& operator=(const ClientConnection&) = delete;
@@ -104,6 +107,7 @@ private:
 
     Worker& worker_;
     std::shared_ptr<WorkerSnapshot> snapshot_;
+    const config::Listener& listener_;
     std::unique_ptr<Stream> client_;
     http::MessageParser parser_;
     std::unique_ptr<proxy::HttpExchange> exchange_;

@@ -10,12 +10,14 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <sys/socket.h>
 
 #include "portico/core/handles.h"
 
 struct event_base;
 struct evbuffer;
+struct ssl_st;
 
 namespace portico::net {
 
@@ -67,6 +69,16 @@ public:
     // after a WebSocket close frame).
     void shutdownAfterFlush();
 
+    // TLS on this socket from now on: takes ownership of `ssl` (made by tls::ServerContext or
+    // tls::ClientContext). The handshake runs before any data moves; for an outgoing connection
+    // onConnected fires after it. A failed handshake is reported as onError(EPROTO) and its
+    // reason is kept in tlsError().
+    void startTls(ssl_st* ssl, bool server);
+    bool isTls() const { return ssl_ != nullptr; }
+    const std::string& tlsError() const { return tls_error_; }
+    // The ALPN protocol agreed, "" if none (valid after the handshake).
+    std::string alpnProtocol() const;
+
     static constexpr std::size_t kReadChunk = 16 * 1024;
 
 private:
@@ -74,6 +86,14 @@ private:
     static void onWriteEvent(int fd, short what, void* arg);
     void handleRead();
     void handleWrite();
+    void readPlain(std::size_t& total, bool& eof, int& error);
+    void readTls(std::size_t& total, bool& eof, int& error);
+    bool writeTls();  // false: the socket is full (armed) or failed
+    void driveHandshake();
+    void failTls(const char* where);
+    struct SslDeleter {
+        void operator()(ssl_st* ssl) const;
+    };
     void armWrite();
     void disarmWrite();
     void writeNow();
@@ -91,6 +111,11 @@ private:
     bool connecting_ = false;
     bool shutdown_after_flush_ = false;
     bool write_shut_ = false;
+    std::unique_ptr<ssl_st, SslDeleter> ssl_;
+    std::string tls_error_;
+    bool handshaking_ = false;
+    bool tls_server_ = false;
+    bool tls_write_wants_read_ = false;  // SSL_write said WANT_READ: retry it when readable
 };
 
 }  // namespace portico::net

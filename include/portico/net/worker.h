@@ -49,7 +49,7 @@ public:
 
 private:
     void run();
-    void accept(int fd, const sockaddr* peer);
+    void accept(int fd, const sockaddr* peer, std::size_t listener_index);
     void beginStop();
     void pauseAccepting();
     void resumeAccepting();
@@ -63,8 +63,13 @@ private:
     std::shared_ptr<WorkerSnapshot> current_;
     observe::AccessLog access_log_;
     std::unique_ptr<handlers::PubSubHub> pubsub_;
-    std::vector<core::UniqueFd> listen_fds_;
-    std::vector<core::ListenerPtr> listeners_;
+    // One per configured listener, in configuration order (the index is the config's).
+    struct ListenerSlot {
+        Worker* worker;
+        std::size_t index;
+        core::ListenerPtr listener;
+    };
+    std::vector<std::unique_ptr<ListenerSlot>> listeners_;
     std::unordered_map<ClientConnection*, std::unique_ptr<ClientConnection>> connections_;
     std::size_t max_connections_;
     core::EventPtr control_event_;

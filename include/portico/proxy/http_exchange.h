@@ -32,6 +32,7 @@ public:
     struct Request {
         const http::RequestHead* head = nullptr;    // owned by the client's parser; valid throughout
         std::string_view client_ip;
+        std::string_view scheme = "http";           // X-Forwarded-Proto
         std::uint32_t client_hash = 0;              // ip_hash
         http::BodyFraming body_framing = http::BodyFraming::None;
         std::uint64_t content_length = 0;

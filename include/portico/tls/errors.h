@@ -1,0 +1,21 @@
+#pragma once
+// Turning OpenSSL's error queue and verification results into text for logs.
+
+#include <string>
+
+#include "portico/tls/handles.h"
+
+namespace portico::tls {
+
+// The reasons of every error queued by OpenSSL on this thread, oldest first, joined with "; "
+// ("wrong version number", "certificate verify failed"); "" when the queue is empty. Clears the
+// queue (call it after every failed SSL_* call, or stale errors show up on the next one).
+std::string lastErrorString();
+
+// Why a handshake on `ssl` failed, for the info log: lastErrorString(), plus the certificate
+// verification result when that is what failed ("certificate verify failed (hostname
+// mismatch)"), or `fallback` when OpenSSL queued nothing (e.g. the peer closed the connection).
+// `ssl` may be nullptr. Clears the error queue.
+std::string handshakeFailureString(const SSL* ssl, const char* fallback = "connection closed");
+
+}  // namespace portico::tls
