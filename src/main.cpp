@@ -20,7 +20,7 @@ void printUsage(FILE* out) {
                  "  -t          check the configuration and exit\n"
                  "  --version   print the version and exit\n"
                  "  -h, --help  print this help and exit\n"
-                 "Signals: TERM/INT stop gracefully, USR1 reopens the access log.\n",
+                 "Signals: TERM/INT stop gracefully, HUP reloads the configuration, USR1 reopens the access log.\n",
                  kDefaultConfig);
 }
 
@@ -67,6 +67,6 @@ int main(int argc, char** argv) {
 
     std::signal(SIGPIPE, SIG_IGN);  // a peer that went away is an error return, not a signal
     evthread_use_pthreads();        // Worker::requestStop() activates events from the main thread
-    portico::net::Server server(loaded.config);
+    portico::net::Server server(config_path, loaded.config);
     return server.run();
 }

@@ -92,7 +92,7 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
                                    std::shared_ptr<WorkerSnapshot> snapshot, std::size_t listener_index)
     : worker_(worker),
       snapshot_(std::move(snapshot)),
-      listener_(snapshot_->config().listeners.at(listener_index)),
+      listener_(&snapshot_->config().listeners.at(listener_index)),
       client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this))),
       parser_(http::MessageParser::Kind::Request, this, snapshot_->config().limits.max_header_bytes),
       timer_(event_new(worker.loop().base(), -1, 0, &ClientConnection::onTimer, this)) {
@@ -109,7 +109,25 @@ void ClientConnection::start() {
 
 // ---- reading requests ---------------------------------------------------------------------
 
+std::uint64_t ClientConnection::generation() const { return snapshot_->snapshot().generation; }
+
+// A keep-alive connection moves to the configuration loaded since its last request (a reload),
+// provided its listener is still configured; otherwise it stays on its own.
+void ClientConnection::adoptCurrentSnapshot() {
+    const std::shared_ptr<WorkerSnapshot>& current = worker_.current();
+    if (current == snapshot_) return;
+    const std::string key = listener_->address.toString();
+    for (const auto& listener : current->config().listeners) {
+        if (listener.address.toString() != key) continue;
+        snapshot_ = current;
+        listener_ = &listener;
+        parser_.setMaxHeadBytes(snapshot_->config().limits.max_header_bytes);
+        return;
+    }
+}
+
 void ClientConnection::beginRequest() {
+    if (requests_ > 0) adoptCurrentSnapshot();
     state_ = State::ReadingHead;
     request_complete_ = response_done_ = logged_ = false;
     response_keep_alive_ = true;
@@ -207,14 +225,14 @@ http::HeadAction ClientConnection::onHead() {
         respondError(405, "CONNECT is not supported");
         return http::HeadAction::Abort;
     }
-    if (listener_.redirect_https) {
+    if (listener_->redirect_https) {
         // `redirect_https: PORT`: every request on this listener goes to HTTPS (308 keeps the
         // method and body, RFC 9110 15.4.9).
         std::string_view authority = host ? std::string_view(host->value) : std::string_view("localhost");
         std::string_view name = authority.front() == '[' ? authority.substr(0, authority.find(']') + 1)
                                                           : authority.substr(0, authority.find(':'));
         std::string location = "https://" + std::string(name);
-        if (*listener_.redirect_https != 443) location += ":" + std::to_string(*listener_.redirect_https);
+        if (*listener_->redirect_https != 443) location += ":" + std::to_string(*listener_->redirect_https);
         location += request.target;
         state_ = State::Responding;
         response_keep_alive_ = clientKeepAlive();
@@ -274,7 +292,7 @@ http::HeadAction ClientConnection::onHead() {
     proxy::HttpExchange::Request forward;
     forward.head = &parser_.request();
     forward.client_ip = client_ip_;
-    forward.scheme = listener_.tls ? "https" : "http";
+    forward.scheme = listener_->tls ? "https" : "http";
     forward.client_hash = client_hash_;
     if (parser_.chunked()) {
         forward.body_framing = http::BodyFraming::Chunked;

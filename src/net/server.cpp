@@ -1,11 +1,16 @@
 #include "portico/net/server.h"
 
+#include <algorithm>
 #include <csignal>
+#include <ctime>
+#include <map>
+#include <systemd/sd-daemon.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <sched.h>
 #include <thread>
 
+#include "portico/config/loader.h"
 #include "portico/core/log.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/net/listen_socket.h"
@@ -23,32 +28,31 @@ unsigned effectiveWorkerCount(unsigned workers) {
     return n ? n : 1;
 }
 
-Server::Server(std::shared_ptr<const config::Config> config)
-    : snapshot_(std::make_shared<Snapshot>(std::move(config))), pubsub_(std::make_shared<handlers::PubSubRegistry>()) {}
+Server::Server(std::string config_path, std::shared_ptr<const config::Config> config)
+    : config_path_(std::move(config_path)),
+      snapshot_(std::make_shared<Snapshot>(std::move(config))),
+      pubsub_(std::make_shared<handlers::PubSubRegistry>()) {}
 
 Server::~Server() = default;
 
-bool Server::openListeners(unsigned workers, std::vector<std::vector<core::UniqueFd>>& per_worker) {
-    per_worker.resize(workers);
-    const auto& config = *snapshot_->config;
-    for (const auto& listener : config.listeners) {
-        std::uint16_t port = 0;
-        for (unsigned w = 0; w < workers; ++w) {
-            std::string error;
-            std::uint16_t bound = 0;
-            core::UniqueFd fd = openListenSocket(listener.address, port, bound, error);
-            if (!fd) {
-                LOG_ERROR("%s", error.c_str());
-                return false;
-            }
-            port = bound;  // port 0: the kernel chose one; the other workers share it
-            per_worker[w].push_back(std::move(fd));
+std::vector<core::UniqueFd> Server::openListener(const config::Listener& listener) {
+    std::vector<core::UniqueFd> fds;
+    std::uint16_t port = 0;
+    for (unsigned w = 0; w < worker_count_; ++w) {
+        std::string error;
+        std::uint16_t bound = 0;
+        core::UniqueFd fd = openListenSocket(listener.address, port, bound, error);
+        if (!fd) {
+            LOG_ERROR("%s", error.c_str());
+            return {};
         }
-        std::string host = listener.address.host.empty() ? "*" : listener.address.host;
-        if (host.find(':') != std::string::npos) host = "[" + host + "]";
-        LOG_INFO("listening on %s:%u", host.c_str(), port);
+        port = bound;  // port 0: the kernel chose one; the other workers share it
+        fds.push_back(std::move(fd));
     }
-    return true;
+    std::string host = listener.address.host.empty() ? "*" : listener.address.host;
+    if (host.find(':') != std::string::npos) host = "[" + host + "]";
+    LOG_INFO("listening on %s:%u", host.c_str(), port);
+    return fds;
 }
 
 int Server::run() {
@@ -72,9 +76,13 @@ int Server::run() {
     for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&signals, s);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    unsigned workers = effectiveWorkerCount(config.workers);
-    std::vector<std::vector<core::UniqueFd>> listen_fds;
-    if (!openListeners(workers, listen_fds)) return 1;
+    unsigned workers = worker_count_ = effectiveWorkerCount(config.workers);
+    std::vector<std::vector<core::UniqueFd>> listen_fds(workers);
+    for (const auto& listener : config.listeners) {
+        auto fds = openListener(listener);
+        if (fds.empty()) return 1;
+        for (unsigned w = 0; w < workers; ++w) listen_fds[w].push_back(std::move(fds[w]));
+    }
     std::size_t per_worker_limit = (config.limits.max_connections + workers - 1) / workers;
     for (unsigned w = 0; w < workers; ++w)
         workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, pubsub_, std::move(listen_fds[w]),
@@ -82,6 +90,7 @@ int Server::run() {
     for (auto& worker : workers_) worker->start();
     pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
     LOG_INFO("portico %s started with %u worker%s", PORTICO_VERSION, workers, workers == 1 ? "" : "s");
+    sd_notify(0, "READY=1");
 
     loop_.run();
     for (auto& worker : workers_) worker->join();
@@ -95,9 +104,68 @@ void Server::stop() {
     stopping_ = true;
     LOG_INFO("stopping: finishing requests in flight (up to %lld ms)",
              static_cast<long long>(snapshot_->config->shutdown_timeout.count()));
+    sd_notify(0, "STOPPING=1");
     for (auto& worker : workers_) worker->requestStop();
     signal_events_.clear();  // nothing left to wait for on this loop once workers are told
     loop_.stop();
+}
+
+void Server::reload() {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               static_cast<unsigned long long>(now.tv_sec) * 1000000ull + static_cast<unsigned long long>(now.tv_nsec / 1000));
+    LOG_INFO("SIGHUP: reloading %s", config_path_.c_str());
+    auto fail = [&](const char* why) {
+        ++reloads_failed_;
+        LOG_ERROR("reload failed (%s): still running the configuration loaded before", why);
+        sd_notify(0, "READY=1");
+    };
+    config::LoadResult loaded = config::loadConfigFile(config_path_);
+    for (const auto& warning : loaded.warnings) LOG_WARN("%s", warning.c_str());
+    if (!loaded.ok()) {
+        for (const auto& error : loaded.errors) LOG_ERROR("%s", error.toString().c_str());
+        fail("configuration errors");
+        return;
+    }
+    const config::Config& next = *loaded.config;
+    if (effectiveWorkerCount(next.workers) != worker_count_)
+        LOG_WARN("reload: a new worker count takes effect at the next restart");
+    // Open the listeners that are new before changing anything: a reload either applies whole or
+    // not at all.
+    std::vector<std::map<std::string, core::UniqueFd>> new_fds(worker_count_);
+    for (const auto& listener : next.listeners) {
+        std::string key = listener.address.toString();
+        bool exists = std::any_of(snapshot_->config->listeners.begin(), snapshot_->config->listeners.end(),
+                                  [&](const config::Listener& l) { return l.address.toString() == key; });
+        if (exists) continue;
+        auto fds = openListener(listener);
+        if (fds.empty()) {
+            fail("cannot open a new listener");
+            return;
+        }
+        for (unsigned w = 0; w < worker_count_; ++w) new_fds[w].emplace(key, std::move(fds[w]));
+    }
+    std::shared_ptr<observe::AccessSink> sink;
+    const auto& old_log = snapshot_->config->log;
+    if (next.log.access != old_log.access || next.log.access_format != old_log.access_format) {
+        std::string error;
+        sink = observe::AccessSink::open(next.log, error);
+        if (!sink) {
+            LOG_ERROR("%s", error.c_str());
+            fail("cannot open the access log");
+            return;
+        }
+        access_sink_ = sink;
+    }
+    auto snapshot = std::make_shared<Snapshot>(loaded.config);
+    snapshot->generation = snapshot_->generation + 1;
+    snapshot_ = snapshot;
+    core::setLogLevel(static_cast<core::LogLevel>(next.log.level));
+    for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->requestReload(snapshot_, sink, std::move(new_fds[w]));
+    ++reloads_ok_;
+    LOG_INFO("configuration reloaded (generation %llu)", static_cast<unsigned long long>(snapshot_->generation));
+    sd_notify(0, "READY=1");
 }
 
 void Server::onSignal(int signal, short, void* arg) {
@@ -112,7 +180,7 @@ void Server::onSignal(int signal, short, void* arg) {
             if (!self->access_sink_->reopen()) LOG_ERROR("cannot reopen the access log");
             break;
         case SIGHUP:
-            LOG_WARN("SIGHUP: live reload is not implemented yet; configuration unchanged");
+            self->reload();
             break;
         default:
             break;

@@ -1,5 +1,6 @@
 #include "portico/net/worker.h"
 
+#include <algorithm>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -21,20 +22,25 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
       control_event_(event_new(loop_.base(), -1, 0, &Worker::onControl, this)),
       stop_timer_(event_new(loop_.base(), -1, 0, &Worker::onStopTimeout, this)) {
     current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_);
-    for (std::size_t i = 0; i < listen_fds.size(); ++i) {
-        auto slot = std::make_unique<ListenerSlot>(ListenerSlot{this, i, nullptr});
-        evconnlistener* l = evconnlistener_new(loop_.base(), &Worker::onAccept, slot.get(), LEV_OPT_CLOSE_ON_FREE, -1,
-                                               listen_fds[i].get());
-        if (!l) continue;
-        listen_fds[i].release();
-        slot->listener.reset(l);
-        listeners_.push_back(std::move(slot));
-    }
+    drain_old_timer_.reset(event_new(loop_.base(), -1, 0, &Worker::onDrainOld, this));
+    for (std::size_t i = 0; i < listen_fds.size(); ++i)
+        addListener(i, snapshot_->config->listeners[i].address.toString(), std::move(listen_fds[i]));
 }
 
 Worker::~Worker() {
     connections_.clear();
     listeners_.clear();
+}
+
+bool Worker::addListener(std::size_t index, std::string key, core::UniqueFd fd) {
+    auto slot = std::make_unique<ListenerSlot>(ListenerSlot{this, index, std::move(key), nullptr});
+    evconnlistener* l = evconnlistener_new(loop_.base(), &Worker::onAccept, slot.get(), LEV_OPT_CLOSE_ON_FREE, -1, fd.get());
+    if (!l) return false;
+    fd.release();
+    slot->listener.reset(l);
+    if (!accepting_) evconnlistener_disable(l);
+    listeners_.push_back(std::move(slot));
+    return true;
 }
 
 void Worker::start() {
@@ -61,9 +67,66 @@ void Worker::requestStop() {
     event_active(control_event_.get(), EV_TIMEOUT, 0);  // thread-safe: evthread_use_pthreads
 }
 
+void Worker::requestReload(std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
+                           std::map<std::string, core::UniqueFd> new_fds) {
+    {
+        std::lock_guard lock(reload_mutex_);
+        pending_reload_ = PendingReload{std::move(snapshot), std::move(sink), std::move(new_fds)};
+    }
+    event_active(control_event_.get(), EV_TIMEOUT, 0);
+}
+
 void Worker::onControl(int, short, void* arg) {
     auto* self = static_cast<Worker*>(arg);
-    if (self->stop_requested_) self->beginStop();
+    if (self->stop_requested_) {
+        self->beginStop();
+        return;
+    }
+    self->applyReload();
+}
+
+void Worker::applyReload() {
+    std::optional<PendingReload> reload;
+    {
+        std::lock_guard lock(reload_mutex_);
+        reload.swap(pending_reload_);
+    }
+    if (!reload || stopping_) return;
+    snapshot_ = std::move(reload->snapshot);
+    current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_);
+    if (reload->sink) access_log_.setSink(std::move(reload->sink));
+    // Re-lay the listeners out in the new order; a socket whose address stays is kept, so no
+    // connection attempt is refused during a reload.
+    std::vector<std::unique_ptr<ListenerSlot>> old = std::move(listeners_);
+    listeners_.clear();
+    const auto& listeners = snapshot_->config->listeners;
+    for (std::size_t i = 0; i < listeners.size(); ++i) {
+        std::string key = listeners[i].address.toString();
+        auto kept = std::find_if(old.begin(), old.end(), [&](const auto& slot) { return slot && slot->key == key; });
+        if (kept != old.end()) {
+            (*kept)->index = i;
+            listeners_.push_back(std::move(*kept));
+            continue;
+        }
+        auto fd = reload->new_fds.find(key);
+        if (fd != reload->new_fds.end()) addListener(i, key, std::move(fd->second));
+    }
+    old.clear();  // listeners removed from the configuration: their sockets close here
+    // WebSockets are never cut by a reload, unless the operator asked for it.
+    if (const auto& drain = snapshot_->config->reload_drain_timeout) {
+        drain_generation_ = snapshot_->generation;
+        addTimerOnce(drain_old_timer_.get(), *drain);
+    }
+}
+
+void Worker::onDrainOld(int, short, void* arg) {
+    auto* self = static_cast<Worker*>(arg);
+    std::vector<ClientConnection*> old;
+    for (auto& [ptr, owned] : self->connections_)
+        if (ptr->generation() < self->drain_generation_ && ptr->state() == ClientConnection::State::Upgraded)
+            old.push_back(ptr);
+    LOG_INFO("worker %u: reload_drain_timeout: closing %zu WebSockets of older configurations", self->index_, old.size());
+    for (auto* c : old) c->drain();
 }
 
 void Worker::beginStop() {

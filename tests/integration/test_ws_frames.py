@@ -153,6 +153,28 @@ class FramesViolations(WsTestCase):
         self.assertEqual(ws.expect_close()[0], 1000)
 
 
+class BuiltinLimits(WsTestCase):
+    test_timeout = 30
+
+    def test_echo_max_message_bytes_is_1009(self):
+        p = self.start_portico(echo_config(websocket={"max_message_bytes": 1000}))
+        ws = self.ws_connect(p.port, "/echo")
+        ws.send_binary(b"x" * 1000)
+        self.assertEqual(ws.recv_message(), (OP_BINARY, b"x" * 1000))
+        ws.send_frame(OP_TEXT, b"y" * 600, fin=False)
+        ws.send_frame(OP_CONT, b"y" * 600, fin=True)
+        self.assertCloseCode(ws, 1009)
+
+    def test_pubsub_client_message_over_the_limit_is_1009(self):
+        from portico_harness import make_config
+        p = self.start_portico(make_config(routes=[{
+            "path": "/live/", "handler": "pubsub", "pubsub": {"client_publish": True},
+            "websocket": {"max_message_bytes": 1000}}]))
+        ws = self.ws_connect(p.port, "/live/room")
+        ws.send_binary(b"z" * 1001)
+        self.assertCloseCode(ws, 1009)
+
+
 class FramesUpstreamViolations(WsTestCase):
     test_timeout = 30
 

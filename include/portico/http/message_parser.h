@@ -63,6 +63,7 @@ public:
     // Starts over for a new message on a fresh (or reused) connection.
     void reset();
 
+    void setMaxHeadBytes(std::size_t bytes) { max_head_bytes_ = bytes; }
     ParseError error() const { return error_; }
     const char* errorReason() const;
     // Bytes of the current head seen so far (for 431).

@@ -64,6 +64,8 @@ public:
     // The one exit. Idempotent.
     void finish(const char* reason);
     State state() const { return state_; }
+    // The configuration generation this connection runs under.
+    std::uint64_t generation() const;
 
 private:
     // The client socket.
@@ -94,6 +96,7 @@ private:
 
     void processInput();
     void beginRequest();
+    void adoptCurrentSnapshot();
     void respondInternal(const config::Route& route);
     void respondError(int status, const char* reason, const http::HeaderList& extra = {});
     handlers::Reply servePubSub();
@@ -107,7 +110,7 @@ private:
 
     Worker& worker_;
     std::shared_ptr<WorkerSnapshot> snapshot_;
-    const config::Listener& listener_;
+    const config::Listener* listener_;  // in snapshot_'s configuration
     std::unique_ptr<Stream> client_;
     http::MessageParser parser_;
     std::unique_ptr<proxy::HttpExchange> exchange_;

@@ -2,6 +2,7 @@
 // The process: opens the listeners, starts one Worker per thread, and turns signals into
 // actions (SIGTERM/SIGINT: graceful stop; SIGUSR1: reopen the access log).
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,7 +25,8 @@ struct Snapshot;
 
 class Server {
 public:
-    explicit Server(std::shared_ptr<const config::Config> config);
+    // `config_path` is re-read on SIGHUP.
+    Server(std::string config_path, std::shared_ptr<const config::Config> config);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
@@ -33,12 +35,18 @@ public:
     int run();
 
 private:
-    bool openListeners(unsigned workers, std::vector<std::vector<core::UniqueFd>>& per_worker);
+    // Opens one socket per worker for `listener`; empty on failure (logged).
+    std::vector<core::UniqueFd> openListener(const config::Listener& listener);
     void stop();
+    void reload();
     static void onSignal(int signal, short, void* arg);
 
     EventLoop loop_;  // the main thread's loop: signals only
+    std::string config_path_;
     std::shared_ptr<const Snapshot> snapshot_;
+    unsigned worker_count_ = 1;
+    std::uint64_t reloads_ok_ = 0;
+    std::uint64_t reloads_failed_ = 0;
     std::shared_ptr<observe::AccessSink> access_sink_;
     std::shared_ptr<handlers::PubSubRegistry> pubsub_;  // channels span every worker
     std::vector<std::unique_ptr<Worker>> workers_;

@@ -4,6 +4,10 @@
 // with other workers; the main thread talks to a worker only through requestStop().
 
 #include <atomic>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
 #include <cstddef>
 #include <memory>
 #include <sys/socket.h>
@@ -25,6 +29,7 @@ struct Snapshot;
 class Worker {
 public:
     // `listen_fds` are bound, listening sockets this worker accepts on (ownership taken).
+    // `listen_fds` are bound, listening sockets (ownership taken), one per configured listener.
     Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
            std::shared_ptr<handlers::PubSubRegistry> pubsub, std::vector<core::UniqueFd> listen_fds,
            std::size_t max_connections);
@@ -36,6 +41,14 @@ public:
     void join();
     // Thread-safe: stop accepting, let connections finish for up to shutdown_timeout.
     void requestStop();
+    // Thread-safe: new connections use `snapshot` from now on; listeners are re-laid out in its
+    // order, reusing the sockets of addresses that stay, taking `new_fds` (by address key) for
+    // those that are new and closing those that are gone. `sink` replaces the access log sink.
+    void requestReload(std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
+                       std::map<std::string, core::UniqueFd> new_fds);
+
+    // The configuration new requests use.
+    const std::shared_ptr<WorkerSnapshot>& current() const { return current_; }
 
     unsigned index() const { return index_; }
     EventLoop& loop() { return loop_; }
@@ -50,6 +63,9 @@ public:
 private:
     void run();
     void accept(int fd, const sockaddr* peer, std::size_t listener_index);
+    void applyReload();
+    bool addListener(std::size_t index, std::string key, core::UniqueFd fd);
+    static void onDrainOld(int, short, void* arg);
     void beginStop();
     void pauseAccepting();
     void resumeAccepting();
@@ -67,6 +83,7 @@ private:
     struct ListenerSlot {
         Worker* worker;
         std::size_t index;
+        std::string key;  // the configured address, e.g. "127.0.0.1:8080"
         core::ListenerPtr listener;
     };
     std::vector<std::unique_ptr<ListenerSlot>> listeners_;
@@ -75,6 +92,15 @@ private:
     core::EventPtr control_event_;
     core::EventPtr stop_timer_;
     std::atomic<bool> stop_requested_{false};
+    struct PendingReload {
+        std::shared_ptr<const Snapshot> snapshot;
+        std::shared_ptr<observe::AccessSink> sink;
+        std::map<std::string, core::UniqueFd> new_fds;
+    };
+    std::mutex reload_mutex_;
+    std::optional<PendingReload> pending_reload_;
+    core::EventPtr drain_old_timer_;     // reload_drain_timeout: closes older WebSockets
+    std::uint64_t drain_generation_ = 0; // connections of generations below this are drained
     std::thread thread_;
     bool stopping_ = false;
     bool accepting_ = true;

@@ -73,6 +73,15 @@ RequestHead request(std::string method, std::string target, HeaderList headers, 
     return r;
 }
 
+// "Host: h" followed by `headers`.
+HeaderList withHost(const HeaderList& headers) {
+    HeaderList all;
+    all.reserve(headers.size() + 1);
+    all.push_back({"Host", "h"});
+    for (const auto& h : headers) all.push_back(h);
+    return all;
+}
+
 UpstreamRequestInfo infoFor(const RequestHead& r, std::string_view client_ip = "10.0.0.9") {
     UpstreamRequestInfo info;
     info.target = r.target;
@@ -205,9 +214,7 @@ TEST_CASE("X-Forwarded-For appends the client to the list received", "[http][rew
     };
     for (const auto& c : kCases) {
         INFO(c.what);
-        HeaderList headers = c.received;
-        headers.insert(headers.begin(), {"Host", "h"});
-        const RequestHead r = request("GET", "/", headers);
+        const RequestHead r = request("GET", "/", withHost(c.received));
         const WrittenHead head = upstreamHead(r, infoFor(r));
         CHECK(head.one("X-Forwarded-For") == c.expected);
     }
@@ -305,9 +312,7 @@ TEST_CASE("upstream request body is re-framed by the framing given", "[http][rew
     };
     for (const auto& c : kCases) {
         INFO(c.what);
-        HeaderList headers = c.received;
-        headers.insert(headers.begin(), {"Host", "h"});
-        const RequestHead r = request("POST", "/", headers);
+        const RequestHead r = request("POST", "/", withHost(c.received));
         UpstreamRequestInfo info = infoFor(r);
         info.framing = c.framing;
         info.content_length = c.length;

@@ -409,6 +409,12 @@ TEST_CASE("request smuggling defences reject ambiguous framing", "[http][parser]
         {"obs-fold continuing a header (RFC 9112 5.2)", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n",
          ParseError::Malformed},
         {"obs-fold with a tab", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\tc\r\n\r\n", ParseError::Malformed},
+        {"obs-fold after an empty value", "GET / HTTP/1.1\r\nHost: a\r\nX-A:\r\n c\r\n\r\n", ParseError::Malformed},
+        {"obs-fold after a value of spaces", "GET / HTTP/1.1\r\nHost: a\r\nX-A: \r\n c\r\n\r\n",
+         ParseError::Malformed},
+        {"obs-fold hiding Transfer-Encoding",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nX-A:\r\n Transfer-Encoding: chunked\r\n\r\nabc",
+         ParseError::Malformed},
         {"a first header line starting with SP", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", ParseError::Malformed},
         {"whitespace before the colon (RFC 9112 5.1)", "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
          ParseError::Malformed},
@@ -593,7 +599,8 @@ TEST_CASE("204 and 304 responses end at their head whatever length they declare"
         Recorder r(MessageParser::Kind::Response);
         const std::string wire = std::string(c.head) + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         CHECK(feed(r, wire).status == ParseStatus::NeedMore);
-        REQUIRE(r.messages.size() == 2);
+        CHECK(r.messages.size() == 2);
+        if (r.messages.size() != 2) continue;
         CHECK(r.messages[0].body.empty());
         CHECK(r.messages[1].response.status == 200);
         CHECK(r.messages[1].body == "ok");
