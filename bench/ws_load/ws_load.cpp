@@ -235,13 +235,35 @@ struct Buf {
         commit(n);
         return true;
     }
-    // Frees the storage (only when empty).
-    void release() {
-        if (!empty()) return;
-        d.reset();
+    // Takes over storage of cap bytes (only when it has none).
+    void adopt(std::unique_ptr<uint8_t[]> storage, size_t n) {
+        d = std::move(storage);
+        cap = n;
+        rd = wr = 0;
+    }
+    // Gives the storage away (only when empty; null otherwise).
+    std::unique_ptr<uint8_t[]> take() {
+        if (!empty() || !d) return nullptr;
         cap = rd = wr = 0;
+        return std::move(d);
     }
 };
+
+// The relay's buffers: fixed size, kept in a small pool so that an idle connection holds none
+// (as HAProxy releases its buffers) while a busy one does not pay for malloc and page faults.
+constexpr size_t kRelayWindow = 256u << 10;
+std::vector<std::unique_ptr<uint8_t[]>> g_relayPool;
+
+std::unique_ptr<uint8_t[]> poolGet() {
+    if (g_relayPool.empty()) return std::make_unique_for_overwrite<uint8_t[]>(kRelayWindow);
+    auto b = std::move(g_relayPool.back());
+    g_relayPool.pop_back();
+    return b;
+}
+
+void poolPut(std::unique_ptr<uint8_t[]> b) {
+    if (b && g_relayPool.size() < 64) g_relayPool.push_back(std::move(b));
+}
 
 // dst[i] = src[i] ^ mask[(i + phase) % 4], eight bytes at a time (RFC 6455 5.3).
 void maskCopy(uint8_t* dst, const uint8_t* src, size_t n, const uint8_t mask[4], size_t phase = 0) {
@@ -548,8 +570,7 @@ void Loop::flush(Conn* c) {
         closeConn(c);
         return;
     }
-    // The relay holds no memory for an idle connection (as HAProxy releases its buffers).
-    if (c->out.empty() && c->role == Role::RelayConn) c->out.release();
+    if (c->out.empty() && c->role == Role::RelayConn) poolPut(c->out.take());
     uint32_t ev = c->events;
     if (c->out.empty())
         ev &= ~static_cast<uint32_t>(EPOLLOUT);
@@ -733,8 +754,6 @@ void Loop::serverFrames(Conn* c) {
 }
 
 // Moves what `from` has to read into its peer's output, bounded by kRelayWindow.
-constexpr size_t kRelayWindow = 64u << 10;
-
 void Loop::relayMove(Conn* from) {
     Conn* to = from->peer;
     if (to == nullptr) {
@@ -743,6 +762,7 @@ void Loop::relayMove(Conn* from) {
     }
     if (to->out.size() < kRelayWindow) {
         // read straight into the peer's output queue: one copy in, one copy out.
+        if (to->out.cap == 0) to->out.adopt(poolGet(), kRelayWindow);
         std::swap(from->in, to->out);
         const bool alive = readInto(from, kRelayWindow - from->in.size());
         std::swap(from->in, to->out);

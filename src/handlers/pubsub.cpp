@@ -88,6 +88,14 @@ ChannelInfo PubSubRegistry::info(const std::string& channel) {
     return info;
 }
 
+void PubSubRegistry::totals(std::size_t& channels, std::size_t& subscribers) {
+    std::lock_guard lock(mutex_);
+    channels = channels_.size();
+    subscribers = 0;
+    for (auto& [name, channel] : channels_)
+        for (auto& [hub, count] : channel.subscribers) subscribers += count;
+}
+
 // ---- the subscriber ---------------------------------------------------------------------------
 
 class PubSubSubscriber final : public EndpointApp {

@@ -155,9 +155,9 @@ void EndpointSession::end(const char* reason) {
     event_del(idle_timer_.get());
     event_del(ping_timer_.get());
     app_->onClose(*this);
-    std::uint64_t out = codec_.bytesOut();
+    const ws::SessionCounts counts{codec_.messagesIn(), codec_.messagesOut(), bytes_in_, codec_.bytesOut()};
     net::closeGracefully(loop_, std::move(client_));
-    owner_.onSessionEnd(reason, bytes_in_, out);
+    owner_.onSessionEnd(reason, counts);
 }
 
 }  // namespace portico::handlers

@@ -89,14 +89,17 @@ const char* ClientConnection::toString(State state) {
 }
 
 ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sockaddr* peer,
-                                   std::shared_ptr<WorkerSnapshot> snapshot, std::size_t listener_index)
+                                   std::shared_ptr<WorkerSnapshot> snapshot, std::size_t listener_index,
+                                   observe::ListenerStats& listener_stats)
     : worker_(worker),
       snapshot_(std::move(snapshot)),
       listener_(&snapshot_->config().listeners.at(listener_index)),
+      listener_stats_(listener_stats),
       client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this))),
       parser_(http::MessageParser::Kind::Request, this, snapshot_->config().limits.max_header_bytes),
       timer_(event_new(worker.loop().base(), -1, 0, &ClientConnection::onTimer, this)) {
     client_ip_ = peerAddress(peer, client_hash_);
+    listener_stats_.open.add();
     client_->setLowWatermark(proxy::kLowWatermark);
 }
 
@@ -421,11 +424,19 @@ void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
     logAccess();  // the handshake's line; the session's end is logged at debug level
     session_ = std::move(session);
     parser_.reset();  // nothing more to parse; frees the request head
+    ws_stats_ = &snapshot_->routeStats(*route_);
+    ws_stats_->ws_open.add();
     session_->start();
     if (draining_ && state_ == State::Upgraded) session_->goAway();
 }
 
-void ClientConnection::onSessionEnd(const char* reason, std::uint64_t from_client, std::uint64_t to_client) {
+void ClientConnection::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
+    ws_stats_->ws_open.sub();
+    ws_stats_->ws_messages_in.add(counts.messages_in);
+    ws_stats_->ws_messages_out.add(counts.messages_out);
+    ws_stats_->ws_bytes_in.add(counts.bytes_in);
+    ws_stats_->ws_bytes_out.add(counts.bytes_out);
+    const std::uint64_t from_client = counts.bytes_in, to_client = counts.bytes_out;
     LOG_DEBUG("client %s: WebSocket closed (%s), %llu bytes in, %llu bytes out", client_ip_.c_str(), reason,
               static_cast<unsigned long long>(from_client), static_cast<unsigned long long>(to_client));
     finish(reason);
@@ -443,6 +454,18 @@ void ClientConnection::respondInternal(const config::Route& route) {
         case config::HandlerKind::Static:
             reply = handlers::serveStatic(client_->output(), route, request, response_keep_alive_);
             break;
+        case config::HandlerKind::Metrics:
+        case config::HandlerKind::Status: {
+            observe::ProcessInfo info = worker_.metrics().processInfo();
+            worker_.pubsub().registry().totals(info.pubsub_channels, info.pubsub_subscribers);
+            const bool prometheus = route.handler == config::HandlerKind::Metrics;
+            std::string body = prometheus ? worker_.metrics().renderPrometheus(info) : worker_.metrics().renderJson(info);
+            reply.status = 200;
+            reply.bytes = http::writeSimpleResponse(client_->output(), 200,
+                                                    prometheus ? "text/plain; version=0.0.4" : "application/json", body,
+                                                    response_keep_alive_, {}, request.method == "HEAD");
+            break;
+        }
         case config::HandlerKind::PubSub:
             if (request.method == "POST") {
                 // The body is the message: answer once it is complete (onMessageComplete).
@@ -640,6 +663,7 @@ void ClientConnection::drain() {
 void ClientConnection::logAccess() {
     if (logged_ || status_ == 0) return;
     logged_ = true;
+    if (route_) snapshot_->routeStats(*route_).requests[status_ >= 100 && status_ < 600 ? status_ / 100 : 0].add();
     observe::AccessLog& log = worker_.accessLog();
     if (!log.enabled()) return;
     const http::RequestHead& request = parser_.request();
@@ -663,6 +687,7 @@ void ClientConnection::finish(const char* reason) {
     if (state_ == State::Closed) return;
     LOG_DEBUG("client %s: closed (%s) in state %s", client_ip_.c_str(), reason, toString(state_));
     state_ = State::Closed;
+    listener_stats_.open.sub();
     event_del(timer_.get());
     if (resume_event_) event_del(resume_event_.get());
     retireExchange();

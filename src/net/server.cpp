@@ -17,8 +17,15 @@
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
 #include "portico/observe/access_log.h"
+#include "portico/observe/metrics.h"
 
 namespace portico::net {
+
+namespace {
+double unixTime(std::chrono::system_clock::time_point t) {
+    return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+}  // namespace
 
 unsigned effectiveWorkerCount(unsigned workers) {
     if (workers > 0) return workers;
@@ -31,7 +38,10 @@ unsigned effectiveWorkerCount(unsigned workers) {
 Server::Server(std::string config_path, std::shared_ptr<const config::Config> config)
     : config_path_(std::move(config_path)),
       snapshot_(std::make_shared<Snapshot>(std::move(config))),
-      pubsub_(std::make_shared<handlers::PubSubRegistry>()) {}
+      pubsub_(std::make_shared<handlers::PubSubRegistry>()),
+      metrics_(std::make_shared<observe::Metrics>()) {
+    metrics_->setConfig(config_path_, unixTime(snapshot_->loaded_at), 0);
+}
 
 Server::~Server() = default;
 
@@ -85,8 +95,8 @@ int Server::run() {
     }
     std::size_t per_worker_limit = (config.limits.max_connections + workers - 1) / workers;
     for (unsigned w = 0; w < workers; ++w)
-        workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, pubsub_, std::move(listen_fds[w]),
-                                                    per_worker_limit));
+        workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, pubsub_, metrics_,
+                                                    std::move(listen_fds[w]), per_worker_limit));
     for (auto& worker : workers_) worker->start();
     pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
     LOG_INFO("portico %s started with %u worker%s", PORTICO_VERSION, workers, workers == 1 ? "" : "s");
@@ -118,6 +128,7 @@ void Server::reload() {
     LOG_INFO("SIGHUP: reloading %s", config_path_.c_str());
     auto fail = [&](const char* why) {
         ++reloads_failed_;
+        metrics_->setReloads(reloads_ok_, reloads_failed_);
         LOG_ERROR("reload failed (%s): still running the configuration loaded before", why);
         sd_notify(0, "READY=1");
     };
@@ -164,6 +175,8 @@ void Server::reload() {
     core::setLogLevel(static_cast<core::LogLevel>(next.log.level));
     for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->requestReload(snapshot_, sink, std::move(new_fds[w]));
     ++reloads_ok_;
+    metrics_->setConfig(config_path_, unixTime(snapshot_->loaded_at), snapshot_->generation);
+    metrics_->setReloads(reloads_ok_, reloads_failed_);
     LOG_INFO("configuration reloaded (generation %llu)", static_cast<unsigned long long>(snapshot_->generation));
     sd_notify(0, "READY=1");
 }

@@ -12,16 +12,18 @@
 namespace portico::net {
 
 Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
-               std::shared_ptr<handlers::PubSubRegistry> pubsub, std::vector<core::UniqueFd> listen_fds,
-               std::size_t max_connections)
+               std::shared_ptr<handlers::PubSubRegistry> pubsub, std::shared_ptr<observe::Metrics> metrics,
+               std::vector<core::UniqueFd> listen_fds, std::size_t max_connections)
     : index_(index),
       snapshot_(std::move(snapshot)),
       access_log_(loop_, std::move(sink)),
       pubsub_(std::make_unique<handlers::PubSubHub>(loop_, std::move(pubsub))),
+      metrics_(std::move(metrics)),
+      stats_(metrics_->addWorker()),
       max_connections_(max_connections == 0 ? 1 : max_connections),
       control_event_(event_new(loop_.base(), -1, 0, &Worker::onControl, this)),
       stop_timer_(event_new(loop_.base(), -1, 0, &Worker::onStopTimeout, this)) {
-    current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_);
+    current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_, stats_);
     drain_old_timer_.reset(event_new(loop_.base(), -1, 0, &Worker::onDrainOld, this));
     for (std::size_t i = 0; i < listen_fds.size(); ++i)
         addListener(i, snapshot_->config->listeners[i].address.toString(), std::move(listen_fds[i]));
@@ -33,7 +35,8 @@ Worker::~Worker() {
 }
 
 bool Worker::addListener(std::size_t index, std::string key, core::UniqueFd fd) {
-    auto slot = std::make_unique<ListenerSlot>(ListenerSlot{this, index, std::move(key), nullptr});
+    observe::ListenerStats* stats = &stats_.listener(key);
+    auto slot = std::make_unique<ListenerSlot>(ListenerSlot{this, index, std::move(key), nullptr, stats});
     evconnlistener* l = evconnlistener_new(loop_.base(), &Worker::onAccept, slot.get(), LEV_OPT_CLOSE_ON_FREE, -1, fd.get());
     if (!l) return false;
     fd.release();
@@ -93,7 +96,7 @@ void Worker::applyReload() {
     }
     if (!reload || stopping_) return;
     snapshot_ = std::move(reload->snapshot);
-    current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_);
+    current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_, stats_);
     if (reload->sink) access_log_.setSink(std::move(reload->sink));
     // Re-lay the listeners out in the new order; a socket whose address stays is kept, so no
     // connection attempt is refused during a reload.
@@ -148,13 +151,14 @@ void Worker::onStopTimeout(int, short, void* arg) {
 
 void Worker::onAccept(evconnlistener*, int fd, sockaddr* peer, int, void* arg) {
     auto* slot = static_cast<ListenerSlot*>(arg);
-    slot->worker->accept(fd, peer, slot->index);
+    slot->worker->accept(fd, peer, *slot);
 }
 
-void Worker::accept(int fd, const sockaddr* peer, std::size_t listener_index) {
+void Worker::accept(int fd, const sockaddr* peer, const ListenerSlot& slot) {
     core::UniqueFd owned(fd);
     if (stopping_) return;
-    auto connection = std::make_unique<ClientConnection>(*this, std::move(owned), peer, current_, listener_index);
+    slot.stats->accepted.add();
+    auto connection = std::make_unique<ClientConnection>(*this, std::move(owned), peer, current_, slot.index, *slot.stats);
     ClientConnection* raw = connection.get();
     connections_.emplace(raw, std::move(connection));
     raw->start();

@@ -68,6 +68,7 @@ const std::string& HttpExchange::upstreamName() const {
 }
 
 void HttpExchange::start() {
+    started_ = std::chrono::steady_clock::now();
     int server = group_.balancer().pick(request_.client_hash, -1, Balancer::Clock::now());
     if (server < 0) {
         fail(502, "no upstream server");
@@ -94,7 +95,7 @@ void HttpExchange::tryServer(int server, bool allow_pool) {
         upstream_ = group_.connect(server, this, error);
         if (!upstream_) {
             LOG_WARN("upstream %s: connect failed: %s", group_.serverName(server).c_str(), strerror(error));
-            group_.balancer().markFailed(server, Balancer::Clock::now());
+            group_.markFailed(server);
             retryOrFail(502, "upstream unreachable");
             return;
         }
@@ -129,6 +130,7 @@ void HttpExchange::fail(int status, const char* reason) {
 }
 
 void HttpExchange::complete() {
+    group_.stats().observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
     phase_ = Phase::Done;
     event_del(timer_.get());
     group_.balancer().onRequestEnd(server_);
@@ -154,7 +156,7 @@ void HttpExchange::onTimer(int, short, void* arg) {
     auto* self = static_cast<HttpExchange*>(arg);
     if (self->phase_ == Phase::Connecting) {
         LOG_WARN("upstream %s: connect timed out", self->upstreamName().c_str());
-        self->group_.balancer().markFailed(self->server_, Balancer::Clock::now());
+        self->group_.markFailed(self->server_);
         self->retryOrFail(504, "upstream connect timed out");
     } else if (self->phase_ != Phase::Done) {
         LOG_WARN("upstream %s: read timed out", self->upstreamName().c_str());
@@ -202,7 +204,7 @@ void HttpExchange::abort() {
 }
 
 void HttpExchange::onConnected(net::Stream& stream) {
-    group_.balancer().markSucceeded(server_);
+    group_.markSucceeded(server_);
     phase_ = Phase::Waiting;
     armTimer();
     stream.flush();
@@ -217,7 +219,7 @@ void HttpExchange::onConnectionLost(int error) {
     if (phase_ == Phase::Done) return;
     if (phase_ == Phase::Connecting) {
         LOG_WARN("upstream %s: connect failed: %s", upstreamName().c_str(), strerror(error));
-        group_.balancer().markFailed(server_, Balancer::Clock::now());
+        group_.markFailed(server_);
         retryOrFail(502, "upstream unreachable");
         return;
     }

@@ -8,8 +8,8 @@
 
 namespace portico::proxy {
 
-UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream)
-    : loop_(loop), upstream_(upstream), balancer_(upstream.balance, upstream.servers.size()) {
+UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, observe::UpstreamStats& stats)
+    : loop_(loop), upstream_(upstream), balancer_(upstream.balance, upstream.servers.size()), stats_(stats) {
     for (const auto& hp : upstream.servers) {
         Server s;
         s.name = hp.toString();
@@ -32,6 +32,18 @@ UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstr
 }
 
 UpstreamGroup::~UpstreamGroup() = default;
+
+void UpstreamGroup::markFailed(int server) {
+    balancer_.markFailed(server, Balancer::Clock::now());
+    auto& down = *stats_.server_down[static_cast<std::size_t>(server)];
+    if (down.get() == 0) down.add();
+}
+
+void UpstreamGroup::markSucceeded(int server) {
+    balancer_.markSucceeded(server);
+    auto& down = *stats_.server_down[static_cast<std::size_t>(server)];
+    if (down.get() != 0) down.sub(down.get());
+}
 
 std::unique_ptr<net::Stream> UpstreamGroup::connect(int server, net::StreamHandler* handler, int& error) {
     const Server& s = servers_[static_cast<std::size_t>(server)];

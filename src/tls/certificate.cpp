@@ -215,11 +215,13 @@ void checkValidity(const X509* cert, std::time_t now, const std::string& key,
                                   formatTime(not_after),
                          certificate);
     } else if (not_after - now <= std::time_t{kExpiryWarningDays} * 86400) {
-        long days = static_cast<long>((not_after - now) / 86400);
+        // Rounded up: a certificate made "-days 3" a moment ago expires in 3 days, not 2.
+        std::time_t left = not_after - now;
+        long days = static_cast<long>((left + 86399) / 86400);
         problems.warning(key,
                          what + ": certificate " + subjectString(cert) + " expires in " +
-                             (days == 0 ? std::string("less than a day")
-                                        : std::to_string(days) + (days == 1 ? " day" : " days")) +
+                             (left < 86400 ? std::string("less than a day")
+                                           : std::to_string(days) + " days") +
                              " (" + formatTime(not_after) + ")",
                          certificate);
     }

@@ -206,10 +206,10 @@ void FrameRelay::end(const char* reason) {
     ended_ = true;
     event_del(idle_timer_.get());
     event_del(ping_timer_.get());
-    std::uint64_t from_client = up_.bytes, to_client = down_.bytes;
+    const SessionCounts counts{up_.checker.messages(), down_.checker.messages(), up_.bytes, down_.bytes};
     net::closeGracefully(loop_, std::move(client_));
     net::closeGracefully(loop_, std::move(upstream_));
-    owner_.onSessionEnd(reason, from_client, to_client);
+    owner_.onSessionEnd(reason, counts);
 }
 
 }  // namespace portico::ws

@@ -1,22 +1,18 @@
 // libFuzzer target: bytes from a client fed to MessageParser in request mode, exactly as
 // ClientConnection does (parse(), resume() after each message, finish() at the end).
 //
-// Not part of the CMake build (libFuzzer needs clang). Build it next to a configured tree with
-// clang, from the repository root:
+// Not part of the CMake build (libFuzzer needs clang). Build and run it from the repository root;
+// it needs only the HTTP parser, its head helpers and llhttp (compiled strict, like
+// cmake/llhttp.cmake does):
 //
-//   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-//         -DPORTICO_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-//         -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" \
-//         -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined"
-//   cmake --build build-fuzz --target portico_lib -j2
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
-//         tests/fuzz/fuzz_http_request.cpp build-fuzz/libportico_lib.a build-fuzz/libllhttp_static.a \
-//         $(pkg-config --libs libevent_core) -o build-fuzz/fuzz_http_request
-//   mkdir -p build-fuzz/corpus && build-fuzz/fuzz_http_request -max_len=4096 build-fuzz/corpus
-//
-// (A quick check without instrumenting the library: compile only this file with
-// -fsanitize=fuzzer,address and link the ordinary build's libportico_lib.a; coverage then
-// comes from this file alone, so the fuzzer finds much less.)
+//   mkdir -p build-fuzz/corpus && cd build-fuzz
+//   clang -c -O1 -g -w -fsanitize=fuzzer-no-link,address,undefined -DLLHTTP_STRICT_MODE=1 \
+//         -I/usr/share/include/llhttp /usr/share/llhttp/llhttp.c /usr/share/llhttp/api.c /usr/share/llhttp/http.c
+//   clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -DLLHTTP_STRICT_MODE=1 \
+//         -I../include -I/usr/share/include/llhttp ../tests/fuzz/fuzz_http_request.cpp \
+//         ../src/http/message_parser.cpp ../src/http/head.cpp ../src/core/handles.cpp \
+//         llhttp.o api.o http.o $(pkg-config --libs libevent_core) -o fuzz_http_request
+//   ./fuzz_http_request -max_len=4096 -max_total_time=600 corpus
 //
 // The first input byte chooses how the rest is cut into evbuffer pieces, so that the parser's
 // handling of heads and bodies split anywhere is fuzzed too. Invariants the parser promises are

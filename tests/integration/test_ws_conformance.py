@@ -10,14 +10,12 @@ Python's strict bytes.decode("utf-8") is the UTF-8 oracle.
 import hashlib
 import itertools
 import os
-import struct
 import sys
 import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-import ws_client  # noqa: E402
 from portico_harness import main, make_config, slow_factor  # noqa: E402
 from ws_client import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,  # noqa: E402
                        build_frame, close_payload)

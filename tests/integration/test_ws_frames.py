@@ -268,6 +268,30 @@ class Timers(WsTestCase):
         p = self.start_portico(echo_config(websocket={"ping_interval": "1s"}))
         self._expect_pings(self.ws_connect(p.port, "/echo"))
 
+    def test_client_that_never_answers_pings_is_closed(self):
+        # "Portico pings the client and expects a pong": a client that never answers is gone.
+        p = self.start_portico(echo_config(websocket={"ping_interval": "1s",
+                                                      "idle_timeout": "1m"}))
+        ws = self.ws_connect(p.port, "/echo")
+        deadline = time.monotonic() + 8 * slow_factor()
+        pings, close = 0, None
+        try:
+            while time.monotonic() < deadline:
+                f = ws.recv_frame(deadline - time.monotonic())  # never answered
+                if f.opcode == OP_PING:
+                    pings += 1
+                elif f.opcode == ws_client.OP_CLOSE:
+                    close = f.close_code
+                    break
+        except ws_client.ConnectionClosed:
+            close = "eof"
+        except OSError:
+            pass
+        self.assertGreaterEqual(pings, 1)
+        self.assertIsNotNone(close, "a client that ignored %d pings for 8 s is still "
+                             "connected" % pings)
+        self.assertIn(close, (1001, 1002, 1008, 1011, "eof"))
+
     def _expect_pings(self, ws):
         pings = 0
         deadline = time.monotonic() + 4.5 * slow_factor()

@@ -3,7 +3,6 @@ refused before upgrading (400, 426, 403), what goes upstream, and how a bad upst
 handled (non-101 relayed, wrong accept 502, upstream down 502)."""
 
 import base64
-import json
 import os
 import sys
 import time
@@ -11,7 +10,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 import ws_client  # noqa: E402
-from portico_harness import main, make_config  # noqa: E402
+from portico_harness import main  # noqa: E402
 from ws_client import accept_for, make_key, upgrade_headers  # noqa: E402
 from ws_peers import (WsTestCase, closed_socket_port, echo_config, run_node_client,  # noqa: E402
                       wait_for, ws_proxy_config, ws_url)

@@ -15,8 +15,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 import ws_client  # noqa: E402
-from portico_harness import RssSampler, main, slow_factor  # noqa: E402
-from ws_client import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT  # noqa: E402
+from portico_harness import LEAN_ASAN_ENV, RssSampler, main, slow_factor  # noqa: E402
+from ws_client import OP_BINARY, OP_PING, OP_PONG, OP_TEXT  # noqa: E402
 from ws_peers import (WsTestCase, py_connect, py_echo_roundtrip, py_run,  # noqa: E402
                       run_node_client, start_ws_backend, ws_proxy_config, ws_url)
 
@@ -66,7 +66,9 @@ class _ProxyCases:
         reason = getattr(getattr(self, self._testMethodName), "not_for", {}).get(self.kind)
         if reason:
             self.skipTest(reason)
-        self.p = self.start_portico(ws_proxy_config(self.backend.address, mode=self.mode))
+        # LEAN_ASAN_ENV: a small ASan quarantine, so RSS means live buffers (memory tests).
+        self.p = self.start_portico(ws_proxy_config(self.backend.address, mode=self.mode),
+                                    env=LEAN_ASAN_ENV)
         self.url = ws_url(self.p.port, "/ws/%s" % self._testMethodName)
 
     def own_backend(self, **kw):
@@ -199,10 +201,8 @@ class _ProxyCases:
             self.assertEqual(reason, b"server says bye")
 
     def test_backend_drop_ends_the_client(self):
-        if self.kind == "django":
-            b, p = self.own_backend()  # __drop__ ends daphne
-        else:
-            b, p = self.backend, self.p
+        # __drop__ ends daphne: the Django case gets a backend of its own.
+        p = self.own_backend()[1] if self.kind == "django" else self.p
         ws = self.ws_connect(p.port, "/ws/drop")
         ws.send_text("still there?")
         self.assertEqual(ws.recv_text(), "still there?")

@@ -217,6 +217,7 @@ def standard_set(directory):
         "site-ec": pki.issue("site-ec", ["site.test", "www.site.test"]),
         "site-rsa": pki.issue("site-rsa", ["site.test", "www.site.test"], key_type="rsa"),
         "other": pki.issue("other", ["other.test"]),
+        "www": pki.issue("www", ["www.site.test", "api.site.test"]),
         "wild": pki.issue("wild", ["*.wild.test"]),
         "expired": pki.issue("expired", ["expired.test"], expired=True),
         "soon": pki.issue("soon", ["soon.test"], days=3),

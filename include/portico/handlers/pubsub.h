@@ -65,6 +65,8 @@ public:
                                       std::uint64_t& current_seq);
     void unsubscribe(const std::string& channel, PubSubHub* hub);
     ChannelInfo info(const std::string& channel);
+    // Channels known and subscribers on every channel, for metrics.
+    void totals(std::size_t& channels, std::size_t& subscribers);
 
 private:
     struct Channel {

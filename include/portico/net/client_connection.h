@@ -19,6 +19,7 @@
 #include "portico/core/handles.h"
 #include "portico/handlers/http_handlers.h"
 #include "portico/http/message_parser.h"
+#include "portico/observe/metrics.h"
 #include "portico/net/stream.h"
 #include "portico/proxy/exchange_owner.h"
 #include "portico/ws/permessage_deflate.h"
@@ -53,7 +54,7 @@ public:
 
     // `listener_index` is the accepting listener's position in the configuration.
     ClientConnection(Worker& worker, core::UniqueFd fd, const sockaddr* peer, std::shared_ptr<WorkerSnapshot> snapshot,
-                     std::size_t listener_index);
+                     std::size_t listener_index, observe::ListenerStats& listener_stats);
     ~ClientConnection();
     ClientConnection(const ClientConnection&) = delete;
     ClientConnection& operator=(const ClientConnection&) = delete;
@@ -90,7 +91,7 @@ private:
     void onUpgraded(std::unique_ptr<Stream> upstream, std::string extensions) override;
 
     // After a 101: the WebSocket session.
-    void onSessionEnd(const char* reason, std::uint64_t from_client, std::uint64_t to_client) override;
+    void onSessionEnd(const char* reason, const ws::SessionCounts& counts) override;
     http::HeadAction acceptWebSocket(const config::Route& route, const ws::UpgradeRequest& upgrade);
     void startSession(std::unique_ptr<ws::Session> session);
 
@@ -111,6 +112,8 @@ private:
     Worker& worker_;
     std::shared_ptr<WorkerSnapshot> snapshot_;
     const config::Listener* listener_;  // in snapshot_'s configuration
+    observe::ListenerStats& listener_stats_;
+    observe::RouteStats* ws_stats_ = nullptr;  // the route of an upgraded connection
     std::unique_ptr<Stream> client_;
     http::MessageParser parser_;
     std::unique_ptr<proxy::HttpExchange> exchange_;

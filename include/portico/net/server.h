@@ -13,6 +13,7 @@
 
 namespace portico::observe {
 class AccessSink;
+class Metrics;
 }
 namespace portico::handlers {
 class PubSubRegistry;
@@ -49,6 +50,7 @@ private:
     std::uint64_t reloads_failed_ = 0;
     std::shared_ptr<observe::AccessSink> access_sink_;
     std::shared_ptr<handlers::PubSubRegistry> pubsub_;  // channels span every worker
+    std::shared_ptr<observe::Metrics> metrics_;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<core::EventPtr> signal_events_;
     bool stopping_ = false;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "portico/config/config.h"
+#include "portico/observe/metrics.h"
 #include "portico/proxy/route_table.h"
 #include "portico/proxy/upstream_group.h"
 
@@ -29,15 +30,22 @@ struct Snapshot {
 
 class WorkerSnapshot {
 public:
-    WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> snapshot);
+    WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> snapshot, observe::WorkerStats& stats);
     const Snapshot& snapshot() const { return *snapshot_; }
     const config::Config& config() const { return *snapshot_->config; }
     // The worker-local state of upstream `name`, or nullptr.
     proxy::UpstreamGroup* upstream(const std::string& name);
+    // This worker's counters for `route` (a route of this snapshot's configuration).
+    observe::RouteStats& routeStats(const config::Route& route) {
+        return *route_stats_[static_cast<std::size_t>(&route - snapshot_->config->routes.data())];
+    }
+    observe::WorkerStats& stats() { return stats_; }
 
 private:
     std::shared_ptr<const Snapshot> snapshot_;
     std::map<std::string, std::unique_ptr<proxy::UpstreamGroup>, std::less<>> upstreams_;
+    observe::WorkerStats& stats_;
+    std::vector<observe::RouteStats*> route_stats_;  // by route index
 };
 
 }  // namespace portico::net

@@ -19,6 +19,7 @@
 #include "portico/net/event_loop.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/observe/access_log.h"
+#include "portico/observe/metrics.h"
 
 namespace portico::net {
 
@@ -31,8 +32,8 @@ public:
     // `listen_fds` are bound, listening sockets this worker accepts on (ownership taken).
     // `listen_fds` are bound, listening sockets (ownership taken), one per configured listener.
     Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
-           std::shared_ptr<handlers::PubSubRegistry> pubsub, std::vector<core::UniqueFd> listen_fds,
-           std::size_t max_connections);
+           std::shared_ptr<handlers::PubSubRegistry> pubsub, std::shared_ptr<observe::Metrics> metrics,
+           std::vector<core::UniqueFd> listen_fds, std::size_t max_connections);
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -54,6 +55,8 @@ public:
     EventLoop& loop() { return loop_; }
     observe::AccessLog& accessLog() { return access_log_; }
     handlers::PubSubHub& pubsub() { return *pubsub_; }
+    observe::Metrics& metrics() { return *metrics_; }
+    observe::WorkerStats& stats() { return stats_; }
     bool stopping() const { return stopping_; }
     std::size_t connectionCount() const { return connections_.size(); }
 
@@ -61,8 +64,9 @@ public:
     void onConnectionFinished(ClientConnection* connection);
 
 private:
+    struct ListenerSlot;
     void run();
-    void accept(int fd, const sockaddr* peer, std::size_t listener_index);
+    void accept(int fd, const sockaddr* peer, const ListenerSlot& slot);
     void applyReload();
     bool addListener(std::size_t index, std::string key, core::UniqueFd fd);
     static void onDrainOld(int, short, void* arg);
@@ -79,12 +83,15 @@ private:
     std::shared_ptr<WorkerSnapshot> current_;
     observe::AccessLog access_log_;
     std::unique_ptr<handlers::PubSubHub> pubsub_;
+    std::shared_ptr<observe::Metrics> metrics_;
+    observe::WorkerStats& stats_;
     // One per configured listener, in configuration order (the index is the config's).
     struct ListenerSlot {
         Worker* worker;
         std::size_t index;
         std::string key;  // the configured address, e.g. "127.0.0.1:8080"
         core::ListenerPtr listener;
+        observe::ListenerStats* stats;
     };
     std::vector<std::unique_ptr<ListenerSlot>> listeners_;
     std::unordered_map<ClientConnection*, std::unique_ptr<ClientConnection>> connections_;

@@ -3,6 +3,7 @@
 // fresh connection, one retry on a failed connect, the request body streamed up and the
 // response streamed down with backpressure both ways.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -99,6 +100,7 @@ private:
     http::MessageParser response_parser_;
     core::EventPtr timer_;
     Phase phase_ = Phase::Connecting;
+    std::chrono::steady_clock::time_point started_{};
     int server_ = -1;
     int first_server_ = -1;
     int attempts_ = 0;

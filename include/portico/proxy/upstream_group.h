@@ -9,6 +9,7 @@
 
 #include "portico/config/config.h"
 #include "portico/net/stream.h"
+#include "portico/observe/metrics.h"
 #include "portico/proxy/balancer.h"
 
 namespace portico::net {
@@ -20,11 +21,15 @@ namespace portico::proxy {
 class UpstreamGroup final : private net::StreamHandler {
 public:
     // Resolves every server address (blocking getaddrinfo: called at start-up and reload only).
-    UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream);
+    UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, observe::UpstreamStats& stats);
     ~UpstreamGroup();
 
     const config::Upstream& config() const { return upstream_; }
     Balancer& balancer() { return balancer_; }
+    observe::UpstreamStats& stats() { return stats_; }
+    // Connect outcomes: the balancer's down marking, mirrored in the metrics.
+    void markFailed(int server);
+    void markSucceeded(int server);
     const std::string& serverName(int server) const { return servers_[static_cast<std::size_t>(server)].name; }
 
     // Starts a connection to `server`; nullptr with `error` set if it failed at once.
@@ -56,6 +61,7 @@ private:
     net::EventLoop& loop_;
     const config::Upstream& upstream_;
     Balancer balancer_;
+    observe::UpstreamStats& stats_;
     std::vector<Server> servers_;
     std::vector<Idle> idle_;  // LIFO: the freshest connection is reused first
 };

@@ -21,8 +21,7 @@ namespace portico::tls {
 
 namespace detail {
 class TicketKeyRing;
-struct ServerCallbacks;
-class Problems;
+struct ServerContextAccess;
 }  // namespace detail
 
 class ServerContext : public std::enable_shared_from_this<ServerContext> {
@@ -70,12 +69,8 @@ private:
     };
     using NameMap = std::unordered_map<std::string, std::size_t, NameHash, std::equal_to<>>;
 
-    friend struct detail::ServerCallbacks;
+    friend struct detail::ServerContextAccess;  // the builder and the OpenSSL callbacks
     ServerContext() = default;
-    static std::shared_ptr<ServerContext> buildChecked(const config::ListenerTls& tls,
-                                                       detail::Problems& problems,
-                                                       const ServerContext* previous);
-    friend void checkServerTls(const config::ListenerTls&, detail::Problems&);
 
     // Index into groups_ for `server_name` (already lower case, no trailing dot).
     std::size_t groupFor(std::string_view server_name) const;

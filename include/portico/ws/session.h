@@ -7,11 +7,19 @@
 
 namespace portico::ws {
 
+// What went through a session, for logs and metrics. A tunnel counts bytes only.
+struct SessionCounts {
+    std::uint64_t messages_in = 0;   // from the client
+    std::uint64_t messages_out = 0;  // to the client
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+};
+
 class SessionOwner {
 public:
     // The session is over; its sockets are closed or being closed. Called once. The session is
     // deleted later by the owner (never inside this call).
-    virtual void onSessionEnd(const char* reason, std::uint64_t bytes_from_client, std::uint64_t bytes_to_client) = 0;
+    virtual void onSessionEnd(const char* reason, const SessionCounts& counts) = 0;
 
 protected:
     ~SessionOwner() = default;

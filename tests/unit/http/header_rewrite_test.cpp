@@ -158,6 +158,8 @@ TEST_CASE("upstream request drops hop-by-hop headers and those Connection names"
                                    {"Proxy-Authorization", "Basic Zm9vOmJhcg=="},
                                    {"Proxy-Connection", "keep-alive"},
                                    {"Upgrade", "websocket"},
+                                   {"Transfer-Encoding", "chunked"},
+                                   {"Content-Length", "5"},
                                    {"Accept", "*/*"},
                                    {"Cookie", "a=b"}});
     const WrittenHead head = upstreamHead(r, infoFor(r));

@@ -1,6 +1,5 @@
 """Plain HTTP: GET /plain answers "plain"; any other path answers JSON of the request."""
 
-import json
 
 from django.http import HttpResponse, JsonResponse
 from django.urls import re_path

@@ -1,0 +1,104 @@
+#pragma once
+// Counters for `handler: metrics` (Prometheus text) and `handler: status` (JSON).
+//
+// Each worker owns a WorkerStats and is the only writer of its counters (a relaxed load and
+// store, no locked instruction on the data path); a scrape, on any worker, reads every worker's
+// counters and sums them. Series are created on first use under a mutex that only creation and
+// scrapes take. Series are keyed by stable names (listener address, route, upstream), so they
+// survive reloads and stay monotonic.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace portico::observe {
+
+class Counter {
+public:
+    void add(std::uint64_t n = 1) { value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+    void sub(std::uint64_t n = 1) { value_.store(value_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+    std::uint64_t get() const { return value_.load(std::memory_order_relaxed); }
+
+private:
+    std::atomic<std::uint64_t> value_{0};
+};
+
+struct ListenerStats {
+    Counter accepted;
+    Counter open;             // gauge: accepted minus closed
+    Counter tls_handshakes;   // completed
+    Counter tls_failures;
+};
+
+struct RouteStats {
+    std::array<Counter, 6> requests;  // by status class: [1] 1xx ... [5] 5xx, [0] other
+    Counter ws_open;                  // gauge
+    Counter ws_messages_in;           // from clients (frames relay and built-ins)
+    Counter ws_messages_out;
+    Counter ws_bytes_in;
+    Counter ws_bytes_out;
+};
+
+struct UpstreamStats {
+    // Upstream response time (request sent to response complete), seconds.
+    static constexpr std::array<double, 11> kBuckets = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+    std::array<Counter, kBuckets.size()> buckets;  // not cumulative; summed at render time
+    Counter count;
+    Counter sum_us;
+    std::vector<std::unique_ptr<Counter>> server_down;  // per server: 1 while marked down
+    std::vector<std::string> server_names;
+    void observe(double seconds);
+};
+
+class WorkerStats {
+public:
+    ListenerStats& listener(const std::string& key);
+    RouteStats& route(const std::string& key);
+    UpstreamStats& upstream(const std::string& name, const std::vector<std::string>& servers);
+
+private:
+    friend class Metrics;
+    friend struct StatsReader;  // metrics.cpp: sums every worker's series
+    std::mutex mutex_;  // the maps' structure only
+    std::map<std::string, std::unique_ptr<ListenerStats>> listeners_;
+    std::map<std::string, std::unique_ptr<RouteStats>> routes_;
+    std::map<std::string, std::unique_ptr<UpstreamStats>> upstreams_;
+    std::vector<std::unique_ptr<UpstreamStats>> retired_upstreams_;  // replaced by a reload
+};
+
+// Values the renderer asks for that live elsewhere (pub/sub registry, the server).
+struct ProcessInfo {
+    std::uint64_t reloads_ok = 0;
+    std::uint64_t reloads_failed = 0;
+    std::size_t pubsub_channels = 0;
+    std::size_t pubsub_subscribers = 0;
+    std::string config_file;
+    double config_loaded_at = 0;  // Unix time
+    std::uint64_t generation = 0;
+};
+
+class Metrics {
+public:
+    WorkerStats& addWorker();
+    void setReloads(std::uint64_t ok, std::uint64_t failed);
+    void setConfig(std::string file, double loaded_at, std::uint64_t generation);
+    ProcessInfo processInfo() const;
+
+    std::string renderPrometheus(const ProcessInfo& info);
+    std::string renderJson(const ProcessInfo& info);
+
+private:
+    mutable std::mutex mutex_;
+    std::vector<std::unique_ptr<WorkerStats>> workers_;
+    ProcessInfo info_;
+};
+
+// A route's series key: "host/path" ("*" for any host), e.g. "*/api/".
+std::string routeKey(const std::string& host, const std::string& path, bool exact);
+
+}  // namespace portico::observe

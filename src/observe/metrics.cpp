@@ -1,0 +1,281 @@
+#include "portico/observe/metrics.h"
+
+#include <cstdio>
+
+namespace portico::observe {
+
+void UpstreamStats::observe(double seconds) {
+    std::size_t i = 0;
+    while (i < kBuckets.size() && seconds > kBuckets[i]) ++i;
+    if (i < kBuckets.size()) buckets[i].add();
+    count.add();
+    sum_us.add(static_cast<std::uint64_t>(seconds * 1e6));
+}
+
+ListenerStats& WorkerStats::listener(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    auto& slot = listeners_[key];
+    if (!slot) slot = std::make_unique<ListenerStats>();
+    return *slot;
+}
+
+RouteStats& WorkerStats::route(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    auto& slot = routes_[key];
+    if (!slot) slot = std::make_unique<RouteStats>();
+    return *slot;
+}
+
+UpstreamStats& WorkerStats::upstream(const std::string& name, const std::vector<std::string>& servers) {
+    std::lock_guard lock(mutex_);
+    auto& slot = upstreams_[name];
+    if (!slot || slot->server_names != servers) {
+        // New, or its servers changed in a reload: fresh per-server state (the histogram goes on).
+        auto fresh = std::make_unique<UpstreamStats>();
+        if (slot) {
+            for (std::size_t i = 0; i < fresh->buckets.size(); ++i) fresh->buckets[i].add(slot->buckets[i].get());
+            fresh->count.add(slot->count.get());
+            fresh->sum_us.add(slot->sum_us.get());
+        }
+        fresh->server_names = servers;
+        for (std::size_t i = 0; i < servers.size(); ++i) fresh->server_down.push_back(std::make_unique<Counter>());
+        retired_upstreams_.push_back(std::move(slot));  // old exchanges may still point at it
+        slot = std::move(fresh);
+    }
+    return *slot;
+}
+
+WorkerStats& Metrics::addWorker() {
+    std::lock_guard lock(mutex_);
+    workers_.push_back(std::make_unique<WorkerStats>());
+    return *workers_.back();
+}
+
+void Metrics::setReloads(std::uint64_t ok, std::uint64_t failed) {
+    std::lock_guard lock(mutex_);
+    info_.reloads_ok = ok;
+    info_.reloads_failed = failed;
+}
+
+void Metrics::setConfig(std::string file, double loaded_at, std::uint64_t generation) {
+    std::lock_guard lock(mutex_);
+    info_.config_file = std::move(file);
+    info_.config_loaded_at = loaded_at;
+    info_.generation = generation;
+}
+
+ProcessInfo Metrics::processInfo() const {
+    std::lock_guard lock(mutex_);
+    return info_;
+}
+
+std::string routeKey(const std::string& host, const std::string& path, bool exact) {
+    return (host.empty() ? std::string("*") : host) + (exact ? "=" : "") + path;
+}
+
+namespace {
+
+// Sums of every worker's series, by key.
+struct Totals {
+    struct Listener {
+        std::uint64_t accepted = 0, open = 0, tls_ok = 0, tls_failed = 0;
+    };
+    struct Route {
+        std::array<std::uint64_t, 6> requests{};
+        std::uint64_t ws_open = 0, msg_in = 0, msg_out = 0, bytes_in = 0, bytes_out = 0;
+    };
+    struct Upstream {
+        std::array<std::uint64_t, UpstreamStats::kBuckets.size()> buckets{};
+        std::uint64_t count = 0, sum_us = 0;
+        std::vector<std::string> servers;
+        std::vector<std::uint64_t> down;
+    };
+    std::map<std::string, Listener> listeners;
+    std::map<std::string, Route> routes;
+    std::map<std::string, Upstream> upstreams;
+};
+
+std::string escapeLabel(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '"' || c == '\\') out.push_back('\\');
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out.push_back(c);
+    }
+    return out;
+}
+
+}  // namespace
+
+struct StatsReader {
+    static Totals collect(const std::vector<std::unique_ptr<WorkerStats>>& workers);
+};
+
+std::string Metrics::renderPrometheus(const ProcessInfo& info) {
+    Totals t;
+    {
+        std::lock_guard lock(mutex_);
+        t = StatsReader::collect(workers_);
+    }
+    std::string out;
+    char line[512];
+    auto metric = [&](const char* name, const char* type, const char* help) {
+        snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        out += line;
+    };
+    metric("portico_connections_accepted_total", "counter", "Client connections accepted per listener.");
+    for (auto& [k, v] : t.listeners)
+        out += "portico_connections_accepted_total{listener=\"" + escapeLabel(k) + "\"} " + std::to_string(v.accepted) + "\n";
+    metric("portico_connections_open", "gauge", "Client connections open per listener.");
+    for (auto& [k, v] : t.listeners)
+        out += "portico_connections_open{listener=\"" + escapeLabel(k) + "\"} " + std::to_string(v.open) + "\n";
+    metric("portico_tls_handshakes_total", "counter", "TLS handshakes completed per listener.");
+    for (auto& [k, v] : t.listeners)
+        out += "portico_tls_handshakes_total{listener=\"" + escapeLabel(k) + "\"} " + std::to_string(v.tls_ok) + "\n";
+    metric("portico_tls_handshake_failures_total", "counter", "TLS handshakes failed per listener.");
+    for (auto& [k, v] : t.listeners)
+        out += "portico_tls_handshake_failures_total{listener=\"" + escapeLabel(k) + "\"} " + std::to_string(v.tls_failed) + "\n";
+    metric("portico_requests_total", "counter", "Requests per route and status class.");
+    static const char* kClasses[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (auto& [k, v] : t.routes)
+        for (std::size_t c = 0; c < v.requests.size(); ++c)
+            if (v.requests[c])
+                out += "portico_requests_total{route=\"" + escapeLabel(k) + "\",status=\"" + kClasses[c] + "\"} " +
+                       std::to_string(v.requests[c]) + "\n";
+    metric("portico_websocket_connections_open", "gauge", "Upgraded connections open per route.");
+    for (auto& [k, v] : t.routes)
+        out += "portico_websocket_connections_open{route=\"" + escapeLabel(k) + "\"} " + std::to_string(v.ws_open) + "\n";
+    metric("portico_websocket_messages_total", "counter", "WebSocket messages per route and direction.");
+    for (auto& [k, v] : t.routes) {
+        out += "portico_websocket_messages_total{route=\"" + escapeLabel(k) + "\",direction=\"in\"} " + std::to_string(v.msg_in) + "\n";
+        out += "portico_websocket_messages_total{route=\"" + escapeLabel(k) + "\",direction=\"out\"} " + std::to_string(v.msg_out) + "\n";
+    }
+    metric("portico_websocket_bytes_total", "counter", "WebSocket bytes per route and direction.");
+    for (auto& [k, v] : t.routes) {
+        out += "portico_websocket_bytes_total{route=\"" + escapeLabel(k) + "\",direction=\"in\"} " + std::to_string(v.bytes_in) + "\n";
+        out += "portico_websocket_bytes_total{route=\"" + escapeLabel(k) + "\",direction=\"out\"} " + std::to_string(v.bytes_out) + "\n";
+    }
+    metric("portico_upstream_response_seconds", "histogram", "Upstream response time.");
+    for (auto& [k, v] : t.upstreams) {
+        std::uint64_t cumulative = 0;
+        for (std::size_t i = 0; i < v.buckets.size(); ++i) {
+            cumulative += v.buckets[i];
+            snprintf(line, sizeof line, "portico_upstream_response_seconds_bucket{upstream=\"%s\",le=\"%g\"} %llu\n",
+                     escapeLabel(k).c_str(), UpstreamStats::kBuckets[i], static_cast<unsigned long long>(cumulative));
+            out += line;
+        }
+        snprintf(line, sizeof line,
+                 "portico_upstream_response_seconds_bucket{upstream=\"%s\",le=\"+Inf\"} %llu\n"
+                 "portico_upstream_response_seconds_sum{upstream=\"%s\"} %.6f\n"
+                 "portico_upstream_response_seconds_count{upstream=\"%s\"} %llu\n",
+                 escapeLabel(k).c_str(), static_cast<unsigned long long>(v.count), escapeLabel(k).c_str(),
+                 static_cast<double>(v.sum_us) / 1e6, escapeLabel(k).c_str(), static_cast<unsigned long long>(v.count));
+        out += line;
+    }
+    metric("portico_upstream_server_up", "gauge", "1 when no worker has the server marked down.");
+    for (auto& [k, v] : t.upstreams)
+        for (std::size_t i = 0; i < v.servers.size(); ++i)
+            out += "portico_upstream_server_up{upstream=\"" + escapeLabel(k) + "\",server=\"" + escapeLabel(v.servers[i]) +
+                   "\"} " + (v.down[i] ? "0" : "1") + "\n";
+    metric("portico_pubsub_channels", "gauge", "Pub/sub channels known.");
+    out += "portico_pubsub_channels " + std::to_string(info.pubsub_channels) + "\n";
+    metric("portico_pubsub_subscribers", "gauge", "Pub/sub subscribers on every worker.");
+    out += "portico_pubsub_subscribers " + std::to_string(info.pubsub_subscribers) + "\n";
+    metric("portico_reloads_total", "counter", "Configuration reloads by outcome.");
+    out += "portico_reloads_total{outcome=\"ok\"} " + std::to_string(info.reloads_ok) + "\n";
+    out += "portico_reloads_total{outcome=\"failed\"} " + std::to_string(info.reloads_failed) + "\n";
+    return out;
+}
+
+std::string Metrics::renderJson(const ProcessInfo& info) {
+    Totals t;
+    {
+        std::lock_guard lock(mutex_);
+        t = StatsReader::collect(workers_);
+    }
+    auto quote = [](const std::string& s) {
+        std::string out = "\"";
+        for (char c : s) {
+            if (c == '"' || c == '\\') out.push_back('\\');
+            if (static_cast<unsigned char>(c) < 0x20) continue;
+            out.push_back(c);
+        }
+        return out + "\"";
+    };
+    std::string out = "{\"config\":{\"file\":" + quote(info.config_file) + ",\"loaded_at\":" +
+                      std::to_string(static_cast<long long>(info.config_loaded_at)) +
+                      ",\"generation\":" + std::to_string(info.generation) + "},";
+    out += "\"reloads\":{\"ok\":" + std::to_string(info.reloads_ok) + ",\"failed\":" + std::to_string(info.reloads_failed) + "},";
+    out += "\"listeners\":{";
+    bool first = true;
+    for (auto& [k, v] : t.listeners) {
+        out += (first ? "" : ",") + quote(k) + ":{\"accepted\":" + std::to_string(v.accepted) + ",\"open\":" +
+               std::to_string(v.open) + ",\"tls_handshakes\":" + std::to_string(v.tls_ok) +
+               ",\"tls_failures\":" + std::to_string(v.tls_failed) + "}";
+        first = false;
+    }
+    out += "},\"routes\":{";
+    first = true;
+    for (auto& [k, v] : t.routes) {
+        out += (first ? "" : ",") + quote(k) + ":{\"requests\":{\"1xx\":" + std::to_string(v.requests[1]) +
+               ",\"2xx\":" + std::to_string(v.requests[2]) + ",\"3xx\":" + std::to_string(v.requests[3]) +
+               ",\"4xx\":" + std::to_string(v.requests[4]) + ",\"5xx\":" + std::to_string(v.requests[5]) +
+               "},\"websocket\":{\"open\":" + std::to_string(v.ws_open) + ",\"messages_in\":" + std::to_string(v.msg_in) +
+               ",\"messages_out\":" + std::to_string(v.msg_out) + ",\"bytes_in\":" + std::to_string(v.bytes_in) +
+               ",\"bytes_out\":" + std::to_string(v.bytes_out) + "}}";
+        first = false;
+    }
+    out += "},\"upstreams\":{";
+    first = true;
+    for (auto& [k, v] : t.upstreams) {
+        out += (first ? "" : ",") + quote(k) + ":{\"responses\":" + std::to_string(v.count) + ",\"response_seconds_sum\":" +
+               std::to_string(static_cast<double>(v.sum_us) / 1e6) + ",\"servers\":{";
+        for (std::size_t i = 0; i < v.servers.size(); ++i)
+            out += (i ? "," : "") + quote(v.servers[i]) + ":" + (v.down[i] ? "\"down\"" : "\"up\"");
+        out += "}}";
+        first = false;
+    }
+    out += "},\"pubsub\":{\"channels\":" + std::to_string(info.pubsub_channels) +
+           ",\"subscribers\":" + std::to_string(info.pubsub_subscribers) + "}}\n";
+    return out;
+}
+
+Totals StatsReader::collect(const std::vector<std::unique_ptr<WorkerStats>>& workers) {
+    Totals t;
+    for (const auto& w : workers) {
+        std::lock_guard lock(w->mutex_);
+        for (auto& [k, s] : w->listeners_) {
+            auto& o = t.listeners[k];
+            o.accepted += s->accepted.get();
+            o.open += s->open.get();
+            o.tls_ok += s->tls_handshakes.get();
+            o.tls_failed += s->tls_failures.get();
+        }
+        for (auto& [k, s] : w->routes_) {
+            auto& o = t.routes[k];
+            for (std::size_t i = 0; i < o.requests.size(); ++i) o.requests[i] += s->requests[i].get();
+            o.ws_open += s->ws_open.get();
+            o.msg_in += s->ws_messages_in.get();
+            o.msg_out += s->ws_messages_out.get();
+            o.bytes_in += s->ws_bytes_in.get();
+            o.bytes_out += s->ws_bytes_out.get();
+        }
+        for (auto& [k, s] : w->upstreams_) {
+            auto& o = t.upstreams[k];
+            for (std::size_t i = 0; i < o.buckets.size(); ++i) o.buckets[i] += s->buckets[i].get();
+            o.count += s->count.get();
+            o.sum_us += s->sum_us.get();
+            if (o.servers.empty()) {
+                o.servers = s->server_names;
+                o.down.assign(o.servers.size(), 0);
+            }
+            for (std::size_t i = 0; i < s->server_down.size() && i < o.down.size(); ++i) o.down[i] += s->server_down[i]->get();
+        }
+    }
+    return t;
+}
+
+}  // namespace portico::observe
