@@ -19,6 +19,7 @@ What lives here:
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import resource
@@ -441,15 +442,45 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+LOCK_PATH = "/tmp/portico-bench.lock"
+_lock_fd: int | None = None
+
+
+def acquire_run_lock() -> None:
+    """Takes the machine-wide benchmark lock (flock on LOCK_PATH) so that two benchmarks never
+    measure at the same time; blocks while another one measures. Idempotent."""
+    global _lock_fd
+    if _lock_fd is not None:
+        return
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log("another benchmark is measuring: waiting for it")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    _lock_fd = fd
+
+
+def release_run_lock() -> None:
+    global _lock_fd
+    if _lock_fd is not None:
+        os.close(_lock_fd)  # closing drops the flock
+        _lock_fd = None
+
+
 def wait_quiet(max_busy: float = 0.10, window: float = 1.0, timeout: float = 300.0,
                own: Sequence["Service"] = ()) -> float:
     """Waits until the machine is quiet: over `window` seconds, the CPU used by everything but
     the `own` services is at most max_busy of one core. Other people's compilers on a shared
     2-core machine skew CPU-per-request figures. Returns the seconds waited (gives up after
-    timeout and says so)."""
+    timeout and says so).
+
+    Returns holding the benchmark lock (acquire_run_lock); the next measure() releases it, so
+    a concurrent benchmark cannot start between the check and the run."""
     start = time.monotonic()
     warned = False
     while True:
+        acquire_run_lock()
         b0, o0 = machine_busy_seconds(), sum(s.cpu() for s in own)
         time.sleep(window)
         busy = (machine_busy_seconds() - b0) - (sum(s.cpu() for s in own) - o0)
@@ -458,12 +489,13 @@ def wait_quiet(max_busy: float = 0.10, window: float = 1.0, timeout: float = 300
             if waited > window * 1.5:
                 log(f"machine quiet again after {waited:.0f} s")
             return waited
-        if not warned:
-            log(f"machine busy ({busy / window:.0%} of a core outside the benchmark): waiting")
-            warned = True
         if waited > timeout:
             log(f"machine still busy after {timeout:.0f} s: measuring anyway")
             return waited
+        if not warned:
+            log(f"machine busy ({busy / window:.0%} of a core outside the benchmark): waiting")
+            warned = True
+        release_run_lock()  # let another benchmark measure while we wait
 
 
 def run_wrk(url: str, *, threads: int = 1, connections: int = 64, duration: float = 5.0,
@@ -523,15 +555,20 @@ def measure(svc: Service, load: Callable[[], LoadResult], round_no: int = 0,
     differences land in Sample.extra (e.g. the backend's accepted connections).
     helpers: the other services taking part (the backend); with the proxy and the load client
     they are subtracted from the machine's busy time to give Sample.foreign_cpu_s, the noise.
+    Holds the machine-wide benchmark lock during the run (see acquire_run_lock).
     """
-    c0 = counters() if counters else {}
-    pids = svc.pids()
-    helper_pids = [p for h in helpers for p in h.pids()]
-    busy0, help0 = machine_busy_seconds(), cpu_seconds(helper_pids)
-    before = cpu_seconds(pids)
-    r = load()
-    after = cpu_seconds(pids)
-    busy1, help1 = machine_busy_seconds(), cpu_seconds(helper_pids)
+    acquire_run_lock()
+    try:
+        c0 = counters() if counters else {}
+        pids = svc.pids()
+        helper_pids = [p for h in helpers for p in h.pids()]
+        busy0, help0 = machine_busy_seconds(), cpu_seconds(helper_pids)
+        before = cpu_seconds(pids)
+        r = load()
+        after = cpu_seconds(pids)
+        busy1, help1 = machine_busy_seconds(), cpu_seconds(helper_pids)
+    finally:
+        release_run_lock()
     if not svc.alive():
         raise RuntimeError(f"{svc.name} died during the run:\n{svc.log_tail()}")
     c1 = counters() if counters else {}

@@ -5,9 +5,12 @@
 #include <cstring>
 #include <event2/thread.h>
 #include <string>
+#include <vector>
 
 #include "portico/config/loader.h"
 #include "portico/net/server.h"
+#include "portico/net/snapshot.h"
+#include "portico/tls/file_check.h"
 
 namespace {
 
@@ -53,11 +56,21 @@ int main(int argc, char** argv) {
     }
 
     portico::config::LoadResult loaded = portico::config::loadConfigFile(config_path);
+    // The files the configuration names (certificates, keys, CAs): readable, matching, not
+    // passphrase-protected, not expired.
+    if (loaded.ok()) portico::tls::checkTlsFiles(*loaded.config, loaded.errors, loaded.warnings);
     for (const auto& warning : loaded.warnings) std::fprintf(stderr, "warning: %s\n", warning.c_str());
     if (!loaded.ok()) {
         for (const auto& error : loaded.errors) std::fprintf(stderr, "%s\n", error.toString().c_str());
         std::fprintf(stderr, "configuration %s: %zu error%s\n", config_path.c_str(), loaded.errors.size(),
                      loaded.errors.size() == 1 ? "" : "s");
+        return 1;
+    }
+    portico::net::TlsContexts tls;
+    std::vector<std::string> tls_errors, tls_warnings;
+    bool tls_ok = portico::net::buildTlsContexts(*loaded.config, nullptr, tls, tls_errors, tls_warnings);
+    if (!tls_ok) {
+        for (const auto& error : tls_errors) std::fprintf(stderr, "%s\n", error.c_str());
         return 1;
     }
     if (test_only) {
@@ -67,6 +80,6 @@ int main(int argc, char** argv) {
 
     std::signal(SIGPIPE, SIG_IGN);  // a peer that went away is an error return, not a signal
     evthread_use_pthreads();        // Worker::requestStop() activates events from the main thread
-    portico::net::Server server(config_path, loaded.config);
+    portico::net::Server server(config_path, loaded.config, std::move(tls));
     return server.run();
 }

@@ -17,6 +17,7 @@
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
 #include "portico/proxy/http_exchange.h"
+#include "portico/tls/server_context.h"
 #include "portico/ws/frame_relay.h"
 #include "portico/ws/handshake.h"
 #include "portico/ws/tunnel.h"
@@ -106,6 +107,15 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
 ClientConnection::~ClientConnection() = default;
 
 void ClientConnection::start() {
+    const std::size_t index = static_cast<std::size_t>(listener_ - snapshot_->config().listeners.data());
+    if (const auto& tls = snapshot_->snapshot().tls.listeners[index]) {
+        tls::SslPtr ssl = tls->newSession();
+        if (!ssl) {
+            finish("TLS session allocation failed");
+            return;
+        }
+        client_->startTls(ssl.release(), /*server=*/true);
+    }
     beginRequest();
     armTimer(snapshot_->config().limits.client_header_timeout);
 }
@@ -612,7 +622,16 @@ void ClientConnection::onEof(Stream&) {
     }
 }
 
-void ClientConnection::onError(Stream&, int error) {
+void ClientConnection::onTlsHandshake(Stream&) { listener_stats_.tls_handshakes.add(); }
+
+void ClientConnection::onError(Stream& stream, int error) {
+    if (stream.isTls() && !stream.tlsError().empty() && requests_ == 0 && !parser_.inMessage()) {
+        // A failed handshake: logged at info with the reason, counted, nothing else disturbed.
+        listener_stats_.tls_failures.add();
+        LOG_INFO("client %s: TLS handshake failed: %s", client_ip_.c_str(), stream.tlsError().c_str());
+        finish("TLS handshake failed");
+        return;
+    }
     LOG_DEBUG("client %s: %s", client_ip_.c_str(), strerror(error));
     if (exchange_) exchange_->abort();
     if (state_ == State::Proxying || state_ == State::Responding) {

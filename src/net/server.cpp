@@ -35,9 +35,9 @@ unsigned effectiveWorkerCount(unsigned workers) {
     return n ? n : 1;
 }
 
-Server::Server(std::string config_path, std::shared_ptr<const config::Config> config)
+Server::Server(std::string config_path, std::shared_ptr<const config::Config> config, TlsContexts tls)
     : config_path_(std::move(config_path)),
-      snapshot_(std::make_shared<Snapshot>(std::move(config))),
+      snapshot_(std::make_shared<Snapshot>(std::move(config), std::move(tls))),
       pubsub_(std::make_shared<handlers::PubSubRegistry>()),
       metrics_(std::make_shared<observe::Metrics>()) {
     metrics_->setConfig(config_path_, unixTime(snapshot_->loaded_at), 0);
@@ -169,7 +169,16 @@ void Server::reload() {
         }
         access_sink_ = sink;
     }
-    auto snapshot = std::make_shared<Snapshot>(loaded.config);
+    TlsContexts tls;
+    std::vector<std::string> tls_errors, tls_warnings;
+    const bool tls_ok = buildTlsContexts(next, &snapshot_->tls, tls, tls_errors, tls_warnings);
+    for (const auto& warning : tls_warnings) LOG_WARN("%s", warning.c_str());
+    if (!tls_ok) {
+        for (const auto& error : tls_errors) LOG_ERROR("%s", error.c_str());
+        fail("TLS errors");
+        return;
+    }
+    auto snapshot = std::make_shared<Snapshot>(loaded.config, std::move(tls));
     snapshot->generation = snapshot_->generation + 1;
     snapshot_ = snapshot;
     core::setLogLevel(static_cast<core::LogLevel>(next.log.level));

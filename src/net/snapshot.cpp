@@ -7,10 +7,33 @@ WorkerSnapshot::WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> 
     for (const auto& [name, upstream] : snapshot_->config->upstreams) {
         std::vector<std::string> servers;
         for (const auto& s : upstream.servers) servers.push_back(s.toString());
-        upstreams_.emplace(name, std::make_unique<proxy::UpstreamGroup>(loop, upstream, stats.upstream(name, servers)));
+        auto tls = snapshot_->tls.upstreams.find(name);
+        upstreams_.emplace(name, std::make_unique<proxy::UpstreamGroup>(
+                                     loop, upstream, stats.upstream(name, servers),
+                                     tls == snapshot_->tls.upstreams.end() ? nullptr : tls->second.get()));
     }
     for (const auto& route : snapshot_->config->routes)
         route_stats_.push_back(&stats.route(observe::routeKey(route.host, route.path, route.exact_path)));
+}
+
+bool buildTlsContexts(const config::Config& config, const TlsContexts* previous, TlsContexts& out,
+                      std::vector<std::string>& errors, std::vector<std::string>& warnings) {
+    std::size_t errors_before = errors.size();
+    for (std::size_t i = 0; i < config.listeners.size(); ++i) {
+        const auto& listener = config.listeners[i];
+        if (!listener.tls) {
+            out.listeners.push_back(nullptr);
+            continue;
+        }
+        const tls::ServerContext* before = nullptr;
+        if (previous && i < previous->listeners.size()) before = previous->listeners[i].get();
+        out.listeners.push_back(tls::ServerContext::build(*listener.tls, errors, warnings, before));
+    }
+    for (const auto& [name, upstream] : config.upstreams) {
+        if (!upstream.tls) continue;
+        if (auto ctx = tls::ClientContext::build(*upstream.tls, errors, warnings)) out.upstreams.emplace(name, std::move(ctx));
+    }
+    return errors.size() == errors_before;
 }
 
 proxy::UpstreamGroup* WorkerSnapshot::upstream(const std::string& name) {

@@ -284,7 +284,11 @@ void Stream::driveHandshake() {
     if (rc == 1) {
         handshaking_ = false;
         disarmWrite();
-        if (!tls_server_) handler_->onConnected(*this);
+        if (tls_server_) {
+            handler_->onTlsHandshake(*this);
+        } else {
+            handler_->onConnected(*this);
+        }
         if (evbuffer_get_length(output_.get()) > 0) writeNow();
         // Application data may have come with the last handshake flight.
         if (SSL_pending(ssl_.get()) > 0 || tls_server_) handleRead();

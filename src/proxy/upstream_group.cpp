@@ -5,11 +5,13 @@
 
 #include "portico/core/log.h"
 #include "portico/net/event_loop.h"
+#include "portico/tls/client_context.h"
 
 namespace portico::proxy {
 
-UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, observe::UpstreamStats& stats)
-    : loop_(loop), upstream_(upstream), balancer_(upstream.balance, upstream.servers.size()), stats_(stats) {
+UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, observe::UpstreamStats& stats,
+                             const tls::ClientContext* tls)
+    : loop_(loop), upstream_(upstream), balancer_(upstream.balance, upstream.servers.size()), stats_(stats), tls_(tls) {
     for (const auto& hp : upstream.servers) {
         Server s;
         s.name = hp.toString();
@@ -51,7 +53,17 @@ std::unique_ptr<net::Stream> UpstreamGroup::connect(int server, net::StreamHandl
         error = EHOSTUNREACH;
         return nullptr;
     }
-    return net::Stream::connectTo(loop_.base(), reinterpret_cast<const sockaddr*>(&s.address), s.length, handler, error);
+    auto stream = net::Stream::connectTo(loop_.base(), reinterpret_cast<const sockaddr*>(&s.address), s.length, handler, error);
+    if (stream && tls_) {
+        const auto& hp = upstream_.servers[static_cast<std::size_t>(server)];
+        tls::SslPtr ssl = tls_->newSession(hp.host, s.name);
+        if (!ssl) {
+            error = ENOMEM;
+            return nullptr;
+        }
+        stream->startTls(ssl.release(), /*server=*/false);
+    }
+    return stream;
 }
 
 std::unique_ptr<net::Stream> UpstreamGroup::takeIdle(int server) {

@@ -74,6 +74,7 @@ private:
     void onEof(Stream& stream) override;
     void onError(Stream& stream, int error) override;
     void onDrained(Stream& stream) override;
+    void onTlsHandshake(Stream& stream) override;
 
     // The request parser.
     http::HeadAction onHead() override;

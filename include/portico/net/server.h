@@ -10,6 +10,7 @@
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
 #include "portico/net/event_loop.h"
+#include "portico/net/snapshot.h"
 
 namespace portico::observe {
 class AccessSink;
@@ -27,7 +28,7 @@ struct Snapshot;
 class Server {
 public:
     // `config_path` is re-read on SIGHUP.
-    Server(std::string config_path, std::shared_ptr<const config::Config> config);
+    Server(std::string config_path, std::shared_ptr<const config::Config> config, TlsContexts tls);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;

@@ -9,21 +9,35 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "portico/config/config.h"
 #include "portico/observe/metrics.h"
 #include "portico/proxy/route_table.h"
 #include "portico/proxy/upstream_group.h"
+#include "portico/tls/client_context.h"
+#include "portico/tls/server_context.h"
 
 namespace portico::net {
 
 class EventLoop;
 
+// The TLS contexts of one configuration, built (and checked) before it goes live.
+struct TlsContexts {
+    std::vector<std::shared_ptr<tls::ServerContext>> listeners;  // by listener index; null: plain
+    std::map<std::string, std::shared_ptr<tls::ClientContext>> upstreams;  // by upstream name
+};
+// Builds every context of `config`; `previous` (may be null) lends its ticket keys to listeners
+// that stay, so that resumption survives a reload. Returns false with `errors` on failure.
+bool buildTlsContexts(const config::Config& config, const TlsContexts* previous, TlsContexts& out,
+                      std::vector<std::string>& errors, std::vector<std::string>& warnings);
+
 struct Snapshot {
-    explicit Snapshot(std::shared_ptr<const config::Config> c)
-        : config(std::move(c)), routes(config->routes), loaded_at(std::chrono::system_clock::now()) {}
+    Snapshot(std::shared_ptr<const config::Config> c, TlsContexts t)
+        : config(std::move(c)), routes(config->routes), tls(std::move(t)), loaded_at(std::chrono::system_clock::now()) {}
     std::shared_ptr<const config::Config> config;
     proxy::RouteTable routes;
+    TlsContexts tls;
     std::chrono::system_clock::time_point loaded_at;
     std::uint64_t generation = 0;
 };

@@ -31,6 +31,7 @@ public:
     virtual void onError(Stream& stream, int error) = 0;   // errno-style; also a failed connect
     virtual void onDrained(Stream& /*stream*/) {}          // output fell to the low watermark
     virtual void onConnected(Stream& /*stream*/) {}        // an outgoing connect completed
+    virtual void onTlsHandshake(Stream& /*stream*/) {}     // an incoming TLS handshake completed
 
 protected:
     ~StreamHandler() = default;

@@ -15,13 +15,18 @@
 namespace portico::net {
 class EventLoop;
 }
+namespace portico::tls {
+class ClientContext;
+}
 
 namespace portico::proxy {
 
 class UpstreamGroup final : private net::StreamHandler {
 public:
     // Resolves every server address (blocking getaddrinfo: called at start-up and reload only).
-    UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, observe::UpstreamStats& stats);
+    // `tls` (may be null: plain TCP) must outlive the group (the snapshot owns both).
+    UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, observe::UpstreamStats& stats,
+                  const tls::ClientContext* tls);
     ~UpstreamGroup();
 
     const config::Upstream& config() const { return upstream_; }
@@ -62,6 +67,7 @@ private:
     const config::Upstream& upstream_;
     Balancer balancer_;
     observe::UpstreamStats& stats_;
+    const tls::ClientContext* tls_;
     std::vector<Server> servers_;
     std::vector<Idle> idle_;  // LIFO: the freshest connection is reused first
 };

@@ -1,0 +1,428 @@
+"""SIGHUP reload (issue 5): a new validated configuration for new connections, keep-alive
+connections moved to it at their next request, listeners added and removed, an invalid
+configuration refused with every error logged (file:line:col) while the old one keeps serving,
+WebSockets (tunnel, frames, built-in echo) never cut by a reload, and `reload_drain_timeout`
+closing only the WebSockets of older configurations with 1001."""
+
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+
+import backends  # noqa: E402
+from http_client import RawClient, http_request  # noqa: E402
+from portico_harness import main, make_config, slow_factor, to_yaml  # noqa: E402
+from ws_client import OP_BINARY, OP_TEXT  # noqa: E402
+from ws_peers import WsTestCase, wait_for  # noqa: E402
+
+_RELOADED_RE = re.compile(r"configuration reloaded \(generation (\d+)\)")
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def write_config(p, cfg):
+    """Replaces the running process's configuration file (atomically) with cfg (dict or text)."""
+    text = to_yaml(cfg) + "\n" if isinstance(cfg, dict) else cfg
+    tmp = p.config_path + ".new"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, p.config_path)
+    return text
+
+
+def sighup(tc, p, cfg=None, expect_ok=True, timeout=10.0):
+    """Writes cfg (if given), sends SIGHUP and waits for the outcome line on stderr. Returns
+    (outcome line, stderr index before the signal). Fails the test when the outcome is not the
+    expected one (expect_ok None: either is fine)."""
+    if cfg is not None:
+        write_config(p, cfg)
+    start = len(p.stderr_lines())
+    p.send_signal(signal.SIGHUP)
+    line = p.wait_stderr(lambda l: "configuration reloaded" in l or "reload failed" in l,
+                         timeout=timeout, start=start)
+    tc.assertIsNotNone(line, "no reload outcome logged within %.0fs of SIGHUP; stderr:\n%s"
+                       % (timeout, "\n".join(p.stderr_lines()[start:])))
+    if expect_ok is True:
+        tc.assertIn("configuration reloaded", line,
+                    "reload failed; stderr:\n%s" % "\n".join(p.stderr_lines()[start:]))
+    elif expect_ok is False:
+        tc.assertIn("reload failed", line, "an invalid configuration was accepted: %s" % line)
+    return line, start
+
+
+def get(port, path, host="localhost"):
+    return http_request(port, "GET", path, host=host)
+
+
+def metric(text, name, **labels):
+    """The value of one sample of the Prometheus text `text` (None when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if got == {k: str(v) for k, v in labels.items()}:
+            return float(m.group(4))
+    return None
+
+
+def refused(port, timeout=0.5):
+    """True when a TCP connect to 127.0.0.1:port is refused (or reset before anything)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(("127.0.0.1", port))
+    except (ConnectionRefusedError, ConnectionResetError):
+        return True
+    except OSError:
+        return False
+    # Accepted by the kernel: it may still be a listener that closes right after (its accept
+    # queue is reset); a live one answers a request.
+    try:
+        s.sendall(b"GET /api/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = s.recv(64)
+        return not data
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+class ReloadBase(WsTestCase):
+    test_timeout = 90
+
+    def base_config(self, routes, upstreams=None, **kw):
+        kw.setdefault("access", "off")
+        return make_config(routes=routes, upstreams=upstreams, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP: routes, upstreams, keep-alive, listeners
+# ---------------------------------------------------------------------------------------------
+class ReloadHttp(ReloadBase):
+
+    def setUp(self):
+        super().setUp()
+        self.a = self.start_backend(name="a")
+        self.b = self.start_backend(name="b")
+
+    def config(self, backend, with_new=False, **kw):
+        routes = [{"path": "/metrics", "handler": "metrics"},
+                  {"path": "/status", "handler": "status"},
+                  {"path": "/api/", "upstream": "app"}]
+        if with_new:
+            routes.insert(0, {"path": "/new/", "handler": "health"})
+        return self.base_config(routes, {"app": {"servers": [backend.address]}}, **kw)
+
+    def test_added_route_answers_new_connections(self):
+        p = self.start_portico(self.config(self.a))
+        self.assertEqual(get(p.port, "/new/x").status, 404)
+        line, _ = sighup(self, p, self.config(self.a, with_new=True))
+        self.assertEqual(_RELOADED_RE.search(line).group(1), "1", line)
+        # Every fresh connection (both workers take some) must see the new route at once: the
+        # reload is applied before it is announced.
+        for i in range(20):
+            r = get(p.port, "/new/x")
+            self.assertEqual(r.status, 200, "connection %d after the reload: %r" % (i, r))
+        # and the route removed again by a second reload is gone for new connections
+        sighup(self, p, self.config(self.a))
+        for i in range(10):
+            self.assertEqual(get(p.port, "/new/x").status, 404, "connection %d" % i)
+        self.assertEqual(get(p.port, "/api/x").status, 200)
+
+    def test_keepalive_connection_moves_to_new_config_at_next_request(self):
+        p = self.start_portico(self.config(self.a))
+        c = self.client(p.port)
+        r = c.roundtrip("GET", "/api/one")
+        self.assertEqual((r.status, r.header("X-Backend")), (200, "a"))
+        self.assertEqual(c.roundtrip("GET", "/new/x").status, 404)
+        # a request in flight during the reload finishes on the configuration it started with
+        slow = self.client(p.port)
+        slow.request("GET", "/api/slow?delay=%g" % (1.0 * slow_factor()))
+        wait_for(lambda: any(q.path == "/api/slow" for q in self.a.requests), timeout=5)
+        sighup(self, p, self.config(self.b, with_new=True))
+        r = c.roundtrip("GET", "/api/two")
+        self.assertEqual((r.status, r.header("X-Backend")), (200, "b"),
+                         "the keep-alive connection still routes to the old upstream: %r" % r)
+        self.assertEqual(c.roundtrip("GET", "/new/x").status, 200,
+                         "the keep-alive connection does not see the route added by the reload")
+        r = slow.read_response()
+        self.assertEqual((r.status, r.header("X-Backend"), r.body), (200, "a", b"slow done"))
+        # same TCP connection all along, still open for more
+        self.assertEqual(self.b.requests[-1].path, "/api/two")
+        self.assertEqual(c.roundtrip("GET", "/api/three").status, 200)
+        self.assertOpen(c)
+
+    def test_listener_added_accepts_and_removed_refuses(self):
+        pa, pb, pc = (backends.free_port() for _ in range(3))
+
+        def cfg(*ports):
+            return self.config(self.a, listeners=["127.0.0.1:%d" % x for x in ports])
+
+        p = self.start_portico(cfg(pa, pb), listeners=2)
+        self.assertEqual(sorted(port for _, port in p.addresses), sorted([pa, pb]))
+        self.assertTrue(refused(pc), "port %d taken before the test" % pc)
+        old_on_b = self.client(pb)
+        self.assertEqual(old_on_b.roundtrip("GET", "/api/before").status, 200)
+        _, start = sighup(self, p, cfg(pa, pc))
+        self.assertIsNotNone(p.wait_stderr(lambda l: "listening on 127.0.0.1:%d" % pc in l,
+                                           timeout=1, start=start),
+                             "no 'listening on' line for the added listener")
+        for port in (pc, pa):
+            for i in range(6):
+                r = get(port, "/api/after")
+                self.assertEqual(r.status, 200, "port %d, connection %d: %r" % (port, i, r))
+        self.assertTrue(wait_for(lambda: refused(pb), timeout=3),
+                        "the listener removed by the reload (port %d) still accepts" % pb)
+        # a connection accepted on the removed listener before the reload is not cut
+        r = old_on_b.roundtrip("GET", "/api/still-here")
+        self.assertEqual(r.status, 200, r)
+        # and the removed address can be listened on again by a later reload
+        sighup(self, p, cfg(pa, pb, pc))
+        for port in (pa, pb, pc):
+            self.assertEqual(get(port, "/api/again").status, 200, "port %d" % port)
+
+    def test_reload_that_cannot_bind_a_new_listener_changes_nothing(self):
+        taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy_port = taken.getsockname()[1]
+        p = self.start_portico(self.config(self.a))
+        cfg = self.config(self.b, with_new=True,
+                          listeners=["127.0.0.1:0", "127.0.0.1:%d" % busy_port])
+        line, start = sighup(self, p, cfg, expect_ok=False)
+        r = get(p.port, "/api/x")
+        self.assertEqual((r.status, r.header("X-Backend")), (200, "a"),
+                         "a reload that failed was applied in part")
+        self.assertEqual(get(p.port, "/new/x").status, 404)
+        m = get(p.port, "/metrics").body.decode()
+        self.assertEqual(metric(m, "portico_reloads_total", outcome="failed"), 1, m)
+        self.assertEqual(metric(m, "portico_reloads_total", outcome="ok"), 0, m)
+
+
+# ---------------------------------------------------------------------------------------------
+# invalid configurations
+# ---------------------------------------------------------------------------------------------
+INVALID_TEMPLATE = """\
+workers: 2
+shutdown_timeout: 3s
+log:
+  level: info
+  access: "off"
+listeners:
+  - address: "127.0.0.1:0"
+upstreams:
+  app:
+    servers: ["%(server)s"]
+routes:
+  - path: /metrics
+    handler: metrics
+  - path: /status
+    handler: status
+  - path: /new/
+    handler: health
+  - path: /api/
+    upstream: app
+    retry_forever: yes
+  - path: /ws/
+    upstream: app
+    websocket:
+      mode: sideways
+"""
+
+
+def _position(text, needle):
+    """(line, column), 1-based, of the first occurrence of needle in text."""
+    for i, line in enumerate(text.splitlines(), 1):
+        col = line.find(needle)
+        if col >= 0:
+            return i, col + 1
+    raise ValueError(needle)
+
+
+class ReloadInvalid(ReloadBase):
+
+    def setUp(self):
+        super().setUp()
+        self.a = self.start_backend(name="a")
+        self.good = self.base_config(
+            [{"path": "/metrics", "handler": "metrics"}, {"path": "/status", "handler": "status"},
+             {"path": "/api/", "upstream": "app"}],
+            {"app": {"servers": [self.a.address]}})
+        self.p = self.start_portico(self.good)
+
+    def assertStillOld(self, failed):
+        p = self.p
+        self.assertTrue(p.alive(), "portico exited after a failed reload")
+        self.assertEqual(get(p.port, "/api/x").status, 200)
+        self.assertEqual(get(p.port, "/new/x").status, 404,
+                         "a route of the refused configuration answers")
+        m = get(p.port, "/metrics").body.decode()
+        self.assertEqual(metric(m, "portico_reloads_total", outcome="failed"), failed, m)
+        self.assertEqual(metric(m, "portico_reloads_total", outcome="ok"), 0, m)
+        st = get(p.port, "/status").json()
+        self.assertEqual(st["config"]["generation"], 0, st)
+
+    def test_invalid_config_keeps_old_one_and_logs_every_error(self):
+        text = INVALID_TEMPLATE % {"server": self.a.address}
+        line, start = sighup(self, self.p, text, expect_ok=False)
+        errors = "\n".join(self.p.stderr_lines()[start:])
+        for needle, key in (("retry_forever", "retry_forever"), ("sideways", "mode")):
+            ln, col = _position(text, needle)
+            kln, kcol = _position(text, key) if key != needle else (ln, col)
+            # the mark of the offending key or of its value, both on that line
+            rx = re.compile(r"portico\.yaml:(%d:%d|%d:%d)\b" % (ln, col, kln, kcol))
+            self.assertRegex(errors, rx, "the error at line %d (%s) is not reported with its "
+                             "file:line:col; stderr:\n%s" % (ln, needle, errors))
+        self.assertStillOld(failed=1)
+        # a YAML syntax error too
+        broken = "routes:\n  - path: /new/\n    handler: [health\n"
+        sighup(self, self.p, broken, expect_ok=False)
+        self.assertRegex("\n".join(self.p.stderr_lines()), r"portico\.yaml:\d+:\d+",
+                         "the YAML syntax error has no position")
+        self.assertStillOld(failed=2)
+        # a missing file
+        os.unlink(self.p.config_path)
+        sighup(self, self.p, expect_ok=False)
+        self.assertStillOld(failed=3)
+        # and the next valid configuration is taken
+        cfg = dict(self.good)
+        cfg["routes"] = [{"path": "/new/", "handler": "health"}] + self.good["routes"]
+        sighup(self, self.p, cfg)
+        self.assertEqual(get(self.p.port, "/new/x").status, 200)
+        m = get(self.p.port, "/metrics").body.decode()
+        self.assertEqual(metric(m, "portico_reloads_total", outcome="ok"), 1, m)
+        self.assertEqual(metric(m, "portico_reloads_total", outcome="failed"), 3, m)
+        self.assertEqual(get(self.p.port, "/status").json()["config"]["generation"], 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# WebSockets across reloads
+# ---------------------------------------------------------------------------------------------
+class ReloadWebSockets(ReloadBase):
+    test_timeout = 120
+
+    def setUp(self):
+        super().setUp()
+        self.ws_backend = self.start_ws_backend("python", deflate=False)
+        self.http_backend = self.start_backend(name="h")
+
+    def ws_config(self, extra_routes=(), drop_ws=False, **kw):
+        routes = list(extra_routes) + [{"path": "/api/", "upstream": "http"}]
+        ups = {"http": {"servers": [self.http_backend.address]}}
+        if not drop_ws:
+            routes = [
+                {"path": "/echo", "handler": "echo"},
+                {"path": "/tunnel/", "upstream": "app", "websocket": {"mode": "tunnel"}},
+                {"path": "/frames/", "upstream": "app", "websocket": {"mode": "frames"}},
+            ] + routes
+            ups["app"] = {"servers": [self.ws_backend.address]}
+        return self.base_config(routes, ups, **kw)
+
+    def exchange(self, sockets, tag):
+        for name, ws in sockets.items():
+            for i in range(3):
+                msg = "%s %s %d" % (name, tag, i)
+                ws.send_text(msg)
+                self.assertEqual(ws.recv_message(timeout=5 * slow_factor()),
+                                 (OP_TEXT, msg.encode()), "%s after %s" % (name, tag))
+            blob = os.urandom(70000)
+            ws.send_binary(blob)
+            self.assertEqual(ws.recv_message(timeout=5 * slow_factor()), (OP_BINARY, blob),
+                             "%s after %s (70000-byte message)" % (name, tag))
+
+    def test_websockets_survive_reloads(self):
+        p = self.start_portico(self.ws_config())
+        sockets = {"echo": self.ws_connect(p.port, "/echo"),
+                   "tunnel": self.ws_connect(p.port, "/tunnel/a"),
+                   "frames": self.ws_connect(p.port, "/frames/b")}
+        self.exchange(sockets, "start")
+        # 1: the same routes and one more
+        sighup(self, p, self.ws_config(extra_routes=[{"path": "/new/", "handler": "health"}]))
+        self.exchange(sockets, "reload 1")
+        self.assertEqual(get(p.port, "/new/x").status, 200)
+        # 2: every WebSocket route and the upstream they use are removed
+        sighup(self, p, self.ws_config(drop_ws=True))
+        r = get(p.port, "/echo")
+        self.assertEqual(r.status, 404, "the reload did not take effect: %r" % r)
+        time.sleep(1.0)
+        self.exchange(sockets, "reload 2")
+        # 3: a few more in a row, while messages flow
+        for i in range(3):
+            sighup(self, p, self.ws_config() if i % 2 else self.ws_config(drop_ws=True))
+            self.exchange(sockets, "reload %d" % (i + 3))
+        # every connection still ends with a clean close handshake through Portico
+        for name, ws in sockets.items():
+            ws.send_close(1000, b"bye")
+            code, _ = ws.expect_close(timeout=5 * slow_factor())
+            self.assertEqual(code, 1000, "%s: close code %r" % (name, code))
+        # the backend saw its two connections close normally, not with 1001 or a drop
+        closes = wait_for(lambda: len(self.ws_backend.close_events()) >= 2 and
+                          self.ws_backend.close_events(), timeout=5)
+        self.assertEqual(sorted(e["code"] for e in closes), [1000, 1000], closes)
+
+    def test_reload_drain_timeout_closes_only_older_websockets(self):
+        drain = {"reload_drain_timeout": "1s"}
+        p = self.start_portico(self.ws_config(**drain))
+        old = {"echo": self.ws_connect(p.port, "/echo"),
+               "frames": self.ws_connect(p.port, "/frames/old"),
+               "tunnel": self.ws_connect(p.port, "/tunnel/old")}
+        self.exchange(old, "before")
+        sighup(self, p, self.ws_config(**drain))
+        t_reload = time.monotonic()
+        new = {"echo": self.ws_connect(p.port, "/echo"),
+               "frames": self.ws_connect(p.port, "/frames/new")}
+        # not cut at the reload itself
+        self.exchange({"echo": old["echo"], "frames": old["frames"]}, "right after the reload")
+        self.assertLess(time.monotonic() - t_reload, 0.9,
+                        "the machine is too slow to check the 1s drain")
+        results = {}
+
+        def wait_close(name):
+            code, _ = old[name].expect_close(timeout=6 * slow_factor())
+            results[name] = (code, time.monotonic() - t_reload)
+
+        threads = [threading.Thread(target=wait_close, args=(n,), daemon=True)
+                   for n in ("echo", "frames")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10 * slow_factor())
+        for name in ("echo", "frames"):
+            self.assertIn(name, results, "old %s WebSocket: no close frame" % name)
+            code, after = results[name]
+            self.assertEqual(code, 1001, "old %s WebSocket closed with %r" % (name, code))
+            self.assertGreaterEqual(after, 0.9, "old %s closed %.2fs after the reload" % (name, after))
+            self.assertLess(after, 1.0 + 1.5 * slow_factor(),
+                            "old %s closed %.2fs after the reload" % (name, after))
+        # an old tunnel has no frames to send: its TCP connection is closed
+        self.assertTrue(old["tunnel"].wait_eof(3 * slow_factor()),
+                        "the old tunnel stayed open after reload_drain_timeout")
+        # the WebSockets opened after the reload stay and keep exchanging
+        time.sleep(0.5)
+        self.exchange(new, "after the drain")
+        for name, ws in new.items():
+            ws.send_close(1000)
+            self.assertEqual(ws.expect_close(timeout=5 * slow_factor())[0], 1000, name)
+
+    def test_without_drain_timeout_old_websockets_stay(self):
+        p = self.start_portico(self.ws_config())
+        ws = self.ws_connect(p.port, "/echo")
+        sighup(self, p, self.ws_config())
+        frames, eof = ws.read_until_eof(2.5)
+        self.assertEqual((frames, eof), ([], False),
+                         "a reload without reload_drain_timeout touched an old WebSocket")
+        self.exchange({"echo": ws}, "2.5s after the reload")
+
+
+if __name__ == "__main__":
+    main()
