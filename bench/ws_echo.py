@@ -66,6 +66,27 @@ def build_ws_load(build_dir: Path) -> Path:
     return out
 
 
+AUTOGROUP_NICE: int | None = None  # --nice: set on every process this script starts
+
+
+def prioritize(pid: int) -> None:
+    """Gives pid's scheduling autogroup the --nice value. Every process started here is in its own
+    session, hence its own autogroup (kernel.sched_autogroup_enabled=1), where plain nice(1) has
+    no effect against other sessions; the autogroup's nice does."""
+    if AUTOGROUP_NICE is None:
+        return
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(AUTOGROUP_NICE))
+    except OSError as e:
+        bl.log(f"cannot set the autogroup nice of {pid}: {e}")
+
+
+def started(svc: bl.Service) -> bl.Service:
+    prioritize(svc.pid)
+    return svc
+
+
 class WsClient:
     """One ws_load client run: started, set up (READY), then GO, RESULT, and stdin closed."""
 
@@ -73,6 +94,7 @@ class WsClient:
         self.argv = [str(binary), mode, "--port", str(port), "--go-stdin", *args]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      start_new_session=True)
+        prioritize(self.proc.pid)
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)
         self.buf = b""
@@ -137,15 +159,16 @@ def as_load_result(r: dict) -> bl.LoadResult:
 
 def start_backend(ws_load: Path) -> bl.Service:
     port = bl.free_port()
-    svc = bl.Service("backend", [str(ws_load), "server", "--listen", str(port)],
-                     bl.make_workdir("ws-backend"), port=port).start()
+    svc = started(bl.Service("backend", [str(ws_load), "server", "--listen", str(port)],
+                             bl.make_workdir("ws-backend"), port=port).start())
     return svc.wait_ready(lambda: bl.wait_port(port))
 
 
 def start_relay(ws_load: Path, backend_port: int) -> bl.Service:
     port = bl.free_port()
-    svc = bl.Service("relay", [str(ws_load), "relay", "--listen", str(port), "--to",
-                               str(backend_port)], bl.make_workdir("ws-relay"), port=port).start()
+    svc = started(bl.Service("relay", [str(ws_load), "relay", "--listen", str(port), "--to",
+                                       str(backend_port)], bl.make_workdir("ws-relay"),
+                             port=port).start())
     return svc.wait_ready(bl.http_ok(port))
 
 
@@ -168,7 +191,7 @@ def start_nginx(backend_port: int, name: str = "nginx", buffer: str | None = Non
             {extra}
         }}
     }}"""
-    svc = bl.start_nginx(name, 1, http, ready_port=port)
+    svc = started(bl.start_nginx(name, 1, http, ready_port=port))
     svc.port = port
     return svc
 
@@ -191,7 +214,7 @@ frontend fe
 backend be
     server app 127.0.0.1:{backend_port}
 """
-    svc = bl.start_haproxy("haproxy", 1, sections, ready_port=port)
+    svc = started(bl.start_haproxy("haproxy", 1, sections, ready_port=port))
     svc.port = port
     return svc
 
@@ -218,9 +241,8 @@ routes:
     upstream: backend
     websocket:
       mode: {mode}
-      max_message_bytes: 16MiB
 """
-    svc = bl.start_portico(f"portico-{mode}", binary, yaml_text, ready_port=port)
+    svc = started(bl.start_portico(f"portico-{mode}", binary, yaml_text, ready_port=port))
     svc.port = port
     return svc
 
@@ -244,8 +266,8 @@ def start_nchan() -> bl.Service:
             nchan_message_buffer_length {HISTORY};
         }}
     }}"""
-    svc = bl.start_nginx("nchan", 1, http, ready_port=port,
-                         extra_main="load_module /usr/lib/nginx/modules/ngx_nchan_module.so;")
+    svc = started(bl.start_nginx("nchan", 1, http, ready_port=port,
+                                 extra_main="load_module /usr/lib/nginx/modules/ngx_nchan_module.so;"))
     svc.port = port
     return svc
 
@@ -262,7 +284,8 @@ def start_portico_pubsub(binary: Path) -> bl.Service:
       history: {HISTORY}
       queue_bytes: 1MiB
 """
-    svc = bl.start_portico("portico", binary, yaml_text, ready_port=port, ready_path="/healthz")
+    svc = started(bl.start_portico("portico", binary, yaml_text, ready_port=port,
+                                   ready_path="/healthz"))
     svc.port = port
     return svc
 
@@ -400,8 +423,13 @@ def main() -> int:
     ap.add_argument("--max-foreign", type=float, default=0.10,
                     help="before each run wait (up to 5 min) until processes outside the benchmark "
                          "use at most this share of a core (default: 0.10; negative: never wait)")
+    ap.add_argument("--nice", type=int,
+                    help="autogroup nice (-20..19) for every process started here, e.g. -5 on a "
+                         "machine others are compiling on (default: unchanged)")
     ap.add_argument("--json", help="also write every sample to this JSON file")
     args = ap.parse_args()
+    global AUTOGROUP_NICE
+    AUTOGROUP_NICE = args.nice
 
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     pubsubs = [p.strip() for p in args.pubsub.split(",") if p.strip()]

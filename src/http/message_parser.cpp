@@ -25,6 +25,7 @@ const llhttp_settings_t& settings() {
         v.on_headers_complete = [](llhttp_t* p) { return self(p)->onHeadersComplete(); };
         v.on_body = [](llhttp_t* p, const char* at, size_t n) { return self(p)->onBodyData(at, n); };
         v.on_message_complete = [](llhttp_t* p) { return self(p)->onMessageCompleteCb(); };
+        v.on_chunk_header = [](llhttp_t* p) { return self(p)->onChunkHeader(); };
         return v;
     }();
     return s;
@@ -61,12 +62,15 @@ void MessageParser::reset() {
     parser_->data = this;
     error_ = ParseError::None;
     in_message_ = head_complete_ = field_open_ = paused_ = upgrade_paused_ = false;
+    value_started_ = value_at_chunk_end_ = in_trailer_pause_ = false;
+    line_check_.start(LineCheck::Section::Head);
     head_bytes_ = 0;
 }
 
 void MessageParser::resume() {
     if (!paused_) return;
     paused_ = false;
+    line_check_.start(LineCheck::Section::Head);
     if (upgrade_paused_) {
         // The upgrade was declined (not a WebSocket, or refused): go on parsing HTTP.
         upgrade_paused_ = false;
@@ -85,6 +89,10 @@ ParseStatus MessageParser::parse(evbuffer* input) {
         const char* data = static_cast<const char*>(chunk.iov_base);
         chunk_start_ = data;
         chunk_end_ = data + chunk.iov_len;
+        if (line_check_.active() && !line_check_.scan(data, chunk.iov_len)) {
+            error_ = ParseError::Malformed;
+            return ParseStatus::Error;
+        }
         llhttp_errno_t rc = llhttp_execute(parser_.get(), data, chunk.iov_len);
         if (rc == HPE_OK) {
             evbuffer_drain(input, chunk.iov_len);
@@ -92,6 +100,15 @@ ParseStatus MessageParser::parse(evbuffer* input) {
         }
         const char* stop = llhttp_get_error_pos(parser_.get());
         std::size_t consumed = stop ? static_cast<std::size_t>(stop - data) : 0;
+        if (rc == HPE_PAUSED && in_trailer_pause_) {
+            // Paused after the last chunk's size line: check the trailer section's lines, then
+            // go on (the scan above starts on the next pass).
+            in_trailer_pause_ = false;
+            evbuffer_drain(input, consumed);
+            line_check_.start(LineCheck::Section::Trailer);
+            llhttp_resume(parser_.get());
+            continue;
+        }
         if (rc == HPE_PAUSED) {
             evbuffer_drain(input, consumed);
             paused_ = true;
@@ -110,6 +127,7 @@ ParseStatus MessageParser::parse(evbuffer* input) {
 
 ParseStatus MessageParser::finish() {
     if (error_ != ParseError::None) return ParseStatus::Error;
+    if (!in_message_) return ParseStatus::NeedMore;  // closed between messages: nothing lost
     bool was_in_message = in_message_;
     llhttp_errno_t rc = llhttp_finish(parser_.get());
     if (rc == HPE_PAUSED || (rc == HPE_OK && was_in_message && !in_message_)) {
@@ -149,7 +167,7 @@ bool MessageParser::countHead(std::size_t length) {
 int MessageParser::onMessageBegin() {
     in_message_ = true;
     head_complete_ = false;
-    field_open_ = false;
+    field_open_ = value_started_ = value_at_chunk_end_ = false;
     head_bytes_ = 0;
     declared_length_ = 0;
     if (kind_ == Kind::Request) {
@@ -253,12 +271,57 @@ int MessageParser::onHeadersComplete() {
             return -1;
         }
     }
+    // RFC 9112 6.3 rule 1: 1xx, 204 and 304 responses end at their head, whatever length
+    // they declare (llhttp 8.1 leaves that to us).
+    const bool bodiless = kind_ == Kind::Response && ((p->status_code >= 100 && p->status_code < 200 &&
+                                                       p->status_code != 101) ||
+                                                      p->status_code == 204 || p->status_code == 304);
     switch (handler_->onHead()) {
-        case HeadAction::Continue: return 0;
+        case HeadAction::Continue: return bodiless ? 1 : 0;
         case HeadAction::SkipBody: return 1;
         case HeadAction::Abort: error_ = ParseError::Aborted; return -1;
     }
     return 0;
+}
+
+int MessageParser::onChunkHeader() {
+    if (parser_->content_length != 0) return 0;
+    // The last chunk: pause so that parse() checks the trailer lines before llhttp reads them.
+    in_trailer_pause_ = true;
+    return HPE_PAUSED;
+}
+
+bool LineCheck::scan(const char* data, std::size_t length) {
+    for (std::size_t i = 0; i < length; ++i) {
+        const char c = data[i];
+        if (c == '\n') {
+            if (!prev_cr_) return false;  // bare LF (RFC 9112 2.2: we choose to reject)
+            prev_cr_ = false;
+            if (line_empty_ && (seen_line_ || section_ == Section::Trailer)) {
+                section_ = Section::None;  // the blank line ends the section
+                return true;
+            }
+            line_empty_ = true;
+            continue;
+        }
+        if (prev_cr_) return false;  // a CR not followed by LF
+        if (c == '\r') {
+            prev_cr_ = true;
+            continue;
+        }
+        // RFC 9112 5.2: obs-fold, a line starting with whitespace, is rejected.
+        if (line_empty_ && (c == ' ' || c == '\t')) return false;
+        line_empty_ = false;
+        seen_line_ = true;
+    }
+    return true;
+}
+
+void LineCheck::start(Section section) {
+    section_ = section;
+    prev_cr_ = false;
+    line_empty_ = true;
+    seen_line_ = false;
 }
 
 int MessageParser::onBodyData(const char* at, std::size_t length) {

@@ -55,16 +55,14 @@ void Tunnel::onReadable(net::Stream& stream) {
 void Tunnel::onDrained(net::Stream& stream) {
     if (ended_) return;
     net::Stream& from = other(stream);
-    bool from_eof = &from == client_.get() ? client_eof_ : upstream_eof_;
-    if (!from_eof && !from.isReading()) from.resumeReading();
+    if (!from.isReading()) from.resumeReading();
 }
 
 void Tunnel::onEof(net::Stream& stream) {
     if (ended_) return;
-    bool from_client = &stream == client_.get();
-    (from_client ? client_eof_ : upstream_eof_) = true;
-    other(stream).shutdownAfterFlush();  // pass the half-close on
-    if (client_eof_ && upstream_eof_) end("both sides closed");
+    // WebSocket has no half-open state: one side closing ends the session. What the other side
+    // still has queued is flushed, then it gets the FIN too (closeGracefully in end()).
+    end(&stream == client_.get() ? "client closed" : "upstream closed");
 }
 
 void Tunnel::onError(net::Stream& stream, int) {

@@ -75,23 +75,23 @@ def metric(text, name, **labels):
 
 
 def refused(port, timeout=0.5):
-    """True when a TCP connect to 127.0.0.1:port is refused (or reset before anything)."""
+    """True when a TCP connect to 127.0.0.1:port is refused, or is accepted by a listening
+    socket that is being closed (reset before any answer)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
-        s.connect(("127.0.0.1", port))
-    except (ConnectionRefusedError, ConnectionResetError):
-        return True
-    except OSError:
-        return False
-    # Accepted by the kernel: it may still be a listener that closes right after (its accept
-    # queue is reset); a live one answers a request.
-    try:
-        s.sendall(b"GET /api/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        data = s.recv(64)
-        return not data
-    except OSError:
-        return True
+        try:
+            s.connect(("127.0.0.1", port))
+        except (ConnectionRefusedError, ConnectionResetError):
+            return True
+        except OSError:
+            return False
+        # A live listener answers a request; one whose queue is dropped resets or closes.
+        try:
+            s.sendall(b"GET /api/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            return not s.recv(64)
+        except OSError:
+            return True
     finally:
         s.close()
 

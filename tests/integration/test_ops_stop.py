@@ -17,20 +17,24 @@ from ws_client import OP_CLOSE, OP_TEXT  # noqa: E402
 from ws_peers import WsTestCase, wait_for  # noqa: E402
 
 
-def refused(port):
+def refused(port, timeout=0.5):
+    """True when a TCP connect to 127.0.0.1:port is refused, or is accepted by a listening
+    socket that is being closed (reset before any answer)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(0.5)
+    s.settimeout(timeout)
     try:
-        s.connect(("127.0.0.1", port))
-    except (ConnectionRefusedError, ConnectionResetError):
-        return True
-    except OSError:
-        return False
-    try:
-        s.sendall(b"GET /api/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        return not s.recv(64)
-    except OSError:
-        return True
+        try:
+            s.connect(("127.0.0.1", port))
+        except (ConnectionRefusedError, ConnectionResetError):
+            return True
+        except OSError:
+            return False
+        # A live listener answers a request; one whose queue is dropped resets or closes.
+        try:
+            s.sendall(b"GET /api/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            return not s.recv(64)
+        except OSError:
+            return True
     finally:
         s.close()
 

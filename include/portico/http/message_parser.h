@@ -33,6 +33,25 @@ enum class ParseError {
 // What the handler wants after a head: parse the body, or expect none (a response to HEAD).
 enum class HeadAction { Continue, SkipBody, Abort };
 
+// The line rules llhttp 8.1 does not enforce even in strict mode, checked on the bytes of a head
+// and of a chunked trailer section before llhttp reads them: every LF preceded by CR, no line
+// starting with whitespace (obs-fold). Request smuggling defences.
+class LineCheck {
+public:
+    enum class Section { None, Head, Trailer };
+    void start(Section section);
+    bool active() const { return section_ != Section::None; }
+    // Scans `data` up to the blank line that ends the section (then active() is false).
+    // Returns false at the first violation.
+    bool scan(const char* data, std::size_t length);
+
+private:
+    Section section_ = Section::Head;
+    bool prev_cr_ = false;
+    bool line_empty_ = true;
+    bool seen_line_ = false;  // a head may start with empty lines (RFC 9112 2.2)
+};
+
 class MessageParser {
 public:
     enum class Kind { Request, Response };
@@ -92,6 +111,7 @@ public:
     int onHeadersComplete();
     int onBodyData(const char* at, std::size_t length);
     int onMessageCompleteCb();
+    int onChunkHeader();
 
 private:
     bool countHead(std::size_t length);
@@ -114,7 +134,9 @@ private:
     const char* chunk_start_ = nullptr;  // the buffer being fed to llhttp
     const char* chunk_end_ = nullptr;
     bool paused_ = false;
-    bool upgrade_paused_ = false;  // stopped after a message that asked to switch protocols
+    bool upgrade_paused_ = false;
+    bool in_trailer_pause_ = false;  // paused after the last chunk to check the trailer lines
+    LineCheck line_check_;  // stopped after a message that asked to switch protocols
 };
 
 }  // namespace portico::http

@@ -2,8 +2,8 @@
 // `mode: tunnel`: after the 101, bytes move between client and upstream unexamined, evbuffer
 // chains handed from one side's input to the other side's output (no copy), with le-proxy
 // backpressure: a side's reading stops while the other side's output is above the high
-// watermark and resumes when it drains. A FIN on one side is passed on as a FIN (half-close);
-// an error, or both FINs, ends the session.
+// watermark and resumes when it drains. A FIN or an error on either side ends the session: the
+// other side gets what was queued for it, then a FIN.
 
 #include <chrono>
 #include <memory>
@@ -47,8 +47,6 @@ private:
     std::chrono::steady_clock::time_point last_activity_;
     std::uint64_t from_client_ = 0;
     std::uint64_t to_client_ = 0;
-    bool client_eof_ = false;
-    bool upstream_eof_ = false;
     bool ended_ = false;
 };
 

@@ -46,7 +46,7 @@ const config::ConfigError* findError(const std::vector<config::ConfigError>& err
 TEST_CASE("checkTlsFiles reports every TLS file problem with line and key path", "[tls]") {
     const std::string file = certs().path("portico.yaml");
     config::LoadResult loaded = config::loadConfigString(kBrokenConfig, file);
-    INFO(loaded.errors.empty() ? "" : loaded.errors[0].toString());
+    INFO((loaded.errors.empty() ? std::string() : loaded.errors[0].toString()));
     REQUIRE(loaded.ok());
     std::size_t loader_warnings = loaded.warnings.size();  // verify: false
 
