@@ -19,7 +19,7 @@ run_lintian=1
 for arg in "$@"; do
   case "$arg" in
     --no-lintian) run_lintian=0 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-deb.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -65,8 +65,9 @@ case " $DEB_BUILD_OPTIONS " in *" nocheck "*) profiles=(-Pnocheck) ;; esac
 echo "build-deb.sh: building portico $version ($arch) in $stage with DEB_BUILD_OPTIONS='$DEB_BUILD_OPTIONS'"
 (cd "$stage" && dpkg-buildpackage -b -us -uc "${profiles[@]}")
 
-mv "$out/src"/portico_"$version"_* "$out/"
-for f in "$out/src"/portico-dbgsym_"$version"_*; do [ -e "$f" ] && mv "$f" "$out/"; done
+for f in "$out/src/portico_${version}_"* "$out/src/portico-dbgsym_${version}_"*; do
+  if [ -e "$f" ]; then mv "$f" "$out/"; fi
+done
 deb="$out/portico_${version}_${arch}.deb"
 [ -f "$deb" ] || { echo "build-deb.sh: $deb was not built" >&2; exit 1; }
 rm -rf "$out/src"

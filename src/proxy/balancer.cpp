@@ -16,6 +16,18 @@ bool Balancer::usable(std::size_t i, int exclude, Clock::time_point now) const {
 }
 
 int Balancer::pick(std::uint32_t client_hash, int exclude, Clock::time_point now) {
+    int chosen = choose(client_hash, exclude, now);
+    if (chosen >= 0) {
+        ServerState& s = servers_[static_cast<std::size_t>(chosen)];
+        // A server that failed is probed by this one request: the others keep away from it
+        // until the probe succeeds (markSucceeded) or the probe window passes.
+        // (Not when every server is down and this one was only the least bad choice.)
+        if (s.failures > 0 && s.retry_at <= now) s.retry_at = now + kFirstBackoff;
+    }
+    return chosen;
+}
+
+int Balancer::choose(std::uint32_t client_hash, int exclude, Clock::time_point now) {
     const std::size_t n = servers_.size();
     if (n == 0 || (n == 1 && exclude == 0)) return -1;
     switch (policy_) {

@@ -208,6 +208,65 @@ class ReloadHttp(ReloadBase):
         self.assertEqual(metric(m, "portico_reloads_total", outcome="failed"), 1, m)
         self.assertEqual(metric(m, "portico_reloads_total", outcome="ok"), 0, m)
 
+    def test_reload_switches_certificates_for_new_connections(self):
+        import ssl
+
+        import tls_certs
+        pki = tls_certs.TestPki(self.tmpdir())
+        first = pki.issue("first", ["site.test"])
+        second = pki.issue("second", ["site.test"])
+        port = backends.free_port()
+
+        def cfg(cert):
+            return self.config(self.a, listeners=[
+                {"address": "127.0.0.1:%d" % port,
+                 "tls": {"certificates": [{"cert": cert.cert, "key": cert.key}]}}])
+
+        def der(cert):
+            with open(cert.leaf) as f:
+                return ssl.PEM_cert_to_DER_cert(f.read())
+
+        ctx = ssl.create_default_context(cafile=pki.ca_file)
+
+        def tls_connect():
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s = ctx.wrap_socket(raw, server_hostname="site.test")
+            self.addCleanup(s.close)
+            return s
+
+        def roundtrip(s, path):
+            s.sendall(("GET %s HTTP/1.1\r\nHost: site.test\r\n\r\n" % path).encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, "TLS connection closed")
+                data += chunk
+            head, body = data.split(b"\r\n\r\n", 1)
+            n = int(re.search(rb"Content-Length: (\d+)", head, re.I).group(1))
+            while len(body) < n:
+                body += s.recv(65536)
+            return int(head.split(b" ")[1])
+
+        p = self.start_portico(cfg(first))
+        old = tls_connect()
+        self.assertEqual(old.getpeercert(binary_form=True), der(first))
+        self.assertEqual(roundtrip(old, "/api/1"), 200)
+        sighup(self, p, cfg(second))
+        for i in range(4):
+            s = tls_connect()
+            self.assertEqual(s.getpeercert(binary_form=True), der(second),
+                             "connection %d after the reload got the old certificate" % i)
+            self.assertEqual(roundtrip(s, "/api/new"), 200)
+        # the connection made before the reload goes on
+        self.assertEqual(roundtrip(old, "/api/2"), 200)
+        # a certificate that cannot be loaded refuses the whole reload
+        broken = pki.issue("broken", ["site.test"])
+        os.unlink(broken.key)
+        sighup(self, p, cfg(broken), expect_ok=False)
+        s = tls_connect()
+        self.assertEqual(s.getpeercert(binary_form=True), der(second))
+        self.assertEqual(roundtrip(s, "/api/3"), 200)
+
 
 # ---------------------------------------------------------------------------------------------
 # invalid configurations

@@ -250,7 +250,11 @@ class ReloadUnderLoad(WsTestCase):
         self.assertEqual(stalls, [], "an interval between two reloads completed nothing: " + summary)
         self.assertGreaterEqual(k, max(1, int(SECONDS / INTERVAL) - 2))
         # the proxy agrees: every upstream answer was a 2xx
-        m = RawClient(p.port).roundtrip("GET", "/metrics").body.decode()
+        mc = RawClient(p.port)
+        try:
+            m = mc.roundtrip("GET", "/metrics").body.decode()
+        finally:
+            mc.close()
         bad_series = [l for l in m.splitlines()
                       if l.startswith("portico_requests_total") and 'route="*/api/"' in l
                       and 'status="2xx"' not in l]

@@ -44,6 +44,7 @@ private:
         Clock::time_point retry_at{};           // down until then
     };
     bool usable(std::size_t i, int exclude, Clock::time_point now) const;
+    int choose(std::uint32_t client_hash, int exclude, Clock::time_point now);
 
     config::Balance policy_;
     std::vector<ServerState> servers_;

@@ -1,0 +1,477 @@
+#!/usr/bin/python3
+"""Reload benchmark: HTTP requests/s and WebSocket messages/s while the proxy reloads its
+configuration every second, against the same load without reloads, for Portico (SIGHUP) and
+nginx (SIGHUP to the master, what `nginx -s reload` sends). Failed requests and dropped
+WebSockets are counted for both; Portico must have none (the script exits 1 otherwise).
+
+    /usr/bin/python3 bench/reload_bench.py                     # builds Release into build-reload-bench/
+    PORTICO_BIN=build-bench/portico /usr/bin/python3 bench/reload_bench.py --duration 60
+    /usr/bin/python3 bench/reload_bench.py --contenders portico --duration 10 --rounds 1
+    /usr/bin/python3 bench/reload_bench.py --write-results     # also (re)writes the "## Reload"
+                                                               # section of bench/RESULTS.md
+
+One run = one proxy, one phase ("steady": no reload, "reloading": a reload every --interval
+seconds), --duration seconds of two loads at once through the proxy to one backend:
+  HTTP       wrk, 1 thread, --http-conns keep-alive connections, GET / (a 3-byte 200 answer);
+             wrk counts as errors: connect/read/write failures, timeouts and non-2xx/3xx.
+  WebSocket  bench/ws_load (C++, its own epoll loop) in echo mode: --ws-conns connections held for
+             the whole run, each sending --ws-size-byte messages one at a time and checking each
+             echo; any connection that ends before the run does, or a wrong echo, is an error.
+The backend is `ws_load server` (HTTP 200 "ok" and a WebSocket echo, one thread). Both proxies
+run --workers workers and keep connections to the backend alive. Each reload writes a
+configuration that differs from the last one (one extra route/location, toggled) so that the
+proxy really builds a new one. The phases alternate (steady, reloading, reloading, steady, ...)
+for --rounds rounds per proxy; medians are reported, errors summed.
+
+nginx is measured honestly as configured by most users: no worker_shutdown_timeout, so old
+workers keep serving their upgraded connections after a reload, and the script reports how
+many nginx processes are alive at the end of a reloading run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+WS_LOAD_SRC = Path(__file__).resolve().parent / "ws_load" / "ws_load.cpp"
+CONTENDERS = ["portico", "nginx"]
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+SECTION = "## Reload"
+
+
+# --------------------------------------------------------------------------------------------
+# the WebSocket load client
+
+
+def build_ws_load(build_dir: Path) -> Path:
+    """Compiles bench/ws_load/ws_load.cpp with g++ -O2 into build_dir/ws_load/ when the source
+    is newer than the binary."""
+    out = build_dir / "ws_load" / "ws_load"
+    if out.exists() and out.stat().st_mtime >= WS_LOAD_SRC.stat().st_mtime:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["g++", "-std=c++20", "-O2", "-Wall", "-Wextra", "-o", str(out), str(WS_LOAD_SRC)]
+    bl.log(" ".join(argv))
+    subprocess.run(argv, check=True)
+    return out
+
+
+class WsEcho:
+    """`ws_load echo --go-stdin`: connections set up (READY), then GO, then RESULT."""
+
+    def __init__(self, binary: Path, port: int, conns: int, size: int, duration: float):
+        self.argv = [str(binary), "echo", "--port", str(port), "--path", "/ws", "-c", str(conns),
+                     "-s", str(size), "-d", str(duration), "--go-stdin"]
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self.buf = b""
+
+    def _line(self, prefix: str, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                text = line.decode(errors="replace")
+                if text.startswith(prefix + " "):
+                    return json.loads(text[len(prefix) + 1:])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise RuntimeError(f"ws_load gave no {prefix} within {timeout:.0f} s")
+            if self.sel.select(left):
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    self.proc.wait()
+                    err = self.proc.stderr.read().decode(errors="replace")
+                    raise RuntimeError(f"ws_load exited ({self.proc.returncode}) before {prefix}:"
+                                       f" {err[-500:]}")
+                self.buf += chunk
+
+    def ready(self) -> dict:
+        return self._line("READY", 60)
+
+    def go(self) -> None:
+        self.proc.stdin.write(b"GO\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout: float) -> dict:
+        return self._line("RESULT", timeout)
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.sel.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --------------------------------------------------------------------------------------------
+# proxies: each has a config with a toggle, so that every reload loads something new
+
+
+@dataclass
+class Proxy:
+    name: str
+    svc: bl.Service
+    port: int
+    write_config: "callable"   # write_config(flip: bool): the next configuration on disk
+    reloaded_lines: "callable"  # number of reloads the proxy reports done so far (or None)
+    flip: bool = False
+
+    def reload(self) -> None:
+        self.flip = not self.flip
+        self.write_config(self.flip)
+        os.kill(self.svc.pid, signal.SIGHUP)  # nginx: the master, like `nginx -s reload`
+
+
+def start_portico(binary: Path, backend_port: int, workers: int, mode: str) -> Proxy:
+    port = bl.free_port()
+
+    def text(flip: bool) -> str:
+        extra = "  - path: /flip/\n    handler: health\n" if flip else ""
+        return f"""workers: {workers}
+shutdown_timeout: 5s
+log:
+  level: info
+  access: off
+limits:
+  max_connections: 20000
+listeners:
+  - address: 127.0.0.1:{port}
+upstreams:
+  backend:
+    servers: [127.0.0.1:{backend_port}]
+routes:
+{extra}  - path: /
+    upstream: backend
+    websocket:
+      mode: {mode}
+"""
+    svc = bl.start_portico("portico", binary, text(False), ready_port=port)
+    conf = svc.workdir / "portico.yaml"
+
+    def write(flip: bool) -> None:
+        tmp = conf.with_suffix(".new")
+        tmp.write_text(text(flip))
+        os.replace(tmp, conf)
+
+    def reloaded() -> int:
+        log = svc.log_path.read_text(errors="replace")
+        failed = log.count("reload failed")
+        if failed:
+            raise RuntimeError(f"portico refused a reload:\n{svc.log_tail()}")
+        return log.count("configuration reloaded")
+    return Proxy("portico", svc, port, write, reloaded)
+
+
+def start_nginx(backend_port: int, workers: int) -> Proxy:
+    port = bl.free_port()
+
+    def block(flip: bool) -> str:
+        extra = "location /flip/ { return 204; }" if flip else ""
+        return f"""
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+    upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        {extra}
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }}
+    }}"""
+    svc = bl.start_nginx("nginx", workers, block(False), ready_port=port)
+    conf = svc.workdir / "nginx.conf"
+    base = conf.read_text()
+
+    def write(flip: bool) -> None:
+        # the same boilerplate benchlib wrote, with the toggled server block
+        text = base.replace(block(False).strip(), block(flip).strip())
+        if flip and text == base:
+            raise RuntimeError("could not toggle the nginx configuration")
+        tmp = conf.with_suffix(".new")
+        tmp.write_text(text)
+        os.replace(tmp, conf)
+
+    def reloaded() -> None:
+        return None  # the error log is at warn: nginx does not tell; processes are counted
+    return Proxy("nginx", svc, port, write, reloaded)
+
+
+# --------------------------------------------------------------------------------------------
+# runs
+
+
+@dataclass
+class Run:
+    proxy: str
+    phase: str
+    round: int
+    http_rps: float
+    http_requests: int
+    http_errors: dict
+    ws_msgs: float
+    ws_ops: int
+    ws_errors: int
+    ws_dropped: int
+    reloads_sent: int
+    reloads_done: int | None
+    processes_end: int
+    rss_end_mb: float
+    http_p99_ms: float
+    ws_p99_ms: float
+    extra: dict = field(default_factory=dict)
+
+
+def count_errors(d: dict) -> int:
+    return d["connect"] + d["read"] + d["write"] + d["status"] + d["timeout"]
+
+
+def one_run(args, ws_load: Path, proxy: Proxy, phase: str, rnd: int) -> Run:
+    if args.max_foreign >= 0:
+        bl.wait_quiet(args.max_foreign, timeout=args.quiet_timeout, own=[proxy.svc])
+    else:
+        bl.acquire_run_lock()  # never measure while another benchmark does
+    try:
+        echo = WsEcho(ws_load, proxy.port, args.ws_conns, args.ws_size, args.duration)
+        ready = echo.ready()
+        if ready.get("failed"):
+            raise RuntimeError(f"{proxy.name}: {ready['failed']} WebSockets failed to open")
+        done0 = proxy.reloaded_lines()
+        wrk_out: dict = {}
+
+        def http() -> None:
+            try:
+                wrk_out["r"] = bl.run_wrk(f"http://127.0.0.1:{proxy.port}/",
+                                          connections=args.http_conns, duration=args.duration)
+            except Exception as e:  # noqa: BLE001 - reported by the caller
+                wrk_out["e"] = e
+
+        t_http = threading.Thread(target=http, daemon=True)
+        echo.go()
+        t_http.start()
+        start = time.monotonic()
+        sent = 0
+        if phase == "reloading":
+            # the first reload one interval in, the last one an interval before the end
+            while True:
+                due = start + (sent + 1) * args.interval
+                if due > start + args.duration - args.interval * 0.5:
+                    break
+                time.sleep(max(0.0, due - time.monotonic()))
+                proxy.reload()
+                sent += 1
+        t_http.join(args.duration + 90)
+        ws = echo.result(args.duration + 60)
+        procs = len(proxy.svc.pids())
+        rss = proxy.svc.rss() / 2**20
+        echo.close()
+    finally:
+        bl.release_run_lock()
+    if "e" in wrk_out or "r" not in wrk_out:
+        raise RuntimeError(f"wrk: {wrk_out.get('e')}")
+    r = wrk_out["r"]
+    time.sleep(0.5)
+    done = proxy.reloaded_lines()
+    run = Run(proxy.name, phase, rnd, r.rps, r.requests,
+              {k: r.raw[k] for k in ("connect", "read", "write", "status", "timeout")},
+              ws["ops_per_s"], ws["ops"], ws["errors"], args.ws_conns - ws["open"], sent,
+              None if done is None else done - done0, procs, rss, r.p99_ms, ws["p99_us"] / 1000)
+    bl.log(f"{proxy.name:<8} {phase:<9} round {rnd + 1}: HTTP {run.http_rps:8.0f} req/s "
+           f"errors {count_errors(run.http_errors)} {run.http_errors}; WS {run.ws_msgs:8.0f} msg/s "
+           f"errors {run.ws_errors} dropped {run.ws_dropped}; reloads {sent}"
+           f"{'' if run.reloads_done is None else f' (done {run.reloads_done})'}; "
+           f"processes at end {procs}")
+    return run
+
+
+def settle(proxy: Proxy, workers: int, timeout: float = 60.0) -> int:
+    """After a run: waits until old nginx workers have left (their WebSockets are closed);
+    returns the process count."""
+    want = workers + 1 if proxy.name == "nginx" else 1
+    deadline = time.monotonic() + timeout
+    while True:
+        n = len(proxy.svc.pids())
+        if n <= want or time.monotonic() > deadline:
+            return n
+        time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def fmt_ratio(a: float, b: float) -> str:
+    return f"{a / b:.3f}" if b else "n/a"
+
+
+def report(args, runs: list[Run], command: str, versions: str) -> str:
+    out = [SECTION, "",
+           f"Command: `{command}`", "",
+           f"Machine: {bl.machine_summary()}. {versions}. Each proxy {args.workers} worker(s); "
+           f"one backend (`ws_load server`); every run {args.duration:g} s of HTTP (wrk, 1 thread, "
+           f"{args.http_conns} keep-alive connections) and WebSocket echo ({args.ws_conns} "
+           f"connections, {args.ws_size}-byte messages, one in flight each) at the same time; "
+           f"\"reloading\" = a reload every {args.interval:g} s (Portico: SIGHUP with a changed "
+           f"file; nginx: SIGHUP to the master, as `nginx -s reload`, with a changed file). "
+           f"Portico's WebSocket route is in {args.portico_mode} mode. "
+           f"{args.rounds} round(s) per phase, medians; errors are sums over all runs.", ""]
+    rows = []
+    for name in [c for c in CONTENDERS if any(r.proxy == c for r in runs)]:
+        st = [r for r in runs if r.proxy == name and r.phase == "steady"]
+        rl = [r for r in runs if r.proxy == name and r.phase == "reloading"]
+        h_st, h_rl = bl.median(r.http_rps for r in st), bl.median(r.http_rps for r in rl)
+        w_st, w_rl = bl.median(r.ws_msgs for r in st), bl.median(r.ws_msgs for r in rl)
+        herr_st = sum(count_errors(r.http_errors) for r in st)
+        herr_rl = sum(count_errors(r.http_errors) for r in rl)
+        kinds = {}
+        for r in rl:
+            for k, v in r.http_errors.items():
+                kinds[k] = kinds.get(k, 0) + v
+        kinds_s = ", ".join(f"{k} {v}" for k, v in kinds.items() if v) or "-"
+        sent = sum(r.reloads_sent for r in rl)
+        done = [r.reloads_done for r in rl if r.reloads_done is not None]
+        rows.append([name, f"{h_st:.0f}", f"{h_rl:.0f}", fmt_ratio(h_rl, h_st),
+                     f"{herr_st} / {herr_rl} ({kinds_s})",
+                     f"{w_st:.0f}", f"{w_rl:.0f}", fmt_ratio(w_rl, w_st),
+                     f"{sum(r.ws_dropped for r in st)} / {sum(r.ws_dropped for r in rl)}",
+                     f"{sum(r.ws_errors for r in st)} / {sum(r.ws_errors for r in rl)}",
+                     f"{sent}" + (f" ({sum(done)} confirmed)" if done else ""),
+                     f"{max(r.processes_end for r in rl)}",
+                     f"{bl.median(r.rss_end_mb for r in st):.0f} / "
+                     f"{bl.median(r.rss_end_mb for r in rl):.0f}"])
+    out.append(bl.markdown_table(
+        ["proxy", "HTTP req/s steady", "HTTP req/s reloading", "ratio",
+         "HTTP errors steady / reloading (kinds)", "WS msg/s steady", "WS msg/s reloading",
+         "ratio", "WS dropped steady / reloading", "WS errors steady / reloading",
+         "reloads", "processes at end of a reloading run", "RSS MiB steady / reloading"], rows))
+    out.append("")
+    out.append("p99 latency (ms), steady / reloading: " + "; ".join(
+        f"{name} HTTP {bl.median(r.http_p99_ms for r in runs if r.proxy == name and r.phase == 'steady'):.2f}"
+        f" / {bl.median(r.http_p99_ms for r in runs if r.proxy == name and r.phase == 'reloading'):.2f},"
+        f" WS {bl.median(r.ws_p99_ms for r in runs if r.proxy == name and r.phase == 'steady'):.2f}"
+        f" / {bl.median(r.ws_p99_ms for r in runs if r.proxy == name and r.phase == 'reloading'):.2f}"
+        for name in CONTENDERS if any(r.proxy == name for r in runs)) + ".")
+    out.append("")
+    return "\n".join(out)
+
+
+def write_section(text: str) -> None:
+    """Replaces the "## Reload" section of bench/RESULTS.md (up to the next "## " heading), or
+    appends it; other sections are left as they are."""
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    m = re.search(r"^## Reload\s*$", old, re.M)
+    if m:
+        nxt = re.search(r"^## ", old[m.end():], re.M)
+        end = m.end() + nxt.start() if nxt else len(old)
+        new = old[:m.start()] + text.rstrip("\n") + "\n\n" + old[end:].lstrip("\n")
+    else:
+        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    RESULTS.write_text(new.rstrip("\n") + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--contenders", default=",".join(CONTENDERS))
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds per run (default 30)")
+    ap.add_argument("--interval", type=float, default=1.0, help="seconds between reloads (1)")
+    ap.add_argument("--rounds", type=int, default=2, help="runs per proxy and phase (2)")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--http-conns", type=int, default=32)
+    ap.add_argument("--ws-conns", type=int, default=32)
+    ap.add_argument("--ws-size", type=int, default=64)
+    ap.add_argument("--portico-bin", default=os.environ.get("PORTICO_BIN"))
+    ap.add_argument("--portico-mode", default="tunnel", choices=["tunnel", "frames"],
+                    help="Portico's websocket.mode for the echo (tunnel: bytes, like nginx)")
+    ap.add_argument("--build-dir", default=str(bl.REPO_ROOT / "build-reload-bench"))
+    ap.add_argument("--ws-load", help="a built ws_load binary (default: compile it)")
+    ap.add_argument("--max-foreign", type=float, default=0.3,
+                    help="wait until other processes use at most this much of a core before a "
+                         "run (-1: don't wait)")
+    ap.add_argument("--quiet-timeout", type=float, default=120.0)
+    ap.add_argument("--write-results", action="store_true",
+                    help=f"write the section into {RESULTS.relative_to(bl.REPO_ROOT)}")
+    args = ap.parse_args()
+    names = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    if set(names) - set(CONTENDERS):
+        ap.error(f"unknown contenders {set(names) - set(CONTENDERS)}")
+    bl.raise_nofile_limit()
+    build = Path(args.build_dir)
+    ws_load = Path(args.ws_load).resolve() if args.ws_load else build_ws_load(build)
+    binary = Path(args.portico_bin).resolve() if args.portico_bin else None
+    if "portico" in names and binary is None:
+        binary = bl.build_portico(build)
+
+    backend_port = bl.free_port()
+    backend = bl.Service("backend", [str(ws_load), "server", "--listen", str(backend_port)],
+                         bl.make_workdir("reload-backend"), port=backend_port).start()
+    backend.wait_ready(lambda: bl.wait_port(backend_port))
+
+    runs: list[Run] = []
+    for name in names:
+        proxy = (start_portico(binary, backend_port, args.workers, args.portico_mode)
+                 if name == "portico"
+                 else start_nginx(backend_port, args.workers))
+        # warm-up: connections to the backend, the page cache, the allocator
+        bl.run_wrk(f"http://127.0.0.1:{proxy.port}/", connections=args.http_conns, duration=2)
+        phases = []
+        for rnd in range(args.rounds):
+            phases += [("steady", rnd), ("reloading", rnd)] if rnd % 2 == 0 else \
+                      [("reloading", rnd), ("steady", rnd)]
+        for phase, rnd in phases:
+            runs.append(one_run(args, ws_load, proxy, phase, rnd))
+            n = settle(proxy, args.workers)
+            if name == "nginx" and n > args.workers + 1:
+                bl.log(f"nginx: {n} processes still alive 60 s after the run")
+        if not proxy.svc.alive():
+            raise RuntimeError(f"{name} died:\n{proxy.svc.log_tail()}")
+        proxy.svc.stop()
+    backend.stop()
+
+    command = "/usr/bin/python3 bench/reload_bench.py " + " ".join(sys.argv[1:])
+    wrk_words = bl.tool_version(["wrk", "-v"]).split()
+    versions = f"{bl.tool_version(['nginx', '-v'])}; wrk {wrk_words[1] if len(wrk_words) > 1 else '?'}"
+    text = report(args, runs, command.strip(), versions)
+    print(text)
+    if args.write_results:
+        write_section(text)
+        bl.log(f"wrote the {SECTION!r} section of {RESULTS}")
+    bad = [r for r in runs if r.proxy == "portico" and
+           (count_errors(r.http_errors) or r.ws_errors or r.ws_dropped or
+            (r.reloads_done is not None and r.reloads_done != r.reloads_sent))]
+    if bad:
+        bl.log(f"FAIL: Portico lost requests or WebSockets, or missed reloads, in {len(bad)} run(s)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
