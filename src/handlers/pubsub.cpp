@@ -5,6 +5,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "portico/core/json.h"
 #include "portico/core/log.h"
 #include "portico/handlers/websocket_endpoint.h"
 #include "portico/http/head.h"
@@ -230,23 +231,6 @@ std::string_view channelName(const config::Route& route, std::string_view path) 
 
 namespace {
 
-void appendJsonString(std::string& out, std::string_view s) {
-    out.push_back('"');
-    for (char c : s) {
-        if (c == '"' || c == '\\') {
-            out.push_back('\\');
-            out.push_back(c);
-        } else if (static_cast<unsigned char>(c) < 0x20) {
-            static constexpr char kHex[] = "0123456789abcdef";
-            out.append("\\u00");
-            out.push_back(kHex[(c >> 4) & 0xf]);
-            out.push_back(kHex[c & 0xf]);
-        } else {
-            out.push_back(c);
-        }
-    }
-    out.push_back('"');
-}
 
 bool authorized(const config::Route& route, std::string_view authorization) {
     const std::string& token = route.pubsub.publish_token;
@@ -269,7 +253,7 @@ PubSubReply servePubSubHttp(evbuffer* out, PubSubHub& hub, const config::Route& 
     if (channel.empty()) return {404, http::writeErrorResponse(out, 404, keep_alive)};
     const std::string key = channelKey(route, channel);
     std::string json = "{\"channel\":";
-    appendJsonString(json, channel);
+    core::appendJsonString(json, channel);
     if (method == "POST") {
         if (!authorized(route, authorization)) {
             http::HeaderList challenge{{"WWW-Authenticate", "Bearer"}};

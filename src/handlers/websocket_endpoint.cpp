@@ -46,9 +46,8 @@ EndpointSession::EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, 
       client_(std::move(client)),
       codec_(codecOptions(settings, deflate), static_cast<ws::CodecHandler&>(*this), client_->output()),
       app_(std::move(app)),
-      idle_timer_(event_new(loop.base(), -1, 0, &EndpointSession::onIdleTimer, this)),
+      idle_(loop, settings.idle_timeout, [this] { close(ws::close_code::kGoingAway, "idle timeout"); }),
       ping_timer_(event_new(loop.base(), -1, 0, &EndpointSession::onPingTimer, this)),
-      idle_timeout_(settings.idle_timeout),
       ping_interval_(settings.ping_interval) {
     client_->setHandler(this);
     client_->setLowWatermark(proxy::kLowWatermark);
@@ -60,8 +59,7 @@ EndpointSession::~EndpointSession() {
 }
 
 void EndpointSession::start() {
-    last_activity_ = std::chrono::steady_clock::now();
-    if (idle_timeout_.count() > 0) net::addTimer(loop_, idle_timer_.get(), idle_timeout_);
+    idle_.start();
     if (ping_interval_.count() > 0) net::addTimer(loop_, ping_timer_.get(), ping_interval_);
     app_->onOpen(*this);
     client_->flush();
@@ -70,7 +68,7 @@ void EndpointSession::start() {
 
 void EndpointSession::onReadable(net::Stream& stream) {
     if (ended_) return;
-    last_activity_ = std::chrono::steady_clock::now();
+    idle_.touch();
     std::size_t before = evbuffer_get_length(stream.input());
     codec_.feed(stream.input());
     bytes_in_ += before - evbuffer_get_length(stream.input());
@@ -125,17 +123,6 @@ void EndpointSession::close(std::uint16_t code, std::string_view reason) {
 
 void EndpointSession::goAway() { close(ws::close_code::kGoingAway, "server going away"); }
 
-void EndpointSession::onIdleTimer(int, short, void* arg) {
-    auto* self = static_cast<EndpointSession*>(arg);
-    auto idle = std::chrono::steady_clock::now() - self->last_activity_;
-    if (idle < self->idle_timeout_) {
-        net::addTimerOnce(self->idle_timer_.get(),
-                          self->idle_timeout_ - std::chrono::duration_cast<std::chrono::milliseconds>(idle));
-        return;
-    }
-    self->close(ws::close_code::kGoingAway, "idle timeout");
-}
-
 void EndpointSession::onPingTimer(int, short, void* arg) {
     auto* self = static_cast<EndpointSession*>(arg);
     if (self->ping_outstanding_) {
@@ -152,7 +139,7 @@ void EndpointSession::onPingTimer(int, short, void* arg) {
 void EndpointSession::end(const char* reason) {
     if (ended_) return;
     ended_ = true;
-    event_del(idle_timer_.get());
+    idle_.stop();
     event_del(ping_timer_.get());
     app_->onClose(*this);
     const ws::SessionCounts counts{codec_.messagesIn(), codec_.messagesOut(), bytes_in_, codec_.bytesOut()};

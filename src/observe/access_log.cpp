@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "portico/core/json.h"
 #include "portico/net/event_loop.h"
 
 namespace portico::observe {
@@ -56,23 +57,6 @@ void AccessSink::write(const char* data, std::size_t length) {
 
 namespace {
 
-void appendJsonString(std::string& out, std::string_view s) {
-    out.push_back('"');
-    for (char c : s) {
-        auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            out.push_back('\\');
-            out.push_back(c);
-        } else if (u < 0x20 || u == 0x7f) {
-            char esc[8];
-            snprintf(esc, sizeof esc, "\\u%04x", u);
-            out.append(esc);
-        } else {
-            out.push_back(c);
-        }
-    }
-    out.push_back('"');
-}
 
 // Combined format quotes fields; escape quotes and control bytes like nginx does (\xHH).
 void appendQuoted(std::string& out, std::string_view s) {
@@ -105,15 +89,15 @@ void formatAccessRecord(std::string& out, const AccessRecord& r, config::AccessF
         out.append("{\"time\":\"");
         out.append(stamp);
         out.append("\",\"client\":");
-        appendJsonString(out, r.client);
+        core::appendJsonString(out, r.client);
         out.append(",\"method\":");
-        appendJsonString(out, r.method);
+        core::appendJsonString(out, r.method);
         out.append(",\"path\":");
-        appendJsonString(out, r.path);
+        core::appendJsonString(out, r.path);
         snprintf(line, sizeof line, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"upstream\":", r.status,
                  static_cast<unsigned long long>(r.bytes_in), static_cast<unsigned long long>(r.bytes_out));
         out.append(line);
-        appendJsonString(out, r.upstream);
+        core::appendJsonString(out, r.upstream);
         snprintf(line, sizeof line, ",\"duration_ms\":%.3f}\n", r.duration_ms);
         out.append(line);
         return;

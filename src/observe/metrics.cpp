@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "portico/core/json.h"
+
 namespace portico::observe {
 
 void UpstreamStats::observe(double seconds) {
@@ -197,13 +199,9 @@ std::string Metrics::renderJson(const ProcessInfo& info) {
         t = StatsReader::collect(workers_);
     }
     auto quote = [](const std::string& s) {
-        std::string out = "\"";
-        for (char c : s) {
-            if (c == '"' || c == '\\') out.push_back('\\');
-            if (static_cast<unsigned char>(c) < 0x20) continue;
-            out.push_back(c);
-        }
-        return out + "\"";
+        std::string out;
+        core::appendJsonString(out, s);
+        return out;
     };
     std::string out = "{\"config\":{\"file\":" + quote(info.config_file) + ",\"loaded_at\":" +
                       std::to_string(static_cast<long long>(info.config_loaded_at)) +

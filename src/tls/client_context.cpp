@@ -1,5 +1,6 @@
 #include "portico/tls/client_context.h"
 
+#include <deque>
 #include <mutex>
 #include <new>
 #include <string>
@@ -19,17 +20,21 @@
 namespace portico::tls {
 namespace detail {
 
-// Sessions for resumption with upstream servers, one per key ("host" or "host:port"), shared by
-// every worker. The newest session from a server replaces the older one.
+// Sessions for resumption with upstream servers, shared by every worker, a few per key
+// ("host" or "host:port"). A TLS 1.3 session is taken out when used: OpenSSL clients use a
+// ticket once (RFC 8446 C.4) and a server sends several per full handshake (OpenSSL: 2), so
+// keeping them all lets several connections resume before the next full handshake. A TLS 1.2
+// session may be reused and stays until a newer one replaces it.
 class ClientSessionCache {
 public:
-    static constexpr std::size_t kMaxSessions = 1024;  // beyond: an arbitrary entry goes
+    static constexpr std::size_t kMaxKeys = 1024;      // beyond: an arbitrary key's sessions go
+    static constexpr std::size_t kSessionsPerKey = 4;  // beyond: the oldest goes
 
     ClientSessionCache() = default;
     ClientSessionCache(const ClientSessionCache&) = delete;
     ClientSessionCache& operator=(const ClientSessionCache&) = delete;
     ~ClientSessionCache() {
-        for (auto& entry : sessions_) SSL_SESSION_free(entry.second);
+        for (auto& entry : sessions_) freeAll(entry.second);
     }
 
     // Takes ownership of one reference to `session` when it returns true.
@@ -37,39 +42,60 @@ public:
         try {
             std::lock_guard<std::mutex> lock(mutex_);
             auto it = sessions_.find(key);
-            if (it != sessions_.end()) {
-                SSL_SESSION_free(it->second);
-                it->second = session;
-                return true;
+            if (it == sessions_.end()) {
+                if (sessions_.size() >= kMaxKeys) {
+                    freeAll(sessions_.begin()->second);
+                    sessions_.erase(sessions_.begin());
+                }
+                it = sessions_.emplace(key, std::deque<SSL_SESSION*>()).first;
             }
-            if (sessions_.size() >= kMaxSessions) {
-                SSL_SESSION_free(sessions_.begin()->second);
-                sessions_.erase(sessions_.begin());
+            std::deque<SSL_SESSION*>& list = it->second;
+            // A TLS 1.2 session replaces the ones before it (they are the same session or
+            // older); TLS 1.3 tickets pile up to the bound.
+            if (SSL_SESSION_get_protocol_version(session) != TLS1_3_VERSION) freeAll(list);
+            list.push_back(session);
+            while (list.size() > kSessionsPerKey) {
+                SSL_SESSION_free(list.front());
+                list.pop_front();
             }
-            sessions_.emplace(key, session);
             return true;
         } catch (...) {  // allocation failure: simply no resumption next time
             return false;
         }
     }
 
-    // A new reference to the session stored under `key`, or nullptr.
-    SSL_SESSION* find(const std::string& key) noexcept {
+    // A reference to a resumable session stored under `key` (the newest), or nullptr. The
+    // caller owns the reference.
+    SSL_SESSION* take(const std::string& key) noexcept {
         std::lock_guard<std::mutex> lock(mutex_);
         auto it = sessions_.find(key);
         if (it == sessions_.end()) return nullptr;
-        if (SSL_SESSION_is_resumable(it->second) != 1) {
-            SSL_SESSION_free(it->second);
-            sessions_.erase(it);
-            return nullptr;
+        std::deque<SSL_SESSION*>& list = it->second;
+        while (!list.empty()) {
+            SSL_SESSION* session = list.back();
+            if (SSL_SESSION_is_resumable(session) != 1) {
+                SSL_SESSION_free(session);
+                list.pop_back();
+                continue;
+            }
+            if (SSL_SESSION_get_protocol_version(session) == TLS1_3_VERSION) {
+                list.pop_back();  // single use: our reference goes to the caller
+            } else {
+                SSL_SESSION_up_ref(session);
+            }
+            return session;
         }
-        SSL_SESSION_up_ref(it->second);
-        return it->second;
+        return nullptr;
     }
 
 private:
+    static void freeAll(std::deque<SSL_SESSION*>& list) noexcept {
+        for (SSL_SESSION* session : list) SSL_SESSION_free(session);
+        list.clear();
+    }
+
     std::mutex mutex_;
-    std::unordered_map<std::string, SSL_SESSION*> sessions_;
+    std::unordered_map<std::string, std::deque<SSL_SESSION*>> sessions_;
 };
 
 }  // namespace detail
@@ -126,7 +152,7 @@ SslPtr ClientContext::newSession(std::string_view host, std::string_view session
         ERR_clear_error();
         return {};
     }
-    if (SSL_SESSION* session = sessions_->find(key)) {
+    if (SSL_SESSION* session = sessions_->take(key)) {
         SSL_set_session(ssl.get(), session);  // takes its own reference
         SSL_SESSION_free(session);
     }

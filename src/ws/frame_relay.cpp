@@ -28,9 +28,8 @@ FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_pt
       upstream_(std::move(upstream)),
       up_(Role::Client, allowed_rsv, settings.max_message_bytes),
       down_(Role::Server, allowed_rsv, settings.max_message_bytes),
-      idle_timer_(event_new(loop.base(), -1, 0, &FrameRelay::onIdleTimer, this)),
+      idle_(loop, settings.idle_timeout, [this] { goAwayBoth("idle timeout"); }),
       ping_timer_(event_new(loop.base(), -1, 0, &FrameRelay::onPingTimer, this)),
-      idle_timeout_(settings.idle_timeout),
       ping_interval_(settings.ping_interval) {
     up_.from = down_.to = client_.get();
     up_.to = down_.from = upstream_.get();
@@ -47,8 +46,7 @@ FrameRelay::~FrameRelay() {
 }
 
 void FrameRelay::start() {
-    last_activity_ = std::chrono::steady_clock::now();
-    if (idle_timeout_.count() > 0) net::addTimer(loop_, idle_timer_.get(), idle_timeout_);
+    idle_.start();
     if (ping_interval_.count() > 0) net::addTimer(loop_, ping_timer_.get(), ping_interval_);
     if (evbuffer_get_length(upstream_->input()) > 0 && !pump(down_)) return;
     if (evbuffer_get_length(client_->input()) > 0) pump(up_);
@@ -118,7 +116,7 @@ bool FrameRelay::pump(Direction& d) {
 
 void FrameRelay::onReadable(net::Stream& stream) {
     if (ended_) return;
-    last_activity_ = std::chrono::steady_clock::now();
+    idle_.touch();
     pump(directionFrom(stream));
 }
 
@@ -164,33 +162,19 @@ void FrameRelay::fail(net::Stream& at_fault, std::uint16_t code, const char* rea
     end(reason);
 }
 
-void FrameRelay::goAway() {
+void FrameRelay::goAway() { goAwayBoth("shutdown"); }
+
+void FrameRelay::goAwayBoth(const char* reason) {
     if (ended_) return;
     sendClose(*client_, close_code::kGoingAway);
     sendClose(*upstream_, close_code::kGoingAway);
-    end("shutdown");
-}
-
-void FrameRelay::onIdleTimer(int, short, void* arg) {
-    auto* self = static_cast<FrameRelay*>(arg);
-    auto idle = std::chrono::steady_clock::now() - self->last_activity_;
-    if (idle < self->idle_timeout_) {
-        net::addTimerOnce(self->idle_timer_.get(),
-                          self->idle_timeout_ - std::chrono::duration_cast<std::chrono::milliseconds>(idle));
-        return;
-    }
-    self->sendClose(*self->client_, close_code::kGoingAway);
-    self->sendClose(*self->upstream_, close_code::kGoingAway);
-    self->end("idle timeout");
+    end(reason);
 }
 
 void FrameRelay::onPingTimer(int, short, void* arg) {
     auto* self = static_cast<FrameRelay*>(arg);
     if (self->ping_outstanding_) {
-        // No pong for a whole interval: the client is gone or stuck.
-        self->sendClose(*self->client_, close_code::kGoingAway);
-        self->sendClose(*self->upstream_, close_code::kGoingAway);
-        self->end("no pong from client");
+        self->goAwayBoth("no pong from client");  // a whole interval: the client is gone or stuck
         return;
     }
     if (self->down_.remaining == 0) {  // only between frames towards the client
@@ -204,7 +188,7 @@ void FrameRelay::onPingTimer(int, short, void* arg) {
 void FrameRelay::end(const char* reason) {
     if (ended_) return;
     ended_ = true;
-    event_del(idle_timer_.get());
+    idle_.stop();
     event_del(ping_timer_.get());
     const SessionCounts counts{up_.checker.messages(), down_.checker.messages(), up_.bytes, down_.bytes};
     net::closeGracefully(loop_, std::move(client_));

@@ -15,8 +15,7 @@ Tunnel::Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::S
       loop_(loop),
       client_(std::move(client)),
       upstream_(std::move(upstream)),
-      idle_timer_(event_new(loop.base(), -1, 0, &Tunnel::onIdleTimer, this)),
-      idle_timeout_(idle_timeout) {
+      idle_(loop, idle_timeout, [this] { end("idle timeout"); }) {
     for (net::Stream* s : {client_.get(), upstream_.get()}) {
         s->setHandler(this);
         s->setLowWatermark(proxy::kLowWatermark);
@@ -30,8 +29,7 @@ Tunnel::~Tunnel() {
 }
 
 void Tunnel::start() {
-    last_activity_ = std::chrono::steady_clock::now();
-    if (idle_timeout_.count() > 0) net::addTimer(loop_, idle_timer_.get(), idle_timeout_);
+    idle_.start();
     // Bytes that arrived with the handshake (a first frame right behind the 101).
     if (evbuffer_get_length(upstream_->input()) > 0) relay(*upstream_);
     if (evbuffer_get_length(client_->input()) > 0) relay(*client_);
@@ -48,7 +46,7 @@ void Tunnel::relay(net::Stream& from) {
 
 void Tunnel::onReadable(net::Stream& stream) {
     if (ended_) return;
-    last_activity_ = std::chrono::steady_clock::now();
+    idle_.touch();
     relay(stream);
 }
 
@@ -71,22 +69,10 @@ void Tunnel::onError(net::Stream& stream, int) {
 
 void Tunnel::goAway() { end("shutdown"); }
 
-void Tunnel::onIdleTimer(int, short, void* arg) {
-    auto* self = static_cast<Tunnel*>(arg);
-    // The timer is re-armed lazily: activity only stores a time stamp on the data path.
-    auto idle = std::chrono::steady_clock::now() - self->last_activity_;
-    if (idle < self->idle_timeout_) {
-        net::addTimerOnce(self->idle_timer_.get(),
-                          self->idle_timeout_ - std::chrono::duration_cast<std::chrono::milliseconds>(idle));
-        return;
-    }
-    self->end("idle timeout");
-}
-
 void Tunnel::end(const char* reason) {
     if (ended_) return;
     ended_ = true;
-    event_del(idle_timer_.get());
+    idle_.stop();
     // What one side still has queued (the other side's last bytes) is flushed before closing.
     net::closeGracefully(loop_, std::move(client_));
     net::closeGracefully(loop_, std::move(upstream_));

@@ -17,8 +17,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 from http_client import http_request  # noqa: E402
-from portico_harness import main, make_config, slow_factor, to_yaml  # noqa: E402
-from ws_client import OP_BINARY, OP_TEXT  # noqa: E402
+from portico_harness import main, make_config, to_yaml  # noqa: E402
+from ws_client import OP_BINARY  # noqa: E402
 from ws_peers import WsTestCase, wait_for  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------

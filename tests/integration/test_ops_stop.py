@@ -75,19 +75,22 @@ class GracefulStop(WsTestCase):
         idle = self.client(p.port)
         self.assertEqual(idle.roundtrip("GET", "/api/idle").status, 200)
         delay = 1.5 * slow_factor()
-        slow = self.client(p.port, timeout=20)
-        slow.request("GET", "/api/slow?delay=%g&where=body&n=100000" % delay)
-        self.assertTrue(wait_for(lambda: any(r.path == "/api/slow" for r in self.hb.requests)))
+        # two requests in flight: one waiting for its response head, one in the middle of its body
+        slow = {where: self.client(p.port, timeout=20) for where in ("head", "body")}
+        for where, c in slow.items():
+            c.request("GET", "/api/slow?delay=%g&where=%s&n=100000" % (delay, where))
+        self.assertTrue(wait_for(lambda: sum(r.path == "/api/slow" for r in self.hb.requests) == 2))
         slow_result = {}
 
-        def read_slow():
+        def read_slow(where):
             try:
-                slow_result["response"] = slow.read_response()
+                slow_result[where] = slow[where].read_response()
             except Exception as e:  # noqa: BLE001 - reported below
-                slow_result["error"] = e
+                slow_result[where] = e
 
-        reader = threading.Thread(target=read_slow, daemon=True)
-        reader.start()
+        readers = [threading.Thread(target=read_slow, args=(w,), daemon=True) for w in slow]
+        for reader in readers:
+            reader.start()
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
 
@@ -107,10 +110,13 @@ class GracefulStop(WsTestCase):
         self.assertTrue(wait_for(lambda: refused(p.port), timeout=2),
                         "still accepting connections after SIGTERM")
         # the request in flight finishes with its whole body
-        reader.join(delay + 10)
-        self.assertNotIn("error", slow_result, "the request in flight was cut: %r" % slow_result)
-        r = slow_result["response"]
-        self.assertEqual((r.status, r.body_len), (200, 100000), r)
+        for reader in readers:
+            reader.join(delay + 10)
+        for where in slow:
+            r = slow_result.get(where)
+            self.assertFalse(r is None or isinstance(r, Exception),
+                             "the request in flight (delayed %s) was cut: %r" % (where, r))
+            self.assertEqual((r.status, r.body_len), (200, 100000), r)
         # and the process leaves with 0 once nothing is left, well before shutdown_timeout
         rc = p.wait(timeout_s + 5)
         elapsed = time.monotonic() - t0

@@ -16,14 +16,22 @@ Dates are set with `openssl ca -startdate/-enddate`, so expired certificates nee
 
 `standard_set(directory)` issues the set the unit tests use and returns {name: Issued}; run as a
 script (`tls_certs.py DIR`) it writes that set into DIR and prints "ok".
+
+Helpers for the integration tests: tls_listener() (a listener entry for make_config),
+s_client() (runs `openssl s_client`), client_context() (a Python ssl client context trusting
+the test root), https_request() (one request over TLS with http_client-like parsing) and
+TlsHttpBackend (backends.HttpBackend behind TLS, for upstream TLS tests).
 """
 
 import datetime
 import os
+import socket
+import ssl
 import subprocess
 import sys
 
-__all__ = ["TestPki", "Issued", "standard_set", "openssl"]
+__all__ = ["TestPki", "Issued", "standard_set", "openssl", "tls_listener", "s_client",
+           "client_context", "https_request", "TlsHttpBackend", "shared_pki"]
 
 OPENSSL = os.environ.get("OPENSSL", "openssl")
 
@@ -212,6 +220,10 @@ class TestPki:
 def standard_set(directory):
     """The certificates the unit tests use; returns {name: Issued} and writes ca.crt,
     client-ca.crt and other-client-ca.crt next to them."""
+    return _standard_set_with_pki(directory)[1]
+
+
+def _standard_set_with_pki(directory):
     pki = TestPki(directory)
     issued = {
         "site-ec": pki.issue("site-ec", ["site.test", "www.site.test"]),
@@ -230,7 +242,194 @@ def standard_set(directory):
                      (pki.other_client_ca, "other-client-ca.crt")):
         with open(src) as f, open(os.path.join(directory, dst), "w") as out:
             out.write(f.read())
-    return issued
+    return pki, issued
+
+
+# ---------------------------------------------------------------------------------------------
+# Integration test helpers
+# ---------------------------------------------------------------------------------------------
+_shared = {}
+
+
+def shared_pki():
+    """A TestPki with standard_set() issued, made once per process in a temporary folder that
+    is removed at exit. Returns (pki, issued)."""
+    if "pki" not in _shared:
+        import atexit
+        import shutil
+        import tempfile
+        d = tempfile.mkdtemp(prefix="portico-tls-")
+        atexit.register(shutil.rmtree, d, True)
+        pki, issued = _standard_set_with_pki(d)
+        _shared["pki"] = (pki, issued)
+    return _shared["pki"]
+
+
+def tls_listener(certificates, address="127.0.0.1:0", **tls):
+    """A listener entry for portico_harness.make_config(listeners=[...]): `certificates` is a
+    list of Issued (or (cert, key) pairs); other keyword arguments go into the tls block
+    (min_version="1.3", alpn=[...], client_ca=path, session_tickets=False, ciphers=...)."""
+    entries = []
+    for c in certificates:
+        cert, key = (c.cert, c.key) if isinstance(c, Issued) else c
+        entries.append({"cert": cert, "key": key})
+    block = {"certificates": entries}
+    block.update(tls)
+    return {"address": address, "tls": block}
+
+
+def s_client(port, *args, input=b"", timeout=15.0, host="127.0.0.1"):
+    """Runs `openssl s_client -connect HOST:PORT -ign_eof ARGS` with `input` on stdin (sent
+    once the handshake is done; s_client then waits until the server closes, so send a
+    request with "Connection: close"); returns subprocess.CompletedProcess with text stdout
+    and stderr (returncode 0 or 1)."""
+    cmd = [OPENSSL, "s_client", "-connect", "%s:%d" % (host, port), "-ign_eof"] + list(args)
+    p = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
+    p.stdout = p.stdout.decode("utf-8", "replace")
+    p.stderr = p.stderr.decode("utf-8", "replace")
+    return p
+
+
+def client_context(cafile=None, cert=None, alpn=None, maximum=None, minimum=None):
+    """An ssl.SSLContext for a client: trusts `cafile` (verifying the host name), presents
+    `cert` (an Issued) when given, offers `alpn`, limits versions (ssl.TLSVersion)."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    if cert is not None:
+        ctx.load_cert_chain(cert.cert, cert.key)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    if maximum is not None:
+        ctx.maximum_version = maximum
+    if minimum is not None:
+        ctx.minimum_version = minimum
+    return ctx
+
+
+def tls_connect(port, server_hostname, ctx, host="127.0.0.1", timeout=10.0):
+    """A connected, handshaken ssl socket to 127.0.0.1:port with SNI server_hostname."""
+    raw = socket.create_connection((host, port), timeout=timeout)
+    try:
+        return ctx.wrap_socket(raw, server_hostname=server_hostname)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def read_http_response(sock, limit=1 << 24):
+    """Reads one HTTP/1.1 response (Content-Length, chunked or close-delimited) from `sock`;
+    returns (status, headers dict with lower-case names, body bytes)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("closed before the response head: %r" % buf[:200])
+        buf += data
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    body = rest
+    if "content-length" in headers:
+        n = int(headers["content-length"])
+        while len(body) < n:
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed in the body")
+            body += data
+        return status, headers, body[:n]
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        out = b""
+        while True:
+            while b"\r\n" not in body:
+                body += sock.recv(65536)
+            size_line, _, body = body.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            while len(body) < size + 2:
+                body += sock.recv(65536)
+            out += body[:size]
+            body = body[size + 2:]
+            if size == 0:
+                return status, headers, out
+    if status in (204, 304) or 100 <= status < 200:
+        return status, headers, b""
+    while len(body) < limit:
+        data = sock.recv(65536)
+        if not data:
+            break
+        body += data
+    return status, headers, body
+
+
+def https_request(sock, method="GET", target="/", host="localhost", headers=(), body=None):
+    """Sends one request on an (ssl) socket and reads the response: (status, headers, body)."""
+    lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % host]
+    lines += ["%s: %s" % kv for kv in headers]
+    if body is not None:
+        lines.append("Content-Length: %d" % len(body))
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+    return read_http_response(sock)
+
+
+def make_tls_backend_class():
+    """TlsHttpBackend, built on first use so that this file runs without tests/support on the
+    path when used as a script."""
+    import backends
+
+    class TlsHttpBackend(backends.HttpBackend):
+        """backends.HttpBackend behind TLS: `issued` is the server certificate (Issued);
+        client_ca (a path) requires client certificates. Records the SNI of every handshake
+        in .server_names, failed handshakes' reasons in .tls_errors, and counts handshakes
+        and resumed ones (.handshakes, .resumed)."""
+
+        def __init__(self, issued, client_ca=None, **kw):
+            super().__init__(**kw)
+            self.server_names = []
+            self.tls_errors = []
+            self.handshakes = 0
+            self.resumed = 0
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(issued.cert, issued.key)
+            if client_ca:
+                ctx.load_verify_locations(client_ca)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+
+            def on_sni(sslsock, name, context):
+                with self._lock:
+                    self.server_names.append(name)
+            ctx.sni_callback = on_sni
+            self.ssl_context = ctx
+
+        def _serve(self, sock, addr, conn_id):
+            try:
+                sock.settimeout(10)
+                tls = self.ssl_context.wrap_socket(sock, server_side=True)
+                tls.settimeout(None)
+            except (ssl.SSLError, OSError) as e:
+                with self._lock:
+                    self.tls_errors.append(str(e))
+                    self.active_connections -= 1
+                    self._socks.discard(sock)
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+                return
+            with self._lock:
+                self.handshakes += 1
+                if tls.session_reused:
+                    self.resumed += 1
+                self._socks.discard(sock)
+                self._socks.add(tls)
+            super()._serve(tls, addr, conn_id)
+
+    return TlsHttpBackend
+
+
+def TlsHttpBackend(*args, **kw):  # noqa: N802 (a class in effect)
+    return make_tls_backend_class()(*args, **kw)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
+#include "portico/net/idle_timer.h"
 #include "portico/net/stream.h"
 #include "portico/ws/codec.h"
 #include "portico/ws/session.h"
@@ -61,7 +62,6 @@ private:
     void onPong(std::string_view payload) override;
     void afterCodec();
     void end(const char* reason);
-    static void onIdleTimer(int, short, void* arg);
     static void onPingTimer(int, short, void* arg);
 
     ws::SessionOwner& owner_;
@@ -69,11 +69,9 @@ private:
     std::unique_ptr<net::Stream> client_;
     ws::Codec codec_;
     std::unique_ptr<EndpointApp> app_;
-    core::EventPtr idle_timer_;
+    net::IdleTimer idle_;
     core::EventPtr ping_timer_;
-    std::chrono::milliseconds idle_timeout_;
     std::chrono::milliseconds ping_interval_;
-    std::chrono::steady_clock::time_point last_activity_;
     std::uint64_t bytes_in_ = 0;
     bool ping_outstanding_ = false;
     bool ended_ = false;

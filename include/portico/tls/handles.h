@@ -12,7 +12,8 @@ typedef struct ssl_ctx_st SSL_CTX;  // NOLINT(modernize-use-using)
 
 namespace portico::tls {
 
-struct SslDeleter { void operator()(SSL* p) const; };         // SSL_free
+// SSL_free; a session whose handshake finished stays resumable even without close_notify.
+struct SslDeleter { void operator()(SSL* p) const; };
 struct SslCtxDeleter { void operator()(SSL_CTX* p) const; };  // SSL_CTX_free
 
 using SslPtr = std::unique_ptr<SSL, SslDeleter>;

@@ -11,6 +11,7 @@
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
+#include "portico/net/idle_timer.h"
 #include "portico/net/stream.h"
 #include "portico/ws/frame_checker.h"
 #include "portico/ws/session.h"
@@ -62,7 +63,7 @@ private:
     // Appends a Close frame to `to` unless a frame to it is half-forwarded (then TCP close only).
     void sendClose(net::Stream& to, std::uint16_t code);
     void end(const char* reason);
-    static void onIdleTimer(int, short, void* arg);
+    void goAwayBoth(const char* reason);  // 1001 to both sides, then end
     static void onPingTimer(int, short, void* arg);
 
     SessionOwner& owner_;
@@ -71,11 +72,9 @@ private:
     std::unique_ptr<net::Stream> upstream_;
     Direction up_;    // client -> upstream
     Direction down_;  // upstream -> client
-    core::EventPtr idle_timer_;
+    net::IdleTimer idle_;
     core::EventPtr ping_timer_;
-    std::chrono::milliseconds idle_timeout_;
     std::chrono::milliseconds ping_interval_;
-    std::chrono::steady_clock::time_point last_activity_;
     bool ping_outstanding_ = false;
     bool ended_ = false;
 };

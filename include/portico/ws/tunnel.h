@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "portico/core/handles.h"
+#include "portico/net/idle_timer.h"
 #include "portico/net/stream.h"
 #include "portico/ws/session.h"
 
@@ -36,15 +37,12 @@ private:
     net::Stream& other(const net::Stream& stream) { return &stream == client_.get() ? *upstream_ : *client_; }
     void relay(net::Stream& from);
     void end(const char* reason);
-    static void onIdleTimer(int, short, void* arg);
 
     SessionOwner& owner_;
     net::EventLoop& loop_;
     std::unique_ptr<net::Stream> client_;
     std::unique_ptr<net::Stream> upstream_;
-    core::EventPtr idle_timer_;
-    std::chrono::milliseconds idle_timeout_;
-    std::chrono::steady_clock::time_point last_activity_;
+    net::IdleTimer idle_;
     std::uint64_t from_client_ = 0;
     std::uint64_t to_client_ = 0;
     bool ended_ = false;

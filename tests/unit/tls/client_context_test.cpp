@@ -150,6 +150,7 @@ TEST_CASE("upstream sessions resume per server", "[tls]") {
         SslPtr s = local->newSession();
         REQUIRE(handshake(c.get(), s.get()));
         // The first connection is full; the ticket it got makes the next ones resume.
+        INFO("round " << round);
         CHECK((SSL_session_reused(c.get()) == 1) == (round > 0));
     }
     // Another key: nothing cached for it yet.

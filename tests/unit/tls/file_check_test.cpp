@@ -120,10 +120,10 @@ upstreams:
   plain:
     servers: [127.0.0.1:10]
 routes:
-  - path: /
-    upstream: app
   - path: /plain
     upstream: plain
+  - path: /
+    upstream: app
 )";
     config::LoadResult loaded = config::loadConfigString(good, certs().path("good.yaml"));
     REQUIRE(loaded.ok());
