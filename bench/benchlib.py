@@ -446,19 +446,24 @@ LOCK_PATH = "/tmp/portico-bench.lock"
 _lock_fd: int | None = None
 
 
-def acquire_run_lock() -> None:
+def acquire_run_lock(say: bool = True) -> bool:
     """Takes the machine-wide benchmark lock (flock on LOCK_PATH) so that two benchmarks never
-    measure at the same time; blocks while another one measures. Idempotent."""
+    measure at the same time; blocks while another one measures (saying so on stderr if `say`).
+    Idempotent. Returns whether it had to wait."""
     global _lock_fd
     if _lock_fd is not None:
-        return
+        return False
     fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+    waited = False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        log("another benchmark is measuring: waiting for it")
+        if say:
+            log("another benchmark is measuring: waiting for it")
         fcntl.flock(fd, fcntl.LOCK_EX)
+        waited = True
     _lock_fd = fd
+    return waited
 
 
 def release_run_lock() -> None:
@@ -479,8 +484,9 @@ def wait_quiet(max_busy: float = 0.10, window: float = 1.0, timeout: float = 300
     a concurrent benchmark cannot start between the check and the run."""
     start = time.monotonic()
     warned = False
+    said_lock = False
     while True:
-        acquire_run_lock()
+        said_lock |= acquire_run_lock(say=not said_lock)
         b0, o0 = machine_busy_seconds(), sum(s.cpu() for s in own)
         time.sleep(window)
         busy = (machine_busy_seconds() - b0) - (sum(s.cpu() for s in own) - o0)

@@ -381,6 +381,23 @@ def report(args, runs: list[Run], command: str, versions: str) -> str:
         f" / {bl.median(r.ws_p99_ms for r in runs if r.proxy == name and r.phase == 'reloading'):.2f}"
         for name in CONTENDERS if any(r.proxy == name for r in runs)) + ".")
     out.append("")
+    ng = [r for r in runs if r.proxy == "nginx" and r.phase == "reloading"]
+    if ng:
+        reads = sum(r.http_errors["read"] for r in ng)
+        total = sum(r.http_requests for r in ng)
+        if reads:
+            out.append(f"nginx while reloading: {reads} wrk read errors in {total} requests "
+                       f"({reads / max(total, 1):.4%}). On each reload the old worker closes its "
+                       "idle keep-alive connections; wrk had already written its next request on "
+                       "some of them, which then get no answer (wrk counts a read error and "
+                       "reconnects).")
+        procs = max(r.processes_end for r in ng)
+        if procs > args.workers + 1:
+            out.append(f"nginx keeps an old worker (\"shutting down\") alive for as long as a "
+                       f"WebSocket it relays stays open: {procs} nginx processes at the end of a "
+                       f"reloading run instead of {args.workers + 1}; with connections opened "
+                       "between reloads, one more per reload.")
+        out.append("")
     return "\n".join(out)
 
 

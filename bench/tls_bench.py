@@ -225,8 +225,13 @@ class Bench:
     notes: list[str] = field(default_factory=list)
 
     def quiet(self, own: list[bl.Service]) -> None:
+        """Waits for a quiet machine (--max-foreign) and returns holding the machine-wide
+        benchmark lock, so that a client's TLS setup does not disturb another benchmark's
+        measurement either; bl.measure() (or the caller) releases it."""
         if self.args.max_foreign >= 0:
             bl.wait_quiet(self.args.max_foreign, own=own, timeout=self.args.quiet_timeout)
+        else:
+            bl.acquire_run_lock()
 
     def client_run(self, svc: bl.Service, mode: str, cargs: list[str], duration: float,
                    round_no: int) -> bl.Sample:
@@ -248,6 +253,7 @@ class Bench:
                 s = bl.measure(svc, load, round_no, helpers=[self.backend])
             finally:
                 client.close()
+                bl.release_run_lock()
             res = holder[0]
             s.extra = {"p50_ms": round(res["p50_us"] / 1000, 3),
                        "client_cpu_us": res["client_cpu_s"] / max(res["ops_total"], 1) * 1e6,
@@ -305,6 +311,7 @@ def idle_round(bench: Bench, name: str, n: int) -> dict:
         finally:
             client.close()
     finally:
+        bl.release_run_lock()
         svc.stop()
     if ready["failed"]:
         raise RuntimeError(f"{name}: {ready['failed']} of {n} idle connections failed")
@@ -318,6 +325,7 @@ def diagnose(bench: Bench, services: dict[str, bl.Service], scen: str, tool: str
     out = []
     for p, svc in services.items():
         holder: list[dict] = []
+        bench.quiet([svc, bench.backend])
         if scen == "keepalive":
             load = lambda: bl.run_wrk(f"https://127.0.0.1:{svc.port}/", threads=1,  # noqa: E731
                                       connections=bench.args.connections, duration=bench.args.duration)
@@ -347,6 +355,7 @@ def diagnose(bench: Bench, services: dict[str, bl.Service], scen: str, tool: str
         finally:
             if scen != "keepalive":
                 client.close()
+            bl.release_run_lock()
     return "\n".join(out)
 
 

@@ -194,9 +194,13 @@ private:
 
 int Worker::onNewSession(SSL* ssl, SSL_SESSION* session) {
     auto* w = static_cast<Worker*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
-    if (w->latest_) SSL_SESSION_free(w->latest_);
-    w->latest_ = session;
-    return 1;  // we keep the reference
+    // A copy: the session stays the connection's too (see onEvent on fatal errors).
+    SSL_SESSION* copy = SSL_SESSION_dup(session);
+    if (copy) {
+        if (w->latest_) SSL_SESSION_free(w->latest_);
+        w->latest_ = copy;
+    }
+    return 0;  // OpenSSL keeps its reference
 }
 
 void Worker::setupCtx() {
@@ -538,7 +542,16 @@ void Worker::onEvent(Conn* c) {
         // SSL_set_tlsext_host_name spelled out: the macro's C cast trips -Wold-style-cast.
         SSL_ctrl(c->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
                  const_cast<char*>(g_opt.sni.c_str()));
-        if (g_opt.resume && latest_) SSL_set_session(c->ssl, latest_);
+        if (g_opt.resume && latest_) {
+            // Each connection offers its own copy: a connection ending in a fatal error (an
+            // unexpected EOF) marks its session not resumable (OpenSSL's ssl3_send_alert), which
+            // must not spoil the ticket for the others.
+            SSL_SESSION* offer = SSL_SESSION_dup(latest_);
+            if (offer) {
+                SSL_set_session(c->ssl, offer);
+                SSL_SESSION_free(offer);  // the SSL holds its own reference
+            }
+        }
         SSL_set_connect_state(c->ssl);
         c->st = St::Handshake;
     }

@@ -306,8 +306,13 @@ class Bench:
     notes: list[str] = field(default_factory=list)
 
     def quiet(self, own: list[bl.Service]) -> None:
+        """Waits for a quiet machine (--max-foreign) and returns holding the machine-wide
+        benchmark lock, so that the client's setup does not disturb another benchmark's
+        measurement either; bl.measure() (or the caller) releases it."""
         if self.args.max_foreign >= 0:
             bl.wait_quiet(self.args.max_foreign, own=own)
+        else:
+            bl.acquire_run_lock()
 
     def echo_like(self, services: dict[str, bl.Service], mode: str, args: list[str],
                   duration: float) -> dict[str, list[bl.Sample]]:
@@ -361,6 +366,7 @@ def idle_round(bench: Bench, name: str, start, n: int) -> dict:
         finally:
             client.close()
     finally:
+        bl.release_run_lock()
         svc.stop()
     if ready["failed"]:
         raise RuntimeError(f"{name}: {ready['failed']} of {n} idle connections failed")
@@ -384,6 +390,35 @@ def sanity(bench: Bench, name: str, svc: bl.Service) -> bool:
         bench.notes.append(f"{name} failed the sanity echo and was left out")
         bl.log(f"{name}: sanity echo FAILED; leaving it out")
     return ok
+
+
+def diagnose(bench: Bench, services: dict[str, bl.Service], scen: str, mode: str,
+             cargs: list[str]) -> list[str]:
+    """For each contender: syscalls per operation (strace -c -f) and a CPU profile (perf record)
+    of one run of the scenario. Both slow the proxy, so these runs are never the measured ones."""
+    out = [f"### Diagnostics: {scen} (`ws_load {mode} {' '.join(cargs)}`)\n"]
+    for p, svc in services.items():
+        def load(d: float = 3.0):
+            bench.quiet([svc])
+            client = WsClient(bench.ws_load, mode, svc.port, [*cargs, "-d", str(d)])
+            try:
+                client.ready(timeout=120)
+                return as_load_result(client.go(d + bench.args.drain + 30))
+            finally:
+                client.close()
+                bl.release_run_lock()
+        calls, r = bl.strace_counts(svc, load)
+        ops = max(r.requests, 1)
+        per = ", ".join(f"{k} {v / ops:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])
+                        if v / ops >= 0.01)
+        out.append(f"**{p}**: syscalls per operation ({r.requests} operations under strace): "
+                   f"{sum(calls.values()) / ops:.2f} = {per}\n")
+        try:
+            prof, _ = bl.perf_profile(svc, load, limit=1.5)
+            out.append("```\n" + prof + "\n```\n")
+        except (OSError, subprocess.SubprocessError) as e:
+            out.append(f"(perf failed: {e})\n")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,6 +461,10 @@ def main() -> int:
     ap.add_argument("--nice", type=int,
                     help="autogroup nice (-20..19) for every process started here, e.g. -5 on a "
                          "machine others are compiling on (default: unchanged)")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="instead of measuring: strace -c syscall counts per operation and a perf "
+                         "profile of each echo contender, for the small and upgrades scenarios "
+                         "among --scenarios")
     ap.add_argument("--json", help="also write every sample to this JSON file")
     args = ap.parse_args()
     global AUTOGROUP_NICE
@@ -493,6 +532,11 @@ def main() -> int:
             "large": ("echo", ["-c", "1", "-s", str(args.large_size)]),
             "upgrades": ("upgrades", ["-c", str(args.upgrade_concurrency)]),
         }
+        if args.diagnose:
+            for scen in running_scen:
+                svcs = {p: s for p, s in services.items() if scen == "large" or p != "nginx-64k"}
+                print("\n".join(diagnose(bench, svcs, scen, *specs[scen])), flush=True)
+            return 0
         for scen in running_scen:
             mode, cargs = specs[scen]
             bl.log(f"== scenario {scen}: ws_load {mode} {' '.join(cargs)} -d {args.duration:g}")
@@ -696,7 +740,8 @@ def main() -> int:
                "(`ws_load server`, C++ epoll echo) and one load client (`ws_load`, masked client "
                "frames, binary messages); CPU = utime+stime of all the proxy's processes during the "
                "measured phase (connection setup excluded), divided by every operation completed in "
-               "it. relay = `ws_load relay`, a bare read/write byte relay with 64 KiB buffers. Idle "
+               "it. relay = `ws_load relay`, a bare read/write byte relay (256 KiB buffers, pooled: an idle "
+               "connection holds none). Idle "
                "RSS: sum of the proxy processes' RSS with the connections open minus before, each "
                "proxy freshly started.")
     out.append(f"CPU used by processes outside the benchmark during a run: median "

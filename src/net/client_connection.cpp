@@ -114,7 +114,7 @@ void ClientConnection::start() {
             finish("TLS session allocation failed");
             return;
         }
-        client_->startTls(ssl.release(), /*server=*/true);
+        client_->startTls(std::move(ssl), /*server=*/true);
     }
     beginRequest();
     armTimer(snapshot_->config().limits.client_header_timeout);

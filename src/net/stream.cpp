@@ -10,23 +10,13 @@
 #include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+
+#include "portico/tls/errors.h"
 #include <algorithm>
 
 namespace portico::net {
 
 namespace {
-
-// The reasons OpenSSL queued on this thread, joined; clears the queue.
-std::string opensslErrors() {
-    std::string text;
-    while (unsigned long code = ERR_get_error()) {
-        char buffer[256];
-        ERR_error_string_n(code, buffer, sizeof buffer);
-        if (!text.empty()) text += "; ";
-        text += buffer;
-    }
-    return text;
-}
 
 void tuneSocket(int fd) {
     int flags = fcntl(fd, F_GETFL, 0);
@@ -150,7 +140,7 @@ bool Stream::writeTls() {
             tls_write_wants_read_ = true;  // retried from handleRead
             return false;
         default:
-            tls_error_ = opensslErrors();
+            tls_error_ = tls::lastErrorString();
             pending_error_ = EPIPE;
             evbuffer_drain(out, evbuffer_get_length(out));
             armWrite();
@@ -255,15 +245,16 @@ void Stream::readTls(std::size_t& total, bool& eof, int& error) {
                 }
                 return;
             default:
-                tls_error_ = opensslErrors();
+                tls_error_ = tls::lastErrorString();
                 error = EPROTO;
                 return;
         }
     }
 }
 
-void Stream::startTls(ssl_st* ssl, bool server) {
-    ssl_.reset(ssl);
+void Stream::startTls(tls::SslPtr ssl_owned, bool server) {
+    ssl_ = std::move(ssl_owned);
+    SSL* ssl = ssl_.get();
     tls_server_ = server;
     SSL_set_fd(ssl, fd_.get());
     // Writes resume from an evbuffer that may have moved; records may be written in part.
@@ -309,7 +300,7 @@ void Stream::driveHandshake() {
 }
 
 void Stream::failTls(const char* where) {
-    if (tls_error_.empty()) tls_error_ = opensslErrors();
+    if (tls_error_.empty()) tls_error_ = tls::handshakeFailureString(ssl_.get(), where);
     if (tls_error_.empty()) tls_error_ = std::string(where) + " failed";
     handshaking_ = false;
     disarmWrite();
@@ -324,8 +315,6 @@ std::string Stream::alpnProtocol() const {
     SSL_get0_alpn_selected(ssl_.get(), &data, &length);
     return data ? std::string(reinterpret_cast<const char*>(data), length) : std::string();
 }
-
-void Stream::SslDeleter::operator()(ssl_st* ssl) const { SSL_free(ssl); }
 
 void Stream::handleWrite() {
     if (connecting_) {

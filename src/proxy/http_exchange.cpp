@@ -218,7 +218,9 @@ void HttpExchange::onError(net::Stream&, int error) { onConnectionLost(error); }
 void HttpExchange::onConnectionLost(int error) {
     if (phase_ == Phase::Done) return;
     if (phase_ == Phase::Connecting) {
-        LOG_WARN("upstream %s: connect failed: %s", upstreamName().c_str(), strerror(error));
+        const bool tls_failed = upstream_ && upstream_->isTls() && !upstream_->tlsError().empty();
+        LOG_WARN("upstream %s: connect failed: %s", upstreamName().c_str(),
+                 tls_failed ? upstream_->tlsError().c_str() : strerror(error));
         group_.markFailed(server_);
         retryOrFail(502, "upstream unreachable");
         return;

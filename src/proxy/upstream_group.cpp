@@ -61,7 +61,7 @@ std::unique_ptr<net::Stream> UpstreamGroup::connect(int server, net::StreamHandl
             error = ENOMEM;
             return nullptr;
         }
-        stream->startTls(ssl.release(), /*server=*/false);
+        stream->startTls(std::move(ssl), /*server=*/false);
     }
     return stream;
 }

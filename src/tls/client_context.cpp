@@ -215,8 +215,14 @@ std::shared_ptr<ClientContext> ClientContextAccess::build(const config::Upstream
 int ClientContextAccess::onNewSession(SSL* ssl, SSL_SESSION* session) noexcept {
     SessionData* data = sessionData(ssl);
     if (data == nullptr || data->client == nullptr || data->cache_key.empty()) return 0;
-    // 1 = we keep the reference OpenSSL handed us; 0 = OpenSSL drops it.
-    return data->client->sessions_->store(data->cache_key, session) ? 1 : 0;
+    // We keep a copy, not the session itself: that one stays the connection's s->session, and
+    // OpenSSL marks it not resumable when the connection is freed without close_notify or ends
+    // with an alert, which would spoil the cached entry too. Returning 0 lets OpenSSL drop the
+    // reference it handed us.
+    SSL_SESSION* copy = SSL_SESSION_dup(session);
+    if (copy == nullptr) return 0;
+    if (!data->client->sessions_->store(data->cache_key, copy)) SSL_SESSION_free(copy);
+    return 0;
 }
 
 }  // namespace detail

@@ -77,6 +77,13 @@ bool sessionIdContext(const config::ListenerTls& tls, unsigned char (&out)[SSL_M
     return true;
 }
 
+// AES-256-CBC fetched once: EVP_aes_256_cbc() would make OpenSSL 3 look the implementation up
+// in the provider store (under a lock shared by all threads) on every ticket. Never freed.
+const EVP_CIPHER* ticketCipher() {
+    static EVP_CIPHER* const cipher = EVP_CIPHER_fetch(nullptr, "AES-256-CBC", nullptr);
+    return cipher != nullptr ? cipher : EVP_aes_256_cbc();
+}
+
 bool setMacKey(EVP_MAC_CTX* mac, detail::TicketKey& key) {
     char digest[] = "SHA256";
     OSSL_PARAM params[] = {
@@ -379,7 +386,7 @@ int ServerContextAccess::onTicketKey(SSL* ssl, unsigned char* key_name, unsigned
         data != nullptr && data->server != nullptr ? data->server->tickets_.get() : nullptr;
     // 0: no ticket issued / the ticket is not ours; the handshake goes on without it.
     if (ring == nullptr) return 0;
-    const EVP_CIPHER* aes = EVP_aes_256_cbc();
+    const EVP_CIPHER* aes = ticketCipher();
     TicketKey key;
     int result = 0;
     if (encrypt == 1) {

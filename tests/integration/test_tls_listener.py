@@ -40,6 +40,7 @@ class TlsListenerTest(PorticoTestCase):
         return self.start_portico(make_config(routes=routes, listeners=[listener] + list(extra)))
 
     def s_client(self, port, *args, **kw):
+        kw.setdefault("timeout", 15 * slow_factor())
         return s_client(port, "-CAfile", self.pki.ca_file, *args, **kw)
 
     # -- SNI ---------------------------------------------------------------------------------
@@ -132,15 +133,18 @@ class TlsListenerTest(PorticoTestCase):
                 self.assertIn("Acceptable client certificate CA names", r.stdout)
                 self.assertIn("client-ca", r.stdout)
 
+                # Refused: with TLS 1.2 inside the handshake; with TLS 1.3 the client has
+                # finished already and gets the alert (or, when the server's close overtakes
+                # it, a reset) instead of a response.
+                refused = r"certificate required|handshake failure|unknown ca|alert|errno=104"
                 r = self.s_client(p.port, version, "-servername", "site.test", input=HTTP_CLOSE)
                 self.assertNotIn("HTTP/1.1 200", r.stdout)
-                self.assertRegex(r.stdout + r.stderr,
-                                 r"certificate required|handshake failure|alert")
+                self.assertRegex(r.stdout + r.stderr, refused)
 
                 r = self.s_client(p.port, version, "-servername", "site.test", "-cert",
                                   mallory.cert, "-key", mallory.key, input=HTTP_CLOSE)
                 self.assertNotIn("HTTP/1.1 200", r.stdout)
-                self.assertRegex(r.stdout + r.stderr, r"unknown ca|alert")
+                self.assertRegex(r.stdout + r.stderr, refused)
         self.assertTrue(p.wait_stderr(lambda l: "TLS handshake failed" in l, timeout=3))
 
     # -- resumption --------------------------------------------------------------------------

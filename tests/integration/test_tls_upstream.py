@@ -103,9 +103,10 @@ class UpstreamTlsTest(PorticoTestCase):
             self.assertEqual(self.get(p2).status, 200)
         self.assertEqual(b2.handshakes, 6)
         self.assertEqual(b2.tls_errors, [])
-        # Python's server (OpenSSL defaults) sends 2 TLS 1.3 tickets per full handshake and
-        # none on resumption; each ticket is used once: full, resumed, resumed, full, ...
-        self.assertGreaterEqual(b2.resumed, 3)
+        # After the first full handshake the others resume (Python's server sends 2 TLS 1.3
+        # tickets per full handshake and 1 per resumption; each is used once). One more full
+        # handshake is tolerated: with two workers two connections may race for a ticket.
+        self.assertGreaterEqual(b2.resumed, 4)
 
     def test_https_in_and_out(self):
         b = self.tls_backend("localhost")

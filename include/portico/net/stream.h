@@ -14,10 +14,10 @@
 #include <sys/socket.h>
 
 #include "portico/core/handles.h"
+#include "portico/tls/handles.h"
 
 struct event_base;
 struct evbuffer;
-struct ssl_st;
 
 namespace portico::net {
 
@@ -74,7 +74,7 @@ public:
     // tls::ClientContext). The handshake runs before any data moves; for an outgoing connection
     // onConnected fires after it. A failed handshake is reported as onError(EPROTO) and its
     // reason is kept in tlsError().
-    void startTls(ssl_st* ssl, bool server);
+    void startTls(tls::SslPtr ssl, bool server);
     bool isTls() const { return ssl_ != nullptr; }
     const std::string& tlsError() const { return tls_error_; }
     // The ALPN protocol agreed, "" if none (valid after the handshake).
@@ -92,9 +92,6 @@ private:
     bool writeTls();  // false: the socket is full (armed) or failed
     void driveHandshake();
     void failTls(const char* where);
-    struct SslDeleter {
-        void operator()(ssl_st* ssl) const;
-    };
     void armWrite();
     void disarmWrite();
     void writeNow();
@@ -112,7 +109,7 @@ private:
     bool connecting_ = false;
     bool shutdown_after_flush_ = false;
     bool write_shut_ = false;
-    std::unique_ptr<ssl_st, SslDeleter> ssl_;
+    tls::SslPtr ssl_;  // its deleter keeps a cleanly finished session resumable
     std::string tls_error_;
     bool handshaking_ = false;
     bool tls_server_ = false;

@@ -24,19 +24,22 @@ class CertificateFolder {
 public:
     CertificateFolder() {
         namespace fs = std::filesystem;
-        fs::path script = sourceDir() / "tests" / "support" / "tls_certs.py";
+        fs::path script = findScript();
         char pattern[] = "/tmp/portico-tls-unit-XXXXXX";
         if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
         dir_ = pattern;
+        std::string log = (dir_ / "generate.log").string();
         std::string command = "/usr/bin/python3 '" + script.string() + "' '" + dir_.string() +
-                              "' > '" + (dir_ / "generate.log").string() + "' 2>&1";
-        if (std::system(command.c_str()) != 0)
-            throw std::runtime_error("tls_certs.py failed; see " + (dir_ / "generate.log").string());
+                              "' > '" + log + "' 2>&1";
+        if (script.empty() || std::system(command.c_str()) != 0) {
+            std::string why = script.empty() ? "tests/support/tls_certs.py not found (set "
+                                               "PORTICO_SOURCE_DIR)"
+                                             : "tls_certs.py failed: " + readAll(log);
+            removeDir();  // the destructor does not run when the constructor throws
+            throw std::runtime_error(why);
+        }
     }
-    ~CertificateFolder() {
-        std::error_code ec;
-        std::filesystem::remove_all(dir_, ec);
-    }
+    ~CertificateFolder() { removeDir(); }
     CertificateFolder(const CertificateFolder&) = delete;
     CertificateFolder& operator=(const CertificateFolder&) = delete;
 
@@ -44,11 +47,44 @@ public:
     const std::filesystem::path& dir() const { return dir_; }
 
 private:
-    static std::filesystem::path sourceDir() {
+    // tests/support/tls_certs.py: under PORTICO_SOURCE_DIR, next to this file (__FILE__ is
+    // absolute in a CMake build, relative under dpkg's -ffile-prefix-map), or in a parent of
+    // the working directory or of the test binary (the build tree sits inside the source tree).
+    static std::filesystem::path findScript() {
+        namespace fs = std::filesystem;
+        const fs::path relative = fs::path("tests") / "support" / "tls_certs.py";
+        std::vector<fs::path> roots;
         if (const char* env = std::getenv("PORTICO_SOURCE_DIR"); env != nullptr && *env != '\0')
-            return env;
-        // tests/unit/tls/tls_fixture.h -> the repository root (CMake compiles with full paths)
-        return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
+            roots.emplace_back(env);
+        roots.push_back(fs::path(__FILE__).parent_path().parent_path().parent_path().parent_path());
+        std::error_code ec;
+        for (fs::path start : {fs::current_path(ec), fs::read_symlink("/proc/self/exe", ec).parent_path()}) {
+            for (fs::path p = start; !p.empty(); p = p.parent_path()) {
+                roots.push_back(p);
+                if (p == p.root_path()) break;
+            }
+        }
+        for (const fs::path& root : roots) {
+            fs::path candidate = root / relative;
+            if (fs::is_regular_file(candidate, ec)) return fs::absolute(candidate, ec);
+        }
+        return {};
+    }
+
+    static std::string readAll(const std::string& path) {
+        std::string text;
+        if (FILE* f = std::fopen(path.c_str(), "r")) {
+            char buffer[4096];
+            std::size_t n;
+            while ((n = std::fread(buffer, 1, sizeof buffer, f)) > 0) text.append(buffer, n);
+            std::fclose(f);
+        }
+        return text;
+    }
+
+    void removeDir() {
+        std::error_code ec;
+        if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
     }
 
     std::filesystem::path dir_;
