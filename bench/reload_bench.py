@@ -397,6 +397,11 @@ def report(args, runs: list[Run], command: str, versions: str) -> str:
                        f"WebSocket it relays stays open: {procs} nginx processes at the end of a "
                        f"reloading run instead of {args.workers + 1}; with connections opened "
                        "between reloads, one more per reload.")
+            out.append(f"While it reloads, nginx with {args.workers} worker(s) therefore runs "
+                       "more worker processes than configured: the old one keeps the WebSockets, "
+                       "the new one takes the HTTP connections wrk reopens, and the two loads no "
+                       "longer share one process. That, not the reloads, is why its WebSocket "
+                       "rate can rise while reloading.")
         out.append("")
     return "\n".join(out)
 

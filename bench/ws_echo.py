@@ -12,6 +12,8 @@ are one C++ program, bench/ws_load/ws_load.cpp (its own epoll loop, no Portico c
 with g++ -O2 unless --ws-load names a binary. Scenarios:
 
   small      64 connections x 64-byte messages, one at a time each (send, wait for the echo)
+  paced      the same offered at a fixed --paced-rate (msg/s in all) that every proxy sustains:
+             CPU per message at equal load, where no proxy gains by batching more under overload
   large      1 connection x 64 KiB messages, one at a time: MB/s of payload one way
   upgrades   32 clients in parallel: connect, upgrade, close handshake, again
   idle       --idle-conns upgraded connections (one echo each) held open: proxy RSS per connection
@@ -45,7 +47,7 @@ import benchlib as bl  # noqa: E402
 WS_LOAD_SRC = Path(__file__).resolve().parent / "ws_load" / "ws_load.cpp"
 ECHO_PROXIES = ["nginx", "haproxy", "portico-tunnel", "portico-frames", "relay"]
 PUBSUB_SERVERS = ["nchan", "portico"]
-SCENARIOS = ["small", "large", "upgrades", "idle", "fanout1000", "fanout100x10"]
+SCENARIOS = ["small", "paced", "large", "upgrades", "idle", "fanout1000", "fanout100x10"]
 TOKEN = "benchtoken"
 HISTORY = 10  # messages kept per channel by both pub/sub servers
 
@@ -446,6 +448,8 @@ def main() -> int:
     ap.add_argument("--drain", type=float, default=3.0, help="seconds a client waits for outstanding work")
     ap.add_argument("--connections", type=int, default=64, help="small: connections (default: 64)")
     ap.add_argument("--size", type=int, default=64, help="small: message bytes (default: 64)")
+    ap.add_argument("--paced-rate", type=int, default=15000,
+                    help="paced: messages per second offered in all (default: 15000)")
     ap.add_argument("--large-size", type=int, default=65536, help="large: message bytes (default: 65536)")
     ap.add_argument("--upgrade-concurrency", type=int, default=32, help="upgrades: parallel clients (default: 32)")
     ap.add_argument("--idle-conns", type=int, default=5000, help="idle: connections (default: 5000)")
@@ -481,7 +485,7 @@ def main() -> int:
     build_dir = Path(args.build_dir)
     ws_load = Path(args.ws_load).resolve() if args.ws_load else build_ws_load(build_dir)
     portico_bin = None
-    uses = (proxies if any(s in ("small", "large", "upgrades", "idle") for s in scenarios) else []) \
+    uses = (proxies if any(s in ("small", "paced", "large", "upgrades", "idle") for s in scenarios) else []) \
         + (pubsubs if any(s.startswith("fanout") for s in scenarios) else [])
     if any(p.startswith("portico") for p in uses):
         if args.portico_bin:
@@ -492,7 +496,7 @@ def main() -> int:
     bl.raise_nofile_limit()
     bench = Bench(args, ws_load, portico_bin)
 
-    echo_scen = [s for s in scenarios if s in ("small", "large", "upgrades", "idle")]
+    echo_scen = [s for s in scenarios if s in ("small", "paced", "large", "upgrades", "idle")]
     fan_scen = [s for s in scenarios if s.startswith("fanout")]
 
     starters = {}
@@ -529,6 +533,8 @@ def main() -> int:
                 services.pop(p).stop()
         specs = {
             "small": ("echo", ["-c", str(args.connections), "-s", str(args.size)]),
+            "paced": ("echo", ["-c", str(args.connections), "-s", str(args.size), "--rate",
+                               str(args.paced_rate)]),
             "large": ("echo", ["-c", "1", "-s", str(args.large_size)]),
             "upgrades": ("upgrades", ["-c", str(args.upgrade_concurrency)]),
         }
@@ -627,8 +633,10 @@ def main() -> int:
     # ---- report
     med = lambda ss, f: bl.median(f(s) for s in ss)  # noqa: E731
     targets: list[list[str]] = []
-    if "small" in results:
-        per = results["small"]
+    for scen in ("small", "paced"):
+        if scen not in results:
+            continue
+        per = results[scen]
         base = per.get("nginx")
         b = (med(base, lambda s: s.rps), med(base, lambda s: s.p99_ms),
              med(base, lambda s: s.cpu_per_million)) if base else None
@@ -641,12 +649,18 @@ def main() -> int:
                          sum(s.errors for s in ss)])
             if b and p.startswith("portico"):
                 limit = 1.0 if p == "portico-tunnel" else 1.15
-                targets.append(target_row(f"small msg/s >= nginx ({p})", rps >= b[0], fmt_ratio(rps, b[0])))
-                targets.append(target_row(f"small CPU/msg <= {limit:.2f}x nginx ({p})", cpu <= limit * b[2],
-                                          fmt_ratio(cpu, b[2])))
-                targets.append(target_row(f"small p99 <= nginx ({p})", p99 <= b[1], fmt_ratio(p99, b[1])))
-        out.append(f"### Small messages: {args.connections} connections x {args.size}-byte messages, "
-                   "one at a time each\n")
+                if scen == "small":
+                    targets.append(target_row(f"small msg/s >= nginx ({p})", rps >= b[0],
+                                              fmt_ratio(rps, b[0])))
+                targets.append(target_row(f"{scen} CPU/msg <= {limit:.2f}x nginx ({p})",
+                                          cpu <= limit * b[2], fmt_ratio(cpu, b[2])))
+                targets.append(target_row(f"{scen} p99 <= nginx ({p})", p99 <= b[1], fmt_ratio(p99, b[1])))
+        if scen == "small":
+            out.append(f"### Small messages: {args.connections} connections x {args.size}-byte "
+                       "messages, one at a time each, as fast as echoed\n")
+        else:
+            out.append(f"### Small messages at equal load: the same, offered at {args.paced_rate:,} "
+                       "msg/s in all\n")
         out.append(bl.markdown_table(["Proxy", "msg/s", "p50 (ms)", "p99 (ms)", "CPU s / 1M msg",
                                       "msg/s vs nginx", "p99 vs nginx", "CPU vs nginx", "errors"], rows))
         out.append("")

@@ -7,6 +7,7 @@
 //   ws_load server   --listen PORT                      echo backend (RFC 6455 server side)
 //   ws_load relay    --listen PORT --to PORT            bare byte relay (the reference "proxy")
 //   ws_load echo     --port P -c N -s BYTES -d SECS     N connections, one message at a time
+//                    [--rate R]                         ... offering R messages/s in all (paced)
 //   ws_load idle     --port P -c N                      N upgraded connections, held
 //   ws_load upgrades --port P -c N -d SECS              connect, handshake, close; N in parallel
 //   ws_load pubsub   --port P -c SUBS --channels C -d SECS   subscribers + HTTP publishers
@@ -358,6 +359,7 @@ struct Options {
     size_t size = 64;         // message payload bytes
     double duration = 5;      // measured seconds
     int inflight = 1;         // echo: messages outstanding per connection
+    double rate = 0;          // echo: total messages per second to offer (0: as fast as echoed)
     bool text = false;        // text frames instead of binary
     bool goStdin = false;
     int setupConcurrency = 128;  // handshakes in progress at once while setting up
@@ -399,6 +401,7 @@ struct Conn {
     bool frameMasked = false;
     uint8_t frameMask[4] = {0, 0, 0, 0};
     uint64_t framePos = 0;         // payload bytes of the current message consumed so far
+    uint64_t nextSendNs = 0;       // echo --rate: earliest time for the next message
     uint8_t first[128];            // first bytes of the current message
     size_t firstLen = 0;
     bool sentClose = false, gotClose = false;
@@ -510,6 +513,11 @@ private:
     std::vector<Conn*> publishers_;
     int nextChannel_ = 0;
     std::vector<uint8_t> payload_;  // echo message template
+    // echo --rate: connections whose next message waits for its slot; each connection sends at
+    // most every connections/rate seconds, slots counted from the previous one (no catch-up burst)
+    std::vector<Conn*> paced_;
+    uint64_t paceIntervalNs_ = 0;
+    void pace(uint64_t now);
     sockaddr_in addr_{};
 };
 
@@ -867,7 +875,9 @@ void Loop::sendEcho(Conn* c) {
         uint64_t v = c->sent;
         for (int i = 15; i >= 0; --i, v >>= 4) payload_[static_cast<size_t>(i)] = static_cast<uint8_t>(kHex[v & 15]);
     }
-    c->sendNs[c->sent % c->sendNs.size()] = nowNs();
+    const uint64_t now = nowNs();
+    c->sendNs[c->sent % c->sendNs.size()] = now;
+    if (paceIntervalNs_ > 0) c->nextSendNs = std::max(c->nextSendNs + paceIntervalNs_, now);
     ++c->sent;
     sendFrame(c, g_opt.text ? 0x1 : 0x2, payload_.data(), payload_.size());
 }
@@ -947,7 +957,12 @@ void Loop::clientMessage(Conn* c) {
             st_.latNs.push_back(static_cast<uint32_t>(std::min<uint64_t>(lat, UINT32_MAX)));
         }
         if (phase_ == Phase::Running || phase_ == Phase::Draining) ++st_.opsTotal;
-        if (phase_ == Phase::Running) sendEcho(c);
+        if (phase_ == Phase::Running) {
+            if (g_opt.rate > 0)
+                paced_.push_back(c);  // sent by tick() at its slot
+            else
+                sendEcho(c);
+        }
         return;
     }
     case Mode::PubSub: {
@@ -1251,6 +1266,19 @@ void Loop::start() {
     st_.lastProgressNs = t0_;
     switch (g_opt.mode) {
     case Mode::Echo:
+        if (g_opt.rate > 0) {
+            // spread the connections' first slots evenly over one interval
+            paceIntervalNs_ = static_cast<uint64_t>(1e9 * g_opt.connections / g_opt.rate);
+            uint64_t k = 0;
+            for (auto& c : conns_)
+                if (c->role == Role::Client && c->st == St::Open) {
+                    c->nextSendNs = t0_ + paceIntervalNs_ * k++ / static_cast<uint64_t>(g_opt.connections) -
+                                    paceIntervalNs_;
+                    paced_.push_back(c.get());
+                }
+            pace(t0_);
+            break;
+        }
         for (auto& c : conns_)
             if (c->role == Role::Client && c->st == St::Open)
                 for (int i = 0; i < g_opt.inflight; ++i) {
@@ -1337,6 +1365,20 @@ void Loop::printResult() {
     std::fflush(stdout);
 }
 
+void Loop::pace(uint64_t now) {
+    size_t keep = 0;
+    for (Conn* c : paced_) {
+        if (c->fd < 0) continue;
+        if (c->nextSendNs <= now) {
+            sendEcho(c);
+            flush(c);
+        } else {
+            paced_[keep++] = c;
+        }
+    }
+    paced_.resize(keep);
+}
+
 void Loop::tick() {
     const uint64_t now = nowNs();
     if (phase_ == Phase::Setup) {
@@ -1377,6 +1419,7 @@ void Loop::tick() {
             }
             pumpPublishers();
         }
+        if (!paced_.empty()) pace(now);
         if (now - t0_ >= static_cast<uint64_t>(g_opt.duration * 1e9)) stopRunning();
     }
     if (phase_ == Phase::Draining) {
@@ -1435,6 +1478,7 @@ int Loop::run() {
             const uint64_t end = t0_ + static_cast<uint64_t>(g_opt.duration * 1e9);
             const uint64_t now = nowNs();
             timeout = now >= end ? 0 : static_cast<int>(std::min<uint64_t>(50, (end - now) / 1000000 + 1));
+            if (!paced_.empty()) timeout = std::min(timeout, 1);
         } else if (phase_ == Phase::Setup || phase_ == Phase::Draining) {
             timeout = 5;
         }
@@ -1463,7 +1507,7 @@ void usage() {
                  "  modes: server relay echo idle upgrades pubsub\n"
                  "  --host H (127.0.0.1) --port P --path /ws --listen P --to P\n"
                  "  -c N connections/subscribers  -s BYTES message size  -d SECS duration\n"
-                 "  --inflight K (echo) --text --go-stdin --setup-concurrency N --no-idle-ping\n"
+                 "  --inflight K --rate MSGS_PER_S (echo) --text --go-stdin --setup-concurrency N --no-idle-ping\n"
                  "  --channels C --publishers P --sub-path /live/ --pub-path /live/ --token T\n"
                  "  --window N --drain SECS\n");
     std::exit(2);
@@ -1496,6 +1540,7 @@ int main(int argc, char** argv) {
         else if (a == "-s") g_opt.size = std::strtoull(next(), nullptr, 10);
         else if (a == "-d") g_opt.duration = std::atof(next());
         else if (a == "--inflight") g_opt.inflight = std::max(1, std::atoi(next()));
+        else if (a == "--rate") g_opt.rate = std::atof(next());
         else if (a == "--text") g_opt.text = true;
         else if (a == "--go-stdin") g_opt.goStdin = true;
         else if (a == "--setup-concurrency") g_opt.setupConcurrency = std::max(1, std::atoi(next()));

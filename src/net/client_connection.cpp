@@ -132,6 +132,9 @@ void ClientConnection::adoptCurrentSnapshot() {
     const std::string key = listener_->address.toString();
     for (const auto& listener : current->config().listeners) {
         if (listener.address.toString() != key) continue;
+        // We may be inside a callback of a socket the old snapshot owns (the upstream connection
+        // just parked in its pool): let the old snapshot go from the loop, not from here.
+        worker_.loop().deferDelete(std::move(snapshot_));
         snapshot_ = current;
         listener_ = &listener;
         parser_.setMaxHeadBytes(snapshot_->config().limits.max_header_bytes);
@@ -140,7 +143,6 @@ void ClientConnection::adoptCurrentSnapshot() {
 }
 
 void ClientConnection::beginRequest() {
-    if (requests_ > 0) adoptCurrentSnapshot();
     state_ = State::ReadingHead;
     request_complete_ = response_done_ = logged_ = false;
     response_keep_alive_ = true;
@@ -218,6 +220,7 @@ void ClientConnection::processInput() {
 
 http::HeadAction ClientConnection::onHead() {
     event_del(timer_.get());
+    if (requests_ > 0) adoptCurrentSnapshot();  // a reload since the last request applies now
     const http::RequestHead& request = parser_.request();
     const auto& config = snapshot_->config();
     if (request_start_ == std::chrono::steady_clock::time_point{}) request_start_ = std::chrono::steady_clock::now();
@@ -625,7 +628,7 @@ void ClientConnection::onEof(Stream&) {
 void ClientConnection::onTlsHandshake(Stream&) { listener_stats_.tls_handshakes.add(); }
 
 void ClientConnection::onError(Stream& stream, int error) {
-    if (stream.isTls() && !stream.tlsError().empty() && requests_ == 0 && !parser_.inMessage()) {
+    if (stream.isTls() && !stream.tlsEstablished()) {
         // A failed handshake: logged at info with the reason, counted, nothing else disturbed.
         listener_stats_.tls_failures.add();
         LOG_INFO("client %s: TLS handshake failed: %s", client_ip_.c_str(), stream.tlsError().c_str());

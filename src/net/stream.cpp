@@ -259,6 +259,8 @@ void Stream::startTls(tls::SslPtr ssl_owned, bool server) {
     SSL_set_fd(ssl, fd_.get());
     // Writes resume from an evbuffer that may have moved; records may be written in part.
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    // Browsers and most clients close without close_notify: that is an end, not an error.
+    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (server) {
         SSL_set_accept_state(ssl);
     } else {
@@ -274,6 +276,7 @@ void Stream::driveHandshake() {
     int rc = SSL_do_handshake(ssl_.get());
     if (rc == 1) {
         handshaking_ = false;
+        tls_established_ = true;
         disarmWrite();
         if (tls_server_) {
             handler_->onTlsHandshake(*this);

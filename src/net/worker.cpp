@@ -117,17 +117,30 @@ void Worker::applyReload() {
     old.clear();  // listeners removed from the configuration: their sockets close here
     // WebSockets are never cut by a reload, unless the operator asked for it.
     if (const auto& drain = snapshot_->config->reload_drain_timeout) {
-        drain_generation_ = snapshot_->generation;
-        addTimerOnce(drain_old_timer_.get(), *drain);
+        drains_.push_back({snapshot_->generation, std::chrono::steady_clock::now() + *drain});
+        if (drains_.size() == 1) armDrainTimer();
     }
+}
+
+void Worker::armDrainTimer() {
+    if (drains_.empty()) return;
+    auto wait = drains_.front().deadline - std::chrono::steady_clock::now();
+    addTimerOnce(drain_old_timer_.get(), std::max(std::chrono::milliseconds(0),
+                                                  std::chrono::duration_cast<std::chrono::milliseconds>(wait)));
 }
 
 void Worker::onDrainOld(int, short, void* arg) {
     auto* self = static_cast<Worker*>(arg);
+    std::uint64_t below = 0;
+    const auto now = std::chrono::steady_clock::now();
+    while (!self->drains_.empty() && self->drains_.front().deadline <= now) {
+        below = std::max(below, self->drains_.front().generation);
+        self->drains_.pop_front();
+    }
+    self->armDrainTimer();
     std::vector<ClientConnection*> old;
     for (auto& [ptr, owned] : self->connections_)
-        if (ptr->generation() < self->drain_generation_ && ptr->state() == ClientConnection::State::Upgraded)
-            old.push_back(ptr);
+        if (ptr->generation() < below && ptr->state() == ClientConnection::State::Upgraded) old.push_back(ptr);
     LOG_INFO("worker %u: reload_drain_timeout: closing %zu WebSockets of older configurations", self->index_, old.size());
     for (auto* c : old) c->drain();
 }

@@ -161,6 +161,22 @@ class ReloadHttp(ReloadBase):
         self.assertEqual(c.roundtrip("GET", "/api/three").status, 200)
         self.assertOpen(c)
 
+    def test_last_connection_on_an_old_config_finishes_cleanly(self):
+        # One worker, one keep-alive connection with a pooled upstream connection: after the
+        # reload this client connection is the last user of the old configuration (and of its
+        # upstream pool). Its requests must complete and the process must stay healthy (the
+        # sanitizer build checks that nothing is freed under a running callback).
+        p = self.start_portico(self.config(self.a, workers=1))
+        c = self.client(p.port)
+        self.assertEqual(c.roundtrip("GET", "/api/1").status, 200)
+        for i in range(3):
+            sighup(self, p, self.config(self.b if i % 2 == 0 else self.a))
+            for j in range(2):
+                r = c.roundtrip("GET", "/api/after-%d-%d" % (i, j))
+                self.assertEqual(r.status, 200, r)
+        self.assertTrue(p.alive(), "portico died:\n" + p.stderr_text()[-3000:])
+        self.assertEqual(get(p.port, "/api/fresh").status, 200)
+
     def test_listener_added_accepts_and_removed_refuses(self):
         pa, pb, pc = (backends.free_port() for _ in range(3))
 

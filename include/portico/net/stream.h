@@ -76,6 +76,8 @@ public:
     // reason is kept in tlsError().
     void startTls(tls::SslPtr ssl, bool server);
     bool isTls() const { return ssl_ != nullptr; }
+    // TLS and its handshake completed.
+    bool tlsEstablished() const { return ssl_ != nullptr && tls_established_; }
     const std::string& tlsError() const { return tls_error_; }
     // The ALPN protocol agreed, "" if none (valid after the handshake).
     std::string alpnProtocol() const;
@@ -112,6 +114,7 @@ private:
     tls::SslPtr ssl_;  // its deleter keeps a cleanly finished session resumable
     std::string tls_error_;
     bool handshaking_ = false;
+    bool tls_established_ = false;
     bool tls_server_ = false;
     bool tls_write_wants_read_ = false;  // SSL_write said WANT_READ: retry it when readable
 };

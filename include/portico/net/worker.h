@@ -4,6 +4,8 @@
 // with other workers; the main thread talks to a worker only through requestStop().
 
 #include <atomic>
+#include <chrono>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -106,8 +108,15 @@ private:
     };
     std::mutex reload_mutex_;
     std::optional<PendingReload> pending_reload_;
-    core::EventPtr drain_old_timer_;     // reload_drain_timeout: closes older WebSockets
-    std::uint64_t drain_generation_ = 0; // connections of generations below this are drained
+    core::EventPtr drain_old_timer_;  // reload_drain_timeout: closes older WebSockets
+    // One deadline per reload that asked for a drain: at `deadline`, upgraded connections of
+    // generations below `generation` are closed. A later reload never postpones an earlier one.
+    struct DrainDeadline {
+        std::uint64_t generation;
+        std::chrono::steady_clock::time_point deadline;
+    };
+    std::deque<DrainDeadline> drains_;
+    void armDrainTimer();
     std::thread thread_;
     bool stopping_ = false;
     bool accepting_ = true;
