@@ -381,6 +381,11 @@ def report(args, runs: list[Run], command: str, versions: str) -> str:
         f" / {bl.median(r.ws_p99_ms for r in runs if r.proxy == name and r.phase == 'reloading'):.2f}"
         for name in CONTENDERS if any(r.proxy == name for r in runs)) + ".")
     out.append("")
+    out.append("Every run, in the order measured (HTTP req/s, WS msg/s): " + "; ".join(
+        f"{name} " + ", ".join(f"{r.phase} {r.http_rps:.0f}/{r.ws_msgs:.0f}"
+                               for r in runs if r.proxy == name)
+        for name in CONTENDERS if any(r.proxy == name for r in runs)) + ".")
+    out.append("")
     ng = [r for r in runs if r.proxy == "nginx" and r.phase == "reloading"]
     if ng:
         reads = sum(r.http_errors["read"] for r in ng)
