@@ -676,6 +676,20 @@ def median(xs: Iterable[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+def paired_ratio(samples: Sequence[Sample], base: Sequence[Sample], value: Callable[[Sample], float]) -> float:
+    """Median over rounds of value(sample) / value(base sample of the same round). Runs of one
+    round are minutes apart at most, so the ratio cancels the slow drift of a shared machine
+    that a ratio of medians keeps."""
+    by_round = {b.round: value(b) for b in base}
+    ratios = [value(s) / by_round[s.round] for s in samples if by_round.get(s.round)]
+    return median(ratios)
+
+
+def spread(xs: Iterable[float]) -> tuple[float, float]:
+    xs = list(xs)
+    return (min(xs), max(xs)) if xs else (float("nan"), float("nan"))
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub markdown table; the first column left-aligned, the others right-aligned."""
     lines = ["| " + " | ".join(header) + " |",
@@ -696,6 +710,20 @@ def machine_summary() -> str:
     except OSError:
         pass
     return f"{model}, {os.cpu_count()} cores, Linux {os.uname().release}"
+
+
+def git_revision(repo: Path = REPO_ROOT) -> str:
+    """Short commit of the checkout, with "+changes" when src/, include/ or CMake files differ
+    from it (read-only git commands)."""
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "src",
+                                "include", "CMakeLists.txt", "cmake"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        return "?"
+    return (head or "?") + ("+changes" if dirty else "")
 
 
 def tool_version(argv: Sequence[str]) -> str:

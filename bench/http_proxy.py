@@ -5,13 +5,20 @@
     PORTICO_BIN=build/portico /usr/bin/python3 bench/http_proxy.py --rounds 7
     /usr/bin/python3 bench/http_proxy.py --proxies nginx,haproxy   # without Portico
 
-One backend (nginx, `return 200` of a short body, keep-alive on) serves all three proxies. For
-each worker count, the three proxies run side by side on their own ports with the same worker
-count, keep-alive to the upstream (32 idle connections) and logging off; after a warm-up run each,
+    /usr/bin/python3 bench/http_proxy.py --workers 1 --rounds 1 --diagnose strace,perf
+    /usr/bin/python3 bench/http_proxy.py --from-json bench/results/http_proxy.json
+
+One backend (nginx, `return 200` of a short body, keep-alive on) serves all the proxies. For
+each worker count, the proxies run side by side on their own ports with the same worker count,
+keep-alive to the upstream (32 idle connections per worker) and logging off; with 1 worker the
+bare byte relay of bench/ws_load runs too, as the floor. After a warm-up run each,
 `wrk --latency` hits them in alternation for --rounds rounds (the order rotates every round).
-Per run the proxy's CPU (utime+stime of all its processes, /proc/PID/stat) is sampled before and
-after and divided by the requests wrk completed. The medians go to stdout as a markdown table
-ready for bench/RESULTS.md; progress goes to stderr. Every process started is stopped on exit.
+Before each run the script waits for the machine to be quiet (--max-foreign) and takes the
+machine-wide benchmark lock (benchlib.acquire_run_lock). Per run the proxy's CPU (utime+stime
+of all its processes, /proc/PID/stat) is sampled before and after and divided by the requests
+wrk completed. The medians go to stdout as a markdown table ready for bench/RESULTS.md;
+progress goes to stderr. Every process started is stopped on exit, on SIGINT/SIGTERM/SIGHUP
+and on errors.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import argparse
 import json
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -112,10 +120,35 @@ routes:
     return bl.start_portico("portico", binary, yaml_text, ready_port=port)
 
 
+def start_relay(backend_port: int, binary: Path) -> bl.Service:
+    port = bl.free_port()
+    svc = bl.Service("relay", [str(binary), "relay", "--listen", str(port), "--to",
+                               str(backend_port)], bl.make_workdir("relay"), port=port).start()
+    return svc.wait_ready(bl.http_ok(port))
+
+
+def build_relay(build_dir: Path) -> Path:
+    """ws_load (the WebSocket benchmark's standalone load tool, whose `relay` mode is a bare
+    epoll byte relay) compiled like bench/ws_echo.py does, when the source is newer."""
+    src = Path(__file__).resolve().parent / "ws_load" / "ws_load.cpp"
+    out = build_dir / "ws_load" / "ws_load"
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["g++", "-std=c++20", "-O2", "-Wall", "-Wextra", "-o", str(out), str(src)]
+    bl.log(" ".join(argv))
+    subprocess.run(argv, check=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--proxies", default="nginx,haproxy,portico",
-                    help="comma-separated subset of nginx,haproxy,portico (default: all)")
+    ap.add_argument("--proxies", default="nginx,haproxy,portico,relay",
+                    help="comma-separated subset of nginx,haproxy,portico,relay (default: all); "
+                         "relay = bench/ws_load's bare byte relay, one connection upstream per "
+                         "client connection, single-threaded: the floor, run with 1 worker only")
+    ap.add_argument("--ws-load", help="ws_load binary for the relay (default: build "
+                                      "bench/ws_load/ws_load.cpp into --build-dir/ws_load/)")
     ap.add_argument("--workers", default="1,2", help="worker counts to run (default: 1,2)")
     ap.add_argument("--rounds", type=int, default=5, help="measured rounds (default: 5)")
     ap.add_argument("--duration", type=int, default=5.0, help="seconds per wrk run (default: 5)")
@@ -140,10 +173,25 @@ def main() -> int:
                          "comma-separated strace (syscalls per request), perf (CPU profile); "
                          "these runs are slowed by the tools and not part of the table")
     ap.add_argument("--json", help="also write every sample to this JSON file")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="measure nothing: print the report of a run saved with --json")
     args = ap.parse_args()
+    args.argv = sys.argv[1:]
+    args.commit = bl.git_revision()  # of the source the Portico binary was built from
+
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        args = ap.parse_args(saved["argv"])
+        args.argv = saved["argv"]
+        args.commit = saved.get("commit", "?")
+        results = {int(w): {p: [bl.Sample(**d) for d in ss] for p, ss in per.items()}
+                   for w, per in saved["results"].items()}
+        proxies = list(next(iter(results.values())).keys())
+        print_report(results, proxies, args, {}, {})
+        return 0
 
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
-    unknown = set(proxies) - {"nginx", "haproxy", "portico"}
+    unknown = set(proxies) - {"nginx", "haproxy", "portico", "relay"}
     if unknown or not proxies:
         ap.error(f"unknown proxies: {', '.join(sorted(unknown))}")
     worker_counts = [int(w) for w in args.workers.split(",")]
@@ -162,7 +210,12 @@ def main() -> int:
     backend = start_backend(args.backend_workers)
     bl.log(f"backend nginx ({args.backend_workers} worker) on port {backend.port}")
 
+    relay_bin = None
+    if "relay" in proxies:
+        relay_bin = Path(args.ws_load) if args.ws_load else build_relay(Path(args.build_dir))
+
     starters = {
+        "relay": lambda w: start_relay(backend.port, relay_bin),
         "nginx": lambda w: start_nginx_proxy(w, backend.port, args.keepalive),
         "haproxy": lambda w: start_haproxy_proxy(w, backend.port, args.keepalive),
         "portico": lambda w: start_portico_proxy(w, backend.port, args.keepalive, portico_bin),
@@ -186,7 +239,8 @@ def main() -> int:
     syscalls: dict[int, dict[str, dict[str, float]]] = {}  # workers -> proxy -> name -> per req
     profiles: dict[int, dict[str, str]] = {}
     for workers in worker_counts:
-        services = {p: starters[p](workers) for p in proxies}
+        contenders = [p for p in proxies if p != "relay" or workers == 1]
+        services = {p: starters[p](workers) for p in contenders}
         for p, svc in services.items():
             bl.log(f"{p} ({workers} worker{'s' if workers > 1 else ''}) on port {svc.port}, "
                    f"pids {svc.pids()}")
@@ -210,7 +264,7 @@ def main() -> int:
                 bl.log(f"{p}: {s.foreign_cpu_s:.2f} s of outside CPU during the run: again")
             return s
 
-        results[workers] = bl.alternate(proxies, args.rounds, run_one)
+        results[workers] = bl.alternate(contenders, args.rounds, run_one)
         for tool in [t for t in args.diagnose.split(",") if t]:
             for p, svc in services.items():
                 bl.log(f"{tool} on {p} ({workers} workers)")
@@ -226,44 +280,66 @@ def main() -> int:
             svc.stop()
     backend.stop()
 
-    # ---- report
-    header = ["Proxy", "Workers", "req/s", "p99 (ms)", "CPU s / 1M req",
+    print_report(results, proxies, args, syscalls, profiles)
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"argv": sys.argv[1:], "commit": args.commit,
+             "results": {str(w): {p: [s.__dict__ for s in ss] for p, ss in per.items()}
+                         for w, per in results.items()}},
+            indent=1))
+    return 0
+
+
+def print_report(results: dict[int, dict[str, list[bl.Sample]]], proxies: list[str],
+                 args: argparse.Namespace, syscalls: dict, profiles: dict) -> None:
+    """The markdown for bench/RESULTS.md on stdout."""
+    header = ["Proxy", "Workers", "req/s", "p99 (ms)", "CPU s / 1M req (min-max)",
               "req/s vs nginx", "p99 vs nginx", "CPU vs nginx", "upstream conns opened"]
     rows = []
     errors = 0
     all_samples = [s for per in results.values() for ss in per.values() for s in ss]
     foreign = [s.foreign_cpu_s / args.duration for s in all_samples]
     for workers, per in results.items():
-        med = {p: (bl.median(s.rps for s in ss), bl.median(s.p99_ms for s in ss),
-                   bl.median(s.cpu_per_million for s in ss)) for p, ss in per.items()}
-        base = med.get("nginx")
-        for p in proxies:
-            rps, p99, cpu = med[p]
-            errors += sum(s.errors for s in per[p])
-            ratio = (lambda a, b: f"{a / b:.2f}x") if base else (lambda a, b: "-")
-            conns = bl.median(s.extra.get("upstream_conns", 0) for s in per[p])
-            rows.append([p, workers, f"{rps:,.0f}", f"{p99:.2f}", f"{cpu:.2f}",
-                         ratio(rps, base[0]) if base else "-",
-                         ratio(p99, base[1]) if base else "-",
-                         ratio(cpu, base[2]) if base else "-", f"{conns:.0f}"])
+        base = per.get("nginx")
+        for p in [p for p in proxies if p in per]:
+            ss = per[p]
+            errors += sum(s.errors for s in ss)
+            lo, hi = bl.spread(s.cpu_per_million for s in ss)
 
-    cmd = " ".join(shlex.quote(a) for a in ["/usr/bin/python3", "bench/http_proxy.py", *sys.argv[1:]])
-    if args.portico_bin and "PORTICO_BIN" in os.environ and "--portico-bin" not in sys.argv:
+            def vs(value) -> str:
+                return f"{bl.paired_ratio(ss, base, value):.2f}x" if base else "-"
+
+            rows.append([p, workers, f"{bl.median(s.rps for s in ss):,.0f}",
+                         f"{bl.median(s.p99_ms for s in ss):.2f}",
+                         f"{bl.median(s.cpu_per_million for s in ss):.2f} ({lo:.1f}-{hi:.1f})",
+                         vs(lambda s: s.rps), vs(lambda s: s.p99_ms),
+                         vs(lambda s: s.cpu_per_million),
+                         f"{bl.median(s.extra.get('upstream_conns', 0) for s in ss):.0f}"])
+
+    cmd = " ".join(shlex.quote(a) for a in ["/usr/bin/python3", "bench/http_proxy.py", *args.argv])
+    if args.portico_bin and "PORTICO_BIN" in os.environ and "--portico-bin" not in args.argv:
         cmd = f"PORTICO_BIN={shlex.quote(os.environ['PORTICO_BIN'])} {cmd}"
+    rounds = len(next(iter(next(iter(results.values())).values())))
     print(bl.markdown_table(header, rows))
     print()
-    print(f"Medians of {args.rounds} alternating rounds of `wrk -t{args.threads} -c{args.connections} "
+    print(f"Medians of {rounds} alternating rounds of `wrk -t{args.threads} -c{args.connections} "
           f"-d{args.duration:g}s --latency` per row after a {args.warmup:g} s warm-up; one backend "
-          f"(nginx, {args.backend_workers} worker, `return 200`, {len(BODY)}-byte body); CPU = "
-          f"utime+stime of all the proxy's processes per million requests; upstream conns "
-          f"opened = connections the backend accepted during a run (median; up to one per "
-          f"client connection comes from requests cut off when wrk stops; far more means the "
-          f"proxy churns upstream connections; keepalive {args.keepalive} per worker).")
+          f"(nginx, {args.backend_workers} worker, `return 200`, {len(BODY)}-byte body). CPU = "
+          f"utime+stime of all the proxy's processes per million requests. The \"vs nginx\" "
+          f"columns are medians of per-round ratios (each run against nginx's run in the same "
+          f"round). Upstream conns opened = connections the backend accepted during a run "
+          f"(median; up to one per client connection comes from requests cut off when wrk stops; "
+          f"far more means the proxy churns upstream connections; keepalive {args.keepalive} per "
+          f"worker).")
     print(f"CPU used by processes outside the benchmark during a run: median "
           f"{bl.median(foreign):.0%}, max {max(foreign):.0%} of a core.")
     print(f"Errors (socket errors + non-2xx) over all runs: {errors}.")
     print(f"Machine: {bl.machine_summary()}. {bl.tool_version(['nginx', '-v'])}; "
           f"{bl.tool_version(['haproxy', '-v'])}; {bl.tool_version(['wrk', '-v'])}.")
+    if "portico" in proxies:
+        print(f"Portico built from commit {args.commit}"
+              f"{' (or the binary given)' if args.portico_bin else ''}.")
     print()
     print(f"Command: `{cmd}`")
 
@@ -287,11 +363,6 @@ def main() -> int:
             print(text)
             print("```")
 
-    if args.json:
-        Path(args.json).write_text(json.dumps(
-            {str(w): {p: [s.__dict__ for s in ss] for p, ss in per.items()} for w, per in results.items()},
-            indent=1))
-    return 0
 
 
 if __name__ == "__main__":

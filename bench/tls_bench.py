@@ -187,7 +187,8 @@ backend wsbe
     return svc.wait_ready(https_ok(port))
 
 
-def start_portico(binary: Path, cert: Certificate, backend: int, keepalive: int) -> bl.Service:
+def start_portico(binary: Path, cert: Certificate, backend: int, keepalive: int,
+                  name: str = "portico") -> bl.Service:
     port = bl.free_port()
     yaml_text = f"""workers: 1
 log: {{access: off, level: warn}}
@@ -207,7 +208,7 @@ routes:
   - {{path: /ws/, upstream: wsbe, websocket: {{mode: tunnel}}}}
   - {{path: /, upstream: be}}
 """
-    svc = ws_echo.started(bl.start_portico("portico", binary, yaml_text))
+    svc = ws_echo.started(bl.start_portico(name, binary, yaml_text))
     svc.port = port
     return svc.wait_ready(https_ok(port))
 
@@ -511,6 +512,8 @@ def main() -> int:
     ap.add_argument("--client-threads", type=int, default=1, help="tls_load threads (default: 1)")
     ap.add_argument("--portico-bin", default=os.environ.get("PORTICO_BIN"),
                     help="Portico binary (default: $PORTICO_BIN, else build Release into --build-dir)")
+    ap.add_argument("--compare-bin",
+                    help="a second Portico binary, contender `portico-b` (A/B of a change; same config)")
     ap.add_argument("--build-dir", default=str(bl.REPO_ROOT / "build-bench"))
     ap.add_argument("--max-foreign", type=float, default=0.10,
                     help="before each run wait until processes outside the benchmark use at most this "
@@ -528,7 +531,9 @@ def main() -> int:
 
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    bad = (set(proxies) - set(PROXIES)) | (set(scenarios) - set(SCENARIOS))
+    if args.compare_bin:
+        proxies.append("portico-b")
+    bad = (set(proxies) - set(PROXIES) - {"portico-b"}) | (set(scenarios) - set(SCENARIOS))
     if bad:
         ap.error(f"unknown names: {', '.join(sorted(bad))}")
 
@@ -552,6 +557,8 @@ def main() -> int:
         "nginx": lambda: start_nginx(cert, bp, args.keepalive),
         "haproxy": lambda: start_haproxy(cert, bp, args.keepalive),
         "portico": lambda: start_portico(portico_bin, cert, bp, args.keepalive),
+        "portico-b": lambda: start_portico(Path(args.compare_bin).resolve(), cert, bp, args.keepalive,
+                                           "portico-b"),
     }
     bench = Bench(args, tls_load, backend, starters)
     results: dict[str, dict[str, list[bl.Sample]]] = {}
