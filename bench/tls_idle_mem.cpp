@@ -1,0 +1,110 @@
+// tls_idle_mem: heap bytes OpenSSL keeps per idle server-side TLS 1.3 connection, with and without
+// SSL_MODE_RELEASE_BUFFERS. A side measurement of the TLS benchmark (bench/tls_bench.py): it tells
+// how much of a proxy's RSS per idle wss:// connection is OpenSSL's, and whether releasing the
+// buffers pays. No Portico code: the same server setup as Portico's listener (ECDSA P-256
+// certificate, TLS 1.3, one session ticket), in one process over socketpairs.
+//
+//   g++ -std=c++20 -O2 -o tls_idle_mem bench/tls_idle_mem.cpp -lssl -lcrypto
+//   ./tls_idle_mem CERT KEY [N=1000]
+//
+// For each mode: N connections handshake, exchange one 64-byte record each way (as the benchmark's
+// one echo), and are then held; the heap in use (mallinfo2().uordblks) before and after, divided
+// by N, is printed with the client side's SSL objects freed first so only the server's remain.
+
+#include <malloc.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace {
+
+struct Pair {
+    SSL* server = nullptr;
+    SSL* client = nullptr;
+    int fds[2] = {-1, -1};
+};
+
+// Drives both ends of a non-blocking socketpair until both handshakes are done.
+bool handshake(Pair& p) {
+    for (int i = 0; i < 100; ++i) {
+        const int c = SSL_do_handshake(p.client);
+        const int s = SSL_do_handshake(p.server);
+        if (c == 1 && s == 1) return true;
+        const int ce = SSL_get_error(p.client, c), se = SSL_get_error(p.server, s);
+        if ((c != 1 && ce != SSL_ERROR_WANT_READ) || (s != 1 && se != SSL_ERROR_WANT_READ)) return false;
+    }
+    return false;
+}
+
+size_t heapInUse() { return mallinfo2().uordblks; }
+
+double perConnection(SSL_CTX* sctx, SSL_CTX* cctx, int n, bool release) {
+    std::vector<Pair> pairs(static_cast<size_t>(n));
+    char buf[64] = {0};
+    const size_t before = heapInUse();
+    for (auto& p : pairs) {
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p.fds);  // lock-step, never waits
+        p.server = SSL_new(sctx);
+        p.client = SSL_new(cctx);
+        if (release) SSL_set_mode(p.server, SSL_MODE_RELEASE_BUFFERS);
+        SSL_set_fd(p.server, p.fds[0]);
+        SSL_set_fd(p.client, p.fds[1]);
+        SSL_set_accept_state(p.server);
+        SSL_set_connect_state(p.client);
+    }
+    for (auto& p : pairs) {
+        if (!handshake(p)) {
+            std::fprintf(stderr, "handshake failed\n");
+            ERR_print_errors_fp(stderr);
+            std::exit(1);
+        }
+        // one record each way, as the benchmark's one echo per idle connection; the client's
+        // read also takes the server's session ticket
+        SSL_write(p.client, buf, sizeof buf);
+        SSL_read(p.server, buf, sizeof buf);
+        SSL_write(p.server, buf, sizeof buf);
+        SSL_read(p.client, buf, sizeof buf);
+        SSL_free(p.client);  // only the server side stays
+        p.client = nullptr;
+        close(p.fds[1]);
+    }
+    const size_t after = heapInUse();
+    for (auto& p : pairs) {
+        SSL_free(p.server);
+        close(p.fds[0]);
+    }
+    return (static_cast<double>(after) - static_cast<double>(before)) / n;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: tls_idle_mem CERT KEY [N]\n");
+        return 2;
+    }
+    const int n = argc > 3 ? std::atoi(argv[3]) : 1000;
+    SSL_CTX* sctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_set_min_proto_version(sctx, TLS1_3_VERSION);
+    SSL_CTX_set_num_tickets(sctx, 1);
+    if (SSL_CTX_use_certificate_chain_file(sctx, argv[1]) != 1 ||
+        SSL_CTX_use_PrivateKey_file(sctx, argv[2], SSL_FILETYPE_PEM) != 1) {
+        ERR_print_errors_fp(stderr);
+        return 1;
+    }
+    SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, nullptr);
+    perConnection(sctx, cctx, 50, true);  // warm up the allocator and OpenSSL's lazy tables
+    for (bool release : {false, true, false, true}) {
+        std::printf("%-22s %8.0f bytes of heap per idle server connection (N=%d)\n",
+                    release ? "RELEASE_BUFFERS" : "buffers kept", perConnection(sctx, cctx, n, release), n);
+    }
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+    return 0;
+}
