@@ -1,5 +1,6 @@
 #pragma once
-// A client connection from accept to close. The whole life is in client_connection.cpp:
+// A client connection from accept to close, in client_connection.cpp (HTTP) and
+// client_connection_upgrade.cpp (after a WebSocket upgrade):
 //
 //   ReadingHead -> (route) -> Proxying   (an HttpExchange with an upstream)
 //                          -> Responding (a built-in handler answered; any body is discarded)

@@ -1,0 +1,97 @@
+// The WebSocket part of a client connection's life (see client_connection.cpp for the rest):
+// a built-in endpoint accepting the upgrade, an upstream's 101 handing both sockets to a tunnel
+// or a frame relay, and the session's start and end.
+
+#include <charconv>
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "portico/core/log.h"
+#include "portico/handlers/pubsub.h"
+#include "portico/handlers/websocket_endpoint.h"
+#include "portico/net/client_connection.h"
+#include "portico/net/snapshot.h"
+#include "portico/net/worker.h"
+#include "portico/ws/frame_relay.h"
+#include "portico/ws/handshake.h"
+#include "portico/ws/tunnel.h"
+
+namespace portico::net {
+
+http::HeadAction ClientConnection::acceptWebSocket(const config::Route& route, const ws::UpgradeRequest& upgrade) {
+    std::string_view subprotocol;
+    if (!route.websocket.subprotocols.empty()) subprotocol = ws::selectSubprotocol(upgrade.subprotocols, route.websocket.subprotocols);
+    std::optional<ws::DeflateAgreement> deflate;
+    if (!upgrade.extensions.empty()) deflate = ws::negotiateDeflate(upgrade.extensions, ws::DeflateConfig{});
+    if (route.handler == config::HandlerKind::Echo) {
+        pending_app_ = handlers::makeEchoApp();
+    } else {
+        const http::RequestHead& request = parser_.request();
+        std::string_view channel = handlers::channelName(route, request.path());
+        if (channel.empty()) {
+            respondError(404, "no channel");
+            return http::HeadAction::Abort;
+        }
+        std::optional<std::uint64_t> since;
+        std::string_view query = request.query();
+        for (std::size_t at = 0; at <= query.size();) {
+            std::size_t amp = query.find('&', at);
+            std::string_view pair = query.substr(at, amp == std::string_view::npos ? std::string_view::npos : amp - at);
+            if (pair.substr(0, 6) == "since=") {
+                std::uint64_t value = 0;
+                auto [end, ec] = std::from_chars(pair.data() + 6, pair.data() + pair.size(), value);
+                if (ec == std::errc() && end == pair.data() + pair.size()) since = value;
+            }
+            if (amp == std::string_view::npos) break;
+            at = amp + 1;
+        }
+        pending_app_ = handlers::makeSubscriberApp(worker_.pubsub(), route, std::string(channel), since);
+    }
+    pending_deflate_ = deflate ? std::optional<ws::DeflateParams>(deflate->params) : std::nullopt;
+    std::string response = ws::buildAcceptResponse(upgrade.key, subprotocol, deflate ? deflate->response : std::string());
+    evbuffer_add(client_->output(), response.data(), response.size());
+    bytes_out_ += response.size();
+    status_ = 101;
+    state_ = State::Upgraded;
+    return http::HeadAction::Continue;
+}
+
+void ClientConnection::onUpgraded(std::unique_ptr<Stream> upstream, std::string extensions) {
+    const config::WebSocketSettings& settings = route_->websocket;
+    std::unique_ptr<ws::Session> session;
+    if (settings.mode == config::WebSocketMode::Frames) {
+        session = std::make_unique<ws::FrameRelay>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
+                                                   std::move(upstream), settings, ws::allowedRsvBits(extensions));
+    } else {
+        session = std::make_unique<ws::Tunnel>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
+                                               std::move(upstream), settings.idle_timeout);
+    }
+    retireExchange();
+    startSession(std::move(session));
+}
+
+void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
+    state_ = State::Upgraded;
+    event_del(timer_.get());
+    logAccess();  // the handshake's line; the session's end is logged at debug level
+    session_ = std::move(session);
+    parser_.reset();  // nothing more to parse; frees the request head
+    ws_stats_ = &snapshot_->routeStats(*route_);
+    ws_stats_->ws_open.add();
+    session_->start();
+    if (draining_ && state_ == State::Upgraded) session_->goAway();
+}
+
+void ClientConnection::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
+    ws_stats_->ws_open.sub();
+    ws_stats_->ws_messages_in.add(counts.messages_in);
+    ws_stats_->ws_messages_out.add(counts.messages_out);
+    ws_stats_->ws_bytes_in.add(counts.bytes_in);
+    ws_stats_->ws_bytes_out.add(counts.bytes_out);
+    const std::uint64_t from_client = counts.bytes_in, to_client = counts.bytes_out;
+    LOG_DEBUG("client %s: WebSocket closed (%s), %llu bytes in, %llu bytes out", client_ip_.c_str(), reason,
+              static_cast<unsigned long long>(from_client), static_cast<unsigned long long>(to_client));
+    finish(reason);
+}
+
+}  // namespace portico::net
