@@ -9,7 +9,7 @@
 # binary package and lintian checks it (its report: build-deb/lintian.txt; errors fail the
 # script). DEB_BUILD_OPTIONS defaults to "nocheck parallel=<cpus>"; set it yourself to run the
 # unit tests in the package build, e.g. DEB_BUILD_OPTIONS=parallel=2 scripts/build-deb.sh.
-# Needs the packages from scripts/install-deps.sh (build dependencies, debhelper, dpkg-dev,
+# Needs the packages from `scripts/install-deps.sh package` (build dependencies, debhelper, dpkg-dev,
 # lintian); no root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ for arg in "$@"; do
 done
 
 for tool in dpkg-buildpackage dpkg-parsechangelog dh; do
-  command -v "$tool" >/dev/null || { echo "build-deb.sh: $tool is missing: run scripts/install-deps.sh" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "build-deb.sh: $tool is missing: run scripts/install-deps.sh package" >&2; exit 1; }
 done
 
 # The changelog carries the package version; it must match the project's (CMakeLists.txt).

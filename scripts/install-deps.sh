@@ -1,21 +1,45 @@
 #!/usr/bin/env bash
-# Installs every Debian package and npm module that Portico's build, tests and benchmarks need.
-# Idempotent: safe to run again; skips apt when everything is already present.
+# SPDX-License-Identifier: Apache-2.0
+# Installs the Debian packages (and npm modules) one kind of work on Portico needs.
+#
+#   scripts/install-deps.sh [GROUP...]
+#
+#   run       build and run Portico (the default): compiler, CMake, the libraries it links
+#   test      run + what the test suite needs: Catch2, Python peers, Chromium, Redis, clang for
+#             the fuzz targets, the packaging tools (the package test builds the .deb), npm peers
+#   bench     run + the peers the benchmarks compare against: nginx, HAProxy, nchan, wrk
+#   package   run + debhelper, dpkg-dev, lintian, fakeroot
+#
+# Idempotent: packages already installed are skipped. It never stops, restarts or reconfigures
+# a service that is already on the machine. Debian starts some daemons when their package is
+# first installed (nginx, haproxy, redis-server); the tests and benchmarks start their own
+# instances on free ports, so while this script installs packages it asks invoke-rc.d not to
+# start them (a temporary policy-rc.d, only when the machine has none of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(
-  # build
-  build-essential cmake pkg-config
-  libevent-dev libssl-dev libyaml-cpp-dev catch2 node-llhttp zlib1g-dev libsystemd-dev
-  # test peers and tools
-  python3 python3-websockets python3-django python3-django-channels python3-daphne
-  curl openssl procps chromium redis-server
-  # benchmarks
-  wrk nginx haproxy libnginx-mod-nchan
-  # packaging
-  debhelper dpkg-dev lintian fakeroot
-)
+run_packages=(build-essential cmake pkg-config
+  libevent-dev libssl-dev libyaml-cpp-dev node-llhttp zlib1g-dev libsystemd-dev)
+test_packages=(catch2 python3 python3-websockets python3-django python3-django-channels python3-daphne
+  curl openssl procps chromium redis-server clang nginx
+  debhelper dpkg-dev lintian fakeroot)
+bench_packages=(wrk nginx haproxy libnginx-mod-nchan)
+package_packages=(debhelper dpkg-dev lintian fakeroot)
+
+groups=("$@")
+[ ${#groups[@]} -eq 0 ] && groups=(run)
+packages=("${run_packages[@]}")
+want_npm=0
+for group in "${groups[@]}"; do
+  case "$group" in
+    run) ;;
+    test) packages+=("${test_packages[@]}"); want_npm=1 ;;
+    bench) packages+=("${bench_packages[@]}") ;;
+    package) packages+=("${package_packages[@]}") ;;
+    -h|--help) sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install-deps.sh: unknown group '$group' (run, test, bench, package)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do
@@ -23,21 +47,20 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    # Exit code 101 tells invoke-rc.d "action not allowed": packages get installed, their
+    # daemons are not started. Removed again when this script ends.
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update
   apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# The Debian nginx/haproxy/redis packages start system services on install; our benchmarks and
-# tests start their own instances on free ports, so stop the system ones if they are running.
-for svc in nginx haproxy redis-server; do
-  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
-    systemctl stop "$svc" || true
-  fi
-  pkill -x "${svc%-server}" 2>/dev/null || true
-done
-
-command -v npm >/dev/null || { apt-get install -y --no-install-recommends nodejs npm; }
-# npm peers (express-ws, ws, playwright-core) pinned by tests/peers/package-lock.json.
-if [ -f tests/peers/package.json ]; then
-  (cd tests/peers && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi)
+if [ "$want_npm" = 1 ]; then
+  command -v npm >/dev/null || apt-get install -y --no-install-recommends nodejs npm
+  # npm peers (express-ws, ws, playwright-core) pinned by tests/peers/package-lock.json.
+  (cd tests/peers && npm ci --no-audit --no-fund)
 fi

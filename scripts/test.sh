@@ -18,7 +18,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   ctest_args=(-LE heavy)
 fi
 
-./scripts/install-deps.sh
+./scripts/install-deps.sh test
 cmake -S . -B "$build_dir" "${cmake_args[@]}"
 cmake --build "$build_dir" -j"$(nproc)"
 ctest --test-dir "$build_dir" --output-on-failure -j2 "${ctest_args[@]}"
