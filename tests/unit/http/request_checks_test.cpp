@@ -1,0 +1,142 @@
+#include "portico/http/request_checks.h"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <string_view>
+
+using portico::http::isValidHost;
+using portico::http::normalizePath;
+using portico::http::PathVerdict;
+
+TEST_CASE("path normalizer resolves dot segments and merges slashes (RFC 3986 5.2.4)", "[http][path]") {
+    struct Case {
+        std::string_view in;
+        std::string_view out;
+    };
+    static constexpr Case kCases[] = {
+        {"/", "/"},
+        {"/a", "/a"},
+        {"/a/", "/a/"},
+        {"/a/b/c", "/a/b/c"},
+        {"/a/./b", "/a/b"},
+        {"/a/.", "/a/"},
+        {"/a/b/..", "/a/"},
+        {"/a/b/../", "/a/"},
+        {"/a/b/../c", "/a/c"},
+        {"/api/../admin/users", "/admin/users"},
+        {"/./", "/"},
+        {"/.", "/"},
+        {"/a/..", "/"},
+        {"//a//b", "/a/b"},
+        {"/a//", "/a/"},
+        {"/a///../b", "/b"},
+        {"/api/%2e%2e/admin", "/admin"},
+        {"/api/%2E%2E/admin", "/admin"},
+        {"/api/.%2e/admin", "/admin"},
+        {"/api/%2e/x", "/api/x"},
+        {"/a/...", "/a/..."},
+        {"/a/..b", "/a/..b"},
+        {"/a/b..", "/a/b.."},
+        {"/a/%2e%2e%2e", "/a/%2e%2e%2e"},
+        {"/a%20b/%7Ec", "/a%20b/%7Ec"},   // other escapes are kept as received
+        {"/files/a%2Fb", "/files/a%2Fb"},  // an encoded slash that hides no dot segment is data
+        {"/x;p=1/y", "/x;p=1/y"},
+    };
+    for (const auto& c : kCases) {
+        INFO(c.in);
+        std::string out;
+        REQUIRE(normalizePath(c.in, out) == PathVerdict::Ok);
+        CHECK(out == c.out);
+    }
+}
+
+TEST_CASE("path normalizer refuses what would route differently or climbs above the root", "[http][path]") {
+    struct Case {
+        std::string_view in;
+        PathVerdict verdict;
+    };
+    static constexpr Case kCases[] = {
+        {"", PathVerdict::NotAbsolute},
+        {"a/b", PathVerdict::NotAbsolute},
+        {"*", PathVerdict::NotAbsolute},
+        {"/..", PathVerdict::AboveRoot},
+        {"/../a", PathVerdict::AboveRoot},
+        {"/a/../..", PathVerdict::AboveRoot},
+        {"/a/../../b", PathVerdict::AboveRoot},
+        {"/%2e%2e/etc/passwd", PathVerdict::AboveRoot},
+        {"//..", PathVerdict::AboveRoot},
+        {"/a%00b", PathVerdict::EncodedNul},
+        {"/a/%00", PathVerdict::EncodedNul},
+        {"/a%", PathVerdict::BadEscape},
+        {"/a%2", PathVerdict::BadEscape},
+        {"/a%zz", PathVerdict::BadEscape},
+        {"/api/..%2Fadmin", PathVerdict::EncodedSeparator},
+        {"/api/..%2fadmin", PathVerdict::EncodedSeparator},
+        {"/api/%2e%2e%2fadmin", PathVerdict::EncodedSeparator},
+        {"/api/x%2F..%2Fadmin", PathVerdict::EncodedSeparator},
+        {"/api/..%5Cadmin", PathVerdict::EncodedSeparator},
+        {"/api/..\\admin", PathVerdict::EncodedSeparator},
+        {"/api/a%2F.", PathVerdict::EncodedSeparator},
+        {"/a#frag", PathVerdict::Fragment},
+    };
+    for (const auto& c : kCases) {
+        INFO(c.in);
+        std::string out;
+        CHECK(normalizePath(c.in, out) == c.verdict);
+    }
+}
+
+TEST_CASE("Host values follow RFC 3986 reg-name, IPv4, IP-literal and port syntax", "[http][host]") {
+    struct Case {
+        std::string_view value;
+        bool valid;
+    };
+    static constexpr Case kCases[] = {
+        {"example.com", true},
+        {"example.com:8080", true},
+        {"EXAMPLE.com.", true},
+        {"localhost", true},
+        {"127.0.0.1", true},
+        {"127.0.0.1:80", true},
+        {"[::1]", true},
+        {"[::1]:8443", true},
+        {"[2001:db8::1]:443", true},
+        {"a-b_c~d.example", true},
+        {"xn--bcher-kva.example", true},
+        {"host:", true},  // RFC 3986 3.2.3: port = *DIGIT
+        {"host:65535", true},
+        {"", false},
+        {"x/../y", false},
+        {"evil.example/x?", false},
+        {"evil.example/x?:18443", false},
+        {"a b", false},
+        {"a\tb", false},
+        {"host:65536", false},
+        {"host:123456", false},
+        {"host:8x", false},
+        {"host:80:80", false},
+        {":80", false},
+        {".example.com", false},
+        {"a..b", false},
+        {"..", false},
+        {"user@host", false},
+        {"host#frag", false},
+        {"host\\x", false},
+        {"[::1", false},
+        {"[::1]x", false},
+        {"[::1]:", true},
+        {"[not-v6]", false},
+        {"[v1.fe80::a]", false},  // IPvFuture: not taken
+        {"::1", false},
+        {"a%2", false},
+        {"a%00b", false},
+        {"a%41b", true},
+        {"\"quoted\"", false},
+        {"<x>", false},
+    };
+    for (const auto& c : kCases) {
+        INFO(c.value);
+        CHECK(isValidHost(c.value) == c.valid);
+    }
+}
