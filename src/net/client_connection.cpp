@@ -240,6 +240,16 @@ void ClientConnection::respondAtHead(int status, std::string_view content_type, 
     req_.response_done = true;
 }
 
+// After a response written at the head: on a connection that stays open the body, if any, is
+// read and discarded (processInput ends the request when it is complete); on one that closes,
+// reading it is pointless, and the client may be waiting for a 100 it will not get: close now
+// (the linger reads and drops whatever still comes).
+http::HeadAction ClientConnection::answeredAtHead() {
+    if (req_.keep_alive || !hasBody()) return http::HeadAction::Continue;
+    responseDone(false);
+    return http::HeadAction::Abort;
+}
+
 http::HeadAction ClientConnection::onHead() {
     event_del(timer_.get());
     if (requests_ > 0) adoptCurrentSnapshot();  // a reload since the last request applies now
@@ -271,7 +281,7 @@ http::HeadAction ClientConnection::onHead() {
         if (*listener_->redirect_https != 443) location += ":" + std::to_string(*listener_->redirect_https);
         location += request.target;
         respondAtHead(308, "text/plain", "308 Permanent Redirect\n", {{"Location", location}});
-        return http::HeadAction::Continue;
+        return answeredAtHead();
     }
     if (config.limits.max_body_bytes && parser_.hasContentLength() &&
         parser_.contentLength() > config.limits.max_body_bytes) {
@@ -281,7 +291,7 @@ http::HeadAction ClientConnection::onHead() {
     const config::Route* route = snapshot_->snapshot().routes.match(host, request.path());
     if (!route) {
         respondAtHead(404, "text/plain", "404 Not Found\n");
-        return http::HeadAction::Continue;  // the body, if any, is read and discarded
+        return answeredAtHead();
     }
     req_.route = route;
     if (upgrade.kind == ws::UpgradeKind::Invalid) {
@@ -309,7 +319,7 @@ http::HeadAction ClientConnection::onHead() {
     if (route->handler == config::HandlerKind::PubSub && request.method == "POST") return startPublish(*route);
     if (route->handler != config::HandlerKind::None) {
         respondInternal(*route);
-        return http::HeadAction::Continue;
+        return answeredAtHead();
     }
     proxy::UpstreamGroup* group = snapshot_->upstream(route->upstream);
     if (!group) {

@@ -106,6 +106,7 @@ private:
     bool bodyAwaitsContinue() const;
     http::KeepAlive keepAliveForClient() const;
     void respondAtHead(int status, std::string_view content_type, std::string_view body, const http::HeaderList& extra = {});
+    http::HeadAction answeredAtHead();
     http::HeadAction startPublish(const config::Route& route);
     void respondInternal(const config::Route& route);
     void armBodyTimer();
