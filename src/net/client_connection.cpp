@@ -600,7 +600,7 @@ void ClientConnection::onPlainTextOnTls(Stream&) {
     // that reads and discards the request (nginx's 400 "plain HTTP request was sent to HTTPS
     // port"). Counted as a failed handshake.
     listener_stats_.tls_failures.add();
-    LOG_INFO("client %s: plain HTTP on a TLS listener", client_ip_.c_str());
+    LOG_INFO("client %s: TLS handshake failed: plain http request on a TLS port, answered 400", client_ip_.c_str());
     req_.status = 400;
     req_.bytes_out += http::writeSimpleResponse(client_->output(), 400, "text/plain",
                                                 "400 The plain HTTP request was sent to HTTPS port\n", false);
