@@ -1,5 +1,6 @@
 #pragma once
-// A client connection from accept to close, in client_connection.cpp (HTTP) and
+// A client connection from accept to close, in client_connection.cpp (HTTP),
+// client_connection_builtin.cpp (answers Portico writes itself) and
 // client_connection_upgrade.cpp (after a WebSocket upgrade):
 //
 //   ReadingHead -> (route) -> Proxying   (an HttpExchange with an upstream)

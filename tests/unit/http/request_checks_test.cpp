@@ -140,3 +140,72 @@ TEST_CASE("Host values follow RFC 3986 reg-name, IPv4, IP-literal and port synta
         CHECK(isValidHost(c.value) == c.valid);
     }
 }
+
+namespace {
+
+using portico::http::checkRequestHead;
+using portico::http::RequestHead;
+
+RequestHead head(std::string method, std::string target, portico::http::HeaderList headers, int minor = 1,
+                 int major = 1) {
+    RequestHead r;
+    r.method = std::move(method);
+    r.target = std::move(target);
+    r.headers = std::move(headers);
+    r.version_major = major;
+    r.version_minor = minor;
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("request head check answers what cannot be routed", "[http][request]") {
+    struct Case {
+        RequestHead request;
+        int status;
+    };
+    const Case kCases[] = {
+        {head("GET", "/", {{"Host", "h"}}, 0, 2), 505},
+        {head("GET", "/", {{"Host", "h"}}, 1, 0), 505},
+        {head("CONNECT", "h:443", {{"Host", "h:443"}}), 405},
+        {head("GET", "*", {{"Host", "h"}}), 400},
+        {head("GET", "x/y", {{"Host", "h"}}), 400},
+        {head("GET", "ftp://h/x", {{"Host", "h"}}), 400},
+        {head("GET", "http://u@h/x", {{"Host", "h"}}), 400},
+        {head("GET", "http://bad/host?/x", {{"Host", "h"}}), 0},
+        {head("GET", "http://a..b/x", {{"Host", "h"}}), 400},
+        {head("GET", "/x#f", {{"Host", "h"}}), 400},
+        {head("GET", "/", {}), 400},
+        {head("GET", "/", {{"Host", "h"}, {"host", "h"}}), 400},
+        {head("GET", "/", {{"Host", ""}}), 400},
+        {head("GET", "/", {{"Host", "x/../y"}}), 400},
+        {head("GET", "/../x", {{"Host", "h"}}), 400},
+        {head("OPTIONS", "*", {{"Host", "h"}}), 0},
+        {head("GET", "/a/./b?x=/../y", {{"Host", "h"}}), 0},
+    };
+    for (const auto& c : kCases) {
+        RequestHead r = c.request;
+        INFO(r.method << " " << r.target);
+        CHECK(checkRequestHead(r, "").status == c.status);
+    }
+}
+
+TEST_CASE("request head check normalizes the path and keeps the query", "[http][request]") {
+    RequestHead r = head("GET", "/api//v1/../x?next=/../y", {{"Host", "h"}});
+    REQUIRE(checkRequestHead(r, "").ok());
+    CHECK(r.target == "/api/x?next=/../y");
+    RequestHead absolute = head("GET", "http://Example.com:8080?q", {{"Host", "other"}});
+    REQUIRE(checkRequestHead(absolute, "").ok());
+    CHECK(absolute.target == "/?q");
+    CHECK(portico::http::findHeader(absolute.headers, "Host")->value == "Example.com:8080");
+}
+
+TEST_CASE("an HTTP/1.0 request without Host gets the fallback host", "[http][request]") {
+    RequestHead r = head("GET", "/", {}, 0);
+    REQUIRE(checkRequestHead(r, "127.0.0.1:8080").ok());
+    CHECK(portico::http::findHeader(r.headers, "Host")->value == "127.0.0.1:8080");
+    RequestHead none = head("GET", "/", {}, 0);
+    CHECK(checkRequestHead(none, "").status == 400);
+    RequestHead v11 = head("GET", "/", {}, 1);
+    CHECK(checkRequestHead(v11, "127.0.0.1:8080").status == 400);
+}
