@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 using portico::http::isValidHost;
 using portico::http::normalizePath;
@@ -208,4 +209,32 @@ TEST_CASE("an HTTP/1.0 request without Host gets the fallback host", "[http][req
     CHECK(checkRequestHead(none, "").status == 400);
     RequestHead v11 = head("GET", "/", {}, 1);
     CHECK(checkRequestHead(v11, "127.0.0.1:8080").status == 400);
+}
+
+TEST_CASE("path normalizer output is a fixed point with no dot segment and no empty segment", "[http][path]") {
+    // Every string of up to 7 bytes from an alphabet rich in the troublesome pieces.
+    static constexpr std::string_view kAlphabet = "/.%2eEfF5cA0";
+    std::size_t checked = 0;
+    std::string in, out, again;
+    for (std::size_t length = 1; length <= 7; ++length) {
+        std::vector<std::size_t> digits(length, 0);
+        for (;;) {
+            in.assign(length, ' ');
+            for (std::size_t i = 0; i < length; ++i) in[i] = kAlphabet[digits[i]];
+            in[0] = '/';
+            if (normalizePath(in, out) == PathVerdict::Ok) {
+                ++checked;
+                INFO(in << " -> " << out);
+                REQUIRE(!out.empty());
+                REQUIRE(out.front() == '/');
+                REQUIRE(out.find("//") == std::string::npos);
+                REQUIRE(normalizePath(out, again) == PathVerdict::Ok);
+                REQUIRE(again == out);
+            }
+            std::size_t i = 1;  // digit 0 stays '/'
+            while (i < length && ++digits[i] == kAlphabet.size()) digits[i++] = 0;
+            if (i >= length) break;
+        }
+    }
+    CHECK(checked > 1000);
 }
