@@ -10,6 +10,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+from backends import TcpServer  # noqa: E402
 from http_client import RawClient  # noqa: E402
 from portico_harness import (LEAN_ASAN_ENV, PorticoTestCase, RssSampler, main, make_config,  # noqa: E402
                              read_rss_kb, rss_limit_kb, slow_factor)
@@ -158,6 +159,47 @@ class BodyTimeout(PorticoTestCase):
         backend = self.start_backend(name="a")
         p = self.start_portico(self.config(backend))
         self.assert_408_after_stall(p.port, "/api/upload")
+
+    def test_time_spent_waiting_for_a_slow_upstream_is_not_counted(self):
+        # The backend reads nothing for 4 body timeouts, then the whole body: Portico stops
+        # reading the client meanwhile (backpressure), which is not the client being slow.
+        stall = 2.0 * slow_factor()
+        total = 32 << 20
+        got = []
+
+        def backend(sock):
+            with sock:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                time.sleep(stall)
+                body = len(data) - data.index(b"\r\n\r\n") - 4
+                while body < total:
+                    chunk = sock.recv(1 << 20)
+                    if not chunk:
+                        return
+                    body += len(chunk)
+                got.append(body)
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+        server = TcpServer(backend)
+        self.addCleanup(server.stop)
+        cfg = self.config()
+        cfg["upstreams"] = {"app": {"servers": [server.address]}}
+        cfg["routes"].append({"path": "/api/", "upstream": "app"})
+        cfg["limits"]["max_body_bytes"] = 0
+        p = self.start_portico(cfg)
+        c = self.client(p.port, timeout=30 * slow_factor())
+        c.request("POST", "/api/upload", headers=[("Content-Length", str(total))])
+        block = b"y" * (1 << 20)
+        for _ in range(total >> 20):
+            c.send(block)
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(got, [total])
 
     def test_a_body_that_keeps_arriving_is_not_cut(self):
         # each gap is shorter than the timeout, the whole body takes longer than it
