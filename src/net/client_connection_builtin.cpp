@@ -34,7 +34,6 @@ http::HeadAction ClientConnection::answeredAtHead() {
     return http::HeadAction::Abort;
 }
 
-
 handlers::Reply ClientConnection::servePubSub() {
     const http::RequestHead& request = parser_.request();
     const http::Header* authorization = http::findHeader(request.headers, "Authorization");
