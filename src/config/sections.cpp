@@ -94,7 +94,7 @@ void requirePositive(Decoder& d, const Item& v, bool positive) {
     if (!positive) d.error(v, "must be greater than 0");
 }
 
-const std::array<KeyRule<Limits>, 5> kLimitsKeys{{
+const std::array<KeyRule<Limits>, 6> kLimitsKeys{{
     {"max_connections",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readCount(v, l.max_connections)) requirePositive(d, v, l.max_connections > 0);
@@ -110,6 +110,10 @@ const std::array<KeyRule<Limits>, 5> kLimitsKeys{{
          if (d.readDuration(v, l.client_header_timeout)) {
              requirePositive(d, v, l.client_header_timeout.count() > 0);
          }
+     }},
+    {"client_body_timeout",
+     [](Decoder& d, const Item& v, Limits& l) {
+         if (d.readDuration(v, l.client_body_timeout)) requirePositive(d, v, l.client_body_timeout.count() > 0);
      }},
     {"keepalive_timeout",  // 0 = no keep-alive
      [](Decoder& d, const Item& v, Limits& l) { d.readDuration(v, l.keepalive_timeout); }},

@@ -13,7 +13,7 @@
 
 namespace portico::handlers {
 
-Reply serveHealth(evbuffer* out, const http::RequestHead& request, bool keep_alive) {
+Reply serveHealth(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive) {
     bool head_only = request.method == "HEAD";
     return Reply{200, http::writeSimpleResponse(out, 200, "text/plain", "ok\n", keep_alive, {}, head_only)};
 }
@@ -78,7 +78,8 @@ bool decodeSafePath(std::string_view path, std::string& decoded) {
 
 }  // namespace
 
-Reply serveStatic(evbuffer* out, const config::Route& route, const http::RequestHead& request, bool keep_alive) {
+Reply serveStatic(evbuffer* out, const config::Route& route, const http::RequestHead& request,
+                  http::KeepAlive keep_alive) {
     if (request.method != "GET" && request.method != "HEAD") {
         http::HeaderList allow{{"Allow", "GET, HEAD"}};
         return Reply{405, http::writeErrorResponse(out, 405, keep_alive, allow)};

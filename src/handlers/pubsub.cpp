@@ -229,10 +229,7 @@ std::string_view channelName(const config::Route& route, std::string_view path) 
     return name;
 }
 
-namespace {
-
-
-bool authorized(const config::Route& route, std::string_view authorization) {
+bool publishAuthorized(const config::Route& route, std::string_view authorization) {
     const std::string& token = route.pubsub.publish_token;
     if (token.empty()) return true;
     constexpr std::string_view kBearer = "Bearer ";
@@ -245,17 +242,16 @@ bool authorized(const config::Route& route, std::string_view authorization) {
     return diff == 0;
 }
 
-}  // namespace
-
 PubSubReply servePubSubHttp(evbuffer* out, PubSubHub& hub, const config::Route& route, std::string_view method,
-                            std::string_view path, std::string_view authorization, std::string body, bool keep_alive) {
+                            std::string_view path, std::string_view authorization, std::string body,
+                            http::KeepAlive keep_alive) {
     std::string_view channel = channelName(route, path);
     if (channel.empty()) return {404, http::writeErrorResponse(out, 404, keep_alive)};
     const std::string key = channelKey(route, channel);
     std::string json = "{\"channel\":";
     core::appendJsonString(json, channel);
     if (method == "POST") {
-        if (!authorized(route, authorization)) {
+        if (!publishAuthorized(route, authorization)) {
             http::HeaderList challenge{{"WWW-Authenticate", "Bearer"}};
             return {401, http::writeErrorResponse(out, 401, keep_alive, challenge)};
         }

@@ -56,6 +56,15 @@ bool isHopByHop(std::string_view name, const std::vector<std::string_view>& conn
     for (auto h : kHopByHop)
         if (equalsIgnoreCase(name, h)) return true;
     if (startsWithIgnoreCase(name, "Proxy-")) return true;
+    // RFC 9110 7.6.1: a connection option must never name a field meant for every recipient.
+    // A peer that lists one anyway ("Connection: close, Host") does not get it removed: Host is
+    // required on every HTTP/1.1 request (RFC 9112 3.2), the framing fields are rewritten by us,
+    // and a WebSocket handshake is meaningless without its Sec-WebSocket-* fields (RFC 6455 4.1).
+    static constexpr std::string_view kEndToEnd[] = {
+        "Host", "Content-Length", "Cache-Control", "Sec-WebSocket-Key", "Sec-WebSocket-Version",
+        "Sec-WebSocket-Accept", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions"};
+    for (auto e : kEndToEnd)
+        if (equalsIgnoreCase(name, e)) return false;
     for (auto t : connection_tokens)
         if (equalsIgnoreCase(name, t)) return true;
     return false;
@@ -140,7 +149,7 @@ void appendClientResponseHead(std::string& out, const ResponseHead& response, co
 }
 
 void appendSimpleResponseHead(std::string& out, int status, std::string_view content_type,
-                              std::uint64_t content_length, bool keep_alive, const HeaderList& extra) {
+                              std::uint64_t content_length, KeepAlive keep_alive, const HeaderList& extra) {
     out.append("HTTP/1.1 ");
     appendNumber(out, static_cast<std::uint64_t>(status));
     out.push_back(' ');
@@ -151,7 +160,11 @@ void appendSimpleResponseHead(std::string& out, int status, std::string_view con
     appendNumber(out, content_length);
     out.append("\r\n");
     for (const auto& h : extra) appendHeader(out, h.name, h.value);
-    if (!keep_alive) out.append("Connection: close\r\n");
+    if (!keep_alive.keep) {
+        out.append("Connection: close\r\n");
+    } else if (keep_alive.announce) {
+        out.append("Connection: keep-alive\r\n");
+    }
     out.append("\r\n");
 }
 
@@ -185,6 +198,7 @@ std::string_view reasonPhrase(int status) {
         case 502: return "Bad Gateway";
         case 503: return "Service Unavailable";
         case 504: return "Gateway Timeout";
+        case 505: return "HTTP Version Not Supported";
         default: return "Unknown";
     }
 }

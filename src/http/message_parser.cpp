@@ -250,6 +250,7 @@ int MessageParser::onHeadersComplete() {
     declared_length_ = p->content_length;
     if (kind_ == Kind::Request) {
         request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+        request_.version_major = p->http_major;
         request_.version_minor = p->http_minor;
     } else {
         response_.status = p->status_code;

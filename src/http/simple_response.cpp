@@ -8,7 +8,7 @@
 namespace portico::http {
 
 std::size_t writeSimpleResponse(evbuffer* out, int status, std::string_view content_type, std::string_view body,
-                                bool keep_alive, const HeaderList& extra, bool head_only) {
+                                KeepAlive keep_alive, const HeaderList& extra, bool head_only) {
     std::string head;
     head.reserve(160 + body.size());
     appendSimpleResponseHead(head, status, content_type, body.size(), keep_alive, extra);
@@ -17,7 +17,7 @@ std::size_t writeSimpleResponse(evbuffer* out, int status, std::string_view cont
     return head.size();
 }
 
-std::size_t writeErrorResponse(evbuffer* out, int status, bool keep_alive, const HeaderList& extra) {
+std::size_t writeErrorResponse(evbuffer* out, int status, KeepAlive keep_alive, const HeaderList& extra) {
     std::string body = std::to_string(status);
     body.push_back(' ');
     body.append(reasonPhrase(status));

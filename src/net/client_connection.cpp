@@ -13,6 +13,7 @@
 #include "portico/handlers/pubsub.h"
 #include "portico/handlers/websocket_endpoint.h"
 #include "portico/http/header_rewrite.h"
+#include "portico/http/request_checks.h"
 #include "portico/http/simple_response.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
@@ -45,34 +46,6 @@ std::string peerAddress(const sockaddr* peer, std::uint32_t& hash) {
         for (unsigned char b : in6->sin6_addr.s6_addr) hash = hash * 31 + b;
     }
     return text;
-}
-
-// RFC 9112 3.2.2: a request in absolute-form ("GET http://host/path") is routed by its
-// authority, which replaces Host; we forward it in origin-form. Returns false when the target is
-// neither origin-form nor a valid absolute-form.
-bool normalizeTarget(http::RequestHead& request) {
-    std::string& target = request.target;
-    if (!target.empty() && target.front() == '/') return true;
-    if (request.method == "OPTIONS" && target == "*") return true;
-    auto scheme_end = target.find("://");
-    if (scheme_end == std::string::npos) return false;
-    std::string_view scheme = std::string_view(target).substr(0, scheme_end);
-    if (!http::equalsIgnoreCase(scheme, "http") && !http::equalsIgnoreCase(scheme, "https")) return false;
-    auto authority_start = scheme_end + 3;
-    auto path_start = target.find_first_of("/?", authority_start);
-    std::string authority = target.substr(authority_start, path_start - authority_start);
-    if (authority.empty() || authority.find('@') != std::string::npos) return false;
-    std::string path = path_start == std::string::npos ? "/" : target.substr(path_start);
-    if (path.front() == '?') path.insert(0, "/");
-    target = std::move(path);
-    bool replaced = false;
-    for (auto& h : request.headers) {
-        if (!http::equalsIgnoreCase(h.name, "Host")) continue;
-        if (!replaced) h.value = authority;
-        replaced = true;
-    }
-    if (!replaced) request.headers.push_back({"Host", authority});
-    return true;
 }
 
 }  // namespace
@@ -142,14 +115,10 @@ void ClientConnection::adoptCurrentSnapshot() {
     }
 }
 
+// The one place a request's state is reset (see Request in the header).
 void ClientConnection::beginRequest() {
     state_ = State::ReadingHead;
-    request_complete_ = response_done_ = logged_ = false;
-    response_keep_alive_ = true;
-    bytes_in_ = bytes_out_ = body_bytes_ = 0;
-    status_ = 0;
-    request_start_ = {};
-    upstream_name_ = "-";
+    req_ = Request{};
 }
 
 void ClientConnection::onReadable(Stream& stream) {
@@ -164,7 +133,7 @@ void ClientConnection::processInput() {
     evbuffer* in = client_->input();
     for (;;) {
         bool reading_request = state_ == State::ReadingHead ||
-                               ((state_ == State::Proxying || state_ == State::Responding) && !request_complete_);
+                               ((state_ == State::Proxying || state_ == State::Responding) && !req_.complete);
         if (!reading_request) {
             // A pipelined request waits until this response is done; stop reading only when
             // enough is queued (pausing on every request would cost two epoll_ctl calls).
@@ -172,16 +141,22 @@ void ClientConnection::processInput() {
             return;
         }
         if (state_ == State::ReadingHead && !parser_.inMessage() && evbuffer_get_length(in) > 0 &&
-            request_start_ == std::chrono::steady_clock::time_point{}) {
-            request_start_ = std::chrono::steady_clock::now();
+            req_.start == std::chrono::steady_clock::time_point{}) {
+            req_.start = std::chrono::steady_clock::now();
             if (requests_ > 0) armTimer(snapshot_->config().limits.client_header_timeout);
         }
         std::size_t before = evbuffer_get_length(in);
         http::ParseStatus status = parser_.parse(in);
-        bytes_in_ += before - evbuffer_get_length(in);
+        req_.bytes_in += before - evbuffer_get_length(in);
         switch (status) {
             case http::ParseStatus::NeedMore:
-                if (exchange_ && exchange_->upstreamBacklogged()) client_->pauseReading();
+                if (exchange_ && exchange_->upstreamBacklogged()) {
+                    // The upstream is slow, not the client: the body timeout waits too.
+                    client_->pauseReading();
+                    event_del(timer_.get());
+                } else if (state_ != State::ReadingHead && !req_.complete) {
+                    armBodyTimer();
+                }
                 return;
             case http::ParseStatus::Error: {
                 const http::ParseError error = parser_.error();
@@ -197,8 +172,8 @@ void ClientConnection::processInput() {
                 if (pending_app_) {
                     // A built-in endpoint accepted the WebSocket: it takes the socket now.
                     auto session = std::make_unique<handlers::EndpointSession>(
-                        static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_), route_->websocket,
-                        pending_deflate_, std::move(pending_app_));
+                        static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
+                        req_.route->websocket, pending_deflate_, std::move(pending_app_));
                     startSession(std::move(session));
                     return;
                 }
@@ -206,74 +181,98 @@ void ClientConnection::processInput() {
                 // (h2c, or a route that serves plain HTTP) goes on as HTTP.
                 [[fallthrough]];
             case http::ParseStatus::MessageComplete:
-                if (!response_done_) {
+                if (!req_.response_done) {
                     // The response comes from the exchange; pipelined bytes wait in the input.
                     if (evbuffer_get_length(in) > kPipelineBytes) client_->pauseReading();
                     return;
                 }
-                responseDone(response_keep_alive_);
+                responseDone(req_.keep_alive);
                 if (state_ != State::ReadingHead) return;
                 continue;
         }
     }
 }
 
+// `limits.client_body_timeout` (nginx's client_body_timeout): the longest wait between two reads
+// of a request body, re-armed by each read; while the upstream is backlogged and we do not read,
+// it does not run.
+void ClientConnection::armBodyTimer() { armTimer(snapshot_->config().limits.client_body_timeout); }
+
+const std::string& ClientConnection::localAuthority() {
+    if (!local_authority_.empty()) return local_authority_;
+    sockaddr_storage local{};
+    socklen_t length = sizeof local;
+    if (getsockname(client_->fd(), reinterpret_cast<sockaddr*>(&local), &length) == 0) {
+        std::uint32_t unused = 0;
+        const std::string address = peerAddress(reinterpret_cast<const sockaddr*>(&local), unused);
+        const bool v6 = local.ss_family == AF_INET6;
+        const auto port = ntohs(v6 ? reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port
+                                   : reinterpret_cast<const sockaddr_in*>(&local)->sin_port);
+        local_authority_ = (v6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
+    }
+    return local_authority_;
+}
+
+bool ClientConnection::hasBody() const {
+    return parser_.chunked() || (parser_.hasContentLength() && parser_.contentLength() > 0);
+}
+
+// RFC 9110 10.1.1: a client that sent "Expect: 100-continue" may wait for our interim response
+// before it sends the body; when we answer with a final status at the head instead, it may never
+// send it, so that connection cannot be reused.
+bool ClientConnection::bodyAwaitsContinue() const {
+    const http::RequestHead& request = parser_.request();
+    return request.version_minor >= 1 && hasBody() && http::headerHasToken(request.headers, "Expect", "100-continue");
+}
+
+http::KeepAlive ClientConnection::keepAliveForClient() const {
+    return http::KeepAlive(req_.keep_alive, parser_.request().version_minor);
+}
+
 http::HeadAction ClientConnection::onHead() {
     event_del(timer_.get());
     if (requests_ > 0) adoptCurrentSnapshot();  // a reload since the last request applies now
-    const http::RequestHead& request = parser_.request();
+    http::RequestHead& request = parser_.request();
     const auto& config = snapshot_->config();
-    if (request_start_ == std::chrono::steady_clock::time_point{}) request_start_ = std::chrono::steady_clock::now();
-    if (!normalizeTarget(parser_.request())) {
-        respondError(400, "invalid request target");
+    if (req_.start == std::chrono::steady_clock::time_point{}) req_.start = std::chrono::steady_clock::now();
+    // Target, Host and path: normalized here, so that what we route is what goes upstream.
+    const http::RequestVerdict verdict =
+        http::checkRequestHead(request, request.version_minor == 0 ? std::string_view(localAuthority()) : "");
+    if (!verdict.ok()) {
+        LOG_INFO("client %s: refused: %s", client_ip_.c_str(), verdict.reason);
+        respondError(verdict.status, verdict.reason);
         return http::HeadAction::Abort;
     }
-    int host_count = 0;
-    for (const auto& h : request.headers) host_count += http::equalsIgnoreCase(h.name, "Host");
-    const http::Header* host = http::findHeader(request.headers, "Host");
-    // RFC 9112 3.2: a server MUST respond 400 to an HTTP/1.1 request without Host, and to any
-    // request with more than one.
-    if ((!host && request.version_minor >= 1) || host_count > 1) {
-        respondError(400, host_count > 1 ? "several Host headers" : "missing Host");
+    const ws::UpgradeRequest upgrade = ws::analyzeUpgrade(request);
+    if (upgrade.kind == ws::UpgradeKind::WebSocket && hasBody()) {
+        // RFC 6455 4.1: the opening handshake is a GET without content. A body would reach the
+        // upstream, after a head that declares no length, as the first bytes of the tunnel: a
+        // request smuggled past our routing. Refused for every route.
+        respondError(400, "WebSocket upgrade with a body");
         return http::HeadAction::Abort;
     }
-    if (request.method == "CONNECT") {
-        respondError(405, "CONNECT is not supported");
-        return http::HeadAction::Abort;
-    }
+    const std::string_view host = http::findHeader(request.headers, "Host")->value;  // checkRequestHead made one
     if (listener_->redirect_https) {
         // `redirect_https: PORT`: every request on this listener goes to HTTPS (308 keeps the
-        // method and body, RFC 9110 15.4.9).
-        std::string_view authority = host ? std::string_view(host->value) : std::string_view("localhost");
-        std::string_view name = authority.front() == '[' ? authority.substr(0, authority.find(']') + 1)
-                                                          : authority.substr(0, authority.find(':'));
+        // method and body, RFC 9110 15.4.9). Host was validated: it cannot smuggle a path.
+        std::string_view name = host.front() == '[' ? host.substr(0, host.find(']') + 1) : host.substr(0, host.find(':'));
         std::string location = "https://" + std::string(name);
         if (*listener_->redirect_https != 443) location += ":" + std::to_string(*listener_->redirect_https);
         location += request.target;
-        state_ = State::Responding;
-        response_keep_alive_ = clientKeepAlive();
-        status_ = 308;
-        bytes_out_ += http::writeSimpleResponse(client_->output(), 308, "text/plain", "308 Permanent Redirect\n",
-                                                response_keep_alive_, {{"Location", location}});
-        response_done_ = true;
-        return http::HeadAction::Continue;
+        respondAtHead(308, "text/plain", "308 Permanent Redirect\n", {{"Location", location}});
+        return answeredAtHead();
     }
     if (config.limits.max_body_bytes && parser_.hasContentLength() &&
         parser_.contentLength() > config.limits.max_body_bytes) {
         respondError(413, "body too large");
         return http::HeadAction::Abort;
     }
-    const config::Route* route = snapshot_->snapshot().routes.match(host ? std::string_view(host->value) : "", request.path());
+    const config::Route* route = snapshot_->snapshot().routes.match(host, request.path());
     if (!route) {
-        state_ = State::Responding;
-        response_keep_alive_ = clientKeepAlive();
-        status_ = 404;
-        bytes_out_ += http::writeErrorResponse(client_->output(), 404, response_keep_alive_);
-        response_done_ = true;
-        return http::HeadAction::Continue;  // the body, if any, is read and discarded
+        respondAtHead(404, "text/plain", "404 Not Found\n");
+        return answeredAtHead();
     }
-    route_ = route;
-    const ws::UpgradeRequest upgrade = ws::analyzeUpgrade(request);
+    req_.route = route;
     if (upgrade.kind == ws::UpgradeKind::Invalid) {
         LOG_INFO("client %s: invalid WebSocket handshake: %.*s", client_ip_.c_str(),
                  static_cast<int>(upgrade.error.size()), upgrade.error.data());
@@ -296,9 +295,10 @@ http::HeadAction ClientConnection::onHead() {
         }
         if (route->handler != config::HandlerKind::None) return acceptWebSocket(*route, upgrade);
     }
+    if (route->handler == config::HandlerKind::PubSub && request.method == "POST") return startPublish(*route);
     if (route->handler != config::HandlerKind::None) {
         respondInternal(*route);
-        return http::HeadAction::Continue;
+        return answeredAtHead();
     }
     proxy::UpstreamGroup* group = snapshot_->upstream(route->upstream);
     if (!group) {
@@ -322,7 +322,7 @@ http::HeadAction ClientConnection::onHead() {
     if (upgrade.kind == ws::UpgradeKind::WebSocket) {
         forward.websocket = true;
         forward.websocket_key = std::string(upgrade.key);
-        forward.body_framing = http::BodyFraming::None;
+        forward.body_framing = http::BodyFraming::None;  // no body: refused above
         if (!route->websocket.subprotocols.empty() && !upgrade.subprotocols.empty())
             forward.override_headers.push_back(
                 {"Sec-WebSocket-Protocol", ws::filterSubprotocols(upgrade.subprotocols, route->websocket.subprotocols)});
@@ -334,20 +334,20 @@ http::HeadAction ClientConnection::onHead() {
 }
 
 bool ClientConnection::onBody(const char* data, std::size_t length) {
-    body_bytes_ += length;
+    req_.body_bytes += length;
     const std::size_t limit = snapshot_->config().limits.max_body_bytes;
-    if (state_ == State::Responding && !response_done_) {
+    if (state_ == State::Responding && !req_.response_done) {
         // A built-in handler reads this body (a pubsub publish): bounded by max_body_bytes, or
         // by the subscriber queue bound when that is unlimited.
-        const std::size_t cap = limit ? limit : route_->pubsub.queue_bytes;
-        if (body_.size() + length > cap) {
+        const std::size_t cap = limit ? limit : req_.route->pubsub.queue_bytes;
+        if (req_.body.size() + length > cap) {
             respondError(413, "body too large");
             return false;
         }
-        body_.append(data, length);
+        req_.body.append(data, length);
         return true;
     }
-    if (limit && body_bytes_ > limit) {
+    if (limit && req_.body_bytes > limit) {
         // Only a chunked body gets here (a declared length is checked in onHead).
         retireExchange();
         respondError(413, "body too large");
@@ -358,70 +358,16 @@ bool ClientConnection::onBody(const char* data, std::size_t length) {
 }
 
 void ClientConnection::onMessageComplete() {
-    request_complete_ = true;
+    req_.complete = true;
+    event_del(timer_.get());  // the body timer
     if (exchange_) exchange_->endBody();
-    if (state_ == State::Responding && !response_done_) {
+    if (state_ == State::Responding && !req_.response_done) {
         handlers::Reply reply = servePubSub();
-        status_ = reply.status;
-        bytes_out_ += reply.bytes;
-        response_done_ = true;
+        req_.status = reply.status;
+        req_.bytes_out += reply.bytes;
+        req_.response_done = true;
         client_->flush();
     }
-}
-
-handlers::Reply ClientConnection::servePubSub() {
-    const http::RequestHead& request = parser_.request();
-    const http::Header* authorization = http::findHeader(request.headers, "Authorization");
-    auto reply = handlers::servePubSubHttp(client_->output(), worker_.pubsub(), *route_, request.method, request.path(),
-                                           authorization ? std::string_view(authorization->value) : std::string_view{},
-                                           std::move(body_), response_keep_alive_);
-    body_.clear();
-    return handlers::Reply{reply.status, reply.bytes};
-}
-
-void ClientConnection::respondInternal(const config::Route& route) {
-    state_ = State::Responding;
-    response_keep_alive_ = clientKeepAlive();
-    const http::RequestHead& request = parser_.request();
-    handlers::Reply reply;
-    switch (route.handler) {
-        case config::HandlerKind::Health:
-            reply = handlers::serveHealth(client_->output(), request, response_keep_alive_);
-            break;
-        case config::HandlerKind::Static:
-            reply = handlers::serveStatic(client_->output(), route, request, response_keep_alive_);
-            break;
-        case config::HandlerKind::Metrics:
-        case config::HandlerKind::Status: {
-            observe::ProcessInfo info = worker_.metrics().processInfo();
-            worker_.pubsub().registry().totals(info.pubsub_channels, info.pubsub_subscribers);
-            const bool prometheus = route.handler == config::HandlerKind::Metrics;
-            std::string body = prometheus ? worker_.metrics().renderPrometheus(info) : worker_.metrics().renderJson(info);
-            reply.status = 200;
-            reply.bytes = http::writeSimpleResponse(client_->output(), 200,
-                                                    prometheus ? "text/plain; version=0.0.4" : "application/json", body,
-                                                    response_keep_alive_, {}, request.method == "HEAD");
-            break;
-        }
-        case config::HandlerKind::PubSub:
-            if (request.method == "POST") {
-                // The body is the message: answer once it is complete (onMessageComplete).
-                body_.clear();
-                return;
-            }
-            reply = servePubSub();
-            break;
-        default:
-            // WebSocket-only handlers (echo, pubsub) and those of later issues answer 404 to
-            // plain HTTP until they are wired here.
-            reply.status = 404;
-            reply.bytes = http::writeErrorResponse(client_->output(), 404, response_keep_alive_);
-            break;
-    }
-    status_ = reply.status;
-    bytes_out_ += reply.bytes;
-    response_done_ = true;
-    client_->flush();
 }
 
 // ---- the exchange with the upstream ---------------------------------------------------------
@@ -433,14 +379,14 @@ bool ClientConnection::clientKeepAlive() const {
 void ClientConnection::onExchangeComplete(bool keep_alive) {
     // The body may still be arriving (the upstream answered early): then the connection cannot
     // be reused, since we would have to read and discard an unbounded rest.
-    responseDone(keep_alive && request_complete_);
+    responseDone(keep_alive && req_.complete);
 }
 
 void ClientConnection::onExchangeFailed(int status, const char* reason) {
     if (status == 0) {
         // Part of the response went out already: the client sees the connection close.
         LOG_INFO("client %s: %s after the response started", client_ip_.c_str(), reason);
-        status_ = status_ ? status_ : 502;
+        req_.status = req_.status ? req_.status : 502;
         logAccess();
         finish(reason);
         return;
@@ -449,7 +395,7 @@ void ClientConnection::onExchangeFailed(int status, const char* reason) {
 }
 
 void ClientConnection::onUpstreamDrained() {
-    if (state_ == State::Proxying && !request_complete_ && !client_->isReading()) {
+    if (state_ == State::Proxying && !req_.complete && !client_->isReading()) {
         client_->resumeReading();
         processInput();
     }
@@ -492,12 +438,12 @@ void ClientConnection::onResume(int, short, void* arg) {
 
 void ClientConnection::respondError(int status, const char* reason, const http::HeaderList& extra) {
     retireExchange();
-    if (bytes_out_ > 0 && status_ != 0 && state_ != State::ReadingHead) {
+    if (req_.bytes_out > 0 && req_.status != 0 && state_ != State::ReadingHead) {
         finish(reason);
         return;
     }
-    status_ = status;
-    bytes_out_ += http::writeErrorResponse(client_->output(), status, false, extra);
+    req_.status = status;
+    req_.bytes_out += http::writeErrorResponse(client_->output(), status, false, extra);
     logAccess();
     closeAfterFlush();
 }
@@ -533,9 +479,9 @@ void ClientConnection::onEof(Stream&) {
         case State::Proxying:
         case State::Responding:
             // A client may half-close after its request and still read the response.
-            if (!request_complete_) {
+            if (!req_.complete) {
                 if (exchange_) exchange_->abort();
-                status_ = status_ ? status_ : 499;
+                req_.status = req_.status ? req_.status : 499;
                 logAccess();
                 finish("client closed mid-request");
             }
@@ -551,6 +497,19 @@ void ClientConnection::onEof(Stream&) {
 
 void ClientConnection::onTlsHandshake(Stream&) { listener_stats_.tls_handshakes.add(); }
 
+void ClientConnection::onPlainTextOnTls(Stream&) {
+    // The Stream dropped TLS without reading: answer in plain text, then close with a linger
+    // that reads and discards the request (nginx's 400 "plain HTTP request was sent to HTTPS
+    // port"). Counted as a failed handshake.
+    listener_stats_.tls_failures.add();
+    LOG_INFO("client %s: TLS handshake failed: plain http request on a TLS port, answered 400", client_ip_.c_str());
+    req_.status = 400;
+    req_.bytes_out += http::writeSimpleResponse(client_->output(), 400, "text/plain",
+                                                "400 The plain HTTP request was sent to HTTPS port\n", false);
+    logAccess();
+    closeAfterFlush();
+}
+
 void ClientConnection::onError(Stream& stream, int error) {
     if (stream.isTls() && !stream.tlsEstablished()) {
         // A failed handshake: logged at info with the reason, counted, nothing else disturbed.
@@ -562,7 +521,7 @@ void ClientConnection::onError(Stream& stream, int error) {
     LOG_DEBUG("client %s: %s", client_ip_.c_str(), strerror(error));
     if (exchange_) exchange_->abort();
     if (state_ == State::Proxying || state_ == State::Responding) {
-        status_ = status_ ? status_ : 499;
+        req_.status = req_.status ? req_.status : 499;
         logAccess();
     }
     finish("client error");
@@ -570,7 +529,7 @@ void ClientConnection::onError(Stream& stream, int error) {
 
 void ClientConnection::retireExchange() {
     if (!exchange_) return;
-    upstream_name_ = exchange_->upstreamName();  // still wanted by the access log
+    req_.upstream_name = exchange_->upstreamName();  // still wanted by the access log
     exchange_->abort();
     worker_.loop().deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
 }
@@ -582,11 +541,16 @@ void ClientConnection::onTimer(int, short, void* arg) {
     switch (self->state_) {
         case State::ReadingHead:
             if (self->parser_.inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||
-                (self->requests_ == 0 && self->request_start_ != std::chrono::steady_clock::time_point{})) {
+                (self->requests_ == 0 && self->req_.start != std::chrono::steady_clock::time_point{})) {
                 self->respondError(408, "client header timeout");  // slowloris
             } else {
                 self->finish("keep-alive timeout");
             }
+            return;
+        case State::Proxying:
+        case State::Responding:
+            // Armed only while a body is read (armBodyTimer): the client stopped sending it.
+            if (!self->req_.complete) self->respondError(408, "client body timeout");
             return;
         case State::Closing:
             self->finish("linger timeout");
@@ -607,9 +571,10 @@ void ClientConnection::drain() {
 }
 
 void ClientConnection::logAccess() {
-    if (logged_ || status_ == 0) return;
-    logged_ = true;
-    if (route_) snapshot_->routeStats(*route_).requests[status_ >= 100 && status_ < 600 ? status_ / 100 : 0].add();
+    if (req_.logged || req_.status == 0) return;
+    req_.logged = true;
+    const int status = req_.status;
+    if (req_.route) snapshot_->routeStats(*req_.route).requests[status >= 100 && status < 600 ? status / 100 : 0].add();
     observe::AccessLog& log = worker_.accessLog();
     if (!log.enabled()) return;
     const http::RequestHead& request = parser_.request();
@@ -618,11 +583,11 @@ void ClientConnection::logAccess() {
     record.client = client_ip_;
     record.method = request.method.empty() ? std::string_view("-") : std::string_view(request.method);
     record.path = request.target.empty() ? std::string_view("-") : std::string_view(request.target);
-    record.status = status_;
-    record.bytes_in = bytes_in_;
-    record.bytes_out = bytes_out_;
-    record.upstream = exchange_ ? std::string_view(exchange_->upstreamName()) : std::string_view(upstream_name_);
-    auto start = request_start_ == std::chrono::steady_clock::time_point{} ? std::chrono::steady_clock::now() : request_start_;
+    record.status = status;
+    record.bytes_in = req_.bytes_in;
+    record.bytes_out = req_.bytes_out;
+    record.upstream = exchange_ ? std::string_view(exchange_->upstreamName()) : std::string_view(req_.upstream_name);
+    auto start = req_.start == std::chrono::steady_clock::time_point{} ? std::chrono::steady_clock::now() : req_.start;
     record.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (const http::Header* h = http::findHeader(request.headers, "Referer")) record.referer = h->value;
     if (const http::Header* h = http::findHeader(request.headers, "User-Agent")) record.user_agent = h->value;

@@ -50,14 +50,14 @@ http::HeadAction ClientConnection::acceptWebSocket(const config::Route& route, c
     pending_deflate_ = deflate ? std::optional<ws::DeflateParams>(deflate->params) : std::nullopt;
     std::string response = ws::buildAcceptResponse(upgrade.key, subprotocol, deflate ? deflate->response : std::string());
     evbuffer_add(client_->output(), response.data(), response.size());
-    bytes_out_ += response.size();
-    status_ = 101;
+    req_.bytes_out += response.size();
+    req_.status = 101;
     state_ = State::Upgraded;
     return http::HeadAction::Continue;
 }
 
 void ClientConnection::onUpgraded(std::unique_ptr<Stream> upstream, std::string extensions) {
-    const config::WebSocketSettings& settings = route_->websocket;
+    const config::WebSocketSettings& settings = req_.route->websocket;
     std::unique_ptr<ws::Session> session;
     if (settings.mode == config::WebSocketMode::Frames) {
         session = std::make_unique<ws::FrameRelay>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
@@ -76,7 +76,7 @@ void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
     logAccess();  // the handshake's line; the session's end is logged at debug level
     session_ = std::move(session);
     parser_.reset();  // nothing more to parse; frees the request head
-    ws_stats_ = &snapshot_->routeStats(*route_);
+    ws_stats_ = &snapshot_->routeStats(*req_.route);
     ws_stats_->ws_open.add();
     session_->start();
     if (draining_ && state_ == State::Upgraded) session_->goAway();

@@ -158,6 +158,7 @@ void Stream::onWriteEvent(int, short, void* arg) { static_cast<Stream*>(arg)->ha
 
 void Stream::handleRead() {
     if (handshaking_) {
+        if (tls_server_ && !first_byte_checked_ && !startsWithTlsRecord()) return;
         driveHandshake();
         return;
     }
@@ -300,6 +301,23 @@ void Stream::driveHandshake() {
             failTls("handshake");
             return;
     }
+}
+
+// RFC 8446 5.1: a TLS connection opens with a handshake record (content type 22). Any other first
+// byte is almost always plain HTTP sent to an HTTPS port: peek at it (nothing is consumed) and,
+// like nginx, let the owner answer in plain text instead of failing the handshake silently.
+bool Stream::startsWithTlsRecord() {
+    unsigned char first = 0;
+    ssize_t n = ::recv(fd_.get(), &first, 1, MSG_PEEK);
+    if (n <= 0) return true;  // nothing yet, EOF or an error: the handshake reports them
+    first_byte_checked_ = true;
+    constexpr unsigned char kHandshakeRecord = 0x16;
+    if (first == kHandshakeRecord) return true;
+    ssl_.reset();
+    handshaking_ = false;
+    tls_error_ = "plain text on a TLS port";
+    handler_->onPlainTextOnTls(*this);
+    return false;
 }
 
 void Stream::failTls(const char* where) {

@@ -285,6 +285,61 @@ class ReloadHttp(ReloadBase):
 
 
 # ---------------------------------------------------------------------------------------------
+# The request after a reload starts with no state of the one before it
+# ---------------------------------------------------------------------------------------------
+class ReloadRequestState(ReloadBase):
+    """A keep-alive connection whose next request, after a reload, is refused before it is
+    routed (bad target, 404, 413, Host error, CONNECT): that request must not be counted against
+    the previous request's route, which belongs to the old configuration (it once crashed the
+    worker: the stale route indexed the new configuration's counters)."""
+
+    def config(self, extra_first=False):
+        # No catch-all route: a path outside these is a 404. A reload that puts a route first
+        # moves every other route to another index.
+        routes = [{"path": "/healthz", "handler": "health"},
+                  {"path": "/metrics", "handler": "metrics"}]
+        if extra_first:
+            routes.insert(0, {"path": "/new/", "handler": "health"})
+        return self.base_config(routes, workers=1, limits={"max_body_bytes": "1KiB"})
+
+    REFUSED = [
+        ("asterisk target", b"GET * HTTP/1.1\r\nHost: localhost\r\n\r\n", 400),
+        ("no route", b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n", 404),
+        ("body too large", b"POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n", 413),
+        ("missing Host", b"GET /healthz HTTP/1.1\r\n\r\n", 400),
+        ("invalid Host", b"GET /healthz HTTP/1.1\r\nHost: x/../y\r\n\r\n", 400),
+        ("CONNECT", b"CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n", 405),
+    ]
+
+    def test_refused_request_after_a_reload_on_a_keepalive_connection(self):
+        p = self.start_portico(self.config())
+        for i, (what, raw, status) in enumerate(self.REFUSED):
+            with self.subTest(what):
+                c = self.client(p.port)
+                self.assertEqual(c.roundtrip("GET", "/healthz").status, 200)
+                sighup(self, p, self.config(extra_first=i % 2 == 0))
+                c.send(raw)
+                r = c.read_response()
+                self.assertEqual(r.status, status, "%s: %r" % (what, r))
+                self.assertTrue(p.alive(), "portico died on %s after a reload:\n%s"
+                                % (what, p.stderr_text()[-3000:]))
+                self.assertEqual(get(p.port, "/healthz").status, 200)
+
+    def test_refused_request_is_not_counted_against_the_previous_route(self):
+        p = self.start_portico(self.config())
+        c = self.client(p.port)
+        for _ in range(2):
+            self.assertEqual(c.roundtrip("GET", "/healthz").status, 200)
+            self.assertEqual(c.roundtrip("GET", "/nowhere").status, 404)
+        c.send(b"GET * HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        self.assertEqual(c.read_response().status, 400)
+        m = get(p.port, "/metrics").body.decode()
+        self.assertEqual(metric(m, "portico_requests_total", route="*/healthz", status="2xx"), 2, m)
+        self.assertIsNone(metric(m, "portico_requests_total", route="*/healthz", status="4xx"),
+                          "404s and a 400 were counted against /healthz:\n" + m)
+
+
+# ---------------------------------------------------------------------------------------------
 # invalid configurations
 # ---------------------------------------------------------------------------------------------
 INVALID_TEMPLATE = """\

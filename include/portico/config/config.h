@@ -36,6 +36,10 @@ struct Limits {
     std::size_t max_header_bytes = 16 * 1024;     // request head; 431 beyond
     std::size_t max_body_bytes = 10 * 1024 * 1024;  // request body; 413 beyond; 0 = unlimited
     Duration client_header_timeout = std::chrono::seconds(10);  // 408 when the head is late
+    Duration client_body_timeout = std::chrono::seconds(60);    // 408 when two successive reads
+                                                                // of a request body are further
+                                                                // apart (not while we stop
+                                                                // reading for a slow upstream)
     Duration keepalive_timeout = std::chrono::seconds(75);      // idle client connection;
                                                                 // 0 = no keep-alive
 };

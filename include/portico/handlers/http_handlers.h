@@ -16,13 +16,14 @@ struct Reply {
 };
 
 // `handler: health`: 200 "ok".
-Reply serveHealth(evbuffer* out, const http::RequestHead& request, bool keep_alive);
+Reply serveHealth(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive);
 
 // `handler: static`: a file under route.root (index.html for a directory), with the route's
 // prefix removed from the path. GET and HEAD only (405 otherwise); percent-decoding is applied
 // and any ".." segment or NUL is refused (404), so nothing outside root is ever served.
 // The file is sent with evbuffer_add_file (sendfile), never read into memory.
-Reply serveStatic(evbuffer* out, const config::Route& route, const http::RequestHead& request, bool keep_alive);
+Reply serveStatic(evbuffer* out, const config::Route& route, const http::RequestHead& request,
+                  http::KeepAlive keep_alive);
 
 // Media type for a file name, by extension ("application/octet-stream" when unknown).
 const char* mediaTypeFor(std::string_view path);

@@ -20,6 +20,7 @@
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
+#include "portico/http/head.h"
 
 namespace portico::net {
 class EventLoop;
@@ -123,6 +124,11 @@ struct PubSubReply {
     std::uint64_t bytes = 0;
 };
 PubSubReply servePubSubHttp(evbuffer* out, PubSubHub& hub, const config::Route& route, std::string_view method,
-                            std::string_view path, std::string_view authorization, std::string body, bool keep_alive);
+                            std::string_view path, std::string_view authorization, std::string body,
+                            http::KeepAlive keep_alive);
+// True when `authorization` (the request's Authorization value, "" when absent) carries the
+// route's publish_token as "Bearer TOKEN", or the route has no token. Checked at the head of a
+// publish, before its body is read.
+bool publishAuthorized(const config::Route& route, std::string_view authorization);
 
 }  // namespace portico::handlers

@@ -37,10 +37,23 @@ void forEachToken(std::string_view value, Fn&& fn) {
 struct RequestHead {
     std::string method;             // "GET"
     std::string target;             // request-target as received, e.g. "/a/b?x=1"
+    int version_major = 1;          // anything but 1 is answered 505
     int version_minor = 1;          // HTTP/1.<minor>
     HeaderList headers;
     std::string_view path() const;  // target without the query
     std::string_view query() const; // after '?', without it; "" when absent
+};
+
+// How a response Portico writes itself treats the connection: "Connection: close" when it is not
+// kept, and for an HTTP/1.0 client an explicit "Connection: keep-alive" when it is (RFC 9112 9.3:
+// a 1.0 connection persists only when the response says so). Converts from a bool for callers
+// that need no announcement.
+struct KeepAlive {
+    bool keep = true;
+    bool announce = false;  // write "Connection: keep-alive"
+    KeepAlive(bool keep_alive) : keep(keep_alive) {}  // NOLINT(google-explicit-constructor)
+    KeepAlive(bool keep_alive, int client_version_minor)
+        : keep(keep_alive), announce(keep_alive && client_version_minor == 0) {}
 };
 
 struct ResponseHead {

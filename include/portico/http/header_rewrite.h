@@ -21,7 +21,9 @@ enum class BodyFraming {
 };
 
 // RFC 9110 7.6.1: Connection, the fields it names, and the classic hop-by-hop fields.
-// `connection_tokens` are the names listed in the message's Connection header(s).
+// `connection_tokens` are the names listed in the message's Connection header(s). A token naming
+// an end-to-end field that must reach the peer (Host, Content-Length, Cache-Control, the
+// Sec-WebSocket-* handshake fields) is ignored: those are never hop-by-hop.
 bool isHopByHop(std::string_view name, const std::vector<std::string_view>& connection_tokens);
 // Names listed by every Connection header in `headers`.
 std::vector<std::string_view> connectionTokens(const HeaderList& headers);
@@ -55,7 +57,7 @@ void appendClientResponseHead(std::string& out, const ResponseHead& response, co
 
 // Appends a response Portico makes itself (errors, health, static, pubsub JSON).
 void appendSimpleResponseHead(std::string& out, int status, std::string_view content_type,
-                              std::uint64_t content_length, bool keep_alive,
+                              std::uint64_t content_length, KeepAlive keep_alive,
                               const HeaderList& extra = {});
 
 // Standard reason phrase for a status code ("Not Found"); "Unknown" for codes we never send.

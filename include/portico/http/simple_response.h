@@ -12,8 +12,8 @@ namespace portico::http {
 
 // Appends a complete response with `body`; returns the bytes appended.
 std::size_t writeSimpleResponse(evbuffer* out, int status, std::string_view content_type, std::string_view body,
-                                bool keep_alive, const HeaderList& extra = {}, bool head_only = false);
+                                KeepAlive keep_alive, const HeaderList& extra = {}, bool head_only = false);
 // Appends "<status> <reason>\n" as text/plain; returns the bytes appended.
-std::size_t writeErrorResponse(evbuffer* out, int status, bool keep_alive, const HeaderList& extra = {});
+std::size_t writeErrorResponse(evbuffer* out, int status, KeepAlive keep_alive, const HeaderList& extra = {});
 
 }  // namespace portico::http

@@ -1,5 +1,6 @@
 #pragma once
-// A client connection from accept to close, in client_connection.cpp (HTTP) and
+// A client connection from accept to close, in client_connection.cpp (HTTP),
+// client_connection_builtin.cpp (answers Portico writes itself) and
 // client_connection_upgrade.cpp (after a WebSocket upgrade):
 //
 //   ReadingHead -> (route) -> Proxying   (an HttpExchange with an upstream)
@@ -76,6 +77,7 @@ private:
     void onError(Stream& stream, int error) override;
     void onDrained(Stream& stream) override;
     void onTlsHandshake(Stream& stream) override;
+    void onPlainTextOnTls(Stream& stream) override;
 
     // The request parser.
     http::HeadAction onHead() override;
@@ -85,8 +87,8 @@ private:
     // The HTTP exchange with an upstream.
     Stream& clientStream() override { return *client_; }
     bool clientKeepAlive() const override;
-    void onResponseStatus(int status) override { status_ = status; }
-    void onBytesToClient(std::size_t bytes) override { bytes_out_ += bytes; }
+    void onResponseStatus(int status) override { req_.status = status; }
+    void onBytesToClient(std::size_t bytes) override { req_.bytes_out += bytes; }
     void onExchangeComplete(bool keep_alive) override;
     void onExchangeFailed(int status, const char* reason) override;
     void onUpstreamDrained() override;
@@ -100,7 +102,15 @@ private:
     void processInput();
     void beginRequest();
     void adoptCurrentSnapshot();
+    const std::string& localAuthority();
+    bool hasBody() const;
+    bool bodyAwaitsContinue() const;
+    http::KeepAlive keepAliveForClient() const;
+    void respondAtHead(int status, std::string_view content_type, std::string_view body, const http::HeaderList& extra = {});
+    http::HeadAction answeredAtHead();
+    http::HeadAction startPublish(const config::Route& route);
     void respondInternal(const config::Route& route);
+    void armBodyTimer();
     void respondError(int status, const char* reason, const http::HeaderList& extra = {});
     handlers::Reply servePubSub();
     void responseDone(bool keep_alive);
@@ -123,28 +133,34 @@ private:
     // A built-in endpoint accepted the upgrade; its session starts once parsing has returned.
     std::unique_ptr<handlers::EndpointApp> pending_app_;
     std::optional<ws::DeflateParams> pending_deflate_;
-    const config::Route* route_ = nullptr;          // of the request in flight
-    std::string body_;                              // a request body a built-in handler reads
-    core::EventPtr timer_;
+    core::EventPtr timer_;  // head, body, keep-alive or linger timeout: one at a time
     core::EventPtr resume_event_;  // created on first use: continue with pipelined input
     std::string client_ip_;
-    std::string upstream_name_ = "-";  // of the last exchange, for the access log
+    std::string local_authority_;  // "address:port" the client connected to; made on first use
     std::uint32_t client_hash_ = 0;
     State state_ = State::ReadingHead;
-
-    // The request in flight.
-    std::chrono::steady_clock::time_point request_start_{};
-    std::uint64_t bytes_in_ = 0;
-    std::uint64_t bytes_out_ = 0;
-    std::uint64_t body_bytes_ = 0;
-    int status_ = 0;
-    unsigned requests_ = 0;         // completed on this connection
-    bool request_complete_ = false;
-    bool response_done_ = false;    // a built-in response is written
-    bool response_keep_alive_ = true;
+    unsigned requests_ = 0;  // completed on this connection
     bool client_eof_ = false;
     bool draining_ = false;
-    bool logged_ = false;
+
+    // Everything that belongs to the request in flight. beginRequest() replaces it with a fresh
+    // one, the only place it is reset: nothing of a request (its route, in the configuration it
+    // was routed by; its status; its counts) can leak into the next one.
+    struct Request {
+        const config::Route* route = nullptr;  // in snapshot_'s configuration; null until routed
+        std::chrono::steady_clock::time_point start{};
+        std::uint64_t bytes_in = 0;
+        std::uint64_t bytes_out = 0;
+        std::uint64_t body_bytes = 0;
+        int status = 0;
+        bool complete = false;       // head and body were read
+        bool response_done = false;  // a built-in response is written
+        bool keep_alive = true;      // of a built-in response
+        bool logged = false;
+        std::string upstream_name = "-";  // of the last exchange, for the access log
+        std::string body;                 // a request body a built-in handler reads
+    };
+    Request req_;
 };
 
 }  // namespace portico::net

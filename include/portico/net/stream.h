@@ -8,6 +8,7 @@
 // reading one side while the other side's output is above its high watermark, resume from
 // onDrained().
 
+#include <cerrno>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -32,6 +33,10 @@ public:
     virtual void onDrained(Stream& /*stream*/) {}          // output fell to the low watermark
     virtual void onConnected(Stream& /*stream*/) {}        // an outgoing connect completed
     virtual void onTlsHandshake(Stream& /*stream*/) {}     // an incoming TLS handshake completed
+    // An incoming connection on a TLS socket did not start with a TLS handshake record (plain
+    // HTTP on an HTTPS port, say): TLS is off and nothing was read, so the handler may answer in
+    // plain text. By default that is a failed handshake.
+    virtual void onPlainTextOnTls(Stream& stream) { onError(stream, EPROTO); }
 
 protected:
     ~StreamHandler() = default;
@@ -93,6 +98,7 @@ private:
     void readTls(std::size_t& total, bool& eof, int& error);
     bool writeTls();  // false: the socket is full (armed) or failed
     void driveHandshake();
+    bool startsWithTlsRecord();
     void failTls(const char* where);
     void armWrite();
     void disarmWrite();
@@ -116,6 +122,7 @@ private:
     bool handshaking_ = false;
     bool tls_established_ = false;
     bool tls_server_ = false;
+    bool first_byte_checked_ = false;  // a server's first byte was a TLS handshake record
     bool tls_write_wants_read_ = false;  // SSL_write said WANT_READ: retry it when readable
 };
 

@@ -250,6 +250,7 @@ routes:
     CHECK(c.limits.max_header_bytes == 16 * 1024);
     CHECK(c.limits.max_body_bytes == 10 * 1024 * 1024);
     CHECK(c.limits.client_header_timeout == 10s);
+    CHECK(c.limits.client_body_timeout == 60s);
     CHECK(c.limits.keepalive_timeout == 75s);
     CHECK(c.upstreams.empty());
     REQUIRE(c.routes.size() == 1);

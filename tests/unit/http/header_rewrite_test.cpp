@@ -139,6 +139,24 @@ TEST_CASE("isHopByHop knows the RFC 9110 7.6.1 fields and those Connection names
     }
 }
 
+TEST_CASE("a Connection token never makes Host or another end-to-end field hop-by-hop", "[http][rewrite]") {
+    const std::vector<std::string_view> tokens = {"close", "Host", "content-length", "Cache-Control",
+                                                  "Sec-WebSocket-Key", "Sec-WebSocket-Version", "X-Private"};
+    for (std::string_view name : {"Host", "host", "Content-Length", "Cache-Control", "Sec-WebSocket-Key",
+                                  "Sec-WebSocket-Version"}) {
+        INFO(name);
+        CHECK_FALSE(isHopByHop(name, tokens));
+    }
+    CHECK(isHopByHop("X-Private", tokens));
+}
+
+TEST_CASE("upstream request keeps Host when the client names it in Connection", "[http][rewrite]") {
+    const RequestHead r = request("GET", "/p", {{"Connection", "close, Host"}, {"Host", "example.com"}});
+    const WrittenHead head = upstreamHead(r, infoFor(r));
+    CHECK(head.one("Host") == "example.com");
+    CHECK(head.one("X-Forwarded-Host") == "example.com");
+}
+
 TEST_CASE("connectionTokens lists the names of every Connection header", "[http][rewrite]") {
     const HeaderList headers = {{"Connection", "keep-alive, X-A"}, {"Host", "h"}, {"connection", " x-b ,,close "}};
     const auto tokens = connectionTokens(headers);
@@ -470,6 +488,22 @@ TEST_CASE("simple responses carry Content-Length and close when asked", "[http][
         CHECK(h.one("Content-Length") == "3");
         CHECK_FALSE(h.has("Connection"));
     }
+
+    SECTION("an HTTP/1.0 client kept alive is told so (RFC 9112 9.3)") {
+        portico::core::EvbufferPtr out10(evbuffer_new());
+        writeSimpleResponse(out10.get(), 200, "text/plain", "", KeepAlive(true, 0));
+        std::string text10(evbuffer_get_length(out10.get()), '\0');
+        evbuffer_remove(out10.get(), text10.data(), text10.size());
+        const WrittenHead h = splitHead(text10);
+        REQUIRE(h.well_formed);
+        CHECK(h.one("Connection") == "keep-alive");
+        std::string closed;
+        appendSimpleResponseHead(closed, 200, "", 0, KeepAlive(false, 0));
+        CHECK(splitHead(closed).one("Connection") == "close");
+        std::string http11;
+        appendSimpleResponseHead(http11, 200, "", 0, KeepAlive(true, 1));
+        CHECK_FALSE(splitHead(http11).has("Connection"));
+    }
 }
 
 TEST_CASE("reasonPhrase names every status Portico sends", "[http][rewrite]") {
@@ -482,7 +516,8 @@ TEST_CASE("reasonPhrase names every status Portico sends", "[http][rewrite]") {
         {400, "Bad Request"}, {403, "Forbidden"}, {404, "Not Found"}, {405, "Method Not Allowed"},
         {408, "Request Timeout"}, {413, "Content Too Large"}, {426, "Upgrade Required"},
         {431, "Request Header Fields Too Large"}, {501, "Not Implemented"}, {502, "Bad Gateway"},
-        {503, "Service Unavailable"}, {504, "Gateway Timeout"}, {299, "Unknown"},
+        {503, "Service Unavailable"}, {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
+        {299, "Unknown"},
     };
     for (const auto& c : kCases) {
         INFO(c.status);

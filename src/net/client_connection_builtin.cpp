@@ -1,0 +1,115 @@
+// The built-in handler part of a client connection's life (see client_connection.cpp for the
+// rest): responses Portico writes itself at the head of a request (health, static, metrics,
+// status, pubsub info, redirects, 404) and a publish, whose body is the message.
+
+#include <event2/buffer.h>
+
+#include "portico/handlers/http_handlers.h"
+#include "portico/handlers/pubsub.h"
+#include "portico/http/simple_response.h"
+#include "portico/net/client_connection.h"
+#include "portico/net/snapshot.h"
+#include "portico/net/worker.h"
+
+namespace portico::net {
+
+// A complete response written at the head (a redirect, a 404): the body, if any, is read and
+// discarded after it, and the connection stays open when it can.
+void ClientConnection::respondAtHead(int status, std::string_view content_type, std::string_view body,
+                                     const http::HeaderList& extra) {
+    state_ = State::Responding;
+    req_.keep_alive = clientKeepAlive() && !bodyAwaitsContinue();
+    req_.status = status;
+    req_.bytes_out += http::writeSimpleResponse(client_->output(), status, content_type, body, keepAliveForClient(), extra);
+    req_.response_done = true;
+}
+
+// After a response written at the head: on a connection that stays open the body, if any, is
+// read and discarded (processInput ends the request when it is complete); on one that closes,
+// reading it is pointless, and the client may be waiting for a 100 it will not get: close now
+// (the linger reads and drops whatever still comes).
+http::HeadAction ClientConnection::answeredAtHead() {
+    if (req_.keep_alive || !hasBody()) return http::HeadAction::Continue;
+    responseDone(false);
+    return http::HeadAction::Abort;
+}
+
+handlers::Reply ClientConnection::servePubSub() {
+    const http::RequestHead& request = parser_.request();
+    const http::Header* authorization = http::findHeader(request.headers, "Authorization");
+    auto reply = handlers::servePubSubHttp(client_->output(), worker_.pubsub(), *req_.route, request.method, request.path(),
+                                           authorization ? std::string_view(authorization->value) : std::string_view{},
+                                           std::move(req_.body), keepAliveForClient());
+    req_.body.clear();
+    return handlers::Reply{reply.status, reply.bytes};
+}
+
+// A publish (POST to a pubsub route): the body is the message, answered once it is complete
+// (onMessageComplete). Everything that can refuse it is decided here, before a byte of the body
+// is read or buffered: an unauthenticated client cannot make us hold its body.
+http::HeadAction ClientConnection::startPublish(const config::Route& route) {
+    const http::RequestHead& request = parser_.request();
+    const http::Header* authorization = http::findHeader(request.headers, "Authorization");
+    if (!handlers::publishAuthorized(route, authorization ? std::string_view(authorization->value) : std::string_view{})) {
+        respondError(401, "publish without a valid token", {{"WWW-Authenticate", "Bearer"}});
+        return http::HeadAction::Abort;
+    }
+    const std::size_t limit = snapshot_->config().limits.max_body_bytes;
+    if (parser_.hasContentLength() && parser_.contentLength() > (limit ? limit : route.pubsub.queue_bytes)) {
+        respondError(413, "body too large");
+        return http::HeadAction::Abort;
+    }
+    state_ = State::Responding;
+    req_.keep_alive = clientKeepAlive();
+    if (bodyAwaitsContinue()) {
+        // RFC 9110 15.2.1: the client waits for this before it sends the body.
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        evbuffer_add(client_->output(), kContinue.data(), kContinue.size());
+        req_.bytes_out += kContinue.size();
+        client_->flush();
+    }
+    return http::HeadAction::Continue;
+}
+
+void ClientConnection::respondInternal(const config::Route& route) {
+    state_ = State::Responding;
+    req_.keep_alive = clientKeepAlive() && !bodyAwaitsContinue();
+    const http::KeepAlive keep_alive = keepAliveForClient();
+    const http::RequestHead& request = parser_.request();
+    handlers::Reply reply;
+    switch (route.handler) {
+        case config::HandlerKind::Health:
+            reply = handlers::serveHealth(client_->output(), request, keep_alive);
+            break;
+        case config::HandlerKind::Static:
+            reply = handlers::serveStatic(client_->output(), route, request, keep_alive);
+            break;
+        case config::HandlerKind::Metrics:
+        case config::HandlerKind::Status: {
+            observe::ProcessInfo info = worker_.metrics().processInfo();
+            worker_.pubsub().registry().totals(info.pubsub_channels, info.pubsub_subscribers);
+            const bool prometheus = route.handler == config::HandlerKind::Metrics;
+            std::string body = prometheus ? worker_.metrics().renderPrometheus(info) : worker_.metrics().renderJson(info);
+            reply.status = 200;
+            reply.bytes = http::writeSimpleResponse(client_->output(), 200,
+                                                    prometheus ? "text/plain; version=0.0.4" : "application/json", body,
+                                                    keep_alive, {}, request.method == "HEAD");
+            break;
+        }
+        case config::HandlerKind::PubSub:
+            reply = servePubSub();  // GET/HEAD: the channel's info (POST went to startPublish)
+            break;
+        default:
+            // WebSocket-only handlers (echo, pubsub) and those of later issues answer 404 to
+            // plain HTTP until they are wired here.
+            reply.status = 404;
+            reply.bytes = http::writeErrorResponse(client_->output(), 404, keep_alive);
+            break;
+    }
+    req_.status = reply.status;
+    req_.bytes_out += reply.bytes;
+    req_.response_done = true;
+    client_->flush();
+}
+
+}  // namespace portico::net
