@@ -337,10 +337,9 @@ bool ClientConnection::onBody(const char* data, std::size_t length) {
     body_bytes_ += length;
     const std::size_t limit = snapshot_->config().limits.max_body_bytes;
     if (state_ == State::Responding && !response_done_) {
-        // A built-in handler reads this body (a pubsub publish): bounded by max_body_bytes, or
-        // by the subscriber queue bound when that is unlimited.
-        const std::size_t cap = limit ? limit : route_->pubsub.queue_bytes;
-        if (body_.size() + length > cap) {
+        // A built-in handler reads this body (a pubsub publish): bounded by the route's
+        // max_message_bytes, queue_bytes and max_body_bytes.
+        if (!handlers::publishBodyFits(worker_.pubsub(), *route_, limit, body_.size() + length)) {
             respondError(413, "body too large");
             return false;
         }
@@ -394,7 +393,7 @@ void ClientConnection::respondInternal(const config::Route& route) {
         case config::HandlerKind::Metrics:
         case config::HandlerKind::Status: {
             observe::ProcessInfo info = worker_.metrics().processInfo();
-            worker_.pubsub().registry().totals(info.pubsub_channels, info.pubsub_subscribers);
+            worker_.pubsub().registry().stats(info);
             const bool prometheus = route.handler == config::HandlerKind::Metrics;
             std::string body = prometheus ? worker_.metrics().renderPrometheus(info) : worker_.metrics().renderJson(info);
             reply.status = 200;
