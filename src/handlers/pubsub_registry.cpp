@@ -199,7 +199,9 @@ void PubSubRegistry::unsubscribe(const std::string& channel, PubSubHub* hub) {
 
 bool PubSubRegistry::admits(const std::string& channel) {
     std::lock_guard lock(mutex_);
-    return channels_.size() < limits_.max_channels || channels_.count(channel) != 0;
+    if (channels_.size() < limits_.max_channels || channels_.count(channel) != 0) return true;
+    ++subscribes_refused_;
+    return false;
 }
 
 PubSubRegistry::ReplaySlice PubSubRegistry::replay(const std::string& channel, std::uint64_t after,

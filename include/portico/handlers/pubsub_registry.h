@@ -91,7 +91,7 @@ public:
                    std::uint64_t& current_seq);
     void unsubscribe(const std::string& channel, PubSubHub* hub);
     // True when `channel` exists or there is room for one more (a hint before a WebSocket
-    // upgrade; subscribe() decides).
+    // upgrade; subscribe() decides). False is counted as a refused subscription.
     bool admits(const std::string& channel);
 
     // The next part of a history replay after `after`.
