@@ -36,8 +36,8 @@ public:
         session_ = &session;
         std::uint64_t current = 0;
         if (!hub_.registry().subscribe(key_, &hub_, settings_, current)) {
-            // 1013 Try Again Later (IANA registry of RFC 6455 7.4.2 codes): a capacity limit,
-            // not a fault of the client. The 503 before the upgrade is the usual answer; this is
+            // 1013 Try Again Later (the IANA close code registry, RFC 6455 11.7): a capacity
+            // limit, not a fault of the client. The 503 before the upgrade is the usual answer; this is
             // the race where the last channel was taken meanwhile.
             session.close(ws::close_code::kTryAgainLater, "too many channels");
             session_ = nullptr;

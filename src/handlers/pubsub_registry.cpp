@@ -225,8 +225,8 @@ PubSubRegistry::ReplaySlice PubSubRegistry::replay(const std::string& channel, s
                                       [&](const Kept& k) { return k.message->seq <= after; });
     const std::uint64_t first_seq = first == c.history.end() ? c.seq + 1 : first->message->seq;
     if (first_seq > after + 1) {
-        // RFC-less protocol note: frames carry only payloads, so the gap is not signalled
-        // in-band; GET's "oldest" and the replay_truncated counter show it.
+        // Frames carry only payloads, so the gap is not signalled in the stream; GET's "oldest"
+        // and the replay_truncated counter show it.
         slice.gap = true;
         slice.cursor = first_seq - 1;
     }
