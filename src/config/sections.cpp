@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cctype>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -376,7 +377,23 @@ bool isBearerToken(std::string_view token) {
     return true;
 }
 
-const std::array<KeyRule<PubSubSettings>, 4> kPubSubKeys{{
+// `publish_rate`: "100/s" (publishes per second), or off (no limit).
+void decodePublishRate(Decoder& d, const Item& v, PubSubSettings& ps) {
+    const std::string text = v.node.IsScalar() ? v.node.Scalar() : std::string();
+    if (text == "off") {
+        ps.publish_rate = 0;
+        return;
+    }
+    std::optional<std::uint64_t> rate;
+    if (text.ends_with("/s")) rate = parseCount(std::string_view(text).substr(0, text.size() - 2));
+    if (!rate || *rate == 0) {
+        d.error(v, "expected a rate like 100/s (greater than 0) or off");
+        return;
+    }
+    ps.publish_rate = *rate;
+}
+
+const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
     {"client_publish",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readBool(v, ps.client_publish); }},
     {"publish_token",
@@ -394,6 +411,38 @@ const std::array<KeyRule<PubSubSettings>, 4> kPubSubKeys{{
     {"queue_bytes",
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          if (d.readSize(v, ps.queue_bytes)) requirePositive(d, v, ps.queue_bytes > 0);
+     }},
+    {"history_bytes",  // 0 = no history
+     [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readSize(v, ps.history_bytes); }},
+    {"history_ttl",  // 0 = no age limit
+     [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readDuration(v, ps.history_ttl); }},
+    {"channel_idle_timeout",
+     [](Decoder& d, const Item& v, PubSubSettings& ps) {
+         if (d.readDuration(v, ps.channel_idle_timeout)) {
+             requirePositive(d, v, ps.channel_idle_timeout.count() > 0);
+         }
+     }},
+    {"max_message_bytes",
+     [](Decoder& d, const Item& v, PubSubSettings& ps) {
+         if (d.readSize(v, ps.max_message_bytes)) requirePositive(d, v, ps.max_message_bytes > 0);
+     }},
+    {"publish_rate", decodePublishRate},
+    {"publish_burst",
+     [](Decoder& d, const Item& v, PubSubSettings& ps) {
+         std::size_t burst = 0;
+         if (!d.readCount(v, burst)) return;
+         requirePositive(d, v, burst > 0);
+         ps.publish_burst = burst;
+     }},
+}};
+
+// The top-level `pubsub:` block.
+const std::array<KeyRule<PubSubLimits>, 2> kPubSubLimitsKeys{{
+    {"history_budget",  // 0 = no history anywhere
+     [](Decoder& d, const Item& v, PubSubLimits& l) { d.readSize(v, l.history_budget); }},
+    {"max_channels",
+     [](Decoder& d, const Item& v, PubSubLimits& l) {
+         if (d.readCount(v, l.max_channels)) requirePositive(d, v, l.max_channels > 0);
      }},
 }};
 
@@ -541,7 +590,7 @@ void decodeDrainTimeout(Decoder& d, const Item& v, Config& c) {
     d.error(v, "expected off or a duration like 10m");
 }
 
-const std::array<KeyRule<Config>, 8> kRootKeys{{
+const std::array<KeyRule<Config>, 9> kRootKeys{{
     {"workers", decodeWorkers},
     {"shutdown_timeout",
      [](Decoder& d, const Item& v, Config& c) { d.readDuration(v, c.shutdown_timeout); }},
@@ -549,6 +598,8 @@ const std::array<KeyRule<Config>, 8> kRootKeys{{
     {"log", [](Decoder& d, const Item& v, Config& c) { decodeMapping(d, v, kLogKeys, c.log); }},
     {"limits",
      [](Decoder& d, const Item& v, Config& c) { decodeMapping(d, v, kLimitsKeys, c.limits); }},
+    {"pubsub",
+     [](Decoder& d, const Item& v, Config& c) { decodeMapping(d, v, kPubSubLimitsKeys, c.pubsub); }},
     {"listeners", decodeListeners},
     {"upstreams", decodeUpstreams},
     {"routes", decodeRoutes},

@@ -17,104 +17,39 @@
 
 namespace portico::handlers {
 
-// ---- the registry -----------------------------------------------------------------------------
-
-void PubSubRegistry::attach(PubSubHub*) {}
-
-void PubSubRegistry::detach(PubSubHub* hub) {
-    std::lock_guard lock(mutex_);
-    for (auto& [name, channel] : channels_) channel.subscribers.erase(hub);
-}
-
-PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel, std::string payload, bool text,
-                                                      std::size_t history, const void* sender) {
-    auto message = std::make_shared<PubSubMessage>();
-    message->text = text;
-    message->payload = std::move(payload);
-    message->sender = sender;
-    std::vector<PubSubHub*> targets;
-    PublishResult result;
-    {
-        std::lock_guard lock(mutex_);
-        Channel& c = channels_[channel];
-        message->seq = result.seq = ++c.seq;
-        if (history > 0) {
-            c.history.push_back(message);
-            while (c.history.size() > history) c.history.pop_front();
-        }
-        for (auto& [hub, count] : c.subscribers) {
-            if (count == 0) continue;
-            targets.push_back(hub);
-            result.subscribers += count;
-        }
-    }
-    // Posting takes each hub's own lock: never while holding the registry's.
-    for (PubSubHub* hub : targets) hub->post(channel, message);
-    if (sender && result.subscribers > 0) result.subscribers -= 1;  // the sender gets no copy
-    return result;
-}
-
-std::vector<MessagePtr> PubSubRegistry::subscribe(const std::string& channel, PubSubHub* hub,
-                                                  std::optional<std::uint64_t> since, std::uint64_t& current_seq) {
-    std::vector<MessagePtr> replay;
-    std::lock_guard lock(mutex_);
-    Channel& c = channels_[channel];
-    c.subscribers[hub]++;
-    current_seq = c.seq;
-    if (since)
-        for (const auto& m : c.history)
-            if (m->seq > *since) replay.push_back(m);
-    return replay;
-}
-
-void PubSubRegistry::unsubscribe(const std::string& channel, PubSubHub* hub) {
-    std::lock_guard lock(mutex_);
-    auto it = channels_.find(channel);
-    if (it == channels_.end()) return;
-    auto sub = it->second.subscribers.find(hub);
-    if (sub != it->second.subscribers.end() && --sub->second == 0) it->second.subscribers.erase(sub);
-    // A channel with no subscribers and no history is forgotten; one with history is kept so that
-    // a subscriber returning with ?since= can catch up.
-    if (it->second.subscribers.empty() && it->second.history.empty()) channels_.erase(it);
-}
-
-ChannelInfo PubSubRegistry::info(const std::string& channel) {
-    std::lock_guard lock(mutex_);
-    ChannelInfo info;
-    auto it = channels_.find(channel);
-    if (it == channels_.end()) return info;
-    info.seq = it->second.seq;
-    info.history = it->second.history.size();
-    for (auto& [hub, count] : it->second.subscribers) info.subscribers += count;
-    return info;
-}
-
-void PubSubRegistry::totals(std::size_t& channels, std::size_t& subscribers) {
-    std::lock_guard lock(mutex_);
-    channels = channels_.size();
-    subscribers = 0;
-    for (auto& [name, channel] : channels_)
-        for (auto& [hub, count] : channel.subscribers) subscribers += count;
-}
-
 // ---- the subscriber ---------------------------------------------------------------------------
+
+namespace {
+
+// A replay slice: at most this many messages per trip to the registry, so that what is
+// allocated under its lock stays small.
+constexpr std::size_t kReplaySliceMessages = 64;
+
+}  // namespace
 
 class PubSubSubscriber final : public EndpointApp {
 public:
     PubSubSubscriber(PubSubHub& hub, const config::Route& route, std::string key, std::optional<std::uint64_t> since)
-        : hub_(hub), settings_(route.pubsub), key_(std::move(key)), since_(since) {}
+        : hub_(hub), route_(route), settings_(route.pubsub), key_(std::move(key)), since_(since) {}
 
     void onOpen(EndpointSession& session) override {
         session_ = &session;
-        std::vector<MessagePtr> replay = hub_.registry().subscribe(key_, &hub_, since_, last_seq_);
+        std::uint64_t current = 0;
+        if (!hub_.registry().subscribe(key_, &hub_, settings_, current)) {
+            // 1013 Try Again Later (the IANA close code registry, RFC 6455 11.7): a capacity
+            // limit, not a fault of the client. The 503 before the upgrade is the usual answer; this is
+            // the race where the last channel was taken meanwhile.
+            session.close(ws::close_code::kTryAgainLater, "too many channels");
+            session_ = nullptr;
+            return;
+        }
         hub_.add(key_, this);
         subscribed_ = true;
-        for (const auto& m : replay) {
-            if (m->text) {
-                session.sendText(m->payload);
-            } else {
-                session.sendBinary(m->payload);
-            }
+        last_seq_ = current;
+        if (since_ && *since_ < current) {
+            last_seq_ = *since_;
+            replaying_ = true;
+            pump();
         }
     }
 
@@ -124,51 +59,113 @@ public:
             session.close(ws::close_code::kPolicyViolation, "publishing is not allowed here");
             return;
         }
-        hub_.registry().publish(key_, std::string(payload), is_text, settings_.history, this);
+        if (payload.size() > publishLimit(route_, 0)) {
+            hub_.registry().countRefusedSize();
+            // RFC 6455 7.4.1: 1009 for a message too big to process.
+            session.close(ws::close_code::kMessageTooBig, "message too big to publish");
+            return;
+        }
+        // Beyond the channel's publish_rate the message is dropped (and counted), not the
+        // connection: the rate is the channel's, and the sender may not be the one flooding it.
+        hub_.registry().publish(key_, std::string(payload), is_text, settings_, this);
     }
 
+    void onDrained(EndpointSession&) override { pump(); }
+
     void onClose(EndpointSession&) override {
+        session_ = nullptr;
         if (!subscribed_) return;
         subscribed_ = false;
         hub_.remove(key_, this);
         hub_.registry().unsubscribe(key_, &hub_);
-        session_ = nullptr;
     }
 
     // `frames` holds the message encoded once for every subscriber of this worker.
     void deliver(const PubSubMessage& message, evbuffer* frames) {
         if (!session_ || !session_->isOpen()) return;
-        if (message.seq <= last_seq_ || message.sender == this) return;  // replayed already / own
+        // While replaying, history brings this message in order (or it was not kept: a gap).
+        if (replaying_ || message.seq <= last_seq_ || message.sender == this) return;
         last_seq_ = message.seq;
         if (session_->queuedBytes() + evbuffer_get_length(frames) > settings_.queue_bytes) {
-            LOG_INFO("pubsub: closing a slow subscriber of %s (%zu bytes queued)", key_.c_str(), session_->queuedBytes());
-            session_->close(ws::close_code::kPolicyViolation, "subscriber too slow");
+            closeSlow();
             return;
         }
         session_->sendEncoded(frames);
     }
 
 private:
+    // Sends history after last_seq_ in slices, each no bigger than the room left under
+    // queue_bytes; continues from onDrained. Flow control by construction, as a live
+    // subscriber: the queue never holds more than queue_bytes.
+    void pump() {
+        while (replaying_ && session_ && session_->isOpen()) {
+            const std::size_t queued = session_->queuedBytes();
+            const std::size_t room = settings_.queue_bytes > queued ? settings_.queue_bytes - queued : 0;
+            PubSubRegistry::ReplaySlice slice = hub_.registry().replay(key_, last_seq_, room, kReplaySliceMessages);
+            if (slice.gap && !truncated_) {
+                truncated_ = true;
+                hub_.registry().countReplayTruncated();
+            }
+            last_seq_ = slice.cursor;
+            if (slice.done) replaying_ = false;
+            if (!slice.messages.empty()) {
+                core::EvbufferPtr frames(evbuffer_new());
+                for (const auto& m : slice.messages) {
+                    if (m->sender == this) continue;
+                    ws::Codec::encodeMessage(frames.get(), m->text, m->payload.data(), m->payload.size(), nullptr);
+                }
+                session_->sendEncoded(frames.get());
+                continue;
+            }
+            if (!replaying_) return;
+            if (queued == 0) {
+                // The next message alone is beyond queue_bytes: what a live one would get.
+                closeSlow();
+                return;
+            }
+            // Whatever the socket takes now; onDrained follows once a blocked write drains.
+            session_->flush();
+            if (session_->queuedBytes() > 0) return;
+        }
+    }
+
+    void closeSlow() {
+        LOG_INFO("pubsub: closing a slow subscriber of %s (%zu bytes queued)", key_.c_str(), session_->queuedBytes());
+        hub_.registry().countSlowClosed();
+        session_->close(ws::close_code::kPolicyViolation, "subscriber too slow");
+    }
+
     PubSubHub& hub_;
+    const config::Route& route_;
     const config::PubSubSettings& settings_;
     std::string key_;
     std::optional<std::uint64_t> since_;
     EndpointSession* session_ = nullptr;
-    std::uint64_t last_seq_ = 0;
+    std::uint64_t last_seq_ = 0;  // delivered (or skipped as a gap) up to here
     bool subscribed_ = false;
+    bool replaying_ = false;      // history after ?since= is still being sent
+    bool truncated_ = false;      // this replay missed messages that were not kept
 };
 
 std::unique_ptr<EndpointApp> makeSubscriberApp(PubSubHub& hub, const config::Route& route, std::string channel,
                                                std::optional<std::uint64_t> since) {
-    return std::make_unique<PubSubSubscriber>(hub, route, channelKey(route, channel), since);
+    std::string key = channelKey(route, channel);
+    if (!hub.registry().admits(key)) return nullptr;
+    return std::make_unique<PubSubSubscriber>(hub, route, std::move(key), since);
 }
 
 // ---- the worker's hub ---------------------------------------------------------------------------
 
 PubSubHub::PubSubHub(net::EventLoop& loop, std::shared_ptr<PubSubRegistry> registry)
-    : loop_(loop), registry_(std::move(registry)), inbox_event_(event_new(loop.base(), -1, 0, &PubSubHub::onInbox, this)) {
+    : loop_(loop),
+      registry_(std::move(registry)),
+      inbox_event_(event_new(loop.base(), -1, 0, &PubSubHub::onInbox, this)),
+      sweep_event_(event_new(loop.base(), -1, EV_PERSIST, &PubSubHub::onSweep, this)) {
     registry_->attach(this);
+    net::addTimer(loop_, sweep_event_.get(), PubSubRegistry::kSweepInterval);
 }
+
+void PubSubHub::onSweep(int, short, void* arg) { static_cast<PubSubHub*>(arg)->registry_->expire(); }
 
 PubSubHub::~PubSubHub() { registry_->detach(this); }
 
@@ -229,6 +226,24 @@ std::string_view channelName(const config::Route& route, std::string_view path) 
     return name;
 }
 
+std::size_t publishLimit(const config::Route& route, std::size_t max_body_bytes) {
+    std::size_t limit = std::min(route.pubsub.max_message_bytes, route.pubsub.queue_bytes);
+    return max_body_bytes ? std::min(limit, max_body_bytes) : limit;
+}
+
+bool publishBodyFits(PubSubHub& hub, const config::Route& route, std::size_t max_body_bytes, std::size_t total) {
+    if (total <= publishLimit(route, max_body_bytes)) return true;
+    hub.registry().countRefusedSize();
+    return false;
+}
+
+namespace {
+
+// RFC 9110 10.2.3: Retry-After in seconds, with 429 (RFC 6585 4) and 503 (RFC 9110 15.6.4).
+http::HeaderList retryAfter(std::chrono::seconds delay) { return {{"Retry-After", std::to_string(delay.count())}}; }
+
+}  // namespace
+
 bool publishAuthorized(const config::Route& route, std::string_view authorization) {
     const std::string& token = route.pubsub.publish_token;
     if (token.empty()) return true;
@@ -257,14 +272,18 @@ PubSubReply servePubSubHttp(evbuffer* out, PubSubHub& hub, const config::Route& 
         }
         // A body that is not UTF-8 goes out as a binary message: a text frame must be UTF-8.
         const bool text = ws::Utf8Validator::isValid(body);
-        auto result = hub.registry().publish(key, std::move(body), text, route.pubsub.history, nullptr);
+        auto result = hub.registry().publish(key, std::move(body), text, route.pubsub, nullptr);
+        if (result.refused == PubSubRegistry::Refusal::Channels)
+            return {503, http::writeErrorResponse(out, 503, keep_alive, retryAfter(result.retry_after))};
+        if (result.refused == PubSubRegistry::Refusal::Rate)
+            return {429, http::writeErrorResponse(out, 429, keep_alive, retryAfter(result.retry_after))};
         json += ",\"subscribers\":" + std::to_string(result.subscribers) + ",\"seq\":" + std::to_string(result.seq) + "}\n";
         return {200, http::writeSimpleResponse(out, 200, "application/json", json, keep_alive)};
     }
     if (method == "GET" || method == "HEAD") {
         ChannelInfo info = hub.registry().info(key);
         json += ",\"subscribers\":" + std::to_string(info.subscribers) + ",\"seq\":" + std::to_string(info.seq) +
-                ",\"history\":" + std::to_string(info.history) + "}\n";
+                ",\"history\":" + std::to_string(info.history) + ",\"oldest\":" + std::to_string(info.oldest) + "}\n";
         return {200, http::writeSimpleResponse(out, 200, "application/json", json, keep_alive, {}, method == "HEAD")};
     }
     http::HeaderList allow{{"Allow", "GET, HEAD, POST"}};

@@ -87,7 +87,9 @@ void EndpointSession::afterCodec() {
 }
 
 void EndpointSession::onDrained(net::Stream& stream) {
-    if (!ended_ && !stream.isReading()) stream.resumeReading();
+    if (ended_) return;
+    if (!stream.isReading()) stream.resumeReading();
+    app_->onDrained(*this);
 }
 
 void EndpointSession::onEof(net::Stream&) { end("client closed"); }
@@ -114,6 +116,10 @@ void EndpointSession::sendEncoded(evbuffer* frames) {
 }
 
 std::size_t EndpointSession::queuedBytes() const { return client_ ? client_->outputLength() : 0; }
+
+void EndpointSession::flush() {
+    if (!ended_) client_->flush();
+}
 
 void EndpointSession::close(std::uint16_t code, std::string_view reason) {
     if (ended_) return;

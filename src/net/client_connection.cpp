@@ -337,10 +337,9 @@ bool ClientConnection::onBody(const char* data, std::size_t length) {
     req_.body_bytes += length;
     const std::size_t limit = snapshot_->config().limits.max_body_bytes;
     if (state_ == State::Responding && !req_.response_done) {
-        // A built-in handler reads this body (a pubsub publish): bounded by max_body_bytes, or
-        // by the subscriber queue bound when that is unlimited.
-        const std::size_t cap = limit ? limit : req_.route->pubsub.queue_bytes;
-        if (req_.body.size() + length > cap) {
+        // A built-in handler reads this body (a pubsub publish): bounded by the route's
+        // max_message_bytes, queue_bytes and max_body_bytes.
+        if (!handlers::publishBodyFits(worker_.pubsub(), *req_.route, limit, req_.body.size() + length)) {
             respondError(413, "body too large");
             return false;
         }

@@ -55,7 +55,7 @@ http::HeadAction ClientConnection::startPublish(const config::Route& route) {
         return http::HeadAction::Abort;
     }
     const std::size_t limit = snapshot_->config().limits.max_body_bytes;
-    if (parser_.hasContentLength() && parser_.contentLength() > (limit ? limit : route.pubsub.queue_bytes)) {
+    if (parser_.hasContentLength() && !handlers::publishBodyFits(worker_.pubsub(), route, limit, parser_.contentLength())) {
         respondError(413, "body too large");
         return http::HeadAction::Abort;
     }
@@ -87,7 +87,7 @@ void ClientConnection::respondInternal(const config::Route& route) {
         case config::HandlerKind::Metrics:
         case config::HandlerKind::Status: {
             observe::ProcessInfo info = worker_.metrics().processInfo();
-            worker_.pubsub().registry().totals(info.pubsub_channels, info.pubsub_subscribers);
+            worker_.pubsub().registry().stats(info);
             const bool prometheus = route.handler == config::HandlerKind::Metrics;
             std::string body = prometheus ? worker_.metrics().renderPrometheus(info) : worker_.metrics().renderJson(info);
             reply.status = 200;

@@ -46,6 +46,10 @@ http::HeadAction ClientConnection::acceptWebSocket(const config::Route& route, c
             at = amp + 1;
         }
         pending_app_ = handlers::makeSubscriberApp(worker_.pubsub(), route, std::string(channel), since);
+        if (!pending_app_) {  // a new channel beyond pubsub.max_channels
+            respondError(503, "too many channels", {{"Retry-After", "5"}});
+            return http::HeadAction::Abort;
+        }
     }
     pending_deflate_ = deflate ? std::optional<ws::DeflateParams>(deflate->params) : std::nullopt;
     std::string response = ws::buildAcceptResponse(upgrade.key, subprotocol, deflate ? deflate->response : std::string());

@@ -38,7 +38,7 @@ unsigned effectiveWorkerCount(unsigned workers) {
 Server::Server(std::string config_path, std::shared_ptr<const config::Config> config, TlsContexts tls)
     : config_path_(std::move(config_path)),
       snapshot_(std::make_shared<Snapshot>(std::move(config), std::move(tls))),
-      pubsub_(std::make_shared<handlers::PubSubRegistry>()),
+      pubsub_(std::make_shared<handlers::PubSubRegistry>(snapshot_->config->pubsub)),
       metrics_(std::make_shared<observe::Metrics>()) {
     metrics_->setConfig(config_path_, unixTime(snapshot_->loaded_at), 0);
 }
@@ -181,6 +181,7 @@ void Server::reload() {
     auto snapshot = std::make_shared<Snapshot>(loaded.config, std::move(tls));
     snapshot->generation = snapshot_->generation + 1;
     snapshot_ = snapshot;
+    pubsub_->configure(next.pubsub);
     core::setLogLevel(static_cast<core::LogLevel>(next.log.level));
     for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->requestReload(snapshot_, sink, std::move(new_fds[w]));
     ++reloads_ok_;

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "observe/pubsub_metrics.h"
 #include "portico/core/json.h"
 
 namespace portico::observe {
@@ -186,6 +187,7 @@ std::string Metrics::renderPrometheus(const ProcessInfo& info) {
     out += "portico_pubsub_channels " + std::to_string(info.pubsub_channels) + "\n";
     metric("portico_pubsub_subscribers", "gauge", "Pub/sub subscribers on every worker.");
     out += "portico_pubsub_subscribers " + std::to_string(info.pubsub_subscribers) + "\n";
+    renderPubSubPrometheus(out, info.pubsub);
     metric("portico_reloads_total", "counter", "Configuration reloads by outcome.");
     out += "portico_reloads_total{outcome=\"ok\"} " + std::to_string(info.reloads_ok) + "\n";
     out += "portico_reloads_total{outcome=\"failed\"} " + std::to_string(info.reloads_failed) + "\n";
@@ -237,7 +239,7 @@ std::string Metrics::renderJson(const ProcessInfo& info) {
         first = false;
     }
     out += "},\"pubsub\":{\"channels\":" + std::to_string(info.pubsub_channels) +
-           ",\"subscribers\":" + std::to_string(info.pubsub_subscribers) + "}}\n";
+           ",\"subscribers\":" + std::to_string(info.pubsub_subscribers) + renderPubSubJson(info.pubsub) + "}}\n";
     return out;
 }
 

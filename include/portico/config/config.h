@@ -118,6 +118,26 @@ struct PubSubSettings {
     std::string publish_token;                     // HTTP POST needs "Authorization: Bearer TOKEN"
     std::size_t history = 100;                     // last N messages kept per channel
     std::size_t queue_bytes = 1024 * 1024;         // per-subscriber bound; beyond it close 1008
+                                                   // (history replays wait for it to drain)
+    std::size_t history_bytes = 1024 * 1024;       // per channel: kept bytes (payloads plus
+                                                   // ~200 B bookkeeping each); oldest go first
+    Duration history_ttl = std::chrono::minutes(10);  // kept messages older than this are
+                                                      // dropped; 0 = no age limit
+    Duration channel_idle_timeout = std::chrono::minutes(10);  // no subscriber and no publish
+                                                   // this long: the channel and its history go
+    std::size_t max_message_bytes = 256 * 1024;    // a publish (POST body: 413; a client's
+                                                   // message: close 1009); at most queue_bytes
+    std::uint64_t publish_rate = 100;              // publishes per second per channel (POST:
+                                                   // 429 + Retry-After beyond); 0 = unlimited
+    std::uint64_t publish_burst = 0;               // token bucket size; 0 = one second's worth
+};
+
+// The top-level `pubsub:` block: bounds of the registry every pubsub route and worker shares.
+struct PubSubLimits {
+    std::size_t history_budget = 32 * 1024 * 1024;  // every channel's history together; beyond
+                                                    // it the oldest messages (any channel) go
+    std::size_t max_channels = 10000;               // beyond: a new channel is refused (POST 503,
+                                                    // subscribe 503 or close 1013)
 };
 
 enum class HandlerKind { None, Health, Static, Echo, PubSub, Metrics, Status };
@@ -147,6 +167,7 @@ struct Config {
                                                         // close 1001 this long after the reload
     LogSettings log;
     Limits limits;
+    PubSubLimits pubsub;                                // the process-wide pub/sub registry
     std::vector<Listener> listeners;
     std::map<std::string, Upstream> upstreams;          // by name
     std::vector<Route> routes;                          // first match wins

@@ -1,18 +1,17 @@
 #pragma once
 // `handler: pubsub`: publish/subscribe channels served by Portico itself.
 //
-// The PubSubRegistry is process-wide (one mutex, taken per publish and per (un)subscribe, never
-// per delivery): it numbers each channel's messages, keeps their history and knows how many
-// subscribers each worker has per channel. Each worker has a PubSubHub with its local
-// subscribers and an inbox; a publish posts the message to the inbox of every worker with
+// The PubSubRegistry (pubsub_registry.h) is process-wide: it numbers each channel's messages,
+// keeps their history within its bounds and knows how many subscribers each worker has per
+// channel. Each worker has a PubSubHub with its local subscribers and an inbox; a publish posts the message to the inbox of every worker with
 // subscribers on the channel, and that worker encodes the frame once and hands it to each of its
 // subscribers by reference.
 
+#include <chrono>
 #include <cstdint>
-#include <deque>
-#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -21,6 +20,9 @@
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
 #include "portico/http/head.h"
+#include "portico/handlers/pubsub_registry.h"
+
+struct evbuffer;
 
 namespace portico::net {
 class EventLoop;
@@ -29,55 +31,7 @@ class EventLoop;
 namespace portico::handlers {
 
 class EndpointApp;
-class PubSubHub;
 class PubSubSubscriber;
-
-struct PubSubMessage {
-    std::uint64_t seq = 0;
-    bool text = true;
-    std::string payload;
-    const void* sender = nullptr;  // the subscriber that published it (not sent back to it)
-};
-using MessagePtr = std::shared_ptr<const PubSubMessage>;
-
-struct ChannelInfo {
-    std::uint64_t seq = 0;           // the last sequence number given out
-    std::size_t subscribers = 0;     // on every worker
-    std::size_t history = 0;         // messages kept
-};
-
-class PubSubRegistry {
-public:
-    struct PublishResult {
-        std::uint64_t seq = 0;
-        std::size_t subscribers = 0;
-    };
-
-    void attach(PubSubHub* hub);
-    void detach(PubSubHub* hub);
-
-    // Numbers the message, keeps it in the history (at most `history` per channel) and posts it
-    // to every worker with subscribers on `channel`. Thread-safe.
-    PublishResult publish(const std::string& channel, std::string payload, bool text, std::size_t history,
-                          const void* sender);
-    // Counts a subscriber of `hub` on `channel` and returns the kept messages with seq > since
-    // (none when since is absent), and the channel's current seq. Thread-safe.
-    std::vector<MessagePtr> subscribe(const std::string& channel, PubSubHub* hub, std::optional<std::uint64_t> since,
-                                      std::uint64_t& current_seq);
-    void unsubscribe(const std::string& channel, PubSubHub* hub);
-    ChannelInfo info(const std::string& channel);
-    // Channels known and subscribers on every channel, for metrics.
-    void totals(std::size_t& channels, std::size_t& subscribers);
-
-private:
-    struct Channel {
-        std::uint64_t seq = 0;
-        std::deque<MessagePtr> history;
-        std::map<PubSubHub*, std::size_t> subscribers;  // per worker
-    };
-    std::mutex mutex_;
-    std::unordered_map<std::string, Channel> channels_;
-};
 
 // One worker's side: its subscribers by channel, and the inbox other workers post to.
 class PubSubHub {
@@ -96,11 +50,13 @@ public:
 
 private:
     static void onInbox(int, short, void* arg);
+    static void onSweep(int, short, void* arg);
     void deliver(const std::string& channel, const MessagePtr& message);
 
     net::EventLoop& loop_;
     std::shared_ptr<PubSubRegistry> registry_;
     core::EventPtr inbox_event_;
+    core::EventPtr sweep_event_;  // history_ttl and channel_idle_timeout (registry's expire())
     std::mutex inbox_mutex_;
     std::vector<std::pair<std::string, MessagePtr>> inbox_;
     std::unordered_map<std::string, std::vector<PubSubSubscriber*>> local_;
@@ -113,12 +69,24 @@ std::string channelKey(const config::Route& route, std::string_view channel);
 // Empty when there is none or it is not a plain name (no '/', at most 200 bytes).
 std::string_view channelName(const config::Route& route, std::string_view path);
 
-// A WebSocket subscriber's app (EndpointApp) for `channel`, replaying history after `since`.
+// A WebSocket subscriber's app (EndpointApp) for `channel`, replaying history after `since`
+// no faster than its socket drains (queue_bytes). nullptr when `channel` is new and
+// pubsub.max_channels are known (answer 503): the hint before the upgrade; the subscription
+// itself, when the session opens, can still be refused (close 1013).
 std::unique_ptr<EndpointApp> makeSubscriberApp(PubSubHub& hub, const config::Route& route, std::string channel,
                                                std::optional<std::uint64_t> since);
 
-// HTTP side. POST publishes `body` and answers {"channel":..,"subscribers":N,"seq":S};
-// GET answers the channel info. Returns the status and appends a complete response to `out`.
+// The largest publish `route` takes: max_message_bytes, never more than queue_bytes (a bigger
+// message could reach no subscriber) nor than `max_body_bytes` (limits; 0 = no limit).
+std::size_t publishLimit(const config::Route& route, std::size_t max_body_bytes);
+// For a POST body being read: true while `total` bytes fit publishLimit(); false (counted as a
+// refused publish: answer 413) beyond.
+bool publishBodyFits(PubSubHub& hub, const config::Route& route, std::size_t max_body_bytes, std::size_t total);
+
+// HTTP side. POST publishes `body` and answers {"channel":..,"subscribers":N,"seq":S}, or 503
+// (new channel beyond max_channels) or 429 (publish_rate) with Retry-After;
+// GET answers the channel info {"channel","subscribers","seq","history","oldest"}. Returns the
+// status and appends a complete response to `out`.
 struct PubSubReply {
     int status = 200;
     std::uint64_t bytes = 0;

@@ -30,6 +30,9 @@ public:
     virtual void onOpen(EndpointSession& /*session*/) {}
     virtual void onMessage(EndpointSession& session, bool is_text, std::string_view payload) = 0;
     virtual void onClose(EndpointSession& /*session*/) {}
+    // The client's queue fell to the low watermark after a blocked write (pubsub: the next
+    // slice of a history replay).
+    virtual void onDrained(EndpointSession& /*session*/) {}
 };
 
 class EndpointSession final : public ws::Session, private net::StreamHandler, private ws::CodecHandler {
@@ -49,6 +52,8 @@ public:
     // Appends frames encoded once for many receivers (Codec::encodeMessage) by reference.
     void sendEncoded(evbuffer* frames);
     std::size_t queuedBytes() const;
+    // Writes what the socket takes now; if bytes remain, onDrained follows once they drain.
+    void flush();
     // Starts the close handshake with `code`; the connection closes once it is flushed.
     void close(std::uint16_t code, std::string_view reason = {});
     bool isOpen() const { return !ended_ && codec_.state() == ws::CodecState::Open; }

@@ -71,12 +71,32 @@ private:
     std::vector<std::unique_ptr<UpstreamStats>> retired_upstreams_;  // replaced by a reload
 };
 
+// The pub/sub registry's bounds at work (handlers/pubsub_registry.h fills them).
+struct PubSubStats {
+    std::size_t history_messages = 0;
+    std::size_t history_bytes = 0;     // accounted: payloads plus bookkeeping
+    std::size_t history_budget = 0;    // pubsub.history_budget
+    std::uint64_t evicted_count = 0;   // messages dropped from history: the channel's `history`
+    std::uint64_t evicted_bytes = 0;   // its history_bytes
+    std::uint64_t evicted_ttl = 0;     // history_ttl
+    std::uint64_t evicted_budget = 0;  // pubsub.history_budget
+    std::uint64_t evicted_idle = 0;    // with their channel (channel_idle_timeout)
+    std::uint64_t channels_expired = 0;
+    std::uint64_t refused_size = 0;    // publishes refused: max_message_bytes (413)
+    std::uint64_t refused_rate = 0;    // publish_rate (429)
+    std::uint64_t refused_channels = 0;    // a new channel beyond max_channels (503)
+    std::uint64_t subscribes_refused = 0;  // a new channel beyond max_channels
+    std::uint64_t replay_truncated = 0;    // ?since= replays missing evicted messages
+    std::uint64_t slow_closed = 0;         // subscribers closed beyond queue_bytes
+};
+
 // Values the renderer asks for that live elsewhere (pub/sub registry, the server).
 struct ProcessInfo {
     std::uint64_t reloads_ok = 0;
     std::uint64_t reloads_failed = 0;
     std::size_t pubsub_channels = 0;
     std::size_t pubsub_subscribers = 0;
+    PubSubStats pubsub;
     std::string config_file;
     double config_loaded_at = 0;  // Unix time
     std::uint64_t generation = 0;

@@ -1,0 +1,304 @@
+#include "portico/handlers/pubsub_registry.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "portico/handlers/pubsub.h"
+#include "portico/observe/metrics.h"
+
+namespace portico::handlers {
+
+namespace {
+
+// RFC 6455 5.2: at most 14 header bytes in front of a server's frame (no mask).
+constexpr std::size_t kFrameHeader = 14;
+
+}  // namespace
+
+PubSubRegistry::PubSubRegistry(const config::PubSubLimits& limits, std::function<Clock::time_point()> clock)
+    : clock_(clock ? std::move(clock) : [] { return Clock::now(); }), limits_(limits) {}
+
+void PubSubRegistry::configure(const config::PubSubLimits& limits) {
+    std::lock_guard lock(mutex_);
+    limits_ = limits;
+    enforceBudget(nullptr);
+    // Channels beyond a lowered max_channels stay until they are unused: refusing new ones is
+    // enough to come back under it.
+}
+
+void PubSubRegistry::attach(PubSubHub*) {}
+
+void PubSubRegistry::detach(PubSubHub* hub) {
+    std::lock_guard lock(mutex_);
+    for (auto it = channels_.begin(); it != channels_.end();) {
+        it->second.subscribers.erase(hub);
+        it = eraseIfUnused(it, false);
+    }
+}
+
+// ---- bookkeeping under the lock ----------------------------------------------------------------
+
+PubSubRegistry::Channel* PubSubRegistry::findOrCreate(const std::string& name, Clock::time_point now) {
+    auto it = channels_.find(name);
+    if (it != channels_.end()) return &it->second;
+    if (channels_.size() >= limits_.max_channels) return nullptr;
+    it = channels_.try_emplace(name).first;
+    Channel& c = it->second;
+    c.name = &it->first;
+    c.last_active = c.refilled = now;
+    c.tokens = -1;  // a full bucket, filled on first use (the route's burst is not known here)
+    return &c;
+}
+
+void PubSubRegistry::adopt(Channel& c, const config::PubSubSettings& settings, Clock::time_point now) {
+    c.last_active = now;
+    c.ttl = settings.history_ttl;
+    c.idle = settings.channel_idle_timeout;
+}
+
+bool PubSubRegistry::takeToken(Channel& c, const config::PubSubSettings& settings, Clock::time_point now,
+                               std::chrono::seconds& retry_after) {
+    if (settings.publish_rate == 0) return true;
+    const auto rate = static_cast<double>(settings.publish_rate);
+    const double burst = settings.publish_burst ? static_cast<double>(settings.publish_burst) : rate;
+    if (c.tokens < 0) {
+        c.tokens = burst;
+    } else {
+        const double elapsed = std::chrono::duration<double>(now - c.refilled).count();
+        c.tokens = std::min(burst, c.tokens + std::max(0.0, elapsed) * rate);
+    }
+    c.refilled = now;
+    if (c.tokens >= 1) {
+        c.tokens -= 1;
+        return true;
+    }
+    // RFC 6585 4 / RFC 9110 10.2.3: when the next token is there, in whole seconds.
+    retry_after = std::chrono::seconds(std::max<long long>(1, static_cast<long long>(std::ceil((1 - c.tokens) / rate))));
+    return false;
+}
+
+void PubSubRegistry::dropOldest(Channel& c, Reason reason) {
+    Kept& k = c.history.front();
+    order_.erase(k.order);
+    c.history_bytes -= k.bytes;
+    history_bytes_ -= k.bytes;
+    --history_messages_;
+    ++evicted_[reason];
+    c.history.pop_front();
+}
+
+void PubSubRegistry::trimAge(Channel& c, Clock::time_point now) {
+    if (c.ttl.count() <= 0) return;
+    while (!c.history.empty() && now - c.history.front().at >= c.ttl) dropOldest(c, kTtl);
+}
+
+void PubSubRegistry::enforceBudget(const Channel* keep) {
+    // order_ is in publish order, so its front is the oldest kept message of the process and the
+    // front of its channel's history.
+    while (history_bytes_ > limits_.history_budget && !order_.empty()) {
+        Channel* victim = order_.front();
+        dropOldest(*victim, kBudget);
+        // Emptied and unsubscribed: gone now rather than at the next sweep, so that it does not
+        // count against max_channels. `keep` is the caller's channel, which it still uses.
+        if (victim != keep && victim->history.empty() && victim->subscribers.empty())
+            channels_.erase(channels_.find(*victim->name));
+    }
+}
+
+PubSubRegistry::Map::iterator PubSubRegistry::eraseIfUnused(Map::iterator it, bool force) {
+    Channel& c = it->second;
+    if (!c.subscribers.empty() || (!c.history.empty() && !force)) return std::next(it);
+    if (!c.history.empty()) ++channels_expired_;
+    while (!c.history.empty()) dropOldest(c, kIdle);
+    return channels_.erase(it);
+}
+
+// ---- the operations ------------------------------------------------------------------------------
+
+PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel, std::string payload, bool text,
+                                                      const config::PubSubSettings& settings, const void* sender) {
+    // Built before the lock: the only allocation of the message's size.
+    auto message = std::make_shared<PubSubMessage>();
+    message->text = text;
+    message->payload = std::move(payload);
+    message->sender = sender;
+    const std::size_t bytes = message->payload.size() + kMessageOverhead;
+    std::vector<PubSubHub*> targets;
+    PublishResult result;
+    {
+        std::lock_guard lock(mutex_);
+        const Clock::time_point now = clock_();
+        Channel* c = findOrCreate(channel, now);
+        if (!c) {
+            ++refused_channels_;
+            result.refused = Refusal::Channels;
+            result.retry_after = kSweepInterval * 5;
+            return result;
+        }
+        if (!takeToken(*c, settings, now, result.retry_after)) {
+            ++refused_rate_;
+            result.refused = Refusal::Rate;
+            return result;
+        }
+        adopt(*c, settings, now);
+        message->seq = result.seq = ++c->seq;
+        trimAge(*c, now);
+        if (settings.history > 0) {
+            if (bytes <= settings.history_bytes && bytes <= limits_.history_budget) {
+                order_.push_back(c);
+                c->history.push_back(Kept{message, now, bytes, std::prev(order_.end())});
+                c->history_bytes += bytes;
+                history_bytes_ += bytes;
+                ++history_messages_;
+                while (c->history.size() > settings.history) dropOldest(*c, kCount);
+                while (c->history_bytes > settings.history_bytes) dropOldest(*c, kBytes);
+                enforceBudget(c);
+            } else {
+                ++evicted_[kBytes];  // too big to keep at all: delivered live only
+            }
+        }
+        for (auto& [hub, count] : c->subscribers) {
+            targets.push_back(hub);
+            result.subscribers += count;
+        }
+        eraseIfUnused(channels_.find(channel), false);  // nobody listening, nothing kept
+    }
+    // Posting takes each hub's own lock: never while holding the registry's.
+    for (PubSubHub* hub : targets) hub->post(channel, message);
+    if (sender && result.subscribers > 0) result.subscribers -= 1;  // the sender gets no copy
+    return result;
+}
+
+bool PubSubRegistry::subscribe(const std::string& channel, PubSubHub* hub, const config::PubSubSettings& settings,
+                               std::uint64_t& current_seq) {
+    std::lock_guard lock(mutex_);
+    const Clock::time_point now = clock_();
+    Channel* c = findOrCreate(channel, now);
+    if (!c) {
+        ++subscribes_refused_;
+        return false;
+    }
+    adopt(*c, settings, now);
+    c->subscribers[hub]++;
+    current_seq = c->seq;
+    return true;
+}
+
+void PubSubRegistry::unsubscribe(const std::string& channel, PubSubHub* hub) {
+    std::lock_guard lock(mutex_);
+    auto it = channels_.find(channel);
+    if (it == channels_.end()) return;
+    Channel& c = it->second;
+    auto sub = c.subscribers.find(hub);
+    if (sub != c.subscribers.end() && --sub->second == 0) c.subscribers.erase(sub);
+    // Idle from now on. A channel with history is kept so that a subscriber returning with
+    // ?since= can catch up (until channel_idle_timeout, history_ttl or the budget).
+    c.last_active = clock_();
+    eraseIfUnused(it, false);
+}
+
+bool PubSubRegistry::admits(const std::string& channel) {
+    std::lock_guard lock(mutex_);
+    if (channels_.size() < limits_.max_channels || channels_.count(channel) != 0) return true;
+    ++subscribes_refused_;
+    return false;
+}
+
+PubSubRegistry::ReplaySlice PubSubRegistry::replay(const std::string& channel, std::uint64_t after,
+                                                   std::size_t max_bytes, std::size_t max_messages) {
+    ReplaySlice slice;
+    slice.cursor = after;
+    std::lock_guard lock(mutex_);
+    auto it = channels_.find(channel);
+    if (it == channels_.end()) {
+        slice.done = true;
+        return slice;
+    }
+    Channel& c = it->second;
+    trimAge(c, clock_());
+    if (after >= c.seq) {  // up to date, or a seq from before the channel was (re)created
+        slice.done = true;
+        slice.cursor = c.seq;
+        return slice;
+    }
+    auto first = std::partition_point(c.history.begin(), c.history.end(),
+                                      [&](const Kept& k) { return k.message->seq <= after; });
+    const std::uint64_t first_seq = first == c.history.end() ? c.seq + 1 : first->message->seq;
+    if (first_seq > after + 1) {
+        // Frames carry only payloads, so the gap is not signalled in the stream; GET's "oldest"
+        // and the replay_truncated counter show it.
+        slice.gap = true;
+        slice.cursor = first_seq - 1;
+    }
+    std::size_t used = 0;
+    for (auto k = first; k != c.history.end(); ++k) {
+        const std::size_t size = k->message->payload.size() + kFrameHeader;
+        if (slice.messages.size() >= max_messages || used + size > max_bytes) {
+            slice.next_bytes = size;
+            return slice;
+        }
+        used += size;
+        slice.messages.push_back(k->message);
+        slice.cursor = k->message->seq;
+    }
+    slice.done = true;
+    slice.cursor = c.seq;
+    return slice;
+}
+
+ChannelInfo PubSubRegistry::info(const std::string& channel) {
+    std::lock_guard lock(mutex_);
+    ChannelInfo info;
+    auto it = channels_.find(channel);
+    if (it == channels_.end()) return info;
+    Channel& c = it->second;
+    trimAge(c, clock_());
+    info.seq = c.seq;
+    info.history = c.history.size();
+    info.oldest = c.history.empty() ? 0 : c.history.front().message->seq;
+    for (auto& [hub, count] : c.subscribers) info.subscribers += count;
+    return info;
+}
+
+void PubSubRegistry::expire() {
+    const Clock::time_point now = clock_();
+    // One sweep per interval, whichever worker's timer comes first; the others return without
+    // touching the lock.
+    Clock::rep due = next_sweep_.load(std::memory_order_relaxed);
+    if (now.time_since_epoch().count() < due) return;
+    const Clock::rep next = (now + kSweepInterval).time_since_epoch().count();
+    if (!next_sweep_.compare_exchange_strong(due, next, std::memory_order_relaxed)) return;
+    std::lock_guard lock(mutex_);
+    // A visit of every channel: at most max_channels, each a few comparisons.
+    for (auto it = channels_.begin(); it != channels_.end();) {
+        Channel& c = it->second;
+        trimAge(c, now);
+        it = eraseIfUnused(it, c.subscribers.empty() && now - c.last_active >= c.idle);
+    }
+}
+
+void PubSubRegistry::stats(observe::ProcessInfo& info) {
+    std::lock_guard lock(mutex_);
+    info.pubsub_channels = channels_.size();
+    info.pubsub_subscribers = 0;
+    for (auto& [name, channel] : channels_)
+        for (auto& [hub, count] : channel.subscribers) info.pubsub_subscribers += count;
+    observe::PubSubStats& s = info.pubsub;
+    s.history_messages = history_messages_;
+    s.history_bytes = history_bytes_;
+    s.history_budget = limits_.history_budget;
+    s.evicted_count = evicted_[kCount];
+    s.evicted_bytes = evicted_[kBytes];
+    s.evicted_ttl = evicted_[kTtl];
+    s.evicted_budget = evicted_[kBudget];
+    s.evicted_idle = evicted_[kIdle];
+    s.channels_expired = channels_expired_;
+    s.refused_rate = refused_rate_;
+    s.refused_channels = refused_channels_;
+    s.subscribes_refused = subscribes_refused_;
+    s.refused_size = refused_size_.load(std::memory_order_relaxed);
+    s.replay_truncated = replay_truncated_.load(std::memory_order_relaxed);
+    s.slow_closed = slow_closed_.load(std::memory_order_relaxed);
+}
+
+}  // namespace portico::handlers

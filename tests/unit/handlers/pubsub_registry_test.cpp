@@ -1,0 +1,259 @@
+#include "portico/handlers/pubsub_registry.h"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+
+#include "portico/handlers/pubsub.h"
+#include "portico/net/event_loop.h"
+#include "portico/observe/metrics.h"
+
+using namespace portico;
+using handlers::PubSubRegistry;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t kPayload = 100;
+constexpr std::size_t kKept = kPayload + PubSubRegistry::kMessageOverhead;  // accounted per message
+
+// A registry on a clock the test moves.
+struct Fixture {
+    PubSubRegistry::Clock::time_point now = PubSubRegistry::Clock::time_point{} + 1h;
+    config::PubSubLimits limits;
+    config::PubSubSettings settings;
+    std::unique_ptr<PubSubRegistry> registry;
+
+    explicit Fixture(std::size_t budget = 32 << 20, std::size_t max_channels = 10000) {
+        limits.history_budget = budget;
+        limits.max_channels = max_channels;
+        settings.publish_rate = 0;
+        registry = std::make_unique<PubSubRegistry>(limits, [this] { return now; });
+    }
+    PubSubRegistry::PublishResult publish(const std::string& channel, std::size_t size = kPayload) {
+        return registry->publish(channel, std::string(size, 'x'), true, settings, nullptr);
+    }
+    observe::PubSubStats stats(std::size_t* channels = nullptr) {
+        observe::ProcessInfo info;
+        registry->stats(info);
+        if (channels) *channels = info.pubsub_channels;
+        return info.pubsub;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("pubsub history budget drops the oldest message of any channel first", "[pubsub]") {
+    Fixture f(3 * kKept);
+    for (const char* channel : {"a", "b", "c", "b"}) REQUIRE(f.publish(channel).refused == PubSubRegistry::Refusal::None);
+    std::size_t channels = 0;
+    auto s = f.stats(&channels);
+    CHECK(s.history_bytes == 3 * kKept);
+    CHECK(s.history_messages == 3);
+    CHECK(s.evicted_budget == 1);
+    // "a" lost its only message and had no subscribers: gone, not counting against max_channels.
+    CHECK(channels == 2);
+    CHECK(f.registry->info("a").seq == 0);
+    CHECK(f.registry->info("b").history == 2);
+    CHECK(f.registry->info("c").oldest == 1);
+}
+
+TEST_CASE("pubsub a lowered budget is enforced at once", "[pubsub]") {
+    Fixture f;
+    for (int i = 0; i < 10; ++i) f.publish("a");
+    f.limits.history_budget = 4 * kKept;
+    f.registry->configure(f.limits);
+    CHECK(f.stats().history_bytes == 4 * kKept);
+    CHECK(f.registry->info("a").oldest == 7);
+}
+
+TEST_CASE("pubsub history is bounded per channel by count and by bytes", "[pubsub]") {
+    Fixture f;
+    f.settings.history = 3;
+    for (int i = 0; i < 5; ++i) f.publish("count");
+    CHECK(f.registry->info("count").history == 3);
+    CHECK(f.registry->info("count").oldest == 3);
+    CHECK(f.stats().evicted_count == 2);
+
+    f.settings.history = 100;
+    f.settings.history_bytes = 2 * kKept;
+    for (int i = 0; i < 5; ++i) f.publish("bytes");
+    CHECK(f.registry->info("bytes").history == 2);
+    CHECK(f.stats().evicted_bytes == 3);
+}
+
+TEST_CASE("pubsub a message bigger than history_bytes is numbered but not kept", "[pubsub]") {
+    Fixture f;
+    f.settings.history_bytes = 1000;
+    f.publish("a", 10);
+    auto r = f.publish("a", 2000);
+    CHECK(r.refused == PubSubRegistry::Refusal::None);
+    CHECK(r.seq == 2);
+    auto info = f.registry->info("a");
+    CHECK(info.seq == 2);
+    CHECK(info.history == 1);
+    CHECK(info.oldest == 1);
+}
+
+TEST_CASE("pubsub history_ttl drops messages by age", "[pubsub]") {
+    Fixture f;
+    f.settings.history_ttl = 10s;
+    f.settings.channel_idle_timeout = 1h;
+    f.publish("a");
+    f.now += 6s;
+    f.publish("a");
+    f.now += 5s;  // the first is 11 s old, the second 5 s
+    auto slice = f.registry->replay("a", 0, 1 << 20, 64);
+    REQUIRE(slice.messages.size() == 1);
+    CHECK(slice.messages[0]->seq == 2);
+    CHECK(slice.gap);
+    CHECK(slice.done);
+    CHECK(f.stats().evicted_ttl == 1);
+    f.now += 10s;
+    f.registry->expire();  // the sweep: no message left, no subscriber: the channel goes
+    std::size_t channels = 1;
+    CHECK(f.stats(&channels).evicted_ttl == 2);
+    CHECK(channels == 0);
+}
+
+TEST_CASE("pubsub max_channels refuses new channels only", "[pubsub]") {
+    Fixture f(32 << 20, 2);
+    f.settings.history_ttl = 10s;
+    CHECK(f.publish("a").refused == PubSubRegistry::Refusal::None);
+    CHECK(f.publish("b").refused == PubSubRegistry::Refusal::None);
+    auto r = f.publish("c");
+    CHECK(r.refused == PubSubRegistry::Refusal::Channels);
+    CHECK(r.retry_after >= 1s);
+    CHECK(r.seq == 0);
+    CHECK_FALSE(f.registry->admits("c"));
+    CHECK(f.registry->admits("a"));
+    std::uint64_t seq = 0;
+    net::EventLoop loop;
+    handlers::PubSubHub hub(loop, std::shared_ptr<PubSubRegistry>(f.registry.get(), [](PubSubRegistry*) {}));
+    CHECK_FALSE(f.registry->subscribe("c", &hub, f.settings, seq));
+    CHECK(f.publish("a").seq == 2);  // an existing channel still takes publishes
+    auto s = f.stats();
+    CHECK(s.refused_channels == 1);
+    CHECK(s.subscribes_refused == 2);  // the hint before an upgrade and the subscription
+    // Once "b" has expired there is room again.
+    f.now += 11s;
+    f.registry->expire();
+    CHECK(f.registry->admits("c"));
+    CHECK(f.registry->subscribe("c", &hub, f.settings, seq));
+    f.registry->unsubscribe("c", &hub);
+}
+
+TEST_CASE("pubsub idle channels go with their history, subscribed ones stay", "[pubsub]") {
+    Fixture f;
+    f.settings.history_ttl = 0ms;  // no age limit: only idleness removes
+    f.settings.channel_idle_timeout = 60s;
+    net::EventLoop loop;
+    handlers::PubSubHub hub(loop, std::shared_ptr<PubSubRegistry>(f.registry.get(), [](PubSubRegistry*) {}));
+    std::uint64_t seq = 0;
+    f.publish("idle");
+    REQUIRE(f.registry->subscribe("watched", &hub, f.settings, seq));
+    f.publish("watched");
+    f.now += 30s;
+    f.publish("busy");
+    f.now += 31s;  // idle and watched: 61 s without a publish; busy: 31 s
+    f.registry->expire();
+    CHECK(f.registry->info("idle").seq == 0);
+    CHECK(f.registry->info("watched").history == 1);
+    CHECK(f.registry->info("busy").history == 1);
+    auto s = f.stats();
+    CHECK(s.channels_expired == 1);
+    CHECK(s.evicted_idle == 1);
+    // Idle counts from the last subscriber leaving.
+    f.registry->unsubscribe("watched", &hub);
+    f.now += 59s;
+    f.registry->expire();
+    CHECK(f.registry->info("watched").history == 1);
+    f.now += 2s;
+    f.registry->expire();
+    CHECK(f.registry->info("watched").seq == 0);
+}
+
+TEST_CASE("pubsub a channel with nothing kept and nobody subscribed is not remembered", "[pubsub]") {
+    Fixture f;
+    f.settings.history = 0;
+    f.publish("nobody");
+    std::size_t channels = 1;
+    f.stats(&channels);
+    CHECK(channels == 0);
+}
+
+TEST_CASE("pubsub publish_rate is a token bucket per channel", "[pubsub]") {
+    Fixture f;
+    f.settings.publish_rate = 5;
+    f.settings.publish_burst = 5;
+    for (int i = 0; i < 5; ++i) REQUIRE(f.publish("a").refused == PubSubRegistry::Refusal::None);
+    auto r = f.publish("a");
+    CHECK(r.refused == PubSubRegistry::Refusal::Rate);
+    CHECK(r.retry_after == 1s);
+    CHECK(f.registry->info("a").seq == 5);                              // refused: not numbered
+    CHECK(f.publish("b").refused == PubSubRegistry::Refusal::None);    // another channel
+    f.now += 250ms;                                                     // one token back (and a quarter)
+    CHECK(f.publish("a").refused == PubSubRegistry::Refusal::None);
+    CHECK(f.publish("a").refused == PubSubRegistry::Refusal::Rate);
+    f.now += 10s;  // refills to the burst, not beyond
+    for (int i = 0; i < 5; ++i) REQUIRE(f.publish("a").refused == PubSubRegistry::Refusal::None);
+    CHECK(f.publish("a").refused == PubSubRegistry::Refusal::Rate);
+    CHECK(f.stats().refused_rate == 3);
+
+    f.settings.publish_rate = 0;  // off
+    for (int i = 0; i < 1000; ++i) REQUIRE(f.publish("c").refused == PubSubRegistry::Refusal::None);
+}
+
+TEST_CASE("pubsub publish_burst defaults to one second's worth", "[pubsub]") {
+    Fixture f;
+    f.settings.publish_rate = 3;
+    f.settings.publish_burst = 0;
+    for (int i = 0; i < 3; ++i) REQUIRE(f.publish("a").refused == PubSubRegistry::Refusal::None);
+    CHECK(f.publish("a").refused == PubSubRegistry::Refusal::Rate);
+}
+
+TEST_CASE("pubsub replay comes in slices bounded by bytes and count", "[pubsub]") {
+    Fixture f;
+    for (int i = 0; i < 10; ++i) f.publish("a");
+    constexpr std::size_t kFrame = kPayload + 14;  // payload plus the longest frame header
+    auto s1 = f.registry->replay("a", 0, 3 * kFrame, 64);
+    REQUIRE(s1.messages.size() == 3);
+    CHECK(s1.messages.front()->seq == 1);
+    CHECK(s1.cursor == 3);
+    CHECK_FALSE(s1.done);
+    CHECK_FALSE(s1.gap);
+    CHECK(s1.next_bytes == kFrame);
+    auto s2 = f.registry->replay("a", s1.cursor, 1 << 20, 4);
+    CHECK(s2.messages.size() == 4);
+    CHECK(s2.cursor == 7);
+    auto s3 = f.registry->replay("a", s2.cursor, 1 << 20, 64);
+    CHECK(s3.messages.size() == 3);
+    CHECK(s3.done);
+    CHECK(s3.cursor == 10);
+    // Nothing fits: an empty slice that says how big the next message is.
+    auto none = f.registry->replay("a", 0, kFrame - 1, 64);
+    CHECK(none.messages.empty());
+    CHECK_FALSE(none.done);
+    CHECK(none.next_bytes == kFrame);
+    // Up to date, or a seq the channel never reached: done at once.
+    CHECK(f.registry->replay("a", 10, 0, 64).done);
+    CHECK(f.registry->replay("a", 99, 0, 64).cursor == 10);
+    CHECK(f.registry->replay("missing", 5, 0, 64).done);
+}
+
+TEST_CASE("pubsub replay after evicted messages starts at the oldest kept and says so", "[pubsub]") {
+    Fixture f(4 * kKept);
+    for (int i = 0; i < 10; ++i) f.publish("a");
+    auto slice = f.registry->replay("a", 2, 1 << 20, 64);
+    CHECK(slice.gap);
+    REQUIRE(slice.messages.size() == 4);
+    CHECK(slice.messages.front()->seq == 7);
+    CHECK(slice.done);
+    // Not even the first kept one fits: the cursor still skips the gap.
+    auto tight = f.registry->replay("a", 2, 10, 64);
+    CHECK(tight.gap);
+    CHECK(tight.messages.empty());
+    CHECK(tight.cursor == 6);
+    CHECK_FALSE(f.registry->replay("a", 6, 1 << 20, 64).gap);
+}
