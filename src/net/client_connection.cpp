@@ -150,6 +150,7 @@ void ClientConnection::beginRequest() {
     status_ = 0;
     request_start_ = {};
     upstream_name_ = "-";
+    ws_lease_.reset();  // an upgrade that did not happen (the upstream declined) frees its slot
 }
 
 void ClientConnection::onReadable(Stream& stream) {
@@ -294,6 +295,7 @@ http::HeadAction ClientConnection::onHead() {
             respondError(403, "origin not allowed");
             return http::HeadAction::Abort;
         }
+        if (!admitWebSocket()) return http::HeadAction::Abort;
         if (route->handler != config::HandlerKind::None) return acceptWebSocket(*route, upgrade);
     }
     if (route->handler != config::HandlerKind::None) {
