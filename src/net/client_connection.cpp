@@ -150,7 +150,6 @@ void ClientConnection::beginRequest() {
     status_ = 0;
     request_start_ = {};
     upstream_name_ = "-";
-    ws_lease_.reset();  // an upgrade that did not happen (the upstream declined) frees its slot
 }
 
 void ClientConnection::onReadable(Stream& stream) {
@@ -460,6 +459,7 @@ void ClientConnection::onUpstreamDrained() {
 // ---- ending a response ----------------------------------------------------------------------
 
 void ClientConnection::responseDone(bool keep_alive) {
+    ws_lease_.reset();  // a response, not a 101: an upgrade that did not happen frees its slot
     logAccess();
     ++requests_;
     retireExchange();
@@ -493,6 +493,7 @@ void ClientConnection::onResume(int, short, void* arg) {
 }
 
 void ClientConnection::respondError(int status, const char* reason, const http::HeaderList& extra) {
+    ws_lease_.reset();
     retireExchange();
     if (bytes_out_ > 0 && status_ != 0 && state_ != State::ReadingHead) {
         finish(reason);
