@@ -186,9 +186,11 @@ void Worker::accept(int fd, const sockaddr* peer, const ListenerSlot& slot) {
     core::UniqueFd owned(fd);
     if (stopping_) return;
     if (accept_failures_ > 0) {
-        LOG_WARN("worker %u: accepting again after %llu failed accept() calls (%llu not logged)", index_,
-                 static_cast<unsigned long long>(accept_failures_),
-                 static_cast<unsigned long long>(accept_error_log_.takeSuppressed()));
+        // Throttled too: at the descriptor limit, failures and successes alternate.
+        std::uint64_t ignored = 0;
+        if (accept_recovery_log_.allow(std::chrono::steady_clock::now(), ignored))
+            LOG_WARN("worker %u: accepting again after %llu failed accept() calls", index_,
+                     static_cast<unsigned long long>(accept_failures_));
         accept_failures_ = 0;
         accept_backoff_ = kAcceptBackoffMin;
     }

@@ -28,13 +28,6 @@ public:
         return true;
     }
 
-    // The occurrences not logged since the last line, reset to 0 (for a closing summary).
-    std::uint64_t takeSuppressed() {
-        std::uint64_t n = suppressed_;
-        suppressed_ = 0;
-        return n;
-    }
-
 private:
     std::chrono::milliseconds interval_;
     TimePoint last_{};

@@ -153,6 +153,7 @@ private:
     bool backing_off_ = false;
     std::uint64_t accept_failures_ = 0;  // since the last successful accept
     core::LogThrottle accept_error_log_{kRefusalLogInterval};
+    core::LogThrottle accept_recovery_log_{kRefusalLogInterval};
     core::LogThrottle refusal_log_{kRefusalLogInterval};
 };
 

@@ -17,6 +17,6 @@ TEST_CASE("a log throttle lets one line per interval through and counts the rest
     CHECK(throttle.allow(t0 + 1000ms, suppressed));
     CHECK(suppressed == 5);
     CHECK_FALSE(throttle.allow(t0 + 1500ms, suppressed));
-    CHECK(throttle.takeSuppressed() == 1);
-    CHECK(throttle.takeSuppressed() == 0);
+    CHECK(throttle.allow(t0 + 2000ms, suppressed));
+    CHECK(suppressed == 1);
 }
