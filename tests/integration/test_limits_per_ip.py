@@ -130,6 +130,34 @@ class PerIpConnectionsTest(PerIpTestCase):
         self.assertTrue(p.wait_stderr(lambda l: "refused by limits.per_ip_connections" in l
                                       and "127.0.0.2" in l))
 
+    def test_on_a_tls_listener_a_connection_over_the_cap_is_closed_without_a_handshake(self):
+        import ssl
+        import tls_certs
+        pki = tls_certs.TestPki(self.tmpdir())
+        site = pki.issue("site", ["site.test"])
+        p = self.start_portico(make_config(
+            routes=ROUTES, workers=1, limits={"per_ip_connections": 1},
+            listeners=[{"address": "127.0.0.1:0",
+                        "tls": {"certificates": [{"cert": site.cert, "key": site.key}]}}]))
+        ctx = ssl.create_default_context(cafile=pki.ca_file)
+        held = socket.create_connection(("127.0.0.1", p.port), source_address=("127.0.0.2", 0))
+        self.addCleanup(held.close)
+        held = ctx.wrap_socket(held, server_hostname="site.test")  # handshake done: counted
+        over = socket.create_connection(("127.0.0.1", p.port), source_address=("127.0.0.2", 0),
+                                        timeout=10 * slow_factor())
+        self.addCleanup(over.close)
+        try:
+            data = over.recv(4096)  # no plaintext 429 on a TLS port, no ServerHello: EOF
+        except ConnectionResetError:
+            data = b""
+        self.assertEqual(data, b"")
+        other = ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.port),
+                                                         source_address=("127.0.0.3", 0)),
+                                server_hostname="site.test")
+        self.addCleanup(other.close)
+        other.sendall(b"GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+        self.assertTrue(other.recv(4096).startswith(b"HTTP/1.1 200"))
+
     def test_zero_turns_the_cap_off(self):
         p = self.start({"per_ip_connections": 0})
         clients = [self.connect(p, "127.0.0.2") for _ in range(20)]
