@@ -12,7 +12,6 @@ the clients waiting in the backlog are served. At start-up the soft limit is rai
 one and a limit too low for limits.max_connections is a warning.
 """
 
-import json
 import os
 import re
 import resource
