@@ -194,6 +194,8 @@ def start_portico(binary: Path, cert: Certificate, backend: int, keepalive: int,
 log: {{access: off, level: warn}}
 limits:
   max_connections: 20000
+  per_ip_connections: 0  # the load comes from one address
+  per_ip_websockets: 0
 listeners:
   - address: 127.0.0.1:{port}
     tls:

@@ -228,6 +228,8 @@ log:
   access: off
 limits:
   max_connections: 20000
+  per_ip_connections: 0  # the load comes from one address
+  per_ip_websockets: 0
 listeners:
   - address: 127.0.0.1:{port}
 """

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "portico/config/loader.h"
+#include "portico/core/log.h"
+#include "portico/net/fd_limit.h"
 #include "portico/net/server.h"
 #include "portico/net/snapshot.h"
 #include "portico/tls/file_check.h"
@@ -77,6 +79,11 @@ int main(int argc, char** argv) {
         std::printf("configuration OK\n");
         return 0;
     }
+
+    // Start-up only: `-t` may run in a shell whose limit is not the service's.
+    const unsigned workers = portico::net::effectiveWorkerCount(loaded.config->workers);
+    if (auto warning = portico::net::fdLimitWarning(*loaded.config, workers, portico::net::raiseFdLimit()))
+        LOG_WARN("%s", warning->c_str());
 
     std::signal(SIGPIPE, SIG_IGN);  // a peer that went away is an error return, not a signal
     evthread_use_pthreads();        // Worker::requestStop() activates events from the main thread

@@ -95,7 +95,7 @@ void requirePositive(Decoder& d, const Item& v, bool positive) {
     if (!positive) d.error(v, "must be greater than 0");
 }
 
-const std::array<KeyRule<Limits>, 6> kLimitsKeys{{
+const std::array<KeyRule<Limits>, 12> kLimitsKeys{{
     {"max_connections",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readCount(v, l.max_connections)) requirePositive(d, v, l.max_connections > 0);
@@ -118,6 +118,38 @@ const std::array<KeyRule<Limits>, 6> kLimitsKeys{{
      }},
     {"keepalive_timeout",  // 0 = no keep-alive
      [](Decoder& d, const Item& v, Limits& l) { d.readDuration(v, l.keepalive_timeout); }},
+    {"per_ip_connections",  // 0 = off
+     [](Decoder& d, const Item& v, Limits& l) { d.readCount(v, l.per_ip_connections); }},
+    {"per_ip_websockets",  // 0 = off
+     [](Decoder& d, const Item& v, Limits& l) { d.readCount(v, l.per_ip_websockets); }},
+    {"per_ip_ipv6_prefix",
+     [](Decoder& d, const Item& v, Limits& l) {
+         std::size_t bits = 0;
+         if (!d.readCount(v, bits)) return;
+         if (bits < 1 || bits > 128) {
+             d.error(v, "expected a prefix length from 1 to 128");
+             return;
+         }
+         l.per_ip_ipv6_prefix = static_cast<unsigned>(bits);
+     }},
+    {"per_ip_upgrade_rate",  // 0 = off
+     [](Decoder& d, const Item& v, Limits& l) {
+         std::optional<double> rate;
+         if (v.node.IsScalar()) rate = parseRate(v.node.Scalar());
+         if (!rate) {
+             d.error(v, "expected a rate like 10/s, 600/m or 0");
+             return;
+         }
+         l.per_ip_upgrade_rate = *rate;
+     }},
+    {"per_ip_upgrade_burst",
+     [](Decoder& d, const Item& v, Limits& l) {
+         if (d.readCount(v, l.per_ip_upgrade_burst)) requirePositive(d, v, l.per_ip_upgrade_burst > 0);
+     }},
+    {"per_ip_table_size",
+     [](Decoder& d, const Item& v, Limits& l) {
+         if (d.readCount(v, l.per_ip_table_size)) requirePositive(d, v, l.per_ip_table_size > 0);
+     }},
 }};
 
 // ---- listeners ----------------------------------------------------------------------------

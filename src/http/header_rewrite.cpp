@@ -192,7 +192,7 @@ std::string_view reasonPhrase(int status) {
         case 414: return "URI Too Long";
         case 416: return "Range Not Satisfiable";
         case 426: return "Upgrade Required";
-        case 429: return "Too Many Requests";
+        case 429: return "Too Many Requests";  // RFC 6585 4
         case 431: return "Request Header Fields Too Large";
         case 500: return "Internal Server Error";
         case 501: return "Not Implemented";

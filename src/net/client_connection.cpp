@@ -293,6 +293,7 @@ http::HeadAction ClientConnection::onHead() {
             respondError(403, "origin not allowed");
             return http::HeadAction::Abort;
         }
+        if (!admitWebSocket()) return http::HeadAction::Abort;
         if (route->handler != config::HandlerKind::None) return acceptWebSocket(*route, upgrade);
     }
     if (route->handler == config::HandlerKind::PubSub && request.method == "POST") return startPublish(*route);
@@ -403,6 +404,7 @@ void ClientConnection::onUpstreamDrained() {
 // ---- ending a response ----------------------------------------------------------------------
 
 void ClientConnection::responseDone(bool keep_alive) {
+    ws_lease_.reset();  // a response, not a 101: an upgrade that did not happen frees its slot
     logAccess();
     ++requests_;
     retireExchange();
@@ -436,6 +438,7 @@ void ClientConnection::onResume(int, short, void* arg) {
 }
 
 void ClientConnection::respondError(int status, const char* reason, const http::HeaderList& extra) {
+    ws_lease_.reset();
     retireExchange();
     if (req_.bytes_out > 0 && req_.status != 0 && state_ != State::ReadingHead) {
         finish(reason);

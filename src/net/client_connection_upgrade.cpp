@@ -2,6 +2,7 @@
 // a built-in endpoint accepting the upgrade, an upstream's 101 handing both sockets to a tunnel
 // or a frame relay, and the session's start and end.
 
+#include <algorithm>
 #include <charconv>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -17,6 +18,29 @@
 #include "portico/ws/tunnel.h"
 
 namespace portico::net {
+
+bool ClientConnection::admitWebSocket() {
+    const config::Limits& limits = snapshot_->config().limits;
+    ws_lease_.reset();
+    const std::optional<IpKey> key = ipKeyOf(client_ip_, limits.per_ip_ipv6_prefix);
+    if (!key) return true;
+    IpLimits::Admission admission = worker_.ipLimits().admitUpgrade(*key, limits);
+    if (admission.admitted()) {
+        if (admission.verdict == IpLimits::Verdict::Untracked) worker_.stats().limits.untracked.add();
+        ws_lease_ = std::move(admission.lease);
+        return true;
+    }
+    worker_.noteRefusal(admission.verdict, key->toString(limits.per_ip_ipv6_prefix));
+    // RFC 6585 4: 429, and for a rate the time until the next token (RFC 9110 10.2.3: whole
+    // seconds, rounded up so that a client that waits as told is admitted).
+    http::HeaderList extra;
+    if (admission.verdict == IpLimits::Verdict::OverRate) {
+        const long long seconds = std::max<long long>(1, (admission.retry_after.count() + 999) / 1000);
+        extra.push_back({"Retry-After", std::to_string(seconds)});
+    }
+    respondError(429, IpLimits::toString(admission.verdict), extra);
+    return false;
+}
 
 http::HeadAction ClientConnection::acceptWebSocket(const config::Route& route, const ws::UpgradeRequest& upgrade) {
     std::string_view subprotocol;
@@ -87,6 +111,7 @@ void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
 }
 
 void ClientConnection::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
+    ws_lease_.reset();
     ws_stats_->ws_open.sub();
     ws_stats_->ws_messages_in.add(counts.messages_in);
     ws_stats_->ws_messages_out.add(counts.messages_out);

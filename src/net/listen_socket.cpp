@@ -41,12 +41,16 @@ core::UniqueFd openListenSocket(const config::HostPort& address, std::uint16_t p
         error = "listen " + address.toString() + ": " + strerror(errno);
         return {};
     }
+    bound_port = boundPort(fd.get());
+    return fd;
+}
+
+std::uint16_t boundPort(int fd) {
     sockaddr_storage bound{};
     socklen_t length = sizeof bound;
-    getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &length);
-    bound_port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-    return fd;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length) != 0) return 0;
+    return ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 }
 
 }  // namespace portico::net

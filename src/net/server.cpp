@@ -13,6 +13,7 @@
 #include "portico/config/loader.h"
 #include "portico/core/log.h"
 #include "portico/handlers/pubsub.h"
+#include "portico/net/ip_limits.h"
 #include "portico/net/listen_socket.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
@@ -39,8 +40,13 @@ Server::Server(std::string config_path, std::shared_ptr<const config::Config> co
     : config_path_(std::move(config_path)),
       snapshot_(std::make_shared<Snapshot>(std::move(config), std::move(tls))),
       pubsub_(std::make_shared<handlers::PubSubRegistry>(snapshot_->config->pubsub)),
-      metrics_(std::make_shared<observe::Metrics>()) {
+      metrics_(std::make_shared<observe::Metrics>()),
+      ip_limits_(std::make_shared<IpLimits>()) {
     metrics_->setConfig(config_path_, unixTime(snapshot_->loaded_at), 0);
+    metrics_->setIpTableSize([table = std::weak_ptr<IpLimits>(ip_limits_)] {
+        auto t = table.lock();
+        return t ? t->size() : 0;
+    });
 }
 
 Server::~Server() = default;
@@ -96,7 +102,7 @@ int Server::run() {
     std::size_t per_worker_limit = (config.limits.max_connections + workers - 1) / workers;
     for (unsigned w = 0; w < workers; ++w)
         workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, pubsub_, metrics_,
-                                                    std::move(listen_fds[w]), per_worker_limit));
+                                                    std::move(listen_fds[w]), per_worker_limit, ip_limits_));
     for (auto& worker : workers_) worker->start();
     pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
     LOG_INFO("portico %s started with %u worker%s", PORTICO_VERSION, workers, workers == 1 ? "" : "s");

@@ -1,20 +1,29 @@
 #include "portico/net/worker.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
 
 #include "portico/core/log.h"
+#include "portico/http/simple_response.h"
 #include "portico/net/client_connection.h"
+#include "portico/net/lingering_close.h"
+#include "portico/net/listen_socket.h"
 #include "portico/net/snapshot.h"
+#include "portico/net/stream.h"
 
 namespace portico::net {
 
 Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
                std::shared_ptr<handlers::PubSubRegistry> pubsub, std::shared_ptr<observe::Metrics> metrics,
-               std::vector<core::UniqueFd> listen_fds, std::size_t max_connections)
-    : index_(index),
+               std::vector<core::UniqueFd> listen_fds, std::size_t max_connections,
+               std::shared_ptr<IpLimits> ip_limits)
+    : ip_limits_(std::move(ip_limits)),
+      index_(index),
       snapshot_(std::move(snapshot)),
       access_log_(loop_, std::move(sink)),
       pubsub_(std::make_unique<handlers::PubSubHub>(loop_, std::move(pubsub))),
@@ -25,6 +34,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
       stop_timer_(event_new(loop_.base(), -1, 0, &Worker::onStopTimeout, this)) {
     current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_, stats_);
     drain_old_timer_.reset(event_new(loop_.base(), -1, 0, &Worker::onDrainOld, this));
+    accept_backoff_timer_.reset(event_new(loop_.base(), -1, 0, &Worker::onAcceptBackoffEnd, this));
     for (std::size_t i = 0; i < listen_fds.size(); ++i)
         addListener(i, snapshot_->config->listeners[i].address.toString(), std::move(listen_fds[i]));
 }
@@ -35,13 +45,18 @@ Worker::~Worker() {
 }
 
 bool Worker::addListener(std::size_t index, std::string key, core::UniqueFd fd) {
-    observe::ListenerStats* stats = &stats_.listener(key);
+    config::HostPort bound = snapshot_->config->listeners[index].address;
+    bound.port = boundPort(fd.get());
+    observe::ListenerStats* stats = &stats_.listener(bound.toString());
     auto slot = std::make_unique<ListenerSlot>(ListenerSlot{this, index, std::move(key), nullptr, stats});
     evconnlistener* l = evconnlistener_new(loop_.base(), &Worker::onAccept, slot.get(), LEV_OPT_CLOSE_ON_FREE, -1, fd.get());
     if (!l) return false;
     fd.release();
+    // Without an error callback libevent logs every failed accept() and retries at once: with
+    // no descriptor left that is a busy loop writing the same line (see acceptFailed).
+    evconnlistener_set_error_cb(l, &Worker::onAcceptError);
     slot->listener.reset(l);
-    if (!accepting_) evconnlistener_disable(l);
+    if (!accepting_ || backing_off_) evconnlistener_disable(l);
     listeners_.push_back(std::move(slot));
     return true;
 }
@@ -170,31 +185,122 @@ void Worker::onAccept(evconnlistener*, int fd, sockaddr* peer, int, void* arg) {
 void Worker::accept(int fd, const sockaddr* peer, const ListenerSlot& slot) {
     core::UniqueFd owned(fd);
     if (stopping_) return;
+    if (accept_failures_ > 0) {
+        // Throttled too: at the descriptor limit, failures and successes alternate.
+        std::uint64_t ignored = 0;
+        if (accept_recovery_log_.allow(std::chrono::steady_clock::now(), ignored))
+            LOG_WARN("worker %u: accepting again after %llu failed accept() calls", index_,
+                     static_cast<unsigned long long>(accept_failures_));
+        accept_failures_ = 0;
+        accept_backoff_ = kAcceptBackoffMin;
+    }
     slot.stats->accepted.add();
+    const config::Limits& limits = current_->config().limits;
+    IpLimits::Lease lease;
+    if (auto key = ipKeyOf(peer, limits.per_ip_ipv6_prefix)) {
+        IpLimits::Admission admission = ip_limits_->admitConnection(*key, limits);
+        if (!admission.admitted()) {
+            noteRefusal(admission.verdict, key->toString(limits.per_ip_ipv6_prefix));
+            refuse(std::move(owned), slot);
+            return;
+        }
+        if (admission.verdict == IpLimits::Verdict::Untracked) stats_.limits.untracked.add();
+        lease = std::move(admission.lease);
+    }
     auto connection = std::make_unique<ClientConnection>(*this, std::move(owned), peer, current_, slot.index, *slot.stats);
     ClientConnection* raw = connection.get();
-    connections_.emplace(raw, std::move(connection));
+    connections_.emplace(raw, Connected{std::move(connection), std::move(lease)});
     raw->start();
     if (connections_.size() >= max_connections_) pauseAccepting();
+}
+
+void Worker::refuse(core::UniqueFd fd, const ListenerSlot& slot) {
+    // On a TLS listener a plaintext answer would be garbage to the client, and a handshake is
+    // the expensive part a client over its limit must not get: closing is the answer there.
+    if (current_->snapshot().tls.listeners[slot.index]) return;
+    // RFC 6585 4: 429 Too Many Requests. Written before the request is read (as HAProxy's
+    // "http-request deny deny_status 429" answers, but without waiting for the request), then a
+    // lingering close, so that the request the client sends meanwhile does not turn our close
+    // into a reset that destroys the response.
+    auto stream = std::make_unique<Stream>(loop_.base(), std::move(fd), nullptr);
+    http::writeErrorResponse(stream->output(), 429, false);
+    closeGracefully(loop_, std::move(stream), std::chrono::seconds(1));
+}
+
+void Worker::noteRefusal(IpLimits::Verdict verdict, const std::string& client) {
+    switch (verdict) {
+        case IpLimits::Verdict::OverConnections: stats_.limits.rejected_connections.add(); break;
+        case IpLimits::Verdict::OverWebSockets: stats_.limits.rejected_websockets.add(); break;
+        case IpLimits::Verdict::OverRate: stats_.limits.rejected_rate.add(); break;
+        default: return;
+    }
+    std::uint64_t suppressed = 0;
+    if (refusal_log_.allow(std::chrono::steady_clock::now(), suppressed))
+        LOG_WARN("worker %u: client %s refused by limits.%s (%llu more refusals not logged)", index_, client.c_str(),
+                 IpLimits::toString(verdict), static_cast<unsigned long long>(suppressed));
+}
+
+void Worker::onAcceptError(evconnlistener* listener, void* arg) {
+    const int error = EVUTIL_SOCKET_ERROR();  // libevent calls us right after accept() failed
+    (void)listener;
+    static_cast<ListenerSlot*>(arg)->worker->acceptFailed(error);
+}
+
+void Worker::acceptFailed(int error) {
+    // The listening socket stays readable while a connection waits in the backlog, so retrying
+    // at once spins (nginx's ngx_event_accept disables accept events on EMFILE/ENFILE for the
+    // same reason). Every listener of this worker rests for accept_backoff_; the waiting clients
+    // stay in the kernel's backlog and are served once descriptors are free again. Any other
+    // non-transient error (libevent retries EINTR, EAGAIN and ECONNABORTED itself) gets the same
+    // treatment: retrying it at once could only spin too.
+    // A reserve descriptor to accept-and-close the waiting client (libev's trick) is left out on
+    // purpose: it turns a short shortage into refused clients, where waiting serves them.
+    stats_.limits.accept_errors.add();
+    ++accept_failures_;
+    const std::chrono::milliseconds pause = accept_backoff_;
+    accept_backoff_ = std::min(accept_backoff_ * 2, kAcceptBackoffMax);
+    std::uint64_t suppressed = 0;
+    if (accept_error_log_.allow(std::chrono::steady_clock::now(), suppressed))
+        LOG_ERROR("worker %u: accept: %s (%llu more failures not logged): accepting paused for %lld ms", index_,
+                  strerror(error), static_cast<unsigned long long>(suppressed), static_cast<long long>(pause.count()));
+    backing_off_ = true;
+    applyListenState();
+    addTimerOnce(accept_backoff_timer_.get(), pause);
+}
+
+void Worker::onAcceptBackoffEnd(int, short, void* arg) {
+    auto* self = static_cast<Worker*>(arg);
+    self->backing_off_ = false;
+    self->applyListenState();
+}
+
+void Worker::applyListenState() {
+    const bool listen = accepting_ && !backing_off_ && !stopping_;
+    for (auto& l : listeners_) {
+        if (listen)
+            evconnlistener_enable(l->listener.get());
+        else
+            evconnlistener_disable(l->listener.get());
+    }
 }
 
 void Worker::pauseAccepting() {
     if (!accepting_) return;
     accepting_ = false;
     LOG_WARN("worker %u: %zu connections, the limit: accepting paused", index_, connections_.size());
-    for (auto& l : listeners_) evconnlistener_disable(l->listener.get());
+    applyListenState();
 }
 
 void Worker::resumeAccepting() {
     if (accepting_ || stopping_) return;
     accepting_ = true;
-    for (auto& l : listeners_) evconnlistener_enable(l->listener.get());
+    applyListenState();
 }
 
 void Worker::onConnectionFinished(ClientConnection* connection) {
     auto it = connections_.find(connection);
     if (it == connections_.end()) return;
-    loop_.deferDelete(std::shared_ptr<ClientConnection>(std::move(it->second)));
+    loop_.deferDelete(std::shared_ptr<ClientConnection>(std::move(it->second.connection)));
     connections_.erase(it);
     if (connections_.size() < max_connections_) resumeAccepting();
     if (stopping_ && connections_.empty()) loop_.stop();

@@ -69,7 +69,14 @@ void Metrics::setConfig(std::string file, double loaded_at, std::uint64_t genera
 
 ProcessInfo Metrics::processInfo() const {
     std::lock_guard lock(mutex_);
-    return info_;
+    ProcessInfo info = info_;
+    if (ip_table_size_) info.ip_table_entries = ip_table_size_();
+    return info;
+}
+
+void Metrics::setIpTableSize(std::function<std::size_t()> size) {
+    std::lock_guard lock(mutex_);
+    ip_table_size_ = std::move(size);
 }
 
 std::string routeKey(const std::string& host, const std::string& path, bool exact) {
@@ -96,6 +103,8 @@ struct Totals {
     std::map<std::string, Listener> listeners;
     std::map<std::string, Route> routes;
     std::map<std::string, Upstream> upstreams;
+    std::uint64_t rejected_connections = 0, rejected_websockets = 0, rejected_rate = 0, untracked = 0,
+                  accept_errors = 0;
 };
 
 std::string escapeLabel(const std::string& s) {
@@ -188,6 +197,16 @@ std::string Metrics::renderPrometheus(const ProcessInfo& info) {
     metric("portico_pubsub_subscribers", "gauge", "Pub/sub subscribers on every worker.");
     out += "portico_pubsub_subscribers " + std::to_string(info.pubsub_subscribers) + "\n";
     renderPubSubPrometheus(out, info.pubsub);
+    metric("portico_limit_rejections_total", "counter", "Connections and upgrades refused by a per-client-address limit.");
+    out += "portico_limit_rejections_total{limit=\"per_ip_connections\"} " + std::to_string(t.rejected_connections) + "\n";
+    out += "portico_limit_rejections_total{limit=\"per_ip_websockets\"} " + std::to_string(t.rejected_websockets) + "\n";
+    out += "portico_limit_rejections_total{limit=\"per_ip_upgrade_rate\"} " + std::to_string(t.rejected_rate) + "\n";
+    metric("portico_ip_table_entries", "gauge", "Client addresses tracked by the per-IP limits.");
+    out += "portico_ip_table_entries " + std::to_string(info.ip_table_entries) + "\n";
+    metric("portico_ip_table_untracked_total", "counter", "Admissions not counted because the per-IP table was full.");
+    out += "portico_ip_table_untracked_total " + std::to_string(t.untracked) + "\n";
+    metric("portico_accept_errors_total", "counter", "accept() failures (e.g. out of file descriptors).");
+    out += "portico_accept_errors_total " + std::to_string(t.accept_errors) + "\n";
     metric("portico_reloads_total", "counter", "Configuration reloads by outcome.");
     out += "portico_reloads_total{outcome=\"ok\"} " + std::to_string(info.reloads_ok) + "\n";
     out += "portico_reloads_total{outcome=\"failed\"} " + std::to_string(info.reloads_failed) + "\n";
@@ -238,6 +257,12 @@ std::string Metrics::renderJson(const ProcessInfo& info) {
         out += "}}";
         first = false;
     }
+    out += "},\"limits\":{\"rejected\":{\"per_ip_connections\":" + std::to_string(t.rejected_connections) +
+           ",\"per_ip_websockets\":" + std::to_string(t.rejected_websockets) +
+           ",\"per_ip_upgrade_rate\":" + std::to_string(t.rejected_rate) +
+           "},\"ip_table_entries\":" + std::to_string(info.ip_table_entries) +
+           ",\"ip_table_untracked\":" + std::to_string(t.untracked) +
+           ",\"accept_errors\":" + std::to_string(t.accept_errors);
     out += "},\"pubsub\":{\"channels\":" + std::to_string(info.pubsub_channels) +
            ",\"subscribers\":" + std::to_string(info.pubsub_subscribers) + renderPubSubJson(info.pubsub) + "}}\n";
     return out;
@@ -247,6 +272,11 @@ Totals StatsReader::collect(const std::vector<std::unique_ptr<WorkerStats>>& wor
     Totals t;
     for (const auto& w : workers) {
         std::lock_guard lock(w->mutex_);
+        t.rejected_connections += w->limits.rejected_connections.get();
+        t.rejected_websockets += w->limits.rejected_websockets.get();
+        t.rejected_rate += w->limits.rejected_rate.get();
+        t.untracked += w->limits.untracked.get();
+        t.accept_errors += w->limits.accept_errors.get();
         for (auto& [k, s] : w->listeners_) {
             auto& o = t.listeners[k];
             o.accepted += s->accepted.get();

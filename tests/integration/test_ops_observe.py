@@ -382,8 +382,8 @@ class Observability(WsTestCase):
         pki = tls_certs.TestPki(self.tmpdir())
         site = pki.issue("site", ["site.test"])
         import backends
-        # explicit ports: the listener label is the configured address, and two "127.0.0.1:0"
-        # listeners would share one
+        # explicit ports (two "127.0.0.1:0" listeners get a series each since the label is the
+        # bound address: test_limits_per_ip.ListenerLabelTest)
         plain, tls = backends.free_port(), backends.free_port()
         cfg = self.config(listeners=[{"address": "127.0.0.1:%d" % plain},
                                      {"address": "127.0.0.1:%d" % tls,

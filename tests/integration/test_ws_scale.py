@@ -76,7 +76,8 @@ class ManyIdleConnections(WsTestCase):
         if self.nofile < count + 200:
             self.skipTest("RLIMIT_NOFILE hard limit %d is below %d" % (self.nofile, count + 200))
         p = self.start_portico(make_config(
-            workers=2, limits={"max_connections": 30000},
+            workers=2, limits={"max_connections": 30000, "per_ip_connections": 0,
+                               "per_ip_websockets": 0},  # one client address: no per-IP caps
             routes=[{"path": "/echo", "handler": "echo",
                      "websocket": {"ping_interval": 0, "idle_timeout": "10m"}}]),
             env=LEAN_ASAN_ENV)
@@ -89,7 +90,8 @@ class ManyIdleConnections(WsTestCase):
             self.skipTest("RLIMIT_NOFILE %d is too low" % self.nofile)
         b = self.start_ws_backend("node")
         p = self.start_portico(ws_proxy_config(
-            b.address, mode=mode, workers=2, limits={"max_connections": 30000},
+            b.address, mode=mode, workers=2,
+            limits={"max_connections": 30000, "per_ip_connections": 0, "per_ip_websockets": 0},
             websocket={"idle_timeout": "10m"} if mode == "tunnel" else
             {"idle_timeout": "10m", "ping_interval": 0}), env=LEAN_ASAN_ENV)
         self.run_many(p, "/ws/idle", count, "%s to express-ws" % mode)

@@ -42,6 +42,13 @@ struct Limits {
                                                                 // reading for a slow upstream)
     Duration keepalive_timeout = std::chrono::seconds(75);      // idle client connection;
                                                                 // 0 = no keep-alive
+    // Per client address (net/ip_limits.h); IPv6 clients are grouped by per_ip_ipv6_prefix.
+    std::size_t per_ip_connections = 1000;  // concurrent connections; beyond: 429 and close; 0 = off
+    std::size_t per_ip_websockets = 500;    // concurrent WebSockets; beyond: 429 to the upgrade; 0 = off
+    unsigned per_ip_ipv6_prefix = 64;       // leading bits of an IPv6 address that name one client
+    double per_ip_upgrade_rate = 0;         // WebSocket upgrades per second (token bucket); 0 = off
+    std::size_t per_ip_upgrade_burst = 20;  // upgrades at once before the rate applies
+    std::size_t per_ip_table_size = 65536;  // client addresses tracked at once; beyond: not limited
 };
 
 // host:port as written; host "" means every address ("*:port"), "[::1]" is stored as "::1".

@@ -21,6 +21,7 @@
 #include "portico/core/handles.h"
 #include "portico/handlers/http_handlers.h"
 #include "portico/http/message_parser.h"
+#include "portico/net/ip_limits.h"
 #include "portico/observe/metrics.h"
 #include "portico/net/stream.h"
 #include "portico/proxy/exchange_owner.h"
@@ -97,6 +98,8 @@ private:
     // After a 101: the WebSocket session.
     void onSessionEnd(const char* reason, const ws::SessionCounts& counts) override;
     http::HeadAction acceptWebSocket(const config::Route& route, const ws::UpgradeRequest& upgrade);
+    // The per-client-address limits on upgrades; false after answering 429.
+    bool admitWebSocket();
     void startSession(std::unique_ptr<ws::Session> session);
 
     void processInput();
@@ -130,6 +133,7 @@ private:
     http::MessageParser parser_;
     std::unique_ptr<proxy::HttpExchange> exchange_;
     std::unique_ptr<ws::Session> session_;
+    IpLimits::Lease ws_lease_;  // counted under limits.per_ip_websockets: admission to session end
     // A built-in endpoint accepted the upgrade; its session starts once parsing has returned.
     std::unique_ptr<handlers::EndpointApp> pending_app_;
     std::optional<ws::DeflateParams> pending_deflate_;

@@ -17,4 +17,7 @@ namespace portico::net {
 core::UniqueFd openListenSocket(const config::HostPort& address, std::uint16_t port, std::uint16_t& bound_port,
                                 std::string& error);
 
+// The local port a bound socket has (the kernel's choice for port 0); 0 on error.
+std::uint16_t boundPort(int fd);
+
 }  // namespace portico::net

@@ -23,6 +23,7 @@ class PubSubRegistry;
 namespace portico::net {
 
 class Worker;
+class IpLimits;
 struct Snapshot;
 
 class Server {
@@ -52,6 +53,7 @@ private:
     std::shared_ptr<observe::AccessSink> access_sink_;
     std::shared_ptr<handlers::PubSubRegistry> pubsub_;  // channels span every worker
     std::shared_ptr<observe::Metrics> metrics_;
+    std::shared_ptr<IpLimits> ip_limits_;  // per-client-address counts, across every worker
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<core::EventPtr> signal_events_;
     bool stopping_ = false;

@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "portico/core/handles.h"
+#include "portico/core/log_throttle.h"
 #include "portico/net/event_loop.h"
+#include "portico/net/ip_limits.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/observe/access_log.h"
 #include "portico/observe/metrics.h"
@@ -33,9 +35,11 @@ class Worker {
 public:
     // `listen_fds` are bound, listening sockets this worker accepts on (ownership taken).
     // `listen_fds` are bound, listening sockets (ownership taken), one per configured listener.
+    // `ip_limits` is the process-wide per-client-address table (shared by every worker).
     Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
            std::shared_ptr<handlers::PubSubRegistry> pubsub, std::shared_ptr<observe::Metrics> metrics,
-           std::vector<core::UniqueFd> listen_fds, std::size_t max_connections);
+           std::vector<core::UniqueFd> listen_fds, std::size_t max_connections,
+           std::shared_ptr<IpLimits> ip_limits);
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -61,6 +65,10 @@ public:
     observe::WorkerStats& stats() { return stats_; }
     bool stopping() const { return stopping_; }
     std::size_t connectionCount() const { return connections_.size(); }
+    IpLimits& ipLimits() { return *ip_limits_; }
+    // Counts a refusal by a per-client-address limit and logs it (at most one line per
+    // kRefusalLogInterval per worker, with the number not logged).
+    void noteRefusal(IpLimits::Verdict verdict, const std::string& client);
 
     // Called by a connection from finish(): the worker defers its deletion.
     void onConnectionFinished(ClientConnection* connection);
@@ -76,9 +84,18 @@ private:
     void pauseAccepting();
     void resumeAccepting();
     static void onAccept(evconnlistener* listener, int fd, sockaddr* peer, int length, void* arg);
+    static void onAcceptError(evconnlistener* listener, void* arg);
+    static void onAcceptBackoffEnd(int, short, void* arg);
+    void acceptFailed(int error);
+    // Answers a connection over limits.per_ip_connections: 429 and close (plain listeners).
+    void refuse(core::UniqueFd fd, const ListenerSlot& slot);
+    // Enables or disables every listener: they accept while !paused and not backing off.
+    void applyListenState();
     static void onControl(int, short, void* arg);
     static void onStopTimeout(int, short, void* arg);
 
+    // First, so that it outlives connections the loop deletes late: their leases release into it.
+    std::shared_ptr<IpLimits> ip_limits_;
     unsigned index_;
     EventLoop loop_;
     std::shared_ptr<const Snapshot> snapshot_;
@@ -91,12 +108,18 @@ private:
     struct ListenerSlot {
         Worker* worker;
         std::size_t index;
-        std::string key;  // the configured address, e.g. "127.0.0.1:8080"
+        std::string key;  // the configured address, e.g. "127.0.0.1:8080"; matched by reloads
+        // The metrics label is the bound address ("127.0.0.1:41234" for "127.0.0.1:0"), so that
+        // two listeners on port 0 get a series each.
         core::ListenerPtr listener;
         observe::ListenerStats* stats;
     };
     std::vector<std::unique_ptr<ListenerSlot>> listeners_;
-    std::unordered_map<ClientConnection*, std::unique_ptr<ClientConnection>> connections_;
+    struct Connected {
+        std::unique_ptr<ClientConnection> connection;
+        IpLimits::Lease lease;  // its count under limits.per_ip_connections, released with it
+    };
+    std::unordered_map<ClientConnection*, Connected> connections_;
     std::size_t max_connections_;
     core::EventPtr control_event_;
     core::EventPtr stop_timer_;
@@ -119,7 +142,19 @@ private:
     void armDrainTimer();
     std::thread thread_;
     bool stopping_ = false;
-    bool accepting_ = true;
+    bool accepting_ = true;  // false while max_connections are open
+    // accept() failed (out of descriptors, nginx's EMFILE case): every listener is disabled for
+    // accept_backoff_, which doubles while the failures go on, up to kAcceptBackoffMax.
+    static constexpr std::chrono::milliseconds kAcceptBackoffMin{100};
+    static constexpr std::chrono::milliseconds kAcceptBackoffMax{1000};
+    static constexpr std::chrono::milliseconds kRefusalLogInterval{5000};
+    core::EventPtr accept_backoff_timer_;
+    std::chrono::milliseconds accept_backoff_ = kAcceptBackoffMin;
+    bool backing_off_ = false;
+    std::uint64_t accept_failures_ = 0;  // since the last successful accept
+    core::LogThrottle accept_error_log_{kRefusalLogInterval};
+    core::LogThrottle accept_recovery_log_{kRefusalLogInterval};
+    core::LogThrottle refusal_log_{kRefusalLogInterval};
 };
 
 }  // namespace portico::net

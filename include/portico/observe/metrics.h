@@ -10,6 +10,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,8 +56,18 @@ struct UpstreamStats {
     void observe(double seconds);
 };
 
+// The accept path and the per-client-address limits (net/worker.cpp, net/ip_limits.h).
+struct LimitStats {
+    Counter rejected_connections;  // 429 at accept: limits.per_ip_connections
+    Counter rejected_websockets;   // 429 to an upgrade: limits.per_ip_websockets
+    Counter rejected_rate;         // 429 to an upgrade: limits.per_ip_upgrade_rate
+    Counter untracked;             // admitted uncounted: the address table was full (fails open)
+    Counter accept_errors;         // accept() failed (EMFILE, ENFILE, ...): accepting backed off
+};
+
 class WorkerStats {
 public:
+    LimitStats limits;
     ListenerStats& listener(const std::string& key);
     RouteStats& route(const std::string& key);
     UpstreamStats& upstream(const std::string& name, const std::vector<std::string>& servers);
@@ -100,6 +111,7 @@ struct ProcessInfo {
     std::string config_file;
     double config_loaded_at = 0;  // Unix time
     std::uint64_t generation = 0;
+    std::size_t ip_table_entries = 0;  // client addresses the per-IP limits track
 };
 
 class Metrics {
@@ -108,6 +120,8 @@ public:
     void setReloads(std::uint64_t ok, std::uint64_t failed);
     void setConfig(std::string file, double loaded_at, std::uint64_t generation);
     ProcessInfo processInfo() const;
+    // Where processInfo() reads ip_table_entries (the per-IP table lives in net/).
+    void setIpTableSize(std::function<std::size_t()> size);
 
     std::string renderPrometheus(const ProcessInfo& info);
     std::string renderJson(const ProcessInfo& info);
@@ -116,6 +130,7 @@ private:
     mutable std::mutex mutex_;
     std::vector<std::unique_ptr<WorkerStats>> workers_;
     ProcessInfo info_;
+    std::function<std::size_t()> ip_table_size_;
 };
 
 // A route's series key: "host/path" ("*" for any host), e.g. "*/api/".

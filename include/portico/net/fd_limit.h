@@ -1,0 +1,31 @@
+#pragma once
+// The open-file limit (RLIMIT_NOFILE) against what limits.max_connections may need: checked once
+// at start-up, so that running out of descriptors is a warning in the log and not a surprise
+// under load.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "portico/config/config.h"
+
+namespace portico::net {
+
+// Descriptors that are not connections: stdio, the access log, and per worker its epoll
+// instance, its wake-up eventfd and the listeners' sockets (counted separately below).
+constexpr std::uint64_t kFdReserve = 32;
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (as nginx's worker_rlimit_nofile would, with
+// the most the process may take). Returns the soft limit in force afterwards (RLIM_INFINITY as
+// UINT64_MAX).
+std::uint64_t raiseFdLimit();
+
+// The descriptors `config` may need with `workers` threads: two per connection (a proxied
+// connection holds the client's socket and the upstream's), one per listener and worker, and
+// kFdReserve.
+std::uint64_t fdsNeeded(const config::Config& config, unsigned workers);
+
+// A warning when `limit` is below fdsNeeded(config, workers); nullopt when it is enough.
+std::optional<std::string> fdLimitWarning(const config::Config& config, unsigned workers, std::uint64_t limit);
+
+}  // namespace portico::net
