@@ -19,19 +19,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import ws_client  # noqa: E402
 from portico_harness import main, slow_factor  # noqa: E402
 from ws_client import OP_CLOSE, ConnectionClosed  # noqa: E402
-from ws_peers import (NODE, PEERS_DIR, PYTHON, PeerProcess, WsTestCase, echo_config,  # noqa: E402
-                      node_available, ws_proxy_config, ws_url)
+from ws_peers import (NODE, PEERS_DIR, WsTestCase, echo_config, node_available,  # noqa: E402
+                      start_raw_python_backend, ws_proxy_config, ws_url)
 
 JUNK = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n"
-
-
-def start_junk_backend(testcase, after):
-    """tests/peers/close_then_junk_backend.py: Close 1000 then HTTP junk on "bye"."""
-    peer = PeerProcess([PYTHON, os.path.join(PEERS_DIR, "close_then_junk_backend.py"),
-                        "--port", "0", "--after", after], env={"PYTHONUNBUFFERED": "1"},
-                       name="close-then-junk backend")
-    testcase.addCleanup(peer.stop)
-    return peer.start()
 
 
 def frames_until_eof(testcase, ws, timeout=5.0):
@@ -58,7 +49,7 @@ class BackendJunkAfterClose(WsTestCase):
     test_timeout = 60
 
     def check_one_clean_close(self, after):
-        b = start_junk_backend(self, after)
+        b = start_raw_python_backend(self, after)
         p = self.start_portico(ws_proxy_config(b.address, mode="frames"))
         ws = self.ws_connect(p.port, "/ws/")
         ws.send_text("hello")
@@ -87,7 +78,7 @@ class BackendJunkAfterClose(WsTestCase):
 
     def test_tunnel_mode_passes_the_junk_through_unchanged(self):
         # Tunnel mode does not parse frames: the client sees what the backend wrote.
-        b = start_junk_backend(self, "close")
+        b = start_raw_python_backend(self, "close")
         p = self.start_portico(ws_proxy_config(b.address, mode="tunnel"))
         ws = self.ws_connect(p.port, "/ws/")
         ws.send_text("bye")
@@ -149,7 +140,7 @@ class BrowserSeesACleanClose(WsTestCase):
         return result
 
     def test_chromium_gets_a_clean_1000(self):
-        b = start_junk_backend(self, "linger")
+        b = start_raw_python_backend(self, "linger")
         p = self.start_portico(ws_proxy_config(b.address, mode="frames"))
         res = self.run_browser(ws_url(p.port, "/ws/"), ["hello", "bye"])
         self.assertEqual(res["echoes"], ["hello"], res)

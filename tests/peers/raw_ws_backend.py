@@ -1,15 +1,19 @@
 #!/usr/bin/python3
-"""A WebSocket backend that behaves like Django's dwebsocket under `runserver`: the view returns
-after its Close frame and the WSGI server then writes an HTTP response onto the upgraded
-socket. Used to check that frames mode gives the client one clean Close (RFC 6455 5.5.1).
+"""A raw-socket WebSocket backend for close and limit tests (no library in the way).
 
-    /usr/bin/python3 close_then_junk_backend.py [--port 0] [--after close|linger]
+On "bye" it behaves like Django's dwebsocket under `runserver`: the view returns after its
+Close frame and the WSGI server then writes an HTTP response onto the upgraded socket. Used to
+check that frames mode gives the client one clean Close (RFC 6455 5.5.1).
 
-Every connection: the handshake (101), then each text message is echoed until the text "bye";
-then it sends Close 1000 and, right behind it in the same write, "HTTP/1.1 200 OK ..." junk.
+    /usr/bin/python3 raw_ws_backend.py [--port 0] [--after close|linger]
+
+Every connection: the handshake (101), then each text message is echoed, except:
+"flood:N" sends N small text messages in one write (a backend over a rate limit);
+"bye" sends Close 1000 and, right behind it in the same write, "HTTP/1.1 200 OK ..." junk.
 --after close: then closes TCP at once (runserver without keep-alive); linger (default): reads
 until the peer closes. Prints "listening on HOST:PORT", then one JSON line per connection end:
-{"event":"close","received_close":CODE or null} (the Close the client side sent us, if any).
+{"event":"close","received_close":CODE or null} (the Close the client side sent us, if any;
+a connection ends at our "bye" with --after close, at the peer's Close, or at EOF).
 """
 
 import argparse
@@ -107,6 +111,8 @@ def serve(sock, after):
                     opcode, payload = r.frame()
                     if opcode == 0x8 and received_close is None:
                         received_close = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+            elif opcode == 0x1 and payload.startswith(b"flood:"):
+                sock.sendall(b"".join(frame(0x1, b"f%d" % i) for i in range(int(payload[6:]))))
             elif opcode == 0x1:
                 sock.sendall(frame(0x1, payload))
     except (EOFError, OSError):
