@@ -2,10 +2,6 @@
 
 namespace portico::core {
 
-namespace {
-constexpr std::uint64_t kNano = 1000000000;
-}
-
 TokenBucket::TokenBucket(std::uint64_t rate, std::uint64_t capacity, Clock::time_point now)
     : rate_(rate), capacity_(capacity), level_(static_cast<Level>(capacity) * kNano), last_(now) {}
 
@@ -27,7 +23,7 @@ bool TokenBucket::has(std::uint64_t n, Clock::time_point now) {
 
 bool TokenBucket::take(std::uint64_t n, Clock::time_point now) {
     if (!has(n, now)) return false;
-    level_ -= static_cast<Level>(n) * kNano;
+    takeChecked(n);
     return true;
 }
 

@@ -55,6 +55,7 @@ void FrameRelay::start() {
 }
 
 bool FrameRelay::charge(Direction& d, std::uint64_t messages, std::uint64_t bytes, RateLimiter::Clock::time_point now) {
+    if (!d.rate.enabled()) return true;  // no rate configured: no cost per frame beyond this test
     const RateLimiter::Verdict verdict = d.rate.admit(messages, bytes, now);
     if (verdict == RateLimiter::Verdict::Ok) return true;
     const bool client = &d == &up_;

@@ -11,8 +11,8 @@ RateLimiter::Verdict RateLimiter::admit(std::uint64_t messages, std::uint64_t by
     // Judge both before taking from either, so a refusal leaves both buckets as they were.
     if (messages > 0 && messages_ && !messages_->has(messages, now)) return Verdict::OverMessages;
     if (bytes > 0 && bytes_ && !bytes_->has(bytes, now)) return Verdict::OverBytes;
-    if (messages > 0 && messages_) messages_->take(messages, now);
-    if (bytes > 0 && bytes_) bytes_->take(bytes, now);
+    if (messages > 0 && messages_) messages_->takeChecked(messages);
+    if (bytes > 0 && bytes_) bytes_->takeChecked(bytes);
     return Verdict::Ok;
 }
 

@@ -21,6 +21,9 @@ public:
     bool take(std::uint64_t n, Clock::time_point now);
     // Whether `n` tokens are there at `now` (refills, takes nothing).
     bool has(std::uint64_t n, Clock::time_point now);
+    // Takes `n` tokens that has() just found (no refill, no check): for callers that judge
+    // several buckets before taking from any.
+    void takeChecked(std::uint64_t n) { level_ -= static_cast<Level>(n) * kNano; }
     // Whole tokens in the bucket at `now` (refills, takes nothing).
     std::uint64_t available(Clock::time_point now);
 
@@ -35,6 +38,7 @@ private:
     // (a floating-point level lost a tenth of a 100/s rate to rounding at 1 ms steps).
     // 128 bits: a capacity of 2^64 tokens times 1e9 still fits.
     __extension__ using Level = unsigned __int128;
+    static constexpr std::uint64_t kNano = 1000000000;  // nanotokens per token
 
     std::uint64_t rate_;
     std::uint64_t capacity_;
