@@ -345,7 +345,51 @@ bool isOrigin(std::string_view text) {
     return true;
 }
 
-const std::array<KeyRule<WebSocketSettings>, 6> kWebSocketKeys{{
+// "100/s" (a count) or "1MiB/s" (a size, units.h parseSize) per second, greater than 0.
+bool readPerSecond(Decoder& d, const Item& v, bool size, std::uint64_t& out) {
+    const std::string text = v.node.IsScalar() ? v.node.Scalar() : std::string();
+    std::optional<std::uint64_t> value;
+    if (text.size() > 2 && text.ends_with("/s")) {
+        std::string_view amount = std::string_view(text).substr(0, text.size() - 2);
+        if (size) {
+            if (auto bytes = parseSize(amount)) value = *bytes;
+        } else {
+            value = parseCount(amount);
+        }
+    }
+    if (!value || *value == 0) {
+        d.error(v, size ? "expected a byte rate like 1MiB/s (greater than 0)"
+                        : "expected a message rate like 100/s (greater than 0)");
+        return false;
+    }
+    out = *value;
+    return true;
+}
+
+const std::array<KeyRule<WebSocketRate>, 2> kBurstKeys{{
+    {"messages",
+     [](Decoder& d, const Item& v, WebSocketRate& r) {
+         std::size_t n = 0;
+         if (!d.readCount(v, n)) return;
+         requirePositive(d, v, n > 0);
+         r.burst_messages = n;
+     }},
+    {"bytes",
+     [](Decoder& d, const Item& v, WebSocketRate& r) {
+         std::size_t n = 0;
+         if (!d.readSize(v, n)) return;
+         requirePositive(d, v, n > 0);
+         r.burst_bytes = n;
+     }},
+}};
+
+const std::array<KeyRule<WebSocketRate>, 3> kRateKeys{{
+    {"messages", [](Decoder& d, const Item& v, WebSocketRate& r) { readPerSecond(d, v, false, r.messages); }},
+    {"bytes", [](Decoder& d, const Item& v, WebSocketRate& r) { readPerSecond(d, v, true, r.bytes); }},
+    {"burst", [](Decoder& d, const Item& v, WebSocketRate& r) { decodeMapping(d, v, kBurstKeys, r); }},
+}};
+
+const std::array<KeyRule<WebSocketSettings>, 9> kWebSocketKeys{{
     {"mode",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          d.readChoice(v, {{"tunnel", WebSocketMode::Tunnel}, {"frames", WebSocketMode::Frames}},
@@ -391,6 +435,13 @@ const std::array<KeyRule<WebSocketSettings>, 6> kWebSocketKeys{{
              }
          }
          if (ok) ws.subprotocols = std::move(protocols);
+     }},
+    {"rate", [](Decoder& d, const Item& v, WebSocketSettings& ws) { decodeMapping(d, v, kRateKeys, ws.rate); }},
+    {"max_lifetime",  // 0 = no limit
+     [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readDuration(v, ws.max_lifetime); }},
+    {"max_lifetime_grace",
+     [](Decoder& d, const Item& v, WebSocketSettings& ws) {
+         if (d.readDuration(v, ws.max_lifetime_grace)) requirePositive(d, v, ws.max_lifetime_grace.count() > 0);
      }},
 }};
 

@@ -3,6 +3,7 @@
 // decode, so that one typo gives one error, not a cascade.
 
 #include <string>
+#include <utility>
 
 #include "config/decoder.h"
 #include "config/passes.h"
@@ -117,6 +118,17 @@ bool shadows(const Route& first, const Route& later) {
     return first.path.ends_with('/') && later.path.starts_with(first.path);
 }
 
+// `burst.messages` sizes the message bucket: without a message rate there is no bucket.
+void validateRate(Decoder& d, const WebSocketRate& rate, const std::string& path) {
+    std::string burst = childPath(path, "burst");
+    for (auto [key, set] : {std::pair{"messages", rate.messages > 0}, std::pair{"bytes", rate.bytes > 0}}) {
+        std::string key_path = childPath(burst, key);
+        if (d.has(key_path) && !set && !d.failed(childPath(path, key))) {
+            d.error(d.markOf(key_path), key_path, std::string("needs ") + childPath(path, key));
+        }
+    }
+}
+
 void validateRoute(Decoder& d, const Config& c, std::size_t index) {
     const Route& route = c.routes[index];
     std::string path = indexPath("routes", index);
@@ -159,6 +171,7 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
 
     std::string websocket = childPath(path, "websocket");
     if (route.websocket_configured) {
+        validateRate(d, route.websocket.rate, childPath(websocket, "rate"));
         std::string mode = childPath(websocket, "mode");
         if (!is_upstream && !isWebSocketHandler(route.handler)) {
             d.error(d.markOf(websocket), websocket,
@@ -168,7 +181,15 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
                     "only for routes to an upstream: built-in handlers always parse frames");
         } else if (is_upstream && route.websocket.mode == WebSocketMode::Tunnel &&
                    !d.failed(mode)) {
-            for (const char* key : {"max_message_bytes", "ping_interval"}) {
+            // A tunnel does not parse frames, so it cannot count messages: an unenforced limit
+            // would be a silent security gap, hence an error rather than a warning.
+            std::string rate = childPath(websocket, "rate");
+            if (d.has(rate)) {
+                d.error(d.markOf(rate), rate,
+                        "needs mode: frames (a tunnel does not parse frames and cannot count "
+                        "them)");
+            }
+            for (const char* key : {"max_message_bytes", "ping_interval", "max_lifetime_grace"}) {
                 std::string key_path = childPath(websocket, key);
                 if (d.has(key_path)) {
                     d.warning(d.markOf(key_path), key_path,

@@ -47,6 +47,8 @@ EndpointSession::EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, 
       codec_(codecOptions(settings, deflate), static_cast<ws::CodecHandler&>(*this), client_->output()),
       app_(std::move(app)),
       idle_(loop, settings.idle_timeout, [this] { close(ws::close_code::kGoingAway, "idle timeout"); }),
+      lifetime_(loop, settings, [this] { onLifetime(); }, [this] { end("max lifetime grace over"); }),
+      rate_(settings.rate, ws::RateLimiter::Clock::now()),
       ping_timer_(event_new(loop.base(), -1, 0, &EndpointSession::onPingTimer, this)),
       ping_interval_(settings.ping_interval) {
     client_->setHandler(this);
@@ -60,6 +62,7 @@ EndpointSession::~EndpointSession() {
 
 void EndpointSession::start() {
     idle_.start();
+    lifetime_.start();
     if (ping_interval_.count() > 0) net::addTimer(loop_, ping_timer_.get(), ping_interval_);
     app_->onOpen(*this);
     client_->flush();
@@ -70,14 +73,47 @@ void EndpointSession::onReadable(net::Stream& stream) {
     if (ended_) return;
     idle_.touch();
     std::size_t before = evbuffer_get_length(stream.input());
+    if (rate_.enabled() && codec_.state() == ws::CodecState::Open) {
+        now_ = ws::RateLimiter::Clock::now();
+        // Bytes are charged as they arrive, before the codec acts on any of them.
+        if (before > unread_ && rate_.admit(0, before - unread_, now_) != ws::RateLimiter::Verdict::Ok) {
+            overRate("client over the byte rate");
+            afterCodec();
+            return;
+        }
+    }
     codec_.feed(stream.input());
-    bytes_in_ += before - evbuffer_get_length(stream.input());
+    unread_ = evbuffer_get_length(stream.input());
+    bytes_in_ += before - unread_;
     afterCodec();
+}
+
+void EndpointSession::overRate(const char* reason) {
+    // RFC 6455 7.4.1: 1008, the client violated the route's policy. The codec delivers nothing
+    // more once its Close is queued; afterCodec() then closes TCP without waiting.
+    limit_ = ws::SessionLimit::Rate;
+    rate_reason_ = reason;
+    codec_.sendClose(ws::close_code::kPolicyViolation);
+}
+
+void EndpointSession::onLifetime() {
+    if (ended_) return;
+    // RFC 6455 7.4.1: 1001, going away; the client's answering Close ends the session
+    // (afterCodec), or the grace period does.
+    limit_ = ws::SessionLimit::Lifetime;
+    event_del(ping_timer_.get());
+    codec_.sendClose(ws::close_code::kGoingAway);
+    client_->flush();
+    lifetime_.startGrace();
 }
 
 void EndpointSession::afterCodec() {
     if (ended_) return;
     client_->flush();
+    if (rate_reason_ != nullptr) {
+        end(rate_reason_);
+        return;
+    }
     if (codec_.state() == ws::CodecState::Closed) {
         end(codec_.failed() ? "protocol error" : "closed");
         return;
@@ -95,7 +131,13 @@ void EndpointSession::onDrained(net::Stream& stream) {
 void EndpointSession::onEof(net::Stream&) { end("client closed"); }
 void EndpointSession::onError(net::Stream&, int) { end("client connection error"); }
 
-void EndpointSession::onMessage(bool is_text, std::string_view payload) { app_->onMessage(*this, is_text, payload); }
+void EndpointSession::onMessage(bool is_text, std::string_view payload) {
+    if (rate_.enabled() && rate_.admit(1, 0, now_) != ws::RateLimiter::Verdict::Ok) {
+        overRate("client over the message rate");  // this message is not delivered
+        return;
+    }
+    app_->onMessage(*this, is_text, payload);
+}
 
 void EndpointSession::onPong(std::string_view payload) {
     if (payload == kPingPayload) ping_outstanding_ = false;
@@ -146,9 +188,10 @@ void EndpointSession::end(const char* reason) {
     if (ended_) return;
     ended_ = true;
     idle_.stop();
+    lifetime_.stop();
     event_del(ping_timer_.get());
     app_->onClose(*this);
-    const ws::SessionCounts counts{codec_.messagesIn(), codec_.messagesOut(), bytes_in_, codec_.bytesOut()};
+    const ws::SessionCounts counts{codec_.messagesIn(), codec_.messagesOut(), bytes_in_, codec_.bytesOut(), limit_};
     net::closeGracefully(loop_, std::move(client_));
     owner_.onSessionEnd(reason, counts);
 }

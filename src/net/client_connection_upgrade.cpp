@@ -13,6 +13,7 @@
 #include "portico/net/client_connection.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
+#include "portico/observe/metrics.h"
 #include "portico/ws/frame_relay.h"
 #include "portico/ws/handshake.h"
 #include "portico/ws/tunnel.h"
@@ -92,7 +93,7 @@ void ClientConnection::onUpgraded(std::unique_ptr<Stream> upstream, std::string 
                                                    std::move(upstream), settings, ws::allowedRsvBits(extensions));
     } else {
         session = std::make_unique<ws::Tunnel>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
-                                               std::move(upstream), settings.idle_timeout);
+                                               std::move(upstream), settings);
     }
     retireExchange();
     startSession(std::move(session));
@@ -117,6 +118,13 @@ void ClientConnection::onSessionEnd(const char* reason, const ws::SessionCounts&
     ws_stats_->ws_messages_out.add(counts.messages_out);
     ws_stats_->ws_bytes_in.add(counts.bytes_in);
     ws_stats_->ws_bytes_out.add(counts.bytes_out);
+    if (counts.limit == ws::SessionLimit::Rate) {
+        ws_stats_->ws_closed_rate.add();
+        LOG_WARN("client %s: WebSocket on route %s closed 1008: %s", client_ip_.c_str(),
+                 observe::routeKey(route_->host, route_->path, route_->exact_path).c_str(), reason);
+    } else if (counts.limit == ws::SessionLimit::Lifetime) {
+        ws_stats_->ws_closed_lifetime.add();
+    }
     const std::uint64_t from_client = counts.bytes_in, to_client = counts.bytes_out;
     LOG_DEBUG("client %s: WebSocket closed (%s), %llu bytes in, %llu bytes out", client_ip_.c_str(), reason,
               static_cast<unsigned long long>(from_client), static_cast<unsigned long long>(to_client));

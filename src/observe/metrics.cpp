@@ -93,6 +93,7 @@ struct Totals {
     struct Route {
         std::array<std::uint64_t, 6> requests{};
         std::uint64_t ws_open = 0, msg_in = 0, msg_out = 0, bytes_in = 0, bytes_out = 0;
+        std::uint64_t closed_rate = 0, closed_lifetime = 0;
     };
     struct Upstream {
         std::array<std::uint64_t, UpstreamStats::kBuckets.size()> buckets{};
@@ -170,6 +171,11 @@ std::string Metrics::renderPrometheus(const ProcessInfo& info) {
         out += "portico_websocket_bytes_total{route=\"" + escapeLabel(k) + "\",direction=\"in\"} " + std::to_string(v.bytes_in) + "\n";
         out += "portico_websocket_bytes_total{route=\"" + escapeLabel(k) + "\",direction=\"out\"} " + std::to_string(v.bytes_out) + "\n";
     }
+    metric("portico_websocket_limit_closes_total", "counter", "WebSocket sessions closed by a route limit.");
+    for (auto& [k, v] : t.routes) {
+        out += "portico_websocket_limit_closes_total{route=\"" + escapeLabel(k) + "\",limit=\"rate\"} " + std::to_string(v.closed_rate) + "\n";
+        out += "portico_websocket_limit_closes_total{route=\"" + escapeLabel(k) + "\",limit=\"lifetime\"} " + std::to_string(v.closed_lifetime) + "\n";
+    }
     metric("portico_upstream_response_seconds", "histogram", "Upstream response time.");
     for (auto& [k, v] : t.upstreams) {
         std::uint64_t cumulative = 0;
@@ -244,7 +250,8 @@ std::string Metrics::renderJson(const ProcessInfo& info) {
                ",\"4xx\":" + std::to_string(v.requests[4]) + ",\"5xx\":" + std::to_string(v.requests[5]) +
                "},\"websocket\":{\"open\":" + std::to_string(v.ws_open) + ",\"messages_in\":" + std::to_string(v.msg_in) +
                ",\"messages_out\":" + std::to_string(v.msg_out) + ",\"bytes_in\":" + std::to_string(v.bytes_in) +
-               ",\"bytes_out\":" + std::to_string(v.bytes_out) + "}}";
+               ",\"bytes_out\":" + std::to_string(v.bytes_out) + ",\"closed_by_rate\":" + std::to_string(v.closed_rate) +
+               ",\"closed_by_lifetime\":" + std::to_string(v.closed_lifetime) + "}}";
         first = false;
     }
     out += "},\"upstreams\":{";
@@ -292,6 +299,8 @@ Totals StatsReader::collect(const std::vector<std::unique_ptr<WorkerStats>>& wor
             o.msg_out += s->ws_messages_out.get();
             o.bytes_in += s->ws_bytes_in.get();
             o.bytes_out += s->ws_bytes_out.get();
+            o.closed_rate += s->ws_closed_rate.get();
+            o.closed_lifetime += s->ws_closed_lifetime.get();
         }
         for (auto& [k, s] : w->upstreams_) {
             auto& o = t.upstreams[k];

@@ -26,9 +26,10 @@ FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_pt
       loop_(loop),
       client_(std::move(client)),
       upstream_(std::move(upstream)),
-      up_(Role::Client, allowed_rsv, settings.max_message_bytes),
-      down_(Role::Server, allowed_rsv, settings.max_message_bytes),
+      up_(Role::Client, allowed_rsv, settings),
+      down_(Role::Server, allowed_rsv, settings),
       idle_(loop, settings.idle_timeout, [this] { goAwayBoth("idle timeout"); }),
+      lifetime_(loop, settings, [this] { onLifetime(); }, [this] { end("max lifetime grace over"); }),
       ping_timer_(event_new(loop.base(), -1, 0, &FrameRelay::onPingTimer, this)),
       ping_interval_(settings.ping_interval) {
     up_.from = down_.to = client_.get();
@@ -47,24 +48,53 @@ FrameRelay::~FrameRelay() {
 
 void FrameRelay::start() {
     idle_.start();
+    lifetime_.start();
     if (ping_interval_.count() > 0) net::addTimer(loop_, ping_timer_.get(), ping_interval_);
     if (evbuffer_get_length(upstream_->input()) > 0 && !pump(down_)) return;
     if (evbuffer_get_length(client_->input()) > 0) pump(up_);
 }
 
+bool FrameRelay::charge(Direction& d, std::uint64_t messages, std::uint64_t bytes, RateLimiter::Clock::time_point now) {
+    if (!d.rate.enabled()) return true;  // no rate configured: no cost per frame beyond this test
+    const RateLimiter::Verdict verdict = d.rate.admit(messages, bytes, now);
+    if (verdict == RateLimiter::Verdict::Ok) return true;
+    const bool client = &d == &up_;
+    const bool over_messages = verdict == RateLimiter::Verdict::OverMessages;
+    // Static strings: the reason outlives this call (it reaches the owner's log line).
+    const char* reason = client ? (over_messages ? "client over the message rate" : "client over the byte rate")
+                                : (over_messages ? "upstream over the message rate" : "upstream over the byte rate");
+    // RFC 6455 7.4.1: 1008, the sender violated the route's policy.
+    fail(*d.from, close_code::kPolicyViolation, reason, SessionLimit::Rate);
+    return false;
+}
+
 bool FrameRelay::pump(Direction& d) {
     evbuffer* in = d.from->input();
     evbuffer* out = d.to->output();
+    // RFC 6455 5.5.1: a side that sent its Close sends nothing more; whatever follows (an HTTP
+    // response some servers write after it) is not WebSocket and is discarded unread.
+    if (d.close_seen) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return true;
+    }
+    // The clock is read once per batch of frames, and only when a rate is configured.
+    const RateLimiter::Clock::time_point now = d.rate.enabled() ? RateLimiter::Clock::now() : RateLimiter::Clock::time_point();
     for (;;) {
         std::size_t available = evbuffer_get_length(in);
         if (d.remaining > 0) {
             // The rest of a data frame's payload: move it on as it is, still masked.
             if (available == 0) break;
             std::size_t n = d.remaining < available ? static_cast<std::size_t>(d.remaining) : available;
-            evbuffer_remove_buffer(in, out, n);
+            if (d.discarding) {
+                evbuffer_drain(in, n);
+            } else {
+                if (!charge(d, 0, n, now)) return false;
+                evbuffer_remove_buffer(in, out, n);
+                d.bytes += n;
+            }
             d.remaining -= n;
-            d.bytes += n;
             if (d.remaining > 0) break;
+            if (d.close_pending != 0) writeClose(d, d.close_pending);
             continue;
         }
         if (available == 0) break;
@@ -82,10 +112,18 @@ bool FrameRelay::pump(Direction& d) {
         const std::size_t frame_size = static_cast<std::size_t>(header) + (isControl(h.opcode) ? h.payload_length : 0);
         if (!isControl(h.opcode)) {
             // Header and as much payload as is here, in one move (the common small message is
-            // entirely here).
+            // entirely here). After `to` got a Close, data frames for it are dropped (RFC 6455
+            // 5.5.1: no data after a Close).
             std::uint64_t move = std::min<std::uint64_t>(available, header + h.payload_length);
-            evbuffer_remove_buffer(in, out, static_cast<std::size_t>(move));
-            d.bytes += move;
+            d.discarding = d.close_sent;
+            if (d.discarding) {
+                evbuffer_drain(in, static_cast<std::size_t>(move));
+            } else {
+                const bool starts_message = h.opcode != Opcode::Continuation;
+                if (!charge(d, starts_message ? 1 : 0, move, now)) return false;
+                evbuffer_remove_buffer(in, out, static_cast<std::size_t>(move));
+                d.bytes += move;
+            }
             d.remaining = header + h.payload_length - move;
             continue;
         }
@@ -101,11 +139,33 @@ bool FrameRelay::pump(Direction& d) {
                 return false;
             }
             d.close_seen = true;
-        } else if (h.opcode == Opcode::Pong && &d == &up_ && body == kPingPayload) {
+            if (d.close_sent) {
+                evbuffer_drain(in, frame_size);  // `to` already has a Close: never a second one
+            } else {
+                evbuffer_remove_buffer(in, out, frame_size);
+                d.bytes += frame_size;
+                d.close_sent = true;
+            }
+            evbuffer_drain(in, evbuffer_get_length(in));  // RFC 6455 5.5.1: nothing after it
+            if (up_.close_seen && down_.close_seen) {
+                // Both Closes went through: the closing handshake is complete (RFC 6455 7.1.1:
+                // the server, here Portico towards the client, closes TCP first).
+                end("closed");
+                return false;
+            }
+            break;
+        }
+        if (h.opcode == Opcode::Pong && &d == &up_ && body == kPingPayload) {
             ping_outstanding_ = false;  // the answer to our own ping: not the upstream's business
             evbuffer_drain(in, frame_size);
             continue;
         }
+        if (d.close_sent) {
+            evbuffer_drain(in, frame_size);
+            continue;
+        }
+        // Control frames count as bytes, not messages (a ping flood still meets the byte rate).
+        if (!charge(d, 0, frame_size, now)) return false;
         evbuffer_remove_buffer(in, out, frame_size);
         d.bytes += frame_size;
     }
@@ -145,21 +205,46 @@ void FrameRelay::onError(net::Stream& stream, int) {
 
 void FrameRelay::sendClose(net::Stream& to, std::uint16_t code) {
     Direction& d = directionTo(to);
-    if (d.remaining > 0) return;  // a frame to this side is half sent: a Close cannot follow it
-    std::uint8_t payload[2] = {static_cast<std::uint8_t>(code >> 8), static_cast<std::uint8_t>(code & 0xff)};
-    std::uint8_t mask[4];
-    const bool to_upstream = &to == upstream_.get();
-    if (to_upstream) makeMask(mask);  // we are the client towards the upstream: frames are masked
-    appendFrame(to.output(), Opcode::Close, true, 0, payload, sizeof payload, to_upstream ? mask : nullptr);
-    to.flush();
+    if (d.close_sent || d.close_pending != 0) return;  // RFC 6455 5.5.1: one Close per side
+    if (d.remaining > 0 && !d.discarding) {
+        d.close_pending = code;  // a frame to this side is half sent: the Close follows it
+        return;
+    }
+    writeClose(d, code);
 }
 
-void FrameRelay::fail(net::Stream& at_fault, std::uint16_t code, const char* reason) {
+void FrameRelay::writeClose(Direction& d, std::uint16_t code) {
+    d.close_pending = 0;
+    d.close_sent = true;
+    std::uint8_t payload[2] = {static_cast<std::uint8_t>(code >> 8), static_cast<std::uint8_t>(code & 0xff)};
+    std::uint8_t mask[4];
+    const bool to_upstream = d.to == upstream_.get();
+    if (to_upstream) makeMask(mask);  // we are the client towards the upstream: frames are masked
+    appendFrame(d.to->output(), Opcode::Close, true, 0, payload, sizeof payload, to_upstream ? mask : nullptr);
+    d.to->flush();
+}
+
+void FrameRelay::fail(net::Stream& at_fault, std::uint16_t code, const char* reason, SessionLimit limit) {
     const bool client_at_fault = &at_fault == client_.get();
-    LOG_INFO("websocket %s violation (%s): closing with %u", client_at_fault ? "client" : "upstream", reason, code);
+    if (limit == SessionLimit::None) {
+        LOG_INFO("websocket %s violation (%s): closing with %u", client_at_fault ? "client" : "upstream", reason, code);
+    }
+    limit_ = limit;
     sendClose(at_fault, code);
     sendClose(client_at_fault ? *upstream_ : *client_, close_code::kGoingAway);
     end(reason);
+}
+
+void FrameRelay::onLifetime() {
+    if (ended_) return;
+    // RFC 6455 7.4.1: 1001, the server is going away (here: this connection is old enough to be
+    // rebalanced). Both sides are asked to close; their Closes end the session (pump), or the
+    // grace period does.
+    limit_ = SessionLimit::Lifetime;
+    event_del(ping_timer_.get());
+    sendClose(*client_, close_code::kGoingAway);
+    sendClose(*upstream_, close_code::kGoingAway);
+    lifetime_.startGrace();
 }
 
 void FrameRelay::goAway() { goAwayBoth("shutdown"); }
@@ -177,7 +262,7 @@ void FrameRelay::onPingTimer(int, short, void* arg) {
         self->goAwayBoth("no pong from client");  // a whole interval: the client is gone or stuck
         return;
     }
-    if (self->down_.remaining == 0) {  // only between frames towards the client
+    if (self->down_.remaining == 0 && !self->down_.close_sent) {  // between frames, before a Close
         appendFrame(self->client_->output(), Opcode::Ping, true, 0, kPingPayload.data(), kPingPayload.size(), nullptr);
         self->client_->flush();
         self->ping_outstanding_ = true;
@@ -189,8 +274,9 @@ void FrameRelay::end(const char* reason) {
     if (ended_) return;
     ended_ = true;
     idle_.stop();
+    lifetime_.stop();
     event_del(ping_timer_.get());
-    const SessionCounts counts{up_.checker.messages(), down_.checker.messages(), up_.bytes, down_.bytes};
+    const SessionCounts counts{up_.checker.messages(), down_.checker.messages(), up_.bytes, down_.bytes, limit_};
     net::closeGracefully(loop_, std::move(client_));
     net::closeGracefully(loop_, std::move(upstream_));
     owner_.onSessionEnd(reason, counts);

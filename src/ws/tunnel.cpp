@@ -10,12 +10,18 @@
 namespace portico::ws {
 
 Tunnel::Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
-               std::unique_ptr<net::Stream> upstream, std::chrono::milliseconds idle_timeout)
+               std::unique_ptr<net::Stream> upstream, const config::WebSocketSettings& settings)
     : owner_(owner),
       loop_(loop),
       client_(std::move(client)),
       upstream_(std::move(upstream)),
-      idle_(loop, idle_timeout, [this] { end("idle timeout"); }) {
+      idle_(loop, settings.idle_timeout, [this] { end("idle timeout"); }),
+      lifetime_(loop, settings,
+                [this] {
+                    limit_ = SessionLimit::Lifetime;
+                    end("max lifetime");
+                },
+                [] {}) {
     for (net::Stream* s : {client_.get(), upstream_.get()}) {
         s->setHandler(this);
         s->setLowWatermark(proxy::kLowWatermark);
@@ -30,6 +36,7 @@ Tunnel::~Tunnel() {
 
 void Tunnel::start() {
     idle_.start();
+    lifetime_.start();
     // Bytes that arrived with the handshake (a first frame right behind the 101).
     if (evbuffer_get_length(upstream_->input()) > 0) relay(*upstream_);
     if (evbuffer_get_length(client_->input()) > 0) relay(*client_);
@@ -73,10 +80,11 @@ void Tunnel::end(const char* reason) {
     if (ended_) return;
     ended_ = true;
     idle_.stop();
+    lifetime_.stop();
     // What one side still has queued (the other side's last bytes) is flushed before closing.
     net::closeGracefully(loop_, std::move(client_));
     net::closeGracefully(loop_, std::move(upstream_));
-    owner_.onSessionEnd(reason, SessionCounts{0, 0, from_client_, to_client_});
+    owner_.onSessionEnd(reason, SessionCounts{0, 0, from_client_, to_client_, limit_});
 }
 
 }  // namespace portico::ws

@@ -43,6 +43,7 @@ __all__ = [
     "PEERS_DIR", "PeerProcess", "WsTestCase", "TestTimeout", "start_ws_backend",
     "node_available", "run_node_client", "ws_url", "ws_proxy_config", "echo_config",
     "start_raw_ws_backend", "py_connect", "py_run", "py_echo_roundtrip", "raise_nofile",
+    "start_raw_python_backend",
     "BACKEND_KINDS", "wait_for", "closed_socket_port", "connect_many",
 ]
 
@@ -346,6 +347,17 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
     b.start()
     testcase.addCleanup(b.stop)
     return b
+
+
+def start_raw_python_backend(testcase, after="linger"):
+    """tests/peers/raw_ws_backend.py on a free port (stopped on cleanup): echoes text; "bye"
+    sends Close 1000 then HTTP junk (dwebsocket-like; `after` "close" then closes TCP, "linger"
+    reads on); "flood:N" sends N messages at once. One {"event":"close","received_close":C}
+    line per connection."""
+    peer = PeerProcess([PYTHON, os.path.join(PEERS_DIR, "raw_ws_backend.py"), "--port", "0",
+                        "--after", after], env={"PYTHONUNBUFFERED": "1"}, name="raw ws backend")
+    testcase.addCleanup(peer.stop)
+    return peer.start()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -109,6 +109,16 @@ struct Upstream {
 
 enum class WebSocketMode { Tunnel, Frames };
 
+// `websocket.rate`: token buckets per direction of a frames-mode or built-in session; over
+// either limit the sender is closed 1008. 0 = that limit is off (the default: no limit).
+struct WebSocketRate {
+    std::uint64_t messages = 0;        // data messages per second (a fragmented one counts once)
+    std::uint64_t bytes = 0;           // frame bytes per second, headers included, as on the wire
+    std::uint64_t burst_messages = 0;  // bucket size; 0 = one second's worth (`messages`)
+    std::uint64_t burst_bytes = 0;     // bucket size; 0 = one second's worth (`bytes`)
+    bool enabled() const { return messages > 0 || bytes > 0; }
+};
+
 struct WebSocketSettings {
     WebSocketMode mode = WebSocketMode::Tunnel;    // tunnel: opaque bytes; frames: parse and check
     std::size_t max_message_bytes = 1024 * 1024;   // frames mode and built-ins: close 1009 beyond
@@ -118,6 +128,11 @@ struct WebSocketSettings {
     std::vector<std::string> origins;              // empty: any Origin; else 403 on mismatch
                                                    // (scheme and host lower case after load)
     std::vector<std::string> subprotocols;         // empty: pass through; else allowed list
+    WebSocketRate rate;                            // frames mode and built-ins; off by default
+    Duration max_lifetime = Duration(0);           // session age: then Close 1001 (tunnel: TCP
+                                                   // close); 0 = no limit
+    Duration max_lifetime_grace = std::chrono::seconds(30);  // after that Close: wait this long
+                                                   // for the peers' Close, then close TCP
 };
 
 struct PubSubSettings {

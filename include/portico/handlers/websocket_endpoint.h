@@ -2,6 +2,12 @@
 // A WebSocket connection that Portico serves itself (`handler: echo`, `handler: pubsub`):
 // the client socket, the codec, ping and idle timers, and an EndpointApp that decides what
 // messages mean.
+//
+// Limits: websocket.rate applies to what the client sends (bytes as they arrive, messages as the
+// codec completes them; over it: Close 1008, then TCP close). What Portico itself sends is not
+// rate-limited here: echo mirrors the client's own rate, and a pubsub subscriber is bounded by
+// pubsub.queue_bytes instead, since closing it for traffic it did not cause would be wrong.
+// websocket.max_lifetime sends Close 1001 and waits max_lifetime_grace for the client's Close.
 
 #include <chrono>
 #include <memory>
@@ -13,6 +19,8 @@
 #include "portico/net/idle_timer.h"
 #include "portico/net/stream.h"
 #include "portico/ws/codec.h"
+#include "portico/ws/lifetime_timer.h"
+#include "portico/ws/rate_limiter.h"
 #include "portico/ws/session.h"
 
 namespace portico::net {
@@ -66,6 +74,8 @@ private:
     void onMessage(bool is_text, std::string_view payload) override;
     void onPong(std::string_view payload) override;
     void afterCodec();
+    void overRate(const char* reason);
+    void onLifetime();
     void end(const char* reason);
     static void onPingTimer(int, short, void* arg);
 
@@ -75,11 +85,17 @@ private:
     ws::Codec codec_;
     std::unique_ptr<EndpointApp> app_;
     net::IdleTimer idle_;
+    ws::LifetimeTimer lifetime_;
+    ws::RateLimiter rate_;
+    ws::RateLimiter::Clock::time_point now_;  // read once per onReadable when a rate is set
+    const char* rate_reason_ = nullptr;        // set when the client went over the rate
     core::EventPtr ping_timer_;
     std::chrono::milliseconds ping_interval_;
     std::uint64_t bytes_in_ = 0;
+    std::size_t unread_ = 0;  // input bytes the codec left for later (already charged)
     bool ping_outstanding_ = false;
     bool ended_ = false;
+    ws::SessionLimit limit_ = ws::SessionLimit::None;
 };
 
 // `handler: echo`: every message comes back as it came (text as text, binary as binary).

@@ -43,6 +43,8 @@ struct RouteStats {
     Counter ws_messages_out;
     Counter ws_bytes_in;
     Counter ws_bytes_out;
+    Counter ws_closed_rate;      // sessions closed 1008 for websocket.rate
+    Counter ws_closed_lifetime;  // sessions closed for websocket.max_lifetime
 };
 
 struct UpstreamStats {

@@ -5,6 +5,16 @@
 // judged. A violation closes the side at fault with the right code (1002, 1009, 1007 for a bad
 // close reason) and the other side with 1001. Portico also pings the client every
 // ping_interval and closes both sides with 1001 after idle_timeout without traffic.
+//
+// Close handling (RFC 6455 5.5.1): a side's Close is forwarded once; what that side sends after
+// it is discarded unparsed (a server that writes an HTTP response after its Close gives its
+// client a clean 1000, not a second Close). No side ever gets a second Close, and once a side was
+// sent a Close nothing more is forwarded to it. When both sides have sent their Close the
+// session ends (both TCP connections are closed once flushed).
+//
+// Limits: websocket.rate charges each direction's frames to its own RateLimiter (over it: 1008
+// to the sender, 1001 to the other side); websocket.max_lifetime sends 1001 to both sides and
+// waits max_lifetime_grace for their Close.
 
 #include <chrono>
 #include <memory>
@@ -14,6 +24,8 @@
 #include "portico/net/idle_timer.h"
 #include "portico/net/stream.h"
 #include "portico/ws/frame_checker.h"
+#include "portico/ws/lifetime_timer.h"
+#include "portico/ws/rate_limiter.h"
 #include "portico/ws/session.h"
 
 namespace portico::net {
@@ -39,13 +51,19 @@ public:
 private:
     // One direction: frames read from `from`, checked, and written to `to`.
     struct Direction {
-        Direction(Role sender, std::uint8_t rsv, std::uint64_t max) : checker(sender, rsv, max) {}
+        Direction(Role sender, std::uint8_t rsv, const config::WebSocketSettings& settings)
+            : checker(sender, rsv, settings.max_message_bytes), rate(settings.rate, RateLimiter::Clock::now()) {}
         net::Stream* from = nullptr;
         net::Stream* to = nullptr;
         FrameChecker checker;
+        RateLimiter rate;
         std::uint64_t remaining = 0;   // payload bytes of the current frame still to forward
         std::uint64_t bytes = 0;       // bytes forwarded
-        bool close_seen = false;       // `from` sent a Close frame
+        std::uint16_t close_pending = 0;  // a Close for `to` waiting for the current frame's end
+        bool close_seen = false;       // `from` sent a Close frame: the rest from it is discarded
+        bool close_sent = false;       // `to` was sent a Close (forwarded or ours): nothing more
+                                       // goes to it; the current frame from `from` is discarded
+        bool discarding = false;       // the frame in progress is being discarded, not forwarded
         bool eof = false;              // `from` closed its side
     };
 
@@ -56,12 +74,19 @@ private:
 
     Direction& directionFrom(const net::Stream& s) { return &s == client_.get() ? up_ : down_; }
     Direction& directionTo(const net::Stream& s) { return &s == client_.get() ? down_ : up_; }
-    // Returns false when the session failed and ended.
+    // Returns false when the session ended.
     bool pump(Direction& d);
-    // `at_fault` broke the protocol with `code`: it gets `code`, the other side 1001.
-    void fail(net::Stream& at_fault, std::uint16_t code, const char* reason);
-    // Appends a Close frame to `to` unless a frame to it is half-forwarded (then TCP close only).
+    // Charges `bytes` (and `messages`) to d's rate; over it, fails d's sender (returns false).
+    bool charge(Direction& d, std::uint64_t messages, std::uint64_t bytes, RateLimiter::Clock::time_point now);
+    // `at_fault` broke the protocol (or the rate, `limit`) with `code`: it gets `code`, the other
+    // side 1001.
+    void fail(net::Stream& at_fault, std::uint16_t code, const char* reason, SessionLimit limit = SessionLimit::None);
+    // Appends a Close frame to `to` unless it already got one. When a frame to it is
+    // half-forwarded the Close waits for the frame's end (close_pending); if the session ends
+    // first, `to` gets a TCP close only.
     void sendClose(net::Stream& to, std::uint16_t code);
+    void writeClose(Direction& d, std::uint16_t code);
+    void onLifetime();
     void end(const char* reason);
     void goAwayBoth(const char* reason);  // 1001 to both sides, then end
     static void onPingTimer(int, short, void* arg);
@@ -73,10 +98,12 @@ private:
     Direction up_;    // client -> upstream
     Direction down_;  // upstream -> client
     net::IdleTimer idle_;
+    LifetimeTimer lifetime_;
     core::EventPtr ping_timer_;
     std::chrono::milliseconds ping_interval_;
     bool ping_outstanding_ = false;
     bool ended_ = false;
+    SessionLimit limit_ = SessionLimit::None;
 };
 
 }  // namespace portico::ws

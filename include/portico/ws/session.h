@@ -7,12 +7,20 @@
 
 namespace portico::ws {
 
+// Which of the route's limits ended a session (for metrics and the log), if one did.
+enum class SessionLimit : std::uint8_t {
+    None,
+    Rate,      // websocket.rate: a sender went over it and was closed 1008
+    Lifetime,  // websocket.max_lifetime: closed 1001 (a tunnel: TCP close)
+};
+
 // What went through a session, for logs and metrics. A tunnel counts bytes only.
 struct SessionCounts {
     std::uint64_t messages_in = 0;   // from the client
     std::uint64_t messages_out = 0;  // to the client
     std::uint64_t bytes_in = 0;
     std::uint64_t bytes_out = 0;
+    SessionLimit limit = SessionLimit::None;
 };
 
 class SessionOwner {

@@ -4,13 +4,18 @@
 // backpressure: a side's reading stops while the other side's output is above the high
 // watermark and resumes when it drains. A FIN or an error on either side ends the session: the
 // other side gets what was queued for it, then a FIN.
+//
+// websocket.max_lifetime: a tunnel does not know where frames begin, so it cannot insert a
+// Close 1001 safely; at that age both TCP connections are closed (flushed first) instead.
 
 #include <chrono>
 #include <memory>
 
+#include "portico/config/config.h"
 #include "portico/core/handles.h"
 #include "portico/net/idle_timer.h"
 #include "portico/net/stream.h"
+#include "portico/ws/lifetime_timer.h"
 #include "portico/ws/session.h"
 
 namespace portico::net {
@@ -23,7 +28,7 @@ class Tunnel final : public Session, private net::StreamHandler {
 public:
     // Takes both streams; bytes already buffered in their inputs are relayed at start().
     Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
-           std::unique_ptr<net::Stream> upstream, std::chrono::milliseconds idle_timeout);
+           std::unique_ptr<net::Stream> upstream, const config::WebSocketSettings& settings);
     ~Tunnel() override;
 
     void start() override;
@@ -43,9 +48,11 @@ private:
     std::unique_ptr<net::Stream> client_;
     std::unique_ptr<net::Stream> upstream_;
     net::IdleTimer idle_;
+    LifetimeTimer lifetime_;
     std::uint64_t from_client_ = 0;
     std::uint64_t to_client_ = 0;
     bool ended_ = false;
+    SessionLimit limit_ = SessionLimit::None;
 };
 
 }  // namespace portico::ws

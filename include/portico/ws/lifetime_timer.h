@@ -1,0 +1,43 @@
+#pragma once
+// `websocket.max_lifetime` for one session: once the connection is that old `on_lifetime` runs
+// (the session sends Close 1001, or closes a tunnel); the session may then call startGrace(),
+// and if it is still alive `max_lifetime_grace` later, `on_grace_over` runs (close TCP now).
+// One libevent timer on the loop's shared queue for the configured duration.
+
+#include <chrono>
+#include <functional>
+
+#include "portico/config/config.h"
+#include "portico/core/handles.h"
+
+namespace portico::net {
+class EventLoop;
+}
+
+namespace portico::ws {
+
+class LifetimeTimer {
+public:
+    LifetimeTimer(net::EventLoop& loop, const config::WebSocketSettings& settings, std::function<void()> on_lifetime,
+                  std::function<void()> on_grace_over);
+    // Arms max_lifetime (nothing when it is 0).
+    void start();
+    // Arms max_lifetime_grace (after on_lifetime).
+    void startGrace();
+    void stop();
+    // True once on_lifetime has run.
+    bool reached() const { return reached_; }
+
+private:
+    static void onTimer(int, short, void* arg);
+
+    net::EventLoop& loop_;
+    std::chrono::milliseconds lifetime_;
+    std::chrono::milliseconds grace_;
+    std::function<void()> on_lifetime_;
+    std::function<void()> on_grace_over_;
+    core::EventPtr event_;
+    bool reached_ = false;
+};
+
+}  // namespace portico::ws

@@ -1,0 +1,19 @@
+#include "portico/ws/rate_limiter.h"
+
+namespace portico::ws {
+
+RateLimiter::RateLimiter(const config::WebSocketRate& rate, Clock::time_point now) {
+    if (rate.messages > 0) messages_.emplace(rate.messages, rate.burst_messages > 0 ? rate.burst_messages : rate.messages, now);
+    if (rate.bytes > 0) bytes_.emplace(rate.bytes, rate.burst_bytes > 0 ? rate.burst_bytes : rate.bytes, now);
+}
+
+RateLimiter::Verdict RateLimiter::admit(std::uint64_t messages, std::uint64_t bytes, Clock::time_point now) {
+    // Judge both before taking from either, so a refusal leaves both buckets as they were.
+    if (messages > 0 && messages_ && !messages_->has(messages, now)) return Verdict::OverMessages;
+    if (bytes > 0 && bytes_ && !bytes_->has(bytes, now)) return Verdict::OverBytes;
+    if (messages > 0 && messages_) messages_->takeChecked(messages);
+    if (bytes > 0 && bytes_) bytes_->takeChecked(bytes);
+    return Verdict::Ok;
+}
+
+}  // namespace portico::ws

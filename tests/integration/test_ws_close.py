@@ -1,0 +1,153 @@
+"""One Close per side (RFC 6455 5.5.1): once a side has sent its Close, what it sends after it is
+discarded, and nobody gets a second Close.
+
+The hardening issue's case: Django's dwebsocket under runserver sends Close 1000 and then
+writes an HTTP response onto the upgraded socket. Frames mode used to parse that junk as a
+malformed frame and send the client a second Close (1001), which Chromium reports as "Close
+received after close" and an unclean 1006. Now the client gets exactly one Close, 1000, and a
+clean TCP close. The same rule for a client that sends junk after its Close, towards a frames
+route and towards the built-in echo."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+
+import ws_client  # noqa: E402
+from portico_harness import main, slow_factor  # noqa: E402
+from ws_client import OP_CLOSE, ConnectionClosed  # noqa: E402
+from ws_peers import (NODE, PEERS_DIR, WsTestCase, echo_config, node_available,  # noqa: E402
+                      start_raw_python_backend, ws_proxy_config, ws_url)
+
+JUNK = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n"
+
+
+def frames_until_eof(testcase, ws, timeout=5.0):
+    """Every frame the server sends until it closes TCP; the first Close is answered with its
+    code (as a browser does). Fails the test when the TCP connection stays open."""
+    deadline = time.monotonic() + timeout * slow_factor()
+    frames = []
+    while True:
+        try:
+            f = ws.recv_frame(max(0.0, deadline - time.monotonic()))
+        except ConnectionClosed:
+            return frames
+        except OSError:
+            testcase.fail("the TCP connection stayed open after %r" % frames)
+        frames.append(f)
+        if f.opcode == OP_CLOSE and not ws.close_sent:
+            try:
+                ws.send_close(f.close_code)
+            except OSError:
+                pass
+
+
+class BackendJunkAfterClose(WsTestCase):
+    test_timeout = 60
+
+    def check_one_clean_close(self, after):
+        b = start_raw_python_backend(self, after)
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames"))
+        ws = self.ws_connect(p.port, "/ws/")
+        ws.send_text("hello")
+        self.assertEqual(ws.recv_text(), "hello")
+        ws.send_text("bye")
+        frames = frames_until_eof(self, ws)
+        closes = [f for f in frames if f.opcode == OP_CLOSE]
+        self.assertEqual([f.close_code for f in closes], [1000],
+                         "expected exactly one Close 1000, got %r" % frames)
+        self.assertEqual(len(frames), 1, frames)
+        # Portico is alive and serves the next connection.
+        ws2 = self.ws_connect(p.port, "/ws/")
+        ws2.send_text("again")
+        self.assertEqual(ws2.recv_text(), "again")
+        return b
+
+    def test_backend_that_lingers_after_close_and_junk(self):
+        b = self.check_one_clean_close("linger")
+        # The client's answering Close went to the backend: a complete closing handshake.
+        ev = b.wait_event(lambda e: e["event"] == "close", 5)
+        self.assertIsNotNone(ev, b.output())
+        self.assertEqual(ev["received_close"], 1000)
+
+    def test_backend_that_closes_tcp_after_close_and_junk(self):
+        self.check_one_clean_close("close")
+
+    def test_tunnel_mode_passes_the_junk_through_unchanged(self):
+        # Tunnel mode does not parse frames: the client sees what the backend wrote.
+        b = start_raw_python_backend(self, "close")
+        p = self.start_portico(ws_proxy_config(b.address, mode="tunnel"))
+        ws = self.ws_connect(p.port, "/ws/")
+        ws.send_text("bye")
+        first = ws.recv_frame()
+        self.assertEqual((first.opcode, first.close_code), (OP_CLOSE, 1000))
+        self.assertTrue(ws.wait_eof(5 * slow_factor()))
+
+
+class ClientJunkAfterClose(WsTestCase):
+    """A client that writes junk right behind its Close gets one Close back: the echo of its
+    own code, never a 1002 for the junk."""
+
+    test_timeout = 60
+
+    def check(self, port, path):
+        ws = self.ws_connect(port, path)
+        ws.send_text("hello")
+        self.assertEqual(ws.recv_text(), "hello")
+        ws.send_raw(ws_client.build_frame(OP_CLOSE, ws_client.close_payload(1000)) + JUNK)
+        ws.close_sent = True
+        frames = frames_until_eof(self, ws)
+        self.assertEqual([(f.opcode, f.close_code) for f in frames], [(OP_CLOSE, 1000)], frames)
+
+    def test_frames_route(self):
+        b = self.start_ws_backend("python")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames"))
+        self.check(p.port, "/ws/junk")
+        # The backend saw the client's Close 1000, not a 1001 or 1002 from Portico.
+        ev = b.wait_event(lambda e: e["event"] == "close", 5)
+        self.assertIsNotNone(ev, b.output())
+        self.assertEqual(ev["code"], 1000)
+
+    def test_builtin_echo(self):
+        p = self.start_portico(echo_config())
+        self.check(p.port, "/echo")
+
+
+class BrowserSeesACleanClose(WsTestCase):
+    """Headless Chromium through a frames route to the dwebsocket-like backend: one clean 1000."""
+
+    test_timeout = 120
+
+    def setUp(self):
+        super().setUp()
+        if not node_available() or not os.path.exists("/usr/bin/chromium"):
+            self.skipTest("node and /usr/bin/chromium are needed")
+        if not os.path.isdir(os.path.join(PEERS_DIR, "node_modules", "playwright-core")):
+            self.skipTest("playwright-core is not installed in tests/peers/node_modules")
+
+    def run_browser(self, url, messages):
+        plan = {"url": url, "messages": messages, "timeout_ms": int(15000 * slow_factor())}
+        r = subprocess.run([NODE, os.path.join(PEERS_DIR, "ws_browser_close.js"), json.dumps(plan)],
+                           capture_output=True, text=True, timeout=90 * slow_factor(),
+                           cwd=PEERS_DIR)
+        lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+        self.assertTrue(lines, "no result from the browser driver:\n%s\n%s" % (r.stdout, r.stderr))
+        result = json.loads(lines[-1])
+        self.assertTrue(result.get("ok"), result)
+        return result
+
+    def test_chromium_gets_a_clean_1000(self):
+        b = start_raw_python_backend(self, "linger")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames"))
+        res = self.run_browser(ws_url(p.port, "/ws/"), ["hello", "bye"])
+        self.assertEqual(res["echoes"], ["hello"], res)
+        self.assertEqual((res["code"], res["wasClean"]), (1000, True), res)
+        self.assertEqual(res["errors"], 0, res)
+        self.assertFalse([l for l in res["console"] if "after close" in l.lower()], res)
+
+
+if __name__ == "__main__":
+    main()
