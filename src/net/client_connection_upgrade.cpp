@@ -121,7 +121,7 @@ void ClientConnection::onSessionEnd(const char* reason, const ws::SessionCounts&
     if (counts.limit == ws::SessionLimit::Rate) {
         ws_stats_->ws_closed_rate.add();
         LOG_WARN("client %s: WebSocket on route %s closed 1008: %s", client_ip_.c_str(),
-                 observe::routeKey(route_->host, route_->path, route_->exact_path).c_str(), reason);
+                 observe::routeKey(req_.route->host, req_.route->path, req_.route->exact_path).c_str(), reason);
     } else if (counts.limit == ws::SessionLimit::Lifetime) {
         ws_stats_->ws_closed_lifetime.add();
     }
