@@ -401,6 +401,14 @@ void ClientConnection::onUpstreamDrained() {
     }
 }
 
+void ClientConnection::onResponseStatus(int status) {
+    req_.status = status;
+    // An upgrade the upstream declined frees its WebSocket slot at the status, before any of
+    // the answer reaches the client: a client that has read the answer must find the slot free
+    // (another worker may admit its next upgrade at once).
+    if (status != 101) ws_lease_.reset();
+}
+
 // ---- ending a response ----------------------------------------------------------------------
 
 void ClientConnection::responseDone(bool keep_alive) {

@@ -88,7 +88,7 @@ private:
     // The HTTP exchange with an upstream.
     Stream& clientStream() override { return *client_; }
     bool clientKeepAlive() const override;
-    void onResponseStatus(int status) override { req_.status = status; }
+    void onResponseStatus(int status) override;
     void onBytesToClient(std::size_t bytes) override { req_.bytes_out += bytes; }
     void onExchangeComplete(bool keep_alive) override;
     void onExchangeFailed(int status, const char* reason) override;
