@@ -137,6 +137,18 @@ bool Decoder::readSize(const Item& item, std::size_t& out) {
     return true;
 }
 
+bool Decoder::readRate(const Item& item, RateOf of, bool off_allowed, double& out) {
+    const std::string text = item.node.IsScalar() ? item.node.Scalar() : std::string();
+    std::optional<double> value = off_allowed && text == "off" ? 0.0 : parseRate(text, of);
+    if (!value || (!off_allowed && *value <= 0)) {
+        const char* example = of == RateOf::Bytes ? "expected a byte rate like 1MiB/s or 64KiB/m" : "expected a rate like 100/s, 600/m or 0.5/s";
+        error(item, std::string(example) + (off_allowed ? ", or off" : " (greater than 0)"));
+        return false;
+    }
+    out = *value;
+    return true;
+}
+
 bool Decoder::readDuration(const Item& item, Duration& out) {
     std::optional<Duration> value;
     if (item.node.IsScalar()) value = parseDuration(item.node.Scalar());

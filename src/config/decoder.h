@@ -18,6 +18,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "portico/config/config.h"
+#include "portico/config/units.h"
 #include "portico/config/loader.h"
 
 namespace portico::config::detail {
@@ -66,6 +67,9 @@ public:
     bool readCount(const Item& item, std::size_t& out);                    // a non-negative integer
     bool readSize(const Item& item, std::size_t& out);                     // units.h parseSize
     bool readDuration(const Item& item, Duration& out);                    // units.h parseDuration
+    // units.h parseRate, per second. `off_allowed`: "0" and "off" give 0 (no limit); otherwise
+    // the rate must be greater than 0.
+    bool readRate(const Item& item, RateOf of, bool off_allowed, double& out);
     bool readPort(const Item& item, std::uint16_t& out);                   // 1..65535
     bool readStringList(const Item& item, std::vector<std::string>& out);  // [a, b]; null = []
 

@@ -132,16 +132,8 @@ const std::array<KeyRule<Limits>, 12> kLimitsKeys{{
          }
          l.per_ip_ipv6_prefix = static_cast<unsigned>(bits);
      }},
-    {"per_ip_upgrade_rate",  // 0 = off
-     [](Decoder& d, const Item& v, Limits& l) {
-         std::optional<double> rate;
-         if (v.node.IsScalar()) rate = parseRate(v.node.Scalar());
-         if (!rate) {
-             d.error(v, "expected a rate like 10/s, 600/m or 0");
-             return;
-         }
-         l.per_ip_upgrade_rate = *rate;
-     }},
+    {"per_ip_upgrade_rate",  // 0 / off = off
+     [](Decoder& d, const Item& v, Limits& l) { d.readRate(v, RateOf::Events, true, l.per_ip_upgrade_rate); }},
     {"per_ip_upgrade_burst",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readCount(v, l.per_ip_upgrade_burst)) requirePositive(d, v, l.per_ip_upgrade_burst > 0);
@@ -345,27 +337,6 @@ bool isOrigin(std::string_view text) {
     return true;
 }
 
-// "100/s" (a count) or "1MiB/s" (a size, units.h parseSize) per second, greater than 0.
-bool readPerSecond(Decoder& d, const Item& v, bool size, std::uint64_t& out) {
-    const std::string text = v.node.IsScalar() ? v.node.Scalar() : std::string();
-    std::optional<std::uint64_t> value;
-    if (text.size() > 2 && text.ends_with("/s")) {
-        std::string_view amount = std::string_view(text).substr(0, text.size() - 2);
-        if (size) {
-            if (auto bytes = parseSize(amount)) value = *bytes;
-        } else {
-            value = parseCount(amount);
-        }
-    }
-    if (!value || *value == 0) {
-        d.error(v, size ? "expected a byte rate like 1MiB/s (greater than 0)"
-                        : "expected a message rate like 100/s (greater than 0)");
-        return false;
-    }
-    out = *value;
-    return true;
-}
-
 const std::array<KeyRule<WebSocketRate>, 2> kBurstKeys{{
     {"messages",
      [](Decoder& d, const Item& v, WebSocketRate& r) {
@@ -384,8 +355,8 @@ const std::array<KeyRule<WebSocketRate>, 2> kBurstKeys{{
 }};
 
 const std::array<KeyRule<WebSocketRate>, 3> kRateKeys{{
-    {"messages", [](Decoder& d, const Item& v, WebSocketRate& r) { readPerSecond(d, v, false, r.messages); }},
-    {"bytes", [](Decoder& d, const Item& v, WebSocketRate& r) { readPerSecond(d, v, true, r.bytes); }},
+    {"messages", [](Decoder& d, const Item& v, WebSocketRate& r) { d.readRate(v, RateOf::Events, false, r.messages); }},
+    {"bytes", [](Decoder& d, const Item& v, WebSocketRate& r) { d.readRate(v, RateOf::Bytes, false, r.bytes); }},
     {"burst", [](Decoder& d, const Item& v, WebSocketRate& r) { decodeMapping(d, v, kBurstKeys, r); }},
 }};
 
@@ -460,22 +431,6 @@ bool isBearerToken(std::string_view token) {
     return true;
 }
 
-// `publish_rate`: "100/s" (publishes per second), or off (no limit).
-void decodePublishRate(Decoder& d, const Item& v, PubSubSettings& ps) {
-    const std::string text = v.node.IsScalar() ? v.node.Scalar() : std::string();
-    if (text == "off") {
-        ps.publish_rate = 0;
-        return;
-    }
-    std::optional<std::uint64_t> rate;
-    if (text.ends_with("/s")) rate = parseCount(std::string_view(text).substr(0, text.size() - 2));
-    if (!rate || *rate == 0) {
-        d.error(v, "expected a rate like 100/s (greater than 0) or off");
-        return;
-    }
-    ps.publish_rate = *rate;
-}
-
 const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
     {"client_publish",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readBool(v, ps.client_publish); }},
@@ -509,7 +464,8 @@ const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          if (d.readSize(v, ps.max_message_bytes)) requirePositive(d, v, ps.max_message_bytes > 0);
      }},
-    {"publish_rate", decodePublishRate},
+    {"publish_rate",  // off = no limit
+     [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readRate(v, RateOf::Events, true, ps.publish_rate); }},
     {"publish_burst",
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          std::size_t burst = 0;

@@ -96,18 +96,24 @@ std::optional<std::size_t> parseSize(std::string_view text) {
     return static_cast<std::size_t>(*bytes);
 }
 
-std::optional<double> parseRate(std::string_view text) {
+std::optional<double> parseRate(std::string_view text, RateOf of) {
     if (text == "0") return 0.0;
-    const std::size_t slash = text.find('/');
+    const std::size_t slash = text.rfind('/');
     if (slash == std::string_view::npos) return std::nullopt;
-    // A plain decimal: digits, optionally a point and more digits (no sign, no exponent).
-    std::string_view number = text.substr(0, slash);
-    const std::size_t point = number.find('.');
-    if (!parseDigits(number.substr(0, point))) return std::nullopt;
-    if (point != std::string_view::npos && !parseDigits(number.substr(point + 1))) return std::nullopt;
+    std::string_view amount = text.substr(0, slash);
     double value = 0;
-    auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
-    if (ec != std::errc() || end != number.data() + number.size()) return std::nullopt;
+    if (of == RateOf::Bytes) {
+        auto bytes = parseSize(amount);
+        if (!bytes) return std::nullopt;
+        value = static_cast<double>(*bytes);
+    } else {
+        // A plain decimal: digits, optionally a point and more digits (no sign, no exponent).
+        const std::size_t point = amount.find('.');
+        if (!parseDigits(amount.substr(0, point))) return std::nullopt;
+        if (point != std::string_view::npos && !parseDigits(amount.substr(point + 1))) return std::nullopt;
+        auto [end, ec] = std::from_chars(amount.data(), amount.data() + amount.size(), value);
+        if (ec != std::errc() || end != amount.data() + amount.size()) return std::nullopt;
+    }
     std::string_view per = text.substr(slash + 1);
     if (per == "s") return value;
     if (per == "m") return value / 60;

@@ -45,8 +45,7 @@ PubSubRegistry::Channel* PubSubRegistry::findOrCreate(const std::string& name, C
     it = channels_.try_emplace(name).first;
     Channel& c = it->second;
     c.name = &it->first;
-    c.last_active = c.refilled = now;
-    c.tokens = -1;  // a full bucket, filled on first use (the route's burst is not known here)
+    c.last_active = now;
     return &c;
 }
 
@@ -59,21 +58,15 @@ void PubSubRegistry::adopt(Channel& c, const config::PubSubSettings& settings, C
 bool PubSubRegistry::takeToken(Channel& c, const config::PubSubSettings& settings, Clock::time_point now,
                                std::chrono::seconds& retry_after) {
     if (settings.publish_rate == 0) return true;
-    const auto rate = static_cast<double>(settings.publish_rate);
-    const double burst = settings.publish_burst ? static_cast<double>(settings.publish_burst) : rate;
-    if (c.tokens < 0) {
-        c.tokens = burst;
-    } else {
-        const double elapsed = std::chrono::duration<double>(now - c.refilled).count();
-        c.tokens = std::min(burst, c.tokens + std::max(0.0, elapsed) * rate);
+    // Built on first use (the route's rate is not known at creation), rebuilt full when a reload
+    // changes the rate or the burst.
+    const std::uint64_t burst = settings.publish_burst ? settings.publish_burst : core::oneSecondOf(settings.publish_rate);
+    if (!c.publish_bucket || !c.publish_bucket->builtWith(settings.publish_rate, burst)) {
+        c.publish_bucket.emplace(settings.publish_rate, burst, now);
     }
-    c.refilled = now;
-    if (c.tokens >= 1) {
-        c.tokens -= 1;
-        return true;
-    }
+    if (c.publish_bucket->take(1, now)) return true;
     // RFC 6585 4 / RFC 9110 10.2.3: when the next token is there, in whole seconds.
-    retry_after = std::chrono::seconds(std::max<long long>(1, static_cast<long long>(std::ceil((1 - c.tokens) / rate))));
+    retry_after = std::max(std::chrono::seconds(1), std::chrono::ceil<std::chrono::seconds>(c.publish_bucket->wait(1)));
     return false;
 }
 

@@ -1,5 +1,7 @@
 #include "portico/net/ip_limits.h"
 
+#include "portico/core/token_bucket.h"
+
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cmath>
@@ -74,39 +76,17 @@ std::optional<IpKey> ipKeyOf(std::string_view address, unsigned ipv6_prefix) {
     return std::nullopt;
 }
 
-// ---- TokenBucket ----------------------------------------------------------------------------
-
-double TokenBucket::tokensAt(double rate, double burst, TimePoint now) const {
-    const double elapsed = std::chrono::duration<double>(now - updated_).count();
-    return std::min(burst, tokens_ + std::max(0.0, elapsed) * rate);
-}
-
-bool TokenBucket::take(double rate, double burst, TimePoint now, std::chrono::milliseconds& retry_after) {
-    tokens_ = tokensAt(rate, burst, now);
-    updated_ = std::max(updated_, now);
-    if (tokens_ >= 1) {
-        tokens_ -= 1;
-        return true;
-    }
-    retry_after = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil((1 - tokens_) / rate * 1000)));
-    return false;
-}
-
-bool TokenBucket::full(double rate, double burst, TimePoint now) const { return tokensAt(rate, burst, now) >= burst; }
-
 // ---- IpLimits -------------------------------------------------------------------------------
 
 struct IpLimits::Entry {
     std::uint32_t connections = 0;
     std::uint32_t websockets = 0;
-    // The upgrade bucket, from the first upgrade under a rate; with the rate and burst it was
-    // last used with (a reload may change them; the entry's idleness is judged by its own).
-    std::optional<TokenBucket> bucket;
-    double rate = 0;
-    double burst = 0;
+    // The upgrade bucket, from the first upgrade under a rate; rebuilt (full) when a reload
+    // changes the rate or the burst. The entry's idleness is judged by its own.
+    std::optional<core::TokenBucket> bucket;
 
-    bool idle(std::chrono::steady_clock::time_point now) const {
-        return connections == 0 && websockets == 0 && (!bucket || bucket->full(rate, burst, now));
+    bool idle(std::chrono::steady_clock::time_point now) {
+        return connections == 0 && websockets == 0 && (!bucket || bucket->full(now));
     }
 };
 
@@ -219,11 +199,12 @@ IpLimits::Admission IpLimits::admitUpgrade(const IpKey& key, const config::Limit
         }
         if (rate) {
             const auto now = clock_();
-            const auto burst = static_cast<double>(std::max<std::size_t>(1, limits.per_ip_upgrade_burst));
-            if (!entry.bucket) entry.bucket.emplace(burst, now);
-            entry.rate = limits.per_ip_upgrade_rate;
-            entry.burst = burst;
-            if (!entry.bucket->take(entry.rate, burst, now, result.retry_after)) {
+            const std::uint64_t burst = std::max<std::size_t>(1, limits.per_ip_upgrade_burst);
+            if (!entry.bucket || !entry.bucket->builtWith(limits.per_ip_upgrade_rate, burst)) {
+                entry.bucket.emplace(limits.per_ip_upgrade_rate, burst, now);
+            }
+            if (!entry.bucket->take(1, now)) {
+                result.retry_after = std::chrono::ceil<std::chrono::milliseconds>(entry.bucket->wait(1));
                 result.verdict = Verdict::OverRate;
                 return;
             }

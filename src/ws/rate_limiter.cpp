@@ -3,8 +3,8 @@
 namespace portico::ws {
 
 RateLimiter::RateLimiter(const config::WebSocketRate& rate, Clock::time_point now) {
-    if (rate.messages > 0) messages_.emplace(rate.messages, rate.burst_messages > 0 ? rate.burst_messages : rate.messages, now);
-    if (rate.bytes > 0) bytes_.emplace(rate.bytes, rate.burst_bytes > 0 ? rate.burst_bytes : rate.bytes, now);
+    if (rate.messages > 0) messages_.emplace(rate.messages, rate.burst_messages > 0 ? rate.burst_messages : core::oneSecondOf(rate.messages), now);
+    if (rate.bytes > 0) bytes_.emplace(rate.bytes, rate.burst_bytes > 0 ? rate.burst_bytes : core::oneSecondOf(rate.bytes), now);
 }
 
 RateLimiter::Verdict RateLimiter::admit(std::uint64_t messages, std::uint64_t bytes, Clock::time_point now) {

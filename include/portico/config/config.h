@@ -112,8 +112,8 @@ enum class WebSocketMode { Tunnel, Frames };
 // `websocket.rate`: token buckets per direction of a frames-mode or built-in session; over
 // either limit the sender is closed 1008. 0 = that limit is off (the default: no limit).
 struct WebSocketRate {
-    std::uint64_t messages = 0;        // data messages per second (a fragmented one counts once)
-    std::uint64_t bytes = 0;           // frame bytes per second, headers included, as on the wire
+    double messages = 0;               // data messages per second (a fragmented one counts once)
+    double bytes = 0;                  // frame bytes per second, headers included, as on the wire
     std::uint64_t burst_messages = 0;  // bucket size; 0 = one second's worth (`messages`)
     std::uint64_t burst_bytes = 0;     // bucket size; 0 = one second's worth (`bytes`)
     bool enabled() const { return messages > 0 || bytes > 0; }
@@ -149,7 +149,7 @@ struct PubSubSettings {
                                                    // this long: the channel and its history go
     std::size_t max_message_bytes = 256 * 1024;    // a publish (POST body: 413; a client's
                                                    // message: close 1009); at most queue_bytes
-    std::uint64_t publish_rate = 100;              // publishes per second per channel (POST:
+    double publish_rate = 100;                     // publishes per second per channel (POST:
                                                    // 429 + Retry-After beyond); 0 = unlimited
     std::uint64_t publish_burst = 0;               // token bucket size; 0 = one second's worth
 };

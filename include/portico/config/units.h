@@ -14,9 +14,11 @@ namespace portico::config {
 std::optional<std::size_t> parseSize(std::string_view text);
 // "250ms", "10s", "5m", "1h" -> milliseconds; a bare "0" is zero; nullopt otherwise.
 std::optional<Duration> parseDuration(std::string_view text);
-// "10/s", "600/m", "0.5/s", "3600/h" -> events per second; a bare "0" is zero (off); nullopt
-// otherwise.
-std::optional<double> parseRate(std::string_view text);
+// What a rate counts: events ("10/s", "600/m", "0.5/s", "3600/h": a plain decimal) or bytes
+// ("1MiB/s", "64KiB/m": a parseSize amount).
+enum class RateOf { Events, Bytes };
+// A rate -> amount per second; a bare "0" is zero (off); nullopt otherwise.
+std::optional<double> parseRate(std::string_view text, RateOf of = RateOf::Events);
 // "0", "42", "10000" -> the number; nullopt on a sign, a space, another base ("0x10"), a
 // fraction or overflow.
 std::optional<std::uint64_t> parseCount(std::string_view text);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "portico/config/config.h"
+#include "portico/core/token_bucket.h"
 
 namespace portico::observe {
 struct ProcessInfo;
@@ -140,8 +141,7 @@ private:
         Clock::time_point last_active;           // last publish, (un)subscribe
         config::Duration ttl{0};                 // from the route, at the last publish/subscribe
         config::Duration idle{0};
-        double tokens = 0;                       // publish_rate token bucket
-        Clock::time_point refilled;
+        std::optional<core::TokenBucket> publish_bucket;  // publish_rate; from the first publish
     };
     using Map = std::unordered_map<std::string, Channel>;
 

@@ -53,24 +53,6 @@ std::optional<IpKey> ipKeyOf(const sockaddr* peer, unsigned ipv6_prefix);
 // The key of a textual address ("192.0.2.1", "2001:db8::1"); nullopt if it is not one.
 std::optional<IpKey> ipKeyOf(std::string_view address, unsigned ipv6_prefix);
 
-// A token bucket: holds up to `burst` tokens and gains `rate` per second. No I/O, no clock of its
-// own: the caller passes the time.
-class TokenBucket {
-public:
-    using TimePoint = std::chrono::steady_clock::time_point;
-    TokenBucket(double burst, TimePoint now) : tokens_(burst), updated_(now) {}
-    // Takes one token if there is one and returns true; else returns false and sets
-    // `retry_after` to the time until one is there.
-    bool take(double rate, double burst, TimePoint now, std::chrono::milliseconds& retry_after);
-    // True when the bucket holds `burst` tokens at `now` (it would be a fresh bucket).
-    bool full(double rate, double burst, TimePoint now) const;
-
-private:
-    double tokensAt(double rate, double burst, TimePoint now) const;
-    double tokens_;
-    TimePoint updated_;
-};
-
 class IpLimits {
 public:
     using Clock = std::function<std::chrono::steady_clock::time_point()>;

@@ -22,6 +22,15 @@ std::vector<std::string> errorsOf(const std::string& yaml) {
 
 }  // namespace
 
+TEST_CASE("parseRate reads byte rates with a size unit", "[config][units]") {
+    CHECK(parseRate("1MiB/s", RateOf::Bytes) == 1048576.0);
+    CHECK(parseRate("60KiB/m", RateOf::Bytes) == 1024.0);
+    CHECK(parseRate("512/s", RateOf::Bytes) == 512.0);
+    CHECK_FALSE(parseRate("1MB/s", RateOf::Bytes).has_value());
+    CHECK_FALSE(parseRate("0.5KiB/s", RateOf::Bytes).has_value());
+    CHECK_FALSE(parseRate("1MiB/s", RateOf::Events).has_value());
+}
+
 TEST_CASE("parseRate reads N/s, N/m, N/h and a bare 0", "[config][units]") {
     CHECK(parseRate("10/s") == 10.0);
     CHECK(parseRate("0.5/s") == 0.5);
@@ -80,7 +89,7 @@ TEST_CASE("per-IP limit errors name the key and its position", "[config][errors]
         {"limits: {per_ip_ipv6_prefix: 129}\n",
          "portico.yaml:3:30: limits.per_ip_ipv6_prefix: expected a prefix length from 1 to 128"},
         {"limits: {per_ip_upgrade_rate: 10}\n",
-         "portico.yaml:3:31: limits.per_ip_upgrade_rate: expected a rate like 10/s, 600/m or 0"},
+         "portico.yaml:3:31: limits.per_ip_upgrade_rate: expected a rate like 100/s, 600/m or 0.5/s, or off"},
         {"limits: {per_ip_upgrade_burst: 0}\n",
          "portico.yaml:3:32: limits.per_ip_upgrade_burst: must be greater than 0"},
         {"limits: {per_ip_table_size: 0}\n",

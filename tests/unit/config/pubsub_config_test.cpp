@@ -72,9 +72,9 @@ TEST_CASE("pubsub bounds are read from the route and the top level", "[config][p
 TEST_CASE("pubsub bounds name the key at fault", "[config][pubsub]") {
     const std::string route = "routes:\n  - handler: pubsub\n    pubsub: ";
     CHECK(firstError(kHead + route + "{publish_rate: 100}\n") ==
-          "portico.yaml:4:28: routes[0].pubsub.publish_rate: expected a rate like 100/s (greater than 0) or off");
-    CHECK(firstError(kHead + route + "{publish_rate: 0/s}\n") ==
-          "portico.yaml:4:28: routes[0].pubsub.publish_rate: expected a rate like 100/s (greater than 0) or off");
+          "portico.yaml:4:28: routes[0].pubsub.publish_rate: expected a rate like 100/s, 600/m or 0.5/s, or off");
+    CHECK(firstError(kHead + route + "{publish_rate: -5/s}\n") ==
+          "portico.yaml:4:28: routes[0].pubsub.publish_rate: expected a rate like 100/s, 600/m or 0.5/s, or off");
     CHECK(firstError(kHead + route + "{publish_burst: 0}\n") ==
           "portico.yaml:4:29: routes[0].pubsub.publish_burst: must be greater than 0");
     CHECK(firstError(kHead + route + "{channel_idle_timeout: 0}\n") ==

@@ -64,14 +64,14 @@ TEST_CASE("websocket limit errors name the file, line, column and key path", "[c
     };
     const std::vector<Case> cases = {
         {L + R + "      rate: {messages: 100}\n",
-         "portico.yaml:7:24: routes[0].websocket.rate.messages: expected a message rate like 100/s (greater "
-         "than 0)"},
+         "portico.yaml:7:24: routes[0].websocket.rate.messages: expected a rate like 100/s, 600/m or 0.5/s "
+         "(greater than 0)"},
         {L + R + "      rate: {messages: 0/s}\n",
-         "portico.yaml:7:24: routes[0].websocket.rate.messages: expected a message rate like 100/s (greater "
-         "than 0)"},
+         "portico.yaml:7:24: routes[0].websocket.rate.messages: expected a rate like 100/s, 600/m or 0.5/s "
+         "(greater than 0)"},
         {L + R + "      rate: {bytes: 1MB/s}\n",
-         "portico.yaml:7:21: routes[0].websocket.rate.bytes: expected a byte rate like 1MiB/s (greater than "
-         "0)"},
+         "portico.yaml:7:21: routes[0].websocket.rate.bytes: expected a byte rate like 1MiB/s or "
+         "64KiB/m (greater than 0)"},
         {L + R + "      rate: {messages: 1/s, per: 2}\n",
          "portico.yaml:7:29: routes[0].websocket.rate.per: unknown key"},
         {L + R + "      rate: {messages: 1/s, burst: {messages: 0}}\n",

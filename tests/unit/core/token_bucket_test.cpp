@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+using portico::core::oneSecondOf;
 using portico::core::TokenBucket;
 using namespace std::chrono_literals;
 
@@ -50,4 +51,30 @@ TEST_CASE("token bucket sustains exactly its rate over a long run", "[core][toke
     for (int ms = 0; ms < 10000; ++ms) taken += b.take(1, t0 + std::chrono::milliseconds(ms)) ? 1 : 0;
     CHECK(taken >= 999);  // 1 at start + 100/s for 9.999 s
     CHECK(taken <= 1001);
+}
+
+TEST_CASE("token bucket takes fractional rates exactly: 6 per minute", "[core][token_bucket]") {
+    TokenBucket b(6.0 / 60, 1, t0);
+    REQUIRE(b.take(1, t0));
+    CHECK_FALSE(b.take(1, t0 + 9999ms));
+    CHECK(b.wait(1) == 1ms);
+    CHECK(b.take(1, t0 + 10s));
+    CHECK(b.wait(1) == 10s);
+}
+
+TEST_CASE("token bucket says when it is full again and what it was built with", "[core][token_bucket]") {
+    TokenBucket b(2, 4, t0);
+    CHECK(b.full(t0));
+    REQUIRE(b.take(3, t0));
+    CHECK_FALSE(b.full(t0 + 1s));
+    CHECK(b.full(t0 + 1500ms));
+    CHECK(b.builtWith(2, 4));
+    CHECK_FALSE(b.builtWith(2, 5));
+    CHECK_FALSE(b.builtWith(2.5, 4));
+}
+
+TEST_CASE("the bucket size of an unconfigured burst is one second's worth, at least 1", "[core][token_bucket]") {
+    CHECK(oneSecondOf(100) == 100);
+    CHECK(oneSecondOf(0.1) == 1);
+    CHECK(oneSecondOf(2.5) == 3);
 }
