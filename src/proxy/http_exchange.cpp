@@ -108,8 +108,8 @@ void HttpExchange::tryServer(int server, bool allow_pool) {
 }
 
 void HttpExchange::retryOrFail(int status, const char* reason) {
-    // One retry on another server, only when repeating the request cannot do harm: nothing of
-    // its body has gone upstream yet, or the method is idempotent and the body is complete.
+    // One retry on another server, only when repeating the request cannot do harm: its method
+    // is idempotent and nothing of its body has gone out (those bytes are not kept).
     bool retryable = attempts_ < 2 && body_sent_ == 0 && !response_started_ && isIdempotent(request_.head->method);
     if (retryable) {
         int next = group_.balancer().pick(request_.client_hash, server_, Balancer::Clock::now());
@@ -119,6 +119,17 @@ void HttpExchange::retryOrFail(int status, const char* reason) {
         }
     }
     fail(status, reason);
+}
+
+bool HttpExchange::mayResendOnFreshConnection() const {
+    // Body bytes that went to the dead connection are not kept: a repeat would carry the head
+    // and the rest of the body only, and the upstream would take a truncated body as complete
+    // (chunked) or wait for bytes that never come (Content-Length). Such a request is answered
+    // 502 instead, never repeated.
+    if (body_sent_ > 0) return false;
+    // RFC 9112 9.3.1.1: a non-idempotent request may be repeated only when the first attempt
+    // cannot have been acted on: its body, not one byte of which went out, is still due.
+    return isIdempotent(request_.head->method) || !request_done_;
 }
 
 void HttpExchange::fail(int status, const char* reason) {
@@ -225,15 +236,12 @@ void HttpExchange::onConnectionLost(int error) {
         retryOrFail(502, "upstream unreachable");
         return;
     }
-    if (!response_started_ && reused_) {
+    if (!response_started_ && reused_ && mayResendOnFreshConnection() && attempts_ < 3) {
         // The server closed a pooled connection just as we reused it (RFC 9112 9.3.1): the
-        // request never reached it, so try again on a fresh connection.
+        // request most likely never reached it, so try again on a fresh connection.
         LOG_DEBUG("upstream %s: pooled connection closed, retrying", upstreamName().c_str());
-        bool retryable = body_sent_ == 0 || isIdempotent(request_.head->method);
-        if (retryable && attempts_ < 3) {
-            tryServer(server_, /*allow_pool=*/false);
-            return;
-        }
+        tryServer(server_, /*allow_pool=*/false);
+        return;
     }
     // A response delimited by close ends here; anything else was cut short.
     if (response_started_ && response_parser_.finish() == http::ParseStatus::MessageComplete) {

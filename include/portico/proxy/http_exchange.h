@@ -70,6 +70,9 @@ private:
 
     void tryServer(int server, bool allow_pool);
     void retryOrFail(int status, const char* reason);
+    // After a pooled connection died before any response byte: true when the request may go
+    // again, whole, on a fresh connection (no body byte went out; no side effect possible).
+    bool mayResendOnFreshConnection() const;
     void fail(int status, const char* reason);
     void complete();
     void armTimer();
@@ -108,7 +111,8 @@ private:
     bool response_started_ = false;         // a response byte arrived
     bool head_sent_ = false;                // a response head went to the client
     bool request_done_ = false;
-    std::uint64_t body_sent_ = 0;           // request body bytes handed to the upstream
+    std::uint64_t body_sent_ = 0;           // request body bytes handed to the upstream (read
+                                            // from the client: once > 0, never resent)
     http::BodyFraming client_framing_ = http::BodyFraming::None;
     bool response_complete_ = false;
     bool upgrade_accepted_ = false;         // a valid 101 went to the client
