@@ -246,7 +246,7 @@ const std::array<KeyRule<UpstreamTls>, 3> kUpstreamTlsKeys{{
      }},
 }};
 
-const std::array<KeyRule<Upstream>, 6> kUpstreamKeys{{
+const std::array<KeyRule<Upstream>, 7> kUpstreamKeys{{
     {"servers",
      [](Decoder& d, const Item& v, Upstream& u) {
          if (!v.node.IsNull() && !v.node.IsSequence()) {
@@ -280,6 +280,10 @@ const std::array<KeyRule<Upstream>, 6> kUpstreamKeys{{
          if (d.readDuration(v, u.connect_timeout)) {
              requirePositive(d, v, u.connect_timeout.count() > 0);
          }
+     }},
+    {"send_timeout",
+     [](Decoder& d, const Item& v, Upstream& u) {
+         if (d.readDuration(v, u.send_timeout)) requirePositive(d, v, u.send_timeout.count() > 0);
      }},
     {"read_timeout",
      [](Decoder& d, const Item& v, Upstream& u) {

@@ -4,8 +4,10 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/err.h>
@@ -74,6 +76,13 @@ void Stream::resumeReading() {
 
 std::size_t Stream::outputLength() const { return evbuffer_get_length(output_.get()); }
 
+Stream::SendProgress Stream::sendProgress() const {
+    SendProgress progress;
+    progress.written = bytes_written_;
+    if (::ioctl(fd_.get(), SIOCOUTQ, &progress.unacknowledged) != 0) progress.unacknowledged = -1;
+    return progress;
+}
+
 void Stream::armWrite() {
     if (write_armed_) return;
     write_armed_ = true;
@@ -100,7 +109,10 @@ void Stream::writeNow() {
             continue;
         }
         int n = evbuffer_write(out, fd_.get());
-        if (n > 0) continue;
+        if (n > 0) {
+            bytes_written_ += static_cast<std::uint64_t>(n);
+            continue;
+        }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             armWrite();  // stays armed while the socket is full: no epoll_ctl churn
@@ -130,6 +142,7 @@ bool Stream::writeTls() {
     int n = SSL_write(ssl_.get(), data, static_cast<int>(want));
     if (n > 0) {
         evbuffer_drain(out, static_cast<std::size_t>(n));
+        bytes_written_ += static_cast<std::uint64_t>(n);
         return true;
     }
     switch (SSL_get_error(ssl_.get(), n)) {

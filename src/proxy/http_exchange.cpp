@@ -104,7 +104,7 @@ void HttpExchange::tryServer(int server, bool allow_pool) {
     upstream_->setLowWatermark(kLowWatermark);
     evbuffer_add(upstream_->output(), head_.data(), head_.size());
     upstream_->flush();
-    armTimer();
+    updateTimer(/*progress=*/true);  // a new attempt: a fresh deadline
 }
 
 void HttpExchange::retryOrFail(int status, const char* reason) {
@@ -134,7 +134,7 @@ bool HttpExchange::mayResendOnFreshConnection() const {
 
 void HttpExchange::fail(int status, const char* reason) {
     phase_ = Phase::Done;
-    event_del(timer_.get());
+    stopTimer();
     if (server_ >= 0) group_.balancer().onRequestEnd(server_);
     if (upstream_) loop_.deferDelete(std::move(upstream_));
     owner_.onExchangeFailed(head_sent_ ? 0 : status, reason);
@@ -143,7 +143,7 @@ void HttpExchange::fail(int status, const char* reason) {
 void HttpExchange::complete() {
     group_.stats().observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
     phase_ = Phase::Done;
-    event_del(timer_.get());
+    stopTimer();
     group_.balancer().onRequestEnd(server_);
     bool upstream_reusable = response_parser_.keepAlive() && request_done_ &&
                              client_framing_ != http::BodyFraming::UntilClose && upstream_;
@@ -158,20 +158,64 @@ void HttpExchange::complete() {
                               !request_.websocket);
 }
 
-void HttpExchange::armTimer() {
-    auto timeout = phase_ == Phase::Connecting ? group_.config().connect_timeout : group_.config().read_timeout;
-    net::addTimer(loop_, timer_.get(), timeout);
+HttpExchange::Wait HttpExchange::currentWait() const {
+    if (phase_ == Phase::Done || !upstream_) return Wait::Nothing;
+    if (phase_ == Phase::Connecting) return Wait::Connect;
+    // Request bytes the upstream has not taken yet: it has to keep taking them.
+    if (upstream_->outputLength() > 0) return Wait::Send;
+    // The whole request went out (or the answer began): the upstream has to keep answering.
+    if (request_done_ || response_started_) return Wait::Response;
+    // Everything so far went out and the rest of the body is the client's to send: its
+    // client_body_timeout runs, not ours (an upload slower than read_timeout is no failure).
+    return Wait::Nothing;
+}
+
+void HttpExchange::updateTimer(bool progress) {
+    const Wait wait = currentWait();
+    if (wait == wait_ && !progress) return;  // still waiting for the same thing: the deadline stands
+    wait_ = wait;
+    const config::Upstream& config = group_.config();
+    switch (wait) {
+        case Wait::Nothing: event_del(timer_.get()); return;
+        case Wait::Connect: net::addTimer(loop_, timer_.get(), config.connect_timeout); return;
+        case Wait::Send:
+            send_mark_ = upstream_->sendProgress();
+            net::addTimer(loop_, timer_.get(), config.send_timeout);
+            return;
+        case Wait::Response: net::addTimer(loop_, timer_.get(), config.read_timeout); return;
+    }
+}
+
+void HttpExchange::stopTimer() {
+    wait_ = Wait::Nothing;
+    event_del(timer_.get());
 }
 
 void HttpExchange::onTimer(int, short, void* arg) {
     auto* self = static_cast<HttpExchange*>(arg);
-    if (self->phase_ == Phase::Connecting) {
-        LOG_WARN("upstream %s: connect timed out", self->upstreamName().c_str());
-        self->group_.markFailed(self->server_);
-        self->retryOrFail(504, "upstream connect timed out");
-    } else if (self->phase_ != Phase::Done) {
-        LOG_WARN("upstream %s: read timed out", self->upstreamName().c_str());
-        self->fail(504, "upstream timed out");
+    const char* upstream = self->upstreamName().c_str();
+    switch (self->wait_) {
+        case Wait::Connect:
+            LOG_WARN("upstream %s: connect timed out", upstream);
+            self->group_.markFailed(self->server_);
+            self->retryOrFail(504, "upstream connect timed out");
+            return;
+        case Wait::Send:
+            if (self->upstream_->sendProgress() != self->send_mark_) {
+                // The upstream took bytes meanwhile (the kernel wakes us for writing only after
+                // a third of a large send buffer drained): no stall, wait another send_timeout.
+                self->updateTimer(/*progress=*/true);
+                return;
+            }
+            LOG_WARN("upstream %s: send timed out (the request is not being read)", upstream);
+            self->fail(504, "upstream send timed out");
+            return;
+        case Wait::Response:
+            LOG_WARN("upstream %s: read timed out", upstream);
+            self->fail(504, "upstream timed out");
+            return;
+        case Wait::Nothing:
+            return;
     }
 }
 
@@ -186,16 +230,20 @@ void HttpExchange::sendBody(const char* data, std::size_t length) {
         evbuffer_add(out, data, length);
     }
     body_sent_ += length;
-    upstream_->flush();
+    flushRequest();
 }
 
 void HttpExchange::endBody() {
     request_done_ = true;
     if (!upstream_ || phase_ == Phase::Done) return;
-    if (request_.body_framing == http::BodyFraming::Chunked) {
-        evbuffer_add(upstream_->output(), "0\r\n\r\n", 5);
-        upstream_->flush();
-    }
+    if (request_.body_framing == http::BodyFraming::Chunked) evbuffer_add(upstream_->output(), "0\r\n\r\n", 5);
+    flushRequest();
+}
+
+void HttpExchange::flushRequest() {
+    upstream_->flush();
+    // A running send_timeout stands: the timer itself asks whether the upstream took bytes.
+    updateTimer(/*progress=*/false);
 }
 
 bool HttpExchange::upstreamBacklogged() const {
@@ -209,7 +257,7 @@ void HttpExchange::onClientDrained() {
 void HttpExchange::abort() {
     if (phase_ == Phase::Done) return;  // completed or failed already
     phase_ = Phase::Done;
-    event_del(timer_.get());
+    stopTimer();
     if (server_ >= 0) group_.balancer().onRequestEnd(server_);
     if (upstream_) loop_.deferDelete(std::move(upstream_));
 }
@@ -217,11 +265,14 @@ void HttpExchange::abort() {
 void HttpExchange::onConnected(net::Stream& stream) {
     group_.markSucceeded(server_);
     phase_ = Phase::Waiting;
-    armTimer();
     stream.flush();
+    updateTimer(/*progress=*/true);
 }
 
-void HttpExchange::onDrained(net::Stream&) { owner_.onUpstreamDrained(); }
+void HttpExchange::onDrained(net::Stream&) {
+    updateTimer(/*progress=*/false);  // all of the request may be out now: read_timeout's turn
+    owner_.onUpstreamDrained();
+}
 
 void HttpExchange::onEof(net::Stream&) { onConnectionLost(0); }
 void HttpExchange::onError(net::Stream&, int error) { onConnectionLost(error); }
@@ -254,7 +305,7 @@ void HttpExchange::onConnectionLost(int error) {
 void HttpExchange::onReadable(net::Stream& stream) {
     if (phase_ == Phase::Done) return;
     response_started_ = true;
-    armTimer();
+    updateTimer(/*progress=*/true);
     net::Stream& client = owner_.clientStream();
     for (;;) {
         http::ParseStatus status = response_parser_.parse(stream.input());
@@ -271,7 +322,7 @@ void HttpExchange::onReadable(net::Stream& stream) {
             }
             // The connection now speaks WebSocket: it leaves the exchange (and the pool) for good.
             phase_ = Phase::Done;
-            event_del(timer_.get());
+            stopTimer();
             group_.balancer().onRequestEnd(server_);
             client.flush();
             const http::Header* ext = http::findHeader(response_parser_.response().headers, "Sec-WebSocket-Extensions");

@@ -102,7 +102,13 @@ struct Upstream {
     Balance balance = Balance::RoundRobin;
     std::size_t keepalive = 32;                              // idle pooled connections per worker
     Duration connect_timeout = std::chrono::seconds(2);      // 504 when connecting takes longer
-    Duration read_timeout = std::chrono::seconds(60);        // 504 when the response head is late
+    Duration send_timeout = std::chrono::seconds(60);        // 504 when the upstream takes no byte
+                                                             // of the request for this long while
+                                                             // some wait to go (nginx's
+                                                             // proxy_send_timeout)
+    Duration read_timeout = std::chrono::seconds(60);        // 504 when the upstream sends nothing
+                                                             // for this long once the whole
+                                                             // request went out
     std::optional<UpstreamTls> tls;                          // set: connect to servers over TLS
     SourceMark mark;
 };

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <sys/socket.h>
@@ -68,6 +69,16 @@ public:
     // A write error is reported through onError from the event loop, never from inside flush().
     void flush();
     std::size_t outputLength() const;
+    // How far the peer has taken what we sent: bytes written to the socket so far, and how
+    // many of them the kernel still holds unacknowledged (SIOCOUTQ). Two calls compare equal
+    // when the peer took nothing in between: a send timeout's test, exact even when a large
+    // kernel send buffer wakes us (EV_WRITE) only after a third of it drained.
+    struct SendProgress {
+        std::uint64_t written = 0;
+        int unacknowledged = 0;
+        bool operator==(const SendProgress&) const = default;
+    };
+    SendProgress sendProgress() const;
     bool isConnecting() const { return connecting_; }
     // onDrained fires when, after a blocked write, output() holds at most this many bytes.
     void setLowWatermark(std::size_t bytes) { low_watermark_ = bytes; }
@@ -111,6 +122,7 @@ private:
     core::EventPtr read_event_;
     core::EventPtr write_event_;
     std::size_t low_watermark_ = 0;
+    std::uint64_t bytes_written_ = 0;  // to the socket (plaintext on TLS)
     int pending_error_ = 0;     // a write error waiting to be reported from the loop
     bool reading_ = false;
     bool write_armed_ = false;

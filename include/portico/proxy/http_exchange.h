@@ -67,6 +67,12 @@ public:
 
 private:
     enum class Phase { Connecting, Waiting, Streaming, Done };
+    // What the one timer is waiting for. Connect: connect_timeout. Send: request bytes are
+    // queued and the upstream must take some within each send_timeout (checked when it fires).
+    // Response: the request went out whole (or the answer began) and the upstream must send
+    // within read_timeout. Nothing: the rest of the body is the client's to send (its
+    // client_body_timeout runs).
+    enum class Wait { Nothing, Connect, Send, Response };
 
     void tryServer(int server, bool allow_pool);
     void retryOrFail(int status, const char* reason);
@@ -75,8 +81,14 @@ private:
     bool mayResendOnFreshConnection() const;
     void fail(int status, const char* reason);
     void complete();
-    void armTimer();
+    Wait currentWait() const;
+    // Re-arms the timer when what it waits for changed, or on `progress` (a byte came in, or
+    // a new attempt began).
+    void updateTimer(bool progress);
+    void stopTimer();
     static void onTimer(int, short, void* arg);
+    // Flushes queued request bytes to the upstream and updates the timer accordingly.
+    void flushRequest();
 
     // net::StreamHandler (the upstream connection)
     void onConnected(net::Stream& stream) override;
@@ -103,6 +115,8 @@ private:
     http::MessageParser response_parser_;
     core::EventPtr timer_;
     Phase phase_ = Phase::Connecting;
+    Wait wait_ = Wait::Nothing;
+    net::Stream::SendProgress send_mark_;   // where the upstream stood when send_timeout was armed
     std::chrono::steady_clock::time_point started_{};
     int server_ = -1;
     int first_server_ = -1;

@@ -168,6 +168,7 @@ TEST_CASE("a full configuration decodes into the expected values", "[config][loa
     CHECK(chat->balance == Balance::IpHash);
     CHECK(chat->keepalive == 32);  // defaults
     CHECK(chat->connect_timeout == 2s);
+    CHECK(chat->send_timeout == 60s);  // nginx's proxy_send_timeout default
     CHECK(chat->read_timeout == 60s);
     const Upstream* secure = c.findUpstream("secure");
     REQUIRE(secure != nullptr);
@@ -289,6 +290,24 @@ TEST_CASE("reload_drain_timeout is off by default, off or a duration", "[config]
     CHECK_FALSE(drain("reload_drain_timeout: off\n").has_value());
     CHECK(drain("reload_drain_timeout: 0\n") == std::optional<Duration>(0ms));
     CHECK(drain("reload_drain_timeout: 90s\n") == std::optional<Duration>(90s));
+}
+
+TEST_CASE("send_timeout takes a duration, independent of read_timeout", "[config][loader]") {
+    auto timeouts = [](const std::string& keys) {
+        LoadResult result = loadConfigString("listeners: [{address: 127.0.0.1:0}]\n"
+                                             "upstreams: {u: {servers: [127.0.0.1:1]" + keys + "}}\n"
+                                             "routes: [{upstream: u}]\n",
+                                             "portico.yaml");
+        INFO(describe(result));
+        REQUIRE(result.ok());
+        const Upstream* u = result.config->findUpstream("u");
+        REQUIRE(u != nullptr);
+        return std::pair{u->send_timeout, u->read_timeout};
+    };
+    CHECK(timeouts("") == std::pair<Duration, Duration>{60s, 60s});
+    CHECK(timeouts(", send_timeout: 250ms") == std::pair<Duration, Duration>{250ms, 60s});
+    CHECK(timeouts(", send_timeout: 2m, read_timeout: 7s") == std::pair<Duration, Duration>{2min, 7s});
+    CHECK(timeouts(", read_timeout: 1h") == std::pair<Duration, Duration>{60s, 1h});
 }
 
 TEST_CASE("relative paths resolve against the configuration file's folder", "[config][loader]") {
