@@ -32,14 +32,9 @@ std::string listChoices(const std::vector<std::string_view>& words) {
 
 namespace {
 
+// Keys and messages keep the file's bytes as they are; ConfigError::toString escapes them.
 ConfigError makeError(const std::string& file, const YAML::Mark& mark, const std::string& path,
                       std::string message) {
-    // Messages quote values from the file (and yaml-cpp quotes the offending character): a
-    // control byte there would reach the operator's terminal as-is.
-    for (char& c : message) {
-        auto u = static_cast<unsigned char>(c);
-        if (u < 0x20 || u == 0x7f) c = '?';
-    }
     SourceMark where = toSourceMark(mark);
     return ConfigError{file, where.line, where.column, path, std::move(message)};
 }

@@ -12,6 +12,7 @@
 
 #include "config/decoder.h"
 #include "config/passes.h"
+#include "portico/core/escape.h"
 
 namespace portico::config {
 namespace {
@@ -77,11 +78,18 @@ LoadResult load(const std::string& text, const std::string& file) {
 }  // namespace
 
 std::string ConfigError::toString() const {
-    std::string text = file;
+    // Keys and messages quote the file's bytes (a key may hold a NUL or an escape sequence,
+    // yaml-cpp quotes the offending character): escaped, they reach the operator's terminal
+    // whole and inert.
+    std::string text;
+    core::appendEscaped(text, file);
     if (line > 0) text += ":" + std::to_string(line) + ":" + std::to_string(column);
     text += ": ";
-    if (!key.empty()) text += key + ": ";
-    text += message;
+    if (!key.empty()) {
+        core::appendEscaped(text, key);
+        text += ": ";
+    }
+    core::appendEscaped(text, message);
     return text;
 }
 

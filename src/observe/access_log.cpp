@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "portico/core/escape.h"
 #include "portico/core/json.h"
 #include "portico/net/event_loop.h"
 
@@ -61,16 +62,7 @@ namespace {
 // Combined format quotes fields; escape quotes and control bytes like nginx does (\xHH).
 void appendQuoted(std::string& out, std::string_view s) {
     out.push_back('"');
-    for (char c : s) {
-        auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\' || u < 0x20 || u >= 0x7f) {
-            char esc[8];
-            snprintf(esc, sizeof esc, "\\x%02X", u);
-            out.append(esc);
-        } else {
-            out.push_back(c);
-        }
-    }
+    core::appendEscaped(out, s, "\"");
     out.push_back('"');
 }
 

@@ -145,6 +145,22 @@ class CheckConfig(PorticoTestCase):
         self.assertEqual(r.returncode, 1, out)
         self.assertRegex(out, r"portico\.yaml:\d+:\d+:")
 
+    def test_control_bytes_and_nul_in_keys_are_printed_escaped_and_whole(self):
+        # YAML's "\0" and "\e" escapes put a NUL and an ESC into keys. The error line used to end
+        # at the NUL ("routes[0].pa", no reason) and to send the ESC to the terminal as is.
+        path = self.write('listeners: [{address: 127.0.0.1:0}]\n'
+                          'routes:\n'
+                          '  - {"pa\\0th": /x, handler: health}\n'
+                          '  - {"\\e[2Jwipe": /y, handler: health}\n')
+        r = run_portico(["-t", "-c", path])
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out)
+        self.assertIn("portico.yaml:3:6: routes[0].pa\\x00th: unknown key\n", out)
+        self.assertIn("portico.yaml:4:6: routes[1].\\x1B[2Jwipe: unknown key\n", out)
+        self.assertIn("2 errors", out)
+        self.assertNotIn("\x00", out)
+        self.assertNotIn("\x1b", out)
+
     def test_duplicate_listener_is_an_error(self):
         path = self.write("listeners:\n  - address: 127.0.0.1:8080\n  - address: 127.0.0.1:8080\n"
                           "routes:\n  - path: /\n    handler: health\n")

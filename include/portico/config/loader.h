@@ -13,9 +13,10 @@ struct ConfigError {
     std::string file;
     int line = 0;
     int column = 0;
-    std::string key;      // key path, e.g. "routes[1].upstream"
-    std::string message;  // e.g. "no upstream named \"ap\""
-    // "portico.yaml:14:15: routes[1].upstream: no upstream named \"ap\""
+    std::string key;      // key path, e.g. "routes[1].upstream"; the file's bytes as they are
+    std::string message;  // e.g. "no upstream named \"ap\""; may quote the file's bytes
+    // "portico.yaml:14:15: routes[1].upstream: no upstream named \"ap\"", with control bytes,
+    // bytes from 0x80 and backslashes escaped as \xHH (a NUL in a key shows as \x00).
     std::string toString() const;
 };
 

@@ -451,10 +451,31 @@ TEST_CASE("warnings do not fail the load", "[config][errors]") {
           Lines{"portico.yaml:1:1: routes: no routes: every request is answered 404"});
 }
 
-TEST_CASE("control characters from the file never reach the message", "[config][errors]") {
+TEST_CASE("control characters from the file reach the message escaped", "[config][errors]") {
     CHECK(errorsOf("listeners: [{address: \"\\e[31mx\"}]\nroutes: [{handler: health}]\n") ==
-          Lines{"portico.yaml:1:23: listeners[0].address: invalid address \"?[31mx\" (expected "
+          Lines{"portico.yaml:1:23: listeners[0].address: invalid address \"\\x1B[31mx\" (expected "
                 "host:port, [v6]:port or *:port)"});
+}
+
+TEST_CASE("a NUL in a key is printed as \\x00 and nothing after it is lost", "[config][errors]") {
+    // YAML's "\0" escape puts a NUL byte in the key; printf's %s used to stop there, and the
+    // operator saw "portico.yaml:3:3: routes[0].pa" with neither the rest of the key nor the
+    // reason.
+    const std::string yaml = L + "routes:\n  - {\"pa\\0th\": /x, handler: health}\n";
+    LoadResult result = loadConfigString(yaml, "portico.yaml");
+    REQUIRE(result.errors.size() == 1);
+    CHECK(result.errors[0].key == std::string("routes[0].pa\0th", 15));  // the bytes, kept as read
+    const std::string line = result.errors[0].toString();
+    CHECK(line == "portico.yaml:3:6: routes[0].pa\\x00th: unknown key");
+    CHECK(line.find('\0') == std::string::npos);
+    CHECK(std::string(line.c_str()) == line);  // what fprintf("%s") prints is the whole line
+}
+
+TEST_CASE("every byte outside printable ASCII is escaped in every part of an error", "[config][errors]") {
+    CHECK(ConfigError{"a\tb.yaml", 1, 2, std::string("k\0\x7f\x1b", 4), std::string("m\r\n\xc3\xa9\\", 6)}.toString() ==
+          "a\\x09b.yaml:1:2: k\\x00\\x7F\\x1B: m\\x0D\\x0A\\xC3\\xA9\\x5C");
+    CHECK(ConfigError{"a.yaml", 0, 0, "", "quotes \"stay\" as they are"}.toString() ==
+          "a.yaml: quotes \"stay\" as they are");
 }
 
 TEST_CASE("ConfigError::toString leaves out an unknown position or key", "[config][errors]") {
