@@ -14,8 +14,13 @@ WorkerSnapshot::WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> 
                                      loop, upstream, stats.upstream(name, servers),
                                      tls == snapshot_->tls.upstreams.end() ? nullptr : tls->second.get()));
     }
-    for (const auto& route : snapshot_->config->routes)
-        route_stats_.push_back(&stats.route(observe::routeKey(route.host, route.path, route.exact_path)));
+    for (const auto& route : snapshot_->config->routes) {
+        std::string key = observe::routeKey(route.host, route.path, route.exact_path);
+        route_stats_.push_back(&stats.route(key));
+        trace_limiters_.push_back(route.websocket.trace
+                                      ? std::make_unique<ws::TraceLimiter>(route.websocket.trace_rate, std::move(key))
+                                      : nullptr);
+    }
 }
 
 bool buildTlsContexts(const config::Config& config, const TlsContexts* previous, TlsContexts& out,

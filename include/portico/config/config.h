@@ -143,7 +143,8 @@ struct WebSocketSettings {
     std::uint64_t trace_rate = 100;                // trace lines per second per worker and route;
                                                    // beyond: counted, then one summary line
 };
-inline constexpr std::size_t kMaxTracePayloadBytes = 1024;  // trace_payload_bytes bound
+// trace_payload_bytes bound: escaped (up to 4 characters a byte) it still fits one log line.
+inline constexpr std::size_t kMaxTracePayloadBytes = 256;
 
 struct PubSubSettings {
     bool client_publish = false;                   // a subscriber's message goes to its channel
