@@ -24,8 +24,8 @@ void warnKeyLog(Decoder& d, const std::string& tls_path, const std::string& file
     if (file.empty()) return;
     std::string key = childPath(tls_path, "keylog_file");
     d.warning(d.markOf(key), key,
-              "TLS secrets are written to " + file +
-                  ": whoever reads it can decrypt the traffic; for debugging only");
+              "TLS secrets are written to this file: whoever reads it can decrypt the traffic; "
+              "for debugging only");
 }
 
 void validateListenerTls(Decoder& d, const std::string& path, const ListenerTls& tls) {
