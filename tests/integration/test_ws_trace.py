@@ -12,6 +12,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+from http_client import http_request  # noqa: E402
 from portico_harness import main, make_config, run_portico, to_yaml  # noqa: E402
 from ws_client import OP_CLOSE, OP_PONG  # noqa: E402
 from ws_peers import WsTestCase, echo_config, wait_for, ws_proxy_config  # noqa: E402
@@ -98,11 +99,29 @@ class TraceTest(WsTestCase):
                            'reason="done"')
         summary = [l for l in p.stderr_lines() if "trace lines suppressed" in l]
         self.assertEqual(len(summary), 1, p.stderr_text()[-3000:])
+        # Every frame so far is either a line written before the summary or counted in it.
+        before = p.stderr_lines()[:p.stderr_lines().index(summary[0])]
+        written = len([l for l in before if TRACE_RE.search(l)])
         m = re.search(r"ws trace: (\d+) trace lines suppressed on route \*/echo \(trace_rate 5/s\)",
                       summary[0])
         self.assertTrue(m, summary[0])
         self.assertEqual(int(m.group(1)) + written, 2 + 80, summary[0])
         self.wait_trace(p, "portico->client close fin=1 rsv=000 mask=0 len=2 code=1000")
+
+    def test_pubsub_traces_what_it_fans_out(self):
+        p = self.start_portico(make_config(routes=[{
+            "path": "/live/", "handler": "pubsub", "pubsub": {"publish_token": "t0ken"},
+            "websocket": {"trace": True, "trace_payload_bytes": 32}}]))
+        ws = self.ws_connect(p.port, "/live/room")
+        self.assertTrue(wait_for(lambda: http_request(p.port, "GET", "/live/room")
+                                 .json()["subscribers"] == 1))
+        r = http_request(p.port, "POST", "/live/room", body=b"news for all",
+                         headers=[("Authorization", "Bearer t0ken"),
+                                  ("Content-Type", "text/plain")])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(ws.recv_text(), "news for all")
+        self.wait_trace(p, 'portico->client text fin=1 rsv=000 mask=0 len=12 '
+                           'payload="news for all"')
 
     def test_off_by_default_and_not_in_tunnel_mode(self):
         b = self.start_ws_backend("python", deflate=False)
