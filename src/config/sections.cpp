@@ -430,7 +430,7 @@ const std::array<KeyRule<WebSocketSettings>, 12> kWebSocketKeys{{
          ws.trace_payload_bytes = n;
      }},
     {"trace_rate",
-     [](Decoder& d, const Item& v, WebSocketSettings& ws) { readPerSecond(d, v, false, ws.trace_rate); }},
+     [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readRate(v, RateOf::Events, false, ws.trace_rate); }},
 }};
 
 // RFC 6750 2.1: b64token, the characters a Bearer token may hold; any other could never match.

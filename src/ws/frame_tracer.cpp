@@ -25,8 +25,8 @@ std::size_t copyAt(evbuffer* buf, std::size_t offset, std::uint8_t* out, std::si
 
 }  // namespace
 
-TraceLimiter::TraceLimiter(std::uint64_t rate, std::string route)
-    : bucket_(rate, rate, core::TokenBucket::Clock::now()), route_(std::move(route)) {}
+TraceLimiter::TraceLimiter(double rate, std::string route)
+    : bucket_(rate, core::oneSecondOf(rate), core::TokenBucket::Clock::now()), route_(std::move(route)) {}
 
 bool TraceLimiter::admit(core::TokenBucket::Clock::time_point now, std::uint64_t& suppressed) {
     if (!bucket_.take(1, now)) {
@@ -49,9 +49,8 @@ void FrameTracer::frame(TraceDirection direction, const FrameHeader& h, evbuffer
     if (!limiter_.admit(core::TokenBucket::Clock::now(), suppressed)) return;
     // Trace lines are written whatever log.level says: the route's trace key is their switch.
     if (suppressed > 0) {
-        core::logLine(core::LogLevel::Info, "ws trace: %llu trace lines suppressed on route %s (trace_rate %llu/s)",
-                      static_cast<unsigned long long>(suppressed), limiter_.route().c_str(),
-                      static_cast<unsigned long long>(limiter_.rate()));
+        core::logLine(core::LogLevel::Info, "ws trace: %llu trace lines suppressed on route %s (trace_rate %g/s)",
+                      static_cast<unsigned long long>(suppressed), limiter_.route().c_str(), limiter_.rate());
     }
     TracedFrame traced;
     traced.direction = direction;

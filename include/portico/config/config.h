@@ -140,7 +140,7 @@ struct WebSocketSettings {
                                                    // frame (tunnel: no frames to trace)
     std::size_t trace_payload_bytes = 0;           // first bytes of text payloads in a trace
                                                    // line; 0 = none; at most kMaxTracePayloadBytes
-    std::uint64_t trace_rate = 100;                // trace lines per second per worker and route;
+    double trace_rate = 100;                       // trace lines per second per worker and route;
                                                    // beyond: counted, then one summary line
 };
 // trace_payload_bytes bound: escaped (up to 4 characters a byte) it still fits one log line.

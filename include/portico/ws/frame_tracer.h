@@ -25,15 +25,16 @@ namespace portico::ws {
 // worth at once. Not thread-safe (one per worker and route).
 class TraceLimiter {
 public:
-    // `rate` > 0 lines per second; `route` names the route in the summary line ("/ws/").
-    TraceLimiter(std::uint64_t rate, std::string route);
+    // `rate` > 0 lines per second (fractions allowed); `route` names the route in the summary
+    // line ("*/ws/").
+    TraceLimiter(double rate, std::string route);
 
     // True when a line may be written at `now`; `suppressed` is then the number of lines held
     // back since the last one written (and that count starts again from 0).
     bool admit(core::TokenBucket::Clock::time_point now, std::uint64_t& suppressed);
 
     const std::string& route() const { return route_; }
-    std::uint64_t rate() const { return bucket_.rate(); }
+    double rate() const { return bucket_.rate(); }
 
 private:
     core::TokenBucket bucket_;

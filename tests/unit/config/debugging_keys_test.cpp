@@ -59,7 +59,8 @@ TEST_CASE("websocket trace errors and the tunnel warning", "[config][trace]") {
         {L + R + "      trace_payload_bytes: 257\n",
          "portico.yaml:7:28: routes[0].websocket.trace_payload_bytes: at most 256 bytes"},
         {L + R + "      trace_rate: 0/s\n",
-         "portico.yaml:7:19: routes[0].websocket.trace_rate: expected a message rate like 100/s (greater than 0)"},
+         "portico.yaml:7:19: routes[0].websocket.trace_rate: expected a rate like 100/s, 600/m or 0.5/s (greater "
+         "than 0)"},
     };
     for (const Case& c : cases) {
         INFO(c.yaml);
