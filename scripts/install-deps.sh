@@ -6,7 +6,8 @@
 #
 #   run       build and run Portico (the default): compiler, CMake, the libraries it links
 #   test      run + what the test suite needs: Catch2, Python peers, Chromium, Redis, clang for
-#             the fuzz targets, the packaging tools (the package test builds the .deb), npm peers
+#             the fuzz targets, the packaging tools (the package test builds the .deb), npm peers,
+#             tcpdump and tshark (the key log test decrypts a capture)
 #   bench     run + the peers the benchmarks compare against: nginx, HAProxy, nchan, wrk
 #   package   run + debhelper, dpkg-dev, lintian, fakeroot
 #
@@ -22,7 +23,7 @@ run_packages=(build-essential cmake pkg-config
   libevent-dev libssl-dev libyaml-cpp-dev node-llhttp zlib1g-dev libsystemd-dev)
 test_packages=(catch2 python3 python3-websockets python3-django python3-django-channels python3-daphne
   curl openssl procps chromium redis-server clang nginx
-  debhelper dpkg-dev lintian fakeroot)
+  debhelper dpkg-dev lintian fakeroot tcpdump tshark)
 bench_packages=(wrk nginx haproxy libnginx-mod-nchan)
 package_packages=(debhelper dpkg-dev lintian fakeroot)
 
@@ -54,6 +55,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy"
     chmod 755 "$policy"
     trap 'rm -f "$policy"' EXIT
+  fi
+  # wireshark-common asks whether non-root users may capture (a setuid dumpcap); answer "no"
+  # up front so the install never stops at a prompt. tcpdump as root is what the tests use.
+  if printf '%s\n' "${missing[@]}" | grep -qx 'tshark'; then
+    echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
   fi
   apt-get update
   apt-get install -y --no-install-recommends "${missing[@]}"

@@ -41,9 +41,12 @@ void resolveConfig(Config& config, const std::string& file) {
             resolve(base, files.key);
         }
         resolve(base, listener.tls->client_ca);
+        resolve(base, listener.tls->keylog_file);
     }
     for (auto& [name, upstream] : config.upstreams) {
-        if (upstream.tls) resolve(base, upstream.tls->ca);
+        if (!upstream.tls) continue;
+        resolve(base, upstream.tls->ca);
+        resolve(base, upstream.tls->keylog_file);
     }
     for (Route& route : config.routes) resolve(base, route.root);
 }

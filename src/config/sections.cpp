@@ -151,7 +151,7 @@ const std::array<KeyRule<CertificateFiles>, 2> kCertificateKeys{{
     {"key", [](Decoder& d, const Item& v, CertificateFiles& c) { d.readPath(v, c.key); }},
 }};
 
-const std::array<KeyRule<ListenerTls>, 6> kListenerTlsKeys{{
+const std::array<KeyRule<ListenerTls>, 7> kListenerTlsKeys{{
     {"certificates",
      [](Decoder& d, const Item& v, ListenerTls& tls) {
          d.forEachElement(v, [&](const Item& element) {
@@ -193,6 +193,8 @@ const std::array<KeyRule<ListenerTls>, 6> kListenerTlsKeys{{
      [](Decoder& d, const Item& v, ListenerTls& tls) { d.readBool(v, tls.session_tickets); }},
     {"client_ca",
      [](Decoder& d, const Item& v, ListenerTls& tls) { d.readPath(v, tls.client_ca); }},
+    {"keylog_file",
+     [](Decoder& d, const Item& v, ListenerTls& tls) { d.readPath(v, tls.keylog_file); }},
 }};
 
 const std::array<KeyRule<Listener>, 3> kListenerKeys{{
@@ -231,7 +233,7 @@ void decodeListeners(Decoder& d, const Item& v, Config& c) {
 
 // ---- upstreams ----------------------------------------------------------------------------
 
-const std::array<KeyRule<UpstreamTls>, 3> kUpstreamTlsKeys{{
+const std::array<KeyRule<UpstreamTls>, 4> kUpstreamTlsKeys{{
     {"verify", [](Decoder& d, const Item& v, UpstreamTls& tls) { d.readBool(v, tls.verify); }},
     {"ca", [](Decoder& d, const Item& v, UpstreamTls& tls) { d.readPath(v, tls.ca); }},
     {"sni",
@@ -244,6 +246,8 @@ const std::array<KeyRule<UpstreamTls>, 3> kUpstreamTlsKeys{{
          }
          tls.sni = toLower(std::move(name));
      }},
+    {"keylog_file",
+     [](Decoder& d, const Item& v, UpstreamTls& tls) { d.readPath(v, tls.keylog_file); }},
 }};
 
 const std::array<KeyRule<Upstream>, 7> kUpstreamKeys{{
@@ -364,7 +368,7 @@ const std::array<KeyRule<WebSocketRate>, 3> kRateKeys{{
     {"burst", [](Decoder& d, const Item& v, WebSocketRate& r) { decodeMapping(d, v, kBurstKeys, r); }},
 }};
 
-const std::array<KeyRule<WebSocketSettings>, 9> kWebSocketKeys{{
+const std::array<KeyRule<WebSocketSettings>, 12> kWebSocketKeys{{
     {"mode",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          d.readChoice(v, {{"tunnel", WebSocketMode::Tunnel}, {"frames", WebSocketMode::Frames}},
@@ -418,6 +422,19 @@ const std::array<KeyRule<WebSocketSettings>, 9> kWebSocketKeys{{
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          if (d.readDuration(v, ws.max_lifetime_grace)) requirePositive(d, v, ws.max_lifetime_grace.count() > 0);
      }},
+    {"trace", [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readBool(v, ws.trace); }},
+    {"trace_payload_bytes",  // 0 = no payload in trace lines
+     [](Decoder& d, const Item& v, WebSocketSettings& ws) {
+         std::size_t n = 0;
+         if (!d.readSize(v, n)) return;
+         if (n > kMaxTracePayloadBytes) {
+             d.error(v, "at most " + std::to_string(kMaxTracePayloadBytes) + " bytes");
+             return;
+         }
+         ws.trace_payload_bytes = n;
+     }},
+    {"trace_rate",
+     [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readRate(v, RateOf::Events, false, ws.trace_rate); }},
 }};
 
 // RFC 6750 2.1: b64token, the characters a Bearer token may hold; any other could never match.

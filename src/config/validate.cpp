@@ -18,7 +18,18 @@ void requireKey(Decoder& d, const std::string& parent, const char* key) {
     if (!d.has(path)) d.error(d.markOf(parent), path, kMissing);
 }
 
+// Said at start-up, on every reload and by `portico -t` (they all load the file), so that a key
+// log left on after a debugging session does not go unnoticed.
+void warnKeyLog(Decoder& d, const std::string& tls_path, const std::string& file) {
+    if (file.empty()) return;
+    std::string key = childPath(tls_path, "keylog_file");
+    d.warning(d.markOf(key), key,
+              "TLS secrets are written to this file: whoever reads it can decrypt the traffic; "
+              "for debugging only");
+}
+
 void validateListenerTls(Decoder& d, const std::string& path, const ListenerTls& tls) {
+    warnKeyLog(d, path, tls.keylog_file);
     std::string certificates = childPath(path, "certificates");
     if (!d.has(certificates)) {
         d.error(d.markOf(path), certificates, kMissing);
@@ -92,6 +103,7 @@ void validateUpstreams(Decoder& d, const Config& c) {
         } else if (upstream.servers.empty() && !d.failedUnder(servers)) {
             d.error(d.markOf(servers), servers, "at least one server is required");
         }
+        if (upstream.tls) warnKeyLog(d, childPath(path, "tls"), upstream.tls->keylog_file);
         if (upstream.tls && !upstream.tls->verify) {
             std::string verify = childPath(childPath(path, "tls"), "verify");
             d.warning(d.markOf(verify), verify,
@@ -189,7 +201,9 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
                         "needs mode: frames (a tunnel does not parse frames and cannot count "
                         "them)");
             }
-            for (const char* key : {"max_message_bytes", "ping_interval", "max_lifetime_grace"}) {
+            // trace too: a tunnel copies bytes without knowing where frames begin; parsing a copy
+            // would add a parser per direction to the one mode meant to never parse.
+            for (const char* key : {"max_message_bytes", "ping_interval", "max_lifetime_grace", "trace"}) {
                 std::string key_path = childPath(websocket, key);
                 if (d.has(key_path)) {
                     d.warning(d.markOf(key_path), key_path,

@@ -15,8 +15,10 @@ namespace {
 
 constexpr std::string_view kPingPayload = "portico";
 
-ws::CodecOptions codecOptions(const config::WebSocketSettings& settings, const std::optional<ws::DeflateParams>& deflate) {
+ws::CodecOptions codecOptions(const config::WebSocketSettings& settings, const std::optional<ws::DeflateParams>& deflate,
+                              ws::FrameTracer* tracer) {
     ws::CodecOptions options;
+    options.tracer = tracer;
     options.role = ws::Role::Server;
     options.max_message_bytes = settings.max_message_bytes;
     options.deflate = deflate;
@@ -40,11 +42,12 @@ std::unique_ptr<EndpointApp> makeEchoApp() { return std::make_unique<EchoApp>();
 
 EndpointSession::EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
                                  const config::WebSocketSettings& settings, std::optional<ws::DeflateParams> deflate,
-                                 std::unique_ptr<EndpointApp> app)
+                                 std::unique_ptr<EndpointApp> app, std::unique_ptr<ws::FrameTracer> tracer)
     : owner_(owner),
       loop_(loop),
       client_(std::move(client)),
-      codec_(codecOptions(settings, deflate), static_cast<ws::CodecHandler&>(*this), client_->output()),
+      tracer_(std::move(tracer)),
+      codec_(codecOptions(settings, deflate, tracer_.get()), static_cast<ws::CodecHandler&>(*this), client_->output()),
       app_(std::move(app)),
       idle_(loop, settings.idle_timeout, [this] { close(ws::close_code::kGoingAway, "idle timeout"); }),
       lifetime_(loop, settings, [this] { onLifetime(); }, [this] { end("max lifetime grace over"); }),
@@ -153,7 +156,9 @@ void EndpointSession::sendBinary(std::string_view data) {
 
 void EndpointSession::sendEncoded(evbuffer* frames) {
     if (!isOpen()) return;
+    const std::size_t mark = tracer_ ? evbuffer_get_length(client_->output()) : 0;
     evbuffer_add_buffer_reference(client_->output(), frames);
+    if (tracer_) tracer_->written(ws::TraceDirection::PorticoToClient, client_->output(), mark);
     client_->flush();
 }
 

@@ -173,7 +173,7 @@ void ClientConnection::processInput() {
                     // A built-in endpoint accepted the WebSocket: it takes the socket now.
                     auto session = std::make_unique<handlers::EndpointSession>(
                         static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
-                        req_.route->websocket, pending_deflate_, std::move(pending_app_));
+                        req_.route->websocket, pending_deflate_, std::move(pending_app_), makeTracer());
                     startSession(std::move(session));
                     return;
                 }

@@ -90,13 +90,20 @@ void ClientConnection::onUpgraded(std::unique_ptr<Stream> upstream, std::string 
     std::unique_ptr<ws::Session> session;
     if (settings.mode == config::WebSocketMode::Frames) {
         session = std::make_unique<ws::FrameRelay>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
-                                                   std::move(upstream), settings, ws::allowedRsvBits(extensions));
+                                                   std::move(upstream), settings, ws::allowedRsvBits(extensions),
+                                                   makeTracer());
     } else {
         session = std::make_unique<ws::Tunnel>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
                                                std::move(upstream), settings);
     }
     retireExchange();
     startSession(std::move(session));
+}
+
+std::unique_ptr<ws::FrameTracer> ClientConnection::makeTracer() {
+    ws::TraceLimiter* limiter = snapshot_->traceLimiter(*req_.route);
+    if (limiter == nullptr) return nullptr;
+    return std::make_unique<ws::FrameTracer>(client_ip_, *limiter, req_.route->websocket.trace_payload_bytes);
 }
 
 void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {

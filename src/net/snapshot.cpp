@@ -1,5 +1,7 @@
 #include "portico/net/snapshot.h"
 
+#include "portico/tls/key_log.h"
+
 namespace portico::net {
 
 WorkerSnapshot::WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> snapshot, observe::WorkerStats& stats)
@@ -12,13 +14,26 @@ WorkerSnapshot::WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> 
                                      loop, upstream, stats.upstream(name, servers),
                                      tls == snapshot_->tls.upstreams.end() ? nullptr : tls->second.get()));
     }
-    for (const auto& route : snapshot_->config->routes)
-        route_stats_.push_back(&stats.route(observe::routeKey(route.host, route.path, route.exact_path)));
+    for (const auto& route : snapshot_->config->routes) {
+        std::string key = observe::routeKey(route.host, route.path, route.exact_path);
+        route_stats_.push_back(&stats.route(key));
+        trace_limiters_.push_back(route.websocket.trace
+                                      ? std::make_unique<ws::TraceLimiter>(route.websocket.trace_rate, std::move(key))
+                                      : nullptr);
+    }
 }
 
 bool buildTlsContexts(const config::Config& config, const TlsContexts* previous, TlsContexts& out,
                       std::vector<std::string>& errors, std::vector<std::string>& warnings) {
     std::size_t errors_before = errors.size();
+    tls::KeyLogs keylogs;  // one writer per file, shared by the listeners and upstreams naming it
+    auto keylogFor = [&](const std::string& path, const std::string& key) -> std::shared_ptr<const tls::KeyLog> {
+        if (path.empty()) return nullptr;
+        std::string error;
+        std::shared_ptr<const tls::KeyLog> log = keylogs.get(path, error);
+        if (!log) errors.push_back(key + ": " + error);
+        return log;
+    };
     for (std::size_t i = 0; i < config.listeners.size(); ++i) {
         const auto& listener = config.listeners[i];
         if (!listener.tls) {
@@ -27,11 +42,14 @@ bool buildTlsContexts(const config::Config& config, const TlsContexts* previous,
         }
         const tls::ServerContext* before = nullptr;
         if (previous && i < previous->listeners.size()) before = previous->listeners[i].get();
-        out.listeners.push_back(tls::ServerContext::build(*listener.tls, errors, warnings, before));
+        auto keylog = keylogFor(listener.tls->keylog_file, "listeners[" + std::to_string(i) + "].tls.keylog_file");
+        out.listeners.push_back(tls::ServerContext::build(*listener.tls, errors, warnings, before, std::move(keylog)));
     }
     for (const auto& [name, upstream] : config.upstreams) {
         if (!upstream.tls) continue;
-        if (auto ctx = tls::ClientContext::build(*upstream.tls, errors, warnings)) out.upstreams.emplace(name, std::move(ctx));
+        auto keylog = keylogFor(upstream.tls->keylog_file, "upstreams." + name + ".tls.keylog_file");
+        if (auto ctx = tls::ClientContext::build(*upstream.tls, errors, warnings, std::move(keylog)))
+            out.upstreams.emplace(name, std::move(ctx));
     }
     return errors.size() == errors_before;
 }

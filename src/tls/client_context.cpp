@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include "portico/tls/errors.h"
+#include "portico/tls/key_log.h"
 #include "tls/certificate.h"
 #include "tls/context_access.h"
 #include "tls/session_data.h"
@@ -105,11 +106,17 @@ ClientContext::~ClientContext() = default;
 
 std::shared_ptr<ClientContext> ClientContext::build(const config::UpstreamTls& tls,
                                                     std::vector<std::string>& errors,
-                                                    std::vector<std::string>& warnings) {
+                                                    std::vector<std::string>& warnings,
+                                                    std::shared_ptr<const KeyLog> keylog) {
     detail::Problems problems;
     std::shared_ptr<ClientContext> context = detail::ClientContextAccess::build(tls, problems);
     problems.flatten(errors, warnings);
-    return problems.hasErrors() ? nullptr : context;
+    if (problems.hasErrors()) return nullptr;
+    if (context && keylog) {
+        context->keylog_ = std::move(keylog);
+        detail::enableKeyLog(context->ctx_.get());
+    }
+    return context;
 }
 
 SslPtr ClientContext::newSession(std::string_view host, std::string_view session_key) const {
@@ -147,6 +154,7 @@ SslPtr ClientContext::newSession(std::string_view host, std::string_view session
         }
     }
     std::string key = data->cache_key;
+    data->keylog = keylog_.get();
     data->client = std::move(self);
     if (!ok || !detail::attachSessionData(ssl.get(), std::move(data))) {
         ERR_clear_error();

@@ -14,6 +14,7 @@
 #include <openssl/x509.h>
 
 #include "portico/tls/errors.h"
+#include "portico/tls/key_log.h"
 #include "tls/certificate.h"
 #include "tls/context_access.h"
 #include "tls/session_data.h"
@@ -102,12 +103,18 @@ ServerContext::~ServerContext() = default;
 std::shared_ptr<ServerContext> ServerContext::build(const config::ListenerTls& tls,
                                                     std::vector<std::string>& errors,
                                                     std::vector<std::string>& warnings,
-                                                    const ServerContext* previous) {
+                                                    const ServerContext* previous,
+                                                    std::shared_ptr<const KeyLog> keylog) {
     Problems problems;
     std::shared_ptr<ServerContext> context =
         detail::ServerContextAccess::build(tls, problems, previous, std::time(nullptr));
     problems.flatten(errors, warnings);
-    return problems.hasErrors() ? nullptr : context;
+    if (problems.hasErrors()) return nullptr;
+    if (context && keylog) {
+        context->keylog_ = std::move(keylog);
+        for (const Group& group : context->groups_) detail::enableKeyLog(group.ctx.get());
+    }
+    return context;
 }
 
 SslPtr ServerContext::newSession() const {
@@ -120,6 +127,7 @@ SslPtr ServerContext::newSession() const {
         ERR_clear_error();
         return {};
     }
+    data->keylog = keylog_.get();
     data->server = std::move(self);
     if (!detail::attachSessionData(ssl.get(), std::move(data))) {
         ERR_clear_error();

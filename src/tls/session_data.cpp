@@ -4,6 +4,8 @@
 
 #include <openssl/crypto.h>
 
+#include "portico/tls/key_log.h"
+
 namespace portico::tls::detail {
 namespace {
 
@@ -46,5 +48,12 @@ SessionData* sessionData(const SSL* ssl) {
     if (ssl == nullptr || index < 0) return nullptr;
     return static_cast<SessionData*>(SSL_get_ex_data(ssl, index));
 }
+
+void onKeyLogLine(const SSL* ssl, const char* line) noexcept {
+    const SessionData* data = sessionData(ssl);
+    if (data != nullptr && data->keylog != nullptr && line != nullptr) data->keylog->write(line);
+}
+
+void enableKeyLog(SSL_CTX* ctx) noexcept { SSL_CTX_set_keylog_callback(ctx, onKeyLogLine); }
 
 }  // namespace portico::tls::detail

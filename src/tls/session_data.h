@@ -13,6 +13,7 @@
 namespace portico::tls {
 class ServerContext;
 class ClientContext;
+class KeyLog;
 }  // namespace portico::tls
 
 namespace portico::tls::detail {
@@ -21,11 +22,18 @@ struct SessionData {
     std::shared_ptr<const ServerContext> server;
     std::shared_ptr<const ClientContext> client;
     std::string cache_key;  // client: where a session for resumption is stored
+    const KeyLog* keylog = nullptr;  // tls.keylog_file, owned by `server` or `client`; null: off
 };
 
 // Attaches `data` to `ssl`; SSL_free deletes it. Returns false (and deletes it) on failure.
 bool attachSessionData(SSL* ssl, std::unique_ptr<SessionData> data);
 // The data attached to `ssl`, or nullptr (an SSL made elsewhere).
 SessionData* sessionData(const SSL* ssl);
+
+// SSL_CTX_set_keylog_callback's callback for contexts with a key log: appends `line` to the
+// session's KeyLog. Set only when a key log is configured, so it costs nothing otherwise.
+void onKeyLogLine(const SSL* ssl, const char* line) noexcept;
+// Sets onKeyLogLine on `ctx`.
+void enableKeyLog(SSL_CTX* ctx) noexcept;
 
 }  // namespace portico::tls::detail

@@ -5,6 +5,7 @@
 #include <event2/buffer.h>
 
 #include "portico/ws/close_code.h"
+#include "portico/ws/frame_tracer.h"
 
 namespace portico::ws {
 
@@ -53,6 +54,7 @@ std::string_view toString(CodecState state) {
 Codec::Codec(const CodecOptions& options, CodecHandler& handler, evbuffer* out)
     : handler_(handler),
       out_(out),
+      tracer_(options.tracer),
       checker_(peerOf(options.role), options.deflate ? kRsv1 : 0, options.max_message_bytes),
       max_message_bytes_(options.max_message_bytes),
       deflate_min_bytes_(options.deflate_min_bytes),
@@ -71,6 +73,15 @@ Codec::Codec(const CodecOptions& options, CodecHandler& handler, evbuffer* out)
 
 Codec::~Codec() = default;
 
+template <typename Write>
+bool Codec::traced(Write&& write) {
+    if (tracer_ == nullptr) [[likely]] return write();
+    const std::size_t mark = evbuffer_get_length(out_);
+    const bool ok = write();
+    tracer_->written(outgoing(), out_, mark);
+    return ok;
+}
+
 CodecState Codec::feed(evbuffer* in) {
     while (state_ != CodecState::Closed) {
         if (!in_frame_) {
@@ -82,9 +93,12 @@ CodecState Codec::feed(evbuffer* in) {
                 break;
             }
             if (const std::uint16_t code = checker_.check(h); code != 0) {
+                if (tracer_) tracer_->frame(incoming(), h, in, h.header_length);
                 fail(code);
                 break;
             }
+            // Data frames are traced at their header, control frames once whole (below).
+            if (tracer_ && !isControl(h.opcode)) [[unlikely]] tracer_->frame(incoming(), h, in, h.header_length);
             evbuffer_drain(in, h.header_length);
             frame_ = h;
             offset_ = 0;
@@ -96,6 +110,7 @@ CodecState Codec::feed(evbuffer* in) {
             // RFC 6455 5.5: control payloads are small (checked <= 125): wait for all of it.
             const auto len = static_cast<std::size_t>(frame_.payload_length);
             if (evbuffer_get_length(in) < len) break;
+            if (tracer_) [[unlikely]] tracer_->frame(incoming(), frame_, in, 0);
             std::uint8_t payload[kMaxControlPayload];
             removeUnmasked(in, payload, len, frame_.masked ? frame_.mask : nullptr, 0);
             in_frame_ = false;
@@ -199,7 +214,7 @@ void Codec::handleControl(const std::uint8_t* payload, std::size_t len) {
         case Opcode::Ping:
             // RFC 6455 5.5.2/5.5.3: answer with a Pong carrying the same data; none after our Close.
             if (state_ == CodecState::Open) {
-                appendFrame(out_, Opcode::Pong, true, 0, payload, len, outgoingMask());
+                traced([&] { return appendFrame(out_, Opcode::Pong, true, 0, payload, len, outgoingMask()); });
                 bytes_out_ += len;
             }
             return;
@@ -216,7 +231,7 @@ void Codec::handleControl(const std::uint8_t* payload, std::size_t len) {
             // RFC 6455 5.5.1: answer a Close with a Close, echoing the code (none if none came).
             if (state_ == CodecState::Open) {
                 code_sent_ = close.code == close_code::kNoStatus ? 0 : close.code;
-                appendCloseFrame(out_, code_sent_, {}, outgoingMask());
+                traced([&] { return appendCloseFrame(out_, code_sent_, {}, outgoingMask()); });
             }
             // RFC 6455 7.1.1: the handshake is complete; the server closes TCP first.
             state_ = CodecState::Closed;
@@ -236,7 +251,7 @@ const std::uint8_t* Codec::outgoingMask() {
 
 bool Codec::send(Opcode opcode, const void* data, std::size_t len) {
     if (state_ != CodecState::Open) return false;
-    if (!encodeWith(out_, opcode, data, len, deflater_.get(), deflate_min_bytes_, outgoingMask())) {
+    if (!traced([&] { return encodeWith(out_, opcode, data, len, deflater_.get(), deflate_min_bytes_, outgoingMask()); })) {
         // zlib failed (nothing was written) or libevent could not allocate: 1011 and close.
         fail(close_code::kInternalError);
         return false;
@@ -253,14 +268,14 @@ bool Codec::sendBinary(std::string_view data) { return send(Opcode::Binary, data
 bool Codec::sendPing(std::string_view payload) {
     if (state_ != CodecState::Open || payload.size() > kMaxControlPayload) return false;
     bytes_out_ += payload.size();
-    return appendFrame(out_, Opcode::Ping, true, 0, payload.data(), payload.size(), outgoingMask());
+    return traced([&] { return appendFrame(out_, Opcode::Ping, true, 0, payload.data(), payload.size(), outgoingMask()); });
 }
 
 bool Codec::sendClose(std::uint16_t code, std::string_view reason) {
     if (state_ != CodecState::Open) return false;
     code_sent_ = code;
     state_ = CodecState::CloseSent;
-    return appendCloseFrame(out_, code, reason, outgoingMask());
+    return traced([&] { return appendCloseFrame(out_, code, reason, outgoingMask()); });
 }
 
 void Codec::fail(std::uint16_t code) {
@@ -269,7 +284,7 @@ void Codec::fail(std::uint16_t code) {
     failed_ = true;
     if (state_ == CodecState::Open) {
         code_sent_ = code;
-        appendCloseFrame(out_, code, {}, outgoingMask());
+        traced([&] { return appendCloseFrame(out_, code, {}, outgoingMask()); });
     }
     state_ = CodecState::Closed;
 }

@@ -21,7 +21,7 @@ constexpr std::string_view kPingPayload = "portico";
 
 FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
                        std::unique_ptr<net::Stream> upstream, const config::WebSocketSettings& settings,
-                       std::uint8_t allowed_rsv)
+                       std::uint8_t allowed_rsv, std::unique_ptr<FrameTracer> tracer)
     : owner_(owner),
       loop_(loop),
       client_(std::move(client)),
@@ -31,7 +31,8 @@ FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_pt
       idle_(loop, settings.idle_timeout, [this] { goAwayBoth("idle timeout"); }),
       lifetime_(loop, settings, [this] { onLifetime(); }, [this] { end("max lifetime grace over"); }),
       ping_timer_(event_new(loop.base(), -1, 0, &FrameRelay::onPingTimer, this)),
-      ping_interval_(settings.ping_interval) {
+      ping_interval_(settings.ping_interval),
+      tracer_(std::move(tracer)) {
     up_.from = down_.to = client_.get();
     up_.to = down_.from = upstream_.get();
     for (net::Stream* s : {client_.get(), upstream_.get()}) {
@@ -106,11 +107,13 @@ bool FrameRelay::pump(Direction& d) {
             return false;
         }
         if (std::uint16_t code = d.checker.check(h)) {
+            if (tracer_) [[unlikely]] tracer_->frame(traceDirection(d), h, in, static_cast<std::size_t>(header));
             fail(*d.from, code, code == close_code::kMessageTooBig ? "message too big" : "protocol violation");
             return false;
         }
         const std::size_t frame_size = static_cast<std::size_t>(header) + (isControl(h.opcode) ? h.payload_length : 0);
         if (!isControl(h.opcode)) {
+            if (tracer_) [[unlikely]] tracer_->frame(traceDirection(d), h, in, static_cast<std::size_t>(header));
             // Header and as much payload as is here, in one move (the common small message is
             // entirely here). After `to` got a Close, data frames for it are dropped (RFC 6455
             // 5.5.1: no data after a Close).
@@ -132,6 +135,12 @@ bool FrameRelay::pump(Direction& d) {
         std::uint8_t payload[kMaxControlPayload];
         int length = copyControlPayload(in, h, payload);
         std::string_view body(reinterpret_cast<const char*>(payload), length > 0 ? static_cast<std::size_t>(length) : 0);
+        if (tracer_) [[unlikely]] {
+            // The answer to Portico's own ping stays with Portico (below).
+            const bool ours = h.opcode == Opcode::Pong && &d == &up_ && body == kPingPayload;
+            tracer_->frame(ours ? TraceDirection::ClientToPortico : traceDirection(d), h, in,
+                           static_cast<std::size_t>(header));
+        }
         if (h.opcode == Opcode::Close) {
             ClosePayload close;
             if (std::uint16_t code = parseClosePayload(payload, body.size(), close)) {
@@ -220,7 +229,12 @@ void FrameRelay::writeClose(Direction& d, std::uint16_t code) {
     std::uint8_t mask[4];
     const bool to_upstream = d.to == upstream_.get();
     if (to_upstream) makeMask(mask);  // we are the client towards the upstream: frames are masked
+    const std::size_t mark = evbuffer_get_length(d.to->output());
     appendFrame(d.to->output(), Opcode::Close, true, 0, payload, sizeof payload, to_upstream ? mask : nullptr);
+    if (tracer_) {
+        tracer_->written(to_upstream ? TraceDirection::PorticoToUpstream : TraceDirection::PorticoToClient,
+                         d.to->output(), mark);
+    }
     d.to->flush();
 }
 
@@ -263,7 +277,9 @@ void FrameRelay::onPingTimer(int, short, void* arg) {
         return;
     }
     if (self->down_.remaining == 0 && !self->down_.close_sent) {  // between frames, before a Close
+        const std::size_t mark = evbuffer_get_length(self->client_->output());
         appendFrame(self->client_->output(), Opcode::Ping, true, 0, kPingPayload.data(), kPingPayload.size(), nullptr);
+        if (self->tracer_) self->tracer_->written(TraceDirection::PorticoToClient, self->client_->output(), mark);
         self->client_->flush();
         self->ping_outstanding_ = true;
     }

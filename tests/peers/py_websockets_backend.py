@@ -12,6 +12,7 @@ chat.v1, nothing else selected. permessage-deflate is accepted unless --no-defla
 """
 
 import argparse
+import ssl
 import asyncio
 import itertools
 import json
@@ -82,7 +83,12 @@ async def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--no-deflate", action="store_true")
     ap.add_argument("--max-size", type=int, default=64 * 1024 * 1024)
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve wss:// with this pair")
     args = ap.parse_args()
+    ssl_context = None
+    if args.tls:
+        ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_context.load_cert_chain(*args.tls)
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(0))
@@ -90,7 +96,7 @@ async def main():
                                 subprotocols=SUPPORTED,
                                 compression=None if args.no_deflate else "deflate",
                                 max_size=args.max_size, max_queue=64,
-                                ping_interval=None) as server:
+                                ping_interval=None, ssl=ssl_context) as server:
         host, port = server.sockets[0].getsockname()[:2]
         sys.stdout.write("listening on %s:%d\n" % (host, port))
         sys.stdout.flush()

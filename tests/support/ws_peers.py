@@ -204,9 +204,10 @@ class PeerProcess:
             t.join(2)
 
 
-def start_ws_backend(testcase, kind, deflate=True, max_size=None):
+def start_ws_backend(testcase, kind, deflate=True, max_size=None, tls=None):
     """Starts one of the echo backends ("node": express-ws, "django": Channels under daphne,
-    "python": python3-websockets) on a free port; stopped on testcase cleanup."""
+    "python": python3-websockets) on a free port; stopped on testcase cleanup. tls (python
+    only): (cert, key) files to serve wss:// with."""
     if kind == "node":
         _require_node()
         argv = [NODE, os.path.join(PEERS_DIR, "express_ws_backend.js"), "--port", "0"]
@@ -226,6 +227,8 @@ def start_ws_backend(testcase, kind, deflate=True, max_size=None):
             argv.append("--no-deflate")
         if max_size:
             argv += ["--max-size", str(max_size)]
+        if tls:
+            argv += ["--tls", tls[0], tls[1]]
         peer = PeerProcess(argv, cwd=PEERS_DIR, env={"PYTHONUNBUFFERED": "1"},
                            name="python websockets backend")
     else:

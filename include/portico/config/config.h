@@ -78,6 +78,8 @@ struct ListenerTls {
     bool session_tickets = true;                 // resumption with tickets (shared, rotated keys)
     std::string client_ca;  // "" = no client certificates; else PEM CA file (absolute after
                             // load): require and verify client certificates (mTLS)
+    std::string keylog_file;  // "" = off; else (absolute after load) TLS secrets are appended
+                              // in NSS key log format for Wireshark: debugging only
 };
 
 struct Listener {
@@ -94,6 +96,7 @@ struct UpstreamTls {
     bool verify = true;  // verify the chain and host name; false is allowed, with a warning
     std::string ca;      // PEM CA bundle (absolute after load); "" = the system's default store
     std::string sni;     // server name sent and verified; "" = the server's host when it is a name
+    std::string keylog_file;  // "" = off; else (absolute after load) as ListenerTls::keylog_file
 };
 
 struct Upstream {
@@ -139,7 +142,15 @@ struct WebSocketSettings {
                                                    // close); 0 = no limit
     Duration max_lifetime_grace = std::chrono::seconds(30);  // after that Close: wait this long
                                                    // for the peers' Close, then close TCP
+    bool trace = false;                            // frames mode and built-ins: one log line per
+                                                   // frame (tunnel: no frames to trace)
+    std::size_t trace_payload_bytes = 0;           // first bytes of text payloads in a trace
+                                                   // line; 0 = none; at most kMaxTracePayloadBytes
+    double trace_rate = 100;                       // trace lines per second per worker and route;
+                                                   // beyond: counted, then one summary line
 };
+// trace_payload_bytes bound: escaped (up to 4 characters a byte) it still fits one log line.
+inline constexpr std::size_t kMaxTracePayloadBytes = 256;
 
 struct PubSubSettings {
     bool client_publish = false;                   // a subscriber's message goes to its channel

@@ -19,6 +19,7 @@
 #include "portico/net/idle_timer.h"
 #include "portico/net/stream.h"
 #include "portico/ws/codec.h"
+#include "portico/ws/frame_tracer.h"
 #include "portico/ws/lifetime_timer.h"
 #include "portico/ws/rate_limiter.h"
 #include "portico/ws/session.h"
@@ -45,10 +46,11 @@ public:
 
 class EndpointSession final : public ws::Session, private net::StreamHandler, private ws::CodecHandler {
 public:
-    // Takes the client stream, whose output already holds the 101 response.
+    // Takes the client stream, whose output already holds the 101 response. `tracer`: null
+    // unless the route has websocket.trace.
     EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
                     const config::WebSocketSettings& settings, std::optional<ws::DeflateParams> deflate,
-                    std::unique_ptr<EndpointApp> app);
+                    std::unique_ptr<EndpointApp> app, std::unique_ptr<ws::FrameTracer> tracer = nullptr);
     ~EndpointSession() override;
 
     void start() override;
@@ -82,6 +84,7 @@ private:
     ws::SessionOwner& owner_;
     net::EventLoop& loop_;
     std::unique_ptr<net::Stream> client_;
+    std::unique_ptr<ws::FrameTracer> tracer_;  // before codec_, which gets a pointer to it
     ws::Codec codec_;
     std::unique_ptr<EndpointApp> app_;
     net::IdleTimer idle_;

@@ -37,6 +37,7 @@ class HttpExchange;
 }
 namespace portico::ws {
 struct UpgradeRequest;
+class FrameTracer;
 }
 namespace portico::handlers {
 class EndpointApp;
@@ -101,6 +102,8 @@ private:
     // The per-client-address limits on upgrades; false after answering 429.
     bool admitWebSocket();
     void startSession(std::unique_ptr<ws::Session> session);
+    // A tracer for the session about to start when its route has websocket.trace, else null.
+    std::unique_ptr<ws::FrameTracer> makeTracer();
 
     void processInput();
     void beginRequest();

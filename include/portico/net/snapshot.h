@@ -17,6 +17,7 @@
 #include "portico/proxy/upstream_group.h"
 #include "portico/tls/client_context.h"
 #include "portico/tls/server_context.h"
+#include "portico/ws/frame_tracer.h"
 
 namespace portico::net {
 
@@ -54,12 +55,18 @@ public:
         return *route_stats_[static_cast<std::size_t>(&route - snapshot_->config->routes.data())];
     }
     observe::WorkerStats& stats() { return stats_; }
+    // This worker's trace budget for `route` (websocket.trace_rate), or nullptr when the route
+    // does not trace.
+    ws::TraceLimiter* traceLimiter(const config::Route& route) {
+        return trace_limiters_[static_cast<std::size_t>(&route - snapshot_->config->routes.data())].get();
+    }
 
 private:
     std::shared_ptr<const Snapshot> snapshot_;
     std::map<std::string, std::unique_ptr<proxy::UpstreamGroup>, std::less<>> upstreams_;
     observe::WorkerStats& stats_;
     std::vector<observe::RouteStats*> route_stats_;  // by route index
+    std::vector<std::unique_ptr<ws::TraceLimiter>> trace_limiters_;  // by route index; null: no trace
 };
 
 }  // namespace portico::net

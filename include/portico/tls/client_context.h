@@ -15,6 +15,8 @@
 
 namespace portico::tls {
 
+class KeyLog;
+
 namespace detail {
 struct ClientContextAccess;
 class ClientSessionCache;
@@ -27,9 +29,11 @@ public:
     // nullptr with `errors` filled when `ca` cannot be read or holds no certificate. `warnings`
     // gets a line when verify is false. Messages are "KEY: FILE: problem" with KEY relative to
     // the upstream ("tls.ca: /etc/portico/ca.pem: cannot read: No such file or directory").
+    // `keylog` (optional): where the secrets of every session go (tls.keylog_file).
     static std::shared_ptr<ClientContext> build(const config::UpstreamTls& tls,
                                                 std::vector<std::string>& errors,
-                                                std::vector<std::string>& warnings);
+                                                std::vector<std::string>& warnings,
+                                                std::shared_ptr<const KeyLog> keylog = nullptr);
 
     ClientContext(const ClientContext&) = delete;
     ClientContext& operator=(const ClientContext&) = delete;
@@ -55,6 +59,7 @@ private:
     bool verify_ = true;
     std::string sni_;  // from the configuration; "" = the host
     std::unique_ptr<detail::ClientSessionCache> sessions_;
+    std::shared_ptr<const KeyLog> keylog_;  // null when keylog_file is off
 };
 
 }  // namespace portico::tls

@@ -19,6 +19,8 @@
 
 namespace portico::tls {
 
+class KeyLog;
+
 namespace detail {
 class TicketKeyRing;
 struct ServerContextAccess;
@@ -34,11 +36,13 @@ public:
     // soon-expiring certificates. Messages are "KEY: FILE: problem" with KEY relative to the
     // listener ("tls.certificates[1].key: /etc/portico/b.key: the key does not match ...").
     // `previous` (optional): the context this one replaces on reload; its ticket keys are kept
-    // so tickets issued before the reload still resume.
+    // so tickets issued before the reload still resume. `keylog` (optional): where the
+    // secrets of every session go (tls.keylog_file, opened by the caller; see key_log.h).
     static std::shared_ptr<ServerContext> build(const config::ListenerTls& tls,
                                                 std::vector<std::string>& errors,
                                                 std::vector<std::string>& warnings,
-                                                const ServerContext* previous = nullptr);
+                                                const ServerContext* previous = nullptr,
+                                                std::shared_ptr<const KeyLog> keylog = nullptr);
 
     ServerContext(const ServerContext&) = delete;
     ServerContext& operator=(const ServerContext&) = delete;
@@ -80,6 +84,7 @@ private:
     NameMap wildcard_names_;     // "example.com" (from "*.example.com") -> group
     std::string alpn_wire_;      // our protocols, in preference order, in ALPN wire format
     std::shared_ptr<detail::TicketKeyRing> tickets_;  // null when session_tickets is off
+    std::shared_ptr<const KeyLog> keylog_;            // null when keylog_file is off
 };
 
 }  // namespace portico::tls

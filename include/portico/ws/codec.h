@@ -18,12 +18,15 @@
 #include "portico/ws/byte_buffer.h"
 #include "portico/ws/frame_checker.h"
 #include "portico/ws/frame_header.h"
+#include "portico/ws/frame_trace.h"
 #include "portico/ws/permessage_deflate.h"
 #include "portico/ws/utf8_validator.h"
 
 struct evbuffer;
 
 namespace portico::ws {
+
+class FrameTracer;
 
 struct CodecOptions {
     Role role = Role::Server;                 // our end: a server expects masked frames, sends unmasked
@@ -32,6 +35,8 @@ struct CodecOptions {
     int deflate_level = 1;                    // zlib level for outgoing messages (1 fast .. 9 small)
     int deflate_mem_level = 8;                // zlib memLevel (compressor memory 2^(n+9) bytes)
     std::size_t deflate_min_bytes = 64;       // outgoing messages shorter than this are not compressed
+    FrameTracer* tracer = nullptr;            // websocket.trace: every frame in and out is logged
+                                              // (not owned; outlives the Codec); null: off
 };
 
 // What the owner of a Codec learns about. Callbacks run inside Codec::feed(); they may call the
@@ -124,9 +129,21 @@ private:
     bool send(Opcode opcode, const void* data, std::size_t len);
     void fail(std::uint16_t code);
     const std::uint8_t* outgoingMask();
+    // Trace directions: a server codec talks with a client, a client codec with an upstream.
+    TraceDirection incoming() const {
+        return role_ == Role::Server ? TraceDirection::ClientToPortico : TraceDirection::UpstreamToPortico;
+    }
+    TraceDirection outgoing() const {
+        return role_ == Role::Server ? TraceDirection::PorticoToClient : TraceDirection::PorticoToUpstream;
+    }
+    // Runs `write` (which appends frames to out_ and returns whether it could) and traces what
+    // it appended when a tracer is set.
+    template <typename Write>
+    bool traced(Write&& write);
 
     CodecHandler& handler_;
     evbuffer* out_;
+    FrameTracer* tracer_;
     FrameChecker checker_;
     std::unique_ptr<Deflater> deflater_;
     std::unique_ptr<Inflater> inflater_;

@@ -15,6 +15,9 @@
 // Limits: websocket.rate charges each direction's frames to its own RateLimiter (over it: 1008
 // to the sender, 1001 to the other side); websocket.max_lifetime sends 1001 to both sides and
 // waits max_lifetime_grace for their Close.
+//
+// websocket.trace: with a FrameTracer every frame is logged as it is parsed (data frames at
+// their header, control frames once whole), and so are the frames Portico writes itself.
 
 #include <chrono>
 #include <memory>
@@ -24,6 +27,7 @@
 #include "portico/net/idle_timer.h"
 #include "portico/net/stream.h"
 #include "portico/ws/frame_checker.h"
+#include "portico/ws/frame_tracer.h"
 #include "portico/ws/lifetime_timer.h"
 #include "portico/ws/rate_limiter.h"
 #include "portico/ws/session.h"
@@ -37,9 +41,10 @@ namespace portico::ws {
 class FrameRelay final : public Session, private net::StreamHandler {
 public:
     // `allowed_rsv`: RSV bits the extensions in the upstream's 101 allow (allowedRsvBits()).
+    // `tracer`: null unless the route has websocket.trace.
     FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
                std::unique_ptr<net::Stream> upstream, const config::WebSocketSettings& settings,
-               std::uint8_t allowed_rsv);
+               std::uint8_t allowed_rsv, std::unique_ptr<FrameTracer> tracer = nullptr);
     ~FrameRelay() override;
 
     void start() override;
@@ -74,6 +79,9 @@ private:
 
     Direction& directionFrom(const net::Stream& s) { return &s == client_.get() ? up_ : down_; }
     Direction& directionTo(const net::Stream& s) { return &s == client_.get() ? down_ : up_; }
+    TraceDirection traceDirection(const Direction& d) const {
+        return &d == &up_ ? TraceDirection::ClientToUpstream : TraceDirection::UpstreamToClient;
+    }
     // Returns false when the session ended.
     bool pump(Direction& d);
     // Charges `bytes` (and `messages`) to d's rate; over it, fails d's sender (returns false).
@@ -101,6 +109,7 @@ private:
     LifetimeTimer lifetime_;
     core::EventPtr ping_timer_;
     std::chrono::milliseconds ping_interval_;
+    std::unique_ptr<FrameTracer> tracer_;  // null: websocket.trace is off
     bool ping_outstanding_ = false;
     bool ended_ = false;
     SessionLimit limit_ = SessionLimit::None;
