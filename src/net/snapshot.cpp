@@ -2,6 +2,18 @@
 
 namespace portico::net {
 
+namespace {
+
+// What the status JSON calls the WebSocket sessions of `route` (a string literal).
+const char* websocketMode(const config::Route& route) {
+    if (!route.upstream.empty()) return config::toString(route.websocket.mode);
+    if (route.handler == config::HandlerKind::Echo || route.handler == config::HandlerKind::PubSub)
+        return config::toString(route.handler);
+    return "none";
+}
+
+}  // namespace
+
 WorkerSnapshot::WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> snapshot, observe::WorkerStats& stats)
     : snapshot_(std::move(snapshot)), stats_(stats) {
     for (const auto& [name, upstream] : snapshot_->config->upstreams) {
@@ -12,8 +24,11 @@ WorkerSnapshot::WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> 
                                      loop, upstream, stats.upstream(name, servers),
                                      tls == snapshot_->tls.upstreams.end() ? nullptr : tls->second.get()));
     }
-    for (const auto& route : snapshot_->config->routes)
-        route_stats_.push_back(&stats.route(observe::routeKey(route.host, route.path, route.exact_path)));
+    for (const auto& route : snapshot_->config->routes) {
+        observe::RouteStats& route_stats = stats.route(observe::routeKey(route.host, route.path, route.exact_path));
+        route_stats.websocket_mode.store(websocketMode(route), std::memory_order_relaxed);
+        route_stats_.push_back(&route_stats);
+    }
 }
 
 bool buildTlsContexts(const config::Config& config, const TlsContexts* previous, TlsContexts& out,

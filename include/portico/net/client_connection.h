@@ -70,6 +70,9 @@ public:
     State state() const { return state_; }
     // The configuration generation this connection runs under.
     std::uint64_t generation() const;
+    // A WebSocket session's messages and bytes since the last call go into its route's metrics
+    // (the worker calls this every Worker::kSessionCountInterval; the rest at the session's end).
+    void foldSessionCounts();
 
 private:
     // The client socket.
@@ -101,6 +104,7 @@ private:
     // The per-client-address limits on upgrades; false after answering 429.
     bool admitWebSocket();
     void startSession(std::unique_ptr<ws::Session> session);
+    void addSessionCounts(const ws::SessionCounts& counts);
 
     void processInput();
     void beginRequest();
@@ -129,6 +133,7 @@ private:
     const config::Listener* listener_;  // in snapshot_'s configuration
     observe::ListenerStats& listener_stats_;
     observe::RouteStats* ws_stats_ = nullptr;  // the route of an upgraded connection
+    ws::SessionCounts counted_;  // what of the session's counts is in ws_stats_ already
     std::unique_ptr<Stream> client_;
     http::MessageParser parser_;
     std::unique_ptr<proxy::HttpExchange> exchange_;
