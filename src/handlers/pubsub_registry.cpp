@@ -301,7 +301,10 @@ void PubSubRegistry::stats(observe::ProcessInfo& info) {
                 (sample.subscribers == least.subscribers && sample.published <= least.published))
                 continue;  // not busier: skip the name copy
         }
+        // The key is the route's path, '\n', the channel (channelKey): shown as the path that
+        // clients subscribe and publish at.
         sample.name = name;
+        std::erase(sample.name, '\n');
         top.push_back(std::move(sample));
         std::push_heap(top.begin(), top.end(), busier);
         if (top.size() > observe::ProcessInfo::kStatusChannels) {

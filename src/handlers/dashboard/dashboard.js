@@ -223,9 +223,9 @@
     }));
     table('listeners', [
       text('address', 'listener'), countColumn('open', 'connections open'),
-      rateColumn('accepted_rate', 'accepted'), rateColumn('requests_rate', 'requests'),
+      rateColumn('accepted_rate', 'accepted/s'), rateColumn('requests_rate', 'requests/s'),
       chartColumn('requests_chart', 'requests, 2 min'), countColumn('tls_handshakes', 'TLS handshakes'),
-      rateColumn('tls_rate', 'handshakes'), countColumn('tls_failures', 'TLS failures'),
+      rateColumn('tls_rate', 'handshakes/s'), countColumn('tls_failures', 'TLS failures'),
     ], listeners, 'no listener has accepted a connection yet');
 
     // Routes.
@@ -252,12 +252,12 @@
       };
     });
     table('routes', [
-      text('route', 'route'), countColumn('requests', 'requests'), rateColumn('requests_rate', 'requests'),
+      text('route', 'route'), countColumn('requests', 'requests'), rateColumn('requests_rate', 'requests/s'),
       chartColumn('requests_chart', 'requests, 2 min'), countColumn('c2xx', '2xx'), countColumn('c3xx', '3xx'),
-      countColumn('c4xx', '4xx'), countColumn('c5xx', '5xx'), rateColumn('c5xx_rate', '5xx'),
-      text('mode', 'WebSocket mode'), countColumn('ws_open', 'WebSockets open'),
-      rateColumn('in_rate', 'messages in'), rateColumn('out_rate', 'messages out'),
-      chartColumn('messages_chart', 'messages out, 2 min'),
+      countColumn('c4xx', '4xx'), countColumn('c5xx', '5xx'), rateColumn('c5xx_rate', '5xx/s'),
+      text('mode', 'WebSocket mode'), countColumn('ws_open', 'open'),
+      rateColumn('in_rate', 'msg in/s'), rateColumn('out_rate', 'msg out/s'),
+      chartColumn('messages_chart', 'msg out, 2 min'),
     ], routes, 'no request has been routed yet');
     for (const tr of document.querySelectorAll('#routes tbody tr')) {
       const cell = tr.querySelector('td[data-field="c5xx_rate"]');
@@ -274,7 +274,7 @@
       };
     });
     table('upstreams', [
-      text('name', 'upstream'), rateColumn('responses', 'responses'),
+      text('name', 'upstream'), rateColumn('responses', 'responses/s'),
       text('mean_ms', 'mean response', (v) => (v === null ? '–' : v.toFixed(1) + ' ms'), true),
       {field: 'servers', label: 'servers', cell: (row, td) => {
         td.textContent = '';
@@ -298,7 +298,7 @@
     }));
     table('channels', [
       text('name', 'channel'), countColumn('subscribers', 'subscribers'), countColumn('published', 'published'),
-      rateColumn('publish_rate', 'publishes'), chartColumn('publish_chart', 'publishes, 2 min'),
+      rateColumn('publish_rate', 'publishes/s'), chartColumn('publish_chart', 'publishes, 2 min'),
       countColumn('history', 'kept'),
     ], channels, 'no channel');
 
@@ -312,7 +312,7 @@
       ['publishes refused: size', p.refused.size], ['publishes refused: rate', p.refused.rate],
       ['publishes refused: channels', p.refused.channels], ['slow subscribers closed', p.slow_closed],
     ].map(([what, n]) => ({key: what, what, n, n_rate: rate('limit:' + what, n)}));
-    table('limits', [text('what', 'refused or closed'), countColumn('n', 'total'), rateColumn('n_rate', 'now')],
+    table('limits', [text('what', 'refused or closed'), countColumn('n', 'total'), rateColumn('n_rate', 'per second')],
           refused, '');
 
     // Tiles last: they sum what the tables read.
