@@ -24,7 +24,7 @@ import unittest
 
 from http_client import http_request
 from portico_harness import PorticoTestCase, main, make_config, run_portico, slow_factor, source_dir, to_yaml
-from ws_peers import WsTestCase, wait_for
+from ws_peers import WsTestCase, closed_socket_port, wait_for
 
 ASSETS = os.path.join(source_dir(), "src", "handlers", "dashboard")
 PEERS = os.path.join(source_dir(), "tests", "peers")
@@ -32,11 +32,11 @@ CHROMIUM = "/usr/bin/chromium"
 TOKEN = "dashboard-test-token"
 
 
-def dashboard_config(dashboard_route=None, extra_routes=()):
+def dashboard_config(dashboard_route=None, extra_routes=(), upstreams=None):
     """The documented layout: the status JSON at /portico/status, the page at /portico/."""
     route = {"path": "/portico/", "handler": "dashboard"}
     route.update(dashboard_route or {})
-    return make_config(routes=[
+    return make_config(upstreams=upstreams, routes=[
         {"path": "/portico/status", "handler": "status"},
         route,
         {"path": "/echo", "handler": "echo"},
@@ -236,8 +236,12 @@ class DashboardBrowser(WsTestCase):
     REQUESTS = 20
 
     def test_numbers_move_under_load(self):
-        p = self.start_portico(dashboard_config())
-        plan = {"url": p.url(path="/portico/"), "route": "*/echo",
+        backend = self.start_backend()
+        self.down = "127.0.0.1:%d" % closed_socket_port()
+        p = self.start_portico(dashboard_config(
+            upstreams={"app": {"servers": [backend.address, self.down]}},
+            extra_routes=[{"path": "/app/", "upstream": "app"}]))
+        plan = {"url": p.url(path="/portico/"), "route": "*/echo", "servers": {"up": backend.address, "down": self.down},
                 "timeout_ms": int(15000 * slow_factor())}
         if os.environ.get("PORTICO_DASHBOARD_SCREENSHOT"):
             plan["screenshot"] = os.environ["PORTICO_DASHBOARD_SCREENSHOT"]
@@ -283,8 +287,9 @@ class DashboardBrowser(WsTestCase):
     def _load(self, port, stop):
         """REQUESTS plain requests, WEBSOCKETS echo sessions left open with 2 messages each,
         then a trickle of requests until the test ends (so that the page sees a rate)."""
-        for _ in range(self.REQUESTS):
-            self.assertEqual(http_request(port, "GET", "/").status, 200)
+        for i in range(self.REQUESTS):
+            # Half to the upstream: round robin meets the server that is down (and retries).
+            self.assertEqual(http_request(port, "GET", "/app/" if i % 2 else "/").status, 200)
         for _ in range(self.WEBSOCKETS):
             ws = self.ws_connect(port, "/echo")
             for text in ("one", "two"):

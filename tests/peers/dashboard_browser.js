@@ -11,8 +11,9 @@
 // requests, K open WebSockets (in the tile, the route's row and the echo mode breakdown) and
 // the messages. Last line: {"ok":true,"figures":{...}} (exit 0) or {"ok":false,"error":...}.
 //
-// Plan keys: url, route (required), screenshot (optional), timeout_ms (per wait, default
-// 10000), chromium (executable, default /usr/bin/chromium).
+// Plan keys: url, route (required), servers ({"up": address, "down": address}: the upstream
+// servers the page must show in those states), screenshot (optional), timeout_ms (per wait,
+// default 10000), chromium (executable, default /usr/bin/chromium).
 'use strict';
 
 const readline = require('readline');
@@ -66,6 +67,8 @@ function readFigures(page, route) {
       route_mode: row ? row.querySelector('td[data-field="mode"]').textContent : null,
       listener_rows: document.querySelectorAll('#listeners tbody tr[data-key]:not([data-key=""])').length,
       chart_points: document.querySelectorAll('#tile-requests svg polyline').length,
+      servers: Object.fromEntries(Array.from(document.querySelectorAll('#upstreams .server'))
+          .map((b) => [b.textContent.split(' ')[0], b.dataset.state])),
     };
   }, route);
 }
@@ -125,6 +128,12 @@ async function run() {
     // reading: the page computes it and does not only copy counters.
     const moving = await waitFor(page, 'a request rate above zero', (f) => f.requests_rate > 0);
     step('request rate shown');
+    if (plan.servers) {
+      const states = await waitFor(page, 'the upstream servers', (f) =>
+        f.servers[plan.servers.up] === 'up' && ['down', 'probing'].includes(f.servers[plan.servers.down]));
+      after.servers = states.servers;
+      step('upstream servers shown up and down');
+    }
     if (after.route_mode !== 'echo') throw new Error('route mode shown as ' + JSON.stringify(after.route_mode));
     if (after.listener_rows < 1) throw new Error('no listener row');
     if (after.chart_points < 1) throw new Error('no chart drawn in the requests tile');
