@@ -126,8 +126,9 @@ void ClientConnection::addSessionCounts(const ws::SessionCounts& counts) {
 
 void ClientConnection::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
     ws_lease_.reset();
-    ws_stats_->ws_open.sub();
+    // The counts first: whoever reads the session as closed (open down by one) reads all of them.
     addSessionCounts(counts);
+    ws_stats_->ws_open.sub();
     if (counts.limit == ws::SessionLimit::Rate) {
         ws_stats_->ws_closed_rate.add();
         LOG_WARN("client %s: WebSocket on route %s closed 1008: %s", client_ip_.c_str(),
