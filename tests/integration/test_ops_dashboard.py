@@ -12,23 +12,15 @@ HTTP and WebSocket load and checks that the numbers on the page move.
 Environment: PORTICO_DASHBOARD_SCREENSHOT=/path.png keeps a screenshot of the page.
 """
 
-import json
 import os
-import queue
-import re
-import shutil
-import subprocess
 import threading
-import time
-import unittest
 
+from browser_peer import BrowserScript, requires_browser
 from http_client import http_request
 from portico_harness import PorticoTestCase, main, make_config, run_portico, slow_factor, source_dir, to_yaml
 from ws_peers import WsTestCase, closed_socket_port, wait_for
 
 ASSETS = os.path.join(source_dir(), "src", "handlers", "dashboard")
-PEERS = os.path.join(source_dir(), "tests", "peers")
-CHROMIUM = "/usr/bin/chromium"
 TOKEN = "dashboard-test-token"
 
 
@@ -226,10 +218,7 @@ class StatusFigures(WsTestCase):
             ws.close()
 
 
-@unittest.skipUnless(os.path.exists(CHROMIUM), "chromium is not installed")
-@unittest.skipUnless(shutil.which("node"), "node is not installed")
-@unittest.skipUnless(os.path.isdir(os.path.join(PEERS, "node_modules", "playwright-core")),
-                     "playwright-core missing: run `npm ci` in tests/peers")
+@requires_browser
 class DashboardBrowser(WsTestCase):
     test_timeout = 180.0
     WEBSOCKETS = 3
@@ -245,36 +234,13 @@ class DashboardBrowser(WsTestCase):
                 "timeout_ms": int(15000 * slow_factor())}
         if os.environ.get("PORTICO_DASHBOARD_SCREENSHOT"):
             plan["screenshot"] = os.environ["PORTICO_DASHBOARD_SCREENSHOT"]
-        node = subprocess.Popen(["node", os.path.join(PEERS, "dashboard_browser.js"), json.dumps(plan)],
-                                cwd=PEERS, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        self.addCleanup(self._reap, node)
-        lines = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in node.stdout] + [lines.put(None)],
-                         daemon=True).start()
-        stderr = []
-        threading.Thread(target=lambda: stderr.extend(node.stderr), daemon=True).start()
-
+        script = BrowserScript(self, "dashboard_browser.js", plan)
         stop_load = threading.Event()
         self.addCleanup(stop_load.set)
-        deadline = time.monotonic() + 150 * slow_factor()
-        result = None
-        while result is None:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                self.fail("dashboard_browser.js gave no result in time; stderr:\n%s" % "".join(stderr)[-3000:])
-            if line is None:
-                node.wait(10)
-                self.fail("dashboard_browser.js exited %s without a result; stderr:\n%s"
-                          % (node.returncode, "".join(stderr)[-3000:]))
-            msg = json.loads(line)
+        for msg in script.messages(deadline_s=150):
             if msg.get("want") == "load":
-                load = self._load(p.port, stop_load)
-                node.stdin.write(json.dumps(load) + "\n")
-                node.stdin.flush()
-            elif "ok" in msg:
-                result = msg
+                script.send(self._load(p.port, stop_load))
+        result = script.result
         self.assertTrue(result["ok"], "browser run failed: %s\nsteps done: %s\nportico stderr:\n%s"
                         % (result.get("error"), result.get("steps"), "\n".join(p.stderr_lines()[-20:])))
         figures = result["figures"]
@@ -282,7 +248,7 @@ class DashboardBrowser(WsTestCase):
                                 figures["before"]["requests_total"] + self.REQUESTS)
         self.assertGreaterEqual(figures["after"]["websockets_open"], self.WEBSOCKETS)
         self.assertGreater(figures["rate"], 0)
-        self.assertEqual(node.wait(30), 0)
+        self.assertEqual(script.wait(30), 0)
 
     def _load(self, port, stop):
         """REQUESTS plain requests, WEBSOCKETS echo sessions left open with 2 messages each,
@@ -304,17 +270,6 @@ class DashboardBrowser(WsTestCase):
                     return
         threading.Thread(target=trickle, daemon=True).start()
         return {"requests": self.REQUESTS, "websockets": self.WEBSOCKETS, "messages": 2 * self.WEBSOCKETS}
-
-    @staticmethod
-    def _reap(proc):
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
 
 
 if __name__ == "__main__":

@@ -16,30 +16,10 @@
 // default 10000), chromium (executable, default /usr/bin/chromium).
 'use strict';
 
-const readline = require('readline');
-const { chromium } = require('playwright-core');
+const { launch, emit, nextStdinJson, watchProblems, finish } = require('./browser_session');
 
 const plan = JSON.parse(process.argv[2] || '{}');
 const timeout = plan.timeout_ms || 10000;
-
-// As demo_browser.js: headless, as root, kept off the internet.
-const kChromiumArgs = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                       '--disable-background-networking', '--disable-component-update',
-                       '--disable-sync'];
-
-function emit(obj) { process.stdout.write(JSON.stringify(obj) + '\n'); }
-
-const stdinLines = readline.createInterface({ input: process.stdin });
-const pendingLines = [];
-const lineWaiters = [];
-stdinLines.on('line', (line) => {
-  const waiter = lineWaiters.shift();
-  if (waiter) waiter(line); else pendingLines.push(line);
-});
-function nextStdinLine() {
-  if (pendingLines.length) return Promise.resolve(pendingLines.shift());
-  return new Promise((resolve) => lineWaiters.push(resolve));
-}
 
 // The figures a reader sees, from the page's data-value attributes.
 function readFigures(page, route) {
@@ -86,23 +66,14 @@ async function waitFor(page, what, predicate) {
   }
 }
 
-const result = { ok: false, steps: [] };
-
-async function run() {
+finish(async (result) => {
   const step = (s) => { result.steps.push(s); emit({ step: s }); };
   const problems = [];
-  const browser = await chromium.launch({
-    executablePath: plan.chromium || '/usr/bin/chromium', headless: true, args: kChromiumArgs,
-    timeout: 30000 });
+  const browser = await launch(plan);
   try {
     const context = await browser.newContext({ viewport: { width: 1300, height: 1000 } });
     const page = await context.newPage();
-    // A Content-Security-Policy violation or a script error shows up here.
-    page.on('pageerror', (err) => problems.push('page error: ' + err.message));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error') problems.push('console error: ' + msg.text());
-    });
-    page.on('requestfailed', (req) => problems.push('request failed: ' + req.url()));
+    watchProblems(page, problems);  // a Content-Security-Policy violation shows up here
     const response = await page.goto(plan.url, { waitUntil: 'load', timeout });
     if (!response || response.status() !== 200) {
       throw new Error('GET ' + plan.url + ' answered ' + (response && response.status()));
@@ -113,10 +84,7 @@ async function run() {
     step('page live');
 
     emit({ want: 'load', before });
-    const load = JSON.parse(await Promise.race([
-      nextStdinLine(),
-      new Promise((resolve, reject) => setTimeout(
-          () => reject(new Error('no load line on stdin')), timeout * 6))]));
+    const load = await nextStdinJson(timeout * 6, 'load');
 
     const after = await waitFor(page, 'the load', (f) =>
       f.requests_total >= before.requests_total + load.requests &&
@@ -148,14 +116,4 @@ async function run() {
   } finally {
     await browser.close().catch(() => {});
   }
-}
-
-run().then(() => {
-  emit(result);
-  process.exit(0);
-}, (err) => {
-  result.ok = false;
-  result.error = String(err && err.stack || err);
-  emit(result);
-  process.exit(1);
 });
