@@ -94,3 +94,16 @@ class BrowserScript:
                 stream.close()
             except OSError:
                 pass
+
+
+def check_no_external_resources(testcase, folder):
+    """Every file of a page in `folder` (HTML, CSS, JavaScript) loads nothing from another
+    origin: src/href/url() and fetch targets stay on the page's own, no @import."""
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            text = f.read()
+        with testcase.subTest(file=name):
+            testcase.assertNotRegex(text, r'(src|href)\s*=\s*["\']?(https?:)?//')
+            testcase.assertNotRegex(text, r'url\(\s*["\']?(https?:)?//')
+            testcase.assertNotRegex(text, r'@import')
+            testcase.assertNotRegex(text, r'fetch\(\s*["\'](https?:)?//')
