@@ -172,8 +172,11 @@ class StatusFigures(WsTestCase):
         before = listener["requests"]
         for _ in range(3):
             http_request(self.p.port, "GET", "/")
-        (listener,) = self.status()["listeners"].values()
-        self.assertGreaterEqual(listener["requests"], before + 4)  # 3, and the status read before
+        # A request is counted when its access line is written, which may come just after the
+        # client has its response (and on another worker than the status read).
+        requests = lambda: next(iter(self.status()["listeners"].values()))["requests"]  # noqa: E731
+        self.assertTrue(wait_for(lambda: requests() >= before + 4, timeout=3),  # 3, and a status read
+                        "listener requests: %d before, %d after 3 requests" % (before, requests()))
 
     def test_messages_are_counted_while_the_session_is_open(self):
         ws = self.ws_connect(self.p.port, "/echo")
