@@ -175,7 +175,10 @@ def main() -> int:
     ap.add_argument("--json", help="also write every sample to this JSON file")
     ap.add_argument("--from-json", metavar="FILE",
                     help="measure nothing: print the report of a run saved with --json")
+    ap.add_argument("--charts", metavar="DIR",
+                    help="also draw one SVG per worker count into DIR (bench/charts.py; needs python3-matplotlib)")
     args = ap.parse_args()
+    charts_dir = args.charts
     args.argv = sys.argv[1:]
     args.commit = bl.git_revision()  # of the source the Portico binary was built from
 
@@ -188,6 +191,7 @@ def main() -> int:
                    for w, per in saved["results"].items()}
         proxies = list(next(iter(results.values())).keys())
         print_report(results, proxies, args, {}, {})
+        draw_charts(saved, charts_dir)
         return 0
 
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
@@ -282,13 +286,21 @@ def main() -> int:
 
     print_report(results, proxies, args, syscalls, profiles)
 
+    record = {"argv": sys.argv[1:], "commit": args.commit,
+              "results": {str(w): {p: [s.__dict__ for s in ss] for p, ss in per.items()}
+                          for w, per in results.items()}}
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"argv": sys.argv[1:], "commit": args.commit,
-             "results": {str(w): {p: [s.__dict__ for s in ss] for p, ss in per.items()}
-                         for w, per in results.items()}},
-            indent=1))
+        Path(args.json).write_text(json.dumps(record, indent=1))
+    draw_charts(json.loads(json.dumps(record)), charts_dir)
     return 0
+
+
+def draw_charts(record: dict, charts_dir: str | None) -> None:
+    """The charts of a run (the same record --json writes) into charts_dir, if given."""
+    if charts_dir:
+        import charts  # bench/charts.py: only this needs matplotlib
+        for path in charts.http_charts(record, Path(charts_dir)):
+            print(f"chart: {path}")
 
 
 def print_report(results: dict[int, dict[str, list[bl.Sample]]], proxies: list[str],

@@ -472,6 +472,8 @@ def main() -> int:
                          "profile of each echo contender, for the small and upgrades scenarios "
                          "among --scenarios")
     ap.add_argument("--json", help="also write every sample to this JSON file")
+    ap.add_argument("--charts", metavar="DIR",
+                    help="also draw one SVG per scenario into DIR (bench/charts.py; needs python3-matplotlib)")
     args = ap.parse_args()
     global AUTOGROUP_NICE
     AUTOGROUP_NICE = args.nice
@@ -770,10 +772,14 @@ def main() -> int:
     out.append(f"Command: `{cmd}`")
     print("\n".join(out))
 
+    record = json.dumps({"echo": {sc: {p: [dict(s.__dict__) for s in ss] for p, ss in per.items()}
+                                  for sc, per in results.items()}, "idle": idle}, indent=1, default=str)
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"echo": {sc: {p: [dict(s.__dict__) for s in ss] for p, ss in per.items()}
-                      for sc, per in results.items()}, "idle": idle}, indent=1, default=str))
+        Path(args.json).write_text(record)
+    if args.charts:
+        import charts  # bench/charts.py: only this needs matplotlib
+        for path in charts.ws_charts(json.loads(record), Path(args.charts)):
+            print(f"chart: {path}")
     return 0
 
 

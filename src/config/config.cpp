@@ -43,6 +43,7 @@ const char* toString(HandlerKind handler) {
         case HandlerKind::PubSub: return "pubsub";
         case HandlerKind::Metrics: return "metrics";
         case HandlerKind::Status: return "status";
+        case HandlerKind::Dashboard: return "dashboard";
     }
     return "?";
 }

@@ -544,7 +544,7 @@ void decodeSetHeaders(Decoder& d, const Item& v, Route& r) {
     });
 }
 
-const std::array<KeyRule<Route>, 9> kRouteKeys{{
+const std::array<KeyRule<Route>, 10> kRouteKeys{{
     {"host",
      [](Decoder& d, const Item& v, Route& r) {
          std::string host;
@@ -590,12 +590,24 @@ const std::array<KeyRule<Route>, 9> kRouteKeys{{
                        {"echo", HandlerKind::Echo},
                        {"pubsub", HandlerKind::PubSub},
                        {"metrics", HandlerKind::Metrics},
-                       {"status", HandlerKind::Status}},
+                       {"status", HandlerKind::Status},
+                       {"dashboard", HandlerKind::Dashboard}},
                       r.handler);
      }},
     {"strip_prefix", [](Decoder& d, const Item& v, Route& r) { d.readBool(v, r.strip_prefix); }},
     {"set_headers", decodeSetHeaders},
     {"root", [](Decoder& d, const Item& v, Route& r) { d.readPath(v, r.root); }},
+    {"status_url",
+     [](Decoder& d, const Item& v, Route& r) {
+         if (!d.readString(v, r.status_url)) return;
+         // The page puts it in an HTML attribute and fetches it from its own origin.
+         bool ok = !r.status_url.empty() && r.status_url.find("//") == std::string::npos;
+         for (char c : r.status_url) {
+             auto u = static_cast<unsigned char>(c);
+             if (u <= 0x20 || u >= 0x7f || c == '"' || c == '<' || c == '>' || c == '\\' || c == '\'' || c == '&') ok = false;
+         }
+         if (!ok) d.error(v, "expected a path on this server: relative to the page (\"status\") or absolute (\"/portico/status\")");
+     }},
     {"websocket",
      [](Decoder& d, const Item& v, Route& r) {
          r.websocket_configured = true;

@@ -170,6 +170,15 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
     } else if (route.handler != HandlerKind::Static && d.has(root)) {
         d.error(d.markOf(root), root, "only for handler: static");
     }
+    std::string status_url = childPath(path, "status_url");
+    if (route.handler != HandlerKind::Dashboard && d.has(status_url)) {
+        d.error(d.markOf(status_url), status_url, "only for handler: dashboard");
+    }
+    if (route.handler == HandlerKind::Dashboard && route.exact_path) {
+        // The page loads its script and style sheet from paths below its own.
+        d.error(d.markOf(childPath(path, "path")), childPath(path, "path"),
+                "handler: dashboard needs a prefix path (it serves several files), e.g. /portico/");
+    }
     std::string pubsub = childPath(path, "pubsub");
     if (route.handler != HandlerKind::PubSub && d.has(pubsub)) {
         d.error(d.markOf(pubsub), pubsub, "only for handler: pubsub");

@@ -78,16 +78,29 @@ bool decodeSafePath(std::string_view path, std::string& decoded) {
 
 }  // namespace
 
+std::string_view pathBelowRoute(const config::Route& route, std::string_view path) {
+    return route.exact_path ? path.substr(path.rfind('/') + 1) : path.substr(std::min(route.path.size(), path.size()));
+}
+
+bool refuseUnlessGetOrHead(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive, Reply& reply) {
+    if (request.method == "GET" || request.method == "HEAD") return false;
+    http::HeaderList allow{{"Allow", "GET, HEAD"}};
+    reply = Reply{405, http::writeErrorResponse(out, 405, keep_alive, allow)};
+    return true;
+}
+
+Reply redirectToSlash(evbuffer* out, std::string_view path, http::KeepAlive keep_alive) {
+    http::HeaderList location{{"Location", std::string(path) + "/"}};
+    return Reply{301, http::writeSimpleResponse(out, 301, "text/plain", "301 Moved Permanently\n", keep_alive, location)};
+}
+
 Reply serveStatic(evbuffer* out, const config::Route& route, const http::RequestHead& request,
                   http::KeepAlive keep_alive) {
-    if (request.method != "GET" && request.method != "HEAD") {
-        http::HeaderList allow{{"Allow", "GET, HEAD"}};
-        return Reply{405, http::writeErrorResponse(out, 405, keep_alive, allow)};
-    }
+    Reply refused;
+    if (refuseUnlessGetOrHead(out, request, keep_alive, refused)) return refused;
     std::string_view path = request.path();
     // The part below the route's prefix, as a path relative to root.
-    std::string_view below = route.exact_path ? path.substr(path.rfind('/') + 1)
-                                              : path.substr(std::min(route.path.size(), path.size()));
+    std::string_view below = pathBelowRoute(route, path);
     std::string relative;
     if (!decodeSafePath(below, relative)) return Reply{404, http::writeErrorResponse(out, 404, keep_alive)};
     std::string file = route.root;
@@ -98,11 +111,7 @@ Reply serveStatic(evbuffer* out, const config::Route& route, const http::Request
     core::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     struct stat st{};
     if (fd && fstat(fd.get(), &st) == 0 && S_ISDIR(st.st_mode)) {
-        if (!path.empty() && path.back() != '/') {
-            // A directory without its slash: redirect so that relative links resolve.
-            http::HeaderList location{{"Location", std::string(path) + "/"}};
-            return Reply{301, http::writeSimpleResponse(out, 301, "text/plain", "301 Moved Permanently\n", keep_alive, location)};
-        }
+        if (!path.empty() && path.back() != '/') return redirectToSlash(out, path, keep_alive);
         if (file.back() != '/') file.push_back('/');
         file += "index.html";
         fd = core::UniqueFd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));

@@ -135,6 +135,7 @@ PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel
         }
         adopt(*c, settings, now);
         message->seq = result.seq = ++c->seq;
+        ++published_;
         trimAge(*c, now);
         if (settings.history > 0) {
             if (bytes <= settings.history_bytes && bytes <= limits_.history_budget) {
@@ -270,12 +271,48 @@ void PubSubRegistry::expire() {
     }
 }
 
+namespace {
+
+// True when `a` ranks above `b` among the channels the status JSON lists.
+bool busier(const observe::ChannelSample& a, const observe::ChannelSample& b) {
+    if (a.subscribers != b.subscribers) return a.subscribers > b.subscribers;
+    if (a.published != b.published) return a.published > b.published;
+    return a.name < b.name;
+}
+
+}  // namespace
+
 void PubSubRegistry::stats(observe::ProcessInfo& info) {
+    // A heap of the busiest channels seen so far, the least busy at the front: bounded by
+    // kStatusChannels whatever the number of channels, and reserved before the lock.
+    auto& top = info.top_channels;
+    top.clear();
+    top.reserve(observe::ProcessInfo::kStatusChannels + 1);
     std::lock_guard lock(mutex_);
     info.pubsub_channels = channels_.size();
     info.pubsub_subscribers = 0;
-    for (auto& [name, channel] : channels_)
-        for (auto& [hub, count] : channel.subscribers) info.pubsub_subscribers += count;
+    for (auto& [name, channel] : channels_) {
+        observe::ChannelSample sample{{}, 0, channel.seq, channel.history.size()};
+        for (auto& [hub, count] : channel.subscribers) sample.subscribers += count;
+        info.pubsub_subscribers += sample.subscribers;
+        if (top.size() == observe::ProcessInfo::kStatusChannels) {
+            const auto& least = top.front();
+            if (sample.subscribers < least.subscribers ||
+                (sample.subscribers == least.subscribers && sample.published <= least.published))
+                continue;  // not busier: skip the name copy
+        }
+        // The key is the route's path, '\n', the channel (channelKey): shown as the path that
+        // clients subscribe and publish at.
+        sample.name = name;
+        std::erase(sample.name, '\n');
+        top.push_back(std::move(sample));
+        std::push_heap(top.begin(), top.end(), busier);
+        if (top.size() > observe::ProcessInfo::kStatusChannels) {
+            std::pop_heap(top.begin(), top.end(), busier);
+            top.pop_back();
+        }
+    }
+    std::sort_heap(top.begin(), top.end(), busier);
     observe::PubSubStats& s = info.pubsub;
     s.history_messages = history_messages_;
     s.history_bytes = history_bytes_;
@@ -292,6 +329,7 @@ void PubSubRegistry::stats(observe::ProcessInfo& info) {
     s.refused_size = refused_size_.load(std::memory_order_relaxed);
     s.replay_truncated = replay_truncated_.load(std::memory_order_relaxed);
     s.slow_closed = slow_closed_.load(std::memory_order_relaxed);
+    s.published = published_;
 }
 
 }  // namespace portico::handlers

@@ -196,9 +196,9 @@ void EndpointSession::end(const char* reason) {
     lifetime_.stop();
     event_del(ping_timer_.get());
     app_->onClose(*this);
-    const ws::SessionCounts counts{codec_.messagesIn(), codec_.messagesOut(), bytes_in_, codec_.bytesOut(), limit_};
+    const ws::SessionCounts final_counts = counts();
     net::closeGracefully(loop_, std::move(client_));
-    owner_.onSessionEnd(reason, counts);
+    owner_.onSessionEnd(reason, final_counts);
 }
 
 }  // namespace portico::handlers

@@ -584,6 +584,7 @@ void ClientConnection::logAccess() {
     if (req_.logged || req_.status == 0) return;
     req_.logged = true;
     const int status = req_.status;
+    listener_stats_.requests.add();
     if (req_.route) snapshot_->routeStats(*req_.route).requests[status >= 100 && status < 600 ? status / 100 : 0].add();
     observe::AccessLog& log = worker_.accessLog();
     if (!log.enabled()) return;

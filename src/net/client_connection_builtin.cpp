@@ -4,6 +4,7 @@
 
 #include <event2/buffer.h>
 
+#include "portico/handlers/dashboard.h"
 #include "portico/handlers/http_handlers.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/http/simple_response.h"
@@ -83,6 +84,9 @@ void ClientConnection::respondInternal(const config::Route& route) {
             break;
         case config::HandlerKind::Static:
             reply = handlers::serveStatic(client_->output(), route, request, keep_alive);
+            break;
+        case config::HandlerKind::Dashboard:
+            reply = handlers::serveDashboard(client_->output(), route, request, keep_alive);
             break;
         case config::HandlerKind::Metrics:
         case config::HandlerKind::Status: {

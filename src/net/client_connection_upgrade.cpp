@@ -118,13 +118,24 @@ void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
     if (draining_ && state_ == State::Upgraded) session_->goAway();
 }
 
+void ClientConnection::foldSessionCounts() {
+    if (session_ && ws_stats_) addSessionCounts(session_->counts());
+}
+
+// Adds what went through since the last call: the route's counters move while sessions run.
+void ClientConnection::addSessionCounts(const ws::SessionCounts& counts) {
+    ws_stats_->ws_messages_in.add(counts.messages_in - counted_.messages_in);
+    ws_stats_->ws_messages_out.add(counts.messages_out - counted_.messages_out);
+    ws_stats_->ws_bytes_in.add(counts.bytes_in - counted_.bytes_in);
+    ws_stats_->ws_bytes_out.add(counts.bytes_out - counted_.bytes_out);
+    counted_ = counts;
+}
+
 void ClientConnection::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
     ws_lease_.reset();
+    // The counts first: whoever reads the session as closed (open down by one) reads all of them.
+    addSessionCounts(counts);
     ws_stats_->ws_open.sub();
-    ws_stats_->ws_messages_in.add(counts.messages_in);
-    ws_stats_->ws_messages_out.add(counts.messages_out);
-    ws_stats_->ws_bytes_in.add(counts.bytes_in);
-    ws_stats_->ws_bytes_out.add(counts.bytes_out);
     if (counts.limit == ws::SessionLimit::Rate) {
         ws_stats_->ws_closed_rate.add();
         LOG_WARN("client %s: WebSocket on route %s closed 1008: %s", client_ip_.c_str(),

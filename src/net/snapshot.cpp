@@ -4,6 +4,18 @@
 
 namespace portico::net {
 
+namespace {
+
+// What the status JSON calls the WebSocket sessions of `route` (a string literal).
+const char* websocketMode(const config::Route& route) {
+    if (!route.upstream.empty()) return config::toString(route.websocket.mode);
+    if (route.handler == config::HandlerKind::Echo || route.handler == config::HandlerKind::PubSub)
+        return config::toString(route.handler);
+    return "none";
+}
+
+}  // namespace
+
 WorkerSnapshot::WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> snapshot, observe::WorkerStats& stats)
     : snapshot_(std::move(snapshot)), stats_(stats) {
     for (const auto& [name, upstream] : snapshot_->config->upstreams) {
@@ -16,7 +28,9 @@ WorkerSnapshot::WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> 
     }
     for (const auto& route : snapshot_->config->routes) {
         std::string key = observe::routeKey(route.host, route.path, route.exact_path);
-        route_stats_.push_back(&stats.route(key));
+        observe::RouteStats& route_stats = stats.route(key);
+        route_stats.websocket_mode.store(websocketMode(route), std::memory_order_relaxed);
+        route_stats_.push_back(&route_stats);
         trace_limiters_.push_back(route.websocket.trace
                                       ? std::make_unique<ws::TraceLimiter>(route.websocket.trace_rate, std::move(key))
                                       : nullptr);

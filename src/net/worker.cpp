@@ -35,6 +35,8 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
     current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_, stats_);
     drain_old_timer_.reset(event_new(loop_.base(), -1, 0, &Worker::onDrainOld, this));
     accept_backoff_timer_.reset(event_new(loop_.base(), -1, 0, &Worker::onAcceptBackoffEnd, this));
+    session_count_timer_.reset(event_new(loop_.base(), -1, EV_PERSIST, &Worker::onSessionCountTimer, this));
+    addTimer(loop_, session_count_timer_.get(), kSessionCountInterval);
     for (std::size_t i = 0; i < listen_fds.size(); ++i)
         addListener(i, snapshot_->config->listeners[i].address.toString(), std::move(listen_fds[i]));
 }
@@ -59,6 +61,11 @@ bool Worker::addListener(std::size_t index, std::string key, core::UniqueFd fd) 
     if (!accepting_ || backing_off_) evconnlistener_disable(l);
     listeners_.push_back(std::move(slot));
     return true;
+}
+
+void Worker::onSessionCountTimer(int, short, void* arg) {
+    auto* self = static_cast<Worker*>(arg);
+    for (auto& [connection, owned] : self->connections_) connection->foldSessionCounts();
 }
 
 void Worker::start() {

@@ -41,7 +41,8 @@ UpstreamStats& WorkerStats::upstream(const std::string& name, const std::vector<
             fresh->sum_us.add(slot->sum_us.get());
         }
         fresh->server_names = servers;
-        for (std::size_t i = 0; i < servers.size(); ++i) fresh->server_down.push_back(std::make_unique<Counter>());
+        for (std::size_t i = 0; i < servers.size(); ++i)
+            fresh->server_state.push_back(std::make_unique<std::atomic<UpstreamStats::ServerState>>(UpstreamStats::ServerState::Up));
         retired_upstreams_.push_back(std::move(slot));  // old exchanges may still point at it
         slot = std::move(fresh);
     }
@@ -88,10 +89,11 @@ namespace {
 // Sums of every worker's series, by key.
 struct Totals {
     struct Listener {
-        std::uint64_t accepted = 0, open = 0, tls_ok = 0, tls_failed = 0;
+        std::uint64_t accepted = 0, open = 0, requests = 0, tls_ok = 0, tls_failed = 0;
     };
     struct Route {
         std::array<std::uint64_t, 6> requests{};
+        const char* mode = "none";
         std::uint64_t ws_open = 0, msg_in = 0, msg_out = 0, bytes_in = 0, bytes_out = 0;
         std::uint64_t closed_rate = 0, closed_lifetime = 0;
     };
@@ -99,7 +101,10 @@ struct Totals {
         std::array<std::uint64_t, UpstreamStats::kBuckets.size()> buckets{};
         std::uint64_t count = 0, sum_us = 0;
         std::vector<std::string> servers;
-        std::vector<std::uint64_t> down;
+        std::vector<std::uint64_t> down;     // workers that have the server down (or probing)
+        std::vector<std::uint64_t> probing;  // workers probing it
+        // "up" when no worker has it down, "probing" while one tries it, else "down".
+        const char* state(std::size_t i) const { return !down[i] ? "up" : probing[i] ? "probing" : "down"; }
     };
     std::map<std::string, Listener> listeners;
     std::map<std::string, Route> routes;
@@ -145,6 +150,9 @@ std::string Metrics::renderPrometheus(const ProcessInfo& info) {
     metric("portico_connections_open", "gauge", "Client connections open per listener.");
     for (auto& [k, v] : t.listeners)
         out += "portico_connections_open{listener=\"" + escapeLabel(k) + "\"} " + std::to_string(v.open) + "\n";
+    metric("portico_listener_requests_total", "counter", "Requests answered per listener.");
+    for (auto& [k, v] : t.listeners)
+        out += "portico_listener_requests_total{listener=\"" + escapeLabel(k) + "\"} " + std::to_string(v.requests) + "\n";
     metric("portico_tls_handshakes_total", "counter", "TLS handshakes completed per listener.");
     for (auto& [k, v] : t.listeners)
         out += "portico_tls_handshakes_total{listener=\"" + escapeLabel(k) + "\"} " + std::to_string(v.tls_ok) + "\n";
@@ -238,7 +246,7 @@ std::string Metrics::renderJson(const ProcessInfo& info) {
     bool first = true;
     for (auto& [k, v] : t.listeners) {
         out += (first ? "" : ",") + quote(k) + ":{\"accepted\":" + std::to_string(v.accepted) + ",\"open\":" +
-               std::to_string(v.open) + ",\"tls_handshakes\":" + std::to_string(v.tls_ok) +
+               std::to_string(v.open) + ",\"requests\":" + std::to_string(v.requests) + ",\"tls_handshakes\":" + std::to_string(v.tls_ok) +
                ",\"tls_failures\":" + std::to_string(v.tls_failed) + "}";
         first = false;
     }
@@ -248,7 +256,7 @@ std::string Metrics::renderJson(const ProcessInfo& info) {
         out += (first ? "" : ",") + quote(k) + ":{\"requests\":{\"1xx\":" + std::to_string(v.requests[1]) +
                ",\"2xx\":" + std::to_string(v.requests[2]) + ",\"3xx\":" + std::to_string(v.requests[3]) +
                ",\"4xx\":" + std::to_string(v.requests[4]) + ",\"5xx\":" + std::to_string(v.requests[5]) +
-               "},\"websocket\":{\"open\":" + std::to_string(v.ws_open) + ",\"messages_in\":" + std::to_string(v.msg_in) +
+               "},\"websocket\":{\"mode\":" + quote(v.mode) + ",\"open\":" + std::to_string(v.ws_open) + ",\"messages_in\":" + std::to_string(v.msg_in) +
                ",\"messages_out\":" + std::to_string(v.msg_out) + ",\"bytes_in\":" + std::to_string(v.bytes_in) +
                ",\"bytes_out\":" + std::to_string(v.bytes_out) + ",\"closed_by_rate\":" + std::to_string(v.closed_rate) +
                ",\"closed_by_lifetime\":" + std::to_string(v.closed_lifetime) + "}}";
@@ -260,7 +268,7 @@ std::string Metrics::renderJson(const ProcessInfo& info) {
         out += (first ? "" : ",") + quote(k) + ":{\"responses\":" + std::to_string(v.count) + ",\"response_seconds_sum\":" +
                std::to_string(static_cast<double>(v.sum_us) / 1e6) + ",\"servers\":{";
         for (std::size_t i = 0; i < v.servers.size(); ++i)
-            out += (i ? "," : "") + quote(v.servers[i]) + ":" + (v.down[i] ? "\"down\"" : "\"up\"");
+            out += (i ? "," : "") + quote(v.servers[i]) + ":" + quote(v.state(i));
         out += "}}";
         first = false;
     }
@@ -271,7 +279,15 @@ std::string Metrics::renderJson(const ProcessInfo& info) {
            ",\"ip_table_untracked\":" + std::to_string(t.untracked) +
            ",\"accept_errors\":" + std::to_string(t.accept_errors);
     out += "},\"pubsub\":{\"channels\":" + std::to_string(info.pubsub_channels) +
-           ",\"subscribers\":" + std::to_string(info.pubsub_subscribers) + renderPubSubJson(info.pubsub) + "}}\n";
+           ",\"subscribers\":" + std::to_string(info.pubsub_subscribers) + renderPubSubJson(info.pubsub) +
+           ",\"top_channels\":[";
+    first = true;
+    for (const ChannelSample& c : info.top_channels) {
+        out += (first ? "{\"name\":" : ",{\"name\":") + quote(c.name) + ",\"subscribers\":" + std::to_string(c.subscribers) +
+               ",\"published\":" + std::to_string(c.published) + ",\"history\":" + std::to_string(c.history) + "}";
+        first = false;
+    }
+    out += "]}}\n";
     return out;
 }
 
@@ -288,12 +304,14 @@ Totals StatsReader::collect(const std::vector<std::unique_ptr<WorkerStats>>& wor
             auto& o = t.listeners[k];
             o.accepted += s->accepted.get();
             o.open += s->open.get();
+            o.requests += s->requests.get();
             o.tls_ok += s->tls_handshakes.get();
             o.tls_failed += s->tls_failures.get();
         }
         for (auto& [k, s] : w->routes_) {
             auto& o = t.routes[k];
             for (std::size_t i = 0; i < o.requests.size(); ++i) o.requests[i] += s->requests[i].get();
+            o.mode = s->websocket_mode.load(std::memory_order_relaxed);
             o.ws_open += s->ws_open.get();
             o.msg_in += s->ws_messages_in.get();
             o.msg_out += s->ws_messages_out.get();
@@ -310,8 +328,13 @@ Totals StatsReader::collect(const std::vector<std::unique_ptr<WorkerStats>>& wor
             if (o.servers.empty()) {
                 o.servers = s->server_names;
                 o.down.assign(o.servers.size(), 0);
+                o.probing.assign(o.servers.size(), 0);
             }
-            for (std::size_t i = 0; i < s->server_down.size() && i < o.down.size(); ++i) o.down[i] += s->server_down[i]->get();
+            for (std::size_t i = 0; i < s->server_state.size() && i < o.down.size(); ++i) {
+                const auto state = s->server_state[i]->load(std::memory_order_relaxed);
+                o.down[i] += state != UpstreamStats::ServerState::Up;
+                o.probing[i] += state == UpstreamStats::ServerState::Probing;
+            }
         }
     }
     return t;

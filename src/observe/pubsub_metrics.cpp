@@ -34,6 +34,8 @@ void renderPubSubPrometheus(std::string& out, const PubSubStats& s) {
                                                              {"idle", s.evicted_idle}};
     for (const auto& [reason, n] : evicted)
         sample(out, "portico_pubsub_history_evicted_total", std::string("{reason=\"") + reason + "\"}", n);
+    family(out, "portico_pubsub_published_total", "counter", "Messages published on every channel.");
+    sample(out, "portico_pubsub_published_total", "", s.published);
     family(out, "portico_pubsub_channels_expired_total", "counter", "Idle pub/sub channels removed with their history.");
     sample(out, "portico_pubsub_channels_expired_total", "", s.channels_expired);
     family(out, "portico_pubsub_publishes_refused_total", "counter", "Publishes refused by reason.");
@@ -57,7 +59,8 @@ std::string renderPubSubJson(const PubSubStats& s) {
            ",\"idle\":" + n(s.evicted_idle) + "},\"channels_expired\":" + n(s.channels_expired) +
            ",\"refused\":{\"size\":" + n(s.refused_size) + ",\"rate\":" + n(s.refused_rate) +
            ",\"channels\":" + n(s.refused_channels) + "},\"subscribes_refused\":" + n(s.subscribes_refused) +
-           ",\"replay_truncated\":" + n(s.replay_truncated) + ",\"slow_closed\":" + n(s.slow_closed);
+           ",\"replay_truncated\":" + n(s.replay_truncated) + ",\"slow_closed\":" + n(s.slow_closed) +
+           ",\"published\":" + n(s.published);
 }
 
 }  // namespace portico::observe

@@ -35,20 +35,24 @@ UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstr
 
 UpstreamGroup::~UpstreamGroup() = default;
 
+void UpstreamGroup::setState(int server, observe::UpstreamStats::ServerState state) {
+    stats_.server_state[static_cast<std::size_t>(server)]->store(state, std::memory_order_relaxed);
+}
+
 void UpstreamGroup::markFailed(int server) {
     balancer_.markFailed(server, Balancer::Clock::now());
-    auto& down = *stats_.server_down[static_cast<std::size_t>(server)];
-    if (down.get() == 0) down.add();
+    setState(server, observe::UpstreamStats::ServerState::Down);
 }
 
 void UpstreamGroup::markSucceeded(int server) {
     balancer_.markSucceeded(server);
-    auto& down = *stats_.server_down[static_cast<std::size_t>(server)];
-    if (down.get() != 0) down.sub(down.get());
+    setState(server, observe::UpstreamStats::ServerState::Up);
 }
 
 std::unique_ptr<net::Stream> UpstreamGroup::connect(int server, net::StreamHandler* handler, int& error) {
     const Server& s = servers_[static_cast<std::size_t>(server)];
+    // A connect to a server marked down is the probe that decides whether it is back.
+    if (balancer_.markedDown(server)) setState(server, observe::UpstreamStats::ServerState::Probing);
     if (!s.resolved) {
         error = EHOSTUNREACH;
         return nullptr;

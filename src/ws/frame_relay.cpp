@@ -292,10 +292,10 @@ void FrameRelay::end(const char* reason) {
     idle_.stop();
     lifetime_.stop();
     event_del(ping_timer_.get());
-    const SessionCounts counts{up_.checker.messages(), down_.checker.messages(), up_.bytes, down_.bytes, limit_};
+    const SessionCounts final_counts = counts();
     net::closeGracefully(loop_, std::move(client_));
     net::closeGracefully(loop_, std::move(upstream_));
-    owner_.onSessionEnd(reason, counts);
+    owner_.onSessionEnd(reason, final_counts);
 }
 
 }  // namespace portico::ws

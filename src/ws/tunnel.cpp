@@ -84,7 +84,7 @@ void Tunnel::end(const char* reason) {
     // What one side still has queued (the other side's last bytes) is flushed before closing.
     net::closeGracefully(loop_, std::move(client_));
     net::closeGracefully(loop_, std::move(upstream_));
-    owner_.onSessionEnd(reason, SessionCounts{0, 0, from_client_, to_client_, limit_});
+    owner_.onSessionEnd(reason, counts());
 }
 
 }  // namespace portico::ws

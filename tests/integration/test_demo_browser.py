@@ -10,23 +10,15 @@ Environment: PORTICO_DEMO_SCREENSHOT=/path.png keeps a screenshot of the page.
 """
 
 import base64
-import json
 import os
-import queue
 import re
-import shutil
-import subprocess
-import threading
-import time
-import unittest
 
+from browser_peer import BrowserScript, check_no_external_resources, requires_browser
 from portico_harness import PorticoTestCase, main, make_config, slow_factor, source_dir
 
 TOKEN = "demo-test-token"
 WWW = os.path.join(source_dir(), "conf", "www")
-PEERS = os.path.join(source_dir(), "tests", "peers")
 DEFAULT_CONFIG = os.path.join(source_dir(), "conf", "portico.yaml")
-CHROMIUM = "/usr/bin/chromium"
 PAGE_IDS = ["status", "echo-input", "echo-send", "echo-log", "echo-state", "chat-input",
             "chat-send", "chat-log", "chat-state", "curl-example"]
 
@@ -77,61 +69,28 @@ class DemoPage(PorticoTestCase):
                     self.assertEqual(r.body, f.read())
 
     def test_no_external_resources(self):
-        for name in os.listdir(WWW):
-            with open(os.path.join(WWW, name), encoding="utf-8") as f:
-                text = f.read()
-            with self.subTest(file=name):
-                # src/href/url() and fetch/WebSocket targets stay on the page's own origin
-                self.assertNotRegex(text, r'(src|href)\s*=\s*["\']?(https?:)?//')
-                self.assertNotRegex(text, r'url\(\s*["\']?(https?:)?//')
-                self.assertNotRegex(text, r'@import')
+        check_no_external_resources(self, WWW)
 
 
-@unittest.skipUnless(os.path.exists(CHROMIUM), "chromium is not installed")
-@unittest.skipUnless(shutil.which("node"), "node is not installed")
-@unittest.skipUnless(os.path.isdir(os.path.join(PEERS, "node_modules", "playwright-core")),
-                     "playwright-core missing: run `npm ci` in tests/peers")
+@requires_browser
 class DemoBrowser(PorticoTestCase):
     def test_echo_chat_and_http_publish_in_chromium(self):
         p = self.start_portico(demo_config())
         plan = {"url": p.url(path="/"), "timeout_ms": int(10000 * slow_factor())}
         if os.environ.get("PORTICO_DEMO_SCREENSHOT"):
             plan["screenshot"] = os.environ["PORTICO_DEMO_SCREENSHOT"]
-        node = subprocess.Popen(["node", os.path.join(PEERS, "demo_browser.js"), json.dumps(plan)],
-                                cwd=PEERS, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        self.addCleanup(self._reap, node)
-        lines = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in node.stdout] + [lines.put(None)],
-                         daemon=True).start()
-        stderr = []
-        threading.Thread(target=lambda: stderr.extend(node.stderr), daemon=True).start()
-
-        deadline = time.monotonic() + 120 * slow_factor()
+        script = BrowserScript(self, "demo_browser.js", plan)
         published = None
-        result = None
-        while result is None:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                self.fail("demo_browser.js gave no result within the deadline; stderr:\n%s"
-                          % "".join(stderr)[-3000:])
-            if line is None:
-                node.wait(10)
-                self.fail("demo_browser.js exited %s without a result; stderr:\n%s"
-                          % (node.returncode, "".join(stderr)[-3000:]))
-            msg = json.loads(line)
+        for msg in script.messages(deadline_s=120):
             if msg.get("want") == "publish":
                 published = self._publish(p.port)
-                node.stdin.write(json.dumps({"text": published}) + "\n")
-                node.stdin.flush()
-            elif "ok" in msg:
-                result = msg
+                script.send({"text": published})
+        result = script.result
         self.assertTrue(result["ok"], "browser run failed: %s\nsteps done: %s\nportico stderr:\n%s"
                         % (result.get("error"), result.get("steps"),
                            "\n".join(p.stderr_lines()[-20:])))
         self.assertIsNotNone(published, "the browser never asked for the HTTP publish")
-        self.assertEqual(node.wait(30), 0)
+        self.assertEqual(script.wait(30), 0)
 
     def _publish(self, port):
         """POSTs a message to /live/lobby as the curl example does; checks the JSON answer."""
@@ -145,17 +104,6 @@ class DemoBrowser(PorticoTestCase):
         self.assertGreaterEqual(doc.get("subscribers", 0), 2)  # the two pages
         self.assertIn("seq", doc)
         return text
-
-    @staticmethod
-    def _reap(proc):
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
 
 
 class DefaultConfig(PorticoTestCase):

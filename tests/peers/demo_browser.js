@@ -13,33 +13,11 @@
 // chromium (executable, default /usr/bin/chromium).
 'use strict';
 
-const readline = require('readline');
-const { chromium } = require('playwright-core');
+const { launch, emit, nextStdinJson, watchProblems, finish } = require('./browser_session');
 
 const plan = JSON.parse(process.argv[2] || '{}');
 const timeout = plan.timeout_ms || 10000;
 const tag = Math.random().toString(36).slice(2, 8);  // tells this run's messages apart
-
-// Chromium as root, headless, and kept off the internet (no background networking, updates,
-// sync or QUIC): it reaches only the page under test.
-// playwright adds --headless and its own temporary --user-data-dir.
-const kChromiumArgs = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                       '--disable-background-networking', '--disable-component-update',
-                       '--disable-sync'];
-
-function emit(obj) { process.stdout.write(JSON.stringify(obj) + '\n'); }
-
-const stdinLines = readline.createInterface({ input: process.stdin });
-const pendingLines = [];
-const lineWaiters = [];
-stdinLines.on('line', (line) => {
-  const waiter = lineWaiters.shift();
-  if (waiter) waiter(line); else pendingLines.push(line);
-});
-function nextStdinLine() {
-  if (pendingLines.length) return Promise.resolve(pendingLines.shift());
-  return new Promise((resolve) => lineWaiters.push(resolve));
-}
 
 // Resolves when list #listId of page holds an item of class kind whose text is exactly text.
 async function waitForLogEntry(page, listId, kind, text, what) {
@@ -79,11 +57,7 @@ async function send(page, prefix, text) {
 // Opens the demo page and waits until the health check and both sockets are up.
 async function openDemo(context, name, problems) {
   const page = await context.newPage();
-  page.on('pageerror', (err) => problems.push(name + ' page error: ' + err.message));
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') problems.push(name + ' console error: ' + msg.text());
-  });
-  page.on('requestfailed', (req) => problems.push(name + ' request failed: ' + req.url()));
+  watchProblems(page, problems, name);
   const response = await page.goto(plan.url, { waitUntil: 'load', timeout });
   if (!response || response.status() !== 200) {
     throw new Error(name + ': GET ' + plan.url + ' answered ' + (response && response.status()));
@@ -94,14 +68,10 @@ async function openDemo(context, name, problems) {
   return page;
 }
 
-const result = { ok: false, steps: [] };
-
-async function run() {
+finish(async (result) => {
   const step = (s) => { result.steps.push(s); emit({ step: s }); };
   const problems = [];
-  const browser = await chromium.launch({
-    executablePath: plan.chromium || '/usr/bin/chromium', headless: true, args: kChromiumArgs,
-    timeout: 30000 });
+  const browser = await launch(plan);
   try {
     const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
     const alice = await openDemo(context, 'page A', problems);
@@ -138,11 +108,7 @@ async function run() {
 
     // HTTP publish: the caller POSTs, both pages show it.
     emit({ want: 'publish' });
-    const line = await Promise.race([
-      nextStdinLine(),
-      new Promise((resolve, reject) => setTimeout(
-          () => reject(new Error('no publish line on stdin')), timeout * 3))]);
-    const published = JSON.parse(line).text;
+    const published = (await nextStdinJson(timeout * 3, 'publish')).text;
     await waitForLogEntry(alice, 'chat-log', 'in', published, 'HTTP publish to A');
     await waitForLogEntry(bob, 'chat-log', 'in', published, 'HTTP publish to B');
     step('HTTP publish reached both pages');
@@ -156,14 +122,4 @@ async function run() {
   } finally {
     await browser.close().catch(() => {});
   }
-}
-
-run().then(() => {
-  emit(result);
-  process.exit(0);
-}, (err) => {
-  result.ok = false;
-  result.error = String(err && err.stack || err);
-  emit(result);
-  process.exit(1);
 });

@@ -11,18 +11,13 @@
 // Plan keys: url, messages (default []), timeout_ms (default 10000), chromium (executable).
 'use strict';
 
-const { chromium } = require('playwright-core');
+const { launch } = require('./browser_session');
 
 const plan = JSON.parse(process.argv[2] || '{}');
 const timeout = plan.timeout_ms || 10000;
-// As in demo_browser.js: root, headless, and kept off the internet.
-const kChromiumArgs = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                       '--disable-background-networking', '--disable-component-update',
-                       '--disable-sync'];
 
 async function main() {
-  const browser = await chromium.launch({ executablePath: plan.chromium || '/usr/bin/chromium',
-                                          args: kChromiumArgs });
+  const browser = await launch(plan);
   try {
     const page = await browser.newPage();
     const consoleLines = [];

@@ -179,7 +179,7 @@ struct PubSubLimits {
                                                     // subscribe 503 or close 1013)
 };
 
-enum class HandlerKind { None, Health, Static, Echo, PubSub, Metrics, Status };
+enum class HandlerKind { None, Health, Static, Echo, PubSub, Metrics, Status, Dashboard };
 
 struct Route {
     std::string host;             // "" = any host; "example.com" exact; "*.example.com" wildcard
@@ -191,6 +191,9 @@ struct Route {
     bool strip_prefix = false;    // remove `path` from the request target before proxying
     std::vector<std::pair<std::string, std::string>> set_headers;  // set on the upstream request
     std::string root;             // handler: static; absolute after load
+    std::string status_url = "status";  // handler: dashboard: where the page reads the status
+                                        // JSON; relative to the page (default: a sibling path)
+                                        // or absolute ("/portico/status")
     WebSocketSettings websocket;  // upstream routes and built-in WebSocket handlers
     bool websocket_configured = false;  // a `websocket:` block was present
     PubSubSettings pubsub;        // handler: pubsub

@@ -28,4 +28,12 @@ Reply serveStatic(evbuffer* out, const config::Route& route, const http::Request
 // Media type for a file name, by extension ("application/octet-stream" when unknown).
 const char* mediaTypeFor(std::string_view path);
 
+// Shared by the handlers that serve files (static, dashboard):
+// The part of `path` below the route's prefix (an exact route: the last segment).
+std::string_view pathBelowRoute(const config::Route& route, std::string_view path);
+// GET and HEAD are served; anything else is answered 405 with Allow here (true: answered).
+bool refuseUnlessGetOrHead(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive, Reply& reply);
+// A directory asked for without its trailing slash: 301 to it, so that relative links resolve.
+Reply redirectToSlash(evbuffer* out, std::string_view path, http::KeepAlive keep_alive);
+
 }  // namespace portico::handlers

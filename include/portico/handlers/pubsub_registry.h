@@ -120,7 +120,8 @@ public:
     void countReplayTruncated() { replay_truncated_.fetch_add(1, std::memory_order_relaxed); }
     void countSlowClosed() { slow_closed_.fetch_add(1, std::memory_order_relaxed); }
 
-    // Fills the pubsub figures of `info` for metrics and status. Thread-safe.
+    // Fills the pubsub figures of `info` for metrics and status, with the busiest
+    // ProcessInfo::kStatusChannels channels. Thread-safe.
     void stats(observe::ProcessInfo& info);
 
 private:
@@ -169,6 +170,7 @@ private:
     std::uint64_t refused_rate_ = 0;
     std::uint64_t refused_channels_ = 0;
     std::uint64_t subscribes_refused_ = 0;
+    std::uint64_t published_ = 0;  // every channel's publishes, for the publish rate
     std::atomic<std::uint64_t> refused_size_{0};
     std::atomic<std::uint64_t> replay_truncated_{0};
     std::atomic<std::uint64_t> slow_closed_{0};

@@ -55,6 +55,9 @@ public:
 
     void start() override;
     void goAway() override;
+    ws::SessionCounts counts() const override {
+        return ws::SessionCounts{codec_.messagesIn(), codec_.messagesOut(), bytes_in_, codec_.bytesOut(), limit_};
+    }
 
     // For the app.
     void sendText(std::string_view text);

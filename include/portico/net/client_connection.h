@@ -71,6 +71,9 @@ public:
     State state() const { return state_; }
     // The configuration generation this connection runs under.
     std::uint64_t generation() const;
+    // A WebSocket session's messages and bytes since the last call go into its route's metrics
+    // (the worker calls this every Worker::kSessionCountInterval; the rest at the session's end).
+    void foldSessionCounts();
 
 private:
     // The client socket.
@@ -104,6 +107,7 @@ private:
     void startSession(std::unique_ptr<ws::Session> session);
     // A tracer for the session about to start when its route has websocket.trace, else null.
     std::unique_ptr<ws::FrameTracer> makeTracer();
+    void addSessionCounts(const ws::SessionCounts& counts);
 
     void processInput();
     void beginRequest();
@@ -132,6 +136,7 @@ private:
     const config::Listener* listener_;  // in snapshot_'s configuration
     observe::ListenerStats& listener_stats_;
     observe::RouteStats* ws_stats_ = nullptr;  // the route of an upgraded connection
+    ws::SessionCounts counted_;  // what of the session's counts is in ws_stats_ already
     std::unique_ptr<Stream> client_;
     http::MessageParser parser_;
     std::unique_ptr<proxy::HttpExchange> exchange_;

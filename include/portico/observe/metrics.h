@@ -32,13 +32,20 @@ private:
 struct ListenerStats {
     Counter accepted;
     Counter open;             // gauge: accepted minus closed
+    Counter requests;         // requests answered (a WebSocket handshake counts once)
     Counter tls_handshakes;   // completed
     Counter tls_failures;
 };
 
 struct RouteStats {
     std::array<Counter, 6> requests;  // by status class: [1] 1xx ... [5] 5xx, [0] other
+    // What upgraded connections on this route are: "tunnel", "frames", "echo", "pubsub" or
+    // "none" (no WebSocket). A string literal, set when a snapshot is built (a reload may change
+    // it), read by scrapes on other threads.
+    std::atomic<const char*> websocket_mode{"none"};
     Counter ws_open;                  // gauge
+    // Messages and bytes of open sessions are added while they run (Worker folds them in every
+    // kSessionCountInterval), the rest when a session ends.
     Counter ws_messages_in;           // from clients (frames relay and built-ins)
     Counter ws_messages_out;
     Counter ws_bytes_in;
@@ -53,7 +60,10 @@ struct UpstreamStats {
     std::array<Counter, kBuckets.size()> buckets;  // not cumulative; summed at render time
     Counter count;
     Counter sum_us;
-    std::vector<std::unique_ptr<Counter>> server_down;  // per server: 1 while marked down
+    enum class ServerState : std::uint8_t { Up, Down, Probing };
+    // Per server, as this worker's balancer sees it: Down after a failed connect, Probing while
+    // a connect to a server marked down is tried, Up after a connect succeeded.
+    std::vector<std::unique_ptr<std::atomic<ServerState>>> server_state;
     std::vector<std::string> server_names;
     void observe(double seconds);
 };
@@ -101,6 +111,15 @@ struct PubSubStats {
     std::uint64_t subscribes_refused = 0;  // a new channel beyond max_channels
     std::uint64_t replay_truncated = 0;    // ?since= replays missing evicted messages
     std::uint64_t slow_closed = 0;         // subscribers closed beyond queue_bytes
+    std::uint64_t published = 0;           // messages published (every channel, ever)
+};
+
+// One channel in the status JSON (the busiest kStatusChannels of them).
+struct ChannelSample {
+    std::string name;
+    std::size_t subscribers = 0;
+    std::uint64_t published = 0;  // the channel's last sequence number: publishes since created
+    std::size_t history = 0;      // messages kept
 };
 
 // Values the renderer asks for that live elsewhere (pub/sub registry, the server).
@@ -110,6 +129,10 @@ struct ProcessInfo {
     std::size_t pubsub_channels = 0;
     std::size_t pubsub_subscribers = 0;
     PubSubStats pubsub;
+    // The channels with the most subscribers (then the most publishes), at most kStatusChannels:
+    // the status JSON stays small however many channels there are.
+    static constexpr std::size_t kStatusChannels = 50;
+    std::vector<ChannelSample> top_channels;
     std::string config_file;
     double config_loaded_at = 0;  // Unix time
     std::uint64_t generation = 0;

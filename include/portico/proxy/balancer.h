@@ -28,6 +28,8 @@ public:
     // A connect succeeded: the server is up again.
     void markSucceeded(int server);
     bool isUp(int server, Clock::time_point now) const;
+    // True from a failed connect until one succeeds (whether or not the back-off has passed).
+    bool markedDown(int server) const { return servers_[static_cast<std::size_t>(server)].failures > 0; }
 
     // least_conn bookkeeping: active requests per server.
     void onRequestStart(int server) { ++servers_[static_cast<std::size_t>(server)].active; }

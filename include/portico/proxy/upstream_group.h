@@ -62,6 +62,7 @@ private:
     void onEof(net::Stream& stream) override { discard(stream); }
     void onError(net::Stream& stream, int) override { discard(stream); }
     void discard(net::Stream& stream);
+    void setState(int server, observe::UpstreamStats::ServerState state);  // for status
 
     net::EventLoop& loop_;
     const config::Upstream& upstream_;

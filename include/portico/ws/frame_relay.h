@@ -49,6 +49,9 @@ public:
 
     void start() override;
     void goAway() override;
+    SessionCounts counts() const override {
+        return SessionCounts{up_.checker.messages(), down_.checker.messages(), up_.bytes, down_.bytes, limit_};
+    }
 
     std::uint64_t messagesFromClient() const { return up_.checker.messages(); }
     std::uint64_t messagesToClient() const { return down_.checker.messages(); }

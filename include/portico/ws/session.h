@@ -41,6 +41,8 @@ public:
     // Graceful stop or reload drain: frames mode and built-in endpoints send Close 1001 (Going
     // Away) to both sides and wait briefly for the handshake; tunnels just close.
     virtual void goAway() = 0;
+    // What went through so far (the owner folds it into the metrics while the session runs).
+    virtual SessionCounts counts() const = 0;
 };
 
 }  // namespace portico::ws

@@ -33,6 +33,7 @@ public:
 
     void start() override;
     void goAway() override;
+    SessionCounts counts() const override { return SessionCounts{0, 0, from_client_, to_client_, limit_}; }
 
 private:
     void onReadable(net::Stream& stream) override;

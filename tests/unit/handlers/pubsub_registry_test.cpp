@@ -257,3 +257,31 @@ TEST_CASE("pubsub replay after evicted messages starts at the oldest kept and sa
     CHECK(tight.cursor == 6);
     CHECK_FALSE(f.registry->replay("a", 6, 1 << 20, 64).gap);
 }
+
+TEST_CASE("pubsub stats list the busiest channels, at most kStatusChannels, by subscribers then publishes", "[pubsub]") {
+    Fixture f;
+    net::EventLoop loop;
+    handlers::PubSubHub hub(loop, std::shared_ptr<PubSubRegistry>(f.registry.get(), [](PubSubRegistry*) {}));
+    const std::size_t kChannels = observe::ProcessInfo::kStatusChannels + 10;
+    // Channel i gets i publishes; "watched" (created last) has the only subscribers.
+    for (std::size_t i = 1; i <= kChannels; ++i)
+        for (std::size_t n = 0; n < i; ++n) REQUIRE(f.publish("c" + std::to_string(i)).refused == PubSubRegistry::Refusal::None);
+    std::uint64_t seq = 0;
+    REQUIRE(f.registry->subscribe("/live/\nwatched", &hub, f.settings, seq));
+    REQUIRE(f.registry->subscribe("/live/\nwatched", &hub, f.settings, seq));
+
+    observe::ProcessInfo info;
+    f.registry->stats(info);
+    REQUIRE(info.top_channels.size() == observe::ProcessInfo::kStatusChannels);
+    CHECK(info.top_channels[0].name == "/live/watched");  // shown as the path, without the '\n'
+    CHECK(info.top_channels[0].subscribers == 2);
+    CHECK(info.top_channels[0].published == 0);
+    CHECK(info.top_channels[1].name == "c" + std::to_string(kChannels));
+    CHECK(info.top_channels[1].published == kChannels);
+    CHECK(info.top_channels[1].history == std::min<std::size_t>(kChannels, f.settings.history));
+    // The least busy channels are the ones left out.
+    CHECK(info.top_channels.back().published == kChannels - observe::ProcessInfo::kStatusChannels + 2);
+    CHECK(info.pubsub.published == kChannels * (kChannels + 1) / 2);
+    f.registry->unsubscribe("/live/\nwatched", &hub);
+    f.registry->unsubscribe("/live/\nwatched", &hub);
+}

@@ -1,0 +1,53 @@
+#include "portico/handlers/dashboard.h"
+
+#include <string>
+#include <string_view>
+
+#include "handlers/dashboard_assets.h"
+#include "portico/http/simple_response.h"
+
+namespace portico::handlers {
+
+namespace {
+
+// In index.html, replaced by route.status_url. The loader admits no character there that is
+// special in an HTML attribute (", ', <, >, &), so it goes in as it is.
+constexpr std::string_view kStatusUrlMark = "@STATUS_URL@";
+
+const EmbeddedFile* findAsset(std::string_view name) {
+    for (const EmbeddedFile& file : dashboardAssets())
+        if (file.name == name) return &file;
+    return nullptr;
+}
+
+}  // namespace
+
+Reply serveDashboard(evbuffer* out, const config::Route& route, const http::RequestHead& request,
+                     http::KeepAlive keep_alive) {
+    Reply reply;
+    if (refuseUnlessGetOrHead(out, request, keep_alive, reply)) return reply;
+    const std::string_view path = request.path();
+    std::string_view name = pathBelowRoute(route, path);
+    if (name.empty() && !path.ends_with('/')) return redirectToSlash(out, path, keep_alive);
+    while (name.starts_with('/')) name.remove_prefix(1);
+    if (name.empty()) name = "index.html";
+
+    const EmbeddedFile* file = findAsset(name);
+    if (!file) return Reply{404, http::writeErrorResponse(out, 404, keep_alive)};
+    std::string body(file->bytes);
+    if (name == "index.html") {
+        for (auto at = body.find(kStatusUrlMark); at != std::string::npos;
+             at = body.find(kStatusUrlMark, at + route.status_url.size()))
+            body.replace(at, kStatusUrlMark.size(), route.status_url);
+    }
+    // The files change with the binary: a browser revalidates rather than keeping an old page.
+    // The page loads nothing but its own files and the status JSON from this origin.
+    const http::HeaderList headers{{"Cache-Control", "no-cache"},
+                                   {"X-Content-Type-Options", "nosniff"},
+                                   {"Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"}};
+    reply.status = 200;
+    reply.bytes = http::writeSimpleResponse(out, 200, mediaTypeFor(name), body, keep_alive, headers, request.method == "HEAD");
+    return reply;
+}
+
+}  // namespace portico::handlers
