@@ -126,6 +126,22 @@ class ConfigSchemaTest(PorticoTestCase):
         self.assertEqual(self.schema["$schema"], "http://json-schema.org/draft-07/schema#")
         self.assertFalse(self.schema["additionalProperties"])
         self.assertTrue(self.schema_text.endswith("}\n"))
+        # Every pattern is a regular expression (ECMA-262's subset that Python shares).
+        def patterns(node):
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if key == "pattern":
+                        yield value
+                    else:
+                        yield from patterns(value)
+            elif isinstance(node, list):
+                for value in node:
+                    yield from patterns(value)
+        found = list(patterns(self.schema))
+        self.assertGreater(len(found), 30)
+        for pattern in found:
+            self.assertTrue(pattern.startswith("^(?:") and pattern.endswith(")$"), pattern)
+            re.compile(pattern)
 
     def test_default_configuration_validates(self):
         with open(os.path.join(source_dir(), "conf", "portico.yaml")) as f:
