@@ -89,6 +89,14 @@ class ExamplesTest(WsTestCase):
                 return await ws.recv()
         return py_run(run())
 
+    def check_page_and_echo(self, port, page):
+        """GET / through Portico answers `page`; a message on /ws/echo comes back."""
+        r = self.get(port)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, page)
+        echo = self.echo_roundtrip("ws://127.0.0.1:%d/ws/echo" % port, "hello through Portico")
+        self.assertEqual(echo, "hello through Portico")
+
     # -- portico -t on every example --------------------------------------------------------
     def test_every_example_passes_portico_t(self):
         found = sorted(n for n in os.listdir(EXAMPLES)
@@ -110,11 +118,7 @@ class ExamplesTest(WsTestCase):
         app = self.start_app([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", "0",
                               "app:application"], folder, "daphne")
         p = self.start_example(folder, {PORTICO_HTTP: 0, APP: app.port})
-        r = self.get(p.port)
-        self.assertEqual(r.status, 200)
-        self.assertEqual(r.body, b"hello from Django behind Portico\n")
-        echo = self.echo_roundtrip("ws://127.0.0.1:%d/ws/echo" % p.port, "hello channels")
-        self.assertEqual(echo, "hello channels")
+        self.check_page_and_echo(p.port, b"hello from Django behind Portico\n")
 
     def test_express_ws(self):
         if not node_available():
@@ -124,11 +128,7 @@ class ExamplesTest(WsTestCase):
         app = self.start_app([NODE, "app.js"], folder, "express app",
                              env={"PORT": "0", "NODE_PATH": os.path.join(PEERS_DIR, "node_modules")})
         p = self.start_example(folder, {PORTICO_HTTP: 0, APP: app.port})
-        r = self.get(p.port)
-        self.assertEqual(r.status, 200)
-        self.assertEqual(r.body, b"hello from Express behind Portico\n")
-        echo = self.echo_roundtrip("ws://127.0.0.1:%d/ws/echo" % p.port, "hello express")
-        self.assertEqual(echo, "hello express")
+        self.check_page_and_echo(p.port, b"hello from Express behind Portico\n")
 
     def start_runserver(self, folder):
         port = backends.free_port()
