@@ -168,6 +168,14 @@ class ConfigSchemaTest(PorticoTestCase):
         self.assertEqual(missing, [], "keys the loader accepts that README.md's configuration "
                          "reference does not show")
 
+    def test_man_page_names_every_key(self):
+        with open(os.path.join(source_dir(), "docs", "man", "portico.yaml.5")) as f:
+            man = f.read()
+        missing = [p for p in sorted(schema_paths(self.schema))
+                   if not re.search(r"(?<![A-Za-z_])%s(?![A-Za-z_])"
+                                    % re.escape(re.split(r"[.\]]+", p)[-1]), man)]
+        self.assertEqual(missing, [], "keys portico.yaml(5) does not name")
+
     def test_every_default_validates_against_its_own_key(self):
         def walk(schema, path):
             for key, sub in schema.get("properties", {}).items():
