@@ -19,9 +19,8 @@ enum class ValueKind {
     Count,          // a non-negative integer (units.h parseCount)
     Size,           // 16KiB (units.h parseSize)
     Duration,       // 10s (units.h parseDuration)
-    Rate,           // 10/s, 600/m, 0.5/s or 0 (units.h parseRate)
-    MessageRate,    // 100/s
-    ByteRate,       // 1MiB/s
+    Rate,           // 10/s, 600/m, 0.5/s or 0 (units.h parseRate, events)
+    ByteRate,       // 1MiB/s, 64KiB/m or 0 (units.h parseRate, bytes)
     Port,           // 1..65535
     HostPort,       // host:port, [v6]:port, *:port (units.h parseHostPort)
     Choice,         // one of `words()`
@@ -63,10 +62,7 @@ constexpr ValueType size() { return {ValueKind::Size}; }
 constexpr ValueType duration(std::string_view keyword = {}) {
     return {ValueKind::Duration, {}, keyword};
 }
-constexpr ValueType rate() { return {ValueKind::Rate}; }
-constexpr ValueType messageRate(std::string_view keyword = {}) {
-    return {ValueKind::MessageRate, {}, keyword};
-}
+constexpr ValueType rate(std::string_view keyword = {}) { return {ValueKind::Rate, {}, keyword}; }
 constexpr ValueType byteRate() { return {ValueKind::ByteRate}; }
 constexpr ValueType port() { return {ValueKind::Port}; }
 constexpr ValueType hostPort() { return {ValueKind::HostPort}; }

@@ -145,8 +145,6 @@ Json wordsSchema(const ValueType& type) {
 Json sectionSchema(const SectionDocs& docs);
 
 Json valueSchema(const ValueType& type) {
-    const std::string count_rate = "(?:" + std::string(kCountPattern) + ")/s";
-    const std::string byte_rate = "(?:" + std::string(kSizePattern) + ")/s";
     switch (type.kind) {
         case ValueKind::String:
             return stringMatching({}, type.pattern);
@@ -166,12 +164,10 @@ Json valueSchema(const ValueType& type) {
             return notation(type.keyword, kSizePattern, 0, -1);
         case ValueKind::Duration:  // a bare number is only "0" (parseDuration)
             return notation(type.keyword, kDurationPattern, 0, 0);
-        case ValueKind::Rate:
+        case ValueKind::Rate:  // a bare number is only "0" (parseRate)
             return notation(type.keyword, kRatePattern, 0, 0);
-        case ValueKind::MessageRate:
-            return stringMatching(type.keyword, count_rate);
         case ValueKind::ByteRate:
-            return stringMatching(type.keyword, byte_rate);
+            return notation(type.keyword, kByteRatePattern, 0, 0);
         case ValueKind::Port:
             return notation(type.keyword, "[0-9]{1,5}", 1, 65535);
         case ValueKind::HostPort:

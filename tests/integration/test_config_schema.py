@@ -200,6 +200,8 @@ class ConfigSchemaTest(PorticoTestCase):
             ("limits: {client_header_timeout: 10}\n", False),
             ("limits: {per_ip_upgrade_rate: 0.5/s}\n", True),
             ("limits: {per_ip_upgrade_rate: 5/d}\n", False),
+            ("limits: {per_ip_upgrade_rate: off}\n", True),
+            ("limits: {per_ip_upgrade_rate: 600/m}\n", True),
             ("limits: {max_conections: 10}\n", False),
             ("workers: auto\n", True),
             ("workers: many\n", False),

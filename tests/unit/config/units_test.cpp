@@ -216,13 +216,15 @@ TEST_CASE("the schema's unit patterns match what the parsers accept", "[config][
         "0",     "10",    "4096",   "16KiB", "1MiB",  "1GiB",  "512B",  "1KB",   "1kib",
         "10 MiB", "-1",   "+5",     "0x10",  "1.5MiB", "",     "MiB",   "10s",   "250ms",
         "5m",    "1h",    "1d",     "1.5s",  "s",     "00s",   "10 s",  "10/s",  "600/m",
-        "0.5/s", "3600/h", "1/d",   "0/s",   ".5/s",  "5./s",  "10/S",  "1e3/s", "0ms"};
+        "0.5/s", "3600/h", "1/d",   "0/s",   ".5/s",  "5./s",  "10/S",  "1e3/s", "0ms",
+        "1MiB/s", "64KiB/m", "512B/h", "1.5MiB/s", "1MB/s", "1/2/s", "MiB/s"};
     for (const std::string& text : texts) {
         INFO(text);
         CHECK(matches(kCountPattern, text) == parseCount(text).has_value());
         CHECK(matches(kSizePattern, text) == parseSize(text).has_value());
         CHECK(matches(kDurationPattern, text) == parseDuration(text).has_value());
         CHECK(matches(kRatePattern, text) == parseRate(text).has_value());
+        CHECK(matches(kByteRatePattern, text) == parseRate(text, RateOf::Bytes).has_value());
     }
 }
 
