@@ -4,6 +4,7 @@
 // description. schema.cpp turns the tables into the JSON Schema that `portico --schema` prints,
 // so the loader and the schema cannot disagree on which keys exist.
 
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -40,6 +41,21 @@ struct ValueType {
     std::string_view keyword = {};
     std::vector<std::string_view> (*words)() = nullptr;  // Choice, StringList
     SectionDocs (*section)() = nullptr;                  // Mapping, MappingList, NamedMappings
+    bool above_zero = false;  // Count, Size, Duration, Rate, ByteRate: 0 is an error
+    std::uint64_t max = 0;    // Count: the largest value accepted; 0 = no bound
+
+    // `type::size().aboveZero()`: the decoder rejects 0 (requirePositive).
+    constexpr ValueType aboveZero() const {
+        ValueType t = *this;
+        t.above_zero = true;
+        return t;
+    }
+    // `type::count().aboveZero().atMost(128)`: the decoder rejects more than `n`.
+    constexpr ValueType atMost(std::uint64_t n) const {
+        ValueType t = *this;
+        t.max = n;
+        return t;
+    }
 };
 
 // One key of a section, as the schema and the documentation describe it.

@@ -158,16 +158,25 @@ Json valueSchema(const ValueType& type) {
             j.set("type", Json::text("boolean"));
             return j;
         }
-        case ValueKind::Count:
-            return notation(type.keyword, kCountPattern, 0, -1);
+        case ValueKind::Count: {
+            const long max = type.max > 0 ? static_cast<long>(type.max) : -1;
+            return type.above_zero ? notation(type.keyword, kPositiveCountPattern, 1, max)
+                                   : notation(type.keyword, kCountPattern, 0, max);
+        }
         case ValueKind::Size:
-            return notation(type.keyword, kSizePattern, 0, -1);
-        case ValueKind::Duration:  // a bare number is only "0" (parseDuration)
-            return notation(type.keyword, kDurationPattern, 0, 0);
-        case ValueKind::Rate:  // a bare number is only "0" (parseRate)
-            return notation(type.keyword, kRatePattern, 0, 0);
+            return type.above_zero ? notation(type.keyword, kPositiveSizePattern, 1, -1)
+                                   : notation(type.keyword, kSizePattern, 0, -1);
+        // A bare number is a duration or a rate only when it is "0" (parseDuration, parseRate):
+        // above zero, only the text notations remain.
+        case ValueKind::Duration:
+            return type.above_zero ? stringMatching(type.keyword, kPositiveDurationPattern)
+                                   : notation(type.keyword, kDurationPattern, 0, 0);
+        case ValueKind::Rate:
+            return type.above_zero ? stringMatching(type.keyword, kPositiveRatePattern)
+                                   : notation(type.keyword, kRatePattern, 0, 0);
         case ValueKind::ByteRate:
-            return notation(type.keyword, kByteRatePattern, 0, 0);
+            return type.above_zero ? stringMatching(type.keyword, kPositiveByteRatePattern)
+                                   : notation(type.keyword, kByteRatePattern, 0, 0);
         case ValueKind::Port:
             return notation(type.keyword, "[0-9]{1,5}", 1, 65535);
         case ValueKind::HostPort:

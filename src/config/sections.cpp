@@ -109,12 +109,12 @@ void requirePositive(Decoder& d, const Item& v, bool positive) {
 }
 
 const std::array<KeyRule<Limits>, 12> kLimitsKeys{{
-    {"max_connections", type::count(), "10000",
+    {"max_connections", type::count().aboveZero(), "10000",
      "open connections per process (split over workers); beyond it accepting pauses",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readCount(v, l.max_connections)) requirePositive(d, v, l.max_connections > 0);
      }},
-    {"max_header_bytes", type::size(), "16KiB",
+    {"max_header_bytes", type::size().aboveZero(), "16KiB",
      "request head size; 431 beyond",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readSize(v, l.max_header_bytes)) requirePositive(d, v, l.max_header_bytes > 0);
@@ -122,14 +122,14 @@ const std::array<KeyRule<Limits>, 12> kLimitsKeys{{
     {"max_body_bytes", type::size(), "10MiB",
      "request body size; 413 beyond; 0 = unlimited",
      [](Decoder& d, const Item& v, Limits& l) { d.readSize(v, l.max_body_bytes); }},
-    {"client_header_timeout", type::duration(), "10s",
+    {"client_header_timeout", type::duration().aboveZero(), "10s",
      "408 when the request head is not complete in time",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readDuration(v, l.client_header_timeout)) {
              requirePositive(d, v, l.client_header_timeout.count() > 0);
          }
      }},
-    {"client_body_timeout", type::duration(), "60s",
+    {"client_body_timeout", type::duration().aboveZero(), "60s",
      "408 when two successive reads of a request body are further apart",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readDuration(v, l.client_body_timeout)) requirePositive(d, v, l.client_body_timeout.count() > 0);
@@ -143,7 +143,7 @@ const std::array<KeyRule<Limits>, 12> kLimitsKeys{{
     {"per_ip_websockets", type::count(), "500",
      "open WebSockets per client address; beyond: 429, no 101; 0 = off",
      [](Decoder& d, const Item& v, Limits& l) { d.readCount(v, l.per_ip_websockets); }},
-    {"per_ip_ipv6_prefix", type::count(), "64",
+    {"per_ip_ipv6_prefix", type::count().aboveZero().atMost(128), "64",
      "IPv6 clients are counted per prefix of this many bits (1..128)",
      [](Decoder& d, const Item& v, Limits& l) {
          std::size_t bits = 0;
@@ -157,12 +157,12 @@ const std::array<KeyRule<Limits>, 12> kLimitsKeys{{
     {"per_ip_upgrade_rate", type::rate("off"), "0",
      "WebSocket upgrades per client address: 10/s, 600/m, 0.5/s; 0 or off = no limit",
      [](Decoder& d, const Item& v, Limits& l) { d.readRate(v, RateOf::Events, true, l.per_ip_upgrade_rate); }},
-    {"per_ip_upgrade_burst", type::count(), "20",
+    {"per_ip_upgrade_burst", type::count().aboveZero(), "20",
      "upgrades at once before per_ip_upgrade_rate applies",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readCount(v, l.per_ip_upgrade_burst)) requirePositive(d, v, l.per_ip_upgrade_burst > 0);
      }},
-    {"per_ip_table_size", type::count(), "65536",
+    {"per_ip_table_size", type::count().aboveZero(), "65536",
      "client addresses tracked at once; beyond: not limited",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readCount(v, l.per_ip_table_size)) requirePositive(d, v, l.per_ip_table_size > 0);
@@ -330,14 +330,14 @@ const std::array<KeyRule<Upstream>, 6> kUpstreamKeys{{
     {"keepalive", type::count(), "32",
      "idle pooled connections per worker; 0 = no pooling",
      [](Decoder& d, const Item& v, Upstream& u) { d.readCount(v, u.keepalive); }},
-    {"connect_timeout", type::duration(), "2s",
+    {"connect_timeout", type::duration().aboveZero(), "2s",
      "504 when connecting takes longer",
      [](Decoder& d, const Item& v, Upstream& u) {
          if (d.readDuration(v, u.connect_timeout)) {
              requirePositive(d, v, u.connect_timeout.count() > 0);
          }
      }},
-    {"read_timeout", type::duration(), "60s",
+    {"read_timeout", type::duration().aboveZero(), "60s",
      "504 when the upstream is silent this long",
      [](Decoder& d, const Item& v, Upstream& u) {
          if (d.readDuration(v, u.read_timeout)) requirePositive(d, v, u.read_timeout.count() > 0);
@@ -403,7 +403,7 @@ constexpr std::array<std::pair<std::string_view, WebSocketMode>, 2> kWebSocketMo
 constexpr std::string_view kOriginPattern = R"(https?://[!"$-.0->@-~]+)";
 
 const std::array<KeyRule<WebSocketRate>, 2> kBurstKeys{{
-    {"messages", type::count(), "",
+    {"messages", type::count().aboveZero(), "",
      "message bucket size; absent = one second's worth",
      [](Decoder& d, const Item& v, WebSocketRate& r) {
          std::size_t n = 0;
@@ -411,7 +411,7 @@ const std::array<KeyRule<WebSocketRate>, 2> kBurstKeys{{
          requirePositive(d, v, n > 0);
          r.burst_messages = n;
      }},
-    {"bytes", type::size(), "",
+    {"bytes", type::size().aboveZero(), "",
      "byte bucket size; absent = one second's worth",
      [](Decoder& d, const Item& v, WebSocketRate& r) {
          std::size_t n = 0;
@@ -422,10 +422,10 @@ const std::array<KeyRule<WebSocketRate>, 2> kBurstKeys{{
 }};
 
 const std::array<KeyRule<WebSocketRate>, 3> kRateKeys{{
-    {"messages", type::rate(), "",
+    {"messages", type::rate().aboveZero(), "",
      "data messages per second (100/s, 600/m), each direction: over it close 1008",
      [](Decoder& d, const Item& v, WebSocketRate& r) { d.readRate(v, RateOf::Events, false, r.messages); }},
-    {"bytes", type::byteRate(), "",
+    {"bytes", type::byteRate().aboveZero(), "",
      "frame bytes per second (1MiB/s), each direction: over it close 1008",
      [](Decoder& d, const Item& v, WebSocketRate& r) { d.readRate(v, RateOf::Bytes, false, r.bytes); }},
     {"burst", type::mapping<kBurstKeys>(), "",
@@ -439,7 +439,7 @@ const std::array<KeyRule<WebSocketSettings>, 9> kWebSocketKeys{{
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          d.readChoice(v, kWebSocketModes, ws.mode);
      }},
-    {"max_message_bytes", type::size(), "1MiB",
+    {"max_message_bytes", type::size().aboveZero(), "1MiB",
      "frames mode and built-ins: close 1009 beyond",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          if (d.readSize(v, ws.max_message_bytes)) requirePositive(d, v, ws.max_message_bytes > 0);
@@ -491,7 +491,7 @@ const std::array<KeyRule<WebSocketSettings>, 9> kWebSocketKeys{{
     {"max_lifetime", type::duration(), "0",
      "session age: then close 1001 (tunnel: TCP close); 0 = no limit",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readDuration(v, ws.max_lifetime); }},
-    {"max_lifetime_grace", type::duration(), "30s",
+    {"max_lifetime_grace", type::duration().aboveZero(), "30s",
      "after the max_lifetime close, wait this long for the peers' close",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          if (d.readDuration(v, ws.max_lifetime_grace)) requirePositive(d, v, ws.max_lifetime_grace.count() > 0);
@@ -533,7 +533,7 @@ const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
     {"history", type::count(), "100",
      "last N messages kept per channel; 0 = no history",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readCount(v, ps.history); }},
-    {"queue_bytes", type::size(), "1MiB",
+    {"queue_bytes", type::size().aboveZero(), "1MiB",
      "per-subscriber queue bound; beyond it the subscriber is closed 1008",
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          if (d.readSize(v, ps.queue_bytes)) requirePositive(d, v, ps.queue_bytes > 0);
@@ -544,14 +544,14 @@ const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
     {"history_ttl", type::duration(), "10m",
      "kept messages older than this are dropped; 0 = no age limit",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readDuration(v, ps.history_ttl); }},
-    {"channel_idle_timeout", type::duration(), "10m",
+    {"channel_idle_timeout", type::duration().aboveZero(), "10m",
      "no subscriber and no publish this long: the channel and its history go",
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          if (d.readDuration(v, ps.channel_idle_timeout)) {
              requirePositive(d, v, ps.channel_idle_timeout.count() > 0);
          }
      }},
-    {"max_message_bytes", type::size(), "256KiB",
+    {"max_message_bytes", type::size().aboveZero(), "256KiB",
      "a publish: POST 413, a client's message close 1009 beyond",
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          if (d.readSize(v, ps.max_message_bytes)) requirePositive(d, v, ps.max_message_bytes > 0);
@@ -559,7 +559,7 @@ const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
     {"publish_rate", type::rate("off"), "100/s",
      "publishes per second per channel (100/s, 600/m); beyond: 429 + Retry-After; off = no limit",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readRate(v, RateOf::Events, true, ps.publish_rate); }},
-    {"publish_burst", type::count(), "",
+    {"publish_burst", type::count().aboveZero(), "",
      "token bucket size; absent = one second's worth of publish_rate",
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          std::size_t burst = 0;
@@ -574,7 +574,7 @@ const std::array<KeyRule<PubSubLimits>, 2> kPubSubLimitsKeys{{
     {"history_budget", type::size(), "32MiB",
      "every channel's history together; beyond it the oldest messages go",
      [](Decoder& d, const Item& v, PubSubLimits& l) { d.readSize(v, l.history_budget); }},
-    {"max_channels", type::count(), "10000",
+    {"max_channels", type::count().aboveZero(), "10000",
      "beyond: a new channel is refused (POST 503, subscribe 503 or close 1013)",
      [](Decoder& d, const Item& v, PubSubLimits& l) {
          if (d.readCount(v, l.max_channels)) requirePositive(d, v, l.max_channels > 0);
@@ -742,7 +742,7 @@ void decodeDrainTimeout(Decoder& d, const Item& v, Config& c) {
 }
 
 const std::array<KeyRule<Config>, 9> kRootKeys{{
-    {"workers", type::count("auto"), "auto",
+    {"workers", type::count("auto").aboveZero().atMost(kMaxWorkers), "auto",
      "worker threads (1..1024); auto = number of CPUs",
      decodeWorkers},
     {"shutdown_timeout", type::duration(), "10s",

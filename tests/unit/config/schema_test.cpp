@@ -223,3 +223,86 @@ TEST_CASE("every default in the schema is the struct's own default", "[config][s
     }
     CHECK(defaults >= 40);
 }
+
+namespace {
+
+// A key of the loader's tables with the way to its section.
+struct TableKey {
+    std::vector<Step> steps;
+    detail::KeyDoc doc;
+};
+
+void collectTableKeyDocs(const detail::SectionDocs& docs, const std::vector<Step>& steps,
+                         std::vector<TableKey>& out) {
+    for (const detail::KeyDoc& doc : docs) {
+        out.push_back({steps, doc});
+        if (!doc.type.section) continue;
+        std::vector<Step> next = steps;
+        const std::string key(doc.key);
+        switch (doc.type.kind) {
+            case detail::ValueKind::MappingList: next.push_back({key, Step::Kind::ListItem}); break;
+            case detail::ValueKind::NamedMappings: next.push_back({key, Step::Kind::Named}); break;
+            default: next.push_back({key, Step::Kind::Key}); break;
+        }
+        collectTableKeyDocs(doc.type.section(), next, out);
+    }
+}
+
+// The schema of the key `key` of the mapping at `steps`. (yaml-cpp: `node = other` would write
+// into the tree; reset() moves the handle.)
+YAML::Node propertySchema(const YAML::Node& root, const std::vector<Step>& steps,
+                          const std::string& key) {
+    YAML::Node node(root);
+    for (const Step& step : steps) {
+        node.reset(node["properties"][step.key]);
+        if (step.kind == Step::Kind::ListItem) node.reset(node["items"]);
+        if (step.kind == Step::Kind::Named) node.reset(node["additionalProperties"]);
+    }
+    return node["properties"][key];
+}
+
+// What an editor says about `key: n` (YAML reads n as an integer).
+bool schemaAcceptsInteger(const YAML::Node& property, long n) {
+    if (!hasType(property, "integer")) return false;
+    if (property["minimum"] && n < property["minimum"].as<long>()) return false;
+    if (property["maximum"] && n > property["maximum"].as<long>()) return false;
+    return true;
+}
+
+bool isNumberKind(detail::ValueKind kind) {
+    using detail::ValueKind;
+    return kind == ValueKind::Count || kind == ValueKind::Size || kind == ValueKind::Duration ||
+           kind == ValueKind::Rate || kind == ValueKind::ByteRate || kind == ValueKind::Port;
+}
+
+}  // namespace
+
+TEST_CASE("the schema and the loader agree on 0 and on the largest value of every number",
+          "[config][schema]") {
+    const YAML::Node schema = YAML::Load(configSchemaJson());
+    std::vector<TableKey> keys;
+    collectTableKeyDocs(detail::rootKeyDocs(), {}, keys);
+    std::size_t numbers = 0;
+    for (const TableKey& entry : keys) {
+        if (!isNumberKind(entry.doc.type.kind)) continue;
+        ++numbers;
+        const std::string key(entry.doc.key);
+        const YAML::Node property = propertySchema(schema, entry.steps, key);
+        REQUIRE(property);
+        {
+            auto [yaml, path] = documentWith(entry.steps, key, "0");
+            INFO(yaml);
+            CHECK(errorsAt(yaml, path).empty() == schemaAcceptsInteger(property, 0));
+        }
+        if (property["maximum"] && property["maximum"].as<long>() > 0) {
+            const long max = property["maximum"].as<long>();
+            auto [at_max, path] = documentWith(entry.steps, key, std::to_string(max));
+            INFO(at_max);
+            CHECK(errorsAt(at_max, path).empty());
+            auto [beyond, path_beyond] = documentWith(entry.steps, key, std::to_string(max + 1));
+            INFO(beyond);
+            CHECK_FALSE(errorsAt(beyond, path_beyond).empty());
+        }
+    }
+    CHECK(numbers >= 35);
+}

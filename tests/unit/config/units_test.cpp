@@ -217,7 +217,8 @@ TEST_CASE("the schema's unit patterns match what the parsers accept", "[config][
         "10 MiB", "-1",   "+5",     "0x10",  "1.5MiB", "",     "MiB",   "10s",   "250ms",
         "5m",    "1h",    "1d",     "1.5s",  "s",     "00s",   "10 s",  "10/s",  "600/m",
         "0.5/s", "3600/h", "1/d",   "0/s",   ".5/s",  "5./s",  "10/S",  "1e3/s", "0ms",
-        "1MiB/s", "64KiB/m", "512B/h", "1.5MiB/s", "1MB/s", "1/2/s", "MiB/s"};
+        "1MiB/s", "64KiB/m", "512B/h", "1.5MiB/s", "1MB/s", "1/2/s", "MiB/s",
+        "00",     "007",    "0KiB",   "00s",    "0/m",  "0.0/s", "0.05/s", "00.10/h", "0B/s"};
     for (const std::string& text : texts) {
         INFO(text);
         CHECK(matches(kCountPattern, text) == parseCount(text).has_value());
@@ -225,6 +226,16 @@ TEST_CASE("the schema's unit patterns match what the parsers accept", "[config][
         CHECK(matches(kDurationPattern, text) == parseDuration(text).has_value());
         CHECK(matches(kRatePattern, text) == parseRate(text).has_value());
         CHECK(matches(kByteRatePattern, text) == parseRate(text, RateOf::Bytes).has_value());
+        const auto count = parseCount(text);
+        const auto size = parseSize(text);
+        const auto duration = parseDuration(text);
+        const auto rate = parseRate(text);
+        const auto byte_rate = parseRate(text, RateOf::Bytes);
+        CHECK(matches(kPositiveCountPattern, text) == (count && *count > 0));
+        CHECK(matches(kPositiveSizePattern, text) == (size && *size > 0));
+        CHECK(matches(kPositiveDurationPattern, text) == (duration && duration->count() > 0));
+        CHECK(matches(kPositiveRatePattern, text) == (rate && *rate > 0));
+        CHECK(matches(kPositiveByteRatePattern, text) == (byte_rate && *byte_rate > 0));
     }
 }
 
