@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "portico/config/loader.h"
+#include "portico/config/schema.h"
 #include "portico/core/log.h"
 #include "portico/net/fd_limit.h"
 #include "portico/net/server.h"
@@ -23,6 +24,7 @@ void printUsage(FILE* out) {
                  "Usage: portico [-c FILE] [-t]\n"
                  "  -c FILE     configuration file (default %s)\n"
                  "  -t          check the configuration and exit\n"
+                 "  --schema    print the JSON Schema of the configuration file and exit\n"
                  "  --version   print the version and exit\n"
                  "  -h, --help  print this help and exit\n"
                  "Signals: TERM/INT stop gracefully, HUP reloads the configuration, USR1 reopens the access log.\n",
@@ -44,6 +46,9 @@ int main(int argc, char** argv) {
             config_path = argv[++i];
         } else if (arg == "-t" || arg == "--test") {
             test_only = true;
+        } else if (arg == "--schema") {
+            std::fputs(portico::config::configSchemaJson().c_str(), stdout);
+            return std::fflush(stdout) == 0 ? 0 : 1;
         } else if (arg == "--version" || arg == "-v") {
             std::printf("portico %s\n", PORTICO_VERSION);
             return 0;

@@ -17,6 +17,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "config/key_doc.h"
 #include "portico/config/config.h"
 #include "portico/config/units.h"
 #include "portico/config/loader.h"
@@ -75,9 +76,10 @@ public:
 
     // One of a fixed set of words; the error names the last key of the path and the choices:
     // `unknown balance "x" (expected round_robin, least_conn or ip_hash)`.
-    template <typename E>
-    bool readChoice(const Item& item, std::initializer_list<std::pair<std::string_view, E>> choices,
-                    E& out);
+    // `choices` is a named table (a std::array of {word, value} pairs) that the key's ValueType
+    // (type::choice) names too, so the schema offers the same words.
+    template <typename Choices, typename E>
+    bool readChoice(const Item& item, const Choices& choices, E& out);
 
     // Calls `visit` for each element of a sequence (a null node is an empty sequence) with its
     // path "x[i]", after remembering it. Returns false (after an error) if it is no sequence.
@@ -101,11 +103,18 @@ private:
     std::set<std::string> failed_;
 };
 
-// One entry of a section's table of known keys: the key and the function decoding its value.
+// One entry of a section's table of known keys: the key, what its value is (type, default and
+// a one-line description: the JSON Schema of `portico --schema` is made from these, key_doc.h)
+// and the function decoding its value. Adding a key is adding one entry.
 template <typename T>
 struct KeyRule {
     std::string_view key;
+    ValueType type;
+    std::string_view default_value;  // as written in YAML, matching T's member initialiser
+    std::string_view description;
     void (*decode)(Decoder& decoder, const Item& value, T& out);
+
+    KeyDoc doc() const { return {key, type, default_value, description}; }
 };
 
 // Decodes a mapping through its table of known keys; a key not in the table is an error at the
@@ -128,9 +137,8 @@ bool decodeMapping(Decoder& decoder, const Item& item, const std::array<KeyRule<
 // "a", "a or b", "a, b or c".
 std::string listChoices(const std::vector<std::string_view>& words);
 
-template <typename E>
-bool Decoder::readChoice(const Item& item,
-                         std::initializer_list<std::pair<std::string_view, E>> choices, E& out) {
+template <typename Choices, typename E>
+bool Decoder::readChoice(const Item& item, const Choices& choices, E& out) {
     std::vector<std::string_view> words;
     for (const auto& choice : choices) words.push_back(choice.first);
     if (!item.node.IsScalar()) {

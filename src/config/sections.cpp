@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "config/decoder.h"
 #include "config/passes.h"
@@ -30,6 +31,8 @@ bool isToken(std::string_view text) {
     }
     return true;
 }
+
+constexpr std::string_view kTokenPattern = R"([!#$%&'*+.^_`|~0-9A-Za-z-]+)";  // isToken
 
 // RFC 9110 5.5: a field value is visible characters, spaces and tabs; CR, LF and NUL would let
 // the configuration inject headers.
@@ -62,19 +65,29 @@ bool isHostName(std::string_view host) {
     return label != 0;
 }
 
+constexpr std::string_view kHostNamePattern = R"([A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*)";
+
 // ---- log ----------------------------------------------------------------------------------
 
+constexpr std::array<std::pair<std::string_view, LogLevel>, 4> kLogLevels{{
+    {"error", LogLevel::Error},
+    {"warn", LogLevel::Warn},
+    {"info", LogLevel::Info},
+    {"debug", LogLevel::Debug},
+}};
+constexpr std::array<std::pair<std::string_view, AccessFormat>, 2> kAccessFormats{{
+    {"json", AccessFormat::Json},
+    {"combined", AccessFormat::Combined},
+}};
+
 const std::array<KeyRule<LogSettings>, 3> kLogKeys{{
-    {"level",
+    {"level", type::choice<kLogLevels>(), "info",
+     "error log on stderr at this level and above",
      [](Decoder& d, const Item& v, LogSettings& log) {
-         d.readChoice(v,
-                      {{"error", LogLevel::Error},
-                       {"warn", LogLevel::Warn},
-                       {"info", LogLevel::Info},
-                       {"debug", LogLevel::Debug}},
-                      log.level);
+         d.readChoice(v, kLogLevels, log.level);
      }},
-    {"access",
+    {"access", type::string(), "stdout",
+     "access log: stdout, off or a file path (reopened on SIGUSR1)",
      [](Decoder& d, const Item& v, LogSettings& log) {
          if (!v.node.IsScalar() || v.node.Scalar().empty()) {
              d.error(v, "expected stdout, off or a file path");
@@ -82,10 +95,10 @@ const std::array<KeyRule<LogSettings>, 3> kLogKeys{{
          }
          log.access = v.node.Scalar();
      }},
-    {"access_format",
+    {"access_format", type::choice<kAccessFormats>(), "json",
+     "access log line format",
      [](Decoder& d, const Item& v, LogSettings& log) {
-         d.readChoice(v, {{"json", AccessFormat::Json}, {"combined", AccessFormat::Combined}},
-                      log.access_format);
+         d.readChoice(v, kAccessFormats, log.access_format);
      }},
 }};
 
@@ -96,33 +109,42 @@ void requirePositive(Decoder& d, const Item& v, bool positive) {
 }
 
 const std::array<KeyRule<Limits>, 12> kLimitsKeys{{
-    {"max_connections",
+    {"max_connections", type::count().aboveZero(), "10000",
+     "open connections per process (split over workers); beyond it accepting pauses",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readCount(v, l.max_connections)) requirePositive(d, v, l.max_connections > 0);
      }},
-    {"max_header_bytes",
+    {"max_header_bytes", type::size().aboveZero(), "16KiB",
+     "request head size; 431 beyond",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readSize(v, l.max_header_bytes)) requirePositive(d, v, l.max_header_bytes > 0);
      }},
-    {"max_body_bytes",  // 0 = unlimited
+    {"max_body_bytes", type::size(), "10MiB",
+     "request body size; 413 beyond; 0 = unlimited",
      [](Decoder& d, const Item& v, Limits& l) { d.readSize(v, l.max_body_bytes); }},
-    {"client_header_timeout",
+    {"client_header_timeout", type::duration().aboveZero(), "10s",
+     "408 when the request head is not complete in time",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readDuration(v, l.client_header_timeout)) {
              requirePositive(d, v, l.client_header_timeout.count() > 0);
          }
      }},
-    {"client_body_timeout",
+    {"client_body_timeout", type::duration().aboveZero(), "60s",
+     "408 when two successive reads of a request body are further apart",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readDuration(v, l.client_body_timeout)) requirePositive(d, v, l.client_body_timeout.count() > 0);
      }},
-    {"keepalive_timeout",  // 0 = no keep-alive
+    {"keepalive_timeout", type::duration(), "75s",
+     "idle client connection between requests; 0 = no keep-alive",
      [](Decoder& d, const Item& v, Limits& l) { d.readDuration(v, l.keepalive_timeout); }},
-    {"per_ip_connections",  // 0 = off
+    {"per_ip_connections", type::count(), "1000",
+     "open connections per client address; beyond: 429 and close; 0 = off",
      [](Decoder& d, const Item& v, Limits& l) { d.readCount(v, l.per_ip_connections); }},
-    {"per_ip_websockets",  // 0 = off
+    {"per_ip_websockets", type::count(), "500",
+     "open WebSockets per client address; beyond: 429, no 101; 0 = off",
      [](Decoder& d, const Item& v, Limits& l) { d.readCount(v, l.per_ip_websockets); }},
-    {"per_ip_ipv6_prefix",
+    {"per_ip_ipv6_prefix", type::count().aboveZero().atMost(128), "64",
+     "IPv6 clients are counted per prefix of this many bits (1..128)",
      [](Decoder& d, const Item& v, Limits& l) {
          std::size_t bits = 0;
          if (!d.readCount(v, bits)) return;
@@ -132,13 +154,16 @@ const std::array<KeyRule<Limits>, 12> kLimitsKeys{{
          }
          l.per_ip_ipv6_prefix = static_cast<unsigned>(bits);
      }},
-    {"per_ip_upgrade_rate",  // 0 / off = off
+    {"per_ip_upgrade_rate", type::rate("off"), "0",
+     "WebSocket upgrades per client address: 10/s, 600/m, 0.5/s; 0 or off = no limit",
      [](Decoder& d, const Item& v, Limits& l) { d.readRate(v, RateOf::Events, true, l.per_ip_upgrade_rate); }},
-    {"per_ip_upgrade_burst",
+    {"per_ip_upgrade_burst", type::count().aboveZero(), "20",
+     "upgrades at once before per_ip_upgrade_rate applies",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readCount(v, l.per_ip_upgrade_burst)) requirePositive(d, v, l.per_ip_upgrade_burst > 0);
      }},
-    {"per_ip_table_size",
+    {"per_ip_table_size", type::count().aboveZero(), "65536",
+     "client addresses tracked at once; beyond: not limited",
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readCount(v, l.per_ip_table_size)) requirePositive(d, v, l.per_ip_table_size > 0);
      }},
@@ -146,13 +171,24 @@ const std::array<KeyRule<Limits>, 12> kLimitsKeys{{
 
 // ---- listeners ----------------------------------------------------------------------------
 
+constexpr std::array<std::pair<std::string_view, TlsVersion>, 2> kTlsVersions{{
+    {"1.2", TlsVersion::Tls12},
+    {"1.3", TlsVersion::Tls13},
+}};
+constexpr std::string_view kAlpnPattern = R"(http/1\.[01])";
+
 const std::array<KeyRule<CertificateFiles>, 2> kCertificateKeys{{
-    {"cert", [](Decoder& d, const Item& v, CertificateFiles& c) { d.readPath(v, c.cert); }},
-    {"key", [](Decoder& d, const Item& v, CertificateFiles& c) { d.readPath(v, c.key); }},
+    {"cert", type::path(), "",
+     "PEM certificate chain, leaf first; its SANs name the hosts it serves",
+     [](Decoder& d, const Item& v, CertificateFiles& c) { d.readPath(v, c.cert); }},
+    {"key", type::path(), "",
+     "PEM private key of cert (no passphrase)",
+     [](Decoder& d, const Item& v, CertificateFiles& c) { d.readPath(v, c.key); }},
 }};
 
 const std::array<KeyRule<ListenerTls>, 7> kListenerTlsKeys{{
-    {"certificates",
+    {"certificates", type::mappingList<kCertificateKeys>(), "",
+     "certificate chains: the first is the default, the others are chosen by SNI",
      [](Decoder& d, const Item& v, ListenerTls& tls) {
          d.forEachElement(v, [&](const Item& element) {
              CertificateFiles files;
@@ -161,17 +197,20 @@ const std::array<KeyRule<ListenerTls>, 7> kListenerTlsKeys{{
              tls.certificates.push_back(std::move(files));
          });
      }},
-    {"min_version",
+    {"min_version", type::choice<kTlsVersions>(), "1.2",
+     "oldest TLS version accepted",
      [](Decoder& d, const Item& v, ListenerTls& tls) {
-         d.readChoice(v, {{"1.2", TlsVersion::Tls12}, {"1.3", TlsVersion::Tls13}}, tls.min_version);
+         d.readChoice(v, kTlsVersions, tls.min_version);
      }},
-    {"ciphers",
+    {"ciphers", type::string(), "",
+     "TLS 1.2 cipher list (OpenSSL syntax); absent = OpenSSL's default",
      [](Decoder& d, const Item& v, ListenerTls& tls) {
          if (d.readString(v, tls.ciphers) && tls.ciphers.empty()) {
              d.error(v, "expected an OpenSSL cipher list");
          }
      }},
-    {"alpn",
+    {"alpn", type::stringList(kAlpnPattern), "[http/1.1]",
+     "protocols offered by ALPN, in preference order",
      [](Decoder& d, const Item& v, ListenerTls& tls) {
          std::vector<std::string> protocols;
          if (!d.readStringList(v, protocols)) return;
@@ -189,16 +228,20 @@ const std::array<KeyRule<ListenerTls>, 7> kListenerTlsKeys{{
          }
          if (ok) tls.alpn = std::move(protocols);
      }},
-    {"session_tickets",
+    {"session_tickets", type::boolean(), "true",
+     "TLS session resumption with tickets",
      [](Decoder& d, const Item& v, ListenerTls& tls) { d.readBool(v, tls.session_tickets); }},
-    {"client_ca",
+    {"client_ca", type::path(), "",
+     "PEM CA file: require and verify client certificates (mTLS)",
      [](Decoder& d, const Item& v, ListenerTls& tls) { d.readPath(v, tls.client_ca); }},
-    {"keylog_file",
+    {"keylog_file", type::path(), "",
+     "write TLS secrets in the NSS key log format (for Wireshark); off unless set",
      [](Decoder& d, const Item& v, ListenerTls& tls) { d.readPath(v, tls.keylog_file); }},
 }};
 
 const std::array<KeyRule<Listener>, 3> kListenerKeys{{
-    {"address",
+    {"address", type::hostPort(), "",
+     "host:port, [v6]:port or *:port (every IPv4 address); port 0 = any free port",
      [](Decoder& d, const Item& v, Listener& l) {
          std::string text;
          if (!d.readString(v, text)) return;
@@ -210,12 +253,14 @@ const std::array<KeyRule<Listener>, 3> kListenerKeys{{
          }
          l.address = *address;
      }},
-    {"redirect_https",
+    {"redirect_https", type::port(), "",
+     "answer every request 308 to https://host:PORT",
      [](Decoder& d, const Item& v, Listener& l) {
          std::uint16_t port = 0;
          if (d.readPort(v, port)) l.redirect_https = port;
      }},
-    {"tls",
+    {"tls", type::mapping<kListenerTlsKeys>(), "",
+     "this listener speaks TLS (HTTPS and wss://)",
      [](Decoder& d, const Item& v, Listener& l) {
          l.tls.emplace();
          decodeMapping(d, v, kListenerTlsKeys, *l.tls);
@@ -233,10 +278,22 @@ void decodeListeners(Decoder& d, const Item& v, Config& c) {
 
 // ---- upstreams ----------------------------------------------------------------------------
 
+constexpr std::array<std::pair<std::string_view, Balance>, 3> kBalances{{
+    {"round_robin", Balance::RoundRobin},
+    {"least_conn", Balance::LeastConn},
+    {"ip_hash", Balance::IpHash},
+}};
+constexpr std::string_view kUpstreamNamePattern = "[A-Za-z0-9_-]+";  // isUpstreamName
+
 const std::array<KeyRule<UpstreamTls>, 4> kUpstreamTlsKeys{{
-    {"verify", [](Decoder& d, const Item& v, UpstreamTls& tls) { d.readBool(v, tls.verify); }},
-    {"ca", [](Decoder& d, const Item& v, UpstreamTls& tls) { d.readPath(v, tls.ca); }},
-    {"sni",
+    {"verify", type::boolean(), "true",
+     "verify the server's chain and host name",
+     [](Decoder& d, const Item& v, UpstreamTls& tls) { d.readBool(v, tls.verify); }},
+    {"ca", type::path(), "",
+     "PEM CA bundle; absent = the system's default store",
+     [](Decoder& d, const Item& v, UpstreamTls& tls) { d.readPath(v, tls.ca); }},
+    {"sni", type::string(kHostNamePattern), "",
+     "server name sent and verified; absent = the server's host when it is a name",
      [](Decoder& d, const Item& v, UpstreamTls& tls) {
          std::string name;
          if (!d.readString(v, name)) return;
@@ -246,12 +303,14 @@ const std::array<KeyRule<UpstreamTls>, 4> kUpstreamTlsKeys{{
          }
          tls.sni = toLower(std::move(name));
      }},
-    {"keylog_file",
+    {"keylog_file", type::path(), "",
+     "write TLS secrets in the NSS key log format (for Wireshark); off unless set",
      [](Decoder& d, const Item& v, UpstreamTls& tls) { d.readPath(v, tls.keylog_file); }},
 }};
 
 const std::array<KeyRule<Upstream>, 7> kUpstreamKeys{{
-    {"servers",
+    {"servers", type::hostPortList(), "",
+     "host:port of each server",
      [](Decoder& d, const Item& v, Upstream& u) {
          if (!v.node.IsNull() && !v.node.IsSequence()) {
              d.error(v, "expected a list of host:port");
@@ -269,31 +328,33 @@ const std::array<KeyRule<Upstream>, 7> kUpstreamKeys{{
              u.servers.push_back(*server);
          });
      }},
-    {"balance",
+    {"balance", type::choice<kBalances>(), "round_robin",
+     "how requests are spread over the servers",
      [](Decoder& d, const Item& v, Upstream& u) {
-         d.readChoice(v,
-                      {{"round_robin", Balance::RoundRobin},
-                       {"least_conn", Balance::LeastConn},
-                       {"ip_hash", Balance::IpHash}},
-                      u.balance);
+         d.readChoice(v, kBalances, u.balance);
      }},
-    {"keepalive",  // 0 = no pooled connections
+    {"keepalive", type::count(), "32",
+     "idle pooled connections per worker; 0 = no pooling",
      [](Decoder& d, const Item& v, Upstream& u) { d.readCount(v, u.keepalive); }},
-    {"connect_timeout",
+    {"connect_timeout", type::duration().aboveZero(), "2s",
+     "504 when connecting takes longer",
      [](Decoder& d, const Item& v, Upstream& u) {
          if (d.readDuration(v, u.connect_timeout)) {
              requirePositive(d, v, u.connect_timeout.count() > 0);
          }
      }},
-    {"send_timeout",
+    {"send_timeout", type::duration().aboveZero(), "60s",
+     "504 when the upstream takes no request bytes this long",
      [](Decoder& d, const Item& v, Upstream& u) {
          if (d.readDuration(v, u.send_timeout)) requirePositive(d, v, u.send_timeout.count() > 0);
      }},
-    {"read_timeout",
+    {"read_timeout", type::duration().aboveZero(), "60s",
+     "504 when the upstream is silent this long",
      [](Decoder& d, const Item& v, Upstream& u) {
          if (d.readDuration(v, u.read_timeout)) requirePositive(d, v, u.read_timeout.count() > 0);
      }},
-    {"tls",
+    {"tls", type::mapping<kUpstreamTlsKeys>(), "",
+     "connect to the servers over TLS (tls: {} for the defaults)",
      [](Decoder& d, const Item& v, Upstream& u) {
          u.tls.emplace();  // `tls: {}` (or an empty `tls:`) means TLS with the defaults
          decodeMapping(d, v, kUpstreamTlsKeys, *u.tls);
@@ -345,15 +406,24 @@ bool isOrigin(std::string_view text) {
     return true;
 }
 
+constexpr std::array<std::pair<std::string_view, WebSocketMode>, 2> kWebSocketModes{{
+    {"tunnel", WebSocketMode::Tunnel},
+    {"frames", WebSocketMode::Frames},
+}};
+// isOrigin: scheme://host[:port], visible ASCII but '/', '?' and '#'.
+constexpr std::string_view kOriginPattern = R"(https?://[!"$-.0->@-~]+)";
+
 const std::array<KeyRule<WebSocketRate>, 2> kBurstKeys{{
-    {"messages",
+    {"messages", type::count().aboveZero(), "",
+     "message bucket size; absent = one second's worth",
      [](Decoder& d, const Item& v, WebSocketRate& r) {
          std::size_t n = 0;
          if (!d.readCount(v, n)) return;
          requirePositive(d, v, n > 0);
          r.burst_messages = n;
      }},
-    {"bytes",
+    {"bytes", type::size().aboveZero(), "",
+     "byte bucket size; absent = one second's worth",
      [](Decoder& d, const Item& v, WebSocketRate& r) {
          std::size_t n = 0;
          if (!d.readSize(v, n)) return;
@@ -363,26 +433,36 @@ const std::array<KeyRule<WebSocketRate>, 2> kBurstKeys{{
 }};
 
 const std::array<KeyRule<WebSocketRate>, 3> kRateKeys{{
-    {"messages", [](Decoder& d, const Item& v, WebSocketRate& r) { d.readRate(v, RateOf::Events, false, r.messages); }},
-    {"bytes", [](Decoder& d, const Item& v, WebSocketRate& r) { d.readRate(v, RateOf::Bytes, false, r.bytes); }},
-    {"burst", [](Decoder& d, const Item& v, WebSocketRate& r) { decodeMapping(d, v, kBurstKeys, r); }},
+    {"messages", type::rate().aboveZero(), "",
+     "data messages per second (100/s, 600/m), each direction: over it close 1008",
+     [](Decoder& d, const Item& v, WebSocketRate& r) { d.readRate(v, RateOf::Events, false, r.messages); }},
+    {"bytes", type::byteRate().aboveZero(), "",
+     "frame bytes per second (1MiB/s), each direction: over it close 1008",
+     [](Decoder& d, const Item& v, WebSocketRate& r) { d.readRate(v, RateOf::Bytes, false, r.bytes); }},
+    {"burst", type::mapping<kBurstKeys>(), "",
+     "token bucket sizes",
+     [](Decoder& d, const Item& v, WebSocketRate& r) { decodeMapping(d, v, kBurstKeys, r); }},
 }};
 
 const std::array<KeyRule<WebSocketSettings>, 12> kWebSocketKeys{{
-    {"mode",
+    {"mode", type::choice<kWebSocketModes>(), "tunnel",
+     "tunnel: opaque bytes; frames: parse and check every frame",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
-         d.readChoice(v, {{"tunnel", WebSocketMode::Tunnel}, {"frames", WebSocketMode::Frames}},
-                      ws.mode);
+         d.readChoice(v, kWebSocketModes, ws.mode);
      }},
-    {"max_message_bytes",
+    {"max_message_bytes", type::size().aboveZero(), "1MiB",
+     "frames mode and built-ins: close 1009 beyond",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          if (d.readSize(v, ws.max_message_bytes)) requirePositive(d, v, ws.max_message_bytes > 0);
      }},
-    {"idle_timeout",  // 0 = never
+    {"idle_timeout", type::duration(), "10m",
+     "no traffic either way this long: close; 0 = never",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readDuration(v, ws.idle_timeout); }},
-    {"ping_interval",  // 0 = no pings
+    {"ping_interval", type::duration(), "30s",
+     "frames mode and built-ins: ping the client this often; 0 = no pings",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readDuration(v, ws.ping_interval); }},
-    {"origins",
+    {"origins", type::stringList(kOriginPattern), "",
+     "allowed Origin values (scheme://host[:port]); absent = any; a mismatch gets 403",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          std::vector<std::string> origins;
          if (!d.readStringList(v, origins)) return;
@@ -400,7 +480,8 @@ const std::array<KeyRule<WebSocketSettings>, 12> kWebSocketKeys{{
          }
          if (ok) ws.origins = std::move(origins);
      }},
-    {"subprotocols",
+    {"subprotocols", type::stringList(kTokenPattern), "",
+     "allowed subprotocols; absent = whatever the two sides agree",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          std::vector<std::string> protocols;
          if (!d.readStringList(v, protocols)) return;
@@ -415,15 +496,22 @@ const std::array<KeyRule<WebSocketSettings>, 12> kWebSocketKeys{{
          }
          if (ok) ws.subprotocols = std::move(protocols);
      }},
-    {"rate", [](Decoder& d, const Item& v, WebSocketSettings& ws) { decodeMapping(d, v, kRateKeys, ws.rate); }},
-    {"max_lifetime",  // 0 = no limit
+    {"rate", type::mapping<kRateKeys>(), "",
+     "frames mode and built-ins: token buckets per direction; absent = no limit",
+     [](Decoder& d, const Item& v, WebSocketSettings& ws) { decodeMapping(d, v, kRateKeys, ws.rate); }},
+    {"max_lifetime", type::duration(), "0",
+     "session age: then close 1001 (tunnel: TCP close); 0 = no limit",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readDuration(v, ws.max_lifetime); }},
-    {"max_lifetime_grace",
+    {"max_lifetime_grace", type::duration().aboveZero(), "30s",
+     "after the max_lifetime close, wait this long for the peers' close",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          if (d.readDuration(v, ws.max_lifetime_grace)) requirePositive(d, v, ws.max_lifetime_grace.count() > 0);
      }},
-    {"trace", [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readBool(v, ws.trace); }},
-    {"trace_payload_bytes",  // 0 = no payload in trace lines
+    {"trace", type::boolean(), "false",
+     "log one line per frame (not in tunnel mode)",
+     [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readBool(v, ws.trace); }},
+    {"trace_payload_bytes", type::size().atMost(kMaxTracePayloadBytes), "0",
+     "first bytes of text payloads in trace lines; 0 = none",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          std::size_t n = 0;
          if (!d.readSize(v, n)) return;
@@ -433,7 +521,8 @@ const std::array<KeyRule<WebSocketSettings>, 12> kWebSocketKeys{{
          }
          ws.trace_payload_bytes = n;
      }},
-    {"trace_rate",
+    {"trace_rate", type::rate().aboveZero(), "100/s",
+     "trace lines per second per worker and route; beyond, counted and summarised",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readRate(v, RateOf::Events, false, ws.trace_rate); }},
 }};
 
@@ -452,10 +541,14 @@ bool isBearerToken(std::string_view token) {
     return true;
 }
 
+constexpr std::string_view kBearerTokenPattern = "[A-Za-z0-9._~+/-]+=*";  // isBearerToken
+
 const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
-    {"client_publish",
+    {"client_publish", type::boolean(), "false",
+     "a subscriber's message goes to its channel",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readBool(v, ps.client_publish); }},
-    {"publish_token",
+    {"publish_token", type::string(kBearerTokenPattern), "",
+     "HTTP POST needs \"Authorization: Bearer TOKEN\"",
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          std::string token;
          if (!d.readString(v, token)) return;
@@ -465,29 +558,37 @@ const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
          }
          ps.publish_token = std::move(token);
      }},
-    {"history",  // 0 = no history
+    {"history", type::count(), "100",
+     "last N messages kept per channel; 0 = no history",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readCount(v, ps.history); }},
-    {"queue_bytes",
+    {"queue_bytes", type::size().aboveZero(), "1MiB",
+     "per-subscriber queue bound; beyond it the subscriber is closed 1008",
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          if (d.readSize(v, ps.queue_bytes)) requirePositive(d, v, ps.queue_bytes > 0);
      }},
-    {"history_bytes",  // 0 = no history
+    {"history_bytes", type::size(), "1MiB",
+     "kept bytes per channel (payloads + ~200 B each); 0 = no history",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readSize(v, ps.history_bytes); }},
-    {"history_ttl",  // 0 = no age limit
+    {"history_ttl", type::duration(), "10m",
+     "kept messages older than this are dropped; 0 = no age limit",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readDuration(v, ps.history_ttl); }},
-    {"channel_idle_timeout",
+    {"channel_idle_timeout", type::duration().aboveZero(), "10m",
+     "no subscriber and no publish this long: the channel and its history go",
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          if (d.readDuration(v, ps.channel_idle_timeout)) {
              requirePositive(d, v, ps.channel_idle_timeout.count() > 0);
          }
      }},
-    {"max_message_bytes",
+    {"max_message_bytes", type::size().aboveZero(), "256KiB",
+     "a publish: POST 413, a client's message close 1009 beyond",
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          if (d.readSize(v, ps.max_message_bytes)) requirePositive(d, v, ps.max_message_bytes > 0);
      }},
-    {"publish_rate",  // off = no limit
+    {"publish_rate", type::rate("off"), "100/s",
+     "publishes per second per channel (100/s, 600/m); beyond: 429 + Retry-After; off = no limit",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readRate(v, RateOf::Events, true, ps.publish_rate); }},
-    {"publish_burst",
+    {"publish_burst", type::count().aboveZero(), "",
+     "token bucket size; absent = one second's worth of publish_rate",
      [](Decoder& d, const Item& v, PubSubSettings& ps) {
          std::size_t burst = 0;
          if (!d.readCount(v, burst)) return;
@@ -498,9 +599,11 @@ const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
 
 // The top-level `pubsub:` block.
 const std::array<KeyRule<PubSubLimits>, 2> kPubSubLimitsKeys{{
-    {"history_budget",  // 0 = no history anywhere
+    {"history_budget", type::size(), "32MiB",
+     "every channel's history together; beyond it the oldest messages go",
      [](Decoder& d, const Item& v, PubSubLimits& l) { d.readSize(v, l.history_budget); }},
-    {"max_channels",
+    {"max_channels", type::count().aboveZero(), "10000",
+     "beyond: a new channel is refused (POST 503, subscribe 503 or close 1013)",
      [](Decoder& d, const Item& v, PubSubLimits& l) {
          if (d.readCount(v, l.max_channels)) requirePositive(d, v, l.max_channels > 0);
      }},
@@ -544,8 +647,24 @@ void decodeSetHeaders(Decoder& d, const Item& v, Route& r) {
     });
 }
 
+constexpr std::array<std::pair<std::string_view, HandlerKind>, 7> kHandlers{{
+    {"health", HandlerKind::Health},
+    {"static", HandlerKind::Static},
+    {"echo", HandlerKind::Echo},
+    {"pubsub", HandlerKind::PubSub},
+    {"metrics", HandlerKind::Metrics},
+    {"status", HandlerKind::Status},
+    {"dashboard", HandlerKind::Dashboard},
+}};
+constexpr std::string_view kRouteHostPattern = R"((\*\.)?[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*)";
+// "/prefix" or "=/exact": visible ASCII but '?' and '#' (the query is never part of a route).
+// status_url: visible ASCII but quotes, <, >, backslash and &, and no "//" (never another origin).
+constexpr std::string_view kStatusUrlPattern = R"((?!.*//)[!#-%(-;=?-\[\]-~]+)";
+constexpr std::string_view kRoutePathPattern = R"(=?/[!"$->@-~]*)";
+
 const std::array<KeyRule<Route>, 10> kRouteKeys{{
-    {"host",
+    {"host", type::string(kRouteHostPattern), "",
+     "exact host or *.example.com; absent = any host",
      [](Decoder& d, const Item& v, Route& r) {
          std::string host;
          if (!d.readString(v, host)) return;
@@ -557,7 +676,8 @@ const std::array<KeyRule<Route>, 10> kRouteKeys{{
          }
          r.host = toLower(std::move(host));  // RFC 9110 4.2.3: host names are case-insensitive
      }},
-    {"path",
+    {"path", type::string(kRoutePathPattern), "/",
+     "prefix match; \"=/exact\" matches one path only",
      [](Decoder& d, const Item& v, Route& r) {
          std::string text;
          if (!d.readString(v, text)) return;
@@ -576,28 +696,29 @@ const std::array<KeyRule<Route>, 10> kRouteKeys{{
          r.path = std::move(path);
          r.exact_path = exact;
      }},
-    {"upstream",
+    {"upstream", type::string(), "",
+     "name of the upstream that serves this route",
      [](Decoder& d, const Item& v, Route& r) {
          if (d.readString(v, r.upstream) && r.upstream.empty()) {
              d.error(v, "expected an upstream name");
          }
      }},
-    {"handler",
+    {"handler", type::choice<kHandlers>(), "",
+     "built-in handler that serves this route",
      [](Decoder& d, const Item& v, Route& r) {
-         d.readChoice(v,
-                      {{"health", HandlerKind::Health},
-                       {"static", HandlerKind::Static},
-                       {"echo", HandlerKind::Echo},
-                       {"pubsub", HandlerKind::PubSub},
-                       {"metrics", HandlerKind::Metrics},
-                       {"status", HandlerKind::Status},
-                       {"dashboard", HandlerKind::Dashboard}},
-                      r.handler);
+         d.readChoice(v, kHandlers, r.handler);
      }},
-    {"strip_prefix", [](Decoder& d, const Item& v, Route& r) { d.readBool(v, r.strip_prefix); }},
-    {"set_headers", decodeSetHeaders},
-    {"root", [](Decoder& d, const Item& v, Route& r) { d.readPath(v, r.root); }},
-    {"status_url",
+    {"strip_prefix", type::boolean(), "false",
+     "remove path from the request target before proxying",
+     [](Decoder& d, const Item& v, Route& r) { d.readBool(v, r.strip_prefix); }},
+    {"set_headers", type::stringMap(kTokenPattern), "",
+     "headers set on the upstream request",
+     decodeSetHeaders},
+    {"root", type::path(), "",
+     "handler static: the folder served",
+     [](Decoder& d, const Item& v, Route& r) { d.readPath(v, r.root); }},
+    {"status_url", type::string(kStatusUrlPattern), "status",
+     "handler dashboard: where the page reads the status JSON, relative to the page or absolute",
      [](Decoder& d, const Item& v, Route& r) {
          if (!d.readString(v, r.status_url)) return;
          // The page puts it in an HTML attribute and fetches it from its own origin.
@@ -608,12 +729,13 @@ const std::array<KeyRule<Route>, 10> kRouteKeys{{
          }
          if (!ok) d.error(v, "expected a path on this server: relative to the page (\"status\") or absolute (\"/portico/status\")");
      }},
-    {"websocket",
+    {"websocket", type::mapping<kWebSocketKeys>(), "",
+     "WebSocket settings of upstream routes and built-in endpoints",
      [](Decoder& d, const Item& v, Route& r) {
          r.websocket_configured = true;
          decodeMapping(d, v, kWebSocketKeys, r.websocket);
      }},
-    {"pubsub",
+    {"pubsub", type::mapping<kPubSubKeys>(), "", "handler pubsub: channel settings",
      [](Decoder& d, const Item& v, Route& r) { decodeMapping(d, v, kPubSubKeys, r.pubsub); }},
 }};
 
@@ -663,21 +785,40 @@ void decodeDrainTimeout(Decoder& d, const Item& v, Config& c) {
 }
 
 const std::array<KeyRule<Config>, 9> kRootKeys{{
-    {"workers", decodeWorkers},
-    {"shutdown_timeout",
+    {"workers", type::count("auto").aboveZero().atMost(kMaxWorkers), "auto",
+     "worker threads (1..1024); auto = number of CPUs",
+     decodeWorkers},
+    {"shutdown_timeout", type::duration(), "10s",
+     "graceful stop: how long requests in flight may take",
      [](Decoder& d, const Item& v, Config& c) { d.readDuration(v, c.shutdown_timeout); }},
-    {"reload_drain_timeout", decodeDrainTimeout},
-    {"log", [](Decoder& d, const Item& v, Config& c) { decodeMapping(d, v, kLogKeys, c.log); }},
-    {"limits",
+    {"reload_drain_timeout", type::duration("off"), "off",
+     "after a reload, close old upgraded connections with 1001 this long later; off = never",
+     decodeDrainTimeout},
+    {"log", type::mapping<kLogKeys>(), "",
+     "error and access logs",
+     [](Decoder& d, const Item& v, Config& c) { decodeMapping(d, v, kLogKeys, c.log); }},
+    {"limits", type::mapping<kLimitsKeys>(), "",
+     "bounds on clients and requests",
      [](Decoder& d, const Item& v, Config& c) { decodeMapping(d, v, kLimitsKeys, c.limits); }},
-    {"pubsub",
+    {"pubsub", type::mapping<kPubSubLimitsKeys>(), "",
+     "the channel registry every pubsub route and worker shares",
      [](Decoder& d, const Item& v, Config& c) { decodeMapping(d, v, kPubSubLimitsKeys, c.pubsub); }},
-    {"listeners", decodeListeners},
-    {"upstreams", decodeUpstreams},
-    {"routes", decodeRoutes},
+    {"listeners", type::mappingList<kListenerKeys>(), "",
+     "addresses Portico accepts connections on",
+     decodeListeners},
+    {"upstreams", type::namedMappings<kUpstreamKeys>(kUpstreamNamePattern), "",
+     "backend server groups, by name",
+     decodeUpstreams},
+    {"routes", type::mappingList<kRouteKeys>(), "",
+     "first match wins",
+     decodeRoutes},
 }};
 
 }  // namespace
+
+SectionDocs rootKeyDocs() {
+    return type::docsOf<kRootKeys>();
+}
 
 Config decodeConfig(Decoder& decoder, const Item& root) {
     Config config;

@@ -29,6 +29,7 @@ PACKAGE = "portico"
 CONFIG = "/etc/portico/portico.yaml"
 ACCESS_LOG = "/var/log/portico/access.log"
 DEMO_ROOT = "/usr/share/portico/www"
+SCHEMA = "/usr/share/portico/portico.schema.json"  # generated at build time by portico --schema
 UNIT_PATHS = ("/lib/systemd/system/portico.service", "/usr/lib/systemd/system/portico.service")
 BUILD_TIMEOUT = 1800   # seconds: a full compile on a busy 2-CPU machine
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
@@ -215,7 +216,8 @@ class DebianPackage(unittest.TestCase):
         paths = self.deb_paths()
         for p in ("/usr/sbin/portico", CONFIG, DEMO_ROOT + "/index.html",
                   "/etc/logrotate.d/portico", "/usr/share/man/man8/portico.8.gz",
-                  "/usr/share/man/man5/portico.yaml.5.gz", "/usr/share/doc/portico/copyright"):
+                  "/usr/share/man/man5/portico.yaml.5.gz", "/usr/share/doc/portico/copyright",
+                  SCHEMA):
             self.assertIn(p, paths)
         self.assertTrue(any(p in paths for p in UNIT_PATHS), "no systemd unit in %s" % sorted(paths))
         # Every file of conf/www is packaged.

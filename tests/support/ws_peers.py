@@ -53,7 +53,9 @@ NODE = shutil.which("node") or "/usr/bin/node"
 BACKEND_KINDS = ("node", "django", "python")
 
 _LISTEN_RES = (re.compile(r"listening on ([\d.]+):(\d+)", re.I),
-               re.compile(r"Listening on TCP address ([\d.]+):(\d+)"))
+               re.compile(r"Listening on TCP address ([\d.]+):(\d+)"),  # daphne
+               # Django's runserver (printed just before it binds: poll the port too)
+               re.compile(r"Starting development server at http://([\d.]+):(\d+)/"))
 
 
 class TestTimeout(Exception):

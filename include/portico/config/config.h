@@ -16,8 +16,12 @@ namespace portico::config {
 
 using Duration = std::chrono::milliseconds;
 
+// Every struct here compares member by member (a defaulted operator== first in each): a
+// test holds the defaults stated in the loader's key tables to the initialisers below.
+
 // Where a value came from in the YAML file, for error messages and diagnostics.
 struct SourceMark {
+    bool operator==(const SourceMark&) const = default;
     int line = 0;    // 1-based; 0 = unknown
     int column = 0;  // 1-based
 };
@@ -26,12 +30,14 @@ enum class LogLevel { Error, Warn, Info, Debug };
 enum class AccessFormat { Json, Combined };
 
 struct LogSettings {
+    bool operator==(const LogSettings&) const = default;
     LogLevel level = LogLevel::Info;             // error log on stderr at this level and above
     std::string access = "stdout";                // "stdout" | "off" | a file path (absolute after load)
     AccessFormat access_format = AccessFormat::Json;
 };
 
 struct Limits {
+    bool operator==(const Limits&) const = default;
     std::size_t max_connections = 10000;          // per process; beyond it accepting pauses
     std::size_t max_header_bytes = 16 * 1024;     // request head; 431 beyond
     std::size_t max_body_bytes = 10 * 1024 * 1024;  // request body; 413 beyond; 0 = unlimited
@@ -63,6 +69,7 @@ enum class TlsVersion { Tls12, Tls13 };
 
 // One certificate chain and its private key (PEM files); absolute paths after load.
 struct CertificateFiles {
+    bool operator==(const CertificateFiles&) const = default;
     std::string cert;  // certificate chain, leaf first; server names come from its SANs
     std::string key;   // private key matching `cert`; passphrase-protected keys are not supported
     SourceMark mark;
@@ -70,6 +77,7 @@ struct CertificateFiles {
 
 // A listener's `tls:` block: HTTPS and wss:// are terminated on this listener.
 struct ListenerTls {
+    bool operator==(const ListenerTls&) const = default;
     std::vector<CertificateFiles> certificates;  // never empty after load; [0] is the default,
                                                  // the others are chosen by SNI
     TlsVersion min_version = TlsVersion::Tls12;  // oldest protocol version accepted
@@ -83,6 +91,7 @@ struct ListenerTls {
 };
 
 struct Listener {
+    bool operator==(const Listener&) const = default;
     HostPort address;
     std::optional<std::uint16_t> redirect_https;  // answer every request 308 to https://host:PORT
     std::optional<ListenerTls> tls;               // set: this listener speaks TLS
@@ -93,6 +102,7 @@ enum class Balance { RoundRobin, LeastConn, IpHash };
 
 // An upstream's `tls:` block: Portico connects to its servers over TLS.
 struct UpstreamTls {
+    bool operator==(const UpstreamTls&) const = default;
     bool verify = true;  // verify the chain and host name; false is allowed, with a warning
     std::string ca;      // PEM CA bundle (absolute after load); "" = the system's default store
     std::string sni;     // server name sent and verified; "" = the server's host when it is a name
@@ -100,6 +110,7 @@ struct UpstreamTls {
 };
 
 struct Upstream {
+    bool operator==(const Upstream&) const = default;
     std::string name;
     std::vector<HostPort> servers;
     Balance balance = Balance::RoundRobin;
@@ -121,6 +132,7 @@ enum class WebSocketMode { Tunnel, Frames };
 // `websocket.rate`: token buckets per direction of a frames-mode or built-in session; over
 // either limit the sender is closed 1008. 0 = that limit is off (the default: no limit).
 struct WebSocketRate {
+    bool operator==(const WebSocketRate&) const = default;
     double messages = 0;               // data messages per second (a fragmented one counts once)
     double bytes = 0;                  // frame bytes per second, headers included, as on the wire
     std::uint64_t burst_messages = 0;  // bucket size; 0 = one second's worth (`messages`)
@@ -129,6 +141,7 @@ struct WebSocketRate {
 };
 
 struct WebSocketSettings {
+    bool operator==(const WebSocketSettings&) const = default;
     WebSocketMode mode = WebSocketMode::Tunnel;    // tunnel: opaque bytes; frames: parse and check
     std::size_t max_message_bytes = 1024 * 1024;   // frames mode and built-ins: close 1009 beyond
     Duration idle_timeout = std::chrono::minutes(10);  // no traffic either way: close; 0 = never
@@ -153,6 +166,7 @@ struct WebSocketSettings {
 inline constexpr std::size_t kMaxTracePayloadBytes = 256;
 
 struct PubSubSettings {
+    bool operator==(const PubSubSettings&) const = default;
     bool client_publish = false;                   // a subscriber's message goes to its channel
     std::string publish_token;                     // HTTP POST needs "Authorization: Bearer TOKEN"
     std::size_t history = 100;                     // last N messages kept per channel
@@ -173,6 +187,7 @@ struct PubSubSettings {
 
 // The top-level `pubsub:` block: bounds of the registry every pubsub route and worker shares.
 struct PubSubLimits {
+    bool operator==(const PubSubLimits&) const = default;
     std::size_t history_budget = 32 * 1024 * 1024;  // every channel's history together; beyond
                                                     // it the oldest messages (any channel) go
     std::size_t max_channels = 10000;               // beyond: a new channel is refused (POST 503,
@@ -182,6 +197,7 @@ struct PubSubLimits {
 enum class HandlerKind { None, Health, Static, Echo, PubSub, Metrics, Status, Dashboard };
 
 struct Route {
+    bool operator==(const Route&) const = default;
     std::string host;             // "" = any host; "example.com" exact; "*.example.com" wildcard
                                   // (lower case after load)
     std::string path = "/";       // prefix, without the leading "=" of an exact match
@@ -201,6 +217,7 @@ struct Route {
 };
 
 struct Config {
+    bool operator==(const Config&) const = default;
     std::string file;                                   // path the configuration was read from
     unsigned workers = 0;                               // 0 = auto (number of CPUs)
     Duration shutdown_timeout = std::chrono::seconds(10);  // SIGTERM: how long in-flight work gets

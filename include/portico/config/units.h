@@ -10,6 +10,25 @@
 
 namespace portico::config {
 
+// The same notations as regular expressions (ECMA-262, unanchored: the caller anchors them),
+// for the JSON Schema of portico.yaml (`portico --schema`). units_test checks that each matches
+// exactly what its parser accepts.
+inline constexpr std::string_view kCountPattern = "[0-9]+";
+inline constexpr std::string_view kSizePattern = "[0-9]+(B|KiB|MiB|GiB)?";
+inline constexpr std::string_view kDurationPattern = "0|[0-9]+(ms|s|m|h)";
+inline constexpr std::string_view kRatePattern = R"(0|[0-9]+(\.[0-9]+)?/[smh])";
+inline constexpr std::string_view kByteRatePattern = "0|[0-9]+(B|KiB|MiB|GiB)?/[smh]";
+// The same, for values greater than 0.
+inline constexpr std::string_view kPositiveCountPattern = "0*[1-9][0-9]*";
+inline constexpr std::string_view kPositiveSizePattern = "0*[1-9][0-9]*(B|KiB|MiB|GiB)?";
+inline constexpr std::string_view kPositiveDurationPattern = "0*[1-9][0-9]*(ms|s|m|h)";
+inline constexpr std::string_view kPositiveRatePattern =
+    R"((0*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)/[smh])";
+inline constexpr std::string_view kPositiveByteRatePattern = "0*[1-9][0-9]*(B|KiB|MiB|GiB)?/[smh]";
+// Loose about the host (parseHostPort checks names and addresses), exact about the shape.
+inline constexpr std::string_view kHostPortPattern =
+    R"((\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5})";
+
 // "16KiB", "10MiB", "1GiB", "512B", "4096" -> bytes; nullopt on anything else or overflow.
 std::optional<std::size_t> parseSize(std::string_view text);
 // "250ms", "10s", "5m", "1h" -> milliseconds; a bare "0" is zero; nullopt otherwise.

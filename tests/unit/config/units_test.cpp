@@ -2,7 +2,10 @@
 
 #include <cstdint>
 #include <optional>
+#include <regex>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "portico/config/units.h"
 
@@ -194,5 +197,59 @@ TEST_CASE("HostPort::toString brackets IPv6 and writes * for every address", "[c
         auto address = parseHostPort(text);
         REQUIRE(address.has_value());
         CHECK(address->toString() == text);
+    }
+}
+
+// The schema's patterns (units.h) describe the parsers' notations: each pattern, anchored as
+// the schema anchors it, matches exactly the texts its parser accepts (overflow aside: a pattern
+// cannot count, the loader reports it).
+namespace {
+
+bool matches(std::string_view pattern, const std::string& text) {
+    return std::regex_match(text, std::regex("^(?:" + std::string(pattern) + ")$"));
+}
+
+}  // namespace
+
+TEST_CASE("the schema's unit patterns match what the parsers accept", "[config][units][schema]") {
+    const std::vector<std::string> texts = {
+        "0",     "10",    "4096",   "16KiB", "1MiB",  "1GiB",  "512B",  "1KB",   "1kib",
+        "10 MiB", "-1",   "+5",     "0x10",  "1.5MiB", "",     "MiB",   "10s",   "250ms",
+        "5m",    "1h",    "1d",     "1.5s",  "s",     "00s",   "10 s",  "10/s",  "600/m",
+        "0.5/s", "3600/h", "1/d",   "0/s",   ".5/s",  "5./s",  "10/S",  "1e3/s", "0ms",
+        "1MiB/s", "64KiB/m", "512B/h", "1.5MiB/s", "1MB/s", "1/2/s", "MiB/s",
+        "00",     "007",    "0KiB",   "00s",    "0/m",  "0.0/s", "0.05/s", "00.10/h", "0B/s"};
+    for (const std::string& text : texts) {
+        INFO(text);
+        CHECK(matches(kCountPattern, text) == parseCount(text).has_value());
+        CHECK(matches(kSizePattern, text) == parseSize(text).has_value());
+        CHECK(matches(kDurationPattern, text) == parseDuration(text).has_value());
+        CHECK(matches(kRatePattern, text) == parseRate(text).has_value());
+        CHECK(matches(kByteRatePattern, text) == parseRate(text, RateOf::Bytes).has_value());
+        const auto count = parseCount(text);
+        const auto size = parseSize(text);
+        const auto duration = parseDuration(text);
+        const auto rate = parseRate(text);
+        const auto byte_rate = parseRate(text, RateOf::Bytes);
+        CHECK(matches(kPositiveCountPattern, text) == (count && *count > 0));
+        CHECK(matches(kPositiveSizePattern, text) == (size && *size > 0));
+        CHECK(matches(kPositiveDurationPattern, text) == (duration && duration->count() > 0));
+        CHECK(matches(kPositiveRatePattern, text) == (rate && *rate > 0));
+        CHECK(matches(kPositiveByteRatePattern, text) == (byte_rate && *byte_rate > 0));
+    }
+}
+
+TEST_CASE("the schema's host:port pattern accepts every address parseHostPort reads",
+          "[config][units][schema]") {
+    for (std::string text : {"127.0.0.1:8080", "[::1]:8080", "*:8080", "localhost:80",
+                             "api.internal:0", "[2001:db8::1]:443"}) {
+        INFO(text);
+        CHECK(parseHostPort(text).has_value());
+        CHECK(matches(kHostPortPattern, text));
+    }
+    for (std::string text : {"127.0.0.1", ":80", "host:", "host:port", "a b:80"}) {
+        INFO(text);
+        CHECK_FALSE(matches(kHostPortPattern, text));
+        CHECK_FALSE(parseHostPort(text).has_value());
     }
 }
