@@ -273,6 +273,11 @@ class DescriptorExhaustionTest(PerIpTestCase):
     def open_fds(self, pid):
         return len(os.listdir("/proc/%d/fd" % pid))
 
+    # UBSan's vptr check probes memory through pipe(2); with no descriptor left that fails and
+    # it reports each virtual call as an invalid vptr (a false positive of the sanitizer
+    # runtime; it cannot symbolize then either, so no suppression matches). The Release run
+    # covers this test; scripts/test.sh --sanitize sets ASAN_OPTIONS.
+    @unittest.skipIf("ASAN_OPTIONS" in os.environ, "UBSan's vptr check misfires without free descriptors")
     def test_out_of_descriptors_accept_backs_off_and_recovers(self):
         p = self.start({"per_ip_connections": 0}, workers=1)
         self.assertEqual(self.get(p).status, 200)
