@@ -25,6 +25,14 @@ namespace {
 // allocated under its lock stays small.
 constexpr std::size_t kReplaySliceMessages = 64;
 
+// Wraps `callback` so that it does nothing once `alive` has expired (its owner has gone).
+template <typename F>
+auto guardedBy(const std::shared_ptr<char>& alive, F callback) {
+    return [alive = std::weak_ptr<char>(alive), callback = std::move(callback)](auto&&... args) mutable {
+        if (!alive.expired()) callback(std::forward<decltype(args)>(args)...);
+    };
+}
+
 }  // namespace
 
 class PubSubSubscriber final : public EndpointApp {
@@ -34,23 +42,9 @@ public:
 
     void onOpen(EndpointSession& session) override {
         session_ = &session;
-        std::uint64_t current = 0;
-        if (!hub_.registry().subscribe(key_, &hub_, settings_, current)) {
-            // 1013 Try Again Later (the IANA close code registry, RFC 6455 11.7): a capacity
-            // limit, not a fault of the client. The 503 before the upgrade is the usual answer; this is
-            // the race where the last channel was taken meanwhile.
-            session.close(ws::close_code::kTryAgainLater, "too many channels");
-            session_ = nullptr;
-            return;
-        }
-        hub_.add(key_, this);
-        subscribed_ = true;
-        last_seq_ = current;
-        if (since_ && *since_ < current) {
-            last_seq_ = *since_;
-            replaying_ = true;
-            pump();
-        }
+        hub_.backplane().subscribe(key_, settings_, guardedBy(alive_, [this](bool ok, const pubsub::Position& top) {
+            onSubscribed(ok, top);
+        }));
     }
 
     void onMessage(EndpointSession& session, bool is_text, std::string_view payload) override {
@@ -67,25 +61,39 @@ public:
         }
         // Beyond the channel's publish_rate the message is dropped (and counted), not the
         // connection: the rate is the channel's, and the sender may not be the one flooding it.
-        hub_.registry().publish(key_, std::string(payload), is_text, settings_, this);
+        pubsub::PublishRequest request;
+        request.channel = key_;
+        request.payload = std::string(payload);
+        request.text = is_text;
+        request.settings = &settings_;
+        request.sender = this;
+        hub_.backplane().publish(std::move(request), [](const pubsub::PublishResult&) {});
     }
 
     void onDrained(EndpointSession&) override { pump(); }
 
     void onClose(EndpointSession&) override {
         session_ = nullptr;
+        alive_.reset();  // callbacks still held by the backplane find nobody
         if (!subscribed_) return;
         subscribed_ = false;
         hub_.remove(key_, this);
-        hub_.registry().unsubscribe(key_, &hub_);
+        hub_.backplane().unsubscribe(key_);
     }
 
     // `frames` holds the message encoded once for every subscriber of this worker.
-    void deliver(const PubSubMessage& message, evbuffer* frames) {
+    void deliver(const pubsub::Message& message, evbuffer* frames) {
         if (!session_ || !session_->isOpen()) return;
         // While replaying, history brings this message in order (or it was not kept: a gap).
-        if (replaying_ || message.seq <= last_seq_ || message.sender == this) return;
+        if (replaying_ || message.seq <= last_seq_) return;
+        if (message.seq > last_seq_ + 1) {
+            // Messages in between did not come live (a backplane that lost them, or an answer
+            // that crossed this one): they come from history, then this one.
+            catchUp();
+            return;
+        }
         last_seq_ = message.seq;
+        if (message.sender == this) return;
         if (session_->queuedBytes() + evbuffer_get_length(frames) > settings_.queue_bytes) {
             closeSlow();
             return;
@@ -93,40 +101,90 @@ public:
         session_->sendEncoded(frames);
     }
 
+    // Whatever was published after last_seq_ comes from history.
+    void catchUp() {
+        if (!subscribed_ || replaying_) return;
+        replaying_ = true;
+        pump();
+    }
+
 private:
+    void onSubscribed(bool ok, const pubsub::Position& top) {
+        if (!session_) return;
+        if (!ok) {
+            // 1013 Try Again Later (the IANA close code registry, RFC 6455 11.7): a capacity
+            // limit, not a fault of the client. The 503 before the upgrade is the usual answer; this
+            // is the race where the last channel was taken meanwhile.
+            session_->close(ws::close_code::kTryAgainLater, "too many channels");
+            session_ = nullptr;
+            return;
+        }
+        hub_.add(key_, this);
+        subscribed_ = true;
+        last_seq_ = top.seq;
+        if (since_ && *since_ < top.seq) {
+            last_seq_ = *since_;
+            catchUp();
+        }
+    }
+
     // Sends history after last_seq_ in slices, each no bigger than the room left under
     // queue_bytes; continues from onDrained. Flow control by construction, as a live
-    // subscriber: the queue never holds more than queue_bytes.
+    // subscriber: the queue never holds more than queue_bytes. A slice may be answered before
+    // replay() returns (in-process) or later: pumping_ turns the first case into a loop.
     void pump() {
-        while (replaying_ && session_ && session_->isOpen()) {
-            const std::size_t queued = session_->queuedBytes();
-            const std::size_t room = settings_.queue_bytes > queued ? settings_.queue_bytes - queued : 0;
-            PubSubRegistry::ReplaySlice slice = hub_.registry().replay(key_, last_seq_, room, kReplaySliceMessages);
-            if (slice.gap && !truncated_) {
-                truncated_ = true;
-                hub_.registry().countReplayTruncated();
-            }
-            last_seq_ = slice.cursor;
-            if (slice.done) replaying_ = false;
-            if (!slice.messages.empty()) {
-                core::EvbufferPtr frames(evbuffer_new());
-                for (const auto& m : slice.messages) {
-                    if (m->sender == this) continue;
-                    ws::Codec::encodeMessage(frames.get(), m->text, m->payload.data(), m->payload.size(), nullptr);
-                }
-                session_->sendEncoded(frames.get());
-                continue;
-            }
-            if (!replaying_) return;
-            if (queued == 0) {
-                // The next message alone is beyond queue_bytes: what a live one would get.
-                closeSlow();
-                return;
-            }
-            // Whatever the socket takes now; onDrained follows once a blocked write drains.
-            session_->flush();
-            if (session_->queuedBytes() > 0) return;
+        if (pumping_) {
+            pump_again_ = true;
+            return;
         }
+        pumping_ = true;
+        do {
+            pump_again_ = false;
+            requestSlice();
+        } while (pump_again_);
+        pumping_ = false;
+    }
+
+    void requestSlice() {
+        if (!replaying_ || slice_pending_ || !session_ || !session_->isOpen()) return;
+        const std::size_t queued = session_->queuedBytes();
+        pubsub::ReplayRequest request;
+        request.channel = key_;
+        request.after = last_seq_;
+        request.max_bytes = settings_.queue_bytes > queued ? settings_.queue_bytes - queued : 0;
+        request.max_messages = kReplaySliceMessages;
+        slice_pending_ = true;
+        hub_.backplane().replay(request, guardedBy(alive_, [this](pubsub::ReplaySlice& slice) { onSlice(slice); }));
+    }
+
+    void onSlice(pubsub::ReplaySlice& slice) {
+        slice_pending_ = false;
+        if (!session_ || !session_->isOpen()) return;
+        if (slice.gap && !truncated_) {
+            truncated_ = true;
+            hub_.registry().countReplayTruncated();
+        }
+        last_seq_ = slice.cursor;
+        if (slice.done) replaying_ = false;
+        if (!slice.messages.empty()) {
+            core::EvbufferPtr frames(evbuffer_new());
+            for (const auto& m : slice.messages) {
+                if (m->sender == this) continue;
+                ws::Codec::encodeMessage(frames.get(), m->text, m->payload.data(), m->payload.size(), nullptr);
+            }
+            session_->sendEncoded(frames.get());
+            pump();
+            return;
+        }
+        if (!replaying_) return;
+        if (session_->queuedBytes() == 0) {
+            // The next message alone is beyond queue_bytes: what a live one would get.
+            closeSlow();
+            return;
+        }
+        // Whatever the socket takes now; onDrained follows once a blocked write drains.
+        session_->flush();
+        if (session_->queuedBytes() == 0) pump();
     }
 
     void closeSlow() {
@@ -140,56 +198,34 @@ private:
     const config::PubSubSettings& settings_;
     std::string key_;
     std::optional<std::uint64_t> since_;
+    std::shared_ptr<char> alive_ = std::make_shared<char>();  // weakly held by pending callbacks
     EndpointSession* session_ = nullptr;
     std::uint64_t last_seq_ = 0;  // delivered (or skipped as a gap) up to here
     bool subscribed_ = false;
-    bool replaying_ = false;      // history after ?since= is still being sent
+    bool replaying_ = false;      // history after last_seq_ is being sent
+    bool slice_pending_ = false;  // a replay() has not answered yet
+    bool pumping_ = false;
+    bool pump_again_ = false;
     bool truncated_ = false;      // this replay missed messages that were not kept
 };
 
 std::unique_ptr<EndpointApp> makeSubscriberApp(PubSubHub& hub, const config::Route& route, std::string channel,
                                                std::optional<std::uint64_t> since) {
     std::string key = channelKey(route, channel);
-    if (!hub.registry().admits(key)) return nullptr;
+    if (!hub.backplane().admits(key)) return nullptr;
     return std::make_unique<PubSubSubscriber>(hub, route, std::move(key), since);
 }
 
 // ---- the worker's hub ---------------------------------------------------------------------------
 
-PubSubHub::PubSubHub(net::EventLoop& loop, std::shared_ptr<PubSubRegistry> registry)
-    : loop_(loop),
-      registry_(std::move(registry)),
-      inbox_event_(event_new(loop.base(), -1, 0, &PubSubHub::onInbox, this)),
-      sweep_event_(event_new(loop.base(), -1, EV_PERSIST, &PubSubHub::onSweep, this)) {
-    registry_->attach(this);
-    net::addTimer(loop_, sweep_event_.get(), PubSubRegistry::kSweepInterval);
+PubSubHub::PubSubHub(net::EventLoop& loop, std::unique_ptr<pubsub::Backplane> backplane)
+    : loop_(loop), backplane_(std::move(backplane)) {
+    backplane_->start(*this);
 }
 
-void PubSubHub::onSweep(int, short, void* arg) { static_cast<PubSubHub*>(arg)->registry_->expire(); }
+PubSubHub::~PubSubHub() = default;
 
-PubSubHub::~PubSubHub() { registry_->detach(this); }
-
-void PubSubHub::post(const std::string& channel, MessagePtr message) {
-    bool wake = false;
-    {
-        std::lock_guard lock(inbox_mutex_);
-        wake = inbox_.empty();
-        inbox_.emplace_back(channel, std::move(message));
-    }
-    if (wake) event_active(inbox_event_.get(), EV_TIMEOUT, 0);  // thread-safe (evthread_use_pthreads)
-}
-
-void PubSubHub::onInbox(int, short, void* arg) {
-    auto* self = static_cast<PubSubHub*>(arg);
-    std::vector<std::pair<std::string, MessagePtr>> batch;
-    {
-        std::lock_guard lock(self->inbox_mutex_);
-        batch.swap(self->inbox_);
-    }
-    for (const auto& [channel, message] : batch) self->deliver(channel, message);
-}
-
-void PubSubHub::deliver(const std::string& channel, const MessagePtr& message) {
+void PubSubHub::onBackplaneMessage(const std::string& channel, const pubsub::MessagePtr& message) {
     auto it = local_.find(channel);
     if (it == local_.end() || it->second.empty()) return;
     core::EvbufferPtr frames(evbuffer_new());
@@ -199,6 +235,12 @@ void PubSubHub::deliver(const std::string& channel, const MessagePtr& message) {
     // A subscriber may close (and leave the list) while we deliver: iterate over a copy.
     std::vector<PubSubSubscriber*> subscribers = it->second;
     for (PubSubSubscriber* s : subscribers) s->deliver(*message, frames.get());
+}
+
+void PubSubHub::onBackplaneResync() {
+    std::vector<PubSubSubscriber*> all;
+    for (auto& [channel, list] : local_) all.insert(all.end(), list.begin(), list.end());
+    for (PubSubSubscriber* s : all) s->catchUp();
 }
 
 void PubSubHub::add(const std::string& channel, PubSubSubscriber* subscriber) { local_[channel].push_back(subscriber); }
@@ -257,37 +299,53 @@ bool publishAuthorized(const config::Route& route, std::string_view authorizatio
     return diff == 0;
 }
 
-PubSubReply servePubSubHttp(evbuffer* out, PubSubHub& hub, const config::Route& route, std::string_view method,
-                            std::string_view path, std::string_view authorization, std::string body,
-                            http::KeepAlive keep_alive) {
-    std::string_view channel = channelName(route, path);
-    if (channel.empty()) return {404, http::writeErrorResponse(out, 404, keep_alive)};
-    const std::string key = channelKey(route, channel);
+void servePubSubHttp(PubSubHub& hub, const config::Route& route, PubSubHttpRequest request, PubSubAnswerDone done) {
+    std::string_view channel = channelName(route, request.path);
+    if (channel.empty()) return done(PubSubAnswer{404, {}, {}});
+    std::string key = channelKey(route, channel);
     std::string json = "{\"channel\":";
     core::appendJsonString(json, channel);
-    if (method == "POST") {
-        if (!publishAuthorized(route, authorization)) {
-            http::HeaderList challenge{{"WWW-Authenticate", "Bearer"}};
-            return {401, http::writeErrorResponse(out, 401, keep_alive, challenge)};
-        }
+    if (request.method == "POST") {
+        if (!publishAuthorized(route, request.authorization))
+            return done(PubSubAnswer{401, {}, {{"WWW-Authenticate", "Bearer"}}});
+        pubsub::PublishRequest publish;
+        publish.channel = std::move(key);
         // A body that is not UTF-8 goes out as a binary message: a text frame must be UTF-8.
-        const bool text = ws::Utf8Validator::isValid(body);
-        auto result = hub.registry().publish(key, std::move(body), text, route.pubsub, nullptr);
-        if (result.refused == PubSubRegistry::Refusal::Channels)
-            return {503, http::writeErrorResponse(out, 503, keep_alive, retryAfter(result.retry_after))};
-        if (result.refused == PubSubRegistry::Refusal::Rate)
-            return {429, http::writeErrorResponse(out, 429, keep_alive, retryAfter(result.retry_after))};
-        json += ",\"subscribers\":" + std::to_string(result.subscribers) + ",\"seq\":" + std::to_string(result.seq) + "}\n";
-        return {200, http::writeSimpleResponse(out, 200, "application/json", json, keep_alive)};
+        publish.text = ws::Utf8Validator::isValid(request.body);
+        publish.payload = std::move(request.body);
+        publish.settings = &route.pubsub;
+        hub.backplane().publish(std::move(publish), [json = std::move(json), done = std::move(done)](
+                                                        const pubsub::PublishResult& result) mutable {
+            switch (result.refused) {
+                case pubsub::Refusal::Channels:
+                case pubsub::Refusal::Unavailable:
+                    return done(PubSubAnswer{503, {}, retryAfter(result.retry_after)});
+                case pubsub::Refusal::Rate: return done(PubSubAnswer{429, {}, retryAfter(result.retry_after)});
+                case pubsub::Refusal::None: break;
+            }
+            json += ",\"subscribers\":" + std::to_string(result.subscribers) + ",\"seq\":" + std::to_string(result.seq) +
+                    "}\n";
+            done(PubSubAnswer{200, std::move(json), {}});
+        });
+        return;
     }
-    if (method == "GET" || method == "HEAD") {
-        ChannelInfo info = hub.registry().info(key);
-        json += ",\"subscribers\":" + std::to_string(info.subscribers) + ",\"seq\":" + std::to_string(info.seq) +
-                ",\"history\":" + std::to_string(info.history) + ",\"oldest\":" + std::to_string(info.oldest) + "}\n";
-        return {200, http::writeSimpleResponse(out, 200, "application/json", json, keep_alive, {}, method == "HEAD")};
+    if (request.method == "GET" || request.method == "HEAD") {
+        hub.backplane().info(key, [json = std::move(json), done = std::move(done)](const pubsub::ChannelInfo& info,
+                                                                                  bool available) mutable {
+            if (!available) return done(PubSubAnswer{503, {}, retryAfter(std::chrono::seconds(1))});
+            json += ",\"subscribers\":" + std::to_string(info.subscribers) + ",\"seq\":" + std::to_string(info.seq) +
+                    ",\"history\":" + std::to_string(info.history) + ",\"oldest\":" + std::to_string(info.oldest) +
+                    "}\n";
+            done(PubSubAnswer{200, std::move(json), {}});
+        });
+        return;
     }
-    http::HeaderList allow{{"Allow", "GET, HEAD, POST"}};
-    return {405, http::writeErrorResponse(out, 405, keep_alive, allow)};
+    done(PubSubAnswer{405, {}, {{"Allow", "GET, HEAD, POST"}}});
+}
+
+std::uint64_t writePubSubAnswer(evbuffer* out, const PubSubAnswer& answer, http::KeepAlive keep_alive, bool head_only) {
+    if (answer.status != 200) return http::writeErrorResponse(out, answer.status, keep_alive, answer.headers);
+    return http::writeSimpleResponse(out, 200, "application/json", answer.json, keep_alive, answer.headers, head_only);
 }
 
 }  // namespace portico::handlers

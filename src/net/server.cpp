@@ -13,6 +13,7 @@
 #include "portico/config/loader.h"
 #include "portico/core/log.h"
 #include "portico/handlers/pubsub.h"
+#include "portico/pubsub/local_backplane.h"
 #include "portico/net/ip_limits.h"
 #include "portico/net/listen_socket.h"
 #include "portico/net/snapshot.h"
@@ -39,7 +40,7 @@ unsigned effectiveWorkerCount(unsigned workers) {
 Server::Server(std::string config_path, std::shared_ptr<const config::Config> config, TlsContexts tls)
     : config_path_(std::move(config_path)),
       snapshot_(std::make_shared<Snapshot>(std::move(config), std::move(tls))),
-      pubsub_(std::make_shared<handlers::PubSubRegistry>(snapshot_->config->pubsub)),
+      pubsub_(std::make_shared<pubsub::PubSubRegistry>(snapshot_->config->pubsub)),
       metrics_(std::make_shared<observe::Metrics>()),
       ip_limits_(std::make_shared<IpLimits>()) {
     metrics_->setConfig(config_path_, unixTime(snapshot_->loaded_at), 0);
@@ -100,8 +101,12 @@ int Server::run() {
         for (unsigned w = 0; w < workers; ++w) listen_fds[w].push_back(std::move(fds[w]));
     }
     std::size_t per_worker_limit = (config.limits.max_connections + workers - 1) / workers;
+    // Every worker's backplane shares the process-wide registry.
+    pubsub::BackplaneFactory backplane = [registry = pubsub_](EventLoop& loop) {
+        return std::make_unique<pubsub::LocalBackplane>(loop, registry);
+    };
     for (unsigned w = 0; w < workers; ++w)
-        workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, pubsub_, metrics_,
+        workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, backplane, metrics_,
                                                     std::move(listen_fds[w]), per_worker_limit, ip_limits_));
     for (auto& worker : workers_) worker->start();
     pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);

@@ -16,7 +16,7 @@ namespace portico::observe {
 class AccessSink;
 class Metrics;
 }
-namespace portico::handlers {
+namespace portico::pubsub {
 class PubSubRegistry;
 }
 
@@ -51,7 +51,7 @@ private:
     std::uint64_t reloads_ok_ = 0;
     std::uint64_t reloads_failed_ = 0;
     std::shared_ptr<observe::AccessSink> access_sink_;
-    std::shared_ptr<handlers::PubSubRegistry> pubsub_;  // channels span every worker
+    std::shared_ptr<pubsub::PubSubRegistry> pubsub_;  // channels span every worker
     std::shared_ptr<observe::Metrics> metrics_;
     std::shared_ptr<IpLimits> ip_limits_;  // per-client-address counts, across every worker
     std::vector<std::unique_ptr<Worker>> workers_;

@@ -84,7 +84,7 @@ private:
     std::vector<std::unique_ptr<UpstreamStats>> retired_upstreams_;  // replaced by a reload
 };
 
-// The pub/sub registry's bounds at work (handlers/pubsub_registry.h fills them).
+// The pub/sub registry's bounds at work (pubsub/pubsub_registry.h fills them).
 struct PubSubStats {
     std::size_t history_messages = 0;
     std::size_t history_bytes = 0;     // accounted: payloads plus bookkeeping

@@ -1,19 +1,22 @@
-#include "portico/handlers/pubsub_registry.h"
+#include "portico/pubsub/pubsub_registry.h"
 
 #include <catch2/catch.hpp>
 
 #include <chrono>
 #include <string>
 
-#include "portico/handlers/pubsub.h"
-#include "portico/net/event_loop.h"
 #include "portico/observe/metrics.h"
 
 using namespace portico;
-using handlers::PubSubRegistry;
+using pubsub::PubSubRegistry;
 using namespace std::chrono_literals;
 
 namespace {
+
+// A worker's inbox that drops what it is posted.
+struct NullInbox : pubsub::Inbox {
+    void post(const std::string&, pubsub::MessagePtr) override {}
+};
 
 constexpr std::size_t kPayload = 100;
 constexpr std::size_t kKept = kPayload + PubSubRegistry::kMessageOverhead;  // accounted per message
@@ -129,8 +132,7 @@ TEST_CASE("pubsub max_channels refuses new channels only", "[pubsub]") {
     CHECK_FALSE(f.registry->admits("c"));
     CHECK(f.registry->admits("a"));
     std::uint64_t seq = 0;
-    net::EventLoop loop;
-    handlers::PubSubHub hub(loop, std::shared_ptr<PubSubRegistry>(f.registry.get(), [](PubSubRegistry*) {}));
+    NullInbox hub;
     CHECK_FALSE(f.registry->subscribe("c", &hub, f.settings, seq));
     CHECK(f.publish("a").seq == 2);  // an existing channel still takes publishes
     auto s = f.stats();
@@ -148,8 +150,7 @@ TEST_CASE("pubsub idle channels go with their history, subscribed ones stay", "[
     Fixture f;
     f.settings.history_ttl = 0ms;  // no age limit: only idleness removes
     f.settings.channel_idle_timeout = 60s;
-    net::EventLoop loop;
-    handlers::PubSubHub hub(loop, std::shared_ptr<PubSubRegistry>(f.registry.get(), [](PubSubRegistry*) {}));
+    NullInbox hub;
     std::uint64_t seq = 0;
     f.publish("idle");
     REQUIRE(f.registry->subscribe("watched", &hub, f.settings, seq));

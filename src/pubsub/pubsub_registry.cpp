@@ -1,12 +1,11 @@
-#include "portico/handlers/pubsub_registry.h"
+#include "portico/pubsub/pubsub_registry.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "portico/handlers/pubsub.h"
 #include "portico/observe/metrics.h"
 
-namespace portico::handlers {
+namespace portico::pubsub {
 
 namespace {
 
@@ -26,12 +25,10 @@ void PubSubRegistry::configure(const config::PubSubLimits& limits) {
     // enough to come back under it.
 }
 
-void PubSubRegistry::attach(PubSubHub*) {}
-
-void PubSubRegistry::detach(PubSubHub* hub) {
+void PubSubRegistry::detach(Inbox* inbox) {
     std::lock_guard lock(mutex_);
     for (auto it = channels_.begin(); it != channels_.end();) {
-        it->second.subscribers.erase(hub);
+        it->second.subscribers.erase(inbox);
         it = eraseIfUnused(it, false);
     }
 }
@@ -111,12 +108,12 @@ PubSubRegistry::Map::iterator PubSubRegistry::eraseIfUnused(Map::iterator it, bo
 PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel, std::string payload, bool text,
                                                       const config::PubSubSettings& settings, const void* sender) {
     // Built before the lock: the only allocation of the message's size.
-    auto message = std::make_shared<PubSubMessage>();
+    auto message = std::make_shared<Message>();
     message->text = text;
     message->payload = std::move(payload);
     message->sender = sender;
     const std::size_t bytes = message->payload.size() + kMessageOverhead;
-    std::vector<PubSubHub*> targets;
+    std::vector<Inbox*> targets;
     PublishResult result;
     {
         std::lock_guard lock(mutex_);
@@ -157,12 +154,12 @@ PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel
         eraseIfUnused(channels_.find(channel), false);  // nobody listening, nothing kept
     }
     // Posting takes each hub's own lock: never while holding the registry's.
-    for (PubSubHub* hub : targets) hub->post(channel, message);
+    for (Inbox* inbox : targets) inbox->post(channel, message);
     if (sender && result.subscribers > 0) result.subscribers -= 1;  // the sender gets no copy
     return result;
 }
 
-bool PubSubRegistry::subscribe(const std::string& channel, PubSubHub* hub, const config::PubSubSettings& settings,
+bool PubSubRegistry::subscribe(const std::string& channel, Inbox* inbox, const config::PubSubSettings& settings,
                                std::uint64_t& current_seq) {
     std::lock_guard lock(mutex_);
     const Clock::time_point now = clock_();
@@ -172,17 +169,17 @@ bool PubSubRegistry::subscribe(const std::string& channel, PubSubHub* hub, const
         return false;
     }
     adopt(*c, settings, now);
-    c->subscribers[hub]++;
+    c->subscribers[inbox]++;
     current_seq = c->seq;
     return true;
 }
 
-void PubSubRegistry::unsubscribe(const std::string& channel, PubSubHub* hub) {
+void PubSubRegistry::unsubscribe(const std::string& channel, Inbox* inbox) {
     std::lock_guard lock(mutex_);
     auto it = channels_.find(channel);
     if (it == channels_.end()) return;
     Channel& c = it->second;
-    auto sub = c.subscribers.find(hub);
+    auto sub = c.subscribers.find(inbox);
     if (sub != c.subscribers.end() && --sub->second == 0) c.subscribers.erase(sub);
     // Idle from now on. A channel with history is kept so that a subscriber returning with
     // ?since= can catch up (until channel_idle_timeout, history_ttl or the budget).
@@ -294,4 +291,4 @@ void PubSubRegistry::stats(observe::ProcessInfo& info) {
     s.slow_closed = slow_closed_.load(std::memory_order_relaxed);
 }
 
-}  // namespace portico::handlers
+}  // namespace portico::pubsub

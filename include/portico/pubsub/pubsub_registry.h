@@ -1,8 +1,10 @@
 #pragma once
 // The process-wide table of pub/sub channels that every pubsub route and every worker shares.
 //
-// It numbers each channel's messages, keeps their history and knows how many subscribers each
-// worker (PubSubHub) has per channel. One mutex, taken per publish, (un)subscribe, replay slice
+// It is the local bookkeeping of every backplane (subscribers per worker, max_channels, the
+// publish rate, the counters) and, for the in-process backplane (LocalBackplane), also the
+// message store: it numbers each channel's messages, keeps their history and knows how many subscribers each
+// worker (its Inbox) has per channel. One mutex, taken per publish, (un)subscribe, replay slice
 // and once a second for expiry; never per delivery. Everything it holds is bounded:
 // - history per channel by count (`history`), bytes (`history_bytes`) and age (`history_ttl`);
 // - history of all channels together by `pubsub.history_budget`: beyond it the oldest messages
@@ -29,29 +31,14 @@
 
 #include "portico/config/config.h"
 #include "portico/core/token_bucket.h"
+#include "portico/pubsub/backplane.h"
+#include "portico/pubsub/message.h"
 
 namespace portico::observe {
 struct ProcessInfo;
 }
 
-namespace portico::handlers {
-
-class PubSubHub;
-
-struct PubSubMessage {
-    std::uint64_t seq = 0;
-    bool text = true;
-    std::string payload;
-    const void* sender = nullptr;  // the subscriber that published it (not sent back to it)
-};
-using MessagePtr = std::shared_ptr<const PubSubMessage>;
-
-struct ChannelInfo {
-    std::uint64_t seq = 0;          // the last sequence number given out
-    std::uint64_t oldest = 0;       // the oldest kept message's seq; 0 = none kept
-    std::size_t subscribers = 0;    // on every worker
-    std::size_t history = 0;        // messages kept
-};
+namespace portico::pubsub {
 
 class PubSubRegistry {
 public:
@@ -69,16 +56,12 @@ public:
     // New process-wide bounds (a reload); a smaller budget is enforced at once. Thread-safe.
     void configure(const config::PubSubLimits& limits);
 
-    void attach(PubSubHub* hub);
-    void detach(PubSubHub* hub);
+    // A worker's inbox leaves: its subscriber counts go with it.
+    void detach(Inbox* inbox);
 
-    enum class Refusal { None, Channels, Rate };
-    struct PublishResult {
-        Refusal refused = Refusal::None;
-        std::uint64_t seq = 0;
-        std::size_t subscribers = 0;
-        std::chrono::seconds retry_after{0};  // when refused: when to try again (at least 1 s)
-    };
+    using Refusal = pubsub::Refusal;
+    using PublishResult = pubsub::PublishResult;
+    using ReplaySlice = pubsub::ReplaySlice;
     // Numbers the message, keeps it in the history within the bounds of `settings` and the
     // budget, and posts it to every worker with subscribers on `channel`. Refused (nothing
     // numbered, kept or posted) for a new channel beyond max_channels or beyond the channel's
@@ -86,24 +69,16 @@ public:
     PublishResult publish(const std::string& channel, std::string payload, bool text,
                           const config::PubSubSettings& settings, const void* sender);
 
-    // Counts a subscriber of `hub` on `channel` and stores the channel's current seq in
+    // Counts a subscriber of `inbox` on `channel` and stores the channel's current seq in
     // `current_seq`. False (nothing counted) for a new channel beyond max_channels. Thread-safe.
-    bool subscribe(const std::string& channel, PubSubHub* hub, const config::PubSubSettings& settings,
+    bool subscribe(const std::string& channel, Inbox* inbox, const config::PubSubSettings& settings,
                    std::uint64_t& current_seq);
-    void unsubscribe(const std::string& channel, PubSubHub* hub);
+    void unsubscribe(const std::string& channel, Inbox* inbox);
     // True when `channel` exists or there is room for one more (a hint before a WebSocket
     // upgrade; subscribe() decides). False is counted as a refused subscription.
     bool admits(const std::string& channel);
 
-    // The next part of a history replay after `after`.
-    struct ReplaySlice {
-        std::vector<MessagePtr> messages;  // kept messages with seq > after, in order
-        std::uint64_t cursor = 0;          // replay from here next time (the last seq covered)
-        bool gap = false;                  // messages after `after` were published but not kept
-        bool done = false;                 // nothing after `cursor` (the subscriber is live)
-        std::size_t next_bytes = 0;        // when not done: the size of the next message
-    };
-    // Kept messages with seq > after whose payloads (plus a frame header each) add up to at
+    // The next part of a history replay after `after`: kept messages with seq > after whose payloads (plus a frame header each) add up to at
     // most `max_bytes`, at most `max_messages` of them. Thread-safe.
     ReplaySlice replay(const std::string& channel, std::uint64_t after, std::size_t max_bytes,
                        std::size_t max_messages);
@@ -137,7 +112,7 @@ private:
         std::uint64_t seq = 0;
         std::deque<Kept> history;
         std::size_t history_bytes = 0;
-        std::map<PubSubHub*, std::size_t> subscribers;  // per worker; no zero counts
+        std::map<Inbox*, std::size_t> subscribers;  // per worker; no zero counts
         Clock::time_point last_active;           // last publish, (un)subscribe
         config::Duration ttl{0};                 // from the route, at the last publish/subscribe
         config::Duration idle{0};
@@ -174,4 +149,4 @@ private:
     std::atomic<std::uint64_t> slow_closed_{0};
 };
 
-}  // namespace portico::handlers
+}  // namespace portico::pubsub
