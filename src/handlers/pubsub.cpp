@@ -17,242 +17,6 @@
 
 namespace portico::handlers {
 
-// ---- the subscriber ---------------------------------------------------------------------------
-
-namespace {
-
-// A replay slice: at most this many messages per trip to the registry, so that what is
-// allocated under its lock stays small.
-constexpr std::size_t kReplaySliceMessages = 64;
-
-// Wraps `callback` so that it does nothing once `alive` has expired (its owner has gone).
-template <typename F>
-auto guardedBy(const std::shared_ptr<char>& alive, F callback) {
-    return [alive = std::weak_ptr<char>(alive), callback = std::move(callback)](auto&&... args) mutable {
-        if (!alive.expired()) callback(std::forward<decltype(args)>(args)...);
-    };
-}
-
-}  // namespace
-
-class PubSubSubscriber final : public EndpointApp {
-public:
-    PubSubSubscriber(PubSubHub& hub, const config::Route& route, std::string key, std::optional<std::uint64_t> since)
-        : hub_(hub), route_(route), settings_(route.pubsub), key_(std::move(key)), since_(since) {}
-
-    void onOpen(EndpointSession& session) override {
-        session_ = &session;
-        hub_.backplane().subscribe(key_, settings_, guardedBy(alive_, [this](bool ok, const pubsub::Position& top) {
-            onSubscribed(ok, top);
-        }));
-    }
-
-    void onMessage(EndpointSession& session, bool is_text, std::string_view payload) override {
-        if (!settings_.client_publish) {
-            // RFC 6455 7.4.1: 1008 for a message that violates the endpoint's policy.
-            session.close(ws::close_code::kPolicyViolation, "publishing is not allowed here");
-            return;
-        }
-        if (payload.size() > publishLimit(route_, 0)) {
-            hub_.registry().countRefusedSize();
-            // RFC 6455 7.4.1: 1009 for a message too big to process.
-            session.close(ws::close_code::kMessageTooBig, "message too big to publish");
-            return;
-        }
-        // Beyond the channel's publish_rate the message is dropped (and counted), not the
-        // connection: the rate is the channel's, and the sender may not be the one flooding it.
-        pubsub::PublishRequest request;
-        request.channel = key_;
-        request.payload = std::string(payload);
-        request.text = is_text;
-        request.settings = &settings_;
-        request.sender = this;
-        hub_.backplane().publish(std::move(request), [](const pubsub::PublishResult&) {});
-    }
-
-    void onDrained(EndpointSession&) override { pump(); }
-
-    void onClose(EndpointSession&) override {
-        session_ = nullptr;
-        alive_.reset();  // callbacks still held by the backplane find nobody
-        if (!subscribed_) return;
-        subscribed_ = false;
-        hub_.remove(key_, this);
-        hub_.backplane().unsubscribe(key_);
-    }
-
-    // `frames` holds the message encoded once for every subscriber of this worker.
-    void deliver(const pubsub::Message& message, evbuffer* frames) {
-        if (!session_ || !session_->isOpen()) return;
-        // While replaying, history brings this message in order (or it was not kept: a gap).
-        if (replaying_ || message.seq <= last_seq_) return;
-        if (message.seq > last_seq_ + 1) {
-            // Messages in between did not come live (a backplane that lost them, or an answer
-            // that crossed this one): they come from history, then this one.
-            catchUp();
-            return;
-        }
-        last_seq_ = message.seq;
-        if (message.sender == this) return;
-        if (session_->queuedBytes() + evbuffer_get_length(frames) > settings_.queue_bytes) {
-            closeSlow();
-            return;
-        }
-        session_->sendEncoded(frames);
-    }
-
-    // Whatever was published after last_seq_ comes from history.
-    void catchUp() {
-        if (!subscribed_ || replaying_) return;
-        replaying_ = true;
-        pump();
-    }
-
-private:
-    void onSubscribed(bool ok, const pubsub::Position& top) {
-        if (!session_) return;
-        if (!ok) {
-            // 1013 Try Again Later (the IANA close code registry, RFC 6455 11.7): a capacity
-            // limit, not a fault of the client. The 503 before the upgrade is the usual answer; this
-            // is the race where the last channel was taken meanwhile.
-            session_->close(ws::close_code::kTryAgainLater, "too many channels");
-            session_ = nullptr;
-            return;
-        }
-        hub_.add(key_, this);
-        subscribed_ = true;
-        last_seq_ = top.seq;
-        if (since_ && *since_ < top.seq) {
-            last_seq_ = *since_;
-            catchUp();
-        }
-    }
-
-    // Sends history after last_seq_ in slices, each no bigger than the room left under
-    // queue_bytes; continues from onDrained. Flow control by construction, as a live
-    // subscriber: the queue never holds more than queue_bytes. A slice may be answered before
-    // replay() returns (in-process) or later: pumping_ turns the first case into a loop.
-    void pump() {
-        if (pumping_) {
-            pump_again_ = true;
-            return;
-        }
-        pumping_ = true;
-        do {
-            pump_again_ = false;
-            requestSlice();
-        } while (pump_again_);
-        pumping_ = false;
-    }
-
-    void requestSlice() {
-        if (!replaying_ || slice_pending_ || !session_ || !session_->isOpen()) return;
-        const std::size_t queued = session_->queuedBytes();
-        pubsub::ReplayRequest request;
-        request.channel = key_;
-        request.after = last_seq_;
-        request.max_bytes = settings_.queue_bytes > queued ? settings_.queue_bytes - queued : 0;
-        request.max_messages = kReplaySliceMessages;
-        slice_pending_ = true;
-        hub_.backplane().replay(request, guardedBy(alive_, [this](pubsub::ReplaySlice& slice) { onSlice(slice); }));
-    }
-
-    void onSlice(pubsub::ReplaySlice& slice) {
-        slice_pending_ = false;
-        if (!session_ || !session_->isOpen()) return;
-        if (slice.gap && !truncated_) {
-            truncated_ = true;
-            hub_.registry().countReplayTruncated();
-        }
-        last_seq_ = slice.cursor;
-        if (slice.done) replaying_ = false;
-        if (!slice.messages.empty()) {
-            core::EvbufferPtr frames(evbuffer_new());
-            for (const auto& m : slice.messages) {
-                if (m->sender == this) continue;
-                ws::Codec::encodeMessage(frames.get(), m->text, m->payload.data(), m->payload.size(), nullptr);
-            }
-            session_->sendEncoded(frames.get());
-            pump();
-            return;
-        }
-        if (!replaying_) return;
-        if (session_->queuedBytes() == 0) {
-            // The next message alone is beyond queue_bytes: what a live one would get.
-            closeSlow();
-            return;
-        }
-        // Whatever the socket takes now; onDrained follows once a blocked write drains.
-        session_->flush();
-        if (session_->queuedBytes() == 0) pump();
-    }
-
-    void closeSlow() {
-        LOG_INFO("pubsub: closing a slow subscriber of %s (%zu bytes queued)", key_.c_str(), session_->queuedBytes());
-        hub_.registry().countSlowClosed();
-        session_->close(ws::close_code::kPolicyViolation, "subscriber too slow");
-    }
-
-    PubSubHub& hub_;
-    const config::Route& route_;
-    const config::PubSubSettings& settings_;
-    std::string key_;
-    std::optional<std::uint64_t> since_;
-    std::shared_ptr<char> alive_ = std::make_shared<char>();  // weakly held by pending callbacks
-    EndpointSession* session_ = nullptr;
-    std::uint64_t last_seq_ = 0;  // delivered (or skipped as a gap) up to here
-    bool subscribed_ = false;
-    bool replaying_ = false;      // history after last_seq_ is being sent
-    bool slice_pending_ = false;  // a replay() has not answered yet
-    bool pumping_ = false;
-    bool pump_again_ = false;
-    bool truncated_ = false;      // this replay missed messages that were not kept
-};
-
-std::unique_ptr<EndpointApp> makeSubscriberApp(PubSubHub& hub, const config::Route& route, std::string channel,
-                                               std::optional<std::uint64_t> since) {
-    std::string key = channelKey(route, channel);
-    if (!hub.backplane().admits(key)) return nullptr;
-    return std::make_unique<PubSubSubscriber>(hub, route, std::move(key), since);
-}
-
-// ---- the worker's hub ---------------------------------------------------------------------------
-
-PubSubHub::PubSubHub(net::EventLoop& loop, std::unique_ptr<pubsub::Backplane> backplane)
-    : loop_(loop), backplane_(std::move(backplane)) {
-    backplane_->start(*this);
-}
-
-PubSubHub::~PubSubHub() = default;
-
-void PubSubHub::onBackplaneMessage(const std::string& channel, const pubsub::MessagePtr& message) {
-    auto it = local_.find(channel);
-    if (it == local_.end() || it->second.empty()) return;
-    core::EvbufferPtr frames(evbuffer_new());
-    // Encoded once, uncompressed (allowed under permessage-deflate), shared by reference.
-    if (!ws::Codec::encodeMessage(frames.get(), message->text, message->payload.data(), message->payload.size(), nullptr))
-        return;
-    // A subscriber may close (and leave the list) while we deliver: iterate over a copy.
-    std::vector<PubSubSubscriber*> subscribers = it->second;
-    for (PubSubSubscriber* s : subscribers) s->deliver(*message, frames.get());
-}
-
-void PubSubHub::onBackplaneResync() {
-    std::vector<PubSubSubscriber*> all;
-    for (auto& [channel, list] : local_) all.insert(all.end(), list.begin(), list.end());
-    for (PubSubSubscriber* s : all) s->catchUp();
-}
-
-void PubSubHub::add(const std::string& channel, PubSubSubscriber* subscriber) { local_[channel].push_back(subscriber); }
-
-void PubSubHub::remove(const std::string& channel, PubSubSubscriber* subscriber) {
-    auto it = local_.find(channel);
-    if (it == local_.end()) return;
-    auto& list = it->second;
-    list.erase(std::remove(list.begin(), list.end(), subscriber), list.end());
-    if (list.empty()) local_.erase(it);
-}
-
 // ---- names and HTTP -----------------------------------------------------------------------------
 
 std::string channelKey(const config::Route& route, std::string_view channel) {
@@ -262,10 +26,40 @@ std::string channelKey(const config::Route& route, std::string_view channel) {
     return key;
 }
 
+namespace {
+
+constexpr std::size_t kMaxChannelName = 200;
+
+std::string_view afterPrefix(const config::Route& route, std::string_view path) {
+    return route.exact_path ? std::string_view{} : path.substr(std::min(route.path.size(), path.size()));
+}
+
+}  // namespace
+
 std::string_view channelName(const config::Route& route, std::string_view path) {
-    std::string_view name = route.exact_path ? std::string_view{} : path.substr(std::min(route.path.size(), path.size()));
-    if (name.empty() || name.size() > 200 || name.find('/') != std::string_view::npos) return {};
+    std::string_view name = afterPrefix(route, path);
+    if (name.empty() || name.size() > kMaxChannelName || name.find('/') != std::string_view::npos) return {};
     return name;
+}
+
+int channelRefusal(const config::Route& route, std::string_view path) { return afterPrefix(route, path).empty() ? 404 : 400; }
+
+SubscribeOptions parseSubscribeQuery(std::string_view query) {
+    SubscribeOptions options;
+    for (std::size_t at = 0; at <= query.size();) {
+        std::size_t amp = query.find('&', at);
+        std::string_view pair = query.substr(at, amp == std::string_view::npos ? std::string_view::npos : amp - at);
+        if (pair.substr(0, 6) == "since=") {
+            std::uint64_t value = 0;
+            auto [end, ec] = std::from_chars(pair.data() + 6, pair.data() + pair.size(), value);
+            if (ec == std::errc() && end == pair.data() + pair.size()) options.since = value;
+        } else if (pair.substr(0, 6) == "epoch=" && pair.size() <= 6 + 64) {
+            options.epoch = std::string(pair.substr(6));
+        }
+        if (amp == std::string_view::npos) break;
+        at = amp + 1;
+    }
+    return options;
 }
 
 std::size_t publishLimit(const config::Route& route, std::size_t max_body_bytes) {
@@ -301,14 +95,16 @@ bool publishAuthorized(const config::Route& route, std::string_view authorizatio
 
 void servePubSubHttp(PubSubHub& hub, const config::Route& route, PubSubHttpRequest request, PubSubAnswerDone done) {
     std::string_view channel = channelName(route, request.path);
-    if (channel.empty()) return done(PubSubAnswer{404, {}, {}});
+    if (channel.empty()) return done(PubSubAnswer{channelRefusal(route, request.path), {}, {}});
     std::string key = channelKey(route, channel);
     std::string json = "{\"channel\":";
     core::appendJsonString(json, channel);
     if (request.method == "POST") {
         if (!publishAuthorized(route, request.authorization))
             return done(PubSubAnswer{401, {}, {{"WWW-Authenticate", "Bearer"}}});
+        if (request.idempotency_key.size() > kMaxIdempotencyKey) return done(PubSubAnswer{400, {}, {}});
         pubsub::PublishRequest publish;
+        publish.idempotency_key = std::string(request.idempotency_key);
         publish.channel = std::move(key);
         // A body that is not UTF-8 goes out as a binary message: a text frame must be UTF-8.
         publish.text = ws::Utf8Validator::isValid(request.body);
@@ -324,7 +120,9 @@ void servePubSubHttp(PubSubHub& hub, const config::Route& route, PubSubHttpReque
                 case pubsub::Refusal::None: break;
             }
             json += ",\"subscribers\":" + std::to_string(result.subscribers) + ",\"seq\":" + std::to_string(result.seq) +
-                    "}\n";
+                    ",\"epoch\":";
+            core::appendJsonString(json, result.epoch);
+            json += "}\n";
             done(PubSubAnswer{200, std::move(json), {}});
         });
         return;
@@ -334,7 +132,9 @@ void servePubSubHttp(PubSubHub& hub, const config::Route& route, PubSubHttpReque
                                                                                   bool available) mutable {
             if (!available) return done(PubSubAnswer{503, {}, retryAfter(std::chrono::seconds(1))});
             json += ",\"subscribers\":" + std::to_string(info.subscribers) + ",\"seq\":" + std::to_string(info.seq) +
-                    ",\"history\":" + std::to_string(info.history) + ",\"oldest\":" + std::to_string(info.oldest) +
+                    ",\"epoch\":";
+            core::appendJsonString(json, info.epoch);
+            json += ",\"history\":" + std::to_string(info.history) + ",\"oldest\":" + std::to_string(info.oldest) +
                     "}\n";
             done(PubSubAnswer{200, std::move(json), {}});
         });

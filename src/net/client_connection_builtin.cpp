@@ -45,6 +45,8 @@ void ClientConnection::servePubSub() {
     call.method = request.method;
     call.path = request.path();
     call.authorization = authorization ? std::string_view(authorization->value) : std::string_view{};
+    const http::Header* idempotency = http::findHeader(request.headers, "Idempotency-Key");
+    if (idempotency) call.idempotency_key = idempotency->value;
     call.body = std::move(req_.body);
     req_.body.clear();
     const bool head_only = request.method == "HEAD";

@@ -22,13 +22,14 @@ void LocalBackplane::start(BackplaneSink& sink) {
 void LocalBackplane::onSweep(int, short, void* arg) { static_cast<LocalBackplane*>(arg)->registry_->expire(); }
 
 void LocalBackplane::publish(PublishRequest request, PublishDone done) {
-    PublishResult result =
-        registry_->publish(request.channel, std::move(request.payload), request.text, *request.settings, request.sender);
+    PublishResult result = registry_->publish(request.channel, std::move(request.payload), request.text,
+                                              *request.settings, request.sender, request.idempotency_key);
     done(result);
 }
 
 void LocalBackplane::subscribe(const std::string& channel, const config::PubSubSettings& settings, SubscribeDone done) {
     Position top;
+    top.epoch = registry_->epoch();
     const bool ok = registry_->subscribe(channel, this, settings, top.seq);
     done(ok, top);
 }
@@ -38,6 +39,15 @@ void LocalBackplane::unsubscribe(const std::string& channel) { registry_->unsubs
 bool LocalBackplane::admits(const std::string& channel) { return registry_->admits(channel); }
 
 void LocalBackplane::replay(const ReplayRequest& request, ReplayDone done) {
+    if (!request.epoch.empty() && request.epoch != registry_->epoch()) {
+        // A seq of another process's channels (before a restart): nothing of it is here.
+        ReplaySlice lost;
+        lost.lost = lost.done = true;
+        lost.epoch = registry_->epoch();
+        lost.top = lost.cursor = registry_->info(request.channel).seq;
+        done(lost);
+        return;
+    }
     ReplaySlice slice = registry_->replay(request.channel, request.after, request.max_bytes, request.max_messages);
     done(slice);
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 
 #include "portico/observe/metrics.h"
 
@@ -12,10 +13,19 @@ namespace {
 // RFC 6455 5.2: at most 14 header bytes in front of a server's frame (no mask).
 constexpr std::size_t kFrameHeader = 14;
 
+// Eight base-36 characters (41 bits): two processes of one deployment do not share an epoch.
+std::string randomEpoch() {
+    static constexpr char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    std::random_device random;
+    std::string epoch(8, '0');
+    for (char& c : epoch) c = kDigits[random() % 36];
+    return epoch;
+}
+
 }  // namespace
 
 PubSubRegistry::PubSubRegistry(const config::PubSubLimits& limits, std::function<Clock::time_point()> clock)
-    : clock_(clock ? std::move(clock) : [] { return Clock::now(); }), limits_(limits) {}
+    : clock_(clock ? std::move(clock) : [] { return Clock::now(); }), epoch_(randomEpoch()), limits_(limits) {}
 
 void PubSubRegistry::configure(const config::PubSubLimits& limits) {
     std::lock_guard lock(mutex_);
@@ -105,19 +115,49 @@ PubSubRegistry::Map::iterator PubSubRegistry::eraseIfUnused(Map::iterator it, bo
 
 // ---- the operations ------------------------------------------------------------------------------
 
+const std::uint64_t* PubSubRegistry::findIdempotent(const std::string& key, Clock::time_point now) {
+    while (!idempotent_order_.empty() && now - idempotent_order_.front().first >= kIdempotencyTtl) {
+        idempotent_.erase(idempotent_order_.front().second);
+        idempotent_order_.pop_front();
+    }
+    auto it = idempotent_.find(key);
+    return it == idempotent_.end() ? nullptr : &it->second;
+}
+
+void PubSubRegistry::rememberIdempotent(std::string key, std::uint64_t seq, Clock::time_point now) {
+    if (idempotent_order_.size() >= kIdempotencyKeys) {
+        idempotent_.erase(idempotent_order_.front().second);
+        idempotent_order_.pop_front();
+    }
+    idempotent_.emplace(key, seq);
+    idempotent_order_.emplace_back(now, std::move(key));
+}
+
 PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel, std::string payload, bool text,
-                                                      const config::PubSubSettings& settings, const void* sender) {
+                                                      const config::PubSubSettings& settings, const void* sender,
+                                                      const std::string& idempotency_key) {
     // Built before the lock: the only allocation of the message's size.
     auto message = std::make_shared<Message>();
+    message->epoch = epoch_;
     message->text = text;
     message->payload = std::move(payload);
     message->sender = sender;
     const std::size_t bytes = message->payload.size() + kMessageOverhead;
     std::vector<Inbox*> targets;
     PublishResult result;
+    result.epoch = epoch_;
+    std::string idempotent_key;
+    if (!idempotency_key.empty()) idempotent_key = channel + '\n' + idempotency_key;
     {
         std::lock_guard lock(mutex_);
         const Clock::time_point now = clock_();
+        if (!idempotent_key.empty()) {
+            if (const std::uint64_t* seq = findIdempotent(idempotent_key, now)) {
+                result.seq = *seq;
+                result.duplicate = true;
+                return result;
+            }
+        }
         Channel* c = findOrCreate(channel, now);
         if (!c) {
             ++refused_channels_;
@@ -132,6 +172,7 @@ PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel
         }
         adopt(*c, settings, now);
         message->seq = result.seq = ++c->seq;
+        if (!idempotent_key.empty()) rememberIdempotent(std::move(idempotent_key), result.seq, now);
         trimAge(*c, now);
         if (settings.history > 0) {
             if (bytes <= settings.history_bytes && bytes <= limits_.history_budget) {
@@ -198,6 +239,7 @@ PubSubRegistry::ReplaySlice PubSubRegistry::replay(const std::string& channel, s
                                                    std::size_t max_bytes, std::size_t max_messages) {
     ReplaySlice slice;
     slice.cursor = after;
+    slice.epoch = epoch_;
     std::lock_guard lock(mutex_);
     auto it = channels_.find(channel);
     if (it == channels_.end()) {
@@ -205,6 +247,7 @@ PubSubRegistry::ReplaySlice PubSubRegistry::replay(const std::string& channel, s
         return slice;
     }
     Channel& c = it->second;
+    slice.top = c.seq;
     trimAge(c, clock_());
     if (after >= c.seq) {  // up to date, or a seq from before the channel was (re)created
         slice.done = true;
@@ -239,6 +282,7 @@ PubSubRegistry::ReplaySlice PubSubRegistry::replay(const std::string& channel, s
 ChannelInfo PubSubRegistry::info(const std::string& channel) {
     std::lock_guard lock(mutex_);
     ChannelInfo info;
+    info.epoch = epoch_;
     auto it = channels_.find(channel);
     if (it == channels_.end()) return info;
     Channel& c = it->second;

@@ -64,13 +64,31 @@ std::string channelKey(const config::Route& route, std::string_view channel);
 // The channel name: the request path after the route's prefix ("/live/room1" -> "room1").
 // Empty when there is none or it is not a plain name (no '/', at most 200 bytes).
 std::string_view channelName(const config::Route& route, std::string_view path);
+// Why channelName() is empty: 404 (no name after the prefix) or 400 (a '/' or too long). The
+// same answer on every node.
+int channelRefusal(const config::Route& route, std::string_view path);
 
-// A WebSocket subscriber's app (EndpointApp) for `channel`, replaying history after `since`
-// no faster than its socket drains (queue_bytes). nullptr when `channel` is new and
-// pubsub.max_channels are known (answer 503): the hint before the upgrade; the subscription
-// itself, when the session opens, can still be refused (close 1013).
+// The WebSocket subprotocol in which every message goes out as one JSON text frame
+// {"channel","seq","epoch","data"|"data_b64"} and a lost history is a message, not a close.
+inline constexpr std::string_view kPubSubSubprotocol = "portico.pubsub.v1";
+
+struct SubscribeOptions {
+    std::optional<std::uint64_t> since;  // ?since=SEQ: replay history after SEQ
+    std::string epoch;                   // ?epoch=E: SEQ's epoch ("" = the current one)
+    bool json = false;                   // portico.pubsub.v1 was negotiated
+};
+// Reads ?since= and ?epoch= from a query string (malformed values are ignored).
+SubscribeOptions parseSubscribeQuery(std::string_view query);
+
+// A WebSocket subscriber's app (EndpointApp) for `channel`, replaying history after
+// `options.since` no faster than its socket drains (queue_bytes). Its position is lost (message
+// history_lost with the subprotocol, else close 4410) when `options.epoch` is not the
+// channel's, or SEQ > 0 is older than the history kept (since=0 asks for whatever is kept).
+// nullptr when `channel` is new and pubsub.max_channels are known (answer 503): the hint before
+// the upgrade; the subscription itself, when the session opens, can still be refused (close
+// 1013).
 std::unique_ptr<EndpointApp> makeSubscriberApp(PubSubHub& hub, const config::Route& route, std::string channel,
-                                               std::optional<std::uint64_t> since);
+                                               SubscribeOptions options);
 
 // The largest publish `route` takes: max_message_bytes, never more than queue_bytes (a bigger
 // message could reach no subscriber) nor than `max_body_bytes` (limits; 0 = no limit).
@@ -79,16 +97,20 @@ std::size_t publishLimit(const config::Route& route, std::size_t max_body_bytes)
 // refused publish: answer 413) beyond.
 bool publishBodyFits(PubSubHub& hub, const config::Route& route, std::size_t max_body_bytes, std::size_t total);
 
-// HTTP side. POST publishes `body` and answers {"channel":..,"subscribers":N,"seq":S}, or 503
-// (new channel beyond max_channels, or the backplane cannot take it) or 429 (publish_rate)
-// with Retry-After; GET answers the channel info {"channel","subscribers","seq","history",
-// "oldest"}.
+// HTTP side. POST publishes `body` and answers {"channel","subscribers","seq","epoch"}, or 503
+// (new channel beyond max_channels, or the backplane cannot take it: not known to be
+// published) or 429 (publish_rate) with Retry-After; with an Idempotency-Key seen within
+// PubSubRegistry::kIdempotencyTtl it answers the first publish's seq without delivering again.
+// GET answers the channel info {"channel","subscribers","seq","epoch","history","oldest"}.
 struct PubSubHttpRequest {
     std::string_view method;
     std::string_view path;
     std::string_view authorization;  // the Authorization value, "" when absent
     std::string body;                // a publish's message
+    std::string_view idempotency_key;  // the Idempotency-Key value, "" when absent
 };
+// The longest Idempotency-Key taken (beyond: 400).
+inline constexpr std::size_t kMaxIdempotencyKey = 200;
 struct PubSubAnswer {
     int status = 200;
     std::string json;          // the body of a 200; empty for an error (the standard page)

@@ -81,6 +81,7 @@ struct ReplaySlice {
     std::vector<MessagePtr> messages;  // kept messages with seq > after, in order
     std::uint64_t cursor = 0;          // replay from here next time (the last seq covered)
     std::string epoch;                 // the channel's current epoch
+    std::uint64_t top = 0;             // the channel's last seq in that epoch
     bool gap = false;                  // messages after `after` were published but not kept
     bool lost = false;                 // `epoch` is not the one asked for: the history is gone
     bool done = false;                 // nothing after `cursor` (the subscriber is live)

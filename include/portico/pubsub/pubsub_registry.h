@@ -11,7 +11,10 @@
 //   process-wide go first, whatever their channel (a list in publish order makes that O(1));
 // - channels by `pubsub.max_channels`; a channel with no subscribers goes with its last kept
 //   message, or after `channel_idle_timeout` without a publish;
-// - publishes per channel by a token bucket (`publish_rate`, `publish_burst`).
+// - publishes per channel by a token bucket (`publish_rate`, `publish_burst`);
+// - Idempotency-Key entries by kIdempotencyKeys (the oldest goes first) and kIdempotencyTtl.
+// Sequence numbers restart with the process: the epoch, random per registry, tells a
+// subscriber's ?since=SEQ&epoch=E from an earlier process apart.
 // Under the lock nothing of unbounded size is allocated: a message is built before, a replay
 // slice is at most `max_messages` pointers.
 
@@ -49,9 +52,16 @@ public:
     static constexpr std::size_t kMessageOverhead = 192;
     // How often expire() does its work, whichever worker calls it.
     static constexpr std::chrono::seconds kSweepInterval{1};
+    // A publish with an Idempotency-Key seen within this time answers the first one's seq and
+    // is not delivered again; at most this many keys are remembered (the oldest go first).
+    static constexpr std::chrono::minutes kIdempotencyTtl{5};
+    static constexpr std::size_t kIdempotencyKeys = 10000;
 
     // `clock` is for tests; by default the steady clock.
     explicit PubSubRegistry(const config::PubSubLimits& limits = {}, std::function<Clock::time_point()> clock = {});
+
+    // The epoch of every channel of this registry: random, fixed for its life.
+    const std::string& epoch() const { return epoch_; }
 
     // New process-wide bounds (a reload); a smaller budget is enforced at once. Thread-safe.
     void configure(const config::PubSubLimits& limits);
@@ -65,9 +75,11 @@ public:
     // Numbers the message, keeps it in the history within the bounds of `settings` and the
     // budget, and posts it to every worker with subscribers on `channel`. Refused (nothing
     // numbered, kept or posted) for a new channel beyond max_channels or beyond the channel's
-    // publish rate. Thread-safe.
+    // publish rate. A non-empty `idempotency_key` seen on this channel within kIdempotencyTtl
+    // answers the first publish's seq (duplicate) and posts nothing. Thread-safe.
     PublishResult publish(const std::string& channel, std::string payload, bool text,
-                          const config::PubSubSettings& settings, const void* sender);
+                          const config::PubSubSettings& settings, const void* sender,
+                          const std::string& idempotency_key = {});
 
     // Counts a subscriber of `inbox` on `channel` and stores the channel's current seq in
     // `current_seq`. False (nothing counted) for a new channel beyond max_channels. Thread-safe.
@@ -131,12 +143,19 @@ private:
     // Removes the channel at `it` if it has no subscribers and (no history or `force`).
     Map::iterator eraseIfUnused(Map::iterator it, bool force);
 
+    // Finds `key` among the remembered idempotency keys, dropping expired ones first.
+    const std::uint64_t* findIdempotent(const std::string& key, Clock::time_point now);
+    void rememberIdempotent(std::string key, std::uint64_t seq, Clock::time_point now);
+
     std::function<Clock::time_point()> clock_;
+    const std::string epoch_;
     std::atomic<Clock::rep> next_sweep_{0};
     std::mutex mutex_;
     config::PubSubLimits limits_;
     Map channels_;
     std::list<Channel*> order_;  // the channel of every kept message, oldest message first
+    std::unordered_map<std::string, std::uint64_t> idempotent_;  // channel\nkey -> seq
+    std::deque<std::pair<Clock::time_point, std::string>> idempotent_order_;  // oldest first
     std::size_t history_bytes_ = 0;
     std::size_t history_messages_ = 0;
     std::uint64_t evicted_[kReasons] = {};

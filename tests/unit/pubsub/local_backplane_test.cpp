@@ -96,3 +96,24 @@ TEST_CASE("local backplane replays kept history and reports channel info", "[pub
         CHECK(info.history == 3);
     });
 }
+
+TEST_CASE("local backplane answers a replay in another epoch as lost, with the current top", "[pubsub]") {
+    TwoWorkers w;
+    w.publish(w.a, "room", "1");
+    w.publish(w.a, "room", "2");
+    pubsub::ReplayRequest request;
+    request.channel = "room";
+    request.after = 1;
+    request.epoch = "another";
+    request.max_bytes = 1 << 20;
+    request.max_messages = 64;
+    bool called = false;
+    w.b.replay(request, [&](pubsub::ReplaySlice& slice) {
+        called = true;
+        CHECK(slice.lost);
+        CHECK(slice.messages.empty());
+        CHECK(slice.top == 2);
+        CHECK(slice.epoch == w.registry->epoch());
+    });
+    CHECK(called);
+}

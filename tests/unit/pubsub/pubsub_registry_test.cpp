@@ -258,3 +258,45 @@ TEST_CASE("pubsub replay after evicted messages starts at the oldest kept and sa
     CHECK(tight.cursor == 6);
     CHECK_FALSE(f.registry->replay("a", 6, 1 << 20, 64).gap);
 }
+
+TEST_CASE("pubsub an Idempotency-Key answers the first seq within its TTL and posts nothing", "[pubsub]") {
+    Fixture f;
+    auto publishWithKey = [&](const std::string& channel, const std::string& key) {
+        return f.registry->publish(channel, "m", true, f.settings, nullptr, key);
+    };
+    auto first = publishWithKey("a", "k1");
+    auto retry = publishWithKey("a", "k1");
+    CHECK(first.seq == 1);
+    CHECK_FALSE(first.duplicate);
+    CHECK(retry.seq == 1);
+    CHECK(retry.duplicate);
+    CHECK(f.registry->info("a").seq == 1);  // not numbered, not kept again
+    CHECK(publishWithKey("b", "k1").seq == 1);  // keys are per channel
+    f.now += PubSubRegistry::kIdempotencyTtl;
+    auto late = publishWithKey("a", "k1");
+    CHECK_FALSE(late.duplicate);
+    CHECK(late.seq == 2);
+}
+
+TEST_CASE("pubsub the Idempotency-Key table forgets the oldest key beyond its bound", "[pubsub]") {
+    Fixture f;
+    f.settings.history = 0;
+    for (std::size_t i = 0; i <= PubSubRegistry::kIdempotencyKeys; ++i)
+        f.registry->publish("a", "m", true, f.settings, nullptr, "k" + std::to_string(i));
+    CHECK_FALSE(f.registry->publish("a", "m", true, f.settings, nullptr, "k0").duplicate);  // forgotten
+    CHECK(f.registry->publish("a", "m", true, f.settings, nullptr, "k2").duplicate);
+}
+
+TEST_CASE("pubsub every registry has its own epoch, carried by messages, info and replays", "[pubsub]") {
+    Fixture f, other;
+    CHECK(f.registry->epoch().size() == 8);
+    CHECK(f.registry->epoch() != other.registry->epoch());
+    auto r = f.publish("a");
+    CHECK(r.epoch == f.registry->epoch());
+    CHECK(f.registry->info("a").epoch == f.registry->epoch());
+    auto slice = f.registry->replay("a", 0, 1 << 20, 64);
+    CHECK(slice.epoch == f.registry->epoch());
+    CHECK(slice.top == 1);
+    REQUIRE(slice.messages.size() == 1);
+    CHECK(slice.messages[0]->epoch == f.registry->epoch());
+}
