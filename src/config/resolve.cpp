@@ -46,6 +46,7 @@ void resolveConfig(Config& config, const std::string& file) {
         if (upstream.tls) resolve(base, upstream.tls->ca);
     }
     for (Route& route : config.routes) resolve(base, route.root);
+    resolve(base, config.pubsub.backplane.password_file);
 }
 
 }  // namespace portico::config::detail

@@ -10,6 +10,7 @@
 
 #include "config/decoder.h"
 #include "config/passes.h"
+#include "portico/config/redis_url.h"
 #include "portico/config/units.h"
 
 namespace portico::config::detail {
@@ -475,14 +476,42 @@ const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
      }},
 }};
 
+// `pubsub.backplane`.
+const std::array<KeyRule<BackplaneSettings>, 5> kBackplaneKeys{{
+    {"redis",
+     [](Decoder& d, const Item& v, BackplaneSettings& b) {
+         if (!d.readString(v, b.redis)) return;
+         std::string error;
+         if (!parseRedisUrl(b.redis, b.address, error)) d.error(v, error);
+         b.enabled = true;
+     }},
+    {"key_prefix",
+     [](Decoder& d, const Item& v, BackplaneSettings& b) {
+         if (!d.readString(v, b.key_prefix)) return;
+         if (b.key_prefix.empty() || b.key_prefix.find_first_of("{} \n") != std::string::npos)
+             d.error(v, "must be non-empty, without braces, spaces or newlines");
+     }},
+    {"connect_timeout",
+     [](Decoder& d, const Item& v, BackplaneSettings& b) {
+         if (d.readDuration(v, b.connect_timeout)) requirePositive(d, v, b.connect_timeout.count() > 0);
+     }},
+    {"publish_timeout",
+     [](Decoder& d, const Item& v, BackplaneSettings& b) {
+         if (d.readDuration(v, b.publish_timeout)) requirePositive(d, v, b.publish_timeout.count() > 0);
+     }},
+    {"password_file", [](Decoder& d, const Item& v, BackplaneSettings& b) { d.readString(v, b.password_file); }},
+}};
+
 // The top-level `pubsub:` block.
-const std::array<KeyRule<PubSubLimits>, 2> kPubSubLimitsKeys{{
+const std::array<KeyRule<PubSubLimits>, 3> kPubSubLimitsKeys{{
     {"history_budget",  // 0 = no history anywhere
      [](Decoder& d, const Item& v, PubSubLimits& l) { d.readSize(v, l.history_budget); }},
     {"max_channels",
      [](Decoder& d, const Item& v, PubSubLimits& l) {
          if (d.readCount(v, l.max_channels)) requirePositive(d, v, l.max_channels > 0);
      }},
+    {"backplane",
+     [](Decoder& d, const Item& v, PubSubLimits& l) { decodeMapping(d, v, kBackplaneKeys, l.backplane); }},
 }};
 
 // Headers Portico owns: setting them from the configuration would break message framing

@@ -90,6 +90,10 @@ public:
 
     void onOpen(EndpointSession& session) override {
         session_ = &session;
+        // In the hub first: a remote backplane answers later, and what arrives meanwhile tells
+        // whether to catch up (pending_seq_).
+        hub_.add(key_, this);
+        in_hub_ = subscribing_ = true;
         hub_.backplane().subscribe(key_, settings_, guardedBy(alive_, [this](bool ok, const pubsub::Position& top) {
                                        onSubscribed(ok, top);
                                    }));
@@ -124,14 +128,25 @@ public:
     void onClose(EndpointSession&) override {
         session_ = nullptr;
         alive_.reset();  // callbacks still held by the backplane find nobody
-        if (!subscribed_) return;
-        subscribed_ = false;
-        hub_.remove(key_, this);
-        hub_.backplane().unsubscribe(key_);
+        if (in_hub_) hub_.remove(key_, this);
+        in_hub_ = false;
+        // Each subscribe() not refused is matched by one unsubscribe(), answered or not.
+        if (subscribed_ || subscribing_) hub_.backplane().unsubscribe(key_);
+        subscribed_ = subscribing_ = false;
     }
 
     void deliver(const pubsub::Message& message, MessageFrames& frames) {
-        if (!session_ || !session_->isOpen() || !subscribed_) return;
+        if (!session_ || !session_->isOpen()) return;
+        if (!subscribed_) {
+            // Before the backplane's answer: remembered, so that anything after its position
+            // comes from history.
+            if (subscribing_) {
+                pending_seq_ = std::max(pending_seq_, message.seq);
+                pending_epoch_ = message.epoch;
+            }
+            return;
+        }
+        if (epoch_.empty()) epoch_ = message.epoch;  // the channel's state began after we asked
         if (message.epoch != epoch_) {
             // The channel's state was created anew (Redis flushed or evicted it): its seq
             // restarted, and what this subscriber missed of it is not known.
@@ -166,8 +181,11 @@ public:
 
 private:
     void onSubscribed(bool ok, const pubsub::Position& top) {
+        subscribing_ = false;
         if (!session_) return;
         if (!ok) {
+            hub_.remove(key_, this);
+            in_hub_ = false;
             // 1013 Try Again Later (the IANA close code registry, RFC 6455 11.7): a capacity
             // limit, not a fault of the client. The 503 before the upgrade is the usual answer; this
             // is the race where the last channel was taken meanwhile.
@@ -175,11 +193,14 @@ private:
             session_ = nullptr;
             return;
         }
-        hub_.add(key_, this);
         subscribed_ = true;
         epoch_ = top.epoch;
         last_seq_ = top.seq;
-        if (!options_.since) return;
+        if (!options_.since) {
+            if (epoch_.empty() && !pending_epoch_.empty()) epoch_ = pending_epoch_;  // created since
+            if (pending_epoch_ == epoch_ && pending_seq_ > last_seq_) catchUp();
+            return;
+        }
         const std::uint64_t since = *options_.since;
         // A position in another epoch, or beyond this one's last seq (from an earlier life of
         // the channel): what came after it is not known here.
@@ -210,6 +231,7 @@ private:
         core::appendJsonString(json, epoch);
         json += ",\"seq\":" + std::to_string(top) + "}";
         session_->sendText(json);
+        session_->flush();  // also when told from a backplane's callback, outside a read
         epoch_ = epoch;
         last_seq_ = top;
         replaying_ = false;
@@ -241,6 +263,7 @@ private:
         request.epoch = epoch_;
         request.max_bytes = settings_.queue_bytes > queued ? settings_.queue_bytes - queued : 0;
         request.max_messages = kReplaySliceMessages;
+        request.history_ttl = settings_.history_ttl;
         slice_pending_ = true;
         hub_.backplane().replay(request, guardedBy(alive_, [this](pubsub::ReplaySlice& slice) { onSlice(slice); }));
     }
@@ -296,6 +319,10 @@ private:
     EndpointSession* session_ = nullptr;
     std::string epoch_;           // of last_seq_
     std::uint64_t last_seq_ = 0;  // delivered (or skipped) up to here
+    std::uint64_t pending_seq_ = 0;  // the highest seq seen before the subscription's answer
+    std::string pending_epoch_;      // its epoch
+    bool in_hub_ = false;
+    bool subscribing_ = false;       // subscribe() asked, not answered
     bool subscribed_ = false;
     bool replaying_ = false;      // history after last_seq_ is being sent
     bool slice_pending_ = false;  // a replay() has not answered yet

@@ -105,7 +105,7 @@ void ClientConnection::respondInternal(const config::Route& route) {
     handlers::Reply reply;
     switch (route.handler) {
         case config::HandlerKind::Health:
-            reply = handlers::serveHealth(client_->output(), request, keep_alive);
+            reply = handlers::serveHealth(client_->output(), request, keep_alive, worker_.pubsub().backplane().health());
             break;
         case config::HandlerKind::Static:
             reply = handlers::serveStatic(client_->output(), route, request, keep_alive);

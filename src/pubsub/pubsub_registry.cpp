@@ -200,6 +200,30 @@ PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel
     return result;
 }
 
+PubSubRegistry::PublishResult PubSubRegistry::admitPublish(const std::string& channel,
+                                                           const config::PubSubSettings& settings, const void* sender) {
+    PublishResult result;
+    std::lock_guard lock(mutex_);
+    const Clock::time_point now = clock_();
+    Channel* c = findOrCreate(channel, now);
+    if (!c) {
+        ++refused_channels_;
+        result.refused = Refusal::Channels;
+        result.retry_after = kSweepInterval * 5;
+        return result;
+    }
+    if (!takeToken(*c, settings, now, result.retry_after)) {
+        ++refused_rate_;
+        result.refused = Refusal::Rate;
+        return result;
+    }
+    adopt(*c, settings, now);
+    for (auto& [inbox, count] : c->subscribers) result.subscribers += count;
+    if (sender && result.subscribers > 0) result.subscribers -= 1;  // the sender gets no copy
+    eraseIfUnused(channels_.find(channel), false);
+    return result;
+}
+
 bool PubSubRegistry::subscribe(const std::string& channel, Inbox* inbox, const config::PubSubSettings& settings,
                                std::uint64_t& current_seq) {
     std::lock_guard lock(mutex_);

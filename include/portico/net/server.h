@@ -11,6 +11,7 @@
 #include "portico/core/handles.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/snapshot.h"
+#include "portico/pubsub/backplane.h"
 
 namespace portico::observe {
 class AccessSink;
@@ -40,6 +41,8 @@ public:
 private:
     // Opens one socket per worker for `listener`; empty on failure (logged).
     std::vector<core::UniqueFd> openListener(const config::Listener& listener);
+    // The factory of every worker's pub/sub backplane; false (logged) when it cannot be made.
+    bool makeBackplane(const config::BackplaneSettings& settings, pubsub::BackplaneFactory& factory);
     void stop();
     void reload();
     static void onSignal(int signal, short, void* arg);

@@ -75,6 +75,7 @@ struct ReplayRequest {
     std::string epoch;          // of `after`; "" = the current one
     std::size_t max_bytes = 0;  // payloads plus a frame header each
     std::size_t max_messages = 0;
+    config::Duration history_ttl{0};  // the route's: older messages count as not kept (Redis)
 };
 
 struct ReplaySlice {
@@ -124,6 +125,8 @@ public:
     virtual PubSubRegistry& registry() = 0;
     // Fills the backplane's part of metrics and status. Thread-safe.
     virtual void stats(observe::ProcessInfo& info) = 0;
+    // For `handler: health`: "up" or "down" for a remote backplane; nullptr in-process.
+    virtual const char* health() const { return nullptr; }
 };
 
 // Makes each worker's backplane on that worker's loop (Server picks the implementation).

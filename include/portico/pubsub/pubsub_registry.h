@@ -81,6 +81,11 @@ public:
                           const config::PubSubSettings& settings, const void* sender,
                           const std::string& idempotency_key = {});
 
+    // The local half of a publish that another backplane numbers and carries: the channel cap
+    // and publish_rate (refused as publish() would be) and this process's subscriber count
+    // (minus `sender`). Nothing is numbered, kept or posted. Thread-safe.
+    PublishResult admitPublish(const std::string& channel, const config::PubSubSettings& settings, const void* sender);
+
     // Counts a subscriber of `inbox` on `channel` and stores the channel's current seq in
     // `current_seq`. False (nothing counted) for a new channel beyond max_channels. Thread-safe.
     bool subscribe(const std::string& channel, Inbox* inbox, const config::PubSubSettings& settings,
