@@ -17,14 +17,15 @@ from http_client import http_request  # noqa: E402
 from portico_harness import main, make_config, slow_factor  # noqa: E402
 from pubsub_client import PubSubNode, recv_json  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
+from tcp_freezer import TcpFreezer  # noqa: E402
 from ws_client import OP_TEXT  # noqa: E402
 from ws_peers import WsTestCase, wait_for  # noqa: E402
 
 PREFIX = "ptest"
 
 
-def node_config(redis_url, workers=2, **pubsub):
-    settings = {"history": 1000, "publish_rate": "off"}
+def node_config(redis_url, workers=2, client_publish=False, **pubsub):
+    settings = {"history": 1000, "publish_rate": "off", "client_publish": client_publish}
     settings.update(pubsub)
     return make_config(
         workers=workers,
@@ -44,10 +45,10 @@ class RedisBackplane(WsTestCase):
         self.addCleanup(r.cleanup)
         return r.start()
 
-    def start_nodes(self, redis, n, **pubsub):
+    def start_nodes(self, redis, n, url=None, **pubsub):
         nodes = []
         for _ in range(n):
-            p = self.start_portico(node_config(redis.url, **pubsub))
+            p = self.start_portico(node_config(url or redis.url, **pubsub))
             node = PubSubNode(p.port)
             node.process = p
             nodes.append(node)
@@ -60,6 +61,12 @@ class RedisBackplane(WsTestCase):
         r = http_request(node.port, "GET", "/health")
         self.assertEqual(r.status, 200)
         return r.body.decode()
+
+    def metric(self, node, name):
+        for line in http_request(node.port, "GET", "/metrics").body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
 
     def subscribed(self, node, channel, n):
         # Counted as soon as the subscription is asked for; Redis confirms it a little later,
@@ -133,6 +140,22 @@ class RedisBackplane(WsTestCase):
         self.assertEqual((frames, eof), ([], False))
         self.assertGreater(redis.command("TTL", PREFIX + ":{/live/\nidem}:idem:abc"), 0)
 
+    def test_client_publish_chat_spans_two_nodes(self):
+        redis = self.start_redis()
+        a, b = self.start_nodes(redis, 2, client_publish=True)
+        alice = a.subscribe("chat", "?since=0")
+        bob = b.subscribe("chat", "?since=0", json_frames=True)
+        self.subscribed(a, "chat", 1)
+        self.subscribed(b, "chat", 1)
+        alice.send_text("hi from a")
+        self.assertEqual(recv_json(bob)["data"], "hi from a")
+        bob.send_text("hi from b")
+        self.assertEqual(alice.recv_message(), (OP_TEXT, b"hi from b"))
+        # Nobody gets their own message back, across nodes as in one process.
+        for ws in (alice, bob):
+            frames, eof = ws.read_until_eof(0.3)
+            self.assertEqual((frames, eof), ([], False))
+
     # -- faults --------------------------------------------------------------------------------
     def test_redis_down_publish_503_health_200_says_down_then_recovers(self):
         redis = self.start_redis()
@@ -169,6 +192,25 @@ class RedisBackplane(WsTestCase):
         self.assertEqual(recv_json(ws)["data"], "after")
         self.assertNotEqual(after["epoch"], lost["epoch"] if lost["seq"] else "", "no new epoch")
         self.assertTrue(any("is back" in line for line in b.process.stderr_lines()))
+
+    def test_a_silent_subscription_is_found_by_the_probe_and_reconnected(self):
+        redis = self.start_redis()
+        relay = TcpFreezer(redis.port)
+        self.addCleanup(relay.close)
+        url = "redis://127.0.0.1:%d/0" % relay.port
+        (a,) = self.start_nodes(redis, 1, url=url)
+        ws = a.subscribe("quiet", "?since=0", json_frames=True)
+        self.subscribed(a, "quiet", 1)
+        self.assertEqual(a.publish("quiet", b"1").json()["seq"], 1)
+        self.assertEqual(recv_json(ws)["seq"], 1)
+        self.assertGreater(relay.freeze(), 0)
+        # The sockets stay open and say nothing: only the probe can tell (each worker's own).
+        self.assertTrue(wait_for(lambda: self.metric(a, "portico_pubsub_backplane_silent_total") >= 1,
+                                 timeout=20), "the silent subscription was not detected")
+        self.assertTrue(wait_for(lambda: self.health(a) == "ok\nbackplane: up\n", timeout=15))
+        self.assertTrue(wait_for(lambda: a.publish("quiet", b"after").status == 200, timeout=10))
+        got = recv_json(ws, timeout=10)
+        self.assertEqual((got["seq"], got["data"]), (2, "after"))
 
     def run_restart_under_load(self, persistent):
         redis = self.start_redis(persistent=persistent)
