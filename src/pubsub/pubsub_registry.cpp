@@ -158,19 +158,8 @@ PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel
                 return result;
             }
         }
-        Channel* c = findOrCreate(channel, now);
-        if (!c) {
-            ++refused_channels_;
-            result.refused = Refusal::Channels;
-            result.retry_after = kSweepInterval * 5;
-            return result;
-        }
-        if (!takeToken(*c, settings, now, result.retry_after)) {
-            ++refused_rate_;
-            result.refused = Refusal::Rate;
-            return result;
-        }
-        adopt(*c, settings, now);
+        Channel* c = admitLocked(channel, settings, now, result);
+        if (!c) return result;
         message->seq = result.seq = ++c->seq;
         if (!idempotent_key.empty()) rememberIdempotent(std::move(idempotent_key), result.seq, now);
         trimAge(*c, now);
@@ -200,24 +189,30 @@ PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel
     return result;
 }
 
-PubSubRegistry::PublishResult PubSubRegistry::admitPublish(const std::string& channel,
-                                                           const config::PubSubSettings& settings, const void* sender) {
-    PublishResult result;
-    std::lock_guard lock(mutex_);
-    const Clock::time_point now = clock_();
+PubSubRegistry::Channel* PubSubRegistry::admitLocked(const std::string& channel, const config::PubSubSettings& settings,
+                                                     Clock::time_point now, PublishResult& result) {
     Channel* c = findOrCreate(channel, now);
     if (!c) {
         ++refused_channels_;
         result.refused = Refusal::Channels;
         result.retry_after = kSweepInterval * 5;
-        return result;
+        return nullptr;
     }
     if (!takeToken(*c, settings, now, result.retry_after)) {
         ++refused_rate_;
         result.refused = Refusal::Rate;
-        return result;
+        return nullptr;
     }
     adopt(*c, settings, now);
+    return c;
+}
+
+PubSubRegistry::PublishResult PubSubRegistry::admitPublish(const std::string& channel,
+                                                           const config::PubSubSettings& settings, const void* sender) {
+    PublishResult result;
+    std::lock_guard lock(mutex_);
+    Channel* c = admitLocked(channel, settings, clock_(), result);
+    if (!c) return result;
     for (auto& [inbox, count] : c->subscribers) result.subscribers += count;
     if (sender && result.subscribers > 0) result.subscribers -= 1;  // the sender gets no copy
     eraseIfUnused(channels_.find(channel), false);

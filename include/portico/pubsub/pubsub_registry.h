@@ -148,6 +148,10 @@ private:
     // Removes the channel at `it` if it has no subscribers and (no history or `force`).
     Map::iterator eraseIfUnused(Map::iterator it, bool force);
 
+    // The channel cap and publish rate for a publish on `channel` (under the lock): the channel,
+    // or nullptr with the refusal in `result`.
+    Channel* admitLocked(const std::string& channel, const config::PubSubSettings& settings, Clock::time_point now,
+                         PublishResult& result);
     // Finds `key` among the remembered idempotency keys, dropping expired ones first.
     const std::uint64_t* findIdempotent(const std::string& key, Clock::time_point now);
     void rememberIdempotent(std::string key, std::uint64_t seq, Clock::time_point now);
