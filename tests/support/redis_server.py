@@ -44,6 +44,9 @@ class RedisServer:
                     return self
             except OSError:
                 pass
+            except RuntimeError as e:  # -LOADING while it reads its append-only file
+                if not str(e).startswith("LOADING"):
+                    raise
             if self.proc.poll() is not None:
                 raise RuntimeError("redis-server exited: %s" % self.log_tail())
             time.sleep(0.05)
