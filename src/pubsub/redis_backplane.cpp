@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+#include <cstring>
 
 #include "portico/core/log.h"
 #include "portico/net/event_loop.h"
@@ -43,6 +45,28 @@ std::string randomId(std::mt19937& random, std::size_t length) {
     std::string id(length, '0');
     for (char& c : id) c = kDigits[random() % 36];
     return id;
+}
+
+// The SHA-1 that EVALSHA names a script by (hex, as SCRIPT LOAD answers).
+std::string scriptSha(const char* script) {
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(script), std::strlen(script), digest);
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string hex;
+    for (unsigned char b : digest) {
+        hex.push_back(kHex[b >> 4]);
+        hex.push_back(kHex[b & 15]);
+    }
+    return hex;
+}
+
+// Computed once per script (thread-safe function-local statics).
+const std::string& shaOf(std::string_view script) {
+    static const std::string publish = scriptSha(scripts::kPublish), replay = scriptSha(scripts::kReplay),
+                             info = scriptSha(scripts::kInfo);
+    if (script.data() == scripts::kPublish) return publish;
+    if (script.data() == scripts::kReplay) return replay;
+    return info;
 }
 
 std::string seconds(config::Duration d) {
@@ -143,9 +167,31 @@ std::string RedisBackplane::key(const std::string& channel, std::string_view suf
 
 std::string RedisBackplane::redisChannel(const std::string& channel) const { return key(channel, {}); }
 
+// argv is {"EVALSHA", <script text>, numkeys, ...}: sent by its SHA-1 (Redis keeps the
+// scripts loaded at onUp), and once more with the text itself if Redis forgot it (SCRIPT FLUSH).
+bool RedisBackplane::evalScript(std::vector<std::string_view> argv, RedisConnection::ReplyFn done,
+                                std::chrono::milliseconds timeout) {
+    const std::string_view script = argv[1];
+    const std::string& sha = shaOf(script);
+    std::vector<std::string> copy(argv.begin(), argv.end());  // for the retry
+    argv[1] = sha;
+    return commands_->command(
+        argv,
+        [this, copy = std::move(copy), done, timeout](const redisReply* reply) mutable {
+            if (!reply || reply->type != REDIS_REPLY_ERROR || std::string_view(reply->str, reply->len).substr(0, 8) != "NOSCRIPT")
+                return done(reply);
+            std::vector<std::string_view> again(copy.begin(), copy.end());
+            again[0] = "EVAL";
+            if (!commands_->command(again, done, timeout)) done(nullptr);
+        },
+        timeout);
+}
+
 void RedisBackplane::onUp() {
     if (up_) return;
     up_ = true;
+    for (const char* script : {scripts::kPublish, scripts::kReplay, scripts::kInfo})
+        commands_->command({"SCRIPT", "LOAD", script}, [](const redisReply*) {});
     attempts_ = 0;
     state_->workerUp();
     if (was_up_) state_->countReconnect();
@@ -295,7 +341,7 @@ void RedisBackplane::publish(PublishRequest request, PublishDone done) {
     const std::string epoch = randomId(random_, 8), maxlen = std::to_string(s.history),
                       ttl = seconds(std::max(s.history_ttl, s.channel_idle_timeout)), channel = redisChannel(request.channel),
                       idem_ttl = seconds(kIdempotencyTtl);
-    std::vector<std::string_view> argv{"EVAL", scripts::kPublish, idem.empty() ? "2" : "3", meta, stream};
+    std::vector<std::string_view> argv{"EVALSHA", scripts::kPublish, idem.empty() ? "2" : "3", meta, stream};
     if (!idem.empty()) argv.push_back(idem);
     argv.insert(argv.end(), {epoch, request.payload, request.text ? "t" : "b", sender, maxlen, ttl, channel, idem_ttl});
     auto fail = [this](PublishResult& r) {
@@ -303,7 +349,7 @@ void RedisBackplane::publish(PublishRequest request, PublishDone done) {
         r.refused = Refusal::Unavailable;
         r.retry_after = std::chrono::seconds(1);
     };
-    if (!up_ || !commands_->command(argv,
+    if (!up_ || !evalScript(argv,
                                     [this, result, done, fail](const redisReply* reply) mutable {
                                         if (!isArray(reply, 3)) {
                                             if (reply && reply->type == REDIS_REPLY_ERROR)
@@ -372,8 +418,8 @@ void RedisBackplane::replay(const ReplayRequest& request, ReplayDone done) {
     };
     const config::Duration ttl = request.history_ttl;  // on Redis's clock, see below
     const bool sent =
-        up_ && commands_->command(
-                   {"EVAL", scripts::kReplay, "2", meta, stream, after, count},
+        up_ && evalScript(
+                   {"EVALSHA", scripts::kReplay, "2", meta, stream, after, count},
                    [request, done, unavailable, ttl](const redisReply* reply) mutable {
                        if (!isArray(reply, 4) || !isArray(reply->element[3], 0)) return unavailable();
                        ReplaySlice slice;
@@ -444,7 +490,7 @@ void RedisBackplane::replay(const ReplayRequest& request, ReplayDone done) {
 void RedisBackplane::info(const std::string& channel, InfoDone done) {
     ChannelInfo local = registry_->info(channel);
     const std::string meta = key(channel, ":meta"), stream = key(channel, ":stream");
-    const bool sent = up_ && commands_->command({"EVAL", scripts::kInfo, "2", meta, stream},
+    const bool sent = up_ && evalScript({"EVALSHA", scripts::kInfo, "2", meta, stream},
                                                 [local, done](const redisReply* reply) mutable {
                                                     if (!isArray(reply, 4)) return done(local, false);
                                                     ChannelInfo info;

@@ -98,6 +98,10 @@ class RedisBackplane(WsTestCase):
         for k in keys:
             self.assertTrue(k.startswith(PREFIX + ":{/live/\nroom}"), k)
             self.assertGreater(redis.command("TTL", k), 0, k)
+        # Scripts go by their SHA-1; a Redis that forgot them (SCRIPT FLUSH) gets the text again.
+        redis.command("SCRIPT", "FLUSH")
+        self.assertEqual(b.publish("room", b"m4").json()["seq"], 4)
+        self.assertEqual(recv_json(on_a)["seq"], 4)
 
     def test_three_nodes_each_subscriber_sees_one_sequence(self):
         redis = self.start_redis()

@@ -23,6 +23,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <string_view>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -109,6 +111,8 @@ private:
     void onUp();
     void onDown(const std::string& why);
     void finishResync();
+    bool evalScript(std::vector<std::string_view> argv, std::function<void(const redisReply*)> done,
+                    std::chrono::milliseconds timeout);
     void onPush(const redisReply& push);
     void onMessage(std::string_view redis_channel, std::string_view payload);
     void onConfirmed(std::string_view redis_channel);
