@@ -11,6 +11,7 @@
 //   ws_load idle     --port P -c N                      N upgraded connections, held
 //   ws_load upgrades --port P -c N -d SECS              connect, handshake, close; N in parallel
 //   ws_load pubsub   --port P -c SUBS --channels C -d SECS   subscribers + HTTP publishers
+//                    [--pub-port Q]                     ... publishing on another node
 //
 // Client modes print `READY {json}` once their connections are set up; with --go-stdin they then
 // wait for a line `GO` on stdin, so a caller can sample a proxy's CPU around the measured phase
@@ -370,6 +371,7 @@ struct Options {
     std::string subPath = "/live/";
     std::string pubPath = "/live/";
     std::string token;
+    int pubPort = 0;          // publishers' port (another node of a cluster); 0: --port
     int64_t window = 0;       // deliveries outstanding at most (0: 4 x subscribers per channel)
     double drain = 3;         // seconds to wait for outstanding work after the measured phase
 };
@@ -1136,7 +1138,9 @@ void Loop::onClient(Conn* c, uint32_t ev) {
 // ---- publishers (pubsub mode): HTTP/1.1 keep-alive POSTs ---------------------------------------------
 
 void Loop::openPublisher() {
-    const int fd = connectTo(addr_);
+    sockaddr_in to = addr_;
+    if (g_opt.pubPort) to.sin_port = htons(static_cast<uint16_t>(g_opt.pubPort));
+    const int fd = connectTo(to);
     if (fd < 0) die("publisher connect");
     Conn* c = add(fd, Role::Publisher, EPOLLOUT);
     c->st = St::Connecting;
@@ -1550,6 +1554,7 @@ int main(int argc, char** argv) {
         else if (a == "--sub-path") g_opt.subPath = next();
         else if (a == "--pub-path") g_opt.pubPath = next();
         else if (a == "--token") g_opt.token = next();
+        else if (a == "--pub-port") g_opt.pubPort = std::atoi(next());
         else if (a == "--window") g_opt.window = std::atoll(next());
         else if (a == "--drain") g_opt.drain = std::atof(next());
         else usage();

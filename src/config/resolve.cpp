@@ -49,6 +49,7 @@ void resolveConfig(Config& config, const std::string& file) {
         resolve(base, upstream.tls->keylog_file);
     }
     for (Route& route : config.routes) resolve(base, route.root);
+    resolve(base, config.pubsub.backplane.password_file);
 }
 
 }  // namespace portico::config::detail

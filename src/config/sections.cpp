@@ -11,6 +11,7 @@
 
 #include "config/decoder.h"
 #include "config/passes.h"
+#include "portico/config/redis_url.h"
 #include "portico/config/units.h"
 
 namespace portico::config::detail {
@@ -597,8 +598,41 @@ const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
      }},
 }};
 
+// `pubsub.backplane`.
+constexpr std::string_view kKeyPrefixPattern = "[^{} \\n]+";  // no braces: they are the hash tag
+const std::array<KeyRule<BackplaneSettings>, 5> kBackplaneKeys{{
+    {"redis", type::string(), "",
+     "redis://[:password@]host:port/db or unix:///path/redis.sock",
+     [](Decoder& d, const Item& v, BackplaneSettings& b) {
+         if (!d.readString(v, b.redis)) return;
+         std::string error;
+         if (!parseRedisUrl(b.redis, b.address, error)) d.error(v, error);
+         b.enabled = true;
+     }},
+    {"key_prefix", type::string(kKeyPrefixPattern), "portico",
+     "every Redis key and channel starts with it",
+     [](Decoder& d, const Item& v, BackplaneSettings& b) {
+         if (!d.readString(v, b.key_prefix)) return;
+         if (b.key_prefix.empty() || b.key_prefix.find_first_of("{} \n") != std::string::npos)
+             d.error(v, "must be non-empty, without braces, spaces or newlines");
+     }},
+    {"connect_timeout", type::duration().aboveZero(), "2s",
+     "connecting to Redis; beyond it the backplane is down and retried",
+     [](Decoder& d, const Item& v, BackplaneSettings& b) {
+         if (d.readDuration(v, b.connect_timeout)) requirePositive(d, v, b.connect_timeout.count() > 0);
+     }},
+    {"publish_timeout", type::duration().aboveZero(), "2s",
+     "a publish Redis cannot take in time is answered 503",
+     [](Decoder& d, const Item& v, BackplaneSettings& b) {
+         if (d.readDuration(v, b.publish_timeout)) requirePositive(d, v, b.publish_timeout.count() > 0);
+     }},
+    {"password_file", type::string(), "",
+     "file holding the Redis password (instead of one in the URL)",
+     [](Decoder& d, const Item& v, BackplaneSettings& b) { d.readString(v, b.password_file); }},
+}};
+
 // The top-level `pubsub:` block.
-const std::array<KeyRule<PubSubLimits>, 2> kPubSubLimitsKeys{{
+const std::array<KeyRule<PubSubLimits>, 3> kPubSubLimitsKeys{{
     {"history_budget", type::size(), "32MiB",
      "every channel's history together; beyond it the oldest messages go",
      [](Decoder& d, const Item& v, PubSubLimits& l) { d.readSize(v, l.history_budget); }},
@@ -607,6 +641,9 @@ const std::array<KeyRule<PubSubLimits>, 2> kPubSubLimitsKeys{{
      [](Decoder& d, const Item& v, PubSubLimits& l) {
          if (d.readCount(v, l.max_channels)) requirePositive(d, v, l.max_channels > 0);
      }},
+    {"backplane", type::mapping<kBackplaneKeys>(), "",
+     "channels shared by every node through Redis; absent = channels stay in this process",
+     [](Decoder& d, const Item& v, PubSubLimits& l) { decodeMapping(d, v, kBackplaneKeys, l.backplane); }},
 }};
 
 // Headers Portico owns: setting them from the configuration would break message framing

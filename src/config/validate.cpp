@@ -248,7 +248,14 @@ void validateRoutes(Decoder& d, const Config& c) {
 
 }  // namespace
 
+void validateBackplane(Decoder& d, const Config& c) {
+    const std::string path = "pubsub.backplane";
+    if (d.has(path) && !d.failedUnder(path) && !c.pubsub.backplane.enabled)
+        d.error(d.markOf(path), childPath(path, "redis"), kMissing);
+}
+
 void validateConfig(Decoder& decoder, const Config& config) {
+    validateBackplane(decoder, config);
     validateListeners(decoder, config);
     validateUpstreams(decoder, config);
     validateRoutes(decoder, config);

@@ -13,9 +13,11 @@
 
 namespace portico::handlers {
 
-Reply serveHealth(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive) {
+Reply serveHealth(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive, const char* backplane) {
     bool head_only = request.method == "HEAD";
-    return Reply{200, http::writeSimpleResponse(out, 200, "text/plain", "ok\n", keep_alive, {}, head_only)};
+    std::string body = "ok\n";
+    if (backplane) body.append("backplane: ").append(backplane).append("\n");
+    return Reply{200, http::writeSimpleResponse(out, 200, "text/plain", body, keep_alive, {}, head_only)};
 }
 
 const char* mediaTypeFor(std::string_view path) {

@@ -68,8 +68,11 @@ void EndpointSession::start() {
     lifetime_.start();
     if (ping_interval_.count() > 0) net::addTimer(loop_, ping_timer_.get(), ping_interval_);
     app_->onOpen(*this);
+    // The app may close at once (pubsub: 1013 too many channels, 4410 history lost): end()
+    // has handed the socket to the graceful close already.
+    if (ended_) return;
     client_->flush();
-    if (!ended_ && evbuffer_get_length(client_->input()) > 0) onReadable(*client_);
+    if (evbuffer_get_length(client_->input()) > 0) onReadable(*client_);
 }
 
 void EndpointSession::onReadable(net::Stream& stream) {

@@ -337,7 +337,7 @@ http::HeadAction ClientConnection::onHead() {
 bool ClientConnection::onBody(const char* data, std::size_t length) {
     req_.body_bytes += length;
     const std::size_t limit = snapshot_->config().limits.max_body_bytes;
-    if (state_ == State::Responding && !req_.response_done) {
+    if (state_ == State::Responding && !req_.response_done && !req_.answer_pending) {
         // A built-in handler reads this body (a pubsub publish): bounded by the route's
         // max_message_bytes, queue_bytes and max_body_bytes.
         if (!handlers::publishBodyFits(worker_.pubsub(), *req_.route, limit, req_.body.size() + length)) {
@@ -361,13 +361,7 @@ void ClientConnection::onMessageComplete() {
     req_.complete = true;
     event_del(timer_.get());  // the body timer
     if (exchange_) exchange_->endBody();
-    if (state_ == State::Responding && !req_.response_done) {
-        handlers::Reply reply = servePubSub();
-        req_.status = reply.status;
-        req_.bytes_out += reply.bytes;
-        req_.response_done = true;
-        client_->flush();
-    }
+    if (state_ == State::Responding && !req_.response_done && !req_.answer_pending) servePubSub();
 }
 
 // ---- the exchange with the upstream ---------------------------------------------------------
@@ -609,6 +603,7 @@ void ClientConnection::finish(const char* reason) {
     if (state_ == State::Closed) return;
     LOG_DEBUG("client %s: closed (%s) in state %s", client_ip_.c_str(), reason, toString(state_));
     state_ = State::Closed;
+    alive_.reset();  // a backplane's late answer finds nobody
     listener_stats_.open.sub();
     event_del(timer_.get());
     if (resume_event_) event_del(resume_event_.get());

@@ -30,19 +30,45 @@ void ClientConnection::respondAtHead(int status, std::string_view content_type, 
 // reading it is pointless, and the client may be waiting for a 100 it will not get: close now
 // (the linger reads and drops whatever still comes).
 http::HeadAction ClientConnection::answeredAtHead() {
-    if (req_.keep_alive || !hasBody()) return http::HeadAction::Continue;
+    // An answer still to come (a backplane's) ends the request when it is written.
+    if (req_.keep_alive || !hasBody() || !req_.response_done) return http::HeadAction::Continue;
     responseDone(false);
     return http::HeadAction::Abort;
 }
 
-handlers::Reply ClientConnection::servePubSub() {
+// A pubsub request (GET/HEAD: the channel's info; POST: a publish with req_.body). The
+// backplane may answer later (Redis): the response is written by onPubSubAnswer, and the request
+// waits in Responding with response_done unset, like a body still arriving.
+void ClientConnection::servePubSub() {
     const http::RequestHead& request = parser_.request();
     const http::Header* authorization = http::findHeader(request.headers, "Authorization");
-    auto reply = handlers::servePubSubHttp(client_->output(), worker_.pubsub(), *req_.route, request.method, request.path(),
-                                           authorization ? std::string_view(authorization->value) : std::string_view{},
-                                           std::move(req_.body), keepAliveForClient());
+    handlers::PubSubHttpRequest call;
+    call.method = request.method;
+    call.path = request.path();
+    call.authorization = authorization ? std::string_view(authorization->value) : std::string_view{};
+    const http::Header* idempotency = http::findHeader(request.headers, "Idempotency-Key");
+    if (idempotency) call.idempotency_key = idempotency->value;
+    call.body = std::move(req_.body);
     req_.body.clear();
-    return handlers::Reply{reply.status, reply.bytes};
+    const bool head_only = request.method == "HEAD";
+    req_.answer_pending = true;
+    answering_ = true;
+    handlers::servePubSubHttp(worker_.pubsub(), *req_.route, std::move(call),
+                              [this, alive = std::weak_ptr<char>(alive_), head_only](const handlers::PubSubAnswer& answer) {
+                                  if (!alive.expired()) onPubSubAnswer(answer, head_only);
+                              });
+    answering_ = false;
+}
+
+void ClientConnection::onPubSubAnswer(const handlers::PubSubAnswer& answer, bool head_only) {
+    if (state_ != State::Responding || req_.response_done) return;
+    req_.status = answer.status;
+    req_.bytes_out += handlers::writePubSubAnswer(client_->output(), answer, keepAliveForClient(), head_only);
+    req_.response_done = true;
+    client_->flush();
+    // Answered later, from the backplane's callback: end the request here (when its body is
+    // complete; otherwise processInput does when it is). Answered at once, the caller does.
+    if (!answering_ && req_.complete) responseDone(req_.keep_alive);
 }
 
 // A publish (POST to a pubsub route): the body is the message, answered once it is complete
@@ -80,7 +106,7 @@ void ClientConnection::respondInternal(const config::Route& route) {
     handlers::Reply reply;
     switch (route.handler) {
         case config::HandlerKind::Health:
-            reply = handlers::serveHealth(client_->output(), request, keep_alive);
+            reply = handlers::serveHealth(client_->output(), request, keep_alive, worker_.pubsub().backplane().health());
             break;
         case config::HandlerKind::Static:
             reply = handlers::serveStatic(client_->output(), route, request, keep_alive);
@@ -91,7 +117,7 @@ void ClientConnection::respondInternal(const config::Route& route) {
         case config::HandlerKind::Metrics:
         case config::HandlerKind::Status: {
             observe::ProcessInfo info = worker_.metrics().processInfo();
-            worker_.pubsub().registry().stats(info);
+            worker_.pubsub().backplane().stats(info);
             const bool prometheus = route.handler == config::HandlerKind::Metrics;
             std::string body = prometheus ? worker_.metrics().renderPrometheus(info) : worker_.metrics().renderJson(info);
             reply.status = 200;
@@ -101,8 +127,8 @@ void ClientConnection::respondInternal(const config::Route& route) {
             break;
         }
         case config::HandlerKind::PubSub:
-            reply = servePubSub();  // GET/HEAD: the channel's info (POST went to startPublish)
-            break;
+            servePubSub();  // GET/HEAD: the channel's info (POST went to startPublish)
+            return;
         default:
             // WebSocket-only handlers (echo, pubsub) and those of later issues answer 404 to
             // plain HTTP until they are wired here.

@@ -54,23 +54,17 @@ http::HeadAction ClientConnection::acceptWebSocket(const config::Route& route, c
         const http::RequestHead& request = parser_.request();
         std::string_view channel = handlers::channelName(route, request.path());
         if (channel.empty()) {
-            respondError(404, "no channel");
+            respondError(handlers::channelRefusal(route, request.path()), "no channel or not a plain name");
             return http::HeadAction::Abort;
         }
-        std::optional<std::uint64_t> since;
-        std::string_view query = request.query();
-        for (std::size_t at = 0; at <= query.size();) {
-            std::size_t amp = query.find('&', at);
-            std::string_view pair = query.substr(at, amp == std::string_view::npos ? std::string_view::npos : amp - at);
-            if (pair.substr(0, 6) == "since=") {
-                std::uint64_t value = 0;
-                auto [end, ec] = std::from_chars(pair.data() + 6, pair.data() + pair.size(), value);
-                if (ec == std::errc() && end == pair.data() + pair.size()) since = value;
-            }
-            if (amp == std::string_view::npos) break;
-            at = amp + 1;
+        handlers::SubscribeOptions options = handlers::parseSubscribeQuery(request.query());
+        // Offered by the client, the pubsub subprotocol is taken whatever the route lists.
+        if (std::find(upgrade.subprotocols.begin(), upgrade.subprotocols.end(), handlers::kPubSubSubprotocol) !=
+            upgrade.subprotocols.end()) {
+            subprotocol = handlers::kPubSubSubprotocol;
+            options.json = true;
         }
-        pending_app_ = handlers::makeSubscriberApp(worker_.pubsub(), route, std::string(channel), since);
+        pending_app_ = handlers::makeSubscriberApp(worker_.pubsub(), route, std::string(channel), std::move(options));
         if (!pending_app_) {  // a new channel beyond pubsub.max_channels
             respondError(503, "too many channels", {{"Retry-After", "5"}});
             return http::HeadAction::Abort;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <csignal>
 #include <ctime>
+#include <fstream>
 #include <map>
 #include <systemd/sd-daemon.h>
 #include <event2/event.h>
@@ -12,6 +13,7 @@
 
 #include "portico/config/loader.h"
 #include "portico/core/log.h"
+#include "portico/config/redis_url.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/net/ip_limits.h"
 #include "portico/net/listen_socket.h"
@@ -19,6 +21,8 @@
 #include "portico/net/worker.h"
 #include "portico/observe/access_log.h"
 #include "portico/observe/metrics.h"
+#include "portico/pubsub/local_backplane.h"
+#include "portico/pubsub/redis_backplane.h"
 
 namespace portico::net {
 
@@ -39,7 +43,7 @@ unsigned effectiveWorkerCount(unsigned workers) {
 Server::Server(std::string config_path, std::shared_ptr<const config::Config> config, TlsContexts tls)
     : config_path_(std::move(config_path)),
       snapshot_(std::make_shared<Snapshot>(std::move(config), std::move(tls))),
-      pubsub_(std::make_shared<handlers::PubSubRegistry>(snapshot_->config->pubsub)),
+      pubsub_(std::make_shared<pubsub::PubSubRegistry>(snapshot_->config->pubsub)),
       metrics_(std::make_shared<observe::Metrics>()),
       ip_limits_(std::make_shared<IpLimits>()) {
     metrics_->setConfig(config_path_, unixTime(snapshot_->loaded_at), 0);
@@ -50,6 +54,30 @@ Server::Server(std::string config_path, std::shared_ptr<const config::Config> co
 }
 
 Server::~Server() = default;
+
+// Every worker's backplane shares the process-wide registry (local bookkeeping, and the
+// channels themselves without Redis). With Redis, each worker makes its own connections.
+bool Server::makeBackplane(const config::BackplaneSettings& settings, pubsub::BackplaneFactory& factory) {
+    if (!settings.enabled) {
+        factory = [registry = pubsub_](EventLoop& loop) { return std::make_unique<pubsub::LocalBackplane>(loop, registry); };
+        return true;
+    }
+    std::string password = settings.address.password;
+    if (password.empty() && !settings.password_file.empty()) {
+        std::ifstream file(settings.password_file);
+        if (!file || !std::getline(file, password)) {
+            LOG_ERROR("pubsub.backplane.password_file: cannot read %s", settings.password_file.c_str());
+            return false;
+        }
+    }
+    auto state = std::make_shared<pubsub::RedisBackplaneState>(config::redactRedisUrl(settings.redis));
+    factory = [registry = pubsub_, state, settings, password](EventLoop& loop) {
+        return std::make_unique<pubsub::RedisBackplane>(loop, settings, password, registry, state);
+    };
+    LOG_INFO("pubsub backplane: redis %s (key prefix %s)", config::redactRedisUrl(settings.redis).c_str(),
+             settings.key_prefix.c_str());
+    return true;
+}
 
 std::vector<core::UniqueFd> Server::openListener(const config::Listener& listener) {
     std::vector<core::UniqueFd> fds;
@@ -100,8 +128,10 @@ int Server::run() {
         for (unsigned w = 0; w < workers; ++w) listen_fds[w].push_back(std::move(fds[w]));
     }
     std::size_t per_worker_limit = (config.limits.max_connections + workers - 1) / workers;
+    pubsub::BackplaneFactory backplane;
+    if (!makeBackplane(config.pubsub.backplane, backplane)) return 1;
     for (unsigned w = 0; w < workers; ++w)
-        workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, pubsub_, metrics_,
+        workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, backplane, metrics_,
                                                     std::move(listen_fds[w]), per_worker_limit, ip_limits_));
     for (auto& worker : workers_) worker->start();
     pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
@@ -184,6 +214,9 @@ void Server::reload() {
         fail("TLS errors");
         return;
     }
+    const config::BackplaneSettings& running = snapshot_->config->pubsub.backplane;
+    if (next.pubsub.backplane.redis != running.redis || next.pubsub.backplane.key_prefix != running.key_prefix)
+        LOG_WARN("pubsub.backplane changed: it takes effect at the next start, not on reload");
     auto snapshot = std::make_shared<Snapshot>(loaded.config, std::move(tls));
     snapshot->generation = snapshot_->generation + 1;
     snapshot_ = snapshot;

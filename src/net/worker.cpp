@@ -19,14 +19,14 @@
 namespace portico::net {
 
 Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
-               std::shared_ptr<handlers::PubSubRegistry> pubsub, std::shared_ptr<observe::Metrics> metrics,
+               const pubsub::BackplaneFactory& backplane, std::shared_ptr<observe::Metrics> metrics,
                std::vector<core::UniqueFd> listen_fds, std::size_t max_connections,
                std::shared_ptr<IpLimits> ip_limits)
     : ip_limits_(std::move(ip_limits)),
       index_(index),
       snapshot_(std::move(snapshot)),
       access_log_(loop_, std::move(sink)),
-      pubsub_(std::make_unique<handlers::PubSubHub>(loop_, std::move(pubsub))),
+      pubsub_(std::make_unique<handlers::PubSubHub>(loop_, backplane(loop_))),
       metrics_(std::move(metrics)),
       stats_(metrics_->addWorker()),
       max_connections_(max_connections == 0 ? 1 : max_connections),

@@ -49,6 +49,17 @@ void renderPubSubPrometheus(std::string& out, const PubSubStats& s) {
     sample(out, "portico_pubsub_replay_truncated_total", "", s.replay_truncated);
     family(out, "portico_pubsub_slow_subscribers_closed_total", "counter", "Subscribers closed 1008 beyond queue_bytes.");
     sample(out, "portico_pubsub_slow_subscribers_closed_total", "", s.slow_closed);
+    family(out, "portico_pubsub_backplane_up", "gauge",
+           "1 when every worker's Redis backplane connections are up (1 without a backplane).");
+    sample(out, "portico_pubsub_backplane_up", "", std::string_view(s.backplane) == "down" ? 0 : 1);
+    family(out, "portico_pubsub_backplane_reconnects_total", "counter", "Redis backplane connections made again.");
+    sample(out, "portico_pubsub_backplane_reconnects_total", "", s.backplane_reconnects);
+    family(out, "portico_pubsub_backplane_publish_failures_total", "counter",
+           "Publishes answered 503: the Redis backplane was down or did not answer in publish_timeout.");
+    sample(out, "portico_pubsub_backplane_publish_failures_total", "", s.backplane_publish_failures);
+    family(out, "portico_pubsub_backplane_silent_total", "counter",
+           "Redis subscriptions that missed a probe publish and were reconnected.");
+    sample(out, "portico_pubsub_backplane_silent_total", "", s.backplane_silent);
 }
 
 std::string renderPubSubJson(const PubSubStats& s) {
@@ -60,7 +71,9 @@ std::string renderPubSubJson(const PubSubStats& s) {
            ",\"refused\":{\"size\":" + n(s.refused_size) + ",\"rate\":" + n(s.refused_rate) +
            ",\"channels\":" + n(s.refused_channels) + "},\"subscribes_refused\":" + n(s.subscribes_refused) +
            ",\"replay_truncated\":" + n(s.replay_truncated) + ",\"slow_closed\":" + n(s.slow_closed) +
-           ",\"published\":" + n(s.published);
+           ",\"published\":" + n(s.published) +
+           ",\"backplane\":{\"state\":\"" + s.backplane + "\",\"reconnects\":" + n(s.backplane_reconnects) +
+           ",\"publish_failures\":" + n(s.backplane_publish_failures) + ",\"silent\":" + n(s.backplane_silent) + "}";
 }
 
 }  // namespace portico::observe

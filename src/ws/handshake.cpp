@@ -8,6 +8,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "portico/core/base64.h"
+
 namespace portico::ws {
 
 namespace {
@@ -25,11 +27,8 @@ bool isBase64Char(char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
 }
 
-std::string base64(const unsigned char* data, int len) {
-    std::string out(static_cast<std::size_t>(4 * ((len + 2) / 3)) + 1, '\0');
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, len);
-    out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
-    return out;
+std::string base64(const unsigned char* data, std::size_t len) {
+    return core::base64Encode(std::string_view(reinterpret_cast<const char*>(data), len));
 }
 
 }  // namespace

@@ -185,6 +185,33 @@ struct PubSubSettings {
     std::uint64_t publish_burst = 0;               // token bucket size; 0 = one second's worth
 };
 
+// pubsub.backplane.redis, parsed (redis_url.h): where Redis listens and how to log in.
+struct RedisAddress {
+    bool operator==(const RedisAddress&) const = default;
+    std::string host;            // TCP: a host name or address; empty for a Unix socket
+    std::uint16_t port = 6379;
+    std::string unix_path;       // unix:///run/redis/redis.sock
+    unsigned db = 0;             // SELECT after connecting
+    std::string username;        // an ACL user (redis://user:password@host); "" = default
+    std::string password;        // from the URL; "" = none (see BackplaneSettings::password_file)
+};
+
+// `pubsub.backplane`: channels span every node that shares this Redis. Absent: in-process.
+struct BackplaneSettings {
+    bool operator==(const BackplaneSettings&) const = default;
+    bool enabled = false;         // a `backplane:` block with `redis:` was given
+    std::string redis;            // the URL as written (logged without its password)
+    RedisAddress address;
+    std::string key_prefix = "portico";                    // every key and Redis channel starts
+                                                           // with it (then ':')
+    Duration connect_timeout = std::chrono::seconds(2);    // a connection not up by then is
+                                                           // retried (backoff with jitter)
+    Duration publish_timeout = std::chrono::seconds(2);    // a publish (and a channel info)
+                                                           // not answered by then: 503
+    std::string password_file;    // the password's file (its first line), read at start; used
+                                  // when the URL has none
+};
+
 // The top-level `pubsub:` block: bounds of the registry every pubsub route and worker shares.
 struct PubSubLimits {
     bool operator==(const PubSubLimits&) const = default;
@@ -192,6 +219,7 @@ struct PubSubLimits {
                                                     // it the oldest messages (any channel) go
     std::size_t max_channels = 10000;               // beyond: a new channel is refused (POST 503,
                                                     // subscribe 503 or close 1013)
+    BackplaneSettings backplane;                    // Redis; read at start (a reload keeps it)
 };
 
 enum class HandlerKind { None, Health, Static, Echo, PubSub, Metrics, Status, Dashboard };

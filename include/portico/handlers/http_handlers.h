@@ -15,8 +15,11 @@ struct Reply {
     std::uint64_t bytes = 0;  // bytes appended to the output
 };
 
-// `handler: health`: 200 "ok".
-Reply serveHealth(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive);
+// `handler: health`: 200 "ok", and "backplane: up|down" on a second line when a pub/sub
+// backplane is configured (`backplane` non-null). Down is still 200: the node serves its local
+// traffic, and a load balancer must not drop every node at once when Redis goes.
+Reply serveHealth(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive,
+                  const char* backplane = nullptr);
 
 // `handler: static`: a file under route.root (index.html for a directory), with the route's
 // prefix removed from the path. GET and HEAD only (405 otherwise); percent-decoding is applied

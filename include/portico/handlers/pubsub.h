@@ -1,16 +1,16 @@
 #pragma once
 // `handler: pubsub`: publish/subscribe channels served by Portico itself.
 //
-// The PubSubRegistry (pubsub_registry.h) is process-wide: it numbers each channel's messages,
-// keeps their history within its bounds and knows how many subscribers each worker has per
-// channel. Each worker has a PubSubHub with its local subscribers and an inbox; a publish posts the message to the inbox of every worker with
-// subscribers on the channel, and that worker encodes the frame once and hands it to each of its
-// subscribers by reference.
+// Each worker has a PubSubHub: its local subscribers by channel, in front of the worker's
+// pubsub::Backplane (backplane.h), which numbers, keeps and carries the messages: in this
+// process (LocalBackplane, the default) or across nodes (RedisBackplane). A message reaches a
+// worker once; the hub encodes the frame once and hands it to each of its subscribers by
+// reference.
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,7 +20,8 @@
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
 #include "portico/http/head.h"
-#include "portico/handlers/pubsub_registry.h"
+#include "portico/pubsub/backplane.h"
+#include "portico/pubsub/pubsub_registry.h"
 
 struct evbuffer;
 
@@ -33,32 +34,27 @@ namespace portico::handlers {
 class EndpointApp;
 class PubSubSubscriber;
 
-// One worker's side: its subscribers by channel, and the inbox other workers post to.
-class PubSubHub {
+// One worker's side: its subscribers by channel, fed by the worker's backplane.
+class PubSubHub final : private pubsub::BackplaneSink {
 public:
-    PubSubHub(net::EventLoop& loop, std::shared_ptr<PubSubRegistry> registry);
-    ~PubSubHub();
+    PubSubHub(net::EventLoop& loop, std::unique_ptr<pubsub::Backplane> backplane);
+    ~PubSubHub() override;
     PubSubHub(const PubSubHub&) = delete;
     PubSubHub& operator=(const PubSubHub&) = delete;
 
-    PubSubRegistry& registry() { return *registry_; }
-    // Thread-safe: queue `message` for this worker's subscribers of `channel`.
-    void post(const std::string& channel, MessagePtr message);
+    pubsub::Backplane& backplane() { return *backplane_; }
+    pubsub::PubSubRegistry& registry() { return backplane_->registry(); }
+    net::EventLoop& loop() { return loop_; }
 
     void add(const std::string& channel, PubSubSubscriber* subscriber);
     void remove(const std::string& channel, PubSubSubscriber* subscriber);
 
 private:
-    static void onInbox(int, short, void* arg);
-    static void onSweep(int, short, void* arg);
-    void deliver(const std::string& channel, const MessagePtr& message);
+    void onBackplaneMessage(const std::string& channel, const pubsub::MessagePtr& message) override;
+    void onBackplaneResync() override;
 
     net::EventLoop& loop_;
-    std::shared_ptr<PubSubRegistry> registry_;
-    core::EventPtr inbox_event_;
-    core::EventPtr sweep_event_;  // history_ttl and channel_idle_timeout (registry's expire())
-    std::mutex inbox_mutex_;
-    std::vector<std::pair<std::string, MessagePtr>> inbox_;
+    std::unique_ptr<pubsub::Backplane> backplane_;
     std::unordered_map<std::string, std::vector<PubSubSubscriber*>> local_;
 };
 
@@ -68,13 +64,31 @@ std::string channelKey(const config::Route& route, std::string_view channel);
 // The channel name: the request path after the route's prefix ("/live/room1" -> "room1").
 // Empty when there is none or it is not a plain name (no '/', at most 200 bytes).
 std::string_view channelName(const config::Route& route, std::string_view path);
+// Why channelName() is empty: 404 (no name after the prefix) or 400 (a '/' or too long). The
+// same answer on every node.
+int channelRefusal(const config::Route& route, std::string_view path);
 
-// A WebSocket subscriber's app (EndpointApp) for `channel`, replaying history after `since`
-// no faster than its socket drains (queue_bytes). nullptr when `channel` is new and
-// pubsub.max_channels are known (answer 503): the hint before the upgrade; the subscription
-// itself, when the session opens, can still be refused (close 1013).
+// The WebSocket subprotocol in which every message goes out as one JSON text frame
+// {"channel","seq","epoch","data"|"data_b64"} and a lost history is a message, not a close.
+inline constexpr std::string_view kPubSubSubprotocol = "portico.pubsub.v1";
+
+struct SubscribeOptions {
+    std::optional<std::uint64_t> since;  // ?since=SEQ: replay history after SEQ
+    std::string epoch;                   // ?epoch=E: SEQ's epoch ("" = the current one)
+    bool json = false;                   // portico.pubsub.v1 was negotiated
+};
+// Reads ?since= and ?epoch= from a query string (malformed values are ignored).
+SubscribeOptions parseSubscribeQuery(std::string_view query);
+
+// A WebSocket subscriber's app (EndpointApp) for `channel`, replaying history after
+// `options.since` no faster than its socket drains (queue_bytes). Its position is lost (message
+// history_lost with the subprotocol, else close 4410) when `options.epoch` is not the
+// channel's, or SEQ > 0 is older than the history kept (since=0 asks for whatever is kept).
+// nullptr when `channel` is new and pubsub.max_channels are known (answer 503): the hint before
+// the upgrade; the subscription itself, when the session opens, can still be refused (close
+// 1013).
 std::unique_ptr<EndpointApp> makeSubscriberApp(PubSubHub& hub, const config::Route& route, std::string channel,
-                                               std::optional<std::uint64_t> since);
+                                               SubscribeOptions options);
 
 // The largest publish `route` takes: max_message_bytes, never more than queue_bytes (a bigger
 // message could reach no subscriber) nor than `max_body_bytes` (limits; 0 = no limit).
@@ -83,17 +97,31 @@ std::size_t publishLimit(const config::Route& route, std::size_t max_body_bytes)
 // refused publish: answer 413) beyond.
 bool publishBodyFits(PubSubHub& hub, const config::Route& route, std::size_t max_body_bytes, std::size_t total);
 
-// HTTP side. POST publishes `body` and answers {"channel":..,"subscribers":N,"seq":S}, or 503
-// (new channel beyond max_channels) or 429 (publish_rate) with Retry-After;
-// GET answers the channel info {"channel","subscribers","seq","history","oldest"}. Returns the
-// status and appends a complete response to `out`.
-struct PubSubReply {
-    int status = 200;
-    std::uint64_t bytes = 0;
+// HTTP side. POST publishes `body` and answers {"channel","subscribers","seq","epoch"}, or 503
+// (new channel beyond max_channels, or the backplane cannot take it: not known to be
+// published) or 429 (publish_rate) with Retry-After; with an Idempotency-Key seen within
+// PubSubRegistry::kIdempotencyTtl it answers the first publish's seq without delivering again.
+// GET answers the channel info {"channel","subscribers","seq","epoch","history","oldest"}.
+struct PubSubHttpRequest {
+    std::string_view method;
+    std::string_view path;
+    std::string_view authorization;  // the Authorization value, "" when absent
+    std::string body;                // a publish's message
+    std::string_view idempotency_key;  // the Idempotency-Key value, "" when absent
 };
-PubSubReply servePubSubHttp(evbuffer* out, PubSubHub& hub, const config::Route& route, std::string_view method,
-                            std::string_view path, std::string_view authorization, std::string body,
-                            http::KeepAlive keep_alive);
+// The longest Idempotency-Key taken (beyond: 400).
+inline constexpr std::size_t kMaxIdempotencyKey = 200;
+struct PubSubAnswer {
+    int status = 200;
+    std::string json;          // the body of a 200; empty for an error (the standard page)
+    http::HeaderList headers;  // Retry-After, WWW-Authenticate, Allow
+};
+using PubSubAnswerDone = std::function<void(const PubSubAnswer&)>;
+// Calls `done` once on this worker's thread, before it returns or later (a backplane that
+// answers asynchronously); the caller guards `done` against its own end.
+void servePubSubHttp(PubSubHub& hub, const config::Route& route, PubSubHttpRequest request, PubSubAnswerDone done);
+// Appends the complete response for `answer` to `out`; returns its size.
+std::uint64_t writePubSubAnswer(evbuffer* out, const PubSubAnswer& answer, http::KeepAlive keep_alive, bool head_only);
 // True when `authorization` (the request's Authorization value, "" when absent) carries the
 // route's publish_token as "Bearer TOKEN", or the route has no token. Checked at the head of a
 // publish, before its body is read.

@@ -41,6 +41,7 @@ class FrameTracer;
 }
 namespace portico::handlers {
 class EndpointApp;
+struct PubSubAnswer;
 }
 
 namespace portico::net {
@@ -122,7 +123,8 @@ private:
     void respondInternal(const config::Route& route);
     void armBodyTimer();
     void respondError(int status, const char* reason, const http::HeaderList& extra = {});
-    handlers::Reply servePubSub();
+    void servePubSub();
+    void onPubSubAnswer(const handlers::PubSubAnswer& answer, bool head_only);
     void responseDone(bool keep_alive);
     void closeAfterFlush();
     void retireExchange();
@@ -154,6 +156,8 @@ private:
     unsigned requests_ = 0;  // completed on this connection
     bool client_eof_ = false;
     bool draining_ = false;
+    bool answering_ = false;  // inside servePubSub(): an answer now is ended by the caller
+    std::shared_ptr<char> alive_ = std::make_shared<char>();  // weakly held by late callbacks
 
     // Everything that belongs to the request in flight. beginRequest() replaces it with a fresh
     // one, the only place it is reset: nothing of a request (its route, in the configuration it
@@ -167,6 +171,7 @@ private:
         int status = 0;
         bool complete = false;       // head and body were read
         bool response_done = false;  // a built-in response is written
+        bool answer_pending = false; // a built-in handler answers later (a pubsub backplane)
         bool keep_alive = true;      // of a built-in response
         bool logged = false;
         std::string upstream_name = "-";  // of the last exchange, for the access log

@@ -11,12 +11,13 @@
 #include "portico/core/handles.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/snapshot.h"
+#include "portico/pubsub/backplane.h"
 
 namespace portico::observe {
 class AccessSink;
 class Metrics;
 }
-namespace portico::handlers {
+namespace portico::pubsub {
 class PubSubRegistry;
 }
 
@@ -40,6 +41,8 @@ public:
 private:
     // Opens one socket per worker for `listener`; empty on failure (logged).
     std::vector<core::UniqueFd> openListener(const config::Listener& listener);
+    // The factory of every worker's pub/sub backplane; false (logged) when it cannot be made.
+    bool makeBackplane(const config::BackplaneSettings& settings, pubsub::BackplaneFactory& factory);
     void stop();
     void reload();
     static void onSignal(int signal, short, void* arg);
@@ -51,7 +54,7 @@ private:
     std::uint64_t reloads_ok_ = 0;
     std::uint64_t reloads_failed_ = 0;
     std::shared_ptr<observe::AccessSink> access_sink_;
-    std::shared_ptr<handlers::PubSubRegistry> pubsub_;  // channels span every worker
+    std::shared_ptr<pubsub::PubSubRegistry> pubsub_;  // channels span every worker
     std::shared_ptr<observe::Metrics> metrics_;
     std::shared_ptr<IpLimits> ip_limits_;  // per-client-address counts, across every worker
     std::vector<std::unique_ptr<Worker>> workers_;

@@ -35,9 +35,10 @@ class Worker {
 public:
     // `listen_fds` are bound, listening sockets this worker accepts on (ownership taken).
     // `listen_fds` are bound, listening sockets (ownership taken), one per configured listener.
+    // `backplane` makes this worker's pub/sub backplane on its loop.
     // `ip_limits` is the process-wide per-client-address table (shared by every worker).
     Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
-           std::shared_ptr<handlers::PubSubRegistry> pubsub, std::shared_ptr<observe::Metrics> metrics,
+           const pubsub::BackplaneFactory& backplane, std::shared_ptr<observe::Metrics> metrics,
            std::vector<core::UniqueFd> listen_fds, std::size_t max_connections,
            std::shared_ptr<IpLimits> ip_limits);
     ~Worker();

@@ -94,7 +94,7 @@ private:
     std::vector<std::unique_ptr<UpstreamStats>> retired_upstreams_;  // replaced by a reload
 };
 
-// The pub/sub registry's bounds at work (handlers/pubsub_registry.h fills them).
+// The pub/sub registry's bounds at work (pubsub/pubsub_registry.h fills them).
 struct PubSubStats {
     std::size_t history_messages = 0;
     std::size_t history_bytes = 0;     // accounted: payloads plus bookkeeping
@@ -111,6 +111,11 @@ struct PubSubStats {
     std::uint64_t subscribes_refused = 0;  // a new channel beyond max_channels
     std::uint64_t replay_truncated = 0;    // ?since= replays missing evicted messages
     std::uint64_t slow_closed = 0;         // subscribers closed beyond queue_bytes
+    // pubsub.backplane (pubsub/redis_backplane.h fills them; all 0 without one).
+    const char* backplane = "local";       // "local", or the Redis backplane's "up" / "down"
+    std::uint64_t backplane_reconnects = 0;       // connections (re)made after a failure
+    std::uint64_t backplane_publish_failures = 0; // publishes answered 503 (down or timeout)
+    std::uint64_t backplane_silent = 0;           // subscriptions found silent by the probe
     std::uint64_t published = 0;           // messages published (every channel, ever)
 };
 

@@ -22,6 +22,9 @@ inline constexpr std::uint16_t kInternalError = 1011;
 inline constexpr std::uint16_t kServiceRestart = 1012;  // IANA registry, after RFC 6455
 inline constexpr std::uint16_t kTryAgainLater = 1013;   // IANA registry
 inline constexpr std::uint16_t kBadGateway = 1014;      // IANA registry
+// RFC 6455 7.4.2: 4000-4999 are for applications. Portico's pubsub: the history a subscriber
+// asked to resume from (?since=) is gone; 410 Gone in the last three digits.
+inline constexpr std::uint16_t kHistoryLost = 4410;
 }  // namespace close_code
 
 // True when `code` may appear in a Close frame on the wire: 1000-1003, 1007-1014, 3000-4999.

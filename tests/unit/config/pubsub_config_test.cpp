@@ -86,3 +86,40 @@ TEST_CASE("pubsub bounds name the key at fault", "[config][pubsub]") {
     CHECK(firstError(kHead + "pubsub: {history: 5}\nroutes: [{handler: health}]\n") ==
           "portico.yaml:2:10: pubsub.history: unknown key");
 }
+
+TEST_CASE("pubsub backplane is read with its exact keys", "[config][pubsub][backplane]") {
+    LoadResult none = loadConfigString(kHead + "routes: [{path: /live/, handler: pubsub}]\n", "/etc/p/portico.yaml");
+    REQUIRE(none.ok());
+    CHECK_FALSE(none.config->pubsub.backplane.enabled);
+    LoadResult result = loadConfigString(kHead +
+                                             "pubsub:\n"
+                                             "  backplane:\n"
+                                             "    redis: redis://:pw@127.0.0.1:6390/1\n"
+                                             "    key_prefix: edge\n"
+                                             "    connect_timeout: 500ms\n"
+                                             "    publish_timeout: 1s\n"
+                                             "    password_file: secrets/redis\n"
+                                             "routes: [{path: /live/, handler: pubsub}]\n",
+                                         "/etc/p/portico.yaml");
+    REQUIRE(result.ok());
+    const BackplaneSettings& b = result.config->pubsub.backplane;
+    CHECK(b.enabled);
+    CHECK(b.address.port == 6390);
+    CHECK(b.address.db == 1);
+    CHECK(b.address.password == "pw");
+    CHECK(b.key_prefix == "edge");
+    CHECK(b.connect_timeout == 500ms);
+    CHECK(b.publish_timeout == 1s);
+    CHECK(b.password_file == "/etc/p/secrets/redis");
+}
+
+TEST_CASE("pubsub backplane errors name the key", "[config][pubsub][backplane]") {
+    CHECK_THAT(firstError(kHead + "pubsub: {backplane: {redis: 'http://x'}}\nroutes: []\n"),
+               Catch::Contains("pubsub.backplane.redis") && Catch::Contains("redis://"));
+    CHECK_THAT(firstError(kHead + "pubsub: {backplane: {key_prefix: x}}\nroutes: []\n"),
+               Catch::Contains("pubsub.backplane.redis") && Catch::Contains("missing"));
+    CHECK_THAT(firstError(kHead + "pubsub: {backplane: {redis: 'redis://h', publish_timeout: 0s}}\nroutes: []\n"),
+               Catch::Contains("pubsub.backplane.publish_timeout"));
+    CHECK_THAT(firstError(kHead + "pubsub: {backplane: {redis: 'redis://h', sentinel: x}}\nroutes: []\n"),
+               Catch::Contains("pubsub.backplane.sentinel") && Catch::Contains("unknown key"));
+}

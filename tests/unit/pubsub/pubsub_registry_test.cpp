@@ -1,19 +1,22 @@
-#include "portico/handlers/pubsub_registry.h"
+#include "portico/pubsub/pubsub_registry.h"
 
 #include <catch2/catch.hpp>
 
 #include <chrono>
 #include <string>
 
-#include "portico/handlers/pubsub.h"
-#include "portico/net/event_loop.h"
 #include "portico/observe/metrics.h"
 
 using namespace portico;
-using handlers::PubSubRegistry;
+using pubsub::PubSubRegistry;
 using namespace std::chrono_literals;
 
 namespace {
+
+// A worker's inbox that drops what it is posted.
+struct NullInbox : pubsub::Inbox {
+    void post(const std::string&, pubsub::MessagePtr) override {}
+};
 
 constexpr std::size_t kPayload = 100;
 constexpr std::size_t kKept = kPayload + PubSubRegistry::kMessageOverhead;  // accounted per message
@@ -129,8 +132,7 @@ TEST_CASE("pubsub max_channels refuses new channels only", "[pubsub]") {
     CHECK_FALSE(f.registry->admits("c"));
     CHECK(f.registry->admits("a"));
     std::uint64_t seq = 0;
-    net::EventLoop loop;
-    handlers::PubSubHub hub(loop, std::shared_ptr<PubSubRegistry>(f.registry.get(), [](PubSubRegistry*) {}));
+    NullInbox hub;
     CHECK_FALSE(f.registry->subscribe("c", &hub, f.settings, seq));
     CHECK(f.publish("a").seq == 2);  // an existing channel still takes publishes
     auto s = f.stats();
@@ -148,8 +150,7 @@ TEST_CASE("pubsub idle channels go with their history, subscribed ones stay", "[
     Fixture f;
     f.settings.history_ttl = 0ms;  // no age limit: only idleness removes
     f.settings.channel_idle_timeout = 60s;
-    net::EventLoop loop;
-    handlers::PubSubHub hub(loop, std::shared_ptr<PubSubRegistry>(f.registry.get(), [](PubSubRegistry*) {}));
+    NullInbox hub;
     std::uint64_t seq = 0;
     f.publish("idle");
     REQUIRE(f.registry->subscribe("watched", &hub, f.settings, seq));
@@ -284,4 +285,46 @@ TEST_CASE("pubsub stats list the busiest channels, at most kStatusChannels, by s
     CHECK(info.pubsub.published == kChannels * (kChannels + 1) / 2);
     f.registry->unsubscribe("/live/\nwatched", &hub);
     f.registry->unsubscribe("/live/\nwatched", &hub);
+}
+
+TEST_CASE("pubsub an Idempotency-Key answers the first seq within its TTL and posts nothing", "[pubsub]") {
+    Fixture f;
+    auto publishWithKey = [&](const std::string& channel, const std::string& key) {
+        return f.registry->publish(channel, "m", true, f.settings, nullptr, key);
+    };
+    auto first = publishWithKey("a", "k1");
+    auto retry = publishWithKey("a", "k1");
+    CHECK(first.seq == 1);
+    CHECK_FALSE(first.duplicate);
+    CHECK(retry.seq == 1);
+    CHECK(retry.duplicate);
+    CHECK(f.registry->info("a").seq == 1);  // not numbered, not kept again
+    CHECK(publishWithKey("b", "k1").seq == 1);  // keys are per channel
+    f.now += PubSubRegistry::kIdempotencyTtl;
+    auto late = publishWithKey("a", "k1");
+    CHECK_FALSE(late.duplicate);
+    CHECK(late.seq == 2);
+}
+
+TEST_CASE("pubsub the Idempotency-Key table forgets the oldest key beyond its bound", "[pubsub]") {
+    Fixture f;
+    f.settings.history = 0;
+    for (std::size_t i = 0; i <= PubSubRegistry::kIdempotencyKeys; ++i)
+        f.registry->publish("a", "m", true, f.settings, nullptr, "k" + std::to_string(i));
+    CHECK_FALSE(f.registry->publish("a", "m", true, f.settings, nullptr, "k0").duplicate);  // forgotten
+    CHECK(f.registry->publish("a", "m", true, f.settings, nullptr, "k2").duplicate);
+}
+
+TEST_CASE("pubsub every registry has its own epoch, carried by messages, info and replays", "[pubsub]") {
+    Fixture f, other;
+    CHECK(f.registry->epoch().size() == 8);
+    CHECK(f.registry->epoch() != other.registry->epoch());
+    auto r = f.publish("a");
+    CHECK(r.epoch == f.registry->epoch());
+    CHECK(f.registry->info("a").epoch == f.registry->epoch());
+    auto slice = f.registry->replay("a", 0, 1 << 20, 64);
+    CHECK(slice.epoch == f.registry->epoch());
+    CHECK(slice.top == 1);
+    REQUIRE(slice.messages.size() == 1);
+    CHECK(slice.messages[0]->epoch == f.registry->epoch());
 }

@@ -1,15 +1,20 @@
 #pragma once
 // The process-wide table of pub/sub channels that every pubsub route and every worker shares.
 //
-// It numbers each channel's messages, keeps their history and knows how many subscribers each
-// worker (PubSubHub) has per channel. One mutex, taken per publish, (un)subscribe, replay slice
+// It is the local bookkeeping of every backplane (subscribers per worker, max_channels, the
+// publish rate, the counters) and, for the in-process backplane (LocalBackplane), also the
+// message store: it numbers each channel's messages, keeps their history and knows how many subscribers each
+// worker (its Inbox) has per channel. One mutex, taken per publish, (un)subscribe, replay slice
 // and once a second for expiry; never per delivery. Everything it holds is bounded:
 // - history per channel by count (`history`), bytes (`history_bytes`) and age (`history_ttl`);
 // - history of all channels together by `pubsub.history_budget`: beyond it the oldest messages
 //   process-wide go first, whatever their channel (a list in publish order makes that O(1));
 // - channels by `pubsub.max_channels`; a channel with no subscribers goes with its last kept
 //   message, or after `channel_idle_timeout` without a publish;
-// - publishes per channel by a token bucket (`publish_rate`, `publish_burst`).
+// - publishes per channel by a token bucket (`publish_rate`, `publish_burst`);
+// - Idempotency-Key entries by kIdempotencyKeys (the oldest goes first) and kIdempotencyTtl.
+// Sequence numbers restart with the process: the epoch, random per registry, tells a
+// subscriber's ?since=SEQ&epoch=E from an earlier process apart.
 // Under the lock nothing of unbounded size is allocated: a message is built before, a replay
 // slice is at most `max_messages` pointers.
 
@@ -29,29 +34,14 @@
 
 #include "portico/config/config.h"
 #include "portico/core/token_bucket.h"
+#include "portico/pubsub/backplane.h"
+#include "portico/pubsub/message.h"
 
 namespace portico::observe {
 struct ProcessInfo;
 }
 
-namespace portico::handlers {
-
-class PubSubHub;
-
-struct PubSubMessage {
-    std::uint64_t seq = 0;
-    bool text = true;
-    std::string payload;
-    const void* sender = nullptr;  // the subscriber that published it (not sent back to it)
-};
-using MessagePtr = std::shared_ptr<const PubSubMessage>;
-
-struct ChannelInfo {
-    std::uint64_t seq = 0;          // the last sequence number given out
-    std::uint64_t oldest = 0;       // the oldest kept message's seq; 0 = none kept
-    std::size_t subscribers = 0;    // on every worker
-    std::size_t history = 0;        // messages kept
-};
+namespace portico::pubsub {
 
 class PubSubRegistry {
 public:
@@ -62,48 +52,50 @@ public:
     static constexpr std::size_t kMessageOverhead = 192;
     // How often expire() does its work, whichever worker calls it.
     static constexpr std::chrono::seconds kSweepInterval{1};
+    // A publish with an Idempotency-Key seen within this time answers the first one's seq and
+    // is not delivered again; at most this many keys are remembered (the oldest go first).
+    static constexpr std::chrono::minutes kIdempotencyTtl{5};
+    static constexpr std::size_t kIdempotencyKeys = 10000;
 
     // `clock` is for tests; by default the steady clock.
     explicit PubSubRegistry(const config::PubSubLimits& limits = {}, std::function<Clock::time_point()> clock = {});
 
+    // The epoch of every channel of this registry: random, fixed for its life.
+    const std::string& epoch() const { return epoch_; }
+
     // New process-wide bounds (a reload); a smaller budget is enforced at once. Thread-safe.
     void configure(const config::PubSubLimits& limits);
 
-    void attach(PubSubHub* hub);
-    void detach(PubSubHub* hub);
+    // A worker's inbox leaves: its subscriber counts go with it.
+    void detach(Inbox* inbox);
 
-    enum class Refusal { None, Channels, Rate };
-    struct PublishResult {
-        Refusal refused = Refusal::None;
-        std::uint64_t seq = 0;
-        std::size_t subscribers = 0;
-        std::chrono::seconds retry_after{0};  // when refused: when to try again (at least 1 s)
-    };
+    using Refusal = pubsub::Refusal;
+    using PublishResult = pubsub::PublishResult;
+    using ReplaySlice = pubsub::ReplaySlice;
     // Numbers the message, keeps it in the history within the bounds of `settings` and the
     // budget, and posts it to every worker with subscribers on `channel`. Refused (nothing
     // numbered, kept or posted) for a new channel beyond max_channels or beyond the channel's
-    // publish rate. Thread-safe.
+    // publish rate. A non-empty `idempotency_key` seen on this channel within kIdempotencyTtl
+    // answers the first publish's seq (duplicate) and posts nothing. Thread-safe.
     PublishResult publish(const std::string& channel, std::string payload, bool text,
-                          const config::PubSubSettings& settings, const void* sender);
+                          const config::PubSubSettings& settings, const void* sender,
+                          const std::string& idempotency_key = {});
 
-    // Counts a subscriber of `hub` on `channel` and stores the channel's current seq in
+    // The local half of a publish that another backplane numbers and carries: the channel cap
+    // and publish_rate (refused as publish() would be) and this process's subscriber count
+    // (minus `sender`). Nothing is numbered, kept or posted. Thread-safe.
+    PublishResult admitPublish(const std::string& channel, const config::PubSubSettings& settings, const void* sender);
+
+    // Counts a subscriber of `inbox` on `channel` and stores the channel's current seq in
     // `current_seq`. False (nothing counted) for a new channel beyond max_channels. Thread-safe.
-    bool subscribe(const std::string& channel, PubSubHub* hub, const config::PubSubSettings& settings,
+    bool subscribe(const std::string& channel, Inbox* inbox, const config::PubSubSettings& settings,
                    std::uint64_t& current_seq);
-    void unsubscribe(const std::string& channel, PubSubHub* hub);
+    void unsubscribe(const std::string& channel, Inbox* inbox);
     // True when `channel` exists or there is room for one more (a hint before a WebSocket
     // upgrade; subscribe() decides). False is counted as a refused subscription.
     bool admits(const std::string& channel);
 
-    // The next part of a history replay after `after`.
-    struct ReplaySlice {
-        std::vector<MessagePtr> messages;  // kept messages with seq > after, in order
-        std::uint64_t cursor = 0;          // replay from here next time (the last seq covered)
-        bool gap = false;                  // messages after `after` were published but not kept
-        bool done = false;                 // nothing after `cursor` (the subscriber is live)
-        std::size_t next_bytes = 0;        // when not done: the size of the next message
-    };
-    // Kept messages with seq > after whose payloads (plus a frame header each) add up to at
+    // The next part of a history replay after `after`: kept messages with seq > after whose payloads (plus a frame header each) add up to at
     // most `max_bytes`, at most `max_messages` of them. Thread-safe.
     ReplaySlice replay(const std::string& channel, std::uint64_t after, std::size_t max_bytes,
                        std::size_t max_messages);
@@ -138,7 +130,7 @@ private:
         std::uint64_t seq = 0;
         std::deque<Kept> history;
         std::size_t history_bytes = 0;
-        std::map<PubSubHub*, std::size_t> subscribers;  // per worker; no zero counts
+        std::map<Inbox*, std::size_t> subscribers;  // per worker; no zero counts
         Clock::time_point last_active;           // last publish, (un)subscribe
         config::Duration ttl{0};                 // from the route, at the last publish/subscribe
         config::Duration idle{0};
@@ -157,12 +149,23 @@ private:
     // Removes the channel at `it` if it has no subscribers and (no history or `force`).
     Map::iterator eraseIfUnused(Map::iterator it, bool force);
 
+    // The channel cap and publish rate for a publish on `channel` (under the lock): the channel,
+    // or nullptr with the refusal in `result`.
+    Channel* admitLocked(const std::string& channel, const config::PubSubSettings& settings, Clock::time_point now,
+                         PublishResult& result);
+    // Finds `key` among the remembered idempotency keys, dropping expired ones first.
+    const std::uint64_t* findIdempotent(const std::string& key, Clock::time_point now);
+    void rememberIdempotent(std::string key, std::uint64_t seq, Clock::time_point now);
+
     std::function<Clock::time_point()> clock_;
+    const std::string epoch_;
     std::atomic<Clock::rep> next_sweep_{0};
     std::mutex mutex_;
     config::PubSubLimits limits_;
     Map channels_;
     std::list<Channel*> order_;  // the channel of every kept message, oldest message first
+    std::unordered_map<std::string, std::uint64_t> idempotent_;  // channel\nkey -> seq
+    std::deque<std::pair<Clock::time_point, std::string>> idempotent_order_;  // oldest first
     std::size_t history_bytes_ = 0;
     std::size_t history_messages_ = 0;
     std::uint64_t evicted_[kReasons] = {};
@@ -176,4 +179,4 @@ private:
     std::atomic<std::uint64_t> slow_closed_{0};
 };
 
-}  // namespace portico::handlers
+}  // namespace portico::pubsub

@@ -1,22 +1,31 @@
-#include "portico/handlers/pubsub_registry.h"
+#include "portico/pubsub/pubsub_registry.h"
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 
-#include "portico/handlers/pubsub.h"
 #include "portico/observe/metrics.h"
 
-namespace portico::handlers {
+namespace portico::pubsub {
 
 namespace {
 
 // RFC 6455 5.2: at most 14 header bytes in front of a server's frame (no mask).
 constexpr std::size_t kFrameHeader = 14;
 
+// Eight base-36 characters (41 bits): two processes of one deployment do not share an epoch.
+std::string randomEpoch() {
+    static constexpr char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    std::random_device random;
+    std::string epoch(8, '0');
+    for (char& c : epoch) c = kDigits[random() % 36];
+    return epoch;
+}
+
 }  // namespace
 
 PubSubRegistry::PubSubRegistry(const config::PubSubLimits& limits, std::function<Clock::time_point()> clock)
-    : clock_(clock ? std::move(clock) : [] { return Clock::now(); }), limits_(limits) {}
+    : clock_(clock ? std::move(clock) : [] { return Clock::now(); }), epoch_(randomEpoch()), limits_(limits) {}
 
 void PubSubRegistry::configure(const config::PubSubLimits& limits) {
     std::lock_guard lock(mutex_);
@@ -26,12 +35,10 @@ void PubSubRegistry::configure(const config::PubSubLimits& limits) {
     // enough to come back under it.
 }
 
-void PubSubRegistry::attach(PubSubHub*) {}
-
-void PubSubRegistry::detach(PubSubHub* hub) {
+void PubSubRegistry::detach(Inbox* inbox) {
     std::lock_guard lock(mutex_);
     for (auto it = channels_.begin(); it != channels_.end();) {
-        it->second.subscribers.erase(hub);
+        it->second.subscribers.erase(inbox);
         it = eraseIfUnused(it, false);
     }
 }
@@ -108,34 +115,54 @@ PubSubRegistry::Map::iterator PubSubRegistry::eraseIfUnused(Map::iterator it, bo
 
 // ---- the operations ------------------------------------------------------------------------------
 
+const std::uint64_t* PubSubRegistry::findIdempotent(const std::string& key, Clock::time_point now) {
+    while (!idempotent_order_.empty() && now - idempotent_order_.front().first >= kIdempotencyTtl) {
+        idempotent_.erase(idempotent_order_.front().second);
+        idempotent_order_.pop_front();
+    }
+    auto it = idempotent_.find(key);
+    return it == idempotent_.end() ? nullptr : &it->second;
+}
+
+void PubSubRegistry::rememberIdempotent(std::string key, std::uint64_t seq, Clock::time_point now) {
+    if (idempotent_order_.size() >= kIdempotencyKeys) {
+        idempotent_.erase(idempotent_order_.front().second);
+        idempotent_order_.pop_front();
+    }
+    idempotent_.emplace(key, seq);
+    idempotent_order_.emplace_back(now, std::move(key));
+}
+
 PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel, std::string payload, bool text,
-                                                      const config::PubSubSettings& settings, const void* sender) {
+                                                      const config::PubSubSettings& settings, const void* sender,
+                                                      const std::string& idempotency_key) {
     // Built before the lock: the only allocation of the message's size.
-    auto message = std::make_shared<PubSubMessage>();
+    auto message = std::make_shared<Message>();
+    message->epoch = epoch_;
     message->text = text;
     message->payload = std::move(payload);
     message->sender = sender;
     const std::size_t bytes = message->payload.size() + kMessageOverhead;
-    std::vector<PubSubHub*> targets;
+    std::vector<Inbox*> targets;
     PublishResult result;
+    result.epoch = epoch_;
+    std::string idempotent_key;
+    if (!idempotency_key.empty()) idempotent_key = channel + '\n' + idempotency_key;
     {
         std::lock_guard lock(mutex_);
         const Clock::time_point now = clock_();
-        Channel* c = findOrCreate(channel, now);
-        if (!c) {
-            ++refused_channels_;
-            result.refused = Refusal::Channels;
-            result.retry_after = kSweepInterval * 5;
-            return result;
+        if (!idempotent_key.empty()) {
+            if (const std::uint64_t* seq = findIdempotent(idempotent_key, now)) {
+                result.seq = *seq;
+                result.duplicate = true;
+                return result;
+            }
         }
-        if (!takeToken(*c, settings, now, result.retry_after)) {
-            ++refused_rate_;
-            result.refused = Refusal::Rate;
-            return result;
-        }
-        adopt(*c, settings, now);
+        Channel* c = admitLocked(channel, settings, now, result);
+        if (!c) return result;
         message->seq = result.seq = ++c->seq;
         ++published_;
+        if (!idempotent_key.empty()) rememberIdempotent(std::move(idempotent_key), result.seq, now);
         trimAge(*c, now);
         if (settings.history > 0) {
             if (bytes <= settings.history_bytes && bytes <= limits_.history_budget) {
@@ -158,12 +185,42 @@ PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel
         eraseIfUnused(channels_.find(channel), false);  // nobody listening, nothing kept
     }
     // Posting takes each hub's own lock: never while holding the registry's.
-    for (PubSubHub* hub : targets) hub->post(channel, message);
+    for (Inbox* inbox : targets) inbox->post(channel, message);
     if (sender && result.subscribers > 0) result.subscribers -= 1;  // the sender gets no copy
     return result;
 }
 
-bool PubSubRegistry::subscribe(const std::string& channel, PubSubHub* hub, const config::PubSubSettings& settings,
+PubSubRegistry::Channel* PubSubRegistry::admitLocked(const std::string& channel, const config::PubSubSettings& settings,
+                                                     Clock::time_point now, PublishResult& result) {
+    Channel* c = findOrCreate(channel, now);
+    if (!c) {
+        ++refused_channels_;
+        result.refused = Refusal::Channels;
+        result.retry_after = kSweepInterval * 5;
+        return nullptr;
+    }
+    if (!takeToken(*c, settings, now, result.retry_after)) {
+        ++refused_rate_;
+        result.refused = Refusal::Rate;
+        return nullptr;
+    }
+    adopt(*c, settings, now);
+    return c;
+}
+
+PubSubRegistry::PublishResult PubSubRegistry::admitPublish(const std::string& channel,
+                                                           const config::PubSubSettings& settings, const void* sender) {
+    PublishResult result;
+    std::lock_guard lock(mutex_);
+    Channel* c = admitLocked(channel, settings, clock_(), result);
+    if (!c) return result;
+    for (auto& [inbox, count] : c->subscribers) result.subscribers += count;
+    if (sender && result.subscribers > 0) result.subscribers -= 1;  // the sender gets no copy
+    eraseIfUnused(channels_.find(channel), false);
+    return result;
+}
+
+bool PubSubRegistry::subscribe(const std::string& channel, Inbox* inbox, const config::PubSubSettings& settings,
                                std::uint64_t& current_seq) {
     std::lock_guard lock(mutex_);
     const Clock::time_point now = clock_();
@@ -173,17 +230,17 @@ bool PubSubRegistry::subscribe(const std::string& channel, PubSubHub* hub, const
         return false;
     }
     adopt(*c, settings, now);
-    c->subscribers[hub]++;
+    c->subscribers[inbox]++;
     current_seq = c->seq;
     return true;
 }
 
-void PubSubRegistry::unsubscribe(const std::string& channel, PubSubHub* hub) {
+void PubSubRegistry::unsubscribe(const std::string& channel, Inbox* inbox) {
     std::lock_guard lock(mutex_);
     auto it = channels_.find(channel);
     if (it == channels_.end()) return;
     Channel& c = it->second;
-    auto sub = c.subscribers.find(hub);
+    auto sub = c.subscribers.find(inbox);
     if (sub != c.subscribers.end() && --sub->second == 0) c.subscribers.erase(sub);
     // Idle from now on. A channel with history is kept so that a subscriber returning with
     // ?since= can catch up (until channel_idle_timeout, history_ttl or the budget).
@@ -202,6 +259,7 @@ PubSubRegistry::ReplaySlice PubSubRegistry::replay(const std::string& channel, s
                                                    std::size_t max_bytes, std::size_t max_messages) {
     ReplaySlice slice;
     slice.cursor = after;
+    slice.epoch = epoch_;
     std::lock_guard lock(mutex_);
     auto it = channels_.find(channel);
     if (it == channels_.end()) {
@@ -209,6 +267,7 @@ PubSubRegistry::ReplaySlice PubSubRegistry::replay(const std::string& channel, s
         return slice;
     }
     Channel& c = it->second;
+    slice.top = c.seq;
     trimAge(c, clock_());
     if (after >= c.seq) {  // up to date, or a seq from before the channel was (re)created
         slice.done = true;
@@ -243,6 +302,7 @@ PubSubRegistry::ReplaySlice PubSubRegistry::replay(const std::string& channel, s
 ChannelInfo PubSubRegistry::info(const std::string& channel) {
     std::lock_guard lock(mutex_);
     ChannelInfo info;
+    info.epoch = epoch_;
     auto it = channels_.find(channel);
     if (it == channels_.end()) return info;
     Channel& c = it->second;
@@ -332,4 +392,4 @@ void PubSubRegistry::stats(observe::ProcessInfo& info) {
     s.published = published_;
 }
 
-}  // namespace portico::handlers
+}  // namespace portico::pubsub

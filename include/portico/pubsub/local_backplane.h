@@ -1,0 +1,55 @@
+#pragma once
+// The in-process backplane: channels live in this process's PubSubRegistry, shared by every
+// worker. A publish on any worker numbers and keeps the message under the registry's lock and
+// posts it to the inbox of each worker with subscribers; that worker's loop hands it to its
+// sink. Every callback runs before the call returns.
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "portico/core/handles.h"
+#include "portico/pubsub/backplane.h"
+#include "portico/pubsub/pubsub_registry.h"
+
+namespace portico::net {
+class EventLoop;
+}
+
+namespace portico::pubsub {
+
+class LocalBackplane final : public Backplane, private Inbox {
+public:
+    LocalBackplane(net::EventLoop& loop, std::shared_ptr<PubSubRegistry> registry);
+    ~LocalBackplane() override;
+    LocalBackplane(const LocalBackplane&) = delete;
+    LocalBackplane& operator=(const LocalBackplane&) = delete;
+
+    void start(BackplaneSink& sink) override;
+    void publish(PublishRequest request, PublishDone done) override;
+    void subscribe(const std::string& channel, const config::PubSubSettings& settings, SubscribeDone done) override;
+    void unsubscribe(const std::string& channel) override;
+    bool admits(const std::string& channel) override;
+    void replay(const ReplayRequest& request, ReplayDone done) override;
+    void info(const std::string& channel, InfoDone done) override;
+    PubSubRegistry& registry() override { return *registry_; }
+    void stats(observe::ProcessInfo& info) override;
+
+private:
+    // Inbox: thread-safe, from whichever worker published.
+    void post(const std::string& channel, MessagePtr message) override;
+    static void onInbox(int, short, void* arg);
+    static void onSweep(int, short, void* arg);
+
+    net::EventLoop& loop_;
+    std::shared_ptr<PubSubRegistry> registry_;
+    BackplaneSink* sink_ = nullptr;
+    core::EventPtr inbox_event_;
+    core::EventPtr sweep_event_;  // history_ttl and channel_idle_timeout (registry's expire())
+    std::mutex inbox_mutex_;
+    std::vector<std::pair<std::string, MessagePtr>> inbox_;
+};
+
+}  // namespace portico::pubsub

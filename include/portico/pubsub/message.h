@@ -1,0 +1,35 @@
+#pragma once
+// What a pub/sub channel carries, whichever backplane numbered it.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace portico::pubsub {
+
+struct Message {
+    std::uint64_t seq = 0;       // the channel's sequence number, from the backplane
+    std::string epoch;           // the channel state's id: seq only compares within one epoch
+    bool text = true;
+    std::string payload;
+    const void* sender = nullptr;  // the local subscriber that published it (not sent back to it)
+};
+using MessagePtr = std::shared_ptr<const Message>;
+
+struct ChannelInfo {
+    std::uint64_t seq = 0;          // the last sequence number given out
+    std::string epoch;              // of that sequence
+    std::uint64_t oldest = 0;       // the oldest kept message's seq; 0 = none kept
+    std::size_t subscribers = 0;    // on every worker of this process
+    std::size_t history = 0;        // messages kept
+};
+
+// Where the in-process registry posts a message for one worker's subscribers. post() is called
+// from any worker's thread.
+class Inbox {
+public:
+    virtual ~Inbox() = default;
+    virtual void post(const std::string& channel, MessagePtr message) = 0;
+};
+
+}  // namespace portico::pubsub

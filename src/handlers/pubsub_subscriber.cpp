@@ -1,0 +1,375 @@
+// The subscriber side of `handler: pubsub`: a WebSocket subscriber (PubSubSubscriber) and the
+// worker's hub that hands it each message, encoded once per frame form.
+
+#include <algorithm>
+#include <event2/buffer.h>
+
+#include "portico/core/base64.h"
+#include "portico/core/json.h"
+#include "portico/core/log.h"
+#include "portico/handlers/pubsub.h"
+#include "portico/handlers/websocket_endpoint.h"
+#include "portico/ws/close_code.h"
+#include "portico/ws/codec.h"
+
+namespace portico::handlers {
+
+namespace {
+
+// A replay slice: at most this many messages per trip to the backplane, so that what is
+// allocated for it stays small.
+constexpr std::size_t kReplaySliceMessages = 64;
+
+// Wraps `callback` so that it does nothing once `alive` has expired (its owner has gone).
+template <typename F>
+auto guardedBy(const std::shared_ptr<char>& alive, F callback) {
+    return [alive = std::weak_ptr<char>(alive), callback = std::move(callback)](auto&&... args) mutable {
+        if (!alive.expired()) callback(std::forward<decltype(args)>(args)...);
+    };
+}
+
+// The channel name in a channel key (channelKey(): route path, '\n', name).
+std::string_view nameOf(const std::string& key) {
+    std::string_view k = key;
+    return k.substr(k.find('\n') + 1);
+}
+
+// portico.pubsub.v1: {"channel":"room","seq":12,"epoch":"k3x9","data":"..."}; a binary
+// message's payload as "data_b64".
+std::string messageJson(std::string_view channel, const pubsub::Message& m) {
+    std::string json = "{\"channel\":";
+    core::appendJsonString(json, channel);
+    json += ",\"seq\":" + std::to_string(m.seq) + ",\"epoch\":";
+    core::appendJsonString(json, m.epoch);
+    if (m.text) {
+        json += ",\"data\":";
+        core::appendJsonString(json, m.payload);  // valid UTF-8: a text message is checked
+    } else {
+        json += ",\"data_b64\":\"" + core::base64Encode(m.payload) + "\"";
+    }
+    json += "}";
+    return json;
+}
+
+// Appends `m` as one frame in the subscriber's form.
+void encodeFor(evbuffer* out, bool json, std::string_view channel, const pubsub::Message& m) {
+    if (json) {
+        const std::string text = messageJson(channel, m);
+        ws::Codec::encodeMessage(out, true, text.data(), text.size(), nullptr);
+    } else {
+        ws::Codec::encodeMessage(out, m.text, m.payload.data(), m.payload.size(), nullptr);
+    }
+}
+
+}  // namespace
+
+// One message's frames for this worker's subscribers: each form encoded at most once,
+// uncompressed (allowed under permessage-deflate), and shared by reference.
+class MessageFrames {
+public:
+    MessageFrames(std::string_view channel, const pubsub::Message& message) : channel_(channel), message_(message) {}
+    evbuffer* get(bool json) {
+        core::EvbufferPtr& frames = json ? json_ : bare_;
+        if (!frames) {
+            frames.reset(evbuffer_new());
+            encodeFor(frames.get(), json, channel_, message_);
+        }
+        return frames.get();
+    }
+
+private:
+    std::string_view channel_;
+    const pubsub::Message& message_;
+    core::EvbufferPtr bare_, json_;
+};
+
+class PubSubSubscriber final : public EndpointApp {
+public:
+    PubSubSubscriber(PubSubHub& hub, const config::Route& route, std::string key, SubscribeOptions options)
+        : hub_(hub), route_(route), settings_(route.pubsub), key_(std::move(key)), options_(std::move(options)) {}
+
+    void onOpen(EndpointSession& session) override {
+        session_ = &session;
+        // In the hub first: a remote backplane answers later, and what arrives meanwhile tells
+        // whether to catch up (pending_seq_).
+        hub_.add(key_, this);
+        in_hub_ = subscribing_ = true;
+        hub_.backplane().subscribe(key_, settings_, guardedBy(alive_, [this](bool ok, const pubsub::Position& top) {
+                                       onSubscribed(ok, top);
+                                   }));
+    }
+
+    void onMessage(EndpointSession& session, bool is_text, std::string_view payload) override {
+        if (!settings_.client_publish) {
+            // RFC 6455 7.4.1: 1008 for a message that violates the endpoint's policy.
+            session.close(ws::close_code::kPolicyViolation, "publishing is not allowed here");
+            return;
+        }
+        if (payload.size() > publishLimit(route_, 0)) {
+            hub_.registry().countRefusedSize();
+            // RFC 6455 7.4.1: 1009 for a message too big to process.
+            session.close(ws::close_code::kMessageTooBig, "message too big to publish");
+            return;
+        }
+        // Beyond the channel's publish_rate (or with the backplane down) the message is dropped
+        // (and counted), not the connection: the rate is the channel's, and the sender may not be
+        // the one flooding it.
+        pubsub::PublishRequest request;
+        request.channel = key_;
+        request.payload = std::string(payload);
+        request.text = is_text;
+        request.settings = &settings_;
+        request.sender = this;
+        hub_.backplane().publish(std::move(request), [](const pubsub::PublishResult&) {});
+    }
+
+    void onDrained(EndpointSession&) override { pump(); }
+
+    void onClose(EndpointSession&) override {
+        session_ = nullptr;
+        alive_.reset();  // callbacks still held by the backplane find nobody
+        if (in_hub_) hub_.remove(key_, this);
+        in_hub_ = false;
+        // Each subscribe() not refused is matched by one unsubscribe(), answered or not.
+        if (subscribed_ || subscribing_) hub_.backplane().unsubscribe(key_);
+        subscribed_ = subscribing_ = false;
+    }
+
+    void deliver(const pubsub::Message& message, MessageFrames& frames) {
+        if (!session_ || !session_->isOpen()) return;
+        if (!subscribed_) {
+            // Before the backplane's answer: remembered, so that anything after its position
+            // comes from history.
+            if (subscribing_) {
+                pending_seq_ = std::max(pending_seq_, message.seq);
+                pending_epoch_ = message.epoch;
+            }
+            return;
+        }
+        if (epoch_.empty()) epoch_ = message.epoch;  // the channel's state began after we asked
+        if (message.epoch != epoch_) {
+            // The channel's state was created anew (Redis flushed or evicted it): its seq
+            // restarted, and what this subscriber missed of it is not known.
+            if (replaying_) return;  // the replay's answer says so
+            historyLost(message.epoch, message.seq - 1);
+            if (!session_) return;
+        }
+        // While replaying, history brings this message in order.
+        if (replaying_ || message.seq <= last_seq_) return;
+        if (message.seq > last_seq_ + 1) {
+            // Messages in between did not come live (a backplane that lost them, or an answer
+            // that crossed this one): they come from history, then this one.
+            catchUp();
+            return;
+        }
+        last_seq_ = message.seq;
+        if (message.sender == this) return;
+        evbuffer* out = frames.get(options_.json);
+        if (session_->queuedBytes() + evbuffer_get_length(out) > settings_.queue_bytes) {
+            closeSlow();
+            return;
+        }
+        session_->sendEncoded(out);
+    }
+
+    // Whatever was published after last_seq_ comes from history.
+    void catchUp() {
+        if (!subscribed_ || replaying_) return;
+        replaying_ = true;
+        pump();
+    }
+
+private:
+    void onSubscribed(bool ok, const pubsub::Position& top) {
+        subscribing_ = false;
+        if (!session_) return;
+        if (!ok) {
+            hub_.remove(key_, this);
+            in_hub_ = false;
+            // 1013 Try Again Later (the IANA close code registry, RFC 6455 11.7): a capacity
+            // limit, not a fault of the client. The 503 before the upgrade is the usual answer; this
+            // is the race where the last channel was taken meanwhile.
+            session_->close(ws::close_code::kTryAgainLater, "too many channels");
+            session_ = nullptr;
+            return;
+        }
+        subscribed_ = true;
+        epoch_ = top.epoch;
+        last_seq_ = top.seq;
+        if (!options_.since) {
+            if (epoch_.empty() && !pending_epoch_.empty()) epoch_ = pending_epoch_;  // created since
+            if (pending_epoch_ == epoch_ && pending_seq_ > last_seq_) catchUp();
+            return;
+        }
+        const std::uint64_t since = *options_.since;
+        // A position in another epoch, or beyond this one's last seq (from an earlier life of
+        // the channel): what came after it is not known here.
+        if ((!options_.epoch.empty() && options_.epoch != top.epoch) || since > top.seq) {
+            historyLost(top.epoch, top.seq);
+            return;
+        }
+        accept_gap_ = since == 0;  // since=0: whatever is kept
+        if (since < top.seq) {
+            last_seq_ = since;
+            catchUp();
+        }
+    }
+
+    // The subscriber's position cannot be resumed: with the subprotocol it is told and goes on
+    // live after `top` of `epoch`; without it, Close 4410, so that it does not take a new
+    // sequence for the old one.
+    void historyLost(const std::string& epoch, std::uint64_t top) {
+        hub_.registry().countReplayTruncated();
+        if (!options_.json) {
+            session_->close(ws::close_code::kHistoryLost, "history lost");
+            session_ = nullptr;
+            return;
+        }
+        std::string json = "{\"type\":\"history_lost\",\"channel\":";
+        core::appendJsonString(json, nameOf(key_));
+        json += ",\"epoch\":";
+        core::appendJsonString(json, epoch);
+        json += ",\"seq\":" + std::to_string(top) + "}";
+        session_->sendText(json);
+        session_->flush();  // also when told from a backplane's callback, outside a read
+        epoch_ = epoch;
+        last_seq_ = top;
+        replaying_ = false;
+    }
+
+    // Sends history after last_seq_ in slices, each no bigger than the room left under
+    // queue_bytes; continues from onDrained. Flow control by construction, as a live
+    // subscriber: the queue never holds more than queue_bytes. A slice may be answered before
+    // replay() returns (in-process) or later: pumping_ turns the first case into a loop.
+    void pump() {
+        if (pumping_) {
+            pump_again_ = true;
+            return;
+        }
+        pumping_ = true;
+        do {
+            pump_again_ = false;
+            requestSlice();
+        } while (pump_again_);
+        pumping_ = false;
+    }
+
+    void requestSlice() {
+        if (!replaying_ || slice_pending_ || !session_ || !session_->isOpen()) return;
+        const std::size_t queued = session_->queuedBytes();
+        pubsub::ReplayRequest request;
+        request.channel = key_;
+        request.after = last_seq_;
+        request.epoch = epoch_;
+        request.max_bytes = settings_.queue_bytes > queued ? settings_.queue_bytes - queued : 0;
+        request.max_messages = kReplaySliceMessages;
+        request.history_ttl = settings_.history_ttl;
+        slice_pending_ = true;
+        hub_.backplane().replay(request, guardedBy(alive_, [this](pubsub::ReplaySlice& slice) { onSlice(slice); }));
+    }
+
+    void onSlice(pubsub::ReplaySlice& slice) {
+        slice_pending_ = false;
+        if (!session_ || !session_->isOpen()) return;
+        if (slice.unavailable) {
+            // The backplane is down: live again; its resync (onBackplaneResync) catches up.
+            replaying_ = false;
+            return;
+        }
+        if (slice.lost || (slice.gap && !accept_gap_)) {
+            historyLost(slice.epoch, slice.top);
+            return;
+        }
+        if (slice.gap) hub_.registry().countReplayTruncated();  // since=0 starts at the oldest kept
+        accept_gap_ = false;
+        last_seq_ = slice.cursor;
+        if (slice.done) replaying_ = false;
+        if (!slice.messages.empty()) {
+            core::EvbufferPtr frames(evbuffer_new());
+            const std::string_view name = nameOf(key_);
+            for (const auto& m : slice.messages)
+                if (m->sender != this) encodeFor(frames.get(), options_.json, name, *m);
+            session_->sendEncoded(frames.get());
+            pump();
+            return;
+        }
+        if (!replaying_) return;
+        if (session_->queuedBytes() == 0) {
+            // The next message alone is beyond queue_bytes: what a live one would get.
+            closeSlow();
+            return;
+        }
+        // Whatever the socket takes now; onDrained follows once a blocked write drains.
+        session_->flush();
+        if (session_->queuedBytes() == 0) pump();
+    }
+
+    void closeSlow() {
+        LOG_INFO("pubsub: closing a slow subscriber of %s (%zu bytes queued)", key_.c_str(), session_->queuedBytes());
+        hub_.registry().countSlowClosed();
+        session_->close(ws::close_code::kPolicyViolation, "subscriber too slow");
+    }
+
+    PubSubHub& hub_;
+    const config::Route& route_;
+    const config::PubSubSettings& settings_;
+    std::string key_;
+    SubscribeOptions options_;
+    std::shared_ptr<char> alive_ = std::make_shared<char>();  // weakly held by pending callbacks
+    EndpointSession* session_ = nullptr;
+    std::string epoch_;           // of last_seq_
+    std::uint64_t last_seq_ = 0;  // delivered (or skipped) up to here
+    std::uint64_t pending_seq_ = 0;  // the highest seq seen before the subscription's answer
+    std::string pending_epoch_;      // its epoch
+    bool in_hub_ = false;
+    bool subscribing_ = false;       // subscribe() asked, not answered
+    bool subscribed_ = false;
+    bool replaying_ = false;      // history after last_seq_ is being sent
+    bool slice_pending_ = false;  // a replay() has not answered yet
+    bool pumping_ = false;
+    bool pump_again_ = false;
+    bool accept_gap_ = false;     // the first replay of since=0 starts at the oldest kept
+};
+
+std::unique_ptr<EndpointApp> makeSubscriberApp(PubSubHub& hub, const config::Route& route, std::string channel,
+                                               SubscribeOptions options) {
+    std::string key = channelKey(route, channel);
+    if (!hub.backplane().admits(key)) return nullptr;
+    return std::make_unique<PubSubSubscriber>(hub, route, std::move(key), std::move(options));
+}
+
+// ---- the worker's hub ---------------------------------------------------------------------------
+
+PubSubHub::PubSubHub(net::EventLoop& loop, std::unique_ptr<pubsub::Backplane> backplane)
+    : loop_(loop), backplane_(std::move(backplane)) {
+    backplane_->start(*this);
+}
+
+PubSubHub::~PubSubHub() = default;
+
+void PubSubHub::onBackplaneMessage(const std::string& channel, const pubsub::MessagePtr& message) {
+    auto it = local_.find(channel);
+    if (it == local_.end() || it->second.empty()) return;
+    MessageFrames frames(nameOf(channel), *message);
+    // A subscriber may close (and leave the list) while we deliver: iterate over a copy.
+    std::vector<PubSubSubscriber*> subscribers = it->second;
+    for (PubSubSubscriber* s : subscribers) s->deliver(*message, frames);
+}
+
+void PubSubHub::onBackplaneResync() {
+    std::vector<PubSubSubscriber*> all;
+    for (auto& [channel, list] : local_) all.insert(all.end(), list.begin(), list.end());
+    for (PubSubSubscriber* s : all) s->catchUp();
+}
+
+void PubSubHub::add(const std::string& channel, PubSubSubscriber* subscriber) { local_[channel].push_back(subscriber); }
+
+void PubSubHub::remove(const std::string& channel, PubSubSubscriber* subscriber) {
+    auto it = local_.find(channel);
+    if (it == local_.end()) return;
+    auto& list = it->second;
+    list.erase(std::remove(list.begin(), list.end(), subscriber), list.end());
+    if (list.empty()) local_.erase(it);
+}
+
+}  // namespace portico::handlers

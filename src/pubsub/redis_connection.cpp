@@ -1,0 +1,183 @@
+#include "pubsub/redis_connection.h"
+
+#include <cstring>
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "portico/net/event_loop.h"
+
+namespace portico::pubsub {
+
+RedisConnection::RedisConnection(net::EventLoop& loop, const config::BackplaneSettings& settings, std::string password,
+                                 Handler& handler)
+    : loop_(loop),
+      settings_(settings),
+      password_(std::move(password)),
+      handler_(handler),
+      connect_timer_(evtimer_new(loop.base(), &RedisConnection::onConnectTimeout, this)) {}
+
+RedisConnection::~RedisConnection() {
+    destroying_ = true;  // the callbacks hiredis runs while freeing call nobody back
+    pending_.clear();
+    if (ctx_) {
+        redisAsyncContext* ctx = ctx_;
+        ctx_ = nullptr;
+        redisAsyncFree(ctx);
+    }
+}
+
+void RedisConnection::connect() {
+    if (ctx_) return;
+    const config::RedisAddress& a = settings_.address;
+    redisAsyncContext* ctx =
+        a.unix_path.empty() ? redisAsyncConnect(a.host.c_str(), a.port) : redisAsyncConnectUnix(a.unix_path.c_str());
+    if (!ctx || ctx->err) {
+        const std::string why = ctx ? ctx->errstr : "out of memory";
+        if (ctx) redisAsyncFree(ctx);
+        handler_.onRedisDown(*this, why);
+        return;
+    }
+    ctx->data = this;
+    if (redisLibeventAttach(ctx, loop_.base()) != REDIS_OK) {
+        redisAsyncFree(ctx);
+        handler_.onRedisDown(*this, "cannot attach to the event loop");
+        return;
+    }
+    ctx_ = ctx;
+    redisAsyncSetConnectCallback(ctx, &RedisConnection::onConnect);
+    redisAsyncSetDisconnectCallback(ctx, &RedisConnection::onDisconnect);
+    net::addTimerOnce(connect_timer_.get(), settings_.connect_timeout);
+    // Queued now, written once connected, answered in order: a refused login drops the
+    // connection; the connection is up when the PING after them is answered.
+    auto login = [this](const redisReply* reply) {
+        if (reply && reply->type == REDIS_REPLY_ERROR) drop(std::string("login refused: ") + reply->str);
+    };
+    if (!password_.empty()) {
+        if (a.username.empty())
+            enqueue({"AUTH", password_}, login, {});
+        else
+            enqueue({"AUTH", a.username, password_}, login, {});
+    }
+    if (a.db != 0) enqueue({"SELECT", std::to_string(a.db)}, login, {});
+    enqueue({"PING"},
+            [this](const redisReply* reply) {
+                if (!reply || reply->type == REDIS_REPLY_ERROR) return;  // lost() or login reports it
+                event_del(connect_timer_.get());
+                up_ = true;
+                handler_.onRedisUp(*this);
+            },
+            {});
+}
+
+bool RedisConnection::send(const std::vector<std::string_view>& argv, void (*fn)(redisAsyncContext*, void*, void*),
+                           void* privdata) {
+    if (!ctx_) return false;
+    std::vector<const char*> args;
+    std::vector<std::size_t> lengths;
+    args.reserve(argv.size());
+    lengths.reserve(argv.size());
+    for (std::string_view arg : argv) {
+        args.push_back(arg.data());
+        lengths.push_back(arg.size());
+    }
+    return redisAsyncCommandArgv(ctx_, fn, privdata, static_cast<int>(args.size()), args.data(), lengths.data()) ==
+           REDIS_OK;
+}
+
+bool RedisConnection::command(const std::vector<std::string_view>& argv, ReplyFn done, std::chrono::milliseconds timeout) {
+    return up_ && enqueue(argv, std::move(done), timeout);
+}
+
+bool RedisConnection::enqueue(const std::vector<std::string_view>& argv, ReplyFn done, std::chrono::milliseconds timeout) {
+    if (!ctx_) return false;
+    const std::uint64_t id = next_id_++;
+    auto pending = std::make_unique<Pending>();
+    pending->self = this;
+    pending->id = id;
+    pending->done = std::move(done);
+    if (timeout.count() > 0) {
+        pending->timer.reset(evtimer_new(loop_.base(), &RedisConnection::onCommandTimeout, pending.get()));
+        net::addTimerOnce(pending->timer.get(), timeout);
+    }
+    // privdata is the id, not the Pending: a timed-out command's late reply finds nothing.
+    if (!send(argv, &RedisConnection::onReply, reinterpret_cast<void*>(static_cast<std::uintptr_t>(id)))) return false;
+    pending_.emplace(id, std::move(pending));
+    return true;
+}
+
+bool RedisConnection::subscribeCommand(const std::vector<std::string_view>& argv) {
+    return up_ && send(argv, &RedisConnection::onPush, nullptr);
+}
+
+void RedisConnection::drop(const std::string& why) {
+    if (!ctx_) return;
+    redisAsyncContext* ctx = ctx_;
+    ctx_ = nullptr;  // onDisconnect, run by the free below, sees it is no longer ours
+    redisAsyncFree(ctx);  // deferred by hiredis when called from one of ctx's callbacks
+    lost(why);
+}
+
+void RedisConnection::lost(const std::string& why) {
+    event_del(connect_timer_.get());
+    up_ = false;
+    // Everything still waiting fails now (its owner answers 503 or retries after reconnecting).
+    auto pending = std::move(pending_);
+    pending_.clear();
+    for (auto& [id, p] : pending)
+        if (p->done) p->done(nullptr);
+    handler_.onRedisDown(*this, why);
+}
+
+void RedisConnection::finish(std::uint64_t id, const redisReply* reply) {
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;  // timed out, or failed with the connection
+    std::unique_ptr<Pending> p = std::move(it->second);
+    pending_.erase(it);
+    if (p->done) p->done(reply);
+}
+
+void RedisConnection::onConnect(const redisAsyncContext* ctx, int status) {
+    auto* self = static_cast<RedisConnection*>(ctx->data);
+    if (!self || self->destroying_ || self->ctx_ != ctx || status == REDIS_OK) return;  // up: the PING says
+    self->ctx_ = nullptr;  // hiredis frees the context after this callback
+    self->lost(ctx->errstr[0] ? ctx->errstr : "connect failed");
+}
+
+void RedisConnection::onDisconnect(const redisAsyncContext* ctx, int) {
+    auto* self = static_cast<RedisConnection*>(ctx->data);
+    if (!self || self->destroying_ || self->ctx_ != ctx) return;
+    self->ctx_ = nullptr;  // hiredis frees the context after this callback
+    self->lost(ctx->err && ctx->errstr[0] ? ctx->errstr : "connection closed");
+}
+
+void RedisConnection::onReply(redisAsyncContext* ctx, void* reply, void* privdata) {
+    auto* self = static_cast<RedisConnection*>(ctx->data);
+    if (!self || self->destroying_) return;
+    self->finish(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(privdata)), static_cast<redisReply*>(reply));
+}
+
+void RedisConnection::onPush(redisAsyncContext* ctx, void* reply, void*) {
+    auto* self = static_cast<RedisConnection*>(ctx->data);
+    if (!self || self->destroying_ || !reply || self->ctx_ != ctx) return;
+    self->handler_.onRedisPush(*self, *static_cast<redisReply*>(reply));
+}
+
+void RedisConnection::onConnectTimeout(int, short, void* arg) {
+    auto* self = static_cast<RedisConnection*>(arg);
+    if (!self->up_) self->drop("no connection within connect_timeout");
+}
+
+void RedisConnection::onCommandTimeout(int, short, void* arg) {
+    auto* p = static_cast<Pending*>(arg);
+    RedisConnection* self = p->self;
+    auto it = self->pending_.find(p->id);
+    if (it == self->pending_.end()) return;
+    std::shared_ptr<Pending> owned(std::move(it->second));
+    self->pending_.erase(it);
+    self->loop_.deferDelete(owned);  // its timer is the event running now
+    if (owned->done) owned->done(nullptr);
+}
+
+}  // namespace portico::pubsub

@@ -1,0 +1,99 @@
+#pragma once
+// Private to src/pubsub: one asynchronous hiredis connection on a worker's libevent loop (the
+// adapters/libevent.h glue), with its owner for the redisAsyncContext, a connect timeout and
+// per-command timeouts.
+//
+// Ownership: the context is ours from connect() until hiredis frees it itself (after a failed
+// connect or a disconnect: then ctx_ is cleared in the callback) or we free it (drop(), the
+// destructor). A reply callback runs once: with the reply, or with nullptr when the connection
+// went down or the command timed out first. The destructor frees the context without running
+// the callbacks it still holds (their owner is going too).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "portico/config/config.h"
+#include "portico/core/handles.h"
+
+struct redisAsyncContext;
+struct redisReply;
+
+namespace portico::net {
+class EventLoop;
+}
+
+namespace portico::pubsub {
+
+class RedisConnection {
+public:
+    class Handler {
+    public:
+        virtual ~Handler() = default;
+        // Connected, authenticated and on the configured database.
+        virtual void onRedisUp(RedisConnection& connection) = 0;
+        // A connect that failed or timed out, or a connection that ended. Called once per
+        // connect(); nothing is pending any more.
+        virtual void onRedisDown(RedisConnection& connection, const std::string& why) = 0;
+        // Subscribe mode: a push (["message", channel, payload], ["subscribe", channel, n], ...).
+        virtual void onRedisPush(RedisConnection& /*connection*/, const redisReply& /*push*/) {}
+    };
+    using ReplyFn = std::function<void(const redisReply* reply)>;
+
+    RedisConnection(net::EventLoop& loop, const config::BackplaneSettings& settings, std::string password,
+                    Handler& handler);
+    ~RedisConnection();
+    RedisConnection(const RedisConnection&) = delete;
+    RedisConnection& operator=(const RedisConnection&) = delete;
+
+    // Starts connecting (when not connected or connecting); onRedisUp or onRedisDown follows.
+    void connect();
+    bool up() const { return up_; }
+    // Sends `argv`. `done` gets the reply, or nullptr on a connection lost or after `timeout`
+    // (0 = none). False (and `done` is not called) when the connection is not up.
+    bool command(const std::vector<std::string_view>& argv, ReplyFn done,
+                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+    // Sends a (UN)SUBSCRIBE-family command whose replies go to the handler's onRedisPush.
+    bool subscribeCommand(const std::vector<std::string_view>& argv);
+    // Ends the connection now (a silent subscription): onRedisDown(why) follows at once.
+    void drop(const std::string& why);
+
+private:
+    struct Pending {
+        RedisConnection* self = nullptr;
+        std::uint64_t id = 0;
+        ReplyFn done;
+        core::EventPtr timer;
+    };
+
+    static void onConnect(const redisAsyncContext* ctx, int status);
+    static void onDisconnect(const redisAsyncContext* ctx, int status);
+    static void onReply(redisAsyncContext* ctx, void* reply, void* privdata);
+    static void onPush(redisAsyncContext* ctx, void* reply, void* privdata);
+    static void onConnectTimeout(int, short, void* arg);
+    static void onCommandTimeout(int, short, void* arg);
+    // The connection is gone (hiredis freed it, or we did): clears up_ and fails what waits.
+    void lost(const std::string& why);
+    void finish(std::uint64_t id, const redisReply* reply);
+    // command() without the check that the connection is up (the login commands of connect()).
+    bool enqueue(const std::vector<std::string_view>& argv, ReplyFn done, std::chrono::milliseconds timeout);
+    bool send(const std::vector<std::string_view>& argv, void (*fn)(redisAsyncContext*, void*, void*), void* privdata);
+
+    net::EventLoop& loop_;
+    const config::BackplaneSettings settings_;
+    const std::string password_;
+    Handler& handler_;
+    redisAsyncContext* ctx_ = nullptr;  // owned (see above)
+    core::EventPtr connect_timer_;
+    std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
+    std::uint64_t next_id_ = 1;
+    bool up_ = false;
+    bool destroying_ = false;
+};
+
+}  // namespace portico::pubsub

@@ -1,0 +1,291 @@
+"""The Redis backplane (pubsub.backplane) with two and three Portico processes and one real
+redis-server started by the test: the same seq and epoch on every node, ?since= replays across
+nodes, Idempotency-Key across nodes, keys with TTLs, Redis down (503 within publish_timeout,
+health 200 with "backplane: down", status and metrics, one log line) and Redis killed and
+restarted under a continuous publisher: every subscriber ends with the full sequence or an
+explicit history_lost, never a silent gap."""
+
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+
+from http_client import http_request  # noqa: E402
+from portico_harness import main, make_config, slow_factor  # noqa: E402
+from pubsub_client import PubSubNode, recv_json  # noqa: E402
+from redis_server import RedisServer  # noqa: E402
+from tcp_freezer import TcpFreezer  # noqa: E402
+from ws_client import OP_TEXT  # noqa: E402
+from ws_peers import WsTestCase, wait_for  # noqa: E402
+
+PREFIX = "ptest"
+
+
+def node_config(redis_url, workers=2, client_publish=False, **pubsub):
+    settings = {"history": 1000, "publish_rate": "off", "client_publish": client_publish}
+    settings.update(pubsub)
+    return make_config(
+        workers=workers,
+        pubsub={"backplane": {"redis": redis_url, "key_prefix": PREFIX, "connect_timeout": "1s",
+                              "publish_timeout": "1s"}},
+        routes=[{"path": "/live/", "handler": "pubsub", "pubsub": settings, "websocket": {"ping_interval": 0}},
+                {"path": "/health", "handler": "health"},
+                {"path": "/status", "handler": "status"},
+                {"path": "/metrics", "handler": "metrics"}])
+
+
+class RedisBackplane(WsTestCase):
+    test_timeout = 120
+
+    def start_redis(self, persistent=False):
+        r = RedisServer(persistent=persistent)
+        self.addCleanup(r.cleanup)
+        return r.start()
+
+    def start_nodes(self, redis, n, url=None, **pubsub):
+        nodes = []
+        for _ in range(n):
+            p = self.start_portico(node_config(url or redis.url, **pubsub))
+            node = PubSubNode(p.port)
+            node.process = p
+            nodes.append(node)
+        for node in nodes:
+            self.assertTrue(wait_for(lambda: self.health(node) == "ok\nbackplane: up\n", timeout=10),
+                            self.health(node))
+        return nodes
+
+    def health(self, node):
+        r = http_request(node.port, "GET", "/health")
+        self.assertEqual(r.status, 200)
+        return r.body.decode()
+
+    def metric(self, node, name):
+        for line in http_request(node.port, "GET", "/metrics").body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def subscribed(self, node, channel, n):
+        # Counted as soon as the subscription is asked for; Redis confirms it a little later,
+        # so the tests' subscribers use ?since=0 (everything kept) and miss nothing meanwhile.
+        self.assertTrue(wait_for(lambda: node.info(channel)["subscribers"] == n, timeout=10))
+
+    # -- across nodes --------------------------------------------------------------------------
+    def test_subscribe_on_one_node_publish_on_another_same_seq_everywhere(self):
+        redis = self.start_redis()
+        a, b = self.start_nodes(redis, 2)
+        on_a = a.subscribe("room", "?since=0", json_frames=True)
+        bare_on_a = a.subscribe("room", "?since=0")
+        self.subscribed(a, "room", 2)
+        answers = [b.publish("room", b"m%d" % i).json() for i in range(1, 4)]
+        self.assertEqual([x["seq"] for x in answers], [1, 2, 3])
+        epoch = answers[0]["epoch"]
+        self.assertEqual(answers[0]["subscribers"], 0, "subscribers counts the publishing node's")
+        got = [recv_json(on_a) for _ in range(3)]
+        self.assertEqual(got, [{"channel": "room", "seq": i, "epoch": epoch, "data": "m%d" % i} for i in (1, 2, 3)])
+        self.assertEqual([bare_on_a.recv_message() for _ in range(3)], [(OP_TEXT, b"m%d" % i) for i in (1, 2, 3)])
+        for node in (a, b):
+            info = node.info("room")
+            self.assertEqual((info["seq"], info["epoch"], info["history"], info["oldest"]), (3, epoch, 3, 1))
+        self.assertEqual(a.info("room")["subscribers"], 2)
+        self.assertEqual(b.info("room")["subscribers"], 0)
+        # Every key of the channel shares one hash tag and has a TTL.
+        keys = redis.command("KEYS", PREFIX + ":*")
+        self.assertEqual(sorted(k.split("}")[1] for k in keys), [":meta", ":stream"])
+        for k in keys:
+            self.assertTrue(k.startswith(PREFIX + ":{/live/\nroom}"), k)
+            self.assertGreater(redis.command("TTL", k), 0, k)
+        # Scripts go by their SHA-1; a Redis that forgot them (SCRIPT FLUSH) gets the text again.
+        redis.command("SCRIPT", "FLUSH")
+        self.assertEqual(b.publish("room", b"m4").json()["seq"], 4)
+        self.assertEqual(recv_json(on_a)["seq"], 4)
+
+    def test_three_nodes_each_subscriber_sees_one_sequence(self):
+        redis = self.start_redis()
+        nodes = self.start_nodes(redis, 3)
+        subs = [n.subscribe("chat", "?since=0", json_frames=True) for n in nodes]
+        for n in nodes:
+            self.subscribed(n, "chat", 1)
+        for i in range(30):
+            self.assertEqual(nodes[i % 3].publish("chat", b"x%d" % i).status, 200)
+        for ws in subs:
+            got = [recv_json(ws) for _ in range(30)]
+            self.assertEqual([m["seq"] for m in got], list(range(1, 31)))
+            self.assertEqual([m["data"] for m in got], ["x%d" % i for i in range(30)])
+
+    def test_since_replays_from_the_shared_history_across_nodes(self):
+        redis = self.start_redis()
+        a, b = self.start_nodes(redis, 2)
+        epoch = [a.publish("hist", b"h%d" % i).json()["epoch"] for i in range(1, 6)][0]
+        ws = b.subscribe("hist", "?since=2&epoch=" + epoch, json_frames=True)
+        self.assertEqual([recv_json(ws)["data"] for _ in range(3)], ["h3", "h4", "h5"])
+        self.subscribed(b, "hist", 1)
+        a.publish("hist", b"live")
+        self.assertEqual(recv_json(ws)["seq"], 6)
+        lost = b.subscribe("hist", "?since=2&epoch=00000000", json_frames=True)
+        self.assertEqual(recv_json(lost), {"type": "history_lost", "channel": "hist", "epoch": epoch, "seq": 6})
+        bare = b.subscribe("hist", "?since=2&epoch=00000000")
+        self.assertEqual(bare.expect_close(), (4410, b"history lost"))
+
+    def test_idempotency_key_holds_across_nodes(self):
+        redis = self.start_redis()
+        a, b = self.start_nodes(redis, 2)
+        ws = b.subscribe("idem", "?since=0", json_frames=True)
+        self.subscribed(b, "idem", 1)
+        first = a.publish("idem", b"once", key="abc")
+        retry = b.publish("idem", b"once", key="abc")
+        self.assertEqual(retry.json()["seq"], first.json()["seq"])
+        self.assertEqual(a.publish("idem", b"two", key="abd").json()["seq"], first.json()["seq"] + 1)
+        self.assertEqual([recv_json(ws)["data"] for _ in range(2)], ["once", "two"])
+        frames, eof = ws.read_until_eof(0.3)
+        self.assertEqual((frames, eof), ([], False))
+        self.assertGreater(redis.command("TTL", PREFIX + ":{/live/\nidem}:idem:abc"), 0)
+
+    def test_client_publish_chat_spans_two_nodes(self):
+        redis = self.start_redis()
+        a, b = self.start_nodes(redis, 2, client_publish=True)
+        alice = a.subscribe("chat", "?since=0")
+        bob = b.subscribe("chat", "?since=0", json_frames=True)
+        self.subscribed(a, "chat", 1)
+        self.subscribed(b, "chat", 1)
+        alice.send_text("hi from a")
+        self.assertEqual(recv_json(bob)["data"], "hi from a")
+        bob.send_text("hi from b")
+        self.assertEqual(alice.recv_message(), (OP_TEXT, b"hi from b"))
+        # Nobody gets their own message back, across nodes as in one process.
+        for ws in (alice, bob):
+            frames, eof = ws.read_until_eof(0.3)
+            self.assertEqual((frames, eof), ([], False))
+
+    # -- faults --------------------------------------------------------------------------------
+    def test_redis_down_publish_503_health_200_says_down_then_recovers(self):
+        redis = self.start_redis()
+        a, b = self.start_nodes(redis, 2)
+        ws = a.subscribe("room", "?since=0", json_frames=True)
+        self.subscribed(a, "room", 1)
+        self.assertEqual(b.publish("room", b"before").json()["seq"], 1)
+        self.assertEqual(recv_json(ws)["seq"], 1)
+        redis.kill()
+        self.assertTrue(wait_for(lambda: self.health(b) == "ok\nbackplane: down\n", timeout=5))
+        started = time.monotonic()
+        r = b.publish("room", b"while down")
+        self.assertEqual(r.status, 503)
+        self.assertLess(time.monotonic() - started, 1.0 + 1.0 * slow_factor(), "503 later than publish_timeout")
+        self.assertEqual(r.header("Retry-After"), "1")
+        status = json.loads(http_request(b.port, "GET", "/status").body)
+        self.assertEqual(status["pubsub"]["backplane"]["state"], "down")
+        metrics = http_request(b.port, "GET", "/metrics").body.decode()
+        self.assertIn("portico_pubsub_backplane_up 0", metrics)
+        for _ in range(5):
+            b.publish("room", b"again")
+        time.sleep(1.0)  # a few reconnect attempts
+        downs = [line for line in b.process.stderr_lines() if "is down" in line]
+        self.assertEqual(len(downs), 1, downs)
+        status = json.loads(http_request(a.port, "GET", "/status").body)
+        self.assertEqual(status["pubsub"]["subscribers"], 1, "a subscriber was dropped")
+        redis.start()
+        self.assertTrue(wait_for(lambda: self.health(b) == "ok\nbackplane: up\n", timeout=15))
+        self.assertTrue(wait_for(lambda: self.health(a) == "ok\nbackplane: up\n", timeout=15))
+        # Redis came back empty: the subscriber is told its history is gone, then goes on live.
+        lost = recv_json(ws, timeout=10)
+        self.assertEqual(lost["type"], "history_lost")
+        after = b.publish("room", b"after").json()
+        self.assertEqual(recv_json(ws)["data"], "after")
+        self.assertNotEqual(after["epoch"], lost["epoch"] if lost["seq"] else "", "no new epoch")
+        self.assertTrue(any("is back" in line for line in b.process.stderr_lines()))
+
+    def test_a_silent_subscription_is_found_by_the_probe_and_reconnected(self):
+        redis = self.start_redis()
+        relay = TcpFreezer(redis.port)
+        self.addCleanup(relay.close)
+        url = "redis://127.0.0.1:%d/0" % relay.port
+        (a,) = self.start_nodes(redis, 1, url=url)
+        ws = a.subscribe("quiet", "?since=0", json_frames=True)
+        self.subscribed(a, "quiet", 1)
+        self.assertEqual(a.publish("quiet", b"1").json()["seq"], 1)
+        self.assertEqual(recv_json(ws)["seq"], 1)
+        self.assertGreater(relay.freeze(), 0)
+        # The sockets stay open and say nothing: only the probe can tell (each worker's own).
+        self.assertTrue(wait_for(lambda: self.metric(a, "portico_pubsub_backplane_silent_total") >= 1,
+                                 timeout=20), "the silent subscription was not detected")
+        self.assertTrue(wait_for(lambda: self.health(a) == "ok\nbackplane: up\n", timeout=15))
+        self.assertTrue(wait_for(lambda: a.publish("quiet", b"after").status == 200, timeout=10))
+        got = recv_json(ws, timeout=10)
+        self.assertEqual((got["seq"], got["data"]), (2, "after"))
+
+    def run_restart_under_load(self, persistent):
+        redis = self.start_redis(persistent=persistent)
+        nodes = self.start_nodes(redis, 2)
+        subs = []
+        for n in nodes:
+            subs.append(n.subscribe("load", "?since=0", json_frames=True))
+            subs.append(n.subscribe("load", "?since=0", json_frames=True))
+        for n in nodes:
+            self.subscribed(n, "load", 2)
+        accepted = []
+        stop = threading.Event()
+
+        def publisher():
+            i = 0
+            while not stop.is_set():
+                try:
+                    r = nodes[i % 2].publish("load", b"p%d" % i, timeout=5)
+                except OSError:
+                    return  # the test is over (failed) and its nodes are gone
+                if r.status == 200:
+                    accepted.append(r.json()["seq"])
+                i += 1
+                time.sleep(0.005)
+
+        t = threading.Thread(target=publisher, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        redis.kill()
+        time.sleep(1.0)
+        redis.start()
+        for n in nodes:
+            self.assertTrue(wait_for(lambda: self.health(n) == "ok\nbackplane: up\n", timeout=15))
+        time.sleep(0.5)
+        stop.set()
+        t.join(10)
+        info = nodes[0].info("load")
+        final = (info["epoch"], info["seq"])
+        outcomes = []
+        for ws in subs:
+            seqs, lost, last = [], 0, None
+            while last != final:
+                m = recv_json(ws, timeout=10)
+                last = (m["epoch"], m["seq"])
+                if m.get("type") == "history_lost":
+                    lost += 1
+                    seqs.append(("lost", m["seq"]))
+                    continue
+                seqs.append(m["seq"])
+            # Within an epoch every seq follows the one before; a jump is only allowed right
+            # after an explicit history_lost.
+            prev = 0
+            for s in seqs:
+                if isinstance(s, tuple):
+                    prev = s[1]
+                    continue
+                self.assertEqual(s, prev + 1, "a silent gap or a duplicate: %r" % seqs[-50:])
+                prev = s
+            outcomes.append(lost)
+        return outcomes, accepted
+
+    def test_redis_restarted_with_its_data_every_subscriber_gets_the_full_sequence(self):
+        outcomes, accepted = self.run_restart_under_load(persistent=True)
+        self.assertGreater(len(accepted), 20)
+        self.assertEqual(outcomes, [0, 0, 0, 0], "history survived the restart: nothing is lost")
+
+    def test_redis_restarted_empty_every_subscriber_is_told_history_lost(self):
+        outcomes, accepted = self.run_restart_under_load(persistent=False)
+        self.assertGreater(len(accepted), 20)
+        self.assertTrue(all(n >= 1 for n in outcomes), outcomes)
+
+
+if __name__ == "__main__":
+    main()
