@@ -30,6 +30,7 @@ const char* toString(WebSocketMode mode) {
     switch (mode) {
         case WebSocketMode::Tunnel: return "tunnel";
         case WebSocketMode::Frames: return "frames";
+        case WebSocketMode::Http: return "http";
     }
     return "?";
 }

@@ -360,12 +360,31 @@ const std::array<KeyRule<WebSocketRate>, 3> kRateKeys{{
     {"burst", [](Decoder& d, const Item& v, WebSocketRate& r) { decodeMapping(d, v, kBurstKeys, r); }},
 }};
 
-const std::array<KeyRule<WebSocketSettings>, 9> kWebSocketKeys{{
+const std::array<KeyRule<WebSocketHttpSettings>, 3> kWebSocketHttpKeys{{
+    {"max_batch_bytes",
+     [](Decoder& d, const Item& v, WebSocketHttpSettings& h) {
+         if (d.readSize(v, h.max_batch_bytes)) requirePositive(d, v, h.max_batch_bytes > 0);
+     }},
+    {"request_timeout",
+     [](Decoder& d, const Item& v, WebSocketHttpSettings& h) {
+         if (d.readDuration(v, h.request_timeout)) requirePositive(d, v, h.request_timeout.count() > 0);
+     }},
+    {"sig_key",
+     [](Decoder& d, const Item& v, WebSocketHttpSettings& h) {
+         if (d.readString(v, h.sig_key) && h.sig_key.empty()) d.error(v, "expected a key (leave sig_key out for none)");
+     }},
+}};
+
+const std::array<KeyRule<WebSocketSettings>, 10> kWebSocketKeys{{
     {"mode",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
-         d.readChoice(v, {{"tunnel", WebSocketMode::Tunnel}, {"frames", WebSocketMode::Frames}},
+         d.readChoice(v,
+                      {{"tunnel", WebSocketMode::Tunnel},
+                       {"frames", WebSocketMode::Frames},
+                       {"http", WebSocketMode::Http}},
                       ws.mode);
      }},
+    {"http", [](Decoder& d, const Item& v, WebSocketSettings& ws) { decodeMapping(d, v, kWebSocketHttpKeys, ws.http); }},
     {"max_message_bytes",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          if (d.readSize(v, ws.max_message_bytes)) requirePositive(d, v, ws.max_message_bytes > 0);

@@ -179,6 +179,9 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
         } else if (!is_upstream && d.has(mode)) {
             d.error(d.markOf(mode), mode,
                     "only for routes to an upstream: built-in handlers always parse frames");
+        } else if (std::string http = childPath(websocket, "http");
+                   d.has(http) && route.websocket.mode != WebSocketMode::Http && !d.failed(mode)) {
+            d.error(d.markOf(http), http, "only for mode: http");
         } else if (is_upstream && route.websocket.mode == WebSocketMode::Tunnel &&
                    !d.failed(mode)) {
             // A tunnel does not parse frames, so it cannot count messages: an unenforced limit

@@ -107,7 +107,19 @@ struct Upstream {
     SourceMark mark;
 };
 
-enum class WebSocketMode { Tunnel, Frames };
+enum class WebSocketMode { Tunnel, Frames, Http };
+
+// `websocket.http`: mode http, the WebSocket-over-HTTP bridge (bridge/): Portico terminates the
+// WebSocket and exchanges its events with the route's upstream in HTTP POSTs.
+struct WebSocketHttpSettings {
+    std::size_t max_batch_bytes = 64 * 1024;            // client events queued for the next
+                                                         // request; reading the client pauses
+                                                         // beyond (one message always fits)
+    Duration request_timeout = std::chrono::seconds(30);  // the app's answer (between reads);
+                                                         // beyond: 504 before the 101, then 1011
+    std::string sig_key;                                 // "" = no Grip-Sig; else the HS256 key
+                                                         // of the Grip-Sig JWT on each request
+};
 
 // `websocket.rate`: token buckets per direction of a frames-mode or built-in session; over
 // either limit the sender is closed 1008. 0 = that limit is off (the default: no limit).
@@ -120,7 +132,8 @@ struct WebSocketRate {
 };
 
 struct WebSocketSettings {
-    WebSocketMode mode = WebSocketMode::Tunnel;    // tunnel: opaque bytes; frames: parse and check
+    WebSocketMode mode = WebSocketMode::Tunnel;    // tunnel: opaque bytes; frames: parse and check;
+                                                   // http: events to the upstream as HTTP POSTs
     std::size_t max_message_bytes = 1024 * 1024;   // frames mode and built-ins: close 1009 beyond
     Duration idle_timeout = std::chrono::minutes(10);  // no traffic either way: close; 0 = never
     Duration ping_interval = std::chrono::seconds(30); // frames mode/built-ins: ping the client;
@@ -133,6 +146,7 @@ struct WebSocketSettings {
                                                    // close); 0 = no limit
     Duration max_lifetime_grace = std::chrono::seconds(30);  // after that Close: wait this long
                                                    // for the peers' Close, then close TCP
+    WebSocketHttpSettings http;                    // mode http only
 };
 
 struct PubSubSettings {

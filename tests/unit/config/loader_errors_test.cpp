@@ -203,6 +203,15 @@ TEST_CASE("wrong types name the expected type", "[config][errors]") {
          "portico.yaml:4:26: routes[0].websocket.origins: expected a list of strings"},
         {L + "routes:\n  - handler: echo\n    websocket: {max_message_bytes: 0}\n",
          "portico.yaml:4:36: routes[0].websocket.max_message_bytes: must be greater than 0"},
+        {L + "upstreams: {u: {servers: [h:1]}}\nroutes:\n  - upstream: u\n    websocket: {mode: frames, http: "
+             "{max_batch_bytes: 1KiB}}\n",
+         "portico.yaml:5:37: routes[0].websocket.http: only for mode: http"},
+        {L + "upstreams: {u: {servers: [h:1]}}\nroutes:\n  - upstream: u\n    websocket: {mode: http, http: "
+             "{max_batch_bytes: 0}}\n",
+         "portico.yaml:5:53: routes[0].websocket.http.max_batch_bytes: must be greater than 0"},
+        {L + "upstreams: {u: {servers: [h:1]}}\nroutes:\n  - upstream: u\n    websocket: {mode: http, http: "
+             "{batch: 1}}\n",
+         "portico.yaml:5:36: routes[0].websocket.http.batch: unknown key"},
     });
 }
 
@@ -218,8 +227,8 @@ TEST_CASE("enumerations name the unknown word and the choices", "[config][errors
          "round_robin, least_conn or ip_hash)"},
         {L + "upstreams: {chat: {servers: [127.0.0.1:1]}}\nroutes:\n  - upstream: chat\n"
              "    websocket:\n      mode: fast\n",
-         "portico.yaml:6:13: routes[0].websocket.mode: unknown mode \"fast\" (expected tunnel or "
-         "frames)"},
+         "portico.yaml:6:13: routes[0].websocket.mode: unknown mode \"fast\" (expected tunnel, "
+         "frames or http)"},
         {L + R + "log: {level: verbose}\n",
          "portico.yaml:3:14: log.level: unknown level \"verbose\" (expected error, warn, info or "
          "debug)"},
