@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/rand.h>
 
+#include "portico/core/jwt.h"
 #include "portico/core/log.h"
 #include "portico/handlers/websocket_endpoint.h"
 #include "portico/http/header_rewrite.h"
@@ -22,6 +24,10 @@ constexpr std::string_view kEventsType = "application/websocket-events";
 constexpr std::size_t kMaxMetaBytes = 8 * 1024;
 // Pushpin's PING events are control frames: RFC 6455 5.5 bounds them to 125 bytes.
 constexpr std::size_t kMaxPingBytes = 125;
+// GRIP channels one WebSocket may be subscribed to at once; beyond, a subscribe is ignored.
+constexpr std::size_t kMaxSubscriptions = 64;
+// Seconds a Grip-Sig token is valid (its "exp").
+constexpr long long kGripSigLifetime = 3600;
 
 // Headers of the client's handshake that the app does not get: ours to set (the event stream's
 // framing, Connection-Id, Meta-*, Grip-*), or the WebSocket handshake Portico answered itself.
@@ -99,7 +105,7 @@ const char* Bridge::toString(State state) {
 }
 
 Bridge::Bridge(BridgeOwner& owner, net::EventLoop& loop, proxy::UpstreamGroup& group, const config::Route& route,
-               const BridgeClient& client)
+               const BridgeClient& client, handlers::PubSubHub& hub, handlers::GripChannels channels)
     : owner_(owner),
       loop_(loop),
       group_(group),
@@ -112,12 +118,16 @@ Bridge::Bridge(BridgeOwner& owner, net::EventLoop& loop, proxy::UpstreamGroup& g
       connection_id_(newConnectionId()),
       max_response_bytes_(route.websocket.http.max_batch_bytes + route.websocket.max_message_bytes),
       send_event_(event_new(loop.base(), -1, 0, &Bridge::onSendEvent, this)),
-      keepalive_timer_(event_new(loop.base(), -1, 0, &Bridge::onKeepAlive, this)) {
+      keepalive_timer_(event_new(loop.base(), -1, 0, &Bridge::onKeepAlive, this)),
+      hub_(hub),
+      channels_(channels),
+      client_keepalive_timer_(event_new(loop.base(), -1, 0, &Bridge::onClientKeepAlive, this)) {
     for (const http::Header& h : client.handshake->headers)
         if (!isPrivateHeader(h.name)) forwarded_.push_back(h);
 }
 
 Bridge::~Bridge() {
+    unsubscribeAll();
     if (exchange_) {
         exchange_->abort();
         loop_.deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
@@ -133,8 +143,10 @@ void Bridge::start() { event_active(send_event_.get(), EV_TIMEOUT, 0); }
 void Bridge::abort() {
     state_ = State::Done;
     session_ = nullptr;
+    unsubscribeAll();
     event_del(send_event_.get());
     event_del(keepalive_timer_.get());
+    event_del(client_keepalive_timer_.get());
     if (exchange_) {
         exchange_->abort();
         loop_.deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
@@ -154,15 +166,21 @@ void Bridge::onSessionOpen(handlers::EndpointSession& session) {
 }
 
 void Bridge::onClientMessage(bool is_text, std::string_view payload) {
-    if (state_ != State::Open) return;
+    if (state_ != State::Open || detached_) return;
     queueEvent(is_text ? EventType::Text : EventType::Binary, payload);
     scheduleSend();
 }
 
 void Bridge::onSessionClosed(handlers::EndpointSession& session) {
     session_ = nullptr;
+    unsubscribeAll();
     event_del(keepalive_timer_.get());
+    event_del(client_keepalive_timer_.get());
     if (state_ != State::Open) return;  // the bridge closed it (the app's CLOSE, or a failure)
+    if (detached_) {
+        state_ = State::Done;  // GRIP detach: the app asked to hear nothing more
+        return;
+    }
     // The client is gone: the app hears it once, in one last request, after what was queued.
     // A Close from the client is a CLOSE (with its code); a vanished client a DISCONNECT.
     state_ = State::Closing;
@@ -207,7 +225,7 @@ void Bridge::onKeepAlive(int, short, void* arg) {
     auto* self = static_cast<Bridge*>(arg);
     // Keep-Alive-Interval: a request after that much silence (empty when nothing is queued), so
     // that an app can answer with what it has for the client.
-    if (self->state_ == State::Open && !self->exchange_) self->sendRequest();
+    if (self->state_ == State::Open && !self->exchange_ && !self->detached_) self->sendRequest();
 }
 
 // While more than max_batch_bytes wait for a request (besides the one in flight), the client is
@@ -285,6 +303,15 @@ void Bridge::buildRequestHead(std::size_t body_bytes) {
     h.push_back({"Connection-Id", connection_id_});
     if (replayed_content_ > 0) h.push_back({"Content-Bytes-Replayed", std::to_string(replayed_content_)});
     for (const auto& [name, value] : meta_) h.push_back({"Meta-" + name, value});
+    // As Pushpin: the gateway speaks GRIP; the app may turn it on in its OPEN answer.
+    h.push_back({"Sec-WebSocket-Extensions", "grip"});
+    if (!settings_.sig_key.empty()) {
+        // A short-lived token an app checks to know the request came through the gateway
+        // (serve-grip's isSigned, django-grip): HS256 over {"iss","exp"}.
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+        const std::string claims = R"({"iss":"portico","exp":)" + std::to_string(now.count() + kGripSigLifetime) + "}";
+        h.push_back({"Grip-Sig", core::signHs256(claims, settings_.sig_key)});
+    }
 }
 
 void Bridge::finishRequest() {
@@ -392,6 +419,8 @@ void Bridge::handleOpenAnswer() {
     }
     response_body_.erase(0, offset);
     state_ = State::Open;
+    if (const http::Header* ext = http::findHeader(response_.headers, "Sec-WebSocket-Extensions"))
+        grip_ = findGripExtension(ext->value);
     std::string_view subprotocol;
     if (const http::Header* p = http::findHeader(response_.headers, "Sec-WebSocket-Protocol")) subprotocol = p->value;
     owner_.onBridgeAccepted(subprotocol);  // starts the session: onSessionOpen delivers the rest
@@ -476,10 +505,16 @@ bool Bridge::deliverEvents(std::size_t& offset) {
         if (state_ != State::Open || !session_) return false;  // nobody to deliver to
         switch (e.type) {
             case EventType::Text:
-                session_->sendText(e.content);
-                return true;
             case EventType::Binary:
-                session_->sendBinary(e.content);
+                if (grip_) {
+                    deliverGrip(e.type == EventType::Text, e.content);
+                } else if (e.type == EventType::Text) {
+                    session_->sendText(e.content);
+                    sentToClient();
+                } else {
+                    session_->sendBinary(e.content);
+                    sentToClient();
+                }
                 return true;
             case EventType::Ping:
                 if (e.content.size() <= kMaxPingBytes) session_->sendPing(e.content);
@@ -512,6 +547,148 @@ bool Bridge::deliverEvents(std::size_t& offset) {
     }
     if (session_) session_->flush();
     return state_ == State::Open || state_ == State::Closing;
+}
+
+// ---- GRIP -----------------------------------------------------------------------------------
+
+void Bridge::deliverGrip(bool text, std::string_view content) {
+    if (text && content.substr(0, kControlPrefix.size()) == kControlPrefix) {
+        applyControl(content.substr(kControlPrefix.size()));
+        return;
+    }
+    const std::string& prefix = grip_->message_prefix;
+    if (content.substr(0, prefix.size()) != prefix) {
+        LOG_DEBUG("bridge %s: connection %s: dropping a message without the prefix", route_.path.c_str(), connection_id_.c_str());
+        return;
+    }
+    content.remove_prefix(prefix.size());
+    if (text) {
+        session_->sendText(content);
+    } else {
+        session_->sendBinary(content);
+    }
+    sentToClient();
+}
+
+// A control message takes effect before the next event of the same answer is acted on.
+void Bridge::applyControl(std::string_view json) {
+    std::string error;
+    const std::optional<ControlMessage> control = parseControlMessage(json, error);
+    if (!control) {
+        LOG_INFO("bridge %s: connection %s: ignoring a control message: %s", route_.path.c_str(), connection_id_.c_str(),
+                 error.c_str());
+        return;
+    }
+    switch (control->type) {
+        case ControlMessage::Type::Subscribe:
+            subscribe(control->channel);
+            return;
+        case ControlMessage::Type::Unsubscribe:
+            unsubscribe(control->channel);
+            return;
+        case ControlMessage::Type::Detach:
+            detached_ = true;
+            event_del(keepalive_timer_.get());
+            while (queue_.size() > in_flight_events_) {
+                queued_bytes_ -= encodedSize(queue_.back().type, queue_.back().content.size());
+                queue_.pop_back();
+            }
+            offered_events_ = std::min(offered_events_, queue_.size());
+            if (holding_reading_ && session_) {
+                holding_reading_ = false;
+                session_->holdReading(false);
+            }
+            return;
+        case ControlMessage::Type::KeepAlive:
+            event_del(client_keepalive_timer_.get());
+            client_keepalive_.reset();
+            if (!control->content.empty() || control->message_type == ControlMessage::MessageType::Ping ||
+                control->message_type == ControlMessage::MessageType::Pong) {
+                client_keepalive_ = *control;
+                sentToClient();  // arms the timer
+            }
+            return;
+        case ControlMessage::Type::Close:
+            if (!session_) return;
+            state_ = State::Done;
+            session_->close(control->code, control->reason);
+            return;
+        case ControlMessage::Type::SetMeta:
+            std::erase_if(meta_, [&](const auto& m) { return http::equalsIgnoreCase(m.first, control->name); });
+            if (!control->value.empty()) meta_.emplace_back(control->name, control->value);
+            return;
+    }
+}
+
+void Bridge::subscribe(const std::string& channel) {
+    if (std::find(subscriptions_.begin(), subscriptions_.end(), channel) != subscriptions_.end()) return;
+    if (subscriptions_.size() >= kMaxSubscriptions) {
+        LOG_WARN("bridge %s: connection %s: over %zu subscriptions, \"%s\" refused", route_.path.c_str(),
+                 connection_id_.c_str(), kMaxSubscriptions, channel.c_str());
+        return;
+    }
+    std::uint64_t seq = 0;
+    const std::string key = channels_.key(channel);
+    if (!hub_.registry().subscribe(key, &hub_, channels_.settings(), seq)) {
+        LOG_WARN("bridge %s: connection %s: subscription to \"%s\" refused: pubsub.max_channels reached",
+                 route_.path.c_str(), connection_id_.c_str(), channel.c_str());
+        return;
+    }
+    hub_.add(key, this);
+    subscriptions_.push_back(channel);
+}
+
+void Bridge::unsubscribe(const std::string& channel) {
+    auto it = std::find(subscriptions_.begin(), subscriptions_.end(), channel);
+    if (it == subscriptions_.end()) return;
+    const std::string key = channels_.key(channel);
+    hub_.remove(key, this);
+    hub_.registry().unsubscribe(key, &hub_);
+    subscriptions_.erase(it);
+}
+
+void Bridge::unsubscribeAll() {
+    while (!subscriptions_.empty()) unsubscribe(subscriptions_.back());
+}
+
+// A message published to a channel the app subscribed this WebSocket to.
+void Bridge::deliver(const handlers::PubSubMessage& message, evbuffer* frames) {
+    if (!session_ || !session_->isOpen()) return;
+    // As a pubsub subscriber: a client that does not read is closed rather than buffered for.
+    const std::size_t limit = channels_.settings().queue_bytes;
+    if (session_->queuedBytes() + evbuffer_get_length(frames) > limit) {
+        LOG_INFO("bridge %s: connection %s: closing a slow subscriber (%zu bytes queued)", route_.path.c_str(),
+                 connection_id_.c_str(), session_->queuedBytes());
+        hub_.registry().countSlowClosed();
+        handlers::EndpointSession* session = session_;
+        session->close(ws::close_code::kPolicyViolation, "subscriber too slow");
+        return;
+    }
+    static_cast<void>(message);
+    session_->sendEncoded(frames);
+    sentToClient();
+}
+
+// GRIP keep-alive: after `timeout` seconds without a message to the client, send it one.
+void Bridge::sentToClient() {
+    if (client_keepalive_) net::addTimer(loop_, client_keepalive_timer_.get(), std::chrono::seconds(client_keepalive_->timeout));
+}
+
+void Bridge::onClientKeepAlive(int, short, void* arg) {
+    auto* self = static_cast<Bridge*>(arg);
+    if (!self->session_ || !self->client_keepalive_) return;
+    const ControlMessage& k = *self->client_keepalive_;
+    switch (k.message_type) {
+        case ControlMessage::MessageType::Text: self->session_->sendText(k.content); break;
+        case ControlMessage::MessageType::Binary: self->session_->sendBinary(k.content); break;
+        case ControlMessage::MessageType::Ping:
+        case ControlMessage::MessageType::Pong:
+            // The codec sends pings only; an unsolicited pong is a ping the client answers.
+            self->session_->sendPing(std::string_view(k.content).substr(0, kMaxPingBytes));
+            break;
+    }
+    self->session_->flush();
+    self->sentToClient();
 }
 
 void Bridge::fail(const char* what, const std::string& detail) {

@@ -42,6 +42,7 @@ const char* toString(HandlerKind handler) {
         case HandlerKind::Static: return "static";
         case HandlerKind::Echo: return "echo";
         case HandlerKind::PubSub: return "pubsub";
+        case HandlerKind::Publish: return "publish";
         case HandlerKind::Metrics: return "metrics";
         case HandlerKind::Status: return "status";
     }

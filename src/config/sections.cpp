@@ -450,6 +450,24 @@ bool isBearerToken(std::string_view token) {
     return true;
 }
 
+const std::array<KeyRule<PublishSettings>, 3> kPublishKeys{{
+    {"token",
+     [](Decoder& d, const Item& v, PublishSettings& p) {
+         std::string token;
+         if (!d.readString(v, token)) return;
+         if (!isBearerToken(token)) {
+             d.error(v, "expected a bearer token (letters, digits and -._~+/)");
+             return;
+         }
+         p.token = std::move(token);
+     }},
+    {"jwt_key",
+     [](Decoder& d, const Item& v, PublishSettings& p) {
+         if (d.readString(v, p.jwt_key) && p.jwt_key.empty()) d.error(v, "expected a key (leave jwt_key out for none)");
+     }},
+    {"iss", [](Decoder& d, const Item& v, PublishSettings& p) { d.readString(v, p.iss); }},
+}};
+
 const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
     {"client_publish",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readBool(v, ps.client_publish); }},
@@ -542,7 +560,7 @@ void decodeSetHeaders(Decoder& d, const Item& v, Route& r) {
     });
 }
 
-const std::array<KeyRule<Route>, 9> kRouteKeys{{
+const std::array<KeyRule<Route>, 10> kRouteKeys{{
     {"host",
      [](Decoder& d, const Item& v, Route& r) {
          std::string host;
@@ -588,7 +606,8 @@ const std::array<KeyRule<Route>, 9> kRouteKeys{{
                        {"echo", HandlerKind::Echo},
                        {"pubsub", HandlerKind::PubSub},
                        {"metrics", HandlerKind::Metrics},
-                       {"status", HandlerKind::Status}},
+                       {"status", HandlerKind::Status},
+                       {"publish", HandlerKind::Publish}},
                       r.handler);
      }},
     {"strip_prefix", [](Decoder& d, const Item& v, Route& r) { d.readBool(v, r.strip_prefix); }},
@@ -601,6 +620,8 @@ const std::array<KeyRule<Route>, 9> kRouteKeys{{
      }},
     {"pubsub",
      [](Decoder& d, const Item& v, Route& r) { decodeMapping(d, v, kPubSubKeys, r.pubsub); }},
+    {"publish",
+     [](Decoder& d, const Item& v, Route& r) { decodeMapping(d, v, kPublishKeys, r.publish); }},
 }};
 
 void decodeRoutes(Decoder& d, const Item& v, Config& c) {

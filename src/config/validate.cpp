@@ -162,6 +162,15 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
     if (route.handler != HandlerKind::PubSub && d.has(pubsub)) {
         d.error(d.markOf(pubsub), pubsub, "only for handler: pubsub");
     }
+    std::string publish = childPath(path, "publish");
+    if (route.handler != HandlerKind::Publish && d.has(publish)) {
+        d.error(d.markOf(publish), publish, "only for handler: publish");
+    } else if (route.handler == HandlerKind::Publish && route.publish.token.empty() && route.publish.jwt_key.empty()) {
+        d.warning(d.markOf(path), path,
+                  "handler: publish without publish.token or publish.jwt_key: anyone who reaches it can publish");
+    } else if (!route.publish.iss.empty() && route.publish.jwt_key.empty()) {
+        d.error(d.markOf(childPath(publish, "iss")), childPath(publish, "iss"), "needs publish.jwt_key");
+    }
     for (const char* key : {"strip_prefix", "set_headers"}) {
         std::string key_path = childPath(path, key);
         if (!is_upstream && d.has(key_path)) {

@@ -27,7 +27,7 @@ constexpr std::size_t kReplaySliceMessages = 64;
 
 }  // namespace
 
-class PubSubSubscriber final : public EndpointApp {
+class PubSubSubscriber final : public EndpointApp, public ChannelListener {
 public:
     PubSubSubscriber(PubSubHub& hub, const config::Route& route, std::string key, std::optional<std::uint64_t> since)
         : hub_(hub), route_(route), settings_(route.pubsub), key_(std::move(key)), since_(since) {}
@@ -80,8 +80,7 @@ public:
         hub_.registry().unsubscribe(key_, &hub_);
     }
 
-    // `frames` holds the message encoded once for every subscriber of this worker.
-    void deliver(const PubSubMessage& message, evbuffer* frames) {
+    void deliver(const PubSubMessage& message, evbuffer* frames) override {
         if (!session_ || !session_->isOpen()) return;
         // While replaying, history brings this message in order (or it was not kept: a gap).
         if (replaying_ || message.seq <= last_seq_ || message.sender == this) return;
@@ -197,17 +196,17 @@ void PubSubHub::deliver(const std::string& channel, const MessagePtr& message) {
     if (!ws::Codec::encodeMessage(frames.get(), message->text, message->payload.data(), message->payload.size(), nullptr))
         return;
     // A subscriber may close (and leave the list) while we deliver: iterate over a copy.
-    std::vector<PubSubSubscriber*> subscribers = it->second;
-    for (PubSubSubscriber* s : subscribers) s->deliver(*message, frames.get());
+    std::vector<ChannelListener*> listeners = it->second;
+    for (ChannelListener* l : listeners) l->deliver(*message, frames.get());
 }
 
-void PubSubHub::add(const std::string& channel, PubSubSubscriber* subscriber) { local_[channel].push_back(subscriber); }
+void PubSubHub::add(const std::string& channel, ChannelListener* listener) { local_[channel].push_back(listener); }
 
-void PubSubHub::remove(const std::string& channel, PubSubSubscriber* subscriber) {
+void PubSubHub::remove(const std::string& channel, ChannelListener* listener) {
     auto it = local_.find(channel);
     if (it == local_.end()) return;
     auto& list = it->second;
-    list.erase(std::remove(list.begin(), list.end(), subscriber), list.end());
+    list.erase(std::remove(list.begin(), list.end(), listener), list.end());
     if (list.empty()) local_.erase(it);
 }
 
@@ -218,6 +217,24 @@ std::string channelKey(const config::Route& route, std::string_view channel) {
     key.push_back('\n');  // cannot appear in a path
     key.append(channel);
     return key;
+}
+
+std::string GripChannels::key(std::string_view channel) const {
+    if (route) return channelKey(*route, channel);
+    std::string key = "\ngrip\n";  // no route path starts with a newline
+    key.append(channel);
+    return key;
+}
+
+const config::PubSubSettings& GripChannels::settings() const {
+    static const config::PubSubSettings kDefaults;
+    return route ? route->pubsub : kDefaults;
+}
+
+GripChannels gripChannels(const config::Config& config) {
+    for (const config::Route& route : config.routes)
+        if (route.handler == config::HandlerKind::PubSub && !route.exact_path) return GripChannels{&route};
+    return GripChannels{};
 }
 
 std::string_view channelName(const config::Route& route, std::string_view path) {

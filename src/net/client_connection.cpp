@@ -297,7 +297,9 @@ http::HeadAction ClientConnection::onHead() {
         if (route->handler != config::HandlerKind::None) return acceptWebSocket(*route, upgrade);
         if (route->websocket.mode == config::WebSocketMode::Http) return startBridge(*route, upgrade);
     }
-    if (route->handler == config::HandlerKind::PubSub && request.method == "POST") return startPublish(*route);
+    if ((route->handler == config::HandlerKind::PubSub || route->handler == config::HandlerKind::Publish) &&
+        request.method == "POST")
+        return startPublish(*route);
     if (route->handler != config::HandlerKind::None) {
         respondInternal(*route);
         return answeredAtHead();

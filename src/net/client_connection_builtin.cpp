@@ -5,6 +5,7 @@
 #include <event2/buffer.h>
 
 #include "portico/handlers/http_handlers.h"
+#include "portico/handlers/publish_api.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/http/simple_response.h"
 #include "portico/net/client_connection.h"
@@ -36,6 +37,12 @@ http::HeadAction ClientConnection::answeredAtHead() {
 
 handlers::Reply ClientConnection::servePubSub() {
     const http::RequestHead& request = parser_.request();
+    if (req_.route->handler == config::HandlerKind::Publish) {
+        auto reply = handlers::servePublishApi(client_->output(), worker_.pubsub(), handlers::gripChannels(snapshot_->config()),
+                                               request.method, req_.body, keepAliveForClient());
+        req_.body.clear();
+        return handlers::Reply{reply.status, reply.bytes};
+    }
     const http::Header* authorization = http::findHeader(request.headers, "Authorization");
     auto reply = handlers::servePubSubHttp(client_->output(), worker_.pubsub(), *req_.route, request.method, request.path(),
                                            authorization ? std::string_view(authorization->value) : std::string_view{},
@@ -50,7 +57,14 @@ handlers::Reply ClientConnection::servePubSub() {
 http::HeadAction ClientConnection::startPublish(const config::Route& route) {
     const http::RequestHead& request = parser_.request();
     const http::Header* authorization = http::findHeader(request.headers, "Authorization");
-    if (!handlers::publishAuthorized(route, authorization ? std::string_view(authorization->value) : std::string_view{})) {
+    const std::string_view credentials = authorization ? std::string_view(authorization->value) : std::string_view{};
+    const bool authorized =
+        route.handler == config::HandlerKind::Publish
+            ? handlers::publishApiAuthorized(route, credentials, std::chrono::duration_cast<std::chrono::seconds>(
+                                                                     std::chrono::system_clock::now().time_since_epoch())
+                                                                     .count())
+            : handlers::publishAuthorized(route, credentials);
+    if (!authorized) {
         respondError(401, "publish without a valid token", {{"WWW-Authenticate", "Bearer"}});
         return http::HeadAction::Abort;
     }
@@ -97,7 +111,8 @@ void ClientConnection::respondInternal(const config::Route& route) {
             break;
         }
         case config::HandlerKind::PubSub:
-            reply = servePubSub();  // GET/HEAD: the channel's info (POST went to startPublish)
+        case config::HandlerKind::Publish:
+            reply = servePubSub();  // PubSub GET/HEAD: the channel's info; Publish: 405 (POST went to startPublish)
             break;
         default:
             // WebSocket-only handlers (echo, pubsub) and those of later issues answer 404 to

@@ -21,14 +21,17 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "portico/bridge/event_stream.h"
+#include "portico/bridge/grip.h"
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
+#include "portico/handlers/pubsub.h"
 #include "portico/http/head.h"
 #include "portico/proxy/exchange_owner.h"
 
@@ -70,7 +73,7 @@ struct BridgeClient {
     std::uint32_t client_hash = 0;
 };
 
-class Bridge final : private proxy::ExchangeOwner {
+class Bridge final : private proxy::ExchangeOwner, private handlers::ChannelListener {
 public:
     enum class State : std::uint8_t {
         Opening,  // the OPEN request is in flight; no 101 yet
@@ -80,8 +83,9 @@ public:
     };
     static const char* toString(State state);
 
+    // GRIP subscriptions go to `hub` under the names of `channels` (handlers/pubsub.h).
     Bridge(BridgeOwner& owner, net::EventLoop& loop, proxy::UpstreamGroup& group, const config::Route& route,
-           const BridgeClient& client);
+           const BridgeClient& client, handlers::PubSubHub& hub, handlers::GripChannels channels);
     ~Bridge();
     Bridge(const Bridge&) = delete;
     Bridge& operator=(const Bridge&) = delete;
@@ -123,6 +127,15 @@ private:
     bool applyAnswerHeaders();
     bool deliverEvents(std::size_t& offset);
     void fail(const char* what, const std::string& detail = {});
+    // GRIP (grip.h): an app's TEXT or BINARY event with GRIP on; a control message; publishes.
+    void deliverGrip(bool text, std::string_view content);
+    void applyControl(std::string_view json);
+    void subscribe(const std::string& channel);
+    void unsubscribe(const std::string& channel);
+    void unsubscribeAll();
+    void deliver(const handlers::PubSubMessage& message, evbuffer* frames) override;
+    void sentToClient();
+    static void onClientKeepAlive(int, short, void* arg);
     void updateReading();
     bool hasUnoffered() const { return queue_.size() > offered_events_; }
     void done();
@@ -167,6 +180,13 @@ private:
     core::EventPtr send_event_;       // sends the queue once the current callback returns
     core::EventPtr keepalive_timer_;
     std::chrono::seconds keepalive_interval_{0};  // 0 = none
+    handlers::PubSubHub& hub_;
+    handlers::GripChannels channels_;
+    std::optional<GripExtension> grip_;          // the app turned GRIP on in its OPEN answer
+    std::vector<std::string> subscriptions_;     // channel names (at most kMaxSubscriptions)
+    std::optional<ControlMessage> client_keepalive_;  // GRIP keep-alive: what to send on silence
+    core::EventPtr client_keepalive_timer_;
+    bool detached_ = false;                      // GRIP detach: the app hears nothing more
     State state_ = State::Opening;
     bool holding_reading_ = false;   // the queue is full: the client is not read
     std::size_t offered_events_ = 0;  // queue_'s first events, sent at least once: what the

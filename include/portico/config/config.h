@@ -176,7 +176,15 @@ struct PubSubLimits {
                                                     // subscribe 503 or close 1013)
 };
 
-enum class HandlerKind { None, Health, Static, Echo, PubSub, Metrics, Status };
+// `handler: publish`: Pushpin's publish API (POST {"items": [...]}) into the GRIP channels.
+// Without a token and a jwt_key anyone may publish (`portico -t` warns).
+struct PublishSettings {
+    std::string token;    // "Authorization: Bearer TOKEN" (a GRIP URL's ?key=TOKEN); "" = none
+    std::string jwt_key;  // HS256 key of "Authorization: Bearer JWT"; "" = no JWTs
+    std::string iss;      // with jwt_key: the issuer the JWT must name; "" = any
+};
+
+enum class HandlerKind { None, Health, Static, Echo, PubSub, Metrics, Status, Publish };
 
 struct Route {
     std::string host;             // "" = any host; "example.com" exact; "*.example.com" wildcard
@@ -191,6 +199,7 @@ struct Route {
     WebSocketSettings websocket;  // upstream routes and built-in WebSocket handlers
     bool websocket_configured = false;  // a `websocket:` block was present
     PubSubSettings pubsub;        // handler: pubsub
+    PublishSettings publish;      // handler: publish
     SourceMark mark;
 };
 

@@ -31,7 +31,17 @@ class EventLoop;
 namespace portico::handlers {
 
 class EndpointApp;
-class PubSubSubscriber;
+
+// Anything on a worker that receives a channel's messages: a WebSocket subscriber of the pubsub
+// handler, or a bridged WebSocket its app subscribed through GRIP.
+class ChannelListener {
+public:
+    // `frames` holds `message` encoded once (an unmasked frame) for every listener of the worker.
+    virtual void deliver(const PubSubMessage& message, evbuffer* frames) = 0;
+
+protected:
+    ~ChannelListener() = default;
+};
 
 // One worker's side: its subscribers by channel, and the inbox other workers post to.
 class PubSubHub {
@@ -45,8 +55,8 @@ public:
     // Thread-safe: queue `message` for this worker's subscribers of `channel`.
     void post(const std::string& channel, MessagePtr message);
 
-    void add(const std::string& channel, PubSubSubscriber* subscriber);
-    void remove(const std::string& channel, PubSubSubscriber* subscriber);
+    void add(const std::string& channel, ChannelListener* listener);
+    void remove(const std::string& channel, ChannelListener* listener);
 
 private:
     static void onInbox(int, short, void* arg);
@@ -59,12 +69,23 @@ private:
     core::EventPtr sweep_event_;  // history_ttl and channel_idle_timeout (registry's expire())
     std::mutex inbox_mutex_;
     std::vector<std::pair<std::string, MessagePtr>> inbox_;
-    std::unordered_map<std::string, std::vector<PubSubSubscriber*>> local_;
+    std::unordered_map<std::string, std::vector<ChannelListener*>> local_;
 };
 
 // The key of a channel in the registry: the route's path and the channel name, so that two
 // pubsub routes have separate namespaces.
 std::string channelKey(const config::Route& route, std::string_view channel);
+// GRIP channels (subscribed by bridged WebSockets, published through `handler: publish`) are the
+// channels of the configuration's first `handler: pubsub` route, so that its POST /live/<name>
+// reaches them too, with that route's settings (history, rate, queue_bytes); without such a
+// route they are a namespace of their own with the default settings.
+struct GripChannels {
+    const config::Route* route = nullptr;  // the pubsub route, or none
+    std::string key(std::string_view channel) const;
+    const config::PubSubSettings& settings() const;
+};
+GripChannels gripChannels(const config::Config& config);
+
 // The channel name: the request path after the route's prefix ("/live/room1" -> "room1").
 // Empty when there is none or it is not a plain name (no '/', at most 200 bytes).
 std::string_view channelName(const config::Route& route, std::string_view path);

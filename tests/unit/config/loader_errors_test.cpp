@@ -220,7 +220,7 @@ TEST_CASE("enumerations name the unknown word and the choices", "[config][errors
         {L + "routes:\n  - path: /\n    handler: helth\n",
          "portico.yaml:4:14: routes[0].handler: unknown handler \"helth\" (expected health, "
          "static, "
-         "echo, pubsub, metrics or status)"},
+         "echo, pubsub, metrics, status or publish)"},
         {L + "upstreams:\n  app:\n    servers: [127.0.0.1:1]\n    balance: random\n"
              "routes: [{upstream: app}]\n",
          "portico.yaml:5:14: upstreams.app.balance: unknown balance \"random\" (expected "
@@ -236,8 +236,8 @@ TEST_CASE("enumerations name the unknown word and the choices", "[config][errors
          "portico.yaml:3:22: log.access_format: unknown access_format \"apache\" (expected json or "
          "combined)"},
         {L + "routes:\n  - handler: {name: echo}\n",
-         "portico.yaml:3:14: routes[0].handler: expected health, static, echo, pubsub, metrics or "
-         "status"},
+         "portico.yaml:3:14: routes[0].handler: expected health, static, echo, pubsub, metrics, "
+         "status or publish"},
     });
 }
 
@@ -421,7 +421,7 @@ routes:
               "portico.yaml:15:5: routes[1].pathh: unknown key",
               "portico.yaml:17:5: routes[2].root: required by handler: static",
               "portico.yaml:20:14: routes[3].handler: unknown handler \"nope\" (expected health, "
-              "static, echo, pubsub, metrics or status)",
+              "static, echo, pubsub, metrics, status or publish)",
           });
 }
 
