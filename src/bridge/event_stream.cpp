@@ -41,6 +41,10 @@ ParseError checkContent(const Event& event) {
         case EventType::Text:
             return ws::Utf8Validator::isValid(event.content) ? ParseError::None : ParseError::InvalidUtf8;
         case EventType::Close: {
+            // Code 0 is "none": GRIP libraries write it for a close without a code (serve-grip's
+            // WebSocketContext.close() packs 0 by default), and Pushpin takes it.
+            if (event.content.size() >= 2 && event.content[0] == 0 && event.content[1] == 0)
+                return ws::Utf8Validator::isValid(event.content.substr(2)) ? ParseError::None : ParseError::InvalidUtf8;
             ws::ClosePayload close;
             const std::uint16_t failure = ws::parseClosePayload(
                 reinterpret_cast<const std::uint8_t*>(event.content.data()), event.content.size(), close);

@@ -7,7 +7,7 @@
 //   TYPE    = OPEN | TEXT | BINARY | PING | PONG | CLOSE | DISCONNECT
 //
 // CLOSE content is a 2-byte big-endian close code and an optional UTF-8 reason (as a WebSocket
-// Close frame, RFC 6455 5.5.1). Pure functions: no I/O, no allocation when parsing (events point
+// Close frame, RFC 6455 5.5.1); code 0 means none (GRIP libraries write it). Pure functions: no I/O, no allocation when parsing (events point
 // into the bytes parsed), so the same code serves the bridge, the tests and a fuzz target.
 //
 // The parser is strict where Pushpin is lenient (it reads neither the CRLF after the content
