@@ -56,6 +56,8 @@ class ChatApp:
             if typ == "OPEN":
                 out += [("OPEN", None), ("TEXT", "welcome")]
                 headers.append(("Set-Meta-User", "alice"))
+                if req.path.startswith("/proto"):
+                    headers.append(("Sec-WebSocket-Protocol", "chat.v1"))
                 if "keepalive" in req.path:
                     headers.append(("Keep-Alive-Interval", "1"))
             elif typ == "TEXT":
@@ -124,6 +126,26 @@ class Bridge(PorticoTestCase):
         self.assertEqual(ws2.recv_text(), "welcome")
         ids = {r.header("Connection-Id") for r in self.app.wait_for(lambda r: len(r) >= 4)}
         self.assertEqual(len(ids), 2)
+
+    def test_permessage_deflate_and_subprotocol_with_a_real_client(self):
+        self.start()
+        import ws_peers
+
+        async def run():
+            async with ws_peers.py_connect("ws://127.0.0.1:%d/proto" % self.p.port,
+                                           subprotocols=["chat.v2", "chat.v1"]) as ws:
+                out = {"ext": ws.response_headers.get("Sec-WebSocket-Extensions"), "proto": ws.subprotocol,
+                       "welcome": await ws.recv()}
+                await ws.send("x" * 5000)  # compressed by the client, inflated by Portico
+                out["echo"] = await ws.recv()
+                return out
+        out = ws_peers.py_run(run())
+        self.assertIn("permessage-deflate", out["ext"])
+        self.assertEqual(out["proto"], "chat.v1", "the app's choice among the client's offers")
+        self.assertEqual(out["welcome"], "welcome")
+        self.assertEqual(out["echo"], "echo:" + "x" * 5000 + " meta=alice")
+        first = self.app.wait_for(lambda r: len(r) >= 1)[0]
+        self.assertEqual(first.header("Sec-WebSocket-Protocol"), "chat.v2, chat.v1")
 
     def test_refusal_is_relayed(self):
         self.start()
@@ -224,6 +246,8 @@ class BadApp(PorticoTestCase):
             "server-error": None,
             "slow": None,
         }
+        if kind == "drop":
+            return None  # the app dies mid-request: the connection closes without an answer
         if kind == "server-error":
             return 500, [("Content-Type", "text/plain")], b"oops"
         if kind == "slow":
@@ -254,6 +278,7 @@ class BadApp(PorticoTestCase):
         self.expect_1011("huge", "over 131072 bytes")
         self.expect_1011("server-error", "the app answered 500")
         self.expect_1011("slow", "request to the app failed")
+        self.expect_1011("drop", "request to the app failed")
         # Still serving.
         ws = WsConnection.connect(self.p.port, "/fine", timeout=10)
         ws.send_close(1000)
