@@ -223,6 +223,26 @@ class Bridge(PorticoTestCase):
         self.assertEqual(empty[0].header("Meta-User"), "alice")
 
 
+class TlsApp(PorticoTestCase):
+    """The app behind HTTPS: the bridge's requests ride the upstream's TLS connections."""
+    test_timeout = 60
+
+    def test_bridge_over_a_tls_upstream(self):
+        from tls_certs import shared_pki
+        pki, certs = shared_pki()
+        app = WohBackend(ChatApp(), tls=certs["localhost"]).start()
+        self.addCleanup(app.stop)
+        cfg = bridge_config(app.address)
+        cfg["upstreams"]["app"]["tls"] = {"ca": pki.ca_file}
+        p = self.start_portico(cfg)
+        ws = WsConnection.connect(p.port, "/chat", timeout=10 * slow_factor())
+        self.addCleanup(ws.close)
+        self.assertEqual(ws.recv_text(), "welcome")
+        for i in range(3):
+            ws.send_text("tls %d" % i)
+            self.assertEqual(ws.recv_text(), "echo:tls %d meta=alice" % i)
+
+
 class BadApp(PorticoTestCase):
     """The app breaks the protocol: the client gets 1011 (or 502 before the 101), a log line
     says why, and the worker goes on serving."""

@@ -112,13 +112,20 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class WohBackend:
-    def __init__(self, behaviour):
+    """`tls`: an Issued certificate (tests/support/tls_certs.py): the app speaks HTTPS."""
+
+    def __init__(self, behaviour, tls=None):
         self.behaviour = behaviour
         self.requests = []
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.app = self
+        if tls is not None:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls.cert, tls.key)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.thread = None
 
     @property
