@@ -269,7 +269,7 @@ void Bridge::sendRequest() {
         }
     }
     offered_events_ = std::max(offered_events_, in_flight_events_);
-    buildRequestHead(body.size());
+    buildRequestHead();
     proxy::HttpExchange::Request request;
     request.head = &request_head_;
     request.client_ip = client_ip_;
@@ -290,8 +290,9 @@ void Bridge::sendRequest() {
     updateReading();
 }
 
-void Bridge::buildRequestHead(std::size_t body_bytes) {
-    static_cast<void>(body_bytes);  // the exchange writes Content-Length
+// The head of the next request (the exchange adds Content-Length, X-Forwarded-* and the route's
+// set_headers, and drops hop-by-hop fields).
+void Bridge::buildRequestHead() {
     request_head_.method = "POST";
     request_head_.target = target_;
     request_head_.version_major = 1;
@@ -652,7 +653,7 @@ void Bridge::unsubscribeAll() {
 }
 
 // A message published to a channel the app subscribed this WebSocket to.
-void Bridge::deliver(const handlers::PubSubMessage& message, evbuffer* frames) {
+void Bridge::deliver(const handlers::PubSubMessage&, evbuffer* frames) {
     if (!session_ || !session_->isOpen()) return;
     // As a pubsub subscriber: a client that does not read is closed rather than buffered for.
     const std::size_t limit = channels_.settings().queue_bytes;
@@ -664,7 +665,6 @@ void Bridge::deliver(const handlers::PubSubMessage& message, evbuffer* frames) {
         session->close(ws::close_code::kPolicyViolation, "subscriber too slow");
         return;
     }
-    static_cast<void>(message);
     session_->sendEncoded(frames);
     sentToClient();
 }

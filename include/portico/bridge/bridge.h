@@ -120,7 +120,7 @@ private:
     static void onSendEvent(int, short, void* arg);
     static void onKeepAlive(int, short, void* arg);
     void sendRequest();
-    void buildRequestHead(std::size_t body_bytes);
+    void buildRequestHead();
     void finishRequest();
     void handleOpenAnswer();
     bool handleAnswer();
