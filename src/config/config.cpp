@@ -30,6 +30,7 @@ const char* toString(WebSocketMode mode) {
     switch (mode) {
         case WebSocketMode::Tunnel: return "tunnel";
         case WebSocketMode::Frames: return "frames";
+        case WebSocketMode::Http: return "http";
     }
     return "?";
 }
@@ -41,6 +42,7 @@ const char* toString(HandlerKind handler) {
         case HandlerKind::Static: return "static";
         case HandlerKind::Echo: return "echo";
         case HandlerKind::PubSub: return "pubsub";
+        case HandlerKind::Publish: return "publish";
         case HandlerKind::Metrics: return "metrics";
         case HandlerKind::Status: return "status";
         case HandlerKind::Dashboard: return "dashboard";

@@ -407,10 +407,12 @@ bool isOrigin(std::string_view text) {
     return true;
 }
 
-constexpr std::array<std::pair<std::string_view, WebSocketMode>, 2> kWebSocketModes{{
+constexpr std::array<std::pair<std::string_view, WebSocketMode>, 3> kWebSocketModes{{
     {"tunnel", WebSocketMode::Tunnel},
     {"frames", WebSocketMode::Frames},
+    {"http", WebSocketMode::Http},
 }};
+constexpr std::string_view kNonEmptyPattern = ".+";  // a key: any string but ""
 // isOrigin: scheme://host[:port], visible ASCII but '/', '?' and '#'.
 constexpr std::string_view kOriginPattern = R"(https?://[!"$-.0->@-~]+)";
 
@@ -445,14 +447,35 @@ const std::array<KeyRule<WebSocketRate>, 3> kRateKeys{{
      [](Decoder& d, const Item& v, WebSocketRate& r) { decodeMapping(d, v, kBurstKeys, r); }},
 }};
 
-const std::array<KeyRule<WebSocketSettings>, 12> kWebSocketKeys{{
+const std::array<KeyRule<WebSocketHttpSettings>, 3> kWebSocketHttpKeys{{
+    {"max_batch_bytes", type::size().aboveZero(), "64KiB",
+     "client events queued for the next request to the app; reading the client pauses beyond",
+     [](Decoder& d, const Item& v, WebSocketHttpSettings& h) {
+         if (d.readSize(v, h.max_batch_bytes)) requirePositive(d, v, h.max_batch_bytes > 0);
+     }},
+    {"request_timeout", type::duration().aboveZero(), "30s",
+     "the app's answer: beyond it 504 before the 101, then close 1011",
+     [](Decoder& d, const Item& v, WebSocketHttpSettings& h) {
+         if (d.readDuration(v, h.request_timeout)) requirePositive(d, v, h.request_timeout.count() > 0);
+     }},
+    {"sig_key", type::string(kNonEmptyPattern), "",
+     "HS256 key of the Grip-Sig JWT on each request to the app; absent = no Grip-Sig",
+     [](Decoder& d, const Item& v, WebSocketHttpSettings& h) {
+         if (d.readString(v, h.sig_key) && h.sig_key.empty()) d.error(v, "expected a key (leave sig_key out for none)");
+     }},
+}};
+
+const std::array<KeyRule<WebSocketSettings>, 13> kWebSocketKeys{{
     {"mode", type::choice<kWebSocketModes>(), "tunnel",
-     "tunnel: opaque bytes; frames: parse and check every frame",
+     "tunnel: opaque bytes; frames: parse and check every frame; http: events to the upstream as HTTP POSTs",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          d.readChoice(v, kWebSocketModes, ws.mode);
      }},
+    {"http", type::mapping<kWebSocketHttpKeys>(), "",
+     "mode http: the WebSocket-over-HTTP bridge",
+     [](Decoder& d, const Item& v, WebSocketSettings& ws) { decodeMapping(d, v, kWebSocketHttpKeys, ws.http); }},
     {"max_message_bytes", type::size().aboveZero(), "1MiB",
-     "frames mode and built-ins: close 1009 beyond",
+     "frames mode, http mode and built-ins: close 1009 beyond",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          if (d.readSize(v, ws.max_message_bytes)) requirePositive(d, v, ws.max_message_bytes > 0);
      }},
@@ -544,21 +567,38 @@ bool isBearerToken(std::string_view token) {
 
 constexpr std::string_view kBearerTokenPattern = "[A-Za-z0-9._~+/-]+=*";  // isBearerToken
 
+// publish_token and publish.token: `out` is left as it was unless the value is a bearer token.
+void readBearerToken(Decoder& d, const Item& v, std::string& out) {
+    std::string token;
+    if (!d.readString(v, token)) return;
+    if (!isBearerToken(token)) {
+        d.error(v, "expected a bearer token (letters, digits and -._~+/)");
+        return;
+    }
+    out = std::move(token);
+}
+
+const std::array<KeyRule<PublishSettings>, 3> kPublishKeys{{
+    {"token", type::string(kBearerTokenPattern), "",
+     "\"Authorization: Bearer TOKEN\" (a GRIP URL's ?key=TOKEN); absent = none",
+     [](Decoder& d, const Item& v, PublishSettings& p) { readBearerToken(d, v, p.token); }},
+    {"jwt_key", type::string(kNonEmptyPattern), "",
+     "HS256 key of \"Authorization: Bearer JWT\"; absent = no JWTs",
+     [](Decoder& d, const Item& v, PublishSettings& p) {
+         if (d.readString(v, p.jwt_key) && p.jwt_key.empty()) d.error(v, "expected a key (leave jwt_key out for none)");
+     }},
+    {"iss", type::string(), "",
+     "with jwt_key: the issuer the JWT must name; absent = any",
+     [](Decoder& d, const Item& v, PublishSettings& p) { d.readString(v, p.iss); }},
+}};
+
 const std::array<KeyRule<PubSubSettings>, 10> kPubSubKeys{{
     {"client_publish", type::boolean(), "false",
      "a subscriber's message goes to its channel",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readBool(v, ps.client_publish); }},
     {"publish_token", type::string(kBearerTokenPattern), "",
      "HTTP POST needs \"Authorization: Bearer TOKEN\"",
-     [](Decoder& d, const Item& v, PubSubSettings& ps) {
-         std::string token;
-         if (!d.readString(v, token)) return;
-         if (!isBearerToken(token)) {
-             d.error(v, "expected a bearer token (letters, digits and -._~+/)");
-             return;
-         }
-         ps.publish_token = std::move(token);
-     }},
+     [](Decoder& d, const Item& v, PubSubSettings& ps) { readBearerToken(d, v, ps.publish_token); }},
     {"history", type::count(), "100",
      "last N messages kept per channel; 0 = no history",
      [](Decoder& d, const Item& v, PubSubSettings& ps) { d.readCount(v, ps.history); }},
@@ -684,7 +724,7 @@ void decodeSetHeaders(Decoder& d, const Item& v, Route& r) {
     });
 }
 
-constexpr std::array<std::pair<std::string_view, HandlerKind>, 7> kHandlers{{
+constexpr std::array<std::pair<std::string_view, HandlerKind>, 8> kHandlers{{
     {"health", HandlerKind::Health},
     {"static", HandlerKind::Static},
     {"echo", HandlerKind::Echo},
@@ -692,6 +732,7 @@ constexpr std::array<std::pair<std::string_view, HandlerKind>, 7> kHandlers{{
     {"metrics", HandlerKind::Metrics},
     {"status", HandlerKind::Status},
     {"dashboard", HandlerKind::Dashboard},
+    {"publish", HandlerKind::Publish},
 }};
 constexpr std::string_view kRouteHostPattern = R"((\*\.)?[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*)";
 // "/prefix" or "=/exact": visible ASCII but '?' and '#' (the query is never part of a route).
@@ -699,7 +740,7 @@ constexpr std::string_view kRouteHostPattern = R"((\*\.)?[A-Za-z0-9_-]{1,63}(\.[
 constexpr std::string_view kStatusUrlPattern = R"((?!.*//)[!#-%(-;=?-\[\]-~]+)";
 constexpr std::string_view kRoutePathPattern = R"(=?/[!"$->@-~]*)";
 
-const std::array<KeyRule<Route>, 10> kRouteKeys{{
+const std::array<KeyRule<Route>, 11> kRouteKeys{{
     {"host", type::string(kRouteHostPattern), "",
      "exact host or *.example.com; absent = any host",
      [](Decoder& d, const Item& v, Route& r) {
@@ -774,6 +815,8 @@ const std::array<KeyRule<Route>, 10> kRouteKeys{{
      }},
     {"pubsub", type::mapping<kPubSubKeys>(), "", "handler pubsub: channel settings",
      [](Decoder& d, const Item& v, Route& r) { decodeMapping(d, v, kPubSubKeys, r.pubsub); }},
+    {"publish", type::mapping<kPublishKeys>(), "", "handler publish: who may publish",
+     [](Decoder& d, const Item& v, Route& r) { decodeMapping(d, v, kPublishKeys, r.publish); }},
 }};
 
 void decodeRoutes(Decoder& d, const Item& v, Config& c) {

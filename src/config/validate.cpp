@@ -183,6 +183,15 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
     if (route.handler != HandlerKind::PubSub && d.has(pubsub)) {
         d.error(d.markOf(pubsub), pubsub, "only for handler: pubsub");
     }
+    std::string publish = childPath(path, "publish");
+    if (route.handler != HandlerKind::Publish && d.has(publish)) {
+        d.error(d.markOf(publish), publish, "only for handler: publish");
+    } else if (route.handler == HandlerKind::Publish && route.publish.token.empty() && route.publish.jwt_key.empty()) {
+        d.warning(d.markOf(path), path,
+                  "handler: publish without publish.token or publish.jwt_key: anyone who reaches it can publish");
+    } else if (!route.publish.iss.empty() && route.publish.jwt_key.empty()) {
+        d.error(d.markOf(childPath(publish, "iss")), childPath(publish, "iss"), "needs publish.jwt_key");
+    }
     for (const char* key : {"strip_prefix", "set_headers"}) {
         std::string key_path = childPath(path, key);
         if (!is_upstream && d.has(key_path)) {
@@ -200,6 +209,9 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
         } else if (!is_upstream && d.has(mode)) {
             d.error(d.markOf(mode), mode,
                     "only for routes to an upstream: built-in handlers always parse frames");
+        } else if (std::string http = childPath(websocket, "http");
+                   d.has(http) && route.websocket.mode != WebSocketMode::Http && !d.failed(mode)) {
+            d.error(d.markOf(http), http, "only for mode: http");
         } else if (is_upstream && route.websocket.mode == WebSocketMode::Tunnel &&
                    !d.failed(mode)) {
             // A tunnel does not parse frames, so it cannot count messages: an unenforced limit

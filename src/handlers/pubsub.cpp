@@ -26,6 +26,24 @@ std::string channelKey(const config::Route& route, std::string_view channel) {
     return key;
 }
 
+std::string GripChannels::key(std::string_view channel) const {
+    if (route) return channelKey(*route, channel);
+    std::string key = "\ngrip\n";  // no route path starts with a newline
+    key.append(channel);
+    return key;
+}
+
+const config::PubSubSettings& GripChannels::settings() const {
+    static const config::PubSubSettings kDefaults;
+    return route ? route->pubsub : kDefaults;
+}
+
+GripChannels gripChannels(const config::Config& config) {
+    for (const config::Route& route : config.routes)
+        if (route.handler == config::HandlerKind::PubSub && !route.exact_path) return GripChannels{&route};
+    return GripChannels{};
+}
+
 namespace {
 
 constexpr std::size_t kMaxChannelName = 200;
@@ -144,8 +162,9 @@ void servePubSubHttp(PubSubHub& hub, const config::Route& route, PubSubHttpReque
 }
 
 std::uint64_t writePubSubAnswer(evbuffer* out, const PubSubAnswer& answer, http::KeepAlive keep_alive, bool head_only) {
-    if (answer.status != 200) return http::writeErrorResponse(out, answer.status, keep_alive, answer.headers);
-    return http::writeSimpleResponse(out, 200, "application/json", answer.json, keep_alive, answer.headers, head_only);
+    if (answer.body.empty()) return http::writeErrorResponse(out, answer.status, keep_alive, answer.headers);
+    return http::writeSimpleResponse(out, answer.status, answer.content_type, answer.body, keep_alive, answer.headers,
+                                     head_only);
 }
 
 }  // namespace portico::handlers

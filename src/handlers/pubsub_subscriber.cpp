@@ -1,10 +1,12 @@
 // The subscriber side of `handler: pubsub`: a WebSocket subscriber (PubSubSubscriber) and the
-// worker's hub that hands it each message, encoded once per frame form.
+// worker's hub that hands each message to its listeners (subscribers and GRIP-bridged
+// WebSockets), encoded once per frame form.
 
 #include <algorithm>
 #include <event2/buffer.h>
 
 #include "portico/core/base64.h"
+#include "portico/core/guarded.h"
 #include "portico/core/json.h"
 #include "portico/core/log.h"
 #include "portico/handlers/pubsub.h"
@@ -19,14 +21,6 @@ namespace {
 // A replay slice: at most this many messages per trip to the backplane, so that what is
 // allocated for it stays small.
 constexpr std::size_t kReplaySliceMessages = 64;
-
-// Wraps `callback` so that it does nothing once `alive` has expired (its owner has gone).
-template <typename F>
-auto guardedBy(const std::shared_ptr<char>& alive, F callback) {
-    return [alive = std::weak_ptr<char>(alive), callback = std::move(callback)](auto&&... args) mutable {
-        if (!alive.expired()) callback(std::forward<decltype(args)>(args)...);
-    };
-}
 
 // The channel name in a channel key (channelKey(): route path, '\n', name).
 std::string_view nameOf(const std::string& key) {
@@ -63,27 +57,16 @@ void encodeFor(evbuffer* out, bool json, std::string_view channel, const pubsub:
 
 }  // namespace
 
-// One message's frames for this worker's subscribers: each form encoded at most once,
-// uncompressed (allowed under permessage-deflate), and shared by reference.
-class MessageFrames {
-public:
-    MessageFrames(std::string_view channel, const pubsub::Message& message) : channel_(channel), message_(message) {}
-    evbuffer* get(bool json) {
-        core::EvbufferPtr& frames = json ? json_ : bare_;
-        if (!frames) {
-            frames.reset(evbuffer_new());
-            encodeFor(frames.get(), json, channel_, message_);
-        }
-        return frames.get();
+evbuffer* MessageFrames::get(bool json) {
+    core::EvbufferPtr& frames = json ? json_ : bare_;
+    if (!frames) {
+        frames.reset(evbuffer_new());
+        encodeFor(frames.get(), json, channel_, message_);
     }
+    return frames.get();
+}
 
-private:
-    std::string_view channel_;
-    const pubsub::Message& message_;
-    core::EvbufferPtr bare_, json_;
-};
-
-class PubSubSubscriber final : public EndpointApp {
+class PubSubSubscriber final : public EndpointApp, public ChannelListener {
 public:
     PubSubSubscriber(PubSubHub& hub, const config::Route& route, std::string key, SubscribeOptions options)
         : hub_(hub), route_(route), settings_(route.pubsub), key_(std::move(key)), options_(std::move(options)) {}
@@ -94,7 +77,7 @@ public:
         // whether to catch up (pending_seq_).
         hub_.add(key_, this);
         in_hub_ = subscribing_ = true;
-        hub_.backplane().subscribe(key_, settings_, guardedBy(alive_, [this](bool ok, const pubsub::Position& top) {
+        hub_.backplane().subscribe(key_, settings_, core::guardedBy(alive_, [this](bool ok, const pubsub::Position& top) {
                                        onSubscribed(ok, top);
                                    }));
     }
@@ -135,7 +118,7 @@ public:
         subscribed_ = subscribing_ = false;
     }
 
-    void deliver(const pubsub::Message& message, MessageFrames& frames) {
+    void deliver(const pubsub::Message& message, MessageFrames& frames) override {
         if (!session_ || !session_->isOpen()) return;
         if (!subscribed_) {
             // Before the backplane's answer: remembered, so that anything after its position
@@ -173,7 +156,7 @@ public:
     }
 
     // Whatever was published after last_seq_ comes from history.
-    void catchUp() {
+    void catchUp() override {
         if (!subscribed_ || replaying_) return;
         replaying_ = true;
         pump();
@@ -265,7 +248,7 @@ private:
         request.max_messages = kReplaySliceMessages;
         request.history_ttl = settings_.history_ttl;
         slice_pending_ = true;
-        hub_.backplane().replay(request, guardedBy(alive_, [this](pubsub::ReplaySlice& slice) { onSlice(slice); }));
+        hub_.backplane().replay(request, core::guardedBy(alive_, [this](pubsub::ReplaySlice& slice) { onSlice(slice); }));
     }
 
     void onSlice(pubsub::ReplaySlice& slice) {
@@ -315,7 +298,7 @@ private:
     const config::PubSubSettings& settings_;
     std::string key_;
     SubscribeOptions options_;
-    std::shared_ptr<char> alive_ = std::make_shared<char>();  // weakly held by pending callbacks
+    core::AliveToken alive_ = core::makeAliveToken();  // weakly held by pending callbacks
     EndpointSession* session_ = nullptr;
     std::string epoch_;           // of last_seq_
     std::uint64_t last_seq_ = 0;  // delivered (or skipped) up to here
@@ -351,24 +334,24 @@ void PubSubHub::onBackplaneMessage(const std::string& channel, const pubsub::Mes
     auto it = local_.find(channel);
     if (it == local_.end() || it->second.empty()) return;
     MessageFrames frames(nameOf(channel), *message);
-    // A subscriber may close (and leave the list) while we deliver: iterate over a copy.
-    std::vector<PubSubSubscriber*> subscribers = it->second;
-    for (PubSubSubscriber* s : subscribers) s->deliver(*message, frames);
+    // A listener may close (and leave the list) while we deliver: iterate over a copy.
+    std::vector<ChannelListener*> listeners = it->second;
+    for (ChannelListener* l : listeners) l->deliver(*message, frames);
 }
 
 void PubSubHub::onBackplaneResync() {
-    std::vector<PubSubSubscriber*> all;
+    std::vector<ChannelListener*> all;
     for (auto& [channel, list] : local_) all.insert(all.end(), list.begin(), list.end());
-    for (PubSubSubscriber* s : all) s->catchUp();
+    for (ChannelListener* l : all) l->catchUp();
 }
 
-void PubSubHub::add(const std::string& channel, PubSubSubscriber* subscriber) { local_[channel].push_back(subscriber); }
+void PubSubHub::add(const std::string& channel, ChannelListener* listener) { local_[channel].push_back(listener); }
 
-void PubSubHub::remove(const std::string& channel, PubSubSubscriber* subscriber) {
+void PubSubHub::remove(const std::string& channel, ChannelListener* listener) {
     auto it = local_.find(channel);
     if (it == local_.end()) return;
     auto& list = it->second;
-    list.erase(std::remove(list.begin(), list.end(), subscriber), list.end());
+    list.erase(std::remove(list.begin(), list.end(), listener), list.end());
     if (list.empty()) local_.erase(it);
 }
 

@@ -130,7 +130,7 @@ void EndpointSession::afterCodec() {
 
 void EndpointSession::onDrained(net::Stream& stream) {
     if (ended_) return;
-    if (!stream.isReading()) stream.resumeReading();
+    if (!stream.isReading() && !held_) stream.resumeReading();
     app_->onDrained(*this);
 }
 
@@ -175,6 +175,29 @@ void EndpointSession::close(std::uint16_t code, std::string_view reason) {
     if (ended_) return;
     codec_.sendClose(code, reason);
     end("closed by the endpoint");
+}
+
+void EndpointSession::disconnect(const char* reason) {
+    if (!ended_) end(reason);
+}
+
+bool EndpointSession::sendPing(std::string_view payload) {
+    if (ended_ || !codec_.sendPing(payload)) return false;
+    client_->flush();
+    return true;
+}
+
+void EndpointSession::holdReading(bool hold) {
+    if (ended_ || held_ == hold) return;
+    held_ = hold;
+    if (hold) {
+        client_->pauseReading();
+        return;
+    }
+    if (client_->outputLength() > proxy::kHighWatermark) return;  // onDrained resumes
+    client_->resumeReading();
+    // What was read before the hold and not yet decoded goes on now.
+    if (evbuffer_get_length(client_->input()) > unread_) onReadable(*client_);
 }
 
 void EndpointSession::goAway() { close(ws::close_code::kGoingAway, "server going away"); }

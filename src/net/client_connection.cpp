@@ -295,8 +295,11 @@ http::HeadAction ClientConnection::onHead() {
         }
         if (!admitWebSocket()) return http::HeadAction::Abort;
         if (route->handler != config::HandlerKind::None) return acceptWebSocket(*route, upgrade);
+        if (route->websocket.mode == config::WebSocketMode::Http) return startBridge(*route, upgrade);
     }
-    if (route->handler == config::HandlerKind::PubSub && request.method == "POST") return startPublish(*route);
+    if ((route->handler == config::HandlerKind::PubSub || route->handler == config::HandlerKind::Publish) &&
+        request.method == "POST")
+        return startPublish(*route);
     if (route->handler != config::HandlerKind::None) {
         respondInternal(*route);
         return answeredAtHead();
@@ -482,6 +485,14 @@ void ClientConnection::onEof(Stream&) {
             return;
         case State::Proxying:
         case State::Responding:
+            if (bridge_) {
+                // Gone before the app answered its OPEN: no WebSocket to bridge.
+                bridge_->abort();
+                req_.status = req_.status ? req_.status : 499;
+                logAccess();
+                finish("client closed before the WebSocket was accepted");
+                return;
+            }
             // A client may half-close after its request and still read the response.
             if (!req_.complete) {
                 if (exchange_) exchange_->abort();
@@ -524,6 +535,7 @@ void ClientConnection::onError(Stream& stream, int error) {
     }
     LOG_DEBUG("client %s: %s", client_ip_.c_str(), strerror(error));
     if (exchange_) exchange_->abort();
+    if (bridge_ && state_ == State::Proxying) bridge_->abort();
     if (state_ == State::Proxying || state_ == State::Responding) {
         req_.status = req_.status ? req_.status : 499;
         logAccess();
@@ -608,6 +620,7 @@ void ClientConnection::finish(const char* reason) {
     event_del(timer_.get());
     if (resume_event_) event_del(resume_event_.get());
     retireExchange();
+    if (bridge_) bridge_->abort();
     if (client_) client_->pauseReading();  // after an upgrade the session has the socket
     worker_.onConnectionFinished(this);
 }

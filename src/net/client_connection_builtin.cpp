@@ -6,6 +6,7 @@
 
 #include "portico/handlers/dashboard.h"
 #include "portico/handlers/http_handlers.h"
+#include "portico/handlers/publish_api.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/http/simple_response.h"
 #include "portico/net/client_connection.h"
@@ -41,6 +42,19 @@ http::HeadAction ClientConnection::answeredAtHead() {
 // waits in Responding with response_done unset, like a body still arriving.
 void ClientConnection::servePubSub() {
     const http::RequestHead& request = parser_.request();
+    const bool head_only = request.method == "HEAD";
+    auto done = [this, alive = std::weak_ptr<char>(alive_), head_only](const handlers::PubSubAnswer& answer) {
+        if (!alive.expired()) onPubSubAnswer(answer, head_only);
+    };
+    req_.answer_pending = true;
+    answering_ = true;
+    if (req_.route->handler == config::HandlerKind::Publish) {
+        handlers::servePublishApi(worker_.pubsub(), handlers::gripChannels(snapshot_->config()), request.method, req_.body,
+                                  std::move(done));
+        req_.body.clear();
+        answering_ = false;
+        return;
+    }
     const http::Header* authorization = http::findHeader(request.headers, "Authorization");
     handlers::PubSubHttpRequest call;
     call.method = request.method;
@@ -50,13 +64,7 @@ void ClientConnection::servePubSub() {
     if (idempotency) call.idempotency_key = idempotency->value;
     call.body = std::move(req_.body);
     req_.body.clear();
-    const bool head_only = request.method == "HEAD";
-    req_.answer_pending = true;
-    answering_ = true;
-    handlers::servePubSubHttp(worker_.pubsub(), *req_.route, std::move(call),
-                              [this, alive = std::weak_ptr<char>(alive_), head_only](const handlers::PubSubAnswer& answer) {
-                                  if (!alive.expired()) onPubSubAnswer(answer, head_only);
-                              });
+    handlers::servePubSubHttp(worker_.pubsub(), *req_.route, std::move(call), std::move(done));
     answering_ = false;
 }
 
@@ -77,7 +85,14 @@ void ClientConnection::onPubSubAnswer(const handlers::PubSubAnswer& answer, bool
 http::HeadAction ClientConnection::startPublish(const config::Route& route) {
     const http::RequestHead& request = parser_.request();
     const http::Header* authorization = http::findHeader(request.headers, "Authorization");
-    if (!handlers::publishAuthorized(route, authorization ? std::string_view(authorization->value) : std::string_view{})) {
+    const std::string_view credentials = authorization ? std::string_view(authorization->value) : std::string_view{};
+    const bool authorized =
+        route.handler == config::HandlerKind::Publish
+            ? handlers::publishApiAuthorized(route, credentials, std::chrono::duration_cast<std::chrono::seconds>(
+                                                                     std::chrono::system_clock::now().time_since_epoch())
+                                                                     .count())
+            : handlers::publishAuthorized(route, credentials);
+    if (!authorized) {
         respondError(401, "publish without a valid token", {{"WWW-Authenticate", "Bearer"}});
         return http::HeadAction::Abort;
     }
@@ -127,7 +142,8 @@ void ClientConnection::respondInternal(const config::Route& route) {
             break;
         }
         case config::HandlerKind::PubSub:
-            servePubSub();  // GET/HEAD: the channel's info (POST went to startPublish)
+        case config::HandlerKind::Publish:
+            servePubSub();  // PubSub GET/HEAD: the channel's info; Publish: 405 (POST went to startPublish)
             return;
         default:
             // WebSocket-only handlers (echo, pubsub) and those of later issues answer 404 to

@@ -10,6 +10,7 @@
 #include "portico/core/log.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/handlers/websocket_endpoint.h"
+#include "portico/http/simple_response.h"
 #include "portico/net/client_connection.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
@@ -125,6 +126,71 @@ void ClientConnection::addSessionCounts(const ws::SessionCounts& counts) {
     counted_ = counts;
 }
 
+// `websocket: {mode: http}`: no 101 yet. The bridge asks the app with an OPEN request; its
+// answer comes back as onBridgeAccepted or onBridgeRefused. Until then the client is not read
+// (what it sends after its handshake waits in the input for the session).
+http::HeadAction ClientConnection::startBridge(const config::Route& route, const ws::UpgradeRequest& upgrade) {
+    proxy::UpstreamGroup* group = snapshot_->upstream(route.upstream);
+    if (!group) {
+        respondError(502, "no such upstream");
+        return http::HeadAction::Abort;
+    }
+    pending_deflate_.reset();
+    pending_deflate_response_.clear();
+    if (!upgrade.extensions.empty()) {
+        if (auto deflate = ws::negotiateDeflate(upgrade.extensions, ws::DeflateConfig{})) {
+            pending_deflate_ = deflate->params;
+            pending_deflate_response_ = std::move(deflate->response);
+        }
+    }
+    bridge::BridgeClient client;
+    client.handshake = &parser_.request();
+    client.client_ip = client_ip_;
+    client.scheme = listener_->tls ? "https" : "http";
+    client.client_hash = client_hash_;
+    bridge_ = std::make_unique<bridge::Bridge>(static_cast<bridge::BridgeOwner&>(*this), worker_.loop(), *group, route, client,
+                                               worker_.pubsub(), handlers::gripChannels(snapshot_->config()));
+    req_.upstream_name = route.upstream;
+    state_ = State::Proxying;
+    bridge_->start();  // from the loop: the answer cannot come back inside this call
+    return http::HeadAction::Continue;
+}
+
+void ClientConnection::onBridgeAccepted(std::string_view subprotocol) {
+    const ws::UpgradeRequest upgrade = ws::analyzeUpgrade(parser_.request());
+    // RFC 6455 4.1: the client fails a handshake naming a subprotocol it did not offer.
+    std::string_view chosen;
+    for (std::string_view offered : upgrade.subprotocols)
+        if (offered == subprotocol) chosen = offered;
+    std::string response = ws::buildAcceptResponse(upgrade.key, chosen, pending_deflate_response_);
+    evbuffer_add(client_->output(), response.data(), response.size());
+    req_.bytes_out += response.size();
+    req_.status = 101;
+    auto session = std::make_unique<handlers::EndpointSession>(static_cast<ws::SessionOwner&>(*this), worker_.loop(),
+                                                               std::move(client_), req_.route->websocket,
+                                                               pending_deflate_, bridge_->makeApp(), makeTracer());
+    startSession(std::move(session));
+}
+
+void ClientConnection::onBridgeRefused(int status, std::string_view content_type, std::string_view body) {
+    if (content_type.empty() && body.empty()) {
+        respondError(status, "WebSocket not accepted by the app");
+        return;
+    }
+    // The app's own refusal (a 403 with its page): the client gets it as it was.
+    ws_lease_.reset();
+    state_ = State::Responding;
+    req_.status = status;
+    req_.bytes_out += http::writeSimpleResponse(client_->output(), status, content_type.empty() ? "text/plain" : content_type,
+                                                body, false);
+    logAccess();
+    closeAfterFlush();
+}
+
+void ClientConnection::onBridgeFinished() {
+    if (session_end_reason_) finish(session_end_reason_);
+}
+
 void ClientConnection::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
     ws_lease_.reset();
     // The counts first: whoever reads the session as closed (open down by one) reads all of them.
@@ -140,6 +206,11 @@ void ClientConnection::onSessionEnd(const char* reason, const ws::SessionCounts&
     const std::uint64_t from_client = counts.bytes_in, to_client = counts.bytes_out;
     LOG_DEBUG("client %s: WebSocket closed (%s), %llu bytes in, %llu bytes out", client_ip_.c_str(), reason,
               static_cast<unsigned long long>(from_client), static_cast<unsigned long long>(to_client));
+    if (bridge_ && bridge_->busy()) {
+        // The app still gets its CLOSE or DISCONNECT: the connection ends with that request.
+        session_end_reason_ = reason;
+        return;
+    }
     finish(reason);
 }
 

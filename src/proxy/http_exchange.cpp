@@ -152,8 +152,7 @@ void HttpExchange::complete() {
     } else if (upstream_) {
         loop_.deferDelete(std::move(upstream_));
     }
-    net::Stream& client = owner_.clientStream();
-    client.flush();
+    if (!owner_.consumesResponse()) owner_.clientStream().flush();
     owner_.onExchangeComplete(owner_.clientKeepAlive() && client_framing_ != http::BodyFraming::UntilClose &&
                               !request_.websocket);
 }
@@ -182,7 +181,11 @@ void HttpExchange::updateTimer(bool progress) {
             send_mark_ = upstream_->sendProgress();
             net::addTimer(loop_, timer_.get(), config.send_timeout);
             return;
-        case Wait::Response: net::addTimer(loop_, timer_.get(), config.read_timeout); return;
+        case Wait::Response:
+            // The owner's own deadline for this request (the bridge's request_timeout) or the upstream's.
+            net::addTimer(loop_, timer_.get(),
+                          request_.read_timeout.count() > 0 ? request_.read_timeout : config.read_timeout);
+            return;
     }
 }
 
@@ -306,7 +309,7 @@ void HttpExchange::onReadable(net::Stream& stream) {
     if (phase_ == Phase::Done) return;
     response_started_ = true;
     updateTimer(/*progress=*/true);
-    net::Stream& client = owner_.clientStream();
+    const bool consumed = owner_.consumesResponse();
     for (;;) {
         http::ParseStatus status = response_parser_.parse(stream.input());
         if (status == http::ParseStatus::NeedMore) break;
@@ -324,7 +327,7 @@ void HttpExchange::onReadable(net::Stream& stream) {
             phase_ = Phase::Done;
             stopTimer();
             group_.balancer().onRequestEnd(server_);
-            client.flush();
+            owner_.clientStream().flush();
             const http::Header* ext = http::findHeader(response_parser_.response().headers, "Sec-WebSocket-Extensions");
             owner_.onUpgraded(std::move(upstream_), ext ? ext->value : std::string());
             return;
@@ -341,6 +344,8 @@ void HttpExchange::onReadable(net::Stream& stream) {
         complete();
         return;
     }
+    if (consumed) return;  // the owner bounds what it buffers (onResponseBody)
+    net::Stream& client = owner_.clientStream();
     client.flush();
     if (client.outputLength() > kHighWatermark) stream.pauseReading();
 }
@@ -348,6 +353,13 @@ void HttpExchange::onReadable(net::Stream& stream) {
 http::HeadAction HttpExchange::onHead() {
     const http::ResponseHead& response = response_parser_.response();
     int status = response.status;
+    if (owner_.consumesResponse()) {
+        if (status >= 100 && status < 200 && status != 101) return http::HeadAction::Continue;  // interim
+        if (status == 101 || !owner_.onResponseHead(response)) return http::HeadAction::Abort;
+        client_framing_ = http::BodyFraming::None;
+        phase_ = Phase::Streaming;
+        return request_.head->method == "HEAD" ? http::HeadAction::SkipBody : http::HeadAction::Continue;
+    }
     if (status >= 100 && status < 200 && status != 101) {
         // Interim response (100 Continue, 103 Early Hints): relay it as is.
         std::string head;
@@ -407,6 +419,7 @@ http::HeadAction HttpExchange::onHead() {
 }
 
 bool HttpExchange::onBody(const char* data, std::size_t length) {
+    if (owner_.consumesResponse()) return owner_.onResponseBody(data, length);
     if (client_framing_ == http::BodyFraming::Chunked) {
         evbuffer* out = owner_.clientStream().output();
         std::size_t framing = appendChunkHeader(out, length);

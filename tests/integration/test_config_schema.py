@@ -230,7 +230,7 @@ class ConfigSchemaTest(PorticoTestCase):
         self.assertIn("health", route["properties"]["handler"]["enum"])
         ws = route["properties"]["websocket"]
         self.assertEqual(ws["properties"]["mode"]["default"], "tunnel")
-        self.assertEqual(ws["properties"]["mode"]["enum"], ["tunnel", "frames"])
+        self.assertEqual(ws["properties"]["mode"]["enum"], ["tunnel", "frames", "http"])
 
 
 if __name__ == "__main__":

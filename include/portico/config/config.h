@@ -127,7 +127,20 @@ struct Upstream {
     SourceMark mark;
 };
 
-enum class WebSocketMode { Tunnel, Frames };
+enum class WebSocketMode { Tunnel, Frames, Http };
+
+// `websocket.http`: mode http, the WebSocket-over-HTTP bridge (bridge/): Portico terminates the
+// WebSocket and exchanges its events with the route's upstream in HTTP POSTs.
+struct WebSocketHttpSettings {
+    bool operator==(const WebSocketHttpSettings&) const = default;
+    std::size_t max_batch_bytes = 64 * 1024;            // client events queued for the next
+                                                         // request; reading the client pauses
+                                                         // beyond (one message always fits)
+    Duration request_timeout = std::chrono::seconds(30);  // the app's answer (between reads);
+                                                         // beyond: 504 before the 101, then 1011
+    std::string sig_key;                                 // "" = no Grip-Sig; else the HS256 key
+                                                         // of the Grip-Sig JWT on each request
+};
 
 // `websocket.rate`: token buckets per direction of a frames-mode or built-in session; over
 // either limit the sender is closed 1008. 0 = that limit is off (the default: no limit).
@@ -142,7 +155,8 @@ struct WebSocketRate {
 
 struct WebSocketSettings {
     bool operator==(const WebSocketSettings&) const = default;
-    WebSocketMode mode = WebSocketMode::Tunnel;    // tunnel: opaque bytes; frames: parse and check
+    WebSocketMode mode = WebSocketMode::Tunnel;    // tunnel: opaque bytes; frames: parse and check;
+                                                   // http: events to the upstream as HTTP POSTs
     std::size_t max_message_bytes = 1024 * 1024;   // frames mode and built-ins: close 1009 beyond
     Duration idle_timeout = std::chrono::minutes(10);  // no traffic either way: close; 0 = never
     Duration ping_interval = std::chrono::seconds(30); // frames mode/built-ins: ping the client;
@@ -161,6 +175,7 @@ struct WebSocketSettings {
                                                    // line; 0 = none; at most kMaxTracePayloadBytes
     double trace_rate = 100;                       // trace lines per second per worker and route;
                                                    // beyond: counted, then one summary line
+    WebSocketHttpSettings http;                    // mode http only
 };
 // trace_payload_bytes bound: escaped (up to 4 characters a byte) it still fits one log line.
 inline constexpr std::size_t kMaxTracePayloadBytes = 256;
@@ -222,7 +237,16 @@ struct PubSubLimits {
     BackplaneSettings backplane;                    // Redis; read at start (a reload keeps it)
 };
 
-enum class HandlerKind { None, Health, Static, Echo, PubSub, Metrics, Status, Dashboard };
+// `handler: publish`: Pushpin's publish API (POST {"items": [...]}) into the GRIP channels.
+// Without a token and a jwt_key anyone may publish (`portico -t` warns).
+struct PublishSettings {
+    bool operator==(const PublishSettings&) const = default;
+    std::string token;    // "Authorization: Bearer TOKEN" (a GRIP URL's ?key=TOKEN); "" = none
+    std::string jwt_key;  // HS256 key of "Authorization: Bearer JWT"; "" = no JWTs
+    std::string iss;      // with jwt_key: the issuer the JWT must name; "" = any
+};
+
+enum class HandlerKind { None, Health, Static, Echo, PubSub, Metrics, Status, Dashboard, Publish };
 
 struct Route {
     bool operator==(const Route&) const = default;
@@ -241,6 +265,7 @@ struct Route {
     WebSocketSettings websocket;  // upstream routes and built-in WebSocket handlers
     bool websocket_configured = false;  // a `websocket:` block was present
     PubSubSettings pubsub;        // handler: pubsub
+    PublishSettings publish;      // handler: publish
     SourceMark mark;
 };
 

@@ -32,7 +32,33 @@ class EventLoop;
 namespace portico::handlers {
 
 class EndpointApp;
-class PubSubSubscriber;
+
+// One message's frames for a worker's listeners: each form (the bare message, or the
+// portico.pubsub.v1 JSON) encoded at most once, uncompressed (allowed under
+// permessage-deflate), and shared by reference.
+class MessageFrames {
+public:
+    MessageFrames(std::string_view channel, const pubsub::Message& message) : channel_(channel), message_(message) {}
+    evbuffer* get(bool json);
+
+private:
+    std::string_view channel_;
+    const pubsub::Message& message_;
+    core::EvbufferPtr bare_, json_;
+};
+
+// Anything on a worker that receives a channel's messages: a WebSocket subscriber of the pubsub
+// handler, or a bridged WebSocket its app subscribed through GRIP.
+class ChannelListener {
+public:
+    // A message of a channel the listener was added for, in seq order (one may be missing).
+    virtual void deliver(const pubsub::Message& message, MessageFrames& frames) = 0;
+    // The backplane reconnected: messages may have been missed.
+    virtual void catchUp() = 0;
+
+protected:
+    ~ChannelListener() = default;
+};
 
 // One worker's side: its subscribers by channel, fed by the worker's backplane.
 class PubSubHub final : private pubsub::BackplaneSink {
@@ -46,8 +72,8 @@ public:
     pubsub::PubSubRegistry& registry() { return backplane_->registry(); }
     net::EventLoop& loop() { return loop_; }
 
-    void add(const std::string& channel, PubSubSubscriber* subscriber);
-    void remove(const std::string& channel, PubSubSubscriber* subscriber);
+    void add(const std::string& channel, ChannelListener* listener);
+    void remove(const std::string& channel, ChannelListener* listener);
 
 private:
     void onBackplaneMessage(const std::string& channel, const pubsub::MessagePtr& message) override;
@@ -55,12 +81,23 @@ private:
 
     net::EventLoop& loop_;
     std::unique_ptr<pubsub::Backplane> backplane_;
-    std::unordered_map<std::string, std::vector<PubSubSubscriber*>> local_;
+    std::unordered_map<std::string, std::vector<ChannelListener*>> local_;
 };
 
 // The key of a channel in the registry: the route's path and the channel name, so that two
 // pubsub routes have separate namespaces.
 std::string channelKey(const config::Route& route, std::string_view channel);
+// GRIP channels (subscribed by bridged WebSockets, published through `handler: publish`) are the
+// channels of the configuration's first `handler: pubsub` route, so that its POST /live/<name>
+// reaches them too, with that route's settings (history, rate, queue_bytes); without such a
+// route they are a namespace of their own with the default settings.
+struct GripChannels {
+    const config::Route* route = nullptr;  // the pubsub route, or none
+    std::string key(std::string_view channel) const;
+    const config::PubSubSettings& settings() const;
+};
+GripChannels gripChannels(const config::Config& config);
+
 // The channel name: the request path after the route's prefix ("/live/room1" -> "room1").
 // Empty when there is none or it is not a plain name (no '/', at most 200 bytes).
 std::string_view channelName(const config::Route& route, std::string_view path);
@@ -113,8 +150,9 @@ struct PubSubHttpRequest {
 inline constexpr std::size_t kMaxIdempotencyKey = 200;
 struct PubSubAnswer {
     int status = 200;
-    std::string json;          // the body of a 200; empty for an error (the standard page)
+    std::string body;          // the body of a 200 (and of a 400 that says why); empty: the standard page
     http::HeaderList headers;  // Retry-After, WWW-Authenticate, Allow
+    std::string_view content_type = "application/json";
 };
 using PubSubAnswerDone = std::function<void(const PubSubAnswer&)>;
 // Calls `done` once on this worker's thread, before it returns or later (a backplane that

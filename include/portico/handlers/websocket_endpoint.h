@@ -69,6 +69,14 @@ public:
     void flush();
     // Starts the close handshake with `code`; the connection closes once it is flushed.
     void close(std::uint16_t code, std::string_view reason = {});
+    // Ends the session without a Close frame (what is queued is still flushed).
+    void disconnect(const char* reason);
+    // A Ping with at most 125 bytes of payload (false if longer or not open).
+    bool sendPing(std::string_view payload);
+    // While held, the client is not read (the app's own backpressure, on top of the socket's).
+    void holdReading(bool hold);
+    // The code of the client's Close frame: 1005 when it had none, 0 when none came.
+    std::uint16_t closeCodeReceived() const { return codec_.closeCodeReceived(); }
     bool isOpen() const { return !ended_ && codec_.state() == ws::CodecState::Open; }
 
 private:
@@ -100,6 +108,7 @@ private:
     std::uint64_t bytes_in_ = 0;
     std::size_t unread_ = 0;  // input bytes the codec left for later (already charged)
     bool ping_outstanding_ = false;
+    bool held_ = false;  // holdReading(true)
     bool ended_ = false;
     ws::SessionLimit limit_ = ws::SessionLimit::None;
 };

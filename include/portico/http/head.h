@@ -15,6 +15,8 @@ using HeaderList = std::vector<Header>;
 
 // ASCII case-insensitive comparison (RFC 9110 5.1: field names are case-insensitive).
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
+// RFC 9110 5.6.2: a non-empty token (field names, extension and parameter names).
+bool isToken(std::string_view text);
 // First header with this name, or nullptr.
 const Header* findHeader(const HeaderList& headers, std::string_view name);
 // True when any header `name` holds `token` in its comma-separated list (case-insensitive),

@@ -18,6 +18,7 @@
 #include <string>
 #include <sys/socket.h>
 
+#include "portico/bridge/bridge.h"
 #include "portico/core/handles.h"
 #include "portico/handlers/http_handlers.h"
 #include "portico/http/message_parser.h"
@@ -52,7 +53,8 @@ class WorkerSnapshot;
 class ClientConnection final : private StreamHandler,
                                private http::MessageParser::Handler,
                                private proxy::ExchangeOwner,
-                               private ws::SessionOwner {
+                               private ws::SessionOwner,
+                               private bridge::BridgeOwner {
 public:
     enum class State { ReadingHead, Proxying, Responding, Upgraded, Closing, Closed };
     static const char* toString(State state);
@@ -102,6 +104,12 @@ private:
 
     // After a 101: the WebSocket session.
     void onSessionEnd(const char* reason, const ws::SessionCounts& counts) override;
+
+    // websocket mode http: the bridge's OPEN answered (client_connection_upgrade.cpp).
+    http::HeadAction startBridge(const config::Route& route, const ws::UpgradeRequest& upgrade);
+    void onBridgeAccepted(std::string_view subprotocol) override;
+    void onBridgeRefused(int status, std::string_view content_type, std::string_view body) override;
+    void onBridgeFinished() override;
     http::HeadAction acceptWebSocket(const config::Route& route, const ws::UpgradeRequest& upgrade);
     // The per-client-address limits on upgrades; false after answering 429.
     bool admitWebSocket();
@@ -142,11 +150,16 @@ private:
     std::unique_ptr<Stream> client_;
     http::MessageParser parser_;
     std::unique_ptr<proxy::HttpExchange> exchange_;
+    // websocket mode http: the WebSocket's events to and from the app. Declared before session_,
+    // whose app refers to it, so that it is destroyed after it.
+    std::unique_ptr<bridge::Bridge> bridge_;
     std::unique_ptr<ws::Session> session_;
+    const char* session_end_reason_ = nullptr;  // the session ended; the bridge still finishes
     IpLimits::Lease ws_lease_;  // counted under limits.per_ip_websockets: admission to session end
     // A built-in endpoint accepted the upgrade; its session starts once parsing has returned.
     std::unique_ptr<handlers::EndpointApp> pending_app_;
     std::optional<ws::DeflateParams> pending_deflate_;
+    std::string pending_deflate_response_;  // its Sec-WebSocket-Extensions answer (the bridge)
     core::EventPtr timer_;  // head, body, keep-alive or linger timeout: one at a time
     core::EventPtr resume_event_;  // created on first use: continue with pipelined input
     std::string client_ip_;

@@ -8,6 +8,9 @@
 namespace portico::net {
 class Stream;
 }
+namespace portico::http {
+struct ResponseHead;
+}
 
 namespace portico::proxy {
 
@@ -32,6 +35,15 @@ public:
     virtual void onUpgraded(std::unique_ptr<net::Stream> upstream, std::string extensions) = 0;
     // The upstream took the request body bytes it had queued: reading the client may resume.
     virtual void onUpstreamDrained() = 0;
+
+    // An owner that reads the response itself instead of relaying it to a client (the
+    // WebSocket-over-HTTP bridge) returns true: the exchange then hands it the final response's
+    // head and body through the two calls below, never touches clientStream(), and reports the
+    // end through onExchangeComplete/onExchangeFailed as usual. Returning false from either call
+    // fails the exchange (onExchangeFailed with 502).
+    virtual bool consumesResponse() const { return false; }
+    virtual bool onResponseHead(const http::ResponseHead& /*head*/) { return true; }
+    virtual bool onResponseBody(const char* /*data*/, std::size_t /*length*/) { return true; }
 
 protected:
     ~ExchangeOwner() = default;

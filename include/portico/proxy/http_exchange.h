@@ -42,6 +42,7 @@ public:
         bool websocket = false;
         std::string websocket_key;
         http::HeaderList override_headers;       // e.g. a filtered Sec-WebSocket-Protocol
+        config::Duration read_timeout{0};         // the response's; 0 = the upstream's read_timeout
     };
 
     HttpExchange(ExchangeOwner& owner, net::EventLoop& loop, UpstreamGroup& group,

@@ -211,6 +211,15 @@ TEST_CASE("wrong types name the expected type", "[config][errors]") {
          "portico.yaml:4:26: routes[0].websocket.origins: expected a list of strings"},
         {L + "routes:\n  - handler: echo\n    websocket: {max_message_bytes: 0}\n",
          "portico.yaml:4:36: routes[0].websocket.max_message_bytes: must be greater than 0"},
+        {L + "upstreams: {u: {servers: [h:1]}}\nroutes:\n  - upstream: u\n    websocket: {mode: frames, http: "
+             "{max_batch_bytes: 1KiB}}\n",
+         "portico.yaml:5:37: routes[0].websocket.http: only for mode: http"},
+        {L + "upstreams: {u: {servers: [h:1]}}\nroutes:\n  - upstream: u\n    websocket: {mode: http, http: "
+             "{max_batch_bytes: 0}}\n",
+         "portico.yaml:5:53: routes[0].websocket.http.max_batch_bytes: must be greater than 0"},
+        {L + "upstreams: {u: {servers: [h:1]}}\nroutes:\n  - upstream: u\n    websocket: {mode: http, http: "
+             "{batch: 1}}\n",
+         "portico.yaml:5:36: routes[0].websocket.http.batch: unknown key"},
     });
 }
 
@@ -219,15 +228,15 @@ TEST_CASE("enumerations name the unknown word and the choices", "[config][errors
         {L + "routes:\n  - path: /\n    handler: helth\n",
          "portico.yaml:4:14: routes[0].handler: unknown handler \"helth\" (expected health, "
          "static, "
-         "echo, pubsub, metrics, status or dashboard)"},
+         "echo, pubsub, metrics, status, dashboard or publish)"},
         {L + "upstreams:\n  app:\n    servers: [127.0.0.1:1]\n    balance: random\n"
              "routes: [{upstream: app}]\n",
          "portico.yaml:5:14: upstreams.app.balance: unknown balance \"random\" (expected "
          "round_robin, least_conn or ip_hash)"},
         {L + "upstreams: {chat: {servers: [127.0.0.1:1]}}\nroutes:\n  - upstream: chat\n"
              "    websocket:\n      mode: fast\n",
-         "portico.yaml:6:13: routes[0].websocket.mode: unknown mode \"fast\" (expected tunnel or "
-         "frames)"},
+         "portico.yaml:6:13: routes[0].websocket.mode: unknown mode \"fast\" (expected tunnel, "
+         "frames or http)"},
         {L + R + "log: {level: verbose}\n",
          "portico.yaml:3:14: log.level: unknown level \"verbose\" (expected error, warn, info or "
          "debug)"},
@@ -236,7 +245,7 @@ TEST_CASE("enumerations name the unknown word and the choices", "[config][errors
          "combined)"},
         {L + "routes:\n  - handler: {name: echo}\n",
          "portico.yaml:3:14: routes[0].handler: expected health, static, echo, pubsub, metrics, "
-         "status or dashboard"},
+         "status, dashboard or publish"},
     });
 }
 
@@ -420,7 +429,7 @@ routes:
               "portico.yaml:15:5: routes[1].pathh: unknown key",
               "portico.yaml:17:5: routes[2].root: required by handler: static",
               "portico.yaml:20:14: routes[3].handler: unknown handler \"nope\" (expected health, "
-              "static, echo, pubsub, metrics, status or dashboard)",
+              "static, echo, pubsub, metrics, status, dashboard or publish)",
           });
 }
 

@@ -387,7 +387,7 @@ TEST_CASE("loadConfigFile reads the file and resolves paths next to it", "[confi
     CHECK(result.errors[0].toString() ==
           file.string() +
               ":2:20: routes[0].handler: unknown handler \"nope\" (expected health, "
-              "static, echo, pubsub, metrics, status or dashboard)");
+              "static, echo, pubsub, metrics, status, dashboard or publish)");
     CHECK(result.config == nullptr);
     std::filesystem::remove_all(folder);
 }

@@ -162,7 +162,7 @@ TEST_CASE("the schema is JSON Schema draft-07 with the root keys", "[config][sch
         CHECK(schema["properties"][key]["description"]);
     }
     CHECK(schema["properties"]["routes"]["items"]["properties"]["websocket"]["properties"]["mode"]
-                ["enum"].size() == 2);
+                ["enum"].size() == 3);
 }
 
 TEST_CASE("the schema and the loader know the same keys in every section", "[config][schema]") {
