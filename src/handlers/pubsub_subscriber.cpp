@@ -195,7 +195,11 @@ private:
         if (since < top.seq) {
             last_seq_ = since;
             catchUp();
+            return;
         }
+        // Messages that came before the answer but after its position: from history, as without
+        // since (else the first of them was lost: nothing after it would bring it again).
+        if (pending_epoch_ == epoch_ && pending_seq_ > last_seq_) catchUp();
     }
 
     // The subscriber's position cannot be resumed: with the subprotocol it is told and goes on
