@@ -256,7 +256,21 @@ int MessageParser::onHeadersComplete() {
         response_.status = p->status_code;
         response_.version_minor = p->http_minor;
     }
+    // RFC 9112 4: status-code is three digits; llhttp 8.1 takes one or two as well ("HTTP/1.1 20
+    // OK"), which we would otherwise relay to the client as a status line no client can read.
+    if (kind_ == Kind::Response && p->status_code < 100) {
+        error_ = ParseError::Malformed;
+        return -1;
+    }
     if (p->flags & F_TRANSFER_ENCODING) {
+        // RFC 9112 6.1: Transfer-Encoding is HTTP/1.1; "a server or client that receives an
+        // HTTP/1.0 message containing a Transfer-Encoding header field MUST treat the message as
+        // if the framing is faulty". An HTTP/1.0 hop behind us would ignore it and read the body
+        // by Content-Length or until close: refused (400, or 502 from an upstream), as nginx does.
+        if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1)) {
+            error_ = ParseError::Malformed;
+            return -1;
+        }
         // RFC 9112 6.1: a message with both is a smuggling attempt; reject it outright.
         if (p->flags & F_CONTENT_LENGTH) {
             error_ = ParseError::Malformed;

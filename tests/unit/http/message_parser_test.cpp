@@ -429,6 +429,16 @@ TEST_CASE("request smuggling defences reject ambiguous framing", "[http][parser]
          ParseError::Malformed},
         {"Transfer-Encoding identity", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
          ParseError::UnsupportedTransferEncoding},
+        // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (found by
+        // fuzz_http_request: tests/fuzz/corpus/http_request/seed-te-http10).
+        {"Transfer-Encoding chunked in HTTP/1.0",
+         "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+         ParseError::Malformed},
+        {"Transfer-Encoding gzip in HTTP/1.0", "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+         ParseError::Malformed},
+        {"Transfer-Encoding and Content-Length in HTTP/1.0",
+         "POST / HTTP/1.0\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+         ParseError::Malformed},
     };
     const Delivery delivery = anyDelivery();
     for (const auto& c : kCases) {
@@ -605,6 +615,32 @@ TEST_CASE("204 and 304 responses end at their head whatever length they declare"
         CHECK(r.messages[1].response.status == 200);
         CHECK(r.messages[1].body == "ok");
     }
+}
+
+TEST_CASE("a response with a malformed status line or HTTP/1.0 framing is refused", "[http][parser][smuggling]") {
+    // Found by fuzz_http_response (tests/fuzz/corpus/http_response/seed-status-two-digits and
+    // seed-te-http10): llhttp 8.1 takes a one- or two-digit status, which we would relay as is,
+    // and RFC 9112 6.1 says an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+    struct Case {
+        const char* what;
+        const char* wire;
+    };
+    const Case kCases[] = {
+        {"a two-digit status (RFC 9112 4: 3DIGIT)", "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n"},
+        {"a one-digit status", "HTTP/1.1 0 OK\r\nContent-Length: 0\r\n\r\n"},
+        {"Transfer-Encoding in HTTP/1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"},
+    };
+    for (const auto& c : kCases) {
+        INFO(c.what);
+        Recorder r(MessageParser::Kind::Response);
+        CHECK(feed(r, c.wire).status == ParseStatus::Error);
+        CHECK(r.parser.error() == ParseError::Malformed);
+        CHECK(r.heads == 0);
+    }
+    Recorder ok(MessageParser::Kind::Response);
+    CHECK(feed(ok, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 999 Odd\r\nContent-Length: 0\r\n\r\n").status ==
+          ParseStatus::NeedMore);
+    CHECK(ok.messages.size() == 2);
 }
 
 TEST_CASE("a 101 response reports Upgrade with the tunnel bytes left over", "[http][parser]") {
