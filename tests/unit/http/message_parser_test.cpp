@@ -617,9 +617,10 @@ TEST_CASE("204 and 304 responses end at their head whatever length they declare"
     }
 }
 
-TEST_CASE("a response with a malformed status line or HTTP/1.0 framing is refused", "[http][parser][smuggling]") {
-    // Found by fuzz_http_response (tests/fuzz/corpus/http_response/seed-status-two-digits and
-    // seed-te-http10): llhttp 8.1 takes a one- or two-digit status, which we would relay as is,
+TEST_CASE("a response with a malformed status line or version, or HTTP/1.0 chunked, is refused", "[http][parser][smuggling]") {
+    // Found by fuzz_http_response (tests/fuzz/corpus/http_response/seed-status-two-digits,
+    // seed-te-http10, tests/fuzz/regressions/http_response/http2-version-chunked): llhttp 8.1
+    // takes a one- or two-digit status and an HTTP/2.0 status line, which we would relay as is,
     // and RFC 9112 6.1 says an HTTP/1.0 message with Transfer-Encoding has faulty framing.
     struct Case {
         const char* what;
@@ -628,6 +629,8 @@ TEST_CASE("a response with a malformed status line or HTTP/1.0 framing is refuse
     const Case kCases[] = {
         {"a two-digit status (RFC 9112 4: 3DIGIT)", "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n"},
         {"a one-digit status", "HTTP/1.1 0 OK\r\nContent-Length: 0\r\n\r\n"},
+        {"HTTP/2.0 in a status line", "HTTP/2.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"},
+        {"HTTP/0.9 in a status line", "HTTP/0.9 200 OK\r\nContent-Length: 0\r\n\r\n"},
         {"Transfer-Encoding in HTTP/1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"},
     };
     for (const auto& c : kCases) {
