@@ -264,7 +264,11 @@ int MessageParser::onHeadersComplete() {
         error_ = ParseError::Malformed;
         return -1;
     }
-    if (p->flags & F_TRANSFER_ENCODING) {
+    // Transfer-Encoding is judged from the fields we collected, not from llhttp's flag, which an
+    // empty value ("Transfer-Encoding:") does not set.
+    int te_count = 0;
+    for (const auto& h : *headers_) te_count += equalsIgnoreCase(h.name, "Transfer-Encoding");
+    if (te_count > 0 || (p->flags & F_TRANSFER_ENCODING)) {
         // RFC 9112 6.1: Transfer-Encoding is HTTP/1.1; "a server or client that receives an
         // HTTP/1.0 message containing a Transfer-Encoding header field MUST treat the message as
         // if the framing is faulty". An HTTP/1.0 hop behind us would ignore it and read the body
@@ -278,11 +282,9 @@ int MessageParser::onHeadersComplete() {
             error_ = ParseError::Malformed;
             return -1;
         }
-        // We only re-frame "chunked"; anything else (gzip, a chunked that is not last, ...) is 501
-        // like nginx, rather than forwarding a body whose framing we cannot check.
+        // We only re-frame "chunked"; anything else (gzip, an empty value, a chunked that is not
+        // last, ...) is 501 like nginx, rather than forwarding a body whose framing we cannot check.
         const Header* te = findHeader(*headers_, "Transfer-Encoding");
-        int te_count = 0;
-        for (const auto& h : *headers_) te_count += equalsIgnoreCase(h.name, "Transfer-Encoding");
         if (te_count != 1 || te == nullptr || !equalsIgnoreCase(te->value, "chunked")) {
             error_ = ParseError::UnsupportedTransferEncoding;
             return -1;

@@ -436,6 +436,15 @@ TEST_CASE("request smuggling defences reject ambiguous framing", "[http][parser]
          ParseError::Malformed},
         {"Transfer-Encoding gzip in HTTP/1.0", "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
          ParseError::Malformed},
+        // Found by fuzz_http_request (tests/fuzz/regressions/http_request/http09-empty-te):
+        // llhttp sets no Transfer-Encoding flag for an empty value, so it used to pass.
+        {"an empty Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n",
+         ParseError::UnsupportedTransferEncoding},
+        {"an empty Transfer-Encoding with Content-Length",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc",
+         ParseError::Malformed},
+        {"an empty Transfer-Encoding in an HTTP/0.9-style request line",
+         "POST /uGETTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", ParseError::Malformed},
         {"Transfer-Encoding and Content-Length in HTTP/1.0",
          "POST / HTTP/1.0\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
          ParseError::Malformed},
