@@ -152,9 +152,6 @@ const char* MessageParser::errorReason() const {
 }
 
 bool MessageParser::keepAlive() const { return llhttp_should_keep_alive(parser_.get()) != 0; }
-bool MessageParser::chunked() const { return (parser_->flags & F_CHUNKED) != 0; }
-bool MessageParser::hasContentLength() const { return (parser_->flags & F_CONTENT_LENGTH) != 0; }
-std::uint64_t MessageParser::contentLength() const { return declared_length_; }
 bool MessageParser::isUpgradeRequested() const { return parser_->upgrade != 0; }
 
 bool MessageParser::countHead(std::size_t length) {
@@ -170,6 +167,7 @@ int MessageParser::onMessageBegin() {
     field_open_ = value_started_ = value_at_chunk_end_ = false;
     head_bytes_ = 0;
     declared_length_ = 0;
+    head_chunked_ = head_has_length_ = false;
     if (kind_ == Kind::Request) {
         request_.method.clear();
         request_.target.clear();
@@ -248,6 +246,8 @@ int MessageParser::onHeadersComplete() {
     head_complete_ = true;
     llhttp_t* p = parser_.get();
     declared_length_ = p->content_length;
+    head_chunked_ = (p->flags & F_CHUNKED) != 0;
+    head_has_length_ = (p->flags & F_CONTENT_LENGTH) != 0;
     if (kind_ == Kind::Request) {
         request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
         request_.version_major = p->http_major;
@@ -261,6 +261,15 @@ int MessageParser::onHeadersComplete() {
     // A response on an HTTP/1.1 connection is HTTP/1.x (llhttp also takes "HTTP/2.0 200"; a
     // request with another major version is answered 505 by checkRequestHead).
     if (kind_ == Kind::Response && (p->status_code < 100 || p->http_major != 1)) {
+        error_ = ParseError::Malformed;
+        return -1;
+    }
+    // RFC 9112 4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ). llhttp 8.1 lets other
+    // control bytes (NUL, BEL, ...) through, and appendClientResponseHead relays the phrase.
+    if (kind_ == Kind::Response && !std::all_of(response_.reason.begin(), response_.reason.end(), [](char c) {
+            const auto u = static_cast<unsigned char>(c);
+            return c == '\t' || (u >= 0x20 && u != 0x7f);
+        })) {
         error_ = ParseError::Malformed;
         return -1;
     }
