@@ -144,7 +144,7 @@ void servePubSubHttp(PubSubHub& hub, const config::Route& route, PubSubHttpReque
 }
 
 std::uint64_t writePubSubAnswer(evbuffer* out, const PubSubAnswer& answer, http::KeepAlive keep_alive, bool head_only) {
-    if (answer.status != 200) return http::writeErrorResponse(out, answer.status, keep_alive, answer.headers);
+    if (answer.status != 200) return http::writeErrorResponse(out, answer.status, keep_alive, answer.headers, head_only);
     return http::writeSimpleResponse(out, 200, "application/json", answer.json, keep_alive, answer.headers, head_only);
 }
 

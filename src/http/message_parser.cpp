@@ -70,6 +70,7 @@ void MessageParser::reset() {
 void MessageParser::resume() {
     if (!paused_) return;
     paused_ = false;
+    head_complete_ = false;  // of the next message
     line_check_.start(LineCheck::Section::Head);
     if (upgrade_paused_) {
         // The upgrade was declined (not a WebSocket, or refused): go on parsing HTTP.

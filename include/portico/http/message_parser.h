@@ -88,6 +88,7 @@ public:
     // Bytes of the current head seen so far (for 431).
     std::size_t headBytes() const { return head_bytes_; }
     bool inMessage() const { return in_message_; }
+    // The current message's head was parsed (false again after resume()).
     bool headComplete() const { return head_complete_; }
 
     // Valid from onHead() on, for the current message.
