@@ -29,6 +29,7 @@
 #include <event2/buffer.h>
 
 #include "fuzz_support.h"
+#include "message_reader.h"
 #include "portico/core/handles.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/handlers/pubsub_registry.h"
@@ -125,29 +126,13 @@ private:
     std::size_t at_ = 0;
 };
 
-// Reads one response we wrote.
-class ResponseReader final : public http::MessageParser::Handler {
-public:
-    explicit ResponseReader(bool head) : parser(http::MessageParser::Kind::Response, this, 1 << 16), head_(head) {}
-    http::HeadAction onHead() override { return head_ ? http::HeadAction::SkipBody : http::HeadAction::Continue; }
-    bool onBody(const char* data, std::size_t length) override {
-        body.append(data, length);
-        return true;
-    }
-    void onMessageComplete() override { ++messages; }
-
-    http::MessageParser parser;
-    std::string body;
-    int messages = 0;
-
-private:
-    bool head_;
-};
-
 void checkResponse(evbuffer* out, int status, bool head) {
-    ResponseReader reader(head);
-    FUZZ_CHECK(reader.parser.parse(out) == http::ParseStatus::MessageComplete);
-    FUZZ_CHECK(evbuffer_get_length(out) == 0);  // exactly one response
+    std::string wire(evbuffer_get_length(out), '\0');
+    evbuffer_remove(out, wire.data(), wire.size());
+    fuzz::MessageReader reader(http::MessageParser::Kind::Response, head);
+    std::size_t left = 0;
+    FUZZ_CHECK(reader.read(wire, left) == http::ParseStatus::MessageComplete);
+    FUZZ_CHECK(left == 0);  // exactly one response
     FUZZ_CHECK(reader.messages == 1);
     FUZZ_CHECK(reader.parser.response().status == status);
     if (status == 200 && !head) FUZZ_CHECK(JsonCheck(reader.body).valid());
