@@ -65,6 +65,8 @@ void MessageParser::reset() {
     value_started_ = value_at_chunk_end_ = in_trailer_pause_ = false;
     line_check_.start(LineCheck::Section::Head);
     head_bytes_ = 0;
+    declared_length_ = 0;
+    head_chunked_ = head_has_length_ = false;
 }
 
 void MessageParser::resume() {
