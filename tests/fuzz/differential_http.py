@@ -166,6 +166,8 @@ CASES = [
     ("long-header-20k", head("GET / HTTP/1.1", "Host: a", "X-Long: " + "v" * 20000)),
     ("many-headers", head("GET / HTTP/1.1", "Host: a", *["X-H%d: v" % i for i in range(200)])),
     # the rest
+    ("head-with-body", head("HEAD /p HTTP/1.1", "Host: a", "Content-Length: %d" % len(SMUGGLED), body=SMUGGLED)),
+    ("get-with-body", head("GET /p HTTP/1.1", "Host: a", "Content-Length: %d" % len(SMUGGLED), body=SMUGGLED)),
     ("expect-continue", post("Expect: 100-continue", "Content-Length: 3", body=b"abc")),
     ("expect-unknown", post("Expect: 200-ok", "Content-Length: 3", body=b"abc")),
     ("connection-names-host", head("GET / HTTP/1.1", "Host: a", "Connection: close, Host")),
