@@ -1,20 +1,22 @@
 // Fuzz target: publishes over HTTP to a `handler: pubsub` route, as ClientConnection handles
 // them: the token checked at the head (publishAuthorized), the body bounded while it arrives
-// (publishBodyFits), then servePubSubHttp; GET/HEAD and other methods too. Whatever the requests:
+// (publishBodyFits), then servePubSubHttp on the in-process backplane and writePubSubAnswer;
+// GET/HEAD and other methods too. Whatever the requests:
 //  - every answer is one well-formed HTTP response whose status is the one reported, and a 200
 //    carries valid JSON (UTF-8 included, RFC 8259 8.1);
 //  - a publish that is answered 200 is kept under the seq it was given (when history keeps
-//    anything), with its bytes, as text exactly when it is UTF-8, and the frame a subscriber gets
-//    for it decodes to the same message;
+//    anything), with its bytes, as text exactly when it is UTF-8 (unless its Idempotency-Key was
+//    seen before: then it is the first publish's), and the frame a subscriber gets for it
+//    decodes to the same message;
 //  - a body beyond publishLimit() is refused before it is stored.
 // The registry runs on a clock the input moves, so rate limits and expiry are reproducible.
 //
 // Input: byte 0: bit 0 the route has publish_token "s3cret", bit 1 rate limited (1/s, burst 2),
 // bit 2 at most 2 channels, bit 3 max_body_bytes (limits) 100; byte 1: max_message_bytes =
 // (n + 1) * 16; byte 2: history = n % 8; byte 3: body piece size (fuzz_support.h sliceSize).
-// Then requests, each "METHOD SUFFIX\nAUTHORIZATION\nBODY" ended by 0x1e or the input's end;
-// SUFFIX is appended to the route's path "/live/". Method "TICK" advances the clock by the
-// body's length in seconds and runs expiry.
+// Then requests, each "METHOD SUFFIX\nAUTHORIZATION\nIDEMPOTENCY-KEY\nBODY" ended by 0x1e or the
+// input's end; SUFFIX is appended to the route's path "/live/". Method "TICK" advances the clock
+// by the body's length in seconds and runs expiry.
 
 #include <algorithm>
 #include <cctype>
@@ -23,8 +25,10 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <event2/buffer.h>
 
@@ -32,16 +36,17 @@
 #include "message_reader.h"
 #include "portico/core/handles.h"
 #include "portico/handlers/pubsub.h"
-#include "portico/handlers/pubsub_registry.h"
 #include "portico/http/message_parser.h"
 #include "portico/net/event_loop.h"
+#include "portico/pubsub/local_backplane.h"
+#include "portico/pubsub/pubsub_registry.h"
 #include "portico/ws/codec.h"
 #include "portico/ws/utf8_validator.h"
 
 namespace {
 
 using namespace portico;
-using Clock = handlers::PubSubRegistry::Clock;
+using Clock = pubsub::PubSubRegistry::Clock;
 
 // RFC 8259, enough for what Portico writes: values, objects, arrays, strings, numbers, literals.
 class JsonCheck {
@@ -151,7 +156,7 @@ public:
     std::string received;
 };
 
-void checkDelivery(const handlers::PubSubMessage& message) {
+void checkDelivery(const pubsub::Message& message) {
     core::EvbufferPtr frame(evbuffer_new());
     FUZZ_CHECK(ws::Codec::encodeMessage(frame.get(), message.text, message.payload.data(), message.payload.size(), nullptr));
     ws::CodecOptions options;
@@ -163,6 +168,17 @@ void checkDelivery(const handlers::PubSubMessage& message) {
     codec.feed(frame.get());
     FUZZ_CHECK(!codec.failed());
     FUZZ_CHECK(reader.messages == 1 && reader.text == message.text && reader.received == message.payload);
+}
+
+// The "seq" of a 200 answer's JSON (written by servePubSubHttp: digits after "seq":).
+std::uint64_t seqOf(std::string_view json) {
+    constexpr std::string_view kSeq = "\"seq\":";
+    const std::size_t at = json.find(kSeq);
+    FUZZ_CHECK(at != std::string_view::npos);
+    std::uint64_t seq = 0;
+    for (std::size_t i = at + kSeq.size(); i < json.size() && std::isdigit(static_cast<unsigned char>(json[i])); ++i)
+        seq = seq * 10 + static_cast<std::uint64_t>(json[i] - '0');
+    return seq;
 }
 
 // Path characters that reach the handler: llhttp (strict) and normalizePath let these through.
@@ -194,11 +210,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint8_t selector = input.byte();
 
     Clock::time_point now = Clock::time_point{} + std::chrono::hours(1);
-    auto registry = std::make_shared<handlers::PubSubRegistry>(limits, [&now] { return now; });
+    auto registry = std::make_shared<pubsub::PubSubRegistry>(limits, [&now] { return now; });
     net::EventLoop loop;
-    handlers::PubSubHub hub(loop, registry);
+    handlers::PubSubHub hub(loop, std::make_unique<pubsub::LocalBackplane>(loop, registry));
     const std::size_t limit = handlers::publishLimit(route, max_body_bytes);
     FUZZ_CHECK(limit <= route.pubsub.max_message_bytes && limit <= route.pubsub.queue_bytes);
+    std::set<std::pair<std::string, std::string>> keys_seen;  // (channel, Idempotency-Key)
 
     while (!input.empty()) {
         std::string_view request = input.takeUntil('\x1e');
@@ -206,13 +223,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::string_view method = fields.takeUntil(' ');
         const std::string path = route.path + pathSuffix(fields.takeUntil('\n'));
         const std::string_view authorization = fields.takeUntil('\n');
+        const std::string_view idempotency_key = fields.takeUntil('\n');
         const std::string_view body_bytes = fields.rest();
         if (method == "TICK") {
             now += std::chrono::seconds(body_bytes.size());
             registry->expire();
             continue;
         }
-        core::EvbufferPtr out(evbuffer_new());
         const bool post = method == "POST";
         if (post && !handlers::publishAuthorized(route, authorization)) continue;  // 401 at the head
         // The body arrives in pieces and is refused as soon as it is too big.
@@ -231,29 +248,39 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (refused) continue;  // 413
         FUZZ_CHECK(body.size() <= limit || !post);
         const std::string published = body;
-        const handlers::PubSubReply reply = handlers::servePubSubHttp(
-            out.get(), hub, route, method, path, authorization, std::move(body), http::KeepAlive(true, 1));
-        FUZZ_CHECK(reply.bytes == evbuffer_get_length(out.get()));
-        checkResponse(out.get(), reply.status, method == "HEAD");
+        handlers::PubSubAnswer answer;
+        int answers = 0;
+        handlers::servePubSubHttp(hub, route, {method, path, authorization, std::move(body), idempotency_key},
+                                  [&](const handlers::PubSubAnswer& a) {
+                                      answer = a;
+                                      ++answers;
+                                  });
+        FUZZ_CHECK(answers == 1);  // the in-process backplane answers before returning
+        core::EvbufferPtr out(evbuffer_new());
+        const std::uint64_t bytes = handlers::writePubSubAnswer(out.get(), answer, http::KeepAlive(true, 1), method == "HEAD");
+        FUZZ_CHECK(bytes == evbuffer_get_length(out.get()));
+        checkResponse(out.get(), answer.status, method == "HEAD");
 
         const std::string_view channel = handlers::channelName(route, path);
-        if (reply.status == 200) FUZZ_CHECK(!channel.empty());
-        if (!post || reply.status != 200) continue;
+        if (answer.status == 200) FUZZ_CHECK(!channel.empty());
+        if (!post || answer.status != 200) continue;
         const std::string key = handlers::channelKey(route, channel);
+        const bool repeated = !idempotency_key.empty() && !keys_seen.emplace(key, std::string(idempotency_key)).second;
         // Without history a channel nobody subscribes to is gone again with its only message.
-        if (route.pubsub.history == 0) continue;
-        const handlers::ChannelInfo info = registry->info(key);
-        FUZZ_CHECK(info.seq >= 1);
-        FUZZ_CHECK(info.history <= route.pubsub.history);
-        if (info.history == 0) continue;
+        if (route.pubsub.history == 0 || repeated) continue;
+        const std::uint64_t seq = seqOf(answer.json);
+        FUZZ_CHECK(seq >= 1);
+        const pubsub::ChannelInfo info = registry->info(key);
+        FUZZ_CHECK(info.seq == seq);
+        FUZZ_CHECK(info.history >= 1 && info.history <= route.pubsub.history);
         FUZZ_CHECK(info.oldest >= 1 && info.oldest <= info.seq);
-        const auto slice_back = registry->replay(key, info.seq - 1, std::numeric_limits<std::size_t>::max(), 4);
-        FUZZ_CHECK(slice_back.messages.size() == 1);
-        const handlers::PubSubMessage& kept = *slice_back.messages.front();
-        FUZZ_CHECK(kept.seq == info.seq);
-        FUZZ_CHECK(kept.payload == published);
-        FUZZ_CHECK(kept.text == ws::Utf8Validator::isValid(published));
-        checkDelivery(kept);
+        const auto kept = registry->replay(key, seq - 1, std::numeric_limits<std::size_t>::max(), 4);
+        FUZZ_CHECK(kept.messages.size() == 1);
+        const pubsub::Message& message = *kept.messages.front();
+        FUZZ_CHECK(message.seq == seq);
+        FUZZ_CHECK(message.payload == published);
+        FUZZ_CHECK(message.text == ws::Utf8Validator::isValid(published));
+        checkDelivery(message);
     }
     return 0;
 }

@@ -259,17 +259,19 @@ def pubsub(flags, *requests, max_units=15, history=3, selector=0):
 
 
 PUBSUB = {
-    "post-get": pubsub(0, b"POST room1\n\nhello", b"GET room1\n\n", b"HEAD room1\n\n"),
-    "token": pubsub(TOKEN, b"POST room\nBearer s3cret\n{\"a\":1}", b"POST room\nBearer wrong\nx",
-                    b"POST room\n\nno token"),
-    "binary-body": pubsub(0, b"POST bin\n\n\xff\xfe\x00\x01", b"POST bin\n\n\xc3\xa9t\xc3\xa9"),
-    "rate": pubsub(RATE, b"POST r\n\n1", b"POST r\n\n2", b"POST r\n\n3", b"TICK\n\nxx", b"POST r\n\n4"),
-    "channels": pubsub(TWO_CHANNELS, b"POST a\n\n1", b"POST b\n\n2", b"POST c\n\n3", b"TICK\n\n" + b"x" * 200,
-                       b"POST c\n\n4"),
-    "too-big": pubsub(BODY_100, b"POST big\n\n" + b"x" * 120, b"POST ok\n\n" + b"y" * 90, max_units=1, selector=7),
-    "history-rollover": pubsub(0, *[b"POST h\n\n%d" % i for i in range(6)], history=2),
-    "odd-channels": pubsub(0, b"POST a/b\n\nx", b"POST \n\nx", b"GET \"q\\\n\n", b"DELETE a\n\n",
-                           b"POST " + b"n" * 201 + b"\n\nx"),
+    "post-get": pubsub(0, b"POST room1\n\n\nhello", b"GET room1\n\n\n", b"HEAD room1\n\n\n"),
+    "token": pubsub(TOKEN, b"POST room\nBearer s3cret\n\n{\"a\":1}", b"POST room\nBearer wrong\n\nx",
+                    b"POST room\n\n\nno token"),
+    "binary-body": pubsub(0, b"POST bin\n\n\n\xff\xfe\x00\x01", b"POST bin\n\n\n\xc3\xa9t\xc3\xa9"),
+    "rate": pubsub(RATE, b"POST r\n\n\n1", b"POST r\n\n\n2", b"POST r\n\n\n3", b"TICK\n\n\nxx", b"POST r\n\n\n4"),
+    "channels": pubsub(TWO_CHANNELS, b"POST a\n\n\n1", b"POST b\n\n\n2", b"POST c\n\n\n3",
+                       b"TICK\n\n\n" + b"x" * 200, b"POST c\n\n\n4"),
+    "too-big": pubsub(BODY_100, b"POST big\n\n\n" + b"x" * 120, b"POST ok\n\n\n" + b"y" * 90, max_units=1, selector=7),
+    "history-rollover": pubsub(0, *[b"POST h\n\n\n%d" % i for i in range(6)], history=2),
+    "idempotency-key": pubsub(0, b"POST k\n\nkey-1\nfirst", b"POST k\n\nkey-1\nsecond", b"POST k\n\nkey-2\nthird",
+                              b"POST k\n\n" + b"k" * 201 + b"\ntoo long a key"),
+    "odd-channels": pubsub(0, b"POST a/b\n\n\nx", b"POST \n\n\nx", b"GET \"q\\\n\n\n", b"DELETE a\n\n\n",
+                           b"HEAD \n\n\n", b"POST " + b"n" * 201 + b"\n\n\nx"),
 }
 
 TARGETS = {
