@@ -5,9 +5,10 @@
 #   scripts/install-deps.sh [GROUP...]
 #
 #   run       build and run Portico (the default): compiler, CMake, the libraries it links
-#   test      run + what the test suite needs: Catch2, Python peers, Chromium, Redis, clang for
-#             the fuzz targets, the packaging tools (the package test builds the .deb), npm peers,
-#             tcpdump and tshark (the key log test decrypts a capture)
+#   test      run + what the test suite needs: Catch2, Python peers, Chromium, Redis, clang and
+#             libFuzzer's runtime for the fuzz targets, nginx for the differential check, the
+#             packaging tools (the package test builds the .deb), npm peers, tcpdump and
+#             tshark (the key log test decrypts a capture)
 #   bench     run + the peers the benchmarks compare against: nginx, HAProxy, nchan, wrk, and
 #             python3-matplotlib for the charts (bench/charts.py)
 #   package   run + debhelper, dpkg-dev, lintian, fakeroot
@@ -24,7 +25,7 @@ run_packages=(build-essential cmake pkg-config
   libevent-dev libssl-dev libyaml-cpp-dev node-llhttp zlib1g-dev libsystemd-dev libhiredis-dev)
 test_packages=(catch2 python3 python3-websockets python3-django python3-django-channels python3-daphne
   python3-jsonschema python3-yaml
-  curl openssl procps chromium redis-server clang nginx
+  curl openssl procps chromium redis-server clang libclang-rt-dev nginx
   debhelper dpkg-dev lintian fakeroot tcpdump tshark)
 bench_packages=(wrk nginx haproxy libnginx-mod-nchan python3-matplotlib)
 package_packages=(debhelper dpkg-dev lintian fakeroot)
@@ -39,7 +40,7 @@ for group in "${groups[@]}"; do
     test) packages+=("${test_packages[@]}"); want_npm=1 ;;
     bench) packages+=("${bench_packages[@]}") ;;
     package) packages+=("${package_packages[@]}") ;;
-    -h|--help) sed -n '3,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install-deps.sh: unknown group '$group' (run, test, bench, package)" >&2; exit 2 ;;
   esac
 done

@@ -12,14 +12,11 @@
 
 #include "config/decoder.h"
 #include "config/passes.h"
+#include "config/yaml_shape.h"
 #include "portico/core/escape.h"
 
 namespace portico::config {
 namespace {
-
-// A configuration is a few kilobytes; a file this large is a mistake (a log, a binary), and
-// reading it whole must stay bounded.
-constexpr std::size_t kMaxFileBytes = 16 * 1024 * 1024;
 
 LoadResult failure(const std::string& file, int line, int column, std::string message) {
     LoadResult result;
@@ -37,25 +34,26 @@ std::string syntaxMessage(const YAML::ParserException& e) {
     return message;
 }
 
-LoadResult load(const std::string& text, const std::string& file) {
-    std::vector<YAML::Node> documents;
-    try {
-        documents = YAML::LoadAll(text);
-    } catch (const YAML::ParserException& e) {
-        detail::Decoder decoder(file);
-        decoder.error(e.mark, "", syntaxMessage(e));
-        LoadResult result;
-        result.errors = std::move(decoder.errors());
-        return result;
-    }
-    if (documents.empty() || documents.front().IsNull()) {
-        return failure(file, 0, 0, "the configuration is empty");
-    }
+LoadResult syntaxError(const std::string& file, const YAML::Mark& mark, std::string message) {
     detail::Decoder decoder(file);
-    if (documents.size() > 1) {
-        decoder.error(documents[1].Mark(), "", "expected one YAML document, found another here");
+    decoder.error(mark, "", std::move(message));
+    LoadResult result;
+    result.errors = std::move(decoder.errors());
+    return result;
+}
+
+LoadResult load(const std::string& text, const std::string& file) {
+    if (text.size() > detail::kMaxConfigBytes) return failure(file, 0, 0, "larger than 1 MiB: not a configuration");
+    YAML::Node root;
+    try {
+        // Bounds first (yaml_shape.h): yaml-cpp alone can loop for ever or build a cycle.
+        if (auto shape = detail::checkYamlShape(text)) return syntaxError(file, shape->mark, shape->message);
+        root = YAML::Load(text);  // the one document checkYamlShape saw
+    } catch (const YAML::ParserException& e) {
+        return syntaxError(file, e.mark, syntaxMessage(e));
     }
-    const YAML::Node& root = documents.front();
+    if (root.IsNull()) return failure(file, 0, 0, "the configuration is empty");
+    detail::Decoder decoder(file);
     Config config = detail::decodeConfig(decoder, detail::Item{root, "", root.Mark()});
     detail::validateConfig(decoder, config);
     detail::resolveConfig(config, file);
@@ -117,8 +115,9 @@ LoadResult loadConfigFile(const std::string& path) {
         while (true) {
             std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get());
             text.append(buffer, n);
-            if (text.size() > kMaxFileBytes) {
-                return failure(path, 0, 0, "file larger than 16 MiB: not a configuration");
+            // A file this large is a mistake (a log, a binary): stop reading it.
+            if (text.size() > detail::kMaxConfigBytes) {
+                return failure(path, 0, 0, "larger than 1 MiB: not a configuration");
             }
             if (n < sizeof buffer) break;
         }

@@ -26,14 +26,15 @@ Reply serveDashboard(evbuffer* out, const config::Route& route, const http::Requ
                      http::KeepAlive keep_alive) {
     Reply reply;
     if (refuseUnlessGetOrHead(out, request, keep_alive, reply)) return reply;
+    const bool head_only = request.method == "HEAD";
     const std::string_view path = request.path();
     std::string_view name = pathBelowRoute(route, path);
-    if (name.empty() && !path.ends_with('/')) return redirectToSlash(out, path, keep_alive);
+    if (name.empty() && !path.ends_with('/')) return redirectToSlash(out, path, keep_alive, head_only);
     while (name.starts_with('/')) name.remove_prefix(1);
     if (name.empty()) name = "index.html";
 
     const EmbeddedFile* file = findAsset(name);
-    if (!file) return Reply{404, http::writeErrorResponse(out, 404, keep_alive)};
+    if (!file) return Reply{404, http::writeErrorResponse(out, 404, keep_alive, {}, head_only)};
     std::string body(file->bytes);
     if (name == "index.html") {
         for (auto at = body.find(kStatusUrlMark); at != std::string::npos;
@@ -46,7 +47,7 @@ Reply serveDashboard(evbuffer* out, const config::Route& route, const http::Requ
                                    {"X-Content-Type-Options", "nosniff"},
                                    {"Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"}};
     reply.status = 200;
-    reply.bytes = http::writeSimpleResponse(out, 200, mediaTypeFor(name), body, keep_alive, headers, request.method == "HEAD");
+    reply.bytes = http::writeSimpleResponse(out, 200, mediaTypeFor(name), body, keep_alive, headers, head_only);
     return reply;
 }
 

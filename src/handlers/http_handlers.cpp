@@ -91,20 +91,22 @@ bool refuseUnlessGetOrHead(evbuffer* out, const http::RequestHead& request, http
     return true;
 }
 
-Reply redirectToSlash(evbuffer* out, std::string_view path, http::KeepAlive keep_alive) {
+Reply redirectToSlash(evbuffer* out, std::string_view path, http::KeepAlive keep_alive, bool head_only) {
     http::HeaderList location{{"Location", std::string(path) + "/"}};
-    return Reply{301, http::writeSimpleResponse(out, 301, "text/plain", "301 Moved Permanently\n", keep_alive, location)};
+    return Reply{301, http::writeSimpleResponse(out, 301, "text/plain", "301 Moved Permanently\n", keep_alive, location,
+                                                head_only)};
 }
 
 Reply serveStatic(evbuffer* out, const config::Route& route, const http::RequestHead& request,
                   http::KeepAlive keep_alive) {
     Reply refused;
     if (refuseUnlessGetOrHead(out, request, keep_alive, refused)) return refused;
+    const bool head_only = request.method == "HEAD";
     std::string_view path = request.path();
     // The part below the route's prefix, as a path relative to root.
     std::string_view below = pathBelowRoute(route, path);
     std::string relative;
-    if (!decodeSafePath(below, relative)) return Reply{404, http::writeErrorResponse(out, 404, keep_alive)};
+    if (!decodeSafePath(below, relative)) return Reply{404, http::writeErrorResponse(out, 404, keep_alive, {}, head_only)};
     std::string file = route.root;
     if (file.empty() || file.back() != '/') file.push_back('/');
     while (!relative.empty() && relative.front() == '/') relative.erase(0, 1);
@@ -113,7 +115,7 @@ Reply serveStatic(evbuffer* out, const config::Route& route, const http::Request
     core::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     struct stat st{};
     if (fd && fstat(fd.get(), &st) == 0 && S_ISDIR(st.st_mode)) {
-        if (!path.empty() && path.back() != '/') return redirectToSlash(out, path, keep_alive);
+        if (!path.empty() && path.back() != '/') return redirectToSlash(out, path, keep_alive, head_only);
         if (file.back() != '/') file.push_back('/');
         file += "index.html";
         fd = core::UniqueFd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
@@ -121,13 +123,13 @@ Reply serveStatic(evbuffer* out, const config::Route& route, const http::Request
     }
     if (!fd || !S_ISREG(st.st_mode)) {
         int status = (errno == EACCES) ? 403 : 404;
-        return Reply{status, http::writeErrorResponse(out, status, keep_alive)};
+        return Reply{status, http::writeErrorResponse(out, status, keep_alive, {}, head_only)};
     }
     std::string head;
     http::appendSimpleResponseHead(head, 200, mediaTypeFor(file), static_cast<std::uint64_t>(st.st_size), keep_alive);
     evbuffer_add(out, head.data(), head.size());
     Reply reply{200, head.size()};
-    if (request.method == "GET" && st.st_size > 0) {
+    if (!head_only && st.st_size > 0) {
         // evbuffer_add_file takes the descriptor and sends with sendfile(2): no copy in memory.
         if (evbuffer_add_file(out, fd.get(), 0, st.st_size) == 0) fd.release();
         reply.bytes += static_cast<std::uint64_t>(st.st_size);

@@ -162,7 +162,7 @@ void servePubSubHttp(PubSubHub& hub, const config::Route& route, PubSubHttpReque
 }
 
 std::uint64_t writePubSubAnswer(evbuffer* out, const PubSubAnswer& answer, http::KeepAlive keep_alive, bool head_only) {
-    if (answer.body.empty()) return http::writeErrorResponse(out, answer.status, keep_alive, answer.headers);
+    if (answer.body.empty()) return http::writeErrorResponse(out, answer.status, keep_alive, answer.headers, head_only);
     return http::writeSimpleResponse(out, answer.status, answer.content_type, answer.body, keep_alive, answer.headers,
                                      head_only);
 }

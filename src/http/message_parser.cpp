@@ -65,11 +65,14 @@ void MessageParser::reset() {
     value_started_ = value_at_chunk_end_ = in_trailer_pause_ = false;
     line_check_.start(LineCheck::Section::Head);
     head_bytes_ = 0;
+    declared_length_ = 0;
+    head_chunked_ = head_has_length_ = false;
 }
 
 void MessageParser::resume() {
     if (!paused_) return;
     paused_ = false;
+    head_complete_ = false;  // of the next message
     line_check_.start(LineCheck::Section::Head);
     if (upgrade_paused_) {
         // The upgrade was declined (not a WebSocket, or refused): go on parsing HTTP.
@@ -152,9 +155,6 @@ const char* MessageParser::errorReason() const {
 }
 
 bool MessageParser::keepAlive() const { return llhttp_should_keep_alive(parser_.get()) != 0; }
-bool MessageParser::chunked() const { return (parser_->flags & F_CHUNKED) != 0; }
-bool MessageParser::hasContentLength() const { return (parser_->flags & F_CONTENT_LENGTH) != 0; }
-std::uint64_t MessageParser::contentLength() const { return declared_length_; }
 bool MessageParser::isUpgradeRequested() const { return parser_->upgrade != 0; }
 
 bool MessageParser::countHead(std::size_t length) {
@@ -170,6 +170,7 @@ int MessageParser::onMessageBegin() {
     field_open_ = value_started_ = value_at_chunk_end_ = false;
     head_bytes_ = 0;
     declared_length_ = 0;
+    head_chunked_ = head_has_length_ = false;
     if (kind_ == Kind::Request) {
         request_.method.clear();
         request_.target.clear();
@@ -248,6 +249,8 @@ int MessageParser::onHeadersComplete() {
     head_complete_ = true;
     llhttp_t* p = parser_.get();
     declared_length_ = p->content_length;
+    head_chunked_ = (p->flags & F_CHUNKED) != 0;
+    head_has_length_ = (p->flags & F_CONTENT_LENGTH) != 0;
     if (kind_ == Kind::Request) {
         request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
         request_.version_major = p->http_major;
@@ -256,17 +259,44 @@ int MessageParser::onHeadersComplete() {
         response_.status = p->status_code;
         response_.version_minor = p->http_minor;
     }
-    if (p->flags & F_TRANSFER_ENCODING) {
+    // RFC 9112 4: status-code is three digits; llhttp 8.1 takes one or two as well ("HTTP/1.1 20
+    // OK"), which we would otherwise relay to the client as a status line no client can read.
+    // A response on an HTTP/1.1 connection is HTTP/1.x (llhttp also takes "HTTP/2.0 200"; a
+    // request with another major version is answered 505 by checkRequestHead).
+    if (kind_ == Kind::Response && (p->status_code < 100 || p->http_major != 1)) {
+        error_ = ParseError::Malformed;
+        return -1;
+    }
+    // RFC 9112 4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ). llhttp 8.1 lets other
+    // control bytes (NUL, BEL, ...) through, and appendClientResponseHead relays the phrase.
+    if (kind_ == Kind::Response && !std::all_of(response_.reason.begin(), response_.reason.end(), [](char c) {
+            const auto u = static_cast<unsigned char>(c);
+            return c == '\t' || (u >= 0x20 && u != 0x7f);
+        })) {
+        error_ = ParseError::Malformed;
+        return -1;
+    }
+    // Transfer-Encoding is judged from the fields we collected, not from llhttp's flag, which an
+    // empty value ("Transfer-Encoding:") does not set.
+    int te_count = 0;
+    for (const auto& h : *headers_) te_count += equalsIgnoreCase(h.name, "Transfer-Encoding");
+    if (te_count > 0 || (p->flags & F_TRANSFER_ENCODING)) {
+        // RFC 9112 6.1: Transfer-Encoding is HTTP/1.1; "a server or client that receives an
+        // HTTP/1.0 message containing a Transfer-Encoding header field MUST treat the message as
+        // if the framing is faulty". An HTTP/1.0 hop behind us would ignore it and read the body
+        // by Content-Length or until close: refused (400, or 502 from an upstream), as nginx does.
+        if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1)) {
+            error_ = ParseError::Malformed;
+            return -1;
+        }
         // RFC 9112 6.1: a message with both is a smuggling attempt; reject it outright.
         if (p->flags & F_CONTENT_LENGTH) {
             error_ = ParseError::Malformed;
             return -1;
         }
-        // We only re-frame "chunked"; anything else (gzip, a chunked that is not last, ...) is 501
-        // like nginx, rather than forwarding a body whose framing we cannot check.
+        // We only re-frame "chunked"; anything else (gzip, an empty value, a chunked that is not
+        // last, ...) is 501 like nginx, rather than forwarding a body whose framing we cannot check.
         const Header* te = findHeader(*headers_, "Transfer-Encoding");
-        int te_count = 0;
-        for (const auto& h : *headers_) te_count += equalsIgnoreCase(h.name, "Transfer-Encoding");
         if (te_count != 1 || te == nullptr || !equalsIgnoreCase(te->value, "chunked")) {
             error_ = ParseError::UnsupportedTransferEncoding;
             return -1;

@@ -17,12 +17,13 @@ std::size_t writeSimpleResponse(evbuffer* out, int status, std::string_view cont
     return head.size();
 }
 
-std::size_t writeErrorResponse(evbuffer* out, int status, KeepAlive keep_alive, const HeaderList& extra) {
+std::size_t writeErrorResponse(evbuffer* out, int status, KeepAlive keep_alive, const HeaderList& extra,
+                               bool head_only) {
     std::string body = std::to_string(status);
     body.push_back(' ');
     body.append(reasonPhrase(status));
     body.push_back('\n');
-    return writeSimpleResponse(out, status, "text/plain", body, keep_alive, extra);
+    return writeSimpleResponse(out, status, "text/plain", body, keep_alive, extra, head_only);
 }
 
 }  // namespace portico::http

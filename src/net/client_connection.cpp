@@ -225,6 +225,10 @@ bool ClientConnection::bodyAwaitsContinue() const {
     return request.version_minor >= 1 && hasBody() && http::headerHasToken(request.headers, "Expect", "100-continue");
 }
 
+// RFC 9110 9.3.2: what we answer to HEAD ourselves has a head only (false while the head of the
+// request is not parsed yet: its method is not known).
+bool ClientConnection::headOnly() const { return parser_.headComplete() && parser_.request().method == "HEAD"; }
+
 http::KeepAlive ClientConnection::keepAliveForClient() const {
     return http::KeepAlive(req_.keep_alive, parser_.request().version_minor);
 }
@@ -450,7 +454,7 @@ void ClientConnection::respondError(int status, const char* reason, const http::
         return;
     }
     req_.status = status;
-    req_.bytes_out += http::writeErrorResponse(client_->output(), status, false, extra);
+    req_.bytes_out += http::writeErrorResponse(client_->output(), status, false, extra, headOnly());
     logAccess();
     closeAfterFlush();
 }

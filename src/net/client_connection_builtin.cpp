@@ -22,7 +22,8 @@ void ClientConnection::respondAtHead(int status, std::string_view content_type, 
     state_ = State::Responding;
     req_.keep_alive = clientKeepAlive() && !bodyAwaitsContinue();
     req_.status = status;
-    req_.bytes_out += http::writeSimpleResponse(client_->output(), status, content_type, body, keepAliveForClient(), extra);
+    req_.bytes_out += http::writeSimpleResponse(client_->output(), status, content_type, body, keepAliveForClient(), extra,
+                                                headOnly());
     req_.response_done = true;
 }
 
@@ -149,7 +150,7 @@ void ClientConnection::respondInternal(const config::Route& route) {
             // WebSocket-only handlers (echo, pubsub) and those of later issues answer 404 to
             // plain HTTP until they are wired here.
             reply.status = 404;
-            reply.bytes = http::writeErrorResponse(client_->output(), 404, keep_alive);
+            reply.bytes = http::writeErrorResponse(client_->output(), 404, keep_alive, {}, headOnly());
             break;
     }
     req_.status = reply.status;

@@ -40,7 +40,6 @@ HttpExchange::HttpExchange(ExchangeOwner& owner, net::EventLoop& loop, UpstreamG
     : owner_(owner),
       loop_(loop),
       group_(group),
-      route_(route),
       request_(request),
       response_parser_(http::MessageParser::Kind::Response, static_cast<http::MessageParser::Handler*>(this), kMaxResponseHeadBytes),
       timer_(event_new(loop.base(), -1, 0, &HttpExchange::onTimer, this)) {

@@ -25,6 +25,26 @@ class Health(PorticoTestCase):
         self.assertEqual(r.body, b"")
         self.assertEqual(c.roundtrip("GET", "/elsewhere").status, 404)
 
+    def test_head_answered_by_portico_has_no_body_whatever_the_status(self):
+        # RFC 9110 9.3.2: a body after a HEAD response is read by a keep-alive client as the next
+        # response. Found by fuzz_pubsub_publish for the pubsub 404; the route 404 and the 404 of
+        # WebSocket-only handlers did the same.
+        p = self.start_portico(make_config(routes=[
+            {"path": "/healthz", "handler": "health"},
+            {"path": "/live/", "handler": "pubsub"},
+            {"path": "/echo", "handler": "echo"}]))
+        c = self.client(p.port)
+        for target, status in (("/nowhere", 404), ("/live/", 404), ("/echo", 404),
+                               ("/live/room", 200), ("/healthz", 200)):
+            with self.subTest(target=target):
+                r = c.roundtrip("HEAD", target)
+                self.assertEqual(r.status, status, r)
+                self.assertEqual(r.body, b"")
+                self.assertNotEqual(r.header("Content-Length"), "0")  # what a GET would get
+                self.assertEqual(c.read_available(0.2), b"", "bytes after the HEAD response")
+                r = c.roundtrip("GET", "/healthz")
+                self.assertEqual((r.status, r.body.strip()), (200, b"ok"))
+
     def test_request_bodies_to_handlers_are_consumed(self):
         # a body sent to a built-in handler must be read (or the connection closed), never
         # parsed as the next request

@@ -36,7 +36,8 @@ const char* mediaTypeFor(std::string_view path);
 std::string_view pathBelowRoute(const config::Route& route, std::string_view path);
 // GET and HEAD are served; anything else is answered 405 with Allow here (true: answered).
 bool refuseUnlessGetOrHead(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive, Reply& reply);
-// A directory asked for without its trailing slash: 301 to it, so that relative links resolve.
-Reply redirectToSlash(evbuffer* out, std::string_view path, http::KeepAlive keep_alive);
+// A directory asked for without its trailing slash: 301 to it, so that relative links resolve
+// (`head_only`: the request is HEAD, the 301 has no body).
+Reply redirectToSlash(evbuffer* out, std::string_view path, http::KeepAlive keep_alive, bool head_only);
 
 }  // namespace portico::handlers

@@ -88,6 +88,7 @@ public:
     // Bytes of the current head seen so far (for 431).
     std::size_t headBytes() const { return head_bytes_; }
     bool inMessage() const { return in_message_; }
+    // The current message's head was parsed (false again after resume()).
     bool headComplete() const { return head_complete_; }
 
     // Valid from onHead() on, for the current message.
@@ -95,9 +96,10 @@ public:
     const ResponseHead& response() const { return response_; }
     RequestHead& request() { return request_; }
     bool keepAlive() const;        // llhttp_should_keep_alive for the current message
-    bool chunked() const;          // Transfer-Encoding: chunked
-    bool hasContentLength() const;
-    std::uint64_t contentLength() const;  // as declared in the head
+    // The framing the head declared (a trailer section cannot change it).
+    bool chunked() const { return head_chunked_; }  // Transfer-Encoding: chunked
+    bool hasContentLength() const { return head_has_length_; }
+    std::uint64_t contentLength() const { return declared_length_; }
     bool isUpgradeRequested() const;      // Connection: upgrade + Upgrade present (or 101)
 
     // llhttp callbacks (public only for the C trampolines in message_parser.cpp).
@@ -125,6 +127,8 @@ private:
     HeaderList* headers_;  // request_.headers or response_.headers
     std::size_t head_bytes_ = 0;
     std::uint64_t declared_length_ = 0;  // Content-Length, saved before llhttp counts it down
+    bool head_chunked_ = false;          // llhttp's flags as the head left them: a trailer
+    bool head_has_length_ = false;       // "Content-Length" sets F_CONTENT_LENGTH again
     ParseError error_ = ParseError::None;
     bool in_message_ = false;
     bool head_complete_ = false;

@@ -125,6 +125,7 @@ private:
     bool hasBody() const;
     bool bodyAwaitsContinue() const;
     http::KeepAlive keepAliveForClient() const;
+    bool headOnly() const;  // the request being answered is HEAD
     void respondAtHead(int status, std::string_view content_type, std::string_view body, const http::HeaderList& extra = {});
     http::HeadAction answeredAtHead();
     http::HeadAction startPublish(const config::Route& route);

@@ -109,7 +109,6 @@ private:
     ExchangeOwner& owner_;
     net::EventLoop& loop_;
     UpstreamGroup& group_;
-    const config::Route& route_;
     Request request_;
     std::string head_;                      // the serialized request head, kept for a retry
     std::unique_ptr<net::Stream> upstream_;

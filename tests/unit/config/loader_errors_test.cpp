@@ -105,6 +105,36 @@ TEST_CASE("an empty file, several documents or a non-mapping root are errors", "
                 "portico.yaml:1:1: listeners: required key is missing"});
 }
 
+TEST_CASE("the YAML of a configuration is bounded before yaml-cpp builds it", "[config][errors][limits]") {
+    // Found by fuzz_config (tests/fuzz/regressions/config/): yaml-cpp 0.7's LoadAll never
+    // returns on a document that is only "," (it makes empty documents without end, memory
+    // growing), and an alias inside its own anchor builds a cyclic tree.
+    CHECK(errorsOf(",") == Lines{"portico.yaml:1:1: expected one YAML document, found another here"});
+    CHECK(errorsOf(",imits: {max_bo*a_by\n") ==
+          Lines{"portico.yaml:1:1: expected one YAML document, found another here"});
+    CHECK(errorsOf("listeners: &l [*l]\n") ==
+          Lines{"portico.yaml:1:16: an alias inside the node its anchor names (a cycle)"});
+    // Nesting: 64 levels (the root map and 63 sequences) are read, and refused by the decoder;
+    // 65 are not read.
+    const auto nested = [](int depth) { return "x: " + std::string(depth, '[') + std::string(depth, ']') + "\n"; };
+    CHECK(errorsOf(nested(63)).front() == "portico.yaml:1:1: x: unknown key");
+    CHECK(errorsOf(nested(64)) == Lines{"portico.yaml:1:67: maps and sequences nested deeper than 64 levels"});
+    // Billion laughs: 10 aliases of 10 aliases of ... stand for 10^6 nodes in a few hundred bytes.
+    std::string laughs = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+    for (int i = 1; i <= 6; ++i) {
+        const std::string prev = "*a" + std::to_string(i - 1);
+        laughs += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+        for (int j = 0; j < 10; ++j) laughs += (j ? ", " : "") + prev;
+        laughs += "]\n";
+    }
+    const Lines too_many = errorsOf(laughs);
+    REQUIRE(too_many.size() == 1);
+    CHECK(too_many.front().find("more than 100000 YAML nodes") != std::string::npos);
+    // Size: a file over 1 MiB is not read as a configuration.
+    CHECK(errorsOf("# " + std::string(1024 * 1024, 'x') + "\n") ==
+          Lines{"portico.yaml: larger than 1 MiB: not a configuration"});
+}
+
 TEST_CASE("unknown keys are errors in every section", "[config][errors]") {
     checkCases({
         {L + R + "worker: 4\n", "portico.yaml:3:1: worker: unknown key"},

@@ -16,6 +16,7 @@
 
 using namespace portico::http;
 using portico::core::EvbufferPtr;
+using namespace std::string_view_literals;
 
 namespace {
 
@@ -429,6 +430,25 @@ TEST_CASE("request smuggling defences reject ambiguous framing", "[http][parser]
          ParseError::Malformed},
         {"Transfer-Encoding identity", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
          ParseError::UnsupportedTransferEncoding},
+        // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (found by
+        // fuzz_http_request: tests/fuzz/corpus/http_request/seed-te-http10).
+        {"Transfer-Encoding chunked in HTTP/1.0",
+         "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+         ParseError::Malformed},
+        {"Transfer-Encoding gzip in HTTP/1.0", "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+         ParseError::Malformed},
+        // Found by fuzz_http_request (tests/fuzz/regressions/http_request/http09-empty-te):
+        // llhttp sets no Transfer-Encoding flag for an empty value, so it used to pass.
+        {"an empty Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n",
+         ParseError::UnsupportedTransferEncoding},
+        {"an empty Transfer-Encoding with Content-Length",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc",
+         ParseError::Malformed},
+        {"an empty Transfer-Encoding in an HTTP/0.9-style request line",
+         "POST /uGETTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", ParseError::Malformed},
+        {"Transfer-Encoding and Content-Length in HTTP/1.0",
+         "POST / HTTP/1.0\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+         ParseError::Malformed},
     };
     const Delivery delivery = anyDelivery();
     for (const auto& c : kCases) {
@@ -604,6 +624,54 @@ TEST_CASE("204 and 304 responses end at their head whatever length they declare"
         CHECK(r.messages[0].body.empty());
         CHECK(r.messages[1].response.status == 200);
         CHECK(r.messages[1].body == "ok");
+    }
+}
+
+TEST_CASE("a response with a malformed status line or version, or HTTP/1.0 chunked, is refused", "[http][parser][smuggling]") {
+    // Found by fuzz_http_response (tests/fuzz/corpus/http_response/seed-status-two-digits,
+    // seed-te-http10, tests/fuzz/regressions/http_response/http2-version-chunked): llhttp 8.1
+    // takes a one- or two-digit status and an HTTP/2.0 status line, which we would relay as is,
+    // and RFC 9112 6.1 says an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+    struct Case {
+        const char* what;
+        std::string_view wire;
+    };
+    const Case kCases[] = {
+        {"a two-digit status (RFC 9112 4: 3DIGIT)", "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n"},
+        {"a one-digit status", "HTTP/1.1 0 OK\r\nContent-Length: 0\r\n\r\n"},
+        {"HTTP/2.0 in a status line", "HTTP/2.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"},
+        {"HTTP/0.9 in a status line", "HTTP/0.9 200 OK\r\nContent-Length: 0\r\n\r\n"},
+        {"a NUL in the reason phrase (RFC 9112 4)", "HTTP/1.1 200 O\0K\r\nContent-Length: 0\r\n\r\n"sv},
+        {"a BEL in the reason phrase", "HTTP/1.1 200 O\aK\r\nContent-Length: 0\r\n\r\n"},
+        {"a DEL in the reason phrase", "HTTP/1.1 200 O\x7fK\r\nContent-Length: 0\r\n\r\n"},
+        {"Transfer-Encoding in HTTP/1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"},
+    };
+    for (const auto& c : kCases) {
+        INFO(c.what);
+        Recorder r(MessageParser::Kind::Response);
+        CHECK(feed(r, c.wire).status == ParseStatus::Error);
+        CHECK(r.parser.error() == ParseError::Malformed);
+        CHECK(r.heads == 0);
+    }
+    Recorder ok(MessageParser::Kind::Response);
+    CHECK(feed(ok, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 999 Odd\tb\xe9\r\nContent-Length: 0\r\n\r\n").status ==
+          ParseStatus::NeedMore);
+    CHECK(ok.messages.size() == 2);
+}
+
+TEST_CASE("the framing a head declared is not changed by its trailer section", "[http][parser][smuggling]") {
+    // Found by fuzz_http_response (tests/fuzz/regressions/http_response/trailer-content-length):
+    // llhttp sets F_CONTENT_LENGTH again for a Content-Length field in the trailer.
+    for (auto kind : {MessageParser::Kind::Request, MessageParser::Kind::Response}) {
+        Recorder r(kind);
+        const std::string head = kind == MessageParser::Kind::Request ? "POST / HTTP/1.1\r\nHost: a\r\n"
+                                                                       : "HTTP/1.1 200 OK\r\n";
+        CHECK(feed(r, head + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nContent-Length: 9\r\n\r\n").status ==
+              ParseStatus::NeedMore);
+        REQUIRE(r.messages.size() == 1);
+        CHECK(r.messages[0].chunked);
+        CHECK_FALSE(r.messages[0].has_content_length);
+        CHECK(r.messages[0].body == "abc");
     }
 }
 
