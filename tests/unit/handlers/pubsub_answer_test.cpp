@@ -18,7 +18,7 @@ TEST_CASE("pubsub answers to HEAD have the head only, errors included", "[pubsub
         INFO(status);
         handlers::PubSubAnswer answer;
         answer.status = status;
-        if (status == 200) answer.json = "{\"channel\":\"room\",\"seq\":1}\n";
+        if (status == 200) answer.body = "{\"channel\":\"room\",\"seq\":1}\n";
         core::EvbufferPtr out(evbuffer_new());
         const std::uint64_t written = handlers::writePubSubAnswer(out.get(), answer, true, true);
         std::string text(evbuffer_get_length(out.get()), '\0');
