@@ -2,14 +2,8 @@
 // bridge::Bridge reads it (parseEvents over the whole body), plus the GRIP control-message and
 // grip-extension parsers on the same bytes.
 //
-// Not part of the CMake build (libFuzzer needs clang). From the repository root:
-//
-//   mkdir -p build-fuzz/corpus-events && cd build-fuzz
-//   clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -I../include \
-//         ../tests/fuzz/fuzz_event_stream.cpp ../src/bridge/event_stream.cpp ../src/bridge/grip.cpp \
-//         ../src/ws/close_code.cpp ../src/ws/utf8_validator.cpp ../src/core/json_reader.cpp \
-//         ../src/core/base64.cpp ../src/http/head.cpp -o fuzz_event_stream
-//   ./fuzz_event_stream -max_len=4096 -max_total_time=600 corpus-events
+// Built like every target (tests/fuzz/CMakeLists.txt): replayed over corpus/event_stream/ by
+// ctest, run by scripts/fuzz.sh.
 //
 // Invariants the parser promises are checked with __builtin_trap(): a violation is a bug,
 // whatever the bytes were.
