@@ -22,23 +22,40 @@ using detail::ValueType;
 // text), an object (members in insertion order) or an array.
 struct Json {
     enum class Kind { Literal, Object, Array };
+
+    // A new object; text(), raw() and array() make the other kinds. Constructors, not aggregate
+    // initialisation: with libstdc++ clang asks whether a member vector of the (then incomplete)
+    // Json is default-constructible inside the class.
+    Json() = default;
+    Json(Kind k, std::string text) : kind(k), literal(std::move(text)) {}
+
+    static Json text(std::string_view s);
+    static Json raw(std::string_view s) { return Json(Kind::Literal, std::string(s)); }
+    static Json array(std::vector<Json> items);
+    Json& set(std::string key, Json value);
+
     Kind kind = Kind::Object;
     std::string literal;
     std::vector<std::pair<std::string, Json>> members;
     std::vector<Json> items;
-
-    static Json text(std::string_view s) {
-        Json j{Kind::Literal, {}, {}, {}};
-        core::appendJsonString(j.literal, s);
-        return j;
-    }
-    static Json raw(std::string_view s) { return Json{Kind::Literal, std::string(s), {}, {}}; }
-    static Json array(std::vector<Json> items) { return Json{Kind::Array, {}, {}, std::move(items)}; }
-    Json& set(std::string key, Json value) {
-        members.emplace_back(std::move(key), std::move(value));
-        return *this;
-    }
 };
+
+Json Json::text(std::string_view s) {
+    Json j(Kind::Literal, {});
+    core::appendJsonString(j.literal, s);
+    return j;
+}
+
+Json Json::array(std::vector<Json> items) {
+    Json j(Kind::Array, {});
+    j.items = std::move(items);
+    return j;
+}
+
+Json& Json::set(std::string key, Json value) {
+    members.emplace_back(std::move(key), std::move(value));
+    return *this;
+}
 
 void print(const Json& json, std::string& out, int depth) {
     auto newline = [&](int d) {
