@@ -350,7 +350,7 @@ void RedisBackplane::publish(PublishRequest request, PublishDone done) {
         r.retry_after = std::chrono::seconds(1);
     };
     if (!up_ || !evalScript(argv,
-                                    [this, result, done, fail](const redisReply* reply) mutable {
+                                    [result, done, fail](const redisReply* reply) mutable {
                                         if (!isArray(reply, 3)) {
                                             if (reply && reply->type == REDIS_REPLY_ERROR)
                                                 LOG_WARN("pubsub backplane: publish failed: %s", reply->str);
