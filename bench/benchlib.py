@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Shared pieces of Portico's benchmarks: processes, CPU sampling, proxies, load runs, tables.
 
 Used by bench/http_proxy.py and meant for the WebSocket benchmark too. Standard library only;

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """WebSocket-over-HTTP: Portico's `websocket: {mode: http}` against Pushpin 1.36 (issue 9).
 
 Same app (bench/woh_echo_app.js: a Node WebSocket-over-HTTP echo with keep-alive), same client

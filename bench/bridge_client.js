@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // WebSocket load for bench/bridge_bench.py (node + ws from tests/peers/node_modules).
 //   node bridge_client.js chat URL CLIENTS SECONDS   -> round trips: {messages, seconds, p50_ms, p99_ms}
 //   node bridge_client.js idle URL COUNT HOLD_FILE   -> opens COUNT sockets, prints "open", holds

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Charts of recorded benchmark results: one SVG per workload, Portico against the other
 proxies (nginx, HAProxy, nchan, Pushpin: whichever the run recorded) as bars with the spread of
 the rounds, so that a reader sees the comparison at a glance.

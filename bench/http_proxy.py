@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """HTTP/1.1 reverse-proxy benchmark: nginx vs HAProxy vs Portico in front of one fast backend.
 
     /usr/bin/python3 bench/http_proxy.py                      # builds Release into build-bench/

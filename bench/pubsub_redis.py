@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Pub/sub across nodes through one Redis: 2 Portico nodes (`pubsub.backplane`) against 2 nginx
 + nchan 1.3.6 nodes (`nchan_redis_url`, `nchan_use_redis on`) on the same kind of Redis.
 

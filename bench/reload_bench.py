@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Reload benchmark: HTTP requests/s and WebSocket messages/s while the proxy reloads its
 configuration every second, against the same load without reloads, for Portico (SIGHUP) and
 nginx (SIGHUP to the master, what `nginx -s reload` sends). Failed requests and dropped

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Soak: the real binary under a mixed load for a while, then checks that nothing broke, leaked
 or went unlogged. Not part of CI (it takes minutes); its figures go in bench/RESULTS.md.
 

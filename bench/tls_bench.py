@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """TLS benchmark: nginx, HAProxy and Portico terminating TLS 1.3 with one ECDSA P-256 certificate.
 
     /usr/bin/python3 bench/tls_bench.py                       # builds Release into build-bench/

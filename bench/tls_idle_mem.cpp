@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tls_idle_mem: heap bytes OpenSSL keeps per idle server-side TLS 1.3 connection, with and without
 // SSL_MODE_RELEASE_BUFFERS. A side measurement of the TLS benchmark (bench/tls_bench.py): it tells
 // how much of a proxy's RSS per idle wss:// connection is OpenSSL's, and whether releasing the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tls_load: the TLS load client of Portico's TLS benchmark (bench/tls_bench.py).
 //
 // Independent of Portico (no libevent, no Portico headers): OpenSSL over non-blocking sockets,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The app both gateways bridge to in bench/bridge_bench.py: a WebSocket-over-HTTP echo on
 // Node's http module (one process, keep-alive), fast enough that the gateway is what is measured.
 //   OPEN -> OPEN (+ GRIP on and c:subscribe to "bench" when the path contains "sub")

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """WebSocket benchmark: nginx, HAProxy and Portico (tunnel and frames) in front of one echo backend,
 plus pub/sub fan-out of Portico's `handler: pubsub` against nginx + nchan.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """What `websocket.rate` (and `websocket.trace`) cost per message in frames mode, counted in
 instructions (callgrind), so the figure does not depend on the machine's load.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Script mode (cmake -P): writes a C++ source that holds FILES as byte arrays, so the binary
 # carries them and needs no path at run time. Used for the dashboard page (see CMakeLists.txt).
 #   -DOUTPUT=<.cpp> -DHEADER=<include line target> -DNAMESPACE=<ns> -DFUNCTION=<name>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # PORTICO_FUZZ=ON: the libFuzzer build (clang only; scripts/fuzz.sh drives it in build-fuzz/).
 #
 #   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DPORTICO_FUZZ=ON

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # llhttp comes from Debian's node-llhttp, which ships its C sources; we compile them into a static
 # library instead of copying third-party code into the repository.
 set(LLHTTP_DIR "/usr/share/llhttp" CACHE PATH "llhttp C sources (Debian node-llhttp)")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # PORTICO_SANITIZE=ON builds everything (llhttp included) with ASan and UBSan; the test suite runs
 # under it in CI (build-asan/).
 if(PORTICO_SANITIZE)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds Portico's Debian package from this working tree:
 #
 #   scripts/build-deb.sh                 -> build-deb/portico_<version>_<arch>.deb

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what the build and tests need, builds, and runs every test (unit + integration).
 #   scripts/test.sh              Release build in build/, warnings as errors
 #   scripts/test.sh --sanitize   ASan + UBSan build in build-asan/, same tests

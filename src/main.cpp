@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // portico: argv, configuration, and the server. The only file the tests do not link.
 
 #include <csignal>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws_load: the WebSocket load client, echo backend and bare byte relay of Portico's benchmark.
 //
 // Deliberately independent of Portico (no libevent, no Portico headers): one thread, one epoll

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Portico demo page: a health check, the built-in `echo` WebSocket endpoint and a chat room on
 // the built-in `pubsub` channel /live/lobby. Plain browser JavaScript, no build step.
 // Element ids (#status, #echo-*, #chat-*) are used by tests/peers/demo_browser.js.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "portico/config/config.h"
 
 namespace portico::config {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "config/decoder.h"
 
 #include "portico/config/units.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/config: the decoding context that the section decoders (sections.cpp) and the
 // cross-checks (validate.cpp) share. It collects every error instead of stopping at the first,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/config: what each entry of a section's table of known keys (sections.cpp) says
 // about its value besides how to decode it: the value's type, its default and a one-line

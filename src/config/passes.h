@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/config: the three passes of loading, in order (loader.cpp runs them).
 

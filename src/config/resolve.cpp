@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pass 3: relative paths resolve against the configuration file's folder, as issue 2 asks, so
 // that `portico -c /etc/portico/portico.yaml` finds `www/` next to it whatever the working
 // directory. Nothing here touches the files themselves: whether they exist and can be read is

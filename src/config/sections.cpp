@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pass 1: decoding. One table of known keys per section, in the order of portico.yaml (see
 // issue 2's "YAML contract", extended by the WebSocket, TLS and operations issues). A table entry
 // only checks what its one value can tell; relations between keys are validate.cpp's business.

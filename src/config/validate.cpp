@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pass 2: cross-checks. Decoding has already reported every value that is wrong on its own; the
 // checks here look at keys together. A check is skipped when the keys it reads already failed to
 // decode, so that one typo gives one error, not a cascade.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/config: bounds on the YAML of a configuration, checked on yaml-cpp's parse
 // events before a node tree is built. yaml-cpp 0.7 has no bounds of its own: LoadAll() never

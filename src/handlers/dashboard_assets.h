@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/handlers: the dashboard's files, embedded at build time by
 // cmake/embed_files.cmake from src/handlers/dashboard/ (the generated source defines

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The subscriber side of `handler: pubsub`: a WebSocket subscriber (PubSubSubscriber) and the
 // worker's hub that hands each message to its listeners (subscribers and GRIP-bridged
 // WebSockets), encoded once per frame form.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The built-in handler part of a client connection's life (see client_connection.cpp for the
 // rest): responses Portico writes itself at the head of a request (health, static, metrics,
 // status, pubsub info, redirects, 404) and a publish, whose body is the message.

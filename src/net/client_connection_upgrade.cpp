@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The WebSocket part of a client connection's life (see client_connection.cpp for the rest):
 // a built-in endpoint accepting the upgrade, an upstream's 101 handing both sockets to a tunnel
 // or a frame relay, and the session's start and end.

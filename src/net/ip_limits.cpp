@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "portico/net/ip_limits.h"
 
 #include "portico/core/token_bucket.h"

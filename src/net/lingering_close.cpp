@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "portico/net/lingering_close.h"
 
 #include <event2/buffer.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/observe: the pub/sub registry's figures in the two renderings of metrics.cpp.
 

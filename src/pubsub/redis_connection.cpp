@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "pubsub/redis_connection.h"
 
 #include <cstring>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/pubsub: one asynchronous hiredis connection on a worker's libevent loop (the
 // adapters/libevent.h glue), with its owner for the redisAsyncContext, a connect timeout and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/pubsub: the Lua scripts of the Redis backplane (redis_backplane.h has the key
 // layout). Each runs atomically in Redis; times come from Redis's own clock (TIME), never from a

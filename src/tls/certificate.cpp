@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tls/certificate.h"
 
 #include <arpa/inet.h>

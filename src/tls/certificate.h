@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/tls: reading PEM certificates and keys with precise problems, the names a
 // certificate serves, and its expiry. Shared by ServerContext::build, ClientContext::build and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/tls: the builders behind ServerContext::build and ClientContext::build, which
 // record structured problems (checkTlsFiles turns them into `portico -t` errors with the

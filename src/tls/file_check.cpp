@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "portico/tls/file_check.h"
 
 #include <ctime>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/tls: what an SSL created by our contexts carries in its ex_data. The OpenSSL
 // callbacks (SNI, ALPN, tickets, client session cache) get only the SSL; through this they reach

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Private to src/tls: the session-ticket key ring of one listener (RFC 5077 4, RFC 8446 4.6.1).
 // One ring is shared by every worker thread, so a ticket issued by one worker resumes on any

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "portico/ws/close_code.h"
 
 #include "portico/ws/utf8_validator.h"

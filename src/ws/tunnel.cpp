@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "portico/ws/tunnel.h"
 
 #include <event2/buffer.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Differential check of the HTTP request head parser: Portico against nginx.
 
 The same tricky request streams (duplicate Content-Length, Content-Length with Transfer-Encoding,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: YAML text through the real configuration loader (loadConfigString: yaml-cpp,
 // decode, validate, resolve), as `portico -t` and a reload read portico.yaml. Whatever the text:
 //  - the loader returns (no exception, no hang, bounded memory: libFuzzer's -timeout and

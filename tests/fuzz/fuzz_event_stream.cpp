@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: an app's answer body fed to the bridge's event-stream parser exactly as
 // bridge::Bridge reads it (parseEvents over the whole body), plus the GRIP control-message and
 // grip-extension parsers on the same bytes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: bytes from a client, through what ClientConnection does with them. MessageParser
 // in request mode (parse(), resume() after each message, finish() at the end), the request head
 // checks (checkRequestHead, analyzeUpgrade, the permessage-deflate offer), and the head Portico

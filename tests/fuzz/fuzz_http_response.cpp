@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: bytes from an upstream, through what HttpExchange does with them. MessageParser in
 // response mode (interim 1xx responses, then the final one; a HEAD request skips the body;
 // finish() completes a body delimited by close), the WebSocket 101 check, and the head Portico

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: publishes over HTTP to a `handler: pubsub` route, as ClientConnection handles
 // them: the token checked at the head (publishAuthorized), the body bounded while it arrives
 // (publishBodyFits), then servePubSubHttp on the in-process backplane and writePubSubAnswer;

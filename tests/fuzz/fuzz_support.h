@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What the fuzz targets share: FUZZ_CHECK for the invariants they assert, and FuzzInput to take a
 // few control bytes off the front of an input before the bytes under test.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: the full WebSocket codec of the built-in endpoints, with permessage-deflate, as
 // the echo endpoint uses it: the peer's bytes are fed in pieces, every message is echoed back (a
 // Ping with it), and then everything our codec wrote is decoded by a second Codec playing the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: a WebSocket byte stream through the frame header parser and the per-direction
 // FrameChecker, walked as FrameRelay walks it (peek a header, judge it, copy out a control
 // payload, skip a data payload), plus the writer and the (un)masking helpers against the parser:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // For the fuzz targets: reads bytes Portico wrote (a request head for an upstream, a response
 // for a client) with MessageParser, as the peer would, so that a target can check that what

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The main() of the replay executables (fuzz_<what>_replay): runs every file named on the command
 // line, or found in a folder named there, through the target's LLVMFuzzerTestOneInput, in name
 // order, once. This is how the seed corpus and the regression inputs run in every ctest run

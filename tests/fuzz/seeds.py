@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes the seed corpus of every fuzz target: tests/fuzz/corpus/<target>/seed-<name>.
 
 Valid and near-valid inputs (one defect each), small, named after what they hold. The files are

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """bench/charts.py (issue 13, "Benchmarks people can read"): one SVG per workload from the
 recorded results in bench/results/, each naming every contender of its workload; the charts in
 bench/charts/ are those files and bench/RESULTS.md shows each of them. Draws from recorded

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The command line: -t on good and bad files, --version, -h, the default config path."""
 
 import os

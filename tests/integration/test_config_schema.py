@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`portico --schema` with a real validator (Debian's python3-jsonschema): the schema is valid
 draft-07, the default configuration, every example and the README's configuration reference
 validate against it, the reference documents every key it has, and the schema and `portico -t`

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The demo page in conf/www, served by Portico and driven by headless Chromium.
 
 DemoPage checks what the static handler serves (no browser). DemoBrowser runs

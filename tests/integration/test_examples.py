@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """conf/examples: every example passes `portico -t`, and each one runs with its app as its README
 says, on ports chosen at run time (a temporary copy of the folder with the ports of its YAML
 rewritten): one HTTP request and one WebSocket message go through Portico to the app.

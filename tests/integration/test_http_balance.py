@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Upstream selection: round_robin, least_conn, ip_hash; fail-over and marking servers down."""
 
 import collections

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Retries on a pooled upstream connection (hardening issue): a request whose body has started
 to go upstream is never sent again. A pooled connection that dies after reading part of a PUT
 body used to be retried on a fresh connection with the head only: the upstream then took the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every error status the gateway produces itself, and the request-smuggling defences."""
 
 import socket

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Built-in handlers (health, static) and the access log."""
 
 import hashlib

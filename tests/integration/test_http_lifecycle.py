@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Process life: listeners on port 0, workers, max_connections, and graceful stop on SIGTERM
 and SIGINT (in-flight requests finish, shutdown_timeout bounds the wait, exit code 0)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """HTTP/1.1 proxying: keep-alive both sides, pipelining, framing (Content-Length, chunked,
 close-delimited, HEAD/204/304), header rewriting and routing."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Request bodies (hardening issue): a publish without a valid token is refused at its head
 (401, nothing of the body read or buffered), `limits.client_body_timeout` ends a body that stops
 arriving (408) for built-in handlers and proxied requests, `Expect: 100-continue` is answered

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What a request must be before it is routed (hardening issue): a WebSocket upgrade carrying a
 body is refused instead of smuggling that body into the tunnel; Host is validated, never removed
 by a Connection token and supplied for HTTP/1.0; the path is normalized (dot segments, %2e,

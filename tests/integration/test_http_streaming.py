@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bodies are streamed, never buffered whole: 256 MiB each way through the proxy with flat
 memory, and backpressure against a slow client reader and a slow upstream reader."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Timeouts while a request body goes upstream (hardening issue). `read_timeout` used to run
 from the moment the request head went out, so an upload slower than it got 504 while its bytes
 were still moving. Now:

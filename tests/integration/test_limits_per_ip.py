@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Per-client-address limits and the accept path under descriptor exhaustion.
 
 limits.per_ip_connections: a connection over the cap gets "429 Too Many Requests" with

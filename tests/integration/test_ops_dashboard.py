@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The live status page (issue 13): `handler: dashboard` serves one page embedded in the binary
 (HTML, CSS, JavaScript from src/handlers/dashboard/) that reads the `handler: status` JSON at the
 route's status_url once a second.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Observability (issue 5): `handler: metrics` serves valid Prometheus text (format 0.0.4) whose
 series move with the traffic (connections, requests per route and status class, the upstream
 histogram, upstream servers up, WebSockets open/messages/bytes per route, pub/sub, TLS

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SIGHUP reload (issue 5): a new validated configuration for new connections, keep-alive
 connections moved to it at their next request, listeners added and removed, an invalid
 configuration refused with every error logged (file:line:col) while the old one keeps serving,

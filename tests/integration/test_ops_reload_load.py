@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Reload under load (issue 5): with steady HTTP traffic (keep-alive clients and clients that
 open a connection per request, through an upstream) and WebSocket echo sessions exchanging
 continuously (built-in echo, frames mode and tunnel mode to a backend, plus sessions opened and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Graceful stop (issue 5): on SIGTERM Portico stops accepting, lets HTTP requests in flight
 finish, sends close 1001 Going Away to WebSockets in frames mode and on built-in handlers (echo,
 pubsub), closes tunnels, closes idle keep-alive connections, and exits 0 as soon as nothing is

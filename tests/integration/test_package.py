@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Debian package: scripts/build-deb.sh builds it, apt installs it, the installed daemon runs
 as the portico user the way portico.service starts it (systemd is not PID 1 here), serves the
 demo page and a WebSocket echo, and a purge leaves nothing of it behind.

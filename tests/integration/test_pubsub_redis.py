@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Redis backplane (pubsub.backplane) with two and three Portico processes and one real
 redis-server started by the test: the same seq and epoch on every node, ?since= replays across
 nodes, Idempotency-Key across nodes, keys with TTLs, Redis down (503 within publish_timeout,

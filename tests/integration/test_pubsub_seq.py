@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Pub/sub sequence numbers on one node: the epoch (random per process start) in publish answers
 and channel info, the portico.pubsub.v1 subprotocol (JSON frames with channel, seq, epoch and
 data or data_b64), ?since=SEQ&epoch=E resumption and its failure (history_lost with the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`portico -t` on TLS configurations: an unreadable certificate, key, client_ca or ca, a key
 that does not match its certificate and a passphrase-protected key are errors (exit 1, the
 file's line and key path, the file named); an expired certificate or one expiring within 14

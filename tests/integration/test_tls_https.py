@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """HTTPS and wss:// end to end: curl --resolve through Portico to an HTTP backend (with
 X-Forwarded-Proto: https upstream), `redirect_https` on a plain listener, and python3-websockets
 over wss:// through a `frames` route to a websockets backend and to the built-in echo."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`tls.keylog_file` (issue 13): a wss:// session through Portico, captured on the loopback with
 tcpdump, is decrypted by tshark with the key log Portico wrote, and the WebSocket text message
 shows in tshark's output, on both legs (client to Portico on the listener's key log, Portico to

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """TLS on a listener, probed with `openssl s_client` and Python's ssl module: the certificate
 SNI selects (exact, wildcard, default), RSA or ECDSA by what the client supports, ALPN,
 min_version, client certificates (mTLS), session resumption with tickets and with the cache,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """TLS to upstreams: a Python ssl-wrapped HTTP backend with a certificate from the test CA.
 Verification of chain and host name passes with the right CA and name, fails (502) with the
 wrong CA or name, `sni` is sent and verified, `verify: false` connects anyway (and is warned

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`websocket: {mode: http}`: the WebSocket-over-HTTP bridge (Pushpin's protocol) against a
 stdlib app speaking it (tests/support/woh_backend.py): accept and refuse, chat, request
 headers and Meta-*, batching with one request in flight and backpressure, Keep-Alive-Interval,

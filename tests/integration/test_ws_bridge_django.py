@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Issue 9's headline: a plain Django view under gunicorn with 2 sync workers serves 1,000 open
 WebSockets through Portico's `websocket: {mode: http}` (tests/peers/django_bridge/chat_app.py).
 The 1,000 handshakes arrive as one burst and queue for the app instead of failing; every

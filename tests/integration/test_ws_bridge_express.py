@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The bridge with the real GRIP libraries: an Express app using @fanoutio/serve-grip (npm)
 handles WebSocket-over-HTTP behind Portico's `websocket: {mode: http}`, checks the gateway's
 Grip-Sig (isSigned), subscribes through a control message, and publishes with @fanoutio/grip's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """GRIP over the WebSocket-over-HTTP bridge, as Pushpin 1.36 reads it: `Sec-WebSocket-Extensions:
 grip` on the OPEN answer, c: control messages (subscribe, unsubscribe, set-meta, keep-alive,
 close, detach), the m: prefix stripped and unprefixed messages dropped; publishing through

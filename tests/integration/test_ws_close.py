@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One Close per side (RFC 6455 5.5.1): once a side has sent its Close, what it sends after it is
 discarded, and nobody gets a second Close.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Black-box WebSocket conformance on the ground of the Autobahn TestSuite's cases 1-7, 9 and
 (built-in echo only) 12-13, run against `handler: echo` and against a `mode: frames` route in
 front of a python3-websockets echo backend.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`websocket.mode: frames` checks, and the timers: a frame that breaks RFC 6455 gets the side
 at fault the right close code and the other side 1001 (or 1011); max_message_bytes is a 1009;
 idle_timeout closes (1001 in frames mode and for built-ins, a TCP close in tunnel mode);

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """WebSocket handshakes (RFC 6455 section 4) through Portico: what is an upgrade, what is
 refused before upgrading (400, 426, 403), what goes upstream, and how a bad upstream answer is
 handled (non-101 relayed, wrong accept 502, upstream down 502)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Per-WebSocket limits: `websocket.rate` (message and byte token buckets per direction, over
 them the sender is closed 1008 and the other side gets 1001) and `websocket.max_lifetime`
 (Close 1001 to both sides, then `max_lifetime_grace` for their Close; a tunnel is closed at TCP

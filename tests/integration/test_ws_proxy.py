@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """WebSocket proxying through Portico to real backends, in tunnel and frames modes.
 
 Backends: Node express-ws, Django Channels under daphne, python3-websockets (tests/peers/).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The built-in `handler: pubsub`: WebSocket subscribers per channel, HTTP POST publishing with
 a bearer token, channel info over GET, history replay with ?since=SEQ, client_publish chat
 rooms, a slow subscriber closed 1008 without slowing the others, and delivery to subscribers

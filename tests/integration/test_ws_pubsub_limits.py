@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The bounds of `handler: pubsub` (the hardening issue): history bounded by bytes, age and one
 process-wide budget, a cap on channels, idle channels expired, publish size and rate limits,
 and ?since= replays that honour queue_bytes. Memory is measured as the process's RSS with the

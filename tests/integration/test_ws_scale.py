@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Many concurrent idle WebSocket connections through Portico, with the memory each costs.
 
 10,000 connections to the built-in echo (one descriptor each in Portico), and as many as the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`websocket.trace` (issue 13): one log line per frame on a frames route (both directions of
 the relay) and on the built-in echo: direction, opcode, FIN, RSV, mask, length, a Close's code
 and reason, the first `trace_payload_bytes` of text payloads (escaped); `trace_rate` bounds

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the headless-Chromium peers share (demo_browser.js, dashboard_browser.js,
 // ws_browser_close.js): Debian's /usr/bin/chromium through playwright-core, kept off the
 // internet, and the JSON-lines conversation with the Python test that runs them.

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
 // Drives headless Chromium (Debian's /usr/bin/chromium through playwright-core) through
 // Portico's demo page (conf/www) and checks that its WebSockets work end to end.
 //

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
 // An Express 5 + express-ws 5 (which bundles ws 7) WebSocket echo backend for Portico's tests.
 //
 //   node express_ws_backend.js [--host 127.0.0.1] [--port 0] [--no-deflate]

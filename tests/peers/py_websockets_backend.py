@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """A python3-websockets (Debian, 10.x) echo backend for Portico's tests.
 
     /usr/bin/python3 py_websockets_backend.py [--host 127.0.0.1] [--port 0] [--no-deflate]

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """A raw-socket WebSocket backend for close and limit tests (no library in the way).
 
 On "bye" it behaves like Django's dwebsocket under `runserver`: the view returns after its

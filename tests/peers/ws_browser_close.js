@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
 // Opens one WebSocket in headless Chromium (Debian's /usr/bin/chromium through playwright-core),
 // sends the plan's text messages once it is open, and reports how the socket closed, as the
 // browser saw it:

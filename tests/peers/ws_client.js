@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
 // A scripted node `ws` 8 client for Portico's tests: connects, sends messages, checks that each
 // comes back unchanged (echo), optionally closes, and prints one JSON result line on stdout.
 //

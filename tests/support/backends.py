@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Real HTTP/1.1 backends on 127.0.0.1 for Portico's integration tests.
 
 HttpBackend is a small threaded HTTP/1.1 server written on raw sockets (not http.server) so

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Runs a headless-Chromium peer from tests/peers (demo_browser.js, dashboard_browser.js) and
 holds the JSON-lines conversation with it: the script prints {"step":...} lines, lines that ask
 the test for something ({"want":...}), and last a result with "ok".

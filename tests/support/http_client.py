@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A raw-socket HTTP/1.1 client for precise tests: send exact bytes, read exact responses.
 
     c = RawClient(port)                      # connects to 127.0.0.1:port (closed on cleanup

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Starts the real `portico` binary for integration tests.
 
     class MyTest(PorticoTestCase):

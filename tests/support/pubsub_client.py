@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Small helpers for pubsub tests: publish, channel info, subscribe (optionally with the
 portico.pubsub.v1 subprotocol) and read its JSON frames, on one Portico node."""
 

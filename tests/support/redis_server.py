@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real redis-server for tests: started on a free 127.0.0.1 port in its own temporary folder,
 stopped (SIGKILL for a crash, SIGTERM otherwise) and restarted on the same port by PID."""
 

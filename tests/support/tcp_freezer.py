@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A TCP relay on 127.0.0.1 that can go silent: freeze() makes every connection open at that
 moment drop what it relays, both ways, while its sockets stay open (a subscription that
 delivers nothing, as after a failover behind a proxy); connections made later relay normally."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Test certificates made with the real `openssl` command line (no Python crypto modules).
 
     pki = TestPki(directory)          # a root CA, an intermediate CA and a client CA

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A WebSocket-over-HTTP app (Pushpin's protocol) on the standard library, for the bridge's tests.
 
     app = WohBackend(behaviour)            # behaviour(req) -> (status, headers, events) or None

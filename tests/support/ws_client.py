@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A raw-socket WebSocket (RFC 6455) client for precise tests: exact frames, chopped writes,
 invalid frames, and a strict reader of what the server sends.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Real WebSocket peers for Portico's integration tests, and a TestCase base that cleans up.
 
 Backends (tests/peers/), all speaking the same small protocol: every message is echoed with its

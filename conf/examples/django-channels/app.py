@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The smallest Django Channels app: one page over HTTP and a WebSocket echo, on one route
 behind Portico. Run it under daphne from this folder:
 

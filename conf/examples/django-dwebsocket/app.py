@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A Django view that serves a WebSocket the way dwebsocket does, under `runserver`: it takes the
 request's socket, answers 101 itself and speaks frames on it, and when the client closes, the
 view returns an HttpResponse like any other view, which runserver then writes on the socket,

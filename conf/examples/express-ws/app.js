@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The smallest Express app with express-ws: a page over HTTP and a WebSocket echo.
 //   npm install && node app.js            (listens on 127.0.0.1:8000, or PORT)
 'use strict';

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Pushes one message to a Portico pub/sub channel: the one POST a plain web app (a view, a
 cron job) does to reach every browser subscribed to the channel.
 

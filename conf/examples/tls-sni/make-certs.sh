@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Two self-signed certificates for the example's two host names, in certs/ next to this script.
 # For a real site use your CA's certificates (the chain file, leaf first) at the same paths.
 set -eu

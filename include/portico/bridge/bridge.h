@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `websocket: {mode: http}`: the WebSocket-over-HTTP bridge (Pushpin's protocol). Portico
 // terminates the client's WebSocket itself (handlers::EndpointSession: the full codec) and the

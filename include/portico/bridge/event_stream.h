@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The WebSocket-over-HTTP event stream (Pushpin's "application/websocket-events"): the body of
 // every request the bridge sends to an app and of every answer it reads back.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // GRIP over WebSocket-over-HTTP, as Pushpin 1.36 reads it (pure parts: no I/O).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Plain configuration structs decoded from portico.yaml. No libevent, no OpenSSL, no yaml-cpp here:
 // the data plane reads these, the loader (config/loader.h) fills them.

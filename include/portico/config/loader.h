@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Reads portico.yaml into a Config: decode (types, known keys), validate (cross references),
 // then resolve (relative paths against the file's folder, defaults). Every error is collected.

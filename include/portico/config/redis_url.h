@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The `pubsub.backplane.redis` URL: redis://[user[:password]@]host[:port][/db] or
 // unix://[:password@]/path/to/redis.sock[?db=N].

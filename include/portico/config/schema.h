@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The JSON Schema of portico.yaml, made from the loader's own tables of known keys (their types,
 // defaults and descriptions), so that an editor checks and completes exactly what the loader

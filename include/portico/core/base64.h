@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Base64 (RFC 4648): standard and padded (section 4) for the WebSocket handshake's keys,
 // pubsub's binary data and GRIP's content-bin; base64url without padding (section 5) for JWTs.

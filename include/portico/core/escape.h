@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Text from a file or the network on its way to a terminal or a log: every byte that is not
 // printable ASCII written as \xHH, nginx's escaping. The result is one line, whole: a NUL neither

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Callbacks that may run after their owner is gone (a backplane answering later): the owner
 // holds a token, the callback a weak reference to it, and does nothing once the token expired.

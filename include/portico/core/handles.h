@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // RAII owners for libevent and OpenSSL handles: unique_ptr with the C free function as deleter.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The little JSON Portico writes (access log lines, pubsub answers, status): string escaping.
 

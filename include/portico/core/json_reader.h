@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A small strict JSON reader (RFC 8259) for the JSON Portico reads: GRIP control messages, the
 // publish API's items and JWT claims. Bounded: input size is the caller's, nesting depth is

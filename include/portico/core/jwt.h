@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // HS256 JSON Web Tokens (RFC 7519, RFC 7515 with HMAC-SHA256, RFC 7518 3.2), as GRIP uses them:
 // Portico signs a short-lived Grip-Sig for each bridge request (`websocket.http.sig_key`) and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The error log: one line per event on stderr, filtered by level. Thread-safe (one write(2) per
 // line). The level is process-wide and may change on reload.

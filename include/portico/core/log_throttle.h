@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // At most one log line per interval for an event that may recur thousands of times a second
 // (accept() out of descriptors, a client hammering a limit): the occurrences in between are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A token bucket (RFC 2697's single-rate meter, without colours): `rate` tokens per second flow
 // into a bucket of `capacity`, starting full; a taker asks for n tokens and gets all or none.

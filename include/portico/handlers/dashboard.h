@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `handler: dashboard`: a live status page (HTML, CSS, JavaScript embedded in the binary) that
 // polls the `handler: status` JSON at route.status_url once a second and draws it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Built-in HTTP handlers that answer from inside Portico: health and static files.
 

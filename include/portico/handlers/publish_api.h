@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `handler: publish`: Pushpin's publish API, so GRIP publishers (@fanoutio/grip, django-grip)
 // work against Portico unchanged:

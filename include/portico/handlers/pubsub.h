@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `handler: pubsub`: publish/subscribe channels served by Portico itself.
 //

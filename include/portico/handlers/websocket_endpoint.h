@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A WebSocket connection that Portico serves itself (`handler: echo`, `handler: pubsub`):
 // the client socket, the codec, ping and idle timers, and an EndpointApp that decides what

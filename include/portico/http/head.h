@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // HTTP/1.1 message heads as plain data, and the case-insensitive header helpers everyone uses.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Writes the heads Portico sends: the request head to an upstream (hop-by-hop headers removed,
 // X-Forwarded-* added, the body re-framed) and the response head to a client.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // An HTTP/1.1 message parser over llhttp (strict: no lenient flags), for requests from clients
 // and responses from upstreams. It fills a RequestHead/ResponseHead, passes body bytes through

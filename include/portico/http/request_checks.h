@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Checks on a request's head that decide whether it may be routed at all: the Host value and the
 // path of the request-target. Pure functions (no I/O, no allocation beyond the output string),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Responses Portico writes itself: errors, built-in handlers, redirects.
 

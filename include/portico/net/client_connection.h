@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A client connection from accept to close, in client_connection.cpp (HTTP),
 // client_connection_builtin.cpp (answers Portico writes itself) and

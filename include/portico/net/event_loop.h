@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One event_base and the services every object on it needs: deferred deletion (never delete an
 // object inside its own callback) and shared timer queues for the configured timeouts.

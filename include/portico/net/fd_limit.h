@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The open-file limit (RLIMIT_NOFILE) against what limits.max_connections may need: checked once
 // at start-up, so that running out of descriptors is a warning in the log and not a surprise

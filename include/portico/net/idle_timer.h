@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // "Close after this long without traffic", cheap on the data path: touch() only stores a time
 // stamp; the timer wakes once per period and re-arms itself for the rest of the idle time.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Per-client-address limits: one table for the whole process (workers are threads, and a client
 // spreads its connections over every worker through SO_REUSEPORT), consulted by the accept path

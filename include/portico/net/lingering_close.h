@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Closing a socket without losing what was queued for it: flush the output, half-close, discard
 // what the peer still sends, and free the socket when the peer closes or after `timeout`

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Listening sockets. Each worker gets its own socket per listener (SO_REUSEPORT), so the kernel
 // spreads connections over workers without a shared accept lock.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The process: opens the listeners, starts one Worker per thread, and turns signals into
 // actions (SIGTERM/SIGINT: graceful stop; SIGUSR1: reopen the access log).

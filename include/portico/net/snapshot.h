@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The running configuration. A Snapshot is immutable and shared by every worker; a
 // WorkerSnapshot adds one worker's mutable state that belongs to that configuration (upstream

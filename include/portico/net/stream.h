@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A non-blocking TCP socket with an input and an output evbuffer, driven by one event_base.
 //

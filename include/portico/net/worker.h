@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A worker thread: its own event loop, its own SO_REUSEPORT listening sockets, the connections
 // it accepted and its view of the running configuration. Nothing on the data path is shared

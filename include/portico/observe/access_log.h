@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The access log: one line per request, JSON or combined format, to stdout or a file.
 // Each worker buffers its lines and writes them once per loop iteration (one write(2) for a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Counters for `handler: metrics` (Prometheus text) and `handler: status` (JSON).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Chooses an upstream server per `balance`, and remembers which servers refuse connections.
 // One Balancer per worker thread and upstream: no locks.

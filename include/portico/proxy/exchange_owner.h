@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What an HTTP exchange needs from the client connection that owns it.
 

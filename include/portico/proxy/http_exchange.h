@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One request proxied to an upstream and its response relayed back: server choice, pooled or
 // fresh connection, one retry on a failed connect, the request body streamed up and the

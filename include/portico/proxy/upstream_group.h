@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The per-worker view of one configured upstream: its resolved servers, the balancer state and
 // the pool of idle keep-alive connections. Owned by a worker; no locks.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The seam between the pubsub handler and whatever carries its channels: one Backplane per worker.
 //

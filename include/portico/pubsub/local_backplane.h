@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The in-process backplane: channels live in this process's PubSubRegistry, shared by every
 // worker. A publish on any worker numbers and keeps the message under the registry's lock and

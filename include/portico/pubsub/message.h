@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What a pub/sub channel carries, whichever backplane numbered it.
 

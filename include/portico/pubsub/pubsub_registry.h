@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The process-wide table of pub/sub channels that every pubsub route and every worker shares.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The Redis backplane: channels across every node that shares one Redis (`pubsub.backplane`).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The client side of TLS for one upstream: verification of the server's chain and host name
 // (on by default), SNI, and resumption of earlier sessions with the same server.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Turning OpenSSL's error queue and verification results into text for logs.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `portico -t` for TLS: what the config loader cannot check without OpenSSL (it includes none).
 

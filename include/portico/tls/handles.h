@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // RAII owners for the OpenSSL handles that cross folder boundaries, without including OpenSSL:
 // the socket layer owns each connection's SSL through SslPtr.

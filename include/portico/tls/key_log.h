@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `tls.keylog_file`: TLS secrets in the NSS key log format ("CLIENT_RANDOM ...",
 // "CLIENT_HANDSHAKE_TRAFFIC_SECRET ...", one per line), as browsers write them for SSLKEYLOGFILE,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The server side of TLS for one listener: an SSL_CTX per group of certificates that serve the
 // same names, SNI to pick among them, ALPN, session resumption (tickets with keys shared by all

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A growable byte array that does not zero what it allocates: the reassembly buffer of the codec
 // and the output of deflate/inflate. Payload bytes are written once, straight into it.

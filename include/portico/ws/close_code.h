@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // WebSocket close status codes (RFC 6455 7.4) and Close frame payloads (RFC 6455 5.5.1).
 

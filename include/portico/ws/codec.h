@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The full WebSocket codec of Portico's built-in endpoints (echo, pubsub): frames in, messages
 // out, and back. No socket calls and no timers: the owner feeds it the bytes it read and flushes

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Per-direction frame policy: what the `frames` relay (and the codec) enforce on each frame
 // header without touching payloads. One FrameChecker per direction of a connection.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // WebSocket frame headers (RFC 6455 5.2): parse, write, peek from an evbuffer, and (un)mask.
 // No I/O and no allocation: the same entry points serve the frame relay, the codec, tests and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `mode: frames`: after the 101, each direction runs an incremental frame parser that checks
 // every frame header (FrameChecker) and forwards header and payload unchanged: payloads are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `websocket.trace`: the words of one trace line, one frame each. Pure: no I/O, no allocation,
 // so the line format is unit-tested on its own (frame_tracer.h decides when a line is written).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `websocket.trace: true` on a route: one log line per frame a session sees (frame_trace.h for
 // the line), for frames mode and the built-in endpoints. A tunnel never parses frames, so it

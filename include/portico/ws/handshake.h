@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The WebSocket opening handshake (RFC 6455 4): recognizing an upgrade request, the accept key,
 // checking an upstream's 101, choosing a subprotocol, and the 101 response of built-in endpoints.

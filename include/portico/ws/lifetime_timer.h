@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `websocket.max_lifetime` for one session: once the connection is that old `on_lifetime` runs
 // (the session sends Close 1001, or closes a tunnel); the session may then call startGrace(),

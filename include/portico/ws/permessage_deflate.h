@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // permessage-deflate (RFC 7692): negotiation of the Sec-WebSocket-Extensions offer, and the
 // per-connection compressor/decompressor on zlib raw DEFLATE.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `websocket.rate` for one direction of a WebSocket session: a message bucket and a byte bucket
 // (core::TokenBucket). A session asks admit() before it passes data on; a refusal means the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What happens on a connection after "101 Switching Protocols": a Session owns the sockets
 // from then on (the tunnel, the frame relay, or a built-in endpoint's codec session) and reports

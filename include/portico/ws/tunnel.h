@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `mode: tunnel`: after the 101, bytes move between client and upstream unexamined, evbuffer
 // chains handed from one side's input to the other side's output (no copy), with le-proxy

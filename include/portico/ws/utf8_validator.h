@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Incremental UTF-8 validation (RFC 3629) for text messages and close reasons (RFC 6455 8.1).
 // Feed it pieces in order (frame payloads, evbuffer chains, inflated chunks): it reports an

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Portico's live status page: polls the status JSON once a second, turns counters into rates
 // (the difference between two readings over the time between them) and draws the last two
 // minutes as small SVG charts. No libraries: the page must work offline and behind a strict

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A plain Django view under gunicorn (sync workers) handling WebSocket-over-HTTP by hand: the
 dwebsocket-style chat of issue 9, without holding a socket. Run:
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "portico/bridge/event_stream.h"
 
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Issue 13's debugging keys: websocket.trace, trace_payload_bytes and trace_rate on a route, and
 // tls.keylog_file on a listener and an upstream (paths, and the warning it always gets).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The per-client-address limit keys: defaults, values, and their errors at file:line:col.
 
 #include <catch2/catch.hpp>

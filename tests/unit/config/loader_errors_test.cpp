@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The loader on invalid files: every error class names file:line:column (1-based) and the key
 // path, one mistake gives one error, and all errors are reported, top to bottom.
 

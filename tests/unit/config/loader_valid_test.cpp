@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The loader on valid files: every key of issues 2-5 decodes into the expected values, defaults
 // apply where keys are absent, and relative paths resolve against the file's folder.
 

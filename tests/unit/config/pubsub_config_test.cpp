@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The pub/sub bounds in portico.yaml: the route's `pubsub:` keys and the top-level `pubsub:`
 // block, their defaults and their errors.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `portico --schema` against the loader: the schema is made from the loader's tables, and these
 // tests hold the two to each other from the outside. Every key the schema names is one the
 // loader knows at that place, every key the schema lacks there is one the loader rejects as

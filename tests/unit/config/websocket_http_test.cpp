@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // websocket.mode: http and websocket.http (the WebSocket-over-HTTP bridge): decoding and defaults.
 
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // websocket.rate, websocket.max_lifetime and websocket.max_lifetime_grace: decoding, defaults
 // and the errors `portico -t` reports (file:line:col and key path).
 

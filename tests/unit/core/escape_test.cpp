@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // core::appendEscaped: what reaches a terminal or a log from a file or the network.
 
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "portico/handlers/http_handlers.h"
 
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The start-up check of the open-file limit against limits.max_connections.
 
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The process-wide per-client-address table: keys (IPv6 grouped by prefix), the caps, the
 // upgrade token bucket on a test clock, entries going away, and the bound on entries.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "portico/pubsub/pubsub_registry.h"
 
 #include <catch2/catch.hpp>

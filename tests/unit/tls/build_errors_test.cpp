@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ServerContext::build's errors and warnings: each names the key path and the file.
 
 #include <catch2/catch.hpp>

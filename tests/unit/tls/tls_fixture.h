@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Shared by the [tls] unit tests: the certificates of tests/support/tls_certs.py (made once per
 // test run with the real openssl command line) and an in-memory handshake between two SSLs.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The codec of built-in endpoints, driven with evbuffers only, over the ground of the Autobahn
 // TestSuite's cases 1-7 and 9 (and 12-13 for permessage-deflate at the end).
 

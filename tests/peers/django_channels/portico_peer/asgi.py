@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ASGI entry point: /plain and JSON describe over HTTP, the echo consumer on every WebSocket
 path. Run: cd tests/peers/django_channels && /usr/bin/python3 -m daphne -b 127.0.0.1 -p 0
 portico_peer.asgi:application (daphne logs "Listening on TCP address HOST:PORT" on stderr)."""

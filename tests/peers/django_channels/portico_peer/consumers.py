@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A Channels echo consumer speaking the test peers' protocol (see express_ws_backend.js).
 
 Every message comes back with its type. Text commands: "__close__:CODE:REASON" (Channels 4.0

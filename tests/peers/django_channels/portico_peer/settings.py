@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Minimal Django settings for the Channels echo backend used by Portico's tests (PEERS.md)."""
 
 SECRET_KEY = "portico-tests-only"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Plain HTTP: GET /plain answers "plain"; any other path answers JSON of the request."""
 
 
