@@ -82,7 +82,8 @@ TEST_CASE("event stream: CLOSE content is a 2-byte code and a reason", "[bridge]
     CHECK(closes[1].code == 0);
     // serve-grip's close() without a code writes code 0: no code, not a malformed event.
     Event e;
-    CHECK(parseEvent(std::string("CLOSE 2\r\n\0\0\r\n", 13), 16, e).consumed == 13);
+    const std::string zero_code("CLOSE 2\r\n\0\0\r\n", 13);  // outlives e, which views it
+    CHECK(parseEvent(zero_code, 16, e).consumed == 13);
     CHECK(closeContent(e).code == 0);
 }
 
