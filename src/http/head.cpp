@@ -15,12 +15,9 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
 }
 
 bool isToken(std::string_view text) {
-    static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
     if (text.empty()) return false;
-    for (char c : text) {
-        const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        if (!alnum && kSpecials.find(c) == std::string_view::npos) return false;
-    }
+    for (char c : text)
+        if (!isTokenChar(c)) return false;
     return true;
 }
 

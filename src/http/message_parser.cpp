@@ -32,18 +32,6 @@ const llhttp_settings_t& settings() {
     return s;
 }
 
-// RFC 9110 5.6.2: tchar.
-bool isTokenChar(char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    switch (c) {
-        case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-        case '.': case '^': case '_': case '`': case '|': case '~':
-            return true;
-        default:
-            return false;
-    }
-}
-
 void trimTrailingWhitespace(std::string& s) {
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
 }
@@ -211,7 +199,7 @@ int MessageParser::onHeaderFieldComplete() {
     // llhttp (8.1, even strict) passes a line with an empty field name ": x": refuse it, and
     // any name that is not an RFC 9110 5.1 token.
     const std::string& name = headers_->back().name;
-    if (name.empty() || !std::all_of(name.begin(), name.end(), isTokenChar)) {
+    if (!isToken(name)) {
         error_ = ParseError::Malformed;
         return -1;
     }

@@ -32,12 +32,6 @@ struct Extension {
     bool valid = true;  // false: bad syntax or too many parameters
 };
 
-bool isTchar(char c) {
-    // RFC 9110 5.6.2 tchar.
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
 class ExtensionParser {
 public:
     explicit ExtensionParser(std::string_view text) : s_(text) {}
@@ -95,7 +89,7 @@ private:
     }
     std::string_view token() {
         const std::size_t start = i_;
-        while (i_ < s_.size() && isTchar(s_[i_])) ++i_;
+        while (i_ < s_.size() && http::isTokenChar(s_[i_])) ++i_;
         return s_.substr(start, i_ - start);
     }
     // A quoted-string. The only values RFC 7692 defines are numbers, which must be tokens once
@@ -115,7 +109,7 @@ private:
         ++i_;
         if (escaped) return false;
         for (char c : value)
-            if (!isTchar(c)) return false;
+            if (!http::isTokenChar(c)) return false;
         return true;
     }
     // Marks the element invalid and skips to the next comma outside a quoted string.

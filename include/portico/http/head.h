@@ -16,7 +16,12 @@ using HeaderList = std::vector<Header>;
 
 // ASCII case-insensitive comparison (RFC 9110 5.1: field names are case-insensitive).
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
-// RFC 9110 5.6.2: a non-empty token (field names, extension and parameter names).
+// RFC 9110 5.6.2: tchar, a character of a token. Inline: the head parser calls it per byte.
+constexpr bool isTokenChar(char c) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+// RFC 9110 5.6.2: a non-empty token (field names, extension and parameter names, subprotocols).
 bool isToken(std::string_view text);
 // First header with this name, or nullptr.
 const Header* findHeader(const HeaderList& headers, std::string_view name);
