@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// Private to src/config: the decoding context that the section decoders (sections.cpp) and the
+// Private to src/config: the decoding context that the section decoders (sections*.cpp) and the
 // cross-checks (validate.cpp) share. It collects every error instead of stopping at the first,
 // and remembers where each key path was written so that validate() can point at it.
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// Private to src/config: what each entry of a section's table of known keys (sections.cpp) says
+// Private to src/config: what each entry of a section's table of known keys (sections_*.cpp) says
 // about its value besides how to decode it: the value's type, its default and a one-line
 // description. schema.cpp turns the tables into the JSON Schema that `portico --schema` prints,
 // so the loader and the schema cannot disagree on which keys exist.

@@ -9,9 +9,10 @@
 
 namespace portico::config::detail {
 
-// Pass 1 (sections.cpp): the document's root mapping -> Config, through one table of known keys
-// per section. Type errors and unknown keys go to `decoder`; every list element still yields a
-// struct (with defaults) so that indices match the key paths in pass 2.
+// Pass 1 (sections.cpp, each section's table in its sections_*.cpp): the document's root mapping
+// -> Config, through one table of known keys per section. Type errors and unknown keys go to
+// `decoder`; every list element still yields a struct (with defaults) so that indices match the
+// key paths in pass 2.
 Config decodeConfig(Decoder& decoder, const Item& root);
 
 // Pass 2 (validate.cpp): required keys, cross references and combinations that one key alone
