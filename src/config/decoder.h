@@ -135,6 +135,19 @@ bool decodeMapping(Decoder& decoder, const Item& item, const std::array<KeyRule<
         });
 }
 
+// Decodes a list of mappings (a null node is an empty list) through one table, appending one T
+// per element, with its mark, in order (so that indices match the key paths, even after errors).
+template <typename T, std::size_t N>
+void decodeMappingList(Decoder& decoder, const Item& item,
+                       const std::array<KeyRule<T>, N>& rules, std::vector<T>& out) {
+    decoder.forEachElement(item, [&](const Item& element) {
+        T value;
+        value.mark = toSourceMark(element.mark);
+        decodeMapping(decoder, element, rules, value);
+        out.push_back(std::move(value));
+    });
+}
+
 // "a", "a or b", "a, b or c".
 std::string listChoices(const std::vector<std::string_view>& words);
 

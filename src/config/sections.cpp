@@ -72,13 +72,13 @@ const std::array<KeyRule<Config>, 9> kRootKeys{{
      [](Decoder& d, const Item& v, Config& c) { decodeMapping(d, v, kPubSubLimitsKeys, c.pubsub); }},
     {"listeners", type::mappingList<kListenerKeys>(), "",
      "addresses Portico accepts connections on",
-     decodeListeners},
+     [](Decoder& d, const Item& v, Config& c) { decodeMappingList(d, v, kListenerKeys, c.listeners); }},
     {"upstreams", type::namedMappings<kUpstreamKeys>(kUpstreamNamePattern), "",
      "backend server groups, by name",
      decodeUpstreams},
     {"routes", type::mappingList<kRouteKeys>(), "",
      "first match wins",
-     decodeRoutes},
+     [](Decoder& d, const Item& v, Config& c) { decodeMappingList(d, v, kRouteKeys, c.routes); }},
 }};
 
 }  // namespace

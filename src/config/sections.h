@@ -45,8 +45,6 @@ extern const std::array<KeyRule<Limits>, kLimitsKeyCount> kLimitsKeys;
 
 inline constexpr std::size_t kListenerKeyCount = 3;
 extern const std::array<KeyRule<Listener>, kListenerKeyCount> kListenerKeys;
-// `listeners:` a list of listener mappings, appended to c.listeners.
-void decodeListeners(Decoder& d, const Item& v, Config& c);
 
 // ---- upstreams (sections_upstreams.cpp) --------------------------------------------------------
 
@@ -74,7 +72,5 @@ extern const std::array<KeyRule<PubSubLimits>, kPubSubLimitsKeyCount> kPubSubLim
 
 inline constexpr std::size_t kRouteKeyCount = 11;
 extern const std::array<KeyRule<Route>, kRouteKeyCount> kRouteKeys;
-// `routes:` a list of route mappings, appended to c.routes in order.
-void decodeRoutes(Decoder& d, const Item& v, Config& c);
 
 }  // namespace portico::config::detail

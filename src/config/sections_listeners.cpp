@@ -33,12 +33,7 @@ const std::array<KeyRule<ListenerTls>, 7> kListenerTlsKeys{{
     {"certificates", type::mappingList<kCertificateKeys>(), "",
      "certificate chains: the first is the default, the others are chosen by SNI",
      [](Decoder& d, const Item& v, ListenerTls& tls) {
-         d.forEachElement(v, [&](const Item& element) {
-             CertificateFiles files;
-             files.mark = toSourceMark(element.mark);
-             decodeMapping(d, element, kCertificateKeys, files);
-             tls.certificates.push_back(std::move(files));
-         });
+         decodeMappingList(d, v, kCertificateKeys, tls.certificates);
      }},
     {"min_version", type::choice<kTlsVersions>(), "1.2",
      "oldest TLS version accepted",
@@ -112,14 +107,5 @@ const std::array<KeyRule<Listener>, kListenerKeyCount> kListenerKeys =
          decodeMapping(d, v, kListenerTlsKeys, *l.tls);
      }},
 });
-
-void decodeListeners(Decoder& d, const Item& v, Config& c) {
-    d.forEachElement(v, [&](const Item& element) {
-        Listener listener;
-        listener.mark = toSourceMark(element.mark);
-        decodeMapping(d, element, kListenerKeys, listener);
-        c.listeners.push_back(std::move(listener));
-    });
-}
 
 }  // namespace portico::config::detail

@@ -161,13 +161,4 @@ const std::array<KeyRule<Route>, kRouteKeyCount> kRouteKeys =
      [](Decoder& d, const Item& v, Route& r) { decodeMapping(d, v, kPublishKeys, r.publish); }},
 });
 
-void decodeRoutes(Decoder& d, const Item& v, Config& c) {
-    d.forEachElement(v, [&](const Item& element) {
-        Route route;
-        route.mark = toSourceMark(element.mark);
-        decodeMapping(d, element, kRouteKeys, route);
-        c.routes.push_back(std::move(route));
-    });
-}
-
 }  // namespace portico::config::detail
