@@ -17,6 +17,10 @@
 //
 // One Bridge per WebSocket, owned by the client connection; it outlives the session when its
 // last request is still in flight, and tells its owner when it is done.
+//
+// Its code, by concern: src/bridge/bridge.cpp (life, client side, ends), bridge_exchange.cpp
+// (the event-request cycle), bridge_grip.cpp (GRIP control and subscriptions),
+// bridge_timers.cpp (deferred send, keep-alives); bounds in src/bridge/bridge_limits.h.
 
 #include <chrono>
 #include <cstdint>
@@ -118,6 +122,7 @@ private:
     void onSessionClosed(handlers::EndpointSession& session);
 
     void queueEvent(EventType type, std::string_view content);
+    void dropUnsent();
     void scheduleSend();
     static void onSendEvent(int, short, void* arg);
     static void onKeepAlive(int, short, void* arg);
