@@ -63,6 +63,7 @@ public:
         bridge_.onClientMessage(is_text, payload);
     }
     void onClose(handlers::EndpointSession& session) override { bridge_.onSessionClosed(session); }
+    void onPong(handlers::EndpointSession&, std::string_view payload) override { bridge_.onClientPong(payload); }
 
 private:
     Bridge& bridge_;
@@ -142,6 +143,15 @@ void Bridge::onSessionOpen(handlers::EndpointSession& session) {
 void Bridge::onClientMessage(bool is_text, std::string_view payload) {
     if (state_ != State::Open || detached_) return;
     queueEvent(is_text ? EventType::Text : EventType::Binary, payload);
+    scheduleSend();
+}
+
+// As Pushpin: the client's pongs reach the app as PONG events (the answers to its PING events,
+// or the client's own heartbeat). The client's pings do not: the codec answers them at once,
+// which spares the app a request per ping (RFC 6455 5.5.2 asks for a prompt answer).
+void Bridge::onClientPong(std::string_view payload) {
+    if (state_ != State::Open || detached_) return;
+    queueEvent(EventType::Pong, payload);
     scheduleSend();
 }
 

@@ -59,7 +59,8 @@ void Bridge::sendRequest() {
         for (const Pending& event : queue_) {
             const std::size_t size = encodedSize(event.type, event.content.size());
             if (in_flight_events_ > 0 && body.size() + size > settings_.max_batch_bytes) break;
-            if (event.type == EventType::Disconnect || (event.type == EventType::Close && event.content.empty())) {
+            // As Pushpin: no content is written for an empty PING or PONG, nor for a bare CLOSE.
+            if (event.content.empty() && event.type != EventType::Text && event.type != EventType::Binary) {
                 appendEvent(body, event.type);
             } else {
                 appendEvent(body, event.type, event.content);
@@ -320,10 +321,22 @@ bool Bridge::deliverEvents(std::size_t& offset) {
                 }
                 return true;
             case EventType::Ping:
-                if (e.content.size() <= kMaxPingBytes) session_->sendPing(e.content);
-                return true;
             case EventType::Pong:
-                return true;  // the codec answers the client's pings itself
+                // As Pushpin: control frames are relayed with or without GRIP (no prefix) and
+                // count as traffic for the GRIP keep-alive. One over 125 bytes cannot be a
+                // control frame (RFC 6455 5.5): dropped.
+                if (e.content.size() > kMaxControlBytes) {
+                    LOG_INFO("bridge %s: connection %s: dropping a %s event of %zu bytes (over 125)", route_.path.c_str(),
+                             connection_id_.c_str(), bridge::toString(e.type).data(), e.content.size());
+                    return true;
+                }
+                if (e.type == EventType::Ping) {
+                    session_->sendPing(e.content);
+                } else {
+                    session_->sendPong(e.content);
+                }
+                sentToClient();
+                return true;
             case EventType::Close: {
                 const CloseContent close = closeContent(e);
                 state_ = State::Done;

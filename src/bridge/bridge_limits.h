@@ -8,8 +8,8 @@ namespace portico::bridge {
 
 // Set-Meta-* values kept per WebSocket: a bound on what an app can make us store and resend.
 inline constexpr std::size_t kMaxMetaBytes = 8 * 1024;
-// Pushpin's PING events are control frames: RFC 6455 5.5 bounds them to 125 bytes.
-inline constexpr std::size_t kMaxPingBytes = 125;
+// PING and PONG events become control frames: RFC 6455 5.5 bounds them to 125 bytes.
+inline constexpr std::size_t kMaxControlBytes = 125;
 // GRIP channels one WebSocket may be subscribed to at once; beyond, a subscribe is ignored.
 inline constexpr std::size_t kMaxSubscriptions = 64;
 // Seconds a Grip-Sig token is valid (its "exp").

@@ -42,9 +42,10 @@ void Bridge::onClientKeepAlive(int, short, void* arg) {
         case ControlMessage::MessageType::Text: self->session_->sendText(k.content); break;
         case ControlMessage::MessageType::Binary: self->session_->sendBinary(k.content); break;
         case ControlMessage::MessageType::Ping:
+            self->session_->sendPing(std::string_view(k.content).substr(0, kMaxControlBytes));
+            break;
         case ControlMessage::MessageType::Pong:
-            // The codec sends pings only; an unsolicited pong is a ping the client answers.
-            self->session_->sendPing(std::string_view(k.content).substr(0, kMaxPingBytes));
+            self->session_->sendPong(std::string_view(k.content).substr(0, kMaxControlBytes));
             break;
     }
     self->session_->flush();

@@ -147,7 +147,11 @@ void EndpointSession::onMessage(bool is_text, std::string_view payload) {
 }
 
 void EndpointSession::onPong(std::string_view payload) {
-    if (payload == kPingPayload) ping_outstanding_ = false;
+    if (payload == kPingPayload && ping_outstanding_) {
+        ping_outstanding_ = false;  // the answer to our keep-alive ping: ours alone
+        return;
+    }
+    app_->onPong(*this, payload);
 }
 
 void EndpointSession::sendText(std::string_view text) {
@@ -184,6 +188,12 @@ void EndpointSession::disconnect(const char* reason) {
 
 bool EndpointSession::sendPing(std::string_view payload) {
     if (ended_ || !codec_.sendPing(payload)) return false;
+    client_->flush();
+    return true;
+}
+
+bool EndpointSession::sendPong(std::string_view payload) {
+    if (ended_ || !codec_.sendPong(payload)) return false;
     client_->flush();
     return true;
 }

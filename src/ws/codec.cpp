@@ -266,10 +266,15 @@ bool Codec::sendText(std::string_view text) { return send(Opcode::Text, text.dat
 
 bool Codec::sendBinary(std::string_view data) { return send(Opcode::Binary, data.data(), data.size()); }
 
-bool Codec::sendPing(std::string_view payload) {
+bool Codec::sendPing(std::string_view payload) { return sendControl(Opcode::Ping, payload); }
+
+bool Codec::sendPong(std::string_view payload) { return sendControl(Opcode::Pong, payload); }
+
+bool Codec::sendControl(Opcode opcode, std::string_view payload) {
+    // RFC 6455 5.5: control frames carry at most 125 bytes and are never fragmented.
     if (state_ != CodecState::Open || payload.size() > kMaxControlPayload) return false;
     bytes_out_ += payload.size();
-    return traced([&] { return appendFrame(out_, Opcode::Ping, true, 0, payload.data(), payload.size(), outgoingMask()); });
+    return traced([&] { return appendFrame(out_, opcode, true, 0, payload.data(), payload.size(), outgoingMask()); });
 }
 
 bool Codec::sendClose(std::uint16_t code, std::string_view reason) {

@@ -61,6 +61,10 @@ class ChatApp:
                     headers.append(("Sec-WebSocket-Protocol", "chat.v1"))
                 if "keepalive" in req.path:
                     headers.append(("Keep-Alive-Interval", "1"))
+            elif typ == "TEXT" and content.startswith(b"control:"):
+                # "control:TYPE:payload": the app answers with a PING or PONG event.
+                _, kind, payload = content.split(b":", 2)
+                out.append((kind.decode(), payload or None))
             elif typ == "TEXT":
                 out.append(("TEXT", b"echo:" + content + b" meta=" + (req.header("Meta-User") or "").encode()))
             elif typ == "BINARY":
@@ -182,6 +186,37 @@ class Bridge(PorticoTestCase):
         ws.sock.close()
         reqs = self.app.wait_for(lambda r: any(t == "DISCONNECT" for q in r for t in q.types()))
         self.assertEqual(reqs[-1].events, [("DISCONNECT", None)])
+
+    def test_ping_and_pong_both_ways(self):
+        # The app's PING and PONG events reach the client as Ping and Pong frames (Pushpin
+        # relays both); the client's Pong reaches the app as a PONG event; the client's Ping is
+        # answered by Portico and costs the app no request.
+        import ws_client
+        self.start()
+        ws = self.connect()
+        self.assertEqual(ws.recv_text(), "welcome")
+        ws.send_text("control:PONG:heartbeat")
+        frame = ws.recv_frame()
+        self.assertEqual((frame.opcode, frame.payload), (ws_client.OP_PONG, b"heartbeat"))
+        ws.send_text("control:PING:are you there")
+        frame = ws.recv_frame()
+        self.assertEqual((frame.opcode, frame.payload), (ws_client.OP_PING, b"are you there"))
+        ws.send_frame(ws_client.OP_PONG, b"are you there")
+        reqs = self.app.wait_for(lambda r: any(t == "PONG" for q in r for t in q.types()))
+        self.assertIn(("PONG", b"are you there"), reqs[-1].events)
+        ws.send_frame(ws_client.OP_PONG, b"")  # an empty one is written without content
+        reqs = self.app.wait_for(lambda r: ("PONG", None) in r[-1].events)
+        before = len(self.app.requests)
+        ws.send_ping(b"client ping")
+        frame = ws.recv_frame()
+        self.assertEqual((frame.opcode, frame.payload), (ws_client.OP_PONG, b"client ping"))
+        ws.send_text("after")
+        self.assertEqual(ws.recv_text(), "echo:after meta=alice")
+        self.assertNotIn("PING", [t for q in self.app.requests[before:] for t in q.types()])
+        # An app PONG over 125 bytes cannot be a control frame: dropped, the session goes on.
+        ws.send_text("control:PONG:" + "x" * 126)
+        ws.send_text("still here")
+        self.assertEqual(ws.recv_text(), "echo:still here meta=alice")
 
     def test_batches_with_one_request_in_flight(self):
         self.app_logic.delay = 0.5

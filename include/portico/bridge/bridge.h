@@ -119,6 +119,7 @@ private:
     // From the session (through App).
     void onSessionOpen(handlers::EndpointSession& session);
     void onClientMessage(bool is_text, std::string_view payload);
+    void onClientPong(std::string_view payload);
     void onSessionClosed(handlers::EndpointSession& session);
 
     void queueEvent(EventType type, std::string_view content);

@@ -40,6 +40,9 @@ public:
     virtual void onOpen(EndpointSession& /*session*/) {}
     virtual void onMessage(EndpointSession& session, bool is_text, std::string_view payload) = 0;
     virtual void onClose(EndpointSession& /*session*/) {}
+    // A Pong from the client that does not answer the session's own keep-alive ping (an answer
+    // to the app's ping, or the client's unsolicited heartbeat). The session answers pings itself.
+    virtual void onPong(EndpointSession& /*session*/, std::string_view /*payload*/) {}
     // The client's queue fell to the low watermark after a blocked write (pubsub: the next
     // slice of a history replay).
     virtual void onDrained(EndpointSession& /*session*/) {}
@@ -74,6 +77,8 @@ public:
     void disconnect(const char* reason);
     // A Ping with at most 125 bytes of payload (false if longer or not open).
     bool sendPing(std::string_view payload);
+    // An unsolicited Pong with at most 125 bytes of payload (false if longer or not open).
+    bool sendPong(std::string_view payload);
     // While held, the client is not read (the app's own backpressure, on top of the socket's).
     void holdReading(bool hold);
     // The code of the client's Close frame: 1005 when it had none, 0 when none came.

@@ -91,6 +91,9 @@ public:
     bool sendBinary(std::string_view data);
     // A Ping with at most 125 bytes of payload (false if longer or not Open).
     bool sendPing(std::string_view payload = {});
+    // An unsolicited Pong (RFC 6455 5.5.3: a one-way heartbeat), at most 125 bytes of payload
+    // (false if longer or not Open). The Codec answers pings itself.
+    bool sendPong(std::string_view payload = {});
     // Starts the close handshake (RFC 6455 7.1.2): queues a Close with `code` (a code valid on the
     // wire, see isValidCloseCodeOnWire, or 0 for none) and `reason` (cut to 123 bytes), and
     // moves to CloseSent. After a policy close (e.g. 1008 for a slow subscriber) the owner may
@@ -128,6 +131,7 @@ private:
     void handleControl(const std::uint8_t* payload, std::size_t len);
     bool checkInflated(Inflater::Status status);
     bool send(Opcode opcode, const void* data, std::size_t len);
+    bool sendControl(Opcode opcode, std::string_view payload);
     void fail(std::uint16_t code);
     const std::uint8_t* outgoingMask();
     // Trace directions: a server codec talks with a client, a client codec with an upstream.

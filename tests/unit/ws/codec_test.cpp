@@ -256,6 +256,21 @@ TEST_CASE("codec sends pings and reports the pong", "[ws][codec]") {
     REQUIRE(ep.rec.pongs.size() == 1);
 }
 
+TEST_CASE("codec sends an unsolicited pong of at most 125 bytes, none after its Close", "[ws][codec]") {
+    Endpoint ep;
+    REQUIRE(ep.codec.sendPong("heartbeat"));
+    CHECK(ep.codec.sendPong(std::string(125, 'x')));
+    CHECK_FALSE(ep.codec.sendPong(std::string(126, 'x')));
+    REQUIRE(ep.codec.sendClose(1000));
+    CHECK_FALSE(ep.codec.sendPong("late"));
+    auto out = ep.output();
+    REQUIRE(out.size() == 3);
+    CHECK(out[0].header.opcode == Opcode::Pong);
+    CHECK(out[0].payload == "heartbeat");
+    CHECK(out[1].payload.size() == 125);
+    CHECK(out[2].header.opcode == Opcode::Close);
+}
+
 // ---- 3: reserved bits -------------------------------------------------------------------------
 
 TEST_CASE("codec fails any RSV bit without a negotiated extension with 1002", "[ws][codec]") {
