@@ -14,6 +14,7 @@
 #include "portico/handlers/websocket_endpoint.h"
 #include "portico/http/header_rewrite.h"
 #include "portico/net/event_loop.h"
+#include "portico/observe/metrics.h"
 #include "portico/proxy/http_exchange.h"
 #include "portico/ws/close_code.h"
 
@@ -80,8 +81,10 @@ const char* Bridge::toString(State state) {
 }
 
 Bridge::Bridge(BridgeOwner& owner, net::EventLoop& loop, proxy::UpstreamGroup& group, const config::Route& route,
-               const BridgeClient& client, handlers::PubSubHub& hub, handlers::GripChannels channels)
+               const BridgeClient& client, handlers::PubSubHub& hub, handlers::GripChannels channels,
+               observe::BridgeStats& stats)
     : owner_(owner),
+      stats_(stats),
       loop_(loop),
       group_(group),
       route_(route),
@@ -102,11 +105,18 @@ Bridge::Bridge(BridgeOwner& owner, net::EventLoop& loop, proxy::UpstreamGroup& g
 }
 
 Bridge::~Bridge() {
+    setState(State::Done);
     unsubscribeAll();
     if (exchange_) {
         exchange_->abort();
         loop_.deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
     }
+}
+
+void Bridge::setState(State next) {
+    if (state_ == State::Open && next != State::Open) stats_.open.sub();
+    if (state_ != State::Open && next == State::Open) stats_.open.add();
+    state_ = next;
 }
 
 std::unique_ptr<handlers::EndpointApp> Bridge::makeApp() { return std::make_unique<App>(*this); }
@@ -116,7 +126,7 @@ bool Bridge::busy() const { return exchange_ != nullptr; }
 void Bridge::start() { event_active(send_event_.get(), EV_TIMEOUT, 0); }
 
 void Bridge::abort() {
-    state_ = State::Done;
+    setState(State::Done);
     session_ = nullptr;
     unsubscribeAll();
     event_del(send_event_.get());
@@ -162,12 +172,12 @@ void Bridge::onSessionClosed(handlers::EndpointSession& session) {
     event_del(client_keepalive_timer_.get());
     if (state_ != State::Open) return;  // the bridge closed it (the app's CLOSE, or a failure)
     if (detached_) {
-        state_ = State::Done;  // GRIP detach: the app asked to hear nothing more
+        setState(State::Done);  // GRIP detach: the app asked to hear nothing more
         return;
     }
     // The client is gone: the app hears it once, in one last request, after what was queued.
     // A Close from the client is a CLOSE (with its code); a vanished client a DISCONNECT.
-    state_ = State::Closing;
+    setState(State::Closing);
     const std::uint16_t code = session.closeCodeReceived();
     if (code == 0) {
         dropUnsent();
@@ -207,6 +217,7 @@ void Bridge::updateReading() {
     const bool hold = waiting >= settings_.max_batch_bytes;
     if (hold != holding_reading_) {
         holding_reading_ = hold;
+        if (hold) stats_.reading_paused.add();
         session_->holdReading(hold);
     }
 }
@@ -218,7 +229,7 @@ void Bridge::fail(const char* what, const std::string& detail) {
              what, detail.c_str());
     const bool had_session = session_ != nullptr;
     const bool closing = state_ == State::Closing;  // the session is over; the owner waits for us
-    state_ = State::Done;
+    setState(State::Done);
     event_del(keepalive_timer_.get());
     if (had_session) {
         handlers::EndpointSession* session = session_;
@@ -229,8 +240,14 @@ void Bridge::fail(const char* what, const std::string& detail) {
     if (closing) owner_.onBridgeFinished();
 }
 
+// An answer from the app that ends the WebSocket (a status, headers or events we cannot take).
+void Bridge::failAnswer(const char* what, const std::string& detail) {
+    stats_.failed_answer.add();
+    fail(what, detail);
+}
+
 void Bridge::done() {
-    state_ = State::Done;
+    setState(State::Done);
     owner_.onBridgeFinished();
 }
 

@@ -14,6 +14,7 @@
 #include "portico/handlers/websocket_endpoint.h"
 #include "portico/http/header_rewrite.h"
 #include "portico/net/event_loop.h"
+#include "portico/observe/metrics.h"
 #include "portico/proxy/http_exchange.h"
 
 namespace portico::bridge {
@@ -72,6 +73,8 @@ void Bridge::sendRequest() {
         }
     }
     offered_events_ = std::max(offered_events_, in_flight_events_);
+    stats_.requests.add();
+    stats_.events_to_app.add(state_ == State::Opening ? 1 : in_flight_events_);
     buildRequestHead();
     proxy::HttpExchange::Request request;
     request.head = &request_head_;
@@ -132,6 +135,7 @@ bool Bridge::onResponseBody(const char* data, std::size_t length) {
         // A huge batch: refused before it is buffered (the exchange fails, onExchangeFailed).
         LOG_WARN("bridge %s: connection %s: the app's answer is over %zu bytes (max_batch_bytes + max_message_bytes)",
                  route_.path.c_str(), connection_id_.c_str(), max_response_bytes_);
+        answer_refused_ = true;
         return false;
     }
     response_body_.append(data, length);
@@ -140,10 +144,13 @@ bool Bridge::onResponseBody(const char* data, std::size_t length) {
 
 void Bridge::onExchangeFailed(int status, const char* reason) {
     finishRequest();
+    // The exchange answers 504 for request_timeout (send or read), 502 for the rest.
+    (answer_refused_ ? stats_.failed_answer : status == 504 ? stats_.failed_timeout : stats_.failed_error).add();
+    answer_refused_ = false;
     switch (state_) {
         case State::Opening:
             LOG_WARN("bridge %s: connection %s: OPEN request failed: %s", route_.path.c_str(), connection_id_.c_str(), reason);
-            state_ = State::Done;
+            setState(State::Done);
             owner_.onBridgeRefused(status ? status : 502, {}, {});
             return;
         case State::Open:
@@ -192,7 +199,7 @@ void Bridge::handleOpenAnswer() {
     const int status = response_.status;
     if (status != 200) {
         // The app refused the WebSocket (a 403, a redirect...): the client gets its answer.
-        state_ = State::Done;
+        setState(State::Done);
         const http::Header* type = http::findHeader(response_.headers, "Content-Type");
         owner_.onBridgeRefused(status, type ? std::string_view(type->value) : std::string_view{}, response_body_);
         return;
@@ -217,12 +224,14 @@ void Bridge::handleOpenAnswer() {
     }
     if (problem) {
         LOG_WARN("bridge %s: connection %s: bad answer to OPEN: %s", route_.path.c_str(), connection_id_.c_str(), problem);
-        state_ = State::Done;
+        stats_.failed_answer.add();
+        setState(State::Done);
         owner_.onBridgeRefused(502, {}, {});
         return;
     }
     response_body_.erase(0, offset);
-    state_ = State::Open;
+    if (offset > 0) stats_.events_from_app.add();  // the OPEN
+    setState(State::Open);
     if (const http::Header* ext = http::findHeader(response_.headers, "Sec-WebSocket-Extensions"))
         grip_ = findGripExtension(ext->value);
     std::string_view subprotocol;
@@ -254,15 +263,15 @@ bool Bridge::applyAnswerHeaders() {
 // An answer during the session. False when it failed the WebSocket.
 bool Bridge::handleAnswer() {
     if (response_.status != 200) {
-        fail("the app answered ", std::to_string(response_.status));
+        failAnswer("the app answered ", std::to_string(response_.status));
         return false;
     }
     if (!isEventStream(response_.headers)) {
-        fail("answer without Content-Type application/websocket-events");
+        failAnswer("answer without Content-Type application/websocket-events");
         return false;
     }
     if (!applyAnswerHeaders()) {
-        fail("bad response headers (Keep-Alive-Interval, or Set-Meta-* over 8 KiB)");
+        failAnswer("bad response headers (Keep-Alive-Interval, or Set-Meta-* over 8 KiB)");
         return false;
     }
     // Content-Bytes-Accepted: the app took only this much of the TEXT/BINARY content offered;
@@ -270,7 +279,7 @@ bool Bridge::handleAnswer() {
     std::size_t accepted = in_flight_content_;
     if (const http::Header* h = http::findHeader(response_.headers, "Content-Bytes-Accepted")) {
         if (!parseNumber(h->value, accepted) || accepted > in_flight_content_) {
-            fail("Content-Bytes-Accepted over what was offered: ", h->value);
+            failAnswer("Content-Bytes-Accepted over what was offered: ", h->value);
             return false;
         }
     }
@@ -306,6 +315,7 @@ bool Bridge::deliverEvents(std::size_t& offset) {
     bool ended = false;
     const char* problem = nullptr;
     const ParseResult r = parseEvents(std::string_view(response_body_).substr(offset), max_response_bytes_, [&](const Event& e) {
+        stats_.events_from_app.add();
         if (state_ != State::Open || !session_) return false;  // nobody to deliver to
         switch (e.type) {
             case EventType::Text:
@@ -339,13 +349,13 @@ bool Bridge::deliverEvents(std::size_t& offset) {
                 return true;
             case EventType::Close: {
                 const CloseContent close = closeContent(e);
-                state_ = State::Done;
+                setState(State::Done);
                 ended = true;
                 session_->close(close.code, close.reason);
                 return false;
             }
             case EventType::Disconnect:
-                state_ = State::Done;
+                setState(State::Done);
                 ended = true;
                 session_->disconnect("the app disconnected");
                 return false;
@@ -358,7 +368,7 @@ bool Bridge::deliverEvents(std::size_t& offset) {
     offset += r.consumed;
     if (ended) return false;
     if (r.error != ParseError::None || problem) {
-        fail("bad event stream: ", problem ? problem : std::string(bridge::toString(r.error)) + " at byte " + std::to_string(r.offset));
+        failAnswer("bad event stream: ", problem ? problem : std::string(bridge::toString(r.error)) + " at byte " + std::to_string(r.offset));
         return false;
     }
     if (session_) session_->flush();

@@ -72,7 +72,7 @@ void Bridge::applyControl(std::string_view json) {
             return;
         case ControlMessage::Type::Close:
             if (!session_) return;
-            state_ = State::Done;
+            setState(State::Done);
             session_->close(control->code, control->reason);
             return;
         case ControlMessage::Type::SetMeta:

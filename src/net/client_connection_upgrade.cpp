@@ -150,7 +150,8 @@ http::HeadAction ClientConnection::startBridge(const config::Route& route, const
     client.scheme = listener_->tls ? "https" : "http";
     client.client_hash = client_hash_;
     bridge_ = std::make_unique<bridge::Bridge>(static_cast<bridge::BridgeOwner&>(*this), worker_.loop(), *group, route, client,
-                                               worker_.pubsub(), handlers::gripChannels(snapshot_->config()));
+                                               worker_.pubsub(), handlers::gripChannels(snapshot_->config()),
+                                               snapshot_->routeStats(route).bridge);
     req_.upstream_name = route.upstream;
     state_ = State::Proxying;
     bridge_->start();  // from the loop: the answer cannot come back inside this call

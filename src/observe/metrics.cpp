@@ -2,6 +2,8 @@
 #include "portico/observe/metrics.h"
 
 #include <cstdio>
+#include <string_view>
+#include <utility>
 
 #include "observe/pubsub_metrics.h"
 #include "portico/core/json.h"
@@ -97,6 +99,9 @@ struct Totals {
         const char* mode = "none";
         std::uint64_t ws_open = 0, msg_in = 0, msg_out = 0, bytes_in = 0, bytes_out = 0;
         std::uint64_t closed_rate = 0, closed_lifetime = 0;
+        std::uint64_t bridge_requests = 0, bridge_to_app = 0, bridge_from_app = 0, bridge_failed_error = 0,
+                      bridge_failed_timeout = 0, bridge_failed_answer = 0, bridge_open = 0, bridge_paused = 0;
+        bool bridged() const { return std::string_view(mode) == "http"; }
     };
     struct Upstream {
         std::array<std::uint64_t, UpstreamStats::kBuckets.size()> buckets{};
@@ -185,6 +190,30 @@ std::string Metrics::renderPrometheus(const ProcessInfo& info) {
         out += "portico_websocket_limit_closes_total{route=\"" + escapeLabel(k) + "\",limit=\"rate\"} " + std::to_string(v.closed_rate) + "\n";
         out += "portico_websocket_limit_closes_total{route=\"" + escapeLabel(k) + "\",limit=\"lifetime\"} " + std::to_string(v.closed_lifetime) + "\n";
     }
+    // The bridge's families list the routes in mode http only.
+    metric("portico_bridge_requests_total", "counter", "Event requests the WebSocket-over-HTTP bridge sent to the app.");
+    for (auto& [k, v] : t.routes)
+        if (v.bridged()) out += "portico_bridge_requests_total{route=\"" + escapeLabel(k) + "\"} " + std::to_string(v.bridge_requests) + "\n";
+    metric("portico_bridge_events_total", "counter", "Bridge events per route and direction (to or from the app).");
+    for (auto& [k, v] : t.routes) {
+        if (!v.bridged()) continue;
+        out += "portico_bridge_events_total{route=\"" + escapeLabel(k) + "\",direction=\"to_app\"} " + std::to_string(v.bridge_to_app) + "\n";
+        out += "portico_bridge_events_total{route=\"" + escapeLabel(k) + "\",direction=\"from_app\"} " + std::to_string(v.bridge_from_app) + "\n";
+    }
+    metric("portico_bridge_request_failures_total", "counter", "Bridge requests that failed, by reason (error, timeout, answer).");
+    for (auto& [k, v] : t.routes) {
+        if (!v.bridged()) continue;
+        const std::pair<const char*, std::uint64_t> reasons[] = {
+            {"error", v.bridge_failed_error}, {"timeout", v.bridge_failed_timeout}, {"answer", v.bridge_failed_answer}};
+        for (const auto& [reason, n] : reasons)
+            out += "portico_bridge_request_failures_total{route=\"" + escapeLabel(k) + "\",reason=\"" + reason + "\"} " + std::to_string(n) + "\n";
+    }
+    metric("portico_bridge_websockets_open", "gauge", "Bridged WebSockets the app accepted whose client is connected.");
+    for (auto& [k, v] : t.routes)
+        if (v.bridged()) out += "portico_bridge_websockets_open{route=\"" + escapeLabel(k) + "\"} " + std::to_string(v.bridge_open) + "\n";
+    metric("portico_bridge_reading_paused_total", "counter", "Times max_batch_bytes of queued events paused reading a client.");
+    for (auto& [k, v] : t.routes)
+        if (v.bridged()) out += "portico_bridge_reading_paused_total{route=\"" + escapeLabel(k) + "\"} " + std::to_string(v.bridge_paused) + "\n";
     metric("portico_upstream_response_seconds", "histogram", "Upstream response time.");
     for (auto& [k, v] : t.upstreams) {
         std::uint64_t cumulative = 0;
@@ -260,7 +289,15 @@ std::string Metrics::renderJson(const ProcessInfo& info) {
                "},\"websocket\":{\"mode\":" + quote(v.mode) + ",\"open\":" + std::to_string(v.ws_open) + ",\"messages_in\":" + std::to_string(v.msg_in) +
                ",\"messages_out\":" + std::to_string(v.msg_out) + ",\"bytes_in\":" + std::to_string(v.bytes_in) +
                ",\"bytes_out\":" + std::to_string(v.bytes_out) + ",\"closed_by_rate\":" + std::to_string(v.closed_rate) +
-               ",\"closed_by_lifetime\":" + std::to_string(v.closed_lifetime) + "}}";
+               ",\"closed_by_lifetime\":" + std::to_string(v.closed_lifetime) + "}";
+        if (v.bridged()) {
+            out += ",\"bridge\":{\"requests\":" + std::to_string(v.bridge_requests) + ",\"events_to_app\":" +
+                   std::to_string(v.bridge_to_app) + ",\"events_from_app\":" + std::to_string(v.bridge_from_app) +
+                   ",\"failures\":{\"error\":" + std::to_string(v.bridge_failed_error) + ",\"timeout\":" +
+                   std::to_string(v.bridge_failed_timeout) + ",\"answer\":" + std::to_string(v.bridge_failed_answer) +
+                   "},\"open\":" + std::to_string(v.bridge_open) + ",\"reading_paused\":" + std::to_string(v.bridge_paused) + "}";
+        }
+        out += "}";
         first = false;
     }
     out += "},\"upstreams\":{";
@@ -320,6 +357,14 @@ Totals StatsReader::collect(const std::vector<std::unique_ptr<WorkerStats>>& wor
             o.bytes_out += s->ws_bytes_out.get();
             o.closed_rate += s->ws_closed_rate.get();
             o.closed_lifetime += s->ws_closed_lifetime.get();
+            o.bridge_requests += s->bridge.requests.get();
+            o.bridge_to_app += s->bridge.events_to_app.get();
+            o.bridge_from_app += s->bridge.events_from_app.get();
+            o.bridge_failed_error += s->bridge.failed_error.get();
+            o.bridge_failed_timeout += s->bridge.failed_timeout.get();
+            o.bridge_failed_answer += s->bridge.failed_answer.get();
+            o.bridge_open += s->bridge.open.get();
+            o.bridge_paused += s->bridge.reading_paused.get();
         }
         for (auto& [k, s] : w->upstreams_) {
             auto& o = t.upstreams[k];

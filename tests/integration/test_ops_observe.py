@@ -378,6 +378,83 @@ class Observability(WsTestCase):
             ws.expect_close()
         self.wait_metric(p, "portico_pubsub_subscribers", 0)
 
+    def test_metrics_follow_the_bridge(self):
+        # websocket: {mode: http}: requests and events each way, the three kinds of failure,
+        # bridged WebSockets open, reading paused by max_batch_bytes; the status JSON agrees.
+        from woh_backend import WohBackend
+
+        def app(req):
+            out = []
+            for typ, content in req.events:
+                if typ == "OPEN":
+                    out.append(("OPEN", None))
+                elif typ == "TEXT" and content == b"drop":
+                    return None  # the connection closes without an answer: an error
+                elif typ == "TEXT" and content == b"hang":
+                    time.sleep(3)  # past request_timeout
+                elif typ == "TEXT" and content == b"bad":
+                    return 200, [], b"NOPE\r\n"  # an unknown event type
+                elif typ == "TEXT":
+                    if content == b"slow":
+                        time.sleep(0.5)
+                    out.append(("TEXT", content[:10]))
+            return 200, [], out
+        woh = WohBackend(app).start()
+        self.addCleanup(woh.stop)
+        p = self.start_portico(make_config(
+            access="off",
+            routes=[{"path": "/metrics", "handler": "metrics"},
+                    {"path": "/status", "handler": "status"},
+                    {"path": "/chat/", "upstream": "woh",
+                     "websocket": {"mode": "http", "ping_interval": 0,
+                                   "http": {"request_timeout": "1s", "max_batch_bytes": "1KiB"}}}],
+            upstreams={"woh": {"servers": [woh.address]}}))
+        route = {"route": "*/chat/"}
+        m = self.scrape(p)
+        self.assertEqual(m.types.get("portico_bridge_requests_total"), "counter")
+        self.assertEqual(m.types.get("portico_bridge_websockets_open"), "gauge")
+        self.assertEqual(m.get("portico_bridge_requests_total", **route), 0, m.text)
+        a = self.ws_connect(p.port, "/chat/a")
+        m = self.wait_metric(p, "portico_bridge_websockets_open", 1, **route)
+        self.assertEqual(m.get("portico_bridge_requests_total", **route), 1)
+        self.assertEqual(m.get("portico_bridge_events_total", direction="to_app", **route), 1)
+        self.assertEqual(m.get("portico_bridge_events_total", direction="from_app", **route), 1)
+        a.send_text("hello")
+        self.assertEqual(a.recv_text(), "hello")
+        m = self.scrape(p)
+        self.assertEqual(m.get("portico_bridge_requests_total", **route), 2)
+        self.assertEqual(m.get("portico_bridge_events_total", direction="to_app", **route), 2)
+        self.assertEqual(m.get("portico_bridge_events_total", direction="from_app", **route), 2)
+        self.assertEqual(m.get("portico_bridge_reading_paused_total", **route), 0)
+        # While "slow" is answered, 4 KiB queue up: over max_batch_bytes, reading pauses.
+        a.send_text("slow")
+        for i in range(8):
+            a.send_text("%d" % i + "x" * 500)
+        self.assertEqual([a.recv_text(timeout=20) for _ in range(9)],
+                         ["slow"] + ["%d" % i + "x" * 9 for i in range(8)])
+        m = self.scrape(p)
+        self.assertGreaterEqual(m.get("portico_bridge_reading_paused_total", **route), 1, m.text)
+        for reason in ("error", "timeout", "answer"):
+            self.assertEqual(m.get("portico_bridge_request_failures_total", reason=reason, **route), 0)
+        # Each kind of failure closes its WebSocket 1011 and counts once.
+        for text, reason in (("drop", "error"), ("hang", "timeout"), ("bad", "answer")):
+            ws = self.ws_connect(p.port, "/chat/" + text)
+            ws.send_text(text)
+            self.assertEqual(ws.expect_close(timeout=10)[0], 1011, text)
+            self.wait_metric(p, "portico_bridge_request_failures_total", 1, reason=reason, **route)
+        m = self.wait_metric(p, "portico_bridge_websockets_open", 1, **route)
+        bridge = self.status(p)["routes"]["*/chat/"]["bridge"]
+        self.assertEqual(bridge["open"], 1)
+        self.assertEqual(bridge["failures"], {"error": 1, "timeout": 1, "answer": 1})
+        self.assertEqual(bridge["requests"], m.get("portico_bridge_requests_total", **route))
+        self.assertEqual(bridge["events_to_app"], m.get("portico_bridge_events_total", direction="to_app", **route))
+        self.assertEqual(bridge["reading_paused"], m.get("portico_bridge_reading_paused_total", **route))
+        a.send_close(1000)
+        a.expect_close()
+        self.wait_metric(p, "portico_bridge_websockets_open", 0, **route)
+        # Routes in other modes have no bridge series.
+        self.assertNotIn("bridge", self.status(p)["routes"].get("*/status", {}))
+
     def test_metrics_count_tls_handshakes(self):
         import tls_certs
         pki = tls_certs.TestPki(self.tmpdir())

@@ -52,6 +52,9 @@ namespace portico::handlers {
 class EndpointApp;
 class EndpointSession;
 }
+namespace portico::observe {
+struct BridgeStats;
+}
 
 namespace portico::bridge {
 
@@ -89,9 +92,11 @@ public:
     };
     static const char* toString(State state);
 
-    // GRIP subscriptions go to `hub` under the names of `channels` (handlers/pubsub.h).
+    // GRIP subscriptions go to `hub` under the names of `channels` (handlers/pubsub.h). `stats`
+    // (the route's, this worker's) must outlive the Bridge.
     Bridge(BridgeOwner& owner, net::EventLoop& loop, proxy::UpstreamGroup& group, const config::Route& route,
-           const BridgeClient& client, handlers::PubSubHub& hub, handlers::GripChannels channels);
+           const BridgeClient& client, handlers::PubSubHub& hub, handlers::GripChannels channels,
+           observe::BridgeStats& stats);
     ~Bridge();
     Bridge(const Bridge&) = delete;
     Bridge& operator=(const Bridge&) = delete;
@@ -122,6 +127,8 @@ private:
     void onClientPong(std::string_view payload);
     void onSessionClosed(handlers::EndpointSession& session);
 
+    // Every state change goes through here: it keeps the open gauge.
+    void setState(State next);
     void queueEvent(EventType type, std::string_view content);
     void dropUnsent();
     void scheduleSend();
@@ -135,6 +142,7 @@ private:
     bool applyAnswerHeaders();
     bool deliverEvents(std::size_t& offset);
     void fail(const char* what, const std::string& detail = {});
+    void failAnswer(const char* what, const std::string& detail = {});
     // GRIP (grip.h): an app's TEXT or BINARY event with GRIP on; a control message; publishes.
     void deliverGrip(bool text, std::string_view content);
     void applyControl(std::string_view json);
@@ -165,6 +173,7 @@ private:
     bool onResponseBody(const char* data, std::size_t length) override;
 
     BridgeOwner& owner_;
+    observe::BridgeStats& stats_;
     net::EventLoop& loop_;
     proxy::UpstreamGroup& group_;
     const config::Route& route_;
@@ -204,6 +213,7 @@ private:
     std::size_t offered_events_ = 0;  // queue_'s first events, sent at least once: what the
                                       // app did not accept waits for news or a keep-alive
     bool last_request_ = false;      // the request in flight carries CLOSE or DISCONNECT
+    bool answer_refused_ = false;    // onResponseBody refused an oversize answer (a bad answer)
 };
 
 }  // namespace portico::bridge

@@ -38,6 +38,18 @@ struct ListenerStats {
     Counter tls_failures;
 };
 
+// A `websocket: {mode: http}` route's bridge (bridge/bridge.h) at work.
+struct BridgeStats {
+    Counter requests;          // event requests sent to the app (OPEN, batches, keep-alives, last)
+    Counter events_to_app;     // events in those requests
+    Counter events_from_app;   // events in the app's answers
+    Counter failed_error;      // requests that failed: connect, reset, malformed HTTP, oversize
+    Counter failed_timeout;    // no answer within request_timeout (504 before the 101, 1011 after)
+    Counter failed_answer;     // answers that ended the WebSocket: a status, a malformed stream
+    Counter open;              // gauge: bridged WebSockets accepted by the app, client connected
+    Counter reading_paused;    // times max_batch_bytes of queued events paused reading the client
+};
+
 struct RouteStats {
     std::array<Counter, 6> requests;  // by status class: [1] 1xx ... [5] 5xx, [0] other
     // What upgraded connections on this route are: "tunnel", "frames", "echo", "pubsub" or
@@ -53,6 +65,7 @@ struct RouteStats {
     Counter ws_bytes_out;
     Counter ws_closed_rate;      // sessions closed 1008 for websocket.rate
     Counter ws_closed_lifetime;  // sessions closed for websocket.max_lifetime
+    BridgeStats bridge;          // websocket.mode http only
 };
 
 struct UpstreamStats {
