@@ -99,7 +99,8 @@ Bridge::Bridge(BridgeOwner& owner, net::EventLoop& loop, proxy::UpstreamGroup& g
       keepalive_timer_(event_new(loop.base(), -1, 0, &Bridge::onKeepAlive, this)),
       hub_(hub),
       channels_(channels),
-      client_keepalive_timer_(event_new(loop.base(), -1, 0, &Bridge::onClientKeepAlive, this)) {
+      client_keepalive_timer_(event_new(loop.base(), -1, 0, &Bridge::onClientKeepAlive, this)),
+      delayed_timer_(event_new(loop.base(), -1, 0, &Bridge::onDelayed, this)) {
     for (const http::Header& h : client.handshake->headers)
         if (!isPrivateHeader(h.name)) forwarded_.push_back(h);
 }
@@ -132,6 +133,7 @@ void Bridge::abort() {
     event_del(send_event_.get());
     event_del(keepalive_timer_.get());
     event_del(client_keepalive_timer_.get());
+    event_del(delayed_timer_.get());
     if (exchange_) {
         exchange_->abort();
         loop_.deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
@@ -170,6 +172,7 @@ void Bridge::onSessionClosed(handlers::EndpointSession& session) {
     unsubscribeAll();
     event_del(keepalive_timer_.get());
     event_del(client_keepalive_timer_.get());
+    event_del(delayed_timer_.get());
     if (state_ != State::Open) return;  // the bridge closed it (the app's CLOSE, or a failure)
     if (detached_) {
         setState(State::Done);  // GRIP detach: the app asked to hear nothing more

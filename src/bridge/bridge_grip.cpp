@@ -67,8 +67,14 @@ void Bridge::applyControl(std::string_view json) {
             if (!control->content.empty() || control->message_type == ControlMessage::MessageType::Ping ||
                 control->message_type == ControlMessage::MessageType::Pong) {
                 client_keepalive_ = *control;
-                sentToClient();  // arms the timer
+                armClientKeepAlive();
             }
+            return;
+        case ControlMessage::Type::SendDelayed:
+            sendDelayed(*control);
+            return;
+        case ControlMessage::Type::FlushDelayed:
+            flushDelayed();
             return;
         case ControlMessage::Type::Close:
             if (!session_) return;

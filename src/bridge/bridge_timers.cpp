@@ -29,27 +29,55 @@ void Bridge::onKeepAlive(int, short, void* arg) {
     if (self->state_ == State::Open && !self->exchange_ && !self->detached_) self->sendRequest();
 }
 
-// GRIP keep-alive: after `timeout` seconds without a message to the client, send it one.
+// GRIP keep-alive, mode "idle": after `timeout` seconds without a message to the client, send it
+// one. Mode "interval" sends it every `timeout` seconds whatever else goes out.
 void Bridge::sentToClient() {
-    if (client_keepalive_) net::addTimer(loop_, client_keepalive_timer_.get(), std::chrono::seconds(client_keepalive_->timeout));
+    if (client_keepalive_ && !client_keepalive_->interval) armClientKeepAlive();
+}
+
+void Bridge::armClientKeepAlive() {
+    net::addTimer(loop_, client_keepalive_timer_.get(), std::chrono::seconds(client_keepalive_->timeout));
 }
 
 void Bridge::onClientKeepAlive(int, short, void* arg) {
     auto* self = static_cast<Bridge*>(arg);
     if (!self->session_ || !self->client_keepalive_) return;
-    const ControlMessage& k = *self->client_keepalive_;
-    switch (k.message_type) {
-        case ControlMessage::MessageType::Text: self->session_->sendText(k.content); break;
-        case ControlMessage::MessageType::Binary: self->session_->sendBinary(k.content); break;
-        case ControlMessage::MessageType::Ping:
-            self->session_->sendPing(std::string_view(k.content).substr(0, kMaxControlBytes));
-            break;
-        case ControlMessage::MessageType::Pong:
-            self->session_->sendPong(std::string_view(k.content).substr(0, kMaxControlBytes));
-            break;
-    }
+    self->sendControlContent(*self->client_keepalive_);
     self->session_->flush();
-    self->sentToClient();
+    self->armClientKeepAlive();
+}
+
+// As Pushpin: a new send-delayed sends the one still held first; flush-delayed sends it now.
+void Bridge::sendDelayed(const ControlMessage& message) {
+    flushDelayed();
+    delayed_ = message;
+    net::addTimer(loop_, delayed_timer_.get(), std::chrono::seconds(message.timeout));
+}
+
+void Bridge::flushDelayed() {
+    if (!delayed_) return;
+    event_del(delayed_timer_.get());
+    const ControlMessage message = std::move(*delayed_);
+    delayed_.reset();
+    if (!session_) return;
+    sendControlContent(message);
+    sentToClient();
+}
+
+void Bridge::onDelayed(int, short, void* arg) {
+    auto* self = static_cast<Bridge*>(arg);
+    self->flushDelayed();
+    if (self->session_) self->session_->flush();
+}
+
+void Bridge::sendControlContent(const ControlMessage& message) {
+    const std::string_view content = message.content;
+    switch (message.message_type) {
+        case ControlMessage::MessageType::Text: session_->sendText(content); break;
+        case ControlMessage::MessageType::Binary: session_->sendBinary(content); break;
+        case ControlMessage::MessageType::Ping: session_->sendPing(content.substr(0, kMaxControlBytes)); break;
+        case ControlMessage::MessageType::Pong: session_->sendPong(content.substr(0, kMaxControlBytes)); break;
+    }
 }
 
 }  // namespace portico::bridge

@@ -92,8 +92,10 @@ std::optional<ControlMessage> parseControlMessage(std::string_view json, std::st
         }
         m.name = *name;
         if (const std::string* value = parsed->findString("value")) m.value = *value;
-    } else if (*type == "keep-alive") {
-        m.type = ControlMessage::Type::KeepAlive;
+    } else if (*type == "keep-alive" || *type == "send-delayed") {
+        // Both carry a message for the client: content or content-bin, message-type, timeout.
+        const bool keep_alive = *type == "keep-alive";
+        m.type = keep_alive ? ControlMessage::Type::KeepAlive : ControlMessage::Type::SendDelayed;
         if (const std::string* bin = parsed->findString("content-bin")) {
             auto decoded = core::base64Decode(*bin);
             if (!decoded) {
@@ -115,15 +117,22 @@ std::optional<ControlMessage> parseControlMessage(std::string_view json, std::st
                 return std::nullopt;
             }
         }
-        m.timeout = 30;  // Pushpin's default
+        // Pushpin 1.36's defaults (handler/engine.cpp): 55 s for keep-alive, 1 s for
+        // send-delayed; 0 means the default there too.
+        m.timeout = keep_alive ? kKeepAliveDefaultSeconds : kSendDelayedDefaultSeconds;
         if (const core::JsonValue* timeout = parsed->find("timeout")) {
-            if (!timeout->isNumber() || timeout->number < 1 || timeout->number > 86400 ||
+            if (!timeout->isNumber() || timeout->number < 0 || timeout->number > 86400 ||
                 timeout->number != std::floor(timeout->number)) {
-                error = "\"timeout\" is not a whole number of seconds (1..86400)";
+                error = "\"timeout\" is not a whole number of seconds (0..86400)";
                 return std::nullopt;
             }
-            m.timeout = static_cast<unsigned>(timeout->number);
+            if (timeout->number > 0) m.timeout = static_cast<unsigned>(timeout->number);
         }
+        // Pushpin: "interval" sends the keep-alive every `timeout` seconds; anything else is
+        // "idle" (after `timeout` seconds without a message to the client).
+        if (const std::string* mode = parsed->findString("mode")) m.interval = keep_alive && *mode == "interval";
+    } else if (*type == "flush-delayed") {
+        m.type = ControlMessage::Type::FlushDelayed;
     } else if (*type == "close") {
         m.type = ControlMessage::Type::Close;
         if (const core::JsonValue* code = parsed->find("code")) {

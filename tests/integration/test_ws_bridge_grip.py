@@ -179,6 +179,44 @@ class Grip(PorticoTestCase):
         code, reason = ws.expect_close()
         self.assertEqual((code, reason), (4003, b"done"))
 
+    def test_send_delayed_flush_delayed_and_interval_keep_alive(self):
+        self.start()
+        ws = self.connect()
+        ws.recv_text()
+        # send-delayed: held for `timeout` seconds, then sent as is (no prefix).
+        t0 = time.monotonic()
+        ws.send_text('cmd:{"type":"send-delayed","content":"late","timeout":1}')
+        self.assertEqual(ws.recv_text(), 'done {"type":"send-delayed","content":"late","timeout":1}')
+        self.assertEqual(ws.recv_text(timeout=5), "late")
+        self.assertGreater(time.monotonic() - t0, 0.7)
+        # flush-delayed sends the held message at once; a second send-delayed flushes the first.
+        ws.send_text('cmd:{"type":"send-delayed","content":"first","timeout":60}')
+        ws.recv_text()
+        ws.send_text('cmd:{"type":"send-delayed","content":"second","timeout":60}')
+        self.assertEqual(ws.recv_text(), "first")
+        ws.recv_text()
+        t0 = time.monotonic()
+        ws.send_text('cmd:{"type":"flush-delayed"}')
+        self.assertEqual(ws.recv_text(), "second")
+        self.assertEqual(ws.recv_text(), 'done {"type":"flush-delayed"}')
+        self.assertLess(time.monotonic() - t0, 5)
+        # keep-alive in "interval" mode comes every second even while a message goes to the
+        # client every 0.3 s (which would keep an "idle" one from ever firing).
+        ws.send_text('cmd:{"type":"keep-alive","content":"tick","timeout":1,"mode":"interval"}')
+        ws.recv_text()
+        t0 = time.monotonic()
+        ticks = 0
+        while time.monotonic() - t0 < 2.6:
+            ws.send_text("busy")
+            while True:
+                got = ws.recv_text(timeout=5)
+                if got == "echo:busy":
+                    break
+                self.assertEqual(got, "tick")
+                ticks += 1
+            time.sleep(0.3)
+        self.assertGreaterEqual(ticks, 2, "an interval keep-alive is not pushed back by traffic")
+
     def test_grip_sig_on_every_request(self):
         self.start()
         ws = self.connect()

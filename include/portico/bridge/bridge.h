@@ -154,7 +154,14 @@ private:
     void deliver(const pubsub::Message& message, handlers::MessageFrames& frames) override;
     void catchUp() override;
     void sentToClient();
+    void armClientKeepAlive();
     static void onClientKeepAlive(int, short, void* arg);
+    // GRIP send-delayed / flush-delayed: one message held for the client at a time.
+    void sendDelayed(const ControlMessage& message);
+    void flushDelayed();
+    static void onDelayed(int, short, void* arg);
+    // Sends a keep-alive's or a delayed message's content as its message-type says.
+    void sendControlContent(const ControlMessage& message);
     void updateReading();
     bool hasUnoffered() const { return queue_.size() > offered_events_; }
     void done();
@@ -207,6 +214,8 @@ private:
     core::AliveToken alive_ = core::makeAliveToken();  // weakly held by the backplane's callbacks
     std::optional<ControlMessage> client_keepalive_;  // GRIP keep-alive: what to send on silence
     core::EventPtr client_keepalive_timer_;
+    std::optional<ControlMessage> delayed_;      // GRIP send-delayed: sent when delayed_timer_ fires
+    core::EventPtr delayed_timer_;
     bool detached_ = false;                      // GRIP detach: the app hears nothing more
     State state_ = State::Opening;
     bool holding_reading_ = false;   // the queue is full: the client is not read

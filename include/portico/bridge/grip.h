@@ -9,7 +9,10 @@
 //                   "m:"; `grip; message-prefix=""` sends everything not "c:" as is);
 //   anything else   dropped (a BINARY event follows the same PREFIX rule).
 // Control messages: subscribe/unsubscribe {channel}, detach, keep-alive {content | content-bin,
-// message-type, timeout}, close {code, reason}, set-meta {name, value}.
+// message-type, timeout, mode}, send-delayed {content | content-bin, message-type, timeout},
+// flush-delayed, close {code, reason}, set-meta {name, value}. Pushpin's `session` (an id for
+// its per-session last-message-id store, which Portico's publish API does not have) is refused
+// as unsupported.
 
 #include <cstdint>
 #include <optional>
@@ -30,21 +33,28 @@ inline constexpr std::string_view kControlPrefix = "c:";
 inline constexpr std::size_t kMaxChannelBytes = 200;
 
 struct ControlMessage {
-    enum class Type { Subscribe, Unsubscribe, Detach, KeepAlive, Close, SetMeta };
+    enum class Type { Subscribe, Unsubscribe, Detach, KeepAlive, SendDelayed, FlushDelayed, Close, SetMeta };
     enum class MessageType { Text, Binary, Ping, Pong };
     Type type = Type::Subscribe;
     std::string channel;                        // subscribe, unsubscribe
     std::string name;                           // set-meta
     std::string value;                          // set-meta ("" removes)
-    std::string content;                        // keep-alive (content-bin decoded); "" = off
-    MessageType message_type = MessageType::Text;  // keep-alive
-    unsigned timeout = 0;                       // keep-alive: seconds of silence towards the client
+    std::string content;                        // keep-alive, send-delayed (content-bin decoded);
+                                                // keep-alive: "" = off
+    MessageType message_type = MessageType::Text;  // keep-alive, send-delayed
+    unsigned timeout = 0;                       // keep-alive: seconds of silence towards the
+                                                // client; send-delayed: seconds until it is sent
+    bool interval = false;                      // keep-alive "mode": "interval" (not "idle")
     std::uint16_t code = 0;                     // close; 0 = none
     std::string reason;                         // close
 };
 
+// Pushpin 1.36's default timeouts (seconds) when a control message gives none (or 0).
+inline constexpr unsigned kKeepAliveDefaultSeconds = 55;
+inline constexpr unsigned kSendDelayedDefaultSeconds = 1;
+
 // Parses the JSON after "c:". nullopt with `error` set when it is malformed or of an unknown
-// type (Pushpin's session, send-delayed and flush-delayed are reported as unsupported).
+// type (Pushpin's session is reported as unsupported).
 std::optional<ControlMessage> parseControlMessage(std::string_view json, std::string& error);
 
 }  // namespace portico::bridge

@@ -34,7 +34,19 @@ TEST_CASE("grip control messages: the types Pushpin reads", "[bridge][grip]") {
     CHECK(ka->content == std::string("\x00\x01", 2));
     CHECK(ka->message_type == ControlMessage::MessageType::Binary);
     CHECK(ka->timeout == 5);
-    CHECK(parseControlMessage(R"({"type":"keep-alive","content":"x"})", error)->timeout == 30);
+    // Pushpin 1.36's defaults: 55 s for keep-alive (also for 0), mode idle unless "interval".
+    CHECK(parseControlMessage(R"({"type":"keep-alive","content":"x"})", error)->timeout == 55);
+    CHECK(parseControlMessage(R"({"type":"keep-alive","content":"x","timeout":0})", error)->timeout == 55);
+    CHECK_FALSE(parseControlMessage(R"({"type":"keep-alive","content":"x"})", error)->interval);
+    CHECK_FALSE(parseControlMessage(R"({"type":"keep-alive","content":"x","mode":"idle"})", error)->interval);
+    CHECK(parseControlMessage(R"({"type":"keep-alive","content":"x","mode":"interval"})", error)->interval);
+    auto delayed = parseControlMessage(R"({"type":"send-delayed","content":"later","message-type":"pong"})", error);
+    REQUIRE(delayed);
+    CHECK(delayed->type == ControlMessage::Type::SendDelayed);
+    CHECK((delayed->content == "later" && delayed->message_type == ControlMessage::MessageType::Pong));
+    CHECK(delayed->timeout == 1);  // Pushpin's default for send-delayed
+    CHECK(parseControlMessage(R"({"type":"send-delayed","content":"x","timeout":3})", error)->timeout == 3);
+    CHECK(parseControlMessage(R"({"type":"flush-delayed"})", error)->type == ControlMessage::Type::FlushDelayed);
     auto close = parseControlMessage(R"({"type":"close","code":4000,"reason":"bye"})", error);
     REQUIRE(close);
     CHECK((close->code == 4000 && close->reason == "bye"));
@@ -44,7 +56,8 @@ TEST_CASE("grip control messages: malformed ones are refused with a reason", "[b
     for (const char* bad : {"", "[]", "{}", R"({"type":1})", R"({"type":"subscribe"})",
                             R"({"type":"subscribe","channel":""})", R"({"type":"subscribe","channel":"a\nb"})",
                             R"({"type":"set-meta","name":"a b"})", R"({"type":"keep-alive","content-bin":"!"})",
-                            R"({"type":"keep-alive","timeout":0})", R"({"type":"keep-alive","message-type":"x"})",
+                            R"({"type":"keep-alive","timeout":-1})", R"({"type":"keep-alive","message-type":"x"})",
+                            R"({"type":"send-delayed","timeout":1.5})", R"({"type":"send-delayed","content-bin":"!"})",
                             R"({"type":"close","code":1005})", R"({"type":"session","id":"x"})", R"({"type":"nope"})"}) {
         INFO(bad);
         std::string error;
