@@ -9,6 +9,8 @@ rewritten): one HTTP request and one WebSocket message go through Portico to the
                        gets a clean close although the app writes an HTTP response after it
     tls-sni            two certificates chosen by SNI, and the HTTP-to-HTTPS redirect
     pubsub-push        pub/sub pushed by one POST from a script (publish.py)
+    django-bridge      a plain Django view under gunicorn (2 sync workers) behind `mode: http`
+    express-bridge     Express with serve-grip behind `mode: http`, publishing with the Publisher
 """
 
 import json
@@ -24,11 +26,13 @@ import backends
 import tls_certs
 import ws_client
 from portico_harness import main, run_portico, source_dir, slow_factor
-from ws_peers import (NODE, PEERS_DIR, PYTHON, PeerProcess, WsTestCase, node_available,
-                      py_connect, py_run, wait_for)
+from ws_peers import (NODE, PEERS_DIR, PYTHON, PeerProcess, WsTestCase, grip_app_available,
+                      link_peer_modules, node_available, py_connect, py_run, wait_for)
 
 EXAMPLES = os.path.join(source_dir(), "conf", "examples")
-NAMES = ("django-channels", "express-ws", "django-dwebsocket", "tls-sni", "pubsub-push")
+NAMES = ("django-channels", "express-ws", "django-dwebsocket", "tls-sni", "pubsub-push", "django-bridge",
+         "express-bridge")
+GUNICORN = shutil.which("gunicorn") or "/usr/bin/gunicorn"
 # The ports the examples are written with: Portico on 8080 (and 8443), the app on 8000.
 PORTICO_HTTP, PORTICO_HTTPS, APP = 8080, 8443, 8000
 
@@ -174,6 +178,45 @@ class ExamplesTest(WsTestCase):
         self.assertEqual(ws.recv_frame().opcode, ws_client.OP_CLOSE)
         with self.assertRaises(ws_client.WsProtocolError):
             ws.read_until_eof(timeout=10 * slow_factor())
+
+    def bridge_chat(self, port, path, greeting, exchanges):
+        """Two WebSockets on `path`: the first `greeting` each gets (None: none), then each
+        (text, answers) of `exchanges` sent by the first, which gets `answers` (any order),
+        the other getting what is not a reply to it (a broadcast)."""
+        a, b = (self.ws_connect(port, path) for _ in range(2))
+        if greeting is not None:
+            self.assertTrue(a.recv_text().startswith(greeting))
+            self.assertTrue(b.recv_text().startswith(greeting))
+        for text, answers, broadcast in exchanges:
+            a.send_text(text)
+            self.assertEqual(sorted(a.recv_text() for _ in answers), sorted(answers), text)
+            if broadcast is not None:
+                self.assertEqual(b.recv_text(), broadcast)
+        a.send_close(1000)
+        self.assertEqual(a.expect_close()[0], 1000)
+
+    @unittest.skipUnless(os.path.exists(GUNICORN), "Debian gunicorn missing")
+    def test_django_bridge_under_gunicorn(self):
+        folder = self.copy_example("django-bridge")
+        portico_port = backends.free_port()
+        app = self.start_app([GUNICORN, "-w", "2", "-k", "sync", "-b", "127.0.0.1:0", "app:application"],
+                             folder, "gunicorn",
+                             env={"PORTICO_PUBLISH": "http://127.0.0.1:%d/publish/" % portico_port})
+        p = self.start_example(folder, {PORTICO_HTTP: portico_port, APP: app.port})
+        self.bridge_chat(p.port, "/chat/", None, [("hello", ["you said hello"], None),
+                                                  ("broadcast:hi all", ["sent", "hi all"], "hi all")])
+
+    def test_express_bridge_with_serve_grip(self):
+        if not grip_app_available():
+            raise unittest.SkipTest("node or tests/peers' @fanoutio packages missing")
+        folder = self.copy_example("express-bridge")
+        link_peer_modules(folder)  # what `npm install` would put there
+        portico_port = backends.free_port()
+        app = self.start_app([NODE, "app.mjs"], folder, "express app",
+                             env={"PORT": "0", "GRIP_URL": "http://127.0.0.1:%d/?iss=app&key=change-me" % portico_port})
+        p = self.start_example(folder, {PORTICO_HTTP: portico_port, APP: app.port})
+        self.bridge_chat(p.port, "/chat", "welcome", [("hello", ["echo:hello"], None),
+                                                      ("pub:hi room", ["published", "hi room"], "hi room")])
 
     def test_tls_sni_two_certificates_and_redirect(self):
         folder = self.copy_example("tls-sni")

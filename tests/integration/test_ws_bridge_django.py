@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Issue 9's headline: a plain Django view under gunicorn with 2 sync workers serves 1,000 open
-WebSockets through Portico's `websocket: {mode: http}` (tests/peers/django_bridge/chat_app.py).
+WebSockets through Portico's `websocket: {mode: http}` (conf/examples/django-bridge/app.py).
 The 1,000 handshakes arrive as one burst and queue for the app instead of failing; every
 socket gets its answer; one broadcast (the view publishing to Portico's `handler: publish`)
 reaches all of them; the app hears every CLOSE."""
@@ -15,11 +15,12 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from portico_harness import PorticoTestCase, main, make_config, slow_factor  # noqa: E402
+from portico_harness import PorticoTestCase, main, make_config, slow_factor, source_dir  # noqa: E402
 from ws_client import WsConnection  # noqa: E402
-from ws_peers import PEERS_DIR, PeerProcess, connect_many, raise_nofile  # noqa: E402
+from ws_peers import PeerProcess, connect_many, raise_nofile  # noqa: E402
 
 GUNICORN = shutil.which("gunicorn") or "/usr/bin/gunicorn"
+EXAMPLE = os.path.join(source_dir(), "conf", "examples", "django-bridge")
 TOKEN = "django-token"
 SOCKETS = 1000
 
@@ -60,8 +61,8 @@ class DjangoUnderGunicorn(PorticoTestCase):
         env = {"PORTICO_PUBLISH": "http://127.0.0.1:%d/publish/" % self.p.port, "PUBLISH_TOKEN": TOKEN,
                "PYTHONDONTWRITEBYTECODE": "1"}
         app = PeerProcess([GUNICORN, "-w", "2", "-k", "sync", "-b", "127.0.0.1:%d" % app_port, "--backlog", "2048",
-                           "--chdir", os.path.join(PEERS_DIR, "django_bridge"), "chat_app:application"],
-                          cwd=PEERS_DIR, env=env, name="gunicorn")
+                           "--chdir", EXAMPLE, "app:application"],
+                          cwd=EXAMPLE, env=env, name="gunicorn")
         app.proc = subprocess.Popen(app.argv, cwd=app.cwd, env=app.env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, start_new_session=True)
         self.addCleanup(app.stop)

@@ -2,7 +2,8 @@
 """The bridge with the real GRIP libraries: an Express app using @fanoutio/serve-grip (npm)
 handles WebSocket-over-HTTP behind Portico's `websocket: {mode: http}`, checks the gateway's
 Grip-Sig (isSigned), subscribes through a control message, and publishes with @fanoutio/grip's
-Publisher to Portico's `handler: publish` (JWT auth from the GRIP URL's iss and key)."""
+Publisher to Portico's `handler: publish` (JWT auth from the GRIP URL's iss and key). The app is
+conf/examples/express-bridge/app.mjs."""
 
 import os
 import socket
@@ -13,7 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from http_client import http_request  # noqa: E402
 from portico_harness import PorticoTestCase, main, make_config, slow_factor  # noqa: E402
 from ws_client import HandshakeError, WsConnection  # noqa: E402
-from ws_peers import NODE, PEERS_DIR, PeerProcess, node_available  # noqa: E402
+from ws_peers import grip_app_available, start_grip_app  # noqa: E402
 
 import unittest  # noqa: E402
 
@@ -28,8 +29,7 @@ def free_port():
     return port
 
 
-@unittest.skipUnless(node_available() and os.path.isdir(os.path.join(PEERS_DIR, "node_modules", "@fanoutio")),
-                     "node or @fanoutio packages missing (npm ci in tests/peers)")
+@unittest.skipUnless(grip_app_available(), "node or @fanoutio packages missing (npm ci in tests/peers)")
 class ServeGripApp(PorticoTestCase):
     test_timeout = 120
 
@@ -43,11 +43,7 @@ class ServeGripApp(PorticoTestCase):
             routes=[{"path": "/publish/", "handler": "publish", "publish": {"jwt_key": SECRET, "iss": "app"}},
                     {"path": "/", "upstream": "app",
                      "websocket": {"mode": "http", "ping_interval": 0, "http": http}}]))
-        env = {"GRIP_URL": "http://127.0.0.1:%d/?iss=app&key=%s" % (self.p.port, SECRET)}
-        self.app = PeerProcess([NODE, os.path.join(PEERS_DIR, "grip_express_app.mjs"), "--port", str(app_port)],
-                               cwd=PEERS_DIR, env=env, name="serve-grip app")
-        self.addCleanup(self.app.stop)
-        self.app.start()
+        self.app = start_grip_app(self, "http://127.0.0.1:%d/?iss=app&key=%s" % (self.p.port, SECRET), app_port)
 
     def connect(self):
         ws = WsConnection.connect(self.p.port, "/chat", timeout=10 * slow_factor(),

@@ -56,7 +56,8 @@ BACKEND_KINDS = ("node", "django", "python")
 _LISTEN_RES = (re.compile(r"listening on ([\d.]+):(\d+)", re.I),
                re.compile(r"Listening on TCP address ([\d.]+):(\d+)"),  # daphne
                # Django's runserver (printed just before it binds: poll the port too)
-               re.compile(r"Starting development server at http://([\d.]+):(\d+)/"))
+               re.compile(r"Starting development server at http://([\d.]+):(\d+)/"),
+               re.compile(r"Listening at: http://([\d.]+):(\d+)"))  # gunicorn
 
 
 class TestTimeout(Exception):
@@ -72,6 +73,35 @@ def wait_for(pred, timeout=5.0, interval=0.02):
         if v or time.monotonic() > deadline:
             return v
         time.sleep(interval)
+
+
+# conf/examples/express-bridge: the serve-grip app the bridge's tests and the demo page run.
+GRIP_APP_DIR = os.path.join(portico_harness.source_dir(), "conf", "examples", "express-bridge")
+
+
+def grip_app_available():
+    return os.path.exists(NODE) and os.path.isdir(os.path.join(PEERS_DIR, "node_modules", "@fanoutio"))
+
+
+def link_peer_modules(folder):
+    """Makes tests/peers' node_modules visible from `folder`: ES modules resolve packages from
+    their own folder up, never through NODE_PATH."""
+    link = os.path.join(folder, "node_modules")
+    if not os.path.exists(link):
+        os.symlink(os.path.join(PEERS_DIR, "node_modules"), link)
+
+
+def start_grip_app(testcase, grip_url, port=0):
+    """Runs conf/examples/express-bridge/app.mjs (copied to a temporary folder next to a link to
+    tests/peers/node_modules) on `port` (0: any) with GRIP_URL; stopped on cleanup."""
+    folder = testcase.tmpdir()
+    shutil.copy(os.path.join(GRIP_APP_DIR, "app.mjs"), folder)
+    shutil.copy(os.path.join(GRIP_APP_DIR, "package.json"), folder)  # "type": "module"
+    link_peer_modules(folder)
+    app = PeerProcess([NODE, "app.mjs"], cwd=folder, env={"PORT": str(port), "GRIP_URL": grip_url},
+                      name="serve-grip app")
+    testcase.addCleanup(app.stop)
+    return app.start()
 
 
 def node_available():

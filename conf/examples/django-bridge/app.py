@@ -1,13 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A plain Django view under gunicorn (sync workers) handling WebSocket-over-HTTP by hand: the
-dwebsocket-style chat of issue 9, without holding a socket. Run:
+"""The dwebsocket-style chat as a plain Django view under gunicorn's sync workers: Portico holds
+every WebSocket (`websocket: {mode: http}`) and hands the view each socket's events as an
+ordinary POST (Pushpin's WebSocket-over-HTTP), so no worker waits on any socket and 2 workers
+serve a thousand. The view parses and writes the event format itself. Run from this folder:
 
-    PORTICO_PUBLISH=http://127.0.0.1:PORT/publish/ PUBLISH_TOKEN=... \\
-        gunicorn -w 2 -k sync -b 127.0.0.1:8000 --chdir tests/peers/django_bridge chat_app:application
+    gunicorn -w 2 -k sync -b 127.0.0.1:8000 app:application
 
-OPEN: accept, turn GRIP on and subscribe the WebSocket to "all". TEXT "broadcast:<text>":
-publish <text> to "all" through Portico's publish API (every open WebSocket gets it); any other
-TEXT is answered "you said <text>". CLOSE is answered with CLOSE.
+OPEN: accept, turn GRIP on and subscribe the WebSocket to the channel "all". TEXT
+"broadcast:<text>": publish <text> to "all" through Portico's publish API (every open
+WebSocket gets it) and answer "sent"; any other TEXT is answered "you said <text>". CLOSE is
+answered with CLOSE. PORTICO_PUBLISH (http://127.0.0.1:8080/publish/) and PUBLISH_TOKEN
+(change-me) name portico.yaml's `handler: publish` route and its token.
 """
 
 import json
@@ -16,7 +19,10 @@ import urllib.request
 
 from django.conf import settings
 
-settings.configure(DEBUG=False, ROOT_URLCONF=__name__, SECRET_KEY="bridge-test", ALLOWED_HOSTS=["*"],
+PUBLISH_URL = os.environ.get("PORTICO_PUBLISH", "http://127.0.0.1:8080/publish/")
+PUBLISH_TOKEN = os.environ.get("PUBLISH_TOKEN", "change-me")
+
+settings.configure(DEBUG=False, ROOT_URLCONF=__name__, SECRET_KEY="example-only", ALLOWED_HOSTS=["*"],
                    DATABASES={}, INSTALLED_APPS=[], MIDDLEWARE=[])
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
@@ -26,6 +32,7 @@ from django.urls import path  # noqa: E402
 EVENTS = "application/websocket-events"
 
 
+# The event format: "TYPE HEXLEN\r\nCONTENT\r\n", or "TYPE\r\n" without content.
 def parse_events(body):
     events, at = [], 0
     while at < len(body):
@@ -54,8 +61,8 @@ def encode_events(events):
 
 def publish(channel, text):
     body = json.dumps({"items": [{"channel": channel, "formats": {"ws-message": {"content": text}}}]}).encode()
-    req = urllib.request.Request(os.environ["PORTICO_PUBLISH"], data=body, method="POST", headers={
-        "Content-Type": "application/json", "Authorization": "Bearer " + os.environ["PUBLISH_TOKEN"]})
+    req = urllib.request.Request(PUBLISH_URL, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Authorization": "Bearer " + PUBLISH_TOKEN})
     urllib.request.urlopen(req, timeout=10).read()
 
 

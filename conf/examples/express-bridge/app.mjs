@@ -1,19 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
 // An Express app using @fanoutio/serve-grip for WebSocket-over-HTTP and @fanoutio/grip's
-// Publisher, exactly as their READMEs show: the peer for tests/integration/test_ws_bridge_express.py.
+// Publisher, exactly as their READMEs show (README.md in this folder). Portico holds each
+// WebSocket (`websocket: {mode: http}`) and POSTs its events to /chat; serve-grip's wsContext
+// reads them and writes the answer. Run from this folder:
 //
-//   GRIP_URL=http://127.0.0.1:PORTICO/?iss=app&key=SECRET node grip_express_app.mjs --port P
+//   node app.mjs                  (PORT, default 8000; GRIP_URL, default below)
 //
-// POST /chat (through Portico's bridge): accepts the WebSocket only for signed requests
-// (Grip-Sig), subscribes it to "room" and greets it; "pub:<text>" publishes <text> to "room"
-// with the Publisher (Portico's handler: publish); anything else is echoed with send().
-// "close" closes the WebSocket from the app.
+// GRIP_URL names Portico and the key shared with it: the Publisher POSTs to GRIP_URL's
+// /publish/ (portico.yaml's `handler: publish`) with an HS256 JWT signed with the key (iss
+// "app"), and Grip-Sig on Portico's requests must be signed with the same key (sig_key).
+// serve-grip checks Grip-Sig with a JWT GRIP_URL's key (a key without iss is sent as a Bearer
+// token and checks nothing unless the URL adds verify-key=).
+//
+// POST /chat: accepts the WebSocket only for signed requests (Grip-Sig), subscribes it to
+// "room" and greets it; "pub:<text>" publishes <text> to "room" with the Publisher (every
+// socket in the room gets it); anything else is echoed with send(); "close" closes the
+// WebSocket from the app (code 4000). The tests (tests/integration/test_ws_bridge_express.py,
+// test_demo_browser.py, test_examples.py) run this file.
 import express from 'express';
 import { ServeGrip } from '@fanoutio/serve-grip';
 import { WebSocketMessageFormat } from '@fanoutio/grip';
 
-const portArg = process.argv.indexOf('--port');
-const port = portArg > 0 ? Number(process.argv[portArg + 1]) : 0;
-const serveGrip = new ServeGrip({ grip: process.env.GRIP_URL });
+const port = Number(process.env.PORT ?? 8000);
+const serveGrip = new ServeGrip({ grip: process.env.GRIP_URL ?? 'http://127.0.0.1:8080/?iss=app&key=change-me' });
 
 const app = express();
 app.use(serveGrip);
