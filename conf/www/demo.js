@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Portico demo page: a health check, the built-in `echo` WebSocket endpoint and a chat room on
-// the built-in `pubsub` channel /live/lobby. Plain browser JavaScript, no build step.
-// Element ids (#status, #echo-*, #chat-*) are used by tests/peers/demo_browser.js.
+// Portico demo page: a health check, the built-in `echo` WebSocket endpoint, a chat room on
+// the built-in `pubsub` channel /live/lobby, and a WebSocket to an app behind the
+// WebSocket-over-HTTP bridge (/chat). Plain browser JavaScript, no build step.
+// Element ids (#status, #echo-*, #chat-*, #bridge-*) are used by tests/peers/demo_browser.js.
 'use strict';
 
 (function () {
@@ -63,15 +64,18 @@
 
   // ---- a WebSocket that comes back ----------------------------------------------------------
   // Opens wsBase + path, shows its state in stateEl, hands every message (as text) to
-  // onMessage, and reconnects with a growing delay after a close. Returns {send(text) -> bool}.
-  function keepConnected(path, stateEl, onMessage, onOpen) {
+  // onMessage, and reconnects with a growing delay after a close. A socket that never opened
+  // shows `refusedText` when given (the bridged app may not run). Returns {send(text) -> bool}.
+  function keepConnected(path, stateEl, onMessage, onOpen, refusedText) {
     let socket = null;
     let delay = kRetryFirstMs;
     function open() {
       setBadge(stateEl, 'pending', 'connecting');
+      let opened = false;
       socket = new WebSocket(wsBase + path);
       socket.binaryType = 'arraybuffer';
       socket.onopen = () => {
+        opened = true;
         delay = kRetryFirstMs;
         setBadge(stateEl, 'ok', 'connected');
         if (onOpen) onOpen();
@@ -81,7 +85,8 @@
         onMessage(data);
       };
       socket.onclose = (event) => {
-        setBadge(stateEl, 'bad', 'closed' + (event.code ? ' ' + event.code : '') + ', retrying');
+        const closed = 'closed' + (event.code ? ' ' + event.code : '');
+        setBadge(stateEl, 'bad', (!opened && refusedText ? refusedText : closed) + ', retrying');
         setTimeout(open, delay);
         delay = Math.min(delay * 2, kRetryMaxMs);
         checkHealth();
@@ -94,6 +99,19 @@
         socket.send(text);
         return true;
       },
+    };
+  }
+
+  // A form's send(text) for a socket whose messages are not answered one by one: the line is
+  // logged as ours (with `meta`) when it went out.
+  function sendAndLog(conn, log, meta) {
+    return (text) => {
+      if (!conn.send(text)) {
+        appendLog(log, 'info', 'not connected');
+        return false;
+      }
+      appendLog(log, 'out', text, meta);
+      return true;
     };
   }
 
@@ -156,14 +174,17 @@
       const shown = chatText(raw);
       appendLog(log, 'in', shown.text, shown.meta);
     });
-    onSubmit('chat-form', 'chat-input', (text) => {
-      if (!chat.send(text)) {
-        appendLog(log, 'info', 'not connected');
-        return false;
-      }
-      appendLog(log, 'out', text, 'you');
-      return true;
-    });
+    onSubmit('chat-form', 'chat-input', sendAndLog(chat, log, 'you'));
+  }
+
+  // ---- bridged app --------------------------------------------------------------------------
+  // Portico holds this WebSocket and POSTs its messages to the route's app (Pushpin's
+  // WebSocket-over-HTTP); the app's answers and what it publishes come back on it.
+  function startBridge() {
+    const log = $('bridge-log');
+    const bridge = keepConnected('/chat', $('bridge-state'), (text) => appendLog(log, 'in', text), null,
+                                 'no app answering');
+    onSubmit('bridge-form', 'bridge-input', sendAndLog(bridge, log, 'to the app'));
   }
 
   function showCurlExample() {
@@ -176,4 +197,5 @@
   checkHealth();
   startEcho();
   startChat();
+  startBridge();
 })();

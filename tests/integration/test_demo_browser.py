@@ -3,7 +3,8 @@
 
 DemoPage checks what the static handler serves (no browser). DemoBrowser runs
 tests/peers/demo_browser.js (playwright-core with Debian's /usr/bin/chromium): the page's echo
-panel, its chat room between two pages, and a message POSTed over HTTP reaching both pages.
+panel, its chat room between two pages, a message POSTed over HTTP reaching both pages, and the
+"Bridged app" panel against conf/examples/express-bridge (serve-grip) behind `mode: http`.
 DefaultConfig starts the shipped conf/portico.yaml (its listeners moved to port 0) and checks
 that it serves the page and the endpoints the page talks to.
 
@@ -14,24 +15,36 @@ import base64
 import os
 import re
 
+import unittest
+
+import backends
 from browser_peer import BrowserScript, check_no_external_resources, requires_browser
 from portico_harness import PorticoTestCase, main, make_config, slow_factor, source_dir
+from ws_peers import grip_app_available, start_grip_app
 
 TOKEN = "demo-test-token"
 WWW = os.path.join(source_dir(), "conf", "www")
 DEFAULT_CONFIG = os.path.join(source_dir(), "conf", "portico.yaml")
+GRIP_KEY = "demo-grip-key"
 PAGE_IDS = ["status", "echo-input", "echo-send", "echo-log", "echo-state", "chat-input",
-            "chat-send", "chat-log", "chat-state", "curl-example"]
+            "chat-send", "chat-log", "chat-state", "curl-example", "bridge-input", "bridge-send",
+            "bridge-log", "bridge-state"]
 
 
-def demo_config():
-    """The routes of the default conf/portico.yaml, on a port-0 listener, root = conf/www."""
-    return make_config(routes=[
-        {"path": "/healthz", "handler": "health"},
-        {"path": "/echo", "handler": "echo"},
-        {"path": "/live/", "handler": "pubsub",
-         "pubsub": {"client_publish": True, "publish_token": TOKEN}},
-        {"path": "/", "handler": "static", "root": WWW}])
+def demo_config(app_port=None):
+    """The routes of the default conf/portico.yaml, on a port-0 listener, root = conf/www; the
+    bridged /chat goes to the app on app_port (a port nothing listens on when None)."""
+    return make_config(
+        upstreams={"app": {"servers": ["127.0.0.1:%d" % (app_port or backends.free_port())]}},
+        routes=[
+            {"path": "/healthz", "handler": "health"},
+            {"path": "/echo", "handler": "echo"},
+            {"path": "/live/", "handler": "pubsub",
+             "pubsub": {"client_publish": True, "publish_token": TOKEN}},
+            {"path": "/chat", "upstream": "app",
+             "websocket": {"mode": "http", "http": {"sig_key": GRIP_KEY}}},
+            {"path": "/publish/", "handler": "publish", "publish": {"jwt_key": GRIP_KEY, "iss": "app"}},
+            {"path": "/", "handler": "static", "root": WWW}])
 
 
 def websocket_handshake(client, target):
@@ -74,9 +87,12 @@ class DemoPage(PorticoTestCase):
 
 
 @requires_browser
+@unittest.skipUnless(grip_app_available(), "tests/peers' @fanoutio packages missing (npm ci)")
 class DemoBrowser(PorticoTestCase):
-    def test_echo_chat_and_http_publish_in_chromium(self):
-        p = self.start_portico(demo_config())
+    def test_echo_chat_http_publish_and_bridged_app_in_chromium(self):
+        app_port = backends.free_port()
+        p = self.start_portico(demo_config(app_port))
+        start_grip_app(self, "http://127.0.0.1:%d/?iss=app&key=%s" % (p.port, GRIP_KEY), app_port)
         plan = {"url": p.url(path="/"), "timeout_ms": int(10000 * slow_factor())}
         if os.environ.get("PORTICO_DEMO_SCREENSHOT"):
             plan["screenshot"] = os.environ["PORTICO_DEMO_SCREENSHOT"]
@@ -133,6 +149,22 @@ class DefaultConfig(PorticoTestCase):
         self.assertEqual(r.status, 200)
         self.assertIn(b'id="echo-log"', r.body)
         self.assertEqual(c.roundtrip("GET", "/demo.js").status, 200)
+
+    def test_bridges_chat_to_the_express_bridge_example(self):
+        # The panel's /chat and the example's app agree: the app's default GRIP_URL names this
+        # configuration's publish route and key (checked here without running the app).
+        with open(DEFAULT_CONFIG, encoding="utf-8") as f:
+            text = f.read()
+        self.assertRegex(text, r"(?m)^\s*- path: /chat\b")
+        self.assertRegex(text, r"(?m)^\s*mode: http\b")
+        with open(os.path.join(source_dir(), "conf", "examples", "express-bridge", "app.mjs")) as f:
+            app = f.read()
+        url = re.search(r"http://127\.0\.0\.1:8080/\?iss=(\w+)&key=([\w-]+)", app)
+        self.assertIsNotNone(url, "the example app's default GRIP_URL")
+        self.assertRegex(text, r"(?m)^\s*jwt_key: %s\s*$" % re.escape(url.group(2)))
+        self.assertRegex(text, r"(?m)^\s*iss: %s\s*$" % re.escape(url.group(1)))
+        self.assertRegex(text, r"(?m)^\s*sig_key: %s\b" % re.escape(url.group(2)))
+        self.assertIn("app.post('/chat'", app)
 
     def test_has_the_endpoints_the_page_uses(self):
         for target in ["/echo", "/live/lobby"]:

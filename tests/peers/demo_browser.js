@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // SPDX-License-Identifier: Apache-2.0
 // Drives headless Chromium (Debian's /usr/bin/chromium through playwright-core) through
-// Portico's demo page (conf/www) and checks that its WebSockets work end to end.
+// Portico's demo page (conf/www) and checks that its WebSockets work end to end, the bridged
+// app's included (the test runs conf/examples/express-bridge behind the page's /chat).
 //
 //   node demo_browser.js '{"url":"http://127.0.0.1:PORT/", "screenshot":"/tmp/demo.png"}'
 //
 // Talks to its caller with JSON lines: it prints {"step":...} as it goes and, once two pages
 // are in the chat room, {"want":"publish"}; it then reads one line {"text":"..."} on stdin
 // (the caller has POSTed that text to /live/lobby) and waits for both pages to show it.
+// Then the "Bridged app" panels: an echo from the app, and a `pub:` message that the app
+// publishes reaching both pages.
 // Last line: {"ok":true,...} (exit 0) or {"ok":false,"error":"..."} (exit 1).
 //
 // Plan keys: url (required), screenshot (path, optional), timeout_ms (per wait, default 10000),
@@ -66,6 +69,7 @@ async function openDemo(context, name, problems) {
   await waitForClass(page, '#status', 'ok', name + ' health badge');
   await waitForClass(page, '#echo-state', 'ok', name + ' echo socket');
   await waitForClass(page, '#chat-state', 'ok', name + ' chat socket');
+  await waitForClass(page, '#bridge-state', 'ok', name + ' bridged socket');
   return page;
 }
 
@@ -113,6 +117,21 @@ finish(async (result) => {
     await waitForLogEntry(alice, 'chat-log', 'in', published, 'HTTP publish to A');
     await waitForLogEntry(bob, 'chat-log', 'in', published, 'HTTP publish to B');
     step('HTTP publish reached both pages');
+
+    // The bridged app: Portico POSTs each message to the app, which answers "echo:..."; a
+    // "pub:" message is published by the app (GRIP) and reaches the other page too.
+    await waitForLogEntry(alice, 'bridge-log', 'in', 'welcome ' + await alice.evaluate(() => navigator.userAgent),
+                          'bridged app welcome');
+    const toApp = 'hello app \u00e9 ' + tag;
+    await send(alice, 'bridge', toApp);
+    await waitForLogEntry(alice, 'bridge-log', 'out', toApp, 'bridge own line');
+    await waitForLogEntry(alice, 'bridge-log', 'in', 'echo:' + toApp, 'bridged app echo');
+    const news = 'news from the app ' + tag;
+    await send(bob, 'bridge', 'pub:' + news);
+    await waitForLogEntry(bob, 'bridge-log', 'in', 'published', 'bridged app publish answer');
+    await waitForLogEntry(bob, 'bridge-log', 'in', news, 'app publish to B');
+    await waitForLogEntry(alice, 'bridge-log', 'in', news, 'app publish to A');
+    step('bridged app echo and publish');
 
     if (plan.screenshot) {
       await alice.screenshot({ path: plan.screenshot, fullPage: true });
