@@ -48,7 +48,8 @@ bool parseNumber(std::string_view text, T& out) {
 void Bridge::sendRequest() {
     if (exchange_ || state_ == State::Done) return;
     event_del(keepalive_timer_.get());
-    std::string body;
+    std::string& body = request_body_;
+    body.clear();
     in_flight_events_ = 0;
     in_flight_content_ = 0;
     in_flight_bytes_ = 0;
@@ -84,15 +85,13 @@ void Bridge::sendRequest() {
     request.body_framing = http::BodyFraming::ContentLength;
     request.content_length = body.size();
     request.read_timeout = settings_.request_timeout;
+    // Kept by the exchange: a request whose connect failed goes to another server (it never
+    // reached the app); one that was written is never repeated.
+    request.body = &request_body_;
     response_ = http::ResponseHead{};
     response_body_.clear();
     exchange_ = std::make_unique<proxy::HttpExchange>(static_cast<proxy::ExchangeOwner&>(*this), loop_, group_, route_, request);
-    exchange_->start();
-    // start() may have failed at once (no server, connect refused): then exchange_ is gone.
-    if (exchange_) {
-        exchange_->sendBody(body.data(), body.size());
-        exchange_->endBody();
-    }
+    exchange_->start();  // may fail at once (no server, every connect refused): then exchange_ is gone
     updateReading();
 }
 

@@ -75,6 +75,10 @@ void HttpExchange::start() {
         return;
     }
     first_server_ = server;
+    if (request_.body) {
+        body_sent_ = request_.body->size();
+        request_done_ = true;
+    }
     tryServer(server, /*allow_pool=*/true);
 }
 
@@ -103,14 +107,18 @@ void HttpExchange::tryServer(int server, bool allow_pool) {
     }
     upstream_->setLowWatermark(kLowWatermark);
     evbuffer_add(upstream_->output(), head_.data(), head_.size());
+    if (request_.body) evbuffer_add(upstream_->output(), request_.body->data(), request_.body->size());
     upstream_->flush();
     updateTimer(/*progress=*/true);  // a new attempt: a fresh deadline
 }
 
 void HttpExchange::retryOrFail(int status, const char* reason) {
-    // One retry on another server, only when repeating the request cannot do harm: its method
-    // is idempotent and nothing of its body has gone out (those bytes are not kept).
-    bool retryable = attempts_ < 2 && body_sent_ == 0 && !response_started_ && isIdempotent(request_.head->method);
+    // Called when a connect failed: nothing reached the server. One retry on another server
+    // when repeating the request cannot do harm: its method is idempotent and nothing of its
+    // body has gone to the dead connection (those bytes are not kept), or its whole body is
+    // kept (request_.body: never sent, so any method may go elsewhere).
+    const bool resendable = request_.body || (body_sent_ == 0 && isIdempotent(request_.head->method));
+    bool retryable = attempts_ < 2 && !response_started_ && resendable;
     if (retryable) {
         int next = group_.balancer().pick(request_.client_hash, server_, Balancer::Clock::now());
         if (next >= 0) {

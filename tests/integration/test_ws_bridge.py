@@ -169,6 +169,27 @@ class Bridge(PorticoTestCase):
         c.close()
         self.assertEqual(r.status, 502)
 
+    def test_a_request_that_never_reached_a_server_goes_to_another(self):
+        # The upstream's first server refuses connections: every request the balancer sends
+        # there (the OPEN, a batch) never reached an app, so it goes to the live one; no
+        # handshake fails and no event is lost or repeated.
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        dead = "127.0.0.1:%d" % s.getsockname()[1]
+        s.close()
+        cfg = bridge_config(self.app.address)
+        cfg["upstreams"]["app"]["servers"] = [dead, self.app.address]
+        self.p = self.start_portico(cfg)
+        for i in range(4):
+            ws = self.connect("/chat")
+            self.assertEqual(ws.recv_text(), "welcome", "WebSocket %d" % i)
+            ws.send_text("m%d" % i)
+            self.assertEqual(ws.recv_text(), "echo:m%d meta=alice" % i)
+        self.assertIsNotNone(self.p.wait_stderr(lambda line: "connect failed" in line),
+                             "the dead server was never tried: the test proves nothing")
+        texts = [c for q in self.app.requests for t, c in q.events if t == "TEXT"]
+        self.assertEqual(sorted(texts), [b"m0", b"m1", b"m2", b"m3"])
+
     def test_client_close_sends_close_event(self):
         self.start()
         ws = self.connect()

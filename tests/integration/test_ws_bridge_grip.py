@@ -179,6 +179,22 @@ class Grip(PorticoTestCase):
         code, reason = ws.expect_close()
         self.assertEqual((code, reason), (4003, b"done"))
 
+    def test_detach_keeps_subscriptions_and_silences_the_app(self):
+        self.start()
+        ws = self.connect()
+        self.assertEqual(ws.recv_text(), "welcome")
+        ws.send_text('cmd:{"type":"detach"}')
+        self.assertEqual(ws.recv_text(), 'done {"type":"detach"}', "events after the detach still reach the client")
+        before = len(self.app.requests)
+        ws.send_text("nobody hears this")  # an echo of it would arrive before the publish
+        self.assertEqual(self.publish("room", content="still subscribed").status, 200)
+        self.assertEqual(ws.recv_text(), "still subscribed")
+        ws.send_close(1000)
+        self.assertEqual(ws.expect_close()[0], 1000)
+        # Nothing more went to the app: no TEXT, no keep-alive, no CLOSE.
+        time.sleep(0.5 * slow_factor())
+        self.assertEqual(len(self.app.requests), before, [q.events for q in self.app.requests[before:]])
+
     def test_send_delayed_flush_delayed_and_interval_keep_alive(self):
         self.start()
         ws = self.connect()

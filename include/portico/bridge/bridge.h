@@ -193,6 +193,7 @@ private:
     std::string connection_id_;
     std::vector<std::pair<std::string, std::string>> meta_;  // Set-Meta-* kept, sent as Meta-*
     http::RequestHead request_head_;   // of the request in flight (the exchange reads it)
+    std::string request_body_;         // its events (the exchange reads and may resend it)
     std::unique_ptr<proxy::HttpExchange> exchange_;
     http::ResponseHead response_;      // of the answer being read
     std::string response_body_;

@@ -44,6 +44,11 @@ public:
         std::string websocket_key;
         http::HeaderList override_headers;       // e.g. a filtered Sec-WebSocket-Protocol
         config::Duration read_timeout{0};         // the response's; 0 = the upstream's read_timeout
+        // The whole body, when the owner has it at once (the bridge's event batches): written
+        // by start() (no sendBody/endBody) and kept, so a request that never reached a server
+        // (its connect failed or timed out) goes to another one whatever its method. Owned by
+        // the owner until the exchange ends.
+        const std::string* body = nullptr;
     };
 
     HttpExchange(ExchangeOwner& owner, net::EventLoop& loop, UpstreamGroup& group,
