@@ -51,6 +51,8 @@ class ChatApp:
             return 403, [("Content-Type", "text/plain")], b"go away\n"
         out = []
         headers = []
+        if req.path.startswith("/partial") and "TEXT" in req.types() and not req.header("Content-Bytes-Replayed"):
+            return 200, [("Content-Bytes-Accepted", "3")], []  # took 3 bytes of the content, no answer yet
         if req.path.startswith("/slow") and "TEXT" in req.types():
             time.sleep(self.delay)  # once per request: what arrives meanwhile is batched
         for typ, content in req.events:
@@ -268,6 +270,20 @@ class Bridge(PorticoTestCase):
             self.assertLessEqual(len(q.body), 2048, "a request body stays within max_batch_bytes")
         self.assertGreater(max(len(q.events) for q in reqs), 1)
 
+    def test_content_bytes_accepted_keeps_the_rest_for_the_next_request(self):
+        self.start()
+        ws = self.connect("/partial")
+        self.assertEqual(ws.recv_text(), "welcome")
+        ws.send_text("abcdef")
+        first = self.app.wait_for(lambda r: any("TEXT" in q.types() for q in r))
+        ws.send_text("xyz")  # the next news: the rest of "abcdef" goes first, marked as replayed
+        self.assertEqual(ws.recv_text(), "echo:def meta=alice")
+        self.assertEqual(ws.recv_text(), "echo:xyz meta=alice")
+        texts = [q for q in self.app.requests if "TEXT" in q.types()]
+        self.assertEqual(texts[0].events, [("TEXT", b"abcdef")], first)
+        self.assertEqual(texts[1].events, [("TEXT", b"def"), ("TEXT", b"xyz")])
+        self.assertEqual(texts[1].header("Content-Bytes-Replayed"), "3")
+
     def test_keep_alive_interval_gives_the_app_a_turn(self):
         self.start()
         ws = self.connect("/keepalive")
@@ -325,6 +341,8 @@ class BadApp(PorticoTestCase):
         }
         if kind == "drop":
             return None  # the app dies mid-request: the connection closes without an answer
+        if kind == "over-accept":
+            return 200, [("Content-Bytes-Accepted", "99")], []  # only 2 bytes were offered
         if kind == "server-error":
             return 500, [("Content-Type", "text/plain")], b"oops"
         if kind == "slow":
@@ -353,6 +371,7 @@ class BadApp(PorticoTestCase):
         self.expect_1011("unknown-type", "bad event stream: unknown event type")
         self.expect_1011("truncated", "bad event stream")
         self.expect_1011("huge", "over 131072 bytes")
+        self.expect_1011("over-accept", "Content-Bytes-Accepted over what was offered")
         self.expect_1011("server-error", "the app answered 500")
         self.expect_1011("slow", "request to the app failed")
         self.expect_1011("drop", "request to the app failed")
