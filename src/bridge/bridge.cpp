@@ -254,7 +254,7 @@ void Bridge::done() {
     owner_.onBridgeFinished();
 }
 
-net::Stream& Bridge::clientStream() {
+http::ResponseSink& Bridge::downstream() {
     // Unreachable: consumesResponse() is true, so the exchange relays nothing to a client.
     std::abort();
 }

@@ -23,19 +23,17 @@ const EmbeddedFile* findAsset(std::string_view name) {
 
 }  // namespace
 
-Reply serveDashboard(evbuffer* out, const config::Route& route, const http::RequestHead& request,
-                     http::KeepAlive keep_alive) {
-    Reply reply;
-    if (refuseUnlessGetOrHead(out, request, keep_alive, reply)) return reply;
+void serveDashboard(http::ResponseSink& out, const config::Route& route, const http::RequestHead& request) {
+    if (refuseUnlessGetOrHead(out, request)) return;
     const bool head_only = request.method == "HEAD";
     const std::string_view path = request.path();
     std::string_view name = pathBelowRoute(route, path);
-    if (name.empty() && !path.ends_with('/')) return redirectToSlash(out, path, keep_alive, head_only);
+    if (name.empty() && !path.ends_with('/')) return redirectToSlash(out, path, head_only);
     while (name.starts_with('/')) name.remove_prefix(1);
     if (name.empty()) name = "index.html";
 
     const EmbeddedFile* file = findAsset(name);
-    if (!file) return Reply{404, http::writeErrorResponse(out, 404, keep_alive, {}, head_only)};
+    if (!file) return http::respondError(out, 404, {}, head_only);
     std::string body(file->bytes);
     if (name == "index.html") {
         for (auto at = body.find(kStatusUrlMark); at != std::string::npos;
@@ -47,9 +45,7 @@ Reply serveDashboard(evbuffer* out, const config::Route& route, const http::Requ
     const http::HeaderList headers{{"Cache-Control", "no-cache"},
                                    {"X-Content-Type-Options", "nosniff"},
                                    {"Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"}};
-    reply.status = 200;
-    reply.bytes = http::writeSimpleResponse(out, 200, mediaTypeFor(name), body, keep_alive, headers, head_only);
-    return reply;
+    http::respond(out, 200, mediaTypeFor(name), body, headers, head_only);
 }
 
 }  // namespace portico::handlers

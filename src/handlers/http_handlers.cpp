@@ -2,7 +2,6 @@
 #include "portico/handlers/http_handlers.h"
 
 #include <cerrno>
-#include <event2/buffer.h>
 #include <fcntl.h>
 #include <string>
 #include <sys/stat.h>
@@ -14,11 +13,10 @@
 
 namespace portico::handlers {
 
-Reply serveHealth(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive, const char* backplane) {
-    bool head_only = request.method == "HEAD";
+void serveHealth(http::ResponseSink& out, const http::RequestHead& request, const char* backplane) {
     std::string body = "ok\n";
     if (backplane) body.append("backplane: ").append(backplane).append("\n");
-    return Reply{200, http::writeSimpleResponse(out, 200, "text/plain", body, keep_alive, {}, head_only)};
+    http::respond(out, 200, "text/plain", body, {}, request.method == "HEAD");
 }
 
 const char* mediaTypeFor(std::string_view path) {
@@ -85,29 +83,24 @@ std::string_view pathBelowRoute(const config::Route& route, std::string_view pat
     return route.exact_path ? path.substr(path.rfind('/') + 1) : path.substr(std::min(route.path.size(), path.size()));
 }
 
-bool refuseUnlessGetOrHead(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive, Reply& reply) {
+bool refuseUnlessGetOrHead(http::ResponseSink& out, const http::RequestHead& request) {
     if (request.method == "GET" || request.method == "HEAD") return false;
-    http::HeaderList allow{{"Allow", "GET, HEAD"}};
-    reply = Reply{405, http::writeErrorResponse(out, 405, keep_alive, allow)};
+    http::respondError(out, 405, {{"Allow", "GET, HEAD"}});
     return true;
 }
 
-Reply redirectToSlash(evbuffer* out, std::string_view path, http::KeepAlive keep_alive, bool head_only) {
-    http::HeaderList location{{"Location", std::string(path) + "/"}};
-    return Reply{301, http::writeSimpleResponse(out, 301, "text/plain", "301 Moved Permanently\n", keep_alive, location,
-                                                head_only)};
+void redirectToSlash(http::ResponseSink& out, std::string_view path, bool head_only) {
+    http::respond(out, 301, "text/plain", "301 Moved Permanently\n", {{"Location", std::string(path) + "/"}}, head_only);
 }
 
-Reply serveStatic(evbuffer* out, const config::Route& route, const http::RequestHead& request,
-                  http::KeepAlive keep_alive) {
-    Reply refused;
-    if (refuseUnlessGetOrHead(out, request, keep_alive, refused)) return refused;
+void serveStatic(http::ResponseSink& out, const config::Route& route, const http::RequestHead& request) {
+    if (refuseUnlessGetOrHead(out, request)) return;
     const bool head_only = request.method == "HEAD";
     std::string_view path = request.path();
     // The part below the route's prefix, as a path relative to root.
     std::string_view below = pathBelowRoute(route, path);
     std::string relative;
-    if (!decodeSafePath(below, relative)) return Reply{404, http::writeErrorResponse(out, 404, keep_alive, {}, head_only)};
+    if (!decodeSafePath(below, relative)) return http::respondError(out, 404, {}, head_only);
     std::string file = route.root;
     if (file.empty() || file.back() != '/') file.push_back('/');
     while (!relative.empty() && relative.front() == '/') relative.erase(0, 1);
@@ -116,7 +109,7 @@ Reply serveStatic(evbuffer* out, const config::Route& route, const http::Request
     core::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     struct stat st{};
     if (fd && fstat(fd.get(), &st) == 0 && S_ISDIR(st.st_mode)) {
-        if (!path.empty() && path.back() != '/') return redirectToSlash(out, path, keep_alive, head_only);
+        if (!path.empty() && path.back() != '/') return redirectToSlash(out, path, head_only);
         if (file.back() != '/') file.push_back('/');
         file += "index.html";
         fd = core::UniqueFd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
@@ -124,18 +117,12 @@ Reply serveStatic(evbuffer* out, const config::Route& route, const http::Request
     }
     if (!fd || !S_ISREG(st.st_mode)) {
         int status = (errno == EACCES) ? 403 : 404;
-        return Reply{status, http::writeErrorResponse(out, status, keep_alive, {}, head_only)};
+        return http::respondError(out, status, {}, head_only);
     }
-    std::string head;
-    http::appendSimpleResponseHead(head, 200, mediaTypeFor(file), static_cast<std::uint64_t>(st.st_size), keep_alive);
-    evbuffer_add(out, head.data(), head.size());
-    Reply reply{200, head.size()};
-    if (!head_only && st.st_size > 0) {
-        // evbuffer_add_file takes the descriptor and sends with sendfile(2): no copy in memory.
-        if (evbuffer_add_file(out, fd.get(), 0, st.st_size) == 0) fd.release();
-        reply.bytes += static_cast<std::uint64_t>(st.st_size);
-    }
-    return reply;
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    out.sendHead(http::simpleResponseHead(200, mediaTypeFor(file)), http::ResponseBody{!head_only, size});
+    if (!head_only && size > 0) out.sendFile(std::move(fd), size);
+    out.endResponse();
 }
 
 }  // namespace portico::handlers

@@ -162,10 +162,9 @@ void servePubSubHttp(PubSubHub& hub, const config::Route& route, PubSubHttpReque
     done(PubSubAnswer{405, {}, {{"Allow", "GET, HEAD, POST"}}});
 }
 
-std::uint64_t writePubSubAnswer(evbuffer* out, const PubSubAnswer& answer, http::KeepAlive keep_alive, bool head_only) {
-    if (answer.body.empty()) return http::writeErrorResponse(out, answer.status, keep_alive, answer.headers, head_only);
-    return http::writeSimpleResponse(out, answer.status, answer.content_type, answer.body, keep_alive, answer.headers,
-                                     head_only);
+void sendPubSubAnswer(http::ResponseSink& out, const PubSubAnswer& answer, bool head_only) {
+    if (answer.body.empty()) return http::respondError(out, answer.status, answer.headers, head_only);
+    http::respond(out, answer.status, answer.content_type, answer.body, answer.headers, head_only);
 }
 
 }  // namespace portico::handlers

@@ -149,26 +149,6 @@ void appendClientResponseHead(std::string& out, const ResponseHead& response, co
     out.append("\r\n");
 }
 
-void appendSimpleResponseHead(std::string& out, int status, std::string_view content_type,
-                              std::uint64_t content_length, KeepAlive keep_alive, const HeaderList& extra) {
-    out.append("HTTP/1.1 ");
-    appendNumber(out, static_cast<std::uint64_t>(status));
-    out.push_back(' ');
-    out.append(reasonPhrase(status));
-    out.append("\r\nServer: portico\r\n");
-    if (!content_type.empty()) appendHeader(out, "Content-Type", content_type);
-    out.append("Content-Length: ");
-    appendNumber(out, content_length);
-    out.append("\r\n");
-    for (const auto& h : extra) appendHeader(out, h.name, h.value);
-    if (!keep_alive.keep) {
-        out.append("Connection: close\r\n");
-    } else if (keep_alive.announce) {
-        out.append("Connection: keep-alive\r\n");
-    }
-    out.append("\r\n");
-}
-
 std::string_view reasonPhrase(int status) {
     switch (status) {
         case 100: return "Continue";

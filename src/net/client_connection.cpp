@@ -76,6 +76,7 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
     client_ip_ = peerAddress(peer, client_hash_);
     listener_stats_.open.add();
     client_->setLowWatermark(proxy::kLowWatermark);
+    response_.setOutput(client_->output());
 }
 
 ClientConnection::~ClientConnection() = default;
@@ -120,6 +121,7 @@ void ClientConnection::adoptCurrentSnapshot() {
 void ClientConnection::beginRequest() {
     state_ = State::ReadingHead;
     req_ = Request{};
+    response_.reset(true, 1);
 }
 
 void ClientConnection::onReadable(Stream& stream) {
@@ -230,15 +232,12 @@ bool ClientConnection::bodyAwaitsContinue() const {
 // request is not parsed yet: its method is not known).
 bool ClientConnection::headOnly() const { return parser_.headComplete() && parser_.request().method == "HEAD"; }
 
-http::KeepAlive ClientConnection::keepAliveForClient() const {
-    return http::KeepAlive(req_.keep_alive, parser_.request().version_minor);
-}
-
 http::HeadAction ClientConnection::onHead() {
     event_del(timer_.get());
     if (requests_ > 0) adoptCurrentSnapshot();  // a reload since the last request applies now
     http::RequestHead& request = parser_.request();
     const auto& config = snapshot_->config();
+    response_.reset(true, request.version_minor);
     if (req_.start == std::chrono::steady_clock::time_point{}) req_.start = std::chrono::steady_clock::now();
     // Target, Host and path: normalized here, so that what we route is what goes upstream.
     const http::RequestVerdict verdict =
@@ -337,6 +336,8 @@ http::HeadAction ClientConnection::onHead() {
                 {"Sec-WebSocket-Protocol", ws::filterSubprotocols(upgrade.subprotocols, route->websocket.subprotocols)});
     }
     state_ = State::Proxying;
+    req_.keep_alive = upgrade.kind != ws::UpgradeKind::WebSocket;  // a declined upgrade closes
+    response_.setKeepAlive(req_.keep_alive);
     exchange_ = std::make_unique<proxy::HttpExchange>(static_cast<proxy::ExchangeOwner&>(*this), worker_.loop(), *group, *route, forward);
     exchange_->start();
     return http::HeadAction::Continue;
@@ -378,10 +379,10 @@ bool ClientConnection::clientKeepAlive() const {
     return parser_.keepAlive() && !draining_ && !worker_.stopping() && !client_eof_;
 }
 
-void ClientConnection::onExchangeComplete(bool keep_alive) {
+void ClientConnection::onExchangeComplete(bool reusable) {
     // The body may still be arriving (the upstream answered early): then the connection cannot
     // be reused, since we would have to read and discard an unbounded rest.
-    responseDone(keep_alive && req_.complete);
+    responseDone(reusable && response_.keptAlive() && req_.complete);
 }
 
 void ClientConnection::onExchangeFailed(int status, const char* reason) {
@@ -450,12 +451,12 @@ void ClientConnection::onResume(int, short, void* arg) {
 void ClientConnection::respondError(int status, const char* reason, const http::HeaderList& extra) {
     ws_lease_.reset();
     retireExchange();
-    if (req_.bytes_out > 0 && req_.status != 0 && state_ != State::ReadingHead) {
+    if (req_.bytes_out + response_.bytes() > 0 && req_.status != 0 && state_ != State::ReadingHead) {
         finish(reason);
         return;
     }
-    req_.status = status;
-    req_.bytes_out += http::writeErrorResponse(client_->output(), status, false, extra, headOnly());
+    response_.setKeepAlive(false);
+    http::respondError(response_, status, extra, headOnly());
     logAccess();
     closeAfterFlush();
 }
@@ -523,9 +524,8 @@ void ClientConnection::onPlainTextOnTls(Stream&) {
     // port"). Counted as a failed handshake.
     listener_stats_.tls_failures.add();
     LOG_INFO("client %s: TLS handshake failed: plain http request on a TLS port, answered 400", client_ip_.c_str());
-    req_.status = 400;
-    req_.bytes_out += http::writeSimpleResponse(client_->output(), 400, "text/plain",
-                                                "400 The plain HTTP request was sent to HTTPS port\n", false);
+    response_.setKeepAlive(false);
+    http::respond(response_, 400, "text/plain", "400 The plain HTTP request was sent to HTTPS port\n");
     logAccess();
     closeAfterFlush();
 }
@@ -546,6 +546,19 @@ void ClientConnection::onError(Stream& stream, int error) {
         logAccess();
     }
     finish("client error");
+}
+
+void ClientConnection::Downstream::sendHead(const http::ResponseHead& head, const http::ResponseBody& body) {
+    Http1ResponseWriter::sendHead(head, body);
+    if (head.status >= 200 || head.status == 101) connection_.onResponseStatus(head.status);
+}
+
+bool ClientConnection::Downstream::backlogged() const {
+    return connection_.client_ && connection_.client_->outputLength() > proxy::kHighWatermark;
+}
+
+void ClientConnection::Downstream::flush() {
+    if (connection_.client_) connection_.client_->flush();
 }
 
 void ClientConnection::retireExchange() {
@@ -607,7 +620,7 @@ void ClientConnection::logAccess() {
     record.path = request.target.empty() ? std::string_view("-") : std::string_view(request.target);
     record.status = status;
     record.bytes_in = req_.bytes_in;
-    record.bytes_out = req_.bytes_out;
+    record.bytes_out = req_.bytes_out + response_.bytes();
     record.upstream = exchange_ ? std::string_view(exchange_->upstreamName()) : std::string_view(req_.upstream_name);
     auto start = req_.start == std::chrono::steady_clock::time_point{} ? std::chrono::steady_clock::now() : req_.start;
     record.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

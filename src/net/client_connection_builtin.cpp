@@ -22,9 +22,8 @@ void ClientConnection::respondAtHead(int status, std::string_view content_type, 
                                      const http::HeaderList& extra) {
     state_ = State::Responding;
     req_.keep_alive = clientKeepAlive() && !bodyAwaitsContinue();
-    req_.status = status;
-    req_.bytes_out += http::writeSimpleResponse(client_->output(), status, content_type, body, keepAliveForClient(), extra,
-                                                headOnly());
+    response_.setKeepAlive(req_.keep_alive);
+    http::respond(response_, status, content_type, body, extra, headOnly());
     req_.response_done = true;
 }
 
@@ -72,10 +71,9 @@ void ClientConnection::servePubSub() {
 
 void ClientConnection::onPubSubAnswer(const handlers::PubSubAnswer& answer, bool head_only) {
     if (state_ != State::Responding || req_.response_done) return;
-    req_.status = answer.status;
-    req_.bytes_out += handlers::writePubSubAnswer(client_->output(), answer, keepAliveForClient(), head_only);
+    handlers::sendPubSubAnswer(response_, answer, head_only);
     req_.response_done = true;
-    client_->flush();
+    response_.flush();
     // Answered later, from the backplane's callback: end the request here (when its body is
     // complete; otherwise processInput does when it is). Answered at once, the caller does.
     if (!answering_ && req_.complete) responseDone(req_.keep_alive);
@@ -105,12 +103,13 @@ http::HeadAction ClientConnection::startPublish(const config::Route& route) {
     }
     state_ = State::Responding;
     req_.keep_alive = clientKeepAlive();
+    response_.setKeepAlive(req_.keep_alive);
     if (bodyAwaitsContinue()) {
         // RFC 9110 15.2.1: the client waits for this before it sends the body.
-        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        evbuffer_add(client_->output(), kContinue.data(), kContinue.size());
-        req_.bytes_out += kContinue.size();
-        client_->flush();
+        http::ResponseHead interim;
+        interim.status = 100;
+        response_.sendHead(interim, http::ResponseBody{false, std::nullopt});
+        response_.flush();
     }
     return http::HeadAction::Continue;
 }
@@ -118,18 +117,17 @@ http::HeadAction ClientConnection::startPublish(const config::Route& route) {
 void ClientConnection::respondInternal(const config::Route& route) {
     state_ = State::Responding;
     req_.keep_alive = clientKeepAlive() && !bodyAwaitsContinue();
-    const http::KeepAlive keep_alive = keepAliveForClient();
+    response_.setKeepAlive(req_.keep_alive);
     const http::RequestHead& request = parser_.request();
-    handlers::Reply reply;
     switch (route.handler) {
         case config::HandlerKind::Health:
-            reply = handlers::serveHealth(client_->output(), request, keep_alive, worker_.pubsub().backplane().health());
+            handlers::serveHealth(response_, request, worker_.pubsub().backplane().health());
             break;
         case config::HandlerKind::Static:
-            reply = handlers::serveStatic(client_->output(), route, request, keep_alive);
+            handlers::serveStatic(response_, route, request);
             break;
         case config::HandlerKind::Dashboard:
-            reply = handlers::serveDashboard(client_->output(), route, request, keep_alive);
+            handlers::serveDashboard(response_, route, request);
             break;
         case config::HandlerKind::Metrics:
         case config::HandlerKind::Status: {
@@ -137,10 +135,8 @@ void ClientConnection::respondInternal(const config::Route& route) {
             worker_.pubsub().backplane().stats(info);
             const bool prometheus = route.handler == config::HandlerKind::Metrics;
             std::string body = prometheus ? worker_.metrics().renderPrometheus(info) : worker_.metrics().renderJson(info);
-            reply.status = 200;
-            reply.bytes = http::writeSimpleResponse(client_->output(), 200,
-                                                    prometheus ? "text/plain; version=0.0.4" : "application/json", body,
-                                                    keep_alive, {}, request.method == "HEAD");
+            http::respond(response_, 200, prometheus ? "text/plain; version=0.0.4" : "application/json", body, {},
+                          request.method == "HEAD");
             break;
         }
         case config::HandlerKind::PubSub:
@@ -150,14 +146,11 @@ void ClientConnection::respondInternal(const config::Route& route) {
         default:
             // WebSocket-only handlers (echo, pubsub) and those of later issues answer 404 to
             // plain HTTP until they are wired here.
-            reply.status = 404;
-            reply.bytes = http::writeErrorResponse(client_->output(), 404, keep_alive, {}, headOnly());
+            http::respondError(response_, 404, {}, headOnly());
             break;
     }
-    req_.status = reply.status;
-    req_.bytes_out += reply.bytes;
     req_.response_done = true;
-    client_->flush();
+    response_.flush();
 }
 
 }  // namespace portico::net

@@ -182,9 +182,8 @@ void ClientConnection::onBridgeRefused(int status, std::string_view content_type
     // The app's own refusal (a 403 with its page): the client gets it as it was.
     ws_lease_.reset();
     state_ = State::Responding;
-    req_.status = status;
-    req_.bytes_out += http::writeSimpleResponse(client_->output(), status, content_type.empty() ? "text/plain" : content_type,
-                                                body, false);
+    response_.setKeepAlive(false);
+    http::respond(response_, status, content_type.empty() ? "text/plain" : content_type, body);
     logAccess();
     closeAfterFlush();
 }

@@ -9,6 +9,7 @@
 
 #include "portico/core/log.h"
 #include "portico/net/event_loop.h"
+#include "portico/http/response_sink.h"
 #include "portico/proxy/exchange_owner.h"
 #include "portico/proxy/route_table.h"
 #include "portico/proxy/upstream_group.h"
@@ -26,12 +27,11 @@ bool isIdempotent(std::string_view method) {
            method == "DELETE" || method == "TRACE";
 }
 
-// Appends "<hex length>\r\n" and returns how many bytes that took.
-std::size_t appendChunkHeader(evbuffer* out, std::size_t length) {
+// Appends "<hex length>\r\n" (a chunk of the request body, re-chunked for the upstream).
+void appendChunkHeader(evbuffer* out, std::size_t length) {
     char line[24];
     int n = snprintf(line, sizeof line, "%zx\r\n", length);
     evbuffer_add(out, line, static_cast<std::size_t>(n));
-    return static_cast<std::size_t>(n);
 }
 
 }  // namespace
@@ -153,16 +153,15 @@ void HttpExchange::complete() {
     phase_ = Phase::Done;
     stopTimer();
     group_.balancer().onRequestEnd(server_);
-    bool upstream_reusable = response_parser_.keepAlive() && request_done_ &&
-                             client_framing_ != http::BodyFraming::UntilClose && upstream_;
+    bool upstream_reusable = response_parser_.keepAlive() && request_done_ && upstream_;
     if (upstream_reusable) {
         group_.putIdle(server_, std::move(upstream_));
     } else if (upstream_) {
         loop_.deferDelete(std::move(upstream_));
     }
-    if (!owner_.consumesResponse()) owner_.clientStream().flush();
-    owner_.onExchangeComplete(owner_.clientKeepAlive() && client_framing_ != http::BodyFraming::UntilClose &&
-                              !request_.websocket);
+    if (!owner_.consumesResponse()) owner_.downstream().flush();
+    // After a declined WebSocket handshake the client may send frames anyway: do not read on.
+    owner_.onExchangeComplete(!request_.websocket);
 }
 
 HttpExchange::Wait HttpExchange::currentWait() const {
@@ -335,7 +334,7 @@ void HttpExchange::onReadable(net::Stream& stream) {
             phase_ = Phase::Done;
             stopTimer();
             group_.balancer().onRequestEnd(server_);
-            owner_.clientStream().flush();
+            owner_.downstream().flush();
             const http::Header* ext = http::findHeader(response_parser_.response().headers, "Sec-WebSocket-Extensions");
             owner_.onUpgraded(std::move(upstream_), ext ? ext->value : std::string());
             return;
@@ -353,9 +352,9 @@ void HttpExchange::onReadable(net::Stream& stream) {
         return;
     }
     if (consumed) return;  // the owner bounds what it buffers (onResponseBody)
-    net::Stream& client = owner_.clientStream();
+    http::ResponseSink& client = owner_.downstream();
     client.flush();
-    if (client.outputLength() > kHighWatermark) stream.pauseReading();
+    if (client.backlogged()) stream.pauseReading();
 }
 
 http::HeadAction HttpExchange::onHead() {
@@ -364,18 +363,13 @@ http::HeadAction HttpExchange::onHead() {
     if (owner_.consumesResponse()) {
         if (status >= 100 && status < 200 && status != 101) return http::HeadAction::Continue;  // interim
         if (status == 101 || !owner_.onResponseHead(response)) return http::HeadAction::Abort;
-        client_framing_ = http::BodyFraming::None;
         phase_ = Phase::Streaming;
         return request_.head->method == "HEAD" ? http::HeadAction::SkipBody : http::HeadAction::Continue;
     }
+    http::ResponseSink& client = owner_.downstream();
     if (status >= 100 && status < 200 && status != 101) {
-        // Interim response (100 Continue, 103 Early Hints): relay it as is.
-        std::string head;
-        http::ClientResponseInfo info;
-        info.keep_alive = true;
-        info.client_version_minor = 1;
-        http::appendClientResponseHead(head, response, info);
-        writeToClient(head.data(), head.size());
+        // Interim response (100 Continue, 103 Early Hints): relayed as is.
+        client.sendHead(response, http::ResponseBody{false, std::nullopt});
         return http::HeadAction::Continue;
     }
     if (status == 101) {
@@ -385,58 +379,24 @@ http::HeadAction HttpExchange::onHead() {
             LOG_WARN("upstream %s: invalid 101 response to a WebSocket handshake", upstreamName().c_str());
             return http::HeadAction::Abort;
         }
-        http::ClientResponseInfo info;
-        info.upgrade = true;
-        std::string head;
-        http::appendClientResponseHead(head, response, info);
-        writeToClient(head.data(), head.size());
+        client.sendHead(response, http::ResponseBody{false, std::nullopt});
         head_sent_ = upgrade_accepted_ = true;
-        owner_.onResponseStatus(101);
         return http::HeadAction::Continue;
     }
     const bool head_request = request_.head->method == "HEAD";
-    const bool no_body = head_request || status == 204 || status == 304;
-    http::ClientResponseInfo info;
-    info.client_version_minor = request_.head->version_minor;
-    if (no_body) {
-        client_framing_ = http::BodyFraming::None;
-        // A HEAD or 304 response describes the body it would have: pass its length on.
-        if (status != 204 && response_parser_.hasContentLength()) {
-            info.framing = http::BodyFraming::ContentLength;
-            info.content_length = response_parser_.contentLength();
-        }
-    } else if (response_parser_.hasContentLength()) {
-        client_framing_ = info.framing = http::BodyFraming::ContentLength;
-        info.content_length = response_parser_.contentLength();
-    } else {
-        // Chunked or delimited by close upstream: re-chunk for HTTP/1.1 clients so the client
-        // connection survives; HTTP/1.0 clients get a body delimited by close.
-        client_framing_ = info.framing =
-            request_.head->version_minor >= 1 ? http::BodyFraming::Chunked : http::BodyFraming::UntilClose;
-    }
-    // After a refused WebSocket handshake the client may send frames anyway: do not read on.
-    info.keep_alive = owner_.clientKeepAlive() && client_framing_ != http::BodyFraming::UntilClose && !request_.websocket;
-    std::string head;
-    head.reserve(256 + response.headers.size() * 48);
-    http::appendClientResponseHead(head, response, info);
-    writeToClient(head.data(), head.size());
+    http::ResponseBody body;
+    body.present = !(head_request || status == 204 || status == 304);
+    // A HEAD or 304 response describes the body it would have: its length goes on (not a 204's).
+    if (response_parser_.hasContentLength() && status != 204) body.length = response_parser_.contentLength();
+    client.sendHead(response, body);
     head_sent_ = true;
     phase_ = Phase::Streaming;
-    owner_.onResponseStatus(status);
     return head_request ? http::HeadAction::SkipBody : http::HeadAction::Continue;
 }
 
 bool HttpExchange::onBody(const char* data, std::size_t length) {
     if (owner_.consumesResponse()) return owner_.onResponseBody(data, length);
-    if (client_framing_ == http::BodyFraming::Chunked) {
-        evbuffer* out = owner_.clientStream().output();
-        std::size_t framing = appendChunkHeader(out, length);
-        evbuffer_add(out, data, length);
-        evbuffer_add(out, "\r\n", 2);
-        owner_.onBytesToClient(framing + length + 2);
-    } else {
-        writeToClient(data, length);
-    }
+    owner_.downstream().sendBody(data, length);
     return true;
 }
 
@@ -444,12 +404,7 @@ void HttpExchange::onMessageComplete() {
     int status = response_parser_.response().status;
     if (status >= 100 && status < 200 && status != 101) return;  // interim: the real one follows
     response_complete_ = true;
-    if (client_framing_ == http::BodyFraming::Chunked) writeToClient("0\r\n\r\n", 5);
-}
-
-void HttpExchange::writeToClient(const char* data, std::size_t length) {
-    evbuffer_add(owner_.clientStream().output(), data, length);
-    owner_.onBytesToClient(length);
+    if (!owner_.consumesResponse() && status != 101) owner_.downstream().endResponse();
 }
 
 }  // namespace portico::proxy

@@ -37,6 +37,7 @@
 #include "message_reader.h"
 #include "portico/core/handles.h"
 #include "portico/handlers/pubsub.h"
+#include "portico/http/http1_response_writer.h"
 #include "portico/http/message_parser.h"
 #include "portico/net/event_loop.h"
 #include "portico/pubsub/local_backplane.h"
@@ -258,7 +259,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                   });
         FUZZ_CHECK(answers == 1);  // the in-process backplane answers before returning
         core::EvbufferPtr out(evbuffer_new());
-        const std::uint64_t bytes = handlers::writePubSubAnswer(out.get(), answer, http::KeepAlive(true, 1), method == "HEAD");
+        http::Http1ResponseWriter writer(out.get());
+        handlers::sendPubSubAnswer(writer, answer, method == "HEAD");
+        const std::uint64_t bytes = writer.bytes();
         FUZZ_CHECK(bytes == evbuffer_get_length(out.get()));
         checkResponse(out.get(), answer.status, method == "HEAD");
 

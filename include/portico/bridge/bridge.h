@@ -167,11 +167,8 @@ private:
     void done();
 
     // proxy::ExchangeOwner: the exchange hands us its response instead of relaying it.
-    net::Stream& clientStream() override;
-    bool clientKeepAlive() const override { return true; }
-    void onResponseStatus(int) override {}
-    void onBytesToClient(std::size_t) override {}
-    void onExchangeComplete(bool keep_alive) override;
+    http::ResponseSink& downstream() override;
+    void onExchangeComplete(bool reusable) override;
     void onExchangeFailed(int status, const char* reason) override;
     void onUpgraded(std::unique_ptr<net::Stream>, std::string) override {}
     void onUpstreamDrained() override {}

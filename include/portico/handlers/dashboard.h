@@ -7,14 +7,11 @@
 #include "portico/handlers/http_handlers.h"
 #include "portico/http/head.h"
 
-struct evbuffer;
-
 namespace portico::handlers {
 
 // Answers a request below the route's prefix: "" or "index.html" is the page (with
 // route.status_url filled in), "dashboard.css" and "dashboard.js" its parts, anything else 404.
 // The prefix itself without its trailing slash is redirected (301) to it. GET and HEAD only.
-Reply serveDashboard(evbuffer* out, const config::Route& route, const http::RequestHead& request,
-                     http::KeepAlive keep_alive);
+void serveDashboard(http::ResponseSink& out, const config::Route& route, const http::RequestHead& request);
 
 }  // namespace portico::handlers

@@ -6,28 +6,23 @@
 
 #include "portico/config/config.h"
 #include "portico/http/head.h"
-
-struct evbuffer;
+#include "portico/http/response_sink.h"
 
 namespace portico::handlers {
 
-struct Reply {
-    int status = 200;
-    std::uint64_t bytes = 0;  // bytes appended to the output
-};
+// Each handler writes one complete response to `out` (the client side of the request, HTTP/1.1
+// or HTTP/2 alike) and ends it.
 
 // `handler: health`: 200 "ok", and "backplane: up|down" on a second line when a pub/sub
 // backplane is configured (`backplane` non-null). Down is still 200: the node serves its local
 // traffic, and a load balancer must not drop every node at once when Redis goes.
-Reply serveHealth(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive,
-                  const char* backplane = nullptr);
+void serveHealth(http::ResponseSink& out, const http::RequestHead& request, const char* backplane = nullptr);
 
 // `handler: static`: a file under route.root (index.html for a directory), with the route's
 // prefix removed from the path. GET and HEAD only (405 otherwise); percent-decoding is applied
 // and any ".." segment or NUL is refused (404), so nothing outside root is ever served.
-// The file is sent with evbuffer_add_file (sendfile), never read into memory.
-Reply serveStatic(evbuffer* out, const config::Route& route, const http::RequestHead& request,
-                  http::KeepAlive keep_alive);
+// The file goes to ResponseSink::sendFile (sendfile on HTTP/1.1), never read whole into memory.
+void serveStatic(http::ResponseSink& out, const config::Route& route, const http::RequestHead& request);
 
 // Media type for a file name, by extension ("application/octet-stream" when unknown).
 const char* mediaTypeFor(std::string_view path);
@@ -36,9 +31,9 @@ const char* mediaTypeFor(std::string_view path);
 // The part of `path` below the route's prefix (an exact route: the last segment).
 std::string_view pathBelowRoute(const config::Route& route, std::string_view path);
 // GET and HEAD are served; anything else is answered 405 with Allow here (true: answered).
-bool refuseUnlessGetOrHead(evbuffer* out, const http::RequestHead& request, http::KeepAlive keep_alive, Reply& reply);
+bool refuseUnlessGetOrHead(http::ResponseSink& out, const http::RequestHead& request);
 // A directory asked for without its trailing slash: 301 to it, so that relative links resolve
 // (`head_only`: the request is HEAD, the 301 has no body).
-Reply redirectToSlash(evbuffer* out, std::string_view path, http::KeepAlive keep_alive, bool head_only);
+void redirectToSlash(http::ResponseSink& out, std::string_view path, bool head_only);
 
 }  // namespace portico::handlers

@@ -21,6 +21,7 @@
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
 #include "portico/http/head.h"
+#include "portico/http/response_sink.h"
 #include "portico/pubsub/backplane.h"
 #include "portico/pubsub/pubsub_registry.h"
 
@@ -159,8 +160,8 @@ using PubSubAnswerDone = std::function<void(const PubSubAnswer&)>;
 // Calls `done` once on this worker's thread, before it returns or later (a backplane that
 // answers asynchronously); the caller guards `done` against its own end.
 void servePubSubHttp(PubSubHub& hub, const config::Route& route, PubSubHttpRequest request, PubSubAnswerDone done);
-// Appends the complete response for `answer` to `out`; returns its size.
-std::uint64_t writePubSubAnswer(evbuffer* out, const PubSubAnswer& answer, http::KeepAlive keep_alive, bool head_only);
+// Sends the complete response for `answer` (the head alone for HEAD: `head_only`).
+void sendPubSubAnswer(http::ResponseSink& out, const PubSubAnswer& answer, bool head_only);
 // True when `authorization` (the request's Authorization value, "" when absent) carries the
 // route's publish_token as "Bearer TOKEN", or the route has no token. Checked at the head of a
 // publish, before its body is read.

@@ -56,11 +56,6 @@ struct ClientResponseInfo {
 // Appends the status line and headers for the client to `out`.
 void appendClientResponseHead(std::string& out, const ResponseHead& response, const ClientResponseInfo& info);
 
-// Appends a response Portico makes itself (errors, health, static, pubsub JSON).
-void appendSimpleResponseHead(std::string& out, int status, std::string_view content_type,
-                              std::uint64_t content_length, KeepAlive keep_alive,
-                              const HeaderList& extra = {});
-
 // Standard reason phrase for a status code ("Not Found"); "Unknown" for codes we never send.
 std::string_view reasonPhrase(int status);
 

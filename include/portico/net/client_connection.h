@@ -22,6 +22,7 @@
 #include "portico/bridge/bridge.h"
 #include "portico/core/handles.h"
 #include "portico/handlers/http_handlers.h"
+#include "portico/http/http1_response_writer.h"
 #include "portico/http/message_parser.h"
 #include "portico/net/ip_limits.h"
 #include "portico/observe/metrics.h"
@@ -94,11 +95,8 @@ private:
     void onMessageComplete() override;
 
     // The HTTP exchange with an upstream.
-    Stream& clientStream() override { return *client_; }
-    bool clientKeepAlive() const override;
-    void onResponseStatus(int status) override;
-    void onBytesToClient(std::size_t bytes) override { req_.bytes_out += bytes; }
-    void onExchangeComplete(bool keep_alive) override;
+    http::ResponseSink& downstream() override { return response_; }
+    void onExchangeComplete(bool reusable) override;
     void onExchangeFailed(int status, const char* reason) override;
     void onUpstreamDrained() override;
     void onUpgraded(std::unique_ptr<Stream> upstream, std::string extensions) override;
@@ -125,7 +123,10 @@ private:
     const std::string& localAuthority();
     bool hasBody() const;
     bool bodyAwaitsContinue() const;
-    http::KeepAlive keepAliveForClient() const;
+    // The client asked for keep-alive, has not half-closed, and the gateway is not stopping.
+    bool clientKeepAlive() const;
+    // A final response head went out (from response_): for the access log and the upgrade slot.
+    void onResponseStatus(int status);
     bool headOnly() const;  // the request being answered is HEAD
     void respondAtHead(int status, std::string_view content_type, std::string_view body, const http::HeaderList& extra = {});
     http::HeadAction answeredAtHead();
@@ -150,6 +151,21 @@ private:
     observe::RouteStats* ws_stats_ = nullptr;  // the route of an upgraded connection
     ws::SessionCounts counted_;  // what of the session's counts is in ws_stats_ already
     std::unique_ptr<Stream> client_;
+
+    // The client side of the request in flight: responses serialized as HTTP/1.1 onto client_
+    // (what the exchange and the built-in handlers write to).
+    class Downstream final : public http::Http1ResponseWriter {
+    public:
+        explicit Downstream(ClientConnection& connection) : connection_(connection) {}
+        void sendHead(const http::ResponseHead& head, const http::ResponseBody& body) override;
+        bool backlogged() const override;
+        void flush() override;
+
+    private:
+        bool connectionMayStayOpen() const override { return connection_.clientKeepAlive(); }
+        ClientConnection& connection_;
+    };
+    Downstream response_{*this};
     http::MessageParser parser_;
     std::unique_ptr<proxy::HttpExchange> exchange_;
     // websocket mode http: the WebSocket's events to and from the app. Declared before session_,
@@ -181,13 +197,13 @@ private:
         const config::Route* route = nullptr;  // in snapshot_'s configuration; null until routed
         std::chrono::steady_clock::time_point start{};
         std::uint64_t bytes_in = 0;
-        std::uint64_t bytes_out = 0;
+        std::uint64_t bytes_out = 0;  // written around response_ (a 101 of our own); + response_.bytes()
         std::uint64_t body_bytes = 0;
         int status = 0;
         bool complete = false;       // head and body were read
         bool response_done = false;  // a built-in response is written
         bool answer_pending = false; // a built-in handler answers later (a pubsub backplane)
-        bool keep_alive = true;      // of a built-in response
+        bool keep_alive = true;      // the response may leave the connection open
         bool logged = false;
         std::string upstream_name = "-";  // of the last exchange, for the access log
         std::string body;                 // a request body a built-in handler reads

@@ -11,24 +11,23 @@ class Stream;
 }
 namespace portico::http {
 struct ResponseHead;
+class ResponseSink;
 }
 
 namespace portico::proxy {
 
 class ExchangeOwner {
 public:
-    virtual net::Stream& clientStream() = 0;
-    // The client asked for keep-alive and the gateway is not stopping.
-    virtual bool clientKeepAlive() const = 0;
-    // The response head went to the client (for the access log).
-    virtual void onResponseStatus(int status) = 0;
-    // Bytes written to the client (for the access log).
-    virtual void onBytesToClient(std::size_t bytes) = 0;
-    // The response is complete; `keep_alive` says whether the client connection can be reused.
-    // The exchange does nothing after this call.
-    virtual void onExchangeComplete(bool keep_alive) = 0;
+    // Where the response goes: the client side of the request (an HTTP/1.1 connection or an
+    // HTTP/2 stream). Its sendHead sees the status (101 for an accepted upgrade), its byte
+    // counts are the access log's. Never called when consumesResponse() is true.
+    virtual http::ResponseSink& downstream() = 0;
+    // The response is complete. `reusable` is false when the client side must not carry another
+    // request whatever it would like (a declined WebSocket handshake: the client may send frames
+    // anyway). The exchange does nothing after this call.
+    virtual void onExchangeComplete(bool reusable) = 0;
     // The exchange failed. `status` (502/504) is to be sent when no response byte was sent yet;
-    // otherwise the client connection is closed. The exchange does nothing after this call.
+    // otherwise the client side is reset. The exchange does nothing after this call.
     virtual void onExchangeFailed(int status, const char* reason) = 0;
     // The upstream accepted a WebSocket upgrade: its 101 went to the client, and the upstream
     // connection (with any bytes that followed the 101 in its input) is the owner's now.
@@ -39,7 +38,7 @@ public:
 
     // An owner that reads the response itself instead of relaying it to a client (the
     // WebSocket-over-HTTP bridge) returns true: the exchange then hands it the final response's
-    // head and body through the two calls below, never touches clientStream(), and reports the
+    // head and body through the two calls below, never touches downstream(), and reports the
     // end through onExchangeComplete/onExchangeFailed as usual. Returning false from either call
     // fails the exchange (onExchangeFailed with 502).
     virtual bool consumesResponse() const { return false; }

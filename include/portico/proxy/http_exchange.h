@@ -110,8 +110,6 @@ private:
     bool onBody(const char* data, std::size_t length) override;
     void onMessageComplete() override;
 
-    void writeToClient(const char* data, std::size_t length);
-
     ExchangeOwner& owner_;
     net::EventLoop& loop_;
     UpstreamGroup& group_;
@@ -133,7 +131,6 @@ private:
     bool request_done_ = false;
     std::uint64_t body_sent_ = 0;           // request body bytes handed to the upstream (read
                                             // from the client: once > 0, never resent)
-    http::BodyFraming client_framing_ = http::BodyFraming::None;
     bool response_complete_ = false;
     bool upgrade_accepted_ = false;         // a valid 101 went to the client
 };

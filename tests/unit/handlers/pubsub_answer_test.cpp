@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 
 #include "portico/core/handles.h"
+#include "portico/http/http1_response_writer.h"
 
 using namespace portico;
 
@@ -21,7 +22,9 @@ TEST_CASE("pubsub answers to HEAD have the head only, errors included", "[pubsub
         answer.status = status;
         if (status == 200) answer.body = "{\"channel\":\"room\",\"seq\":1}\n";
         core::EvbufferPtr out(evbuffer_new());
-        const std::uint64_t written = handlers::writePubSubAnswer(out.get(), answer, true, true);
+        http::Http1ResponseWriter writer(out.get());
+        handlers::sendPubSubAnswer(writer, answer, /*head_only=*/true);
+        const std::uint64_t written = writer.bytes();
         std::string text(evbuffer_get_length(out.get()), '\0');
         evbuffer_remove(out.get(), text.data(), text.size());
         CHECK(written == text.size());

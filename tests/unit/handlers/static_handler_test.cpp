@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "portico/core/handles.h"
+#include "portico/http/http1_response_writer.h"
 
 using namespace portico;
 
@@ -97,10 +98,11 @@ Served serve(const config::Route& route, std::string method, std::string target)
     request.target = std::move(target);
     request.headers = {{"Host", "h"}};
     core::EvbufferPtr out(evbuffer_new());
-    const handlers::Reply reply = handlers::serveStatic(out.get(), route, request, true);
+    http::Http1ResponseWriter writer(out.get());
+    handlers::serveStatic(writer, route, request);
     Served s;
-    s.status = reply.status;
-    s.bytes = reply.bytes;
+    s.status = writer.status();
+    s.bytes = writer.bytes();
     s.text.resize(evbuffer_get_length(out.get()));
     if (!s.text.empty()) evbuffer_remove(out.get(), s.text.data(), s.text.size());
     auto end = s.text.find("\r\n\r\n");
@@ -310,21 +312,23 @@ TEST_CASE("health handler answers 200 ok, head only for HEAD", "[handlers]") {
     request.method = "GET";
     request.target = "/healthz";
     core::EvbufferPtr out(evbuffer_new());
-    const handlers::Reply reply = handlers::serveHealth(out.get(), request, true);
+    http::Http1ResponseWriter writer(out.get());
+    handlers::serveHealth(writer, request);
     std::string text(evbuffer_get_length(out.get()), '\0');
     evbuffer_remove(out.get(), text.data(), text.size());
-    CHECK(reply.status == 200);
-    CHECK(reply.bytes == text.size());
+    CHECK(writer.status() == 200);
+    CHECK(writer.bytes() == text.size());
     CHECK(text.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
     CHECK(text.size() > 3);
     CHECK(text.substr(text.size() - 7) == "\r\n\r\nok\n");
 
     request.method = "HEAD";
     core::EvbufferPtr head_out(evbuffer_new());
-    const handlers::Reply head_reply = handlers::serveHealth(head_out.get(), request, true);
+    http::Http1ResponseWriter head_writer(head_out.get());
+    handlers::serveHealth(head_writer, request);
     std::string head_text(evbuffer_get_length(head_out.get()), '\0');
     evbuffer_remove(head_out.get(), head_text.data(), head_text.size());
-    CHECK(head_reply.status == 200);
+    CHECK(head_writer.status() == 200);
     CHECK(head_text.substr(head_text.size() - 4) == "\r\n\r\n");
     CHECK(head_text.find("Content-Length: 3\r\n") != std::string::npos);
 }

@@ -498,12 +498,15 @@ TEST_CASE("simple responses carry Content-Length and close when asked", "[http][
         const WrittenHead h = splitHead(text10);
         REQUIRE(h.well_formed);
         CHECK(h.one("Connection") == "keep-alive");
-        std::string closed;
-        appendSimpleResponseHead(closed, 200, "", 0, KeepAlive(false, 0));
-        CHECK(splitHead(closed).one("Connection") == "close");
-        std::string http11;
-        appendSimpleResponseHead(http11, 200, "", 0, KeepAlive(true, 1));
-        CHECK_FALSE(splitHead(http11).has("Connection"));
+        auto headFor = [](KeepAlive keep_alive) {
+            portico::core::EvbufferPtr buffer(evbuffer_new());
+            writeSimpleResponse(buffer.get(), 200, "", "", keep_alive);
+            std::string bytes(evbuffer_get_length(buffer.get()), '\0');
+            evbuffer_remove(buffer.get(), bytes.data(), bytes.size());
+            return bytes;
+        };
+        CHECK(splitHead(headFor(KeepAlive(false, 0))).one("Connection") == "close");
+        CHECK_FALSE(splitHead(headFor(KeepAlive(true, 1))).has("Connection"));
     }
 }
 
