@@ -16,6 +16,7 @@
 #include "portico/http/header_rewrite.h"
 #include "portico/http/request_checks.h"
 #include "portico/http/simple_response.h"
+#include "portico/net/request_log.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
 #include "portico/proxy/http_exchange.h"
@@ -57,6 +58,7 @@ const char* ClientConnection::toString(State state) {
         case State::Proxying: return "proxying";
         case State::Responding: return "responding";
         case State::Upgraded: return "upgraded";
+        case State::Http2: return "http2";
         case State::Closing: return "closing";
         case State::Closed: return "closed";
     }
@@ -90,6 +92,10 @@ void ClientConnection::start() {
             return;
         }
         client_->startTls(std::move(ssl), /*server=*/true);
+    } else if (listener_->http2) {
+        // `http2: true`: HTTP/2 with prior knowledge (RFC 9113 3.3), the preface comes first.
+        startHttp2();
+        return;
     }
     beginRequest();
     armTimer(snapshot_->config().limits.client_header_timeout);
@@ -511,12 +517,28 @@ void ClientConnection::onEof(Stream&) {
             if (client_->outputLength() == 0) finish("closed");
             return;
         case State::Upgraded:
+        case State::Http2:
         case State::Closed:
             return;
     }
 }
 
-void ClientConnection::onTlsHandshake(Stream&) { listener_stats_.tls_handshakes.add(); }
+void ClientConnection::onTlsHandshake(Stream& stream) {
+    listener_stats_.tls_handshakes.add();
+    // RFC 9113 3.2: h2 agreed by ALPN; the client's preface follows.
+    if (stream.alpnProtocol() == "h2") startHttp2();
+}
+
+void ClientConnection::startHttp2() {
+    state_ = State::Http2;
+    event_del(timer_.get());
+    http2::ClientInfo client{client_ip_, client_hash_, listener_->tls.has_value()};
+    http2_ = std::make_unique<http2::Connection>(static_cast<http2::ConnectionOwner&>(*this), worker_, snapshot_, *listener_,
+                                                 listener_stats_, std::move(client_), std::move(client));
+    if (!http2_->start() && state_ == State::Http2) finish("HTTP/2 session failed");
+}
+
+void ClientConnection::onHttp2Closed(const char* reason) { finish(reason); }
 
 void ClientConnection::onPlainTextOnTls(Stream&) {
     // The Stream dropped TLS without reading: answer in plain text, then close with a linger
@@ -596,6 +618,10 @@ void ClientConnection::onTimer(int, short, void* arg) {
 
 void ClientConnection::drain() {
     draining_ = true;
+    if (state_ == State::Http2 && http2_) {
+        http2_->goAway();
+        return;
+    }
     if (state_ == State::Upgraded && session_) {
         session_->goAway();
         return;
@@ -607,26 +633,17 @@ void ClientConnection::drain() {
 void ClientConnection::logAccess() {
     if (req_.logged || req_.status == 0) return;
     req_.logged = true;
-    const int status = req_.status;
-    listener_stats_.requests.add();
-    if (req_.route) snapshot_->routeStats(*req_.route).requests[status >= 100 && status < 600 ? status / 100 : 0].add();
-    observe::AccessLog& log = worker_.accessLog();
-    if (!log.enabled()) return;
-    const http::RequestHead& request = parser_.request();
-    observe::AccessRecord record;
-    record.time = std::chrono::system_clock::now();
-    record.client = client_ip_;
-    record.method = request.method.empty() ? std::string_view("-") : std::string_view(request.method);
-    record.path = request.target.empty() ? std::string_view("-") : std::string_view(request.target);
-    record.status = status;
-    record.bytes_in = req_.bytes_in;
-    record.bytes_out = req_.bytes_out + response_.bytes();
-    record.upstream = exchange_ ? std::string_view(exchange_->upstreamName()) : std::string_view(req_.upstream_name);
-    auto start = req_.start == std::chrono::steady_clock::time_point{} ? std::chrono::steady_clock::now() : req_.start;
-    record.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    if (const http::Header* h = http::findHeader(request.headers, "Referer")) record.referer = h->value;
-    if (const http::Header* h = http::findHeader(request.headers, "User-Agent")) record.user_agent = h->value;
-    log.write(record);
+    RequestSummary summary;
+    summary.route = req_.route;
+    summary.request = &parser_.request();
+    summary.client_ip = client_ip_;
+    summary.protocol = parser_.request().version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    summary.upstream = exchange_ ? std::string_view(exchange_->upstreamName()) : std::string_view(req_.upstream_name);
+    summary.status = req_.status;
+    summary.bytes_in = req_.bytes_in;
+    summary.bytes_out = req_.bytes_out + response_.bytes();
+    summary.start = req_.start;
+    logRequest(worker_, *snapshot_, listener_stats_, summary);
 }
 
 void ClientConnection::finish(const char* reason) {
@@ -639,6 +656,7 @@ void ClientConnection::finish(const char* reason) {
     if (resume_event_) event_del(resume_event_.get());
     retireExchange();
     if (bridge_) bridge_->abort();
+    if (http2_) http2_->abort();
     if (client_) client_->pauseReading();  // after an upgrade the session has the socket
     worker_.onConnectionFinished(this);
 }

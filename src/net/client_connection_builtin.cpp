@@ -5,11 +5,9 @@
 
 #include <event2/buffer.h>
 
-#include "portico/handlers/dashboard.h"
-#include "portico/handlers/http_handlers.h"
-#include "portico/handlers/publish_api.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/http/simple_response.h"
+#include "portico/net/builtin_requests.h"
 #include "portico/net/client_connection.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
@@ -42,30 +40,15 @@ http::HeadAction ClientConnection::answeredAtHead() {
 // backplane may answer later (Redis): the response is written by onPubSubAnswer, and the request
 // waits in Responding with response_done unset, like a body still arriving.
 void ClientConnection::servePubSub() {
-    const http::RequestHead& request = parser_.request();
-    const bool head_only = request.method == "HEAD";
+    const bool head_only = parser_.request().method == "HEAD";
     auto done = [this, alive = std::weak_ptr<char>(alive_), head_only](const handlers::PubSubAnswer& answer) {
         if (!alive.expired()) onPubSubAnswer(answer, head_only);
     };
     req_.answer_pending = true;
     answering_ = true;
-    if (req_.route->handler == config::HandlerKind::Publish) {
-        handlers::servePublishApi(worker_.pubsub(), handlers::gripChannels(snapshot_->config()), request.method, req_.body,
-                                  std::move(done));
-        req_.body.clear();
-        answering_ = false;
-        return;
-    }
-    const http::Header* authorization = http::findHeader(request.headers, "Authorization");
-    handlers::PubSubHttpRequest call;
-    call.method = request.method;
-    call.path = request.path();
-    call.authorization = authorization ? std::string_view(authorization->value) : std::string_view{};
-    const http::Header* idempotency = http::findHeader(request.headers, "Idempotency-Key");
-    if (idempotency) call.idempotency_key = idempotency->value;
-    call.body = std::move(req_.body);
+    std::string body = std::move(req_.body);
     req_.body.clear();
-    handlers::servePubSubHttp(worker_.pubsub(), *req_.route, std::move(call), std::move(done));
+    servePubSubRequest(worker_, snapshot_->config(), *req_.route, parser_.request(), std::move(body), std::move(done));
     answering_ = false;
 }
 
@@ -83,15 +66,7 @@ void ClientConnection::onPubSubAnswer(const handlers::PubSubAnswer& answer, bool
 // (onMessageComplete). Everything that can refuse it is decided here, before a byte of the body
 // is read or buffered: an unauthenticated client cannot make us hold its body.
 http::HeadAction ClientConnection::startPublish(const config::Route& route) {
-    const http::RequestHead& request = parser_.request();
-    const http::Header* authorization = http::findHeader(request.headers, "Authorization");
-    const std::string_view credentials = authorization ? std::string_view(authorization->value) : std::string_view{};
-    const bool authorized =
-        route.handler == config::HandlerKind::Publish
-            ? handlers::publishApiAuthorized(route, credentials, std::chrono::duration_cast<std::chrono::seconds>(
-                                                                     std::chrono::system_clock::now().time_since_epoch())
-                                                                     .count())
-            : handlers::publishAuthorized(route, credentials);
+    const bool authorized = publishAuthorized(route, parser_.request());
     if (!authorized) {
         respondError(401, "publish without a valid token", {{"WWW-Authenticate", "Bearer"}});
         return http::HeadAction::Abort;
@@ -118,36 +93,9 @@ void ClientConnection::respondInternal(const config::Route& route) {
     state_ = State::Responding;
     req_.keep_alive = clientKeepAlive() && !bodyAwaitsContinue();
     response_.setKeepAlive(req_.keep_alive);
-    const http::RequestHead& request = parser_.request();
-    switch (route.handler) {
-        case config::HandlerKind::Health:
-            handlers::serveHealth(response_, request, worker_.pubsub().backplane().health());
-            break;
-        case config::HandlerKind::Static:
-            handlers::serveStatic(response_, route, request);
-            break;
-        case config::HandlerKind::Dashboard:
-            handlers::serveDashboard(response_, route, request);
-            break;
-        case config::HandlerKind::Metrics:
-        case config::HandlerKind::Status: {
-            observe::ProcessInfo info = worker_.metrics().processInfo();
-            worker_.pubsub().backplane().stats(info);
-            const bool prometheus = route.handler == config::HandlerKind::Metrics;
-            std::string body = prometheus ? worker_.metrics().renderPrometheus(info) : worker_.metrics().renderJson(info);
-            http::respond(response_, 200, prometheus ? "text/plain; version=0.0.4" : "application/json", body, {},
-                          request.method == "HEAD");
-            break;
-        }
-        case config::HandlerKind::PubSub:
-        case config::HandlerKind::Publish:
-            servePubSub();  // PubSub GET/HEAD: the channel's info; Publish: 405 (POST went to startPublish)
-            return;
-        default:
-            // WebSocket-only handlers (echo, pubsub) and those of later issues answer 404 to
-            // plain HTTP until they are wired here.
-            http::respondError(response_, 404, {}, headOnly());
-            break;
+    if (!serveBuiltin(worker_, route, parser_.request(), response_)) {
+        servePubSub();  // PubSub GET/HEAD: the channel's info; Publish: 405 (POST went to startPublish)
+        return;
     }
     req_.response_done = true;
     response_.flush();

@@ -87,6 +87,8 @@ void formatAccessRecord(std::string& out, const AccessRecord& r, config::AccessF
         core::appendJsonString(out, r.method);
         out.append(",\"path\":");
         core::appendJsonString(out, r.path);
+        out.append(",\"protocol\":");
+        core::appendJsonString(out, r.protocol);
         snprintf(line, sizeof line, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"upstream\":", r.status,
                  static_cast<unsigned long long>(r.bytes_in), static_cast<unsigned long long>(r.bytes_out));
         out.append(line);
@@ -104,7 +106,9 @@ void formatAccessRecord(std::string& out, const AccessRecord& r, config::AccessF
     out.append(r.method);
     out.push_back(' ');
     for (char c : r.path) out.push_back(c == '"' ? '\'' : c);
-    out.append(" HTTP/1.1\" ");
+    out.push_back(' ');
+    out.append(r.protocol);
+    out.append("\" ");
     snprintf(line, sizeof line, "%d %llu ", r.status, static_cast<unsigned long long>(r.bytes_out));
     out.append(line);
     appendQuoted(out, r.referer.empty() ? "-" : r.referer);

@@ -56,6 +56,14 @@ struct Limits {
     double per_ip_upgrade_rate = 0;         // WebSocket upgrades per second (token bucket); 0 = off
     std::size_t per_ip_upgrade_burst = 20;  // upgrades at once before the rate applies
     std::size_t per_ip_table_size = 65536;  // client addresses tracked at once; beyond: not limited
+    // HTTP/2 connections (http2/): what one client connection may hold and do.
+    std::size_t http2_max_concurrent_streams = 100;  // SETTINGS_MAX_CONCURRENT_STREAMS; more: REFUSED_STREAM
+    std::size_t http2_stream_window = 256 * 1024;    // request body bytes a stream may have in flight
+                                                     // before its client waits for the upstream
+    std::size_t http2_reset_burst = 200;   // RST_STREAMs from a client at once (CVE-2023-44487)...
+    std::size_t http2_reset_rate = 50;     // ...and per second after; beyond: GOAWAY
+    std::size_t http2_control_frame_rate = 100;  // SETTINGS and PINGs per second (burst: twice as
+                                                 // many); beyond: GOAWAY ENHANCE_YOUR_CALM
 };
 
 // host:port as written; host "" means every address ("*:port"), "[::1]" is stored as "::1".
@@ -96,6 +104,9 @@ struct Listener {
     HostPort address;
     std::optional<std::uint16_t> redirect_https;  // answer every request 308 to https://host:PORT
     std::optional<ListenerTls> tls;               // set: this listener speaks TLS
+    bool http2 = false;                // cleartext: HTTP/2 with prior knowledge (h2c), no HTTP/1.1
+                                       // (on TLS listeners h2 comes with tls.alpn)
+    bool http2_extended_connect = true;  // RFC 8441: WebSockets over HTTP/2 streams
     SourceMark mark;
 };
 

@@ -9,6 +9,8 @@
 //   -> back to ReadingHead for the next request on a keep-alive connection, or
 //   -> Closing (flush, half-close, linger) -> Closed.
 //   An accepted WebSocket upgrade moves to Tunnel, Frames or WsSession (ws/).
+//   HTTP/2 (ALPN h2, or a listener with http2: true) moves to Http2 at once: an
+//   http2::Connection takes the socket and carries every request as a stream.
 //
 // finish() is the one exit: it logs, releases the handles and defers deletion to the loop.
 
@@ -24,6 +26,7 @@
 #include "portico/handlers/http_handlers.h"
 #include "portico/http/http1_response_writer.h"
 #include "portico/http/message_parser.h"
+#include "portico/http2/connection.h"
 #include "portico/net/ip_limits.h"
 #include "portico/observe/metrics.h"
 #include "portico/net/stream.h"
@@ -56,9 +59,10 @@ class ClientConnection final : private StreamHandler,
                                private http::MessageParser::Handler,
                                private proxy::ExchangeOwner,
                                private ws::SessionOwner,
-                               private bridge::BridgeOwner {
+                               private bridge::BridgeOwner,
+                               private http2::ConnectionOwner {
 public:
-    enum class State { ReadingHead, Proxying, Responding, Upgraded, Closing, Closed };
+    enum class State { ReadingHead, Proxying, Responding, Upgraded, Http2, Closing, Closed };
     static const char* toString(State state);
 
     // `listener_index` is the accepting listener's position in the configuration.
@@ -100,6 +104,10 @@ private:
     void onExchangeFailed(int status, const char* reason) override;
     void onUpstreamDrained() override;
     void onUpgraded(std::unique_ptr<Stream> upstream, std::string extensions) override;
+
+    // HTTP/2: the connection takes the socket; its end is ours.
+    void startHttp2();
+    void onHttp2Closed(const char* reason) override;
 
     // After a 101: the WebSocket session.
     void onSessionEnd(const char* reason, const ws::SessionCounts& counts) override;
@@ -172,6 +180,7 @@ private:
     // whose app refers to it, so that it is destroyed after it.
     std::unique_ptr<bridge::Bridge> bridge_;
     std::unique_ptr<ws::Session> session_;
+    std::unique_ptr<http2::Connection> http2_;  // state Http2: it has the socket
     const char* session_end_reason_ = nullptr;  // the session ended; the bridge still finishes
     IpLimits::Lease ws_lease_;  // counted under limits.per_ip_websockets: admission to session end
     // A built-in endpoint accepted the upgrade; its session starts once parsing has returned.

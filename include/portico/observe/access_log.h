@@ -25,6 +25,7 @@ struct AccessRecord {
     std::string_view client;      // client IP
     std::string_view method;
     std::string_view path;        // request-target as received
+    std::string_view protocol = "HTTP/1.1";  // "HTTP/1.0", "HTTP/1.1", "HTTP/2.0"
     int status = 0;
     std::uint64_t bytes_in = 0;   // request head + body bytes
     std::uint64_t bytes_out = 0;  // response bytes written to the client

@@ -169,13 +169,23 @@ TEST_CASE("access log JSON line holds every field", "[observe][access]") {
     CHECK(json.strings["client"] == "192.0.2.7");
     CHECK(json.strings["method"] == "GET");
     CHECK(json.strings["path"] == "/api/items?id=3");
+    CHECK(json.strings["protocol"] == "HTTP/1.1");
     CHECK(json.numbers["status"] == "200");
     CHECK(json.numbers["bytes_in"] == "512");
     CHECK(json.numbers["bytes_out"] == "2048");
     CHECK(json.strings["upstream"] == "127.0.0.1:8000");
     REQUIRE(json.numbers.count("duration_ms") == 1);
     CHECK(std::strtod(json.numbers["duration_ms"].c_str(), nullptr) == Approx(12.5));
-    CHECK(json.strings.size() + json.numbers.size() == 9);
+    CHECK(json.strings.size() + json.numbers.size() == 10);
+}
+
+TEST_CASE("access log names the protocol: HTTP/2.0 for a stream, in both formats", "[observe][access]") {
+    observe::AccessRecord record = sampleRecord();
+    record.protocol = "HTTP/2.0";
+    const std::string json = format(record, config::AccessFormat::Json);
+    CHECK(json.find("\"protocol\":\"HTTP/2.0\"") != std::string::npos);
+    const std::string combined = format(record, config::AccessFormat::Combined);
+    CHECK(combined.find(" HTTP/2.0\" 200 ") != std::string::npos);
 }
 
 TEST_CASE("access log JSON escapes quotes, backslashes and control bytes", "[observe][access]") {

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// One HTTP/2 client connection (RFC 9113), driven from our event loop: nghttp2 does no I/O,
+// this object feeds it what the socket read (nghttp2_session_mem_recv) and writes what it
+// produces (nghttp2_session_mem_send) once per loop iteration. Each request is an
+// http2::Stream, the client side of that request for the exchange and the handlers.
+//
+// Limits (config::Limits, documented in portico.yaml(5)): SETTINGS_MAX_CONCURRENT_STREAMS
+// (http2_max_concurrent_streams), SETTINGS_MAX_HEADER_LIST_SIZE (max_header_bytes, 431 beyond),
+// per-stream receive windows (http2_stream_window: a stream whose upstream is slow stops its
+// client only), RST_STREAM rate (http2_reset_burst/_rate, CVE-2023-44487) and CONTINUATION
+// frames per header block (CVE-2024-27316) by nghttp2, SETTINGS and PING rate
+// (http2_control_frame_rate), a header block unfinished past client_header_timeout, a request
+// body stalled past client_body_timeout, no stream for keepalive_timeout.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "portico/config/config.h"
+#include "portico/core/handles.h"
+#include "portico/core/token_bucket.h"
+#include "portico/net/stream.h"
+#include "portico/observe/metrics.h"
+
+struct nghttp2_session;
+
+namespace portico::net {
+class Worker;
+class WorkerSnapshot;
+}
+
+namespace portico::http2 {
+
+class Stream;
+
+// Who owns the connection (net::ClientConnection): told once when it is over.
+class ConnectionOwner {
+public:
+    virtual void onHttp2Closed(const char* reason) = 0;
+
+protected:
+    ~ConnectionOwner() = default;
+};
+
+struct ClientInfo {
+    std::string ip;
+    std::uint32_t hash = 0;  // ip_hash balancing
+    bool tls = false;        // X-Forwarded-Proto
+};
+
+class Connection final : private net::StreamHandler {
+public:
+    Connection(ConnectionOwner& owner, net::Worker& worker, std::shared_ptr<net::WorkerSnapshot> snapshot,
+               const config::Listener& listener, observe::ListenerStats& listener_stats,
+               std::unique_ptr<net::Stream> socket, ClientInfo client);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    // Sends our SETTINGS and reads what has arrived. False: the session could not be made.
+    bool start();
+    // Graceful stop or reload: GOAWAY with the last stream id; the streams in flight finish,
+    // then the connection closes.
+    void goAway();
+    // The end, whatever the state: every stream's exchange is dropped, its request logged.
+    void abort();
+
+    // For the streams.
+    net::Worker& worker() { return worker_; }
+    const ClientInfo& client() const { return client_; }
+    const config::Listener& listener() const { return *listener_; }
+    observe::ListenerStats& listenerStats() { return listener_stats_; }
+    nghttp2_session* session() { return session_.get(); }
+    // Frames were queued: they go out once the callbacks of this loop iteration are done.
+    void scheduleSend();
+    // `bytes` of a stream's request body went on (to its upstream or a handler): the client
+    // may send that much more on the stream (WINDOW_UPDATE).
+    void consume(std::int32_t stream_id, std::size_t bytes);
+
+    // nghttp2's callbacks (connection.cpp registers them); public for the C trampolines.
+    int onBeginHeaders(std::int32_t stream_id);
+    int onHeader(std::int32_t stream_id, std::string_view name, std::string_view value);
+    int onFrameReceived(std::uint8_t type, std::uint8_t flags, std::int32_t stream_id);
+    int onDataChunk(std::int32_t stream_id, const std::uint8_t* data, std::size_t length);
+    int onStreamClosed(std::int32_t stream_id, std::uint32_t error_code);
+
+private:
+    struct SessionDeleter {
+        void operator()(nghttp2_session* session) const;
+    };
+
+    void onReadable(net::Stream& stream) override;
+    void onEof(net::Stream& stream) override;
+    void onError(net::Stream& stream, int error) override;
+    void onDrained(net::Stream& stream) override;
+
+    Stream* find(std::int32_t stream_id);
+    // Runs nghttp2_session_mem_send while the socket takes it; closes when the session is over.
+    void sendNow();
+    void close(const char* reason);
+    static void onSendEvent(int, short, void* arg);
+    static void onTick(int, short, void* arg);
+    void tick();
+
+    ConnectionOwner& owner_;
+    net::Worker& worker_;
+    std::shared_ptr<net::WorkerSnapshot> snapshot_;  // keeps listener_ alive
+    const config::Listener* listener_;
+    observe::ListenerStats& listener_stats_;
+    std::unique_ptr<net::Stream> socket_;
+    ClientInfo client_;
+    std::unique_ptr<nghttp2_session, SessionDeleter> session_;
+    std::map<std::int32_t, std::unique_ptr<Stream>> streams_;
+    core::EventPtr send_event_;
+    core::EventPtr tick_event_;  // once a second: the timeouts
+    core::TokenBucket control_frames_;
+    std::chrono::steady_clock::time_point idle_since_;
+    bool send_scheduled_ = false;
+    bool closed_ = false;
+    bool going_away_ = false;
+};
+
+}  // namespace portico::http2

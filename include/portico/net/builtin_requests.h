@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The plain-HTTP requests Portico answers itself, for any client side (an HTTP/1.1 connection
+// or an HTTP/2 stream): the handler is chosen by the route, the answer goes to a ResponseSink.
+
+#include <string>
+
+#include "portico/config/config.h"
+#include "portico/handlers/pubsub.h"
+#include "portico/http/head.h"
+#include "portico/http/response_sink.h"
+
+namespace portico::net {
+
+class Worker;
+
+// Answers at once a request to a route with a built-in handler: health, static, dashboard,
+// metrics, status (a WebSocket-only handler such as echo: 404). Returns false, answering
+// nothing, for pubsub and publish routes: the caller reads the body and calls
+// servePubSubRequest.
+bool serveBuiltin(Worker& worker, const config::Route& route, const http::RequestHead& request, http::ResponseSink& out);
+
+// A POST to a pubsub route (publish_token) or to the publish API (its JWT or token): decided at
+// the head, so that an unauthenticated client cannot make us hold its body.
+bool publishAuthorized(const config::Route& route, const http::RequestHead& request);
+
+// A pubsub request (GET/HEAD: the channel's info; POST: a publish of `body`) or a publish API
+// call. `done` is called once, on this worker's thread, before this returns or later (a Redis
+// backplane); the caller guards it against its own end.
+void servePubSubRequest(Worker& worker, const config::Config& config, const config::Route& route,
+                        const http::RequestHead& request, std::string body, handlers::PubSubAnswerDone done);
+
+}  // namespace portico::net

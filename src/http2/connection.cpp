@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "portico/http2/connection.h"
+
+#include <cstring>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+#include <vector>
+
+#include "http2/stream.h"
+#include "portico/core/log.h"
+#include "portico/net/event_loop.h"
+#include "portico/net/lingering_close.h"
+#include "portico/net/snapshot.h"
+#include "portico/net/worker.h"
+#include "portico/proxy/http_exchange.h"
+
+namespace portico::http2 {
+
+namespace {
+
+Connection& self(void* user_data) { return *static_cast<Connection*>(user_data); }
+
+int onBeginHeadersCallback(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    return self(user_data).onBeginHeaders(frame->hd.stream_id);
+}
+
+int onHeaderCallback(nghttp2_session*, const nghttp2_frame* frame, const std::uint8_t* name, std::size_t name_length,
+                     const std::uint8_t* value, std::size_t value_length, std::uint8_t, void* user_data) {
+    // Trailers (a second HEADERS on the stream) are not forwarded: HTTP/1.1 upstreams get the
+    // body re-chunked without them.
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    return self(user_data).onHeader(frame->hd.stream_id,
+                                    std::string_view(reinterpret_cast<const char*>(name), name_length),
+                                    std::string_view(reinterpret_cast<const char*>(value), value_length));
+}
+
+int onFrameRecvCallback(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+    std::uint8_t flags = frame->hd.flags;
+    // A request's HEADERS, with its fields all in (after any CONTINUATION): route it.
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat != NGHTTP2_HCAT_REQUEST) flags |= 0x80;  // trailers
+    return self(user_data).onFrameReceived(frame->hd.type, flags, frame->hd.stream_id);
+}
+
+int onDataChunkCallback(nghttp2_session*, std::uint8_t, std::int32_t stream_id, const std::uint8_t* data,
+                        std::size_t length, void* user_data) {
+    return self(user_data).onDataChunk(stream_id, data, length);
+}
+
+int onStreamCloseCallback(nghttp2_session*, std::int32_t stream_id, std::uint32_t error_code, void* user_data) {
+    return self(user_data).onStreamClosed(stream_id, error_code);
+}
+
+// The options and callbacks live only while the session is made: nghttp2 copies both.
+struct OptionDeleter {
+    void operator()(nghttp2_option* option) const { nghttp2_option_del(option); }
+};
+struct CallbacksDeleter {
+    void operator()(nghttp2_session_callbacks* callbacks) const { nghttp2_session_callbacks_del(callbacks); }
+};
+
+constexpr std::uint8_t kTrailersFlag = 0x80;  // onFrameRecvCallback's mark for trailers
+constexpr std::chrono::seconds kTick{1};
+
+}  // namespace
+
+void Connection::SessionDeleter::operator()(nghttp2_session* session) const { nghttp2_session_del(session); }
+
+Connection::Connection(ConnectionOwner& owner, net::Worker& worker, std::shared_ptr<net::WorkerSnapshot> snapshot,
+                       const config::Listener& listener, observe::ListenerStats& listener_stats,
+                       std::unique_ptr<net::Stream> socket, ClientInfo client)
+    : owner_(owner),
+      worker_(worker),
+      snapshot_(std::move(snapshot)),
+      listener_(&listener),
+      listener_stats_(listener_stats),
+      socket_(std::move(socket)),
+      client_(std::move(client)),
+      send_event_(event_new(worker.loop().base(), -1, 0, &Connection::onSendEvent, this)),
+      tick_event_(event_new(worker.loop().base(), -1, EV_PERSIST, &Connection::onTick, this)),
+      control_frames_(snapshot_->config().limits.http2_control_frame_rate,
+                      2 * std::uint64_t{snapshot_->config().limits.http2_control_frame_rate},
+                      core::TokenBucket::Clock::now()),
+      idle_since_(std::chrono::steady_clock::now()) {
+    socket_->setHandler(this);
+    socket_->setLowWatermark(proxy::kLowWatermark);
+}
+
+Connection::~Connection() {
+    abort();
+    // Streams first: their exchanges and data providers refer to the session.
+    streams_.clear();
+}
+
+bool Connection::start() {
+    const config::Limits& limits = snapshot_->config().limits;
+    nghttp2_session_callbacks* raw_callbacks = nullptr;
+    nghttp2_option* raw_option = nullptr;
+    if (nghttp2_session_callbacks_new(&raw_callbacks) != 0 || nghttp2_option_new(&raw_option) != 0) return false;
+    std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> callbacks(raw_callbacks);
+    std::unique_ptr<nghttp2_option, OptionDeleter> option(raw_option);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(raw_callbacks, onBeginHeadersCallback);
+    nghttp2_session_callbacks_set_on_header_callback(raw_callbacks, onHeaderCallback);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(raw_callbacks, onFrameRecvCallback);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(raw_callbacks, onDataChunkCallback);
+    nghttp2_session_callbacks_set_on_stream_close_callback(raw_callbacks, onStreamCloseCallback);
+    // Request body bytes give their window back when the upstream took them (consume()).
+    nghttp2_option_set_no_auto_window_update(raw_option, 1);
+    // Closed streams are forgotten at once (no RFC 7540 priority tree to keep them for).
+    nghttp2_option_set_no_closed_streams(raw_option, 1);
+    // CVE-2023-44487: a client resetting streams faster than this gets GOAWAY.
+    nghttp2_option_set_stream_reset_rate_limit(raw_option, limits.http2_reset_burst, limits.http2_reset_rate);
+    // CVE-2024-27316: a header block in more CONTINUATION frames than this ends the connection
+    // (the header list size bounds the bytes; this bounds the frames, empty ones included).
+    nghttp2_option_set_max_continuations(raw_option, 8);
+    // SETTINGS ACK and PING ACK frames queued for a client that does not read: at most this many.
+    nghttp2_option_set_max_outbound_ack(raw_option, 100);
+    nghttp2_session* raw = nullptr;
+    if (nghttp2_session_server_new2(&raw, raw_callbacks, this, raw_option) != 0) return false;
+    session_.reset(raw);
+
+    std::vector<nghttp2_settings_entry> settings{
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, static_cast<std::uint32_t>(limits.http2_max_concurrent_streams)},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(limits.http2_stream_window)},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<std::uint32_t>(limits.max_header_bytes)},
+        // RFC 9218: no RFC 7540 priorities (nghttp2 then keeps no priority tree).
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+    };
+    // RFC 8441 3: extended CONNECT (WebSockets over streams), unless the listener turned it off.
+    if (listener_->http2_extended_connect) settings.push_back({NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1});
+    if (nghttp2_submit_settings(raw, NGHTTP2_FLAG_NONE, settings.data(), settings.size()) != 0) return false;
+    // The connection's own window: large, since each stream is bounded by its own window; a
+    // stalled stream must not hold the window the others need (consume() gives it back at once).
+    const std::int32_t connection_window =
+        static_cast<std::int32_t>(std::min<std::uint64_t>(std::uint64_t{limits.http2_stream_window} * 4 + 65535, 1u << 30));
+    nghttp2_session_set_local_window_size(raw, NGHTTP2_FLAG_NONE, 0, connection_window);
+    net::addTimer(worker_.loop(), tick_event_.get(), kTick);
+    onReadable(*socket_);  // the preface may have come with the handshake
+    return !closed_;
+}
+
+Stream* Connection::find(std::int32_t stream_id) {
+    auto it = streams_.find(stream_id);
+    return it == streams_.end() ? nullptr : it->second.get();
+}
+
+void Connection::onReadable(net::Stream& socket) {
+    if (closed_) return;
+    evbuffer* in = socket.input();
+    while (evbuffer_get_length(in) > 0) {
+        evbuffer_iovec chunk{};
+        if (evbuffer_peek(in, -1, nullptr, &chunk, 1) < 1) break;
+        const ssize_t used = nghttp2_session_mem_recv(session_.get(), static_cast<const std::uint8_t*>(chunk.iov_base),
+                                                      chunk.iov_len);
+        if (used < 0) {
+            // A connection error nghttp2 could not answer with a GOAWAY of its own (a bad
+            // preface, a flood): the connection ends here.
+            LOG_INFO("client %s: HTTP/2: %s", client_.ip.c_str(), nghttp2_strerror(static_cast<int>(used)));
+            evbuffer_drain(in, evbuffer_get_length(in));
+            if (used == NGHTTP2_ERR_FLOODED || used == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+                close("HTTP/2 protocol error");
+                return;
+            }
+            nghttp2_session_terminate_session(session_.get(), NGHTTP2_PROTOCOL_ERROR);
+            break;
+        }
+        evbuffer_drain(in, static_cast<std::size_t>(used));
+        if (closed_) return;
+    }
+    sendNow();
+}
+
+void Connection::scheduleSend() {
+    if (send_scheduled_ || closed_) return;
+    send_scheduled_ = true;
+    event_active(send_event_.get(), EV_TIMEOUT, 0);
+}
+
+void Connection::onSendEvent(int, short, void* arg) {
+    auto* connection = static_cast<Connection*>(arg);
+    connection->send_scheduled_ = false;
+    connection->sendNow();
+}
+
+void Connection::sendNow() {
+    if (closed_) return;
+    // One socket, many streams: frames are made only while the socket takes them, so that a
+    // client that does not read stops here (its streams' bytes wait in their own buffers and
+    // each exchange stops reading its upstream), not in an unbounded output buffer.
+    while (socket_->outputLength() < proxy::kHighWatermark) {
+        const std::uint8_t* data = nullptr;
+        const ssize_t length = nghttp2_session_mem_send(session_.get(), &data);
+        if (length < 0) {
+            LOG_INFO("client %s: HTTP/2 send: %s", client_.ip.c_str(), nghttp2_strerror(static_cast<int>(length)));
+            close("HTTP/2 send error");
+            return;
+        }
+        if (length == 0) break;
+        evbuffer_add(socket_->output(), data, static_cast<std::size_t>(length));
+    }
+    socket_->flush();
+    for (auto& [id, stream] : streams_) stream->afterSend();
+    if (nghttp2_session_want_read(session_.get()) == 0 && nghttp2_session_want_write(session_.get()) == 0)
+        close(going_away_ ? "shutting down" : "HTTP/2 session ended");
+}
+
+void Connection::onDrained(net::Stream&) { sendNow(); }
+
+void Connection::onEof(net::Stream&) { close("client closed"); }
+
+void Connection::onError(net::Stream&, int error) {
+    LOG_DEBUG("client %s: %s", client_.ip.c_str(), strerror(error));
+    close("client error");
+}
+
+void Connection::consume(std::int32_t stream_id, std::size_t bytes) {
+    if (closed_ || bytes == 0) return;
+    nghttp2_session_consume_stream(session_.get(), stream_id, bytes);
+    scheduleSend();
+}
+
+void Connection::goAway() {
+    if (closed_ || going_away_) return;
+    going_away_ = true;
+    // RFC 9113 6.8: the last stream we will process; the streams in flight finish.
+    nghttp2_submit_goaway(session_.get(), NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_.get()),
+                          NGHTTP2_NO_ERROR, nullptr, 0);
+    scheduleSend();
+}
+
+void Connection::abort() {
+    for (auto& [id, stream] : streams_) stream->onClosed(NGHTTP2_CANCEL);
+}
+
+void Connection::close(const char* reason) {
+    if (closed_) return;
+    closed_ = true;
+    event_del(send_event_.get());
+    event_del(tick_event_.get());
+    abort();
+    // What is queued (a GOAWAY, the end of a response) goes out before the socket closes.
+    if (socket_ && socket_->outputLength() > 0) {
+        socket_->shutdownAfterFlush();
+        net::closeGracefully(worker_.loop(), std::move(socket_), std::chrono::seconds(1));
+    }
+    owner_.onHttp2Closed(reason);
+}
+
+// ---- nghttp2's callbacks ----------------------------------------------------------------------
+
+int Connection::onBeginHeaders(std::int32_t stream_id) {
+    // The configuration loaded last routes each new stream (a reload applies to the next request).
+    auto stream = std::make_unique<Stream>(*this, stream_id, worker_.current());
+    nghttp2_session_set_stream_user_data(session_.get(), stream_id, stream.get());
+    streams_[stream_id] = std::move(stream);
+    return 0;
+}
+
+int Connection::onHeader(std::int32_t stream_id, std::string_view name, std::string_view value) {
+    Stream* stream = find(stream_id);
+    if (stream && !stream->onField(name, value)) {
+        // RFC 9113 8.1.1: a malformed request is a stream error of type PROTOCOL_ERROR.
+        nghttp2_submit_rst_stream(session_.get(), NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_PROTOCOL_ERROR);
+    }
+    return 0;
+}
+
+int Connection::onFrameReceived(std::uint8_t type, std::uint8_t flags, std::int32_t stream_id) {
+    const bool end_stream = (flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    switch (type) {
+        case NGHTTP2_HEADERS:
+            if (Stream* stream = find(stream_id)) {
+                if ((flags & kTrailersFlag) == 0) {
+                    stream->onHeadersComplete(end_stream);
+                } else if (end_stream) {
+                    stream->onEndStream();
+                }
+            }
+            return 0;
+        case NGHTTP2_DATA:
+            if (Stream* stream = find(stream_id); stream && end_stream) stream->onEndStream();
+            return 0;
+        case NGHTTP2_SETTINGS:
+        case NGHTTP2_PING:
+            // SETTINGS and PING floods (CVE-2019-9515, -9512): each costs us an ACK.
+            if ((flags & NGHTTP2_FLAG_ACK) == 0 && !control_frames_.take(1, core::TokenBucket::Clock::now())) {
+                LOG_WARN("client %s: HTTP/2 SETTINGS/PING flood: GOAWAY", client_.ip.c_str());
+                nghttp2_session_terminate_session(session_.get(), NGHTTP2_ENHANCE_YOUR_CALM);
+            }
+            return 0;
+        default:
+            return 0;
+    }
+}
+
+int Connection::onDataChunk(std::int32_t stream_id, const std::uint8_t* data, std::size_t length) {
+    // The connection's window comes back at once: only the stream's waits for its upstream.
+    nghttp2_session_consume_connection(session_.get(), length);
+    if (Stream* stream = find(stream_id)) {
+        stream->onData(data, length);
+    } else {
+        nghttp2_session_consume_stream(session_.get(), stream_id, length);
+    }
+    return 0;
+}
+
+int Connection::onStreamClosed(std::int32_t stream_id, std::uint32_t error_code) {
+    auto it = streams_.find(stream_id);
+    if (it == streams_.end()) return 0;
+    it->second->onClosed(error_code);
+    // Never inside its own call chain: the loop deletes it.
+    worker_.loop().deferDelete(std::shared_ptr<Stream>(std::move(it->second)));
+    streams_.erase(it);
+    if (streams_.empty()) idle_since_ = std::chrono::steady_clock::now();
+    return 0;
+}
+
+// ---- timeouts -------------------------------------------------------------------------------
+
+void Connection::onTick(int, short, void* arg) { static_cast<Connection*>(arg)->tick(); }
+
+void Connection::tick() {
+    if (closed_) return;
+    const config::Limits& limits = snapshot_->config().limits;
+    const auto now = std::chrono::steady_clock::now();
+    if (streams_.empty()) {
+        // No request in flight for keepalive_timeout: GOAWAY, and the session ends.
+        if (now - idle_since_ >= limits.keepalive_timeout) {
+            going_away_ = true;
+            nghttp2_session_terminate_session(session_.get(), NGHTTP2_NO_ERROR);
+            sendNow();
+        }
+        return;
+    }
+    std::vector<Stream*> streams;
+    streams.reserve(streams_.size());
+    for (auto& [id, stream] : streams_) {
+        // A header block not finished in time holds the whole connection (nothing else may come
+        // between its frames): the connection goes (slowloris).
+        if (!stream->headersComplete() && now - stream->started() >= limits.client_header_timeout) {
+            LOG_INFO("client %s: HTTP/2 header block timed out", client_.ip.c_str());
+            nghttp2_session_terminate_session(session_.get(), NGHTTP2_PROTOCOL_ERROR);
+            sendNow();
+            return;
+        }
+        streams.push_back(stream.get());
+    }
+    for (Stream* stream : streams) stream->tick(now);
+    scheduleSend();
+}
+
+}  // namespace portico::http2

@@ -1,0 +1,424 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "http2/stream.h"
+
+#include <charconv>
+#include <event2/buffer.h>
+#include <nghttp2/nghttp2.h>
+#include <vector>
+
+#include "portico/core/log.h"
+#include "portico/handlers/pubsub.h"
+#include "portico/http/header_rewrite.h"
+#include "portico/http/request_checks.h"
+#include "portico/http/simple_response.h"
+#include "portico/http2/connection.h"
+#include "portico/net/builtin_requests.h"
+#include "portico/net/request_log.h"
+#include "portico/net/snapshot.h"
+#include "portico/net/worker.h"
+#include "portico/proxy/http_exchange.h"
+
+namespace portico::http2 {
+
+namespace {
+
+ssize_t readBodyCallback(nghttp2_session*, std::int32_t, std::uint8_t* buffer, std::size_t length, std::uint32_t* flags,
+                         nghttp2_data_source* source, void*) {
+    return static_cast<Stream*>(source->ptr)->readBody(buffer, length, flags);
+}
+
+// Field names go out in lowercase (RFC 9113 8.2.1: uppercase is malformed in HTTP/2).
+std::string lowercase(std::string_view name) {
+    std::string out(name);
+    for (char& c : out)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return out;
+}
+
+nghttp2_nv field(const std::string& name, const std::string& value) {
+    return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
+                      reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+                      NGHTTP2_NV_FLAG_NONE};
+}
+
+}  // namespace
+
+Stream::Stream(Connection& connection, std::int32_t id, std::shared_ptr<net::WorkerSnapshot> snapshot)
+    : connection_(connection),
+      id_(id),
+      snapshot_(std::move(snapshot)),
+      fields_(snapshot_->config().limits.max_header_bytes),
+      pending_(evbuffer_new()),
+      start_(std::chrono::steady_clock::now()),
+      last_data_(start_) {}
+
+Stream::~Stream() {
+    if (exchange_) exchange_->abort();
+}
+
+// ---- the request ------------------------------------------------------------------------------
+
+bool Stream::onField(std::string_view name, std::string_view value) {
+    // TooLarge is answered 431 once the block is in; a malformed field resets the stream now.
+    return fields_.add(name, value) != RequestFields::Verdict::Malformed;
+}
+
+void Stream::onHeadersComplete(bool end_stream) {
+    headers_complete_ = true;
+    request_complete_ = end_stream;
+    bytes_in_ += fields_.bytes();
+    const RequestFields::Verdict verdict = fields_.finish(head_);
+    if (verdict == RequestFields::Verdict::TooLarge) {
+        respondError(431, fields_.error());
+        return;
+    }
+    if (verdict != RequestFields::Verdict::Ok) {
+        LOG_INFO("client %s: HTTP/2 stream %d: %s", connection_.client().ip.c_str(), id_, fields_.error());
+        reset(NGHTTP2_PROTOCOL_ERROR);
+        return;
+    }
+    routeRequest();
+}
+
+void Stream::routeRequest() {
+    const config::Config& config = snapshot_->config();
+    if (!fields_.protocol().empty()) {
+        // RFC 8441: an extended CONNECT (a WebSocket). Not served on this stream yet.
+        respondError(501, "extended CONNECT not served");
+        return;
+    }
+    // Target, Host and path: normalized here, so that what we route is what goes upstream.
+    const http::RequestVerdict checked = http::checkRequestHead(head_, "");
+    if (!checked.ok()) {
+        LOG_INFO("client %s: refused: %s", connection_.client().ip.c_str(), checked.reason);
+        respondError(checked.status, checked.reason);
+        return;
+    }
+    std::uint64_t declared = 0;
+    const http::Header* length = http::findHeader(head_.headers, "content-length");
+    if (length) std::from_chars(length->value.data(), length->value.data() + length->value.size(), declared);
+    if (config.limits.max_body_bytes && declared > config.limits.max_body_bytes) {
+        respondError(413, "body too large");
+        return;
+    }
+    const std::string_view host = http::findHeader(head_.headers, "Host")->value;  // checkRequestHead made one
+    const config::Route* route = snapshot_->snapshot().routes.match(host, head_.path());
+    if (!route) {
+        http::respond(*this, 404, "text/plain", "404 Not Found\n", {}, headOnly());
+        return;
+    }
+    route_ = route;
+    if ((route->handler == config::HandlerKind::PubSub || route->handler == config::HandlerKind::Publish) &&
+        head_.method == "POST") {
+        startPublish(*route);
+        return;
+    }
+    if (route->handler != config::HandlerKind::None) {
+        if (!net::serveBuiltin(connection_.worker(), *route, head_, *this)) servePubSub();
+        return;
+    }
+    startExchange(*route);
+}
+
+void Stream::startExchange(const config::Route& route) {
+    proxy::UpstreamGroup* group = snapshot_->upstream(route.upstream);
+    if (!group) {
+        respondError(502, "no such upstream");
+        return;
+    }
+    proxy::HttpExchange::Request forward;
+    forward.head = &head_;
+    forward.client_ip = connection_.client().ip;
+    forward.scheme = connection_.client().tls ? "https" : "http";
+    forward.client_hash = connection_.client().hash;
+    if (const http::Header* length = http::findHeader(head_.headers, "content-length")) {
+        // nghttp2 holds the DATA frames to it (RFC 9113 8.1.1: a mismatch is malformed).
+        std::uint64_t declared = 0;
+        std::from_chars(length->value.data(), length->value.data() + length->value.size(), declared);
+        forward.body_framing = declared > 0 ? http::BodyFraming::ContentLength : http::BodyFraming::None;
+        forward.content_length = declared;
+        if (declared == 0 && (head_.method == "POST" || head_.method == "PUT" || head_.method == "PATCH"))
+            forward.body_framing = http::BodyFraming::ContentLength;
+    } else if (!request_complete_) {
+        // The length is not known: the body goes up chunked as its DATA frames come.
+        forward.body_framing = http::BodyFraming::Chunked;
+    } else if (head_.method == "POST" || head_.method == "PUT" || head_.method == "PATCH") {
+        // RFC 9110 8.6: a request that usually carries content says it has none.
+        forward.body_framing = http::BodyFraming::ContentLength;
+    }
+    exchange_ = std::make_unique<proxy::HttpExchange>(static_cast<proxy::ExchangeOwner&>(*this),
+                                                      connection_.worker().loop(), *group, route, forward);
+    exchange_->start();
+    if (exchange_ && request_complete_) exchange_->endBody();
+}
+
+void Stream::startPublish(const config::Route& route) {
+    if (!net::publishAuthorized(route, head_)) {
+        respondError(401, "publish without a valid token", {{"WWW-Authenticate", "Bearer"}});
+        return;
+    }
+    publishing_ = true;
+    if (request_complete_) servePubSub();
+}
+
+void Stream::servePubSub() {
+    publishing_ = false;
+    const bool head_only = headOnly();
+    auto done = [this, alive = std::weak_ptr<char>(alive_), head_only](const handlers::PubSubAnswer& answer) {
+        if (alive.expired() || head_sent_) return;
+        handlers::sendPubSubAnswer(*this, answer, head_only);
+    };
+    std::string body = std::move(body_);
+    body_.clear();
+    net::servePubSubRequest(connection_.worker(), snapshot_->config(), *route_, head_, std::move(body), std::move(done));
+}
+
+void Stream::onData(const std::uint8_t* data, std::size_t length) {
+    bytes_in_ += length;
+    body_bytes_ += length;
+    last_data_ = std::chrono::steady_clock::now();
+    const std::size_t limit = snapshot_->config().limits.max_body_bytes;
+    const char* bytes = reinterpret_cast<const char*>(data);
+    if (publishing_) {
+        // A publish's message: bounded by the route's max_message_bytes, queue_bytes and max_body_bytes.
+        if (!handlers::publishBodyFits(connection_.worker().pubsub(), *route_, limit, body_.size() + length)) {
+            publishing_ = false;
+            respondError(413, "body too large");
+        } else {
+            body_.append(bytes, length);
+        }
+        connection_.consume(id_, length);
+        return;
+    }
+    if (exchange_ && limit && body_bytes_ > limit) {
+        respondError(413, "body too large");
+        connection_.consume(id_, length);
+        return;
+    }
+    if (!exchange_) {
+        connection_.consume(id_, length);  // answered already: the rest is read and dropped
+        return;
+    }
+    exchange_->sendBody(bytes, length);
+    // RFC 9113 5.2: the window comes back when the upstream has taken the bytes, so that a slow
+    // upstream stops this stream's client, not the connection.
+    if (exchange_->upstreamBacklogged()) {
+        held_ += length;
+    } else {
+        connection_.consume(id_, length);
+    }
+}
+
+void Stream::onEndStream() {
+    request_complete_ = true;
+    if (exchange_) exchange_->endBody();
+    if (publishing_) servePubSub();
+}
+
+void Stream::onUpstreamDrained() {
+    const std::size_t held = held_;
+    held_ = 0;
+    connection_.consume(id_, held);
+}
+
+void Stream::tick(std::chrono::steady_clock::time_point now) {
+    // client_body_timeout: the longest wait between two DATA frames of a body, while we read
+    // (a stream held for its upstream is not the client's fault).
+    if (!headers_complete_ || request_complete_ || held_ > 0 || closed_) return;
+    if (!exchange_ && !publishing_) return;
+    if (now - last_data_ < snapshot_->config().limits.client_body_timeout) return;
+    respondError(408, "client body timeout");
+}
+
+// ---- the response -----------------------------------------------------------------------------
+
+void Stream::sendHead(const http::ResponseHead& head, const http::ResponseBody& body) {
+    if (closed_ || head_sent_) return;
+    if (head.status == 101) {
+        // Only an extended CONNECT could be answered 101, and none is served yet.
+        reset(NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    const bool interim = head.status >= 100 && head.status < 200;
+    // The fields as HTTP/2 has them: lowercase, none of the connection-specific ones (RFC 9113
+    // 8.2.2), the length only when known. Strings first, then the nv array that points into them.
+    std::vector<std::string> strings;
+    strings.reserve(2 * head.headers.size() + 4);
+    strings.push_back(":status");
+    strings.push_back(std::to_string(head.status));
+    const auto tokens = http::connectionTokens(head.headers);
+    for (const http::Header& h : head.headers) {
+        if (http::isHopByHop(h.name, tokens) || http::equalsIgnoreCase(h.name, "Content-Length") ||
+            http::equalsIgnoreCase(h.name, "Proxy-Connection"))
+            continue;
+        strings.push_back(lowercase(h.name));
+        strings.push_back(h.value);
+    }
+    if (!interim && body.length && head.status != 204 && head.status != 304) {
+        strings.push_back("content-length");
+        strings.push_back(std::to_string(*body.length));
+    }
+    std::vector<nghttp2_nv> fields;
+    fields.reserve(strings.size() / 2);
+    for (std::size_t i = 0; i + 1 < strings.size(); i += 2) fields.push_back(field(strings[i], strings[i + 1]));
+    nghttp2_session* session = connection_.session();
+    if (interim) {
+        nghttp2_submit_headers(session, NGHTTP2_FLAG_NONE, id_, nullptr, fields.data(), fields.size(), nullptr);
+        connection_.scheduleSend();
+        return;
+    }
+    head_sent_ = true;
+    status_ = head.status;
+    has_body_ = body.present;
+    nghttp2_data_provider provider{};
+    provider.source.ptr = this;
+    provider.read_callback = readBodyCallback;
+    nghttp2_submit_response(session, id_, fields.data(), fields.size(), has_body_ ? &provider : nullptr);
+    if (!has_body_) response_ended_ = true;
+    connection_.scheduleSend();
+}
+
+void Stream::resumeData() {
+    if (deferred_ && !closed_) {
+        deferred_ = false;
+        nghttp2_session_resume_data(connection_.session(), id_);
+    }
+    connection_.scheduleSend();
+}
+
+void Stream::sendBody(const char* data, std::size_t length) {
+    if (closed_ || !has_body_ || length == 0) return;
+    evbuffer_add(pending_.get(), data, length);
+    bytes_out_ += length;
+    resumeData();
+}
+
+void Stream::sendFile(core::UniqueFd fd, std::uint64_t length) {
+    if (closed_ || !has_body_ || length == 0) return;
+    // Read through a mapping, not sendfile: the bytes go into DATA frames. Still never read
+    // whole into memory by us; pages come as the frames are made.
+    evbuffer_file_segment* segment = evbuffer_file_segment_new(
+        fd.get(), 0, static_cast<ev_off_t>(length), EVBUF_FS_CLOSE_ON_FREE | EVBUF_FS_DISABLE_SENDFILE);
+    if (!segment) {
+        reset(NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    fd.release();
+    evbuffer_add_file_segment(pending_.get(), segment, 0, static_cast<ev_off_t>(length));
+    evbuffer_file_segment_free(segment);  // the buffer holds its own reference
+    bytes_out_ += length;
+    resumeData();
+}
+
+void Stream::endResponse() {
+    if (closed_ || response_ended_) return;
+    response_ended_ = true;
+    resumeData();
+}
+
+bool Stream::backlogged() const {
+    const bool over = evbuffer_get_length(pending_.get()) > proxy::kHighWatermark;
+    if (over) upstream_paused_ = true;
+    return over;
+}
+
+void Stream::flush() { connection_.scheduleSend(); }
+
+ssize_t Stream::readBody(std::uint8_t* buffer, std::size_t length, std::uint32_t* flags) {
+    const int copied = evbuffer_remove(pending_.get(), buffer, length);
+    if (copied < 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (evbuffer_get_length(pending_.get()) == 0 && response_ended_) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    } else if (copied == 0) {
+        deferred_ = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    return copied;
+}
+
+void Stream::afterSend() {
+    if (upstream_paused_ && exchange_ && evbuffer_get_length(pending_.get()) <= proxy::kLowWatermark) {
+        upstream_paused_ = false;
+        exchange_->onClientDrained();
+    }
+}
+
+// ---- the exchange's end -----------------------------------------------------------------------
+
+void Stream::onExchangeComplete(bool) {
+    retireExchange();
+    connection_.scheduleSend();
+}
+
+void Stream::onExchangeFailed(int status, const char* reason) {
+    retireExchange();
+    if (status != 0 && !head_sent_) {
+        respondError(status, reason);
+        return;
+    }
+    // Part of the response went out: the client sees the stream reset.
+    LOG_INFO("client %s: %s after the response started", connection_.client().ip.c_str(), reason);
+    if (status_ == 0) status_ = 502;
+    reset(NGHTTP2_INTERNAL_ERROR);
+}
+
+void Stream::onUpgraded(std::unique_ptr<net::Stream>, std::string) {
+    // No upgrade is asked for on an HTTP/2 stream yet (HttpExchange::Request::websocket unset).
+    reset(NGHTTP2_INTERNAL_ERROR);
+}
+
+void Stream::respondError(int status, const char* reason, const http::HeaderList& extra) {
+    retireExchange();
+    publishing_ = false;
+    if (head_sent_) {
+        reset(NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    LOG_DEBUG("client %s: HTTP/2 stream %d: %d %s", connection_.client().ip.c_str(), id_, status, reason);
+    http::respondError(*this, status, extra, headOnly());
+}
+
+void Stream::reset(std::uint32_t error_code) {
+    if (closed_) return;
+    retireExchange();
+    nghttp2_submit_rst_stream(connection_.session(), NGHTTP2_FLAG_NONE, id_, error_code);
+    connection_.scheduleSend();
+}
+
+void Stream::retireExchange() {
+    if (!exchange_) return;
+    upstream_name_ = exchange_->upstreamName();  // still wanted by the access log
+    exchange_->abort();
+    connection_.worker().loop().deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
+    if (held_ > 0) onUpstreamDrained();  // nobody takes the held bytes now
+}
+
+void Stream::onClosed(std::uint32_t error_code) {
+    if (closed_) return;
+    closed_ = true;
+    alive_.reset();
+    retireExchange();
+    // A stream the client reset, or that ended with the connection, before its answer: 499.
+    if (status_ == 0 && headers_complete_) status_ = 499;
+    if (error_code != NGHTTP2_NO_ERROR && !response_ended_ && status_ != 0 && status_ != 499)
+        LOG_DEBUG("client %s: HTTP/2 stream %d reset (%u) mid-response", connection_.client().ip.c_str(), id_, error_code);
+    logAccess();
+}
+
+void Stream::logAccess() {
+    if (logged_ || status_ == 0) return;
+    logged_ = true;
+    net::RequestSummary summary;
+    summary.route = route_;
+    summary.request = &head_;
+    summary.client_ip = connection_.client().ip;
+    summary.protocol = "HTTP/2.0";
+    summary.upstream = upstream_name_;
+    summary.status = status_;
+    summary.bytes_in = bytes_in_;
+    summary.bytes_out = bytes_out_;
+    summary.start = start_;
+    net::logRequest(connection_.worker(), *snapshot_, connection_.listenerStats(), summary);
+}
+
+}  // namespace portico::http2

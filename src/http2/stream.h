@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// One HTTP/2 stream: one request and its response (RFC 9113 8.1). The request's fields become an
+// HTTP/1.1 RequestHead (RequestFields), which is routed as any request is: a built-in handler
+// answers it, or an HttpExchange proxies it over the upstream's pooled HTTP/1.1 connections.
+// Either writes the response to this stream as its ResponseSink: the head becomes a HEADERS
+// frame, the body DATA frames pulled by nghttp2 as the client's window allows.
+//
+// Flow control per stream, both ways: request body bytes are consumed (WINDOW_UPDATE) only once
+// the upstream took them, so a slow upstream stops this stream's client only; response bytes
+// wait in `pending_` for the client's window, and above the high watermark the exchange stops
+// reading its upstream until they drain (the other streams go on).
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "portico/config/config.h"
+#include "portico/core/handles.h"
+#include "portico/http/head.h"
+#include "portico/http/response_sink.h"
+#include "portico/http2/request_fields.h"
+#include "portico/proxy/exchange_owner.h"
+
+namespace portico::net {
+class WorkerSnapshot;
+}
+namespace portico::proxy {
+class HttpExchange;
+}
+namespace portico::handlers {
+struct PubSubAnswer;
+}
+
+namespace portico::http2 {
+
+class Connection;
+
+class Stream final : public http::ResponseSink, private proxy::ExchangeOwner {
+public:
+    Stream(Connection& connection, std::int32_t id, std::shared_ptr<net::WorkerSnapshot> snapshot);
+    ~Stream();
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+
+    std::int32_t id() const { return id_; }
+
+    // The request, from the connection's nghttp2 callbacks. onField returns false when the
+    // stream is to be reset (a malformed field: RFC 9113 8.1.1).
+    bool onField(std::string_view name, std::string_view value);
+    void onHeadersComplete(bool end_stream);
+    void onData(const std::uint8_t* data, std::size_t length);
+    void onEndStream();
+    // nghttp2 closed the stream (complete, reset by either side, or the connection ended):
+    // the exchange is dropped and the request logged. The stream does nothing after this.
+    void onClosed(std::uint32_t error_code);
+
+    // nghttp2 pulls response body bytes (the data provider): copies at most `length` into
+    // `buffer`; NGHTTP2_ERR_DEFERRED while none is there yet.
+    ssize_t readBody(std::uint8_t* buffer, std::size_t length, std::uint32_t* flags);
+    // After the connection sent frames: an upstream paused for this stream resumes when its
+    // pending bytes fell below the low watermark.
+    void afterSend();
+    // Once a second: a request body the client stopped sending (client_body_timeout).
+    void tick(std::chrono::steady_clock::time_point now);
+    bool headersComplete() const { return headers_complete_; }
+    std::chrono::steady_clock::time_point started() const { return start_; }
+
+    // http::ResponseSink
+    void sendHead(const http::ResponseHead& head, const http::ResponseBody& body) override;
+    void sendBody(const char* data, std::size_t length) override;
+    void sendFile(core::UniqueFd fd, std::uint64_t length) override;
+    void endResponse() override;
+    bool backlogged() const override;
+    void flush() override;
+
+private:
+    // proxy::ExchangeOwner
+    http::ResponseSink& downstream() override { return *this; }
+    void onExchangeComplete(bool reusable) override;
+    void onExchangeFailed(int status, const char* reason) override;
+    void onUpgraded(std::unique_ptr<net::Stream> upstream, std::string extensions) override;
+    void onUpstreamDrained() override;
+
+    void routeRequest();
+    void startExchange(const config::Route& route);
+    void startPublish(const config::Route& route);
+    void servePubSub();
+    void respondError(int status, const char* reason, const http::HeaderList& extra = {});
+    // Ends the stream with RST_STREAM `error_code` (an HTTP/2 error code).
+    void reset(std::uint32_t error_code);
+    void retireExchange();
+    void logAccess();
+    bool headOnly() const { return head_.method == "HEAD"; }
+    void resumeData();
+
+    Connection& connection_;
+    const std::int32_t id_;
+    std::shared_ptr<net::WorkerSnapshot> snapshot_;  // the configuration this request is routed by
+    RequestFields fields_;
+    http::RequestHead head_;
+    const config::Route* route_ = nullptr;
+    std::unique_ptr<proxy::HttpExchange> exchange_;
+    core::EvbufferPtr pending_;  // response body bytes the client's window has not taken yet
+    std::string body_;           // a publish's message
+    std::string upstream_name_ = "-";
+    std::chrono::steady_clock::time_point start_;
+    std::chrono::steady_clock::time_point last_data_;
+    std::uint64_t bytes_in_ = 0;
+    std::uint64_t bytes_out_ = 0;
+    std::uint64_t body_bytes_ = 0;
+    std::size_t held_ = 0;  // request body bytes the upstream has not taken: window not given back
+    int status_ = 0;
+    bool headers_complete_ = false;
+    bool request_complete_ = false;
+    bool head_sent_ = false;
+    bool has_body_ = false;       // the head was submitted with a data provider
+    bool response_ended_ = false;
+    bool deferred_ = false;       // readBody said NGHTTP2_ERR_DEFERRED
+    mutable bool upstream_paused_ = false;  // backlogged() said so: afterSend resumes it
+    bool publishing_ = false;     // the body is a publish's message
+    bool closed_ = false;
+    bool logged_ = false;
+    std::shared_ptr<char> alive_ = std::make_shared<char>();  // weakly held by a backplane's answer
+};
+
+}  // namespace portico::http2

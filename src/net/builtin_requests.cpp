@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "portico/net/builtin_requests.h"
+
+#include <chrono>
+
+#include "portico/handlers/dashboard.h"
+#include "portico/handlers/http_handlers.h"
+#include "portico/handlers/publish_api.h"
+#include "portico/http/simple_response.h"
+#include "portico/net/worker.h"
+
+namespace portico::net {
+
+bool serveBuiltin(Worker& worker, const config::Route& route, const http::RequestHead& request, http::ResponseSink& out) {
+    const bool head_only = request.method == "HEAD";
+    switch (route.handler) {
+        case config::HandlerKind::Health:
+            handlers::serveHealth(out, request, worker.pubsub().backplane().health());
+            return true;
+        case config::HandlerKind::Static:
+            handlers::serveStatic(out, route, request);
+            return true;
+        case config::HandlerKind::Dashboard:
+            handlers::serveDashboard(out, route, request);
+            return true;
+        case config::HandlerKind::Metrics:
+        case config::HandlerKind::Status: {
+            observe::ProcessInfo info = worker.metrics().processInfo();
+            worker.pubsub().backplane().stats(info);
+            const bool prometheus = route.handler == config::HandlerKind::Metrics;
+            std::string body = prometheus ? worker.metrics().renderPrometheus(info) : worker.metrics().renderJson(info);
+            http::respond(out, 200, prometheus ? "text/plain; version=0.0.4" : "application/json", body, {}, head_only);
+            return true;
+        }
+        case config::HandlerKind::PubSub:
+        case config::HandlerKind::Publish:
+            return false;
+        default:
+            // WebSocket-only handlers (echo) and those of later issues answer 404 to plain HTTP.
+            http::respondError(out, 404, {}, head_only);
+            return true;
+    }
+}
+
+bool publishAuthorized(const config::Route& route, const http::RequestHead& request) {
+    const http::Header* authorization = http::findHeader(request.headers, "Authorization");
+    const std::string_view credentials = authorization ? std::string_view(authorization->value) : std::string_view{};
+    if (route.handler != config::HandlerKind::Publish) return handlers::publishAuthorized(route, credentials);
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+    return handlers::publishApiAuthorized(route, credentials, now.count());
+}
+
+void servePubSubRequest(Worker& worker, const config::Config& config, const config::Route& route,
+                        const http::RequestHead& request, std::string body, handlers::PubSubAnswerDone done) {
+    if (route.handler == config::HandlerKind::Publish) {
+        handlers::servePublishApi(worker.pubsub(), handlers::gripChannels(config), request.method, body, std::move(done));
+        return;
+    }
+    const http::Header* authorization = http::findHeader(request.headers, "Authorization");
+    handlers::PubSubHttpRequest call;
+    call.method = request.method;
+    call.path = request.path();
+    call.authorization = authorization ? std::string_view(authorization->value) : std::string_view{};
+    const http::Header* idempotency = http::findHeader(request.headers, "Idempotency-Key");
+    if (idempotency) call.idempotency_key = idempotency->value;
+    call.body = std::move(body);
+    handlers::servePubSubHttp(worker.pubsub(), route, std::move(call), std::move(done));
+}
+
+}  // namespace portico::net
