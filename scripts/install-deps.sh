@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 run_packages=(build-essential cmake pkg-config
-  libevent-dev libssl-dev libyaml-cpp-dev node-llhttp zlib1g-dev libsystemd-dev libhiredis-dev)
+  libevent-dev libssl-dev libyaml-cpp-dev node-llhttp zlib1g-dev libsystemd-dev libhiredis-dev libnghttp2-dev)
 test_packages=(catch2 python3 python3-websockets python3-django python3-django-channels python3-daphne
   python3-jsonschema python3-yaml
   curl openssl procps chromium redis-server clang libclang-rt-dev nginx
