@@ -38,12 +38,12 @@ inline constexpr std::string_view kNonEmptyPattern = ".+";  // a key: any string
 
 inline constexpr std::size_t kLogKeyCount = 3;
 extern const std::array<KeyRule<LogSettings>, kLogKeyCount> kLogKeys;
-inline constexpr std::size_t kLimitsKeyCount = 12;
+inline constexpr std::size_t kLimitsKeyCount = 17;
 extern const std::array<KeyRule<Limits>, kLimitsKeyCount> kLimitsKeys;
 
 // ---- listeners (sections_listeners.cpp) --------------------------------------------------------
 
-inline constexpr std::size_t kListenerKeyCount = 3;
+inline constexpr std::size_t kListenerKeyCount = 5;
 extern const std::array<KeyRule<Listener>, kListenerKeyCount> kListenerKeys;
 
 // ---- upstreams (sections_upstreams.cpp) --------------------------------------------------------

@@ -18,7 +18,7 @@ constexpr std::array<std::pair<std::string_view, TlsVersion>, 2> kTlsVersions{{
     {"1.2", TlsVersion::Tls12},
     {"1.3", TlsVersion::Tls13},
 }};
-constexpr std::string_view kAlpnPattern = R"(http/1\.[01])";
+constexpr std::string_view kAlpnPattern = R"(h2|http/1\.[01])";
 
 const std::array<KeyRule<CertificateFiles>, 2> kCertificateKeys{{
     {"cert", type::path(), "",
@@ -54,13 +54,13 @@ const std::array<KeyRule<ListenerTls>, 7> kListenerTlsKeys{{
          if (!d.readStringList(v, protocols)) return;
          bool ok = true;
          for (std::size_t i = 0; i < protocols.size(); ++i) {
-             // Offering h2 would make browsers speak HTTP/2 to a server that only speaks HTTP/1.x
-             // (RFC 7301 3.2: the server selects among the protocols it offers).
-             if (protocols[i] != "http/1.1" && protocols[i] != "http/1.0") {
+             // RFC 7301 3.2: the server selects among the protocols it offers, in this order: with
+             // h2 first browsers speak HTTP/2, other clients HTTP/1.1 on the same listener.
+             if (protocols[i] != "h2" && protocols[i] != "http/1.1" && protocols[i] != "http/1.0") {
                  std::string path = indexPath(v.path, i);
                  d.error(d.markOf(path), path,
                          "unsupported protocol \"" + protocols[i] +
-                             "\" (Portico speaks http/1.1 and http/1.0)");
+                             "\" (Portico speaks h2, http/1.1 and http/1.0)");
                  ok = false;
              }
          }
@@ -106,6 +106,12 @@ const std::array<KeyRule<Listener>, kListenerKeyCount> kListenerKeys =
          l.tls.emplace();
          decodeMapping(d, v, kListenerTlsKeys, *l.tls);
      }},
+    {"http2", type::boolean(), "false",
+     "cleartext listener: HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1; on TLS use tls.alpn",
+     [](Decoder& d, const Item& v, Listener& l) { d.readBool(v, l.http2); }},
+    {"http2_extended_connect", type::boolean(), "true",
+     "HTTP/2: offer WebSockets over streams (RFC 8441 SETTINGS_ENABLE_CONNECT_PROTOCOL)",
+     [](Decoder& d, const Item& v, Listener& l) { d.readBool(v, l.http2_extended_connect); }},
 });
 
 }  // namespace portico::config::detail

@@ -106,6 +106,35 @@ const std::array<KeyRule<Limits>, kLimitsKeyCount> kLimitsKeys =
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readCount(v, l.per_ip_table_size)) requirePositive(d, v, l.per_ip_table_size > 0);
      }},
+    {"http2_max_concurrent_streams", type::count().aboveZero(), "100",
+     "HTTP/2: streams a client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)",
+     [](Decoder& d, const Item& v, Limits& l) {
+         if (d.readCount(v, l.http2_max_concurrent_streams))
+             requirePositive(d, v, l.http2_max_concurrent_streams > 0 && l.http2_max_concurrent_streams <= 0x7fffffff);
+     }},
+    {"http2_stream_window", type::size().aboveZero(), "256KiB",
+     "HTTP/2: request body bytes a stream may send ahead of its upstream (flow-control window)",
+     [](Decoder& d, const Item& v, Limits& l) {
+         if (!d.readSize(v, l.http2_stream_window)) return;
+         // RFC 9113 6.9.2: a window is at most 2^31-1 octets.
+         if (l.http2_stream_window < 1024 || l.http2_stream_window > 0x7fffffff)
+             d.error(v, "expected a window from 1KiB to 2GiB-1");
+     }},
+    {"http2_reset_burst", type::count().aboveZero(), "200",
+     "HTTP/2: stream resets a client may send at once before http2_reset_rate applies (CVE-2023-44487)",
+     [](Decoder& d, const Item& v, Limits& l) {
+         if (d.readCount(v, l.http2_reset_burst)) requirePositive(d, v, l.http2_reset_burst > 0);
+     }},
+    {"http2_reset_rate", type::count().aboveZero(), "50",
+     "HTTP/2: stream resets per second a client may send; beyond: GOAWAY",
+     [](Decoder& d, const Item& v, Limits& l) {
+         if (d.readCount(v, l.http2_reset_rate)) requirePositive(d, v, l.http2_reset_rate > 0);
+     }},
+    {"http2_control_frame_rate", type::count().aboveZero(), "100",
+     "HTTP/2: SETTINGS and PING frames per second a client may send (twice as many at once); beyond: GOAWAY",
+     [](Decoder& d, const Item& v, Limits& l) {
+         if (d.readCount(v, l.http2_control_frame_rate)) requirePositive(d, v, l.http2_control_frame_rate > 0);
+     }},
 });
 
 }  // namespace portico::config::detail

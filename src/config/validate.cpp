@@ -83,6 +83,15 @@ void validateListeners(Decoder& d, const Config& c) {
             }
         }
         if (listener.tls) validateListenerTls(d, childPath(path, "tls"), *listener.tls);
+        if (listener.http2) {
+            // RFC 9113 3.3: prior knowledge is for cleartext; on TLS, ALPN says h2 (RFC 9113 3.2).
+            std::string http2 = childPath(path, "http2");
+            if (listener.tls) {
+                d.error(d.markOf(http2), http2, "a TLS listener negotiates HTTP/2 with tls.alpn: [h2, http/1.1]");
+            } else if (listener.redirect_https) {
+                d.error(d.markOf(http2), http2, "a listener that redirects to HTTPS speaks HTTP/1.1 only");
+            }
+        }
         if (listener.redirect_https) {
             std::string redirect = childPath(path, "redirect_https");
             if (listener.tls) {

@@ -412,9 +412,11 @@ TEST_CASE("listener TLS settings are checked", "[config][errors]") {
         {A + "      certificates: [{cert: a, key: b}]\n      min_version: \"1.1\"\n" + R,
          "portico.yaml:5:20: listeners[0].tls.min_version: unknown min_version \"1.1\" (expected "
          "1.2 or 1.3)"},
-        {A + "      certificates: [{cert: a, key: b}]\n      alpn: [h2, http/1.1]\n" + R,
-         "portico.yaml:5:14: listeners[0].tls.alpn[0]: unsupported protocol \"h2\" (Portico speaks "
-         "http/1.1 and http/1.0)"},
+        {A + "      certificates: [{cert: a, key: b}]\n      alpn: [h3, http/1.1]\n" + R,
+         "portico.yaml:5:14: listeners[0].tls.alpn[0]: unsupported protocol \"h3\" (Portico speaks "
+         "h2, http/1.1 and http/1.0)"},
+        {A + "      certificates: [{cert: a, key: b}]\n    http2: true\n" + R,
+         "portico.yaml:5:12: listeners[0].http2: a TLS listener negotiates HTTP/2 with tls.alpn: [h2, http/1.1]"},
         {A + "      certificates: [{cert: a, key: b}]\n      session_tickets: 1\n" + R,
          "portico.yaml:5:24: listeners[0].tls.session_tickets: expected true or false"},
         {A + "      certificates: [{cert: a, key: b}]\n    redirect_https: 443\n" + R,
