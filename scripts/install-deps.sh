@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 run_packages=(build-essential cmake pkg-config
   libevent-dev libssl-dev libyaml-cpp-dev node-llhttp zlib1g-dev libsystemd-dev libhiredis-dev libnghttp2-dev)
 test_packages=(catch2 python3 python3-websockets python3-django python3-django-channels python3-daphne
-  python3-jsonschema python3-yaml
+  python3-jsonschema python3-yaml python3-h2 nghttp2-client
   curl openssl procps chromium redis-server clang libclang-rt-dev nginx
   debhelper dpkg-dev lintian fakeroot tcpdump tshark)
 bench_packages=(wrk nginx haproxy libnginx-mod-nchan python3-matplotlib)

@@ -207,9 +207,13 @@ void Connection::sendNow() {
 
 void Connection::onDrained(net::Stream&) { sendNow(); }
 
-void Connection::onEof(net::Stream&) { close("client closed"); }
+void Connection::onEof(net::Stream&) {
+    client_gone_ = true;
+    close("client closed");
+}
 
 void Connection::onError(net::Stream&, int error) {
+    client_gone_ = true;
     LOG_DEBUG("client %s: %s", client_.ip.c_str(), strerror(error));
     close("client error");
 }
@@ -239,8 +243,10 @@ void Connection::close(const char* reason) {
     event_del(send_event_.get());
     event_del(tick_event_.get());
     abort();
-    // What is queued (a GOAWAY, the end of a response) goes out before the socket closes.
-    if (socket_ && socket_->outputLength() > 0) {
+    // What is queued (a GOAWAY, the end of a response) goes out before the socket closes, and
+    // what the client still sends is read and dropped for a moment: closing with unread input
+    // would reset the connection and could destroy the GOAWAY before the client reads it.
+    if (socket_ && !client_gone_) {
         socket_->shutdownAfterFlush();
         net::closeGracefully(worker_.loop(), std::move(socket_), std::chrono::seconds(1));
     }

@@ -57,7 +57,8 @@ struct Limits {
     std::size_t per_ip_upgrade_burst = 20;  // upgrades at once before the rate applies
     std::size_t per_ip_table_size = 65536;  // client addresses tracked at once; beyond: not limited
     // HTTP/2 connections (http2/): what one client connection may hold and do.
-    std::size_t http2_max_concurrent_streams = 100;  // SETTINGS_MAX_CONCURRENT_STREAMS; more: REFUSED_STREAM
+    std::size_t http2_max_concurrent_streams = 100;  // SETTINGS_MAX_CONCURRENT_STREAMS; a client that opens
+                                                     // more anyway gets GOAWAY
     std::size_t http2_stream_window = 256 * 1024;    // request body bytes a stream may have in flight
                                                      // before its client waits for the upstream
     std::size_t http2_reset_burst = 200;   // RST_STREAMs from a client at once (CVE-2023-44487)...

@@ -121,6 +121,7 @@ private:
     bool send_scheduled_ = false;
     bool closed_ = false;
     bool going_away_ = false;
+    bool client_gone_ = false;  // EOF or error on the socket: nothing to linger for
 };
 
 }  // namespace portico::http2
