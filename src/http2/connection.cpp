@@ -128,7 +128,10 @@ bool Connection::start() {
         {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
     };
     // RFC 8441 3: extended CONNECT (WebSockets over streams), unless the listener turned it off.
-    if (listener_->http2_extended_connect) settings.push_back({NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1});
+    // Not advertised while Stream cannot carry a WebSocket yet: a browser told it may would send
+    // its wss:// over this connection and fail instead of opening an HTTP/1.1 one.
+    if (listener_->http2_extended_connect && Stream::kServesExtendedConnect)
+        settings.push_back({NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1});
     if (nghttp2_submit_settings(raw, NGHTTP2_FLAG_NONE, settings.data(), settings.size()) != 0) return false;
     // The connection's own window: large, since each stream is bounded by its own window; a
     // stalled stream must not hold the window the others need (consume() gives it back at once).

@@ -39,6 +39,9 @@ class Connection;
 
 class Stream final : public http::ResponseSink, private proxy::ExchangeOwner {
 public:
+    // RFC 8441 (a WebSocket on a stream) is not carried yet: extended CONNECT is not advertised.
+    static constexpr bool kServesExtendedConnect = false;
+
     Stream(Connection& connection, std::int32_t id, std::shared_ptr<net::WorkerSnapshot> snapshot);
     ~Stream();
     Stream(const Stream&) = delete;
