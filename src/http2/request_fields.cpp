@@ -99,4 +99,15 @@ RequestFields::Verdict RequestFields::finish(http::RequestHead& head) {
     return Verdict::Ok;
 }
 
+void asWebSocketUpgrade(http::RequestHead& head, std::string_view key) {
+    head.method = "GET";
+    std::erase_if(head.headers, [](const http::Header& h) {
+        return http::equalsIgnoreCase(h.name, "sec-websocket-key") || http::equalsIgnoreCase(h.name, "upgrade") ||
+               http::equalsIgnoreCase(h.name, "connection");
+    });
+    head.headers.push_back({"Upgrade", "websocket"});
+    head.headers.push_back({"Connection", "Upgrade"});
+    head.headers.push_back({"Sec-WebSocket-Key", std::string(key)});
+}
+
 }  // namespace portico::http2

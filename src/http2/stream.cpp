@@ -17,6 +17,7 @@
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
 #include "portico/proxy/http_exchange.h"
+#include "portico/ws/handshake.h"
 
 namespace portico::http2 {
 
@@ -50,10 +51,12 @@ Stream::Stream(Connection& connection, std::int32_t id, std::shared_ptr<net::Wor
       fields_(snapshot_->config().limits.max_header_bytes),
       pending_(evbuffer_new()),
       start_(std::chrono::steady_clock::now()),
-      last_data_(start_) {}
+      last_data_(start_),
+      early_(evbuffer_new()) {}
 
 Stream::~Stream() {
     if (exchange_) exchange_->abort();
+    if (ws_stats_) ws_stats_->ws_open.sub();
 }
 
 // ---- the request ------------------------------------------------------------------------------
@@ -83,9 +86,15 @@ void Stream::onHeadersComplete(bool end_stream) {
 void Stream::routeRequest() {
     const config::Config& config = snapshot_->config();
     if (!fields_.protocol().empty()) {
-        // RFC 8441: an extended CONNECT (a WebSocket). Not served on this stream yet.
-        respondError(501, "extended CONNECT not served");
-        return;
+        // RFC 8441 4: an extended CONNECT. A protocol we do not speak is not an error of the
+        // stream's framing: it is answered.
+        if (!http::equalsIgnoreCase(fields_.protocol(), "websocket")) {
+            respondError(501, "extended CONNECT for an unknown protocol");
+            return;
+        }
+        websocket_ = true;
+        websocket_key_ = ws::generateKey();
+        asWebSocketUpgrade(head_, websocket_key_);
     }
     // Target, Host and path: normalized here, so that what we route is what goes upstream.
     const http::RequestVerdict checked = http::checkRequestHead(head_, "");
@@ -108,6 +117,10 @@ void Stream::routeRequest() {
         return;
     }
     route_ = route;
+    if (websocket_) {
+        startWebSocket(*route);
+        return;
+    }
     if ((route->handler == config::HandlerKind::PubSub || route->handler == config::HandlerKind::Publish) &&
         head_.method == "POST") {
         startPublish(*route);
@@ -177,6 +190,18 @@ void Stream::onData(const std::uint8_t* data, std::size_t length) {
     bytes_in_ += length;
     body_bytes_ += length;
     last_data_ = std::chrono::steady_clock::now();
+    if (websocket_) {
+        // WebSocket bytes for the session: the window comes back once it has read them.
+        net::Stream* to = pipe_.get();
+        evbuffer_add(to ? to->output() : early_.get(), data, length);
+        if (to) to->flush();
+        if (!to || to->outputLength() > proxy::kHighWatermark) {
+            held_ += length;
+        } else {
+            connection_.consume(id_, length);
+        }
+        return;
+    }
     const std::size_t limit = snapshot_->config().limits.max_body_bytes;
     const char* bytes = reinterpret_cast<const char*>(data);
     if (publishing_) {
@@ -211,6 +236,11 @@ void Stream::onData(const std::uint8_t* data, std::size_t length) {
 
 void Stream::onEndStream() {
     request_complete_ = true;
+    if (websocket_) {
+        // RFC 8441 5: END_STREAM is the TCP FIN of the tunnel.
+        if (pipe_) pipe_->shutdownAfterFlush();
+        return;
+    }
     if (exchange_) exchange_->endBody();
     if (publishing_) servePubSub();
 }
@@ -224,7 +254,7 @@ void Stream::onUpstreamDrained() {
 void Stream::tick(std::chrono::steady_clock::time_point now) {
     // client_body_timeout: the longest wait between two DATA frames of a body, while we read
     // (a stream held for its upstream is not the client's fault).
-    if (!headers_complete_ || request_complete_ || held_ > 0 || closed_) return;
+    if (!headers_complete_ || request_complete_ || held_ > 0 || closed_ || websocket_) return;
     if (!exchange_ && !publishing_) return;
     if (now - last_data_ < snapshot_->config().limits.client_body_timeout) return;
     respondError(408, "client body timeout");
@@ -233,13 +263,33 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
 // ---- the response -----------------------------------------------------------------------------
 
 void Stream::sendHead(const http::ResponseHead& head, const http::ResponseBody& body) {
-    if (closed_ || head_sent_) return;
+    if (closed_ || head_sent_ || refused_) return;
+    const bool interim = head.status >= 100 && head.status < 200 && head.status != 101;
+    if (websocket_ && interim) return;  // nothing for an extended CONNECT before its answer
     if (head.status == 101) {
-        // Only an extended CONNECT could be answered 101, and none is served yet.
-        reset(NGHTTP2_INTERNAL_ERROR);
+        // The upstream accepted the WebSocket (the exchange checked its Accept against our
+        // key): the stream's 200 (RFC 8441 5), with what it agreed to.
+        if (!websocket_) {
+            reset(NGHTTP2_INTERNAL_ERROR);
+            return;
+        }
+        const http::Header* protocol = http::findHeader(head.headers, "Sec-WebSocket-Protocol");
+        const http::Header* extensions = http::findHeader(head.headers, "Sec-WebSocket-Extensions");
+        acceptWebSocket(head, protocol ? std::string_view(protocol->value) : std::string_view{},
+                        extensions ? std::string_view(extensions->value) : std::string_view{});
         return;
     }
-    const bool interim = head.status >= 100 && head.status < 200;
+    if (websocket_ && !(head.status >= 400 && head.status < 600)) {
+        // A client reads a 2xx to an extended CONNECT as an open WebSocket: anything but a 101
+        // that is not an error of its own becomes 502, and the rest of the answer is dropped.
+        LOG_INFO("client %s: upstream answered %d to a WebSocket over HTTP/2: 502", connection_.client().ip.c_str(),
+                 head.status);
+        websocket_ = false;
+        http::respondError(*this, 502, {}, false);
+        refused_ = true;
+        return;
+    }
+    websocket_ = false;  // an error answer: the stream is an ordinary response now
     // The fields as HTTP/2 has them: lowercase, none of the connection-specific ones (RFC 9113
     // 8.2.2), the length only when known. Strings first, then the nv array that points into them.
     std::vector<std::string> strings;
@@ -287,7 +337,7 @@ void Stream::resumeData() {
 }
 
 void Stream::sendBody(const char* data, std::size_t length) {
-    if (closed_ || !has_body_ || length == 0) return;
+    if (closed_ || !has_body_ || refused_ || length == 0) return;
     evbuffer_add(pending_.get(), data, length);
     bytes_out_ += length;
     resumeData();
@@ -311,7 +361,7 @@ void Stream::sendFile(core::UniqueFd fd, std::uint64_t length) {
 }
 
 void Stream::endResponse() {
-    if (closed_ || response_ended_) return;
+    if (closed_ || response_ended_ || refused_) return;
     response_ended_ = true;
     resumeData();
 }
@@ -337,6 +387,8 @@ ssize_t Stream::readBody(std::uint8_t* buffer, std::size_t length, std::uint32_t
 }
 
 void Stream::afterSend() {
+    if (pipe_ && !pipe_->isReading() && evbuffer_get_length(pending_.get()) <= proxy::kLowWatermark)
+        pipe_->resumeReading();
     if (upstream_paused_ && exchange_ && evbuffer_get_length(pending_.get()) <= proxy::kLowWatermark) {
         upstream_paused_ = false;
         exchange_->onClientDrained();
@@ -359,11 +411,6 @@ void Stream::onExchangeFailed(int status, const char* reason) {
     // Part of the response went out: the client sees the stream reset.
     LOG_INFO("client %s: %s after the response started", connection_.client().ip.c_str(), reason);
     if (status_ == 0) status_ = 502;
-    reset(NGHTTP2_INTERNAL_ERROR);
-}
-
-void Stream::onUpgraded(std::unique_ptr<net::Stream>, std::string) {
-    // No upgrade is asked for on an HTTP/2 stream yet (HttpExchange::Request::websocket unset).
     reset(NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -398,6 +445,8 @@ void Stream::onClosed(std::uint32_t error_code) {
     closed_ = true;
     alive_.reset();
     retireExchange();
+    // The session reads EOF on its end and finishes; it is deleted with the stream.
+    if (pipe_) connection_.worker().loop().deferDelete(std::shared_ptr<net::Stream>(std::move(pipe_)));
     // A stream the client reset, or that ended with the connection, before its answer: 499.
     if (status_ == 0 && headers_complete_) status_ = 499;
     if (error_code != NGHTTP2_NO_ERROR && !response_ended_ && status_ != 0 && status_ != 499)

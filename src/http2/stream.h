@@ -10,6 +10,14 @@
 // the upstream took them, so a slow upstream stops this stream's client only; response bytes
 // wait in `pending_` for the client's window, and above the high watermark the exchange stops
 // reading its upstream until they drain (the other streams go on).
+//
+// RFC 8441: an extended CONNECT with :protocol websocket is the HTTP/1.1 upgrade it stands for
+// (asWebSocketUpgrade): a built-in endpoint, or an upstream's 101 (to a key we made), becomes
+// the stream's 200, and the WebSocket session (ws::Tunnel, ws::FrameRelay,
+// handlers::EndpointSession) runs on its DATA frames. Sessions own a net::Stream for their
+// client side; the stream hands them one end of a socketpair and moves bytes between the other
+// end and its frames (stream_websocket.cpp). That costs two descriptors and a copy each way per
+// WebSocket: the price of leaving the sessions unchanged until they take a byte-stream interface.
 
 #include <chrono>
 #include <cstdint>
@@ -17,11 +25,14 @@
 #include <string>
 
 #include "portico/config/config.h"
+#include "portico/observe/metrics.h"
 #include "portico/core/handles.h"
 #include "portico/http/head.h"
 #include "portico/http/response_sink.h"
 #include "portico/http2/request_fields.h"
+#include "portico/net/stream.h"
 #include "portico/proxy/exchange_owner.h"
+#include "portico/ws/session.h"
 
 namespace portico::net {
 class WorkerSnapshot;
@@ -37,10 +48,13 @@ namespace portico::http2 {
 
 class Connection;
 
-class Stream final : public http::ResponseSink, private proxy::ExchangeOwner {
+class Stream final : public http::ResponseSink,
+                     private proxy::ExchangeOwner,
+                     private net::StreamHandler,
+                     private ws::SessionOwner {
 public:
-    // RFC 8441 (a WebSocket on a stream) is not carried yet: extended CONNECT is not advertised.
-    static constexpr bool kServesExtendedConnect = false;
+    // RFC 8441: a WebSocket rides a stream (SETTINGS_ENABLE_CONNECT_PROTOCOL is advertised).
+    static constexpr bool kServesExtendedConnect = true;
 
     Stream(Connection& connection, std::int32_t id, std::shared_ptr<net::WorkerSnapshot> snapshot);
     ~Stream();
@@ -83,10 +97,24 @@ private:
     http::ResponseSink& downstream() override { return *this; }
     void onExchangeComplete(bool reusable) override;
     void onExchangeFailed(int status, const char* reason) override;
-    void onUpgraded(std::unique_ptr<net::Stream> upstream, std::string extensions) override;
+    void onUpgraded(std::unique_ptr<net::Stream> upstream, std::string extensions) override;  // stream_websocket.cpp
     void onUpstreamDrained() override;
 
     void routeRequest();
+    // RFC 8441 (stream_websocket.cpp).
+    void startWebSocket(const config::Route& route);
+    void acceptWebSocket(const http::ResponseHead& upstream_head, std::string_view subprotocol,
+                         std::string_view extensions);
+    // The socketpair: our end in pipe_, the session's returned (null on failure, answered).
+    std::unique_ptr<net::Stream> openPipe();
+    void startSession(std::unique_ptr<ws::Session> session);
+    void onSessionEnd(const char* reason, const ws::SessionCounts& counts) override;
+    // net::StreamHandler: our end of the pipe.
+    void onReadable(net::Stream& pipe) override;
+    void onEof(net::Stream& pipe) override;
+    void onError(net::Stream& pipe, int error) override;
+    void onDrained(net::Stream& pipe) override;
+
     void startExchange(const config::Route& route);
     void startPublish(const config::Route& route);
     void servePubSub();
@@ -125,6 +153,14 @@ private:
     bool publishing_ = false;     // the body is a publish's message
     bool closed_ = false;
     bool logged_ = false;
+    // RFC 8441
+    bool websocket_ = false;       // an extended CONNECT, until refused
+    bool refused_ = false;         // a non-101 answer became 502: the exchange's bytes are dropped
+    std::string websocket_key_;    // ours, for the upstream
+    core::EvbufferPtr early_;      // DATA that came before the session started
+    std::unique_ptr<net::Stream> pipe_;     // our end of the session's socketpair
+    std::unique_ptr<ws::Session> session_;  // after the 200
+    observe::RouteStats* ws_stats_ = nullptr;  // set while the session counts as open
     std::shared_ptr<char> alive_ = std::make_shared<char>();  // weakly held by a backplane's answer
 };
 

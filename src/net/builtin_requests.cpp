@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/net/builtin_requests.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "portico/handlers/dashboard.h"
 #include "portico/handlers/http_handlers.h"
 #include "portico/handlers/publish_api.h"
+#include "portico/handlers/websocket_endpoint.h"
 #include "portico/http/simple_response.h"
 #include "portico/net/worker.h"
 
@@ -65,6 +67,44 @@ void servePubSubRequest(Worker& worker, const config::Config& config, const conf
     if (idempotency) call.idempotency_key = idempotency->value;
     call.body = std::move(body);
     handlers::servePubSubHttp(worker.pubsub(), route, std::move(call), std::move(done));
+}
+
+bool originAllowed(const config::Route& route, std::string_view origin) {
+    const auto& origins = route.websocket.origins;
+    return origins.empty() || std::any_of(origins.begin(), origins.end(),
+                                          [&](const std::string& o) { return http::equalsIgnoreCase(o, origin); });
+}
+
+EndpointAcceptance acceptEndpoint(Worker& worker, const config::Route& route, const http::RequestHead& request,
+                                  const ws::UpgradeRequest& upgrade) {
+    EndpointAcceptance accepted;
+    if (!route.websocket.subprotocols.empty())
+        accepted.subprotocol = ws::selectSubprotocol(upgrade.subprotocols, route.websocket.subprotocols);
+    if (!upgrade.extensions.empty()) accepted.deflate = ws::negotiateDeflate(upgrade.extensions, ws::DeflateConfig{});
+    if (route.handler == config::HandlerKind::Echo) {
+        accepted.app = handlers::makeEchoApp();
+        return accepted;
+    }
+    std::string_view channel = handlers::channelName(route, request.path());
+    if (channel.empty()) {
+        accepted.status = handlers::channelRefusal(route, request.path());
+        accepted.reason = "no channel or not a plain name";
+        return accepted;
+    }
+    handlers::SubscribeOptions options = handlers::parseSubscribeQuery(request.query());
+    // Offered by the client, the pubsub subprotocol is taken whatever the route lists.
+    if (std::find(upgrade.subprotocols.begin(), upgrade.subprotocols.end(), handlers::kPubSubSubprotocol) !=
+        upgrade.subprotocols.end()) {
+        accepted.subprotocol = handlers::kPubSubSubprotocol;
+        options.json = true;
+    }
+    accepted.app = handlers::makeSubscriberApp(worker.pubsub(), route, std::string(channel), std::move(options));
+    if (!accepted.app) {  // a new channel beyond pubsub.max_channels
+        accepted.status = 503;
+        accepted.reason = "too many channels";
+        accepted.extra = {{"Retry-After", "5"}};
+    }
+    return accepted;
 }
 
 }  // namespace portico::net

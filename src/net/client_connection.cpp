@@ -16,6 +16,7 @@
 #include "portico/http/header_rewrite.h"
 #include "portico/http/request_checks.h"
 #include "portico/http/simple_response.h"
+#include "portico/net/builtin_requests.h"
 #include "portico/net/request_log.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
@@ -294,10 +295,7 @@ http::HeadAction ClientConnection::onHead() {
     const bool serves_websocket = !route->upstream.empty() || route->handler == config::HandlerKind::Echo ||
                                   route->handler == config::HandlerKind::PubSub;
     if (upgrade.kind == ws::UpgradeKind::WebSocket && serves_websocket) {
-        const auto& origins = route->websocket.origins;
-        if (!origins.empty() && std::none_of(origins.begin(), origins.end(), [&](const std::string& o) {
-                return http::equalsIgnoreCase(o, upgrade.origin);
-            })) {
+        if (!originAllowed(*route, upgrade.origin)) {
             LOG_INFO("client %s: WebSocket origin \"%.*s\" not allowed", client_ip_.c_str(),
                      static_cast<int>(upgrade.origin.size()), upgrade.origin.data());
             respondError(403, "origin not allowed");

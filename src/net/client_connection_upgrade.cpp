@@ -12,6 +12,7 @@
 #include "portico/handlers/pubsub.h"
 #include "portico/handlers/websocket_endpoint.h"
 #include "portico/http/simple_response.h"
+#include "portico/net/builtin_requests.h"
 #include "portico/net/client_connection.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
@@ -46,32 +47,14 @@ bool ClientConnection::admitWebSocket() {
 }
 
 http::HeadAction ClientConnection::acceptWebSocket(const config::Route& route, const ws::UpgradeRequest& upgrade) {
-    std::string_view subprotocol;
-    if (!route.websocket.subprotocols.empty()) subprotocol = ws::selectSubprotocol(upgrade.subprotocols, route.websocket.subprotocols);
-    std::optional<ws::DeflateAgreement> deflate;
-    if (!upgrade.extensions.empty()) deflate = ws::negotiateDeflate(upgrade.extensions, ws::DeflateConfig{});
-    if (route.handler == config::HandlerKind::Echo) {
-        pending_app_ = handlers::makeEchoApp();
-    } else {
-        const http::RequestHead& request = parser_.request();
-        std::string_view channel = handlers::channelName(route, request.path());
-        if (channel.empty()) {
-            respondError(handlers::channelRefusal(route, request.path()), "no channel or not a plain name");
-            return http::HeadAction::Abort;
-        }
-        handlers::SubscribeOptions options = handlers::parseSubscribeQuery(request.query());
-        // Offered by the client, the pubsub subprotocol is taken whatever the route lists.
-        if (std::find(upgrade.subprotocols.begin(), upgrade.subprotocols.end(), handlers::kPubSubSubprotocol) !=
-            upgrade.subprotocols.end()) {
-            subprotocol = handlers::kPubSubSubprotocol;
-            options.json = true;
-        }
-        pending_app_ = handlers::makeSubscriberApp(worker_.pubsub(), route, std::string(channel), std::move(options));
-        if (!pending_app_) {  // a new channel beyond pubsub.max_channels
-            respondError(503, "too many channels", {{"Retry-After", "5"}});
-            return http::HeadAction::Abort;
-        }
+    EndpointAcceptance accepted = acceptEndpoint(worker_, route, parser_.request(), upgrade);
+    if (!accepted.app) {
+        respondError(accepted.status, accepted.reason, accepted.extra);
+        return http::HeadAction::Abort;
     }
+    pending_app_ = std::move(accepted.app);
+    const std::optional<ws::DeflateAgreement>& deflate = accepted.deflate;
+    const std::string_view subprotocol = accepted.subprotocol;
     pending_deflate_ = deflate ? std::optional<ws::DeflateParams>(deflate->params) : std::nullopt;
     std::string response = ws::buildAcceptResponse(upgrade.key, subprotocol, deflate ? deflate->response : std::string());
     evbuffer_add(client_->output(), response.data(), response.size());

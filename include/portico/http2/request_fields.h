@@ -57,4 +57,10 @@ private:
     const char* error_ = "";
 };
 
+// RFC 8441 5: an extended CONNECT with :protocol websocket, as the HTTP/1.1 upgrade it stands
+// for: GET, "Upgrade: websocket", "Connection: Upgrade" and `key` as Sec-WebSocket-Key (a key
+// the client sent is dropped: HTTP/2 has none). The version, subprotocols, extensions and
+// Origin stay as the client sent them, so that ws::analyzeUpgrade judges both alike.
+void asWebSocketUpgrade(http::RequestHead& head, std::string_view key);
+
 }  // namespace portico::http2

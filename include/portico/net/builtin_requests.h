@@ -3,12 +3,21 @@
 // The plain-HTTP requests Portico answers itself, for any client side (an HTTP/1.1 connection
 // or an HTTP/2 stream): the handler is chosen by the route, the answer goes to a ResponseSink.
 
+#include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "portico/config/config.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/http/head.h"
 #include "portico/http/response_sink.h"
+#include "portico/ws/handshake.h"
+#include "portico/ws/permessage_deflate.h"
+
+namespace portico::handlers {
+class EndpointApp;
+}
 
 namespace portico::net {
 
@@ -29,5 +38,22 @@ bool publishAuthorized(const config::Route& route, const http::RequestHead& requ
 // backplane); the caller guards it against its own end.
 void servePubSubRequest(Worker& worker, const config::Config& config, const config::Route& route,
                         const http::RequestHead& request, std::string body, handlers::PubSubAnswerDone done);
+
+// A WebSocket to a built-in endpoint (echo, pubsub), HTTP/1.1 upgrade or HTTP/2 extended
+// CONNECT alike: the app, the subprotocol and the permessage-deflate agreement; or, with `app`
+// null, the refusal (`status`, `reason`, `extra` fields) to answer.
+struct EndpointAcceptance {
+    std::unique_ptr<handlers::EndpointApp> app;
+    std::string_view subprotocol;  // chosen from the client's offer ("" for none)
+    std::optional<ws::DeflateAgreement> deflate;
+    int status = 0;
+    const char* reason = "";
+    http::HeaderList extra;
+};
+// The route lists no websocket.origins, or `origin` (case-insensitive) is one of them.
+bool originAllowed(const config::Route& route, std::string_view origin);
+
+EndpointAcceptance acceptEndpoint(Worker& worker, const config::Route& route, const http::RequestHead& request,
+                                  const ws::UpgradeRequest& upgrade);
 
 }  // namespace portico::net

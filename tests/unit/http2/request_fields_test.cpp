@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "portico/ws/handshake.h"
+
 using namespace portico;
 using http2::RequestFields;
 using Fields = std::vector<std::pair<std::string, std::string>>;
@@ -139,4 +141,39 @@ TEST_CASE("HTTP/2 header list over the limit is TooLarge, counted as SETTINGS_MA
     CHECK(added <= 5);
     http::RequestHead head;
     CHECK(mapper.finish(head) == RequestFields::Verdict::TooLarge);
+}
+
+TEST_CASE("An extended CONNECT becomes the HTTP/1.1 upgrade ws::analyzeUpgrade accepts (RFC 8441 5)", "[http2][fields]") {
+    RequestFields mapper(16 * 1024);
+    for (const auto& [name, value] : Fields{{":method", "CONNECT"}, {":protocol", "websocket"}, {":scheme", "https"},
+                                            {":path", "/chat?room=1"}, {":authority", "example.com"},
+                                            {"sec-websocket-version", "13"}, {"sec-websocket-protocol", "chat, v2"},
+                                            {"origin", "https://example.com"}})
+        REQUIRE(mapper.add(name, value) == RequestFields::Verdict::Ok);
+    http::RequestHead head;
+    REQUIRE(mapper.finish(head) == RequestFields::Verdict::Ok);
+    const std::string key = ws::generateKey();
+    http2::asWebSocketUpgrade(head, key);
+    CHECK(head.method == "GET");
+    CHECK(head.target == "/chat?room=1");
+    const ws::UpgradeRequest upgrade = ws::analyzeUpgrade(head);
+    REQUIRE(upgrade.kind == ws::UpgradeKind::WebSocket);
+    CHECK(upgrade.key == key);
+    CHECK(upgrade.origin == "https://example.com");
+    CHECK(upgrade.subprotocols == std::vector<std::string_view>{"chat", "v2"});
+}
+
+TEST_CASE("An extended CONNECT's own Sec-WebSocket-Key is replaced by ours", "[http2][fields]") {
+    http::RequestHead head;
+    head.method = "CONNECT";
+    head.target = "/ws";
+    head.headers = {{"Host", "h"}, {"sec-websocket-version", "13"}, {"sec-websocket-key", "Zm9yZ2VkIGtleSAxMjM0NQ=="}};
+    http2::asWebSocketUpgrade(head, "dGhlIHNhbXBsZSBub25jZQ==");
+    int keys = 0;
+    for (const auto& h : head.headers)
+        if (http::equalsIgnoreCase(h.name, "sec-websocket-key")) {
+            ++keys;
+            CHECK(h.value == "dGhlIHNhbXBsZSBub25jZQ==");
+        }
+    CHECK(keys == 1);
 }

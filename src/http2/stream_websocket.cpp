@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: Apache-2.0
+// RFC 8441 on an HTTP/2 stream (see stream.h): an extended CONNECT routed to a built-in
+// endpoint or to an upstream over an HTTP/1.1 upgrade, then the WebSocket session on the
+// stream's DATA frames through a socketpair.
+
+#include <event2/buffer.h>
+#include <nghttp2/nghttp2.h>
+#include <sys/socket.h>
+#include <vector>
+
+#include "http2/stream.h"
+#include "portico/core/log.h"
+#include "portico/handlers/websocket_endpoint.h"
+#include "portico/http/simple_response.h"
+#include "portico/http2/connection.h"
+#include "portico/net/builtin_requests.h"
+#include "portico/net/snapshot.h"
+#include "portico/net/worker.h"
+#include "portico/proxy/http_exchange.h"
+#include "portico/ws/frame_relay.h"
+#include "portico/ws/handshake.h"
+#include "portico/ws/permessage_deflate.h"
+#include "portico/ws/tunnel.h"
+
+namespace portico::http2 {
+
+void Stream::startWebSocket(const config::Route& route) {
+    const ws::UpgradeRequest upgrade = ws::analyzeUpgrade(head_);
+    if (upgrade.kind != ws::UpgradeKind::WebSocket) {
+        // RFC 6455 4.4: a version we do not speak gets 426 and the versions we do.
+        respondError(upgrade.status ? upgrade.status : 400, "invalid WebSocket handshake",
+                     upgrade.status == 426 ? http::HeaderList{{"Sec-WebSocket-Version", "13"}} : http::HeaderList{});
+        return;
+    }
+    const bool builtin = route.handler == config::HandlerKind::Echo || route.handler == config::HandlerKind::PubSub;
+    if (!builtin && route.upstream.empty()) {
+        // A route that takes no WebSockets (static, health, ...): an HTTP/1.1 client's upgrade
+        // there is plain HTTP, but an extended CONNECT is nothing else.
+        respondError(405, "this route takes no WebSockets", {{"Allow", "GET, HEAD"}});
+        return;
+    }
+    if (!net::originAllowed(route, upgrade.origin)) {
+        respondError(403, "origin not allowed");
+        return;
+    }
+    if (builtin) {
+        net::EndpointAcceptance accepted = net::acceptEndpoint(connection_.worker(), route, head_, upgrade);
+        if (!accepted.app) {
+            respondError(accepted.status, accepted.reason, accepted.extra);
+            return;
+        }
+        acceptWebSocket(http::ResponseHead{}, accepted.subprotocol,
+                        accepted.deflate ? std::string_view(accepted.deflate->response) : std::string_view{});
+        std::unique_ptr<net::Stream> end = openPipe();
+        if (!end) return;
+        std::optional<ws::DeflateParams> deflate;
+        if (accepted.deflate) deflate = accepted.deflate->params;
+        startSession(std::make_unique<handlers::EndpointSession>(static_cast<ws::SessionOwner&>(*this),
+                                                                 connection_.worker().loop(), std::move(end),
+                                                                 route.websocket, deflate, std::move(accepted.app)));
+        return;
+    }
+    if (route.websocket.mode == config::WebSocketMode::Http) {
+        respondError(501, "WebSocket-over-HTTP is not served on HTTP/2 streams");
+        return;
+    }
+    proxy::UpstreamGroup* group = snapshot_->upstream(route.upstream);
+    if (!group) {
+        respondError(502, "no such upstream");
+        return;
+    }
+    proxy::HttpExchange::Request forward;
+    forward.head = &head_;
+    forward.client_ip = connection_.client().ip;
+    forward.scheme = connection_.client().tls ? "https" : "http";
+    forward.client_hash = connection_.client().hash;
+    forward.websocket = true;
+    forward.websocket_key = websocket_key_;
+    if (!route.websocket.subprotocols.empty() && !upgrade.subprotocols.empty())
+        forward.override_headers.push_back(
+            {"Sec-WebSocket-Protocol", ws::filterSubprotocols(upgrade.subprotocols, route.websocket.subprotocols)});
+    exchange_ = std::make_unique<proxy::HttpExchange>(static_cast<proxy::ExchangeOwner&>(*this),
+                                                      connection_.worker().loop(), *group, route, forward);
+    exchange_->start();
+    if (exchange_) exchange_->endBody();  // the handshake has no body; DATA is the WebSocket's
+}
+
+// RFC 8441 5: 200 opens the WebSocket; Sec-WebSocket-Protocol and -Extensions say what was
+// agreed, as a 101 would (no Accept: HTTP/2 has no key).
+void Stream::acceptWebSocket(const http::ResponseHead&, std::string_view subprotocol, std::string_view extensions) {
+    http::ResponseHead ok;
+    ok.status = 200;
+    if (!subprotocol.empty()) ok.headers.push_back({"sec-websocket-protocol", std::string(subprotocol)});
+    if (!extensions.empty()) ok.headers.push_back({"sec-websocket-extensions", std::string(extensions)});
+    websocket_ = false;  // sendHead: an ordinary head with a body of unknown length (the frames)
+    sendHead(ok, http::ResponseBody{true, std::nullopt});
+    websocket_ = true;
+}
+
+std::unique_ptr<net::Stream> Stream::openPipe() {
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+        LOG_WARN("client %s: socketpair for a WebSocket over HTTP/2: %s", connection_.client().ip.c_str(),
+                 strerror(errno));
+        reset(NGHTTP2_INTERNAL_ERROR);
+        return nullptr;
+    }
+    event_base* base = connection_.worker().loop().base();
+    pipe_ = std::make_unique<net::Stream>(base, core::UniqueFd(fds[0]), static_cast<net::StreamHandler*>(this));
+    pipe_->setLowWatermark(proxy::kLowWatermark);
+    // The session sets its own handler on its end before the loop runs again.
+    auto end = std::make_unique<net::Stream>(base, core::UniqueFd(fds[1]), static_cast<net::StreamHandler*>(this));
+    // What came on the stream before the session started goes first.
+    if (evbuffer_get_length(early_.get()) > 0) {
+        evbuffer_add_buffer(pipe_->output(), early_.get());
+        pipe_->flush();
+    }
+    if (request_complete_) pipe_->shutdownAfterFlush();
+    return end;
+}
+
+void Stream::onUpgraded(std::unique_ptr<net::Stream> upstream, std::string extensions) {
+    const config::WebSocketSettings& settings = route_->websocket;
+    retireExchange();
+    std::unique_ptr<net::Stream> end = openPipe();
+    if (!end) return;
+    net::EventLoop& loop = connection_.worker().loop();
+    if (settings.mode == config::WebSocketMode::Frames) {
+        startSession(std::make_unique<ws::FrameRelay>(static_cast<ws::SessionOwner&>(*this), loop, std::move(end),
+                                                      std::move(upstream), settings, ws::allowedRsvBits(extensions)));
+    } else {
+        startSession(std::make_unique<ws::Tunnel>(static_cast<ws::SessionOwner&>(*this), loop, std::move(end),
+                                                  std::move(upstream), settings));
+    }
+}
+
+void Stream::startSession(std::unique_ptr<ws::Session> session) {
+    ws_stats_ = &snapshot_->routeStats(*route_);
+    ws_stats_->ws_open.add();
+    session_ = std::move(session);
+    session_->start();
+}
+
+void Stream::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
+    LOG_DEBUG("client %s: WebSocket on HTTP/2 stream %d closed (%s)", connection_.client().ip.c_str(), id_, reason);
+    if (ws_stats_) {
+        ws_stats_->ws_messages_in.add(counts.messages_in);
+        ws_stats_->ws_messages_out.add(counts.messages_out);
+        ws_stats_->ws_bytes_in.add(counts.bytes_in);
+        ws_stats_->ws_bytes_out.add(counts.bytes_out);
+        ws_stats_->ws_open.sub();
+        ws_stats_ = nullptr;
+    }
+    // The session closed its end: our end reads EOF, and END_STREAM follows the last bytes.
+}
+
+// ---- our end of the pipe: the session's bytes become DATA, and DATA the session's input ----
+
+void Stream::onReadable(net::Stream& pipe) {
+    if (closed_) {
+        evbuffer_drain(pipe.input(), evbuffer_get_length(pipe.input()));
+        return;
+    }
+    bytes_out_ += evbuffer_get_length(pipe.input());
+    evbuffer_add_buffer(pending_.get(), pipe.input());
+    // The client's window decides; past the high watermark the session is not read (afterSend).
+    if (evbuffer_get_length(pending_.get()) > proxy::kHighWatermark) pipe.pauseReading();
+    resumeData();
+}
+
+void Stream::onDrained(net::Stream&) { onUpstreamDrained(); }
+
+void Stream::onEof(net::Stream&) {
+    if (closed_) return;
+    endResponse();  // END_STREAM once the client has what the session sent
+}
+
+void Stream::onError(net::Stream&, int) {
+    if (closed_) return;
+    reset(NGHTTP2_CANCEL);
+}
+
+}  // namespace portico::http2

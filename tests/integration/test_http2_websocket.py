@@ -1,0 +1,138 @@
+# SPDX-License-Identifier: Apache-2.0
+"""WebSockets over HTTP/2 (RFC 8441) through Portico, with python3-h2 as the raw client:
+SETTINGS_ENABLE_CONNECT_PROTOCOL (and a listener that turns it off), an extended CONNECT to the
+built-in echo (frames both ways, close handshake, END_STREAM), to a python3-websockets backend
+over an HTTP/1.1 upgrade in tunnel and frames mode (its 101 becomes the stream's 200),
+non-101 answers from the backend (4xx/5xx pass, others become 502, never 2xx), and refusal on
+a route that takes no WebSockets."""
+
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+
+from backends import Response  # noqa: E402
+from h2_client import H2Client  # noqa: E402
+from portico_harness import main, make_config  # noqa: E402
+from ws_peers import WsTestCase  # noqa: E402
+
+ENABLE_CONNECT_PROTOCOL = 8
+
+
+def client_frame(opcode, payload):
+    """One masked frame, as a client sends it (RFC 6455 5.3)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def server_frames(data):
+    """Unmasked frames from the server: [(opcode, payload)]."""
+    frames, i = [], 0
+    while i + 2 <= len(data):
+        opcode, n = data[i] & 0x0F, data[i + 1] & 0x7F
+        i += 2
+        if n == 126:
+            n = struct.unpack("!H", data[i:i + 2])[0]
+            i += 2
+        frames.append((opcode, bytes(data[i:i + n])))
+        i += n
+    return frames
+
+
+class WebSocketOverHttp2(WsTestCase):
+    test_timeout = 60
+
+    def start(self, routes, upstreams=None, **listener):
+        entry = {"address": "127.0.0.1:0", "http2": True}
+        entry.update(listener)
+        return self.start_portico(make_config(routes=routes, upstreams=upstreams, listeners=[entry], workers=1))
+
+    def open(self, p, path, headers=()):
+        c = H2Client(p.port, validate=False)
+        self.addCleanup(c.close)
+        c.pump(0.3)
+        sid = c.request("CONNECT", path, headers=[(":protocol", "websocket"), ("sec-websocket-version", "13")]
+                        + list(headers), end=False)
+        c.wait(lambda: c.responses[sid]["headers"] is not None or c.done(sid), 10)
+        return c, sid
+
+    def echo_roundtrip(self, c, sid, text):
+        before = len(c.responses[sid]["body"])
+        c.conn.send_data(sid, client_frame(1, text.encode()))
+        c.flush()
+        c.wait(lambda: len(server_frames(c.responses[sid]["body"][before:])) >= 1, 5)
+        return server_frames(c.responses[sid]["body"][before:])
+
+    def close_handshake(self, c, sid):
+        before = len(c.responses[sid]["body"])
+        c.conn.send_data(sid, client_frame(8, struct.pack("!H", 1000)))
+        c.flush()
+        c.wait(lambda: c.done(sid), 5)
+        self.assertEqual(server_frames(c.responses[sid]["body"][before:])[-1:], [(8, struct.pack("!H", 1000))])
+        self.assertTrue(c.responses[sid]["ended"], "END_STREAM after the close handshake")
+        c.conn.end_stream(sid)  # our side too: the stream is closed
+        c.flush()
+
+    def test_extended_connect_to_the_builtin_echo(self):
+        p = self.start([{"path": "/echo", "handler": "echo"}])
+        c, sid = self.open(p, "/echo")
+        self.assertEqual(c.remote_settings.get(ENABLE_CONNECT_PROTOCOL), 1)
+        self.assertEqual(c.status(sid), 200)
+        self.assertEqual(self.echo_roundtrip(c, sid, "hello over h2"), [(1, b"hello over h2")])
+        self.assertEqual(self.echo_roundtrip(c, sid, "x" * 1000), [(1, b"x" * 1000)])
+        self.close_handshake(c, sid)
+        p.wait_stdout(lambda line: '"path":"/echo"' in line)
+        log = [e for e in p.access_log() if e["path"] == "/echo"]
+        self.assertEqual((log[0]["status"], log[0]["protocol"]), (200, "HTTP/2.0"))
+
+    def test_listener_can_turn_extended_connect_off(self):
+        p = self.start([{"path": "/echo", "handler": "echo"}], http2_extended_connect=False)
+        c, sid = self.open(p, "/echo")
+        self.assertIsNone(c.remote_settings.get(ENABLE_CONNECT_PROTOCOL))
+        self.assertNotEqual(c.status(sid), 200)
+
+    def test_route_without_websockets_refuses_with_4xx(self):
+        p = self.start([{"path": "/healthz", "handler": "health"}])
+        c, sid = self.open(p, "/healthz")
+        self.assertEqual(c.status(sid), 405)
+
+    def tunnel_to_python_backend(self, mode):
+        backend = self.start_ws_backend("python")
+        p = self.start([{"path": "/ws/", "upstream": "app", "websocket": {"mode": mode}}],
+                       upstreams={"app": {"servers": [backend.address]}})
+        c, sid = self.open(p, "/ws/echo")
+        self.assertEqual(c.status(sid), 200, c.responses[sid])
+        headers = dict(c.responses[sid]["headers"])
+        self.assertNotIn("sec-websocket-accept", headers)
+        self.assertNotIn("upgrade", headers)
+        self.assertEqual(self.echo_roundtrip(c, sid, "through %s" % mode), [(1, ("through %s" % mode).encode())])
+        self.close_handshake(c, sid)
+
+    def test_upstream_tunnel_mode(self):
+        self.tunnel_to_python_backend("tunnel")
+
+    def test_upstream_frames_mode(self):
+        self.tunnel_to_python_backend("frames")
+
+    def test_non_101_answers_never_become_2xx(self):
+        backend = self.start_backend(name="plain")
+        backend.route("/ws/ok", lambda req, conn: Response(200, body=b"not a websocket"))
+        backend.route("/ws/moved", lambda req, conn: Response(302, headers=[("Location", "/x")]))
+        backend.route("/ws/gone", lambda req, conn: Response(410, body=b"gone"))
+        p = self.start([{"path": "/ws/", "upstream": "app"}], upstreams={"app": {"servers": [backend.address]}})
+        for path, expected in (("/ws/ok", 502), ("/ws/moved", 502), ("/ws/gone", 410)):
+            c, sid = self.open(p, path)
+            c.response(sid, 5)
+            self.assertEqual(c.status(sid), expected, path)
+        # The backend was asked with an HTTP/1.1 upgrade carrying a key we made.
+        req = backend.requests[0]
+        self.assertEqual(req.method, "GET")
+        self.assertEqual(req.header("Upgrade"), "websocket")
+        self.assertEqual(len(req.header("Sec-WebSocket-Key", "")), 24)
+
+
+if __name__ == "__main__":
+    main()
