@@ -114,8 +114,9 @@ bool Connection::start() {
     // CVE-2024-27316: a header block in more CONTINUATION frames than this ends the connection
     // (the header list size bounds the bytes; this bounds the frames, empty ones included).
     nghttp2_option_set_max_continuations(raw_option, 8);
-    // SETTINGS ACK and PING ACK frames queued for a client that does not read: at most this many.
-    nghttp2_option_set_max_outbound_ack(raw_option, 100);
+    // SETTINGS ACK and PING ACK frames queued for a client that does not read: at most this
+    // many (nghttp2's default; the SETTINGS/PING rate below usually answers first).
+    nghttp2_option_set_max_outbound_ack(raw_option, 1000);
     nghttp2_session* raw = nullptr;
     if (nghttp2_session_server_new2(&raw, raw_callbacks, this, raw_option) != 0) return false;
     session_.reset(raw);
@@ -161,11 +162,14 @@ void Connection::onReadable(net::Stream& socket) {
             // preface, a flood): the connection ends here.
             LOG_INFO("client %s: HTTP/2: %s", client_.ip.c_str(), nghttp2_strerror(static_cast<int>(used)));
             evbuffer_drain(in, evbuffer_get_length(in));
-            if (used == NGHTTP2_ERR_FLOODED || used == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+            if (used == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {  // not HTTP/2 at all: nothing to say
                 close("HTTP/2 protocol error");
                 return;
             }
-            nghttp2_session_terminate_session(session_.get(), NGHTTP2_PROTOCOL_ERROR);
+            // A flood (more ACKs queued than the client reads) or a framing error: GOAWAY
+            // after what is queued, then the end.
+            nghttp2_session_terminate_session(session_.get(), used == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                                                          : NGHTTP2_PROTOCOL_ERROR);
             break;
         }
         evbuffer_drain(in, static_cast<std::size_t>(used));

@@ -134,16 +134,7 @@ void Stream::routeRequest() {
 }
 
 void Stream::startExchange(const config::Route& route) {
-    proxy::UpstreamGroup* group = snapshot_->upstream(route.upstream);
-    if (!group) {
-        respondError(502, "no such upstream");
-        return;
-    }
     proxy::HttpExchange::Request forward;
-    forward.head = &head_;
-    forward.client_ip = connection_.client().ip;
-    forward.scheme = connection_.client().tls ? "https" : "http";
-    forward.client_hash = connection_.client().hash;
     if (const http::Header* length = http::findHeader(head_.headers, "content-length")) {
         // nghttp2 holds the DATA frames to it (RFC 9113 8.1.1: a mismatch is malformed).
         std::uint64_t declared = 0;
@@ -159,10 +150,24 @@ void Stream::startExchange(const config::Route& route) {
         // RFC 9110 8.6: a request that usually carries content says it has none.
         forward.body_framing = http::BodyFraming::ContentLength;
     }
+    startExchange(route, std::move(forward));
+}
+
+void Stream::startExchange(const config::Route& route, proxy::HttpExchange::Request forward) {
+    proxy::UpstreamGroup* group = snapshot_->upstream(route.upstream);
+    if (!group) {
+        respondError(502, "no such upstream");
+        return;
+    }
+    forward.head = &head_;
+    forward.client_ip = connection_.client().ip;
+    forward.scheme = connection_.client().tls ? "https" : "http";
+    forward.client_hash = connection_.client().hash;
     exchange_ = std::make_unique<proxy::HttpExchange>(static_cast<proxy::ExchangeOwner&>(*this),
                                                       connection_.worker().loop(), *group, route, forward);
     exchange_->start();
-    if (exchange_ && request_complete_) exchange_->endBody();
+    // A WebSocket handshake has no body: what DATA brings is the WebSocket's.
+    if (exchange_ && (request_complete_ || forward.websocket)) exchange_->endBody();
 }
 
 void Stream::startPublish(const config::Route& route) {

@@ -32,13 +32,11 @@
 #include "portico/http2/request_fields.h"
 #include "portico/net/stream.h"
 #include "portico/proxy/exchange_owner.h"
+#include "portico/proxy/http_exchange.h"
 #include "portico/ws/session.h"
 
 namespace portico::net {
 class WorkerSnapshot;
-}
-namespace portico::proxy {
-class HttpExchange;
 }
 namespace portico::handlers {
 struct PubSubAnswer;
@@ -115,7 +113,10 @@ private:
     void onError(net::Stream& pipe, int error) override;
     void onDrained(net::Stream& pipe) override;
 
+    // An upstream exchange: the request's body framing decided here (the first), or a WebSocket
+    // upgrade's fields filled by the caller (the second, which does the rest).
     void startExchange(const config::Route& route);
+    void startExchange(const config::Route& route, proxy::HttpExchange::Request forward);
     void startPublish(const config::Route& route);
     void servePubSub();
     void respondError(int status, const char* reason, const http::HeaderList& extra = {});

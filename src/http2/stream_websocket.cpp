@@ -64,25 +64,13 @@ void Stream::startWebSocket(const config::Route& route) {
         respondError(501, "WebSocket-over-HTTP is not served on HTTP/2 streams");
         return;
     }
-    proxy::UpstreamGroup* group = snapshot_->upstream(route.upstream);
-    if (!group) {
-        respondError(502, "no such upstream");
-        return;
-    }
     proxy::HttpExchange::Request forward;
-    forward.head = &head_;
-    forward.client_ip = connection_.client().ip;
-    forward.scheme = connection_.client().tls ? "https" : "http";
-    forward.client_hash = connection_.client().hash;
     forward.websocket = true;
     forward.websocket_key = websocket_key_;
     if (!route.websocket.subprotocols.empty() && !upgrade.subprotocols.empty())
         forward.override_headers.push_back(
             {"Sec-WebSocket-Protocol", ws::filterSubprotocols(upgrade.subprotocols, route.websocket.subprotocols)});
-    exchange_ = std::make_unique<proxy::HttpExchange>(static_cast<proxy::ExchangeOwner&>(*this),
-                                                      connection_.worker().loop(), *group, route, forward);
-    exchange_->start();
-    if (exchange_) exchange_->endBody();  // the handshake has no body; DATA is the WebSocket's
+    startExchange(route, std::move(forward));
 }
 
 // RFC 8441 5: 200 opens the WebSocket; Sec-WebSocket-Protocol and -Extensions say what was
