@@ -237,6 +237,10 @@ void Connection::goAway() {
     // RFC 9113 6.8: the last stream we will process; the streams in flight finish.
     nghttp2_submit_goaway(session_.get(), NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_.get()),
                           NGHTTP2_NO_ERROR, nullptr, 0);
+    // WebSockets on streams are told too (Close 1001), as on HTTP/1.1 connections.
+    std::vector<Stream*> streams;
+    for (auto& [id, stream] : streams_) streams.push_back(stream.get());
+    for (Stream* stream : streams) stream->goAway();
     scheduleSend();
 }
 

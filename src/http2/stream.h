@@ -77,6 +77,10 @@ public:
     // After the connection sent frames: an upstream paused for this stream resumes when its
     // pending bytes fell below the low watermark.
     void afterSend();
+    // Graceful stop or reload: a WebSocket session on the stream starts its close (1001).
+    void goAway() {
+        if (session_) session_->goAway();
+    }
     // Once a second: a request body the client stopped sending (client_body_timeout).
     void tick(std::chrono::steady_clock::time_point now);
     bool headersComplete() const { return headers_complete_; }

@@ -7,6 +7,7 @@ non-101 answers from the backend (4xx/5xx pass, others become 502, never 2xx), a
 a route that takes no WebSockets."""
 
 import os
+import signal
 import struct
 import sys
 
@@ -87,6 +88,19 @@ class WebSocketOverHttp2(WsTestCase):
         p.wait_stdout(lambda line: '"path":"/echo"' in line)
         log = [e for e in p.access_log() if e["path"] == "/echo"]
         self.assertEqual((log[0]["status"], log[0]["protocol"]), (200, "HTTP/2.0"))
+
+    def test_graceful_stop_closes_the_websocket_with_1001(self):
+        p = self.start([{"path": "/echo", "handler": "echo"}])
+        c, sid = self.open(p, "/echo")
+        self.assertEqual(c.status(sid), 200)
+        p.send_signal(signal.SIGTERM)
+        c.wait(lambda: any(op == 8 for op, _ in server_frames(c.responses[sid]["body"])), 5)
+        closes = [payload for op, payload in server_frames(c.responses[sid]["body"]) if op == 8]
+        self.assertEqual([payload[:2] for payload in closes], [struct.pack("!H", 1001)])
+        c.conn.send_data(sid, client_frame(8, struct.pack("!H", 1001)))
+        c.conn.end_stream(sid)
+        c.flush()
+        self.assertEqual(p.wait(10), 0)
 
     def test_listener_can_turn_extended_connect_off(self):
         p = self.start([{"path": "/echo", "handler": "echo"}], http2_extended_connect=False)

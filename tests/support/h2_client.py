@@ -25,6 +25,14 @@ class H2Client:
                                            normalize_outbound_headers=validate,
                                            validate_inbound_headers=True)
         self.conn = h2.connection.H2Connection(config=config)
+        # RFC 9113 6.8: after a GOAWAY the streams up to its last stream id go on. python-h2
+        # closes the whole connection instead and refuses their frames; this client keeps it
+        # open, so that tests see the streams a graceful GOAWAY lets finish.
+        machine = self.conn.state_machine
+        machine._transitions = dict(machine._transitions)
+        machine._transitions[(h2.connection.ConnectionState.CLIENT_OPEN,
+                              h2.connection.ConnectionInputs.RECV_GOAWAY)] = \
+            (None, h2.connection.ConnectionState.CLIENT_OPEN)
         self.conn.initiate_connection()
         if window is not None:
             # A client that reads slowly: a small window, given back only by grant().
