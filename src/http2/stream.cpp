@@ -290,11 +290,21 @@ void Stream::sendHead(const http::ResponseHead& head, const http::ResponseBody& 
         LOG_INFO("client %s: upstream answered %d to a WebSocket over HTTP/2: 502", connection_.client().ip.c_str(),
                  head.status);
         websocket_ = false;
+        ws_lease_.reset();
         http::respondError(*this, 502, {}, false);
         refused_ = true;
         return;
     }
-    websocket_ = false;  // an error answer: the stream is an ordinary response now
+    if (websocket_) {
+        websocket_ = false;  // an error answer: the stream is an ordinary response now
+        ws_lease_.reset();   // no WebSocket: its per-IP slot is free again
+    }
+    submitHead(head, body);
+}
+
+void Stream::submitHead(const http::ResponseHead& head, const http::ResponseBody& body) {
+    if (closed_ || head_sent_) return;
+    const bool interim = head.status >= 100 && head.status < 200;
     // The fields as HTTP/2 has them: lowercase, none of the connection-specific ones (RFC 9113
     // 8.2.2), the length only when known. Strings first, then the nv array that points into them.
     std::vector<std::string> strings;

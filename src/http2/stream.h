@@ -30,6 +30,7 @@
 #include "portico/http/head.h"
 #include "portico/http/response_sink.h"
 #include "portico/http2/request_fields.h"
+#include "portico/net/ip_limits.h"
 #include "portico/net/stream.h"
 #include "portico/proxy/exchange_owner.h"
 #include "portico/proxy/http_exchange.h"
@@ -103,6 +104,8 @@ private:
     void onUpstreamDrained() override;
 
     void routeRequest();
+    // HEADERS for `head` (interim or final; a final one with a data provider when a body follows).
+    void submitHead(const http::ResponseHead& head, const http::ResponseBody& body);
     // RFC 8441 (stream_websocket.cpp).
     void startWebSocket(const config::Route& route);
     void acceptWebSocket(const http::ResponseHead& upstream_head, std::string_view subprotocol,
@@ -166,6 +169,7 @@ private:
     std::unique_ptr<net::Stream> pipe_;     // our end of the session's socketpair
     std::unique_ptr<ws::Session> session_;  // after the 200
     observe::RouteStats* ws_stats_ = nullptr;  // set while the session counts as open
+    net::IpLimits::Lease ws_lease_;  // limits.per_ip_websockets: from admission to the session's end
     std::shared_ptr<char> alive_ = std::make_shared<char>();  // weakly held by a backplane's answer
 };
 

@@ -43,6 +43,13 @@ void Stream::startWebSocket(const config::Route& route) {
         respondError(403, "origin not allowed");
         return;
     }
+    net::WebSocketAdmission admission =
+        net::admitWebSocket(connection_.worker(), snapshot_->config().limits, connection_.client().ip);
+    if (!admission.admitted) {
+        respondError(429, admission.reason, admission.extra);
+        return;
+    }
+    ws_lease_ = std::move(admission.lease);
     if (builtin) {
         net::EndpointAcceptance accepted = net::acceptEndpoint(connection_.worker(), route, head_, upgrade);
         if (!accepted.app) {
@@ -80,9 +87,7 @@ void Stream::acceptWebSocket(const http::ResponseHead&, std::string_view subprot
     ok.status = 200;
     if (!subprotocol.empty()) ok.headers.push_back({"sec-websocket-protocol", std::string(subprotocol)});
     if (!extensions.empty()) ok.headers.push_back({"sec-websocket-extensions", std::string(extensions)});
-    websocket_ = false;  // sendHead: an ordinary head with a body of unknown length (the frames)
-    sendHead(ok, http::ResponseBody{true, std::nullopt});
-    websocket_ = true;
+    submitHead(ok, http::ResponseBody{true, std::nullopt});  // the body: the frames, until END_STREAM
 }
 
 std::unique_ptr<net::Stream> Stream::openPipe() {
@@ -139,6 +144,7 @@ void Stream::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
         ws_stats_->ws_open.sub();
         ws_stats_ = nullptr;
     }
+    ws_lease_.reset();
     // The session closed its end: our end reads EOF, and END_STREAM follows the last bytes.
 }
 

@@ -69,6 +69,28 @@ void servePubSubRequest(Worker& worker, const config::Config& config, const conf
     handlers::servePubSubHttp(worker.pubsub(), route, std::move(call), std::move(done));
 }
 
+WebSocketAdmission admitWebSocket(Worker& worker, const config::Limits& limits, std::string_view client_ip) {
+    WebSocketAdmission result;
+    const std::optional<IpKey> key = ipKeyOf(client_ip, limits.per_ip_ipv6_prefix);
+    if (!key) return result;
+    IpLimits::Admission admission = worker.ipLimits().admitUpgrade(*key, limits);
+    if (admission.admitted()) {
+        if (admission.verdict == IpLimits::Verdict::Untracked) worker.stats().limits.untracked.add();
+        result.lease = std::move(admission.lease);
+        return result;
+    }
+    worker.noteRefusal(admission.verdict, key->toString(limits.per_ip_ipv6_prefix));
+    result.admitted = false;
+    result.reason = IpLimits::toString(admission.verdict);
+    // RFC 6585 4: 429, and for a rate the time until the next token (RFC 9110 10.2.3: whole
+    // seconds, rounded up so that a client that waits as told is admitted).
+    if (admission.verdict == IpLimits::Verdict::OverRate) {
+        const long long seconds = std::max<long long>(1, (admission.retry_after.count() + 999) / 1000);
+        result.extra.push_back({"Retry-After", std::to_string(seconds)});
+    }
+    return result;
+}
+
 bool originAllowed(const config::Route& route, std::string_view origin) {
     const auto& origins = route.websocket.origins;
     return origins.empty() || std::any_of(origins.begin(), origins.end(),

@@ -24,26 +24,14 @@
 namespace portico::net {
 
 bool ClientConnection::admitWebSocket() {
-    const config::Limits& limits = snapshot_->config().limits;
     ws_lease_.reset();
-    const std::optional<IpKey> key = ipKeyOf(client_ip_, limits.per_ip_ipv6_prefix);
-    if (!key) return true;
-    IpLimits::Admission admission = worker_.ipLimits().admitUpgrade(*key, limits);
-    if (admission.admitted()) {
-        if (admission.verdict == IpLimits::Verdict::Untracked) worker_.stats().limits.untracked.add();
-        ws_lease_ = std::move(admission.lease);
-        return true;
+    WebSocketAdmission admission = net::admitWebSocket(worker_, snapshot_->config().limits, client_ip_);
+    if (!admission.admitted) {
+        respondError(429, admission.reason, admission.extra);
+        return false;
     }
-    worker_.noteRefusal(admission.verdict, key->toString(limits.per_ip_ipv6_prefix));
-    // RFC 6585 4: 429, and for a rate the time until the next token (RFC 9110 10.2.3: whole
-    // seconds, rounded up so that a client that waits as told is admitted).
-    http::HeaderList extra;
-    if (admission.verdict == IpLimits::Verdict::OverRate) {
-        const long long seconds = std::max<long long>(1, (admission.retry_after.count() + 999) / 1000);
-        extra.push_back({"Retry-After", std::to_string(seconds)});
-    }
-    respondError(429, IpLimits::toString(admission.verdict), extra);
-    return false;
+    ws_lease_ = std::move(admission.lease);
+    return true;
 }
 
 http::HeadAction ClientConnection::acceptWebSocket(const config::Route& route, const ws::UpgradeRequest& upgrade) {

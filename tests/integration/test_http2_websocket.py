@@ -102,6 +102,22 @@ class WebSocketOverHttp2(WsTestCase):
         c.flush()
         self.assertEqual(p.wait(10), 0)
 
+    def test_per_ip_websocket_limit_applies_to_streams(self):
+        entry = {"address": "127.0.0.1:0", "http2": True}
+        p = self.start_portico(make_config(routes=[{"path": "/echo", "handler": "echo"}], listeners=[entry],
+                                           workers=1, limits={"per_ip_websockets": 1}))
+        c, first = self.open(p, "/echo")
+        self.assertEqual(c.status(first), 200)
+        second = c.request("CONNECT", "/echo", headers=[(":protocol", "websocket"), ("sec-websocket-version", "13")],
+                           end=False)
+        c.response(second, 5)
+        self.assertEqual(c.status(second), 429)
+        self.close_handshake(c, first)
+        third = c.request("CONNECT", "/echo", headers=[(":protocol", "websocket"), ("sec-websocket-version", "13")],
+                          end=False)
+        c.wait(lambda: c.responses[third]["headers"] is not None, 5)
+        self.assertEqual(c.status(third), 200, "the slot is free once the first WebSocket closed")
+
     def test_listener_can_turn_extended_connect_off(self):
         p = self.start([{"path": "/echo", "handler": "echo"}], http2_extended_connect=False)
         c, sid = self.open(p, "/echo")

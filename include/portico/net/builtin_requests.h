@@ -12,6 +12,7 @@
 #include "portico/handlers/pubsub.h"
 #include "portico/http/head.h"
 #include "portico/http/response_sink.h"
+#include "portico/net/ip_limits.h"
 #include "portico/ws/handshake.h"
 #include "portico/ws/permessage_deflate.h"
 
@@ -50,6 +51,17 @@ struct EndpointAcceptance {
     const char* reason = "";
     http::HeaderList extra;
 };
+// A WebSocket from `client_ip` under the per-IP limits (per_ip_websockets, per_ip_upgrade_rate):
+// admitted with the lease to hold while it lasts, or refused with the 429's reason and fields
+// (Retry-After for a rate). Refusals are counted and logged by the worker.
+struct WebSocketAdmission {
+    bool admitted = true;
+    IpLimits::Lease lease;
+    const char* reason = "";
+    http::HeaderList extra;
+};
+WebSocketAdmission admitWebSocket(Worker& worker, const config::Limits& limits, std::string_view client_ip);
+
 // The route lists no websocket.origins, or `origin` (case-insensitive) is one of them.
 bool originAllowed(const config::Route& route, std::string_view origin);
 
