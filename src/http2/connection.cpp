@@ -275,11 +275,7 @@ int Connection::onBeginHeaders(std::int32_t stream_id) {
 }
 
 int Connection::onHeader(std::int32_t stream_id, std::string_view name, std::string_view value) {
-    Stream* stream = find(stream_id);
-    if (stream && !stream->onField(name, value)) {
-        // RFC 9113 8.1.1: a malformed request is a stream error of type PROTOCOL_ERROR.
-        nghttp2_submit_rst_stream(session_.get(), NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_PROTOCOL_ERROR);
-    }
+    if (Stream* stream = find(stream_id)) stream->onField(name, value);
     return 0;
 }
 

@@ -61,9 +61,9 @@ Stream::~Stream() {
 
 // ---- the request ------------------------------------------------------------------------------
 
-bool Stream::onField(std::string_view name, std::string_view value) {
-    // TooLarge is answered 431 once the block is in; a malformed field resets the stream now.
-    return fields_.add(name, value) != RequestFields::Verdict::Malformed;
+void Stream::onField(std::string_view name, std::string_view value) {
+    // The verdict waits for the end of the block (onHeadersComplete): 431, or RST_STREAM.
+    fields_.add(name, value);
 }
 
 void Stream::onHeadersComplete(bool end_stream) {
@@ -76,6 +76,7 @@ void Stream::onHeadersComplete(bool end_stream) {
         return;
     }
     if (verdict != RequestFields::Verdict::Ok) {
+        // RFC 9113 8.1.1: a malformed request is a stream error of type PROTOCOL_ERROR.
         LOG_INFO("client %s: HTTP/2 stream %d: %s", connection_.client().ip.c_str(), id_, fields_.error());
         reset(NGHTTP2_PROTOCOL_ERROR);
         return;

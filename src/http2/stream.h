@@ -62,9 +62,8 @@ public:
 
     std::int32_t id() const { return id_; }
 
-    // The request, from the connection's nghttp2 callbacks. onField returns false when the
-    // stream is to be reset (a malformed field: RFC 9113 8.1.1).
-    bool onField(std::string_view name, std::string_view value);
+    // The request, from the connection's nghttp2 callbacks.
+    void onField(std::string_view name, std::string_view value);
     void onHeadersComplete(bool end_stream);
     void onData(const std::uint8_t* data, std::size_t length);
     void onEndStream();
