@@ -73,6 +73,19 @@ class Http2Cleartext(PorticoTestCase):
         self.assertEqual(r.returncode, 0, r.err)
         self.assertEqual(r.out, "ok\n\n2 200")
 
+    def test_static_file_over_http2(self):
+        self.backend = self.start_backend(name="b")
+        root = self.tmpdir()
+        data = os.urandom(3 * 1024 * 1024 + 5)
+        with open(os.path.join(root, "big.bin"), "wb") as f:
+            f.write(data)
+        p = self.start_portico(make_config(routes=[{"path": "/static/", "handler": "static", "root": root}],
+                                           listeners=[{"address": "127.0.0.1:0", "http2": True}], workers=1))
+        r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "http://127.0.0.1:%d/static/big.bin" % p.port],
+                           capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(hashlib.sha256(r.stdout).hexdigest(), hashlib.sha256(data).hexdigest())
+
     def test_curl_streams_a_post_body_of_unknown_length_upstream_chunked(self):
         p = self.start()
         body = os.urandom(3 * 1024 * 1024 + 17)
