@@ -258,6 +258,12 @@ void Stream::onUpstreamDrained() {
 }
 
 void Stream::tick(std::chrono::steady_clock::time_point now) {
+    if (websocket_ && session_ended_ && !closed_ && now - session_ended_at_ >= kWebSocketLinger) {
+        // The WebSocket is over and our END_STREAM went out long ago; a client that does not end
+        // its side would hold the stream (and its place under max_concurrent_streams) forever.
+        reset(NGHTTP2_NO_ERROR);
+        return;
+    }
     // client_body_timeout: the longest wait between two DATA frames of a body, while we read
     // (a stream held for its upstream is not the client's fault).
     if (!headers_complete_ || request_complete_ || held_ > 0 || closed_ || websocket_) return;

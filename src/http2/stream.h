@@ -168,6 +168,11 @@ private:
     std::unique_ptr<net::Stream> pipe_;     // our end of the session's socketpair
     std::unique_ptr<ws::Session> session_;  // after the 200
     observe::RouteStats* ws_stats_ = nullptr;  // set while the session counts as open
+    bool session_ended_ = false;
+    std::chrono::steady_clock::time_point session_ended_at_{};
+    // After its session ended, a WebSocket stream the client does not end is reset after this
+    // (the HTTP/1.1 side's lingering close waits as long).
+    static constexpr std::chrono::seconds kWebSocketLinger{2};
     net::IpLimits::Lease ws_lease_;  // limits.per_ip_websockets: from admission to the session's end
     std::shared_ptr<char> alive_ = std::make_shared<char>();  // weakly held by a backplane's answer
 };

@@ -145,6 +145,8 @@ void Stream::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
         ws_stats_ = nullptr;
     }
     ws_lease_.reset();
+    session_ended_ = true;
+    session_ended_at_ = std::chrono::steady_clock::now();
     // The session closed its end: our end reads EOF, and END_STREAM follows the last bytes.
 }
 

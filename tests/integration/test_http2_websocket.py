@@ -118,6 +118,17 @@ class WebSocketOverHttp2(WsTestCase):
         c.wait(lambda: c.responses[third]["headers"] is not None, 5)
         self.assertEqual(c.status(third), 200, "the slot is free once the first WebSocket closed")
 
+    def test_a_client_that_never_ends_its_side_is_reset_after_the_close(self):
+        p = self.start([{"path": "/echo", "handler": "echo"}])
+        c, sid = self.open(p, "/echo")
+        c.conn.send_data(sid, client_frame(8, struct.pack("!H", 1000)))
+        c.flush()
+        self.assertTrue(c.wait(lambda: c.responses[sid]["ended"], 5))
+        # No END_STREAM from us: Portico resets the stream (NO_ERROR) after its linger.
+        self.assertTrue(c.wait(lambda: c.responses[sid]["reset"] is not None, 6), c.responses[sid])
+        self.assertEqual(c.responses[sid]["reset"], 0)
+        self.assertIsNotNone(p.wait_stdout(lambda line: '"path":"/echo"' in line))
+
     def test_listener_can_turn_extended_connect_off(self):
         p = self.start([{"path": "/echo", "handler": "echo"}], http2_extended_connect=False)
         c, sid = self.open(p, "/echo")
