@@ -5,6 +5,9 @@ DemoPage checks what the static handler serves (no browser). DemoBrowser runs
 tests/peers/demo_browser.js (playwright-core with Debian's /usr/bin/chromium): the page's echo
 panel, its chat room between two pages, a message POSTed over HTTP reaching both pages, and the
 "Bridged app" panel against conf/examples/express-bridge (serve-grip) behind `mode: http`.
+DemoBrowserHttp2 loads the page over HTTPS from a listener with `tls.alpn: [h2, http/1.1]`:
+Chromium reports h2, and the page's wss:// echo and chat ride that one TLS connection as
+RFC 8441 streams (one TLS handshake; the access log shows them as HTTP/2.0 200s).
 DefaultConfig starts the shipped conf/portico.yaml (its listeners moved to port 0) and checks
 that it serves the page and the endpoints the page talks to.
 
@@ -14,12 +17,14 @@ Environment: PORTICO_DEMO_SCREENSHOT=/path.png keeps a screenshot of the page.
 import base64
 import os
 import re
+import time
 
 import unittest
 
 import backends
 from browser_peer import BrowserScript, check_no_external_resources, requires_browser
 from portico_harness import PorticoTestCase, main, make_config, slow_factor, source_dir
+from tls_certs import shared_pki, tls_listener
 from ws_peers import grip_app_available, start_grip_app
 
 TOKEN = "demo-test-token"
@@ -31,12 +36,14 @@ PAGE_IDS = ["status", "echo-input", "echo-send", "echo-log", "echo-state", "chat
             "bridge-log", "bridge-state"]
 
 
-def demo_config(app_port=None):
-    """The routes of the default conf/portico.yaml, on a port-0 listener, root = conf/www; the
-    bridged /chat goes to the app on app_port (a port nothing listens on when None)."""
+def demo_config(app_port=None, extra_routes=(), **kw):
+    """The routes of the default conf/portico.yaml (after extra_routes), on a port-0 listener
+    unless kw says otherwise, root = conf/www; the bridged /chat goes to the app on app_port (a
+    port nothing listens on when None)."""
     return make_config(
+        **kw,
         upstreams={"app": {"servers": ["127.0.0.1:%d" % (app_port or backends.free_port())]}},
-        routes=[
+        routes=list(extra_routes) + [
             {"path": "/healthz", "handler": "health"},
             {"path": "/echo", "handler": "echo"},
             {"path": "/live/", "handler": "pubsub",
@@ -110,17 +117,66 @@ class DemoBrowser(PorticoTestCase):
         self.assertEqual(script.wait(30), 0)
 
     def _publish(self, port):
-        """POSTs a message to /live/lobby as the curl example does; checks the JSON answer."""
-        text = "published over HTTP %d" % os.getpid()
-        c = self.client(port)
-        r = c.roundtrip("POST", "/live/lobby", body=text.encode(),
-                        headers=[("Authorization", "Bearer " + TOKEN)])
-        self.assertEqual(r.status, 200, r)
-        doc = r.json()
-        self.assertEqual(doc.get("channel"), "lobby")
-        self.assertGreaterEqual(doc.get("subscribers", 0), 2)  # the two pages
-        self.assertIn("seq", doc)
-        return text
+        return publish(self, port)
+
+
+def publish(test, port):
+    """POSTs a message to /live/lobby as the curl example does; checks the JSON answer."""
+    text = "published over HTTP %d" % os.getpid()
+    c = test.client(port)
+    r = c.roundtrip("POST", "/live/lobby", body=text.encode(),
+                    headers=[("Authorization", "Bearer " + TOKEN)])
+    test.assertEqual(r.status, 200, r)
+    doc = r.json()
+    test.assertEqual(doc.get("channel"), "lobby")
+    test.assertGreaterEqual(doc.get("subscribers", 0), 2)  # the two pages
+    test.assertIn("seq", doc)
+    return text
+
+
+@requires_browser
+class DemoBrowserHttp2(PorticoTestCase):
+    """The demo over HTTPS with h2 offered: the page, its fetches and its two wss:// sockets
+    (two pages: four WebSocket streams) share one TLS connection."""
+
+    def test_page_and_websockets_over_one_http2_connection(self):
+        _, certs = shared_pki()
+        # Listener 0: HTTPS with h2 preferred; listener 1: cleartext, for the test's own POST
+        # and metrics (so that they do not count as TLS connections).
+        tls = tls_listener([certs["localhost"]], alpn=["h2", "http/1.1"])
+        p = self.start_portico(demo_config(extra_routes=[{"path": "/metrics", "handler": "metrics"}],
+                                           listeners=[tls, "127.0.0.1:0"], workers=1), listeners=2)
+        url = "https://127.0.0.1:%d/" % p.port
+        plan = {"url": url, "protocol": "h2", "insecure": True, "bridge": False,
+                "timeout_ms": int(10000 * slow_factor())}
+        script = BrowserScript(self, "demo_browser.js", plan)
+        for msg in script.messages(deadline_s=120):
+            if msg.get("want") == "publish":
+                script.send({"text": publish(self, p.addresses[1][1])})
+        result = script.result
+        self.assertTrue(result["ok"], "browser run failed: %s\nsteps done: %s\nportico stderr:\n%s"
+                        % (result.get("error"), result.get("steps"), "\n".join(p.stderr_lines()[-20:])))
+        self.assertEqual(script.wait(30), 0)
+        # Everything the browser did came over one TLS connection.
+        metrics = self.client(p.addresses[1][1]).roundtrip("GET", "/metrics").body.decode()
+        handshakes = re.search(r'(?m)^portico_tls_handshakes_total\{listener="127\.0\.0\.1:%d"\} (\d+)$' % p.port,
+                               metrics)
+        self.assertIsNotNone(handshakes, metrics)
+        self.assertEqual(int(handshakes.group(1)), 1, "TLS connections from the browser")
+        # The sockets were HTTP/2 streams (RFC 8441: 200, not 101), logged once the browser
+        # closed them: two pages, each with /echo and /live/lobby.
+        deadline = time.monotonic() + 10 * slow_factor()
+        while True:
+            entries = p.access_log(timeout=0)
+            sockets = [e for e in entries if e.get("method") == "GET" and e.get("path") in ("/echo", "/live/lobby")]
+            if len(sockets) >= 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(len(sockets), 4, entries)
+        for e in sockets:
+            self.assertEqual((e.get("protocol"), e.get("status")), ("HTTP/2.0", 200), e)
+        page = [e for e in entries if e.get("path") == "/"]
+        self.assertTrue(page and all(e.get("protocol") == "HTTP/2.0" for e in page), page)
 
 
 class DefaultConfig(PorticoTestCase):
