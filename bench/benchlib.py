@@ -23,6 +23,7 @@ import atexit
 import fcntl
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -698,6 +699,20 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     for row in rows:
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
     return "\n".join(lines)
+
+
+def write_results_section(results: Path, heading: str, text: str) -> None:
+    """Replaces the section `heading` ("## TLS") of the results file (up to the next "## "
+    heading) with text, or appends it; other sections are left as they are."""
+    old = results.read_text() if results.exists() else "# Benchmark results\n"
+    m = re.search(r"^" + re.escape(heading) + r"\s*$", old, re.M)
+    if m:
+        nxt = re.search(r"^## ", old[m.end():], re.M)
+        end = m.end() + nxt.start() if nxt else len(old)
+        new = old[:m.start()] + text.rstrip("\n") + "\n\n" + old[end:].lstrip("\n")
+    else:
+        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    results.write_text(new.rstrip("\n") + "\n")
 
 
 def machine_summary() -> str:

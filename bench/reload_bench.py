@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import selectors
 import signal
 import subprocess
@@ -415,17 +414,7 @@ def report(args, runs: list[Run], command: str, versions: str) -> str:
 
 
 def write_section(text: str) -> None:
-    """Replaces the "## Reload" section of bench/RESULTS.md (up to the next "## " heading), or
-    appends it; other sections are left as they are."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    m = re.search(r"^## Reload\s*$", old, re.M)
-    if m:
-        nxt = re.search(r"^## ", old[m.end():], re.M)
-        end = m.end() + nxt.start() if nxt else len(old)
-        new = old[:m.start()] + text.rstrip("\n") + "\n\n" + old[end:].lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    RESULTS.write_text(new.rstrip("\n") + "\n")
+    bl.write_results_section(RESULTS, "## Reload", text)
 
 
 def main() -> int:

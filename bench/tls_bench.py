@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import socket
 import ssl
@@ -124,7 +123,8 @@ def https_ok(port: int, path: str = "/healthz") -> Callable[[], bool]:
 # the proxies: one TLS listener, /healthz local, /ws/ tunnelled, / proxied with keep-alive
 
 
-def start_nginx(cert: Certificate, backend: int, keepalive: int) -> bl.Service:
+def start_nginx(cert: Certificate, backend: int, keepalive: int, h2: bool = False) -> bl.Service:
+    """h2: HTTP/2 offered through ALPN as well (nginx 1.22: `listen ... ssl http2;`)."""
     port = bl.free_port()
     http = f"""
     keepalive_requests 10000000;
@@ -132,7 +132,7 @@ def start_nginx(cert: Certificate, backend: int, keepalive: int) -> bl.Service:
     upstream be {{ server 127.0.0.1:{backend}; keepalive {keepalive}; keepalive_requests 10000000; }}
     upstream wsbe {{ server 127.0.0.1:{backend}; }}
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.1:{port} ssl{" http2" if h2 else ""};
         ssl_certificate {cert.crt};
         ssl_certificate_key {cert.key};
         ssl_protocols TLSv1.3;
@@ -158,7 +158,8 @@ def start_nginx(cert: Certificate, backend: int, keepalive: int) -> bl.Service:
     return svc.wait_ready(https_ok(port))
 
 
-def start_haproxy(cert: Certificate, backend: int, keepalive: int) -> bl.Service:
+def start_haproxy(cert: Certificate, backend: int, keepalive: int, h2: bool = False) -> bl.Service:
+    """h2: `alpn h2,http/1.1` on the bind line."""
     port = bl.free_port()
     sections = f"""
 defaults
@@ -172,7 +173,7 @@ defaults
     timeout http-keep-alive 300s
 
 frontend fe
-    bind 127.0.0.1:{port} ssl crt {cert.pem} ssl-min-ver TLSv1.3
+    bind 127.0.0.1:{port} ssl crt {cert.pem} ssl-min-ver TLSv1.3{" alpn h2,http/1.1" if h2 else ""}
     http-request return status 200 content-type text/plain lf-string "ok" if {{ path /healthz }}
     use_backend wsbe if {{ path_beg /ws/ }}
     default_backend be
@@ -189,7 +190,8 @@ backend wsbe
 
 
 def start_portico(binary: Path, cert: Certificate, backend: int, keepalive: int,
-                  name: str = "portico") -> bl.Service:
+                  name: str = "portico", h2: bool = False) -> bl.Service:
+    """h2: `tls.alpn: [h2, http/1.1]`."""
     port = bl.free_port()
     yaml_text = f"""workers: 1
 log: {{access: off, level: warn}}
@@ -202,7 +204,7 @@ listeners:
     tls:
       certificates: [{{cert: {cert.crt}, key: {cert.key}}}]
       min_version: "1.3"
-      session_tickets: true
+      session_tickets: true{chr(10) + "      alpn: [h2, http/1.1]" if h2 else ""}
 upstreams:
   be: {{servers: [127.0.0.1:{backend}], keepalive: {keepalive}}}
   wsbe: {{servers: [127.0.0.1:{backend}]}}
@@ -486,17 +488,7 @@ def report(args, results: dict[str, dict[str, list[bl.Sample]]], idle: dict[str,
 
 
 def write_section(text: str) -> None:
-    """Replaces the "## TLS" section of bench/RESULTS.md (up to the next "## " heading), or
-    appends it; other sections are left as they are."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    m = re.search(r"^## TLS\s*$", old, re.M)
-    if m:
-        nxt = re.search(r"^## ", old[m.end():], re.M)
-        end = m.end() + nxt.start() if nxt else len(old)
-        new = old[:m.start()] + text.rstrip("\n") + "\n\n" + old[end:].lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    RESULTS.write_text(new.rstrip("\n") + "\n")
+    bl.write_results_section(RESULTS, SECTION, text)
 
 
 def main() -> int:

@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""HTTP/2 benchmark: nginx 1.22, HAProxy 2.6 and Portico terminating TLS 1.3 with h2 offered
+through ALPN, each proxying GET / to the same HTTP/1.1 backend; h2load is the client.
+
+    /usr/bin/python3 bench/h2_bench.py                        # builds Release into build-bench/
+    PORTICO_BIN=build/portico /usr/bin/python3 bench/h2_bench.py --rounds 3 --duration 4
+    /usr/bin/python3 bench/h2_bench.py --write                # also replaces "## HTTP/2" in RESULTS.md
+    /usr/bin/python3 bench/h2_bench.py --diagnose perf --proxies portico
+
+The proxies are bench/tls_bench.py's (1 worker / 1 thread, one TLS 1.3 listener, the same
+self-signed ECDSA P-256 certificate, / proxied with keep-alive to the backend) with h2 added:
+nginx `listen ... ssl http2;`, HAProxy `bind ... alpn h2,http/1.1`, Portico
+`tls.alpn: [h2, http/1.1]`. The backend is `ws_load server` (bench/ws_load: `200 ok` to every
+GET, HTTP/1.1 keep-alive). Scenarios (`h2load -t1`, every connection negotiates h2):
+
+  c32m10   32 connections x 10 concurrent streams each
+  c1m100   1 connection x 100 concurrent streams
+
+The contenders run in alternation for --rounds rounds (the order rotates each round) after one
+warm-up run each. The proxy's CPU (utime+stime, /proc/PID/stat) is sampled around each run and
+divided by the requests completed in it; h2load's own time includes its connection setup (a
+few ms here). Medians go to stdout as markdown for bench/RESULTS.md (and into it with --write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+import tls_bench  # noqa: E402  (the proxies' TLS set-up, Certificate)
+import ws_echo  # noqa: E402  (the ws_load build and backend, autogroup nice)
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+SECTION = "## HTTP/2"
+PROXIES = ["nginx", "haproxy", "portico"]
+SCENARIOS = {"c32m10": (32, 10), "c1m100": (1, 100)}
+
+
+def run_h2load(port: int, connections: int, streams: int, duration: float) -> bl.LoadResult:
+    """One `h2load -t1` run over https:// (h2 only: h2load offers h2 through ALPN and fails a
+    connection that does not get it). Counts the requests that ended in a 2xx."""
+    argv = ["h2load", "-t1", "-c", str(connections), "-m", str(streams), "-D", str(int(duration)),
+            "--warm-up-time", "1", f"https://127.0.0.1:{port}/"]
+    cpu0 = bl.children_cpu_seconds()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60,
+                         start_new_session=True)
+    client_cpu = bl.children_cpu_seconds() - cpu0
+    text = out.stdout
+    done = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                     r"(\d+) errored", text)
+    status = re.search(r"status codes: (\d+) 2xx", text)
+    took = re.search(r"finished in ([\d.]+)(m?s)", text)
+    proto = re.search(r"Application protocol: (\S+)", text)
+    if out.returncode != 0 or not (done and status and took):
+        raise RuntimeError(f"h2load failed ({out.returncode}):\n{text}\n{out.stderr}")
+    if not proto or proto.group(1) != "h2":
+        raise RuntimeError(f"h2load did not negotiate h2:\n{text}")
+    secs = float(took.group(1)) / (1000 if took.group(2) == "ms" else 1)
+    ok = int(status.group(1))
+    errors = int(done.group(3)) - ok + int(done.group(5)) + int(done.group(6))
+    # h2load prints the mean and the max of request times, no percentiles: the max stands in
+    # for the p99 column here.
+    rt = re.search(r"time for request:\s+\S+\s+(\S+)", text)
+    worst = _ms(rt.group(1)) if rt else float("nan")
+    return bl.LoadResult(ok, secs, ok / secs, float("nan"), worst, errors, client_cpu, {"text": text})
+
+
+def _ms(value: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", value)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--proxies", default=",".join(PROXIES), help=f"subset of {','.join(PROXIES)}")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
+    ap.add_argument("--rounds", type=int, default=5, help="measured rounds (default: 5)")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measured run (default: 5)")
+    ap.add_argument("--keepalive", type=int, default=32, help="idle upstream connections per proxy (default: 32)")
+    ap.add_argument("--portico-bin", default=os.environ.get("PORTICO_BIN"),
+                    help="the portico binary (default: build a Release one into --build-dir)")
+    ap.add_argument("--build-dir", default=str(bl.REPO_ROOT / "build-bench"))
+    ap.add_argument("--max-foreign", type=float, default=0.10,
+                    help="wait until other processes use at most this share of a core before a run "
+                         "(-1: do not wait)")
+    ap.add_argument("--quiet-timeout", type=float, default=60, help="seconds to wait for a quiet machine")
+    ap.add_argument("--nice", type=int, help="autogroup nice (-20..19) for every process started here")
+    ap.add_argument("--diagnose", default="", help="perf: one extra profiled run of c32m10 per proxy")
+    ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.name}")
+    args = ap.parse_args()
+    ws_echo.AUTOGROUP_NICE = args.nice
+    proxies = [p for p in args.proxies.split(",") if p]
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    build_dir = Path(args.build_dir)
+    binary = Path(args.portico_bin) if args.portico_bin else bl.build_portico(build_dir)
+    bl.raise_nofile_limit()
+    cert = tls_bench.Certificate(bl.make_workdir("h2-cert"))
+    backend = ws_echo.start_backend(ws_echo.build_ws_load(build_dir))
+    starters = {
+        "nginx": lambda: tls_bench.start_nginx(cert, backend.port, args.keepalive, h2=True),
+        "haproxy": lambda: tls_bench.start_haproxy(cert, backend.port, args.keepalive, h2=True),
+        "portico": lambda: tls_bench.start_portico(binary, cert, backend.port, args.keepalive, h2=True),
+    }
+    services = {p: starters[p]() for p in proxies}
+    load_before = os.getloadavg()
+    results: dict[str, dict[str, list[bl.Sample]]] = {}
+    try:
+        for scen in scenarios:
+            conns, streams = SCENARIOS[scen]
+
+            def run_one(name: str, round_no: int, duration: float = args.duration) -> bl.Sample:
+                svc = services[name]
+                if args.max_foreign >= 0:
+                    bl.wait_quiet(args.max_foreign, own=[svc, backend], timeout=args.quiet_timeout)
+                return bl.measure(svc, lambda: run_h2load(svc.port, conns, streams, duration), round_no,
+                                  helpers=[backend])
+
+            for p in proxies:  # warm-up
+                run_one(p, -1, 2)
+            bl.log(f"--- {scen}: {conns} connection(s) x {streams} streams")
+            results[scen] = bl.alternate(proxies, args.rounds, run_one)
+        profile = ""
+        if "perf" in args.diagnose:
+            for p in proxies:
+                svc = services[p]
+                text, r = bl.perf_profile(svc, lambda: run_h2load(svc.port, 32, 10, args.duration))
+                profile += f"--- {p} (c32m10, {r.requests} requests)\n{text}\n"
+            print(profile, file=sys.stderr)
+    finally:
+        bl.Registry.stop_all()
+    text = report(args, results, load_before, os.getloadavg())
+    print(text)
+    if args.write:
+        bl.write_results_section(RESULTS, SECTION, text)
+    return 0
+
+
+def report(args, results: dict[str, dict[str, list[bl.Sample]]], load_before, load_after) -> str:
+    med = lambda ss, f: bl.median(f(s) for s in ss)  # noqa: E731
+    out = [SECTION, "",
+           f"`bench/h2_bench.py --rounds {args.rounds} --duration {args.duration:g}`, "
+           f"{bl.git_revision()}, {bl.machine_summary()}; {bl.tool_version(['h2load', '--version'])}, "
+           f"{bl.tool_version(['nginx', '-v'])}, {bl.tool_version(['haproxy', '-v'])}. "
+           f"Load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min).", ""]
+    for scen, per in results.items():
+        conns, streams = SCENARIOS[scen]
+        out += [f"### h2load -t1 -c{conns} -m{streams} over TLS 1.3 (h2), GET / proxied to the HTTP/1.1 backend", ""]
+        base = per.get("haproxy")
+        rows = []
+        for p, ss in per.items():
+            rate, cpu = med(ss, lambda s: s.rps), med(ss, lambda s: s.cpu_per_million)
+            lo, hi = bl.spread(s.rps for s in ss)
+            ratio_rps = bl.paired_ratio(ss, base, lambda s: s.rps) if base else float("nan")
+            ratio_cpu = bl.paired_ratio(ss, base, lambda s: s.cpu_per_million) if base else float("nan")
+            rows.append([p, f"{rate:,.0f}", f"{lo:,.0f}-{hi:,.0f}", f"{cpu:.1f}", f"{ratio_rps:.2f}x",
+                         f"{ratio_cpu:.2f}x", sum(s.errors for s in ss),
+                         f"{med(ss, lambda s: s.foreign_cpu_s):.2f}"])
+        out += [bl.markdown_table(["proxy", "req/s (median)", "req/s (range)", "CPU s / 1M req",
+                                   "req/s vs HAProxy", "CPU/req vs HAProxy", "errors",
+                                   "outside CPU s (median)"], rows), ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
