@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 
+#include "portico/bridge/bridge.h"
 #include "portico/config/config.h"
 #include "portico/observe/metrics.h"
 #include "portico/core/handles.h"
@@ -34,6 +35,8 @@
 #include "portico/net/stream.h"
 #include "portico/proxy/exchange_owner.h"
 #include "portico/proxy/http_exchange.h"
+#include "portico/ws/handshake.h"
+#include "portico/ws/permessage_deflate.h"
 #include "portico/ws/session.h"
 
 namespace portico::net {
@@ -50,7 +53,8 @@ class Connection;
 class Stream final : public http::ResponseSink,
                      private proxy::ExchangeOwner,
                      private net::StreamHandler,
-                     private ws::SessionOwner {
+                     private ws::SessionOwner,
+                     private bridge::BridgeOwner {
 public:
     // RFC 8441: a WebSocket rides a stream (SETTINGS_ENABLE_CONNECT_PROTOCOL is advertised).
     static constexpr bool kServesExtendedConnect = true;
@@ -111,6 +115,12 @@ private:
                          std::string_view extensions);
     // The socketpair: our end in pipe_, the session's returned (null on failure, answered).
     std::unique_ptr<net::Stream> openPipe();
+    // `websocket: {mode: http}`: the bridge asks the app with an OPEN request; its answer comes
+    // back as onBridgeAccepted (the 200 and the session) or onBridgeRefused.
+    void startBridge(const config::Route& route, const ws::UpgradeRequest& upgrade);
+    void onBridgeAccepted(std::string_view subprotocol) override;
+    void onBridgeRefused(int status, std::string_view content_type, std::string_view body) override;
+    void onBridgeFinished() override;
     void startSession(std::unique_ptr<ws::Session> session);
     void onSessionEnd(const char* reason, const ws::SessionCounts& counts) override;
     // net::StreamHandler: our end of the pipe.
@@ -165,6 +175,11 @@ private:
     bool refused_ = false;         // a non-101 answer became 502: the exchange's bytes are dropped
     std::string websocket_key_;    // ours, for the upstream
     core::EvbufferPtr early_;      // DATA that came before the session started
+    // mode: http. Declared before session_: the session's app (Bridge::makeApp) goes first.
+    std::unique_ptr<bridge::Bridge> bridge_;
+    std::optional<ws::DeflateParams> bridge_deflate_;
+    std::string bridge_deflate_response_;
+    bool end_after_bridge_ = false;  // the session ended: END_STREAM once the app had its CLOSE
     std::unique_ptr<net::Stream> pipe_;     // our end of the session's socketpair
     std::unique_ptr<ws::Session> session_;  // after the 200
     observe::RouteStats* ws_stats_ = nullptr;  // set while the session counts as open

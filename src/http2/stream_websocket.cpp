@@ -10,6 +10,7 @@
 
 #include "http2/stream.h"
 #include "portico/core/log.h"
+#include "portico/handlers/pubsub.h"
 #include "portico/handlers/websocket_endpoint.h"
 #include "portico/http/simple_response.h"
 #include "portico/http2/connection.h"
@@ -68,7 +69,7 @@ void Stream::startWebSocket(const config::Route& route) {
         return;
     }
     if (route.websocket.mode == config::WebSocketMode::Http) {
-        respondError(501, "WebSocket-over-HTTP is not served on HTTP/2 streams");
+        startBridge(route, upgrade);
         return;
     }
     proxy::HttpExchange::Request forward;
@@ -110,6 +111,60 @@ std::unique_ptr<net::Stream> Stream::openPipe() {
     }
     if (request_complete_) pipe_->shutdownAfterFlush();
     return end;
+}
+
+void Stream::startBridge(const config::Route& route, const ws::UpgradeRequest& upgrade) {
+    proxy::UpstreamGroup* group = snapshot_->upstream(route.upstream);
+    if (!group) {
+        respondError(502, "no such upstream");
+        return;
+    }
+    if (auto deflate = ws::negotiateDeflate(upgrade.extensions, ws::DeflateConfig{})) {
+        bridge_deflate_ = deflate->params;
+        bridge_deflate_response_ = std::move(deflate->response);
+    }
+    // The app sees the handshake an HTTP/1.1 client would have sent (asWebSocketUpgrade).
+    bridge::BridgeClient client;
+    client.handshake = &head_;
+    client.client_ip = connection_.client().ip;
+    client.scheme = connection_.client().tls ? "https" : "http";
+    client.client_hash = connection_.client().hash;
+    net::Worker& worker = connection_.worker();
+    bridge_ = std::make_unique<bridge::Bridge>(static_cast<bridge::BridgeOwner&>(*this), worker.loop(), *group, route,
+                                               client, worker.pubsub(), handlers::gripChannels(snapshot_->config()),
+                                               snapshot_->routeStats(route).bridge);
+    upstream_name_ = route.upstream;
+    bridge_->start();  // from the loop: the answer cannot come back inside this call
+}
+
+void Stream::onBridgeAccepted(std::string_view subprotocol) {
+    if (closed_) return;
+    const ws::UpgradeRequest upgrade = ws::analyzeUpgrade(head_);
+    // RFC 6455 4.1: the client fails a handshake naming a subprotocol it did not offer.
+    const std::string chosen(ws::selectSubprotocol(upgrade.subprotocols, {std::string(subprotocol)}));
+    acceptWebSocket(http::ResponseHead{}, chosen, bridge_deflate_response_);
+    std::unique_ptr<net::Stream> end = openPipe();
+    if (!end) return;
+    startSession(std::make_unique<handlers::EndpointSession>(static_cast<ws::SessionOwner&>(*this),
+                                                             connection_.worker().loop(), std::move(end),
+                                                             route_->websocket, bridge_deflate_, bridge_->makeApp()));
+}
+
+void Stream::onBridgeRefused(int status, std::string_view content_type, std::string_view body) {
+    if (closed_) return;
+    // sendHead frees the per-IP slot, and turns any answer but a 4xx/5xx into 502 (RFC 8441: a
+    // 2xx would read as an open WebSocket).
+    if (content_type.empty() && body.empty()) {
+        respondError(status, "WebSocket not accepted by the app");
+        return;
+    }
+    // The app's own refusal (a 403 with its page): the client gets it as it was.
+    http::respond(*this, status, content_type.empty() ? "text/plain" : content_type, body);
+}
+
+// The app had the session's last request (CLOSE or DISCONNECT): the stream may end now.
+void Stream::onBridgeFinished() {
+    if (end_after_bridge_ && !closed_) endResponse();
 }
 
 void Stream::onUpgraded(std::unique_ptr<net::Stream> upstream, std::string extensions) {
@@ -168,6 +223,12 @@ void Stream::onDrained(net::Stream&) { onUpstreamDrained(); }
 
 void Stream::onEof(net::Stream&) {
     if (closed_) return;
+    if (bridge_ && bridge_->busy()) {
+        // As on HTTP/1.1, the app still gets its CLOSE or DISCONNECT before the stream ends (a
+        // client that resets the stream first cancels that request).
+        end_after_bridge_ = true;
+        return;
+    }
     endResponse();  // END_STREAM once the client has what the session sent
 }
 

@@ -135,20 +135,23 @@ def publish(test, port):
 
 
 @requires_browser
+@unittest.skipUnless(grip_app_available(), "tests/peers' @fanoutio packages missing (npm ci)")
 class DemoBrowserHttp2(PorticoTestCase):
-    """The demo over HTTPS with h2 offered: the page, its fetches and its two wss:// sockets
-    (two pages: four WebSocket streams) share one TLS connection."""
+    """The demo over HTTPS with h2 offered: the page, its fetches and its three wss:// sockets
+    (echo, chat, and the bridged app behind `mode: http`; two pages: six WebSocket streams)
+    share one TLS connection."""
 
     def test_page_and_websockets_over_one_http2_connection(self):
         _, certs = shared_pki()
         # Listener 0: HTTPS with h2 preferred; listener 1: cleartext, for the test's own POST
         # and metrics (so that they do not count as TLS connections).
         tls = tls_listener([certs["localhost"]], alpn=["h2", "http/1.1"])
-        p = self.start_portico(demo_config(extra_routes=[{"path": "/metrics", "handler": "metrics"}],
+        app_port = backends.free_port()
+        p = self.start_portico(demo_config(app_port, extra_routes=[{"path": "/metrics", "handler": "metrics"}],
                                            listeners=[tls, "127.0.0.1:0"], workers=1), listeners=2)
+        start_grip_app(self, "http://127.0.0.1:%d/?iss=app&key=%s" % (p.addresses[1][1], GRIP_KEY), app_port)
         url = "https://127.0.0.1:%d/" % p.port
-        plan = {"url": url, "protocol": "h2", "insecure": True, "bridge": False,
-                "timeout_ms": int(10000 * slow_factor())}
+        plan = {"url": url, "protocol": "h2", "insecure": True, "timeout_ms": int(10000 * slow_factor())}
         script = BrowserScript(self, "demo_browser.js", plan)
         for msg in script.messages(deadline_s=120):
             if msg.get("want") == "publish":
@@ -164,15 +167,15 @@ class DemoBrowserHttp2(PorticoTestCase):
         self.assertIsNotNone(handshakes, metrics)
         self.assertEqual(int(handshakes.group(1)), 1, "TLS connections from the browser")
         # The sockets were HTTP/2 streams (RFC 8441: 200, not 101), logged once the browser
-        # closed them: two pages, each with /echo and /live/lobby.
+        # closed them: two pages, each with /echo, /live/lobby and /chat.
         deadline = time.monotonic() + 10 * slow_factor()
         while True:
             entries = p.access_log(timeout=0)
-            sockets = [e for e in entries if e.get("method") == "GET" and e.get("path") in ("/echo", "/live/lobby")]
-            if len(sockets) >= 4 or time.monotonic() > deadline:
+            sockets = [e for e in entries if e.get("method") == "GET" and e.get("path") in ("/echo", "/live/lobby", "/chat")]
+            if len(sockets) >= 6 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        self.assertEqual(len(sockets), 4, entries)
+        self.assertEqual(len(sockets), 6, entries)
         for e in sockets:
             self.assertEqual((e.get("protocol"), e.get("status")), ("HTTP/2.0", 200), e)
         page = [e for e in entries if e.get("path") == "/"]

@@ -4,7 +4,9 @@ SETTINGS_ENABLE_CONNECT_PROTOCOL (and a listener that turns it off), an extended
 built-in echo (frames both ways, close handshake, END_STREAM), to a python3-websockets backend
 over an HTTP/1.1 upgrade in tunnel and frames mode (its 101 becomes the stream's 200),
 non-101 answers from the backend (4xx/5xx pass, others become 502, never 2xx), and refusal on
-a route that takes no WebSockets."""
+a route that takes no WebSockets, and `websocket: {mode: http}` (the WebSocket-over-HTTP bridge)
+on a stream: the app's OPEN answer becomes the 200, events both ways, CLOSE, and a refusal
+relayed as the app sent it."""
 
 import os
 import signal
@@ -16,6 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from backends import Response  # noqa: E402
 from h2_client import H2Client  # noqa: E402
 from portico_harness import main, make_config  # noqa: E402
+from woh_backend import WohBackend  # noqa: E402
 from ws_peers import WsTestCase  # noqa: E402
 
 ENABLE_CONNECT_PROTOCOL = 8
@@ -173,6 +176,39 @@ class WebSocketOverHttp2(WsTestCase):
         self.assertEqual(req.method, "GET")
         self.assertEqual(req.header("Upgrade"), "websocket")
         self.assertEqual(len(req.header("Sec-WebSocket-Key", "")), 24)
+
+    def test_bridge_mode_http_on_a_stream(self):
+        def app_logic(req):
+            if req.path.startswith("/refuse"):
+                return 403, [("Content-Type", "text/plain")], b"go away\n"
+            out = []
+            for typ, content in req.events:
+                if typ == "OPEN":
+                    out += [("OPEN", None), ("TEXT", "welcome " + req.header("X-Forwarded-Proto"))]
+                elif typ == "TEXT":
+                    out.append(("TEXT", b"echo:" + content))
+                elif typ == "CLOSE":
+                    out.append(("CLOSE", content))
+            return 200, [], out
+        app = WohBackend(app_logic).start()
+        self.addCleanup(app.stop)
+        p = self.start([{"path": "/", "upstream": "app",
+                         "websocket": {"mode": "http", "ping_interval": 0, "http": {"request_timeout": "2s"}}}],
+                       upstreams={"app": {"servers": [app.address]}})
+        c, sid = self.open(p, "/chat")
+        self.assertEqual(c.status(sid), 200, c.responses[sid])
+        c.wait(lambda: len(server_frames(c.responses[sid]["body"])) >= 1, 5)
+        self.assertEqual(server_frames(c.responses[sid]["body"]), [(1, b"welcome http")])
+        self.assertEqual(self.echo_roundtrip(c, sid, "hi app"), [(1, b"echo:hi app")])
+        self.close_handshake(c, sid)
+        # The app had its CLOSE event before the stream ended (as on HTTP/1.1).
+        types = [t for r in app.requests for t in r.types()]
+        self.assertEqual(types, ["OPEN", "TEXT", "CLOSE"])
+        # A refusal with the app's own body is relayed as it was.
+        c2, sid2 = self.open(p, "/refuse")
+        c2.response(sid2, 5)
+        self.assertEqual(c2.status(sid2), 403)
+        self.assertEqual(bytes(c2.responses[sid2]["body"]), b"go away\n")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@
 // Plan keys: url (required), screenshot (path, optional), timeout_ms (per wait, default 10000),
 // chromium (executable, default /usr/bin/chromium), protocol (the page's
 // performance.getEntriesByType('navigation')[0].nextHopProtocol must be this, e.g. "h2"),
-// insecure (true: accept the test PKI's certificate), bridge (false: skip the bridged panel).
+// insecure (true: accept the test PKI's certificate).
 'use strict';
 
 const { launch, emit, nextStdinJson, watchProblems, finish } = require('./browser_session');
@@ -72,24 +72,12 @@ async function openDemo(context, name, problems) {
   await waitForClass(page, '#status', 'ok', name + ' health badge');
   await waitForClass(page, '#echo-state', 'ok', name + ' echo socket');
   await waitForClass(page, '#chat-state', 'ok', name + ' chat socket');
-  if (plan.bridge !== false) await waitForClass(page, '#bridge-state', 'ok', name + ' bridged socket');
+  await waitForClass(page, '#bridge-state', 'ok', name + ' bridged socket');
   if (plan.protocol) {
     const used = await page.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
     if (used !== plan.protocol) throw new Error(name + ': loaded over ' + JSON.stringify(used) + ', not ' + plan.protocol);
   }
   return page;
-}
-
-// The screenshot if asked for; fails on any problem the pages reported (with the bridged panel
-// skipped, its socket's failures to /chat are expected).
-async function finishRun(page, problems, result, step) {
-  if (plan.screenshot) {
-    await page.screenshot({ path: plan.screenshot, fullPage: true });
-    step('screenshot ' + plan.screenshot);
-  }
-  const real = plan.bridge === false ? problems.filter((p) => !p.includes('/chat')) : problems;
-  if (real.length) throw new Error('browser reported: ' + real.join('; '));
-  result.ok = true;
 }
 
 finish(async (result) => {
@@ -138,10 +126,6 @@ finish(async (result) => {
     await waitForLogEntry(bob, 'chat-log', 'in', published, 'HTTP publish to B');
     step('HTTP publish reached both pages');
 
-    if (plan.bridge === false) {
-      await finishRun(alice, problems, result, step);
-      return;
-    }
     // The bridged app: Portico POSTs each message to the app, which answers "echo:..."; a
     // "pub:" message is published by the app (GRIP) and reaches the other page too.
     await waitForLogEntry(alice, 'bridge-log', 'in', 'welcome ' + await alice.evaluate(() => navigator.userAgent),
@@ -157,7 +141,12 @@ finish(async (result) => {
     await waitForLogEntry(alice, 'bridge-log', 'in', news, 'app publish to A');
     step('bridged app echo and publish');
 
-    await finishRun(alice, problems, result, step);
+    if (plan.screenshot) {
+      await alice.screenshot({ path: plan.screenshot, fullPage: true });
+      step('screenshot ' + plan.screenshot);
+    }
+    if (problems.length) throw new Error('browser reported: ' + problems.join('; '));
+    result.ok = true;
   } finally {
     await browser.close().catch(() => {});
   }
