@@ -86,10 +86,11 @@ void validateListeners(Decoder& d, const Config& c) {
         if (listener.http2) {
             // RFC 9113 3.3: prior knowledge is for cleartext; on TLS, ALPN says h2 (RFC 9113 3.2).
             std::string http2 = childPath(path, "http2");
+            // With redirect_https its streams are redirected as HTTP/1.1 requests are (nginx's
+            // `listen 80 http2` with `return 301 https://...`, HAProxy's h2c with
+            // `http-request redirect scheme https`).
             if (listener.tls) {
                 d.error(d.markOf(http2), http2, "a TLS listener negotiates HTTP/2 with tls.alpn: [h2, http/1.1]");
-            } else if (listener.redirect_https) {
-                d.error(d.markOf(http2), http2, "a listener that redirects to HTTPS speaks HTTP/1.1 only");
             }
         }
         if (listener.redirect_https) {

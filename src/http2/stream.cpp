@@ -112,6 +112,15 @@ void Stream::routeRequest() {
         return;
     }
     const std::string_view host = http::findHeader(head_.headers, "Host")->value;  // checkRequestHead made one
+    if (const auto& redirect = connection_.listener().redirect_https) {
+        // `redirect_https` with `http2: true`: each stream is answered as an HTTP/1.1 request
+        // on that listener would be (308 keeps the method and body, RFC 9110 15.4.9); an
+        // extended CONNECT too (a 3xx never opens a WebSocket; browsers do not follow it).
+        websocket_ = false;
+        http::respond(*this, 308, "text/plain", "308 Permanent Redirect\n",
+                      {{"Location", net::httpsRedirectLocation(host, *redirect, head_.target)}}, headOnly());
+        return;
+    }
     const config::Route* route = snapshot_->snapshot().routes.match(host, head_.path());
     if (!route) {
         http::respond(*this, 404, "text/plain", "404 Not Found\n", {}, headOnly());

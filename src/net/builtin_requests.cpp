@@ -129,4 +129,13 @@ EndpointAcceptance acceptEndpoint(Worker& worker, const config::Route& route, co
     return accepted;
 }
 
+std::string httpsRedirectLocation(std::string_view host, std::uint16_t port, std::string_view target) {
+    // Host was validated (checkRequestHead): it cannot smuggle a path.
+    std::string_view name = host.front() == '[' ? host.substr(0, host.find(']') + 1) : host.substr(0, host.find(':'));
+    std::string location = "https://" + std::string(name);
+    if (port != 443) location += ":" + std::to_string(port);
+    location += target;
+    return location;
+}
+
 }  // namespace portico::net

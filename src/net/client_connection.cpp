@@ -265,12 +265,9 @@ http::HeadAction ClientConnection::onHead() {
     const std::string_view host = http::findHeader(request.headers, "Host")->value;  // checkRequestHead made one
     if (listener_->redirect_https) {
         // `redirect_https: PORT`: every request on this listener goes to HTTPS (308 keeps the
-        // method and body, RFC 9110 15.4.9). Host was validated: it cannot smuggle a path.
-        std::string_view name = host.front() == '[' ? host.substr(0, host.find(']') + 1) : host.substr(0, host.find(':'));
-        std::string location = "https://" + std::string(name);
-        if (*listener_->redirect_https != 443) location += ":" + std::to_string(*listener_->redirect_https);
-        location += request.target;
-        respondAtHead(308, "text/plain", "308 Permanent Redirect\n", {{"Location", location}});
+        // method and body, RFC 9110 15.4.9).
+        respondAtHead(308, "text/plain", "308 Permanent Redirect\n",
+                      {{"Location", httpsRedirectLocation(host, *listener_->redirect_https, request.target)}});
         return answeredAtHead();
     }
     if (config.limits.max_body_bytes && parser_.hasContentLength() &&

@@ -66,6 +66,25 @@ class Http2Cleartext(PorticoTestCase):
         self.assertEqual(log[0]["status"], 200)
         self.assertEqual(log[0]["upstream"], self.backend.address)
 
+    def test_redirect_https_answers_each_stream_308(self):
+        # As nginx's `listen 80 http2;` + `return 301 https://...` and HAProxy's h2c with
+        # `http-request redirect scheme https` do: the redirect is per request, h2 or not.
+        p = self.start(redirect_https=8443)
+        c = H2Client(p.port, validate=False)
+        self.addCleanup(c.close)
+        c.pump(0.3)
+        for method, path in (("GET", "/some/path?q=1"), ("POST", "/form")):
+            sid = c.request(method, path, body=b"a=1" if method == "POST" else None)
+            c.response(sid, 5)
+            self.assertEqual(c.status(sid), 308, c.responses[sid])
+            self.assertEqual(dict(c.responses[sid]["headers"])["location"], "https://127.0.0.1:8443" + path)
+        # An extended CONNECT is redirected too (never a 2xx: no WebSocket opens).
+        sid = c.request("CONNECT", "/ws", headers=[(":protocol", "websocket"), ("sec-websocket-version", "13")],
+                        end=False)
+        c.wait(lambda: c.responses[sid]["headers"] is not None or c.done(sid), 5)
+        self.assertEqual(c.status(sid), 308)
+        self.assertEqual(self.backend.requests, [])
+
     def test_builtin_handler_over_http2(self):
         p = self.start()
         r = run("curl", "-sS", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}",

@@ -62,6 +62,10 @@ struct WebSocketAdmission {
 };
 WebSocketAdmission admitWebSocket(Worker& worker, const config::Limits& limits, std::string_view client_ip);
 
+// `redirect_https: PORT` on a listener: the Location of the 308 that every request there gets,
+// https://NAME[:PORT]TARGET, NAME being `host` (a validated Host or :authority) without its port.
+std::string httpsRedirectLocation(std::string_view host, std::uint16_t port, std::string_view target);
+
 // The route lists no websocket.origins, or `origin` (case-insensitive) is one of them.
 bool originAllowed(const config::Route& route, std::string_view origin);
 
