@@ -383,6 +383,23 @@ def start_portico(name: str, binary: str | Path, yaml_text: str, *, ready_port: 
     return svc
 
 
+def add_run_arguments(ap, rounds: int = 5, duration: float = 5.0, quiet_timeout: float = 300) -> None:
+    """The options every comparison shares: --rounds, --duration, --portico-bin (default
+    $PORTICO_BIN), --build-dir, --max-foreign, --quiet-timeout and --nice."""
+    ap.add_argument("--rounds", type=int, default=rounds, help=f"measured rounds (default: {rounds})")
+    ap.add_argument("--duration", type=float, default=duration,
+                    help=f"seconds per measured run (default: {duration:g})")
+    ap.add_argument("--portico-bin", default=os.environ.get("PORTICO_BIN"),
+                    help="Portico binary (default: $PORTICO_BIN, else build Release into --build-dir)")
+    ap.add_argument("--build-dir", default=str(REPO_ROOT / "build-bench"))
+    ap.add_argument("--max-foreign", type=float, default=0.10,
+                    help="before each run wait until processes outside the benchmark use at most this "
+                         "share of a core (default: 0.10; negative: never wait)")
+    ap.add_argument("--quiet-timeout", type=float, default=quiet_timeout,
+                    help=f"seconds to wait for a quiet machine (default: {quiet_timeout:g})")
+    ap.add_argument("--nice", type=int, help="autogroup nice (-20..19) for every process started here")
+
+
 def build_portico(build_dir: Path, source_dir: Path = REPO_ROOT) -> Path:
     """Configures (Release) and builds the portico target; returns the binary's path."""
     subprocess.run(["cmake", "-S", str(source_dir), "-B", str(build_dir),

@@ -83,18 +83,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--proxies", default=",".join(PROXIES), help=f"subset of {','.join(PROXIES)}")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
-    ap.add_argument("--rounds", type=int, default=5, help="measured rounds (default: 5)")
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measured run (default: 5)")
+    bl.add_run_arguments(ap, quiet_timeout=60)
     ap.add_argument("--keepalive", type=int, default=32, help="idle upstream connections per proxy (default: 32)")
-    ap.add_argument("--portico-bin", default=os.environ.get("PORTICO_BIN"),
-                    help="the portico binary (default: build a Release one into --build-dir)")
-    ap.add_argument("--build-dir", default=str(bl.REPO_ROOT / "build-bench"))
-    ap.add_argument("--max-foreign", type=float, default=0.10,
-                    help="wait until other processes use at most this share of a core before a run "
-                         "(-1: do not wait)")
-    ap.add_argument("--quiet-timeout", type=float, default=60, help="seconds to wait for a quiet machine")
-    ap.add_argument("--nice", type=int, help="autogroup nice (-20..19) for every process started here")
-    ap.add_argument("--diagnose", default="", help="perf: one extra profiled run of c32m10 per proxy")
+    ap.add_argument("--diagnose", default="",
+                    help="strace,perf: extra runs per proxy and scenario, after the measured ones "
+                         "(syscalls per request; a profile of c32m10)")
     ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.name}")
     args = ap.parse_args()
     ws_echo.AUTOGROUP_NICE = args.nice
@@ -128,13 +121,8 @@ def main() -> int:
                 run_one(p, -1, 2)
             bl.log(f"--- {scen}: {conns} connection(s) x {streams} streams")
             results[scen] = bl.alternate(proxies, args.rounds, run_one)
-        profile = ""
-        if "perf" in args.diagnose:
-            for p in proxies:
-                svc = services[p]
-                text, r = bl.perf_profile(svc, lambda: run_h2load(svc.port, 32, 10, args.duration))
-                profile += f"--- {p} (c32m10, {r.requests} requests)\n{text}\n"
-            print(profile, file=sys.stderr)
+        for tool in [t for t in args.diagnose.split(",") if t]:
+            print(diagnose(services, scenarios, tool, args.duration), file=sys.stderr)
     finally:
         bl.Registry.stop_all()
     text = report(args, results, load_before, os.getloadavg())
@@ -142,6 +130,24 @@ def main() -> int:
     if args.write:
         bl.write_results_section(RESULTS, SECTION, text)
     return 0
+
+
+def diagnose(services: dict[str, bl.Service], scenarios: list[str], tool: str, duration: float) -> str:
+    """strace -c (syscalls per request, every scenario) or perf (c32m10) during extra runs:
+    both slow the proxy, so they are never among the measured ones."""
+    out = []
+    for name, svc in services.items():
+        for scen in scenarios if tool == "strace" else ["c32m10"]:
+            conns, streams = SCENARIOS[scen]
+            load = lambda: run_h2load(svc.port, conns, streams, duration)  # noqa: E731
+            if tool == "strace":
+                calls, r = bl.strace_counts(svc, load)
+                top = sorted(((k, v / max(r.requests, 1)) for k, v in calls.items()), key=lambda kv: -kv[1])[:10]
+                out.append(f"{name} {scen} ({r.requests} requests): " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+            else:
+                text, r = bl.perf_profile(svc, load)
+                out.append(f"--- {name} ({scen}, {r.requests} requests)\n{text}")
+    return "\n".join(out)
 
 
 def report(args, results: dict[str, dict[str, list[bl.Sample]]], load_before, load_after) -> str:
