@@ -153,7 +153,7 @@ def diagnose(services: dict[str, bl.Service], scenarios: list[str], tool: str, d
 def report(args, results: dict[str, dict[str, list[bl.Sample]]], load_before, load_after) -> str:
     med = lambda ss, f: bl.median(f(s) for s in ss)  # noqa: E731
     out = [SECTION, "",
-           f"`bench/h2_bench.py --rounds {args.rounds} --duration {args.duration:g}`, "
+           f"`bench/h2_bench.py --rounds {args.rounds} --duration {args.duration:g} --keepalive {args.keepalive}`, "
            f"{bl.git_revision()}, {bl.machine_summary()}; {bl.tool_version(['h2load', '--version'])}, "
            f"{bl.tool_version(['nginx', '-v'])}, {bl.tool_version(['haproxy', '-v'])}. "
            f"Load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min).", ""]
