@@ -138,9 +138,17 @@ class Registry:
             signal.signal(sig, on_signal)
 
 
-def raise_nofile_limit() -> None:
-    """Soft open-file limit up to the hard one (inherited by the processes we start)."""
+def raise_nofile_limit(want: int = 65536) -> None:
+    """Open-file limit up to `want` where allowed (root may raise the hard limit), else the soft
+    limit up to the hard one; inherited by the processes we start. A proxy holding 10,000
+    connections needs 20,000 descriptors and a few more."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return
+        except (ValueError, OSError):
+            pass
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -309,12 +317,14 @@ def http_ok(port: int, path: str = "/") -> Callable[[], bool]:
 
 
 def start_nginx(name: str, workers: int, http_block: str, *, ready_port: int | None = None,
-                ready_path: str = "/", extra_main: str = "") -> Service:
+                ready_path: str = "/", extra_main: str = "", wrap: Sequence[str] = ()) -> Service:
     """Starts nginx (master + `workers` workers) in a private prefix.
 
     http_block: the contents of `http { ... }` (servers, upstreams); `PREFIX` in it is replaced
     by the prefix directory. Logging is off (access_log off; error_log at warn in the prefix).
     ready_port: wait for GET ready_path to answer 200 there (default: just start).
+    wrap: a command to run nginx under (valgrind ...): then one process, no master, so that the
+    tool sees the process that does the work.
     """
     prefix = make_workdir(name)
     for sub in ("logs", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
@@ -326,7 +336,7 @@ worker_processes {workers};
 error_log {prefix}/logs/error.log warn;
 pid {prefix}/logs/nginx.pid;
 {extra_main}
-events {{ worker_connections 16384; }}
+events {{ worker_connections 32768; }}  # 10,000 proxied connections take 20,000
 http {{
     access_log off;
     client_body_temp_path {prefix}/tmp/body;
@@ -338,12 +348,13 @@ http {{
 }}
 """
     (prefix / "nginx.conf").write_text(conf)
-    svc = Service(name, ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+    master = "off" if wrap else "on"
+    svc = Service(name, [*wrap, "nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
                          "-e", str(prefix / "logs/error.log"),
-                         "-g", "daemon off; master_process on;"], prefix, port=ready_port or 0)
+                         "-g", f"daemon off; master_process {master};"], prefix, port=ready_port or 0)
     svc.start()
     if ready_port:
-        svc.wait_ready(http_ok(ready_port, ready_path))
+        svc.wait_ready(http_ok(ready_port, ready_path), timeout=60 if wrap else 10)
     return svc
 
 
@@ -371,15 +382,16 @@ def start_haproxy(name: str, threads: int, sections: str, *, ready_port: int | N
 
 
 def start_portico(name: str, binary: str | Path, yaml_text: str, *, ready_port: int | None = None,
-                  ready_path: str = "/") -> Service:
-    """Starts `portico -c FILE` in the foreground with yaml_text as FILE."""
+                  ready_path: str = "/", wrap: Sequence[str] = ()) -> Service:
+    """Starts `portico -c FILE` in the foreground with yaml_text as FILE (under `wrap`, a
+    command such as valgrind, when given)."""
     workdir = make_workdir(name)
     conf = workdir / "portico.yaml"
     conf.write_text(yaml_text)
-    svc = Service(name, [str(binary), "-c", str(conf)], workdir, port=ready_port or 0)
+    svc = Service(name, [*wrap, str(binary), "-c", str(conf)], workdir, port=ready_port or 0)
     svc.start()
     if ready_port:
-        svc.wait_ready(http_ok(ready_port, ready_path))
+        svc.wait_ready(http_ok(ready_port, ready_path), timeout=60 if wrap else 10)
     return svc
 
 

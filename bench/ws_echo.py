@@ -175,7 +175,8 @@ def start_relay(ws_load: Path, backend_port: int) -> bl.Service:
     return svc.wait_ready(bl.http_ok(port))
 
 
-def start_nginx(backend_port: int, name: str = "nginx", buffer: str | None = None) -> bl.Service:
+def start_nginx(backend_port: int, name: str = "nginx", buffer: str | None = None,
+                wrap: list[str] | None = None) -> bl.Service:
     port = bl.free_port()
     # nginx relays an upgraded connection through proxy_buffer_size buffers (one page by default).
     extra = (f"proxy_buffer_size {buffer}; proxy_buffers 4 {buffer}; "
@@ -194,7 +195,7 @@ def start_nginx(backend_port: int, name: str = "nginx", buffer: str | None = Non
             {extra}
         }}
     }}"""
-    svc = started(bl.start_nginx(name, 1, http, ready_port=port))
+    svc = started(bl.start_nginx(name, 1, http, ready_port=port, wrap=wrap or []))
     svc.port = port
     return svc
 
@@ -236,7 +237,7 @@ listeners:
 """
 
 
-def start_portico_ws(binary: Path, backend_port: int, mode: str) -> bl.Service:
+def start_portico_ws(binary: Path, backend_port: int, mode: str, wrap: list[str] | None = None) -> bl.Service:
     port = bl.free_port()
     yaml_text = portico_head(port) + f"""upstreams:
   backend:
@@ -247,7 +248,7 @@ routes:
     websocket:
       mode: {mode}
 """
-    svc = started(bl.start_portico(f"portico-{mode}", binary, yaml_text, ready_port=port))
+    svc = started(bl.start_portico(f"portico-{mode}", binary, yaml_text, ready_port=port, wrap=wrap or []))
     svc.port = port
     return svc
 
