@@ -16,6 +16,7 @@ public:
     LingeringClose(EventLoop& loop, std::unique_ptr<Stream> stream, std::chrono::milliseconds timeout)
         : loop_(loop), stream_(std::move(stream)), timer_(event_new(loop.base(), -1, 0, &LingeringClose::onTimer, this)) {
         stream_->setHandler(this);
+        stream_->setDirectRead(false);
         stream_->setLowWatermark(0);
         stream_->resumeReading();
         stream_->shutdownAfterFlush();

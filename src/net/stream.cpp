@@ -21,6 +21,19 @@ namespace portico::net {
 
 namespace {
 
+// Where a read lands when input() is empty: a relay forwards it from here (onBytes) without an
+// evbuffer chain; for everyone else only the bytes read are copied into input(), so that no
+// 16 KiB reservation is allocated per read or left behind on an idle socket.
+thread_local char t_scratch[Stream::kReadChunk];
+
+// libevent keeps an empty chain (a reservation nothing was committed to) until the buffer is
+// drained of at least one byte: give it that byte so that an idle socket holds no chain.
+void releaseEmptyChains(evbuffer* buf) {
+    if (evbuffer_get_length(buf) != 0) return;
+    evbuffer_add(buf, "", 1);
+    evbuffer_drain(buf, 1);
+}
+
 void tuneSocket(int fd) {
     int flags = fcntl(fd, F_GETFL, 0);
     if (flags >= 0 && !(flags & O_NONBLOCK)) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
@@ -29,6 +42,11 @@ void tuneSocket(int fd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 }  // namespace
+
+void StreamHandler::onBytes(Stream& stream, const char* data, std::size_t n) {
+    evbuffer_add(stream.input(), data, n);
+    onReadable(stream);
+}
 
 Stream::Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler)
     : fd_(std::move(fd)), handler_(handler), input_(evbuffer_new()), output_(evbuffer_new()) {
@@ -94,6 +112,46 @@ void Stream::flush() {
     // While connecting or in the TLS handshake the write event (or the handshake) sends it.
     if (connecting_ || handshaking_ || write_armed_ || pending_error_ != 0) return;
     writeNow();
+}
+
+bool Stream::canWriteNow() const {
+    return !connecting_ && !handshaking_ && !write_armed_ && pending_error_ == 0 && !shutdown_after_flush_ &&
+           evbuffer_get_length(output_.get()) == 0;
+}
+
+void Stream::write(const char* data, std::size_t n) {
+    if (n == 0) return;
+    if (!canWriteNow()) {
+        evbuffer_add(output_.get(), data, n);
+        flush();
+        return;
+    }
+    bool blocked = false;
+    while (n > 0) {
+        ssize_t k;
+        if (ssl_) {
+            ERR_clear_error();
+            k = SSL_write(ssl_.get(), data, static_cast<int>(std::min(n, kReadChunk)));
+            blocked = k <= 0 && SSL_get_error(ssl_.get(), static_cast<int>(k)) == SSL_ERROR_WANT_WRITE;
+        } else {
+            k = ::send(fd_.get(), data, n, MSG_NOSIGNAL);
+            if (k < 0 && errno == EINTR) continue;
+            blocked = k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        }
+        if (k <= 0) break;
+        bytes_written_ += static_cast<std::uint64_t>(k);
+        data += k;
+        n -= static_cast<std::size_t>(k);
+    }
+    if (n == 0) return;
+    // The rest waits in output(): a full socket is retried when writable (with TLS the same
+    // bytes again, as SSL_write asks); an error goes the usual way through writeNow().
+    evbuffer_add(output_.get(), data, n);
+    if (blocked) {
+        armWrite();
+    } else {
+        writeNow();
+    }
 }
 
 void Stream::disarmWrite() {
@@ -176,16 +234,11 @@ void Stream::handleRead() {
         driveHandshake();
         return;
     }
-    std::size_t total = 0;
     bool eof = false;
     int error = 0;
-    if (ssl_) {
-        readTls(total, eof, error);
-    } else {
-        readPlain(total, eof, error);
-    }
+    const std::size_t buffered = ssl_ ? readTls(eof, error) : readPlain(eof, error);
     if (eof || error) pauseReading();  // level-triggered: a closed socket stays readable
-    if (total > 0) handler_->onReadable(*this);
+    if (buffered > 0) handler_->onReadable(*this);
     // The handler may have paused us or switched handlers; report the end to the current one.
     if (error) {
         handler_->onError(*this, error);
@@ -197,59 +250,100 @@ void Stream::handleRead() {
     }
 }
 
-void Stream::readPlain(std::size_t& total, bool& eof, int& error) {
+bool Stream::deliver(const char* data, std::size_t n) {
+    StreamHandler* handler = handler_;
+    handler->onBytes(*this, data, n);
+    return handler_ == handler && reading_ && direct_read_;
+}
+
+std::size_t Stream::readPlain(bool& eof, int& error) {
     evbuffer* in = input_.get();
+    std::size_t buffered = 0;
     // Read up to 4 chunks per wakeup: enough for large transfers, fair to other connections.
     for (int round = 0; round < 4; ++round) {
-        evbuffer_iovec vec;
-        if (evbuffer_reserve_space(in, kReadChunk, &vec, 1) < 1) {
+        const bool was_empty = evbuffer_get_length(in) == 0;
+        // Into the scratch area unless a bulk transfer is under way (then straight into a
+        // reservation of input(), no copy).
+        const bool scratch = was_empty && (direct_read_ || !bulk_);
+        evbuffer_iovec vec{};
+        if (!scratch && evbuffer_reserve_space(in, kReadChunk, &vec, 1) < 1) {
             error = ENOMEM;
-            return;
+            return buffered;
         }
-        ssize_t n = ::recv(fd_.get(), vec.iov_base, kReadChunk, 0);
+        char* into = scratch ? t_scratch : static_cast<char*>(vec.iov_base);
+        ssize_t n = ::recv(fd_.get(), into, kReadChunk, 0);
         if (n > 0) {
-            vec.iov_len = static_cast<std::size_t>(n);
-            evbuffer_commit_space(in, &vec, 1);
-            total += static_cast<std::size_t>(n);
-            if (static_cast<std::size_t>(n) < kReadChunk) return;
+            const auto got = static_cast<std::size_t>(n);
+            bulk_ = got == kReadChunk;
+            if (scratch && direct_read_) {
+                if (!deliver(into, got)) return buffered;
+            } else if (scratch) {
+                evbuffer_add(in, into, got);
+                buffered += got;
+            } else {
+                vec.iov_len = got;
+                evbuffer_commit_space(in, &vec, 1);
+                buffered += got;
+            }
+            if (!bulk_) return buffered;
             continue;
         }
-        evbuffer_commit_space(in, &vec, 0);
+        bulk_ = false;
+        if (!scratch) {
+            evbuffer_commit_space(in, &vec, 0);
+            if (was_empty) releaseEmptyChains(in);
+        }
         if (n == 0) {
             eof = true;
         } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             error = errno;
         }
-        return;
+        return buffered;
     }
+    return buffered;
 }
 
-void Stream::readTls(std::size_t& total, bool& eof, int& error) {
+std::size_t Stream::readTls(bool& eof, int& error) {
     evbuffer* in = input_.get();
+    std::size_t buffered = 0;
     for (int round = 0; round < 4; ++round) {
-        evbuffer_iovec vec;
-        if (evbuffer_reserve_space(in, kReadChunk, &vec, 1) < 1) {
+        const bool was_empty = evbuffer_get_length(in) == 0;
+        const bool scratch = was_empty;  // a TLS read yields at most one record: 16 KiB
+        evbuffer_iovec vec{};
+        if (!scratch && evbuffer_reserve_space(in, kReadChunk, &vec, 1) < 1) {
             error = ENOMEM;
-            return;
+            return buffered;
         }
+        char* into = scratch ? t_scratch : static_cast<char*>(vec.iov_base);
         ERR_clear_error();
-        int n = SSL_read(ssl_.get(), vec.iov_base, static_cast<int>(kReadChunk));
+        int n = SSL_read(ssl_.get(), into, static_cast<int>(kReadChunk));
         if (n > 0) {
-            vec.iov_len = static_cast<std::size_t>(n);
-            evbuffer_commit_space(in, &vec, 1);
-            total += static_cast<std::size_t>(n);
+            const auto got = static_cast<std::size_t>(n);
+            if (scratch && direct_read_) {
+                if (!deliver(into, got)) return buffered;
+            } else if (scratch) {
+                evbuffer_add(in, into, got);
+                buffered += got;
+            } else {
+                vec.iov_len = got;
+                evbuffer_commit_space(in, &vec, 1);
+                buffered += got;
+            }
             continue;  // a record may hold more than we took; SSL_read returns WANT_READ when dry
         }
-        evbuffer_commit_space(in, &vec, 0);
+        if (!scratch) {
+            evbuffer_commit_space(in, &vec, 0);
+            if (was_empty) releaseEmptyChains(in);
+        }
         switch (SSL_get_error(ssl_.get(), n)) {
             case SSL_ERROR_WANT_READ:
-                return;
+                return buffered;
             case SSL_ERROR_WANT_WRITE:
                 armWrite();  // a key update or session ticket wants to go out first
-                return;
+                return buffered;
             case SSL_ERROR_ZERO_RETURN:
                 eof = true;  // close_notify
-                return;
+                return buffered;
             case SSL_ERROR_SYSCALL:
                 // A TCP close without close_notify is common (browsers, curl): treat it as EOF.
                 if (errno == 0 || errno == ECONNRESET) {
@@ -258,13 +352,14 @@ void Stream::readTls(std::size_t& total, bool& eof, int& error) {
                 } else {
                     error = errno;
                 }
-                return;
+                return buffered;
             default:
                 tls_error_ = tls::lastErrorString();
                 error = EPROTO;
-                return;
+                return buffered;
         }
     }
+    return buffered;
 }
 
 void Stream::startTls(tls::SslPtr ssl_owned, bool server) {

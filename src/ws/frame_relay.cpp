@@ -18,7 +18,62 @@ namespace portico::ws {
 namespace {
 // The payload of Portico's own pings; the client's matching pong is not forwarded upstream.
 constexpr std::string_view kPingPayload = "portico";
+
+// Where pumpFrom() takes frames from: the sender's input() evbuffer (bytes that waited there:
+// an incomplete frame, bytes that came with the handshake, websocket.trace) ...
+class BufferSource {
+public:
+    BufferSource(evbuffer* in, evbuffer* out) : in_(in), out_(out) {}
+    std::size_t available() const { return evbuffer_get_length(in_); }
+    int peekHeader(FrameHeader& h) const { return peekFrameHeader(in_, h); }
+    int copyControl(const FrameHeader& h, std::uint8_t* payload) const { return copyControlPayload(in_, h, payload); }
+    void forward(std::size_t n) { evbuffer_remove_buffer(in_, out_, n); }
+    void drop(std::size_t n) { evbuffer_drain(in_, n); }
+    evbuffer* buffer() const { return in_; }
+
+private:
+    evbuffer* in_;
+    evbuffer* out_;
+};
+
 }  // namespace
+
+// ... or the bytes of one read, still in the stream's scratch area (onBytes): forwarded frames
+// join the direction's pending run, which goes out with one write; nothing is allocated or
+// copied unless a frame is incomplete (its bytes are kept in input()).
+class SpanSource {
+public:
+    SpanSource(FrameRelay::Direction& d, const char* data, std::size_t len) : d_(d), data_(data), len_(len) {}
+    std::size_t available() const { return len_ - pos_; }
+    int peekHeader(FrameHeader& h) const { return parseFrameHeader(bytes(), available(), h); }
+    int copyControl(const FrameHeader& h, std::uint8_t* payload) const {
+        const auto len = static_cast<std::size_t>(h.payload_length);
+        if (len > kMaxControlPayload || available() < h.header_length + len) return -1;
+        if (h.masked) {
+            copyMasked(payload, bytes() + h.header_length, len, h.mask, 0);
+        } else {
+            std::memcpy(payload, bytes() + h.header_length, len);
+        }
+        return static_cast<int>(len);
+    }
+    void forward(std::size_t n) {
+        const char* at = data_ + pos_;
+        if (d_.run_len > 0 && d_.run + d_.run_len != at) FrameRelay::commitRun(d_);  // a gap: a dropped frame
+        if (d_.run_len == 0) d_.run = at;
+        d_.run_len += n;
+        pos_ += n;
+    }
+    void drop(std::size_t n) { pos_ += n; }
+    evbuffer* buffer() const { return nullptr; }  // no tracer with direct reads
+    const char* rest() const { return data_ + pos_; }
+
+private:
+    const std::uint8_t* bytes() const { return reinterpret_cast<const std::uint8_t*>(data_) + pos_; }
+    FrameRelay::Direction& d_;
+    const char* data_;
+    std::size_t len_;
+    std::size_t pos_ = 0;
+};
 
 FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
                        std::unique_ptr<net::Stream> upstream, const config::WebSocketSettings& settings,
@@ -39,6 +94,7 @@ FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_pt
     for (net::Stream* s : {client_.get(), upstream_.get()}) {
         s->setHandler(this);
         s->setLowWatermark(proxy::kLowWatermark);
+        s->setDirectRead(tracer_ == nullptr);  // the tracer reads frames from input()
         s->resumeReading();
     }
 }
@@ -71,27 +127,38 @@ bool FrameRelay::charge(Direction& d, std::uint64_t messages, std::uint64_t byte
 }
 
 bool FrameRelay::pump(Direction& d) {
-    evbuffer* in = d.from->input();
-    evbuffer* out = d.to->output();
+    BufferSource src(d.from->input(), d.to->output());
+    return pumpFrom(d, src);
+}
+
+void FrameRelay::commitRun(Direction& d) {
+    if (d.run_len == 0) return;
+    const std::size_t n = d.run_len;
+    d.run_len = 0;
+    d.to->write(d.run, n);
+}
+
+template <class Source>
+bool FrameRelay::pumpFrom(Direction& d, Source& src) {
     // RFC 6455 5.5.1: a side that sent its Close sends nothing more; whatever follows (an HTTP
     // response some servers write after it) is not WebSocket and is discarded unread.
     if (d.close_seen) {
-        evbuffer_drain(in, evbuffer_get_length(in));
+        src.drop(src.available());
         return true;
     }
     // The clock is read once per batch of frames, and only when a rate is configured.
     const RateLimiter::Clock::time_point now = d.rate.enabled() ? RateLimiter::Clock::now() : RateLimiter::Clock::time_point();
     for (;;) {
-        std::size_t available = evbuffer_get_length(in);
+        std::size_t available = src.available();
         if (d.remaining > 0) {
             // The rest of a data frame's payload: move it on as it is, still masked.
             if (available == 0) break;
             std::size_t n = d.remaining < available ? static_cast<std::size_t>(d.remaining) : available;
             if (d.discarding) {
-                evbuffer_drain(in, n);
+                src.drop(n);
             } else {
                 if (!charge(d, 0, n, now)) return false;
-                evbuffer_remove_buffer(in, out, n);
+                src.forward(n);
                 d.bytes += n;
             }
             d.remaining -= n;
@@ -101,31 +168,31 @@ bool FrameRelay::pump(Direction& d) {
         }
         if (available == 0) break;
         FrameHeader h;
-        int header = peekFrameHeader(in, h);
+        int header = src.peekHeader(h);
         if (header == 0) break;
         if (header < 0) {
             fail(*d.from, close_code::kProtocolError, "malformed frame header");
             return false;
         }
         if (std::uint16_t code = d.checker.check(h)) {
-            if (tracer_) [[unlikely]] tracer_->frame(traceDirection(d), h, in, static_cast<std::size_t>(header));
+            if (tracer_) [[unlikely]] tracer_->frame(traceDirection(d), h, src.buffer(), static_cast<std::size_t>(header));
             fail(*d.from, code, code == close_code::kMessageTooBig ? "message too big" : "protocol violation");
             return false;
         }
         const std::size_t frame_size = static_cast<std::size_t>(header) + (isControl(h.opcode) ? h.payload_length : 0);
         if (!isControl(h.opcode)) {
-            if (tracer_) [[unlikely]] tracer_->frame(traceDirection(d), h, in, static_cast<std::size_t>(header));
+            if (tracer_) [[unlikely]] tracer_->frame(traceDirection(d), h, src.buffer(), static_cast<std::size_t>(header));
             // Header and as much payload as is here, in one move (the common small message is
             // entirely here). After `to` got a Close, data frames for it are dropped (RFC 6455
             // 5.5.1: no data after a Close).
             std::uint64_t move = std::min<std::uint64_t>(available, header + h.payload_length);
             d.discarding = d.close_sent;
             if (d.discarding) {
-                evbuffer_drain(in, static_cast<std::size_t>(move));
+                src.drop(static_cast<std::size_t>(move));
             } else {
                 const bool starts_message = h.opcode != Opcode::Continuation;
                 if (!charge(d, starts_message ? 1 : 0, move, now)) return false;
-                evbuffer_remove_buffer(in, out, static_cast<std::size_t>(move));
+                src.forward(static_cast<std::size_t>(move));
                 d.bytes += move;
             }
             d.remaining = header + h.payload_length - move;
@@ -134,12 +201,12 @@ bool FrameRelay::pump(Direction& d) {
         // A control frame (<= 125 bytes): wait for all of it, then judge its payload.
         if (available < frame_size) break;
         std::uint8_t payload[kMaxControlPayload];
-        int length = copyControlPayload(in, h, payload);
+        int length = src.copyControl(h, payload);
         std::string_view body(reinterpret_cast<const char*>(payload), length > 0 ? static_cast<std::size_t>(length) : 0);
         if (tracer_) [[unlikely]] {
             // The answer to Portico's own ping stays with Portico (below).
             const bool ours = h.opcode == Opcode::Pong && &d == &up_ && body == kPingPayload;
-            tracer_->frame(ours ? TraceDirection::ClientToPortico : traceDirection(d), h, in,
+            tracer_->frame(ours ? TraceDirection::ClientToPortico : traceDirection(d), h, src.buffer(),
                            static_cast<std::size_t>(header));
         }
         if (h.opcode == Opcode::Close) {
@@ -150,13 +217,13 @@ bool FrameRelay::pump(Direction& d) {
             }
             d.close_seen = true;
             if (d.close_sent) {
-                evbuffer_drain(in, frame_size);  // `to` already has a Close: never a second one
+                src.drop(frame_size);  // `to` already has a Close: never a second one
             } else {
-                evbuffer_remove_buffer(in, out, frame_size);
+                src.forward(frame_size);
                 d.bytes += frame_size;
                 d.close_sent = true;
             }
-            evbuffer_drain(in, evbuffer_get_length(in));  // RFC 6455 5.5.1: nothing after it
+            src.drop(src.available());  // RFC 6455 5.5.1: nothing after it
             if (up_.close_seen && down_.close_seen) {
                 // Both Closes went through: the closing handshake is complete (RFC 6455 7.1.1:
                 // the server, here Portico towards the client, closes TCP first).
@@ -167,18 +234,19 @@ bool FrameRelay::pump(Direction& d) {
         }
         if (h.opcode == Opcode::Pong && &d == &up_ && body == kPingPayload) {
             ping_outstanding_ = false;  // the answer to our own ping: not the upstream's business
-            evbuffer_drain(in, frame_size);
+            src.drop(frame_size);
             continue;
         }
         if (d.close_sent) {
-            evbuffer_drain(in, frame_size);
+            src.drop(frame_size);
             continue;
         }
         // Control frames count as bytes, not messages (a ping flood still meets the byte rate).
         if (!charge(d, 0, frame_size, now)) return false;
-        evbuffer_remove_buffer(in, out, frame_size);
+        src.forward(frame_size);
         d.bytes += frame_size;
     }
+    commitRun(d);  // one write per direction per read
     d.to->flush();
     if (d.to->outputLength() > proxy::kHighWatermark) d.from->pauseReading();
     return true;
@@ -188,6 +256,15 @@ void FrameRelay::onReadable(net::Stream& stream) {
     if (ended_) return;
     idle_.touch();
     pump(directionFrom(stream));
+}
+
+void FrameRelay::onBytes(net::Stream& stream, const char* data, std::size_t n) {
+    if (ended_) return;
+    idle_.touch();
+    Direction& d = directionFrom(stream);
+    SpanSource src(d, data, n);
+    // What is left is the start of a frame not complete yet: it waits in input() for the rest.
+    if (pumpFrom(d, src) && src.available() > 0) evbuffer_add(stream.input(), src.rest(), src.available());
 }
 
 void FrameRelay::onDrained(net::Stream& stream) {
@@ -224,6 +301,7 @@ void FrameRelay::sendClose(net::Stream& to, std::uint16_t code) {
 }
 
 void FrameRelay::writeClose(Direction& d, std::uint16_t code) {
+    commitRun(d);  // the frames forwarded before it go first
     d.close_pending = 0;
     d.close_sent = true;
     std::uint8_t payload[2] = {static_cast<std::uint8_t>(code >> 8), static_cast<std::uint8_t>(code & 0xff)};
@@ -293,6 +371,8 @@ void FrameRelay::end(const char* reason) {
     idle_.stop();
     lifetime_.stop();
     event_del(ping_timer_.get());
+    commitRun(up_);  // what was forwarded from the last read goes before the close
+    commitRun(down_);
     const SessionCounts final_counts = counts();
     net::closeGracefully(loop_, std::move(client_));
     net::closeGracefully(loop_, std::move(upstream_));

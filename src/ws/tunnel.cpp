@@ -26,6 +26,7 @@ Tunnel::Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::S
     for (net::Stream* s : {client_.get(), upstream_.get()}) {
         s->setHandler(this);
         s->setLowWatermark(proxy::kLowWatermark);
+        s->setDirectRead(true);
         s->resumeReading();
     }
 }
@@ -56,6 +57,17 @@ void Tunnel::onReadable(net::Stream& stream) {
     if (ended_) return;
     idle_.touch();
     relay(stream);
+}
+
+// The common case: a read arrives while nothing is queued and goes on with one send, straight
+// from the read's scratch area (no evbuffer chain, no allocation).
+void Tunnel::onBytes(net::Stream& from, const char* data, std::size_t n) {
+    if (ended_) return;
+    idle_.touch();
+    net::Stream& to = other(from);
+    (&from == client_.get() ? from_client_ : to_client_) += n;
+    to.write(data, n);
+    if (to.outputLength() > proxy::kHighWatermark) from.pauseReading();
 }
 
 void Tunnel::onDrained(net::Stream& stream) {

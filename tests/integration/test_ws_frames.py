@@ -13,7 +13,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import ws_client  # noqa: E402
 from portico_harness import main, slow_factor  # noqa: E402
 from ws_client import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT  # noqa: E402
-from ws_peers import WsTestCase, echo_config, wait_for, ws_proxy_config  # noqa: E402
+from ws_peers import (WsTestCase, echo_config, start_raw_python_backend, wait_for,  # noqa: E402
+                      ws_proxy_config)
 
 OTHER_SIDE = (1001, 1011)
 
@@ -152,6 +153,57 @@ class FramesViolations(WsTestCase):
                 break
         ws.send_close(1000)
         self.assertEqual(ws.expect_close()[0], 1000)
+
+
+class FramesBatches(WsTestCase):
+    """Frames that arrive together are checked and forwarded straight from the read (one write
+    per direction); what is left of an incomplete frame waits for the rest. These pin the
+    order and the bytes through that path."""
+
+    test_timeout = 60
+
+    def test_our_pong_in_the_middle_of_a_batch_is_dropped_and_the_rest_keeps_its_order(self):
+        b = self.start_raw_ws_backend("raw_echo")  # records the bytes it reads
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={"ping_interval": 0}))
+        ws = self.ws_connect(p.port, "/ws/batch")
+        first = ws_client.build_frame(OP_TEXT, b"first")
+        second = ws_client.build_frame(OP_BINARY, b"second" * 30)
+        ws.send_raw(first + ws_client.build_frame(OP_PONG, b"portico") + second)
+        self.assertTrue(wait_for(lambda: len(b.ws_received) >= len(first + second), 5 * slow_factor()),
+                        bytes(b.ws_received))
+        received = bytes(b.ws_received)
+        # Then only Portico's own Close (the echo is a masked server frame: a violation).
+        self.assertEqual(received[:len(first + second)], first + second)
+        self.assertIn(received[len(first + second):][:1], (b"", b"\x88"), received)
+
+    def test_a_frame_split_across_reads_behind_a_whole_one(self):
+        b = start_raw_python_backend(self)
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames"))
+        ws = self.ws_connect(p.port, "/ws/split")
+        whole = ws_client.build_frame(OP_TEXT, b"whole")
+        split = ws_client.build_frame(OP_TEXT, b"split" * 40)  # a 2-byte extended length
+        ws.send_raw(whole + split[:3])  # the header of the second is not complete
+        self.assertEqual(ws.recv_text(), "whole")
+        ws.send_raw(split[3:], chop=7, delay=0.01)
+        self.assertEqual(ws.recv_text(), "split" * 40)
+
+    def test_a_burst_from_the_upstream_arrives_whole_and_in_order(self):
+        b = start_raw_python_backend(self)
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames"))
+        ws = self.ws_connect(p.port, "/ws/burst")
+        ws.send_text("flood:300")
+        self.assertEqual([ws.recv_text() for _ in range(300)], ["f%d" % i for i in range(300)])
+
+    def test_data_and_close_in_one_read_go_in_order(self):
+        b = self.start_raw_ws_backend("raw_echo")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames"))
+        ws = self.ws_connect(p.port, "/ws/last")
+        batch = (ws_client.build_frame(OP_TEXT, b"last words") +
+                 ws_client.build_frame(ws_client.OP_CLOSE, (1000).to_bytes(2, "big")))
+        ws.send_raw(batch + ws_client.build_frame(OP_TEXT, b"after the close"))  # dropped
+        self.assertTrue(wait_for(lambda: len(b.ws_received) >= len(batch), 5 * slow_factor()))
+        time.sleep(0.2)
+        self.assertEqual(bytes(b.ws_received), batch)
 
 
 class BuiltinLimits(WsTestCase):

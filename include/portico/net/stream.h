@@ -30,6 +30,11 @@ class Stream;
 class StreamHandler {
 public:
     virtual void onReadable(Stream& stream) = 0;           // new bytes were appended to input()
+    // With setDirectRead(true): `n` bytes read while input() was empty, in a per-thread scratch
+    // area that is valid during this call only. The handler takes them all (forwards them, or
+    // appends what it cannot use yet to input()). Relays use it: no evbuffer chain, no
+    // allocation and no copy for the common read that is forwarded whole.
+    virtual void onBytes(Stream& stream, const char* data, std::size_t n);
     virtual void onEof(Stream& stream) = 0;                // the peer closed its side (FIN)
     virtual void onError(Stream& stream, int error) = 0;   // errno-style; also a failed connect
     virtual void onDrained(Stream& /*stream*/) {}          // output fell to the low watermark
@@ -62,6 +67,9 @@ public:
     evbuffer* output() const { return output_.get(); }
     int fd() const { return fd_.get(); }
 
+    // Reads while input() is empty go to the handler's onBytes instead of input() (a relay).
+    void setDirectRead(bool on) { direct_read_ = on; }
+
     void pauseReading();
     void resumeReading();
     bool isReading() const { return reading_; }
@@ -69,6 +77,10 @@ public:
     // Sends as much of output() as the socket takes now; the rest goes when it is writable.
     // A write error is reported through onError from the event loop, never from inside flush().
     void flush();
+    // Sends `n` bytes after what output() holds: straight from `data` with one send (or
+    // SSL_write) when nothing is queued, the socket is writable and TLS is established; whatever
+    // the socket does not take now is copied into output() and goes as flush() would send it.
+    void write(const char* data, std::size_t n);
     std::size_t outputLength() const;
     // How far the peer has taken what we sent: bytes written to the socket so far, and how
     // many of them the kernel still holds unacknowledged (SIOCOUTQ). Two calls compare equal
@@ -106,8 +118,13 @@ private:
     static void onWriteEvent(int fd, short what, void* arg);
     void handleRead();
     void handleWrite();
-    void readPlain(std::size_t& total, bool& eof, int& error);
-    void readTls(std::size_t& total, bool& eof, int& error);
+    // Both return the bytes appended to input() (bytes given to onBytes are not counted).
+    std::size_t readPlain(bool& eof, int& error);
+    std::size_t readTls(bool& eof, int& error);
+    // Hands bytes read into the scratch area to the handler (direct read); false when reading
+    // should stop for this wakeup (paused, handler changed, stream handed over).
+    bool deliver(const char* data, std::size_t n);
+    bool canWriteNow() const;
     bool writeTls();  // false: the socket is full (armed) or failed
     void driveHandshake();
     bool startsWithTlsRecord();
@@ -126,6 +143,8 @@ private:
     std::uint64_t bytes_written_ = 0;  // to the socket (plaintext on TLS)
     int pending_error_ = 0;     // a write error waiting to be reported from the loop
     bool reading_ = false;
+    bool direct_read_ = false;
+    bool bulk_ = false;  // the last plain read filled kReadChunk: read into input() directly
     bool write_armed_ = false;
     bool connecting_ = false;
     bool shutdown_after_flush_ = false;

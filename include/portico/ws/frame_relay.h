@@ -39,6 +39,8 @@ class EventLoop;
 
 namespace portico::ws {
 
+class SpanSource;
+
 class FrameRelay final : public Session, private net::StreamHandler {
 public:
     // `allowed_rsv`: RSV bits the extensions in the upstream's 101 allow (allowedRsvBits()).
@@ -58,6 +60,8 @@ public:
     std::uint64_t messagesToClient() const { return down_.checker.messages(); }
 
 private:
+    friend class SpanSource;  // frame_relay.cpp: forwards into a Direction's pending run
+
     // One direction: frames read from `from`, checked, and written to `to`.
     struct Direction {
         Direction(Role sender, std::uint8_t rsv, const config::WebSocketSettings& settings)
@@ -74,9 +78,15 @@ private:
                                        // goes to it; the current frame from `from` is discarded
         bool discarding = false;       // the frame in progress is being discarded, not forwarded
         bool eof = false;              // `from` closed its side
+        // Forwarded bytes of the read being pumped (onBytes) not written yet: one contiguous
+        // run in the stream's scratch area, written to `to` at once when the pump ends or
+        // before anything else is appended to `to` (a Close of ours).
+        const char* run = nullptr;
+        std::size_t run_len = 0;
     };
 
     void onReadable(net::Stream& stream) override;
+    void onBytes(net::Stream& stream, const char* data, std::size_t n) override;
     void onEof(net::Stream& stream) override;
     void onError(net::Stream& stream, int error) override;
     void onDrained(net::Stream& stream) override;
@@ -86,8 +96,13 @@ private:
     TraceDirection traceDirection(const Direction& d) const {
         return &d == &up_ ? TraceDirection::ClientToUpstream : TraceDirection::UpstreamToClient;
     }
-    // Returns false when the session ended.
+    // Returns false when the session ended. pump() takes frames from d.from's input();
+    // pumpFrom() from a Source (frame_relay.cpp: that input, or the bytes of one read).
     bool pump(Direction& d);
+    template <class Source>
+    bool pumpFrom(Direction& d, Source& src);
+    // Writes d's pending run (see Direction::run) to d.to.
+    static void commitRun(Direction& d);
     // Charges `bytes` (and `messages`) to d's rate; over it, fails d's sender (returns false).
     bool charge(Direction& d, std::uint64_t messages, std::uint64_t bytes, RateLimiter::Clock::time_point now);
     // `at_fault` broke the protocol (or the rate, `limit`) with `code`: it gets `code`, the other

@@ -38,6 +38,7 @@ public:
 
 private:
     void onReadable(net::Stream& stream) override;
+    void onBytes(net::Stream& stream, const char* data, std::size_t n) override;
     void onEof(net::Stream& stream) override;
     void onError(net::Stream& stream, int error) override;
     void onDrained(net::Stream& stream) override;
