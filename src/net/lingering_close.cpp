@@ -50,4 +50,14 @@ void closeGracefully(EventLoop& loop, std::unique_ptr<Stream> stream, std::chron
     loop.own(closer.get(), closer);
 }
 
+void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream) {
+    if (!stream) return;
+    if (stream->outputLength() > 0 || stream->isTls()) {
+        closeGracefully(loop, std::move(stream));
+        return;
+    }
+    stream->pauseReading();
+    loop.deferDelete(std::shared_ptr<Stream>(std::move(stream)));  // we may be in its callback
+}
+
 }  // namespace portico::net

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 namespace portico::net {
@@ -32,6 +33,9 @@ core::UniqueFd openListenSocket(const config::HostPort& address, std::uint16_t p
     setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (result->ai_family == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    // Requests and WebSocket messages are small and latency-bound: never wait for Nagle. Set on
+    // the listening socket, it is inherited by every accepted one (no setsockopt per connection).
+    setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (::bind(fd.get(), result->ai_addr, result->ai_addrlen) != 0) {
         error = "bind " + address.toString() + ": " + strerror(errno);
         freeaddrinfo(result);

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/listener.h>
+#include <sys/socket.h>
 #include <netinet/in.h>
 
 #include "portico/core/log.h"
@@ -51,16 +51,11 @@ bool Worker::addListener(std::size_t index, std::string key, core::UniqueFd fd) 
     config::HostPort bound = snapshot_->config->listeners[index].address;
     bound.port = boundPort(fd.get());
     observe::ListenerStats* stats = &stats_.listener(bound.toString());
-    auto slot = std::make_unique<ListenerSlot>(ListenerSlot{this, index, std::move(key), nullptr, stats});
-    evconnlistener* l = evconnlistener_new(loop_.base(), &Worker::onAccept, slot.get(), LEV_OPT_CLOSE_ON_FREE, -1, fd.get());
-    if (!l) return false;
-    fd.release();
-    // Without an error callback libevent logs every failed accept() and retries at once: with
-    // no descriptor left that is a busy loop writing the same line (see acceptFailed).
-    evconnlistener_set_error_cb(l, &Worker::onAcceptError);
-    slot->listener.reset(l);
-    if (!accepting_ || backing_off_) evconnlistener_disable(l);
+    auto slot = std::make_unique<ListenerSlot>(ListenerSlot{this, index, std::move(key), stats, std::move(fd), nullptr});
+    slot->event.reset(event_new(loop_.base(), slot->fd.get(), EV_READ | EV_PERSIST, &Worker::onAcceptable, slot.get()));
+    if (!slot->event) return false;
     listeners_.push_back(std::move(slot));
+    applyListenState();
     return true;
 }
 
@@ -185,9 +180,22 @@ void Worker::onStopTimeout(int, short, void* arg) {
     self->loop_.stop();
 }
 
-void Worker::onAccept(evconnlistener*, int fd, sockaddr* peer, int, void* arg) {
+// One connection per wakeup, as nginx without multi_accept: the listening socket is
+// level-triggered, so it wakes us again while more wait, and no accept4 ends in EAGAIN. The
+// socket comes non-blocking (SOCK_NONBLOCK) and with TCP_NODELAY inherited from the listening
+// socket (openListenSocket): no fcntl or setsockopt per connection.
+void Worker::onAcceptable(int listen_fd, short, void* arg) {
     auto* slot = static_cast<ListenerSlot*>(arg);
-    slot->worker->accept(fd, peer, *slot);
+    sockaddr_storage peer{};
+    socklen_t length = sizeof peer;
+    const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        // Another worker took it, or the client gave up already: nothing to do.
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
+        slot->worker->acceptFailed(errno);
+        return;
+    }
+    slot->worker->accept(fd, reinterpret_cast<const sockaddr*>(&peer), *slot);
 }
 
 void Worker::accept(int fd, const sockaddr* peer, const ListenerSlot& slot) {
@@ -248,18 +256,12 @@ void Worker::noteRefusal(IpLimits::Verdict verdict, const std::string& client) {
                  IpLimits::toString(verdict), static_cast<unsigned long long>(suppressed));
 }
 
-void Worker::onAcceptError(evconnlistener* listener, void* arg) {
-    const int error = EVUTIL_SOCKET_ERROR();  // libevent calls us right after accept() failed
-    (void)listener;
-    static_cast<ListenerSlot*>(arg)->worker->acceptFailed(error);
-}
-
 void Worker::acceptFailed(int error) {
     // The listening socket stays readable while a connection waits in the backlog, so retrying
     // at once spins (nginx's ngx_event_accept disables accept events on EMFILE/ENFILE for the
     // same reason). Every listener of this worker rests for accept_backoff_; the waiting clients
     // stay in the kernel's backlog and are served once descriptors are free again. Any other
-    // non-transient error (libevent retries EINTR, EAGAIN and ECONNABORTED itself) gets the same
+    // non-transient error (EINTR, EAGAIN and ECONNABORTED are retried at the next wakeup) gets the same
     // treatment: retrying it at once could only spin too.
     // A reserve descriptor to accept-and-close the waiting client (libev's trick) is left out on
     // purpose: it turns a short shortage into refused clients, where waiting serves them.
@@ -285,10 +287,12 @@ void Worker::onAcceptBackoffEnd(int, short, void* arg) {
 void Worker::applyListenState() {
     const bool listen = accepting_ && !backing_off_ && !stopping_;
     for (auto& l : listeners_) {
+        if (listen == l->enabled) continue;
+        l->enabled = listen;
         if (listen)
-            evconnlistener_enable(l->listener.get());
+            event_add(l->event.get(), nullptr);
         else
-            evconnlistener_disable(l->listener.get());
+            event_del(l->event.get());
     }
 }
 

@@ -227,7 +227,7 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
             if (up_.close_seen && down_.close_seen) {
                 // Both Closes went through: the closing handshake is complete (RFC 6455 7.1.1:
                 // the server, here Portico towards the client, closes TCP first).
-                end("closed");
+                end("closed", true);
                 return false;
             }
             break;
@@ -280,14 +280,14 @@ void FrameRelay::onEof(net::Stream& stream) {
     // After a Close the TCP close is the normal end; without one the peer vanished: tell the
     // other side it is going away (RFC 6455 7.1.1 asks the server to close TCP first).
     if (!d.close_seen) sendClose(*d.to, close_code::kGoingAway);
-    end(&stream == client_.get() ? "client closed" : "upstream closed");
+    end(&stream == client_.get() ? "client closed" : "upstream closed", true);
 }
 
 void FrameRelay::onError(net::Stream& stream, int) {
     if (ended_) return;
     Direction& d = directionFrom(stream);
     if (!d.close_seen) sendClose(*d.to, close_code::kGoingAway);
-    end(&stream == client_.get() ? "client connection error" : "upstream connection error");
+    end(&stream == client_.get() ? "client connection error" : "upstream connection error", true);
 }
 
 void FrameRelay::sendClose(net::Stream& to, std::uint16_t code) {
@@ -365,7 +365,7 @@ void FrameRelay::onPingTimer(int, short, void* arg) {
     net::addTimer(self->loop_, self->ping_timer_.get(), self->ping_interval_);
 }
 
-void FrameRelay::end(const char* reason) {
+void FrameRelay::end(const char* reason, bool finished) {
     if (ended_) return;
     ended_ = true;
     idle_.stop();
@@ -374,8 +374,13 @@ void FrameRelay::end(const char* reason) {
     commitRun(up_);  // what was forwarded from the last read goes before the close
     commitRun(down_);
     const SessionCounts final_counts = counts();
-    net::closeGracefully(loop_, std::move(client_));
-    net::closeGracefully(loop_, std::move(upstream_));
+    if (finished) {
+        net::closeFinished(loop_, std::move(client_));
+        net::closeFinished(loop_, std::move(upstream_));
+    } else {
+        net::closeGracefully(loop_, std::move(client_));
+        net::closeGracefully(loop_, std::move(upstream_));
+    }
     owner_.onSessionEnd(reason, final_counts);
 }
 

@@ -80,23 +80,28 @@ void Tunnel::onEof(net::Stream& stream) {
     if (ended_) return;
     // WebSocket has no half-open state: one side closing ends the session. What the other side
     // still has queued is flushed, then it gets the FIN too (closeGracefully in end()).
-    end(&stream == client_.get() ? "client closed" : "upstream closed");
+    end(&stream == client_.get() ? "client closed" : "upstream closed", true);
 }
 
 void Tunnel::onError(net::Stream& stream, int) {
-    end(&stream == client_.get() ? "client connection error" : "upstream connection error");
+    end(&stream == client_.get() ? "client connection error" : "upstream connection error", true);
 }
 
 void Tunnel::goAway() { end("shutdown"); }
 
-void Tunnel::end(const char* reason) {
+void Tunnel::end(const char* reason, bool finished) {
     if (ended_) return;
     ended_ = true;
     idle_.stop();
     lifetime_.stop();
     // What one side still has queued (the other side's last bytes) is flushed before closing.
-    net::closeGracefully(loop_, std::move(client_));
-    net::closeGracefully(loop_, std::move(upstream_));
+    if (finished) {
+        net::closeFinished(loop_, std::move(client_));
+        net::closeFinished(loop_, std::move(upstream_));
+    } else {
+        net::closeGracefully(loop_, std::move(client_));
+        net::closeGracefully(loop_, std::move(upstream_));
+    }
     owner_.onSessionEnd(reason, counts());
 }
 

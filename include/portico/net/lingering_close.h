@@ -16,4 +16,10 @@ class Stream;
 void closeGracefully(EventLoop& loop, std::unique_ptr<Stream> stream,
                      std::chrono::milliseconds timeout = std::chrono::seconds(2));
 
+// The end of a relayed session that is over for both peers (one closed its connection, or both
+// Closes went through): a socket with nothing left to send (and no TLS close_notify due) is
+// closed at once, as nginx closes both sides of an upgraded connection; any other goes through
+// closeGracefully. Takes `stream`; null does nothing.
+void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream);
+
 }  // namespace portico::net

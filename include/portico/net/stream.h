@@ -51,7 +51,8 @@ protected:
 
 class Stream {
 public:
-    // Adopts a connected socket (made non-blocking here). Reading starts at once.
+    // Adopts a connected, non-blocking socket (accept4 or socket with SOCK_NONBLOCK; accepted
+    // ones inherit TCP_NODELAY from the listening socket). Reading starts at once.
     Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler);
     ~Stream();
     Stream(const Stream&) = delete;

@@ -90,8 +90,7 @@ private:
     void beginStop();
     void pauseAccepting();
     void resumeAccepting();
-    static void onAccept(evconnlistener* listener, int fd, sockaddr* peer, int length, void* arg);
-    static void onAcceptError(evconnlistener* listener, void* arg);
+    static void onAcceptable(int fd, short, void* arg);
     static void onAcceptBackoffEnd(int, short, void* arg);
     void acceptFailed(int error);
     // Answers a connection over limits.per_ip_connections: 429 and close (plain listeners).
@@ -118,8 +117,10 @@ private:
         std::string key;  // the configured address, e.g. "127.0.0.1:8080"; matched by reloads
         // The metrics label is the bound address ("127.0.0.1:41234" for "127.0.0.1:0"), so that
         // two listeners on port 0 get a series each.
-        core::ListenerPtr listener;
         observe::ListenerStats* stats;
+        core::UniqueFd fd;     // the listening socket
+        core::EventPtr event;  // readable: a connection waits (freed before the socket closes)
+        bool enabled = false;
     };
     std::vector<std::unique_ptr<ListenerSlot>> listeners_;
     struct Connected {

@@ -114,7 +114,9 @@ private:
     void sendClose(net::Stream& to, std::uint16_t code);
     void writeClose(Direction& d, std::uint16_t code);
     void onLifetime();
-    void end(const char* reason);
+    // `finished`: both Closes went through, or a peer closed its connection: both sockets are
+    // closed at once when nothing is left to send (net::closeFinished); otherwise they linger.
+    void end(const char* reason, bool finished = false);
     void goAwayBoth(const char* reason);  // 1001 to both sides, then end
     static void onPingTimer(int, short, void* arg);
 

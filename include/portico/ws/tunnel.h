@@ -44,7 +44,9 @@ private:
     void onDrained(net::Stream& stream) override;
     net::Stream& other(const net::Stream& stream) { return &stream == client_.get() ? *upstream_ : *client_; }
     void relay(net::Stream& from);
-    void end(const char* reason);
+    // `finished`: a peer closed its connection (or failed): both sockets are closed at once
+    // when nothing is left to send (net::closeFinished); otherwise they linger.
+    void end(const char* reason, bool finished = false);
 
     SessionOwner& owner_;
     net::EventLoop& loop_;
