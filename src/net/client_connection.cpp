@@ -647,7 +647,7 @@ void ClientConnection::finish(const char* reason) {
     state_ = State::Closed;
     alive_.reset();  // a backplane's late answer finds nobody
     listener_stats_.open.sub();
-    event_del(timer_.get());
+    if (timer_) event_del(timer_.get());  // an upgraded connection has freed it
     if (resume_event_) event_del(resume_event_.get());
     retireExchange();
     if (bridge_) bridge_->abort();

@@ -44,6 +44,9 @@ http::HeadAction ClientConnection::acceptWebSocket(const config::Route& route, c
     const std::optional<ws::DeflateAgreement>& deflate = accepted.deflate;
     const std::string_view subprotocol = accepted.subprotocol;
     pending_deflate_ = deflate ? std::optional<ws::DeflateParams>(deflate->params) : std::nullopt;
+    // The endpoint's codec reads its input within each callback: between bursts an idle
+    // WebSocket holds no input buffer.
+    client_->setReleaseInputWhenEmpty(true);
     std::string response = ws::buildAcceptResponse(upgrade.key, subprotocol, deflate ? deflate->response : std::string());
     evbuffer_add(client_->output(), response.data(), response.size());
     req_.bytes_out += response.size();
@@ -75,10 +78,13 @@ std::unique_ptr<ws::FrameTracer> ClientConnection::makeTracer() {
 
 void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
     state_ = State::Upgraded;
-    event_del(timer_.get());
+    timer_.reset();  // no HTTP timeout from now on: the session has its own timers
     logAccess();  // the handshake's line; the session's end is logged at debug level
     session_ = std::move(session);
-    parser_.reset();  // nothing more to parse; frees the request head
+    parser_.reset();  // nothing more to parse
+    // The handshake's head is logged: an idle WebSocket keeps none of it (the bridge still
+    // reads it for its CLOSE and DISCONNECT requests).
+    if (!bridge_) parser_.request() = http::RequestHead{};
     ws_stats_ = &snapshot_->routeStats(*req_.route);
     ws_stats_->ws_open.add();
     session_->start();

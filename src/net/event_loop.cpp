@@ -3,6 +3,8 @@
 
 #include <event2/event.h>
 
+#include "portico/net/idle_timer.h"
+
 namespace portico::net {
 
 EventLoop::EventLoop() {
@@ -58,6 +60,12 @@ const timeval* EventLoop::timeout(std::chrono::milliseconds duration) {
     }
     timeouts_.emplace(ms, common);
     return common;
+}
+
+IdleQueue& EventLoop::idleQueue(std::chrono::milliseconds timeout) {
+    std::unique_ptr<IdleQueue>& queue = idle_queues_[timeout.count()];
+    if (!queue) queue = std::make_unique<IdleQueue>(*this, timeout);
+    return *queue;
 }
 
 void EventLoop::run() { event_base_dispatch(base_.get()); }

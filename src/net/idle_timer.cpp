@@ -8,23 +8,71 @@
 namespace portico::net {
 
 IdleTimer::IdleTimer(EventLoop& loop, std::chrono::milliseconds timeout, std::function<void()> on_idle)
-    : loop_(loop), timeout_(timeout), on_idle_(std::move(on_idle)), event_(event_new(loop.base(), -1, 0, &IdleTimer::onTimer, this)) {}
+    : loop_(loop), timeout_(timeout), on_idle_(std::move(on_idle)) {}
+
+IdleTimer::~IdleTimer() { stop(); }
 
 void IdleTimer::start() {
-    touch();
-    if (timeout_.count() > 0) addTimer(loop_, event_.get(), timeout_);
+    if (queue_ || timeout_.count() <= 0) return;
+    last_activity_ = std::chrono::steady_clock::now();
+    queue_ = &loop_.idleQueue(timeout_);
+    queue_->append(this);
 }
 
-void IdleTimer::stop() { event_del(event_.get()); }
+void IdleTimer::stop() {
+    if (!queue_) return;
+    queue_->remove(this);
+    queue_ = nullptr;
+}
 
-void IdleTimer::onTimer(int, short, void* arg) {
-    auto* self = static_cast<IdleTimer*>(arg);
-    auto idle = std::chrono::steady_clock::now() - self->last_activity_;
-    if (idle < self->timeout_) {
-        addTimerOnce(self->event_.get(), self->timeout_ - std::chrono::duration_cast<std::chrono::milliseconds>(idle));
-        return;
+void IdleTimer::touch() {
+    last_activity_ = std::chrono::steady_clock::now();
+    if (!queue_ || !next_) return;  // not started, or already the newest
+    queue_->remove(this);
+    queue_->append(this);
+}
+
+IdleQueue::IdleQueue(EventLoop& loop, std::chrono::milliseconds timeout)
+    : timeout_(timeout), event_(event_new(loop.base(), -1, 0, &IdleQueue::onTimer, this)) {}
+
+IdleQueue::~IdleQueue() {
+    // Timers still queued (their owners outlive the loop's last callback) just stop.
+    for (IdleTimer* t = head_; t != nullptr; t = t->next_) t->queue_ = nullptr;
+}
+
+void IdleQueue::append(IdleTimer* timer) {
+    timer->prev_ = tail_;
+    timer->next_ = nullptr;
+    if (tail_) {
+        tail_->next_ = timer;
+    } else {
+        head_ = timer;
+        addTimerOnce(event_.get(), timeout_);  // the first: it is the oldest
     }
-    self->on_idle_();
+    tail_ = timer;
+}
+
+void IdleQueue::remove(IdleTimer* timer) {
+    (timer->prev_ ? timer->prev_->next_ : head_) = timer->next_;
+    (timer->next_ ? timer->next_->prev_ : tail_) = timer->prev_;
+    timer->prev_ = timer->next_ = nullptr;
+    if (!head_) event_del(event_.get());
+}
+
+// Fires for the oldest activity's deadline as it was when armed; activity since then moved
+// timers back, so the deadline is checked again and the timer re-armed for the new oldest.
+void IdleQueue::onTimer(int, short, void* arg) {
+    auto* self = static_cast<IdleQueue*>(arg);
+    const auto now = std::chrono::steady_clock::now();
+    while (self->head_ && now - self->head_->last_activity_ >= self->timeout_) {
+        IdleTimer* idle = self->head_;
+        idle->stop();
+        idle->on_idle_();  // may stop other timers; sessions defer their deletion to the loop
+    }
+    if (self->head_) {
+        const auto left = self->timeout_ - (now - self->head_->last_activity_);
+        addTimerOnce(self->event_.get(), std::chrono::ceil<std::chrono::milliseconds>(left));
+    }
 }
 
 }  // namespace portico::net

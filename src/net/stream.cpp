@@ -48,10 +48,28 @@ void StreamHandler::onBytes(Stream& stream, const char* data, std::size_t n) {
 }
 
 Stream::Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler)
-    : fd_(std::move(fd)), handler_(handler), input_(evbuffer_new()), output_(evbuffer_new()) {
+    : fd_(std::move(fd)), handler_(handler) {
     read_event_.reset(event_new(base, fd_.get(), EV_READ | EV_PERSIST, &Stream::onReadEvent, this));
-    write_event_.reset(event_new(base, fd_.get(), EV_WRITE | EV_PERSIST, &Stream::onWriteEvent, this));
     resumeReading();
+}
+
+evbuffer* Stream::input() const {
+    if (!input_) input_.reset(evbuffer_new());
+    return input_.get();
+}
+
+evbuffer* Stream::output() const {
+    if (!output_) output_.reset(evbuffer_new());
+    return output_.get();
+}
+
+std::size_t Stream::inputLength() const { return input_ ? evbuffer_get_length(input_.get()) : 0; }
+
+void Stream::releaseIdle() {
+    if (input_ && evbuffer_get_length(input_.get()) == 0) input_.reset();
+    if (write_armed_ || connecting_ || handshaking_) return;
+    if (output_ && evbuffer_get_length(output_.get()) == 0) output_.reset();
+    write_event_.reset();  // not added: freeing it costs no epoll_ctl
 }
 
 // The events go first (member order): libevent queues their removal from epoll for its next
@@ -95,7 +113,7 @@ void Stream::resumeReading() {
     event_add(read_event_.get(), nullptr);
 }
 
-std::size_t Stream::outputLength() const { return evbuffer_get_length(output_.get()); }
+std::size_t Stream::outputLength() const { return output_ ? evbuffer_get_length(output_.get()) : 0; }
 
 Stream::SendProgress Stream::sendProgress() const {
     SendProgress progress;
@@ -107,6 +125,8 @@ Stream::SendProgress Stream::sendProgress() const {
 void Stream::armWrite() {
     if (write_armed_) return;
     write_armed_ = true;
+    if (!write_event_)
+        write_event_.reset(event_new(event_get_base(read_event_.get()), fd_.get(), EV_WRITE | EV_PERSIST, &Stream::onWriteEvent, this));
     event_add(write_event_.get(), nullptr);
 }
 
@@ -118,13 +138,13 @@ void Stream::flush() {
 
 bool Stream::canWriteNow() const {
     return !connecting_ && !handshaking_ && !write_armed_ && pending_error_ == 0 && !shutdown_after_flush_ &&
-           evbuffer_get_length(output_.get()) == 0;
+           outputLength() == 0;
 }
 
 void Stream::write(const char* data, std::size_t n) {
     if (n == 0) return;
     if (!canWriteNow()) {
-        evbuffer_add(output_.get(), data, n);
+        evbuffer_add(output(), data, n);
         flush();
         return;
     }
@@ -148,7 +168,7 @@ void Stream::write(const char* data, std::size_t n) {
     if (n == 0) return;
     // The rest waits in output(): a full socket is retried when writable (with TLS the same
     // bytes again, as SSL_write asks); an error goes the usual way through writeNow().
-    evbuffer_add(output_.get(), data, n);
+    evbuffer_add(output(), data, n);
     if (blocked) {
         armWrite();
     } else {
@@ -163,8 +183,8 @@ void Stream::disarmWrite() {
 }
 
 void Stream::writeNow() {
-    evbuffer* out = output_.get();
-    while (evbuffer_get_length(out) > 0) {
+    while (outputLength() > 0) {
+        evbuffer* out = output_.get();
         if (ssl_) {
             if (!writeTls()) return;
             continue;
@@ -241,6 +261,7 @@ void Stream::handleRead() {
     const std::size_t buffered = ssl_ ? readTls(eof, error) : readPlain(eof, error);
     if (eof || error) pauseReading();  // level-triggered: a closed socket stays readable
     if (buffered > 0) handler_->onReadable(*this);
+    if (release_input_ && input_ && evbuffer_get_length(input_.get()) == 0) input_.reset();
     // The handler may have paused us or switched handlers; report the end to the current one.
     if (error) {
         handler_->onError(*this, error);
@@ -259,14 +280,14 @@ bool Stream::deliver(const char* data, std::size_t n) {
 }
 
 std::size_t Stream::readPlain(bool& eof, int& error) {
-    evbuffer* in = input_.get();
     std::size_t buffered = 0;
     // Read up to 4 chunks per wakeup: enough for large transfers, fair to other connections.
     for (int round = 0; round < 4; ++round) {
-        const bool was_empty = evbuffer_get_length(in) == 0;
+        const bool was_empty = inputLength() == 0;
         // Into the scratch area unless a bulk transfer is under way (then straight into a
         // reservation of input(), no copy).
         const bool scratch = was_empty && (direct_read_ || !bulk_);
+        evbuffer* in = scratch ? nullptr : input();
         evbuffer_iovec vec{};
         if (!scratch && evbuffer_reserve_space(in, kReadChunk, &vec, 1) < 1) {
             error = ENOMEM;
@@ -280,7 +301,7 @@ std::size_t Stream::readPlain(bool& eof, int& error) {
             if (scratch && direct_read_) {
                 if (!deliver(into, got)) return buffered;
             } else if (scratch) {
-                evbuffer_add(in, into, got);
+                evbuffer_add(input(), into, got);
                 buffered += got;
             } else {
                 vec.iov_len = got;
@@ -306,11 +327,11 @@ std::size_t Stream::readPlain(bool& eof, int& error) {
 }
 
 std::size_t Stream::readTls(bool& eof, int& error) {
-    evbuffer* in = input_.get();
     std::size_t buffered = 0;
     for (int round = 0; round < 4; ++round) {
-        const bool was_empty = evbuffer_get_length(in) == 0;
+        const bool was_empty = inputLength() == 0;
         const bool scratch = was_empty;  // a TLS read yields at most one record: 16 KiB
+        evbuffer* in = scratch ? nullptr : input();
         evbuffer_iovec vec{};
         if (!scratch && evbuffer_reserve_space(in, kReadChunk, &vec, 1) < 1) {
             error = ENOMEM;
@@ -324,7 +345,7 @@ std::size_t Stream::readTls(bool& eof, int& error) {
             if (scratch && direct_read_) {
                 if (!deliver(into, got)) return buffered;
             } else if (scratch) {
-                evbuffer_add(in, into, got);
+                evbuffer_add(input(), into, got);
                 buffered += got;
             } else {
                 vec.iov_len = got;
@@ -395,7 +416,7 @@ void Stream::driveHandshake() {
         } else {
             handler_->onConnected(*this);
         }
-        if (evbuffer_get_length(output_.get()) > 0) writeNow();
+        if (outputLength() > 0) writeNow();
         // Application data may have come with the last handshake flight.
         if (SSL_pending(ssl_.get()) > 0 || tls_server_) handleRead();
         return;
@@ -467,7 +488,7 @@ void Stream::handleWrite() {
         }
         handler_->onConnected(*this);
         // Whoever stopped reading while we were connecting waits for this.
-        if (!write_armed_ && pending_error_ == 0 && evbuffer_get_length(output_.get()) <= low_watermark_)
+        if (!write_armed_ && pending_error_ == 0 && outputLength() <= low_watermark_)
             handler_->onDrained(*this);
         return;
     }
@@ -482,7 +503,7 @@ void Stream::handleWrite() {
         return;
     }
     writeNow();
-    if (pending_error_ == 0 && evbuffer_get_length(output_.get()) <= low_watermark_)
+    if (pending_error_ == 0 && outputLength() <= low_watermark_)
         handler_->onDrained(*this);
 }
 

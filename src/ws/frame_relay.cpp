@@ -108,8 +108,11 @@ void FrameRelay::start() {
     idle_.start();
     lifetime_.start();
     if (ping_interval_.count() > 0) net::addTimer(loop_, ping_timer_.get(), ping_interval_);
-    if (evbuffer_get_length(upstream_->input()) > 0 && !pump(down_)) return;
-    if (evbuffer_get_length(client_->input()) > 0) pump(up_);
+    if (upstream_->inputLength() > 0 && !pump(down_)) return;
+    if (client_->inputLength() > 0 && !pump(up_)) return;
+    // From now on reads go straight through: the handshake's buffers are not needed while idle.
+    client_->releaseIdle();
+    upstream_->releaseIdle();
 }
 
 bool FrameRelay::charge(Direction& d, std::uint64_t messages, std::uint64_t bytes, RateLimiter::Clock::time_point now) {
@@ -255,7 +258,7 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
 void FrameRelay::onReadable(net::Stream& stream) {
     if (ended_) return;
     idle_.touch();
-    pump(directionFrom(stream));
+    if (pump(directionFrom(stream))) stream.releaseIdle();
 }
 
 void FrameRelay::onBytes(net::Stream& stream, const char* data, std::size_t n) {
@@ -271,6 +274,7 @@ void FrameRelay::onDrained(net::Stream& stream) {
     if (ended_) return;
     Direction& d = directionTo(stream);
     if (!d.eof && !d.from->isReading()) d.from->resumeReading();
+    stream.releaseIdle();  // the backlog is gone: so is its buffer, once empty
 }
 
 void FrameRelay::onEof(net::Stream& stream) {

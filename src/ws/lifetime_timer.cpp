@@ -8,34 +8,33 @@
 namespace portico::ws {
 
 LifetimeTimer::LifetimeTimer(net::EventLoop& loop, const config::WebSocketSettings& settings,
-                             std::function<void()> on_lifetime, std::function<void()> on_grace_over)
-    : loop_(loop),
-      lifetime_(settings.max_lifetime),
-      grace_(settings.max_lifetime_grace),
-      on_lifetime_(std::move(on_lifetime)),
-      on_grace_over_(std::move(on_grace_over)),
-      event_(lifetime_.count() > 0 ? event_new(loop.base(), -1, 0, &LifetimeTimer::onTimer, this) : nullptr) {}
+                             std::function<void()> on_lifetime, std::function<void()> on_grace_over) {
+    if (settings.max_lifetime.count() <= 0) return;
+    armed_.reset(new Armed{loop, settings.max_lifetime, settings.max_lifetime_grace, std::move(on_lifetime),
+                           std::move(on_grace_over), nullptr});
+    armed_->event.reset(event_new(loop.base(), -1, 0, &LifetimeTimer::onTimer, this));
+}
 
 void LifetimeTimer::start() {
-    if (event_) net::addTimer(loop_, event_.get(), lifetime_);
+    if (armed_) net::addTimer(armed_->loop, armed_->event.get(), armed_->lifetime);
 }
 
 void LifetimeTimer::startGrace() {
-    if (event_) net::addTimer(loop_, event_.get(), grace_);
+    if (armed_) net::addTimer(armed_->loop, armed_->event.get(), armed_->grace);
 }
 
 void LifetimeTimer::stop() {
-    if (event_) event_del(event_.get());
+    if (armed_) event_del(armed_->event.get());
 }
 
 void LifetimeTimer::onTimer(int, short, void* arg) {
     auto* self = static_cast<LifetimeTimer*>(arg);
     if (!self->reached_) {
         self->reached_ = true;
-        self->on_lifetime_();  // may destroy nothing: sessions defer their deletion to the loop
+        self->armed_->on_lifetime();  // may destroy nothing: sessions defer their deletion to the loop
         return;
     }
-    self->on_grace_over_();
+    self->armed_->on_grace_over();
 }
 
 }  // namespace portico::ws

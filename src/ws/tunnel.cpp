@@ -40,8 +40,11 @@ void Tunnel::start() {
     idle_.start();
     lifetime_.start();
     // Bytes that arrived with the handshake (a first frame right behind the 101).
-    if (evbuffer_get_length(upstream_->input()) > 0) relay(*upstream_);
-    if (evbuffer_get_length(client_->input()) > 0) relay(*client_);
+    if (upstream_->inputLength() > 0) relay(*upstream_);
+    if (client_->inputLength() > 0) relay(*client_);
+    // From now on reads go straight through: the handshake's buffers are not needed while idle.
+    client_->releaseIdle();
+    upstream_->releaseIdle();
 }
 
 void Tunnel::relay(net::Stream& from) {
@@ -57,6 +60,7 @@ void Tunnel::onReadable(net::Stream& stream) {
     if (ended_) return;
     idle_.touch();
     relay(stream);
+    stream.releaseIdle();
 }
 
 // The common case: a read arrives while nothing is queued and goes on with one send, straight
@@ -74,6 +78,7 @@ void Tunnel::onDrained(net::Stream& stream) {
     if (ended_) return;
     net::Stream& from = other(stream);
     if (!from.isReading()) from.resumeReading();
+    stream.releaseIdle();  // the backlog is gone: so is its buffer, once empty
 }
 
 void Tunnel::onEof(net::Stream& stream) {

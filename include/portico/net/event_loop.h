@@ -16,6 +16,8 @@ struct timeval;
 
 namespace portico::net {
 
+class IdleQueue;
+
 class EventLoop {
 public:
     EventLoop();
@@ -38,6 +40,9 @@ public:
     // duration (all connections share a handful of configured timeouts).
     const timeval* timeout(std::chrono::milliseconds duration);
 
+    // The queue of the idle timers with this timeout (net::IdleTimer), made on first use.
+    IdleQueue& idleQueue(std::chrono::milliseconds timeout);
+
     // Runs until stop() or nothing is left.
     void run();
     void stop();
@@ -47,6 +52,7 @@ private:
 
     core::EventBasePtr base_;
     core::EventPtr reap_event_;
+    std::map<long long, std::unique_ptr<IdleQueue>> idle_queues_;
     std::vector<std::shared_ptr<void>> retired_;
     std::map<const void*, std::shared_ptr<void>> owned_;
     std::map<long long, const timeval*> timeouts_;

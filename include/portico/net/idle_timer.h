@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// "Close after this long without traffic", cheap on the data path: touch() only stores a time
-// stamp; the timer wakes once per period and re-arms itself for the rest of the idle time.
+// "Close after this long without traffic", cheap on the data path and in memory: touch() stores
+// a time stamp and moves the timer to the tail of its loop's queue for that timeout; the queue
+// (one per distinct timeout on an EventLoop) keeps its timers in order of their last activity
+// and holds one libevent timer for the oldest. An idle connection holds no event of its own.
 
 #include <chrono>
 #include <functional>
@@ -11,24 +13,49 @@
 namespace portico::net {
 
 class EventLoop;
+class IdleQueue;
 
 class IdleTimer {
 public:
     // `on_idle` runs (from the loop) once `timeout` has passed without touch(). A zero timeout
     // never fires.
     IdleTimer(EventLoop& loop, std::chrono::milliseconds timeout, std::function<void()> on_idle);
+    ~IdleTimer();
+    IdleTimer(const IdleTimer&) = delete;
+    IdleTimer& operator=(const IdleTimer&) = delete;
     void start();
     void stop();
-    void touch() { last_activity_ = std::chrono::steady_clock::now(); }
+    void touch();
 
 private:
-    static void onTimer(int, short, void* arg);
+    friend class IdleQueue;
 
     EventLoop& loop_;
     std::chrono::milliseconds timeout_;
     std::function<void()> on_idle_;
-    core::EventPtr event_;
     std::chrono::steady_clock::time_point last_activity_;
+    IdleQueue* queue_ = nullptr;  // while started
+    IdleTimer* prev_ = nullptr;   // neighbours in the queue, oldest activity first
+    IdleTimer* next_ = nullptr;
+};
+
+// The timers of one loop that share one timeout. Made by EventLoop::idleQueue().
+class IdleQueue {
+public:
+    IdleQueue(EventLoop& loop, std::chrono::milliseconds timeout);
+    ~IdleQueue();
+    IdleQueue(const IdleQueue&) = delete;
+    IdleQueue& operator=(const IdleQueue&) = delete;
+    void append(IdleTimer* timer);  // the newest activity
+    void remove(IdleTimer* timer);
+
+private:
+    static void onTimer(int, short, void* arg);
+
+    std::chrono::milliseconds timeout_;
+    core::EventPtr event_;  // armed while the queue is not empty
+    IdleTimer* head_ = nullptr;
+    IdleTimer* tail_ = nullptr;
 };
 
 }  // namespace portico::net

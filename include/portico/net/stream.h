@@ -64,12 +64,22 @@ public:
                                              socklen_t length, StreamHandler* handler, int& error);
 
     void setHandler(StreamHandler* handler) { handler_ = handler; }
-    evbuffer* input() const { return input_.get(); }
-    evbuffer* output() const { return output_.get(); }
+    // The buffers are made on first use (an idle relayed socket never needs them); a pointer
+    // stays valid until releaseIdle() or the Stream's end.
+    evbuffer* input() const;
+    evbuffer* output() const;
+    std::size_t inputLength() const;
     int fd() const { return fd_.get(); }
 
     // Reads while input() is empty go to the handler's onBytes instead of input() (a relay).
     void setDirectRead(bool on) { direct_read_ = on; }
+    // Frees what an idle socket does not need: input() and output() when empty, and the write
+    // event while nothing waits to be written (all made again on first use). For the owner of
+    // a long-lived connection between bursts; invalidates pointers to the buffers.
+    void releaseIdle();
+    // input() is freed whenever a read leaves it empty (releaseIdle after every burst), for
+    // owners that keep no pointer to it between callbacks.
+    void setReleaseInputWhenEmpty(bool on) { release_input_ = on; }
 
     void pauseReading();
     void resumeReading();
@@ -136,15 +146,16 @@ private:
 
     core::UniqueFd fd_;
     StreamHandler* handler_;
-    core::EvbufferPtr input_;
-    core::EvbufferPtr output_;
+    mutable core::EvbufferPtr input_;
+    mutable core::EvbufferPtr output_;
     core::EventPtr read_event_;
-    core::EventPtr write_event_;
+    core::EventPtr write_event_;  // made when a write first blocks (or a connect waits)
     std::size_t low_watermark_ = 0;
     std::uint64_t bytes_written_ = 0;  // to the socket (plaintext on TLS)
     int pending_error_ = 0;     // a write error waiting to be reported from the loop
     bool reading_ = false;
     bool direct_read_ = false;
+    bool release_input_ = false;
     bool bulk_ = false;  // the last plain read filled kReadChunk: read into input() directly
     bool write_armed_ = false;
     bool connecting_ = false;

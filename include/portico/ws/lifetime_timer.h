@@ -3,10 +3,12 @@
 // `websocket.max_lifetime` for one session: once the connection is that old `on_lifetime` runs
 // (the session sends Close 1001, or closes a tunnel); the session may then call startGrace(),
 // and if it is still alive `max_lifetime_grace` later, `on_grace_over` runs (close TCP now).
-// One libevent timer on the loop's shared queue for the configured duration.
+// One libevent timer on the loop's shared queue for the configured duration, made only when
+// max_lifetime is set: without it a session carries one pointer for this.
 
 #include <chrono>
 #include <functional>
+#include <memory>
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
@@ -32,12 +34,15 @@ public:
 private:
     static void onTimer(int, short, void* arg);
 
-    net::EventLoop& loop_;
-    std::chrono::milliseconds lifetime_;
-    std::chrono::milliseconds grace_;
-    std::function<void()> on_lifetime_;
-    std::function<void()> on_grace_over_;
-    core::EventPtr event_;
+    struct Armed {
+        net::EventLoop& loop;
+        std::chrono::milliseconds lifetime;
+        std::chrono::milliseconds grace;
+        std::function<void()> on_lifetime;
+        std::function<void()> on_grace_over;
+        core::EventPtr event;
+    };
+    std::unique_ptr<Armed> armed_;  // null: no max_lifetime
     bool reached_ = false;
 };
 
