@@ -44,9 +44,6 @@ http::HeadAction ClientConnection::acceptWebSocket(const config::Route& route, c
     const std::optional<ws::DeflateAgreement>& deflate = accepted.deflate;
     const std::string_view subprotocol = accepted.subprotocol;
     pending_deflate_ = deflate ? std::optional<ws::DeflateParams>(deflate->params) : std::nullopt;
-    // The endpoint's codec reads its input within each callback: between bursts an idle
-    // WebSocket holds no input buffer.
-    client_->setReleaseInputWhenEmpty(true);
     std::string response = ws::buildAcceptResponse(upgrade.key, subprotocol, deflate ? deflate->response : std::string());
     evbuffer_add(client_->output(), response.data(), response.size());
     req_.bytes_out += response.size();

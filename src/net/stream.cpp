@@ -261,7 +261,6 @@ void Stream::handleRead() {
     const std::size_t buffered = ssl_ ? readTls(eof, error) : readPlain(eof, error);
     if (eof || error) pauseReading();  // level-triggered: a closed socket stays readable
     if (buffered > 0) handler_->onReadable(*this);
-    if (release_input_ && input_ && evbuffer_get_length(input_.get()) == 0) input_.reset();
     // The handler may have paused us or switched handlers; report the end to the current one.
     if (error) {
         handler_->onError(*this, error);

@@ -77,9 +77,6 @@ public:
     // event while nothing waits to be written (all made again on first use). For the owner of
     // a long-lived connection between bursts; invalidates pointers to the buffers.
     void releaseIdle();
-    // input() is freed whenever a read leaves it empty (releaseIdle after every burst), for
-    // owners that keep no pointer to it between callbacks.
-    void setReleaseInputWhenEmpty(bool on) { release_input_ = on; }
 
     void pauseReading();
     void resumeReading();
@@ -155,7 +152,6 @@ private:
     int pending_error_ = 0;     // a write error waiting to be reported from the loop
     bool reading_ = false;
     bool direct_read_ = false;
-    bool release_input_ = false;
     bool bulk_ = false;  // the last plain read filled kReadChunk: read into input() directly
     bool write_armed_ = false;
     bool connecting_ = false;
