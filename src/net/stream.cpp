@@ -111,6 +111,8 @@ void Stream::resumeReading() {
     if (reading_) return;
     reading_ = true;
     event_add(read_event_.get(), nullptr);
+    // Records OpenSSL read ahead while we were paused make the socket no more readable.
+    if (ssl_ && !handshaking_ && SSL_has_pending(ssl_.get())) event_active(read_event_.get(), EV_READ, 0);
 }
 
 std::size_t Stream::outputLength() const { return output_ ? evbuffer_get_length(output_.get()) : 0; }
@@ -270,6 +272,10 @@ void Stream::handleRead() {
         tls_write_wants_read_ = false;
         flush();
     }
+    if (tls_read_more_ && reading_) {
+        tls_read_more_ = false;
+        event_active(read_event_.get(), EV_READ, 0);
+    }
 }
 
 bool Stream::deliver(const char* data, std::size_t n) {
@@ -327,6 +333,7 @@ std::size_t Stream::readPlain(bool& eof, int& error) {
 
 std::size_t Stream::readTls(bool& eof, int& error) {
     std::size_t buffered = 0;
+    tls_read_more_ = false;
     for (int round = 0; round < 4; ++round) {
         const bool was_empty = inputLength() == 0;
         const bool scratch = was_empty;  // a TLS read yields at most one record: 16 KiB
@@ -342,7 +349,10 @@ std::size_t Stream::readTls(bool& eof, int& error) {
         if (n > 0) {
             const auto got = static_cast<std::size_t>(n);
             if (scratch && direct_read_) {
-                if (!deliver(into, got)) return buffered;
+                if (!deliver(into, got)) {
+                    tls_read_more_ = SSL_has_pending(ssl_.get()) != 0;
+                    return buffered;
+                }
             } else if (scratch) {
                 evbuffer_add(input(), into, got);
                 buffered += got;
@@ -351,7 +361,11 @@ std::size_t Stream::readTls(bool& eof, int& error) {
                 evbuffer_commit_space(in, &vec, 1);
                 buffered += got;
             }
-            continue;  // a record may hold more than we took; SSL_read returns WANT_READ when dry
+            // Read-ahead (startTls) takes what the socket holds in one read: when OpenSSL has
+            // nothing left, stop here rather than read the socket again for an EAGAIN (the
+            // socket is level-triggered: more data wakes us). A record may hold more than we took.
+            if (!SSL_has_pending(ssl_.get())) return buffered;
+            continue;
         }
         if (!scratch) {
             evbuffer_commit_space(in, &vec, 0);
@@ -381,6 +395,9 @@ std::size_t Stream::readTls(bool& eof, int& error) {
                 return buffered;
         }
     }
+    // Four records this wakeup: the rest OpenSSL holds is read in the next iteration (the socket
+    // may not be readable again to tell us).
+    tls_read_more_ = SSL_has_pending(ssl_.get()) != 0;
     return buffered;
 }
 
@@ -391,6 +408,11 @@ void Stream::startTls(tls::SslPtr ssl_owned, bool server) {
     SSL_set_fd(ssl, fd_.get());
     // Writes resume from an evbuffer that may have moved; records may be written in part.
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    // Read-ahead: one read(2) takes a record's header and body, and every record the socket
+    // holds (nginx sets it too), instead of a read for each header and each body. OpenSSL then
+    // holds bytes the socket no longer shows as readable: SSL_has_pending() is asked wherever
+    // reading stops or resumes (readTls, handleRead, resumeReading, driveHandshake).
+    SSL_set_read_ahead(ssl, 1);
     // Browsers and most clients close without close_notify: that is an end, not an error.
     SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (server) {
@@ -417,7 +439,7 @@ void Stream::driveHandshake() {
         }
         if (outputLength() > 0) writeNow();
         // Application data may have come with the last handshake flight.
-        if (SSL_pending(ssl_.get()) > 0 || tls_server_) handleRead();
+        if (SSL_has_pending(ssl_.get()) || tls_server_) handleRead();
         return;
     }
     switch (SSL_get_error(ssl_.get(), rc)) {

@@ -156,6 +156,28 @@ class HttpsTest(WsTestCase):
         self.assertEqual(echoes, messages)
         self.assertEqual(code, 1000)
 
+    def test_wss_bursts_of_small_records_all_arrive(self):
+        # OpenSSL's read-ahead takes every record the socket holds in one read; those it still
+        # holds when a wakeup's reading stops (the socket no longer readable) must be read too.
+        b = self.start_ws_backend("python")
+        p = self.start_portico(make_config(
+            routes=[{"path": "/ws/", "upstream": "app", "websocket": {"mode": "frames"}},
+                    {"path": "/t/", "upstream": "app"}, {"path": "/echo", "handler": "echo"}],
+            upstreams={"app": {"servers": [b.address]}}, listeners=[self.listener()]))
+        ctx = ssl.create_default_context(cafile=self.pki.ca_file)
+        messages = ["m%d" % i for i in range(400)]
+
+        async def burst(path):
+            async with py_connect("wss://127.0.0.1:%d%s" % (p.port, path), ssl=ctx,
+                                  server_hostname="site.test") as ws:
+                for m in messages:
+                    await ws.send(m)  # no await of the echoes: records pile up at Portico
+                out = [await ws.recv() for _ in messages]
+                await ws.close(1000, "bye")
+                return out
+        for path in ("/ws/burst", "/t/burst", "/echo"):
+            self.assertEqual(py_run(burst(path)), messages, path)
+
     def test_wss_builtin_echo(self):
         p = self.start_portico(make_config(
             routes=[{"path": "/echo", "handler": "echo"}], listeners=[self.listener()]))

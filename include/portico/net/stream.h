@@ -164,6 +164,7 @@ private:
     bool tls_server_ = false;
     bool first_byte_checked_ = false;  // a server's first byte was a TLS handshake record
     bool tls_write_wants_read_ = false;  // SSL_write said WANT_READ: retry it when readable
+    bool tls_read_more_ = false;  // readTls stopped with records still read ahead in OpenSSL
 };
 
 }  // namespace portico::net
