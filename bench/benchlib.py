@@ -15,6 +15,10 @@ What lives here:
 - run_wrk(): one wrk run with exact figures from a Lua done() hook.
 - alternate(): runs every contender once per round, rotating the order each round.
 - median(), markdown_table().
+- The load tools every WebSocket and TLS comparison runs its peers with, in one place:
+  build_ws_load()/build_tls_load() (compiled once per source change), start_ws_backend() (the
+  `ws_load server` echo backend), LoadClient (a ws_load/tls_load client run: READY, GO, RESULT),
+  as_load_result(), started() (--nice for every process), write_results_section().
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import os
 import re
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -40,6 +45,10 @@ from typing import Callable, Iterable, Sequence
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO_ROOT / "bench"
+RESULTS_FILE = BENCH_DIR / "RESULTS.md"
+WS_LOAD_SRC = BENCH_DIR / "ws_load" / "ws_load.cpp"
+TLS_LOAD_SRC = BENCH_DIR / "tls_load.cpp"
 
 
 def log(msg: str) -> None:
@@ -422,6 +431,163 @@ def build_portico(build_dir: Path, source_dir: Path = REPO_ROOT) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
+# the load tools: ws_load (WebSocket client, echo backend, bare relay) and tls_load
+
+
+def build_tool(src: Path, out: Path, flags: Sequence[str] = (), libs: Sequence[str] = ()) -> Path:
+    """Compiles one C++ source with g++ -std=c++20 -O2 into `out` when the source is newer."""
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["g++", "-std=c++20", "-O2", "-Wall", "-Wextra", *flags, "-o", str(out), str(src), *libs]
+    log(" ".join(argv))
+    subprocess.run(argv, check=True)
+    return out
+
+
+def build_ws_load(build_dir: Path) -> Path:
+    """bench/ws_load/ws_load.cpp into build_dir/ws_load/ws_load."""
+    return build_tool(WS_LOAD_SRC, Path(build_dir) / "ws_load" / "ws_load")
+
+
+def build_tls_load(build_dir: Path) -> Path:
+    """bench/tls_load.cpp into build_dir/tls_load/tls_load."""
+    return build_tool(TLS_LOAD_SRC, Path(build_dir) / "tls_load" / "tls_load",
+                      ["-Wpedantic", "-Wshadow", "-Wold-style-cast"], ["-lssl", "-lcrypto", "-pthread"])
+
+
+AUTOGROUP_NICE: int | None = None  # --nice of a benchmark: set on every process it starts
+
+
+def prioritize(pid: int) -> None:
+    """Gives pid's scheduling autogroup the AUTOGROUP_NICE value. Every process started here is
+    in its own session, hence its own autogroup (kernel.sched_autogroup_enabled=1), where plain
+    nice(1) has no effect against other sessions; the autogroup's nice does."""
+    if AUTOGROUP_NICE is None:
+        return
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(AUTOGROUP_NICE))
+    except OSError as e:
+        log(f"cannot set the autogroup nice of {pid}: {e}")
+
+
+def started(svc: "Service") -> "Service":
+    prioritize(svc.pid)
+    return svc
+
+
+def start_ws_backend(ws_load: Path) -> "Service":
+    """`ws_load server` (a C++ epoll WebSocket echo, unmasked replies) on a free port."""
+    port = free_port()
+    svc = started(Service("backend", [str(ws_load), "server", "--listen", str(port)],
+                          make_workdir("ws-backend"), port=port).start())
+    return svc.wait_ready(lambda: wait_port(port))
+
+
+class LoadClient:
+    """One ws_load or tls_load client run with --go-stdin: it sets its connections up and prints
+    READY, then on GO runs the load and prints RESULT, then exits when stdin closes (so that
+    neither the setup nor the closing is measured). go() = start() + result()."""
+
+    def __init__(self, binary: Path, mode: str, port: int, args: Sequence[str]):
+        self.argv = [str(binary), mode, "--port", str(port), "--go-stdin", *args]
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     start_new_session=True)
+        prioritize(self.proc.pid)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self.buf = b""
+
+    def _line(self, prefix: str, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                text = line.decode(errors="replace")
+                if text.startswith(prefix + " "):
+                    return json.loads(text[len(prefix) + 1:])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise RuntimeError(f"load client gave no {prefix} within {timeout:.0f} s: {self.argv}")
+            if self.sel.select(left):
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    self.proc.wait()
+                    raise RuntimeError(f"load client exited ({self.proc.returncode}) before {prefix}: "
+                                       f"{' '.join(self.argv)}")
+                self.buf += chunk
+
+    def ready(self, timeout: float = 60.0) -> dict:
+        return self._line("READY", timeout)
+
+    def start(self) -> None:
+        self.proc.stdin.write(b"GO\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout: float) -> dict:
+        return self._line("RESULT", timeout)
+
+    def go(self, timeout: float) -> dict:
+        self.start()
+        return self.result(timeout)
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.sel.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def as_load_result(r: dict) -> "LoadResult":
+    """A RESULT line as a LoadResult. `requests` is every operation completed after GO (the
+    drain included), because the CPU window covers them all; rps counts the window only."""
+    return LoadResult(requests=r["ops_total"], seconds=r["seconds"], rps=r["ops_per_s"],
+                      p50_ms=r["p50_us"] / 1000, p99_ms=r["p99_us"] / 1000,
+                      errors=r["errors"] + r.get("publish_errors", 0), client_cpu_s=r["client_cpu_s"],
+                      raw=r)
+
+
+def add_round_arguments(ap, *, rounds: int = 5, duration: float = 5.0, warmup: float = 2.0) -> None:
+    """The options of a side-by-side comparison that every benchmark takes the same way:
+    --rounds, --duration, --warmup, --drain, --portico-bin and --build-dir."""
+    ap.add_argument("--rounds", type=int, default=rounds, help=f"measured rounds (default: {rounds})")
+    ap.add_argument("--duration", type=float, default=duration,
+                    help=f"seconds per measured run (default: {duration:g})")
+    ap.add_argument("--warmup", type=float, default=warmup,
+                    help=f"seconds of warm-up per contender (default: {warmup:g})")
+    ap.add_argument("--drain", type=float, default=3.0, help="seconds a client waits for outstanding work")
+    ap.add_argument("--portico-bin", default=os.environ.get("PORTICO_BIN"),
+                    help="Portico binary (default: $PORTICO_BIN, else build Release into --build-dir)")
+    ap.add_argument("--build-dir", default=str(REPO_ROOT / "build-bench"))
+
+
+def write_results_section(heading: str, text: str) -> None:
+    """Replaces the "## {heading}" section of bench/RESULTS.md (up to the next "## " heading),
+    or appends it; other sections are left as they are."""
+    old = RESULTS_FILE.read_text() if RESULTS_FILE.exists() else "# Benchmark results\n"
+    m = re.search(rf"^## {re.escape(heading)}\s*$", old, re.M)
+    if m:
+        nxt = re.search(r"^## ", old[m.end():], re.M)
+        end = m.end() + nxt.start() if nxt else len(old)
+        new = old[:m.start()] + text.rstrip("\n") + "\n\n" + old[end:].lstrip("\n")
+    else:
+        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    RESULTS_FILE.write_text(new.rstrip("\n") + "\n")
+
+
+# --------------------------------------------------------------------------------------------
 # load
 
 
@@ -728,20 +894,6 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     for row in rows:
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
     return "\n".join(lines)
-
-
-def write_results_section(results: Path, heading: str, text: str) -> None:
-    """Replaces the section `heading` ("## TLS") of the results file (up to the next "## "
-    heading) with text, or appends it; other sections are left as they are."""
-    old = results.read_text() if results.exists() else "# Benchmark results\n"
-    m = re.search(r"^" + re.escape(heading) + r"\s*$", old, re.M)
-    if m:
-        nxt = re.search(r"^## ", old[m.end():], re.M)
-        end = m.end() + nxt.start() if nxt else len(old)
-        new = old[:m.start()] + text.rstrip("\n") + "\n\n" + old[end:].lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    results.write_text(new.rstrip("\n") + "\n")
 
 
 def machine_summary() -> str:

@@ -128,7 +128,7 @@ def main() -> int:
     text = report(args, results, load_before, os.getloadavg())
     print(text)
     if args.write:
-        bl.write_results_section(RESULTS, SECTION, text)
+        bl.write_results_section(SECTION.removeprefix("## "), text)
     return 0
 
 

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -128,20 +127,6 @@ def start_relay(backend_port: int, binary: Path) -> bl.Service:
     return svc.wait_ready(bl.http_ok(port))
 
 
-def build_relay(build_dir: Path) -> Path:
-    """ws_load (the WebSocket benchmark's standalone load tool, whose `relay` mode is a bare
-    epoll byte relay) compiled like bench/ws_echo.py does, when the source is newer."""
-    src = Path(__file__).resolve().parent / "ws_load" / "ws_load.cpp"
-    out = build_dir / "ws_load" / "ws_load"
-    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    argv = ["g++", "-std=c++20", "-O2", "-Wall", "-Wextra", "-o", str(out), str(src)]
-    bl.log(" ".join(argv))
-    subprocess.run(argv, check=True)
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--proxies", default="nginx,haproxy,portico,relay",
@@ -217,7 +202,7 @@ def main() -> int:
 
     relay_bin = None
     if "relay" in proxies:
-        relay_bin = Path(args.ws_load) if args.ws_load else build_relay(Path(args.build_dir))
+        relay_bin = Path(args.ws_load) if args.ws_load else bl.build_ws_load(Path(args.build_dir))
 
     starters = {
         "relay": lambda w: start_relay(backend.port, relay_bin),

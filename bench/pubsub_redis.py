@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib as bl  # noqa: E402
-from ws_echo import HISTORY, TOKEN, WsClient, as_load_result, build_ws_load, portico_head, started  # noqa: E402
+from ws_echo import HISTORY, TOKEN, portico_head  # noqa: E402
 
 SCENARIOS = {"fanout1000": ["-c", "1000", "--channels", "1"],
              "fanout100x10": ["-c", "1000", "--channels", "100"]}
@@ -62,7 +62,7 @@ def start_redis() -> bl.Service:
             raise RuntimeError("redis-server did not start:\n" + svc.log_tail())
         time.sleep(0.05)
     svc.port = port
-    return started(svc)
+    return bl.started(svc)
 
 
 def start_portico_node(binary: Path, redis_port: int) -> bl.Service:
@@ -82,7 +82,7 @@ routes:
       publish_rate: off
       queue_bytes: 1MiB
 """
-    svc = started(bl.start_portico("portico", binary, yaml_text, ready_port=port, ready_path="/healthz"))
+    svc = bl.started(bl.start_portico("portico", binary, yaml_text, ready_port=port, ready_path="/healthz"))
     svc.port = port
     return svc
 
@@ -103,7 +103,7 @@ def start_nchan_node(redis_port: int) -> bl.Service:
             nchan_subscriber websocket; nchan_channel_id $1; nchan_message_buffer_length {HISTORY}; {redis}
         }}
     }}"""
-    svc = started(bl.start_nginx("nchan", 1, http, ready_port=port,
+    svc = bl.started(bl.start_nginx("nchan", 1, http, ready_port=port,
                                  extra_main="load_module /usr/lib/nginx/modules/ngx_nchan_module.so;"))
     svc.port = port
     return svc
@@ -122,7 +122,7 @@ def run_one(cluster: Cluster, ws_load: Path, scenario: str, duration: float, rou
     sub, pub = PATHS[cluster.name]
     args = [*SCENARIOS[scenario], "--pub-port", str(cluster.nodes[1].port), "--sub-path", sub,
             "--pub-path", pub, "--token", TOKEN, "-s", "64", "--text", "-d", str(duration)]
-    client = WsClient(ws_load, "pubsub", cluster.nodes[0].port, args)
+    client = bl.LoadClient(ws_load, "pubsub", cluster.nodes[0].port, args)
     results: list[dict] = []
     try:
         client.ready(timeout=120)
@@ -130,7 +130,7 @@ def run_one(cluster: Cluster, ws_load: Path, scenario: str, duration: float, rou
         def load() -> bl.LoadResult:
             res = client.go(duration + 40)
             results.append(res)
-            return as_load_result(res)
+            return bl.as_load_result(res)
 
         s = bl.measure(cluster, load, round_no)  # type: ignore[arg-type]
     finally:
@@ -148,7 +148,7 @@ def main() -> int:
     ap.add_argument("--build-dir", type=Path, default=bl.REPO_ROOT / "build")
     args = ap.parse_args()
     bl.raise_nofile_limit()
-    ws_load = build_ws_load(args.build_dir)
+    ws_load = bl.build_ws_load(args.build_dir)
     portico_bin = args.build_dir / "portico"
     table = []
     out: dict = {}

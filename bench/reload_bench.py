@@ -32,11 +32,8 @@ many nginx processes are alive at the end of a reloading run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import selectors
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -46,87 +43,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 
-WS_LOAD_SRC = Path(__file__).resolve().parent / "ws_load" / "ws_load.cpp"
 CONTENDERS = ["portico", "nginx"]
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS = bl.RESULTS_FILE
 SECTION = "## Reload"
 
 
 # --------------------------------------------------------------------------------------------
 # the WebSocket load client
-
-
-def build_ws_load(build_dir: Path) -> Path:
-    """Compiles bench/ws_load/ws_load.cpp with g++ -O2 into build_dir/ws_load/ when the source
-    is newer than the binary."""
-    out = build_dir / "ws_load" / "ws_load"
-    if out.exists() and out.stat().st_mtime >= WS_LOAD_SRC.stat().st_mtime:
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    argv = ["g++", "-std=c++20", "-O2", "-Wall", "-Wextra", "-o", str(out), str(WS_LOAD_SRC)]
-    bl.log(" ".join(argv))
-    subprocess.run(argv, check=True)
-    return out
-
-
-class WsEcho:
-    """`ws_load echo --go-stdin`: connections set up (READY), then GO, then RESULT."""
-
-    def __init__(self, binary: Path, port: int, conns: int, size: int, duration: float):
-        self.argv = [str(binary), "echo", "--port", str(port), "--path", "/ws", "-c", str(conns),
-                     "-s", str(size), "-d", str(duration), "--go-stdin"]
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
-        self.buf = b""
-
-    def _line(self, prefix: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self.buf:
-                line, self.buf = self.buf.split(b"\n", 1)
-                text = line.decode(errors="replace")
-                if text.startswith(prefix + " "):
-                    return json.loads(text[len(prefix) + 1:])
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.kill()
-                raise RuntimeError(f"ws_load gave no {prefix} within {timeout:.0f} s")
-            if self.sel.select(left):
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                if not chunk:
-                    self.proc.wait()
-                    err = self.proc.stderr.read().decode(errors="replace")
-                    raise RuntimeError(f"ws_load exited ({self.proc.returncode}) before {prefix}:"
-                                       f" {err[-500:]}")
-                self.buf += chunk
-
-    def ready(self) -> dict:
-        return self._line("READY", 60)
-
-    def go(self) -> None:
-        self.proc.stdin.write(b"GO\n")
-        self.proc.stdin.flush()
-
-    def result(self, timeout: float) -> dict:
-        return self._line("RESULT", timeout)
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self.sel.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,8 +186,9 @@ def one_run(args, ws_load: Path, proxy: Proxy, phase: str, rnd: int) -> Run:
     else:
         bl.acquire_run_lock()  # never measure while another benchmark does
     try:
-        echo = WsEcho(ws_load, proxy.port, args.ws_conns, args.ws_size, args.duration)
-        ready = echo.ready()
+        echo = bl.LoadClient(ws_load, "echo", proxy.port, ["--path", "/ws", "-c", str(args.ws_conns),
+                                                           "-s", str(args.ws_size), "-d", str(args.duration)])
+        ready = echo.ready(60)
         if ready.get("failed"):
             raise RuntimeError(f"{proxy.name}: {ready['failed']} WebSockets failed to open")
         done0 = proxy.reloaded_lines()
@@ -278,7 +202,7 @@ def one_run(args, ws_load: Path, proxy: Proxy, phase: str, rnd: int) -> Run:
                 wrk_out["e"] = e
 
         t_http = threading.Thread(target=http, daemon=True)
-        echo.go()
+        echo.start()
         t_http.start()
         start = time.monotonic()
         sent = 0
@@ -413,10 +337,6 @@ def report(args, runs: list[Run], command: str, versions: str) -> str:
     return "\n".join(out)
 
 
-def write_section(text: str) -> None:
-    bl.write_results_section(RESULTS, "## Reload", text)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
@@ -444,7 +364,7 @@ def main() -> int:
         ap.error(f"unknown contenders {set(names) - set(CONTENDERS)}")
     bl.raise_nofile_limit()
     build = Path(args.build_dir)
-    ws_load = Path(args.ws_load).resolve() if args.ws_load else build_ws_load(build)
+    ws_load = Path(args.ws_load).resolve() if args.ws_load else bl.build_ws_load(build)
     binary = Path(args.portico_bin).resolve() if args.portico_bin else None
     if "portico" in names and binary is None:
         binary = bl.build_portico(build)
@@ -481,7 +401,7 @@ def main() -> int:
     text = report(args, runs, command.strip(), versions)
     print(text)
     if args.write_results:
-        write_section(text)
+        bl.write_results_section("Reload", text)
         bl.log(f"wrote the {SECTION!r} section of {RESULTS}")
     bad = [r for r in runs if r.proxy == "portico" and
            (count_errors(r.http_errors) or r.ws_errors or r.ws_dropped or

@@ -30,7 +30,7 @@ bench/RESULTS.md (and into it with --write), progress to stderr. Every process s
 on exit.
 
 The TLS load client is bench/tls_load.cpp (OpenSSL, epoll, no Portico code), built here with one
-g++ line; the WebSocket backend is ws_load, built by bench/ws_echo.py's helper.
+g++ line; the WebSocket backend is ws_load; both are built by benchlib (build_tls_load, build_ws_load).
 """
 
 from __future__ import annotations
@@ -50,10 +50,8 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
-import ws_echo  # noqa: E402  (WsClient, the ws_load build and backend, autogroup nice)
 
-TLS_LOAD_SRC = Path(__file__).resolve().parent / "tls_load.cpp"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS = bl.RESULTS_FILE
 SECTION = "## TLS"
 PROXIES = ["nginx", "haproxy", "portico"]
 SCENARIOS = ["full", "resumed", "keepalive", "wss", "idle"]
@@ -62,19 +60,6 @@ SNI = "bench.test"
 
 # --------------------------------------------------------------------------------------------
 # tools
-
-
-def build_tls_load(build_dir: Path) -> Path:
-    """Compiles tls_load.cpp with g++ -O2 into build_dir/tls_load/ when the source is newer."""
-    out = build_dir / "tls_load" / "tls_load"
-    if out.exists() and out.stat().st_mtime >= TLS_LOAD_SRC.stat().st_mtime:
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    argv = ["g++", "-std=c++20", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Wshadow",
-            "-Wold-style-cast", "-o", str(out), str(TLS_LOAD_SRC), "-lssl", "-lcrypto", "-pthread"]
-    bl.log(" ".join(argv))
-    subprocess.run(argv, check=True)
-    return out
 
 
 @dataclass
@@ -153,7 +138,7 @@ def start_nginx(cert: Certificate, backend: int, keepalive: int, h2: bool = Fals
             proxy_set_header Connection "";
         }}
     }}"""
-    svc = ws_echo.started(bl.start_nginx("nginx", 1, http))
+    svc = bl.started(bl.start_nginx("nginx", 1, http))
     svc.port = port
     return svc.wait_ready(https_ok(port))
 
@@ -184,7 +169,7 @@ backend be
 backend wsbe
     server app 127.0.0.1:{backend}
 """
-    svc = ws_echo.started(bl.start_haproxy("haproxy", 1, sections))
+    svc = bl.started(bl.start_haproxy("haproxy", 1, sections))
     svc.port = port
     return svc.wait_ready(https_ok(port))
 
@@ -213,7 +198,7 @@ routes:
   - {{path: /ws/, upstream: wsbe, websocket: {{mode: tunnel}}}}
   - {{path: /, upstream: be}}
 """
-    svc = ws_echo.started(bl.start_portico(name, binary, yaml_text))
+    svc = bl.started(bl.start_portico(name, binary, yaml_text))
     svc.port = port
     return svc.wait_ready(https_ok(port))
 
@@ -247,14 +232,14 @@ class Bench:
         for attempt in range(4):
             self.quiet([svc, self.backend])
             holder: list[dict] = []
-            client = ws_echo.WsClient(self.tls_load, mode, svc.port, [*cargs, "-d", str(duration)])
+            client = bl.LoadClient(self.tls_load, mode, svc.port, [*cargs, "-d", str(duration)])
             try:
                 client.ready(timeout=180)
 
                 def load() -> bl.LoadResult:
                     res = client.go(duration + self.args.drain + 60)
                     holder.append(res)
-                    return ws_echo.as_load_result(res)
+                    return bl.as_load_result(res)
 
                 s = bl.measure(svc, load, round_no, helpers=[self.backend])
             finally:
@@ -306,7 +291,7 @@ def idle_round(bench: Bench, name: str, n: int) -> dict:
         bench.quiet([svc, bench.backend])
         time.sleep(0.5)
         rss0 = svc.rss()
-        client = ws_echo.WsClient(bench.tls_load, "wss-idle", svc.port,
+        client = bl.LoadClient(bench.tls_load, "wss-idle", svc.port,
                                   ["-c", str(n), "-t", str(bench.args.client_threads)])
         try:
             ready = client.ready(timeout=300)
@@ -340,14 +325,14 @@ def diagnose(bench: Bench, services: dict[str, bl.Service], scen: str, tool: str
                            "resumed": ("handshakes", ["-c", str(bench.args.hs_conns), "--resume"]),
                            "wss": ("wss-echo", ["-c", str(bench.args.connections), "-s",
                                                 str(bench.args.size)])}[scen]
-            client = ws_echo.WsClient(bench.tls_load, mode, svc.port,
+            client = bl.LoadClient(bench.tls_load, mode, svc.port,
                                       [*cargs, "-d", str(bench.args.duration)])
             client.ready(timeout=120)
 
             def load() -> bl.LoadResult:
                 res = client.go(bench.args.duration + 60)
                 holder.append(res)
-                return ws_echo.as_load_result(res)
+                return bl.as_load_result(res)
         try:
             if tool == "strace":
                 calls, r = bl.strace_counts(svc, load)
@@ -487,29 +472,19 @@ def report(args, results: dict[str, dict[str, list[bl.Sample]]], idle: dict[str,
     return "\n".join(out)
 
 
-def write_section(text: str) -> None:
-    bl.write_results_section(RESULTS, SECTION, text)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bl.add_round_arguments(ap)
     ap.add_argument("--proxies", default=",".join(PROXIES), help=f"subset of {','.join(PROXIES)}")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
-    ap.add_argument("--rounds", type=int, default=5, help="measured rounds (default: 5)")
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measured run (default: 5)")
-    ap.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per contender (default: 2)")
-    ap.add_argument("--drain", type=float, default=3.0, help="seconds a client waits for outstanding work")
     ap.add_argument("--hs-conns", type=int, default=32, help="handshakes: parallel clients (default: 32)")
     ap.add_argument("--connections", type=int, default=64, help="keepalive (wrk -c) and wss connections (default: 64)")
     ap.add_argument("--size", type=int, default=64, help="wss: message bytes (default: 64)")
     ap.add_argument("--idle-conns", type=int, default=5000, help="idle: connections (default: 5000)")
     ap.add_argument("--keepalive", type=int, default=32, help="idle upstream connections per proxy (default: 32)")
     ap.add_argument("--client-threads", type=int, default=1, help="tls_load threads (default: 1)")
-    ap.add_argument("--portico-bin", default=os.environ.get("PORTICO_BIN"),
-                    help="Portico binary (default: $PORTICO_BIN, else build Release into --build-dir)")
     ap.add_argument("--compare-bin",
                     help="a second Portico binary, contender `portico-b` (A/B of a change; same config)")
-    ap.add_argument("--build-dir", default=str(bl.REPO_ROOT / "build-bench"))
     ap.add_argument("--max-foreign", type=float, default=0.10,
                     help="before each run wait until processes outside the benchmark use at most this "
                          "share of a core (default: 0.10; negative: never wait)")
@@ -522,7 +497,7 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.name}")
     ap.add_argument("--json", help="also write every sample to this JSON file")
     args = ap.parse_args()
-    ws_echo.AUTOGROUP_NICE = args.nice
+    bl.AUTOGROUP_NICE = args.nice
 
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -533,8 +508,8 @@ def main() -> int:
         ap.error(f"unknown names: {', '.join(sorted(bad))}")
 
     build_dir = Path(args.build_dir)
-    tls_load = build_tls_load(build_dir)
-    ws_load = ws_echo.build_ws_load(build_dir)
+    tls_load = bl.build_tls_load(build_dir)
+    ws_load = bl.build_ws_load(build_dir)
     portico_bin = None
     if "portico" in proxies:
         if args.portico_bin:
@@ -545,7 +520,7 @@ def main() -> int:
     bl.raise_nofile_limit()
 
     cert = Certificate(bl.make_workdir("tls-cert"))
-    backend = ws_echo.start_backend(ws_load)
+    backend = bl.start_ws_backend(ws_load)
     bp = backend.port
     bl.log(f"backend (ws_load server) on port {bp}; certificate in {cert.dir}")
     starters = {
@@ -619,7 +594,7 @@ def main() -> int:
     if diag:
         print("\n" + "\n".join(diag), file=sys.stderr)
     if args.write:
-        write_section(text)
+        bl.write_results_section("TLS", text)
         bl.log(f"wrote the {SECTION!r} section of {RESULTS}")
     if args.json:
         Path(args.json).write_text(json.dumps(

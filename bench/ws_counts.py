@@ -46,7 +46,7 @@ def start_portico_echo(binary: Path, wrap: list[str]) -> bl.Service:
   - path: /
     handler: echo
 """
-    svc = we.started(bl.start_portico("portico-echo", binary, yaml_text, ready_port=port, ready_path="/healthz",
+    svc = bl.started(bl.start_portico("portico-echo", binary, yaml_text, ready_port=port, ready_path="/healthz",
                                       wrap=wrap))
     svc.port = port
     return svc
@@ -75,7 +75,7 @@ def per_op(name: str, what: str) -> int:
 
 def run_load(ws_load: Path, svc: bl.Service, mode: str, cargs: list[str], seconds: float,
              before=None, after=None) -> dict:
-    client = we.WsClient(ws_load, mode, svc.port, [*cargs, "-d", str(seconds)])
+    client = bl.LoadClient(ws_load, mode, svc.port, [*cargs, "-d", str(seconds)])
     try:
         client.ready(timeout=300)
         if before:
@@ -139,7 +139,7 @@ def measure_syscalls(ws_load: Path, start, name: str, what: str, seconds: float)
     crossings = per_op(name, what)
     svc = start([])
     try:
-        calls, r = bl.strace_counts(svc, lambda: we.as_load_result(run_load(ws_load, svc, mode, cargs, seconds)))
+        calls, r = bl.strace_counts(svc, lambda: bl.as_load_result(run_load(ws_load, svc, mode, cargs, seconds)))
     finally:
         svc.stop()
     ops = max(r.requests, 1) * crossings
@@ -152,7 +152,7 @@ def measure_idle(ws_load: Path, start, n: int) -> dict:
     try:
         time.sleep(0.5)
         rss0 = svc.rss()
-        client = we.WsClient(ws_load, "idle", svc.port, ["-c", str(n)])
+        client = bl.LoadClient(ws_load, "idle", svc.port, ["-c", str(n)])
         try:
             ready = client.ready(timeout=300)
             time.sleep(1.0)
@@ -178,12 +178,11 @@ def main() -> int:
     ap.add_argument("--idle-conns", type=int, default=10000)
     args = ap.parse_args()
     bl.raise_nofile_limit()
-    ws_load = Path(args.ws_load) if args.ws_load else we.build_ws_load(bl.REPO_ROOT / "build-bench")
+    ws_load = Path(args.ws_load) if args.ws_load else bl.build_ws_load(bl.REPO_ROOT / "build-bench")
     binary = Path(args.portico_bin).resolve()
     proxies = [p for p in args.proxies.split(",") if p]
     what = set(args.what.split(","))
-    backend = we.start_backend(ws_load)
-    start = starters(binary, backend.port, [])
+    backend = bl.start_ws_backend(ws_load)
     workdir = bl.make_workdir("ws-counts")
     print(f"Portico {bl.git_revision()} ({binary}); {bl.tool_version(['nginx', '-v'])}; "
           f"{bl.machine_summary()}")

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import selectors
 import shlex
 import subprocess
 import sys
@@ -45,7 +44,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 
-WS_LOAD_SRC = Path(__file__).resolve().parent / "ws_load" / "ws_load.cpp"
 ECHO_PROXIES = ["nginx", "haproxy", "portico-tunnel", "portico-frames", "relay"]
 PUBSUB_SERVERS = ["nchan", "portico"]
 SCENARIOS = ["small", "paced", "large", "upgrades", "idle", "fanout1000", "fanout100x10"]
@@ -54,122 +52,13 @@ HISTORY = 10  # messages kept per channel by both pub/sub servers
 
 
 # --------------------------------------------------------------------------------------------
-# the load client
-
-
-def build_ws_load(build_dir: Path) -> Path:
-    """Compiles ws_load.cpp with g++ -O2 into build_dir/ws_load/ when the source is newer."""
-    out = build_dir / "ws_load" / "ws_load"
-    if out.exists() and out.stat().st_mtime >= WS_LOAD_SRC.stat().st_mtime:
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    argv = ["g++", "-std=c++20", "-O2", "-Wall", "-Wextra", "-o", str(out), str(WS_LOAD_SRC)]
-    bl.log(" ".join(argv))
-    subprocess.run(argv, check=True)
-    return out
-
-
-AUTOGROUP_NICE: int | None = None  # --nice: set on every process this script starts
-
-
-def prioritize(pid: int) -> None:
-    """Gives pid's scheduling autogroup the --nice value. Every process started here is in its own
-    session, hence its own autogroup (kernel.sched_autogroup_enabled=1), where plain nice(1) has
-    no effect against other sessions; the autogroup's nice does."""
-    if AUTOGROUP_NICE is None:
-        return
-    try:
-        with open(f"/proc/{pid}/autogroup", "w") as f:
-            f.write(str(AUTOGROUP_NICE))
-    except OSError as e:
-        bl.log(f"cannot set the autogroup nice of {pid}: {e}")
-
-
-def started(svc: bl.Service) -> bl.Service:
-    prioritize(svc.pid)
-    return svc
-
-
-class WsClient:
-    """One ws_load client run: started, set up (READY), then GO, RESULT, and stdin closed."""
-
-    def __init__(self, binary: Path, mode: str, port: int, args: list[str]):
-        self.argv = [str(binary), mode, "--port", str(port), "--go-stdin", *args]
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     start_new_session=True)
-        prioritize(self.proc.pid)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
-        self.buf = b""
-
-    def _line(self, prefix: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self.buf:
-                line, self.buf = self.buf.split(b"\n", 1)
-                text = line.decode(errors="replace")
-                if text.startswith(prefix + " "):
-                    return json.loads(text[len(prefix) + 1:])
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.kill()
-                raise RuntimeError(f"ws_load gave no {prefix} within {timeout:.0f} s: {self.argv}")
-            if self.sel.select(left):
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                if not chunk:
-                    self.proc.wait()
-                    raise RuntimeError(f"ws_load exited ({self.proc.returncode}) before {prefix}: "
-                                       f"{' '.join(self.argv)}")
-                self.buf += chunk
-
-    def ready(self, timeout: float = 60.0) -> dict:
-        return self._line("READY", timeout)
-
-    def go(self, timeout: float) -> dict:
-        self.proc.stdin.write(b"GO\n")
-        self.proc.stdin.flush()
-        return self._line("RESULT", timeout)
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self.sel.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def as_load_result(r: dict) -> bl.LoadResult:
-    """A RESULT line as benchlib's LoadResult. `requests` is every operation completed after GO
-    (the drain included), because the CPU window covers them all; rps counts the window only."""
-    return bl.LoadResult(requests=r["ops_total"], seconds=r["seconds"], rps=r["ops_per_s"],
-                         p50_ms=r["p50_us"] / 1000, p99_ms=r["p99_us"] / 1000,
-                         errors=r["errors"] + r["publish_errors"], client_cpu_s=r["client_cpu_s"],
-                         raw=r)
-
-
-# --------------------------------------------------------------------------------------------
-# servers
-
-
-def start_backend(ws_load: Path) -> bl.Service:
-    port = bl.free_port()
-    svc = started(bl.Service("backend", [str(ws_load), "server", "--listen", str(port)],
-                             bl.make_workdir("ws-backend"), port=port).start())
-    return svc.wait_ready(lambda: bl.wait_port(port))
+# servers (the load client, the echo backend and --nice are benchlib's: bl.LoadClient,
+# bl.start_ws_backend, bl.started)
 
 
 def start_relay(ws_load: Path, backend_port: int) -> bl.Service:
     port = bl.free_port()
-    svc = started(bl.Service("relay", [str(ws_load), "relay", "--listen", str(port), "--to",
+    svc = bl.started(bl.Service("relay", [str(ws_load), "relay", "--listen", str(port), "--to",
                                        str(backend_port)], bl.make_workdir("ws-relay"),
                              port=port).start())
     return svc.wait_ready(bl.http_ok(port))
@@ -195,7 +84,7 @@ def start_nginx(backend_port: int, name: str = "nginx", buffer: str | None = Non
             {extra}
         }}
     }}"""
-    svc = started(bl.start_nginx(name, 1, http, ready_port=port, wrap=wrap or []))
+    svc = bl.started(bl.start_nginx(name, 1, http, ready_port=port, wrap=wrap or []))
     svc.port = port
     return svc
 
@@ -218,7 +107,7 @@ frontend fe
 backend be
     server app 127.0.0.1:{backend_port}
 """
-    svc = started(bl.start_haproxy("haproxy", 1, sections, ready_port=port))
+    svc = bl.started(bl.start_haproxy("haproxy", 1, sections, ready_port=port))
     svc.port = port
     return svc
 
@@ -248,7 +137,7 @@ routes:
     websocket:
       mode: {mode}
 """
-    svc = started(bl.start_portico(f"portico-{mode}", binary, yaml_text, ready_port=port, wrap=wrap or []))
+    svc = bl.started(bl.start_portico(f"portico-{mode}", binary, yaml_text, ready_port=port, wrap=wrap or []))
     svc.port = port
     return svc
 
@@ -272,7 +161,7 @@ def start_nchan() -> bl.Service:
             nchan_message_buffer_length {HISTORY};
         }}
     }}"""
-    svc = started(bl.start_nginx("nchan", 1, http, ready_port=port,
+    svc = bl.started(bl.start_nginx("nchan", 1, http, ready_port=port,
                                  extra_main="load_module /usr/lib/nginx/modules/ngx_nchan_module.so;"))
     svc.port = port
     return svc
@@ -290,7 +179,7 @@ def start_portico_pubsub(binary: Path) -> bl.Service:
       history: {HISTORY}
       queue_bytes: 1MiB
 """
-    svc = started(bl.start_portico("portico", binary, yaml_text, ready_port=port,
+    svc = bl.started(bl.start_portico("portico", binary, yaml_text, ready_port=port,
                                    ready_path="/healthz"))
     svc.port = port
     return svc
@@ -328,14 +217,14 @@ class Bench:
             a = [*args, "-d", str(d)]
             results: list[dict] = []
             self.quiet([services[p], *helpers])
-            client = WsClient(self.ws_load, mode, services[p].port, a)
+            client = bl.LoadClient(self.ws_load, mode, services[p].port, a)
             try:
                 client.ready(timeout=120)
 
                 def load() -> bl.LoadResult:
                     res = client.go(d + self.args.drain + 30)
                     results.append(res)
-                    return as_load_result(res)
+                    return bl.as_load_result(res)
 
                 s = bl.measure(services[p], load, r, helpers=helpers)
             finally:
@@ -361,7 +250,7 @@ def idle_round(bench: Bench, name: str, start, n: int) -> dict:
         bench.quiet([svc, *([bench.backend] if bench.backend else [])])
         time.sleep(0.5)
         rss0 = svc.rss()
-        client = WsClient(bench.ws_load, "idle", svc.port, ["-c", str(n)])
+        client = bl.LoadClient(bench.ws_load, "idle", svc.port, ["-c", str(n)])
         try:
             ready = client.ready(timeout=180)
             time.sleep(1.0)  # let lazily freed or allocated memory settle
@@ -382,7 +271,7 @@ def idle_round(bench: Bench, name: str, start, n: int) -> dict:
 
 def sanity(bench: Bench, name: str, svc: bl.Service) -> bool:
     """One short echo exchange through the contender; False (and a note) if it fails."""
-    client = WsClient(bench.ws_load, "echo", svc.port, ["-c", "2", "-s", "100", "-d", "0.3"])
+    client = bl.LoadClient(bench.ws_load, "echo", svc.port, ["-c", "2", "-s", "100", "-d", "0.3"])
     try:
         client.ready(timeout=10)
         res = client.go(15)
@@ -406,10 +295,10 @@ def diagnose(bench: Bench, services: dict[str, bl.Service], scen: str, mode: str
     for p, svc in services.items():
         def load(d: float = 3.0):
             bench.quiet([svc])
-            client = WsClient(bench.ws_load, mode, svc.port, [*cargs, "-d", str(d)])
+            client = bl.LoadClient(bench.ws_load, mode, svc.port, [*cargs, "-d", str(d)])
             try:
                 client.ready(timeout=120)
-                return as_load_result(client.go(d + bench.args.drain + 30))
+                return bl.as_load_result(client.go(d + bench.args.drain + 30))
             finally:
                 client.close()
                 bl.release_run_lock()
@@ -441,15 +330,12 @@ def target_row(what: str, ok: bool, detail: str) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bl.add_round_arguments(ap)
     ap.add_argument("--proxies", default=",".join(ECHO_PROXIES),
                     help=f"echo contenders (default: {','.join(ECHO_PROXIES)}; also nginx-64k: "
                          "nginx with proxy_buffer_size 64k)")
     ap.add_argument("--pubsub", default=",".join(PUBSUB_SERVERS), help="pub/sub contenders")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
-    ap.add_argument("--rounds", type=int, default=5, help="measured rounds (default: 5)")
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measured run (default: 5)")
-    ap.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per contender (default: 2)")
-    ap.add_argument("--drain", type=float, default=3.0, help="seconds a client waits for outstanding work")
     ap.add_argument("--connections", type=int, default=64, help="small: connections (default: 64)")
     ap.add_argument("--size", type=int, default=64, help="small: message bytes (default: 64)")
     ap.add_argument("--paced-rate", type=int, default=15000,
@@ -459,10 +345,7 @@ def main() -> int:
     ap.add_argument("--idle-conns", type=int, default=5000, help="idle: connections (default: 5000)")
     ap.add_argument("--subscribers", type=int, default=1000, help="fan-out: subscribers (default: 1000)")
     ap.add_argument("--pub-size", type=int, default=64, help="fan-out: message bytes (default: 64)")
-    ap.add_argument("--portico-bin", default=os.environ.get("PORTICO_BIN"),
-                    help="Portico binary (default: $PORTICO_BIN, else build Release into --build-dir)")
     ap.add_argument("--ws-load", help="a prebuilt ws_load binary (default: built into --build-dir)")
-    ap.add_argument("--build-dir", default=str(bl.REPO_ROOT / "build-bench"))
     ap.add_argument("--max-foreign", type=float, default=0.10,
                     help="before each run wait (up to 5 min) until processes outside the benchmark "
                          "use at most this share of a core (default: 0.10; negative: never wait)")
@@ -477,8 +360,7 @@ def main() -> int:
     ap.add_argument("--charts", metavar="DIR",
                     help="also draw one SVG per scenario into DIR (bench/charts.py; needs python3-matplotlib)")
     args = ap.parse_args()
-    global AUTOGROUP_NICE
-    AUTOGROUP_NICE = args.nice
+    bl.AUTOGROUP_NICE = args.nice
 
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     pubsubs = [p.strip() for p in args.pubsub.split(",") if p.strip()]
@@ -489,7 +371,7 @@ def main() -> int:
         ap.error(f"unknown names: {', '.join(sorted(bad))}")
 
     build_dir = Path(args.build_dir)
-    ws_load = Path(args.ws_load).resolve() if args.ws_load else build_ws_load(build_dir)
+    ws_load = Path(args.ws_load).resolve() if args.ws_load else bl.build_ws_load(build_dir)
     portico_bin = None
     uses = (proxies if any(s in ("small", "paced", "large", "upgrades", "idle") for s in scenarios) else []) \
         + (pubsubs if any(s.startswith("fanout") for s in scenarios) else [])
@@ -507,7 +389,7 @@ def main() -> int:
 
     starters = {}
     if echo_scen:
-        bench.backend = start_backend(ws_load)
+        bench.backend = bl.start_ws_backend(ws_load)
         bp = bench.backend.port
         bl.log(f"echo backend (ws_load server) on port {bp}")
         starters = {
@@ -603,14 +485,14 @@ def main() -> int:
                      "-s", str(args.pub_size), "--window", str(window), "-d", str(d)]
             res_holder: list[dict] = []
             bench.quiet([services[p]])
-            client = WsClient(ws_load, "pubsub", services[p].port, cargs)
+            client = bl.LoadClient(ws_load, "pubsub", services[p].port, cargs)
             try:
                 client.ready(timeout=120)
 
                 def load() -> bl.LoadResult:
                     res = client.go(d + args.drain + 30)
                     res_holder.append(res)
-                    return as_load_result(res)
+                    return bl.as_load_result(res)
 
                 s = bl.measure(services[p], load, r)
             finally:
