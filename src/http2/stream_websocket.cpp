@@ -93,7 +93,8 @@ void Stream::acceptWebSocket(const http::ResponseHead&, std::string_view subprot
 
 std::unique_ptr<net::Stream> Stream::openPipe() {
     int fds[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    // Non-blocking, as net::Stream expects of every socket it adopts (it makes no fcntl call).
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
         LOG_WARN("client %s: socketpair for a WebSocket over HTTP/2: %s", connection_.client().ip.c_str(),
                  strerror(errno));
         reset(NGHTTP2_INTERNAL_ERROR);
