@@ -13,6 +13,7 @@
 #include "portico/core/log.h"
 #include "portico/net/event_loop.h"
 #include "portico/observe/metrics.h"
+#include "pubsub/redis_cluster.h"
 #include "pubsub/redis_connection.h"
 #include "pubsub/redis_scripts.h"
 
@@ -70,10 +71,12 @@ const std::string& shaOf(std::string_view script) {
     return info;
 }
 
-std::string seconds(config::Duration d) {
-    const long long s = std::chrono::duration_cast<std::chrono::seconds>(d + std::chrono::milliseconds(999)).count();
-    return std::to_string(std::max<long long>(1, s));
+// Whole seconds, rounded up, at least 1 (EXPIRE's unit).
+std::chrono::seconds wholeSeconds(config::Duration d) {
+    return std::max(std::chrono::seconds(1), std::chrono::ceil<std::chrono::seconds>(d));
 }
+
+std::string seconds(config::Duration d) { return std::to_string(wholeSeconds(d).count()); }
 
 }  // namespace
 
@@ -116,14 +119,30 @@ void RedisBackplaneState::stats(observe::ProcessInfo& info) const {
 class RedisBackplane::Connections final : public RedisConnection::Handler {
 public:
     explicit Connections(RedisBackplane& owner) : owner_(owner) {}
-    void onRedisUp(RedisConnection&) override {
-        if (owner_.commands_->up() && owner_.subscriptions_->up()) owner_.onUp();
-    }
+    void onRedisUp(RedisConnection& connection) override { owner_.onConnectionUp(connection); }
     void onRedisDown(RedisConnection&, const std::string& why) override { owner_.onDown(why); }
     void onRedisPush(RedisConnection&, const redisReply& push) override { owner_.onPush(push); }
 
 private:
     RedisBackplane& owner_;
+};
+
+struct RedisBackplane::Shard {
+    config::RedisAddress address;
+    RedisConnection* commands = nullptr;       // owned by connections_
+    RedisConnection* subscriptions = nullptr;  // owned by connections_
+    std::string probe_channel;                 // in this shard's slots (cluster)
+    bool probe_outstanding = false;
+};
+
+struct RedisBackplane::Call {
+    std::vector<std::string> argv;  // a script's text at [1] when `script`
+    const char* script = nullptr;   // one of scripts::k*, or nullptr for a plain command
+    bool with_text = false;         // NOSCRIPT came back: EVAL with the text
+    int hops = 0;
+    RedisConnection* last = nullptr;  // where it went last (NOSCRIPT goes there again)
+    ReplyFn done;
+    std::chrono::milliseconds timeout{0};
 };
 
 // ---- setup and connection state -----------------------------------------------------------------
@@ -132,23 +151,23 @@ RedisBackplane::RedisBackplane(net::EventLoop& loop, const config::BackplaneSett
                                std::shared_ptr<PubSubRegistry> registry, std::shared_ptr<RedisBackplaneState> state)
     : loop_(loop),
       settings_(settings),
+      password_(std::move(password)),
       registry_(std::move(registry)),
       state_(std::move(state)),
       handler_(std::make_unique<Connections>(*this)),
       reconnect_timer_(evtimer_new(loop.base(), &RedisBackplane::onReconnect, this)),
       probe_timer_(event_new(loop.base(), -1, EV_PERSIST, &RedisBackplane::onProbe, this)),
+      refresh_timer_(event_new(loop.base(), -1, EV_PERSIST, &RedisBackplane::onRefresh, this)),
       random_(std::random_device{}()) {
-    commands_ = std::make_unique<RedisConnection>(loop, settings_, password, *handler_);
-    subscriptions_ = std::make_unique<RedisConnection>(loop, settings_, password, *handler_);
+    seeds_.push_back(settings_.address);
     node_ = randomId(random_, 12);
-    probe_channel_ = settings_.key_prefix + ":probe:" + node_;
     state_->countWorker();
 }
 
 RedisBackplane::~RedisBackplane() {
     // The connections first: they call nobody back while they go.
-    subscriptions_.reset();
-    commands_.reset();
+    shards_.clear();
+    connections_.clear();
     registry_->detach(this);
     if (!up_) state_->forgetWorker();  // a worker that goes leaves the count as it found it
 }
@@ -156,8 +175,8 @@ RedisBackplane::~RedisBackplane() {
 void RedisBackplane::start(BackplaneSink& sink) {
     sink_ = &sink;
     net::addTimer(loop_, probe_timer_.get(), kProbeInterval);
-    commands_->connect();
-    subscriptions_->connect();
+    net::addTimer(loop_, refresh_timer_.get(), std::chrono::seconds(1));
+    connectSeed();
 }
 
 std::string RedisBackplane::key(const std::string& channel, std::string_view suffix) const {
@@ -168,45 +187,228 @@ std::string RedisBackplane::key(const std::string& channel, std::string_view suf
 
 std::string RedisBackplane::redisChannel(const std::string& channel) const { return key(channel, {}); }
 
-// argv is {"EVALSHA", <script text>, numkeys, ...}: sent by its SHA-1 (Redis keeps the
-// scripts loaded at onUp), and once more with the text itself if Redis forgot it (SCRIPT FLUSH).
-bool RedisBackplane::evalScript(std::vector<std::string_view> argv, RedisConnection::ReplyFn done,
-                                std::chrono::milliseconds timeout) {
-    const std::string_view script = argv[1];
-    const std::string& sha = shaOf(script);
-    std::vector<std::string> copy(argv.begin(), argv.end());  // for the retry
-    argv[1] = sha;
-    return commands_->command(
-        argv,
-        [this, copy = std::move(copy), done, timeout](const redisReply* reply) mutable {
-            if (!reply || reply->type != REDIS_REPLY_ERROR || std::string_view(reply->str, reply->len).substr(0, 8) != "NOSCRIPT")
-                return done(reply);
-            std::vector<std::string_view> again(copy.begin(), copy.end());
-            again[0] = "EVAL";
-            if (!commands_->command(again, done, timeout)) done(nullptr);
+std::string RedisBackplane::channelOf(std::string_view redis_channel) const {
+    const std::string_view prefix = settings_.key_prefix;
+    if (redis_channel.size() < prefix.size() + 3 || redis_channel.substr(0, prefix.size()) != prefix ||
+        redis_channel.substr(prefix.size(), 2) != ":{" || redis_channel.back() != '}')
+        return {};
+    return std::string(redis_channel.substr(prefix.size() + 2, redis_channel.size() - prefix.size() - 3));
+}
+
+RedisConnection& RedisBackplane::addConnection(const config::RedisAddress& address) {
+    config::BackplaneSettings settings = settings_;
+    settings.address.host = address.host;
+    settings.address.port = address.port;
+    settings.address.unix_path = address.unix_path;
+    connections_.push_back(std::make_unique<RedisConnection>(loop_, settings, password_, *handler_));
+    return *connections_.back();
+}
+
+// A new round: every connection of the last one is gone (onDown dropped them and failed what
+// they held), so they are destroyed here, outside their callbacks.
+void RedisBackplane::connectSeed() {
+    shards_.clear();
+    connections_.clear();
+    discovered_ = refreshing_ = false;
+    // Seeds in turn: the configured node first, then the masters the cluster last named.
+    const config::RedisAddress seed = seeds_[next_seed_++ % seeds_.size()];
+    addConnection(seed).connect();
+}
+
+void RedisBackplane::onConnectionUp(RedisConnection& connection) {
+    if (!discovered_) {
+        if (!connections_.empty() && &connection == connections_.front().get()) discover();
+        return;
+    }
+    for (const auto& c : connections_)
+        if (!c->up()) return;
+    onUp();
+}
+
+void RedisBackplane::discover() {
+    connections_.front()->command({"CLUSTER", "SLOTS"}, [this](const redisReply* reply) { onSlots(reply); },
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(settings_.connect_timeout));
+}
+
+void RedisBackplane::onSlots(const redisReply* reply) {
+    if (!reply || discovered_) return;  // lost: onDown reconnects
+    RedisConnection& seed = *connections_.front();
+    const config::RedisAddress& seed_address = seeds_[(next_seed_ - 1) % seeds_.size()];
+    cluster::SlotMap map;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        // One Redis ("ERR This instance has cluster support disabled"): the seed's connection
+        // carries the commands, one more the subscriptions.
+        if (!std::strstr(reply->str, "cluster support disabled"))
+            LOG_WARN("pubsub backplane: CLUSTER SLOTS answered %s; using redis as one node", reply->str);
+        cluster_ = false;
+        auto shard = std::make_unique<Shard>();
+        shard->address = seed_address;
+        shard->commands = &seed;
+        shard->subscriptions = &addConnection(seed_address);
+        shard->probe_channel = settings_.key_prefix + ":probe:" + node_;
+        shards_.push_back(std::move(shard));
+        slots_.clear();
+    } else if (!cluster::parseSlots(reply, settings_.address.host, map) || map.masters.empty()) {
+        return onDown("CLUSTER SLOTS: no slot map in the answer");
+    } else {
+        cluster_ = true;
+        seeds_.resize(1);  // the configured one, then every master named now
+        for (const cluster::Node& m : map.masters) {
+            auto shard = std::make_unique<Shard>();
+            shard->address.host = m.host;
+            shard->address.port = m.port;
+            seeds_.push_back(shard->address);
+            const bool is_seed = seed_address.unix_path.empty() && m.host == seed_address.host && m.port == seed_address.port;
+            shard->commands = is_seed ? &seed : &addConnection(shard->address);
+            shard->subscriptions = &addConnection(shard->address);
+            shards_.push_back(std::move(shard));
+        }
+        slots_ = std::move(map.owner);
+        // Each shard's probe goes on a shard channel of its own slots.
+        for (std::size_t i = 0; i < shards_.size(); ++i)
+            for (unsigned n = 0; n < (1u << 20) && shards_[i]->probe_channel.empty(); ++n) {
+                std::string candidate = settings_.key_prefix + ":probe:{" + node_ + "." + std::to_string(n) + "}";
+                if (slots_[cluster::keySlot(candidate)] == i) shards_[i]->probe_channel = std::move(candidate);
+            }
+    }
+    discovered_ = true;
+    // connect() may fail at once (onDown then clears discovered_): stop there.
+    for (std::size_t i = 1; i < connections_.size() && discovered_; ++i) connections_[i]->connect();
+}
+
+// After a MOVED: read the map again. The same masters: only slots moved between them; other
+// masters (a failover, a node added): everything reconnects and resubscribes.
+void RedisBackplane::refreshSlots() {
+    if (!cluster_ || refreshing_ || connections_.empty() || !connections_.front()->up()) return;
+    refreshing_ = true;
+    connections_.front()->command(
+        {"CLUSTER", "SLOTS"},
+        [this](const redisReply* reply) {
+            refreshing_ = false;
+            cluster::SlotMap map;
+            if (!up_ || !cluster::parseSlots(reply, settings_.address.host, map)) return;
+            std::vector<std::uint16_t> slots(cluster::kSlots, cluster::kNoOwner);
+            for (std::size_t slot = 0; slot < cluster::kSlots; ++slot) {
+                const cluster::Node* node = map.at(static_cast<std::uint16_t>(slot));
+                if (!node) continue;
+                config::RedisAddress a;
+                a.host = node->host;
+                a.port = node->port;
+                Shard* shard = shardAt(a);
+                if (!shard) return onDown("the cluster's masters changed");
+                slots[slot] = static_cast<std::uint16_t>(
+                    std::find_if(shards_.begin(), shards_.end(), [&](const auto& s) { return s.get() == shard; }) -
+                    shards_.begin());
+            }
+            slots_ = std::move(slots);
         },
-        timeout);
+        std::chrono::duration_cast<std::chrono::milliseconds>(settings_.connect_timeout));
+}
+
+RedisBackplane::Shard* RedisBackplane::shardOf(const std::string& channel) {
+    if (shards_.empty()) return nullptr;
+    if (!cluster_) return shards_.front().get();
+    const std::uint16_t owner = slots_[cluster::keySlot(redisChannel(channel))];
+    return owner == cluster::kNoOwner ? nullptr : shards_[owner].get();
+}
+
+RedisBackplane::Shard* RedisBackplane::shardAt(const config::RedisAddress& address) {
+    for (auto& s : shards_)
+        if (s->address.host == address.host && s->address.port == address.port) return s.get();
+    return nullptr;
+}
+
+bool RedisBackplane::command(const std::string& channel, const std::vector<std::string_view>& argv, ReplyFn done,
+                             std::chrono::milliseconds timeout) {
+    Shard* shard = up_ ? shardOf(channel) : nullptr;
+    if (!shard) return false;
+    auto call = std::make_shared<Call>();
+    call->argv = std::vector<std::string>(argv.begin(), argv.end());
+    if (argv[0] == "EVALSHA") call->script = argv[1].data();
+    call->done = std::move(done);
+    call->timeout = timeout;
+    return send(*shard->commands, call, false);
+}
+
+bool RedisBackplane::send(RedisConnection& to, const std::shared_ptr<Call>& call, bool asking) {
+    std::vector<std::string_view> argv(call->argv.begin(), call->argv.end());
+    if (call->script) {
+        // By its SHA-1 (Redis keeps the scripts loaded at onUp), or its text if Redis forgot it
+        // (SCRIPT FLUSH, a restarted node).
+        argv[0] = call->with_text ? "EVAL" : "EVALSHA";
+        if (!call->with_text) argv[1] = shaOf(call->script);
+    }
+    call->last = &to;
+    if (asking && !to.command({"ASKING"}, [](const redisReply*) {})) return false;
+    return to.command(argv, [this, call](const redisReply* reply) { onCallReply(call, reply); }, call->timeout);
+}
+
+void RedisBackplane::onCallReply(const std::shared_ptr<Call>& call, const redisReply* reply) {
+    if (reply && reply->type == REDIS_REPLY_ERROR && call->hops < kMaxRedirects) {
+        const std::string_view error(reply->str, reply->len);
+        RedisConnection* next = nullptr;
+        bool asking = false;
+        cluster::Redirect redirect;
+        if (error.substr(0, 8) == "NOSCRIPT" && call->script && !call->with_text) {
+            call->with_text = true;
+            next = call->last;
+        } else if (cluster_ && cluster::parseRedirect(error, redirect)) {
+            // Redis Cluster specification, "Redirection and resharding": MOVED is for good
+            // (the map is stale), ASK for this command only, preceded by ASKING.
+            config::RedisAddress a;
+            a.host = redirect.node.host.empty() ? settings_.address.host : redirect.node.host;
+            a.port = redirect.node.port;
+            Shard* target = shardAt(a);
+            if (!redirect.ask) {
+                if (target)
+                    slots_[redirect.slot] = static_cast<std::uint16_t>(
+                        std::find_if(shards_.begin(), shards_.end(), [&](const auto& s) { return s.get() == target; }) -
+                        shards_.begin());
+                refreshSlots();
+            }
+            if (target && target->commands->up()) {
+                next = target->commands;
+                asking = redirect.ask;
+            }
+        }
+        if (next) {
+            ++call->hops;
+            if (send(*next, call, asking)) return;
+        }
+    }
+    call->done(reply);
 }
 
 void RedisBackplane::onUp() {
     if (up_) return;
     up_ = true;
-    for (const char* script : {scripts::kPublish, scripts::kReplay, scripts::kInfo})
-        commands_->command({"SCRIPT", "LOAD", script}, [](const redisReply*) {});
+    for (auto& shard : shards_) {
+        for (const char* script : {scripts::kPublish, scripts::kReplay, scripts::kInfo})
+            shard->commands->command({"SCRIPT", "LOAD", script}, [](const redisReply*) {});
+        shard->probe_outstanding = false;
+        if (!shard->probe_channel.empty())
+            shard->subscriptions->subscribeCommand({verb("SUBSCRIBE", "SSUBSCRIBE"), shard->probe_channel});
+    }
     attempts_ = 0;
     state_->workerUp();
     if (was_up_) state_->countReconnect();
     resync_pending_ = was_up_;
     was_up_ = true;
-    probe_outstanding_ = false;
-    subscriptions_->subscribeCommand({"SUBSCRIBE", probe_channel_});
     unconfirmed_ = 0;
+    unsubscribing_.clear();
     for (auto& [channel, c] : channels_) {
         c.confirmed = false;
-        const std::string name = redisChannel(channel);
-        if (subscriptions_->subscribeCommand({"SUBSCRIBE", name})) ++unconfirmed_;
+        c.refreshed = {};
+        subscribeInRedis(channel);
     }
     if (unconfirmed_ == 0) finishResync();
+}
+
+void RedisBackplane::subscribeInRedis(const std::string& channel) {
+    Shard* shard = shardOf(channel);
+    if (shard && shard->subscriptions->subscribeCommand({verb("SUBSCRIBE", "SSUBSCRIBE"), redisChannel(channel)}) &&
+        resync_pending_)
+        ++unconfirmed_;
 }
 
 void RedisBackplane::finishResync() {
@@ -217,19 +419,21 @@ void RedisBackplane::finishResync() {
 }
 
 void RedisBackplane::onDown(const std::string& why) {
+    if (dropping_) return;  // a connection dropped below reports back
     if (up_) {
         up_ = false;
         state_->workerDown(why);
     } else {
         state_->noteFailure(why);
     }
-    // Both connections go together: a publish without its subscriptions (or the reverse) would
-    // leave this worker half in the cluster.
+    // Every connection goes together: a publish without its subscriptions (or one shard without
+    // the others) would leave this worker half in the cluster.
     for (auto& [channel, c] : channels_) c.confirmed = false;
     unconfirmed_ = 0;
-    probe_outstanding_ = false;
-    commands_->drop(why);
-    subscriptions_->drop(why);
+    discovered_ = false;
+    dropping_ = true;
+    for (auto& c : connections_) c->drop(why);
+    dropping_ = false;
     scheduleReconnect();
 }
 
@@ -244,49 +448,84 @@ void RedisBackplane::scheduleReconnect() {
     net::addTimerOnce(reconnect_timer_.get(), std::chrono::milliseconds(jitter(random_)));
 }
 
-void RedisBackplane::onReconnect(int, short, void* arg) {
-    auto* self = static_cast<RedisBackplane*>(arg);
-    self->commands_->connect();
-    self->subscriptions_->connect();
-}
+void RedisBackplane::onReconnect(int, short, void* arg) { static_cast<RedisBackplane*>(arg)->connectSeed(); }
 
 void RedisBackplane::onProbe(int, short, void* arg) {
     auto* self = static_cast<RedisBackplane*>(arg);
     if (!self->up_) return;
-    if (self->probe_outstanding_) {
-        // The last probe, published a whole interval ago, never came back: the subscription is
-        // silent (a failover that kept the socket but not the subscription).
-        self->state_->countSilent();
-        LOG_WARN("pubsub backplane: the redis subscription is silent (a probe did not come back); reconnecting");
-        self->onDown("silent subscription");
-        return;
+    for (auto& shard : self->shards_) {
+        if (shard->probe_channel.empty()) continue;
+        if (shard->probe_outstanding) {
+            // The last probe, published a whole interval ago, never came back: the subscription
+            // is silent (a failover that kept the socket but not the subscription).
+            self->state_->countSilent();
+            LOG_WARN("pubsub backplane: the redis subscription is silent (a probe did not come back); reconnecting");
+            return self->onDown("silent subscription");
+        }
+        shard->probe_outstanding = true;
+        shard->commands->command({self->verb("PUBLISH", "SPUBLISH"), shard->probe_channel, "probe"},
+                                 [](const redisReply*) {});
     }
-    self->probe_outstanding_ = true;
-    self->commands_->command({"PUBLISH", self->probe_channel_, "probe"}, [](const redisReply*) {});
 }
 
-// ---- what arrives on the subscribe connection ---------------------------------------------------
+// Keys of channels with subscribers here must not expire between publishes: renew their TTL
+// every third of it (EXPIRE on a key that is gone does nothing: the next publish makes a new
+// epoch, which the subscribers see as history_lost).
+void RedisBackplane::onRefresh(int, short, void* arg) { static_cast<RedisBackplane*>(arg)->refreshTtls(); }
+
+void RedisBackplane::refreshTtls() {
+    if (!up_) return;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [channel, c] : channels_) {
+        if (now - c.refreshed < c.ttl / 3) continue;
+        c.refreshed = now;
+        const std::string ttl = std::to_string(c.ttl.count());
+        for (const char* suffix : {":meta", ":stream"})
+            command(channel, {"EXPIRE", key(channel, suffix), ttl}, [](const redisReply*) {}, {});
+    }
+}
+
+// ---- what arrives on the subscribe connections --------------------------------------------------
 
 void RedisBackplane::onPush(const redisReply& push) {
+    if (push.type == REDIS_REPLY_ERROR) {
+        // A refused SSUBSCRIBE: MOVED after a resharding, or CLUSTERDOWN.
+        LOG_WARN("pubsub backplane: redis refused a subscription: %s", push.str);
+        return onDown("subscription refused");
+    }
     if (!isArray(&push, 3)) return;
     const std::string_view type = text(push.element[0]);
     const std::string_view channel = text(push.element[1]);
-    if (type == "message") {
-        if (channel == probe_channel_) {
-            probe_outstanding_ = false;
-            return;
-        }
+    if (type == "message" || type == "smessage") {
+        for (auto& shard : shards_)
+            if (channel == shard->probe_channel) {
+                shard->probe_outstanding = false;
+                return;
+            }
         onMessage(channel, text(push.element[2]));
-    } else if (type == "subscribe") {
+    } else if (type == "subscribe" || type == "ssubscribe") {
         onConfirmed(channel);
+    } else if (type == "sunsubscribe") {
+        onServerUnsubscribed(channel);
     }
 }
 
+// Redis unsubscribes a shard channel itself when its slot moves to another master: a channel
+// still wanted here (no SUNSUBSCRIBE of ours pending) means the slot map is stale.
+void RedisBackplane::onServerUnsubscribed(std::string_view redis_channel) {
+    const std::string channel = channelOf(redis_channel);
+    auto pending = unsubscribing_.find(channel);
+    if (pending != unsubscribing_.end()) {
+        if (--pending->second == 0) unsubscribing_.erase(pending);
+        return;
+    }
+    if (channels_.count(channel) || redis_channel.find(":probe:") != std::string_view::npos)
+        onDown("a shard channel's slot moved");
+}
+
 void RedisBackplane::onConfirmed(std::string_view redis_channel) {
-    if (redis_channel == probe_channel_) return;
-    const std::string prefix = settings_.key_prefix + ":{";
-    if (redis_channel.size() < prefix.size() + 1 || redis_channel.substr(0, prefix.size()) != prefix) return;
-    const std::string channel(redis_channel.substr(prefix.size(), redis_channel.size() - prefix.size() - 1));
+    const std::string channel = channelOf(redis_channel);
+    if (channel.empty()) return;  // a probe channel
     auto it = channels_.find(channel);
     if (it != channels_.end() && !it->second.confirmed) {
         it->second.confirmed = true;
@@ -298,8 +537,8 @@ void RedisBackplane::onConfirmed(std::string_view redis_channel) {
 void RedisBackplane::onMessage(std::string_view redis_channel, std::string_view payload) {
     // "<seq> <epoch> <t|b> <sender>\n<data>": parsed without trusting it (a stranger may PUBLISH
     // on our channels).
-    const std::string prefix = settings_.key_prefix + ":{";
-    if (redis_channel.size() < prefix.size() + 1 || redis_channel.substr(0, prefix.size()) != prefix) return;
+    const std::string channel = channelOf(redis_channel);
+    if (channel.empty()) return;
     const std::size_t newline = payload.find('\n');
     if (newline == std::string_view::npos) return;
     std::string_view head = payload.substr(0, newline);
@@ -322,7 +561,6 @@ void RedisBackplane::onMessage(std::string_view redis_channel, std::string_view 
             message->sender = reinterpret_cast<const void*>(address);
     }
     message->payload = std::string(payload.substr(newline + 1));
-    const std::string channel(redis_channel.substr(prefix.size(), redis_channel.size() - prefix.size() - 1));
     if (sink_) sink_->onBackplaneMessage(channel, message);
 }
 
@@ -341,16 +579,18 @@ void RedisBackplane::publish(PublishRequest request, PublishDone done) {
     const std::string idem = request.idempotency_key.empty() ? std::string() : key(request.channel, ":idem:" + request.idempotency_key);
     const std::string epoch = randomId(random_, 8), maxlen = std::to_string(s.history),
                       ttl = seconds(std::max(s.history_ttl, s.channel_idle_timeout)), channel = redisChannel(request.channel),
-                      idem_ttl = seconds(kIdempotencyTtl);
+                      idem_ttl = seconds(kIdempotencyTtl), max_bytes = std::to_string(s.history_bytes),
+                      overhead = std::to_string(PubSubRegistry::kMessageOverhead);
     std::vector<std::string_view> argv{"EVALSHA", scripts::kPublish, idem.empty() ? "2" : "3", meta, stream};
     if (!idem.empty()) argv.push_back(idem);
-    argv.insert(argv.end(), {epoch, request.payload, request.text ? "t" : "b", sender, maxlen, ttl, channel, idem_ttl});
+    argv.insert(argv.end(), {epoch, request.payload, request.text ? "t" : "b", sender, maxlen, ttl, channel, idem_ttl,
+                             verb("PUBLISH", "SPUBLISH"), max_bytes, overhead});
     auto fail = [this](PublishResult& r) {
         state_->countPublishFailure();
         r.refused = Refusal::Unavailable;
         r.retry_after = std::chrono::seconds(1);
     };
-    if (!up_ || !evalScript(argv,
+    if (!command(request.channel, argv,
                                     [result, done, fail](const redisReply* reply) mutable {
                                         if (!isArray(reply, 3)) {
                                             if (reply && reply->type == REDIS_REPLY_ERROR)
@@ -377,14 +617,15 @@ void RedisBackplane::subscribe(const std::string& channel, const config::PubSubS
     if (++c.subscribers == 1) {
         // The position is read once Redis confirms the subscription (onConfirmed): then every
         // later message reaches us. While down, the subscriber waits for the reconnect.
-        if (up_) subscriptions_->subscribeCommand({"SUBSCRIBE", redisChannel(channel)});
+        c.ttl = wholeSeconds(std::max(settings.history_ttl, settings.channel_idle_timeout));
+        if (up_) subscribeInRedis(channel);
         return;
     }
     if (c.confirmed) answerWaiting(channel);
 }
 
 void RedisBackplane::answerWaiting(const std::string& channel) {
-    commands_->command({"HMGET", key(channel, ":meta"), "epoch", "seq"}, [this, channel](const redisReply* reply) {
+    command(channel, {"HMGET", key(channel, ":meta"), "epoch", "seq"}, [this, channel](const redisReply* reply) {
         // Without an answer the subscribers wait: the reconnect confirms and asks again.
         if (!isArray(reply, 2)) return;
         auto it = channels_.find(channel);
@@ -395,7 +636,7 @@ void RedisBackplane::answerWaiting(const std::string& channel) {
         std::vector<SubscribeDone> waiting = std::move(it->second.waiting);
         it->second.waiting.clear();
         for (auto& done : waiting) done(true, top);
-    });
+    }, {});
 }
 
 void RedisBackplane::unsubscribe(const std::string& channel) {
@@ -404,7 +645,10 @@ void RedisBackplane::unsubscribe(const std::string& channel) {
     if (it == channels_.end()) return;
     if (--it->second.subscribers > 0) return;
     channels_.erase(it);
-    if (up_) subscriptions_->subscribeCommand({"UNSUBSCRIBE", redisChannel(channel)});
+    Shard* shard = up_ ? shardOf(channel) : nullptr;
+    if (shard && shard->subscriptions->subscribeCommand({verb("UNSUBSCRIBE", "SUNSUBSCRIBE"), redisChannel(channel)}) &&
+        cluster_)
+        ++unsubscribing_[channel];
 }
 
 bool RedisBackplane::admits(const std::string& channel) { return registry_->admits(channel); }
@@ -419,7 +663,7 @@ void RedisBackplane::replay(const ReplayRequest& request, ReplayDone done) {
     };
     const config::Duration ttl = request.history_ttl;  // on Redis's clock, see below
     const bool sent =
-        up_ && evalScript(
+        command(request.channel,
                    {"EVALSHA", scripts::kReplay, "2", meta, stream, after, count},
                    [request, done, unavailable, ttl](const redisReply* reply) mutable {
                        if (!isArray(reply, 4) || !isArray(reply->element[3], 0)) return unavailable();
@@ -491,7 +735,7 @@ void RedisBackplane::replay(const ReplayRequest& request, ReplayDone done) {
 void RedisBackplane::info(const std::string& channel, InfoDone done) {
     ChannelInfo local = registry_->info(channel);
     const std::string meta = key(channel, ":meta"), stream = key(channel, ":stream");
-    const bool sent = up_ && evalScript({"EVALSHA", scripts::kInfo, "2", meta, stream},
+    const bool sent = command(channel, {"EVALSHA", scripts::kInfo, "2", meta, stream},
                                                 [local, done](const redisReply* reply) mutable {
                                                     if (!isArray(reply, 4)) return done(local, false);
                                                     ChannelInfo info;

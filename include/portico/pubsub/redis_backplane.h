@@ -2,20 +2,31 @@
 #pragma once
 // The Redis backplane: channels across every node that shares one Redis (`pubsub.backplane`).
 //
-// Per worker: one command connection (publishes, replays, channel info, probes) and one
-// subscribe connection (SUBSCRIBE to the channels this worker's clients use), both hiredis
-// asynchronous contexts on the worker's event loop, so a slow Redis never blocks it.
+// Per worker and per Redis master: one command connection (publishes, replays, channel info,
+// probes) and one subscribe connection (SUBSCRIBE to the channels this worker's clients use), all
+// hiredis asynchronous contexts on the worker's event loop, so a slow Redis never blocks it.
+//
+// Standalone or cluster is found at connect: the configured node is asked CLUSTER SLOTS. An
+// error (cluster support disabled) means one Redis: PUBLISH/SUBSCRIBE on its two connections. A
+// slot map means a Redis Cluster (7+): a connection pair per master, sharded pub/sub
+// (SPUBLISH in the script, SSUBSCRIBE on the channel's master), MOVED followed and the map read
+// again, ASK followed once; a master set that changed, or a shard channel that Redis unsubscribed
+// (its slot moved), reconnects everything as after an outage (resubscribe, then catch up).
 //
 // Keys of a channel share the Redis Cluster hash tag {<channel key>}:
-//   <prefix>:{<key>}:meta      hash: epoch (random, made with the channel's state), seq
-//   <prefix>:{<key>}:stream    the history: XADD with MAXLEN `history`, entry id 0-<seq>
+//   <prefix>:{<key>}:meta      hash: epoch (random, made with the channel's state), seq, bytes
+//                              (the stream's payloads + PubSubRegistry::kMessageOverhead each)
+//   <prefix>:{<key>}:stream    the history: entry id 0-<seq>, at most `history` entries and
+//                              `history_bytes` bytes (the oldest are trimmed by the script)
 //   <prefix>:{<key>}:idem:<k>  an Idempotency-Key's answer, kept kIdempotencyTtl
-//   <prefix>:{<key>}           the pub/sub channel (PUBLISH)
-// Every key expires (EXPIRE max(history_ttl, channel_idle_timeout), renewed by each publish),
-// so an abandoned channel never stays in Redis. One Lua script per publish: HINCRBY seq, XADD,
-// EXPIRE, PUBLISH "<seq> <epoch> <t|b> <sender>\n<payload>".
+//   <prefix>:{<key>}           the pub/sub channel (PUBLISH, or SPUBLISH on a cluster)
+// Every key expires (EXPIRE max(history_ttl, channel_idle_timeout)), renewed by each publish
+// and, while this worker has subscribers on the channel, every third of that TTL (refreshTtls),
+// so an abandoned channel never stays in Redis and a quiet one with subscribers never goes.
+// One Lua script per publish: HINCRBY seq, XADD, trim, EXPIRE, PUBLISH
+// "<seq> <epoch> <t|b> <sender>\n<payload>".
 //
-// Faults: a connection lost or not up within connect_timeout makes the worker's backplane
+// Faults: any connection lost or not up within connect_timeout makes the worker's backplane
 // down (publishes 503 at once, others within publish_timeout); it reconnects with exponential
 // backoff and jitter, subscribes again and tells its subscribers to catch up from history
 // (onBackplaneResync). A probe published every kProbeInterval on a channel of its own must come
@@ -78,6 +89,7 @@ public:
     static constexpr std::chrono::milliseconds kBackoffFirst{100};
     static constexpr std::chrono::milliseconds kBackoffMax{5000};
     static constexpr std::chrono::minutes kIdempotencyTtl{5};
+    static constexpr int kMaxRedirects = 3;  // MOVED/ASK hops of one command
 
     // `registry` keeps this process's local bookkeeping (subscriber counts, max_channels,
     // publish rate); `state` is shared by every worker of the process.
@@ -99,50 +111,84 @@ public:
     const char* health() const override { return state_->up() ? "up" : "down"; }
 
 private:
-    class Connections;  // the RedisConnection::Handler of both connections
+    class Connections;  // the RedisConnection::Handler of every connection
     friend class Connections;
+    struct Shard;       // one master: its command and subscribe connections (redis_backplane.cpp)
+    struct Call;        // a command that may be sent again (NOSCRIPT, MOVED, ASK)
     struct Channel {
         std::size_t subscribers = 0;        // on this worker
         bool confirmed = false;             // Redis confirmed the SUBSCRIBE on this connection
         std::vector<SubscribeDone> waiting; // subscribers waiting for the channel's position
-        config::Duration ttl{0};            // key TTL from the route's settings
+        std::chrono::seconds ttl{1};        // its keys' TTL (max(history_ttl, channel_idle_timeout))
+        std::chrono::steady_clock::time_point refreshed{};  // the keys' TTL last renewed from here
     };
+    using ReplyFn = std::function<void(const redisReply*)>;
 
     void post(const std::string&, MessagePtr) override {}  // the registry posts nothing here
+    RedisConnection& addConnection(const config::RedisAddress& address);
+    void connectSeed();
+    void discover();
+    void onSlots(const redisReply* reply);
+    void refreshSlots();
+    void onConnectionUp(RedisConnection& connection);
     void onUp();
     void onDown(const std::string& why);
     void finishResync();
-    bool evalScript(std::vector<std::string_view> argv, std::function<void(const redisReply*)> done,
-                    std::chrono::milliseconds timeout);
+    Shard* shardOf(const std::string& channel);
+    Shard* shardAt(const config::RedisAddress& address);
+    // Sends `argv` to the shard of `channel`. A script goes as {"EVALSHA", <its text>, ...}: by
+    // its SHA-1, and with its text after NOSCRIPT. MOVED (the slot map is then refreshed) and
+    // ASK are followed up to kMaxRedirects times. False (`done` not called) when down.
+    bool command(const std::string& channel, const std::vector<std::string_view>& argv, ReplyFn done,
+                 std::chrono::milliseconds timeout);
+    bool send(RedisConnection& to, const std::shared_ptr<Call>& call, bool asking);
+    void onCallReply(const std::shared_ptr<Call>& call, const redisReply* reply);
     void onPush(const redisReply& push);
     void onMessage(std::string_view redis_channel, std::string_view payload);
     void onConfirmed(std::string_view redis_channel);
+    void onServerUnsubscribed(std::string_view redis_channel);
     void answerWaiting(const std::string& channel);
+    void subscribeInRedis(const std::string& channel);
+    void refreshTtls();
     void scheduleReconnect();
     static void onReconnect(int, short, void* arg);
     static void onProbe(int, short, void* arg);
+    static void onRefresh(int, short, void* arg);
     std::string key(const std::string& channel, std::string_view suffix) const;
     std::string redisChannel(const std::string& channel) const;
+    std::string channelOf(std::string_view redis_channel) const;  // "" when not one of ours
+    // The (S)PUBLISH, (S)SUBSCRIBE, (S)UNSUBSCRIBE verbs: sharded ones against a cluster.
+    const char* verb(const char* plain, const char* sharded) const { return cluster_ ? sharded : plain; }
 
     net::EventLoop& loop_;
     const config::BackplaneSettings settings_;
+    const std::string password_;
     std::shared_ptr<PubSubRegistry> registry_;
     std::shared_ptr<RedisBackplaneState> state_;
     BackplaneSink* sink_ = nullptr;
     std::unique_ptr<Connections> handler_;
-    std::unique_ptr<RedisConnection> commands_;
-    std::unique_ptr<RedisConnection> subscriptions_;
+    // Every connection; the first is the seed's (discovery: CLUSTER SLOTS). Made again at each
+    // reconnect, never while a callback of theirs runs.
+    std::vector<std::unique_ptr<RedisConnection>> connections_;
+    std::vector<std::unique_ptr<Shard>> shards_;  // one (the configured Redis) unless a cluster
+    std::vector<std::uint16_t> slots_;            // cluster: the shard of each hash slot
+    std::vector<config::RedisAddress> seeds_;     // the configured address, then known masters
+    std::size_t next_seed_ = 0;
     std::unordered_map<std::string, Channel> channels_;  // with subscribers on this worker
+    std::unordered_map<std::string, unsigned> unsubscribing_;  // (S)UNSUBSCRIBEs not confirmed
     core::EventPtr reconnect_timer_;
     core::EventPtr probe_timer_;
+    core::EventPtr refresh_timer_;
     std::mt19937 random_;
-    std::string node_;           // this worker's id in the sender field and the probe channel
-    std::string probe_channel_;
+    std::string node_;           // this worker's id in the sender field and the probe channels
     unsigned attempts_ = 0;      // failed connects since the last up
-    bool up_ = false;            // both connections up and the scripts loaded
+    bool cluster_ = false;       // the seed answered CLUSTER SLOTS: sharded pub/sub
+    bool discovered_ = false;    // shards_ known for this round of connections
+    bool refreshing_ = false;    // a CLUSTER SLOTS after a MOVED is on its way
+    bool dropping_ = false;      // onDown is dropping the connections
+    bool up_ = false;            // every connection up and the scripts loaded
     bool was_up_ = false;        // up before: subscribers catch up when it is up again
     bool resync_pending_ = false;  // up again: resync once every channel is subscribed
-    bool probe_outstanding_ = false;
     std::size_t unconfirmed_ = 0;  // SUBSCRIBEs sent after coming up, not yet confirmed
 };
 
