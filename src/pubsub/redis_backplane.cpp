@@ -121,7 +121,7 @@ public:
     explicit Connections(RedisBackplane& owner) : owner_(owner) {}
     void onRedisUp(RedisConnection& connection) override { owner_.onConnectionUp(connection); }
     void onRedisDown(RedisConnection&, const std::string& why) override { owner_.onDown(why); }
-    void onRedisPush(RedisConnection&, const redisReply& push) override { owner_.onPush(push); }
+    void onRedisPush(RedisConnection& connection, const redisReply& push) override { owner_.onPush(connection, push); }
 
 private:
     RedisBackplane& owner_;
@@ -279,14 +279,16 @@ void RedisBackplane::onSlots(const redisReply* reply) {
 // After a MOVED: read the map again. The same masters: only slots moved between them; other
 // masters (a failover, a node added): everything reconnects and resubscribes.
 void RedisBackplane::refreshSlots() {
-    if (!cluster_ || refreshing_ || connections_.empty() || !connections_.front()->up()) return;
+    if (!cluster_ || refreshing_) return;
+    if (connections_.empty() || !connections_.front()->up()) return onDown("no connection to read the slot map");
     refreshing_ = true;
     connections_.front()->command(
         {"CLUSTER", "SLOTS"},
         [this](const redisReply* reply) {
             refreshing_ = false;
             cluster::SlotMap map;
-            if (!up_ || !cluster::parseSlots(reply, settings_.address.host, map)) return;
+            if (!up_) return;
+            if (!cluster::parseSlots(reply, settings_.address.host, map)) return onDown("CLUSTER SLOTS: no slot map");
             std::vector<std::uint16_t> slots(cluster::kSlots, cluster::kNoOwner);
             for (std::size_t slot = 0; slot < cluster::kSlots; ++slot) {
                 const cluster::Node* node = map.at(static_cast<std::uint16_t>(slot));
@@ -301,6 +303,14 @@ void RedisBackplane::refreshSlots() {
                     shards_.begin());
             }
             slots_ = std::move(slots);
+            // Channels whose slot moved: on their new master now, then a catch-up.
+            std::vector<std::string> moved = std::move(moved_);
+            moved_.clear();
+            for (const std::string& channel : moved) {
+                if (!channels_.count(channel)) continue;
+                resync_pending_ = true;
+                subscribeInRedis(channel);
+            }
         },
         std::chrono::duration_cast<std::chrono::milliseconds>(settings_.connect_timeout));
 }
@@ -387,7 +397,7 @@ void RedisBackplane::onUp() {
             shard->commands->command({"SCRIPT", "LOAD", script}, [](const redisReply*) {});
         shard->probe_outstanding = false;
         if (!shard->probe_channel.empty())
-            shard->subscriptions->subscribeCommand({verb("SUBSCRIBE", "SSUBSCRIBE"), shard->probe_channel});
+            shard->subscriptions->subscribe(shard->probe_channel, cluster_);  // first: see subscribe()
     }
     attempts_ = 0;
     state_->workerUp();
@@ -406,8 +416,7 @@ void RedisBackplane::onUp() {
 
 void RedisBackplane::subscribeInRedis(const std::string& channel) {
     Shard* shard = shardOf(channel);
-    if (shard && shard->subscriptions->subscribeCommand({verb("SUBSCRIBE", "SSUBSCRIBE"), redisChannel(channel)}) &&
-        resync_pending_)
+    if (shard && shard->subscriptions->subscribe(redisChannel(channel), cluster_) && resync_pending_)
         ++unconfirmed_;
 }
 
@@ -487,7 +496,7 @@ void RedisBackplane::refreshTtls() {
 
 // ---- what arrives on the subscribe connections --------------------------------------------------
 
-void RedisBackplane::onPush(const redisReply& push) {
+void RedisBackplane::onPush(RedisConnection& connection, const redisReply& push) {
     if (push.type == REDIS_REPLY_ERROR) {
         // A refused SSUBSCRIBE: MOVED after a resharding, or CLUSTERDOWN.
         LOG_WARN("pubsub backplane: redis refused a subscription: %s", push.str);
@@ -496,31 +505,41 @@ void RedisBackplane::onPush(const redisReply& push) {
     if (!isArray(&push, 3)) return;
     const std::string_view type = text(push.element[0]);
     const std::string_view channel = text(push.element[1]);
-    if (type == "message" || type == "smessage") {
+    // Against a cluster only the sharded replies count (the classic SUBSCRIBE of the same name is
+    // hiredis's routing, see RedisConnection::subscribe).
+    if (type == verb("message", "smessage")) {
         for (auto& shard : shards_)
             if (channel == shard->probe_channel) {
                 shard->probe_outstanding = false;
                 return;
             }
         onMessage(channel, text(push.element[2]));
-    } else if (type == "subscribe" || type == "ssubscribe") {
+    } else if (type == verb("subscribe", "ssubscribe")) {
         onConfirmed(channel);
     } else if (type == "sunsubscribe") {
-        onServerUnsubscribed(channel);
+        onServerUnsubscribed(connection, channel);
     }
 }
 
-// Redis unsubscribes a shard channel itself when its slot moves to another master: a channel
-// still wanted here (no SUNSUBSCRIBE of ours pending) means the slot map is stale.
-void RedisBackplane::onServerUnsubscribed(std::string_view redis_channel) {
+// Redis unsubscribes a shard channel itself when its slot moves to another master (Redis 7: the
+// master that loses a slot sends SUNSUBSCRIBE for its shard channels). A channel still wanted
+// here (no SUNSUBSCRIBE of ours pending) is subscribed again on its new master once the slot
+// map is read again, and the subscribers catch up from history (messages published meanwhile
+// came to neither subscription).
+void RedisBackplane::onServerUnsubscribed(RedisConnection& connection, std::string_view redis_channel) {
     const std::string channel = channelOf(redis_channel);
     auto pending = unsubscribing_.find(channel);
     if (pending != unsubscribing_.end()) {
         if (--pending->second == 0) unsubscribing_.erase(pending);
         return;
     }
-    if (channels_.count(channel) || redis_channel.find(":probe:") != std::string_view::npos)
-        onDown("a shard channel's slot moved");
+    if (channel.empty()) return onDown("a probe channel's slot moved");  // its probe is elsewhere now
+    auto it = channels_.find(channel);
+    if (it == channels_.end()) return;
+    connection.unsubscribe(redis_channel, false);  // hiredis's routing name there (see subscribe)
+    it->second.confirmed = false;
+    moved_.push_back(channel);
+    refreshSlots();
 }
 
 void RedisBackplane::onConfirmed(std::string_view redis_channel) {
@@ -646,8 +665,7 @@ void RedisBackplane::unsubscribe(const std::string& channel) {
     if (--it->second.subscribers > 0) return;
     channels_.erase(it);
     Shard* shard = up_ ? shardOf(channel) : nullptr;
-    if (shard && shard->subscriptions->subscribeCommand({verb("UNSUBSCRIBE", "SUNSUBSCRIBE"), redisChannel(channel)}) &&
-        cluster_)
+    if (shard && shard->subscriptions->unsubscribe(redisChannel(channel), cluster_) && cluster_)
         ++unsubscribing_[channel];
 }
 

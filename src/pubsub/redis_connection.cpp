@@ -108,8 +108,19 @@ bool RedisConnection::enqueue(const std::vector<std::string_view>& argv, ReplyFn
     return true;
 }
 
-bool RedisConnection::subscribeCommand(const std::vector<std::string_view>& argv) {
-    return up_ && send(argv, &RedisConnection::onPush, nullptr);
+bool RedisConnection::subscribe(std::string_view channel, bool sharded) {
+    if (!up_) return false;
+    // The classic SUBSCRIBE first: hiredis then has the name in its table when the SSUBSCRIBE's
+    // replies and messages come (a reply it cannot place while a command waits goes to that
+    // command's callback, which is onPush too).
+    if (!send({"SUBSCRIBE", channel}, &RedisConnection::onPush, nullptr)) return false;
+    return !sharded || send({"SSUBSCRIBE", channel}, &RedisConnection::onPush, nullptr);
+}
+
+bool RedisConnection::unsubscribe(std::string_view channel, bool sharded) {
+    if (!up_) return false;
+    if (sharded && !send({"SUNSUBSCRIBE", channel}, &RedisConnection::onPush, nullptr)) return false;
+    return send({"UNSUBSCRIBE", channel}, &RedisConnection::onPush, nullptr);
 }
 
 void RedisConnection::drop(const std::string& why) {

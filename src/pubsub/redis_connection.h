@@ -59,8 +59,16 @@ public:
     // (0 = none). False (and `done` is not called) when the connection is not up.
     bool command(const std::vector<std::string_view>& argv, ReplyFn done,
                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
-    // Sends a (UN)SUBSCRIBE-family command whose replies go to the handler's onRedisPush.
-    bool subscribeCommand(const std::vector<std::string_view>& argv);
+    // SUBSCRIBE (or, `sharded`, SSUBSCRIBE) to `channel`; its confirmation and messages go to the
+    // handler's onRedisPush. hiredis 0.14 knows only the classic family: it routes a push by the
+    // channel's name in its table of SUBSCRIBEd channels, and asserts when a push finds nothing
+    // at all once the connection has no classic subscription left. So a shard channel is
+    // SUBSCRIBEd too (it gets nothing classic: we only SPUBLISH), and the first sharded
+    // subscription of a connection must be one it keeps (the probe channel), so that the
+    // classic count never falls to 0 while shard channels remain.
+    bool subscribe(std::string_view channel, bool sharded);
+    // The reverse: (S)UNSUBSCRIBE, then UNSUBSCRIBE for a shard channel.
+    bool unsubscribe(std::string_view channel, bool sharded);
     // Ends the connection now (a silent subscription): onRedisDown(why) follows at once.
     void drop(const std::string& why);
 

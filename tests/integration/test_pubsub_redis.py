@@ -15,64 +15,19 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 from http_client import http_request  # noqa: E402
-from portico_harness import main, make_config, slow_factor  # noqa: E402
-from pubsub_client import PubSubNode, recv_json  # noqa: E402
+from portico_harness import main, slow_factor  # noqa: E402
+from pubsub_client import recv_json  # noqa: E402
+from pubsub_redis_case import PREFIX, BackplaneCase  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 from tcp_freezer import TcpFreezer  # noqa: E402
 from ws_client import OP_TEXT  # noqa: E402
-from ws_peers import WsTestCase, wait_for  # noqa: E402
+from ws_peers import wait_for  # noqa: E402
 
-PREFIX = "ptest"
-
-
-def node_config(redis_url, workers=2, client_publish=False, **pubsub):
-    settings = {"history": 1000, "publish_rate": "off", "client_publish": client_publish}
-    settings.update(pubsub)
-    return make_config(
-        workers=workers,
-        pubsub={"backplane": {"redis": redis_url, "key_prefix": PREFIX, "connect_timeout": "1s",
-                              "publish_timeout": "1s"}},
-        routes=[{"path": "/live/", "handler": "pubsub", "pubsub": settings, "websocket": {"ping_interval": 0}},
-                {"path": "/health", "handler": "health"},
-                {"path": "/status", "handler": "status"},
-                {"path": "/metrics", "handler": "metrics"}])
-
-
-class RedisBackplane(WsTestCase):
-    test_timeout = 120
-
+class RedisBackplane(BackplaneCase):
     def start_redis(self, persistent=False):
         r = RedisServer(persistent=persistent)
         self.addCleanup(r.cleanup)
         return r.start()
-
-    def start_nodes(self, redis, n, url=None, **pubsub):
-        nodes = []
-        for _ in range(n):
-            p = self.start_portico(node_config(url or redis.url, **pubsub))
-            node = PubSubNode(p.port)
-            node.process = p
-            nodes.append(node)
-        for node in nodes:
-            self.assertTrue(wait_for(lambda: self.health(node) == "ok\nbackplane: up\n", timeout=10),
-                            self.health(node))
-        return nodes
-
-    def health(self, node):
-        r = http_request(node.port, "GET", "/health")
-        self.assertEqual(r.status, 200)
-        return r.body.decode()
-
-    def metric(self, node, name):
-        for line in http_request(node.port, "GET", "/metrics").body.decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return None
-
-    def subscribed(self, node, channel, n):
-        # Counted as soon as the subscription is asked for; Redis confirms it a little later,
-        # so the tests' subscribers use ?since=0 (everything kept) and miss nothing meanwhile.
-        self.assertTrue(wait_for(lambda: node.info(channel)["subscribers"] == n, timeout=10))
 
     # -- across nodes --------------------------------------------------------------------------
     def test_subscribe_on_one_node_publish_on_another_same_seq_everywhere(self):
@@ -254,27 +209,7 @@ class RedisBackplane(WsTestCase):
         t.join(10)
         info = nodes[0].info("load")
         final = (info["epoch"], info["seq"])
-        outcomes = []
-        for ws in subs:
-            seqs, lost, last = [], 0, None
-            while last != final:
-                m = recv_json(ws, timeout=10)
-                last = (m["epoch"], m["seq"])
-                if m.get("type") == "history_lost":
-                    lost += 1
-                    seqs.append(("lost", m["seq"]))
-                    continue
-                seqs.append(m["seq"])
-            # Within an epoch every seq follows the one before; a jump is only allowed right
-            # after an explicit history_lost.
-            prev = 0
-            for s in seqs:
-                if isinstance(s, tuple):
-                    prev = s[1]
-                    continue
-                self.assertEqual(s, prev + 1, "a silent gap or a duplicate: %r" % seqs[-50:])
-                prev = s
-            outcomes.append(lost)
+        outcomes = [self.read_to(ws, final)[1] for ws in subs]
         return outcomes, accepted
 
     def test_redis_restarted_with_its_data_every_subscriber_gets_the_full_sequence(self):

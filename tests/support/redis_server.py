@@ -22,10 +22,11 @@ def free_port():
 class RedisServer:
     """`persistent`: an append-only file (fsync always) so that data survives a restart."""
 
-    def __init__(self, persistent=False):
+    def __init__(self, persistent=False, port=None, extra_args=()):
         self.dir = tempfile.mkdtemp(prefix="portico-redis-")
-        self.port = free_port()
+        self.port = port or free_port()
         self.persistent = persistent
+        self.extra_args = list(extra_args)
         self.proc = None
 
     @property
@@ -37,6 +38,7 @@ class RedisServer:
                 "--save", "", "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")]
         argv += (["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
                  else ["--appendonly", "no"])
+        argv += self.extra_args
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

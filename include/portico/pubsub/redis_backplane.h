@@ -143,10 +143,10 @@ private:
                  std::chrono::milliseconds timeout);
     bool send(RedisConnection& to, const std::shared_ptr<Call>& call, bool asking);
     void onCallReply(const std::shared_ptr<Call>& call, const redisReply* reply);
-    void onPush(const redisReply& push);
+    void onPush(RedisConnection& connection, const redisReply& push);
     void onMessage(std::string_view redis_channel, std::string_view payload);
     void onConfirmed(std::string_view redis_channel);
-    void onServerUnsubscribed(std::string_view redis_channel);
+    void onServerUnsubscribed(RedisConnection& connection, std::string_view redis_channel);
     void answerWaiting(const std::string& channel);
     void subscribeInRedis(const std::string& channel);
     void refreshTtls();
@@ -176,6 +176,7 @@ private:
     std::size_t next_seed_ = 0;
     std::unordered_map<std::string, Channel> channels_;  // with subscribers on this worker
     std::unordered_map<std::string, unsigned> unsubscribing_;  // (S)UNSUBSCRIBEs not confirmed
+    std::vector<std::string> moved_;  // channels whose slot moved: subscribed again after refreshSlots
     core::EventPtr reconnect_timer_;
     core::EventPtr probe_timer_;
     core::EventPtr refresh_timer_;
