@@ -116,6 +116,49 @@ class RedisBackplane(BackplaneCase):
             frames, eof = ws.read_until_eof(0.3)
             self.assertEqual((frames, eof), ([], False))
 
+    # -- bounds held in Redis -------------------------------------------------------------------
+    def test_history_bytes_bounds_the_stream_in_redis(self):
+        redis = self.start_redis()
+        overhead = 192  # PubSubRegistry::kMessageOverhead, as in-process
+        a, b = self.start_nodes(redis, 2, history_bytes=3 * (1000 + overhead))
+        ws = a.subscribe("big", "?since=0", json_frames=True)
+        self.subscribed(a, "big", 1)
+        for i in range(1, 11):
+            self.assertEqual(b.publish("big", b"%d" % i + b"x" * (1000 - len(b"%d" % i))).status, 200)
+        self.assertEqual([recv_json(ws)["seq"] for _ in range(10)], list(range(1, 11)))
+        info = a.info("big")
+        self.assertEqual((info["history"], info["oldest"], info["seq"]), (3, 8, 10))
+        meta = PREFIX + ":{/live/\nbig}:meta"
+        self.assertEqual(redis.command("HGET", meta, "bytes"), str(3 * (1000 + overhead)))
+        late = b.subscribe("big", "?since=0", json_frames=True)
+        self.assertEqual([recv_json(late)["seq"] for _ in range(3)], [8, 9, 10])
+        # Larger than history_bytes alone: delivered, not kept (the in-process rule).
+        self.assertEqual(b.publish("big", b"y" * 4000).json()["seq"], 11)
+        self.assertEqual(recv_json(ws)["seq"], 11)
+        self.assertEqual((a.info("big")["history"], redis.command("HGET", meta, "bytes")), (0, "0"))
+        resumed = a.subscribe("big", "?since=9", json_frames=True)
+        self.assertEqual(recv_json(resumed)["type"], "history_lost")
+
+    def test_a_quiet_channel_keeps_its_keys_while_it_has_subscribers(self):
+        redis = self.start_redis()
+        a, b = self.start_nodes(redis, 2, history_ttl="2s", channel_idle_timeout="2s")
+        ws = a.subscribe("quiet", "?since=0", json_frames=True)
+        self.subscribed(a, "quiet", 1)
+        epoch = b.publish("quiet", b"one").json()["epoch"]
+        self.assertEqual(recv_json(ws)["seq"], 1)
+        meta = PREFIX + ":{/live/\nquiet}:meta"
+        # Three TTLs without a publish: the subscriber's node renews the keys.
+        time.sleep(6)
+        self.assertGreater(redis.command("TTL", meta), 0)
+        second = b.publish("quiet", b"two").json()
+        self.assertEqual((second["seq"], second["epoch"]), (2, epoch))
+        got = recv_json(ws)
+        self.assertEqual((got.get("type"), got["seq"], got["epoch"]), (None, 2, epoch))
+        # Without subscribers the keys go after their TTL, as before.
+        ws.close()
+        self.assertTrue(wait_for(lambda: a.info("quiet")["subscribers"] == 0, timeout=10))
+        self.assertTrue(wait_for(lambda: redis.command("EXISTS", meta) == 0, timeout=6), "the keys stayed")
+
     # -- faults --------------------------------------------------------------------------------
     def test_redis_down_publish_503_health_200_says_down_then_recovers(self):
         redis = self.start_redis()
