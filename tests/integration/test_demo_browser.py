@@ -8,6 +8,8 @@ panel, its chat room between two pages, a message POSTed over HTTP reaching both
 DemoBrowserHttp2 loads the page over HTTPS from a listener with `tls.alpn: [h2, http/1.1]`:
 Chromium reports h2, and the page's wss:// echo and chat ride that one TLS connection as
 RFC 8441 streams (one TLS handshake; the access log shows them as HTTP/2.0 200s).
+DemoBrowser also runs the page with its two pages served by two Portico instances that share one
+real redis-server (pubsub.backplane): a message typed on instance A's page appears on instance B's.
 DefaultConfig starts the shipped conf/portico.yaml (its listeners moved to port 0) and checks
 that it serves the page and the endpoints the page talks to.
 
@@ -24,6 +26,7 @@ import unittest
 import backends
 from browser_peer import BrowserScript, check_no_external_resources, requires_browser
 from portico_harness import PorticoTestCase, main, make_config, slow_factor, source_dir
+from redis_server import RedisServer
 from tls_certs import shared_pki, tls_listener
 from ws_peers import grip_app_available, start_grip_app
 
@@ -36,10 +39,13 @@ PAGE_IDS = ["status", "echo-input", "echo-send", "echo-log", "echo-state", "chat
             "bridge-log", "bridge-state"]
 
 
-def demo_config(app_port=None, extra_routes=(), **kw):
+def demo_config(app_port=None, extra_routes=(), redis_url=None, **kw):
     """The routes of the default conf/portico.yaml (after extra_routes), on a port-0 listener
     unless kw says otherwise, root = conf/www; the bridged /chat goes to the app on app_port (a
-    port nothing listens on when None)."""
+    port nothing listens on when None); with `redis_url`, channels go through that Redis
+    (pubsub.backplane)."""
+    if redis_url:
+        kw["pubsub"] = {"backplane": {"redis": redis_url, "key_prefix": "demo"}}
     return make_config(
         **kw,
         upstreams={"app": {"servers": ["127.0.0.1:%d" % (app_port or backends.free_port())]}},
@@ -99,29 +105,44 @@ class DemoBrowser(PorticoTestCase):
     def test_echo_chat_http_publish_and_bridged_app_in_chromium(self):
         app_port = backends.free_port()
         p = self.start_portico(demo_config(app_port))
-        start_grip_app(self, "http://127.0.0.1:%d/?iss=app&key=%s" % (p.port, GRIP_KEY), app_port)
-        plan = {"url": p.url(path="/"), "timeout_ms": int(10000 * slow_factor())}
+        self._run_demo(p, p, app_port, subscribers_per_node=2)
+
+    def test_chat_across_two_instances_sharing_one_redis(self):
+        redis = RedisServer()
+        self.addCleanup(redis.cleanup)
+        redis.start()
+        app_port = backends.free_port()
+        a = self.start_portico(demo_config(app_port, redis.url))
+        b = self.start_portico(demo_config(app_port, redis.url))
+        # Page A on instance A, page B on instance B: the chat, the HTTP publish (to A) and the
+        # bridged app's publish (to A's publish route) cross Redis; each node counts its own page.
+        self._run_demo(a, b, app_port, subscribers_per_node=1)
+
+    def _run_demo(self, a, b, app_port, subscribers_per_node):
+        start_grip_app(self, "http://127.0.0.1:%d/?iss=app&key=%s" % (a.port, GRIP_KEY), app_port)
+        plan = {"url": a.url(path="/"), "url_b": b.url(path="/"), "timeout_ms": int(10000 * slow_factor())}
         if os.environ.get("PORTICO_DEMO_SCREENSHOT"):
             plan["screenshot"] = os.environ["PORTICO_DEMO_SCREENSHOT"]
         script = BrowserScript(self, "demo_browser.js", plan)
         published = None
         for msg in script.messages(deadline_s=120):
             if msg.get("want") == "publish":
-                published = self._publish(p.port)
+                published = self._publish(a.port, subscribers_per_node)
                 script.send({"text": published})
         result = script.result
+        stderr = a.stderr_lines()[-20:] + (b.stderr_lines()[-20:] if b is not a else [])
         self.assertTrue(result["ok"], "browser run failed: %s\nsteps done: %s\nportico stderr:\n%s"
-                        % (result.get("error"), result.get("steps"),
-                           "\n".join(p.stderr_lines()[-20:])))
+                        % (result.get("error"), result.get("steps"), "\n".join(stderr)))
         self.assertIsNotNone(published, "the browser never asked for the HTTP publish")
         self.assertEqual(script.wait(30), 0)
 
-    def _publish(self, port):
-        return publish(self, port)
+    def _publish(self, port, subscribers):
+        return publish(self, port, subscribers)
 
 
-def publish(test, port):
-    """POSTs a message to /live/lobby as the curl example does; checks the JSON answer."""
+def publish(test, port, subscribers=2):
+    """POSTs a message to /live/lobby as the curl example does; checks the JSON answer and that
+    `subscribers` pages on this node got it."""
     text = "published over HTTP %d" % os.getpid()
     c = test.client(port)
     r = c.roundtrip("POST", "/live/lobby", body=text.encode(),
@@ -129,7 +150,7 @@ def publish(test, port):
     test.assertEqual(r.status, 200, r)
     doc = r.json()
     test.assertEqual(doc.get("channel"), "lobby")
-    test.assertGreaterEqual(doc.get("subscribers", 0), 2)  # the two pages
+    test.assertGreaterEqual(doc.get("subscribers", 0), subscribers)  # the pages on this node
     test.assertIn("seq", doc)
     return text
 

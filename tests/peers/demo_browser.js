@@ -14,8 +14,9 @@
 // publishes reaching both pages.
 // Last line: {"ok":true,...} (exit 0) or {"ok":false,"error":"..."} (exit 1).
 //
-// Plan keys: url (required), screenshot (path, optional), timeout_ms (per wait, default 10000),
-// chromium (executable, default /usr/bin/chromium), protocol (the page's
+// Plan keys: url (required), url_b (page B's page, default url: another Portico instance that
+// shares the channels through Redis), screenshot (path, optional), timeout_ms (per wait,
+// default 10000), chromium (executable, default /usr/bin/chromium), protocol (the page's
 // performance.getEntriesByType('navigation')[0].nextHopProtocol must be this, e.g. "h2"),
 // insecure (true: accept the test PKI's certificate).
 'use strict';
@@ -62,12 +63,12 @@ async function send(page, prefix, text) {
 }
 
 // Opens the demo page and waits until the health check and both sockets are up.
-async function openDemo(context, name, problems) {
+async function openDemo(context, name, problems, url) {
   const page = await context.newPage();
   watchProblems(page, problems, name);
-  const response = await page.goto(plan.url, { waitUntil: 'load', timeout });
+  const response = await page.goto(url, { waitUntil: 'load', timeout });
   if (!response || response.status() !== 200) {
-    throw new Error(name + ': GET ' + plan.url + ' answered ' + (response && response.status()));
+    throw new Error(name + ': GET ' + url + ' answered ' + (response && response.status()));
   }
   await waitForClass(page, '#status', 'ok', name + ' health badge');
   await waitForClass(page, '#echo-state', 'ok', name + ' echo socket');
@@ -87,7 +88,7 @@ finish(async (result) => {
   try {
     const context = await browser.newContext({ viewport: { width: 1100, height: 900 },
                                                ignoreHTTPSErrors: plan.insecure === true });
-    const alice = await openDemo(context, 'page A', problems);
+    const alice = await openDemo(context, 'page A', problems, plan.url);
     const status = await alice.textContent('#status');
     if (!/running/i.test(status)) throw new Error('#status says ' + JSON.stringify(status));
     const curl = await alice.textContent('#curl-example');
@@ -108,8 +109,9 @@ finish(async (result) => {
     if (inputLeft !== '') throw new Error('#echo-input not cleared after send');
     step('echo round trips');
 
-    // Chat: a second page joins; each side's message shows on the other.
-    const bob = await openDemo(context, 'page B', problems);
+    // Chat: a second page joins (from url_b: maybe another instance); each side's message shows
+    // on the other.
+    const bob = await openDemo(context, 'page B', problems, plan.url_b || plan.url);
     const fromAlice = 'hi from A ' + tag;
     await send(alice, 'chat', fromAlice);
     await waitForLogEntry(alice, 'chat-log', 'out', fromAlice, 'chat own line');
