@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "portico/core/base64.h"
 #include "portico/core/guarded.h"
@@ -12,6 +13,7 @@
 #include "portico/core/log.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/handlers/websocket_endpoint.h"
+#include "portico/net/event_loop.h"
 #include "portico/ws/close_code.h"
 #include "portico/ws/codec.h"
 
@@ -113,7 +115,7 @@ public:
         session_ = nullptr;
         alive_.reset();  // callbacks still held by the backplane find nobody
         if (in_hub_) hub_.remove(key_, this);
-        in_hub_ = false;
+        in_hub_ = flush_asked_ = false;
         // Each subscribe() not refused is matched by one unsubscribe(), answered or not.
         if (subscribed_ || subscribing_) hub_.backplane().unsubscribe(key_);
         subscribed_ = subscribing_ = false;
@@ -153,7 +155,17 @@ public:
             closeSlow();
             return;
         }
-        session_->sendEncoded(out);
+        // Written at the end of the loop iteration with whatever else came meanwhile.
+        session_->queueEncoded(out);
+        if (!flush_asked_) {
+            flush_asked_ = true;
+            hub_.flushLater(this);
+        }
+    }
+
+    void flushDeliveries() override {
+        flush_asked_ = false;
+        if (session_) session_->flush();
     }
 
     // Whatever was published after last_seq_ comes from history.
@@ -310,6 +322,7 @@ private:
     std::uint64_t pending_seq_ = 0;  // the highest seq seen before the subscription's answer
     std::string pending_epoch_;      // its epoch
     bool in_hub_ = false;
+    bool flush_asked_ = false;       // hub_.flushLater(this) not yet run
     bool subscribing_ = false;       // subscribe() asked, not answered
     bool subscribed_ = false;
     bool replaying_ = false;      // history after last_seq_ is being sent
@@ -329,8 +342,32 @@ std::unique_ptr<EndpointApp> makeSubscriberApp(PubSubHub& hub, const config::Rou
 // ---- the worker's hub ---------------------------------------------------------------------------
 
 PubSubHub::PubSubHub(net::EventLoop& loop, std::unique_ptr<pubsub::Backplane> backplane)
-    : loop_(loop), backplane_(std::move(backplane)) {
+    : loop_(loop), backplane_(std::move(backplane)), flush_event_(event_new(loop.base(), -1, 0, &PubSubHub::onFlush, this)) {
     backplane_->start(*this);
+}
+
+void PubSubHub::flushLater(ChannelListener* listener) {
+    // event_active puts the event at the end of the loop's active queue: it runs in this
+    // iteration, after the callbacks already due.
+    if (unflushed_.empty()) event_active(flush_event_.get(), EV_TIMEOUT, 1);
+    unflushed_.push_back(listener);
+}
+
+void PubSubHub::onFlush(int, short, void* arg) {
+    auto* self = static_cast<PubSubHub*>(arg);
+    // A flush may close a listener (a write error is reported later, from the loop), which then
+    // leaves the list through remove(): take the list first.
+    std::vector<ChannelListener*> listeners;
+    listeners.swap(self->unflushed_);
+    for (std::size_t i = 0; i < listeners.size(); ++i) {
+        if (!listeners[i]) continue;
+        self->flushing_ = &listeners;
+        listeners[i]->flushDeliveries();
+    }
+    self->flushing_ = nullptr;
+    // Keep the capacity for the next iteration (no allocation per iteration).
+    listeners.clear();
+    if (self->unflushed_.empty()) self->unflushed_.swap(listeners);
 }
 
 PubSubHub::~PubSubHub() = default;
@@ -358,6 +395,8 @@ void PubSubHub::remove(const std::string& channel, ChannelListener* listener) {
     auto& list = it->second;
     list.erase(std::remove(list.begin(), list.end(), listener), list.end());
     if (list.empty()) local_.erase(it);
+    std::erase(unflushed_, listener);
+    if (flushing_) std::replace(flushing_->begin(), flushing_->end(), listener, static_cast<ChannelListener*>(nullptr));
 }
 
 }  // namespace portico::handlers

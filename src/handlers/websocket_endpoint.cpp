@@ -164,10 +164,16 @@ void EndpointSession::sendBinary(std::string_view data) {
 
 void EndpointSession::sendEncoded(evbuffer* frames) {
     if (!isOpen()) return;
-    const std::size_t mark = tracer_ ? evbuffer_get_length(client_->output()) : 0;
-    evbuffer_add_buffer_reference(client_->output(), frames);
-    if (tracer_) tracer_->written(ws::TraceDirection::PorticoToClient, client_->output(), mark);
+    queueEncoded(frames);
     client_->flush();
+}
+
+void EndpointSession::queueEncoded(evbuffer* frames) {
+    if (!isOpen()) return;
+    evbuffer* out = client_->output();
+    const std::size_t mark = tracer_ ? evbuffer_get_length(out) : 0;
+    ws::Codec::appendShared(out, frames);
+    if (tracer_) tracer_->written(ws::TraceDirection::PorticoToClient, out, mark);
 }
 
 std::size_t EndpointSession::queuedBytes() const { return client_ ? client_->outputLength() : 0; }

@@ -295,6 +295,19 @@ void Codec::fail(std::uint16_t code) {
     state_ = CodecState::Closed;
 }
 
+void Codec::appendShared(evbuffer* out, evbuffer* frames) {
+    // evbuffer_peek with the length (not -1, which stops at the vector's size) answers how many
+    // extents the whole of it takes, even beyond the two asked for.
+    evbuffer_iovec parts[2];
+    const std::size_t length = evbuffer_get_length(frames);
+    const int n = length < kCopySharedBelow ? evbuffer_peek(frames, static_cast<ev_ssize_t>(length), nullptr, parts, 2) : 0;
+    if (n > 0 && n <= 2) {
+        for (int i = 0; i < n; ++i) evbuffer_add(out, parts[i].iov_base, parts[i].iov_len);
+    } else {
+        evbuffer_add_buffer_reference(out, frames);
+    }
+}
+
 bool Codec::encodeMessage(evbuffer* out, bool text, const void* data, std::size_t len, Deflater* deflater,
                           std::size_t min_deflate_bytes) {
     return encodeWith(out, text ? Opcode::Text : Opcode::Binary, data, len, deflater, min_deflate_bytes, nullptr);

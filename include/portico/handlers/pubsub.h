@@ -57,6 +57,10 @@ public:
     virtual void deliver(const pubsub::Message& message, MessageFrames& frames) = 0;
     // The backplane reconnected: messages may have been missed.
     virtual void catchUp() = 0;
+    // Writes what deliver() queued. A listener that queues without writing asks for it with
+    // PubSubHub::flushLater; the hub calls it once per loop iteration, after every message of
+    // the iteration: one write per listener however many messages came.
+    virtual void flushDeliveries() {}
 
 protected:
     ~ChannelListener() = default;
@@ -75,15 +79,24 @@ public:
     net::EventLoop& loop() { return loop_; }
 
     void add(const std::string& channel, ChannelListener* listener);
+    // Also forgets a flushLater() not yet run.
     void remove(const std::string& channel, ChannelListener* listener);
+    // Calls listener->flushDeliveries() once, at the end of this loop iteration (after the
+    // callbacks already due, such as the other messages of a Redis read). The listener asks at
+    // most once until then (it keeps a flag); remove() cancels.
+    void flushLater(ChannelListener* listener);
 
 private:
     void onBackplaneMessage(const std::string& channel, const pubsub::MessagePtr& message) override;
     void onBackplaneResync() override;
+    static void onFlush(int, short, void* arg);
 
     net::EventLoop& loop_;
     std::unique_ptr<pubsub::Backplane> backplane_;
     std::unordered_map<std::string, std::vector<ChannelListener*>> local_;
+    std::vector<ChannelListener*> unflushed_;  // flushLater() since the last onFlush
+    std::vector<ChannelListener*>* flushing_ = nullptr;  // onFlush's list while it runs
+    core::EventPtr flush_event_;               // activated (not timed) when unflushed_ fills
 };
 
 // The key of a channel in the registry: the route's path and the channel name, so that two

@@ -66,8 +66,11 @@ public:
     // For the app.
     void sendText(std::string_view text);
     void sendBinary(std::string_view data);
-    // Appends frames encoded once for many receivers (Codec::encodeMessage) by reference.
+    // Appends frames encoded once for many receivers (Codec::encodeMessage) and writes.
     void sendEncoded(evbuffer* frames);
+    // The same without writing (ws::Codec::appendShared): the caller flush()es later (a pub/sub
+    // hub once per loop iteration, so that a burst of messages is one write).
+    void queueEncoded(evbuffer* frames);
     std::size_t queuedBytes() const;
     // Writes what the socket takes now; if bytes remain, onDrained follows once they drain.
     void flush();

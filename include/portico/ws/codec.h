@@ -121,6 +121,12 @@ public:
     // Returns false on a zlib or allocation failure.
     static bool encodeMessage(evbuffer* out, bool text, const void* data, std::size_t len, Deflater* deflater,
                               std::size_t min_deflate_bytes = 0);
+    // Appends to `out` frames that encodeMessage wrote once for many receivers (`frames` is not
+    // changed). Below kCopySharedBelow bytes they are copied: into the room left in `out`'s last
+    // chain when several come before a write, so a burst costs no allocation per frame. Larger
+    // ones are added by reference: no copy per receiver.
+    static void appendShared(evbuffer* out, evbuffer* frames);
+    static constexpr std::size_t kCopySharedBelow = 4096;
 
 private:
     enum class Step : std::uint8_t { NeedMore, FrameDone, Stop };

@@ -847,3 +847,38 @@ TEST_CASE("codec under permessage-deflate still takes uncompressed messages", "[
     REQUIRE(ep.rec.messages.size() == 1);
     CHECK(ep.rec.messages[0].second == "plain text");
 }
+
+namespace {
+std::string drain(evbuffer* b) {
+    std::string s(evbuffer_get_length(b), '\0');
+    evbuffer_remove(b, s.data(), s.size());
+    return s;
+}
+}  // namespace
+
+TEST_CASE("appendShared keeps every byte of frames spread over many chains, copied or referenced", "[ws][codec]") {
+    // Shared frames built by several encodeMessage calls (a history slice) span several chains;
+    // the copy path once took only the first two (evbuffer_peek with -1 stops at the vector).
+    for (std::size_t size : {std::size_t{20}, std::size_t{1500}, std::size_t{3000}}) {
+        std::unique_ptr<evbuffer, decltype(&evbuffer_free)> shared(evbuffer_new(), evbuffer_free);
+        std::string expected;
+        for (int i = 0; i < 5; ++i) {
+            const std::string m(size / 5 + static_cast<std::size_t>(i), static_cast<char>('a' + i));
+            std::unique_ptr<evbuffer, decltype(&evbuffer_free)> one(evbuffer_new(), evbuffer_free);
+            REQUIRE(Codec::encodeMessage(one.get(), true, m.data(), m.size(), nullptr));
+            evbuffer_add_buffer(shared.get(), one.get());  // moves the chain: one chain per message
+        }
+        {
+            std::unique_ptr<evbuffer, decltype(&evbuffer_free)> copy(evbuffer_new(), evbuffer_free);
+            evbuffer_add_buffer_reference(copy.get(), shared.get());
+            expected = drain(copy.get());
+        }
+        REQUIRE(evbuffer_peek(shared.get(), -1, nullptr, nullptr, 0) >= 3);
+        std::unique_ptr<evbuffer, decltype(&evbuffer_free)> out(evbuffer_new(), evbuffer_free);
+        evbuffer_add(out.get(), "x", 1);
+        Codec::appendShared(out.get(), shared.get());
+        Codec::appendShared(out.get(), shared.get());
+        CHECK(drain(out.get()) == "x" + expected + expected);
+        CHECK(evbuffer_get_length(shared.get()) == expected.size());  // not consumed
+    }
+}

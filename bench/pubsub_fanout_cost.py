@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""What one delivery costs the fan-out node, counted so that the machine's load does not move
+the figure: user-space instructions (valgrind --tool=callgrind) and write system calls (strace
+-c) of node A per delivered message, at 1 channel x 1,000 subscribers across Redis (the setup
+of bench/pubsub_redis.py: subscribers on node A, publishes POSTed to node B, 1 worker each).
+
+    /usr/bin/python3 bench/pubsub_fanout_cost.py [--duration 8] [--build-dir build] [--tool callgrind|strace|both]
+
+The counts cover the measured phase only: callgrind is zeroed (callgrind_control -z) when the
+load starts and dumped when it ends; strace is attached to node A for that phase. Run it on two
+builds (--build-dir) to compare them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchlib as bl  # noqa: E402
+from pubsub_redis import start_portico_node, start_redis  # noqa: E402
+from ws_echo import TOKEN, WsClient, build_ws_load  # noqa: E402
+
+
+def wrapper(workdir: Path, binary: Path, tool: str) -> Path:
+    """An executable that runs `binary` under valgrind (callgrind) or as is."""
+    script = workdir / f"portico-{tool}.sh"
+    if tool == "callgrind":
+        out = workdir / "callgrind.out.%p"
+        script.write_text(f"#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={out} {binary} \"$@\"\n")
+    else:
+        script.write_text(f"#!/bin/sh\nexec {binary} \"$@\"\n")
+    script.chmod(0o755)
+    return script
+
+
+def run(tool: str, build_dir: Path, duration: float) -> dict:
+    ws_load = build_ws_load(build_dir)
+    workdir = bl.make_workdir("fanout-cost")
+    redis = start_redis()
+    node_a = start_portico_node(wrapper(workdir, (build_dir / "portico").resolve(), tool), redis.port)
+    node_b = start_portico_node(build_dir / "portico", redis.port)
+    services = [node_a, node_b, redis]
+    try:
+        args = ["-c", "1000", "--channels", "1", "--pub-port", str(node_b.port), "--token", TOKEN, "-s", "64",
+                "--text", "-d", str(duration)]
+        client = WsClient(ws_load, "pubsub", node_a.port, args)
+        try:
+            client.ready(timeout=300)
+            pid = node_a.pids()[0]
+            tracer = None
+            if tool == "callgrind":
+                subprocess.run(["callgrind_control", "-z", str(pid)], check=True, stdout=subprocess.DEVNULL)
+            else:
+                tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", str(workdir / "strace.txt")],
+                                          stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+            res = client.go(duration + 120)
+            if tool == "callgrind":
+                subprocess.run(["callgrind_control", "-d", str(pid)], check=True, stdout=subprocess.DEVNULL)
+            else:
+                tracer.send_signal(2)
+                tracer.wait(30)
+        finally:
+            client.close()
+    finally:
+        for s in services:
+            s.stop()
+    delivered = res["ops_total"]  # the whole GO phase, as the counts
+    out = {"tool": tool, "deliveries": delivered, "published": res.get("published")}
+    if tool == "callgrind":
+        dumps = sorted(glob.glob(str(workdir / "callgrind.out.*")), key=os.path.getmtime)
+        summary = [d for d in dumps if re.search(r"\.\d+\.\d+$", d) or d.endswith(".1")] or dumps
+        text = Path(summary[-1]).read_text(errors="replace")
+        m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
+        out["instructions"] = int(m.group(1)) if m else None
+        out["instructions_per_delivery"] = out["instructions"] / delivered if delivered and m else None
+    else:
+        calls = {}
+        for line in (workdir / "strace.txt").read_text().splitlines():
+            f = line.split()
+            if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit() and f[-1] != "total":
+                calls[f[-1]] = int(f[3])
+        out["syscalls"] = calls
+        writes = sum(calls.get(n, 0) for n in ("write", "writev", "sendmsg", "send"))
+        out["writes_per_delivery"] = writes / delivered if delivered else None
+        out["syscalls_per_delivery"] = sum(calls.values()) / delivered if delivered else None
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--build-dir", type=Path, default=bl.REPO_ROOT / "build")
+    ap.add_argument("--tool", choices=["callgrind", "strace", "both"], default="both")
+    args = ap.parse_args()
+    bl.raise_nofile_limit()
+    for tool in (["callgrind", "strace"] if args.tool == "both" else [args.tool]):
+        r = run(tool, args.build_dir, args.duration)
+        print(r, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
