@@ -9,7 +9,6 @@ explicit history_lost, never a silent gap."""
 import json
 import os
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
@@ -17,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from http_client import http_request  # noqa: E402
 from portico_harness import main, slow_factor  # noqa: E402
 from pubsub_client import recv_json  # noqa: E402
-from pubsub_redis_case import PREFIX, BackplaneCase  # noqa: E402
+from pubsub_redis_case import PREFIX, BackplaneCase, ContinuousPublisher  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 from tcp_freezer import TcpFreezer  # noqa: E402
 from ws_client import OP_TEXT  # noqa: E402
@@ -226,23 +225,7 @@ class RedisBackplane(BackplaneCase):
             subs.append(n.subscribe("load", "?since=0", json_frames=True))
         for n in nodes:
             self.subscribed(n, "load", 2)
-        accepted = []
-        stop = threading.Event()
-
-        def publisher():
-            i = 0
-            while not stop.is_set():
-                try:
-                    r = nodes[i % 2].publish("load", b"p%d" % i, timeout=5)
-                except OSError:
-                    return  # the test is over (failed) and its nodes are gone
-                if r.status == 200:
-                    accepted.append(r.json()["seq"])
-                i += 1
-                time.sleep(0.005)
-
-        t = threading.Thread(target=publisher, daemon=True)
-        t.start()
+        publisher = ContinuousPublisher(lambda i: (nodes[i % 2], "load"))
         time.sleep(0.5)
         redis.kill()
         time.sleep(1.0)
@@ -250,12 +233,11 @@ class RedisBackplane(BackplaneCase):
         for n in nodes:
             self.assertTrue(wait_for(lambda: self.health(n) == "ok\nbackplane: up\n", timeout=15))
         time.sleep(0.5)
-        stop.set()
-        t.join(10)
+        publisher.stop()
         info = nodes[0].info("load")
         final = (info["epoch"], info["seq"])
         outcomes = [self.read_to(ws, final)[1] for ws in subs]
-        return outcomes, accepted
+        return outcomes, publisher.accepted
 
     def test_redis_restarted_with_its_data_every_subscriber_gets_the_full_sequence(self):
         outcomes, accepted = self.run_restart_under_load(persistent=True)

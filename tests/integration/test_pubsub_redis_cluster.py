@@ -8,14 +8,13 @@ explicit history_lost, never a silent gap."""
 
 import os
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 from portico_harness import main  # noqa: E402
 from pubsub_client import recv_json  # noqa: E402
-from pubsub_redis_case import BackplaneCase, redis_key  # noqa: E402
+from pubsub_redis_case import BackplaneCase, ContinuousPublisher, redis_key  # noqa: E402
 from redis_cluster import RedisCluster  # noqa: E402
 from ws_peers import wait_for  # noqa: E402
 
@@ -102,23 +101,7 @@ class RedisClusterBackplane(BackplaneCase):
         for n in nodes:
             for c in channels:
                 self.subscribed(n, c, 1)
-        accepted = []
-        stop = threading.Event()
-
-        def publisher():
-            i = 0
-            while not stop.is_set():
-                try:
-                    r = nodes[i % 2].publish(channels[i % 3], b"p%d" % i, timeout=5)
-                except OSError:
-                    return  # the test is over (failed) and its nodes are gone
-                if r.status == 200:
-                    accepted.append(r.json()["seq"])
-                i += 1
-                time.sleep(0.005)
-
-        t = threading.Thread(target=publisher, daemon=True)
-        t.start()
+        publisher = ContinuousPublisher(lambda i: (nodes[i % 2], channels[i % 3]))
         time.sleep(0.5)
         # The configured seed itself: the nodes find the cluster through the other masters.
         restarted = cluster.nodes[0]
@@ -129,10 +112,9 @@ class RedisClusterBackplane(BackplaneCase):
         cluster.wait_ok()
         for n in nodes:
             self.wait_up(n, timeout=20)
-        before = len(accepted)
-        self.assertTrue(wait_for(lambda: len(accepted) > before + 30, timeout=10), "no publishes after")
-        stop.set()
-        t.join(10)
+        before = len(publisher.accepted)
+        self.assertTrue(wait_for(lambda: len(publisher.accepted) > before + 30, timeout=10), "no publishes after")
+        publisher.stop()
         finals = {c: (nodes[0].info(c)["epoch"], nodes[0].info(c)["seq"]) for c in channels}
         outcomes = {}
         for c, ws in subs:

@@ -3,6 +3,9 @@
 nodes against a Redis (one server or a cluster) and reads their health, metrics and channel info,
 and the check that a subscriber's sequence has no silent gap."""
 
+import threading
+import time
+
 from http_client import http_request
 from portico_harness import make_config
 from pubsub_client import PubSubNode, recv_json
@@ -28,6 +31,34 @@ def node_config(redis_url, workers=2, client_publish=False, extra_routes=(), **p
 def redis_key(channel, suffix=""):
     """The Redis name of a /live/ channel's key (suffix ":meta", ":stream") or pub/sub channel."""
     return PREFIX + ":{/live/\n" + channel + "}" + suffix
+
+
+class ContinuousPublisher:
+    """A thread that POSTs b"p<i>" every 5 ms, to target(i) -> (node, channel), until stop();
+    `accepted` holds the seq of each publish answered 200 (a 503 is simply not counted)."""
+
+    def __init__(self, target):
+        self.target, self.accepted = target, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        i = 0
+        while not self._stop.is_set():
+            node, channel = self.target(i)
+            try:
+                r = node.publish(channel, b"p%d" % i, timeout=5)
+            except OSError:
+                return  # the test is over (failed) and its nodes are gone
+            if r.status == 200:
+                self.accepted.append(r.json()["seq"])
+            i += 1
+            time.sleep(0.005)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
 
 
 class BackplaneCase(WsTestCase):
