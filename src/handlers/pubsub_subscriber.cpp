@@ -272,8 +272,12 @@ private:
         slice_pending_ = false;
         if (!session_ || !session_->isOpen()) return;
         if (slice.unavailable) {
-            // The backplane is down: live again; its resync (onBackplaneResync) catches up.
+            // The backplane is down: live again; its resync (onBackplaneResync) catches up. Up
+            // (an answer later than publish_timeout): try again shortly, else a message that came
+            // live during the replay (and was left to it) would stay missing.
             replaying_ = false;
+            const char* health = hub_.backplane().health();
+            if (!health || std::string_view(health) != "down") retryCatchUp();
             return;
         }
         if (slice.lost || (slice.gap && !accept_gap_)) {
@@ -304,6 +308,13 @@ private:
         if (session_->queuedBytes() == 0) pump();
     }
 
+    void retryCatchUp() {
+        if (!retry_timer_) retry_timer_.reset(evtimer_new(hub_.loop().base(), &PubSubSubscriber::onRetry, this));
+        net::addTimerOnce(retry_timer_.get(), kReplayRetry);
+    }
+
+    static void onRetry(int, short, void* arg) { static_cast<PubSubSubscriber*>(arg)->catchUp(); }
+
     void closeSlow() {
         LOG_INFO("pubsub: closing a slow subscriber of %s (%zu bytes queued)", key_.c_str(), session_->queuedBytes());
         hub_.registry().countSlowClosed();
@@ -323,6 +334,8 @@ private:
     std::string pending_epoch_;      // its epoch
     bool in_hub_ = false;
     bool flush_asked_ = false;       // hub_.flushLater(this) not yet run
+    core::EventPtr retry_timer_;     // made on the first replay the backplane could not answer
+    static constexpr std::chrono::milliseconds kReplayRetry{200};
     bool subscribing_ = false;       // subscribe() asked, not answered
     bool subscribed_ = false;
     bool replaying_ = false;      // history after last_seq_ is being sent

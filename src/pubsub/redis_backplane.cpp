@@ -231,7 +231,12 @@ void RedisBackplane::discover() {
 }
 
 void RedisBackplane::onSlots(const redisReply* reply) {
-    if (!reply || discovered_) return;  // lost: onDown reconnects
+    if (discovered_) return;
+    if (!reply) {
+        // Lost: onDown follows (or ran). Timed out on a live connection: nobody else will retry.
+        if (connections_.front()->up()) onDown("CLUSTER SLOTS: no answer within connect_timeout");
+        return;
+    }
     RedisConnection& seed = *connections_.front();
     const config::RedisAddress& seed_address = seeds_[(next_seed_ - 1) % seeds_.size()];
     cluster::SlotMap map;
