@@ -238,7 +238,7 @@ void RedisBackplane::onSlots(const redisReply* reply) {
         return;
     }
     RedisConnection& seed = *connections_.front();
-    const config::RedisAddress& seed_address = seeds_[(next_seed_ - 1) % seeds_.size()];
+    const config::RedisAddress seed_address = seeds_[(next_seed_ - 1) % seeds_.size()];  // a copy: seeds_ changes below
     cluster::SlotMap map;
     if (reply->type == REDIS_REPLY_ERROR) {
         // One Redis ("ERR This instance has cluster support disabled"): the seed's connection
@@ -303,9 +303,7 @@ void RedisBackplane::refreshSlots() {
                 a.port = node->port;
                 Shard* shard = shardAt(a);
                 if (!shard) return onDown("the cluster's masters changed");
-                slots[slot] = static_cast<std::uint16_t>(
-                    std::find_if(shards_.begin(), shards_.end(), [&](const auto& s) { return s.get() == shard; }) -
-                    shards_.begin());
+                slots[slot] = shardIndex(shard);
             }
             slots_ = std::move(slots);
             // Channels whose slot moved: on their new master now, then a catch-up.
@@ -325,6 +323,11 @@ RedisBackplane::Shard* RedisBackplane::shardOf(const std::string& channel) {
     if (!cluster_) return shards_.front().get();
     const std::uint16_t owner = slots_[cluster::keySlot(redisChannel(channel))];
     return owner == cluster::kNoOwner ? nullptr : shards_[owner].get();
+}
+
+std::uint16_t RedisBackplane::shardIndex(const Shard* shard) const {
+    const auto it = std::find_if(shards_.begin(), shards_.end(), [&](const auto& s) { return s.get() == shard; });
+    return static_cast<std::uint16_t>(it - shards_.begin());
 }
 
 RedisBackplane::Shard* RedisBackplane::shardAt(const config::RedisAddress& address) {
@@ -375,10 +378,7 @@ void RedisBackplane::onCallReply(const std::shared_ptr<Call>& call, const redisR
             a.port = redirect.node.port;
             Shard* target = shardAt(a);
             if (!redirect.ask) {
-                if (target)
-                    slots_[redirect.slot] = static_cast<std::uint16_t>(
-                        std::find_if(shards_.begin(), shards_.end(), [&](const auto& s) { return s.get() == target; }) -
-                        shards_.begin());
+                if (target) slots_[redirect.slot] = shardIndex(target);
                 refreshSlots();
             }
             if (target && target->commands->up()) {

@@ -135,7 +135,8 @@ private:
     void onDown(const std::string& why);
     void finishResync();
     Shard* shardOf(const std::string& channel);
-    Shard* shardAt(const config::RedisAddress& address);
+    Shard* shardAt(const config::RedisAddress& address);  // nullptr: not a master we know
+    std::uint16_t shardIndex(const Shard* shard) const;   // its index in shards_ (slots_' values)
     // Sends `argv` to the shard of `channel`. A script goes as {"EVALSHA", <its text>, ...}: by
     // its SHA-1, and with its text after NOSCRIPT. MOVED (the slot map is then refreshed) and
     // ASK are followed up to kMaxRedirects times. False (`done` not called) when down.
