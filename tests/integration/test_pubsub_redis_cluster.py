@@ -59,6 +59,47 @@ class RedisClusterBackplane(BackplaneCase):
             shard = node.command("PUBSUB", "SHARDNUMSUB", redis_key(c))
             self.assertGreaterEqual(shard[1], 1, shard)
 
+    def migrate(self, cluster, channel, source, target, finish=True):
+        """Moves `channel`'s slot from `source` to `target`, keys and all, as redis-cli --cluster
+        reshard does; without `finish` the slot stays MIGRATING/IMPORTING (ASK)."""
+        slot = source.command("CLUSTER", "KEYSLOT", redis_key(channel))
+        source_id, target_id = source.command("CLUSTER", "MYID"), target.command("CLUSTER", "MYID")
+        target.command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        source.command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        keys = source.command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+        self.assertEqual(len(keys), 2, keys)
+        source.command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        if finish:
+            self.finish_migration(cluster, slot, source, target)
+        return slot
+
+    def finish_migration(self, cluster, slot, source, target):
+        target_id = target.command("CLUSTER", "MYID")
+        for node in [target, source] + [n for n in cluster.nodes if n not in (source, target)]:  # redis-cli's order
+            node.command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        cluster.wait_ok()
+
+    def test_an_ask_during_a_migration_is_followed_then_the_slot_moves(self):
+        cluster = self.start_cluster()
+        a, b = self.start_nodes(cluster, 2)
+        channel = self.channel_per_master(cluster)[0]
+        ws = a.subscribe(channel, "?since=0", json_frames=True)
+        self.subscribed(a, channel, 1)
+        epoch = b.publish(channel, b"before").json()["epoch"]
+        self.assertEqual(recv_json(ws)["seq"], 1)
+        source, target = cluster.nodes[0], cluster.nodes[1]
+        slot = self.migrate(cluster, channel, source, target, finish=False)
+        # The keys are on the target, the slot still the source's: the source answers ASK, the
+        # script runs on the target after ASKING, in the same epoch.
+        answers = [node.publish(channel, b"during %d" % i).json() for i, node in enumerate((a, b))]
+        self.assertEqual([(x["seq"], x["epoch"]) for x in answers], [(2, epoch), (3, epoch)])
+        self.finish_migration(cluster, slot, source, target)
+        # Shard messages published on the target did not reach the subscription on the source;
+        # the slot's move resubscribes it there and history brings them, in order, once.
+        self.assertEqual(b.publish(channel, b"after").json()["seq"], 4)
+        data, lost = self.read_to(ws, (epoch, 4), timeout=15, after=1)
+        self.assertEqual((data, lost), (["during 0", "during 1", "after"], 0))
+
     def test_a_moved_slot_is_followed_and_its_subscribers_miss_nothing(self):
         cluster = self.start_cluster()
         a, b = self.start_nodes(cluster, 2)
@@ -67,19 +108,8 @@ class RedisClusterBackplane(BackplaneCase):
         self.subscribed(a, channel, 1)
         epoch = b.publish(channel, b"before").json()["epoch"]
         self.assertEqual(recv_json(ws)["seq"], 1)
-        # Move the channel's slot from its master to another one, keys and all, as
-        # redis-cli --cluster reshard does.
         source, target = cluster.nodes[0], cluster.nodes[1]
-        slot = source.command("CLUSTER", "KEYSLOT", redis_key(channel))
-        source_id, target_id = source.command("CLUSTER", "MYID"), target.command("CLUSTER", "MYID")
-        target.command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-        source.command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
-        keys = source.command("CLUSTER", "GETKEYSINSLOT", slot, 100)
-        self.assertEqual(len(keys), 2, keys)
-        source.command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
-        for node in [target, source, cluster.nodes[2]]:  # in redis-cli's order
-            node.command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
-        cluster.wait_ok()
+        self.migrate(cluster, channel, source, target)
         # Publishes through either node reach the new master (MOVED), in the same epoch; the
         # subscriber follows its shard channel there and gets every message once, in order.
         self.assertEqual(b.publish(channel, b"after").status, 200)
