@@ -79,7 +79,9 @@ class RedisClusterBackplane(BackplaneCase):
             node.command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
         cluster.wait_ok()
 
-    def test_an_ask_during_a_migration_is_followed_then_the_slot_moves(self):
+    def one_subscriber_one_message(self):
+        """A cluster, two nodes, a channel on the first master with a subscriber on node a that
+        got seq 1 (published on node b). Returns (cluster, a, b, channel, ws, epoch)."""
         cluster = self.start_cluster()
         a, b = self.start_nodes(cluster, 2)
         channel = self.channel_per_master(cluster)[0]
@@ -87,6 +89,10 @@ class RedisClusterBackplane(BackplaneCase):
         self.subscribed(a, channel, 1)
         epoch = b.publish(channel, b"before").json()["epoch"]
         self.assertEqual(recv_json(ws)["seq"], 1)
+        return cluster, a, b, channel, ws, epoch
+
+    def test_an_ask_during_a_migration_is_followed_then_the_slot_moves(self):
+        cluster, a, b, channel, ws, epoch = self.one_subscriber_one_message()
         source, target = cluster.nodes[0], cluster.nodes[1]
         slot = self.migrate(cluster, channel, source, target, finish=False)
         # The keys are on the target, the slot still the source's: the source answers ASK, the
@@ -101,13 +107,7 @@ class RedisClusterBackplane(BackplaneCase):
         self.assertEqual((data, lost), (["during 0", "during 1", "after"], 0))
 
     def test_a_moved_slot_is_followed_and_its_subscribers_miss_nothing(self):
-        cluster = self.start_cluster()
-        a, b = self.start_nodes(cluster, 2)
-        channel = self.channel_per_master(cluster)[0]
-        ws = a.subscribe(channel, "?since=0", json_frames=True)
-        self.subscribed(a, channel, 1)
-        epoch = b.publish(channel, b"before").json()["epoch"]
-        self.assertEqual(recv_json(ws)["seq"], 1)
+        cluster, a, b, channel, ws, epoch = self.one_subscriber_one_message()
         source, target = cluster.nodes[0], cluster.nodes[1]
         self.migrate(cluster, channel, source, target)
         # Publishes through either node reach the new master (MOVED), in the same epoch; the
