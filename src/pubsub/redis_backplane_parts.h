@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Private to src/pubsub: what the two files of RedisBackplane share (redis_backplane.cpp: state,
+// pushes and the operations; redis_links.cpp: connections, the slot map, commands and their
+// redirections, up/down, probes, TTL renewal): its nested types and the scripts' SHA-1s.
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <openssl/sha.h>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "portico/pubsub/redis_backplane.h"
+#include "pubsub/redis_connection.h"
+#include "pubsub/redis_scripts.h"
+
+namespace portico::pubsub {
+
+// ---- the connections' handler -------------------------------------------------------------------
+
+class RedisBackplane::Connections final : public RedisConnection::Handler {
+public:
+    explicit Connections(RedisBackplane& owner) : owner_(owner) {}
+    void onRedisUp(RedisConnection& connection) override { owner_.onConnectionUp(connection); }
+    void onRedisDown(RedisConnection&, const std::string& why) override { owner_.onDown(why); }
+    void onRedisPush(RedisConnection& connection, const redisReply& push) override { owner_.onPush(connection, push); }
+
+private:
+    RedisBackplane& owner_;
+};
+
+struct RedisBackplane::Shard {
+    config::RedisAddress address;
+    RedisConnection* commands = nullptr;       // owned by connections_
+    RedisConnection* subscriptions = nullptr;  // owned by connections_
+    std::string probe_channel;                 // in this shard's slots (cluster)
+    bool probe_outstanding = false;
+};
+
+struct RedisBackplane::Call {
+    std::vector<std::string> argv;  // a script's text at [1] when `script`
+    const char* script = nullptr;   // one of scripts::k*, or nullptr for a plain command
+    bool with_text = false;         // NOSCRIPT came back: EVAL with the text
+    int hops = 0;
+    RedisConnection* last = nullptr;  // where it went last (NOSCRIPT goes there again)
+    ReplyFn done;
+    std::chrono::milliseconds timeout{0};
+};
+
+// The SHA-1 that EVALSHA names a script by (hex, as SCRIPT LOAD answers).
+inline std::string scriptSha(const char* script) {
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(script), std::strlen(script), digest);
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string hex;
+    for (unsigned char b : digest) {
+        hex.push_back(kHex[b >> 4]);
+        hex.push_back(kHex[b & 15]);
+    }
+    return hex;
+}
+
+// Computed once per script (thread-safe function-local statics).
+inline const std::string& shaOf(std::string_view script) {
+    static const std::string publish = scriptSha(scripts::kPublish), replay = scriptSha(scripts::kReplay),
+                             info = scriptSha(scripts::kInfo);
+    if (script.data() == scripts::kPublish) return publish;
+    if (script.data() == scripts::kReplay) return replay;
+    return info;
+}
+
+}  // namespace portico::pubsub
