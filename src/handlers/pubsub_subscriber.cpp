@@ -192,8 +192,11 @@ private:
         subscribed_ = true;
         epoch_ = top.epoch;
         last_seq_ = top.seq;
+        // The channel had no state when its position was read, and a message that created it
+        // came meanwhile (on the subscribe connection, ahead of the position's answer on the
+        // command connection): that message's epoch is the channel's, with or without since.
+        if (epoch_.empty() && !pending_epoch_.empty()) epoch_ = pending_epoch_;
         if (!options_.since) {
-            if (epoch_.empty() && !pending_epoch_.empty()) epoch_ = pending_epoch_;  // created since
             if (pending_epoch_ == epoch_ && pending_seq_ > last_seq_) catchUp();
             return;
         }
