@@ -36,7 +36,7 @@ import http_client
 
 __all__ = ["Portico", "PorticoTestCase", "PorticoError", "make_config", "proxy_config", "to_yaml",
            "portico_bin", "source_dir", "run_portico", "RssSampler", "slow_factor",
-           "LEAN_ASAN_ENV", "rss_limit_kb", "read_rss_kb"]
+           "LEAN_ASAN_ENV", "quarantine_slack_kb", "rss_limit_kb", "read_rss_kb"]
 
 _LISTEN_RE = re.compile(r"listening on (\[[^\]]*\]|[^\s\[\]]+?):(\d+)\b")
 
@@ -417,9 +417,16 @@ class RssSampler:
 
 # Env for memory tests: keeps AddressSanitizer's quarantine of freed memory small so that RSS
 # reflects live buffers (harmless for a normal build).
+LEAN_ASAN_QUARANTINE_KB = 8 * 1024 + 256  # what LEAN_ASAN_ENV lets the quarantine hold
 LEAN_ASAN_ENV = {"ASAN_OPTIONS": ":".join(
     x for x in (os.environ.get("ASAN_OPTIONS", ""), "quarantine_size_mb=8",
                 "thread_local_quarantine_size_kb=256") if x)}
+
+
+def quarantine_slack_kb(portico):
+    """Freed memory that a sanitizer build under LEAN_ASAN_ENV may still hold (its quarantine):
+    an RSS bound on live buffers adds this under ASan, 0 for a normal build."""
+    return LEAN_ASAN_QUARANTINE_KB if portico.uses_asan() else 0
 
 
 def rss_limit_kb(portico, baseline_kb, budget_mb=64):
