@@ -112,8 +112,8 @@ class DemoBrowser(PorticoTestCase):
         self.addCleanup(redis.cleanup)
         redis.start()
         app_port = backends.free_port()
-        a = self.start_portico(demo_config(app_port, redis.url))
-        b = self.start_portico(demo_config(app_port, redis.url))
+        a = self.start_portico(demo_config(app_port, redis_url=redis.url))
+        b = self.start_portico(demo_config(app_port, redis_url=redis.url))
         # Page A on instance A, page B on instance B: the chat, the HTTP publish (to A) and the
         # bridged app's publish (to A's publish route) cross Redis; each node counts its own page.
         self._run_demo(a, b, app_port, subscribers_per_node=1)
