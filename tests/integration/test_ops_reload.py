@@ -179,7 +179,9 @@ class ReloadHttp(ReloadBase):
         self.assertEqual(get(p.port, "/api/fresh").status, 200)
 
     def test_listener_added_accepts_and_removed_refuses(self):
-        pa, pb, pc = (backends.free_port() for _ in range(3))
+        pa, pb = backends.free_port(), backends.free_port()
+        # A third port that nothing listens on yet: tests running in parallel take ports too.
+        pc = next(x for x in (backends.free_port() for _ in range(20)) if refused(x) and x not in (pa, pb))
 
         def cfg(*ports):
             return self.config(self.a, listeners=["127.0.0.1:%d" % x for x in ports])
