@@ -152,8 +152,15 @@ public:
         if (message.sender == this) return;
         evbuffer* out = frames.get(options_.json);
         if (session_->queuedBytes() + evbuffer_get_length(out) > settings_.queue_bytes) {
-            closeSlow();
-            return;
+            // What this loop iteration queued has not been offered to the socket yet: offer it
+            // before judging. A burst bigger than queue_bytes to a socket that takes it is not
+            // a slow subscriber; one whose socket refuses the rest is.
+            session_->flush();
+            if (!session_) return;
+            if (session_->queuedBytes() + evbuffer_get_length(out) > settings_.queue_bytes) {
+                closeSlow();
+                return;
+            }
         }
         // Written at the end of the loop iteration with whatever else came meanwhile.
         session_->queueEncoded(out);

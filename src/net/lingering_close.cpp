@@ -3,6 +3,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <sys/ioctl.h>
 
 #include "portico/net/event_loop.h"
 #include "portico/net/stream.h"
@@ -50,9 +51,22 @@ void closeGracefully(EventLoop& loop, std::unique_ptr<Stream> stream, std::chron
     loop.own(closer.get(), closer);
 }
 
+namespace {
+
+// Bytes the peer sent that nobody read: closing a socket with them makes Linux answer with a
+// reset, which destroys what is still queued to the peer (RFC 9293 3.6.1; the same reason
+// Worker::refuse lingers). A relay whose reading was paused by backpressure has them.
+bool hasUnreadInput(const Stream& stream) {
+    if (stream.inputLength() > 0) return true;
+    int unread = 0;
+    return ::ioctl(stream.fd(), FIONREAD, &unread) != 0 || unread > 0;
+}
+
+}  // namespace
+
 void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream) {
     if (!stream) return;
-    if (stream->outputLength() > 0 || stream->isTls()) {
+    if (stream->outputLength() > 0 || stream->isTls() || hasUnreadInput(*stream)) {
         closeGracefully(loop, std::move(stream));
         return;
     }

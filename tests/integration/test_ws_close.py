@@ -9,14 +9,20 @@ received after close" and an unclean 1006. Now the client gets exactly one Close
 clean TCP close. The same rule for a client that sends junk after its Close, towards a frames
 route and towards the built-in echo."""
 
+import base64
+import hashlib
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+import backends  # noqa: E402
 import ws_client  # noqa: E402
 from portico_harness import main, slow_factor  # noqa: E402
 from ws_client import OP_CLOSE, ConnectionClosed  # noqa: E402
@@ -86,6 +92,74 @@ class BackendJunkAfterClose(WsTestCase):
         first = ws.recv_frame()
         self.assertEqual((first.opcode, first.close_code), (OP_CLOSE, 1000))
         self.assertTrue(ws.wait_eof(5 * slow_factor()))
+
+
+class TunnelLastBytes(WsTestCase):
+    """The upstream's last bytes reach a client whose own bytes Portico had stopped reading:
+    closing a socket with unread input makes Linux send a reset, which destroys what is still
+    queued to the client (it did: the client got at most its receive window, then a reset)."""
+
+    test_timeout = 60
+    LAST = 8192
+
+    def test_upstream_last_bytes_survive_a_client_paused_by_backpressure(self):
+        go = threading.Event()
+
+        def backend(s):
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(4096)
+            key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", head).group(1)
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            go.wait(30)  # never reads: the client's bytes back up into Portico
+            s.sendall(b"L" * self.LAST)
+            s.shutdown(socket.SHUT_WR)
+            time.sleep(2 * slow_factor())
+            s.close()
+
+        b = backends.TcpServer(backend)
+        self.addCleanup(b.stop)
+        p = self.start_portico(ws_proxy_config(b.address, mode="tunnel"))
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(c.close)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # the last bytes wait in Portico's send queue
+        c.connect(("127.0.0.1", p.port))
+        c.sendall(b"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += c.recv(1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        # Fill everything between the client and the backend until Portico stops reading.
+        c.setblocking(False)
+        chunk, stalled_since = b"x" * 65536, None
+        deadline = time.monotonic() + 30 * slow_factor()
+        while time.monotonic() < deadline:
+            try:
+                c.send(chunk)
+                stalled_since = None
+            except BlockingIOError:
+                stalled_since = stalled_since or time.monotonic()
+                if time.monotonic() - stalled_since > 0.5:
+                    break
+                time.sleep(0.01)
+        self.assertIsNotNone(stalled_since, "the client's writes never backed up")
+        go.set()
+        time.sleep(0.5 * slow_factor())  # the upstream's FIN reaches Portico, which closes
+        c.setblocking(True)
+        c.settimeout(10 * slow_factor())
+        got = b""
+        while True:
+            try:
+                data = c.recv(65536)
+            except ConnectionResetError:
+                self.fail("reset after %d of the upstream's %d last bytes" % (len(got), self.LAST))
+            if not data:
+                break
+            got += data
+        self.assertEqual(got, b"L" * self.LAST)
 
 
 class ClientJunkAfterClose(WsTestCase):

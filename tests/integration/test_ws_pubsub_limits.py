@@ -6,6 +6,7 @@ harness's helpers; every refusal is checked on the wire and in the metrics."""
 
 import os
 import re
+import socket
 import sys
 import threading
 
@@ -157,6 +158,26 @@ class PubSubLimits(WsTestCase):
         self.assertEqual(reader.recv_message(), (OP_TEXT, b"live after the replay"))
         # The others are slow, not failed: still subscribed, they get the rest as they read.
         self.assertEqual(self.info("big")["subscribers"], 4)
+
+    def test_a_burst_bigger_than_queue_bytes_reaches_a_reading_subscriber(self):
+        # Pipelined publishes are served in one read, so their deliveries are queued in one loop
+        # iteration: together far more than queue_bytes, though the subscriber's socket takes
+        # them all. Judging the queue before offering it to the socket closed this subscriber
+        # with 1008 as "too slow".
+        n, size = 64, 1 * KIB
+        self.start({"queue_bytes": "4KiB", "publish_rate": "off"}, workers=1)
+        reader = self.ws_connect(self.p.port, "/live/burst")
+        self.assertTrue(wait_for(lambda: self.info("burst")["subscribers"] == 1, timeout=10))
+        requests = b"".join(
+            b"POST /live/burst HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (TOKEN.encode(), size, (b"%06d" % i) * (size // 6) + b"." * (size % 6))
+            for i in range(n))
+        with socket.create_connection(("127.0.0.1", self.p.port), timeout=10 * slow_factor()) as publisher:
+            publisher.sendall(requests)
+            for i in range(n):
+                op, data = reader.recv_message(timeout=10 * slow_factor())
+                self.assertEqual((op, data[:6], len(data)), (OP_TEXT, b"%06d" % i, size))
+        self.assertEqual(self.info("burst")["subscribers"], 1)
 
     def test_since_older_than_the_budget_replays_what_remains(self):
         self.start({"history": 1000, "history_bytes": "16MiB", "publish_rate": "off",
