@@ -110,6 +110,10 @@ std::unique_ptr<net::Stream> Stream::openPipe() {
         evbuffer_add_buffer(pipe_->output(), early_.get());
         pipe_->flush();
     }
+    // The window held back for those bytes comes back once the pipe took them; a pipe that is
+    // still backed up gives it back from onDrained. (The upstream modes also give it back when
+    // their exchange retires; the bridge has no exchange on this path.)
+    if (held_ > 0 && pipe_->outputLength() <= proxy::kLowWatermark) onUpstreamDrained();
     if (request_complete_) pipe_->shutdownAfterFlush();
     return end;
 }
