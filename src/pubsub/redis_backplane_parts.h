@@ -62,12 +62,15 @@ inline std::string scriptSha(const char* script) {
     return hex;
 }
 
-// Computed once per script (thread-safe function-local statics).
+// Computed once per script (thread-safe function-local statics). Scripts are told apart by
+// their text, not their address: each translation unit folds scripts::kPublish to its own copy
+// of the literal, and only a linker that merges equal strings makes those copies one (ASan's
+// instrumented literals are not merged: every publish ran the info script).
 inline const std::string& shaOf(std::string_view script) {
     static const std::string publish = scriptSha(scripts::kPublish), replay = scriptSha(scripts::kReplay),
                              info = scriptSha(scripts::kInfo);
-    if (script.data() == scripts::kPublish) return publish;
-    if (script.data() == scripts::kReplay) return replay;
+    if (script == scripts::kPublish) return publish;
+    if (script == scripts::kReplay) return replay;
     return info;
 }
 
