@@ -35,7 +35,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 import tls_bench  # noqa: E402  (the proxies' TLS set-up, Certificate)
-import ws_echo  # noqa: E402  (the ws_load build and backend, autogroup nice)
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## HTTP/2"
@@ -90,14 +89,14 @@ def main() -> int:
                          "(syscalls per request; a profile of c32m10)")
     ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.name}")
     args = ap.parse_args()
-    ws_echo.AUTOGROUP_NICE = args.nice
+    bl.AUTOGROUP_NICE = args.nice
     proxies = [p for p in args.proxies.split(",") if p]
     scenarios = [s for s in args.scenarios.split(",") if s]
     build_dir = Path(args.build_dir)
     binary = Path(args.portico_bin) if args.portico_bin else bl.build_portico(build_dir)
     bl.raise_nofile_limit()
     cert = tls_bench.Certificate(bl.make_workdir("h2-cert"))
-    backend = ws_echo.start_backend(ws_echo.build_ws_load(build_dir))
+    backend = bl.start_ws_backend(bl.build_ws_load(build_dir))
     starters = {
         "nginx": lambda: tls_bench.start_nginx(cert, backend.port, args.keepalive, h2=True),
         "haproxy": lambda: tls_bench.start_haproxy(cert, backend.port, args.keepalive, h2=True),
