@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib as bl  # noqa: E402
 from pubsub_redis import start_portico_node, start_redis  # noqa: E402
-from ws_echo import TOKEN, WsClient, build_ws_load  # noqa: E402
+from ws_echo import TOKEN  # noqa: E402
 
 
 def wrapper(workdir: Path, binary: Path, tool: str) -> Path:
@@ -43,7 +43,7 @@ def wrapper(workdir: Path, binary: Path, tool: str) -> Path:
 
 
 def run(tool: str, build_dir: Path, duration: float) -> dict:
-    ws_load = build_ws_load(build_dir)
+    ws_load = bl.build_ws_load(build_dir)
     workdir = bl.make_workdir("fanout-cost")
     redis = start_redis()
     node_a = start_portico_node(wrapper(workdir, (build_dir / "portico").resolve(), tool), redis.port)
@@ -52,7 +52,7 @@ def run(tool: str, build_dir: Path, duration: float) -> dict:
     try:
         args = ["-c", "1000", "--channels", "1", "--pub-port", str(node_b.port), "--token", TOKEN, "-s", "64",
                 "--text", "-d", str(duration)]
-        client = WsClient(ws_load, "pubsub", node_a.port, args)
+        client = bl.LoadClient(ws_load, "pubsub", node_a.port, args)
         try:
             client.ready(timeout=300)
             pid = node_a.pids()[0]
