@@ -74,4 +74,14 @@ void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream) {
     loop.deferDelete(std::shared_ptr<Stream>(std::move(stream)));  // we may be in its callback
 }
 
+void closeBoth(EventLoop& loop, std::unique_ptr<Stream> a, std::unique_ptr<Stream> b, bool finished) {
+    if (finished) {
+        closeFinished(loop, std::move(a));
+        closeFinished(loop, std::move(b));
+    } else {
+        closeGracefully(loop, std::move(a));
+        closeGracefully(loop, std::move(b));
+    }
+}
+
 }  // namespace portico::net

@@ -378,13 +378,7 @@ void FrameRelay::end(const char* reason, bool finished) {
     commitRun(up_);  // what was forwarded from the last read goes before the close
     commitRun(down_);
     const SessionCounts final_counts = counts();
-    if (finished) {
-        net::closeFinished(loop_, std::move(client_));
-        net::closeFinished(loop_, std::move(upstream_));
-    } else {
-        net::closeGracefully(loop_, std::move(client_));
-        net::closeGracefully(loop_, std::move(upstream_));
-    }
+    net::closeBoth(loop_, std::move(client_), std::move(upstream_), finished);
     owner_.onSessionEnd(reason, final_counts);
 }
 

@@ -100,13 +100,7 @@ void Tunnel::end(const char* reason, bool finished) {
     idle_.stop();
     lifetime_.stop();
     // What one side still has queued (the other side's last bytes) is flushed before closing.
-    if (finished) {
-        net::closeFinished(loop_, std::move(client_));
-        net::closeFinished(loop_, std::move(upstream_));
-    } else {
-        net::closeGracefully(loop_, std::move(client_));
-        net::closeGracefully(loop_, std::move(upstream_));
-    }
+    net::closeBoth(loop_, std::move(client_), std::move(upstream_), finished);
     owner_.onSessionEnd(reason, counts());
 }
 
