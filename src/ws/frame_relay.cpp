@@ -378,7 +378,10 @@ void FrameRelay::end(const char* reason, bool finished) {
     commitRun(up_);  // what was forwarded from the last read goes before the close
     commitRun(down_);
     const SessionCounts final_counts = counts();
-    net::closeBoth(loop_, std::move(client_), std::move(upstream_), finished);
+    // A client that was sent a Close and has not answered yet will answer it: a closed socket would
+    // meet that Close with a reset, which browsers report as an unclean close. Linger for it.
+    const bool client_answered = up_.close_seen || up_.eof || !down_.close_sent;
+    net::closeBoth(loop_, std::move(client_), std::move(upstream_), finished && client_answered);
     owner_.onSessionEnd(reason, final_counts);
 }
 

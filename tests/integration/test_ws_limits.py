@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
@@ -166,6 +167,25 @@ class Lifetime(LimitsTestCase):
         self.assertEqual(ev["code"], 1001, ev)
         self.wait_counter(p, "*/ws/", "closed_by_lifetime", 1)
         self.assertEqual(self.metric(p, "*/ws/", "lifetime"), 1)
+
+    def test_a_client_that_answers_late_is_not_reset(self):
+        # The backend answers the 1001 at once and closes; the client's Close comes later. Portico
+        # must still be reading then: a closed socket answers it with a reset, which a browser
+        # reports as wasClean false (test_chromium_sees_a_clean_1001 failed so in CI).
+        b = self.start_ws_backend("python")
+        p = self.start_portico(frames_config(b, {"max_lifetime": "1s", "max_lifetime_grace": "5s"}))
+        ws = self.ws_connect(p.port, "/ws/late")
+        ws.send_text("hi")
+        self.assertEqual(ws.recv_text(), "hi")
+        op, data = ws.recv_message(10 * slow_factor())
+        self.assertEqual((op, data[:2]), (OP_CLOSE, b"\x03\xe9"))
+        self.assertIsNotNone(b.wait_event(lambda e: e["event"] == "close", 5), b.output())
+        time.sleep(0.3)  # the session has ended on the backend's side by now
+        ws.send_close(1001)
+        time.sleep(0.3)
+        # A reset in answer to the Close makes this write fail; a lingering socket takes it.
+        ws.send_ping(b"after")
+        self.assertTrue(ws.wait_eof(5 * slow_factor()))
 
     def test_a_client_that_ignores_the_close_is_dropped_after_the_grace(self):
         b = self.start_ws_backend("python")
