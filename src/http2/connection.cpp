@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/http2/connection.h"
 
+#include <algorithm>
 #include <cstring>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -20,6 +21,10 @@ namespace portico::http2 {
 namespace {
 
 Connection& self(void* user_data) { return *static_cast<Connection*>(user_data); }
+
+int onBeginFrameCallback(nghttp2_session*, const nghttp2_frame_hd* hd, void* user_data) {
+    return self(user_data).onBeginFrame(hd->type, hd->stream_id);
+}
 
 int onBeginHeadersCallback(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
@@ -100,6 +105,7 @@ bool Connection::start() {
     if (nghttp2_session_callbacks_new(&raw_callbacks) != 0 || nghttp2_option_new(&raw_option) != 0) return false;
     std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> callbacks(raw_callbacks);
     std::unique_ptr<nghttp2_option, OptionDeleter> option(raw_option);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(raw_callbacks, onBeginFrameCallback);
     nghttp2_session_callbacks_set_on_begin_headers_callback(raw_callbacks, onBeginHeadersCallback);
     nghttp2_session_callbacks_set_on_header_callback(raw_callbacks, onHeaderCallback);
     nghttp2_session_callbacks_set_on_frame_recv_callback(raw_callbacks, onFrameRecvCallback);
@@ -266,7 +272,29 @@ void Connection::close(const char* reason) {
 
 // ---- nghttp2's callbacks ----------------------------------------------------------------------
 
+int Connection::onBeginFrame(std::uint8_t type, std::int32_t stream_id) {
+    const char* error = nullptr;
+    if (type == NGHTTP2_PRIORITY && stream_id == 0) {
+        // RFC 9113 6.3 (a MUST still): nghttp2 skips PRIORITY frames unread once RFC 7540
+        // priorities are off (SETTINGS_NO_RFC7540_PRIORITIES), and this check with them.
+        error = "PRIORITY on stream 0";
+    } else if (type == NGHTTP2_HEADERS && stream_id < highest_stream_id_) {
+        for (const auto& [first, last] : skipped_ids_)
+            if (stream_id >= first && stream_id <= last) error = "HEADERS on a stream id below one already used";
+    }
+    if (!error) return 0;
+    // onReadable answers with GOAWAY PROTOCOL_ERROR.
+    LOG_INFO("client %s: HTTP/2: %s", client_.ip.c_str(), error);
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
 int Connection::onBeginHeaders(std::int32_t stream_id) {
+    const std::int32_t next = highest_stream_id_ == 0 ? 1 : highest_stream_id_ + 2;  // client ids are odd
+    if (stream_id > next) {
+        if (skipped_ids_.size() == kSkippedRanges) skipped_ids_.erase(skipped_ids_.begin());
+        skipped_ids_.emplace_back(next, stream_id - 2);
+    }
+    highest_stream_id_ = std::max(highest_stream_id_, stream_id);
     // The configuration loaded last routes each new stream (a reload applies to the next request).
     auto stream = std::make_unique<Stream>(*this, stream_id, worker_.current());
     nghttp2_session_set_stream_user_data(session_.get(), stream_id, stream.get());

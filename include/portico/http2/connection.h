@@ -18,6 +18,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
@@ -81,6 +83,9 @@ public:
     void consume(std::int32_t stream_id, std::size_t bytes);
 
     // nghttp2's callbacks (connection.cpp registers them); public for the C trampolines.
+    // onBeginFrame: RFC 9113 checks nghttp2 leaves out (it returns NGHTTP2_ERR_CALLBACK_FAILURE
+    // for a connection error).
+    int onBeginFrame(std::uint8_t type, std::int32_t stream_id);
     int onBeginHeaders(std::int32_t stream_id);
     int onHeader(std::int32_t stream_id, std::string_view name, std::string_view value);
     int onFrameReceived(std::uint8_t type, std::uint8_t flags, std::int32_t stream_id);
@@ -118,6 +123,13 @@ private:
     core::EventPtr tick_event_;  // once a second: the timeouts
     core::TokenBucket control_frames_;
     std::chrono::steady_clock::time_point idle_since_;
+    // RFC 9113 5.1.1: the stream ids a client skipped (first, last), which it may never open
+    // later. nghttp2 forgets closed streams and so ignores any HEADERS at or below the highest
+    // id; a HEADERS on a skipped id is the one it can tell apart. The newest few gaps only:
+    // a client that skips more is not held to the oldest.
+    std::int32_t highest_stream_id_ = 0;
+    std::vector<std::pair<std::int32_t, std::int32_t>> skipped_ids_;
+    static constexpr std::size_t kSkippedRanges = 8;
     bool send_scheduled_ = false;
     bool closed_ = false;
     bool going_away_ = false;
