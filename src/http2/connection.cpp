@@ -33,12 +33,13 @@ int onBeginHeadersCallback(nghttp2_session*, const nghttp2_frame* frame, void* u
 
 int onHeaderCallback(nghttp2_session*, const nghttp2_frame* frame, const std::uint8_t* name, std::size_t name_length,
                      const std::uint8_t* value, std::size_t value_length, std::uint8_t, void* user_data) {
-    // Trailers (a second HEADERS on the stream) are not forwarded: HTTP/1.1 upstreams get the
-    // body re-chunked without them.
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    // A second HEADERS on the stream holds its trailers (RFC 9113 8.1).
+    const bool trailer = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
+    if (!trailer && frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     return self(user_data).onHeader(frame->hd.stream_id,
                                     std::string_view(reinterpret_cast<const char*>(name), name_length),
-                                    std::string_view(reinterpret_cast<const char*>(value), value_length));
+                                    std::string_view(reinterpret_cast<const char*>(value), value_length), trailer);
 }
 
 int onFrameRecvCallback(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
@@ -302,8 +303,8 @@ int Connection::onBeginHeaders(std::int32_t stream_id) {
     return 0;
 }
 
-int Connection::onHeader(std::int32_t stream_id, std::string_view name, std::string_view value) {
-    if (Stream* stream = find(stream_id)) stream->onField(name, value);
+int Connection::onHeader(std::int32_t stream_id, std::string_view name, std::string_view value, bool trailer) {
+    if (Stream* stream = find(stream_id)) trailer ? stream->onTrailer(name, value) : stream->onField(name, value);
     return 0;
 }
 

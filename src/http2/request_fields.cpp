@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/http2/request_fields.h"
 
+#include "portico/http/header_rewrite.h"
+
 namespace portico::http2 {
 
 const char* RequestFields::toString(Verdict verdict) {
@@ -96,6 +98,17 @@ RequestFields::Verdict RequestFields::finish(http::RequestHead& head) {
     head_.version_major = 1;
     head_.version_minor = 1;  // what the upstream is spoken to with
     head = std::move(head_);
+    return Verdict::Ok;
+}
+
+RequestFields::Verdict RequestFields::addTrailer(std::string_view name, std::string_view value) {
+    if (verdict_ != Verdict::Ok) return verdict_;
+    trailer_bytes_ += name.size() + value.size() + 32;  // as in add()
+    if (trailer_bytes_ > max_bytes_) return refuse(Verdict::TooLarge, "request trailer fields too large");
+    if (http::isHopByHop(name, {}) || http::equalsIgnoreCase(name, "content-length") ||
+        http::equalsIgnoreCase(name, "host"))
+        return Verdict::Ok;
+    trailers_.push_back({std::string(name), std::string(value)});
     return Verdict::Ok;
 }
 

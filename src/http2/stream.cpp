@@ -256,7 +256,13 @@ void Stream::onEndStream() {
         if (pipe_) pipe_->shutdownAfterFlush();
         return;
     }
-    if (exchange_) exchange_->endBody();
+    if (exchange_ && fields_.verdict() == RequestFields::Verdict::TooLarge) {  // the trailers'
+        respondError(431, fields_.error());
+        return;
+    }
+    // Trailers go on in a chunked upstream request; a body sent with its Content-Length has no
+    // place for them (HTTP/1.1), and they are dropped, as nginx does.
+    if (exchange_) exchange_->endBody(&fields_.trailers());
     if (publishing_) servePubSub();
 }
 

@@ -69,6 +69,8 @@ public:
     // The request, from the connection's nghttp2 callbacks.
     void onField(std::string_view name, std::string_view value);
     void onHeadersComplete(bool end_stream);
+    // A field of the request's trailers (the HEADERS that ends it after its DATA).
+    void onTrailer(std::string_view name, std::string_view value) { fields_.addTrailer(name, value); }
     void onData(const std::uint8_t* data, std::size_t length);
     void onEndStream();
     // nghttp2 closed the stream (complete, reset by either side, or the connection ended):

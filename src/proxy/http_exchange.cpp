@@ -243,10 +243,16 @@ void HttpExchange::sendBody(const char* data, std::size_t length) {
     flushRequest();
 }
 
-void HttpExchange::endBody() {
+void HttpExchange::endBody(const http::HeaderList* trailers) {
     request_done_ = true;
     if (!upstream_ || phase_ == Phase::Done) return;
-    if (request_.body_framing == http::BodyFraming::Chunked) evbuffer_add(upstream_->output(), "0\r\n\r\n", 5);
+    if (request_.body_framing == http::BodyFraming::Chunked) {
+        evbuffer* out = upstream_->output();
+        evbuffer_add(out, "0\r\n", 3);
+        if (trailers)
+            for (const http::Header& h : *trailers) evbuffer_add_printf(out, "%s: %s\r\n", h.name.c_str(), h.value.c_str());
+        evbuffer_add(out, "\r\n", 2);
+    }
     flushRequest();
 }
 

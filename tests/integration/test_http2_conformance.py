@@ -9,7 +9,7 @@ WINDOW_UPDATE and flow-control windows (negative ones, overflow, DATA beyond the
 window given back for DATA on reset streams and for DATA that came before a WebSocket session
 started), HPACK errors and bombs, CONTINUATION (order, floods: CVE-2024-27316), malformed
 requests (RFC 9113 8.1-8.3), a header block left unfinished past client_header_timeout, GOAWAY on
-graceful stop."""
+graceful stop, and request trailers forwarded to a chunked HTTP/1.1 upstream request."""
 
 import json
 import os
@@ -567,6 +567,46 @@ class Http2ConformanceWebSocket(Http2Case):
         self.open(c2, "/ws/slow")
         c2.send(h.data(1, b"e" * 16384), h.data(1, b"e"))
         self.assertStreamError(c2, 1, h.FLOW_CONTROL_ERROR, or_connection_error=True)
+
+
+class Http2Trailers(Http2Case):
+    def test_request_trailers_reach_a_chunked_upstream_request(self):
+        self.start()
+        c = self.connect()
+        c.request(1, "/echo/t", "POST", [("te", "trailers")], end_stream=False)
+        c.send(h.data(1, b"body"), c.headers(1, [("x-checksum", "abc"), ("x-more", "1")]))
+        status, _, body = c.response(1)
+        doc = json.loads(body)
+        self.assertEqual((status, doc["body"], doc["chunked"]), (200, "body", True))
+        self.assertEqual(doc["trailers"], [["x-checksum", "abc"], ["x-more", "1"]])
+
+    def test_trailers_that_would_change_routing_are_dropped_and_framing_ones_refused(self):
+        self.start(limits={"max_header_bytes": "4KiB"})
+        c = self.connect()
+        c.request(1, "/echo/t", "POST", end_stream=False)
+        c.send(h.data(1, b"body"), c.headers(1, [("host", "evil"), ("te", "trailers"), ("x-ok", "1")]))
+        status, _, body = c.response(1)
+        self.assertEqual((status, json.loads(body)["trailers"]), (200, [["x-ok", "1"]]))
+        # A Content-Length among the trailers makes the request malformed (nghttp2's check).
+        c.request(3, "/echo/t", "POST", end_stream=False)
+        c.send(h.data(3, b"body"), c.headers(3, [("content-length", "99")]))
+        self.assertStreamError(c, 3, h.PROTOCOL_ERROR)
+        # Trailers are bounded as the head is: 431.
+        c.request(5, "/echo/t", "POST", end_stream=False)
+        c.send(h.data(5, b"body"), c.headers(5, [("x-big", "v" * 5000)]))
+        self.assertEqual(c.response(5)[0], 431)
+        self.assertEqual(self.backend.request_count(), 1, "a refused request was completed upstream")
+
+    def test_trailers_with_a_content_length_body_are_dropped(self):
+        """HTTP/1.1 carries trailers only in a chunked body; a request with a content-length
+        goes up as declared and its trailers are dropped (as nginx does)."""
+        self.start()
+        c = self.connect()
+        c.request(1, "/echo/t", "POST", [("content-length", "4")], end_stream=False)
+        c.send(h.data(1, b"body"), c.headers(1, [("x-checksum", "abc")]))
+        status, _, body = c.response(1)
+        doc = json.loads(body)
+        self.assertEqual((status, doc["body"], doc["chunked"], doc["trailers"]), (200, "body", False, []))
 
 
 if __name__ == "__main__":

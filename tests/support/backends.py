@@ -96,6 +96,7 @@ class Request:
         self.body_len = 0
         self.body_sha256 = ""
         self.chunked = False
+        self.trailers = []       # [(name, value)] of a chunked body's trailer section
         self.conn_id = 0
         self.request_no = 0      # 1-based index of this request on its connection
         self.client = None       # (host, port) of the peer (Portico)
@@ -391,8 +392,12 @@ class HttpBackend:
                 size = int(line.split(b";")[0].strip(), 16)
                 if size == 0:
                     # trailers until an empty line
-                    while conn.read_until(b"\r\n", 65536) != b"\r\n":
-                        pass
+                    while True:
+                        line = conn.read_until(b"\r\n", 65536)
+                        if line == b"\r\n":
+                            break
+                        name, _, value = line.decode("latin-1").rstrip("\r\n").partition(":")
+                        req.trailers.append((name, value.strip()))
                     break
                 remaining = size
                 while remaining:
@@ -450,6 +455,7 @@ class HttpBackend:
             "headers": [[k, v] for k, v in req.headers],
             "body": req.body.decode("latin-1"), "body_len": req.body_len,
             "body_sha256": req.body_sha256, "chunked": req.chunked,
+            "trailers": [[k, v] for k, v in req.trailers],
         }
         return Response(headers=[("Content-Type", "application/json")],
                         body=json.dumps(doc).encode())

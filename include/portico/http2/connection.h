@@ -87,7 +87,7 @@ public:
     // for a connection error).
     int onBeginFrame(std::uint8_t type, std::int32_t stream_id);
     int onBeginHeaders(std::int32_t stream_id);
-    int onHeader(std::int32_t stream_id, std::string_view name, std::string_view value);
+    int onHeader(std::int32_t stream_id, std::string_view name, std::string_view value, bool trailer);
     int onFrameReceived(std::uint8_t type, std::uint8_t flags, std::int32_t stream_id);
     int onDataChunk(std::int32_t stream_id, const std::uint8_t* data, std::size_t length);
     int onStreamClosed(std::int32_t stream_id, std::uint32_t error_code);

@@ -35,6 +35,15 @@ public:
     // without :method, or a non-CONNECT one without :scheme and :path, is malformed; so is a
     // CONNECT without :authority. An extended CONNECT (RFC 8441 4) keeps its :protocol.
     Verdict finish(http::RequestHead& head);
+    // A trailer field (RFC 9113 8.1: the HEADERS that ends a request after its DATA; nghttp2
+    // has refused pseudo-fields and connection-specific fields in it). The trailer section is
+    // bounded as the head is (TooLarge beyond max_bytes, counted apart from the head). Fields
+    // an HTTP/1.1 recipient needs before the body (framing and routing: Content-Length, Host;
+    // RFC 9110 6.5.1) and hop-by-hop ones are dropped; the rest are kept for trailers().
+    Verdict addTrailer(std::string_view name, std::string_view value);
+    // The trailer fields to forward (in a chunked upstream request's trailer section).
+    const http::HeaderList& trailers() const { return trailers_; }
+    Verdict verdict() const { return verdict_; }
 
     // The :protocol of an extended CONNECT ("websocket"); empty otherwise.
     const std::string& protocol() const { return protocol_; }
@@ -48,7 +57,9 @@ private:
 
     std::size_t max_bytes_;
     std::size_t bytes_ = 0;
+    std::size_t trailer_bytes_ = 0;
     http::RequestHead head_;
+    http::HeaderList trailers_;
     std::string authority_, scheme_, protocol_, cookie_;
     bool has_method_ = false, has_path_ = false, has_authority_ = false, has_scheme_ = false, has_protocol_ = false;
     bool regular_seen_ = false;

@@ -61,8 +61,10 @@ public:
     void start();
     // Request body bytes from the client (already de-chunked); re-framed for the upstream.
     void sendBody(const char* data, std::size_t length);
-    // The client's request is complete.
-    void endBody();
+    // The client's request is complete. A chunked request (Request::body_framing) ends with
+    // `trailers` as its trailer section (RFC 9112 7.1.2; fields the caller checked); other
+    // framings have no place for them.
+    void endBody(const http::HeaderList* trailers = nullptr);
     // The upstream's queued request bytes are above the high watermark: stop reading the client.
     bool upstreamBacklogged() const;
     // The client's output fell below the low watermark: resume reading the upstream.

@@ -177,3 +177,21 @@ TEST_CASE("An extended CONNECT's own Sec-WebSocket-Key is replaced by ours", "[h
         }
     CHECK(keys == 1);
 }
+
+TEST_CASE("HTTP/2 request trailers: framing, routing and hop-by-hop fields dropped, the section bounded", "[http2][fields]") {
+    RequestFields mapper(16 * 1024);
+    for (const auto& [name, value] : kGet) mapper.add(name, value);
+    http::RequestHead head;
+    REQUIRE(mapper.finish(head) == RequestFields::Verdict::Ok);
+    // The trailer section is counted apart from the head: a large head leaves it its own room.
+    for (const auto& [name, value] : Fields{{"x-checksum", "abc"}, {"content-length", "9"}, {"host", "evil"},
+                                            {"te", "trailers"}, {"trailer", "x"}, {"proxy-status", "y"}, {"x-b", "2"}})
+        CHECK(mapper.addTrailer(name, value) == RequestFields::Verdict::Ok);
+    REQUIRE(mapper.trailers().size() == 2);
+    CHECK(mapper.trailers()[0].name == "x-checksum");
+    CHECK(mapper.trailers()[1].name == "x-b");
+    RequestFields small(100);
+    CHECK(small.addTrailer("x-a", std::string(40, 'v')) == RequestFields::Verdict::Ok);  // 3 + 40 + 32
+    CHECK(small.addTrailer("x-b", "v") == RequestFields::Verdict::TooLarge);
+    CHECK(small.verdict() == RequestFields::Verdict::TooLarge);
+}
