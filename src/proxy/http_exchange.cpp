@@ -249,8 +249,14 @@ void HttpExchange::endBody(const http::HeaderList* trailers) {
     if (request_.body_framing == http::BodyFraming::Chunked) {
         evbuffer* out = upstream_->output();
         evbuffer_add(out, "0\r\n", 3);
-        if (trailers)
-            for (const http::Header& h : *trailers) evbuffer_add_printf(out, "%s: %s\r\n", h.name.c_str(), h.value.c_str());
+        if (trailers) {
+            for (const http::Header& h : *trailers) {
+                evbuffer_add(out, h.name.data(), h.name.size());
+                evbuffer_add(out, ": ", 2);
+                evbuffer_add(out, h.value.data(), h.value.size());
+                evbuffer_add(out, "\r\n", 2);
+            }
+        }
         evbuffer_add(out, "\r\n", 2);
     }
     flushRequest();
