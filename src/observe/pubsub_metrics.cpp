@@ -61,6 +61,9 @@ void renderPubSubPrometheus(std::string& out, const PubSubStats& s) {
     family(out, "portico_pubsub_backplane_silent_total", "counter",
            "Redis subscriptions that missed a probe publish and were reconnected.");
     sample(out, "portico_pubsub_backplane_silent_total", "", s.backplane_silent);
+    family(out, "portico_pubsub_backplane_subscribe_callbacks", "gauge",
+           "Callbacks hiredis holds on the Redis Cluster subscribe connections (SSUBSCRIBE/SUNSUBSCRIBE in flight).");
+    sample(out, "portico_pubsub_backplane_subscribe_callbacks", "", s.backplane_subscribe_callbacks);
 }
 
 std::string renderPubSubJson(const PubSubStats& s) {
@@ -74,7 +77,8 @@ std::string renderPubSubJson(const PubSubStats& s) {
            ",\"replay_truncated\":" + n(s.replay_truncated) + ",\"slow_closed\":" + n(s.slow_closed) +
            ",\"published\":" + n(s.published) +
            ",\"backplane\":{\"state\":\"" + s.backplane + "\",\"reconnects\":" + n(s.backplane_reconnects) +
-           ",\"publish_failures\":" + n(s.backplane_publish_failures) + ",\"silent\":" + n(s.backplane_silent) + "}";
+           ",\"publish_failures\":" + n(s.backplane_publish_failures) + ",\"silent\":" + n(s.backplane_silent) +
+           ",\"subscribe_callbacks\":" + n(s.backplane_subscribe_callbacks) + "}";
 }
 
 }  // namespace portico::observe

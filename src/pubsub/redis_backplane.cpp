@@ -88,6 +88,8 @@ void RedisBackplaneState::stats(observe::ProcessInfo& info) const {
     s.backplane_reconnects = reconnects_.load(std::memory_order_relaxed);
     s.backplane_publish_failures = publish_failures_.load(std::memory_order_relaxed);
     s.backplane_silent = silent_.load(std::memory_order_relaxed);
+    s.backplane_subscribe_callbacks =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(0, subscribe_callbacks_.load(std::memory_order_relaxed)));
 }
 
 // ---- setup and connection state -----------------------------------------------------------------
@@ -114,6 +116,7 @@ RedisBackplane::~RedisBackplane() {
     shards_.clear();
     connections_.clear();
     registry_->detach(this);
+    state_->addSubscribeCallbacks(-subscribe_callbacks_);
     if (!up_) state_->forgetWorker();  // a worker that goes leaves the count as it found it
 }
 

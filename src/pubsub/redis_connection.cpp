@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "pubsub/redis_connection.h"
 
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
@@ -9,7 +12,20 @@
 
 #include "portico/net/event_loop.h"
 
+// noteAnswer frees entries of hiredis's own list, which only a 0.14 allocates with malloc and
+// fills as described there. hiredis 1.2 knows the sharded commands: then this goes.
+static_assert(HIREDIS_MAJOR == 0 && HIREDIS_MINOR == 14, "RedisConnection::noteAnswer is written for hiredis 0.14");
+
 namespace portico::pubsub {
+
+namespace {
+
+std::string_view text(const redisReply* r) {
+    return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) ? std::string_view(r->str, r->len)
+                                                                                 : std::string_view{};
+}
+
+}  // namespace
 
 RedisConnection::RedisConnection(net::EventLoop& loop, const config::BackplaneSettings& settings, std::string password,
                                  Handler& handler)
@@ -113,14 +129,77 @@ bool RedisConnection::subscribe(std::string_view channel, bool sharded) {
     // The classic SUBSCRIBE first: hiredis then has the name in its table when the SSUBSCRIBE's
     // replies and messages come (a reply it cannot place while a command waits goes to that
     // command's callback, which is onPush too).
-    if (!send({"SUBSCRIBE", channel}, &RedisConnection::onPush, nullptr)) return false;
-    return !sharded || send({"SSUBSCRIBE", channel}, &RedisConnection::onPush, nullptr);
+    if (!sendSubscription("SUBSCRIBE", channel)) return false;
+    return !sharded || sendSubscription("SSUBSCRIBE", channel);
 }
 
 bool RedisConnection::unsubscribe(std::string_view channel, bool sharded) {
     if (!up_) return false;
-    if (sharded && !send({"SUNSUBSCRIBE", channel}, &RedisConnection::onPush, nullptr)) return false;
-    return send({"UNSUBSCRIBE", channel}, &RedisConnection::onPush, nullptr);
+    if (sharded && !sendSubscription("SUNSUBSCRIBE", channel)) return false;
+    return sendSubscription("UNSUBSCRIBE", channel);
+}
+
+bool RedisConnection::sendSubscription(std::string_view verb, std::string_view channel) {
+    if (!send({verb, channel}, &RedisConnection::onPush, nullptr)) return false;
+    Awaited awaited;
+    awaited.reply.resize(verb.size());
+    std::transform(verb.begin(), verb.end(), awaited.reply.begin(), [](char c) { return static_cast<char>(std::tolower(c)); });
+    awaited.channel = std::string(channel);
+    // hiredis 0.14 (async.c, __redisAsyncCommand) knows only (P)SUBSCRIBE and (P)UNSUBSCRIBE;
+    // any other command sent on a subscribed context leaves its callback in sub.invalid.
+    awaited.holds_entry = verb[0] == 'S' && verb != "SUBSCRIBE" && (ctx_->c.flags & REDIS_SUBSCRIBED) != 0;
+    if (awaited.holds_entry) {
+        ++held_;
+        ++unanswered_;
+    }
+    awaited_.push_back(std::move(awaited));
+    return true;
+}
+
+// hiredis 0.14 takes an entry off sub.invalid only for a reply that is not an array (an error:
+// __redisGetSubscribeCallback shifts the list), and routes array replies by channel name. The
+// array answers of SSUBSCRIBE and SUNSUBSCRIBE therefore leave their entries there until the
+// connection closes: subscription churn on one long-lived connection grew without bound. Every
+// entry here is alike (onPush, no privdata), and an error can only answer a command not answered
+// yet, so entries beyond the unanswered SSUBSCRIBE/SUNSUBSCRIBEs are freed as answers come.
+void RedisConnection::noteAnswer(const redisReply& reply) {
+    auto answered = [this](std::deque<Awaited>::iterator last) {
+        for (auto it = awaited_.begin(); it != last + 1; ++it)
+            if (it->holds_entry) --unanswered_;
+        awaited_.erase(awaited_.begin(), last + 1);
+    };
+    if (reply.type == REDIS_REPLY_ERROR) {
+        if (held_ > 0) --held_;  // hiredis handed this error the oldest entry
+        if (!awaited_.empty()) answered(awaited_.begin());
+    } else if (reply.type == REDIS_REPLY_ARRAY && reply.elements >= 2 && !awaited_.empty()) {
+        const std::string_view type = text(reply.element[0]), channel = text(reply.element[1]);
+        // Answers come in order. A "sunsubscribe" may also be Redis's own (a slot that moved):
+        // only the oldest command can claim it. The other types are always answers, so one
+        // further on also settles the older ones (answers hiredis routed elsewhere).
+        const auto limit = type == "sunsubscribe" ? awaited_.begin() + 1 : awaited_.end();
+        const auto match = std::find_if(awaited_.begin(), limit,
+                                        [&](const Awaited& a) { return a.reply == type && a.channel == channel; });
+        if (match != limit) answered(match);
+    }
+    releaseAnswered();
+}
+
+void RedisConnection::releaseAnswered() {
+    while (ctx_ && held_ > unanswered_) {
+        redisCallback* head = ctx_->sub.invalid.head;
+        if (!head || head->fn != &RedisConnection::onPush) return;  // not one of ours: leave it
+        ctx_->sub.invalid.head = head->next;
+        if (ctx_->sub.invalid.tail == head) ctx_->sub.invalid.tail = nullptr;
+        std::free(head);  // async.c's __redisPushCallback: malloc
+        --held_;
+    }
+}
+
+std::size_t RedisConnection::heldCallbacks() const {
+    std::size_t n = 0;
+    if (ctx_)
+        for (const redisCallback* cb = ctx_->sub.invalid.head; cb; cb = cb->next) ++n;
+    return n;
 }
 
 void RedisConnection::drop(const std::string& why) {
@@ -134,6 +213,8 @@ void RedisConnection::drop(const std::string& why) {
 void RedisConnection::lost(const std::string& why) {
     event_del(connect_timer_.get());
     up_ = false;
+    awaited_.clear();  // hiredis frees its lists with the context
+    held_ = unanswered_ = 0;
     // Everything still waiting fails now (its owner answers 503 or retries after reconnecting).
     auto pending = std::move(pending_);
     pending_.clear();
@@ -173,6 +254,7 @@ void RedisConnection::onReply(redisAsyncContext* ctx, void* reply, void* privdat
 void RedisConnection::onPush(redisAsyncContext* ctx, void* reply, void*) {
     auto* self = static_cast<RedisConnection*>(ctx->data);
     if (!self || self->destroying_ || !reply || self->ctx_ != ctx) return;
+    self->noteAnswer(*static_cast<redisReply*>(reply));
     self->handler_.onRedisPush(*self, *static_cast<redisReply*>(reply));
 }
 

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -69,6 +70,10 @@ public:
     bool subscribe(std::string_view channel, bool sharded);
     // The reverse: (S)UNSUBSCRIBE, then UNSUBSCRIBE for a shard channel.
     bool unsubscribe(std::string_view channel, bool sharded);
+    // The callbacks hiredis holds in its list of commands it does not know as subscribe
+    // commands (counted by walking it; see noteAnswer). Stays at the number of SSUBSCRIBE and
+    // SUNSUBSCRIBE not yet answered.
+    std::size_t heldCallbacks() const;
     // Ends the connection now (a silent subscription): onRedisDown(why) follows at once.
     void drop(const std::string& why);
 
@@ -92,6 +97,13 @@ private:
     // command() without the check that the connection is up (the login commands of connect()).
     bool enqueue(const std::vector<std::string_view>& argv, ReplyFn done, std::chrono::milliseconds timeout);
     bool send(const std::vector<std::string_view>& argv, void (*fn)(redisAsyncContext*, void*, void*), void* privdata);
+    // One command of the subscribe family for one channel, sent with onPush as its callback.
+    bool sendSubscription(std::string_view verb, std::string_view channel);
+    // A push or reply of the subscribe connection, before the handler sees it: pairs it with
+    // the command it answers, and frees what hiredis 0.14 would keep of an answered
+    // SSUBSCRIBE/SUNSUBSCRIBE (redis_connection.cpp says why).
+    void noteAnswer(const redisReply& reply);
+    void releaseAnswered();
 
     net::EventLoop& loop_;
     const config::BackplaneSettings settings_;
@@ -101,6 +113,16 @@ private:
     core::EventPtr connect_timer_;
     std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
     std::uint64_t next_id_ = 1;
+    // Subscribe-family commands sent and not answered yet, oldest first (bounded by what is in
+    // flight: each gets one reply, in order).
+    struct Awaited {
+        std::string reply;    // the reply's first element: "subscribe", "sunsubscribe", ...
+        std::string channel;
+        bool holds_entry;     // hiredis put its callback in sub.invalid
+    };
+    std::deque<Awaited> awaited_;
+    std::size_t held_ = 0;        // entries in hiredis's sub.invalid list
+    std::size_t unanswered_ = 0;  // of awaited_, those with holds_entry
     bool up_ = false;
     bool destroying_ = false;
 };

@@ -307,7 +307,18 @@ void RedisBackplane::onProbe(int, short, void* arg) {
 // Keys of channels with subscribers here must not expire between publishes: renew their TTL
 // every third of it (EXPIRE on a key that is gone does nothing: the next publish makes a new
 // epoch, which the subscribers see as history_lost).
-void RedisBackplane::onRefresh(int, short, void* arg) { static_cast<RedisBackplane*>(arg)->refreshTtls(); }
+void RedisBackplane::onRefresh(int, short, void* arg) {
+    auto* self = static_cast<RedisBackplane*>(arg);
+    self->refreshTtls();
+    self->countSubscribeCallbacks();
+}
+
+void RedisBackplane::countSubscribeCallbacks() {
+    std::int64_t held = 0;
+    for (const auto& shard : shards_) held += static_cast<std::int64_t>(shard->subscriptions->heldCallbacks());
+    state_->addSubscribeCallbacks(held - subscribe_callbacks_);
+    subscribe_callbacks_ = held;
+}
 
 void RedisBackplane::refreshTtls() {
     if (!up_) return;

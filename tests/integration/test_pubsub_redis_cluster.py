@@ -4,9 +4,12 @@
 the publish script), the same seq across nodes for channels on every master, a slot moved to
 another master (MOVED followed, the shard channel resubscribed, nothing lost), and a master
 restarted under a continuous publisher: every subscriber ends with its full sequence or an
-explicit history_lost, never a silent gap."""
+explicit history_lost, never a silent gap. Subscription churn on ever-new channels keeps the
+node's memory bounded (hiredis 0.14 kept a callback per SSUBSCRIBE/SUNSUBSCRIBE)."""
 
 import os
+import selectors
+import socket
 import sys
 import time
 
@@ -154,6 +157,56 @@ class RedisClusterBackplane(BackplaneCase):
         # told; the other masters' channels lost nothing.
         self.assertTrue(all(n >= 1 for n in outcomes[channels[0]]), outcomes)
         self.assertEqual(outcomes[channels[1]] + outcomes[channels[2]], [0, 0, 0, 0], outcomes)
+
+    def churn(self, node, names, batch=200):
+        """Subscribes to each of `names` and leaves at once: a WebSocket handshake on a raw
+        socket, closed when its 101 came (`batch` at a time)."""
+        for start in range(0, len(names), batch):
+            sel = selectors.DefaultSelector()
+            for name in names[start:start + batch]:
+                s = socket.create_connection(("127.0.0.1", node.port))
+                s.sendall(("GET /live/%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                           % name).encode())
+                sel.register(s, selectors.EVENT_READ, [b""])
+            deadline = time.monotonic() + 30
+            while sel.get_map() and time.monotonic() < deadline:
+                for key, _ in sel.select(1):
+                    got = key.fileobj.recv(4096)
+                    key.data[0] += got
+                    if b"\r\n\r\n" in key.data[0] or not got:
+                        self.assertIn(b" 101 ", key.data[0].split(b"\r\n")[0])
+                        sel.unregister(key.fileobj)
+                        key.fileobj.close()
+            self.assertFalse(sel.get_map(), "handshakes without an answer")
+            sel.close()
+
+    def rss_kib(self, node):
+        with open("/proc/%d/status" % node.process.proc.pid) as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    def test_subscription_churn_on_new_channels_keeps_memory_bounded(self):
+        cluster = self.start_cluster()
+        a, b = self.start_nodes(cluster, 2)
+        callbacks = "portico_pubsub_backplane_subscribe_callbacks"
+        self.churn(a, ["warm%d" % i for i in range(2000)])
+        self.assertTrue(wait_for(lambda: a.info("warm1999")["subscribers"] == 0, timeout=10))
+        before = self.rss_kib(a)
+        self.churn(a, ["churn%d" % i for i in range(20000)])
+        # Every SSUBSCRIBE and SUNSUBSCRIBE was answered: hiredis holds nothing for them (it
+        # held two callbacks per channel until the connection closed).
+        self.assertTrue(wait_for(lambda: self.metric(a, callbacks) == 0, timeout=10), self.metric(a, callbacks))
+        grown = self.rss_kib(a) - before
+        print("rss grew %d KiB" % grown, file=sys.stderr)
+        self.assertLess(grown, 4096, "RSS grew %d KiB over 20,000 channels" % grown)
+        # Subscriptions still work on every master, across nodes.
+        cluster_channels = self.channel_per_master(cluster)
+        subs = {c: a.subscribe(c, "?since=0", json_frames=True) for c in cluster_channels}
+        for c in cluster_channels:
+            self.subscribed(a, c, 1)
+            seq = b.publish(c, b"after churn").json()["seq"]
+            self.assertEqual(recv_json(subs[c])["seq"], seq)
+        self.assertEqual(self.metric(a, "portico_pubsub_backplane_reconnects_total"), 0)
 
 
 if __name__ == "__main__":

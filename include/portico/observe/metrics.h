@@ -130,6 +130,7 @@ struct PubSubStats {
     std::uint64_t backplane_reconnects = 0;       // connections (re)made after a failure
     std::uint64_t backplane_publish_failures = 0; // publishes answered 503 (down or timeout)
     std::uint64_t backplane_silent = 0;           // subscriptions found silent by the probe
+    std::uint64_t backplane_subscribe_callbacks = 0;  // held by hiredis for unanswered SSUBSCRIBEs
     std::uint64_t published = 0;           // messages published (every channel, ever)
 };
 

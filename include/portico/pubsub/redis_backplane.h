@@ -73,12 +73,15 @@ public:
     void countReconnect() { reconnects_.fetch_add(1, std::memory_order_relaxed); }
     void countPublishFailure() { publish_failures_.fetch_add(1, std::memory_order_relaxed); }
     void countSilent() { silent_.fetch_add(1, std::memory_order_relaxed); }
+    // A worker's subscribe connections now hold `delta` more (or fewer) hiredis callbacks.
+    void addSubscribeCallbacks(std::int64_t delta) { subscribe_callbacks_.fetch_add(delta, std::memory_order_relaxed); }
     void stats(observe::ProcessInfo& info) const;
 
 private:
     const std::string target_;  // the URL without its password
     std::atomic<int> down_{0};  // workers whose connections are not both up
     std::atomic<std::uint64_t> reconnects_{0}, publish_failures_{0}, silent_{0};
+    std::atomic<std::int64_t> subscribe_callbacks_{0};
     std::mutex log_mutex_;
     bool logged_down_ = false;
 };
@@ -151,6 +154,7 @@ private:
     void answerWaiting(const std::string& channel);
     void subscribeInRedis(const std::string& channel);
     void refreshTtls();
+    void countSubscribeCallbacks();  // into state_, from the subscribe connections (each second)
     void scheduleReconnect();
     static void onReconnect(int, short, void* arg);
     static void onProbe(int, short, void* arg);
@@ -192,6 +196,7 @@ private:
     bool was_up_ = false;        // up before: subscribers catch up when it is up again
     bool resync_pending_ = false;  // up again: resync once every channel is subscribed
     std::size_t unconfirmed_ = 0;  // SUBSCRIBEs sent after coming up, not yet confirmed
+    std::int64_t subscribe_callbacks_ = 0;  // this worker's share of state_'s count
 };
 
 }  // namespace portico::pubsub

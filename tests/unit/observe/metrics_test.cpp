@@ -53,5 +53,5 @@ TEST_CASE("status JSON lists the busiest channels with escaped names", "[metrics
     info.top_channels.push_back({"/live/a\"b", 3, 10, 2});
     info.pubsub.published = 10;
     const std::string json = metrics.renderJson(info);
-    CHECK(contains(json, "\"published\":10,\"backplane\":{\"state\":\"local\",\"reconnects\":0,\"publish_failures\":0,\"silent\":0},\"top_channels\":[{\"name\":\"/live/a\\\"b\",\"subscribers\":3,\"published\":10,\"history\":2}]}}"));
+    CHECK(contains(json, "\"published\":10,\"backplane\":{\"state\":\"local\",\"reconnects\":0,\"publish_failures\":0,\"silent\":0,\"subscribe_callbacks\":0},\"top_channels\":[{\"name\":\"/live/a\\\"b\",\"subscribers\":3,\"published\":10,\"history\":2}]}}"));
 }
