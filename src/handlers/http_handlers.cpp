@@ -13,9 +13,11 @@
 
 namespace portico::handlers {
 
-void serveHealth(http::ResponseSink& out, const http::RequestHead& request, const char* backplane) {
+void serveHealth(http::ResponseSink& out, const http::RequestHead& request, const char* backplane,
+                 const std::string& down_shards) {
     std::string body = "ok\n";
     if (backplane) body.append("backplane: ").append(backplane).append("\n");
+    if (!down_shards.empty()) body.append("backplane_down: ").append(down_shards).append("\n");
     http::respond(out, 200, "text/plain", body, {}, request.method == "HEAD");
 }
 

@@ -404,10 +404,11 @@ void PubSubHub::onBackplaneMessage(const std::string& channel, const pubsub::Mes
     for (ChannelListener* l : listeners) l->deliver(*message, frames);
 }
 
-void PubSubHub::onBackplaneResync() {
-    std::vector<ChannelListener*> all;
-    for (auto& [channel, list] : local_) all.insert(all.end(), list.begin(), list.end());
-    for (ChannelListener* l : all) l->catchUp();
+void PubSubHub::onBackplaneResync(const std::string& channel) {
+    auto it = local_.find(channel);
+    if (it == local_.end()) return;
+    std::vector<ChannelListener*> listeners = it->second;  // catchUp may close one
+    for (ChannelListener* l : listeners) l->catchUp();
 }
 
 void PubSubHub::add(const std::string& channel, ChannelListener* listener) { local_[channel].push_back(listener); }

@@ -17,7 +17,7 @@ bool serveBuiltin(Worker& worker, const config::Route& route, const http::Reques
     const bool head_only = request.method == "HEAD";
     switch (route.handler) {
         case config::HandlerKind::Health:
-            handlers::serveHealth(out, request, worker.pubsub().backplane().health());
+            handlers::serveHealth(out, request, worker.pubsub().backplane().health(), worker.pubsub().backplane().downShards());
             return true;
         case config::HandlerKind::Static:
             handlers::serveStatic(out, route, request);

@@ -52,7 +52,14 @@ void renderPubSubPrometheus(std::string& out, const PubSubStats& s) {
     sample(out, "portico_pubsub_slow_subscribers_closed_total", "", s.slow_closed);
     family(out, "portico_pubsub_backplane_up", "gauge",
            "1 when every worker's Redis backplane connections are up (1 without a backplane).");
-    sample(out, "portico_pubsub_backplane_up", "", std::string_view(s.backplane) == "down" ? 0 : 1);
+    const std::string_view state = s.backplane;
+    sample(out, "portico_pubsub_backplane_up", "", state == "up" || state == "local" ? 1 : 0);
+    if (!s.backplane_shards.empty()) {
+        family(out, "portico_pubsub_backplane_shard_up", "gauge",
+               "1 when every worker's connections to this Redis master (or the one Redis) are up.");
+        for (const auto& [address, up] : s.backplane_shards)
+            sample(out, "portico_pubsub_backplane_shard_up", "{shard=\"" + address + "\"}", up ? 1 : 0);
+    }
     family(out, "portico_pubsub_backplane_reconnects_total", "counter", "Redis backplane connections made again.");
     sample(out, "portico_pubsub_backplane_reconnects_total", "", s.backplane_reconnects);
     family(out, "portico_pubsub_backplane_publish_failures_total", "counter",
@@ -68,6 +75,10 @@ void renderPubSubPrometheus(std::string& out, const PubSubStats& s) {
 
 std::string renderPubSubJson(const PubSubStats& s) {
     auto n = [](std::uint64_t v) { return std::to_string(v); };
+    std::string shards;
+    for (const auto& [address, up] : s.backplane_shards)
+        shards += std::string(shards.empty() ? "" : ",") + "{\"address\":\"" + address + "\",\"state\":\"" +
+                  (up ? "up" : "down") + "\"}";
     return ",\"history_messages\":" + n(s.history_messages) + ",\"history_bytes\":" + n(s.history_bytes) +
            ",\"history_budget_bytes\":" + n(s.history_budget) + ",\"evicted\":{\"count\":" + n(s.evicted_count) +
            ",\"bytes\":" + n(s.evicted_bytes) + ",\"ttl\":" + n(s.evicted_ttl) + ",\"budget\":" + n(s.evicted_budget) +
@@ -78,7 +89,7 @@ std::string renderPubSubJson(const PubSubStats& s) {
            ",\"published\":" + n(s.published) +
            ",\"backplane\":{\"state\":\"" + s.backplane + "\",\"reconnects\":" + n(s.backplane_reconnects) +
            ",\"publish_failures\":" + n(s.backplane_publish_failures) + ",\"silent\":" + n(s.backplane_silent) +
-           ",\"subscribe_callbacks\":" + n(s.backplane_subscribe_callbacks) + "}";
+           ",\"subscribe_callbacks\":" + n(s.backplane_subscribe_callbacks) + ",\"shards\":[" + shards + "]}";
 }
 
 }  // namespace portico::observe

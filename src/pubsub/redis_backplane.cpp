@@ -58,38 +58,92 @@ std::string seconds(config::Duration d) { return std::to_string(wholeSeconds(d).
 
 // ---- the process-wide state ---------------------------------------------------------------------
 
-void RedisBackplaneState::workerDown(const std::string& why) {
-    down_.fetch_add(1);
-    noteFailure(why);
+void RedisBackplaneState::report(const void* worker, std::vector<ShardHealth> shards, const std::string& why) {
+    std::lock_guard lock(mutex_);
+    workers_[worker] = std::move(shards);
+    update(why);
 }
 
-void RedisBackplaneState::noteFailure(const std::string& why) {
-    std::lock_guard lock(log_mutex_);
-    if (logged_down_) return;
-    logged_down_ = true;
-    LOG_ERROR("pubsub backplane: redis %s is down (%s); publishes answer 503 and subscribers wait until it is back",
-              target_.c_str(), why.c_str());
+void RedisBackplaneState::forget(const void* worker) {
+    std::lock_guard lock(mutex_);
+    workers_.erase(worker);
+    update({});
 }
 
-void RedisBackplaneState::workerUp() {
-    if (down_.fetch_sub(1) != 1) return;
-    std::lock_guard lock(log_mutex_);
-    if (!logged_down_) {
-        LOG_INFO("pubsub backplane: connected to redis %s", target_.c_str());
-        return;
+void RedisBackplaneState::update(const std::string& why) {
+    std::set<std::string> down;  // "" when a worker has no shard up
+    for (const auto& [worker, shards] : workers_) {
+        if (std::none_of(shards.begin(), shards.end(), [](const ShardHealth& s) { return s.up; })) {
+            down.insert("");
+            continue;
+        }
+        for (const ShardHealth& s : shards)
+            if (!s.up) down.insert(s.address);
     }
-    logged_down_ = false;
-    LOG_WARN("pubsub backplane: redis %s is back; subscribers catch up from history", target_.c_str());
+    level_.store(down.empty() ? 0 : down.count("") ? 2 : 1);
+    for (const std::string& outage : down) {
+        if (why.empty() || !logged_.insert(outage).second) continue;
+        if (outage.empty())
+            LOG_ERROR("pubsub backplane: redis %s is down (%s); publishes answer 503 and subscribers wait until it is back",
+                      target_.c_str(), why.c_str());
+        else
+            LOG_ERROR("pubsub backplane: redis shard %s is down (%s); publishes to its channels answer 503 and their "
+                      "subscribers wait until it is back",
+                      outage.c_str(), why.c_str());
+    }
+    for (auto it = logged_.begin(); it != logged_.end();) {
+        if (down.count(*it)) {
+            ++it;
+            continue;
+        }
+        if (it->empty())
+            LOG_WARN("pubsub backplane: redis %s is back; subscribers catch up from history", target_.c_str());
+        else
+            LOG_WARN("pubsub backplane: redis shard %s is back; its subscribers catch up from history", it->c_str());
+        announced_ = true;
+        it = logged_.erase(it);
+    }
+    if (down.empty() && !announced_) {
+        announced_ = true;
+        LOG_INFO("pubsub backplane: connected to redis %s", target_.c_str());
+    }
+}
+
+const char* RedisBackplaneState::health() const {
+    static constexpr const char* kNames[] = {"up", "partial", "down"};
+    return kNames[level_.load()];
+}
+
+// Every shard some worker knows, down when some worker has it down.
+static std::map<std::string, bool> shardStates(const std::map<const void*, std::vector<RedisBackplaneState::ShardHealth>>& workers) {
+    std::map<std::string, bool> up;
+    for (const auto& [worker, shards] : workers)
+        for (const auto& s : shards) {
+            auto [it, fresh] = up.emplace(s.address, s.up);
+            if (!fresh) it->second = it->second && s.up;
+        }
+    return up;
+}
+
+std::string RedisBackplaneState::downShards() const {
+    std::lock_guard lock(mutex_);
+    std::string list;
+    if (level_.load() != 1) return list;
+    for (const auto& [address, up] : shardStates(workers_))
+        if (!up) list.append(list.empty() ? "" : " ").append(address);
+    return list;
 }
 
 void RedisBackplaneState::stats(observe::ProcessInfo& info) const {
     observe::PubSubStats& s = info.pubsub;
-    s.backplane = up() ? "up" : "down";
+    s.backplane = health();
     s.backplane_reconnects = reconnects_.load(std::memory_order_relaxed);
     s.backplane_publish_failures = publish_failures_.load(std::memory_order_relaxed);
     s.backplane_silent = silent_.load(std::memory_order_relaxed);
     s.backplane_subscribe_callbacks =
         static_cast<std::uint64_t>(std::max<std::int64_t>(0, subscribe_callbacks_.load(std::memory_order_relaxed)));
+    std::lock_guard lock(mutex_);
+    for (const auto& [address, up] : shardStates(workers_)) s.backplane_shards.emplace_back(address, up);
 }
 
 // ---- setup and connection state -----------------------------------------------------------------
@@ -108,7 +162,7 @@ RedisBackplane::RedisBackplane(net::EventLoop& loop, const config::BackplaneSett
       random_(std::random_device{}()) {
     seeds_.push_back(settings_.address);
     node_ = randomId(random_, 12);
-    state_->countWorker();
+    state_->report(this, {});  // down until a shard is up
 }
 
 RedisBackplane::~RedisBackplane() {
@@ -117,7 +171,7 @@ RedisBackplane::~RedisBackplane() {
     connections_.clear();
     registry_->detach(this);
     state_->addSubscribeCallbacks(-subscribe_callbacks_);
-    if (!up_) state_->forgetWorker();  // a worker that goes leaves the count as it found it
+    state_->forget(this);
 }
 
 void RedisBackplane::start(BackplaneSink& sink) {
@@ -149,7 +203,9 @@ void RedisBackplane::onPush(RedisConnection& connection, const redisReply& push)
     if (push.type == REDIS_REPLY_ERROR) {
         // A refused SSUBSCRIBE: MOVED after a resharding, or CLUSTERDOWN.
         LOG_WARN("pubsub backplane: redis refused a subscription: %s", push.str);
-        return onDown("subscription refused");
+        refreshSlots();  // a MOVED: the shard reconnects once the map is read again
+        if (Shard* shard = shardWith(connection)) onShardDown(*shard, "subscription refused");
+        return;
     }
     if (!isArray(&push, 3)) return;
     const std::string_view type = text(push.element[0]);
@@ -164,7 +220,7 @@ void RedisBackplane::onPush(RedisConnection& connection, const redisReply& push)
             }
         onMessage(channel, text(push.element[2]));
     } else if (type == verb("subscribe", "ssubscribe")) {
-        onConfirmed(channel);
+        onConfirmed(connection, channel);
     } else if (type == "sunsubscribe") {
         onServerUnsubscribed(connection, channel);
     }
@@ -182,7 +238,10 @@ void RedisBackplane::onServerUnsubscribed(RedisConnection& connection, std::stri
         if (--pending->second == 0) unsubscribing_.erase(pending);
         return;
     }
-    if (channel.empty()) return onDown("a probe channel's slot moved");  // its probe is elsewhere now
+    if (channel.empty()) {  // its probe is elsewhere now: the shard starts over
+        if (Shard* shard = shardWith(connection)) onShardDown(*shard, "a probe channel's slot moved");
+        return;
+    }
     auto it = channels_.find(channel);
     if (it == channels_.end()) return;
     connection.unsubscribe(redis_channel, false);  // hiredis's routing name there (see subscribe)
@@ -191,7 +250,7 @@ void RedisBackplane::onServerUnsubscribed(RedisConnection& connection, std::stri
     refreshSlots();
 }
 
-void RedisBackplane::onConfirmed(std::string_view redis_channel) {
+void RedisBackplane::onConfirmed(RedisConnection& connection, std::string_view redis_channel) {
     const std::string channel = channelOf(redis_channel);
     if (channel.empty()) return;  // a probe channel
     auto it = channels_.find(channel);
@@ -199,7 +258,8 @@ void RedisBackplane::onConfirmed(std::string_view redis_channel) {
         it->second.confirmed = true;
         answerWaiting(channel);
     }
-    if (unconfirmed_ > 0 && --unconfirmed_ == 0) finishResync();
+    Shard* shard = shardWith(connection);
+    if (shard && shard->unconfirmed > 0 && --shard->unconfirmed == 0) finishResync(*shard);
 }
 
 void RedisBackplane::onMessage(std::string_view redis_channel, std::string_view payload) {
@@ -286,7 +346,7 @@ void RedisBackplane::subscribe(const std::string& channel, const config::PubSubS
         // The position is read once Redis confirms the subscription (onConfirmed): then every
         // later message reaches us. While down, the subscriber waits for the reconnect.
         c.ttl = wholeSeconds(std::max(settings.history_ttl, settings.channel_idle_timeout));
-        if (up_) subscribeInRedis(channel);
+        subscribeInRedis(channel, false);  // or when its shard is up
         return;
     }
     if (c.confirmed) answerWaiting(channel);
@@ -313,8 +373,9 @@ void RedisBackplane::unsubscribe(const std::string& channel) {
     if (it == channels_.end()) return;
     if (--it->second.subscribers > 0) return;
     channels_.erase(it);
-    Shard* shard = up_ ? shardOf(channel) : nullptr;
-    if (shard && shard->subscriptions->unsubscribe(redisChannel(channel), cluster_) && cluster_)
+    Shard* shard = shardOf(channel);
+    if (shard && shard->state == Shard::State::Up && shard->subscriptions->unsubscribe(redisChannel(channel), cluster_) &&
+        cluster_)
         ++unsubscribing_[channel];
 }
 

@@ -24,19 +24,35 @@ class RedisBackplane::Connections final : public RedisConnection::Handler {
 public:
     explicit Connections(RedisBackplane& owner) : owner_(owner) {}
     void onRedisUp(RedisConnection& connection) override { owner_.onConnectionUp(connection); }
-    void onRedisDown(RedisConnection&, const std::string& why) override { owner_.onDown(why); }
+    void onRedisDown(RedisConnection& connection, const std::string& why) override {
+        owner_.onConnectionDown(connection, why);
+    }
     void onRedisPush(RedisConnection& connection, const redisReply& push) override { owner_.onPush(connection, push); }
 
 private:
     RedisBackplane& owner_;
 };
 
+// One master (or the one Redis), up or down on its own.
 struct RedisBackplane::Shard {
+    enum class State { Connecting, Up, Down };
     config::RedisAddress address;
     RedisConnection* commands = nullptr;       // owned by connections_
     RedisConnection* subscriptions = nullptr;  // owned by connections_
     std::string probe_channel;                 // in this shard's slots (cluster)
     bool probe_outstanding = false;
+    State state = State::Connecting;
+    bool was_up = false;              // up before: its channels catch up when it is up again
+    unsigned attempts = 0;            // reconnects since it was last up (the backoff)
+    std::size_t unconfirmed = 0;      // SUBSCRIBEs sent while `resync` waits, not yet confirmed
+    std::vector<std::string> resync;  // channels to catch up once those are confirmed
+    core::EventPtr reconnect_timer;   // its arg is this Shard (owner below)
+    RedisBackplane* owner = nullptr;
+
+    // "host:port" (or the unix socket's path): its name in health, status, metrics and logs.
+    std::string name() const {
+        return address.unix_path.empty() ? address.host + ":" + std::to_string(address.port) : address.unix_path;
+    }
 };
 
 struct RedisBackplane::Call {

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // RedisBackplane's links to Redis (redis_backplane.h): the seed and what CLUSTER SLOTS says of it,
 // one shard (a command and a subscribe connection) per master, the commands sent to a channel's
-// shard with their NOSCRIPT/MOVED/ASK follow-ups, up and down with reconnects, the probes, and
-// the TTL renewal of channels with subscribers. The operations and pushes are in
+// shard with their NOSCRIPT/MOVED/ASK follow-ups, each shard up and down with its reconnects (and
+// the whole round from the seeds when none is up), the probes, and the TTL renewal of channels
+// with subscribers. The operations and pushes are in
 // redis_backplane.cpp.
 
 #include <algorithm>
@@ -17,12 +18,16 @@
 
 namespace portico::pubsub {
 
-RedisConnection& RedisBackplane::addConnection(const config::RedisAddress& address) {
+std::unique_ptr<RedisConnection> RedisBackplane::newConnection(const config::RedisAddress& address) {
     config::BackplaneSettings settings = settings_;
     settings.address.host = address.host;
     settings.address.port = address.port;
     settings.address.unix_path = address.unix_path;
-    connections_.push_back(std::make_unique<RedisConnection>(loop_, settings, password_, *handler_));
+    return std::make_unique<RedisConnection>(loop_, settings, password_, *handler_);
+}
+
+RedisConnection& RedisBackplane::addConnection(const config::RedisAddress& address) {
+    connections_.push_back(newConnection(address));
     return *connections_.back();
 }
 
@@ -42,9 +47,15 @@ void RedisBackplane::onConnectionUp(RedisConnection& connection) {
         if (!connections_.empty() && &connection == connections_.front().get()) discover();
         return;
     }
-    for (const auto& c : connections_)
-        if (!c->up()) return;
-    onUp();
+    Shard* shard = shardWith(connection);
+    if (shard && shard->commands->up() && shard->subscriptions->up()) onShardUp(*shard);
+}
+
+void RedisBackplane::onConnectionDown(RedisConnection& connection, const std::string& why) {
+    if (dropping_) return;  // a connection dropped by onDown or onShardDown reports back
+    if (!discovered_) return onDown(why);  // the seed, during discovery
+    if (Shard* shard = shardWith(connection)) onShardDown(*shard, why);
+    // Else the seed, kept after discovery though no master had its address: unused.
 }
 
 void RedisBackplane::discover() {
@@ -68,7 +79,7 @@ void RedisBackplane::onSlots(const redisReply* reply) {
         if (!std::strstr(reply->str, "cluster support disabled"))
             LOG_WARN("pubsub backplane: CLUSTER SLOTS answered %s; using redis as one node", reply->str);
         cluster_ = false;
-        auto shard = std::make_unique<Shard>();
+        auto shard = newShard();
         shard->address = seed_address;
         shard->commands = &seed;
         shard->subscriptions = &addConnection(seed_address);
@@ -81,7 +92,7 @@ void RedisBackplane::onSlots(const redisReply* reply) {
         cluster_ = true;
         seeds_.resize(1);  // the configured one, then every master named now
         for (const cluster::Node& m : map.masters) {
-            auto shard = std::make_unique<Shard>();
+            auto shard = newShard();
             shard->address.host = m.host;
             shard->address.port = m.port;
             seeds_.push_back(shard->address);
@@ -99,22 +110,37 @@ void RedisBackplane::onSlots(const redisReply* reply) {
             }
     }
     discovered_ = true;
-    // connect() may fail at once (onDown then clears discovered_): stop there.
-    for (std::size_t i = 1; i < connections_.size() && discovered_; ++i) connections_[i]->connect();
+    report();
+    // connect() may fail at once (onShardDown, or onDown that clears discovered_): the rest of
+    // that shard waits for its reconnect.
+    for (auto& shard : shards_)
+        for (RedisConnection* c : {shard->commands, shard->subscriptions})
+            if (discovered_ && shard->state == Shard::State::Connecting) c->connect();
+}
+
+std::unique_ptr<RedisBackplane::Shard> RedisBackplane::newShard() {
+    auto shard = std::make_unique<Shard>();
+    shard->owner = this;
+    shard->was_up = was_up_;
+    shard->reconnect_timer.reset(evtimer_new(loop_.base(), &RedisBackplane::onShardReconnect, shard.get()));
+    return shard;
 }
 
 // After a MOVED: read the map again. The same masters: only slots moved between them; other
 // masters (a failover, a node added): everything reconnects and resubscribes.
 void RedisBackplane::refreshSlots() {
-    if (!cluster_ || refreshing_) return;
-    if (connections_.empty() || !connections_.front()->up()) return onDown("no connection to read the slot map");
+    if (!cluster_ || refreshing_ || !discovered_) return;
+    // Through any shard that is up (none: each shard's reconnect comes back here).
+    const auto up = std::find_if(shards_.begin(), shards_.end(),
+                                 [](const auto& s) { return s->state == Shard::State::Up; });
+    if (up == shards_.end()) return;
     refreshing_ = true;
-    connections_.front()->command(
+    (*up)->commands->command(
         {"CLUSTER", "SLOTS"},
         [this](const redisReply* reply) {
             refreshing_ = false;
             cluster::SlotMap map;
-            if (!up_) return;
+            if (!reply || !discovered_) return;  // that shard is down: its reconnect asks again
             if (!cluster::parseSlots(reply, settings_.address.host, map)) return onDown("CLUSTER SLOTS: no slot map");
             std::vector<std::uint16_t> slots(cluster::kSlots, cluster::kNoOwner);
             for (std::size_t slot = 0; slot < cluster::kSlots; ++slot) {
@@ -131,11 +157,8 @@ void RedisBackplane::refreshSlots() {
             // Channels whose slot moved: on their new master now, then a catch-up.
             std::vector<std::string> moved = std::move(moved_);
             moved_.clear();
-            for (const std::string& channel : moved) {
-                if (!channels_.count(channel)) continue;
-                resync_pending_ = true;
-                subscribeInRedis(channel);
-            }
+            for (const std::string& channel : moved)
+                if (channels_.count(channel)) subscribeInRedis(channel, true);
         },
         std::chrono::duration_cast<std::chrono::milliseconds>(settings_.connect_timeout));
 }
@@ -152,6 +175,12 @@ std::uint16_t RedisBackplane::shardIndex(const Shard* shard) const {
     return static_cast<std::uint16_t>(it - shards_.begin());
 }
 
+RedisBackplane::Shard* RedisBackplane::shardWith(const RedisConnection& connection) {
+    for (auto& s : shards_)
+        if (s->commands == &connection || s->subscriptions == &connection) return s.get();
+    return nullptr;
+}
+
 RedisBackplane::Shard* RedisBackplane::shardAt(const config::RedisAddress& address) {
     for (auto& s : shards_)
         if (s->address.host == address.host && s->address.port == address.port) return s.get();
@@ -160,8 +189,8 @@ RedisBackplane::Shard* RedisBackplane::shardAt(const config::RedisAddress& addre
 
 bool RedisBackplane::command(const std::string& channel, const std::vector<std::string_view>& argv, ReplyFn done,
                              std::chrono::milliseconds timeout) {
-    Shard* shard = up_ ? shardOf(channel) : nullptr;
-    if (!shard) return false;
+    Shard* shard = shardOf(channel);
+    if (!shard || shard->state != Shard::State::Up) return false;
     auto call = std::make_shared<Call>();
     call->argv = std::vector<std::string>(argv.begin(), argv.end());
     if (argv[0] == "EVALSHA") call->script = argv[1].data();
@@ -173,7 +202,7 @@ bool RedisBackplane::command(const std::string& channel, const std::vector<std::
 bool RedisBackplane::send(RedisConnection& to, const std::shared_ptr<Call>& call, bool asking) {
     std::vector<std::string_view> argv(call->argv.begin(), call->argv.end());
     if (call->script) {
-        // By its SHA-1 (Redis keeps the scripts loaded at onUp), or its text if Redis forgot it
+        // By its SHA-1 (Redis keeps the scripts loaded at onShardUp), or its text if Redis forgot it
         // (SCRIPT FLUSH, a restarted node).
         argv[0] = call->with_text ? "EVAL" : "EVALSHA";
         if (!call->with_text) argv[1] = shaOf(call->script);
@@ -216,87 +245,138 @@ void RedisBackplane::onCallReply(const std::shared_ptr<Call>& call, const redisR
     call->done(reply);
 }
 
-void RedisBackplane::onUp() {
-    if (up_) return;
-    up_ = true;
-    for (auto& shard : shards_) {
-        for (const char* script : {scripts::kPublish, scripts::kReplay, scripts::kInfo})
-            shard->commands->command({"SCRIPT", "LOAD", script}, [](const redisReply*) {});
-        shard->probe_outstanding = false;
-        if (!shard->probe_channel.empty())
-            shard->subscriptions->subscribe(shard->probe_channel, cluster_);  // first: see subscribe()
-    }
+void RedisBackplane::onShardUp(Shard& shard) {
+    if (shard.state == Shard::State::Up) return;
+    shard.state = Shard::State::Up;
+    shard.attempts = 0;
     attempts_ = 0;
-    state_->workerUp();
-    if (was_up_) state_->countReconnect();
-    resync_pending_ = was_up_;
-    was_up_ = true;
-    unconfirmed_ = 0;
-    unsubscribing_.clear();
+    for (const char* script : {scripts::kPublish, scripts::kReplay, scripts::kInfo})
+        shard.commands->command({"SCRIPT", "LOAD", script}, [](const redisReply*) {});
+    shard.probe_outstanding = false;
+    if (!shard.probe_channel.empty())
+        shard.subscriptions->subscribe(shard.probe_channel, cluster_);  // first: see subscribe()
+    if (shard.was_up) state_->countReconnect();
+    const bool catch_up = shard.was_up;
+    shard.was_up = was_up_ = true;
+    shard.unconfirmed = 0;
+    shard.resync.clear();
+    for (auto it = unsubscribing_.begin(); it != unsubscribing_.end();)
+        it = shardOf(it->first) == &shard ? unsubscribing_.erase(it) : std::next(it);
+    report();
     for (auto& [channel, c] : channels_) {
+        if (shardOf(channel) != &shard) continue;
         c.confirmed = false;
         c.refreshed = {};
-        subscribeInRedis(channel);
+        subscribeInRedis(channel, catch_up);
     }
-    if (unconfirmed_ == 0) finishResync();
 }
 
-void RedisBackplane::subscribeInRedis(const std::string& channel) {
+bool RedisBackplane::subscribeInRedis(const std::string& channel, bool catch_up) {
     Shard* shard = shardOf(channel);
-    if (shard && shard->subscriptions->subscribe(redisChannel(channel), cluster_) && resync_pending_)
-        ++unconfirmed_;
+    if (!shard || shard->state != Shard::State::Up || !shard->subscriptions->subscribe(redisChannel(channel), cluster_))
+        return false;
+    if (catch_up) shard->resync.push_back(channel);
+    if (!shard->resync.empty()) ++shard->unconfirmed;
+    return true;
 }
 
-void RedisBackplane::finishResync() {
-    if (!resync_pending_) return;
-    resync_pending_ = false;
-    // Whatever was published while we were away comes from history (or is reported lost).
-    if (sink_) sink_->onBackplaneResync();
+void RedisBackplane::finishResync(Shard& shard) {
+    // Whatever was published while the channel was away comes from history (or is reported
+    // lost). Channels that went since are skipped by the sink.
+    std::vector<std::string> channels = std::move(shard.resync);
+    shard.resync.clear();
+    if (sink_)
+        for (const std::string& channel : channels) sink_->onBackplaneResync(channel);
+}
+
+void RedisBackplane::report(const std::string& why) {
+    std::vector<RedisBackplaneState::ShardHealth> shards;
+    for (const auto& s : shards_) shards.push_back({s->name(), s->state == Shard::State::Up});
+    state_->report(this, std::move(shards), why);
+}
+
+void RedisBackplane::onShardDown(Shard& shard, const std::string& why) {
+    if (dropping_ || shard.state == Shard::State::Down) return;
+    shard.state = Shard::State::Down;
+    for (auto& [channel, c] : channels_)
+        if (shardOf(channel) == &shard) c.confirmed = false;
+    shard.unconfirmed = 0;
+    shard.resync.clear();  // the next up catches every channel of the shard up
+    dropping_ = true;
+    shard.commands->drop(why);
+    shard.subscriptions->drop(why);
+    dropping_ = false;
+    const bool none_left = std::all_of(shards_.begin(), shards_.end(),
+                                       [](const auto& s) { return s->state == Shard::State::Down; });
+    if (none_left) return onDown(why);
+    report(why);
+    net::addTimerOnce(shard.reconnect_timer.get(), backoff(shard.attempts));
+}
+
+void RedisBackplane::onShardReconnect(int, short, void* arg) {
+    Shard& shard = *static_cast<Shard*>(arg);
+    RedisBackplane& self = *shard.owner;
+    if (!self.discovered_ || shard.state != Shard::State::Down) return;
+    // Made again outside their callbacks; the seed's connection keeps its place in connections_.
+    for (RedisConnection** c : {&shard.commands, &shard.subscriptions})
+        for (auto& owned : self.connections_)
+            if (owned.get() == *c) {
+                owned = self.newConnection(shard.address);
+                *c = owned.get();
+                break;
+            }
+    shard.state = Shard::State::Connecting;
+    shard.commands->connect();
+    if (shard.state == Shard::State::Connecting) shard.subscriptions->connect();
+    self.refreshSlots();  // a failover may have given its slots to another master
 }
 
 void RedisBackplane::onDown(const std::string& why) {
     if (dropping_) return;  // a connection dropped below reports back
-    if (up_) {
-        up_ = false;
-        state_->workerDown(why);
-    } else {
-        state_->noteFailure(why);
-    }
-    // Every connection goes together: a publish without its subscriptions (or one shard without
-    // the others) would leave this worker half in the cluster.
+    // Every connection goes: the next round starts from the seeds.
     for (auto& [channel, c] : channels_) c.confirmed = false;
-    unconfirmed_ = 0;
+    for (auto& shard : shards_) {
+        shard->state = Shard::State::Down;
+        event_del(shard->reconnect_timer.get());
+    }
     discovered_ = false;
+    report(why);
     dropping_ = true;
     for (auto& c : connections_) c->drop(why);
     dropping_ = false;
     scheduleReconnect();
 }
 
-void RedisBackplane::scheduleReconnect() {
-    if (evtimer_pending(reconnect_timer_.get(), nullptr)) return;
+std::chrono::milliseconds RedisBackplane::backoff(unsigned& attempts) {
     // Exponential backoff, capped, with jitter (half to all of it) so that the nodes of a
     // cluster do not come back in step after Redis restarts.
-    const unsigned shift = std::min(attempts_, 10u);
+    const unsigned shift = std::min(attempts, 10u);
     const auto full = std::min<std::chrono::milliseconds>(kBackoffMax, kBackoffFirst * (1u << shift));
     std::uniform_int_distribution<long long> jitter(full.count() / 2, full.count());
-    ++attempts_;
-    net::addTimerOnce(reconnect_timer_.get(), std::chrono::milliseconds(jitter(random_)));
+    ++attempts;
+    return std::chrono::milliseconds(jitter(random_));
+}
+
+void RedisBackplane::scheduleReconnect() {
+    if (evtimer_pending(reconnect_timer_.get(), nullptr)) return;
+    net::addTimerOnce(reconnect_timer_.get(), backoff(attempts_));
 }
 
 void RedisBackplane::onReconnect(int, short, void* arg) { static_cast<RedisBackplane*>(arg)->connectSeed(); }
 
 void RedisBackplane::onProbe(int, short, void* arg) {
     auto* self = static_cast<RedisBackplane*>(arg);
-    if (!self->up_) return;
     for (auto& shard : self->shards_) {
-        if (shard->probe_channel.empty()) continue;
+        if (shard->probe_channel.empty() || shard->state != Shard::State::Up) continue;
         if (shard->probe_outstanding) {
             // The last probe, published a whole interval ago, never came back: the subscription
             // is silent (a failover that kept the socket but not the subscription).
             self->state_->countSilent();
-            LOG_WARN("pubsub backplane: the redis subscription is silent (a probe did not come back); reconnecting");
-            return self->onDown("silent subscription");
+            LOG_WARN("pubsub backplane: the redis subscription to %s is silent (a probe did not come back); "
+                     "reconnecting",
+                     shard->name().c_str());
+            self->onShardDown(*shard, "silent subscription");
+            continue;
         }
         shard->probe_outstanding = true;
         shard->commands->command({self->verb("PUBLISH", "SPUBLISH"), shard->probe_channel, "probe"},
@@ -321,7 +401,7 @@ void RedisBackplane::countSubscribeCallbacks() {
 }
 
 void RedisBackplane::refreshTtls() {
-    if (!up_) return;
+    if (!discovered_) return;
     const auto now = std::chrono::steady_clock::now();
     for (auto& [channel, c] : channels_) {
         if (now - c.refreshed < c.ttl / 3) continue;

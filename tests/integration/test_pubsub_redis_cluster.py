@@ -7,6 +7,7 @@ restarted under a continuous publisher: every subscriber ends with its full sequ
 explicit history_lost, never a silent gap. Subscription churn on ever-new channels keeps the
 node's memory bounded (hiredis 0.14 kept a callback per SSUBSCRIBE/SUNSUBSCRIBE)."""
 
+import json
 import os
 import selectors
 import socket
@@ -15,7 +16,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from portico_harness import main  # noqa: E402
+from http_client import http_request  # noqa: E402
+from portico_harness import main, slow_factor  # noqa: E402
 from pubsub_client import recv_json  # noqa: E402
 from pubsub_redis_case import BackplaneCase, ContinuousPublisher, redis_key  # noqa: E402
 from redis_cluster import RedisCluster  # noqa: E402
@@ -25,8 +27,8 @@ from ws_peers import wait_for  # noqa: E402
 class RedisClusterBackplane(BackplaneCase):
     test_timeout = 180
 
-    def start_cluster(self):
-        cluster = RedisCluster(masters=3)
+    def start_cluster(self, **kw):
+        cluster = RedisCluster(masters=3, **kw)
         self.addCleanup(cluster.cleanup)
         return cluster.start()
 
@@ -139,7 +141,8 @@ class RedisClusterBackplane(BackplaneCase):
         # The configured seed itself: the nodes find the cluster through the other masters.
         restarted = cluster.nodes[0]
         restarted.kill()
-        self.assertTrue(wait_for(lambda: self.health(nodes[0]) == "ok\nbackplane: down\n", timeout=5))
+        partial = "ok\nbackplane: partial\nbackplane_down: 127.0.0.1:%d\n" % restarted.port
+        self.assertTrue(wait_for(lambda: self.health(nodes[0]) == partial, timeout=5), self.health(nodes[0]))
         time.sleep(1.0)
         restarted.start()
         cluster.wait_ok()
@@ -157,6 +160,61 @@ class RedisClusterBackplane(BackplaneCase):
         # told; the other masters' channels lost nothing.
         self.assertTrue(all(n >= 1 for n in outcomes[channels[0]]), outcomes)
         self.assertEqual(outcomes[channels[1]] + outcomes[channels[2]], [0, 0, 0, 0], outcomes)
+
+    def test_one_master_down_the_other_shards_keep_working_then_it_catches_up(self):
+        # Without full coverage the other masters keep serving while one is down (with it,
+        # Redis itself refuses every command after cluster-node-timeout).
+        cluster = self.start_cluster(persistent=True, full_coverage=False)
+        a, b = self.start_nodes(cluster, 2)
+        channels = self.channel_per_master(cluster)
+        subs = {c: a.subscribe(c, "?since=0", json_frames=True) for c in channels}
+        for c in channels:
+            self.subscribed(a, c, 1)
+        epochs = {}
+        for c in channels:
+            epochs[c] = b.publish(c, b"before").json()["epoch"]
+            self.assertEqual(recv_json(subs[c])["seq"], 1)
+        # Not the configured seed (test_a_master_restarted_under_load stops that one).
+        stopped, down_channel = cluster.nodes[1], channels[1]
+        stopped.kill()
+        down = "127.0.0.1:%d" % stopped.port
+        for n in (a, b):
+            self.assertTrue(wait_for(lambda: self.health(n) == "ok\nbackplane: partial\nbackplane_down: %s\n" % down,
+                                     timeout=5), self.health(n))
+        for c in (channels[0], channels[2]):
+            r = b.publish(c, b"during")
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual((recv_json(subs[c])["data"], r.json()["seq"]), ("during", 2))
+        started = time.monotonic()
+        r = b.publish(down_channel, b"not now")
+        self.assertEqual(r.status, 503)
+        self.assertLess(time.monotonic() - started, 1.0 + 1.0 * slow_factor(), "503 later than publish_timeout")
+        status = json.loads(http_request(b.port, "GET", "/status").body)["pubsub"]["backplane"]
+        self.assertEqual(status["state"], "partial")
+        self.assertEqual(sorted((s["address"], s["state"]) for s in status["shards"]),
+                         sorted(("127.0.0.1:%d" % n.port, "down" if n is stopped else "up") for n in cluster.nodes))
+        self.assertEqual(self.metric(b, 'portico_pubsub_backplane_shard_up{shard="%s"}' % down), 0)
+        self.assertEqual(self.metric(b, 'portico_pubsub_backplane_shard_up{shard="127.0.0.1:%d"}' % cluster.nodes[0].port), 1)
+        self.assertEqual(self.metric(b, "portico_pubsub_backplane_up"), 0)
+        time.sleep(1.0)  # a few reconnect attempts
+        downs = [line for line in b.process.stderr_lines() if "is down" in line]
+        self.assertEqual(len(downs), 1, downs)
+        self.assertIn("shard %s is down" % down, downs[0])
+        # Back with its data: each node resubscribes the channel when its own reconnect comes;
+        # what b publishes meanwhile reaches a's subscriber live or from history, once, in order.
+        stopped.start()
+        cluster.wait_ok()  # a restarted master answers CLUSTERDOWN until it has met the others
+        self.wait_up(b, timeout=20)
+        for i in range(5):
+            self.assertEqual(b.publish(down_channel, b"m%d" % i).status, 200)
+        self.wait_up(a, timeout=20)
+        data, lost = self.read_to(subs[down_channel], (epochs[down_channel], 6), timeout=15, after=1)
+        self.assertEqual((data, lost), (["m%d" % i for i in range(5)], 0))
+        for c in (channels[0], channels[2]):
+            self.assertEqual(b.publish(c, b"end").json()["seq"], 3)
+            self.assertEqual(self.read_to(subs[c], (epochs[c], 3), after=2), (["end"], 0))
+        self.assertTrue(any("shard %s is back" % down in line for line in b.process.stderr_lines()))
+        self.assertEqual(self.metric(a, "portico_pubsub_backplane_reconnects_total"), 2, "one per worker")
 
     def churn(self, node, names, batch=200):
         """Subscribes to each of `names` and leaves at once: a WebSocket handshake on a raw

@@ -34,9 +34,14 @@ def cluster_ports(n):
 
 
 class RedisCluster:
-    def __init__(self, masters=3, node_timeout_ms=2000):
-        args = ["--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms)]
-        self.nodes = [RedisServer(port=p, extra_args=args) for p in cluster_ports(masters)]
+    """`persistent`: each master keeps its data over a restart (append-only file);
+    `full_coverage`: Redis's cluster-require-full-coverage (no: the other masters keep serving
+    while one is down)."""
+
+    def __init__(self, masters=3, node_timeout_ms=2000, persistent=False, full_coverage=True):
+        args = ["--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms),
+                "--cluster-require-full-coverage", "yes" if full_coverage else "no"]
+        self.nodes = [RedisServer(port=p, persistent=persistent, extra_args=args) for p in cluster_ports(masters)]
 
     @property
     def url(self):
@@ -52,7 +57,7 @@ class RedisCluster:
         return self
 
     def wait_ok(self, timeout=30.0):
-        """Until every node says cluster_state:ok and knows every master."""
+        """Until every node says cluster_state:ok and knows every master (every one of them up)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

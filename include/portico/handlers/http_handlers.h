@@ -3,6 +3,7 @@
 // Built-in HTTP handlers that answer from inside Portico: health and static files.
 
 #include <cstdint>
+#include <string>
 
 #include "portico/config/config.h"
 #include "portico/http/head.h"
@@ -13,10 +14,13 @@ namespace portico::handlers {
 // Each handler writes one complete response to `out` (the client side of the request, HTTP/1.1
 // or HTTP/2 alike) and ends it.
 
-// `handler: health`: 200 "ok", and "backplane: up|down" on a second line when a pub/sub
-// backplane is configured (`backplane` non-null). Down is still 200: the node serves its local
-// traffic, and a load balancer must not drop every node at once when Redis goes.
-void serveHealth(http::ResponseSink& out, const http::RequestHead& request, const char* backplane = nullptr);
+// `handler: health`: 200 "ok", and "backplane: up|partial|down" on a second line when a pub/sub
+// backplane is configured (`backplane` non-null), then "backplane_down: <host:port> ..." when
+// `down_shards` is not empty (partial: those Redis Cluster masters are down). Down is still 200:
+// the node serves its local traffic, and a load balancer must not drop every node at once when
+// Redis goes.
+void serveHealth(http::ResponseSink& out, const http::RequestHead& request, const char* backplane = nullptr,
+                 const std::string& down_shards = {});
 
 // `handler: static`: a file under route.root (index.html for a directory), with the route's
 // prefix removed from the path. GET and HEAD only (405 otherwise); percent-decoding is applied

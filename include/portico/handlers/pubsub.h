@@ -88,7 +88,7 @@ public:
 
 private:
     void onBackplaneMessage(const std::string& channel, const pubsub::MessagePtr& message) override;
-    void onBackplaneResync() override;
+    void onBackplaneResync(const std::string& channel) override;
     static void onFlush(int, short, void* arg);
 
     net::EventLoop& loop_;

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace portico::observe {
@@ -126,11 +127,12 @@ struct PubSubStats {
     std::uint64_t replay_truncated = 0;    // ?since= replays missing evicted messages
     std::uint64_t slow_closed = 0;         // subscribers closed beyond queue_bytes
     // pubsub.backplane (pubsub/redis_backplane.h fills them; all 0 without one).
-    const char* backplane = "local";       // "local", or the Redis backplane's "up" / "down"
+    const char* backplane = "local";       // "local", or the Redis backplane's "up" / "partial" / "down"
     std::uint64_t backplane_reconnects = 0;       // connections (re)made after a failure
     std::uint64_t backplane_publish_failures = 0; // publishes answered 503 (down or timeout)
     std::uint64_t backplane_silent = 0;           // subscriptions found silent by the probe
     std::uint64_t backplane_subscribe_callbacks = 0;  // held by hiredis for unanswered SSUBSCRIBEs
+    std::vector<std::pair<std::string, bool>> backplane_shards;  // each Redis master ("host:port") and up
     std::uint64_t published = 0;           // messages published (every channel, ever)
 };
 

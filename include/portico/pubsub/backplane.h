@@ -40,9 +40,9 @@ public:
     // A message of a channel this worker subscribed to, in seq order per channel (a message
     // may be missing: the subscriber sees the gap by its seq and catches up from history).
     virtual void onBackplaneMessage(const std::string& channel, const MessagePtr& message) = 0;
-    // Messages may have been missed (the backplane reconnected): every subscriber catches up
-    // from history, or learns that it was lost.
-    virtual void onBackplaneResync() = 0;
+    // Messages of `channel` may have been missed (its Redis shard reconnected, or its slot
+    // moved): its subscribers catch up from history, or learn that it was lost.
+    virtual void onBackplaneResync(const std::string& channel) = 0;
 };
 
 enum class Refusal {
@@ -126,8 +126,11 @@ public:
     virtual PubSubRegistry& registry() = 0;
     // Fills the backplane's part of metrics and status. Thread-safe.
     virtual void stats(observe::ProcessInfo& info) = 0;
-    // For `handler: health`: "up" or "down" for a remote backplane; nullptr in-process.
+    // For `handler: health`: "up", "partial" (some Redis shards down) or "down" for a remote
+    // backplane; nullptr in-process.
     virtual const char* health() const { return nullptr; }
+    // When "partial": the shards down ("host:port", space-separated).
+    virtual std::string downShards() const { return {}; }
 };
 
 // Makes each worker's backplane on that worker's loop (Server picks the implementation).

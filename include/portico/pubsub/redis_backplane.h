@@ -26,16 +26,21 @@
 // One Lua script per publish: HINCRBY seq, XADD, trim, EXPIRE, PUBLISH
 // "<seq> <epoch> <t|b> <sender>\n<payload>".
 //
-// Faults: any connection lost or not up within connect_timeout makes the worker's backplane
-// down (publishes 503 at once, others within publish_timeout); it reconnects with exponential
-// backoff and jitter, subscribes again and tells its subscribers to catch up from history
-// (onBackplaneResync). A probe published every kProbeInterval on a channel of its own must come
-// back on the subscribe connection within the next interval, or that connection is dropped and
-// made again (a silent subscription after a failover).
+// Faults, per shard (a master, or the one Redis): a connection of a shard lost or not up within
+// connect_timeout makes that shard down (publishes to its channels 503 at once, others within
+// publish_timeout); channels on the other shards keep working. The shard reconnects alone with
+// exponential backoff and jitter (the slot map is read again through a shard that is up, in
+// case a failover moved its slots), subscribes its channels again and tells their subscribers to
+// catch up from history (onBackplaneResync). With no shard up (or no slot map) the worker starts
+// over from the seeds. A probe published every kProbeInterval on a channel of its own must come
+// back on the subscribe connection within the next interval, or that shard's connections are
+// dropped and made again (a silent subscription after a failover).
 
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
+#include <set>
 #include <string_view>
 #include <cstdint>
 #include <memory>
@@ -57,19 +62,25 @@ namespace portico::pubsub {
 class RedisConnection;
 
 // What every worker's RedisBackplane of one process shares: the state shown by health, status
-// and metrics, its counters, and the once-per-outage log line. Thread-safe.
+// and metrics, its counters, and the once-per-outage log lines. Thread-safe.
+//
+// State is per shard (a Redis Cluster master, or the one Redis): "up" when every worker has
+// every shard up, "down" when some worker has no shard up (or no slot map yet), "partial"
+// otherwise (some shard down: its channels answer 503, the others work).
 class RedisBackplaneState {
 public:
+    struct ShardHealth {
+        std::string address;  // "host:port" (or the unix socket's path)
+        bool up = false;
+    };
     explicit RedisBackplaneState(std::string target) : target_(std::move(target)) {}
-    // A worker's connections went down / came up. The error log says "down" once per outage
-    // of the process, whatever the number of workers and attempts, and "back" once.
-    void workerDown(const std::string& why);
-    void workerUp();
-    // A connect attempt failed (the worker is counted down already): logged once per outage.
-    void noteFailure(const std::string& why);
-    void countWorker() { down_.fetch_add(1); }  // each worker starts down until connected
-    void forgetWorker() { down_.fetch_sub(1); }  // a worker that goes while down
-    bool up() const { return down_.load() == 0; }
+    // `worker`'s shards now (none before its first slot map: it counts as down). A report with
+    // a `why` (a failure) logs an outage that starts, once per process: of the backplane (a
+    // worker with no shard up) or of one shard (the others up); any report logs its end once.
+    void report(const void* worker, std::vector<ShardHealth> shards, const std::string& why = {});
+    void forget(const void* worker);  // a worker that goes
+    const char* health() const;       // "up", "partial" or "down"
+    std::string downShards() const;   // when "partial": the shards down, space-separated
     void countReconnect() { reconnects_.fetch_add(1, std::memory_order_relaxed); }
     void countPublishFailure() { publish_failures_.fetch_add(1, std::memory_order_relaxed); }
     void countSilent() { silent_.fetch_add(1, std::memory_order_relaxed); }
@@ -78,12 +89,16 @@ public:
     void stats(observe::ProcessInfo& info) const;
 
 private:
+    void update(const std::string& why);  // level_ and the log lines, under mutex_
+
     const std::string target_;  // the URL without its password
-    std::atomic<int> down_{0};  // workers whose connections are not both up
     std::atomic<std::uint64_t> reconnects_{0}, publish_failures_{0}, silent_{0};
     std::atomic<std::int64_t> subscribe_callbacks_{0};
-    std::mutex log_mutex_;
-    bool logged_down_ = false;
+    mutable std::mutex mutex_;
+    std::map<const void*, std::vector<ShardHealth>> workers_;
+    std::set<std::string> logged_;  // outages logged: "" (the backplane) or a shard's address
+    bool announced_ = false;        // "connected" logged
+    std::atomic<int> level_{2};     // 0 up, 1 partial, 2 down
 };
 
 class RedisBackplane final : public Backplane, private Inbox {
@@ -111,7 +126,8 @@ public:
     void info(const std::string& channel, InfoDone done) override;
     PubSubRegistry& registry() override { return *registry_; }
     void stats(observe::ProcessInfo& info) override;
-    const char* health() const override { return state_->up() ? "up" : "down"; }
+    const char* health() const override { return state_->health(); }
+    std::string downShards() const override { return state_->downShards(); }
 
 private:
     class Connections;  // the RedisConnection::Handler of every connection
@@ -128,16 +144,23 @@ private:
     using ReplyFn = std::function<void(const redisReply*)>;
 
     void post(const std::string&, MessagePtr) override {}  // the registry posts nothing here
-    RedisConnection& addConnection(const config::RedisAddress& address);
+    std::unique_ptr<RedisConnection> newConnection(const config::RedisAddress& address);
+    RedisConnection& addConnection(const config::RedisAddress& address);  // owned by connections_
+    std::unique_ptr<Shard> newShard();
     void connectSeed();
     void discover();
     void onSlots(const redisReply* reply);
     void refreshSlots();
     void onConnectionUp(RedisConnection& connection);
-    void onUp();
+    void onConnectionDown(RedisConnection& connection, const std::string& why);
+    void onShardUp(Shard& shard);
+    void onShardDown(Shard& shard, const std::string& why);
+    // No shard up, or no slot map: every connection goes, and a new round starts from the seeds.
     void onDown(const std::string& why);
-    void finishResync();
+    void finishResync(Shard& shard);
+    void report(const std::string& why = {});  // the shards' states to state_
     Shard* shardOf(const std::string& channel);
+    Shard* shardWith(const RedisConnection& connection);  // nullptr: the seed's, kept for discovery
     Shard* shardAt(const config::RedisAddress& address);  // nullptr: not a master we know
     std::uint16_t shardIndex(const Shard* shard) const;   // its index in shards_ (slots_' values)
     // Sends `argv` to the shard of `channel`. A script goes as {"EVALSHA", <its text>, ...}: by
@@ -149,14 +172,18 @@ private:
     void onCallReply(const std::shared_ptr<Call>& call, const redisReply* reply);
     void onPush(RedisConnection& connection, const redisReply& push);
     void onMessage(std::string_view redis_channel, std::string_view payload);
-    void onConfirmed(std::string_view redis_channel);
+    void onConfirmed(RedisConnection& connection, std::string_view redis_channel);
     void onServerUnsubscribed(RedisConnection& connection, std::string_view redis_channel);
     void answerWaiting(const std::string& channel);
-    void subscribeInRedis(const std::string& channel);
+    // SUBSCRIBE on the channel's shard when it is up; `catch_up`: its subscribers catch up from
+    // history once confirmed. False when not sent.
+    bool subscribeInRedis(const std::string& channel, bool catch_up);
     void refreshTtls();
     void countSubscribeCallbacks();  // into state_, from the subscribe connections (each second)
     void scheduleReconnect();
+    std::chrono::milliseconds backoff(unsigned& attempts);
     static void onReconnect(int, short, void* arg);
+    static void onShardReconnect(int, short, void* arg);
     static void onProbe(int, short, void* arg);
     static void onRefresh(int, short, void* arg);
     std::string key(const std::string& channel, std::string_view suffix) const;
@@ -187,15 +214,12 @@ private:
     core::EventPtr refresh_timer_;
     std::mt19937 random_;
     std::string node_;           // this worker's id in the sender field and the probe channels
-    unsigned attempts_ = 0;      // failed connects since the last up
+    unsigned attempts_ = 0;      // rounds from the seeds since a shard was last up
     bool cluster_ = false;       // the seed answered CLUSTER SLOTS: sharded pub/sub
     bool discovered_ = false;    // shards_ known for this round of connections
     bool refreshing_ = false;    // a CLUSTER SLOTS after a MOVED is on its way
-    bool dropping_ = false;      // onDown is dropping the connections
-    bool up_ = false;            // every connection up and the scripts loaded
-    bool was_up_ = false;        // up before: subscribers catch up when it is up again
-    bool resync_pending_ = false;  // up again: resync once every channel is subscribed
-    std::size_t unconfirmed_ = 0;  // SUBSCRIBEs sent after coming up, not yet confirmed
+    bool dropping_ = false;      // onDown/onShardDown are dropping connections
+    bool was_up_ = false;        // a shard was up before: the next rounds' shards catch up
     std::int64_t subscribe_callbacks_ = 0;  // this worker's share of state_'s count
 };
 

@@ -53,5 +53,19 @@ TEST_CASE("status JSON lists the busiest channels with escaped names", "[metrics
     info.top_channels.push_back({"/live/a\"b", 3, 10, 2});
     info.pubsub.published = 10;
     const std::string json = metrics.renderJson(info);
-    CHECK(contains(json, "\"published\":10,\"backplane\":{\"state\":\"local\",\"reconnects\":0,\"publish_failures\":0,\"silent\":0,\"subscribe_callbacks\":0},\"top_channels\":[{\"name\":\"/live/a\\\"b\",\"subscribers\":3,\"published\":10,\"history\":2}]}}"));
+    CHECK(contains(json, "\"published\":10,\"backplane\":{\"state\":\"local\",\"reconnects\":0,\"publish_failures\":0,\"silent\":0,\"subscribe_callbacks\":0,\"shards\":[]},\"top_channels\":[{\"name\":\"/live/a\\\"b\",\"subscribers\":3,\"published\":10,\"history\":2}]}}"));
+}
+
+TEST_CASE("metrics and status name each Redis backplane shard and its state", "[metrics]") {
+    observe::Metrics metrics;
+    observe::ProcessInfo info;
+    info.pubsub.backplane = "partial";
+    info.pubsub.backplane_shards = {{"127.0.0.1:7000", true}, {"127.0.0.1:7001", false}};
+    const std::string text = metrics.renderPrometheus(info);
+    CHECK(contains(text, "portico_pubsub_backplane_up 0\n"));
+    CHECK(contains(text, "portico_pubsub_backplane_shard_up{shard=\"127.0.0.1:7000\"} 1\n"));
+    CHECK(contains(text, "portico_pubsub_backplane_shard_up{shard=\"127.0.0.1:7001\"} 0\n"));
+    CHECK(contains(metrics.renderJson(info), "\"backplane\":{\"state\":\"partial\","));
+    CHECK(contains(metrics.renderJson(info), "\"shards\":[{\"address\":\"127.0.0.1:7000\",\"state\":\"up\"},"
+                                             "{\"address\":\"127.0.0.1:7001\",\"state\":\"down\"}]}"));
 }

@@ -19,7 +19,7 @@ struct RecordingSink : pubsub::BackplaneSink {
     void onBackplaneMessage(const std::string& channel, const pubsub::MessagePtr& message) override {
         messages.emplace_back(channel, message);
     }
-    void onBackplaneResync() override { ++resyncs; }
+    void onBackplaneResync(const std::string&) override { ++resyncs; }
 };
 
 // Two workers' backplanes on one loop, sharing the process's registry.
