@@ -282,12 +282,12 @@ private:
         slice_pending_ = false;
         if (!session_ || !session_->isOpen()) return;
         if (slice.unavailable) {
-            // The backplane is down: live again; its resync (onBackplaneResync) catches up. Up
-            // (an answer later than publish_timeout): try again shortly, else a message that came
-            // live during the replay (and was left to it) would stay missing.
+            // The channel's backplane (its Redis shard) is down: live again; its resync
+            // (onBackplaneResync) catches up. Up (an answer later than publish_timeout): try
+            // again shortly, else a message that came live during the replay (and was left to
+            // it) would stay missing.
             replaying_ = false;
-            const char* health = hub_.backplane().health();
-            if (!health || std::string_view(health) != "down") retryCatchUp();
+            if (hub_.backplane().reaches(key_)) retryCatchUp();
             return;
         }
         if (slice.lost || (slice.gap && !accept_gap_)) {

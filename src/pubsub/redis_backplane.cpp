@@ -381,6 +381,11 @@ void RedisBackplane::unsubscribe(const std::string& channel) {
 
 bool RedisBackplane::admits(const std::string& channel) { return registry_->admits(channel); }
 
+bool RedisBackplane::reaches(const std::string& channel) {
+    const Shard* shard = shardOf(channel);
+    return shard && shard->state == Shard::State::Up;
+}
+
 void RedisBackplane::replay(const ReplayRequest& request, ReplayDone done) {
     const std::string meta = key(request.channel, ":meta"), stream = key(request.channel, ":stream"),
                       after = std::to_string(request.after), count = std::to_string(request.max_messages);

@@ -131,6 +131,8 @@ public:
     virtual const char* health() const { return nullptr; }
     // When "partial": the shards down ("host:port", space-separated).
     virtual std::string downShards() const { return {}; }
+    // False while `channel`'s Redis shard is down (its resync will follow); true in-process.
+    virtual bool reaches(const std::string& /*channel*/) { return true; }
 };
 
 // Makes each worker's backplane on that worker's loop (Server picks the implementation).

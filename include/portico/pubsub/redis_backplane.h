@@ -128,6 +128,7 @@ public:
     void stats(observe::ProcessInfo& info) override;
     const char* health() const override { return state_->health(); }
     std::string downShards() const override { return state_->downShards(); }
+    bool reaches(const std::string& channel) override;
 
 private:
     class Connections;  // the RedisConnection::Handler of every connection
