@@ -10,8 +10,9 @@
 // error (cluster support disabled) means one Redis: PUBLISH/SUBSCRIBE on its two connections. A
 // slot map means a Redis Cluster (7+): a connection pair per master, sharded pub/sub
 // (SPUBLISH in the script, SSUBSCRIBE on the channel's master), MOVED followed and the map read
-// again, ASK followed once; a master set that changed, or a shard channel that Redis unsubscribed
-// (its slot moved), reconnects everything as after an outage (resubscribe, then catch up).
+// again, ASK followed once; a shard channel that Redis unsubscribed (its slot moved) is
+// subscribed again on its new master, then caught up; a master set that changed reconnects
+// everything as after an outage (resubscribe, then catch up).
 //
 // Keys of a channel share the Redis Cluster hash tag {<channel key>}:
 //   <prefix>:{<key>}:meta      hash: epoch (random, made with the channel's state), seq, bytes
