@@ -363,15 +363,16 @@ http {{
                          "-g", f"daemon off; master_process {master};"], prefix, port=ready_port or 0)
     svc.start()
     if ready_port:
-        svc.wait_ready(http_ok(ready_port, ready_path), timeout=60 if wrap else 10)
+        svc.wait_ready(http_ok(ready_port, ready_path), timeout=ready_timeout(wrap))
     return svc
 
 
 def start_haproxy(name: str, threads: int, sections: str, *, ready_port: int | None = None,
-                  ready_path: str = "/", extra_global: str = "") -> Service:
+                  ready_path: str = "/", extra_global: str = "", wrap: Sequence[str] = ()) -> Service:
     """Starts HAProxy in the foreground with `nbthread threads` and no logging.
 
     sections: defaults/frontend/backend text appended after the global section.
+    wrap: a command to run HAProxy under (valgrind ...).
     """
     workdir = make_workdir(name)
     conf = f"""global
@@ -382,11 +383,11 @@ def start_haproxy(name: str, threads: int, sections: str, *, ready_port: int | N
 {sections}
 """
     (workdir / "haproxy.cfg").write_text(conf)
-    svc = Service(name, ["haproxy", "-db", "-f", str(workdir / "haproxy.cfg")], workdir,
+    svc = Service(name, [*wrap, "haproxy", "-db", "-f", str(workdir / "haproxy.cfg")], workdir,
                   port=ready_port or 0)
     svc.start()
     if ready_port:
-        svc.wait_ready(http_ok(ready_port, ready_path))
+        svc.wait_ready(http_ok(ready_port, ready_path), timeout=ready_timeout(wrap))
     return svc
 
 
@@ -400,8 +401,13 @@ def start_portico(name: str, binary: str | Path, yaml_text: str, *, ready_port: 
     svc = Service(name, [*wrap, str(binary), "-c", str(conf)], workdir, port=ready_port or 0)
     svc.start()
     if ready_port:
-        svc.wait_ready(http_ok(ready_port, ready_path), timeout=60 if wrap else 10)
+        svc.wait_ready(http_ok(ready_port, ready_path), timeout=ready_timeout(wrap))
     return svc
+
+
+def ready_timeout(wrap: Sequence[str]) -> float:
+    """Seconds a server may take to answer its first request: far longer under valgrind."""
+    return 60.0 if wrap else 10.0
 
 
 def add_run_arguments(ap, rounds: int = 5, duration: float = 5.0, quiet_timeout: float = 300) -> None:
@@ -862,6 +868,55 @@ def perf_profile(svc: Service, load: Callable[[], LoadResult], limit: float = 1.
     text = ["by object:", *report("dso", 0.5), f"by symbol (>= {limit:g}%):",
             *report("dso,symbol", limit)]
     return "\n".join(text), r
+
+
+class Callgrind:
+    """User-space instructions of a server over one load, counted by valgrind's callgrind: start
+    the server under wrap(), then zero() when the load is about to begin and dump() when it
+    ended (callgrind_control), and read the dump: total() instructions and top() functions.
+    Exact and repeatable on a shared machine, where timed CPU figures move by +-15%."""
+
+    def __init__(self, workdir: Path, name: str):
+        self.out = Path(workdir) / f"callgrind.{name}"
+
+    def wrap(self) -> list[str]:
+        return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}", "--vgdb=yes"]
+
+    @staticmethod
+    def _control(pid: int, flag: str) -> None:
+        subprocess.run(["callgrind_control", flag, str(pid)], check=True, capture_output=True, timeout=120)
+
+    def zero(self, pid: int) -> None:
+        self._control(pid, "-z")
+
+    def dump(self, pid: int) -> Path:
+        """Dumps the counters since zero(); returns the newest dump file."""
+        self._control(pid, "-d")
+        dumps = sorted(self.out.parent.glob(self.out.name + ".*"), key=lambda p: p.stat().st_mtime)
+        return dumps[-1] if dumps else self.out
+
+    @staticmethod
+    def total(dump: Path) -> int:
+        text = subprocess.run(["callgrind_annotate", str(dump)], capture_output=True, text=True).stdout
+        return int(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
+
+    @staticmethod
+    def top(dump: Path, ops: int, n: int = 12) -> list[str]:
+        """The n functions with the most instructions of their own, per operation (ops)."""
+        text = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(dump)],
+                              capture_output=True, text=True).stdout
+        rows = []
+        for line in text.splitlines():
+            m = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(\S.*)$", line)
+            if not m or "PROGRAM TOTALS" in line or float(m.group(2)) > 99.0:
+                continue  # the thread's entry points, which callgrind charges everything to
+            ir = int(m.group(1).replace(",", ""))
+            name = m.group(3).split(" [")[0]
+            name = re.sub(r"^\S*:", "", name) if "???" not in name else name
+            rows.append(f"{ir / ops:8.0f} Ir {float(m.group(2)):5.1f}%  {name[:110]}")
+            if len(rows) >= n:
+                break
+        return rows
 
 
 # --------------------------------------------------------------------------------------------

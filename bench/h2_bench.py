@@ -42,13 +42,18 @@ PROXIES = ["nginx", "haproxy", "portico"]
 SCENARIOS = {"c32m10": (32, 10), "c1m100": (1, 100)}
 
 
-def run_h2load(port: int, connections: int, streams: int, duration: float) -> bl.LoadResult:
-    """One `h2load -t1` run over https:// (h2 only: h2load offers h2 through ALPN and fails a
-    connection that does not get it). Counts the requests that ended in a 2xx."""
-    argv = ["h2load", "-t1", "-c", str(connections), "-m", str(streams), "-D", str(int(duration)),
-            "--warm-up-time", "1", f"https://127.0.0.1:{port}/"]
+def run_h2load(port: int, connections: int, streams: int, duration: float = 0.0, *, requests: int = 0,
+               h1: bool = False) -> bl.LoadResult:
+    """One `h2load -t1` run: for `duration` seconds after a 1 s warm-up, or `requests` requests
+    in all. h2 over https:// (offered through ALPN; h2load fails a connection that does not get
+    it), or with `h1` HTTP/1.1 keep-alive over http:// (`streams` requests in flight per
+    connection: 1 is no pipelining). Counts the requests that ended in a 2xx."""
+    scheme = "http" if h1 else "https"
+    argv = ["h2load", "-t1", "-c", str(connections), "-m", str(streams),
+            *(["-n", str(requests)] if requests else ["-D", str(int(duration)), "--warm-up-time", "1"]),
+            *(["--h1"] if h1 else []), f"{scheme}://127.0.0.1:{port}/"]
     cpu0 = bl.children_cpu_seconds()
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60,
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60 if duration else 1800,
                          start_new_session=True)
     client_cpu = bl.children_cpu_seconds() - cpu0
     text = out.stdout
@@ -59,8 +64,9 @@ def run_h2load(port: int, connections: int, streams: int, duration: float) -> bl
     proto = re.search(r"Application protocol: (\S+)", text)
     if out.returncode != 0 or not (done and status and took):
         raise RuntimeError(f"h2load failed ({out.returncode}):\n{text}\n{out.stderr}")
-    if not proto or proto.group(1) != "h2":
-        raise RuntimeError(f"h2load did not negotiate h2:\n{text}")
+    want = "http/1.1" if h1 else "h2"
+    if not proto or proto.group(1) != want:
+        raise RuntimeError(f"h2load did not speak {want}:\n{text}")
     secs = float(took.group(1)) / (1000 if took.group(2) == "ms" else 1)
     ok = int(status.group(1))
     errors = int(done.group(3)) - ok + int(done.group(5)) + int(done.group(6))
@@ -86,7 +92,7 @@ def main() -> int:
     ap.add_argument("--keepalive", type=int, default=32, help="idle upstream connections per proxy (default: 32)")
     ap.add_argument("--diagnose", default="",
                     help="strace,perf: extra runs per proxy and scenario, after the measured ones "
-                         "(syscalls per request; a profile of c32m10)")
+                         "(syscalls per request; a profile), for every scenario run")
     ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.name}")
     args = ap.parse_args()
     bl.AUTOGROUP_NICE = args.nice
@@ -132,11 +138,11 @@ def main() -> int:
 
 
 def diagnose(services: dict[str, bl.Service], scenarios: list[str], tool: str, duration: float) -> str:
-    """strace -c (syscalls per request, every scenario) or perf (c32m10) during extra runs:
+    """strace -c (syscalls per request) or perf (a profile), every scenario, during extra runs:
     both slow the proxy, so they are never among the measured ones."""
     out = []
     for name, svc in services.items():
-        for scen in scenarios if tool == "strace" else ["c32m10"]:
+        for scen in scenarios:
             conns, streams = SCENARIOS[scen]
             load = lambda: run_h2load(svc.port, conns, streams, duration)  # noqa: E731
             if tool == "strace":

@@ -53,7 +53,7 @@ def start_backend(workers: int) -> bl.Service:
     return bl.start_nginx("backend", workers, http, ready_port=port)
 
 
-def start_nginx_proxy(workers: int, backend_port: int, keepalive: int) -> bl.Service:
+def start_nginx_proxy(workers: int, backend_port: int, keepalive: int, wrap: list[str] = ()) -> bl.Service:
     # reuseport: one listening socket per worker, as Portico does with SO_REUSEPORT, so the
     # kernel spreads wrk's long-lived connections over the workers.
     port = bl.free_port()
@@ -73,10 +73,10 @@ def start_nginx_proxy(workers: int, backend_port: int, keepalive: int) -> bl.Ser
             proxy_set_header Connection "";
         }}
     }}"""
-    return bl.start_nginx("nginx", workers, http, ready_port=port)
+    return bl.start_nginx("nginx", workers, http, ready_port=port, wrap=wrap)
 
 
-def start_haproxy_proxy(workers: int, backend_port: int, keepalive: int) -> bl.Service:
+def start_haproxy_proxy(workers: int, backend_port: int, keepalive: int, wrap: list[str] = ()) -> bl.Service:
     port = bl.free_port()
     sections = f"""
 defaults
@@ -97,10 +97,11 @@ backend be
     # count theirs per worker.
     server app 127.0.0.1:{backend_port} pool-max-conn {keepalive * workers}
 """
-    return bl.start_haproxy("haproxy", workers, sections, ready_port=port)
+    return bl.start_haproxy("haproxy", workers, sections, ready_port=port, wrap=wrap)
 
 
-def start_portico_proxy(workers: int, backend_port: int, keepalive: int, binary: Path) -> bl.Service:
+def start_portico_proxy(workers: int, backend_port: int, keepalive: int, binary: Path,
+                        wrap: list[str] = ()) -> bl.Service:
     port = bl.free_port()
     yaml_text = f"""
 workers: {workers}
@@ -117,7 +118,7 @@ routes:
   - path: /
     upstream: backend
 """
-    return bl.start_portico("portico", binary, yaml_text, ready_port=port)
+    return bl.start_portico("portico", binary, yaml_text, ready_port=port, wrap=wrap)
 
 
 def start_relay(backend_port: int, binary: Path) -> bl.Service:

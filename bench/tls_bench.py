@@ -108,8 +108,10 @@ def https_ok(port: int, path: str = "/healthz") -> Callable[[], bool]:
 # the proxies: one TLS listener, /healthz local, /ws/ tunnelled, / proxied with keep-alive
 
 
-def start_nginx(cert: Certificate, backend: int, keepalive: int, h2: bool = False) -> bl.Service:
-    """h2: HTTP/2 offered through ALPN as well (nginx 1.22: `listen ... ssl http2;`)."""
+def start_nginx(cert: Certificate, backend: int, keepalive: int, h2: bool = False,
+                wrap: list[str] = ()) -> bl.Service:
+    """h2: HTTP/2 offered through ALPN as well (nginx 1.22: `listen ... ssl http2;`).
+    wrap: a command to run the proxy under (valgrind ...), here and below."""
     port = bl.free_port()
     http = f"""
     keepalive_requests 10000000;
@@ -138,12 +140,13 @@ def start_nginx(cert: Certificate, backend: int, keepalive: int, h2: bool = Fals
             proxy_set_header Connection "";
         }}
     }}"""
-    svc = bl.started(bl.start_nginx("nginx", 1, http))
+    svc = bl.started(bl.start_nginx("nginx", 1, http, wrap=wrap))
     svc.port = port
-    return svc.wait_ready(https_ok(port))
+    return svc.wait_ready(https_ok(port), timeout=bl.ready_timeout(wrap))
 
 
-def start_haproxy(cert: Certificate, backend: int, keepalive: int, h2: bool = False) -> bl.Service:
+def start_haproxy(cert: Certificate, backend: int, keepalive: int, h2: bool = False,
+                  wrap: list[str] = ()) -> bl.Service:
     """h2: `alpn h2,http/1.1` on the bind line."""
     port = bl.free_port()
     sections = f"""
@@ -169,13 +172,13 @@ backend be
 backend wsbe
     server app 127.0.0.1:{backend}
 """
-    svc = bl.started(bl.start_haproxy("haproxy", 1, sections))
+    svc = bl.started(bl.start_haproxy("haproxy", 1, sections, wrap=wrap))
     svc.port = port
-    return svc.wait_ready(https_ok(port))
+    return svc.wait_ready(https_ok(port), timeout=bl.ready_timeout(wrap))
 
 
 def start_portico(binary: Path, cert: Certificate, backend: int, keepalive: int,
-                  name: str = "portico", h2: bool = False) -> bl.Service:
+                  name: str = "portico", h2: bool = False, wrap: list[str] = ()) -> bl.Service:
     """h2: `tls.alpn: [h2, http/1.1]`."""
     port = bl.free_port()
     yaml_text = f"""workers: 1
@@ -198,9 +201,9 @@ routes:
   - {{path: /ws/, upstream: wsbe, websocket: {{mode: tunnel}}}}
   - {{path: /, upstream: be}}
 """
-    svc = bl.started(bl.start_portico(name, binary, yaml_text))
+    svc = bl.started(bl.start_portico(name, binary, yaml_text, wrap=wrap))
     svc.port = port
-    return svc.wait_ready(https_ok(port))
+    return svc.wait_ready(https_ok(port), timeout=bl.ready_timeout(wrap))
 
 
 # --------------------------------------------------------------------------------------------

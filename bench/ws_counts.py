@@ -25,8 +25,6 @@ Figures land in bench/RESULTS.md ("Counted, not timed"). Every process started i
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -88,50 +86,27 @@ def run_load(ws_load: Path, svc: bl.Service, mode: str, cargs: list[str], second
         client.close()
 
 
-def callgrind_pid(svc: bl.Service) -> int:
-    """The process that does the work: nginx's worker (master_process off: the only one)."""
-    return svc.pid
-
-
-def top_functions(out: Path, ops: int, n: int = 12) -> list[str]:
-    text = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(out)], capture_output=True,
-                          text=True).stdout
-    rows = []
-    for line in text.splitlines():
-        m = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(\S.*)$", line)
-        if not m or "PROGRAM TOTALS" in line or float(m.group(2)) > 99.0:
-            continue  # the thread's entry points, which callgrind charges everything to
-        ir = int(m.group(1).replace(",", ""))
-        name = m.group(3).split(" [")[0]
-        name = re.sub(r"^\S*:", "", name) if "???" not in name else name
-        rows.append(f"{ir / ops:8.0f} Ir {float(m.group(2)):5.1f}%  {name[:110]}")
-        if len(rows) >= n:
-            break
-    return rows
-
-
 def measure_ir(ws_load: Path, start, name: str, what: str, seconds: float, workdir: Path) -> dict:
     mode, cargs = LOADS[what]
     crossings = per_op(name, what)
-    out = workdir / f"callgrind.{name}.{what}"
-    wrap = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--vgdb=yes"]
-    svc = start(wrap)
+    cg = bl.Callgrind(workdir, f"{name}.{what}")
+    svc = start(cg.wrap())
+    dump = None
     try:
-        pid = callgrind_pid(svc)
-        ctl = lambda flag: subprocess.run(["callgrind_control", flag, str(pid)], check=True,  # noqa: E731
-                                          capture_output=True, timeout=120)
-        res = run_load(ws_load, svc, mode, cargs, seconds, before=lambda: ctl("-z"),
-                       after=lambda: ctl("-d"))
+        # nginx runs without a master under valgrind: svc.pid is the process that does the work.
+        pid = svc.pid
+
+        def after():
+            nonlocal dump
+            dump = cg.dump(pid)
+
+        res = run_load(ws_load, svc, mode, cargs, seconds, before=lambda: cg.zero(pid), after=after)
     finally:
         svc.stop(timeout=30)
-    dumps = sorted(workdir.glob(f"callgrind.{name}.{what}.*"), key=lambda p: p.stat().st_mtime)
-    dump = dumps[-1] if dumps else out
-    text = subprocess.run(["callgrind_annotate", str(dump)], capture_output=True, text=True).stdout
-    total = int(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
     ops = res["ops_total"]
     if res["errors"]:
         bl.log(f"{name} {what}: {res['errors']} errors under valgrind")
-    return {"ops": ops, "ir_per_op": total / ops / crossings, "top": top_functions(dump, ops * crossings)}
+    return {"ops": ops, "ir_per_op": cg.total(dump) / ops / crossings, "top": cg.top(dump, ops * crossings)}
 
 
 def measure_syscalls(ws_load: Path, start, name: str, what: str, seconds: float) -> dict:

@@ -44,19 +44,40 @@ void appendFraming(std::string& out, BodyFraming framing, std::uint64_t content_
 
 }  // namespace
 
+namespace {
+
+// RFC 9110 7.6.1: the fields that are hop-by-hop whatever Connection says.
+bool isAlwaysHopByHop(std::string_view name) {
+    // By length first: asked for every field of every head, and most names have none of these
+    // lengths.
+    bool named = false;
+    switch (name.size()) {
+        case 2: named = equalsIgnoreCase(name, "TE"); break;
+        case 7: named = equalsIgnoreCase(name, "Trailer") || equalsIgnoreCase(name, "Upgrade"); break;
+        case 10: named = equalsIgnoreCase(name, "Connection") || equalsIgnoreCase(name, "Keep-Alive"); break;
+        case 17: named = equalsIgnoreCase(name, "Transfer-Encoding"); break;
+        default: break;
+    }
+    return named || startsWithIgnoreCase(name, "Proxy-");
+}
+
+}  // namespace
+
 std::vector<std::string_view> connectionTokens(const HeaderList& headers) {
     std::vector<std::string_view> tokens;
     for (const auto& h : headers)
-        if (equalsIgnoreCase(h.name, "Connection")) forEachToken(h.value, [&](std::string_view t) { tokens.push_back(t); });
+        if (equalsIgnoreCase(h.name, "Connection"))
+            forEachToken(h.value, [&](std::string_view t) {
+                // "keep-alive", "upgrade": removed anyway, so not kept (the common Connection
+                // header then costs no allocation).
+                if (!isAlwaysHopByHop(t)) tokens.push_back(t);
+            });
     return tokens;
 }
 
 bool isHopByHop(std::string_view name, const std::vector<std::string_view>& connection_tokens) {
-    static constexpr std::string_view kHopByHop[] = {"Connection", "Keep-Alive", "TE", "Trailer",
-                                                     "Transfer-Encoding", "Upgrade"};
-    for (auto h : kHopByHop)
-        if (equalsIgnoreCase(name, h)) return true;
-    if (startsWithIgnoreCase(name, "Proxy-")) return true;
+    if (isAlwaysHopByHop(name)) return true;
+    if (connection_tokens.empty()) return false;
     // RFC 9110 7.6.1: a connection option must never name a field meant for every recipient.
     // A peer that lists one anyway ("Connection: close, Host") does not get it removed: Host is
     // required on every HTTP/1.1 request (RFC 9112 3.2), the framing fields are rewritten by us,

@@ -2,6 +2,8 @@
 #pragma once
 // HTTP/1.1 message heads as plain data, and the case-insensitive header helpers everyone uses.
 
+#include <array>
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,13 +16,29 @@ struct Header {
 };
 using HeaderList = std::vector<Header>;
 
-// ASCII case-insensitive comparison (RFC 9110 5.1: field names are case-insensitive).
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
-// RFC 9110 5.6.2: tchar, a character of a token. Inline: the head parser calls it per byte.
-constexpr bool isTokenChar(char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+// ASCII case-insensitive comparison (RFC 9110 5.1: field names are case-insensitive). Inline:
+// header rewriting compares every field name with a dozen others, most of another length.
+constexpr bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] + 32) : a[i];
+        const char y = b[i] >= 'A' && b[i] <= 'Z' ? static_cast<char>(b[i] + 32) : b[i];
+        if (x != y) return false;
+    }
+    return true;
 }
+namespace detail {
+inline constexpr std::array<bool, 256> kTokenChars = [] {
+    std::array<bool, 256> table{};
+    for (int c = 0; c < 256; ++c)
+        table[static_cast<std::size_t>(c)] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                                             std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                                                 std::string_view::npos;
+    return table;
+}();
+}  // namespace detail
+// RFC 9110 5.6.2: tchar, a character of a token. A table: the head parser asks per byte.
+constexpr bool isTokenChar(char c) { return detail::kTokenChars[static_cast<unsigned char>(c)]; }
 // RFC 9110 5.6.2: a non-empty token (field names, extension and parameter names, subprotocols).
 bool isToken(std::string_view text);
 // First header with this name, or nullptr.

@@ -133,6 +133,8 @@ TEST_CASE("isHopByHop knows the RFC 9110 7.6.1 fields and those Connection names
         {"x-hop", true},               {"Host", false},             {"Content-Length", false},
         {"Content-Type", false},       {"Trailers", false},         {"X-Hop-Not", false},
         {"Cookie", false},             {"Proxy", false},            {"Authorization", false},
+        {"Proxy-X", true},             {"Proxy-Xyzw", true},        {"Proxy-Xyzwvutsrqp", true},
+        {"Upgrades", false},           {"Trailex", false},          {"Connectio", false},
     };
     for (const auto& c : kCases) {
         INFO(c.name);
@@ -159,9 +161,18 @@ TEST_CASE("upstream request keeps Host when the client names it in Connection", 
 }
 
 TEST_CASE("connectionTokens lists the names of every Connection header", "[http][rewrite]") {
-    const HeaderList headers = {{"Connection", "keep-alive, X-A"}, {"Host", "h"}, {"connection", " x-b ,,close "}};
+    // keep-alive and Upgrade are hop-by-hop anyway: not listed (no allocation for the usual
+    // "Connection: keep-alive"), and still removed.
+    const HeaderList headers = {{"Connection", "keep-alive, X-A"},
+                                {"Host", "h"},
+                                {"connection", " x-b ,,close, Upgrade,proxy-x "}};
     const auto tokens = connectionTokens(headers);
-    CHECK(tokens == std::vector<std::string_view>{"keep-alive", "X-A", "x-b", "close"});
+    CHECK(tokens == std::vector<std::string_view>{"X-A", "x-b", "close"});
+    CHECK(connectionTokens({{"Connection", "keep-alive"}}).capacity() == 0);
+    for (std::string_view name : {"Keep-Alive", "Upgrade", "Proxy-X", "X-A", "close"}) {
+        INFO(name);
+        CHECK(isHopByHop(name, tokens));
+    }
 }
 
 TEST_CASE("upstream request drops hop-by-hop headers and those Connection names", "[http][rewrite]") {

@@ -727,3 +727,44 @@ TEST_CASE("error reasons name each error class", "[http][parser]") {
     feed(gzip, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n");
     CHECK(std::string_view(gzip.parser.errorReason()) == "unsupported Transfer-Encoding");
 }
+
+// LineCheck skips through a line with memchr; its verdict must not depend on where the bytes
+// are split (a CR at the end of one read and its LF at the start of the next, and so on).
+TEST_CASE("line check gives the same verdict at every split of the head", "[http][parser][smuggling]") {
+    struct Case {
+        std::string_view wire;
+        bool ok;                // every line ends in CRLF, none starts with whitespace
+        std::size_t scanned;    // bytes up to the end of the blank line (the rest is body)
+    };
+    const Case kCases[] = {
+        {"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody\n\r", true, 27},
+        {"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", true, 31},  // empty lines before the head
+        {"GET / HTTP/1.1\r\nHost: a\n\r\n", false, 0},
+        {"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", false, 0},
+        {"GET / HTTP/1.1\r\nHost: a\r\r\n\r\n", false, 0},
+        {"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", false, 0},
+        {"GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n", false, 0},
+        {"GET / HTTP/1.1\r\n\n", false, 0},
+        {"\n", false, 0},
+    };
+    for (const Case& c : kCases) {
+        for (std::size_t split = 0; split <= c.wire.size(); ++split) {
+            INFO(c.wire << " split at " << split);
+            LineCheck check;
+            check.start(LineCheck::Section::Head);
+            bool ok = check.scan(c.wire.data(), split);
+            if (ok && check.active()) ok = check.scan(c.wire.data() + split, c.wire.size() - split);
+            CHECK(ok == c.ok);
+            if (c.ok) {
+                CHECK_FALSE(check.active());
+                // Split inside the body: the first part ended the head already.
+                if (split >= c.scanned) {
+                    LineCheck first;
+                    first.start(LineCheck::Section::Head);
+                    CHECK(first.scan(c.wire.data(), split));
+                    CHECK_FALSE(first.active());
+                }
+            }
+        }
+    }
+}
