@@ -94,6 +94,7 @@ Bridge::Bridge(BridgeOwner& owner, net::EventLoop& loop, proxy::UpstreamGroup& g
       client_hash_(client.client_hash),
       target_(client.handshake->target),
       connection_id_(newConnectionId()),
+      exchanges_(loop, 1),
       max_response_bytes_(route.websocket.http.max_batch_bytes + route.websocket.max_message_bytes),
       send_event_(event_new(loop.base(), -1, 0, &Bridge::onSendEvent, this)),
       keepalive_timer_(event_new(loop.base(), -1, 0, &Bridge::onKeepAlive, this)),
@@ -108,10 +109,7 @@ Bridge::Bridge(BridgeOwner& owner, net::EventLoop& loop, proxy::UpstreamGroup& g
 Bridge::~Bridge() {
     setState(State::Done);
     unsubscribeAll();
-    if (exchange_) {
-        exchange_->abort();
-        loop_.deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
-    }
+    exchanges_.give(std::move(exchange_));
 }
 
 void Bridge::setState(State next) {
@@ -134,10 +132,7 @@ void Bridge::abort() {
     event_del(keepalive_timer_.get());
     event_del(client_keepalive_timer_.get());
     event_del(delayed_timer_.get());
-    if (exchange_) {
-        exchange_->abort();
-        loop_.deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
-    }
+    exchanges_.give(std::move(exchange_));
 }
 
 // ---- events from the client ---------------------------------------------------------------

@@ -90,7 +90,8 @@ void Bridge::sendRequest() {
     request.body = &request_body_;
     response_ = http::ResponseHead{};
     response_body_.clear();
-    exchange_ = std::make_unique<proxy::HttpExchange>(static_cast<proxy::ExchangeOwner&>(*this), loop_, group_, route_, request);
+    exchange_ = exchanges_.take();
+    exchange_->begin(static_cast<proxy::ExchangeOwner&>(*this), group_, route_, request);
     exchange_->start();  // may fail at once (no server, every connect refused): then exchange_ is gone
     updateReading();
 }
@@ -121,7 +122,7 @@ void Bridge::buildRequestHead() {
 }
 
 void Bridge::finishRequest() {
-    if (exchange_) loop_.deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
+    exchanges_.give(std::move(exchange_));
 }
 
 bool Bridge::onResponseHead(const http::ResponseHead& head) {

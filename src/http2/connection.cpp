@@ -83,6 +83,7 @@ Connection::Connection(ConnectionOwner& owner, net::Worker& worker, std::shared_
       listener_stats_(listener_stats),
       socket_(std::move(socket)),
       client_(std::move(client)),
+      exchanges_(worker.loop(), snapshot_->config().limits.http2_max_concurrent_streams),
       send_event_(event_new(worker.loop().base(), -1, 0, &Connection::onSendEvent, this)),
       tick_event_(event_new(worker.loop().base(), -1, EV_PERSIST, &Connection::onTick, this)),
       control_frames_(snapshot_->config().limits.http2_control_frame_rate,
@@ -354,7 +355,10 @@ int Connection::onStreamClosed(std::int32_t stream_id, std::uint32_t error_code)
     // Never inside its own call chain: the loop deletes it.
     worker_.loop().deferDelete(std::shared_ptr<Stream>(std::move(it->second)));
     streams_.erase(it);
-    if (streams_.empty()) idle_since_ = std::chrono::steady_clock::now();
+    if (streams_.empty()) {
+        idle_since_ = std::chrono::steady_clock::now();
+        exchanges_.clear();  // an idle connection holds none
+    }
     return 0;
 }
 

@@ -173,8 +173,8 @@ void Stream::startExchange(const config::Route& route, proxy::HttpExchange::Requ
     forward.client_ip = connection_.client().ip;
     forward.scheme = connection_.client().tls ? "https" : "http";
     forward.client_hash = connection_.client().hash;
-    exchange_ = std::make_unique<proxy::HttpExchange>(static_cast<proxy::ExchangeOwner&>(*this),
-                                                      connection_.worker().loop(), *group, route, forward);
+    exchange_ = connection_.exchanges().take();
+    exchange_->begin(static_cast<proxy::ExchangeOwner&>(*this), *group, route, forward);
     exchange_->start();
     // A WebSocket handshake has no body: what DATA brings is the WebSocket's.
     if (exchange_ && (request_complete_ || forward.websocket)) exchange_->endBody();
@@ -472,8 +472,7 @@ void Stream::reset(std::uint32_t error_code) {
 void Stream::retireExchange() {
     if (!exchange_) return;
     upstream_name_ = exchange_->upstreamName();  // still wanted by the access log
-    exchange_->abort();
-    connection_.worker().loop().deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
+    connection_.exchanges().give(std::move(exchange_));
     if (held_ > 0) onUpstreamDrained();  // nobody takes the held bytes now
 }
 

@@ -75,6 +75,7 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
       listener_stats_(listener_stats),
       client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this))),
       parser_(http::MessageParser::Kind::Request, this, snapshot_->config().limits.max_header_bytes),
+      exchanges_(worker.loop(), 1),
       timer_(event_new(worker.loop().base(), -1, 0, &ClientConnection::onTimer, this)) {
     client_ip_ = peerAddress(peer, client_hash_);
     listener_stats_.open.add();
@@ -339,7 +340,8 @@ http::HeadAction ClientConnection::onHead() {
     state_ = State::Proxying;
     req_.keep_alive = upgrade.kind != ws::UpgradeKind::WebSocket;  // a declined upgrade closes
     response_.setKeepAlive(req_.keep_alive);
-    exchange_ = std::make_unique<proxy::HttpExchange>(static_cast<proxy::ExchangeOwner&>(*this), worker_.loop(), *group, *route, forward);
+    exchange_ = exchanges_.take();
+    exchange_->begin(static_cast<proxy::ExchangeOwner&>(*this), *group, *route, forward);
     exchange_->start();
     return http::HeadAction::Continue;
 }
@@ -581,8 +583,7 @@ void ClientConnection::Downstream::flush() {
 void ClientConnection::retireExchange() {
     if (!exchange_) return;
     req_.upstream_name = exchange_->upstreamName();  // still wanted by the access log
-    exchange_->abort();
-    worker_.loop().deferDelete(std::shared_ptr<proxy::HttpExchange>(std::move(exchange_)));
+    exchanges_.give(std::move(exchange_));
 }
 
 void ClientConnection::armTimer(std::chrono::milliseconds timeout) { addTimer(worker_.loop(), timer_.get(), timeout); }

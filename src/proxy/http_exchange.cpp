@@ -36,16 +36,28 @@ void appendChunkHeader(evbuffer* out, std::size_t length) {
 
 }  // namespace
 
-HttpExchange::HttpExchange(ExchangeOwner& owner, net::EventLoop& loop, UpstreamGroup& group,
-                           const config::Route& route, const Request& request)
-    : owner_(owner),
-      loop_(loop),
-      group_(group),
-      request_(request),
+HttpExchange::HttpExchange(net::EventLoop& loop)
+    : loop_(loop),
       response_parser_(http::MessageParser::Kind::Response, static_cast<http::MessageParser::Handler*>(this), kMaxResponseHeadBytes),
-      timer_(event_new(loop.base(), -1, 0, &HttpExchange::onTimer, this)) {
+      timer_(event_new(loop.base(), -1, 0, &HttpExchange::onTimer, this)) {}
+
+void HttpExchange::begin(ExchangeOwner& owner, UpstreamGroup& group, const config::Route& route, const Request& request) {
+    if (upstream_) loop_.deferDelete(std::move(upstream_));  // ended without complete(): not reused
+    stopTimer();
+    owner_ = &owner;
+    group_ = &group;
+    request_ = request;
+    phase_ = Phase::Connecting;
+    send_mark_ = {};
+    started_ = {};
+    server_ = first_server_ = -1;
+    attempts_ = 0;
+    reused_ = response_started_ = head_sent_ = request_done_ = response_complete_ = upgrade_accepted_ = false;
+    body_sent_ = 0;
+    response_parser_.reset();
+
     http::UpstreamRequestInfo info;
-    std::string target = upstreamTarget(route, request.head->target);
+    const std::string target = upstreamTarget(route, request.head->target);
     info.target = target;
     info.client_ip = request.client_ip;
     info.scheme = request.scheme;
@@ -54,6 +66,7 @@ HttpExchange::HttpExchange(ExchangeOwner& owner, net::EventLoop& loop, UpstreamG
     info.content_length = request.content_length;
     info.upgrade = request.websocket;
     if (!request.override_headers.empty()) info.override_headers = &request_.override_headers;
+    head_.clear();
     head_.reserve(512 + request.head->headers.size() * 48);
     http::appendUpstreamRequestHead(head_, *request.head, info);
 }
@@ -64,12 +77,13 @@ HttpExchange::~HttpExchange() {
 
 const std::string& HttpExchange::upstreamName() const {
     static const std::string kNone = "-";
-    return server_ >= 0 ? group_.serverName(server_) : kNone;
+    return server_ >= 0 ? group_->serverName(server_) : kNone;
 }
 
 void HttpExchange::start() {
+    const CallbackScope scope(*this);
     started_ = std::chrono::steady_clock::now();
-    int server = group_.balancer().pick(request_.client_hash, -1, Balancer::Clock::now());
+    int server = group_->balancer().pick(request_.client_hash, -1, Balancer::Clock::now());
     if (server < 0) {
         fail(502, "no upstream server");
         return;
@@ -84,22 +98,22 @@ void HttpExchange::start() {
 
 void HttpExchange::tryServer(int server, bool allow_pool) {
     ++attempts_;
-    if (server_ >= 0) group_.balancer().onRequestEnd(server_);
+    if (server_ >= 0) group_->balancer().onRequestEnd(server_);
     server_ = server;
-    group_.balancer().onRequestStart(server);
+    group_->balancer().onRequestStart(server);
     if (upstream_) loop_.deferDelete(std::move(upstream_));
     response_parser_.reset();
-    upstream_ = allow_pool ? group_.takeIdle(server) : nullptr;
+    upstream_ = allow_pool ? group_->takeIdle(server) : nullptr;
     reused_ = upstream_ != nullptr;
     if (reused_) {
         upstream_->setHandler(this);
         phase_ = Phase::Waiting;
     } else {
         int error = 0;
-        upstream_ = group_.connect(server, this, error);
+        upstream_ = group_->connect(server, this, error);
         if (!upstream_) {
-            LOG_WARN("upstream %s: connect failed: %s", group_.serverName(server).c_str(), strerror(error));
-            group_.markFailed(server);
+            LOG_WARN("upstream %s: connect failed: %s", group_->serverName(server).c_str(), strerror(error));
+            group_->markFailed(server);
             retryOrFail(502, "upstream unreachable");
             return;
         }
@@ -120,7 +134,7 @@ void HttpExchange::retryOrFail(int status, const char* reason) {
     const bool resendable = request_.body || (body_sent_ == 0 && isIdempotent(request_.head->method));
     bool retryable = attempts_ < 2 && !response_started_ && resendable;
     if (retryable) {
-        int next = group_.balancer().pick(request_.client_hash, server_, Balancer::Clock::now());
+        int next = group_->balancer().pick(request_.client_hash, server_, Balancer::Clock::now());
         if (next >= 0) {
             tryServer(next, /*allow_pool=*/true);
             return;
@@ -143,25 +157,25 @@ bool HttpExchange::mayResendOnFreshConnection() const {
 void HttpExchange::fail(int status, const char* reason) {
     phase_ = Phase::Done;
     stopTimer();
-    if (server_ >= 0) group_.balancer().onRequestEnd(server_);
+    if (server_ >= 0) group_->balancer().onRequestEnd(server_);
     if (upstream_) loop_.deferDelete(std::move(upstream_));
-    owner_.onExchangeFailed(head_sent_ ? 0 : status, reason);
+    owner_->onExchangeFailed(head_sent_ ? 0 : status, reason);
 }
 
 void HttpExchange::complete() {
-    group_.stats().observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+    group_->stats().observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
     phase_ = Phase::Done;
     stopTimer();
-    group_.balancer().onRequestEnd(server_);
+    group_->balancer().onRequestEnd(server_);
     bool upstream_reusable = response_parser_.keepAlive() && request_done_ && upstream_;
     if (upstream_reusable) {
-        group_.putIdle(server_, std::move(upstream_));
+        group_->putIdle(server_, std::move(upstream_));
     } else if (upstream_) {
         loop_.deferDelete(std::move(upstream_));
     }
-    if (!owner_.consumesResponse()) owner_.downstream().flush();
+    if (!owner_->consumesResponse()) owner_->downstream().flush();
     // After a declined WebSocket handshake the client may send frames anyway: do not read on.
-    owner_.onExchangeComplete(!request_.websocket);
+    owner_->onExchangeComplete(!request_.websocket);
 }
 
 HttpExchange::Wait HttpExchange::currentWait() const {
@@ -180,7 +194,7 @@ void HttpExchange::updateTimer(bool progress) {
     const Wait wait = currentWait();
     if (wait == wait_ && !progress) return;  // still waiting for the same thing: the deadline stands
     wait_ = wait;
-    const config::Upstream& config = group_.config();
+    const config::Upstream& config = group_->config();
     switch (wait) {
         case Wait::Nothing: event_del(timer_.get()); return;
         case Wait::Connect: net::addTimer(loop_, timer_.get(), config.connect_timeout); return;
@@ -203,11 +217,12 @@ void HttpExchange::stopTimer() {
 
 void HttpExchange::onTimer(int, short, void* arg) {
     auto* self = static_cast<HttpExchange*>(arg);
+    const CallbackScope scope(*self);
     const char* upstream = self->upstreamName().c_str();
     switch (self->wait_) {
         case Wait::Connect:
             LOG_WARN("upstream %s: connect timed out", upstream);
-            self->group_.markFailed(self->server_);
+            self->group_->markFailed(self->server_);
             self->retryOrFail(504, "upstream connect timed out");
             return;
         case Wait::Send:
@@ -280,32 +295,35 @@ void HttpExchange::abort() {
     if (phase_ == Phase::Done) return;  // completed or failed already
     phase_ = Phase::Done;
     stopTimer();
-    if (server_ >= 0) group_.balancer().onRequestEnd(server_);
+    if (server_ >= 0) group_->balancer().onRequestEnd(server_);
     if (upstream_) loop_.deferDelete(std::move(upstream_));
 }
 
 void HttpExchange::onConnected(net::Stream& stream) {
-    group_.markSucceeded(server_);
+    const CallbackScope scope(*this);
+    group_->markSucceeded(server_);
     phase_ = Phase::Waiting;
     stream.flush();
     updateTimer(/*progress=*/true);
 }
 
 void HttpExchange::onDrained(net::Stream&) {
+    const CallbackScope scope(*this);
     updateTimer(/*progress=*/false);  // all of the request may be out now: read_timeout's turn
-    owner_.onUpstreamDrained();
+    owner_->onUpstreamDrained();
 }
 
 void HttpExchange::onEof(net::Stream&) { onConnectionLost(0); }
 void HttpExchange::onError(net::Stream&, int error) { onConnectionLost(error); }
 
 void HttpExchange::onConnectionLost(int error) {
+    const CallbackScope scope(*this);
     if (phase_ == Phase::Done) return;
     if (phase_ == Phase::Connecting) {
         const bool tls_failed = upstream_ && upstream_->isTls() && !upstream_->tlsError().empty();
         LOG_WARN("upstream %s: connect failed: %s", upstreamName().c_str(),
                  tls_failed ? upstream_->tlsError().c_str() : strerror(error));
-        group_.markFailed(server_);
+        group_->markFailed(server_);
         retryOrFail(502, "upstream unreachable");
         return;
     }
@@ -325,10 +343,11 @@ void HttpExchange::onConnectionLost(int error) {
 }
 
 void HttpExchange::onReadable(net::Stream& stream) {
+    const CallbackScope scope(*this);
     if (phase_ == Phase::Done) return;
     response_started_ = true;
     updateTimer(/*progress=*/true);
-    const bool consumed = owner_.consumesResponse();
+    const bool consumed = owner_->consumesResponse();
     for (;;) {
         http::ParseStatus status = response_parser_.parse(stream.input());
         if (status == http::ParseStatus::NeedMore) break;
@@ -345,10 +364,10 @@ void HttpExchange::onReadable(net::Stream& stream) {
             // The connection now speaks WebSocket: it leaves the exchange (and the pool) for good.
             phase_ = Phase::Done;
             stopTimer();
-            group_.balancer().onRequestEnd(server_);
-            owner_.downstream().flush();
+            group_->balancer().onRequestEnd(server_);
+            owner_->downstream().flush();
             const http::Header* ext = http::findHeader(response_parser_.response().headers, "Sec-WebSocket-Extensions");
-            owner_.onUpgraded(std::move(upstream_), ext ? ext->value : std::string());
+            owner_->onUpgraded(std::move(upstream_), ext ? ext->value : std::string());
             return;
         }
         // MessageComplete: an interim 1xx goes on to the final response.
@@ -364,7 +383,7 @@ void HttpExchange::onReadable(net::Stream& stream) {
         return;
     }
     if (consumed) return;  // the owner bounds what it buffers (onResponseBody)
-    http::ResponseSink& client = owner_.downstream();
+    http::ResponseSink& client = owner_->downstream();
     client.flush();
     if (client.backlogged()) stream.pauseReading();
 }
@@ -372,13 +391,13 @@ void HttpExchange::onReadable(net::Stream& stream) {
 http::HeadAction HttpExchange::onHead() {
     const http::ResponseHead& response = response_parser_.response();
     int status = response.status;
-    if (owner_.consumesResponse()) {
+    if (owner_->consumesResponse()) {
         if (status >= 100 && status < 200 && status != 101) return http::HeadAction::Continue;  // interim
-        if (status == 101 || !owner_.onResponseHead(response)) return http::HeadAction::Abort;
+        if (status == 101 || !owner_->onResponseHead(response)) return http::HeadAction::Abort;
         phase_ = Phase::Streaming;
         return request_.head->method == "HEAD" ? http::HeadAction::SkipBody : http::HeadAction::Continue;
     }
-    http::ResponseSink& client = owner_.downstream();
+    http::ResponseSink& client = owner_->downstream();
     if (status >= 100 && status < 200 && status != 101) {
         // Interim response (100 Continue, 103 Early Hints): relayed as is.
         client.sendHead(response, http::ResponseBody{false, std::nullopt});
@@ -407,8 +426,8 @@ http::HeadAction HttpExchange::onHead() {
 }
 
 bool HttpExchange::onBody(const char* data, std::size_t length) {
-    if (owner_.consumesResponse()) return owner_.onResponseBody(data, length);
-    owner_.downstream().sendBody(data, length);
+    if (owner_->consumesResponse()) return owner_->onResponseBody(data, length);
+    owner_->downstream().sendBody(data, length);
     return true;
 }
 
@@ -416,7 +435,7 @@ void HttpExchange::onMessageComplete() {
     int status = response_parser_.response().status;
     if (status >= 100 && status < 200 && status != 101) return;  // interim: the real one follows
     response_complete_ = true;
-    if (!owner_.consumesResponse() && status != 101) owner_.downstream().endResponse();
+    if (!owner_->consumesResponse() && status != 101) owner_->downstream().endResponse();
 }
 
 }  // namespace portico::proxy

@@ -5,7 +5,7 @@ close-delimited, HEAD/204/304), header rewriting and routing."""
 import hashlib
 import time
 
-from backends import pattern_sha256
+from backends import free_port, pattern_sha256
 from portico_harness import PorticoTestCase, main, make_config
 
 
@@ -414,6 +414,46 @@ class Routing(PorticoTestCase):
                                 ("/api/v2", "b")]:
             with self.subTest(target=target):
                 self.assertEqual(self.get(p, target).header("X-Backend"), backend)
+
+    def test_one_connection_alternating_routes_carries_nothing_over(self):
+        # One exchange serves every request of a connection (reused, not made anew): nothing of
+        # one request (upstream, body, framing, headers set, a failure) may reach the next.
+        bs = self.backends("a", "b")
+        dead = "127.0.0.1:%d" % free_port()
+        p = self.start_portico(make_config(
+            workers=1,
+            upstreams={"a": {"servers": [bs["a"].address]}, "b": {"servers": [bs["b"].address]},
+                       "dead": {"servers": [dead]}},
+            routes=[{"path": "/a/", "upstream": "a", "strip_prefix": True,
+                     "set_headers": {"X-Route": "a"}},
+                    {"path": "/dead/", "upstream": "dead"},
+                    {"path": "/", "upstream": "b"}]))
+        def sent(r, name):  # a header as the backend received it
+            return next((v for k, v in r.json()["headers"] if k.lower() == name), None)
+
+        c = self.client(p.port)
+        for i in range(3):
+            with self.subTest(round=i):
+                r = c.roundtrip("POST", "/a/echo", body=b"x" * (100 + i))
+                self.assertEqual((r.status, r.header("X-Backend")), (200, "a"), r)
+                doc = r.json()
+                self.assertEqual((doc["method"], doc["target"], doc["body_len"]), ("POST", "/echo", 100 + i))
+                self.assertEqual(sent(r, "x-route"), "a")
+                r = c.roundtrip("GET", "/echo?n=%d" % i)
+                self.assertEqual((r.status, r.header("X-Backend")), (200, "b"), r)
+                doc = r.json()
+                self.assertEqual((doc["method"], doc["target"], doc["body_len"]), ("GET", "/echo?n=%d" % i, 0))
+                self.assertIsNone(sent(r, "x-route"), "the last request's set_headers leaked")
+                self.assertIsNone(sent(r, "content-length"), "the last request's framing leaked")
+                r = c.roundtrip("HEAD", "/a/echo")
+                self.assertEqual((r.status, r.header("X-Backend"), r.body), (200, "a", b""), r)
+        # A failed exchange ends the connection (502 closes it); the next connection's first
+        # request is served by a fresh exchange as usual.
+        r = c.roundtrip("GET", "/dead/x")
+        self.assertEqual(r.status, 502, r)
+        c2 = self.client(p.port)
+        r = c2.roundtrip("GET", "/echo")
+        self.assertEqual((r.status, r.header("X-Backend")), (200, "b"), r)
 
     def test_exact_path(self):
         bs = self.backends("a", "b")

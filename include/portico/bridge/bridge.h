@@ -40,6 +40,7 @@
 #include "portico/handlers/pubsub.h"
 #include "portico/http/head.h"
 #include "portico/proxy/exchange_owner.h"
+#include "portico/proxy/exchange_pool.h"
 
 namespace portico::net {
 class EventLoop;
@@ -191,7 +192,8 @@ private:
     std::vector<std::pair<std::string, std::string>> meta_;  // Set-Meta-* kept, sent as Meta-*
     http::RequestHead request_head_;   // of the request in flight (the exchange reads it)
     std::string request_body_;         // its events (the exchange reads and may resend it)
-    std::unique_ptr<proxy::HttpExchange> exchange_;
+    proxy::ExchangePool exchanges_;    // one exchange, reused by request after request
+    std::unique_ptr<proxy::HttpExchange> exchange_;  // the request in flight's, from exchanges_
     http::ResponseHead response_;      // of the answer being read
     std::string response_body_;
     std::size_t max_response_bytes_;  // an answer's body: max_batch_bytes + max_message_bytes

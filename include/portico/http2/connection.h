@@ -26,6 +26,7 @@
 #include "portico/core/token_bucket.h"
 #include "portico/net/stream.h"
 #include "portico/observe/metrics.h"
+#include "portico/proxy/exchange_pool.h"
 
 struct nghttp2_session;
 
@@ -75,6 +76,8 @@ public:
     const ClientInfo& client() const { return client_; }
     const config::Listener& listener() const { return *listener_; }
     observe::ListenerStats& listenerStats() { return listener_stats_; }
+    // The streams' upstream exchanges, reused from stream to stream while the connection is busy.
+    proxy::ExchangePool& exchanges() { return exchanges_; }
     nghttp2_session* session() { return session_.get(); }
     // Frames were queued: they go out once the callbacks of this loop iteration are done.
     void scheduleSend();
@@ -118,6 +121,8 @@ private:
     std::unique_ptr<net::Stream> socket_;
     ClientInfo client_;
     std::unique_ptr<nghttp2_session, SessionDeleter> session_;
+    // Declared before streams_: a stream retiring its exchange when destroyed gives it back here.
+    proxy::ExchangePool exchanges_;  // up to http2_max_concurrent_streams; freed when idle
     std::map<std::int32_t, std::unique_ptr<Stream>> streams_;
     core::EventPtr send_event_;
     core::EventPtr tick_event_;  // once a second: the timeouts

@@ -31,6 +31,7 @@
 #include "portico/observe/metrics.h"
 #include "portico/net/stream.h"
 #include "portico/proxy/exchange_owner.h"
+#include "portico/proxy/exchange_pool.h"
 #include "portico/ws/permessage_deflate.h"
 #include "portico/ws/session.h"
 
@@ -175,7 +176,8 @@ private:
     };
     Downstream response_{*this};
     http::MessageParser parser_;
-    std::unique_ptr<proxy::HttpExchange> exchange_;
+    proxy::ExchangePool exchanges_;  // one exchange, reused by request after request
+    std::unique_ptr<proxy::HttpExchange> exchange_;  // the request in flight's, from exchanges_
     // websocket mode http: the WebSocket's events to and from the app. Declared before session_,
     // whose app refers to it, so that it is destroyed after it.
     std::unique_ptr<bridge::Bridge> bridge_;

@@ -51,12 +51,20 @@ public:
         const std::string* body = nullptr;
     };
 
-    HttpExchange(ExchangeOwner& owner, net::EventLoop& loop, UpstreamGroup& group,
-                 const config::Route& route, const Request& request);
+    // The response parser and the timer are made here, once: an exchange serves request after
+    // request (begin() ... the end reported to the owner, or abort(), then begin() again), so that
+    // a keep-alive connection or an HTTP/2 connection's streams do not allocate them per request
+    // (see ExchangePool).
+    explicit HttpExchange(net::EventLoop& loop);
     ~HttpExchange();
     HttpExchange(const HttpExchange&) = delete;
     HttpExchange& operator=(const HttpExchange&) = delete;
 
+    // Starts a request for `owner`: every per-request field is reset here (the only place) and
+    // the upstream head is written. Only on an exchange that has not begun or has ended (its end
+    // reported, or abort()), and never from inside one of its own callbacks to its owner. `route`
+    // and `request` (and what it points to) must outlive the request.
+    void begin(ExchangeOwner& owner, UpstreamGroup& group, const config::Route& route, const Request& request);
     // Picks a server and sends the head. Failures are reported through the owner.
     void start();
     // Request body bytes from the client (already de-chunked); re-framed for the upstream.
@@ -73,8 +81,23 @@ public:
     void abort();
 
     const std::string& upstreamName() const;
+    // True while one of the exchange's callbacks (or start()) is on the stack: it must not
+    // begin() another request then (ExchangePool checks).
+    bool inCallback() const { return callback_depth_ > 0; }
 
 private:
+    // Marks the exchange busy for the scope of a callback (inCallback()).
+    class CallbackScope {
+    public:
+        explicit CallbackScope(HttpExchange& exchange) : exchange_(exchange) { ++exchange_.callback_depth_; }
+        ~CallbackScope() { --exchange_.callback_depth_; }
+        CallbackScope(const CallbackScope&) = delete;
+        CallbackScope& operator=(const CallbackScope&) = delete;
+
+    private:
+        HttpExchange& exchange_;
+    };
+
     enum class Phase { Connecting, Waiting, Streaming, Done };
     // What the one timer is waiting for. Connect: connect_timeout. Send: request bytes are
     // queued and the upstream must take some within each send_timeout (checked when it fires).
@@ -112,11 +135,12 @@ private:
     bool onBody(const char* data, std::size_t length) override;
     void onMessageComplete() override;
 
-    ExchangeOwner& owner_;
+    ExchangeOwner* owner_ = nullptr;   // of the request in flight (begin())
     net::EventLoop& loop_;
-    UpstreamGroup& group_;
+    UpstreamGroup* group_ = nullptr;
     Request request_;
-    std::string head_;                      // the serialized request head, kept for a retry
+    std::string head_;                      // the serialized request head, kept for a retry (its
+                                            // capacity kept from request to request)
     std::unique_ptr<net::Stream> upstream_;
     http::MessageParser response_parser_;
     core::EventPtr timer_;
@@ -135,6 +159,7 @@ private:
                                             // from the client: once > 0, never resent)
     bool response_complete_ = false;
     bool upgrade_accepted_ = false;         // a valid 101 went to the client
+    int callback_depth_ = 0;                // CallbackScope
 };
 
 }  // namespace portico::proxy

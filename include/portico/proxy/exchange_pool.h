@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Exchanges kept for the next request: an HttpExchange's response parser (with the capacity of
+// its header list), timer and head buffer are made once and serve request after request. A
+// keep-alive HTTP/1.1 connection keeps one; an HTTP/2 connection keeps as many as it has
+// streams in flight, up to a bound.
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "portico/proxy/http_exchange.h"
+
+namespace portico::net {
+class EventLoop;
+}
+
+namespace portico::proxy {
+
+class ExchangePool {
+public:
+    // At most `max_idle` ended exchanges are kept; more are deleted.
+    ExchangePool(net::EventLoop& loop, std::size_t max_idle) : loop_(loop), max_idle_(max_idle) {}
+    ~ExchangePool() { clear(); }
+    ExchangePool(const ExchangePool&) = delete;
+    ExchangePool& operator=(const ExchangePool&) = delete;
+
+    // An idle exchange, or a new one. Call begin() on it.
+    std::unique_ptr<HttpExchange> take();
+    // Takes back an exchange whose request has ended, and aborts it if it has not. Safe from
+    // inside the exchange's own callbacks (its owner's onExchangeComplete): take() does not hand
+    // it out again before they have returned, and one beyond the bound is deleted after the
+    // current callback.
+    void give(std::unique_ptr<HttpExchange> exchange);
+    // Frees the idle exchanges (each after the current callback).
+    void clear();
+
+private:
+    net::EventLoop& loop_;
+    std::size_t max_idle_;
+    std::vector<std::unique_ptr<HttpExchange>> idle_;
+};
+
+}  // namespace portico::proxy

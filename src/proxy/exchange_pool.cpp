@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "portico/proxy/exchange_pool.h"
+
+#include "portico/net/event_loop.h"
+
+namespace portico::proxy {
+
+std::unique_ptr<HttpExchange> ExchangePool::take() {
+    // The newest first (its memory is the likeliest in cache), but none that is still inside
+    // one of its callbacks: it would begin anew under the code that is ending its last request.
+    for (auto it = idle_.rbegin(); it != idle_.rend(); ++it) {
+        if ((*it)->inCallback()) continue;
+        std::unique_ptr<HttpExchange> exchange = std::move(*it);
+        idle_.erase(std::next(it).base());
+        return exchange;
+    }
+    return std::make_unique<HttpExchange>(loop_);
+}
+
+void ExchangePool::give(std::unique_ptr<HttpExchange> exchange) {
+    if (!exchange) return;
+    exchange->abort();  // a no-op when it has ended
+    if (idle_.size() < max_idle_) {
+        idle_.push_back(std::move(exchange));
+        return;
+    }
+    // Perhaps inside one of its callbacks: deleted once that has returned.
+    loop_.deferDelete(std::shared_ptr<HttpExchange>(std::move(exchange)));
+}
+
+void ExchangePool::clear() {
+    for (auto& exchange : idle_) loop_.deferDelete(std::shared_ptr<HttpExchange>(std::move(exchange)));
+    idle_.clear();
+}
+
+}  // namespace portico::proxy
