@@ -355,10 +355,7 @@ int Connection::onStreamClosed(std::int32_t stream_id, std::uint32_t error_code)
     // Never inside its own call chain: the loop deletes it.
     worker_.loop().deferDelete(std::shared_ptr<Stream>(std::move(it->second)));
     streams_.erase(it);
-    if (streams_.empty()) {
-        idle_since_ = std::chrono::steady_clock::now();
-        exchanges_.clear();  // an idle connection holds none
-    }
+    if (streams_.empty()) idle_since_ = std::chrono::steady_clock::now();
     return 0;
 }
 
@@ -371,6 +368,7 @@ void Connection::tick() {
     const config::Limits& limits = snapshot_->config().limits;
     const auto now = std::chrono::steady_clock::now();
     if (streams_.empty()) {
+        exchanges_.clear();  // idle at the tick: the connection holds no exchange
         // No request in flight for keepalive_timeout: GOAWAY, and the session ends.
         if (now - idle_since_ >= limits.keepalive_timeout) {
             going_away_ = true;

@@ -28,20 +28,6 @@ ssize_t readBodyCallback(nghttp2_session*, std::int32_t, std::uint8_t* buffer, s
     return static_cast<Stream*>(source->ptr)->readBody(buffer, length, flags);
 }
 
-// Field names go out in lowercase (RFC 9113 8.2.1: uppercase is malformed in HTTP/2).
-std::string lowercase(std::string_view name) {
-    std::string out(name);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
-
-nghttp2_nv field(const std::string& name, const std::string& value) {
-    return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
-                      reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
-                      NGHTTP2_NV_FLAG_NONE};
-}
-
 }  // namespace
 
 Stream::Stream(Connection& connection, std::int32_t id, std::shared_ptr<net::WorkerSnapshot> snapshot)
@@ -328,26 +314,44 @@ void Stream::submitHead(const http::ResponseHead& head, const http::ResponseBody
     if (closed_ || head_sent_) return;
     const bool interim = head.status >= 100 && head.status < 200;
     // The fields as HTTP/2 has them: lowercase, none of the connection-specific ones (RFC 9113
-    // 8.2.2), the length only when known. Strings first, then the nv array that points into them.
-    std::vector<std::string> strings;
-    strings.reserve(2 * head.headers.size() + 4);
-    strings.push_back(":status");
-    strings.push_back(std::to_string(head.status));
+    // 8.2.2), the length only when known. The names are lowercased into one buffer and the
+    // values point into `head`: nghttp2 copies the fields when they are submitted, so the
+    // buffers are this thread's, reused from response to response (no allocation per field).
+    thread_local std::string names;
+    thread_local std::vector<nghttp2_nv> fields;
+    names.clear();
+    fields.clear();
+    char status[12];
+    const auto status_end = std::to_chars(status, status + sizeof status, head.status).ptr;
+    char length[24];
+    char* length_end = length;
+    if (!interim && body.length && head.status != 204 && head.status != 304)
+        length_end = std::to_chars(length, length + sizeof length, *body.length).ptr;
     const auto tokens = http::connectionTokens(head.headers);
+    // Offsets into `names` first (it may grow), pointers once it is complete.
+    struct Field {
+        std::size_t name_at;
+        std::size_t name_size;
+        std::string_view value;
+    };
+    thread_local std::vector<Field> kept;
+    kept.clear();
     for (const http::Header& h : head.headers) {
         if (http::isHopByHop(h.name, tokens) || http::equalsIgnoreCase(h.name, "Content-Length") ||
             http::equalsIgnoreCase(h.name, "Proxy-Connection"))
             continue;
-        strings.push_back(lowercase(h.name));
-        strings.push_back(h.value);
+        kept.push_back({names.size(), h.name.size(), h.value});
+        for (char c : h.name) names.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
     }
-    if (!interim && body.length && head.status != 204 && head.status != 304) {
-        strings.push_back("content-length");
-        strings.push_back(std::to_string(*body.length));
-    }
-    std::vector<nghttp2_nv> fields;
-    fields.reserve(strings.size() / 2);
-    for (std::size_t i = 0; i + 1 < strings.size(); i += 2) fields.push_back(field(strings[i], strings[i + 1]));
+    auto nv = [](std::string_view name, std::string_view value) {
+        return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
+                          reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+                          NGHTTP2_NV_FLAG_NONE};
+    };
+    fields.push_back(nv(":status", std::string_view(status, static_cast<std::size_t>(status_end - status))));
+    for (const Field& f : kept) fields.push_back(nv(std::string_view(names).substr(f.name_at, f.name_size), f.value));
+    if (length_end != length)
+        fields.push_back(nv("content-length", std::string_view(length, static_cast<std::size_t>(length_end - length))));
     nghttp2_session* session = connection_.session();
     if (interim) {
         nghttp2_submit_headers(session, NGHTTP2_FLAG_NONE, id_, nullptr, fields.data(), fields.size(), nullptr);

@@ -146,6 +146,39 @@ class Http2Cleartext(PorticoTestCase):
         self.assertIn("1000 succeeded", r.out)
         self.assertIn("status codes: 1000 2xx", r.out)
 
+    def test_response_fields_are_mapped_for_every_stream_as_exchanges_are_reused(self):
+        # The streams' exchanges are reused from stream to stream: each response still carries
+        # its own fields, without the connection-specific ones (RFC 9113 8.2.2).
+        p = self.start()
+        c = H2Client(p.port)
+        self.addCleanup(c.close)
+        sids = {}
+        for i in range(60):
+            if i % 2:
+                sids[c.request(path="/headers?h=X-Mixed-Case:v%d&h=Keep-Alive:timeout%%3D5&h=Connection:X-Hop"
+                                    "&h=X-Hop:secret&h=Upgrade:h2c&h=X-Long:%s" % (i, "y" * (100 + i)))] = i
+            else:
+                sids[c.request(path="/echo/%d" % i, method="HEAD" if i % 4 == 0 else "GET")] = i
+        self.assertTrue(c.wait(lambda: all(c.done(s) for s in sids), 20 * slow_factor()))
+        for sid, i in sids.items():
+            with self.subTest(stream=sid):
+                r = c.responses[sid]
+                fields = [(k.decode() if isinstance(k, bytes) else k, v.decode() if isinstance(v, bytes) else v)
+                          for k, v in r["headers"]]
+                names = [k for k, _ in fields]
+                self.assertEqual(dict(fields)[":status"], "200")
+                for hop in ("connection", "keep-alive", "upgrade", "x-hop", "transfer-encoding"):
+                    self.assertNotIn(hop, names)
+                if i % 2:
+                    self.assertEqual(dict(fields)["x-mixed-case"], "v%d" % i)
+                    self.assertEqual(dict(fields)["x-long"], "y" * (100 + i))
+                    self.assertEqual(dict(fields)["content-length"], str(len(b"headers")))
+                    self.assertEqual(bytes(r["body"]), b"headers")
+                else:
+                    self.assertNotIn("x-mixed-case", names)
+                    self.assertEqual(bytes(r["body"]) == b"", i % 4 == 0)
+                    self.assertGreater(int(dict(fields)["content-length"]), 0)
+
     def test_a_stream_beyond_max_concurrent_streams_ends_the_connection(self):
         p = self.start(limits={"http2_max_concurrent_streams": 2})
         c = H2Client(p.port)

@@ -122,7 +122,7 @@ private:
     ClientInfo client_;
     std::unique_ptr<nghttp2_session, SessionDeleter> session_;
     // Declared before streams_: a stream retiring its exchange when destroyed gives it back here.
-    proxy::ExchangePool exchanges_;  // up to http2_max_concurrent_streams; freed when idle
+    proxy::ExchangePool exchanges_;  // up to http2_max_concurrent_streams; freed when idle at a tick
     std::map<std::int32_t, std::unique_ptr<Stream>> streams_;
     core::EventPtr send_event_;
     core::EventPtr tick_event_;  // once a second: the timeouts
