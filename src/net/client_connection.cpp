@@ -572,6 +572,11 @@ void ClientConnection::Downstream::sendHead(const http::ResponseHead& head, cons
     if (head.status >= 200 || head.status == 101) connection_.onResponseStatus(head.status);
 }
 
+void ClientConnection::Downstream::sendFile(core::UniqueFd fd, std::uint64_t length) {
+    if (connection_.client_) connection_.client_->outputMayHoldFiles();
+    Http1ResponseWriter::sendFile(std::move(fd), length);
+}
+
 bool ClientConnection::Downstream::backlogged() const {
     return connection_.client_ && connection_.client_->outputLength() > proxy::kHighWatermark;
 }

@@ -191,7 +191,18 @@ void Stream::writeNow() {
             if (!writeTls()) return;
             continue;
         }
-        int n = evbuffer_write(out, fd_.get());
+        // One contiguous segment (a response head and its small body, a request head): send(),
+        // which skips the VFS layer and the iovec that evbuffer_write's writev costs.
+        evbuffer_iovec first{};
+        const bool single = !output_may_hold_files_ && evbuffer_peek(out, -1, nullptr, &first, 1) == 1;
+        int n;
+        if (single) {
+            const ssize_t k = ::send(fd_.get(), first.iov_base, first.iov_len, MSG_NOSIGNAL);
+            n = static_cast<int>(k);
+            if (k > 0) evbuffer_drain(out, static_cast<std::size_t>(k));
+        } else {
+            n = evbuffer_write(out, fd_.get());
+        }
         if (n > 0) {
             bytes_written_ += static_cast<std::uint64_t>(n);
             continue;

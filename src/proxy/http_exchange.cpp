@@ -120,9 +120,14 @@ void HttpExchange::tryServer(int server, bool allow_pool) {
         phase_ = Phase::Connecting;
     }
     upstream_->setLowWatermark(kLowWatermark);
-    evbuffer_add(upstream_->output(), head_.data(), head_.size());
-    if (request_.body) evbuffer_add(upstream_->output(), request_.body->data(), request_.body->size());
-    upstream_->flush();
+    if (request_.body) {
+        evbuffer_add(upstream_->output(), head_.data(), head_.size());
+        evbuffer_add(upstream_->output(), request_.body->data(), request_.body->size());
+        upstream_->flush();
+    } else {
+        // Straight from head_ with one send() on a pooled connection (queued while connecting).
+        upstream_->write(head_.data(), head_.size());
+    }
     updateTimer(/*progress=*/true);  // a new attempt: a fresh deadline
 }
 

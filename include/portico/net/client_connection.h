@@ -167,6 +167,7 @@ private:
     public:
         explicit Downstream(ClientConnection& connection) : connection_(connection) {}
         void sendHead(const http::ResponseHead& head, const http::ResponseBody& body) override;
+        void sendFile(core::UniqueFd fd, std::uint64_t length) override;
         bool backlogged() const override;
         void flush() override;
 

@@ -85,6 +85,10 @@ public:
     // Sends as much of output() as the socket takes now; the rest goes when it is writable.
     // A write error is reported through onError from the event loop, never from inside flush().
     void flush();
+    // The output may from now on hold file segments (evbuffer_add_file, sent with sendfile):
+    // their bytes are not in memory, so output is written with evbuffer_write only, never with
+    // the send() of a single in-memory segment.
+    void outputMayHoldFiles() { output_may_hold_files_ = true; }
     // Sends `n` bytes after what output() holds: straight from `data` with one send (or
     // SSL_write) when nothing is queued, the socket is writable and TLS is established; whatever
     // the socket does not take now is copied into output() and goes as flush() would send it.
@@ -154,6 +158,7 @@ private:
     bool direct_read_ = false;
     bool bulk_ = false;  // the last plain read filled kReadChunk: read into input() directly
     bool write_armed_ = false;
+    bool output_may_hold_files_ = false;
     bool connecting_ = false;
     bool shutdown_after_flush_ = false;
     bool write_shut_ = false;
