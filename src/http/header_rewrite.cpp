@@ -2,6 +2,7 @@
 #include "portico/http/header_rewrite.h"
 
 #include <charconv>
+#include <cstring>
 
 namespace portico::http {
 
@@ -15,10 +16,18 @@ void appendNumber(std::string& out, std::uint64_t value) {
 }
 
 void appendHeader(std::string& out, std::string_view name, std::string_view value) {
-    out.append(name);
-    out.append(": ");
-    out.append(value);
-    out.append("\r\n");
+    // One growth of `out`, then plain copies: called for every field of every head.
+    const std::size_t at = out.size();
+    out.resize(at + name.size() + value.size() + 4);
+    char* p = out.data() + at;
+    if (!name.empty()) std::memcpy(p, name.data(), name.size());  // (a null data() is not for memcpy)
+    p += name.size();
+    *p++ = ':';
+    *p++ = ' ';
+    if (!value.empty()) std::memcpy(p, value.data(), value.size());
+    p += value.size();
+    *p++ = '\r';
+    *p = '\n';
 }
 
 bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
