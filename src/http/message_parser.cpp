@@ -164,12 +164,21 @@ int MessageParser::onMessageBegin() {
     if (kind_ == Kind::Request) {
         request_.method.clear();
         request_.target.clear();
-        request_.headers.clear();
     } else {
         response_.reason.clear();
-        response_.headers.clear();
     }
+    recycleHeaders();
     return 0;
+}
+
+void MessageParser::recycleHeaders() {
+    for (Header& h : *headers_) {
+        if (spare_.size() >= kMaxSpareHeaders) break;
+        h.name.clear();
+        h.value.clear();
+        spare_.push_back(std::move(h));
+    }
+    headers_->clear();
 }
 
 int MessageParser::onUrl(const char* at, std::size_t length) {
@@ -188,7 +197,12 @@ int MessageParser::onHeaderField(const char* at, std::size_t length) {
     if (head_complete_) return 0;  // trailer fields: dropped (we re-frame the body)
     if (!countHead(length + 4)) return -1;  // + ": " and CRLF, as on the wire
     if (!field_open_) {
-        headers_->emplace_back();
+        if (spare_.empty()) {
+            headers_->emplace_back();
+        } else {
+            headers_->push_back(std::move(spare_.back()));
+            spare_.pop_back();
+        }
         field_open_ = true;
     }
     headers_->back().name.append(at, length);

@@ -70,6 +70,12 @@ RequestFields::Verdict RequestFields::add(std::string_view name, std::string_vie
         if (!has_authority_ && authority_.empty()) authority_.assign(value);
         return Verdict::Ok;
     }
+    if (head_.headers.empty()) {
+        // Room for a browser's fields at once, and a place for Host first (finish() fills it):
+        // one allocation for the list, not one per growth and another for the final order.
+        head_.headers.reserve(16);
+        head_.headers.push_back({"Host", std::string()});
+    }
     head_.headers.push_back({std::string(name), std::string(value)});
     return Verdict::Ok;
 }
@@ -88,13 +94,14 @@ RequestFields::Verdict RequestFields::finish(http::RequestHead& head) {
         if (!has_scheme_ || !has_path_ || head_.target.empty()) return refuse(Verdict::Malformed, "no :scheme or :path");
     }
     if (authority_.empty()) return refuse(Verdict::Malformed, "no :authority or Host");
-    // Host first, as an HTTP/1.1 client writes it.
-    http::HeaderList fields;
-    fields.reserve(head_.headers.size() + 2);
-    fields.push_back({"Host", authority_});
-    for (auto& field : head_.headers) fields.push_back(std::move(field));
-    if (has_cookie_) fields.push_back({"cookie", cookie_});
-    head_.headers = std::move(fields);
+    // Host first, as an HTTP/1.1 client writes it (add() made its place before the first
+    // regular field).
+    if (head_.headers.empty()) {
+        head_.headers.push_back({"Host", authority_});
+    } else {
+        head_.headers.front().value = authority_;
+    }
+    if (has_cookie_) head_.headers.push_back({"cookie", cookie_});
     head_.version_major = 1;
     head_.version_minor = 1;  // what the upstream is spoken to with
     head = std::move(head_);

@@ -37,8 +37,7 @@ Stream::Stream(Connection& connection, std::int32_t id, std::shared_ptr<net::Wor
       fields_(snapshot_->config().limits.max_header_bytes),
       pending_(evbuffer_new()),
       start_(std::chrono::steady_clock::now()),
-      last_data_(start_),
-      early_(evbuffer_new()) {}
+      last_data_(start_) {}
 
 Stream::~Stream() {
     if (exchange_) exchange_->abort();
@@ -178,6 +177,7 @@ void Stream::startPublish(const config::Route& route) {
 void Stream::servePubSub() {
     publishing_ = false;
     const bool head_only = headOnly();
+    if (!alive_ && !closed_) alive_ = std::make_shared<char>();  // made for a backplane's answer only
     auto done = [this, alive = std::weak_ptr<char>(alive_), head_only](const handlers::PubSubAnswer& answer) {
         if (alive.expired() || head_sent_) return;
         handlers::sendPubSubAnswer(*this, answer, head_only);
@@ -194,6 +194,7 @@ void Stream::onData(const std::uint8_t* data, std::size_t length) {
     if (websocket_) {
         // WebSocket bytes for the session: the window comes back once it has read them.
         net::Stream* to = pipe_.get();
+        if (!to && !early_) early_.reset(evbuffer_new());  // made for a WebSocket only
         evbuffer_add(to ? to->output() : early_.get(), data, length);
         if (to) to->flush();
         if (!to || to->outputLength() > proxy::kHighWatermark) {

@@ -176,7 +176,7 @@ private:
     bool websocket_ = false;       // an extended CONNECT, until refused
     bool refused_ = false;         // a non-101 answer became 502: the exchange's bytes are dropped
     std::string websocket_key_;    // ours, for the upstream
-    core::EvbufferPtr early_;      // DATA that came before the session started
+    core::EvbufferPtr early_;      // DATA that came before the session started (made for it)
     // mode: http. Declared before session_: the session's app (Bridge::makeApp) goes first.
     std::unique_ptr<bridge::Bridge> bridge_;
     std::optional<ws::DeflateParams> bridge_deflate_;
@@ -191,7 +191,7 @@ private:
     // (the HTTP/1.1 side's lingering close waits as long).
     static constexpr std::chrono::seconds kWebSocketLinger{2};
     net::IpLimits::Lease ws_lease_;  // limits.per_ip_websockets: from admission to the session's end
-    std::shared_ptr<char> alive_ = std::make_shared<char>();  // weakly held by a backplane's answer
+    std::shared_ptr<char> alive_;  // weakly held by a backplane's answer (made by servePubSub)
 };
 
 }  // namespace portico::http2

@@ -106,7 +106,7 @@ std::unique_ptr<net::Stream> Stream::openPipe() {
     // The session sets its own handler on its end before the loop runs again.
     auto end = std::make_unique<net::Stream>(base, core::UniqueFd(fds[1]), static_cast<net::StreamHandler*>(this));
     // What came on the stream before the session started goes first.
-    if (evbuffer_get_length(early_.get()) > 0) {
+    if (early_ && evbuffer_get_length(early_.get()) > 0) {
         evbuffer_add_buffer(pipe_->output(), early_.get());
         pipe_->flush();
     }

@@ -118,6 +118,10 @@ public:
 
 private:
     bool countHead(std::size_t length);
+    // Empties the current head's fields into spare_ (their strings keep their memory).
+    void recycleHeaders();
+    // At most this many spare fields are kept for the next message.
+    static constexpr std::size_t kMaxSpareHeaders = 32;
 
     Kind kind_;
     Handler* handler_;
@@ -126,6 +130,9 @@ private:
     RequestHead request_;
     ResponseHead response_;
     HeaderList* headers_;  // request_.headers or response_.headers
+    // The last message's fields, emptied: the next message's take them, so that a long value
+    // (a User-Agent, a Date) does not allocate its string again for every message.
+    HeaderList spare_;
     std::size_t head_bytes_ = 0;
     std::uint64_t declared_length_ = 0;  // Content-Length, saved before llhttp counts it down
     bool head_chunked_ = false;          // llhttp's flags as the head left them: a trailer

@@ -768,3 +768,40 @@ TEST_CASE("line check gives the same verdict at every split of the head", "[http
         }
     }
 }
+
+// The parser hands a message's emptied fields to the next one (their strings keep their
+// memory): nothing of a field may show through in the next message.
+TEST_CASE("each message has its own fields though their strings are reused", "[http][parser]") {
+    const Delivery delivery = anyDelivery();
+    INFO(describe(delivery));
+    Recorder r(MessageParser::Kind::Request);
+    const std::string long_value(300, 'v');
+    std::string wire = "GET /1 HTTP/1.1\r\nHost: a\r\nUser-Agent: " + long_value + "\r\nX-B: b\r\nX-C: c\r\n\r\n";
+    wire += "GET /2 HTTP/1.1\r\nHost: second\r\n\r\n";
+    wire += "GET /3 HTTP/1.1\r\nHost: a\r\nUser-Agent: short\r\nX-D: \r\n\r\n";
+    wire += "GET /4 HTTP/1.1\r\nHost: a\r\n";
+    for (int i = 0; i < 40; ++i) wire += "X-Many-" + std::to_string(i) + ": " + std::to_string(i) + "\r\n";
+    wire += "\r\nGET /5 HTTP/1.1\r\nHost: five\r\n\r\n";
+    CHECK(feed(r, wire, delivery).status == ParseStatus::NeedMore);
+    REQUIRE(r.messages.size() == 5);
+    const auto& h1 = r.messages[0].request.headers;
+    REQUIRE(h1.size() == 4);
+    CHECK(h1[1].value == long_value);
+    const auto& h2 = r.messages[1].request.headers;
+    REQUIRE(h2.size() == 1);
+    CHECK(h2[0].name == "Host");
+    CHECK(h2[0].value == "second");
+    const auto& h3 = r.messages[2].request.headers;
+    REQUIRE(h3.size() == 3);
+    CHECK(h3[1].name == "User-Agent");
+    CHECK(h3[1].value == "short");
+    CHECK(h3[2].name == "X-D");
+    CHECK(h3[2].value.empty());
+    const auto& h4 = r.messages[3].request.headers;
+    REQUIRE(h4.size() == 41);
+    CHECK(h4[40].name == "X-Many-39");
+    CHECK(h4[40].value == "39");
+    const auto& h5 = r.messages[4].request.headers;
+    REQUIRE(h5.size() == 1);
+    CHECK(h5[0].value == "five");
+}

@@ -56,6 +56,23 @@ TEST_CASE("HTTP/2 :authority wins over a Host field, and a Host alone stands in 
     CHECK(http::findHeader(without.headers, "Host")->value == "h.example");
 }
 
+TEST_CASE("HTTP/2 fields keep their order after Host, however many and wherever host came", "[http2][fields]") {
+    Fields more;
+    for (int i = 0; i < 40; ++i) {
+        more.emplace_back("x-f" + std::to_string(i), std::to_string(i));
+        if (i == 20) more.emplace_back("host", "ignored.example");
+    }
+    http::RequestHead head;
+    REQUIRE(map(with(kGet, more), head) == RequestFields::Verdict::Ok);
+    REQUIRE(head.headers.size() == 41);
+    CHECK(head.headers[0].name == "Host");
+    CHECK(head.headers[0].value == "example.com");
+    for (int i = 0; i < 40; ++i) {
+        CHECK(head.headers[static_cast<std::size_t>(i) + 1].name == "x-f" + std::to_string(i));
+        CHECK(head.headers[static_cast<std::size_t>(i) + 1].value == std::to_string(i));
+    }
+}
+
 TEST_CASE("HTTP/2 cookie crumbs are joined with \"; \" (RFC 9113 8.2.3)", "[http2][fields]") {
     http::RequestHead head;
     REQUIRE(map(with(kGet, {{"cookie", "a=1"}, {"x-other", "y"}, {"cookie", "b=2"}, {"cookie", "c=3"}}), head) ==
