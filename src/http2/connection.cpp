@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "http2/stream.h"
+#include "portico/http2/session_memory.h"
 #include "portico/core/log.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/lingering_close.h"
@@ -126,7 +127,8 @@ bool Connection::start() {
     // many (nghttp2's default; the SETTINGS/PING rate below usually answers first).
     nghttp2_option_set_max_outbound_ack(raw_option, 1000);
     nghttp2_session* raw = nullptr;
-    if (nghttp2_session_server_new2(&raw, raw_callbacks, this, raw_option) != 0) return false;
+    memory_ = std::make_unique<SessionMemory>();
+    if (nghttp2_session_server_new3(&raw, raw_callbacks, this, raw_option, memory_->mem()) != 0) return false;
     session_.reset(raw);
 
     std::vector<nghttp2_settings_entry> settings{
@@ -368,7 +370,8 @@ void Connection::tick() {
     const config::Limits& limits = snapshot_->config().limits;
     const auto now = std::chrono::steady_clock::now();
     if (streams_.empty()) {
-        exchanges_.clear();  // idle at the tick: the connection holds no exchange
+        exchanges_.clear();  // idle at the tick: the connection holds no exchange, and none of
+        if (memory_) memory_->trim();  // nghttp2's blocks on the free lists
         // No request in flight for keepalive_timeout: GOAWAY, and the session ends.
         if (now - idle_since_ >= limits.keepalive_timeout) {
             going_away_ = true;

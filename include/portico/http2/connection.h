@@ -37,6 +37,7 @@ class WorkerSnapshot;
 
 namespace portico::http2 {
 
+class SessionMemory;
 class Stream;
 
 // Who owns the connection (net::ClientConnection): told once when it is over.
@@ -120,6 +121,7 @@ private:
     observe::ListenerStats& listener_stats_;
     std::unique_ptr<net::Stream> socket_;
     ClientInfo client_;
+    std::unique_ptr<SessionMemory> memory_;  // nghttp2's, recycled; declared first: freed last
     std::unique_ptr<nghttp2_session, SessionDeleter> session_;
     // Declared before streams_: a stream retiring its exchange when destroyed gives it back here.
     proxy::ExchangePool exchanges_;  // up to http2_max_concurrent_streams; freed when idle at a tick
