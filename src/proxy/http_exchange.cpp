@@ -351,7 +351,6 @@ void HttpExchange::onReadable(net::Stream& stream) {
     const CallbackScope scope(*this);
     if (phase_ == Phase::Done) return;
     response_started_ = true;
-    updateTimer(/*progress=*/true);
     const bool consumed = owner_->consumesResponse();
     for (;;) {
         http::ParseStatus status = response_parser_.parse(stream.input());
@@ -387,6 +386,9 @@ void HttpExchange::onReadable(net::Stream& stream) {
         complete();
         return;
     }
+    // Bytes came and the response goes on: a fresh read_timeout (re-armed here, after the
+    // parse, so that a response complete in this read costs no timer change but its removal).
+    updateTimer(/*progress=*/true);
     if (consumed) return;  // the owner bounds what it buffers (onResponseBody)
     http::ResponseSink& client = owner_->downstream();
     client.flush();
