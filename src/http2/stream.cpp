@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "http2/stream.h"
 
+#include <algorithm>
 #include <charconv>
 #include <event2/buffer.h>
 #include <nghttp2/nghttp2.h>
@@ -341,8 +342,11 @@ void Stream::submitHead(const http::ResponseHead& head, const http::ResponseBody
         if (http::isHopByHop(h.name, tokens) || http::equalsIgnoreCase(h.name, "Content-Length") ||
             http::equalsIgnoreCase(h.name, "Proxy-Connection"))
             continue;
-        kept.push_back({names.size(), h.name.size(), h.value});
-        for (char c : h.name) names.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+        const std::size_t at = names.size();
+        kept.push_back({at, h.name.size(), h.value});
+        names.resize(at + h.name.size());
+        std::transform(h.name.begin(), h.name.end(), names.begin() + static_cast<std::ptrdiff_t>(at),
+                       [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; });
     }
     auto nv = [](std::string_view name, std::string_view value) {
         return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
