@@ -28,8 +28,12 @@ void ExchangePool::give(std::unique_ptr<HttpExchange> exchange) {
     loop_.deferDelete(std::shared_ptr<HttpExchange>(std::move(exchange)));
 }
 
+ExchangePool::~ExchangePool() { clear(); }
+
 void ExchangePool::clear() {
-    for (auto& exchange : idle_) loop_.deferDelete(std::shared_ptr<HttpExchange>(std::move(exchange)));
+    // Now, but one still inside one of its callbacks after that callback.
+    for (auto& exchange : idle_)
+        if (exchange->inCallback()) loop_.deferDelete(std::shared_ptr<HttpExchange>(std::move(exchange)));
     idle_.clear();
 }
 

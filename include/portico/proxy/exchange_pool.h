@@ -21,7 +21,7 @@ class ExchangePool {
 public:
     // At most `max_idle` ended exchanges are kept; more are deleted.
     ExchangePool(net::EventLoop& loop, std::size_t max_idle) : loop_(loop), max_idle_(max_idle) {}
-    ~ExchangePool() { clear(); }
+    ~ExchangePool();  // clear()
     ExchangePool(const ExchangePool&) = delete;
     ExchangePool& operator=(const ExchangePool&) = delete;
 
@@ -32,7 +32,7 @@ public:
     // it out again before they have returned, and one beyond the bound is deleted after the
     // current callback.
     void give(std::unique_ptr<HttpExchange> exchange);
-    // Frees the idle exchanges (each after the current callback).
+    // Frees the idle exchanges (one still inside a callback after that callback).
     void clear();
 
 private:
