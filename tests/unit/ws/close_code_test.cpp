@@ -25,10 +25,12 @@ TEST_CASE("close payload parsing returns the code to fail with", "[ws][close]") 
     CHECK(parse("") == 0);
     CHECK(out.code == close_code::kNoStatus);
     CHECK(parse("\x03") == close_code::kProtocolError);
-    CHECK(parse(std::string("\x03\xE8", 2)) == 0);
+    const std::string normal("\x03\xE8", 2);
+    CHECK(parse(normal) == 0);
     CHECK(out.code == 1000);
     CHECK(out.reason.empty());
-    CHECK(parse(std::string("\x03\xE9", 2) + "going") == 0);
+    const std::string going = std::string("\x03\xE9", 2) + "going";  // out.reason views into it
+    CHECK(parse(going) == 0);
     CHECK(out.code == 1001);
     CHECK(out.reason == "going");
     CHECK(parse(std::string("\x03\xED", 2)) == close_code::kProtocolError);  // 1005
