@@ -20,6 +20,7 @@ namespace portico::proxy {
 namespace {
 
 constexpr std::size_t kMaxResponseHeadBytes = 64 * 1024;
+constexpr std::string_view kLastChunk = "0\r\n\r\n";  // a chunked body's end, without trailers
 
 // RFC 9110 9.2.2: these may be repeated without harm, so a failed connect may be retried.
 bool isIdempotent(std::string_view method) {
@@ -52,7 +53,8 @@ void HttpExchange::begin(ExchangeOwner& owner, UpstreamGroup& group, const confi
     started_ = {};
     server_ = first_server_ = -1;
     attempts_ = 0;
-    reused_ = response_started_ = head_sent_ = request_done_ = response_complete_ = upgrade_accepted_ = false;
+    reused_ = response_started_ = head_sent_ = request_done_ = trailers_sent_ = response_complete_ = upgrade_accepted_ =
+        false;
     body_sent_ = 0;
     response_parser_.reset();
 
@@ -124,6 +126,13 @@ void HttpExchange::tryServer(int server, bool allow_pool) {
         evbuffer_add(upstream_->output(), head_.data(), head_.size());
         evbuffer_add(upstream_->output(), request_.body->data(), request_.body->size());
         upstream_->flush();
+    } else if (request_done_ && request_.body_framing == http::BodyFraming::Chunked) {
+        // A repeat of a chunked request that ended with no body byte sent (resends never carry
+        // body bytes): its last chunk went to the dead connection and must go again, or the
+        // upstream waits for the body's end.
+        evbuffer_add(upstream_->output(), head_.data(), head_.size());
+        evbuffer_add(upstream_->output(), kLastChunk.data(), kLastChunk.size());
+        upstream_->flush();
     } else {
         // Straight from head_ with one send() on a pooled connection (queued while connecting).
         upstream_->write(head_.data(), head_.size());
@@ -136,7 +145,8 @@ void HttpExchange::retryOrFail(int status, const char* reason) {
     // when repeating the request cannot do harm: its method is idempotent and nothing of its
     // body has gone to the dead connection (those bytes are not kept), or its whole body is
     // kept (request_.body: never sent, so any method may go elsewhere).
-    const bool resendable = request_.body || (body_sent_ == 0 && isIdempotent(request_.head->method));
+    const bool resendable =
+        request_.body || (body_sent_ == 0 && !trailers_sent_ && isIdempotent(request_.head->method));
     bool retryable = attempts_ < 2 && !response_started_ && resendable;
     if (retryable) {
         int next = group_->balancer().pick(request_.client_hash, server_, Balancer::Clock::now());
@@ -153,7 +163,7 @@ bool HttpExchange::mayResendOnFreshConnection() const {
     // and the rest of the body only, and the upstream would take a truncated body as complete
     // (chunked) or wait for bytes that never come (Content-Length). Such a request is answered
     // 502 instead, never repeated.
-    if (body_sent_ > 0) return false;
+    if (body_sent_ > 0 || trailers_sent_) return false;
     // RFC 9112 9.3.1.1: a non-idempotent request may be repeated only when the first attempt
     // cannot have been acted on: its body, not one byte of which went out, is still due.
     return isIdempotent(request_.head->method) || !request_done_;
@@ -269,7 +279,8 @@ void HttpExchange::endBody(const http::HeaderList* trailers) {
     if (request_.body_framing == http::BodyFraming::Chunked) {
         evbuffer* out = upstream_->output();
         evbuffer_add(out, "0\r\n", 3);
-        if (trailers) {
+        if (trailers && !trailers->empty()) {
+            trailers_sent_ = true;
             for (const http::Header& h : *trailers) {
                 evbuffer_add(out, h.name.data(), h.name.size());
                 evbuffer_add(out, ": ", 2);

@@ -188,6 +188,18 @@ class BodyRetry(PorticoTestCase):
         with upstream.lock:
             self.assertEqual(upstream.accepted[-1], (2, "PUT /upload HTTP/1.1", PART))
 
+    def test_empty_chunked_put_is_retried_with_its_last_chunk(self):
+        # The whole request (head and the last chunk) went to the pooled connection that died:
+        # the repeat must carry the last chunk again, or the upstream waits for the body's end
+        # and the client gets 504 after read_timeout.
+        upstream, p, c = self.start(drop_after=0)
+        c.request("PUT", "/empty", headers=[("Transfer-Encoding", "chunked")])
+        c.send(b"0\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        with upstream.lock:
+            self.assertEqual(upstream.accepted[-1], (2, "PUT /empty HTTP/1.1", 0))
+
     def test_bodyless_post_on_a_stale_pooled_connection_is_not_repeated(self):
         # RFC 9112 9.3.1.1: the upstream read the whole request before closing and may have acted
         # on it; a POST is not idempotent, so it is not sent a second time.

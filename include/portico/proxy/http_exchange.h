@@ -157,6 +157,7 @@ private:
     bool request_done_ = false;
     std::uint64_t body_sent_ = 0;           // request body bytes handed to the upstream (read
                                             // from the client: once > 0, never resent)
+    bool trailers_sent_ = false;            // not kept either: a request with them is never resent
     bool response_complete_ = false;
     bool upgrade_accepted_ = false;         // a valid 101 went to the client
     int callback_depth_ = 0;                // CallbackScope
