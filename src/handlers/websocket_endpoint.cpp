@@ -41,7 +41,7 @@ public:
 
 std::unique_ptr<EndpointApp> makeEchoApp() { return std::make_unique<EchoApp>(); }
 
-EndpointSession::EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
+EndpointSession::EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::ByteStream> client,
                                  const config::WebSocketSettings& settings, std::optional<ws::DeflateParams> deflate,
                                  std::unique_ptr<EndpointApp> app, std::unique_ptr<ws::FrameTracer> tracer)
     : owner_(owner),
@@ -76,7 +76,7 @@ void EndpointSession::start() {
     if (evbuffer_get_length(client_->input()) > 0) onReadable(*client_);
 }
 
-void EndpointSession::onReadable(net::Stream& stream) {
+void EndpointSession::onReadable(net::ByteStream& stream) {
     if (ended_) return;
     idle_.touch();
     std::size_t before = evbuffer_get_length(stream.input());
@@ -129,14 +129,14 @@ void EndpointSession::afterCodec() {
     if (client_->outputLength() > proxy::kHighWatermark) client_->pauseReading();
 }
 
-void EndpointSession::onDrained(net::Stream& stream) {
+void EndpointSession::onDrained(net::ByteStream& stream) {
     if (ended_) return;
     if (!stream.isReading() && !held_) stream.resumeReading();
     app_->onDrained(*this);
 }
 
-void EndpointSession::onEof(net::Stream&) { end("client closed"); }
-void EndpointSession::onError(net::Stream&, int) { end("client connection error"); }
+void EndpointSession::onEof(net::ByteStream&) { end("client closed"); }
+void EndpointSession::onError(net::ByteStream&, int) { end("client connection error"); }
 
 void EndpointSession::onMessage(bool is_text, std::string_view payload) {
     if (rate_.enabled() && rate_.admit(1, 0, now_) != ws::RateLimiter::Verdict::Ok) {
@@ -240,7 +240,7 @@ void EndpointSession::end(const char* reason) {
     event_del(ping_timer_.get());
     app_->onClose(*this);
     const ws::SessionCounts final_counts = counts();
-    net::closeGracefully(loop_, std::move(client_));
+    net::closeSide(loop_, std::move(client_), false);
     owner_.onSessionEnd(reason, final_counts);
 }
 

@@ -159,7 +159,7 @@ Stream* Connection::find(std::int32_t stream_id) {
     return it == streams_.end() ? nullptr : it->second.get();
 }
 
-void Connection::onReadable(net::Stream& socket) {
+void Connection::onReadable(net::ByteStream& socket) {
     if (closed_) return;
     evbuffer* in = socket.input();
     while (evbuffer_get_length(in) > 0) {
@@ -222,14 +222,14 @@ void Connection::sendNow() {
         close(going_away_ ? "shutting down" : "HTTP/2 session ended");
 }
 
-void Connection::onDrained(net::Stream&) { sendNow(); }
+void Connection::onDrained(net::ByteStream&) { sendNow(); }
 
-void Connection::onEof(net::Stream&) {
+void Connection::onEof(net::ByteStream&) {
     client_gone_ = true;
     close("client closed");
 }
 
-void Connection::onError(net::Stream&, int error) {
+void Connection::onError(net::ByteStream&, int error) {
     client_gone_ = true;
     LOG_DEBUG("client %s: %s", client_.ip.c_str(), strerror(error));
     close("client error");

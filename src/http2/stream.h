@@ -126,10 +126,10 @@ private:
     void startSession(std::unique_ptr<ws::Session> session);
     void onSessionEnd(const char* reason, const ws::SessionCounts& counts) override;
     // net::StreamHandler: our end of the pipe.
-    void onReadable(net::Stream& pipe) override;
-    void onEof(net::Stream& pipe) override;
-    void onError(net::Stream& pipe, int error) override;
-    void onDrained(net::Stream& pipe) override;
+    void onReadable(net::ByteStream& pipe) override;
+    void onEof(net::ByteStream& pipe) override;
+    void onError(net::ByteStream& pipe, int error) override;
+    void onDrained(net::ByteStream& pipe) override;
 
     // An upstream exchange: the request's body framing decided here (the first), or a WebSocket
     // upgrade's fields filled by the caller (the second, which does the rest).

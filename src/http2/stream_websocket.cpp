@@ -212,7 +212,7 @@ void Stream::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
 
 // ---- our end of the pipe: the session's bytes become DATA, and DATA the session's input ----
 
-void Stream::onReadable(net::Stream& pipe) {
+void Stream::onReadable(net::ByteStream& pipe) {
     if (closed_) {
         evbuffer_drain(pipe.input(), evbuffer_get_length(pipe.input()));
         return;
@@ -224,9 +224,9 @@ void Stream::onReadable(net::Stream& pipe) {
     resumeData();
 }
 
-void Stream::onDrained(net::Stream&) { onUpstreamDrained(); }
+void Stream::onDrained(net::ByteStream&) { onUpstreamDrained(); }
 
-void Stream::onEof(net::Stream&) {
+void Stream::onEof(net::ByteStream&) {
     if (closed_) return;
     if (bridge_ && bridge_->busy()) {
         // As on HTTP/1.1, the app still gets its CLOSE or DISCONNECT before the stream ends (a
@@ -237,7 +237,7 @@ void Stream::onEof(net::Stream&) {
     endResponse();  // END_STREAM once the client has what the session sent
 }
 
-void Stream::onError(net::Stream&, int) {
+void Stream::onError(net::ByteStream&, int) {
     if (closed_) return;
     reset(NGHTTP2_CANCEL);
 }

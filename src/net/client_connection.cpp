@@ -132,7 +132,7 @@ void ClientConnection::beginRequest() {
     response_.reset(true, 1);
 }
 
-void ClientConnection::onReadable(Stream& stream) {
+void ClientConnection::onReadable(ByteStream& stream) {
     if (state_ == State::Closing) {
         evbuffer_drain(stream.input(), evbuffer_get_length(stream.input()));  // lingering: discard
         return;
@@ -476,7 +476,7 @@ void ClientConnection::closeAfterFlush() {
     armTimer(kLingerTimeout);
 }
 
-void ClientConnection::onDrained(Stream& stream) {
+void ClientConnection::onDrained(ByteStream& stream) {
     if (exchange_) exchange_->onClientDrained();
     if (state_ == State::Closing && (client_eof_ || worker_.stopping()) && stream.outputLength() == 0) {
         finish("closed");
@@ -485,7 +485,7 @@ void ClientConnection::onDrained(Stream& stream) {
     }
 }
 
-void ClientConnection::onEof(Stream&) {
+void ClientConnection::onEof(ByteStream&) {
     client_eof_ = true;
     switch (state_) {
         case State::ReadingHead:
@@ -549,7 +549,8 @@ void ClientConnection::onPlainTextOnTls(Stream&) {
     closeAfterFlush();
 }
 
-void ClientConnection::onError(Stream& stream, int error) {
+void ClientConnection::onError(ByteStream& side, int error) {
+    const Stream& stream = static_cast<const Stream&>(side);  // we handle our client socket only
     if (stream.isTls() && !stream.tlsEstablished()) {
         // A failed handshake: logged at info with the reason, counted, nothing else disturbed.
         listener_stats_.tls_failures.add();

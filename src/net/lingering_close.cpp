@@ -25,9 +25,9 @@ public:
     }
 
 private:
-    void onReadable(Stream& s) override { evbuffer_drain(s.input(), evbuffer_get_length(s.input())); }
-    void onEof(Stream&) override { done(); }
-    void onError(Stream&, int) override { done(); }
+    void onReadable(ByteStream& s) override { evbuffer_drain(s.input(), evbuffer_get_length(s.input())); }
+    void onEof(ByteStream&) override { done(); }
+    void onError(ByteStream&, int) override { done(); }
     static void onTimer(int, short, void* arg) { static_cast<LingeringClose*>(arg)->done(); }
     void done() {
         if (finished_) return;
@@ -74,14 +74,26 @@ void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream) {
     loop.deferDelete(std::shared_ptr<Stream>(std::move(stream)));  // we may be in its callback
 }
 
-void closeBoth(EventLoop& loop, std::unique_ptr<Stream> a, std::unique_ptr<Stream> b, bool finished) {
+// A socket's side of a session ends here (Stream::close is declared in stream.h): the lingering
+// close is a socket's business, and stream.cpp stays about moving bytes.
+void Stream::close(EventLoop& loop, std::unique_ptr<ByteStream> self, bool finished) {
+    std::unique_ptr<Stream> stream(static_cast<Stream*>(self.release()));
     if (finished) {
-        closeFinished(loop, std::move(a));
-        closeFinished(loop, std::move(b));
+        closeFinished(loop, std::move(stream));
     } else {
-        closeGracefully(loop, std::move(a));
-        closeGracefully(loop, std::move(b));
+        closeGracefully(loop, std::move(stream));
     }
+}
+
+void closeSide(EventLoop& loop, std::unique_ptr<ByteStream> stream, bool finished) {
+    if (!stream) return;
+    ByteStream* side = stream.get();
+    side->close(loop, std::move(stream), finished);
+}
+
+void closeBoth(EventLoop& loop, std::unique_ptr<ByteStream> a, std::unique_ptr<ByteStream> b, bool finished) {
+    closeSide(loop, std::move(a), finished);
+    closeSide(loop, std::move(b), finished);
 }
 
 }  // namespace portico::net

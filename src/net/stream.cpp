@@ -42,10 +42,12 @@ void setNoDelay(int fd) {
 
 }  // namespace
 
-void StreamHandler::onBytes(Stream& stream, const char* data, std::size_t n) {
+void StreamHandler::onBytes(ByteStream& stream, const char* data, std::size_t n) {
     evbuffer_add(stream.input(), data, n);
     onReadable(stream);
 }
+
+void StreamHandler::onPlainTextOnTls(Stream& stream) { onError(stream, EPROTO); }
 
 Stream::Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler)
     : fd_(std::move(fd)), handler_(handler) {

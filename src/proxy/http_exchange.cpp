@@ -323,14 +323,14 @@ void HttpExchange::onConnected(net::Stream& stream) {
     updateTimer(/*progress=*/true);
 }
 
-void HttpExchange::onDrained(net::Stream&) {
+void HttpExchange::onDrained(net::ByteStream&) {
     const CallbackScope scope(*this);
     updateTimer(/*progress=*/false);  // all of the request may be out now: read_timeout's turn
     owner_->onUpstreamDrained();
 }
 
-void HttpExchange::onEof(net::Stream&) { onConnectionLost(0); }
-void HttpExchange::onError(net::Stream&, int error) { onConnectionLost(error); }
+void HttpExchange::onEof(net::ByteStream&) { onConnectionLost(0); }
+void HttpExchange::onError(net::ByteStream&, int error) { onConnectionLost(error); }
 
 void HttpExchange::onConnectionLost(int error) {
     const CallbackScope scope(*this);
@@ -358,7 +358,7 @@ void HttpExchange::onConnectionLost(int error) {
     fail(502, error ? "upstream connection error" : "upstream closed the connection prematurely");
 }
 
-void HttpExchange::onReadable(net::Stream& stream) {
+void HttpExchange::onReadable(net::ByteStream& stream) {
     const CallbackScope scope(*this);
     if (phase_ == Phase::Done) return;
     response_started_ = true;

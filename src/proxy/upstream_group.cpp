@@ -96,7 +96,7 @@ void UpstreamGroup::putIdle(int server, std::unique_ptr<net::Stream> stream) {
     idle_.push_back(Idle{server, std::move(stream)});
 }
 
-void UpstreamGroup::discard(net::Stream& stream) {
+void UpstreamGroup::discard(const net::ByteStream& stream) {
     for (auto it = idle_.begin(); it != idle_.end(); ++it) {
         if (it->stream.get() != &stream) continue;
         loop_.deferDelete(std::move(it->stream));

@@ -75,7 +75,7 @@ private:
     std::size_t pos_ = 0;
 };
 
-FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
+FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::ByteStream> client,
                        std::unique_ptr<net::Stream> upstream, const config::WebSocketSettings& settings,
                        std::uint8_t allowed_rsv, std::unique_ptr<FrameTracer> tracer)
     : owner_(owner),
@@ -91,7 +91,7 @@ FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_pt
       tracer_(std::move(tracer)) {
     up_.from = down_.to = client_.get();
     up_.to = down_.from = upstream_.get();
-    for (net::Stream* s : {client_.get(), upstream_.get()}) {
+    for (net::ByteStream* s : {client_.get(), static_cast<net::ByteStream*>(upstream_.get())}) {
         s->setHandler(this);
         s->setLowWatermark(proxy::kLowWatermark);
         s->setDirectRead(tracer_ == nullptr);  // the tracer reads frames from input()
@@ -255,13 +255,13 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
     return true;
 }
 
-void FrameRelay::onReadable(net::Stream& stream) {
+void FrameRelay::onReadable(net::ByteStream& stream) {
     if (ended_) return;
     idle_.touch();
     if (pump(directionFrom(stream))) stream.releaseIdle();
 }
 
-void FrameRelay::onBytes(net::Stream& stream, const char* data, std::size_t n) {
+void FrameRelay::onBytes(net::ByteStream& stream, const char* data, std::size_t n) {
     if (ended_) return;
     idle_.touch();
     Direction& d = directionFrom(stream);
@@ -270,14 +270,14 @@ void FrameRelay::onBytes(net::Stream& stream, const char* data, std::size_t n) {
     if (pumpFrom(d, src) && src.available() > 0) evbuffer_add(stream.input(), src.rest(), src.available());
 }
 
-void FrameRelay::onDrained(net::Stream& stream) {
+void FrameRelay::onDrained(net::ByteStream& stream) {
     if (ended_) return;
     Direction& d = directionTo(stream);
     if (!d.eof && !d.from->isReading()) d.from->resumeReading();
     stream.releaseIdle();  // the backlog is gone: so is its buffer, once empty
 }
 
-void FrameRelay::onEof(net::Stream& stream) {
+void FrameRelay::onEof(net::ByteStream& stream) {
     if (ended_) return;
     Direction& d = directionFrom(stream);
     d.eof = true;
@@ -287,14 +287,14 @@ void FrameRelay::onEof(net::Stream& stream) {
     end(&stream == client_.get() ? "client closed" : "upstream closed", true);
 }
 
-void FrameRelay::onError(net::Stream& stream, int) {
+void FrameRelay::onError(net::ByteStream& stream, int) {
     if (ended_) return;
     Direction& d = directionFrom(stream);
     if (!d.close_seen) sendClose(*d.to, close_code::kGoingAway);
     end(&stream == client_.get() ? "client connection error" : "upstream connection error", true);
 }
 
-void FrameRelay::sendClose(net::Stream& to, std::uint16_t code) {
+void FrameRelay::sendClose(net::ByteStream& to, std::uint16_t code) {
     Direction& d = directionTo(to);
     if (d.close_sent || d.close_pending != 0) return;  // RFC 6455 5.5.1: one Close per side
     if (d.remaining > 0 && !d.discarding) {
@@ -321,7 +321,7 @@ void FrameRelay::writeClose(Direction& d, std::uint16_t code) {
     d.to->flush();
 }
 
-void FrameRelay::fail(net::Stream& at_fault, std::uint16_t code, const char* reason, SessionLimit limit) {
+void FrameRelay::fail(net::ByteStream& at_fault, std::uint16_t code, const char* reason, SessionLimit limit) {
     const bool client_at_fault = &at_fault == client_.get();
     if (limit == SessionLimit::None) {
         LOG_INFO("websocket %s violation (%s): closing with %u", client_at_fault ? "client" : "upstream", reason, code);

@@ -10,7 +10,7 @@
 
 namespace portico::ws {
 
-Tunnel::Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
+Tunnel::Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::ByteStream> client,
                std::unique_ptr<net::Stream> upstream, const config::WebSocketSettings& settings)
     : owner_(owner),
       loop_(loop),
@@ -23,7 +23,7 @@ Tunnel::Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::S
                     end("max lifetime");
                 },
                 [] {}) {
-    for (net::Stream* s : {client_.get(), upstream_.get()}) {
+    for (net::ByteStream* s : {client_.get(), static_cast<net::ByteStream*>(upstream_.get())}) {
         s->setHandler(this);
         s->setLowWatermark(proxy::kLowWatermark);
         s->setDirectRead(true);
@@ -47,8 +47,8 @@ void Tunnel::start() {
     upstream_->releaseIdle();
 }
 
-void Tunnel::relay(net::Stream& from) {
-    net::Stream& to = other(from);
+void Tunnel::relay(net::ByteStream& from) {
+    net::ByteStream& to = other(from);
     std::size_t n = evbuffer_get_length(from.input());
     (&from == client_.get() ? from_client_ : to_client_) += n;
     evbuffer_add_buffer(to.output(), from.input());  // moves the chains, no copy
@@ -56,7 +56,7 @@ void Tunnel::relay(net::Stream& from) {
     if (to.outputLength() > proxy::kHighWatermark) from.pauseReading();
 }
 
-void Tunnel::onReadable(net::Stream& stream) {
+void Tunnel::onReadable(net::ByteStream& stream) {
     if (ended_) return;
     idle_.touch();
     relay(stream);
@@ -65,30 +65,30 @@ void Tunnel::onReadable(net::Stream& stream) {
 
 // The common case: a read arrives while nothing is queued and goes on with one send, straight
 // from the read's scratch area (no evbuffer chain, no allocation).
-void Tunnel::onBytes(net::Stream& from, const char* data, std::size_t n) {
+void Tunnel::onBytes(net::ByteStream& from, const char* data, std::size_t n) {
     if (ended_) return;
     idle_.touch();
-    net::Stream& to = other(from);
+    net::ByteStream& to = other(from);
     (&from == client_.get() ? from_client_ : to_client_) += n;
     to.write(data, n);
     if (to.outputLength() > proxy::kHighWatermark) from.pauseReading();
 }
 
-void Tunnel::onDrained(net::Stream& stream) {
+void Tunnel::onDrained(net::ByteStream& stream) {
     if (ended_) return;
-    net::Stream& from = other(stream);
+    net::ByteStream& from = other(stream);
     if (!from.isReading()) from.resumeReading();
     stream.releaseIdle();  // the backlog is gone: so is its buffer, once empty
 }
 
-void Tunnel::onEof(net::Stream& stream) {
+void Tunnel::onEof(net::ByteStream& stream) {
     if (ended_) return;
     // WebSocket has no half-open state: one side closing ends the session. What the other side
     // still has queued is flushed, then it gets the FIN too (closeGracefully in end()).
     end(&stream == client_.get() ? "client closed" : "upstream closed", true);
 }
 
-void Tunnel::onError(net::Stream& stream, int) {
+void Tunnel::onError(net::ByteStream& stream, int) {
     end(&stream == client_.get() ? "client connection error" : "upstream connection error", true);
 }
 

@@ -50,9 +50,9 @@ public:
 
 class EndpointSession final : public ws::Session, private net::StreamHandler, private ws::CodecHandler {
 public:
-    // Takes the client stream, whose output already holds the 101 response. `tracer`: null
-    // unless the route has websocket.trace.
-    EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
+    // Takes the client stream (a socket, whose output already holds the 101 response, or an
+    // HTTP/2 stream). `tracer`: null unless the route has websocket.trace.
+    EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::ByteStream> client,
                     const config::WebSocketSettings& settings, std::optional<ws::DeflateParams> deflate,
                     std::unique_ptr<EndpointApp> app, std::unique_ptr<ws::FrameTracer> tracer = nullptr);
     ~EndpointSession() override;
@@ -89,10 +89,10 @@ public:
     bool isOpen() const { return !ended_ && codec_.state() == ws::CodecState::Open; }
 
 private:
-    void onReadable(net::Stream& stream) override;
-    void onEof(net::Stream& stream) override;
-    void onError(net::Stream& stream, int error) override;
-    void onDrained(net::Stream& stream) override;
+    void onReadable(net::ByteStream& stream) override;
+    void onEof(net::ByteStream& stream) override;
+    void onError(net::ByteStream& stream, int error) override;
+    void onDrained(net::ByteStream& stream) override;
     void onMessage(bool is_text, std::string_view payload) override;
     void onPong(std::string_view payload) override;
     void afterCodec();
@@ -103,7 +103,7 @@ private:
 
     ws::SessionOwner& owner_;
     net::EventLoop& loop_;
-    std::unique_ptr<net::Stream> client_;
+    std::unique_ptr<net::ByteStream> client_;
     std::unique_ptr<ws::FrameTracer> tracer_;  // before codec_, which gets a pointer to it
     ws::Codec codec_;
     std::unique_ptr<EndpointApp> app_;

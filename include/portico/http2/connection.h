@@ -101,10 +101,10 @@ private:
         void operator()(nghttp2_session* session) const;
     };
 
-    void onReadable(net::Stream& stream) override;
-    void onEof(net::Stream& stream) override;
-    void onError(net::Stream& stream, int error) override;
-    void onDrained(net::Stream& stream) override;
+    void onReadable(net::ByteStream& stream) override;
+    void onEof(net::ByteStream& stream) override;
+    void onError(net::ByteStream& stream, int error) override;
+    void onDrained(net::ByteStream& stream) override;
 
     Stream* find(std::int32_t stream_id);
     // Runs nghttp2_session_mem_send while the socket takes it; closes when the session is over.

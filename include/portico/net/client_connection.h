@@ -87,10 +87,10 @@ public:
 
 private:
     // The client socket.
-    void onReadable(Stream& stream) override;
-    void onEof(Stream& stream) override;
-    void onError(Stream& stream, int error) override;
-    void onDrained(Stream& stream) override;
+    void onReadable(ByteStream& stream) override;
+    void onEof(ByteStream& stream) override;
+    void onError(ByteStream& stream, int error) override;
+    void onDrained(ByteStream& stream) override;
     void onTlsHandshake(Stream& stream) override;
     void onPlainTextOnTls(Stream& stream) override;
 

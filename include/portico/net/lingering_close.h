@@ -9,6 +9,7 @@
 
 namespace portico::net {
 
+class ByteStream;
 class EventLoop;
 class Stream;
 
@@ -22,8 +23,8 @@ void closeGracefully(EventLoop& loop, std::unique_ptr<Stream> stream,
 // closeGracefully. Takes `stream`; null does nothing.
 void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream);
 
-// The end of a relay between two peers: both sides at once, with closeFinished when a peer's
-// EOF or error ended it (`finished`), else with closeGracefully.
-void closeBoth(EventLoop& loop, std::unique_ptr<Stream> a, std::unique_ptr<Stream> b, bool finished);
+// The end of a relay between two peers: both sides at once (closeSide, byte_stream.h), with
+// closeFinished when a peer's EOF or error ended it (`finished`), else with closeGracefully.
+void closeBoth(EventLoop& loop, std::unique_ptr<ByteStream> a, std::unique_ptr<ByteStream> b, bool finished);
 
 }  // namespace portico::net

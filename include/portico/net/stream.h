@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "portico/core/handles.h"
+#include "portico/net/byte_stream.h"
 #include "portico/tls/handles.h"
 
 struct event_base;
@@ -24,37 +25,13 @@ struct evbuffer;
 
 namespace portico::net {
 
-class Stream;
-
-// Callbacks a Stream makes. A handler must not destroy the Stream inside a callback: defer it.
-class StreamHandler {
-public:
-    virtual void onReadable(Stream& stream) = 0;           // new bytes were appended to input()
-    // With setDirectRead(true): `n` bytes read while input() was empty, in a per-thread scratch
-    // area that is valid during this call only. The handler takes them all (forwards them, or
-    // appends what it cannot use yet to input()). Relays use it: no evbuffer chain, no
-    // allocation and no copy for the common read that is forwarded whole.
-    virtual void onBytes(Stream& stream, const char* data, std::size_t n);
-    virtual void onEof(Stream& stream) = 0;                // the peer closed its side (FIN)
-    virtual void onError(Stream& stream, int error) = 0;   // errno-style; also a failed connect
-    virtual void onDrained(Stream& /*stream*/) {}          // output fell to the low watermark
-    virtual void onConnected(Stream& /*stream*/) {}        // an outgoing connect completed
-    virtual void onTlsHandshake(Stream& /*stream*/) {}     // an incoming TLS handshake completed
-    // An incoming connection on a TLS socket did not start with a TLS handshake record (plain
-    // HTTP on an HTTPS port, say): TLS is off and nothing was read, so the handler may answer in
-    // plain text. By default that is a failed handshake.
-    virtual void onPlainTextOnTls(Stream& stream) { onError(stream, EPROTO); }
-
-protected:
-    ~StreamHandler() = default;
-};
-
-class Stream {
+// A socket as a ByteStream (byte_stream.h); final, so that calls through a Stream& are direct.
+class Stream final : public ByteStream {
 public:
     // Adopts a connected, non-blocking socket (accept4 or socket with SOCK_NONBLOCK; accepted
     // ones inherit TCP_NODELAY from the listening socket). Reading starts at once.
     Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler);
-    ~Stream();
+    ~Stream() override;
     Stream(const Stream&) = delete;
     Stream& operator=(const Stream&) = delete;
 
@@ -63,28 +40,28 @@ public:
     static std::unique_ptr<Stream> connectTo(event_base* base, const sockaddr* address,
                                              socklen_t length, StreamHandler* handler, int& error);
 
-    void setHandler(StreamHandler* handler) { handler_ = handler; }
+    void setHandler(StreamHandler* handler) override { handler_ = handler; }
     // The buffers are made on first use (an idle relayed socket never needs them); a pointer
     // stays valid until releaseIdle() or the Stream's end.
-    evbuffer* input() const;
-    evbuffer* output() const;
-    std::size_t inputLength() const;
+    evbuffer* input() const override;
+    evbuffer* output() const override;
+    std::size_t inputLength() const override;
     int fd() const { return fd_.get(); }
 
     // Reads while input() is empty go to the handler's onBytes instead of input() (a relay).
-    void setDirectRead(bool on) { direct_read_ = on; }
+    void setDirectRead(bool on) override { direct_read_ = on; }
     // Frees what an idle socket does not need: input() and output() when empty, and the write
     // event while nothing waits to be written (all made again on first use). For the owner of
     // a long-lived connection between bursts; invalidates pointers to the buffers.
-    void releaseIdle();
+    void releaseIdle() override;
 
-    void pauseReading();
-    void resumeReading();
-    bool isReading() const { return reading_; }
+    void pauseReading() override;
+    void resumeReading() override;
+    bool isReading() const override { return reading_; }
 
     // Sends as much of output() as the socket takes now; the rest goes when it is writable.
     // A write error is reported through onError from the event loop, never from inside flush().
-    void flush();
+    void flush() override;
     // The output may from now on hold file segments (evbuffer_add_file, sent with sendfile):
     // their bytes are not in memory, so output is written with evbuffer_write only, never with
     // the send() of a single in-memory segment.
@@ -92,8 +69,8 @@ public:
     // Sends `n` bytes after what output() holds: straight from `data` with one send (or
     // SSL_write) when nothing is queued, the socket is writable and TLS is established; whatever
     // the socket does not take now is copied into output() and goes as flush() would send it.
-    void write(const char* data, std::size_t n);
-    std::size_t outputLength() const;
+    void write(const char* data, std::size_t n) override;
+    std::size_t outputLength() const override;
     // How far the peer has taken what we sent: bytes written to the socket so far, and how
     // many of them the kernel still holds unacknowledged (SIOCOUTQ). Two calls compare equal
     // when the peer took nothing in between: a send timeout's test, exact even when a large
@@ -106,7 +83,7 @@ public:
     SendProgress sendProgress() const;
     bool isConnecting() const { return connecting_; }
     // onDrained fires when, after a blocked write, output() holds at most this many bytes.
-    void setLowWatermark(std::size_t bytes) { low_watermark_ = bytes; }
+    void setLowWatermark(std::size_t bytes) override { low_watermark_ = bytes; }
     // Half-closes the socket once output() is flushed (used for close-delimited responses and
     // after a WebSocket close frame).
     void shutdownAfterFlush();
@@ -126,6 +103,8 @@ public:
     static constexpr std::size_t kReadChunk = 16 * 1024;
 
 private:
+    // ByteStream: closeFinished, or closeGracefully (lingering_close.cpp, where they live).
+    void close(EventLoop& loop, std::unique_ptr<ByteStream> self, bool finished) override;
     static void onReadEvent(int fd, short what, void* arg);
     static void onWriteEvent(int fd, short what, void* arg);
     void handleRead();

@@ -124,10 +124,10 @@ private:
 
     // net::StreamHandler (the upstream connection)
     void onConnected(net::Stream& stream) override;
-    void onReadable(net::Stream& stream) override;
-    void onEof(net::Stream& stream) override;
-    void onError(net::Stream& stream, int error) override;
-    void onDrained(net::Stream& stream) override;
+    void onReadable(net::ByteStream& stream) override;
+    void onEof(net::ByteStream& stream) override;
+    void onError(net::ByteStream& stream, int error) override;
+    void onDrained(net::ByteStream& stream) override;
     void onConnectionLost(int error);
 
     // http::MessageParser::Handler (the upstream's response)

@@ -59,10 +59,10 @@ private:
     };
 
     // An idle connection got bytes, EOF or an error: the server closed it or broke protocol.
-    void onReadable(net::Stream& stream) override { discard(stream); }
-    void onEof(net::Stream& stream) override { discard(stream); }
-    void onError(net::Stream& stream, int) override { discard(stream); }
-    void discard(net::Stream& stream);
+    void onReadable(net::ByteStream& stream) override { discard(stream); }
+    void onEof(net::ByteStream& stream) override { discard(stream); }
+    void onError(net::ByteStream& stream, int) override { discard(stream); }
+    void discard(const net::ByteStream& stream);
     void setState(int server, observe::UpstreamStats::ServerState state);  // for status
 
     net::EventLoop& loop_;

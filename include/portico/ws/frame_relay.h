@@ -45,7 +45,7 @@ class FrameRelay final : public Session, private net::StreamHandler {
 public:
     // `allowed_rsv`: RSV bits the extensions in the upstream's 101 allow (allowedRsvBits()).
     // `tracer`: null unless the route has websocket.trace.
-    FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
+    FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::ByteStream> client,
                std::unique_ptr<net::Stream> upstream, const config::WebSocketSettings& settings,
                std::uint8_t allowed_rsv, std::unique_ptr<FrameTracer> tracer = nullptr);
     ~FrameRelay() override;
@@ -66,8 +66,8 @@ private:
     struct Direction {
         Direction(Role sender, std::uint8_t rsv, const config::WebSocketSettings& settings)
             : checker(sender, rsv, settings.max_message_bytes), rate(settings.rate, RateLimiter::Clock::now()) {}
-        net::Stream* from = nullptr;
-        net::Stream* to = nullptr;
+        net::ByteStream* from = nullptr;
+        net::ByteStream* to = nullptr;
         FrameChecker checker;
         RateLimiter rate;
         std::uint64_t remaining = 0;   // payload bytes of the current frame still to forward
@@ -85,14 +85,14 @@ private:
         std::size_t run_len = 0;
     };
 
-    void onReadable(net::Stream& stream) override;
-    void onBytes(net::Stream& stream, const char* data, std::size_t n) override;
-    void onEof(net::Stream& stream) override;
-    void onError(net::Stream& stream, int error) override;
-    void onDrained(net::Stream& stream) override;
+    void onReadable(net::ByteStream& stream) override;
+    void onBytes(net::ByteStream& stream, const char* data, std::size_t n) override;
+    void onEof(net::ByteStream& stream) override;
+    void onError(net::ByteStream& stream, int error) override;
+    void onDrained(net::ByteStream& stream) override;
 
-    Direction& directionFrom(const net::Stream& s) { return &s == client_.get() ? up_ : down_; }
-    Direction& directionTo(const net::Stream& s) { return &s == client_.get() ? down_ : up_; }
+    Direction& directionFrom(const net::ByteStream& s) { return &s == client_.get() ? up_ : down_; }
+    Direction& directionTo(const net::ByteStream& s) { return &s == client_.get() ? down_ : up_; }
     TraceDirection traceDirection(const Direction& d) const {
         return &d == &up_ ? TraceDirection::ClientToUpstream : TraceDirection::UpstreamToClient;
     }
@@ -107,11 +107,11 @@ private:
     bool charge(Direction& d, std::uint64_t messages, std::uint64_t bytes, RateLimiter::Clock::time_point now);
     // `at_fault` broke the protocol (or the rate, `limit`) with `code`: it gets `code`, the other
     // side 1001.
-    void fail(net::Stream& at_fault, std::uint16_t code, const char* reason, SessionLimit limit = SessionLimit::None);
+    void fail(net::ByteStream& at_fault, std::uint16_t code, const char* reason, SessionLimit limit = SessionLimit::None);
     // Appends a Close frame to `to` unless it already got one. When a frame to it is
     // half-forwarded the Close waits for the frame's end (close_pending); if the session ends
     // first, `to` gets a TCP close only.
-    void sendClose(net::Stream& to, std::uint16_t code);
+    void sendClose(net::ByteStream& to, std::uint16_t code);
     void writeClose(Direction& d, std::uint16_t code);
     void onLifetime();
     // `finished`: both Closes went through, or a peer closed its connection: both sockets are
@@ -122,7 +122,7 @@ private:
 
     SessionOwner& owner_;
     net::EventLoop& loop_;
-    std::unique_ptr<net::Stream> client_;
+    std::unique_ptr<net::ByteStream> client_;  // a socket or an HTTP/2 stream
     std::unique_ptr<net::Stream> upstream_;
     Direction up_;    // client -> upstream
     Direction down_;  // upstream -> client

@@ -27,8 +27,9 @@ namespace portico::ws {
 
 class Tunnel final : public Session, private net::StreamHandler {
 public:
-    // Takes both streams; bytes already buffered in their inputs are relayed at start().
-    Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::Stream> client,
+    // Takes both streams (the client's a socket or an HTTP/2 stream); bytes already buffered in
+    // their inputs are relayed at start().
+    Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::ByteStream> client,
            std::unique_ptr<net::Stream> upstream, const config::WebSocketSettings& settings);
     ~Tunnel() override;
 
@@ -37,20 +38,22 @@ public:
     SessionCounts counts() const override { return SessionCounts{0, 0, from_client_, to_client_, limit_}; }
 
 private:
-    void onReadable(net::Stream& stream) override;
-    void onBytes(net::Stream& stream, const char* data, std::size_t n) override;
-    void onEof(net::Stream& stream) override;
-    void onError(net::Stream& stream, int error) override;
-    void onDrained(net::Stream& stream) override;
-    net::Stream& other(const net::Stream& stream) { return &stream == client_.get() ? *upstream_ : *client_; }
-    void relay(net::Stream& from);
+    void onReadable(net::ByteStream& stream) override;
+    void onBytes(net::ByteStream& stream, const char* data, std::size_t n) override;
+    void onEof(net::ByteStream& stream) override;
+    void onError(net::ByteStream& stream, int error) override;
+    void onDrained(net::ByteStream& stream) override;
+    net::ByteStream& other(const net::ByteStream& stream) {
+        return &stream == client_.get() ? static_cast<net::ByteStream&>(*upstream_) : *client_;
+    }
+    void relay(net::ByteStream& from);
     // `finished`: a peer closed its connection (or failed): both sockets are closed at once
     // when nothing is left to send (net::closeFinished); otherwise they linger.
     void end(const char* reason, bool finished = false);
 
     SessionOwner& owner_;
     net::EventLoop& loop_;
-    std::unique_ptr<net::Stream> client_;
+    std::unique_ptr<net::ByteStream> client_;
     std::unique_ptr<net::Stream> upstream_;
     net::IdleTimer idle_;
     LifetimeTimer lifetime_;

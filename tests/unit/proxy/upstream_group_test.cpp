@@ -15,9 +15,9 @@ using State = observe::UpstreamStats::ServerState;
 namespace {
 
 struct IgnoreStream final : net::StreamHandler {
-    void onReadable(net::Stream&) override {}
-    void onEof(net::Stream&) override {}
-    void onError(net::Stream&, int) override {}
+    void onReadable(net::ByteStream&) override {}
+    void onEof(net::ByteStream&) override {}
+    void onError(net::ByteStream&, int) override {}
 };
 
 }  // namespace
