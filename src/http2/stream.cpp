@@ -7,6 +7,7 @@
 #include <nghttp2/nghttp2.h>
 #include <vector>
 
+#include "http2/stream_bytes.h"
 #include "portico/core/log.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/http/header_rewrite.h"
@@ -41,6 +42,7 @@ Stream::Stream(Connection& connection, std::int32_t id, std::shared_ptr<net::Wor
       last_data_(start_) {}
 
 Stream::~Stream() {
+    if (bytes_) bytes_->onStreamClosed();  // onClosed did it, unless the connection never closed us
     if (exchange_) exchange_->abort();
     if (ws_stats_) ws_stats_->ws_open.sub();
 }
@@ -193,15 +195,17 @@ void Stream::onData(const std::uint8_t* data, std::size_t length) {
     body_bytes_ += length;
     last_data_ = std::chrono::steady_clock::now();
     if (websocket_) {
-        // WebSocket bytes for the session: the window comes back once it has read them.
-        net::Stream* to = pipe_.get();
-        if (!to && !early_) early_.reset(evbuffer_new());  // made for a WebSocket only
-        evbuffer_add(to ? to->output() : early_.get(), data, length);
-        if (to) to->flush();
-        if (!to || to->outputLength() > proxy::kHighWatermark) {
-            held_ += length;
-        } else {
+        // WebSocket bytes for the session (its StreamBytes gives the window back as it reads
+        // them); before it started they wait, and so does their window; after it ended they
+        // are dropped.
+        if (bytes_) {
+            bytes_->onData(reinterpret_cast<const char*>(data), length);
+        } else if (session_) {
             connection_.consume(id_, length);
+        } else {
+            if (!early_) early_.reset(evbuffer_new());  // made for a WebSocket only
+            evbuffer_add(early_.get(), data, length);
+            held_ += length;
         }
         return;
     }
@@ -241,7 +245,7 @@ void Stream::onEndStream() {
     request_complete_ = true;
     if (websocket_) {
         // RFC 8441 5: END_STREAM is the TCP FIN of the tunnel.
-        if (pipe_) pipe_->shutdownAfterFlush();
+        if (bytes_) bytes_->onEndStream();
         return;
     }
     if (exchange_ && fields_.verdict() == RequestFields::Verdict::TooLarge) {  // the trailers'
@@ -423,6 +427,7 @@ void Stream::flush() { connection_.scheduleSend(); }
 ssize_t Stream::readBody(std::uint8_t* buffer, std::size_t length, std::uint32_t* flags) {
     const int copied = evbuffer_remove(pending_.get(), buffer, length);
     if (copied < 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (session_) bytes_out_ += static_cast<std::uint64_t>(copied);  // a WebSocket's, as it goes
     if (evbuffer_get_length(pending_.get()) == 0 && response_ended_) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     } else if (copied == 0) {
@@ -433,8 +438,7 @@ ssize_t Stream::readBody(std::uint8_t* buffer, std::size_t length, std::uint32_t
 }
 
 void Stream::afterSend() {
-    if (pipe_ && !pipe_->isReading() && evbuffer_get_length(pending_.get()) <= proxy::kLowWatermark)
-        pipe_->resumeReading();
+    if (bytes_) bytes_->afterSend();
     if (upstream_paused_ && exchange_ && evbuffer_get_length(pending_.get()) <= proxy::kLowWatermark) {
         upstream_paused_ = false;
         exchange_->onClientDrained();
@@ -490,8 +494,12 @@ void Stream::onClosed(std::uint32_t error_code) {
     closed_ = true;
     alive_.reset();
     retireExchange();
-    // The session reads EOF on its end and finishes; it is deleted with the stream.
-    if (pipe_) connection_.worker().loop().deferDelete(std::shared_ptr<net::Stream>(std::move(pipe_)));
+    // A session still running ends now (an error on its client side: its upstream is closed),
+    // before the stream and the session with it are deleted.
+    if (StreamBytes* bytes = bytes_) {
+        bytes_ = nullptr;
+        bytes->onStreamClosed();
+    }
     // A stream the client reset, or that ended with the connection, before its answer: 499.
     if (status_ == 0 && headers_complete_) status_ = 499;
     if (error_code != NGHTTP2_NO_ERROR && !response_ended_ && status_ != 0 && status_ != 499)

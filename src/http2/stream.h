@@ -14,10 +14,9 @@
 // RFC 8441: an extended CONNECT with :protocol websocket is the HTTP/1.1 upgrade it stands for
 // (asWebSocketUpgrade): a built-in endpoint, or an upstream's 101 (to a key we made), becomes
 // the stream's 200, and the WebSocket session (ws::Tunnel, ws::FrameRelay,
-// handlers::EndpointSession) runs on its DATA frames. Sessions own a net::Stream for their
-// client side; the stream hands them one end of a socketpair and moves bytes between the other
-// end and its frames (stream_websocket.cpp). That costs two descriptors and a copy each way per
-// WebSocket: the price of leaving the sessions unchanged until they take a byte-stream interface.
+// handlers::EndpointSession) runs on its DATA frames: its client side is a StreamBytes
+// (stream_bytes.h), the net::ByteStream whose input is the stream's DATA and whose output is
+// `pending_`, with the stream's flow control as its backpressure.
 
 #include <chrono>
 #include <cstdint>
@@ -49,6 +48,8 @@ struct PubSubAnswer;
 namespace portico::http2 {
 
 class Connection;
+
+class StreamBytes;
 
 class Stream final : public http::ResponseSink,
                      private proxy::ExchangeOwner,
@@ -90,6 +91,13 @@ public:
     // Once a second: a request body the client stopped sending (client_body_timeout).
     void tick(std::chrono::steady_clock::time_point now);
     bool headersComplete() const { return headers_complete_; }
+
+    // For the session's StreamBytes: `n` bytes of DATA went to the session (WINDOW_UPDATE);
+    // output bytes wait to go; the session's side ended (END_STREAM after the output, or after
+    // the bridge's app had its CLOSE).
+    void consumeWindow(std::size_t n);
+    void sendPending() { resumeData(); }
+    void onBytesClosed();
     std::chrono::steady_clock::time_point started() const { return start_; }
 
     // http::ResponseSink
@@ -115,7 +123,10 @@ private:
     void startWebSocket(const config::Route& route);
     void acceptWebSocket(const http::ResponseHead& upstream_head, std::string_view subprotocol,
                          std::string_view extensions);
+    // The session's client side (bytes_), with what came before it.
+    std::unique_ptr<net::ByteStream> openBytes();
     // The socketpair: our end in pipe_, the session's returned (null on failure, answered).
+    // Unused since StreamBytes; removed in the next commit.
     std::unique_ptr<net::Stream> openPipe();
     // `websocket: {mode: http}`: the bridge asks the app with an OPEN request; its answer comes
     // back as onBridgeAccepted (the 200 and the session) or onBridgeRefused.
@@ -125,7 +136,7 @@ private:
     void onBridgeFinished() override;
     void startSession(std::unique_ptr<ws::Session> session);
     void onSessionEnd(const char* reason, const ws::SessionCounts& counts) override;
-    // net::StreamHandler: our end of the pipe.
+    // net::StreamHandler: our end of the pipe (unused since StreamBytes).
     void onReadable(net::ByteStream& pipe) override;
     void onEof(net::ByteStream& pipe) override;
     void onError(net::ByteStream& pipe, int error) override;
@@ -182,7 +193,8 @@ private:
     std::optional<ws::DeflateParams> bridge_deflate_;
     std::string bridge_deflate_response_;
     bool end_after_bridge_ = false;  // the session ended: END_STREAM once the app had its CLOSE
-    std::unique_ptr<net::Stream> pipe_;     // our end of the session's socketpair
+    StreamBytes* bytes_ = nullptr;          // the session's client side, owned by the session
+    std::unique_ptr<net::Stream> pipe_;     // our end of the session's socketpair (unused)
     std::unique_ptr<ws::Session> session_;  // after the 200
     observe::RouteStats* ws_stats_ = nullptr;  // set while the session counts as open
     bool session_ended_ = false;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // RFC 8441 on an HTTP/2 stream (see stream.h): an extended CONNECT routed to a built-in
 // endpoint or to an upstream over an HTTP/1.1 upgrade, then the WebSocket session on the
-// stream's DATA frames through a socketpair.
+// stream's DATA frames (its client side a StreamBytes).
 
 #include <event2/buffer.h>
 #include <nghttp2/nghttp2.h>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "http2/stream.h"
+#include "http2/stream_bytes.h"
 #include "portico/core/log.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/handlers/websocket_endpoint.h"
@@ -59,13 +60,11 @@ void Stream::startWebSocket(const config::Route& route) {
         }
         acceptWebSocket(http::ResponseHead{}, accepted.subprotocol,
                         accepted.deflate ? std::string_view(accepted.deflate->response) : std::string_view{});
-        std::unique_ptr<net::Stream> end = openPipe();
-        if (!end) return;
         std::optional<ws::DeflateParams> deflate;
         if (accepted.deflate) deflate = accepted.deflate->params;
-        startSession(std::make_unique<handlers::EndpointSession>(static_cast<ws::SessionOwner&>(*this),
-                                                                 connection_.worker().loop(), std::move(end),
-                                                                 route.websocket, deflate, std::move(accepted.app)));
+        startSession(std::make_unique<handlers::EndpointSession>(
+            static_cast<ws::SessionOwner&>(*this), connection_.worker().loop(), openBytes(), route.websocket, deflate,
+            std::move(accepted.app), snapshot_->makeTracer(route, connection_.client().ip)));
         return;
     }
     if (route.websocket.mode == config::WebSocketMode::Http) {
@@ -89,6 +88,18 @@ void Stream::acceptWebSocket(const http::ResponseHead&, std::string_view subprot
     if (!subprotocol.empty()) ok.headers.push_back({"sec-websocket-protocol", std::string(subprotocol)});
     if (!extensions.empty()) ok.headers.push_back({"sec-websocket-extensions", std::string(extensions)});
     submitHead(ok, http::ResponseBody{true, std::nullopt});  // the body: the frames, until END_STREAM
+}
+
+std::unique_ptr<net::ByteStream> Stream::openBytes() {
+    auto bytes = std::make_unique<StreamBytes>(*this, connection_.worker().loop(), pending_.get());
+    bytes_ = bytes.get();
+    // What came on the stream before the session started goes first: the session reads it at
+    // its start, so its window comes back now. (The upstream modes gave it back when their
+    // exchange retired; the bridge has no exchange on this path.)
+    if (early_) bytes->addEarly(early_.get());
+    if (held_ > 0) onUpstreamDrained();
+    if (request_complete_) bytes->onEndStream();
+    return bytes;
 }
 
 std::unique_ptr<net::Stream> Stream::openPipe() {
@@ -116,6 +127,21 @@ std::unique_ptr<net::Stream> Stream::openPipe() {
     if (held_ > 0 && pipe_->outputLength() <= proxy::kLowWatermark) onUpstreamDrained();
     if (request_complete_) pipe_->shutdownAfterFlush();
     return end;
+}
+
+void Stream::consumeWindow(std::size_t n) { connection_.consume(id_, n); }
+
+// The session's side ended (closeSide, or its StreamBytes went with it): END_STREAM once the
+// client has what the session sent. As on HTTP/1.1, the bridge's app still gets its CLOSE or
+// DISCONNECT first (a client that resets the stream before that cancels the request).
+void Stream::onBytesClosed() {
+    bytes_ = nullptr;
+    if (closed_) return;
+    if (bridge_ && bridge_->busy()) {
+        end_after_bridge_ = true;
+        return;
+    }
+    endResponse();
 }
 
 void Stream::startBridge(const config::Route& route, const ws::UpgradeRequest& upgrade) {
@@ -148,11 +174,9 @@ void Stream::onBridgeAccepted(std::string_view subprotocol) {
     // RFC 6455 4.1: the client fails a handshake naming a subprotocol it did not offer.
     const std::string chosen(ws::selectSubprotocol(upgrade.subprotocols, {std::string(subprotocol)}));
     acceptWebSocket(http::ResponseHead{}, chosen, bridge_deflate_response_);
-    std::unique_ptr<net::Stream> end = openPipe();
-    if (!end) return;
-    startSession(std::make_unique<handlers::EndpointSession>(static_cast<ws::SessionOwner&>(*this),
-                                                             connection_.worker().loop(), std::move(end),
-                                                             route_->websocket, bridge_deflate_, bridge_->makeApp()));
+    startSession(std::make_unique<handlers::EndpointSession>(
+        static_cast<ws::SessionOwner&>(*this), connection_.worker().loop(), openBytes(), route_->websocket,
+        bridge_deflate_, bridge_->makeApp(), snapshot_->makeTracer(*route_, connection_.client().ip)));
 }
 
 void Stream::onBridgeRefused(int status, std::string_view content_type, std::string_view body) {
@@ -175,14 +199,13 @@ void Stream::onBridgeFinished() {
 void Stream::onUpgraded(std::unique_ptr<net::Stream> upstream, std::string extensions) {
     const config::WebSocketSettings& settings = route_->websocket;
     retireExchange();
-    std::unique_ptr<net::Stream> end = openPipe();
-    if (!end) return;
     net::EventLoop& loop = connection_.worker().loop();
     if (settings.mode == config::WebSocketMode::Frames) {
-        startSession(std::make_unique<ws::FrameRelay>(static_cast<ws::SessionOwner&>(*this), loop, std::move(end),
-                                                      std::move(upstream), settings, ws::allowedRsvBits(extensions)));
+        startSession(std::make_unique<ws::FrameRelay>(static_cast<ws::SessionOwner&>(*this), loop, openBytes(),
+                                                      std::move(upstream), settings, ws::allowedRsvBits(extensions),
+                                                      snapshot_->makeTracer(*route_, connection_.client().ip)));
     } else {
-        startSession(std::make_unique<ws::Tunnel>(static_cast<ws::SessionOwner&>(*this), loop, std::move(end),
+        startSession(std::make_unique<ws::Tunnel>(static_cast<ws::SessionOwner&>(*this), loop, openBytes(),
                                                   std::move(upstream), settings));
     }
 }
@@ -207,7 +230,8 @@ void Stream::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
     ws_lease_.reset();
     session_ended_ = true;
     session_ended_at_ = std::chrono::steady_clock::now();
-    // The session closed its end: our end reads EOF, and END_STREAM follows the last bytes.
+    // The session closed its side before this call (closeSide: onBytesClosed): END_STREAM
+    // follows its last bytes.
 }
 
 // ---- our end of the pipe: the session's bytes become DATA, and DATA the session's input ----
@@ -241,5 +265,6 @@ void Stream::onError(net::ByteStream&, int) {
     if (closed_) return;
     reset(NGHTTP2_CANCEL);
 }
+
 
 }  // namespace portico::http2

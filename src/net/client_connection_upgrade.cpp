@@ -68,9 +68,7 @@ void ClientConnection::onUpgraded(std::unique_ptr<Stream> upstream, std::string 
 }
 
 std::unique_ptr<ws::FrameTracer> ClientConnection::makeTracer() {
-    ws::TraceLimiter* limiter = snapshot_->traceLimiter(*req_.route);
-    if (limiter == nullptr) return nullptr;
-    return std::make_unique<ws::FrameTracer>(client_ip_, *limiter, req_.route->websocket.trace_payload_bytes);
+    return snapshot_->makeTracer(*req_.route, client_ip_);
 }
 
 void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "portico/config/config.h"
@@ -60,6 +61,13 @@ public:
     // does not trace.
     ws::TraceLimiter* traceLimiter(const config::Route& route) {
         return trace_limiters_[static_cast<std::size_t>(&route - snapshot_->config->routes.data())].get();
+    }
+    // A WebSocket session's tracer on `route` for a client at `client_ip`, or nullptr when the
+    // route does not trace (HTTP/1.1 connections and HTTP/2 streams alike).
+    std::unique_ptr<ws::FrameTracer> makeTracer(const config::Route& route, std::string_view client_ip) {
+        ws::TraceLimiter* limiter = traceLimiter(route);
+        if (limiter == nullptr) return nullptr;
+        return std::make_unique<ws::FrameTracer>(client_ip, *limiter, route.websocket.trace_payload_bytes);
     }
 
 private:
