@@ -5,6 +5,7 @@
 #include <charconv>
 #include <event2/buffer.h>
 #include <nghttp2/nghttp2.h>
+#include <utility>
 #include <vector>
 
 #include "http2/stream_bytes.h"
@@ -42,7 +43,8 @@ Stream::Stream(Connection& connection, std::int32_t id, std::shared_ptr<net::Wor
       last_data_(start_) {}
 
 Stream::~Stream() {
-    if (bytes_) bytes_->onStreamClosed();  // onClosed did it, unless the connection never closed us
+    // onClosed did this, unless the connection never closed the stream.
+    if (StreamBytes* bytes = std::exchange(bytes_, nullptr)) bytes->onStreamClosed();
     if (exchange_) exchange_->abort();
     if (ws_stats_) ws_stats_->ws_open.sub();
 }
@@ -496,10 +498,7 @@ void Stream::onClosed(std::uint32_t error_code) {
     retireExchange();
     // A session still running ends now (an error on its client side: its upstream is closed),
     // before the stream and the session with it are deleted.
-    if (StreamBytes* bytes = bytes_) {
-        bytes_ = nullptr;
-        bytes->onStreamClosed();
-    }
+    if (StreamBytes* bytes = std::exchange(bytes_, nullptr)) bytes->onStreamClosed();
     // A stream the client reset, or that ended with the connection, before its answer: 499.
     if (status_ == 0 && headers_complete_) status_ = 499;
     if (error_code != NGHTTP2_NO_ERROR && !response_ended_ && status_ != 0 && status_ != 499)

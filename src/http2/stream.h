@@ -53,7 +53,6 @@ class StreamBytes;
 
 class Stream final : public http::ResponseSink,
                      private proxy::ExchangeOwner,
-                     private net::StreamHandler,
                      private ws::SessionOwner,
                      private bridge::BridgeOwner {
 public:
@@ -125,9 +124,6 @@ private:
                          std::string_view extensions);
     // The session's client side (bytes_), with what came before it.
     std::unique_ptr<net::ByteStream> openBytes();
-    // The socketpair: our end in pipe_, the session's returned (null on failure, answered).
-    // Unused since StreamBytes; removed in the next commit.
-    std::unique_ptr<net::Stream> openPipe();
     // `websocket: {mode: http}`: the bridge asks the app with an OPEN request; its answer comes
     // back as onBridgeAccepted (the 200 and the session) or onBridgeRefused.
     void startBridge(const config::Route& route, const ws::UpgradeRequest& upgrade);
@@ -136,11 +132,6 @@ private:
     void onBridgeFinished() override;
     void startSession(std::unique_ptr<ws::Session> session);
     void onSessionEnd(const char* reason, const ws::SessionCounts& counts) override;
-    // net::StreamHandler: our end of the pipe (unused since StreamBytes).
-    void onReadable(net::ByteStream& pipe) override;
-    void onEof(net::ByteStream& pipe) override;
-    void onError(net::ByteStream& pipe, int error) override;
-    void onDrained(net::ByteStream& pipe) override;
 
     // An upstream exchange: the request's body framing decided here (the first), or a WebSocket
     // upgrade's fields filled by the caller (the second, which does the rest).
@@ -194,7 +185,6 @@ private:
     std::string bridge_deflate_response_;
     bool end_after_bridge_ = false;  // the session ended: END_STREAM once the app had its CLOSE
     StreamBytes* bytes_ = nullptr;          // the session's client side, owned by the session
-    std::unique_ptr<net::Stream> pipe_;     // our end of the session's socketpair (unused)
     std::unique_ptr<ws::Session> session_;  // after the 200
     observe::RouteStats* ws_stats_ = nullptr;  // set while the session counts as open
     bool session_ended_ = false;

@@ -5,7 +5,6 @@
 
 #include <event2/buffer.h>
 #include <nghttp2/nghttp2.h>
-#include <sys/socket.h>
 #include <vector>
 
 #include "http2/stream.h"
@@ -100,33 +99,6 @@ std::unique_ptr<net::ByteStream> Stream::openBytes() {
     if (held_ > 0) onUpstreamDrained();
     if (request_complete_) bytes->onEndStream();
     return bytes;
-}
-
-std::unique_ptr<net::Stream> Stream::openPipe() {
-    int fds[2];
-    // Non-blocking, as net::Stream expects of every socket it adopts (it makes no fcntl call).
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
-        LOG_WARN("client %s: socketpair for a WebSocket over HTTP/2: %s", connection_.client().ip.c_str(),
-                 strerror(errno));
-        reset(NGHTTP2_INTERNAL_ERROR);
-        return nullptr;
-    }
-    event_base* base = connection_.worker().loop().base();
-    pipe_ = std::make_unique<net::Stream>(base, core::UniqueFd(fds[0]), static_cast<net::StreamHandler*>(this));
-    pipe_->setLowWatermark(proxy::kLowWatermark);
-    // The session sets its own handler on its end before the loop runs again.
-    auto end = std::make_unique<net::Stream>(base, core::UniqueFd(fds[1]), static_cast<net::StreamHandler*>(this));
-    // What came on the stream before the session started goes first.
-    if (early_ && evbuffer_get_length(early_.get()) > 0) {
-        evbuffer_add_buffer(pipe_->output(), early_.get());
-        pipe_->flush();
-    }
-    // The window held back for those bytes comes back once the pipe took them; a pipe that is
-    // still backed up gives it back from onDrained. (The upstream modes also give it back when
-    // their exchange retires; the bridge has no exchange on this path.)
-    if (held_ > 0 && pipe_->outputLength() <= proxy::kLowWatermark) onUpstreamDrained();
-    if (request_complete_) pipe_->shutdownAfterFlush();
-    return end;
 }
 
 void Stream::consumeWindow(std::size_t n) { connection_.consume(id_, n); }
@@ -233,38 +205,5 @@ void Stream::onSessionEnd(const char* reason, const ws::SessionCounts& counts) {
     // The session closed its side before this call (closeSide: onBytesClosed): END_STREAM
     // follows its last bytes.
 }
-
-// ---- our end of the pipe: the session's bytes become DATA, and DATA the session's input ----
-
-void Stream::onReadable(net::ByteStream& pipe) {
-    if (closed_) {
-        evbuffer_drain(pipe.input(), evbuffer_get_length(pipe.input()));
-        return;
-    }
-    bytes_out_ += evbuffer_get_length(pipe.input());
-    evbuffer_add_buffer(pending_.get(), pipe.input());
-    // The client's window decides; past the high watermark the session is not read (afterSend).
-    if (evbuffer_get_length(pending_.get()) > proxy::kHighWatermark) pipe.pauseReading();
-    resumeData();
-}
-
-void Stream::onDrained(net::ByteStream&) { onUpstreamDrained(); }
-
-void Stream::onEof(net::ByteStream&) {
-    if (closed_) return;
-    if (bridge_ && bridge_->busy()) {
-        // As on HTTP/1.1, the app still gets its CLOSE or DISCONNECT before the stream ends (a
-        // client that resets the stream first cancels that request).
-        end_after_bridge_ = true;
-        return;
-    }
-    endResponse();  // END_STREAM once the client has what the session sent
-}
-
-void Stream::onError(net::ByteStream&, int) {
-    if (closed_) return;
-    reset(NGHTTP2_CANCEL);
-}
-
 
 }  // namespace portico::http2
