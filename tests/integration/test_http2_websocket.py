@@ -16,34 +16,12 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 from backends import Response  # noqa: E402
-from h2_client import H2Client  # noqa: E402
+from h2_client import H2Client, client_frame, server_frames  # noqa: E402
 from portico_harness import main, make_config  # noqa: E402
 from woh_backend import WohBackend  # noqa: E402
 from ws_peers import WsTestCase  # noqa: E402
 
 ENABLE_CONNECT_PROTOCOL = 8
-
-
-def client_frame(opcode, payload):
-    """One masked frame, as a client sends it (RFC 6455 5.3)."""
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n))
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def server_frames(data):
-    """Unmasked frames from the server: [(opcode, payload)]."""
-    frames, i = [], 0
-    while i + 2 <= len(data):
-        opcode, n = data[i] & 0x0F, data[i + 1] & 0x7F
-        i += 2
-        if n == 126:
-            n = struct.unpack("!H", data[i:i + 2])[0]
-            i += 2
-        frames.append((opcode, bytes(data[i:i + n])))
-        i += n
-    return frames
 
 
 class WebSocketOverHttp2(WsTestCase):

@@ -3,7 +3,9 @@
 exactly the frames a test asks for (requests, resets, PINGs, SETTINGS, bad fields) and records
 every event, so that tests can assert on the protocol itself (GOAWAY, RST_STREAM, windows)."""
 
+import os
 import socket
+import struct
 import time
 
 import h2.config
@@ -158,3 +160,34 @@ class H2Client:
             self.sock.close()
         except OSError:
             pass
+
+
+def client_frame(opcode, payload, fin=True):
+    """One masked WebSocket frame, as a client sends it (RFC 6455 5.3)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        length = bytes([0x80 | n])
+    elif n < 65536:
+        length = bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        length = bytes([0x80 | 127]) + struct.pack("!Q", n)
+    masked = bytes(payload) if not n else (int.from_bytes(payload, "big") ^ int.from_bytes(
+        (mask * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
+    return bytes([(0x80 if fin else 0) | opcode]) + length + mask + masked
+
+
+def server_frames(data):
+    """Unmasked WebSocket frames from the server: [(opcode, payload)] (complete frames only)."""
+    frames, i = [], 0
+    while i + 2 <= len(data):
+        opcode, n, at = data[i] & 0x0F, data[i + 1] & 0x7F, i + 2
+        if n == 126:
+            n, at = struct.unpack("!H", data[at:at + 2])[0], at + 2
+        elif n == 127:
+            n, at = struct.unpack("!Q", data[at:at + 8])[0], at + 8
+        if at + n > len(data):
+            break
+        frames.append((opcode, bytes(data[at:at + n])))
+        i = at + n
+    return frames

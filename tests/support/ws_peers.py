@@ -324,12 +324,16 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
       "hello_after_101": the 101 and an unmasked text frame "hello" in one write
       "big_server_message": correct 101, then one unmasked binary frame of `size` bytes
       "slow_101":     waits `delay` seconds before a correct 101
+      "flood":        correct 101, then one unmasked binary frame of `size` bytes written in
+                      64 KiB pieces as fast as the connection takes them; b.ws_sent counts the
+                      bytes written so far (a proxy that stops reading stops it)
     After the 101 every mode reads until EOF; what it read is appended to b.ws_received
     (bytearray, all connections) and b.ws_closed counts connections that ended.
     Other paths get HttpBackend's built-ins (echo JSON). Stopped on cleanup."""
     b = backends.HttpBackend(name=name)
     b.ws_received = bytearray()
     b.ws_closed = 0
+    b.ws_sent = 0
     lock = threading.Lock()
 
     def handler(req, conn):
@@ -353,7 +357,16 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
                 head += ws_client.build_frame(ws_client.OP_TEXT, b"hello", mask=False)
             elif mode == "big_server_message":
                 head += ws_client.build_frame(ws_client.OP_BINARY, b"B" * size, mask=False)
+            if mode == "flood":
+                head += bytes([0x82, 127]) + size.to_bytes(8, "big")
             sock.sendall(head)
+            if mode == "flood":
+                piece, left = b"F" * 65536, size
+                while left > 0:
+                    n = sock.send(piece[:left])
+                    left -= n
+                    with lock:
+                        b.ws_sent += n
             early = bytes(getattr(conn, "rbuf", b""))
             with lock:
                 b.ws_received += early
