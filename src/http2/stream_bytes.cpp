@@ -119,6 +119,10 @@ void StreamBytes::close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, 
     handler_ = nullptr;
     reading_ = false;
     event_del(deliver_event_.get());
+    // The window held back while the session paused goes back too: the client's own Close may
+    // be waiting for it (without, the stream ends in a reset and the close is not clean).
+    giveBack(withheld_);
+    withheld_ = 0;
     if (Stream* stream = stream_) {
         stream_ = nullptr;
         stream->onBytesClosed();

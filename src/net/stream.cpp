@@ -109,6 +109,21 @@ void Stream::pauseReading() {
     event_del(read_event_.get());
 }
 
+void Stream::detach() {
+    // A handler that ignores everything: the stream may be inside its own callback, which goes
+    // on calling handler_ after the owner detached it.
+    class Detached final : public StreamHandler {
+        void onReadable(ByteStream&) override {}
+        void onBytes(ByteStream&, const char*, std::size_t) override {}
+        void onEof(ByteStream&) override {}
+        void onError(ByteStream&, int) override {}
+    };
+    static Detached detached;
+    handler_ = &detached;
+    pauseReading();  // event_del also takes an event off the loop's list of those due now
+    disarmWrite();
+}
+
 void Stream::resumeReading() {
     if (reading_) return;
     reading_ = true;

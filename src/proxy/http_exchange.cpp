@@ -42,8 +42,16 @@ HttpExchange::HttpExchange(net::EventLoop& loop)
       response_parser_(http::MessageParser::Kind::Response, static_cast<http::MessageParser::Handler*>(this), kMaxResponseHeadBytes),
       timer_(event_new(loop.base(), -1, 0, &HttpExchange::onTimer, this)) {}
 
+// The socket goes at the loop's next turn, and none of its events, not even those already due,
+// reach this exchange, which a pool may hand to another request before then.
+void HttpExchange::dropUpstream() {
+    if (!upstream_) return;
+    upstream_->detach();
+    loop_.deferDelete(std::move(upstream_));
+}
+
 void HttpExchange::begin(ExchangeOwner& owner, UpstreamGroup& group, const config::Route& route, const Request& request) {
-    if (upstream_) loop_.deferDelete(std::move(upstream_));  // ended without complete(): not reused
+    dropUpstream();  // ended without complete(): not reused
     stopTimer();
     owner_ = &owner;
     group_ = &group;
@@ -74,7 +82,7 @@ void HttpExchange::begin(ExchangeOwner& owner, UpstreamGroup& group, const confi
 }
 
 HttpExchange::~HttpExchange() {
-    if (upstream_) loop_.deferDelete(std::move(upstream_));
+    dropUpstream();
 }
 
 const std::string& HttpExchange::upstreamName() const {
@@ -103,7 +111,7 @@ void HttpExchange::tryServer(int server, bool allow_pool) {
     if (server_ >= 0) group_->balancer().onRequestEnd(server_);
     server_ = server;
     group_->balancer().onRequestStart(server);
-    if (upstream_) loop_.deferDelete(std::move(upstream_));
+    dropUpstream();
     response_parser_.reset();
     upstream_ = allow_pool ? group_->takeIdle(server) : nullptr;
     reused_ = upstream_ != nullptr;
@@ -173,7 +181,7 @@ void HttpExchange::fail(int status, const char* reason) {
     phase_ = Phase::Done;
     stopTimer();
     if (server_ >= 0) group_->balancer().onRequestEnd(server_);
-    if (upstream_) loop_.deferDelete(std::move(upstream_));
+    dropUpstream();
     owner_->onExchangeFailed(head_sent_ ? 0 : status, reason);
 }
 
@@ -185,8 +193,8 @@ void HttpExchange::complete() {
     bool upstream_reusable = response_parser_.keepAlive() && request_done_ && upstream_;
     if (upstream_reusable) {
         group_->putIdle(server_, std::move(upstream_));
-    } else if (upstream_) {
-        loop_.deferDelete(std::move(upstream_));
+    } else {
+        dropUpstream();
     }
     if (!owner_->consumesResponse()) owner_->downstream().flush();
     // After a declined WebSocket handshake the client may send frames anyway: do not read on.
@@ -312,7 +320,7 @@ void HttpExchange::abort() {
     phase_ = Phase::Done;
     stopTimer();
     if (server_ >= 0) group_->balancer().onRequestEnd(server_);
-    if (upstream_) loop_.deferDelete(std::move(upstream_));
+    dropUpstream();
 }
 
 void HttpExchange::onConnected(net::Stream& stream) {
@@ -392,7 +400,7 @@ void HttpExchange::onReadable(net::ByteStream& stream) {
         }
         if (evbuffer_get_length(stream.input()) > 0) {
             // Bytes after the response: the upstream cannot be trusted with another request.
-            loop_.deferDelete(std::move(upstream_));
+            dropUpstream();
         }
         complete();
         return;

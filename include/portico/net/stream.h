@@ -41,6 +41,9 @@ public:
                                              socklen_t length, StreamHandler* handler, int& error);
 
     void setHandler(StreamHandler* handler) override { handler_ = handler; }
+    // Its owner lets go ahead of a deferred delete: nothing more reaches the old handler, not
+    // even events already due in this loop pass (the handler may be recycled for other work).
+    void detach();
     // The buffers are made on first use (an idle relayed socket never needs them); a pointer
     // stays valid until releaseIdle() or the Stream's end.
     evbuffer* input() const override;

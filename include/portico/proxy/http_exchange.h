@@ -107,6 +107,7 @@ private:
     enum class Wait { Nothing, Connect, Send, Response };
 
     void tryServer(int server, bool allow_pool);
+    void dropUpstream();
     void retryOrFail(int status, const char* reason);
     // After a pooled connection died before any response byte: true when the request may go
     // again, whole, on a fresh connection (no body byte went out; no side effect possible).
