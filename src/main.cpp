@@ -4,7 +4,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <event2/thread.h>
 #include <string>
 #include <vector>
 
@@ -92,7 +91,6 @@ int main(int argc, char** argv) {
         LOG_WARN("%s", warning->c_str());
 
     std::signal(SIGPIPE, SIG_IGN);  // a peer that went away is an error return, not a signal
-    evthread_use_pthreads();        // Worker::requestStop() activates events from the main thread
     portico::net::Server server(config_path, loaded.config, std::move(tls));
     return server.run();
 }

@@ -31,7 +31,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
       metrics_(std::move(metrics)),
       stats_(metrics_->addWorker()),
       max_connections_(max_connections == 0 ? 1 : max_connections),
-      control_event_(event_new(loop_.base(), -1, 0, &Worker::onControl, this)),
+      control_(loop_, [this] { onControl(); }),
       stop_timer_(event_new(loop_.base(), -1, 0, &Worker::onStopTimeout, this)) {
     current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_, stats_);
     drain_old_timer_.reset(event_new(loop_.base(), -1, 0, &Worker::onDrainOld, this));
@@ -85,7 +85,7 @@ void Worker::run() {
 
 void Worker::requestStop() {
     stop_requested_ = true;
-    event_active(control_event_.get(), EV_TIMEOUT, 0);  // thread-safe: evthread_use_pthreads
+    control_.notify();
 }
 
 void Worker::requestReload(std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
@@ -94,16 +94,15 @@ void Worker::requestReload(std::shared_ptr<const Snapshot> snapshot, std::shared
         std::lock_guard lock(reload_mutex_);
         pending_reload_ = PendingReload{std::move(snapshot), std::move(sink), std::move(new_fds)};
     }
-    event_active(control_event_.get(), EV_TIMEOUT, 0);
+    control_.notify();
 }
 
-void Worker::onControl(int, short, void* arg) {
-    auto* self = static_cast<Worker*>(arg);
-    if (self->stop_requested_) {
-        self->beginStop();
+void Worker::onControl() {
+    if (stop_requested_) {
+        beginStop();
         return;
     }
-    self->applyReload();
+    applyReload();
 }
 
 void Worker::applyReload() {

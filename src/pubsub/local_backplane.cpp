@@ -10,8 +10,8 @@ namespace portico::pubsub {
 LocalBackplane::LocalBackplane(net::EventLoop& loop, std::shared_ptr<PubSubRegistry> registry)
     : loop_(loop),
       registry_(std::move(registry)),
-      inbox_event_(event_new(loop.base(), -1, 0, &LocalBackplane::onInbox, this)),
-      sweep_event_(event_new(loop.base(), -1, EV_PERSIST, &LocalBackplane::onSweep, this)) {}
+      sweep_event_(event_new(loop.base(), -1, EV_PERSIST, &LocalBackplane::onSweep, this)),
+      inbox_wakeup_(loop, [this] { onInbox(); }) {}
 
 LocalBackplane::~LocalBackplane() { registry_->detach(this); }
 
@@ -64,18 +64,18 @@ void LocalBackplane::post(const std::string& channel, MessagePtr message) {
         wake = inbox_.empty();
         inbox_.emplace_back(channel, std::move(message));
     }
-    if (wake) event_active(inbox_event_.get(), EV_TIMEOUT, 0);  // thread-safe (evthread_use_pthreads)
+    // Whoever found the inbox empty wakes the loop; the others' messages ride along.
+    if (wake) inbox_wakeup_.notify();
 }
 
-void LocalBackplane::onInbox(int, short, void* arg) {
-    auto* self = static_cast<LocalBackplane*>(arg);
+void LocalBackplane::onInbox() {
     std::vector<std::pair<std::string, MessagePtr>> batch;
     {
-        std::lock_guard lock(self->inbox_mutex_);
-        batch.swap(self->inbox_);
+        std::lock_guard lock(inbox_mutex_);
+        batch.swap(inbox_);
     }
-    if (!self->sink_) return;
-    for (const auto& [channel, message] : batch) self->sink_->onBackplaneMessage(channel, message);
+    if (!sink_) return;
+    for (const auto& [channel, message] : batch) sink_->onBackplaneMessage(channel, message);
 }
 
 }  // namespace portico::pubsub

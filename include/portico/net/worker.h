@@ -2,7 +2,8 @@
 #pragma once
 // A worker thread: its own event loop, its own SO_REUSEPORT listening sockets, the connections
 // it accepted and its view of the running configuration. Nothing on the data path is shared
-// with other workers; the main thread talks to a worker only through requestStop().
+// with other workers; the main thread talks to a worker only through requestStop() and
+// requestReload(), which leave their request under a lock and wake the loop (net::Wakeup).
 
 #include <atomic>
 #include <chrono>
@@ -22,6 +23,7 @@
 #include "portico/core/log_throttle.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/ip_limits.h"
+#include "portico/net/wakeup.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/observe/access_log.h"
 #include "portico/observe/metrics.h"
@@ -97,7 +99,8 @@ private:
     void refuse(core::UniqueFd fd, const ListenerSlot& slot);
     // Enables or disables every listener: they accept while !paused and not backing off.
     void applyListenState();
-    static void onControl(int, short, void* arg);
+    // On the worker's thread after requestStop() or requestReload().
+    void onControl();
     static void onStopTimeout(int, short, void* arg);
 
     // First, so that it outlives connections the loop deletes late: their leases release into it.
@@ -129,7 +132,7 @@ private:
     };
     std::unordered_map<ClientConnection*, Connected> connections_;
     std::size_t max_connections_;
-    core::EventPtr control_event_;
+    Wakeup control_;  // requestStop() and requestReload() wake the loop through it
     core::EventPtr stop_timer_;
     std::atomic<bool> stop_requested_{false};
     struct PendingReload {

@@ -12,12 +12,9 @@
 #include <vector>
 
 #include "portico/core/handles.h"
+#include "portico/net/wakeup.h"
 #include "portico/pubsub/backplane.h"
 #include "portico/pubsub/pubsub_registry.h"
-
-namespace portico::net {
-class EventLoop;
-}
 
 namespace portico::pubsub {
 
@@ -41,16 +38,17 @@ public:
 private:
     // Inbox: thread-safe, from whichever worker published.
     void post(const std::string& channel, MessagePtr message) override;
-    static void onInbox(int, short, void* arg);
+    // On this loop's thread: hands what the inbox holds to the sink.
+    void onInbox();
     static void onSweep(int, short, void* arg);
 
     net::EventLoop& loop_;
     std::shared_ptr<PubSubRegistry> registry_;
     BackplaneSink* sink_ = nullptr;
-    core::EventPtr inbox_event_;
     core::EventPtr sweep_event_;  // history_ttl and channel_idle_timeout (registry's expire())
     std::mutex inbox_mutex_;
     std::vector<std::pair<std::string, MessagePtr>> inbox_;
+    net::Wakeup inbox_wakeup_;  // post() from another worker's thread wakes this loop through it
 };
 
 }  // namespace portico::pubsub
