@@ -55,9 +55,11 @@ namespace {
 
 // Bytes the peer sent that nobody read: closing a socket with them makes Linux answer with a
 // reset, which destroys what is still queued to the peer (RFC 9293 3.6.1; the same reason
-// Worker::refuse lingers). A relay whose reading was paused by backpressure has them.
+// Worker::refuse lingers). A relay whose reading was paused by backpressure has them. After the
+// peer's FIN, read to the end, nothing can be waiting: no FIONREAD (one syscall per upgrade).
 bool hasUnreadInput(const Stream& stream) {
     if (stream.inputLength() > 0) return true;
+    if (stream.peerClosed()) return false;
     int unread = 0;
     return ::ioctl(stream.fd(), FIONREAD, &unread) != 0 || unread > 0;
 }

@@ -290,6 +290,7 @@ void Stream::handleRead() {
     int error = 0;
     const std::size_t buffered = ssl_ ? readTls(eof, error) : readPlain(eof, error);
     if (eof || error) pauseReading();  // level-triggered: a closed socket stays readable
+    if (eof) peer_closed_ = true;
     if (buffered > 0) handler_->onReadable(*this);
     // The handler may have paused us or switched handlers; report the end to the current one.
     if (error) {

@@ -61,6 +61,8 @@ public:
     void pauseReading() override;
     void resumeReading() override;
     bool isReading() const override { return reading_; }
+    // The peer's FIN (or TLS close_notify) was read: nothing more can arrive on this socket.
+    bool peerClosed() const { return peer_closed_; }
 
     // Sends as much of output() as the socket takes now; the rest goes when it is writable.
     // A write error is reported through onError from the event loop, never from inside flush().
@@ -137,6 +139,7 @@ private:
     std::uint64_t bytes_written_ = 0;  // to the socket (plaintext on TLS)
     int pending_error_ = 0;     // a write error waiting to be reported from the loop
     bool reading_ = false;
+    bool peer_closed_ = false;
     bool direct_read_ = false;
     bool bulk_ = false;  // the last plain read filled kReadChunk: read into input() directly
     bool write_armed_ = false;
