@@ -74,7 +74,9 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
       listener_(&snapshot_->config().listeners.at(listener_index)),
       listener_stats_(listener_stats),
       client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this))),
-      parser_(http::MessageParser::Kind::Request, this, snapshot_->config().limits.max_header_bytes),
+      parser_(std::make_unique<http::MessageParser>(http::MessageParser::Kind::Request,
+                                                    static_cast<http::MessageParser::Handler*>(this),
+                                                    snapshot_->config().limits.max_header_bytes)),
       exchanges_(worker.loop(), 1),
       timer_(event_new(worker.loop().base(), -1, 0, &ClientConnection::onTimer, this)) {
     client_ip_ = peerAddress(peer, client_hash_);
@@ -120,7 +122,7 @@ void ClientConnection::adoptCurrentSnapshot() {
         worker_.loop().deferDelete(std::move(snapshot_));
         snapshot_ = current;
         listener_ = &listener;
-        parser_.setMaxHeadBytes(snapshot_->config().limits.max_header_bytes);
+        parser_->setMaxHeadBytes(snapshot_->config().limits.max_header_bytes);
         return;
     }
 }
@@ -151,13 +153,13 @@ void ClientConnection::processInput() {
             if (evbuffer_get_length(in) > kPipelineBytes) client_->pauseReading();
             return;
         }
-        if (state_ == State::ReadingHead && !parser_.inMessage() && evbuffer_get_length(in) > 0 &&
+        if (state_ == State::ReadingHead && !parser_->inMessage() && evbuffer_get_length(in) > 0 &&
             req_.start == std::chrono::steady_clock::time_point{}) {
             req_.start = std::chrono::steady_clock::now();
             if (requests_ > 0) armTimer(snapshot_->config().limits.client_header_timeout);
         }
         std::size_t before = evbuffer_get_length(in);
-        http::ParseStatus status = parser_.parse(in);
+        http::ParseStatus status = parser_->parse(in);
         req_.bytes_in += before - evbuffer_get_length(in);
         switch (status) {
             case http::ParseStatus::NeedMore:
@@ -170,13 +172,13 @@ void ClientConnection::processInput() {
                 }
                 return;
             case http::ParseStatus::Error: {
-                const http::ParseError error = parser_.error();
+                const http::ParseError error = parser_->error();
                 int code = error == http::ParseError::HeadTooLarge                  ? 431
                            : error == http::ParseError::UnsupportedTransferEncoding ? 501
                                                                                     : 400;
                 if (error == http::ParseError::Aborted) return;  // already answered
-                LOG_INFO("client %s: bad request: %s", client_ip_.c_str(), parser_.errorReason());
-                respondError(code, parser_.errorReason());
+                LOG_INFO("client %s: bad request: %s", client_ip_.c_str(), parser_->errorReason());
+                respondError(code, parser_->errorReason());
                 return;
             }
             case http::ParseStatus::Upgrade:
@@ -225,25 +227,27 @@ const std::string& ClientConnection::localAuthority() {
 }
 
 bool ClientConnection::hasBody() const {
-    return parser_.chunked() || (parser_.hasContentLength() && parser_.contentLength() > 0);
+    return parser_->chunked() || (parser_->hasContentLength() && parser_->contentLength() > 0);
 }
 
 // RFC 9110 10.1.1: a client that sent "Expect: 100-continue" may wait for our interim response
 // before it sends the body; when we answer with a final status at the head instead, it may never
 // send it, so that connection cannot be reused.
 bool ClientConnection::bodyAwaitsContinue() const {
-    const http::RequestHead& request = parser_.request();
+    const http::RequestHead& request = parser_->request();
     return request.version_minor >= 1 && hasBody() && http::headerHasToken(request.headers, "Expect", "100-continue");
 }
 
 // RFC 9110 9.3.2: what we answer to HEAD ourselves has a head only (false while the head of the
 // request is not parsed yet: its method is not known).
-bool ClientConnection::headOnly() const { return parser_.headComplete() && parser_.request().method == "HEAD"; }
+bool ClientConnection::headOnly() const {
+    return parser_ && parser_->headComplete() && parser_->request().method == "HEAD";
+}
 
 http::HeadAction ClientConnection::onHead() {
     event_del(timer_.get());
     if (requests_ > 0) adoptCurrentSnapshot();  // a reload since the last request applies now
-    http::RequestHead& request = parser_.request();
+    http::RequestHead& request = parser_->request();
     const auto& config = snapshot_->config();
     response_.reset(true, request.version_minor);
     if (req_.start == std::chrono::steady_clock::time_point{}) req_.start = std::chrono::steady_clock::now();
@@ -271,8 +275,8 @@ http::HeadAction ClientConnection::onHead() {
                       {{"Location", httpsRedirectLocation(host, *listener_->redirect_https, request.target)}});
         return answeredAtHead();
     }
-    if (config.limits.max_body_bytes && parser_.hasContentLength() &&
-        parser_.contentLength() > config.limits.max_body_bytes) {
+    if (config.limits.max_body_bytes && parser_->hasContentLength() &&
+        parser_->contentLength() > config.limits.max_body_bytes) {
         respondError(413, "body too large");
         return http::HeadAction::Abort;
     }
@@ -316,15 +320,15 @@ http::HeadAction ClientConnection::onHead() {
         return http::HeadAction::Abort;
     }
     proxy::HttpExchange::Request forward;
-    forward.head = &parser_.request();
+    forward.head = &parser_->request();
     forward.client_ip = client_ip_;
     forward.scheme = listener_->tls ? "https" : "http";
     forward.client_hash = client_hash_;
-    if (parser_.chunked()) {
+    if (parser_->chunked()) {
         forward.body_framing = http::BodyFraming::Chunked;
-    } else if (parser_.hasContentLength() && parser_.contentLength() > 0) {
+    } else if (parser_->hasContentLength() && parser_->contentLength() > 0) {
         forward.body_framing = http::BodyFraming::ContentLength;
-        forward.content_length = parser_.contentLength();
+        forward.content_length = parser_->contentLength();
     } else if (request.method == "POST" || request.method == "PUT" || request.method == "PATCH") {
         // RFC 9110 8.6: a request that usually carries content says it has none.
         forward.body_framing = http::BodyFraming::ContentLength;
@@ -379,7 +383,7 @@ void ClientConnection::onMessageComplete() {
 // ---- the exchange with the upstream ---------------------------------------------------------
 
 bool ClientConnection::clientKeepAlive() const {
-    return parser_.keepAlive() && !draining_ && !worker_.stopping() && !client_eof_;
+    return parser_ && parser_->keepAlive() && !draining_ && !worker_.stopping() && !client_eof_;
 }
 
 void ClientConnection::onExchangeComplete(bool reusable) {
@@ -427,7 +431,7 @@ void ClientConnection::responseDone(bool keep_alive) {
         closeAfterFlush();
         return;
     }
-    parser_.resume();
+    parser_->resume();
     beginRequest();
     if (evbuffer_get_length(client_->input()) > 0) {
         // A pipelined request is waiting; continue from the loop, not from inside the callback
@@ -489,7 +493,7 @@ void ClientConnection::onEof(ByteStream&) {
     client_eof_ = true;
     switch (state_) {
         case State::ReadingHead:
-            if (parser_.inMessage()) LOG_DEBUG("client %s: closed mid-request", client_ip_.c_str());
+            if (parser_->inMessage()) LOG_DEBUG("client %s: closed mid-request", client_ip_.c_str());
             finish("client closed");
             return;
         case State::Proxying:
@@ -598,7 +602,7 @@ void ClientConnection::onTimer(int, short, void* arg) {
     auto* self = static_cast<ClientConnection*>(arg);
     switch (self->state_) {
         case State::ReadingHead:
-            if (self->parser_.inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||
+            if (self->parser_->inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||
                 (self->requests_ == 0 && self->req_.start != std::chrono::steady_clock::time_point{})) {
                 self->respondError(408, "client header timeout");  // slowloris
             } else {
@@ -628,7 +632,7 @@ void ClientConnection::drain() {
         session_->goAway();
         return;
     }
-    if (state_ == State::ReadingHead && !parser_.inMessage() && evbuffer_get_length(client_->input()) == 0)
+    if (state_ == State::ReadingHead && !parser_->inMessage() && evbuffer_get_length(client_->input()) == 0)
         finish("shutting down");
 }
 
@@ -637,9 +641,9 @@ void ClientConnection::logAccess() {
     req_.logged = true;
     RequestSummary summary;
     summary.route = req_.route;
-    summary.request = &parser_.request();
+    summary.request = &parser_->request();
     summary.client_ip = client_ip_;
-    summary.protocol = parser_.request().version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    summary.protocol = parser_->request().version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
     summary.upstream = exchange_ ? std::string_view(exchange_->upstreamName()) : std::string_view(req_.upstream_name);
     summary.status = req_.status;
     summary.bytes_in = req_.bytes_in;

@@ -40,7 +40,7 @@ http::HeadAction ClientConnection::answeredAtHead() {
 // backplane may answer later (Redis): the response is written by onPubSubAnswer, and the request
 // waits in Responding with response_done unset, like a body still arriving.
 void ClientConnection::servePubSub() {
-    const bool head_only = parser_.request().method == "HEAD";
+    const bool head_only = parser_->request().method == "HEAD";
     auto done = [this, alive = std::weak_ptr<char>(alive_), head_only](const handlers::PubSubAnswer& answer) {
         if (!alive.expired()) onPubSubAnswer(answer, head_only);
     };
@@ -48,7 +48,7 @@ void ClientConnection::servePubSub() {
     answering_ = true;
     std::string body = std::move(req_.body);
     req_.body.clear();
-    servePubSubRequest(worker_, snapshot_->config(), *req_.route, parser_.request(), std::move(body), std::move(done));
+    servePubSubRequest(worker_, snapshot_->config(), *req_.route, parser_->request(), std::move(body), std::move(done));
     answering_ = false;
 }
 
@@ -66,13 +66,13 @@ void ClientConnection::onPubSubAnswer(const handlers::PubSubAnswer& answer, bool
 // (onMessageComplete). Everything that can refuse it is decided here, before a byte of the body
 // is read or buffered: an unauthenticated client cannot make us hold its body.
 http::HeadAction ClientConnection::startPublish(const config::Route& route) {
-    const bool authorized = publishAuthorized(route, parser_.request());
+    const bool authorized = publishAuthorized(route, parser_->request());
     if (!authorized) {
         respondError(401, "publish without a valid token", {{"WWW-Authenticate", "Bearer"}});
         return http::HeadAction::Abort;
     }
     const std::size_t limit = snapshot_->config().limits.max_body_bytes;
-    if (parser_.hasContentLength() && !handlers::publishBodyFits(worker_.pubsub(), route, limit, parser_.contentLength())) {
+    if (parser_->hasContentLength() && !handlers::publishBodyFits(worker_.pubsub(), route, limit, parser_->contentLength())) {
         respondError(413, "body too large");
         return http::HeadAction::Abort;
     }
@@ -93,7 +93,7 @@ void ClientConnection::respondInternal(const config::Route& route) {
     state_ = State::Responding;
     req_.keep_alive = clientKeepAlive() && !bodyAwaitsContinue();
     response_.setKeepAlive(req_.keep_alive);
-    if (!serveBuiltin(worker_, route, parser_.request(), response_)) {
+    if (!serveBuiltin(worker_, route, parser_->request(), response_)) {
         servePubSub();  // PubSub GET/HEAD: the channel's info; Publish: 405 (POST went to startPublish)
         return;
     }

@@ -176,7 +176,9 @@ private:
         ClientConnection& connection_;
     };
     Downstream response_{*this};
-    http::MessageParser parser_;
+    // The HTTP/1.1 parser of this connection's requests; freed when a WebSocket session starts
+    // (null in state Upgraded, but with the bridge, which reads the handshake's head to the end).
+    std::unique_ptr<http::MessageParser> parser_;
     proxy::ExchangePool exchanges_;  // one exchange, reused by request after request
     std::unique_ptr<proxy::HttpExchange> exchange_;  // the request in flight's, from exchanges_
     // websocket mode http: the WebSocket's events to and from the app. Declared before session_,
