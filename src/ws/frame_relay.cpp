@@ -249,9 +249,12 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
         src.forward(frame_size);
         d.bytes += frame_size;
     }
-    commitRun(d);  // one write per direction per read
-    d.to->flush();
-    if (d.to->outputLength() > proxy::kHighWatermark) d.from->pauseReading();
+    commitRun(d);  // one write per direction per read (Stream::write queues what the socket refuses)
+    // Bytes moved into output() (BufferSource, a Close of ours) go now; usually there are none.
+    if (d.to->outputLength() > 0) {
+        d.to->flush();
+        if (d.to->outputLength() > proxy::kHighWatermark) d.from->pauseReading();
+    }
     return true;
 }
 
