@@ -53,8 +53,7 @@ EndpointSession::EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, 
       idle_(loop, settings.idle_timeout, [this] { close(ws::close_code::kGoingAway, "idle timeout"); }),
       lifetime_(loop, settings, [this] { onLifetime(); }, [this] { end("max lifetime grace over"); }),
       rate_(settings.rate, ws::RateLimiter::Clock::now()),
-      ping_timer_(event_new(loop.base(), -1, 0, &EndpointSession::onPingTimer, this)),
-      ping_interval_(settings.ping_interval) {
+      ping_(loop, settings.ping_interval, [this] { onPing(); }) {
     client_->setHandler(this);
     client_->setLowWatermark(proxy::kLowWatermark);
     client_->resumeReading();
@@ -67,7 +66,7 @@ EndpointSession::~EndpointSession() {
 void EndpointSession::start() {
     idle_.start();
     lifetime_.start();
-    if (ping_interval_.count() > 0) net::addTimer(loop_, ping_timer_.get(), ping_interval_);
+    ping_.start();
     app_->onOpen(*this);
     // The app may close at once (pubsub: 1013 too many channels, 4410 history lost): end()
     // has handed the socket to the graceful close already.
@@ -108,7 +107,7 @@ void EndpointSession::onLifetime() {
     // RFC 6455 7.4.1: 1001, going away; the client's answering Close ends the session
     // (afterCodec), or the grace period does.
     limit_ = ws::SessionLimit::Lifetime;
-    event_del(ping_timer_.get());
+    ping_.stop();
     codec_.sendClose(ws::close_code::kGoingAway);
     client_->flush();
     lifetime_.startGrace();
@@ -219,17 +218,16 @@ void EndpointSession::holdReading(bool hold) {
 
 void EndpointSession::goAway() { close(ws::close_code::kGoingAway, "server going away"); }
 
-void EndpointSession::onPingTimer(int, short, void* arg) {
-    auto* self = static_cast<EndpointSession*>(arg);
-    if (self->ping_outstanding_) {
-        self->close(ws::close_code::kGoingAway, "no pong");
+void EndpointSession::onPing() {
+    if (ping_outstanding_) {
+        close(ws::close_code::kGoingAway, "no pong");
         return;
     }
-    if (self->codec_.sendPing(kPingPayload)) {
-        self->ping_outstanding_ = true;
-        self->client_->flush();
+    if (codec_.sendPing(kPingPayload)) {
+        ping_outstanding_ = true;
+        client_->flush();
     }
-    net::addTimer(self->loop_, self->ping_timer_.get(), self->ping_interval_);
+    ping_.start();  // the next one an interval from now
 }
 
 void EndpointSession::end(const char* reason) {
@@ -237,7 +235,7 @@ void EndpointSession::end(const char* reason) {
     ended_ = true;
     idle_.stop();
     lifetime_.stop();
-    event_del(ping_timer_.get());
+    ping_.stop();
     app_->onClose(*this);
     const ws::SessionCounts final_counts = counts();
     net::closeSide(loop_, std::move(client_), false);

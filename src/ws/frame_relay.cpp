@@ -86,8 +86,7 @@ FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_pt
       down_(Role::Server, allowed_rsv, settings),
       idle_(loop, settings.idle_timeout, [this] { goAwayBoth("idle timeout"); }),
       lifetime_(loop, settings, [this] { onLifetime(); }, [this] { end("max lifetime grace over"); }),
-      ping_timer_(event_new(loop.base(), -1, 0, &FrameRelay::onPingTimer, this)),
-      ping_interval_(settings.ping_interval),
+      ping_(loop, settings.ping_interval, [this] { onPing(); }),
       tracer_(std::move(tracer)) {
     up_.from = down_.to = client_.get();
     up_.to = down_.from = upstream_.get();
@@ -107,7 +106,7 @@ FrameRelay::~FrameRelay() {
 void FrameRelay::start() {
     idle_.start();
     lifetime_.start();
-    if (ping_interval_.count() > 0) net::addTimer(loop_, ping_timer_.get(), ping_interval_);
+    ping_.start();
     if (upstream_->inputLength() > 0 && !pump(down_)) return;
     if (client_->inputLength() > 0 && !pump(up_)) return;
     // From now on reads go straight through: the handshake's buffers are not needed while idle.
@@ -341,7 +340,7 @@ void FrameRelay::onLifetime() {
     // rebalanced). Both sides are asked to close; their Closes end the session (pump), or the
     // grace period does.
     limit_ = SessionLimit::Lifetime;
-    event_del(ping_timer_.get());
+    ping_.stop();
     sendClose(*client_, close_code::kGoingAway);
     sendClose(*upstream_, close_code::kGoingAway);
     lifetime_.startGrace();
@@ -356,20 +355,19 @@ void FrameRelay::goAwayBoth(const char* reason) {
     end(reason);
 }
 
-void FrameRelay::onPingTimer(int, short, void* arg) {
-    auto* self = static_cast<FrameRelay*>(arg);
-    if (self->ping_outstanding_) {
-        self->goAwayBoth("no pong from client");  // a whole interval: the client is gone or stuck
+void FrameRelay::onPing() {
+    if (ping_outstanding_) {
+        goAwayBoth("no pong from client");  // a whole interval: the client is gone or stuck
         return;
     }
-    if (self->down_.remaining == 0 && !self->down_.close_sent) {  // between frames, before a Close
-        const std::size_t mark = evbuffer_get_length(self->client_->output());
-        appendFrame(self->client_->output(), Opcode::Ping, true, 0, kPingPayload.data(), kPingPayload.size(), nullptr);
-        if (self->tracer_) self->tracer_->written(TraceDirection::PorticoToClient, self->client_->output(), mark);
-        self->client_->flush();
-        self->ping_outstanding_ = true;
+    if (down_.remaining == 0 && !down_.close_sent) {  // between frames, before a Close
+        const std::size_t mark = evbuffer_get_length(client_->output());
+        appendFrame(client_->output(), Opcode::Ping, true, 0, kPingPayload.data(), kPingPayload.size(), nullptr);
+        if (tracer_) tracer_->written(TraceDirection::PorticoToClient, client_->output(), mark);
+        client_->flush();
+        ping_outstanding_ = true;
     }
-    net::addTimer(self->loop_, self->ping_timer_.get(), self->ping_interval_);
+    ping_.start();  // the next one an interval from now
 }
 
 void FrameRelay::end(const char* reason, bool finished) {
@@ -377,7 +375,7 @@ void FrameRelay::end(const char* reason, bool finished) {
     ended_ = true;
     idle_.stop();
     lifetime_.stop();
-    event_del(ping_timer_.get());
+    ping_.stop();
     commitRun(up_);  // what was forwarded from the last read goes before the close
     commitRun(down_);
     const SessionCounts final_counts = counts();

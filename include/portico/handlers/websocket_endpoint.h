@@ -99,7 +99,7 @@ private:
     void overRate(const char* reason);
     void onLifetime();
     void end(const char* reason);
-    static void onPingTimer(int, short, void* arg);
+    void onPing();
 
     ws::SessionOwner& owner_;
     net::EventLoop& loop_;
@@ -112,8 +112,8 @@ private:
     ws::RateLimiter rate_;
     ws::RateLimiter::Clock::time_point now_;  // read once per onReadable when a rate is set
     const char* rate_reason_ = nullptr;        // set when the client went over the rate
-    core::EventPtr ping_timer_;
-    std::chrono::milliseconds ping_interval_;
+    // Every websocket.ping_interval (0: never), on the loop's shared queue for that interval.
+    net::IdleTimer ping_;
     std::uint64_t bytes_in_ = 0;
     std::size_t unread_ = 0;  // input bytes the codec left for later (already charged)
     bool ping_outstanding_ = false;

@@ -118,7 +118,7 @@ private:
     // closed at once when nothing is left to send (net::closeFinished); otherwise they linger.
     void end(const char* reason, bool finished = false);
     void goAwayBoth(const char* reason);  // 1001 to both sides, then end
-    static void onPingTimer(int, short, void* arg);
+    void onPing();
 
     SessionOwner& owner_;
     net::EventLoop& loop_;
@@ -128,8 +128,9 @@ private:
     Direction down_;  // upstream -> client
     net::IdleTimer idle_;
     LifetimeTimer lifetime_;
-    core::EventPtr ping_timer_;
-    std::chrono::milliseconds ping_interval_;
+    // Every websocket.ping_interval (0: never): our ping, or the end when the last went unanswered.
+    // On the loop's shared queue for that interval: no libevent timer of its own per session.
+    net::IdleTimer ping_;
     std::unique_ptr<FrameTracer> tracer_;  // null: websocket.trace is off
     bool ping_outstanding_ = false;
     bool ended_ = false;
