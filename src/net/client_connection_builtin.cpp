@@ -41,6 +41,7 @@ http::HeadAction ClientConnection::answeredAtHead() {
 // waits in Responding with response_done unset, like a body still arriving.
 void ClientConnection::servePubSub() {
     const bool head_only = parser_->request().method == "HEAD";
+    if (!alive_) alive_ = std::make_shared<char>();
     auto done = [this, alive = std::weak_ptr<char>(alive_), head_only](const handlers::PubSubAnswer& answer) {
         if (!alive.expired()) onPubSubAnswer(answer, head_only);
     };

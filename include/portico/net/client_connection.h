@@ -202,7 +202,7 @@ private:
     bool client_eof_ = false;
     bool draining_ = false;
     bool answering_ = false;  // inside servePubSub(): an answer now is ended by the caller
-    std::shared_ptr<char> alive_ = std::make_shared<char>();  // weakly held by late callbacks
+    std::shared_ptr<char> alive_;  // weakly held by late callbacks; made for the first (servePubSub)
 
     // Everything that belongs to the request in flight. beginRequest() replaces it with a fresh
     // one, the only place it is reset: nothing of a request (its route, in the configuration it
