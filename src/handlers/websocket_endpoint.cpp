@@ -50,10 +50,12 @@ EndpointSession::EndpointSession(ws::SessionOwner& owner, net::EventLoop& loop, 
       tracer_(std::move(tracer)),
       codec_(codecOptions(settings, deflate, tracer_.get()), static_cast<ws::CodecHandler&>(*this), client_->output()),
       app_(std::move(app)),
-      idle_(loop, settings.idle_timeout, [this] { close(ws::close_code::kGoingAway, "idle timeout"); }),
+      idle_(loop, settings.idle_timeout,
+            [](void* self) { static_cast<EndpointSession*>(self)->close(ws::close_code::kGoingAway, "idle timeout"); },
+            this),
       lifetime_(loop, settings, [this] { onLifetime(); }, [this] { end("max lifetime grace over"); }),
       rate_(settings.rate, ws::RateLimiter::Clock::now()),
-      ping_(loop, settings.ping_interval, [this] { onPing(); }) {
+      ping_(loop, settings.ping_interval, [](void* self) { static_cast<EndpointSession*>(self)->onPing(); }, this) {
     client_->setHandler(this);
     client_->setLowWatermark(proxy::kLowWatermark);
     client_->resumeReading();

@@ -7,27 +7,27 @@
 
 namespace portico::net {
 
-IdleTimer::IdleTimer(EventLoop& loop, std::chrono::milliseconds timeout, std::function<void()> on_idle)
-    : loop_(loop), timeout_(timeout), on_idle_(std::move(on_idle)) {}
+IdleTimer::IdleTimer(EventLoop& loop, std::chrono::milliseconds timeout, Callback on_idle, void* context)
+    : on_idle_(on_idle), context_(context), queue_(timeout.count() > 0 ? &loop.idleQueue(timeout) : nullptr) {}
 
 IdleTimer::~IdleTimer() { stop(); }
 
+// In the queue: linked to a neighbour, or its only member.
+bool IdleTimer::queued() const { return prev_ || next_ || (queue_ && queue_->head_ == this); }
+
 void IdleTimer::start() {
-    if (queue_ || timeout_.count() <= 0) return;
+    if (!queue_ || queued()) return;
     last_activity_ = std::chrono::steady_clock::now();
-    queue_ = &loop_.idleQueue(timeout_);
     queue_->append(this);
 }
 
 void IdleTimer::stop() {
-    if (!queue_) return;
-    queue_->remove(this);
-    queue_ = nullptr;
+    if (queue_ && queued()) queue_->remove(this);
 }
 
 void IdleTimer::touch() {
     last_activity_ = std::chrono::steady_clock::now();
-    if (!queue_ || !next_) return;  // not started, or already the newest
+    if (!next_) return;  // not started, or already the newest
     queue_->remove(this);
     queue_->append(this);
 }
@@ -37,7 +37,12 @@ IdleQueue::IdleQueue(EventLoop& loop, std::chrono::milliseconds timeout)
 
 IdleQueue::~IdleQueue() {
     // Timers still queued (their owners outlive the loop's last callback) just stop.
-    for (IdleTimer* t = head_; t != nullptr; t = t->next_) t->queue_ = nullptr;
+    for (IdleTimer* t = head_; t != nullptr;) {
+        IdleTimer* next = t->next_;
+        t->queue_ = nullptr;
+        t->prev_ = t->next_ = nullptr;
+        t = next;
+    }
 }
 
 void IdleQueue::append(IdleTimer* timer) {
@@ -67,7 +72,7 @@ void IdleQueue::onTimer(int, short, void* arg) {
     while (self->head_ && now - self->head_->last_activity_ >= self->timeout_) {
         IdleTimer* idle = self->head_;
         idle->stop();
-        idle->on_idle_();  // may stop other timers; sessions defer their deletion to the loop
+        idle->on_idle_(idle->context_);  // may stop other timers; sessions defer their deletion to the loop
     }
     if (self->head_) {
         const auto left = self->timeout_ - (now - self->head_->last_activity_);

@@ -84,9 +84,10 @@ FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_pt
       upstream_(std::move(upstream)),
       up_(Role::Client, allowed_rsv, settings),
       down_(Role::Server, allowed_rsv, settings),
-      idle_(loop, settings.idle_timeout, [this] { goAwayBoth("idle timeout"); }),
+      idle_(loop, settings.idle_timeout, [](void* self) { static_cast<FrameRelay*>(self)->goAwayBoth("idle timeout"); },
+            this),
       lifetime_(loop, settings, [this] { onLifetime(); }, [this] { end("max lifetime grace over"); }),
-      ping_(loop, settings.ping_interval, [this] { onPing(); }),
+      ping_(loop, settings.ping_interval, [](void* self) { static_cast<FrameRelay*>(self)->onPing(); }, this),
       tracer_(std::move(tracer)) {
     up_.from = down_.to = client_.get();
     up_.to = down_.from = upstream_.get();

@@ -16,7 +16,7 @@ Tunnel::Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::B
       loop_(loop),
       client_(std::move(client)),
       upstream_(std::move(upstream)),
-      idle_(loop, settings.idle_timeout, [this] { end("idle timeout"); }),
+      idle_(loop, settings.idle_timeout, [](void* self) { static_cast<Tunnel*>(self)->end("idle timeout"); }, this),
       lifetime_(loop, settings,
                 [this] {
                     limit_ = SessionLimit::Lifetime;

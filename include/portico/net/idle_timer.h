@@ -6,7 +6,6 @@
 // and holds one libevent timer for the oldest. An idle connection holds no event of its own.
 
 #include <chrono>
-#include <functional>
 
 #include "portico/core/handles.h"
 
@@ -17,9 +16,11 @@ class IdleQueue;
 
 class IdleTimer {
 public:
-    // `on_idle` runs (from the loop) once `timeout` has passed without touch(). A zero timeout
-    // never fires.
-    IdleTimer(EventLoop& loop, std::chrono::milliseconds timeout, std::function<void()> on_idle);
+    // `on_idle(context)` runs (from the loop) once `timeout` has passed without touch(). A zero
+    // timeout never fires. A function and a pointer rather than a std::function: an idle
+    // session holds one or two of these, and every byte counts at 100k sessions.
+    using Callback = void (*)(void* context);
+    IdleTimer(EventLoop& loop, std::chrono::milliseconds timeout, Callback on_idle, void* context);
     ~IdleTimer();
     IdleTimer(const IdleTimer&) = delete;
     IdleTimer& operator=(const IdleTimer&) = delete;
@@ -29,13 +30,13 @@ public:
 
 private:
     friend class IdleQueue;
+    bool queued() const;
 
-    EventLoop& loop_;
-    std::chrono::milliseconds timeout_;
-    std::function<void()> on_idle_;
+    Callback on_idle_;
+    void* context_;
     std::chrono::steady_clock::time_point last_activity_;
-    IdleQueue* queue_ = nullptr;  // while started
-    IdleTimer* prev_ = nullptr;   // neighbours in the queue, oldest activity first
+    IdleQueue* queue_ = nullptr;  // the loop's queue for the timeout; null: never fires
+    IdleTimer* prev_ = nullptr;   // neighbours in the queue while started, oldest activity first
     IdleTimer* next_ = nullptr;
 };
 
@@ -50,6 +51,7 @@ public:
     void remove(IdleTimer* timer);
 
 private:
+    friend class IdleTimer;
     static void onTimer(int, short, void* arg);
 
     std::chrono::milliseconds timeout_;

@@ -25,14 +25,23 @@ void runFor(EventLoop& loop, std::chrono::milliseconds duration) {
     event_free(stop);
 }
 
+// Callbacks: a function and a context, as the sessions pass them.
+struct Mark {
+    std::vector<int>* fired;
+    int id;
+};
+void pushMark(void* mark) { static_cast<Mark*>(mark)->fired->push_back(static_cast<Mark*>(mark)->id); }
+void bump(void* counter) { ++*static_cast<int*>(counter); }
+
 }  // namespace
 
 TEST_CASE("idle timers fire in order of their last activity, a touch postpones only its own", "[net][idle_timer]") {
     EventLoop loop;
     std::vector<int> fired;
-    IdleTimer a(loop, 100ms, [&] { fired.push_back(1); });
-    IdleTimer b(loop, 100ms, [&] { fired.push_back(2); });
-    IdleTimer c(loop, 100ms, [&] { fired.push_back(3); });
+    Mark ma{&fired, 1}, mb{&fired, 2}, mc{&fired, 3};
+    IdleTimer a(loop, 100ms, pushMark, &ma);
+    IdleTimer b(loop, 100ms, pushMark, &mb);
+    IdleTimer c(loop, 100ms, pushMark, &mc);
     a.start();
     b.start();
     c.start();
@@ -47,14 +56,14 @@ TEST_CASE("idle timers fire in order of their last activity, a touch postpones o
 TEST_CASE("a stopped idle timer never fires and the others still do", "[net][idle_timer]") {
     EventLoop loop;
     int a_fired = 0, b_fired = 0;
-    IdleTimer a(loop, 50ms, [&] { ++a_fired; });
+    IdleTimer a(loop, 50ms, bump, &a_fired);
     {
-        IdleTimer b(loop, 50ms, [&] { ++b_fired; });
+        IdleTimer b(loop, 50ms, bump, &b_fired);
         a.start();
         b.start();
         a.stop();
     }  // b leaves the queue with its owner
-    IdleTimer c(loop, 50ms, [&] { ++b_fired; });
+    IdleTimer c(loop, 50ms, bump, &b_fired);
     c.start();
     runFor(loop, 120ms);
     CHECK(a_fired == 0);
@@ -64,9 +73,36 @@ TEST_CASE("a stopped idle timer never fires and the others still do", "[net][idl
 TEST_CASE("a zero idle timeout never fires", "[net][idle_timer]") {
     EventLoop loop;
     int fired = 0;
-    IdleTimer never(loop, 0ms, [&] { ++fired; });
+    IdleTimer never(loop, 0ms, bump, &fired);
     never.start();
     never.touch();
     runFor(loop, 30ms);
     CHECK(fired == 0);
+}
+
+namespace {
+struct Repeater {
+    IdleTimer* timer = nullptr;
+    int fired = 0;
+};
+void restart(void* r) {
+    auto* repeater = static_cast<Repeater*>(r);
+    ++repeater->fired;
+    repeater->timer->start();  // as a session re-arms its ping
+}
+}  // namespace
+
+TEST_CASE("an idle timer started again from its own callback fires once per period", "[net][idle_timer]") {
+    EventLoop loop;
+    Repeater repeater;
+    IdleTimer ping(loop, 40ms, restart, &repeater);
+    repeater.timer = &ping;
+    ping.start();
+    runFor(loop, 150ms);
+    CHECK(repeater.fired >= 2);
+    CHECK(repeater.fired <= 4);
+    ping.stop();
+    const int fired = repeater.fired;
+    runFor(loop, 100ms);
+    CHECK(repeater.fired == fired);
 }
