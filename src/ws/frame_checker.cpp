@@ -17,8 +17,6 @@ std::uint16_t FrameChecker::check(const FrameHeader& h) {
     if (h.masked != expect_masked_) return close_code::kProtocolError;
     // RFC 6455 5.2: RSV bits must be 0 unless an extension defining them was negotiated.
     if ((h.rsv & ~allowed_rsv_) != 0) return close_code::kProtocolError;
-    ++frames_;
-    payload_bytes_ += h.payload_length;
 
     if (isControl(h.opcode)) {
         // RFC 6455 5.5: control frames are never fragmented and carry at most 125 bytes;

@@ -107,9 +107,8 @@ public:
     std::uint16_t closeCodeReceived() const { return code_received_; }  // 0: none received
     bool deflateEnabled() const { return deflater_ != nullptr; }
 
-    // Counters: complete data messages and data/control payload bytes, received and sent.
+    // Counters: complete data messages received; messages and payload bytes sent.
     std::uint64_t messagesIn() const { return checker_.messages(); }
-    std::uint64_t bytesIn() const { return checker_.payloadBytes(); }
     std::uint64_t messagesOut() const { return messages_out_; }
     std::uint64_t bytesOut() const { return bytes_out_; }
 

@@ -37,18 +37,14 @@ public:
     // Whether the current (or last) data message started with RSV1 set (compressed).
     bool messageCompressed() const { return message_compressed_; }
 
-    // Counters since construction: complete data messages, frames (control included), and
-    // payload bytes announced by accepted frame headers (control included).
+    // Complete data messages since construction (the sessions' message counts). Frames and
+    // payload bytes are not counted here: the relays count the bytes they forward.
     std::uint64_t messages() const { return messages_; }
-    std::uint64_t frames() const { return frames_; }
-    std::uint64_t payloadBytes() const { return payload_bytes_; }
 
 private:
     std::uint64_t max_message_bytes_;
     std::uint64_t message_bytes_ = 0;
     std::uint64_t messages_ = 0;
-    std::uint64_t frames_ = 0;
-    std::uint64_t payload_bytes_ = 0;
     std::uint8_t allowed_rsv_;
     bool expect_masked_;
     bool in_message_ = false;

@@ -80,8 +80,6 @@ TEST_CASE("frame checker follows fragmentation", "[ws][checker]") {
     CHECK(c.check(header(Opcode::Continuation, 10, true)) == 0);
     CHECK_FALSE(c.inMessage());
     CHECK(c.messages() == 1);
-    CHECK(c.frames() == 4);
-    CHECK(c.payloadBytes() == 35);
     CHECK(c.check(header(Opcode::Continuation, 1)) == close_code::kProtocolError);
 
     FrameChecker d(Role::Client, 0, 1000);
