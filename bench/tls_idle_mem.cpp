@@ -6,11 +6,13 @@
 // certificate, TLS 1.3, one session ticket), in one process over socketpairs.
 //
 //   g++ -std=c++20 -O2 -o tls_idle_mem bench/tls_idle_mem.cpp -lssl -lcrypto
-//   ./tls_idle_mem CERT KEY [N=1000]
+//   ./tls_idle_mem CERT KEY [N=1000] [--sites]
 //
 // For each mode: N connections handshake, exchange one 64-byte record each way (as the benchmark's
 // one echo), and are then held; the heap in use (mallinfo2().uordblks) before and after, divided
 // by N, is printed with the client side's SSL objects freed first so only the server's remain.
+// --sites: OpenSSL's allocations still live per idle connection (RELEASE_BUFFERS), by the source
+// line that made them (OpenSSL passes file and line to CRYPTO_set_mem_functions' hooks).
 
 #include <malloc.h>
 #include <openssl/err.h>
@@ -18,8 +20,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
 #include <vector>
 
 namespace {
@@ -43,6 +49,64 @@ bool handshake(Pair& p) {
 }
 
 size_t heapInUse() { return mallinfo2().uordblks; }
+
+// --sites: every live OpenSSL allocation made while `tracking` is on, by address.
+struct Site {
+    const char* file;
+    int line;
+    size_t size;
+};
+std::map<void*, Site>* live = nullptr;
+bool tracking = false;
+
+void forget(void* p) {
+    if (p && live) live->erase(p);
+}
+void* trackedMalloc(size_t n, const char* file, int line) {
+    void* p = std::malloc(n);
+    if (tracking && p) {
+        tracking = false;  // the map's own allocations are not OpenSSL's
+        (*live)[p] = {file, line, n};
+        tracking = true;
+    }
+    return p;
+}
+void* trackedRealloc(void* old, size_t n, const char* file, int line) {
+    const bool was = tracking;
+    tracking = false;
+    forget(old);
+    void* p = std::realloc(old, n);
+    if (was && p) (*live)[p] = {file, line, n};
+    tracking = was;
+    return p;
+}
+void trackedFree(void* p, const char*, int) {
+    const bool was = tracking;
+    tracking = false;
+    forget(p);
+    std::free(p);
+    tracking = was;
+}
+
+// Bytes and allocations per connection still live, by OpenSSL source line (64 bytes and up).
+void printSites(int n) {
+    tracking = false;
+    std::map<std::string, std::pair<size_t, size_t>> by_site;
+    size_t total = 0;
+    for (const auto& [p, site] : *live) {
+        total += site.size;
+        auto& entry = by_site[std::string(site.file ? site.file : "?") + ":" + std::to_string(site.line)];
+        entry.first += site.size;
+        entry.second += 1;
+    }
+    std::vector<std::pair<size_t, std::string>> rows;
+    for (const auto& [where, entry] : by_site)
+        if (entry.first / n >= 64)
+            rows.emplace_back(entry.first / n, where + " (" + std::to_string(entry.second / n) + " allocations)");
+    std::sort(rows.rbegin(), rows.rend());
+    std::printf("%8zu bytes of OpenSSL allocations live per idle server connection (N=%d), of which:\n", total / n, n);
+    for (const auto& [bytes, where] : rows) std::printf("%8zu bytes  %s\n", bytes, where.c_str());
+}
 
 double perConnection(SSL_CTX* sctx, SSL_CTX* cctx, int n, bool release) {
     std::vector<Pair> pairs(static_cast<size_t>(n));
@@ -75,6 +139,7 @@ double perConnection(SSL_CTX* sctx, SSL_CTX* cctx, int n, bool release) {
         close(p.fds[1]);
     }
     const size_t after = heapInUse();
+    if (tracking) printSites(n);  // before the servers are freed
     for (auto& p : pairs) {
         SSL_free(p.server);
         close(p.fds[0]);
@@ -90,6 +155,11 @@ int main(int argc, char** argv) {
         return 2;
     }
     const int n = argc > 3 ? std::atoi(argv[3]) : 1000;
+    const bool sites = argc > 4 && std::strcmp(argv[4], "--sites") == 0;
+    if (sites) {
+        live = new std::map<void*, Site>;
+        CRYPTO_set_mem_functions(trackedMalloc, trackedRealloc, trackedFree);  // before any allocation
+    }
     SSL_CTX* sctx = SSL_CTX_new(TLS_server_method());
     SSL_CTX_set_min_proto_version(sctx, TLS1_3_VERSION);
     SSL_CTX_set_num_tickets(sctx, 1);
@@ -101,6 +171,12 @@ int main(int argc, char** argv) {
     SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, nullptr);
     perConnection(sctx, cctx, 50, true);  // warm up the allocator and OpenSSL's lazy tables
+    if (sites) {
+        live->clear();
+        tracking = true;
+        perConnection(sctx, cctx, n, true);  // prints the sites (RELEASE_BUFFERS)
+        return 0;
+    }
     for (bool release : {false, true, false, true}) {
         std::printf("%-22s %8.0f bytes of heap per idle server connection (N=%d)\n",
                     release ? "RELEASE_BUFFERS" : "buffers kept", perConnection(sctx, cctx, n, release), n);
