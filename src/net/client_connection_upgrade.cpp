@@ -79,10 +79,12 @@ void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
     // Nothing more to parse, and the handshake's head is logged: an idle WebSocket keeps no HTTP
     // parser (about 370 bytes with llhttp's state). The bridge still reads the head for its CLOSE
     // and DISCONNECT requests.
-    if (bridge_)
+    if (bridge_) {
         parser_->reset();
-    else
+    } else {
         parser_.reset();
+        exchanges_.clear();  // no request follows on this connection: its idle exchange goes too
+    }
     ws_stats_ = &snapshot_->routeStats(*req_.route);
     ws_stats_->ws_open.add();
     session_->start();
