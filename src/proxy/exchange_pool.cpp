@@ -35,6 +35,7 @@ void ExchangePool::clear() {
     for (auto& exchange : idle_)
         if (exchange->inCallback()) loop_.deferDelete(std::shared_ptr<HttpExchange>(std::move(exchange)));
     idle_.clear();
+    idle_.shrink_to_fit();  // a connection that cleared its pool for good (an upgrade) keeps no array
 }
 
 }  // namespace portico::proxy
