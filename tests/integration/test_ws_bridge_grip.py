@@ -306,10 +306,14 @@ class GripAcrossNodes(PorticoTestCase):
             body = json.dumps({"items": [{"channel": "room", "formats": {"ws-message": {"content": content}}}]})
             return http_request(b.port, "POST", "/publish/", headers=hdrs, body=body.encode())
 
-        # The subscription is live once Redis confirms it: publish until one arrives.
+        # The subscription is live once Redis confirms it: publish until one arrives. Node B's
+        # workers may still be connecting to Redis (a publish then answers 503, "not published").
         got = None
         for i in range(50):
             r = publish_api("hello %d" % i)
+            if r.status == 503:
+                time.sleep(0.1)
+                continue
             self.assertEqual(r.status, 200, r.body)
             try:
                 got = ws.recv_text(timeout=0.2 * slow_factor())
