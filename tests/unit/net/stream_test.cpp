@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+// net::Stream on a socketpair: peerClosed() and detach().
+
+#include <catch2/catch.hpp>
+
+#include <event2/event.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "portico/net/event_loop.h"
+#include "portico/net/stream.h"
+
+using namespace portico;
+
+namespace {
+
+struct Recorder final : net::StreamHandler {
+    virtual ~Recorder() = default;
+    int eofs = 0;
+    int calls = 0;  // of any callback
+    void onReadable(net::ByteStream&) override { ++calls; }
+    void onEof(net::ByteStream&) override {
+        ++eofs;
+        ++calls;
+    }
+    void onError(net::ByteStream&, int) override { ++calls; }
+    void onDrained(net::ByteStream&) override { ++calls; }
+};
+
+}  // namespace
+
+// Set once the peer's FIN was read, so that closing the socket needs no FIONREAD to know that
+// nothing is left unread (net::closeFinished).
+TEST_CASE("a stream knows its peer closed only after reading the FIN", "[net][stream]") {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+    net::EventLoop loop;
+    Recorder handler;
+    net::Stream stream(loop.base(), core::UniqueFd(fds[0]), &handler);
+    REQUIRE(::write(fds[1], "hello", 5) == 5);
+    event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+    CHECK(stream.inputLength() == 5);
+    CHECK_FALSE(stream.peerClosed());
+    ::close(fds[1]);
+    event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+    CHECK(handler.eofs == 1);
+    CHECK(stream.peerClosed());
+}
+
+// An exchange that lets go of an upstream socket (its delete deferred to the loop's next turn)
+// may serve another request at once: the old socket's bytes and EOF, already waiting, must not
+// reach it any more.
+TEST_CASE("a detached stream's due bytes and EOF reach no handler", "[net][stream]") {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+    net::EventLoop loop;
+    Recorder owner;
+    net::Stream stream(loop.base(), core::UniqueFd(fds[0]), &owner);
+    REQUIRE(::write(fds[1], "late answer", 11) == 11);
+    ::close(fds[1]);  // and the EOF after it
+
+    SECTION("attached, the owner hears both") {
+        event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+        CHECK(owner.calls >= 2);
+    }
+    SECTION("detached, nothing reaches the owner") {
+        stream.detach();
+        event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+        CHECK(owner.calls == 0);
+    }
+}
