@@ -313,6 +313,44 @@ bool Stream::deliver(const char* data, std::size_t n) {
     return handler_ == handler && reading_ && direct_read_;
 }
 
+// Where one read lands: the thread's scratch area (a direct reader takes it from there, no
+// copy) or a reservation at the end of input() (in).
+struct Stream::ReadSlot {
+    evbuffer* in = nullptr;
+    evbuffer_iovec vec{};
+    char* into = nullptr;
+    bool was_empty = false;
+};
+
+bool Stream::openSlot(ReadSlot& slot, bool scratch, bool was_empty, int& error) {
+    slot.was_empty = was_empty;
+    slot.in = scratch ? nullptr : input();
+    if (slot.in && evbuffer_reserve_space(slot.in, kReadChunk, &slot.vec, 1) < 1) {
+        error = ENOMEM;
+        return false;
+    }
+    slot.into = slot.in ? static_cast<char*>(slot.vec.iov_base) : t_scratch;
+    return true;
+}
+
+bool Stream::fillSlot(ReadSlot& slot, std::size_t got, std::size_t& buffered) {
+    if (!slot.in) {
+        if (direct_read_) return deliver(slot.into, got);
+        evbuffer_add(input(), slot.into, got);
+    } else {
+        slot.vec.iov_len = got;
+        evbuffer_commit_space(slot.in, &slot.vec, 1);
+    }
+    buffered += got;
+    return true;
+}
+
+void Stream::closeEmptySlot(ReadSlot& slot) {
+    if (!slot.in) return;
+    evbuffer_commit_space(slot.in, &slot.vec, 0);
+    if (slot.was_empty) releaseEmptyChains(slot.in);
+}
+
 std::size_t Stream::readPlain(bool& eof, int& error) {
     std::size_t buffered = 0;
     // Read up to 4 chunks per wakeup: enough for large transfers, fair to other connections.
@@ -320,36 +358,18 @@ std::size_t Stream::readPlain(bool& eof, int& error) {
         const bool was_empty = inputLength() == 0;
         // Into the scratch area unless a bulk transfer is under way (then straight into a
         // reservation of input(), no copy).
-        const bool scratch = was_empty && (direct_read_ || !bulk_);
-        evbuffer* in = scratch ? nullptr : input();
-        evbuffer_iovec vec{};
-        if (!scratch && evbuffer_reserve_space(in, kReadChunk, &vec, 1) < 1) {
-            error = ENOMEM;
-            return buffered;
-        }
-        char* into = scratch ? t_scratch : static_cast<char*>(vec.iov_base);
-        ssize_t n = ::recv(fd_.get(), into, kReadChunk, 0);
+        ReadSlot slot;
+        if (!openSlot(slot, was_empty && (direct_read_ || !bulk_), was_empty, error)) return buffered;
+        ssize_t n = ::recv(fd_.get(), slot.into, kReadChunk, 0);
         if (n > 0) {
             const auto got = static_cast<std::size_t>(n);
             bulk_ = got == kReadChunk;
-            if (scratch && direct_read_) {
-                if (!deliver(into, got)) return buffered;
-            } else if (scratch) {
-                evbuffer_add(input(), into, got);
-                buffered += got;
-            } else {
-                vec.iov_len = got;
-                evbuffer_commit_space(in, &vec, 1);
-                buffered += got;
-            }
+            if (!fillSlot(slot, got, buffered)) return buffered;
             if (!bulk_) return buffered;
             continue;
         }
         bulk_ = false;
-        if (!scratch) {
-            evbuffer_commit_space(in, &vec, 0);
-            if (was_empty) releaseEmptyChains(in);
-        }
+        closeEmptySlot(slot);
         if (n == 0) {
             eof = true;
         } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -365,30 +385,14 @@ std::size_t Stream::readTls(bool& eof, int& error) {
     tls_read_more_ = false;
     for (int round = 0; round < 4; ++round) {
         const bool was_empty = inputLength() == 0;
-        const bool scratch = was_empty;  // a TLS read yields at most one record: 16 KiB
-        evbuffer* in = scratch ? nullptr : input();
-        evbuffer_iovec vec{};
-        if (!scratch && evbuffer_reserve_space(in, kReadChunk, &vec, 1) < 1) {
-            error = ENOMEM;
-            return buffered;
-        }
-        char* into = scratch ? t_scratch : static_cast<char*>(vec.iov_base);
+        ReadSlot slot;  // the scratch area when input() is empty: a TLS read yields one record, 16 KiB at most
+        if (!openSlot(slot, was_empty, was_empty, error)) return buffered;
         ERR_clear_error();
-        int n = SSL_read(ssl_.get(), into, static_cast<int>(kReadChunk));
+        int n = SSL_read(ssl_.get(), slot.into, static_cast<int>(kReadChunk));
         if (n > 0) {
-            const auto got = static_cast<std::size_t>(n);
-            if (scratch && direct_read_) {
-                if (!deliver(into, got)) {
-                    tls_read_more_ = SSL_has_pending(ssl_.get()) != 0;
-                    return buffered;
-                }
-            } else if (scratch) {
-                evbuffer_add(input(), into, got);
-                buffered += got;
-            } else {
-                vec.iov_len = got;
-                evbuffer_commit_space(in, &vec, 1);
-                buffered += got;
+            if (!fillSlot(slot, static_cast<std::size_t>(n), buffered)) {
+                tls_read_more_ = SSL_has_pending(ssl_.get()) != 0;
+                return buffered;
             }
             // Read-ahead (startTls) takes what the socket holds in one read: when OpenSSL has
             // nothing left, stop here rather than read the socket again for an EAGAIN (the
@@ -396,10 +400,7 @@ std::size_t Stream::readTls(bool& eof, int& error) {
             if (!SSL_has_pending(ssl_.get())) return buffered;
             continue;
         }
-        if (!scratch) {
-            evbuffer_commit_space(in, &vec, 0);
-            if (was_empty) releaseEmptyChains(in);
-        }
+        closeEmptySlot(slot);
         switch (SSL_get_error(ssl_.get(), n)) {
             case SSL_ERROR_WANT_READ:
                 return buffered;

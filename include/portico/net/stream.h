@@ -115,6 +115,10 @@ private:
     void handleRead();
     void handleWrite();
     // Both return the bytes appended to input() (bytes given to onBytes are not counted).
+    struct ReadSlot;
+    bool openSlot(ReadSlot& slot, bool scratch, bool was_empty, int& error);  // false: no memory
+    bool fillSlot(ReadSlot& slot, std::size_t got, std::size_t& buffered);     // false: the reader stopped
+    void closeEmptySlot(ReadSlot& slot);                                          // nothing was read
     std::size_t readPlain(bool& eof, int& error);
     std::size_t readTls(bool& eof, int& error);
     // Hands bytes read into the scratch area to the handler (direct read); false when reading
