@@ -91,13 +91,14 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """utime+stime (fields 14 and 15 of /proc/PID/stat, all threads included) summed, seconds."""
+def cpu_seconds(pids: Iterable[int], *, user_only: bool = False) -> float:
+    """utime+stime (fields 14 and 15 of /proc/PID/stat, all threads included) summed, seconds;
+    user_only: utime alone (the share of the CPU that user-space work, not the kernel, spent)."""
     ticks = 0
     for pid in pids:
         fields = _read_stat(pid)
         if fields is not None:
-            ticks += int(fields[11]) + int(fields[12])
+            ticks += int(fields[11]) + (0 if user_only else int(fields[12]))
     return ticks / CLK_TCK
 
 
@@ -749,10 +750,16 @@ class Sample:
     errors: int
     extra: dict = field(default_factory=dict)  # deltas of measure()'s counters
     foreign_cpu_s: float = 0.0  # CPU used during the run by processes outside the benchmark
+    user_cpu_s: float = 0.0  # the part of cpu_s spent in user space (the rest is the kernel's)
 
     @property
     def cpu_per_million(self) -> float:
         return self.cpu_s / self.requests * 1e6 if self.requests else float("nan")
+
+    @property
+    def user_share(self) -> float:
+        """The user-space part of the proxy's CPU: what instruction counts can move at most."""
+        return self.user_cpu_s / self.cpu_s if self.cpu_s > 0 else float("nan")
 
 
 def measure(svc: Service, load: Callable[[], LoadResult], round_no: int = 0,
@@ -772,9 +779,9 @@ def measure(svc: Service, load: Callable[[], LoadResult], round_no: int = 0,
         pids = svc.pids()
         helper_pids = [p for h in helpers for p in h.pids()]
         busy0, help0 = machine_busy_seconds(), cpu_seconds(helper_pids)
-        before = cpu_seconds(pids)
+        before, user_before = cpu_seconds(pids), cpu_seconds(pids, user_only=True)
         r = load()
-        after = cpu_seconds(pids)
+        after, user_after = cpu_seconds(pids), cpu_seconds(pids, user_only=True)
         busy1, help1 = machine_busy_seconds(), cpu_seconds(helper_pids)
     finally:
         release_run_lock()
@@ -784,7 +791,7 @@ def measure(svc: Service, load: Callable[[], LoadResult], round_no: int = 0,
     extra = {k: c1[k] - c0[k] for k in c0 if k in c1}
     foreign = (busy1 - busy0) - (after - before) - (help1 - help0) - r.client_cpu_s
     return Sample(svc.name, round_no, r.rps, r.p99_ms, after - before, r.requests, r.errors,
-                  extra, max(foreign, 0.0))
+                  extra, max(foreign, 0.0), user_after - user_before)
 
 
 def alternate(contenders: Sequence[str], rounds: int, run_one: Callable[[str, int], Sample],
@@ -800,7 +807,7 @@ def alternate(contenders: Sequence[str], rounds: int, run_one: Callable[[str, in
             out[c].append(s)
             extra = "".join(f"  {k} {v:g}" for k, v in s.extra.items())
             log(f"round {r + 1}/{rounds} {c:<10} {s.rps:>8.0f} req/s  p99 {s.p99_ms:6.2f} ms  "
-                f"cpu {s.cpu_per_million:6.2f} s/1M  errors {s.errors}  "
+                f"cpu {s.cpu_per_million:6.2f} s/1M  user {s.user_share:4.0%}  errors {s.errors}  "
                 f"foreign_cpu {s.foreign_cpu_s:.2f} s{extra}")
     return out
 
