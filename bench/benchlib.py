@@ -406,6 +406,24 @@ def start_portico(name: str, binary: str | Path, yaml_text: str, *, ready_port: 
     return svc
 
 
+def portico_head(port: int, *, workers: int = 1, level: str = "warn", extra: str = "") -> str:
+    """The top of every benchmark's Portico configuration: the worker count, no access log, no
+    per-address limits (the load comes from one address) and one listener on 127.0.0.1:port.
+    extra: more top-level lines placed before `limits:` (e.g. `shutdown_timeout: 5s`); the
+    caller appends the listener's own keys (indented 4) and the other sections."""
+    return f"""workers: {workers}
+{extra}log:
+  level: {level}
+  access: off
+limits:
+  max_connections: 20000
+  per_ip_connections: 0  # the load comes from one address
+  per_ip_websockets: 0
+listeners:
+  - address: 127.0.0.1:{port}
+"""
+
+
 def ready_timeout(wrap: Sequence[str]) -> float:
     """Seconds a server may take to answer its first request: far longer under valgrind."""
     return 60.0 if wrap else 10.0
@@ -564,6 +582,41 @@ def as_load_result(r: dict) -> "LoadResult":
                       p50_ms=r["p50_us"] / 1000, p99_ms=r["p99_us"] / 1000,
                       errors=r["errors"] + r.get("publish_errors", 0), client_cpu_s=r["client_cpu_s"],
                       raw=r)
+
+
+def quiet_or_lock(max_foreign: float, own: Sequence["Service"], timeout: float = 300.0) -> None:
+    """Waits for a quiet machine (max_foreign < 0: does not wait) and returns holding the
+    machine-wide benchmark lock, so that a client's setup does not disturb another benchmark's
+    measurement either; measure() (or the caller) releases it."""
+    if max_foreign >= 0:
+        wait_quiet(max_foreign, own=own, timeout=timeout)
+    else:
+        acquire_run_lock()
+
+
+def hold_idle(svc: "Service", make_client: Callable[[], "LoadClient"], n: int,
+              setup_timeout: float) -> dict:
+    """Idle memory: with the benchmark lock held (quiet_or_lock), RSS of svc's processes before
+    and after the client make_client() starts opens its n connections (one echo each, then
+    idle); releases the lock and stops svc whatever happens. Returns the figures per connection."""
+    try:
+        time.sleep(0.5)
+        rss0 = svc.rss()
+        client = make_client()
+        try:
+            ready = client.ready(timeout=setup_timeout)
+            time.sleep(1.0)  # let lazily freed or allocated memory settle
+            rss1, nprocs, cpu = svc.rss(), len(svc.pids()), svc.cpu()
+            client.go(30)
+        finally:
+            client.close()
+    finally:
+        release_run_lock()
+        svc.stop()
+    if ready["failed"]:
+        raise RuntimeError(f"{svc.name}: {ready['failed']} of {n} idle connections failed")
+    return {"name": svc.name, "rss0": rss0, "rss1": rss1, "per_conn": (rss1 - rss0) / n,
+            "procs": nprocs, "setup_s": ready["setup_s"], "cpu_s": cpu}
 
 
 def add_round_arguments(ap, *, rounds: int = 5, duration: float = 5.0, warmup: float = 2.0) -> None:

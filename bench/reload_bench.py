@@ -76,18 +76,7 @@ def start_portico(binary: Path, backend_port: int, workers: int, mode: str) -> P
 
     def text(flip: bool) -> str:
         extra = "  - path: /flip/\n    handler: health\n" if flip else ""
-        return f"""workers: {workers}
-shutdown_timeout: 5s
-log:
-  level: info
-  access: off
-limits:
-  max_connections: 20000
-  per_ip_connections: 0  # the load comes from one address
-  per_ip_websockets: 0
-listeners:
-  - address: 127.0.0.1:{port}
-upstreams:
+        return bl.portico_head(port, workers=workers, level="info", extra="shutdown_timeout: 5s\n") + f"""upstreams:
   backend:
     servers: [127.0.0.1:{backend_port}]
 routes:

@@ -181,15 +181,7 @@ def start_portico(binary: Path, cert: Certificate, backend: int, keepalive: int,
                   name: str = "portico", h2: bool = False, wrap: list[str] = ()) -> bl.Service:
     """h2: `tls.alpn: [h2, http/1.1]`."""
     port = bl.free_port()
-    yaml_text = f"""workers: 1
-log: {{access: off, level: warn}}
-limits:
-  max_connections: 20000
-  per_ip_connections: 0  # the load comes from one address
-  per_ip_websockets: 0
-listeners:
-  - address: 127.0.0.1:{port}
-    tls:
+    yaml_text = bl.portico_head(port) + f"""    tls:
       certificates: [{{cert: {cert.crt}, key: {cert.key}}}]
       min_version: "1.3"
       session_tickets: true{chr(10) + "      alpn: [h2, http/1.1]" if h2 else ""}
@@ -219,13 +211,7 @@ class Bench:
     notes: list[str] = field(default_factory=list)
 
     def quiet(self, own: list[bl.Service]) -> None:
-        """Waits for a quiet machine (--max-foreign) and returns holding the machine-wide
-        benchmark lock, so that a client's TLS setup does not disturb another benchmark's
-        measurement either; bl.measure() (or the caller) releases it."""
-        if self.args.max_foreign >= 0:
-            bl.wait_quiet(self.args.max_foreign, own=own, timeout=self.args.quiet_timeout)
-        else:
-            bl.acquire_run_lock()
+        bl.quiet_or_lock(self.args.max_foreign, own, timeout=self.args.quiet_timeout)
 
     def client_run(self, svc: bl.Service, mode: str, cargs: list[str], duration: float,
                    round_no: int) -> bl.Sample:
@@ -292,25 +278,13 @@ def idle_round(bench: Bench, name: str, n: int) -> dict:
     svc = bench.starters[name]()
     try:
         bench.quiet([svc, bench.backend])
-        time.sleep(0.5)
-        rss0 = svc.rss()
-        client = bl.LoadClient(bench.tls_load, "wss-idle", svc.port,
-                                  ["-c", str(n), "-t", str(bench.args.client_threads)])
-        try:
-            ready = client.ready(timeout=300)
-            time.sleep(1.0)  # let lazily freed or allocated memory settle
-            rss1 = svc.rss()
-            nprocs = len(svc.pids())
-            client.go(30)
-        finally:
-            client.close()
-    finally:
-        bl.release_run_lock()
+    except BaseException:
         svc.stop()
-    if ready["failed"]:
-        raise RuntimeError(f"{name}: {ready['failed']} of {n} idle connections failed")
-    return {"name": name, "rss0": rss0, "rss1": rss1, "per_conn": (rss1 - rss0) / n,
-            "procs": nprocs, "setup_s": ready["setup_s"]}
+        raise
+    rec = bl.hold_idle(svc, lambda: bl.LoadClient(bench.tls_load, "wss-idle", svc.port,
+                                                  ["-c", str(n), "-t", str(bench.args.client_threads)]),
+                       n, 300)
+    return {**rec, "name": name}
 
 
 def diagnose(bench: Bench, services: dict[str, bl.Service], scen: str, tool: str) -> str:

@@ -112,18 +112,7 @@ backend be
     return svc
 
 
-def portico_head(port: int) -> str:
-    return f"""workers: 1
-log:
-  level: warn
-  access: off
-limits:
-  max_connections: 20000
-  per_ip_connections: 0  # the load comes from one address
-  per_ip_websockets: 0
-listeners:
-  - address: 127.0.0.1:{port}
-"""
+portico_head = bl.portico_head  # pubsub_redis.py and ws_counts.py take it from here
 
 
 def start_portico_ws(binary: Path, backend_port: int, mode: str, wrap: list[str] | None = None) -> bl.Service:
@@ -201,13 +190,7 @@ class Bench:
     notes: list[str] = field(default_factory=list)
 
     def quiet(self, own: list[bl.Service]) -> None:
-        """Waits for a quiet machine (--max-foreign) and returns holding the machine-wide
-        benchmark lock, so that the client's setup does not disturb another benchmark's
-        measurement either; bl.measure() (or the caller) releases it."""
-        if self.args.max_foreign >= 0:
-            bl.wait_quiet(self.args.max_foreign, own=own)
-        else:
-            bl.acquire_run_lock()
+        bl.quiet_or_lock(self.args.max_foreign, own)
 
     def echo_like(self, services: dict[str, bl.Service], mode: str, args: list[str],
                   duration: float) -> dict[str, list[bl.Sample]]:
@@ -248,25 +231,11 @@ def idle_round(bench: Bench, name: str, start, n: int) -> dict:
     svc = start()
     try:
         bench.quiet([svc, *([bench.backend] if bench.backend else [])])
-        time.sleep(0.5)
-        rss0 = svc.rss()
-        client = bl.LoadClient(bench.ws_load, "idle", svc.port, ["-c", str(n)])
-        try:
-            ready = client.ready(timeout=180)
-            time.sleep(1.0)  # let lazily freed or allocated memory settle
-            rss1 = svc.rss()
-            nprocs = len(svc.pids())
-            cpu = svc.cpu()
-            client.go(30)
-        finally:
-            client.close()
-    finally:
-        bl.release_run_lock()
+    except BaseException:
         svc.stop()
-    if ready["failed"]:
-        raise RuntimeError(f"{name}: {ready['failed']} of {n} idle connections failed")
-    return {"name": name, "rss0": rss0, "rss1": rss1, "per_conn": (rss1 - rss0) / n,
-            "procs": nprocs, "setup_s": ready["setup_s"], "cpu_s": cpu}
+        raise
+    rec = bl.hold_idle(svc, lambda: bl.LoadClient(bench.ws_load, "idle", svc.port, ["-c", str(n)]), n, 180)
+    return {**rec, "name": name}
 
 
 def sanity(bench: Bench, name: str, svc: bl.Service) -> bool:
