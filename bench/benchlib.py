@@ -847,6 +847,19 @@ def measure(svc: Service, load: Callable[[], LoadResult], round_no: int = 0,
                   extra, max(foreign, 0.0), user_after - user_before)
 
 
+def unless_noisy(run: Callable[[], Sample], duration: float, max_foreign: float) -> Sample:
+    """run() (which waits for a quiet machine itself) once more, up to 3 times, while outside
+    processes took more than twice the max_foreign allowance of a core during it (and at least a
+    quarter of a core); max_foreign < 0: once, whatever the noise."""
+    for attempt in range(4):
+        s = run()
+        noisy = s.foreign_cpu_s / duration > max(2 * max_foreign, 0.25)
+        if max_foreign < 0 or not noisy or attempt == 3:
+            return s
+        log(f"{s.name}: {s.foreign_cpu_s:.2f} s of outside CPU during the run: again")
+    return s
+
+
 def alternate(contenders: Sequence[str], rounds: int, run_one: Callable[[str, int], Sample],
               rotate: bool = True) -> dict[str, list[Sample]]:
     """Runs every contender once per round; each round starts one further along the list so no
@@ -986,6 +999,34 @@ class Callgrind:
 def median(xs: Iterable[float]) -> float:
     xs = list(xs)
     return statistics.median(xs) if xs else float("nan")
+
+
+def fmt_ratio(a: float, b: float | None) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def target_row(what: str, ok: bool, detail: str) -> list[str]:
+    return [what, "met" if ok else "**missed**", detail]
+
+
+def idle_table(idle: dict[str, list[dict]], digits: int) -> tuple[str, dict[str, float]]:
+    """The markdown rows of an idle-memory table from hold_idle()'s records per contender
+    (medians; ratios against HAProxy and nginx where measured) and the KB per connection."""
+    kb = {p: median(r["per_conn"] for r in recs) / 1000 for p, recs in idle.items() if recs}
+    rows = [[p, f"{kb[p]:.{digits}f}", f"{median(r['rss0'] for r in recs) / 2**20:.1f}",
+             f"{median(r['rss1'] for r in recs) / 2**20:.1f}", recs[0]["procs"],
+             fmt_ratio(kb[p], kb.get("haproxy")), fmt_ratio(kb[p], kb.get("nginx"))]
+            for p, recs in idle.items() if recs]
+    table = markdown_table(["Proxy", "RSS KB / connection", "RSS before (MiB)", "RSS with conns (MiB)",
+                            "processes", "vs HAProxy", "vs nginx"], rows)
+    return table, kb
+
+
+def noise_line(samples: Sequence[Sample], duration: float) -> str:
+    """How much CPU processes outside the benchmark took during the runs (share of a core)."""
+    foreign = [s.foreign_cpu_s / duration for s in samples] or [0.0]
+    return (f"CPU used by processes outside the benchmark during a run: median "
+            f"{median(foreign):.0%}, max {max(foreign):.0%} of a core.")
 
 
 def paired_ratio(samples: Sequence[Sample], base: Sequence[Sample], value: Callable[[Sample], float]) -> float:

@@ -241,19 +241,13 @@ def main() -> int:
             warm = bl.measure(svc, load(svc.port, args.warmup))
             bl.log(f"warm-up {p}: {warm.rps:.0f} req/s")
         def run_one(p: str, r: int) -> bl.Sample:
-            # A run during which outside processes took more than twice the allowance (and at
-            # least a quarter of a core) is measured again, up to 3 times.
-            for attempt in range(4):
+            def once() -> bl.Sample:
                 if args.max_foreign >= 0:
                     bl.wait_quiet(args.max_foreign, own=[backend, *services.values()],
                                   timeout=args.quiet_timeout)
-                s = bl.measure(services[p], load(services[p].port, args.duration), r,
-                               backend_counters, helpers=[backend])
-                noisy = s.foreign_cpu_s / args.duration > max(2 * args.max_foreign, 0.25)
-                if args.max_foreign < 0 or not noisy or attempt == 3:
-                    return s
-                bl.log(f"{p}: {s.foreign_cpu_s:.2f} s of outside CPU during the run: again")
-            return s
+                return bl.measure(services[p], load(services[p].port, args.duration), r,
+                                  backend_counters, helpers=[backend])
+            return bl.unless_noisy(once, args.duration, args.max_foreign)
 
         results[workers] = bl.alternate(contenders, args.rounds, run_one)
         for tool in [t for t in args.diagnose.split(",") if t]:
@@ -298,7 +292,6 @@ def print_report(results: dict[int, dict[str, list[bl.Sample]]], proxies: list[s
     rows = []
     errors = 0
     all_samples = [s for per in results.values() for ss in per.values() for s in ss]
-    foreign = [s.foreign_cpu_s / args.duration for s in all_samples]
     for workers, per in results.items():
         base = per.get("nginx")
         for p in [p for p in proxies if p in per]:
@@ -331,8 +324,7 @@ def print_report(results: dict[int, dict[str, list[bl.Sample]]], proxies: list[s
           f"(median; up to one per client connection comes from requests cut off when wrk stops; "
           f"far more means the proxy churns upstream connections; keepalive {args.keepalive} per "
           f"worker).")
-    print(f"CPU used by processes outside the benchmark during a run: median "
-          f"{bl.median(foreign):.0%}, max {max(foreign):.0%} of a core.")
+    print(bl.noise_line(all_samples, args.duration))
     print(f"Errors (socket errors + non-2xx) over all runs: {errors}.")
     print(f"Machine: {bl.machine_summary()}. {bl.tool_version(['nginx', '-v'])}; "
           f"{bl.tool_version(['haproxy', '-v'])}; {bl.tool_version(['wrk', '-v'])}.")

@@ -216,9 +216,8 @@ class Bench:
     def client_run(self, svc: bl.Service, mode: str, cargs: list[str], duration: float,
                    round_no: int) -> bl.Sample:
         """One tls_load run: set up, then GO with the proxy's CPU sampled around the measured
-        phase. A run during which outside processes took more than twice the allowance (and at
-        least a quarter of a core) is measured again, up to 3 times."""
-        for attempt in range(4):
+        phase (again if the machine was noisy: bl.unless_noisy)."""
+        def once() -> bl.Sample:
             self.quiet([svc, self.backend])
             holder: list[dict] = []
             client = bl.LoadClient(self.tls_load, mode, svc.port, [*cargs, "-d", str(duration)])
@@ -238,23 +237,16 @@ class Bench:
             s.extra = {"p50_ms": round(res["p50_us"] / 1000, 3),
                        "client_cpu_us": res["client_cpu_s"] / max(res["ops_total"], 1) * 1e6,
                        "resumed": res["resumed"], "full": res["full"]}
-            noisy = s.foreign_cpu_s / duration > max(2 * self.args.max_foreign, 0.25)
-            if self.args.max_foreign < 0 or not noisy or attempt == 3:
-                return s
-            bl.log(f"{svc.name}: {s.foreign_cpu_s:.2f} s of outside CPU during the run: again")
-        return s
+            return s
+        return bl.unless_noisy(once, duration, self.args.max_foreign)
 
     def wrk_run(self, svc: bl.Service, duration: float, round_no: int) -> bl.Sample:
-        for attempt in range(4):
+        def once() -> bl.Sample:
             self.quiet([svc, self.backend])
-            s = bl.measure(svc, lambda: bl.run_wrk(
+            return bl.measure(svc, lambda: bl.run_wrk(
                 f"https://127.0.0.1:{svc.port}/", threads=1, connections=self.args.connections,
                 duration=duration), round_no, helpers=[self.backend])
-            noisy = s.foreign_cpu_s / duration > max(2 * self.args.max_foreign, 0.25)
-            if self.args.max_foreign < 0 or not noisy or attempt == 3:
-                return s
-            bl.log(f"{svc.name}: {s.foreign_cpu_s:.2f} s of outside CPU during the run: again")
-        return s
+        return bl.unless_noisy(once, duration, self.args.max_foreign)
 
 
 def scenario_load(bench: Bench, scen: str) -> Callable[[bl.Service, float, int], bl.Sample]:
@@ -331,12 +323,7 @@ def diagnose(bench: Bench, services: dict[str, bl.Service], scen: str, tool: str
 # reporting
 
 
-def fmt_ratio(a: float, b: float | None) -> str:
-    return f"{a / b:.2f}x" if b else "-"
-
-
-def target_row(what: str, ok: bool, detail: str) -> list[str]:
-    return [what, "met" if ok else "**missed**", detail]
+fmt_ratio, target_row = bl.fmt_ratio, bl.target_row
 
 
 def report(args, results: dict[str, dict[str, list[bl.Sample]]], idle: dict[str, list[dict]],
@@ -403,29 +390,20 @@ def report(args, results: dict[str, dict[str, list[bl.Sample]]], idle: dict[str,
                                       "p99 vs nginx", "CPU vs nginx", "errors"], rows))
         out.append("")
     if idle:
-        kb = {p: bl.median(r["per_conn"] for r in recs) / 1000 for p, recs in idle.items() if recs}
-        rows = []
-        for p, recs in idle.items():
-            if not recs:
-                continue
-            rows.append([p, f"{kb[p]:.1f}", f"{bl.median(r['rss0'] for r in recs) / 2**20:.1f}",
-                         f"{bl.median(r['rss1'] for r in recs) / 2**20:.1f}", recs[0]["procs"],
-                         fmt_ratio(kb[p], kb.get("haproxy")), fmt_ratio(kb[p], kb.get("nginx"))])
+        table, kb = bl.idle_table(idle, 1)
         if "portico" in kb and "haproxy" in kb:
             targets.append(target_row("idle wss RSS per connection < HAProxy", kb["portico"] < kb["haproxy"],
                                       f"{kb['portico']:.1f} KB vs {kb['haproxy']:.1f} KB "
                                       f"({fmt_ratio(kb['portico'], kb['haproxy'])})"))
         out.append(f"### Idle wss:// connections: {args.idle_conns} held (one echo each first), each "
                    "proxy freshly started\n")
-        out.append(bl.markdown_table(["Proxy", "RSS KB / connection", "RSS before (MiB)",
-                                      "RSS with conns (MiB)", "processes", "vs HAProxy", "vs nginx"], rows))
+        out.append(table)
         out.append("")
     if targets:
         out.append("### Portico against the targets (issue 4)\n")
         out.append(bl.markdown_table(["Target", "Result", "Portico vs reference"], targets))
         out.append("")
     all_samples = [s for per in results.values() for ss in per.values() for s in ss]
-    foreign = [s.foreign_cpu_s / args.duration for s in all_samples] or [0.0]
     out.append(f"Medians of {args.rounds} alternating rounds of {args.duration:g} s after a "
                f"{args.warmup:g} s warm-up each. 1 worker / 1 thread per proxy; TLS 1.3 only, one "
                "self-signed ECDSA P-256 certificate (openssl req -newkey ec), session tickets on "
@@ -438,8 +416,7 @@ def report(args, results: dict[str, dict[str, list[bl.Sample]]], idle: dict[str,
                "per handshake shows what caps the rate: the client shares the 2 cores with the proxy "
                "and the backend. Idle RSS: sum of the proxy processes' RSS with the connections "
                "open minus before.")
-    out.append(f"CPU used by processes outside the benchmark during a run: median "
-               f"{bl.median(foreign):.0%}, max {max(foreign):.0%} of a core.")
+    out.append(bl.noise_line(all_samples, args.duration))
     if notes:
         out.append("Notes: " + "; ".join(notes) + ".")
     out.append(f"Machine: {bl.machine_summary()}. {bl.tool_version(['nginx', '-v'])}; "

@@ -289,12 +289,7 @@ def diagnose(bench: Bench, services: dict[str, bl.Service], scen: str, mode: str
 # reporting
 
 
-def fmt_ratio(a: float, b: float | None) -> str:
-    return f"{a / b:.2f}x" if b else "-"
-
-
-def target_row(what: str, ok: bool, detail: str) -> list[str]:
-    return [what, "met" if ok else "**missed**", detail]
+fmt_ratio, target_row = bl.fmt_ratio, bl.target_row
 
 
 def main() -> int:
@@ -558,20 +553,13 @@ def main() -> int:
                                       "rate vs nginx", "CPU vs nginx", "errors"], rows))
         out.append("")
     if idle:
-        rows = []
-        kb = {p: bl.median(r["per_conn"] for r in recs) / 1000 for p, recs in idle.items() if recs}
-        for p, recs in idle.items():
-            if not recs:
-                continue
-            rows.append([p, f"{kb[p]:.2f}", f"{bl.median(r['rss0'] for r in recs) / 2**20:.1f}",
-                         f"{bl.median(r['rss1'] for r in recs) / 2**20:.1f}", recs[0]["procs"],
-                         fmt_ratio(kb[p], kb.get("haproxy")), fmt_ratio(kb[p], kb.get("nginx"))])
+        table, kb = bl.idle_table(idle, 2)
+        for p in kb:
             if "haproxy" in kb and p.startswith("portico"):
                 targets.append(target_row(f"idle RSS/conn < HAProxy ({p})", kb[p] < kb["haproxy"],
                                           f"{kb[p]:.2f} KB vs {kb['haproxy']:.2f} KB"))
         out.append(f"### Idle upgraded connections: {args.idle_conns} held, one echo each first\n")
-        out.append(bl.markdown_table(["Proxy", "RSS KB / connection", "RSS before (MiB)",
-                                      "RSS with conns (MiB)", "processes", "vs HAProxy", "vs nginx"], rows))
+        out.append(table)
         out.append("")
     for scen in fan_scen:
         per = results.get(scen, {})
@@ -602,7 +590,6 @@ def main() -> int:
         out.append("")
 
     all_samples = [s for per in results.values() for ss in per.values() for s in ss]
-    foreign = [s.foreign_cpu_s / args.duration for s in all_samples] or [0.0]
     cmd = " ".join(shlex.quote(a) for a in ["/usr/bin/python3", "bench/ws_echo.py", *sys.argv[1:]])
     if args.portico_bin and "PORTICO_BIN" in os.environ and "--portico-bin" not in sys.argv:
         cmd = f"PORTICO_BIN={shlex.quote(os.environ['PORTICO_BIN'])} {cmd}"
@@ -615,8 +602,7 @@ def main() -> int:
                "connection holds none). Idle "
                "RSS: sum of the proxy processes' RSS with the connections open minus before, each "
                "proxy freshly started.")
-    out.append(f"CPU used by processes outside the benchmark during a run: median "
-               f"{bl.median(foreign):.0%}, max {max(foreign):.0%} of a core.")
+    out.append(bl.noise_line(all_samples, args.duration))
     if bench.notes:
         out.append("Notes: " + "; ".join(bench.notes) + ".")
     out.append(f"Machine: {bl.machine_summary()}. {bl.tool_version(['nginx', '-v'])}; "
