@@ -847,6 +847,22 @@ def measure(svc: Service, load: Callable[[], LoadResult], round_no: int = 0,
                   extra, max(foreign, 0.0), user_after - user_before)
 
 
+def start_contenders(names: Sequence[str], starters: dict[str, Callable[[], "Service"]],
+                     notes: list[str]) -> dict[str, "Service"]:
+    """Starts each contender; one that does not start is left out with a note (the others still
+    run), so a missing peer does not cost the whole comparison."""
+    services: dict[str, Service] = {}
+    for p in names:
+        try:
+            services[p] = starters[p]()
+        except RuntimeError as e:
+            notes.append(f"{p} did not start: {str(e).splitlines()[0]}")
+            log(f"{p} did not start: {e}")
+            continue
+        log(f"{p} on port {services[p].port}, pids {services[p].pids()}")
+    return services
+
+
 def unless_noisy(run: Callable[[], Sample], duration: float, max_foreign: float) -> Sample:
     """run() (which waits for a quiet machine itself) once more, up to 3 times, while outside
     processes took more than twice the max_foreign allowance of a core during it (and at least a

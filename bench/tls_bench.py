@@ -491,15 +491,7 @@ def main() -> int:
 
     running = [s for s in scenarios if s != "idle"]
     if running:
-        services: dict[str, bl.Service] = {}
-        for p in proxies:
-            try:
-                services[p] = starters[p]()
-            except RuntimeError as e:
-                bench.notes.append(f"{p} did not start: {str(e).splitlines()[0]}")
-                bl.log(f"{p} did not start: {e}")
-                continue
-            bl.log(f"{p} on port {services[p].port}, pids {services[p].pids()}")
+        services = bl.start_contenders(proxies, starters, bench.notes)
         for scen in running:
             load = scenario_load(bench, scen)
             bl.log(f"== scenario {scen}")

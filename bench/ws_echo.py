@@ -372,15 +372,8 @@ def main() -> int:
     # ---- echo scenarios: contenders side by side, alternating
     running_scen = [s for s in echo_scen if s != "idle"]
     if running_scen:
-        services = {}
-        for p in proxies:
-            try:
-                services[p] = starters[p]()
-            except RuntimeError as e:
-                bench.notes.append(f"{p} did not start: {str(e).splitlines()[0]}")
-                bl.log(f"{p} did not start: {e}")
-                continue
-            bl.log(f"{p} on port {services[p].port}, pids {services[p].pids()}")
+        services = bl.start_contenders(proxies, starters, bench.notes)
+        for p in list(services):
             if not sanity(bench, p, services[p]):
                 services.pop(p).stop()
         specs = {
