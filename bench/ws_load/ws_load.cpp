@@ -6,7 +6,7 @@
 // client. Built by bench/ws_load/CMakeLists.txt or by bench/ws_echo.py with one g++ line.
 //
 //   ws_load server   --listen PORT                      echo backend (RFC 6455 server side)
-//   ws_load relay    --listen PORT --to PORT            bare byte relay (the reference "proxy")
+//   ws_load relay    --listen PORT --to PORT [--splice]   bare byte relay (the reference "proxy"); --splice: through a pipe per direction with splice(2)
 //   ws_load echo     --port P -c N -s BYTES -d SECS     N connections, one message at a time
 //                    [--rate R]                         ... offering R messages/s in all (paced)
 //   ws_load idle     --port P -c N                      N upgraded connections, held
@@ -356,6 +356,7 @@ struct Options {
     int port = 0;             // client modes: the proxy's port
     int listen = 0;           // server/relay: port to listen on (0: any, printed)
     int to = 0;               // relay: the backend's port
+    bool splice = false;      // relay: move the bytes with splice(2) through a pipe per direction
     std::string path = "/ws";
     int connections = 64;     // echo/idle/upgrades: connections; pubsub: subscribers
     size_t size = 64;         // message payload bytes
@@ -414,6 +415,8 @@ struct Conn {
     Conn* peer = nullptr;
     bool rdEof = false;      // read side saw EOF
     bool shutWrPending = false;
+    int pipeR = -1, pipeW = -1;  // --splice: the pipe holding what is on its way to this socket
+    size_t piped = 0;            // --splice: bytes in that pipe
 
     // publisher
     bool busy = false;
@@ -469,6 +472,8 @@ private:
     // relay
     void relayMove(Conn* from);
     void relayUpdate(Conn* c);
+    void relayFlush(Conn* c);
+    static size_t relayPending(const Conn* c) { return g_opt.splice ? c->piped : c->out.size(); }
 
     // client
     void openClient(int channel);
@@ -551,6 +556,11 @@ void Loop::closeConn(Conn* c) {
     if (c->fd < 0) return;
     close(c->fd);  // also removes it from the epoll set
     c->fd = -1;
+    if (c->pipeR >= 0) {
+        close(c->pipeR);
+        close(c->pipeW);
+        c->pipeR = c->pipeW = -1;
+    }
     const size_t i = c->index;
     std::unique_ptr<Conn> owned = std::move(conns_[i]);
     if (i + 1 != conns_.size()) {
@@ -667,6 +677,15 @@ void Loop::onAccept(Conn* l) {
         }
         Conn* a = add(fd, Role::RelayConn, EPOLLIN);
         Conn* b = add(bfd, Role::RelayConn, EPOLLOUT);
+        if (g_opt.splice) {
+            for (Conn* c : {a, b}) {
+                int p[2];
+                if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) die("pipe2");
+                fcntl(p[1], F_SETPIPE_SZ, static_cast<int>(kRelayWindow));
+                c->pipeR = p[0];
+                c->pipeW = p[1];
+            }
+        }
         b->st = St::Connecting;
         a->st = St::Open;
         a->peer = b;
@@ -764,27 +783,54 @@ void Loop::serverFrames(Conn* c) {
     }
 }
 
-// Moves what `from` has to read into its peer's output, bounded by kRelayWindow.
+// Moves what `from` has to read into its peer's output, bounded by kRelayWindow: read into the
+// peer's output queue (one copy in, one copy out), or with --splice into the peer's pipe (the
+// kernel moves the pages; no copy through user space).
 void Loop::relayMove(Conn* from) {
     Conn* to = from->peer;
     if (to == nullptr) {
         closeConn(from);
         return;
     }
-    if (to->out.size() < kRelayWindow) {
-        // read straight into the peer's output queue: one copy in, one copy out.
-        if (to->out.cap == 0) to->out.adopt(poolGet(), kRelayWindow);
-        std::swap(from->in, to->out);
-        const bool alive = readInto(from, kRelayWindow - from->in.size());
-        std::swap(from->in, to->out);
-        if (!alive) from->rdEof = true;
-        if (to->st != St::Connecting) flush(to);
+    if (relayPending(to) < kRelayWindow) {
+        if (g_opt.splice) {
+            const ssize_t n = splice(from->fd, nullptr, to->pipeW, nullptr, kRelayWindow - to->piped,
+                                     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) to->piped += static_cast<size_t>(n);
+            else if (n == 0 || (errno != EAGAIN && errno != EINTR)) from->rdEof = true;
+        } else {
+            if (to->out.cap == 0) to->out.adopt(poolGet(), kRelayWindow);
+            std::swap(from->in, to->out);
+            const bool alive = readInto(from, kRelayWindow - from->in.size());
+            std::swap(from->in, to->out);
+            if (!alive) from->rdEof = true;
+        }
+        if (to->st != St::Connecting) relayFlush(to);
         if (to->fd < 0) return;
     }
-    if (from->rdEof && to->out.empty() && !to->shutWrPending) {
+    if (from->rdEof && relayPending(to) == 0 && !to->shutWrPending) {
         to->shutWrPending = true;
         if (to->st != St::Connecting) shutdown(to->fd, SHUT_WR);
     }
+}
+
+void Loop::relayFlush(Conn* c) {
+    if (!g_opt.splice) {
+        flush(c);
+        return;
+    }
+    while (c->piped > 0) {
+        const ssize_t n = splice(c->pipeR, nullptr, c->fd, nullptr, c->piped, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            c->piped -= static_cast<size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) break;
+        closeConn(c);
+        return;
+    }
+    setEvents(c, c->piped ? (c->events | EPOLLOUT) : (c->events & ~static_cast<uint32_t>(EPOLLOUT)));
 }
 
 void Loop::relayUpdate(Conn* c) {
@@ -794,14 +840,14 @@ void Loop::relayUpdate(Conn* c) {
         closeConn(c);
         return;
     }
-    if (c->rdEof && p->rdEof && c->out.empty() && p->out.empty()) {
+    if (c->rdEof && p->rdEof && relayPending(c) == 0 && relayPending(p) == 0) {
         closeConn(c);
         closeConn(p);
         return;
     }
     uint32_t ev = 0;
-    if (!c->rdEof && p->out.size() < kRelayWindow) ev |= EPOLLIN;
-    if (c->st == St::Connecting || !c->out.empty()) ev |= EPOLLOUT;
+    if (!c->rdEof && relayPending(p) < kRelayWindow) ev |= EPOLLIN;
+    if (c->st == St::Connecting || relayPending(c) > 0) ev |= EPOLLOUT;
     setEvents(c, ev);
 }
 
@@ -817,11 +863,11 @@ void Loop::onRelay(Conn* c, uint32_t ev) {
             return;
         }
         c->st = St::Open;
-        flush(c);
-        if (c->fd >= 0 && c->shutWrPending && c->out.empty()) shutdown(c->fd, SHUT_WR);
+        relayFlush(c);
+        if (c->fd >= 0 && c->shutWrPending && relayPending(c) == 0) shutdown(c->fd, SHUT_WR);
     } else if (ev & EPOLLOUT) {
-        flush(c);
-        if (c->fd >= 0 && c->shutWrPending && c->out.empty()) shutdown(c->fd, SHUT_WR);
+        relayFlush(c);
+        if (c->fd >= 0 && c->shutWrPending && relayPending(c) == 0) shutdown(c->fd, SHUT_WR);
     }
     if (c->fd < 0) {
         if (p) closeConn(p);
@@ -1541,6 +1587,7 @@ int main(int argc, char** argv) {
         else if (a == "--path") g_opt.path = next();
         else if (a == "--listen") g_opt.listen = std::atoi(next());
         else if (a == "--to") g_opt.to = std::atoi(next());
+        else if (a == "--splice") g_opt.splice = true;
         else if (a == "-c") g_opt.connections = std::atoi(next());
         else if (a == "-s") g_opt.size = std::strtoull(next(), nullptr, 10);
         else if (a == "-d") g_opt.duration = std::atof(next());
