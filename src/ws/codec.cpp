@@ -12,8 +12,8 @@ namespace portico::ws {
 
 namespace {
 
-// Reassembly memory above this is returned after each message, so a connection that once got a
-// big message does not keep that memory while idle.
+// Reassembly and compression memory above this is returned after each message, so that one big
+// message does not pin memory (the reassembly buffer goes entirely once a burst is over: feed()).
 constexpr std::size_t kKeepBufferBytes = 64 * 1024;
 // Compressed payload goes to the inflater in slices of this size, so its staging buffer stays
 // small whatever the frame size.
@@ -52,25 +52,26 @@ std::string_view toString(CodecState state) {
     return "unknown";
 }
 
+// Our compressor follows our side's parameters, our decompressor the peer's.
+Codec::Deflate::Deflate(const CodecOptions& options)
+    : deflater(options.role == Role::Server ? options.deflate->server_max_window_bits
+                                            : options.deflate->client_max_window_bits,
+               options.role == Role::Server ? options.deflate->server_no_context_takeover
+                                            : options.deflate->client_no_context_takeover,
+               options.deflate_level, options.deflate_mem_level),
+      inflater(options.role == Role::Server ? options.deflate->client_max_window_bits
+                                            : options.deflate->server_max_window_bits,
+               options.role == Role::Server ? options.deflate->client_no_context_takeover
+                                            : options.deflate->server_no_context_takeover),
+      min_bytes(options.deflate_min_bytes) {}
+
 Codec::Codec(const CodecOptions& options, CodecHandler& handler, evbuffer* out)
     : handler_(handler),
       out_(out),
       tracer_(options.tracer),
       checker_(peerOf(options.role), options.deflate ? kRsv1 : 0, options.max_message_bytes),
-      max_message_bytes_(options.max_message_bytes),
-      deflate_min_bytes_(options.deflate_min_bytes),
-      role_(options.role) {
-    if (options.deflate) {
-        const DeflateParams& p = *options.deflate;
-        const bool server = options.role == Role::Server;
-        // Our compressor follows our side's parameters, our decompressor the peer's.
-        deflater_ = std::make_unique<Deflater>(server ? p.server_max_window_bits : p.client_max_window_bits,
-                                               server ? p.server_no_context_takeover : p.client_no_context_takeover,
-                                               options.deflate_level, options.deflate_mem_level);
-        inflater_ = std::make_unique<Inflater>(server ? p.client_max_window_bits : p.server_max_window_bits,
-                                               server ? p.client_no_context_takeover : p.server_no_context_takeover);
-    }
-}
+      deflate_(options.deflate ? std::make_unique<Deflate>(options) : nullptr),
+      role_(options.role) {}
 
 Codec::~Codec() = default;
 
@@ -119,6 +120,7 @@ CodecState Codec::feed(evbuffer* in) {
             continue;
         }
 
+        if (offset_ == 0 && deliverInPlace(in)) continue;
         const Step step = readPayload(in);
         if (step != Step::FrameDone) break;
         in_frame_ = false;
@@ -126,12 +128,37 @@ CodecState Codec::feed(evbuffer* in) {
     }
     // Once Closed nothing more is read (RFC 6455 7.1.7: after failing, process no further data).
     if (state_ == CodecState::Closed) evbuffer_drain(in, evbuffer_get_length(in));
+    // The burst is over: unless a message is half-way, the reassembly memory goes back, so that
+    // an idle connection keeps none (most messages never need it: deliverInPlace).
+    if (!checker_.inMessage() && !(in_frame_ && !isControl(frame_.opcode))) message_.clearAndTrim(0);
+    if (deflate_) deflate_->compressed.clearAndTrim(0);
     return state_;
+}
+
+// A message in one uncompressed frame that lies in one piece at the front of `in` (the usual
+// small message) is unmasked where it lies and delivered from there: no copy, and no reassembly
+// buffer. The input's chains are the reader's own (nothing is added to an input by reference),
+// so they may be written; the payload is drained once the handler has seen it.
+bool Codec::deliverInPlace(evbuffer* in) {
+    if (!frame_.fin || frame_.opcode == Opcode::Continuation || message_compressed_) return false;
+    const auto len = static_cast<std::size_t>(frame_.payload_length);
+    if (len == 0 || evbuffer_get_contiguous_space(in) < len) return false;
+    std::uint8_t* data = evbuffer_pullup(in, static_cast<ev_ssize_t>(len));  // no copy: it is contiguous
+    if (frame_.masked) applyMask(data, len, frame_.mask);
+    in_frame_ = false;
+    if (message_text_ && !(utf8_.feed(data, len) && utf8_.complete())) {
+        fail(close_code::kInvalidPayload);
+        return true;
+    }
+    // After a Close was sent, messages are still read (and checked) but no longer delivered.
+    if (state_ == CodecState::Open) handler_.onMessage(message_text_, {reinterpret_cast<const char*>(data), len});
+    evbuffer_drain(in, len);
+    return true;
 }
 
 void Codec::startMessage(const FrameHeader& h) {
     message_.clear();
-    validated_ = 0;
+    if (deflate_) deflate_->validated = 0;
     utf8_.reset();
     message_text_ = h.opcode == Opcode::Text;
     message_compressed_ = (h.rsv & kRsv1) != 0;
@@ -162,12 +189,13 @@ Codec::Step Codec::readPayload(evbuffer* in) {
         std::size_t left = n;
         while (left > 0) {
             const std::size_t k = std::min(left, kInflateSlice);
-            compressed_.clear();
-            std::uint8_t* slice = compressed_.prepare(k);
+            ByteBuffer& compressed = deflate_->compressed;
+            compressed.clear();
+            std::uint8_t* slice = compressed.prepare(k);
             removeUnmasked(in, slice, k, mask, offset_);
             offset_ += k;
             left -= k;
-            if (!checkInflated(inflater_->inflate(slice, k, message_, max_message_bytes_))) return Step::Stop;
+            if (!checkInflated(deflate_->inflater.inflate(slice, k, message_, maxMessageBytes()))) return Step::Stop;
         }
     }
     return offset_ == frame_.payload_length ? Step::FrameDone : Step::NeedMore;
@@ -185,8 +213,9 @@ bool Codec::checkInflated(Inflater::Status status) {
         return false;
     }
     if (message_text_) {
-        const bool ok = utf8_.feed(message_.data() + validated_, message_.size() - validated_);
-        validated_ = message_.size();
+        std::size_t& validated = deflate_->validated;
+        const bool ok = utf8_.feed(message_.data() + validated, message_.size() - validated);
+        validated = message_.size();
         if (!ok) {
             fail(close_code::kInvalidPayload);
             return false;
@@ -196,7 +225,7 @@ bool Codec::checkInflated(Inflater::Status status) {
 }
 
 void Codec::finishMessage() {
-    if (message_compressed_ && !checkInflated(inflater_->finish(message_, max_message_bytes_))) return;
+    if (message_compressed_ && !checkInflated(deflate_->inflater.finish(message_, maxMessageBytes()))) return;
     // RFC 6455 8.1: a text message must end on a character boundary.
     if (message_text_ && !utf8_.complete()) {
         fail(close_code::kInvalidPayload);
@@ -205,8 +234,7 @@ void Codec::finishMessage() {
     // After a Close was sent, messages are still read (and checked) but no longer delivered.
     if (state_ == CodecState::Open) handler_.onMessage(message_text_, message_.view());
     message_.clearAndTrim(kKeepBufferBytes);
-    compressed_.clearAndTrim(kKeepBufferBytes);
-    validated_ = 0;
+    if (deflate_) deflate_->validated = 0;
 }
 
 void Codec::handleControl(const std::uint8_t* payload, std::size_t len) {
@@ -252,7 +280,8 @@ const std::uint8_t* Codec::outgoingMask() {
 
 bool Codec::send(Opcode opcode, const void* data, std::size_t len) {
     if (state_ != CodecState::Open) return false;
-    if (!traced([&] { return encodeWith(out_, opcode, data, len, deflater_.get(), deflate_min_bytes_, outgoingMask()); })) {
+    if (!traced([&] { return encodeWith(out_, opcode, data, len, deflate_ ? &deflate_->deflater : nullptr,
+                                   deflate_ ? deflate_->min_bytes : 0, outgoingMask()); })) {
         // zlib failed (nothing was written) or libevent could not allocate: 1011 and close.
         fail(close_code::kInternalError);
         return false;

@@ -105,7 +105,10 @@ public:
     bool failed() const { return failed_; }
     std::uint16_t closeCodeSent() const { return code_sent_; }          // 0: none sent
     std::uint16_t closeCodeReceived() const { return code_received_; }  // 0: none received
-    bool deflateEnabled() const { return deflater_ != nullptr; }
+    bool deflateEnabled() const { return deflate_ != nullptr; }
+    // Message memory kept between feed() calls (zlib's state aside): none unless a message is
+    // half-way, so that an idle connection costs no more after a burst than before it.
+    std::size_t heldBytes() const { return message_.capacity() + (deflate_ ? deflate_->compressed.capacity() : 0); }
 
     // Counters: complete data messages received; messages and payload bytes sent.
     std::uint64_t messagesIn() const { return checker_.messages(); }
@@ -131,10 +134,12 @@ private:
     enum class Step : std::uint8_t { NeedMore, FrameDone, Stop };
 
     Step readPayload(evbuffer* in);
+    bool deliverInPlace(evbuffer* in);
     void startMessage(const FrameHeader& h);
     void finishMessage();
     void handleControl(const std::uint8_t* payload, std::size_t len);
     bool checkInflated(Inflater::Status status);
+    std::size_t maxMessageBytes() const { return static_cast<std::size_t>(checker_.maxMessageBytes()); }
     bool send(Opcode opcode, const void* data, std::size_t len);
     bool sendControl(Opcode opcode, std::string_view payload);
     void fail(std::uint16_t code);
@@ -151,18 +156,26 @@ private:
     template <typename Write>
     bool traced(Write&& write);
 
+    // permessage-deflate, when agreed: one allocation for all that only it needs, so that a
+    // connection without it (the usual case) carries a single null pointer.
+    struct Deflate {
+        explicit Deflate(const CodecOptions& options);  // options.deflate is set
+        Deflater deflater;
+        Inflater inflater;
+        ByteBuffer compressed;      // a slice of compressed payload on its way to the inflater
+        std::size_t min_bytes;      // outgoing messages shorter than this are not compressed
+        std::size_t validated = 0;  // bytes of message_ already fed to utf8_ (inflated text)
+    };
+
     CodecHandler& handler_;
     evbuffer* out_;
     FrameTracer* tracer_;
-    FrameChecker checker_;
-    std::unique_ptr<Deflater> deflater_;
-    std::unique_ptr<Inflater> inflater_;
-    ByteBuffer message_;      // the message being reassembled (unmasked, inflated)
-    ByteBuffer compressed_;   // a slice of compressed payload on its way to the inflater
-    std::size_t max_message_bytes_;
-    std::size_t deflate_min_bytes_;
-    std::size_t validated_ = 0;  // bytes of message_ already fed to utf8_
-    std::uint64_t offset_ = 0;   // position within the current frame's payload
+    FrameChecker checker_;  // also holds max_message_bytes
+    std::unique_ptr<Deflate> deflate_;
+    // The message being reassembled (unmasked, inflated) when it cannot be delivered from the
+    // input in place; its memory is given back once no message is in progress after a feed().
+    ByteBuffer message_;
+    std::uint64_t offset_ = 0;  // position within the current frame's payload
     std::uint64_t messages_out_ = 0;
     std::uint64_t bytes_out_ = 0;
     FrameHeader frame_;

@@ -40,6 +40,7 @@ public:
     // Complete data messages since construction (the sessions' message counts). Frames and
     // payload bytes are not counted here: the relays count the bytes they forward.
     std::uint64_t messages() const { return messages_; }
+    std::uint64_t maxMessageBytes() const { return max_message_bytes_; }
 
 private:
     std::uint64_t max_message_bytes_;

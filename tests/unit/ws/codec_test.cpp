@@ -609,6 +609,36 @@ TEST_CASE("codec handles many small messages in one read", "[ws][codec][limits]"
 
 // ---- client role ------------------------------------------------------------------------------
 
+TEST_CASE("codec keeps no message memory between bursts and still takes big messages", "[ws][codec][limits]") {
+    Endpoint e;
+    // A small message in one piece is delivered where it lies: nothing to keep.
+    e.feed(frame(Opcode::Text, "hello"));
+    CHECK(e.codec.heldBytes() == 0);
+    // A big one arriving in two bursts is reassembled: memory while it is half-way, none after.
+    const std::string big = pattern(300 * 1024);
+    const std::string bytes = frame(Opcode::Binary, big);
+    e.feed(std::string_view(bytes).substr(0, bytes.size() / 2));
+    CHECK(e.codec.heldBytes() > 0);
+    e.feed(std::string_view(bytes).substr(bytes.size() / 2));
+    CHECK(e.codec.heldBytes() == 0);
+    // A fragmented message keeps its first part until the final fragment.
+    e.feed(frame(Opcode::Text, "frag", false));
+    CHECK(e.codec.heldBytes() > 0);
+    e.feed(frame(Opcode::Continuation, "ment"));
+    CHECK(e.codec.heldBytes() == 0);
+    e.feed(frame(Opcode::Binary, "after"));
+    CHECK(e.codec.heldBytes() == 0);
+    REQUIRE(e.rec.messages.size() == 4);
+    CHECK(e.rec.messages[0] == std::make_pair(true, std::string("hello")));
+    CHECK(e.rec.messages[1] == std::make_pair(false, big));
+    CHECK(e.rec.messages[2] == std::make_pair(true, std::string("fragment")));
+    CHECK(e.rec.messages[3] == std::make_pair(false, std::string("after")));
+    const auto out = e.output();
+    REQUIRE(out.size() == 4);
+    CHECK(out[1].payload == big);
+    CHECK(e.codec.state() == CodecState::Open);
+}
+
 TEST_CASE("codec in the client role masks what it sends and rejects masked input", "[ws][codec]") {
     CodecOptions o;
     o.role = Role::Client;
