@@ -85,22 +85,23 @@ void EndpointSession::onReadable(net::ByteStream& stream) {
         now_ = ws::RateLimiter::Clock::now();
         // Bytes are charged as they arrive, before the codec acts on any of them.
         if (before > unread_ && rate_.admit(0, before - unread_, now_) != ws::RateLimiter::Verdict::Ok) {
-            overRate("client over the byte rate");
+            overRate(RateBreach::Bytes);
             afterCodec();
             return;
         }
     }
     codec_.feed(stream.input());
-    unread_ = evbuffer_get_length(stream.input());
-    bytes_in_ += before - unread_;
+    const std::size_t left = evbuffer_get_length(stream.input());
+    unread_ = static_cast<std::uint16_t>(left);
+    bytes_in_ += before - left;
     afterCodec();
 }
 
-void EndpointSession::overRate(const char* reason) {
+void EndpointSession::overRate(RateBreach breach) {
     // RFC 6455 7.4.1: 1008, the client violated the route's policy. The codec delivers nothing
     // more once its Close is queued; afterCodec() then closes TCP without waiting.
     limit_ = ws::SessionLimit::Rate;
-    rate_reason_ = reason;
+    rate_breach_ = breach;
     codec_.sendClose(ws::close_code::kPolicyViolation);
 }
 
@@ -118,8 +119,8 @@ void EndpointSession::onLifetime() {
 void EndpointSession::afterCodec() {
     if (ended_) return;
     client_->flush();
-    if (rate_reason_ != nullptr) {
-        end(rate_reason_);
+    if (rate_breach_ != RateBreach::None) {
+        end(rate_breach_ == RateBreach::Bytes ? "client over the byte rate" : "client over the message rate");
         return;
     }
     if (codec_.state() == ws::CodecState::Closed) {
@@ -141,7 +142,7 @@ void EndpointSession::onError(net::ByteStream&, int) { end("client connection er
 
 void EndpointSession::onMessage(bool is_text, std::string_view payload) {
     if (rate_.enabled() && rate_.admit(1, 0, now_) != ws::RateLimiter::Verdict::Ok) {
-        overRate("client over the message rate");  // this message is not delivered
+        overRate(RateBreach::Messages);  // this message is not delivered
         return;
     }
     app_->onMessage(*this, is_text, payload);

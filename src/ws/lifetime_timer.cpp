@@ -11,7 +11,7 @@ LifetimeTimer::LifetimeTimer(net::EventLoop& loop, const config::WebSocketSettin
                              std::function<void()> on_lifetime, std::function<void()> on_grace_over) {
     if (settings.max_lifetime.count() <= 0) return;
     armed_.reset(new Armed{loop, settings.max_lifetime, settings.max_lifetime_grace, std::move(on_lifetime),
-                           std::move(on_grace_over), nullptr});
+                           std::move(on_grace_over), nullptr, false});
     armed_->event.reset(event_new(loop.base(), -1, 0, &LifetimeTimer::onTimer, this));
 }
 
@@ -29,8 +29,8 @@ void LifetimeTimer::stop() {
 
 void LifetimeTimer::onTimer(int, short, void* arg) {
     auto* self = static_cast<LifetimeTimer*>(arg);
-    if (!self->reached_) {
-        self->reached_ = true;
+    if (!self->armed_->reached) {
+        self->armed_->reached = true;
         self->armed_->on_lifetime();  // may destroy nothing: sessions defer their deletion to the loop
         return;
     }

@@ -96,7 +96,9 @@ private:
     void onMessage(bool is_text, std::string_view payload) override;
     void onPong(std::string_view payload) override;
     void afterCodec();
-    void overRate(const char* reason);
+    // Which of websocket.rate's limits the client went over.
+    enum class RateBreach : std::uint8_t { None, Bytes, Messages };
+    void overRate(RateBreach breach);
     void onLifetime();
     void end(const char* reason);
     void onPing();
@@ -111,11 +113,13 @@ private:
     ws::LifetimeTimer lifetime_;
     ws::RateLimiter rate_;
     ws::RateLimiter::Clock::time_point now_;  // read once per onReadable when a rate is set
-    const char* rate_reason_ = nullptr;        // set when the client went over the rate
     // Every websocket.ping_interval (0: never), on the loop's shared queue for that interval.
     net::IdleTimer ping_;
     std::uint64_t bytes_in_ = 0;
-    std::size_t unread_ = 0;  // input bytes the codec left for later (already charged)
+    // Input bytes the codec left for later (already charged): at most an incomplete frame
+    // header or control frame (125 bytes), so 16 bits, beside the flags.
+    std::uint16_t unread_ = 0;
+    RateBreach rate_breach_ = RateBreach::None;  // the session ends over it after the codec's turn
     bool ping_outstanding_ = false;
     bool held_ = false;  // holdReading(true)
     bool ended_ = false;

@@ -29,7 +29,7 @@ public:
     void startGrace();
     void stop();
     // True once on_lifetime has run.
-    bool reached() const { return reached_; }
+    bool reached() const { return armed_ && armed_->reached; }
 
 private:
     static void onTimer(int, short, void* arg);
@@ -41,9 +41,11 @@ private:
         std::function<void()> on_lifetime;
         std::function<void()> on_grace_over;
         core::EventPtr event;
+        bool reached = false;
     };
-    std::unique_ptr<Armed> armed_;  // null: no max_lifetime
-    bool reached_ = false;
+    // null: no max_lifetime. All of the state is behind it, so that a session without one
+    // (the default) carries one pointer.
+    std::unique_ptr<Armed> armed_;
 };
 
 }  // namespace portico::ws
