@@ -140,8 +140,18 @@ public:
             historyLost(message.epoch, message.seq - 1);
             if (!session_) return;
         }
-        // While replaying, history brings this message in order.
-        if (replaying_ || message.seq <= last_seq_) return;
+        if (replaying_) {
+            // History brings this message in order, unless the replay's answer was read before
+            // it was published (a remote backplane: the answer and the message cross). Then
+            // the replay goes on up to it (onSlice).
+            if (message.seq > last_seq_) {
+                if (pending_epoch_ != epoch_) pending_seq_ = 0;
+                pending_seq_ = std::max(pending_seq_, message.seq);
+                pending_epoch_ = epoch_;
+            }
+            return;
+        }
+        if (message.seq <= last_seq_) return;
         if (message.seq > last_seq_ + 1) {
             // Messages in between did not come live (a backplane that lost them, or an answer
             // that crossed this one): they come from history, then this one.
@@ -204,7 +214,7 @@ private:
         // command connection): that message's epoch is the channel's, with or without since.
         if (epoch_.empty() && !pending_epoch_.empty()) epoch_ = pending_epoch_;
         if (!options_.since) {
-            if (pending_epoch_ == epoch_ && pending_seq_ > last_seq_) catchUp();
+            if (behindLive()) catchUp();
             return;
         }
         const std::uint64_t since = *options_.since;
@@ -222,8 +232,12 @@ private:
         }
         // Messages that came before the answer but after its position: from history, as without
         // since (else the first of them was lost: nothing after it would bring it again).
-        if (pending_epoch_ == epoch_ && pending_seq_ > last_seq_) catchUp();
+        if (behindLive()) catchUp();
     }
+
+    // A live message of this epoch after last_seq_ was left to history (it came before the
+    // subscription's answer, or during a replay).
+    bool behindLive() const { return pending_epoch_ == epoch_ && pending_seq_ > last_seq_; }
 
     // The subscriber's position cannot be resumed: with the subprotocol it is told and goes on
     // live after `top` of `epoch`; without it, Close 4410, so that it does not take a new
@@ -297,13 +311,22 @@ private:
         if (slice.gap) hub_.registry().countReplayTruncated();  // since=0 starts at the oldest kept
         accept_gap_ = false;
         last_seq_ = slice.cursor;
-        if (slice.done) replaying_ = false;
+        // Done, unless a live message left to this replay is beyond its answer: one more slice,
+        // asked after that message came, so its answer has it.
+        bool more = !slice.done;
+        if (slice.done && behindLive()) {
+            pending_seq_ = 0;
+            more = true;
+        }
+        if (!more) replaying_ = false;
         if (!slice.messages.empty()) {
             core::EvbufferPtr frames(evbuffer_new());
             const std::string_view name = nameOf(key_);
             for (const auto& m : slice.messages)
                 if (m->sender != this) encodeFor(frames.get(), options_.json, name, *m);
             session_->sendEncoded(frames.get());
+        }
+        if (!slice.messages.empty() || (slice.done && more)) {
             pump();
             return;
         }
@@ -340,8 +363,10 @@ private:
     EndpointSession* session_ = nullptr;
     std::string epoch_;           // of last_seq_
     std::uint64_t last_seq_ = 0;  // delivered (or skipped) up to here
-    std::uint64_t pending_seq_ = 0;  // the highest seq seen before the subscription's answer
-    std::string pending_epoch_;      // its epoch
+    // The highest seq seen live but left to history (before the subscription's answer, or
+    // during a replay), and its epoch.
+    std::uint64_t pending_seq_ = 0;
+    std::string pending_epoch_;
     bool in_hub_ = false;
     bool flush_asked_ = false;       // hub_.flushLater(this) not yet run
     core::EventPtr retry_timer_;     // made on the first replay the backplane could not answer

@@ -235,6 +235,24 @@ class RedisBackplane(BackplaneCase):
         got = recv_json(ws, timeout=10)
         self.assertEqual((got["seq"], got["data"]), (2, "after"))
 
+    def test_a_live_message_that_crosses_a_catch_up_replay_still_arrives(self):
+        # A replay is answered on the command connection, live messages come on the subscribe
+        # connection: a message published after Redis ran the replay, but before its answer
+        # reached Portico, came live while the replay was in flight (and was left to it), and
+        # the replay's answer does not have it. The subscriber goes on until it has it.
+        redis = self.start_redis()
+        relay = TcpFreezer(redis.port, reply_delay=0.5 * slow_factor())
+        self.addCleanup(relay.close)
+        (a,) = self.start_nodes(redis, 1, url="redis://127.0.0.1:%d/0" % relay.port, workers=1)
+        self.assertEqual(a.publish("cross", b"1").json()["seq"], 1)
+        replayed = redis.wait_for_command('"XRANGE"', '"(0-0"')
+        ws = a.subscribe("cross", "?since=0", json_frames=True)  # its replay starts after seq 0
+        replayed()
+        # Its answer is on its way (reply_delay): this one is published meanwhile.
+        self.assertEqual(a.publish("cross", b"2").json()["seq"], 2)
+        got = [recv_json(ws, timeout=10) for _ in range(2)]
+        self.assertEqual([(m["seq"], m["data"]) for m in got], [(1, "1"), (2, "2")])
+
     def run_restart_under_load(self, persistent):
         redis = self.start_redis(persistent=persistent)
         nodes = self.start_nodes(redis, 2)

@@ -87,6 +87,30 @@ class RedisServer:
             return _read(f)
 
 
+    def wait_for_command(self, *words, timeout=10.0):
+        """Returns a function that blocks until Redis has run a command whose MONITOR line holds
+        every one of `words` (quoted as MONITOR shows them, e.g. '"XRANGE"'), and returns that
+        line; the monitor connection opens now, so a command run after this call is seen."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        s.sendall(b"MONITOR\r\n")
+        f = s.makefile("rb")
+        if _read(f) != "OK":
+            raise RuntimeError("MONITOR refused")
+
+        def wait():
+            try:
+                while True:
+                    line = f.readline().decode("utf-8", "replace")
+                    if not line:
+                        raise RuntimeError("MONITOR connection closed")
+                    if all(w in line for w in words):
+                        return line
+            finally:
+                f.close()
+                s.close()
+        return wait
+
+
 def _read(f):
     line = f.readline().rstrip(b"\r\n")
     kind, rest = line[:1], line[1:]

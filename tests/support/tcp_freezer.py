@@ -1,15 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
 """A TCP relay on 127.0.0.1 that can go silent: freeze() makes every connection open at that
 moment drop what it relays, both ways, while its sockets stay open (a subscription that
-delivers nothing, as after a failover behind a proxy); connections made later relay normally."""
+delivers nothing, as after a failover behind a proxy); connections made later relay normally.
+In front of Redis it can also be slow for commands only: `reply_delay` seconds on every reply
+of a connection that never sent SUBSCRIBE, while subscribe connections relay at once (a
+command's answer crossing a message published after it)."""
 
+import queue
 import socket
 import threading
+import time
 
 
 class TcpFreezer:
-    def __init__(self, target_port):
+    def __init__(self, target_port, reply_delay=0.0):
         self.target_port = target_port
+        self.reply_delay = reply_delay
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -31,13 +37,17 @@ class TcpFreezer:
             except OSError:
                 client.close()
                 continue
-            state = {"frozen": False}
+            state = {"frozen": False, "subscriber": False}
             with self.lock:
                 self.open.append((client, upstream, state))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b, state), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, state, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, state, False), daemon=True).start()
 
-    def _pump(self, src, dst, state):
+    def _pump(self, src, dst, state, from_client):
+        if self.reply_delay and not from_client:
+            # Replies wait in a queue, each until reply_delay after it came, in order.
+            delayed = queue.Queue()
+            threading.Thread(target=self._send_later, args=(delayed, dst, state), daemon=True).start()
         while True:
             try:
                 data = src.recv(65536)
@@ -50,6 +60,22 @@ class TcpFreezer:
                     except OSError:
                         pass
                 return
+            if state["frozen"]:
+                continue
+            if from_client and b"SUBSCRIBE" in data:
+                state["subscriber"] = True
+            if self.reply_delay and not from_client and not state["subscriber"]:
+                delayed.put((time.monotonic() + self.reply_delay, data))
+                continue
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def _send_later(self, delayed, dst, state):
+        while True:
+            due, data = delayed.get()
+            time.sleep(max(0.0, due - time.monotonic()))
             if state["frozen"]:
                 continue
             try:
