@@ -21,6 +21,8 @@ namespace portico::pubsub {
 class LocalBackplane final : public Backplane, private Inbox {
 public:
     LocalBackplane(net::EventLoop& loop, std::shared_ptr<PubSubRegistry> registry);
+    // Only once no other worker's thread runs: a publisher may hold this inbox between the
+    // registry's lock and post() (docs/threading.md, "Who may hold a pointer to a queue").
     ~LocalBackplane() override;
     LocalBackplane(const LocalBackplane&) = delete;
     LocalBackplane& operator=(const LocalBackplane&) = delete;
