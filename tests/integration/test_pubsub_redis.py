@@ -241,9 +241,11 @@ class RedisBackplane(BackplaneCase):
         # reached Portico, came live while the replay was in flight (and was left to it), and
         # the replay's answer does not have it. The subscriber goes on until it has it.
         redis = self.start_redis()
-        relay = TcpFreezer(redis.port, reply_delay=0.5 * slow_factor())
+        # The window is reply_delay; the timeouts leave room for every reply to be that late.
+        relay = TcpFreezer(redis.port, reply_delay=0.3 * slow_factor())
         self.addCleanup(relay.close)
-        (a,) = self.start_nodes(redis, 1, url="redis://127.0.0.1:%d/0" % relay.port, workers=1)
+        (a,) = self.start_nodes(redis, 1, url="redis://127.0.0.1:%d/0" % relay.port, workers=1,
+                                backplane={"connect_timeout": "10s", "publish_timeout": "10s"})
         self.assertEqual(a.publish("cross", b"1").json()["seq"], 1)
         replayed = redis.wait_for_command('"XRANGE"', '"(0-0"')
         ws = a.subscribe("cross", "?since=0", json_frames=True)  # its replay starts after seq 0

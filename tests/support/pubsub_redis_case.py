@@ -14,13 +14,15 @@ from ws_peers import WsTestCase, wait_for
 PREFIX = "ptest"
 
 
-def node_config(redis_url, workers=2, client_publish=False, extra_routes=(), **pubsub):
+def node_config(redis_url, workers=2, client_publish=False, extra_routes=(), backplane=None, **pubsub):
+    """`backplane`: settings of pubsub.backplane over the tests' own; `pubsub`: the route's."""
     settings = {"history": 1000, "publish_rate": "off", "client_publish": client_publish}
     settings.update(pubsub)
+    plane = {"redis": redis_url, "key_prefix": PREFIX, "connect_timeout": "1s", "publish_timeout": "1s"}
+    plane.update(backplane or {})
     return make_config(
         workers=workers,
-        pubsub={"backplane": {"redis": redis_url, "key_prefix": PREFIX, "connect_timeout": "1s",
-                              "publish_timeout": "1s"}},
+        pubsub={"backplane": plane},
         routes=list(extra_routes) + [
             {"path": "/live/", "handler": "pubsub", "pubsub": settings, "websocket": {"ping_interval": 0}},
             {"path": "/health", "handler": "health"},
