@@ -16,13 +16,15 @@ const Header* findHeader(const HeaderList& headers, std::string_view name) {
     return nullptr;
 }
 
-bool headerHasToken(const HeaderList& headers, std::string_view name, std::string_view token) {
+bool valueHasToken(std::string_view value, std::string_view token) {
     bool found = false;
-    for (const auto& h : headers) {
-        if (!equalsIgnoreCase(h.name, name)) continue;
-        forEachToken(h.value, [&](std::string_view t) { found = found || equalsIgnoreCase(t, token); });
-        if (found) return true;
-    }
+    forEachToken(value, [&](std::string_view t) { found = found || equalsIgnoreCase(t, token); });
+    return found;
+}
+
+bool headerHasToken(const HeaderList& headers, std::string_view name, std::string_view token) {
+    for (const auto& h : headers)
+        if (equalsIgnoreCase(h.name, name) && valueHasToken(h.value, token)) return true;
     return false;
 }
 

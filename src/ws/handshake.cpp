@@ -2,8 +2,10 @@
 #include "portico/ws/handshake.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -32,23 +34,50 @@ std::string base64(const unsigned char* data, std::size_t len) {
     return core::base64Encode(std::string_view(reinterpret_cast<const char*>(data), len));
 }
 
-}  // namespace
+struct MdCtxDeleter {
+    void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+};
 
-std::string computeAccept(std::string_view key) {
+// SHA-1 of `data`. OpenSSL 3's one-shot SHA1() looks the algorithm up in its provider tables on
+// every call (EVP_MD_fetch: more instructions than the hash itself, most of an upgrade's
+// handshake cost); here it is fetched once per process and each worker thread keeps a context.
+void sha1(const unsigned char* data, std::size_t len, unsigned char (&digest)[SHA_DIGEST_LENGTH]) {
+    static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA1", nullptr);  // shared: EVP_MDs are thread-safe
+    thread_local const std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+    unsigned int n = 0;
+    if (md && ctx && EVP_DigestInit_ex2(ctx.get(), md, nullptr) == 1 && EVP_DigestUpdate(ctx.get(), data, len) == 1 &&
+        EVP_DigestFinal_ex(ctx.get(), digest, &n) == 1 && n == SHA_DIGEST_LENGTH)
+        return;
+    SHA1(data, len, digest);  // no provider or context at hand: the slow path still answers
+}
+
+// The accept value of `key` into `out`: 28 characters, base64 of the 20-byte digest, no heap.
+constexpr std::size_t kAcceptLength = 4 * ((SHA_DIGEST_LENGTH + 2) / 3);
+using AcceptText = std::array<char, kAcceptLength + 1>;  // EVP_EncodeBlock adds a NUL
+
+std::string_view acceptInto(std::string_view key, AcceptText& out) {
     // RFC 6455 4.2.2 item 5.4: base64(SHA-1(key ++ GUID)); a 24-byte key fits on the stack.
-    unsigned char input[128];
     unsigned char digest[SHA_DIGEST_LENGTH];
+    unsigned char input[128];
     if (key.size() + kGuid.size() <= sizeof input) {
         std::memcpy(input, key.data(), key.size());
         std::memcpy(input + key.size(), kGuid.data(), kGuid.size());
-        SHA1(input, key.size() + kGuid.size(), digest);
+        sha1(input, key.size() + kGuid.size(), digest);
     } else {
         std::string joined;
         joined.reserve(key.size() + kGuid.size());
         joined.append(key).append(kGuid);
-        SHA1(reinterpret_cast<const unsigned char*>(joined.data()), joined.size(), digest);
+        sha1(reinterpret_cast<const unsigned char*>(joined.data()), joined.size(), digest);
     }
-    return base64(digest, SHA_DIGEST_LENGTH);
+    EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), digest, SHA_DIGEST_LENGTH);
+    return std::string_view(out.data(), kAcceptLength);
+}
+
+}  // namespace
+
+std::string computeAccept(std::string_view key) {
+    AcceptText text;
+    return std::string(acceptInto(key, text));
 }
 
 bool isValidKey(std::string_view key) {
@@ -71,11 +100,18 @@ UpgradeRequest analyzeUpgrade(const http::RequestHead& head) {
     UpgradeRequest req;
     using http::equalsIgnoreCase;
 
+    // One pass over the headers gathers everything the checks below need.
     int keys = 0;
     int versions = 0;
     bool version13 = false;
+    bool upgrade_websocket = false;   // an Upgrade header holds "websocket"
+    bool connection_upgrade = false;  // a Connection header holds "upgrade"
     for (const auto& h : head.headers) {
-        if (equalsIgnoreCase(h.name, "Sec-WebSocket-Key")) {
+        if (equalsIgnoreCase(h.name, "Upgrade")) {
+            upgrade_websocket = upgrade_websocket || http::valueHasToken(h.value, "websocket");
+        } else if (equalsIgnoreCase(h.name, "Connection")) {
+            connection_upgrade = connection_upgrade || http::valueHasToken(h.value, "upgrade");
+        } else if (equalsIgnoreCase(h.name, "Sec-WebSocket-Key")) {
             ++keys;
             req.key = trim(h.value);
         } else if (equalsIgnoreCase(h.name, "Sec-WebSocket-Version")) {
@@ -96,7 +132,7 @@ UpgradeRequest analyzeUpgrade(const http::RequestHead& head) {
     // RFC 9110 7.8: a server must ignore Upgrade in an HTTP/1.0 request.
     if (head.version_minor < 1) return req;
     // Another protocol (h2c, ...) or none: not ours; the caller proxies it as plain HTTP.
-    if (!http::headerHasToken(head.headers, "Upgrade", "websocket")) return req;
+    if (!upgrade_websocket) return req;
 
     auto refuse = [&req](int status, std::string_view why) {
         req.kind = UpgradeKind::Invalid;
@@ -107,7 +143,7 @@ UpgradeRequest analyzeUpgrade(const http::RequestHead& head) {
     // RFC 6455 4.2.1: the handshake is a GET with "Connection: Upgrade"; anything else that asks
     // for websocket is a malformed handshake, answered 400 (4.2.2 "such as 400 Bad Request").
     if (head.method != "GET") return refuse(400, "websocket upgrade with a method other than GET");
-    if (!http::headerHasToken(head.headers, "Connection", "upgrade"))
+    if (!connection_upgrade)
         return refuse(400, "websocket upgrade without Connection: upgrade");
     // RFC 6455 4.1 item 7 / 11.3.1: exactly one key, base64 of 16 bytes.
     if (keys == 0) return refuse(400, "missing Sec-WebSocket-Key");
@@ -127,13 +163,21 @@ bool checkUpstreamAccept(const http::HeaderList& headers, std::string_view key) 
         if (accept != nullptr) return false;  // RFC 6455 11.3.3: must not appear more than once
         accept = &h;
     }
-    return accept != nullptr && trim(accept->value) == computeAccept(key);
+    AcceptText expected;
+    return accept != nullptr && trim(accept->value) == acceptInto(key, expected);
 }
 
 bool isValidUpgradeResponse(const http::ResponseHead& head, std::string_view key) {
     // RFC 6455 4.1, the client's checks of the server's handshake, items 1-4.
-    return head.status == 101 && http::headerHasToken(head.headers, "Upgrade", "websocket") &&
-           http::headerHasToken(head.headers, "Connection", "upgrade") && checkUpstreamAccept(head.headers, key);
+    if (head.status != 101) return false;
+    bool upgrade_websocket = false, connection_upgrade = false;
+    for (const auto& h : head.headers) {
+        if (http::equalsIgnoreCase(h.name, "Upgrade"))
+            upgrade_websocket = upgrade_websocket || http::valueHasToken(h.value, "websocket");
+        else if (http::equalsIgnoreCase(h.name, "Connection"))
+            connection_upgrade = connection_upgrade || http::valueHasToken(h.value, "upgrade");
+    }
+    return upgrade_websocket && connection_upgrade && checkUpstreamAccept(head.headers, key);
 }
 
 std::string_view selectSubprotocol(const std::vector<std::string_view>& requested,
@@ -157,7 +201,8 @@ std::string buildAcceptResponse(std::string_view key, std::string_view subprotoc
     std::string out;
     out.reserve(160 + subprotocol.size() + extensions.size());
     out.append("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-    out.append(computeAccept(key));
+    AcceptText accept;
+    out.append(acceptInto(key, accept));
     out.append("\r\n");
     if (!subprotocol.empty()) out.append("Sec-WebSocket-Protocol: ").append(subprotocol).append("\r\n");
     if (!extensions.empty()) out.append("Sec-WebSocket-Extensions: ").append(extensions).append("\r\n");

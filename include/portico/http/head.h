@@ -59,6 +59,9 @@ void forEachToken(std::string_view value, Fn&& fn) {
         value.remove_prefix(comma + 1);
     }
 }
+// True when the comma-separated list `value` (one header's value) holds `token`, case-insensitive:
+// headerHasToken() for one header, for callers that walk the headers themselves.
+bool valueHasToken(std::string_view value, std::string_view token);
 
 struct RequestHead {
     std::string method;             // "GET"

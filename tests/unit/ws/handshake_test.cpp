@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <thread>
 
 using namespace portico::ws;
 using portico::http::HeaderList;
@@ -42,6 +43,17 @@ void setHeader(RequestHead& h, std::string_view name, std::string value) {
 
 TEST_CASE("accept key matches the RFC 6455 example", "[ws][handshake]") {
     CHECK(computeAccept("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    // The digest context is kept per thread and reused: a second key, then the first again, and
+    // another thread, all give the same answers.
+    CHECK(computeAccept("AAAAAAAAAAAAAAAAAAAAAA==") != computeAccept("dGhlIHNhbXBsZSBub25jZQ=="));
+    CHECK(computeAccept("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    std::string from_thread;
+    std::thread([&] { from_thread = computeAccept("dGhlIHNhbXBsZSBub25jZQ=="); }).join();
+    CHECK(from_thread == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    // A key longer than the stack buffer takes the heap path to the same hash.
+    const std::string long_key(200, 'k');
+    CHECK(computeAccept(long_key).size() == 28);
+    CHECK(computeAccept(long_key) == computeAccept(long_key));
 }
 
 TEST_CASE("keys must be base64 of 16 bytes", "[ws][handshake]") {
@@ -126,6 +138,13 @@ TEST_CASE("websocket asked without GET or without Connection: upgrade is a 400",
     RequestHead no_connection = wsRequest();
     setHeader(no_connection, "Connection", "keep-alive");
     CHECK(analyzeUpgrade(no_connection).status == 400);
+    // The tokens may sit in any of repeated headers, in any case.
+    RequestHead split = wsRequest();
+    setHeader(split, "Connection", "keep-alive");
+    split.headers.push_back({"connection", "UPGRADE"});
+    setHeader(split, "Upgrade", "h2c");
+    split.headers.push_back({"upgrade", "WebSocket"});
+    CHECK(analyzeUpgrade(split).kind == UpgradeKind::WebSocket);
 }
 
 TEST_CASE("h2c, no Upgrade, and HTTP/1.0 are not WebSocket upgrades", "[ws][handshake]") {
@@ -167,6 +186,16 @@ TEST_CASE("an upstream 101 must carry the matching accept", "[ws][handshake]") {
     ResponseHead no_upgrade = r;
     no_upgrade.headers.erase(no_upgrade.headers.begin());
     CHECK_FALSE(isValidUpgradeResponse(no_upgrade, key));
+    ResponseHead no_connection = r;
+    no_connection.headers[1].value = "keep-alive";
+    CHECK_FALSE(isValidUpgradeResponse(no_connection, key));
+    ResponseHead other_protocol = r;
+    other_protocol.headers[0].value = "h2c";
+    CHECK_FALSE(isValidUpgradeResponse(other_protocol, key));
+    ResponseHead spelled = r;
+    spelled.headers[0] = {"UPGRADE", "h2c, WebSocket"};
+    spelled.headers[1] = {"connection", "keep-alive, upgrade"};
+    CHECK(isValidUpgradeResponse(spelled, key));
 }
 
 TEST_CASE("subprotocol selection follows the client's order within the allow-list", "[ws][handshake]") {
