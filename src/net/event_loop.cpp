@@ -21,11 +21,13 @@ EventLoop::EventLoop() {
 
 EventLoop::~EventLoop() {
     owned_.clear();
-    retired_.clear();
+    reap();
     reap_event_.reset();
 }
 
-void EventLoop::deferDelete(std::shared_ptr<void> object) {
+void EventLoop::deferDelete(std::shared_ptr<void> object) { retire(Retired(std::move(object))); }
+
+void EventLoop::retire(Retired object) {
     if (retired_.empty()) event_active(reap_event_.get(), EV_TIMEOUT, 0);
     retired_.push_back(std::move(object));
 }
@@ -40,12 +42,14 @@ void EventLoop::disown(const void* key) {
 }
 
 void EventLoop::onReap(int, short, void* arg) {
-    auto* self = static_cast<EventLoop*>(arg);
+    static_cast<EventLoop*>(arg)->reap();
+}
+
+void EventLoop::reap() {
     // Destructors may retire more objects (a connection retiring its upstream): loop until quiet.
-    while (!self->retired_.empty()) {
-        auto batch = std::move(self->retired_);
-        self->retired_.clear();
-        batch.clear();
+    while (!retired_.empty()) {
+        reaping_.swap(retired_);
+        reaping_.clear();
     }
 }
 

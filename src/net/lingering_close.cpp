@@ -73,7 +73,7 @@ void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream) {
         return;
     }
     stream->pauseReading();
-    loop.deferDelete(std::shared_ptr<Stream>(std::move(stream)));  // we may be in its callback
+    loop.deferDelete(std::move(stream));  // we may be in its callback
 }
 
 // A socket's side of a session ends here (Stream::close is declared in stream.h): the lingering

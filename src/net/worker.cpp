@@ -311,7 +311,7 @@ void Worker::resumeAccepting() {
 void Worker::onConnectionFinished(ClientConnection* connection) {
     auto it = connections_.find(connection);
     if (it == connections_.end()) return;
-    loop_.deferDelete(std::shared_ptr<ClientConnection>(std::move(it->second.connection)));
+    loop_.deferDelete(std::move(it->second.connection));
     connections_.erase(it);
     if (connections_.size() < max_connections_) resumeAccepting();
     if (stopping_ && connections_.empty()) loop_.stop();

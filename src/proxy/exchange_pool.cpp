@@ -25,7 +25,7 @@ void ExchangePool::give(std::unique_ptr<HttpExchange> exchange) {
         return;
     }
     // Perhaps inside one of its callbacks: deleted once that has returned.
-    loop_.deferDelete(std::shared_ptr<HttpExchange>(std::move(exchange)));
+    loop_.deferDelete(std::move(exchange));
 }
 
 ExchangePool::~ExchangePool() { clear(); }
@@ -33,7 +33,7 @@ ExchangePool::~ExchangePool() { clear(); }
 void ExchangePool::clear() {
     // Now, but one still inside one of its callbacks after that callback.
     for (auto& exchange : idle_)
-        if (exchange->inCallback()) loop_.deferDelete(std::shared_ptr<HttpExchange>(std::move(exchange)));
+        if (exchange->inCallback()) loop_.deferDelete(std::move(exchange));
     idle_.clear();
     idle_.shrink_to_fit();  // a connection that cleared its pool for good (an upgrade) keeps no array
 }

@@ -38,14 +38,16 @@ struct MdCtxDeleter {
     void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
 };
 
-// SHA-1 of `data`. OpenSSL 3's one-shot SHA1() looks the algorithm up in its provider tables on
-// every call (EVP_MD_fetch: more instructions than the hash itself, most of an upgrade's
-// handshake cost); here it is fetched once per process and each worker thread keeps a context.
+// SHA-1, fetched once when the program starts (EVP_MDs are thread-safe to share): OpenSSL 3's
+// one-shot SHA1() looks the algorithm up in its provider tables on every call (EVP_MD_fetch:
+// more instructions than the hash itself), and a first upgrade should not pay for it either.
+EVP_MD* const kSha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+
+// SHA-1 of `data`, with a digest context each worker thread keeps.
 void sha1(const unsigned char* data, std::size_t len, unsigned char (&digest)[SHA_DIGEST_LENGTH]) {
-    static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA1", nullptr);  // shared: EVP_MDs are thread-safe
     thread_local const std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
     unsigned int n = 0;
-    if (md && ctx && EVP_DigestInit_ex2(ctx.get(), md, nullptr) == 1 && EVP_DigestUpdate(ctx.get(), data, len) == 1 &&
+    if (kSha1 && ctx && EVP_DigestInit_ex2(ctx.get(), kSha1, nullptr) == 1 && EVP_DigestUpdate(ctx.get(), data, len) == 1 &&
         EVP_DigestFinal_ex(ctx.get(), digest, &n) == 1 && n == SHA_DIGEST_LENGTH)
         return;
     SHA1(data, len, digest);  // no provider or context at hand: the slow path still answers
