@@ -17,6 +17,7 @@ const Header* findHeader(const HeaderList& headers, std::string_view name) {
 }
 
 bool valueHasToken(std::string_view value, std::string_view token) {
+    if (equalsIgnoreCase(value, token)) return true;  // the usual "Upgrade: websocket": no list to split
     bool found = false;
     forEachToken(value, [&](std::string_view t) { found = found || equalsIgnoreCase(t, token); });
     return found;
