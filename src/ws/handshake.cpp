@@ -26,9 +26,14 @@ std::string_view trim(std::string_view v) {
     return v;
 }
 
-bool isBase64Char(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
-}
+constexpr std::array<bool, 256> kBase64Chars = [] {
+    std::array<bool, 256> table{};
+    for (int c = 0; c < 256; ++c)
+        table[static_cast<std::size_t>(c)] =
+            (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+    return table;
+}();
+bool isBase64Char(char c) { return kBase64Chars[static_cast<unsigned char>(c)]; }
 
 std::string base64(const unsigned char* data, std::size_t len) {
     return core::base64Encode(std::string_view(reinterpret_cast<const char*>(data), len));
@@ -86,7 +91,9 @@ bool isValidKey(std::string_view key) {
     // 16 bytes encode to 22 significant characters and "==" padding. The 4 unused low bits of the
     // 22nd character are not checked: a lenient decoder would accept them and nothing depends on it.
     if (key.size() != 24 || key[22] != '=' || key[23] != '=') return false;
-    return std::all_of(key.begin(), key.begin() + 22, isBase64Char);
+    for (std::size_t i = 0; i < 22; ++i)
+        if (!isBase64Char(key[i])) return false;
+    return true;
 }
 
 std::string generateKey() {

@@ -5,8 +5,10 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace portico::http {
@@ -19,11 +21,22 @@ using HeaderList = std::vector<Header>;
 
 namespace detail {
 constexpr char asciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-// 8 bytes from `p`, little-endian (the compiler makes it one load).
-constexpr std::uint64_t load8(const char* p) {
-    std::uint64_t v = 0;
-    for (int k = 0; k < 8; ++k) v |= static_cast<std::uint64_t>(static_cast<unsigned char>(p[k])) << (8 * k);
+// N (4 or 8) bytes from `p` as one word, in whatever byte order: the bytes are folded and
+// compared each on its own.
+template <typename Word>
+constexpr Word loadWord(const char* p) {
+    Word v = 0;
+    if (std::is_constant_evaluated()) {
+        for (std::size_t k = 0; k < sizeof v; ++k) v |= static_cast<Word>(static_cast<unsigned char>(p[k])) << (8 * k);
+    } else {
+        std::memcpy(&v, p, sizeof v);  // one load
+    }
     return v;
+}
+constexpr std::uint64_t load8(const char* p) { return loadWord<std::uint64_t>(p); }
+// Bytes 0-3 and the last 4 of 4 to 8 bytes (overlapping when fewer than 8), as one word.
+constexpr std::uint64_t loadEnds(const char* p, std::size_t n) {
+    return loadWord<std::uint32_t>(p) | static_cast<std::uint64_t>(loadWord<std::uint32_t>(p + n - 4)) << 32;
 }
 // asciiLower() of 8 bytes at once: 0x20 added to each byte in 'A'..'Z', the others unchanged
 // (the byte's low 7 bits plus a bias reach bit 7 without carrying into the next byte).
@@ -39,15 +52,16 @@ constexpr std::uint64_t lower8(std::uint64_t x) {
 
 // ASCII case-insensitive comparison (RFC 9110 5.1: field names are case-insensitive). Inline:
 // header rewriting compares every field name with a dozen others, most of another length; the
-// ones of the same length are compared 8 bytes at a time (the last 8 may overlap the previous).
+// ones of the same length are compared a word at a time (the last word may overlap the previous).
 constexpr bool equalsIgnoreCase(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
     const std::size_t n = a.size();
-    if (n < 8) {
+    if (n < 4) {
         for (std::size_t i = 0; i < n; ++i)
             if (detail::asciiLower(a[i]) != detail::asciiLower(b[i])) return false;
         return true;
     }
+    if (n < 8) return detail::lower8(detail::loadEnds(a.data(), n)) == detail::lower8(detail::loadEnds(b.data(), n));
     for (std::size_t i = 0; i + 8 < n; i += 8)
         if (detail::lower8(detail::load8(a.data() + i)) != detail::lower8(detail::load8(b.data() + i))) return false;
     return detail::lower8(detail::load8(a.data() + n - 8)) == detail::lower8(detail::load8(b.data() + n - 8));
