@@ -352,7 +352,7 @@ http::HeadAction ClientConnection::onHead() {
     }
     if (upgrade.kind == ws::UpgradeKind::WebSocket) {
         forward.websocket = true;
-        forward.websocket_key = std::string(upgrade.key);
+        forward.websocket_key = upgrade.key;  // a view into the request head, like forward.head
         forward.body_framing = http::BodyFraming::None;  // no body: refused above
         if (!route->websocket.subprotocols.empty() && !upgrade.subprotocols.empty())
             forward.override_headers.push_back(

@@ -41,7 +41,7 @@ public:
         // A WebSocket handshake: Upgrade/Connection are kept, a 101 is checked against the
         // client's key and handed to the owner (onUpgraded); anything else ends the connection.
         bool websocket = false;
-        std::string websocket_key;
+        std::string_view websocket_key;  // the owner's (in `head`, or its own): valid throughout
         http::HeaderList override_headers;       // e.g. a filtered Sec-WebSocket-Protocol
         config::Duration read_timeout{0};         // the response's; 0 = the upstream's read_timeout
         // The whole body, when the owner has it at once (the bridge's event batches): written
