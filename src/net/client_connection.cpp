@@ -40,16 +40,16 @@ constexpr std::size_t kPipelineBytes = 64 * 1024;
 // the user-space cost of accepting a connection).
 std::string ipv4Text(const in_addr& address) {
     const auto* octets = reinterpret_cast<const unsigned char*>(&address.s_addr);  // network order
-    std::string text;
-    text.reserve(INET_ADDRSTRLEN - 1);  // within the short-string buffer: no allocation
-    for (int i = 0; i < 4; ++i) {
-        if (i > 0) text += '.';
+    char text[INET_ADDRSTRLEN];  // 15 characters at most: within std::string's own buffer
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
         const unsigned octet = octets[i];
-        if (octet >= 100) text += static_cast<char>('0' + octet / 100);
-        if (octet >= 10) text += static_cast<char>('0' + octet / 10 % 10);
-        text += static_cast<char>('0' + octet % 10);
+        if (octet >= 100) text[n++] = static_cast<char>('0' + octet / 100);
+        if (octet >= 10) text[n++] = static_cast<char>('0' + octet / 10 % 10);
+        text[n++] = static_cast<char>('0' + octet % 10);
+        text[n++] = '.';
     }
-    return text;
+    return std::string(text, n - 1);  // without the last dot
 }
 
 std::string peerAddress(const sockaddr* peer, std::uint32_t& hash) {
