@@ -57,16 +57,17 @@ void LocalBackplane::info(const std::string& channel, InfoDone done) { done(regi
 
 void LocalBackplane::stats(observe::ProcessInfo& info) { registry_->stats(info); }
 
-void LocalBackplane::post(const std::string& channel, MessagePtr message) {
-    bool wake = false;
-    {
-        std::lock_guard lock(inbox_mutex_);
-        wake = inbox_.empty();
-        inbox_.emplace_back(channel, std::move(message));
-    }
-    // Whoever found the inbox empty wakes the loop; the others' messages ride along.
-    if (wake) inbox_wakeup_.notify();
+bool LocalBackplane::enqueue(const std::string& channel, MessagePtr message) {
+    std::lock_guard lock(inbox_mutex_);
+    // Whoever found the inbox empty wakes the loop; the others' messages ride along. onInbox()
+    // runs after that wakeup's eventfd read, so a message enqueued after its swap finds the
+    // inbox empty and brings a wakeup of its own.
+    const bool wake = inbox_.empty();
+    inbox_.emplace_back(channel, std::move(message));
+    return wake;
 }
+
+void LocalBackplane::wake() { inbox_wakeup_.notify(); }
 
 void LocalBackplane::onInbox() {
     std::vector<std::pair<std::string, MessagePtr>> batch;

@@ -144,7 +144,7 @@ PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel
     message->payload = std::move(payload);
     message->sender = sender;
     const std::size_t bytes = message->payload.size() + kMessageOverhead;
-    std::vector<Inbox*> targets;
+    std::vector<Inbox*> to_wake;
     PublishResult result;
     result.epoch = epoch_;
     std::string idempotent_key;
@@ -179,14 +179,17 @@ PubSubRegistry::PublishResult PubSubRegistry::publish(const std::string& channel
                 ++evicted_[kBytes];  // too big to keep at all: delivered live only
             }
         }
-        for (auto& [hub, count] : c->subscribers) {
-            targets.push_back(hub);
+        // Enqueued under the lock that numbered it: two workers publishing on this channel at
+        // once reach every inbox in seq order (a message behind a later one reads as a gap to
+        // its subscribers). The inbox's lock is only ever taken inside the registry's.
+        for (auto& [inbox, count] : c->subscribers) {
+            if (inbox->enqueue(channel, message)) to_wake.push_back(inbox);
             result.subscribers += count;
         }
         eraseIfUnused(channels_.find(channel), false);  // nobody listening, nothing kept
     }
-    // Posting takes each hub's own lock: never while holding the registry's.
-    for (Inbox* inbox : targets) inbox->post(channel, message);
+    // The wakeups are write(2)s: not under the registry's lock.
+    for (Inbox* inbox : to_wake) inbox->wake();
     if (sender && result.subscribers > 0) result.subscribers -= 1;  // the sender gets no copy
     return result;
 }

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The in-process backplane: channels live in this process's PubSubRegistry, shared by every
-// worker. A publish on any worker numbers and keeps the message under the registry's lock and
-// posts it to the inbox of each worker with subscribers; that worker's loop hands it to its
-// sink. Every callback runs before the call returns.
+// worker. A publish on any worker numbers and keeps the message and appends it to the inbox of
+// each worker with subscribers, all under the registry's lock (so in seq order), then wakes
+// those workers; that worker's loop hands it to its sink. Every callback runs before the call returns.
 
 #include <memory>
 #include <mutex>
@@ -22,7 +22,7 @@ class LocalBackplane final : public Backplane, private Inbox {
 public:
     LocalBackplane(net::EventLoop& loop, std::shared_ptr<PubSubRegistry> registry);
     // Only once no other worker's thread runs: a publisher may hold this inbox between the
-    // registry's lock and post() (docs/threading.md, "Who may hold a pointer to a queue").
+    // registry's lock and wake() (docs/threading.md, "Who may hold a pointer to a queue").
     ~LocalBackplane() override;
     LocalBackplane(const LocalBackplane&) = delete;
     LocalBackplane& operator=(const LocalBackplane&) = delete;
@@ -39,7 +39,8 @@ public:
 
 private:
     // Inbox: thread-safe, from whichever worker published.
-    void post(const std::string& channel, MessagePtr message) override;
+    bool enqueue(const std::string& channel, MessagePtr message) override;
+    void wake() override;
     // On this loop's thread: hands what the inbox holds to the sink.
     void onInbox();
     static void onSweep(int, short, void* arg);
@@ -50,7 +51,7 @@ private:
     core::EventPtr sweep_event_;  // history_ttl and channel_idle_timeout (registry's expire())
     std::mutex inbox_mutex_;
     std::vector<std::pair<std::string, MessagePtr>> inbox_;
-    net::Wakeup inbox_wakeup_;  // post() from another worker's thread wakes this loop through it
+    net::Wakeup inbox_wakeup_;  // wake() from another worker's thread wakes this loop through it
 };
 
 }  // namespace portico::pubsub

@@ -25,12 +25,16 @@ struct ChannelInfo {
     std::size_t history = 0;        // messages kept
 };
 
-// Where the in-process registry posts a message for one worker's subscribers. post() is called
-// from any worker's thread.
+// Where the in-process registry posts a message for one worker's subscribers, from any worker's
+// thread, in two steps:
+// - enqueue() under the registry's lock, in the channel's seq order (a short locked append:
+//   no syscall); true when the receiver's loop must be woken for it;
+// - wake() after the registry's lock is released, for each enqueue() that answered true.
 class Inbox {
 public:
     virtual ~Inbox() = default;
-    virtual void post(const std::string& channel, MessagePtr message) = 0;
+    virtual bool enqueue(const std::string& channel, MessagePtr message) = 0;
+    virtual void wake() = 0;
 };
 
 }  // namespace portico::pubsub

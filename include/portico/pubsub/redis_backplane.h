@@ -145,7 +145,9 @@ private:
     };
     using ReplyFn = std::function<void(const redisReply*)>;
 
-    void post(const std::string&, MessagePtr) override {}  // the registry posts nothing here
+    // The registry posts nothing here.
+    bool enqueue(const std::string&, MessagePtr) override { return false; }
+    void wake() override {}
     std::unique_ptr<RedisConnection> newConnection(const config::RedisAddress& address);
     RedisConnection& addConnection(const config::RedisAddress& address);  // owned by connections_
     std::unique_ptr<Shard> newShard();

@@ -16,7 +16,8 @@ namespace {
 
 // A worker's inbox that drops what it is posted.
 struct NullInbox : pubsub::Inbox {
-    void post(const std::string&, pubsub::MessagePtr) override {}
+    bool enqueue(const std::string&, pubsub::MessagePtr) override { return false; }
+    void wake() override {}
 };
 
 constexpr std::size_t kPayload = 100;
