@@ -2,8 +2,8 @@
 """Pub/sub sequence numbers on one node: the epoch (random per process start) in publish answers
 and channel info, the portico.pubsub.v1 subprotocol (JSON frames with channel, seq, epoch and
 data or data_b64), ?since=SEQ&epoch=E resumption and its failure (history_lost with the
-subprotocol, close 4410 without), Idempotency-Key on publish, channel names with '/', and seq order under concurrent publishers
-on three workers."""
+subprotocol, close 4410 without), Idempotency-Key on publish, channel names with '/', and seq
+order under concurrent publishers on three workers."""
 
 import base64
 import json
