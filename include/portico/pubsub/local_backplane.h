@@ -3,7 +3,8 @@
 // The in-process backplane: channels live in this process's PubSubRegistry, shared by every
 // worker. A publish on any worker numbers and keeps the message and appends it to the inbox of
 // each worker with subscribers, all under the registry's lock (so in seq order), then wakes
-// those workers; that worker's loop hands it to its sink. Every callback runs before the call returns.
+// those workers; each one's loop hands it to its sink. Every callback runs before the call
+// returns.
 
 #include <memory>
 #include <mutex>

@@ -17,7 +17,8 @@
 // Sequence numbers restart with the process: the epoch, random per registry, tells a
 // subscriber's ?since=SEQ&epoch=E from an earlier process apart.
 // Under the lock nothing of unbounded size is allocated: a message is built before, a replay
-// slice is at most `max_messages` pointers.
+// slice is at most `max_messages` pointers; a publish appends (channel name, pointer) to each
+// subscribed worker's inbox, a vector that its loop empties.
 
 #include <atomic>
 #include <chrono>
