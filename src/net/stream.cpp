@@ -69,7 +69,7 @@ std::size_t Stream::inputLength() const { return input_ ? evbuffer_get_length(in
 
 void Stream::releaseIdle() {
     if (input_ && evbuffer_get_length(input_.get()) == 0) input_.reset();
-    if (write_armed_ || connecting_ || handshaking_) return;
+    if (write_armed_ || connecting_ || connect_unreported_ || handshaking_) return;
     if (output_ && evbuffer_get_length(output_.get()) == 0) output_.reset();
     write_event_.reset();  // not added: freeing it costs no epoll_ctl
 }
@@ -88,15 +88,12 @@ std::unique_ptr<Stream> Stream::connectTo(event_base* base, const sockaddr* addr
         return nullptr;
     }
     setNoDelay(fd.get());
-    bool in_progress = false;
-    if (::connect(fd.get(), address, length) != 0) {
-        if (errno != EINPROGRESS) {
-            error = errno;
-            return nullptr;
-        }
-        in_progress = true;
+    if (::connect(fd.get(), address, length) != 0 && errno != EINPROGRESS) {
+        error = errno;
+        return nullptr;
     }
-    (void)in_progress;  // a loopback connect may complete at once: report it from the loop anyway
+    // Connected or not, the outcome is reported from the loop: the write event (queued in
+    // libevent's changelist, no epoll_ctl yet), or the first send (flush) if it comes first.
     auto stream = std::make_unique<Stream>(base, std::move(fd), handler);
     stream->connecting_ = true;
     stream->armWrite();
@@ -150,9 +147,32 @@ void Stream::armWrite() {
 }
 
 void Stream::flush() {
+    if (connecting_ && !ssl_ && !connect_probed_ && outputLength() > 0) {
+        sendWhileConnecting();
+        return;
+    }
     // While connecting or in the TLS handshake the write event (or the handshake) sends it.
     if (connecting_ || handshaking_ || write_armed_ || pending_error_ != 0) return;
     writeNow();
+}
+
+// A non-blocking connect answers EINPROGRESS even when the handshake is over by the time it
+// returns (on loopback it usually is): the first send tells, as nginx's first write does. Sent:
+// the socket is up, and the write event armed for the connect goes unused (its epoll_ctl, the
+// MOD that removes it and the getsockopt(SO_ERROR) are saved). EAGAIN: still connecting, the
+// write event reports the outcome as before. Any other error is the connect's (send takes it
+// from the socket, so SO_ERROR would no longer show it): kept in pending_error_ and reported
+// as a failed connect. Either way from the loop (event_active: no syscall), never from here.
+void Stream::sendWhileConnecting() {
+    connect_probed_ = true;
+    const std::uint64_t before = bytes_written_;
+    writeNow();  // a failure sets pending_error_; EAGAIN leaves the write event armed
+    if (bytes_written_ == before && pending_error_ == 0) return;
+    if (pending_error_ == 0) {
+        connecting_ = false;
+        connect_unreported_ = true;
+    }
+    event_active(write_event_.get(), EV_WRITE, 0);
 }
 
 bool Stream::canWriteNow() const {
@@ -521,10 +541,17 @@ std::string Stream::alpnProtocol() const {
 }
 
 void Stream::handleWrite() {
+    if (connect_unreported_) {
+        // The first send went (sendWhileConnecting); the write event stays armed only for what
+        // the socket did not take then.
+        connect_unreported_ = false;
+        reportConnected();
+        return;
+    }
     if (connecting_) {
-        int error = 0;
+        int error = pending_error_;  // the first send's, which took it from the socket
         socklen_t length = sizeof error;
-        if (getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+        if (error == 0 && getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
         if (error != 0) {
             disarmWrite();
             pauseReading();
@@ -537,10 +564,7 @@ void Stream::handleWrite() {
             driveHandshake();  // onConnected comes when the handshake is done
             return;
         }
-        handler_->onConnected(*this);
-        // Whoever stopped reading while we were connecting waits for this.
-        if (!write_armed_ && pending_error_ == 0 && outputLength() <= low_watermark_)
-            handler_->onDrained(*this);
+        reportConnected();
         return;
     }
     if (pending_error_ != 0) {
@@ -556,6 +580,12 @@ void Stream::handleWrite() {
     writeNow();
     if (pending_error_ == 0 && outputLength() <= low_watermark_)
         handler_->onDrained(*this);
+}
+
+void Stream::reportConnected() {
+    handler_->onConnected(*this);
+    // Whoever stopped reading while we were connecting waits for this.
+    if (!write_armed_ && pending_error_ == 0 && outputLength() <= low_watermark_) handler_->onDrained(*this);
 }
 
 }  // namespace portico::net

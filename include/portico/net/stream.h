@@ -35,8 +35,10 @@ public:
     Stream(const Stream&) = delete;
     Stream& operator=(const Stream&) = delete;
 
-    // Starts a non-blocking connect; the handler gets onConnected or onError. Returns nullptr and
-    // sets `error` when the connect fails at once (e.g. ECONNREFUSED on loopback).
+    // Starts a non-blocking connect; the handler gets onConnected or onError, from the loop. Bytes
+    // written meanwhile are sent at once when the socket is already up (a plain socket's first
+    // flush tries; see sendWhileConnecting). Returns nullptr and sets `error` when connect()
+    // fails at once.
     static std::unique_ptr<Stream> connectTo(event_base* base, const sockaddr* address,
                                              socklen_t length, StreamHandler* handler, int& error);
 
@@ -132,6 +134,8 @@ private:
     void armWrite();
     void disarmWrite();
     void writeNow();
+    void sendWhileConnecting();
+    void reportConnected();
 
     core::UniqueFd fd_;
     StreamHandler* handler_;
@@ -149,6 +153,8 @@ private:
     bool write_armed_ = false;
     bool output_may_hold_files_ = false;
     bool connecting_ = false;
+    bool connect_probed_ = false;     // the first send while connecting was tried (once)
+    bool connect_unreported_ = false;  // that send went: onConnected is due from the loop
     bool shutdown_after_flush_ = false;
     bool write_shut_ = false;
     tls::SslPtr ssl_;  // its deleter keeps a cleanly finished session resumable

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+// net::Stream::connectTo on loopback: the first bytes written while connecting go at once when
+// the socket is already up, a refusal seen by that send is a failed connect, and a connect that
+// is not up yet still completes through the write event.
+
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "portico/net/event_loop.h"
+#include "portico/net/stream.h"
+
+using namespace portico;
+
+namespace {
+
+struct ConnectRecorder final : net::StreamHandler {
+    virtual ~ConnectRecorder() = default;
+    int connected = 0;
+    int errors = 0;
+    int error = 0;
+    void onReadable(net::ByteStream&) override {}
+    void onEof(net::ByteStream&) override {}
+    void onError(net::ByteStream&, int e) override {
+        ++errors;
+        error = e;
+    }
+    void onConnected(net::Stream& stream) override {
+        ++connected;
+        stream.flush();  // what was written while connecting goes now (as HttpExchange does)
+    }
+};
+
+// A loopback TCP socket bound to a free port; listening with `backlog` unless negative.
+core::UniqueFd boundSocket(sockaddr_in& address, int backlog) {
+    core::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    address = {};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    socklen_t length = sizeof address;
+    REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    if (backlog >= 0) REQUIRE(::listen(fd.get(), backlog) == 0);
+    return fd;
+}
+
+std::unique_ptr<net::Stream> connectStream(net::EventLoop& loop, const sockaddr_in& address, ConnectRecorder& handler) {
+    int error = 0;
+    auto stream = net::Stream::connectTo(loop.base(), reinterpret_cast<const sockaddr*>(&address), sizeof address,
+                                         &handler, error);
+    REQUIRE(stream);
+    return stream;
+}
+
+// Until the kernel has an answer to the connect (established or refused): the test's premise.
+void waitForConnectOutcome(const net::Stream& stream) {
+    pollfd p{stream.fd(), POLLOUT, 0};
+    REQUIRE(::poll(&p, 1, 2000) == 1);
+}
+
+template <class Done>
+void runUntil(net::EventLoop& loop, Done done, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+        event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+}
+
+std::string receiveNow(int fd) {
+    char buf[64];
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+}  // namespace
+
+TEST_CASE("bytes written to a connect that is up go at once; onConnected comes from the loop", "[net][stream]") {
+    sockaddr_in address{};
+    core::UniqueFd listener = boundSocket(address, 16);
+    net::EventLoop loop;
+    ConnectRecorder handler;
+    auto stream = connectStream(loop, address, handler);
+    waitForConnectOutcome(*stream);
+
+    stream->write("GET / HTTP/1.1\r\n", 16);
+    CHECK(handler.connected == 0);  // never from inside write()
+    CHECK(stream->outputLength() == 0);
+    core::UniqueFd peer(::accept(listener.get(), nullptr, nullptr));
+    REQUIRE(peer);
+    CHECK(receiveNow(peer.get()) == "GET / HTTP/1.1\r\n");  // before the loop ran
+
+    runUntil(loop, [&] { return handler.connected > 0; });
+    CHECK(handler.connected == 1);
+    CHECK(handler.errors == 0);
+    CHECK_FALSE(stream->isConnecting());
+    stream->write("more", 4);  // an established stream sends straight away
+    CHECK(receiveNow(peer.get()) == "more");
+}
+
+// send() takes the socket's error (ECONNREFUSED): it must still be reported as the connect's
+// failure, not be lost so that getsockopt(SO_ERROR) finds 0 and reports a connect.
+TEST_CASE("a refusal seen by the first send is a failed connect", "[net][stream]") {
+    sockaddr_in address{};
+    core::UniqueFd closed_port = boundSocket(address, -1);  // bound, not listening: refuses
+    net::EventLoop loop;
+    ConnectRecorder handler;
+    auto stream = connectStream(loop, address, handler);
+    waitForConnectOutcome(*stream);
+
+    stream->write("GET / HTTP/1.1\r\n", 16);
+    CHECK(handler.errors == 0);  // never from inside write()
+    runUntil(loop, [&] { return handler.errors > 0 || handler.connected > 0; });
+    CHECK(handler.connected == 0);
+    CHECK(handler.errors == 1);
+    CHECK(handler.error == ECONNREFUSED);
+}
+
+// A listener whose accept queue is full drops the SYN: the first send finds the socket still
+// connecting (EAGAIN) and the write event reports the connect once the SYN is retried (~1 s).
+TEST_CASE("a connect that is not up at the first send completes later", "[net][stream]") {
+    sockaddr_in address{};
+    core::UniqueFd listener = boundSocket(address, 0);
+    core::UniqueFd filler(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(::connect(filler.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    net::EventLoop loop;
+    ConnectRecorder handler;
+    auto stream = connectStream(loop, address, handler);
+
+    stream->write("hello", 5);
+    event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+    REQUIRE(stream->isConnecting());  // the premise: the SYN was dropped
+    CHECK(handler.connected == 0);
+    CHECK(stream->outputLength() == 5);  // kept for when the socket is up
+
+    core::UniqueFd first(::accept(listener.get(), nullptr, nullptr));  // room for the retried SYN
+    runUntil(loop, [&] { return handler.connected > 0 || handler.errors > 0; });
+    CHECK(handler.connected == 1);
+    CHECK(handler.errors == 0);
+    core::UniqueFd peer(::accept(listener.get(), nullptr, nullptr));
+    REQUIRE(peer);
+    runUntil(loop, [&] { return stream->outputLength() == 0; });
+    pollfd p{peer.get(), POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 2000) == 1);
+    CHECK(receiveNow(peer.get()) == "hello");
+}
