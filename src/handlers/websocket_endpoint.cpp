@@ -241,7 +241,7 @@ void EndpointSession::end(const char* reason) {
     ping_.stop();
     app_->onClose(*this);
     const ws::SessionCounts final_counts = counts();
-    net::closeSide(loop_, std::move(client_), false);
+    net::closeSide(loop_, std::move(client_), net::Ending::Linger);
     owner_.onSessionEnd(reason, final_counts);
 }
 

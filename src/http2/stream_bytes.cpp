@@ -112,7 +112,7 @@ void StreamBytes::afterSend() {
     handler_->onDrained(*this);
 }
 
-void StreamBytes::close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, bool) {
+void StreamBytes::close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, net::Ending) {
     // Finished or not, the stream ends the same way: END_STREAM after what output() holds;
     // what the client still sends is dropped, and a client that does not end its side is
     // reset after a linger (Stream::tick).

@@ -68,7 +68,7 @@ public:
     void setLowWatermark(std::size_t bytes) override { low_watermark_ = bytes; }
 
 private:
-    void close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, bool finished) override;
+    void close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, net::Ending ending) override;
     static void onDeliverEvent(int, short, void* arg);
     // From the loop: what waited in input() while paused (its window given back now), then EOF.
     void deliver();

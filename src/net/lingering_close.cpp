@@ -56,19 +56,20 @@ namespace {
 // Bytes the peer sent that nobody read: closing a socket with them makes Linux answer with a
 // reset, which destroys what is still queued to the peer (RFC 9293 3.6.1; the same reason
 // Worker::refuse lingers). A relay whose reading was paused by backpressure has them. After the
-// peer's FIN, read to the end, nothing can be waiting: no FIONREAD (one syscall per upgrade).
-bool hasUnreadInput(const Stream& stream) {
+// peer's FIN, read to the end, nothing can be waiting, and after both WebSocket Closes nothing
+// may (Ending::AfterCloses): no FIONREAD (one syscall per socket).
+bool hasUnreadInput(const Stream& stream, Ending ending) {
     if (stream.inputLength() > 0) return true;
-    if (stream.peerClosed()) return false;
+    if (stream.peerClosed() || ending == Ending::AfterCloses) return false;
     int unread = 0;
     return ::ioctl(stream.fd(), FIONREAD, &unread) != 0 || unread > 0;
 }
 
 }  // namespace
 
-void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream) {
+void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream, Ending ending) {
     if (!stream) return;
-    if (stream->outputLength() > 0 || stream->isTls() || hasUnreadInput(*stream)) {
+    if (stream->outputLength() > 0 || stream->isTls() || hasUnreadInput(*stream, ending)) {
         closeGracefully(loop, std::move(stream));
         return;
     }
@@ -78,24 +79,24 @@ void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream) {
 
 // A socket's side of a session ends here (Stream::close is declared in stream.h): the lingering
 // close is a socket's business, and stream.cpp stays about moving bytes.
-void Stream::close(EventLoop& loop, std::unique_ptr<ByteStream> self, bool finished) {
+void Stream::close(EventLoop& loop, std::unique_ptr<ByteStream> self, Ending ending) {
     std::unique_ptr<Stream> stream(static_cast<Stream*>(self.release()));
-    if (finished) {
-        closeFinished(loop, std::move(stream));
-    } else {
+    if (ending == Ending::Linger) {
         closeGracefully(loop, std::move(stream));
+    } else {
+        closeFinished(loop, std::move(stream), ending);
     }
 }
 
-void closeSide(EventLoop& loop, std::unique_ptr<ByteStream> stream, bool finished) {
+void closeSide(EventLoop& loop, std::unique_ptr<ByteStream> stream, Ending ending) {
     if (!stream) return;
     ByteStream* side = stream.get();
-    side->close(loop, std::move(stream), finished);
+    side->close(loop, std::move(stream), ending);
 }
 
-void closeBoth(EventLoop& loop, std::unique_ptr<ByteStream> a, std::unique_ptr<ByteStream> b, bool finished) {
-    closeSide(loop, std::move(a), finished);
-    closeSide(loop, std::move(b), finished);
+void closeBoth(EventLoop& loop, std::unique_ptr<ByteStream> a, std::unique_ptr<ByteStream> b, Ending ending) {
+    closeSide(loop, std::move(a), ending);
+    closeSide(loop, std::move(b), ending);
 }
 
 }  // namespace portico::net

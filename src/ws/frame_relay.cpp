@@ -383,7 +383,10 @@ void FrameRelay::end(const char* reason, bool finished) {
     // A client that was sent a Close and has not answered yet will answer it: a closed socket would
     // meet that Close with a reset, which browsers report as an unclean close. Linger for it.
     const bool client_answered = up_.close_seen || up_.eof || !down_.close_sent;
-    net::closeBoth(loop_, std::move(client_), std::move(upstream_), finished && client_answered);
+    net::Ending ending = net::Ending::Linger;
+    if (finished && client_answered)
+        ending = up_.close_seen && down_.close_seen ? net::Ending::AfterCloses : net::Ending::Finished;
+    net::closeBoth(loop_, std::move(client_), std::move(upstream_), ending);
     owner_.onSessionEnd(reason, final_counts);
 }
 

@@ -100,7 +100,7 @@ void Tunnel::end(const char* reason, bool finished) {
     idle_.stop();
     lifetime_.stop();
     // What one side still has queued (the other side's last bytes) is flushed before closing.
-    net::closeBoth(loop_, std::move(client_), std::move(upstream_), finished);
+    net::closeBoth(loop_, std::move(client_), std::move(upstream_), finished ? net::Ending::Finished : net::Ending::Linger);
     owner_.onSessionEnd(reason, counts());
 }
 

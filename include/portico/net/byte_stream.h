@@ -24,6 +24,21 @@ class ByteStream;
 class EventLoop;
 class Stream;
 
+// How a session's side ends (closeSide).
+enum class Ending {
+    // The session still had something to say: what output() holds is delivered, then the peer
+    // is told, and what it still sends is read and discarded for a while (lingering_close.h).
+    Linger,
+    // The session is over for both peers (one closed its side): closed at once when nothing is
+    // left to send and nothing unread (the kernel is asked, FIONREAD, unless the peer's FIN was
+    // read), as nginx closes both sides of an upgraded connection.
+    Finished,
+    // Over because both WebSocket Closes went through: as Finished, but nothing may follow a
+    // Close (RFC 6455 5.5.1) and what came after it in the same read was discarded, so the
+    // kernel is not asked for unread bytes (one ioctl per socket saved).
+    AfterCloses,
+};
+
 // Callbacks a ByteStream makes. A handler must not destroy the stream inside a callback: defer it.
 class StreamHandler {
 public:
@@ -84,16 +99,15 @@ public:
     virtual void setLowWatermark(std::size_t bytes) = 0;
 
 private:
-    friend void closeSide(EventLoop& loop, std::unique_ptr<ByteStream> stream, bool finished);
+    friend void closeSide(EventLoop& loop, std::unique_ptr<ByteStream> stream, Ending ending);
     // closeSide's work; `self` is this stream, handed over.
-    virtual void close(EventLoop& loop, std::unique_ptr<ByteStream> self, bool finished) = 0;
+    virtual void close(EventLoop& loop, std::unique_ptr<ByteStream> self, Ending ending) = 0;
 };
 
 // The end of a session's side: what output() holds is still delivered, then the peer is told
-// (a socket's FIN, lingering to read what the peer still sends unless `finished` and nothing is
-// left: see lingering_close.h; an HTTP/2 stream's END_STREAM). `finished`: the session is over
-// for both peers (one closed its side, or both Closes went through). Takes `stream`; null does
-// nothing. Its handler gets no more callbacks.
-void closeSide(EventLoop& loop, std::unique_ptr<ByteStream> stream, bool finished);
+// (a socket's FIN, lingering to read what the peer still sends as `ending` says: see
+// lingering_close.h; an HTTP/2 stream's END_STREAM). Takes `stream`; null does nothing. Its
+// handler gets no more callbacks.
+void closeSide(EventLoop& loop, std::unique_ptr<ByteStream> stream, Ending ending);
 
 }  // namespace portico::net

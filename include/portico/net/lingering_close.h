@@ -7,24 +7,21 @@
 #include <chrono>
 #include <memory>
 
-namespace portico::net {
+#include "portico/net/byte_stream.h"
 
-class ByteStream;
-class EventLoop;
-class Stream;
+namespace portico::net {
 
 // Takes `stream`; the loop keeps it until it is done, and frees what is left when it stops.
 void closeGracefully(EventLoop& loop, std::unique_ptr<Stream> stream,
                      std::chrono::milliseconds timeout = std::chrono::seconds(2));
 
-// The end of a relayed session that is over for both peers (one closed its connection, or both
-// Closes went through): a socket with nothing left to send (and no TLS close_notify due) is
+// The end of a relayed session that is over for both peers (Ending::Finished or AfterCloses,
+// byte_stream.h): a socket with nothing left to send or unread (and no TLS close_notify due) is
 // closed at once, as nginx closes both sides of an upgraded connection; any other goes through
 // closeGracefully. Takes `stream`; null does nothing.
-void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream);
+void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream, Ending ending);
 
-// The end of a relay between two peers: both sides at once (closeSide, byte_stream.h), with
-// closeFinished when a peer's EOF or error ended it (`finished`), else with closeGracefully.
-void closeBoth(EventLoop& loop, std::unique_ptr<ByteStream> a, std::unique_ptr<ByteStream> b, bool finished);
+// The end of a relay between two peers: both sides at once (closeSide, byte_stream.h).
+void closeBoth(EventLoop& loop, std::unique_ptr<ByteStream> a, std::unique_ptr<ByteStream> b, Ending ending);
 
 }  // namespace portico::net

@@ -111,7 +111,7 @@ public:
 
 private:
     // ByteStream: closeFinished, or closeGracefully (lingering_close.cpp, where they live).
-    void close(EventLoop& loop, std::unique_ptr<ByteStream> self, bool finished) override;
+    void close(EventLoop& loop, std::unique_ptr<ByteStream> self, Ending ending) override;
     static void onReadEvent(int fd, short what, void* arg);
     static void onWriteEvent(int fd, short what, void* arg);
     void handleRead();

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// net::Stream on a socketpair: peerClosed() and detach().
+// net::Stream on a socketpair: peerClosed(), detach() and how a finished side closes.
 
 #include <catch2/catch.hpp>
 
@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "portico/net/event_loop.h"
+#include "portico/net/lingering_close.h"
 #include "portico/net/stream.h"
 
 using namespace portico;
@@ -67,5 +68,30 @@ TEST_CASE("a detached stream's due bytes and EOF reach no handler", "[net][strea
         stream.detach();
         event_base_loop(loop.base(), EVLOOP_NONBLOCK);
         CHECK(owner.calls == 0);
+    }
+}
+
+// Unread bytes from the peer make a close a reset that can destroy what is still queued to it:
+// a finished session lingers for them (FIONREAD), except after both WebSocket Closes, when
+// nothing may follow (RFC 6455 5.5.1) and the socket is closed at once without asking.
+TEST_CASE("a finished side with unread input lingers, unless it ended after both Closes", "[net][stream]") {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+    core::UniqueFd peer(fds[1]);
+    net::EventLoop loop;
+    Recorder owner;
+    auto stream = std::make_unique<net::Stream>(loop.base(), core::UniqueFd(fds[0]), &owner);
+    REQUIRE(::write(peer.get(), "junk", 4) == 4);  // never read: the loop has not run
+    auto stillOpen = [&] { return ::send(peer.get(), "x", 1, MSG_NOSIGNAL) == 1; };
+
+    SECTION("finished: lingers (the socket stays open, half-closed)") {
+        net::closeFinished(loop, std::move(stream), net::Ending::Finished);
+        event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+        CHECK(stillOpen());
+    }
+    SECTION("after both Closes: closed at once") {
+        net::closeFinished(loop, std::move(stream), net::Ending::AfterCloses);
+        event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+        CHECK_FALSE(stillOpen());
     }
 }
