@@ -53,28 +53,37 @@ core::UniqueFd boundSocket(sockaddr_in& address, int backlog) {
     return fd;
 }
 
-std::unique_ptr<net::Stream> connectStream(net::EventLoop& loop, const sockaddr_in& address, ConnectRecorder& handler) {
-    int error = 0;
-    auto stream = net::Stream::connectTo(loop.base(), reinterpret_cast<const sockaddr*>(&address), sizeof address,
-                                         &handler, error);
-    REQUIRE(stream);
-    return stream;
-}
+// A loopback server socket (listening with `backlog`, or only bound when negative, which
+// refuses), a loop, and a stream connecting to it (start()).
+struct Connect {
+    sockaddr_in address{};
+    core::UniqueFd server;
+    net::EventLoop loop;
+    ConnectRecorder handler;
+    std::unique_ptr<net::Stream> stream;
 
-// Until the kernel has an answer to the connect (established or refused): the test's premise.
-void waitForConnectOutcome(const net::Stream& stream) {
-    pollfd p{stream.fd(), POLLOUT, 0};
-    REQUIRE(::poll(&p, 1, 2000) == 1);
-}
-
-template <class Done>
-void runUntil(net::EventLoop& loop, Done done, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done() && std::chrono::steady_clock::now() < deadline) {
-        event_base_loop(loop.base(), EVLOOP_NONBLOCK);
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    explicit Connect(int backlog) : server(boundSocket(address, backlog)) {}
+    void start() {
+        int error = 0;
+        stream = net::Stream::connectTo(loop.base(), reinterpret_cast<const sockaddr*>(&address), sizeof address,
+                                        &handler, error);
+        REQUIRE(stream);
     }
-}
+    // Until the kernel has an answer to the connect (established or refused): a test's premise.
+    void waitForOutcome() const {
+        pollfd p{stream->fd(), POLLOUT, 0};
+        REQUIRE(::poll(&p, 1, 2000) == 1);
+    }
+    template <class Done>
+    void runUntil(Done done) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (!done() && std::chrono::steady_clock::now() < deadline) {
+            event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+    core::UniqueFd acceptOne() const { return core::UniqueFd(::accept(server.get(), nullptr, nullptr)); }
+};
 
 std::string receiveNow(int fd) {
     char buf[64];
@@ -85,70 +94,58 @@ std::string receiveNow(int fd) {
 }  // namespace
 
 TEST_CASE("bytes written to a connect that is up go at once; onConnected comes from the loop", "[net][stream]") {
-    sockaddr_in address{};
-    core::UniqueFd listener = boundSocket(address, 16);
-    net::EventLoop loop;
-    ConnectRecorder handler;
-    auto stream = connectStream(loop, address, handler);
-    waitForConnectOutcome(*stream);
-
-    stream->write("GET / HTTP/1.1\r\n", 16);
-    CHECK(handler.connected == 0);  // never from inside write()
-    CHECK(stream->outputLength() == 0);
-    core::UniqueFd peer(::accept(listener.get(), nullptr, nullptr));
+    Connect c(16);
+    c.start();
+    c.waitForOutcome();
+    c.stream->write("GET / HTTP/1.1\r\n", 16);
+    CHECK(c.handler.connected == 0);  // never from inside write()
+    CHECK(c.stream->outputLength() == 0);
+    core::UniqueFd peer = c.acceptOne();
     REQUIRE(peer);
     CHECK(receiveNow(peer.get()) == "GET / HTTP/1.1\r\n");  // before the loop ran
 
-    runUntil(loop, [&] { return handler.connected > 0; });
-    CHECK(handler.connected == 1);
-    CHECK(handler.errors == 0);
-    CHECK_FALSE(stream->isConnecting());
-    stream->write("more", 4);  // an established stream sends straight away
+    c.runUntil([&] { return c.handler.connected > 0; });
+    CHECK(c.handler.connected == 1);
+    CHECK(c.handler.errors == 0);
+    CHECK_FALSE(c.stream->isConnecting());
+    c.stream->write("more", 4);  // an established stream sends straight away
     CHECK(receiveNow(peer.get()) == "more");
 }
 
 // send() takes the socket's error (ECONNREFUSED): it must still be reported as the connect's
 // failure, not be lost so that getsockopt(SO_ERROR) finds 0 and reports a connect.
 TEST_CASE("a refusal seen by the first send is a failed connect", "[net][stream]") {
-    sockaddr_in address{};
-    core::UniqueFd closed_port = boundSocket(address, -1);  // bound, not listening: refuses
-    net::EventLoop loop;
-    ConnectRecorder handler;
-    auto stream = connectStream(loop, address, handler);
-    waitForConnectOutcome(*stream);
-
-    stream->write("GET / HTTP/1.1\r\n", 16);
-    CHECK(handler.errors == 0);  // never from inside write()
-    runUntil(loop, [&] { return handler.errors > 0 || handler.connected > 0; });
-    CHECK(handler.connected == 0);
-    CHECK(handler.errors == 1);
-    CHECK(handler.error == ECONNREFUSED);
+    Connect c(-1);  // bound, not listening: refuses
+    c.start();
+    c.waitForOutcome();
+    c.stream->write("GET / HTTP/1.1\r\n", 16);
+    CHECK(c.handler.errors == 0);  // never from inside write()
+    c.runUntil([&] { return c.handler.errors > 0 || c.handler.connected > 0; });
+    CHECK(c.handler.connected == 0);
+    CHECK(c.handler.errors == 1);
+    CHECK(c.handler.error == ECONNREFUSED);
 }
 
 // A listener whose accept queue is full drops the SYN: the first send finds the socket still
 // connecting (EAGAIN) and the write event reports the connect once the SYN is retried (~1 s).
 TEST_CASE("a connect that is not up at the first send completes later", "[net][stream]") {
-    sockaddr_in address{};
-    core::UniqueFd listener = boundSocket(address, 0);
+    Connect c(0);  // an accept queue of one
     core::UniqueFd filler(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(::connect(filler.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-    net::EventLoop loop;
-    ConnectRecorder handler;
-    auto stream = connectStream(loop, address, handler);
+    REQUIRE(::connect(filler.get(), reinterpret_cast<const sockaddr*>(&c.address), sizeof c.address) == 0);
+    c.start();
+    c.stream->write("hello", 5);
+    event_base_loop(c.loop.base(), EVLOOP_NONBLOCK);
+    REQUIRE(c.stream->isConnecting());  // the premise: the SYN was dropped
+    CHECK(c.handler.connected == 0);
+    CHECK(c.stream->outputLength() == 5);  // kept for when the socket is up
 
-    stream->write("hello", 5);
-    event_base_loop(loop.base(), EVLOOP_NONBLOCK);
-    REQUIRE(stream->isConnecting());  // the premise: the SYN was dropped
-    CHECK(handler.connected == 0);
-    CHECK(stream->outputLength() == 5);  // kept for when the socket is up
-
-    core::UniqueFd first(::accept(listener.get(), nullptr, nullptr));  // room for the retried SYN
-    runUntil(loop, [&] { return handler.connected > 0 || handler.errors > 0; });
-    CHECK(handler.connected == 1);
-    CHECK(handler.errors == 0);
-    core::UniqueFd peer(::accept(listener.get(), nullptr, nullptr));
+    core::UniqueFd first = c.acceptOne();  // room for the retried SYN
+    c.runUntil([&] { return c.handler.connected > 0 || c.handler.errors > 0; });
+    CHECK(c.handler.connected == 1);
+    CHECK(c.handler.errors == 0);
+    core::UniqueFd peer = c.acceptOne();
     REQUIRE(peer);
-    runUntil(loop, [&] { return stream->outputLength() == 0; });
+    c.runUntil([&] { return c.stream->outputLength() == 0; });
     pollfd p{peer.get(), POLLIN, 0};
     REQUIRE(::poll(&p, 1, 2000) == 1);
     CHECK(receiveNow(peer.get()) == "hello");
