@@ -147,8 +147,12 @@ void Stream::armWrite() {
 }
 
 void Stream::flush() {
-    if (connecting_ && !ssl_ && !connect_probed_ && outputLength() > 0) {
-        sendWhileConnecting();
+    if (firstSendTellsConnect() && outputLength() > 0) {
+        connect_probed_ = true;
+        const std::uint64_t before = bytes_written_;
+        writeNow();  // a failure sets pending_error_; EAGAIN leaves the write event armed
+        const bool up = bytes_written_ != before;
+        if (up || pending_error_ != 0) settleConnect(up);
         return;
     }
     // While connecting or in the TLS handshake the write event (or the handshake) sends it.
@@ -157,20 +161,23 @@ void Stream::flush() {
 }
 
 // A non-blocking connect answers EINPROGRESS even when the handshake is over by the time it
-// returns (on loopback it usually is): the first send tells, as nginx's first write does. Sent:
-// the socket is up, and the write event armed for the connect goes unused (its epoll_ctl, the
-// MOD that removes it and the getsockopt(SO_ERROR) are saved). EAGAIN: still connecting, the
-// write event reports the outcome as before. Any other error is the connect's (send takes it
-// from the socket, so SO_ERROR would no longer show it): kept in pending_error_ and reported
-// as a failed connect. Either way from the loop (event_active: no syscall), never from here.
-void Stream::sendWhileConnecting() {
-    connect_probed_ = true;
-    const std::uint64_t before = bytes_written_;
-    writeNow();  // a failure sets pending_error_; EAGAIN leaves the write event armed
-    if (bytes_written_ == before && pending_error_ == 0) return;
-    if (pending_error_ == 0) {
+// returns (on loopback it usually is): the first send (write or flush) tells, as nginx's first
+// write does. Sent: the socket is up, and the write event armed for the connect goes unused (its
+// epoll_ctl, the MOD that removes it and the getsockopt(SO_ERROR) are saved). EAGAIN: still
+// connecting, the write event reports the outcome as before. Any other error is the connect's
+// (send takes it from the socket, so SO_ERROR would no longer show it): kept in pending_error_
+// and reported as a failed connect.
+bool Stream::firstSendTellsConnect() const {
+    return connecting_ && !connect_probed_ && !ssl_ && pending_error_ == 0 && !shutdown_after_flush_;
+}
+
+// The first send told: bytes went (`up`), or pending_error_ holds the connect's failure. Reported
+// from the loop like any connect (event_active: no syscall), never from inside write or flush.
+void Stream::settleConnect(bool up) {
+    if (up) {
         connecting_ = false;
         connect_unreported_ = true;
+        if (outputLength() == 0) disarmWrite();  // all went: the connect's write event goes unused
     }
     event_active(write_event_.get(), EV_WRITE, 0);
 }
@@ -182,12 +189,16 @@ bool Stream::canWriteNow() const {
 
 void Stream::write(const char* data, std::size_t n) {
     if (n == 0) return;
-    if (!canWriteNow()) {
+    const bool tells_connect = firstSendTellsConnect() && outputLength() == 0;
+    if (!tells_connect && !canWriteNow()) {
         evbuffer_add(output(), data, n);
         flush();
         return;
     }
+    connect_probed_ = true;
+    const std::size_t wanted = n;
     bool blocked = false;
+    int error = 0;
     while (n > 0) {
         ssize_t k;
         if (ssl_) {
@@ -198,11 +209,18 @@ void Stream::write(const char* data, std::size_t n) {
             k = ::send(fd_.get(), data, n, MSG_NOSIGNAL);
             if (k < 0 && errno == EINTR) continue;
             blocked = k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+            if (k < 0 && !blocked) error = errno;
         }
         if (k <= 0) break;
         bytes_written_ += static_cast<std::uint64_t>(k);
         data += k;
         n -= static_cast<std::size_t>(k);
+    }
+    if (tells_connect && (n < wanted || error != 0)) {
+        const bool up = n < wanted;
+        if (!up) pending_error_ = error;  // the connect failed (send took the error from the socket)
+        settleConnect(up);
+        if (!up) return;
     }
     if (n == 0) return;
     // The rest waits in output(): a full socket is retried when writable (with TLS the same
@@ -542,7 +560,7 @@ std::string Stream::alpnProtocol() const {
 
 void Stream::handleWrite() {
     if (connect_unreported_) {
-        // The first send went (sendWhileConnecting); the write event stays armed only for what
+        // The first send went (settleConnect); the write event stays armed only for what
         // the socket did not take then.
         connect_unreported_ = false;
         reportConnected();

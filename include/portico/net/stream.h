@@ -35,10 +35,10 @@ public:
     Stream(const Stream&) = delete;
     Stream& operator=(const Stream&) = delete;
 
-    // Starts a non-blocking connect; the handler gets onConnected or onError, from the loop. Bytes
-    // written meanwhile are sent at once when the socket is already up (a plain socket's first
-    // flush tries; see sendWhileConnecting). Returns nullptr and sets `error` when connect()
-    // fails at once.
+    // Starts a non-blocking connect; the handler gets onConnected or onError, from the loop.
+    // Bytes written meanwhile are sent at once when the socket is already up (a plain socket's
+    // first write or flush tries: firstSendTellsConnect). Returns nullptr and sets `error` when
+    // connect() fails at once.
     static std::unique_ptr<Stream> connectTo(event_base* base, const sockaddr* address,
                                              socklen_t length, StreamHandler* handler, int& error);
 
@@ -134,7 +134,8 @@ private:
     void armWrite();
     void disarmWrite();
     void writeNow();
-    void sendWhileConnecting();
+    bool firstSendTellsConnect() const;
+    void settleConnect(bool up);
     void reportConnected();
 
     core::UniqueFd fd_;
