@@ -93,7 +93,7 @@ std::unique_ptr<Stream> Stream::connectTo(event_base* base, const sockaddr* addr
         return nullptr;
     }
     // Connected or not, the outcome is reported from the loop: the write event (queued in
-    // libevent's changelist, no epoll_ctl yet), or the first send (flush) if it comes first.
+    // libevent's changelist, no epoll_ctl yet), or the first send if it comes first.
     auto stream = std::make_unique<Stream>(base, std::move(fd), handler);
     stream->connecting_ = true;
     stream->armWrite();
@@ -195,7 +195,7 @@ void Stream::write(const char* data, std::size_t n) {
         flush();
         return;
     }
-    connect_probed_ = true;
+    if (tells_connect) connect_probed_ = true;
     const std::size_t wanted = n;
     bool blocked = false;
     int error = 0;
