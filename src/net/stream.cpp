@@ -51,7 +51,9 @@ void StreamHandler::onPlainTextOnTls(Stream& stream) { onError(stream, EPROTO); 
 
 Stream::Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler)
     : fd_(std::move(fd)), handler_(handler) {
-    read_event_.reset(event_new(base, fd_.get(), EV_READ | EV_PERSIST, &Stream::onReadEvent, this));
+    // EV_CLOSED (EPOLLRDHUP, in the same epoll_ctl): a relay learns of the peer's FIN with the
+    // bytes before it, and needs no further read for it (readPlain).
+    read_event_.reset(event_new(base, fd_.get(), EV_READ | EV_CLOSED | EV_PERSIST, &Stream::onReadEvent, this));
     resumeReading();
 }
 
@@ -315,10 +317,10 @@ void Stream::shutdownAfterFlush() {
     flush();
 }
 
-void Stream::onReadEvent(int, short, void* arg) { static_cast<Stream*>(arg)->handleRead(); }
+void Stream::onReadEvent(int, short what, void* arg) { static_cast<Stream*>(arg)->handleRead((what & EV_CLOSED) != 0); }
 void Stream::onWriteEvent(int, short, void* arg) { static_cast<Stream*>(arg)->handleWrite(); }
 
-void Stream::handleRead() {
+void Stream::handleRead(bool peer_shut) {
     if (handshaking_) {
         if (tls_server_ && !first_byte_checked_ && !startsWithTlsRecord()) return;
         driveHandshake();
@@ -326,7 +328,7 @@ void Stream::handleRead() {
     }
     bool eof = false;
     int error = 0;
-    const std::size_t buffered = ssl_ ? readTls(eof, error) : readPlain(eof, error);
+    const std::size_t buffered = ssl_ ? readTls(eof, error) : readPlain(eof, error, peer_shut);
     if (eof || error) pauseReading();  // level-triggered: a closed socket stays readable
     if (eof) peer_closed_ = true;
     if (buffered > 0) handler_->onReadable(*this);
@@ -389,7 +391,7 @@ void Stream::closeEmptySlot(ReadSlot& slot) {
     if (slot.was_empty) releaseEmptyChains(slot.in);
 }
 
-std::size_t Stream::readPlain(bool& eof, int& error) {
+std::size_t Stream::readPlain(bool& eof, int& error, bool peer_shut) {
     std::size_t buffered = 0;
     // Read up to 4 chunks per wakeup: enough for large transfers, fair to other connections.
     for (int round = 0; round < 4; ++round) {
@@ -403,8 +405,13 @@ std::size_t Stream::readPlain(bool& eof, int& error) {
             const auto got = static_cast<std::size_t>(n);
             bulk_ = got == kReadChunk;
             if (!fillSlot(slot, got, buffered)) return buffered;
-            if (!bulk_) return buffered;
-            continue;
+            if (bulk_) continue;
+            // The peer's FIN had come (EPOLLRDHUP) and this read took all there was before it:
+            // the end, without a recv that returns 0 (nginx's pending_eof). Only for a relay,
+            // which ends its session at a peer's end anyway; an HTTP connection that stopped
+            // reading while it answers hears a half-close when it reads again, as before.
+            eof = peer_shut && direct_read_;
+            return buffered;
         }
         bulk_ = false;
         closeEmptySlot(slot);

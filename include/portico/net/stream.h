@@ -114,14 +114,14 @@ private:
     void close(EventLoop& loop, std::unique_ptr<ByteStream> self, Ending ending) override;
     static void onReadEvent(int fd, short what, void* arg);
     static void onWriteEvent(int fd, short what, void* arg);
-    void handleRead();
+    void handleRead(bool peer_shut = false);  // peer_shut: epoll saw the peer's FIN (EV_CLOSED)
     void handleWrite();
     // Both return the bytes appended to input() (bytes given to onBytes are not counted).
     struct ReadSlot;
     bool openSlot(ReadSlot& slot, bool scratch, bool was_empty, int& error);  // false: no memory
     bool fillSlot(ReadSlot& slot, std::size_t got, std::size_t& buffered);     // false: the reader stopped
     void closeEmptySlot(ReadSlot& slot);                                          // nothing was read
-    std::size_t readPlain(bool& eof, int& error);
+    std::size_t readPlain(bool& eof, int& error, bool peer_shut);
     std::size_t readTls(bool& eof, int& error);
     // Hands bytes read into the scratch area to the handler (direct read); false when reading
     // should stop for this wakeup (paused, handler changed, stream handed over).

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// net::Stream on a socketpair: peerClosed(), detach() and how a finished side closes.
+// net::Stream on a socketpair: peerClosed(), the FIN with the last bytes, detach() and how a
+// finished side closes.
 
 #include <catch2/catch.hpp>
 
 #include <event2/event.h>
+#include <string>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +28,11 @@ struct Recorder final : net::StreamHandler {
     }
     void onError(net::ByteStream&, int) override { ++calls; }
     void onDrained(net::ByteStream&) override { ++calls; }
+    std::string bytes;  // given to onBytes (direct read)
+    void onBytes(net::ByteStream&, const char* data, std::size_t n) override {
+        bytes.append(data, n);
+        ++calls;
+    }
 };
 
 }  // namespace
@@ -94,4 +101,24 @@ TEST_CASE("a finished side with unread input lingers, unless it ended after both
         event_base_loop(loop.base(), EVLOOP_NONBLOCK);
         CHECK_FALSE(stillOpen());
     }
+}
+
+// A relay learns of the peer's FIN with the bytes before it (EPOLLRDHUP): the end in the same
+// loop pass, without another recv. A stream that is not a relay reads the EOF as before.
+TEST_CASE("a relay hears the bytes and the FIN that came together in one pass", "[net][stream]") {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+    net::EventLoop loop;
+    Recorder handler;
+    net::Stream stream(loop.base(), core::UniqueFd(fds[0]), &handler);
+    const bool relay = GENERATE(true, false);
+    stream.setDirectRead(relay);
+    REQUIRE(::write(fds[1], "bye", 3) == 3);
+    ::close(fds[1]);
+    event_base_loop(loop.base(), EVLOOP_ONCE | EVLOOP_NONBLOCK);  // one pass
+    CHECK((relay ? handler.bytes : std::string(stream.inputLength(), '.')) == (relay ? "bye" : "..."));
+    CHECK(handler.eofs == (relay ? 1 : 0));
+    CHECK(stream.peerClosed() == relay);
+    event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+    CHECK(handler.eofs == 1);
 }
