@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <event2/event.h>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,46 +37,56 @@ struct Recorder final : net::StreamHandler {
     }
 };
 
+// A stream on one end of a socketpair, the test holding the other end (`peer`); the loop runs
+// only when a test says so.
+struct Pair {
+    net::EventLoop loop;
+    Recorder handler;
+    core::UniqueFd peer;
+    std::unique_ptr<net::Stream> stream;
+    Pair() {
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+        peer = core::UniqueFd(fds[1]);
+        stream = std::make_unique<net::Stream>(loop.base(), core::UniqueFd(fds[0]), &handler);
+    }
+    void send(const char* bytes) const { REQUIRE(::write(peer.get(), bytes, std::strlen(bytes)) > 0); }
+    void closePeer() { peer = core::UniqueFd(); }
+    void run(int flags = EVLOOP_NONBLOCK) { event_base_loop(loop.base(), flags); }
+};
+
 }  // namespace
 
 // Set once the peer's FIN was read, so that closing the socket needs no FIONREAD to know that
 // nothing is left unread (net::closeFinished).
 TEST_CASE("a stream knows its peer closed only after reading the FIN", "[net][stream]") {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
-    net::EventLoop loop;
-    Recorder handler;
-    net::Stream stream(loop.base(), core::UniqueFd(fds[0]), &handler);
-    REQUIRE(::write(fds[1], "hello", 5) == 5);
-    event_base_loop(loop.base(), EVLOOP_NONBLOCK);
-    CHECK(stream.inputLength() == 5);
-    CHECK_FALSE(stream.peerClosed());
-    ::close(fds[1]);
-    event_base_loop(loop.base(), EVLOOP_NONBLOCK);
-    CHECK(handler.eofs == 1);
-    CHECK(stream.peerClosed());
+    Pair p;
+    p.send("hello");
+    p.run();
+    CHECK(p.stream->inputLength() == 5);
+    CHECK_FALSE(p.stream->peerClosed());
+    p.closePeer();
+    p.run();
+    CHECK(p.handler.eofs == 1);
+    CHECK(p.stream->peerClosed());
 }
 
 // An exchange that lets go of an upstream socket (its delete deferred to the loop's next turn)
 // may serve another request at once: the old socket's bytes and EOF, already waiting, must not
 // reach it any more.
 TEST_CASE("a detached stream's due bytes and EOF reach no handler", "[net][stream]") {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
-    net::EventLoop loop;
-    Recorder owner;
-    net::Stream stream(loop.base(), core::UniqueFd(fds[0]), &owner);
-    REQUIRE(::write(fds[1], "late answer", 11) == 11);
-    ::close(fds[1]);  // and the EOF after it
+    Pair p;
+    p.send("late answer");
+    p.closePeer();  // and the EOF after it
 
     SECTION("attached, the owner hears both") {
-        event_base_loop(loop.base(), EVLOOP_NONBLOCK);
-        CHECK(owner.calls >= 2);
+        p.run();
+        CHECK(p.handler.calls >= 2);
     }
     SECTION("detached, nothing reaches the owner") {
-        stream.detach();
-        event_base_loop(loop.base(), EVLOOP_NONBLOCK);
-        CHECK(owner.calls == 0);
+        p.stream->detach();
+        p.run();
+        CHECK(p.handler.calls == 0);
     }
 }
 
@@ -82,23 +94,18 @@ TEST_CASE("a detached stream's due bytes and EOF reach no handler", "[net][strea
 // a finished session lingers for them (FIONREAD), except after both WebSocket Closes, when
 // nothing may follow (RFC 6455 5.5.1) and the socket is closed at once without asking.
 TEST_CASE("a finished side with unread input lingers, unless it ended after both Closes", "[net][stream]") {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
-    core::UniqueFd peer(fds[1]);
-    net::EventLoop loop;
-    Recorder owner;
-    auto stream = std::make_unique<net::Stream>(loop.base(), core::UniqueFd(fds[0]), &owner);
-    REQUIRE(::write(peer.get(), "junk", 4) == 4);  // never read: the loop has not run
-    auto stillOpen = [&] { return ::send(peer.get(), "x", 1, MSG_NOSIGNAL) == 1; };
+    Pair p;
+    p.send("junk");  // never read: the loop has not run
+    auto stillOpen = [&] { return ::send(p.peer.get(), "x", 1, MSG_NOSIGNAL) == 1; };
 
     SECTION("finished: lingers (the socket stays open, half-closed)") {
-        net::closeFinished(loop, std::move(stream), net::Ending::Finished);
-        event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+        net::closeFinished(p.loop, std::move(p.stream), net::Ending::Finished);
+        p.run();
         CHECK(stillOpen());
     }
     SECTION("after both Closes: closed at once") {
-        net::closeFinished(loop, std::move(stream), net::Ending::AfterCloses);
-        event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+        net::closeFinished(p.loop, std::move(p.stream), net::Ending::AfterCloses);
+        p.run();
         CHECK_FALSE(stillOpen());
     }
 }
@@ -106,19 +113,15 @@ TEST_CASE("a finished side with unread input lingers, unless it ended after both
 // A relay learns of the peer's FIN with the bytes before it (EPOLLRDHUP): the end in the same
 // loop pass, without another recv. A stream that is not a relay reads the EOF as before.
 TEST_CASE("a relay hears the bytes and the FIN that came together in one pass", "[net][stream]") {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
-    net::EventLoop loop;
-    Recorder handler;
-    net::Stream stream(loop.base(), core::UniqueFd(fds[0]), &handler);
     const bool relay = GENERATE(true, false);
-    stream.setDirectRead(relay);
-    REQUIRE(::write(fds[1], "bye", 3) == 3);
-    ::close(fds[1]);
-    event_base_loop(loop.base(), EVLOOP_ONCE | EVLOOP_NONBLOCK);  // one pass
-    CHECK((relay ? handler.bytes : std::string(stream.inputLength(), '.')) == (relay ? "bye" : "..."));
-    CHECK(handler.eofs == (relay ? 1 : 0));
-    CHECK(stream.peerClosed() == relay);
-    event_base_loop(loop.base(), EVLOOP_NONBLOCK);
-    CHECK(handler.eofs == 1);
+    Pair p;
+    p.stream->setDirectRead(relay);
+    p.send("bye");
+    p.closePeer();
+    p.run(EVLOOP_ONCE | EVLOOP_NONBLOCK);  // one pass
+    CHECK((relay ? p.handler.bytes : std::string(p.stream->inputLength(), '.')) == (relay ? "bye" : "..."));
+    CHECK(p.handler.eofs == (relay ? 1 : 0));
+    CHECK(p.stream->peerClosed() == relay);
+    p.run();
+    CHECK(p.handler.eofs == 1);
 }
