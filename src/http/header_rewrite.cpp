@@ -3,36 +3,48 @@
 
 #include <charconv>
 #include <cstring>
+#include <event2/buffer.h>
 
 namespace portico::http {
 
 namespace {
 
-void appendNumber(std::string& out, std::uint64_t value) {
-    char digits[24];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
-    (void)ec;
-    out.append(digits, end);
-}
+// A head written into memory sized for it beforehand (a bound summed from what may be written):
+// every piece is then a plain copy, with no growth check per field.
+class HeadWriter {
+public:
+    explicit HeadWriter(char* at) : p_(at) {}
+    void put(std::string_view s) {
+        if (!s.empty()) std::memcpy(p_, s.data(), s.size());  // (a null data() is not for memcpy)
+        p_ += s.size();
+    }
+    void field(std::string_view name, std::string_view value) {
+        put(name);
+        put(": ");
+        put(value);
+        put("\r\n");
+    }
+    void number(std::uint64_t value) { p_ = std::to_chars(p_, p_ + kNumberBytes, value).ptr; }
+    void framing(BodyFraming framing, std::uint64_t content_length) {
+        if (framing == BodyFraming::ContentLength) {
+            put("Content-Length: ");
+            number(content_length);
+            put("\r\n");
+        } else if (framing == BodyFraming::Chunked) {
+            put("Transfer-Encoding: chunked\r\n");
+        }
+    }
+    char* end() const { return p_; }
 
-void appendHeader(std::string& out, std::string_view name, std::string_view value) {
-    // One growth of `out`, then plain copies: called for every field of every head.
-    const std::size_t at = out.size();
-    out.resize(at + name.size() + value.size() + 4);
-    char* p = out.data() + at;
-    if (!name.empty()) std::memcpy(p, name.data(), name.size());  // (a null data() is not for memcpy)
-    p += name.size();
-    *p++ = ':';
-    *p++ = ' ';
-    if (!value.empty()) std::memcpy(p, value.data(), value.size());
-    p += value.size();
-    *p++ = '\r';
-    *p = '\n';
-}
+    static constexpr std::size_t kNumberBytes = 20;  // 2^64 in decimal
+    // The framing line and "Connection: upgrade" or the like, the start line's fixed parts and
+    // the blank line: what a bound adds to the fields' own bytes.
+    static constexpr std::size_t kFixedBytes = 160 + kNumberBytes;
+    static std::size_t fieldBytes(std::string_view name, std::string_view value) { return name.size() + value.size() + 4; }
 
-bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
-    return s.size() >= prefix.size() && equalsIgnoreCase(s.substr(0, prefix.size()), prefix);
-}
+private:
+    char* p_;
+};
 
 bool isSetBy(const std::vector<std::pair<std::string, std::string>>* set_headers, std::string_view name) {
     if (!set_headers) return false;
@@ -41,33 +53,99 @@ bool isSetBy(const std::vector<std::pair<std::string, std::string>>* set_headers
     return false;
 }
 
-void appendFraming(std::string& out, BodyFraming framing, std::uint64_t content_length) {
-    if (framing == BodyFraming::ContentLength) {
-        out.append("Content-Length: ");
-        appendNumber(out, content_length);
-        out.append("\r\n");
-    } else if (framing == BodyFraming::Chunked) {
-        out.append("Transfer-Encoding: chunked\r\n");
-    }
-}
+// What the head writers must know of a field name. Found once per field, by its length first:
+// most names have none of these lengths, and one comparison settles the others.
+enum class Field { Other, HopByHop, Connection, Upgrade, ContentLength, Host, XForwardedFor, XForwardedOther };
 
-}  // namespace
-
-namespace {
-
-// RFC 9110 7.6.1: the fields that are hop-by-hop whatever Connection says.
-bool isAlwaysHopByHop(std::string_view name) {
-    // By length first: asked for every field of every head, and most names have none of these
-    // lengths.
-    bool named = false;
+Field classify(std::string_view name) {
+    auto is = [&](std::string_view known) { return equalsIgnoreCase(name, known); };
     switch (name.size()) {
-        case 2: named = equalsIgnoreCase(name, "TE"); break;
-        case 7: named = equalsIgnoreCase(name, "Trailer") || equalsIgnoreCase(name, "Upgrade"); break;
-        case 10: named = equalsIgnoreCase(name, "Connection") || equalsIgnoreCase(name, "Keep-Alive"); break;
-        case 17: named = equalsIgnoreCase(name, "Transfer-Encoding"); break;
+        // RFC 9110 7.6.1: the fields that are hop-by-hop whatever Connection says.
+        case 2:
+            if (is("TE")) return Field::HopByHop;
+            break;
+        case 4:
+            if (is("Host")) return Field::Host;
+            break;
+        case 7:
+            if (is("Upgrade")) return Field::Upgrade;
+            if (is("Trailer")) return Field::HopByHop;
+            break;
+        case 9:
+            if (is("X-Real-IP")) return Field::XForwardedOther;
+            break;
+        case 10:
+            if (is("Connection")) return Field::Connection;
+            if (is("Keep-Alive")) return Field::HopByHop;
+            break;
+        case 14:
+            if (is("Content-Length")) return Field::ContentLength;
+            break;
+        case 15:
+            if (is("X-Forwarded-For")) return Field::XForwardedFor;
+            break;
+        case 16:
+            if (is("X-Forwarded-Host")) return Field::XForwardedOther;
+            break;
+        case 17:
+            if (is("Transfer-Encoding")) return Field::HopByHop;
+            if (is("X-Forwarded-Proto")) return Field::XForwardedOther;
+            break;
         default: break;
     }
-    return named || startsWithIgnoreCase(name, "Proxy-");
+    if (name.size() >= 6 && (name[0] == 'P' || name[0] == 'p') && equalsIgnoreCase(name.substr(0, 6), "Proxy-"))
+        return Field::HopByHop;
+    return Field::Other;
+}
+
+bool isAlwaysHopByHop(std::string_view name) {
+    const Field field = classify(name);
+    return field == Field::HopByHop || field == Field::Connection || field == Field::Upgrade;
+}
+
+// The bytes of every field of `headers` as written ("name: value\r\n").
+std::size_t fieldsBytes(const HeaderList& headers) {
+    std::size_t bytes = 0;
+    for (const auto& h : headers) bytes += HeadWriter::fieldBytes(h.name, h.value);
+    return bytes;
+}
+
+// The most bytes writeClientResponseHead writes.
+std::size_t clientResponseHeadBound(const ResponseHead& response) {
+    return HeadWriter::kFixedBytes + response.reason.size() + fieldsBytes(response.headers);
+}
+
+char* writeClientResponseHead(char* at, const ResponseHead& response, const ClientResponseInfo& info) {
+    HeadWriter out(at);
+    out.put("HTTP/1.1 ");
+    out.number(static_cast<std::uint64_t>(response.status < 0 ? 0 : response.status));
+    out.put(" ");
+    out.put(response.reason.empty() ? reasonPhrase(response.status) : std::string_view(response.reason));
+    out.put("\r\n");
+    const auto tokens = connectionTokens(response.headers);
+    for (const auto& h : response.headers) {
+        switch (classify(h.name)) {
+            case Field::Upgrade:
+                if (info.upgrade) out.field(h.name, h.value);
+                continue;
+            case Field::HopByHop:
+            case Field::Connection:
+            case Field::ContentLength: continue;
+            default: break;
+        }
+        if (!tokens.empty() && isHopByHop(h.name, tokens)) continue;
+        out.field(h.name, h.value);
+    }
+    out.framing(info.framing, info.content_length);
+    if (info.upgrade) {
+        out.put("Connection: upgrade\r\n");
+    } else if (!info.keep_alive) {
+        out.put("Connection: close\r\n");
+    } else if (info.client_version_minor == 0) {
+        out.put("Connection: keep-alive\r\n");
+    }
+    out.put("\r\n");
+    return out.end();
 }
 
 }  // namespace
@@ -101,82 +179,84 @@ bool isHopByHop(std::string_view name, const std::vector<std::string_view>& conn
     return false;
 }
 
-void appendUpstreamRequestHead(std::string& out, const RequestHead& request, const UpstreamRequestInfo& info) {
-    out.append(request.method);
-    out.push_back(' ');
-    out.append(info.target);
-    out.append(" HTTP/1.1\r\n");
+void appendUpstreamRequestHead(std::string& head, const RequestHead& request, const UpstreamRequestInfo& info) {
+    // One pass for the bound (every received field may be copied, and X-Forwarded-For's values
+    // once more), one that classifies each field once and copies it or not.
+    std::size_t bound = HeadWriter::kFixedBytes + request.method.size() + info.target.size() +
+                        2 * fieldsBytes(request.headers) + 2 * info.client_ip.size() + info.scheme.size() +
+                        3 * sizeof "X-Forwarded-Proto: \r\n";
+    if (info.set_headers)
+        for (const auto& [key, value] : *info.set_headers) bound += HeadWriter::fieldBytes(key, value);
+    if (info.override_headers) bound += fieldsBytes(*info.override_headers);
+    const std::size_t at = head.size();
+    head.resize(at + bound);
+    HeadWriter out(head.data() + at);
 
+    out.put(request.method);
+    out.put(" ");
+    out.put(info.target);
+    out.put(" HTTP/1.1\r\n");
     const auto tokens = connectionTokens(request.headers);
-    const Header* forwarded_for = nullptr;
+    const Header* host = nullptr;
+    bool forwarded_for = false;
     for (const auto& h : request.headers) {
-        std::string_view name = h.name;
-        if (info.upgrade && (equalsIgnoreCase(name, "Upgrade"))) {
-            appendHeader(out, name, h.value);
-            continue;
+        switch (classify(h.name)) {
+            case Field::Upgrade:
+                if (info.upgrade) out.field(h.name, h.value);
+                continue;
+            case Field::HopByHop:
+            case Field::Connection:
+            case Field::ContentLength: continue;
+            // We set these ourselves: a client must not be able to forge them.
+            case Field::XForwardedFor: forwarded_for = true; continue;
+            case Field::XForwardedOther: continue;
+            case Field::Host: host = host ? host : &h; break;
+            case Field::Other: break;
         }
-        if (isHopByHop(name, tokens) || equalsIgnoreCase(name, "Content-Length")) continue;
-        // We set these ourselves: a client must not be able to forge them.
-        if (equalsIgnoreCase(name, "X-Forwarded-For")) {
-            forwarded_for = forwarded_for ? forwarded_for : &h;
+        if (!tokens.empty() && isHopByHop(h.name, tokens)) continue;
+        if (isSetBy(info.set_headers, h.name) || (info.override_headers && findHeader(*info.override_headers, h.name)))
             continue;
-        }
-        if (equalsIgnoreCase(name, "X-Forwarded-Proto") || equalsIgnoreCase(name, "X-Forwarded-Host") ||
-            equalsIgnoreCase(name, "X-Real-IP") || isSetBy(info.set_headers, name) ||
-            (info.override_headers && findHeader(*info.override_headers, name)))
-            continue;
-        appendHeader(out, name, h.value);
+        out.field(h.name, h.value);
     }
-    if (info.upgrade) out.append("Connection: upgrade\r\n");
-    appendFraming(out, info.framing, info.content_length);
+    if (info.upgrade) out.put("Connection: upgrade\r\n");
+    out.framing(info.framing, info.content_length);
 
     // X-Forwarded-For: append the client to every list received (several headers are one list).
-    out.append("X-Forwarded-For: ");
-    bool first = true;
-    for (const auto& h : request.headers) {
-        if (!equalsIgnoreCase(h.name, "X-Forwarded-For")) continue;
-        if (!first) out.append(", ");
-        out.append(h.value);
-        first = false;
-    }
-    if (!first) out.append(", ");
-    out.append(info.client_ip);
-    out.append("\r\n");
-    appendHeader(out, "X-Forwarded-Proto", info.scheme);
-    if (const Header* host = findHeader(request.headers, "Host")) appendHeader(out, "X-Forwarded-Host", host->value);
-    appendHeader(out, "X-Real-IP", info.client_ip);
+    out.put("X-Forwarded-For: ");
+    if (forwarded_for)
+        for (const auto& h : request.headers)
+            if (classify(h.name) == Field::XForwardedFor) {
+                out.put(h.value);
+                out.put(", ");
+            }
+    out.put(info.client_ip);
+    out.put("\r\n");
+    out.field("X-Forwarded-Proto", info.scheme);
+    if (host) out.field("X-Forwarded-Host", host->value);
+    out.field("X-Real-IP", info.client_ip);
     if (info.set_headers)
-        for (const auto& [key, value] : *info.set_headers) appendHeader(out, key, value);
+        for (const auto& [key, value] : *info.set_headers) out.field(key, value);
     if (info.override_headers)
         for (const auto& h : *info.override_headers)
-            if (!h.value.empty()) appendHeader(out, h.name, h.value);
-    out.append("\r\n");
+            if (!h.value.empty()) out.field(h.name, h.value);
+    out.put("\r\n");
+    head.resize(static_cast<std::size_t>(out.end() - head.data()));
 }
 
-void appendClientResponseHead(std::string& out, const ResponseHead& response, const ClientResponseInfo& info) {
-    out.append("HTTP/1.1 ");
-    appendNumber(out, static_cast<std::uint64_t>(response.status));
-    out.push_back(' ');
-    out.append(response.reason.empty() ? reasonPhrase(response.status) : std::string_view(response.reason));
-    out.append("\r\n");
-    const auto tokens = connectionTokens(response.headers);
-    for (const auto& h : response.headers) {
-        if (info.upgrade && equalsIgnoreCase(h.name, "Upgrade")) {
-            appendHeader(out, h.name, h.value);
-            continue;
-        }
-        if (isHopByHop(h.name, tokens) || equalsIgnoreCase(h.name, "Content-Length")) continue;
-        appendHeader(out, h.name, h.value);
-    }
-    appendFraming(out, info.framing, info.content_length);
-    if (info.upgrade) {
-        out.append("Connection: upgrade\r\n");
-    } else if (!info.keep_alive) {
-        out.append("Connection: close\r\n");
-    } else if (info.client_version_minor == 0) {
-        out.append("Connection: keep-alive\r\n");
-    }
-    out.append("\r\n");
+void appendClientResponseHead(std::string& head, const ResponseHead& response, const ClientResponseInfo& info) {
+    const std::size_t at = head.size();
+    head.resize(at + clientResponseHeadBound(response));
+    head.resize(static_cast<std::size_t>(writeClientResponseHead(head.data() + at, response, info) - head.data()));
+}
+
+std::size_t appendClientResponseHead(evbuffer* out, const ResponseHead& response, const ClientResponseInfo& info) {
+    // Written in place into the buffer's free space: no string made and copied per response.
+    evbuffer_iovec space;
+    if (evbuffer_reserve_space(out, static_cast<ev_ssize_t>(clientResponseHeadBound(response)), &space, 1) < 1) return 0;
+    char* const start = static_cast<char*>(space.iov_base);
+    space.iov_len = static_cast<std::size_t>(writeClientResponseHead(start, response, info) - start);
+    if (evbuffer_commit_space(out, &space, 1) != 0) return 0;
+    return space.iov_len;
 }
 
 std::string_view reasonPhrase(int status) {

@@ -3,7 +3,6 @@
 
 #include <cstdio>
 #include <event2/buffer.h>
-#include <string>
 
 namespace portico::http {
 
@@ -24,12 +23,9 @@ void Http1ResponseWriter::append(const char* data, std::size_t length) {
 void Http1ResponseWriter::sendHead(const ResponseHead& head, const ResponseBody& body) {
     ClientResponseInfo info;
     info.client_version_minor = version_minor_;
-    std::string text;
-    text.reserve(256 + head.headers.size() * 48);
     if (head.status >= 100 && head.status < 200 && head.status != 101) {
         // Interim (100 Continue, 103 Early Hints): relayed as is, the final head follows.
-        appendClientResponseHead(text, head, info);
-        append(text.data(), text.size());
+        bytes_ += appendClientResponseHead(out_, head, info);
         return;
     }
     status_ = head.status;
@@ -54,8 +50,7 @@ void Http1ResponseWriter::sendHead(const ResponseHead& head, const ResponseBody&
         }
         kept_alive_ = info.keep_alive = keep_alive_ && framing_ != BodyFraming::UntilClose && connectionMayStayOpen();
     }
-    appendClientResponseHead(text, head, info);
-    append(text.data(), text.size());
+    bytes_ += appendClientResponseHead(out_, head, info);
 }
 
 void Http1ResponseWriter::sendBody(const char* data, std::size_t length) {

@@ -3,6 +3,7 @@
 // Writes the heads Portico sends: the request head to an upstream (hop-by-hop headers removed,
 // X-Forwarded-* added, the body re-framed) and the response head to a client.
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -10,6 +11,8 @@
 #include <vector>
 
 #include "portico/http/head.h"
+
+struct evbuffer;
 
 namespace portico::http {
 
@@ -55,6 +58,9 @@ struct ClientResponseInfo {
 
 // Appends the status line and headers for the client to `out`.
 void appendClientResponseHead(std::string& out, const ResponseHead& response, const ClientResponseInfo& info);
+// The same, written straight into `out`'s free space; returns the bytes added (0 when the buffer
+// could not grow).
+std::size_t appendClientResponseHead(evbuffer* out, const ResponseHead& response, const ClientResponseInfo& info);
 
 // Standard reason phrase for a status code ("Not Found"); "Unknown" for codes we never send.
 std::string_view reasonPhrase(int status);
