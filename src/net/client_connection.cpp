@@ -95,7 +95,7 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
                                                     static_cast<http::MessageParser::Handler*>(this),
                                                     snapshot_->config().limits.max_header_bytes)),
       exchanges_(worker.loop(), 1),
-      timer_(event_new(worker.loop().base(), -1, 0, &ClientConnection::onTimer, this)) {
+      timer_(core::EventPtr(event_new(worker.loop().base(), -1, 0, &ClientConnection::onTimer, this))) {
     client_ip_ = peerAddress(peer, client_hash_);
     listener_stats_.open.add();
     client_->setLowWatermark(proxy::kLowWatermark);
@@ -183,7 +183,7 @@ void ClientConnection::processInput() {
                 if (exchange_ && exchange_->upstreamBacklogged()) {
                     // The upstream is slow, not the client: the body timeout waits too.
                     client_->pauseReading();
-                    event_del(timer_.get());
+                    timer_.clear();
                 } else if (state_ != State::ReadingHead && !req_.complete) {
                     armBodyTimer();
                 }
@@ -262,7 +262,7 @@ bool ClientConnection::headOnly() const {
 }
 
 http::HeadAction ClientConnection::onHead() {
-    event_del(timer_.get());
+    timer_.clear();
     if (requests_ > 0) adoptCurrentSnapshot();  // a reload since the last request applies now
     http::RequestHead& request = parser_->request();
     const auto& config = snapshot_->config();
@@ -392,7 +392,7 @@ bool ClientConnection::onBody(const char* data, std::size_t length) {
 
 void ClientConnection::onMessageComplete() {
     req_.complete = true;
-    event_del(timer_.get());  // the body timer
+    timer_.clear();  // the body timer
     if (exchange_) exchange_->endBody();
     if (state_ == State::Responding && !req_.response_done && !req_.answer_pending) servePubSub();
 }
@@ -549,7 +549,7 @@ void ClientConnection::onTlsHandshake(Stream& stream) {
 
 void ClientConnection::startHttp2() {
     state_ = State::Http2;
-    event_del(timer_.get());
+    timer_.clear();
     http2::ClientInfo client{client_ip_, client_hash_, listener_->tls.has_value()};
     http2_ = std::make_unique<http2::Connection>(static_cast<http2::ConnectionOwner&>(*this), worker_, snapshot_, *listener_,
                                                  listener_stats_, std::move(client_), std::move(client));
@@ -613,10 +613,11 @@ void ClientConnection::retireExchange() {
     exchanges_.give(std::move(exchange_));
 }
 
-void ClientConnection::armTimer(std::chrono::milliseconds timeout) { addTimer(worker_.loop(), timer_.get(), timeout); }
+void ClientConnection::armTimer(std::chrono::milliseconds timeout) { timer_.set(timeout); }
 
 void ClientConnection::onTimer(int, short, void* arg) {
     auto* self = static_cast<ClientConnection*>(arg);
+    if (!self->timer_.fired()) return;  // moved later, or cleared, since armed
     switch (self->state_) {
         case State::ReadingHead:
             if (self->parser_->inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||
@@ -675,7 +676,7 @@ void ClientConnection::finish(const char* reason) {
     state_ = State::Closed;
     alive_.reset();  // a backplane's late answer finds nobody
     listener_stats_.open.sub();
-    if (timer_) event_del(timer_.get());  // an upgraded connection has freed it
+    timer_.clear();
     if (resume_event_) event_del(resume_event_.get());
     retireExchange();
     if (bridge_) bridge_->abort();

@@ -40,7 +40,7 @@ void appendChunkHeader(evbuffer* out, std::size_t length) {
 HttpExchange::HttpExchange(net::EventLoop& loop)
     : loop_(loop),
       response_parser_(http::MessageParser::Kind::Response, static_cast<http::MessageParser::Handler*>(this), kMaxResponseHeadBytes),
-      timer_(event_new(loop.base(), -1, 0, &HttpExchange::onTimer, this)) {}
+      timer_(core::EventPtr(event_new(loop.base(), -1, 0, &HttpExchange::onTimer, this))) {}
 
 // The socket goes at the loop's next turn, and none of its events, not even those already due,
 // reach this exchange, which a pool may hand to another request before then.
@@ -219,27 +219,27 @@ void HttpExchange::updateTimer(bool progress) {
     wait_ = wait;
     const config::Upstream& config = group_->config();
     switch (wait) {
-        case Wait::Nothing: event_del(timer_.get()); return;
-        case Wait::Connect: net::addTimer(loop_, timer_.get(), config.connect_timeout); return;
+        case Wait::Nothing: timer_.clear(); return;
+        case Wait::Connect: timer_.set(config.connect_timeout); return;
         case Wait::Send:
             send_mark_ = upstream_->sendProgress();
-            net::addTimer(loop_, timer_.get(), config.send_timeout);
+            timer_.set(config.send_timeout);
             return;
         case Wait::Response:
             // The owner's own deadline for this request (the bridge's request_timeout) or the upstream's.
-            net::addTimer(loop_, timer_.get(),
-                          request_.read_timeout.count() > 0 ? request_.read_timeout : config.read_timeout);
+            timer_.set(request_.read_timeout.count() > 0 ? request_.read_timeout : config.read_timeout);
             return;
     }
 }
 
 void HttpExchange::stopTimer() {
     wait_ = Wait::Nothing;
-    event_del(timer_.get());
+    timer_.clear();
 }
 
 void HttpExchange::onTimer(int, short, void* arg) {
     auto* self = static_cast<HttpExchange*>(arg);
+    if (!self->timer_.fired()) return;  // moved later, or cleared, since armed
     const CallbackScope scope(*self);
     const char* upstream = self->upstreamName().c_str();
     switch (self->wait_) {

@@ -27,6 +27,7 @@
 #include "portico/http/http1_response_writer.h"
 #include "portico/http/message_parser.h"
 #include "portico/http2/connection.h"
+#include "portico/net/deadline.h"
 #include "portico/net/ip_limits.h"
 #include "portico/observe/metrics.h"
 #include "portico/net/stream.h"
@@ -192,7 +193,7 @@ private:
     std::unique_ptr<handlers::EndpointApp> pending_app_;
     std::optional<ws::DeflateParams> pending_deflate_;
     std::string pending_deflate_response_;  // its Sec-WebSocket-Extensions answer (the bridge)
-    core::EventPtr timer_;  // head, body, keep-alive or linger timeout: one at a time
+    Deadline timer_;  // head, body, keep-alive or linger timeout: one at a time
     core::EventPtr resume_event_;  // created on first use: continue with pipelined input
     std::string client_ip_;
     std::string local_authority_;  // "address:port" the client connected to; made on first use

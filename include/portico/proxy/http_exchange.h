@@ -14,6 +14,7 @@
 #include "portico/core/handles.h"
 #include "portico/http/header_rewrite.h"
 #include "portico/http/message_parser.h"
+#include "portico/net/deadline.h"
 #include "portico/net/stream.h"
 
 namespace portico::net {
@@ -144,7 +145,7 @@ private:
                                             // capacity kept from request to request)
     std::unique_ptr<net::Stream> upstream_;
     http::MessageParser response_parser_;
-    core::EventPtr timer_;
+    net::Deadline timer_;
     Phase phase_ = Phase::Connecting;
     Wait wait_ = Wait::Nothing;
     net::Stream::SendProgress send_mark_;   // where the upstream stood when send_timeout was armed
