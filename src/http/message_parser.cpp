@@ -172,13 +172,27 @@ int MessageParser::onMessageBegin() {
 }
 
 void MessageParser::recycleHeaders() {
+    // Usually every spare field was taken by the message just parsed: the whole list becomes the
+    // spare one at once. The strings are emptied when taken (takeField).
+    if (headers_->size() > kMaxSpareHeaders) headers_->resize(kMaxSpareHeaders);
+    if (spare_.empty()) {
+        spare_.swap(*headers_);
+        return;
+    }
     for (Header& h : *headers_) {
         if (spare_.size() >= kMaxSpareHeaders) break;
-        h.name.clear();
-        h.value.clear();
         spare_.push_back(std::move(h));
     }
     headers_->clear();
+}
+
+Header& MessageParser::takeField() {
+    if (spare_.empty()) return headers_->emplace_back();
+    Header& h = headers_->emplace_back(std::move(spare_.back()));
+    spare_.pop_back();
+    h.name.clear();
+    h.value.clear();
+    return h;
 }
 
 int MessageParser::onUrl(const char* at, std::size_t length) {
@@ -197,13 +211,9 @@ int MessageParser::onHeaderField(const char* at, std::size_t length) {
     if (head_complete_) return 0;  // trailer fields: dropped (we re-frame the body)
     if (!countHead(length + 4)) return -1;  // + ": " and CRLF, as on the wire
     if (!field_open_) {
-        if (spare_.empty()) {
-            headers_->emplace_back();
-        } else {
-            headers_->push_back(std::move(spare_.back()));
-            spare_.pop_back();
-        }
+        takeField().name.assign(at, length);
         field_open_ = true;
+        return 0;
     }
     headers_->back().name.append(at, length);
     return 0;

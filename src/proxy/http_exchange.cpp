@@ -63,8 +63,7 @@ void HttpExchange::begin(ExchangeOwner& owner, UpstreamGroup& group, const confi
     attempts_ = 0;
     reused_ = response_started_ = head_sent_ = request_done_ = trailers_sent_ = response_complete_ = upgrade_accepted_ =
         false;
-    body_sent_ = 0;
-    response_parser_.reset();
+    body_sent_ = 0;  // (the response parser is reset by tryServer, before each attempt)
 
     http::UpstreamRequestInfo info;
     const std::string target = upstreamTarget(route, request.head->target);

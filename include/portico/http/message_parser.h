@@ -118,8 +118,10 @@ public:
 
 private:
     bool countHead(std::size_t length);
-    // Empties the current head's fields into spare_ (their strings keep their memory).
+    // Moves the current head's fields into spare_ (their strings keep their memory).
     void recycleHeaders();
+    // A new field at the end of the current head: a spare one emptied, or a new one.
+    Header& takeField();
     // At most this many spare fields are kept for the next message.
     static constexpr std::size_t kMaxSpareHeaders = 32;
 
