@@ -5,9 +5,15 @@ namespace portico::http {
 
 bool isToken(std::string_view text) {
     if (text.empty()) return false;
-    for (char c : text)
-        if (!isTokenChar(c)) return false;
-    return true;
+    // Asked for every field name of every head: the bytes' answers are and-ed four at a time,
+    // with no branch per byte (almost every name is a token).
+    auto bit = [&](std::size_t i) { return static_cast<unsigned>(isTokenChar(text[i])); };
+    const std::size_t n = text.size();
+    unsigned token = 1;
+    std::size_t i = 0;
+    for (; i + 4 <= n; i += 4) token &= bit(i) & bit(i + 1) & bit(i + 2) & bit(i + 3);
+    for (; i < n; ++i) token &= bit(i);
+    return token != 0;
 }
 
 const Header* findHeader(const HeaderList& headers, std::string_view name) {

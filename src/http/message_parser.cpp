@@ -6,6 +6,9 @@
 
 #include <event2/buffer.h>
 #include <llhttp.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 namespace portico::http {
 
@@ -336,9 +339,31 @@ int MessageParser::onChunkHeader() {
     return HPE_PAUSED;
 }
 
+namespace {
+
+// The first CR or LF in [p, end), or end. Sixteen bytes per step where SSE2 is there (every
+// x86-64): a head's lines are short, and two memchr calls per line (a CR, then no LF before it)
+// cost more in calls than in bytes.
+const char* findLineBreak(const char* p, const char* end) {
+#ifdef __SSE2__
+    const __m128i cr = _mm_set1_epi8('\r');
+    const __m128i lf = _mm_set1_epi8('\n');
+    for (; end - p >= 16; p += 16) {
+        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        const int hits = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(bytes, cr), _mm_cmpeq_epi8(bytes, lf)));
+        if (hits != 0) return p + __builtin_ctz(static_cast<unsigned>(hits));
+    }
+#endif
+    for (; p < end; ++p)
+        if (*p == '\r' || *p == '\n') return p;
+    return end;
+}
+
+}  // namespace
+
 bool LineCheck::scan(const char* data, std::size_t length) {
-    // Called on every byte of every head: the bytes inside a line are skipped with memchr (the
-    // next CR, and no LF before it) instead of one branchy step per byte.
+    // Called on every byte of every head: the bytes inside a line are skipped to the next CR or
+    // LF (findLineBreak) instead of one branchy step per byte.
     const char* p = data;
     const char* const end = data + length;
     while (p < end) {
@@ -366,12 +391,11 @@ bool LineCheck::scan(const char* data, std::size_t length) {
             continue;
         }
         // Inside a line: up to its CR, which must come before any LF.
-        const auto* cr = static_cast<const char*>(std::memchr(p, '\r', static_cast<std::size_t>(end - p)));
-        const char* stop = cr ? cr : end;
-        if (std::memchr(p, '\n', static_cast<std::size_t>(stop - p))) return false;  // bare LF
-        if (!cr) return true;
+        const char* brk = findLineBreak(p, end);
+        if (brk == end) return true;
+        if (*brk == '\n') return false;  // bare LF
         prev_cr_ = true;
-        p = cr + 1;
+        p = brk + 1;
     }
     return true;
 }

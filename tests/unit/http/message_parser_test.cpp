@@ -728,8 +728,9 @@ TEST_CASE("error reasons name each error class", "[http][parser]") {
     CHECK(std::string_view(gzip.parser.errorReason()) == "unsupported Transfer-Encoding");
 }
 
-// LineCheck skips through a line with memchr; its verdict must not depend on where the bytes
-// are split (a CR at the end of one read and its LF at the start of the next, and so on).
+// LineCheck skips through a line sixteen bytes at a time; its verdict must not depend on where
+// the bytes are split (a CR at the end of one read and its LF at the start of the next, and so
+// on), nor on where in a long line a bare CR or LF sits.
 TEST_CASE("line check gives the same verdict at every split of the head", "[http][parser][smuggling]") {
     struct Case {
         std::string_view wire;
@@ -746,6 +747,10 @@ TEST_CASE("line check gives the same verdict at every split of the head", "[http
         {"GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n", false, 0},
         {"GET / HTTP/1.1\r\n\n", false, 0},
         {"\n", false, 0},
+        {"GET /0123456789abcdef0123456789abcdef HTTP/1.1\r\nUser-Agent: 0123456789abcdef0123456789abcdef01\r\n\r\n", true, 98},
+        {"GET / HTTP/1.1\r\nUser-Agent: 0123456789abcdef0123456789\nX: y\r\n\r\n", false, 0},
+        {"GET / HTTP/1.1\r\nUser-Agent: 0123456789abcdef0123456789\rX: y\r\n\r\n", false, 0},
+        {"GET / HTTP/1.1\r\nUser-Agent: 0123456789abcdef0123456789abcdef0\n\r\n", false, 0},
     };
     for (const Case& c : kCases) {
         for (std::size_t split = 0; split <= c.wire.size(); ++split) {

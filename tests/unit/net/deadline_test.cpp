@@ -9,19 +9,13 @@
 
 #include "portico/net/deadline.h"
 #include "portico/net/event_loop.h"
+#include "run_for.h"
 
 using namespace portico::net;
+using portico::net::test::runFor;
 using namespace std::chrono_literals;
 
 namespace {
-
-void runFor(EventLoop& loop, std::chrono::milliseconds duration) {
-    event* stop = evtimer_new(
-        loop.base(), [](int, short, void* base) { event_base_loopbreak(static_cast<event_base*>(base)); }, loop.base());
-    addTimerOnce(stop, duration);
-    loop.run();
-    event_free(stop);
-}
 
 // An owner as the connections are: its callback asks the deadline first.
 struct Owner {

@@ -10,20 +10,13 @@
 
 #include "portico/net/event_loop.h"
 #include "portico/net/idle_timer.h"
+#include "run_for.h"
 
 using namespace portico::net;
+using portico::net::test::runFor;
 using namespace std::chrono_literals;
 
 namespace {
-
-// Runs the loop until `until` (a plain timer stops it).
-void runFor(EventLoop& loop, std::chrono::milliseconds duration) {
-    event* stop = evtimer_new(
-        loop.base(), [](int, short, void* base) { event_base_loopbreak(static_cast<event_base*>(base)); }, loop.base());
-    addTimerOnce(stop, duration);
-    loop.run();
-    event_free(stop);
-}
 
 // Callbacks: a function and a context, as the sessions pass them.
 struct Mark {
