@@ -128,13 +128,18 @@ bool isValidHost(std::string_view value) {
         host = value.substr(0, colon);
         port = value.substr(colon + 1);  // a second ':' fails the digit check
     }
-    if (host.empty() || host.front() == '.' || host.find("..") != std::string_view::npos) return false;
+    if (host.empty() || host.front() == '.') return false;
+    char previous = '\0';
     for (std::size_t i = 0; i < host.size(); ++i) {
-        if (isRegNameChar(host[i])) continue;
-        if (host[i] == '%') {
+        const char c = host[i];
+        if (c == '.' && previous == '.') return false;  // an empty label ("a..b")
+        previous = c;
+        if (isRegNameChar(c)) continue;
+        if (c == '%') {
             int byte = escapedByte(host, i);
             if (byte <= 0) return false;
             i += 2;
+            previous = host[i];  // a hex digit
             continue;
         }
         return false;

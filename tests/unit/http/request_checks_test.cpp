@@ -134,6 +134,8 @@ TEST_CASE("Host values follow RFC 3986 reg-name, IPv4, IP-literal and port synta
         {"a%2", false},
         {"a%00b", false},
         {"a%41b", true},
+        {"a%41..b", false},
+        {"a.%2e.b", true},  // no empty label in the bytes received
         {"\"quoted\"", false},
         {"<x>", false},
     };
