@@ -190,11 +190,21 @@ void MessageParser::recycleHeaders() {
 }
 
 Header& MessageParser::takeField() {
-    if (spare_.empty()) return headers_->emplace_back();
-    Header& h = headers_->emplace_back(std::move(spare_.back()));
+    Header& h = headers_->emplace_back();
+    if (spare_.empty()) return h;
+    // Only memory worth keeping moves over: a string in its inline buffer costs as much to move
+    // as to start anew (and is emptied either way).
+    static const std::size_t kInlineCapacity = std::string().capacity();
+    Header& spare = spare_.back();
+    if (spare.name.capacity() > kInlineCapacity) {
+        h.name = std::move(spare.name);
+        h.name.clear();
+    }
+    if (spare.value.capacity() > kInlineCapacity) {
+        h.value = std::move(spare.value);
+        h.value.clear();
+    }
     spare_.pop_back();
-    h.name.clear();
-    h.value.clear();
     return h;
 }
 
