@@ -662,7 +662,7 @@ void ClientConnection::logAccess() {
     summary.request = &parser_->request();
     summary.client_ip = client_ip_;
     summary.protocol = parser_->request().version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
-    summary.upstream = exchange_ ? std::string_view(exchange_->upstreamName()) : std::string_view(req_.upstream_name);
+    summary.upstream = exchange_ ? std::string_view(exchange_->upstreamName()) : req_.upstream_name;
     summary.status = req_.status;
     summary.bytes_in = req_.bytes_in;
     summary.bytes_out = req_.bytes_out + response_.bytes();

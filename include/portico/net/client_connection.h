@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <sys/socket.h>
 
 #include "portico/bridge/bridge.h"
@@ -220,7 +221,10 @@ private:
         bool answer_pending = false; // a built-in handler answers later (a pubsub backplane)
         bool keep_alive = true;      // the response may leave the connection open
         bool logged = false;
-        std::string upstream_name = "-";  // of the last exchange, for the access log
+        // Of the last exchange, for the access log: a name in snapshot_'s configuration or upstream
+        // groups, which outlive the request (a view: the connection stays as small as it was
+        // before its timeout became a net::Deadline).
+        std::string_view upstream_name = "-";
         std::string body;                 // a request body a built-in handler reads
     };
     Request req_;
