@@ -19,14 +19,7 @@ int hexValue(char c) {
 
 // RFC 3986 2.3 unreserved and 2.2 sub-delims: what a reg-name holds besides %XX. A table: every
 // request's Host is checked byte by byte.
-constexpr std::array<bool, 256> kRegNameChars = [] {
-    std::array<bool, 256> table{};
-    for (int c = 0; c < 256; ++c)
-        table[static_cast<std::size_t>(c)] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                                             std::string_view("-._~!$&'()*+,;=").find(static_cast<char>(c)) !=
-                                                 std::string_view::npos;
-    return table;
-}();
+constexpr std::array<bool, 256> kRegNameChars = detail::alnumTable("-._~!$&'()*+,;=");
 
 bool isRegNameChar(char c) { return kRegNameChars[static_cast<unsigned char>(c)]; }
 

@@ -67,14 +67,15 @@ constexpr bool equalsIgnoreCase(std::string_view a, std::string_view b) {
     return detail::lower8(detail::load8(a.data() + n - 8)) == detail::lower8(detail::load8(b.data() + n - 8));
 }
 namespace detail {
-inline constexpr std::array<bool, 256> kTokenChars = [] {
+// A byte table of the letters, the digits and `punctuation`: for character classes asked per byte.
+constexpr std::array<bool, 256> alnumTable(std::string_view punctuation) {
     std::array<bool, 256> table{};
     for (int c = 0; c < 256; ++c)
         table[static_cast<std::size_t>(c)] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                                             std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
-                                                 std::string_view::npos;
+                                             punctuation.find(static_cast<char>(c)) != std::string_view::npos;
     return table;
-}();
+}
+inline constexpr std::array<bool, 256> kTokenChars = alnumTable("!#$%&'*+-.^_`|~");
 }  // namespace detail
 // RFC 9110 5.6.2: tchar, a character of a token. A table: the head parser asks per byte.
 constexpr bool isTokenChar(char c) { return detail::kTokenChars[static_cast<unsigned char>(c)]; }
