@@ -179,7 +179,9 @@ void Stream::settleConnect(bool up) {
     if (up) {
         connecting_ = false;
         connect_unreported_ = true;
-        if (outputLength() == 0) disarmWrite();  // all went: the connect's write event goes unused
+        // All went: the connect's write event goes unused. Not after an error on a later send of
+        // the same call: the write event reports it (handleWrite, after onConnected).
+        if (outputLength() == 0 && pending_error_ == 0) disarmWrite();
     }
     event_active(write_event_.get(), EV_WRITE, 0);
 }
