@@ -150,10 +150,14 @@ bool Codec::deliverInPlace(evbuffer* in) {
         fail(close_code::kInvalidPayload);
         return true;
     }
-    // After a Close was sent, messages are still read (and checked) but no longer delivered.
-    if (state_ == CodecState::Open) handler_.onMessage(message_text_, {reinterpret_cast<const char*>(data), len});
+    deliver({reinterpret_cast<const char*>(data), len});
     evbuffer_drain(in, len);
     return true;
+}
+
+void Codec::deliver(std::string_view payload) {
+    // After a Close was sent, messages are still read (and checked) but no longer delivered.
+    if (state_ == CodecState::Open) handler_.onMessage(message_text_, payload);
 }
 
 void Codec::startMessage(const FrameHeader& h) {
@@ -231,8 +235,7 @@ void Codec::finishMessage() {
         fail(close_code::kInvalidPayload);
         return;
     }
-    // After a Close was sent, messages are still read (and checked) but no longer delivered.
-    if (state_ == CodecState::Open) handler_.onMessage(message_text_, message_.view());
+    deliver(message_.view());
     message_.clearAndTrim(kKeepBufferBytes);
     if (deflate_) deflate_->validated = 0;
 }

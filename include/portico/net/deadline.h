@@ -5,7 +5,9 @@
 // clear() store the deadline and touch the event only when the new deadline comes before the
 // time the event is armed for. An event that fires before the deadline (it was moved later
 // meanwhile) re-arms itself for the rest, and one that fires with no deadline set does nothing:
-// nginx's lazy timers. Each event_add/event_del cost about 300 instructions.
+// nginx's lazy timers. Each event_add/event_del cost about 300 instructions. Not an IdleTimer:
+// those share one fixed timeout per queue, while a connection's timeout changes from phase to
+// phase (head, body, upstream read, keep-alive).
 
 #include <chrono>
 #include <utility>

@@ -137,6 +137,7 @@ private:
     bool deliverInPlace(evbuffer* in);
     void startMessage(const FrameHeader& h);
     void finishMessage();
+    void deliver(std::string_view payload);  // a whole, checked message to the handler
     void handleControl(const std::uint8_t* payload, std::size_t len);
     bool checkInflated(Inflater::Status status);
     std::size_t maxMessageBytes() const { return static_cast<std::size_t>(checker_.maxMessageBytes()); }
