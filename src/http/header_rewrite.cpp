@@ -162,6 +162,12 @@ std::vector<std::string_view> connectionTokens(const HeaderList& headers) {
     return tokens;
 }
 
+bool isForwardedTrailer(std::string_view name) {
+    // X-Forwarded-* and X-Real-IP go too: we write them in the head, and a backend that merges
+    // trailers into the head must not be handed a client address the client chose.
+    return classify(name) == Field::Other;
+}
+
 bool isHopByHop(std::string_view name, const std::vector<std::string_view>& connection_tokens) {
     if (isAlwaysHopByHop(name)) return true;
     if (connection_tokens.empty()) return false;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/http/message_parser.h"
 
+#include "portico/http/header_rewrite.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -44,7 +46,6 @@ void trimTrailingWhitespace(std::string& s) {
 
 MessageParser::MessageParser(Kind kind, Handler* handler, std::size_t max_head_bytes)
     : kind_(kind), handler_(handler), max_head_bytes_(max_head_bytes), parser_(std::make_unique<llhttp_t>()) {
-    headers_ = kind_ == Kind::Request ? &request_.headers : &response_.headers;
     reset();
 }
 
@@ -60,6 +61,7 @@ void MessageParser::reset() {
     head_bytes_ = 0;
     declared_length_ = 0;
     head_chunked_ = head_has_length_ = false;
+    endTrailers();
 }
 
 void MessageParser::resume() {
@@ -164,6 +166,8 @@ int MessageParser::onMessageBegin() {
     head_bytes_ = 0;
     declared_length_ = 0;
     head_chunked_ = head_has_length_ = false;
+    endTrailers();
+    trailers_.clear();
     if (kind_ == Kind::Request) {
         request_.method.clear();
         request_.target.clear();
@@ -221,8 +225,9 @@ int MessageParser::onStatus(const char* at, std::size_t length) {
 }
 
 int MessageParser::onHeaderField(const char* at, std::size_t length) {
-    if (head_complete_) return 0;  // trailer fields: dropped (we re-frame the body)
-    if (!countHead(length + 4)) return -1;  // + ": " and CRLF, as on the wire
+    if (!collectingFields()) return 0;  // a response's trailer fields: dropped
+    // + ": " and CRLF, as on the wire, once per field (a name may come in several pieces).
+    if (!countHead(length + (field_open_ ? 0 : 4))) return -1;
     if (!field_open_) {
         takeField().name.assign(at, length);
         field_open_ = true;
@@ -233,7 +238,7 @@ int MessageParser::onHeaderField(const char* at, std::size_t length) {
 }
 
 int MessageParser::onHeaderFieldComplete() {
-    if (head_complete_) return 0;
+    if (!collectingFields()) return 0;
     // llhttp (8.1, even strict) passes a line with an empty field name ": x": refuse it, and
     // any name that is not an RFC 9110 5.1 token.
     const std::string& name = headers_->back().name;
@@ -245,7 +250,7 @@ int MessageParser::onHeaderFieldComplete() {
 }
 
 int MessageParser::onHeaderValue(const char* at, std::size_t length) {
-    if (head_complete_) return 0;
+    if (!collectingFields()) return 0;
     // A value arrives in several pieces only when it straddles the buffers we feed llhttp. A
     // piece that does not continue exactly where the previous buffer ended is an obs-fold line
     // ("X: a\r\n b"), which llhttp joins silently: RFC 9112 5.2 lets us reject it, and we must,
@@ -262,13 +267,14 @@ int MessageParser::onHeaderValue(const char* at, std::size_t length) {
 }
 
 int MessageParser::onHeaderValueComplete() {
-    if (head_complete_) return 0;
+    if (!collectingFields()) return 0;
     if (!field_open_) {
         error_ = ParseError::Malformed;
         return -1;
     }
     field_open_ = value_started_ = false;  // the next field starts a new header
     trimTrailingWhitespace(headers_->back().value);
+    if (in_trailers_ && !isForwardedTrailer(headers_->back().name)) headers_->pop_back();
     return 0;
 }
 
@@ -344,9 +350,21 @@ int MessageParser::onHeadersComplete() {
 
 int MessageParser::onChunkHeader() {
     if (parser_->content_length != 0) return 0;
-    // The last chunk: pause so that parse() checks the trailer lines before llhttp reads them.
+    // The last chunk: a request's trailer fields are read as its head's are (the same checks,
+    // bounded by max_head_bytes, counted apart from the head) into trailers_.
+    if (kind_ == Kind::Request) {
+        in_trailers_ = true;
+        headers_ = &trailers_;
+        head_bytes_ = 0;
+    }
+    // Pause so that parse() checks the trailer lines before llhttp reads them.
     in_trailer_pause_ = true;
     return HPE_PAUSED;
+}
+
+void MessageParser::endTrailers() {
+    in_trailers_ = false;
+    headers_ = kind_ == Kind::Request ? &request_.headers : &response_.headers;
 }
 
 namespace {
@@ -425,6 +443,7 @@ int MessageParser::onBodyData(const char* at, std::size_t length) {
 
 int MessageParser::onMessageCompleteCb() {
     in_message_ = false;
+    endTrailers();
     handler_->onMessageComplete();
     // An upgrade pauses by itself (HPE_PAUSED_UPGRADE); everything else waits for resume() so
     // that a pipelined request is not parsed before this one's response is done.

@@ -112,9 +112,7 @@ RequestFields::Verdict RequestFields::addTrailer(std::string_view name, std::str
     if (verdict_ != Verdict::Ok) return verdict_;
     trailer_bytes_ += name.size() + value.size() + 32;  // as in add()
     if (trailer_bytes_ > max_bytes_) return refuse(Verdict::TooLarge, "request trailer fields too large");
-    if (http::isHopByHop(name, {}) || http::equalsIgnoreCase(name, "content-length") ||
-        http::equalsIgnoreCase(name, "host"))
-        return Verdict::Ok;
+    if (!http::isForwardedTrailer(name)) return Verdict::Ok;
     trailers_.push_back({std::string(name), std::string(value)});
     return Verdict::Ok;
 }

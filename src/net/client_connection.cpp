@@ -393,7 +393,9 @@ bool ClientConnection::onBody(const char* data, std::size_t length) {
 void ClientConnection::onMessageComplete() {
     req_.complete = true;
     timer_.clear();  // the body timer
-    if (exchange_) exchange_->endBody();
+    // A chunked body's trailer section goes on in the upstream's chunked request (as an HTTP/2
+    // client's trailers do).
+    if (exchange_) exchange_->endBody(&parser_->trailers());
     if (state_ == State::Responding && !req_.response_done && !req_.answer_pending) servePubSub();
 }
 

@@ -234,6 +234,38 @@ class Framing(PorticoTestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json()["body_len"], 0)
 
+    def test_chunked_request_trailers_reach_the_upstream(self):
+        # RFC 9112 7.1.2: the trailer section goes on in the upstream's chunked request (as an
+        # HTTP/2 client's trailers do), less the fields that would change framing or routing.
+        self.c.send(b"POST /echo/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                    b"Trailer: X-Checksum\r\n\r\n4\r\nbody\r\n0\r\n"
+                    b"X-Checksum: abc\r\nHost: evil\r\nContent-Length: 9\r\n"
+                    b"X-Forwarded-For: 6.6.6.6\r\nX-More:  1 \r\n\r\n")
+        r = self.c.read_response()
+        doc = r.json()
+        self.assertEqual((r.status, doc["body"], doc["chunked"]), (200, "body", True))
+        self.assertEqual(doc["trailers"], [["X-Checksum", "abc"], ["X-More", "1"]])
+        # The next request on the connection has none.
+        self.c.send(b"POST /echo/u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"1\r\nz\r\n0\r\n\r\n")
+        doc = self.c.read_response().json()
+        self.assertEqual((doc["path"], doc["trailers"]), ("/echo/u", []))
+
+    def test_chunked_request_trailers_are_bounded_and_checked_as_a_head_is(self):
+        p = self.proxy(self.b, limits={"max_header_bytes": "4KiB"})
+        start = b"POST /echo/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n"
+        for trailer, status in ((b"X-Big: " + b"v" * 5000 + b"\r\n", 431),
+                                (b"X-Fold: a\r\n b\r\n", 400),
+                                (b"X-Bare: a\n", 400),
+                                (b"X(Bad): a\r\n", 400)):
+            with self.subTest(trailer=trailer[:20]):
+                c = self.client(p.port)
+                c.send(start + trailer + b"\r\n")
+                r = c.read_response()
+                self.assertEqual(r.status, status, r)
+                self.assertClosed(c)
+        self.assertEqual(self.b.request_count(), 0, "a refused request was completed upstream")
+
     def test_chunked_response(self):
         n = 3 * 1024 * 1024 + 17
         r = self.c.roundtrip("GET", "/stream?n=%d&mode=chunked&chunk=1000" % n, hash_body=True)

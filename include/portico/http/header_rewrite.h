@@ -29,6 +29,12 @@ enum class BodyFraming {
 // an end-to-end field that must reach the peer (Host, Content-Length, Cache-Control, the
 // Sec-WebSocket-* handshake fields) is ignored: those are never hop-by-hop.
 bool isHopByHop(std::string_view name, const std::vector<std::string_view>& connection_tokens);
+// A request's trailer field that goes on in the chunked request to the upstream (the same rule
+// for an HTTP/1.1 client's chunked trailer section and an HTTP/2 client's trailing HEADERS, as
+// HAProxy forwards them): fields an HTTP/1.1 recipient needs before the body (framing and
+// routing: Content-Length, Host; RFC 9110 6.5.1), hop-by-hop ones and those we set in the head
+// (X-Forwarded-*, X-Real-IP) are dropped.
+bool isForwardedTrailer(std::string_view name);
 // Names listed by every Connection header in `headers`.
 std::vector<std::string_view> connectionTokens(const HeaderList& headers);
 

@@ -102,6 +102,11 @@ public:
     bool hasContentLength() const { return head_has_length_; }
     std::uint64_t contentLength() const { return declared_length_; }
     bool isUpgradeRequested() const;      // Connection: upgrade + Upgrade present (or 101)
+    // A chunked request's trailer fields (RFC 9112 7.1.2), checked as the head's are, bounded
+    // by max_head_bytes (HeadTooLarge, counted apart from the head), those
+    // isForwardedTrailer() drops left out: for the upstream's chunked request. Valid from
+    // onMessageComplete() until the next message begins. A response's are dropped.
+    const HeaderList& trailers() const { return trailers_; }
 
     // llhttp callbacks (public only for the C trampolines in message_parser.cpp).
     int onMessageBegin();
@@ -118,6 +123,10 @@ public:
 
 private:
     bool countHead(std::size_t length);
+    // Field callbacks fill a list: the head's, or a request's trailer section.
+    bool collectingFields() const { return !head_complete_ || in_trailers_; }
+    // Field callbacks go to the head's list again.
+    void endTrailers();
     // Moves the current head's fields into spare_ (their strings keep their memory).
     void recycleHeaders();
     // A new field at the end of the current head: a spare one emptied, or a new one.
@@ -131,7 +140,8 @@ private:
     std::unique_ptr<llhttp__internal_s> parser_;
     RequestHead request_;
     ResponseHead response_;
-    HeaderList* headers_;  // request_.headers or response_.headers
+    HeaderList* headers_;  // request_.headers or response_.headers, or trailers_ (in_trailers_)
+    HeaderList trailers_;
     // The last message's fields, emptied: the next message's take them, so that a long value
     // (a User-Agent, a Date) does not allocate its string again for every message.
     HeaderList spare_;
@@ -150,6 +160,7 @@ private:
     bool paused_ = false;
     bool upgrade_paused_ = false;
     bool in_trailer_pause_ = false;  // paused after the last chunk to check the trailer lines
+    bool in_trailers_ = false;       // a request's trailer fields are being read
     LineCheck line_check_;  // stopped after a message that asked to switch protocols
 };
 

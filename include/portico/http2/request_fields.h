@@ -37,9 +37,8 @@ public:
     Verdict finish(http::RequestHead& head);
     // A trailer field (RFC 9113 8.1: the HEADERS that ends a request after its DATA; nghttp2
     // has refused pseudo-fields and connection-specific fields in it). The trailer section is
-    // bounded as the head is (TooLarge beyond max_bytes, counted apart from the head). Fields
-    // an HTTP/1.1 recipient needs before the body (framing and routing: Content-Length, Host;
-    // RFC 9110 6.5.1) and hop-by-hop ones are dropped; the rest are kept for trailers().
+    // bounded as the head is (TooLarge beyond max_bytes, counted apart from the head). The
+    // fields http::isForwardedTrailer keeps are kept for trailers().
     Verdict addTrailer(std::string_view name, std::string_view value);
     // The trailer fields to forward (in a chunked upstream request's trailer section).
     const http::HeaderList& trailers() const { return trailers_; }

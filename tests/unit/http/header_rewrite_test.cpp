@@ -142,6 +142,19 @@ TEST_CASE("isHopByHop knows the RFC 9110 7.6.1 fields and those Connection names
     }
 }
 
+TEST_CASE("isForwardedTrailer keeps what cannot change framing, routing or the client address", "[http][rewrite]") {
+    for (std::string_view kept : {"X-Checksum", "grpc-status", "Server-Timing", "Digest", "x-forwarded"}) {
+        INFO(kept);
+        CHECK(isForwardedTrailer(kept));
+    }
+    for (std::string_view dropped : {"Host", "content-length", "Transfer-Encoding", "TE", "Trailer", "Connection",
+                                     "Keep-Alive", "Upgrade", "Proxy-Authorization", "X-Forwarded-For",
+                                     "x-forwarded-proto", "X-Forwarded-Host", "X-Real-IP"}) {
+        INFO(dropped);
+        CHECK_FALSE(isForwardedTrailer(dropped));
+    }
+}
+
 TEST_CASE("a Connection token never makes Host or another end-to-end field hop-by-hop", "[http][rewrite]") {
     const std::vector<std::string_view> tokens = {"close", "Host", "content-length", "Cache-Control",
                                                   "Sec-WebSocket-Key", "Sec-WebSocket-Version", "X-Private"};

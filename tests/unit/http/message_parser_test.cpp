@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <event2/buffer.h>
@@ -25,6 +26,7 @@ namespace {
 struct Message {
     RequestHead request;
     ResponseHead response;
+    HeaderList trailers;
     std::string body;
     bool keep_alive = false;
     bool chunked = false;
@@ -53,6 +55,7 @@ public:
         Message m;
         m.request = parser.request();
         m.response = parser.response();
+        m.trailers = parser.trailers();
         m.body = std::move(body);
         m.keep_alive = parser.keepAlive();
         m.chunked = parser.chunked();
@@ -129,6 +132,13 @@ FeedResult feed(Recorder& r, std::string_view wire, Delivery delivery = {}) {
         result.rest.append(wire.substr(offset));
         return result;
     }
+}
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+Fields fields(const HeaderList& headers) {
+    Fields out;
+    for (const Header& h : headers) out.emplace_back(h.name, h.value);
+    return out;
 }
 
 const Delivery kDeliveries[] = {{0, false}, {1, false}, {3, false}, {7, true}, {1, true}};
@@ -279,8 +289,54 @@ TEST_CASE("chunked request body is de-chunked through onBody", "[http][parser]")
     CHECK_FALSE(m.has_content_length);
     CHECK(findHeader(m.request.headers, "X-Trailer") == nullptr);
     CHECK(findHeader(m.request.headers, "Transfer-Encoding") != nullptr);
+    CHECK(fields(m.trailers) == Fields{{"X-Trailer", "t"}});  // for the upstream's chunked request
     CHECK(r.messages[1].request.target == "/next");
     CHECK(r.messages[1].body.empty());
+    CHECK(r.messages[1].trailers.empty());
+}
+
+TEST_CASE("a chunked request's trailer fields are kept as the head's are read", "[http][parser]") {
+    const Delivery delivery = anyDelivery();
+    INFO(describe(delivery));
+    Recorder r(MessageParser::Kind::Request, 256);
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nX-Head: " + std::string(150, 'h') +
+                             "\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n";
+    // Framing, routing, hop-by-hop and X-Forwarded-* fields are dropped (isForwardedTrailer);
+    // the section is counted apart from the head (which alone is over half the limit).
+    CHECK(feed(r, head + "X-Sum: abc \r\nHost: evil\r\nContent-Length: 9\r\nTE: trailers\r\n"
+                         "X-Forwarded-For: 1.2.3.4\r\nConnection: close\r\nX-Sum: " + std::string(100, 'v') + "\r\n\r\n",
+               delivery)
+              .status == ParseStatus::NeedMore);
+    REQUIRE(r.messages.size() == 1);
+    CHECK(fields(r.messages[0].trailers) == Fields{{"X-Sum", "abc"}, {"X-Sum", std::string(100, 'v')}});
+    CHECK(r.messages[0].body == "abc");
+
+    SECTION("a trailer section over max_head_bytes is HeadTooLarge (431)") {
+        Recorder big(MessageParser::Kind::Request, 256);
+        CHECK(feed(big, head + "X-Big: " + std::string(300, 'v') + "\r\n\r\n", delivery).status ==
+              ParseStatus::Error);
+        CHECK(big.parser.error() == ParseError::HeadTooLarge);
+        CHECK(big.messages.empty());
+    }
+    SECTION("a trailer field name that is not a token is malformed") {
+        Recorder bad(MessageParser::Kind::Request, 256);
+        CHECK(feed(bad, head + "X(Sum): 1\r\n\r\n", delivery).status == ParseStatus::Error);
+        CHECK(bad.parser.error() == ParseError::Malformed);
+    }
+    SECTION("obs-fold in the trailer section is malformed") {
+        Recorder bad(MessageParser::Kind::Request, 256);
+        CHECK(feed(bad, head + "X-Sum: a\r\n b\r\n\r\n", delivery).status == ParseStatus::Error);
+        CHECK(bad.parser.error() == ParseError::Malformed);
+    }
+}
+
+TEST_CASE("a response's trailer fields are dropped, not counted", "[http][parser]") {
+    Recorder r(MessageParser::Kind::Response, 128);
+    CHECK(feed(r, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: " + std::string(200, 'v') +
+                      "\r\n\r\n")
+              .status == ParseStatus::NeedMore);
+    REQUIRE(r.messages.size() == 1);
+    CHECK(r.messages[0].trailers.empty());
 }
 
 TEST_CASE("Transfer-Encoding chunked is recognised case-insensitively", "[http][parser]") {
