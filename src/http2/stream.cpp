@@ -270,7 +270,7 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
     if (websocket_ && session_ended_ && !closed_ && now - session_ended_at_ >= kWebSocketLinger) {
         // The WebSocket is over and our END_STREAM went out long ago; a client that does not end
         // its side would hold the stream (and its place under max_concurrent_streams) forever.
-        reset(NGHTTP2_NO_ERROR);
+        reset(reset_after_output_ ? NGHTTP2_CONNECT_ERROR : NGHTTP2_NO_ERROR);
         return;
     }
     // client_body_timeout: the longest wait between two DATA frames of a body, while we read
@@ -441,6 +441,7 @@ ssize_t Stream::readBody(std::uint8_t* buffer, std::size_t length, std::uint32_t
 
 void Stream::afterSend() {
     if (bytes_) bytes_->afterSend();
+    resetIfOutputSent();
     if (upstream_paused_ && exchange_ && evbuffer_get_length(pending_.get()) <= proxy::kLowWatermark) {
         upstream_paused_ = false;
         exchange_->onClientDrained();

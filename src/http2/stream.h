@@ -93,10 +93,11 @@ public:
 
     // For the session's StreamBytes: `n` bytes of DATA went to the session (WINDOW_UPDATE);
     // output bytes wait to go; the session's side ended (END_STREAM after the output, or after
-    // the bridge's app had its CLOSE).
+    // the bridge's app had its CLOSE; `upstream_failed`: RST_STREAM CONNECT_ERROR after the
+    // output instead, RFC 9113 8.5).
     void consumeWindow(std::size_t n);
     void sendPending() { resumeData(); }
-    void onBytesClosed();
+    void onBytesClosed(bool upstream_failed = false);
     std::chrono::steady_clock::time_point started() const { return start_; }
 
     // http::ResponseSink
@@ -130,6 +131,8 @@ private:
     void onBridgeAccepted(std::string_view subprotocol) override;
     void onBridgeRefused(int status, std::string_view content_type, std::string_view body) override;
     void onBridgeFinished() override;
+    // After the session's upstream failed: RST_STREAM CONNECT_ERROR once pending_ went out.
+    void resetIfOutputSent();
     void startSession(std::unique_ptr<ws::Session> session);
     void onSessionEnd(const char* reason, const ws::SessionCounts& counts) override;
 
@@ -184,6 +187,7 @@ private:
     std::optional<ws::DeflateParams> bridge_deflate_;
     std::string bridge_deflate_response_;
     bool end_after_bridge_ = false;  // the session ended: END_STREAM once the app had its CLOSE
+    bool reset_after_output_ = false;  // the session's upstream failed: CONNECT_ERROR once pending_ went
     StreamBytes* bytes_ = nullptr;          // the session's client side, owned by the session
     std::unique_ptr<ws::Session> session_;  // after the 200
     observe::RouteStats* ws_stats_ = nullptr;  // set while the session counts as open

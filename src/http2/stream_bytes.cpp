@@ -113,9 +113,9 @@ void StreamBytes::afterSend() {
 }
 
 void StreamBytes::close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, net::Ending) {
-    // Finished or not, the stream ends the same way: END_STREAM after what output() holds;
-    // what the client still sends is dropped, and a client that does not end its side is
-    // reset after a linger (Stream::tick).
+    // Finished or not, the stream ends the same way: END_STREAM after what output() holds (or
+    // RST_STREAM CONNECT_ERROR when the upstream failed); what the client still sends is
+    // dropped, and a client that does not end its side is reset after a linger (Stream::tick).
     handler_ = nullptr;
     reading_ = false;
     event_del(deliver_event_.get());
@@ -125,7 +125,7 @@ void StreamBytes::close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, 
     withheld_ = 0;
     if (Stream* stream = stream_) {
         stream_ = nullptr;
-        stream->onBytesClosed();
+        stream->onBytesClosed(other_side_failed_);
     }
     loop.deferDelete(std::shared_ptr<ByteStream>(std::move(self)));  // we may be in a callback of ours
 }

@@ -18,7 +18,8 @@
 // Ends: the client's END_STREAM is EOF; RST_STREAM (or the connection's end) is an error
 // (ECONNRESET), reported at once so that the session ends before the stream is deleted.
 // closeSide() ends the stream with END_STREAM once the output went (Stream::onBytesClosed; a
-// client that does not end its side is reset after a linger).
+// client that does not end its side is reset after a linger), or with RST_STREAM CONNECT_ERROR
+// when the session's upstream failed (markOtherSideFailed; RFC 9113 8.5).
 //
 // Ownership: the session owns this object, the http2::Stream owns the session. Each knows the
 // other until one of them ends (onStreamClosed, closeSide): never a dangling pointer either way.
@@ -66,6 +67,7 @@ public:
     void flush() override;
     void write(const char* data, std::size_t n) override;
     void setLowWatermark(std::size_t bytes) override { low_watermark_ = bytes; }
+    void markOtherSideFailed() override { other_side_failed_ = true; }
 
 private:
     void close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, net::Ending ending) override;
@@ -86,6 +88,7 @@ private:
     bool eof_ = false;           // END_STREAM came
     bool eof_reported_ = false;
     bool drain_wanted_ = false;  // output() was left non-empty: onDrained when it drains
+    bool other_side_failed_ = false;  // close() resets the stream (CONNECT_ERROR), not END_STREAM
 };
 
 }  // namespace portico::http2

@@ -106,9 +106,18 @@ void Stream::consumeWindow(std::size_t n) { connection_.consume(id_, n); }
 // The session's side ended (closeSide, or its StreamBytes went with it): END_STREAM once the
 // client has what the session sent. As on HTTP/1.1, the bridge's app still gets its CLOSE or
 // DISCONNECT first (a client that resets the stream before that cancels the request).
-void Stream::onBytesClosed() {
+void Stream::onBytesClosed(bool upstream_failed) {
     bytes_ = nullptr;
     if (closed_) return;
+    if (upstream_failed) {
+        // RFC 9113 8.5: the tunnel's TCP connection failed (a reset, an error; a frames relay's
+        // upstream broke the protocol or ended without a Close): a stream error of type
+        // CONNECT_ERROR, once the client has what came before (afterSend), where a clean end is
+        // END_STREAM. A client whose window stays shut is reset at the linger's end (tick).
+        reset_after_output_ = true;
+        resetIfOutputSent();
+        return;
+    }
     if (bridge_ && bridge_->busy()) {
         end_after_bridge_ = true;
         return;
@@ -161,6 +170,12 @@ void Stream::onBridgeRefused(int status, std::string_view content_type, std::str
     }
     // The app's own refusal (a 403 with its page): the client gets it as it was.
     http::respond(*this, status, content_type.empty() ? "text/plain" : content_type, body);
+}
+
+void Stream::resetIfOutputSent() {
+    if (!reset_after_output_ || evbuffer_get_length(pending_.get()) > 0) return;
+    reset_after_output_ = false;
+    reset(NGHTTP2_CONNECT_ERROR);
 }
 
 // The app had the session's last request (CLOSE or DISCONNECT): the stream may end now.

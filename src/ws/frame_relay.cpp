@@ -287,14 +287,16 @@ void FrameRelay::onEof(net::ByteStream& stream) {
     // After a Close the TCP close is the normal end; without one the peer vanished: tell the
     // other side it is going away (RFC 6455 7.1.1 asks the server to close TCP first).
     if (!d.close_seen) sendClose(*d.to, close_code::kGoingAway);
-    end(&stream == client_.get() ? "client closed" : "upstream closed", true);
+    const bool upstream = &stream == upstream_.get();
+    end(upstream ? "upstream closed" : "client closed", true, upstream && !d.close_seen);
 }
 
 void FrameRelay::onError(net::ByteStream& stream, int) {
     if (ended_) return;
     Direction& d = directionFrom(stream);
     if (!d.close_seen) sendClose(*d.to, close_code::kGoingAway);
-    end(&stream == client_.get() ? "client connection error" : "upstream connection error", true);
+    const bool upstream = &stream == upstream_.get();
+    end(upstream ? "upstream connection error" : "client connection error", true, upstream);
 }
 
 void FrameRelay::sendClose(net::ByteStream& to, std::uint16_t code) {
@@ -332,7 +334,7 @@ void FrameRelay::fail(net::ByteStream& at_fault, std::uint16_t code, const char*
     limit_ = limit;
     sendClose(at_fault, code);
     sendClose(client_at_fault ? *upstream_ : *client_, close_code::kGoingAway);
-    end(reason);
+    end(reason, false, !client_at_fault);
 }
 
 void FrameRelay::onLifetime() {
@@ -371,7 +373,7 @@ void FrameRelay::onPing() {
     ping_.start();  // the next one an interval from now
 }
 
-void FrameRelay::end(const char* reason, bool finished) {
+void FrameRelay::end(const char* reason, bool finished, bool upstream_broken) {
     if (ended_) return;
     ended_ = true;
     idle_.stop();
@@ -386,6 +388,7 @@ void FrameRelay::end(const char* reason, bool finished) {
     net::Ending ending = net::Ending::Linger;
     if (finished && client_answered)
         ending = up_.close_seen && down_.close_seen ? net::Ending::AfterCloses : net::Ending::Finished;
+    if (upstream_broken) client_->markOtherSideFailed();
     net::closeBoth(loop_, std::move(client_), std::move(upstream_), ending);
     owner_.onSessionEnd(reason, final_counts);
 }

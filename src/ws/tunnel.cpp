@@ -89,7 +89,12 @@ void Tunnel::onEof(net::ByteStream& stream) {
 }
 
 void Tunnel::onError(net::ByteStream& stream, int) {
-    end(&stream == client_.get() ? "client connection error" : "upstream connection error", true);
+    if (&stream == client_.get()) {
+        end("client connection error", true);
+        return;
+    }
+    if (client_) client_->markOtherSideFailed();  // failed, not closed: the client is told so
+    end("upstream connection error", true);
 }
 
 void Tunnel::goAway() { end("shutdown"); }

@@ -13,6 +13,8 @@ import signal
 import struct
 import sys
 
+import h2.errors
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 from backends import Response  # noqa: E402
@@ -138,6 +140,42 @@ class WebSocketOverHttp2(WsTestCase):
 
     def test_upstream_frames_mode(self):
         self.tunnel_to_python_backend("frames")
+
+    def failing_upstream(self, mode, backend_mode):
+        backend = self.start_raw_ws_backend(backend_mode)
+        p = self.start([{"path": "/ws/", "upstream": "app", "websocket": {"mode": mode}}],
+                       upstreams={"app": {"servers": [backend.address]}})
+        c, sid = self.open(p, "/ws/x")
+        self.assertEqual(c.status(sid), 200, c.responses[sid])
+        self.assertTrue(c.wait(lambda: c.done(sid), 5), c.responses[sid])
+        c.pump(0.3)  # a reset that follows the END_STREAM would be seen now
+        return c.responses[sid]
+
+    def test_an_upstream_reset_resets_the_stream_with_connect_error(self):
+        """RFC 9113 8.5: a CONNECT tunnel's TCP error is RST_STREAM CONNECT_ERROR, after what
+        came before it; a clean close stays END_STREAM (the FIN's equivalent)."""
+        for mode in ("tunnel", "frames"):
+            with self.subTest(mode=mode):
+                r = self.failing_upstream(mode, "hello_then_reset")
+                self.assertEqual(r["reset"], h2.errors.ErrorCodes.CONNECT_ERROR, r)
+                self.assertFalse(r["ended"])
+                frames = server_frames(r["body"])
+                self.assertEqual(frames[0], (1, b"hello"))
+                if mode == "frames":  # and the relay's Close before the reset
+                    self.assertEqual([f[1][:2] for f in frames[1:]], [struct.pack("!H", 1001)])
+
+    def test_an_upstream_fin_ends_a_tunnel_cleanly_but_not_a_frames_session(self):
+        r = self.failing_upstream("tunnel", "hello_then_fin")
+        self.assertEqual((r["ended"], r["reset"], server_frames(r["body"])), (True, None, [(1, b"hello")]))
+        # In frames mode a WebSocket that ends without a Close ended abnormally (RFC 6455 7.1.5).
+        r = self.failing_upstream("frames", "hello_then_fin")
+        self.assertEqual(r["reset"], h2.errors.ErrorCodes.CONNECT_ERROR, r)
+        self.assertEqual(server_frames(r["body"]), [(1, b"hello"), (8, struct.pack("!H", 1001))])
+
+    def test_an_upstream_protocol_violation_resets_a_frames_stream(self):
+        r = self.failing_upstream("frames", "masked_server_frame")
+        self.assertEqual(r["reset"], h2.errors.ErrorCodes.CONNECT_ERROR, r)
+        self.assertEqual(server_frames(r["body"]), [(8, struct.pack("!H", 1001))])
 
     def test_non_101_answers_never_become_2xx(self):
         backend = self.start_backend(name="plain")

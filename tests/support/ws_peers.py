@@ -30,6 +30,7 @@ import resource
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -322,6 +323,8 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
       "masked_server_frame": correct 101, then sends a masked frame to the client (server
                       frames must not be masked: frames mode closes the backend 1002)
       "hello_after_101": the 101 and an unmasked text frame "hello" in one write
+      "hello_then_reset": as hello_after_101, then the connection is reset (SO_LINGER 0)
+      "hello_then_fin": as hello_after_101, then the connection is closed, without a Close
       "big_server_message": correct 101, then one unmasked binary frame of `size` bytes
       "slow_101":     waits `delay` seconds before a correct 101
       "flood":        correct 101, then one unmasked binary frame of `size` bytes written in
@@ -353,13 +356,18 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
                 time.sleep(delay)
             if mode == "masked_server_frame":
                 head += ws_client.build_frame(ws_client.OP_TEXT, b"masked!", mask=True)
-            elif mode == "hello_after_101":
+            elif mode in ("hello_after_101", "hello_then_reset", "hello_then_fin"):
                 head += ws_client.build_frame(ws_client.OP_TEXT, b"hello", mask=False)
             elif mode == "big_server_message":
                 head += ws_client.build_frame(ws_client.OP_BINARY, b"B" * size, mask=False)
             if mode == "flood":
                 head += bytes([0x82, 127]) + size.to_bytes(8, "big")
             sock.sendall(head)
+            if mode in ("hello_then_reset", "hello_then_fin"):
+                time.sleep(0.2)  # the hello is relayed first
+                if mode == "hello_then_reset":
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return backends.TAKEN  # closed by the finally below
             if mode == "flood":
                 piece, left = b"F" * 65536, size
                 while left > 0:

@@ -97,6 +97,12 @@ public:
     // onDrained fires when, after output() could not all go at once, it holds at most this many
     // bytes.
     virtual void setLowWatermark(std::size_t bytes) = 0;
+    // Before closeSide: the relay ends because its other peer's connection failed (an error, a
+    // reset; in frames mode a protocol violation or an end without a Close), not because it
+    // closed. An HTTP/2 stream (RFC 8441) then ends with RST_STREAM CONNECT_ERROR after what
+    // output() holds, as RFC 9113 8.5 signals a CONNECT tunnel's TCP error, instead of
+    // END_STREAM; a socket has no other word for it and closes as `ending` says.
+    virtual void markOtherSideFailed() {}
 
 private:
     friend void closeSide(EventLoop& loop, std::unique_ptr<ByteStream> stream, Ending ending);

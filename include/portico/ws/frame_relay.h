@@ -116,7 +116,10 @@ private:
     void onLifetime();
     // `finished`: both Closes went through, or a peer closed its connection: both sockets are
     // closed at once when nothing is left to send (net::closeFinished); otherwise they linger.
-    void end(const char* reason, bool finished = false);
+    // `upstream_broken`: the upstream failed (a connection error, a protocol violation, an end
+    // without a Close): the client's side is told (ByteStream::markOtherSideFailed), after our
+    // Close 1001.
+    void end(const char* reason, bool finished = false, bool upstream_broken = false);
     void goAwayBoth(const char* reason);  // 1001 to both sides, then end
     void onPing();
 
