@@ -380,6 +380,10 @@ void Connection::tick() {
         }
         return;
     }
+    // Busy: what stayed unused since the last tick goes (a burst's exchanges and nghttp2 blocks
+    // are not kept for the life of a stream that outlives the burst).
+    exchanges_.trimUnused();
+    if (memory_) memory_->trimUnused();
     std::vector<Stream*> streams;
     streams.reserve(streams_.size());
     for (auto& [id, stream] : streams_) {

@@ -44,14 +44,21 @@ SessionMemory::SessionMemory() {
 SessionMemory::~SessionMemory() { trim(); }
 
 void SessionMemory::trim() {
-    for (FreeBlock*& head : free_) {
-        while (head) {
-            FreeBlock* next = head->next;
-            std::free(headerOf(head));
-            head = next;
+    unused_ = free_count_;
+    trimUnused();
+}
+
+void SessionMemory::trimUnused() {
+    for (std::size_t c = 0; c < kClasses; ++c) {
+        // Any `unused_[c]` of the list's blocks will do: they are all alike.
+        for (; unused_[c] > 0; --unused_[c], --free_count_[c]) {
+            FreeBlock* block = free_[c];
+            free_[c] = block->next;
+            std::free(headerOf(block));
+            free_bytes_ -= classSize(c);
         }
     }
-    free_bytes_ = 0;
+    unused_ = free_count_;
 }
 
 void* SessionMemory::allocate(std::size_t size) {
@@ -68,6 +75,7 @@ void* SessionMemory::allocate(std::size_t size) {
     if (FreeBlock* block = free_[size_class]) {
         free_[size_class] = block->next;
         free_bytes_ -= classSize(size_class);
+        if (--free_count_[size_class] < unused_[size_class]) unused_[size_class] = free_count_[size_class];
         return block;
     }
     auto* header = static_cast<Header*>(std::malloc(sizeof(Header) + classSize(size_class)));
@@ -88,6 +96,7 @@ void SessionMemory::release(void* block) {
     free_block->next = free_[header->size_class];
     free_[header->size_class] = free_block;
     free_bytes_ += classSize(header->size_class);
+    ++free_count_[header->size_class];
 }
 
 void* SessionMemory::allocateZeroed(std::size_t count, std::size_t size) {

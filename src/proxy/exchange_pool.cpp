@@ -12,6 +12,7 @@ std::unique_ptr<HttpExchange> ExchangePool::take() {
         if ((*it)->inCallback()) continue;
         std::unique_ptr<HttpExchange> exchange = std::move(*it);
         idle_.erase(std::next(it).base());
+        if (idle_.size() < unused_) unused_ = static_cast<std::uint32_t>(idle_.size());
         return exchange;
     }
     return std::make_unique<HttpExchange>(loop_);
@@ -31,11 +32,19 @@ void ExchangePool::give(std::unique_ptr<HttpExchange> exchange) {
 ExchangePool::~ExchangePool() { clear(); }
 
 void ExchangePool::clear() {
+    unused_ = static_cast<std::uint32_t>(idle_.size());
+    trimUnused();
+}
+
+void ExchangePool::trimUnused() {
+    const auto unused = idle_.begin() + unused_;
     // Now, but one still inside one of its callbacks after that callback.
-    for (auto& exchange : idle_)
-        if (exchange->inCallback()) loop_.deferDelete(std::move(exchange));
-    idle_.clear();
-    idle_.shrink_to_fit();  // a connection that cleared its pool for good (an upgrade) keeps no array
+    for (auto it = idle_.begin(); it != unused; ++it)
+        if ((*it)->inCallback()) loop_.deferDelete(std::move(*it));
+    idle_.erase(idle_.begin(), unused);
+    // A connection that cleared its pool for good (an upgrade) keeps no array.
+    if (idle_.empty()) idle_.shrink_to_fit();
+    unused_ = static_cast<std::uint32_t>(idle_.size());
 }
 
 }  // namespace portico::proxy

@@ -124,7 +124,8 @@ private:
     std::unique_ptr<SessionMemory> memory_;  // nghttp2's, recycled; declared first: freed last
     std::unique_ptr<nghttp2_session, SessionDeleter> session_;
     // Declared before streams_: a stream retiring its exchange when destroyed gives it back here.
-    proxy::ExchangePool exchanges_;  // up to http2_max_concurrent_streams; freed when idle at a tick
+    proxy::ExchangePool exchanges_;  // up to http2_max_concurrent_streams; at a tick, freed when
+                                     // idle, or those unused since the last tick when busy
     std::map<std::int32_t, std::unique_ptr<Stream>> streams_;
     core::EventPtr send_event_;
     core::EventPtr tick_event_;  // once a second: the timeouts

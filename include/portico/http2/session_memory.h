@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 
 #include <nghttp2/nghttp2.h>
 
@@ -31,6 +32,10 @@ public:
     nghttp2_mem* mem() { return &mem_; }
     // Gives the free blocks back to malloc (an idle connection keeps none).
     void trim();
+    // Gives back the free blocks that stayed free since the last call (per size class), so that
+    // called at a steady period the free lists shrink to what the streams in flight use while
+    // the connection lives on (a burst of requests, then one long WebSocket stream).
+    void trimUnused();
     std::size_t freeBytes() const { return free_bytes_; }
 
     // nghttp2_mem's functions, with malloc's contracts.
@@ -45,6 +50,8 @@ private:
     };
 
     std::array<FreeBlock*, kClasses> free_{};
+    std::array<std::uint32_t, kClasses> free_count_{};  // blocks on each list
+    std::array<std::uint32_t, kClasses> unused_{};      // the fewest on it since trimUnused()
     std::size_t free_bytes_ = 0;
     nghttp2_mem mem_{};
 };

@@ -6,6 +6,7 @@
 // streams in flight, up to a bound.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -20,7 +21,7 @@ namespace portico::proxy {
 class ExchangePool {
 public:
     // At most `max_idle` ended exchanges are kept; more are deleted.
-    ExchangePool(net::EventLoop& loop, std::size_t max_idle) : loop_(loop), max_idle_(max_idle) {}
+    ExchangePool(net::EventLoop& loop, std::uint32_t max_idle) : loop_(loop), max_idle_(max_idle) {}
     ~ExchangePool();  // clear()
     ExchangePool(const ExchangePool&) = delete;
     ExchangePool& operator=(const ExchangePool&) = delete;
@@ -34,10 +35,18 @@ public:
     void give(std::unique_ptr<HttpExchange> exchange);
     // Frees the idle exchanges (one still inside a callback after that callback).
     void clear();
+    // Frees the exchanges that stayed idle since the last call (the oldest: take() hands out the
+    // newest first), so that called at a steady period a pool bounded by a burst of requests
+    // shrinks back to what is used while its owner lives on (an HTTP/2 connection holding one
+    // long WebSocket stream).
+    void trimUnused();
+    std::size_t idleCount() const { return idle_.size(); }
 
 private:
     net::EventLoop& loop_;
-    std::size_t max_idle_;
+    std::uint32_t max_idle_;
+    // The fewest exchanges idle since the last trimUnused(): those at the front stayed idle.
+    std::uint32_t unused_ = 0;
     std::vector<std::unique_ptr<HttpExchange>> idle_;
 };
 

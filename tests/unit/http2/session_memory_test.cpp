@@ -64,3 +64,32 @@ TEST_CASE("session memory zeroes what calloc asks for and keeps bytes through re
     REQUIRE(fresh);
     memory.release(fresh);
 }
+
+TEST_CASE("session memory's trimUnused gives back the blocks that stayed free since its last call",
+          "[http2][memory]") {
+    // An HTTP/2 connection calls it once a second while it has streams: the blocks of a burst
+    // of streams must not stay on the free lists for the life of one long stream.
+    SessionMemory memory;
+    std::vector<void*> blocks;
+    for (int i = 0; i < 4; ++i) blocks.push_back(memory.allocate(100));  // the 128-byte class
+    void* other = memory.allocate(1000);                                  // the 1024-byte class
+    for (void* block : blocks) memory.release(block);
+    memory.release(other);
+    CHECK(memory.freeBytes() == 4 * 128 + 1024);
+    memory.trimUnused();  // freed since the last call: kept this time
+    CHECK(memory.freeBytes() == 4 * 128 + 1024);
+    memory.release(memory.allocate(128));  // one of the 128-byte blocks is used again
+    memory.trimUnused();                    // the three others and the 1024-byte one go
+    CHECK(memory.freeBytes() == 128);
+    void* again = memory.allocate(128);
+    CHECK(again != nullptr);
+    CHECK(memory.freeBytes() == 0);
+    memory.release(again);
+    memory.trimUnused();  // used since the last call
+    CHECK(memory.freeBytes() == 128);
+    memory.trimUnused();
+    CHECK(memory.freeBytes() == 0);
+    memory.release(memory.allocate(64));
+    memory.trim();  // everything, used or not
+    CHECK(memory.freeBytes() == 0);
+}

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <memory>
+#include <vector>
 
 #include "portico/net/event_loop.h"
 
@@ -31,4 +32,30 @@ TEST_CASE("an exchange given back is the one taken next, up to the bound", "[pro
     pool.give(std::move(again));
     pool.clear();
     CHECK(pool.take().get() != nullptr);
+}
+
+TEST_CASE("trimUnused frees the exchanges that stayed idle since its last call", "[proxy][exchange_pool]") {
+    // An HTTP/2 connection calls it once a second while it has streams: a burst's exchanges
+    // must not stay for the life of one long stream.
+    net::EventLoop loop;
+    proxy::ExchangePool pool(loop, 8);
+    std::vector<std::unique_ptr<proxy::HttpExchange>> burst;
+    for (int i = 0; i < 3; ++i) burst.push_back(pool.take());
+    for (auto& exchange : burst) pool.give(std::move(exchange));
+    CHECK(pool.idleCount() == 3);
+    pool.trimUnused();  // given back since the last call: kept this time
+    CHECK(pool.idleCount() == 3);
+    std::unique_ptr<proxy::HttpExchange> used = pool.take();
+    proxy::HttpExchange* kept = used.get();
+    pool.give(std::move(used));
+    pool.trimUnused();  // two stayed idle the whole period: freed; the one used is kept
+    CHECK(pool.idleCount() == 1);
+    used = pool.take();
+    CHECK(used.get() == kept);
+    pool.give(std::move(used));
+    pool.trimUnused();  // used since the last call
+    CHECK(pool.idleCount() == 1);
+    pool.trimUnused();  // not used since
+    CHECK(pool.idleCount() == 0);
+    CHECK(pool.take().get() != nullptr);  // a new one, as from an empty pool
 }
