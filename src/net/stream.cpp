@@ -412,6 +412,10 @@ std::size_t Stream::readPlain(bool& eof, int& error, bool peer_shut) {
             // the end, without a recv that returns 0 (nginx's pending_eof). Only for a relay,
             // which ends its session at a peer's end anyway; an HTTP connection that stopped
             // reading while it answers hears a half-close when it reads again, as before.
+            // Not fixed: a read also stops short at TCP urgent data's mark (MSG_OOB), and then
+            // what the peer sent after the mark, before its FIN, is lost. Telling the two apart
+            // costs a syscall per relay end (one more recv, or SIOCATMARK) unless epoll reports
+            // EPOLLPRI, which libevent 2.1 does not ask for; WebSocket peers send no urgent data.
             eof = peer_shut && direct_read_;
             return buffered;
         }
