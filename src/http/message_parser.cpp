@@ -46,6 +46,7 @@ void trimTrailingWhitespace(std::string& s) {
 
 MessageParser::MessageParser(Kind kind, Handler* handler, std::size_t max_head_bytes)
     : kind_(kind), handler_(handler), max_head_bytes_(max_head_bytes), parser_(std::make_unique<llhttp_t>()) {
+    endTrailers();  // the field callbacks' list: the head's
     reset();
 }
 
@@ -55,13 +56,16 @@ void MessageParser::reset() {
     llhttp_init(parser_.get(), kind_ == Kind::Request ? HTTP_REQUEST : HTTP_RESPONSE, &settings());
     parser_->data = this;
     error_ = ParseError::None;
-    in_message_ = head_complete_ = field_open_ = paused_ = upgrade_paused_ = false;
+    in_message_ = head_complete_ = skip_fields_ = field_open_ = paused_ = upgrade_paused_ = false;
     value_started_ = value_at_chunk_end_ = in_trailer_pause_ = false;
     line_check_.start(LineCheck::Section::Head);
     head_bytes_ = 0;
     declared_length_ = 0;
     head_chunked_ = head_has_length_ = false;
-    endTrailers();
+    if (in_trailers_) {  // parsing stopped inside a trailer section (only then has it fields)
+        endTrailers();
+        trailers_.clear();
+    }
 }
 
 void MessageParser::resume() {
@@ -161,13 +165,11 @@ bool MessageParser::countHead(std::size_t length) {
 
 int MessageParser::onMessageBegin() {
     in_message_ = true;
-    head_complete_ = false;
+    head_complete_ = skip_fields_ = false;
     field_open_ = value_started_ = value_at_chunk_end_ = false;
     head_bytes_ = 0;
     declared_length_ = 0;
     head_chunked_ = head_has_length_ = false;
-    endTrailers();
-    trailers_.clear();
     if (kind_ == Kind::Request) {
         request_.method.clear();
         request_.target.clear();
@@ -226,13 +228,13 @@ int MessageParser::onStatus(const char* at, std::size_t length) {
 
 int MessageParser::onHeaderField(const char* at, std::size_t length) {
     if (!collectingFields()) return 0;  // a response's trailer fields: dropped
-    // + ": " and CRLF, as on the wire, once per field (a name may come in several pieces).
-    if (!countHead(length + (field_open_ ? 0 : 4))) return -1;
     if (!field_open_) {
+        if (!countHead(length + 4)) return -1;  // + ": " and CRLF, as on the wire
         takeField().name.assign(at, length);
         field_open_ = true;
         return 0;
     }
+    if (!countHead(length)) return -1;  // the rest of a name that came in pieces
     headers_->back().name.append(at, length);
     return 0;
 }
@@ -274,12 +276,11 @@ int MessageParser::onHeaderValueComplete() {
     }
     field_open_ = value_started_ = false;  // the next field starts a new header
     trimTrailingWhitespace(headers_->back().value);
-    if (in_trailers_ && !isForwardedTrailer(headers_->back().name)) headers_->pop_back();
     return 0;
 }
 
 int MessageParser::onHeadersComplete() {
-    head_complete_ = true;
+    head_complete_ = skip_fields_ = true;
     llhttp_t* p = parser_.get();
     declared_length_ = p->content_length;
     head_chunked_ = (p->flags & F_CHUNKED) != 0;
@@ -354,12 +355,20 @@ int MessageParser::onChunkHeader() {
     // bounded by max_head_bytes, counted apart from the head) into trailers_.
     if (kind_ == Kind::Request) {
         in_trailers_ = true;
+        skip_fields_ = false;
         headers_ = &trailers_;
         head_bytes_ = 0;
     }
     // Pause so that parse() checks the trailer lines before llhttp reads them.
     in_trailer_pause_ = true;
     return HPE_PAUSED;
+}
+
+void MessageParser::completeWithTrailers() {
+    endTrailers();
+    std::erase_if(trailers_, [](const Header& h) { return !isForwardedTrailer(h.name); });
+    handler_->onMessageComplete();
+    trailers_.clear();  // here, not at every message's start: most messages have none
 }
 
 void MessageParser::endTrailers() {
@@ -443,8 +452,11 @@ int MessageParser::onBodyData(const char* at, std::size_t length) {
 
 int MessageParser::onMessageCompleteCb() {
     in_message_ = false;
-    endTrailers();
-    handler_->onMessageComplete();
+    if (in_trailers_) [[unlikely]] {
+        completeWithTrailers();
+    } else {
+        handler_->onMessageComplete();
+    }
     // An upgrade pauses by itself (HPE_PAUSED_UPGRADE); everything else waits for resume() so
     // that a pipelined request is not parsed before this one's response is done.
     return parser_->upgrade ? 0 : HPE_PAUSED;

@@ -104,8 +104,8 @@ public:
     bool isUpgradeRequested() const;      // Connection: upgrade + Upgrade present (or 101)
     // A chunked request's trailer fields (RFC 9112 7.1.2), checked as the head's are, bounded
     // by max_head_bytes (HeadTooLarge, counted apart from the head), those
-    // isForwardedTrailer() drops left out: for the upstream's chunked request. Valid from
-    // onMessageComplete() until the next message begins. A response's are dropped.
+    // isForwardedTrailer() drops left out: for the upstream's chunked request. Valid during
+    // onMessageComplete() (empty otherwise). A response's are dropped.
     const HeaderList& trailers() const { return trailers_; }
 
     // llhttp callbacks (public only for the C trampolines in message_parser.cpp).
@@ -124,9 +124,11 @@ public:
 private:
     bool countHead(std::size_t length);
     // Field callbacks fill a list: the head's, or a request's trailer section.
-    bool collectingFields() const { return !head_complete_ || in_trailers_; }
+    bool collectingFields() const { return !skip_fields_; }
     // Field callbacks go to the head's list again.
     void endTrailers();
+    // The end of a message with a trailer section: the handler sees trailers().
+    void completeWithTrailers();
     // Moves the current head's fields into spare_ (their strings keep their memory).
     void recycleHeaders();
     // A new field at the end of the current head: a spare one emptied, or a new one.
@@ -161,6 +163,8 @@ private:
     bool upgrade_paused_ = false;
     bool in_trailer_pause_ = false;  // paused after the last chunk to check the trailer lines
     bool in_trailers_ = false;       // a request's trailer fields are being read
+    bool skip_fields_ = false;       // after the head, but in a request's trailer section (one
+                                     // flag: the field callbacks test it for every piece)
     LineCheck line_check_;  // stopped after a message that asked to switch protocols
 };
 
