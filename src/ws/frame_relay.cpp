@@ -288,7 +288,10 @@ void FrameRelay::onEof(net::ByteStream& stream) {
     // other side it is going away (RFC 6455 7.1.1 asks the server to close TCP first).
     if (!d.close_seen) sendClose(*d.to, close_code::kGoingAway);
     const bool upstream = &stream == upstream_.get();
-    end(upstream ? "upstream closed" : "client closed", true, upstream && !d.close_seen);
+    // An upstream that ends without a Close, unasked, broke off the WebSocket (RFC 6455 7.1.5:
+    // 1006); one we had sent a Close may close TCP at once.
+    const bool broken = upstream && !d.close_seen && !directionTo(stream).close_sent;
+    end(upstream ? "upstream closed" : "client closed", true, broken);
 }
 
 void FrameRelay::onError(net::ByteStream& stream, int) {
