@@ -43,12 +43,13 @@ SCENARIOS = {"c32m10": (32, 10), "c1m100": (1, 100)}
 
 
 def run_h2load(port: int, connections: int, streams: int, duration: float = 0.0, *, requests: int = 0,
-               h1: bool = False) -> bl.LoadResult:
+               h1: bool = False, tls: bool | None = None) -> bl.LoadResult:
     """One `h2load -t1` run: for `duration` seconds after a 1 s warm-up, or `requests` requests
     in all. h2 over https:// (offered through ALPN; h2load fails a connection that does not get
-    it), or with `h1` HTTP/1.1 keep-alive over http:// (`streams` requests in flight per
-    connection: 1 is no pipelining). Counts the requests that ended in a 2xx."""
-    scheme = "http" if h1 else "https"
+    it), or with `h1` HTTP/1.1 keep-alive (`streams` requests in flight per connection: 1 is no
+    pipelining), over http:// unless `tls` (then https://, http/1.1 through ALPN). Counts the
+    requests that ended in a 2xx."""
+    scheme = "https" if (not h1 if tls is None else tls) else "http"
     argv = ["h2load", "-t1", "-c", str(connections), "-m", str(streams),
             *(["-n", str(requests)] if requests else ["-D", str(int(duration)), "--warm-up-time", "1"]),
             *(["--h1"] if h1 else []), f"{scheme}://127.0.0.1:{port}/"]

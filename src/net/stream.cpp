@@ -10,7 +10,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "portico/tls/errors.h"
@@ -206,7 +205,7 @@ void Stream::write(const char* data, std::size_t n) {
     while (n > 0) {
         ssize_t k;
         if (ssl_) {
-            ERR_clear_error();
+            tls::clearStaleErrors();
             k = SSL_write(ssl_.get(), data, static_cast<int>(std::min(n, kReadChunk)));
             blocked = k <= 0 && SSL_get_error(ssl_.get(), static_cast<int>(k)) == SSL_ERROR_WANT_WRITE;
         } else {
@@ -291,7 +290,7 @@ bool Stream::writeTls() {
     // become several records (and several send calls).
     std::size_t want = std::min<std::size_t>(evbuffer_get_length(out), kReadChunk);
     const unsigned char* data = evbuffer_pullup(out, static_cast<ev_ssize_t>(want));
-    ERR_clear_error();
+    tls::clearStaleErrors();
     int n = SSL_write(ssl_.get(), data, static_cast<int>(want));
     if (n > 0) {
         evbuffer_drain(out, static_cast<std::size_t>(n));
@@ -438,7 +437,7 @@ std::size_t Stream::readTls(bool& eof, int& error) {
         const bool was_empty = inputLength() == 0;
         ReadSlot slot;  // the scratch area when input() is empty: a TLS read yields one record, 16 KiB at most
         if (!openSlot(slot, was_empty, was_empty, error)) return buffered;
-        ERR_clear_error();
+        tls::clearStaleErrors();
         int n = SSL_read(ssl_.get(), slot.into, static_cast<int>(kReadChunk));
         if (n > 0) {
             if (!fillSlot(slot, static_cast<std::size_t>(n), buffered)) {
@@ -507,7 +506,7 @@ void Stream::startTls(tls::SslPtr ssl_owned, bool server) {
 }
 
 void Stream::driveHandshake() {
-    ERR_clear_error();
+    tls::clearStaleErrors();
     int rc = SSL_do_handshake(ssl_.get());
     if (rc == 1) {
         handshaking_ = false;

@@ -32,6 +32,10 @@ std::string lastErrorString() {
     return text;
 }
 
+void clearStaleErrors() {
+    if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 std::string handshakeFailureString(const SSL* ssl, const char* fallback) {
     std::string text = lastErrorString();
     if (ssl != nullptr) {

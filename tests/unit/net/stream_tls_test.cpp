@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: Apache-2.0
+// net::Stream as a TLS server on a socketpair, the test playing the client with its own SSL over
+// memory BIOs, so that it decides which bytes of a record reach the socket and when.
+
+#include <catch2/catch.hpp>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vector>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "portico/net/event_loop.h"
+#include "portico/net/stream.h"
+#include "portico/tls/client_context.h"
+#include "portico/tls/server_context.h"
+#include "../tls/tls_fixture.h"
+
+using namespace portico;
+using namespace portico::tls::testing;
+
+namespace {
+
+struct Collector final : net::StreamHandler {
+    std::string bytes;
+    int errors = 0;
+    int handshakes = 0;
+    void onReadable(net::ByteStream& stream) override {
+        evbuffer* in = stream.input();
+        const std::size_t n = evbuffer_get_length(in);
+        std::string chunk(n, '\0');
+        evbuffer_remove(in, chunk.data(), n);
+        bytes += chunk;
+    }
+    void onEof(net::ByteStream&) override {}
+    void onError(net::ByteStream&, int) override { ++errors; }
+    void onTlsHandshake(net::Stream&) override { ++handshakes; }
+};
+
+// The server: a Stream with a ServerContext's session on one end of a socketpair. The client:
+// an SSL whose records the test moves between memory BIOs and the other end (`peer`).
+struct TlsPair {
+    net::EventLoop loop;
+    Collector handler;
+    core::UniqueFd peer;
+    std::unique_ptr<net::Stream> server;
+    tls::SslPtr client;
+    BIO* to_server = nullptr;    // the client's output (owned by client)
+    BIO* from_server = nullptr;  // the client's input (owned by client)
+
+    TlsPair() {
+        std::vector<std::string> errors, warnings;
+        auto server_context = tls::ServerContext::build(listenerTls({"site-ec"}), errors, warnings);
+        REQUIRE(server_context);
+        config::UpstreamTls upstream;
+        upstream.verify = false;
+        auto client_context = tls::ClientContext::build(upstream, errors, warnings);
+        REQUIRE(client_context);
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+        peer = core::UniqueFd(fds[1]);
+        server = std::make_unique<net::Stream>(loop.base(), core::UniqueFd(fds[0]), &handler);
+        server->startTls(server_context->newSession(), /*server=*/true);
+        client = client_context->newSession("site.test");
+        REQUIRE(client);
+        to_server = BIO_new(BIO_s_mem());
+        from_server = BIO_new(BIO_s_mem());
+        SSL_set_bio(client.get(), from_server, to_server);
+    }
+
+    // Sends the first `limit` bytes the client has queued (all by default); keeps the rest.
+    void send(std::size_t limit = SIZE_MAX) {
+        char* data = nullptr;
+        const long n = BIO_get_mem_data(to_server, &data);
+        const std::size_t take = std::min(static_cast<std::size_t>(n), limit);
+        if (take > 0) REQUIRE(::write(peer.get(), data, take) == static_cast<ssize_t>(take));
+        std::vector<char> sink(take);
+        if (take > 0) REQUIRE(BIO_read(to_server, sink.data(), static_cast<int>(take)) == static_cast<int>(take));
+    }
+    void receive() {
+        char buffer[16384];
+        ssize_t n;
+        while ((n = ::read(peer.get(), buffer, sizeof buffer)) > 0) BIO_write(from_server, buffer, static_cast<int>(n));
+    }
+    void run() { event_base_loop(loop.base(), EVLOOP_NONBLOCK); }
+
+    void handshake() {
+        for (int round = 0; round < 20 && !(SSL_is_init_finished(client.get()) && handler.handshakes == 1); ++round) {
+            SSL_do_handshake(client.get());
+            send();
+            run();
+            receive();
+        }
+        REQUIRE(SSL_is_init_finished(client.get()));
+        REQUIRE(handler.handshakes == 1);
+        ERR_clear_error();
+    }
+    std::size_t queued() { return static_cast<std::size_t>(BIO_pending(to_server)); }
+};
+
+}  // namespace
+
+// The data path empties the thread's error queue only when something is in it
+// (tls::clearStaleErrors). A stale entry left by unrelated OpenSSL work on this thread must still
+// not turn a read that finds half a record (SSL_ERROR_WANT_READ) into a failed connection.
+TEST_CASE("a stale OpenSSL error does not fail a TLS read that waits for the rest of a record", "[net][stream][tls]") {
+    TlsPair pair;
+    pair.handshake();
+    REQUIRE(SSL_write(pair.client.get(), "ping", 4) == 4);
+    const std::size_t record = pair.queued();
+    REQUIRE(record > 5);
+    pair.send(3);  // part of the record header: the server's SSL_read wants more
+    ERR_raise(ERR_LIB_SSL, SSL_R_BAD_PACKET_LENGTH);  // left behind by someone else
+    pair.run();
+    CHECK(pair.handler.errors == 0);
+    CHECK(pair.handler.bytes.empty());
+    pair.send();
+    pair.run();
+    CHECK(pair.handler.errors == 0);
+    CHECK(pair.handler.bytes == "ping");
+    ERR_clear_error();
+}
