@@ -56,11 +56,13 @@ namespace {
 // Bytes the peer sent that nobody read: closing a socket with them makes Linux answer with a
 // reset, which destroys what is still queued to the peer (RFC 9293 3.6.1; the same reason
 // Worker::refuse lingers). A relay whose reading was paused by backpressure has them. After the
-// peer's FIN, read to the end, nothing can be waiting, and after both WebSocket Closes nothing
-// may (Ending::AfterCloses): no FIONREAD (one syscall per socket).
+// peer's FIN, read to the end, nothing can be waiting, after both WebSocket Closes nothing
+// may (Ending::AfterCloses), and a socket that a read emptied and the loop's last poll found
+// with nothing new (Stream::drainedAtLastPoll: the tunnel's client side when the upstream
+// closes first) has nothing either: no FIONREAD (one syscall per socket).
 bool hasUnreadInput(const Stream& stream, Ending ending) {
     if (stream.inputLength() > 0) return true;
-    if (stream.peerClosed() || ending == Ending::AfterCloses) return false;
+    if (stream.peerClosed() || ending == Ending::AfterCloses || stream.drainedAtLastPoll()) return false;
     int unread = 0;
     return ::ioctl(stream.fd(), FIONREAD, &unread) != 0 || unread > 0;
 }

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>  // drainedAtLastPoll: the active flag
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -102,6 +103,7 @@ std::unique_ptr<Stream> Stream::connectTo(event_base* base, const sockaddr* addr
 }
 
 void Stream::pauseReading() {
+    read_emptied_ = false;  // the poll stops watching: bytes may pile up unseen
     if (!reading_) return;
     reading_ = false;
     event_del(read_event_.get());
@@ -120,6 +122,14 @@ void Stream::detach() {
     handler_ = &detached;
     pauseReading();  // event_del also takes an event off the loop's list of those due now
     disarmWrite();
+}
+
+// libevent 2.1 has no call that tells a pending event from one due in this pass (event_pending
+// answers both), hence the flag from event_struct.h: set while the event waits in the loop's
+// active queue, cleared before its callback runs (and by event_del).
+bool Stream::drainedAtLastPoll() const {
+    return read_emptied_ && reading_ && !ssl_ &&
+           (read_event_->ev_evcallback.evcb_flags & (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER)) == 0;
 }
 
 void Stream::resumeReading() {
@@ -402,6 +412,8 @@ std::size_t Stream::readPlain(bool& eof, int& error, bool peer_shut) {
         ReadSlot slot;
         if (!openSlot(slot, was_empty && (direct_read_ || !bulk_), was_empty, error)) return buffered;
         ssize_t n = ::recv(fd_.get(), slot.into, kReadChunk, 0);
+        // A short read (or EAGAIN) took all the socket held; the handler may pause us below.
+        read_emptied_ = n < 0 ? errno == EAGAIN || errno == EWOULDBLOCK : static_cast<std::size_t>(n) < kReadChunk;
         if (n > 0) {
             const auto got = static_cast<std::size_t>(n);
             bulk_ = got == kReadChunk;

@@ -65,6 +65,12 @@ public:
     bool isReading() const override { return reading_; }
     // The peer's FIN (or TLS close_notify) was read: nothing more can arrive on this socket.
     bool peerClosed() const { return peer_closed_; }
+    // The socket held nothing unread when the loop last polled it: a plain read emptied it (took
+    // less than it asked for) and reading has stayed on since, so the poll watched it, and that
+    // poll did not report it readable (its read event is not due in this pass). What arrives
+    // after the poll is not seen: as with FIONREAD, which sees up to its own call. Lets a
+    // finished relay close without asking FIONREAD (net::closeFinished).
+    bool drainedAtLastPoll() const;
 
     // Sends as much of output() as the socket takes now; the rest goes when it is writable.
     // A write error is reported through onError from the event loop, never from inside flush().
@@ -149,6 +155,7 @@ private:
     int pending_error_ = 0;     // a write error waiting to be reported from the loop
     bool reading_ = false;
     bool peer_closed_ = false;
+    bool read_emptied_ = false;  // the last plain read took all the socket held; reading on since
     bool direct_read_ = false;
     bool bulk_ = false;  // the last plain read filled kReadChunk: read into input() directly
     bool write_armed_ = false;

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -124,4 +126,53 @@ TEST_CASE("a relay hears the bytes and the FIN that came together in one pass", 
     CHECK(p.stream->peerClosed() == relay);
     p.run();
     CHECK(p.handler.eofs == 1);
+}
+
+// A finished relay closes without FIONREAD when the loop's last poll saw nothing unread on the
+// socket (Stream::drainedAtLastPoll): only after a read that emptied it, with reading on since,
+// and not while the poll's report of new bytes waits for its callback in the same pass.
+TEST_CASE("a stream is drained at the last poll only after a read emptied it and nothing new was reported", "[net][stream]") {
+    Pair p;
+    CHECK_FALSE(p.stream->drainedAtLastPoll());  // nothing read yet: unknown
+    p.send("hello");
+    p.run();
+    CHECK(p.stream->drainedAtLastPoll());  // the read took less than it asked for
+
+    SECTION("paused, the poll stops watching") {
+        p.stream->pauseReading();
+        CHECK_FALSE(p.stream->drainedAtLastPoll());
+        p.stream->resumeReading();
+        CHECK_FALSE(p.stream->drainedAtLastPoll());  // until a read empties it again
+    }
+    SECTION("new bytes reported by the poll, their callback not run yet") {
+        // Two relayed sockets on one loop, new bytes on both: the callback that runs first in
+        // the pass sees the other's read event due (not drained); the second sees the first
+        // drained by its read.
+        struct Watch final : net::StreamHandler {
+            std::vector<std::pair<const net::Stream*, const net::Stream*>> pairs;  // (stream, the other)
+            std::vector<bool> seen;  // the other's drainedAtLastPoll() at each read
+            void onReadable(net::ByteStream& s) override {
+                for (auto [self, other] : pairs)
+                    if (self == &s) seen.push_back(other->drainedAtLastPoll());
+            }
+            void onBytes(net::ByteStream& s, const char*, std::size_t) override { onReadable(s); }
+            void onEof(net::ByteStream&) override {}
+            void onError(net::ByteStream&, int) override {}
+        } watch;
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+        core::UniqueFd peer2(fds[1]);
+        net::Stream second(p.loop.base(), core::UniqueFd(fds[0]), &watch);
+        p.stream->setHandler(&watch);
+        for (net::Stream* s : {p.stream.get(), &second}) s->setDirectRead(true);
+        watch.pairs = {{p.stream.get(), &second}, {&second, p.stream.get()}};
+        REQUIRE(::write(peer2.get(), "a", 1) == 1);
+        p.run();
+        REQUIRE(second.drainedAtLastPoll());
+        watch.seen.clear();
+        p.send("b");
+        REQUIRE(::write(peer2.get(), "b", 1) == 1);
+        p.run(EVLOOP_ONCE | EVLOOP_NONBLOCK);  // one poll reports both
+        CHECK(watch.seen == std::vector<bool>{false, true});
+    }
 }
