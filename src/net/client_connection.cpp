@@ -91,16 +91,18 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
       listener_(&snapshot_->config().listeners.at(listener_index)),
       listener_stats_(listener_stats),
       client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this))),
-      parser_(std::make_unique<http::MessageParser>(http::MessageParser::Kind::Request,
-                                                    static_cast<http::MessageParser::Handler*>(this),
-                                                    snapshot_->config().limits.max_header_bytes)),
-      exchanges_(worker.loop(), 1),
+      http_(std::make_unique<HttpPhase>(*this, worker.loop(), snapshot_->config().limits.max_header_bytes)),
       timer_(core::EventPtr(event_new(worker.loop().base(), -1, 0, &ClientConnection::onTimer, this))) {
     client_ip_ = peerAddress(peer, client_hash_);
     listener_stats_.open.add();
     client_->setLowWatermark(proxy::kLowWatermark);
-    response_.setOutput(client_->output());
+    http_->response.setOutput(client_->output());
 }
+
+ClientConnection::HttpPhase::HttpPhase(ClientConnection& connection, EventLoop& loop, std::size_t max_head_bytes)
+    : response(connection),
+      parser(http::MessageParser::Kind::Request, static_cast<http::MessageParser::Handler*>(&connection), max_head_bytes),
+      exchanges(loop, 1) {}
 
 ClientConnection::~ClientConnection() = default;
 
@@ -139,7 +141,7 @@ void ClientConnection::adoptCurrentSnapshot() {
         worker_.loop().deferDelete(std::move(snapshot_));
         snapshot_ = current;
         listener_ = &listener;
-        parser_->setMaxHeadBytes(snapshot_->config().limits.max_header_bytes);
+        http_->parser.setMaxHeadBytes(snapshot_->config().limits.max_header_bytes);
         return;
     }
 }
@@ -147,8 +149,8 @@ void ClientConnection::adoptCurrentSnapshot() {
 // The one place a request's state is reset (see Request in the header).
 void ClientConnection::beginRequest() {
     state_ = State::ReadingHead;
-    req_ = Request{};
-    response_.reset(true, 1);
+    http_->req = Request{};
+    http_->response.reset(true, 1);
 }
 
 void ClientConnection::onReadable(ByteStream& stream) {
@@ -163,47 +165,47 @@ void ClientConnection::processInput() {
     evbuffer* in = client_->input();
     for (;;) {
         bool reading_request = state_ == State::ReadingHead ||
-                               ((state_ == State::Proxying || state_ == State::Responding) && !req_.complete);
+                               ((state_ == State::Proxying || state_ == State::Responding) && !http_->req.complete);
         if (!reading_request) {
             // A pipelined request waits until this response is done; stop reading only when
             // enough is queued (pausing on every request would cost two epoll_ctl calls).
             if (evbuffer_get_length(in) > kPipelineBytes) client_->pauseReading();
             return;
         }
-        if (state_ == State::ReadingHead && !parser_->inMessage() && evbuffer_get_length(in) > 0 &&
-            req_.start == std::chrono::steady_clock::time_point{}) {
-            req_.start = std::chrono::steady_clock::now();
+        if (state_ == State::ReadingHead && !http_->parser.inMessage() && evbuffer_get_length(in) > 0 &&
+            http_->req.start == std::chrono::steady_clock::time_point{}) {
+            http_->req.start = std::chrono::steady_clock::now();
             if (requests_ > 0) armTimer(snapshot_->config().limits.client_header_timeout);
         }
         std::size_t before = evbuffer_get_length(in);
-        http::ParseStatus status = parser_->parse(in);
-        req_.bytes_in += before - evbuffer_get_length(in);
+        http::ParseStatus status = http_->parser.parse(in);
+        http_->req.bytes_in += before - evbuffer_get_length(in);
         switch (status) {
             case http::ParseStatus::NeedMore:
-                if (exchange_ && exchange_->upstreamBacklogged()) {
+                if (http_->exchange && http_->exchange->upstreamBacklogged()) {
                     // The upstream is slow, not the client: the body timeout waits too.
                     client_->pauseReading();
                     timer_.clear();
-                } else if (state_ != State::ReadingHead && !req_.complete) {
+                } else if (state_ != State::ReadingHead && !http_->req.complete) {
                     armBodyTimer();
                 }
                 return;
             case http::ParseStatus::Error: {
-                const http::ParseError error = parser_->error();
+                const http::ParseError error = http_->parser.error();
                 int code = error == http::ParseError::HeadTooLarge                  ? 431
                            : error == http::ParseError::UnsupportedTransferEncoding ? 501
                                                                                     : 400;
                 if (error == http::ParseError::Aborted) return;  // already answered
-                LOG_INFO("client %s: bad request: %s", client_ip_.c_str(), parser_->errorReason());
-                respondError(code, parser_->errorReason());
+                LOG_INFO("client %s: bad request: %s", client_ip_.c_str(), http_->parser.errorReason());
+                respondError(code, http_->parser.errorReason());
                 return;
             }
             case http::ParseStatus::Upgrade:
-                if (pending_app_) {
+                if (http_->pending_app) {
                     // A built-in endpoint accepted the WebSocket: it takes the socket now.
                     auto session = std::make_unique<handlers::EndpointSession>(
                         static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
-                        req_.route->websocket, pending_deflate_, std::move(pending_app_), makeTracer());
+                        http_->req.route->websocket, http_->pending_deflate, std::move(http_->pending_app), makeTracer());
                     startSession(std::move(session));
                     return;
                 }
@@ -211,12 +213,12 @@ void ClientConnection::processInput() {
                 // (h2c, or a route that serves plain HTTP) goes on as HTTP.
                 [[fallthrough]];
             case http::ParseStatus::MessageComplete:
-                if (!req_.response_done) {
+                if (!http_->req.response_done) {
                     // The response comes from the exchange; pipelined bytes wait in the input.
                     if (evbuffer_get_length(in) > kPipelineBytes) client_->pauseReading();
                     return;
                 }
-                responseDone(req_.keep_alive);
+                responseDone(http_->req.keep_alive);
                 if (state_ != State::ReadingHead) return;
                 continue;
         }
@@ -229,7 +231,7 @@ void ClientConnection::processInput() {
 void ClientConnection::armBodyTimer() { armTimer(snapshot_->config().limits.client_body_timeout); }
 
 const std::string& ClientConnection::localAuthority() {
-    if (!local_authority_.empty()) return local_authority_;
+    if (!http_->local_authority.empty()) return http_->local_authority;
     sockaddr_storage local{};
     socklen_t length = sizeof local;
     if (getsockname(client_->fd(), reinterpret_cast<sockaddr*>(&local), &length) == 0) {
@@ -238,36 +240,36 @@ const std::string& ClientConnection::localAuthority() {
         const bool v6 = local.ss_family == AF_INET6;
         const auto port = ntohs(v6 ? reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port
                                    : reinterpret_cast<const sockaddr_in*>(&local)->sin_port);
-        local_authority_ = (v6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
+        http_->local_authority = (v6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
     }
-    return local_authority_;
+    return http_->local_authority;
 }
 
 bool ClientConnection::hasBody() const {
-    return parser_->chunked() || (parser_->hasContentLength() && parser_->contentLength() > 0);
+    return http_->parser.chunked() || (http_->parser.hasContentLength() && http_->parser.contentLength() > 0);
 }
 
 // RFC 9110 10.1.1: a client that sent "Expect: 100-continue" may wait for our interim response
 // before it sends the body; when we answer with a final status at the head instead, it may never
 // send it, so that connection cannot be reused.
 bool ClientConnection::bodyAwaitsContinue() const {
-    const http::RequestHead& request = parser_->request();
+    const http::RequestHead& request = http_->parser.request();
     return request.version_minor >= 1 && hasBody() && http::headerHasToken(request.headers, "Expect", "100-continue");
 }
 
 // RFC 9110 9.3.2: what we answer to HEAD ourselves has a head only (false while the head of the
 // request is not parsed yet: its method is not known).
 bool ClientConnection::headOnly() const {
-    return parser_ && parser_->headComplete() && parser_->request().method == "HEAD";
+    return http_ && http_->parser.headComplete() && http_->parser.request().method == "HEAD";
 }
 
 http::HeadAction ClientConnection::onHead() {
     timer_.clear();
     if (requests_ > 0) adoptCurrentSnapshot();  // a reload since the last request applies now
-    http::RequestHead& request = parser_->request();
+    http::RequestHead& request = http_->parser.request();
     const auto& config = snapshot_->config();
-    response_.reset(true, request.version_minor);
-    if (req_.start == std::chrono::steady_clock::time_point{}) req_.start = std::chrono::steady_clock::now();
+    http_->response.reset(true, request.version_minor);
+    if (http_->req.start == std::chrono::steady_clock::time_point{}) http_->req.start = std::chrono::steady_clock::now();
     // Target, Host and path: normalized here, so that what we route is what goes upstream.
     const http::RequestVerdict verdict =
         http::checkRequestHead(request, request.version_minor == 0 ? std::string_view(localAuthority()) : "");
@@ -292,8 +294,8 @@ http::HeadAction ClientConnection::onHead() {
                       {{"Location", httpsRedirectLocation(host, *listener_->redirect_https, request.target)}});
         return answeredAtHead();
     }
-    if (config.limits.max_body_bytes && parser_->hasContentLength() &&
-        parser_->contentLength() > config.limits.max_body_bytes) {
+    if (config.limits.max_body_bytes && http_->parser.hasContentLength() &&
+        http_->parser.contentLength() > config.limits.max_body_bytes) {
         respondError(413, "body too large");
         return http::HeadAction::Abort;
     }
@@ -302,7 +304,7 @@ http::HeadAction ClientConnection::onHead() {
         respondAtHead(404, "text/plain", "404 Not Found\n");
         return answeredAtHead();
     }
-    req_.route = route;
+    http_->req.route = route;
     if (upgrade.kind == ws::UpgradeKind::Invalid) {
         LOG_INFO("client %s: invalid WebSocket handshake: %.*s", client_ip_.c_str(),
                  static_cast<int>(upgrade.error.size()), upgrade.error.data());
@@ -337,15 +339,15 @@ http::HeadAction ClientConnection::onHead() {
         return http::HeadAction::Abort;
     }
     proxy::HttpExchange::Request forward;
-    forward.head = &parser_->request();
+    forward.head = &http_->parser.request();
     forward.client_ip = client_ip_;
     forward.scheme = listener_->tls ? "https" : "http";
     forward.client_hash = client_hash_;
-    if (parser_->chunked()) {
+    if (http_->parser.chunked()) {
         forward.body_framing = http::BodyFraming::Chunked;
-    } else if (parser_->hasContentLength() && parser_->contentLength() > 0) {
+    } else if (http_->parser.hasContentLength() && http_->parser.contentLength() > 0) {
         forward.body_framing = http::BodyFraming::ContentLength;
-        forward.content_length = parser_->contentLength();
+        forward.content_length = http_->parser.contentLength();
     } else if (request.method == "POST" || request.method == "PUT" || request.method == "PATCH") {
         // RFC 9110 8.6: a request that usually carries content says it has none.
         forward.body_framing = http::BodyFraming::ContentLength;
@@ -359,63 +361,63 @@ http::HeadAction ClientConnection::onHead() {
                 {"Sec-WebSocket-Protocol", ws::filterSubprotocols(upgrade.subprotocols, route->websocket.subprotocols)});
     }
     state_ = State::Proxying;
-    req_.keep_alive = upgrade.kind != ws::UpgradeKind::WebSocket;  // a declined upgrade closes
-    response_.setKeepAlive(req_.keep_alive);
-    exchange_ = exchanges_.take();
-    exchange_->begin(static_cast<proxy::ExchangeOwner&>(*this), *group, *route, forward);
-    exchange_->start();
+    http_->req.keep_alive = upgrade.kind != ws::UpgradeKind::WebSocket;  // a declined upgrade closes
+    http_->response.setKeepAlive(http_->req.keep_alive);
+    http_->exchange = http_->exchanges.take();
+    http_->exchange->begin(static_cast<proxy::ExchangeOwner&>(*this), *group, *route, forward);
+    http_->exchange->start();
     return http::HeadAction::Continue;
 }
 
 bool ClientConnection::onBody(const char* data, std::size_t length) {
-    req_.body_bytes += length;
+    http_->req.body_bytes += length;
     const std::size_t limit = snapshot_->config().limits.max_body_bytes;
-    if (state_ == State::Responding && !req_.response_done && !req_.answer_pending) {
+    if (state_ == State::Responding && !http_->req.response_done && !http_->req.answer_pending) {
         // A built-in handler reads this body (a pubsub publish): bounded by the route's
         // max_message_bytes, queue_bytes and max_body_bytes.
-        if (!handlers::publishBodyFits(worker_.pubsub(), *req_.route, limit, req_.body.size() + length)) {
+        if (!handlers::publishBodyFits(worker_.pubsub(), *http_->req.route, limit, http_->req.body.size() + length)) {
             respondError(413, "body too large");
             return false;
         }
-        req_.body.append(data, length);
+        http_->req.body.append(data, length);
         return true;
     }
-    if (limit && req_.body_bytes > limit) {
+    if (limit && http_->req.body_bytes > limit) {
         // Only a chunked body gets here (a declared length is checked in onHead).
         retireExchange();
         respondError(413, "body too large");
         return false;
     }
-    if (exchange_) exchange_->sendBody(data, length);
+    if (http_->exchange) http_->exchange->sendBody(data, length);
     return true;
 }
 
 void ClientConnection::onMessageComplete() {
-    req_.complete = true;
+    http_->req.complete = true;
     timer_.clear();  // the body timer
     // A chunked body's trailer section goes on in the upstream's chunked request (as an HTTP/2
     // client's trailers do).
-    if (exchange_) exchange_->endBody(&parser_->trailers());
-    if (state_ == State::Responding && !req_.response_done && !req_.answer_pending) servePubSub();
+    if (http_->exchange) http_->exchange->endBody(&http_->parser.trailers());
+    if (state_ == State::Responding && !http_->req.response_done && !http_->req.answer_pending) servePubSub();
 }
 
 // ---- the exchange with the upstream ---------------------------------------------------------
 
 bool ClientConnection::clientKeepAlive() const {
-    return parser_ && parser_->keepAlive() && !draining_ && !worker_.stopping() && !client_eof_;
+    return http_ && http_->parser.keepAlive() && !draining_ && !worker_.stopping() && !client_eof_;
 }
 
 void ClientConnection::onExchangeComplete(bool reusable) {
     // The body may still be arriving (the upstream answered early): then the connection cannot
     // be reused, since we would have to read and discard an unbounded rest.
-    responseDone(reusable && response_.keptAlive() && req_.complete);
+    responseDone(reusable && http_->response.keptAlive() && http_->req.complete);
 }
 
 void ClientConnection::onExchangeFailed(int status, const char* reason) {
     if (status == 0) {
         // Part of the response went out already: the client sees the connection close.
         LOG_INFO("client %s: %s after the response started", client_ip_.c_str(), reason);
-        req_.status = req_.status ? req_.status : 502;
+        http_->req.status = http_->req.status ? http_->req.status : 502;
         logAccess();
         finish(reason);
         return;
@@ -424,14 +426,14 @@ void ClientConnection::onExchangeFailed(int status, const char* reason) {
 }
 
 void ClientConnection::onUpstreamDrained() {
-    if (state_ == State::Proxying && !req_.complete && !client_->isReading()) {
+    if (state_ == State::Proxying && !http_->req.complete && !client_->isReading()) {
         client_->resumeReading();
         processInput();
     }
 }
 
 void ClientConnection::onResponseStatus(int status) {
-    req_.status = status;
+    http_->req.status = status;
     // An upgrade the upstream declined frees its WebSocket slot at the status, before any of
     // the answer reaches the client: a client that has read the answer must find the slot free
     // (another worker may admit its next upgrade at once).
@@ -450,13 +452,13 @@ void ClientConnection::responseDone(bool keep_alive) {
         closeAfterFlush();
         return;
     }
-    parser_->resume();
+    http_->parser.resume();
     beginRequest();
     if (evbuffer_get_length(client_->input()) > 0) {
         // A pipelined request is waiting; continue from the loop, not from inside the callback
         // that completed this response.
-        if (!resume_event_) resume_event_.reset(event_new(worker_.loop().base(), -1, 0, &ClientConnection::onResume, this));
-        event_active(resume_event_.get(), EV_TIMEOUT, 0);
+        if (!http_->resume_event) http_->resume_event.reset(event_new(worker_.loop().base(), -1, 0, &ClientConnection::onResume, this));
+        event_active(http_->resume_event.get(), EV_TIMEOUT, 0);
     } else {
         client_->resumeReading();
         armTimer(snapshot_->config().limits.keepalive_timeout);
@@ -477,12 +479,12 @@ void ClientConnection::onResume(int, short, void* arg) {
 void ClientConnection::respondError(int status, const char* reason, const http::HeaderList& extra) {
     ws_lease_.reset();
     retireExchange();
-    if (req_.bytes_out + response_.bytes() > 0 && req_.status != 0 && state_ != State::ReadingHead) {
+    if (http_->req.bytes_out + http_->response.bytes() > 0 && http_->req.status != 0 && state_ != State::ReadingHead) {
         finish(reason);
         return;
     }
-    response_.setKeepAlive(false);
-    http::respondError(response_, status, extra, headOnly());
+    http_->response.setKeepAlive(false);
+    http::respondError(http_->response, status, extra, headOnly());
     logAccess();
     closeAfterFlush();
 }
@@ -500,7 +502,7 @@ void ClientConnection::closeAfterFlush() {
 }
 
 void ClientConnection::onDrained(ByteStream& stream) {
-    if (exchange_) exchange_->onClientDrained();
+    if (http_->exchange) http_->exchange->onClientDrained();
     if (state_ == State::Closing && (client_eof_ || worker_.stopping()) && stream.outputLength() == 0) {
         finish("closed");
     } else if (state_ == State::ReadingHead && !client_->isReading()) {
@@ -512,7 +514,7 @@ void ClientConnection::onEof(ByteStream&) {
     client_eof_ = true;
     switch (state_) {
         case State::ReadingHead:
-            if (parser_->inMessage()) LOG_DEBUG("client %s: closed mid-request", client_ip_.c_str());
+            if (http_->parser.inMessage()) LOG_DEBUG("client %s: closed mid-request", client_ip_.c_str());
             finish("client closed");
             return;
         case State::Proxying:
@@ -520,15 +522,15 @@ void ClientConnection::onEof(ByteStream&) {
             if (bridge_) {
                 // Gone before the app answered its OPEN: no WebSocket to bridge.
                 bridge_->abort();
-                req_.status = req_.status ? req_.status : 499;
+                http_->req.status = http_->req.status ? http_->req.status : 499;
                 logAccess();
                 finish("client closed before the WebSocket was accepted");
                 return;
             }
             // A client may half-close after its request and still read the response.
-            if (!req_.complete) {
-                if (exchange_) exchange_->abort();
-                req_.status = req_.status ? req_.status : 499;
+            if (!http_->req.complete) {
+                if (http_->exchange) http_->exchange->abort();
+                http_->req.status = http_->req.status ? http_->req.status : 499;
                 logAccess();
                 finish("client closed mid-request");
             }
@@ -552,6 +554,7 @@ void ClientConnection::onTlsHandshake(Stream& stream) {
 void ClientConnection::startHttp2() {
     state_ = State::Http2;
     timer_.clear();
+    http_.reset();  // the HTTP/2 connection parses and answers on its own
     http2::ClientInfo client{client_ip_, client_hash_, listener_->tls.has_value()};
     http2_ = std::make_unique<http2::Connection>(static_cast<http2::ConnectionOwner&>(*this), worker_, snapshot_, *listener_,
                                                  listener_stats_, std::move(client_), std::move(client));
@@ -566,8 +569,8 @@ void ClientConnection::onPlainTextOnTls(Stream&) {
     // port"). Counted as a failed handshake.
     listener_stats_.tls_failures.add();
     LOG_INFO("client %s: TLS handshake failed: plain http request on a TLS port, answered 400", client_ip_.c_str());
-    response_.setKeepAlive(false);
-    http::respond(response_, 400, "text/plain", "400 The plain HTTP request was sent to HTTPS port\n");
+    http_->response.setKeepAlive(false);
+    http::respond(http_->response, 400, "text/plain", "400 The plain HTTP request was sent to HTTPS port\n");
     logAccess();
     closeAfterFlush();
 }
@@ -582,10 +585,10 @@ void ClientConnection::onError(ByteStream& side, int error) {
         return;
     }
     LOG_DEBUG("client %s: %s", client_ip_.c_str(), strerror(error));
-    if (exchange_) exchange_->abort();
+    if (http_->exchange) http_->exchange->abort();
     if (bridge_ && state_ == State::Proxying) bridge_->abort();
     if (state_ == State::Proxying || state_ == State::Responding) {
-        req_.status = req_.status ? req_.status : 499;
+        http_->req.status = http_->req.status ? http_->req.status : 499;
         logAccess();
     }
     finish("client error");
@@ -610,9 +613,9 @@ void ClientConnection::Downstream::flush() {
 }
 
 void ClientConnection::retireExchange() {
-    if (!exchange_) return;
-    req_.upstream_name = exchange_->upstreamName();  // still wanted by the access log
-    exchanges_.give(std::move(exchange_));
+    if (!http_ || !http_->exchange) return;
+    http_->req.upstream_name = http_->exchange->upstreamName();  // still wanted by the access log
+    http_->exchanges.give(std::move(http_->exchange));
 }
 
 void ClientConnection::armTimer(std::chrono::milliseconds timeout) { timer_.set(timeout); }
@@ -622,8 +625,8 @@ void ClientConnection::onTimer(int, short, void* arg) {
     if (!self->timer_.fired()) return;  // moved later, or cleared, since armed
     switch (self->state_) {
         case State::ReadingHead:
-            if (self->parser_->inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||
-                (self->requests_ == 0 && self->req_.start != std::chrono::steady_clock::time_point{})) {
+            if (self->http_->parser.inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||
+                (self->requests_ == 0 && self->http_->req.start != std::chrono::steady_clock::time_point{})) {
                 self->respondError(408, "client header timeout");  // slowloris
             } else {
                 self->finish("keep-alive timeout");
@@ -632,7 +635,7 @@ void ClientConnection::onTimer(int, short, void* arg) {
         case State::Proxying:
         case State::Responding:
             // Armed only while a body is read (armBodyTimer): the client stopped sending it.
-            if (!self->req_.complete) self->respondError(408, "client body timeout");
+            if (!self->http_->req.complete) self->respondError(408, "client body timeout");
             return;
         case State::Closing:
             self->finish("linger timeout");
@@ -652,23 +655,23 @@ void ClientConnection::drain() {
         session_->goAway();
         return;
     }
-    if (state_ == State::ReadingHead && !parser_->inMessage() && evbuffer_get_length(client_->input()) == 0)
+    if (state_ == State::ReadingHead && !http_->parser.inMessage() && evbuffer_get_length(client_->input()) == 0)
         finish("shutting down");
 }
 
 void ClientConnection::logAccess() {
-    if (req_.logged || req_.status == 0) return;
-    req_.logged = true;
+    if (http_->req.logged || http_->req.status == 0) return;
+    http_->req.logged = true;
     RequestSummary summary;
-    summary.route = req_.route;
-    summary.request = &parser_->request();
+    summary.route = http_->req.route;
+    summary.request = &http_->parser.request();
     summary.client_ip = client_ip_;
-    summary.protocol = parser_->request().version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
-    summary.upstream = exchange_ ? std::string_view(exchange_->upstreamName()) : req_.upstream_name;
-    summary.status = req_.status;
-    summary.bytes_in = req_.bytes_in;
-    summary.bytes_out = req_.bytes_out + response_.bytes();
-    summary.start = req_.start;
+    summary.protocol = http_->parser.request().version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    summary.upstream = http_->exchange ? std::string_view(http_->exchange->upstreamName()) : http_->req.upstream_name;
+    summary.status = http_->req.status;
+    summary.bytes_in = http_->req.bytes_in;
+    summary.bytes_out = http_->req.bytes_out + http_->response.bytes();
+    summary.start = http_->req.start;
     logRequest(worker_, *snapshot_, listener_stats_, summary);
 }
 
@@ -679,7 +682,7 @@ void ClientConnection::finish(const char* reason) {
     alive_.reset();  // a backplane's late answer finds nobody
     listener_stats_.open.sub();
     timer_.clear();
-    if (resume_event_) event_del(resume_event_.get());
+    if (http_ && http_->resume_event) event_del(http_->resume_event.get());
     retireExchange();
     if (bridge_) bridge_->abort();
     if (http2_) http2_->abort();

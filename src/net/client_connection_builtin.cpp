@@ -19,10 +19,10 @@ namespace portico::net {
 void ClientConnection::respondAtHead(int status, std::string_view content_type, std::string_view body,
                                      const http::HeaderList& extra) {
     state_ = State::Responding;
-    req_.keep_alive = clientKeepAlive() && !bodyAwaitsContinue();
-    response_.setKeepAlive(req_.keep_alive);
-    http::respond(response_, status, content_type, body, extra, headOnly());
-    req_.response_done = true;
+    http_->req.keep_alive = clientKeepAlive() && !bodyAwaitsContinue();
+    http_->response.setKeepAlive(http_->req.keep_alive);
+    http::respond(http_->response, status, content_type, body, extra, headOnly());
+    http_->req.response_done = true;
 }
 
 // After a response written at the head: on a connection that stays open the body, if any, is
@@ -31,75 +31,75 @@ void ClientConnection::respondAtHead(int status, std::string_view content_type, 
 // (the linger reads and drops whatever still comes).
 http::HeadAction ClientConnection::answeredAtHead() {
     // An answer still to come (a backplane's) ends the request when it is written.
-    if (req_.keep_alive || !hasBody() || !req_.response_done) return http::HeadAction::Continue;
+    if (http_->req.keep_alive || !hasBody() || !http_->req.response_done) return http::HeadAction::Continue;
     responseDone(false);
     return http::HeadAction::Abort;
 }
 
-// A pubsub request (GET/HEAD: the channel's info; POST: a publish with req_.body). The
+// A pubsub request (GET/HEAD: the channel's info; POST: a publish with http_->req.body). The
 // backplane may answer later (Redis): the response is written by onPubSubAnswer, and the request
 // waits in Responding with response_done unset, like a body still arriving.
 void ClientConnection::servePubSub() {
-    const bool head_only = parser_->request().method == "HEAD";
+    const bool head_only = http_->parser.request().method == "HEAD";
     if (!alive_) alive_ = std::make_shared<char>();
     auto done = [this, alive = std::weak_ptr<char>(alive_), head_only](const handlers::PubSubAnswer& answer) {
         if (!alive.expired()) onPubSubAnswer(answer, head_only);
     };
-    req_.answer_pending = true;
+    http_->req.answer_pending = true;
     answering_ = true;
-    std::string body = std::move(req_.body);
-    req_.body.clear();
-    servePubSubRequest(worker_, snapshot_->config(), *req_.route, parser_->request(), std::move(body), std::move(done));
+    std::string body = std::move(http_->req.body);
+    http_->req.body.clear();
+    servePubSubRequest(worker_, snapshot_->config(), *http_->req.route, http_->parser.request(), std::move(body), std::move(done));
     answering_ = false;
 }
 
 void ClientConnection::onPubSubAnswer(const handlers::PubSubAnswer& answer, bool head_only) {
-    if (state_ != State::Responding || req_.response_done) return;
-    handlers::sendPubSubAnswer(response_, answer, head_only);
-    req_.response_done = true;
-    response_.flush();
+    if (state_ != State::Responding || http_->req.response_done) return;
+    handlers::sendPubSubAnswer(http_->response, answer, head_only);
+    http_->req.response_done = true;
+    http_->response.flush();
     // Answered later, from the backplane's callback: end the request here (when its body is
     // complete; otherwise processInput does when it is). Answered at once, the caller does.
-    if (!answering_ && req_.complete) responseDone(req_.keep_alive);
+    if (!answering_ && http_->req.complete) responseDone(http_->req.keep_alive);
 }
 
 // A publish (POST to a pubsub route): the body is the message, answered once it is complete
 // (onMessageComplete). Everything that can refuse it is decided here, before a byte of the body
 // is read or buffered: an unauthenticated client cannot make us hold its body.
 http::HeadAction ClientConnection::startPublish(const config::Route& route) {
-    const bool authorized = publishAuthorized(route, parser_->request());
+    const bool authorized = publishAuthorized(route, http_->parser.request());
     if (!authorized) {
         respondError(401, "publish without a valid token", {{"WWW-Authenticate", "Bearer"}});
         return http::HeadAction::Abort;
     }
     const std::size_t limit = snapshot_->config().limits.max_body_bytes;
-    if (parser_->hasContentLength() && !handlers::publishBodyFits(worker_.pubsub(), route, limit, parser_->contentLength())) {
+    if (http_->parser.hasContentLength() && !handlers::publishBodyFits(worker_.pubsub(), route, limit, http_->parser.contentLength())) {
         respondError(413, "body too large");
         return http::HeadAction::Abort;
     }
     state_ = State::Responding;
-    req_.keep_alive = clientKeepAlive();
-    response_.setKeepAlive(req_.keep_alive);
+    http_->req.keep_alive = clientKeepAlive();
+    http_->response.setKeepAlive(http_->req.keep_alive);
     if (bodyAwaitsContinue()) {
         // RFC 9110 15.2.1: the client waits for this before it sends the body.
         http::ResponseHead interim;
         interim.status = 100;
-        response_.sendHead(interim, http::ResponseBody{false, std::nullopt});
-        response_.flush();
+        http_->response.sendHead(interim, http::ResponseBody{false, std::nullopt});
+        http_->response.flush();
     }
     return http::HeadAction::Continue;
 }
 
 void ClientConnection::respondInternal(const config::Route& route) {
     state_ = State::Responding;
-    req_.keep_alive = clientKeepAlive() && !bodyAwaitsContinue();
-    response_.setKeepAlive(req_.keep_alive);
-    if (!serveBuiltin(worker_, route, parser_->request(), response_)) {
+    http_->req.keep_alive = clientKeepAlive() && !bodyAwaitsContinue();
+    http_->response.setKeepAlive(http_->req.keep_alive);
+    if (!serveBuiltin(worker_, route, http_->parser.request(), http_->response)) {
         servePubSub();  // PubSub GET/HEAD: the channel's info; Publish: 405 (POST went to startPublish)
         return;
     }
-    req_.response_done = true;
-    response_.flush();
+    http_->req.response_done = true;
+    http_->response.flush();
 }
 
 }  // namespace portico::net

@@ -35,25 +35,25 @@ bool ClientConnection::admitWebSocket() {
 }
 
 http::HeadAction ClientConnection::acceptWebSocket(const config::Route& route, const ws::UpgradeRequest& upgrade) {
-    EndpointAcceptance accepted = acceptEndpoint(worker_, route, parser_->request(), upgrade);
+    EndpointAcceptance accepted = acceptEndpoint(worker_, route, http_->parser.request(), upgrade);
     if (!accepted.app) {
         respondError(accepted.status, accepted.reason, accepted.extra);
         return http::HeadAction::Abort;
     }
-    pending_app_ = std::move(accepted.app);
+    http_->pending_app = std::move(accepted.app);
     const std::optional<ws::DeflateAgreement>& deflate = accepted.deflate;
     const std::string_view subprotocol = accepted.subprotocol;
-    pending_deflate_ = deflate ? std::optional<ws::DeflateParams>(deflate->params) : std::nullopt;
+    http_->pending_deflate = deflate ? std::optional<ws::DeflateParams>(deflate->params) : std::nullopt;
     std::string response = ws::buildAcceptResponse(upgrade.key, subprotocol, deflate ? deflate->response : std::string());
     evbuffer_add(client_->output(), response.data(), response.size());
-    req_.bytes_out += response.size();
-    req_.status = 101;
+    http_->req.bytes_out += response.size();
+    http_->req.status = 101;
     state_ = State::Upgraded;
     return http::HeadAction::Continue;
 }
 
 void ClientConnection::onUpgraded(std::unique_ptr<Stream> upstream, std::string extensions) {
-    const config::WebSocketSettings& settings = req_.route->websocket;
+    const config::WebSocketSettings& settings = http_->req.route->websocket;
     std::unique_ptr<ws::Session> session;
     if (settings.mode == config::WebSocketMode::Frames) {
         session = std::make_unique<ws::FrameRelay>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
@@ -68,7 +68,7 @@ void ClientConnection::onUpgraded(std::unique_ptr<Stream> upstream, std::string 
 }
 
 std::unique_ptr<ws::FrameTracer> ClientConnection::makeTracer() {
-    return snapshot_->makeTracer(*req_.route, client_ip_);
+    return snapshot_->makeTracer(*http_->req.route, client_ip_);
 }
 
 void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
@@ -77,15 +77,15 @@ void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
     logAccess();  // the handshake's line; the session's end is logged at debug level
     session_ = std::move(session);
     // Nothing more to parse, and the handshake's head is logged: an idle WebSocket keeps no HTTP
-    // parser (about 370 bytes with llhttp's state). The bridge still reads the head for its CLOSE
-    // and DISCONNECT requests.
+    // phase (the parser with llhttp's state, the request, the response writer, the idle
+    // exchange). The bridge still reads the head for its CLOSE and DISCONNECT requests.
+    ws_route_ = http_->req.route;
     if (bridge_) {
-        parser_->reset();
+        http_->parser.reset();
     } else {
-        parser_.reset();
-        exchanges_.clear();  // no request follows on this connection: its idle exchange goes too
+        http_.reset();
     }
-    ws_stats_ = &snapshot_->routeStats(*req_.route);
+    ws_stats_ = &snapshot_->routeStats(*ws_route_);
     ws_stats_->ws_open.add();
     session_->start();
     if (draining_ && state_ == State::Upgraded) session_->goAway();
@@ -113,41 +113,41 @@ http::HeadAction ClientConnection::startBridge(const config::Route& route, const
         respondError(502, "no such upstream");
         return http::HeadAction::Abort;
     }
-    pending_deflate_.reset();
-    pending_deflate_response_.clear();
+    http_->pending_deflate.reset();
+    http_->pending_deflate_response.clear();
     if (!upgrade.extensions.empty()) {
         if (auto deflate = ws::negotiateDeflate(upgrade.extensions, ws::DeflateConfig{})) {
-            pending_deflate_ = deflate->params;
-            pending_deflate_response_ = std::move(deflate->response);
+            http_->pending_deflate = deflate->params;
+            http_->pending_deflate_response = std::move(deflate->response);
         }
     }
     bridge::BridgeClient client;
-    client.handshake = &parser_->request();
+    client.handshake = &http_->parser.request();
     client.client_ip = client_ip_;
     client.scheme = listener_->tls ? "https" : "http";
     client.client_hash = client_hash_;
     bridge_ = std::make_unique<bridge::Bridge>(static_cast<bridge::BridgeOwner&>(*this), worker_.loop(), *group, route, client,
                                                worker_.pubsub(), handlers::gripChannels(snapshot_->config()),
                                                snapshot_->routeStats(route).bridge);
-    req_.upstream_name = route.upstream;
+    http_->req.upstream_name = route.upstream;
     state_ = State::Proxying;
     bridge_->start();  // from the loop: the answer cannot come back inside this call
     return http::HeadAction::Continue;
 }
 
 void ClientConnection::onBridgeAccepted(std::string_view subprotocol) {
-    const ws::UpgradeRequest upgrade = ws::analyzeUpgrade(parser_->request());
+    const ws::UpgradeRequest upgrade = ws::analyzeUpgrade(http_->parser.request());
     // RFC 6455 4.1: the client fails a handshake naming a subprotocol it did not offer.
     std::string_view chosen;
     for (std::string_view offered : upgrade.subprotocols)
         if (offered == subprotocol) chosen = offered;
-    std::string response = ws::buildAcceptResponse(upgrade.key, chosen, pending_deflate_response_);
+    std::string response = ws::buildAcceptResponse(upgrade.key, chosen, http_->pending_deflate_response);
     evbuffer_add(client_->output(), response.data(), response.size());
-    req_.bytes_out += response.size();
-    req_.status = 101;
+    http_->req.bytes_out += response.size();
+    http_->req.status = 101;
     auto session = std::make_unique<handlers::EndpointSession>(static_cast<ws::SessionOwner&>(*this), worker_.loop(),
-                                                               std::move(client_), req_.route->websocket,
-                                                               pending_deflate_, bridge_->makeApp(), makeTracer());
+                                                               std::move(client_), http_->req.route->websocket,
+                                                               http_->pending_deflate, bridge_->makeApp(), makeTracer());
     startSession(std::move(session));
 }
 
@@ -159,8 +159,8 @@ void ClientConnection::onBridgeRefused(int status, std::string_view content_type
     // The app's own refusal (a 403 with its page): the client gets it as it was.
     ws_lease_.reset();
     state_ = State::Responding;
-    response_.setKeepAlive(false);
-    http::respond(response_, status, content_type.empty() ? "text/plain" : content_type, body);
+    http_->response.setKeepAlive(false);
+    http::respond(http_->response, status, content_type.empty() ? "text/plain" : content_type, body);
     logAccess();
     closeAfterFlush();
 }
@@ -177,7 +177,7 @@ void ClientConnection::onSessionEnd(const char* reason, const ws::SessionCounts&
     if (counts.limit == ws::SessionLimit::Rate) {
         ws_stats_->ws_closed_rate.add();
         LOG_WARN("client %s: WebSocket on route %s closed 1008: %s", client_ip_.c_str(),
-                 observe::routeKey(req_.route->host, req_.route->path, req_.route->exact_path).c_str(), reason);
+                 observe::routeKey(ws_route_->host, ws_route_->path, ws_route_->exact_path).c_str(), reason);
     } else if (counts.limit == ws::SessionLimit::Lifetime) {
         ws_stats_->ws_closed_lifetime.add();
     }

@@ -102,7 +102,7 @@ private:
     void onMessageComplete() override;
 
     // The HTTP exchange with an upstream.
-    http::ResponseSink& downstream() override { return response_; }
+    http::ResponseSink& downstream() override { return http_->response; }
     void onExchangeComplete(bool reusable) override;
     void onExchangeFailed(int status, const char* reason) override;
     void onUpstreamDrained() override;
@@ -177,34 +177,6 @@ private:
         bool connectionMayStayOpen() const override { return connection_.clientKeepAlive(); }
         ClientConnection& connection_;
     };
-    Downstream response_{*this};
-    // The HTTP/1.1 parser of this connection's requests; freed when a WebSocket session starts
-    // (null in state Upgraded, but with the bridge, which reads the handshake's head to the end).
-    std::unique_ptr<http::MessageParser> parser_;
-    proxy::ExchangePool exchanges_;  // one exchange, reused by request after request
-    std::unique_ptr<proxy::HttpExchange> exchange_;  // the request in flight's, from exchanges_
-    // websocket mode http: the WebSocket's events to and from the app. Declared before session_,
-    // whose app refers to it, so that it is destroyed after it.
-    std::unique_ptr<bridge::Bridge> bridge_;
-    std::unique_ptr<ws::Session> session_;
-    std::unique_ptr<http2::Connection> http2_;  // state Http2: it has the socket
-    const char* session_end_reason_ = nullptr;  // the session ended; the bridge still finishes
-    IpLimits::Lease ws_lease_;  // counted under limits.per_ip_websockets: admission to session end
-    // A built-in endpoint accepted the upgrade; its session starts once parsing has returned.
-    std::unique_ptr<handlers::EndpointApp> pending_app_;
-    std::optional<ws::DeflateParams> pending_deflate_;
-    std::string pending_deflate_response_;  // its Sec-WebSocket-Extensions answer (the bridge)
-    Deadline timer_;  // head, body, keep-alive or linger timeout: one at a time
-    core::EventPtr resume_event_;  // created on first use: continue with pipelined input
-    std::string client_ip_;
-    std::string local_authority_;  // "address:port" the client connected to; made on first use
-    std::uint32_t client_hash_ = 0;
-    State state_ = State::ReadingHead;
-    unsigned requests_ = 0;  // completed on this connection
-    bool client_eof_ = false;
-    bool draining_ = false;
-    bool answering_ = false;  // inside servePubSub(): an answer now is ended by the caller
-    std::shared_ptr<char> alive_;  // weakly held by late callbacks; made for the first (servePubSub)
 
     // Everything that belongs to the request in flight. beginRequest() replaces it with a fresh
     // one, the only place it is reset: nothing of a request (its route, in the configuration it
@@ -213,7 +185,7 @@ private:
         const config::Route* route = nullptr;  // in snapshot_'s configuration; null until routed
         std::chrono::steady_clock::time_point start{};
         std::uint64_t bytes_in = 0;
-        std::uint64_t bytes_out = 0;  // written around response_ (a 101 of our own); + response_.bytes()
+        std::uint64_t bytes_out = 0;  // written around response (a 101 of our own); + response.bytes()
         std::uint64_t body_bytes = 0;
         int status = 0;
         bool complete = false;       // head and body were read
@@ -222,12 +194,47 @@ private:
         bool keep_alive = true;      // the response may leave the connection open
         bool logged = false;
         // Of the last exchange, for the access log: a name in snapshot_'s configuration or upstream
-        // groups, which outlive the request (a view: the connection stays as small as it was
-        // before its timeout became a net::Deadline).
+        // groups, which outlive the request (a view: no string made per request).
         std::string_view upstream_name = "-";
         std::string body;                 // a request body a built-in handler reads
     };
-    Request req_;
+
+    // What only the HTTP/1.1 phase needs: the parser, the exchange, the response writer, the
+    // request in flight. Made at accept, freed when a WebSocket session starts (an idle
+    // WebSocket keeps none of it: about 320 bytes per connection), kept with the bridge, which
+    // reads the handshake's head for its later requests.
+    struct HttpPhase {
+        HttpPhase(ClientConnection& connection, EventLoop& loop, std::size_t max_head_bytes);
+        Downstream response;
+        http::MessageParser parser;      // this connection's requests
+        proxy::ExchangePool exchanges;   // one exchange, reused by request after request
+        std::unique_ptr<proxy::HttpExchange> exchange;  // the request in flight's, from exchanges
+        // A built-in endpoint accepted the upgrade; its session starts once parsing has returned.
+        std::unique_ptr<handlers::EndpointApp> pending_app;
+        std::optional<ws::DeflateParams> pending_deflate;
+        std::string pending_deflate_response;  // its Sec-WebSocket-Extensions answer (the bridge)
+        core::EventPtr resume_event;  // created on first use: continue with pipelined input
+        std::string local_authority;  // "address:port" the client connected to; made on first use
+        Request req;
+    };
+    std::unique_ptr<HttpPhase> http_;  // null once a WebSocket session runs (but with the bridge)
+    // websocket mode http: the WebSocket's events to and from the app. Declared before session_,
+    // whose app refers to it, so that it is destroyed after it.
+    std::unique_ptr<bridge::Bridge> bridge_;
+    std::unique_ptr<ws::Session> session_;
+    std::unique_ptr<http2::Connection> http2_;  // state Http2: it has the socket
+    const config::Route* ws_route_ = nullptr;   // the session's (in snapshot_'s configuration)
+    const char* session_end_reason_ = nullptr;  // the session ended; the bridge still finishes
+    IpLimits::Lease ws_lease_;  // counted under limits.per_ip_websockets: admission to session end
+    Deadline timer_;  // head, body, keep-alive or linger timeout: one at a time
+    std::string client_ip_;
+    std::uint32_t client_hash_ = 0;
+    State state_ = State::ReadingHead;
+    unsigned requests_ = 0;  // completed on this connection
+    bool client_eof_ = false;
+    bool draining_ = false;
+    bool answering_ = false;  // inside servePubSub(): an answer now is ended by the caller
+    std::shared_ptr<char> alive_;  // weakly held by late callbacks; made for the first (servePubSub)
 };
 
 }  // namespace portico::net
