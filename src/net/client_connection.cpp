@@ -91,7 +91,7 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
       listener_(&snapshot_->config().listeners.at(listener_index)),
       listener_stats_(listener_stats),
       client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this))),
-      http_(std::make_unique<HttpPhase>(*this, worker.loop(), snapshot_->config().limits.max_header_bytes)),
+      http_(worker.httpPhases().take(*this, snapshot_->config().limits.max_header_bytes)),
       timer_(core::EventPtr(event_new(worker.loop().base(), -1, 0, &ClientConnection::onTimer, this))) {
     client_ip_ = peerAddress(peer, client_hash_);
     listener_stats_.open.add();
@@ -104,7 +104,51 @@ ClientConnection::HttpPhase::HttpPhase(ClientConnection& connection, EventLoop& 
       parser(http::MessageParser::Kind::Request, static_cast<http::MessageParser::Handler*>(&connection), max_head_bytes),
       exchanges(loop, 1) {}
 
-ClientConnection::~ClientConnection() = default;
+ClientConnection::HttpPhase::~HttpPhase() = default;
+
+void ClientConnection::HttpPhase::bind(ClientConnection& connection, std::size_t max_head_bytes) {
+    response.bind(connection);
+    parser.setHandler(static_cast<http::MessageParser::Handler*>(&connection));
+    parser.setMaxHeadBytes(max_head_bytes);
+    parser.reset();
+    pending_app.reset();
+    pending_deflate.reset();
+    pending_deflate_response.clear();
+    resume_event.reset();  // its callback's argument was the last connection
+    local_authority.clear();
+    req = Request{};
+}
+
+HttpPhasePool::~HttpPhasePool() { close(); }
+
+std::unique_ptr<ClientConnection::HttpPhase> HttpPhasePool::take(ClientConnection& connection, std::size_t max_head_bytes) {
+    if (spare_.empty()) return std::make_unique<ClientConnection::HttpPhase>(connection, loop_, max_head_bytes);
+    std::unique_ptr<ClientConnection::HttpPhase> phase = std::move(spare_.back());
+    spare_.pop_back();
+    phase->bind(connection, max_head_bytes);
+    return phase;
+}
+
+void HttpPhasePool::give(std::unique_ptr<ClientConnection::HttpPhase> phase) {
+    if (!phase) return;
+    if (closed_ || spare_.size() >= kSpare) {
+        // Perhaps inside its own callback (the exchange's, the parser's): deleted after it.
+        loop_.deferDelete(std::move(phase));
+        return;
+    }
+    // What a request may have grown beyond a head (a publish's body) and a built-in endpoint
+    // that never started go now; the rest is cleared by bind().
+    phase->req = ClientConnection::Request{};
+    phase->pending_app.reset();
+    spare_.push_back(std::move(phase));
+}
+
+void HttpPhasePool::close() {
+    closed_ = true;
+    spare_.clear();
+}
+
+ClientConnection::~ClientConnection() { worker_.httpPhases().give(std::move(http_)); }
 
 void ClientConnection::start() {
     const std::size_t index = static_cast<std::size_t>(listener_ - snapshot_->config().listeners.data());
@@ -554,7 +598,7 @@ void ClientConnection::onTlsHandshake(Stream& stream) {
 void ClientConnection::startHttp2() {
     state_ = State::Http2;
     timer_.clear();
-    http_.reset();  // the HTTP/2 connection parses and answers on its own
+    worker_.httpPhases().give(std::move(http_));  // the HTTP/2 connection parses and answers on its own
     http2::ClientInfo client{client_ip_, client_hash_, listener_->tls.has_value()};
     http2_ = std::make_unique<http2::Connection>(static_cast<http2::ConnectionOwner&>(*this), worker_, snapshot_, *listener_,
                                                  listener_stats_, std::move(client_), std::move(client));
@@ -596,20 +640,20 @@ void ClientConnection::onError(ByteStream& side, int error) {
 
 void ClientConnection::Downstream::sendHead(const http::ResponseHead& head, const http::ResponseBody& body) {
     Http1ResponseWriter::sendHead(head, body);
-    if (head.status >= 200 || head.status == 101) connection_.onResponseStatus(head.status);
+    if (head.status >= 200 || head.status == 101) connection_->onResponseStatus(head.status);
 }
 
 void ClientConnection::Downstream::sendFile(core::UniqueFd fd, std::uint64_t length) {
-    if (connection_.client_) connection_.client_->outputMayHoldFiles();
+    if (connection_->client_) connection_->client_->outputMayHoldFiles();
     Http1ResponseWriter::sendFile(std::move(fd), length);
 }
 
 bool ClientConnection::Downstream::backlogged() const {
-    return connection_.client_ && connection_.client_->outputLength() > proxy::kHighWatermark;
+    return connection_->client_ && connection_->client_->outputLength() > proxy::kHighWatermark;
 }
 
 void ClientConnection::Downstream::flush() {
-    if (connection_.client_) connection_.client_->flush();
+    if (connection_->client_) connection_->client_->flush();
 }
 
 void ClientConnection::retireExchange() {

@@ -83,7 +83,7 @@ void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
     if (bridge_) {
         http_->parser.reset();
     } else {
-        http_.reset();
+        worker_.httpPhases().give(std::move(http_));
     }
     ws_stats_ = &snapshot_->routeStats(*ws_route_);
     ws_stats_->ws_open.add();

@@ -33,6 +33,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
       max_connections_(max_connections == 0 ? 1 : max_connections),
       control_(loop_, [this] { onControl(); }),
       stop_timer_(event_new(loop_.base(), -1, 0, &Worker::onStopTimeout, this)) {
+    http_phases_ = std::make_unique<HttpPhasePool>(loop_);
     current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_, stats_);
     drain_old_timer_.reset(event_new(loop_.base(), -1, 0, &Worker::onDrainOld, this));
     accept_backoff_timer_.reset(event_new(loop_.base(), -1, 0, &Worker::onAcceptBackoffEnd, this));
@@ -45,6 +46,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
 Worker::~Worker() {
     connections_.clear();
     listeners_.clear();
+    http_phases_->close();
 }
 
 bool Worker::addListener(std::size_t index, std::string key, core::UniqueFd fd) {

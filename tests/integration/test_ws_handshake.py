@@ -5,6 +5,7 @@ handled (non-101 relayed, wrong accept 502, upstream down 502)."""
 
 import base64
 import os
+import socket
 import sys
 import time
 
@@ -162,6 +163,25 @@ class ProxyHandshake(_HandshakeChecks, WsTestCase):
         self.assertIn("upgrade", h.get("connection", "").lower(), h)
         self.assertIn("127.0.0.1", h.get("x-forwarded-for", ""), h)
         self.assertEqual(res["protocol"], "chat.v1")
+
+    def test_a_connection_inherits_nothing_from_the_one_before(self):
+        """A connection's HTTP state (parser, request, exchange) is given back to its worker when
+        it upgrades or ends and serves the next connection: one that left a head half-sent, one
+        refused, one upgraded must leave nothing behind (one worker: they share the spares)."""
+        p = self.start_portico(ws_proxy_config(self.b.address, mode=self.mode, workers=1))
+        for _ in range(3):
+            c = socket.create_connection(("127.0.0.1", p.port))
+            c.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: left.example\r\nX-Left-Over: ")
+            c.close()
+            r = self.handshake(p.port, "/ws/echo", _without(upgrade_headers(), "Sec-WebSocket-Key"))
+            self.assertEqual(r.status, 400, r)
+            key = make_key()
+            self.assert_upgraded(self.handshake(p.port, "/ws/echo", upgrade_headers(key=key)), key)
+        res = run_node_client({"url": ws_url(p.port, "/ws/echo?next=1"), "info": True})
+        self.assertTrue(res["open"], res)
+        self.assertEqual(res["info"]["path"], "/ws/echo?next=1")
+        self.assertNotIn("x-left-over", res["info"]["headers"])
+        self.assertNotEqual(res["info"]["headers"].get("host"), "left.example")
 
     def test_origin_mismatch_is_403_before_the_backend(self):
         p = self.start_portico(ws_proxy_config(self.b.address, mode=self.mode, websocket={

@@ -84,6 +84,8 @@ public:
     void reset();
 
     void setMaxHeadBytes(std::size_t bytes) { max_head_bytes_ = bytes; }
+    // A parser kept for another connection (net::HttpPhasePool) reports to its new owner.
+    void setHandler(Handler* handler) { handler_ = handler; }
     ParseError error() const { return error_; }
     const char* errorReason() const;
     // Bytes of the current head seen so far (for 431).

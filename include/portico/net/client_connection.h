@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 #include <sys/socket.h>
 
 #include "portico/bridge/bridge.h"
@@ -57,6 +58,7 @@ namespace portico::net {
 
 class Worker;
 class WorkerSnapshot;
+class HttpPhasePool;
 
 class ClientConnection final : private StreamHandler,
                                private http::MessageParser::Handler,
@@ -64,6 +66,8 @@ class ClientConnection final : private StreamHandler,
                                private ws::SessionOwner,
                                private bridge::BridgeOwner,
                                private http2::ConnectionOwner {
+    friend class HttpPhasePool;
+
 public:
     enum class State { ReadingHead, Proxying, Responding, Upgraded, Http2, Closing, Closed };
     static const char* toString(State state);
@@ -167,15 +171,16 @@ private:
     // (what the exchange and the built-in handlers write to).
     class Downstream final : public http::Http1ResponseWriter {
     public:
-        explicit Downstream(ClientConnection& connection) : connection_(connection) {}
+        explicit Downstream(ClientConnection& connection) : connection_(&connection) {}
+        void bind(ClientConnection& connection) { connection_ = &connection; }
         void sendHead(const http::ResponseHead& head, const http::ResponseBody& body) override;
         void sendFile(core::UniqueFd fd, std::uint64_t length) override;
         bool backlogged() const override;
         void flush() override;
 
     private:
-        bool connectionMayStayOpen() const override { return connection_.clientKeepAlive(); }
-        ClientConnection& connection_;
+        bool connectionMayStayOpen() const override { return connection_->clientKeepAlive(); }
+        ClientConnection* connection_;
     };
 
     // Everything that belongs to the request in flight. beginRequest() replaces it with a fresh
@@ -200,11 +205,17 @@ private:
     };
 
     // What only the HTTP/1.1 phase needs: the parser, the exchange, the response writer, the
-    // request in flight. Made at accept, freed when a WebSocket session starts (an idle
-    // WebSocket keeps none of it: about 320 bytes per connection), kept with the bridge, which
-    // reads the handshake's head for its later requests.
+    // request in flight. Taken from the worker's HttpPhasePool at accept and given back when a
+    // WebSocket session starts (an idle WebSocket keeps none of it: about 300 bytes per
+    // connection), when HTTP/2 takes the socket, or at the connection's end; kept with the
+    // bridge, which reads the handshake's head for its later requests. Given back, its parser
+    // (llhttp's state, the header list's capacity) and its idle exchange serve the next
+    // connection: none of them is made again per connection.
     struct HttpPhase {
         HttpPhase(ClientConnection& connection, EventLoop& loop, std::size_t max_head_bytes);
+        ~HttpPhase();
+        // Serves `connection` from now on, as if new (what the last connection left is cleared).
+        void bind(ClientConnection& connection, std::size_t max_head_bytes);
         Downstream response;
         http::MessageParser parser;      // this connection's requests
         proxy::ExchangePool exchanges;   // one exchange, reused by request after request
@@ -235,6 +246,32 @@ private:
     bool draining_ = false;
     bool answering_ = false;  // inside servePubSub(): an answer now is ended by the caller
     std::shared_ptr<char> alive_;  // weakly held by late callbacks; made for the first (servePubSub)
+};
+
+// The HTTP phases the worker's connections gave back, for its next connections (one per worker:
+// a phase's exchange and events belong to its loop). At most kSpare are kept: each holds what
+// its last connection grew (header list and strings within limits.max_header_bytes, the
+// exchange's buffers), a few KB.
+class HttpPhasePool {
+public:
+    static constexpr std::size_t kSpare = 16;
+    explicit HttpPhasePool(EventLoop& loop) : loop_(loop) {}
+    ~HttpPhasePool();
+    HttpPhasePool(const HttpPhasePool&) = delete;
+    HttpPhasePool& operator=(const HttpPhasePool&) = delete;
+
+    std::unique_ptr<ClientConnection::HttpPhase> take(ClientConnection& connection, std::size_t max_head_bytes);
+    // Safe from inside the phase's own callbacks (its parser's, its exchange's): only take()
+    // touches a spare phase, and take() runs for a new connection, from the listener's callback.
+    void give(std::unique_ptr<ClientConnection::HttpPhase> phase);
+    // Frees the spares while the loop is alive; phases given back later are freed at once (the
+    // loop deletes some connections late, as it stops).
+    void close();
+
+private:
+    EventLoop& loop_;
+    std::vector<std::unique_ptr<ClientConnection::HttpPhase>> spare_;
+    bool closed_ = false;
 };
 
 }  // namespace portico::net

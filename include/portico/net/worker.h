@@ -31,6 +31,7 @@
 namespace portico::net {
 
 class ClientConnection;
+class HttpPhasePool;
 class WorkerSnapshot;
 struct Snapshot;
 
@@ -74,6 +75,8 @@ public:
     bool stopping() const { return stopping_; }
     std::size_t connectionCount() const { return connections_.size(); }
     IpLimits& ipLimits() { return *ip_limits_; }
+    // The HTTP phases connections gave back (client_connection.h).
+    HttpPhasePool& httpPhases() { return *http_phases_; }
     // Counts a refusal by a per-client-address limit and logs it (at most one line per
     // kRefusalLogInterval per worker, with the number not logged).
     void noteRefusal(IpLimits::Verdict verdict, const std::string& client);
@@ -106,6 +109,9 @@ private:
     // First, so that it outlives connections the loop deletes late: their leases release into it.
     std::shared_ptr<IpLimits> ip_limits_;
     unsigned index_;
+    // Before loop_, so that it outlives connections the loop deletes late (~Worker closes it
+    // while the loop is alive: its spares' events belong to the loop).
+    std::unique_ptr<HttpPhasePool> http_phases_;
     EventLoop loop_;
     std::shared_ptr<const Snapshot> snapshot_;
     std::shared_ptr<WorkerSnapshot> current_;
