@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <cstring>
 #include <memory>
@@ -175,4 +176,21 @@ TEST_CASE("a stream is drained at the last poll only after a read emptied it and
         p.run(EVLOOP_ONCE | EVLOOP_NONBLOCK);  // one poll reports both
         CHECK(watch.seen == std::vector<bool>{false, true});
     }
+}
+
+// The buffers a stream lets go (releaseIdle, its end) serve the thread's next streams: a
+// handshake's buffers are not made again for every connection. Only empty ones are kept.
+TEST_CASE("a released empty buffer serves the next stream, which starts empty", "[net][stream]") {
+    Pair a;
+    evbuffer* released = a.stream->input();
+    a.stream->releaseIdle();
+    Pair b;
+    CHECK(b.stream->input() == released);
+    CHECK(b.stream->inputLength() == 0);
+
+    evbuffer_add(b.stream->output(), "left", 4);  // never sent: the loop does not run
+    b.stream.reset();
+    Pair c;
+    CHECK(evbuffer_get_length(c.stream->output()) == 0);
+    CHECK(evbuffer_get_length(c.stream->input()) == 0);
 }
