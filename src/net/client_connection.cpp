@@ -91,8 +91,7 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
       listener_(&snapshot_->config().listeners.at(listener_index)),
       listener_stats_(listener_stats),
       client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this))),
-      http_(worker.httpPhases().take(*this, snapshot_->config().limits.max_header_bytes)),
-      timer_(core::EventPtr(event_new(worker.loop().base(), -1, 0, &ClientConnection::onTimer, this))) {
+      http_(worker.httpPhases().take(*this, snapshot_->config().limits.max_header_bytes)) {
     client_ip_ = peerAddress(peer, client_hash_);
     listener_stats_.open.add();
     client_->setLowWatermark(proxy::kLowWatermark);
@@ -102,7 +101,8 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
 ClientConnection::HttpPhase::HttpPhase(ClientConnection& connection, EventLoop& loop, std::size_t max_head_bytes)
     : response(connection),
       parser(http::MessageParser::Kind::Request, static_cast<http::MessageParser::Handler*>(&connection), max_head_bytes),
-      exchanges(loop, 1) {}
+      exchanges(loop, 1),
+      timer(core::EventPtr(event_new(loop.base(), -1, 0, &ClientConnection::onTimer, &connection))) {}
 
 ClientConnection::HttpPhase::~HttpPhase() = default;
 
@@ -111,6 +111,7 @@ void ClientConnection::HttpPhase::bind(ClientConnection& connection, std::size_t
     parser.setHandler(static_cast<http::MessageParser::Handler*>(&connection));
     parser.setMaxHeadBytes(max_head_bytes);
     parser.reset();
+    timer.retarget(&connection);
     pending_app.reset();
     pending_deflate.reset();
     pending_deflate_response.clear();
@@ -131,6 +132,7 @@ std::unique_ptr<ClientConnection::HttpPhase> HttpPhasePool::take(ClientConnectio
 
 void HttpPhasePool::give(std::unique_ptr<ClientConnection::HttpPhase> phase) {
     if (!phase) return;
+    phase->timer.stop();  // its callback's argument is the connection that gave it back
     if (closed_ || spare_.size() >= kSpare) {
         // Perhaps inside its own callback (the exchange's, the parser's): deleted after it.
         loop_.deferDelete(std::move(phase));
@@ -229,7 +231,7 @@ void ClientConnection::processInput() {
                 if (http_->exchange && http_->exchange->upstreamBacklogged()) {
                     // The upstream is slow, not the client: the body timeout waits too.
                     client_->pauseReading();
-                    timer_.clear();
+                    http_->timer.clear();
                 } else if (state_ != State::ReadingHead && !http_->req.complete) {
                     armBodyTimer();
                 }
@@ -308,7 +310,7 @@ bool ClientConnection::headOnly() const {
 }
 
 http::HeadAction ClientConnection::onHead() {
-    timer_.clear();
+    http_->timer.clear();
     if (requests_ > 0) adoptCurrentSnapshot();  // a reload since the last request applies now
     http::RequestHead& request = http_->parser.request();
     const auto& config = snapshot_->config();
@@ -438,7 +440,7 @@ bool ClientConnection::onBody(const char* data, std::size_t length) {
 
 void ClientConnection::onMessageComplete() {
     http_->req.complete = true;
-    timer_.clear();  // the body timer
+    http_->timer.clear();  // the body timer
     // A chunked body's trailer section goes on in the upstream's chunked request (as an HTTP/2
     // client's trailers do).
     if (http_->exchange) http_->exchange->endBody(&http_->parser.trailers());
@@ -597,7 +599,7 @@ void ClientConnection::onTlsHandshake(Stream& stream) {
 
 void ClientConnection::startHttp2() {
     state_ = State::Http2;
-    timer_.clear();
+    http_->timer.clear();
     worker_.httpPhases().give(std::move(http_));  // the HTTP/2 connection parses and answers on its own
     http2::ClientInfo client{client_ip_, client_hash_, listener_->tls.has_value()};
     http2_ = std::make_unique<http2::Connection>(static_cast<http2::ConnectionOwner&>(*this), worker_, snapshot_, *listener_,
@@ -662,11 +664,11 @@ void ClientConnection::retireExchange() {
     http_->exchanges.give(std::move(http_->exchange));
 }
 
-void ClientConnection::armTimer(std::chrono::milliseconds timeout) { timer_.set(timeout); }
+void ClientConnection::armTimer(std::chrono::milliseconds timeout) { http_->timer.set(timeout); }
 
 void ClientConnection::onTimer(int, short, void* arg) {
     auto* self = static_cast<ClientConnection*>(arg);
-    if (!self->timer_.fired()) return;  // moved later, or cleared, since armed
+    if (!self->http_->timer.fired()) return;  // moved later, or cleared, since armed
     switch (self->state_) {
         case State::ReadingHead:
             if (self->http_->parser.inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||
@@ -725,7 +727,7 @@ void ClientConnection::finish(const char* reason) {
     state_ = State::Closed;
     alive_.reset();  // a backplane's late answer finds nobody
     listener_stats_.open.sub();
-    timer_.clear();
+    if (http_) http_->timer.clear();
     if (http_ && http_->resume_event) event_del(http_->resume_event.get());
     retireExchange();
     if (bridge_) bridge_->abort();

@@ -73,7 +73,6 @@ std::unique_ptr<ws::FrameTracer> ClientConnection::makeTracer() {
 
 void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
     state_ = State::Upgraded;
-    timer_.reset();  // no HTTP timeout from now on: the session has its own timers
     logAccess();  // the handshake's line; the session's end is logged at debug level
     session_ = std::move(session);
     // Nothing more to parse, and the handshake's head is logged: an idle WebSocket keeps no HTTP
@@ -82,6 +81,7 @@ void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
     ws_route_ = http_->req.route;
     if (bridge_) {
         http_->parser.reset();
+        http_->timer.stop();  // no HTTP timeout from now on: the session has its own timers
     } else {
         worker_.httpPhases().give(std::move(http_));
     }

@@ -34,4 +34,16 @@ bool Deadline::fired() {
     return false;
 }
 
+void Deadline::stop() {
+    due_ = armed_ = {};
+    if (event_) event_del(event_.get());
+}
+
+void Deadline::retarget(void* arg) {
+    stop();
+    if (!event_) return;
+    event* ev = event_.get();
+    event_assign(ev, event_get_base(ev), -1, 0, event_get_callback(ev), arg);
+}
+
 }  // namespace portico::net

@@ -226,6 +226,7 @@ private:
         std::string pending_deflate_response;  // its Sec-WebSocket-Extensions answer (the bridge)
         core::EventPtr resume_event;  // created on first use: continue with pipelined input
         std::string local_authority;  // "address:port" the client connected to; made on first use
+        Deadline timer;  // head, body, keep-alive or linger timeout: one at a time
         Request req;
     };
     std::unique_ptr<HttpPhase> http_;  // null once a WebSocket session runs (but with the bridge)
@@ -237,7 +238,6 @@ private:
     const config::Route* ws_route_ = nullptr;   // the session's (in snapshot_'s configuration)
     const char* session_end_reason_ = nullptr;  // the session ended; the bridge still finishes
     IpLimits::Lease ws_lease_;  // counted under limits.per_ip_websockets: admission to session end
-    Deadline timer_;  // head, body, keep-alive or linger timeout: one at a time
     std::string client_ip_;
     std::uint32_t client_hash_ = 0;
     State state_ = State::ReadingHead;

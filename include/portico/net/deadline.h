@@ -35,6 +35,11 @@ public:
     // Frees the event for good (a connection that needs no timeout any more); set() then does
     // nothing.
     void reset() { event_.reset(); }
+    // No deadline, and the event taken off the loop: it cannot fire until set() again (an owner
+    // put aside for reuse, whose callback's argument may be gone).
+    void stop();
+    // stop(), and the callback's argument is `arg` from now on (a pooled owner serving anew).
+    void retarget(void* arg);
 
 private:
     core::EventPtr event_;

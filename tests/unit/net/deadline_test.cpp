@@ -82,3 +82,25 @@ TEST_CASE("a reset deadline frees its event and ignores set()", "[net][deadline]
     runFor(loop, 60ms);
     CHECK(owner.calls == 0);
 }
+
+// A client connection's HTTP phase is pooled (net::HttpPhasePool): put aside, its timer must
+// not call back into the connection that gave it back; taken again, it calls the new one.
+TEST_CASE("a stopped deadline never fires; a retargeted one calls its new owner", "[net][deadline]") {
+    EventLoop loop;
+    Owner first(loop);
+    Owner second(loop);
+    first.deadline.set(20ms);
+    first.deadline.stop();
+    runFor(loop, 50ms);
+    CHECK(first.calls == 0);
+
+    first.deadline.set(20ms);
+    first.deadline.retarget(&second);  // first's event now reports to second (and is stopped)
+    runFor(loop, 50ms);
+    CHECK(second.calls == 0);
+    first.deadline.set(20ms);
+    second.deadline.set(20ms);  // second's own deadline: second.deadline.fired() decides
+    runFor(loop, 50ms);
+    CHECK(first.calls == 0);
+    CHECK(second.calls == 1);  // called twice (both events), fired() true once
+}
