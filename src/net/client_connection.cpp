@@ -117,6 +117,7 @@ void ClientConnection::HttpPhase::bind(ClientConnection& connection, std::size_t
     pending_deflate_response.clear();
     resume_event.reset();  // its callback's argument was the last connection
     local_authority.clear();
+    requests = 0;
     req = Request{};
 }
 
@@ -221,7 +222,7 @@ void ClientConnection::processInput() {
         if (state_ == State::ReadingHead && !http_->parser.inMessage() && evbuffer_get_length(in) > 0 &&
             http_->req.start == std::chrono::steady_clock::time_point{}) {
             http_->req.start = std::chrono::steady_clock::now();
-            if (requests_ > 0) armTimer(snapshot_->config().limits.client_header_timeout);
+            if (http_->requests > 0) armTimer(snapshot_->config().limits.client_header_timeout);
         }
         std::size_t before = evbuffer_get_length(in);
         http::ParseStatus status = http_->parser.parse(in);
@@ -311,7 +312,7 @@ bool ClientConnection::headOnly() const {
 
 http::HeadAction ClientConnection::onHead() {
     http_->timer.clear();
-    if (requests_ > 0) adoptCurrentSnapshot();  // a reload since the last request applies now
+    if (http_->requests > 0) adoptCurrentSnapshot();  // a reload since the last request applies now
     http::RequestHead& request = http_->parser.request();
     const auto& config = snapshot_->config();
     http_->response.reset(true, request.version_minor);
@@ -491,7 +492,7 @@ void ClientConnection::onResponseStatus(int status) {
 void ClientConnection::responseDone(bool keep_alive) {
     ws_lease_.reset();  // a response, not a 101: an upgrade that did not happen frees its slot
     logAccess();
-    ++requests_;
+    ++http_->requests;
     retireExchange();
     client_->flush();
     if (!keep_alive || draining_ || worker_.stopping()) {
@@ -672,7 +673,7 @@ void ClientConnection::onTimer(int, short, void* arg) {
     switch (self->state_) {
         case State::ReadingHead:
             if (self->http_->parser.inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||
-                (self->requests_ == 0 && self->http_->req.start != std::chrono::steady_clock::time_point{})) {
+                (self->http_->requests == 0 && self->http_->req.start != std::chrono::steady_clock::time_point{})) {
                 self->respondError(408, "client header timeout");  // slowloris
             } else {
                 self->finish("keep-alive timeout");

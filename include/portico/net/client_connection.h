@@ -69,7 +69,7 @@ class ClientConnection final : private StreamHandler,
     friend class HttpPhasePool;
 
 public:
-    enum class State { ReadingHead, Proxying, Responding, Upgraded, Http2, Closing, Closed };
+    enum class State : std::uint8_t { ReadingHead, Proxying, Responding, Upgraded, Http2, Closing, Closed };
     static const char* toString(State state);
 
     // `listener_index` is the accepting listener's position in the configuration.
@@ -227,6 +227,7 @@ private:
         core::EventPtr resume_event;  // created on first use: continue with pipelined input
         std::string local_authority;  // "address:port" the client connected to; made on first use
         Deadline timer;  // head, body, keep-alive or linger timeout: one at a time
+        unsigned requests = 0;  // completed on this connection
         Request req;
     };
     std::unique_ptr<HttpPhase> http_;  // null once a WebSocket session runs (but with the bridge)
@@ -241,7 +242,6 @@ private:
     std::string client_ip_;
     std::uint32_t client_hash_ = 0;
     State state_ = State::ReadingHead;
-    unsigned requests_ = 0;  // completed on this connection
     bool client_eof_ = false;
     bool draining_ = false;
     bool answering_ = false;  // inside servePubSub(): an answer now is ended by the caller
