@@ -205,12 +205,12 @@ private:
     };
 
     // What only the HTTP/1.1 phase needs: the parser, the exchange, the response writer, the
-    // request in flight. Taken from the worker's HttpPhasePool at accept and given back when a
-    // WebSocket session starts (an idle WebSocket keeps none of it: about 300 bytes per
-    // connection), when HTTP/2 takes the socket, or at the connection's end; kept with the
-    // bridge, which reads the handshake's head for its later requests. Given back, its parser
-    // (llhttp's state, the header list's capacity) and its idle exchange serve the next
-    // connection: none of them is made again per connection.
+    // request in flight, the timer. Taken from the worker's HttpPhasePool at accept and given
+    // back when a WebSocket session starts (an idle WebSocket keeps none of it: the connection
+    // is 280 bytes, not 600), when HTTP/2 takes the socket, or at the connection's end; kept
+    // with the bridge, which reads the handshake's head for its later requests. Given back, its
+    // parser (llhttp's state, the header list's capacity), timer event and idle exchange serve
+    // the next connection: none of them is made again per connection.
     struct HttpPhase {
         HttpPhase(ClientConnection& connection, EventLoop& loop, std::size_t max_head_bytes);
         ~HttpPhase();
