@@ -9,8 +9,9 @@
 #             libFuzzer's runtime for the fuzz targets, nginx for the differential check, the
 #             packaging tools (the package test builds the .deb), npm peers, tcpdump and
 #             tshark (the key log test decrypts a capture)
-#   bench     run + the peers the benchmarks compare against: nginx, HAProxy, nchan, wrk, and
-#             python3-matplotlib for the charts (bench/charts.py)
+#   bench     run + the peers the benchmarks compare against: nginx, HAProxy, nchan, wrk,
+#             python3-matplotlib for the charts (bench/charts.py) and liburing-dev for the
+#             io_uring variant of the bare relay (ws_load relay --uring)
 #   package   run + debhelper, dpkg-dev, lintian, fakeroot
 #
 # Idempotent: packages already installed are skipped. It never stops, restarts or reconfigures
@@ -27,7 +28,7 @@ test_packages=(catch2 python3 python3-websockets python3-django python3-django-c
   python3-jsonschema python3-yaml python3-h2 nghttp2-client
   curl openssl procps chromium redis-server clang libclang-rt-dev nginx
   debhelper dpkg-dev lintian fakeroot tcpdump tshark)
-bench_packages=(wrk nginx haproxy libnginx-mod-nchan python3-matplotlib)
+bench_packages=(wrk nginx haproxy libnginx-mod-nchan python3-matplotlib liburing-dev)
 package_packages=(debhelper dpkg-dev lintian fakeroot)
 
 groups=("$@")

@@ -7,6 +7,7 @@
 //
 //   ws_load server   --listen PORT                      echo backend (RFC 6455 server side)
 //   ws_load relay    --listen PORT --to PORT [--splice]   bare byte relay (the reference "proxy"); --splice: through a pipe per direction with splice(2)
+//                    [--uring]                          ... built on io_uring instead of epoll (UringRelay; needs liburing)
 //   ws_load echo     --port P -c N -s BYTES -d SECS     N connections, one message at a time
 //                    [--rate R]                         ... offering R messages/s in all (paced)
 //   ws_load idle     --port P -c N                      N upgraded connections, held
@@ -33,9 +34,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -46,6 +49,12 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+// relay --uring needs liburing (Debian: liburing-dev, scripts/install-deps.sh bench) and -luring.
+#if __has_include(<liburing.h>)
+#include <liburing.h>
+#define WS_LOAD_HAVE_URING 1
+#endif
 
 namespace {
 
@@ -357,6 +366,7 @@ struct Options {
     int listen = 0;           // server/relay: port to listen on (0: any, printed)
     int to = 0;               // relay: the backend's port
     bool splice = false;      // relay: move the bytes with splice(2) through a pipe per direction
+    bool uring = false;       // relay: the io_uring relay (UringRelay) instead of the epoll one
     std::string path = "/ws";
     int connections = 64;     // echo/idle/upgrades: connections; pubsub: subscribers
     size_t size = 64;         // message payload bytes
@@ -621,23 +631,33 @@ bool Loop::readInto(Conn* c, size_t limit) {
     return true;
 }
 
-void Loop::listenOn(int port) {
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket");
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+// host:port as a socket address (g_opt.host is a dotted IPv4 address).
+sockaddr_in inetAddr(int port) {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
     inet_pton(AF_INET, g_opt.host.c_str(), &a.sin_addr);
+    return a;
+}
+
+// A non-blocking listening socket on g_opt.host:port; prints `LISTENING <port>` (the port the
+// kernel chose when port is 0).
+int listeningSocket(int port) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a = inetAddr(port);
     if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) die("bind");
     if (::listen(fd, 4096) < 0) die("listen");
     socklen_t len = sizeof a;
     getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
     std::printf("LISTENING %d\n", ntohs(a.sin_port));
     std::fflush(stdout);
-    add(fd, Role::Listener, EPOLLIN);
+    return fd;
 }
+
+void Loop::listenOn(int port) { add(listeningSocket(port), Role::Listener, EPOLLIN); }
 
 // ---- server (echo backend) and relay --------------------------------------------------------------
 
@@ -1490,18 +1510,16 @@ void Loop::onEvent(Conn* c, uint32_t ev) {
 }
 
 int Loop::run() {
-    addr_.sin_family = AF_INET;
-    inet_pton(AF_INET, g_opt.host.c_str(), &addr_.sin_addr);
     switch (g_opt.mode) {
     case Mode::Server:
         listenOn(g_opt.listen);
         break;
     case Mode::Relay:
-        addr_.sin_port = htons(static_cast<uint16_t>(g_opt.to));
+        addr_ = inetAddr(g_opt.to);
         listenOn(g_opt.listen);
         break;
     default:
-        addr_.sin_port = htons(static_cast<uint16_t>(g_opt.port));
+        addr_ = inetAddr(g_opt.port);
         if (g_opt.goStdin) {
             Conn* s = add(0, Role::Stdin, EPOLLIN);
             (void)s;
@@ -1550,13 +1568,464 @@ int Loop::run() {
     return exitCode_;
 }
 
+// ---- the io_uring relay (relay --uring) -----------------------------------------------------------
+//
+// The bare relay above (accept, connect the backend, move bytes both ways, half-close, close),
+// built the way an io_uring server is, to measure whether io_uring lowers the floor that a
+// read/write + epoll proxy has (bench/RESULTS.md, "io_uring relay floor"):
+// - one ring, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN: completions are run in
+//   this thread inside io_uring_enter, never by an interrupt or a kernel thread; the ring's fd is
+//   registered (no fdget per io_uring_enter);
+// - every socket is a direct descriptor (registered file table, no fd in the process's table):
+//   a multishot accept allocates the client's, the backend's is picked here and created by
+//   IORING_OP_SOCKET, TCP_NODELAY set by IORING_OP_URING_CMD and the connect issued, linked;
+// - a multishot recv per socket takes its buffers from one provided-buffer ring shared by all
+//   connections (kBufCount x kBufSize); a received buffer is sent as is to the peer socket and
+//   handed back to the ring when the send completed: no copy through user space other than the
+//   kernel's, no per-connection buffer;
+// - one send in flight per socket (the next buffer goes when it completes, as h2o does), so the
+//   bytes stay in order; a direction with kRelayWindow bytes queued cancels its recv (re-armed
+//   when it drains), the bound the epoll relay has;
+// - one io_uring_enter per loop iteration (io_uring_submit_and_wait) submits everything the
+//   completions of the previous one asked for and waits for the next.
+#ifdef WS_LOAD_HAVE_URING
+
+constexpr unsigned kRingEntries = 4096;  // submission queue; the completion queue is 4x
+constexpr unsigned kBufCount = 1024;     // provided buffers, shared by all connections...
+constexpr unsigned kBufSize = 16u << 10; // ... of 16 KiB each (16 MiB in all)
+constexpr uint16_t kBufGroup = 0;
+constexpr uint32_t kSocketUringOpSetsockopt = 3;  // SOCKET_URING_OP_SETSOCKOPT (kernel 6.7+)
+
+class UringRelay {
+public:
+    UringRelay();
+    int run();
+
+private:
+    // What a completion is for: the low bits of its user_data (a Side is 8-byte aligned).
+    enum Op : uint64_t { kAccept, kRecv, kSend, kConnect, kShutdown, kAux };
+    static constexpr uint64_t kOpMask = 7;
+    // kAux: requests that post nothing on success (IOSQE_CQE_SKIP_SUCCESS) and name no pair;
+    // what they were goes above kOpMask, for the message when one fails.
+    enum class Aux : uint64_t { Socket, NoDelay, Cancel, Close };
+    static constexpr const char* kAuxNames[] = {"socket", "setsockopt", "cancel", "close"};
+    static void setAux(io_uring_sqe* e, Aux what) {
+        e->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        io_uring_sqe_set_data64(e, kAux | static_cast<uint64_t>(what) << 3);
+    }
+
+    struct Pair;
+    struct Chunk {  // a provided buffer on its way to a socket
+        uint16_t bid;
+        uint32_t len, off;
+    };
+    struct Side {  // one socket of a relayed pair
+        Pair* pair = nullptr;
+        Side* peer = nullptr;
+        int slot = -1;              // its direct descriptor
+        bool open = false;          // connected (the client's from accept on)
+        bool recvArmed = false;     // a multishot recv is pending
+        bool cancelling = false;    // ... and was asked to stop (backpressure)
+        bool starved = false;       // it stopped for want of buffers (-ENOBUFS)
+        bool rdEof = false;
+        bool sending = false;       // out.front() is being sent
+        bool shutWr = false;
+        bool shutPending = false;   // its shutdown has not completed (close waits for it)
+        size_t queued = 0;          // bytes in out
+        std::deque<Chunk> out;      // what the peer received, to send on this socket, in order
+    };
+    struct Pair {
+        Side side[2];               // [0] the client's socket, [1] the backend's
+        size_t index = 0;           // in pairs_
+        int inflight = 0;           // requests whose completion names one of its sides
+        bool closing = false;
+    };
+
+    io_uring_sqe* sqe();
+    static uint64_t tag(Side* s, Op op) { return reinterpret_cast<uintptr_t>(s) | op; }
+    uint8_t* buffer(uint16_t bid) { return bufs_.get() + static_cast<size_t>(bid) * kBufSize; }
+    void recycle(uint16_t bid);
+
+    void armAccept();
+    void onAccept(int res, uint32_t flags);
+    void prepNoDelay(io_uring_sqe* e, int slot);
+    void armRecv(Side& s);
+    void onRecv(Side& s, int res, uint32_t flags);
+    void onSend(Side& s, int res);
+    void onConnect(Side& s, int res);
+    void onShutdown(Side& s, int res);
+    void closeSlot(Side& s);
+    void onAux(uint64_t data, int res);
+    void sendNext(Side& s);
+    void maybeRearm(Side& s);
+    void maybeShutdown(Side& s);
+    void dropQueue(Side& s);
+    void close(Pair& p);
+    void maybeFree(Pair& p);
+
+    io_uring ring_{};
+    int listener_ = -1;
+    sockaddr_in backend_{};
+    std::unique_ptr<uint8_t[]> bufs_;
+    io_uring_buf_ring* bufRing_ = nullptr;
+    unsigned recycled_ = 0;        // buffers added to bufRing_ since its tail was last published
+    std::vector<int> freeSlots_;   // backend slots (the upper half of the file table)
+    std::vector<std::unique_ptr<Pair>> pairs_;
+    std::vector<Side*> starved_;
+    uint64_t auxErrors_ = 0;
+};
+
+UringRelay::UringRelay() {
+    io_uring_params params{};
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+    params.cq_entries = kRingEntries * 4;
+    if (const int r = io_uring_queue_init_params(kRingEntries, &ring_, &params); r < 0) {
+        errno = -r;
+        die("io_uring_queue_init_params");
+    }
+    if (io_uring_register_ring_fd(&ring_) < 0) std::fprintf(stderr, "ws_load: ring fd not registered\n");
+
+    // The direct-descriptor table: the lower half for accepted sockets (the kernel picks),
+    // the upper half for backend sockets (picked here, so a socket/setsockopt/connect link can
+    // name its slot before the socket exists). Bounded by RLIMIT_NOFILE, like any fd table.
+    rlimit rl{};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    const unsigned slots = static_cast<unsigned>(std::min<rlim_t>(rl.rlim_cur, 65536)) & ~1u;
+    if (int r = io_uring_register_files_sparse(&ring_, slots); r < 0) {
+        errno = -r;
+        die("io_uring_register_files_sparse");
+    }
+    io_uring_register_file_alloc_range(&ring_, 0, slots / 2);
+    for (unsigned i = slots; i-- > slots / 2;) freeSlots_.push_back(static_cast<int>(i));
+
+    // The provided-buffer ring: kBufCount entries, page-aligned, registered as group kBufGroup.
+    const size_t ringBytes = kBufCount * sizeof(io_uring_buf);
+    bufRing_ = static_cast<io_uring_buf_ring*>(std::aligned_alloc(4096, ringBytes));
+    if (bufRing_ == nullptr) die("aligned_alloc");
+    io_uring_buf_ring_init(bufRing_);
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<uintptr_t>(bufRing_);
+    reg.ring_entries = kBufCount;
+    reg.bgid = kBufGroup;
+    if (int r = io_uring_register_buf_ring(&ring_, &reg, 0); r < 0) {
+        errno = -r;
+        die("io_uring_register_buf_ring");
+    }
+    bufs_ = std::make_unique_for_overwrite<uint8_t[]>(static_cast<size_t>(kBufCount) * kBufSize);
+    for (unsigned i = 0; i < kBufCount; ++i) recycle(static_cast<uint16_t>(i));
+    io_uring_buf_ring_advance(bufRing_, static_cast<int>(recycled_));
+    recycled_ = 0;
+
+    listener_ = listeningSocket(g_opt.listen);
+    backend_ = inetAddr(g_opt.to);
+}
+
+// The next free submission entry; submits what is queued when the queue is full.
+io_uring_sqe* UringRelay::sqe() {
+    for (;;) {
+        if (io_uring_sqe* e = io_uring_get_sqe(&ring_)) return e;
+        io_uring_submit(&ring_);
+    }
+}
+
+// Hands a buffer back to the ring; published with the others at the end of the loop iteration.
+void UringRelay::recycle(uint16_t bid) {
+    io_uring_buf_ring_add(bufRing_, buffer(bid), kBufSize, bid, io_uring_buf_ring_mask(kBufCount),
+                          static_cast<int>(recycled_++));
+}
+
+void UringRelay::armAccept() {
+    io_uring_sqe* e = sqe();
+    io_uring_prep_multishot_accept_direct(e, listener_, nullptr, nullptr, 0);
+    io_uring_sqe_set_data64(e, kAccept);
+}
+
+// IORING_OP_URING_CMD SOCKET_URING_OP_SETSOCKOPT(IPPROTO_TCP, TCP_NODELAY, 1). liburing 2.3 has no
+// io_uring_prep_cmd_sock: the fields are those of the kernel's struct io_uring_sqe (level and
+// optname share addr, optlen is splice_fd_in, optval is addr3).
+void UringRelay::prepNoDelay(io_uring_sqe* e, int slot) {
+    static const int kOne = 1;
+    io_uring_prep_rw(IORING_OP_URING_CMD, e, slot, nullptr, 0, 0);
+    e->flags |= IOSQE_FIXED_FILE;
+    e->cmd_op = kSocketUringOpSetsockopt;
+    e->addr = static_cast<uint64_t>(IPPROTO_TCP) | static_cast<uint64_t>(TCP_NODELAY) << 32;
+    e->splice_fd_in = sizeof kOne;
+    e->addr3 = reinterpret_cast<uintptr_t>(&kOne);
+    setAux(e, Aux::NoDelay);
+}
+
+void UringRelay::onAccept(int res, uint32_t flags) {
+    if (!(flags & IORING_CQE_F_MORE)) armAccept();
+    if (res < 0) {
+        std::fprintf(stderr, "ws_load: accept: %s\n", std::strerror(-res));
+        return;
+    }
+    if (freeSlots_.empty()) {  // no backend slot: refuse the client
+        io_uring_sqe* e = sqe();
+        io_uring_prep_close_direct(e, static_cast<unsigned>(res));
+        setAux(e, Aux::Close);
+        return;
+    }
+    auto owned = std::make_unique<Pair>();
+    Pair& p = *owned;
+    p.index = pairs_.size();
+    pairs_.push_back(std::move(owned));
+    Side& client = p.side[0];
+    Side& backend = p.side[1];
+    client.pair = backend.pair = &p;
+    client.peer = &backend;
+    backend.peer = &client;
+    client.slot = res;
+    client.open = true;
+    prepNoDelay(sqe(), client.slot);
+    armRecv(client);
+
+    backend.slot = freeSlots_.back();
+    freeSlots_.pop_back();
+    io_uring_sqe* e = sqe();
+    io_uring_prep_socket_direct(e, AF_INET, SOCK_STREAM, 0, static_cast<unsigned>(backend.slot), 0);
+    e->flags |= IOSQE_IO_LINK;
+    setAux(e, Aux::Socket);
+    e = sqe();
+    prepNoDelay(e, backend.slot);
+    e->flags |= IOSQE_IO_LINK;
+    e = sqe();
+    io_uring_prep_connect(e, backend.slot, reinterpret_cast<const sockaddr*>(&backend_), sizeof backend_);
+    e->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(e, tag(&backend, kConnect));
+    ++p.inflight;
+}
+
+void UringRelay::armRecv(Side& s) {
+    io_uring_sqe* e = sqe();
+    io_uring_prep_recv_multishot(e, s.slot, nullptr, 0, 0);
+    e->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+    e->buf_group = kBufGroup;
+    io_uring_sqe_set_data64(e, tag(&s, kRecv));
+    s.recvArmed = true;
+    ++s.pair->inflight;
+}
+
+void UringRelay::onRecv(Side& s, int res, uint32_t flags) {
+    Pair& p = *s.pair;
+    if (!(flags & IORING_CQE_F_MORE)) {
+        s.recvArmed = s.cancelling = false;
+        --p.inflight;
+    }
+    if (res > 0) {
+        const auto bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+        if (p.closing) {
+            recycle(bid);
+        } else {
+            Side& to = *s.peer;
+            to.out.push_back({bid, static_cast<uint32_t>(res), 0});
+            to.queued += static_cast<size_t>(res);
+            if (to.open && !to.sending) sendNext(to);
+            if (to.queued >= kRelayWindow && s.recvArmed && !s.cancelling) {
+                io_uring_sqe* e = sqe();
+                io_uring_prep_cancel64(e, tag(&s, kRecv), 0);
+                setAux(e, Aux::Cancel);
+                s.cancelling = true;
+            }
+        }
+    } else if (res == 0) {
+        s.rdEof = true;
+        maybeShutdown(*s.peer);
+    } else if (res == -ENOBUFS) {
+        if (!s.starved) starved_.push_back(&s);
+        s.starved = true;
+    } else if (res != -ECANCELED) {
+        close(p);
+    }
+    if (!s.recvArmed) maybeRearm(s);
+    maybeFree(p);
+}
+
+void UringRelay::sendNext(Side& s) {
+    const Chunk& c = s.out.front();
+    io_uring_sqe* e = sqe();
+    io_uring_prep_send(e, s.slot, buffer(c.bid) + c.off, c.len - c.off, MSG_WAITALL);
+    e->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(e, tag(&s, kSend));
+    s.sending = true;
+    ++s.pair->inflight;
+}
+
+void UringRelay::onSend(Side& s, int res) {
+    Pair& p = *s.pair;
+    --p.inflight;
+    s.sending = false;
+    Chunk& c = s.out.front();
+    if (res > 0) {
+        c.off += static_cast<uint32_t>(res);
+        s.queued -= static_cast<size_t>(res);
+    }
+    if (c.off == c.len || p.closing || res <= 0) {
+        recycle(c.bid);
+        s.out.pop_front();
+    }
+    if (p.closing) {
+        dropQueue(s);
+    } else if (res <= 0) {
+        close(p);
+    } else if (!s.out.empty()) {
+        sendNext(s);
+    } else {
+        maybeShutdown(s);
+    }
+    if (!p.closing) maybeRearm(*s.peer);
+    maybeFree(p);
+}
+
+void UringRelay::onConnect(Side& s, int res) {
+    Pair& p = *s.pair;
+    --p.inflight;
+    if (p.closing) {
+        maybeFree(p);
+        return;
+    }
+    if (res < 0) {
+        close(p);
+        maybeFree(p);
+        return;
+    }
+    s.open = true;
+    armRecv(s);
+    if (!s.out.empty()) sendNext(s);
+    else maybeShutdown(s);
+}
+
+// A request that names no pair failed (its success posts nothing: IOSQE_CQE_SKIP_SUCCESS).
+// Expected: a cancel that found nothing, a shutdown of a socket its peer reset already.
+void UringRelay::onAux(uint64_t data, int res) {
+    if (res == -ENOENT || res == -EALREADY || res == -ENOTCONN || res == -ECANCELED) return;
+    if (++auxErrors_ <= 5)
+        std::fprintf(stderr, "ws_load: io_uring %s failed: %s\n", kAuxNames[data >> 3], std::strerror(-res));
+}
+
+// Re-arms the recv of s when it stopped and its peer has room again.
+void UringRelay::maybeRearm(Side& s) {
+    if (s.pair->closing || s.rdEof || s.recvArmed || s.starved || !s.open) return;
+    if (s.peer->queued < kRelayWindow) armRecv(s);
+}
+
+// Half-closes s (SHUT_WR) once its peer has sent EOF and everything before it went out; when the
+// other direction is done already, closes the pair instead (close sends the FIN). A shutdown is
+// never done inline: IORING_OP_SHUTDOWN is always handed to an io-wq worker thread (the kernel
+// marks it REQ_F_FORCE_ASYNC), which resolves the direct descriptor only when it runs, so the
+// socket is closed after its completion, not in the same batch.
+void UringRelay::maybeShutdown(Side& s) {
+    if (!s.peer->rdEof || !s.out.empty() || s.sending || !s.open || s.shutWr) return;
+    s.shutWr = true;
+    if (s.peer->shutWr) {
+        close(*s.pair);
+        return;
+    }
+    io_uring_sqe* e = sqe();
+    io_uring_prep_shutdown(e, s.slot, SHUT_WR);
+    e->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(e, tag(&s, kShutdown));
+    s.shutPending = true;
+    ++s.pair->inflight;
+}
+
+void UringRelay::onShutdown(Side& s, int res) {
+    Pair& p = *s.pair;
+    --p.inflight;
+    s.shutPending = false;
+    if (res < 0 && res != -ENOTCONN && !p.closing) close(p);
+    if (p.closing) closeSlot(s);
+    maybeFree(p);
+}
+
+// Returns the buffers of s to the ring, but the one a send in flight still reads.
+void UringRelay::dropQueue(Side& s) {
+    const size_t keep = s.sending ? 1 : 0;
+    while (s.out.size() > keep) {
+        recycle(s.out.back().bid);
+        s.out.pop_back();
+    }
+    s.queued = 0;
+}
+
+// The one exit of a pair: cancels what is pending on its sockets and closes them; the Pair
+// itself goes once no completion can name it any more (maybeFree).
+void UringRelay::close(Pair& p) {
+    if (p.closing) return;
+    p.closing = true;
+    for (Side& s : p.side) {
+        dropQueue(s);
+        if (s.starved) std::erase(starved_, &s);
+        if (!s.shutPending) closeSlot(s);  // else when the shutdown completed (onShutdown)
+    }
+    freeSlots_.push_back(p.side[1].slot);  // reused by a later socket request: ordered after the close
+}
+
+void UringRelay::closeSlot(Side& s) {
+    if (s.recvArmed || s.sending || !s.open) {  // something is pending on it
+        io_uring_sqe* e = sqe();
+        io_uring_prep_cancel_fd(e, s.slot, IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
+        setAux(e, Aux::Cancel);
+    }
+    io_uring_sqe* e = sqe();
+    io_uring_prep_close_direct(e, static_cast<unsigned>(s.slot));
+    setAux(e, Aux::Close);
+}
+
+void UringRelay::maybeFree(Pair& p) {
+    if (!p.closing || p.inflight > 0) return;
+    const size_t i = p.index;
+    if (i + 1 != pairs_.size()) {
+        std::swap(pairs_[i], pairs_.back());
+        pairs_[i]->index = i;
+    }
+    pairs_.pop_back();
+}
+
+int UringRelay::run() {
+    armAccept();
+    for (;;) {
+        const int r = io_uring_submit_and_wait(&ring_, 1);
+        if (r < 0 && r != -EINTR) {
+            errno = -r;
+            die("io_uring_submit_and_wait");
+        }
+        unsigned head = 0, seen = 0;
+        io_uring_cqe* cqe = nullptr;
+        io_uring_for_each_cqe(&ring_, head, cqe) {
+            ++seen;
+            const uint64_t data = cqe->user_data;
+            Side* s = reinterpret_cast<Side*>(data & ~kOpMask);
+            switch (static_cast<Op>(data & kOpMask)) {
+            case kAccept: onAccept(cqe->res, cqe->flags); break;
+            case kRecv: onRecv(*s, cqe->res, cqe->flags); break;
+            case kSend: onSend(*s, cqe->res); break;
+            case kConnect: onConnect(*s, cqe->res); break;
+            case kShutdown: onShutdown(*s, cqe->res); break;
+            case kAux: onAux(data, cqe->res); break;
+            }
+        }
+        io_uring_cq_advance(&ring_, seen);
+        if (recycled_ > 0) {
+            io_uring_buf_ring_advance(bufRing_, static_cast<int>(recycled_));
+            recycled_ = 0;
+            for (Side* s : std::exchange(starved_, {})) {
+                s->starved = false;
+                maybeRearm(*s);
+            }
+        }
+    }
+}
+
+#endif  // WS_LOAD_HAVE_URING
+
 // ---- main ----------------------------------------------------------------------------------------
 
 void usage() {
     std::fprintf(stderr,
                  "usage: ws_load MODE [options]\n"
                  "  modes: server relay echo idle upgrades pubsub\n"
-                 "  --host H (127.0.0.1) --port P --path /ws --listen P --to P\n"
+                 "  --host H (127.0.0.1) --port P --path /ws --listen P --to P [--splice | --uring]\n"
                  "  -c N connections/subscribers  -s BYTES message size  -d SECS duration\n"
                  "  --inflight K --rate MSGS_PER_S (echo) --text --go-stdin --setup-concurrency N --no-idle-ping\n"
                  "  --channels C --publishers P --sub-path /live/ --pub-path /live/ --token T\n"
@@ -1588,6 +2057,7 @@ int main(int argc, char** argv) {
         else if (a == "--listen") g_opt.listen = std::atoi(next());
         else if (a == "--to") g_opt.to = std::atoi(next());
         else if (a == "--splice") g_opt.splice = true;
+        else if (a == "--uring") g_opt.uring = true;
         else if (a == "-c") g_opt.connections = std::atoi(next());
         else if (a == "-s") g_opt.size = std::strtoull(next(), nullptr, 10);
         else if (a == "-d") g_opt.duration = std::atof(next());
@@ -1615,6 +2085,15 @@ int main(int argc, char** argv) {
     }
     g_rng ^= nowNs() * 0x9e3779b97f4a7c15ull ^ static_cast<uint64_t>(getpid());
     if (g_opt.mode != Mode::Server && g_opt.mode != Mode::Relay && g_opt.port == 0) usage();
+    if (g_opt.mode == Mode::Relay && g_opt.uring) {
+#ifdef WS_LOAD_HAVE_URING
+        UringRelay relay;
+        return relay.run();
+#else
+        std::fprintf(stderr, "ws_load: built without liburing: no relay --uring\n");
+        return 2;
+#endif
+    }
     Loop loop;
     return loop.run();
 }
