@@ -470,9 +470,19 @@ def build_tool(src: Path, out: Path, flags: Sequence[str] = (), libs: Sequence[s
     return out
 
 
+def _uring_libs() -> list[str]:
+    """The link flags of liburing (`pkg-config --libs liburing`) when liburing-dev is installed
+    (scripts/install-deps.sh bench), else none: ws_load then builds without `relay --uring`."""
+    try:
+        r = subprocess.run(["pkg-config", "--libs", "liburing"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return []
+    return r.stdout.split() if r.returncode == 0 else []
+
+
 def build_ws_load(build_dir: Path) -> Path:
-    """bench/ws_load/ws_load.cpp into build_dir/ws_load/ws_load."""
-    return build_tool(WS_LOAD_SRC, Path(build_dir) / "ws_load" / "ws_load")
+    """bench/ws_load/ws_load.cpp into build_dir/ws_load/ws_load (with liburing when installed)."""
+    return build_tool(WS_LOAD_SRC, Path(build_dir) / "ws_load" / "ws_load", libs=_uring_libs())
 
 
 def build_tls_load(build_dir: Path) -> Path:
@@ -508,6 +518,20 @@ def start_ws_backend(ws_load: Path) -> "Service":
     svc = started(Service("backend", [str(ws_load), "server", "--listen", str(port)],
                           make_workdir("ws-backend"), port=port).start())
     return svc.wait_ready(lambda: wait_port(port))
+
+
+# The bare relay's variants (`ws_load relay`), by contender name: the reference floor of a
+# read/write + epoll proxy, the same relay moving bytes with splice(2) through a pipe, and the
+# relay built on io_uring (bench/RESULTS.md: "io_uring relay floor").
+RELAY_VARIANTS = {"relay": [], "relay-splice": ["--splice"], "relay-uring": ["--uring"]}
+
+
+def start_relay(ws_load: Path, backend_port: int, name: str = "relay") -> "Service":
+    """`ws_load relay` (variant `name` of RELAY_VARIANTS) in front of backend_port, on a free port."""
+    port = free_port()
+    svc = started(Service(name, [str(ws_load), "relay", "--listen", str(port), "--to", str(backend_port),
+                                 *RELAY_VARIANTS[name]], make_workdir(name), port=port).start())
+    return svc.wait_ready(http_ok(port))
 
 
 class LoadClient:

@@ -121,19 +121,13 @@ routes:
     return bl.start_portico("portico", binary, yaml_text, ready_port=port, wrap=wrap)
 
 
-def start_relay(backend_port: int, binary: Path) -> bl.Service:
-    port = bl.free_port()
-    svc = bl.Service("relay", [str(binary), "relay", "--listen", str(port), "--to",
-                               str(backend_port)], bl.make_workdir("relay"), port=port).start()
-    return svc.wait_ready(bl.http_ok(port))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--proxies", default="nginx,haproxy,portico,relay",
                     help="comma-separated subset of nginx,haproxy,portico,relay (default: all); "
                          "relay = bench/ws_load's bare byte relay, one connection upstream per "
-                         "client connection, single-threaded: the floor, run with 1 worker only")
+                         "client connection, single-threaded: the floor, run with 1 worker only; "
+                         "also relay-uring: the same relay on io_uring (not in the default)")
     ap.add_argument("--ws-load", help="ws_load binary for the relay (default: build "
                                       "bench/ws_load/ws_load.cpp into --build-dir/ws_load/)")
     ap.add_argument("--workers", default="1,2", help="worker counts to run (default: 1,2)")
@@ -182,7 +176,7 @@ def main() -> int:
         return 0
 
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
-    unknown = set(proxies) - {"nginx", "haproxy", "portico", "relay"}
+    unknown = set(proxies) - {"nginx", "haproxy", "portico", "relay", "relay-uring"}
     if unknown or not proxies:
         ap.error(f"unknown proxies: {', '.join(sorted(unknown))}")
     worker_counts = [int(w) for w in args.workers.split(",")]
@@ -202,11 +196,12 @@ def main() -> int:
     bl.log(f"backend nginx ({args.backend_workers} worker) on port {backend.port}")
 
     relay_bin = None
-    if "relay" in proxies:
+    if any(p.startswith("relay") for p in proxies):
         relay_bin = Path(args.ws_load) if args.ws_load else bl.build_ws_load(Path(args.build_dir))
 
     starters = {
-        "relay": lambda w: start_relay(backend.port, relay_bin),
+        "relay": lambda w: bl.start_relay(relay_bin, backend.port),
+        "relay-uring": lambda w: bl.start_relay(relay_bin, backend.port, "relay-uring"),
         "nginx": lambda w: start_nginx_proxy(w, backend.port, args.keepalive),
         "haproxy": lambda w: start_haproxy_proxy(w, backend.port, args.keepalive),
         "portico": lambda w: start_portico_proxy(w, backend.port, args.keepalive, portico_bin),
@@ -230,7 +225,7 @@ def main() -> int:
     syscalls: dict[int, dict[str, dict[str, float]]] = {}  # workers -> proxy -> name -> per req
     profiles: dict[int, dict[str, str]] = {}
     for workers in worker_counts:
-        contenders = [p for p in proxies if p != "relay" or workers == 1]
+        contenders = [p for p in proxies if not p.startswith("relay") or workers == 1]
         services = {p: starters[p](workers) for p in contenders}
         for p, svc in services.items():
             bl.log(f"{p} ({workers} worker{'s' if workers > 1 else ''}) on port {svc.port}, "

@@ -56,17 +56,6 @@ HISTORY = 10  # messages kept per channel by both pub/sub servers
 # bl.start_ws_backend, bl.started)
 
 
-def start_relay(ws_load: Path, backend_port: int, splice: bool = False) -> bl.Service:
-    """splice: `relay-splice`, the same relay moving the bytes with splice(2) (the measurement
-    that says whether splicing tunnels would pay)."""
-    port = bl.free_port()
-    name = "relay-splice" if splice else "relay"
-    svc = bl.started(bl.Service(name, [str(ws_load), "relay", "--listen", str(port), "--to",
-                                     str(backend_port), *(["--splice"] if splice else [])],
-                                bl.make_workdir("ws-" + name), port=port).start())
-    return svc.wait_ready(bl.http_ok(port))
-
-
 def start_nginx(backend_port: int, name: str = "nginx", buffer: str | None = None,
                 wrap: list[str] | None = None) -> bl.Service:
     port = bl.free_port()
@@ -303,7 +292,8 @@ def main() -> int:
     bl.add_round_arguments(ap)
     ap.add_argument("--proxies", default=",".join(ECHO_PROXIES),
                     help=f"echo contenders (default: {','.join(ECHO_PROXIES)}; also nginx-64k: "
-                         "nginx with proxy_buffer_size 64k; relay-splice: the relay with splice(2))")
+                         "nginx with proxy_buffer_size 64k; relay-splice: the relay with splice(2); "
+                         "relay-uring: the relay on io_uring)")
     ap.add_argument("--pubsub", default=",".join(PUBSUB_SERVERS), help="pub/sub contenders")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
     ap.add_argument("--connections", type=int, default=64, help="small: connections (default: 64)")
@@ -335,7 +325,7 @@ def main() -> int:
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     pubsubs = [p.strip() for p in args.pubsub.split(",") if p.strip()]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    bad = (set(proxies) - set(ECHO_PROXIES) - {"nginx-64k", "relay-splice"}) | (set(pubsubs) - set(PUBSUB_SERVERS)) \
+    bad = (set(proxies) - set(ECHO_PROXIES) - {"nginx-64k", *bl.RELAY_VARIANTS}) | (set(pubsubs) - set(PUBSUB_SERVERS)) \
         | (set(scenarios) - set(SCENARIOS))
     if bad:
         ap.error(f"unknown names: {', '.join(sorted(bad))}")
@@ -368,8 +358,7 @@ def main() -> int:
             "haproxy": lambda: start_haproxy(bp),
             "portico-tunnel": lambda: start_portico_ws(portico_bin, bp, "tunnel"),
             "portico-frames": lambda: start_portico_ws(portico_bin, bp, "frames"),
-            "relay": lambda: start_relay(ws_load, bp),
-            "relay-splice": lambda: start_relay(ws_load, bp, splice=True),
+            **{name: (lambda name=name: bl.start_relay(ws_load, bp, name)) for name in bl.RELAY_VARIANTS},
         }
 
     results: dict[str, dict[str, list[bl.Sample]]] = {}
