@@ -1574,8 +1574,10 @@ int Loop::run() {
 // built the way an io_uring server is, to measure whether io_uring lowers the floor that a
 // read/write + epoll proxy has (bench/RESULTS.md, "io_uring relay floor"):
 // - one ring, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN: completions are run in
-//   this thread inside io_uring_enter, never by an interrupt or a kernel thread; the ring's fd is
-//   registered (no fdget per io_uring_enter);
+//   this thread inside io_uring_enter, not in an interrupt's task work; the ring's fd is
+//   registered (no fdget per io_uring_enter). Only the half-close leaves the thread: the kernel
+//   always hands IORING_OP_SHUTDOWN to an io-wq worker (see maybeShutdown); those iou-wrk
+//   threads belong to this process, so /proc/PID/stat counts their CPU;
 // - every socket is a direct descriptor (registered file table, no fd in the process's table):
 //   a multishot accept allocates the client's, the backend's is picked here and created by
 //   IORING_OP_SOCKET, TCP_NODELAY set by IORING_OP_URING_CMD and the connect issued, linked;
@@ -1667,7 +1669,8 @@ private:
     int listener_ = -1;
     sockaddr_in backend_{};
     std::unique_ptr<uint8_t[]> bufs_;
-    io_uring_buf_ring* bufRing_ = nullptr;
+    std::unique_ptr<io_uring_buf_ring, decltype(&std::free)> bufRingOwner_{nullptr, &std::free};
+    io_uring_buf_ring* bufRing_ = nullptr;  // = bufRingOwner_.get()
     unsigned recycled_ = 0;        // buffers added to bufRing_ since its tail was last published
     std::vector<int> freeSlots_;   // backend slots (the upper half of the file table)
     std::vector<std::unique_ptr<Pair>> pairs_;
@@ -1700,7 +1703,8 @@ UringRelay::UringRelay() {
 
     // The provided-buffer ring: kBufCount entries, page-aligned, registered as group kBufGroup.
     const size_t ringBytes = kBufCount * sizeof(io_uring_buf);
-    bufRing_ = static_cast<io_uring_buf_ring*>(std::aligned_alloc(4096, ringBytes));
+    bufRingOwner_.reset(static_cast<io_uring_buf_ring*>(std::aligned_alloc(4096, ringBytes)));
+    bufRing_ = bufRingOwner_.get();
     if (bufRing_ == nullptr) die("aligned_alloc");
     io_uring_buf_ring_init(bufRing_);
     io_uring_buf_reg reg{};
