@@ -588,7 +588,9 @@ def main() -> int:
                "frames, binary messages); CPU = utime+stime of all the proxy's processes during the "
                "measured phase (connection setup excluded), divided by every operation completed in "
                "it. relay = `ws_load relay`, a bare read/write byte relay (256 KiB buffers, pooled: an idle "
-               "connection holds none). Idle "
+               "connection holds none); relay-splice: the same with splice(2) through a pipe; relay-uring: the "
+               "same on io_uring (multishot recv into provided buffers, direct descriptors, one "
+               "io_uring_enter per loop iteration). Idle "
                "RSS: sum of the proxy processes' RSS with the connections open minus before, each "
                "proxy freshly started.")
     out.append(bl.noise_line(all_samples, args.duration))
