@@ -362,5 +362,52 @@ class Timers(WsTestCase):
                 break
 
 
+class ForwardedAtOnce(WsTestCase):
+    """Frames mode forwards what it read in the same loop pass: a message never waits for more
+    input, a timer or a later frame. No timing thresholds: with no ping and no idle timer
+    running, a held-back frame would only move once the next input arrives, and each check
+    sends none before it expects the frame (a frame that waits shows as a recv timeout)."""
+
+    test_timeout = 60
+
+    def setUp(self):
+        super().setUp()
+        self.quiet = {"ping_interval": 0, "idle_timeout": "10m"}  # no timer can push a frame on
+
+    def test_single_messages_are_echoed_with_no_other_traffic(self):
+        b = self.start_ws_backend("python")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket=self.quiet))
+        ws = self.ws_connect(p.port, "/ws/single")
+        for i in range(5):
+            ws.send_text("m%d" % i)
+            self.assertEqual(ws.recv_text(timeout=5 * slow_factor()), "m%d" % i)
+
+    def test_complete_client_frame_goes_on_while_the_next_is_incomplete(self):
+        b = self.start_ws_backend("python")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket=self.quiet))
+        ws = self.ws_connect(p.port, "/ws/split")
+        second = ws_client.build_frame(OP_TEXT, b"second")
+        ws.send_raw(ws_client.build_frame(OP_TEXT, b"first") + second[:3])  # one write
+        self.assertEqual(ws.recv_text(timeout=5 * slow_factor()), "first")
+        ws.send_raw(second[3:])
+        self.assertEqual(ws.recv_text(timeout=5 * slow_factor()), "second")
+
+    def test_client_frame_split_across_writes_goes_on_when_whole(self):
+        b = self.start_ws_backend("python")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket=self.quiet))
+        ws = self.ws_connect(p.port, "/ws/pieces")
+        ws.send_frame(OP_TEXT, b"in pieces", chop=4, delay=0.1)  # header in two reads, then payload
+        self.assertEqual(ws.recv_text(timeout=5 * slow_factor()), "in pieces")
+
+    def test_complete_upstream_frame_goes_on_while_the_next_is_incomplete(self):
+        b = self.start_raw_ws_backend("split_server_frames")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket=self.quiet))
+        ws = self.ws_connect(p.port, "/ws/split")
+        ws.send_text("start")  # after the handshake: "one" and a piece of "two" come in one read
+        self.assertEqual(ws.recv_text(timeout=5 * slow_factor()), "one")
+        ws.send_text("go on")  # the backend sends the rest of "two" once this arrives
+        self.assertEqual(ws.recv_text(timeout=5 * slow_factor()), "two")
+
+
 if __name__ == "__main__":
     main()

@@ -330,6 +330,10 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
       "flood":        correct 101, then one unmasked binary frame of `size` bytes written in
                       64 KiB pieces as fast as the connection takes them; b.ws_sent counts the
                       bytes written so far (a proxy that stops reading stops it)
+      "split_server_frames": correct 101; once something arrives from the client, an unmasked
+                      text frame "one" and the first byte of a second one ("two": its header
+                      incomplete) in one write; the rest of "two" once something more arrives
+                      (a proxy must not hold "one" back until the frame behind it is whole)
     After the 101 every mode reads until EOF; what it read is appended to b.ws_received
     (bytearray, all connections) and b.ws_closed counts connections that ended.
     Other paths get HttpBackend's built-ins (echo JSON). Stopped on cleanup."""
@@ -362,6 +366,11 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
                 head += ws_client.build_frame(ws_client.OP_BINARY, b"B" * size, mask=False)
             if mode == "flood":
                 head += bytes([0x82, 127]) + size.to_bytes(8, "big")
+            later = []  # what split_server_frames writes, a piece per read from the client
+            if mode == "split_server_frames":
+                two = ws_client.build_frame(ws_client.OP_TEXT, b"two", mask=False)
+                one = ws_client.build_frame(ws_client.OP_TEXT, b"one", mask=False)
+                later = [one + two[:1], two[1:]]
             sock.sendall(head)
             if mode in ("hello_then_reset", "hello_then_fin"):
                 time.sleep(0.2)  # the hello is relayed first
@@ -389,6 +398,8 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
                     b.ws_received += data
                 if mode in ("raw_echo", "wrong_accept", "no_accept"):
                     sock.sendall(data)
+                if later:
+                    sock.sendall(later.pop(0))
         except OSError:
             pass
         finally:
