@@ -492,23 +492,41 @@ def build_tls_load(build_dir: Path) -> Path:
 
 
 AUTOGROUP_NICE: int | None = None  # --nice of a benchmark: set on every process it starts
+FIFO_PRIORITY: int | None = None  # --fifo of a benchmark: SCHED_FIFO for every process it starts
 
 
 def prioritize(pid: int) -> None:
     """Gives pid's scheduling autogroup the AUTOGROUP_NICE value. Every process started here is
     in its own session, hence its own autogroup (kernel.sched_autogroup_enabled=1), where plain
-    nice(1) has no effect against other sessions; the autogroup's nice does."""
-    if AUTOGROUP_NICE is None:
-        return
-    try:
-        with open(f"/proc/{pid}/autogroup", "w") as f:
-            f.write(str(AUTOGROUP_NICE))
-    except OSError as e:
-        log(f"cannot set the autogroup nice of {pid}: {e}")
+    nice(1) has no effect against other sessions; the autogroup's nice does.
+    With FIFO_PRIORITY, every thread of pid runs SCHED_FIFO at that priority (threads it makes
+    later inherit it): see fifo_help."""
+    if AUTOGROUP_NICE is not None:
+        try:
+            with open(f"/proc/{pid}/autogroup", "w") as f:
+                f.write(str(AUTOGROUP_NICE))
+        except OSError as e:
+            log(f"cannot set the autogroup nice of {pid}: {e}")
+    if FIFO_PRIORITY is not None:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                os.sched_setscheduler(int(tid), os.SCHED_FIFO, os.sched_param(FIFO_PRIORITY))
+        except OSError as e:
+            log(f"cannot make {pid} SCHED_FIFO: {e}")
+
+
+def fifo_help() -> str:
+    return ("run every process started here (contenders, backend, load client) SCHED_FIFO at this "
+            "priority (1-99): each runs as soon as it is woken, ahead of all other load on the "
+            "machine and without the fair scheduler's wakeup placement and preemption choices, so "
+            "that the latency compared is the one the proxies make, not the scheduler; the kernel's "
+            "RT throttling (sched_rt_runtime_us) still leaves the rest of the machine 5%%. CPU per "
+            "operation then counts one wakeup per event (no batching): compare it only within such a run")
 
 
 def started(svc: "Service") -> "Service":
-    prioritize(svc.pid)
+    for pid in svc.pids() or [svc.pid]:  # nginx's and HAProxy's workers, Portico's worker threads
+        prioritize(pid)
     return svc
 
 

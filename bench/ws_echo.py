@@ -7,6 +7,8 @@ plus pub/sub fan-out of Portico's `handler: pubsub` against nginx + nchan.
     PORTICO_BIN=build-bench/portico /usr/bin/python3 bench/ws_echo.py --rounds 7
     /usr/bin/python3 bench/ws_echo.py --proxies nginx,haproxy,relay --scenarios small,large
     /usr/bin/python3 bench/ws_echo.py --scenarios fanout1000,fanout100x10
+    /usr/bin/python3 bench/ws_echo.py --scenarios paced --fifo 10     # latency without the
+        # fair scheduler: every process started here SCHED_FIFO (also usable on a busy machine)
 
 Everything is 1 worker / 1 thread per proxy. The load client, the echo backend and the bare relay
 are one C++ program, bench/ws_load/ws_load.cpp (its own epoll loop, no Portico code), built here
@@ -312,6 +314,7 @@ def main() -> int:
     ap.add_argument("--nice", type=int,
                     help="autogroup nice (-20..19) for every process started here, e.g. -5 on a "
                          "machine others are compiling on (default: unchanged)")
+    ap.add_argument("--fifo", type=int, metavar="PRIORITY", help=bl.fifo_help())
     ap.add_argument("--diagnose", action="store_true",
                     help="instead of measuring: strace -c syscall counts per operation and a perf "
                          "profile of each echo contender, for the small and upgrades scenarios "
@@ -321,6 +324,7 @@ def main() -> int:
                     help="also draw one SVG per scenario into DIR (bench/charts.py; needs python3-matplotlib)")
     args = ap.parse_args()
     bl.AUTOGROUP_NICE = args.nice
+    bl.FIFO_PRIORITY = args.fifo
 
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     pubsubs = [p.strip() for p in args.pubsub.split(",") if p.strip()]
@@ -578,6 +582,9 @@ def main() -> int:
         out.append(bl.markdown_table(["Target", "Result", "Portico vs reference"], targets))
         out.append("")
 
+    if args.fifo is not None:
+        bench.notes.append(f"every process started here ran SCHED_FIFO at priority {args.fifo} "
+                           "(--fifo: no fair-scheduler wakeup placement, no batching under it)")
     all_samples = [s for per in results.values() for ss in per.values() for s in ss]
     cmd = " ".join(shlex.quote(a) for a in ["/usr/bin/python3", "bench/ws_echo.py", *sys.argv[1:]])
     if args.portico_bin and "PORTICO_BIN" in os.environ and "--portico-bin" not in sys.argv:
