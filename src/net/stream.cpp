@@ -110,9 +110,12 @@ void Stream::releaseIdle() {
 // close has taken the socket out of epoll already. Closing after that poll instead would cost a
 // timer and delay the FIN by a loop iteration (measured: more epoll_wait per upgrade).
 Stream::~Stream() {
+    if (holdsTlsBuffers()) TlsBufferSweep::remove(*this, event_get_base(read_event_.get()));
     t_spare_buffers.give(input_);
     t_spare_buffers.give(output_);
 }
+
+void Stream::listForSweep() { TlsBufferSweep::add(*this, event_get_base(read_event_.get())); }
 
 std::unique_ptr<Stream> Stream::connectTo(event_base* base, const sockaddr* address, socklen_t length,
                                           StreamHandler* handler, int& error) {
@@ -247,6 +250,7 @@ void Stream::write(const char* data, std::size_t n) {
     while (n > 0) {
         ssize_t k;
         if (ssl_) {
+            noteTlsIo();
             tls::clearStaleErrors();
             k = SSL_write(ssl_.get(), data, static_cast<int>(std::min(n, kReadChunk)));
             blocked = k <= 0 && SSL_get_error(ssl_.get(), static_cast<int>(k)) == SSL_ERROR_WANT_WRITE;
@@ -321,7 +325,10 @@ void Stream::writeNow() {
     disarmWrite();
     if (shutdown_after_flush_ && !write_shut_) {
         write_shut_ = true;
-        if (ssl_ && !handshaking_) SSL_shutdown(ssl_.get());  // close_notify, best effort
+        if (ssl_ && !handshaking_) {
+            noteTlsIo();
+            SSL_shutdown(ssl_.get());  // close_notify, best effort
+        }
         ::shutdown(fd_.get(), SHUT_WR);
     }
 }
@@ -332,6 +339,7 @@ bool Stream::writeTls() {
     // become several records (and several send calls).
     std::size_t want = std::min<std::size_t>(evbuffer_get_length(out), kReadChunk);
     const unsigned char* data = evbuffer_pullup(out, static_cast<ev_ssize_t>(want));
+    noteTlsIo();
     tls::clearStaleErrors();
     int n = SSL_write(ssl_.get(), data, static_cast<int>(want));
     if (n > 0) {
@@ -477,6 +485,7 @@ std::size_t Stream::readPlain(bool& eof, int& error, bool peer_shut) {
 std::size_t Stream::readTls(bool& eof, int& error) {
     std::size_t buffered = 0;
     tls_read_more_ = false;
+    noteTlsIo();
     for (int round = 0; round < 4; ++round) {
         const bool was_empty = inputLength() == 0;
         ReadSlot slot;  // the scratch area when input() is empty: a TLS read yields one record, 16 KiB at most
@@ -531,7 +540,10 @@ void Stream::startTls(tls::SslPtr ssl_owned, bool server) {
     tls_server_ = server;
     SSL_set_fd(ssl, fd_.get());
     // Writes resume from an evbuffer that may have moved; records may be written in part.
-    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    // OpenSSL's record buffers stay while the connection is busy (no SSL_MODE_RELEASE_BUFFERS,
+    // which frees and makes them again around every record) and are freed by the sweep once it
+    // has been idle for a second or two (noteTlsIo, tls_buffer_sweep.h).
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     // Read-ahead: one read(2) takes a record's header and body, and every record the socket
     // holds (nginx sets it too), instead of a read for each header and each body. OpenSSL then
     // holds bytes the socket no longer shows as readable: SSL_has_pending() is asked wherever
@@ -550,6 +562,7 @@ void Stream::startTls(tls::SslPtr ssl_owned, bool server) {
 }
 
 void Stream::driveHandshake() {
+    noteTlsIo();
     tls::clearStaleErrors();
     int rc = SSL_do_handshake(ssl_.get());
     if (rc == 1) {

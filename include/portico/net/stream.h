@@ -18,6 +18,7 @@
 
 #include "portico/core/handles.h"
 #include "portico/net/byte_stream.h"
+#include "portico/net/tls_buffer_sweep.h"
 #include "portico/tls/handles.h"
 
 struct event_base;
@@ -113,9 +114,14 @@ public:
     // The ALPN protocol agreed, "" if none (valid after the handshake).
     std::string alpnProtocol() const;
 
+    // OpenSSL's record buffers may be held: the stream did TLS I/O and has not been idle through
+    // a sweep since (tls_buffer_sweep.h; they go within 2 s of the last I/O).
+    bool holdsTlsBuffers() const { return tls_buffer_slot_ != TlsBufferSweep::kUnlisted; }
+
     static constexpr std::size_t kReadChunk = 16 * 1024;
 
 private:
+    friend struct TlsBufferSweepList;
     // ByteStream: closeFinished, or closeGracefully (lingering_close.cpp, where they live).
     void close(EventLoop& loop, std::unique_ptr<ByteStream> self, Ending ending) override;
     static void onReadEvent(int fd, short what, void* arg);
@@ -143,8 +149,16 @@ private:
     bool firstSendTellsConnect() const;
     void settleConnect(bool up);
     void reportConnected();
+    // Before every call that may make OpenSSL's buffers: a flag and, when they had been freed,
+    // a place on the sweep's list. Nothing else on the data path.
+    void noteTlsIo() {
+        tls_io_ = true;
+        if (tls_buffer_slot_ == TlsBufferSweep::kUnlisted) listForSweep();
+    }
+    void listForSweep();
 
     core::UniqueFd fd_;
+    std::uint32_t tls_buffer_slot_ = TlsBufferSweep::kUnlisted;  // on the sweep's list (fits beside fd_)
     StreamHandler* handler_;
     mutable core::EvbufferPtr input_;
     mutable core::EvbufferPtr output_;
@@ -173,6 +187,7 @@ private:
     bool first_byte_checked_ = false;  // a server's first byte was a TLS handshake record
     bool tls_write_wants_read_ = false;  // SSL_write said WANT_READ: retry it when readable
     bool tls_read_more_ = false;  // readTls stopped with records still read ahead in OpenSSL
+    bool tls_io_ = false;  // TLS I/O since the last sweep (noteTlsIo)
 };
 
 }  // namespace portico::net

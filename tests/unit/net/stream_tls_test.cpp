@@ -7,7 +7,9 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <malloc.h>
 #include <memory>
 #include <string>
 #include <sys/socket.h>
@@ -19,6 +21,7 @@
 
 #include "portico/net/event_loop.h"
 #include "portico/net/stream.h"
+#include "portico/net/tls_buffer_sweep.h"
 #include "portico/tls/client_context.h"
 #include "portico/tls/server_context.h"
 #include "../tls/tls_fixture.h"
@@ -103,7 +106,35 @@ struct TlsPair {
         ERR_clear_error();
     }
     std::size_t queued() { return static_cast<std::size_t>(BIO_pending(to_server)); }
+    // The client sends `text` in one record; the server reads it and answers the same.
+    void echo(const std::string& text) {
+        handler.bytes.clear();
+        REQUIRE(SSL_write(client.get(), text.data(), static_cast<int>(text.size())) == static_cast<int>(text.size()));
+        send();
+        run();
+        REQUIRE(handler.bytes == text);
+        server->write(text.data(), text.size());
+        receive();
+        char back[64] = {};
+        REQUIRE(SSL_read(client.get(), back, sizeof back) == static_cast<int>(text.size()));
+        REQUIRE(std::string(back, text.size()) == text);
+    }
 };
+
+// Heap bytes in use (glibc), to see OpenSSL's buffers go; 0 where a sanitizer replaces malloc.
+std::size_t heapInUse() {
+#if defined(__SANITIZE_ADDRESS__)
+    return 0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return 0;
+#else
+    return mallinfo2().uordblks;
+#endif
+#else
+    return mallinfo2().uordblks;
+#endif
+}
 
 }  // namespace
 
@@ -126,4 +157,66 @@ TEST_CASE("a stale OpenSSL error does not fail a TLS read that waits for the res
     CHECK(pair.handler.errors == 0);
     CHECK(pair.handler.bytes == "ping");
     ERR_clear_error();
+}
+
+// OpenSSL's record buffers stay while a connection is busy (no SSL_MODE_RELEASE_BUFFERS) and go
+// once it did no I/O through a whole sweep interval: the second sweep after the last I/O.
+TEST_CASE("an idle TLS stream's OpenSSL buffers are freed by the second sweep after its last I/O", "[net][stream][tls]") {
+    TlsPair pair;
+    pair.handshake();
+    pair.echo("ping");
+    CHECK(pair.server->holdsTlsBuffers());
+    CHECK(net::TlsBufferSweep::listed(pair.loop.base()) == 1);
+    const std::size_t busy = heapInUse();
+
+    net::TlsBufferSweep::sweepNow(pair.loop.base());  // I/O since the last sweep: kept
+    CHECK(pair.server->holdsTlsBuffers());
+    net::TlsBufferSweep::sweepNow(pair.loop.base());  // none since: freed
+    CHECK_FALSE(pair.server->holdsTlsBuffers());
+    CHECK(net::TlsBufferSweep::listed(pair.loop.base()) == 0);
+    if (busy != 0) CHECK(busy - heapInUse() >= 30000);  // two ~17 KB record buffers
+
+    // They are made again on the next I/O, and the connection goes on as before.
+    pair.echo("pong");
+    CHECK(pair.server->holdsTlsBuffers());
+    net::TlsBufferSweep::sweepNow(pair.loop.base());
+    net::TlsBufferSweep::sweepNow(pair.loop.base());
+    CHECK_FALSE(pair.server->holdsTlsBuffers());
+    CHECK(pair.handler.errors == 0);
+}
+
+// SSL_free_buffers refuses while a record is half read (the bytes read ahead live in the read
+// buffer): the stream stays listed, and the record completes intact when the rest comes.
+TEST_CASE("a TLS stream holding half a record keeps its buffers through sweeps", "[net][stream][tls]") {
+    TlsPair pair;
+    pair.handshake();
+    REQUIRE(SSL_write(pair.client.get(), "half a record", 13) == 13);
+    const std::size_t record = pair.queued();
+    pair.send(record - 4);
+    pair.run();
+    CHECK(pair.handler.bytes.empty());
+    for (int i = 0; i < 3; ++i) net::TlsBufferSweep::sweepNow(pair.loop.base());
+    CHECK(pair.server->holdsTlsBuffers());
+    pair.send();
+    pair.run();
+    CHECK(pair.handler.bytes == "half a record");
+    CHECK(pair.handler.errors == 0);
+}
+
+// The sweep runs by itself: the loop's timer frees an idle stream's buffers within
+// 2 * TlsBufferSweep::kInterval, then stops.
+TEST_CASE("the sweep's timer frees an idle TLS stream's buffers within two intervals", "[net][stream][tls]") {
+    TlsPair pair;
+    pair.handshake();
+    pair.echo("ping");
+    REQUIRE(pair.server->holdsTlsBuffers());
+    pair.server->pauseReading();  // only the sweep's timer is left on the loop
+    const auto start = std::chrono::steady_clock::now();
+    auto took = std::chrono::steady_clock::now() - start;
+    while (pair.server->holdsTlsBuffers() && took < std::chrono::seconds(4)) {
+        event_base_loop(pair.loop.base(), EVLOOP_ONCE);
+        took = std::chrono::steady_clock::now() - start;
+    }
+    CHECK_FALSE(pair.server->holdsTlsBuffers());
+    CHECK(took <= 2 * net::TlsBufferSweep::kInterval + std::chrono::milliseconds(500));
 }
