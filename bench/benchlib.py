@@ -637,18 +637,25 @@ def quiet_or_lock(max_foreign: float, own: Sequence["Service"], timeout: float =
 
 
 def hold_idle(svc: "Service", make_client: Callable[[], "LoadClient"], n: int,
-              setup_timeout: float) -> dict:
+              setup_timeout: float, settle: float = 1.0) -> dict:
     """Idle memory: with the benchmark lock held (quiet_or_lock), RSS of svc's processes before
     and after the client make_client() starts opens its n connections (one echo each, then
-    idle); releases the lock and stops svc whatever happens. Returns the figures per connection."""
+    idle) and `settle` seconds have passed (memory freed lazily: Portico frees an idle TLS
+    connection's buffers 1-2 s after its last I/O); releases the lock and stops svc whatever
+    happens. Returns the figures per connection, and "rss_series": [(seconds after the last
+    connection was ready, RSS)] sampled every 0.25 s while settling."""
     try:
         time.sleep(0.5)
         rss0 = svc.rss()
         client = make_client()
         try:
             ready = client.ready(timeout=setup_timeout)
-            time.sleep(1.0)  # let lazily freed or allocated memory settle
-            rss1, nprocs, cpu = svc.rss(), len(svc.pids()), svc.cpu()
+            t0 = time.monotonic()
+            series = [(0.0, svc.rss())]
+            while time.monotonic() - t0 < settle:
+                time.sleep(min(0.25, max(0.0, settle - (time.monotonic() - t0))))
+                series.append((round(time.monotonic() - t0, 2), svc.rss()))
+            rss1, nprocs, cpu = series[-1][1], len(svc.pids()), svc.cpu()
             client.go(30)
         finally:
             client.close()
@@ -658,7 +665,7 @@ def hold_idle(svc: "Service", make_client: Callable[[], "LoadClient"], n: int,
     if ready["failed"]:
         raise RuntimeError(f"{svc.name}: {ready['failed']} of {n} idle connections failed")
     return {"name": svc.name, "rss0": rss0, "rss1": rss1, "per_conn": (rss1 - rss0) / n,
-            "procs": nprocs, "setup_s": ready["setup_s"], "cpu_s": cpu}
+            "procs": nprocs, "setup_s": ready["setup_s"], "cpu_s": cpu, "rss_series": series}
 
 
 def add_round_arguments(ap, *, rounds: int = 5, duration: float = 5.0, warmup: float = 2.0) -> None:

@@ -19,8 +19,8 @@ server: WebSocket echo, and `200 ok` to plain GETs) is the backend of all three.
   keepalive  wrk -t1 -c--connections over https://, GET / proxied to the backend
   wss        --connections wss:// connections, one 64-byte binary message at a time each, echoed
              by the backend through the proxy's tunnel
-  idle       --idle-conns wss:// connections (one echo each) held: proxy RSS per connection, each
-             proxy freshly started for each measurement
+  idle       --idle-conns wss:// connections (one echo each) held: proxy RSS per connection
+             --idle-settle s after the last echo, each proxy freshly started for each measurement
 
 For each scenario the contenders run in alternation for --rounds rounds (the order rotates each
 round) after one warm-up run each. The load clients set their connections up before the measured
@@ -275,7 +275,10 @@ def idle_round(bench: Bench, name: str, n: int) -> dict:
         raise
     rec = bl.hold_idle(svc, lambda: bl.LoadClient(bench.tls_load, "wss-idle", svc.port,
                                                   ["-c", str(n), "-t", str(bench.args.client_threads)]),
-                       n, 300)
+                       n, 300, settle=bench.args.idle_settle)
+    if bench.args.idle_series:
+        bl.log(f"idle {name}: RSS per connection after the last was ready: " +
+               ", ".join(f"{t:g} s {(rss - rec['rss0']) / n / 1024:.1f} KB" for t, rss in rec["rss_series"]))
     return {**rec, "name": name}
 
 
@@ -435,6 +438,11 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=64, help="keepalive (wrk -c) and wss connections (default: 64)")
     ap.add_argument("--size", type=int, default=64, help="wss: message bytes (default: 64)")
     ap.add_argument("--idle-conns", type=int, default=5000, help="idle: connections (default: 5000)")
+    ap.add_argument("--idle-settle", type=float, default=2.5,
+                    help="idle: seconds between the last connection's echo and the RSS reading "
+                         "(Portico frees an idle TLS connection's buffers 1-2 s after its last I/O; default: 2.5)")
+    ap.add_argument("--idle-series", action="store_true",
+                    help="idle: also log RSS per connection every 0.25 s while settling")
     ap.add_argument("--keepalive", type=int, default=32, help="idle upstream connections per proxy (default: 32)")
     ap.add_argument("--client-threads", type=int, default=1, help="tls_load threads (default: 1)")
     ap.add_argument("--compare-bin",

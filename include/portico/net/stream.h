@@ -121,6 +121,7 @@ public:
     static constexpr std::size_t kReadChunk = 16 * 1024;
 
 private:
+    friend class TlsBufferSweep;
     friend struct TlsBufferSweepList;
     // ByteStream: closeFinished, or closeGracefully (lingering_close.cpp, where they live).
     void close(EventLoop& loop, std::unique_ptr<ByteStream> self, Ending ending) override;
