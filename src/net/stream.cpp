@@ -540,10 +540,9 @@ void Stream::startTls(tls::SslPtr ssl_owned, bool server) {
     tls_server_ = server;
     SSL_set_fd(ssl, fd_.get());
     // Writes resume from an evbuffer that may have moved; records may be written in part.
-    // OpenSSL's record buffers stay while the connection is busy (no SSL_MODE_RELEASE_BUFFERS,
-    // which frees and makes them again around every record) and are freed by the sweep once it
-    // has been idle for a second or two (noteTlsIo, tls_buffer_sweep.h).
-    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // RELEASE_BUFFERS until the connection proves busy: then the sweep clears it, and frees the
+    // buffers and sets it again once the connection has gone idle (tls_buffer_sweep.h).
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     // Read-ahead: one read(2) takes a record's header and body, and every record the socket
     // holds (nginx sets it too), instead of a read for each header and each body. OpenSSL then
     // holds bytes the socket no longer shows as readable: SSL_has_pending() is asked wherever

@@ -3,6 +3,9 @@
 
 #include <event2/event.h>
 #include <openssl/ssl.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <memory>
@@ -27,18 +30,30 @@ struct TlsBufferSweepList {
         streams.pop_back();
         if (i < streams.size()) streams[i]->tls_buffer_slot_ = static_cast<std::uint32_t>(i);
     }
-    void sweep() {
+    // Returns how many streams that had kept their buffers were swept of them.
+    std::size_t sweep() {
+        std::size_t freed = 0;
         for (std::size_t i = 0; i < streams.size();) {
             Stream* stream = streams[i];
+            SSL* ssl = stream->ssl_.get();
             if (stream->tls_io_) {
-                stream->tls_io_ = false;  // busy since the last sweep: looked at again next time
+                // Busy since the last sweep; busy before it too: keep the buffers from now on.
+                stream->tls_io_ = false;
+                if (stream->tls_warm_ && ssl) SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+                stream->tls_warm_ = true;
                 ++i;
-            } else if (stream->ssl_ && SSL_free_buffers(stream->ssl_.get()) != 1) {
+            } else if (ssl && SSL_free_buffers(ssl) != 1) {
                 ++i;  // a record half read or half written: its buffers are still needed
             } else {
+                if (ssl && (SSL_get_mode(ssl) & SSL_MODE_RELEASE_BUFFERS) == 0) {
+                    SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);  // until it proves busy again
+                    ++freed;  // it had kept them
+                }
+                stream->tls_warm_ = false;
                 unlist(i);
             }
         }
+        return freed;
     }
 };
 
@@ -58,11 +73,24 @@ void drop(TlsBufferSweepList* list) {
     std::erase_if(t_lists, [list](const auto& owned) { return owned.get() == list; });
 }
 
-void onTimer(int, short, void* arg) {
-    auto* list = static_cast<TlsBufferSweepList*>(arg);
-    list->sweep();
+// One sweep, then what it freed goes back to the kernel when it was much: glibc keeps freed
+// chunks that are not at the top of the heap, and buffers that lived a second or two among
+// longer-lived allocations (the connections' own state, made at the same time) leave holes that
+// would keep the RSS of a burst of connections at its peak. malloc_trim returns the whole pages
+// of free chunks (one madvise each); it runs only after a sweep freed at least
+// kTrimAfterStreams connections' buffers (~1 MB), i.e. after a burst went idle, never per
+// connection.
+void sweepAndTrim(TlsBufferSweepList* list) {
+    const std::size_t freed = list->sweep();
     if (list->streams.empty()) drop(list);
+#if defined(__GLIBC__)
+    if (freed >= TlsBufferSweep::kTrimAfterStreams) malloc_trim(0);
+#else
+    (void)freed;
+#endif
 }
+
+void onTimer(int, short, void* arg) { sweepAndTrim(static_cast<TlsBufferSweepList*>(arg)); }
 
 }  // namespace
 
@@ -94,10 +122,7 @@ void TlsBufferSweep::remove(Stream& stream, event_base* base) {
 }
 
 void TlsBufferSweep::sweepNow(event_base* base) {
-    if (TlsBufferSweepList* list = find(base)) {
-        list->sweep();
-        if (list->streams.empty()) drop(list);
-    }
+    if (TlsBufferSweepList* list = find(base)) sweepAndTrim(list);
 }
 
 std::size_t TlsBufferSweep::listed(event_base* base) {

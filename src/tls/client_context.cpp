@@ -186,8 +186,7 @@ std::shared_ptr<ClientContext> ClientContextAccess::build(const config::Upstream
         return nullptr;
     }
     SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    // No RELEASE_BUFFERS: net::Stream frees an idle connection's buffers (tls_buffer_sweep.h).
-    SSL_CTX_set_mode(c, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     // Sessions live in our own cache, keyed by server (OpenSSL's internal client cache is not
     // keyed at all); the callback hands each new session over (RFC 8446 4.6.1 tickets arrive
     // after the handshake, so this can happen during any SSL_read).

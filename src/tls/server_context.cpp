@@ -245,11 +245,11 @@ std::shared_ptr<ServerContext> ServerContextAccess::build(const config::Listener
         std::uint64_t options = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION;
         if (!tls.session_tickets) options |= SSL_OP_NO_TICKET;
         SSL_CTX_set_options(c, options);
-        // ACCEPT_MOVING_WRITE_BUFFER: a retried SSL_write may come from another address once
-        // the evbuffer has been rearranged. No RELEASE_BUFFERS: net::Stream frees an idle
-        // connection's 16 KB read/write buffers itself, within 2 s (net/tls_buffer_sweep.h),
-        // rather than around every record.
-        SSL_CTX_set_mode(c, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        // RELEASE_BUFFERS: an idle connection holds no 16 KB read/write buffers (issue 4's
+        // memory target for idle wss); net::Stream turns it off while a connection stays busy
+        // (net/tls_buffer_sweep.h). ACCEPT_MOVING_WRITE_BUFFER: a retried SSL_write may come
+        // from another address once the evbuffer has been rearranged.
+        SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
         if (SSL_CTX_set_min_proto_version(c, min_version) != 1 ||
             SSL_CTX_set_session_id_context(c, sid, sid_length) != 1) {
             problems.error("tls", "cannot configure the TLS context: " + lastErrorString());

@@ -114,8 +114,8 @@ public:
     // The ALPN protocol agreed, "" if none (valid after the handshake).
     std::string alpnProtocol() const;
 
-    // OpenSSL's record buffers may be held: the stream did TLS I/O and has not been idle through
-    // a sweep since (tls_buffer_sweep.h; they go within 2 s of the last I/O).
+    // On its loop's TlsBufferSweep list: the stream did TLS I/O and has not been idle through a
+    // sweep since, so OpenSSL's record buffers may be held (they go within 2 s of the last I/O).
     bool holdsTlsBuffers() const { return tls_buffer_slot_ != TlsBufferSweep::kUnlisted; }
 
     static constexpr std::size_t kReadChunk = 16 * 1024;
@@ -188,7 +188,8 @@ private:
     bool first_byte_checked_ = false;  // a server's first byte was a TLS handshake record
     bool tls_write_wants_read_ = false;  // SSL_write said WANT_READ: retry it when readable
     bool tls_read_more_ = false;  // readTls stopped with records still read ahead in OpenSSL
-    bool tls_io_ = false;  // TLS I/O since the last sweep (noteTlsIo)
+    bool tls_io_ = false;    // TLS I/O since the last sweep (noteTlsIo)
+    bool tls_warm_ = false;  // TLS I/O before the last sweep too: the next busy sweep keeps the buffers
 };
 
 }  // namespace portico::net

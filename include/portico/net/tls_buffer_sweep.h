@@ -3,17 +3,24 @@
 // OpenSSL's record buffers (about 17 KB to read and 17 KB to write per TLS connection) are kept
 // while a connection is busy and freed once it has gone idle, instead of being freed and made
 // again around every record (SSL_MODE_RELEASE_BUFFERS: 3.5% of the instructions of an HTTPS
-// request, 7% of a wss message).
+// request, 7% of a wss message), and a connection that is not busy costs what it did with
+// RELEASE_BUFFERS alone.
 //
-// How, without a timer or a syscall per connection: a TLS Stream that does I/O sets a flag
-// (Stream::noteTlsIo) and, when its buffers were freed before, joins its event_base's list of
-// streams that hold buffers. Once a second a timer shared by that list (one per event_base, armed
-// only while the list is not empty) frees the buffers of the listed streams that did no I/O since
-// the previous sweep (SSL_free_buffers) and unlists them; the others have their flag cleared.
-// So buffers go at most two sweeps (2 s) after a connection's last I/O, and the sweep walks only
-// streams that were busy lately, never the idle ones. SSL_free_buffers refuses while a record is
-// half read or half written (OpenSSL 3.0.14+ also while records read ahead are unconsumed): such
-// a stream stays listed and is tried again at the next sweep.
+// How, without a timer or a syscall per connection: every TLS session starts with
+// RELEASE_BUFFERS. A TLS Stream that does I/O sets a flag (Stream::noteTlsIo) and, when it is not
+// listed, joins its event_base's list. Once a second a timer shared by that list (one per
+// event_base, pending only while the list is not empty) looks at the listed streams:
+//  - I/O since the previous sweep, and before it too (two sweep intervals in a row): busy, its
+//    buffers are kept from now on (RELEASE_BUFFERS cleared);
+//  - no I/O since the previous sweep: idle, its buffers are freed (SSL_free_buffers),
+//    RELEASE_BUFFERS is set again and it leaves the list.
+// So a connection keeps buffers only after it has been busy for about a second, they go at most
+// two sweeps (2 s) after its last I/O, and the sweep walks only streams that did I/O lately,
+// never the idle ones. A handshake and one request or message leave a connection as it was
+// with RELEASE_BUFFERS alone (no buffers kept: a burst of such connections leaves no holes in
+// the heap). SSL_free_buffers refuses while a record is half read or half written (OpenSSL
+// 3.0.14+ also while records read ahead are unconsumed, CVE-2024-4741): such a stream stays
+// listed and is tried again at the next sweep.
 
 #include <chrono>
 #include <cstddef>
@@ -29,6 +36,10 @@ class TlsBufferSweep {
 public:
     static constexpr std::chrono::milliseconds kInterval{1000};
     static constexpr std::uint32_t kUnlisted = UINT32_MAX;
+    // A sweep that freed the kept buffers of at least this many streams (~1 MB) gives free heap
+    // pages back to the kernel (malloc_trim): busy connections gone idle together leave the
+    // buffers' holes among the connections' own state, which glibc would keep resident.
+    static constexpr std::size_t kTrimAfterStreams = 32;
 
     // `stream` (on `base`) holds buffers from now on: it is listed (its slot is set).
     static void add(Stream& stream, event_base* base);

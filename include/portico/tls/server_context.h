@@ -51,8 +51,8 @@ public:
 
     // A new server-mode SSL (SSL_set_accept_state done) on the default context, or nullptr when
     // OpenSSL is out of memory. The caller owns it and attaches the socket (SSL_set_fd) itself.
-    // Thread-safe. SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER is set; not RELEASE_BUFFERS (net::Stream
-    // frees an idle connection's record buffers: net/tls_buffer_sweep.h).
+    // Thread-safe. SSL_MODE_RELEASE_BUFFERS and SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER are set
+    // (net::Stream clears RELEASE_BUFFERS while the connection stays busy).
     SslPtr newSession() const;
 
     // Which certificate SNI `server_name` selects: the index in ListenerTls::certificates of the

@@ -159,14 +159,18 @@ TEST_CASE("a stale OpenSSL error does not fail a TLS read that waits for the res
     ERR_clear_error();
 }
 
-// OpenSSL's record buffers stay while a connection is busy (no SSL_MODE_RELEASE_BUFFERS) and go
-// once it did no I/O through a whole sweep interval: the second sweep after the last I/O.
-TEST_CASE("an idle TLS stream's OpenSSL buffers are freed by the second sweep after its last I/O", "[net][stream][tls]") {
+// A connection busy through two sweep intervals keeps OpenSSL's record buffers (no
+// SSL_MODE_RELEASE_BUFFERS) until it did no I/O through a whole interval: the next sweep frees them.
+TEST_CASE("a TLS stream busy through two sweeps keeps its OpenSSL buffers until a sweep finds it idle", "[net][stream][tls]") {
     TlsPair pair;
     pair.handshake();
     pair.echo("ping");
     CHECK(pair.server->holdsTlsBuffers());
     CHECK(net::TlsBufferSweep::listed(pair.loop.base()) == 1);
+    net::TlsBufferSweep::sweepNow(pair.loop.base());  // busy once
+    pair.echo("one");
+    net::TlsBufferSweep::sweepNow(pair.loop.base());  // busy twice: kept from now on
+    pair.echo("two");
     const std::size_t busy = heapInUse();
 
     net::TlsBufferSweep::sweepNow(pair.loop.base());  // I/O since the last sweep: kept
@@ -176,13 +180,26 @@ TEST_CASE("an idle TLS stream's OpenSSL buffers are freed by the second sweep af
     CHECK(net::TlsBufferSweep::listed(pair.loop.base()) == 0);
     if (busy != 0) CHECK(busy - heapInUse() >= 30000);  // two ~17 KB record buffers
 
-    // They are made again on the next I/O, and the connection goes on as before.
+    // The connection goes on as before (buffers made again, released per record until it is busy again).
     pair.echo("pong");
     CHECK(pair.server->holdsTlsBuffers());
     net::TlsBufferSweep::sweepNow(pair.loop.base());
     net::TlsBufferSweep::sweepNow(pair.loop.base());
     CHECK_FALSE(pair.server->holdsTlsBuffers());
     CHECK(pair.handler.errors == 0);
+}
+
+// A handshake and one exchange do not make a connection busy: its buffers are released after
+// every record as with RELEASE_BUFFERS alone, so a burst of such connections leaves no buffers.
+TEST_CASE("a TLS stream with a single exchange holds no OpenSSL buffers between records", "[net][stream][tls]") {
+    TlsPair pair;
+    pair.handshake();
+    pair.echo("ping");
+    const std::size_t after_echo = heapInUse();
+    net::TlsBufferSweep::sweepNow(pair.loop.base());
+    net::TlsBufferSweep::sweepNow(pair.loop.base());
+    CHECK_FALSE(pair.server->holdsTlsBuffers());
+    if (after_echo != 0) CHECK(after_echo - std::min(after_echo, heapInUse()) < 4096);  // nothing big was held
 }
 
 // SSL_free_buffers refuses while a record is half read (the bytes read ahead live in the read
