@@ -637,26 +637,31 @@ def quiet_or_lock(max_foreign: float, own: Sequence["Service"], timeout: float =
 
 
 def hold_idle(svc: "Service", make_client: Callable[[], "LoadClient"], n: int,
-              setup_timeout: float, settle: float = 1.0) -> dict:
+              setup_timeout: float, settle: float = 1.0, busy: float = 0.0) -> dict:
     """Idle memory: with the benchmark lock held (quiet_or_lock), RSS of svc's processes before
     and after the client make_client() starts opens its n connections (one echo each, then
     idle) and `settle` seconds have passed (memory freed lazily: Portico frees an idle TLS
     connection's buffers 1-2 s after its last I/O); releases the lock and stops svc whatever
-    happens. Returns the figures per connection, and "rss_series": [(seconds after the last
-    connection was ready, RSS)] sampled every 0.25 s while settling."""
+    happens. busy > 0: the client is a load (wss-echo -d busy) whose measured run goes first and
+    whose connections are then held; the settling starts when its RESULT came. Returns the
+    figures per connection, and "rss_series": [(seconds after the last connection was ready or
+    the load ended, RSS)] sampled every 0.25 s while settling."""
     try:
         time.sleep(0.5)
         rss0 = svc.rss()
         client = make_client()
         try:
             ready = client.ready(timeout=setup_timeout)
+            if busy > 0:
+                client.go(busy + 60)
             t0 = time.monotonic()
             series = [(0.0, svc.rss())]
             while time.monotonic() - t0 < settle:
                 time.sleep(min(0.25, max(0.0, settle - (time.monotonic() - t0))))
                 series.append((round(time.monotonic() - t0, 2), svc.rss()))
             rss1, nprocs, cpu = series[-1][1], len(svc.pids()), svc.cpu()
-            client.go(30)
+            if busy <= 0:
+                client.go(30)
         finally:
             client.close()
     finally:

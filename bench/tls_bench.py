@@ -273,9 +273,11 @@ def idle_round(bench: Bench, name: str, n: int) -> dict:
     except BaseException:
         svc.stop()
         raise
-    rec = bl.hold_idle(svc, lambda: bl.LoadClient(bench.tls_load, "wss-idle", svc.port,
-                                                  ["-c", str(n), "-t", str(bench.args.client_threads)]),
-                       n, 300, settle=bench.args.idle_settle)
+    busy = bench.args.idle_busy
+    mode, extra = ("wss-echo", ["-d", str(busy), "-s", str(bench.args.size)]) if busy > 0 else ("wss-idle", [])
+    rec = bl.hold_idle(svc, lambda: bl.LoadClient(bench.tls_load, mode, svc.port,
+                                                  ["-c", str(n), "-t", str(bench.args.client_threads), *extra]),
+                       n, 300, settle=bench.args.idle_settle, busy=busy)
     if bench.args.idle_series:
         bl.log(f"idle {name}: RSS per connection after the last was ready: " +
                ", ".join(f"{t:g} s {(rss - rec['rss0']) / n / 1024:.1f} KB" for t, rss in rec["rss_series"]))
@@ -441,6 +443,9 @@ def main() -> int:
     ap.add_argument("--idle-settle", type=float, default=2.5,
                     help="idle: seconds between the last connection's echo and the RSS reading "
                          "(Portico frees an idle TLS connection's buffers 1-2 s after its last I/O; default: 2.5)")
+    ap.add_argument("--idle-busy", type=float, default=0.0,
+                    help="idle: first echo on every connection for this many seconds (wss-echo), "
+                         "then hold them idle (busy-then-idle memory; default: 0, one echo each)")
     ap.add_argument("--idle-series", action="store_true",
                     help="idle: also log RSS per connection every 0.25 s while settling")
     ap.add_argument("--keepalive", type=int, default=32, help="idle upstream connections per proxy (default: 32)")
