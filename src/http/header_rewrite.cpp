@@ -168,6 +168,13 @@ bool isForwardedTrailer(std::string_view name) {
     return classify(name) == Field::Other;
 }
 
+bool isReplacedField(std::string_view name, const std::vector<std::string_view>& connection_tokens,
+                     const std::vector<std::pair<std::string, std::string>>* set_headers,
+                     const HeaderList* override_headers) {
+    if (!connection_tokens.empty() && isHopByHop(name, connection_tokens)) return true;
+    return isSetBy(set_headers, name) || (override_headers && findHeader(*override_headers, name));
+}
+
 bool isHopByHop(std::string_view name, const std::vector<std::string_view>& connection_tokens) {
     if (isAlwaysHopByHop(name)) return true;
     if (connection_tokens.empty()) return false;
@@ -219,9 +226,7 @@ void appendUpstreamRequestHead(std::string& head, const RequestHead& request, co
             case Field::Host: host = host ? host : &h; break;
             case Field::Other: break;
         }
-        if (!tokens.empty() && isHopByHop(h.name, tokens)) continue;
-        if (isSetBy(info.set_headers, h.name) || (info.override_headers && findHeader(*info.override_headers, h.name)))
-            continue;
+        if (isReplacedField(h.name, tokens, info.set_headers, info.override_headers)) continue;
         out.field(h.name, h.value);
     }
     if (info.upgrade) out.put("Connection: upgrade\r\n");

@@ -68,6 +68,14 @@ void MessageParser::reset() {
     }
 }
 
+void MessageParser::forgetMessage() {
+    request_.method.clear();
+    request_.target.clear();
+    request_.version_major = request_.version_minor = 1;
+    response_.reason.clear();
+    recycleHeaders();
+}
+
 void MessageParser::resume() {
     if (!paused_) return;
     paused_ = false;

@@ -111,6 +111,7 @@ void ClientConnection::HttpPhase::bind(ClientConnection& connection, std::size_t
     parser.setHandler(static_cast<http::MessageParser::Handler*>(&connection));
     parser.setMaxHeadBytes(max_head_bytes);
     parser.reset();
+    parser.forgetMessage();
     timer.retarget(&connection);
     pending_app.reset();
     pending_deflate.reset();

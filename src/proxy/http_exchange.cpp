@@ -9,6 +9,7 @@
 
 #include "portico/core/log.h"
 #include "portico/net/event_loop.h"
+#include "portico/http/header_rewrite.h"
 #include "portico/http/response_sink.h"
 #include "portico/proxy/exchange_owner.h"
 #include "portico/proxy/route_table.h"
@@ -70,7 +71,7 @@ void HttpExchange::begin(ExchangeOwner& owner, UpstreamGroup& group, const confi
     info.target = target;
     info.client_ip = request.client_ip;
     info.scheme = request.scheme;
-    info.set_headers = &route.set_headers;
+    info.set_headers = set_headers_ = &route.set_headers;
     info.framing = request.body_framing;
     info.content_length = request.content_length;
     info.upgrade = request.websocket;
@@ -288,7 +289,12 @@ void HttpExchange::endBody(const http::HeaderList* trailers) {
         evbuffer_add(out, "0\r\n", 3);
         if (trailers && !trailers->empty()) {
             trailers_sent_ = true;
+            // The parser dropped what no trailer may carry; what this request's head left out
+            // (the route's set_headers, fields named by Connection) is known only here.
+            const auto tokens = http::connectionTokens(request_.head->headers);
+            const http::HeaderList* overridden = request_.override_headers.empty() ? nullptr : &request_.override_headers;
             for (const http::Header& h : *trailers) {
+                if (http::isReplacedField(h.name, tokens, set_headers_, overridden)) continue;
                 evbuffer_add(out, h.name.data(), h.name.size());
                 evbuffer_add(out, ": ", 2);
                 evbuffer_add(out, h.value.data(), h.value.size());

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Every error status the gateway produces itself, and the request-smuggling defences."""
 
+import json
 import socket
 import time
 
@@ -344,6 +345,30 @@ class Smuggling(PorticoTestCase):
         # RFC 9112 6.3: chunked present but not final: 400 and close
         self.check(b"POST /api/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, foo"
                    b"\r\n\r\n0\r\n\r\n")
+
+
+class ErrorLogLines(PorticoTestCase):
+    def test_an_error_before_the_first_request_does_not_log_the_previous_connections(self):
+        # One worker: the second connection is given the HTTP state (parser and all) the first
+        # one handed back. Its 408, before any request began, must log "-", not the first
+        # client's method, path (query string and all) and User-Agent.
+        b = self.start_backend(name="a")
+        p = self.start_portico(make_config(
+            upstreams={"app": {"servers": [b.address]}}, routes=[{"path": "/", "upstream": "app"}],
+            workers=1, limits={"client_header_timeout": "300ms"}))
+        first = self.client(p.port)
+        r = first.roundtrip("GET", "/victim?token=SECRET", headers=[("User-Agent", "victim-agent")])
+        self.assertEqual(r.status, 200)
+        first.close()
+        self.assertEqual(len(p.access_log(count=1)), 1)
+        second = self.client(p.port)
+        second.send(b"\r\n")
+        self.assertEqual(second.read_response().status, 408)
+        lines = p.access_log(count=2)
+        self.assertEqual(len(lines), 2, lines)
+        self.assertEqual(lines[1].get("status"), 408, lines[1])
+        self.assertNotIn("SECRET", json.dumps(lines[1]))
+        self.assertNotIn("victim-agent", json.dumps(lines[1]))
 
 
 if __name__ == "__main__":

@@ -251,6 +251,20 @@ class Framing(PorticoTestCase):
         doc = self.c.read_response().json()
         self.assertEqual((doc["path"], doc["trailers"]), ("/echo/u", []))
 
+    def test_a_trailer_cannot_bring_back_a_field_the_head_left_out(self):
+        # The route sets X-User and the head names X-Hop in Connection: the head writer drops
+        # the client's values, and a backend that merges trailers into the head must not get
+        # them back from the trailer section either.
+        p = self.proxy(self.b, route_extra={"set_headers": {"X-User": "trusted"}})
+        c = self.client(p.port)
+        c.send(b"POST /echo/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+               b"Connection: X-Hop\r\n\r\n4\r\nbody\r\n0\r\n"
+               b"X-User: forged\r\nx-hop: 1\r\nX-Checksum: abc\r\n\r\n")
+        r = c.read_response()
+        doc = r.json()
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(doc["trailers"], [["X-Checksum", "abc"]])
+
     def test_chunked_request_trailers_are_bounded_and_checked_as_a_head_is(self):
         p = self.proxy(self.b, limits={"max_header_bytes": "4KiB"})
         start = b"POST /echo/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n"

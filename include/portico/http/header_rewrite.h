@@ -35,6 +35,13 @@ bool isHopByHop(std::string_view name, const std::vector<std::string_view>& conn
 // routing: Content-Length, Host; RFC 9110 6.5.1), hop-by-hop ones and those we set in the head
 // (X-Forwarded-*, X-Real-IP) are dropped.
 bool isForwardedTrailer(std::string_view name);
+// A received field the upstream request does not carry as the client sent it: named by the
+// message's Connection header (`connection_tokens`, see isHopByHop), set by the route
+// (`set_headers`) or replaced by the proxy (`override_headers`). The head writer leaves these
+// out of the head, and a request's trailer section must not bring them back.
+bool isReplacedField(std::string_view name, const std::vector<std::string_view>& connection_tokens,
+                     const std::vector<std::pair<std::string, std::string>>* set_headers,
+                     const HeaderList* override_headers);
 // Names listed by every Connection header in `headers`.
 std::vector<std::string_view> connectionTokens(const HeaderList& headers);
 

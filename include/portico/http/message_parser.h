@@ -82,6 +82,11 @@ public:
     void resume();
     // Starts over for a new message on a fresh (or reused) connection.
     void reset();
+    // Empties the last message's head (method, target, version, fields): for a parser handed to
+    // another connection, whose log line for an error before its first request (a 408, a 400
+    // for plain text on a TLS port) must not show the previous connection's request. reset()
+    // keeps the head: the bridge still reads its handshake after it.
+    void forgetMessage();
 
     void setMaxHeadBytes(std::size_t bytes) { max_head_bytes_ = bytes; }
     // A parser kept for another connection (net::HttpPhasePool) reports to its new owner.

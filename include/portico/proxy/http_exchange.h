@@ -141,6 +141,8 @@ private:
     net::EventLoop& loop_;
     UpstreamGroup* group_ = nullptr;
     Request request_;
+    // The route's set_headers (begin()): a trailer must not bring back a field the head left out.
+    const std::vector<std::pair<std::string, std::string>>* set_headers_ = nullptr;
     std::string head_;                      // the serialized request head, kept for a retry (its
                                             // capacity kept from request to request)
     std::unique_ptr<net::Stream> upstream_;
