@@ -67,7 +67,7 @@ public:
     void flush() override;
     void write(const char* data, std::size_t n) override;
     void setLowWatermark(std::size_t bytes) override { low_watermark_ = bytes; }
-    void markOtherSideFailed() override { other_side_failed_ = true; }
+    void markOtherSideFailed(bool) override { other_side_failed_ = true; }  // after output() anyway
 
 private:
     void close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, net::Ending ending) override;

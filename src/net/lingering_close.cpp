@@ -4,6 +4,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "portico/net/event_loop.h"
 #include "portico/net/stream.h"
@@ -83,6 +84,15 @@ void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream, Ending endin
 // close is a socket's business, and stream.cpp stays about moving bytes.
 void Stream::close(EventLoop& loop, std::unique_ptr<ByteStream> self, Ending ending) {
     std::unique_ptr<Stream> stream(static_cast<Stream*>(self.release()));
+    if (stream->reset_on_close_) {
+        // An abortive close: the socket's close() sends an RST and drops what is queued, the
+        // TCP word for "the other side failed" (nothing to linger for).
+        const ::linger abort{1, 0};
+        ::setsockopt(stream->fd(), SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+        stream->detach();
+        loop.deferDelete(std::move(stream));  // we may be in its callback
+        return;
+    }
     if (ending == Ending::Linger) {
         closeGracefully(loop, std::move(stream));
     } else {

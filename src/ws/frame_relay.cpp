@@ -297,9 +297,17 @@ void FrameRelay::onEof(net::ByteStream& stream) {
 void FrameRelay::onError(net::ByteStream& stream, int) {
     if (ended_) return;
     Direction& d = directionFrom(stream);
+    if (&stream == client_.get()) {
+        // The client vanished without a Close (a reset, an HTTP/2 client's RST_STREAM): the
+        // upstream gets an RST, not our 1001, as it would from the client itself, so that the
+        // backend sees an abnormal end (1006) and not a clean "going away" (RFC 9113 8.5). After
+        // the client's Close that Close goes through and TCP ends with a FIN.
+        upstream_->markOtherSideFailed(/*last_words=*/d.close_seen);
+        end("client connection error", true);
+        return;
+    }
     if (!d.close_seen) sendClose(*d.to, close_code::kGoingAway);
-    const bool upstream = &stream == upstream_.get();
-    end(upstream ? "upstream connection error" : "client connection error", true, upstream);
+    end("upstream connection error", true, true);
 }
 
 void FrameRelay::sendClose(net::ByteStream& to, std::uint16_t code) {
@@ -391,7 +399,8 @@ void FrameRelay::end(const char* reason, bool finished, bool upstream_broken) {
     net::Ending ending = net::Ending::Linger;
     if (finished && client_answered)
         ending = up_.close_seen && down_.close_seen ? net::Ending::AfterCloses : net::Ending::Finished;
-    if (upstream_broken) client_->markOtherSideFailed();
+    // The client was sent our Close 1001 (or is in a frame the end cuts): a socket keeps its FIN.
+    if (upstream_broken) client_->markOtherSideFailed(/*last_words=*/true);
     net::closeBoth(loop_, std::move(client_), std::move(upstream_), ending);
     owner_.onSessionEnd(reason, final_counts);
 }

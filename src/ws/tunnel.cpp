@@ -88,13 +88,12 @@ void Tunnel::onEof(net::ByteStream& stream) {
     end(&stream == client_.get() ? "client closed" : "upstream closed", true);
 }
 
+// Failed, not closed (a reset, an error, an HTTP/2 client's RST_STREAM): the other side is told
+// so, with an RST or RST_STREAM CONNECT_ERROR instead of a FIN or END_STREAM (RFC 9113 8.5).
 void Tunnel::onError(net::ByteStream& stream, int) {
-    if (&stream == client_.get()) {
-        end("client connection error", true);
-        return;
-    }
-    if (client_) client_->markOtherSideFailed();  // failed, not closed: the client is told so
-    end("upstream connection error", true);
+    if (ended_) return;
+    other(stream).markOtherSideFailed(/*last_words=*/false);
+    end(&stream == client_.get() ? "client connection error" : "upstream connection error", true);
 }
 
 void Tunnel::goAway() { end("shutdown"); }

@@ -21,7 +21,7 @@ from backends import Response  # noqa: E402
 from h2_client import H2Client, client_frame, server_frames  # noqa: E402
 from portico_harness import main, make_config  # noqa: E402
 from woh_backend import WohBackend  # noqa: E402
-from ws_peers import WsTestCase  # noqa: E402
+from ws_peers import WsTestCase, wait_for  # noqa: E402
 
 ENABLE_CONNECT_PROTOCOL = 8
 
@@ -176,6 +176,36 @@ class WebSocketOverHttp2(WsTestCase):
         r = self.failing_upstream("frames", "masked_server_frame")
         self.assertEqual(r["reset"], h2.errors.ErrorCodes.CONNECT_ERROR, r)
         self.assertEqual(server_frames(r["body"]), [(8, struct.pack("!H", 1001))])
+
+    def upstream_end_after_client(self, mode, finish):
+        """How the upstream's TCP connection ended ("eof", "reset") after the client's `finish`."""
+        backend = self.start_raw_ws_backend("hello_after_101")
+        p = self.start([{"path": "/ws/", "upstream": "app", "websocket": {"mode": mode}}],
+                       upstreams={"app": {"servers": [backend.address]}})
+        c, sid = self.open(p, "/ws/x")
+        self.assertEqual(c.status(sid), 200, c.responses[sid])
+        c.conn.send_data(sid, client_frame(1, b"up"))
+        c.flush()
+        self.assertTrue(wait_for(lambda: len(backend.ws_received) > 0, 5), "nothing reached the upstream")
+        finish(c, sid)
+        c.flush()
+        self.assertTrue(wait_for(lambda: backend.ws_ends, 5), "the upstream connection stayed open")
+        c.pump(0.2)
+        self.assertFalse(c.closed, "the HTTP/2 connection ended with the stream")
+        return backend.ws_ends
+
+    def test_a_client_reset_resets_the_upstream_connection(self):
+        """RFC 9113 8.5 the other way: the client's RST_STREAM (any code) is a TCP RST to the
+        upstream, not a FIN; in frames mode without our Close 1001 (the backend sees 1006)."""
+        for mode, code in (("tunnel", h2.errors.ErrorCodes.CANCEL), ("tunnel", h2.errors.ErrorCodes.NO_ERROR),
+                           ("frames", h2.errors.ErrorCodes.CANCEL)):
+            with self.subTest(mode=mode, code=code):
+                self.assertEqual(self.upstream_end_after_client(mode, lambda c, sid: c.reset(sid, code)), ["reset"])
+
+    def test_a_client_end_stream_closes_the_upstream_connection_with_a_fin(self):
+        for mode in ("tunnel", "frames"):
+            with self.subTest(mode=mode):
+                self.assertEqual(self.upstream_end_after_client(mode, lambda c, sid: c.conn.end_stream(sid)), ["eof"])
 
     def test_non_101_answers_never_become_2xx(self):
         backend = self.start_backend(name="plain")

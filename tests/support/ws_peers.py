@@ -335,11 +335,13 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
                       incomplete) in one write; the rest of "two" once something more arrives
                       (a proxy must not hold "one" back until the frame behind it is whole)
     After the 101 every mode reads until EOF; what it read is appended to b.ws_received
-    (bytearray, all connections) and b.ws_closed counts connections that ended.
+    (bytearray, all connections) and b.ws_closed counts connections that ended; b.ws_ends says
+    how each read ended, in order: "eof" (a FIN), "reset" (ECONNRESET: an RST) or "timeout".
     Other paths get HttpBackend's built-ins (echo JSON). Stopped on cleanup."""
     b = backends.HttpBackend(name=name)
     b.ws_received = bytearray()
     b.ws_closed = 0
+    b.ws_ends = []
     b.ws_sent = 0
     lock = threading.Lock()
 
@@ -393,6 +395,7 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
             while True:
                 data = sock.recv(65536)
                 if not data:
+                    b.ws_ends.append("eof")
                     break
                 with lock:
                     b.ws_received += data
@@ -400,6 +403,10 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
                     sock.sendall(data)
                 if later:
                     sock.sendall(later.pop(0))
+        except ConnectionResetError:
+            b.ws_ends.append("reset")
+        except socket.timeout:
+            b.ws_ends.append("timeout")
         except OSError:
             pass
         finally:

@@ -98,11 +98,14 @@ public:
     // bytes.
     virtual void setLowWatermark(std::size_t bytes) = 0;
     // Before closeSide: the relay ends because its other peer's connection failed (an error, a
-    // reset; in frames mode a protocol violation or an end without a Close), not because it
-    // closed. An HTTP/2 stream (RFC 8441) then ends with RST_STREAM CONNECT_ERROR after what
-    // output() holds, as RFC 9113 8.5 signals a CONNECT tunnel's TCP error, instead of
-    // END_STREAM; a socket has no other word for it and closes as `ending` says.
-    virtual void markOtherSideFailed() {}
+    // reset, an HTTP/2 client's RST_STREAM; in frames mode an upstream's protocol violation or
+    // end without a Close), not because it closed. RFC 9113 8.5 maps the two words both ways:
+    // an HTTP/2 stream (RFC 8441) then ends with RST_STREAM CONNECT_ERROR after what output()
+    // holds, instead of END_STREAM; a socket is reset (an RST, SO_LINGER {1, 0}) instead of a
+    // FIN, which drops what it still had queued. `last_words`: output() holds a message that
+    // must arrive (a frames relay's Close): the stream resets after it anyway; the socket, whose
+    // RST could destroy it, closes as `ending` says.
+    virtual void markOtherSideFailed(bool last_words) = 0;
 
 private:
     friend void closeSide(EventLoop& loop, std::unique_ptr<ByteStream> stream, Ending ending);

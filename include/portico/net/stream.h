@@ -73,6 +73,12 @@ public:
     // finished relay close without asking FIONREAD (net::closeFinished).
     bool drainedAtLastPoll() const;
 
+    // The relay's other peer failed (an HTTP/2 client's RST_STREAM, a connection error): close()
+    // resets this connection (SO_LINGER {1, 0}: an RST, what is queued is dropped) instead of a
+    // FIN, so that the peer learns the end was abnormal (RFC 9113 8.5's mapping); not when
+    // `last_words` wait in the output.
+    void markOtherSideFailed(bool last_words) override { reset_on_close_ = !last_words; }
+
     // Sends as much of output() as the socket takes now; the rest goes when it is writable.
     // A write error is reported through onError from the event loop, never from inside flush().
     void flush() override;
@@ -180,6 +186,7 @@ private:
     bool connect_unreported_ = false;  // that send went: onConnected is due from the loop
     bool shutdown_after_flush_ = false;
     bool write_shut_ = false;
+    bool reset_on_close_ = false;  // markOtherSideFailed: close() resets the connection (RST)
     tls::SslPtr ssl_;  // its deleter keeps a cleanly finished session resumable
     std::string tls_error_;
     bool handshaking_ = false;

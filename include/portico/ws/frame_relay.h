@@ -118,7 +118,8 @@ private:
     // closed at once when nothing is left to send (net::closeFinished); otherwise they linger.
     // `upstream_broken`: the upstream failed (a connection error, a protocol violation, an end
     // without a Close): the client's side is told (ByteStream::markOtherSideFailed), after our
-    // Close 1001.
+    // Close 1001 (an HTTP/2 stream's RST_STREAM; a socket keeps its FIN). A client that failed
+    // is onError's: its upstream is reset.
     void end(const char* reason, bool finished = false, bool upstream_broken = false);
     void goAwayBoth(const char* reason);  // 1001 to both sides, then end
     void onPing();
