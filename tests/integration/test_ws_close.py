@@ -27,7 +27,7 @@ import ws_client  # noqa: E402
 from portico_harness import main, slow_factor  # noqa: E402
 from ws_client import OP_CLOSE, ConnectionClosed  # noqa: E402
 from ws_peers import (NODE, PEERS_DIR, WsTestCase, echo_config, node_available,  # noqa: E402
-                      start_raw_python_backend, ws_proxy_config, ws_url)
+                      start_raw_python_backend, wait_for, ws_proxy_config, ws_url)
 
 JUNK = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n"
 
@@ -189,6 +189,60 @@ class ClientJunkAfterClose(WsTestCase):
     def test_builtin_echo(self):
         p = self.start_portico(echo_config())
         self.check(p.port, "/echo")
+
+
+class AbortsMapBothWays(WsTestCase):
+    """HTTP/1.1 as RFC 9113 8.5 asks of an HTTP/2 stream: a peer whose TCP connection was reset
+    (not closed) has its relay's other side reset too, so that the other peer learns the end was
+    abnormal; a FIN stays a FIN."""
+
+    test_timeout = 60
+
+    def upstream_end_after_client(self, mode, finish):
+        b = self.start_raw_ws_backend("hello_after_101")
+        p = self.start_portico(ws_proxy_config(b.address, mode=mode))
+        ws = self.ws_connect(p.port, "/ws/x")
+        self.assertEqual(ws.recv_text(), "hello")
+        ws.send_text("up")
+        self.assertTrue(wait_for(lambda: len(b.ws_received) > 0, 5), "nothing reached the upstream")
+        finish(ws)
+        self.assertTrue(wait_for(lambda: b.ws_ends, 5), "the upstream connection stayed open")
+        return b.ws_ends
+
+    def test_a_client_reset_resets_the_upstream(self):
+        for mode in ("tunnel", "frames"):
+            with self.subTest(mode=mode):
+                self.assertEqual(self.upstream_end_after_client(mode, lambda ws: ws.abort()), ["reset"])
+
+    def test_a_client_fin_is_a_fin_upstream(self):
+        for mode in ("tunnel", "frames"):
+            with self.subTest(mode=mode):
+                self.assertEqual(self.upstream_end_after_client(mode, lambda ws: ws.sock.shutdown(socket.SHUT_WR)), ["eof"])
+
+    def client_end_after_upstream(self, mode, backend_mode):
+        b = self.start_raw_ws_backend(backend_mode)
+        p = self.start_portico(ws_proxy_config(b.address, mode=mode))
+        ws = self.ws_connect(p.port, "/ws/x")
+        self.assertEqual(ws.recv_text(), "hello")
+        ws.sock.settimeout(5 * slow_factor())
+        frames = bytes(ws.buf)
+        try:
+            while True:
+                data = ws.sock.recv(65536)
+                if not data:
+                    return "eof", frames
+                frames += data
+        except ConnectionResetError:
+            return "reset", frames
+
+    def test_an_upstream_reset_resets_a_tunnels_client(self):
+        self.assertEqual(self.client_end_after_upstream("tunnel", "hello_then_reset"), ("reset", b""))
+        self.assertEqual(self.client_end_after_upstream("tunnel", "hello_then_fin"), ("eof", b""))
+
+    def test_a_frames_client_gets_its_close_1001_and_a_fin(self):
+        # Frames mode speaks WebSocket to the client: our Close 1001 must arrive, so no RST.
+        close = ws_client.build_frame(OP_CLOSE, ws_client.close_payload(1001), mask=False)
+        self.assertEqual(self.client_end_after_upstream("frames", "hello_then_reset"), ("eof", close))
 
 
 class BrowserSeesACleanClose(WsTestCase):
