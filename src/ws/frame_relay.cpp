@@ -297,17 +297,13 @@ void FrameRelay::onEof(net::ByteStream& stream) {
 void FrameRelay::onError(net::ByteStream& stream, int) {
     if (ended_) return;
     Direction& d = directionFrom(stream);
-    if (&stream == client_.get()) {
-        // The client vanished without a Close (a reset, an HTTP/2 client's RST_STREAM): the
-        // upstream gets an RST, not our 1001, as it would from the client itself, so that the
-        // backend sees an abnormal end (1006) and not a clean "going away" (RFC 9113 8.5). After
-        // the client's Close that Close goes through and TCP ends with a FIN.
-        upstream_->markOtherSideFailed(/*last_words=*/d.close_seen);
-        end("client connection error", true);
-        return;
-    }
+    // Frames mode speaks WebSocket to both sides: the other side gets our Close 1001 and a FIN
+    // (issue 3's contract: "a dropped TCP connection on one side ends the other, frames: close
+    // 1001/1011 first"), never an RST, which could destroy that Close in flight. An HTTP/2
+    // client's stream is still reset after it when the upstream failed (RFC 9113 8.5).
     if (!d.close_seen) sendClose(*d.to, close_code::kGoingAway);
-    end("upstream connection error", true, true);
+    const bool upstream = &stream == upstream_.get();
+    end(upstream ? "upstream connection error" : "client connection error", true, upstream);
 }
 
 void FrameRelay::sendClose(net::ByteStream& to, std::uint16_t code) {

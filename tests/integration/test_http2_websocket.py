@@ -196,11 +196,13 @@ class WebSocketOverHttp2(WsTestCase):
 
     def test_a_client_reset_resets_the_upstream_connection(self):
         """RFC 9113 8.5 the other way: the client's RST_STREAM (any code) is a TCP RST to the
-        upstream, not a FIN; in frames mode without our Close 1001 (the backend sees 1006)."""
-        for mode, code in (("tunnel", h2.errors.ErrorCodes.CANCEL), ("tunnel", h2.errors.ErrorCodes.NO_ERROR),
-                           ("frames", h2.errors.ErrorCodes.CANCEL)):
+        upstream in tunnel mode, not a FIN. Frames mode speaks WebSocket to the upstream: it gets
+        our Close 1001 and a FIN (an RST could destroy that Close in flight)."""
+        for mode, code, end in (("tunnel", h2.errors.ErrorCodes.CANCEL, "reset"),
+                                ("tunnel", h2.errors.ErrorCodes.NO_ERROR, "reset"),
+                                ("frames", h2.errors.ErrorCodes.CANCEL, "eof")):
             with self.subTest(mode=mode, code=code):
-                self.assertEqual(self.upstream_end_after_client(mode, lambda c, sid: c.reset(sid, code)), ["reset"])
+                self.assertEqual(self.upstream_end_after_client(mode, lambda c, sid: c.reset(sid, code)), [end])
 
     def test_a_client_end_stream_closes_the_upstream_connection_with_a_fin(self):
         for mode in ("tunnel", "frames"):
