@@ -290,7 +290,8 @@ void FrameRelay::onEof(net::ByteStream& stream) {
     const bool upstream = &stream == upstream_.get();
     // An upstream that ends without a Close, unasked, broke off the WebSocket (RFC 6455 7.1.5:
     // 1006); one we had sent a Close may close TCP at once.
-    const bool broken = upstream && !d.close_seen && !directionTo(stream).close_sent;
+    const Direction& to_upstream = directionTo(stream);
+    const bool broken = upstream && !d.close_seen && !to_upstream.close_sent && to_upstream.close_pending == 0;
     end(upstream ? "upstream closed" : "client closed", true, broken);
 }
 
@@ -341,7 +342,10 @@ void FrameRelay::fail(net::ByteStream& at_fault, std::uint16_t code, const char*
     limit_ = limit;
     sendClose(at_fault, code);
     sendClose(client_at_fault ? *upstream_ : *client_, close_code::kGoingAway);
-    end(reason, false, !client_at_fault);
+    // An upstream that broke the protocol failed (an HTTP/2 client's stream is reset after our
+    // Close); one that tripped the route's own limits (rates: 1008, max_message: 1009) did not.
+    const bool upstream_broken = !client_at_fault && limit == SessionLimit::None && code != close_code::kMessageTooBig;
+    end(reason, false, upstream_broken);
 }
 
 void FrameRelay::onLifetime() {

@@ -141,9 +141,9 @@ class WebSocketOverHttp2(WsTestCase):
     def test_upstream_frames_mode(self):
         self.tunnel_to_python_backend("frames")
 
-    def failing_upstream(self, mode, backend_mode):
+    def failing_upstream(self, mode, backend_mode, **websocket):
         backend = self.start_raw_ws_backend(backend_mode)
-        p = self.start([{"path": "/ws/", "upstream": "app", "websocket": {"mode": mode}}],
+        p = self.start([{"path": "/ws/", "upstream": "app", "websocket": dict(mode=mode, **websocket)}],
                        upstreams={"app": {"servers": [backend.address]}})
         c, sid = self.open(p, "/ws/x")
         self.assertEqual(c.status(sid), 200, c.responses[sid])
@@ -171,6 +171,13 @@ class WebSocketOverHttp2(WsTestCase):
         r = self.failing_upstream("frames", "hello_then_fin")
         self.assertEqual(r["reset"], h2.errors.ErrorCodes.CONNECT_ERROR, r)
         self.assertEqual(server_frames(r["body"]), [(1, b"hello"), (8, struct.pack("!H", 1001))])
+
+    def test_an_upstream_over_the_routes_limit_ends_the_stream_cleanly(self):
+        # 1009 to the upstream is the route's policy, not a failed upstream: the client gets our
+        # Close 1001 and END_STREAM, no RST_STREAM.
+        r = self.failing_upstream("frames", "big_server_message", max_message_bytes="1KiB")
+        self.assertEqual((r["ended"], r["reset"]), (True, None), r)
+        self.assertEqual(server_frames(r["body"]), [(8, struct.pack("!H", 1001))])
 
     def test_an_upstream_protocol_violation_resets_a_frames_stream(self):
         r = self.failing_upstream("frames", "masked_server_frame")
