@@ -98,60 +98,6 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
     http_->response.setOutput(client_->output());
 }
 
-ClientConnection::HttpPhase::HttpPhase(ClientConnection& connection, EventLoop& loop, std::size_t max_head_bytes)
-    : response(connection),
-      parser(http::MessageParser::Kind::Request, static_cast<http::MessageParser::Handler*>(&connection), max_head_bytes),
-      exchanges(loop, 1),
-      timer(core::EventPtr(event_new(loop.base(), -1, 0, &ClientConnection::onTimer, &connection))) {}
-
-ClientConnection::HttpPhase::~HttpPhase() = default;
-
-void ClientConnection::HttpPhase::bind(ClientConnection& connection, std::size_t max_head_bytes) {
-    response.bind(connection);
-    parser.setHandler(static_cast<http::MessageParser::Handler*>(&connection));
-    parser.setMaxHeadBytes(max_head_bytes);
-    parser.reset();
-    parser.forgetMessage();
-    timer.retarget(&connection);
-    pending_app.reset();
-    pending_deflate.reset();
-    pending_deflate_response.clear();
-    resume_event.reset();  // its callback's argument was the last connection
-    local_authority.clear();
-    requests = 0;
-    req = Request{};
-}
-
-HttpPhasePool::~HttpPhasePool() { close(); }
-
-std::unique_ptr<ClientConnection::HttpPhase> HttpPhasePool::take(ClientConnection& connection, std::size_t max_head_bytes) {
-    if (spare_.empty()) return std::make_unique<ClientConnection::HttpPhase>(connection, loop_, max_head_bytes);
-    std::unique_ptr<ClientConnection::HttpPhase> phase = std::move(spare_.back());
-    spare_.pop_back();
-    phase->bind(connection, max_head_bytes);
-    return phase;
-}
-
-void HttpPhasePool::give(std::unique_ptr<ClientConnection::HttpPhase> phase) {
-    if (!phase) return;
-    phase->timer.stop();  // its callback's argument is the connection that gave it back
-    if (closed_ || spare_.size() >= kSpare) {
-        // Perhaps inside its own callback (the exchange's, the parser's): deleted after it.
-        loop_.deferDelete(std::move(phase));
-        return;
-    }
-    // What a request may have grown beyond a head (a publish's body) and a built-in endpoint
-    // that never started go now; the rest is cleared by bind().
-    phase->req = ClientConnection::Request{};
-    phase->pending_app.reset();
-    spare_.push_back(std::move(phase));
-}
-
-void HttpPhasePool::close() {
-    closed_ = true;
-    spare_.clear();
-}
-
 ClientConnection::~ClientConnection() { worker_.httpPhases().give(std::move(http_)); }
 
 void ClientConnection::start() {
