@@ -4,6 +4,8 @@
 #include <cstring>
 #include <netdb.h>
 
+#include <event2/event.h>
+
 #include "portico/core/log.h"
 #include "portico/net/event_loop.h"
 #include "portico/tls/client_context.h"
@@ -12,7 +14,12 @@ namespace portico::proxy {
 
 UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, observe::UpstreamStats& stats,
                              const tls::ClientContext* tls)
-    : loop_(loop), upstream_(upstream), balancer_(upstream.balance, upstream.servers.size()), stats_(stats), tls_(tls) {
+    : loop_(loop),
+      upstream_(upstream),
+      balancer_(upstream.balance, upstream.servers.size()),
+      stats_(stats),
+      tls_(tls),
+      trim_event_(event_new(loop.base(), -1, 0, &UpstreamGroup::onTrim, this)) {
     for (const auto& hp : upstream.servers) {
         Server s;
         s.name = hp.toString();
@@ -86,14 +93,25 @@ void UpstreamGroup::putIdle(int server, std::unique_ptr<net::Stream> stream) {
         loop_.deferDelete(std::move(stream));
         return;
     }
-    if (idle_.size() >= upstream_.keepalive) {
-        // Full: close the oldest, like nginx's keepalive cache.
-        loop_.deferDelete(std::move(idle_.front().stream));
-        idle_.erase(idle_.begin());
-    }
     stream->setHandler(this);
     stream->resumeReading();
     idle_.push_back(Idle{server, std::move(stream)});
+    // Over the limit: the oldest go when this loop pass ends. One epoll wakeup carries both
+    // finished responses (connections coming back) and new requests (connections wanted);
+    // closing at once would close connections that requests later in the same pass then open
+    // again (bench/RESULTS.md, "HTTPS keep-alive: upstream churn"). event_active queues the
+    // trim behind every event already active in this pass; the surplus is bounded by the
+    // exchanges that ended in one pass.
+    if (idle_.size() == upstream_.keepalive + 1) event_active(trim_event_.get(), EV_TIMEOUT, 0);
+}
+
+void UpstreamGroup::onTrim(int, short, void* arg) { static_cast<UpstreamGroup*>(arg)->trimToLimit(); }
+
+void UpstreamGroup::trimToLimit() {
+    if (idle_.size() <= upstream_.keepalive) return;
+    const auto surplus = static_cast<std::ptrdiff_t>(idle_.size() - upstream_.keepalive);
+    for (auto it = idle_.begin(); it != idle_.begin() + surplus; ++it) loop_.deferDelete(std::move(it->stream));
+    idle_.erase(idle_.begin(), idle_.begin() + surplus);
 }
 
 void UpstreamGroup::discard(const net::ByteStream& stream) {

@@ -42,7 +42,9 @@ public:
     std::unique_ptr<net::Stream> connect(int server, net::StreamHandler* handler, int& error);
     // The most recently parked idle connection to `server`, or nullptr.
     std::unique_ptr<net::Stream> takeIdle(int server);
-    // Parks a connection whose last response ended cleanly; dropped when the pool is full.
+    // Parks a connection whose last response ended cleanly. Beyond `keepalive` idle ones, the
+    // oldest are closed when the current loop pass ends (trimToLimit), not at once: requests
+    // read in the same pass take the freshest first instead of opening new connections.
     void putIdle(int server, std::unique_ptr<net::Stream> stream);
     std::size_t idleCount() const { return idle_.size(); }
 
@@ -63,6 +65,10 @@ private:
     void onEof(net::ByteStream& stream) override { discard(stream); }
     void onError(net::ByteStream& stream, int) override { discard(stream); }
     void discard(const net::ByteStream& stream);
+    // Closes the oldest idle connections beyond `keepalive` (nginx's keepalive cache does the
+    // same, at once). Runs at the end of the loop pass in which the pool went over the limit.
+    void trimToLimit();
+    static void onTrim(int, short, void* arg);
     void setState(int server, observe::UpstreamStats::ServerState state);  // for status
 
     net::EventLoop& loop_;
@@ -72,6 +78,7 @@ private:
     const tls::ClientContext* tls_;
     std::vector<Server> servers_;
     std::vector<Idle> idle_;  // LIFO: the freshest connection is reused first
+    core::EventPtr trim_event_;  // active while idle_ holds more than keepalive
 };
 
 }  // namespace portico::proxy
