@@ -16,7 +16,11 @@ server: WebSocket echo, and `200 ok` to plain GETs) is the backend of all three.
   full       --hs-conns clients in parallel: connect, full TLS handshake, GET /healthz with
              Connection: close, wait for the server's close, again (bench/tls_load.cpp)
   resumed    the same, offering the newest session ticket (PSK resumption with (EC)DHE)
-  keepalive  wrk -t1 -c--connections over https://, GET / proxied to the backend
+  keepalive  wrk -t1 -c--connections over https://, GET / proxied to the backend; also counts the
+             upstream connections each proxy opened (the backend's accepts, GET /__bench_status):
+             with more clients than --keepalive both nginx and Portico open and close upstream
+             connections, and how many moves from run to run (bench/RESULTS.md, "HTTPS keep-alive:
+             upstream churn"); --keepalive 64 (= -c) takes that out
   wss        --connections wss:// connections, one 64-byte binary message at a time each, echoed
              by the backend through the proxy's tunnel
   idle       --idle-conns wss:// connections (one echo each) held: proxy RSS per connection
@@ -209,6 +213,7 @@ class Bench:
     backend: bl.Service
     starters: dict[str, Callable[[], bl.Service]]
     notes: list[str] = field(default_factory=list)
+    status_reads: int = 0  # GET /__bench_status sent to the backend so far
 
     def quiet(self, own: list[bl.Service]) -> None:
         bl.quiet_or_lock(self.args.max_foreign, own, timeout=self.args.quiet_timeout)
@@ -240,12 +245,21 @@ class Bench:
             return s
         return bl.unless_noisy(once, duration, self.args.max_foreign)
 
+    def backend_accepts(self) -> dict[str, float]:
+        """Connections the backend accepted so far: the proxies' upstream connections opened
+        (each status GET is one more: left out)."""
+        self.status_reads += 1
+        status, raw = bl.http_get(self.backend.port, "/__bench_status")
+        if status != 200:
+            raise RuntimeError(f"backend status answered {status}")
+        return {"upstream_opens": int(raw.split(b"accepts ", 1)[1].split()[0]) - self.status_reads}
+
     def wrk_run(self, svc: bl.Service, duration: float, round_no: int) -> bl.Sample:
         def once() -> bl.Sample:
             self.quiet([svc, self.backend])
             return bl.measure(svc, lambda: bl.run_wrk(
                 f"https://127.0.0.1:{svc.port}/", threads=1, connections=self.args.connections,
-                duration=duration), round_no, helpers=[self.backend])
+                duration=duration), round_no, counters=self.backend_accepts, helpers=[self.backend])
         return bl.unless_noisy(once, duration, self.args.max_foreign)
 
 
@@ -372,7 +386,7 @@ def report(args, results: dict[str, dict[str, list[bl.Sample]]], idle: dict[str,
         out.append("")
     for scen, unit, title in (
             ("keepalive", "req/s", f"HTTPS keep-alive: `wrk -t1 -c{args.connections}` over https://, "
-                                   "GET / proxied to the backend (32 idle upstream connections)"),
+                                   f"GET / proxied to the backend ({args.keepalive} idle upstream connections kept)"),
             ("wss", "msg/s", f"wss:// echo: {args.connections} connections x {args.size}-byte binary "
                              "messages, one at a time each, tunnelled to the echo backend")):
         per = results.get(scen)
@@ -382,17 +396,22 @@ def report(args, results: dict[str, dict[str, list[bl.Sample]]], idle: dict[str,
         b = (med(base, lambda s: s.rps), med(base, lambda s: s.p99_ms),
              med(base, lambda s: s.cpu_per_million)) if base else None
         rows = []
+        opens = scen == "keepalive"  # upstream connections opened per 1,000 requests (the backend's accepts)
         for p, ss in per.items():
             rate, p99, cpu = med(ss, lambda s: s.rps), med(ss, lambda s: s.p99_ms), med(ss, lambda s: s.cpu_per_million)
             rows.append([p, f"{rate:,.0f}", f"{p99:.2f}", f"{cpu:.2f}", fmt_ratio(rate, b and b[0]),
                          fmt_ratio(p99, b and b[1]), fmt_ratio(cpu, b and b[2]), sum(s.errors for s in ss)])
+            if opens:
+                rows[-1].append(", ".join(f"{1000 * s.extra.get('upstream_opens', 0) / max(s.requests, 1):.0f}"
+                                          for s in ss))
             if b and p == "portico":
                 targets.append(target_row(f"{'HTTPS req/s' if scen == 'keepalive' else 'wss msg/s'} >= nginx",
                                           rate >= b[0], f"{rate:,.0f} vs {b[0]:,.0f} ({fmt_ratio(rate, b[0])}); "
                                           f"CPU {fmt_ratio(cpu, b[2])}"))
         out.append(f"### {title}\n")
         out.append(bl.markdown_table(["Proxy", unit, "p99 (ms)", f"CPU s / 1M", f"{unit} vs nginx",
-                                      "p99 vs nginx", "CPU vs nginx", "errors"], rows))
+                                      "p99 vs nginx", "CPU vs nginx", "errors"]
+                                     + (["upstream opens / 1k req, per round"] if opens else []), rows))
         out.append("")
     if idle:
         table, kb = bl.idle_table(idle, 1)

@@ -5,7 +5,10 @@
 // loop, level-triggered, plain read(2)/write(2), so every proxy is measured by the same, simple
 // client. Built by bench/ws_load/CMakeLists.txt or by bench/ws_echo.py with one g++ line.
 //
-//   ws_load server   --listen PORT                      echo backend (RFC 6455 server side)
+//   ws_load server   --listen PORT                      echo backend (RFC 6455 server side); a plain
+//                                                       GET is answered `200 ok`, GET /__bench_status
+//                                                       `accepts N` (connections accepted so far: the
+//                                                       proxy's upstream connections opened)
 //   ws_load relay    --listen PORT --to PORT [--splice]   bare byte relay (the reference "proxy"); --splice: through a pipe per direction with splice(2)
 //                    [--uring]                          ... built on io_uring instead of epoll (UringRelay; needs liburing)
 //   ws_load echo     --port P -c N -s BYTES -d SECS     N connections, one message at a time
@@ -389,6 +392,7 @@ struct Options {
 };
 
 Options g_opt;
+uint64_t g_accepted = 0;  // connections accepted so far (server mode; the loop is single-threaded)
 
 // ---- connections and the loop -------------------------------------------------------------------
 
@@ -684,6 +688,7 @@ void Loop::onAccept(Conn* l) {
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        ++g_accepted;
         if (g_opt.mode == Mode::Server) {
             Conn* c = add(fd, Role::ServerConn, EPOLLIN);
             c->st = St::Handshake;
@@ -755,6 +760,13 @@ void Loop::serverHttp(Conn* c) {
                 acceptFor(key) + "\r\n\r\n";
             c->out.append(resp.data(), resp.size());
             c->st = St::Open;
+        } else if (head.starts_with("GET /__bench_status ")) {
+            const std::string body = "accepts " + std::to_string(g_accepted) + "\n";
+            const std::string resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
+                                     std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+            c->out.append(resp.data(), resp.size());
+            c->closeAfterFlush = true;
+            return;
         } else {
             c->out.append(kOk, sizeof kOk - 1);
             if (containsTokenCI(headerValue(head, "Connection"), "close")) {
