@@ -990,6 +990,74 @@ def strace_counts(svc: Service, load: Callable[[], LoadResult]) -> tuple[dict[st
     return calls, r
 
 
+def context_switches(pids: Sequence[int]) -> tuple[int, int]:
+    """Voluntary and involuntary context switches so far of every thread of pids."""
+    vol = invol = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                for line in Path(f"/proc/{pid}/task/{t}/status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        vol += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        invol += int(line.split()[1])
+            except OSError:
+                continue
+    return vol, invol
+
+
+def perf_passes(svc: Service, load: Callable[[], LoadResult]) -> tuple[dict[str, float], LoadResult]:
+    """Per event-loop pass of svc during load(), from `perf record` of syscall tracepoints (the
+    proxy runs its own code; only the kernel records): epoll_wait returns (passes, events per
+    pass), syscalls, and connect/close per pass. Returns per-request figures: passes, events per
+    pass, syscalls, connects, and `opens_in_closing_pass`, the share of connects made in a pass
+    that also closed a socket (a pool closing connections that the same pass then opens again),
+    plus context switches (voluntary, involuntary: /proc) per request."""
+    data = svc.workdir / "passes.data"
+    pids = svc.pids()
+    cs0 = context_switches(pids)
+    rec = _attach(["perf", "record", "-q", "-o", str(data), "-e",
+                   "syscalls:sys_exit_epoll_wait,syscalls:sys_enter_connect,syscalls:sys_enter_close,"
+                   "raw_syscalls:sys_enter", "-p", ",".join(str(p) for p in pids)], svc.workdir / "perf.log")
+    try:
+        r = load()
+    finally:
+        _detach(rec)
+    cs1 = context_switches(pids)
+    text = subprocess.run(["perf", "script", "-i", str(data), "-F", "event,trace"],
+                          capture_output=True, text=True).stdout
+    passes = events = syscalls = connects = in_closing = 0
+    pass_connects = pass_closes = 0
+
+    def end_pass() -> None:
+        nonlocal in_closing
+        in_closing += min(pass_connects, pass_closes)
+
+    for line in text.splitlines():
+        if "sys_exit_epoll_wait" in line:
+            end_pass()
+            passes += 1
+            pass_connects = pass_closes = 0
+            ret = int(line.rsplit("0x", 1)[1], 16) if "0x" in line else 0
+            events += ret if ret < 1 << 31 else 0
+        elif "sys_enter_connect" in line:
+            connects += 1
+            pass_connects += 1
+        elif "sys_enter_close" in line:
+            pass_closes += 1
+        elif "raw_syscalls:sys_enter" in line:
+            syscalls += 1
+    end_pass()
+    n = max(r.requests, 1)
+    return {"passes": passes / n, "events_per_pass": events / max(passes, 1), "syscalls": syscalls / n,
+            "connects": connects / n, "opens_in_closing_pass": in_closing / max(connects, 1),
+            "voluntary_cs": (cs1[0] - cs0[0]) / n, "involuntary_cs": (cs1[1] - cs0[1]) / n}, r
+
+
 def perf_profile(svc: Service, load: Callable[[], LoadResult], limit: float = 1.0) -> tuple[str, LoadResult]:
     """Runs load() under `perf record -e cpu-clock -g` on every process of svc; returns the
     `perf report` lines (symbols at or above `limit` percent, self time) and the load's result."""

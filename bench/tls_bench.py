@@ -322,7 +322,11 @@ def diagnose(bench: Bench, services: dict[str, bl.Service], scen: str, tool: str
                 holder.append(res)
                 return bl.as_load_result(res)
         try:
-            if tool == "strace":
+            if tool == "passes":
+                fig, r = bl.perf_passes(svc, load)
+                out.append(f"{p} ({scen}, {r.requests} ops): " + ", ".join(
+                    f"{k} {v:.3f}" for k, v in fig.items()) + " (per op; events per pass, share of opens)")
+            elif tool == "strace":
                 calls, r = bl.strace_counts(svc, load)
                 per = {k: v / max(r.requests, 1) for k, v in calls.items()}
                 top = sorted(per.items(), key=lambda kv: -kv[1])[:12]
@@ -478,8 +482,11 @@ def main() -> int:
                     help="give up waiting for a quiet machine after this many seconds (default: 300)")
     ap.add_argument("--nice", type=int, help="autogroup nice (-20..19) for every process started here")
     ap.add_argument("--diagnose", default="",
-                    help="after the measured runs, strace and/or perf (comma-separated) during one "
-                         "extra run of each running scenario; printed to stderr")
+                    help="after the measured runs, strace, perf and/or passes (comma-separated) during "
+                         "one extra run of each running scenario; printed to stderr. passes: per event-loop "
+                         "pass from perf's syscall tracepoints: passes and syscalls per op, events per pass, "
+                         "connects per op and the share made in a pass that also closed a socket, "
+                         "context switches per op")
     ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.name}")
     ap.add_argument("--json", help="also write every sample to this JSON file")
     args = ap.parse_args()
