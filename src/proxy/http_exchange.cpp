@@ -62,9 +62,10 @@ void HttpExchange::begin(ExchangeOwner& owner, UpstreamGroup& group, const confi
     started_ = {};
     server_ = first_server_ = -1;
     attempts_ = 0;
-    reused_ = response_started_ = head_sent_ = request_done_ = trailers_sent_ = response_complete_ = upgrade_accepted_ =
+    reused_ = response_started_ = head_sent_ = request_done_ = response_complete_ = upgrade_accepted_ =
         false;
     body_sent_ = 0;  // (the response parser is reset by tryServer, before each attempt)
+    if (!last_chunk_.empty()) last_chunk_ = std::string();  // rare: its memory goes with the request
 
     http::UpstreamRequestInfo info;
     const std::string target = upstreamTarget(route, request.head->target);
@@ -136,10 +137,11 @@ void HttpExchange::tryServer(int server, bool allow_pool) {
         upstream_->flush();
     } else if (request_done_ && request_.body_framing == http::BodyFraming::Chunked) {
         // A repeat of a chunked request that ended with no body byte sent (resends never carry
-        // body bytes): its last chunk went to the dead connection and must go again, or the
-        // upstream waits for the body's end.
+        // body bytes): its last chunk, and its trailers, went to the dead connection and must go
+        // again, or the upstream waits for the body's end.
+        const std::string_view end = last_chunk_.empty() ? kLastChunk : std::string_view(last_chunk_);
         evbuffer_add(upstream_->output(), head_.data(), head_.size());
-        evbuffer_add(upstream_->output(), kLastChunk.data(), kLastChunk.size());
+        evbuffer_add(upstream_->output(), end.data(), end.size());
         upstream_->flush();
     } else {
         // Straight from head_ with one send() on a pooled connection (queued while connecting).
@@ -151,10 +153,9 @@ void HttpExchange::tryServer(int server, bool allow_pool) {
 void HttpExchange::retryOrFail(int status, const char* reason) {
     // Called when a connect failed: nothing reached the server. One retry on another server
     // when repeating the request cannot do harm: its method is idempotent and nothing of its
-    // body has gone to the dead connection (those bytes are not kept), or its whole body is
-    // kept (request_.body: never sent, so any method may go elsewhere).
-    const bool resendable =
-        request_.body || (body_sent_ == 0 && !trailers_sent_ && isIdempotent(request_.head->method));
+    // body has gone to the dead connection (those bytes are not kept; its trailers are), or its
+    // whole body is kept (request_.body: never sent, so any method may go elsewhere).
+    const bool resendable = request_.body || (body_sent_ == 0 && isIdempotent(request_.head->method));
     bool retryable = attempts_ < 2 && !response_started_ && resendable;
     if (retryable) {
         int next = group_->balancer().pick(request_.client_hash, server_, Balancer::Clock::now());
@@ -170,8 +171,8 @@ bool HttpExchange::mayResendOnFreshConnection() const {
     // Body bytes that went to the dead connection are not kept: a repeat would carry the head
     // and the rest of the body only, and the upstream would take a truncated body as complete
     // (chunked) or wait for bytes that never come (Content-Length). Such a request is answered
-    // 502 instead, never repeated.
-    if (body_sent_ > 0 || trailers_sent_) return false;
+    // 502 instead, never repeated. (Its trailers are kept: last_chunk_.)
+    if (body_sent_ > 0) return false;
     // RFC 9112 9.3.1.1: a non-idempotent request may be repeated only when the first attempt
     // cannot have been acted on: its body, not one byte of which went out, is still due.
     return isIdempotent(request_.head->method) || !request_done_;
@@ -286,22 +287,21 @@ void HttpExchange::endBody(const http::HeaderList* trailers) {
     if (!upstream_ || phase_ == Phase::Done) return;
     if (request_.body_framing == http::BodyFraming::Chunked) {
         evbuffer* out = upstream_->output();
-        evbuffer_add(out, "0\r\n", 3);
-        if (trailers && !trailers->empty()) {
-            trailers_sent_ = true;
+        if (!trailers || trailers->empty()) {
+            evbuffer_add(out, kLastChunk.data(), kLastChunk.size());
+        } else {
             // The parser dropped what no trailer may carry; what this request's head left out
             // (the route's set_headers, fields named by Connection) is known only here.
             const auto tokens = http::connectionTokens(request_.head->headers);
             const http::HeaderList* overridden = request_.override_headers.empty() ? nullptr : &request_.override_headers;
+            last_chunk_ = "0\r\n";
             for (const http::Header& h : *trailers) {
                 if (http::isReplacedField(h.name, tokens, set_headers_, overridden)) continue;
-                evbuffer_add(out, h.name.data(), h.name.size());
-                evbuffer_add(out, ": ", 2);
-                evbuffer_add(out, h.value.data(), h.value.size());
-                evbuffer_add(out, "\r\n", 2);
+                last_chunk_.append(h.name).append(": ").append(h.value).append("\r\n");
             }
+            last_chunk_.append("\r\n");
+            evbuffer_add(out, last_chunk_.data(), last_chunk_.size());
         }
-        evbuffer_add(out, "\r\n", 2);
     }
     flushRequest();
 }

@@ -21,6 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 import h2_frames as h  # noqa: E402
+from backends import free_port  # noqa: E402
 from h2_frames import RawH2  # noqa: E402
 from portico_harness import PorticoTestCase, main, make_config, slow_factor  # noqa: E402
 from woh_backend import WohBackend  # noqa: E402
@@ -595,6 +596,22 @@ class Http2Trailers(Http2Case):
         doc = json.loads(body)
         self.assertEqual((status, doc["body"], doc["chunked"]), (200, "body", True))
         self.assertEqual(doc["trailers"], [["x-checksum", "abc"], ["x-more", "1"]])
+
+    def test_a_request_with_trailers_is_retried_whole_on_the_next_server(self):
+        # The first server refuses the connection: the request, trailers and all, goes to the next.
+        backend = self.start_backend(name="b")
+        down = "127.0.0.1:%d" % free_port()
+        self.start(routes=[{"path": "/", "upstream": "app"}],
+                   upstreams={"app": {"servers": [down, backend.address]}})
+        c = self.connect()
+        for sid in (1, 3):  # the first goes to the refusing server; the next one skips it
+            c.request(sid, "/echo/t", "GET", [("te", "trailers")], end_stream=False)
+            c.send(c.headers(sid, [("x-checksum", "abc%d" % sid)]))
+            status, _, body = c.response(sid)
+            self.assertEqual(status, 200, body)
+            doc = json.loads(body)
+            self.assertEqual((doc["chunked"], doc["trailers"]), (True, [["x-checksum", "abc%d" % sid]]))
+        self.assertEqual(backend.request_count(), 2)
 
     def test_trailers_that_would_change_routing_are_dropped_and_framing_ones_refused(self):
         self.start(limits={"max_header_bytes": "4KiB"})

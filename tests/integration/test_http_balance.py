@@ -97,6 +97,24 @@ class FailOver(PorticoTestCase):
             statuses[c.roundtrip("GET", "/echo/ka%d" % i).status] += 1
         self.assertEqual(statuses, {200: 40})
 
+    def test_a_request_with_trailers_is_retried_whole_on_the_next_server(self):
+        # The connect to the first server fails: nothing reached it, so the request goes to the
+        # next one as a request without trailers does, its trailer section included (it used to
+        # be answered 502: the trailers were not kept for a resend).
+        b = self.start_backend(name="b")
+        down = "127.0.0.1:%d" % free_port()
+        p = self.start_portico(upstream_config([down, b.address], "round_robin"))
+        c = self.client(p.port)
+        for i in range(3):  # the first goes to the refusing server; the next ones skip it
+            c.send(b"GET /echo/t%d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"0\r\nX-Checksum: abc%d\r\n\r\n" % (i, i))
+            r = c.read_response()
+            self.assertEqual((r.status, r.header("X-Backend")), (200, "b"), "request %d: %r" % (i, r))
+            doc = r.json()
+            self.assertEqual((doc["path"], doc["chunked"], doc["trailers"]),
+                             ("/echo/t%d" % i, True, [["X-Checksum", "abc%d" % i]]))
+        self.assertEqual(b.request_count(), 3)
+
     def test_refusing_server_is_skipped_then_probed_again(self):
         port = free_port()
         b = self.start_backend(name="b")

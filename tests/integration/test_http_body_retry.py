@@ -31,6 +31,7 @@ class ScriptedUpstream:
         self.drop_after = drop_after
         self.heads = []          # (connection number, request line)
         self.accepted = []       # (connection number, request line, body length)
+        self.trailers = []       # (connection number, request line, trailer lines) of chunked ones
         self.dropped = threading.Event()
         self.lock = threading.Lock()
         self.server = TcpServer(self.serve)
@@ -63,16 +64,19 @@ class ScriptedUpstream:
                         buf += chunk
                     self.dropped.set()
                     return  # closed mid-body, no answer
-                body, buf = self.read_body(sock, head, buf)
+                body, buf, trailers = self.read_body(sock, head, buf)
                 if body is None:
                     return
                 with self.lock:
                     self.accepted.append((number, line, len(body)))
+                    if trailers is not None:
+                        self.trailers.append((number, line, trailers))
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     @staticmethod
     def read_body(sock, head, buf):
-        """(body, rest) of a request whose head is `head`; (None, b"") at EOF mid-body."""
+        """(body, rest, trailer lines or None) of a request whose head is `head`; (None, b"", None)
+        at EOF mid-body."""
         lower = head.lower()
 
         def more():
@@ -91,18 +95,25 @@ class ScriptedUpstream:
                     size = int(size_line.split(b";")[0], 16)
                     while len(buf) < size + 2:
                         buf += more()
+                    if size == 0:  # the trailer section: field lines, then an empty line
+                        trailers = []
+                        while True:
+                            while b"\r\n" not in buf:
+                                buf += more()
+                            field, buf = buf.split(b"\r\n", 1)
+                            if not field:
+                                return body, buf, trailers
+                            trailers.append(field.decode("latin-1"))
                     body, buf = body + buf[:size], buf[size + 2:]
-                    if size == 0:
-                        return body, buf
             length = 0
             for header in lower.split(b"\r\n")[1:]:
                 if header.startswith(b"content-length:"):
                     length = int(header.split(b":", 1)[1])
             while len(buf) < length:
                 buf += more()
-            return buf[:length], buf[length:]
+            return buf[:length], buf[length:], None
         except (EOFError, OSError):
-            return None, b""
+            return None, b"", None
 
     def stop(self):
         self.server.stop()
@@ -199,6 +210,19 @@ class BodyRetry(PorticoTestCase):
         self.assertEqual(r.status, 200, r)
         with upstream.lock:
             self.assertEqual(upstream.accepted[-1], (2, "PUT /empty HTTP/1.1", 0))
+
+    def test_trailers_only_get_is_retried_with_its_trailers(self):
+        # As above, with a trailer section: it went to the dead connection too and is kept for the
+        # repeat (a request with trailers used to be answered 502 instead).
+        upstream, p, c = self.start(drop_after=0)
+        c.request("GET", "/sum", headers=[("Transfer-Encoding", "chunked")])
+        c.send(b"0\r\nX-Checksum: abc\r\nX-More: 1\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        with upstream.lock:
+            self.assertEqual(upstream.accepted[-1], (2, "GET /sum HTTP/1.1", 0))
+            self.assertEqual(upstream.trailers[-1], (2, "GET /sum HTTP/1.1", ["X-Checksum: abc", "X-More: 1"]))
+        self.assertEqual(c.roundtrip("GET", "/after").status, 200)
 
     def test_bodyless_post_on_a_stale_pooled_connection_is_not_repeated(self):
         # RFC 9112 9.3.1.1: the upstream read the whole request before closing and may have acted

@@ -145,6 +145,10 @@ private:
     const std::vector<std::pair<std::string, std::string>>* set_headers_ = nullptr;
     std::string head_;                      // the serialized request head, kept for a retry (its
                                             // capacity kept from request to request)
+    // A chunked request's end as sent when it carried trailers ("0\r\n", the fields, "\r\n"),
+    // kept for a resend as head_ is: bounded by max_header_bytes, as the client's trailer section.
+    // Empty otherwise (a resend then ends with the bare last chunk).
+    std::string last_chunk_;
     std::unique_ptr<net::Stream> upstream_;
     http::MessageParser response_parser_;
     net::Deadline timer_;
@@ -161,7 +165,6 @@ private:
     bool request_done_ = false;
     std::uint64_t body_sent_ = 0;           // request body bytes handed to the upstream (read
                                             // from the client: once > 0, never resent)
-    bool trailers_sent_ = false;            // not kept either: a request with them is never resent
     bool response_complete_ = false;
     bool upgrade_accepted_ = false;         // a valid 101 went to the client
     int callback_depth_ = 0;                // CallbackScope
