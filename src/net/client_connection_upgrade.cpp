@@ -77,14 +77,10 @@ void ClientConnection::startSession(std::unique_ptr<ws::Session> session) {
     session_ = std::move(session);
     // Nothing more to parse, and the handshake's head is logged: an idle WebSocket keeps no HTTP
     // phase (the parser with llhttp's state, the request, the response writer, the idle
-    // exchange). The bridge still reads the head for its CLOSE and DISCONNECT requests.
+    // exchange). A bridge copied what it forwards of the head when it was made (its CLOSE and
+    // DISCONNECT requests carry that copy) and has an exchange of its own.
     ws_route_ = http_->req.route;
-    if (bridge_) {
-        http_->parser.reset();
-        http_->timer.stop();  // no HTTP timeout from now on: the session has its own timers
-    } else {
-        worker_.httpPhases().give(std::move(http_));
-    }
+    worker_.httpPhases().give(std::move(http_));
     ws_stats_ = &snapshot_->routeStats(*ws_route_);
     ws_stats_->ws_open.add();
     session_->start();

@@ -192,6 +192,26 @@ class Bridge(PorticoTestCase):
         texts = [c for q in self.app.requests for t, c in q.events if t == "TEXT"]
         self.assertEqual(sorted(texts), [b"m0", b"m1", b"m2", b"m3"])
 
+    def test_later_requests_carry_the_handshake_after_its_phase_went_to_another_connection(self):
+        # The connection's HTTP phase (parser with the handshake's head) goes back to the worker
+        # when the session starts and the next connection parses its own head in it: the bridge's
+        # later requests, its CLOSE too, carry the copy it made of the first handshake.
+        self.start()
+        ws = self.connect("/chat?room=1", headers=[("Cookie", "sid=first")])
+        self.assertEqual(ws.recv_text(), "welcome")
+        other = self.connect("/chat?room=2", headers=[("Cookie", "sid=second")])
+        self.assertEqual(other.recv_text(), "welcome")
+        ws.send_text("hi")
+        self.assertEqual(ws.recv_text(), "echo:hi meta=alice")
+        ws.send_close(1000, b"")
+        ws.expect_close()
+        reqs = self.app.wait_for(lambda r: any(t == "CLOSE" for q in r for t in q.types()))
+        first_id = reqs[0].header("Connection-Id")
+        mine = [r for r in reqs if r.header("Connection-Id") == first_id]
+        self.assertEqual([t for r in mine for t in r.types()][-1], "CLOSE")
+        for r in mine:
+            self.assertEqual((r.path, r.header("Cookie")), ("/chat?room=1", "sid=first"), r.types())
+
     def test_client_close_sends_close_event(self):
         self.start()
         ws = self.connect()

@@ -230,7 +230,7 @@ private:
         unsigned requests = 0;  // completed on this connection
         Request req;
     };
-    std::unique_ptr<HttpPhase> http_;  // null once a WebSocket session runs (but with the bridge)
+    std::unique_ptr<HttpPhase> http_;  // null once a WebSocket session runs (the bridge's too)
     // websocket mode http: the WebSocket's events to and from the app. Declared before session_,
     // whose app refers to it, so that it is destroyed after it.
     std::unique_ptr<bridge::Bridge> bridge_;
