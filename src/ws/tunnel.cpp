@@ -84,7 +84,8 @@ void Tunnel::onDrained(net::ByteStream& stream) {
 void Tunnel::onEof(net::ByteStream& stream) {
     if (ended_) return;
     // WebSocket has no half-open state: one side closing ends the session. What the other side
-    // still has queued is flushed, then it gets the FIN too (closeGracefully in end()).
+    // still has queued is flushed, then it gets the FIN too (closeFinished in end(); with TLS,
+    // close_notify first).
     end(&stream == client_.get() ? "client closed" : "upstream closed", true);
 }
 
@@ -103,7 +104,10 @@ void Tunnel::end(const char* reason, bool finished) {
     ended_ = true;
     idle_.stop();
     lifetime_.stop();
-    // What one side still has queued (the other side's last bytes) is flushed before closing.
+    // What one side still has queued (the other side's last bytes) is flushed before closing,
+    // unless that side is reset (onError: the other side failed, markOtherSideFailed): its RST
+    // drops the queue, as the failed side's own reset did its bytes (and a TLS side gets no
+    // close_notify, which would say the stream ended whole).
     net::closeBoth(loop_, std::move(client_), std::move(upstream_), finished ? net::Ending::Finished : net::Ending::Linger);
     owner_.onSessionEnd(reason, counts());
 }

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import backends  # noqa: E402
 import ws_client  # noqa: E402
 from portico_harness import main, slow_factor  # noqa: E402
+from tls_certs import shared_pki  # noqa: E402
 from ws_client import OP_CLOSE, ConnectionClosed  # noqa: E402
 from ws_peers import (NODE, PEERS_DIR, WsTestCase, echo_config, node_available,  # noqa: E402
                       start_raw_python_backend, wait_for, ws_proxy_config, ws_url)
@@ -245,6 +247,96 @@ class AbortsMapBothWays(WsTestCase):
         # Frames mode speaks WebSocket to the client: our Close 1001 must arrive, so no RST.
         close = ws_client.build_frame(OP_CLOSE, ws_client.close_payload(1001), mask=False)
         self.assertEqual(self.client_end_after_upstream("frames", "hello_then_reset"), ("eof", close))
+
+
+class TlsUpstreamEnds(WsTestCase):
+    """A tunnel to an upstream over TLS ends as over plain TCP, in TLS's words: after the client's
+    FIN the upstream gets close_notify, then a FIN; after the client's reset it gets a reset and
+    no close_notify (an abort: a close_notify would say the stream ended whole, RFC 8446 6.1)."""
+
+    test_timeout = 60
+
+    def start_tls_backend(self):
+        """A WebSocket upstream over TLS that reads TCP itself (ssl.MemoryBIO), so that it can tell
+        close_notify, FIN and reset apart. .ends lists what it saw after the first frame."""
+        pki, certs = shared_pki()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certs["localhost"].cert, certs["localhost"].key)
+        self.ends, self.received = [], threading.Event()
+
+        def serve(sock):
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = ctx.wrap_bio(incoming, outgoing, server_side=True)
+
+            def pump():
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+
+            def call(op):
+                """op() through TLS, reading TCP as it asks: its result, or what ended TCP."""
+                while True:
+                    try:
+                        return op()
+                    except ssl.SSLWantReadError:
+                        pump()
+                        try:
+                            data = sock.recv(65536)
+                        except ConnectionResetError:
+                            raise EOFError("reset")
+                        if not data:
+                            raise EOFError("fin")
+                        incoming.write(data)
+
+            with sock:
+                sock.settimeout(10 * slow_factor())
+                try:
+                    call(tls.do_handshake)
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        head += call(lambda: tls.read(65536))
+                    key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", head).group(1)
+                    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+                    tls.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                    pump()
+                    call(lambda: tls.read(65536))  # the client's first frame
+                    self.received.set()
+                    while call(lambda: tls.read(65536)):
+                        pass
+                    raise ssl.SSLZeroReturnError()  # an SSLObject reads b"" at close_notify
+                except ssl.SSLZeroReturnError:
+                    self.ends.append("close_notify")
+                    try:
+                        while sock.recv(65536):
+                            pass
+                        self.ends.append("fin")
+                    except ConnectionResetError:
+                        self.ends.append("reset")
+                except EOFError as e:
+                    self.ends.append(str(e))
+
+        b = backends.TcpServer(serve)
+        self.addCleanup(b.stop)
+        cfg = ws_proxy_config(b.address, mode="tunnel")
+        cfg["upstreams"]["app"]["tls"] = {"ca": pki.ca_file, "sni": "localhost"}
+        return self.start_portico(cfg)
+
+    def upstream_end_after_client(self, finish):
+        p = self.start_tls_backend()
+        ws = self.ws_connect(p.port, "/ws/x")
+        ws.send_text("up")
+        self.assertTrue(self.received.wait(5 * slow_factor()), "nothing reached the upstream")
+        finish(ws)
+        self.assertTrue(wait_for(lambda: self.ends[-1:] in (["fin"], ["reset"]), 5),
+                        "the upstream connection stayed open: %r" % self.ends)
+        return self.ends
+
+    def test_a_client_fin_is_close_notify_then_a_fin_upstream(self):
+        self.assertEqual(self.upstream_end_after_client(lambda ws: ws.sock.shutdown(socket.SHUT_WR)),
+                         ["close_notify", "fin"])
+
+    def test_a_client_reset_is_a_reset_without_close_notify_upstream(self):
+        self.assertEqual(self.upstream_end_after_client(lambda ws: ws.abort()), ["reset"])
 
 
 class BrowserSeesACleanClose(WsTestCase):
