@@ -459,15 +459,14 @@ std::size_t Stream::readPlain(bool& eof, int& error, bool peer_shut) {
             bulk_ = got == kReadChunk;
             if (!fillSlot(slot, got, buffered)) return buffered;
             if (bulk_) continue;
-            // The peer's FIN had come (EPOLLRDHUP) and this read took all there was before it:
-            // the end, without a recv that returns 0 (nginx's pending_eof). Only for a relay,
-            // which ends its session at a peer's end anyway; an HTTP connection that stopped
-            // reading while it answers hears a half-close when it reads again, as before.
-            // Not fixed: a read also stops short at TCP urgent data's mark (MSG_OOB), and then
-            // what the peer sent after the mark, before its FIN, is lost. Telling the two apart
-            // costs a syscall per relay end (one more recv, or SIOCATMARK) unless epoll reports
-            // EPOLLPRI, which libevent 2.1 does not ask for; WebSocket peers send no urgent data.
-            eof = peer_shut && direct_read_;
+            // The peer's FIN had come (EPOLLRDHUP): a relay, which ends its session at a peer's
+            // end anyway, reads on to the recv that returns 0, as nginx does (pending_eof). A
+            // short read does not prove it took all there was before the FIN: a read also stops
+            // at TCP urgent data's mark (MSG_OOB), and the bytes sent after the mark were lost
+            // (and, left unread, made the close a reset). One recv more when data and FIN come
+            // together; the urgent byte itself is not relayed (nor by nginx). An HTTP connection
+            // that stopped reading while it answers hears a half-close when it reads again.
+            if (peer_shut && direct_read_) continue;
             return buffered;
         }
         bulk_ = false;
