@@ -8,6 +8,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -73,20 +74,31 @@ void drop(TlsBufferSweepList* list) {
     std::erase_if(t_lists, [list](const auto& owned) { return owned.get() == list; });
 }
 
+// Kept buffer pairs that sweeps on this thread (a worker) freed since its last malloc_trim.
+thread_local std::size_t t_freed_since_trim = 0;
+std::atomic<std::size_t> g_trims{0};
+
 // One sweep, then what it freed goes back to the kernel when it was much: glibc keeps freed
 // chunks that are not at the top of the heap, and buffers that lived a second or two among
 // longer-lived allocations (the connections' own state, made at the same time) leave holes that
 // would keep the RSS of a burst of connections at its peak. malloc_trim returns the whole pages
-// of free chunks (one madvise each); it runs only after a sweep freed at least
-// kTrimAfterStreams connections' buffers (~1 MB), i.e. after a burst went idle, never per
-// connection.
+// of free chunks (one madvise each), but it walks and locks every arena in turn, the other
+// workers' too: it waits for a busy worker's allocations and makes them wait (measured with 4
+// workers on 2 cores: a few hundred microseconds of CPU, up to ~100 ms of wall time under load;
+// bench/RESULTS.md). So it runs only when a sweep left its loop with no TLS stream holding
+// buffers (every connection of the worker that was busy has been idle for a second: a burst
+// ended, not while load goes on) and sweeps on this thread freed at least kTrimAfterStreams
+// buffer pairs (~1 MB) since its last trim: at most once per burst per worker.
 void sweepAndTrim(TlsBufferSweepList* list) {
-    const std::size_t freed = list->sweep();
-    if (list->streams.empty()) drop(list);
+    t_freed_since_trim += list->sweep();
+    if (!list->streams.empty()) return;
+    drop(list);
 #if defined(__GLIBC__)
-    if (freed >= TlsBufferSweep::kTrimAfterStreams) malloc_trim(0);
-#else
-    (void)freed;
+    if (t_freed_since_trim >= TlsBufferSweep::kTrimAfterStreams) {
+        t_freed_since_trim = 0;
+        malloc_trim(0);
+        g_trims.fetch_add(1, std::memory_order_relaxed);
+    }
 #endif
 }
 
@@ -124,6 +136,8 @@ void TlsBufferSweep::remove(Stream& stream, event_base* base) {
 void TlsBufferSweep::sweepNow(event_base* base) {
     if (TlsBufferSweepList* list = find(base)) sweepAndTrim(list);
 }
+
+std::size_t TlsBufferSweep::trims() { return g_trims.load(std::memory_order_relaxed); }
 
 std::size_t TlsBufferSweep::listed(event_base* base) {
     TlsBufferSweepList* list = find(base);

@@ -36,9 +36,11 @@ class TlsBufferSweep {
 public:
     static constexpr std::chrono::milliseconds kInterval{1000};
     static constexpr std::uint32_t kUnlisted = UINT32_MAX;
-    // A sweep that freed the kept buffers of at least this many streams (~1 MB) gives free heap
-    // pages back to the kernel (malloc_trim): busy connections gone idle together leave the
-    // buffers' holes among the connections' own state, which glibc would keep resident.
+    // A sweep that leaves its loop with no stream holding buffers, after sweeps on its thread
+    // freed the kept buffers of at least this many streams (~1 MB) since the last trim, gives
+    // free heap pages back to the kernel (malloc_trim): busy connections gone idle together
+    // leave the buffers' holes among the connections' own state, which glibc would keep
+    // resident. Not while some stay busy: malloc_trim locks every worker's arena in turn.
     static constexpr std::size_t kTrimAfterStreams = 32;
 
     // `stream` (on `base`) holds buffers from now on: it is listed (its slot is set).
@@ -49,6 +51,8 @@ public:
     static void sweepNow(event_base* base);
     // How many streams on `base` are listed, i.e. may hold OpenSSL buffers (tests, benchmarks).
     static std::size_t listed(event_base* base);
+    // How many times sweeps called malloc_trim in this process (tests, benchmarks).
+    static std::size_t trims();
 };
 
 }  // namespace portico::net
