@@ -199,30 +199,29 @@ class BodyRetry(PorticoTestCase):
         with upstream.lock:
             self.assertEqual(upstream.accepted[-1], (2, "PUT /upload HTTP/1.1", PART))
 
+    def resend_of_a_body_that_ended_at_once(self, method, target, last_chunk, trailers):
+        upstream, p, c = self.start(drop_after=0)
+        c.request(method, target, headers=[("Transfer-Encoding", "chunked")])
+        c.send(last_chunk)
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        line = "%s %s HTTP/1.1" % (method, target)
+        with upstream.lock:
+            self.assertEqual(upstream.accepted[-1], (2, line, 0))
+            self.assertEqual(upstream.trailers[-1], (2, line, trailers))
+        self.assertEqual(c.roundtrip("GET", "/after").status, 200)
+
     def test_empty_chunked_put_is_retried_with_its_last_chunk(self):
         # The whole request (head and the last chunk) went to the pooled connection that died:
         # the repeat must carry the last chunk again, or the upstream waits for the body's end
         # and the client gets 504 after read_timeout.
-        upstream, p, c = self.start(drop_after=0)
-        c.request("PUT", "/empty", headers=[("Transfer-Encoding", "chunked")])
-        c.send(b"0\r\n\r\n")
-        r = c.read_response()
-        self.assertEqual(r.status, 200, r)
-        with upstream.lock:
-            self.assertEqual(upstream.accepted[-1], (2, "PUT /empty HTTP/1.1", 0))
+        self.resend_of_a_body_that_ended_at_once("PUT", "/empty", b"0\r\n\r\n", [])
 
     def test_trailers_only_get_is_retried_with_its_trailers(self):
         # As above, with a trailer section: it went to the dead connection too and is kept for the
         # repeat (a request with trailers used to be answered 502 instead).
-        upstream, p, c = self.start(drop_after=0)
-        c.request("GET", "/sum", headers=[("Transfer-Encoding", "chunked")])
-        c.send(b"0\r\nX-Checksum: abc\r\nX-More: 1\r\n\r\n")
-        r = c.read_response()
-        self.assertEqual(r.status, 200, r)
-        with upstream.lock:
-            self.assertEqual(upstream.accepted[-1], (2, "GET /sum HTTP/1.1", 0))
-            self.assertEqual(upstream.trailers[-1], (2, "GET /sum HTTP/1.1", ["X-Checksum: abc", "X-More: 1"]))
-        self.assertEqual(c.roundtrip("GET", "/after").status, 200)
+        self.resend_of_a_body_that_ended_at_once("GET", "/sum", b"0\r\nX-Checksum: abc\r\nX-More: 1\r\n\r\n",
+                                                 ["X-Checksum: abc", "X-More: 1"])
 
     def test_bodyless_post_on_a_stale_pooled_connection_is_not_repeated(self):
         # RFC 9112 9.3.1.1: the upstream read the whole request before closing and may have acted

@@ -34,6 +34,29 @@ from ws_peers import (NODE, PEERS_DIR, WsTestCase, echo_config, node_available, 
 JUNK = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n"
 
 
+def switching_protocols(head):
+    """A backend's 101 answering the request head `head` (its Sec-WebSocket-Key)."""
+    key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", head).group(1)
+    accept = base64.b64encode(hashlib.sha1(key + ws_client.GUID).digest())
+    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+
+
+def raw_upgrade(testcase, port, sock=None):
+    """A raw client socket (`sock`, or a new one; closed on cleanup) upgraded on /ws/: the 101
+    read byte by byte, so that nothing after it is."""
+    c = sock or socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    testcase.addCleanup(c.close)
+    c.connect(("127.0.0.1", port))
+    c.sendall(b"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += c.recv(1)
+    testcase.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+    return c
+
+
 def frames_until_eof(testcase, ws, timeout=5.0):
     """Every frame the server sends until it closes TCP; the first Close is answered with its
     code (as a browser does). Fails the test when the TCP connection stays open."""
@@ -111,10 +134,7 @@ class TunnelLastBytes(WsTestCase):
             head = b""
             while b"\r\n\r\n" not in head:
                 head += s.recv(4096)
-            key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", head).group(1)
-            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-            s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            s.sendall(switching_protocols(head))
             go.wait(30)  # never reads: the client's bytes back up into Portico
             s.sendall(b"L" * self.LAST)
             s.shutdown(socket.SHUT_WR)
@@ -125,15 +145,8 @@ class TunnelLastBytes(WsTestCase):
         self.addCleanup(b.stop)
         p = self.start_portico(ws_proxy_config(b.address, mode="tunnel"))
         c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.addCleanup(c.close)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # the last bytes wait in Portico's send queue
-        c.connect(("127.0.0.1", p.port))
-        c.sendall(b"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += c.recv(1)
-        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        raw_upgrade(self, p.port, c)
         # Fill everything between the client and the backend until Portico stops reading.
         c.setblocking(False)
         chunk, stalled_since = b"x" * 65536, None
@@ -266,10 +279,7 @@ class UrgentDataThenFin(WsTestCase):
             while b"\r\n\r\n" not in head:
                 head += s.recv(4096)
             head, data = head.split(b"\r\n\r\n", 1)
-            key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", head).group(1)
-            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-            s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            s.sendall(switching_protocols(head))
             s.settimeout(10 * slow_factor())
             try:
                 while True:
@@ -289,14 +299,7 @@ class UrgentDataThenFin(WsTestCase):
         for attempt in range(3):  # the race it depends on (data and FIN read in one wakeup) is usual, not sure
             with self.subTest(attempt=attempt):
                 del received[:], ends[:]
-                c = socket.create_connection(("127.0.0.1", p.port))
-                self.addCleanup(c.close)
-                c.sendall(b"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    head += c.recv(1)
-                self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+                c = raw_upgrade(self, p.port)
                 c.send(b"abc")
                 c.send(b"X", socket.MSG_OOB)
                 c.send(b"def")
@@ -355,10 +358,7 @@ class TlsUpstreamEnds(WsTestCase):
                     head = b""
                     while b"\r\n\r\n" not in head:
                         head += call(lambda: tls.read(65536))
-                    key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", head).group(1)
-                    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-                    tls.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                              b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                    tls.write(switching_protocols(head))
                     pump()
                     call(lambda: tls.read(65536))  # the client's first frame
                     self.received.set()
