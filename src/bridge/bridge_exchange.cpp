@@ -250,8 +250,8 @@ bool Bridge::applyAnswerHeaders() {
             long seconds = 0;
             if (!parseNumber(h.value, seconds)) return false;
             // Pushpin raises intervals under 20 s to 20 s; we take down to 1 s (a test or a
-            // demo wants a short one); 0 or less turns it off.
-            keepalive_interval_ = std::chrono::seconds(seconds <= 0 ? 0 : std::max(1L, seconds));
+            // demo wants a short one) and up to a day; 0 or less turns it off.
+            keepalive_interval_ = std::chrono::seconds(seconds <= 0 ? 0 : std::clamp(seconds, 1L, kMaxKeepAliveSeconds));
         }
     }
     std::size_t meta_bytes = 0;

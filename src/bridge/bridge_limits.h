@@ -12,6 +12,9 @@ inline constexpr std::size_t kMaxMetaBytes = 8 * 1024;
 inline constexpr std::size_t kMaxControlBytes = 125;
 // GRIP channels one WebSocket may be subscribed to at once; beyond, a subscribe is ignored.
 inline constexpr std::size_t kMaxSubscriptions = 64;
+// The longest Keep-Alive-Interval taken from an app (seconds; a day, as GRIP's timeouts): a
+// larger value is cut to it, so that no interval overflows the timer's milliseconds.
+inline constexpr long kMaxKeepAliveSeconds = 86400;
 // Seconds a Grip-Sig token is valid (its "exp").
 inline constexpr long long kGripSigLifetime = 3600;
 

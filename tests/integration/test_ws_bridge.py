@@ -63,6 +63,8 @@ class ChatApp:
                     headers.append(("Sec-WebSocket-Protocol", "chat.v1"))
                 if "keepalive" in req.path:
                     headers.append(("Keep-Alive-Interval", "1"))
+                if req.path.startswith("/hugeinterval"):
+                    headers.append(("Keep-Alive-Interval", "9223372036854775807"))  # INT64_MAX s
             elif typ == "TEXT" and content.startswith(b"control:"):
                 # "control:TYPE:payload": the app answers with a PING or PONG event.
                 _, kind, payload = content.split(b":", 2)
@@ -314,6 +316,18 @@ class Bridge(PorticoTestCase):
         empty = [q for q in self.app.requests if not q.events]
         self.assertTrue(empty)
         self.assertEqual(empty[0].header("Meta-User"), "alice")
+
+    def test_a_huge_keep_alive_interval_is_a_long_one(self):
+        # INT64_MAX seconds overflowed the timer's milliseconds: a keep-alive request storm
+        # against the app (thousands a second), or UBSan's abort.
+        self.start()
+        ws = self.connect("/hugeinterval")
+        self.assertEqual(ws.recv_text(), "welcome")
+        time.sleep(1.0)
+        self.assertEqual(len(self.app.requests), 1, "only the OPEN: no keep-alive request")
+        ws.send_text("hi")
+        self.assertEqual(ws.recv_text(), "echo:hi meta=alice")
+        self.assertEqual(len(self.app.requests), 2)
 
 
 class TlsApp(PorticoTestCase):
