@@ -167,6 +167,7 @@ void EndpointSession::sendBinary(std::string_view data) {
 void EndpointSession::sendEncoded(evbuffer* frames) {
     if (!isOpen()) return;
     queueEncoded(frames);
+    idle_.touch();  // what the app sends is traffic too (websocket.idle_timeout: either way)
     client_->flush();
 }
 
@@ -181,7 +182,11 @@ void EndpointSession::queueEncoded(evbuffer* frames) {
 std::size_t EndpointSession::queuedBytes() const { return client_ ? client_->outputLength() : 0; }
 
 void EndpointSession::flush() {
-    if (!ended_) client_->flush();
+    if (ended_) return;
+    // websocket.idle_timeout counts traffic either way: a subscriber that only receives is not
+    // idle. Once per flush, not per message (a pub/sub hub flushes once per loop iteration).
+    if (client_->outputLength() > 0) idle_.touch();
+    client_->flush();
 }
 
 void EndpointSession::close(std::uint16_t code, std::string_view reason) {
@@ -196,12 +201,14 @@ void EndpointSession::disconnect(const char* reason) {
 
 bool EndpointSession::sendPing(std::string_view payload) {
     if (ended_ || !codec_.sendPing(payload)) return false;
+    idle_.touch();
     client_->flush();
     return true;
 }
 
 bool EndpointSession::sendPong(std::string_view payload) {
     if (ended_ || !codec_.sendPong(payload)) return false;
+    idle_.touch();
     client_->flush();
     return true;
 }

@@ -11,7 +11,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 import ws_client  # noqa: E402
-from portico_harness import main, slow_factor  # noqa: E402
+from http_client import http_request  # noqa: E402
+from portico_harness import main, make_config, slow_factor  # noqa: E402
 from ws_client import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT  # noqa: E402
 from ws_peers import (WsTestCase, echo_config, start_raw_python_backend, wait_for,  # noqa: E402
                       ws_proxy_config)
@@ -310,6 +311,21 @@ class Timers(WsTestCase):
                                                       "ping_interval": 0}))
         ws = self.ws_connect(p.port, "/echo")
         self.assertEqual(ws.fail_reason(5 * slow_factor()), 1001)
+
+    def test_a_subscriber_that_only_receives_is_not_idle(self):
+        # idle_timeout is "no traffic either way": a pubsub subscriber that never sends but
+        # gets a message every 0.3 s was closed 1001 "idle timeout" after 1 s.
+        p = self.start_portico(make_config(routes=[{"path": "/live/", "handler": "pubsub",
+                                                    "websocket": {"idle_timeout": "1s",
+                                                                  "ping_interval": 0}}]))
+        ws = self.ws_connect(p.port, "/live/ticks")
+        self.assertTrue(wait_for(lambda: http_request(p.port, "GET", "/live/ticks").json()
+                                 ["subscribers"] == 1, timeout=5))
+        for i in range(8):  # 2.4 s of messages towards the client only
+            self.assertEqual(http_request(p.port, "POST", "/live/ticks", body=b"t%d" % i).status, 200)
+            self.assertEqual(ws.recv_text(), "t%d" % i)
+            time.sleep(0.3)
+        self.assertEqual(ws.fail_reason(5 * slow_factor()), 1001, "idle once the messages stop")
 
     def test_frames_ping_interval_pings_the_client(self):
         b = self.start_ws_backend("python")

@@ -73,6 +73,8 @@ public:
     void queueEncoded(evbuffer* frames);
     std::size_t queuedBytes() const;
     // Writes what the socket takes now; if bytes remain, onDrained follows once they drain.
+    // What the app sends (flush with bytes queued, sendEncoded, sendPing, sendPong) is traffic
+    // for websocket.idle_timeout, as what the client sends is; the session's own pings are not.
     void flush();
     // Starts the close handshake with `code`; the connection closes once it is flushed.
     void close(std::uint16_t code, std::string_view reason = {});
