@@ -7,6 +7,7 @@
 #include "portico/core/json_reader.h"
 #include "portico/http/head.h"
 #include "portico/ws/close_code.h"
+#include "portico/ws/utf8_validator.h"
 
 namespace portico::bridge {
 
@@ -116,6 +117,12 @@ std::optional<ControlMessage> parseControlMessage(std::string_view json, std::st
                 error = "unknown \"message-type\"";
                 return std::nullopt;
             }
+        }
+        // A text frame must be UTF-8 (RFC 6455 8.1): content-bin sent as text could break that,
+        // and the client would fail the connection with 1007 for a frame of ours.
+        if (m.message_type == ControlMessage::MessageType::Text && !ws::Utf8Validator::isValid(m.content)) {
+            error = "text content is not UTF-8";
+            return std::nullopt;
         }
         // Pushpin 1.36's defaults (handler/engine.cpp): 55 s for keep-alive, 1 s for
         // send-delayed; 0 means the default there too.

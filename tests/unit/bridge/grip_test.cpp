@@ -58,7 +58,9 @@ TEST_CASE("grip control messages: malformed ones are refused with a reason", "[b
                             R"({"type":"set-meta","name":"a b"})", R"({"type":"keep-alive","content-bin":"!"})",
                             R"({"type":"keep-alive","timeout":-1})", R"({"type":"keep-alive","message-type":"x"})",
                             R"({"type":"send-delayed","timeout":1.5})", R"({"type":"send-delayed","content-bin":"!"})",
-                            R"({"type":"close","code":1005})", R"({"type":"session","id":"x"})", R"({"type":"nope"})"}) {
+                            R"({"type":"close","code":1005})",
+                            R"({"type":"keep-alive","content-bin":"/w==","message-type":"text"})",
+                            R"({"type":"send-delayed","content-bin":"wA==","message-type":"text"})", R"({"type":"session","id":"x"})", R"({"type":"nope"})"}) {
         INFO(bad);
         std::string error;
         CHECK_FALSE(parseControlMessage(bad, error));
