@@ -243,9 +243,7 @@ void Bridge::handleOpenAnswer() {
 bool Bridge::applyAnswerHeaders() {
     for (const http::Header& h : response_.headers) {
         if (h.name.size() > 9 && http::equalsIgnoreCase(std::string_view(h.name).substr(0, 9), "Set-Meta-")) {
-            std::string name = h.name.substr(9);
-            std::erase_if(meta_, [&](const auto& m) { return http::equalsIgnoreCase(m.first, name); });
-            if (!h.value.empty()) meta_.emplace_back(std::move(name), h.value);
+            if (!setMeta(h.name.substr(9), h.value)) return false;
         } else if (http::equalsIgnoreCase(h.name, "Keep-Alive-Interval")) {
             long seconds = 0;
             if (!parseNumber(h.value, seconds)) return false;
@@ -254,9 +252,16 @@ bool Bridge::applyAnswerHeaders() {
             keepalive_interval_ = std::chrono::seconds(seconds <= 0 ? 0 : std::clamp(seconds, 1L, kMaxKeepAliveSeconds));
         }
     }
-    std::size_t meta_bytes = 0;
-    for (const auto& [name, value] : meta_) meta_bytes += name.size() + value.size();
-    if (meta_bytes > kMaxMetaBytes) return false;
+    return true;
+}
+
+bool Bridge::setMeta(std::string name, std::string_view value) {
+    std::size_t bytes = name.size() + value.size();
+    for (const auto& [kept_name, kept_value] : meta_)
+        if (!http::equalsIgnoreCase(kept_name, name)) bytes += kept_name.size() + kept_value.size();
+    if (!value.empty() && bytes > kMaxMetaBytes) return false;
+    std::erase_if(meta_, [&](const auto& m) { return http::equalsIgnoreCase(m.first, name); });
+    if (!value.empty()) meta_.emplace_back(std::move(name), value);
     return true;
 }
 

@@ -82,8 +82,10 @@ void Bridge::applyControl(std::string_view json) {
             session_->close(control->code, control->reason);
             return;
         case ControlMessage::Type::SetMeta:
-            std::erase_if(meta_, [&](const auto& m) { return http::equalsIgnoreCase(m.first, control->name); });
-            if (!control->value.empty()) meta_.emplace_back(control->name, control->value);
+            if (!setMeta(control->name, control->value)) {
+                LOG_INFO("bridge %s: connection %s: ignoring a set-meta: Meta-* over %zu bytes", route_.path.c_str(),
+                         connection_id_.c_str(), kMaxMetaBytes);
+            }
             return;
     }
 }

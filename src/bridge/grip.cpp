@@ -93,6 +93,15 @@ std::optional<ControlMessage> parseControlMessage(std::string_view json, std::st
         }
         m.name = *name;
         if (const std::string* value = parsed->findString("value")) m.value = *value;
+        // It becomes a request header (Meta-NAME): a CR or LF would end it and start another
+        // (header injection into the app's requests), so only a field value is taken (RFC 9110
+        // 5.5: no control characters but HTAB).
+        for (char c : m.value) {
+            if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7F) {
+                error = "\"value\" is not a header field value";
+                return std::nullopt;
+            }
+        }
     } else if (*type == "keep-alive" || *type == "send-delayed") {
         // Both carry a message for the client: content or content-bin, message-type, timeout.
         const bool keep_alive = *type == "keep-alive";

@@ -181,6 +181,23 @@ class Grip(PorticoTestCase):
         code, reason = ws.expect_close()
         self.assertEqual((code, reason), (4003, b"done"))
 
+    def test_set_meta_values_are_checked(self):
+        # A set-meta value became a request header as it was: CR LF in it injected headers into
+        # the app's requests, and one over the 8 KiB that Set-Meta-* headers keep was sent once,
+        # then the WebSocket closed 1011 for "bad response headers". Both are ignored now.
+        self.start()
+        ws = self.connect()
+        ws.recv_text()
+        for value in ("bob", "eve\r\nX-Injected: yes", "v" * 9000):
+            ws.send_text("cmd:" + json.dumps({"type": "set-meta", "name": "User", "value": value}))
+            ws.recv_text()
+        ws.send_text("who")
+        self.assertEqual(ws.recv_text(), "echo:who")
+        self.assertEqual(ws.recv_text(), "meta=bob")
+        last = self.app.requests[-1]
+        self.assertIsNone(last.header("X-Injected"))
+        self.assertEqual(last.header("Meta-User"), "bob")
+
     def test_detach_keeps_subscriptions_and_silences_the_app(self):
         self.start()
         ws = self.connect()

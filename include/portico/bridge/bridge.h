@@ -141,6 +141,9 @@ private:
     void handleOpenAnswer();
     bool handleAnswer();
     bool applyAnswerHeaders();
+    // Sets Meta-`name` for the next requests (an empty value removes it). False, changing
+    // nothing, when the kept values would exceed kMaxMetaBytes (bridge_limits.h).
+    bool setMeta(std::string name, std::string_view value);
     bool deliverEvents(std::size_t& offset);
     void fail(const char* what, const std::string& detail = {});
     void failAnswer(const char* what, const std::string& detail = {});

@@ -59,6 +59,8 @@ TEST_CASE("grip control messages: malformed ones are refused with a reason", "[b
                             R"({"type":"keep-alive","timeout":-1})", R"({"type":"keep-alive","message-type":"x"})",
                             R"({"type":"send-delayed","timeout":1.5})", R"({"type":"send-delayed","content-bin":"!"})",
                             R"({"type":"close","code":1005})",
+                            R"({"type":"set-meta","name":"User","value":"bob\r\nX-Injected: yes"})",
+                            R"({"type":"set-meta","name":"User","value":"a\u0000b"})",
                             R"({"type":"keep-alive","content-bin":"/w==","message-type":"text"})",
                             R"({"type":"send-delayed","content-bin":"wA==","message-type":"text"})", R"({"type":"session","id":"x"})", R"({"type":"nope"})"}) {
         INFO(bad);
