@@ -208,7 +208,7 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
         std::string_view body(reinterpret_cast<const char*>(payload), length > 0 ? static_cast<std::size_t>(length) : 0);
         if (tracer_) [[unlikely]] {
             // The answer to Portico's own ping stays with Portico (below).
-            const bool ours = h.opcode == Opcode::Pong && &d == &up_ && body == kPingPayload;
+            const bool ours = h.opcode == Opcode::Pong && &d == &up_ && ping_outstanding_ && body == kPingPayload;
             tracer_->frame(ours ? TraceDirection::ClientToPortico : traceDirection(d), h, src.buffer(),
                            static_cast<std::size_t>(header));
         }
@@ -235,7 +235,9 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
             }
             break;
         }
-        if (h.opcode == Opcode::Pong && &d == &up_ && body == kPingPayload) {
+        // Only while our ping waits: an upstream that pings with the same payload (another
+        // Portico behind this one) gets its pongs, or it would close the WebSocket for "no pong".
+        if (h.opcode == Opcode::Pong && &d == &up_ && ping_outstanding_ && body == kPingPayload) {
             ping_outstanding_ = false;  // the answer to our own ping: not the upstream's business
             src.drop(frame_size);
             continue;

@@ -165,8 +165,10 @@ class FramesBatches(WsTestCase):
 
     def test_our_pong_in_the_middle_of_a_batch_is_dropped_and_the_rest_keeps_its_order(self):
         b = self.start_raw_ws_backend("raw_echo")  # records the bytes it reads
-        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={"ping_interval": 0}))
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={"ping_interval": "1s"}))
         ws = self.ws_connect(p.port, "/ws/batch")
+        # Portico's ping first: the pong answering it is Portico's, dropped from the batch.
+        self.assertEqual(ws.recv_frame(timeout=5 * slow_factor()).opcode, OP_PING)
         first = ws_client.build_frame(OP_TEXT, b"first")
         second = ws_client.build_frame(OP_BINARY, b"second" * 30)
         ws.send_raw(first + ws_client.build_frame(OP_PONG, b"portico") + second)
@@ -326,6 +328,28 @@ class Timers(WsTestCase):
             self.assertEqual(ws.recv_text(), "t%d" % i)
             time.sleep(0.3)
         self.assertEqual(ws.fail_reason(5 * slow_factor()), 1001, "idle once the messages stop")
+
+    def test_pongs_to_an_upstreams_pings_reach_it(self):
+        # Frames mode dropped every client Pong with the payload of Portico's own pings, also
+        # when it had not pinged: a Portico behind it (same payload) never got its pongs and
+        # closed the WebSocket 1001 "no pong" after two ping intervals.
+        inner = self.start_portico(echo_config(path="/ws/", websocket={"ping_interval": "1s"}))
+        outer = self.start_portico(ws_proxy_config("127.0.0.1:%d" % inner.port, mode="frames",
+                                                   websocket={"ping_interval": 0}))
+        ws = self.ws_connect(outer.port, "/ws/chain")
+        deadline = time.monotonic() + 4 * slow_factor()
+        pings = 0
+        while time.monotonic() < deadline:
+            try:
+                f = ws.recv_frame(timeout=0.5)
+            except OSError:  # socket.timeout: nothing this half second
+                continue
+            self.assertEqual(f.opcode, OP_PING, "the inner Portico closed: %r" % f)
+            ws.send_frame(OP_PONG, f.payload)
+            pings += 1
+        self.assertGreaterEqual(pings, 2)
+        ws.send_text("still here")
+        self.assertEqual(ws.recv_text(), "still here")
 
     def test_frames_ping_interval_pings_the_client(self):
         b = self.start_ws_backend("python")
