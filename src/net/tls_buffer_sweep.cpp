@@ -130,7 +130,10 @@ void TlsBufferSweep::remove(Stream& stream, event_base* base) {
         return;
     }
     list->unlist(stream.tls_buffer_slot_);
-    if (list->streams.empty()) drop(list);
+    // The last busy stream closed instead of going idle: the burst is over as surely as when
+    // it goes idle. With a trim due, the list and its timer stay for one more sweep, which
+    // finds the list empty and trims (not here: a Stream's destructor runs inside other work).
+    if (list->streams.empty() && t_freed_since_trim < kTrimAfterStreams) drop(list);
 }
 
 void TlsBufferSweep::sweepNow(event_base* base) {

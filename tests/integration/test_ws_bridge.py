@@ -197,8 +197,11 @@ class Bridge(PorticoTestCase):
     def test_later_requests_carry_the_handshake_after_its_phase_went_to_another_connection(self):
         # The connection's HTTP phase (parser with the handshake's head) goes back to the worker
         # when the session starts and the next connection parses its own head in it: the bridge's
-        # later requests, its CLOSE too, carry the copy it made of the first handshake.
-        self.start()
+        # later requests, its CLOSE too, carry the copy it made of the first handshake. One
+        # worker, so that the second connection takes the phase the first gave back.
+        cfg = bridge_config(self.app.address)
+        cfg["workers"] = 1
+        self.p = self.start_portico(cfg)
         ws = self.connect("/chat?room=1", headers=[("Cookie", "sid=first")])
         self.assertEqual(ws.recv_text(), "welcome")
         other = self.connect("/chat?room=2", headers=[("Cookie", "sid=second")])
