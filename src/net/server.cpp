@@ -31,6 +31,11 @@ namespace {
 double unixTime(std::chrono::system_clock::time_point t) {
     return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
+
+// limits.max_connections split evenly over the workers (each accepts on its own sockets).
+std::size_t perWorkerConnections(const config::Config& config, unsigned workers) {
+    return (config.limits.max_connections + workers - 1) / workers;
+}
 }  // namespace
 
 unsigned effectiveWorkerCount(unsigned workers) {
@@ -128,7 +133,7 @@ int Server::run() {
         if (fds.empty()) return 1;
         for (unsigned w = 0; w < workers; ++w) listen_fds[w].push_back(std::move(fds[w]));
     }
-    std::size_t per_worker_limit = (config.limits.max_connections + workers - 1) / workers;
+    std::size_t per_worker_limit = perWorkerConnections(config, workers);
     pubsub::BackplaneFactory backplane;
     if (!makeBackplane(config.pubsub.backplane, backplane)) return 1;
     for (unsigned w = 0; w < workers; ++w)
@@ -204,7 +209,6 @@ void Server::reload() {
             fail("cannot open the access log");
             return;
         }
-        access_sink_ = sink;
     }
     TlsContexts tls;
     std::vector<std::string> tls_errors, tls_warnings;
@@ -223,7 +227,11 @@ void Server::reload() {
     snapshot_ = snapshot;
     pubsub_->configure(next.pubsub);
     core::setLogLevel(static_cast<core::LogLevel>(next.log.level));
-    for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->requestReload(snapshot_, sink, std::move(new_fds[w]));
+    // Only now: a reload that failed above leaves SIGUSR1 reopening the log the workers write.
+    if (sink) access_sink_ = sink;
+    const std::size_t per_worker_limit = perWorkerConnections(next, worker_count_);
+    for (unsigned w = 0; w < worker_count_; ++w)
+        workers_[w]->requestReload({snapshot_, sink, std::move(new_fds[w]), per_worker_limit});
     ++reloads_ok_;
     metrics_->setConfig(config_path_, unixTime(snapshot_->loaded_at), snapshot_->generation);
     metrics_->setReloads(reloads_ok_, reloads_failed_);

@@ -90,11 +90,17 @@ void Worker::requestStop() {
     control_.notify();
 }
 
-void Worker::requestReload(std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
-                           std::map<std::string, core::UniqueFd> new_fds) {
+void Worker::Reload::foldIn(Reload older) {
+    if (!sink) sink = std::move(older.sink);
+    new_fds.merge(older.new_fds);  // a key this reload has too stays in `older`, closed with it
+}
+
+void Worker::requestReload(Reload reload) {
     {
         std::lock_guard lock(reload_mutex_);
-        pending_reload_ = PendingReload{std::move(snapshot), std::move(sink), std::move(new_fds)};
+        // Two reloads in a row can both reach the worker before its loop runs.
+        if (pending_reload_) reload.foldIn(std::move(*pending_reload_));
+        pending_reload_ = std::move(reload);
     }
     control_.notify();
 }
@@ -108,7 +114,7 @@ void Worker::onControl() {
 }
 
 void Worker::applyReload() {
-    std::optional<PendingReload> reload;
+    std::optional<Reload> reload;
     {
         std::lock_guard lock(reload_mutex_);
         reload.swap(pending_reload_);
@@ -134,6 +140,11 @@ void Worker::applyReload() {
         if (fd != reload->new_fds.end()) addListener(i, key, std::move(fd->second));
     }
     old.clear();  // listeners removed from the configuration: their sockets close here
+    max_connections_ = reload->max_connections == 0 ? 1 : reload->max_connections;
+    if (connections_.size() >= max_connections_)
+        pauseAccepting();
+    else
+        resumeAccepting();
     // WebSockets are never cut by a reload, unless the operator asked for it.
     if (const auto& drain = snapshot_->config->reload_drain_timeout) {
         drains_.push_back({snapshot_->generation, std::chrono::steady_clock::now() + *drain});

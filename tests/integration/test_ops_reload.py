@@ -439,6 +439,71 @@ class ReloadInvalid(ReloadBase):
 
 
 # ---------------------------------------------------------------------------------------------
+# What an operator changes besides routes: the connection limit, the access log
+# ---------------------------------------------------------------------------------------------
+def answers(sock, timeout):
+    """True when `sock` (a request sent on it) gets a response within timeout seconds."""
+    sock.settimeout(timeout)
+    try:
+        return bool(sock.recv(64))
+    except (socket.timeout, OSError):
+        return False
+
+
+class ReloadOperatorSettings(ReloadBase):
+
+    def connect(self, port):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.addCleanup(s.close)
+        return s
+
+    def test_max_connections_follows_a_reload(self):
+        routes = [{"path": "/", "handler": "health"}]
+        p = self.start_portico(self.base_config(routes, workers=1, limits={"max_connections": 2}))
+        held = [self.connect(p.port) for _ in range(2)]
+        for s in held:  # accepted: each answers, and stays open (keep-alive)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(answers(s, 5 * slow_factor()))
+        waiting = self.connect(p.port)  # in the kernel's backlog: accepting is paused
+        waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertFalse(answers(waiting, 0.5), "a connection beyond max_connections was served")
+        sighup(self, p, self.base_config(routes, workers=1, limits={"max_connections": 4}))
+        self.assertTrue(answers(waiting, 5 * slow_factor()),
+                        "max_connections raised by a reload, yet the waiting connection is not served")
+        # and lowered again: the two held plus the one served are at the new limit of 3
+        sighup(self, p, self.base_config(routes, workers=1, limits={"max_connections": 3}))
+        late = self.connect(p.port)
+        late.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertFalse(answers(late, 0.5), "max_connections lowered by a reload is not held")
+
+    def test_a_reload_refused_for_tls_leaves_sigusr1_reopening_the_log_in_use(self):
+        d = self.tmpdir()
+        current, other = os.path.join(d, "access.log"), os.path.join(d, "other.log")
+        routes = [{"path": "/", "handler": "health"}]
+        p = self.start_portico(self.base_config(routes, workers=1, access=current))
+        # A new access log and a listener whose certificate is missing: refused as a whole.
+        bad = self.base_config(routes, workers=1, access=other, listeners=[
+            "127.0.0.1:0", {"address": "127.0.0.1:0", "tls": {"certificates": [
+                {"cert": os.path.join(d, "missing.crt"), "key": os.path.join(d, "missing.key")}]}}])
+        sighup(self, p, bad, expect_ok=False)
+        self.assertEqual(get(p.port, "/before").status, 200)
+        os.rename(current, current + ".1")  # logrotate
+        start = len(p.stderr_lines())
+        p.send_signal(signal.SIGUSR1)
+        self.assertIsNotNone(p.wait_stderr(lambda l: "reopening the access log" in l, start=start))
+        self.assertEqual(get(p.port, "/after").status, 200)
+
+        def logged(path):
+            try:
+                with open(path) as f:
+                    return "/after" in f.read()
+            except FileNotFoundError:
+                return False
+        self.assertTrue(wait_for(lambda: logged(current), timeout=3),
+                        "after a refused reload, SIGUSR1 did not reopen the access log the workers write")
+
+
+# ---------------------------------------------------------------------------------------------
 # WebSockets across reloads
 # ---------------------------------------------------------------------------------------------
 class ReloadWebSockets(ReloadBase):

@@ -53,11 +53,24 @@ public:
     void join();
     // Thread-safe: stop accepting, let connections finish for up to shutdown_timeout.
     void requestStop();
-    // Thread-safe: new connections use `snapshot` from now on; listeners are re-laid out in its
-    // order, reusing the sockets of addresses that stay, taking `new_fds` (by address key) for
-    // those that are new and closing those that are gone. `sink` replaces the access log sink.
-    void requestReload(std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
-                       std::map<std::string, core::UniqueFd> new_fds);
+    // What one reload hands a worker.
+    struct Reload {
+        std::shared_ptr<const Snapshot> snapshot;
+        std::shared_ptr<observe::AccessSink> sink;      // null: the access log stays as it is
+        std::map<std::string, core::UniqueFd> new_fds;  // by address key: listeners it added
+        std::size_t max_connections = 0;                // this worker's share of limits.max_connections
+
+        // Folds in `older`, a reload this worker had not applied yet when this one came. The
+        // newer snapshot and limit win, but the server opens a new listener's sockets and a new
+        // access log once, in the reload that added them: those of `older` are kept unless this
+        // reload brings its own.
+        void foldIn(Reload older);
+    };
+    // Thread-safe: new connections use `reload.snapshot` from now on; listeners are re-laid out
+    // in its order, reusing the sockets of addresses that stay, taking `new_fds` for those that
+    // are new and closing those that are gone; `sink` replaces the access log sink; accepting
+    // pauses or resumes at the new `max_connections`.
+    void requestReload(Reload reload);
 
     // The configuration new requests use.
     const std::shared_ptr<WorkerSnapshot>& current() const { return current_; }
@@ -141,13 +154,8 @@ private:
     Wakeup control_;  // requestStop() and requestReload() wake the loop through it
     core::EventPtr stop_timer_;
     std::atomic<bool> stop_requested_{false};
-    struct PendingReload {
-        std::shared_ptr<const Snapshot> snapshot;
-        std::shared_ptr<observe::AccessSink> sink;
-        std::map<std::string, core::UniqueFd> new_fds;
-    };
     std::mutex reload_mutex_;
-    std::optional<PendingReload> pending_reload_;
+    std::optional<Reload> pending_reload_;
     core::EventPtr drain_old_timer_;  // reload_drain_timeout: closes older WebSockets
     core::EventPtr session_count_timer_;  // folds open sessions' counts into the metrics
     // One deadline per reload that asked for a drain: at `deadline`, upgraded connections of
