@@ -10,8 +10,10 @@
 
 namespace portico::net {
 
-core::UniqueFd openListenSocket(const config::HostPort& address, std::uint16_t port, std::uint16_t& bound_port,
-                                std::string& error) {
+namespace {
+
+// A socket bound to `address` (`port` when non-zero), with SO_REUSEPORT when `share_port`.
+core::UniqueFd bindSocket(const config::HostPort& address, std::uint16_t port, bool share_port, std::string& error) {
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
@@ -31,23 +33,43 @@ core::UniqueFd openListenSocket(const config::HostPort& address, std::uint16_t p
     }
     int one = 1;
     setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (share_port) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (result->ai_family == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    // Requests and WebSocket messages are small and latency-bound: never wait for Nagle. Set on
-    // the listening socket, it is inherited by every accepted one (no setsockopt per connection).
-    setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (::bind(fd.get(), result->ai_addr, result->ai_addrlen) != 0) {
-        error = "bind " + address.toString() + ": " + strerror(errno);
+        const int bind_errno = errno;
+        error = "bind " + address.toString() + ": " + strerror(bind_errno);
         freeaddrinfo(result);
+        errno = bind_errno;  // for portFree
         return {};
     }
     freeaddrinfo(result);
+    return fd;
+}
+
+}  // namespace
+
+core::UniqueFd openListenSocket(const config::HostPort& address, std::uint16_t port, std::uint16_t& bound_port,
+                                std::string& error) {
+    core::UniqueFd fd = bindSocket(address, port, true, error);
+    if (!fd) return {};
+    // Requests and WebSocket messages are small and latency-bound: never wait for Nagle. Set on
+    // the listening socket, it is inherited by every accepted one (no setsockopt per connection).
+    int one = 1;
+    setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (::listen(fd.get(), 4096) != 0) {
         error = "listen " + address.toString() + ": " + strerror(errno);
         return {};
     }
     bound_port = boundPort(fd.get());
     return fd;
+}
+
+bool portFree(const config::HostPort& address, std::string& error) {
+    // Without SO_REUSEPORT the bind fails (EADDRINUSE) where any socket listens; SO_REUSEADDR
+    // still lets it past connections of an earlier process left in TIME_WAIT.
+    if (bindSocket(address, 0, false, error)) return true;
+    if (errno == EADDRINUSE) error += " (another process listens there)";
+    return false;
 }
 
 std::uint16_t boundPort(int fd) {

@@ -85,11 +85,15 @@ bool Server::makeBackplane(const config::BackplaneSettings& settings, pubsub::Ba
     return true;
 }
 
-std::vector<core::UniqueFd> Server::openListener(const config::Listener& listener) {
+std::vector<core::UniqueFd> Server::openListener(const config::Listener& listener, bool port_held) {
     std::vector<core::UniqueFd> fds;
+    std::string error;
+    if (listener.address.port != 0 && !port_held && !portFree(listener.address, error)) {
+        LOG_ERROR("%s", error.c_str());
+        return {};
+    }
     std::uint16_t port = 0;
     for (unsigned w = 0; w < worker_count_; ++w) {
-        std::string error;
         std::uint16_t bound = 0;
         core::UniqueFd fd = openListenSocket(listener.address, port, bound, error);
         if (!fd) {
@@ -129,7 +133,7 @@ int Server::run() {
     unsigned workers = worker_count_ = effectiveWorkerCount(config.workers);
     std::vector<std::vector<core::UniqueFd>> listen_fds(workers);
     for (const auto& listener : config.listeners) {
-        auto fds = openListener(listener);
+        auto fds = openListener(listener, false);
         if (fds.empty()) return 1;
         for (unsigned w = 0; w < workers; ++w) listen_fds[w].push_back(std::move(fds[w]));
     }
@@ -192,7 +196,10 @@ void Server::reload() {
         bool exists = std::any_of(snapshot_->config->listeners.begin(), snapshot_->config->listeners.end(),
                                   [&](const config::Listener& l) { return l.address.toString() == key; });
         if (exists) continue;
-        auto fds = openListener(listener);
+        // A port one of the running listeners holds is ours: the check would find it taken.
+        const bool port_held = std::any_of(snapshot_->config->listeners.begin(), snapshot_->config->listeners.end(),
+                                           [&](const config::Listener& l) { return l.address.port == listener.address.port; });
+        auto fds = openListener(listener, port_held);
         if (fds.empty()) {
             fail("cannot open a new listener");
             return;

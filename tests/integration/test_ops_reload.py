@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -17,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import backends  # noqa: E402
 from http_client import http_request  # noqa: E402
-from portico_harness import main, make_config, slow_factor, to_yaml  # noqa: E402
+from portico_harness import main, make_config, run_portico, slow_factor, to_yaml  # noqa: E402
 from ws_client import OP_BINARY, OP_TEXT  # noqa: E402
 from ws_peers import WsTestCase, wait_for  # noqa: E402
 
@@ -476,6 +477,28 @@ class ReloadOperatorSettings(ReloadBase):
         late.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertFalse(answers(late, 0.5), "max_connections lowered by a reload is not held")
 
+    def test_a_port_another_portico_listens_on_is_refused(self):
+        # SO_REUSEPORT would let a second process of the same user share the port, silently
+        # taking part of the first one's connections.
+        routes = [{"path": "/", "handler": "health"}]
+        first = self.start_portico(self.base_config(routes, workers=1))
+        taken = "127.0.0.1:%d" % first.port
+        path = os.path.join(self.tmpdir(), "second.yaml")
+        with open(path, "w") as f:
+            f.write(to_yaml(self.base_config(routes, workers=1, listeners=[taken])) + "\n")
+        try:
+            r = run_portico(["-c", path], timeout=5)
+        except subprocess.TimeoutExpired:
+            self.fail("a second portico started on %s, already listened on by another" % taken)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("bind %s: Address already in use" % taken, r.stderr)
+        # nor does a reload add it as a new listener
+        second = self.start_portico(self.base_config(routes, workers=1))
+        sighup(self, second, self.base_config(routes, workers=1, listeners=["127.0.0.1:0", taken]),
+               expect_ok=False)
+        self.assertIn("Address already in use", second.stderr_text())
+        self.assertEqual(get(first.port, "/").status, 200)
+
     def test_a_reload_refused_for_tls_leaves_sigusr1_reopening_the_log_in_use(self):
         d = self.tmpdir()
         current, other = os.path.join(d, "access.log"), os.path.join(d, "other.log")
@@ -491,6 +514,9 @@ class ReloadOperatorSettings(ReloadBase):
         start = len(p.stderr_lines())
         p.send_signal(signal.SIGUSR1)
         self.assertIsNotNone(p.wait_stderr(lambda l: "reopening the access log" in l, start=start))
+        # logged just before the reopen: the reopened file is there once it is done
+        self.assertTrue(wait_for(lambda: os.path.exists(current), timeout=3),
+                        "SIGUSR1 after a refused reload did not create %s again" % current)
         self.assertEqual(get(p.port, "/after").status, 200)
 
         def logged(path):
@@ -500,7 +526,8 @@ class ReloadOperatorSettings(ReloadBase):
             except FileNotFoundError:
                 return False
         self.assertTrue(wait_for(lambda: logged(current), timeout=3),
-                        "after a refused reload, SIGUSR1 did not reopen the access log the workers write")
+                        "after a refused reload, SIGUSR1 did not reopen the access log the workers write; "
+                        "stderr:\n%s" % p.stderr_text())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,12 @@ namespace portico::net {
 core::UniqueFd openListenSocket(const config::HostPort& address, std::uint16_t port, std::uint16_t& bound_port,
                                 std::string& error);
 
+// Whether no socket listens on `address` yet. SO_REUSEPORT would let openListenSocket share the
+// port with another process of the same user (a second portico, say) that already listens
+// there, each then taking part of the connections; checked before a port Portico does not hold
+// itself is opened. Sets `error` ("bind ...: Address already in use ...") when not.
+bool portFree(const config::HostPort& address, std::string& error);
+
 // The local port a bound socket has (the kernel's choice for port 0); 0 on error.
 std::uint16_t boundPort(int fd);
 

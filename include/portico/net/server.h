@@ -40,8 +40,9 @@ public:
     int run();
 
 private:
-    // Opens one socket per worker for `listener`; empty on failure (logged).
-    std::vector<core::UniqueFd> openListener(const config::Listener& listener);
+    // Opens one socket per worker for `listener`; empty on failure (logged), also when another
+    // process listens on its port already, unless `port_held` (a running listener of ours does).
+    std::vector<core::UniqueFd> openListener(const config::Listener& listener, bool port_held);
     // The factory of every worker's pub/sub backplane; false (logged) when it cannot be made.
     bool makeBackplane(const config::BackplaneSettings& settings, pubsub::BackplaneFactory& factory);
     void stop();
