@@ -24,6 +24,7 @@
 #include "portico/observe/metrics.h"
 #include "portico/pubsub/local_backplane.h"
 #include "portico/pubsub/redis_backplane.h"
+#include "portico/tls/file_check.h"
 
 namespace portico::net {
 
@@ -179,6 +180,9 @@ void Server::reload() {
         sd_notify(0, "READY=1");
     };
     config::LoadResult loaded = config::loadConfigFile(config_path_);
+    // As `portico -t` and start-up check them: errors with the file, line and key, and warnings
+    // (a certificate about to expire).
+    if (loaded.ok()) tls::checkTlsFiles(*loaded.config, loaded.errors, loaded.warnings);
     for (const auto& warning : loaded.warnings) LOG_WARN("%s", warning.c_str());
     if (!loaded.ok()) {
         for (const auto& error : loaded.errors) LOG_ERROR("%s", error.toString().c_str());

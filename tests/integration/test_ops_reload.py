@@ -499,6 +499,21 @@ class ReloadOperatorSettings(ReloadBase):
         self.assertIn("Address already in use", second.stderr_text())
         self.assertEqual(get(first.port, "/").status, 200)
 
+    def test_a_key_that_does_not_match_is_reported_with_file_line_and_key(self):
+        import tls_certs
+        _, issued = tls_certs.shared_pki()
+        routes = [{"path": "/", "handler": "health"}]
+
+        def cfg(cert, key):
+            return self.base_config(routes, workers=1, listeners=[
+                "127.0.0.1:0", tls_certs.tls_listener([(cert.cert, key.key)])])
+        p = self.start_portico(cfg(issued["site-ec"], issued["site-ec"]))
+        line, start = sighup(self, p, cfg(issued["site-ec"], issued["other"]), expect_ok=False)
+        self.assertRegex("\n".join(p.stderr_lines()[start:]),
+                         r"portico\.yaml:\d+:\d+: listeners\[1\]\.tls\.certificates\[0\]\.key: .*"
+                         r"does not match the certificate")
+        self.assertEqual(get(p.port, "/").status, 200)
+
     def test_a_reload_refused_for_tls_leaves_sigusr1_reopening_the_log_in_use(self):
         d = self.tmpdir()
         current, other = os.path.join(d, "access.log"), os.path.join(d, "other.log")
