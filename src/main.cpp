@@ -22,11 +22,11 @@ constexpr const char* kDefaultConfig = "/etc/portico/portico.yaml";
 void printUsage(FILE* out) {
     std::fprintf(out,
                  "Usage: portico [-c FILE] [-t]\n"
-                 "  -c FILE     configuration file (default %s)\n"
-                 "  -t          check the configuration and exit\n"
-                 "  --schema    print the JSON Schema of the configuration file and exit\n"
-                 "  --version   print the version and exit\n"
-                 "  -h, --help  print this help and exit\n"
+                 "  -c, --config FILE  configuration file (default %s)\n"
+                 "  -t, --test         check the configuration and exit\n"
+                 "  --schema           print the JSON Schema of the configuration file and exit\n"
+                 "  -v, --version      print the version and exit\n"
+                 "  -h, --help         print this help and exit\n"
                  "Signals: TERM/INT stop gracefully, HUP reloads the configuration, USR1 reopens the access log.\n",
                  kDefaultConfig);
 }

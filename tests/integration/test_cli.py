@@ -214,6 +214,14 @@ class VersionAndHelp(PorticoTestCase):
                 self.assertIn("-c", out)
                 self.assertIn("-t", out)
                 self.assertIn("--version", out)
+                # every option portico(8) documents
+                with open(os.path.join(source_dir(), "docs", "man", "portico.8")) as f:
+                    man = f.read()
+                options = man.split(".SH OPTIONS", 1)[1].split(".SH ", 1)[0]
+                options = re.sub(r"\\f[BIRP]", " ", options).replace("\\-", "-")
+                for option in sorted(set(re.findall(r"(?<![\w-])--?[a-z]+", options))):
+                    self.assertRegex(out, r"(^|[\s,])%s\b" % re.escape(option),
+                                     "%s is in portico(8) but not in --help" % option)
 
     def test_unknown_option_fails(self):
         r = run_portico(["--no-such-option"])
