@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "config/decoder.h"
 
+#include <algorithm>
+
 #include "portico/config/units.h"
 
 namespace portico::config::detail {
@@ -20,6 +22,46 @@ std::string indexPath(const std::string& parent, std::size_t index) {
 SourceMark toSourceMark(const YAML::Mark& mark) {
     if (mark.is_null() || mark.line < 0 || mark.column < 0) return {};
     return SourceMark{mark.line + 1, mark.column + 1};
+}
+
+namespace {
+
+// Edits (insert, delete, replace, swap two neighbours) that turn `a` into `b`, counted up to
+// `limit + 1`.
+std::size_t editDistance(std::string_view a, std::string_view b, std::size_t limit) {
+    if ((a.size() > b.size() ? a.size() - b.size() : b.size() - a.size()) > limit) return limit + 1;
+    std::vector<std::size_t> before(b.size() + 1), previous(b.size() + 1), current(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) previous[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        current[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t replace = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+            current[j] = std::min({previous[j] + 1, current[j - 1] + 1, replace});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                current[j] = std::min(current[j], before[j - 2] + 1);
+        }
+        before.swap(previous);
+        previous.swap(current);
+    }
+    return std::min(previous[b.size()], limit + 1);
+}
+
+}  // namespace
+
+std::string unknownKeyMessage(std::string_view key, const std::vector<std::string_view>& known) {
+    // A typo, not another word: at most one edit in a short key, two in a longer one.
+    const std::size_t limit = key.size() < 6 ? 1 : 2;
+    std::string_view best;
+    std::size_t best_distance = limit + 1;
+    for (std::string_view candidate : known) {
+        const std::size_t distance = editDistance(key, candidate, limit);
+        if (distance < best_distance) {
+            best = candidate;
+            best_distance = distance;
+        }
+    }
+    if (best.empty()) return "unknown key";
+    return "unknown key (did you mean " + std::string(best) + "?)";
 }
 
 std::string listChoices(const std::vector<std::string_view>& words) {

@@ -118,8 +118,13 @@ struct KeyRule {
     KeyDoc doc() const { return {key, type, default_value, description}; }
 };
 
+// "unknown key", with the known key it is a typo of if there is one: `unknown key (did you mean
+// path?)`.
+std::string unknownKeyMessage(std::string_view key, const std::vector<std::string_view>& known);
+
 // Decodes a mapping through its table of known keys; a key not in the table is an error at the
-// key's mark: `routes[0].pathh: unknown key`. Returns false if the node is not a mapping.
+// key's mark: `routes[0].pathh: unknown key (did you mean path?)`. Returns false if the node is
+// not a mapping.
 template <typename T, std::size_t N>
 bool decodeMapping(Decoder& decoder, const Item& item, const std::array<KeyRule<T>, N>& rules,
                    T& out) {
@@ -131,7 +136,9 @@ bool decodeMapping(Decoder& decoder, const Item& item, const std::array<KeyRule<
                     return;
                 }
             }
-            decoder.error(key_mark, value.path, "unknown key");
+            std::vector<std::string_view> known;
+            for (const KeyRule<T>& rule : rules) known.push_back(rule.key);
+            decoder.error(key_mark, value.path, unknownKeyMessage(key, known));
         });
 }
 

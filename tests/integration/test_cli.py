@@ -156,7 +156,7 @@ class CheckConfig(PorticoTestCase):
         r = run_portico(["-t", "-c", path])
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 1, out)
-        self.assertIn("portico.yaml:3:6: routes[0].pa\\x00th: unknown key\n", out)
+        self.assertIn("portico.yaml:3:6: routes[0].pa\\x00th: unknown key (did you mean path?)\n", out)
         self.assertIn("portico.yaml:4:6: routes[1].\\x1B[2Jwipe: unknown key\n", out)
         self.assertIn("2 errors", out)
         self.assertNotIn("\x00", out)

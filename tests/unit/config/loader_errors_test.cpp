@@ -138,9 +138,9 @@ TEST_CASE("the YAML of a configuration is bounded before yaml-cpp builds it", "[
 
 TEST_CASE("unknown keys are errors in every section", "[config][errors]") {
     checkCases({
-        {L + R + "worker: 4\n", "portico.yaml:3:1: worker: unknown key"},
+        {L + R + "worker: 4\n", "portico.yaml:3:1: worker: unknown key (did you mean workers?)"},
         {L + "routes:\n  - pathh: /x\n    handler: health\n",
-         "portico.yaml:3:5: routes[0].pathh: unknown key"},
+         "portico.yaml:3:5: routes[0].pathh: unknown key (did you mean path?)"},
         {L + R + "limits: {max_body: 1MiB}\n", "portico.yaml:3:10: limits.max_body: unknown key"},
         {L + R + "log:\n  format: json\n", "portico.yaml:4:3: log.format: unknown key"},
         {"listeners:\n  - address: 127.0.0.1:0\n    backlog: 5\n" + R,
@@ -163,6 +163,17 @@ TEST_CASE("unknown keys are errors in every section", "[config][errors]") {
         {L + "upstreams: {u: {servers: [127.0.0.1:1], tls: {cafile: x}}}\nroutes: [{upstream: "
              "u}]\n",
          "portico.yaml:2:47: upstreams.u.tls.cafile: unknown key"},
+    });
+}
+
+TEST_CASE("an unknown key one typo away from a known one names it", "[config][errors]") {
+    checkCases({
+        {L + R + "limts: {max_connections: 5}\n", "portico.yaml:3:1: limts: unknown key (did you mean limits?)"},
+        {"listeners:\n  - address: 127.0.0.1:0\n    tsl: {}\n" + R,
+         "portico.yaml:3:5: listeners[0].tsl: unknown key (did you mean tls?)"},
+        {L + R + "limits: {max_conections: 5}\n",
+         "portico.yaml:3:10: limits.max_conections: unknown key (did you mean max_connections?)"},
+        {L + R + "colour: red\n", "portico.yaml:3:1: colour: unknown key"},  // no key is that close
     });
 }
 
@@ -228,7 +239,7 @@ TEST_CASE("wrong types name the expected type", "[config][errors]") {
         {L + "upstreams: {u: {servers: [127.0.0.1:1], send_timeout: -1s}}\nroutes: [{upstream: u}]\n",
          "portico.yaml:2:55: upstreams.u.send_timeout: expected a duration like 10s"},
         {L + "upstreams: {u: {servers: [127.0.0.1:1], sendtimeout: 1s}}\nroutes: [{upstream: u}]\n",
-         "portico.yaml:2:41: upstreams.u.sendtimeout: unknown key"},
+         "portico.yaml:2:41: upstreams.u.sendtimeout: unknown key (did you mean send_timeout?)"},
         {L + "upstreams: {u: {servers: 127.0.0.1:1}}\nroutes: [{upstream: u}]\n",
          "portico.yaml:2:26: upstreams.u.servers: expected a list of host:port"},
         {"listeners: [{address: 127.0.0.1:80, redirect_https: 70000}]\n" + R,
@@ -459,7 +470,7 @@ routes:
               "portico.yaml:11:14: upstreams.app.balance: unknown balance \"fastest\" (expected "
               "round_robin, least_conn or ip_hash)",
               "portico.yaml:14:15: routes[0].upstream: no upstream named \"ap\"",
-              "portico.yaml:15:5: routes[1].pathh: unknown key",
+              "portico.yaml:15:5: routes[1].pathh: unknown key (did you mean path?)",
               "portico.yaml:17:5: routes[2].root: required by handler: static",
               "portico.yaml:20:14: routes[3].handler: unknown handler \"nope\" (expected health, "
               "static, echo, pubsub, metrics, status, dashboard or publish)",
@@ -508,7 +519,7 @@ TEST_CASE("a NUL in a key is printed as \\x00 and nothing after it is lost", "[c
     REQUIRE(result.errors.size() == 1);
     CHECK(result.errors[0].key == std::string("routes[0].pa\0th", 15));  // the bytes, kept as read
     const std::string line = result.errors[0].toString();
-    CHECK(line == "portico.yaml:3:6: routes[0].pa\\x00th: unknown key");
+    CHECK(line == "portico.yaml:3:6: routes[0].pa\\x00th: unknown key (did you mean path?)");
     CHECK(line.find('\0') == std::string::npos);
     CHECK(std::string(line.c_str()) == line);  // what fprintf("%s") prints is the whole line
 }

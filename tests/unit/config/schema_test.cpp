@@ -136,7 +136,7 @@ std::vector<ConfigError> errorsAt(const std::string& yaml, const std::string& pa
 
 bool unknownKey(const std::string& yaml, const std::string& path) {
     for (const ConfigError& error : errorsAt(yaml, path)) {
-        if (error.key == path && error.message == "unknown key") return true;
+        if (error.key == path && error.message.rfind("unknown key", 0) == 0) return true;
     }
     return false;
 }
