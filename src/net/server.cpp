@@ -86,10 +86,11 @@ bool Server::makeBackplane(const config::BackplaneSettings& settings, pubsub::Ba
     return true;
 }
 
-std::vector<core::UniqueFd> Server::openListener(const config::Listener& listener, bool port_held) {
+std::vector<core::UniqueFd> Server::openListener(const config::Listener& listener) {
     std::vector<core::UniqueFd> fds;
     std::string error;
-    if (listener.address.port != 0 && !port_held && !portFree(listener.address, error)) {
+    const std::uint16_t configured = listener.address.port;
+    if (configured != 0 && !ports_listened_.count(configured) && !portFree(listener.address, error)) {
         LOG_ERROR("%s", error.c_str());
         return {};
     }
@@ -104,6 +105,7 @@ std::vector<core::UniqueFd> Server::openListener(const config::Listener& listene
         port = bound;  // port 0: the kernel chose one; the other workers share it
         fds.push_back(std::move(fd));
     }
+    if (configured != 0) ports_listened_.insert(configured);
     std::string host = listener.address.host.empty() ? "*" : listener.address.host;
     if (host.find(':') != std::string::npos) host = "[" + host + "]";
     LOG_INFO("listening on %s:%u", host.c_str(), port);
@@ -134,7 +136,7 @@ int Server::run() {
     unsigned workers = worker_count_ = effectiveWorkerCount(config.workers);
     std::vector<std::vector<core::UniqueFd>> listen_fds(workers);
     for (const auto& listener : config.listeners) {
-        auto fds = openListener(listener, false);
+        auto fds = openListener(listener);
         if (fds.empty()) return 1;
         for (unsigned w = 0; w < workers; ++w) listen_fds[w].push_back(std::move(fds[w]));
     }
@@ -200,10 +202,7 @@ void Server::reload() {
         bool exists = std::any_of(snapshot_->config->listeners.begin(), snapshot_->config->listeners.end(),
                                   [&](const config::Listener& l) { return l.address.toString() == key; });
         if (exists) continue;
-        // A port one of the running listeners holds is ours: the check would find it taken.
-        const bool port_held = std::any_of(snapshot_->config->listeners.begin(), snapshot_->config->listeners.end(),
-                                           [&](const config::Listener& l) { return l.address.port == listener.address.port; });
-        auto fds = openListener(listener, port_held);
+        auto fds = openListener(listener);
         if (fds.empty()) {
             fail("cannot open a new listener");
             return;
