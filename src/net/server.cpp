@@ -124,13 +124,13 @@ int Server::run() {
     // Signal handlers first, so that a stop sent as soon as the ports are announced is handled;
     // then the signals are blocked while workers start (they inherit the mask: only this thread
     // takes signals) and unblocked again.
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) {
         signal_events_.emplace_back(evsignal_new(loop_.base(), s, &Server::onSignal, this));
         event_add(signal_events_.back().get(), nullptr);
     }
     sigset_t signals;
     sigemptyset(&signals);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&signals, s);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) sigaddset(&signals, s);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     unsigned workers = worker_count_ = effectiveWorkerCount(config.workers);
@@ -254,6 +254,7 @@ void Server::onSignal(int signal, short, void* arg) {
     switch (signal) {
         case SIGTERM:
         case SIGINT:
+        case SIGQUIT:  // nginx's graceful stop: an operator used to it sends this one
             self->stop();
             break;
         case SIGUSR1:

@@ -153,6 +153,14 @@ class GracefulStop(WsTestCase):
         self.assertEqual(ws.expect_close(timeout=3 * slow_factor())[0], 1001)
         self.assertEqual(p.wait(10), 0)
 
+    def test_sigquit_stops_like_sigterm(self):
+        # nginx's graceful stop; unhandled, it killed Portico with a core dump.
+        p = self.start_portico(self.config("5s"))
+        ws = self.ws_connect(p.port, "/echo")
+        p.send_signal(signal.SIGQUIT)
+        self.assertEqual(ws.expect_close(timeout=3 * slow_factor())[0], 1001)
+        self.assertEqual(p.wait(10), 0)
+
 
 if __name__ == "__main__":
     main()
