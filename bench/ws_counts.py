@@ -106,7 +106,8 @@ def measure_ir(ws_load: Path, start, name: str, what: str, seconds: float, workd
     ops = res["ops_total"]
     if res["errors"]:
         bl.log(f"{name} {what}: {res['errors']} errors under valgrind")
-    return {"ops": ops, "ir_per_op": cg.total(dump) / ops / crossings, "top": cg.top(dump, ops * crossings)}
+    return {"ops": ops, "ir_per_op": cg.total(dump) / ops / crossings, "top": cg.top(dump, ops * crossings),
+            "dump": dump}
 
 
 def measure_syscalls(ws_load: Path, start, name: str, what: str, seconds: float) -> dict:
@@ -151,6 +152,7 @@ def main() -> int:
     ap.add_argument("--what", default="ir,syscalls,idle")
     ap.add_argument("--seconds", type=float, default=4.0, help="per counted load run")
     ap.add_argument("--idle-conns", type=int, default=10000)
+    ap.add_argument("--loads", default="message,upgrade", help="which of the ir/syscalls loads to run")
     args = ap.parse_args()
     bl.raise_nofile_limit()
     ws_load = Path(args.ws_load) if args.ws_load else bl.build_ws_load(bl.REPO_ROOT / "build-bench")
@@ -164,10 +166,10 @@ def main() -> int:
     try:
         for p in proxies:
             mk = lambda wrap, p=p: starters(binary, backend.port, wrap)[p]()  # noqa: E731
-            for load in ("message", "upgrade"):
+            for load in [x for x in ("message", "upgrade") if x in args.loads.split(",")]:
                 if "ir" in what:
                     r = measure_ir(ws_load, mk, p, load, args.seconds, workdir)
-                    print(f"\n{p} {load}: {r['ir_per_op']:,.0f} Ir per {load} ({r['ops']} under callgrind)")
+                    print(f"\n{p} {load}: {r['ir_per_op']:,.0f} Ir per {load} ({r['ops']} under callgrind; {r['dump']})")
                     print("\n".join("    " + t for t in r["top"]))
                 if "syscalls" in what:
                     r = measure_syscalls(ws_load, mk, p, load, args.seconds)
