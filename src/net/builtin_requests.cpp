@@ -70,8 +70,11 @@ void servePubSubRequest(Worker& worker, const config::Config& config, const conf
 }
 
 WebSocketAdmission admitWebSocket(Worker& worker, const config::Limits& limits, std::string_view client_ip) {
+    return admitWebSocket(worker, limits, ipKeyOf(client_ip, limits.per_ip_ipv6_prefix));
+}
+
+WebSocketAdmission admitWebSocket(Worker& worker, const config::Limits& limits, const std::optional<IpKey>& key) {
     WebSocketAdmission result;
-    const std::optional<IpKey> key = ipKeyOf(client_ip, limits.per_ip_ipv6_prefix);
     if (!key) return result;
     IpLimits::Admission admission = worker.ipLimits().admitUpgrade(*key, limits);
     if (admission.admitted()) {

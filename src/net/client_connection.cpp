@@ -93,6 +93,7 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
       client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this))),
       http_(worker.httpPhases().take(*this, snapshot_->config().limits.max_header_bytes)) {
     client_ip_ = peerAddress(peer, client_hash_);
+    http_->client_key = ipKeyOf(peer, snapshot_->config().limits.per_ip_ipv6_prefix);
     listener_stats_.open.add();
     client_->setLowWatermark(proxy::kLowWatermark);
     http_->response.setOutput(client_->output());
@@ -136,6 +137,8 @@ void ClientConnection::adoptCurrentSnapshot() {
         snapshot_ = current;
         listener_ = &listener;
         http_->parser.setMaxHeadBytes(snapshot_->config().limits.max_header_bytes);
+        // The reload may have changed the IPv6 prefix that per-address limits count by.
+        http_->client_key = ipKeyOf(client_ip_, snapshot_->config().limits.per_ip_ipv6_prefix);
         return;
     }
 }

@@ -25,7 +25,7 @@ namespace portico::net {
 
 bool ClientConnection::admitWebSocket() {
     ws_lease_.reset();
-    WebSocketAdmission admission = net::admitWebSocket(worker_, snapshot_->config().limits, client_ip_);
+    WebSocketAdmission admission = net::admitWebSocket(worker_, snapshot_->config().limits, http_->client_key);
     if (!admission.admitted) {
         respondError(429, admission.reason, admission.extra);
         return false;

@@ -61,6 +61,8 @@ struct WebSocketAdmission {
     http::HeaderList extra;
 };
 WebSocketAdmission admitWebSocket(Worker& worker, const config::Limits& limits, std::string_view client_ip);
+// The same for a client whose address is at hand as a key (nullopt: not counted, admitted).
+WebSocketAdmission admitWebSocket(Worker& worker, const config::Limits& limits, const std::optional<IpKey>& key);
 
 // `redirect_https: PORT` on a listener: the Location of the 308 that every request there gets,
 // https://NAME[:PORT]TARGET, NAME being `host` (a validated Host or :authority) without its port.

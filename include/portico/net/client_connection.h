@@ -228,6 +228,9 @@ private:
         std::string local_authority;  // "address:port" the client connected to; made on first use
         Deadline timer;  // head, body, keep-alive or linger timeout: one at a time
         unsigned requests = 0;  // completed on this connection
+        // The client's address as limits.per_ip_* count it, made from the accepted socket's
+        // address (an upgrade's admission does not parse client_ip_ back).
+        std::optional<IpKey> client_key;
         Request req;
     };
     std::unique_ptr<HttpPhase> http_;  // null once a WebSocket session runs (the bridge's too)
