@@ -82,7 +82,7 @@ Stream::Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler)
     : fd_(std::move(fd)), handler_(handler) {
     // EV_CLOSED (EPOLLRDHUP, in the same epoll_ctl): a relay learns of the peer's FIN with the
     // bytes before it, and needs no further read for it (readPlain).
-    read_event_.reset(event_new(base, fd_.get(), EV_READ | EV_CLOSED | EV_PERSIST, &Stream::onReadEvent, this));
+    event_assign(&read_event_, base, fd_.get(), EV_READ | EV_CLOSED | EV_PERSIST, &Stream::onReadEvent, this);
     resumeReading();
 }
 
@@ -105,17 +105,18 @@ void Stream::releaseIdle() {
     write_event_.reset();  // not added: freeing it costs no epoll_ctl
 }
 
-// The events go first (member order): libevent queues their removal from epoll for its next
-// poll (EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST), where it fails with EBADF, harmlessly, as the
-// close has taken the socket out of epoll already. Closing after that poll instead would cost a
+// The events go first (the read event here, the write event by member order, before fd_):
+// libevent queues their removal from epoll for its next poll (EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST),
+// where it fails with EBADF, harmlessly, as the close has taken the socket out of epoll already. Closing after that poll instead would cost a
 // timer and delay the FIN by a loop iteration (measured: more epoll_wait per upgrade).
 Stream::~Stream() {
-    if (holdsTlsBuffers()) TlsBufferSweep::remove(*this, event_get_base(read_event_.get()));
+    event_del(&read_event_);
+    if (holdsTlsBuffers()) TlsBufferSweep::remove(*this, event_get_base(&read_event_));
     t_spare_buffers.give(input_);
     t_spare_buffers.give(output_);
 }
 
-void Stream::listForSweep() { TlsBufferSweep::add(*this, event_get_base(read_event_.get())); }
+void Stream::listForSweep() { TlsBufferSweep::add(*this, event_get_base(&read_event_)); }
 
 std::unique_ptr<Stream> Stream::connectTo(event_base* base, const sockaddr* address, socklen_t length,
                                           StreamHandler* handler, int& error) {
@@ -141,7 +142,7 @@ void Stream::pauseReading() {
     read_emptied_ = false;  // the poll stops watching: bytes may pile up unseen
     if (!reading_) return;
     reading_ = false;
-    event_del(read_event_.get());
+    event_del(&read_event_);
 }
 
 void Stream::detach() {
@@ -164,15 +165,15 @@ void Stream::detach() {
 // active queue, cleared before its callback runs (and by event_del).
 bool Stream::drainedAtLastPoll() const {
     return read_emptied_ && reading_ && !ssl_ &&
-           (read_event_->ev_evcallback.evcb_flags & (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER)) == 0;
+           (read_event_.ev_evcallback.evcb_flags & (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER)) == 0;
 }
 
 void Stream::resumeReading() {
     if (reading_) return;
     reading_ = true;
-    event_add(read_event_.get(), nullptr);
+    event_add(&read_event_, nullptr);
     // Records OpenSSL read ahead while we were paused make the socket no more readable.
-    if (ssl_ && !handshaking_ && SSL_has_pending(ssl_.get())) event_active(read_event_.get(), EV_READ, 0);
+    if (ssl_ && !handshaking_ && SSL_has_pending(ssl_.get())) event_active(&read_event_, EV_READ, 0);
 }
 
 std::size_t Stream::outputLength() const { return output_ ? evbuffer_get_length(output_.get()) : 0; }
@@ -188,7 +189,7 @@ void Stream::armWrite() {
     if (write_armed_) return;
     write_armed_ = true;
     if (!write_event_)
-        write_event_.reset(event_new(event_get_base(read_event_.get()), fd_.get(), EV_WRITE | EV_PERSIST, &Stream::onWriteEvent, this));
+        write_event_.reset(event_new(event_get_base(&read_event_), fd_.get(), EV_WRITE | EV_PERSIST, &Stream::onWriteEvent, this));
     event_add(write_event_.get(), nullptr);
 }
 
@@ -394,7 +395,7 @@ void Stream::handleRead(bool peer_shut) {
     }
     if (tls_read_more_ && reading_) {
         tls_read_more_ = false;
-        event_active(read_event_.get(), EV_READ, 0);
+        event_active(&read_event_, EV_READ, 0);
     }
 }
 

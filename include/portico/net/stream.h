@@ -16,6 +16,8 @@
 #include <string>
 #include <sys/socket.h>
 
+#include <event2/event_struct.h>  // the read event lives inside the stream
+
 #include "portico/core/handles.h"
 #include "portico/net/byte_stream.h"
 #include "portico/net/tls_buffer_sweep.h"
@@ -169,7 +171,10 @@ private:
     StreamHandler* handler_;
     mutable core::EvbufferPtr input_;
     mutable core::EvbufferPtr output_;
-    core::EventPtr read_event_;
+    // Inside the stream (event_assign), not event_new'd: a socket has it for its whole life, and
+    // a separate allocation cost a malloc and a free per socket (two per proxied upgrade) and
+    // 16 bytes of malloc overhead on an idle connection. Taken off the loop in ~Stream.
+    event read_event_{};
     core::EventPtr write_event_;  // made when a write first blocks (or a connect waits)
     std::size_t low_watermark_ = 0;
     std::uint64_t bytes_written_ = 0;  // to the socket (plaintext on TLS)
