@@ -130,11 +130,13 @@ std::unique_ptr<Stream> Stream::connectTo(event_base* base, const sockaddr* addr
         error = errno;
         return nullptr;
     }
-    // Connected or not, the outcome is reported from the loop: the write event (queued in
-    // libevent's changelist, no epoll_ctl yet), or the first send if it comes first.
+    // Connected or not, the outcome is reported from the loop. The caller's first send comes
+    // before the loop runs again: it tells (settleConnect), or arms the write event that waits
+    // for the connect (watchConnect). A write event made here would be freed unused on every
+    // loopback connect (a malloc, an event_add and an event_del per upstream connection).
     auto stream = std::make_unique<Stream>(base, std::move(fd), handler);
     stream->connecting_ = true;
-    stream->armWrite();
+    stream->connect_unwatched_ = true;
     return stream;
 }
 
@@ -143,6 +145,8 @@ void Stream::pauseReading() {
     if (!reading_) return;
     reading_ = false;
     event_del(&read_event_);
+    // event_del took a queued connect report off the active queue too: it is still due.
+    if (connect_report_queued_) event_active(&read_event_, EV_WRITE, 0);
 }
 
 void Stream::detach() {
@@ -156,6 +160,7 @@ void Stream::detach() {
     };
     static Detached detached;
     handler_ = &detached;
+    connect_report_queued_ = false;
     pauseReading();  // event_del also takes an event off the loop's list of those due now
     disarmWrite();
 }
@@ -186,6 +191,7 @@ Stream::SendProgress Stream::sendProgress() const {
 }
 
 void Stream::armWrite() {
+    connect_unwatched_ = false;
     if (write_armed_) return;
     write_armed_ = true;
     if (!write_event_)
@@ -203,8 +209,15 @@ void Stream::flush() {
         return;
     }
     // While connecting or in the TLS handshake the write event (or the handshake) sends it.
+    if (connecting_) watchConnect();
     if (connecting_ || handshaking_ || write_armed_ || pending_error_ != 0) return;
     writeNow();
+}
+
+// The connect's first send could not tell its outcome (TLS, EAGAIN, nothing to send): the write
+// event waits for it, as it did from connectTo before.
+void Stream::watchConnect() {
+    if (connect_unwatched_) armWrite();
 }
 
 // A non-blocking connect answers EINPROGRESS even when the handshake is over by the time it
@@ -220,15 +233,20 @@ bool Stream::firstSendTellsConnect() const {
 
 // The first send told: bytes went (`up`), or pending_error_ holds the connect's failure. Reported
 // from the loop like any connect (event_active: no syscall), never from inside write or flush.
+// The report goes through the read event (EV_WRITE in its result: onReadEvent), which every
+// stream has: a loopback connect needs no write event at all.
 void Stream::settleConnect(bool up) {
+    connect_unwatched_ = false;
     if (up) {
         connecting_ = false;
         connect_unreported_ = true;
-        // All went: the connect's write event goes unused. Not after an error on a later send of
-        // the same call: the write event reports it (handleWrite, after onConnected).
+        // All went: a write event armed for the connect (flush with nothing to send) goes unused.
+        // Not after an error on a later send of the same call: the write event reports it
+        // (handleWrite, after onConnected).
         if (outputLength() == 0 && pending_error_ == 0) disarmWrite();
     }
-    event_active(write_event_.get(), EV_WRITE, 0);
+    connect_report_queued_ = true;
+    event_active(&read_event_, EV_WRITE, 0);
 }
 
 bool Stream::canWriteNow() const {
@@ -237,7 +255,10 @@ bool Stream::canWriteNow() const {
 }
 
 void Stream::write(const char* data, std::size_t n) {
-    if (n == 0) return;
+    if (n == 0) {
+        if (connecting_) watchConnect();
+        return;
+    }
     const bool tells_connect = firstSendTellsConnect() && outputLength() == 0;
     if (!tells_connect && !canWriteNow()) {
         evbuffer_add(output(), data, n);
@@ -369,7 +390,15 @@ void Stream::shutdownAfterFlush() {
     flush();
 }
 
-void Stream::onReadEvent(int, short what, void* arg) { static_cast<Stream*>(arg)->handleRead((what & EV_CLOSED) != 0); }
+void Stream::onReadEvent(int, short what, void* arg) {
+    auto* self = static_cast<Stream*>(arg);
+    if (what & EV_WRITE) {  // settleConnect's report
+        self->connect_report_queued_ = false;
+        self->handleWrite();
+        if ((what & (EV_READ | EV_CLOSED)) == 0 || !self->reading_) return;
+    }
+    self->handleRead((what & EV_CLOSED) != 0);
+}
 void Stream::onWriteEvent(int, short, void* arg) { static_cast<Stream*>(arg)->handleWrite(); }
 
 void Stream::handleRead(bool peer_shut) {

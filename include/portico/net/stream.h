@@ -40,8 +40,10 @@ public:
 
     // Starts a non-blocking connect; the handler gets onConnected or onError, from the loop.
     // Bytes written meanwhile are sent at once when the socket is already up (a plain socket's
-    // first write or flush tries: firstSendTellsConnect). Returns nullptr and sets `error` when
-    // connect() fails at once.
+    // first write or flush tries: firstSendTellsConnect). The caller writes or flushes before it
+    // returns to the loop (HttpExchange sends the request head at once): that first send tells
+    // the connect's outcome or, when it cannot (EAGAIN, TLS, nothing to send), arms the write
+    // event that waits for it. Returns nullptr and sets `error` when connect() fails at once.
     static std::unique_ptr<Stream> connectTo(event_base* base, const sockaddr* address,
                                              socklen_t length, StreamHandler* handler, int& error);
 
@@ -157,6 +159,7 @@ private:
     void writeNow();
     bool firstSendTellsConnect() const;
     void settleConnect(bool up);
+    void watchConnect();
     void reportConnected();
     // Before every call that may make OpenSSL's buffers: a flag and, when they had been freed,
     // a place on the sweep's list. Nothing else on the data path.
@@ -189,6 +192,8 @@ private:
     bool connecting_ = false;
     bool connect_probed_ = false;     // the first send while connecting was tried (once)
     bool connect_unreported_ = false;  // that send went: onConnected is due from the loop
+    bool connect_unwatched_ = false;   // connectTo armed no write event: the first send decides
+    bool connect_report_queued_ = false;  // settleConnect's report waits in the read event (EV_WRITE)
     bool shutdown_after_flush_ = false;
     bool write_shut_ = false;
     bool reset_on_close_ = false;  // markOtherSideFailed: close() resets the connection (RST)
