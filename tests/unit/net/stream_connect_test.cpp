@@ -164,3 +164,35 @@ TEST_CASE("a connect that is not up at the first send completes later", "[net][s
     REQUIRE(::poll(&p, 1, 2000) == 1);
     CHECK(receiveNow(peer.get()) == "hello");
 }
+
+// connectTo arms no write event: the owner's first send decides. A flush with nothing to send
+// cannot tell, so it must arm the write event that reports the connect (else it never comes).
+TEST_CASE("a connect whose first flush has nothing to send is still reported", "[net][stream]") {
+    Connect c(16);
+    c.start();
+    c.stream->flush();
+    c.runUntil([&] { return c.handler.connected > 0 || c.handler.errors > 0; });
+    CHECK(c.handler.connected == 1);
+    CHECK(c.handler.errors == 0);
+    CHECK_FALSE(c.stream->isConnecting());
+    core::UniqueFd peer = c.acceptOne();
+    REQUIRE(peer);
+    c.stream->write("after", 5);
+    CHECK(receiveNow(peer.get()) == "after");
+}
+
+// The report of a connect told by the first send waits in the read event's active queue:
+// pausing reading (event_del, which also empties that queue) before the loop runs must not lose
+// it, nor may a refusal's report be lost that way.
+TEST_CASE("a connect's report survives pausing reading before the loop runs", "[net][stream]") {
+    const bool refused = GENERATE(false, true);
+    Connect c(refused ? -1 : 16);
+    c.start();
+    c.waitForOutcome();
+    c.stream->write("GET / HTTP/1.1\r\n", 16);
+    c.stream->pauseReading();
+    c.runUntil([&] { return c.handler.connected > 0 || c.handler.errors > 0; });
+    CHECK(c.handler.connected == (refused ? 0 : 1));
+    CHECK(c.handler.errors == (refused ? 1 : 0));
+    if (refused) CHECK(c.handler.error == ECONNREFUSED);
+}
