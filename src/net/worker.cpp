@@ -63,7 +63,7 @@ bool Worker::addListener(std::size_t index, std::string key, core::UniqueFd fd) 
 
 void Worker::onSessionCountTimer(int, short, void* arg) {
     auto* self = static_cast<Worker*>(arg);
-    for (auto& [connection, owned] : self->connections_) connection->foldSessionCounts();
+    for (auto& c : self->connections_) c.connection->foldSessionCounts();
 }
 
 void Worker::start() {
@@ -78,7 +78,7 @@ void Worker::run() {
     loop_.run();
     // Whatever is left after the stop timeout is closed here, on the worker's own thread.
     std::vector<ClientConnection*> left;
-    for (auto& [ptr, owned] : connections_) left.push_back(ptr);
+    for (auto& c : connections_) left.push_back(c.connection.get());
     for (auto* c : left) c->finish("shutdown timeout");
     event_base_loop(loop_.base(), EVLOOP_NONBLOCK);  // run the deferred deletions
     connections_.clear();
@@ -169,8 +169,9 @@ void Worker::onDrainOld(int, short, void* arg) {
     }
     self->armDrainTimer();
     std::vector<ClientConnection*> old;
-    for (auto& [ptr, owned] : self->connections_)
-        if (ptr->generation() < below && ptr->state() == ClientConnection::State::Upgraded) old.push_back(ptr);
+    for (auto& c : self->connections_)
+        if (c.connection->generation() < below && c.connection->state() == ClientConnection::State::Upgraded)
+            old.push_back(c.connection.get());
     LOG_INFO("worker %u: reload_drain_timeout: closing %zu WebSockets of older configurations", self->index_, old.size());
     for (auto* c : old) c->drain();
 }
@@ -181,7 +182,7 @@ void Worker::beginStop() {
     listeners_.clear();  // closes our listening sockets: the kernel sends new clients elsewhere
     addTimer(loop_, stop_timer_.get(), snapshot_->config->shutdown_timeout);
     std::vector<ClientConnection*> all;
-    for (auto& [ptr, owned] : connections_) all.push_back(ptr);
+    for (auto& c : connections_) all.push_back(c.connection.get());
     for (auto* c : all) c->drain();
     if (connections_.empty()) loop_.stop();
 }
@@ -237,7 +238,8 @@ void Worker::accept(int fd, const sockaddr* peer, const ListenerSlot& slot) {
     }
     auto connection = std::make_unique<ClientConnection>(*this, std::move(owned), peer, current_, slot.index, *slot.stats);
     ClientConnection* raw = connection.get();
-    connections_.emplace(raw, Connected{std::move(connection), std::move(lease)});
+    raw->setWorkerSlot(static_cast<std::uint32_t>(connections_.size()));
+    connections_.push_back(Connected{std::move(connection), std::move(lease)});
     raw->start();
     if (connections_.size() >= max_connections_) pauseAccepting();
 }
@@ -322,10 +324,14 @@ void Worker::resumeAccepting() {
 }
 
 void Worker::onConnectionFinished(ClientConnection* connection) {
-    auto it = connections_.find(connection);
-    if (it == connections_.end()) return;
-    loop_.deferDelete(std::move(it->second.connection));
-    connections_.erase(it);
+    const std::uint32_t slot = connection->workerSlot();
+    if (slot >= connections_.size() || connections_[slot].connection.get() != connection) return;
+    loop_.deferDelete(std::move(connections_[slot].connection));
+    if (slot + 1 != connections_.size()) {
+        connections_[slot] = std::move(connections_.back());
+        connections_[slot].connection->setWorkerSlot(slot);
+    }
+    connections_.pop_back();
     if (connections_.size() < max_connections_) resumeAccepting();
     if (stopping_ && connections_.empty()) loop_.stop();
 }

@@ -90,6 +90,9 @@ public:
     // A WebSocket session's messages and bytes since the last call go into its route's metrics
     // (the worker calls this every Worker::kSessionCountInterval; the rest at the session's end).
     void foldSessionCounts();
+    // Its place in the worker's list of connections (Worker::connections_), kept by the worker.
+    std::uint32_t workerSlot() const { return worker_slot_; }
+    void setWorkerSlot(std::uint32_t slot) { worker_slot_ = slot; }
 
 private:
     // The client socket.
@@ -244,6 +247,7 @@ private:
     IpLimits::Lease ws_lease_;  // counted under limits.per_ip_websockets: admission to session end
     std::string client_ip_;
     std::uint32_t client_hash_ = 0;
+    std::uint32_t worker_slot_ = 0;
     State state_ = State::ReadingHead;
     bool client_eof_ = false;
     bool draining_ = false;

@@ -16,7 +16,6 @@
 #include <memory>
 #include <sys/socket.h>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "portico/core/handles.h"
@@ -149,7 +148,9 @@ private:
         std::unique_ptr<ClientConnection> connection;
         IpLimits::Lease lease;  // its count under limits.per_ip_connections, released with it
     };
-    std::unordered_map<ClientConnection*, Connected> connections_;
+    // In no order: a finished connection's place takes the last one (its workerSlot() follows).
+    // A vector, not a map keyed by the pointer: no node to allocate per connection.
+    std::vector<Connected> connections_;
     std::size_t max_connections_;
     Wakeup control_;  // requestStop() and requestReload() wake the loop through it
     core::EventPtr stop_timer_;
