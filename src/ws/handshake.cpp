@@ -7,9 +7,6 @@
 #include <cstring>
 #include <memory>
 
-// SHA1_Init/Update/Final are deprecated in OpenSSL 3.0 but built into its libcrypto unless it was
-// configured with no-deprecated (then OPENSSL_NO_DEPRECATED_3_0 is set and sha1() below uses EVP).
-#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -42,19 +39,6 @@ std::string base64(const unsigned char* data, std::size_t len) {
     return core::base64Encode(std::string_view(reinterpret_cast<const char*>(data), len));
 }
 
-#ifndef OPENSSL_NO_DEPRECATED_3_0
-// SHA-1 of `data` with the low-level calls: a SHA_CTX on the stack and the same assembly
-// (SHA-NI where the CPU has it) as EVP's. OpenSSL 3.0's EVP_DigestInit_ex2 frees and allocates
-// the provider's digest context on every call, even with the same EVP_MD_CTX and EVP_MD
-// (measured: one malloc/free pair and about 670 instructions per upgrade more than this). The
-// accept value is a handshake check, not a security function: no provider (FIPS) policy
-// applies to it.
-void sha1(const unsigned char* data, std::size_t len, unsigned char (&digest)[SHA_DIGEST_LENGTH]) {
-    SHA_CTX ctx;
-    if (SHA1_Init(&ctx) == 1 && SHA1_Update(&ctx, data, len) == 1 && SHA1_Final(digest, &ctx) == 1) return;
-    SHA1(data, len, digest);
-}
-#else
 struct MdCtxDeleter {
     void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
 };
@@ -73,7 +57,6 @@ void sha1(const unsigned char* data, std::size_t len, unsigned char (&digest)[SH
         return;
     SHA1(data, len, digest);  // no provider or context at hand: the slow path still answers
 }
-#endif
 
 // The accept value of `key` into `out`: 28 characters, base64 of the 20-byte digest, no heap.
 constexpr std::size_t kAcceptLength = 4 * ((SHA_DIGEST_LENGTH + 2) / 3);
