@@ -24,8 +24,9 @@ void Http1ResponseWriter::sendHead(const ResponseHead& head, const ResponseBody&
     ClientResponseInfo info;
     info.client_version_minor = version_minor_;
     if (head.status >= 100 && head.status < 200 && head.status != 101) {
-        // Interim (100 Continue, 103 Early Hints): relayed as is, the final head follows.
-        bytes_ += appendClientResponseHead(out_, head, info);
+        // Interim (100 Continue, 103 Early Hints): relayed as is, the final head follows. Not to
+        // an HTTP/1.0 client (RFC 9110 15.2: MUST NOT), which would take it for the answer.
+        if (version_minor_ >= 1) bytes_ += appendClientResponseHead(out_, head, info);
         return;
     }
     status_ = head.status;

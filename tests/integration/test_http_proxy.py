@@ -5,7 +5,7 @@ close-delimited, HEAD/204/304), header rewriting and routing."""
 import hashlib
 import time
 
-from backends import free_port, pattern_sha256
+from backends import Response, free_port, pattern_sha256
 from portico_harness import PorticoTestCase, main, make_config
 
 
@@ -211,6 +211,22 @@ class Framing(PorticoTestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json()["body_len"], 5000)
         self.assertEqual(self.c.roundtrip("GET", "/echo/next").json()["path"], "/echo/next")
+
+    def test_interim_responses_reach_http11_clients_only(self):
+        # RFC 9110 15.2: no 1xx to an HTTP/1.0 client, which would read it as the final answer.
+        def early_hints(req, conn):
+            conn.send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+            return Response(body=b"final")
+
+        self.b.route("/hints", early_hints)
+        self.c.send(b"GET /hints HTTP/1.1\r\nHost: x\r\n\r\n")
+        interim = self.c.read_response(skip_1xx=False)
+        self.assertEqual((interim.status, interim.header("Link")), (103, "</style.css>; rel=preload"))
+        self.assertEqual(self.c.read_response().body, b"final")
+        old = self.client(self.p.port)
+        old.send(b"GET /hints HTTP/1.0\r\nHost: x\r\n\r\n")
+        r = old.read_response(skip_1xx=False)
+        self.assertEqual((r.status, r.body), (200, b"final"))
 
     def test_chunked_request_body_reaches_backend_intact(self):
         parts = [b"a" * 1, b"b" * 100, b"c" * 5000, b"d" * 70000, b"e" * 3]
