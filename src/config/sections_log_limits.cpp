@@ -73,6 +73,11 @@ const std::array<KeyRule<Limits>, kLimitsKeyCount> kLimitsKeys =
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readDuration(v, l.client_body_timeout)) requirePositive(d, v, l.client_body_timeout.count() > 0);
      }},
+    {"client_send_timeout", type::duration().aboveZero(), "60s",
+     "close a client that takes no byte of its response this long",
+     [](Decoder& d, const Item& v, Limits& l) {
+         if (d.readDuration(v, l.client_send_timeout)) requirePositive(d, v, l.client_send_timeout.count() > 0);
+     }},
     {"keepalive_timeout", type::duration(), "75s",
      "idle client connection between requests; 0 = no keep-alive",
      [](Decoder& d, const Item& v, Limits& l) { d.readDuration(v, l.keepalive_timeout); }},

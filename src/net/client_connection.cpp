@@ -458,7 +458,12 @@ void ClientConnection::responseDone(bool keep_alive) {
         event_active(http_->resume_event.get(), EV_TIMEOUT, 0);
     } else {
         client_->resumeReading();
-        armTimer(snapshot_->config().limits.keepalive_timeout);
+        // A response still going out: keep-alive starts once it is out (onDrained).
+        if (client_->outputLength() > 0) {
+            watchClientReading();
+        } else {
+            armTimer(snapshot_->config().limits.keepalive_timeout);
+        }
     }
 }
 
@@ -467,7 +472,10 @@ void ClientConnection::onResume(int, short, void* arg) {
     if (self->state_ != State::ReadingHead) return;
     // Backpressure on pipelining: do not start the next response while the client is not
     // reading this one.
-    if (self->client_->outputLength() > proxy::kHighWatermark) return;  // onDrained resumes
+    if (self->client_->outputLength() > proxy::kHighWatermark) {
+        self->watchClientReading();  // onDrained resumes; a client that does not read is closed
+        return;
+    }
     self->client_->resumeReading();
     self->armTimer(self->snapshot_->config().limits.client_header_timeout);
     self->processInput();
@@ -495,15 +503,25 @@ void ClientConnection::closeAfterFlush() {
         return;
     }
     client_->resumeReading();
-    armTimer(kLingerTimeout);
+    // A response still going out: the linger starts once it is out (onDrained).
+    if (client_->outputLength() > 0) {
+        watchClientReading();
+    } else {
+        armTimer(kLingerTimeout);
+    }
 }
 
 void ClientConnection::onDrained(ByteStream& stream) {
     if (http_->exchange) http_->exchange->onClientDrained();
     if (state_ == State::Closing && (client_eof_ || worker_.stopping()) && stream.outputLength() == 0) {
         finish("closed");
+    } else if (state_ == State::Closing && stream.outputLength() == 0) {
+        armTimer(kLingerTimeout);  // the response is out (a large one took long): linger from here
     } else if (state_ == State::ReadingHead && !client_->isReading()) {
         onResume(0, 0, this);
+    } else if (state_ == State::ReadingHead && stream.outputLength() == 0 && !http_->parser.inMessage() &&
+               evbuffer_get_length(client_->input()) == 0) {
+        armTimer(snapshot_->config().limits.keepalive_timeout);  // idle from the response's last byte
     }
 }
 
@@ -617,9 +635,49 @@ void ClientConnection::retireExchange() {
 
 void ClientConnection::armTimer(std::chrono::milliseconds timeout) { http_->timer.set(timeout); }
 
+// `limits.client_send_timeout` (nginx's send_timeout): while a response the client has not
+// taken yet is all that is left to do (the end of a large file, the wait of a pipelined request
+// or of the linger after "Connection: close"), the keep-alive, header and linger timeouts wait;
+// a client that takes no byte for client_send_timeout is closed.
+void ClientConnection::watchClientReading() {
+    Request& req = http_->req;
+    if (!req.send_mark) {
+        req.send_mark = client_->sendProgress();
+        req.send_mark_at = std::chrono::steady_clock::now();
+    }
+    const std::chrono::milliseconds timeout = snapshot_->config().limits.client_send_timeout;
+    // Closing looks again at the linger's pace: the linger after the last byte stays short.
+    armTimer(state_ == State::Closing ? std::min(timeout, kLingerTimeout) : timeout);
+}
+
+// At a timeout: true when the client is still taking a response (the timer is armed again) or
+// was closed for taking none of it for client_send_timeout.
+bool ClientConnection::awaitClientReading() {
+    if (client_->outputLength() == 0) return false;
+    const bool closing = state_ == State::Closing;
+    if (!closing && !(state_ == State::ReadingHead && !http_->parser.inMessage())) return false;
+    const Stream::SendProgress progress = client_->sendProgress();
+    const auto now = std::chrono::steady_clock::now();
+    Request& req = http_->req;
+    if (req.send_mark != progress) {
+        req.send_mark = progress;
+        req.send_mark_at = now;
+    }
+    const std::chrono::milliseconds timeout = snapshot_->config().limits.client_send_timeout;
+    const auto left = timeout - std::chrono::duration_cast<std::chrono::milliseconds>(now - req.send_mark_at);
+    if (left <= std::chrono::milliseconds::zero()) {
+        LOG_INFO("client %s: took no byte of the response for client_send_timeout", client_ip_.c_str());
+        finish("client send timeout");
+        return true;
+    }
+    armTimer(closing ? std::min(left, kLingerTimeout) : left);
+    return true;
+}
+
 void ClientConnection::onTimer(int, short, void* arg) {
     auto* self = static_cast<ClientConnection*>(arg);
     if (!self->http_->timer.fired()) return;  // moved later, or cleared, since armed
+    if (self->awaitClientReading()) return;
     switch (self->state_) {
         case State::ReadingHead:
             if (self->http_->parser.inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||

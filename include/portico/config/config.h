@@ -49,6 +49,8 @@ struct Limits {
                                                                 // reading for a slow upstream)
     Duration keepalive_timeout = std::chrono::seconds(75);      // idle client connection;
                                                                 // 0 = no keep-alive
+    Duration client_send_timeout = std::chrono::seconds(60);    // a client that takes no byte
+                                                                // of a response this long: closed
     // Per client address (net/ip_limits.h); IPv6 clients are grouped by per_ip_ipv6_prefix.
     std::size_t per_ip_connections = 1000;  // concurrent connections; beyond: 429 and close; 0 = off
     std::size_t per_ip_websockets = 500;    // concurrent WebSockets; beyond: 429 to the upgrade; 0 = off

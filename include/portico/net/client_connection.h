@@ -159,6 +159,8 @@ private:
     void retireExchange();
     void logAccess();
     void armTimer(std::chrono::milliseconds timeout);
+    void watchClientReading();
+    bool awaitClientReading();
     static void onTimer(int, short, void* arg);
     static void onResume(int, short, void* arg);
 
@@ -201,6 +203,10 @@ private:
         bool answer_pending = false; // a built-in handler answers later (a pubsub backplane)
         bool keep_alive = true;      // the response may leave the connection open
         bool logged = false;
+        // What the client had taken of a response when a timeout found it still going out
+        // (awaitClientReading), and since when: set at the first such timeout.
+        std::optional<Stream::SendProgress> send_mark;
+        std::chrono::steady_clock::time_point send_mark_at{};
         // Of the last exchange, for the access log: a name in snapshot_'s configuration or upstream
         // groups, which outlive the request (a view: no string made per request).
         std::string_view upstream_name = "-";

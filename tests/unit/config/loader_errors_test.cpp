@@ -211,6 +211,8 @@ TEST_CASE("wrong types name the expected type", "[config][errors]") {
          "portico.yaml:3:27: limits.max_connections: must be greater than 0"},
         {L + R + "limits: {client_body_timeout: 0s}\n",
          "portico.yaml:3:31: limits.client_body_timeout: must be greater than 0"},
+        {L + R + "limits: {client_send_timeout: 0s}\n",
+         "portico.yaml:3:31: limits.client_send_timeout: must be greater than 0"},
         {L + R + "workers: 0\n", "portico.yaml:3:10: workers: expected auto or a positive integer"},
         {L + R + "workers: -2\n",
          "portico.yaml:3:10: workers: expected auto or a positive integer"},

@@ -254,6 +254,7 @@ routes:
     CHECK(c.limits.client_header_timeout == 10s);
     CHECK(c.limits.client_body_timeout == 60s);
     CHECK(c.limits.keepalive_timeout == 75s);
+    CHECK(c.limits.client_send_timeout == 60s);
     CHECK(c.upstreams.empty());
     REQUIRE(c.routes.size() == 1);
     CHECK(c.routes[0].host.empty());

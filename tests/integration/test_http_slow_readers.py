@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Clients that read a response slowly, or not at all: a download is never cut while its bytes
+move (whatever keepalive_timeout or the linger after "Connection: close" would say), and a
+client that takes no byte for limits.client_send_timeout is closed instead of being kept."""
+
+import hashlib
+import os
+import socket
+import time
+
+from portico_harness import PorticoTestCase, main, make_config, slow_factor
+
+FILE_BYTES = 24 * 1024 * 1024
+
+
+def slow_download(port, request, seconds):
+    """Sends `request` and reads the whole answer over about `seconds` (a small receive
+    buffer, reads paced by sleeps); returns (head, body) once the server closes or the body is
+    whole."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.connect(("127.0.0.1", port))
+    s.settimeout(10 * slow_factor())
+    s.sendall(request)
+    data = bytearray()
+    started = time.monotonic()
+    length = None
+    while True:
+        chunk = s.recv(256 * 1024)
+        if not chunk:
+            break
+        data += chunk
+        if length is None and b"\r\n\r\n" in data:
+            head = bytes(data[:data.index(b"\r\n\r\n")])
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = len(head) + 4 + int(value)
+        if length is not None and len(data) >= length:
+            break
+        # Pace: the share of the file read so far should take its share of `seconds`.
+        due = started + seconds * len(data) / FILE_BYTES
+        if due > time.monotonic():
+            time.sleep(due - time.monotonic())
+    s.close()
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    return head, body
+
+
+class SlowReaders(PorticoTestCase):
+    def setUp(self):
+        www = os.path.join(self.tmpdir(), "www")
+        os.makedirs(www)
+        self.content = os.urandom(FILE_BYTES)
+        with open(os.path.join(www, "big.bin"), "wb") as f:
+            f.write(self.content)
+        self.p = self.start_portico(make_config(
+            routes=[{"path": "/healthz", "handler": "health"},
+                    {"path": "/", "handler": "static", "root": www}],
+            limits={"keepalive_timeout": "1s", "client_send_timeout": "1s"}))
+
+    def assertWhole(self, body):
+        self.assertEqual(len(body), FILE_BYTES, "the download was cut")
+        self.assertEqual(hashlib.sha256(body).digest(), hashlib.sha256(self.content).digest())
+
+    def test_a_download_slower_than_the_linger_after_connection_close_is_whole(self):
+        # The 2 s linger of a connection closing after its response ran from the response's
+        # queueing, not its end: a file still going out was cut.
+        head, body = slow_download(self.p.port, b"GET /big.bin HTTP/1.1\r\nHost: x\r\n"
+                                   b"Connection: close\r\n\r\n", 4)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertWhole(body)
+        head, body = slow_download(self.p.port, b"GET /big.bin HTTP/1.0\r\n\r\n", 4)
+        self.assertWhole(body)
+
+    def test_a_download_slower_than_keepalive_timeout_is_whole_and_the_connection_goes_on(self):
+        head, body = slow_download(self.p.port, b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n", 3)
+        self.assertWhole(body)
+        c = self.client(self.p.port)
+        c.send(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = c.read_response()
+        self.assertWhole(r.body)
+        self.assertEqual(c.roundtrip("GET", "/healthz").status, 200)  # kept alive after it
+
+    def test_a_client_that_does_not_read_is_closed_after_client_send_timeout(self):
+        # A file the client never reads, alone, with a pipelined request behind it, or before
+        # the close: closed for that, not by another timeout that would have cut a download.
+        for request in (b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+                        b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                        b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):
+            with self.subTest(request=request):
+                start = len(self.p.stderr_lines())
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.connect(("127.0.0.1", self.p.port))
+                s.sendall(request)
+                sent = time.monotonic()
+                line = self.p.wait_stderr(lambda line: "closed" in line or "client_send_timeout" in line,
+                                          timeout=8, start=start)
+                self.assertIn("client_send_timeout", line or "")
+                self.assertLess(time.monotonic() - sent, 4 * slow_factor())
+                s.close()
+
+
+if __name__ == "__main__":
+    main()
