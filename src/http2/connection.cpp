@@ -369,6 +369,22 @@ void Connection::tick() {
     if (closed_) return;
     const config::Limits& limits = snapshot_->config().limits;
     const auto now = std::chrono::steady_clock::now();
+    // client_send_timeout: a client that takes no byte of what the socket holds that long does
+    // not read at all, and goes (one that reads but keeps a stream's window shut loses that
+    // stream: Stream::tick).
+    if (socket_->outputLength() > 0) {
+        const net::Stream::SendProgress progress = socket_->sendProgress();
+        if (send_mark_ != progress) {
+            send_mark_ = progress;
+            send_mark_at_ = now;
+        } else if (now - send_mark_at_ >= limits.client_send_timeout) {
+            LOG_INFO("client %s: HTTP/2: took no byte for client_send_timeout", client_.ip.c_str());
+            close("client send timeout");
+            return;
+        }
+    } else {
+        send_mark_.reset();
+    }
     if (streams_.empty()) {
         exchanges_.clear();  // idle at the tick: the connection holds no exchange, and none of
         if (memory_) memory_->trim();  // nghttp2's blocks on the free lists

@@ -273,6 +273,19 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
         reset(reset_after_output_ ? NGHTTP2_CONNECT_ERROR : NGHTTP2_NO_ERROR);
         return;
     }
+    // client_send_timeout: response bytes the client's window takes none of that long (a
+    // WebSocket's session has timeouts of its own). They are dropped with the stream.
+    if (evbuffer_get_length(pending_.get()) == 0 || closed_ || session_) {
+        send_mark_at_ = {};
+    } else if (send_mark_at_ == std::chrono::steady_clock::time_point{} || sent_ != send_mark_) {
+        send_mark_ = sent_;
+        send_mark_at_ = now;
+    } else if (now - send_mark_at_ >= snapshot_->config().limits.client_send_timeout) {
+        LOG_INFO("client %s: HTTP/2 stream %d: took no byte for client_send_timeout", connection_.client().ip.c_str(), id_);
+        evbuffer_drain(pending_.get(), evbuffer_get_length(pending_.get()));
+        reset(NGHTTP2_CANCEL);
+        return;
+    }
     // client_body_timeout: the longest wait between two DATA frames of a body, while we read
     // (a stream held for its upstream is not the client's fault).
     if (!headers_complete_ || request_complete_ || held_ > 0 || closed_ || websocket_) return;
@@ -429,6 +442,7 @@ void Stream::flush() { connection_.scheduleSend(); }
 ssize_t Stream::readBody(std::uint8_t* buffer, std::size_t length, std::uint32_t* flags) {
     const int copied = evbuffer_remove(pending_.get(), buffer, length);
     if (copied < 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    sent_ += static_cast<std::uint64_t>(copied);
     if (session_) bytes_out_ += static_cast<std::uint64_t>(copied);  // a WebSocket's, as it goes
     if (evbuffer_get_length(pending_.get()) == 0 && response_ended_) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;

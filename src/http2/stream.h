@@ -87,7 +87,8 @@ public:
     void goAway() {
         if (session_) session_->goAway();
     }
-    // Once a second: a request body the client stopped sending (client_body_timeout).
+    // Once a second: a request body the client stopped sending (client_body_timeout), a
+    // response it takes nothing of (client_send_timeout).
     void tick(std::chrono::steady_clock::time_point now);
     bool headersComplete() const { return headers_complete_; }
 
@@ -162,6 +163,10 @@ private:
     std::string upstream_name_ = "-";
     std::chrono::steady_clock::time_point start_;
     std::chrono::steady_clock::time_point last_data_;
+    std::uint64_t sent_ = 0;  // response body bytes nghttp2 took into DATA frames
+    // sent_ when a tick found response bytes waiting, and since when (client_send_timeout).
+    std::uint64_t send_mark_ = 0;
+    std::chrono::steady_clock::time_point send_mark_at_{};
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;
     std::uint64_t body_bytes_ = 0;

@@ -10,6 +10,11 @@ import time
 
 from portico_harness import PorticoTestCase, main, make_config, slow_factor
 
+try:
+    from h2_client import H2Client
+except ImportError:  # python3-h2 missing: the HTTP/2 tests skip
+    H2Client = None
+
 FILE_BYTES = 24 * 1024 * 1024
 
 
@@ -100,6 +105,37 @@ class SlowReaders(PorticoTestCase):
                 self.assertIn("client_send_timeout", line or "")
                 self.assertLess(time.monotonic() - sent, 4 * slow_factor())
                 s.close()
+
+
+class SlowReadersHttp2(PorticoTestCase):
+    def setUp(self):
+        if H2Client is None:
+            self.skipTest("python3-h2 is not installed")
+        www = os.path.join(self.tmpdir(), "www")
+        os.makedirs(www)
+        with open(os.path.join(www, "big.bin"), "wb") as f:
+            f.write(os.urandom(FILE_BYTES))
+        self.p = self.start_portico(make_config(
+            listeners=[{"address": "127.0.0.1:0", "http2": True}],
+            routes=[{"path": "/healthz", "handler": "health"},
+                    {"path": "/", "handler": "static", "root": www}],
+            limits={"client_send_timeout": "2s"}))
+
+    def test_a_stream_whose_window_the_client_keeps_shut_is_reset_and_the_others_go_on(self):
+        # The client reads the socket but never gives the stream's window back: the stream was
+        # kept for ever (its file, its place among http2_max_concurrent_streams).
+        c = H2Client(self.p.port)
+        self.addCleanup(c.close)
+        c.auto_ack = False
+        c.conn.increment_flow_control_window(1 << 30)  # the connection's window stays open
+        sid = c.request("GET", "/big.bin")
+        started = time.monotonic()
+        r = c.response(sid, timeout=8 * slow_factor())
+        self.assertEqual(r["reset"], 8, "not reset CANCEL: %r" % ({k: r[k] for k in ("ended", "reset")},))
+        self.assertGreater(time.monotonic() - started, 1.5)
+        c.auto_ack = True
+        ok = c.request("GET", "/healthz")
+        self.assertEqual(c.response(ok)["body"].strip(), b"ok")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -131,6 +132,10 @@ private:
     core::EventPtr tick_event_;  // once a second: the timeouts
     core::TokenBucket control_frames_;
     std::chrono::steady_clock::time_point idle_since_;
+    // What the client had taken of the socket's output when a tick found some queued, and since
+    // when (limits.client_send_timeout).
+    std::optional<net::Stream::SendProgress> send_mark_;
+    std::chrono::steady_clock::time_point send_mark_at_{};
     // RFC 9113 5.1.1: the stream ids a client skipped (first, last), which it may never open
     // later. nghttp2 forgets closed streams and so ignores any HEADERS at or below the highest
     // id; a HEADERS on a skipped id is the one it can tell apart. The newest few gaps only:
