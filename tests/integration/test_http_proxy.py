@@ -228,7 +228,30 @@ class Framing(PorticoTestCase):
         r = old.read_response(skip_1xx=False)
         self.assertEqual((r.status, r.body), (200, b"final"))
 
-    def test_chunked_request_body_reaches_backend_intact(self):
+    def test_an_answer_before_the_whole_request_body_says_connection_close(self):
+        # The connection closes after it (the rest of the body is not read): a head that did not
+        # say so left the client to send its next request into a closing connection.
+        from backends import TcpServer
+
+        def early(s):
+            s.recv(65536)
+            s.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope")
+            time.sleep(1)
+            s.close()
+
+        up = TcpServer(early)
+        self.addCleanup(up.stop)
+        p = self.proxy(up.address)
+        for framing in (b"Content-Length: 10\r\nExpect: 100-continue", b"Transfer-Encoding: chunked"):
+            with self.subTest(framing=framing):
+                c = self.client(p.port)
+                c.send(b"POST /x HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n")
+                r = c.read_response()
+                self.assertEqual((r.status, r.body), (401, b"nope"))
+                self.assertEqual(r.header("Connection"), "close")
+                self.assertClosed(c)
+
+
         parts = [b"a" * 1, b"b" * 100, b"c" * 5000, b"d" * 70000, b"e" * 3]
         wire = b"".join(b"%x;ext=1\r\n" % len(x) + x + b"\r\n" for x in parts) + b"0\r\n\r\n"
         self.c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")

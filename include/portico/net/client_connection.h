@@ -184,7 +184,11 @@ private:
         void flush() override;
 
     private:
-        bool connectionMayStayOpen() const override { return connection_->clientKeepAlive(); }
+        // An upstream's answer that comes before the whole request body (a 401, a 413) ends the
+        // connection (onExchangeComplete): its head says so.
+        bool connectionMayStayOpen() const override {
+            return connection_->clientKeepAlive() && (connection_->http_->req.complete || !connection_->http_->exchange);
+        }
         ClientConnection* connection_;
     };
 
