@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/http2/request_fields.h"
 
+#include <algorithm>
+
 #include "portico/http/header_rewrite.h"
 
 namespace portico::http2 {
@@ -92,6 +94,11 @@ RequestFields::Verdict RequestFields::finish(http::RequestHead& head) {
     } else {
         // RFC 9113 8.3.1 (and RFC 8441 4 for an extended CONNECT): :scheme and a non-empty :path.
         if (!has_scheme_ || !has_path_ || head_.target.empty()) return refuse(Verdict::Malformed, "no :scheme or :path");
+        // RFC 3986: a target is visible ASCII. nghttp2 lets DEL and bytes above 0x7f through,
+        // which the upstream's HTTP/1.1 request line would carry, and which an HTTP/1.1 client
+        // of ours gets 400 for.
+        if (!std::all_of(head_.target.begin(), head_.target.end(), [](char c) { return c > 0x20 && c < 0x7f; }))
+            return refuse(Verdict::Malformed, "invalid :path");
     }
     if (authority_.empty()) return refuse(Verdict::Malformed, "no :authority or Host");
     // Host first, as an HTTP/1.1 client writes it (add() made its place before the first

@@ -115,6 +115,8 @@ TEST_CASE("HTTP/2 pseudo-headers: order, repetition, unknown names and required 
         {"no authority nor Host", {{":method", "GET"}, {":scheme", "http"}, {":path", "/"}}},
         {":protocol without CONNECT", {{":method", "GET"}, {":protocol", "websocket"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a"}}},
         {"CONNECT with a path", {{":method", "CONNECT"}, {":authority", "a:443"}, {":path", "/"}}},
+        {"non-ASCII :path", {{":method", "GET"}, {":scheme", "http"}, {":path", "/caf\xc3\xa9"}, {":authority", "a"}}},
+        {"DEL in :path", {{":method", "GET"}, {":scheme", "http"}, {":path", "/a\x7f"}, {":authority", "a"}}},
     };
     for (const auto& c : kCases) {
         INFO(c.what);
