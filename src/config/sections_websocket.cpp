@@ -161,6 +161,11 @@ const std::array<KeyRule<WebSocketSettings>, kWebSocketKeyCount> kWebSocketKeys 
      [](Decoder& d, const Item& v, WebSocketSettings& ws) {
          if (d.readDuration(v, ws.max_lifetime_grace)) requirePositive(d, v, ws.max_lifetime_grace.count() > 0);
      }},
+    {"close_timeout", type::duration().aboveZero(), "5s",
+     "frames mode: a Close went one way and no answer came: close the silent side's TCP, 1001 to the other",
+     [](Decoder& d, const Item& v, WebSocketSettings& ws) {
+         if (d.readDuration(v, ws.close_timeout)) requirePositive(d, v, ws.close_timeout.count() > 0);
+     }},
     {"trace", type::boolean(), "false",
      "log one line per frame (not in tunnel mode)",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readBool(v, ws.trace); }},

@@ -235,7 +235,7 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
             }
             // trace too: a tunnel copies bytes without knowing where frames begin; parsing a copy
             // would add a parser per direction to the one mode meant to never parse.
-            for (const char* key : {"max_message_bytes", "ping_interval", "max_lifetime_grace", "trace"}) {
+            for (const char* key : {"max_message_bytes", "ping_interval", "max_lifetime_grace", "close_timeout", "trace"}) {
                 std::string key_path = childPath(websocket, key);
                 if (d.has(key_path)) {
                     d.warning(d.markOf(key_path), key_path,

@@ -25,6 +25,12 @@ void IdleTimer::stop() {
     if (queue_ && queued()) queue_->remove(this);
 }
 
+void IdleTimer::retime(EventLoop& loop, std::chrono::milliseconds timeout) {
+    stop();
+    queue_ = timeout.count() > 0 ? &loop.idleQueue(timeout) : nullptr;
+    start();
+}
+
 void IdleTimer::touch() {
     last_activity_ = std::chrono::steady_clock::now();
     if (!next_) return;  // not started, or already the newest

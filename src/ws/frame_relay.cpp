@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <event2/buffer.h>
 #include <event2/event.h>
 
@@ -84,11 +85,12 @@ FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_pt
       upstream_(std::move(upstream)),
       up_(Role::Client, allowed_rsv, settings),
       down_(Role::Server, allowed_rsv, settings),
-      idle_(loop, settings.idle_timeout, [](void* self) { static_cast<FrameRelay*>(self)->goAwayBoth("idle timeout"); },
-            this),
+      idle_(loop, settings.idle_timeout, [](void* self) { static_cast<FrameRelay*>(self)->onIdle(); }, this),
       lifetime_(loop, settings, [this] { onLifetime(); }, [this] { end("max lifetime grace over"); }),
       ping_(loop, settings.ping_interval, [](void* self) { static_cast<FrameRelay*>(self)->onPing(); }, this),
-      tracer_(std::move(tracer)) {
+      tracer_(std::move(tracer)),
+      close_timeout_ms_(static_cast<std::uint32_t>(std::min<std::chrono::milliseconds::rep>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(settings.close_timeout).count(), std::numeric_limits<std::uint32_t>::max()))) {
     up_.from = down_.to = client_.get();
     up_.to = down_.from = upstream_.get();
     for (net::ByteStream* s : {client_.get(), static_cast<net::ByteStream*>(upstream_.get())}) {
@@ -233,6 +235,7 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
                 end("closed", true);
                 return false;
             }
+            awaitCloseAnswer();
             break;
         }
         // Only while our ping waits: an upstream that pings with the same payload (another
@@ -262,13 +265,13 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
 
 void FrameRelay::onReadable(net::ByteStream& stream) {
     if (ended_) return;
-    idle_.touch();
+    if (closing_ == Closing::No) idle_.touch();  // while closing, traffic does not put off close_timeout
     if (pump(directionFrom(stream))) stream.releaseIdle();
 }
 
 void FrameRelay::onBytes(net::ByteStream& stream, const char* data, std::size_t n) {
     if (ended_) return;
-    idle_.touch();
+    if (closing_ == Closing::No) idle_.touch();
     Direction& d = directionFrom(stream);
     SpanSource src(d, data, n);
     // What is left is the start of a frame not complete yet: it waits in input() for the rest.
@@ -371,6 +374,29 @@ void FrameRelay::goAwayBoth(const char* reason) {
     end(reason);
 }
 
+void FrameRelay::awaitCloseAnswer() {
+    if (closing_ != Closing::No) return;
+    closing_ = Closing::Waiting;
+    // No more pings: a client that sent its Close answers none (what it sends is discarded), and
+    // close_timeout bounds what is left.
+    ping_.stop();
+    idle_.retime(loop_, std::chrono::milliseconds(close_timeout_ms_));
+}
+
+void FrameRelay::onIdle() {
+    if (closing_ == Closing::No) {
+        goAwayBoth("idle timeout");
+        return;
+    }
+    // close_timeout: RFC 6455 7.1.7, fail the connection that did not answer. Its TCP connection
+    // is closed (an HTTP/2 client's stream ends, END_STREAM after the Close it had); the side that
+    // sent the Close gets 1001 as its answer, if it had no Close yet (sendClose: one per side).
+    closing_ = Closing::TimedOut;
+    const bool upstream_silent = up_.close_seen;
+    sendClose(upstream_silent ? *client_ : *upstream_, close_code::kGoingAway);
+    end(upstream_silent ? "upstream did not answer the Close" : "client did not answer the Close", true);
+}
+
 void FrameRelay::onPing() {
     if (ping_outstanding_) {
         goAwayBoth("no pong from client");  // a whole interval: the client is gone or stuck
@@ -396,8 +422,9 @@ void FrameRelay::end(const char* reason, bool finished, bool upstream_broken) {
     commitRun(down_);
     const SessionCounts final_counts = counts();
     // A client that was sent a Close and has not answered yet will answer it: a closed socket would
-    // meet that Close with a reset, which browsers report as an unclean close. Linger for it.
-    const bool client_answered = up_.close_seen || up_.eof || !down_.close_sent;
+    // meet that Close with a reset, which browsers report as an unclean close. Linger for it,
+    // unless it had close_timeout to answer already.
+    const bool client_answered = up_.close_seen || up_.eof || !down_.close_sent || closing_ == Closing::TimedOut;
     net::Ending ending = net::Ending::Linger;
     if (finished && client_answered)
         ending = up_.close_seen && down_.close_seen ? net::Ending::AfterCloses : net::Ending::Finished;

@@ -184,6 +184,8 @@ struct WebSocketSettings {
                                                    // close); 0 = no limit
     Duration max_lifetime_grace = std::chrono::seconds(30);  // after that Close: wait this long
                                                    // for the peers' Close, then close TCP
+    Duration close_timeout = std::chrono::seconds(5);  // frames mode: a Close went one way and
+                                                   // no answer came this long: end the session
     bool trace = false;                            // frames mode and built-ins: one log line per
                                                    // frame (tunnel: no frames to trace)
     std::size_t trace_payload_bytes = 0;           // first bytes of text payloads in a trace

@@ -27,6 +27,10 @@ public:
     void start();
     void stop();
     void touch();
+    // Moves the timer to the loop's queue for `timeout` (a zero one: never fires) and starts it
+    // anew, the same callback: a session whose wait changed its nature (a WebSocket waiting for
+    // the answer to a Close, websocket.close_timeout) bounds it with the timer it has.
+    void retime(EventLoop& loop, std::chrono::milliseconds timeout);
 
 private:
     friend class IdleQueue;

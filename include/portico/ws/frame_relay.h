@@ -11,7 +11,11 @@
 // it is discarded unparsed (a server that writes an HTTP response after its Close gives its
 // client a clean 1000, not a second Close). No side ever gets a second Close, and once a side was
 // sent a Close nothing more is forwarded to it. When both sides have sent their Close the
-// session ends (both TCP connections are closed once flushed).
+// session ends (both TCP connections are closed once flushed). Once one side's Close went
+// through, the other has websocket.close_timeout to answer it (RFC 6455 7.1.1/7.1.7: a closing
+// handshake completes or the connection is failed): the idle timer is moved to that timeout and
+// no longer touched by traffic; when it fires, the side that did not answer has its connection
+// closed and the other, if it had no Close yet, gets 1001 first.
 //
 // Limits: websocket.rate charges each direction's frames to its own RateLimiter (over it: 1008
 // to the sender, 1001 to the other side); websocket.max_lifetime sends 1001 to both sides and
@@ -21,6 +25,7 @@
 // their header, control frames once whole), and so are the frames Portico writes itself.
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 
 #include "portico/config/config.h"
@@ -122,6 +127,9 @@ private:
     // is onError's: its upstream is reset.
     void end(const char* reason, bool finished = false, bool upstream_broken = false);
     void goAwayBoth(const char* reason);  // 1001 to both sides, then end
+    // A Close went through one way, the answer has not come: idle_ bounds the wait from now on.
+    void awaitCloseAnswer();
+    void onIdle();  // idle_timeout, or close_timeout once awaitCloseAnswer() ran
     void onPing();
 
     SessionOwner& owner_;
@@ -130,6 +138,7 @@ private:
     std::unique_ptr<net::Stream> upstream_;
     Direction up_;    // client -> upstream
     Direction down_;  // upstream -> client
+    // websocket.idle_timeout; once a Close went one way, websocket.close_timeout (closing_).
     net::IdleTimer idle_;
     LifetimeTimer lifetime_;
     // Every websocket.ping_interval (0: never): our ping, or the end when the last went unanswered.
@@ -139,6 +148,9 @@ private:
     bool ping_outstanding_ = false;
     bool ended_ = false;
     SessionLimit limit_ = SessionLimit::None;
+    // The closing handshake: not begun, waiting for the answer to a Close, or given up on.
+    enum class Closing : std::uint8_t { No, Waiting, TimedOut } closing_ = Closing::No;
+    std::uint32_t close_timeout_ms_;  // websocket.close_timeout (fits the padding after the flags)
 };
 
 }  // namespace portico::ws

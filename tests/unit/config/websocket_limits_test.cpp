@@ -33,13 +33,14 @@ TEST_CASE("websocket limits are off by default", "[config][websocket]") {
     CHECK_FALSE(ws.rate.enabled());
     CHECK(ws.max_lifetime.count() == 0);
     CHECK(ws.max_lifetime_grace == std::chrono::seconds(30));
+    CHECK(ws.close_timeout == std::chrono::seconds(5));
 }
 
 TEST_CASE("websocket.rate, max_lifetime and max_lifetime_grace decode", "[config][websocket]") {
     LoadResult result = loadConfigString(L +
                                              "routes:\n  - upstream: app\n    websocket:\n      mode: frames\n"
                                              "      rate: {messages: 100/s, bytes: 1MiB/s, burst: {messages: 20, bytes: 64KiB}}\n"
-                                             "      max_lifetime: 1h\n      max_lifetime_grace: 5s\n"
+                                             "      max_lifetime: 1h\n      max_lifetime_grace: 5s\n      close_timeout: 250ms\n"
                                              "  - path: /echo\n    handler: echo\n    websocket: {rate: {messages: 7/s}}\n",
                                          "portico.yaml");
     INFO(Catch::Detail::stringify(errorsOf(L)));
@@ -51,6 +52,7 @@ TEST_CASE("websocket.rate, max_lifetime and max_lifetime_grace decode", "[config
     CHECK(ws.rate.burst_bytes == 64 * 1024);
     CHECK(ws.max_lifetime == std::chrono::hours(1));
     CHECK(ws.max_lifetime_grace == std::chrono::seconds(5));
+    CHECK(ws.close_timeout == std::chrono::milliseconds(250));
     const WebSocketRate& echo = result.config->routes[1].websocket.rate;
     CHECK(echo.messages == 7);
     CHECK(echo.bytes == 0);
@@ -81,6 +83,8 @@ TEST_CASE("websocket limit errors name the file, line, column and key path", "[c
          "portico.yaml:7:44: routes[0].websocket.rate.burst.bytes: needs routes[0].websocket.rate.bytes"},
         {L + R + "      max_lifetime_grace: 0\n",
          "portico.yaml:7:27: routes[0].websocket.max_lifetime_grace: must be greater than 0"},
+        {L + R + "      close_timeout: 0\n",
+         "portico.yaml:7:22: routes[0].websocket.close_timeout: must be greater than 0"},
         {L + "routes:\n  - upstream: app\n    websocket: {rate: {messages: 10/s}}\n",
          "portico.yaml:5:23: routes[0].websocket.rate: needs mode: frames (a tunnel does not parse frames "
          "and cannot count them)"},
@@ -95,10 +99,12 @@ TEST_CASE("websocket limit errors name the file, line, column and key path", "[c
 
 TEST_CASE("max_lifetime is accepted in tunnel mode, its grace is not used there", "[config][websocket]") {
     LoadResult result = loadConfigString(L + "routes:\n  - upstream: app\n    websocket: {max_lifetime: 1h, "
-                                             "max_lifetime_grace: 1s}\n",
+                                             "max_lifetime_grace: 1s, close_timeout: 1s}\n",
                                          "portico.yaml");
     REQUIRE(result.ok());
     CHECK(result.config->routes[0].websocket.max_lifetime == std::chrono::hours(1));
     CHECK(result.warnings == Lines{"portico.yaml:5:55: routes[0].websocket.max_lifetime_grace: has no effect in "
+                                   "tunnel mode (set mode: frames)",
+                                   "portico.yaml:5:77: routes[0].websocket.close_timeout: has no effect in "
                                    "tunnel mode (set mode: frames)"});
 }
