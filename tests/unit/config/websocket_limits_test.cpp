@@ -105,6 +105,6 @@ TEST_CASE("max_lifetime is accepted in tunnel mode, its grace is not used there"
     CHECK(result.config->routes[0].websocket.max_lifetime == std::chrono::hours(1));
     CHECK(result.warnings == Lines{"portico.yaml:5:55: routes[0].websocket.max_lifetime_grace: has no effect in "
                                    "tunnel mode (set mode: frames)",
-                                   "portico.yaml:5:77: routes[0].websocket.close_timeout: has no effect in "
+                                   "portico.yaml:5:74: routes[0].websocket.close_timeout: has no effect in "
                                    "tunnel mode (set mode: frames)"});
 }
