@@ -119,7 +119,8 @@ class CloseTimeoutHttp1(WsTestCase):
         t0 = time.monotonic()
         frames, eof = ws.read_until_eof(timeout=4 * slow_factor())
         elapsed = time.monotonic() - t0
-        self.assertTrue(eof, "the client's connection stayed open after its unanswered Close: %r" % frames)
+        self.assertTrue(eof, "the client's connection stayed open after its unanswered Close (%d frames: %r)"
+                        % (len(frames), frames[:3]))
         self.assertGreater(elapsed, CLOSE_TIMEOUT * 0.8)
         closes = [(f.opcode, f.close_code) for f in frames if f.opcode == OP_CLOSE]
         self.assertEqual(closes, [(OP_CLOSE, 1001)], frames)
