@@ -221,6 +221,9 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
                 return false;
             }
             d.close_seen = true;
+            // Forwarded: `to` now owes an answer. Not forwarded: it had ours (max_lifetime, whose
+            // own grace bounds the wait for the answers).
+            const bool forwarded = !d.close_sent;
             if (d.close_sent) {
                 src.drop(frame_size);  // `to` already has a Close: never a second one
             } else {
@@ -235,7 +238,7 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
                 end("closed", true);
                 return false;
             }
-            awaitCloseAnswer();
+            if (forwarded) awaitCloseAnswer();
             break;
         }
         // Only while our ping waits: an upstream that pings with the same payload (another
