@@ -2,6 +2,7 @@
 #include "portico/net/stream.h"
 
 #include <cerrno>
+#include <utility>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>  // drainedAtLastPoll: the active flag
@@ -161,7 +162,10 @@ void Stream::detach() {
     static Detached detached;
     handler_ = &detached;
     connect_report_queued_ = false;
-    pauseReading();  // event_del also takes an event off the loop's list of those due now
+    pauseReading();
+    // event_del also takes the event off the loop's list of those due now, a connect report that
+    // an earlier pause queued again too (pauseReading returns early when already paused).
+    event_del(&read_event_);
     disarmWrite();
 }
 
@@ -176,7 +180,12 @@ bool Stream::drainedAtLastPoll() const {
 void Stream::resumeReading() {
     if (reading_) return;
     reading_ = true;
+    // event_add leaves an event that waits in the active queue out of epoll (libevent adds it
+    // to the backend only when it is neither inserted nor active): a connect report queued by
+    // pauseReading is taken off, the event added, and the report queued again.
+    if (connect_report_queued_) event_del(&read_event_);
     event_add(&read_event_, nullptr);
+    if (connect_report_queued_) event_active(&read_event_, EV_WRITE, 0);
     // Records OpenSSL read ahead while we were paused make the socket no more readable.
     if (ssl_ && !handshaking_ && SSL_has_pending(ssl_.get())) event_active(&read_event_, EV_READ, 0);
 }
@@ -392,8 +401,7 @@ void Stream::shutdownAfterFlush() {
 
 void Stream::onReadEvent(int, short what, void* arg) {
     auto* self = static_cast<Stream*>(arg);
-    if (what & EV_WRITE) {  // settleConnect's report
-        self->connect_report_queued_ = false;
+    if ((what & EV_WRITE) && std::exchange(self->connect_report_queued_, false)) {  // settleConnect's report
         self->handleWrite();
         if ((what & (EV_READ | EV_CLOSED)) == 0 || !self->reading_) return;
     }
