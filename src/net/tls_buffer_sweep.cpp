@@ -89,10 +89,9 @@ std::atomic<std::size_t> g_trims{0};
 // buffers (every connection of the worker that was busy has been idle for a second: a burst
 // ended, not while load goes on) and sweeps on this thread freed at least kTrimAfterStreams
 // buffer pairs (~1 MB) since its last trim: at most once per burst per worker.
-void sweepAndTrim(TlsBufferSweepList* list) {
-    t_freed_since_trim += list->sweep();
-    if (!list->streams.empty()) return;
-    drop(list);
+// malloc_trim once the sweeps on this thread freed enough since the last one; called where the
+// last listed stream of a loop left its list (gone idle at a sweep, or closed).
+void trimIfDue() {
 #if defined(__GLIBC__)
     if (t_freed_since_trim >= TlsBufferSweep::kTrimAfterStreams) {
         t_freed_since_trim = 0;
@@ -100,6 +99,13 @@ void sweepAndTrim(TlsBufferSweepList* list) {
         g_trims.fetch_add(1, std::memory_order_relaxed);
     }
 #endif
+}
+
+void sweepAndTrim(TlsBufferSweepList* list) {
+    t_freed_since_trim += list->sweep();
+    if (!list->streams.empty()) return;
+    drop(list);
+    trimIfDue();
 }
 
 void onTimer(int, short, void* arg) { sweepAndTrim(static_cast<TlsBufferSweepList*>(arg)); }
@@ -131,9 +137,12 @@ void TlsBufferSweep::remove(Stream& stream, event_base* base) {
     }
     list->unlist(stream.tls_buffer_slot_);
     // The last busy stream closed instead of going idle: the burst is over as surely as when
-    // it goes idle. With a trim due, the list and its timer stay for one more sweep, which
-    // finds the list empty and trims (not here: a Stream's destructor runs inside other work).
-    if (list->streams.empty() && t_freed_since_trim < kTrimAfterStreams) drop(list);
+    // it goes idle, so the trim (if due) is made here. The list goes now, not at a later sweep:
+    // it must not outlive its base (a stream's end may come just before its loop's).
+    if (list->streams.empty()) {
+        drop(list);
+        trimIfDue();
+    }
 }
 
 void TlsBufferSweep::sweepNow(event_base* base) {
@@ -141,6 +150,8 @@ void TlsBufferSweep::sweepNow(event_base* base) {
 }
 
 std::size_t TlsBufferSweep::trims() { return g_trims.load(std::memory_order_relaxed); }
+
+std::size_t TlsBufferSweep::lists() { return t_lists.size(); }
 
 std::size_t TlsBufferSweep::listed(event_base* base) {
     TlsBufferSweepList* list = find(base);

@@ -36,7 +36,8 @@ class TlsBufferSweep {
 public:
     static constexpr std::chrono::milliseconds kInterval{1000};
     static constexpr std::uint32_t kUnlisted = UINT32_MAX;
-    // A sweep that leaves its loop with no stream holding buffers, after sweeps on its thread
+    // A sweep that leaves its loop with no stream holding buffers (or the close of the last one
+    // listed), after sweeps on its thread
     // freed the kept buffers of at least this many streams (~1 MB) since the last trim, gives
     // free heap pages back to the kernel (malloc_trim): busy connections gone idle together
     // leave the buffers' holes among the connections' own state, which glibc would keep
@@ -51,6 +52,9 @@ public:
     static void sweepNow(event_base* base);
     // How many streams on `base` are listed, i.e. may hold OpenSSL buffers (tests, benchmarks).
     static std::size_t listed(event_base* base);
+    // How many event_bases on this thread have a list (and its timer): none once their streams
+    // ended, so none outlives its base (tests).
+    static std::size_t lists();
     // How many times sweeps called malloc_trim in this process (tests, benchmarks).
     static std::size_t trims();
 };
