@@ -2,7 +2,9 @@
 #include "portico/net/listen_socket.h"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -70,6 +72,27 @@ bool portFree(const config::HostPort& address, std::string& error) {
     if (bindSocket(address, 0, false, error)) return true;
     if (errno == EADDRINUSE) error += " (another process listens there)";
     return false;
+}
+
+bool listensHere(std::uint16_t port) {
+    DIR* dir = opendir("/proc/self/fd");
+    if (dir == nullptr) return false;  // then portFree decides, as for any port
+    bool found = false;
+    // A worker may close one of these meanwhile (its number then fails, or is an accepted
+    // socket's: not listening); only this thread opens listening sockets.
+    while (dirent* entry = readdir(dir)) {
+        const int fd = std::atoi(entry->d_name);
+        if (entry->d_name[0] == '.' || fd == dirfd(dir)) continue;
+        int listening = 0;
+        socklen_t length = sizeof listening;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0 && listening &&
+            boundPort(fd) == port) {
+            found = true;
+            break;
+        }
+    }
+    closedir(dir);
+    return found;
 }
 
 std::uint16_t boundPort(int fd) {

@@ -90,7 +90,7 @@ std::vector<core::UniqueFd> Server::openListener(const config::Listener& listene
     std::vector<core::UniqueFd> fds;
     std::string error;
     const std::uint16_t configured = listener.address.port;
-    if (configured != 0 && !ports_listened_.count(configured) && !portFree(listener.address, error)) {
+    if (configured != 0 && !listensHere(configured) && !portFree(listener.address, error)) {
         LOG_ERROR("%s", error.c_str());
         return {};
     }
@@ -105,7 +105,6 @@ std::vector<core::UniqueFd> Server::openListener(const config::Listener& listene
         port = bound;  // port 0: the kernel chose one; the other workers share it
         fds.push_back(std::move(fd));
     }
-    if (configured != 0) ports_listened_.insert(configured);
     std::string host = listener.address.host.empty() ? "*" : listener.address.host;
     if (host.find(':') != std::string::npos) host = "[" + host + "]";
     LOG_INFO("listening on %s:%u", host.c_str(), port);

@@ -499,6 +499,33 @@ class ReloadOperatorSettings(ReloadBase):
         self.assertIn("Address already in use", second.stderr_text())
         self.assertEqual(get(first.port, "/").status, 200)
 
+    def test_a_port_this_process_let_go_of_is_probed_again(self):
+        # A port that a reload removed, or that a failed reload opened and closed, is no longer
+        # ours: another portico may take it, and a later reload adding it must see so (it was
+        # remembered as ours for ever, and both processes listened).
+        routes = [{"path": "/", "handler": "health"}]
+
+        def cfg(*ports, **kw):
+            return self.base_config(routes, workers=1, listeners=["127.0.0.1:0"] + [
+                "127.0.0.1:%d" % x for x in ports], **kw)
+        removed = next(x for x in (backends.free_port() for _ in range(20)) if refused(x))
+        first = self.start_portico(cfg(removed), listeners=2)
+        sighup(self, first, cfg())
+        self.assertTrue(wait_for(lambda: refused(removed), timeout=3))
+        failed = next(x for x in (backends.free_port() for _ in range(20)) if refused(x) and x != removed)
+        # opens `failed`, then cannot open its access log: refused, and the socket closed
+        sighup(self, first, cfg(failed, access=os.path.join(self.tmpdir(), "none", "access.log")),
+               expect_ok=False)
+        self.assertTrue(wait_for(lambda: refused(failed), timeout=3))
+        for port in (removed, failed):
+            second = self.start_portico(cfg(port), listeners=2)
+            _, start = sighup(self, first, cfg(port), expect_ok=False)
+            self.assertIn("bind 127.0.0.1:%d: Address already in use" % port,
+                          "\n".join(first.stderr_lines()[start:]))
+            self.assertEqual(get(port, "/").status, 200)
+            second.stop()
+        self.assertEqual(get(first.port, "/").status, 200)
+
     def test_a_key_that_does_not_match_is_reported_with_file_line_and_key(self):
         import tls_certs
         _, issued = tls_certs.shared_pki()

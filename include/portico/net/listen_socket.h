@@ -24,6 +24,12 @@ core::UniqueFd openListenSocket(const config::HostPort& address, std::uint16_t p
 // itself is opened. Sets `error` ("bind ...: Address already in use ...") when not.
 bool portFree(const config::HostPort& address, std::string& error);
 
+// Whether a socket of this process listens on `port` (any address): a listener that a reload
+// re-adds while a worker still holds the sockets the reload before removed. Read from
+// /proc/self/fd when asked, not remembered: a port this process let go of may since have been
+// taken by another process, which portFree must then see.
+bool listensHere(std::uint16_t port);
+
 // The local port a bound socket has (the kernel's choice for port 0); 0 on error.
 std::uint16_t boundPort(int fd);
 

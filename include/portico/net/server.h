@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -42,7 +41,8 @@ public:
 
 private:
     // Opens one socket per worker for `listener`; empty on failure (logged), also when another
-    // process listens on its port already (net::portFree), unless it is one of ports_listened_.
+    // process listens on its port already (net::portFree), unless a socket of this process still
+    // listens there (net::listensHere: a listener removed by one reload, re-added by the next).
     std::vector<core::UniqueFd> openListener(const config::Listener& listener);
     // The factory of every worker's pub/sub backplane; false (logged) when it cannot be made.
     bool makeBackplane(const config::BackplaneSettings& settings, pubsub::BackplaneFactory& factory);
@@ -54,10 +54,6 @@ private:
     std::string config_path_;
     std::shared_ptr<const Snapshot> snapshot_;
     unsigned worker_count_ = 1;
-    // Ports this process has listened on since it started. A reload may re-add a listener that
-    // the reload before removed while a worker still holds its sockets: the port is then not
-    // free, yet ours. (A port left long ago and since taken by another process is not caught.)
-    std::set<std::uint16_t> ports_listened_;
     std::uint64_t reloads_ok_ = 0;
     std::uint64_t reloads_failed_ = 0;
     std::shared_ptr<observe::AccessSink> access_sink_;
