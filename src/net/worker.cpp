@@ -180,6 +180,12 @@ void Worker::beginStop() {
     if (stopping_) return;
     stopping_ = true;
     listeners_.clear();  // closes our listening sockets: the kernel sends new clients elsewhere
+    {
+        // A reload not applied yet is dropped, and the sockets of the listeners it added with it:
+        // left listening until ~Worker, they would complete handshakes nobody accepts.
+        std::lock_guard lock(reload_mutex_);
+        pending_reload_.reset();
+    }
     addTimer(loop_, stop_timer_.get(), snapshot_->config->shutdown_timeout);
     std::vector<ClientConnection*> all;
     for (auto& c : connections_) all.push_back(c.connection.get());

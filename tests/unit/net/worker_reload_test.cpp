@@ -4,11 +4,19 @@
 
 #include <catch2/catch.hpp>
 
+#include <netinet/in.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 
 #include "portico/config/config.h"
+#include "portico/net/ip_limits.h"
+#include "portico/net/listen_socket.h"
+#include "portico/net/snapshot.h"
 #include "portico/net/worker.h"
 #include "portico/observe/access_log.h"
+#include "portico/observe/metrics.h"
+#include "portico/pubsub/local_backplane.h"
+#include "portico/pubsub/pubsub_registry.h"
 
 using namespace portico;
 
@@ -53,4 +61,36 @@ TEST_CASE("a folded reload's own access log wins over the older one's", "[net][r
     const auto newer = second.sink;
     second.foldIn(std::move(first));
     CHECK(second.sink == newer);
+}
+
+// A stop that comes while a reload is still pending drops it: the listening sockets of the
+// listeners it added close with it, instead of completing handshakes nobody accepts until the
+// worker is destroyed (the clients hung until shutdown_timeout, then were reset).
+TEST_CASE("a stop drops a reload still pending, closing its new listeners' sockets", "[net][reload]") {
+    auto config = std::make_shared<config::Config>();
+    auto snapshot = std::make_shared<net::Snapshot>(config, net::TlsContexts{});
+    auto registry = std::make_shared<pubsub::PubSubRegistry>();
+    pubsub::BackplaneFactory backplane = [registry](net::EventLoop& loop) {
+        return std::make_unique<pubsub::LocalBackplane>(loop, registry);
+    };
+    net::Worker worker(0, snapshot, offSink(), backplane, std::make_shared<observe::Metrics>(), {}, 10,
+                       std::make_shared<net::IpLimits>());
+
+    auto next_config = std::make_shared<config::Config>();
+    next_config->listeners.emplace_back();
+    next_config->listeners.back().address = config::HostPort{"127.0.0.1", 0};
+    std::string error;
+    std::uint16_t port = 0;
+    core::UniqueFd fd = net::openListenSocket(next_config->listeners.back().address, 0, port, error);
+    REQUIRE(fd);
+    net::Worker::Reload reload;
+    reload.snapshot = std::make_shared<net::Snapshot>(next_config, net::TlsContexts{});
+    reload.new_fds.emplace(next_config->listeners.back().address.toString(), std::move(fd));
+    reload.max_connections = 10;
+    worker.requestReload(std::move(reload));
+    worker.requestStop();  // before the worker's loop ran: both are pending
+    worker.start();
+    worker.join();
+
+    CHECK_FALSE(net::listensHere(port));
 }
