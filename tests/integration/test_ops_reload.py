@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 import backends  # noqa: E402
-from http_client import http_request  # noqa: E402
+from http_client import ConnectionClosed, http_request  # noqa: E402
 from portico_harness import main, make_config, run_portico, slow_factor, to_yaml  # noqa: E402
 from ws_client import OP_BINARY, OP_TEXT  # noqa: E402
 from ws_peers import WsTestCase, wait_for  # noqa: E402
@@ -525,6 +525,28 @@ class ReloadOperatorSettings(ReloadBase):
             self.assertEqual(get(port, "/").status, 200)
             second.stop()
         self.assertEqual(get(first.port, "/").status, 200)
+
+    def test_a_listener_moved_to_every_address_on_the_same_port(self):
+        # 127.0.0.1:P -> 0.0.0.0:P: the new socket is opened while the old one still listens,
+        # which the probe for another process must not take for one (156506e).
+        routes = [{"path": "/", "handler": "health"}]
+        port = next(x for x in (backends.free_port() for _ in range(20)) if refused(x))
+
+        def cfg(host):
+            return self.base_config(routes, workers=2, listeners=["127.0.0.1:0", "%s:%d" % (host, port)])
+        p = self.start_portico(cfg("127.0.0.1"), listeners=2)
+        self.assertEqual(get(port, "/").status, 200)
+        sighup(self, p, cfg("0.0.0.0"))
+
+        def serves():
+            # A connection queued on the old socket as its worker closes it is reset (the kernel
+            # prefers the more specific address until then): the move takes a moment.
+            try:
+                return get(port, "/").status == 200
+            except (OSError, ConnectionClosed):
+                return False
+        self.assertTrue(wait_for(lambda: all(serves() for _ in range(4)), timeout=3))
+        self.assertTrue(all(serves() for _ in range(8)), "0.0.0.0:%d after the move" % port)
 
     def test_a_key_that_does_not_match_is_reported_with_file_line_and_key(self):
         import tls_certs
