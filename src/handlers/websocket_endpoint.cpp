@@ -185,8 +185,12 @@ void EndpointSession::flush() {
     if (ended_) return;
     // websocket.idle_timeout counts traffic either way: a subscriber that only receives is not
     // idle. Once per flush, not per message (a pub/sub hub flushes once per loop iteration).
-    if (client_->outputLength() > 0) idle_.touch();
+    // Only when the output changed since the last flush (bytes queued, or written meanwhile): a
+    // flush with nothing new to a client that reads nothing (an app's empty keep-alive answer
+    // to a bridge) is no traffic, though output is still queued.
+    if (client_->outputLength() != output_after_flush_) idle_.touch();
     client_->flush();
+    output_after_flush_ = client_->outputLength();
 }
 
 void EndpointSession::close(std::uint16_t code, std::string_view reason) {

@@ -63,6 +63,8 @@ class ChatApp:
                     headers.append(("Sec-WebSocket-Protocol", "chat.v1"))
                 if "keepalive" in req.path:
                     headers.append(("Keep-Alive-Interval", "1"))
+                if req.path.startswith("/flood"):  # more than the sockets' buffers hold
+                    out += [("BINARY", b"x" * (512 * 1024))] * 48
                 if req.path.startswith("/hugeinterval"):
                     headers.append(("Keep-Alive-Interval", "9223372036854775807"))  # INT64_MAX s
             elif typ == "TEXT" and content.startswith(b"control:"):
@@ -75,7 +77,7 @@ class ChatApp:
                 out.append(("BINARY", content[::-1]))
             elif typ == "CLOSE":
                 out.append(("CLOSE", content))
-        if not req.events and "keepalive" in req.path:
+        if not req.events and "keepalive" in req.path and not req.path.startswith("/flood"):
             out.append(("TEXT", "tick"))
         return 200, headers, out
 
@@ -319,6 +321,17 @@ class Bridge(PorticoTestCase):
         empty = [q for q in self.app.requests if not q.events]
         self.assertTrue(empty)
         self.assertEqual(empty[0].header("Meta-User"), "alice")
+
+    def test_a_client_that_reads_nothing_idles_out_though_the_app_answers_keep_alives(self):
+        # websocket.idle_timeout: an empty keep-alive answer is no traffic. It reset the idle
+        # timer whenever output was queued, so a client that read nothing never idled out.
+        self.start(idle_timeout="2s", max_message_bytes=32 * 1024 * 1024)  # the flood is one answer
+        ws = self.connect("/flood-keepalive")  # then reads nothing
+        # idled out: the app hears of the end (after a keep-alive or more)
+        reqs = self.app.wait_for(lambda r: any({"DISCONNECT", "CLOSE"} & set(q.types()) for q in r),
+                                 timeout=8 * slow_factor())
+        self.assertTrue([q for q in reqs if not q.events], "no keep-alive request meanwhile")
+        ws.close()
 
     def test_a_huge_keep_alive_interval_is_a_long_one(self):
         # INT64_MAX seconds overflowed the timer's milliseconds: a keep-alive request storm

@@ -73,7 +73,7 @@ public:
     void queueEncoded(evbuffer* frames);
     std::size_t queuedBytes() const;
     // Writes what the socket takes now; if bytes remain, onDrained follows once they drain.
-    // What the app sends (flush with bytes queued, sendEncoded, sendPing, sendPong) is traffic
+    // What the app sends (flush with bytes queued since, sendEncoded, sendPing, sendPong) is traffic
     // for websocket.idle_timeout, as what the client sends is; the session's own pings are not.
     void flush();
     // Starts the close handshake with `code`; the connection closes once it is flushed.
@@ -118,6 +118,7 @@ private:
     // Every websocket.ping_interval (0: never), on the loop's shared queue for that interval.
     net::IdleTimer ping_;
     std::uint64_t bytes_in_ = 0;
+    std::size_t output_after_flush_ = 0;  // what flush() left queued: did anything change since
     // Input bytes the codec left for later (already charged): at most an incomplete frame
     // header or control frame (125 bytes), so 16 bits, beside the flags.
     std::uint16_t unread_ = 0;
