@@ -93,9 +93,12 @@ void Worker::requestStop() {
 void Worker::Reload::foldIn(Reload older) {
     if (!sink) sink = std::move(older.sink);
     new_fds.merge(older.new_fds);  // a key this reload has too stays in `older`, closed with it
+    drains.insert(drains.begin(), older.drains.begin(), older.drains.end());
 }
 
 void Worker::requestReload(Reload reload) {
+    if (const auto& drain = reload.snapshot->config->reload_drain_timeout)
+        reload.drains.push_back({reload.snapshot->generation, std::chrono::steady_clock::now() + *drain});
     {
         std::lock_guard lock(reload_mutex_);
         // Two reloads in a row can both reach the worker before its loop runs.
@@ -146,10 +149,12 @@ void Worker::applyReload() {
     else
         resumeAccepting();
     // WebSockets are never cut by a reload, unless the operator asked for it.
-    if (const auto& drain = snapshot_->config->reload_drain_timeout) {
-        drains_.push_back({snapshot_->generation, std::chrono::steady_clock::now() + *drain});
-        if (drains_.size() == 1) armDrainTimer();
+    for (const DrainDeadline& drain : reload->drains) {
+        auto later = std::find_if(drains_.begin(), drains_.end(),
+                                  [&](const DrainDeadline& d) { return d.deadline > drain.deadline; });
+        drains_.insert(later, drain);
     }
+    if (!reload->drains.empty()) armDrainTimer();
 }
 
 void Worker::armDrainTimer() {

@@ -752,6 +752,19 @@ class ReloadWebSockets(ReloadBase):
                         "closed %.2fs after the reload that made it old (reload_drain_timeout "
                         "%.1fs): later reloads postponed the drain" % (result["after"], seconds))
 
+    def test_a_shorter_reload_drain_timeout_is_not_postponed_by_an_earlier_longer_one(self):
+        # reload_drain_timeout 30s, then a reload with 1s: the WebSockets older than the second
+        # reload close 1s after it (they waited for the first one's 30s).
+        seconds = 1.0 * slow_factor()
+        p = self.start_portico(self.ws_config())
+        ws = self.ws_connect(p.port, "/echo")
+        sighup(self, p, self.ws_config(reload_drain_timeout="30s"))
+        sighup(self, p, self.ws_config(reload_drain_timeout="%dms" % (seconds * 1000)))
+        t_reload = time.monotonic()
+        code, _ = ws.expect_close(timeout=seconds + 5 * slow_factor())
+        self.assertEqual(code, 1001)
+        self.assertLess(time.monotonic() - t_reload, seconds + 2 * slow_factor())
+
     def test_without_drain_timeout_old_websockets_stay(self):
         p = self.start_portico(self.ws_config())
         ws = self.ws_connect(p.port, "/echo")

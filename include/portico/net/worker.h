@@ -52,17 +52,26 @@ public:
     void join();
     // Thread-safe: stop accepting, let connections finish for up to shutdown_timeout.
     void requestStop();
+    // At `deadline`, upgraded connections of generations below `generation` are closed
+    // (reload_drain_timeout after the reload that made generation `generation`).
+    struct DrainDeadline {
+        std::uint64_t generation;
+        std::chrono::steady_clock::time_point deadline;
+    };
     // What one reload hands a worker.
     struct Reload {
         std::shared_ptr<const Snapshot> snapshot;
         std::shared_ptr<observe::AccessSink> sink;      // null: the access log stays as it is
         std::map<std::string, core::UniqueFd> new_fds;  // by address key: listeners it added
         std::size_t max_connections = 0;                // this worker's share of limits.max_connections
+        // Its reload_drain_timeout's deadline (set by requestReload, from when it was asked
+        // for), and those of the reloads folded into it: each holds.
+        std::vector<DrainDeadline> drains = {};
 
         // Folds in `older`, a reload this worker had not applied yet when this one came. The
         // newer snapshot and limit win, but the server opens a new listener's sockets and a new
         // access log once, in the reload that added them: those of `older` are kept unless this
-        // reload brings its own.
+        // reload brings its own. The drain deadlines of both are kept.
         void foldIn(Reload older);
     };
     // Thread-safe: new connections use `reload.snapshot` from now on; listeners are re-laid out
@@ -159,12 +168,8 @@ private:
     std::optional<Reload> pending_reload_;
     core::EventPtr drain_old_timer_;  // reload_drain_timeout: closes older WebSockets
     core::EventPtr session_count_timer_;  // folds open sessions' counts into the metrics
-    // One deadline per reload that asked for a drain: at `deadline`, upgraded connections of
-    // generations below `generation` are closed. A later reload never postpones an earlier one.
-    struct DrainDeadline {
-        std::uint64_t generation;
-        std::chrono::steady_clock::time_point deadline;
-    };
+    // One deadline per reload that asked for a drain, the earliest first: a later reload never
+    // postpones an earlier one, nor does an earlier, longer one postpone a later, shorter one.
     std::deque<DrainDeadline> drains_;
     void armDrainTimer();
     std::thread thread_;

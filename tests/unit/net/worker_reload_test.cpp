@@ -53,6 +53,18 @@ TEST_CASE("a reload folded into the next keeps the listeners and access log it b
     CHECK(second.max_connections == 20);
 }
 
+// Each reload's reload_drain_timeout holds: the older one's deadline was lost when folded.
+TEST_CASE("a folded reload keeps the older one's drain deadline", "[net][reload]") {
+    const auto now = std::chrono::steady_clock::now();
+    net::Worker::Reload first;
+    first.drains.push_back({1, now + std::chrono::seconds(10)});
+    net::Worker::Reload second;  // reload_drain_timeout off in the newer configuration
+    second.foldIn(std::move(first));
+    REQUIRE(second.drains.size() == 1);
+    CHECK(second.drains[0].generation == 1);
+    CHECK(second.drains[0].deadline == now + std::chrono::seconds(10));
+}
+
 TEST_CASE("a folded reload's own access log wins over the older one's", "[net][reload]") {
     net::Worker::Reload first;
     first.sink = offSink();
