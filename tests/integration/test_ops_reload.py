@@ -567,12 +567,20 @@ class ReloadOperatorSettings(ReloadBase):
         d = self.tmpdir()
         current, other = os.path.join(d, "access.log"), os.path.join(d, "other.log")
         routes = [{"path": "/", "handler": "health"}]
+        import tls_certs
+        _, issued = tls_certs.shared_pki()
         p = self.start_portico(self.base_config(routes, workers=1, access=current))
-        # A new access log and a listener whose certificate is missing: refused as a whole.
+        # A new access log and a TLS listener whose key log cannot be opened: refused as a
+        # whole. The key log is opened when the TLS contexts are built, after the new access
+        # log (a missing certificate is refused before it: checkTlsFiles, as -t does).
+        cert = issued["site-ec"]
         bad = self.base_config(routes, workers=1, access=other, listeners=[
-            "127.0.0.1:0", {"address": "127.0.0.1:0", "tls": {"certificates": [
-                {"cert": os.path.join(d, "missing.crt"), "key": os.path.join(d, "missing.key")}]}}])
-        sighup(self, p, bad, expect_ok=False)
+            "127.0.0.1:0", tls_certs.tls_listener([(cert.cert, cert.key)],
+                                                  keylog_file=os.path.join(d, "none", "keys.log"))])
+        _, start = sighup(self, p, bad, expect_ok=False)
+        self.assertIn("keylog_file", "\n".join(p.stderr_lines()[start:]))
+        self.assertTrue(os.path.exists(other), "the new access log was not opened before the failure: "
+                        "this test no longer reaches the case it guards")
         self.assertEqual(get(p.port, "/before").status, 200)
         os.rename(current, current + ".1")  # logrotate
         start = len(p.stderr_lines())
