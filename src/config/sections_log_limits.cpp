@@ -140,6 +140,12 @@ const std::array<KeyRule<Limits>, kLimitsKeyCount> kLimitsKeys =
      [](Decoder& d, const Item& v, Limits& l) {
          if (d.readCount(v, l.http2_control_frame_rate)) requirePositive(d, v, l.http2_control_frame_rate > 0);
      }},
+    {"http2_overhead_frame_rate", type::count().aboveZero(), "500",
+     "HTTP/2: frames that carry no request progress (empty DATA, PRIORITY, WINDOW_UPDATE beyond two per DATA "
+     "frame sent, unknown types) per second a client may send (twice as many at once); beyond: GOAWAY",
+     [](Decoder& d, const Item& v, Limits& l) {
+         if (d.readCount(v, l.http2_overhead_frame_rate)) requirePositive(d, v, l.http2_overhead_frame_rate > 0);
+     }},
 });
 
 }  // namespace portico::config::detail

@@ -47,8 +47,21 @@ int onFrameRecvCallback(nghttp2_session*, const nghttp2_frame* frame, void* user
     std::uint8_t flags = frame->hd.flags;
     // A request's HEADERS, with its fields all in (after any CONTINUATION): route it.
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat != NGHTTP2_HCAT_REQUEST) flags |= 0x80;  // trailers
+    // A DATA frame with no byte of payload (padding aside) and no END_STREAM moves nothing on.
+    if (frame->hd.type == NGHTTP2_DATA && frame->hd.length == frame->data.padlen &&
+        (flags & NGHTTP2_FLAG_END_STREAM) == 0 && !self(user_data).takeOverheadFrame("empty DATA"))
+        return 0;
     return self(user_data).onFrameReceived(frame->hd.type, flags, frame->hd.stream_id);
 }
+
+int onFrameSendCallback(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+    if (frame->hd.type == NGHTTP2_DATA) self(user_data).onDataFrameSent();
+    return 0;
+}
+
+// Extension frames: read and dropped (nghttp2 then counts them through onBeginFrame; frames of a
+// type no one claims it skips without a word).
+int unpackExtensionCallback(nghttp2_session*, void**, const nghttp2_frame_hd*, void*) { return NGHTTP2_ERR_CANCEL; }
 
 int onDataChunkCallback(nghttp2_session*, std::uint8_t, std::int32_t stream_id, const std::uint8_t* data,
                         std::size_t length, void* user_data) {
@@ -90,6 +103,9 @@ Connection::Connection(ConnectionOwner& owner, net::Worker& worker, std::shared_
       control_frames_(snapshot_->config().limits.http2_control_frame_rate,
                       2 * std::uint64_t{snapshot_->config().limits.http2_control_frame_rate},
                       core::TokenBucket::Clock::now()),
+      overhead_frames_(snapshot_->config().limits.http2_overhead_frame_rate,
+                       2 * std::uint64_t{snapshot_->config().limits.http2_overhead_frame_rate},
+                       core::TokenBucket::Clock::now()),
       idle_since_(std::chrono::steady_clock::now()) {
     socket_->setHandler(this);
     socket_->setLowWatermark(proxy::kLowWatermark);
@@ -114,6 +130,11 @@ bool Connection::start() {
     nghttp2_session_callbacks_set_on_frame_recv_callback(raw_callbacks, onFrameRecvCallback);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(raw_callbacks, onDataChunkCallback);
     nghttp2_session_callbacks_set_on_stream_close_callback(raw_callbacks, onStreamCloseCallback);
+    nghttp2_session_callbacks_set_on_frame_send_callback(raw_callbacks, onFrameSendCallback);
+    // Every extension type is "ours", so that onBeginFrame sees (and counts) each such frame.
+    nghttp2_session_callbacks_set_unpack_extension_callback(raw_callbacks, unpackExtensionCallback);
+    for (unsigned type = NGHTTP2_CONTINUATION + 1; type <= 0xff; ++type)
+        nghttp2_option_set_user_recv_extension_type(raw_option, static_cast<std::uint8_t>(type));
     // Request body bytes give their window back when the upstream took them (consume()).
     nghttp2_option_set_no_auto_window_update(raw_option, 1);
     // Closed streams are forgotten at once (no RFC 7540 priority tree to keep them for).
@@ -276,7 +297,38 @@ void Connection::close(const char* reason) {
 
 // ---- nghttp2's callbacks ----------------------------------------------------------------------
 
+void Connection::onDataFrameSent() {
+    earned_window_updates_ = std::min(earned_window_updates_ + 2, kEarnedWindowUpdates);
+}
+
+bool Connection::takeOverheadFrame(const char* what) {
+    if (overhead_flooded_) return false;
+    if (overhead_frames_.take(1, core::TokenBucket::Clock::now())) return true;
+    overhead_flooded_ = true;
+    LOG_WARN("client %s: HTTP/2 flood of frames without progress (%s, beyond http2_overhead_frame_rate): GOAWAY",
+             client_.ip.c_str(), what);
+    nghttp2_session_terminate_session(session_.get(), NGHTTP2_ENHANCE_YOUR_CALM);
+    return false;
+}
+
 int Connection::onBeginFrame(std::uint8_t type, std::int32_t stream_id) {
+    // Frames that cost a parse and move no request on (CVE-2019-9518 and kin; SETTINGS and PING
+    // are onFrameReceived's, RST_STREAM nghttp2's, empty DATA onFrameRecvCallback's).
+    switch (type) {
+        case NGHTTP2_WINDOW_UPDATE:
+            if (earned_window_updates_ > 0) {
+                --earned_window_updates_;
+                break;
+            }
+            takeOverheadFrame("WINDOW_UPDATE");
+            break;
+        case NGHTTP2_PRIORITY:
+            takeOverheadFrame("PRIORITY");
+            break;
+        default:
+            if (type > NGHTTP2_CONTINUATION) takeOverheadFrame("a frame of an extension type");
+            break;
+    }
     const char* error = nullptr;
     if (type == NGHTTP2_PRIORITY && stream_id == 0) {
         // RFC 9113 6.3 (a MUST still): nghttp2 skips PRIORITY frames unread once RFC 7540

@@ -340,6 +340,48 @@ class Http2Framing(Http2Case):
         c.send(*[h.settings((h.INITIAL_WINDOW_SIZE, 65535))] * 500)
         self.assertConnectionError(c, h.ENHANCE_YOUR_CALM)
 
+    def test_floods_of_frames_without_progress_get_goaway_enhance_your_calm(self):
+        """CVE-2019-9518 and kin: frames that cost a parse and move no request on, without end,
+        were all taken (200k in a row, no GOAWAY)."""
+        self.start(limits={"http2_overhead_frame_rate": 50})
+        floods = [
+            ("empty DATA", lambda c: [h.data(1, b"")] * 2000, True),
+            ("PRIORITY", lambda c: [h.frame(h.PRIORITY, 0, 3, struct.pack("!IB", 0, 15))] * 2000, False),
+            ("WINDOW_UPDATE", lambda c: [h.window_update(0, 1)] * 2000, False),
+            ("unknown type", lambda c: [h.frame(0xFA, 0, 0, b"")] * 2000, False),
+            ("PRIORITY_UPDATE", lambda c: [h.frame(0x10, 0, 0, struct.pack("!I", 1) + b"u=3")] * 2000, False),
+        ]
+        for name, frames, open_stream in floods:
+            with self.subTest(name):
+                c = self.connect()
+                if open_stream:
+                    c.request(1, "/slow?delay=3", "POST", end_stream=False)
+                c.send(*frames(c))
+                self.assertConnectionError(c, h.ENHANCE_YOUR_CALM, name)
+
+    def test_a_download_acknowledged_frame_by_frame_is_no_flood(self):
+        """A client that gives back every DATA frame's bytes at once (python h2's usual way: a
+        stream and a connection WINDOW_UPDATE per frame) is in step with the download however
+        low http2_overhead_frame_rate is."""
+        self.start(limits={"http2_overhead_frame_rate": 5})
+        n = 4 << 20
+        c = self.connect(client_settings=((h.INITIAL_WINDOW_SIZE, 16384),))
+        c.request(1, "/stream?n=%d" % n)
+        got = 0
+        deadline = time.monotonic() + 30 * slow_factor()
+        while got < n and time.monotonic() < deadline:
+            f = c.next_frame(5)
+            if f is None:
+                break
+            if f[0] == h.DATA and f[2] == 1 and f[3]:
+                got += len(f[3])
+                c.send(h.window_update(1, len(f[3])), h.window_update(0, len(f[3])))
+            self.assertNotEqual(f[0], h.GOAWAY, "GOAWAY during the download")
+            if f[0] == h.DATA and f[1] & h.END_STREAM:
+                break
+        self.assertEqual(got, n)
+        self.assertTrue(c.alive())
+
     # ---- 6.7 / 6.8: PING and GOAWAY -------------------------------------------------------------
 
     def test_ping(self):

@@ -67,6 +67,9 @@ struct Limits {
     std::size_t http2_reset_rate = 50;     // ...and per second after; beyond: GOAWAY
     std::size_t http2_control_frame_rate = 100;  // SETTINGS and PINGs per second (burst: twice as
                                                  // many); beyond: GOAWAY ENHANCE_YOUR_CALM
+    std::size_t http2_overhead_frame_rate = 500;  // frames without request progress (empty DATA,
+                                                  // PRIORITY, unearned WINDOW_UPDATE, unknown types)
+                                                  // per second (burst: twice as many); beyond: GOAWAY
 };
 
 // host:port as written; host "" means every address ("*:port"), "[::1]" is stored as "::1".

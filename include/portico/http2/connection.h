@@ -10,7 +10,8 @@
 // per-stream receive windows (http2_stream_window: a stream whose upstream is slow stops its
 // client only), RST_STREAM rate (http2_reset_burst/_rate, CVE-2023-44487) and CONTINUATION
 // frames per header block (CVE-2024-27316) by nghttp2, SETTINGS and PING rate
-// (http2_control_frame_rate), a header block unfinished past client_header_timeout, a request
+// (http2_control_frame_rate), frames that carry no request progress (http2_overhead_frame_rate,
+// CVE-2019-9518 and kin), a header block unfinished past client_header_timeout, a request
 // body stalled past client_body_timeout, no stream for keepalive_timeout.
 
 #include <chrono>
@@ -91,6 +92,10 @@ public:
     // onBeginFrame: RFC 9113 checks nghttp2 leaves out (it returns NGHTTP2_ERR_CALLBACK_FAILURE
     // for a connection error).
     int onBeginFrame(std::uint8_t type, std::int32_t stream_id);
+    void onDataFrameSent();
+    // One frame that carried no request progress: false (and GOAWAY ENHANCE_YOUR_CALM queued)
+    // when the client is over http2_overhead_frame_rate.
+    bool takeOverheadFrame(const char* what);
     int onBeginHeaders(std::int32_t stream_id);
     int onHeader(std::int32_t stream_id, std::string_view name, std::string_view value, bool trailer);
     int onFrameReceived(std::uint8_t type, std::uint8_t flags, std::int32_t stream_id);
@@ -131,6 +136,15 @@ private:
     core::EventPtr send_event_;
     core::EventPtr tick_event_;  // once a second: the timeouts
     core::TokenBucket control_frames_;
+    // Frames that cost a parse and move no request on (empty DATA, PRIORITY, WINDOW_UPDATE, unknown
+    // types): a flood of them costs CPU only (CVE-2019-9518). A client reading a download sends
+    // WINDOW_UPDATEs in step with our DATA: each DATA frame sent earns two (its stream's and the
+    // connection's; Envoy counts so too), banked up to kEarnedWindowUpdates; the rest take from
+    // the bucket.
+    core::TokenBucket overhead_frames_;
+    std::uint32_t earned_window_updates_ = 0;
+    bool overhead_flooded_ = false;  // GOAWAY queued: said once
+    static constexpr std::uint32_t kEarnedWindowUpdates = 1024;
     std::chrono::steady_clock::time_point idle_since_;
     // What the client had taken of the socket's output when a tick found some queued, and since
     // when (limits.client_send_timeout).
