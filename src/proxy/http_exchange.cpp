@@ -61,7 +61,7 @@ void HttpExchange::begin(ExchangeOwner& owner, UpstreamGroup& group, const confi
     send_mark_ = {};
     started_ = {};
     server_ = first_server_ = -1;
-    attempts_ = 0;
+    attempts_ = interim_responses_ = 0;
     reused_ = response_started_ = head_sent_ = request_done_ = response_complete_ = upgrade_accepted_ =
         false;
     body_sent_ = 0;  // (the response parser is reset by tryServer, before each attempt)
@@ -422,6 +422,13 @@ void HttpExchange::onReadable(net::ByteStream& stream) {
 http::HeadAction HttpExchange::onHead() {
     const http::ResponseHead& response = response_parser_.response();
     int status = response.status;
+    if (status >= 100 && status < 200 && status != 101 && ++interim_responses_ > kMaxInterimResponses) {
+        // Without end, they would reach the client without end, each restarting read_timeout:
+        // the upstream is broken (502, or the end of the connection if a final head went out).
+        LOG_WARN("upstream %s: more than %d interim (1xx) responses to one request", upstreamName().c_str(),
+                 kMaxInterimResponses);
+        return http::HeadAction::Abort;
+    }
     if (owner_->consumesResponse()) {
         if (status >= 100 && status < 200 && status != 101) return http::HeadAction::Continue;  // interim
         if (status == 101 || !owner_->onResponseHead(response)) return http::HeadAction::Abort;

@@ -228,6 +228,29 @@ class Framing(PorticoTestCase):
         r = old.read_response(skip_1xx=False)
         self.assertEqual((r.status, r.body), (200, b"final"))
 
+    def test_interim_responses_without_end_are_a_broken_upstream(self):
+        # 16 interim responses per request at most: they were all relayed, each one restarting
+        # read_timeout, so an upstream could keep a client reading 1xx heads for ever.
+        def hints(n):
+            def handler(req, conn):
+                conn.send(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n" * n)
+                return Response(body=b"final")
+            return handler
+
+        self.b.route("/sixteen", hints(16))
+        self.b.route("/many", hints(200))
+        self.c.send(b"GET /sixteen HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(16):
+            self.assertEqual(self.c.read_response(skip_1xx=False).status, 103)
+        self.assertEqual(self.c.read_response().body, b"final")
+        c = self.client(self.p.port)
+        c.send(b"GET /many HTTP/1.1\r\nHost: x\r\n\r\n")
+        statuses = []
+        while not statuses or statuses[-1] == 103:
+            statuses.append(c.read_response(skip_1xx=False).status)
+        self.assertEqual(statuses, [103] * 16 + [502])
+        self.assertIsNotNone(self.p.wait_stderr(lambda line: "interim (1xx) responses" in line))
+
     def test_an_answer_before_the_whole_request_body_says_connection_close(self):
         # The connection closes after it (the rest of the body is not read): a head that did not
         # say so left the client to send its next request into a closing connection.

@@ -167,6 +167,11 @@ private:
                                             // from the client: once > 0, never resent)
     bool response_complete_ = false;
     bool upgrade_accepted_ = false;         // a valid 101 went to the client
+    // Interim (1xx) responses to this request so far. A 100 Continue and a few 103 Early Hints
+    // are what servers send (102 Processing is obsolete, RFC 4918 dropped it); more than
+    // kMaxInterimResponses is an upstream gone wrong, answered 502 (nginx relays none at all).
+    int interim_responses_ = 0;
+    static constexpr int kMaxInterimResponses = 16;
     int callback_depth_ = 0;                // CallbackScope
 };
 
