@@ -620,7 +620,11 @@ void ClientConnection::Downstream::sendFile(core::UniqueFd fd, std::uint64_t len
 }
 
 bool ClientConnection::Downstream::backlogged() const {
-    return connection_->client_ && connection_->client_->outputLength() > proxy::kHighWatermark;
+    const bool over = connection_->client_ && connection_->client_->outputLength() > proxy::kHighWatermark;
+    // The exchange stops reading its upstream (and its read_timeout) for us: ours watches.
+    if (over && connection_->state_ == State::Proxying && connection_->http_->req.complete)
+        connection_->watchClientReading();
+    return over;
 }
 
 void ClientConnection::Downstream::flush() {
@@ -655,7 +659,9 @@ void ClientConnection::watchClientReading() {
 bool ClientConnection::awaitClientReading() {
     if (client_->outputLength() == 0) return false;
     const bool closing = state_ == State::Closing;
-    if (!closing && !(state_ == State::ReadingHead && !http_->parser.inMessage())) return false;
+    const bool proxied_backlog = state_ == State::Proxying && http_->req.complete &&
+                                 client_->outputLength() > proxy::kHighWatermark;
+    if (!closing && !proxied_backlog && !(state_ == State::ReadingHead && !http_->parser.inMessage())) return false;
     const Stream::SendProgress progress = client_->sendProgress();
     const auto now = std::chrono::steady_clock::now();
     Request& req = http_->req;
@@ -667,6 +673,10 @@ bool ClientConnection::awaitClientReading() {
     const auto left = timeout - std::chrono::duration_cast<std::chrono::milliseconds>(now - req.send_mark_at);
     if (left <= std::chrono::milliseconds::zero()) {
         LOG_INFO("client %s: took no byte of the response for client_send_timeout", client_ip_.c_str());
+        if (proxied_backlog) {  // the response is cut: its exchange ends, its request is logged
+            if (http_->exchange) http_->exchange->abort();
+            logAccess();
+        }
         finish("client send timeout");
         return true;
     }

@@ -207,6 +207,9 @@ HttpExchange::Wait HttpExchange::currentWait() const {
     if (phase_ == Phase::Connecting) return Wait::Connect;
     // Request bytes the upstream has not taken yet: it has to keep taking them.
     if (upstream_->outputLength() > 0) return Wait::Send;
+    // The upstream's reading is paused for a client that does not take the response: the wait
+    // is the client's (an upstream that answered fast is not the one timing out).
+    if (phase_ == Phase::Streaming && !upstream_->isReading()) return Wait::Client;
     // The whole request went out (or the answer began): the upstream has to keep answering.
     if (request_done_ || response_started_) return Wait::Response;
     // Everything so far went out and the rest of the body is the client's to send: its
@@ -220,7 +223,8 @@ void HttpExchange::updateTimer(bool progress) {
     wait_ = wait;
     const config::Upstream& config = group_->config();
     switch (wait) {
-        case Wait::Nothing: timer_.clear(); return;
+        case Wait::Nothing:
+        case Wait::Client: timer_.clear(); return;
         case Wait::Connect: timer_.set(config.connect_timeout); return;
         case Wait::Send:
             send_mark_ = upstream_->sendProgress();
@@ -264,6 +268,7 @@ void HttpExchange::onTimer(int, short, void* arg) {
             self->fail(504, "upstream timed out");
             return;
         case Wait::Nothing:
+        case Wait::Client:
             return;
     }
 }
@@ -317,7 +322,10 @@ bool HttpExchange::upstreamBacklogged() const {
 }
 
 void HttpExchange::onClientDrained() {
-    if (upstream_ && phase_ == Phase::Streaming && !upstream_->isReading()) upstream_->resumeReading();
+    if (upstream_ && phase_ == Phase::Streaming && !upstream_->isReading()) {
+        upstream_->resumeReading();
+        updateTimer(/*progress=*/true);  // read_timeout again, from now
+    }
 }
 
 void HttpExchange::abort() {
@@ -416,7 +424,10 @@ void HttpExchange::onReadable(net::ByteStream& stream) {
     if (consumed) return;  // the owner bounds what it buffers (onResponseBody)
     http::ResponseSink& client = owner_->downstream();
     client.flush();
-    if (client.backlogged()) stream.pauseReading();
+    if (client.backlogged()) {
+        stream.pauseReading();
+        updateTimer(/*progress=*/false);  // Wait::Client: the client's send timeout, not ours
+    }
 }
 
 http::HeadAction HttpExchange::onHead() {

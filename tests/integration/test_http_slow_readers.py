@@ -8,6 +8,7 @@ import os
 import socket
 import time
 
+from backends import pattern_sha256
 from portico_harness import PorticoTestCase, main, make_config, slow_factor
 
 try:
@@ -136,6 +137,53 @@ class SlowReadersHttp2(PorticoTestCase):
         c.auto_ack = True
         ok = c.request("GET", "/healthz")
         self.assertEqual(c.response(ok)["body"].strip(), b"ok")
+
+
+class SlowReadersOfProxiedResponses(PorticoTestCase):
+    """A proxied response the client reads slowly or not at all: Portico stops reading the
+    upstream meanwhile (backpressure), and the upstream's read_timeout ran on: a download slower
+    than it was cut, and a client that read nothing was logged as an upstream timeout."""
+
+    def setUp(self):
+        self.backend = self.start_backend(name="b")
+        self.p = self.start_portico(make_config(
+            listeners=[{"address": "127.0.0.1:0"}, {"address": "127.0.0.1:0", "http2": True}],
+            routes=[{"path": "/", "upstream": "app"}],
+            upstreams={"app": {"servers": [self.backend.address], "read_timeout": "1s"}},
+            limits={"client_send_timeout": "3s"}))
+        self.path = "/stream?n=%d" % FILE_BYTES
+
+    def test_a_download_slower_than_read_timeout_is_whole(self):
+        head, body = slow_download(self.p.port, b"GET " + self.path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n", 4)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertEqual(len(body), FILE_BYTES, "the download was cut")
+        self.assertEqual(hashlib.sha256(body).hexdigest(), pattern_sha256(FILE_BYTES))
+
+    def test_a_client_that_does_not_read_is_the_one_timed_out(self):
+        start = len(self.p.stderr_lines())
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", self.p.port))
+        self.addCleanup(s.close)
+        s.sendall(b"GET " + self.path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        sent = time.monotonic()
+        line = self.p.wait_stderr(lambda line: "timed out" in line or "client_send_timeout" in line,
+                                  timeout=10, start=start)
+        self.assertIn("client_send_timeout", line or "")
+        self.assertGreater(time.monotonic() - sent, 2.5)
+
+    def test_an_http2_stream_that_does_not_read_is_the_one_timed_out(self):
+        if H2Client is None:
+            self.skipTest("python3-h2 is not installed")
+        start = len(self.p.stderr_lines())
+        c = H2Client(self.p.addresses[1][1])
+        self.addCleanup(c.close)
+        c.auto_ack = False
+        c.conn.increment_flow_control_window(1 << 30)
+        sid = c.request("GET", self.path)
+        r = c.response(sid, timeout=10 * slow_factor())
+        self.assertEqual(r["reset"], 8, "not reset CANCEL: %r" % ({k: r[k] for k in ("ended", "reset")},))
+        self.assertIsNone(self.p.wait_stderr(lambda line: "read timed out" in line, timeout=0.5, start=start))
 
 
 if __name__ == "__main__":

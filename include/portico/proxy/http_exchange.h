@@ -105,7 +105,9 @@ private:
     // Response: the request went out whole (or the answer began) and the upstream must send
     // within read_timeout. Nothing: the rest of the body is the client's to send (its
     // client_body_timeout runs).
-    enum class Wait { Nothing, Connect, Send, Response };
+    // Client: the response waits for the client to read (upstream reading paused): the
+    // client's limits.client_send_timeout runs (its owner's), not read_timeout.
+    enum class Wait { Nothing, Connect, Send, Response, Client };
 
     void tryServer(int server, bool allow_pool);
     void dropUpstream();
