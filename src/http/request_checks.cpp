@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/http/request_checks.h"
 
+#include <algorithm>
 #include <array>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <llhttp.h>
 #include <string_view>
 
 namespace portico::http {
@@ -94,6 +96,13 @@ PathVerdict classifySegment(std::string_view segment, SegmentKind& kind) {
 }
 
 }  // namespace
+
+bool isKnownMethod(std::string_view method) {
+#define PORTICO_METHOD_NAME(number, name, string) #string,
+    static constexpr std::string_view kMethods[] = {HTTP_METHOD_MAP(PORTICO_METHOD_NAME)};
+#undef PORTICO_METHOD_NAME
+    return std::find(std::begin(kMethods), std::end(kMethods), method) != std::end(kMethods);
+}
 
 bool isValidHost(std::string_view value) {
     if (value.empty()) return false;

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "portico/http/header_rewrite.h"
+#include "portico/http/request_checks.h"
 
 namespace portico::http2 {
 
@@ -85,6 +86,12 @@ RequestFields::Verdict RequestFields::add(std::string_view name, std::string_vie
 RequestFields::Verdict RequestFields::finish(http::RequestHead& head) {
     if (verdict_ != Verdict::Ok) return verdict_;
     if (!has_method_) return refuse(Verdict::Malformed, "no :method");
+    // What an HTTP/1.1 client of ours could not send ("get", an unknown name) is no request here
+    // either: it would go upstream in an HTTP/1.1 request line.
+    if (!http::isKnownMethod(head_.method)) return refuse(Verdict::Malformed, "unknown :method");
+    // RFC 9113 8.3.1: the scheme of the target URI; we serve http and https ones (https over
+    // h2c too: behind a TLS-terminating balancer), nothing else.
+    if (has_scheme_ && scheme_ != "http" && scheme_ != "https") return refuse(Verdict::Malformed, "unsupported :scheme");
     const bool connect = head_.method == "CONNECT";
     if (!protocol_.empty() && !connect) return refuse(Verdict::Malformed, ":protocol without CONNECT");
     if (connect && protocol_.empty()) {

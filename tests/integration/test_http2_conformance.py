@@ -541,6 +541,10 @@ class Http2ConformanceMessages(Http2Case):
             ("two :scheme", base + [(":scheme", "http")]),
             ("two :path", base + [(":path", "/")]),
             ("uppercase field name", base + [("X-Upper", "1")]),
+            # What HTTP/1.1 refuses (400) was taken here and went upstream as is.
+            ("lower-case :method", [(":method", "get"), (":scheme", "http"), (":path", "/echo/m")]),
+            ("unknown :method", [(":method", "BREW"), (":scheme", "http"), (":path", "/echo/m")]),
+            (":scheme other than http(s)", [(":method", "GET"), (":scheme", "ftp"), (":path", "/echo/m")]),
         ]
         c = self.connect()
         sid = 1

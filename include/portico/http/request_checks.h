@@ -18,6 +18,11 @@ namespace portico::http {
 // a leading '.'. True when the value is acceptable. An empty `value` is false.
 bool isValidHost(std::string_view value);
 
+// Whether `method` is one an HTTP/1.1 request line may carry to us: llhttp's list (GET, POST,
+// the WebDAV ones, PATCH, ...), case-sensitive as RFC 9110 9.1 says. HTTP/2's :method is held
+// to the same list, so that both front ends accept the same requests.
+bool isKnownMethod(std::string_view method);
+
 enum class PathVerdict {
     Ok,
     NotAbsolute,        // does not start with '/'

@@ -89,6 +89,12 @@ TEST_CASE("path normalizer refuses what would route differently or climbs above 
     }
 }
 
+TEST_CASE("known methods are llhttp's, case-sensitive", "[http][method]") {
+    for (const char* method : {"GET", "POST", "PATCH", "PROPFIND", "M-SEARCH", "OPTIONS", "CONNECT"})
+        CHECK(portico::http::isKnownMethod(method));
+    for (const char* method : {"get", "Get", "BREW", "", "GET ", "PRI"}) CHECK_FALSE(portico::http::isKnownMethod(method));
+}
+
 TEST_CASE("Host values follow RFC 3986 reg-name, IPv4, IP-literal and port syntax", "[http][host]") {
     struct Case {
         std::string_view value;

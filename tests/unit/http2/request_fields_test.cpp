@@ -117,6 +117,10 @@ TEST_CASE("HTTP/2 pseudo-headers: order, repetition, unknown names and required 
         {"CONNECT with a path", {{":method", "CONNECT"}, {":authority", "a:443"}, {":path", "/"}}},
         {"non-ASCII :path", {{":method", "GET"}, {":scheme", "http"}, {":path", "/caf\xc3\xa9"}, {":authority", "a"}}},
         {"DEL in :path", {{":method", "GET"}, {":scheme", "http"}, {":path", "/a\x7f"}, {":authority", "a"}}},
+        {"lower-case :method", {{":method", "get"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a"}}},
+        {"unknown :method", {{":method", "FOO"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a"}}},
+        {"ftp :scheme", {{":method", "GET"}, {":scheme", "ftp"}, {":path", "/"}, {":authority", "a"}}},
+        {"upper-case :scheme", {{":method", "GET"}, {":scheme", "HTTP"}, {":path", "/"}, {":authority", "a"}}},
     };
     for (const auto& c : kCases) {
         INFO(c.what);
