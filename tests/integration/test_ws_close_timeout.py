@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import backends  # noqa: E402
 import ws_client  # noqa: E402
-from h2_client import H2Client, client_frame, server_frames  # noqa: E402
+from h2_client import H2Client, client_frame, server_frames, ws_frames  # noqa: E402
 from portico_harness import main, make_config, slow_factor  # noqa: E402
 from ws_client import OP_CLOSE, OP_TEXT  # noqa: E402
 from ws_peers import WsTestCase, wait_for, ws_proxy_config  # noqa: E402
@@ -30,18 +30,7 @@ WEBSOCKET = {"mode": "frames", "close_timeout": "500ms"}
 
 def client_frames(data):
     """Masked frames as a client (here Portico towards the upstream) sends them: [(opcode, payload)]."""
-    frames, i = [], 0
-    while i + 2 <= len(data):
-        opcode, n, at = data[i] & 0x0F, data[i + 1] & 0x7F, i + 2
-        if n == 126:
-            n, at = struct.unpack("!H", data[at:at + 2])[0], at + 2
-        elif n == 127:
-            n, at = struct.unpack("!Q", data[at:at + 8])[0], at + 8
-        if at + 4 + n > len(data):
-            break
-        frames.append((opcode, ws_client.mask_bytes(bytes(data[at + 4:at + 4 + n]), bytes(data[at:at + 4]))))
-        i = at + 4 + n
-    return frames
+    return ws_frames(data, masked=True)
 
 
 class SilentUpstream:

@@ -177,17 +177,28 @@ def client_frame(opcode, payload, fin=True):
     return bytes([(0x80 if fin else 0) | opcode]) + length + mask + masked
 
 
-def server_frames(data):
-    """Unmasked WebSocket frames from the server: [(opcode, payload)] (complete frames only)."""
+def ws_frames(data, masked=False):
+    """The complete WebSocket frames in `data`: [(opcode, payload)], payloads unmasked when the
+    frames are `masked` (a client's)."""
     frames, i = [], 0
+    key_length = 4 if masked else 0
     while i + 2 <= len(data):
         opcode, n, at = data[i] & 0x0F, data[i + 1] & 0x7F, i + 2
         if n == 126:
             n, at = struct.unpack("!H", data[at:at + 2])[0], at + 2
         elif n == 127:
             n, at = struct.unpack("!Q", data[at:at + 8])[0], at + 8
-        if at + n > len(data):
+        if at + key_length + n > len(data):
             break
-        frames.append((opcode, bytes(data[at:at + n])))
-        i = at + n
+        payload = bytes(data[at + key_length:at + key_length + n])
+        if masked and n:
+            key = bytes(data[at:at + 4])
+            payload = bytes(b ^ key[j % 4] for j, b in enumerate(payload))
+        frames.append((opcode, payload))
+        i = at + key_length + n
     return frames
+
+
+def server_frames(data):
+    """Unmasked WebSocket frames from the server: [(opcode, payload)] (complete frames only)."""
+    return ws_frames(data)
