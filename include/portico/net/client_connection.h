@@ -158,6 +158,10 @@ private:
     void closeAfterFlush();
     void retireExchange();
     void logAccess();
+    // After an error response we half-close and read what the client still sends for this
+    // long, so that our response is not destroyed by a TCP reset (nginx's lingering close).
+    static constexpr std::chrono::milliseconds kLingerTimeout{2000};
+    // The connection's one timer and what bounds it in time (client_connection_timers.cpp).
     void armTimer(std::chrono::milliseconds timeout);
     void watchClientReading();
     bool awaitClientReading();

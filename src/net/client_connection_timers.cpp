@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+// What bounds a client connection in time: its one timer (HttpPhase::timer), what each state
+// waits for when it fires, and limits.client_send_timeout for a client that takes no byte of a
+// response. The rest of the connection's life is in client_connection.cpp.
+#include "portico/net/client_connection.h"
+
+#include <algorithm>
+#include <event2/buffer.h>
+
+#include "portico/core/log.h"
+#include "portico/net/snapshot.h"
+#include "portico/proxy/http_exchange.h"
+
+namespace portico::net {
+
+void ClientConnection::armTimer(std::chrono::milliseconds timeout) { http_->timer.set(timeout); }
+
+// `limits.client_send_timeout` (nginx's send_timeout): while a response the client has not
+// taken yet is all that is left to do (the end of a large file, the wait of a pipelined request
+// or of the linger after "Connection: close"), the keep-alive, header and linger timeouts wait;
+// a client that takes no byte for client_send_timeout is closed.
+void ClientConnection::watchClientReading() {
+    Request& req = http_->req;
+    if (!req.send_mark) {
+        req.send_mark = client_->sendProgress();
+        req.send_mark_at = std::chrono::steady_clock::now();
+    }
+    const std::chrono::milliseconds timeout = snapshot_->config().limits.client_send_timeout;
+    // Closing looks again at the linger's pace: the linger after the last byte stays short.
+    armTimer(state_ == State::Closing ? std::min(timeout, kLingerTimeout) : timeout);
+}
+
+// At a timeout: true when the client is still taking a response (the timer is armed again) or
+// was closed for taking none of it for client_send_timeout.
+bool ClientConnection::awaitClientReading() {
+    if (client_->outputLength() == 0) return false;
+    const bool closing = state_ == State::Closing;
+    const bool proxied_backlog = state_ == State::Proxying && http_->req.complete &&
+                                 client_->outputLength() > proxy::kHighWatermark;
+    if (!closing && !proxied_backlog && !(state_ == State::ReadingHead && !http_->parser.inMessage())) return false;
+    const Stream::SendProgress progress = client_->sendProgress();
+    const auto now = std::chrono::steady_clock::now();
+    Request& req = http_->req;
+    if (req.send_mark != progress) {
+        req.send_mark = progress;
+        req.send_mark_at = now;
+    }
+    const std::chrono::milliseconds timeout = snapshot_->config().limits.client_send_timeout;
+    const auto left = timeout - std::chrono::duration_cast<std::chrono::milliseconds>(now - req.send_mark_at);
+    if (left <= std::chrono::milliseconds::zero()) {
+        LOG_INFO("client %s: took no byte of the response for client_send_timeout", client_ip_.c_str());
+        if (proxied_backlog) {  // the response is cut: its exchange ends, its request is logged
+            if (http_->exchange) http_->exchange->abort();
+            logAccess();
+        }
+        finish("client send timeout");
+        return true;
+    }
+    armTimer(closing ? std::min(left, kLingerTimeout) : left);
+    return true;
+}
+
+void ClientConnection::onTimer(int, short, void* arg) {
+    auto* self = static_cast<ClientConnection*>(arg);
+    if (!self->http_->timer.fired()) return;  // moved later, or cleared, since armed
+    if (self->awaitClientReading()) return;
+    switch (self->state_) {
+        case State::ReadingHead:
+            if (self->http_->parser.inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||
+                (self->http_->requests == 0 && self->http_->req.start != std::chrono::steady_clock::time_point{})) {
+                self->respondError(408, "client header timeout");  // slowloris
+            } else {
+                self->finish("keep-alive timeout");
+            }
+            return;
+        case State::Proxying:
+        case State::Responding:
+            // Armed only while a body is read (armBodyTimer): the client stopped sending it.
+            if (!self->http_->req.complete) self->respondError(408, "client body timeout");
+            return;
+        case State::Closing:
+            self->finish("linger timeout");
+            return;
+        default:
+            return;
+    }
+}
+
+}  // namespace portico::net
