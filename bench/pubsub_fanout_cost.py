@@ -6,6 +6,8 @@ the figure: user-space instructions (valgrind --tool=callgrind) and write system
 of bench/pubsub_redis.py: subscribers on node A, publishes POSTed to node B, 1 worker each).
 
     /usr/bin/python3 bench/pubsub_fanout_cost.py [--duration 8] [--build-dir build] [--tool callgrind|strace|both]
+        [--local]   # one node, no Redis: bench/ws_echo.py's fanout1000 (the publisher POSTs to
+                    # the subscribers' node, one request in flight, a window of 4,000 deliveries)
 
 The counts cover the measured phase only: callgrind is zeroed (callgrind_control -z) when the
 load starts and dumped when it ends; strace is attached to node A for that phase. Run it on two
@@ -27,7 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib as bl  # noqa: E402
 from pubsub_redis import start_portico_node, start_redis  # noqa: E402
-from ws_echo import TOKEN  # noqa: E402
+from ws_echo import TOKEN, start_portico_pubsub  # noqa: E402
+
+
+# perf stat (natively, little overhead: strace -c slows the node enough to change how many
+# messages wait per subscriber): CPU time and system calls of node A during the load.
+PERF_EVENTS = ("task-clock,raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_writev,"
+               "syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom")
 
 
 def wrapper(workdir: Path, binary: Path, tool: str) -> Path:
@@ -42,16 +50,22 @@ def wrapper(workdir: Path, binary: Path, tool: str) -> Path:
     return script
 
 
-def run(tool: str, build_dir: Path, duration: float) -> dict:
+def run(tool: str, build_dir: Path, duration: float, local: bool = False) -> dict:
     ws_load = bl.build_ws_load(build_dir)
     workdir = bl.make_workdir("fanout-cost")
-    redis = start_redis()
-    node_a = start_portico_node(wrapper(workdir, (build_dir / "portico").resolve(), tool), redis.port)
-    node_b = start_portico_node(build_dir / "portico", redis.port)
-    services = [node_a, node_b, redis]
+    if local:
+        node_a = start_portico_pubsub(wrapper(workdir, (build_dir / "portico").resolve(), tool))
+        services = [node_a]
+        pub_port, window = node_a.port, ["--window", "4000"]  # as ws_echo.py's fanout1000
+    else:
+        redis = start_redis()
+        node_a = start_portico_node(wrapper(workdir, (build_dir / "portico").resolve(), tool), redis.port)
+        node_b = start_portico_node(build_dir / "portico", redis.port)
+        services = [node_a, node_b, redis]
+        pub_port, window = node_b.port, []
     try:
-        args = ["-c", "1000", "--channels", "1", "--pub-port", str(node_b.port), "--token", TOKEN, "-s", "64",
-                "--text", "-d", str(duration)]
+        args = ["-c", "1000", "--channels", "1", "--pub-port", str(pub_port), "--token", TOKEN, "-s", "64",
+                "--text", "-d", str(duration)] + window
         client = bl.LoadClient(ws_load, "pubsub", node_a.port, args)
         try:
             client.ready(timeout=300)
@@ -59,6 +73,10 @@ def run(tool: str, build_dir: Path, duration: float) -> dict:
             tracer = None
             if tool == "callgrind":
                 subprocess.run(["callgrind_control", "-z", str(pid)], check=True, stdout=subprocess.DEVNULL)
+            elif tool == "perf":
+                tracer = subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(workdir / "perf.txt"), "-e", PERF_EVENTS,
+                                           "-p", str(pid)], stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
             else:
                 tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", str(workdir / "strace.txt")],
                                           stderr=subprocess.DEVNULL)
@@ -83,6 +101,15 @@ def run(tool: str, build_dir: Path, duration: float) -> dict:
         m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
         out["instructions"] = int(m.group(1)) if m else None
         out["instructions_per_delivery"] = out["instructions"] / delivered if delivered and m else None
+    elif tool == "perf":
+        counts = {}
+        for line in (workdir / "perf.txt").read_text().splitlines():
+            f = line.split(",")
+            if len(f) > 2 and f[0].replace(".", "").isdigit():
+                counts[f[2].split(":")[-1]] = float(f[0])
+        out["perf"] = counts
+        per = {k: round(v / delivered, 4) for k, v in counts.items()} if delivered else {}
+        out["per_delivery"] = per  # task-clock in ms: CPU ms per delivery (timed, so noisy)
     else:
         calls = {}
         for line in (workdir / "strace.txt").read_text().splitlines():
@@ -90,7 +117,7 @@ def run(tool: str, build_dir: Path, duration: float) -> dict:
             if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit() and f[-1] != "total":
                 calls[f[-1]] = int(f[3])
         out["syscalls"] = calls
-        writes = sum(calls.get(n, 0) for n in ("write", "writev", "sendmsg", "send"))
+        writes = sum(calls.get(n, 0) for n in ("write", "writev", "sendmsg", "send", "sendto"))
         out["writes_per_delivery"] = writes / delivered if delivered else None
         out["syscalls_per_delivery"] = sum(calls.values()) / delivered if delivered else None
     return out
@@ -100,11 +127,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=8.0)
     ap.add_argument("--build-dir", type=Path, default=bl.REPO_ROOT / "build")
-    ap.add_argument("--tool", choices=["callgrind", "strace", "both"], default="both")
+    ap.add_argument("--tool", choices=["callgrind", "strace", "perf", "both"], default="both")
+    ap.add_argument("--local", action="store_true", help="one node without Redis (ws_echo.py's fanout1000)")
     args = ap.parse_args()
     bl.raise_nofile_limit()
     for tool in (["callgrind", "strace"] if args.tool == "both" else [args.tool]):
-        r = run(tool, args.build_dir, args.duration)
+        r = run(tool, args.build_dir, args.duration, args.local)
         print(r, flush=True)
     return 0
 

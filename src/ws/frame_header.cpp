@@ -12,12 +12,6 @@ namespace portico::ws {
 
 namespace {
 
-inline std::uint64_t loadBigEndian64(const std::uint8_t* p) {
-    std::uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
-    return v;
-}
-
 // Small frames are assembled on the stack and handed to libevent in one evbuffer_add: one chain
 // write instead of two for the common chat-sized message.
 constexpr std::size_t kSmallFrame = 256;
@@ -34,40 +28,6 @@ std::string_view toString(Opcode op) {
         case Opcode::Pong: return "pong";
     }
     return "reserved";
-}
-
-int parseFrameHeader(const std::uint8_t* data, std::size_t len, FrameHeader& out) {
-    if (len < 2) return 0;
-    const std::uint8_t b0 = data[0];
-    const std::uint8_t b1 = data[1];
-    const std::uint8_t len7 = b1 & 0x7F;
-    const bool masked = (b1 & 0x80) != 0;
-    // RFC 6455 5.2: 7-bit length, or 126 + 16-bit, or 127 + 64-bit; then the 4-byte key if MASK.
-    const std::size_t ext = len7 < 126 ? 0 : (len7 == 126 ? 2 : 8);
-    const std::size_t header_length = 2 + ext + (masked ? 4 : 0);
-    if (len < header_length) return 0;
-
-    std::uint64_t payload_length = len7;
-    if (ext == 2) {
-        payload_length = (static_cast<std::uint64_t>(data[2]) << 8) | data[3];
-    } else if (ext == 8) {
-        payload_length = loadBigEndian64(data + 2);
-        // RFC 6455 5.2: "the most significant bit MUST be 0".
-        if (payload_length >> 63) return -1;
-    }
-
-    out.fin = (b0 & 0x80) != 0;
-    out.rsv = static_cast<std::uint8_t>((b0 >> 4) & 0x7);
-    out.opcode = static_cast<Opcode>(b0 & 0x0F);
-    out.masked = masked;
-    if (masked) {
-        std::memcpy(out.mask, data + 2 + ext, 4);
-    } else {
-        std::memset(out.mask, 0, 4);
-    }
-    out.payload_length = payload_length;
-    out.header_length = static_cast<std::uint8_t>(header_length);
-    return static_cast<int>(header_length);
 }
 
 int peekFrameHeader(evbuffer* buf, FrameHeader& out) {

@@ -24,6 +24,7 @@ constexpr std::string_view kPingPayload = "portico";
 // an incomplete frame, bytes that came with the handshake, websocket.trace) ...
 class BufferSource {
 public:
+    static constexpr bool kContiguous = false;
     BufferSource(evbuffer* in, evbuffer* out) : in_(in), out_(out) {}
     std::size_t available() const { return evbuffer_get_length(in_); }
     int peekHeader(FrameHeader& h) const { return peekFrameHeader(in_, h); }
@@ -44,6 +45,7 @@ private:
 // copied unless a frame is incomplete (its bytes are kept in input()).
 class SpanSource {
 public:
+    static constexpr bool kContiguous = true;  // bytes() may be read directly
     SpanSource(FrameRelay::Direction& d, const char* data, std::size_t len) : d_(d), data_(data), len_(len) {}
     std::size_t available() const { return len_ - pos_; }
     int peekHeader(FrameHeader& h) const { return parseFrameHeader(bytes(), available(), h); }
@@ -67,9 +69,9 @@ public:
     void drop(std::size_t n) { pos_ += n; }
     evbuffer* buffer() const { return nullptr; }  // no tracer with direct reads
     const char* rest() const { return data_ + pos_; }
+    const std::uint8_t* bytes() const { return reinterpret_cast<const std::uint8_t*>(data_) + pos_; }
 
 private:
-    const std::uint8_t* bytes() const { return reinterpret_cast<const std::uint8_t*>(data_) + pos_; }
     FrameRelay::Direction& d_;
     const char* data_;
     std::size_t len_;
@@ -117,8 +119,7 @@ void FrameRelay::start() {
     upstream_->releaseIdle();
 }
 
-bool FrameRelay::charge(Direction& d, std::uint64_t messages, std::uint64_t bytes, RateLimiter::Clock::time_point now) {
-    if (!d.rate.enabled()) return true;  // no rate configured: no cost per frame beyond this test
+bool FrameRelay::chargeRated(Direction& d, std::uint64_t messages, std::uint64_t bytes, RateLimiter::Clock::time_point now) {
     const RateLimiter::Verdict verdict = d.rate.admit(messages, bytes, now);
     if (verdict == RateLimiter::Verdict::Ok) return true;
     const bool client = &d == &up_;
@@ -172,6 +173,20 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
             continue;
         }
         if (available == 0) break;
+        if constexpr (Source::kContiguous) {
+            // The common small message, whole in this read: judged from its first two bytes
+            // (FrameChecker::acceptSmallMessage, the same verdict as check()) and forwarded as
+            // the general path below would. Anything else goes that way.
+            if (!d.close_sent && !tracer_) {
+                if (const std::size_t size = d.checker.acceptSmallMessage(src.bytes(), available)) {
+                    d.discarding = false;
+                    if (!charge(d, 1, size, now)) return false;
+                    src.forward(size);
+                    d.bytes += size;
+                    continue;
+                }
+            }
+        }
         FrameHeader h;
         int header = src.peekHeader(h);
         if (header == 0) break;

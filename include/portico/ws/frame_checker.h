@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "portico/ws/close_code.h"
 #include "portico/ws/frame_header.h"
 
 struct evbuffer;
@@ -32,6 +33,15 @@ public:
     // After a non-zero result the checker's state is unspecified: the connection is failing.
     std::uint16_t check(const FrameHeader& header);
 
+    // The common frame judged from its first two bytes: a whole message in one frame (FIN, text
+    // or binary) with a 7-bit length, outside a fragmented message, all of it within the
+    // `available` bytes at `data`. When check() would accept such a frame, updates the state as
+    // check() does and returns the frame's size (header and payload, at most 131 bytes);
+    // otherwise returns 0 and changes nothing: the caller parses the header and calls check(),
+    // which judges every frame (a unit test holds the two to the same verdicts for every first
+    // two bytes).
+    std::size_t acceptSmallMessage(const std::uint8_t* data, std::size_t available);
+
     // True between the first and the final frame of a fragmented data message.
     bool inMessage() const { return in_message_; }
     // Whether the current (or last) data message started with RSV1 set (compressed).
@@ -51,6 +61,69 @@ private:
     bool in_message_ = false;
     bool message_compressed_ = false;
 };
+
+// Inline: one call per frame on the relays' hot path.
+inline std::uint16_t FrameChecker::check(const FrameHeader& h) {
+    // RFC 6455 5.1: a server closes on an unmasked client frame; a client on a masked server frame.
+    if (h.masked != expect_masked_) return close_code::kProtocolError;
+    // RFC 6455 5.2: RSV bits must be 0 unless an extension defining them was negotiated.
+    if ((h.rsv & ~allowed_rsv_) != 0) return close_code::kProtocolError;
+
+    if (isControl(h.opcode)) {
+        // RFC 6455 5.5: control frames are never fragmented and carry at most 125 bytes;
+        // RFC 7692 6.1: an extension's RSV1 is never set on them; 11-15 are reserved (5.2).
+        if (!isKnownOpcode(h.opcode) || !h.fin || h.payload_length > kMaxControlPayload || h.rsv != 0)
+            return close_code::kProtocolError;
+        return 0;
+    }
+
+    switch (h.opcode) {
+        case Opcode::Continuation:
+            // RFC 6455 5.4: a continuation belongs to a started message. RFC 7692 6.1: RSV1 is
+            // only set on a message's first frame.
+            if (!in_message_ || (h.rsv & kRsv1) != 0) return close_code::kProtocolError;
+            break;
+        case Opcode::Text:
+        case Opcode::Binary:
+            // RFC 6455 5.4: messages do not interleave; a new one cannot start inside another.
+            if (in_message_) return close_code::kProtocolError;
+            in_message_ = true;
+            message_bytes_ = 0;
+            message_compressed_ = (h.rsv & kRsv1) != 0;
+            break;
+        default:
+            return close_code::kProtocolError;  // 3-7: reserved non-control opcodes
+    }
+    // message_bytes_ <= max_message_bytes_ always holds here, so the subtraction cannot wrap.
+    if (h.payload_length > max_message_bytes_ - message_bytes_) return close_code::kMessageTooBig;
+    message_bytes_ += h.payload_length;
+    if (h.fin) {
+        in_message_ = false;
+        ++messages_;
+    }
+    return 0;
+}
+
+inline std::size_t FrameChecker::acceptSmallMessage(const std::uint8_t* data, std::size_t available) {
+    if (available < 2) return 0;
+    const std::uint8_t b0 = data[0];
+    const std::uint8_t b1 = data[1];
+    const std::uint8_t opcode = b0 & 0x0F;
+    const std::uint8_t rsv = (b0 >> 4) & 0x7;
+    const std::uint8_t len7 = b1 & 0x7F;
+    const bool masked = (b1 & 0x80) != 0;
+    // FIN, Text or Binary, RSV as allowed, masking as the sender's role asks, a 7-bit length
+    // within max_message_bytes, not inside a fragmented message (the rules of check()).
+    if ((b0 & 0x80) == 0 || (opcode != 1 && opcode != 2) || (rsv & ~allowed_rsv_) != 0 || masked != expect_masked_ ||
+        len7 >= 126 || len7 > max_message_bytes_ || in_message_)
+        return 0;
+    const std::size_t size = 2u + (masked ? 4u : 0u) + len7;
+    if (size > available) return 0;
+    message_bytes_ = len7;
+    message_compressed_ = (rsv & kRsv1) != 0;
+    ++messages_;
+    return size;
+}
 
 // For the relay, which copies and unmasks only control payloads: copies the payload of the
 // control frame `header` (already peeked at the front of `in`, with the whole frame available)

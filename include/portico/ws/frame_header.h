@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 struct evbuffer;
@@ -58,7 +59,41 @@ struct FrameHeader {
 // bytes are needed, or the header length (2..14) with `out` filled. Non-minimal length
 // encodings (e.g. 5 written in the 16-bit form) are accepted, as RFC 6455 5.2 only says "can".
 // Opcode, RSV and mask policy are not judged here: see FrameChecker.
-int parseFrameHeader(const std::uint8_t* data, std::size_t len, FrameHeader& out);
+// Inline: the relays parse one header per message on their hot path (frame_relay.cpp).
+inline int parseFrameHeader(const std::uint8_t* data, std::size_t len, FrameHeader& out) {
+    if (len < 2) return 0;
+    const std::uint8_t b0 = data[0];
+    const std::uint8_t b1 = data[1];
+    const std::uint8_t len7 = b1 & 0x7F;
+    const bool masked = (b1 & 0x80) != 0;
+    // RFC 6455 5.2: 7-bit length, or 126 + 16-bit, or 127 + 64-bit; then the 4-byte key if MASK.
+    const std::size_t ext = len7 < 126 ? 0 : (len7 == 126 ? 2 : 8);
+    const std::size_t header_length = 2 + ext + (masked ? 4 : 0);
+    if (len < header_length) return 0;
+
+    std::uint64_t payload_length = len7;
+    if (ext == 2) {
+        payload_length = (static_cast<std::uint64_t>(data[2]) << 8) | data[3];
+    } else if (ext == 8) {
+        payload_length = 0;
+        for (int i = 0; i < 8; ++i) payload_length = (payload_length << 8) | data[2 + i];
+        // RFC 6455 5.2: "the most significant bit MUST be 0".
+        if (payload_length >> 63) return -1;
+    }
+
+    out.fin = (b0 & 0x80) != 0;
+    out.rsv = static_cast<std::uint8_t>((b0 >> 4) & 0x7);
+    out.opcode = static_cast<Opcode>(b0 & 0x0F);
+    out.masked = masked;
+    if (masked) {
+        std::memcpy(out.mask, data + 2 + ext, 4);
+    } else {
+        std::memset(out.mask, 0, 4);
+    }
+    out.payload_length = payload_length;
+    out.header_length = static_cast<std::uint8_t>(header_length);
+    return static_cast<int>(header_length);
+}
 
 // Same as parseFrameHeader on the first bytes of `buf`, without draining anything (copies at
 // most kMaxFrameHeaderBytes out).

@@ -109,7 +109,11 @@ private:
     // Writes d's pending run (see Direction::run) to d.to.
     static void commitRun(Direction& d);
     // Charges `bytes` (and `messages`) to d's rate; over it, fails d's sender (returns false).
-    bool charge(Direction& d, std::uint64_t messages, std::uint64_t bytes, RateLimiter::Clock::time_point now);
+    // No rate configured: no cost per frame beyond this inline test.
+    bool charge(Direction& d, std::uint64_t messages, std::uint64_t bytes, RateLimiter::Clock::time_point now) {
+        return !d.rate.enabled() || chargeRated(d, messages, bytes, now);
+    }
+    bool chargeRated(Direction& d, std::uint64_t messages, std::uint64_t bytes, RateLimiter::Clock::time_point now);
     // `at_fault` broke the protocol (or the rate, `limit`) with `code`: it gets `code`, the other
     // side 1001.
     void fail(net::ByteStream& at_fault, std::uint16_t code, const char* reason, SessionLimit limit = SessionLimit::None);

@@ -120,3 +120,51 @@ TEST_CASE("copyControlPayload copies and unmasks a close payload without drainin
     evbuffer_drain(buf.get(), 1);
     CHECK(copyControlPayload(buf.get(), h, out) == -1);  // not all there any more
 }
+
+TEST_CASE("acceptSmallMessage gives check()'s verdict for every first two bytes, or defers to it", "[ws][checker]") {
+    // For each sender role, allowed RSV, max_message_bytes and state (inside a fragmented
+    // message or not): a frame acceptSmallMessage takes must be one check() accepts, with the
+    // same state after it; one it leaves (0) must leave the state untouched; and each whole,
+    // final, 7-bit text/binary frame that check() accepts outside a message must be taken.
+    std::size_t taken = 0;
+    for (Role role : {Role::Client, Role::Server})
+        for (std::uint8_t rsv : {std::uint8_t{0}, kRsv1})
+            for (std::uint64_t max : {std::uint64_t{0}, std::uint64_t{10}, std::uint64_t{1000}})
+                for (bool in_message : {false, true})
+                    for (int b0 = 0; b0 < 256; ++b0)
+                        for (int b1 = 0; b1 < 256; ++b1) {
+                            FrameChecker fast(role, rsv, max);
+                            FrameChecker slow(role, rsv, max);
+                            if (in_message) {  // a first fragment of 1 byte, if max allows one
+                                if (max == 0) continue;
+                                const FrameHeader first = header(Opcode::Text, 1, false, role == Role::Client);
+                                REQUIRE(fast.check(first) == 0);
+                                REQUIRE(slow.check(first) == 0);
+                            }
+                            std::uint8_t frame[2 + 8 + 4 + 127] = {static_cast<std::uint8_t>(b0), static_cast<std::uint8_t>(b1)};
+                            FrameHeader h;
+                            const int header_length = parseFrameHeader(frame, sizeof frame, h);
+                            REQUIRE(header_length > 0);
+                            const std::size_t whole = static_cast<std::size_t>(header_length) + h.payload_length;
+                            const std::uint16_t verdict = slow.check(h);
+                            // One byte short of the frame, then all of it.
+                            CHECK(fast.acceptSmallMessage(frame, whole - 1) == 0);
+                            CHECK(fast.messages() == 0);
+                            const std::size_t size = fast.acceptSmallMessage(frame, whole);
+                            if (size != 0) {
+                                ++taken;
+                                CHECK(size == whole);
+                                CHECK(verdict == 0);
+                                CHECK(fast.inMessage() == slow.inMessage());
+                                CHECK(fast.messageCompressed() == slow.messageCompressed());
+                                CHECK(fast.messages() == slow.messages());
+                                continue;
+                            }
+                            CHECK(fast.messages() == 0);
+                            CHECK(fast.inMessage() == in_message);
+                            const bool small_message = h.fin && (h.opcode == Opcode::Text || h.opcode == Opcode::Binary) &&
+                                                       (b1 & 0x7F) < 126 && !in_message;
+                            if (small_message) CHECK(verdict != 0);  // taken whenever check() accepts it
+                        }
+    CHECK(taken > 0);
+}
