@@ -1091,7 +1091,7 @@ class Callgrind:
         self.out = Path(workdir) / f"callgrind.{name}"
 
     def wrap(self) -> list[str]:
-        return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}", "--vgdb=yes", "--dump-instr=yes"]
+        return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}", "--vgdb=yes"]
 
     @staticmethod
     def _control(pid: int, flag: str) -> None:

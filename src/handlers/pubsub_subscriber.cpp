@@ -395,14 +395,20 @@ PubSubHub::PubSubHub(net::EventLoop& loop, std::unique_ptr<pubsub::Backplane> ba
 }
 
 void PubSubHub::flushLater(ChannelListener* listener) {
-    // event_active puts the event at the end of the loop's active queue: it runs in this
-    // iteration, after the callbacks already due.
-    if (unflushed_.empty()) event_active(flush_event_.get(), EV_TIMEOUT, 1);
+    // A zero timeout, not event_active (this iteration): libevent's next iteration polls
+    // without waiting, runs the callbacks of the input it found, then the timers due, this one
+    // among them. Input that came while these deliveries were queued is read first.
+    static constexpr timeval kNextPass{0, 0};
+    if (unflushed_.empty()) event_add(flush_event_.get(), &kNextPass);
     unflushed_.push_back(listener);
 }
 
 void PubSubHub::onFlush(int, short, void* arg) {
     auto* self = static_cast<PubSubHub*>(arg);
+    // Messages published meanwhile on this worker (in the input just read) join these writes
+    // instead of waiting for the inbox's wakeup and a write of their own. Their listeners are
+    // in unflushed_ already or join it (flushLater does not re-arm: the list is not empty).
+    self->backplane_->deliverWaiting();
     // A flush may close a listener (a write error is reported later, from the loop), which then
     // leaves the list through remove(): take the list first.
     std::vector<ChannelListener*> listeners;

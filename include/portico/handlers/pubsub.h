@@ -81,9 +81,13 @@ public:
     void add(const std::string& channel, ChannelListener* listener);
     // Also forgets a flushLater() not yet run.
     void remove(const std::string& channel, ChannelListener* listener);
-    // Calls listener->flushDeliveries() once, at the end of this loop iteration (after the
-    // callbacks already due, such as the other messages of a Redis read). The listener asks at
-    // most once until then (it keeps a flag); remove() cancels.
+    // Calls listener->flushDeliveries() once, in the next loop iteration after the input that
+    // iteration finds ready (a poll that does not wait: a zero timeout) and after the messages
+    // that wait in the backplane then (Backplane::deliverWaiting): what is published while a
+    // publish's deliveries are queued (the next POST of a publisher that had its answer, the
+    // other messages of a Redis read) goes out in the same write per subscriber. No timer
+    // delays it: the wait is one pass of the loop. The listener asks at most once until then
+    // (it keeps a flag); remove() cancels.
     void flushLater(ChannelListener* listener);
 
 private:
@@ -96,7 +100,7 @@ private:
     std::unordered_map<std::string, std::vector<ChannelListener*>> local_;
     std::vector<ChannelListener*> unflushed_;  // flushLater() since the last onFlush
     std::vector<ChannelListener*>* flushing_ = nullptr;  // onFlush's list while it runs
-    core::EventPtr flush_event_;               // activated (not timed) when unflushed_ fills
+    core::EventPtr flush_event_;               // added with a zero timeout when unflushed_ fills
 };
 
 // The key of a channel in the registry: the route's path and the channel name, so that two

@@ -133,6 +133,10 @@ public:
     virtual std::string downShards() const { return {}; }
     // False while `channel`'s Redis shard is down (its resync will follow); true in-process.
     virtual bool reaches(const std::string& /*channel*/) { return true; }
+    // Hands the sink, now, the messages that already wait for this worker (the in-process
+    // inbox, otherwise read at its wakeup): the hub calls it just before it writes its
+    // deliveries, so that a message published since goes out in the same writes.
+    virtual void deliverWaiting() {}
 };
 
 // Makes each worker's backplane on that worker's loop (Server picks the implementation).

@@ -37,6 +37,7 @@ public:
     void info(const std::string& channel, InfoDone done) override;
     PubSubRegistry& registry() override { return *registry_; }
     void stats(observe::ProcessInfo& info) override;
+    void deliverWaiting() override { onInbox(); }
 
 private:
     // Inbox: thread-safe, from whichever worker published.
