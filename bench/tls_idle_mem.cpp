@@ -6,13 +6,16 @@
 // certificate, TLS 1.3, one session ticket), in one process over socketpairs.
 //
 //   g++ -std=c++20 -O2 -o tls_idle_mem bench/tls_idle_mem.cpp -lssl -lcrypto
-//   ./tls_idle_mem CERT KEY [N=1000] [--sites]
+//   ./tls_idle_mem CERT KEY [N=1000] [--sites | --variants]
 //
 // For each mode: N connections handshake, exchange one 64-byte record each way (as the benchmark's
 // one echo), and are then held; the heap in use (mallinfo2().uordblks) before and after, divided
 // by N, is printed with the client side's SSL objects freed first so only the server's remain.
 // --sites: OpenSSL's allocations still live per idle connection (RELEASE_BUFFERS), by the source
 // line that made them (OpenSSL passes file and line to CRYPTO_set_mem_functions' hooks).
+// --variants: the same with RELEASE_BUFFERS under the settings OpenSSL offers that could shrink
+// what an idle connection keeps (Portico's own: read-ahead and SSL_free_buffers after the echo;
+// no session ticket; small read-ahead and send buffers; other TLS 1.3 cipher suites).
 
 #include <malloc.h>
 #include <openssl/err.h>
@@ -108,7 +111,15 @@ void printSites(int n) {
     for (const auto& [bytes, where] : rows) std::printf("%8zu bytes  %s\n", bytes, where.c_str());
 }
 
-double perConnection(SSL_CTX* sctx, SSL_CTX* cctx, int n, bool release) {
+// Per-connection settings and what is done once the echo is over (--variants).
+struct Variant {
+    const char* name;
+    void (*on_ssl)(SSL*) = nullptr;
+    void (*after_echo)(SSL*) = nullptr;
+    void (*on_ctx)(SSL_CTX*) = nullptr;
+};
+
+double perConnection(SSL_CTX* sctx, SSL_CTX* cctx, int n, bool release, const Variant* variant = nullptr) {
     std::vector<Pair> pairs(static_cast<size_t>(n));
     char buf[64] = {0};
     const size_t before = heapInUse();
@@ -117,6 +128,7 @@ double perConnection(SSL_CTX* sctx, SSL_CTX* cctx, int n, bool release) {
         p.server = SSL_new(sctx);
         p.client = SSL_new(cctx);
         if (release) SSL_set_mode(p.server, SSL_MODE_RELEASE_BUFFERS);
+        if (variant && variant->on_ssl) variant->on_ssl(p.server);
         SSL_set_fd(p.server, p.fds[0]);
         SSL_set_fd(p.client, p.fds[1]);
         SSL_set_accept_state(p.server);
@@ -134,6 +146,7 @@ double perConnection(SSL_CTX* sctx, SSL_CTX* cctx, int n, bool release) {
         SSL_read(p.server, buf, sizeof buf);
         SSL_write(p.server, buf, sizeof buf);
         SSL_read(p.client, buf, sizeof buf);
+        if (variant && variant->after_echo) variant->after_echo(p.server);
         SSL_free(p.client);  // only the server side stays
         p.client = nullptr;
         close(p.fds[1]);
@@ -156,6 +169,7 @@ int main(int argc, char** argv) {
     }
     const int n = argc > 3 ? std::atoi(argv[3]) : 1000;
     const bool sites = argc > 4 && std::strcmp(argv[4], "--sites") == 0;
+    const bool variants = argc > 4 && std::strcmp(argv[4], "--variants") == 0;
     if (sites) {
         live = new std::map<void*, Site>;
         CRYPTO_set_mem_functions(trackedMalloc, trackedRealloc, trackedFree);  // before any allocation
@@ -170,6 +184,36 @@ int main(int argc, char** argv) {
     }
     SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, nullptr);
+    if (variants) {
+        const Variant all[] = {
+            {"RELEASE_BUFFERS"},
+            {"+ read-ahead, SSL_free_buffers (Portico)", [](SSL* s) { SSL_set_read_ahead(s, 1); },
+             [](SSL* s) { SSL_free_buffers(s); }},
+            {"+ no session ticket", nullptr, [](SSL* s) { SSL_free_buffers(s); },
+             [](SSL_CTX* c) { SSL_CTX_set_num_tickets(c, 0); }},
+            {"+ read-ahead buffer 512, send fragment 512",
+             [](SSL* s) {
+                 SSL_set_read_ahead(s, 1);
+                 SSL_set_default_read_buffer_len(s, 512);
+                 SSL_set_max_send_fragment(s, 512);
+             },
+             [](SSL* s) { SSL_free_buffers(s); }},
+            {"+ TLS_AES_128_GCM_SHA256 only", nullptr, [](SSL* s) { SSL_free_buffers(s); },
+             [](SSL_CTX* c) { SSL_CTX_set_ciphersuites(c, "TLS_AES_128_GCM_SHA256"); }},
+            {"+ TLS_CHACHA20_POLY1305_SHA256 only", nullptr, [](SSL* s) { SSL_free_buffers(s); },
+             [](SSL_CTX* c) { SSL_CTX_set_ciphersuites(c, "TLS_CHACHA20_POLY1305_SHA256"); }},
+        };
+        for (const Variant& v : all) {
+            SSL_CTX_set_num_tickets(sctx, 1);
+            SSL_CTX_set_ciphersuites(sctx, "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256");
+            if (v.on_ctx) v.on_ctx(sctx);
+            perConnection(sctx, cctx, 50, true, &v);
+            double a = perConnection(sctx, cctx, n, true, &v), b = perConnection(sctx, cctx, n, true, &v);
+            std::printf("%-44s %8.0f bytes of heap per idle server connection (N=%d, two runs: %.0f, %.0f)\n",
+                        v.name, (a + b) / 2, n, a, b);
+        }
+        return 0;
+    }
     perConnection(sctx, cctx, 50, true);  // warm up the allocator and OpenSSL's lazy tables
     if (sites) {
         live->clear();
