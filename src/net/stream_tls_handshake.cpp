@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 
 #include "portico/tls/errors.h"
+#include "portico/tls/socket_bio.h"
 
 namespace portico::net {
 
@@ -15,7 +16,8 @@ void Stream::startTls(tls::SslPtr ssl_owned, bool server) {
     ssl_ = std::move(ssl_owned);
     SSL* ssl = ssl_.get();
     tls_server_ = server;
-    SSL_set_fd(ssl, fd_.get());
+    // recv/send through a lean BIO (socket_bio.h). Out of memory: the handshake fails with this.
+    if (!tls::attachSocket(ssl, fd_.get())) tls_error_ = "out of memory attaching the socket to TLS";
     // Writes resume from an evbuffer that may have moved; records may be written in part.
     // RELEASE_BUFFERS until the connection proves busy: then the sweep clears it, and frees the
     // buffers and sets it again once the connection has gone idle (tls_buffer_sweep.h).

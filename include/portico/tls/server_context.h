@@ -50,7 +50,7 @@ public:
     ~ServerContext();
 
     // A new server-mode SSL (SSL_set_accept_state done) on the default context, or nullptr when
-    // OpenSSL is out of memory. The caller owns it and attaches the socket (SSL_set_fd) itself.
+    // OpenSSL is out of memory. The caller owns it and attaches the socket (tls::attachSocket) itself.
     // Thread-safe. SSL_MODE_RELEASE_BUFFERS and SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER are set
     // (net::Stream clears RELEASE_BUFFERS while the connection stays busy).
     SslPtr newSession() const;
