@@ -3,10 +3,15 @@
 // connection, one small record at a time (as a wss message's TLS record: 86 bytes by default).
 // A side measurement for the TLS socket BIO (include/portico/tls/socket_bio.h): both pairs do the
 // same TCP work; the difference is the VFS layer that read/write pass through. Rounds alternate
-// the two ways; CPU = utime + stime of this process (sender and receiver are both here).
+// the two ways; CPU = utime + stime of this process (sender and receiver are both here). On a
+// shared machine the timed difference drowns in noise (+-3% between rounds); ONLY (vfs or sock)
+// runs one way alone, for `perf record -e cpu-clock`, whose per-symbol shares are not timed:
+// the kernel functions only one way passes through (vfs_read/vfs_write, rw_verify_area,
+// fdget_pos, sock_read_iter/sock_write_iter... against __sys_sendto/__sys_recvfrom, fdget).
 //
 //   g++ -std=c++20 -O2 -o socket_call_cost bench/socket_call_cost.cpp
-//   ./socket_call_cost [ROUNDS=7] [CALLS=200000] [BYTES=86]
+//   ./socket_call_cost [ROUNDS=7] [CALLS=200000] [BYTES=86] [ONLY]
+//   perf record -e cpu-clock -F 10000 ./socket_call_cost 1 300000 86 vfs; perf report --sort symbol
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,6 +22,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace {
@@ -78,8 +84,13 @@ int main(int argc, char** argv) {
     const int rounds = argc > 1 ? std::atoi(argv[1]) : 7;
     const int calls = argc > 2 ? std::atoi(argv[2]) : 200000;
     const int bytes = argc > 3 ? std::atoi(argv[3]) : 86;
+    const std::string only = argc > 4 ? argv[4] : "";
     int a = -1, b = -1;
     connectedPair(a, b);
+    if (!only.empty()) {
+        for (int r = 0; r < rounds; ++r) std::printf("%s: %.3f us per pair\n", only.c_str(), run(a, b, calls, bytes, only == "vfs"));
+        return 0;
+    }
     run(a, b, calls / 10, bytes, true);  // warm-up
     std::vector<double> vfs, sock;
     for (int r = 0; r < rounds; ++r) {
