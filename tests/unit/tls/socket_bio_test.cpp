@@ -57,6 +57,14 @@ struct SocketPair {
         CHECK(SSL_read(client.get(), &byte, 1) <= 0);
         ERR_clear_error();
     }
+
+    // Handshake, then the client goes away without close_notify (its socket closed).
+    void handshakeAndDropClient() {
+        handshake();
+        client.reset();
+        client_fd = core::UniqueFd();
+        ERR_clear_error();
+    }
 };
 
 // Blocks SIGPIPE on this thread while it lives, so that one raised by a write stays pending where
@@ -113,11 +121,8 @@ TEST_CASE("socket BIO: handshake and records both ways; SSL_get_fd answers", "[t
 TEST_CASE("socket BIO: a TCP close without close_notify is the end (BIO EOF), not an error", "[tls][socket_bio]") {
     SigpipeWatch sigpipe;
     SocketPair p;
-    p.handshake();
-    p.client.reset();
-    p.client_fd = core::UniqueFd();
+    p.handshakeAndDropClient();
     char buffer[256];
-    ERR_clear_error();
     SECTION("ServerContext sessions ignore the missing close_notify") {
         // Portico's streams set it (startTls): the EOF must reach OpenSSL through BIO_eof.
         SSL_set_options(p.server.get(), SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -137,11 +142,8 @@ TEST_CASE("socket BIO: a TCP close without close_notify is the end (BIO EOF), no
 TEST_CASE("socket BIO: writing to a peer that went away is EPIPE, never SIGPIPE", "[tls][socket_bio]") {
     SigpipeWatch sigpipe;
     SocketPair p;
-    p.handshake();
-    p.client.reset();
-    p.client_fd = core::UniqueFd();
+    p.handshakeAndDropClient();
     const std::string message(64, 'w');
-    ERR_clear_error();
     const int n = SSL_write(p.server.get(), message.data(), 64);
     const int saved = errno;
     const int error = SSL_get_error(p.server.get(), n);
