@@ -172,7 +172,7 @@ public:
                 return;
             }
         }
-        // Written at the end of the loop iteration with whatever else came meanwhile.
+        // Written in the next loop pass (PubSubHub::flushLater) with whatever else came meanwhile.
         session_->queueEncoded(out);
         if (!flush_asked_) {
             flush_asked_ = true;

@@ -59,9 +59,10 @@ void LocalBackplane::stats(observe::ProcessInfo& info) { registry_->stats(info);
 
 bool LocalBackplane::enqueue(const std::string& channel, MessagePtr message) {
     std::lock_guard lock(inbox_mutex_);
-    // Whoever found the inbox empty wakes the loop; the others' messages ride along. onInbox()
-    // runs after that wakeup's eventfd read, so a message enqueued after its swap finds the
-    // inbox empty and brings a wakeup of its own.
+    // Whoever found the inbox empty wakes the loop; the others' messages ride along. Every
+    // taker of the inbox (onInbox after the eventfd read, deliverWaiting from a flush) swaps
+    // it out whole, so a message enqueued after a swap finds it empty and brings a wakeup of
+    // its own (at worst one wakeup that finds the inbox already taken).
     const bool wake = inbox_.empty();
     inbox_.emplace_back(channel, std::move(message));
     return wake;

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <sys/socket.h>
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
@@ -30,12 +31,14 @@ int settle(BIO* bio, ssize_t n, bool reading) {
 }
 
 int readSocket(BIO* bio, char* out, int length) {
+    BIO_clear_retry_flags(bio);
     if (out == nullptr || length <= 0) return 0;
     errno = 0;
     return settle(bio, ::recv(socketOf(bio), out, static_cast<std::size_t>(length), 0), true);
 }
 
 int writeSocket(BIO* bio, const char* in, int length) {
+    BIO_clear_retry_flags(bio);
     if (in == nullptr || length <= 0) return 0;
     errno = 0;
     return settle(bio, ::send(socketOf(bio), in, static_cast<std::size_t>(length), MSG_NOSIGNAL), false);
@@ -49,7 +52,9 @@ long control(BIO* bio, int command, long, void* ptr) {
         case BIO_CTRL_EOF:
             return BIO_test_flags(bio, BIO_FLAGS_IN_EOF) != 0 ? 1 : 0;
         case BIO_CTRL_FLUSH:  // nothing is buffered here
-        case BIO_CTRL_DUP:
+            return 1;
+        case BIO_CTRL_DUP:  // BIO_dup_chain (SSL_dup): the copy reads and writes the same socket
+            if (ptr != nullptr) BIO_set_data(static_cast<BIO*>(ptr), BIO_get_data(bio));
             return 1;
         default:  // kernel TLS, pending bytes, close flag...: none of them
             return 0;
@@ -60,19 +65,24 @@ struct MethodDeleter {
     void operator()(BIO_METHOD* p) const { BIO_meth_free(p); }
 };
 
-// Made once per process (a function-local static: thread-safe), freed at exit.
+// Made on first use and kept until exit. A failure (out of memory) is not kept: the next
+// connection tries again rather than every later one failing.
+BIO_METHOD* makeMethod() {
+    // BIO_TYPE_DESCRIPTOR: BIO_find_type (SSL_get_fd) sees a socket.
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "portico socket");
+    if (m != nullptr && (BIO_meth_set_read(m, readSocket) != 1 || BIO_meth_set_write(m, writeSocket) != 1 ||
+                         BIO_meth_set_ctrl(m, control) != 1)) {
+        BIO_meth_free(m);
+        m = nullptr;
+    }
+    return m;
+}
+
 BIO_METHOD* method() {
-    static const std::unique_ptr<BIO_METHOD, MethodDeleter> made = [] {
-        // BIO_TYPE_DESCRIPTOR: BIO_find_type (SSL_get_fd) sees a socket.
-        BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
-                                     "portico socket");
-        if (m != nullptr && (BIO_meth_set_read(m, readSocket) != 1 || BIO_meth_set_write(m, writeSocket) != 1 ||
-                             BIO_meth_set_ctrl(m, control) != 1)) {
-            BIO_meth_free(m);
-            m = nullptr;
-        }
-        return std::unique_ptr<BIO_METHOD, MethodDeleter>(m);
-    }();
+    static std::mutex made_mutex;
+    static std::unique_ptr<BIO_METHOD, MethodDeleter> made;
+    std::lock_guard lock(made_mutex);
+    if (!made) made.reset(makeMethod());
     return made.get();
 }
 

@@ -153,3 +153,19 @@ TEST_CASE("socket BIO: writing to a peer that went away is EPIPE, never SIGPIPE"
     CHECK(saved == EPIPE);
     CHECK_FALSE(sigpipe.raised());
 }
+
+TEST_CASE("socket BIO: a duplicate (BIO_dup_chain, as SSL_dup makes) reads and writes the same socket", "[tls][socket_bio]") {
+    SocketPair p;
+    p.handshake();
+    BIO* copy = BIO_dup_chain(SSL_get_rbio(p.server.get()));
+    REQUIRE(copy != nullptr);
+    int fd = -1;
+    CHECK(BIO_get_fd(copy, &fd) == p.server_fd.get());
+    CHECK(fd == p.server_fd.get());
+    // Bytes written through the copy arrive on the client's socket.
+    REQUIRE(BIO_write(copy, "x", 1) == 1);
+    char byte = 0;
+    CHECK(::recv(p.client_fd.get(), &byte, 1, 0) == 1);
+    CHECK(byte == 'x');
+    BIO_free_all(copy);
+}
