@@ -1111,6 +1111,32 @@ class Callgrind:
         text = subprocess.run(["callgrind_annotate", str(dump)], capture_output=True, text=True).stdout
         return int(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
 
+    # The allocator's entry points: operator new, strdup, libevent's mm_malloc and OpenSSL's
+    # CRYPTO_malloc all end in one of these, so each allocation is counted once.
+    ALLOCATORS = ("malloc", "calloc", "realloc")
+
+    @staticmethod
+    def allocations(dump: Path) -> int:
+        """Calls to malloc, calloc and realloc in the dump (callgrind counts every call; a
+        name is written out once, later references give its number only)."""
+        names: dict[str, str] = {}
+        total, callee = 0, ""
+        with open(dump, errors="replace") as f:
+            for line in f:
+                if line.startswith("cfn="):
+                    m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
+                    if m:
+                        if m.group(2) is not None:
+                            names[m.group(1)] = m.group(2)
+                        callee = names.get(m.group(1), "")
+                elif line.startswith("fn="):
+                    m = re.match(r"fn=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
+                    if m and m.group(2) is not None:
+                        names[m.group(1)] = m.group(2)
+                elif line.startswith("calls=") and callee in Callgrind.ALLOCATORS:
+                    total += int(line[6:].split()[0])
+        return total
+
     @staticmethod
     def top(dump: Path, ops: int, n: int = 12) -> list[str]:
         """The n functions with the most instructions of their own, per operation (ops)."""

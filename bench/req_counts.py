@@ -118,8 +118,9 @@ def count(scen: Scenario, proxy: str, requests: int, warmup: int, top: int, work
         svc.stop(timeout=30)
     if r.errors:
         bl.log(f"{scen.name} {proxy}: {r.errors} errors")
-    return {"requests": r.requests, "errors": r.errors, "ir": cg.total(dump) / max(r.requests, 1),
-            "top": cg.top(dump, max(r.requests, 1), top)}
+    ops = max(r.requests, 1)
+    return {"requests": r.requests, "errors": r.errors, "ir": cg.total(dump) / ops,
+            "allocs": cg.allocations(dump) / ops, "top": cg.top(dump, ops, top)}
 
 
 def count_syscalls(scen: Scenario, proxy: str, requests: int, warmup: int) -> dict:
@@ -143,9 +144,10 @@ def report(scen: Scenario, results: dict[str, dict]) -> str:
     rows = []
     for p, r in results.items():
         ratio = lambda base: f"{r['ir'] / results[base]['ir']:.2f}x" if base in results else "-"  # noqa: E731
-        rows.append([p, f"{r['requests']:,}", f"{r['ir']:,.0f}", ratio("nginx"), ratio("haproxy"), r["errors"]])
+        rows.append([p, f"{r['requests']:,}", f"{r['ir']:,.0f}", ratio("nginx"), ratio("haproxy"),
+                     f"{r['allocs']:.2f}", r["errors"]])
     out += [bl.markdown_table(["proxy", "requests counted", "instructions / request", "vs nginx",
-                               "vs HAProxy", "errors"], rows), ""]
+                               "vs HAProxy", "allocations / request", "errors"], rows), ""]
     for p, r in results.items():
         out += [f"{p}, instructions per request by function (self):", "```", *r["top"], "```", ""]
     return "\n".join(out)

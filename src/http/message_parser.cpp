@@ -96,36 +96,50 @@ ParseStatus MessageParser::parse(evbuffer* input) {
     while (evbuffer_get_length(input) > 0) {
         evbuffer_iovec chunk;
         if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1) break;
-        const char* data = static_cast<const char*>(chunk.iov_base);
-        chunk_start_ = data;
-        chunk_end_ = data + chunk.iov_len;
-        if (line_check_.active() && !line_check_.scan(data, chunk.iov_len)) {
+        std::size_t consumed = 0;
+        const ParseStatus status = parse(static_cast<const char*>(chunk.iov_base), chunk.iov_len, consumed);
+        evbuffer_drain(input, consumed);
+        if (status != ParseStatus::NeedMore) return status;
+    }
+    return ParseStatus::NeedMore;
+}
+
+ParseStatus MessageParser::parse(const char* data, std::size_t length, std::size_t& consumed) {
+    consumed = 0;
+    if (error_ != ParseError::None) return ParseStatus::Error;
+    if (paused_) return upgrade_paused_ ? ParseStatus::Upgrade : ParseStatus::MessageComplete;
+    while (consumed < length) {
+        const char* const piece = data + consumed;
+        const std::size_t piece_length = length - consumed;
+        chunk_start_ = piece;
+        chunk_end_ = piece + piece_length;
+        if (line_check_.active() && !line_check_.scan(piece, piece_length)) {
             error_ = ParseError::Malformed;
             return ParseStatus::Error;
         }
-        llhttp_errno_t rc = llhttp_execute(parser_.get(), data, chunk.iov_len);
+        llhttp_errno_t rc = llhttp_execute(parser_.get(), piece, piece_length);
         if (rc == HPE_OK) {
-            evbuffer_drain(input, chunk.iov_len);
-            continue;
+            consumed = length;
+            break;
         }
         const char* stop = llhttp_get_error_pos(parser_.get());
-        std::size_t consumed = stop ? static_cast<std::size_t>(stop - data) : 0;
+        const std::size_t used = stop ? static_cast<std::size_t>(stop - piece) : 0;
         if (rc == HPE_PAUSED && in_trailer_pause_) {
             // Paused after the last chunk's size line: check the trailer section's lines, then
             // go on (the scan above starts on the next pass).
             in_trailer_pause_ = false;
-            evbuffer_drain(input, consumed);
+            consumed += used;
             line_check_.start(LineCheck::Section::Trailer);
             llhttp_resume(parser_.get());
             continue;
         }
         if (rc == HPE_PAUSED) {
-            evbuffer_drain(input, consumed);
+            consumed += used;
             paused_ = true;
             return ParseStatus::MessageComplete;
         }
         if (rc == HPE_PAUSED_UPGRADE) {
-            evbuffer_drain(input, consumed);
+            consumed += used;
             paused_ = upgrade_paused_ = true;
             return ParseStatus::Upgrade;
         }

@@ -93,7 +93,13 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
     http_->client_key = ipKeyOf(peer, snapshot_->config().limits.per_ip_ipv6_prefix);
     listener_stats_.open.add();
     client_->setLowWatermark(proxy::kLowWatermark);
+    client_->setDirectRead(true);  // requests are parsed where they are read (onBytes)
     http_->response.setOutput(client_->output());
+}
+
+std::unique_ptr<Stream> ClientConnection::takeClient() {
+    client_->setDirectRead(false);  // the new owner decides how it reads
+    return std::move(client_);
 }
 
 ClientConnection::~ClientConnection() { worker_.httpPhases().give(std::move(http_)); }
@@ -155,25 +161,46 @@ void ClientConnection::onReadable(ByteStream& stream) {
     processInput();
 }
 
-void ClientConnection::processInput() {
+void ClientConnection::onBytes(ByteStream& stream, const char* data, std::size_t n) {
+    if (state_ == State::Closing) return;  // lingering: discarded (onReadable)
+    if (&stream != client_.get()) {  // not ours any more (a handler hands the socket on)
+        StreamHandler::onBytes(stream, data, n);
+        return;
+    }
+    processInput(data, n);
+}
+
+void ClientConnection::processInput(const char* data, std::size_t n) {
     evbuffer* in = client_->input();
     for (;;) {
         bool reading_request = state_ == State::ReadingHead ||
                                ((state_ == State::Proxying || state_ == State::Responding) && !http_->req.complete);
         if (!reading_request) {
+            if (n > 0) evbuffer_add(in, data, n);
             // A pipelined request waits until this response is done; stop reading only when
             // enough is queued (pausing on every request would cost two epoll_ctl calls).
             if (evbuffer_get_length(in) > kPipelineBytes) client_->pauseReading();
             return;
         }
-        if (state_ == State::ReadingHead && !http_->parser.inMessage() && evbuffer_get_length(in) > 0 &&
+        if (state_ == State::ReadingHead && !http_->parser.inMessage() && (n > 0 || evbuffer_get_length(in) > 0) &&
             http_->req.start == std::chrono::steady_clock::time_point{}) {
             http_->req.start = std::chrono::steady_clock::now();
             if (http_->requests > 0) armTimer(snapshot_->config().limits.client_header_timeout);
         }
-        std::size_t before = evbuffer_get_length(in);
-        http::ParseStatus status = http_->parser.parse(in);
-        http_->req.bytes_in += before - evbuffer_get_length(in);
+        http::ParseStatus status;
+        if (n > 0) {
+            // Parsed where it was read; what the parser leaves (a pipelined request, the first
+            // bytes after an upgrade, what follows an error) waits in input() as it would have.
+            std::size_t parsed = 0;
+            status = http_->parser.parse(data, n, parsed);
+            http_->req.bytes_in += parsed;
+            if (parsed < n) evbuffer_add(in, data + parsed, n - parsed);
+            n = 0;
+        } else {
+            std::size_t before = evbuffer_get_length(in);
+            status = http_->parser.parse(in);
+            http_->req.bytes_in += before - evbuffer_get_length(in);
+        }
         switch (status) {
             case http::ParseStatus::NeedMore:
                 if (http_->exchange && http_->exchange->upstreamBacklogged()) {
@@ -198,7 +225,7 @@ void ClientConnection::processInput() {
                 if (http_->pending_app) {
                     // A built-in endpoint accepted the WebSocket: it takes the socket now.
                     auto session = std::make_unique<handlers::EndpointSession>(
-                        static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
+                        static_cast<ws::SessionOwner&>(*this), worker_.loop(), takeClient(),
                         http_->req.route->websocket, http_->pending_deflate, std::move(http_->pending_app), makeTracer());
                     startSession(std::move(session));
                     return;
@@ -569,7 +596,7 @@ void ClientConnection::startHttp2() {
     worker_.httpPhases().give(std::move(http_));  // the HTTP/2 connection parses and answers on its own
     http2::ClientInfo client{client_ip_, client_hash_, listener_->tls.has_value()};
     http2_ = std::make_unique<http2::Connection>(static_cast<http2::ConnectionOwner&>(*this), worker_, snapshot_, *listener_,
-                                                 listener_stats_, std::move(client_), std::move(client));
+                                                 listener_stats_, takeClient(), std::move(client));
     if (!http2_->start() && state_ == State::Http2) finish("HTTP/2 session failed");
 }
 

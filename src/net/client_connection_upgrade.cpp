@@ -56,11 +56,11 @@ void ClientConnection::onUpgraded(std::unique_ptr<Stream> upstream, std::string 
     const config::WebSocketSettings& settings = http_->req.route->websocket;
     std::unique_ptr<ws::Session> session;
     if (settings.mode == config::WebSocketMode::Frames) {
-        session = std::make_unique<ws::FrameRelay>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
+        session = std::make_unique<ws::FrameRelay>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), takeClient(),
                                                    std::move(upstream), settings, ws::allowedRsvBits(extensions),
                                                    makeTracer());
     } else {
-        session = std::make_unique<ws::Tunnel>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), std::move(client_),
+        session = std::make_unique<ws::Tunnel>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), takeClient(),
                                                std::move(upstream), settings);
     }
     retireExchange();
@@ -142,7 +142,7 @@ void ClientConnection::onBridgeAccepted(std::string_view subprotocol) {
     http_->req.bytes_out += response.size();
     http_->req.status = 101;
     auto session = std::make_unique<handlers::EndpointSession>(static_cast<ws::SessionOwner&>(*this), worker_.loop(),
-                                                               std::move(client_), http_->req.route->websocket,
+                                                               takeClient(), http_->req.route->websocket,
                                                                http_->pending_deflate, bridge_->makeApp(), makeTracer());
     startSession(std::move(session));
 }

@@ -118,6 +118,7 @@ void HttpExchange::tryServer(int server, bool allow_pool) {
     reused_ = upstream_ != nullptr;
     if (reused_) {
         upstream_->setHandler(this);
+        upstream_->setDirectRead(true);  // the response is parsed where it is read (onBytes)
         phase_ = Phase::Waiting;
     } else {
         int error = 0;
@@ -128,6 +129,7 @@ void HttpExchange::tryServer(int server, bool allow_pool) {
             retryOrFail(502, "upstream unreachable");
             return;
         }
+        upstream_->setDirectRead(true);
         phase_ = Phase::Connecting;
     }
     upstream_->setLowWatermark(kLowWatermark);
@@ -193,6 +195,7 @@ void HttpExchange::complete() {
     group_->balancer().onRequestEnd(server_);
     bool upstream_reusable = response_parser_.keepAlive() && request_done_ && upstream_;
     if (upstream_reusable) {
+        upstream_->setDirectRead(false);  // as the pool found it
         group_->putIdle(server_, std::move(upstream_));
     } else {
         dropUpstream();
@@ -379,13 +382,34 @@ void HttpExchange::onConnectionLost(int error) {
     fail(502, error ? "upstream connection error" : "upstream closed the connection prematurely");
 }
 
-void HttpExchange::onReadable(net::ByteStream& stream) {
+void HttpExchange::onReadable(net::ByteStream& stream) { relayResponse(stream, nullptr, 0); }
+
+// A read that found input() empty (direct read, set in tryServer): parsed where it was read.
+void HttpExchange::onBytes(net::ByteStream& stream, const char* data, std::size_t n) { relayResponse(stream, data, n); }
+
+// Bytes the parser did not take wait in input(), where every read's would otherwise be.
+void HttpExchange::keepRest(net::ByteStream& stream, const char* data, std::size_t n) {
+    if (n > 0) evbuffer_add(stream.input(), data, n);
+}
+
+void HttpExchange::relayResponse(net::ByteStream& stream, const char* data, std::size_t n) {
     const CallbackScope scope(*this);
-    if (phase_ == Phase::Done) return;
+    if (phase_ == Phase::Done) {
+        keepRest(stream, data, n);
+        return;
+    }
     response_started_ = true;
     const bool consumed = owner_->consumesResponse();
     for (;;) {
-        http::ParseStatus status = response_parser_.parse(stream.input());
+        http::ParseStatus status;
+        if (n > 0) {
+            std::size_t parsed = 0;
+            status = response_parser_.parse(data, n, parsed);
+            keepRest(stream, data + parsed, n - parsed);
+            n = 0;
+        } else {
+            status = response_parser_.parse(stream.input());
+        }
         if (status == http::ParseStatus::NeedMore) break;
         if (status == http::ParseStatus::Error) {
             LOG_WARN("upstream %s: invalid response: %s", upstreamName().c_str(), response_parser_.errorReason());
@@ -402,6 +426,7 @@ void HttpExchange::onReadable(net::ByteStream& stream) {
             stopTimer();
             group_->balancer().onRequestEnd(server_);
             owner_->downstream().flush();
+            upstream_->setDirectRead(false);  // the session decides how it reads
             const http::Header* ext = http::findHeader(response_parser_.response().headers, "Sec-WebSocket-Extensions");
             owner_->onUpgraded(std::move(upstream_), ext ? ext->value : std::string());
             return;

@@ -75,6 +75,11 @@ public:
 
     // Parses what `input` holds and drains the bytes it consumed.
     ParseStatus parse(evbuffer* input);
+    // The same on bytes that are not in an evbuffer (a socket's read, straight from the
+    // stream's scratch area: no copy into an evbuffer chain, no chain allocated and freed):
+    // `consumed` is what was parsed. The rest (after MessageComplete, Upgrade or Error) was not
+    // looked at: the caller keeps it for later. The parser keeps no pointer into `data`.
+    ParseStatus parse(const char* data, std::size_t length, std::size_t& consumed);
     // The peer closed the connection: completes a message delimited by close (MessageComplete),
     // or reports Error when the message was cut short; NeedMore when between messages.
     ParseStatus finish();

@@ -97,6 +97,10 @@ public:
 private:
     // The client socket.
     void onReadable(ByteStream& stream) override;
+    // A read that found input() empty (direct read): the request is parsed where it was read.
+    void onBytes(ByteStream& stream, const char* data, std::size_t n) override;
+    // The socket, for the session or HTTP/2 connection that takes it over.
+    std::unique_ptr<Stream> takeClient();
     void onEof(ByteStream& stream) override;
     void onError(ByteStream& stream, int error) override;
     void onDrained(ByteStream& stream) override;
@@ -135,7 +139,9 @@ private:
     std::unique_ptr<ws::FrameTracer> makeTracer();
     void addSessionCounts(const ws::SessionCounts& counts);
 
-    void processInput();
+    // Parses what input() holds, after `n` bytes read straight into `data` (direct read); the
+    // bytes not parsed yet go to input().
+    void processInput(const char* data = nullptr, std::size_t n = 0);
     void beginRequest();
     void adoptCurrentSnapshot();
     const std::string& localAuthority();

@@ -129,10 +129,14 @@ private:
     // net::StreamHandler (the upstream connection)
     void onConnected(net::Stream& stream) override;
     void onReadable(net::ByteStream& stream) override;
+    void onBytes(net::ByteStream& stream, const char* data, std::size_t n) override;
     void onEof(net::ByteStream& stream) override;
     void onError(net::ByteStream& stream, int error) override;
     void onDrained(net::ByteStream& stream) override;
     void onConnectionLost(int error);
+    // The response's bytes: input()'s, after `n` bytes read straight into `data` (direct read).
+    void relayResponse(net::ByteStream& stream, const char* data, std::size_t n);
+    static void keepRest(net::ByteStream& stream, const char* data, std::size_t n);
 
     // http::MessageParser::Handler (the upstream's response)
     http::HeadAction onHead() override;
