@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <iterator>
 #include <limits>
@@ -87,14 +88,20 @@ struct FeedResult {
 // How the bytes reach the parser: all at once, or in slices of `slice` bytes with parse()
 // after each; with `chains_first` every slice becomes its own evbuffer chain before the first
 // parse(), so that one parse() call has to walk several chains.
+// With `direct`, a slice that finds the buffer empty is copied into one scratch area (the same
+// memory for every slice, as a socket's per-thread read area) and parsed there with
+// parse(data, length, consumed); what that leaves goes to the buffer, parsed from there on (as
+// net::Stream's direct read and its handlers do).
 struct Delivery {
     std::size_t slice = 0;  // 0: everything in one piece
     bool chains_first = false;
+    bool direct = false;
 };
 
 std::string describe(const Delivery& d) {
-    if (d.slice == 0) return "in one piece";
-    return std::to_string(d.slice) + "-byte slices" + (d.chains_first ? " as separate chains" : "");
+    const std::string how = d.direct ? " parsed where read" : "";
+    if (d.slice == 0) return "in one piece" + how;
+    return std::to_string(d.slice) + "-byte slices" + (d.chains_first ? " as separate chains" : "") + how;
 }
 
 std::string drain(evbuffer* buffer) {
@@ -105,7 +112,42 @@ std::string drain(evbuffer* buffer) {
 
 // Feeds `wire` to the recorder's parser, calling resume() after every MessageComplete, until all
 // bytes were consumed (NeedMore) or parse() reported Upgrade or Error.
+FeedResult feedDirect(Recorder& r, std::string_view wire, Delivery delivery) {
+    EvbufferPtr buffer(evbuffer_new());
+    std::vector<char> scratch(wire.size() + 1);
+    std::size_t offset = 0;
+    for (;;) {
+        ParseStatus status = ParseStatus::NeedMore;
+        if (evbuffer_get_length(buffer.get()) == 0) {
+            if (offset == wire.size()) return {status, {}};
+            const std::size_t n = delivery.slice == 0 ? wire.size() - offset : std::min(delivery.slice, wire.size() - offset);
+            std::copy_n(wire.data() + offset, n, scratch.data());
+            offset += n;
+            std::size_t consumed = n + 1;
+            status = r.parser.parse(scratch.data(), n, consumed);
+            REQUIRE(consumed <= n);
+            if (status == ParseStatus::NeedMore) REQUIRE(consumed == n);  // everything was consumed
+            evbuffer_add(buffer.get(), scratch.data() + consumed, n - consumed);
+            std::fill(scratch.begin(), scratch.end(), '\0');  // the parser kept no pointer into it
+        } else {
+            status = r.parser.parse(buffer.get());
+        }
+        if (status == ParseStatus::MessageComplete) {
+            r.parser.resume();
+            continue;
+        }
+        if (status == ParseStatus::NeedMore) {
+            REQUIRE(evbuffer_get_length(buffer.get()) == 0);
+            continue;
+        }
+        FeedResult result{status, drain(buffer.get())};
+        result.rest.append(wire.substr(offset));
+        return result;
+    }
+}
+
 FeedResult feed(Recorder& r, std::string_view wire, Delivery delivery = {}) {
+    if (delivery.direct) return feedDirect(r, wire, delivery);
     EvbufferPtr buffer(evbuffer_new());
     std::size_t offset = 0;
     auto add = [&] {
@@ -141,7 +183,8 @@ Fields fields(const HeaderList& headers) {
     return out;
 }
 
-const Delivery kDeliveries[] = {{0, false}, {1, false}, {3, false}, {7, true}, {1, true}};
+const Delivery kDeliveries[] = {{0, false, false}, {1, false, false}, {3, false, false}, {7, true, false},
+                                {1, true, false},  {0, false, true},  {1, false, true},  {5, false, true}};
 
 Delivery anyDelivery() {
     const std::size_t i = GENERATE(range(std::size_t{0}, std::size(kDeliveries)));
@@ -252,6 +295,31 @@ TEST_CASE("pipelined requests wait for resume() one at a time", "[http][parser]"
     r.parser.resume();
     CHECK(r.parser.parse(buffer.get()) == ParseStatus::NeedMore);
     CHECK(evbuffer_get_length(buffer.get()) == 0);
+}
+
+TEST_CASE("parse() on bytes outside an evbuffer stops after a message and leaves the rest", "[http][parser]") {
+    Recorder r(MessageParser::Kind::Request);
+    const std::string first = "GET /one HTTP/1.1\r\nHost: a\r\n\r\n";
+    const std::string wire = first + "GET /two HTTP/1.1\r\nHost: a\r\n\r\n";
+    std::size_t consumed = 0;
+    REQUIRE(r.parser.parse(wire.data(), wire.size(), consumed) == ParseStatus::MessageComplete);
+    CHECK(consumed == first.size());
+    REQUIRE(r.messages.size() == 1);
+    CHECK(r.messages[0].request.target == "/one");
+    // Paused: nothing is taken until resume().
+    CHECK(r.parser.parse(wire.data() + consumed, wire.size() - consumed, consumed) == ParseStatus::MessageComplete);
+    CHECK(consumed == 0);
+    r.parser.resume();
+    CHECK(r.parser.parse(wire.data() + first.size(), wire.size() - first.size(), consumed) == ParseStatus::MessageComplete);
+    CHECK(consumed == wire.size() - first.size());
+    REQUIRE(r.messages.size() == 2);
+    CHECK(r.messages[1].request.target == "/two");
+    // An error is reported again, with nothing consumed.
+    r.parser.resume();
+    const std::string bad = "GET / HTTP/1.1\r\nHost: a\n\r\n";
+    CHECK(r.parser.parse(bad.data(), bad.size(), consumed) == ParseStatus::Error);
+    CHECK(r.parser.parse(bad.data(), bad.size(), consumed) == ParseStatus::Error);
+    CHECK(consumed == 0);
 }
 
 TEST_CASE("pipelined requests are all parsed however the bytes arrive", "[http][parser]") {
