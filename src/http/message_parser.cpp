@@ -57,7 +57,7 @@ void MessageParser::reset() {
     parser_->data = this;
     error_ = ParseError::None;
     in_message_ = head_complete_ = skip_fields_ = field_open_ = paused_ = upgrade_paused_ = false;
-    value_started_ = value_at_chunk_end_ = in_trailer_pause_ = false;
+    value_started_ = value_at_chunk_end_ = in_trailer_pause_ = saw_upgrade_ = saw_transfer_encoding_ = false;
     line_check_.start(LineCheck::Section::Head);
     head_bytes_ = 0;
     declared_length_ = 0;
@@ -187,7 +187,7 @@ bool MessageParser::countHead(std::size_t length) {
 
 int MessageParser::onMessageBegin() {
     in_message_ = true;
-    head_complete_ = skip_fields_ = false;
+    head_complete_ = skip_fields_ = saw_upgrade_ = saw_transfer_encoding_ = false;
     field_open_ = value_started_ = value_at_chunk_end_ = false;
     head_bytes_ = 0;
     declared_length_ = 0;
@@ -270,6 +270,13 @@ int MessageParser::onHeaderFieldComplete() {
         error_ = ParseError::Malformed;
         return -1;
     }
+    // The two fields the head's checks look for (onHeadersComplete, the caller's upgrade check):
+    // noted here, so that a head without them is not searched for them.
+    if (name.size() == 7) {
+        saw_upgrade_ = saw_upgrade_ || equalsIgnoreCase(name, "Upgrade");
+    } else if (name.size() == 17) {
+        saw_transfer_encoding_ = saw_transfer_encoding_ || equalsIgnoreCase(name, "Transfer-Encoding");
+    }
     return 0;
 }
 
@@ -335,7 +342,8 @@ int MessageParser::onHeadersComplete() {
     // Transfer-Encoding is judged from the fields we collected, not from llhttp's flag, which an
     // empty value ("Transfer-Encoding:") does not set.
     int te_count = 0;
-    for (const auto& h : *headers_) te_count += equalsIgnoreCase(h.name, "Transfer-Encoding");
+    if (saw_transfer_encoding_)
+        for (const auto& h : *headers_) te_count += equalsIgnoreCase(h.name, "Transfer-Encoding");
     if (te_count > 0 || (p->flags & F_TRANSFER_ENCODING)) {
         // RFC 9112 6.1: Transfer-Encoding is HTTP/1.1; "a server or client that receives an
         // HTTP/1.0 message containing a Transfer-Encoding header field MUST treat the message as

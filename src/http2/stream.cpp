@@ -154,7 +154,7 @@ void Stream::startExchange(const config::Route& route) {
 }
 
 void Stream::startExchange(const config::Route& route, proxy::HttpExchange::Request forward) {
-    proxy::UpstreamGroup* group = snapshot_->upstream(route.upstream);
+    proxy::UpstreamGroup* group = snapshot_->upstream(route);
     if (!group) {
         respondError(502, "no such upstream");
         return;

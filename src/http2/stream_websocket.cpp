@@ -126,7 +126,7 @@ void Stream::onBytesClosed(bool upstream_failed) {
 }
 
 void Stream::startBridge(const config::Route& route, const ws::UpgradeRequest& upgrade) {
-    proxy::UpstreamGroup* group = snapshot_->upstream(route.upstream);
+    proxy::UpstreamGroup* group = snapshot_->upstream(route);
     if (!group) {
         respondError(502, "no such upstream");
         return;

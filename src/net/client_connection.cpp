@@ -299,7 +299,8 @@ http::HeadAction ClientConnection::onHead() {
         respondError(verdict.status, verdict.reason);
         return http::HeadAction::Abort;
     }
-    const ws::UpgradeRequest upgrade = ws::analyzeUpgrade(request);
+    // Only a head with an Upgrade field can ask for a WebSocket (or be an invalid handshake).
+    const ws::UpgradeRequest upgrade = http_->parser.hasUpgradeField() ? ws::analyzeUpgrade(request) : ws::UpgradeRequest{};
     if (upgrade.kind == ws::UpgradeKind::WebSocket && hasBody()) {
         // RFC 6455 4.1: the opening handshake is a GET without content. A body would reach the
         // upstream, after a head that declares no length, as the first bytes of the tunnel: a
@@ -354,7 +355,7 @@ http::HeadAction ClientConnection::onHead() {
         respondInternal(*route);
         return answeredAtHead();
     }
-    proxy::UpstreamGroup* group = snapshot_->upstream(route->upstream);
+    proxy::UpstreamGroup* group = snapshot_->upstream(*route);
     if (!group) {
         respondError(502, "no such upstream");
         return http::HeadAction::Abort;

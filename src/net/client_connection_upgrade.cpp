@@ -104,7 +104,7 @@ void ClientConnection::addSessionCounts(const ws::SessionCounts& counts) {
 // answer comes back as onBridgeAccepted or onBridgeRefused. Until then the client is not read
 // (what it sends after its handshake waits in the input for the session).
 http::HeadAction ClientConnection::startBridge(const config::Route& route, const ws::UpgradeRequest& upgrade) {
-    proxy::UpstreamGroup* group = snapshot_->upstream(route.upstream);
+    proxy::UpstreamGroup* group = snapshot_->upstream(route);
     if (!group) {
         respondError(502, "no such upstream");
         return http::HeadAction::Abort;

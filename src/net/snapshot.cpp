@@ -32,6 +32,7 @@ WorkerSnapshot::WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> 
         observe::RouteStats& route_stats = stats.route(key);
         route_stats.websocket_mode.store(websocketMode(route), std::memory_order_relaxed);
         route_stats_.push_back(&route_stats);
+        route_upstreams_.push_back(route.upstream.empty() ? nullptr : upstream(route.upstream));
         trace_limiters_.push_back(route.websocket.trace
                                       ? std::make_unique<ws::TraceLimiter>(route.websocket.trace_rate, std::move(key))
                                       : nullptr);

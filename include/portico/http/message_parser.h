@@ -114,6 +114,8 @@ public:
     bool hasContentLength() const { return head_has_length_; }
     std::uint64_t contentLength() const { return declared_length_; }
     bool isUpgradeRequested() const;      // Connection: upgrade + Upgrade present (or 101)
+    // The head has an Upgrade field (whatever its value, whatever Connection says).
+    bool hasUpgradeField() const { return saw_upgrade_; }
     // A chunked request's trailer fields (RFC 9112 7.1.2), checked as the head's are, bounded
     // by max_head_bytes (HeadTooLarge, counted apart from the head), those
     // isForwardedTrailer() drops left out: for the upstream's chunked request. Valid during
@@ -175,6 +177,8 @@ private:
     bool upgrade_paused_ = false;
     bool in_trailer_pause_ = false;  // paused after the last chunk to check the trailer lines
     bool in_trailers_ = false;       // a request's trailer fields are being read
+    bool saw_upgrade_ = false;             // the head has an Upgrade field
+    bool saw_transfer_encoding_ = false;   // ... a Transfer-Encoding field
     bool skip_fields_ = false;       // after the head, but in a request's trailer section (one
                                      // flag: the field callbacks test it for every piece)
     LineCheck line_check_;  // stopped after a message that asked to switch protocols

@@ -52,6 +52,11 @@ public:
     const config::Config& config() const { return *snapshot_->config; }
     // The worker-local state of upstream `name`, or nullptr.
     proxy::UpstreamGroup* upstream(const std::string& name);
+    // The same for `route`'s upstream (a route of this snapshot's configuration): looked up once,
+    // when the snapshot was made, not by name for every request.
+    proxy::UpstreamGroup* upstream(const config::Route& route) {
+        return route_upstreams_[static_cast<std::size_t>(&route - snapshot_->config->routes.data())];
+    }
     // This worker's counters for `route` (a route of this snapshot's configuration).
     observe::RouteStats& routeStats(const config::Route& route) {
         return *route_stats_[static_cast<std::size_t>(&route - snapshot_->config->routes.data())];
@@ -75,6 +80,7 @@ private:
     std::map<std::string, std::unique_ptr<proxy::UpstreamGroup>, std::less<>> upstreams_;
     observe::WorkerStats& stats_;
     std::vector<observe::RouteStats*> route_stats_;  // by route index
+    std::vector<proxy::UpstreamGroup*> route_upstreams_;  // by route index; null: none
     std::vector<std::unique_ptr<ws::TraceLimiter>> trace_limiters_;  // by route index; null: no trace
 };
 

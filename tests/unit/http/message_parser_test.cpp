@@ -322,6 +322,34 @@ TEST_CASE("parse() on bytes outside an evbuffer stops after a message and leaves
     CHECK(consumed == 0);
 }
 
+TEST_CASE("hasUpgradeField() tells whether the head has an Upgrade field, message by message", "[http][parser]") {
+    struct Seen final : MessageParser::Handler {
+        MessageParser parser{MessageParser::Kind::Request, this, 16 * 1024};
+        std::vector<bool> upgrade;
+        HeadAction onHead() override {
+            upgrade.push_back(parser.hasUpgradeField());
+            return HeadAction::Continue;
+        }
+        bool onBody(const char*, std::size_t) override { return true; }
+        void onMessageComplete() override {}
+    };
+    Seen seen;
+    const std::string wire =
+        "GET /a HTTP/1.1\r\nHost: a\r\nuPgRaDe: h2c\r\n\r\n"            // no Connection: upgrade
+        "GET /b HTTP/1.1\r\nHost: a\r\nUpgrades: x\r\nConnection: upgrade\r\n\r\n"
+        "GET /c HTTP/1.1\r\nHost: a\r\nUpgrade:\r\n\r\n"
+        "GET /d HTTP/1.1\r\nHost: a\r\n\r\n";
+    EvbufferPtr buffer(evbuffer_new());
+    evbuffer_add(buffer.get(), wire.data(), wire.size());
+    for (;;) {
+        const ParseStatus status = seen.parser.parse(buffer.get());
+        if (status == ParseStatus::NeedMore) break;
+        REQUIRE(status != ParseStatus::Error);
+        seen.parser.resume();
+    }
+    CHECK(seen.upgrade == std::vector<bool>{true, false, true, false});
+}
+
 TEST_CASE("pipelined requests are all parsed however the bytes arrive", "[http][parser]") {
     const Delivery delivery = anyDelivery();
     INFO(describe(delivery));
