@@ -93,8 +93,8 @@ const std::string& HttpExchange::upstreamName() const {
 
 void HttpExchange::start() {
     const CallbackScope scope(*this);
-    started_ = std::chrono::steady_clock::now();
-    int server = group_->balancer().pick(request_.client_hash, -1, Balancer::Clock::now());
+    started_ = Balancer::Clock::now();  // one clock read for both
+    int server = group_->balancer().pick(request_.client_hash, -1, started_);
     if (server < 0) {
         fail(502, "no upstream server");
         return;
