@@ -27,8 +27,8 @@ Scenarios (the peers of the timed benchmarks, started by their own scripts' func
 Per proxy and scenario (--what ir): the proxy starts under callgrind, a warm-up run opens the
 upstream connections, the counters are zeroed (callgrind_control -z), the measured run goes, the
 counters are dumped (-d). Instructions per request = the dump's total / the requests that got a
-2xx. User space only (the kernel's share, the bulk of a proxy's CPU, is the syscalls: see
---what syscalls). The functions with the most instructions of their own are printed per request
+2xx; allocations per request = the calls to malloc, calloc and realloc in the same dump. User
+space only (the kernel's share, the bulk of a proxy's CPU, is the syscalls: see --what syscalls). The functions with the most instructions of their own are printed per request
 (the profile). --what syscalls: the same runs natively with `strace -c -f` attached to the
 measured part: syscalls per request by name. Every process started is stopped.
 """
