@@ -130,12 +130,8 @@ void ClientConnection::onReadable(ByteStream& stream) {
     processInput();
 }
 
-void ClientConnection::onBytes(ByteStream& stream, const char* data, std::size_t n) {
+void ClientConnection::onBytes(ByteStream&, const char* data, std::size_t n) {
     if (state_ == State::Closing) return;  // lingering: discarded (onReadable)
-    if (&stream != client_.get()) {  // not ours any more (a handler hands the socket on)
-        StreamHandler::onBytes(stream, data, n);
-        return;
-    }
     processInput(data, n);
 }
 
