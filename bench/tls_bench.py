@@ -54,6 +54,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+import pool_trace  # noqa: E402
 
 RESULTS = bl.RESULTS_FILE
 SECTION = "## TLS"
@@ -326,6 +327,9 @@ def diagnose(bench: Bench, services: dict[str, bl.Service], scen: str, tool: str
                 fig, r = bl.perf_passes(svc, load)
                 out.append(f"{p} ({scen}, {r.requests} ops): " + ", ".join(
                     f"{k} {v:.3f}" for k, v in fig.items()) + " (per op; events per pass, share of opens)")
+            elif tool == "pool":
+                fig, r = pool_trace.trace(svc, load, bench.args.keepalive)
+                out.append(pool_trace.describe(f"{p} ({scen})", fig))
             elif tool == "strace":
                 calls, r = bl.strace_counts(svc, load)
                 per = {k: v / max(r.requests, 1) for k, v in calls.items()}
@@ -487,6 +491,10 @@ def main() -> int:
                          "pass from perf's syscall tracepoints: passes and syscalls per op, events per pass, "
                          "connects per op and the share made in a pass that also closed a socket, "
                          "context switches per op")
+    ap.add_argument("--pin", action="store_true",
+                    help="each proxy on CPU 1, the load client, the backend and this script on CPU 0 "
+                         "(taskset): the batching shape of a machine whose proxy has a core of its own, "
+                         "on a shared one (use with --diagnose pool; see bench/pool_trace.py)")
     ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.name}")
     ap.add_argument("--json", help="also write every sample to this JSON file")
     args = ap.parse_args()
@@ -500,6 +508,8 @@ def main() -> int:
     if bad:
         ap.error(f"unknown names: {', '.join(sorted(bad))}")
 
+    if args.pin:
+        os.sched_setaffinity(0, {0})  # inherited by the backend and the load clients started below
     build_dir = Path(args.build_dir)
     tls_load = bl.build_tls_load(build_dir)
     ws_load = bl.build_ws_load(build_dir)
@@ -531,6 +541,11 @@ def main() -> int:
     running = [s for s in scenarios if s != "idle"]
     if running:
         services = bl.start_contenders(proxies, starters, bench.notes)
+        if args.pin:
+            for svc in services.values():
+                for pid in svc.pids():
+                    subprocess.run(["taskset", "-a", "-p", "-c", "1", str(pid)], check=True,
+                                   stdout=subprocess.DEVNULL)
         for scen in running:
             load = scenario_load(bench, scen)
             bl.log(f"== scenario {scen}")

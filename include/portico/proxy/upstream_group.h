@@ -43,8 +43,9 @@ public:
     // The most recently parked idle connection to `server`, or nullptr.
     std::unique_ptr<net::Stream> takeIdle(int server);
     // Parks a connection whose last response ended cleanly. Beyond `keepalive` idle ones, the
-    // oldest are closed when the current loop pass ends (trimToLimit), not at once: requests
-    // read in the same pass take the freshest first instead of opening new connections.
+    // oldest are closed before the loop next blocks (trimToLimit): at the end of the pass that
+    // follows one more poll without waiting, so that the requests read in this pass and in that
+    // one take the freshest first instead of opening new connections.
     void putIdle(int server, std::unique_ptr<net::Stream> stream);
     std::size_t idleCount() const { return idle_.size(); }
 
@@ -66,7 +67,8 @@ private:
     void onError(net::ByteStream& stream, int) override { discard(stream); }
     void discard(const net::ByteStream& stream);
     // Closes the oldest idle connections beyond `keepalive` (nginx's keepalive cache does the
-    // same, at once). Runs at the end of the loop pass in which the pool went over the limit.
+    // same, at once). Runs at the end of the pass after the one in which the pool went over the
+    // limit (a timer due at once: that pass begins with an epoll_wait that does not wait).
     void trimToLimit();
     static void onTrim(int, short, void* arg);
     void setState(int server, observe::UpstreamStats::ServerState state);  // for status
@@ -78,7 +80,7 @@ private:
     const tls::ClientContext* tls_;
     std::vector<Server> servers_;
     std::vector<Idle> idle_;  // LIFO: the freshest connection is reused first
-    core::EventPtr trim_event_;  // active while idle_ holds more than keepalive
+    core::EventPtr trim_event_;  // pending while idle_ holds more than keepalive
 };
 
 }  // namespace portico::proxy
