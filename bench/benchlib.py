@@ -828,8 +828,16 @@ def run_wrk(url: str, *, threads: int = 1, connections: int = 64, duration: floa
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--latency",
             "-s", _wrk_script, *extra, url]
     cpu0 = children_cpu_seconds()
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60,
-                         start_new_session=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    prioritize(proc.pid)  # --nice / --fifo: the load client too, as every process started here
+    try:
+        stdout, stderr = proc.communicate(timeout=duration + 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    out = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     client_cpu = children_cpu_seconds() - cpu0
     line = next((l for l in out.stdout.splitlines() if l.startswith("WRKJSON ")), None)
     if out.returncode != 0 or line is None:

@@ -9,11 +9,12 @@ response coming back: a connection the pool gets back), connects (opens) and clo
 - requests and responses per pass (their distribution is the load's batching shape: with more
   clients than `keepalive` a pass that reads more requests than the pool holds must open);
 - opens per 1,000 requests and the share made in a pass that also closed one;
-- `opens_if_responses_first`: the opens a pool of the same size would have made had each pass
+- responses handled first: the opens a pool of the same size would have made had each pass
   handled its upstream responses before its client requests (replayed from the trace), to
   tell the order within a pass from the batching itself;
-- `opens_if_close_at_pass_end` / `opens_if_close_at_once`: the same replay with the surplus
-  closed when the pass ends (Portico) or at once, oldest first (nginx), in the traced order.
+- the same replay with the surplus closed when the pass ends (Portico before session 9), at
+  once, oldest first (nginx), or at the end of the next pass (Portico: one more poll that does
+  not wait), in the traced order.
 
 No Portico code: the figures are the same for any proxy in the benchmark."""
 
@@ -27,7 +28,7 @@ from typing import Callable
 
 import benchlib as bl
 
-EVENTS = ("syscalls:sys_exit_epoll_wait,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,"
+EVENTS = ("syscalls:sys_enter_epoll_wait,syscalls:sys_exit_epoll_wait,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,"
           "syscalls:sys_exit_read,syscalls:sys_exit_recvfrom,"
           "syscalls:sys_enter_connect,syscalls:sys_enter_close")
 
@@ -37,23 +38,30 @@ class Pass:
     """One loop pass: the order of what it did. 'R' a client request read, 'U' an upstream
     response read, 'C' a connect, 'X' a close."""
     ops: list[str] = field(default_factory=list)
+    waited: bool = False  # the epoll_wait that began it blocked (the loop had nothing to do)
+
+
+WAITED_US = 30  # an epoll_wait that took longer blocked: nothing was ready when it began
 
 
 def parse(text: str) -> list[Pass]:
-    """perf script -F tid,event,trace lines -> passes (the proxy's worker threads merged: one
-    worker in this benchmark). A read/recv that returned <= 0 (EAGAIN, EOF) is no request or
-    response."""
+    """perf script -F tid,time,event,trace lines -> passes (the proxy's worker threads merged:
+    one worker in this benchmark). A read/recv that returned <= 0 (EAGAIN, EOF) is no request
+    or response."""
     passes: list[Pass] = []
     cur = Pass()
     pending: dict[str, str] = {}  # tid -> 'R'/'U' between enter and exit
+    wait_began = 0.0
     for line in text.splitlines():
-        parts = line.split(None, 2)
-        if len(parts) < 2:
+        parts = line.split(None, 3)  # tid, time:, event:, trace
+        if len(parts) < 3:
             continue
-        tid, ev = parts[0], parts[1]
-        if "sys_exit_epoll_wait" in ev:
+        tid, now, ev = parts[0], float(parts[1].rstrip(":")), parts[2]
+        if "sys_enter_epoll_wait" in ev:
+            wait_began = now
+        elif "sys_exit_epoll_wait" in ev:
             passes.append(cur)
-            cur = Pass()
+            cur = Pass(waited=(now - wait_began) * 1e6 > WAITED_US)
         elif "sys_enter_read" in ev:
             pending[tid] = "R"
         elif "sys_enter_recvfrom" in ev:
@@ -74,15 +82,18 @@ def parse(text: str) -> list[Pass]:
 def replay(passes: list[Pass], keepalive: int, order: str, close: str) -> int:
     """Opens a pool of `keepalive` idle connections makes over the traced requests/responses.
     order: 'traced' or 'responses_first' (within each pass); close: 'pass_end' (surplus closed
-    when the pass ends) or 'at_once' (on return, when the pool is full). Starts with a full pool
+    when the pass ends), 'at_once' (on return, when the pool is full: nginx) or 'next_pass' (at
+    the end of the pass after the one in which the pool went over the limit: Portico now). Starts with a full pool
     and every traced response's connection in use (the first responses need one: counted
     from the trace's first pass)."""
     idle = keepalive
     opens = 0
+    due = False  # next_pass: a trim armed in an earlier pass runs when this one ends
     for p in passes:
         ops = [o for o in p.ops if o in "RU"]
         if order == "responses_first":
             ops = sorted(ops, key=lambda o: o != "U")
+        armed = False
         for o in ops:
             if o == "R":
                 if idle:
@@ -91,9 +102,15 @@ def replay(passes: list[Pass], keepalive: int, order: str, close: str) -> int:
                     opens += 1
             else:
                 idle += 1
-                if close == "at_once" and idle > keepalive:
-                    idle = keepalive
-        idle = min(idle, keepalive)
+                if idle > keepalive:
+                    if close == "at_once":
+                        idle = keepalive
+                    armed = True
+        if close == "pass_end" or due:
+            idle = min(idle, keepalive)
+            due = False
+        elif armed:
+            due = True
     return opens
 
 
@@ -109,7 +126,12 @@ def figures(passes: list[Pass], keepalive: int) -> dict[str, float]:
         return busy[min(len(busy) - 1, int(q * len(busy)))] if busy else 0
 
     over = sum(1 for r in busy if r > keepalive)
+    # Opens in a pass that began after the loop had waited (nothing to do): before that wait the
+    # pool had to come down to keepalive whatever its policy, so these are the benchmark's (the
+    # proxy waited for its clients while more than keepalive of them were between requests).
+    after_wait = sum(p.ops.count("C") for p in passes if p.waited)
     return {
+        "opens_after_wait_pct": 100 * after_wait / max(connects, 1),
         "requests": requests,
         "passes_per_1k": 1000 * len(passes) / n,
         "requests_per_pass_p50": pct(0.5), "requests_per_pass_p90": pct(0.9), "requests_per_pass_max": pct(1.0),
@@ -119,6 +141,7 @@ def figures(passes: list[Pass], keepalive: int) -> dict[str, float]:
         "replay_pass_end_per_1k": 1000 * replay(passes, keepalive, "traced", "pass_end") / n,
         "replay_at_once_per_1k": 1000 * replay(passes, keepalive, "traced", "at_once") / n,
         "replay_responses_first_per_1k": 1000 * replay(passes, keepalive, "responses_first", "pass_end") / n,
+        "replay_next_pass_per_1k": 1000 * replay(passes, keepalive, "traced", "next_pass") / n,
     }
 
 
@@ -130,7 +153,7 @@ def trace(svc: bl.Service, load: Callable[[], bl.LoadResult], keepalive: int) ->
         r = load()
     finally:
         bl._detach(rec)
-    text = subprocess.run(["perf", "script", "-i", str(data), "-F", "tid,event,trace"],
+    text = subprocess.run(["perf", "script", "-i", str(data), "-F", "tid,time,event,trace"],
                           capture_output=True, text=True).stdout
     dump = os.environ.get("POOL_TRACE_DUMP")  # a directory: each proxy's passes, one line each
     passes = parse(text)
@@ -144,6 +167,8 @@ def describe(name: str, fig: dict[str, float]) -> str:
             f"p50 {fig['requests_per_pass_p50']:.0f} p90 {fig['requests_per_pass_p90']:.0f} "
             f"max {fig['requests_per_pass_max']:.0f}, {fig['passes_over_keepalive_pct']:.1f}% of passes read more "
             f"requests than keepalive; opens / 1k requests {fig['opens_per_1k']:.0f} "
-            f"({fig['opens_in_closing_pass_pct']:.1f}% in a pass that closed one); the same passes replayed "
+            f"({fig['opens_in_closing_pass_pct']:.1f}% in a pass that closed one, "
+            f"{fig['opens_after_wait_pct']:.0f}% in a pass after the loop waited); the same passes replayed "
             f"(opens / 1k): surplus closed at pass end {fig['replay_pass_end_per_1k']:.0f}, at once "
-            f"{fig['replay_at_once_per_1k']:.0f}, responses handled first {fig['replay_responses_first_per_1k']:.0f}")
+            f"{fig['replay_at_once_per_1k']:.0f}, at the end of the next pass {fig['replay_next_pass_per_1k']:.0f}, "
+            f"responses handled first {fig['replay_responses_first_per_1k']:.0f}")

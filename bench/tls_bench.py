@@ -20,7 +20,11 @@ server: WebSocket echo, and `200 ok` to plain GETs) is the backend of all three.
              upstream connections each proxy opened (the backend's accepts, GET /__bench_status):
              with more clients than --keepalive both nginx and Portico open and close upstream
              connections, and how many moves from run to run (bench/RESULTS.md, "HTTPS keep-alive:
-             upstream churn"); --keepalive 64 (= -c) takes that out
+             upstream churn" and "... on a quiet machine"); --keepalive 64 (= -c) takes that out.
+             Part of it is the benchmark's: a proxy that waits for its clients while more than
+             --keepalive of them are between requests must close the surplus first, and opens it
+             again when they come back. `--diagnose pool` tells that part (opens in a pass after
+             the loop waited) from the pool's policy (the same passes replayed with others)
   wss        --connections wss:// connections, one 64-byte binary message at a time each, echoed
              by the backend through the proxy's tunnel
   idle       --idle-conns wss:// connections (one echo each) held: proxy RSS per connection
@@ -328,6 +332,9 @@ def diagnose(bench: Bench, services: dict[str, bl.Service], scen: str, tool: str
                 out.append(f"{p} ({scen}, {r.requests} ops): " + ", ".join(
                     f"{k} {v:.3f}" for k, v in fig.items()) + " (per op; events per pass, share of opens)")
             elif tool == "pool":
+                if scen != "keepalive":
+                    out.append(f"{p} ({scen}): pool is for the keepalive scenario only")
+                    continue
                 fig, r = pool_trace.trace(svc, load, bench.args.keepalive)
                 out.append(pool_trace.describe(f"{p} ({scen})", fig))
             elif tool == "strace":
@@ -490,7 +497,9 @@ def main() -> int:
                          "one extra run of each running scenario; printed to stderr. passes: per event-loop "
                          "pass from perf's syscall tracepoints: passes and syscalls per op, events per pass, "
                          "connects per op and the share made in a pass that also closed a socket, "
-                         "context switches per op")
+                         "context switches per op. pool (keepalive): requests per pass, upstream opens and "
+                         "the share made after the loop waited, and the same passes replayed with other "
+                         "pool policies (bench/pool_trace.py)")
     ap.add_argument("--pin", action="store_true",
                     help="each proxy on CPU 1, the load client, the backend and this script on CPU 0 "
                          "(taskset): the batching shape of a machine whose proxy has a core of its own, "

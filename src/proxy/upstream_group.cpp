@@ -96,15 +96,15 @@ void UpstreamGroup::putIdle(int server, std::unique_ptr<net::Stream> stream) {
     stream->setHandler(this);
     stream->resumeReading();
     idle_.push_back(Idle{server, std::move(stream)});
-    // Over the limit: the oldest go before the loop next blocks, not at once. A pass that
-    // takes many responses back is often followed by one that reads as many requests (the same
-    // clients' next ones: each came back after its response was written, too late for the pass
-    // that wrote it), and closing the surplus at once, or when that pass ends, closes
+    // Over the limit: the oldest go before the loop next waits, not at once. A pass that takes
+    // many responses back is often followed by one that reads as many requests (the same
+    // clients' next ones: each came after its response was written, too late for the poll of
+    // the pass that wrote it); closing the surplus at once, or when this pass ends, closes
     // connections the next pass opens again (bench/RESULTS.md, "HTTPS keep-alive: upstream
-    // churn" and "Upstream churn: one more poll before the trim"). A timer due now never lets
-    // the loop block: the next epoll_wait polls without waiting, the requests it finds take
-    // their connections, and the trim runs after them. The surplus is bounded by the
-    // connections in use at once (each was opened when no idle one was left).
+    // churn" and "... on a quiet machine"). A timer due now never lets the loop wait: the next
+    // epoll_wait polls without waiting, the requests it finds take their connections, and the
+    // trim runs after them. The surplus is bounded by the connections in use at once (each was
+    // opened when no idle one was left).
     if (idle_.size() == upstream_.keepalive + 1 && !event_pending(trim_event_.get(), EV_TIMEOUT, nullptr)) {
         static constexpr timeval kNextPoll{0, 0};
         event_add(trim_event_.get(), &kNextPoll);

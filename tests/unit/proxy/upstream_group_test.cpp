@@ -135,10 +135,11 @@ struct InPass {
 
 }  // namespace
 
-// The common shape under load (wrk -c64, keepalive 32, bench/RESULTS.md "Upstream churn: one
-// more poll before the trim"): one pass writes many responses and takes their connections
-// back; the clients' next requests arrive after that pass polled, so the next pass reads them.
-// Trimmed when the first pass ended, the pool would close connections those requests open again.
+// The common shape under load (wrk -c64, keepalive 32: bench/RESULTS.md, "HTTPS keep-alive:
+// upstream churn on a quiet machine"): one pass writes many responses and takes their
+// connections back; the clients' next requests arrive after that pass polled, so the next pass
+// reads them. Trimmed when the first pass ended, the pool would close connections those
+// requests open again.
 TEST_CASE("a surplus of idle connections waits one poll for the next pass's requests", "[upstream]") {
     net::EventLoop loop;
     config::Upstream upstream;
