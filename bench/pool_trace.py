@@ -13,8 +13,11 @@ response coming back: a connection the pool gets back), connects (opens) and clo
   handled its upstream responses before its client requests (replayed from the trace), to
   tell the order within a pass from the batching itself;
 - the same replay with the surplus closed when the pass ends (Portico before session 9), at
-  once, oldest first (nginx), or at the end of the next pass (Portico: one more poll that does
-  not wait), in the traced order.
+  once, oldest first (nginx), at the end of the next pass (Portico: one more poll that does
+  not wait), or only before the loop waits (the floor for a pool that keeps at most
+  `keepalive` idle while the loop waits), in the traced order;
+- the share of opens made in a pass that began after the loop waited (its epoll_wait took
+  over WAITED_US: tracing and preemption make this approximate).
 
 No Portico code: the figures are the same for any proxy in the benchmark."""
 
@@ -76,20 +79,22 @@ def parse(text: str) -> list[Pass]:
         elif "sys_enter_close" in ev:
             cur.ops.append("X")
     passes.append(cur)
-    return [p for p in passes if p.ops]
+    return passes
 
 
 def replay(passes: list[Pass], keepalive: int, order: str, close: str) -> int:
     """Opens a pool of `keepalive` idle connections makes over the traced requests/responses.
     order: 'traced' or 'responses_first' (within each pass); close: 'pass_end' (surplus closed
-    when the pass ends), 'at_once' (on return, when the pool is full: nginx) or 'next_pass' (at
-    the end of the pass after the one in which the pool went over the limit: Portico now). Starts with a full pool
+    when the pass ends), 'at_once' (on return, when the pool is full: nginx), 'next_pass' (at
+    the end of the pass after the one in which the pool went over the limit: Portico now) or
+    'at_wait' (only before the loop waits: the floor for any pool that keeps at most
+    `keepalive` idle while the loop waits, on these passes). Starts with a full pool
     and every traced response's connection in use (the first responses need one: counted
     from the trace's first pass)."""
     idle = keepalive
     opens = 0
     due = False  # next_pass: a trim armed in an earlier pass runs when this one ends
-    for p in passes:
+    for i, p in enumerate(passes):
         ops = [o for o in p.ops if o in "RU"]
         if order == "responses_first":
             ops = sorted(ops, key=lambda o: o != "U")
@@ -106,7 +111,12 @@ def replay(passes: list[Pass], keepalive: int, order: str, close: str) -> int:
                     if close == "at_once":
                         idle = keepalive
                     armed = True
-        if close == "pass_end" or due:
+        waits_next = i + 1 == len(passes) or passes[i + 1].waited
+        if close == "at_wait":
+            if waits_next:
+                idle = min(idle, keepalive)
+        elif close == "pass_end" or due or (armed and waits_next):
+            # (next_pass, armed: a loop that waits next found nothing in the poll that does not)
             idle = min(idle, keepalive)
             due = False
         elif armed:
@@ -142,6 +152,7 @@ def figures(passes: list[Pass], keepalive: int) -> dict[str, float]:
         "replay_at_once_per_1k": 1000 * replay(passes, keepalive, "traced", "at_once") / n,
         "replay_responses_first_per_1k": 1000 * replay(passes, keepalive, "responses_first", "pass_end") / n,
         "replay_next_pass_per_1k": 1000 * replay(passes, keepalive, "traced", "next_pass") / n,
+        "replay_at_wait_per_1k": 1000 * replay(passes, keepalive, "traced", "at_wait") / n,
     }
 
 
@@ -171,4 +182,5 @@ def describe(name: str, fig: dict[str, float]) -> str:
             f"{fig['opens_after_wait_pct']:.0f}% in a pass after the loop waited); the same passes replayed "
             f"(opens / 1k): surplus closed at pass end {fig['replay_pass_end_per_1k']:.0f}, at once "
             f"{fig['replay_at_once_per_1k']:.0f}, at the end of the next pass {fig['replay_next_pass_per_1k']:.0f}, "
-            f"responses handled first {fig['replay_responses_first_per_1k']:.0f}")
+            f"responses handled first {fig['replay_responses_first_per_1k']:.0f}; only before the loop waits "
+            f"(the floor for `keepalive` idle while it waits) {fig['replay_at_wait_per_1k']:.0f}")
