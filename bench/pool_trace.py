@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Upstream pool churn per event-loop pass, from the kernel's syscall tracepoints (perf).
 
-Used by `tls_bench.py --diagnose pool`. Every proxy here reads its TLS clients with read(2) and
-its plain upstream connections with recv/recvfrom(2), so a pass (one epoll_wait return to the
-next) is a sequence of client reads (a request, or the EAGAIN after one), upstream reads (a
-response coming back: a connection the pool gets back), connects (opens) and closes. From that:
+Used by `tls_bench.py --diagnose pool`. A read or recv on a socket the proxy accepted while
+traced is a client's (the load client connects after the tracer attached); on any other socket
+it is an upstream's. So a pass (one epoll_wait return to the next) is a sequence of client
+reads (a request), upstream reads (a response coming back: a connection the pool gets back),
+connects (opens) and closes. From that:
 
 - requests and responses per pass (their distribution is the load's batching shape: with more
   clients than `keepalive` a pass that reads more requests than the pool holds must open);
@@ -31,7 +32,8 @@ from typing import Callable
 
 import benchlib as bl
 
-EVENTS = ("syscalls:sys_enter_epoll_wait,syscalls:sys_exit_epoll_wait,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,"
+EVENTS = ("syscalls:sys_enter_epoll_wait,syscalls:sys_exit_epoll_wait,syscalls:sys_exit_accept4,"
+          "syscalls:sys_exit_accept,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,"
           "syscalls:sys_exit_read,syscalls:sys_exit_recvfrom,"
           "syscalls:sys_enter_connect,syscalls:sys_enter_close")
 
@@ -54,29 +56,42 @@ def parse(text: str) -> list[Pass]:
     passes: list[Pass] = []
     cur = Pass()
     pending: dict[str, str] = {}  # tid -> 'R'/'U' between enter and exit
+    clients: set[int] = set()  # sockets accepted while traced
     wait_began = 0.0
+
+    def value(trace: str) -> int:
+        return int(trace.rsplit("0x", 1)[1].split(",")[0], 16) if "0x" in trace else -1
+
+    def fd_of(trace: str) -> int:
+        return int(trace.split("fd: 0x", 1)[1].split(",")[0], 16) if "fd: 0x" in trace else -1
+
     for line in text.splitlines():
         parts = line.split(None, 3)  # tid, time:, event:, trace
         if len(parts) < 3:
             continue
         tid, now, ev = parts[0], float(parts[1].rstrip(":")), parts[2]
+        trace = parts[3] if len(parts) > 3 else ""
         if "sys_enter_epoll_wait" in ev:
             wait_began = now
         elif "sys_exit_epoll_wait" in ev:
             passes.append(cur)
             cur = Pass(waited=(now - wait_began) * 1e6 > WAITED_US)
-        elif "sys_enter_read" in ev:
-            pending[tid] = "R"
-        elif "sys_enter_recvfrom" in ev:
-            pending[tid] = "U"
+        elif "sys_exit_accept" in ev:
+            fd = value(trace)
+            if 0 <= fd < 1 << 31:
+                clients.add(fd)
+        elif "sys_enter_read" in ev or "sys_enter_recvfrom" in ev:
+            pending[tid] = "R" if fd_of(trace) in clients else "U"
         elif "sys_exit_read" in ev or "sys_exit_recvfrom" in ev:
             kind = pending.pop(tid, None)
-            ret = int(line.rsplit("0x", 1)[1], 16) if "0x" in line else 0
+            ret = value(trace)
             if kind and 0 < ret < 1 << 63:
                 cur.ops.append(kind)
         elif "sys_enter_connect" in ev:
+            clients.discard(fd_of(trace))
             cur.ops.append("C")
         elif "sys_enter_close" in ev:
+            clients.discard(fd_of(trace))
             cur.ops.append("X")
     passes.append(cur)
     return passes
