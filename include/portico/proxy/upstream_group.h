@@ -43,7 +43,7 @@ public:
     // The most recently parked idle connection to `server`, or nullptr.
     std::unique_ptr<net::Stream> takeIdle(int server);
     // Parks a connection whose last response ended cleanly. Beyond `keepalive` idle ones, the
-    // oldest are closed before the loop next blocks (trimToLimit): at the end of the pass that
+    // oldest are closed before the loop next waits (trimToLimit): at the end of the pass that
     // follows one more poll without waiting, so that the requests read in this pass and in that
     // one take the freshest first instead of opening new connections.
     void putIdle(int server, std::unique_ptr<net::Stream> stream);
