@@ -4,7 +4,8 @@
 Used by `tls_bench.py --diagnose pool`. A read or recv on a socket the proxy accepted while
 traced is a client's (the load client connects after the tracer attached); on any other socket
 it is an upstream's. So a pass (one epoll_wait return to the next) is a sequence of client
-reads (a request), upstream reads (a response coming back: a connection the pool gets back),
+reads that returned bytes (a request: one read each, now and then two, which the replays
+count as two), upstream reads (a response coming back: a connection the pool gets back),
 connects (opens) and closes. From that:
 
 - requests and responses per pass (their distribution is the load's batching shape: with more
