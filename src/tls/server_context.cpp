@@ -60,14 +60,23 @@ std::string alpnWire(const std::vector<std::string>& protocols) {
 // The session ID context (RFC 5246 7.4.1.2 session resumption; OpenSSL refuses to resume a
 // session whose context differs): a digest of what the listener accepts, so that a session from
 // one listener never resumes on another with other certificates or client CA. Required at all
-// once client certificates are verified.
-bool sessionIdContext(const config::ListenerTls& tls, unsigned char (&out)[SSL_MAX_SID_CTX_LENGTH],
-                      unsigned int& length) {
+// once client certificates are verified. The client CAs go in by content, not only by path: a
+// resumed session skips the client certificate check, so a reload that takes a CA out of the
+// file must end the sessions its certificates opened (the ticket keys outlive reloads).
+bool sessionIdContext(const config::ListenerTls& tls, const std::vector<X509Ptr>& client_cas,
+                      unsigned char (&out)[SSL_MAX_SID_CTX_LENGTH], unsigned int& length) {
     std::string material = "portico-server";
     for (const config::CertificateFiles& files : tls.certificates) {
         material += '\0' + files.cert + '\0' + files.key;
     }
     material += '\0' + tls.client_ca;
+    for (const X509Ptr& ca : client_cas) {
+        unsigned char ca_digest[EVP_MAX_MD_SIZE];
+        unsigned int ca_digest_length = 0;
+        if (X509_digest(ca.get(), EVP_sha256(), ca_digest, &ca_digest_length) != 1) return false;
+        material += '\0';
+        material.append(reinterpret_cast<const char*>(ca_digest), ca_digest_length);
+    }
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int digest_length = 0;
     if (EVP_Digest(material.data(), material.size(), digest, &digest_length, EVP_sha256(),
@@ -226,7 +235,7 @@ std::shared_ptr<ServerContext> ServerContextAccess::build(const config::Listener
     }
     unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
     unsigned int sid_length = 0;
-    if (!sessionIdContext(tls, sid, sid_length)) {
+    if (!sessionIdContext(tls, client_cas, sid, sid_length)) {
         problems.error("tls", "cannot compute the session ID context: " + lastErrorString());
         return nullptr;
     }

@@ -7,6 +7,7 @@ disturbing other connections. Certificates come from tests/support/tls_certs.py 
 
 import os
 import re
+import signal
 import socket
 import ssl
 import sys
@@ -147,6 +148,50 @@ class TlsListenerTest(PorticoTestCase):
                 self.assertNotIn("HTTP/1.1 200", r.stdout)
                 self.assertRegex(r.stdout + r.stderr, refused)
         self.assertTrue(p.wait_stderr(lambda l: "TLS handshake failed" in l, timeout=3))
+
+    def test_a_reload_that_drops_a_client_ca_ends_the_sessions_it_let_in(self):
+        # The operator takes a CA out of client_ca (same file, new content) and reloads: a
+        # client whose certificate that CA issued must not get in by resuming a session from
+        # before (a resumption skips the certificate check, and the ticket keys outlive the
+        # reload). It resumed, with TLS 1.2 and 1.3, while the session ID context named the
+        # file by path only.
+        ca_file = os.path.join(self.tmpdir(), "clients.pem")
+        with open(self.pki.client_ca_file) as f, open(ca_file, "w") as out:
+            out.write(f.read())
+        p = self.start(certificates=("site-ec",), client_ca=ca_file)
+        alice = self.certs["alice"]
+        for version in ("-tls1_3", "-tls1_2"):
+            with self.subTest(version=version):
+                with open(self.pki.client_ca_file) as f, open(ca_file, "w") as out:
+                    out.write(f.read())
+                self._sighup(p)
+                sess = os.path.join(self.tmpdir(), "session.pem")
+                r = self.s_client(p.port, version, "-servername", "site.test", "-cert",
+                                  alice.cert, "-key", alice.key, "-sess_out", sess,
+                                  input=HTTP_CLOSE)
+                self.assertIn("HTTP/1.1 200", r.stdout, r.stdout[-1500:] + r.stderr)
+                # Unchanged CA: the session resumes across a reload.
+                self._sighup(p)
+                r = self.s_client(p.port, version, "-servername", "site.test", "-sess_in",
+                                  sess, "-sess_out", sess, input=HTTP_CLOSE)
+                self.assertIn("Reused,", r.stdout)
+                self.assertIn("HTTP/1.1 200", r.stdout)
+                # The CA replaced by another: no resumption, and no certificate: refused.
+                with open(self.pki.other_client_ca) as f, open(ca_file, "w") as out:
+                    out.write(f.read())
+                self._sighup(p)
+                r = self.s_client(p.port, version, "-servername", "site.test", "-sess_in",
+                                  sess, input=HTTP_CLOSE)
+                self.assertFalse("Reused," in r.stdout, "resumed after the CA was removed")
+                self.assertFalse("HTTP/1.1 200" in r.stdout, "served after the CA was removed")
+
+    def _sighup(self, p):
+        start = len(p.stderr_lines())
+        p.send_signal(signal.SIGHUP)
+        line = p.wait_stderr(lambda l: "configuration reloaded" in l or "reload failed" in l,
+                             timeout=10, start=start)
+        self.assertIsNotNone(line, p.stderr_text()[-2000:])
+        self.assertIn("configuration reloaded", line)
 
     # -- resumption --------------------------------------------------------------------------
     def _resumes(self, port, version, extra=()):
