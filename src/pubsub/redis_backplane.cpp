@@ -215,7 +215,10 @@ void RedisBackplane::onPush(RedisConnection& connection, const redisReply& push)
     if (type == verb("message", "smessage")) {
         for (auto& shard : shards_)
             if (channel == shard->probe_channel) {
+                // A round trip through Redis: this shard works, its next outage backs off anew.
                 shard->probe_outstanding = false;
+                shard->attempts = 0;
+                attempts_ = 0;
                 return;
             }
         onMessage(channel, text(push.element[2]));

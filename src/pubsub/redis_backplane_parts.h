@@ -43,7 +43,7 @@ struct RedisBackplane::Shard {
     bool probe_outstanding = false;
     State state = State::Connecting;
     bool was_up = false;              // up before: its channels catch up when it is up again
-    unsigned attempts = 0;            // reconnects since it was last up (the backoff)
+    unsigned attempts = 0;            // reconnects since a probe last came back (the backoff)
     std::size_t unconfirmed = 0;      // SUBSCRIBEs sent while `resync` waits, not yet confirmed
     std::vector<std::string> resync;  // channels to catch up once those are confirmed
     core::EventPtr reconnect_timer;   // its arg is this Shard (owner below)

@@ -248,8 +248,6 @@ void RedisBackplane::onCallReply(const std::shared_ptr<Call>& call, const redisR
 void RedisBackplane::onShardUp(Shard& shard) {
     if (shard.state == Shard::State::Up) return;
     shard.state = Shard::State::Up;
-    shard.attempts = 0;
-    attempts_ = 0;
     for (const char* script : {scripts::kPublish, scripts::kReplay, scripts::kInfo})
         shard.commands->command({"SCRIPT", "LOAD", script}, [](const redisReply*) {});
     shard.probe_outstanding = false;

@@ -35,7 +35,10 @@
 // catch up from history (onBackplaneResync). With no shard up (or no slot map) the worker starts
 // over from the seeds. A probe published every kProbeInterval on a channel of its own must come
 // back on the subscribe connection within the next interval, or that shard's connections are
-// dropped and made again (a silent subscription after a failover).
+// dropped and made again (a silent subscription after a failover). The backoff starts again
+// from its first step only once a probe came back: a Redis that takes connections but refuses
+// what follows (a SUBSCRIBE renamed away or denied by an ACL) is retried at the backoff's pace,
+// not at once after every login.
 
 #include <atomic>
 #include <chrono>
@@ -218,7 +221,7 @@ private:
     core::EventPtr refresh_timer_;
     std::mt19937 random_;
     std::string node_;           // this worker's id in the sender field and the probe channels
-    unsigned attempts_ = 0;      // rounds from the seeds since a shard was last up
+    unsigned attempts_ = 0;      // rounds from the seeds since a probe last came back
     bool cluster_ = false;       // the seed answered CLUSTER SLOTS: sharded pub/sub
     bool discovered_ = false;    // shards_ known for this round of connections
     bool refreshing_ = false;    // a CLUSTER SLOTS after a MOVED is on its way

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Redis backplane against a Redis that misbehaves rather than one that is simply down: a
+Redis that takes connections but refuses the subscription (SUBSCRIBE renamed away, as an ACL
+denial would) is retried at the backoff's pace, not in a loop; a Redis that refuses writes
+(maxmemory reached) answers 503 with a rate-limited log line; huge published messages. Each test
+starts its own redis-server on a run-time port and stops it by PID."""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+
+from portico_harness import main, slow_factor  # noqa: E402
+from pubsub_client import PubSubNode  # noqa: E402
+from pubsub_redis_case import BackplaneCase, node_config  # noqa: E402
+from redis_server import RedisServer  # noqa: E402
+from ws_peers import wait_for  # noqa: E402
+
+
+class RedisFaults(BackplaneCase):
+    def start_redis(self, *extra_args):
+        r = RedisServer(extra_args=extra_args)
+        self.addCleanup(r.cleanup)
+        return r.start()
+
+    def start_node(self, redis, **pubsub):
+        p = self.start_portico(node_config(redis.url, **pubsub))
+        node = PubSubNode(p.port)
+        node.process = p
+        return node
+
+    def test_a_redis_that_refuses_the_subscription_is_retried_with_backoff(self):
+        # The connections come up (PING answers), then SUBSCRIBE is refused. The backoff started
+        # from its first step at every login, so each worker reconnected ~13 times a second
+        # forever (3 SCRIPT LOADs each time); now it grows to its 5 s cap.
+        redis = self.start_redis("--rename-command", "SUBSCRIBE", '""')
+        node = self.start_node(redis)
+        self.assertTrue(wait_for(lambda: self.health(node) == "ok\nbackplane: down\n", timeout=5))
+        time.sleep(4)
+        first = self.metric(node, "portico_pubsub_backplane_reconnects_total")
+        time.sleep(4)
+        later = self.metric(node, "portico_pubsub_backplane_reconnects_total")
+        # Two workers, each at most once per 2.5 s at the cap (jitter: half to all of 5 s), and
+        # a little slack for the steps before it.
+        self.assertLessEqual(later - first, 8, "reconnects in 4 s with a refused SUBSCRIBE")
+        refused = [line for line in node.process.stderr_lines() if "unknown command 'SUBSCRIBE'" in line]
+        self.assertTrue(refused, "the refusal is not in the error log")
+        self.assertLessEqual(len(refused), 2, "logged once per outage, not once per reconnect")
+
+
+if __name__ == "__main__":
+    main()
