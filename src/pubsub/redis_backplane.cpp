@@ -322,10 +322,14 @@ void RedisBackplane::publish(PublishRequest request, PublishDone done) {
         r.retry_after = std::chrono::seconds(1);
     };
     if (!command(request.channel, argv,
-                                    [result, done, fail](const redisReply* reply) mutable {
+                                    [this, result, done, fail](const redisReply* reply) mutable {
                                         if (!isArray(reply, 3)) {
-                                            if (reply && reply->type == REDIS_REPLY_ERROR)
-                                                LOG_WARN("pubsub backplane: publish failed: %s", reply->str);
+                                            std::uint64_t suppressed = 0;
+                                            if (reply && reply->type == REDIS_REPLY_ERROR &&
+                                                publish_error_log_.allow(std::chrono::steady_clock::now(), suppressed))
+                                                LOG_WARN("pubsub backplane: redis refused a publish, answered 503: %s (%llu "
+                                                         "more refusals not logged)",
+                                                         reply->str, static_cast<unsigned long long>(suppressed));
                                             fail(result);
                                             return done(result);
                                         }

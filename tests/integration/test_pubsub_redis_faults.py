@@ -48,6 +48,26 @@ class RedisFaults(BackplaneCase):
         self.assertTrue(refused, "the refusal is not in the error log")
         self.assertLessEqual(len(refused), 2, "logged once per outage, not once per reconnect")
 
+    def test_a_redis_at_maxmemory_answers_503_and_the_log_says_so_once_in_a_while(self):
+        # noeviction at maxmemory: Redis refuses the publish script's first write (OOM). Every
+        # refusal was a warning line of its own: a publisher at 1,000/s wrote 1,000 lines a
+        # second. Now one line per 5 s per worker, with the number not logged.
+        redis = self.start_redis("--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
+        node = self.start_node(redis, max_message_bytes="256KiB")
+        self.wait_up(node)
+        body = os.urandom(48 * 1024)
+        statuses = [node.publish("room%d" % (i % 4), body, timeout=10).status for i in range(120)]
+        self.assertIn(200, statuses)
+        refused = statuses[statuses.index(503):]
+        self.assertGreater(len(refused), 60, statuses)
+        self.assertEqual(set(refused), {503}, "a publish got through at maxmemory")
+        self.assertGreaterEqual(self.metric(node, "portico_pubsub_backplane_publish_failures_total"), len(refused))
+        self.assertEqual(self.health(node), "ok\nbackplane: up\n", "Redis answers: the backplane is up")
+        lines = [line for line in node.process.stderr_lines() if "OOM" in line]
+        self.assertTrue(lines, "the refusal is not in the error log")
+        self.assertLessEqual(len(lines), 4, "one line per refused publish: %d" % len(lines))
+        self.assertIn("answered 503", lines[0])
+
 
 if __name__ == "__main__":
     main()

@@ -56,6 +56,7 @@
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
+#include "portico/core/log_throttle.h"
 #include "portico/pubsub/backplane.h"
 #include "portico/pubsub/pubsub_registry.h"
 
@@ -222,6 +223,9 @@ private:
     std::mt19937 random_;
     std::string node_;           // this worker's id in the sender field and the probe channels
     unsigned attempts_ = 0;      // rounds from the seeds since a probe last came back
+    // Publishes Redis refused (OOM at maxmemory, a script error): one warning per interval, with
+    // the number not logged, however fast publishes fail.
+    core::LogThrottle publish_error_log_{std::chrono::seconds(5)};
     bool cluster_ = false;       // the seed answered CLUSTER SLOTS: sharded pub/sub
     bool discovered_ = false;    // shards_ known for this round of connections
     bool refreshing_ = false;    // a CLUSTER SLOTS after a MOVED is on its way
