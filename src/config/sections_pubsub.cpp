@@ -45,7 +45,7 @@ void readBearerToken(Decoder& d, const Item& v, std::string& out) {
 
 // `pubsub.backplane`.
 constexpr std::string_view kKeyPrefixPattern = "[^{} \\n]+";  // no braces: they are the hash tag
-const std::array<KeyRule<BackplaneSettings>, 5> kBackplaneKeys{{
+const std::array<KeyRule<BackplaneSettings>, 6> kBackplaneKeys{{
     {"redis", type::string(), "",
      "redis://[:password@]host:port/db or unix:///path/redis.sock",
      [](Decoder& d, const Item& v, BackplaneSettings& b) {
@@ -70,6 +70,11 @@ const std::array<KeyRule<BackplaneSettings>, 5> kBackplaneKeys{{
      "a publish Redis cannot take in time is answered 503",
      [](Decoder& d, const Item& v, BackplaneSettings& b) {
          if (d.readDuration(v, b.publish_timeout)) requirePositive(d, v, b.publish_timeout.count() > 0);
+     }},
+    {"max_pending_bytes", type::size().aboveZero(), "16MiB",
+     "publishes a worker sent one Redis and has no answer to yet; beyond: 503 at once",
+     [](Decoder& d, const Item& v, BackplaneSettings& b) {
+         if (d.readSize(v, b.max_pending_bytes)) requirePositive(d, v, b.max_pending_bytes > 0);
      }},
     {"password_file", type::string(), "",
      "file holding the Redis password (instead of one in the URL)",

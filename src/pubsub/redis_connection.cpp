@@ -103,8 +103,20 @@ bool RedisConnection::send(const std::vector<std::string_view>& argv, void (*fn)
            REDIS_OK;
 }
 
+namespace {
+
+std::size_t commandBytes(const std::vector<std::string_view>& argv) {
+    std::size_t bytes = RedisConnection::kPendingOverhead;
+    for (std::string_view arg : argv) bytes += arg.size();
+    return bytes;
+}
+
+}  // namespace
+
 bool RedisConnection::command(const std::vector<std::string_view>& argv, ReplyFn done, std::chrono::milliseconds timeout) {
-    return up_ && enqueue(argv, std::move(done), timeout);
+    if (!up_) return false;
+    if (pending_bytes_ > 0 && pending_bytes_ + commandBytes(argv) > settings_.max_pending_bytes) return false;
+    return enqueue(argv, std::move(done), timeout);
 }
 
 bool RedisConnection::enqueue(const std::vector<std::string_view>& argv, ReplyFn done, std::chrono::milliseconds timeout) {
@@ -114,12 +126,14 @@ bool RedisConnection::enqueue(const std::vector<std::string_view>& argv, ReplyFn
     pending->self = this;
     pending->id = id;
     pending->done = std::move(done);
+    pending->bytes = commandBytes(argv);
     if (timeout.count() > 0) {
         pending->timer.reset(evtimer_new(loop_.base(), &RedisConnection::onCommandTimeout, pending.get()));
         net::addTimerOnce(pending->timer.get(), timeout);
     }
     // privdata is the id, not the Pending: a timed-out command's late reply finds nothing.
     if (!send(argv, &RedisConnection::onReply, reinterpret_cast<void*>(static_cast<std::uintptr_t>(id)))) return false;
+    pending_bytes_ += pending->bytes;
     pending_.emplace(id, std::move(pending));
     return true;
 }
@@ -218,6 +232,7 @@ void RedisConnection::lost(const std::string& why) {
     // Everything still waiting fails now (its owner answers 503 or retries after reconnecting).
     auto pending = std::move(pending_);
     pending_.clear();
+    pending_bytes_ = 0;
     for (auto& [id, p] : pending)
         if (p->done) p->done(nullptr);
     handler_.onRedisDown(*this, why);
@@ -225,10 +240,11 @@ void RedisConnection::lost(const std::string& why) {
 
 void RedisConnection::finish(std::uint64_t id, const redisReply* reply) {
     auto it = pending_.find(id);
-    if (it == pending_.end()) return;  // timed out, or failed with the connection
+    if (it == pending_.end()) return;  // failed with the connection
     std::unique_ptr<Pending> p = std::move(it->second);
     pending_.erase(it);
-    if (p->done) p->done(reply);
+    pending_bytes_ -= p->bytes;
+    if (p->done) p->done(reply);  // none when it timed out
 }
 
 void RedisConnection::onConnect(const redisAsyncContext* ctx, int status) {
@@ -264,14 +280,12 @@ void RedisConnection::onConnectTimeout(int, short, void* arg) {
 }
 
 void RedisConnection::onCommandTimeout(int, short, void* arg) {
+    // Its owner hears now; the command itself stays in flight (hiredis still holds it, and its
+    // answer may come): it counts in pending_bytes_ until then, or until the connection ends.
     auto* p = static_cast<Pending*>(arg);
-    RedisConnection* self = p->self;
-    auto it = self->pending_.find(p->id);
-    if (it == self->pending_.end()) return;
-    std::shared_ptr<Pending> owned(std::move(it->second));
-    self->pending_.erase(it);
-    self->loop_.deferDelete(owned);  // its timer is the event running now
-    if (owned->done) owned->done(nullptr);
+    ReplyFn done = std::move(p->done);
+    p->done = nullptr;
+    if (done) done(nullptr);
 }
 
 }  // namespace portico::pubsub

@@ -57,7 +57,10 @@ public:
     void connect();
     bool up() const { return up_; }
     // Sends `argv`. `done` gets the reply, or nullptr on a connection lost or after `timeout`
-    // (0 = none). False (and `done` is not called) when the connection is not up.
+    // (0 = none). False (and `done` is not called) when the connection is not up, or when the
+    // commands sent and not answered yet (timed out or not) hold max_pending_bytes already: a
+    // stalled Redis does not take them, and hiredis would keep every one in its output buffer
+    // until the probe finds the connection silent. One command always goes.
     bool command(const std::vector<std::string_view>& argv, ReplyFn done,
                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
     // SUBSCRIBE (or, `sharded`, SSUBSCRIBE) to `channel`; its confirmation and messages go to the
@@ -74,6 +77,10 @@ public:
     // commands (counted by walking it; see noteAnswer). Stays at the number of SSUBSCRIBE and
     // SUNSUBSCRIBE not yet answered.
     std::size_t heldCallbacks() const;
+    // What one pending command counts beside its arguments (its entries here and in hiredis).
+    static constexpr std::size_t kPendingOverhead = 256;
+    // Bytes of the commands sent and not answered yet (see command()).
+    std::size_t pendingBytes() const { return pending_bytes_; }
     // Ends the connection now (a silent subscription): onRedisDown(why) follows at once.
     void drop(const std::string& why);
 
@@ -81,8 +88,9 @@ private:
     struct Pending {
         RedisConnection* self = nullptr;
         std::uint64_t id = 0;
-        ReplyFn done;
+        ReplyFn done;  // empty once timed out: the command stays in flight until its answer
         core::EventPtr timer;
+        std::size_t bytes = 0;  // counted in pending_bytes_ until the answer or the connection's end
     };
 
     static void onConnect(const redisAsyncContext* ctx, int status);
@@ -112,6 +120,7 @@ private:
     redisAsyncContext* ctx_ = nullptr;  // owned (see above)
     core::EventPtr connect_timer_;
     std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
+    std::size_t pending_bytes_ = 0;  // of pending_, arguments plus kPendingOverhead each
     std::uint64_t next_id_ = 1;
     // Subscribe-family commands sent and not answered yet, oldest first (bounded by what is in
     // flight: each gets one reply, in order).

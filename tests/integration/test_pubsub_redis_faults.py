@@ -6,7 +6,9 @@ denial would) is retried at the backoff's pace, not in a loop; a Redis that refu
 starts its own redis-server on a run-time port and stops it by PID."""
 
 import os
+import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
@@ -67,6 +69,45 @@ class RedisFaults(BackplaneCase):
         self.assertTrue(lines, "the refusal is not in the error log")
         self.assertLessEqual(len(lines), 4, "one line per refused publish: %d" % len(lines))
         self.assertIn("answered 503", lines[0])
+
+    def test_publishes_to_a_stalled_redis_hold_at_most_max_pending_bytes(self):
+        # Redis stopped (SIGSTOP): its sockets stay open and take nothing. Every publish was
+        # written into hiredis's output buffer and stayed there after its 503 until the probe
+        # found the connection silent (5-10 s): ~500 MB for 200 clients posting 250 KB. Now a
+        # publish beyond max_pending_bytes unanswered is answered 503 at once.
+        redis = self.start_redis()
+        p = self.start_portico(node_config(redis.url, max_message_bytes="256KiB",
+                                           backplane={"max_pending_bytes": "1MiB"}))
+        node = PubSubNode(p.port)
+        node.process = p
+        self.wait_up(node)
+        self.assertEqual(node.publish("room", b"before").status, 200)
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: redis.proc and os.kill(redis.proc.pid, signal.SIGCONT))
+        body = os.urandom(200 * 1024)
+        answers = []
+        # The probe finds a stopped Redis 5 to 10 s after the stop; everything here is before.
+        deadline = time.monotonic() + 2.5
+
+        def publisher(i):
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                status = node.publish("room%d" % i, body, timeout=10).status
+                answers.append((status, time.monotonic() - started))
+
+        threads = [threading.Thread(target=publisher, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        self.assertEqual(self.health(node), "ok\nbackplane: up\n", "the probe came first: too slow a machine")
+        self.assertEqual({status for status, _ in answers}, {503})
+        at_once = [elapsed for _, elapsed in answers if elapsed < 0.5]
+        # Two workers hold at most 1 MiB each (5 publishes of 200 KB): the rest are refused at once.
+        self.assertGreater(len(at_once), len(answers) - 16, "refused only after publish_timeout: %r" % answers[:20])
+        self.assertTrue(node.process.wait_stderr(lambda l: "max_pending_bytes" in l, timeout=2))
+        os.kill(redis.proc.pid, signal.SIGCONT)
+        self.assertTrue(wait_for(lambda: node.publish("room", b"after").status == 200, timeout=15))
 
 
 if __name__ == "__main__":

@@ -243,6 +243,10 @@ struct BackplaneSettings {
                                                            // retried (backoff with jitter)
     Duration publish_timeout = std::chrono::seconds(2);    // a publish (and a channel info)
                                                            // not answered by then: 503
+    std::size_t max_pending_bytes = 16 * 1024 * 1024;      // commands written to one Redis
+                                                           // connection and not answered yet
+                                                           // (a stalled Redis); beyond: 503 at
+                                                           // once (one command always goes)
     std::string password_file;    // the password's file (its first line), read at start; used
                                   // when the URL has none
 };

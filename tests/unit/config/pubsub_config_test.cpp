@@ -99,6 +99,7 @@ TEST_CASE("pubsub backplane is read with its exact keys", "[config][pubsub][back
                                              "    key_prefix: edge\n"
                                              "    connect_timeout: 500ms\n"
                                              "    publish_timeout: 1s\n"
+                                             "    max_pending_bytes: 4MiB\n"
                                              "    password_file: secrets/redis\n"
                                              "routes: [{path: /live/, handler: pubsub}]\n",
                                          "/etc/p/portico.yaml");
@@ -111,6 +112,7 @@ TEST_CASE("pubsub backplane is read with its exact keys", "[config][pubsub][back
     CHECK(b.key_prefix == "edge");
     CHECK(b.connect_timeout == 500ms);
     CHECK(b.publish_timeout == 1s);
+    CHECK(b.max_pending_bytes == 4u * 1024 * 1024);
     CHECK(b.password_file == "/etc/p/secrets/redis");
 }
 
@@ -121,6 +123,8 @@ TEST_CASE("pubsub backplane errors name the key", "[config][pubsub][backplane]")
                Catch::Contains("pubsub.backplane.redis") && Catch::Contains("missing"));
     CHECK_THAT(firstError(kHead + "pubsub: {backplane: {redis: 'redis://h', publish_timeout: 0s}}\nroutes: []\n"),
                Catch::Contains("pubsub.backplane.publish_timeout"));
+    CHECK_THAT(firstError(kHead + "pubsub: {backplane: {redis: 'redis://h', max_pending_bytes: 0}}\nroutes: []\n"),
+               Catch::Contains("pubsub.backplane.max_pending_bytes"));
     CHECK_THAT(firstError(kHead + "pubsub: {backplane: {redis: 'redis://h', sentinel: x}}\nroutes: []\n"),
                Catch::Contains("pubsub.backplane.sentinel") && Catch::Contains("unknown key"));
 }
