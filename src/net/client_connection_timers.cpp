@@ -66,6 +66,15 @@ void ClientConnection::onTimer(int, short, void* arg) {
     if (self->awaitClientReading()) return;
     switch (self->state_) {
         case State::ReadingHead:
+            if (self->client_->isTls() && !self->client_->tlsEstablished()) {
+                // client_header_timeout bounds the TLS handshake too (a ClientHello sent in part,
+                // a client that never finishes): a failed handshake, counted and logged as one.
+                self->listener_stats_.tls_failures.add();
+                LOG_INFO("client %s: TLS handshake failed: not complete within client_header_timeout",
+                         self->client_ip_.c_str());
+                self->finish("TLS handshake timeout");
+                return;
+            }
             if (self->http_->parser.inMessage() || evbuffer_get_length(self->client_->input()) > 0 ||
                 (self->http_->requests == 0 && self->http_->req.start != std::chrono::steady_clock::time_point{})) {
                 self->respondError(408, "client header timeout");  // slowloris

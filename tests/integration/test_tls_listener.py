@@ -301,6 +301,30 @@ class TlsListenerTest(PorticoTestCase):
         self.assertIsNotNone(m)
         self.assertGreaterEqual(int(m.group(1)), 6)
 
+    def test_a_handshake_not_complete_within_client_header_timeout_is_a_failed_handshake(self):
+        # A ClientHello sent in part, then nothing: closed after client_header_timeout, as it
+        # was, but it went unlogged ("keep-alive timeout" at debug) and uncounted.
+        listener = tls_listener([self.certs["site-ec"]])
+        p = self.start_portico(make_config(routes=[{"path": "/", "handler": "metrics"}],
+                                           listeners=[listener], limits={"client_header_timeout": "1s"}))
+        stalled = []
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", p.port), timeout=10 * slow_factor())
+            s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(20))
+            stalled.append(s)
+        started = time.monotonic()
+        for s in stalled:
+            with s:
+                self.assertEqual(s.recv(100), b"")
+        self.assertLess(time.monotonic() - started, 1 + 3 * slow_factor())
+        line = p.wait_stderr(lambda l: "not complete within client_header_timeout" in l, timeout=3)
+        self.assertIsNotNone(line, p.stderr_text()[-2000:])
+        self.assertIn("TLS handshake failed", line)
+        with tls_connect(p.port, "site.test", client_context(self.pki.ca_file)) as c:
+            _, _, body = https_request(c, target="/")
+        m = re.search(rb"portico_tls_handshake_failures_total\{[^}]*\} (\d+)", body)
+        self.assertEqual(int(m.group(1)), 20, body[:2000])
+
     def test_python_ssl_client_keepalive_and_large_bodies(self):
         backend = self.start_backend(name="b")
         listener = tls_listener([self.certs["site-ec"]])
