@@ -286,9 +286,17 @@ bool loadCertificate(const config::CertificateFiles& files, const std::string& p
     X509Ptr leaf = std::move(certs.front());
     if (X509_check_private_key(leaf.get(), key.get()) != 1) {
         ERR_clear_error();
+        // The key of a later certificate: the file has its chain in the wrong order.
+        std::string order;
+        for (std::size_t i = 1; i < certs.size() && order.empty(); ++i) {
+            if (X509_check_private_key(certs[i].get(), key.get()) == 1)
+                order = "; it matches " + subjectString(certs[i].get()) + ", certificate " +
+                        std::to_string(i + 1) + " of the file: the certificate of the key comes first";
+            ERR_clear_error();
+        }
         problems.error(key_key,
                        files.key + ": the key does not match the certificate " + files.cert +
-                           " (" + subjectString(leaf.get()) + ")",
+                           " (" + subjectString(leaf.get()) + ")" + order,
                        cert_index);
         return false;
     }
@@ -298,6 +306,19 @@ bool loadCertificate(const config::CertificateFiles& files, const std::string& p
         checkValidity(certs[i].get(), now, cert_key,
                       files.cert + " (chain certificate " + std::to_string(i) + ")", cert_index,
                       problems);
+        // Sent as they are, in this order: a chain certificate that did not issue the one
+        // before it (another CA's, an old intermediate, the order mixed up) fails every client
+        // that needs it to verify, though nothing here would notice.
+        X509* issued = i == 1 ? leaf.get() : certs[i - 1].get();
+        if (X509_check_issued(certs[i].get(), issued) != X509_V_OK) {
+            problems.warning(cert_key,
+                             files.cert + ": chain certificate " + std::to_string(i) + " (" +
+                                 subjectString(certs[i].get()) + ") did not issue the certificate before it (" +
+                                 subjectString(issued) + "); clients that need the chain cannot verify it (put "
+                                 "the chain in order: the leaf, then its issuer, and so on)",
+                             cert_index);
+        }
+        ERR_clear_error();
     }
 
     out.names = serverNames(leaf.get());

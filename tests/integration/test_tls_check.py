@@ -111,6 +111,29 @@ class TlsCheckTest(PorticoTestCase):
                           [os.path.join(d, "site-rsa.key"), "does not match",
                            os.path.join(d, "other.crt")])
 
+    def test_a_chain_out_of_order_or_from_another_ca_is_named(self):
+        # A chain certificate that did not issue the one before it went out as it was: every
+        # client that needs the chain failed to verify, and -t said "configuration OK".
+        d = self.folder()
+        with open(self.certs["site-ec"].cert) as f:
+            pem = f.read()
+        blocks = ["-----BEGIN CERTIFICATE-----" + b for b in pem.split("-----BEGIN CERTIFICATE-----")[1:]]
+        self.assertEqual(len(blocks), 2, "site-ec.crt: leaf and intermediate")
+        with open(self.pki.client_ca_file) as f, open(os.path.join(d, "wrong-ca.crt"), "w") as out:
+            out.write(blocks[0] + f.read())
+        with open(os.path.join(d, "reversed.crt"), "w") as out:
+            out.write(blocks[1] + blocks[0])
+        r, path, _ = self.check(self.config([("wrong-ca.crt", "site-ec.key")]), folder=d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+        self.assertTrue(any("listeners[0].tls.certificates[0].cert" in w and "did not issue" in w
+                            and "CN=site.test" in w for w in warnings), r.stderr)
+        # The leaf after its issuer: the key matches a later certificate, and the error says so.
+        r, path, _ = self.check(self.config([("reversed.crt", "site-ec.key")]), folder=d)
+        self.assert_error(r, path, 5, "listeners[0].tls.certificates[0].key",
+                          ["does not match", "CN=intermediate", "certificate 2 of the file",
+                           "comes first"])
+
     def test_passphrase_protected_key(self):
         r, path, d = self.check(self.config([("locked.crt", "locked.key")]))
         self.assert_error(r, path, 5, "listeners[0].tls.certificates[0].key",
