@@ -22,6 +22,7 @@ struct ServerContextAccess {
     static std::shared_ptr<ServerContext> build(const config::ListenerTls& tls, Problems& problems,
                                                 const ServerContext* previous, std::time_t now);
 
+    static int onClientHello(SSL* ssl, int* alert, void* arg) noexcept;
     static int onServerName(SSL* ssl, int* alert, void* arg) noexcept;
     static int onAlpnSelect(SSL* ssl, const unsigned char** out, unsigned char* out_length,
                             const unsigned char* in, unsigned int in_length, void* arg) noexcept;

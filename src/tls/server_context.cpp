@@ -62,10 +62,17 @@ std::string alpnWire(const std::vector<std::string>& protocols) {
 // one listener never resumes on another with other certificates or client CA. Required at all
 // once client certificates are verified. The client CAs go in by content, not only by path: a
 // resumed session skips the client certificate check, so a reload that takes a CA out of the
-// file must end the sessions its certificates opened (the ticket keys outlive reloads).
+// file must end the sessions its certificates opened (the ticket keys outlive reloads). Each
+// group of certificates (the names SNI picks it by) has a context of its own: RFC 6066 3, a
+// server MUST NOT resume a session for another server name than the one it was made for (a
+// session of other.test offered with SNI site.test gets a full handshake and site.test's
+// certificate); onClientHello switches to the group before OpenSSL looks the session up.
 bool sessionIdContext(const config::ListenerTls& tls, const std::vector<X509Ptr>& client_cas,
+                      const std::vector<std::string>& group_names,
                       unsigned char (&out)[SSL_MAX_SID_CTX_LENGTH], unsigned int& length) {
     std::string material = "portico-server";
+    for (const std::string& name : group_names) material += '\0' + name;
+    material += '\0';
     for (const config::CertificateFiles& files : tls.certificates) {
         material += '\0' + files.cert + '\0' + files.key;
     }
@@ -233,14 +240,13 @@ std::shared_ptr<ServerContext> ServerContextAccess::build(const config::Listener
             return nullptr;
         }
     }
-    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
-    unsigned int sid_length = 0;
-    if (!sessionIdContext(tls, client_cas, sid, sid_length)) {
-        problems.error("tls", "cannot compute the session ID context: " + lastErrorString());
-        return nullptr;
-    }
-
     for (const Pending& group : pending) {
+        unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+        unsigned int sid_length = 0;
+        if (!sessionIdContext(tls, client_cas, group.names, sid, sid_length)) {
+            problems.error("tls", "cannot compute the session ID context: " + lastErrorString());
+            return nullptr;
+        }
         SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
         if (!ctx) {
             problems.error("tls", "cannot create a TLS context: " + lastErrorString());
@@ -283,6 +289,7 @@ std::shared_ptr<ServerContext> ServerContextAccess::build(const config::Listener
         SSL_CTX_callback_ctrl(c, SSL_CTRL_SET_TLSEXT_SERVERNAME_CB,
                               reinterpret_cast<void (*)()>(&ServerContextAccess::onServerName));
         SSL_CTX_ctrl(c, SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG, 0, context.get());
+        SSL_CTX_set_client_hello_cb(c, ServerContextAccess::onClientHello, context.get());
         if (!context->alpn_wire_.empty())
             SSL_CTX_set_alpn_select_cb(c, ServerContextAccess::onAlpnSelect, context.get());
         if (context->tickets_)
@@ -355,18 +362,34 @@ std::shared_ptr<ServerContext> ServerContextAccess::build(const config::Listener
     return context;
 }
 
-int ServerContextAccess::onServerName(SSL* ssl, int* alert, void* arg) noexcept {
+// The certificate group by SNI, chosen before OpenSSL looks the offered session up (the server
+// name callback comes after that): the group's session ID context is the one a session must
+// match to resume. The extension is read leniently (RFC 6066 3: a list of a type byte and a
+// length-prefixed name); OpenSSL checks it properly afterwards.
+int ServerContextAccess::onClientHello(SSL* ssl, int* alert, void* arg) noexcept {
     const auto* self = static_cast<const ServerContext*>(arg);
-    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (self == nullptr || name == nullptr) return SSL_TLSEXT_ERR_OK;  // no SNI: the default
+    const unsigned char* ext = nullptr;
+    std::size_t length = 0;
+    if (self == nullptr || SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &length) != 1 ||
+        length < 5 || ext[2] != TLSEXT_NAMETYPE_host_name)
+        return SSL_CLIENT_HELLO_SUCCESS;  // no SNI (or none we can read): the default group
+    const std::size_t name_length = (std::size_t{ext[3]} << 8) | ext[4];
+    if (name_length > length - 5) return SSL_CLIENT_HELLO_SUCCESS;
     char buffer[kMaxServerName + 1];
-    std::size_t group = self->groupFor(normalizeName(name, buffer));
+    const std::size_t group = self->groupFor(
+        normalizeName(std::string_view(reinterpret_cast<const char*>(ext + 5), name_length), buffer));
     // An unknown name gets the default certificate, as nginx and HAProxy do; the client decides
     // whether it accepts it.
     if (group != 0 && SSL_set_SSL_CTX(ssl, self->groups_[group].ctx.get()) == nullptr) {
         *alert = SSL_AD_INTERNAL_ERROR;
-        return SSL_TLSEXT_ERR_ALERT_FATAL;
+        return SSL_CLIENT_HELLO_ERROR;
     }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+// onClientHello chose the group already; accepting the name here has OpenSSL acknowledge it and
+// keep it with a TLS 1.2 session.
+int ServerContextAccess::onServerName(SSL* /*ssl*/, int* /*alert*/, void* /*arg*/) noexcept {
     return SSL_TLSEXT_ERR_OK;
 }
 

@@ -216,6 +216,29 @@ class TlsListenerTest(PorticoTestCase):
         self.assertEqual(self._resumes(p.port, "-tls1_3"), [True, True])
         self.assertEqual(self._resumes(p.port, "-tls1_2"), [True, True])
 
+    def test_a_session_resumes_only_for_the_names_of_its_certificate(self):
+        # RFC 6066 3: a server MUST NOT resume a session for another server name. A session of
+        # other.test offered with SNI site.test was resumed (every certificate group shared
+        # one session ID context): the client got other.test's session for site.test.
+        for tickets in (True, False):
+            p = self.start(certificates=("site-ec", "other"), session_tickets=tickets)
+            for version in ("-tls1_2", "-tls1_3"):
+                with self.subTest(tickets=tickets, version=version):
+                    sess = os.path.join(self.tmpdir(), "session.pem")
+                    extra = () if tickets else ("-no_ticket",)
+                    r = self.s_client(p.port, version, "-servername", "other.test", "-sess_out",
+                                      sess, *extra, input=HTTP_CLOSE)
+                    self.assertIn("HTTP/1.1 200", r.stdout)
+                    r = self.s_client(p.port, version, "-servername", "site.test", "-sess_in", sess,
+                                      *extra, input=HTTP_CLOSE)
+                    self.assertFalse("Reused," in r.stdout, "other.test's session resumed for site.test")
+                    self.assertEqual(subject_cn(r.stdout), "site.test")
+                    self.assertIn("HTTP/1.1 200", r.stdout)
+                    # The same names (another case, a trailing dot) resume.
+                    r = self.s_client(p.port, version, "-servername", "OTHER.test.", "-sess_in", sess,
+                                      *extra, input=HTTP_CLOSE)
+                    self.assertTrue("Reused," in r.stdout, r.stdout[-1500:])
+
     def test_session_cache_resumes_without_tickets(self):
         p = self.start(certificates=("site-ec",), session_tickets=False)
         self.assertEqual(self._resumes(p.port, "-tls1_2", ("-no_ticket",)), [True, True])
