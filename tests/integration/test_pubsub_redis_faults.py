@@ -103,7 +103,8 @@ class RedisFaults(BackplaneCase):
             t.join(20)
         self.assertEqual(self.health(node), "ok\nbackplane: up\n", "the probe came first: too slow a machine")
         self.assertEqual({status for status, _ in answers}, {503})
-        at_once = [elapsed for _, elapsed in answers if elapsed < 0.5]
+        # A 503 after publish_timeout (1 s here) takes at least that; one at once well under it.
+        at_once = [elapsed for _, elapsed in answers if elapsed < 0.9]
         # Two workers hold at most 1 MiB each (5 publishes of 200 KB): the rest are refused at once.
         self.assertGreater(len(at_once), len(answers) - 16, "refused only after publish_timeout: %r" % answers[:20])
         self.assertTrue(node.process.wait_stderr(lambda l: "max_pending_bytes" in l, timeout=2))
