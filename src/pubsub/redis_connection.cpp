@@ -80,7 +80,11 @@ void RedisConnection::connect() {
     if (a.db != 0) enqueue({"SELECT", std::to_string(a.db)}, login, {});
     enqueue({"PING"},
             [this](const redisReply* reply) {
-                if (!reply || reply->type == REDIS_REPLY_ERROR) return;  // lost() or login reports it
+                if (!reply) return;  // lost() reports it
+                // Refused without a refused login (a password Redis wants and we did not send:
+                // NOAUTH; LOADING after a restart): say so now, not "no connection within
+                // connect_timeout" later. After a refused login drop() did it already.
+                if (reply->type == REDIS_REPLY_ERROR) return drop(std::string("PING refused: ") + reply->str);
                 event_del(connect_timer_.get());
                 up_ = true;
                 handler_.onRedisUp(*this);

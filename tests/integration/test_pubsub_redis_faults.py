@@ -50,6 +50,17 @@ class RedisFaults(BackplaneCase):
         self.assertTrue(refused, "the refusal is not in the error log")
         self.assertLessEqual(len(refused), 2, "logged once per outage, not once per reconnect")
 
+    def test_a_redis_that_wants_a_password_we_do_not_send_is_named_in_the_log(self):
+        # PING answered NOAUTH: the connection waited for connect_timeout and the log said "no
+        # connection within connect_timeout", hiding Redis's answer.
+        redis = self.start_redis()
+        self.assertEqual(redis.command("CONFIG", "SET", "requirepass", "secret"), "OK")
+        node = self.start_node(redis)
+        line = node.process.wait_stderr(lambda l: "is down" in l, timeout=5)
+        self.assertIsNotNone(line, node.process.stderr_text()[-2000:])
+        self.assertIn("NOAUTH", line)
+        self.assertEqual(self.health(node), "ok\nbackplane: down\n")
+
     def test_a_redis_at_maxmemory_answers_503_and_the_log_says_so_once_in_a_while(self):
         # noeviction at maxmemory: Redis refuses the publish script's first write (OOM). Every
         # refusal was a warning line of its own: a publisher at 1,000/s wrote 1,000 lines a
