@@ -325,7 +325,10 @@ class Bridge(PorticoTestCase):
     def test_a_client_that_reads_nothing_idles_out_though_the_app_answers_keep_alives(self):
         # websocket.idle_timeout: an empty keep-alive answer is no traffic. It reset the idle
         # timer whenever output was queued, so a client that read nothing never idled out.
-        self.start(idle_timeout="2s", max_message_bytes=32 * 1024 * 1024)  # the flood is one answer
+        # The flood is one 24 MiB answer: the app takes seconds to write it on a loaded machine,
+        # so its request has a longer timeout than the suite's 2 s (a 504 is not what is tested).
+        self.start(idle_timeout="2s", max_message_bytes=32 * 1024 * 1024,
+                   http={"request_timeout": "%ds" % (10 * slow_factor())})
         ws = self.connect("/flood-keepalive")  # then reads nothing
         # idled out: the app hears of the end (after a keep-alive or more)
         reqs = self.app.wait_for(lambda r: any({"DISCONNECT", "CLOSE"} & set(q.types()) for q in r),
