@@ -44,11 +44,18 @@ struct ValueType {
     SectionDocs (*section)() = nullptr;                  // Mapping, MappingList, NamedMappings
     bool above_zero = false;  // Count, Size, Duration, Rate, ByteRate: 0 is an error
     std::uint64_t max = 0;    // Count: the largest value accepted; 0 = no bound
+    std::uint64_t min = 0;    // Count: the smallest value accepted (above_zero: at least 1)
 
     // `type::size().aboveZero()`: the decoder rejects 0 (requirePositive).
     constexpr ValueType aboveZero() const {
         ValueType t = *this;
         t.above_zero = true;
+        return t;
+    }
+    // `type::count().atLeast(8).atMost(15)`: the decoder rejects less than `n`.
+    constexpr ValueType atLeast(std::uint64_t n) const {
+        ValueType t = *this;
+        t.min = n;
         return t;
     }
     // `type::count().aboveZero().atMost(128)`: the decoder rejects more than `n`.

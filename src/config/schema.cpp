@@ -2,6 +2,7 @@
 #include "portico/config/schema.h"
 
 #include <initializer_list>
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -178,8 +179,9 @@ Json valueSchema(const ValueType& type) {
         }
         case ValueKind::Count: {
             const long max = type.max > 0 ? static_cast<long>(type.max) : -1;
-            return type.above_zero ? notation(type.keyword, kPositiveCountPattern, 1, max)
-                                   : notation(type.keyword, kCountPattern, 0, max);
+            const long min = std::max(type.above_zero ? 1L : 0L, static_cast<long>(type.min));
+            return min > 0 ? notation(type.keyword, kPositiveCountPattern, min, max)
+                           : notation(type.keyword, kCountPattern, 0, max);
         }
         case ValueKind::Size:
             return type.above_zero ? notation(type.keyword, kPositiveSizePattern, 1, -1)

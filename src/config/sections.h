@@ -56,7 +56,7 @@ void decodeUpstreams(Decoder& d, const Item& v, Config& c);
 
 // ---- a route's websocket block (sections_websocket.cpp) ----------------------------------------
 
-inline constexpr std::size_t kWebSocketKeyCount = 14;
+inline constexpr std::size_t kWebSocketKeyCount = 15;
 extern const std::array<KeyRule<WebSocketSettings>, kWebSocketKeyCount> kWebSocketKeys;
 
 // ---- pub/sub: a route's pubsub and publish blocks, the top-level pubsub (sections_pubsub.cpp) --

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // A route's `websocket:` block: the mode, the bridge's `http:`, message and rate bounds, origins,
-// subprotocols, lifetime and tracing.
+// subprotocols, lifetime, tracing and what the built-ins agree to for permessage-deflate.
 
 #include "config/sections.h"
 
@@ -92,6 +92,53 @@ const std::array<KeyRule<WebSocketHttpSettings>, 3> kWebSocketHttpKeys{{
      }},
 }};
 
+// A whole number from `low` to `high` into `out` (window bits, zlib's level and memLevel).
+template <typename T>
+void readBetween(Decoder& d, const Item& v, std::size_t low, std::size_t high, T& out) {
+    std::size_t n = 0;
+    if (!d.readCount(v, n)) return;
+    if (n < low || n > high) {
+        d.error(v, "expected a whole number from " + std::to_string(low) + " to " + std::to_string(high));
+        return;
+    }
+    out = static_cast<T>(n);
+}
+
+// RFC 7692 7.1.2: an LZ77 window of 2^8 .. 2^15 bytes.
+constexpr std::size_t kMinWindowBits = 8;
+constexpr std::size_t kMaxWindowBits = 15;
+
+const std::array<KeyRule<PermessageDeflateSettings>, 8> kPermessageDeflateKeys{{
+    {"enabled", type::boolean(), "true",
+     "false: decline every permessage-deflate offer",
+     [](Decoder& d, const Item& v, PermessageDeflateSettings& p) { d.readBool(v, p.enabled); }},
+    {"server_no_context_takeover", type::boolean(), "true",
+     "answered to every offer: Portico's compressor keeps nothing between messages",
+     [](Decoder& d, const Item& v, PermessageDeflateSettings& p) { d.readBool(v, p.server_no_context_takeover); }},
+    {"client_no_context_takeover", type::boolean(), "true",
+     "answered to every offer: the client's compressor, hence Portico's decompressor, keeps nothing",
+     [](Decoder& d, const Item& v, PermessageDeflateSettings& p) { d.readBool(v, p.client_no_context_takeover); }},
+    {"server_max_window_bits", type::count().atLeast(kMinWindowBits).atMost(kMaxWindowBits), "15",
+     "8..15: Portico's compressor window (a client may ask for less)",
+     [](Decoder& d, const Item& v, PermessageDeflateSettings& p) {
+         readBetween(d, v, kMinWindowBits, kMaxWindowBits, p.server_max_window_bits);
+     }},
+    {"client_max_window_bits", type::count().atLeast(kMinWindowBits).atMost(kMaxWindowBits), "15",
+     "8..15: asked of clients whose offer has client_max_window_bits",
+     [](Decoder& d, const Item& v, PermessageDeflateSettings& p) {
+         readBetween(d, v, kMinWindowBits, kMaxWindowBits, p.client_max_window_bits);
+     }},
+    {"level", type::count().aboveZero().atMost(9), "1",
+     "zlib compression level: 1 fast .. 9 small",
+     [](Decoder& d, const Item& v, PermessageDeflateSettings& p) { readBetween(d, v, 1, 9, p.level); }},
+    {"mem_level", type::count().aboveZero().atMost(9), "8",
+     "zlib memLevel 1..9: the compressor's hash memory, 2^(n+9) bytes",
+     [](Decoder& d, const Item& v, PermessageDeflateSettings& p) { readBetween(d, v, 1, 9, p.mem_level); }},
+    {"min_message_bytes", type::size(), "64",
+     "outgoing messages shorter than this are sent uncompressed",
+     [](Decoder& d, const Item& v, PermessageDeflateSettings& p) { d.readSize(v, p.min_message_bytes); }},
+}};
+
 }  // namespace
 
 const std::array<KeyRule<WebSocketSettings>, kWebSocketKeyCount> kWebSocketKeys =
@@ -180,6 +227,9 @@ const std::array<KeyRule<WebSocketSettings>, kWebSocketKeyCount> kWebSocketKeys 
          }
          ws.trace_payload_bytes = n;
      }},
+    {"permessage_deflate", type::mapping<kPermessageDeflateKeys>(), "",
+     "built-ins and mode http: what Portico agrees to when a client offers permessage-deflate",
+     [](Decoder& d, const Item& v, WebSocketSettings& ws) { decodeMapping(d, v, kPermessageDeflateKeys, ws.permessage_deflate); }},
     {"trace_rate", type::rate().aboveZero(), "100/s",
      "trace lines per second per worker and route; beyond, counted and summarised",
      [](Decoder& d, const Item& v, WebSocketSettings& ws) { d.readRate(v, RateOf::Events, false, ws.trace_rate); }},

@@ -243,6 +243,14 @@ void validateRoute(Decoder& d, const Config& c, std::size_t index) {
                 }
             }
         }
+        // Tunnel and frames routes pass the upstream's Sec-WebSocket-Extensions answer through:
+        // Portico agrees to nothing there, so a setting would silently not apply.
+        std::string deflate = childPath(websocket, "permessage_deflate");
+        if (is_upstream && route.websocket.mode != WebSocketMode::Http && d.has(deflate) && !d.failed(mode)) {
+            d.error(d.markOf(deflate), deflate,
+                    "only for handlers echo and pubsub and mode: http (tunnel and frames pass the "
+                    "upstream's answer through)");
+        }
     }
 }
 

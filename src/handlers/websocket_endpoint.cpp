@@ -23,6 +23,9 @@ ws::CodecOptions codecOptions(const config::WebSocketSettings& settings, const s
     options.role = ws::Role::Server;
     options.max_message_bytes = settings.max_message_bytes;
     options.deflate = deflate;
+    options.deflate_level = settings.permessage_deflate.level;
+    options.deflate_mem_level = settings.permessage_deflate.mem_level;
+    options.deflate_min_bytes = settings.permessage_deflate.min_message_bytes;
     return options;
 }
 

@@ -131,7 +131,7 @@ void Stream::startBridge(const config::Route& route, const ws::UpgradeRequest& u
         respondError(502, "no such upstream");
         return;
     }
-    if (auto deflate = ws::negotiateDeflate(upgrade.extensions, ws::DeflateConfig{})) {
+    if (auto deflate = ws::negotiateDeflate(upgrade.extensions, route.websocket.permessage_deflate)) {
         bridge_deflate_ = deflate->params;
         bridge_deflate_response_ = std::move(deflate->response);
     }

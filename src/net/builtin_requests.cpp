@@ -105,7 +105,8 @@ EndpointAcceptance acceptEndpoint(Worker& worker, const config::Route& route, co
     EndpointAcceptance accepted;
     if (!route.websocket.subprotocols.empty())
         accepted.subprotocol = ws::selectSubprotocol(upgrade.subprotocols, route.websocket.subprotocols);
-    if (!upgrade.extensions.empty()) accepted.deflate = ws::negotiateDeflate(upgrade.extensions, ws::DeflateConfig{});
+    if (!upgrade.extensions.empty())
+        accepted.deflate = ws::negotiateDeflate(upgrade.extensions, route.websocket.permessage_deflate);
     if (route.handler == config::HandlerKind::Echo) {
         accepted.app = handlers::makeEchoApp();
         return accepted;

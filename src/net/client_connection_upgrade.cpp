@@ -112,7 +112,7 @@ http::HeadAction ClientConnection::startBridge(const config::Route& route, const
     http_->pending_deflate.reset();
     http_->pending_deflate_response.clear();
     if (!upgrade.extensions.empty()) {
-        if (auto deflate = ws::negotiateDeflate(upgrade.extensions, ws::DeflateConfig{})) {
+        if (auto deflate = ws::negotiateDeflate(upgrade.extensions, route.websocket.permessage_deflate)) {
             http_->pending_deflate = deflate->params;
             http_->pending_deflate_response = std::move(deflate->response);
         }

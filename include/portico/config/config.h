@@ -171,6 +171,23 @@ struct WebSocketRate {
     bool enabled() const { return messages > 0 || bytes > 0; }
 };
 
+// `websocket.permessage_deflate`: what the built-in endpoints (echo, pubsub) and the
+// WebSocket-over-HTTP bridge agree to when a client offers permessage-deflate (RFC 7692). Tunnel
+// and frames routes pass the upstream's answer through instead. The defaults keep no zlib state
+// between messages in either direction, so an idle connection holds none (with context takeover
+// one holds ~300 KiB at windows 15 and mem_level 8).
+struct PermessageDeflateSettings {
+    bool operator==(const PermessageDeflateSettings&) const = default;
+    bool enabled = true;                      // false: decline every offer
+    bool server_no_context_takeover = true;   // ours: the compressor starts afresh every message
+    bool client_no_context_takeover = true;   // asked of every client: so does the decompressor
+    std::uint8_t server_max_window_bits = 15; // 8..15: our compressor's window (2^bits bytes)
+    std::uint8_t client_max_window_bits = 15; // 8..15: asked of clients that offer the parameter
+    int level = 1;                            // zlib level 1 (fast) .. 9 (small)
+    int mem_level = 8;                        // zlib memLevel 1..9 (hash memory 2^(n+9) bytes)
+    std::size_t min_message_bytes = 64;       // shorter outgoing messages go uncompressed
+};
+
 struct WebSocketSettings {
     bool operator==(const WebSocketSettings&) const = default;
     WebSocketMode mode = WebSocketMode::Tunnel;    // tunnel: opaque bytes; frames: parse and check;
@@ -196,6 +213,7 @@ struct WebSocketSettings {
     double trace_rate = 100;                       // trace lines per second per worker and route;
                                                    // beyond: counted, then one summary line
     WebSocketHttpSettings http;                    // mode http only
+    PermessageDeflateSettings permessage_deflate;  // built-ins and mode http: what is agreed
 };
 // trace_payload_bytes bound: escaped (up to 4 characters a byte) it still fits one log line.
 inline constexpr std::size_t kMaxTracePayloadBytes = 256;

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "portico/config/config.h"
 #include "portico/ws/byte_buffer.h"
 
 struct z_stream_s;
@@ -27,17 +28,8 @@ struct DeflateParams {
     std::uint8_t client_max_window_bits = 15;  // 8..15: LZ77 window of the client's compressor
 };
 
-// What a built-in endpoint is willing to agree to.
-struct DeflateConfig {
-    bool enabled = true;                        // false: decline every offer
-    std::uint8_t server_max_window_bits = 15;   // our compressor's largest window (memory: 2^(bits+2) bytes)
-    std::uint8_t client_max_window_bits = 15;   // asked of clients that offer client_max_window_bits
-    bool server_no_context_takeover = false;    // true: no compressor state between messages (saves memory)
-    bool client_no_context_takeover = false;    // true: ask clients to keep none either
-    int level = 1;                              // zlib level 1 (fast) .. 9 (small)
-    int mem_level = 8;                          // zlib memLevel 1..9 (memory: 2^(mem_level+9) bytes)
-    std::size_t min_message_bytes = 64;         // shorter messages are sent uncompressed
-};
+// What a built-in endpoint is willing to agree to: a route's `websocket.permessage_deflate`.
+using DeflateConfig = config::PermessageDeflateSettings;
 
 struct DeflateAgreement {
     DeflateParams params;

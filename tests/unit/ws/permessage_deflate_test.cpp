@@ -62,6 +62,15 @@ void roundTrip(const DeflateParams& server, const DeflateParams& client, const s
     REQUIRE(at_client.messages == messages);
 }
 
+// A configuration that asks for nothing beyond the offer (context takeover kept where the client
+// does not give it up): the RFC's answers to each offer as written.
+DeflateConfig asOffered() {
+    DeflateConfig config;
+    config.server_no_context_takeover = false;
+    config.client_no_context_takeover = false;
+    return config;
+}
+
 }  // namespace
 
 TEST_CASE("permessage-deflate negotiation covers every window size and no_context_takeover combination",
@@ -79,7 +88,7 @@ TEST_CASE("permessage-deflate negotiation covers every window size and no_contex
                 if (cmwb >= 8) offer += "; client_max_window_bits=" + std::to_string(cmwb);
                 INFO("offer: " << offer);
 
-                const auto a = negotiateDeflate(offer, DeflateConfig{});
+                const auto a = negotiateDeflate(offer, asOffered());
                 REQUIRE(a.has_value());
                 std::string expected = "permessage-deflate";
                 if (flags & 1) expected += "; server_no_context_takeover";
@@ -105,7 +114,7 @@ TEST_CASE("permessage-deflate negotiation covers every window size and no_contex
 }
 
 TEST_CASE("permessage-deflate negotiation applies the server's own limits", "[ws][deflate]") {
-    DeflateConfig cfg;
+    DeflateConfig cfg = asOffered();
     cfg.server_max_window_bits = 10;
     cfg.client_max_window_bits = 11;
     auto a = negotiateDeflate("permessage-deflate", cfg);
@@ -121,16 +130,56 @@ TEST_CASE("permessage-deflate negotiation applies the server's own limits", "[ws
     REQUIRE(a);
     CHECK(a->response == "permessage-deflate; server_max_window_bits=9; client_max_window_bits=9");
 
-    DeflateConfig stateless;
-    stateless.server_no_context_takeover = true;
-    stateless.client_no_context_takeover = true;
-    a = negotiateDeflate("permessage-deflate", stateless);
+    a = negotiateDeflate("permessage-deflate", DeflateConfig{});
     REQUIRE(a);
     CHECK(a->response == "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
 
     DeflateConfig off;
     off.enabled = false;
     CHECK_FALSE(negotiateDeflate("permessage-deflate", off));
+}
+
+TEST_CASE("the default permessage-deflate configuration keeps no zlib state between messages", "[ws][deflate]") {
+    // RFC 7692 7.1.1.1 and 7.1.1.2: a server may answer server_no_context_takeover and
+    // client_no_context_takeover to any offer, so that neither side's window outlives a message
+    // and an idle connection holds no zlib memory. client_max_window_bits only when offered.
+    const struct {
+        const char* offer;
+        const char* response;
+    } cases[] = {
+        {"permessage-deflate",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+        {"permessage-deflate; client_max_window_bits",  // what browsers and python websockets offer
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+        {"permessage-deflate; client_max_window_bits=10; server_max_window_bits=12",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12; "
+         "client_max_window_bits=10"},
+        {"permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.offer);
+        const auto a = negotiateDeflate(c.offer, DeflateConfig{});
+        REQUIRE(a);
+        CHECK(a->response == c.response);
+        CHECK(a->params.server_no_context_takeover);
+        CHECK(a->params.client_no_context_takeover);
+        const auto client_view = parseDeflateResponse(a->response);
+        REQUIRE(client_view);
+        CHECK(sameParams(*client_view, a->params));
+        roundTrip(a->params, *client_view, {pattern(3000, 1), pattern(3000, 1), std::string()});
+    }
+    // A smaller client window is asked only of a client that offered the parameter (7.1.2.2).
+    DeflateConfig small;
+    small.client_max_window_bits = 10;
+    auto a = negotiateDeflate("permessage-deflate", small);
+    REQUIRE(a);
+    CHECK(a->params.client_max_window_bits == 15);
+    a = negotiateDeflate("permessage-deflate; client_max_window_bits", small);
+    REQUIRE(a);
+    CHECK(a->params.client_max_window_bits == 10);
+    CHECK(a->response == "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+                         "client_max_window_bits=10");
 }
 
 TEST_CASE("permessage-deflate negotiation declines invalid offers and takes the next valid one", "[ws][deflate]") {
@@ -151,24 +200,24 @@ TEST_CASE("permessage-deflate negotiation declines invalid offers and takes the 
     };
     for (const char* offer : invalid) {
         INFO(offer);
-        CHECK_FALSE(negotiateDeflate(offer, DeflateConfig{}));
-        const auto fallback = negotiateDeflate(std::string(offer) + ", permessage-deflate; client_max_window_bits=12", DeflateConfig{});
+        CHECK_FALSE(negotiateDeflate(offer, asOffered()));
+        const auto fallback = negotiateDeflate(std::string(offer) + ", permessage-deflate; client_max_window_bits=12", asOffered());
         REQUIRE(fallback);
         CHECK(fallback->response == "permessage-deflate; client_max_window_bits=12");
     }
     // An unterminated quote swallows the rest of the header: nothing can be accepted after it.
-    CHECK_FALSE(negotiateDeflate("permessage-deflate; server_max_window_bits=\"10, permessage-deflate", DeflateConfig{}));
+    CHECK_FALSE(negotiateDeflate("permessage-deflate; server_max_window_bits=\"10, permessage-deflate", asOffered()));
 }
 
 TEST_CASE("permessage-deflate negotiation accepts quoted values and skips other extensions", "[ws][deflate]") {
-    auto a = negotiateDeflate("permessage-deflate; server_max_window_bits=\"10\"", DeflateConfig{});
+    auto a = negotiateDeflate("permessage-deflate; server_max_window_bits=\"10\"", asOffered());
     REQUIRE(a);
     CHECK(a->params.server_max_window_bits == 10);
-    a = negotiateDeflate("x-webkit-deflate-frame, foo; bar=\"a,b\", PerMessage-Deflate ;client_max_window_bits", DeflateConfig{});
+    a = negotiateDeflate("x-webkit-deflate-frame, foo; bar=\"a,b\", PerMessage-Deflate ;client_max_window_bits", asOffered());
     REQUIRE(a);
     CHECK(a->response == "permessage-deflate");
-    CHECK_FALSE(negotiateDeflate("x-webkit-deflate-frame", DeflateConfig{}));
-    CHECK_FALSE(negotiateDeflate("", DeflateConfig{}));
+    CHECK_FALSE(negotiateDeflate("x-webkit-deflate-frame", asOffered()));
+    CHECK_FALSE(negotiateDeflate("", asOffered()));
 }
 
 TEST_CASE("a client rejects a response that is not one valid permessage-deflate", "[ws][deflate]") {
