@@ -7,7 +7,7 @@
 //   node ws_browser_close.js '{"url":"ws://127.0.0.1:PORT/ws/","messages":["hello","bye"]}'
 //
 // Last line: {"ok":true,"code":1000,"wasClean":true,"reason":"","echoes":[...],"errors":0,
-// "console":[...]} (console: the page's console lines, where Chromium reports protocol errors
+// "extensions":"...","console":[...]} (extensions: what the server's 101 agreed to) (console: the page's console lines, where Chromium reports protocol errors
 // such as "Close received after close") or {"ok":false,"error":"..."} (exit 1).
 // Plan keys: url, messages (default []), timeout_ms (default 10000), chromium (executable).
 'use strict';
@@ -27,13 +27,17 @@ async function main() {
       const ws = new WebSocket(url);
       const echoes = [];
       let errors = 0;
+      let extensions = '';
       const timer = setTimeout(() => resolve({ timeout: true, echoes, errors }), ms);
-      ws.onopen = () => { for (const m of messages) ws.send(m); };
+      ws.onopen = () => {
+        extensions = ws.extensions;
+        for (const m of messages) ws.send(m);
+      };
       ws.onmessage = (e) => echoes.push(typeof e.data === 'string' ? e.data : '<binary>');
       ws.onerror = () => { errors += 1; };
       ws.onclose = (e) => {
         clearTimeout(timer);
-        resolve({ code: e.code, wasClean: e.wasClean, reason: e.reason, echoes, errors });
+        resolve({ code: e.code, wasClean: e.wasClean, reason: e.reason, echoes, errors, extensions });
       };
     }), [plan.url, plan.messages || [], timeout]);
     // Console lines about the socket may arrive just after the close event.
