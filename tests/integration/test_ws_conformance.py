@@ -536,9 +536,16 @@ class EchoConformance(_Conformance, WsTestCase):
                          "(server_nct, client_nct, server_bits, client_bits): %r" % failed)
 
     def test_12_server_compresses_and_takes_context_over(self):
-        ws = self.ws(extensions="permessage-deflate; client_max_window_bits")
+        # Context takeover as configured (the default gives it up both ways:
+        # test_ws_deflate_memory), with the client keeping its own window too.
+        p = self.start_portico(make_config(routes=[{
+            "path": "/echo", "handler": "echo",
+            "websocket": {"ping_interval": 0, "permessage_deflate": {
+                "server_no_context_takeover": False, "client_no_context_takeover": False}}}]))
+        ws = self.ws_connect(p.port, "/echo", extensions="permessage-deflate; client_max_window_bits")
         ext = ws.extensions or ""
         self.assertIn("permessage-deflate", ext)
+        self.assertNotIn("client_no_context_takeover", ext)
         no_takeover = "server_no_context_takeover" in ext
         comp = zlib.compressobj(9, zlib.DEFLATED, -15)
         data = b"The quick brown fox jumps over the lazy dog. " * 20

@@ -63,7 +63,9 @@ struct InflateStreamDeleter {
 
 // Compresses whole messages per RFC 7692 7.2.1. The zlib state (about 2^(window+2) +
 // 2^(mem_level+9) bytes: 256 KiB at 15/8) is allocated on the first message, not at
-// construction, and without context takeover it is freed again after every message.
+// construction. Without context takeover it is the Deflater's only during a message: it is then
+// reset and kept among its thread's spares (a few per worker) for the next message of any
+// connection, so an idle connection holds no zlib state.
 class Deflater {
 public:
     // `window_bits` 8..15 (8 runs as 9, see the .cpp), `no_context_takeover` resets the state after
@@ -92,8 +94,8 @@ private:
 
 // Decompresses messages per RFC 7692 7.2.2, with an output bound so that a small compressed
 // message cannot expand without limit (a "zip bomb" is a 1009). The zlib state (about 7 KiB plus
-// a 2^window window) exists from the first compressed message on; without context takeover it is
-// freed after every message.
+// a 2^window window) exists from the first compressed message on; without context takeover only
+// until the message's end, when it goes back to its thread's spares as the Deflater's does.
 class Inflater {
 public:
     enum class Status : std::uint8_t { Ok, TooBig, Corrupt };

@@ -3,9 +3,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <event2/buffer.h>
@@ -257,6 +259,74 @@ TEST_CASE("deflater and inflater round-trip with context takeover across message
             }
         }
     }
+}
+
+namespace {
+
+// Messages of many connections without context takeover, interleaved: returns "" when every one
+// comes out right, else what went wrong first.
+std::string interleavedMessages() {
+    // Random bytes repeated once: the only matches are the repeat, 5000 and 3000 bytes back, so
+    // a's need a window above 12 bits and b's cannot be used at b's 10.
+    const auto noise = [](std::size_t n, std::uint32_t x) {
+        std::string s(n, '\0');
+        for (auto& c : s) {
+            x = x * 1103515245u + 12345u;
+            c = static_cast<char>(x >> 24);
+        }
+        return s + s;
+    };
+    const std::string a = noise(5000, 7);
+    const std::string b = noise(3000, 9);
+    const auto bytes = [](const std::string& s) { return reinterpret_cast<const std::uint8_t*>(s.data()); };
+    // In 16-byte slices, so that references reach into the window of earlier calls: a stream of
+    // the wrong window size (either way) fails.
+    const auto inflateSliced = [](Inflater& inf, const ByteBuffer& z, ByteBuffer& plain) {
+        for (std::size_t at = 0; at < z.size(); at += 16) {
+            if (inf.inflate(z.data() + at, std::min<std::size_t>(16, z.size() - at), plain, 1 << 20) !=
+                Inflater::Status::Ok)
+                return false;
+        }
+        return inf.finish(plain, 1 << 20) == Inflater::Status::Ok;
+    };
+    for (int round = 0; round < 3; ++round) {
+        const std::string r = "round " + std::to_string(round) + ": ";
+        ByteBuffer za, zb;
+        if (!Deflater(15, true).compress(bytes(a), a.size(), za)) return r + "compress a";
+        if (!Deflater(10, true, 9, 4).compress(bytes(b), b.size(), zb)) return r + "compress b";
+        // One connection's message stays half-way while the others come and go.
+        Inflater ia(15, true), corrupt(15, true);
+        ByteBuffer pa, bad;
+        const std::size_t half = za.size() / 2;
+        if (ia.inflate(za.data(), half, pa, 1 << 20) != Inflater::Status::Ok) return r + "first half of a";
+        for (int i = 0; i < 6; ++i) {  // more than the spares kept, both windows
+            Inflater other(i % 2 ? 15 : 10, true);
+            ByteBuffer plain;
+            if (!inflateSliced(other, i % 2 ? za : zb, plain) || plain.view() != (i % 2 ? a : b))
+                return r + "message " + std::to_string(i) + " of another connection";
+        }
+        // A broken stream is not given back.
+        const std::uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0xff};
+        if (corrupt.inflate(garbage, sizeof garbage, bad, 1 << 20) != Inflater::Status::Corrupt) return r + "garbage";
+        if (ia.inflate(za.data() + half, za.size() - half, pa, 1 << 20) != Inflater::Status::Ok ||
+            ia.finish(pa, 1 << 20) != Inflater::Status::Ok || pa.view() != a)
+            return r + "second half of a";
+        // A reset spare compresses to the same bytes as a fresh stream.
+        ByteBuffer again;
+        if (!Deflater(15, true).compress(bytes(a), a.size(), again) || again.view() != za.view())
+            return r + "a again";
+    }
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("without context takeover, interleaved messages of many connections share no state", "[ws][deflate]") {
+    // The zlib streams go back to the thread's spares between messages. On a thread of its own,
+    // whose spares start empty, so that what is taken when is known.
+    std::string failure = "did not run";
+    std::thread([&] { failure = interleavedMessages(); }).join();
+    CHECK(failure == "");
 }
 
 TEST_CASE("an empty message compresses to a single 0x00 byte", "[ws][deflate]") {
