@@ -11,12 +11,10 @@ route and towards the built-in echo."""
 
 import base64
 import hashlib
-import json
 import os
 import re
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -28,7 +26,7 @@ import ws_client  # noqa: E402
 from portico_harness import main, slow_factor  # noqa: E402
 from tls_certs import shared_pki  # noqa: E402
 from ws_client import OP_CLOSE, ConnectionClosed  # noqa: E402
-from ws_peers import (NODE, PEERS_DIR, WsTestCase, echo_config, node_available,  # noqa: E402
+from ws_peers import (WsTestCase, browser_available, echo_config, run_browser_close,  # noqa: E402
                       start_raw_python_backend, wait_for, ws_proxy_config, ws_url)
 
 JUNK = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n"
@@ -407,21 +405,11 @@ class BrowserSeesACleanClose(WsTestCase):
 
     def setUp(self):
         super().setUp()
-        if not node_available() or not os.path.exists("/usr/bin/chromium"):
-            self.skipTest("node and /usr/bin/chromium are needed")
-        if not os.path.isdir(os.path.join(PEERS_DIR, "node_modules", "playwright-core")):
-            self.skipTest("playwright-core is not installed in tests/peers/node_modules")
+        if not browser_available():
+            self.skipTest("node, playwright-core and /usr/bin/chromium are needed")
 
     def run_browser(self, url, messages):
-        plan = {"url": url, "messages": messages, "timeout_ms": int(15000 * slow_factor())}
-        r = subprocess.run([NODE, os.path.join(PEERS_DIR, "ws_browser_close.js"), json.dumps(plan)],
-                           capture_output=True, text=True, timeout=90 * slow_factor(),
-                           cwd=PEERS_DIR)
-        lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
-        self.assertTrue(lines, "no result from the browser driver:\n%s\n%s" % (r.stdout, r.stderr))
-        result = json.loads(lines[-1])
-        self.assertTrue(result.get("ok"), result)
-        return result
+        return run_browser_close(url, messages)
 
     def test_chromium_gets_a_clean_1000(self):
         b = start_raw_python_backend(self, "linger")

@@ -10,19 +10,17 @@ defaults now answer server_no_context_takeover and client_no_context_takeover to
 (RFC 7692 7.1.1), and no zlib state outlives a message."""
 
 import asyncio
-import json
 import os
-import subprocess
 import sys
 import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from portico_harness import LEAN_ASAN_ENV, main, read_rss_kb, slow_factor  # noqa: E402
+from portico_harness import LEAN_ASAN_ENV, main, read_rss_kb  # noqa: E402
 from ws_client import OP_TEXT  # noqa: E402
-from ws_peers import (NODE, PEERS_DIR, WsTestCase, echo_config, node_available,  # noqa: E402
-                      py_connect, py_run, ws_url)
+from ws_peers import (WsTestCase, browser_available, echo_config, py_connect, py_run,  # noqa: E402
+                      run_browser_close, ws_url)
 
 CONNECTIONS = 200
 PER_CONNECTION_KB_LIMIT = 16.0  # idle RSS per connection once deflate was used (was ~97 KiB)
@@ -138,20 +136,12 @@ class DeflateMemory(WsTestCase):
             self.assertGreater(per_conn, 3 * PER_CONNECTION_KB_LIMIT)
 
     def test_chromium_exchanges_compressed_messages(self):
-        if not node_available() or not os.path.exists("/usr/bin/chromium") or not os.path.isdir(
-                os.path.join(PEERS_DIR, "node_modules", "playwright-core")):
+        if not browser_available():
             self.skipTest("node, playwright-core and /usr/bin/chromium are needed")
         p = self.start_portico(echo_config(websocket={
             "ping_interval": 0, "max_lifetime": "2s", "trace": True, "trace_rate": "1000/s"}, workers=1))
         messages = [MESSAGE, MESSAGE + " again", "short"]
-        plan = {"url": ws_url(p.port, "/echo"), "messages": messages,
-                "timeout_ms": int(15000 * slow_factor())}
-        r = subprocess.run([NODE, os.path.join(PEERS_DIR, "ws_browser_close.js"), json.dumps(plan)],
-                           capture_output=True, text=True, timeout=90 * slow_factor(), cwd=PEERS_DIR)
-        lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
-        self.assertTrue(lines, r.stdout + r.stderr)
-        res = json.loads(lines[-1])
-        self.assertTrue(res.get("ok"), res)
+        res = run_browser_close(ws_url(p.port, "/echo"), messages)
         self.assertEqual((res["code"], res["echoes"]), (1001, messages), res)
         self.assertEqual(res["extensions"],
                          "permessage-deflate; server_no_context_takeover; client_no_context_takeover")

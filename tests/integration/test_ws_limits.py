@@ -8,7 +8,6 @@ the route and the client, and `portico -t` refusing `rate` in tunnel mode."""
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -18,7 +17,7 @@ import ws_client  # noqa: E402
 from http_client import http_request  # noqa: E402
 from portico_harness import main, make_config, run_portico, slow_factor  # noqa: E402
 from ws_client import OP_CLOSE, OP_TEXT  # noqa: E402
-from ws_peers import (NODE, PEERS_DIR, WsTestCase, node_available,  # noqa: E402
+from ws_peers import (WsTestCase, browser_available, run_browser_close,  # noqa: E402
                       start_raw_python_backend, wait_for)
 
 OBSERVE = [{"path": "/status", "handler": "status"}, {"path": "/metrics", "handler": "metrics"}]
@@ -219,19 +218,11 @@ class Lifetime(LimitsTestCase):
         self.wait_counter(p, "*/ws/", "closed_by_lifetime", 1)
 
     def test_chromium_sees_a_clean_1001(self):
-        if not node_available() or not os.path.exists("/usr/bin/chromium") or not os.path.isdir(
-                os.path.join(PEERS_DIR, "node_modules", "playwright-core")):
+        if not browser_available():
             self.skipTest("node, playwright-core and /usr/bin/chromium are needed")
         b = self.start_ws_backend("python")
         p = self.start_portico(frames_config(b, {"max_lifetime": "1s"}))
-        plan = {"url": "ws://127.0.0.1:%d/ws/browser" % p.port, "messages": ["hi"],
-                "timeout_ms": int(15000 * slow_factor())}
-        r = subprocess.run([NODE, os.path.join(PEERS_DIR, "ws_browser_close.js"), json.dumps(plan)],
-                           capture_output=True, text=True, timeout=90 * slow_factor(), cwd=PEERS_DIR)
-        lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
-        self.assertTrue(lines, r.stdout + r.stderr)
-        res = json.loads(lines[-1])
-        self.assertTrue(res.get("ok"), res)
+        res = run_browser_close("ws://127.0.0.1:%d/ws/browser" % p.port, ["hi"])
         self.assertEqual((res["code"], res["wasClean"], res["echoes"]), (1001, True, ["hi"]), res)
 
 

@@ -272,19 +272,40 @@ def start_ws_backend(testcase, kind, deflate=True, max_size=None, tls=None):
     return peer
 
 
-def run_node_client(plan, timeout=30.0):
-    """Runs tests/peers/ws_client.js with the plan (dict, see that file); returns its JSON."""
-    _require_node()
+def _run_node_peer(script, plan, timeout, run_timeout):
+    """Runs tests/peers/`script` with the plan (dict) as its argument; returns its last JSON line."""
     plan = dict(plan)
     plan.setdefault("timeout_ms", int(timeout * 1000 * slow_factor()))
-    r = subprocess.run([NODE, os.path.join(PEERS_DIR, "ws_client.js"), json.dumps(plan)],
-                       capture_output=True, text=True, timeout=timeout * slow_factor() + 10,
+    r = subprocess.run([NODE, os.path.join(PEERS_DIR, script), json.dumps(plan)],
+                       capture_output=True, text=True, timeout=run_timeout * slow_factor(),
                        cwd=PEERS_DIR)
     lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
     if not lines:
-        raise AssertionError("node client printed no result (rc %s):\n%s\n%s"
-                             % (r.returncode, r.stdout, r.stderr))
+        raise AssertionError("%s printed no result (rc %s):\n%s\n%s"
+                             % (script, r.returncode, r.stdout, r.stderr))
     return json.loads(lines[-1])
+
+
+def run_node_client(plan, timeout=30.0):
+    """Runs tests/peers/ws_client.js with the plan (dict, see that file); returns its JSON."""
+    _require_node()
+    return _run_node_peer("ws_client.js", plan, timeout, timeout + 10)
+
+
+def browser_available():
+    """node, playwright-core in tests/peers/node_modules and /usr/bin/chromium."""
+    return node_available() and os.path.exists("/usr/bin/chromium") and os.path.isdir(
+        os.path.join(PEERS_DIR, "node_modules", "playwright-core"))
+
+
+def run_browser_close(url, messages, timeout=15.0):
+    """Runs tests/peers/ws_browser_close.js (headless Chromium): one WebSocket to `url` sends
+    `messages` and waits for the close. Returns its JSON (code, wasClean, echoes, extensions,
+    ...); raises AssertionError unless it ran ("ok")."""
+    result = _run_node_peer("ws_browser_close.js", {"url": url, "messages": messages}, timeout, 90)
+    if not result.get("ok"):
+        raise AssertionError("the browser driver failed: %r" % result)
+    return result
 
 
 def ws_url(port, path="/", host="127.0.0.1"):
