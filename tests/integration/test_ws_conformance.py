@@ -546,7 +546,7 @@ class EchoConformance(_Conformance, WsTestCase):
         ext = ws.extensions or ""
         self.assertIn("permessage-deflate", ext)
         self.assertNotIn("client_no_context_takeover", ext)
-        no_takeover = "server_no_context_takeover" in ext
+        self.assertNotIn("server_no_context_takeover", ext, "the route's takeover setting was not applied")
         comp = zlib.compressobj(9, zlib.DEFLATED, -15)
         data = b"The quick brown fox jumps over the lazy dog. " * 20
         sizes = []
@@ -558,13 +558,9 @@ class EchoConformance(_Conformance, WsTestCase):
             f = ws.recv_frame()
             self.assertEqual(f.opcode, OP_TEXT)
             self.assertEqual(f.rsv, 4, "a %d-byte echo was not compressed" % len(data))
-            if no_takeover:
-                inflater = zlib.decompressobj(-15)
             self.assertEqual(inflater.decompress(f.payload + b"\x00\x00\xff\xff"), data)
             sizes.append(len(f.payload))
-        if not no_takeover:
-            self.assertLess(sizes[1], sizes[0], "context takeover: the repeat should be "
-                            "smaller (%r)" % sizes)
+        self.assertLess(sizes[1], sizes[0], "context takeover: the repeat should be smaller (%r)" % sizes)
 
     def test_12_compressed_frame_without_agreement_is_1002(self):
         ws = self.ws()  # no extension offered
@@ -578,7 +574,9 @@ class EchoConformance(_Conformance, WsTestCase):
         ws = self.ws(extensions="permessage-deflate")
         ws.send_frame(OP_BINARY, b"\xff\xff\xff\xff\xff garbage", rsv=4)
         code = ws.fail_reason(5 * slow_factor())
-        self.assertIn(code, (1002, 1007, 1011), "corrupt compressed data")
+        # The built-in codec says 1007 (invalid payload data); behind a frames route the
+        # backend's own codec decides.
+        self.assertIn(code, (1007,) if self.is_echo else (1002, 1007, 1011), "corrupt compressed data")
 
     def test_12_deflate_bomb_is_1009(self):
         p = self.start_portico(make_config(routes=[{

@@ -329,6 +329,35 @@ TEST_CASE("without context takeover, interleaved messages of many connections sh
     CHECK(failure == "");
 }
 
+TEST_CASE("a spare decompressor keeps nothing of the connection that used it before", "[ws][deflate]") {
+    // Without the reset before a stream goes back to the spares, the next connection's stream
+    // starts with the last one's window: a message that only refers back reads the other
+    // connection's plaintext (a secret here) instead of failing.
+    const std::string secret = "Authorization: Bearer s3cr3t-token-of-connection-a";
+    const auto bytes = [](const std::string& s) { return reinterpret_cast<const std::uint8_t*>(s.data()); };
+    Deflater sender(15, false);  // context takeover: the second message is a reference to the first
+    ByteBuffer first, second;
+    REQUIRE(sender.compress(bytes(secret), secret.size(), first));
+    REQUIRE(sender.compress(bytes(secret), secret.size(), second));
+    REQUIRE(second.size() < secret.size() / 4);
+    std::string failure = "did not run";
+    std::thread([&] {  // a thread of its own: its spares start empty
+        Inflater a(15, true);
+        ByteBuffer plain;
+        if (a.inflate(first.data(), first.size(), plain, 1 << 20) != Inflater::Status::Ok ||
+            a.finish(plain, 1 << 20) != Inflater::Status::Ok || plain.view() != secret) {
+            failure = "connection a's message";
+            return;
+        }
+        Inflater b(15, true);  // takes a's stream from the spares
+        ByteBuffer leaked;
+        auto st = b.inflate(second.data(), second.size(), leaked, 1 << 20);
+        if (st == Inflater::Status::Ok) st = b.finish(leaked, 1 << 20);
+        failure = st == Inflater::Status::Corrupt ? "" : "b read: " + std::string(leaked.view());
+    }).join();
+    CHECK(failure == "");
+}
+
 TEST_CASE("an empty message compresses to a single 0x00 byte", "[ws][deflate]") {
     Deflater d(15, false);
     ByteBuffer z;
