@@ -324,9 +324,11 @@ int MessageParser::onHeadersComplete() {
     }
     // RFC 9112 4: status-code is three digits; llhttp 8.1 takes one or two as well ("HTTP/1.1 20
     // OK"), which we would otherwise relay to the client as a status line no client can read.
+    // RFC 9110 15: valid codes are 100-599; llhttp takes up to 999, which a client may not read
+    // at all (an HTTP/2 client's :status is three digits too, but 600-999 is not a class).
     // A response on an HTTP/1.1 connection is HTTP/1.x (llhttp also takes "HTTP/2.0 200"; a
     // request with another major version is answered 505 by checkRequestHead).
-    if (kind_ == Kind::Response && (p->status_code < 100 || p->http_major != 1)) {
+    if (kind_ == Kind::Response && (p->status_code < 100 || p->status_code > 599 || p->http_major != 1)) {
         error_ = ParseError::Malformed;
         return -1;
     }

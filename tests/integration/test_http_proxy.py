@@ -251,6 +251,28 @@ class Framing(PorticoTestCase):
         self.assertEqual(statuses, [103] * 16 + [502])
         self.assertIsNotNone(self.p.wait_stderr(lambda line: "interim (1xx) responses" in line))
 
+    def test_a_status_outside_100_to_599_is_a_broken_upstream(self):
+        # RFC 9110 15: valid status codes are 100-599. llhttp reads any three digits, and "HTTP/1.1
+        # 600" reached HTTP/1.1 and HTTP/2 clients as is: now 502, and the upstream is logged.
+        from h2_client import H2Client
+
+        for status in (600, 999, 99):
+            self.b.route("/odd%d" % status, lambda req, conn, s=status: Response(status=s, reason="Odd", body=b"x"))
+        h2 = self.start_portico(make_config(routes=[{"path": "/", "upstream": "app"}],
+                                            upstreams={"app": {"servers": [self.b.address]}},
+                                            listeners=[{"address": "127.0.0.1:0", "http2": True}]))
+        for status in (600, 999, 99):
+            with self.subTest(status=status):
+                c = self.client(self.p.port)
+                self.assertEqual(c.roundtrip("GET", "/odd%d" % status).status, 502)
+                h = H2Client(h2.port)
+                self.addCleanup(h.close)
+                sid = h.request(path="/odd%d" % status)
+                h.response(sid, 5)
+                self.assertEqual(h.status(sid), 502)
+        self.assertIsNotNone(self.p.wait_stderr(lambda line: "invalid response" in line))
+        self.assertEqual(self.c.roundtrip("GET", "/echo/after").status, 200)
+
     def test_an_answer_before_the_whole_request_body_says_connection_close(self):
         # The connection closes after it (the rest of the body is not read): a head that did not
         # say so left the client to send its next request into a closing connection.

@@ -792,6 +792,9 @@ TEST_CASE("a response with a malformed status line or version, or HTTP/1.0 chunk
     const Case kCases[] = {
         {"a two-digit status (RFC 9112 4: 3DIGIT)", "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n"},
         {"a one-digit status", "HTTP/1.1 0 OK\r\nContent-Length: 0\r\n\r\n"},
+        {"a status above 599 (RFC 9110 15: 100-599)", "HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n"},
+        {"status 999", "HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n"},
+        {"a three-digit status below 100", "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n"},
         {"HTTP/2.0 in a status line", "HTTP/2.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"},
         {"HTTP/0.9 in a status line", "HTTP/0.9 200 OK\r\nContent-Length: 0\r\n\r\n"},
         {"a NUL in the reason phrase (RFC 9112 4)", "HTTP/1.1 200 O\0K\r\nContent-Length: 0\r\n\r\n"sv},
@@ -807,7 +810,7 @@ TEST_CASE("a response with a malformed status line or version, or HTTP/1.0 chunk
         CHECK(r.heads == 0);
     }
     Recorder ok(MessageParser::Kind::Response);
-    CHECK(feed(ok, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 999 Odd\tb\xe9\r\nContent-Length: 0\r\n\r\n").status ==
+    CHECK(feed(ok, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 599 Odd\tb\xe9\r\nContent-Length: 0\r\n\r\n").status ==
           ParseStatus::NeedMore);
     CHECK(ok.messages.size() == 2);
 }
