@@ -13,6 +13,7 @@
 #include "portico/net/fd_limit.h"
 #include "portico/net/server.h"
 #include "portico/net/snapshot.h"
+#include "portico/observe/access_log.h"
 #include "portico/tls/file_check.h"
 
 namespace {
@@ -66,6 +67,13 @@ int main(int argc, char** argv) {
     // The files the configuration names (certificates, keys, CAs): readable, matching, not
     // passphrase-protected, not expired.
     if (loaded.ok()) portico::tls::checkTlsFiles(*loaded.config, loaded.errors, loaded.warnings);
+    // ... and the access log file: can it be opened for appending (or created)?
+    if (loaded.config) {  // also after TLS errors: every problem in one run
+        const portico::config::LogSettings& log = loaded.config->log;
+        if (std::string problem = portico::observe::AccessSink::check(log); !problem.empty())
+            loaded.errors.push_back({loaded.config->file, log.access_mark.line, log.access_mark.column, "log.access",
+                                     std::move(problem)});
+    }
     for (const auto& warning : loaded.warnings) std::fprintf(stderr, "warning: %s\n", warning.c_str());
     if (!loaded.ok()) {
         for (const auto& error : loaded.errors) std::fprintf(stderr, "%s\n", error.toString().c_str());

@@ -38,6 +38,7 @@ const std::array<KeyRule<LogSettings>, kLogKeyCount> kLogKeys =
              return;
          }
          log.access = v.node.Scalar();
+         log.access_mark = toSourceMark(v.mark);
      }},
     {"access_format", type::choice<kAccessFormats>(), "json",
      "access log line format",

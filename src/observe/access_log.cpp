@@ -32,6 +32,25 @@ std::shared_ptr<AccessSink> AccessSink::open(const config::LogSettings& settings
     return sink;
 }
 
+std::string AccessSink::check(const config::LogSettings& settings) {
+    if (settings.access == "off" || settings.access == "stdout") return {};
+    const std::string& path = settings.access;
+    int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd >= 0) {
+        ::close(fd);
+        return {};
+    }
+    if (errno == ENOENT) {
+        // The file would be created: its folder must exist and take new files (the effective
+        // ids, as open() would use them).
+        const std::size_t slash = path.rfind('/');
+        const std::string folder = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+        if (::faccessat(AT_FDCWD, folder.c_str(), W_OK | X_OK, AT_EACCESS) == 0) return {};
+        if (errno == ENOENT) return "cannot open access log " + path + ": its folder " + folder + " does not exist";
+    }
+    return "cannot open access log " + path + ": " + strerror(errno);
+}
+
 AccessSink::~AccessSink() {
     if (owns_fd_ && fd_ >= 0) ::close(fd_);
 }

@@ -170,6 +170,31 @@ class CheckConfig(PorticoTestCase):
         self.assertEqual(r.returncode, 1, out)
         self.assertRegex(out, r"portico\.yaml:3:\d+: listeners\[1\]")
 
+    def test_t_checks_that_the_access_log_can_be_opened(self):
+        # -t said "configuration OK" and the start failed ("cannot open access log"). Now -t opens
+        # an existing file for appending as the start does (nothing written or truncated), and for
+        # a missing one checks its folder without creating the file.
+        d = self.tmpdir()
+        kept = os.path.join(d, "kept.log")
+        with open(kept, "w") as f:
+            f.write("earlier line\n")
+        text = "listeners: [{address: 127.0.0.1:0}]\nlog:\n  access: %s\nroutes: [{path: /, handler: health}]\n"
+        for access, error in ((os.path.join(d, "no", "such", "folder", "access.log"), "does not exist"),
+                              (d, "Is a directory"),
+                              (kept, None),
+                              (os.path.join(d, "new.log"), None)):
+            with self.subTest(access=access):
+                r = run_portico(["-t", "-c", self.write(text % access)])
+                out = r.stdout + r.stderr
+                if error:
+                    self.assertEqual(r.returncode, 1, out)
+                    self.assertRegex(out, r"portico\.yaml:3:11: log\.access: cannot open access log .*%s" % error)
+                else:
+                    self.assertEqual(r.returncode, 0, out)
+        self.assertFalse(os.path.exists(os.path.join(d, "new.log")), "-t created the access log")
+        with open(kept) as f:
+            self.assertEqual(f.read(), "earlier line\n")
+
     def test_missing_file_exits_1_and_names_it(self):
         path = os.path.join(self.tmpdir(), "nope.yaml")
         r = run_portico(["-t", "-c", path])

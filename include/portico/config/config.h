@@ -34,6 +34,7 @@ struct LogSettings {
     bool operator==(const LogSettings&) const = default;
     LogLevel level = LogLevel::Info;             // error log on stderr at this level and above
     std::string access = "stdout";                // "stdout" | "off" | a file path (absolute after load)
+    SourceMark access_mark;                       // where `access` was written (portico -t's errors)
     AccessFormat access_format = AccessFormat::Json;
 };
 

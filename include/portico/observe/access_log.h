@@ -45,6 +45,12 @@ public:
     void write(const char* data, std::size_t length);
     // Reopens the file (logrotate, SIGUSR1); stdout is left alone. Returns false on failure.
     bool reopen();
+    // `portico -t`: would open() succeed? An existing file is opened for appending as open()
+    // does (and closed again: nothing written, nothing truncated); for a missing one the
+    // folder must let us create it, which is checked without creating it (nginx -t opens, and
+    // so creates, its log files). Returns what is wrong ("cannot open access log PATH: ...") or
+    // an empty string.
+    static std::string check(const config::LogSettings& settings);
 
 private:
     std::mutex mutex_;  // guards fd_ against reopen() only; writes are single write(2) calls
