@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -99,6 +100,11 @@ int main(int argc, char** argv) {
         LOG_WARN("%s", warning->c_str());
 
     std::signal(SIGPIPE, SIG_IGN);  // a peer that went away is an error return, not a signal
-    portico::net::Server server(config_path, loaded.config, std::move(tls));
-    return server.run();
+    try {
+        portico::net::Server server(config_path, loaded.config, std::move(tls));
+        return server.run();
+    } catch (const std::exception& e) {  // start-up only: an event loop that could not be made
+        LOG_ERROR("%s", e.what());
+        return 1;
+    }
 }

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/net/event_loop.h"
 
+#include <cerrno>
+#include <cstring>
 #include <event2/event.h>
+#include <stdexcept>
+#include <string>
 
 #include "portico/net/idle_timer.h"
 
@@ -16,19 +20,22 @@ EventLoop::EventLoop() {
     event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
     base_.reset(event_base_new_with_config(cfg));
     event_config_free(cfg);
-    reap_event_.reset(event_new(base_.get(), -1, 0, &EventLoop::onReap, this));
+    // No memory or no epoll descriptor left (EMFILE): the worker or server that wanted this loop
+    // fails to start (Server::run, main), instead of every event_new on it crashing later.
+    if (!base_) throw std::runtime_error(std::string("cannot make an event loop: ") + std::strerror(errno));
+    event_assign(&reap_event_, base_.get(), -1, 0, &EventLoop::onReap, this);
 }
 
 EventLoop::~EventLoop() {
     owned_.clear();
     reap();
-    reap_event_.reset();
+    event_del(&reap_event_);
 }
 
 void EventLoop::deferDelete(std::shared_ptr<void> object) { retire(Retired(std::move(object))); }
 
 void EventLoop::retire(Retired object) {
-    if (retired_.empty()) event_active(reap_event_.get(), EV_TIMEOUT, 0);
+    if (retired_.empty()) event_active(&reap_event_, EV_TIMEOUT, 0);
     retired_.push_back(std::move(object));
 }
 

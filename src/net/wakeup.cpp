@@ -3,9 +3,11 @@
 
 #include <cerrno>
 #include <cstdint>
-#include <cstdlib>
+#include <cstring>
 #include <event2/event.h>
 #include <sys/eventfd.h>
+#include <stdexcept>
+#include <string>
 #include <unistd.h>
 
 #include "portico/core/log.h"
@@ -15,13 +17,11 @@ namespace portico::net {
 
 Wakeup::Wakeup(EventLoop& loop, std::function<void()> on_wake)
     : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), on_wake_(std::move(on_wake)) {
-    // Without it no other thread could ever reach this loop (stop, reload): fail loudly at
-    // start-up rather than hang at shutdown.
-    if (!fd_) {
-        LOG_ERROR("eventfd: out of descriptors for a worker's wakeup");
-        std::abort();
-    }
+    // Without it no other thread could ever reach this loop (stop, reload): fail at start-up
+    // (main reports it and exits 1) rather than hang at shutdown.
+    if (!fd_) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno) + ": cannot make a worker's wakeup");
     event_.reset(event_new(loop.base(), fd_.get(), EV_READ | EV_PERSIST, &Wakeup::onReadable, this));
+    if (!event_) throw std::runtime_error("out of memory for a worker's wakeup event");
     event_add(event_.get(), nullptr);
 }
 

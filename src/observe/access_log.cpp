@@ -149,7 +149,7 @@ void AccessLog::setSink(std::shared_ptr<AccessSink> sink) {
 void AccessLog::write(const AccessRecord& record) {
     if (!enabled()) return;
     formatAccessRecord(buffer_, record, sink_->format());
-    if (buffer_.size() >= kFlushBytes) {
+    if (buffer_.size() >= kFlushBytes || !flush_event_) {  // no event (event_new failed): no batching
         flush();
     } else if (!flush_pending_) {
         // Runs after the other callbacks of this loop iteration: one write for the batch.

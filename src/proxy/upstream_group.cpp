@@ -105,7 +105,10 @@ void UpstreamGroup::putIdle(int server, std::unique_ptr<net::Stream> stream) {
     // epoll_wait polls without waiting, the requests it finds take their connections, and the
     // trim runs after them. The surplus is bounded by the connections in use at once (each was
     // opened when no idle one was left).
-    if (idle_.size() == upstream_.keepalive + 1 && !event_pending(trim_event_.get(), EV_TIMEOUT, nullptr)) {
+    if (idle_.size() != upstream_.keepalive + 1) return;
+    if (!trim_event_) {
+        trimToLimit();  // event_new failed (no memory): the surplus closes now
+    } else if (!event_pending(trim_event_.get(), EV_TIMEOUT, nullptr)) {
         static constexpr timeval kNextPoll{0, 0};
         event_add(trim_event_.get(), &kNextPoll);
     }

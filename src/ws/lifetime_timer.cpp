@@ -3,6 +3,7 @@
 
 #include <event2/event.h>
 
+#include "portico/core/log.h"
 #include "portico/net/event_loop.h"
 
 namespace portico::ws {
@@ -13,6 +14,10 @@ LifetimeTimer::LifetimeTimer(net::EventLoop& loop, const config::WebSocketSettin
     armed_.reset(new Armed{loop, settings.max_lifetime, settings.max_lifetime_grace, std::move(on_lifetime),
                            std::move(on_grace_over), nullptr, false});
     armed_->event.reset(event_new(loop.base(), -1, 0, &LifetimeTimer::onTimer, this));
+    if (!armed_->event) {  // no memory: the session goes on without the limit rather than crash
+        LOG_ERROR("websocket.max_lifetime not applied to a session: out of memory for its timer");
+        armed_.reset();
+    }
 }
 
 void LifetimeTimer::start() {

@@ -3,8 +3,10 @@
 
 import os
 import re
+import signal
+import subprocess
 
-from portico_harness import PorticoTestCase, main, run_portico, source_dir
+from portico_harness import PorticoTestCase, main, portico_bin, run_portico, slow_factor, source_dir
 
 ERROR_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<key>[^:\s]+): (?P<msg>.+)$")
 
@@ -194,6 +196,30 @@ class CheckConfig(PorticoTestCase):
         self.assertFalse(os.path.exists(os.path.join(d, "new.log")), "-t created the access log")
         with open(kept) as f:
             self.assertEqual(f.read(), "earlier line\n")
+
+    def test_too_few_descriptors_to_start_is_an_error_not_a_crash(self):
+        # A worker's wakeup (eventfd) that could not be made aborted the process (a core dump);
+        # an event loop that could not be made left event_new working on no base. Every
+        # open-file limit too low to start gives exit status 1 and a message instead.
+        import resource
+        path = self.write("workers: 2\nlisteners: [{address: 127.0.0.1:0}]\nroutes: [{path: /, handler: health}]\n")
+        wakeup_failures = 0
+        for n in range(4, 19):
+            with self.subTest(nofile=n):
+                def limit(n=n):
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+                proc = subprocess.Popen([portico_bin(), "-c", path], stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                        preexec_fn=limit)
+                try:
+                    _, err = proc.communicate(timeout=3 * slow_factor())
+                except subprocess.TimeoutExpired:  # enough descriptors: it started
+                    proc.send_signal(signal.SIGTERM)
+                    proc.communicate(timeout=20 * slow_factor())
+                    continue
+                self.assertEqual(proc.returncode, 1, err[-500:])
+                wakeup_failures += "cannot make a worker's wakeup" in err
+        self.assertGreater(wakeup_failures, 0, "no limit reached the workers' wakeups: the test needs other limits")
 
     def test_missing_file_exits_1_and_names_it(self):
         path = os.path.join(self.tmpdir(), "nope.yaml")

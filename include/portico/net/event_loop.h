@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include <event2/event_struct.h>  // the reap event lives inside the loop
 #include <sys/time.h>
 
 #include "portico/core/handles.h"
@@ -79,7 +80,7 @@ private:
     static void onReap(int, short, void* arg);
 
     core::EventBasePtr base_;
-    core::EventPtr reap_event_;
+    event reap_event_;  // inside the loop: deferDelete never depends on an allocation
     std::map<long long, std::unique_ptr<IdleQueue>> idle_queues_;
     std::vector<Retired> retired_;
     std::vector<Retired> reaping_;  // the batch onReap destroys; both keep their capacity
