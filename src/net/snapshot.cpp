@@ -27,16 +27,21 @@ WorkerSnapshot::WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> 
                                      loop, upstream, stats.upstream(name, servers),
                                      tls == snapshot_->tls.upstreams.end() ? nullptr : tls->second.get()));
     }
+    std::vector<std::string> route_keys, upstream_names;
     for (const auto& route : snapshot_->config->routes) {
         std::string key = observe::routeKey(route.host, route.path, route.exact_path);
-        observe::RouteStats& route_stats = stats.route(key);
-        route_stats.websocket_mode.store(websocketMode(route), std::memory_order_relaxed);
-        route_stats_.push_back(&route_stats);
+        std::shared_ptr<observe::RouteStats> route_stats = stats.route(key);
+        route_stats->websocket_mode.store(websocketMode(route), std::memory_order_relaxed);
+        route_stats_.push_back(std::move(route_stats));
         route_upstreams_.push_back(route.upstream.empty() ? nullptr : upstream(route.upstream));
+        route_keys.push_back(key);
         trace_limiters_.push_back(route.websocket.trace
                                       ? std::make_unique<ws::TraceLimiter>(route.websocket.trace_rate, std::move(key))
                                       : nullptr);
     }
+    // After a reload, routes and upstreams it removed leave /metrics and the status JSON.
+    for (const auto& [name, upstream] : snapshot_->config->upstreams) upstream_names.push_back(name);
+    stats.keepOnly(route_keys, upstream_names);
 }
 
 bool buildTlsContexts(const config::Config& config, const TlsContexts* previous, TlsContexts& out,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/observe/metrics.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <string_view>
 #include <utility>
@@ -25,11 +26,27 @@ ListenerStats& WorkerStats::listener(const std::string& key) {
     return *slot;
 }
 
-RouteStats& WorkerStats::route(const std::string& key) {
+std::shared_ptr<RouteStats> WorkerStats::route(const std::string& key) {
     std::lock_guard lock(mutex_);
     auto& slot = routes_[key];
-    if (!slot) slot = std::make_unique<RouteStats>();
-    return *slot;
+    if (!slot) slot = std::make_shared<RouteStats>();
+    return slot;
+}
+
+void WorkerStats::keepOnly(const std::vector<std::string>& route_keys, const std::vector<std::string>& upstream_names) {
+    auto named = [](const std::vector<std::string>& names, const std::string& key) {
+        return std::find(names.begin(), names.end(), key) != names.end();
+    };
+    std::lock_guard lock(mutex_);
+    std::erase_if(routes_, [&](const auto& entry) { return !named(route_keys, entry.first); });
+    for (auto it = upstreams_.begin(); it != upstreams_.end();) {
+        if (named(upstream_names, it->first)) {
+            ++it;
+            continue;
+        }
+        retired_upstreams_.push_back(std::move(it->second));
+        it = upstreams_.erase(it);
+    }
 }
 
 UpstreamStats& WorkerStats::upstream(const std::string& name, const std::vector<std::string>& servers) {

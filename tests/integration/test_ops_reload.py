@@ -210,6 +210,28 @@ class ReloadHttp(ReloadBase):
         for port in (pa, pb, pc):
             self.assertEqual(get(port, "/api/again").status, 200, "port %d" % port)
 
+    def test_series_of_removed_routes_and_upstreams_leave_metrics_others_keep_counting(self):
+        # The series of a route or upstream a reload removed stayed on /metrics (and in the
+        # status JSON) until a restart.
+        p = self.start_portico(self.config(self.a, with_new=True))
+        for path in ("/new/x", "/new/y", "/api/x", "/api/y"):
+            self.assertEqual(get(p.port, path).status, 200, path)
+        m = get(p.port, "/metrics").body.decode()
+        self.assertEqual(metric(m, "portico_requests_total", route="*/new/", status="2xx"), 2, m)
+        self.assertEqual(metric(m, "portico_upstream_response_seconds_count", upstream="app"), 2, m)
+        renamed = self.base_config([{"path": "/metrics", "handler": "metrics"}, {"path": "/status", "handler": "status"},
+                                    {"path": "/api/", "upstream": "app2"}], {"app2": {"servers": [self.a.address]}})
+        sighup(self, p, renamed)
+        self.assertEqual(get(p.port, "/api/z").status, 200)
+        m = get(p.port, "/metrics").body.decode()
+        self.assertNotIn('route="*/new/"', m)
+        self.assertNotIn('upstream="app"', m)
+        self.assertEqual(metric(m, "portico_requests_total", route="*/api/", status="2xx"), 3, m)
+        self.assertEqual(metric(m, "portico_upstream_response_seconds_count", upstream="app2"), 1, m)
+        status = get(p.port, "/status").body.decode()
+        self.assertNotIn('"*/new/"', status)
+        self.assertIn('"*/api/"', status)
+
     def test_reload_that_cannot_bind_a_new_listener_changes_nothing(self):
         taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.addCleanup(taken.close)

@@ -79,7 +79,7 @@ private:
     std::shared_ptr<const Snapshot> snapshot_;
     std::map<std::string, std::unique_ptr<proxy::UpstreamGroup>, std::less<>> upstreams_;
     observe::WorkerStats& stats_;
-    std::vector<observe::RouteStats*> route_stats_;  // by route index
+    std::vector<std::shared_ptr<observe::RouteStats>> route_stats_;  // by route index
     std::vector<proxy::UpstreamGroup*> route_upstreams_;  // by route index; null: none
     std::vector<std::unique_ptr<ws::TraceLimiter>> trace_limiters_;  // by route index; null: no trace
 };

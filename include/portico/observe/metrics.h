@@ -6,7 +6,8 @@
 // store, no locked instruction on the data path); a scrape, on any worker, reads every worker's
 // counters and sums them. Series are created on first use under a mutex that only creation and
 // scrapes take. Series are keyed by stable names (listener address, route, upstream), so they
-// survive reloads and stay monotonic.
+// survive reloads and stay monotonic; a reload that removes a route or an upstream drops its
+// series (WorkerStats::keepOnly).
 
 #include <array>
 #include <atomic>
@@ -96,15 +97,21 @@ class WorkerStats {
 public:
     LimitStats limits;
     ListenerStats& listener(const std::string& key);
-    RouteStats& route(const std::string& key);
+    // Shared: a worker's snapshot keeps its routes' counters alive for the connections still on
+    // it after a reload dropped them from the map.
+    std::shared_ptr<RouteStats> route(const std::string& key);
     UpstreamStats& upstream(const std::string& name, const std::vector<std::string>& servers);
+    // A reload: the series of routes and upstreams not named here leave the scrapes. Counters
+    // of those that stay go on; a removed upstream's stats are kept (unlisted) for exchanges
+    // still pointing at them, as a reload that changes its servers keeps the old ones.
+    void keepOnly(const std::vector<std::string>& route_keys, const std::vector<std::string>& upstream_names);
 
 private:
     friend class Metrics;
     friend struct StatsReader;  // metrics.cpp: sums every worker's series
     std::mutex mutex_;  // the maps' structure only
     std::map<std::string, std::unique_ptr<ListenerStats>> listeners_;
-    std::map<std::string, std::unique_ptr<RouteStats>> routes_;
+    std::map<std::string, std::shared_ptr<RouteStats>> routes_;
     std::map<std::string, std::unique_ptr<UpstreamStats>> upstreams_;
     std::vector<std::unique_ptr<UpstreamStats>> retired_upstreams_;  // replaced by a reload
 };

@@ -36,7 +36,7 @@ TEST_CASE("status JSON names a server probing while one worker probes it, down w
 TEST_CASE("status JSON gives each route its WebSocket mode and each listener its requests", "[metrics]") {
     observe::Metrics metrics;
     observe::WorkerStats& w = metrics.addWorker();
-    w.route("*/ws/").websocket_mode.store("frames");
+    w.route("*/ws/")->websocket_mode.store("frames");
     w.route("*/plain/");
     w.listener("127.0.0.1:80").requests.add(7);
     const std::string json = metrics.renderJson({});
