@@ -16,6 +16,27 @@ void appendEscaped(std::string& out, std::string_view s, std::string_view also) 
     }
 }
 
+bool appendPercentDecoded(std::string& out, std::string_view s) {
+    auto hex = [](char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] != '%') {
+            out.push_back(s[i]);
+            continue;
+        }
+        const int hi = i + 2 < s.size() ? hex(s[i + 1]) : -1;
+        const int lo = hi >= 0 ? hex(s[i + 2]) : -1;
+        if (lo < 0) return false;
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+    }
+    return true;
+}
+
 std::string escaped(std::string_view s, std::string_view also) {
     std::string out;
     out.reserve(s.size());

@@ -6,6 +6,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "portico/core/escape.h"
 #include "portico/core/json.h"
 #include "portico/core/log.h"
 #include "portico/handlers/websocket_endpoint.h"
@@ -55,9 +56,18 @@ std::string_view afterPrefix(const config::Route& route, std::string_view path) 
 
 }  // namespace
 
-std::string_view channelName(const config::Route& route, std::string_view path) {
-    std::string_view name = afterPrefix(route, path);
-    if (name.empty() || name.size() > kMaxChannelName || name.find('/') != std::string_view::npos) return {};
+std::string channelName(const config::Route& route, std::string_view path) {
+    // RFC 3986 6.2.2.2: "/live/%61" and "/live/a" are the same resource, so the same channel.
+    // Decoded whole (as nginx's $uri, which nchan's channel ids come from), not only unreserved
+    // bytes, so that a path names every channel the publish API can: "room 1" is /live/room%201.
+    // The name goes into JSON text frames (portico.pubsub.v1), which must be UTF-8: an escape
+    // that makes it something else, or a control byte, is refused like a '/'.
+    std::string_view raw = afterPrefix(route, path);
+    std::string name;
+    if (raw.empty() || !core::appendPercentDecoded(name, raw) || name.size() > kMaxChannelName ||
+        std::any_of(name.begin(), name.end(), [](char c) { return c == '/' || c == 0x7f || (c >= 0 && c < 0x20); }) ||
+        !ws::Utf8Validator::isValid(name))
+        return {};
     return name;
 }
 
@@ -113,7 +123,7 @@ bool publishAuthorized(const config::Route& route, std::string_view authorizatio
 }
 
 void servePubSubHttp(PubSubHub& hub, const config::Route& route, PubSubHttpRequest request, PubSubAnswerDone done) {
-    std::string_view channel = channelName(route, request.path);
+    const std::string channel = channelName(route, request.path);
     if (channel.empty()) return done(PubSubAnswer{channelRefusal(route, request.path), {}, {}});
     std::string key = channelKey(route, channel);
     std::string json = "{\"channel\":";

@@ -111,7 +111,7 @@ EndpointAcceptance acceptEndpoint(Worker& worker, const config::Route& route, co
         accepted.app = handlers::makeEchoApp();
         return accepted;
     }
-    std::string_view channel = handlers::channelName(route, request.path());
+    std::string channel = handlers::channelName(route, request.path());
     if (channel.empty()) {
         accepted.status = handlers::channelRefusal(route, request.path());
         accepted.reason = "no channel or not a plain name";
@@ -124,7 +124,7 @@ EndpointAcceptance acceptEndpoint(Worker& worker, const config::Route& route, co
         accepted.subprotocol = handlers::kPubSubSubprotocol;
         options.json = true;
     }
-    accepted.app = handlers::makeSubscriberApp(worker.pubsub(), route, std::string(channel), std::move(options));
+    accepted.app = handlers::makeSubscriberApp(worker.pubsub(), route, std::move(channel), std::move(options));
     if (!accepted.app) {  // a new channel beyond pubsub.max_channels
         accepted.status = 503;
         accepted.reason = "too many channels";

@@ -265,7 +265,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(bytes == evbuffer_get_length(out.get()));
         checkResponse(out.get(), answer.status, method == "HEAD");
 
-        const std::string_view channel = handlers::channelName(route, path);
+        const std::string channel = handlers::channelName(route, path);
         if (answer.status == 200) FUZZ_CHECK(!channel.empty());
         if (!post || answer.status != 200) continue;
         const std::string key = handlers::channelKey(route, channel);

@@ -79,6 +79,22 @@ class PubSub(WsTestCase):
         self.assertEqual(r2.json()["seq"], doc["seq"] + 1, "per-channel sequence numbers")
         self.assertEqual(a.recv_message(), (OP_TEXT, b"second"))
 
+    def test_percent_encoded_names_are_the_same_channel(self):
+        # "/live/%61" and "/live/a" were two channels (RFC 3986 6.2.2.2: the same resource).
+        self.start()
+        a, room = self.subscribe("%61"), self.subscribe("room%201")
+        self.wait_subscribers("a", 1)
+        r = self.publish("a", b"to a")
+        self.assertEqual((r.status, r.json()["channel"], r.json()["subscribers"]), (200, "a", 1), r)
+        self.assertEqual(a.recv_message(), (OP_TEXT, b"to a"))
+        r = self.publish("r%6Fom%201", b"to room 1")
+        self.assertEqual((r.status, r.json()["channel"], r.json()["subscribers"]), (200, "room 1", 1), r)
+        self.assertEqual(room.recv_message(), (OP_TEXT, b"to room 1"))
+        for bad in ("a%2Fb", "%FF", "%0A"):
+            with self.subTest(name=bad):
+                self.assertEqual(self.publish(bad, b"x").status, 400)
+                self.assertEqual(http_request(self.p.port, "GET", "/live/" + bad).status, 400)
+
     def test_binary_body_goes_out_as_binary(self):
         self.start()
         a = self.subscribe("bin")

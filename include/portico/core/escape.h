@@ -17,4 +17,8 @@ void appendEscaped(std::string& out, std::string_view s, std::string_view also =
 // `s` escaped as by appendEscaped.
 std::string escaped(std::string_view s, std::string_view also = {});
 
+// RFC 3986 2.1: `s` with every %XX (either case) replaced by the byte XX, appended to `out`.
+// False (out unspecified) when a '%' is not followed by two hex digits.
+bool appendPercentDecoded(std::string& out, std::string_view s);
+
 }  // namespace portico::core

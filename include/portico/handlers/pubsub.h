@@ -117,11 +117,13 @@ struct GripChannels {
 };
 GripChannels gripChannels(const config::Config& config);
 
-// The channel name: the request path after the route's prefix ("/live/room1" -> "room1").
-// Empty when there is none or it is not a plain name (no '/', at most 200 bytes).
-std::string_view channelName(const config::Route& route, std::string_view path);
-// Why channelName() is empty: 404 (no name after the prefix) or 400 (a '/' or too long). The
-// same answer on every node.
+// The channel name: the request path after the route's prefix, percent-decoded ("/live/room1"
+// and "/live/r%6Fom1" -> "room1", "/live/room%201" -> "room 1": the name a publish API item or a
+// GRIP subscription gives as is). Empty when there is none or it is not a plain name once
+// decoded (a bad escape; a '/', a control byte or not UTF-8; over 200 bytes).
+std::string channelName(const config::Route& route, std::string_view path);
+// Why channelName() is empty: 404 (no name after the prefix) or 400 (a bad escape, a '/' or too
+// long). The same answer on every node.
 int channelRefusal(const config::Route& route, std::string_view path);
 
 // The WebSocket subprotocol in which every message goes out as one JSON text frame

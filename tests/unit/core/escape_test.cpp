@@ -39,3 +39,14 @@ TEST_CASE("extra bytes to escape are added, and appendEscaped appends", "[core][
     appendEscaped(out, "say \"hi\"\\", "\"");
     CHECK(out == "\"say \\x22hi\\x22\\x5C");
 }
+
+TEST_CASE("percent-decoding takes either case and refuses a '%' without two hex digits", "[core][escape]") {
+    std::string out = "x";
+    CHECK(portico::core::appendPercentDecoded(out, "a%2fb%2Fc%41%e9"));
+    CHECK(out == "xa/b/cA\xe9");
+    for (const char* bad : {"%", "%4", "a%g1", "%%41", "%4 "}) {
+        INFO(bad);
+        std::string o;
+        CHECK_FALSE(portico::core::appendPercentDecoded(o, bad));
+    }
+}

@@ -34,3 +34,25 @@ TEST_CASE("pubsub answers to HEAD have the head only, errors included", "[pubsub
         CHECK(text.find("Content-Length: 0\r\n") == std::string::npos);  // what a GET would get
     }
 }
+
+TEST_CASE("a channel name is the percent-decoded path after the prefix", "[pubsub][handlers]") {
+    // "/live/%61" and "/live/a" were two channels; RFC 3986 6.2.2.2 says they are one resource.
+    config::Route route;
+    route.path = "/live/";
+    route.handler = config::HandlerKind::PubSub;
+    CHECK(handlers::channelName(route, "/live/a") == "a");
+    CHECK(handlers::channelName(route, "/live/%61") == "a");
+    CHECK(handlers::channelName(route, "/live/r%6Fom%31") == "room1");
+    CHECK(handlers::channelName(route, "/live/room%201") == "room 1");  // as a publish API item names it
+    CHECK(handlers::channelName(route, "/live/caf%C3%A9") == "caf\xc3\xa9");
+    CHECK(handlers::channelName(route, "/live/" + std::string(200, 'x')) == std::string(200, 'x'));
+    CHECK(handlers::channelName(route, "/live/%78" + std::string(199, 'x')) == std::string(200, 'x'));
+    for (const char* refused : {"/live/%6", "/live/%zz", "/live/a%", "/live/a%2Fb", "/live/a%2fb", "/live/a/b", "/live/%FF",
+                                "/live/%0A", "/live/%00", "/live/%7F"}) {
+        INFO(refused);
+        CHECK(handlers::channelName(route, refused).empty());
+        CHECK(handlers::channelRefusal(route, refused) == 400);
+    }
+    CHECK(handlers::channelName(route, "/live/" + std::string(201, 'x')).empty());
+    CHECK(handlers::channelRefusal(route, "/live/") == 404);
+}
