@@ -213,17 +213,22 @@ class ReloadHttp(ReloadBase):
     def test_series_of_removed_routes_and_upstreams_leave_metrics_others_keep_counting(self):
         # The series of a route or upstream a reload removed stayed on /metrics (and in the
         # status JSON) until a restart.
+        def scrape_when(pred):
+            # A request is counted as it ends, maybe just after its client read the answer.
+            return wait_for(lambda: (lambda m: m if pred(m) else None)(get(p.port, "/metrics").body.decode()),
+                            timeout=3) or get(p.port, "/metrics").body.decode()
+
         p = self.start_portico(self.config(self.a, with_new=True))
         for path in ("/new/x", "/new/y", "/api/x", "/api/y"):
             self.assertEqual(get(p.port, path).status, 200, path)
-        m = get(p.port, "/metrics").body.decode()
+        m = scrape_when(lambda m: metric(m, "portico_requests_total", route="*/api/", status="2xx") == 2)
         self.assertEqual(metric(m, "portico_requests_total", route="*/new/", status="2xx"), 2, m)
         self.assertEqual(metric(m, "portico_upstream_response_seconds_count", upstream="app"), 2, m)
         renamed = self.base_config([{"path": "/metrics", "handler": "metrics"}, {"path": "/status", "handler": "status"},
                                     {"path": "/api/", "upstream": "app2"}], {"app2": {"servers": [self.a.address]}})
         sighup(self, p, renamed)
         self.assertEqual(get(p.port, "/api/z").status, 200)
-        m = get(p.port, "/metrics").body.decode()
+        m = scrape_when(lambda m: metric(m, "portico_requests_total", route="*/api/", status="2xx") == 3)
         self.assertNotIn('route="*/new/"', m)
         self.assertNotIn('upstream="app"', m)
         self.assertEqual(metric(m, "portico_requests_total", route="*/api/", status="2xx"), 3, m)

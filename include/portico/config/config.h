@@ -31,7 +31,10 @@ enum class LogLevel { Error, Warn, Info, Debug };
 enum class AccessFormat { Json, Combined };
 
 struct LogSettings {
-    bool operator==(const LogSettings&) const = default;
+    // Where a key was written is not a setting: writing `access: stdout` changes nothing.
+    bool operator==(const LogSettings& o) const {
+        return level == o.level && access == o.access && access_format == o.access_format;
+    }
     LogLevel level = LogLevel::Info;             // error log on stderr at this level and above
     std::string access = "stdout";                // "stdout" | "off" | a file path (absolute after load)
     SourceMark access_mark;                       // where `access` was written (portico -t's errors)
