@@ -5,6 +5,7 @@
 // pools and balancer state). Each connection holds a reference to the WorkerSnapshot it started
 // with, so a reload can swap in a new one under live traffic.
 
+#include <cassert>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -55,17 +56,17 @@ public:
     // The same for `route`'s upstream (a route of this snapshot's configuration): looked up once,
     // when the snapshot was made, not by name for every request.
     proxy::UpstreamGroup* upstream(const config::Route& route) {
-        return route_upstreams_[static_cast<std::size_t>(&route - snapshot_->config->routes.data())];
+        return route_upstreams_[routeIndex(route)];
     }
     // This worker's counters for `route` (a route of this snapshot's configuration).
     observe::RouteStats& routeStats(const config::Route& route) {
-        return *route_stats_[static_cast<std::size_t>(&route - snapshot_->config->routes.data())];
+        return *route_stats_[routeIndex(route)];
     }
     observe::WorkerStats& stats() { return stats_; }
     // This worker's trace budget for `route` (websocket.trace_rate), or nullptr when the route
     // does not trace.
     ws::TraceLimiter* traceLimiter(const config::Route& route) {
-        return trace_limiters_[static_cast<std::size_t>(&route - snapshot_->config->routes.data())].get();
+        return trace_limiters_[routeIndex(route)].get();
     }
     // A WebSocket session's tracer on `route` for a client at `client_ip`, or nullptr when the
     // route does not trace (HTTP/1.1 connections and HTTP/2 streams alike).
@@ -76,6 +77,14 @@ public:
     }
 
 private:
+    // `route`'s place in this snapshot's configuration: the per-route tables are indexed alike.
+    // A route of another configuration (an older snapshot's) would index past them.
+    std::size_t routeIndex(const config::Route& route) const {
+        const auto& routes = snapshot_->config->routes;
+        assert(&route >= routes.data() && &route < routes.data() + routes.size());
+        return static_cast<std::size_t>(&route - routes.data());
+    }
+
     std::shared_ptr<const Snapshot> snapshot_;
     std::map<std::string, std::unique_ptr<proxy::UpstreamGroup>, std::less<>> upstreams_;
     observe::WorkerStats& stats_;
