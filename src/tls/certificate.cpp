@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tls/certificate.h"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstdio>
@@ -140,6 +141,19 @@ std::string lowerName(const unsigned char* data, int length) {
     }
     if (!name.empty() && name.back() == '.') name.pop_back();
     return name;
+}
+
+// Whether a certificate of `chain` issued chain[index] (itself, when self-signed).
+bool issuedInFile(const std::vector<X509*>& chain, std::size_t index) {
+    return std::any_of(chain.begin(), chain.end(),
+                       [&](X509* c) { return X509_check_issued(c, chain[index]) == X509_V_OK; });
+}
+
+// Whether chain[index] issued another certificate of `chain`.
+bool issuesInFile(const std::vector<X509*>& chain, std::size_t index) {
+    for (std::size_t j = 0; j < chain.size(); ++j)
+        if (j != index && X509_check_issued(chain[index], chain[j]) == X509_V_OK) return true;
+    return false;
 }
 
 }  // namespace
@@ -302,20 +316,32 @@ bool loadCertificate(const config::CertificateFiles& files, const std::string& p
     }
 
     checkValidity(leaf.get(), now, cert_key, files.cert, cert_index, problems);
+    bool warned_order = false;  // one warning for a chain out of order
+    std::vector<X509*> chain{leaf.get()};
+    for (std::size_t i = 1; i < certs.size(); ++i) chain.push_back(certs[i].get());
     for (std::size_t i = 1; i < certs.size(); ++i) {
         checkValidity(certs[i].get(), now, cert_key,
                       files.cert + " (chain certificate " + std::to_string(i) + ")", cert_index,
                       problems);
-        // Sent as they are, in this order: a chain certificate that did not issue the one
-        // before it (another CA's, an old intermediate, the order mixed up) fails every client
-        // that needs it to verify, though nothing here would notice.
+        // Sent as they are, in this order. A chain certificate that did not issue the one
+        // before it: when the file holds the missing issuer somewhere or that certificate issued
+        // another one of the file (the order mixed up, two versions of an intermediate), the
+        // chain is there and current clients find it (RFC 8446 4.4.2), older TLS 1.2 ones may
+        // not; when neither (another CA's, an old intermediate) the chain has a hole.
         X509* issued = i == 1 ? leaf.get() : certs[i - 1].get();
         if (X509_check_issued(certs[i].get(), issued) != X509_V_OK) {
+            const bool in_file = issuedInFile(chain, i - 1) || issuesInFile(chain, i);
+            if (in_file && warned_order) continue;
+            warned_order = warned_order || in_file;
             problems.warning(cert_key,
                              files.cert + ": chain certificate " + std::to_string(i) + " (" +
                                  subjectString(certs[i].get()) + ") did not issue the certificate before it (" +
-                                 subjectString(issued) + "); clients that need the chain cannot verify it (put "
-                                 "the chain in order: the leaf, then its issuer, and so on)",
+                                 subjectString(issued) + "); " +
+                                 (in_file ? "the chain is out of order: some older TLS 1.2 clients may fail to verify "
+                                            "it"
+                                          : "no certificate in the file issued it: clients that need the chain cannot "
+                                            "verify it") +
+                                 " (put the chain in order: the leaf, then its issuer, and so on)",
                              cert_index);
         }
         ERR_clear_error();

@@ -123,11 +123,22 @@ class TlsCheckTest(PorticoTestCase):
             out.write(blocks[0] + f.read())
         with open(os.path.join(d, "reversed.crt"), "w") as out:
             out.write(blocks[1] + blocks[0])
+        # Leaf, root, intermediate: every certificate is there, the order mixed up.
+        with open(self.pki.ca_file) as f, open(os.path.join(d, "mixed.crt"), "w") as out:
+            out.write(blocks[0] + f.read() + blocks[1])
         r, path, _ = self.check(self.config([("wrong-ca.crt", "site-ec.key")]), folder=d)
         self.assertEqual(r.returncode, 0, r.stderr)
         warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
         self.assertTrue(any("listeners[0].tls.certificates[0].cert" in w and "did not issue" in w
-                            and "CN=site.test" in w for w in warnings), r.stderr)
+                            and "CN=site.test" in w and "cannot verify" in w for w in warnings), r.stderr)
+        # Out of order: openssl s_client and curl verify it (RFC 8446 4.4.2); it was warned
+        # "cannot verify" all the same.
+        r, path, _ = self.check(self.config([("mixed.crt", "site-ec.key")]), folder=d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+        self.assertEqual(len(warnings), 1, r.stderr)
+        self.assertIn("out of order: some older TLS 1.2 clients may fail to verify it", warnings[0])
+        self.assertNotIn("cannot verify", warnings[0])
         # The leaf after its issuer: the key matches a later certificate, and the error says so.
         r, path, _ = self.check(self.config([("reversed.crt", "site-ec.key")]), folder=d)
         self.assert_error(r, path, 5, "listeners[0].tls.certificates[0].key",
