@@ -340,7 +340,7 @@ void RedisBackplane::publish(PublishRequest request, PublishDone done) {
                                     },
                                     settings_.publish_timeout)) {
         std::uint64_t suppressed = 0;
-        if (reaches(request.channel) && publish_error_log_.allow(std::chrono::steady_clock::now(), suppressed))
+        if (reaches(request.channel) && pending_bytes_log_.allow(std::chrono::steady_clock::now(), suppressed))
             LOG_WARN("pubsub backplane: redis has not answered max_pending_bytes of commands yet; a publish answered "
                      "503 at once (%llu more refusals not logged)",
                      static_cast<unsigned long long>(suppressed));

@@ -59,6 +59,7 @@ struct RedisBackplane::Call {
     std::vector<std::string> argv;  // a script's text at [1] when `script`
     const char* script = nullptr;   // one of scripts::k*, or nullptr for a plain command
     bool with_text = false;         // NOSCRIPT came back: EVAL with the text
+    bool control = false;           // not refused by max_pending_bytes (RedisConnection::Budget)
     int hops = 0;
     RedisConnection* last = nullptr;  // where it went last (NOSCRIPT goes there again)
     ReplyFn done;

@@ -117,9 +117,14 @@ std::size_t commandBytes(const std::vector<std::string_view>& argv) {
 
 }  // namespace
 
-bool RedisConnection::command(const std::vector<std::string_view>& argv, ReplyFn done, std::chrono::milliseconds timeout) {
+bool RedisConnection::fits(const std::vector<std::string_view>& argv) const {
+    return pending_bytes_ == 0 || pending_bytes_ + commandBytes(argv) <= settings_.max_pending_bytes;
+}
+
+bool RedisConnection::command(const std::vector<std::string_view>& argv, ReplyFn done, std::chrono::milliseconds timeout,
+                              Budget budget) {
     if (!up_) return false;
-    if (pending_bytes_ > 0 && pending_bytes_ + commandBytes(argv) > settings_.max_pending_bytes) return false;
+    if (budget == Budget::Counted && !fits(argv)) return false;
     return enqueue(argv, std::move(done), timeout);
 }
 

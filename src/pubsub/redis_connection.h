@@ -56,13 +56,22 @@ public:
     // Starts connecting (when not connected or connecting); onRedisUp or onRedisDown follows.
     void connect();
     bool up() const { return up_; }
+    // Whether a command answers to max_pending_bytes (see command()).
+    enum class Budget {
+        Counted,  // publishes and the other commands clients cause
+        Exempt,   // control commands (probe, CLUSTER SLOTS, SCRIPT LOAD, TTL renewal, ASKING):
+                  // tiny and bounded in number; refusing them under load would make a healthy
+                  // Redis look silent. Their bytes still count against the others.
+    };
     // Sends `argv`. `done` gets the reply, or nullptr on a connection lost or after `timeout`
-    // (0 = none). False (and `done` is not called) when the connection is not up, or when the
-    // commands sent and not answered yet (timed out or not) hold max_pending_bytes already: a
-    // stalled Redis does not take them, and hiredis would keep every one in its output buffer
-    // until the probe finds the connection silent. One command always goes.
+    // (0 = none). False (and `done` is not called) when the connection is not up, or, Counted,
+    // when the commands sent and not answered yet (timed out or not) hold max_pending_bytes
+    // already: a stalled Redis does not take them, and hiredis would keep every one in its
+    // output buffer until the probe finds the connection silent. One command always goes.
     bool command(const std::vector<std::string_view>& argv, ReplyFn done,
-                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0), Budget budget = Budget::Counted);
+    // Whether command(argv) Counted would be taken now (an ASKING and its command go as a pair).
+    bool fits(const std::vector<std::string_view>& argv) const;
     // SUBSCRIBE (or, `sharded`, SSUBSCRIBE) to `channel`; its confirmation and messages go to the
     // handler's onRedisPush. hiredis 0.14 knows only the classic family: it routes a push by the
     // channel's name in its table of SUBSCRIBEd channels, and asserts when a push finds nothing

@@ -59,8 +59,11 @@ void RedisBackplane::onConnectionDown(RedisConnection& connection, const std::st
 }
 
 void RedisBackplane::discover() {
+    // The first command of a connection that is up: only a context hiredis is freeing refuses
+    // it, and then onConnectionDown follows.
     connections_.front()->command({"CLUSTER", "SLOTS"}, [this](const redisReply* reply) { onSlots(reply); },
-                                  std::chrono::duration_cast<std::chrono::milliseconds>(settings_.connect_timeout));
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(settings_.connect_timeout),
+                                  RedisConnection::Budget::Exempt);
 }
 
 void RedisBackplane::onSlots(const redisReply* reply) {
@@ -134,8 +137,7 @@ void RedisBackplane::refreshSlots() {
     const auto up = std::find_if(shards_.begin(), shards_.end(),
                                  [](const auto& s) { return s->state == Shard::State::Up; });
     if (up == shards_.end()) return;
-    refreshing_ = true;
-    (*up)->commands->command(
+    refreshing_ = (*up)->commands->command(
         {"CLUSTER", "SLOTS"},
         [this](const redisReply* reply) {
             refreshing_ = false;
@@ -160,7 +162,9 @@ void RedisBackplane::refreshSlots() {
             for (const std::string& channel : moved)
                 if (channels_.count(channel)) subscribeInRedis(channel, true);
         },
-        std::chrono::duration_cast<std::chrono::milliseconds>(settings_.connect_timeout));
+        std::chrono::duration_cast<std::chrono::milliseconds>(settings_.connect_timeout),
+        RedisConnection::Budget::Exempt);
+    // Not sent (a connection going down): the next MOVED or that shard's reconnect asks again.
 }
 
 RedisBackplane::Shard* RedisBackplane::shardOf(const std::string& channel) {
@@ -188,7 +192,7 @@ RedisBackplane::Shard* RedisBackplane::shardAt(const config::RedisAddress& addre
 }
 
 bool RedisBackplane::command(const std::string& channel, const std::vector<std::string_view>& argv, ReplyFn done,
-                             std::chrono::milliseconds timeout) {
+                             std::chrono::milliseconds timeout, bool control) {
     Shard* shard = shardOf(channel);
     if (!shard || shard->state != Shard::State::Up) return false;
     auto call = std::make_shared<Call>();
@@ -196,6 +200,7 @@ bool RedisBackplane::command(const std::string& channel, const std::vector<std::
     if (argv[0] == "EVALSHA") call->script = argv[1].data();
     call->done = std::move(done);
     call->timeout = timeout;
+    call->control = control;
     return send(*shard->commands, call, false);
 }
 
@@ -208,8 +213,16 @@ bool RedisBackplane::send(RedisConnection& to, const std::shared_ptr<Call>& call
         if (!call->with_text) argv[1] = shaOf(call->script);
     }
     call->last = &to;
-    if (asking && !to.command({"ASKING"}, [](const redisReply*) {})) return false;
-    return to.command(argv, [this, call](const redisReply* reply) { onCallReply(call, reply); }, call->timeout);
+    using Budget = RedisConnection::Budget;
+    Budget budget = call->control ? Budget::Exempt : Budget::Counted;
+    if (asking) {
+        // ASKING applies to the next command of the connection: the pair goes whole or not at
+        // all (the command weighed before the ASKING goes, then not weighed again).
+        if (budget == Budget::Counted && !to.fits(argv)) return false;
+        if (!to.command({"ASKING"}, [](const redisReply*) {}, {}, Budget::Exempt)) return false;
+        budget = Budget::Exempt;
+    }
+    return to.command(argv, [this, call](const redisReply* reply) { onCallReply(call, reply); }, call->timeout, budget);
 }
 
 void RedisBackplane::onCallReply(const std::shared_ptr<Call>& call, const redisReply* reply) {
@@ -249,7 +262,8 @@ void RedisBackplane::onShardUp(Shard& shard) {
     if (shard.state == Shard::State::Up) return;
     shard.state = Shard::State::Up;
     for (const char* script : {scripts::kPublish, scripts::kReplay, scripts::kInfo})
-        shard.commands->command({"SCRIPT", "LOAD", script}, [](const redisReply*) {});
+        shard.commands->command({"SCRIPT", "LOAD", script}, [](const redisReply*) {}, {},
+                                RedisConnection::Budget::Exempt);
     shard.probe_outstanding = false;
     if (!shard.probe_channel.empty())
         shard.subscriptions->subscribe(shard.probe_channel, cluster_);  // first: see subscribe()
@@ -376,9 +390,11 @@ void RedisBackplane::onProbe(int, short, void* arg) {
             self->onShardDown(*shard, "silent subscription");
             continue;
         }
-        shard->probe_outstanding = true;
-        shard->commands->command({self->verb("PUBLISH", "SPUBLISH"), shard->probe_channel, "probe"},
-                                 [](const redisReply*) {});
+        // Not weighed against max_pending_bytes: a Redis kept busy by publishes is not silent.
+        // Outstanding only once sent (else the connection is going down: onShardDown follows).
+        shard->probe_outstanding =
+            shard->commands->command({self->verb("PUBLISH", "SPUBLISH"), shard->probe_channel, "probe"},
+                                     [](const redisReply*) {}, {}, RedisConnection::Budget::Exempt);
     }
 }
 
@@ -403,10 +419,13 @@ void RedisBackplane::refreshTtls() {
     const auto now = std::chrono::steady_clock::now();
     for (auto& [channel, c] : channels_) {
         if (now - c.refreshed < c.ttl / 3) continue;
-        c.refreshed = now;
         const std::string ttl = std::to_string(c.ttl.count());
+        // Control commands (not refused by max_pending_bytes); renewed only once both went
+        // (not sent: the shard is down, and its up renews every channel).
+        bool sent = true;
         for (const char* suffix : {":meta", ":stream"})
-            command(channel, {"EXPIRE", key(channel, suffix), ttl}, [](const redisReply*) {}, {});
+            sent = command(channel, {"EXPIRE", key(channel, suffix), ttl}, [](const redisReply*) {}, {}, true) && sent;
+        if (sent) c.refreshed = now;
     }
 }
 

@@ -15,8 +15,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from portico_harness import main, slow_factor  # noqa: E402
 from pubsub_client import PubSubNode  # noqa: E402
-from pubsub_redis_case import BackplaneCase, node_config  # noqa: E402
+from pubsub_redis_case import BackplaneCase, ContinuousPublisher, node_config  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
+from tcp_freezer import TcpFreezer  # noqa: E402
 from ws_peers import wait_for  # noqa: E402
 
 
@@ -121,6 +122,30 @@ class RedisFaults(BackplaneCase):
         self.assertTrue(node.process.wait_stderr(lambda l: "max_pending_bytes" in l, timeout=2))
         os.kill(redis.proc.pid, signal.SIGCONT)
         self.assertTrue(wait_for(lambda: node.publish("room", b"after").status == 200, timeout=15))
+
+    def test_a_slow_redis_kept_at_max_pending_bytes_is_still_probed(self):
+        # The probe (and the other control commands: CLUSTER SLOTS, EXPIRE, SCRIPT LOAD) went
+        # through the publishes' budget: with a publish always unanswered (0.3 s a reply) the
+        # probe was refused at every tick, and the next tick called a healthy Redis silent
+        # (in-flight publishes 503, resubscribe, backoff). One publish (~450 bytes) fits in
+        # 600 bytes, a probe beside it did not.
+        redis = self.start_redis()
+        relay = TcpFreezer(redis.port, reply_delay=0.3)
+        self.addCleanup(relay.close)
+        p = self.start_portico(node_config("redis://127.0.0.1:%d" % relay.port, workers=1,
+                                           backplane={"max_pending_bytes": 600}))
+        node = PubSubNode(p.port)
+        node.process = p
+        self.wait_up(node)
+        publisher = ContinuousPublisher(lambda i: (node, "room"))
+        self.addCleanup(publisher.stop)
+        # Two probe ticks (every 5 s): the first probe refused, the second tick found it missing.
+        time.sleep(11.5)
+        publisher.stop()
+        self.assertEqual(self.metric(node, "portico_pubsub_backplane_silent_total"), 0,
+                         "a healthy Redis called silent: " + node.process.stderr_text()[-1500:])
+        self.assertEqual(self.health(node), "ok\nbackplane: up\n")
+        self.assertGreater(len(publisher.accepted), 10)
 
 
 if __name__ == "__main__":

@@ -173,9 +173,10 @@ private:
     std::uint16_t shardIndex(const Shard* shard) const;   // its index in shards_ (slots_' values)
     // Sends `argv` to the shard of `channel`. A script goes as {"EVALSHA", <its text>, ...}: by
     // its SHA-1, and with its text after NOSCRIPT. MOVED (the slot map is then refreshed) and
-    // ASK are followed up to kMaxRedirects times. False (`done` not called) when down.
+    // ASK are followed up to kMaxRedirects times. False (`done` not called) when down, or over
+    // max_pending_bytes unless `control` (a TTL renewal: RedisConnection::Budget::Exempt).
     bool command(const std::string& channel, const std::vector<std::string_view>& argv, ReplyFn done,
-                 std::chrono::milliseconds timeout);
+                 std::chrono::milliseconds timeout, bool control = false);
     bool send(RedisConnection& to, const std::shared_ptr<Call>& call, bool asking);
     void onCallReply(const std::shared_ptr<Call>& call, const redisReply* reply);
     void onPush(RedisConnection& connection, const redisReply& push);
@@ -223,9 +224,11 @@ private:
     std::mt19937 random_;
     std::string node_;           // this worker's id in the sender field and the probe channels
     unsigned attempts_ = 0;      // rounds from the seeds since a probe last came back
-    // Publishes Redis refused (OOM at maxmemory, a script error): one warning per interval, with
-    // the number not logged, however fast publishes fail.
+    // Publishes Redis refused (OOM at maxmemory, a script error), and publishes refused here
+    // over max_pending_bytes: one warning of each per interval, with the number not logged,
+    // however fast publishes fail (each its own count: one does not hide the other).
     core::LogThrottle publish_error_log_{std::chrono::seconds(5)};
+    core::LogThrottle pending_bytes_log_{std::chrono::seconds(5)};
     bool cluster_ = false;       // the seed answered CLUSTER SLOTS: sharded pub/sub
     bool discovered_ = false;    // shards_ known for this round of connections
     bool refreshing_ = false;    // a CLUSTER SLOTS after a MOVED is on its way
