@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from portico_harness import main, slow_factor  # noqa: E402
 from pubsub_client import PubSubNode  # noqa: E402
-from pubsub_redis_case import BackplaneCase, ContinuousPublisher, node_config  # noqa: E402
+from pubsub_redis_case import BackplaneCase, ContinuousPublisher, node_config, redis_key  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 from tcp_freezer import TcpFreezer  # noqa: E402
 from ws_peers import wait_for  # noqa: E402
@@ -146,6 +146,33 @@ class RedisFaults(BackplaneCase):
                          "a healthy Redis called silent: " + node.process.stderr_text()[-1500:])
         self.assertEqual(self.health(node), "ok\nbackplane: up\n")
         self.assertGreater(len(publisher.accepted), 10)
+
+    def test_a_quiet_channel_with_subscribers_keeps_its_keys_while_others_fill_max_pending_bytes(self):
+        # The TTL renewal (EXPIRE every third of the TTL) went through the publishes' budget and
+        # marked the channel renewed before sending: refused under load, the keys of a channel
+        # with subscribers and no publishes expired (its history gone, a new epoch).
+        redis = self.start_redis()
+        relay = TcpFreezer(redis.port, reply_delay=0.3)
+        self.addCleanup(relay.close)
+        p = self.start_portico(node_config("redis://127.0.0.1:%d" % relay.port, workers=1,
+                                           history_ttl="3s", channel_idle_timeout="3s",
+                                           backplane={"max_pending_bytes": 600}))
+        node = PubSubNode(p.port)
+        node.process = p
+        self.wait_up(node)
+        # Refused while the SCRIPT LOADs of the login are unanswered.
+        self.assertTrue(wait_for(lambda: node.publish("quiet", b"kept").status == 200, timeout=5))
+        ws = node.subscribe("quiet", "?since=0")
+        self.addCleanup(ws.close)
+        self.subscribed(node, "quiet", 1)
+        publisher = ContinuousPublisher(lambda i: (node, "busy"))
+        self.addCleanup(publisher.stop)
+        time.sleep(7)
+        publisher.stop()
+        self.assertGreater(len(publisher.accepted), 5)
+        for suffix in (":meta", ":stream"):
+            self.assertGreater(int(redis.command("TTL", redis_key("quiet", suffix))), 0,
+                               "quiet%s expired under load" % suffix)
 
 
 if __name__ == "__main__":
