@@ -14,7 +14,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 from portico_harness import main, slow_factor  # noqa: E402
-from pubsub_client import PubSubNode  # noqa: E402
+from pubsub_client import PubSubNode, recv_json  # noqa: E402
 from pubsub_redis_case import BackplaneCase, ContinuousPublisher, node_config, redis_key  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 from tcp_freezer import TcpFreezer  # noqa: E402
@@ -162,9 +162,11 @@ class RedisFaults(BackplaneCase):
         self.wait_up(node)
         # Refused while the SCRIPT LOADs of the login are unanswered.
         self.assertTrue(wait_for(lambda: node.publish("quiet", b"kept").status == 200, timeout=5))
-        ws = node.subscribe("quiet", "?since=0")
+        ws = node.subscribe("quiet", "?since=0", json_frames=True)
         self.addCleanup(ws.close)
-        self.subscribed(node, "quiet", 1)
+        # Replayed once Redis confirmed the subscription (info, polled by subscribed(), would
+        # find the budget taken by the replay).
+        self.assertEqual(recv_json(ws)["data"], "kept")
         publisher = ContinuousPublisher(lambda i: (node, "busy"))
         self.addCleanup(publisher.stop)
         time.sleep(7)
