@@ -56,6 +56,7 @@ void MessageParser::reset() {
     llhttp_init(parser_.get(), kind_ == Kind::Request ? HTTP_REQUEST : HTTP_RESPONSE, &settings());
     parser_->data = this;
     error_ = ParseError::None;
+    malformed_reason_ = nullptr;
     in_message_ = head_complete_ = skip_fields_ = field_open_ = paused_ = upgrade_paused_ = false;
     value_started_ = value_at_chunk_end_ = in_trailer_pause_ = saw_upgrade_ = saw_transfer_encoding_ = false;
     line_check_.start(LineCheck::Section::Head);
@@ -169,10 +170,18 @@ const char* MessageParser::errorReason() const {
         case ParseError::HeadTooLarge: return "head too large";
         case ParseError::UnsupportedTransferEncoding: return "unsupported Transfer-Encoding";
         case ParseError::Aborted: return "aborted";
-        case ParseError::Malformed: break;
+        case ParseError::Malformed:
+            if (malformed_reason_ != nullptr) return malformed_reason_;
+            break;
     }
     const char* reason = llhttp_get_error_reason(parser_.get());
     return reason ? reason : "malformed message";
+}
+
+int MessageParser::malformed(const char* reason) {
+    error_ = ParseError::Malformed;
+    malformed_reason_ = reason;
+    return -1;  // llhttp stops: HPE_USER
 }
 
 bool MessageParser::keepAlive() const { return llhttp_should_keep_alive(parser_.get()) != 0; }
@@ -266,10 +275,7 @@ int MessageParser::onHeaderFieldComplete() {
     // llhttp (8.1, even strict) passes a line with an empty field name ": x": refuse it, and
     // any name that is not an RFC 9110 5.1 token.
     const std::string& name = headers_->back().name;
-    if (!isToken(name)) {
-        error_ = ParseError::Malformed;
-        return -1;
-    }
+    if (!isToken(name)) return malformed("invalid header field name");
     // The two fields the head's checks look for (onHeadersComplete, the caller's upgrade check):
     // noted here, so that a head without them is not searched for them.
     if (name.size() == 7) {
@@ -286,10 +292,7 @@ int MessageParser::onHeaderValue(const char* at, std::size_t length) {
     // piece that does not continue exactly where the previous buffer ended is an obs-fold line
     // ("X: a\r\n b"), which llhttp joins silently: RFC 9112 5.2 lets us reject it, and we must,
     // as folding is a smuggling vector (a folded Transfer-Encoding).
-    if (!field_open_ || (value_started_ && !(value_at_chunk_end_ && at == chunk_start_))) {
-        error_ = ParseError::Malformed;
-        return -1;
-    }
+    if (!field_open_ || (value_started_ && !(value_at_chunk_end_ && at == chunk_start_))) return malformed("folded header line");
     value_started_ = true;
     value_at_chunk_end_ = at + length == chunk_end_;
     if (!countHead(length)) return -1;
@@ -328,19 +331,16 @@ int MessageParser::onHeadersComplete() {
     // at all (an HTTP/2 client's :status is three digits too, but 600-999 is not a class).
     // A response on an HTTP/1.1 connection is HTTP/1.x (llhttp also takes "HTTP/2.0 200"; a
     // request with another major version is answered 505 by checkRequestHead).
-    if (kind_ == Kind::Response && (p->status_code < 100 || p->status_code > 599 || p->http_major != 1)) {
-        error_ = ParseError::Malformed;
-        return -1;
-    }
+    if (kind_ == Kind::Response && (p->status_code < 100 || p->status_code > 599))
+        return malformed("status code outside 100-599");
+    if (kind_ == Kind::Response && p->http_major != 1) return malformed("not an HTTP/1.x status line");
     // RFC 9112 4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ). llhttp 8.1 lets other
     // control bytes (NUL, BEL, ...) through, and appendClientResponseHead relays the phrase.
     if (kind_ == Kind::Response && !std::all_of(response_.reason.begin(), response_.reason.end(), [](char c) {
             const auto u = static_cast<unsigned char>(c);
             return c == '\t' || (u >= 0x20 && u != 0x7f);
-        })) {
-        error_ = ParseError::Malformed;
-        return -1;
-    }
+        }))
+        return malformed("control character in the reason phrase");
     // Transfer-Encoding is judged from the fields we collected, not from llhttp's flag, which an
     // empty value ("Transfer-Encoding:") does not set.
     int te_count = 0;
@@ -351,15 +351,10 @@ int MessageParser::onHeadersComplete() {
         // HTTP/1.0 message containing a Transfer-Encoding header field MUST treat the message as
         // if the framing is faulty". An HTTP/1.0 hop behind us would ignore it and read the body
         // by Content-Length or until close: refused (400, or 502 from an upstream), as nginx does.
-        if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1)) {
-            error_ = ParseError::Malformed;
-            return -1;
-        }
+        if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1))
+            return malformed("Transfer-Encoding in an HTTP/1.0 message");
         // RFC 9112 6.1: a message with both is a smuggling attempt; reject it outright.
-        if (p->flags & F_CONTENT_LENGTH) {
-            error_ = ParseError::Malformed;
-            return -1;
-        }
+        if (p->flags & F_CONTENT_LENGTH) return malformed("both Transfer-Encoding and Content-Length");
         // We only re-frame "chunked"; anything else (gzip, an empty value, a chunked that is not
         // last, ...) is 501 like nginx, rather than forwarding a body whose framing we cannot check.
         const Header* te = findHeader(*headers_, "Transfer-Encoding");

@@ -35,11 +35,14 @@ std::shared_ptr<AccessSink> AccessSink::open(const config::LogSettings& settings
 std::string AccessSink::check(const config::LogSettings& settings) {
     if (settings.access == "off" || settings.access == "stdout") return {};
     const std::string& path = settings.access;
-    int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO with no reader would block the open (and `-t`, which systemd runs before
+    // start and reload) until one comes; ENXIO says it is a FIFO that can be opened once read.
+    int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK);
     if (fd >= 0) {
         ::close(fd);
         return {};
     }
+    if (errno == ENXIO) return {};
     if (errno == ENOENT) {
         // The file would be created: its folder must exist and take new files (the effective
         // ids, as open() would use them).

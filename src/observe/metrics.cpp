@@ -39,22 +39,15 @@ void WorkerStats::keepOnly(const std::vector<std::string>& route_keys, const std
     };
     std::lock_guard lock(mutex_);
     std::erase_if(routes_, [&](const auto& entry) { return !named(route_keys, entry.first); });
-    for (auto it = upstreams_.begin(); it != upstreams_.end();) {
-        if (named(upstream_names, it->first)) {
-            ++it;
-            continue;
-        }
-        retired_upstreams_.push_back(std::move(it->second));
-        it = upstreams_.erase(it);
-    }
+    std::erase_if(upstreams_, [&](const auto& entry) { return !named(upstream_names, entry.first); });
 }
 
-UpstreamStats& WorkerStats::upstream(const std::string& name, const std::vector<std::string>& servers) {
+std::shared_ptr<UpstreamStats> WorkerStats::upstream(const std::string& name, const std::vector<std::string>& servers) {
     std::lock_guard lock(mutex_);
     auto& slot = upstreams_[name];
     if (!slot || slot->server_names != servers) {
         // New, or its servers changed in a reload: fresh per-server state (the histogram goes on).
-        auto fresh = std::make_unique<UpstreamStats>();
+        auto fresh = std::make_shared<UpstreamStats>();
         if (slot) {
             for (std::size_t i = 0; i < fresh->buckets.size(); ++i) fresh->buckets[i].add(slot->buckets[i].get());
             fresh->count.add(slot->count.get());
@@ -63,10 +56,9 @@ UpstreamStats& WorkerStats::upstream(const std::string& name, const std::vector<
         fresh->server_names = servers;
         for (std::size_t i = 0; i < servers.size(); ++i)
             fresh->server_state.push_back(std::make_unique<std::atomic<UpstreamStats::ServerState>>(UpstreamStats::ServerState::Up));
-        retired_upstreams_.push_back(std::move(slot));  // old exchanges may still point at it
-        slot = std::move(fresh);
+        slot = std::move(fresh);  // the old stats live on with the old snapshot's group
     }
-    return *slot;
+    return slot;
 }
 
 WorkerStats& Metrics::addWorker() {

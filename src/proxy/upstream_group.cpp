@@ -12,12 +12,12 @@
 
 namespace portico::proxy {
 
-UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, observe::UpstreamStats& stats,
+UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, std::shared_ptr<observe::UpstreamStats> stats,
                              const tls::ClientContext* tls)
     : loop_(loop),
       upstream_(upstream),
       balancer_(upstream.balance, upstream.servers.size()),
-      stats_(stats),
+      stats_(std::move(stats)),
       tls_(tls),
       trim_event_(event_new(loop.base(), -1, 0, &UpstreamGroup::onTrim, this)) {
     for (const auto& hp : upstream.servers) {
@@ -44,7 +44,7 @@ UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstr
 UpstreamGroup::~UpstreamGroup() = default;
 
 void UpstreamGroup::setState(int server, observe::UpstreamStats::ServerState state) {
-    stats_.server_state[static_cast<std::size_t>(server)]->store(state, std::memory_order_relaxed);
+    stats_->server_state[static_cast<std::size_t>(server)]->store(state, std::memory_order_relaxed);
 }
 
 void UpstreamGroup::markFailed(int server) {

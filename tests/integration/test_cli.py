@@ -196,6 +196,11 @@ class CheckConfig(PorticoTestCase):
         self.assertFalse(os.path.exists(os.path.join(d, "new.log")), "-t created the access log")
         with open(kept) as f:
             self.assertEqual(f.read(), "earlier line\n")
+        # A FIFO nobody reads yet: -t (systemd's ExecStartPre and ExecReload) hung in open().
+        fifo = os.path.join(d, "access.fifo")
+        os.mkfifo(fifo)
+        r = run_portico(["-t", "-c", self.write(text % fifo)], timeout=10)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_too_few_descriptors_to_start_is_an_error_not_a_crash(self):
         # A worker's wakeup (eventfd) that could not be made aborted the process (a core dump);

@@ -137,6 +137,8 @@ public:
 
 private:
     bool countHead(std::size_t length);
+    // Sets error_ to Malformed with `reason` (a string literal) for errorReason(); returns -1.
+    int malformed(const char* reason);
     // Field callbacks fill a list: the head's, or a request's trailer section.
     bool collectingFields() const { return !skip_fields_; }
     // Field callbacks go to the head's list again.
@@ -166,6 +168,7 @@ private:
     bool head_chunked_ = false;          // llhttp's flags as the head left them: a trailer
     bool head_has_length_ = false;       // "Content-Length" sets F_CONTENT_LENGTH again
     ParseError error_ = ParseError::None;
+    const char* malformed_reason_ = nullptr;  // our own check's words (errorReason), else llhttp's
     bool in_message_ = false;
     bool head_complete_ = false;
     bool field_open_ = false;  // a header name was started and its value is not complete yet

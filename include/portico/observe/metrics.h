@@ -100,10 +100,11 @@ public:
     // Shared: a worker's snapshot keeps its routes' counters alive for the connections still on
     // it after a reload dropped them from the map.
     std::shared_ptr<RouteStats> route(const std::string& key);
-    UpstreamStats& upstream(const std::string& name, const std::vector<std::string>& servers);
+    // Shared likewise: an upstream group owns its stats with the map, so the stats of an upstream
+    // a reload removed or re-served live as long as the old snapshot's group, then go.
+    std::shared_ptr<UpstreamStats> upstream(const std::string& name, const std::vector<std::string>& servers);
     // A reload: the series of routes and upstreams not named here leave the scrapes. Counters
-    // of those that stay go on; a removed upstream's stats are kept (unlisted) for exchanges
-    // still pointing at them, as a reload that changes its servers keeps the old ones.
+    // of those that stay go on.
     void keepOnly(const std::vector<std::string>& route_keys, const std::vector<std::string>& upstream_names);
 
 private:
@@ -112,8 +113,7 @@ private:
     std::mutex mutex_;  // the maps' structure only
     std::map<std::string, std::unique_ptr<ListenerStats>> listeners_;
     std::map<std::string, std::shared_ptr<RouteStats>> routes_;
-    std::map<std::string, std::unique_ptr<UpstreamStats>> upstreams_;
-    std::vector<std::unique_ptr<UpstreamStats>> retired_upstreams_;  // replaced by a reload
+    std::map<std::string, std::shared_ptr<UpstreamStats>> upstreams_;
 };
 
 // The pub/sub registry's bounds at work (pubsub/pubsub_registry.h fills them).

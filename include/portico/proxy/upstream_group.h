@@ -26,13 +26,13 @@ class UpstreamGroup final : private net::StreamHandler {
 public:
     // Resolves every server address (blocking getaddrinfo: called at start-up and reload only).
     // `tls` (may be null: plain TCP) must outlive the group (the snapshot owns both).
-    UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, observe::UpstreamStats& stats,
+    UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, std::shared_ptr<observe::UpstreamStats> stats,
                   const tls::ClientContext* tls);
     ~UpstreamGroup();
 
     const config::Upstream& config() const { return upstream_; }
     Balancer& balancer() { return balancer_; }
-    observe::UpstreamStats& stats() { return stats_; }
+    observe::UpstreamStats& stats() { return *stats_; }
     // Connect outcomes: the balancer's down marking, mirrored in the metrics.
     void markFailed(int server);
     void markSucceeded(int server);
@@ -76,7 +76,7 @@ private:
     net::EventLoop& loop_;
     const config::Upstream& upstream_;
     Balancer balancer_;
-    observe::UpstreamStats& stats_;
+    std::shared_ptr<observe::UpstreamStats> stats_;  // shared with the metrics while listed
     const tls::ClientContext* tls_;
     std::vector<Server> servers_;
     std::vector<Idle> idle_;  // LIFO: the freshest connection is reused first

@@ -809,6 +809,18 @@ TEST_CASE("a response with a malformed status line or version, or HTTP/1.0 chunk
         CHECK(r.parser.error() == ParseError::Malformed);
         CHECK(r.heads == 0);
     }
+    // The log line names what was wrong (it said llhttp's "User callback error").
+    const std::pair<std::string_view, std::string_view> kReasons[] = {
+        {"HTTP/1.1 600 Odd\r\n\r\n", "status code outside 100-599"},
+        {"HTTP/2.0 200 OK\r\n\r\n", "not an HTTP/1.x status line"},
+        {"HTTP/1.1 200 O\aK\r\n\r\n", "control character in the reason phrase"},
+        {"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "Transfer-Encoding in an HTTP/1.0 message"},
+    };
+    for (const auto& [wire, reason] : kReasons) {
+        Recorder r(MessageParser::Kind::Response);
+        CHECK(feed(r, wire).status == ParseStatus::Error);
+        CHECK(std::string_view(r.parser.errorReason()) == reason);
+    }
     Recorder ok(MessageParser::Kind::Response);
     CHECK(feed(ok, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 599 Odd\tb\xe9\r\nContent-Length: 0\r\n\r\n").status ==
           ParseStatus::NeedMore);

@@ -19,8 +19,8 @@ TEST_CASE("status JSON names a server probing while one worker probes it, down w
     observe::WorkerStats& a = metrics.addWorker();
     observe::WorkerStats& b = metrics.addWorker();
     const std::vector<std::string> servers = {"s1:80", "s2:80", "s3:80", "s4:80"};
-    auto& ua = a.upstream("app", servers);
-    auto& ub = b.upstream("app", servers);
+    auto& ua = *a.upstream("app", servers);
+    auto& ub = *b.upstream("app", servers);
     ua.server_state[1]->store(State::Down);
     ua.server_state[2]->store(State::Down);
     ub.server_state[2]->store(State::Probing);
@@ -68,4 +68,27 @@ TEST_CASE("metrics and status name each Redis backplane shard and its state", "[
     CHECK(contains(metrics.renderJson(info), "\"backplane\":{\"state\":\"partial\","));
     CHECK(contains(metrics.renderJson(info), "\"shards\":[{\"address\":\"127.0.0.1:7000\",\"state\":\"up\"},"
                                              "{\"address\":\"127.0.0.1:7001\",\"state\":\"down\"}]}"));
+}
+
+TEST_CASE("an upstream's stats live while a group holds them: reloads that remove or re-serve it keep none", "[metrics]") {
+    // They were kept in a list that only grew, once per worker per reload.
+    observe::Metrics metrics;
+    observe::WorkerStats& w = metrics.addWorker();
+    std::shared_ptr<observe::UpstreamStats> old_group = w.upstream("app", {"s1:80"});
+    std::weak_ptr<observe::UpstreamStats> first = old_group;
+    old_group->count.add(3);
+    SECTION("its servers change: fresh stats carry the histogram on; the old ones go with the old group") {
+        std::shared_ptr<observe::UpstreamStats> new_group = w.upstream("app", {"s1:80", "s2:80"});
+        CHECK(new_group != old_group);
+        CHECK(new_group->count.get() == 3);
+        old_group.reset();
+        CHECK(first.expired());
+    }
+    SECTION("removed: out of the scrapes, and freed with the last group") {
+        w.keepOnly({}, {});
+        CHECK_FALSE(contains(metrics.renderPrometheus({}), "upstream=\"app\""));
+        CHECK_FALSE(first.expired());  // the old snapshot's group still counts into them
+        old_group.reset();
+        CHECK(first.expired());
+    }
 }

@@ -36,9 +36,9 @@ TEST_CASE("a server is down after a failed connect, probing while it is tried ag
     // Nothing is asked of the server: the loop never runs, so the connects only start.
     upstream.servers = {config::HostPort{"127.0.0.1", 9}};
     observe::Metrics metrics;
-    observe::UpstreamStats& stats = metrics.addWorker().upstream("app", {"127.0.0.1:9"});
+    std::shared_ptr<observe::UpstreamStats> stats = metrics.addWorker().upstream("app", {"127.0.0.1:9"});
     proxy::UpstreamGroup group(loop, upstream, stats, nullptr);
-    auto state = [&] { return stats.server_state[0]->load(); };
+    auto state = [&] { return stats->server_state[0]->load(); };
     IgnoreStream handler;
     int error = 0;
 
