@@ -77,19 +77,31 @@ struct Parked {
     }
 };
 
+// A group of one server (nothing listens there: its connections are the tests' own socket
+// pairs, parked with putIdle) that keeps one idle connection.
+struct KeepOnePool {
+    static config::Upstream keepingOne() {
+        config::Upstream upstream;
+        upstream.name = "app";
+        upstream.servers = {config::HostPort{"127.0.0.1", 9}};
+        upstream.keepalive = 1;
+        return upstream;
+    }
+    net::EventLoop loop;
+    config::Upstream upstream = keepingOne();
+    observe::Metrics metrics;
+    proxy::UpstreamGroup group{loop, upstream, metrics.addWorker().upstream("app", {"127.0.0.1:9"}), nullptr};
+};
+
 }  // namespace
 
 // One epoll wakeup carries finished responses (connections coming back) and new requests
 // (connections wanted): a connection over the limit closed at once would be opened again by a
 // request later in the same pass (bench/RESULTS.md, "HTTPS keep-alive: upstream churn").
 TEST_CASE("idle connections over keepalive close before the loop blocks, the oldest first", "[upstream]") {
-    net::EventLoop loop;
-    config::Upstream upstream;
-    upstream.name = "app";
-    upstream.servers = {config::HostPort{"127.0.0.1", 9}};
-    upstream.keepalive = 1;
-    observe::Metrics metrics;
-    proxy::UpstreamGroup group(loop, upstream, metrics.addWorker().upstream("app", {"127.0.0.1:9"}), nullptr);
+    KeepOnePool pool;
+    net::EventLoop& loop = pool.loop;
+    proxy::UpstreamGroup& group = pool.group;
     IgnoreStream handler;
     auto pass = [&] { event_base_loop(loop.base(), EVLOOP_NONBLOCK); };
 
@@ -141,13 +153,9 @@ struct InPass {
 // reads them. Trimmed when the first pass ended, the pool would close connections those
 // requests open again.
 TEST_CASE("a surplus of idle connections waits one poll for the next pass's requests", "[upstream]") {
-    net::EventLoop loop;
-    config::Upstream upstream;
-    upstream.name = "app";
-    upstream.servers = {config::HostPort{"127.0.0.1", 9}};
-    upstream.keepalive = 1;
-    observe::Metrics metrics;
-    proxy::UpstreamGroup group(loop, upstream, metrics.addWorker().upstream("app", {"127.0.0.1:9"}), nullptr);
+    KeepOnePool pool;
+    net::EventLoop& loop = pool.loop;
+    proxy::UpstreamGroup& group = pool.group;
     IgnoreStream handler;
     Parked a(loop, handler), b(loop, handler), c(loop, handler);
     int request[2];
