@@ -38,6 +38,28 @@ PERF_EVENTS = ("task-clock,raw_syscalls:sys_enter,syscalls:sys_enter_sendto,sysc
                "syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom")
 
 
+def malloc_calls(text: str) -> int:
+    """Calls to malloc, calloc and realloc in a callgrind dump (every caller's calls= lines)."""
+    names: dict[str, str] = {}
+    total, target = 0, False
+    for line in text.splitlines():
+        d = re.match(r"c?fn=\((\d+)\) (.*)", line)  # fn= and cfn= share the compressed names
+        if d:
+            names[d.group(1)] = d.group(2)
+        if line.startswith("cfn="):
+            m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line)
+            if m:
+                if m.group(2):
+                    names[m.group(1)] = m.group(2)
+                target = names.get(m.group(1), "").split("'")[0] in ("malloc", "calloc", "realloc")
+            else:
+                target = line[4:].strip() in ("malloc", "calloc", "realloc")
+        elif line.startswith("calls=") and target:
+            total += int(line[6:].split()[0])
+            target = False
+    return total
+
+
 def wrapper(workdir: Path, binary: Path, tool: str) -> Path:
     """An executable that runs `binary` under valgrind (callgrind) or as is."""
     script = workdir / f"portico-{tool}.sh"
@@ -101,6 +123,7 @@ def run(tool: str, build_dir: Path, duration: float, local: bool = False) -> dic
         m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
         out["instructions"] = int(m.group(1)) if m else None
         out["instructions_per_delivery"] = out["instructions"] / delivered if delivered and m else None
+        out["mallocs_per_delivery"] = malloc_calls(text) / delivered if delivered else None
     elif tool == "perf":
         counts = {}
         for line in (workdir / "perf.txt").read_text().splitlines():

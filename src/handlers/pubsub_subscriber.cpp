@@ -60,11 +60,24 @@ void encodeFor(evbuffer* out, bool json, std::string_view channel, const pubsub:
 
 }  // namespace
 
+const core::SharedBytesRef& MessageFrames::shared(bool json) {
+    core::SharedBytesRef& frame = json ? json_ : bare_;
+    if (!frame) {
+        if (json) {
+            const std::string text = messageJson(channel_, message_);
+            frame = ws::Codec::encodeShared(true, text.data(), text.size());
+        } else {
+            frame = ws::Codec::encodeShared(message_.text, message_.payload.data(), message_.payload.size());
+        }
+    }
+    return frame;
+}
+
 evbuffer* MessageFrames::get(bool json) {
-    core::EvbufferPtr& frames = json ? json_ : bare_;
+    core::EvbufferPtr& frames = json ? json_buffer_ : bare_buffer_;
     if (!frames) {
         frames.reset(evbuffer_new());
-        encodeFor(frames.get(), json, channel_, message_);
+        if (const core::SharedBytesRef& frame = shared(json)) frame->appendTo(frames.get());
     }
     return frames.get();
 }
@@ -160,20 +173,27 @@ public:
         }
         last_seq_ = message.seq;
         if (message.sender == this) return;
-        evbuffer* out = frames.get(options_.json);
-        if (session_->queuedBytes() + evbuffer_get_length(out) > settings_.queue_bytes) {
+        const core::SharedBytesRef& frame = frames.shared(options_.json);
+        if (!frame) {
+            last_seq_ = message.seq - 1;  // out of memory: left to history (the next one catches up)
+            return;
+        }
+        // Counted whole, shared or not: the frames queued from the shared memory as well as the
+        // bytes the socket left in the output.
+        if (session_->queuedBytes() + frame->size() > settings_.queue_bytes) {
             // What this loop iteration queued has not been offered to the socket yet: offer it
             // before judging. A burst bigger than queue_bytes to a socket that takes it is not
             // a slow subscriber; one whose socket refuses the rest is.
             session_->flush();
             if (!session_) return;
-            if (session_->queuedBytes() + evbuffer_get_length(out) > settings_.queue_bytes) {
+            if (session_->queuedBytes() + frame->size() > settings_.queue_bytes) {
                 closeSlow();
                 return;
             }
         }
-        // Written in the next loop pass (PubSubHub::flushLater) with whatever else came meanwhile.
-        session_->queueEncoded(out);
+        // Written in the next loop pass (PubSubHub::flushLater) with whatever else came
+        // meanwhile, from the frame's shared memory.
+        session_->queueShared(frame);
         if (!flush_asked_) {
             flush_asked_ = true;
             hub_.flushLater(this);

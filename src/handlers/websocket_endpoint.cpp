@@ -82,6 +82,7 @@ void EndpointSession::start() {
 
 void EndpointSession::onReadable(net::ByteStream& stream) {
     if (ended_) return;
+    joinShared();  // the codec may answer (a Pong, a Close): after what was queued before
     idle_.touch();
     std::size_t before = evbuffer_get_length(stream.input());
     if (rate_.enabled() && codec_.state() == ws::CodecState::Open) {
@@ -114,6 +115,7 @@ void EndpointSession::onLifetime() {
     // (afterCodec), or the grace period does.
     limit_ = ws::SessionLimit::Lifetime;
     ping_.stop();
+    joinShared();
     codec_.sendClose(ws::close_code::kGoingAway);
     client_->flush();
     lifetime_.startGrace();
@@ -160,11 +162,15 @@ void EndpointSession::onPong(std::string_view payload) {
 }
 
 void EndpointSession::sendText(std::string_view text) {
-    if (!ended_) codec_.sendText(text);
+    if (ended_) return;
+    joinShared();
+    codec_.sendText(text);
 }
 
 void EndpointSession::sendBinary(std::string_view data) {
-    if (!ended_) codec_.sendBinary(data);
+    if (ended_) return;
+    joinShared();
+    codec_.sendBinary(data);
 }
 
 void EndpointSession::sendEncoded(evbuffer* frames) {
@@ -176,13 +182,41 @@ void EndpointSession::sendEncoded(evbuffer* frames) {
 
 void EndpointSession::queueEncoded(evbuffer* frames) {
     if (!isOpen()) return;
+    joinShared();
     evbuffer* out = client_->output();
     const std::size_t mark = tracer_ ? evbuffer_get_length(out) : 0;
     ws::Codec::appendShared(out, frames);
     if (tracer_) tracer_->written(ws::TraceDirection::PorticoToClient, out, mark);
 }
 
-std::size_t EndpointSession::queuedBytes() const { return client_ ? client_->outputLength() : 0; }
+void EndpointSession::queueShared(const core::SharedBytesRef& frame) {
+    if (!isOpen() || !frame) return;
+    // Behind bytes the socket has not taken (a blocked write), traced, or beyond the list: into
+    // the output now, as queueEncoded() does (copied when small, referenced when large).
+    if (tracer_ || shared_count_ == kSharedFrames || (shared_count_ == 0 && client_->outputLength() > 0)) {
+        joinShared();
+        evbuffer* out = client_->output();
+        const std::size_t mark = tracer_ ? evbuffer_get_length(out) : 0;
+        frame->appendTo(out);
+        if (tracer_) tracer_->written(ws::TraceDirection::PorticoToClient, out, mark);
+        return;
+    }
+    shared_[shared_count_++] = frame;
+    shared_bytes_ += frame->size();
+}
+
+void EndpointSession::joinShared() {
+    if (shared_count_ == 0) return;
+    evbuffer* out = client_->output();
+    for (std::size_t i = 0; i < shared_count_; ++i) {
+        shared_[i]->appendTo(out);
+        shared_[i].reset();
+    }
+    shared_count_ = 0;
+    shared_bytes_ = 0;
+}
+
+std::size_t EndpointSession::queuedBytes() const { return client_ ? client_->outputLength() + shared_bytes_ : 0; }
 
 void EndpointSession::flush() {
     if (ended_) return;
@@ -191,13 +225,22 @@ void EndpointSession::flush() {
     // Only when the output changed since the last flush (bytes queued, or written meanwhile): a
     // flush with nothing new to a client that reads nothing (an app's empty keep-alive answer
     // to a bridge) is no traffic, though output is still queued.
-    if (client_->outputLength() != output_after_flush_) idle_.touch();
-    client_->flush();
+    if (shared_count_ > 0 || client_->outputLength() != output_after_flush_) idle_.touch();
+    if (shared_count_ > 0) {
+        // From the shared frames' memory: one sendmsg when nothing else is queued.
+        client_->writeShared(shared_, shared_count_);
+        for (std::size_t i = 0; i < shared_count_; ++i) shared_[i].reset();
+        shared_count_ = 0;
+        shared_bytes_ = 0;
+    } else {
+        client_->flush();
+    }
     output_after_flush_ = client_->outputLength();
 }
 
 void EndpointSession::close(std::uint16_t code, std::string_view reason) {
     if (ended_) return;
+    joinShared();
     codec_.sendClose(code, reason);
     end("closed by the endpoint");
 }
@@ -207,14 +250,18 @@ void EndpointSession::disconnect(const char* reason) {
 }
 
 bool EndpointSession::sendPing(std::string_view payload) {
-    if (ended_ || !codec_.sendPing(payload)) return false;
+    if (ended_) return false;
+    joinShared();
+    if (!codec_.sendPing(payload)) return false;
     idle_.touch();
     client_->flush();
     return true;
 }
 
 bool EndpointSession::sendPong(std::string_view payload) {
-    if (ended_ || !codec_.sendPong(payload)) return false;
+    if (ended_) return false;
+    joinShared();
+    if (!codec_.sendPong(payload)) return false;
     idle_.touch();
     client_->flush();
     return true;
@@ -240,6 +287,7 @@ void EndpointSession::onPing() {
         close(ws::close_code::kGoingAway, "no pong");
         return;
     }
+    joinShared();
     if (codec_.sendPing(kPingPayload)) {
         ping_outstanding_ = true;
         client_->flush();
@@ -255,6 +303,7 @@ void EndpointSession::end(const char* reason) {
     ping_.stop();
     app_->onClose(*this);
     const ws::SessionCounts final_counts = counts();
+    joinShared();  // what was queued is still delivered (closeSide), then the FIN
     net::closeSide(loop_, std::move(client_), net::Ending::Linger);
     owner_.onSessionEnd(reason, final_counts);
 }

@@ -2,6 +2,7 @@
 #include "portico/ws/codec.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include <event2/buffer.h>
 
@@ -343,6 +344,16 @@ void Codec::appendShared(evbuffer* out, evbuffer* frames) {
 bool Codec::encodeMessage(evbuffer* out, bool text, const void* data, std::size_t len, Deflater* deflater,
                           std::size_t min_deflate_bytes) {
     return encodeWith(out, text ? Opcode::Text : Opcode::Binary, data, len, deflater, min_deflate_bytes, nullptr);
+}
+
+core::SharedBytesRef Codec::encodeShared(bool text, const void* data, std::size_t len) {
+    std::uint8_t header[kMaxFrameHeaderBytes];
+    const std::size_t h = writeFrameHeader(header, true, 0, text ? Opcode::Text : Opcode::Binary, len, nullptr);
+    core::SharedBytesRef frame = core::SharedBytes::make(h + len);
+    if (!frame) return frame;
+    std::memcpy(frame.get()->data(), header, h);
+    if (len > 0) std::memcpy(frame.get()->data() + h, data, len);
+    return frame;
 }
 
 }  // namespace portico::ws

@@ -20,6 +20,7 @@
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
+#include "portico/core/shared_bytes.h"
 #include "portico/http/head.h"
 #include "portico/http/response_sink.h"
 #include "portico/pubsub/backplane.h"
@@ -37,16 +38,22 @@ class EndpointApp;
 
 // One message's frames for a worker's listeners: each form (the bare message, or the
 // portico.pubsub.v1 JSON) encoded at most once, uncompressed (allowed under
-// permessage-deflate), and shared by reference.
+// permessage-deflate, RFC 7692 6: the same bytes suit every subscriber, whatever its
+// compression context), and shared by reference.
 class MessageFrames {
 public:
     MessageFrames(std::string_view channel, const pubsub::Message& message) : channel_(channel), message_(message) {}
+    // The frame in shared memory (subscribers write it from there: EndpointSession::queueShared).
+    // Null when out of memory.
+    const core::SharedBytesRef& shared(bool json);
+    // The same bytes in an evbuffer (for EndpointSession::sendEncoded).
     evbuffer* get(bool json);
 
 private:
     std::string_view channel_;
     const pubsub::Message& message_;
-    core::EvbufferPtr bare_, json_;
+    core::SharedBytesRef bare_, json_;
+    core::EvbufferPtr bare_buffer_, json_buffer_;
 };
 
 // Anything on a worker that receives a channel's messages: a WebSocket subscriber of the pubsub

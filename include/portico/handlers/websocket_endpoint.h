@@ -17,6 +17,7 @@
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
+#include "portico/core/shared_bytes.h"
 #include "portico/net/idle_timer.h"
 #include "portico/net/stream.h"
 #include "portico/ws/codec.h"
@@ -71,6 +72,13 @@ public:
     // The same without writing (ws::Codec::appendShared): the caller flush()es later (a pub/sub
     // hub once per loop iteration, so that a burst of messages is one write).
     void queueEncoded(evbuffer* frames);
+    // A frame shared by every receiver (Codec::encodeShared), written at the next flush() from
+    // its shared memory: the frames queued so since the last flush go in one sendmsg when
+    // nothing else is queued (ByteStream::writeShared), and only what the socket does not take
+    // is copied (or referenced). Whatever else is written meanwhile (a Close, a ping, a pong,
+    // another message, a replay slice) goes after them: they join the output first.
+    void queueShared(const core::SharedBytesRef& frame);
+    // What waits to be sent: the output and the shared frames queued (pubsub.queue_bytes).
     std::size_t queuedBytes() const;
     // Writes what the socket takes now; if bytes remain, onDrained follows once they drain.
     // What the app sends (flush with bytes queued since, sendEncoded, sendPing, sendPong) is traffic
@@ -104,6 +112,8 @@ private:
     void onLifetime();
     void end(const char* reason);
     void onPing();
+    // Moves the shared frames queued (queueShared) into the output, ahead of what comes next.
+    void joinShared();
 
     ws::SessionOwner& owner_;
     net::EventLoop& loop_;
@@ -119,6 +129,12 @@ private:
     net::IdleTimer ping_;
     std::uint64_t bytes_in_ = 0;
     std::size_t output_after_flush_ = 0;  // what flush() left queued: did anything change since
+    // queueShared() since the last flush: written from the shared memory, behind the output.
+    // A few per flush (the messages of a loop pass); beyond kSharedFrames they join the output.
+    static constexpr std::size_t kSharedFrames = 8;
+    core::SharedBytesRef shared_[kSharedFrames];
+    std::size_t shared_bytes_ = 0;
+    std::uint8_t shared_count_ = 0;
     // Input bytes the codec left for later (already charged): at most an incomplete frame
     // header or control frame (125 bytes), so 16 bits, beside the flags.
     std::uint16_t unread_ = 0;

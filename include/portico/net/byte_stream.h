@@ -18,6 +18,10 @@
 
 struct evbuffer;
 
+namespace portico::core {
+class SharedBytesRef;
+}
+
 namespace portico::net {
 
 class ByteStream;
@@ -94,6 +98,12 @@ public:
     // Sends `n` bytes after what output() holds (a socket sends them straight from `data` when
     // nothing is queued).
     virtual void write(const char* data, std::size_t n) = 0;
+    // Sends the `n` shared byte blocks after what output() holds, without copying what the
+    // peer takes now: a plain socket with nothing queued gathers them into one sendmsg and
+    // appends only what it did not take (SharedBytes::appendTo: small remainders copied, large
+    // ones referenced). By default (an HTTP/2 stream, TLS with several blocks) they are appended
+    // to output() and flushed. Errors as flush().
+    virtual void writeShared(const core::SharedBytesRef* blocks, std::size_t n);
     // onDrained fires when, after output() could not all go at once, it holds at most this many
     // bytes.
     virtual void setLowWatermark(std::size_t bytes) = 0;

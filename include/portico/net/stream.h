@@ -94,6 +94,11 @@ public:
     // SSL_write) when nothing is queued, the socket is writable and TLS is established; whatever
     // the socket does not take now is copied into output() and goes as flush() would send it.
     void write(const char* data, std::size_t n) override;
+    // ByteStream::writeShared: one sendmsg over the blocks when nothing is queued and the socket
+    // is writable; with TLS one block goes as write() sends it (one SSL_write from the shared
+    // bytes), several are appended and flushed (one record for all, as flush() makes it).
+    void writeShared(const core::SharedBytesRef* blocks, std::size_t n) override;
+    static constexpr std::size_t kMaxSharedBlocks = 16;  // the iovec on the stack; more are appended
     std::size_t outputLength() const override;
     // How far the peer has taken what we sent: bytes written to the socket so far, and how
     // many of them the kernel still holds unacknowledged (SIOCOUTQ). Two calls compare equal

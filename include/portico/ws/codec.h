@@ -16,6 +16,7 @@
 #include <optional>
 #include <string_view>
 
+#include "portico/core/shared_bytes.h"
 #include "portico/ws/byte_buffer.h"
 #include "portico/ws/frame_checker.h"
 #include "portico/ws/frame_header.h"
@@ -128,6 +129,11 @@ public:
     // chain when several come before a write, so a burst costs no allocation per frame. Larger
     // ones are added by reference: no copy per receiver.
     static void appendShared(evbuffer* out, evbuffer* frames);
+    // One message as one unmasked, uncompressed (server) frame in bytes shared by reference
+    // (core::SharedBytes): for fan-out, where the same bytes go to every receiver, also under
+    // permessage-deflate (RFC 7692 6: a message may always be sent uncompressed). Null when out
+    // of memory.
+    static core::SharedBytesRef encodeShared(bool text, const void* data, std::size_t len);
     static constexpr std::size_t kCopySharedBelow = 4096;
 
 private:
