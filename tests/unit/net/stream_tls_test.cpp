@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <malloc.h>
 #include <memory>
 #include <string>
@@ -19,6 +20,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "portico/core/shared_bytes.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/stream.h"
 #include "portico/net/tls_buffer_sweep.h"
@@ -314,4 +316,48 @@ TEST_CASE("the sweep's timer frees an idle TLS stream's buffers within two inter
     }
     CHECK_FALSE(pair.server->holdsTlsBuffers());
     CHECK(took <= 2 * net::TlsBufferSweep::kInterval + std::chrono::milliseconds(500));
+}
+
+// A pub/sub delivery over TLS (ByteStream::writeShared): one shared frame is encrypted straight
+// from its memory (one SSL_write, nothing copied when the socket takes it), several go as one
+// record from the output; what the socket refuses waits in the output and arrives intact, in order.
+TEST_CASE("a TLS stream writes shared blocks from their memory, in order, whatever the socket takes", "[net][stream][tls]") {
+    TlsPair pair;
+    pair.handshake();
+    auto block = [](char fill, std::size_t size) {
+        core::SharedBytesRef b = core::SharedBytes::make(size);
+        REQUIRE(b);
+        std::memset(b.get()->data(), fill, size);
+        return b;
+    };
+    auto readAll = [&](std::size_t want) {
+        std::string got;
+        char buffer[16384];
+        for (int round = 0; round < 10000 && got.size() < want; ++round) {
+            pair.receive();
+            int n;
+            while ((n = SSL_read(pair.client.get(), buffer, sizeof buffer)) > 0) got.append(buffer, static_cast<std::size_t>(n));
+            pair.run();
+        }
+        return got;
+    };
+    const core::SharedBytesRef one = block('a', 70);
+    pair.server->writeShared(&one, 1);
+    CHECK(pair.server->outputLength() == 0);
+    CHECK(one->holders() == 1);
+    CHECK(readAll(70) == std::string(70, 'a'));
+
+    const core::SharedBytesRef three[] = {block('b', 70), block('c', 5000), block('d', 70)};
+    pair.server->writeShared(three, 3);
+    CHECK(readAll(5140) == std::string(70, 'b') + std::string(5000, 'c') + std::string(70, 'd'));
+
+    // Larger than the socket holds: the rest waits in the output and goes as the client reads.
+    const core::SharedBytesRef big = block('e', 4 * 1024 * 1024);
+    pair.server->writeShared(&big, 1);
+    CHECK(pair.server->outputLength() > 0);
+    const core::SharedBytesRef after = block('f', 70);
+    pair.server->writeShared(&after, 1);
+    CHECK(readAll(4 * 1024 * 1024 + 70) == std::string(4 * 1024 * 1024, 'e') + std::string(70, 'f'));
+    CHECK(pair.handler.errors == 0);
+    CHECK(pair.server->outputLength() == 0);
 }
