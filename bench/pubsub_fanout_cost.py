@@ -34,12 +34,13 @@ from ws_echo import TOKEN, start_portico_pubsub  # noqa: E402
 
 # perf stat (natively, little overhead: strace -c slows the node enough to change how many
 # messages wait per subscriber): CPU time and system calls of node A during the load.
-PERF_EVENTS = ("task-clock,raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_writev,"
+PERF_EVENTS = ("task-clock,raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,"
+               "syscalls:sys_enter_writev,"
                "syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom")
 
 
-def malloc_calls(text: str) -> int:
-    """Calls to malloc, calloc and realloc in a callgrind dump (every caller's calls= lines)."""
+def calls_to(text: str, functions: tuple[str, ...]) -> int:
+    """Calls to `functions` in a callgrind dump (every caller's calls= lines)."""
     names: dict[str, str] = {}
     total, target = 0, False
     for line in text.splitlines():
@@ -47,13 +48,9 @@ def malloc_calls(text: str) -> int:
         if d:
             names[d.group(1)] = d.group(2)
         if line.startswith("cfn="):
-            m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line)
-            if m:
-                if m.group(2):
-                    names[m.group(1)] = m.group(2)
-                target = names.get(m.group(1), "").split("'")[0] in ("malloc", "calloc", "realloc")
-            else:
-                target = line[4:].strip() in ("malloc", "calloc", "realloc")
+            m = re.match(r"cfn=\((\d+)\)", line)
+            name = names.get(m.group(1), "") if m else line[4:].strip()
+            target = name.split("'")[0] in functions
         elif line.startswith("calls=") and target:
             total += int(line[6:].split()[0])
             target = False
@@ -123,7 +120,12 @@ def run(tool: str, build_dir: Path, duration: float, local: bool = False) -> dic
         m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
         out["instructions"] = int(m.group(1)) if m else None
         out["instructions_per_delivery"] = out["instructions"] / delivered if delivered and m else None
-        out["mallocs_per_delivery"] = malloc_calls(text) / delivered if delivered else None
+        if delivered:
+            # Allocations (malloc, calloc, realloc) and socket writes (send, sendmsg, writev):
+            # one write per subscriber and flush, so writes per delivery tell how many messages
+            # a flush carried under callgrind's slowdown.
+            out["mallocs_per_delivery"] = calls_to(text, ("malloc", "calloc", "realloc")) / delivered
+            out["writes_per_delivery"] = calls_to(text, ("send", "sendmsg", "writev")) / delivered
     elif tool == "perf":
         counts = {}
         for line in (workdir / "perf.txt").read_text().splitlines():
