@@ -135,10 +135,11 @@ void Bridge::unsubscribeAll() {
 // A message published to a channel the app subscribed this WebSocket to.
 void Bridge::deliver(const pubsub::Message&, handlers::MessageFrames& message_frames) {
     if (!session_ || !session_->isOpen()) return;
-    evbuffer* frames = message_frames.get(false);
+    const core::SharedBytesRef& frame = message_frames.shared(false);
+    if (!frame) return;  // out of memory: not delivered, as a message lost on the way
     // As a pubsub subscriber: a client that does not read is closed rather than buffered for.
     const std::size_t limit = channels_.settings().queue_bytes;
-    if (session_->queuedBytes() + evbuffer_get_length(frames) > limit) {
+    if (session_->queuedBytes() + frame->size() > limit) {
         LOG_INFO("bridge %s: connection %s: closing a slow subscriber (%zu bytes queued)", route_.path.c_str(),
                  connection_id_.c_str(), session_->queuedBytes());
         hub_.registry().countSlowClosed();
@@ -146,7 +147,9 @@ void Bridge::deliver(const pubsub::Message&, handlers::MessageFrames& message_fr
         session->close(ws::close_code::kPolicyViolation, "subscriber too slow");
         return;
     }
-    session_->sendEncoded(frames);
+    // Written from the frame shared by every listener of the message (one send, no copy).
+    session_->queueShared(frame);
+    session_->flush();
     sentToClient();
 }
 

@@ -73,15 +73,6 @@ const core::SharedBytesRef& MessageFrames::shared(bool json) {
     return frame;
 }
 
-evbuffer* MessageFrames::get(bool json) {
-    core::EvbufferPtr& frames = json ? json_buffer_ : bare_buffer_;
-    if (!frames) {
-        frames.reset(evbuffer_new());
-        if (const core::SharedBytesRef& frame = shared(json)) frame->appendTo(frames.get());
-    }
-    return frames.get();
-}
-
 class PubSubSubscriber final : public EndpointApp, public ChannelListener {
 public:
     PubSubSubscriber(PubSubHub& hub, const config::Route& route, std::string key, SubscribeOptions options)

@@ -46,14 +46,11 @@ public:
     // The frame in shared memory (subscribers write it from there: EndpointSession::queueShared).
     // Null when out of memory.
     const core::SharedBytesRef& shared(bool json);
-    // The same bytes in an evbuffer (for EndpointSession::sendEncoded).
-    evbuffer* get(bool json);
 
 private:
     std::string_view channel_;
     const pubsub::Message& message_;
     core::SharedBytesRef bare_, json_;
-    core::EvbufferPtr bare_buffer_, json_buffer_;
 };
 
 // Anything on a worker that receives a channel's messages: a WebSocket subscriber of the pubsub

@@ -134,7 +134,7 @@ public:
     // permessage-deflate (RFC 7692 6: a message may always be sent uncompressed). Null when out
     // of memory.
     static core::SharedBytesRef encodeShared(bool text, const void* data, std::size_t len);
-    static constexpr std::size_t kCopySharedBelow = 4096;
+    static constexpr std::size_t kCopySharedBelow = core::SharedBytes::kCopyBelow;
 
 private:
     enum class Step : std::uint8_t { NeedMore, FrameDone, Stop };

@@ -24,7 +24,7 @@ struct RecordingListener final : handlers::ChannelListener {
     int catch_ups = 0;
     void deliver(const pubsub::Message& message, handlers::MessageFrames& frames) override {
         payloads.push_back(message.payload);
-        frame_bytes += evbuffer_get_length(frames.get(false));
+        frame_bytes += frames.shared(false)->size();
     }
     void catchUp() override { ++catch_ups; }
 };
