@@ -7,11 +7,19 @@
 #include <stdexcept>
 #include <string>
 
+#include "portico/net/fd_limit.h"
 #include "portico/net/idle_timer.h"
 
 namespace portico::net {
 
 EventLoop::EventLoop() {
+    // libevent's epoll_init makes the signal pipe of every base and, when it cannot (EMFILE),
+    // prints "evsig_init_: socketpair" and calls exit(1) itself. So the descriptors are asked for
+    // first: loops are made at start-up before any other thread runs, so none is taken between.
+    if (freeDescriptors(kEventLoopDescriptors) < kEventLoopDescriptors)
+        throw std::runtime_error("cannot make an event loop: too few file descriptors left under the open-file "
+                                 "limit (each loop needs " + std::to_string(kEventLoopDescriptors) +
+                                 "): raise it (ulimit -n, systemd LimitNOFILE=)");
     event_config* cfg = event_config_new();
     // Changes that cancel out within one loop iteration cost no epoll_ctl.
     event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);

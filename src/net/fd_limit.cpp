@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/net/fd_limit.h"
 
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <vector>
+
+#include "portico/core/handles.h"
 
 namespace portico::net {
 
@@ -28,6 +32,17 @@ std::optional<std::string> fdLimitWarning(const config::Config& config, unsigned
            std::to_string(needed) + " file descriptors (2 per proxied connection), but the open-file limit is " +
            std::to_string(limit) + ": raise it (ulimit -n, systemd LimitNOFILE=) or lower limits.max_connections; "
            "beyond it new connections wait while accepting backs off";
+}
+
+unsigned freeDescriptors(unsigned wanted) {
+    std::vector<core::UniqueFd> probes;
+    probes.reserve(wanted);
+    while (probes.size() < wanted) {
+        core::UniqueFd fd(::eventfd(0, EFD_CLOEXEC));  // any kind would do: this one needs no file
+        if (!fd) break;
+        probes.push_back(std::move(fd));
+    }
+    return static_cast<unsigned>(probes.size());
 }
 
 }  // namespace portico::net

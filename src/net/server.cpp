@@ -16,6 +16,7 @@
 #include "portico/core/log.h"
 #include "portico/config/redis_url.h"
 #include "portico/handlers/pubsub.h"
+#include "portico/net/fd_limit.h"
 #include "portico/net/ip_limits.h"
 #include "portico/net/listen_socket.h"
 #include "portico/net/snapshot.h"
@@ -111,6 +112,22 @@ std::vector<core::UniqueFd> Server::openListener(const config::Listener& listene
     return fds;
 }
 
+// Everything the workers make at start-up, asked for at once before any of it is made: too low an
+// open-file limit stops the start here with one message, every descriptor still free (for the
+// log, and the sanitizers' own checks), rather than at whichever socket or eventfd ran out.
+bool Server::startDescriptorsFree(const config::Config& config, unsigned workers) {
+    const unsigned per_worker = static_cast<unsigned>(config.listeners.size()) + kWorkerStartDescriptors;
+    const unsigned needed = workers * per_worker;
+    const unsigned free = freeDescriptors(needed);
+    if (free >= needed) return true;
+    LOG_ERROR("too few file descriptors to start %u worker%s: %u needed (%u each: a socket per listener, an event "
+              "loop and two wakeups), %u free under the open-file limit %llu: raise it (ulimit -n, systemd "
+              "LimitNOFILE=) or lower workers",
+              workers, workers == 1 ? "" : "s", needed, per_worker, free,
+              static_cast<unsigned long long>(raiseFdLimit()));  // main raised it already: this reads it
+    return false;
+}
+
 int Server::run() {
     const auto& config = *snapshot_->config;
     core::setLogLevel(static_cast<core::LogLevel>(config.log.level));
@@ -133,6 +150,7 @@ int Server::run() {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     unsigned workers = worker_count_ = effectiveWorkerCount(config.workers);
+    if (!startDescriptorsFree(config, workers)) return 1;
     std::vector<std::vector<core::UniqueFd>> listen_fds(workers);
     for (const auto& listener : config.listeners) {
         auto fds = openListener(listener);

@@ -29,4 +29,16 @@ std::uint64_t fdsNeeded(const config::Config& config, unsigned workers);
 // A warning when `limit` is below fdsNeeded(config, workers); nullopt when it is enough.
 std::optional<std::string> fdLimitWarning(const config::Config& config, unsigned workers, std::uint64_t limit);
 
+// What start-up makes, in descriptors, before it can serve: each event loop an epoll instance and
+// libevent's signal pipe (libevent makes the pipe for every event_base, whether or not it watches
+// a signal, and calls exit(1) itself when it cannot); each worker its loop, its control wakeup and
+// the in-process backplane's inbox wakeup (eventfds).
+constexpr unsigned kEventLoopDescriptors = 3;
+constexpr unsigned kWorkerStartDescriptors = kEventLoopDescriptors + 2;
+
+// How many descriptors, up to `wanted`, could be opened now (it opens and closes them). Start-up
+// asks before it makes what needs them, so that too low an open-file limit is Portico's message
+// and exit status 1 with every descriptor still free, never a library's exit.
+unsigned freeDescriptors(unsigned wanted);
+
 }  // namespace portico::net

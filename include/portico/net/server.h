@@ -44,6 +44,8 @@ private:
     // process listens on its port already (net::portFree), unless a socket of this process still
     // listens there (net::listensHere: a listener removed by one reload, re-added by the next).
     std::vector<core::UniqueFd> openListener(const config::Listener& listener);
+    // False (logged) when fewer descriptors are free than `workers` need to start.
+    static bool startDescriptorsFree(const config::Config& config, unsigned workers);
     // The factory of every worker's pub/sub backplane; false (logged) when it cannot be made.
     bool makeBackplane(const config::BackplaneSettings& settings, pubsub::BackplaneFactory& factory);
     void stop();

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // The start-up check of the open-file limit against limits.max_connections.
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <string>
+#include <sys/resource.h>
 
 #include "portico/net/fd_limit.h"
 
@@ -24,4 +28,25 @@ TEST_CASE("raiseFdLimit leaves the soft limit at the hard one", "[net][fd_limit]
     const std::uint64_t limit = raiseFdLimit();
     CHECK(limit > 0);
     CHECK(raiseFdLimit() == limit);
+}
+
+TEST_CASE("freeDescriptors counts what the open-file limit leaves, and leaves it free", "[net][fd_limit]") {
+    // The descriptors open now: /proc/self/fd lists them and the listing's own one.
+    int highest = 0;
+    unsigned in_use = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+        highest = std::max(highest, std::stoi(entry.path().filename().string()));
+        ++in_use;
+    }
+    --in_use;  // the listing's own, closed again
+    rlimit saved{};
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    rlimit lowered = saved;
+    lowered.rlim_cur = static_cast<rlim_t>(highest) + 5;  // every open one lies below
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+    const unsigned expected = static_cast<unsigned>(lowered.rlim_cur) - in_use;
+    CHECK(freeDescriptors(2) == 2);
+    CHECK(freeDescriptors(1000) == expected);
+    CHECK(freeDescriptors(1000) == expected);  // the probes were closed again
+    setrlimit(RLIMIT_NOFILE, &saved);
 }
