@@ -96,12 +96,12 @@ Bridge::Bridge(BridgeOwner& owner, net::EventLoop& loop, proxy::UpstreamGroup& g
       connection_id_(newConnectionId()),
       exchanges_(loop, 1),
       max_response_bytes_(route.websocket.http.max_batch_bytes + route.websocket.max_message_bytes),
-      send_event_(event_new(loop.base(), -1, 0, &Bridge::onSendEvent, this)),
-      keepalive_timer_(event_new(loop.base(), -1, 0, &Bridge::onKeepAlive, this)),
+      send_event_(loop.base(), -1, 0, &Bridge::onSendEvent, this),
+      keepalive_timer_(loop.base(), -1, 0, &Bridge::onKeepAlive, this),
       hub_(hub),
       channels_(channels),
-      client_keepalive_timer_(event_new(loop.base(), -1, 0, &Bridge::onClientKeepAlive, this)),
-      delayed_timer_(event_new(loop.base(), -1, 0, &Bridge::onDelayed, this)) {
+      client_keepalive_timer_(loop.base(), -1, 0, &Bridge::onClientKeepAlive, this),
+      delayed_timer_(loop.base(), -1, 0, &Bridge::onDelayed, this) {
     for (const http::Header& h : client.handshake->headers)
         if (!isPrivateHeader(h.name)) forwarded_.push_back(h);
 }

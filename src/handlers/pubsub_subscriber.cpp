@@ -354,6 +354,10 @@ private:
 
     void retryCatchUp() {
         if (!retry_timer_) retry_timer_.reset(evtimer_new(hub_.loop().base(), &PubSubSubscriber::onRetry, this));
+        if (!retry_timer_) {  // no memory for the timer: the client tries again later instead
+            session_->close(ws::close_code::kTryAgainLater, "backplane unavailable");
+            return;
+        }
         net::addTimerOnce(retry_timer_.get(), kReplayRetry);
     }
 
@@ -401,7 +405,7 @@ std::unique_ptr<EndpointApp> makeSubscriberApp(PubSubHub& hub, const config::Rou
 // ---- the worker's hub ---------------------------------------------------------------------------
 
 PubSubHub::PubSubHub(net::EventLoop& loop, std::unique_ptr<pubsub::Backplane> backplane)
-    : loop_(loop), backplane_(std::move(backplane)), flush_event_(event_new(loop.base(), -1, 0, &PubSubHub::onFlush, this)) {
+    : loop_(loop), backplane_(std::move(backplane)), flush_event_(loop.base(), -1, 0, &PubSubHub::onFlush, this) {
     backplane_->start(*this);
 }
 

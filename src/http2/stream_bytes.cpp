@@ -12,7 +12,7 @@ namespace portico::http2 {
 StreamBytes::StreamBytes(Stream& stream, net::EventLoop& loop, evbuffer* output)
     : stream_(&stream),
       output_(output),
-      deliver_event_(event_new(loop.base(), -1, 0, &StreamBytes::onDeliverEvent, this)) {}
+      deliver_event_(loop.base(), -1, 0, &StreamBytes::onDeliverEvent, this) {}
 
 StreamBytes::~StreamBytes() {
     if (stream_) stream_->onBytesClosed();

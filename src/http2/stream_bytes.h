@@ -28,6 +28,7 @@
 #include <memory>
 
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 #include "portico/net/byte_stream.h"
 
 namespace portico::http2 {
@@ -80,7 +81,7 @@ private:
     net::StreamHandler* handler_ = nullptr;
     evbuffer* output_;
     mutable core::EvbufferPtr input_;  // made on first use
-    core::EventPtr deliver_event_;
+    core::InlineEvent deliver_event_;
     std::size_t low_watermark_ = 0;
     std::size_t withheld_ = 0;  // bytes in input() not yet offered: their window is not back
     bool reading_ = true;

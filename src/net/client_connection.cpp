@@ -444,7 +444,6 @@ void ClientConnection::responseDone(bool keep_alive) {
     if (evbuffer_get_length(client_->input()) > 0) {
         // A pipelined request is waiting; continue from the loop, not from inside the callback
         // that completed this response.
-        if (!http_->resume_event) http_->resume_event.reset(event_new(worker_.loop().base(), -1, 0, &ClientConnection::onResume, this));
         event_active(http_->resume_event.get(), EV_TIMEOUT, 0);
     } else {
         client_->resumeReading();
@@ -664,7 +663,7 @@ void ClientConnection::finish(const char* reason) {
     alive_.reset();  // a backplane's late answer finds nobody
     listener_stats_.open.sub();
     if (http_) http_->timer.clear();
-    if (http_ && http_->resume_event) event_del(http_->resume_event.get());
+    if (http_) event_del(http_->resume_event.get());
     retireExchange();
     if (bridge_) bridge_->abort();
     if (http2_) http2_->abort();

@@ -9,7 +9,6 @@
 namespace portico::net {
 
 void Deadline::set(std::chrono::milliseconds timeout) {
-    if (!event_) return;
     const Clock::time_point now = Clock::now();
     due_ = now + timeout;
     // Armed for no later than the new deadline: it fires then, and re-arms for the rest.
@@ -36,14 +35,13 @@ bool Deadline::fired() {
 
 void Deadline::stop() {
     due_ = armed_ = {};
-    if (event_) event_del(event_.get());
+    event_del(event_.get());
 }
 
 void Deadline::retarget(void* arg) {
     stop();
-    if (!event_) return;
     event* ev = event_.get();
-    event_assign(ev, event_get_base(ev), -1, 0, event_get_callback(ev), arg);
+    event_.assign(event_get_base(ev), -1, 0, event_get_callback(ev), arg);
 }
 
 }  // namespace portico::net

@@ -14,7 +14,8 @@ ClientConnection::HttpPhase::HttpPhase(ClientConnection& connection, EventLoop& 
     : response(connection),
       parser(http::MessageParser::Kind::Request, static_cast<http::MessageParser::Handler*>(&connection), max_head_bytes),
       exchanges(loop, 1),
-      timer(core::EventPtr(event_new(loop.base(), -1, 0, &ClientConnection::onTimer, &connection))) {}
+      resume_event(loop.base(), -1, 0, &ClientConnection::onResume, &connection),
+      timer(loop.base(), &ClientConnection::onTimer, &connection) {}
 
 ClientConnection::HttpPhase::~HttpPhase() = default;
 
@@ -28,7 +29,8 @@ void ClientConnection::HttpPhase::bind(ClientConnection& connection, std::size_t
     pending_app.reset();
     pending_deflate.reset();
     pending_deflate_response.clear();
-    resume_event.reset();  // its callback's argument was the last connection
+    // Its callback's argument was the last connection (assign() takes it off the loop first).
+    resume_event.assign(event_get_base(resume_event.get()), -1, 0, &ClientConnection::onResume, &connection);
     local_authority.clear();
     requests = 0;
     req = Request{};

@@ -39,7 +39,7 @@ void IdleTimer::touch() {
 }
 
 IdleQueue::IdleQueue(EventLoop& loop, std::chrono::milliseconds timeout)
-    : timeout_(timeout), event_(event_new(loop.base(), -1, 0, &IdleQueue::onTimer, this)) {}
+    : timeout_(timeout), event_(loop.base(), -1, 0, &IdleQueue::onTimer, this) {}
 
 IdleQueue::~IdleQueue() {
     // Timers still queued (their owners outlive the loop's last callback) just stop.

@@ -6,6 +6,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include "portico/core/inline_event.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/stream.h"
 
@@ -16,7 +17,7 @@ namespace {
 class LingeringClose final : private StreamHandler {
 public:
     LingeringClose(EventLoop& loop, std::unique_ptr<Stream> stream, std::chrono::milliseconds timeout)
-        : loop_(loop), stream_(std::move(stream)), timer_(event_new(loop.base(), -1, 0, &LingeringClose::onTimer, this)) {
+        : loop_(loop), stream_(std::move(stream)), timer_(loop.base(), -1, 0, &LingeringClose::onTimer, this) {
         stream_->setHandler(this);
         stream_->setDirectRead(false);
         stream_->setLowWatermark(0);
@@ -40,7 +41,7 @@ private:
 
     EventLoop& loop_;
     std::unique_ptr<Stream> stream_;
-    core::EventPtr timer_;
+    core::InlineEvent timer_;
     bool finished_ = false;
 };
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <map>
@@ -141,8 +142,12 @@ int Server::run() {
     // then the signals are blocked while workers start (they inherit the mask: only this thread
     // takes signals) and unblocked again.
     for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) {
-        signal_events_.emplace_back(evsignal_new(loop_.base(), s, &Server::onSignal, this));
-        event_add(signal_events_.back().get(), nullptr);
+        core::EventPtr watch(evsignal_new(loop_.base(), s, &Server::onSignal, this));
+        if (!watch || event_add(watch.get(), nullptr) != 0) {
+            LOG_ERROR("cannot watch SIG%s: no memory for its event", sigabbrev_np(s));
+            return 1;
+        }
+        signal_events_.push_back(std::move(watch));
     }
     sigset_t signals;
     sigemptyset(&signals);

@@ -203,8 +203,18 @@ void Stream::armWrite() {
     connect_unwatched_ = false;
     if (write_armed_) return;
     write_armed_ = true;
-    if (!write_event_)
+    if (!write_event_) {
         write_event_.reset(event_new(event_get_base(&read_event_), fd_.get(), EV_WRITE | EV_PERSIST, &Stream::onWriteEvent, this));
+        if (!write_event_) {
+            // No memory for it: the stream cannot wait to write, so it fails (ENOMEM), reported
+            // from the loop through the read event as settleConnect's report is (handleWrite).
+            write_armed_ = false;
+            if (pending_error_ == 0) pending_error_ = ENOMEM;
+            connect_report_queued_ = true;
+            event_active(&read_event_, EV_WRITE, 0);
+            return;
+        }
+    }
     event_add(write_event_.get(), nullptr);
 }
 

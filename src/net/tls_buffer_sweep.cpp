@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 #include "portico/net/stream.h"
 
 namespace portico::net {
@@ -22,7 +23,7 @@ namespace portico::net {
 // end before it does).
 struct TlsBufferSweepList {
     event_base* base;
-    core::EventPtr timer;
+    core::InlineEvent timer;
     std::vector<Stream*> streams;  // each stream's tls_buffer_slot_ is its index here
 
     void unlist(std::size_t i) {
@@ -117,7 +118,7 @@ void TlsBufferSweep::add(Stream& stream, event_base* base) {
     if (list == nullptr) {
         auto made = std::make_unique<TlsBufferSweepList>();
         made->base = base;
-        made->timer.reset(event_new(base, -1, EV_PERSIST, &onTimer, made.get()));
+        made->timer.assign(base, -1, EV_PERSIST, &onTimer, made.get());
         const timeval every{static_cast<time_t>(kInterval.count() / 1000),
                             static_cast<suseconds_t>(kInterval.count() % 1000 * 1000)};
         event_add(made->timer.get(), &every);

@@ -20,13 +20,12 @@ Wakeup::Wakeup(EventLoop& loop, std::function<void()> on_wake)
     // Without it no other thread could ever reach this loop (stop, reload): fail at start-up
     // (main reports it and exits 1) rather than hang at shutdown.
     if (!fd_) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno) + ": cannot make a worker's wakeup");
-    event_.reset(event_new(loop.base(), fd_.get(), EV_READ | EV_PERSIST, &Wakeup::onReadable, this));
-    if (!event_) throw std::runtime_error("out of memory for a worker's wakeup event");
+    event_.assign(loop.base(), fd_.get(), EV_READ | EV_PERSIST, &Wakeup::onReadable, this);
     event_add(event_.get(), nullptr);
 }
 
-// The event goes before the descriptor: no epoll_ctl on a closed descriptor.
-Wakeup::~Wakeup() { event_.reset(); }
+// The event goes before the descriptor (declared after it): no epoll_ctl on a closed descriptor.
+Wakeup::~Wakeup() = default;
 
 void Wakeup::notify() {
     const std::uint64_t one = 1;

@@ -32,12 +32,12 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
       stats_(metrics_->addWorker()),
       max_connections_(max_connections == 0 ? 1 : max_connections),
       control_(loop_, [this] { onControl(); }),
-      stop_timer_(event_new(loop_.base(), -1, 0, &Worker::onStopTimeout, this)) {
+      stop_timer_(loop_.base(), -1, 0, &Worker::onStopTimeout, this) {
     http_phases_ = std::make_unique<HttpPhasePool>(loop_);
     current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_, stats_);
-    drain_old_timer_.reset(event_new(loop_.base(), -1, 0, &Worker::onDrainOld, this));
-    accept_backoff_timer_.reset(event_new(loop_.base(), -1, 0, &Worker::onAcceptBackoffEnd, this));
-    session_count_timer_.reset(event_new(loop_.base(), -1, EV_PERSIST, &Worker::onSessionCountTimer, this));
+    drain_old_timer_.assign(loop_.base(), -1, 0, &Worker::onDrainOld, this);
+    accept_backoff_timer_.assign(loop_.base(), -1, 0, &Worker::onAcceptBackoffEnd, this);
+    session_count_timer_.assign(loop_.base(), -1, EV_PERSIST, &Worker::onSessionCountTimer, this);
     addTimer(loop_, session_count_timer_.get(), kSessionCountInterval);
     for (std::size_t i = 0; i < listen_fds.size(); ++i)
         addListener(i, snapshot_->config->listeners[i].address.toString(), std::move(listen_fds[i]));

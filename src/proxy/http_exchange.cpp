@@ -41,7 +41,7 @@ void appendChunkHeader(evbuffer* out, std::size_t length) {
 HttpExchange::HttpExchange(net::EventLoop& loop)
     : loop_(loop),
       response_parser_(http::MessageParser::Kind::Response, static_cast<http::MessageParser::Handler*>(this), kMaxResponseHeadBytes),
-      timer_(core::EventPtr(event_new(loop.base(), -1, 0, &HttpExchange::onTimer, this))) {}
+      timer_(loop.base(), &HttpExchange::onTimer, this) {}
 
 // The socket goes at the loop's next turn, and none of its events, not even those already due,
 // reach this exchange, which a pool may hand to another request before then.

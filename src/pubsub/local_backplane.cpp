@@ -10,7 +10,7 @@ namespace portico::pubsub {
 LocalBackplane::LocalBackplane(net::EventLoop& loop, std::shared_ptr<PubSubRegistry> registry)
     : loop_(loop),
       registry_(std::move(registry)),
-      sweep_event_(event_new(loop.base(), -1, EV_PERSIST, &LocalBackplane::onSweep, this)),
+      sweep_event_(loop.base(), -1, EV_PERSIST, &LocalBackplane::onSweep, this),
       inbox_wakeup_(loop, [this] { onInbox(); }) {}
 
 LocalBackplane::~LocalBackplane() { registry_->detach(this); }

@@ -156,9 +156,9 @@ RedisBackplane::RedisBackplane(net::EventLoop& loop, const config::BackplaneSett
       registry_(std::move(registry)),
       state_(std::move(state)),
       handler_(std::make_unique<Connections>(*this)),
-      reconnect_timer_(evtimer_new(loop.base(), &RedisBackplane::onReconnect, this)),
-      probe_timer_(event_new(loop.base(), -1, EV_PERSIST, &RedisBackplane::onProbe, this)),
-      refresh_timer_(event_new(loop.base(), -1, EV_PERSIST, &RedisBackplane::onRefresh, this)),
+      reconnect_timer_(loop.base(), -1, 0, &RedisBackplane::onReconnect, this),
+      probe_timer_(loop.base(), -1, EV_PERSIST, &RedisBackplane::onProbe, this),
+      refresh_timer_(loop.base(), -1, EV_PERSIST, &RedisBackplane::onRefresh, this),
       random_(std::random_device{}()) {
     seeds_.push_back(settings_.address);
     node_ = randomId(random_, 12);

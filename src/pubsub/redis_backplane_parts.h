@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "portico/core/inline_event.h"
 #include "portico/pubsub/redis_backplane.h"
 #include "pubsub/redis_connection.h"
 #include "pubsub/redis_scripts.h"
@@ -46,7 +47,7 @@ struct RedisBackplane::Shard {
     unsigned attempts = 0;            // reconnects since a probe last came back (the backoff)
     std::size_t unconfirmed = 0;      // SUBSCRIBEs sent while `resync` waits, not yet confirmed
     std::vector<std::string> resync;  // channels to catch up once those are confirmed
-    core::EventPtr reconnect_timer;   // its arg is this Shard (owner below)
+    core::InlineEvent reconnect_timer;   // its arg is this Shard (owner below)
     RedisBackplane* owner = nullptr;
 
     // "host:port" (or the unix socket's path): its name in health, status, metrics and logs.

@@ -33,7 +33,7 @@ RedisConnection::RedisConnection(net::EventLoop& loop, const config::BackplaneSe
       settings_(settings),
       password_(std::move(password)),
       handler_(handler),
-      connect_timer_(evtimer_new(loop.base(), &RedisConnection::onConnectTimeout, this)) {}
+      connect_timer_(loop.base(), -1, 0, &RedisConnection::onConnectTimeout, this) {}
 
 RedisConnection::~RedisConnection() {
     destroying_ = true;  // the callbacks hiredis runs while freeing call nobody back
@@ -137,7 +137,7 @@ bool RedisConnection::enqueue(const std::vector<std::string_view>& argv, ReplyFn
     pending->done = std::move(done);
     pending->bytes = commandBytes(argv);
     if (timeout.count() > 0) {
-        pending->timer.reset(evtimer_new(loop_.base(), &RedisConnection::onCommandTimeout, pending.get()));
+        pending->timer.assign(loop_.base(), -1, 0, &RedisConnection::onCommandTimeout, pending.get());
         net::addTimerOnce(pending->timer.get(), timeout);
     }
     // privdata is the id, not the Pending: a timed-out command's late reply finds nothing.

@@ -22,6 +22,7 @@
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 
 struct redisAsyncContext;
 struct redisReply;
@@ -98,7 +99,7 @@ private:
         RedisConnection* self = nullptr;
         std::uint64_t id = 0;
         ReplyFn done;  // empty once timed out: the command stays in flight until its answer
-        core::EventPtr timer;
+        core::InlineEvent timer;
         std::size_t bytes = 0;  // counted in pending_bytes_ until the answer or the connection's end
     };
 
@@ -127,7 +128,7 @@ private:
     const std::string password_;
     Handler& handler_;
     redisAsyncContext* ctx_ = nullptr;  // owned (see above)
-    core::EventPtr connect_timer_;
+    core::InlineEvent connect_timer_;
     std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
     std::size_t pending_bytes_ = 0;  // of pending_, arguments plus kPendingOverhead each
     std::uint64_t next_id_ = 1;

@@ -125,7 +125,7 @@ std::unique_ptr<RedisBackplane::Shard> RedisBackplane::newShard() {
     auto shard = std::make_unique<Shard>();
     shard->owner = this;
     shard->was_up = was_up_;
-    shard->reconnect_timer.reset(evtimer_new(loop_.base(), &RedisBackplane::onShardReconnect, shard.get()));
+    shard->reconnect_timer.assign(loop_.base(), -1, 0, &RedisBackplane::onShardReconnect, shard.get());
     return shard;
 }
 

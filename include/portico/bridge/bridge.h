@@ -37,6 +37,7 @@
 #include "portico/config/config.h"
 #include "portico/core/guarded.h"
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 #include "portico/handlers/pubsub.h"
 #include "portico/http/head.h"
 #include "portico/proxy/exchange_owner.h"
@@ -207,8 +208,8 @@ private:
     std::size_t in_flight_bytes_ = 0;    // their encoded size
     std::size_t replayed_content_ = 0;   // content the app did not accept last time, sent again
     handlers::EndpointSession* session_ = nullptr;  // while the session runs
-    core::EventPtr send_event_;       // sends the queue once the current callback returns
-    core::EventPtr keepalive_timer_;
+    core::InlineEvent send_event_;       // sends the queue once the current callback returns
+    core::InlineEvent keepalive_timer_;
     std::chrono::seconds keepalive_interval_{0};  // 0 = none
     handlers::PubSubHub& hub_;
     handlers::GripChannels channels_;
@@ -216,9 +217,9 @@ private:
     std::vector<std::string> subscriptions_;     // channel names (at most kMaxSubscriptions)
     core::AliveToken alive_ = core::makeAliveToken();  // weakly held by the backplane's callbacks
     std::optional<ControlMessage> client_keepalive_;  // GRIP keep-alive: what to send on silence
-    core::EventPtr client_keepalive_timer_;
+    core::InlineEvent client_keepalive_timer_;
     std::optional<ControlMessage> delayed_;      // GRIP send-delayed: sent when delayed_timer_ fires
-    core::EventPtr delayed_timer_;
+    core::InlineEvent delayed_timer_;
     bool detached_ = false;                      // GRIP detach: the app hears nothing more
     State state_ = State::Opening;
     bool holding_reading_ = false;   // the queue is full: the client is not read

@@ -20,6 +20,7 @@
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 #include "portico/core/shared_bytes.h"
 #include "portico/http/head.h"
 #include "portico/http/response_sink.h"
@@ -104,7 +105,7 @@ private:
     std::unordered_map<std::string, std::vector<ChannelListener*>> local_;
     std::vector<ChannelListener*> unflushed_;  // flushLater() since the last onFlush
     std::vector<ChannelListener*>* flushing_ = nullptr;  // onFlush's list while it runs
-    core::EventPtr flush_event_;               // added with a zero timeout when unflushed_ fills
+    core::InlineEvent flush_event_;               // added with a zero timeout when unflushed_ fills
 };
 
 // The key of a channel in the registry: the route's path and the channel name, so that two

@@ -25,6 +25,7 @@
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 #include "portico/core/token_bucket.h"
 #include "portico/net/stream.h"
 #include "portico/observe/metrics.h"
@@ -133,8 +134,8 @@ private:
     proxy::ExchangePool exchanges_;  // up to http2_max_concurrent_streams; at a tick, freed when
                                      // idle, or those unused since the last tick when busy
     std::map<std::int32_t, std::unique_ptr<Stream>> streams_;
-    core::EventPtr send_event_;
-    core::EventPtr tick_event_;  // once a second: the timeouts
+    core::InlineEvent send_event_;
+    core::InlineEvent tick_event_;  // once a second: the timeouts
     core::TokenBucket control_frames_;
     // Frames that cost a parse and move no request on (empty DATA, PRIORITY, WINDOW_UPDATE, unknown
     // types): a flood of them costs CPU only (CVE-2019-9518). A client reading a download sends

@@ -25,6 +25,7 @@
 
 #include "portico/bridge/bridge.h"
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 #include "portico/handlers/http_handlers.h"
 #include "portico/http/http1_response_writer.h"
 #include "portico/http/message_parser.h"
@@ -247,7 +248,7 @@ private:
         std::unique_ptr<handlers::EndpointApp> pending_app;
         std::optional<ws::DeflateParams> pending_deflate;
         std::string pending_deflate_response;  // its Sec-WebSocket-Extensions answer (the bridge)
-        core::EventPtr resume_event;  // created on first use: continue with pipelined input
+        core::InlineEvent resume_event;  // continue with pipelined input, from the loop
         std::string local_authority;  // "address:port" the client connected to; made on first use
         Deadline timer;  // head, body, keep-alive or linger timeout: one at a time
         unsigned requests = 0;  // completed on this connection

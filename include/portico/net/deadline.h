@@ -10,9 +10,8 @@
 // phase (head, body, upstream read, keep-alive).
 
 #include <chrono>
-#include <utility>
 
-#include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 
 namespace portico::net {
 
@@ -20,8 +19,8 @@ class Deadline {
 public:
     using Clock = std::chrono::steady_clock;
 
-    // The event (a timer made by the owner with its callback) is taken over.
-    explicit Deadline(core::EventPtr event) : event_(std::move(event)) {}
+    // The owner's timer: `callback` with `arg` on `base`'s loop.
+    Deadline(event_base* base, event_callback_fn callback, void* arg) : event_(base, -1, 0, callback, arg) {}
     Deadline(const Deadline&) = delete;
     Deadline& operator=(const Deadline&) = delete;
 
@@ -32,9 +31,6 @@ public:
     // First thing in the owner's callback: true when the deadline has come (it is then cleared);
     // false when the event fired early (re-armed for the rest) or no deadline is set.
     bool fired();
-    // Frees the event for good (a connection that needs no timeout any more); set() then does
-    // nothing.
-    void reset() { event_.reset(); }
     // No deadline, and the event taken off the loop: it cannot fire until set() again (an owner
     // put aside for reuse, whose callback's argument may be gone).
     void stop();
@@ -42,7 +38,7 @@ public:
     void retarget(void* arg);
 
 private:
-    core::EventPtr event_;
+    core::InlineEvent event_;  // inside: a connection's timeout cannot be lost to an allocation
     Clock::time_point due_{};    // when the owner's callback runs; zero: never
     Clock::time_point armed_{};  // when the event fires; zero: it is not pending
 };

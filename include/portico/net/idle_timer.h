@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 
 namespace portico::net {
 
@@ -59,7 +60,7 @@ private:
     static void onTimer(int, short, void* arg);
 
     std::chrono::milliseconds timeout_;
-    core::EventPtr event_;  // armed while the queue is not empty
+    core::InlineEvent event_;  // armed while the queue is not empty
     IdleTimer* head_ = nullptr;
     IdleTimer* tail_ = nullptr;
 };

@@ -198,7 +198,7 @@ private:
     bool connect_probed_ = false;     // the first send while connecting was tried (once)
     bool connect_unreported_ = false;  // that send went: onConnected is due from the loop
     bool connect_unwatched_ = false;   // connectTo armed no write event: the first send decides
-    bool connect_report_queued_ = false;  // settleConnect's report waits in the read event (EV_WRITE)
+    bool connect_report_queued_ = false;  // settleConnect's report (or armWrite's ENOMEM) waits in the read event (EV_WRITE)
     bool shutdown_after_flush_ = false;
     bool write_shut_ = false;
     bool reset_on_close_ = false;  // markOtherSideFailed: close() resets the connection (RST)

@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 
 namespace portico::net {
 
@@ -29,7 +30,7 @@ private:
     static void onReadable(int fd, short, void* arg);
 
     core::UniqueFd fd_;  // an eventfd: notify() adds to its counter, the loop reads it to zero
-    core::EventPtr event_;
+    core::InlineEvent event_;
     std::function<void()> on_wake_;
 };
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 #include "portico/core/log_throttle.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/ip_limits.h"
@@ -162,12 +163,12 @@ private:
     std::vector<Connected> connections_;
     std::size_t max_connections_;
     Wakeup control_;  // requestStop() and requestReload() wake the loop through it
-    core::EventPtr stop_timer_;
+    core::InlineEvent stop_timer_;
     std::atomic<bool> stop_requested_{false};
     std::mutex reload_mutex_;
     std::optional<Reload> pending_reload_;
-    core::EventPtr drain_old_timer_;  // reload_drain_timeout: closes older WebSockets
-    core::EventPtr session_count_timer_;  // folds open sessions' counts into the metrics
+    core::InlineEvent drain_old_timer_;  // reload_drain_timeout: closes older WebSockets
+    core::InlineEvent session_count_timer_;  // folds open sessions' counts into the metrics
     // One deadline per reload that asked for a drain, the earliest first: a later reload never
     // postpones an earlier one, nor does an earlier, longer one postpone a later, shorter one.
     std::deque<DrainDeadline> drains_;
@@ -180,7 +181,7 @@ private:
     static constexpr std::chrono::milliseconds kAcceptBackoffMin{100};
     static constexpr std::chrono::milliseconds kAcceptBackoffMax{1000};
     static constexpr std::chrono::milliseconds kRefusalLogInterval{5000};
-    core::EventPtr accept_backoff_timer_;
+    core::InlineEvent accept_backoff_timer_;
     std::chrono::milliseconds accept_backoff_ = kAcceptBackoffMin;
     bool backing_off_ = false;
     std::uint64_t accept_failures_ = 0;  // since the last successful accept

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 #include "portico/net/wakeup.h"
 #include "portico/pubsub/backplane.h"
 #include "portico/pubsub/pubsub_registry.h"
@@ -50,7 +51,7 @@ private:
     net::EventLoop& loop_;
     std::shared_ptr<PubSubRegistry> registry_;
     BackplaneSink* sink_ = nullptr;
-    core::EventPtr sweep_event_;  // history_ttl and channel_idle_timeout (registry's expire())
+    core::InlineEvent sweep_event_;  // history_ttl and channel_idle_timeout (registry's expire())
     std::mutex inbox_mutex_;
     std::vector<std::pair<std::string, MessagePtr>> inbox_;
     net::Wakeup inbox_wakeup_;  // wake() from another worker's thread wakes this loop through it

@@ -56,6 +56,7 @@
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 #include "portico/core/log_throttle.h"
 #include "portico/pubsub/backplane.h"
 #include "portico/pubsub/pubsub_registry.h"
@@ -218,9 +219,9 @@ private:
     std::unordered_map<std::string, Channel> channels_;  // with subscribers on this worker
     std::unordered_map<std::string, unsigned> unsubscribing_;  // (S)UNSUBSCRIBEs not confirmed
     std::vector<std::string> moved_;  // channels whose slot moved: subscribed again after refreshSlots
-    core::EventPtr reconnect_timer_;
-    core::EventPtr probe_timer_;
-    core::EventPtr refresh_timer_;
+    core::InlineEvent reconnect_timer_;
+    core::InlineEvent probe_timer_;
+    core::InlineEvent refresh_timer_;
     std::mt19937 random_;
     std::string node_;           // this worker's id in the sender field and the probe channels
     unsigned attempts_ = 0;      // rounds from the seeds since a probe last came back
