@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <sys/socket.h>
@@ -39,8 +41,11 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
     accept_backoff_timer_.assign(loop_.base(), -1, 0, &Worker::onAcceptBackoffEnd, this);
     session_count_timer_.assign(loop_.base(), -1, EV_PERSIST, &Worker::onSessionCountTimer, this);
     addTimer(loop_, session_count_timer_.get(), kSessionCountInterval);
-    for (std::size_t i = 0; i < listen_fds.size(); ++i)
-        addListener(i, snapshot_->config->listeners[i].address.toString(), std::move(listen_fds[i]));
+    for (std::size_t i = 0; i < listen_fds.size(); ++i) {
+        std::string key = snapshot_->config->listeners[i].address.toString();
+        if (!addListener(i, key, std::move(listen_fds[i])))  // start-up: main reports it, exit 1
+            throw std::runtime_error("cannot accept on " + key + ": no memory for its event");
+    }
 }
 
 Worker::~Worker() {
@@ -140,7 +145,8 @@ void Worker::applyReload() {
             continue;
         }
         auto fd = reload->new_fds.find(key);
-        if (fd != reload->new_fds.end()) addListener(i, key, std::move(fd->second));
+        if (fd != reload->new_fds.end() && !addListener(i, key, std::move(fd->second)))
+            LOG_ERROR("reload: worker %u does not accept on %s: no memory for its event", index_, key.c_str());
     }
     old.clear();  // listeners removed from the configuration: their sockets close here
     max_connections_ = reload->max_connections == 0 ? 1 : reload->max_connections;
