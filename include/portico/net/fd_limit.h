@@ -32,7 +32,9 @@ std::optional<std::string> fdLimitWarning(const config::Config& config, unsigned
 // What start-up makes, in descriptors, before it can serve: each event loop an epoll instance and
 // libevent's signal pipe (libevent makes the pipe for every event_base, whether or not it watches
 // a signal, and calls exit(1) itself when it cannot); each worker its loop, its control wakeup and
-// the in-process backplane's inbox wakeup (eventfds).
+// the in-process backplane's inbox wakeup (eventfds; the Redis backplane has none and connects
+// later, so with it this asks one more than needed). Something new a worker opens at start-up
+// belongs in this count.
 constexpr unsigned kEventLoopDescriptors = 3;
 constexpr unsigned kWorkerStartDescriptors = kEventLoopDescriptors + 2;
 
