@@ -10,8 +10,8 @@
 #             packaging tools (the package test builds the .deb), npm peers, tcpdump and
 #             tshark (the key log test decrypts a capture)
 #   bench     run + the peers the benchmarks compare against: nginx, HAProxy, nchan, wrk,
-#             python3-matplotlib for the charts (bench/charts.py) and liburing-dev for the
-#             io_uring variant of the bare relay (ws_load relay --uring)
+#             python3-matplotlib for the charts (bench/charts.py); liburing-dev (the io_uring
+#             tunnel, and ws_load relay --uring) is in run
 #   package   run + debhelper, dpkg-dev, lintian, fakeroot
 #
 # Idempotent: packages already installed are skipped. It never stops, restarts or reconfigures
@@ -23,12 +23,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 run_packages=(build-essential cmake pkg-config
-  libevent-dev libssl-dev libyaml-cpp-dev node-llhttp zlib1g-dev libsystemd-dev libhiredis-dev libnghttp2-dev)
+  libevent-dev libssl-dev libyaml-cpp-dev node-llhttp zlib1g-dev libsystemd-dev libhiredis-dev libnghttp2-dev liburing-dev)
 test_packages=(catch2 python3 python3-websockets python3-django python3-django-channels python3-daphne
   python3-jsonschema python3-yaml python3-h2 nghttp2-client
   curl openssl procps chromium redis-server clang libclang-rt-dev nginx
   debhelper dpkg-dev lintian fakeroot tcpdump tshark)
-bench_packages=(wrk nginx haproxy libnginx-mod-nchan python3-matplotlib liburing-dev)
+bench_packages=(wrk nginx haproxy libnginx-mod-nchan python3-matplotlib)
 package_packages=(debhelper dpkg-dev lintian fakeroot)
 
 groups=("$@")

@@ -36,6 +36,15 @@ const char* toString(WebSocketMode mode) {
     return "?";
 }
 
+const char* toString(IoUring mode) {
+    switch (mode) {
+        case IoUring::Off: return "off";
+        case IoUring::Auto: return "auto";
+        case IoUring::On: return "on";
+    }
+    return "?";
+}
+
 const char* toString(HandlerKind handler) {
     switch (handler) {
         case HandlerKind::None: return "none";

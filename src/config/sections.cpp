@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "config/passes.h"
 #include "portico/config/units.h"
@@ -51,7 +53,13 @@ void decodeDrainTimeout(Decoder& d, const Item& v, Config& c) {
     d.error(v, "expected off or a duration like 10m");
 }
 
-const std::array<KeyRule<Config>, 9> kRootKeys{{
+constexpr std::array<std::pair<std::string_view, IoUring>, 3> kIoUringModes{{
+    {"off", IoUring::Off},
+    {"auto", IoUring::Auto},
+    {"on", IoUring::On},
+}};
+
+const std::array<KeyRule<Config>, 10> kRootKeys{{
     {"workers", type::count("auto").aboveZero().atMost(kMaxWorkers), "auto",
      "worker threads (1..1024); auto = number of CPUs",
      decodeWorkers},
@@ -61,6 +69,9 @@ const std::array<KeyRule<Config>, 9> kRootKeys{{
     {"reload_drain_timeout", type::duration("off"), "off",
      "after a reload, close old upgraded connections with 1001 this long later; off = never",
      decodeDrainTimeout},
+    {"io_uring", type::choice<kIoUringModes>(), "off",
+     "plaintext WebSocket tunnels on a per-worker io_uring: off, auto (when the kernel allows), on (required)",
+     [](Decoder& d, const Item& v, Config& c) { d.readChoice(v, kIoUringModes, c.io_uring); }},
     {"log", type::mapping<kLogKeys>(), "",
      "error and access logs",
      [](Decoder& d, const Item& v, Config& c) { decodeMapping(d, v, kLogKeys, c.log); }},

@@ -9,6 +9,7 @@
 
 #include "portico/net/fd_limit.h"
 #include "portico/net/idle_timer.h"
+#include "portico/net/uring/ring.h"
 
 namespace portico::net {
 
@@ -37,8 +38,11 @@ EventLoop::EventLoop() {
 EventLoop::~EventLoop() {
     owned_.clear();
     reap();
+    ring_.reset();  // after what may have had requests on it (relays own()ed by the loop)
     event_del(&reap_event_);
 }
+
+void EventLoop::setRing(std::unique_ptr<uring::Ring> ring) { ring_ = std::move(ring); }
 
 void EventLoop::deferDelete(std::shared_ptr<void> object) { retire(Retired(std::move(object))); }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/net/server.h"
+#include "portico/net/uring/ring.h"
 
 #include <algorithm>
 #include <csignal>
@@ -129,6 +130,16 @@ bool Server::startDescriptorsFree(const config::Config& config, unsigned workers
     return false;
 }
 
+// `io_uring: on` asks for a ring: without one the start (or the reload) fails, saying why.
+bool Server::ioUringAllowed(const config::Config& config) {
+    if (config.io_uring != config::IoUring::On) return true;
+    std::string why;
+    if (uring::Ring::available(why)) return true;
+    LOG_ERROR("%s: io_uring: on, but this process cannot make a ring: %s (use auto or off)",
+              config.file.c_str(), why.c_str());
+    return false;
+}
+
 int Server::run() {
     const auto& config = *snapshot_->config;
     core::setLogLevel(static_cast<core::LogLevel>(config.log.level));
@@ -138,6 +149,7 @@ int Server::run() {
         LOG_ERROR("%s", error.c_str());
         return 1;
     }
+    if (!ioUringAllowed(config)) return 1;
     // Signal handlers first, so that a stop sent as soon as the ports are announced is handled;
     // then the signals are blocked while workers start (they inherit the mask: only this thread
     // takes signals) and unblocked again.
@@ -214,6 +226,10 @@ void Server::reload() {
         return;
     }
     const config::Config& next = *loaded.config;
+    if (!ioUringAllowed(next)) {
+        fail("io_uring");
+        return;
+    }
     if (effectiveWorkerCount(next.workers) != worker_count_)
         LOG_WARN("reload: a new worker count takes effect at the next restart");
     // Open the listeners that are new before changing anything: a reload either applies whole or

@@ -18,6 +18,7 @@
 #include "portico/net/listen_socket.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/stream.h"
+#include "portico/net/uring/ring.h"
 
 namespace portico::net {
 
@@ -80,6 +81,7 @@ void Worker::join() {
 }
 
 void Worker::run() {
+    tunnelRing();  // says which one this worker's tunnels use, before the first one
     loop_.run();
     // Whatever is left after the stop timeout is closed here, on the worker's own thread.
     std::vector<ClientConnection*> left;
@@ -161,6 +163,22 @@ void Worker::applyReload() {
         drains_.insert(later, drain);
     }
     if (!reload->drains.empty()) armDrainTimer();
+    tunnelRing();  // a reload that turned io_uring on says so now
+}
+
+uring::Ring* Worker::tunnelRing() {
+    if (snapshot_->config->io_uring == config::IoUring::Off) return nullptr;
+    if (!ring_tried_) {
+        ring_tried_ = true;
+        std::string why;
+        std::unique_ptr<uring::Ring> ring = uring::Ring::make(loop_, why);
+        if (ring)
+            LOG_INFO("worker %u: plaintext WebSocket tunnels on io_uring", index_);
+        else
+            LOG_WARN("worker %u: io_uring unavailable, tunnels on epoll: %s", index_, why.c_str());
+        loop_.setRing(std::move(ring));
+    }
+    return loop_.ring();
 }
 
 void Worker::armDrainTimer() {

@@ -151,6 +151,11 @@ struct Upstream {
 
 enum class WebSocketMode { Tunnel, Frames, Http };
 
+// `io_uring`: whether plaintext WebSocket tunnels move their bytes through a per-worker io_uring
+// (net/uring/) instead of epoll. off: never; auto: when the kernel allows a ring, else epoll;
+// on: a ring is required (the start fails when io_uring_setup is refused).
+enum class IoUring { Off, Auto, On };
+
 // `websocket.http`: mode http, the WebSocket-over-HTTP bridge (bridge/): Portico terminates the
 // WebSocket and exchanges its events with the route's upstream in HTTP POSTs.
 struct WebSocketHttpSettings {
@@ -323,6 +328,7 @@ struct Config {
     std::optional<Duration> reload_drain_timeout;       // unset = off: a reload never closes old
                                                         // upgraded connections; set: they get
                                                         // close 1001 this long after the reload
+    IoUring io_uring = IoUring::Off;                    // plaintext tunnels on io_uring (see IoUring)
     LogSettings log;
     Limits limits;
     PubSubLimits pubsub;                                // the process-wide pub/sub registry
@@ -338,6 +344,7 @@ struct Config {
 const char* toString(LogLevel level);
 const char* toString(Balance balance);
 const char* toString(WebSocketMode mode);
+const char* toString(IoUring mode);
 const char* toString(HandlerKind handler);  // None is "none"
 const char* toString(TlsVersion version);   // "1.2" | "1.3"
 

@@ -19,6 +19,9 @@ struct timeval;
 namespace portico::net {
 
 class IdleQueue;
+namespace uring {
+class Ring;
+}
 
 class EventLoop {
 public:
@@ -52,6 +55,12 @@ public:
     // The queue of the idle timers with this timeout (net::IdleTimer), made on first use.
     IdleQueue& idleQueue(std::chrono::milliseconds timeout);
 
+    // The loop's io_uring (net/uring/ring.h), null when none was made (config `io_uring: off`,
+    // or the kernel refused one). Made by the worker in the loop's thread; destroyed after
+    // every object own() kept (they may have requests on it), before the event_base.
+    uring::Ring* ring() const { return ring_.get(); }
+    void setRing(std::unique_ptr<uring::Ring> ring);
+
     // Runs until stop() or nothing is left.
     void run();
     void stop();
@@ -80,6 +89,7 @@ private:
     static void onReap(int, short, void* arg);
 
     core::EventBasePtr base_;
+    std::unique_ptr<uring::Ring> ring_;  // after base_: destroyed before it (its events are on it)
     event reap_event_;  // inside the loop: deferDelete never depends on an allocation
     std::map<long long, std::unique_ptr<IdleQueue>> idle_queues_;
     std::vector<Retired> retired_;

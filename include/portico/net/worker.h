@@ -29,6 +29,9 @@
 #include "portico/observe/metrics.h"
 
 namespace portico::net {
+namespace uring {
+class Ring;
+}
 
 class ClientConnection;
 class HttpPhasePool;
@@ -103,6 +106,11 @@ public:
     // kRefusalLogInterval per worker, with the number not logged).
     void noteRefusal(IpLimits::Verdict verdict, const std::string& client);
 
+    // The ring plaintext WebSocket tunnels use (config `io_uring`), or null: epoll. Made on first
+    // use under auto/on (at the worker's start, or after the reload that turned it on); a
+    // refusal is logged once and the worker stays on epoll.
+    uring::Ring* tunnelRing();
+
     // Called by a connection from finish(): the worker defers its deletion.
     void onConnectionFinished(ClientConnection* connection);
 
@@ -131,6 +139,7 @@ private:
     // First, so that it outlives connections the loop deletes late: their leases release into it.
     std::shared_ptr<IpLimits> ip_limits_;
     unsigned index_;
+    bool ring_tried_ = false;  // tunnelRing() tried to make the loop's ring (once per worker)
     // Before loop_, so that it outlives connections the loop deletes late (~Worker closes it
     // while the loop is alive: its spares' events belong to the loop).
     std::unique_ptr<HttpPhasePool> http_phases_;

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// One io_uring per worker loop, beside libevent (config key `io_uring`; only plaintext
+// WebSocket tunnels use it: net/uring/relay.h). libevent stays the loop: the ring's completions
+// are signalled on an eventfd (io_uring_register_eventfd) that the loop watches, and the ring is
+// entered from that event's callback, which reaps completions and submits what they asked for
+// in the same io_uring_enter calls.
+//
+// Why no change to EventLoop::run: libevent 2.1 has no "before polling" hook, so a request
+// queued outside the ring's own callback (a tunnel's start, a timer ending one) activates the
+// ring's flush event instead (event_active, no syscall): libevent runs it in the same loop pass,
+// after the callbacks that queued, so nothing waits past that pass and loopbreak/loopexit keep
+// their meaning.
+//
+// Setup flags: SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG. Completions are posted only when
+// this thread enters the ring (no interrupts of the loop, no io_uring task work run at the end
+// of every epoll_wait); the kernel signals the eventfd when completion work first waits
+// (TASKRUN_FLAG also marks it in the shared ring, which the callback checks before it lets the
+// loop sleep). The eventfd is watched edge-triggered (EV_ET): each signal is a new edge, so it
+// is never read (one syscall less per wakeup); its counter cannot overflow in practice (2^64).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <event2/event_struct.h>
+#include <liburing.h>
+
+#include "portico/core/handles.h"
+#include "portico/net/uring/buffer_pool.h"
+
+namespace portico::net {
+class EventLoop;
+}
+
+namespace portico::net::uring {
+
+// What a completion is for. A request's user_data is the address of its Completion (8-byte
+// aligned) with the operation's number (0-7, the owner's own numbering) in the low bits;
+// user_data 0 is a request whose success posts nothing (a cancel: IOSQE_CQE_SKIP_SUCCESS).
+class Completion {
+public:
+    virtual void onCompletion(unsigned op, int result, unsigned flags) = 0;
+
+protected:
+    ~Completion() = default;
+};
+
+class Ring {
+public:
+    static constexpr unsigned kEntries = 256;  // submission queue; the completion queue is 4x
+
+    // A ring for `loop`, made in the loop's thread (SINGLE_ISSUER: the only thread that may
+    // submit). Null with `why` set when the kernel refuses one (io_uring_setup EPERM or ENOSYS:
+    // kernel.io_uring_disabled, a seccomp profile; ENOMEM: RLIMIT_MEMLOCK on old kernels).
+    static std::unique_ptr<Ring> make(EventLoop& loop, std::string& why);
+    // Whether this process may make a ring at all (a throwaway one): `io_uring: on` refuses to
+    // start without it, before any worker runs.
+    static bool available(std::string& why);
+    ~Ring();
+    Ring(const Ring&) = delete;
+    Ring& operator=(const Ring&) = delete;
+
+    // The next free submission entry (submits what is queued when the queue is full); it is
+    // submitted before the loop next sleeps. Prepare it (io_uring_prep_*, which clears its
+    // flags and data), then name its owner with track() or mark it quiet().
+    io_uring_sqe* entry();
+    // Its completion goes to `target` with `op` (counted in flight until its last completion).
+    void track(io_uring_sqe* sqe, Completion* target, unsigned op);
+    // A request nobody waits for (a cancel): its success posts nothing.
+    static void quiet(io_uring_sqe* sqe);
+    BufferPool& buffers() { return buffers_; }
+
+    // Requests in flight on this ring, for tests and the leak checks.
+    std::uint64_t inflight() const { return inflight_; }
+
+private:
+    Ring() = default;
+    bool setUp(EventLoop& loop, std::string& why);
+    void scheduleFlush();
+    // Enters the ring (submits, runs completion work), dispatches the completions, and repeats
+    // while they queued more requests or more work arrived: the loop may sleep afterwards.
+    void drain();
+    unsigned reap();
+    static void onSignal(int, short, void* arg);
+    static void onFlush(int, short, void* arg);
+
+    io_uring ring_{};
+    bool ring_made_ = false;
+    core::UniqueFd eventfd_;
+    event signal_event_{};
+    event flush_event_{};
+    bool events_assigned_ = false;
+    bool flush_pending_ = false;
+    bool draining_ = false;
+    std::uint64_t inflight_ = 0;
+    BufferPool buffers_;
+};
+
+}  // namespace portico::net::uring

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "portico/net/uring/ring.h"
+
+#include <cerrno>
+#include <cstring>
+#include <event2/event.h>
+#include <sys/eventfd.h>
+
+#include "portico/net/event_loop.h"
+
+namespace portico::net::uring {
+
+namespace {
+
+constexpr std::uint64_t kOpMask = 7;
+
+int initRing(io_uring& ring) {
+    io_uring_params params{};
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+                   IORING_SETUP_CQSIZE;
+    params.cq_entries = Ring::kEntries * 4;
+    return io_uring_queue_init_params(Ring::kEntries, &ring, &params);
+}
+
+std::string refusal(int r) {
+    std::string why = std::string("io_uring_setup: ") + std::strerror(-r);
+    if (r == -EPERM) why += " (kernel.io_uring_disabled or a seccomp profile)";
+    if (r == -ENOSYS) why += " (no io_uring in this kernel)";
+    if (r == -EINVAL) why += " (a kernel older than 6.1: DEFER_TASKRUN)";
+    return why;
+}
+
+}  // namespace
+
+bool Ring::available(std::string& why) {
+    io_uring ring{};
+    if (const int r = initRing(ring); r < 0) {
+        why = refusal(r);
+        return false;
+    }
+    io_uring_queue_exit(&ring);
+    return true;
+}
+
+std::unique_ptr<Ring> Ring::make(EventLoop& loop, std::string& why) {
+    std::unique_ptr<Ring> ring(new Ring());
+    if (!ring->setUp(loop, why)) return nullptr;
+    return ring;
+}
+
+bool Ring::setUp(EventLoop& loop, std::string& why) {
+    if (const int r = initRing(ring_); r < 0) {
+        why = refusal(r);
+        return false;
+    }
+    ring_made_ = true;
+    eventfd_ = core::UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!eventfd_) {
+        why = std::string("eventfd: ") + std::strerror(errno);
+        return false;
+    }
+    if (const int r = io_uring_register_eventfd(&ring_, eventfd_.get()); r < 0) {
+        why = std::string("io_uring_register_eventfd: ") + std::strerror(-r);
+        return false;
+    }
+    if (!buffers_.registerWith(ring_, why)) return false;
+    event_assign(&signal_event_, loop.base(), eventfd_.get(), EV_READ | EV_PERSIST | EV_ET, &Ring::onSignal, this);
+    event_assign(&flush_event_, loop.base(), -1, 0, &Ring::onFlush, this);
+    events_assigned_ = true;
+    if (event_add(&signal_event_, nullptr) != 0) {
+        why = "cannot watch the ring's eventfd";
+        return false;
+    }
+    return true;
+}
+
+Ring::~Ring() {
+    if (events_assigned_) {
+        event_del(&signal_event_);
+        event_del(&flush_event_);
+    }
+    // Cancels what is still in flight and waits for it: no request names this memory after.
+    if (ring_made_) io_uring_queue_exit(&ring_);
+}
+
+io_uring_sqe* Ring::entry() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    while (!sqe) {
+        io_uring_submit(&ring_);  // full: what is queued goes now, in order
+        sqe = io_uring_get_sqe(&ring_);
+    }
+    scheduleFlush();
+    return sqe;
+}
+
+void Ring::track(io_uring_sqe* sqe, Completion* target, unsigned op) {
+    io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uintptr_t>(target) | op);
+    ++inflight_;
+}
+
+void Ring::quiet(io_uring_sqe* sqe) {
+    io_uring_sqe_set_data64(sqe, 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+void Ring::scheduleFlush() {
+    if (draining_ || flush_pending_) return;  // drain() submits before it returns
+    flush_pending_ = true;
+    event_active(&flush_event_, EV_TIMEOUT, 0);
+}
+
+void Ring::onFlush(int, short, void* arg) {
+    auto* self = static_cast<Ring*>(arg);
+    self->flush_pending_ = false;
+    self->drain();
+}
+
+void Ring::onSignal(int, short, void* arg) { static_cast<Ring*>(arg)->drain(); }
+
+void Ring::drain() {
+    draining_ = true;
+    // While this runs, completions need no eventfd signal (they are reaped here): each would be
+    // a wakeup of the next epoll_wait with nothing to do.
+    io_uring_cq_eventfd_toggle(&ring_, false);
+    for (;;) {
+        io_uring_submit_and_get_events(&ring_);
+        reap();
+        buffers_.publish();
+        if (io_uring_sq_ready(&ring_) > 0) continue;
+        // Quiet: let the kernel signal again, then look once more for work that came between
+        // the last enter and the toggle (it saw the signal off and only set the flag).
+        io_uring_cq_eventfd_toggle(&ring_, true);
+        const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
+        if (!(sq_flags & IORING_SQ_TASKRUN) && io_uring_cq_ready(&ring_) == 0) break;
+        io_uring_cq_eventfd_toggle(&ring_, false);
+    }
+    draining_ = false;
+}
+
+unsigned Ring::reap() {
+    unsigned seen = 0;
+    io_uring_cqe* cqe = nullptr;
+    // One completion at a time (not io_uring_for_each_cqe over a batch): a handler may queue
+    // requests, and submitting when the queue is full must not see completions twice.
+    while (io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe) {
+        const std::uint64_t data = cqe->user_data;
+        const int result = cqe->res;
+        const unsigned flags = cqe->flags;
+        io_uring_cqe_seen(&ring_, cqe);
+        ++seen;
+        if (data == 0) continue;  // a quiet request that failed (a cancel that found nothing)
+        if (!(flags & IORING_CQE_F_MORE)) --inflight_;
+        auto* target = reinterpret_cast<Completion*>(data & ~kOpMask);
+        target->onCompletion(static_cast<unsigned>(data & kOpMask), result, flags);
+    }
+    return seen;
+}
+
+}  // namespace portico::net::uring
