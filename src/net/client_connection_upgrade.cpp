@@ -20,6 +20,7 @@
 #include "portico/ws/frame_relay.h"
 #include "portico/ws/handshake.h"
 #include "portico/ws/tunnel.h"
+#include "portico/ws/uring_tunnel.h"
 
 namespace portico::net {
 
@@ -59,12 +60,22 @@ void ClientConnection::onUpgraded(std::unique_ptr<Stream> upstream, std::string 
         session = std::make_unique<ws::FrameRelay>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), takeClient(),
                                                    std::move(upstream), settings, ws::allowedRsvBits(extensions),
                                                    makeTracer());
+    } else if (uring::Ring* ring = plainTunnelRing(*upstream)) {
+        session = std::make_unique<ws::UringTunnel>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), *ring,
+                                                    takeClient(), std::move(upstream), settings);
     } else {
         session = std::make_unique<ws::Tunnel>(static_cast<ws::SessionOwner&>(*this), worker_.loop(), takeClient(),
                                                std::move(upstream), settings);
     }
     retireExchange();
     startSession(std::move(session));
+}
+
+// The worker's ring when this tunnel may use it (config `io_uring`): both sides plain TCP. A TLS
+// side stays on epoll (OpenSSL reads and writes its socket itself).
+uring::Ring* ClientConnection::plainTunnelRing(const Stream& upstream) {
+    if (client_->isTls() || upstream.isTls()) return nullptr;
+    return worker_.tunnelRing();
 }
 
 std::unique_ptr<ws::FrameTracer> ClientConnection::makeTracer() {

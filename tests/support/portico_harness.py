@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import unittest
+import uring_probe
 
 import backends
 import http_client
@@ -171,6 +172,21 @@ def proxy_config(backend_addresses, path="/", route_extra=None, upstream_extra=N
     return make_config(routes=[route], upstreams={"app": up}, **kw)
 
 
+def _with_test_io_uring(config):
+    """PORTICO_TEST_IO_URING=on|auto runs a test file's Portico processes with that `io_uring`
+    (CTest's *_uring variants of the tunnel tests), unless the test set the key itself."""
+    mode = uring_probe.test_mode()
+    if not mode:
+        return config
+    if isinstance(config, dict):
+        if "io_uring" not in config and "listeners" in config:
+            config = dict(config, io_uring=mode)
+        return config
+    if "io_uring" not in config and "listeners" in config:
+        config = "io_uring: %s\n%s" % (mode, config)
+    return config
+
+
 # ---------------------------------------------------------------------------------------------
 # The process
 # ---------------------------------------------------------------------------------------------
@@ -182,6 +198,8 @@ class Portico:
         self.workdir = workdir
         self.config = config
         self.config_path = os.path.join(workdir, config_name)
+        config = _with_test_io_uring(config)
+        self.config = config
         text = to_yaml(config) + "\n" if isinstance(config, dict) else config
         with open(self.config_path, "w") as f:
             f.write(text)
@@ -466,6 +484,8 @@ class PorticoTestCase(unittest.TestCase):
         """Starts portico on config (dict or YAML text); on cleanup stops it with SIGTERM and
         fails unless it exits with expect_exit (None: any exit code is fine)."""
         workdir = workdir or self.tmpdir()
+        if uring_probe.test_mode() == "on" and uring_probe.io_uring_refusal():
+            self.skipTest(uring_probe.io_uring_refusal())
         p = Portico(config, workdir, listeners=listeners, args=args, env=env,
                     config_name=config_name)
         self.addCleanup(self._stop_portico, p, expect_exit, stop_timeout)

@@ -56,6 +56,9 @@ struct PubSubAnswer;
 }
 
 namespace portico::net {
+namespace uring {
+class Ring;
+}
 
 class Worker;
 class WorkerSnapshot;
@@ -138,6 +141,7 @@ private:
     void startSession(std::unique_ptr<ws::Session> session);
     // A tracer for the session about to start when its route has websocket.trace, else null.
     std::unique_ptr<ws::FrameTracer> makeTracer();
+    uring::Ring* plainTunnelRing(const Stream& upstream);
     void addSessionCounts(const ws::SessionCounts& counts);
 
     // Parses what input() holds, after `n` bytes read straight into `data` (direct read); the

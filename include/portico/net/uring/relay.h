@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The bytes of a plaintext tunnel moved through the worker's io_uring: per side one receive in
+// flight into the ring's buffer pool, the received buffer queued as is for the other side
+// (send_queue.h), one send in flight per side. The sockets stay net::Streams (their reading
+// paused, libevent out of the way) so that the end is the epoll tunnel's: what is left queued
+// goes back into the Stream's output and net::closeBoth flushes it, sends the FIN or the RST,
+// and lingers as it does for ws::Tunnel.
+//
+// Why single-shot receives, not multishot: a multishot receive keeps taking buffers until its
+// cancel is processed (up to 32 per wakeup in the kernel's retry loop), so the backpressure
+// bound would be approximate; one receive armed at a time, re-armed from the completion while
+// the other side's queue is below the bound, keeps it exact at the cost of one SQE per message
+// (batched in the same io_uring_enter, no extra syscall).
+//
+// Lifetime: requests in flight name the Relay, so it owns itself (EventLoop::own) and is freed
+// after its last completion and once its observer (the session) let go, never earlier.
+
+#include <cstdint>
+#include <memory>
+
+#include "portico/net/stream.h"
+#include "portico/net/uring/buffer_pool.h"
+#include "portico/net/uring/ring.h"
+#include "portico/net/uring/send_queue.h"
+
+namespace portico::net {
+class EventLoop;
+}
+
+namespace portico::net::uring {
+
+class RelayObserver {
+public:
+    virtual void onRelayActivity() = 0;  // bytes arrived (an idle timer's touch)
+    // A peer closed or failed (`reason` as the log says it): the relay is ending by itself.
+    virtual void onRelayEnd(const char* reason) = 0;
+
+protected:
+    ~RelayObserver() = default;
+};
+
+class Relay final : private Completion {
+public:
+    // Takes both sockets (plain TCP, no TLS); what their buffers hold goes first: each Stream's
+    // unsent output, then the bytes the other side's input holds (a frame behind the 101).
+    static Relay& start(EventLoop& loop, Ring& ring, std::unique_ptr<Stream> client,
+                        std::unique_ptr<Stream> upstream, RelayObserver& observer);
+
+    // The session ends it (shutdown, reload drain, a timer): receiving stops, what was received
+    // is flushed and both sockets are closed gracefully (lingering). Nothing is reported back.
+    void stop();
+    // The observer is gone (its session's destructor): stops the relay if it still ran; the
+    // relay is freed when its last request completed.
+    void detach();
+
+    std::uint64_t fromClient() const { return sides_[0].received; }
+    std::uint64_t toClient() const { return sides_[1].received; }
+
+private:
+    enum Op : unsigned { kRecv = 0, kSend = 2 };  // + the side's index (0 client, 1 upstream)
+
+    struct Side final : BufferWaiter {
+        Relay* relay = nullptr;
+        unsigned index = 0;
+        std::unique_ptr<Stream> stream;
+        int fd = -1;
+        SendQueue out{BufferPool::kSize};  // what the other side received, to send here
+        std::uint64_t received = 0;
+        bool receiving = false;  // a receive is in flight
+        bool sending = false;    // a send of out's front is in flight
+        bool waiting = false;    // on the pool's waiting list (ENOBUFS)
+        bool poll_first = false; // the last receive left the socket empty: wait before trying
+        void onBuffersBack() override;
+    };
+    Relay(EventLoop& loop, Ring& ring, RelayObserver& observer);
+    ~Relay();
+    void begin(std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream);
+    Side& other(Side& s) { return sides_[1 - s.index]; }
+
+    void onCompletion(unsigned op, int result, unsigned flags) override;
+    void onReceived(Side& from, int result, unsigned flags);
+    void onSent(Side& to, int result);
+    void armReceive(Side& s);
+    void maybeReceive(Side& s);
+    void sendNext(Side& s);
+    // A peer closed (`failed`: reset or error, the other side is reset too) or the session
+    // stopped it: cancels what is in flight; finish() runs after the last completion.
+    void end(net::Ending ending, const char* reason, Side* failed);
+    void finish();
+    void maybeFree();
+
+    EventLoop& loop_;
+    Ring& ring_;
+    RelayObserver* observer_;
+    Side sides_[2];
+    unsigned inflight_ = 0;
+    bool ending_ = false;
+    net::Ending how_ = net::Ending::Linger;  // how the sockets close (lingering_close.h)
+    bool finished_ = false;
+};
+
+}  // namespace portico::net::uring

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "portico/net/uring/relay.h"
+
+#include <cerrno>
+#include <event2/buffer.h>
+#include <sys/socket.h>
+
+#include "portico/net/event_loop.h"
+#include "portico/net/lingering_close.h"
+#include "portico/proxy/http_exchange.h"
+
+namespace portico::net::uring {
+
+namespace {
+
+// What a Stream's buffer holds, copied into `queue` and taken out of the buffer.
+void moveInto(SendQueue& queue, evbuffer* buffer) {
+    const std::size_t n = evbuffer_get_length(buffer);
+    if (n == 0) return;
+    queue.pushCopy(reinterpret_cast<const char*>(evbuffer_pullup(buffer, static_cast<ev_ssize_t>(n))), n);
+    evbuffer_drain(buffer, n);
+}
+
+}  // namespace
+
+Relay& Relay::start(EventLoop& loop, Ring& ring, std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream,
+                    RelayObserver& observer) {
+    std::shared_ptr<Relay> relay(new Relay(loop, ring, observer), [](Relay* r) { delete r; });
+    Relay& self = *relay;
+    loop.own(&self, std::move(relay));
+    self.begin(std::move(client), std::move(upstream));
+    return self;
+}
+
+Relay::Relay(EventLoop& loop, Ring& ring, RelayObserver& observer) : loop_(loop), ring_(ring), observer_(&observer) {
+    for (unsigned i = 0; i < 2; ++i) {
+        sides_[i].relay = this;
+        sides_[i].index = i;
+    }
+}
+
+Relay::~Relay() {
+    // Only after the last completion (maybeFree), or when the loop itself goes (its ring is
+    // destroyed after, cancelling anything left): the pool's waiting list must not name us.
+    for (Side& s : sides_)
+        if (s.waiting) ring_.buffers().stopWaiting(&s);
+}
+
+void Relay::begin(std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream) {
+    sides_[0].stream = std::move(client);
+    sides_[1].stream = std::move(upstream);
+    for (Side& s : sides_) {
+        s.fd = s.stream->fd();
+        s.stream->detach();  // libevent stops watching it for reads; the ring does it now
+    }
+    // In order, per side: what its Stream had not sent yet (the 101 on a full socket), then what
+    // the other side's Stream had read past the handshake (a first frame behind the 101).
+    for (Side& s : sides_) {
+        if (s.stream->outputLength() > 0) moveInto(s.out, s.stream->output());
+        Side& from = other(s);
+        if (from.stream->inputLength() > 0) {
+            from.received += from.stream->inputLength();
+            moveInto(s.out, from.stream->input());
+        }
+    }
+    for (Side& s : sides_) {
+        s.stream->releaseIdle();
+        if (!s.out.empty()) sendNext(s);
+    }
+    for (Side& s : sides_) maybeReceive(s);
+}
+
+void Relay::onCompletion(unsigned op, int result, unsigned flags) {
+    --inflight_;
+    Side& s = sides_[op & 1];
+    if (op >= kSend)
+        onSent(s, result);
+    else
+        onReceived(s, result, flags);
+    maybeFree();
+}
+
+void Relay::armReceive(Side& s) {
+    io_uring_sqe* sqe = ring_.entry();
+    io_uring_prep_recv(sqe, s.fd, nullptr, BufferPool::kSize, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BufferPool::kGroup;
+    // The last receive emptied the socket: skip the attempt that would find nothing and wait for
+    // data at once (the kernel's poll), one failed recvmsg less per message.
+    if (s.poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    ring_.track(sqe, this, kRecv + s.index);
+    s.receiving = true;
+    ++inflight_;
+}
+
+// Receives on `s` again unless it is ending, already receiving, waiting for a buffer, or the
+// other side has a full queue (backpressure: proxy::kHighWatermark, resumed at kLowWatermark).
+void Relay::maybeReceive(Side& s) {
+    if (ending_ || s.receiving || s.waiting) return;
+    const SendQueue& queue = other(s).out;
+    if (queue.cost() > proxy::kHighWatermark) return;
+    armReceive(s);
+}
+
+void Relay::Side::onBuffersBack() {
+    waiting = false;
+    relay->maybeReceive(*this);
+}
+
+void Relay::onReceived(Side& from, int result, unsigned flags) {
+    from.receiving = false;
+    if (flags & IORING_CQE_F_BUFFER) {
+        const auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+        ring_.buffers().taken();
+        if (result <= 0 || ending_) {
+            ring_.buffers().give(id);
+        } else {
+            Side& to = other(from);
+            from.received += static_cast<std::uint64_t>(result);
+            to.out.pushBuffer(id, ring_.buffers().data(id), static_cast<std::uint32_t>(result));
+            if (!to.sending) sendNext(to);
+            from.poll_first = !(flags & IORING_CQE_F_SOCK_NONEMPTY);
+            if (observer_) observer_->onRelayActivity();
+            // Only while the other side's queue is below the high watermark (maybeReceive); past
+            // it, onSent resumes below the low one.
+            if (to.out.cost() <= proxy::kHighWatermark) maybeReceive(from);
+            return;
+        }
+    }
+    if (ending_) return;
+    if (result == 0) {
+        end(net::Ending::Finished, from.index == 0 ? "client closed" : "upstream closed", nullptr);
+    } else if (result == -ENOBUFS) {
+        from.waiting = true;  // the pool is empty: woken by BufferPool::publish
+        ring_.buffers().wait(&from);
+    } else if (result == -EINTR || result == -EAGAIN) {
+        maybeReceive(from);
+    } else if (result < 0) {
+        end(net::Ending::Finished, from.index == 0 ? "client connection error" : "upstream connection error", &from);
+    }
+}
+
+void Relay::sendNext(Side& s) {
+    io_uring_sqe* sqe = ring_.entry();
+    // No MSG_WAITALL: a partial send completes with its count (the rest goes next), so a
+    // cancelled send never leaves an unknown number of its bytes sent.
+    io_uring_prep_send(sqe, s.fd, s.out.next(), s.out.nextLength(), MSG_NOSIGNAL);
+    ring_.track(sqe, this, kSend + s.index);
+    s.sending = true;
+    ++inflight_;
+}
+
+void Relay::onSent(Side& to, int result) {
+    to.sending = false;
+    if (result > 0) {
+        const std::int32_t done = to.out.sent(static_cast<std::size_t>(result));
+        if (done != SendQueue::kCopy) ring_.buffers().give(static_cast<std::uint16_t>(done));
+    }
+    if (ending_) return;
+    if (result <= 0 && result != -EINTR && result != -EAGAIN) {
+        end(net::Ending::Finished, to.index == 0 ? "client connection error" : "upstream connection error", &to);
+        return;
+    }
+    if (!to.out.empty()) sendNext(to);
+    if (to.out.cost() <= proxy::kLowWatermark) maybeReceive(other(to));
+}
+
+void Relay::stop() {
+    if (!ending_) end(net::Ending::Linger, nullptr, nullptr);
+}
+
+void Relay::detach() {
+    observer_ = nullptr;
+    stop();
+    maybeFree();
+}
+
+void Relay::end(net::Ending how, const char* reason, Side* failed) {
+    ending_ = true;
+    how_ = how;
+    // As ws::Tunnel::onError: the failed side's peer gets an RST, not a FIN (markOtherSideFailed).
+    if (failed) other(*failed).stream->markOtherSideFailed(/*last_words=*/false);
+    for (Side& s : sides_) {
+        if (s.waiting) {
+            ring_.buffers().stopWaiting(&s);
+            s.waiting = false;
+        }
+        if (s.receiving || s.sending) {
+            io_uring_sqe* sqe = ring_.entry();
+            io_uring_prep_cancel_fd(sqe, s.fd, IORING_ASYNC_CANCEL_ALL);
+            Ring::quiet(sqe);
+        }
+    }
+    if (reason && observer_) observer_->onRelayEnd(reason);
+    maybeFree();
+}
+
+// After the last completion: what is still queued for a side goes back into its Stream's
+// output, and the Streams close as the epoll tunnel's do (flush, FIN or RST, linger).
+void Relay::finish() {
+    finished_ = true;
+    for (Side& s : sides_) {
+        evbuffer* output = s.stream->output();
+        s.out.drain([&](const char* data, std::size_t n) { evbuffer_add(output, data, n); },
+                    [&](std::uint16_t id) { ring_.buffers().give(id); });
+    }
+    closeBoth(loop_, std::move(sides_[0].stream), std::move(sides_[1].stream), how_);
+}
+
+void Relay::maybeFree() {
+    if (!ending_ || inflight_ > 0) return;
+    if (!finished_) finish();
+    if (!observer_) loop_.disown(this);
+}
+
+}  // namespace portico::net::uring
