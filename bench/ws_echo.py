@@ -47,6 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 
 ECHO_PROXIES = ["nginx", "haproxy", "portico-tunnel", "portico-frames", "relay"]
+# Also on request: portico-uring, the tunnel with `io_uring: on` (plaintext tunnels on a
+# per-worker io_uring, src/net/uring/).
+EXTRA_PROXIES = ["portico-uring"]
 PUBSUB_SERVERS = ["nchan", "portico"]
 SCENARIOS = ["small", "paced", "large", "upgrades", "idle", "fanout1000", "fanout100x10"]
 TOKEN = "benchtoken"
@@ -109,9 +112,10 @@ backend be
 portico_head = bl.portico_head  # pubsub_redis.py and ws_counts.py take it from here
 
 
-def start_portico_ws(binary: Path, backend_port: int, mode: str, wrap: list[str] | None = None) -> bl.Service:
+def start_portico_ws(binary: Path, backend_port: int, mode: str, wrap: list[str] | None = None,
+                     name: str | None = None, extra: str = "") -> bl.Service:
     port = bl.free_port()
-    yaml_text = portico_head(port) + f"""upstreams:
+    yaml_text = portico_head(port, extra=extra) + f"""upstreams:
   backend:
     servers: [127.0.0.1:{backend_port}]
 routes:
@@ -120,7 +124,7 @@ routes:
     websocket:
       mode: {mode}
 """
-    svc = bl.started(bl.start_portico(f"portico-{mode}", binary, yaml_text, ready_port=port, wrap=wrap or []))
+    svc = bl.started(bl.start_portico(name or f"portico-{mode}", binary, yaml_text, ready_port=port, wrap=wrap or []))
     svc.port = port
     return svc
 
@@ -295,7 +299,7 @@ def main() -> int:
     ap.add_argument("--proxies", default=",".join(ECHO_PROXIES),
                     help=f"echo contenders (default: {','.join(ECHO_PROXIES)}; also nginx-64k: "
                          "nginx with proxy_buffer_size 64k; relay-splice: the relay with splice(2); "
-                         "relay-uring: the relay on io_uring)")
+                         "relay-uring: the relay on io_uring; portico-uring: the tunnel with io_uring: on)")
     ap.add_argument("--pubsub", default=",".join(PUBSUB_SERVERS), help="pub/sub contenders")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
     ap.add_argument("--connections", type=int, default=64, help="small: connections (default: 64)")
@@ -329,7 +333,7 @@ def main() -> int:
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     pubsubs = [p.strip() for p in args.pubsub.split(",") if p.strip()]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    bad = (set(proxies) - set(ECHO_PROXIES) - {"nginx-64k", *bl.RELAY_VARIANTS}) | (set(pubsubs) - set(PUBSUB_SERVERS)) \
+    bad = (set(proxies) - set(ECHO_PROXIES) - set(EXTRA_PROXIES) - {"nginx-64k", *bl.RELAY_VARIANTS}) | (set(pubsubs) - set(PUBSUB_SERVERS)) \
         | (set(scenarios) - set(SCENARIOS))
     if bad:
         ap.error(f"unknown names: {', '.join(sorted(bad))}")
@@ -362,6 +366,8 @@ def main() -> int:
             "haproxy": lambda: start_haproxy(bp),
             "portico-tunnel": lambda: start_portico_ws(portico_bin, bp, "tunnel"),
             "portico-frames": lambda: start_portico_ws(portico_bin, bp, "frames"),
+            "portico-uring": lambda: start_portico_ws(portico_bin, bp, "tunnel", name="portico-uring",
+                                                      extra="io_uring: on\n"),
             **{name: (lambda name=name: bl.start_relay(ws_load, bp, name)) for name in bl.RELAY_VARIANTS},
         }
 
@@ -493,7 +499,7 @@ def main() -> int:
                          fmt_ratio(rps, b and b[0]), fmt_ratio(p99, b and b[1]), fmt_ratio(cpu, b and b[2]),
                          sum(s.errors for s in ss)])
             if b and p.startswith("portico"):
-                limit = 1.0 if p == "portico-tunnel" else 1.15
+                limit = 1.0 if p in ("portico-tunnel", "portico-uring") else 1.15
                 if scen == "small":
                     targets.append(target_row(f"small msg/s >= nginx ({p})", rps >= b[0],
                                               fmt_ratio(rps, b[0])))
