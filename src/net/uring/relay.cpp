@@ -25,9 +25,9 @@ void moveInto(SendQueue& queue, evbuffer* buffer) {
 
 Relay& Relay::start(EventLoop& loop, Ring& ring, std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream,
                     RelayObserver& observer) {
-    std::shared_ptr<Relay> relay(new Relay(loop, ring, observer), [](Relay* r) { delete r; });
+    auto* relay = new Relay(loop, ring, observer);
+    ring.adopt(relay);
     Relay& self = *relay;
-    loop.own(&self, std::move(relay));
     self.begin(std::move(client), std::move(upstream));
     return self;
 }
@@ -210,7 +210,10 @@ void Relay::finish() {
 void Relay::maybeFree() {
     if (!ending_ || inflight_ > 0) return;
     if (!finished_) finish();
-    if (!observer_) loop_.disown(this);
+    if (!observer_ && !retired_) {
+        retired_ = true;
+        ring_.retire(this);
+    }
 }
 
 }  // namespace portico::net::uring

@@ -43,7 +43,7 @@ bool Ring::available(std::string& why) {
 }
 
 std::unique_ptr<Ring> Ring::make(EventLoop& loop, std::string& why) {
-    std::unique_ptr<Ring> ring(new Ring());
+    std::unique_ptr<Ring> ring(new Ring(loop));
     if (!ring->setUp(loop, why)) return nullptr;
     return ring;
 }
@@ -81,6 +81,28 @@ Ring::~Ring() {
     }
     // Cancels what is still in flight and waits for it: no request names this memory after.
     if (ring_made_) io_uring_queue_exit(&ring_);
+    while (owned_) {
+        RingOwned* object = owned_;
+        owned_ = object->next_;
+        delete object;
+    }
+}
+
+void Ring::adopt(RingOwned* object) {
+    object->prev_ = nullptr;
+    object->next_ = owned_;
+    if (owned_) owned_->prev_ = object;
+    owned_ = object;
+}
+
+void Ring::retire(RingOwned* object) {
+    if (object->prev_)
+        object->prev_->next_ = object->next_;
+    else
+        owned_ = object->next_;
+    if (object->next_) object->next_->prev_ = object->prev_;
+    object->prev_ = object->next_ = nullptr;
+    loop_.deferDelete(std::unique_ptr<RingOwned>(object));  // we may be in its completion
 }
 
 io_uring_sqe* Ring::entry() {

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "portico/net/uring/send_queue.h"
+
 struct io_uring;
 struct io_uring_buf_ring;
 
@@ -36,6 +38,7 @@ public:
     static constexpr unsigned kCount = 256;           // a power of two (the kernel's ring)
     static constexpr std::size_t kSize = 16 * 1024;   // = net::Stream::kReadChunk: one read's worth
     static constexpr std::uint16_t kGroup = 0;
+    static_assert(kSize == SendQueue::kBufferCost, "a queued buffer costs what it holds");
 
     BufferPool() = default;
     ~BufferPool();

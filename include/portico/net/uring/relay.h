@@ -13,7 +13,7 @@
 // the other side's queue is below the bound, keeps it exact at the cost of one SQE per message
 // (batched in the same io_uring_enter, no extra syscall).
 //
-// Lifetime: requests in flight name the Relay, so it owns itself (EventLoop::own) and is freed
+// Lifetime: requests in flight name the Relay, so the ring keeps it (Ring::adopt) and frees it
 // after its last completion and once its observer (the session) let go, never earlier.
 
 #include <cstdint>
@@ -40,7 +40,7 @@ protected:
     ~RelayObserver() = default;
 };
 
-class Relay final : private Completion {
+class Relay final : public RingOwned, private Completion {
 public:
     // Takes both sockets (plain TCP, no TLS); what their buffers hold goes first: each Stream's
     // unsent output, then the bytes the other side's input holds (a frame behind the 101).
@@ -65,7 +65,7 @@ private:
         unsigned index = 0;
         std::unique_ptr<Stream> stream;
         int fd = -1;
-        SendQueue out{BufferPool::kSize};  // what the other side received, to send here
+        SendQueue out;  // what the other side received, to send here
         std::uint64_t received = 0;
         bool receiving = false;  // a receive is in flight
         bool sending = false;    // a send of out's front is in flight
@@ -74,7 +74,10 @@ private:
         void onBuffersBack() override;
     };
     Relay(EventLoop& loop, Ring& ring, RelayObserver& observer);
-    ~Relay();
+public:
+    ~Relay() override;
+
+private:
     void begin(std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream);
     Side& other(Side& s) { return sides_[1 - s.index]; }
 
@@ -98,6 +101,7 @@ private:
     bool ending_ = false;
     net::Ending how_ = net::Ending::Linger;  // how the sockets close (lingering_close.h)
     bool finished_ = false;
+    bool retired_ = false;
 };
 
 }  // namespace portico::net::uring

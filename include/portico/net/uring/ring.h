@@ -46,6 +46,20 @@ protected:
     ~Completion() = default;
 };
 
+// An object that owns itself while requests name it (a Relay): the ring keeps it on an intrusive
+// list (two pointers in the object: no map node, no shared_ptr block per idle tunnel), frees it
+// when it lets go (retire(), after its last completion) and frees what is left when the ring
+// itself goes (a worker stopping with tunnels open).
+class RingOwned {
+public:
+    virtual ~RingOwned() = default;
+
+private:
+    friend class Ring;
+    RingOwned* prev_ = nullptr;
+    RingOwned* next_ = nullptr;
+};
+
 class Ring {
 public:
     static constexpr unsigned kEntries = 256;  // submission queue; the completion queue is 4x
@@ -71,11 +85,16 @@ public:
     static void quiet(io_uring_sqe* sqe);
     BufferPool& buffers() { return buffers_; }
 
+    // Keeps `object` until retire(object) (destroyed after the current callback, by the loop) or
+    // the ring's end.
+    void adopt(RingOwned* object);
+    void retire(RingOwned* object);
+
     // Requests in flight on this ring, for tests and the leak checks.
     std::uint64_t inflight() const { return inflight_; }
 
 private:
-    Ring() = default;
+    explicit Ring(EventLoop& loop) : loop_(loop) {}
     bool setUp(EventLoop& loop, std::string& why);
     void scheduleFlush();
     // Enters the ring (submits, runs completion work), dispatches the completions, and repeats
@@ -85,6 +104,8 @@ private:
     static void onSignal(int, short, void* arg);
     static void onFlush(int, short, void* arg);
 
+    EventLoop& loop_;
+    RingOwned* owned_ = nullptr;  // the intrusive list's head
     io_uring ring_{};
     bool ring_made_ = false;
     core::UniqueFd eventfd_;

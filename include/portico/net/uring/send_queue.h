@@ -22,6 +22,7 @@ namespace portico::net::uring {
 class SendQueue {
 public:
     static constexpr std::int32_t kCopy = -1;  // a chunk that is not a pool buffer
+    static constexpr std::size_t kBufferCost = 16 * 1024;  // = BufferPool::kSize (checked there)
 
     struct Chunk {
         const char* data = nullptr;
@@ -31,7 +32,8 @@ public:
         std::unique_ptr<char[]> copy;  // a copy's own bytes
     };
 
-    explicit SendQueue(std::size_t buffer_cost) : buffer_cost_(buffer_cost) {}
+    // Each pool buffer costs `buffer_cost` bytes (BufferPool::kSize by default).
+    explicit SendQueue(std::size_t buffer_cost = kBufferCost) : buffer_cost_(static_cast<std::uint32_t>(buffer_cost)) {}
 
     // A received pool buffer, `length` bytes at `data`.
     void pushBuffer(std::uint16_t id, const char* data, std::uint32_t length) {
@@ -46,7 +48,7 @@ public:
         std::memcpy(copy.get(), data, length);
         const char* bytes = copy.get();
         chunks_.push_back(Chunk{bytes, static_cast<std::uint32_t>(length), 0, kCopy, std::move(copy)});
-        cost_ += length;
+        cost_ += static_cast<std::uint32_t>(length);
         unsent_ += length;
     }
 
@@ -90,8 +92,8 @@ private:
     }
 
     std::vector<Chunk> chunks_;
-    std::size_t buffer_cost_;
-    std::size_t cost_ = 0;
+    std::uint32_t buffer_cost_;
+    std::uint32_t cost_ = 0;    // at most the high watermark plus a buffer and the start's copies
     std::size_t unsent_ = 0;
 };
 
