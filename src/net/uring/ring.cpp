@@ -14,9 +14,10 @@ namespace {
 
 constexpr std::uint64_t kOpMask = 7;
 
+
 int initRing(io_uring& ring) {
     io_uring_params params{};
-    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
                    IORING_SETUP_CQSIZE;
     params.cq_entries = Ring::kEntries * 4;
     return io_uring_queue_init_params(Ring::kEntries, &ring, &params);
@@ -26,7 +27,7 @@ std::string refusal(int r) {
     std::string why = std::string("io_uring_setup: ") + std::strerror(-r);
     if (r == -EPERM) why += " (kernel.io_uring_disabled or a seccomp profile)";
     if (r == -ENOSYS) why += " (no io_uring in this kernel)";
-    if (r == -EINVAL) why += " (a kernel older than 6.1: DEFER_TASKRUN)";
+    if (r == -EINVAL) why += " (a kernel older than 6.0: SINGLE_ISSUER)";
     return why;
 }
 
@@ -141,22 +142,21 @@ void Ring::onSignal(int, short, void* arg) { static_cast<Ring*>(arg)->drain(); }
 
 void Ring::drain() {
     draining_ = true;
-    // While this runs, completions need no eventfd signal (they are reaped here): each would be
-    // a wakeup of the next epoll_wait with nothing to do.
-    io_uring_cq_eventfd_toggle(&ring_, false);
-    for (;;) {
+    // Reaps what is posted, then submits what the completions queued (sends often complete
+    // inline and post at once: reaped in the next round). Then back to the loop, even under
+    // load: spinning here while traffic keeps arriving is busy polling, which on a shared
+    // machine gets this thread preempted for whole time slices.
+    for (int round = 0; round < kRoundsPerWakeup; ++round) {
         io_uring_submit_and_get_events(&ring_);
         reap();
         buffers_.publish();
-        if (io_uring_sq_ready(&ring_) > 0) continue;
-        // Quiet: let the kernel signal again, then look once more for work that came between
-        // the last enter and the toggle (it saw the signal off and only set the flag).
-        io_uring_cq_eventfd_toggle(&ring_, true);
-        const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
-        if (!(sq_flags & IORING_SQ_TASKRUN) && io_uring_cq_ready(&ring_) == 0) break;
-        io_uring_cq_eventfd_toggle(&ring_, false);
+        if (io_uring_sq_ready(&ring_) == 0) break;
     }
     draining_ = false;
+    // Left for the next loop pass (after the events already due): requests still queued when
+    // the rounds ran out, completions posted meanwhile, completion work waiting to run.
+    const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
+    if (io_uring_sq_ready(&ring_) > 0 || io_uring_cq_ready(&ring_) > 0 || (sq_flags & IORING_SQ_TASKRUN)) scheduleFlush();
 }
 
 unsigned Ring::reap() {

@@ -12,12 +12,15 @@
 // after the callbacks that queued, so nothing waits past that pass and loopbreak/loopexit keep
 // their meaning.
 //
-// Setup flags: SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG. Completions are posted only when
-// this thread enters the ring (no interrupts of the loop, no io_uring task work run at the end
-// of every epoll_wait); the kernel signals the eventfd when completion work first waits
-// (TASKRUN_FLAG also marks it in the shared ring, which the callback checks before it lets the
-// loop sleep). The eventfd is watched edge-triggered (EV_ET): each signal is a new edge, so it
-// is never read (one syscall less per wakeup); its counter cannot overflow in practice (2^64).
+// Setup flags, chosen by measurement (bench/RESULTS.md, session 10): SINGLE_ISSUER |
+// COOP_TASKRUN | TASKRUN_FLAG. A completion is posted by task work that runs when this thread
+// next leaves a syscall (epoll_wait returns early for it, no interrupt), which signals the
+// eventfd; the callback then finds it in the completion queue. DEFER_TASKRUN was tried first
+// (the completion work run only inside io_uring_enter): with an eventfd it stalled tunnels for
+// 16-40 ms at a time (the kernel signals the eventfd only when its work list goes from empty,
+// sometimes deferred by an RCU grace period), 7,000 msg/s at 64 connections against 35,000-43,000
+// with COOP_TASKRUN. The eventfd is watched edge-triggered (EV_ET): each signal is a new edge, so
+// it is never read (one syscall less per wakeup); its counter cannot overflow in practice.
 
 #include <cstdint>
 #include <memory>
@@ -63,6 +66,7 @@ private:
 class Ring {
 public:
     static constexpr unsigned kEntries = 256;  // submission queue; the completion queue is 4x
+    static constexpr int kRoundsPerWakeup = 4;  // enters per wakeup, at most (then the next pass)
 
     // A ring for `loop`, made in the loop's thread (SINGLE_ISSUER: the only thread that may
     // submit). Null with `why` set when the kernel refuses one (io_uring_setup EPERM or ENOSYS:
@@ -98,7 +102,7 @@ private:
     bool setUp(EventLoop& loop, std::string& why);
     void scheduleFlush();
     // Enters the ring (submits, runs completion work), dispatches the completions, and repeats
-    // while they queued more requests or more work arrived: the loop may sleep afterwards.
+    // while they queued more requests, a few rounds at most; what is left goes in the next pass.
     void drain();
     unsigned reap();
     static void onSignal(int, short, void* arg);
