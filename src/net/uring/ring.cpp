@@ -5,6 +5,7 @@
 #include <cstring>
 #include <event2/event.h>
 #include <sys/eventfd.h>
+#include <sys/time.h>
 
 #include "portico/net/event_loop.h"
 
@@ -156,7 +157,14 @@ void Ring::drain() {
     // Left for the next loop pass (after the events already due): requests still queued when
     // the rounds ran out, completions posted meanwhile, completion work waiting to run.
     const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
-    if (io_uring_sq_ready(&ring_) > 0 || io_uring_cq_ready(&ring_) > 0 || (sq_flags & IORING_SQ_TASKRUN)) scheduleFlush();
+    if (io_uring_sq_ready(&ring_) > 0 || io_uring_cq_ready(&ring_) > 0 || (sq_flags & IORING_SQ_TASKRUN)) {
+        // As a zero timeout, not event_active: libevent would run an active event in this same
+        // pass, again and again under saturation, and never poll the other sockets and timers.
+        if (flush_pending_) return;
+        flush_pending_ = true;
+        static const timeval kNow{0, 0};
+        event_add(&flush_event_, &kNow);
+    }
 }
 
 unsigned Ring::reap() {
