@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import backends  # noqa: E402
 from http_client import ConnectionClosed, http_request  # noqa: E402
-from portico_harness import main, make_config, run_portico, slow_factor, to_yaml  # noqa: E402
+from portico_harness import main, make_config, run_portico, slow_factor, to_yaml, with_test_io_uring  # noqa: E402
 from ws_client import OP_BINARY, OP_TEXT  # noqa: E402
 from ws_peers import WsTestCase, wait_for  # noqa: E402
 
@@ -29,7 +29,9 @@ _RELOADED_RE = re.compile(r"configuration reloaded \(generation (\d+)\)")
 # helpers
 # ---------------------------------------------------------------------------------------------
 def write_config(p, cfg):
-    """Replaces the running process's configuration file (atomically) with cfg (dict or text)."""
+    """Replaces the running process's configuration file (atomically) with cfg (dict or text),
+    keeping the io_uring mode a *_uring run asked for (PORTICO_TEST_IO_URING)."""
+    cfg = with_test_io_uring(cfg)
     text = to_yaml(cfg) + "\n" if isinstance(cfg, dict) else cfg
     tmp = p.config_path + ".new"
     with open(tmp, "w") as f:

@@ -37,7 +37,7 @@ import http_client
 
 __all__ = ["Portico", "PorticoTestCase", "PorticoError", "make_config", "proxy_config", "to_yaml",
            "portico_bin", "source_dir", "run_portico", "RssSampler", "slow_factor",
-           "LEAN_ASAN_ENV", "quarantine_slack_kb", "rss_limit_kb", "read_rss_kb"]
+           "LEAN_ASAN_ENV", "quarantine_slack_kb", "rss_limit_kb", "read_rss_kb", "with_test_io_uring"]
 
 _LISTEN_RE = re.compile(r"listening on (\[[^\]]*\]|[^\s\[\]]+?):(\d+)\b")
 
@@ -172,7 +172,7 @@ def proxy_config(backend_addresses, path="/", route_extra=None, upstream_extra=N
     return make_config(routes=[route], upstreams={"app": up}, **kw)
 
 
-def _with_test_io_uring(config):
+def with_test_io_uring(config):
     """PORTICO_TEST_IO_URING=on|auto runs a test file's Portico processes with that `io_uring`
     (CTest's *_uring variants of the tunnel tests), unless the test set the key itself."""
     mode = uring_probe.test_mode()
@@ -183,7 +183,8 @@ def _with_test_io_uring(config):
             config = dict(config, io_uring=mode)
         return config
     if "io_uring" not in config and "listeners" in config:
-        config = "io_uring: %s\n%s" % (mode, config)
+        # At the end: the lines a test's errors name stay where they were.
+        config = "%s%sio_uring: %s\n" % (config, "" if config.endswith("\n") else "\n", mode)
     return config
 
 
@@ -198,7 +199,7 @@ class Portico:
         self.workdir = workdir
         self.config = config
         self.config_path = os.path.join(workdir, config_name)
-        config = _with_test_io_uring(config)
+        config = with_test_io_uring(config)
         self.config = config
         text = to_yaml(config) + "\n" if isinstance(config, dict) else config
         with open(self.config_path, "w") as f:
