@@ -8,14 +8,16 @@ variants, PORTICO_TEST_IO_URING). Skipped, with the reason, where io_uring_setup
 
 import os
 import socket
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 import uring_probe  # noqa: E402
+from backends import free_port  # noqa: E402
 import ws_client  # noqa: E402
-from portico_harness import main, slow_factor  # noqa: E402
+from portico_harness import main, portico_bin, slow_factor, to_yaml  # noqa: E402
 from ws_client import OP_TEXT  # noqa: E402
 from ws_peers import WsTestCase, ws_proxy_config  # noqa: E402
 
@@ -137,10 +139,32 @@ class UringTunnel(WsTestCase):
         self.assertLessEqual(fd_count(pid), base, "descriptors left after 200 tunnels ended")
 
     def test_on_is_refused_where_the_kernel_refuses_a_ring(self):
-        # Here the kernel allows rings: `on` starts (the refusal path is covered where
-        # io_uring_setup fails; kernel.io_uring_disabled needs root to flip).
-        p = self.portico()
-        self.assertTrue(p.wait_stderr(lambda line: "plaintext WebSocket tunnels on io_uring" in line))
+        # io_uring_setup refused (EPERM) by a seccomp filter, as a container profile does.
+        d = self.tmpdir()
+        for mode in ("on", "auto"):
+            path = os.path.join(d, "%s.yaml" % mode)
+            with open(path, "w") as f:
+                f.write(to_yaml(ws_proxy_config(self.backend.address, io_uring=mode, workers=1,
+                                                listeners=["127.0.0.1:%d" % free_port()])) + "\n")
+            proc = subprocess.Popen([portico_bin(), "-c", path], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    preexec_fn=uring_probe.deny_io_uring)
+            if mode == "on":
+                _, err = proc.communicate(timeout=20 * slow_factor())
+                self.assertNotEqual(proc.returncode, 0, "io_uring: on started without a ring")
+                self.assertIn("io_uring: on, but this process cannot make a ring: io_uring_setup: "
+                              "Operation not permitted", err)
+                continue
+            # auto: starts on epoll and says so once per worker.
+            try:
+                line = ""
+                deadline = time.monotonic() + 10 * slow_factor()
+                while "io_uring" not in line and time.monotonic() < deadline:
+                    line = proc.stderr.readline()  # the worker's line may follow "started"
+                self.assertIn("io_uring unavailable, tunnels on epoll", line)
+            finally:
+                proc.terminate()
+                proc.communicate(timeout=20)
 
 
 if __name__ == "__main__":
