@@ -46,6 +46,7 @@ const std::array<KeyRule<ListenerTls>, 7> kListenerTlsKeys{{
          if (d.readString(v, tls.ciphers) && tls.ciphers.empty()) {
              d.error(v, "expected an OpenSSL cipher list");
          }
+         tls.ciphers_mark = toSourceMark(v.mark);
      }},
     {"alpn", type::stringList(kAlpnPattern), "[http/1.1]",
      "protocols offered by ALPN, in preference order",

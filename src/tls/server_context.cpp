@@ -5,6 +5,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <string_view>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -18,6 +19,7 @@
 #include "portico/tls/key_log.h"
 #include "tls/certificate.h"
 #include "tls/context_access.h"
+#include "tls/http2_ciphers.h"
 #include "tls/session_data.h"
 #include "tls/ticket_keys.h"
 
@@ -111,6 +113,31 @@ bool setMacKey(EVP_MAC_CTX* mac, detail::TicketKey& key) {
         OSSL_PARAM_construct_end(),
     };
     return EVP_MAC_CTX_set_params(mac, params) == 1;
+}
+
+bool offers(const config::ListenerTls& tls, std::string_view protocol) {
+    return std::find(tls.alpn.begin(), tls.alpn.end(), protocol) != tls.alpn.end();
+}
+
+// RFC 9113 9.2.2: a `ciphers:` list on a listener offering h2 to TLS 1.2 clients that enables
+// suites HTTP/2 must not use. onAlpnSelect keeps h2 off such connections; the operator hears of
+// it here (OpenSSL's default list, `ciphers` absent, has such suites too: no warning then, the
+// ALPN choice is the whole answer).
+void warnHttp2ForbiddenSuites(const config::ListenerTls& tls, const SSL_CTX* ctx, Problems& problems) {
+    if (tls.ciphers.empty() || tls.min_version != config::TlsVersion::Tls12 || !offers(tls, "h2")) return;
+    const std::vector<std::string> forbidden = detail::http2ForbiddenSuites(ctx);
+    if (forbidden.empty()) return;
+    std::string examples;
+    for (std::size_t i = 0; i < forbidden.size() && i < 3; ++i) examples += (i > 0 ? ", " : "") + forbidden[i];
+    if (forbidden.size() > 3) examples += ", ...";
+    const bool fallback = offers(tls, "http/1.1") || offers(tls, "http/1.0");
+    problems.warning("tls.ciphers",
+                     "lets TLS 1.2 clients pick " + std::to_string(forbidden.size()) +
+                         " suite" + (forbidden.size() == 1 ? "" : "s") +
+                         " HTTP/2 must not use (RFC 9113 9.2.2: ECDHE or DHE with AES-GCM, "
+                         "AES-CCM or ChaCha20-Poly1305 only): " + examples + "; over one, ALPN " +
+                         (fallback ? "selects HTTP/1.1 instead of h2"
+                                   : "refuses a client that offers only h2 (no_application_protocol)"));
 }
 
 }  // namespace
@@ -284,6 +311,7 @@ std::shared_ptr<ServerContext> ServerContextAccess::build(const config::Listener
                                               (reason.empty() ? "" : " (" + reason + ")"));
             return nullptr;
         }
+        if (context->groups_.empty()) warnHttp2ForbiddenSuites(tls, c, problems);
         // SSL_CTX_set_tlsext_servername_callback/_arg spelled out: the macros' C casts trip
         // -Wold-style-cast. OpenSSL calls the callback back with its real signature.
         SSL_CTX_callback_ctrl(c, SSL_CTRL_SET_TLSEXT_SERVERNAME_CB,
@@ -393,16 +421,27 @@ int ServerContextAccess::onServerName(SSL* /*ssl*/, int* /*alert*/, void* /*arg*
     return SSL_TLSEXT_ERR_OK;
 }
 
-int ServerContextAccess::onAlpnSelect(SSL* /*ssl*/, const unsigned char** out,
+int ServerContextAccess::onAlpnSelect(SSL* ssl, const unsigned char** out,
                                       unsigned char* out_length, const unsigned char* in,
                                       unsigned int in_length, void* arg) noexcept {
     const auto* self = static_cast<const ServerContext*>(arg);
     const std::string& ours = self->alpn_wire_;
+    // RFC 9113 9.2.2: not h2 over a TLS 1.2 suite HTTP/2 forbids (the client would have to end
+    // the connection with INADEQUATE_SECURITY); HTTP/1.1 instead when both sides offer it.
+    // OpenSSL calls us after it chose the TLS 1.2 suite ("after SNI and cipher negotiation
+    // (HTTP/2 restricts permitted ciphers)", tls_post_process_client_hello), so the pending
+    // suite is the one the connection gets, a resumed session's too. TLS 1.3 suites all qualify.
+    const bool h2_allowed =
+        SSL_version(ssl) >= TLS1_3_VERSION || detail::http2Allows(SSL_get_pending_cipher(ssl));
     // Our preference order wins (RFC 7301 3.2: the server selects). The client's list is
     // walked with bounds checks even though OpenSSL validated it.
     for (std::size_t i = 0; i < ours.size();) {
         std::size_t length = static_cast<unsigned char>(ours[i]);
         const char* protocol = ours.data() + i + 1;
+        if (!h2_allowed && std::string_view(protocol, length) == "h2") {
+            i += 1 + length;
+            continue;
+        }
         for (unsigned int j = 0; j < in_length;) {
             unsigned int offered = in[j];
             if (offered == 0 || j + 1 + offered > in_length) break;

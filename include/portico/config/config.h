@@ -107,6 +107,7 @@ struct ListenerTls {
                             // load): require and verify client certificates (mTLS)
     std::string keylog_file;  // "" = off; else (absolute after load) TLS secrets are appended
                               // in NSS key log format for Wireshark: debugging only
+    SourceMark ciphers_mark;  // where `ciphers` was written (its errors and warnings)
 };
 
 struct Listener {

@@ -135,3 +135,35 @@ routes:
     CHECK(loaded.errors.empty());
     CHECK(loaded.warnings.empty());
 }
+
+TEST_CASE("checkTlsFiles points at `ciphers` when it lets TLS 1.2 clients pick a suite h2 forbids", "[tls]") {
+    const char* const text = R"(listeners:
+  - address: 127.0.0.1:0
+    tls:
+      certificates:
+        - {cert: site-ec.crt, key: site-ec.key}
+      alpn: [h2, http/1.1]
+      ciphers: "ECDHE+AESGCM:AES128-SHA"
+  - address: 127.0.0.1:0
+    tls:
+      certificates:
+        - {cert: site-ec.crt, key: site-ec.key}
+      ciphers:   NO-SUCH-CIPHER
+routes:
+  - path: /
+    handler: health
+)";
+    const std::string file = certs().path("ciphers.yaml");
+    config::LoadResult loaded = config::loadConfigString(text, file);
+    REQUIRE(loaded.ok());
+    checkTlsFiles(*loaded.config, loaded.errors, loaded.warnings);
+    INFO(joined(loaded.warnings));
+    REQUIRE(loaded.warnings.size() == 1);
+    CHECK(loaded.warnings[0].rfind(file + ":7:16: listeners[0].tls.ciphers: lets TLS 1.2 clients pick 1 suite "
+                                   "HTTP/2 must not use", 0) == 0);
+    CHECK(loaded.warnings[0].find("AES128-SHA; over one, ALPN selects HTTP/1.1 instead of h2") != std::string::npos);
+    // The cipher list's error points at the key too, not at the listener.
+    REQUIRE(loaded.errors.size() == 1);
+    CHECK(loaded.errors[0].toString().rfind(file + ":12:18: listeners[1].tls.ciphers: \"NO-SUCH-CIPHER\" selects "
+                                            "no usable cipher", 0) == 0);
+}

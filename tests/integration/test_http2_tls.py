@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: Apache-2.0
+"""HTTP/2 over TLS, the edges: RFC 9113 9.2.2 (h2 never over a TLS 1.2 suite HTTP/2 forbids: ALPN
+selects http/1.1 instead, with a warning at start naming the `ciphers` key), probed with openssl
+s_client, curl --http2 and Python's ssl + python3-h2."""
+
+import os
+import ssl
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+
+from h2_client import H2Client  # noqa: E402
+from portico_harness import PorticoTestCase, main, make_config, slow_factor  # noqa: E402
+from tls_certs import client_context, s_client, shared_pki, tls_connect, tls_listener  # noqa: E402
+
+HTTP_CLOSE = b"GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n"
+FORBIDDEN = "ECDHE-ECDSA-AES128-SHA"       # ephemeral, but CBC: on RFC 9113's Appendix A list
+ALLOWED = "ECDHE-ECDSA-AES128-GCM-SHA256"  # RFC 9113 9.2.2's mandatory suite
+
+
+def run(*cmd, timeout=30.0):
+    r = subprocess.run(list(cmd), capture_output=True, timeout=timeout * slow_factor())
+    r.out = r.stdout.decode("utf-8", "replace")
+    r.err = r.stderr.decode("utf-8", "replace")
+    return r
+
+
+class Http2CipherSuites(PorticoTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pki, cls.certs = shared_pki()
+
+    def start(self, alpn=("h2", "http/1.1"), ciphers=ALLOWED + ":" + FORBIDDEN):
+        listener = tls_listener([self.certs["site-ec"]], alpn=list(alpn), ciphers=ciphers)
+        return self.start_portico(make_config(routes=[{"path": "/", "handler": "health"}],
+                                              listeners=[listener]))
+
+    def s_client(self, port, *args):
+        return s_client(port, "-CAfile", self.pki.ca_file, "-servername", "site.test", *args,
+                        input=HTTP_CLOSE, timeout=15 * slow_factor())
+
+    def curl(self, p, *args):
+        return run("curl", "-sS", "--http2", "--resolve", "site.test:%d:127.0.0.1" % p.port,
+                   "--cacert", self.pki.ca_file, "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                   *args, "https://site.test:%d/" % p.port)
+
+    def test_h2_is_not_selected_over_a_forbidden_tls12_suite(self):
+        p = self.start()
+        # The warning at start names the file, line and column of `ciphers`.
+        self.assertRegex(p.stderr_text(),
+                         r"warning: \S+:\d+:\d+: listeners\[0\]\.tls\.ciphers: lets TLS 1\.2 clients "
+                         r"pick 1 suite HTTP/2 must not use .*ECDHE-ECDSA-AES128-SHA; over one, ALPN "
+                         r"selects HTTP/1\.1 instead of h2")
+
+        r = self.s_client(p.port, "-tls1_2", "-cipher", FORBIDDEN, "-alpn", "h2,http/1.1")
+        self.assertRegex(r.stdout, r"Cipher is " + FORBIDDEN)
+        self.assertIn("ALPN protocol: http/1.1", r.stdout)
+        self.assertIn("HTTP/1.1 200", r.stdout)
+        # A client offering h2 only: no protocol in common (RFC 7301 3.2), as for an unknown one.
+        r = self.s_client(p.port, "-tls1_2", "-cipher", FORBIDDEN, "-alpn", "h2")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertRegex(r.stdout + r.stderr, r"no application protocol")
+        # An allowed TLS 1.2 suite, and TLS 1.3, get h2.
+        r = self.s_client(p.port, "-tls1_2", "-cipher", ALLOWED, "-alpn", "h2,http/1.1")
+        self.assertIn("ALPN protocol: h2", r.stdout)
+        r = self.s_client(p.port, "-tls1_3", "-alpn", "h2,http/1.1")
+        self.assertIn("ALPN protocol: h2", r.stdout)
+
+        # curl --http2 (which does not check the suite itself) falls back to HTTP/1.1.
+        r = self.curl(p, "--tls-max", "1.2", "--ciphers", FORBIDDEN)
+        self.assertEqual((r.returncode, r.out), (0, "1.1 200"), r.err)
+        r = self.curl(p, "--tls-max", "1.2", "--ciphers", ALLOWED)
+        self.assertEqual((r.returncode, r.out), (0, "2 200"), r.err)
+
+        # Python's ssl: ALPN says http/1.1 over the forbidden suite, h2 over the allowed one,
+        # and a python3-h2 client gets its answer there.
+        ctx = client_context(self.pki.ca_file, alpn=["h2", "http/1.1"], maximum=ssl.TLSVersion.TLSv1_2)
+        ctx.set_ciphers(FORBIDDEN)
+        with tls_connect(p.port, "site.test", ctx) as c:
+            self.assertEqual(c.cipher()[0], FORBIDDEN)
+            self.assertEqual(c.selected_alpn_protocol(), "http/1.1")
+        ctx = client_context(self.pki.ca_file, alpn=["h2", "http/1.1"], maximum=ssl.TLSVersion.TLSv1_2)
+        ctx.set_ciphers(ALLOWED)
+        h2 = H2Client(p.port, ssl_context=ctx, server_hostname="site.test")
+        self.addCleanup(h2.close)
+        self.assertEqual(h2.sock.selected_alpn_protocol(), "h2")
+        sid = h2.request(path="/", scheme="https")
+        h2.response(sid, 5 * slow_factor())
+        self.assertEqual(h2.status(sid), 200)
+
+    def test_a_list_of_allowed_suites_gives_no_warning(self):
+        p = self.start(ciphers="ECDHE+AESGCM:ECDHE+CHACHA20")
+        self.assertNotIn("tls.ciphers", p.stderr_text())
+        r = self.s_client(p.port, "-tls1_2", "-alpn", "h2,http/1.1")
+        self.assertIn("ALPN protocol: h2", r.stdout)
+
+
+if __name__ == "__main__":
+    main()
