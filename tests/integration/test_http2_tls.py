@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """HTTP/2 over TLS, the edges: RFC 9113 9.2.2 (h2 never over a TLS 1.2 suite HTTP/2 forbids: ALPN
 selects http/1.1 instead, with a warning at start naming the `ciphers` key), probed with openssl
-s_client, curl --http2 and Python's ssl + python3-h2."""
+s_client, curl --http2 and Python's ssl + python3-h2; `:scheme: http` over TLS is served, and
+the upstream hears https."""
 
+import json
 import os
 import ssl
 import subprocess
@@ -95,6 +97,34 @@ class Http2CipherSuites(PorticoTestCase):
         self.assertNotIn("tls.ciphers", p.stderr_text())
         r = self.s_client(p.port, "-tls1_2", "-alpn", "h2,http/1.1")
         self.assertIn("ALPN protocol: h2", r.stdout)
+
+
+class Http2SchemeOverTls(PorticoTestCase):
+    """RFC 9113 8.3.1: `:scheme` is the target URI's. A stream saying `http` over TLS is served
+    (README: either scheme on any connection, as nginx, HAProxy and h2o serve it): what the
+    upstream hears is the connection's scheme, never the client's claim."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pki, cls.certs = shared_pki()
+
+    def test_scheme_http_over_tls_is_served_as_https(self):
+        backend = self.start_backend(name="b")
+        p = self.start_portico(make_config(
+            routes=[{"path": "/", "upstream": "app"}], upstreams={"app": {"servers": [backend.address]}},
+            listeners=[tls_listener([self.certs["site-ec"]], alpn=["h2", "http/1.1"])]))
+        c = H2Client(p.port, ssl_context=client_context(self.pki.ca_file, alpn=["h2"]), server_hostname="site.test")
+        self.addCleanup(c.close)
+        for scheme in ("http", "https"):
+            with self.subTest(scheme=scheme):
+                sid = c.request(path="/echo/scheme", scheme=scheme,
+                                headers=[("x-forwarded-proto", "http")])
+                c.response(sid, 5 * slow_factor())
+                self.assertEqual(c.status(sid), 200)
+                doc = json.loads(bytes(c.responses[sid]["body"]))
+                headers = [(k.lower(), v) for k, v in doc["headers"]]
+                self.assertEqual([v for k, v in headers if k == "x-forwarded-proto"], ["https"])
 
 
 if __name__ == "__main__":
