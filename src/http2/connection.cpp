@@ -103,6 +103,8 @@ Connection::Connection(ConnectionOwner& owner, net::Worker& worker, std::shared_
       control_frames_(snapshot_->config().limits.http2_control_frame_rate,
                       2 * std::uint64_t{snapshot_->config().limits.http2_control_frame_rate},
                       core::TokenBucket::Clock::now()),
+      resets_(snapshot_->config().limits.http2_reset_rate, snapshot_->config().limits.http2_reset_burst,
+              core::TokenBucket::Clock::now()),
       overhead_frames_(snapshot_->config().limits.http2_overhead_frame_rate,
                        2 * std::uint64_t{snapshot_->config().limits.http2_overhead_frame_rate},
                        core::TokenBucket::Clock::now()),
@@ -139,8 +141,11 @@ bool Connection::start() {
     nghttp2_option_set_no_auto_window_update(raw_option, 1);
     // Closed streams are forgotten at once (no RFC 7540 priority tree to keep them for).
     nghttp2_option_set_no_closed_streams(raw_option, 1);
-    // CVE-2023-44487: a client resetting streams faster than this gets GOAWAY.
-    nghttp2_option_set_stream_reset_rate_limit(raw_option, limits.http2_reset_burst, limits.http2_reset_rate);
+    // CVE-2023-44487: a client resetting streams faster than this gets GOAWAY (resets_, in
+    // onFrameReceived, which nghttp2 calls before it counts a reset; its own limit, with twice
+    // the burst, stays behind ours).
+    nghttp2_option_set_stream_reset_rate_limit(raw_option, 2 * std::uint64_t{limits.http2_reset_burst},
+                                               limits.http2_reset_rate);
     // CVE-2024-27316: a header block in more CONTINUATION frames than this ends the connection
     // (the header list size bounds the bytes; this bounds the frames, empty ones included).
     nghttp2_option_set_max_continuations(raw_option, 8);
@@ -377,6 +382,14 @@ int Connection::onFrameReceived(std::uint8_t type, std::uint8_t flags, std::int3
             return 0;
         case NGHTTP2_DATA:
             if (Stream* stream = find(stream_id); stream && end_stream) stream->onEndStream();
+            return 0;
+        case NGHTTP2_RST_STREAM:
+            if (!resets_.take(1, core::TokenBucket::Clock::now()) && !reset_flooded_) {
+                reset_flooded_ = true;
+                LOG_WARN("client %s: HTTP/2 rapid reset (beyond http2_reset_burst/_rate): GOAWAY", client_.ip.c_str());
+                // Terminating: nghttp2 takes no new stream from here on, this read's included.
+                nghttp2_session_terminate_session(session_.get(), NGHTTP2_ENHANCE_YOUR_CALM);
+            }
             return 0;
         case NGHTTP2_SETTINGS:
         case NGHTTP2_PING:

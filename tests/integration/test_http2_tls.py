@@ -2,16 +2,18 @@
 """HTTP/2 over TLS, the edges: RFC 9113 9.2.2 (h2 never over a TLS 1.2 suite HTTP/2 forbids: ALPN
 selects http/1.1 instead, with a warning at start naming the `ciphers` key), probed with openssl
 s_client, curl --http2 and Python's ssl + python3-h2; `:scheme: http` over TLS is served, and
-the upstream hears https."""
+the upstream hears https; the HTTP/2 floods and stalls bounded over TLS as on h2c."""
 
 import json
 import os
 import ssl
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+import h2_frames as h  # noqa: E402
 from h2_client import H2Client  # noqa: E402
 from portico_harness import PorticoTestCase, main, make_config, slow_factor  # noqa: E402
 from tls_certs import client_context, s_client, shared_pki, tls_connect, tls_listener  # noqa: E402
@@ -125,6 +127,95 @@ class Http2SchemeOverTls(PorticoTestCase):
                 doc = json.loads(bytes(c.responses[sid]["body"]))
                 headers = [(k.lower(), v) for k, v in doc["headers"]]
                 self.assertEqual([v for k, v in headers if k == "x-forwarded-proto"], ["https"])
+
+
+class Http2TlsLimits(PorticoTestCase):
+    """The HTTP/2 limits hold over TLS too, where frames arrive in TLS records and answers leave
+    through SSL_write (test_http2_conformance.py covers them on h2c): rapid reset (CVE-2023-44487),
+    CONTINUATION, SETTINGS and PING floods, WINDOW_UPDATE overflow, a client whose windows stay
+    shut (each stream reset after client_send_timeout, the memory it held given back) and one that
+    reads nothing at all (the connection ends)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pki, cls.certs = shared_pki()
+
+    def setUp(self):
+        super().setUp()
+        self.backend = self.start_backend(name="b")
+        self.p = self.start_portico(make_config(
+            routes=[{"path": "/healthz", "handler": "health"}, {"path": "/", "upstream": "app"}],
+            upstreams={"app": {"servers": [self.backend.address]}},
+            listeners=[tls_listener([self.certs["site-ec"]], alpn=["h2", "http/1.1"])], workers=1,
+            limits={"client_send_timeout": "2s", "http2_reset_burst": 50}))
+
+    def connect(self, **kw):
+        c = h.RawH2(self.p.port, ssl_context=client_context(self.pki.ca_file, alpn=["h2"]),
+                    server_hostname="site.test", **kw)
+        self.addCleanup(c.close)
+        self.assertEqual(c.sock.selected_alpn_protocol(), "h2")
+        return c
+
+    def test_floods_end_the_connection(self):
+        floods = [
+            ("CONTINUATION", lambda c: [c.headers(1, c.fields("/healthz"), end_headers=False)] +
+             [h.frame(h.CONTINUATION, 0, 1, b"")] * 9, h.PROTOCOL_ERROR),
+            ("SETTINGS", lambda c: [h.settings((h.INITIAL_WINDOW_SIZE, 65535))] * 500, h.ENHANCE_YOUR_CALM),
+            ("PING", lambda c: [h.ping()] * 2000, h.ENHANCE_YOUR_CALM),
+            ("WINDOW_UPDATE overflow", lambda c: [h.window_update(0, 0x7fffffff)], h.FLOW_CONTROL_ERROR),
+        ]
+        for name, frames, code in floods:
+            with self.subTest(name):
+                c = self.connect()
+                c.send(*frames(c))
+                got = c.goaway(5 * slow_factor())
+                self.assertIsNotNone(got, name)
+                if code is not None:
+                    self.assertEqual(got[1], code)
+                self.assertTrue(c.wait_closed(5 * slow_factor()), name)
+        c = self.connect()
+        c.request(1, "/healthz")
+        self.assertEqual(c.response(1, 5)[0], 200)
+
+    def test_rapid_reset_in_one_read_reaches_the_upstream_at_most_http2_reset_burst_times(self):
+        """CVE-2023-44487 with every HEADERS + RST_STREAM pair in one send (one read, here in a few
+        TLS records): nghttp2's own limit queued a GOAWAY at the burst but took the streams that
+        followed in the same read, and each went upstream (643 of 1000 with a burst of 200),
+        streams its GOAWAY then said were not processed (RFC 9113 6.8: a client may retry them)."""
+        c = self.connect()
+        frames = []
+        for i in range(1000):
+            frames += [c.headers(1 + 2 * i, c.fields("/echo/reset?sid=%d" % (1 + 2 * i))), h.rst_stream(1 + 2 * i)]
+        c.send(*frames)
+        got = c.goaway(5 * slow_factor())
+        self.assertIsNotNone(got, "no GOAWAY after 1000 reset streams")
+        last_stream_id, code = got
+        self.assertTrue(c.wait_closed(5 * slow_factor()))
+        time.sleep(0.5 * slow_factor())  # requests already on their way upstream arrive
+        sids = [int(r.target.rsplit("=", 1)[1]) for r in list(self.backend.requests)]
+        self.assertLessEqual(len(sids), 50 + 1)  # http2_reset_burst, and the stream that overflowed it
+        self.assertTrue(all(sid <= last_stream_id for sid in sids), (last_stream_id, sorted(sids)[-5:]))
+        self.assertEqual(code, h.ENHANCE_YOUR_CALM)  # as for the other floods
+
+    def test_shut_windows_and_a_client_that_reads_nothing(self):
+        rss = self.p.rss_kb()
+        c = self.connect(client_settings=[(h.INITIAL_WINDOW_SIZE, 0)])
+        for i in range(100):
+            c.request(1 + 2 * i, "/stream?n=%d" % (20 * 1024 * 1024))
+        codes = [c.rst(1 + 2 * i, 10 * slow_factor()) for i in range(100)]
+        self.assertEqual(set(codes), {h.CANCEL})
+        self.assertTrue(c.alive())
+        c.close()
+        # 100 streams of 20 MiB each held at most their 128 KiB each while they lasted.
+        self.assertLess(self.p.rss_kb() - rss, 100 * 1024)
+
+        c = self.connect()
+        c.send(*[c.headers(1 + 2 * i, c.fields("/stream?n=%d" % (5 * 1024 * 1024))) for i in range(100)],
+               h.window_update(0, 0x7fff0000))
+        time.sleep(4 * slow_factor())  # client_send_timeout (2s) passes with no byte taken
+        # What the socket buffers hold still comes, then the end.
+        self.assertTrue(c.wait_closed(15 * slow_factor()))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 """HTTP/2 frames built by hand, for conformance tests that must send what a well-behaved client
 never would (python3-h2 refuses to): a frame is its 9-byte header and a payload (RFC 9113 4.1),
 header blocks come from python3-hpack's encoder or are raw HPACK bytes. RawH2 sends them on a
-plain socket and records every frame the server answers with, so that a test asserts on the
-exact GOAWAY / RST_STREAM / SETTINGS / PING / WINDOW_UPDATE that came back."""
+plain socket (or over TLS, given an `ssl_context` offering h2) and records every frame the server
+answers with, so that a test asserts on the exact GOAWAY / RST_STREAM / SETTINGS / PING /
+WINDOW_UPDATE that came back."""
 
 import socket
 import struct
@@ -63,8 +64,11 @@ class RawH2:
     SETTINGS, reads the server's SETTINGS and acknowledges it. `frames` holds every frame read
     as (type, flags, stream_id, payload); `closed` says the server closed the connection."""
 
-    def __init__(self, port, handshake=True, timeout=5.0, client_settings=()):
+    def __init__(self, port, handshake=True, timeout=5.0, client_settings=(), ssl_context=None,
+                 server_hostname=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if ssl_context is not None:  # h2 over TLS: the context offers ALPN h2
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=server_hostname)
         self.authority = "127.0.0.1:%d" % port
         self.encoder = hpack.Encoder()
         self.decoder = hpack.Decoder()

@@ -137,6 +137,12 @@ private:
     core::InlineEvent send_event_;
     core::InlineEvent tick_event_;  // once a second: the timeouts
     core::TokenBucket control_frames_;
+    // Stream resets by the client (CVE-2023-44487, http2_reset_burst / http2_reset_rate). Ours,
+    // not only nghttp2's: nghttp2's limit queues a GOAWAY but accepts the streams that follow in
+    // the same read, and each went upstream (its GOAWAY says they were not processed: RFC 9113
+    // 6.8, a client may retry them). Ours ends the session at once, so that nghttp2 ignores them.
+    core::TokenBucket resets_;
+    bool reset_flooded_ = false;  // GOAWAY queued: said once
     // Frames that cost a parse and move no request on (empty DATA, PRIORITY, WINDOW_UPDATE, unknown
     // types): a flood of them costs CPU only (CVE-2019-9518). A client reading a download sends
     // WINDOW_UPDATEs in step with our DATA: each DATA frame sent earns two (its stream's and the
