@@ -137,7 +137,7 @@ void warnHttp2ForbiddenSuites(const config::ListenerTls& tls, const SSL_CTX* ctx
                          " HTTP/2 must not use (RFC 9113 9.2.2: ECDHE or DHE with AES-GCM, "
                          "AES-CCM or ChaCha20-Poly1305 only): " + examples + "; over one, ALPN " +
                          (fallback ? "selects HTTP/1.1 instead of h2"
-                                   : "refuses a client that offers only h2 (no_application_protocol)"));
+                                   : "has no protocol left to select (no_application_protocol)"));
 }
 
 }  // namespace
