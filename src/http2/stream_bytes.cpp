@@ -55,8 +55,13 @@ void StreamBytes::addEarly(evbuffer* early) { evbuffer_add_buffer(input(), early
 
 void StreamBytes::onEndStream() {
     eof_ = true;
-    // As a socket reports its FIN: from the loop, after the bytes before it.
-    if (reading_) event_active(deliver_event_.get(), EV_TIMEOUT, 0);
+    // As a socket reports its FIN: from the loop, after the bytes before it; paused, the session
+    // hears of it at once (onPeerShut), as a paused socket's watch tells it.
+    if (reading_) {
+        event_active(deliver_event_.get(), EV_TIMEOUT, 0);
+    } else if (handler_) {
+        handler_->onPeerShut(*this);
+    }
 }
 
 void StreamBytes::onStreamClosed() {

@@ -21,6 +21,9 @@ namespace portico::net {
 
 namespace {
 
+constexpr short kReadEvents = EV_READ | EV_CLOSED | EV_PERSIST;
+constexpr short kPeerShutEvents = EV_CLOSED | EV_ET | EV_PERSIST;  // while paused (stopReading)
+
 // Where a read lands when input() is empty: a relay forwards it from here (onBytes) without an
 // evbuffer chain; for everyone else only the bytes read are copied into input(), so that no
 // 16 KiB reservation is allocated per read or left behind on an idle socket.
@@ -83,7 +86,7 @@ Stream::Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler)
     : fd_(std::move(fd)), handler_(handler) {
     // EV_CLOSED (EPOLLRDHUP, in the same epoll_ctl): a relay learns of the peer's FIN with the
     // bytes before it, and needs no further read for it (readPlain).
-    event_assign(&read_event_, base, fd_.get(), EV_READ | EV_CLOSED | EV_PERSIST, &Stream::onReadEvent, this);
+    event_assign(&read_event_, base, fd_.get(), kReadEvents, &Stream::onReadEvent, this);
     resumeReading();
 }
 
@@ -141,13 +144,35 @@ std::unique_ptr<Stream> Stream::connectTo(event_base* base, const sockaddr* addr
     return stream;
 }
 
-void Stream::pauseReading() {
+void Stream::pauseReading() { stopReading(/*watch_peer_shut=*/!peer_closed_ && !peer_shut_); }
+
+// Paused, the read event is not taken off the loop but narrowed to the peer's FIN (EPOLLRDHUP,
+// edge-triggered): a peer that closes behind bytes a relay holds back (its other side does not
+// read) is noticed at once (onPeerShut), not when reading resumes. The change is one event
+// (re-assigned while off the loop), so libevent's change list still makes it one epoll_ctl (MOD
+// instead of DEL, and back): pausing and resuming cost what they did. Edge-triggered because
+// libevent reports a reset (EPOLLERR, EPOLLHUP) as EV_READ | EV_WRITE only, which this event
+// does not ask for: level-triggered, such a socket would wake every poll. A reset while paused
+// is learnt at the next read or write, as before.
+void Stream::stopReading(bool watch_peer_shut) {
     read_emptied_ = false;  // the poll stops watching: bytes may pile up unseen
     if (!reading_) return;
     reading_ = false;
     event_del(&read_event_);
+    if (watch_peer_shut) {
+        event_assign(&read_event_, event_get_base(&read_event_), fd_.get(), kPeerShutEvents, &Stream::onReadEvent, this);
+        event_add(&read_event_, nullptr);
+    }
     // event_del took a queued connect report off the active queue too: it is still due.
     if (connect_report_queued_) event_active(&read_event_, EV_WRITE, 0);
+}
+
+// The paused watch saw the peer's FIN: nothing more than what the socket holds will come.
+void Stream::notePeerShut() {
+    event_del(&read_event_);  // once is all it tells (and a queued connect report stays due)
+    if (connect_report_queued_) event_active(&read_event_, EV_WRITE, 0);
+    peer_shut_ = true;
+    handler_->onPeerShut(*this);
 }
 
 void Stream::detach() {
@@ -162,7 +187,7 @@ void Stream::detach() {
     static Detached detached;
     handler_ = &detached;
     connect_report_queued_ = false;
-    pauseReading();
+    stopReading(/*watch_peer_shut=*/false);
     // event_del also takes the event off the loop's list of those due now, a connect report that
     // an earlier pause queued again too (pauseReading returns early when already paused).
     event_del(&read_event_);
@@ -182,8 +207,12 @@ void Stream::resumeReading() {
     reading_ = true;
     // event_add leaves an event that waits in the active queue out of epoll (libevent adds it
     // to the backend only when it is neither inserted nor active): a connect report queued by
-    // pauseReading is taken off, the event added, and the report queued again.
-    if (connect_report_queued_) event_del(&read_event_);
+    // pauseReading is taken off, the event added, and the report queued again. The paused
+    // watch for the peer's FIN (stopReading) becomes the read event again.
+    if (connect_report_queued_ || read_event_.ev_events != kReadEvents) {
+        event_del(&read_event_);
+        event_assign(&read_event_, event_get_base(&read_event_), fd_.get(), kReadEvents, &Stream::onReadEvent, this);
+    }
     event_add(&read_event_, nullptr);
     if (connect_report_queued_) event_active(&read_event_, EV_WRITE, 0);
     // Records OpenSSL read ahead while we were paused make the socket no more readable.
@@ -415,6 +444,10 @@ void Stream::onReadEvent(int, short what, void* arg) {
         self->handleWrite();
         if ((what & (EV_READ | EV_CLOSED)) == 0 || !self->reading_) return;
     }
+    if (!self->reading_) {  // the paused watch (stopReading)
+        if (what & EV_CLOSED) self->notePeerShut();
+        return;
+    }
     self->handleRead((what & EV_CLOSED) != 0);
 }
 void Stream::onWriteEvent(int, short, void* arg) { static_cast<Stream*>(arg)->handleWrite(); }
@@ -428,7 +461,7 @@ void Stream::handleRead(bool peer_shut) {
     bool eof = false;
     int error = 0;
     const std::size_t buffered = ssl_ ? readTls(eof, error) : readPlain(eof, error, peer_shut);
-    if (eof || error) pauseReading();  // level-triggered: a closed socket stays readable
+    if (eof || error) stopReading(/*watch_peer_shut=*/false);  // level-triggered: a closed socket stays readable
     if (eof) peer_closed_ = true;
     if (buffered > 0) handler_->onReadable(*this);
     // The handler may have paused us or switched handlers; report the end to the current one.
@@ -595,7 +628,7 @@ void Stream::handleWrite() {
         if (error == 0 && getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
         if (error != 0) {
             disarmWrite();
-            pauseReading();
+            stopReading(/*watch_peer_shut=*/false);
             handler_->onError(*this, error);
             return;
         }
@@ -610,7 +643,7 @@ void Stream::handleWrite() {
     }
     if (pending_error_ != 0) {
         disarmWrite();
-        pauseReading();
+        stopReading(/*watch_peer_shut=*/false);
         handler_->onError(*this, pending_error_);
         return;
     }

@@ -298,6 +298,7 @@ void FrameRelay::onBytes(net::ByteStream& stream, const char* data, std::size_t 
 
 void FrameRelay::onDrained(net::ByteStream& stream) {
     if (ended_) return;
+    if (stalled_ && &stalled_->to() == &stream) stalled_->progress();
     Direction& d = directionTo(stream);
     if (!d.eof && !d.from->isReading()) d.from->resumeReading();
     stream.releaseIdle();  // the backlog is gone: so is its buffer, once empty
@@ -316,6 +317,15 @@ void FrameRelay::onEof(net::ByteStream& stream) {
     const Direction& to_upstream = directionTo(stream);
     const bool broken = upstream && !d.close_seen && !to_upstream.close_sent && to_upstream.close_pending == 0;
     end(upstream ? "upstream closed" : "client closed", true, broken);
+}
+
+// As the tunnel's (tunnel.cpp): the frames before the FIN go on while the other side takes
+// them; if it takes none for StalledDelivery::kStall, the session ends as at that peer's EOF.
+void FrameRelay::onPeerShut(net::ByteStream& stream) {
+    if (ended_ || stalled_) return;
+    stalled_ = std::make_unique<StalledDelivery>(
+        loop_, stream, *directionFrom(stream).to,
+        [](void* self, net::ByteStream& from) { static_cast<FrameRelay*>(self)->onEof(from); }, this);
 }
 
 void FrameRelay::onError(net::ByteStream& stream, int) {
@@ -436,6 +446,7 @@ void FrameRelay::end(const char* reason, bool finished, bool upstream_broken) {
     idle_.stop();
     lifetime_.stop();
     ping_.stop();
+    if (stalled_) stalled_->stop();  // its streams are closed below
     commitRun(up_);  // what was forwarded from the last read goes before the close
     commitRun(down_);
     const SessionCounts final_counts = counts();

@@ -76,6 +76,7 @@ void Tunnel::onBytes(net::ByteStream& from, const char* data, std::size_t n) {
 
 void Tunnel::onDrained(net::ByteStream& stream) {
     if (ended_) return;
+    if (stalled_ && &stalled_->to() == &stream) stalled_->progress();
     net::ByteStream& from = other(stream);
     if (!from.isReading()) from.resumeReading();
     stream.releaseIdle();  // the backlog is gone: so is its buffer, once empty
@@ -87,6 +88,16 @@ void Tunnel::onEof(net::ByteStream& stream) {
     // still has queued is flushed, then it gets the FIN too (closeFinished in end(); with TLS,
     // close_notify first).
     end(&stream == client_.get() ? "client closed" : "upstream closed", true);
+}
+
+// The peer of a paused side closed: its last bytes are still relayed as the other side takes
+// them (reading resumes at its low watermark, and the EOF after them ends the session), unless
+// the other side takes none for StalledDelivery::kStall: then the session ends as at that EOF.
+void Tunnel::onPeerShut(net::ByteStream& stream) {
+    if (ended_ || stalled_) return;  // both peers gone: the first one's wait bounds the session
+    stalled_ = std::make_unique<StalledDelivery>(
+        loop_, stream, other(stream), [](void* self, net::ByteStream& from) { static_cast<Tunnel*>(self)->onEof(from); },
+        this);
 }
 
 // Failed, not closed (a reset, an error, an HTTP/2 client's RST_STREAM): the other side is told
@@ -104,6 +115,7 @@ void Tunnel::end(const char* reason, bool finished) {
     ended_ = true;
     idle_.stop();
     lifetime_.stop();
+    if (stalled_) stalled_->stop();  // its streams are closed below
     // What one side still has queued (the other side's last bytes) is flushed before closing,
     // unless that side is reset (onError: the other side failed, markOtherSideFailed): its RST
     // drops the queue, as the failed side's own reset did its bytes (and a TLS side gets no

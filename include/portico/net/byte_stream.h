@@ -56,6 +56,11 @@ public:
     virtual void onEof(ByteStream& stream) = 0;                // the peer closed its side (FIN, END_STREAM)
     virtual void onError(ByteStream& stream, int error) = 0;   // errno-style; also a failed connect or RST_STREAM
     virtual void onDrained(ByteStream& /*stream*/) {}          // output fell to the low watermark
+    // The peer closed its side while reading was paused: what is still unread (in the socket,
+    // or withheld in input()) is all that will come, and onEof follows it once reading resumes.
+    // A relay whose other side stopped taking bytes would otherwise hold the session until
+    // idle_timeout for a peer that is gone (ws::StalledDelivery).
+    virtual void onPeerShut(ByteStream& /*stream*/) {}
     // Events only a socket makes (net::Stream): connect and TLS.
     virtual void onConnected(Stream& /*stream*/) {}        // an outgoing connect completed
     virtual void onTlsHandshake(Stream& /*stream*/) {}     // an incoming TLS handshake completed

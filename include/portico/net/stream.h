@@ -65,11 +65,15 @@ public:
     // a long-lived connection between bursts; invalidates pointers to the buffers.
     void releaseIdle() override;
 
+    // Paused, the socket is still watched for the peer's FIN (edge-triggered EPOLLRDHUP, no
+    // read): the handler hears it as onPeerShut, once.
     void pauseReading() override;
     void resumeReading() override;
     bool isReading() const override { return reading_; }
     // The peer's FIN (or TLS close_notify) was read: nothing more can arrive on this socket.
     bool peerClosed() const { return peer_closed_; }
+    // The peer's FIN came while reading was paused (onPeerShut): what the socket holds is all.
+    bool peerShut() const { return peer_shut_; }
     // The socket held nothing unread when the loop last polled it: a plain read emptied it (took
     // less than it asked for) and reading has stayed on since, so the poll watched it, and that
     // poll did not report it readable (its read event is not due in this pass). What arrives
@@ -140,6 +144,8 @@ private:
     friend struct TlsBufferSweepList;
     // ByteStream: closeFinished, or closeGracefully (lingering_close.cpp, where they live).
     void close(EventLoop& loop, std::unique_ptr<ByteStream> self, Ending ending) override;
+    void stopReading(bool watch_peer_shut);
+    void notePeerShut();
     static void onReadEvent(int fd, short what, void* arg);
     static void onWriteEvent(int fd, short what, void* arg);
     void handleRead(bool peer_shut = false);  // peer_shut: epoll saw the peer's FIN (EV_CLOSED)
@@ -189,6 +195,7 @@ private:
     int pending_error_ = 0;     // a write error waiting to be reported from the loop
     bool reading_ = false;
     bool peer_closed_ = false;
+    bool peer_shut_ = false;  // the paused watch saw the peer's FIN (notePeerShut)
     bool read_emptied_ = false;  // the last plain read took all the socket held; reading on since
     bool direct_read_ = false;
     bool bulk_ = false;  // the last plain read filled kReadChunk: read into input() directly

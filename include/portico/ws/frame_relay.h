@@ -17,6 +17,11 @@
 // no longer touched by traffic; when it fires, the side that did not answer has its connection
 // closed and the other, if it had no Close yet, gets 1001 first.
 //
+// A peer that closes while its side's reading is paused (the other side takes nothing):
+// noticed at once (onPeerShut); its frames before the FIN still go on while the other side
+// takes them, and the session ends at that peer's EOF, or as at it when the other side took no
+// byte for StalledDelivery::kStall (not at idle_timeout).
+//
 // Limits: websocket.rate charges each direction's frames to its own RateLimiter (over it: 1008
 // to the sender, 1001 to the other side); websocket.max_lifetime sends 1001 to both sides and
 // waits max_lifetime_grace for their Close.
@@ -37,6 +42,7 @@
 #include "portico/ws/lifetime_timer.h"
 #include "portico/ws/rate_limiter.h"
 #include "portico/ws/session.h"
+#include "portico/ws/stalled_delivery.h"
 
 namespace portico::net {
 class EventLoop;
@@ -95,6 +101,7 @@ private:
     void onEof(net::ByteStream& stream) override;
     void onError(net::ByteStream& stream, int error) override;
     void onDrained(net::ByteStream& stream) override;
+    void onPeerShut(net::ByteStream& stream) override;
 
     Direction& directionFrom(const net::ByteStream& s) { return &s == client_.get() ? up_ : down_; }
     Direction& directionTo(const net::ByteStream& s) { return &s == client_.get() ? down_ : up_; }
@@ -149,6 +156,7 @@ private:
     // On the loop's shared queue for that interval: no libevent timer of its own per session.
     net::IdleTimer ping_;
     std::unique_ptr<FrameTracer> tracer_;  // null: websocket.trace is off
+    std::unique_ptr<StalledDelivery> stalled_;  // a peer closed behind backpressure (onPeerShut)
     bool ping_outstanding_ = false;
     bool ended_ = false;
     SessionLimit limit_ = SessionLimit::None;

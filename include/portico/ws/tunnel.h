@@ -6,6 +6,11 @@
 // watermark and resumes when it drains. A FIN or an error on either side ends the session: the
 // other side gets what was queued for it, then a FIN.
 //
+// A peer that closes while its side's reading is paused (the other side takes nothing) is
+// noticed at once (onPeerShut): the bytes it sent before its FIN are still delivered while the
+// other side takes them, and the session ends at that peer's EOF, or when the other side took
+// no byte for StalledDelivery::kStall, not at idle_timeout.
+//
 // websocket.max_lifetime: a tunnel does not know where frames begin, so it cannot insert a
 // Close 1001 safely; at that age both TCP connections are closed (flushed first) instead.
 
@@ -18,6 +23,7 @@
 #include "portico/net/stream.h"
 #include "portico/ws/lifetime_timer.h"
 #include "portico/ws/session.h"
+#include "portico/ws/stalled_delivery.h"
 
 namespace portico::net {
 class EventLoop;
@@ -43,6 +49,7 @@ private:
     void onEof(net::ByteStream& stream) override;
     void onError(net::ByteStream& stream, int error) override;
     void onDrained(net::ByteStream& stream) override;
+    void onPeerShut(net::ByteStream& stream) override;
     net::ByteStream& other(const net::ByteStream& stream) {
         return &stream == client_.get() ? static_cast<net::ByteStream&>(*upstream_) : *client_;
     }
@@ -59,6 +66,7 @@ private:
     LifetimeTimer lifetime_;
     std::uint64_t from_client_ = 0;
     std::uint64_t to_client_ = 0;
+    std::unique_ptr<StalledDelivery> stalled_;  // a peer closed behind backpressure (onPeerShut)
     bool ended_ = false;
     SessionLimit limit_ = SessionLimit::None;
 };

@@ -1,0 +1,165 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A peer that closes while Portico holds its bytes back (reading paused: the other side takes
+nothing). The FIN is noticed while paused (net::Stream's paused watch): the bytes sent before it
+are still delivered while the other side reads, and when the other side takes nothing the
+session ends within ws::StalledDelivery::kStall (2 s), not at websocket.idle_timeout.
+
+The client sends until Portico stops reading it: its socket then holds bytes Portico has not
+read (the Recv-Q of Portico's socket, read from /proc/net/tcp), and the client's own send queue
+is empty (SIOCOUTQ), so its FIN arrives right behind them."""
+
+import fcntl
+import os
+import socket
+import struct
+import sys
+import termios
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+
+import backends  # noqa: E402
+import ws_client  # noqa: E402
+from portico_harness import main, slow_factor  # noqa: E402
+from ws_peers import WsTestCase, ws_proxy_config, wait_for  # noqa: E402
+
+IDLE_TIMEOUT = 30  # seconds: far beyond what the tests wait for
+
+
+def start_held_backend(testcase):
+    """An upstream that answers the upgrade and reads nothing until b.start_reading is set;
+    then it reads to EOF (b.received counts the bytes, b.ended is set at the EOF)."""
+    b = backends.HttpBackend(name="held")
+    b.start_reading = threading.Event()
+    b.received = 0
+    b.ended = threading.Event()
+    b.end_kind = None
+
+    def handler(req, conn):
+        key = req.header("Sec-WebSocket-Key") or ""
+        sock = conn.sock
+        sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                      % ws_client.accept_for(key)).encode("latin-1"))
+        b.received += len(bytes(getattr(conn, "rbuf", b"")))
+        try:
+            b.start_reading.wait(60)
+            sock.settimeout(60)
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    b.end_kind = "eof"
+                    break
+                b.received += len(data)
+                time.sleep(0.005)  # a slow reader: the last bytes take a while
+        except OSError as e:
+            b.end_kind = repr(e)
+        finally:
+            b.ended.set()
+            sock.close()
+        return backends.TAKEN
+
+    b.route("/ws/", handler)
+    b.start()
+    testcase.addCleanup(b.start_reading.set)
+    testcase.addCleanup(b.stop)
+    return b
+
+
+def recv_queue(local_port, remote_port):
+    """The Recv-Q of the IPv4 socket local_port <-> remote_port (Portico's side), or None."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.split(":")[1], 16) == local_port and int(remote.split(":")[1], 16) == remote_port:
+                return int(fields[4].split(":")[1], 16)
+    return None
+
+
+def unsent(sock):
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+class PausedFin(WsTestCase):
+    test_timeout = 60
+
+    def open_tunnel(self, mode="tunnel"):
+        b = start_held_backend(self)
+        ws = {"idle_timeout": "%ds" % IDLE_TIMEOUT}
+        p = self.start_portico(ws_proxy_config(b.address, mode=mode, websocket=ws))
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        self.addCleanup(s.close)
+        key = ws_client.make_key()
+        s.sendall(("GET /ws/x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n"
+                   % key).encode("latin-1"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            self.assertTrue(chunk, "no 101")
+            head += chunk
+        self.assertIn(b" 101 ", head.split(b"\r\n")[0])
+        return b, p, s
+
+    def fill_until_paused(self, p, s, piece):
+        """Sends `piece` until Portico stops reading: returns the bytes sent. Each piece is
+        acknowledged (the client's send queue empty) before the next: when Portico's socket
+        keeps holding unread bytes, its reading is paused and the FIN will arrive behind them."""
+        sent = 0
+        local_port = s.getsockname()[1]
+        deadline = time.monotonic() + 30 * slow_factor()
+        while time.monotonic() < deadline:
+            s.sendall(piece)
+            sent += len(piece)
+            wait_for(lambda: unsent(s) == 0, timeout=5)
+            held = recv_queue(p.port, local_port)
+            if held:
+                time.sleep(0.3)  # not a read under way: still held
+                if recv_queue(p.port, local_port) == held:
+                    return sent
+        self.fail("Portico never paused reading the client")
+
+    def check_fin_noticed(self, mode):
+        b, p, s = self.open_tunnel(mode)
+        piece = ws_client.build_frame(ws_client.OP_BINARY, b"x" * 16000, mask=True) if mode == "frames" \
+            else b"x" * 16384
+        self.fill_until_paused(p, s, piece)
+        s.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        s.settimeout(15)
+        try:
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+        waited = time.monotonic() - started
+        # kStall is 2 s (checked every 2 s: at most 4 s), far below idle_timeout.
+        self.assertLess(waited, 8 * slow_factor(), "the tunnel was held %.1f s after the client left" % waited)
+        lines = p.access_log(count=1)
+        self.assertTrue(lines, "no access line for the session")
+
+    def test_tunnel_ends_when_the_upstream_takes_nothing(self):
+        self.check_fin_noticed("tunnel")
+
+    def test_frames_relay_ends_when_the_upstream_takes_nothing(self):
+        self.check_fin_noticed("frames")
+
+    def test_tunnel_delivers_the_bytes_before_the_fin(self):
+        """The upstream starts reading after the client's FIN: it gets every byte, then EOF."""
+        b, p, s = self.open_tunnel()
+        sent = self.fill_until_paused(p, s, b"y" * 16384)
+        s.shutdown(socket.SHUT_WR)
+        time.sleep(0.5)  # the FIN is noticed while paused: nothing may be dropped for it
+        b.start_reading.set()
+        self.assertTrue(b.ended.wait(30 * slow_factor()), "the upstream never saw the end")
+        self.assertEqual(b.end_kind, "eof")
+        self.assertEqual(b.received, sent)
+        s.settimeout(10)
+        self.assertEqual(s.recv(10), b"", "the client side was not closed after the relay")
+
+
+if __name__ == "__main__":
+    main()
