@@ -172,7 +172,7 @@ void Stream::notePeerShut() {
     event_del(&read_event_);  // once is all it tells (and a queued connect report stays due)
     if (connect_report_queued_) event_active(&read_event_, EV_WRITE, 0);
     peer_shut_ = true;
-    handler_->onPeerShut(*this);
+    if (handler_) handler_->onPeerShut(*this);  // Worker::refuse makes its stream without one
 }
 
 void Stream::detach() {

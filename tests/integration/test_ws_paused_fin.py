@@ -39,6 +39,9 @@ def start_held_backend(testcase):
     def handler(req, conn):
         key = req.header("Sec-WebSocket-Key") or ""
         sock = conn.sock
+        # A fixed receive buffer (no autotuning, which goes up to tcp_rmem's 32 MiB here):
+        # Portico's output to it fills soon, and it still reads fast once it reads.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
                       % ws_client.accept_for(key)).encode("latin-1"))
@@ -52,7 +55,7 @@ def start_held_backend(testcase):
                     b.end_kind = "eof"
                     break
                 b.received += len(data)
-                time.sleep(0.005)  # a slow reader: the last bytes take a while
+                time.sleep(0.002)  # a slow reader: the last bytes take a while
         except OSError as e:
             b.end_kind = repr(e)
         finally:
@@ -84,7 +87,7 @@ def unsent(sock):
 
 
 class PausedFin(WsTestCase):
-    test_timeout = 60
+    test_timeout = 120
 
     def open_tunnel(self, mode="tunnel"):
         b = start_held_backend(self)
@@ -110,11 +113,12 @@ class PausedFin(WsTestCase):
         keeps holding unread bytes, its reading is paused and the FIN will arrive behind them."""
         sent = 0
         local_port = s.getsockname()[1]
-        deadline = time.monotonic() + 30 * slow_factor()
+        deadline = time.monotonic() + 60 * slow_factor()
         while time.monotonic() < deadline:
             s.sendall(piece)
             sent += len(piece)
-            wait_for(lambda: unsent(s) == 0, timeout=5)
+            if not wait_for(lambda: unsent(s) == 0, timeout=5):
+                self.fail("Portico's receive window closed before its pause was seen")
             held = recv_queue(p.port, local_port)
             if held:
                 time.sleep(0.3)  # not a read under way: still held
@@ -124,8 +128,8 @@ class PausedFin(WsTestCase):
 
     def check_fin_noticed(self, mode):
         b, p, s = self.open_tunnel(mode)
-        piece = ws_client.build_frame(ws_client.OP_BINARY, b"x" * 16000, mask=True) if mode == "frames" \
-            else b"x" * 16384
+        piece = ws_client.build_frame(ws_client.OP_BINARY, b"x" * 65000, mask=True) if mode == "frames" \
+            else b"x" * 65536
         self.fill_until_paused(p, s, piece)
         s.shutdown(socket.SHUT_WR)
         started = time.monotonic()
@@ -150,7 +154,7 @@ class PausedFin(WsTestCase):
     def test_tunnel_delivers_the_bytes_before_the_fin(self):
         """The upstream starts reading after the client's FIN: it gets every byte, then EOF."""
         b, p, s = self.open_tunnel()
-        sent = self.fill_until_paused(p, s, b"y" * 16384)
+        sent = self.fill_until_paused(p, s, b"y" * 65536)
         s.shutdown(socket.SHUT_WR)
         time.sleep(0.5)  # the FIN is noticed while paused: nothing may be dropped for it
         b.start_reading.set()
