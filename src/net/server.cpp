@@ -35,11 +35,6 @@ namespace {
 double unixTime(std::chrono::system_clock::time_point t) {
     return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
-
-// limits.max_connections split evenly over the workers (each accepts on its own sockets).
-std::size_t perWorkerConnections(const config::Config& config, unsigned workers) {
-    return (config.limits.max_connections + workers - 1) / workers;
-}
 }  // namespace
 
 unsigned effectiveWorkerCount(unsigned workers) {
@@ -174,12 +169,13 @@ int Server::run() {
         if (fds.empty()) return 1;
         for (unsigned w = 0; w < workers; ++w) listen_fds[w].push_back(std::move(fds[w]));
     }
-    std::size_t per_worker_limit = perWorkerConnections(config, workers);
+    // limits.max_connections holds for the process, whatever the number of workers.
+    budget_ = std::make_shared<ConnectionBudget>(config.limits.max_connections);
     pubsub::BackplaneFactory backplane;
     if (!makeBackplane(config.pubsub.backplane, backplane)) return 1;
     for (unsigned w = 0; w < workers; ++w)
         workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, backplane, metrics_,
-                                                    std::move(listen_fds[w]), per_worker_limit, ip_limits_));
+                                                    std::move(listen_fds[w]), budget_, ip_limits_));
     for (auto& worker : workers_) worker->start();
     pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
     LOG_INFO("portico %s started with %u worker%s", PORTICO_VERSION, workers, workers == 1 ? "" : "s");
@@ -277,9 +273,9 @@ void Server::reload() {
     core::setLogLevel(static_cast<core::LogLevel>(next.log.level));
     // Only now: a reload that failed above leaves SIGUSR1 reopening the log the workers write.
     if (sink) access_sink_ = sink;
-    const std::size_t per_worker_limit = perWorkerConnections(next, worker_count_);
+    budget_->setLimit(next.limits.max_connections);  // each worker looks again as it applies the reload
     for (unsigned w = 0; w < worker_count_; ++w)
-        workers_[w]->requestReload({snapshot_, sink, std::move(new_fds[w]), per_worker_limit});
+        workers_[w]->requestReload({snapshot_, sink, std::move(new_fds[w])});
     ++reloads_ok_;
     metrics_->setConfig(config_path_, unixTime(snapshot_->loaded_at), snapshot_->generation);
     metrics_->setReloads(reloads_ok_, reloads_failed_);

@@ -24,7 +24,7 @@ namespace portico::net {
 
 Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
                const pubsub::BackplaneFactory& backplane, std::shared_ptr<observe::Metrics> metrics,
-               std::vector<core::UniqueFd> listen_fds, std::size_t max_connections,
+               std::vector<core::UniqueFd> listen_fds, std::shared_ptr<ConnectionBudget> budget,
                std::shared_ptr<IpLimits> ip_limits)
     : ip_limits_(std::move(ip_limits)),
       index_(index),
@@ -33,7 +33,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
       pubsub_(std::make_unique<handlers::PubSubHub>(loop_, backplane(loop_))),
       metrics_(std::move(metrics)),
       stats_(metrics_->addWorker()),
-      max_connections_(max_connections == 0 ? 1 : max_connections),
+      budget_(std::move(budget)),
       control_(loop_, [this] { onControl(); }),
       stop_timer_(loop_.base(), -1, 0, &Worker::onStopTimeout, this) {
     http_phases_ = std::make_unique<HttpPhasePool>(loop_);
@@ -47,6 +47,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
         if (!addListener(i, key, std::move(listen_fds[i])))  // start-up: main reports it, exit 1
             throw std::runtime_error("cannot accept on " + key + ": no memory for its event");
     }
+    budget_->watch(&control_);  // last: a worker whose construction failed is never woken
 }
 
 Worker::~Worker() {
@@ -121,6 +122,8 @@ void Worker::onControl() {
         return;
     }
     applyReload();
+    // A place came free at the limit (ConnectionBudget::give), maybe on another worker.
+    if (!accepting_ && !budget_->full()) resumeAccepting();
 }
 
 void Worker::applyReload() {
@@ -151,8 +154,7 @@ void Worker::applyReload() {
             LOG_ERROR("reload: worker %u does not accept on %s: no memory for its event", index_, key.c_str());
     }
     old.clear();  // listeners removed from the configuration: their sockets close here
-    max_connections_ = reload->max_connections == 0 ? 1 : reload->max_connections;
-    if (connections_.size() >= max_connections_)
+    if (budget_->full())
         pauseAccepting();
     else
         resumeAccepting();
@@ -232,23 +234,42 @@ void Worker::onStopTimeout(int, short, void* arg) {
 // level-triggered, so it wakes us again while more wait, and no accept4 ends in EAGAIN. The
 // socket comes non-blocking (SOCK_NONBLOCK) and with TCP_NODELAY inherited from the listening
 // socket (openListenSocket): no fcntl or setsockopt per connection.
-void Worker::onAcceptable(int listen_fd, short, void* arg) {
+void Worker::onAcceptable(int, short, void* arg) {
     auto* slot = static_cast<ListenerSlot*>(arg);
-    sockaddr_storage peer{};
-    socklen_t length = sizeof peer;
-    const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-        // Another worker took it, or the client gave up already: nothing to do.
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
-        slot->worker->acceptFailed(errno);
-        return;
-    }
-    slot->worker->accept(fd, reinterpret_cast<const sockaddr*>(&peer), *slot);
+    slot->worker->acceptOne(*slot);
 }
 
+bool Worker::acceptOne(const ListenerSlot& slot) {
+    if (stopping_ || backing_off_) return false;
+    // The place first: at the limit the connection stays in the kernel's queue, not accepted
+    // and closed. Accepting pauses until a place comes free (here or on another worker).
+    if (!budget_->take()) {
+        pauseAccepting();
+        return false;
+    }
+    sockaddr_storage peer{};
+    socklen_t length = sizeof peer;
+    const int fd = ::accept4(slot.fd.get(), reinterpret_cast<sockaddr*>(&peer), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        const int error = errno;
+        budget_->give();
+        // The queue is empty, or the client gave up already: nothing to do.
+        if (error == EINTR || error == ECONNABORTED) return true;  // others may wait behind it
+        if (error != EAGAIN && error != EWOULDBLOCK) acceptFailed(error);
+        return false;
+    }
+    accept(fd, reinterpret_cast<const sockaddr*>(&peer), slot);
+    return true;
+}
+
+// Holds a place in the budget (acceptOne): the connection keeps it until onConnectionFinished;
+// a connection not admitted gives it back here.
 void Worker::accept(int fd, const sockaddr* peer, const ListenerSlot& slot) {
     core::UniqueFd owned(fd);
-    if (stopping_) return;
+    if (stopping_) {
+        budget_->give();
+        return;
+    }
     if (accept_failures_ > 0) {
         // Throttled too: at the descriptor limit, failures and successes alternate.
         std::uint64_t ignored = 0;
@@ -264,6 +285,7 @@ void Worker::accept(int fd, const sockaddr* peer, const ListenerSlot& slot) {
     if (auto key = ipKeyOf(peer, limits.per_ip_ipv6_prefix)) {
         IpLimits::Admission admission = ip_limits_->admitConnection(*key, limits);
         if (!admission.admitted()) {
+            budget_->give();  // its lingering close is not counted, as before
             noteRefusal(admission.verdict, key->toString(limits.per_ip_ipv6_prefix));
             refuse(std::move(owned), slot);
             return;
@@ -276,7 +298,7 @@ void Worker::accept(int fd, const sockaddr* peer, const ListenerSlot& slot) {
     raw->setWorkerSlot(static_cast<std::uint32_t>(connections_.size()));
     connections_.push_back(Connected{std::move(connection), std::move(lease)});
     raw->start();
-    if (connections_.size() >= max_connections_) pauseAccepting();
+    if (budget_->full()) pauseAccepting();  // the listeners rest until a place comes free
 }
 
 void Worker::refuse(core::UniqueFd fd, const ListenerSlot& slot) {
@@ -348,7 +370,12 @@ void Worker::applyListenState() {
 void Worker::pauseAccepting() {
     if (!accepting_) return;
     accepting_ = false;
-    LOG_WARN("worker %u: %zu connections, the limit: accepting paused", index_, connections_.size());
+    std::uint64_t suppressed = 0;
+    if (limit_log_.allow(std::chrono::steady_clock::now(), suppressed))
+        LOG_WARN("worker %u: %zu connections open (%zu here), limits.max_connections is %zu: accepting paused "
+                 "(%llu more pauses not logged)",
+                 index_, budget_->open(), connections_.size(), budget_->limit(),
+                 static_cast<unsigned long long>(suppressed));
     applyListenState();
 }
 
@@ -367,7 +394,8 @@ void Worker::onConnectionFinished(ClientConnection* connection) {
         connections_[slot].connection->setWorkerSlot(slot);
     }
     connections_.pop_back();
-    if (connections_.size() < max_connections_) resumeAccepting();
+    budget_->give();
+    if (!budget_->full()) resumeAccepting();
     if (stopping_ && connections_.empty()) loop_.stop();
 }
 

@@ -25,6 +25,7 @@ class PubSubRegistry;
 namespace portico::net {
 
 class Worker;
+class ConnectionBudget;
 class IpLimits;
 struct Snapshot;
 
@@ -63,6 +64,7 @@ private:
     std::shared_ptr<pubsub::PubSubRegistry> pubsub_;  // channels span every worker
     std::shared_ptr<observe::Metrics> metrics_;
     std::shared_ptr<IpLimits> ip_limits_;  // per-client-address counts, across every worker
+    std::shared_ptr<ConnectionBudget> budget_;  // limits.max_connections, across every worker
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<core::EventPtr> signal_events_;
     bool stopping_ = false;

@@ -21,6 +21,7 @@
 #include "portico/core/handles.h"
 #include "portico/core/inline_event.h"
 #include "portico/core/log_throttle.h"
+#include "portico/net/connection_budget.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/ip_limits.h"
 #include "portico/net/wakeup.h"
@@ -40,13 +41,14 @@ struct Snapshot;
 
 class Worker {
 public:
-    // `listen_fds` are bound, listening sockets this worker accepts on (ownership taken).
     // `listen_fds` are bound, listening sockets (ownership taken), one per configured listener.
     // `backplane` makes this worker's pub/sub backplane on its loop.
-    // `ip_limits` is the process-wide per-client-address table (shared by every worker).
+    // `budget` counts the process's client connections against limits.max_connections, and
+    // `ip_limits` is the process-wide per-client-address table (both shared by every worker).
+    // Made on the main thread before any worker starts (the budget learns of its wakeup).
     Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::shared_ptr<observe::AccessSink> sink,
            const pubsub::BackplaneFactory& backplane, std::shared_ptr<observe::Metrics> metrics,
-           std::vector<core::UniqueFd> listen_fds, std::size_t max_connections,
+           std::vector<core::UniqueFd> listen_fds, std::shared_ptr<ConnectionBudget> budget,
            std::shared_ptr<IpLimits> ip_limits);
     ~Worker();
     Worker(const Worker&) = delete;
@@ -67,13 +69,12 @@ public:
         std::shared_ptr<const Snapshot> snapshot;
         std::shared_ptr<observe::AccessSink> sink;      // null: the access log stays as it is
         std::map<std::string, core::UniqueFd> new_fds;  // by address key: listeners it added
-        std::size_t max_connections = 0;                // this worker's share of limits.max_connections
         // Its reload_drain_timeout's deadline (set by requestReload, from when it was asked
         // for), and those of the reloads folded into it: each holds.
         std::vector<DrainDeadline> drains = {};
 
         // Folds in `older`, a reload this worker had not applied yet when this one came. The
-        // newer snapshot and limit win, but the server opens a new listener's sockets and a new
+        // newer snapshot wins, but the server opens a new listener's sockets and a new
         // access log once, in the reload that added them: those of `older` are kept unless this
         // reload brings its own. The drain deadlines of both are kept.
         void foldIn(Reload older);
@@ -81,7 +82,7 @@ public:
     // Thread-safe: new connections use `reload.snapshot` from now on; listeners are re-laid out
     // in its order, reusing the sockets of addresses that stay, taking `new_fds` for those that
     // are new and closing those that are gone; `sink` replaces the access log sink; accepting
-    // pauses or resumes at the new `max_connections`.
+    // pauses or resumes at the budget's limit (the server set it before).
     void requestReload(Reload reload);
 
     // The configuration new requests use.
@@ -117,6 +118,9 @@ public:
 private:
     struct ListenerSlot;
     void run();
+    // One connection from `slot`'s queue, within the budget; false when none was taken (empty
+    // queue, the limit, an accept error).
+    bool acceptOne(const ListenerSlot& slot);
     void accept(int fd, const sockaddr* peer, const ListenerSlot& slot);
     void applyReload();
     bool addListener(std::size_t index, std::string key, core::UniqueFd fd);
@@ -170,8 +174,10 @@ private:
     // In no order: a finished connection's place takes the last one (its workerSlot() follows).
     // A vector, not a map keyed by the pointer: no node to allocate per connection.
     std::vector<Connected> connections_;
-    std::size_t max_connections_;
-    Wakeup control_;  // requestStop() and requestReload() wake the loop through it
+    std::shared_ptr<ConnectionBudget> budget_;
+    // requestStop() and requestReload() wake the loop through it, and the budget when a place
+    // came free at the limit.
+    Wakeup control_;
     core::InlineEvent stop_timer_;
     std::atomic<bool> stop_requested_{false};
     std::mutex reload_mutex_;
@@ -184,7 +190,7 @@ private:
     void armDrainTimer();
     std::thread thread_;
     bool stopping_ = false;
-    bool accepting_ = true;  // false while max_connections are open
+    bool accepting_ = true;  // false while limits.max_connections are open (the budget is full)
     // accept() failed (out of descriptors, nginx's EMFILE case): every listener is disabled for
     // accept_backoff_, which doubles while the failures go on, up to kAcceptBackoffMax.
     static constexpr std::chrono::milliseconds kAcceptBackoffMin{100};
@@ -197,6 +203,7 @@ private:
     core::LogThrottle accept_error_log_{kRefusalLogInterval};
     core::LogThrottle accept_recovery_log_{kRefusalLogInterval};
     core::LogThrottle refusal_log_{kRefusalLogInterval};
+    core::LogThrottle limit_log_{kRefusalLogInterval};  // "accepting paused" at the limit
 };
 
 }  // namespace portico::net

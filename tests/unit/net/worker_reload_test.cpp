@@ -36,12 +36,10 @@ TEST_CASE("a reload folded into the next keeps the listeners and access log it b
     first.sink = offSink();
     first.new_fds.emplace("127.0.0.1:9001", someFd());
     first.new_fds.emplace("127.0.0.1:9002", someFd());
-    first.max_connections = 10;
     const int added = first.new_fds.at("127.0.0.1:9001").get();
     const auto first_sink = first.sink;
 
     net::Worker::Reload second;  // same listeners and log as the first: nothing new of its own
-    second.max_connections = 20;
     second.new_fds.emplace("127.0.0.1:9002", someFd());
     const int own = second.new_fds.at("127.0.0.1:9002").get();
     second.foldIn(std::move(first));
@@ -50,7 +48,6 @@ TEST_CASE("a reload folded into the next keeps the listeners and access log it b
     REQUIRE(second.new_fds.count("127.0.0.1:9001") == 1);
     CHECK(second.new_fds.at("127.0.0.1:9001").get() == added);
     CHECK(second.new_fds.at("127.0.0.1:9002").get() == own);  // the newer socket wins
-    CHECK(second.max_connections == 20);
 }
 
 // Each reload's reload_drain_timeout holds: the older one's deadline was lost when folded.
@@ -85,8 +82,8 @@ TEST_CASE("a stop drops a reload still pending, closing its new listeners' socke
     pubsub::BackplaneFactory backplane = [registry](net::EventLoop& loop) {
         return std::make_unique<pubsub::LocalBackplane>(loop, registry);
     };
-    net::Worker worker(0, snapshot, offSink(), backplane, std::make_shared<observe::Metrics>(), {}, 10,
-                       std::make_shared<net::IpLimits>());
+    net::Worker worker(0, snapshot, offSink(), backplane, std::make_shared<observe::Metrics>(), {},
+                       std::make_shared<net::ConnectionBudget>(10), std::make_shared<net::IpLimits>());
 
     auto next_config = std::make_shared<config::Config>();
     next_config->listeners.emplace_back();
@@ -98,7 +95,6 @@ TEST_CASE("a stop drops a reload still pending, closing its new listeners' socke
     net::Worker::Reload reload;
     reload.snapshot = std::make_shared<net::Snapshot>(next_config, net::TlsContexts{});
     reload.new_fds.emplace(next_config->listeners.back().address.toString(), std::move(fd));
-    reload.max_connections = 10;
     worker.requestReload(std::move(reload));
     worker.requestStop();  // before the worker's loop ran: both are pending
     worker.start();
