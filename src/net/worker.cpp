@@ -133,6 +133,20 @@ void Worker::applyReload() {
         reload.swap(pending_reload_);
     }
     if (!reload || stopping_) return;
+    // A listener this reload removes (or moves to another address) still has the connections
+    // the kernel completed on it queued: closing its socket would reset them. They are accepted
+    // first, under the configuration they came in with (as nginx and HAProxy serve what their
+    // old sockets took), within limits.max_connections (beyond it they are reset as before).
+    // Connections the kernel completes on it between the last accept and the close below are
+    // the only ones lost: no call runs in between.
+    const auto& next_listeners = reload->snapshot->config->listeners;
+    for (const auto& slot : listeners_) {
+        const bool stays = std::any_of(next_listeners.begin(), next_listeners.end(),
+                                       [&](const config::Listener& l) { return l.address.toString() == slot->key; });
+        if (!stays)
+            while (acceptOne(*slot)) {
+            }
+    }
     snapshot_ = std::move(reload->snapshot);
     current_ = std::make_shared<WorkerSnapshot>(loop_, snapshot_, stats_);
     if (reload->sink) access_log_.setSink(std::move(reload->sink));

@@ -568,8 +568,9 @@ class ReloadOperatorSettings(ReloadBase):
         sighup(self, p, cfg("0.0.0.0"))
 
         def serves():
-            # A connection queued on the old socket as its worker closes it is reset (the kernel
-            # prefers the more specific address until then): the move takes a moment.
+            # The kernel prefers the more specific address until the old socket closes; what it
+            # queued there is served (test_limits_connections), one it completes between the
+            # last accept and the close is reset: the move takes a moment.
             try:
                 return get(port, "/").status == 200
             except (OSError, ConnectionClosed):

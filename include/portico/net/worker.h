@@ -81,8 +81,9 @@ public:
     };
     // Thread-safe: new connections use `reload.snapshot` from now on; listeners are re-laid out
     // in its order, reusing the sockets of addresses that stay, taking `new_fds` for those that
-    // are new and closing those that are gone; `sink` replaces the access log sink; accepting
-    // pauses or resumes at the budget's limit (the server set it before).
+    // are new and closing those that are gone (what their queues hold is accepted first, under
+    // the configuration it came in with); `sink` replaces the access log sink; accepting pauses
+    // or resumes at the budget's limit (the server set it before).
     void requestReload(Reload reload);
 
     // The configuration new requests use.
