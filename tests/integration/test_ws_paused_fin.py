@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 
 import backends  # noqa: E402
 import ws_client  # noqa: E402
-from portico_harness import main, slow_factor  # noqa: E402
+from h2_client import H2Client, client_frame  # noqa: E402
+from portico_harness import main, make_config, slow_factor  # noqa: E402
 from ws_peers import WsTestCase, ws_proxy_config, wait_for  # noqa: E402
 
 IDLE_TIMEOUT = 30  # seconds: far beyond what the tests wait for
@@ -163,6 +164,43 @@ class PausedFin(WsTestCase):
         self.assertEqual(b.received, sent)
         s.settimeout(10)
         self.assertEqual(s.recv(10), b"", "the client side was not closed after the relay")
+
+    def test_an_http2_stream_ends_when_the_upstream_takes_nothing(self):
+        """RFC 8441: a client's END_STREAM while the session holds its DATA back (no window given
+        back) ends the session as a socket's FIN does (http2::StreamBytes tells it at once)."""
+        b = start_held_backend(self)
+        p = self.start_portico(make_config(
+            routes=[{"path": "/ws/", "upstream": "app", "websocket": {"idle_timeout": "%ds" % IDLE_TIMEOUT}}],
+            upstreams={"app": {"servers": [b.address]}},
+            listeners=[{"address": "127.0.0.1:0", "http2": True}], workers=1))
+        c = H2Client(p.port, validate=False)
+        self.addCleanup(c.close)
+        c.pump(0.3)
+        c.conn.increment_flow_control_window(1 << 30)
+        c.flush()
+        sid = c.request("CONNECT", "/ws/x", headers=[(":protocol", "websocket"), ("sec-websocket-version", "13")],
+                        end=False)
+        c.wait(lambda: c.responses[sid]["headers"] is not None or c.done(sid), 10)
+        self.assertEqual(c.status(sid), 200)
+        frame = client_frame(2, b"h" * 16000)
+        deadline = time.monotonic() + 60 * slow_factor()
+        while time.monotonic() < deadline:  # until the session stops giving the window back
+            if c.conn.local_flow_control_window(sid) < len(frame):
+                c.pump(0.5)
+                if c.conn.local_flow_control_window(sid) < len(frame):
+                    break
+                continue
+            c.conn.send_data(sid, frame)
+            c.flush()
+        else:
+            self.fail("the session never paused reading the stream")
+        c.conn.end_stream(sid)
+        c.flush()
+        started = time.monotonic()
+        c.wait(lambda: c.done(sid), 15)
+        waited = time.monotonic() - started
+        self.assertTrue(c.done(sid), "the stream was not ended")
+        self.assertLess(waited, 8 * slow_factor(), "the session was held %.1f s after END_STREAM" % waited)
 
 
 if __name__ == "__main__":
