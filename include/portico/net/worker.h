@@ -2,8 +2,9 @@
 #pragma once
 // A worker thread: its own event loop, its own SO_REUSEPORT listening sockets, the connections
 // it accepted and its view of the running configuration. Nothing on the data path is shared
-// with other workers; the main thread talks to a worker only through requestStop() and
-// requestReload(), which leave their request under a lock and wake the loop (net::Wakeup).
+// with other workers but the count of open connections (net::ConnectionBudget, one atomic);
+// the main thread talks to a worker only through requestStop() and requestReload(), which
+// leave their request under a lock and wake the loop (net::Wakeup).
 
 #include <atomic>
 #include <chrono>
