@@ -93,17 +93,7 @@ class WebSocketStreamFlow(WsTestCase):
         # Echoes we do not read fill our window, then Portico's output (high watermark): the
         # session stops reading us, and our send window on the stream closes.
         frame = client_frame(2, b"e" * 16000)
-        sent = 0
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and sent < 16 * 1024 * 1024:
-            if c.conn.local_flow_control_window(sid) < len(frame):
-                c.pump(0.3)
-                if c.conn.local_flow_control_window(sid) < len(frame):
-                    break
-                continue
-            c.conn.send_data(sid, frame)
-            c.flush()
-            sent += len(frame)
+        sent, _ = c.send_until_held(sid, frame, 10, most=16 * 1024 * 1024)
         self.assertLess(sent, 4 * 1024 * 1024, "Portico kept giving the window back")
         c.pump(1.0)
         self.assertLess(c.conn.local_flow_control_window(sid), len(frame), "the window reopened while paused")

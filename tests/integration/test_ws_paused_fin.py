@@ -182,18 +182,8 @@ class PausedFin(WsTestCase):
                         end=False)
         c.wait(lambda: c.responses[sid]["headers"] is not None or c.done(sid), 10)
         self.assertEqual(c.status(sid), 200)
-        frame = client_frame(2, b"h" * 16000)
-        deadline = time.monotonic() + 60 * slow_factor()
-        while time.monotonic() < deadline:  # until the session stops giving the window back
-            if c.conn.local_flow_control_window(sid) < len(frame):
-                c.pump(0.5)
-                if c.conn.local_flow_control_window(sid) < len(frame):
-                    break
-                continue
-            c.conn.send_data(sid, frame)
-            c.flush()
-        else:
-            self.fail("the session never paused reading the stream")
+        _, held = c.send_until_held(sid, client_frame(2, b"h" * 16000), 60 * slow_factor())
+        self.assertTrue(held, "the session never paused reading the stream")
         c.conn.end_stream(sid)
         c.flush()
         started = time.monotonic()

@@ -155,6 +155,23 @@ class H2Client:
         headers = self.responses[sid]["headers"] or []
         return int(dict(headers).get(":status", 0))
 
+    def send_until_held(self, sid, data, seconds, most=None):
+        """Sends `data` on stream sid again and again while its send window takes it, until the
+        window stays shut after a pump (the receiver stopped giving it back: a paused session),
+        `seconds` pass or `most` bytes went. Returns (bytes sent, whether the window was held)."""
+        sent = 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and (most is None or sent < most):
+            if self.conn.local_flow_control_window(sid) < len(data):
+                self.pump(0.3)
+                if self.conn.local_flow_control_window(sid) < len(data):
+                    return sent, True
+                continue
+            self.conn.send_data(sid, data)
+            self.flush()
+            sent += len(data)
+        return sent, False
+
     def close(self):
         try:
             self.sock.close()
