@@ -15,14 +15,11 @@ StalledDelivery::StalledDelivery(net::EventLoop& loop, net::ByteStream& from, co
       on_stall_(on_stall),
       context_(context),
       queued_(to.outputLength()),
-      timer_(event_new(loop.base(), -1, EV_PERSIST, &StalledDelivery::onTimer, this)) {
-    // Without a timer (no memory) the wait is bounded by idle_timeout, as before.
-    if (timer_) net::addTimerOnce(timer_.get(), kStall);
+      timer_(loop.base(), -1, EV_PERSIST, &StalledDelivery::onTimer, this) {
+    net::addTimerOnce(timer_.get(), kStall);
 }
 
-void StalledDelivery::stop() {
-    if (timer_) event_del(timer_.get());
-}
+void StalledDelivery::stop() { event_del(timer_.get()); }
 
 void StalledDelivery::onTimer(int, short, void* arg) {
     auto* self = static_cast<StalledDelivery*>(arg);

@@ -14,7 +14,7 @@
 #include <chrono>
 #include <cstddef>
 
-#include "portico/core/handles.h"
+#include "portico/core/inline_event.h"
 
 namespace portico::net {
 class ByteStream;
@@ -54,7 +54,7 @@ private:
     void* context_;
     std::size_t queued_;  // to_'s output at the last check: less now means it took bytes
     bool progressed_ = false;
-    core::EventPtr timer_;
+    core::InlineEvent timer_;  // inside the watch (made only when a peer closes behind backpressure)
 };
 
 }  // namespace portico::ws
