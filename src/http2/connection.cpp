@@ -142,10 +142,11 @@ bool Connection::start() {
     // Closed streams are forgotten at once (no RFC 7540 priority tree to keep them for).
     nghttp2_option_set_no_closed_streams(raw_option, 1);
     // CVE-2023-44487: a client resetting streams faster than this gets GOAWAY (resets_, in
-    // onFrameReceived, which nghttp2 calls before it counts a reset; its own limit, with twice
-    // the burst, stays behind ours).
-    nghttp2_option_set_stream_reset_rate_limit(raw_option, 2 * std::uint64_t{limits.http2_reset_burst},
-                                               limits.http2_reset_rate);
+    // onFrameReceived, which nghttp2 calls before it counts a reset). nghttp2's own limit stays
+    // behind ours as a backstop: it refills once per whole second where ours refills smoothly,
+    // so its burst also holds a second of the rate (with burst 5 and rate 100 it fired first).
+    nghttp2_option_set_stream_reset_rate_limit(
+        raw_option, 2 * std::uint64_t{limits.http2_reset_burst} + limits.http2_reset_rate, limits.http2_reset_rate);
     // CVE-2024-27316: a header block in more CONTINUATION frames than this ends the connection
     // (the header list size bounds the bytes; this bounds the frames, empty ones included).
     nghttp2_option_set_max_continuations(raw_option, 8);
@@ -318,7 +319,7 @@ bool Connection::takeOverheadFrame(const char* what) {
 
 int Connection::onBeginFrame(std::uint8_t type, std::int32_t stream_id) {
     // Frames that cost a parse and move no request on (CVE-2019-9518 and kin; SETTINGS and PING
-    // are onFrameReceived's, RST_STREAM nghttp2's, empty DATA onFrameRecvCallback's).
+    // are onFrameReceived's, as is RST_STREAM (rapid reset), empty DATA onFrameRecvCallback's).
     switch (type) {
         case NGHTTP2_WINDOW_UPDATE:
             if (earned_window_updates_ > 0) {

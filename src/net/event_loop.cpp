@@ -27,6 +27,10 @@ EventLoop::EventLoop() {
     // No lock: only this loop's thread calls into the base; other threads reach it through a
     // net::Wakeup (docs/threading.md). The lock was about 10% of the instructions per message.
     event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    // The environment does not choose the backend or its descriptors: EVENT_PRECISE_TIMER made
+    // epoll_init open a timerfd beyond the 3 descriptors counted for a loop (kEventLoopDescriptors),
+    // and libevent then exited by itself when the signal pipe found none left.
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_IGNORE_ENV);
     base_.reset(event_base_new_with_config(cfg));
     event_config_free(cfg);
     // No memory or no epoll descriptor left (EMFILE): the worker or server that wanted this loop

@@ -619,6 +619,12 @@ void Stream::handleWrite() {
         // The first send went (settleConnect); the write event stays armed only for what
         // the socket did not take then.
         connect_unreported_ = false;
+        // A later send of the same call failed and no write event could wait to report it
+        // (armWrite without memory): it is reported in the next pass, after onConnected.
+        if (pending_error_ != 0 && !write_armed_) {
+            connect_report_queued_ = true;
+            event_active(&read_event_, EV_WRITE, 0);
+        }
         reportConnected();
         return;
     }

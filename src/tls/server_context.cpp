@@ -134,8 +134,8 @@ void warnHttp2ForbiddenSuites(const config::ListenerTls& tls, const SSL_CTX* ctx
     problems.warning("tls.ciphers",
                      "lets TLS 1.2 clients pick " + std::to_string(forbidden.size()) +
                          " suite" + (forbidden.size() == 1 ? "" : "s") +
-                         " HTTP/2 must not use (RFC 9113 9.2.2: ECDHE or DHE with AES-GCM, "
-                         "AES-CCM or ChaCha20-Poly1305 only): " + examples + "; over one, ALPN " +
+                         " HTTP/2 must not use (RFC 9113 9.2.2: ECDHE or DHE with an AEAD cipher, "
+                         "such as AES-GCM or ChaCha20-Poly1305, only): " + examples + "; over one, ALPN " +
                          (fallback ? "selects HTTP/1.1 instead of h2"
                                    : "has no protocol left to select (no_application_protocol)"));
 }

@@ -136,6 +136,9 @@ class Http2TlsLimits(PorticoTestCase):
     shut (each stream reset after client_send_timeout, the memory it held given back) and one that
     reads nothing at all (the connection ends)."""
 
+    # A rate of 1/s: the rapid-reset bound below holds however many TLS reads the burst takes.
+    LIMITS = {"client_send_timeout": "2s", "http2_reset_burst": 50, "http2_reset_rate": 1}
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -148,7 +151,7 @@ class Http2TlsLimits(PorticoTestCase):
             routes=[{"path": "/healthz", "handler": "health"}, {"path": "/", "upstream": "app"}],
             upstreams={"app": {"servers": [self.backend.address]}},
             listeners=[tls_listener([self.certs["site-ec"]], alpn=["h2", "http/1.1"])], workers=1,
-            limits={"client_send_timeout": "2s", "http2_reset_burst": 50}))
+            limits=self.LIMITS))
 
     def connect(self, **kw):
         c = h.RawH2(self.p.port, ssl_context=client_context(self.pki.ca_file, alpn=["h2"]),
@@ -218,6 +221,29 @@ class Http2TlsLimits(PorticoTestCase):
         time.sleep(4 * slow_factor())  # client_send_timeout (2s) passes with no byte taken
         # What the socket buffers hold still comes, then the end.
         self.assertTrue(c.wait_closed(15 * slow_factor()))
+
+
+class Http2ResetRateAboveBurst(Http2TlsLimits):
+    """A reset rate above the burst is a valid setting (both only need to be > 0): a client that
+    stays below the rate is never ended, not by Portico's bucket, nor by nghttp2's own limit kept
+    behind it, which refills once per whole second (with burst 5 and rate 100 it used to end such
+    a client at its 11th reset, with INTERNAL_ERROR)."""
+
+    LIMITS = {"client_send_timeout": "2s", "http2_reset_burst": 5, "http2_reset_rate": 100}
+
+    def test_resets_below_the_rate_keep_the_connection(self):
+        c = self.connect()
+        for i in range(60):  # about 60 a second, for a second
+            c.send(c.headers(1 + 2 * i, c.fields("/healthz")), h.rst_stream(1 + 2 * i))
+            time.sleep(0.015)
+        self.assertIsNone(c.goaway(0.5 * slow_factor()))
+        c.request(121, "/healthz")
+        self.assertEqual(c.response(121, 5)[0], 200)
+
+    # The class's other tests ran above with the stricter limits.
+    test_floods_end_the_connection = None
+    test_rapid_reset_in_one_read_reaches_the_upstream_at_most_http2_reset_burst_times = None
+    test_shut_windows_and_a_client_that_reads_nothing = None
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <memory>
 #include <string>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "libevent_alloc_failure.h"
@@ -107,4 +108,46 @@ TEST_CASE("a stream whose write must wait, with no memory for its write event, f
     }
     event_base_loop(loop.base(), EVLOOP_NONBLOCK);
     CHECK(handler.error == ENOMEM);
+}
+
+namespace {
+
+struct ConnectErrorRecorder final : net::StreamHandler {
+    int connected = 0;
+    int error = 0;
+    void onReadable(net::ByteStream&) override {}
+    void onEof(net::ByteStream&) override {}
+    void onError(net::ByteStream&, int e) override { error = e; }
+    void onConnected(net::Stream&) override { ++connected; }
+};
+
+}  // namespace
+
+TEST_CASE("a connecting stream whose first send went but whose write event cannot be made reports ENOMEM "
+          "after onConnected",
+          "[net][event_alloc]") {
+    core::UniqueFd server(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(server.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    socklen_t length = sizeof address;
+    REQUIRE(::getsockname(server.get(), reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    REQUIRE(::listen(server.get(), 4) == 0);
+
+    net::EventLoop loop;
+    ConnectErrorRecorder handler;
+    int error = 0;
+    auto stream = net::Stream::connectTo(loop.base(), reinterpret_cast<const sockaddr*>(&address), sizeof address,
+                                         &handler, error);
+    REQUIRE(stream != nullptr);
+    const std::string chunk(64 * 1024, 'x');
+    for (int i = 0; i < 256; ++i) evbuffer_add(stream->output(), chunk.data(), chunk.size());  // 16 MiB: the socket fills
+    {
+        LibeventAllocFailure failing;
+        stream->flush();  // the first send tells the connect (up); the rest must wait, and cannot
+    }
+    net::test::runFor(loop, std::chrono::milliseconds(100));
+    CHECK(handler.connected == 1);
+    CHECK(handler.error == ENOMEM);  // was lost: the stream hung with its output queued and nothing armed
 }
