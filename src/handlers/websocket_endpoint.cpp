@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/handlers/websocket_endpoint.h"
 
+#include <cerrno>
+
 #include <event2/buffer.h>
 #include <event2/event.h>
 
@@ -82,7 +84,8 @@ void EndpointSession::start() {
 
 void EndpointSession::onReadable(net::ByteStream& stream) {
     if (ended_) return;
-    joinShared();  // the codec may answer (a Pong, a Close): after what was queued before
+    // The shared frames queued stay out of the output unless the codec writes (beforeWrite):
+    // a client's message or Pong costs their one sendmsg at the next flush nothing.
     idle_.touch();
     std::size_t before = evbuffer_get_length(stream.input());
     if (rate_.enabled() && codec_.state() == ws::CodecState::Open) {
@@ -115,7 +118,6 @@ void EndpointSession::onLifetime() {
     // (afterCodec), or the grace period does.
     limit_ = ws::SessionLimit::Lifetime;
     ping_.stop();
-    joinShared();
     codec_.sendClose(ws::close_code::kGoingAway);
     client_->flush();
     lifetime_.startGrace();
@@ -163,13 +165,11 @@ void EndpointSession::onPong(std::string_view payload) {
 
 void EndpointSession::sendText(std::string_view text) {
     if (ended_) return;
-    joinShared();
     codec_.sendText(text);
 }
 
 void EndpointSession::sendBinary(std::string_view data) {
     if (ended_) return;
-    joinShared();
     codec_.sendBinary(data);
 }
 
@@ -197,7 +197,7 @@ void EndpointSession::queueShared(const core::SharedBytesRef& frame) {
         joinShared();
         evbuffer* out = client_->output();
         const std::size_t mark = tracer_ ? evbuffer_get_length(out) : 0;
-        frame->appendTo(out);
+        if (!frame->appendTo(out)) client_->failWrite(ENOMEM);
         if (tracer_) tracer_->written(ws::TraceDirection::PorticoToClient, out, mark);
         return;
     }
@@ -208,10 +208,13 @@ void EndpointSession::queueShared(const core::SharedBytesRef& frame) {
 void EndpointSession::joinShared() {
     if (shared_count_ == 0) return;
     evbuffer* out = client_->output();
+    bool queued = true;
     for (std::size_t i = 0; i < shared_count_; ++i) {
-        shared_[i]->appendTo(out);
+        queued = queued && shared_[i]->appendTo(out);
         shared_[i].reset();
     }
+    // Out of memory: the connection fails (onError from the loop) rather than skip a frame.
+    if (!queued) client_->failWrite(ENOMEM);
     shared_count_ = 0;
     shared_bytes_ = 0;
 }
@@ -240,7 +243,6 @@ void EndpointSession::flush() {
 
 void EndpointSession::close(std::uint16_t code, std::string_view reason) {
     if (ended_) return;
-    joinShared();
     codec_.sendClose(code, reason);
     end("closed by the endpoint");
 }
@@ -251,7 +253,6 @@ void EndpointSession::disconnect(const char* reason) {
 
 bool EndpointSession::sendPing(std::string_view payload) {
     if (ended_) return false;
-    joinShared();
     if (!codec_.sendPing(payload)) return false;
     idle_.touch();
     client_->flush();
@@ -260,7 +261,6 @@ bool EndpointSession::sendPing(std::string_view payload) {
 
 bool EndpointSession::sendPong(std::string_view payload) {
     if (ended_) return false;
-    joinShared();
     if (!codec_.sendPong(payload)) return false;
     idle_.touch();
     client_->flush();
@@ -287,7 +287,6 @@ void EndpointSession::onPing() {
         close(ws::close_code::kGoingAway, "no pong");
         return;
     }
-    joinShared();
     if (codec_.sendPing(kPingPayload)) {
         ping_outstanding_ = true;
         client_->flush();

@@ -82,6 +82,10 @@ void StreamBytes::resumeReading() {
 void StreamBytes::onDeliverEvent(int, short, void* arg) { static_cast<StreamBytes*>(arg)->deliver(); }
 
 void StreamBytes::deliver() {
+    if (write_error_ != 0 && handler_) {
+        handler_->onError(*this, write_error_);
+        return;
+    }
     if (!handler_ || !reading_) return;
     if (withheld_ > 0) {
         giveBack(withheld_);
@@ -97,8 +101,15 @@ void StreamBytes::deliver() {
     }
 }
 
+void StreamBytes::failWrite(int error) {
+    write_error_ = error;
+    other_side_failed_ = true;  // no END_STREAM after a message cut short: a reset
+    evbuffer_drain(output_, evbuffer_get_length(output_));
+    event_active(deliver_event_.get(), EV_TIMEOUT, 0);
+}
+
 void StreamBytes::flush() {
-    if (!stream_) return;
+    if (!stream_ || write_error_ != 0) return;
     // Nothing goes out before the connection's next send: the session is told onDrained then
     // (afterSend), as a socket tells it after a write that did not complete.
     if (outputLength() > 0) drain_wanted_ = true;
@@ -130,6 +141,7 @@ void StreamBytes::close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, 
     withheld_ = 0;
     if (Stream* stream = stream_) {
         stream_ = nullptr;
+        if (write_error_ != 0) evbuffer_drain(output_, evbuffer_get_length(output_));  // queued after the failure
         stream->onBytesClosed(other_side_failed_);
     }
     loop.deferDelete(std::shared_ptr<ByteStream>(std::move(self)));  // we may be in a callback of ours

@@ -69,6 +69,9 @@ public:
     void write(const char* data, std::size_t n) override;
     void setLowWatermark(std::size_t bytes) override { low_watermark_ = bytes; }
     void markOtherSideFailed(bool) override { other_side_failed_ = true; }  // after output() anyway
+    // Out of memory queueing a write: nothing more goes, the stream is reset (CONNECT_ERROR)
+    // when the session ends, and the session gets onError from the loop.
+    void failWrite(int error) override;
 
 private:
     void close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, net::Ending ending) override;
@@ -90,6 +93,7 @@ private:
     bool eof_reported_ = false;
     bool drain_wanted_ = false;  // output() was left non-empty: onDrained when it drains
     bool other_side_failed_ = false;  // close() resets the stream (CONNECT_ERROR), not END_STREAM
+    int write_error_ = 0;             // failWrite's, reported from the loop (deliver)
 };
 
 }  // namespace portico::http2

@@ -317,19 +317,16 @@ void Stream::write(const char* data, std::size_t n) {
     const std::size_t wanted = n;
     bool blocked = false;
     int error = 0;
-    while (n > 0) {
-        ssize_t k;
-        if (ssl_) {
-            noteTlsIo();
-            tls::clearStaleErrors();
-            k = SSL_write(ssl_.get(), data, static_cast<int>(std::min(n, kReadChunk)));
-            blocked = k <= 0 && SSL_get_error(ssl_.get(), static_cast<int>(k)) == SSL_ERROR_WANT_WRITE;
-        } else {
-            k = ::send(fd_.get(), data, n, MSG_NOSIGNAL);
-            if (k < 0 && errno == EINTR) continue;
-            blocked = k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-            if (k < 0 && !blocked) error = errno;
-        }
+    if (ssl_) {
+        const std::size_t sent = writeTlsFrom(data, n, blocked);
+        data += sent;
+        n -= sent;
+    }
+    while (!ssl_ && n > 0) {
+        const ssize_t k = ::send(fd_.get(), data, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        blocked = k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        if (k < 0 && !blocked) error = errno;
         if (k <= 0) break;
         bytes_written_ += static_cast<std::uint64_t>(k);
         data += k;
@@ -344,12 +341,49 @@ void Stream::write(const char* data, std::size_t n) {
     if (n == 0) return;
     // The rest waits in output(): a full socket is retried when writable (with TLS the same
     // bytes again, as SSL_write asks); an error goes the usual way through writeNow().
-    evbuffer_add(output(), data, n);
+    if (evbuffer_add(output(), data, n) != 0) {
+        failWrite(ENOMEM);
+        return;
+    }
+    sendRest(blocked);
+}
+
+std::size_t Stream::writeTlsFrom(const char* data, std::size_t n, bool& blocked) {
+    std::size_t sent = 0;
+    blocked = false;
+    while (sent < n) {
+        noteTlsIo();
+        tls::clearStaleErrors();
+        const int k = SSL_write(ssl_.get(), data + sent, static_cast<int>(std::min(n - sent, kReadChunk)));
+        if (k <= 0) {
+            blocked = SSL_get_error(ssl_.get(), k) == SSL_ERROR_WANT_WRITE;
+            break;
+        }
+        sent += static_cast<std::size_t>(k);
+    }
+    bytes_written_ += sent;
+    return sent;
+}
+
+void Stream::sendRest(bool blocked) {
     if (blocked) {
         armWrite();
     } else {
         writeNow();
     }
+}
+
+void Stream::sendFailed(int error) {
+    pending_error_ = error;
+    evbuffer* out = output();
+    evbuffer_drain(out, evbuffer_get_length(out));
+    armWrite();  // a failed socket is writable: handleWrite reports the error
+}
+
+void Stream::failWrite(int error) {
+    sendFailed(error);
+    // Due in this loop pass though the socket may be full (no writable event would come).
+    if (write_event_) event_active(write_event_.get(), EV_WRITE, 0);
 }
 
 void Stream::disarmWrite() {
@@ -387,9 +421,7 @@ void Stream::writeNow() {
             return;
         }
         // Report from the loop: the caller of flush() may be in the middle of its own logic.
-        pending_error_ = n < 0 ? errno : EPIPE;
-        evbuffer_drain(out, evbuffer_get_length(out));
-        armWrite();
+        sendFailed(n < 0 ? errno : EPIPE);
         return;
     }
     disarmWrite();
@@ -426,9 +458,7 @@ bool Stream::writeTls() {
             return false;
         default:
             tls_error_ = tls::lastErrorString();
-            pending_error_ = EPIPE;
-            evbuffer_drain(out, evbuffer_get_length(out));
-            armWrite();
+            sendFailed(EPIPE);
             return false;
     }
 }

@@ -15,7 +15,12 @@ namespace portico::net {
 
 void ByteStream::writeShared(const core::SharedBytesRef* blocks, std::size_t n) {
     evbuffer* out = output();
-    for (std::size_t i = 0; i < n; ++i) blocks[i]->appendTo(out);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!blocks[i]->appendTo(out)) {
+            failWrite(ENOMEM);
+            return;
+        }
+    }
     flush();
 }
 
@@ -29,8 +34,16 @@ void Stream::writeShared(const core::SharedBytesRef* blocks, std::size_t n) {
         return;
     }
     if (ssl_) {
-        // SSL_write encrypts from the shared bytes; what it does not take is copied (write()).
-        write(reinterpret_cast<const char*>(blocks[0]->data()), blocks[0]->size());
+        // SSL_write encrypts from the shared bytes; what the socket refuses waits as below
+        // (a large rest referenced: writeTls encrypts it from there, no private copy).
+        bool blocked = false;
+        const std::size_t sent = writeTlsFrom(reinterpret_cast<const char*>(blocks[0]->data()), blocks[0]->size(), blocked);
+        if (sent == blocks[0]->size()) return;
+        if (!blocks[0]->appendTo(output(), sent)) {
+            failWrite(ENOMEM);
+            return;
+        }
+        sendRest(blocked);
         return;
     }
     iovec iov[kMaxSharedBlocks];
@@ -46,9 +59,7 @@ void Stream::writeShared(const core::SharedBytesRef* blocks, std::size_t n) {
         k = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL);
     } while (k < 0 && errno == EINTR);
     if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        // Reported from the loop, as writeNow() does (output() is empty: nothing to drop).
-        pending_error_ = errno;
-        armWrite();
+        sendFailed(errno);  // reported from the loop, as writeNow() does
         return;
     }
     std::size_t first = 0;  // the first block not sent whole, and how much of it went
@@ -63,9 +74,14 @@ void Stream::writeShared(const core::SharedBytesRef* blocks, std::size_t n) {
     // The socket is full (a non-blocking send that took less than offered, or EAGAIN): the rest
     // waits in output() for the write event, copied when small, referenced when large. Not
     // retried at once: that would be a send for an EAGAIN.
+    // Out of memory: the connection fails rather than send a frame cut short.
     evbuffer* out = output();
-    blocks[first]->appendTo(out, sent_of_first);
-    for (std::size_t i = first + 1; i < n; ++i) blocks[i]->appendTo(out);
+    bool queued = blocks[first]->appendTo(out, sent_of_first);
+    for (std::size_t i = first + 1; queued && i < n; ++i) queued = blocks[i]->appendTo(out);
+    if (!queued) {
+        failWrite(ENOMEM);
+        return;
+    }
     armWrite();
 }
 

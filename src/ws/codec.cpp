@@ -78,6 +78,7 @@ Codec::~Codec() = default;
 
 template <typename Write>
 bool Codec::traced(Write&& write) {
+    handler_.beforeWrite();
     if (tracer_ == nullptr) [[likely]] return write();
     const std::size_t mark = evbuffer_get_length(out_);
     const bool ok = write();

@@ -105,6 +105,9 @@ private:
     void onDrained(net::ByteStream& stream) override;
     void onMessage(bool is_text, std::string_view payload) override;
     void onPong(std::string_view payload) override;
+    // Whatever the codec writes goes after the shared frames queued before it: they join the
+    // output then, and only then (a readable event that writes nothing leaves them batched).
+    void beforeWrite() override { joinShared(); }
     void afterCodec();
     // Which of websocket.rate's limits the client went over.
     enum class RateBreach : std::uint8_t { None, Bytes, Messages };

@@ -107,8 +107,12 @@ public:
     // peer takes now: a plain socket with nothing queued gathers them into one sendmsg and
     // appends only what it did not take (SharedBytes::appendTo: small remainders copied, large
     // ones referenced). By default (an HTTP/2 stream, TLS with several blocks) they are appended
-    // to output() and flushed. Errors as flush().
+    // to output() and flushed. Errors as flush(); out of memory is failWrite(ENOMEM).
     virtual void writeShared(const core::SharedBytesRef* blocks, std::size_t n);
+    // A write could not be queued (out of memory): the stream fails as on a send error, what
+    // output() holds is dropped (no truncated frame goes out) and onError(error) comes from the
+    // loop, never from inside this call.
+    virtual void failWrite(int error) = 0;
     // onDrained fires when, after output() could not all go at once, it holds at most this many
     // bytes.
     virtual void setLowWatermark(std::size_t bytes) = 0;

@@ -99,11 +99,14 @@ public:
     // the socket does not take now is copied into output() and goes as flush() would send it.
     void write(const char* data, std::size_t n) override;
     // ByteStream::writeShared: one sendmsg over the blocks when nothing is queued and the socket
-    // is writable; with TLS one block goes as write() sends it (one SSL_write from the shared
-    // bytes), several are appended and flushed (one record for all, as flush() makes it).
+    // is writable; with TLS one block is encrypted from the shared bytes (SSL_write, as write()
+    // does) and what the socket refuses waits in output() as on a plain socket (a large rest
+    // referenced, not copied), several are appended and flushed (one record for all).
     void writeShared(const core::SharedBytesRef* blocks, std::size_t n) override;
     static constexpr std::size_t kMaxSharedBlocks = 16;  // the iovec on the stack; more are appended
     std::size_t outputLength() const override;
+    // ByteStream::failWrite: what output() holds is dropped, and onError(error) comes from the loop.
+    void failWrite(int error) override;
     // How far the peer has taken what we sent: bytes written to the socket so far, and how
     // many of them the kernel still holds unacknowledged (SIOCOUTQ). Two calls compare equal
     // when the peer took nothing in between: a send timeout's test, exact even when a large
@@ -162,6 +165,15 @@ private:
     bool deliver(const char* data, std::size_t n);
     bool canWriteNow() const;
     bool writeTls();  // false: the socket is full (armed) or failed
+    // SSL_write from `data` (16 KiB a record) until all went or it stopped: returns the bytes
+    // taken; `blocked` when the socket is full (WANT_WRITE). What is left waits in output(): the
+    // retry gives SSL_write the same bytes from there (ACCEPT_MOVING_WRITE_BUFFER).
+    std::size_t writeTlsFrom(const char* data, std::size_t n, bool& blocked);
+    // After a write left bytes in output(): the write event when the socket is full, else
+    // writeNow() (which reports what stopped the write: an error, TLS wanting to read).
+    void sendRest(bool blocked);
+    // A send failed: output() dropped, onError(error) from the write event.
+    void sendFailed(int error);
     void driveHandshake();
     bool startsWithTlsRecord();
     void failTls(const char* where);

@@ -57,6 +57,9 @@ public:
     }
     // A Pong (solicited or not; RFC 6455 5.5.3) with its payload.
     virtual void onPong(std::string_view payload) { static_cast<void>(payload); }
+    // The codec is about to append a frame to `out` (an answer to a Ping or a Close, a failure's
+    // Close, a send*()): the owner may first put there what must go before it.
+    virtual void beforeWrite() {}
 };
 
 enum class CodecState : std::uint8_t {

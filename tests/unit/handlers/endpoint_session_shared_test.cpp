@@ -48,6 +48,7 @@ struct Client {
     Owner owner;
     core::UniqueFd peer;
     std::unique_ptr<handlers::EndpointSession> session;
+    net::Stream* stream = nullptr;  // the session's
     std::string received;  // bytes read from the session, not yet parsed
 
     explicit Client(int sndbuf = 0, std::optional<ws::DeflateParams> deflate = std::nullopt) {
@@ -57,8 +58,9 @@ struct Client {
         peer = core::UniqueFd(fds[1]);
         config::WebSocketSettings settings;
         settings.ping_interval = config::Duration(0);
-        auto stream = std::make_unique<net::Stream>(loop.base(), core::UniqueFd(fds[0]), nullptr);
-        session = std::make_unique<handlers::EndpointSession>(owner, loop, std::move(stream), settings, deflate,
+        auto owned = std::make_unique<net::Stream>(loop.base(), core::UniqueFd(fds[0]), nullptr);
+        stream = owned.get();
+        session = std::make_unique<handlers::EndpointSession>(owner, loop, std::move(owned), settings, deflate,
                                                               std::make_unique<NoApp>());
         session->start();
     }
@@ -116,6 +118,37 @@ TEST_CASE("a Pong answered while shared frames wait for their flush goes after t
     c.run();  // the ping is read (and answered) before any flush
     c.session->flush();
     CHECK(describe(c.frames(3)) == std::vector<std::string>{"text:one", "text:two", "pong:are you there"});
+}
+
+// A subscriber that also sends (a chat client, a client's keep-alive Ping): what it sends and
+// the codec does not answer leaves the shared frames out of the output, for the flush's one
+// sendmsg; an answer (a Pong) still goes after them.
+TEST_CASE("a client's message leaves the shared frames batched; a Pong still joins them first", "[handlers][endpoint]") {
+    Client c;
+    c.session->queueShared(message("one"));
+    c.session->queueShared(message("two"));
+    c.send(ws::Opcode::Text, "hello");
+    c.run();  // read and delivered to the app, which answers nothing
+    CHECK(c.stream->outputLength() == 0);
+    CHECK(c.session->queuedBytes() == 2 * 5);  // still in the shared slots
+    c.send(ws::Opcode::Ping, "p");
+    c.run();  // the codec answers: the shared frames join the output first
+    c.session->queueShared(message("three"));
+    c.session->flush();
+    CHECK(describe(c.frames(4)) == std::vector<std::string>{"text:one", "text:two", "pong:p", "text:three"});
+}
+
+// Out of memory moving the shared frames into the output (a frozen output refuses appends as a
+// failed allocation would): the session ends as on a write error, from the loop.
+TEST_CASE("shared frames that cannot join the output end the session as a write error", "[handlers][endpoint]") {
+    Client c;
+    c.session->queueShared(message("one"));
+    evbuffer_freeze(c.stream->output(), 0);
+    c.session->sendText("app");
+    evbuffer_unfreeze(c.stream->output(), 0);  // before the buffer goes back to the thread's spares
+    CHECK(c.owner.ended.empty());  // not from inside the call
+    for (int i = 0; i < 10 && c.owner.ended.empty(); ++i) c.run();
+    CHECK(c.owner.ended == "client connection error");
 }
 
 TEST_CASE("the app's writes, pings and the Close go after the shared frames queued before them", "[handlers][endpoint]") {

@@ -7,6 +7,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -23,9 +24,13 @@ namespace {
 
 struct Quiet final : net::StreamHandler {
     int errors = 0;
+    int last_error = 0;
     void onReadable(net::ByteStream&) override {}
     void onEof(net::ByteStream&) override {}
-    void onError(net::ByteStream&, int) override { ++errors; }
+    void onError(net::ByteStream&, int error) override {
+        ++errors;
+        last_error = error;
+    }
 };
 
 core::SharedBytesRef block(char fill, std::size_t size) {
@@ -133,4 +138,19 @@ TEST_CASE("SharedBytes::appendTo copies small remainders and references large on
     CHECK(evbuffer_get_length(out.get()) == 2 * core::SharedBytes::kCopyBelow);  // 4086 + 4106
     evbuffer_drain(out.get(), evbuffer_get_length(out.get()));
     CHECK(b->holders() == 1);
+}
+
+// Out of memory while the socket is full (a frozen output refuses appends as a failed allocation
+// would): the stream fails, reported from the loop, instead of leaving the frame cut short.
+TEST_CASE("writeShared that cannot queue what the socket refuses fails the stream (ENOMEM)", "[net][stream]") {
+    SocketPair pair(4096);
+    const core::SharedBytesRef big = block('x', 1024 * 1024);
+    evbuffer_freeze(pair.stream->output(), 0);
+    pair.stream->writeShared(&big, 1);
+    evbuffer_unfreeze(pair.stream->output(), 0);  // before the buffer goes back to the thread's spares
+    CHECK(pair.handler.errors == 0);  // not from inside the call
+    for (int i = 0; i < 10 && pair.handler.errors == 0; ++i) event_base_loop(pair.loop.base(), EVLOOP_NONBLOCK);
+    CHECK(pair.handler.errors == 1);
+    CHECK(pair.handler.last_error == ENOMEM);
+    CHECK(big->holders() == 1);
 }

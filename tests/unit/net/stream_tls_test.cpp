@@ -355,9 +355,12 @@ TEST_CASE("a TLS stream writes shared blocks from their memory, in order, whatev
     const core::SharedBytesRef big = block('e', 4 * 1024 * 1024);
     pair.server->writeShared(&big, 1);
     CHECK(pair.server->outputLength() > 0);
+    // Referenced, not copied: a stalled wss subscriber holds no private copy of a large frame.
+    CHECK(big->holders() == 2);
     const core::SharedBytesRef after = block('f', 70);
     pair.server->writeShared(&after, 1);
     CHECK(readAll(4 * 1024 * 1024 + 70) == std::string(4 * 1024 * 1024, 'e') + std::string(70, 'f'));
     CHECK(pair.handler.errors == 0);
     CHECK(pair.server->outputLength() == 0);
+    CHECK(big->holders() == 1);
 }
