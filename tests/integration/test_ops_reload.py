@@ -230,7 +230,10 @@ class ReloadHttp(ReloadBase):
                                     {"path": "/api/", "upstream": "app2"}], {"app2": {"servers": [self.a.address]}})
         sighup(self, p, renamed)
         self.assertEqual(get(p.port, "/api/z").status, 200)
-        m = scrape_when(lambda m: metric(m, "portico_requests_total", route="*/api/", status="2xx") == 3)
+        # The removed series go with the last snapshot that used them: a connection of the old
+        # configuration still closing (a lingering close, on a loaded machine) holds it a moment.
+        m = scrape_when(lambda m: metric(m, "portico_requests_total", route="*/api/", status="2xx") == 3
+                        and 'route="*/new/"' not in m and 'upstream="app"' not in m)
         self.assertNotIn('route="*/new/"', m)
         self.assertNotIn('upstream="app"', m)
         self.assertEqual(metric(m, "portico_requests_total", route="*/api/", status="2xx"), 3, m)
