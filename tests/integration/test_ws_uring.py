@@ -17,9 +17,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import uring_probe  # noqa: E402
 from backends import free_port  # noqa: E402
 import ws_client  # noqa: E402
-from portico_harness import main, portico_bin, slow_factor, to_yaml  # noqa: E402
+from portico_harness import main, make_config, portico_bin, slow_factor, to_yaml  # noqa: E402
 from ws_client import OP_TEXT  # noqa: E402
-from ws_peers import WsTestCase, ws_proxy_config  # noqa: E402
+from ws_peers import WsTestCase, start_raw_ws_backend, ws_proxy_config  # noqa: E402
 
 
 def ring_completions(pid):
@@ -37,6 +37,14 @@ def ring_completions(pid):
         except OSError:
             continue
     return heads
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def fd_count(pid):
@@ -137,6 +145,40 @@ class UringTunnel(WsTestCase):
         while fd_count(pid) > base and time.monotonic() < deadline:
             time.sleep(0.1)
         self.assertLessEqual(fd_count(pid), base, "descriptors left after 200 tunnels ended")
+
+    def test_stalled_tunnels_do_not_starve_the_others(self):
+        # 40 clients that never read (a small receive buffer) behind backends that flood: each
+        # tunnel's backend-to-client direction stops at its backpressure bound. Before the fix a
+        # stalled direction held its queued bytes in the worker's shared pool (256 x 16 KiB
+        # buffers), so ~32 of them emptied it and every other tunnel on the worker stopped. A
+        # fresh tunnel must still echo, and the stalled tunnels' memory stays bounded.
+        flood = start_raw_ws_backend(self, "flood", name="flood", size=1 << 40)
+        p = self.start_portico(make_config(
+            routes=[{"path": "/ws/", "upstream": "flood", "websocket": {"mode": "tunnel"}},
+                    {"path": "/app/", "upstream": "app", "websocket": {"mode": "tunnel"}}],
+            upstreams={"flood": {"servers": [flood.address]}, "app": {"servers": [self.backend.address]}},
+            io_uring="on", workers=1))
+        warm = self.ws_connect(p.port, "/app/warm")
+        warm.send_frame(OP_TEXT, b"w")
+        self.assertEqual(warm.recv_text(), "w")
+        rss_before = rss_kib(p.pid)
+        stalled = [ws_client.WsConnection.connect(p.port, "/ws/stall%d" % i, rcvbuf=4096) for i in range(40)]
+        # The floods stop when every relay stopped reading (its bound reached).
+        last, deadline = -1, time.monotonic() + 30 * slow_factor()
+        while flood.ws_sent != last and time.monotonic() < deadline:
+            last = flood.ws_sent
+            time.sleep(0.5)
+        fresh = self.ws_connect(p.port, "/app/fresh")
+        start = time.monotonic()
+        fresh.send_frame(OP_TEXT, b"still moving")
+        self.assertEqual(fresh.recv_text(5 * slow_factor()), "still moving")
+        self.assertLess(time.monotonic() - start, 2 * slow_factor(), "stalled tunnels held up a fresh one")
+        growth = rss_kib(p.pid) - rss_before
+        # 40 directions x (the 128 KiB bound + a receive's 16 KiB), the 4 MiB pool becoming
+        # resident, allocator slack.
+        self.assertLess(growth, 40 * 144 + 4096 + 4096, "stalled tunnels grew memory past their bounds")
+        for ws in stalled:
+            ws.abort()
 
     def test_on_is_refused_where_the_kernel_refuses_a_ring(self):
         # io_uring_setup refused (EPERM) by a seccomp filter, as a container profile does.

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <event2/buffer.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "portico/net/event_loop.h"
@@ -73,7 +74,9 @@ void Relay::begin(std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstre
 void Relay::onCompletion(unsigned op, int result, unsigned flags) {
     --inflight_;
     Side& s = sides_[op & 1];
-    if (op >= kSend)
+    if (op >= kPoll)
+        onWritable(s);
+    else if (op >= kSend)
         onSent(s, result);
     else
         onReceived(s, result, flags);
@@ -117,8 +120,17 @@ void Relay::onReceived(Side& from, int result, unsigned flags) {
         } else {
             Side& to = other(from);
             from.received += static_cast<std::uint64_t>(result);
-            to.out.pushBuffer(id, ring_.buffers().data(id), static_cast<std::uint32_t>(result));
-            if (!to.sending) sendNext(to);
+            const char* data = ring_.buffers().data(id);
+            if (!to.sending && !to.polling && to.out.empty()) {
+                // The fast path: the pool buffer is sent as it is, and back once sent.
+                to.out.pushBuffer(id, data, static_cast<std::uint32_t>(result));
+                sendNext(to);
+            } else {
+                // Behind a send in flight or a full socket: the bytes wait in the side's own
+                // heap chunks, the pool buffer goes back now (a stalled peer holds none).
+                to.out.pushCopy(data, static_cast<std::size_t>(result));
+                ring_.buffers().give(id);
+            }
             from.poll_first = !(flags & IORING_CQE_F_SOCK_NONEMPTY);
             if (observer_) observer_->onRelayActivity();
             // Only while the other side's queue is below the high watermark (maybeReceive); past
@@ -143,8 +155,10 @@ void Relay::onReceived(Side& from, int result, unsigned flags) {
 void Relay::sendNext(Side& s) {
     io_uring_sqe* sqe = ring_.entry();
     // No MSG_WAITALL: a partial send completes with its count (the rest goes next), so a
-    // cancelled send never leaves an unknown number of its bytes sent.
-    io_uring_prep_send(sqe, s.fd, s.out.next(), s.out.nextLength(), MSG_NOSIGNAL);
+    // cancelled send never leaves an unknown number of its bytes sent. MSG_DONTWAIT: a full
+    // socket answers -EAGAIN at once instead of parking the send (and its pool buffer) in the
+    // kernel until the peer reads; onSent then copies the bytes out and waits for POLLOUT.
+    io_uring_prep_send(sqe, s.fd, s.out.next(), s.out.nextLength(), MSG_NOSIGNAL | MSG_DONTWAIT);
     ring_.track(sqe, this, kSend + s.index);
     s.sending = true;
     ++inflight_;
@@ -152,7 +166,9 @@ void Relay::sendNext(Side& s) {
 
 void Relay::onSent(Side& to, int result) {
     to.sending = false;
+    bool full = result == -EAGAIN;  // the socket took nothing, or (below) only part
     if (result > 0) {
+        full = static_cast<std::size_t>(result) < to.out.nextLength();
         const std::int32_t done = to.out.sent(static_cast<std::size_t>(result));
         if (done != SendQueue::kCopy) ring_.buffers().give(static_cast<std::uint16_t>(done));
     }
@@ -161,8 +177,28 @@ void Relay::onSent(Side& to, int result) {
         end(net::Ending::Finished, to.index == 0 ? "client connection error" : "upstream connection error", &to);
         return;
     }
-    if (!to.out.empty()) sendNext(to);
+    if (full) {
+        const std::int32_t id = to.out.unpoolFront();
+        if (id != SendQueue::kCopy) ring_.buffers().give(static_cast<std::uint16_t>(id));
+        waitWritable(to);
+    } else if (!to.out.empty()) {
+        sendNext(to);
+    }
     if (to.out.cost() <= proxy::kLowWatermark) maybeReceive(other(to));
+}
+
+void Relay::waitWritable(Side& s) {
+    io_uring_sqe* sqe = ring_.entry();
+    io_uring_prep_poll_add(sqe, s.fd, POLLOUT);
+    ring_.track(sqe, this, kPoll + s.index);
+    s.polling = true;
+    ++inflight_;
+}
+
+// Writable, or an error the next send reports.
+void Relay::onWritable(Side& s) {
+    s.polling = false;
+    if (!ending_ && !s.out.empty()) sendNext(s);
 }
 
 void Relay::stop() {
@@ -185,7 +221,7 @@ void Relay::end(net::Ending how, const char* reason, Side* failed) {
             ring_.buffers().stopWaiting(&s);
             s.waiting = false;
         }
-        if (s.receiving || s.sending) {
+        if (s.receiving || s.sending || s.polling) {
             io_uring_sqe* sqe = ring_.entry();
             io_uring_prep_cancel_fd(sqe, s.fd, IORING_ASYNC_CANCEL_ALL);
             Ring::quiet(sqe);

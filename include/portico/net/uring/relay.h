@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The bytes of a plaintext tunnel moved through the worker's io_uring: per side one receive in
-// flight into the ring's buffer pool, the received buffer queued as is for the other side
-// (send_queue.h), one send in flight per side. The sockets stay net::Streams (their reading
+// flight into the ring's buffer pool, the received buffer sent on as it is when nothing waits
+// before it, else copied into the other side's heap queue and handed back (send_queue.h); one
+// non-blocking send in flight per side, and a POLLOUT poll when its socket was full. The sockets stay net::Streams (their reading
 // paused, libevent out of the way) so that the end is the epoll tunnel's: what is left queued
 // goes back into the Stream's output and net::closeBoth flushes it, sends the FIN or the RST,
 // and lingers as it does for ws::Tunnel.
@@ -58,7 +59,7 @@ public:
     std::uint64_t toClient() const { return sides_[1].received; }
 
 private:
-    enum Op : unsigned { kRecv = 0, kSend = 2 };  // + the side's index (0 client, 1 upstream)
+    enum Op : unsigned { kRecv = 0, kSend = 2, kPoll = 4 };  // + the side's index (0 client, 1 upstream)
 
     struct Side final : BufferWaiter {
         Relay* relay = nullptr;
@@ -69,6 +70,7 @@ private:
         std::uint64_t received = 0;
         bool receiving = false;  // a receive is in flight
         bool sending = false;    // a send of out's front is in flight
+        bool polling = false;    // waiting for POLLOUT (the last send found the socket full)
         bool waiting = false;    // on the pool's waiting list (ENOBUFS)
         bool poll_first = false; // the last receive left the socket empty: wait before trying
         void onBuffersBack() override;
@@ -87,6 +89,8 @@ private:
     void armReceive(Side& s);
     void maybeReceive(Side& s);
     void sendNext(Side& s);
+    void waitWritable(Side& s);
+    void onWritable(Side& s);
     // A peer closed (`failed`: reset or error, the other side is reset too) or the session
     // stopped it: cancels what is in flight; finish() runs after the last completion.
     void end(net::Ending ending, const char* reason, Side* failed);

@@ -11,17 +11,23 @@
 
 using portico::net::uring::SendQueue;
 
-TEST_CASE("a pool buffer costs its size, a copy its length", "[uring][send_queue]") {
+TEST_CASE("a pool buffer costs its size, a heap chunk its capacity", "[uring][send_queue]") {
     SendQueue q(16384);
     char buf[64] = "hello";
     q.pushBuffer(3, buf, 5);
     CHECK(q.cost() == 16384);
     CHECK(q.unsent() == 5);
     q.pushCopy("abc", 3);
-    CHECK(q.cost() == 16384 + 3);
+    CHECK(q.cost() == 16384 + SendQueue::kCopyChunk);
     CHECK(q.unsent() == 8);
     q.pushCopy("", 0);  // nothing: no chunk
+    q.pushCopy("de", 2);  // into the same heap chunk: no allocation, no cost
     CHECK(q.chunks() == 2);
+    CHECK(q.cost() == 16384 + SendQueue::kCopyChunk);
+    std::string big(SendQueue::kCopyChunk, 'b');
+    q.pushCopy(big.data(), big.size());  // no room left: a chunk of its own size
+    CHECK(q.chunks() == 3);
+    CHECK(q.cost() == 16384 + 2 * SendQueue::kCopyChunk);
 }
 
 TEST_CASE("partial sends advance the front; a finished buffer comes back once", "[uring][send_queue]") {
@@ -33,7 +39,7 @@ TEST_CASE("partial sends advance the front; a finished buffer comes back once", 
     CHECK(q.sent(4) == SendQueue::kCopy);  // not all of it yet
     CHECK(std::string(q.next(), q.nextLength()) == "456789");
     CHECK(q.sent(6) == 7);  // the buffer goes back
-    CHECK(q.cost() == 2);
+    CHECK(q.cost() == SendQueue::kCopyChunk);
     CHECK(std::string(q.next(), q.nextLength()) == "xy");
     CHECK(q.sent(2) == SendQueue::kCopy);  // a copy has no buffer to give back
     CHECK(q.empty());
@@ -53,6 +59,25 @@ TEST_CASE("drain keeps the unsent bytes in order and gives every buffer back", "
     q.drain([&](const char* d, std::size_t n) { kept.append(d, n); }, [&](std::uint16_t id) { given.push_back(id); });
     CHECK(kept == "<abcdef");
     CHECK(given == std::vector<int>{1, 2});
+    CHECK(q.empty());
+    CHECK(q.cost() == 0);
+}
+
+TEST_CASE("unpoolFront copies a buffer's unsent bytes to the heap and gives the buffer back", "[uring][send_queue]") {
+    SendQueue q(16384);
+    char buf[11] = "0123456789";
+    q.pushBuffer(5, buf, 10);
+    q.pushCopy("ab", 2);
+    CHECK(q.sent(3) == SendQueue::kCopy);  // a partial send
+    CHECK(q.unpoolFront() == 5);
+    buf[5] = '!';  // the pool buffer is someone else's now: the queue must not read it
+    CHECK(q.cost() == 7 + SendQueue::kCopyChunk);
+    CHECK(q.unsent() == 9);
+    CHECK(q.unpoolFront() == SendQueue::kCopy);  // a copy already
+    CHECK(std::string(q.next(), q.nextLength()) == "3456789");
+    CHECK(q.sent(7) == SendQueue::kCopy);
+    CHECK(std::string(q.next(), q.nextLength()) == "ab");
+    CHECK(q.sent(2) == SendQueue::kCopy);
     CHECK(q.empty());
     CHECK(q.cost() == 0);
 }
