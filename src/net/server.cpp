@@ -113,14 +113,16 @@ std::vector<core::UniqueFd> Server::openListener(const config::Listener& listene
 // open-file limit stops the start here with one message, every descriptor still free (for the
 // log, and the sanitizers' own checks), rather than at whichever socket or eventfd ran out.
 bool Server::startDescriptorsFree(const config::Config& config, unsigned workers) {
-    const unsigned per_worker = static_cast<unsigned>(config.listeners.size()) + kWorkerStartDescriptors;
+    const bool ring = config.io_uring != config::IoUring::Off;
+    const unsigned per_worker = static_cast<unsigned>(config.listeners.size()) + kWorkerStartDescriptors +
+                                (ring ? kWorkerRingDescriptors : 0);
     const unsigned needed = workers * per_worker;
     const unsigned free = freeDescriptors(needed);
     if (free >= needed) return true;
     LOG_ERROR("too few file descriptors to start %u worker%s: %u needed (%u each: a socket per listener, an event "
-              "loop and two wakeups), %u free under the open-file limit %llu: raise it (ulimit -n, systemd "
+              "loop and two wakeups%s), %u free under the open-file limit %llu: raise it (ulimit -n, systemd "
               "LimitNOFILE=) or lower workers",
-              workers, workers == 1 ? "" : "s", needed, per_worker, free,
+              workers, workers == 1 ? "" : "s", needed, per_worker, ring ? ", an io_uring and its eventfd" : "", free,
               static_cast<unsigned long long>(raiseFdLimit()));  // main raised it already: this reads it
     return false;
 }

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 
+import uring_probe  # noqa: E402
 from portico_harness import PorticoTestCase, binary_uses_asan, main, portico_bin, run_portico, slow_factor, source_dir
 
 ERROR_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<key>[^:\s]+): (?P<msg>.+)$")
@@ -213,7 +214,19 @@ class CheckConfig(PorticoTestCase):
         # (sanitizer_common's IsAccessibleMemoryRange), so with no descriptor free it reports
         # "invalid vptr" for sound objects and halts. Only the limits that leave it two are
         # asserted there: refusals that leave >= 2 free, starts with >= 2 to spare.
-        path = self.write("workers: 2\nlisteners: [{address: 127.0.0.1:0}]\nroutes: [{path: /, handler: health}]\n")
+        self.check_too_few_descriptors("")
+
+    def test_too_few_descriptors_counts_the_io_uring_rings(self):
+        # With io_uring on each worker also makes a ring and its eventfd: a limit that left room
+        # for the rest but not for them started, and the workers fell back to epoll ("io_uring
+        # unavailable": EMFILE), so `on` silently was not.
+        refusal = uring_probe.io_uring_refusal()
+        if refusal:
+            self.skipTest(refusal)
+        self.check_too_few_descriptors("io_uring: on\n")
+
+    def check_too_few_descriptors(self, extra):
+        path = self.write(extra + "workers: 2\nlisteners: [{address: 127.0.0.1:0}]\nroutes: [{path: /, handler: health}]\n")
         refused = re.compile(r"too few file descriptors to start 2 workers: (\d+) needed .*, (\d+) free")
         sanitized = binary_uses_asan()
         outcomes = {}
@@ -230,7 +243,7 @@ class CheckConfig(PorticoTestCase):
                     self.assertNotIn("evsig_init_", err)
                     if status is not None:
                         self.assertEqual(status, 1, err[-500:])
-                        self.assertIn("too few", err)
+                        self.assertRegex(err, "too few|cannot make a ring: io_uring_setup: Too many open files")
         self.assertTrue(counts, "no limit reached the workers' check: the test needs other limits")
         n0, needed, free0 = counts[0]
         in_use = n0 - free0
@@ -243,9 +256,11 @@ class CheckConfig(PorticoTestCase):
                 self.assertNotIn("runtime error", err)
                 if status is None:  # enough descriptors: it started
                     self.assertGreaterEqual(n, in_use + needed, err[-500:])
+                    self.assertNotIn("io_uring unavailable", err)
                     continue
                 self.assertEqual(status, 1, err[-500:])
-                self.assertRegex(err, r"\[error\] (too few file descriptors to start|cannot make an event loop: too few)")
+                self.assertRegex(err, r"\[error\] (too few file descriptors to start|cannot make an event loop: too few"
+                                      r"|.*io_uring: on, but this process cannot make a ring: io_uring_setup: Too many)")
 
     def start_with_open_file_limit(self, path, n):
         """(exit status, stderr) of a start under RLIMIT_NOFILE n; status None when it started

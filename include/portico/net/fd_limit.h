@@ -37,6 +37,9 @@ std::optional<std::string> fdLimitWarning(const config::Config& config, unsigned
 // belongs in this count.
 constexpr unsigned kEventLoopDescriptors = 3;
 constexpr unsigned kWorkerStartDescriptors = kEventLoopDescriptors + 2;
+// With `io_uring` other than off, each worker also makes its ring (the io_uring's descriptor) and
+// the eventfd its completions are signalled on (net/uring/ring.h).
+constexpr unsigned kWorkerRingDescriptors = 2;
 
 // How many descriptors, up to `wanted`, could be opened now (it opens and closes them). Start-up
 // asks before it makes what needs them, so that too low an open-file limit is Portico's message
