@@ -3,13 +3,12 @@
 // The provided buffers a worker's ring receives into (IORING_REGISTER_PBUF_RING, one group):
 // kCount buffers of kSize bytes, 4 MiB per worker, made with the ring (the kernel takes them in
 // ring order, so over time all of it becomes resident). A receive takes one
-// (the kernel picks it); it is the chunk that is sent on as is, and comes back here when that
-// send completed (or the tunnel ended). What one tunnel may hold is bounded by its backpressure
-// (net/uring/send_queue.h: a direction stops receiving at proxy::kHighWatermark bytes of
-// buffers), so the pool is shared, not reserved: a receive that finds it empty waits
-// (ENOBUFS) until a buffer comes back, its bytes held by the kernel's socket buffer meanwhile
-// (TCP flow control, nothing lost). 32 directions stalled at their bound empty the pool: their
-// worker's other tunnels then wait for those readers, a known limit of a shared pool.
+// (the kernel picks it); it is sent on as is when nothing waits before it and comes back here
+// when that send completed; bytes that cannot go at once are copied into the tunnel's own
+// queue and the buffer comes back at once (net/uring/send_queue.h). So the pool is shared, not
+// reserved, and held only for a send's round trip: a stalled peer holds none of it. A receive
+// that finds it empty waits (ENOBUFS) on the waiting list until a buffer comes back, its bytes
+// held by the kernel's socket buffer meanwhile (TCP flow control, nothing lost).
 
 #include <cstddef>
 #include <cstdint>
