@@ -198,6 +198,7 @@ void Stream::detach() {
 // answers both), hence the flag from event_struct.h: set while the event waits in the loop's
 // active queue, cleared before its callback runs (and by event_del).
 bool Stream::drainedAtLastPoll() const {
+    if (drained_elsewhere_) return true;
     return read_emptied_ && reading_ && !ssl_ &&
            (read_event_.ev_evcallback.evcb_flags & (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER)) == 0;
 }

@@ -80,6 +80,12 @@ public:
     // after the poll is not seen: as with FIONREAD, which sees up to its own call. Lets a
     // finished relay close without asking FIONREAD (net::closeFinished).
     bool drainedAtLastPoll() const;
+    // For a socket read by someone else while this Stream's reading is paused (the io_uring
+    // relay): the peer's FIN was read, or a read emptied the socket and nothing more had arrived
+    // when that reader stopped (as drainedAtLastPoll says for the loop's poll). Either spares
+    // net::closeFinished its FIONREAD.
+    void notePeerClosed() { peer_closed_ = true; }
+    void noteDrained() { drained_elsewhere_ = true; }
 
     // The relay's other peer failed (an HTTP/2 client's RST_STREAM, a connection error): close()
     // resets this connection (SO_LINGER {1, 0}: an RST, what is queued is dropped) instead of a
@@ -208,6 +214,7 @@ private:
     bool reading_ = false;
     bool peer_closed_ = false;
     bool peer_shut_ = false;  // the paused watch saw the peer's FIN (notePeerShut)
+    bool drained_elsewhere_ = false;  // noteDrained
     bool read_emptied_ = false;  // the last plain read took all the socket held; reading on since
     bool direct_read_ = false;
     bool bulk_ = false;  // the last plain read filled kReadChunk: read into input() directly

@@ -139,8 +139,14 @@ void Relay::onReceived(Side& from, int result, unsigned flags) {
             return;
         }
     }
-    if (ending_) return;
+    if (ending_) {
+        // The receive armed after one that emptied the socket was cancelled having taken
+        // nothing: nothing had arrived by the end (net::closeFinished needs no FIONREAD).
+        if (result == -ECANCELED && from.poll_first) from.stream->noteDrained();
+        return;
+    }
     if (result == 0) {
+        from.stream->notePeerClosed();  // its FIN was read here, not by the Stream
         end(net::Ending::Finished, from.index == 0 ? "client closed" : "upstream closed", nullptr);
     } else if (result == -ENOBUFS) {
         from.waiting = true;  // the pool is empty: woken by BufferPool::publish
