@@ -42,7 +42,7 @@ EventLoop::EventLoop() {
 EventLoop::~EventLoop() {
     owned_.clear();
     reap();
-    ring_.reset();  // after what may have had requests on it (relays own()ed by the loop)
+    ring_.reset();  // after what may have had requests on it (relays: the ring keeps them on its own list and frees what is left)
     event_del(&reap_event_);
 }
 

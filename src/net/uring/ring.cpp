@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/time.h>
 
+#include "portico/core/log.h"
 #include "portico/net/event_loop.h"
 
 namespace portico::net::uring {
@@ -20,7 +21,7 @@ int initRing(io_uring& ring) {
     io_uring_params params{};
     params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
                    IORING_SETUP_CQSIZE;
-    params.cq_entries = Ring::kEntries * 4;
+    params.cq_entries = Ring::kEntries * Ring::kCqPerSq;
     return io_uring_queue_init_params(Ring::kEntries, &ring, &params);
 }
 
@@ -56,6 +57,13 @@ bool Ring::setUp(EventLoop& loop, std::string& why) {
         return false;
     }
     ring_made_ = true;
+    // The eventfd is watched edge-triggered and never read: on a backend without edge triggering
+    // (poll, select) it would stay readable and the loop would spin.
+    if (!(event_base_get_features(loop.base()) & EV_FEATURE_ET)) {
+        why = std::string("the event loop's backend (") + event_base_get_method(loop.base()) +
+              ") has no edge-triggered events";
+        return false;
+    }
     eventfd_ = core::UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!eventfd_) {
         why = std::string("eventfd: ") + std::strerror(errno);
@@ -148,7 +156,7 @@ void Ring::drain() {
     // load: spinning here while traffic keeps arriving is busy polling, which on a shared
     // machine gets this thread preempted for whole time slices.
     for (int round = 0; round < kRoundsPerWakeup; ++round) {
-        io_uring_submit_and_get_events(&ring_);
+        if (io_uring_submit_and_get_events(&ring_) == -EBADR) noteDropped();
         reap();
         buffers_.publish();
         if (io_uring_sq_ready(&ring_) == 0) break;
@@ -165,6 +173,16 @@ void Ring::drain() {
         static const timeval kNow{0, 0};
         event_add(&flush_event_, &kNow);
     }
+}
+
+// -EBADR: the completion queue overflowed and the kernel could not keep a completion (no memory
+// for its overflow list). Its request stays counted in flight, so its relay never ends: rare
+// enough (the CQ holds kCqPerSq x the SQ) to log, once per ring, with the count.
+void Ring::noteDropped() {
+    ++dropped_;
+    if ((dropped_ & (dropped_ - 1)) == 0)  // 1, 2, 4, 8, ...: a line per doubling, not per pass
+        LOG_ERROR("io_uring: %llu completion(s) dropped so far (-EBADR: completion queue overflow); tunnels "
+                  "waiting for them never end", static_cast<unsigned long long>(dropped_));
 }
 
 unsigned Ring::reap() {

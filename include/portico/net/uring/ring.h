@@ -65,7 +65,10 @@ private:
 
 class Ring {
 public:
-    static constexpr unsigned kEntries = 256;  // submission queue; the completion queue is 4x
+    static constexpr unsigned kEntries = 256;  // submission queue
+    // Completion queue entries per submission entry: each tunnel may have up to 4 requests in
+    // flight, so the CQ holds 2,048 completions before the kernel keeps overflow on a list.
+    static constexpr unsigned kCqPerSq = 8;
     static constexpr int kRoundsPerWakeup = 4;  // enters per wakeup, at most (then the next pass)
 
     // A ring for `loop`, made in the loop's thread (SINGLE_ISSUER: the only thread that may
@@ -105,6 +108,7 @@ private:
     // while they queued more requests, a few rounds at most; what is left goes in the next pass.
     void drain();
     unsigned reap();
+    void noteDropped();
     static void onSignal(int, short, void* arg);
     static void onFlush(int, short, void* arg);
 
@@ -119,6 +123,7 @@ private:
     bool flush_pending_ = false;
     bool draining_ = false;
     std::uint64_t inflight_ = 0;
+    std::uint64_t dropped_ = 0;  // completions lost to -EBADR (logged at 1, 2, 4, 8, ...)
     BufferPool buffers_;
 };
 
