@@ -127,11 +127,13 @@ bool Server::startDescriptorsFree(const config::Config& config, unsigned workers
     return false;
 }
 
-// `io_uring: on` asks for a ring: without one the start (or the reload) fails, saying why.
-bool Server::ioUringAllowed(const config::Config& config) {
+// `io_uring: on` asks for a ring: without one the start (or the reload) fails, saying why. The
+// start probes one (each worker then makes its own and fails the start without it: Worker::start);
+// a reload, whose workers make theirs after it applied, probes `rings` held at once.
+bool Server::ioUringAllowed(const config::Config& config, unsigned rings) {
     if (config.io_uring != config::IoUring::On) return true;
     std::string why;
-    if (uring::Ring::available(why)) return true;
+    if (uring::Ring::available(rings, why)) return true;
     LOG_ERROR("%s: io_uring: on, but this process cannot make a ring: %s (use auto or off)",
               config.file.c_str(), why.c_str());
     return false;
@@ -146,7 +148,7 @@ int Server::run() {
         LOG_ERROR("%s", error.c_str());
         return 1;
     }
-    if (!ioUringAllowed(config)) return 1;
+    if (!ioUringAllowed(config, 1)) return 1;
     // Signal handlers first, so that a stop sent as soon as the ports are announced is handled;
     // then the signals are blocked while workers start (they inherit the mask: only this thread
     // takes signals) and unblocked again.
@@ -178,7 +180,16 @@ int Server::run() {
     for (unsigned w = 0; w < workers; ++w)
         workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, backplane, metrics_,
                                                     std::move(listen_fds[w]), budget_, ip_limits_));
-    for (auto& worker : workers_) worker->start();
+    for (auto& worker : workers_) {
+        if (worker->start(error)) continue;
+        LOG_ERROR("%s: io_uring: on, but %s (use auto or off)", config.file.c_str(), error.c_str());
+        for (auto& started : workers_) {
+            started->requestStop();
+            started->join();
+        }
+        workers_.clear();
+        return 1;
+    }
     pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
     LOG_INFO("portico %s started with %u worker%s", PORTICO_VERSION, workers, workers == 1 ? "" : "s");
     sd_notify(0, "READY=1");
@@ -224,7 +235,13 @@ void Server::reload() {
         return;
     }
     const config::Config& next = *loaded.config;
-    if (!ioUringAllowed(next)) {
+    // Workers make their rings after the reload applied: under `on`, a reload from `off` asks
+    // for all of them now, and one from `auto` finds a worker that is on epoll.
+    const bool ringless = std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->ringRefused(); });
+    if (next.io_uring == config::IoUring::On && ringless)
+        LOG_ERROR("%s: io_uring: on, but a worker could not make its ring (use auto or off)", config_path_.c_str());
+    if ((next.io_uring == config::IoUring::On && ringless) ||
+        !ioUringAllowed(next, snapshot_->config->io_uring == config::IoUring::Off ? worker_count_ : 0)) {
         fail("io_uring");
         return;
     }

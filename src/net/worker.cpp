@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
 #include <stdexcept>
 #include <string>
 #include <event2/buffer.h>
@@ -73,8 +74,21 @@ void Worker::onSessionCountTimer(int, short, void* arg) {
     for (auto& c : self->connections_) c.connection->foldSessionCounts();
 }
 
-void Worker::start() {
-    thread_ = std::thread([this] { run(); });
+bool Worker::start(std::string& why) {
+    // The ring is made on the worker's thread (SINGLE_ISSUER: the thread that makes it is the
+    // only one that may submit), so under `io_uring: on` the start waits for it: a worker without
+    // one fails the start, as the probe on the main thread (Server::ioUringAllowed) cannot see
+    // this worker's descriptors or a seccomp profile refusing io_uring_register.
+    std::promise<std::string> made;
+    std::future<std::string> refused = made.get_future();
+    thread_ = std::thread([this, &made] {
+        std::string ring_why;
+        const bool ok = tunnelRing(&ring_why) || snapshot_->config->io_uring != config::IoUring::On;
+        made.set_value(ok ? std::string() : ring_why);
+        if (ok) run();
+    });
+    why = refused.get();
+    return why.empty();
 }
 
 void Worker::join() {
@@ -82,7 +96,6 @@ void Worker::join() {
 }
 
 void Worker::run() {
-    tunnelRing();  // says which one this worker's tunnels use, before the first one
     loop_.run();
     // Whatever is left after the stop timeout is closed here, on the worker's own thread.
     std::vector<ClientConnection*> left;
@@ -182,16 +195,24 @@ void Worker::applyReload() {
     tunnelRing();  // a reload that turned io_uring on says so now
 }
 
-uring::Ring* Worker::tunnelRing() {
+uring::Ring* Worker::tunnelRing(std::string* refused) {
     if (snapshot_->config->io_uring == config::IoUring::Off) return nullptr;
     if (!ring_tried_) {
         ring_tried_ = true;
         std::string why;
         std::unique_ptr<uring::Ring> ring = uring::Ring::make(loop_, why);
+        const bool required = snapshot_->config->io_uring == config::IoUring::On;
         if (ring)
             LOG_INFO("worker %u: plaintext WebSocket tunnels on io_uring", index_);
+        else if (required && refused)  // the start fails with it (Worker::start)
+            *refused = "worker " + std::to_string(index_) + ": " + why;
+        else if (required)
+            // A reload to `on` checked that every worker's ring can be made (Server::reload): only
+            // something else taking descriptors meanwhile gets here.
+            LOG_ERROR("worker %u: io_uring: on, but no ring (tunnels on epoll): %s", index_, why.c_str());
         else
             LOG_WARN("worker %u: io_uring unavailable, tunnels on epoll: %s", index_, why.c_str());
+        ring_refused_ = !ring;
         loop_.setRing(std::move(ring));
     }
     return loop_.ring();

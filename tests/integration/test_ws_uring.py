@@ -208,6 +208,43 @@ class UringTunnel(WsTestCase):
                 proc.terminate()
                 proc.communicate(timeout=20)
 
+    def test_on_fails_the_start_when_a_workers_ring_does_not_fit(self):
+        # The probe ring on the main thread fitted, but a worker's own (its ring and eventfd) did
+        # not: it started on epoll with a warning. Under `on` every limit either starts with each
+        # worker on io_uring or exits 1 with Portico's message.
+        import resource
+        d = self.tmpdir()
+        path = os.path.join(d, "on.yaml")
+        with open(path, "w") as f:
+            f.write(to_yaml(ws_proxy_config(self.backend.address, io_uring="on", workers=4,
+                                            listeners=["127.0.0.1:%d" % free_port()])) + "\n")
+        outcomes = {}
+        for n in range(16, 80):
+            def limit(n=n):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+            proc = subprocess.Popen([portico_bin(), "-c", path], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    preexec_fn=limit)
+            err = ""
+            for line in proc.stderr:  # up to "started" (workers report their ring before it), or the exit
+                err += line
+                if "started with" in line:
+                    proc.terminate()
+            proc.wait(timeout=20 * slow_factor())
+            started = "started with" in err
+            outcomes[n] = (started, proc.returncode, err)
+            with self.subTest(nofile=n):
+                self.assertNotIn("tunnels on epoll", err)
+                if started:
+                    self.assertEqual(err.count("plaintext WebSocket tunnels on io_uring"), 4, err[-800:])
+                else:
+                    self.assertEqual(proc.returncode, 1, err[-800:])
+                    self.assertIn("[error]", err)
+            if started:
+                break
+        self.assertTrue(any(started for started, _, _ in outcomes.values()), "no limit started: raise the range")
+        self.assertFalse(outcomes[16][0], "the lowest limit started: lower the range")
+
 
 if __name__ == "__main__":
     main()

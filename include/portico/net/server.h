@@ -48,7 +48,7 @@ private:
     // False (logged) when fewer descriptors are free than `workers` need to start.
     static bool startDescriptorsFree(const config::Config& config, unsigned workers);
     // The factory of every worker's pub/sub backplane; false (logged) when it cannot be made.
-    static bool ioUringAllowed(const config::Config& config);
+    static bool ioUringAllowed(const config::Config& config, unsigned rings);
     bool makeBackplane(const config::BackplaneSettings& settings, pubsub::BackplaneFactory& factory);
     void stop();
     void reload();

@@ -55,7 +55,9 @@ public:
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    void start();
+    // Starts the worker's thread; under `io_uring: on` it first makes the worker's ring, and
+    // false (with `why`, the thread ended) says it could not: the start fails.
+    bool start(std::string& why);
     void join();
     // Thread-safe: stop accepting, let connections finish for up to shutdown_timeout.
     void requestStop();
@@ -111,8 +113,12 @@ public:
 
     // The ring plaintext WebSocket tunnels use (config `io_uring`), or null: epoll. Made on first
     // use under auto/on (at the worker's start, or after the reload that turned it on); a
-    // refusal is logged once and the worker stays on epoll.
-    uring::Ring* tunnelRing();
+    // refusal is logged once and the worker stays on epoll (at the start, `refused` gets it
+    // instead under `on`: Worker::start fails).
+    uring::Ring* tunnelRing(std::string* refused = nullptr);
+    // Thread-safe: this worker tried to make its ring and could not (it stays on epoll), so a
+    // reload to `io_uring: on` fails.
+    bool ringRefused() const { return ring_refused_; }
 
     // Called by a connection from finish(): the worker defers its deletion.
     void onConnectionFinished(ClientConnection* connection);
@@ -146,6 +152,7 @@ private:
     std::shared_ptr<IpLimits> ip_limits_;
     unsigned index_;
     bool ring_tried_ = false;  // tunnelRing() tried to make the loop's ring (once per worker)
+    std::atomic<bool> ring_refused_{false};
     // Before loop_, so that it outlives connections the loop deletes late (~Worker closes it
     // while the loop is alive: its spares' events belong to the loop).
     std::unique_ptr<HttpPhasePool> http_phases_;

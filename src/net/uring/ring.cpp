@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <sys/eventfd.h>
 #include <sys/time.h>
+#include <vector>
 
 #include "portico/core/log.h"
 #include "portico/net/event_loop.h"
@@ -35,13 +36,34 @@ std::string refusal(int r) {
 
 }  // namespace
 
-bool Ring::available(std::string& why) {
-    io_uring ring{};
-    if (const int r = initRing(ring); r < 0) {
-        why = refusal(r);
-        return false;
+bool Ring::available(unsigned count, std::string& why) {
+    // What make() asks of the kernel, `count` times at once (the descriptors of every worker's
+    // ring, a seccomp profile refusing io_uring_register), all given back before returning.
+    struct Probe {
+        io_uring ring{};
+        bool made = false;
+        core::UniqueFd eventfd;
+        ~Probe() {
+            if (made) io_uring_queue_exit(&ring);
+        }
+    };
+    std::vector<Probe> probes(count);
+    for (Probe& probe : probes) {
+        if (const int r = initRing(probe.ring); r < 0) {
+            why = refusal(r);
+            return false;
+        }
+        probe.made = true;
+        probe.eventfd = core::UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+        if (!probe.eventfd) {
+            why = std::string("eventfd: ") + std::strerror(errno);
+            return false;
+        }
+        if (const int r = io_uring_register_eventfd(&probe.ring, probe.eventfd.get()); r < 0) {
+            why = std::string("io_uring_register_eventfd: ") + std::strerror(-r);
+            return false;
+        }
     }
-    io_uring_queue_exit(&ring);
     return true;
 }
 

@@ -97,7 +97,8 @@ TEST_CASE("a stop drops a reload still pending, closing its new listeners' socke
     reload.new_fds.emplace(next_config->listeners.back().address.toString(), std::move(fd));
     worker.requestReload(std::move(reload));
     worker.requestStop();  // before the worker's loop ran: both are pending
-    worker.start();
+    std::string why;
+    CHECK(worker.start(why));
     worker.join();
 
     CHECK_FALSE(net::listensHere(port));

@@ -75,9 +75,9 @@ public:
     // submit). Null with `why` set when the kernel refuses one (io_uring_setup EPERM or ENOSYS:
     // kernel.io_uring_disabled, a seccomp profile; ENOMEM: RLIMIT_MEMLOCK on old kernels).
     static std::unique_ptr<Ring> make(EventLoop& loop, std::string& why);
-    // Whether this process may make a ring at all (a throwaway one): `io_uring: on` refuses to
-    // start without it, before any worker runs.
-    static bool available(std::string& why);
+    // Whether this process may make `count` rings at once (throwaway ones, with their eventfds
+    // registered): `io_uring: on` refuses to start, or a reload to apply, without them.
+    static bool available(unsigned count, std::string& why);
     ~Ring();
     Ring(const Ring&) = delete;
     Ring& operator=(const Ring&) = delete;
