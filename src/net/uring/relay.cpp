@@ -85,6 +85,7 @@ void Relay::onCompletion(unsigned op, int result, unsigned flags) {
 
 void Relay::armReceive(Side& s) {
     io_uring_sqe* sqe = ring_.entry();
+    if (!sqe) return end(net::Ending::Finished, "io_uring submission failed", &s);
     io_uring_prep_recv(sqe, s.fd, nullptr, BufferPool::kSize, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BufferPool::kGroup;
@@ -160,6 +161,7 @@ void Relay::onReceived(Side& from, int result, unsigned flags) {
 
 void Relay::sendNext(Side& s) {
     io_uring_sqe* sqe = ring_.entry();
+    if (!sqe) return end(net::Ending::Finished, "io_uring submission failed", &s);
     // No MSG_WAITALL: a partial send completes with its count (the rest goes next), so a
     // cancelled send never leaves an unknown number of its bytes sent. MSG_DONTWAIT: a full
     // socket answers -EAGAIN at once instead of parking the send (and its pool buffer) in the
@@ -229,6 +231,7 @@ void Relay::end(net::Ending how, const char* reason, Side* failed) {
         }
         if (s.receiving || s.sending || s.polling) {
             io_uring_sqe* sqe = ring_.entry();
+            if (!sqe) continue;  // the ring refuses submissions: what is in flight ends by itself
             io_uring_prep_cancel_fd(sqe, s.fd, IORING_ASYNC_CANCEL_ALL);
             Ring::quiet(sqe);
         }

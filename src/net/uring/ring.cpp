@@ -139,9 +139,21 @@ void Ring::retire(RingOwned* object) {
 
 io_uring_sqe* Ring::entry() {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    while (!sqe) {
-        io_uring_submit(&ring_);  // full: what is queued goes now, in order
+    if (!sqe) {
+        // Full: what is queued goes now, in order. A refusal (-EBUSY: completions the kernel holds
+        // in its overflow list; -EAGAIN, -ENOMEM) is tried once more after the kernel flushed its
+        // completions into the queue (they are dispatched by drain(), not here: the caller is in
+        // the middle of a change). Looping on it would spin the worker.
+        if (io_uring_submit(&ring_) < 0) io_uring_submit_and_get_events(&ring_);
         sqe = io_uring_get_sqe(&ring_);
+        if (!sqe) {
+            ++refused_;
+            if ((refused_ & (refused_ - 1)) == 0)  // 1, 2, 4, 8, ...: a line per doubling
+                LOG_ERROR("io_uring: submission queue full and the kernel refuses it: %llu relay(s) ended so far",
+                          static_cast<unsigned long long>(refused_));
+            scheduleFlush();
+            return nullptr;
+        }
     }
     scheduleFlush();
     return sqe;

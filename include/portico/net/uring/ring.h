@@ -84,7 +84,8 @@ public:
 
     // The next free submission entry (submits what is queued when the queue is full); it is
     // submitted before the loop next sleeps. Prepare it (io_uring_prep_*, which clears its
-    // flags and data), then name its owner with track() or mark it quiet().
+    // flags and data), then name its owner with track() or mark it quiet(). Null when the queue
+    // is full and the kernel refuses to take it (submitted twice): the caller ends its relay.
     io_uring_sqe* entry();
     // Its completion goes to `target` with `op` (counted in flight until its last completion).
     void track(io_uring_sqe* sqe, Completion* target, unsigned op);
@@ -123,6 +124,7 @@ private:
     bool flush_pending_ = false;
     bool draining_ = false;
     std::uint64_t inflight_ = 0;
+    std::uint64_t refused_ = 0;  // entry() found no room twice (logged at 1, 2, 4, 8, ...)
     std::uint64_t dropped_ = 0;  // completions lost to -EBADR (logged at 1, 2, 4, 8, ...)
     BufferPool buffers_;
 };
