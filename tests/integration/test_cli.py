@@ -243,7 +243,7 @@ class CheckConfig(PorticoTestCase):
                     self.assertNotIn("evsig_init_", err)
                     if status is not None:
                         self.assertEqual(status, 1, err[-500:])
-                        self.assertRegex(err, "too few|cannot make a ring: io_uring_setup: Too many open files")
+                        self.assertRegex(err, "too few|cannot make a ring: (io_uring_setup|eventfd): Too many open files")
         self.assertTrue(counts, "no limit reached the workers' check: the test needs other limits")
         n0, needed, free0 = counts[0]
         in_use = n0 - free0
@@ -260,7 +260,7 @@ class CheckConfig(PorticoTestCase):
                     continue
                 self.assertEqual(status, 1, err[-500:])
                 self.assertRegex(err, r"\[error\] (too few file descriptors to start|cannot make an event loop: too few"
-                                      r"|.*io_uring: on, but this process cannot make a ring: io_uring_setup: Too many)")
+                                      r"|.*io_uring: on, but this process cannot make a ring: (io_uring_setup|eventfd): Too many)")
 
     def start_with_open_file_limit(self, path, n):
         """(exit status, stderr) of a start under RLIMIT_NOFILE n; status None when it started
