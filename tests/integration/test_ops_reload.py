@@ -223,7 +223,8 @@ class ReloadHttp(ReloadBase):
         p = self.start_portico(self.config(self.a, with_new=True))
         for path in ("/new/x", "/new/y", "/api/x", "/api/y"):
             self.assertEqual(get(p.port, path).status, 200, path)
-        m = scrape_when(lambda m: metric(m, "portico_requests_total", route="*/api/", status="2xx") == 2)
+        m = scrape_when(lambda m: metric(m, "portico_requests_total", route="*/api/", status="2xx") == 2
+                        and metric(m, "portico_requests_total", route="*/new/", status="2xx") == 2)
         self.assertEqual(metric(m, "portico_requests_total", route="*/new/", status="2xx"), 2, m)
         self.assertEqual(metric(m, "portico_upstream_response_seconds_count", upstream="app"), 2, m)
         renamed = self.base_config([{"path": "/metrics", "handler": "metrics"}, {"path": "/status", "handler": "status"},
