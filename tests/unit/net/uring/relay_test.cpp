@@ -67,17 +67,28 @@ std::unique_ptr<uring::Ring> ringOrSkip(EventLoop& loop) {
     return ring;
 }
 
-}  // namespace
-
-TEST_CASE("a relay moves bytes both ways, buffered ones first, and gives everything back", "[uring][relay]") {
+// A loop with its ring (none where the kernel refuses one: the test is skipped) and two socket
+// pairs, the client's and the upstream's, whose inner ends a relay takes.
+struct RelaySetup {
     EventLoop loop;
-    auto ring_owner = ringOrSkip(loop);
-    if (!ring_owner) return;
-    uring::Ring& ring = *ring_owner;
-    loop.setRing(std::move(ring_owner));
+    uring::Ring* ring_ptr = nullptr;
     Ignore ignore;
     Observer observer;
-    Pair client = makePair(loop, ignore), upstream = makePair(loop, ignore);
+    Pair client = makePair(loop, ignore);
+    Pair upstream = makePair(loop, ignore);
+
+    RelaySetup() {
+        auto owner = ringOrSkip(loop);
+        ring_ptr = owner.get();
+        if (owner) loop.setRing(std::move(owner));
+    }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(RelaySetup, "a relay moves bytes both ways, buffered ones first, and gives everything back", "[uring][relay]") {
+    if (!ring_ptr) return;
+    uring::Ring& ring = *ring_ptr;
     evbuffer_add(upstream.inner->input(), "early", 5);  // a frame behind the 101
     evbuffer_add(client.inner->output(), "101;", 4);     // the 101 the socket had not taken
     uring::Relay& relay = uring::Relay::start(loop, ring, std::move(client.inner), std::move(upstream.inner), observer);
@@ -107,15 +118,9 @@ TEST_CASE("a relay moves bytes both ways, buffered ones first, and gives everyth
 
 // A stalled direction holds its bytes in its own heap queue, up to the high watermark, and none
 // of the worker's shared pool (sends are MSG_DONTWAIT: a full socket's bytes are copied out).
-TEST_CASE("a peer that does not read holds no pool buffer, and a bounded queue", "[uring][relay]") {
-    EventLoop loop;
-    auto ring_owner = ringOrSkip(loop);
-    if (!ring_owner) return;
-    uring::Ring& ring = *ring_owner;
-    loop.setRing(std::move(ring_owner));
-    Ignore ignore;
-    Observer observer;
-    Pair client = makePair(loop, ignore), upstream = makePair(loop, ignore);
+TEST_CASE_METHOD(RelaySetup, "a peer that does not read holds no pool buffer, and a bounded queue", "[uring][relay]") {
+    if (!ring_ptr) return;
+    uring::Ring& ring = *ring_ptr;
     uring::Relay& relay = uring::Relay::start(loop, ring, std::move(client.inner), std::move(upstream.inner), observer);
     // The client writes 4 MiB in 1 KiB pieces; the upstream reads nothing.
     std::string piece(1024, 'x');
