@@ -2,8 +2,11 @@
 #include "portico/ws/uring_tunnel.h"
 
 #include "portico/net/event_loop.h"
+#include "portico/ws/stalled_delivery.h"
 
 namespace portico::ws {
+
+static_assert(net::uring::Relay::kStall == StalledDelivery::kStall, "a gone peer's last bytes wait as long on both");
 
 UringTunnel::UringTunnel(SessionOwner& owner, net::EventLoop& loop, net::uring::Ring& ring,
                          std::unique_ptr<net::Stream> client, std::unique_ptr<net::Stream> upstream,

@@ -74,7 +74,9 @@ void Relay::begin(std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstre
 void Relay::onCompletion(unsigned op, int result, unsigned flags) {
     --inflight_;
     Side& s = sides_[op & 1];
-    if (op >= kPoll)
+    if (op >= kGone)
+        s.watching ? onPeerWatch(s, result) : onStallTimer(s);
+    else if (op >= kPoll)
         onWritable(s);
     else if (op >= kSend)
         onSent(s, result);
@@ -102,8 +104,57 @@ void Relay::armReceive(Side& s) {
 void Relay::maybeReceive(Side& s) {
     if (ending_ || s.receiving || s.waiting) return;
     const SendQueue& queue = other(s).out;
-    if (queue.cost() > proxy::kHighWatermark) return;
+    if (queue.cost() > proxy::kHighWatermark) return watchPeer(s);
     armReceive(s);
+}
+
+// Paused: the peer's FIN (or reset) would not be seen until the other side drains. One poll
+// for it, left armed across resumes (not cancelled: nothing per message, nothing per resume).
+void Relay::watchPeer(Side& s) {
+    if (s.watching || s.gone) return;
+    io_uring_sqe* sqe = ring_.entry();
+    if (!sqe) return end(net::Ending::Finished, "io_uring submission failed", &s);
+    io_uring_prep_poll_add(sqe, s.fd, POLLRDHUP);
+    ring_.track(sqe, this, kGone + s.index);
+    s.watching = true;
+    ++inflight_;
+}
+
+// The peer closed (POLLRDHUP; a reset adds POLLERR | POLLHUP, learnt from the receive that
+// follows its bytes). Receiving again meanwhile, the receive reads up to the FIN as usual;
+// still paused, its last bytes wait for the other side, which has kStall at a time to take some.
+void Relay::onPeerWatch(Side& s, int result) {
+    s.watching = false;
+    if (ending_ || result <= 0 || s.receiving || s.waiting) return;
+    s.gone = true;
+    for (const Side& side : sides_)
+        if (side.timing) return;  // both peers gone: the first one's wait bounds the relay
+    stall_mark_ = delivered(s);
+    armStallTimer(s);
+}
+
+void Relay::armStallTimer(Side& s) {
+    // Read when the request is submitted (io_timeout_prep copies it): a constant will do.
+    static const __kernel_timespec kStallSpec{kStall.count(), 0};
+    io_uring_sqe* sqe = ring_.entry();
+    if (!sqe) return end(net::Ending::Finished, "io_uring submission failed", &s);
+    io_uring_prep_timeout(sqe, const_cast<__kernel_timespec*>(&kStallSpec), 0, 0);  // liburing 2.3's signature
+    ring_.track(sqe, this, kGone + s.index);
+    s.timing = true;
+    ++inflight_;
+}
+
+// kStall after the peer of `s` left: the other side took bytes since the last check (its
+// queue shrank, or `s` resumed and its bytes went on), or the relay ends as at that peer's EOF.
+void Relay::onStallTimer(Side& s) {
+    s.timing = false;
+    if (ending_) return;  // cancelled by end(), or due meanwhile
+    const std::uint64_t now = delivered(s);
+    if (now != stall_mark_) {
+        stall_mark_ = now;
+        return armStallTimer(s);
+    }
+    end(net::Ending::Finished, s.index == 0 ? "client closed" : "upstream closed", nullptr);
 }
 
 void Relay::Side::onBuffersBack() {
@@ -135,8 +186,8 @@ void Relay::onReceived(Side& from, int result, unsigned flags) {
             from.poll_first = !(flags & IORING_CQE_F_SOCK_NONEMPTY);
             if (observer_) observer_->onRelayActivity();
             // Only while the other side's queue is below the high watermark (maybeReceive); past
-            // it, onSent resumes below the low one.
-            if (to.out.cost() <= proxy::kHighWatermark) maybeReceive(from);
+            // it, the peer is watched for its FIN and onSent resumes below the low one.
+            maybeReceive(from);
             return;
         }
     }
@@ -229,12 +280,13 @@ void Relay::end(net::Ending how, const char* reason, Side* failed) {
             ring_.buffers().stopWaiting(&s);
             s.waiting = false;
         }
-        if (s.receiving || s.sending || s.polling) {
+        if (s.receiving || s.sending || s.polling || s.watching) {
             io_uring_sqe* sqe = ring_.entry();
             if (!sqe) continue;  // the ring refuses submissions: what is in flight ends by itself
             io_uring_prep_cancel_fd(sqe, s.fd, IORING_ASYNC_CANCEL_ALL);
             Ring::quiet(sqe);
         }
+        if (s.timing) ring_.cancel(this, kGone + s.index);  // a timeout names no descriptor
     }
     if (reason && observer_) observer_->onRelayEnd(reason);
     maybeFree();

@@ -169,6 +169,14 @@ void Ring::quiet(io_uring_sqe* sqe) {
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
+bool Ring::cancel(Completion* target, unsigned op) {
+    io_uring_sqe* sqe = entry();
+    if (!sqe) return false;
+    io_uring_prep_cancel64(sqe, reinterpret_cast<std::uintptr_t>(target) | op, 0);
+    quiet(sqe);
+    return true;
+}
+
 void Ring::scheduleFlush() {
     if (draining_ || flush_pending_) return;  // drain() submits before it returns
     flush_pending_ = true;

@@ -14,9 +14,19 @@
 // the other side's queue is below the bound, keeps it exact at the cost of one SQE per message
 // (batched in the same io_uring_enter, no extra syscall).
 //
+// A peer that closes while its side's receiving is paused (the other side's queue is at the
+// bound) is noticed at once, as the epoll tunnel's paused watch does (Stream::pauseReading,
+// ws::StalledDelivery): a pause arms one POLLRDHUP poll on that side, left armed on resume (a
+// FIN then is read by the receive as usual; a later pause re-arms it only if it fired), so it
+// costs a request per pause at most, none per message. Once it fired while the side was paused,
+// the bytes sent before the FIN still go as the other side takes them, and a ring timeout
+// checks every kStall that the other side took some: when it took none, the relay ends as at
+// that peer's EOF (the unread bytes dropped), not at the session's idle_timeout.
+//
 // Lifetime: requests in flight name the Relay, so the ring keeps it (Ring::adopt) and frees it
 // after its last completion and once its observer (the session) let go, never earlier.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 
@@ -58,8 +68,14 @@ public:
     std::uint64_t fromClient() const { return sides_[0].received; }
     std::uint64_t toClient() const { return sides_[1].received; }
 
+    // How long the side owed a gone peer's last bytes may take none of them (= ws::StalledDelivery::kStall,
+    // checked where both are known: ws/uring_tunnel.cpp).
+    static constexpr std::chrono::seconds kStall{2};
+
 private:
-    enum Op : unsigned { kRecv = 0, kSend = 2, kPoll = 4 };  // + the side's index (0 client, 1 upstream)
+    // + the side's index (0 client, 1 upstream). kGone names the side's POLLRDHUP poll while it
+    // is armed (Side::watching), then, once its peer is gone, the stall timer (one at a time).
+    enum Op : unsigned { kRecv = 0, kSend = 2, kPoll = 4, kGone = 6 };
 
     struct Side final : BufferWaiter {
         Relay* relay = nullptr;
@@ -73,6 +89,9 @@ private:
         bool polling = false;    // waiting for POLLOUT (the last send found the socket full)
         bool waiting = false;    // on the pool's waiting list (ENOBUFS)
         bool poll_first = false; // the last receive left the socket empty: wait before trying
+        bool watching = false;   // its POLLRDHUP poll is in flight (armed when paused)
+        bool gone = false;       // its peer closed (or failed) while paused: the stall timer runs
+        bool timing = false;     // the stall timer is in flight (for this side's gone peer)
         void onBuffersBack() override;
     };
     Relay(EventLoop& loop, Ring& ring, RelayObserver& observer);
@@ -91,6 +110,13 @@ private:
     void sendNext(Side& s);
     void waitWritable(Side& s);
     void onWritable(Side& s);
+    void watchPeer(Side& s);
+    void onPeerWatch(Side& s, int result);
+    void armStallTimer(Side& s);
+    void onStallTimer(Side& s);
+    // What the side's peer sent that `to` has taken (or queued behind nothing): changes only when
+    // `to` takes bytes while `s` is paused.
+    std::uint64_t delivered(Side& s) { return s.received - other(s).out.unsent(); }
     // A peer closed (`failed`: reset or error, the other side is reset too) or the session
     // stopped it: cancels what is in flight; finish() runs after the last completion.
     void end(net::Ending ending, const char* reason, Side* failed);
@@ -102,6 +128,7 @@ private:
     RelayObserver* observer_;
     Side sides_[2];
     unsigned inflight_ = 0;
+    std::uint64_t stall_mark_ = 0;  // delivered() at the stall timer's last check
     bool ending_ = false;
     net::Ending how_ = net::Ending::Linger;  // how the sockets close (lingering_close.h)
     bool finished_ = false;

@@ -91,6 +91,9 @@ public:
     void track(io_uring_sqe* sqe, Completion* target, unsigned op);
     // A request nobody waits for (a cancel): its success posts nothing.
     static void quiet(io_uring_sqe* sqe);
+    // Cancels the request tracked for `target` with `op` (one that names no descriptor: a
+    // timeout), quietly; it completes with -ECANCELED. False when the ring refuses the cancel.
+    bool cancel(Completion* target, unsigned op);
     BufferPool& buffers() { return buffers_; }
 
     // Keeps `object` until retire(object) (destroyed after the current callback, by the loop) or

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // net::uring::Relay over socket pairs: bytes both ways (with bytes buffered before the start
 // first), the backpressure bound (a peer that does not read holds at most the high watermark
-// in its own heap queue, no pool buffer), a side's EOF ending it, and the accounting after the end: every buffer back
-// in the pool, nothing in flight. Skipped where the kernel refuses a ring.
+// in its own heap queue, no pool buffer), a side's EOF ending it, a peer that closes behind
+// backpressure, and the accounting after the end: every buffer back in the pool, nothing in
+// flight. Skipped where the kernel refuses a ring.
 #include <catch2/catch.hpp>
 
 #include <cerrno>
@@ -82,6 +83,33 @@ struct RelaySetup {
         ring_ptr = owner.get();
         if (owner) loop.setRing(std::move(owner));
     }
+
+    // The client writes up to 4 MiB in 1 KiB pieces while the upstream reads nothing: the relay
+    // stops reading the client at its bound, and the client's socket fills. Returns the bytes
+    // written.
+    std::size_t fillUntilPaused() {
+        std::string piece(1024, 'x');
+        std::size_t written = 0;
+        for (int round = 0; round < 200 && written < 4u * 1024 * 1024; ++round) {
+            for (;;) {
+                ssize_t n = ::send(client.outer, piece.data(), piece.size(), MSG_DONTWAIT);
+                if (n <= 0) break;
+                written += static_cast<std::size_t>(n);
+            }
+            test::runFor(loop, 2ms);
+        }
+        return written;
+    }
+
+    // After the relay ended and was let go: nothing in flight, every pool buffer back.
+    void checkAllBack(uring::Relay& relay) {
+        relay.detach();
+        test::runFor(loop, 20ms);
+        CHECK(ring_ptr->inflight() == 0);
+        CHECK(ring_ptr->buffers().available() == uring::BufferPool::kCount);
+        ::close(client.outer);
+        ::close(upstream.outer);
+    }
 };
 
 }  // namespace
@@ -108,12 +136,7 @@ TEST_CASE_METHOD(RelaySetup, "a relay moves bytes both ways, buffered ones first
     CHECK(observer.ended == "client closed");
     char c;
     CHECK(::recv(upstream.outer, &c, 1, 0) == 0);  // the upstream got its FIN
-    relay.detach();
-    test::runFor(loop, 20ms);
-    CHECK(ring.inflight() == 0);
-    CHECK(ring.buffers().available() == uring::BufferPool::kCount);
-    ::close(client.outer);
-    ::close(upstream.outer);
+    checkAllBack(relay);
 }
 
 // A stalled direction holds its bytes in its own heap queue, up to the high watermark, and none
@@ -122,17 +145,7 @@ TEST_CASE_METHOD(RelaySetup, "a peer that does not read holds no pool buffer, an
     if (!ring_ptr) return;
     uring::Ring& ring = *ring_ptr;
     uring::Relay& relay = uring::Relay::start(loop, ring, std::move(client.inner), std::move(upstream.inner), observer);
-    // The client writes 4 MiB in 1 KiB pieces; the upstream reads nothing.
-    std::string piece(1024, 'x');
-    std::size_t written = 0;
-    for (int round = 0; round < 200 && written < 4u * 1024 * 1024; ++round) {
-        for (;;) {
-            ssize_t n = ::send(client.outer, piece.data(), piece.size(), MSG_DONTWAIT);
-            if (n <= 0) break;
-            written += static_cast<std::size_t>(n);
-        }
-        test::runFor(loop, 2ms);
-    }
+    const std::size_t written = fillUntilPaused();
     const unsigned held = uring::BufferPool::kCount - ring.buffers().available();
     INFO("buffers held: " << held << ", written " << written);
     CHECK(held == 0);
@@ -145,10 +158,50 @@ TEST_CASE_METHOD(RelaySetup, "a peer that does not read holds no pool buffer, an
     }
     CHECK(got == written);
     relay.stop();
-    relay.detach();
+    checkAllBack(relay);
+}
+
+// A peer that closes while its side is paused (the other side takes nothing): its FIN is seen
+// (a POLLRDHUP poll armed at the pause), and the relay ends as at that EOF when the other side
+// took no byte for Relay::kStall, not at the session's idle_timeout (which would be the only end
+// before). While the other side takes bytes, the wait goes on and everything arrives.
+TEST_CASE_METHOD(RelaySetup, "a peer that closes behind backpressure ends the relay when nothing is taken", "[uring][relay]") {
+    if (!ring_ptr) return;
+    uring::Relay& relay = uring::Relay::start(loop, *ring_ptr, std::move(client.inner), std::move(upstream.inner), observer);
+    fillUntilPaused();
+    ::shutdown(client.outer, SHUT_WR);
+    test::runFor(loop, uring::Relay::kStall - 500ms);
+    CHECK(observer.ended.empty());  // its bytes are still owed to the upstream
+    test::runFor(loop, uring::Relay::kStall + 1s);
+    CHECK(observer.ended == "client closed");
+    checkAllBack(relay);
+}
+
+TEST_CASE_METHOD(RelaySetup, "a peer that closes behind backpressure still has its bytes delivered to a slow reader", "[uring][relay]") {
+    if (!ring_ptr) return;
+    // A small send buffer towards the upstream: each of its reads below takes a few KiB.
+    const int small = 4096;
+    REQUIRE(::setsockopt(upstream.inner->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+    uring::Relay& relay = uring::Relay::start(loop, *ring_ptr, std::move(client.inner), std::move(upstream.inner), observer);
+    const std::size_t written = fillUntilPaused();
+    ::shutdown(client.outer, SHUT_WR);
+    // The upstream takes what its socket holds every 500 ms, across more than one kStall.
+    std::size_t got = 0;
+    for (int i = 0; i < 7; ++i) {
+        test::runFor(loop, 500ms);
+        got += readAll(upstream.outer).size();
+    }
+    INFO("taken slowly: " << got << " of " << written);
+    CHECK(got < written);
+    CHECK(observer.ended.empty());
+    for (int round = 0; round < 2000 && got < written; ++round) {
+        got += readAll(upstream.outer).size();
+        test::runFor(loop, 1ms);
+    }
+    CHECK(got == written);
     test::runFor(loop, 20ms);
-    CHECK(ring.inflight() == 0);
-    CHECK(ring.buffers().available() == uring::BufferPool::kCount);
-    ::close(client.outer);
-    ::close(upstream.outer);
+    CHECK(observer.ended == "client closed");  // the FIN after the bytes
+    char c;
+    CHECK(::recv(upstream.outer, &c, 1, MSG_DONTWAIT) == 0);
+    checkAllBack(relay);
 }
