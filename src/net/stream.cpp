@@ -426,6 +426,12 @@ void Stream::handleRead(bool peer_shut) {
     bool eof = false;
     int error = 0;
     const std::size_t buffered = ssl_ ? readTls(eof, error) : readPlain(eof, error, peer_shut);
+    // A send failed first and took the socket's error (a reset is reported once: to the send,
+    // then reads see only the end): the end this read found is that failure, not a FIN.
+    if (eof && pending_error_ != 0) {
+        eof = false;
+        error = pending_error_;
+    }
     if (eof || error) stopReading(/*watch_peer_shut=*/false);  // level-triggered: a closed socket stays readable
     if (eof) peer_closed_ = true;
     if (buffered > 0) handler_->onReadable(*this);

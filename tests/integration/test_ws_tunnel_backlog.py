@@ -1,0 +1,230 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A tunnel's end while bytes are queued in it: the client reads nothing while the upstream
+pours bytes in, until Portico holds its bound for the client and stops reading the upstream.
+Then the tunnel ends:
+  - by its own end (websocket.max_lifetime, reload_drain_timeout): every byte Portico took from
+    the upstream reaches the client, in order, then a FIN (the session's graceful end flushes);
+  - by a stop (SIGTERM): the process exits at once, cleanly (no leak under ASan), and the
+    client gets an in-order prefix of the bytes, then a FIN;
+  - by a reset from either peer: the other peer gets a reset (the bytes queued for a reset
+    client are dropped with it), and the worker keeps no descriptor of the tunnel.
+The same file runs with `io_uring: on` (test_ws_tunnel_backlog_uring), where the relay's queue
+is its own heap chunks instead of evbuffers: the outcomes must be the epoll tunnel's."""
+
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+
+import backends  # noqa: E402
+import ws_client  # noqa: E402
+from portico_harness import main, slow_factor  # noqa: E402
+from ws_peers import WsTestCase, ws_proxy_config, wait_for  # noqa: E402
+
+PATTERN = bytes(i % 251 for i in range(1 << 20))  # a byte's value says where it is (mod 251)
+
+
+def pattern_at(offset, n):
+    start = offset % 251
+    return PATTERN[start:start + n]
+
+
+def start_pouring_backend(testcase):
+    """An upstream that answers the upgrade, then writes the pattern (non-blocking) until nothing
+    more is taken for a while (b.settled set, b.sent the bytes written). Then it resets the
+    connection when b.reset_now is set, or reads until its end (b.end_kind "eof", "reset"; b.ended
+    set at either)."""
+    b = backends.HttpBackend(name="pour")
+    b.settled = threading.Event()
+    b.reset_now = threading.Event()
+    b.ended = threading.Event()
+    b.sent = 0
+    b.end_kind = None
+    b.fd_port = None  # the backend's side of the connection: (its port, Portico's port)
+
+    def handler(req, conn):
+        key = req.header("Sec-WebSocket-Key") or ""
+        sock = conn.sock
+        sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                      % ws_client.accept_for(key)).encode("latin-1"))
+        b.fd_port = (sock.getsockname()[1], sock.getpeername()[1])
+        sock.setblocking(False)
+        idle_rounds = 0
+        while idle_rounds < 5:  # 0.5 s without a byte taken: Portico stopped reading
+            took = 0
+            while True:
+                try:
+                    n = sock.send(pattern_at(b.sent, 65536))
+                except BlockingIOError:
+                    break
+                b.sent += n
+                took += n
+            idle_rounds = 0 if took else idle_rounds + 1
+            time.sleep(0.1)
+        b.settled.set()
+        try:
+            while True:
+                if b.reset_now.is_set():
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    b.end_kind = "reset sent"
+                    break
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    time.sleep(0.01)
+                    continue
+                if not data:
+                    b.end_kind = "eof"
+                    break
+        except ConnectionResetError:
+            b.end_kind = "reset"
+        except OSError as e:
+            b.end_kind = repr(e)
+        finally:
+            b.ended.set()
+            sock.close()
+        return backends.TAKEN
+
+    b.route("/ws/", handler)
+    b.start()
+    testcase.addCleanup(b.reset_now.set)
+    testcase.addCleanup(b.stop)
+    return b
+
+
+def tcp_queues(local_port, remote_port):
+    """(tx_queue, rx_queue) of the IPv4 socket local_port <-> remote_port, from /proc/net/tcp."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.split(":")[1], 16) == local_port and int(remote.split(":")[1], 16) == remote_port:
+                tx, rx = fields[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+def read_to_end(ws, timeout):
+    """Everything the client connection delivers (what came with the 101 first), then how it
+    ended: "eof", "reset" or "timeout"."""
+    got, sock = bytearray(ws.buf), ws.sock
+    sock.settimeout(timeout)
+    try:
+        while True:
+            data = sock.recv(1 << 20)
+            if not data:
+                return bytes(got), "eof"
+            got += data
+    except ConnectionResetError:
+        return bytes(got), "reset"
+    except socket.timeout:
+        return bytes(got), "timeout"
+
+
+def held_sockets(pairs):
+    """The IPv4 sockets (local port, remote port) in `pairs` that a process still holds (an
+    inode: a socket closed and left to the kernel, FIN_WAIT or TIME_WAIT, has none)."""
+    held = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            pair = (int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16))
+            if pair in pairs and int(fields[9]) != 0:
+                held.append(pair)
+    return held
+
+
+class TunnelBacklog(WsTestCase):
+    test_timeout = 120
+
+    def open_backlog(self, websocket=None, **kw):
+        """Portico with one tunnel whose client reads nothing and whose upstream poured until
+        Portico stopped reading it. Returns (backend, portico, client connection, bytes Portico
+        took from the upstream)."""
+        b = start_pouring_backend(self)
+        p = self.start_portico(ws_proxy_config(b.address, websocket=websocket, workers=1, **kw))
+        ws = ws_client.WsConnection.connect(p.port, "/ws/backlog", rcvbuf=4096, timeout=10 * slow_factor())
+        self.addCleanup(ws.close)
+        self.assertTrue(b.settled.wait(30 * slow_factor()), "the upstream never stopped pouring")
+        # What Portico did not take: the backend's unsent bytes and Portico's unread ones.
+        backend_port, portico_port = b.fd_port
+        unsent, _ = tcp_queues(backend_port, portico_port)
+        _, unread = tcp_queues(portico_port, backend_port)
+        taken = b.sent - unsent - unread
+        self.tunnel_sockets = [(p.port, ws.sock.getsockname()[1]), (portico_port, backend_port)]
+        # The bound (128 KiB and a read's worth) is queued in Portico, not all in the sockets.
+        self.assertGreater(taken, 64 * 1024, "Portico took %d bytes: no backlog" % taken)
+        return b, p, ws, taken
+
+    def check_prefix(self, got):
+        for offset in range(0, len(got), 65536):
+            piece = got[offset:offset + 65536]
+            self.assertEqual(piece, pattern_at(offset, len(piece)), "the bytes at %d are wrong" % offset)
+
+    def check_flushed_at_the_end(self, b, ws, taken):
+        """The session ended (the upstream got its FIN): the client, reading now, gets every
+        byte Portico took, then its FIN."""
+        self.assertTrue(b.ended.wait(15 * slow_factor()), "the tunnel did not end")
+        self.assertEqual(b.end_kind, "eof")
+        got, end = read_to_end(ws, 10 * slow_factor())
+        self.assertEqual(end, "eof")
+        self.check_prefix(got)
+        self.assertEqual(len(got), taken, "the bytes queued at the end were not all sent")
+
+    def test_max_lifetime_flushes_the_backlog_then_closes(self):
+        b, p, ws, taken = self.open_backlog(websocket={"max_lifetime": "%dms" % (3000 * slow_factor())})
+        self.check_flushed_at_the_end(b, ws, taken)
+        self.check_no_descriptor_left(p)
+
+    def test_reload_drain_flushes_the_backlog_then_closes(self):
+        b, p, ws, taken = self.open_backlog(reload_drain_timeout="300ms")
+        start = len(p.stderr_lines())
+        p.send_signal(signal.SIGHUP)  # the same file: a new generation all the same
+        self.assertIsNotNone(p.wait_stderr(lambda line: "configuration reloaded" in line, timeout=10, start=start))
+        self.check_flushed_at_the_end(b, ws, taken)
+        self.check_no_descriptor_left(p)
+
+    def test_a_stop_exits_at_once_and_the_client_gets_a_clean_end(self):
+        b, p, ws, taken = self.open_backlog()
+        started = time.monotonic()
+        self.assertEqual(p.stop(timeout=15), 0)
+        self.assertLess(time.monotonic() - started, 5 * slow_factor(), "the stop waited on the backlog")
+        got, end = read_to_end(ws, 10 * slow_factor())
+        self.assertEqual(end, "eof")
+        self.check_prefix(got)
+        self.assertLessEqual(len(got), taken)
+        self.assertTrue(b.ended.wait(5 * slow_factor()))
+        self.assertEqual(b.end_kind, "eof")
+
+    def test_a_client_reset_resets_the_upstream(self):
+        b, p, ws, taken = self.open_backlog()
+        ws.abort()
+        self.assertTrue(b.ended.wait(10 * slow_factor()), "the upstream connection stayed open")
+        self.assertEqual(b.end_kind, "reset")
+        self.check_no_descriptor_left(p)
+
+    def test_an_upstream_reset_resets_the_client(self):
+        b, p, ws, taken = self.open_backlog()
+        b.reset_now.set()
+        self.assertTrue(b.ended.wait(5))
+        time.sleep(0.3)  # the reset arrived while Portico was not reading the upstream
+        got, end = read_to_end(ws, 10 * slow_factor())
+        self.assertEqual(end, "reset", "%d bytes then %s" % (len(got), end))
+        self.check_prefix(got)
+        self.check_no_descriptor_left(p)
+
+    def check_no_descriptor_left(self, p):
+        ok = wait_for(lambda: not held_sockets(self.tunnel_sockets), timeout=10 * slow_factor())
+        self.assertTrue(ok, "Portico still holds %r" % held_sockets(self.tunnel_sockets))
+
+
+if __name__ == "__main__":
+    main()
