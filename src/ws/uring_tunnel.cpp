@@ -34,7 +34,7 @@ UringTunnel::~UringTunnel() {
 void UringTunnel::start() {
     idle_.start();
     lifetime_.start();
-    relay_ = &net::uring::Relay::start(loop_, ring_, std::move(client_), std::move(upstream_), *this);
+    relay_ = &net::uring::Relay::start(ring_, std::move(client_), std::move(upstream_), *this);
 }
 
 SessionCounts UringTunnel::counts() const {

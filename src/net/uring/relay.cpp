@@ -24,27 +24,21 @@ void moveInto(SendQueue& queue, evbuffer* buffer) {
 
 }  // namespace
 
-Relay& Relay::start(EventLoop& loop, Ring& ring, std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream,
+Relay& Relay::start(Ring& ring, std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream,
                     RelayObserver& observer) {
-    auto* relay = new Relay(loop, ring, observer);
+    auto* relay = new Relay(ring, observer);
     ring.adopt(relay);
     Relay& self = *relay;
     self.begin(std::move(client), std::move(upstream));
     return self;
 }
 
-Relay::Relay(EventLoop& loop, Ring& ring, RelayObserver& observer) : loop_(loop), ring_(ring), observer_(&observer) {
-    for (unsigned i = 0; i < 2; ++i) {
-        sides_[i].relay = this;
-        sides_[i].index = i;
-    }
-}
+Relay::Relay(Ring& ring, RelayObserver& observer) : ring_(ring), observer_(&observer) { sides_[1].index = 1; }
 
 Relay::~Relay() {
     // Only after the last completion (maybeFree), or when the loop itself goes (its ring is
     // destroyed after, cancelling anything left): the pool's waiting list must not name us.
-    for (Side& s : sides_)
-        if (s.waiting) ring_.buffers().stopWaiting(&s);
+    stopWaitingForBuffers();
 }
 
 void Relay::begin(std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream) {
@@ -157,9 +151,23 @@ void Relay::onStallTimer(Side& s) {
     end(net::Ending::Finished, s.index == 0 ? "client closed" : "upstream closed", nullptr);
 }
 
-void Relay::Side::onBuffersBack() {
-    waiting = false;
-    relay->maybeReceive(*this);
+// The relay is on the pool's waiting list once, for one side or both.
+void Relay::waitForBuffers(Side& s) {
+    if (!sides_[0].waiting && !sides_[1].waiting) ring_.buffers().wait(this);
+    s.waiting = true;
+}
+
+void Relay::stopWaitingForBuffers() {
+    if (!sides_[0].waiting && !sides_[1].waiting) return;
+    ring_.buffers().stopWaiting(this);
+    sides_[0].waiting = sides_[1].waiting = false;
+}
+
+void Relay::onBuffersBack() {
+    const bool waited[2] = {sides_[0].waiting, sides_[1].waiting};
+    sides_[0].waiting = sides_[1].waiting = false;
+    for (Side& s : sides_)
+        if (waited[s.index]) maybeReceive(s);
 }
 
 void Relay::onReceived(Side& from, int result, unsigned flags) {
@@ -201,8 +209,7 @@ void Relay::onReceived(Side& from, int result, unsigned flags) {
         from.stream->notePeerClosed();  // its FIN was read here, not by the Stream
         end(net::Ending::Finished, from.index == 0 ? "client closed" : "upstream closed", nullptr);
     } else if (result == -ENOBUFS) {
-        from.waiting = true;  // the pool is empty: woken by BufferPool::publish
-        ring_.buffers().wait(&from);
+        waitForBuffers(from);  // the pool is empty: woken by BufferPool::publish
     } else if (result == -EINTR || result == -EAGAIN) {
         maybeReceive(from);
     } else if (result < 0) {
@@ -272,14 +279,11 @@ void Relay::detach() {
 
 void Relay::end(net::Ending how, const char* reason, Side* failed) {
     ending_ = true;
-    how_ = how;
+    linger_ = how == net::Ending::Linger;
     // As ws::Tunnel::onError: the failed side's peer gets an RST, not a FIN (markOtherSideFailed).
     if (failed) other(*failed).stream->markOtherSideFailed(/*last_words=*/false);
+    stopWaitingForBuffers();
     for (Side& s : sides_) {
-        if (s.waiting) {
-            ring_.buffers().stopWaiting(&s);
-            s.waiting = false;
-        }
         if (s.receiving || s.sending || s.polling || s.watching) {
             io_uring_sqe* sqe = ring_.entry();
             if (!sqe) continue;  // the ring refuses submissions: what is in flight ends by itself
@@ -301,7 +305,8 @@ void Relay::finish() {
         s.out.drain([&](const char* data, std::size_t n) { evbuffer_add(output, data, n); },
                     [&](std::uint16_t id) { ring_.buffers().give(id); });
     }
-    closeBoth(loop_, std::move(sides_[0].stream), std::move(sides_[1].stream), how_);
+    closeBoth(ring_.loop(), std::move(sides_[0].stream), std::move(sides_[1].stream),
+              linger_ ? net::Ending::Linger : net::Ending::Finished);
 }
 
 void Relay::maybeFree() {

@@ -35,10 +35,6 @@
 #include "portico/net/uring/ring.h"
 #include "portico/net/uring/send_queue.h"
 
-namespace portico::net {
-class EventLoop;
-}
-
 namespace portico::net::uring {
 
 class RelayObserver {
@@ -51,12 +47,16 @@ protected:
     ~RelayObserver() = default;
 };
 
-class Relay final : public RingOwned, private Completion {
+// Each idle tunnel holds one (bench/RESULTS.md counts its bytes): the relay itself waits for
+// pool buffers (one entry on the pool's list for both sides), and a side keeps only what moving
+// its bytes needs.
+class Relay final : public RingOwned, private BufferWaiter {
 public:
-    // Takes both sockets (plain TCP, no TLS); what their buffers hold goes first: each Stream's
-    // unsent output, then the bytes the other side's input holds (a frame behind the 101).
-    static Relay& start(EventLoop& loop, Ring& ring, std::unique_ptr<Stream> client,
-                        std::unique_ptr<Stream> upstream, RelayObserver& observer);
+    // Takes both sockets (plain TCP, no TLS) onto the ring's loop; what their buffers hold goes
+    // first: each Stream's unsent output, then the bytes the other side's input holds (a frame
+    // behind the 101).
+    static Relay& start(Ring& ring, std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream,
+                        RelayObserver& observer);
 
     // The session ends it (shutdown, reload drain, a timer): receiving stops, what was received
     // is flushed and both sockets are closed gracefully (lingering). Nothing is reported back.
@@ -77,24 +77,22 @@ private:
     // is armed (Side::watching), then, once its peer is gone, the stall timer (one at a time).
     enum Op : unsigned { kRecv = 0, kSend = 2, kPoll = 4, kGone = 6 };
 
-    struct Side final : BufferWaiter {
-        Relay* relay = nullptr;
-        unsigned index = 0;
+    struct Side {
         std::unique_ptr<Stream> stream;
-        int fd = -1;
         SendQueue out;  // what the other side received, to send here
         std::uint64_t received = 0;
+        int fd = -1;
+        std::uint8_t index = 0;  // 0 client, 1 upstream
         bool receiving = false;  // a receive is in flight
         bool sending = false;    // a send of out's front is in flight
         bool polling = false;    // waiting for POLLOUT (the last send found the socket full)
-        bool waiting = false;    // on the pool's waiting list (ENOBUFS)
+        bool waiting = false;    // its receive waits for a pool buffer (ENOBUFS): the relay is on the pool's list
         bool poll_first = false; // the last receive left the socket empty: wait before trying
         bool watching = false;   // its POLLRDHUP poll is in flight (armed when paused)
         bool gone = false;       // its peer closed (or failed) while paused: the stall timer runs
         bool timing = false;     // the stall timer is in flight (for this side's gone peer)
-        void onBuffersBack() override;
     };
-    Relay(EventLoop& loop, Ring& ring, RelayObserver& observer);
+    Relay(Ring& ring, RelayObserver& observer);
 public:
     ~Relay() override;
 
@@ -103,6 +101,9 @@ private:
     Side& other(Side& s) { return sides_[1 - s.index]; }
 
     void onCompletion(unsigned op, int result, unsigned flags) override;
+    void onBuffersBack() override;
+    void waitForBuffers(Side& s);
+    void stopWaitingForBuffers();
     void onReceived(Side& from, int result, unsigned flags);
     void onSent(Side& to, int result);
     void armReceive(Side& s);
@@ -114,25 +115,26 @@ private:
     void onPeerWatch(Side& s, int result);
     void armStallTimer(Side& s);
     void onStallTimer(Side& s);
-    // What the side's peer sent that `to` has taken (or queued behind nothing): changes only when
-    // `to` takes bytes while `s` is paused.
-    std::uint64_t delivered(Side& s) { return s.received - other(s).out.unsent(); }
+    // What the peer of `s` sent that the other side has taken, modulo 2^32 (a gone peer leaves at
+    // most its socket's receive buffer behind): changes only when the other side takes bytes
+    // while `s` is paused.
+    std::uint32_t delivered(Side& s) { return static_cast<std::uint32_t>(s.received - other(s).out.unsent()); }
     // A peer closed (`failed`: reset or error, the other side is reset too) or the session
     // stopped it: cancels what is in flight; finish() runs after the last completion.
     void end(net::Ending ending, const char* reason, Side* failed);
     void finish();
     void maybeFree();
 
-    EventLoop& loop_;
     Ring& ring_;
     RelayObserver* observer_;
     Side sides_[2];
-    unsigned inflight_ = 0;
-    std::uint64_t stall_mark_ = 0;  // delivered() at the stall timer's last check
-    bool ending_ = false;
-    net::Ending how_ = net::Ending::Linger;  // how the sockets close (lingering_close.h)
-    bool finished_ = false;
-    bool retired_ = false;
+    std::uint32_t stall_mark_ = 0;  // delivered() at the stall timer's last check
+    std::uint8_t inflight_ = 0;     // at most 8: per side a receive, a send, a poll, a watch or timer
+    // Bit-fields: with them the object fits a smaller allocation (184 bytes on x86-64).
+    bool ending_ : 1 = false;
+    bool linger_ : 1 = true;  // the sockets close lingering, else as Ending::Finished (lingering_close.h)
+    bool finished_ : 1 = false;
+    bool retired_ : 1 = false;
 };
 
 }  // namespace portico::net::uring

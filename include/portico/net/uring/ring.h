@@ -52,8 +52,9 @@ protected:
 // An object that owns itself while requests name it (a Relay): the ring keeps it on an intrusive
 // list (two pointers in the object: no map node, no shared_ptr block per idle tunnel), frees it
 // when it lets go (retire(), after its last completion) and frees what is left when the ring
-// itself goes (a worker stopping with tunnels open).
-class RingOwned {
+// itself goes (a worker stopping with tunnels open). Its requests' completions come to it (one
+// vtable for both).
+class RingOwned : public Completion {
 public:
     virtual ~RingOwned() = default;
 
@@ -95,6 +96,7 @@ public:
     // timeout), quietly; it completes with -ECANCELED. False when the ring refuses the cancel.
     bool cancel(Completion* target, unsigned op);
     BufferPool& buffers() { return buffers_; }
+    EventLoop& loop() const { return loop_; }
 
     // Keeps `object` until retire(object) (destroyed after the current callback, by the loop) or
     // the ring's end.

@@ -26,7 +26,7 @@ namespace portico::net::uring {
 class SendQueue {
 public:
     static constexpr std::int32_t kCopy = -1;  // a chunk that is not a pool buffer
-    static constexpr std::size_t kBufferCost = 16 * 1024;  // = BufferPool::kSize (checked there)
+    static constexpr std::uint32_t kBufferCost = 16 * 1024;  // = BufferPool::kSize (checked there)
     static constexpr std::uint32_t kCopyChunk = 4096;       // a heap chunk's least capacity
 
     struct Chunk {
@@ -38,20 +38,17 @@ public:
         std::unique_ptr<char[]> copy;  // a copy's own bytes
     };
 
-    // Each pool buffer costs `buffer_cost` bytes (BufferPool::kSize by default).
-    explicit SendQueue(std::size_t buffer_cost = kBufferCost) : buffer_cost_(static_cast<std::uint32_t>(buffer_cost)) {}
-
     // A received pool buffer, `length` bytes at `data`.
     void pushBuffer(std::uint16_t id, const char* data, std::uint32_t length) {
         chunks_.push_back(Chunk{data, length, 0, 0, id, nullptr});
-        cost_ += buffer_cost_;
+        cost_ += kBufferCost;
         unsent_ += length;
     }
     // A copy of `length` bytes: appended to the last heap chunk when it has room, else a new
     // chunk of at least kCopyChunk bytes.
     void pushCopy(const char* data, std::size_t length) {
         if (length == 0) return;
-        unsent_ += length;
+        unsent_ += static_cast<std::uint32_t>(length);
         if (!chunks_.empty()) {
             Chunk& tail = chunks_.back();
             if (tail.buffer == kCopy && tail.capacity - tail.length >= length) {
@@ -73,7 +70,7 @@ public:
         const std::int32_t id = front.buffer;
         const std::uint32_t left = front.length - front.sent;
         front = ownChunk(front.data + front.sent, left, left);
-        cost_ = cost_ - buffer_cost_ + left;
+        cost_ = cost_ - kBufferCost + left;
         return id;
     }
 
@@ -87,7 +84,7 @@ public:
     std::int32_t sent(std::size_t n) {
         Chunk& front = chunks_.front();
         front.sent += static_cast<std::uint32_t>(n);
-        unsent_ -= n;
+        unsent_ -= static_cast<std::uint32_t>(n);
         if (front.sent < front.length) return kCopy;
         return popFront();
     }
@@ -118,15 +115,16 @@ private:
 
     std::int32_t popFront() {
         const std::int32_t id = chunks_.front().buffer;
-        cost_ -= id == kCopy ? chunks_.front().capacity : buffer_cost_;
+        cost_ -= id == kCopy ? chunks_.front().capacity : kBufferCost;
         chunks_.erase(chunks_.begin());  // a few dozen entries at most (the bound / kCopyChunk)
         return id;
     }
 
     std::vector<Chunk> chunks_;
-    std::uint32_t buffer_cost_;
-    std::uint32_t cost_ = 0;    // at most the high watermark plus a receive's worth and the start's copies
-    std::size_t unsent_ = 0;
+    // At most the high watermark plus a receive's worth and the start's copies (a Stream's
+    // buffers at the handover: bounded by the handshake's limits).
+    std::uint32_t cost_ = 0;
+    std::uint32_t unsent_ = 0;  // at most cost_
 };
 
 }  // namespace portico::net::uring

@@ -12,7 +12,7 @@
 using portico::net::uring::SendQueue;
 
 TEST_CASE("a pool buffer costs its size, a heap chunk its capacity", "[uring][send_queue]") {
-    SendQueue q(16384);
+    SendQueue q;
     char buf[64] = "hello";
     q.pushBuffer(3, buf, 5);
     CHECK(q.cost() == 16384);
@@ -31,7 +31,7 @@ TEST_CASE("a pool buffer costs its size, a heap chunk its capacity", "[uring][se
 }
 
 TEST_CASE("partial sends advance the front; a finished buffer comes back once", "[uring][send_queue]") {
-    SendQueue q(100);
+    SendQueue q;
     char buf[11] = "0123456789";
     q.pushBuffer(7, buf, 10);
     q.pushCopy("xy", 2);
@@ -48,7 +48,7 @@ TEST_CASE("partial sends advance the front; a finished buffer comes back once", 
 }
 
 TEST_CASE("drain keeps the unsent bytes in order and gives every buffer back", "[uring][send_queue]") {
-    SendQueue q(100);
+    SendQueue q;
     char a[4] = "abc", b[4] = "def";
     q.pushCopy("<<", 2);
     q.pushBuffer(1, a, 3);
@@ -64,7 +64,7 @@ TEST_CASE("drain keeps the unsent bytes in order and gives every buffer back", "
 }
 
 TEST_CASE("unpoolFront copies a buffer's unsent bytes to the heap and gives the buffer back", "[uring][send_queue]") {
-    SendQueue q(16384);
+    SendQueue q;
     char buf[11] = "0123456789";
     q.pushBuffer(5, buf, 10);
     q.pushCopy("ab", 2);
