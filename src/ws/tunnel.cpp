@@ -12,17 +12,7 @@ namespace portico::ws {
 
 Tunnel::Tunnel(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::ByteStream> client,
                std::unique_ptr<net::Stream> upstream, const config::WebSocketSettings& settings)
-    : owner_(owner),
-      loop_(loop),
-      client_(std::move(client)),
-      upstream_(std::move(upstream)),
-      idle_(loop, settings.idle_timeout, [](void* self) { static_cast<Tunnel*>(self)->end("idle timeout"); }, this),
-      lifetime_(loop, settings,
-                [this] {
-                    limit_ = SessionLimit::Lifetime;
-                    end("max lifetime");
-                },
-                [] {}) {
+    : TunnelSession(owner, loop, settings), client_(std::move(client)), upstream_(std::move(upstream)) {
     for (net::ByteStream* s : {client_.get(), static_cast<net::ByteStream*>(upstream_.get())}) {
         s->setHandler(this);
         s->setLowWatermark(proxy::kLowWatermark);
@@ -37,8 +27,7 @@ Tunnel::~Tunnel() {
 }
 
 void Tunnel::start() {
-    idle_.start();
-    lifetime_.start();
+    startClocks();
     // Bytes that arrived with the handshake (a first frame right behind the 101).
     if (upstream_->inputLength() > 0) relay(*upstream_);
     if (client_->inputLength() > 0) relay(*client_);
@@ -57,7 +46,7 @@ void Tunnel::relay(net::ByteStream& from) {
 }
 
 void Tunnel::onReadable(net::ByteStream& stream) {
-    if (ended_) return;
+    if (ended()) return;
     idle_.touch();
     relay(stream);
     stream.releaseIdle();
@@ -66,7 +55,7 @@ void Tunnel::onReadable(net::ByteStream& stream) {
 // The common case: a read arrives while nothing is queued and goes on with one send, straight
 // from the read's scratch area (no evbuffer chain, no allocation).
 void Tunnel::onBytes(net::ByteStream& from, const char* data, std::size_t n) {
-    if (ended_) return;
+    if (ended()) return;
     idle_.touch();
     net::ByteStream& to = other(from);
     (&from == client_.get() ? from_client_ : to_client_) += n;
@@ -75,7 +64,7 @@ void Tunnel::onBytes(net::ByteStream& from, const char* data, std::size_t n) {
 }
 
 void Tunnel::onDrained(net::ByteStream& stream) {
-    if (ended_) return;
+    if (ended()) return;
     if (stalled_ && &stalled_->to() == &stream) stalled_->progress();
     net::ByteStream& from = other(stream);
     if (!from.isReading()) from.resumeReading();
@@ -83,7 +72,7 @@ void Tunnel::onDrained(net::ByteStream& stream) {
 }
 
 void Tunnel::onEof(net::ByteStream& stream) {
-    if (ended_) return;
+    if (ended()) return;
     // WebSocket has no half-open state: one side closing ends the session. What the other side
     // still has queued is flushed, then it gets the FIN too (closeFinished in end(); with TLS,
     // close_notify first).
@@ -94,7 +83,7 @@ void Tunnel::onEof(net::ByteStream& stream) {
 // them (reading resumes at its low watermark, and the EOF after them ends the session), unless
 // the other side takes none for StalledDelivery::kStall: then the session ends as at that EOF.
 void Tunnel::onPeerShut(net::ByteStream& stream) {
-    if (ended_ || stalled_) return;  // both peers gone: the first one's wait bounds the session
+    if (ended() || stalled_) return;  // both peers gone: the first one's wait bounds the session
     stalled_ = std::make_unique<StalledDelivery>(
         loop_, stream, other(stream), [](void* self, net::ByteStream& from) { static_cast<Tunnel*>(self)->onEof(from); },
         this);
@@ -103,7 +92,7 @@ void Tunnel::onPeerShut(net::ByteStream& stream) {
 // Failed, not closed (a reset, an error, an HTTP/2 client's RST_STREAM): the other side is told
 // so, with an RST or RST_STREAM CONNECT_ERROR instead of a FIN or END_STREAM (RFC 9113 8.5).
 void Tunnel::onError(net::ByteStream& stream, int) {
-    if (ended_) return;
+    if (ended()) return;
     other(stream).markOtherSideFailed(/*last_words=*/false);
     end(&stream == client_.get() ? "client connection error" : "upstream connection error", true);
 }
@@ -111,17 +100,14 @@ void Tunnel::onError(net::ByteStream& stream, int) {
 void Tunnel::goAway() { end("shutdown"); }
 
 void Tunnel::end(const char* reason, bool finished) {
-    if (ended_) return;
-    ended_ = true;
-    idle_.stop();
-    lifetime_.stop();
+    if (!markEnded()) return;
     if (stalled_) stalled_->stop();  // its streams are closed below
     // What one side still has queued (the other side's last bytes) is flushed before closing,
     // unless that side is reset (onError: the other side failed, markOtherSideFailed): its RST
     // drops the queue, as the failed side's own reset did its bytes (and a TLS side gets no
     // close_notify, which would say the stream ended whole).
     net::closeBoth(loop_, std::move(client_), std::move(upstream_), finished ? net::Ending::Finished : net::Ending::Linger);
-    owner_.onSessionEnd(reason, counts());
+    reportEnd(reason);
 }
 
 }  // namespace portico::ws

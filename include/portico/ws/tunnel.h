@@ -11,19 +11,17 @@
 // other side takes them, and the session ends at that peer's EOF, or when the other side took
 // no byte for StalledDelivery::kStall, not at idle_timeout.
 //
-// websocket.max_lifetime: a tunnel does not know where frames begin, so it cannot insert a
-// Close 1001 safely; at that age both TCP connections are closed (flushed first) instead.
+// Its clocks (idle_timeout, max_lifetime: both TCP connections closed, flushed first) are
+// ws::TunnelSession's, shared with the io_uring tunnel.
 
 #include <chrono>
 #include <memory>
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
-#include "portico/net/idle_timer.h"
 #include "portico/net/stream.h"
-#include "portico/ws/lifetime_timer.h"
-#include "portico/ws/session.h"
 #include "portico/ws/stalled_delivery.h"
+#include "portico/ws/tunnel_session.h"
 
 namespace portico::net {
 class EventLoop;
@@ -31,7 +29,7 @@ class EventLoop;
 
 namespace portico::ws {
 
-class Tunnel final : public Session, private net::StreamHandler {
+class Tunnel final : public TunnelSession, private net::StreamHandler {
 public:
     // Takes both streams (the client's a socket or an HTTP/2 stream); bytes already buffered in
     // their inputs are relayed at start().
@@ -41,9 +39,10 @@ public:
 
     void start() override;
     void goAway() override;
-    SessionCounts counts() const override { return SessionCounts{0, 0, from_client_, to_client_, limit_}; }
+    SessionCounts counts() const override { return SessionCounts{0, 0, from_client_, to_client_, limit()}; }
 
 private:
+    void expire(const char* reason) override { end(reason); }
     void onReadable(net::ByteStream& stream) override;
     void onBytes(net::ByteStream& stream, const char* data, std::size_t n) override;
     void onEof(net::ByteStream& stream) override;
@@ -58,17 +57,11 @@ private:
     // when nothing is left to send (net::closeFinished); otherwise they linger.
     void end(const char* reason, bool finished = false);
 
-    SessionOwner& owner_;
-    net::EventLoop& loop_;
     std::unique_ptr<net::ByteStream> client_;
     std::unique_ptr<net::Stream> upstream_;
-    net::IdleTimer idle_;
-    LifetimeTimer lifetime_;
     std::uint64_t from_client_ = 0;
     std::uint64_t to_client_ = 0;
     std::unique_ptr<StalledDelivery> stalled_;  // a peer closed behind backpressure (onPeerShut)
-    bool ended_ = false;
-    SessionLimit limit_ = SessionLimit::None;
 };
 
 }  // namespace portico::ws

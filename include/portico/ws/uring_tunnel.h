@@ -3,17 +3,15 @@
 // `mode: tunnel` on the worker's io_uring (config `io_uring: auto|on`), for a tunnel whose two
 // sides are plain TCP sockets (no TLS, no HTTP/2 stream): ws::Tunnel's behaviour, the bytes
 // moved by net::uring::Relay instead of epoll and evbuffers. This class is the session's policy
-// (the idle and lifetime timers, the counts, the report to the client connection); the relay
+// (the clocks of ws::TunnelSession, the counts, the report to the client connection); the relay
 // owns the sockets and frees itself after its last completion.
 
 #include <memory>
 
 #include "portico/config/config.h"
-#include "portico/net/idle_timer.h"
 #include "portico/net/stream.h"
 #include "portico/net/uring/relay.h"
-#include "portico/ws/lifetime_timer.h"
-#include "portico/ws/session.h"
+#include "portico/ws/tunnel_session.h"
 
 namespace portico::net {
 class EventLoop;
@@ -21,7 +19,7 @@ class EventLoop;
 
 namespace portico::ws {
 
-class UringTunnel final : public Session, private net::uring::RelayObserver {
+class UringTunnel final : public TunnelSession, private net::uring::RelayObserver {
 public:
     UringTunnel(SessionOwner& owner, net::EventLoop& loop, net::uring::Ring& ring, std::unique_ptr<net::Stream> client,
                 std::unique_ptr<net::Stream> upstream, const config::WebSocketSettings& settings);
@@ -32,20 +30,15 @@ public:
     SessionCounts counts() const override;
 
 private:
+    void expire(const char* reason) override { end(reason); }
     void onRelayActivity() override { idle_.touch(); }
     void onRelayEnd(const char* reason) override;
     void end(const char* reason);
 
-    SessionOwner& owner_;
-    net::EventLoop& loop_;
     net::uring::Ring& ring_;
     std::unique_ptr<net::Stream> client_;    // until start() hands them to the relay
     std::unique_ptr<net::Stream> upstream_;
     net::uring::Relay* relay_ = nullptr;     // owns itself; detached in the destructor
-    net::IdleTimer idle_;
-    LifetimeTimer lifetime_;
-    bool ended_ = false;
-    SessionLimit limit_ = SessionLimit::None;
 };
 
 }  // namespace portico::ws
