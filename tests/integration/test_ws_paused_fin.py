@@ -19,11 +19,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 
-import backends  # noqa: E402
 import ws_client  # noqa: E402
 from h2_client import H2Client, client_frame  # noqa: E402
 from portico_harness import main, make_config, slow_factor  # noqa: E402
-from ws_peers import WsTestCase, ws_proxy_config, wait_for  # noqa: E402
+from ws_peers import (WsTestCase, start_upgraded_backend, tcp_queues, wait_for,  # noqa: E402
+                      ws_proxy_config)
 
 IDLE_TIMEOUT = 30  # seconds: far beyond what the tests wait for
 
@@ -31,56 +31,32 @@ IDLE_TIMEOUT = 30  # seconds: far beyond what the tests wait for
 def start_held_backend(testcase):
     """An upstream that answers the upgrade and reads nothing until b.start_reading is set;
     then it reads to EOF (b.received counts the bytes, b.ended is set at the EOF)."""
-    b = backends.HttpBackend(name="held")
-    b.start_reading = threading.Event()
-    b.received = 0
-    b.ended = threading.Event()
-    b.end_kind = None
+    start_reading = threading.Event()
 
-    def handler(req, conn):
-        key = req.header("Sec-WebSocket-Key") or ""
-        sock = conn.sock
-        # A fixed receive buffer (no autotuning, which goes up to tcp_rmem's 32 MiB here):
-        # Portico's output to it fills soon, and it still reads fast once it reads.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
-                      % ws_client.accept_for(key)).encode("latin-1"))
+    def serve(b, conn, sock):
         b.received += len(bytes(getattr(conn, "rbuf", b"")))
-        try:
-            b.start_reading.wait(60)
-            sock.settimeout(60)
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    b.end_kind = "eof"
-                    break
-                b.received += len(data)
-                time.sleep(0.002)  # a slow reader: the last bytes take a while
-        except OSError as e:
-            b.end_kind = repr(e)
-        finally:
-            b.ended.set()
-            sock.close()
-        return backends.TAKEN
+        start_reading.wait(60)
+        sock.settimeout(60)
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return "eof"
+            b.received += len(data)
+            time.sleep(0.002)  # a slow reader: the last bytes take a while
 
-    b.route("/ws/", handler)
-    b.start()
-    testcase.addCleanup(b.start_reading.set)
-    testcase.addCleanup(b.stop)
+    # A fixed receive buffer (no autotuning, which goes up to tcp_rmem's 32 MiB here): Portico's
+    # output to it fills soon, and it still reads fast once it reads.
+    b = start_upgraded_backend(testcase, serve, name="held", rcvbuf=1 << 20)
+    b.start_reading = start_reading
+    b.received = 0
+    testcase.addCleanup(start_reading.set)
     return b
 
 
 def recv_queue(local_port, remote_port):
     """The Recv-Q of the IPv4 socket local_port <-> remote_port (Portico's side), or None."""
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            local, remote = fields[1], fields[2]
-            if int(local.split(":")[1], 16) == local_port and int(remote.split(":")[1], 16) == remote_port:
-                return int(fields[4].split(":")[1], 16)
-    return None
+    queues = tcp_queues(local_port, remote_port)
+    return queues[1] if queues else None
 
 
 def unsent(sock):

@@ -21,10 +21,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 
-import backends  # noqa: E402
 import ws_client  # noqa: E402
 from portico_harness import main, slow_factor  # noqa: E402
-from ws_peers import WsTestCase, ws_proxy_config, wait_for  # noqa: E402
+from ws_peers import (WsTestCase, held_sockets, start_upgraded_backend, tcp_queues,  # noqa: E402
+                      wait_for, ws_proxy_config)
 
 PATTERN = bytes(i % 251 for i in range(1 << 20))  # a byte's value says where it is (mod 251)
 
@@ -39,21 +39,10 @@ def start_pouring_backend(testcase):
     more is taken for a while (b.settled set, b.sent the bytes written). Then it resets the
     connection when b.reset_now is set, or reads until its end (b.end_kind "eof", "reset"; b.ended
     set at either)."""
-    b = backends.HttpBackend(name="pour")
-    b.settled = threading.Event()
-    b.reset_now = threading.Event()
-    b.ended = threading.Event()
-    b.sent = 0
-    b.end_kind = None
-    b.fd_port = None  # the backend's side of the connection: (its port, Portico's port)
+    settled, reset_now = threading.Event(), threading.Event()
 
-    def handler(req, conn):
-        key = req.header("Sec-WebSocket-Key") or ""
-        sock = conn.sock
-        sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
-                      % ws_client.accept_for(key)).encode("latin-1"))
-        b.fd_port = (sock.getsockname()[1], sock.getpeername()[1])
+    def serve(b, conn, sock):
+        b.ports = (sock.getsockname()[1], sock.getpeername()[1])  # (the backend's, Portico's)
         sock.setblocking(False)
         idle_rounds = 0
         while idle_rounds < 5:  # 0.5 s without a byte taken: Portico stopped reading
@@ -67,48 +56,21 @@ def start_pouring_backend(testcase):
                 took += n
             idle_rounds = 0 if took else idle_rounds + 1
             time.sleep(0.1)
-        b.settled.set()
-        try:
-            while True:
-                if b.reset_now.is_set():
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    b.end_kind = "reset sent"
-                    break
-                try:
-                    data = sock.recv(65536)
-                except BlockingIOError:
-                    time.sleep(0.01)
-                    continue
-                if not data:
-                    b.end_kind = "eof"
-                    break
-        except ConnectionResetError:
-            b.end_kind = "reset"
-        except OSError as e:
-            b.end_kind = repr(e)
-        finally:
-            b.ended.set()
-            sock.close()
-        return backends.TAKEN
+        settled.set()
+        while True:
+            if reset_now.is_set():
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return "reset sent"
+            try:
+                if not sock.recv(65536):
+                    return "eof"
+            except BlockingIOError:
+                time.sleep(0.01)
 
-    b.route("/ws/", handler)
-    b.start()
-    testcase.addCleanup(b.reset_now.set)
-    testcase.addCleanup(b.stop)
+    b = start_upgraded_backend(testcase, serve, name="pour")
+    b.settled, b.reset_now, b.sent = settled, reset_now, 0
+    testcase.addCleanup(reset_now.set)
     return b
-
-
-def tcp_queues(local_port, remote_port):
-    """(tx_queue, rx_queue) of the IPv4 socket local_port <-> remote_port, from /proc/net/tcp."""
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            local, remote = fields[1], fields[2]
-            if int(local.split(":")[1], 16) == local_port and int(remote.split(":")[1], 16) == remote_port:
-                tx, rx = fields[4].split(":")
-                return int(tx, 16), int(rx, 16)
-    return None
 
 
 def read_to_end(ws, timeout):
@@ -128,20 +90,6 @@ def read_to_end(ws, timeout):
         return bytes(got), "timeout"
 
 
-def held_sockets(pairs):
-    """The IPv4 sockets (local port, remote port) in `pairs` that a process still holds (an
-    inode: a socket closed and left to the kernel, FIN_WAIT or TIME_WAIT, has none)."""
-    held = []
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            pair = (int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16))
-            if pair in pairs and int(fields[9]) != 0:
-                held.append(pair)
-    return held
-
-
 class TunnelBacklog(WsTestCase):
     test_timeout = 120
 
@@ -155,7 +103,7 @@ class TunnelBacklog(WsTestCase):
         self.addCleanup(ws.close)
         self.assertTrue(b.settled.wait(30 * slow_factor()), "the upstream never stopped pouring")
         # What Portico did not take: the backend's unsent bytes and Portico's unread ones.
-        backend_port, portico_port = b.fd_port
+        backend_port, portico_port = b.ports
         unsent, _ = tcp_queues(backend_port, portico_port)
         _, unread = tcp_queues(portico_port, backend_port)
         taken = b.sent - unsent - unread

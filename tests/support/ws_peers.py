@@ -334,6 +334,67 @@ def echo_config(path="/echo", websocket=None, extra_routes=(), **kw):
 # ---------------------------------------------------------------------------------------------
 # Raw broken backends
 # ---------------------------------------------------------------------------------------------
+def start_upgraded_backend(testcase, serve, name="upgraded", rcvbuf=None):
+    """An upstream whose /ws/ paths answer the WebSocket upgrade (a correct 101), then run
+    serve(b, conn, sock) on the connection (conn.rbuf: what came behind the request). What
+    serve returns is b.end_kind ("eof", ...); a reset it meets makes it "reset", another OSError
+    its repr. Then b.ended is set and the socket closed. rcvbuf: SO_RCVBUF before the 101 (a
+    fixed buffer, no autotuning). Stopped on cleanup."""
+    b = backends.HttpBackend(name=name)
+    b.ended = threading.Event()
+    b.end_kind = None
+
+    def handler(req, conn):
+        key = req.header("Sec-WebSocket-Key") or ""
+        sock = conn.sock
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                      % ws_client.accept_for(key)).encode("latin-1"))
+        try:
+            b.end_kind = serve(b, conn, sock)
+        except ConnectionResetError:
+            b.end_kind = "reset"
+        except OSError as e:
+            b.end_kind = repr(e)
+        finally:
+            b.ended.set()
+            sock.close()
+        return backends.TAKEN
+
+    b.route("/ws/", handler)
+    b.start()
+    testcase.addCleanup(b.stop)
+    return b
+
+
+def _tcp_sockets():
+    """(local port, remote port, tx_queue, rx_queue, inode) of each IPv4 TCP socket (/proc/net/tcp)."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            tx, rx = fields[4].split(":")
+            yield (int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16), int(tx, 16), int(rx, 16),
+                   int(fields[9]))
+
+
+def tcp_queues(local_port, remote_port):
+    """(tx_queue, rx_queue) of the IPv4 socket local_port <-> remote_port, or None: bytes it has
+    not had acknowledged (or not sent), and bytes received that nobody read."""
+    for local, remote, tx, rx, _ in _tcp_sockets():
+        if (local, remote) == (local_port, remote_port):
+            return tx, rx
+    return None
+
+
+def held_sockets(pairs):
+    """The IPv4 sockets (local port, remote port) in `pairs` that a process still holds (an
+    inode: a socket closed and left to the kernel, in FIN_WAIT or TIME_WAIT, has none)."""
+    return [(local, remote) for local, remote, _, _, inode in _tcp_sockets() if (local, remote) in pairs and inode]
+
+
 def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
     """An HttpBackend whose /ws/ paths answer a WebSocket handshake wrongly or specially:
       "wrong_accept": 101 with a Sec-WebSocket-Accept for another key, then echoes bytes
