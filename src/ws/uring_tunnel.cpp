@@ -11,22 +11,18 @@ static_assert(net::uring::Relay::kStall == StalledDelivery::kStall, "a gone peer
 UringTunnel::UringTunnel(SessionOwner& owner, net::EventLoop& loop, net::uring::Ring& ring,
                          std::unique_ptr<net::Stream> client, std::unique_ptr<net::Stream> upstream,
                          const config::WebSocketSettings& settings)
-    : TunnelSession(owner, loop, settings), ring_(ring), client_(std::move(client)), upstream_(std::move(upstream)) {}
+    : TunnelSession(owner, loop, settings),
+      relay_(net::uring::Relay::make(ring, std::move(client), std::move(upstream), *this)) {}
 
-UringTunnel::~UringTunnel() {
-    if (relay_) relay_->detach();
-    if (client_) loop_.deferDelete(std::move(client_));
-    if (upstream_) loop_.deferDelete(std::move(upstream_));
-}
+UringTunnel::~UringTunnel() { relay_.detach(); }
 
 void UringTunnel::start() {
     startClocks();
-    relay_ = &net::uring::Relay::start(ring_, std::move(client_), std::move(upstream_), *this);
+    relay_.begin();
 }
 
 SessionCounts UringTunnel::counts() const {
-    if (!relay_) return SessionCounts{0, 0, 0, 0, limit()};
-    return SessionCounts{0, 0, relay_->fromClient(), relay_->toClient(), limit()};
+    return SessionCounts{0, 0, relay_.fromClient(), relay_.toClient(), limit()};
 }
 
 void UringTunnel::onRelayEnd(const char* reason) {
@@ -35,7 +31,7 @@ void UringTunnel::onRelayEnd(const char* reason) {
 
 void UringTunnel::end(const char* reason) {
     if (!markEnded()) return;
-    if (relay_) relay_->stop();  // flushes, then closes both gracefully, as Tunnel's end() does
+    relay_.stop();  // flushes, then closes both gracefully, as Tunnel's end() does
     reportEnd(reason);
 }
 

@@ -35,10 +35,7 @@ private:
     void onRelayEnd(const char* reason) override;
     void end(const char* reason);
 
-    net::uring::Ring& ring_;
-    std::unique_ptr<net::Stream> client_;    // until start() hands them to the relay
-    std::unique_ptr<net::Stream> upstream_;
-    net::uring::Relay* relay_ = nullptr;     // owns itself; detached in the destructor
+    net::uring::Relay& relay_;  // holds the sockets and owns itself; detached in the destructor
 };
 
 }  // namespace portico::ws

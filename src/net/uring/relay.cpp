@@ -24,13 +24,13 @@ void moveInto(SendQueue& queue, evbuffer* buffer) {
 
 }  // namespace
 
-Relay& Relay::start(Ring& ring, std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream,
-                    RelayObserver& observer) {
+Relay& Relay::make(Ring& ring, std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream,
+                   RelayObserver& observer) {
     auto* relay = new Relay(ring, observer);
     ring.adopt(relay);
-    Relay& self = *relay;
-    self.begin(std::move(client), std::move(upstream));
-    return self;
+    relay->sides_[0].stream = std::move(client);
+    relay->sides_[1].stream = std::move(upstream);
+    return *relay;
 }
 
 Relay::Relay(Ring& ring, RelayObserver& observer) : ring_(ring), observer_(&observer) { sides_[1].index = 1; }
@@ -41,9 +41,8 @@ Relay::~Relay() {
     stopWaitingForBuffers();
 }
 
-void Relay::begin(std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream) {
-    sides_[0].stream = std::move(client);
-    sides_[1].stream = std::move(upstream);
+void Relay::begin() {
+    if (ending_) return;  // stopped first
     for (Side& s : sides_) {
         s.fd = s.stream->fd();
         s.stream->detach();  // libevent stops watching it for reads; the ring does it now

@@ -52,11 +52,13 @@ protected:
 // its bytes needs.
 class Relay final : public RingOwned, private BufferWaiter {
 public:
-    // Takes both sockets (plain TCP, no TLS) onto the ring's loop; what their buffers hold goes
-    // first: each Stream's unsent output, then the bytes the other side's input holds (a frame
-    // behind the 101).
-    static Relay& start(Ring& ring, std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream,
-                        RelayObserver& observer);
+    // Takes both sockets (plain TCP, no TLS) for the ring's loop; nothing moves before begin().
+    // The ring keeps it (see Lifetime above); the session that made it detach()es it.
+    static Relay& make(Ring& ring, std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream,
+                       RelayObserver& observer);
+    // Moves the bytes from now on; what the Streams' buffers hold goes first: each one's unsent
+    // output, then the bytes the other side's input holds (a frame behind the 101).
+    void begin();
 
     // The session ends it (shutdown, reload drain, a timer): receiving stops, what was received
     // is flushed and both sockets are closed gracefully (lingering). Nothing is reported back.
@@ -97,7 +99,6 @@ public:
     ~Relay() override;
 
 private:
-    void begin(std::unique_ptr<Stream> client, std::unique_ptr<Stream> upstream);
     Side& other(Side& s) { return sides_[1 - s.index]; }
 
     void onCompletion(unsigned op, int result, unsigned flags) override;

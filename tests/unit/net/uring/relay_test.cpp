@@ -119,7 +119,8 @@ TEST_CASE_METHOD(RelaySetup, "a relay moves bytes both ways, buffered ones first
     uring::Ring& ring = *ring_ptr;
     evbuffer_add(upstream.inner->input(), "early", 5);  // a frame behind the 101
     evbuffer_add(client.inner->output(), "101;", 4);     // the 101 the socket had not taken
-    uring::Relay& relay = uring::Relay::start(ring, std::move(client.inner), std::move(upstream.inner), observer);
+    uring::Relay& relay = uring::Relay::make(ring, std::move(client.inner), std::move(upstream.inner), observer);
+    relay.begin();
     test::runFor(loop, 50ms);
     CHECK(readAll(client.outer) == "101;early");
     REQUIRE(::send(client.outer, "ping", 4, 0) == 4);
@@ -144,7 +145,8 @@ TEST_CASE_METHOD(RelaySetup, "a relay moves bytes both ways, buffered ones first
 TEST_CASE_METHOD(RelaySetup, "a peer that does not read holds no pool buffer, and a bounded queue", "[uring][relay]") {
     if (!ring_ptr) return;
     uring::Ring& ring = *ring_ptr;
-    uring::Relay& relay = uring::Relay::start(ring, std::move(client.inner), std::move(upstream.inner), observer);
+    uring::Relay& relay = uring::Relay::make(ring, std::move(client.inner), std::move(upstream.inner), observer);
+    relay.begin();
     const std::size_t written = fillUntilPaused();
     const unsigned held = uring::BufferPool::kCount - ring.buffers().available();
     INFO("buffers held: " << held << ", written " << written);
@@ -167,7 +169,8 @@ TEST_CASE_METHOD(RelaySetup, "a peer that does not read holds no pool buffer, an
 // before). While the other side takes bytes, the wait goes on and everything arrives.
 TEST_CASE_METHOD(RelaySetup, "a peer that closes behind backpressure ends the relay when nothing is taken", "[uring][relay]") {
     if (!ring_ptr) return;
-    uring::Relay& relay = uring::Relay::start(*ring_ptr, std::move(client.inner), std::move(upstream.inner), observer);
+    uring::Relay& relay = uring::Relay::make(*ring_ptr, std::move(client.inner), std::move(upstream.inner), observer);
+    relay.begin();
     fillUntilPaused();
     ::shutdown(client.outer, SHUT_WR);
     test::runFor(loop, uring::Relay::kStall - 500ms);
@@ -182,7 +185,8 @@ TEST_CASE_METHOD(RelaySetup, "a peer that closes behind backpressure still has i
     // A small send buffer towards the upstream: each of its reads below takes a few KiB.
     const int small = 4096;
     REQUIRE(::setsockopt(upstream.inner->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
-    uring::Relay& relay = uring::Relay::start(*ring_ptr, std::move(client.inner), std::move(upstream.inner), observer);
+    uring::Relay& relay = uring::Relay::make(*ring_ptr, std::move(client.inner), std::move(upstream.inner), observer);
+    relay.begin();
     const std::size_t written = fillUntilPaused();
     ::shutdown(client.outer, SHUT_WR);
     // The upstream takes what its socket holds every 500 ms, across more than one kStall.
