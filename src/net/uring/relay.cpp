@@ -142,7 +142,7 @@ void Relay::armStallTimer(Side& s) {
 void Relay::onStallTimer(Side& s) {
     s.timing = false;
     if (ending_) return;  // cancelled by end(), or due meanwhile
-    const std::uint64_t now = delivered(s);
+    const std::uint32_t now = delivered(s);
     if (now != stall_mark_) {
         stall_mark_ = now;
         return armStallTimer(s);

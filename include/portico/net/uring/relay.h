@@ -70,8 +70,8 @@ public:
     std::uint64_t fromClient() const { return sides_[0].received; }
     std::uint64_t toClient() const { return sides_[1].received; }
 
-    // How long the side owed a gone peer's last bytes may take none of them (= ws::StalledDelivery::kStall,
-    // checked where both are known: ws/uring_tunnel.cpp).
+    // How long the side owed a gone peer's last bytes may take none of them (=
+    // ws::StalledDelivery::kStall, checked where both are known: ws/uring_tunnel.cpp).
     static constexpr std::chrono::seconds kStall{2};
 
 private:
