@@ -102,11 +102,22 @@ class TunnelBacklog(WsTestCase):
         ws = ws_client.WsConnection.connect(p.port, "/ws/backlog", rcvbuf=4096, timeout=10 * slow_factor())
         self.addCleanup(ws.close)
         self.assertTrue(b.settled.wait(30 * slow_factor()), "the upstream never stopped pouring")
-        # What Portico did not take: the backend's unsent bytes and Portico's unread ones.
         backend_port, portico_port = b.ports
-        unsent, _ = tcp_queues(backend_port, portico_port)
-        _, unread = tcp_queues(portico_port, backend_port)
-        taken = b.sent - unsent - unread
+
+        def taken_so_far():
+            # What Portico did not take: the backend's unsent bytes and Portico's unread ones.
+            unsent, _ = tcp_queues(backend_port, portico_port)
+            _, unread = tcp_queues(portico_port, backend_port)
+            return b.sent - unsent - unread
+
+        # Settled: the same twice in a row (a loaded machine may pause Portico for a while).
+        taken, deadline = taken_so_far(), time.monotonic() + 30 * slow_factor()
+        while time.monotonic() < deadline:
+            time.sleep(0.3 * slow_factor())
+            now = taken_so_far()
+            if now == taken:
+                break
+            taken = now
         self.tunnel_sockets = [(p.port, ws.sock.getsockname()[1]), (portico_port, backend_port)]
         # The bound (128 KiB and a read's worth) is queued in Portico, not all in the sockets.
         self.assertGreater(taken, 64 * 1024, "Portico took %d bytes: no backlog" % taken)
@@ -128,7 +139,7 @@ class TunnelBacklog(WsTestCase):
         self.assertEqual(len(got), taken, "the bytes queued at the end were not all sent")
 
     def test_max_lifetime_flushes_the_backlog_then_closes(self):
-        b, p, ws, taken = self.open_backlog(websocket={"max_lifetime": "%dms" % (3000 * slow_factor())})
+        b, p, ws, taken = self.open_backlog(websocket={"max_lifetime": "%dms" % (4000 * slow_factor())})
         self.check_flushed_at_the_end(b, ws, taken)
         self.check_no_descriptor_left(p)
 
