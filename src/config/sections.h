@@ -38,7 +38,7 @@ inline constexpr std::string_view kNonEmptyPattern = ".+";  // a key: any string
 
 inline constexpr std::size_t kLogKeyCount = 3;
 extern const std::array<KeyRule<LogSettings>, kLogKeyCount> kLogKeys;
-inline constexpr std::size_t kLimitsKeyCount = 19;
+inline constexpr std::size_t kLimitsKeyCount = 20;
 extern const std::array<KeyRule<Limits>, kLimitsKeyCount> kLimitsKeys;
 
 // ---- listeners (sections_listeners.cpp) --------------------------------------------------------

@@ -126,6 +126,15 @@ const std::array<KeyRule<Limits>, kLimitsKeyCount> kLimitsKeys =
          if (l.http2_stream_window < 1024 || l.http2_stream_window > 0x7fffffff)
              d.error(v, "expected a window from 1KiB to 2GiB-1");
      }},
+    {"http2_connection_buffer", type::size().aboveZero(), "1MiB",
+     "HTTP/2: bytes one connection's streams may hold, each way: request bodies queued for their upstreams "
+     "(beyond: the connection's flow-control window is held back) and responses waiting for the client's "
+     "windows (beyond: the upstreams are not read)",
+     [](Decoder& d, const Item& v, Limits& l) {
+         if (!d.readSize(v, l.http2_connection_buffer)) return;
+         // Below a stream's watermark the budget would pause streams that are not backlogged.
+         if (l.http2_connection_buffer < 64 * 1024) d.error(v, "expected at least 64KiB");
+     }},
     {"http2_reset_burst", type::count().aboveZero(), "200",
      "HTTP/2: stream resets a client may send at once before http2_reset_rate applies (CVE-2023-44487)",
      [](Decoder& d, const Item& v, Limits& l) {

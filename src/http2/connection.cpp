@@ -6,6 +6,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <nghttp2/nghttp2.h>
+#include <utility>
 #include <vector>
 
 #include "http2/stream.h"
@@ -108,7 +109,8 @@ Connection::Connection(ConnectionOwner& owner, net::Worker& worker, std::shared_
       overhead_frames_(snapshot_->config().limits.http2_overhead_frame_rate,
                        2 * std::uint64_t{snapshot_->config().limits.http2_overhead_frame_rate},
                        core::TokenBucket::Clock::now()),
-      idle_since_(std::chrono::steady_clock::now()) {
+      idle_since_(std::chrono::steady_clock::now()),
+      buffer_budget_(snapshot_->config().limits.http2_connection_buffer) {
     socket_->setHandler(this);
     socket_->setLowWatermark(proxy::kLowWatermark);
 }
@@ -268,6 +270,14 @@ void Connection::consume(std::int32_t stream_id, std::size_t bytes) {
     scheduleSend();
 }
 
+void Connection::noteRequestBytes(std::size_t& recorded, std::size_t now) {
+    request_bytes_ += now - recorded;  // modulo arithmetic: a fall is a wrap-around that unwraps
+    recorded = now;
+    if (window_held_ == 0 || request_bytes_ > buffer_budget_ || closed_) return;
+    nghttp2_session_consume_connection(session_.get(), std::exchange(window_held_, 0));
+    scheduleSend();
+}
+
 void Connection::goAway() {
     if (closed_ || going_away_) return;
     going_away_ = true;
@@ -406,13 +416,20 @@ int Connection::onFrameReceived(std::uint8_t type, std::uint8_t flags, std::int3
 }
 
 int Connection::onDataChunk(std::int32_t stream_id, const std::uint8_t* data, std::size_t length) {
-    // The connection's window comes back at once: only the stream's waits for its upstream.
-    nghttp2_session_consume_connection(session_.get(), length);
+    const std::size_t before = request_bytes_;
     if (Stream* stream = find(stream_id)) {
         stream->onData(data, length);
+        stream->noteBuffers();
     } else {
         nghttp2_session_consume_stream(session_.get(), stream_id, length);
     }
+    // The connection's window comes back at once for what went on (only the stream's waits for
+    // its upstream), and for what stayed queued while the connection is within its budget. Over
+    // it, what stayed queued keeps its window until the upstreams drain (noteRequestBytes).
+    const std::size_t grew = request_bytes_ > before ? request_bytes_ - before : 0;
+    const std::size_t held = request_bytes_ > buffer_budget_ ? std::min(length, grew) : 0;
+    window_held_ += held;
+    if (length > held) nghttp2_session_consume_connection(session_.get(), length - held);
     return 0;
 }
 
@@ -479,7 +496,12 @@ void Connection::tick() {
         }
         streams.push_back(stream.get());
     }
-    for (Stream* stream : streams) stream->tick(now);
+    for (Stream* stream : streams) {
+        stream->tick(now);
+        // Upstreams that drained without a word since (onDrained comes at a low watermark)
+        // are counted as they are now: a held connection window never waits for an event.
+        stream->noteBuffers();
+    }
     scheduleSend();
 }
 

@@ -189,6 +189,7 @@ void Stream::servePubSub() {
     };
     std::string body = std::move(body_);
     body_.clear();
+    noteBuffers();
     net::servePubSubRequest(connection_.worker(), snapshot_->config(), *route_, head_, std::move(body), std::move(done));
 }
 
@@ -264,6 +265,22 @@ void Stream::onUpstreamDrained() {
     const std::size_t held = held_;
     held_ = 0;
     connection_.consume(id_, held);
+    noteBuffers();
+}
+
+void Stream::noteBuffers() {
+    std::size_t request = 0;
+    if (!closed_) {
+        request = body_.size() + (early_ ? evbuffer_get_length(early_.get()) : 0);
+        if (exchange_) request += exchange_->upstreamQueued();
+        if (bytes_) request += bytes_->withheld();
+    }
+    connection_.noteRequestBytes(request_noted_, request);
+    noteResponseBytes();
+}
+
+void Stream::noteResponseBytes() {
+    connection_.noteResponseBytes(response_noted_, closed_ ? 0 : evbuffer_get_length(pending_.get()));
 }
 
 void Stream::tick(std::chrono::steady_clock::time_point now) {
@@ -287,8 +304,12 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
         return;
     }
     // client_body_timeout: the longest wait between two DATA frames of a body, while we read
-    // (a stream held for its upstream is not the client's fault).
+    // (a stream held for its upstream, or for the connection's budget, is not the client's fault).
     if (!headers_complete_ || request_complete_ || held_ > 0 || closed_ || websocket_) return;
+    if (connection_.holdsWindow()) {
+        last_data_ = now;  // the wait starts again when the window is back
+        return;
+    }
     if (!exchange_ && !publishing_) return;
     if (now - last_data_ < snapshot_->config().limits.client_body_timeout) return;
     respondError(408, "client body timeout");
@@ -405,6 +426,7 @@ void Stream::sendBody(const char* data, std::size_t length) {
     if (closed_ || !has_body_ || refused_ || length == 0) return;
     evbuffer_add(pending_.get(), data, length);
     bytes_out_ += length;
+    noteResponseBytes();  // before the exchange asks backlogged()
     resumeData();
 }
 
@@ -422,6 +444,7 @@ void Stream::sendFile(core::UniqueFd fd, std::uint64_t length) {
     evbuffer_add_file_segment(pending_.get(), segment, 0, static_cast<ev_off_t>(length));
     evbuffer_file_segment_free(segment);  // the buffer holds its own reference
     bytes_out_ += length;
+    noteResponseBytes();
     resumeData();
 }
 
@@ -432,7 +455,9 @@ void Stream::endResponse() {
 }
 
 bool Stream::backlogged() const {
-    const bool over = evbuffer_get_length(pending_.get()) > proxy::kHighWatermark;
+    // Its own bytes over the watermark, or the connection's over limits.http2_connection_buffer
+    // (a hundred streams each under its watermark are still a lot for one client).
+    const bool over = evbuffer_get_length(pending_.get()) > proxy::kHighWatermark || connection_.responsesOverBudget();
     if (over) upstream_paused_ = true;
     return over;
 }
@@ -443,6 +468,7 @@ ssize_t Stream::readBody(std::uint8_t* buffer, std::size_t length, std::uint32_t
     const int copied = evbuffer_remove(pending_.get(), buffer, length);
     if (copied < 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     sent_ += static_cast<std::uint64_t>(copied);
+    noteResponseBytes();
     if (session_) bytes_out_ += static_cast<std::uint64_t>(copied);  // a WebSocket's, as it goes
     if (evbuffer_get_length(pending_.get()) == 0 && response_ended_) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -456,7 +482,9 @@ ssize_t Stream::readBody(std::uint8_t* buffer, std::size_t length, std::uint32_t
 void Stream::afterSend() {
     if (bytes_) bytes_->afterSend();
     resetIfOutputSent();
-    if (upstream_paused_ && exchange_ && evbuffer_get_length(pending_.get()) <= proxy::kLowWatermark) {
+    noteBuffers();
+    if (upstream_paused_ && exchange_ && evbuffer_get_length(pending_.get()) <= proxy::kLowWatermark &&
+        !connection_.responsesOverBudget()) {
         upstream_paused_ = false;
         exchange_->onClientDrained();
     }
@@ -504,6 +532,7 @@ void Stream::retireExchange() {
     upstream_name_ = exchange_->upstreamName();  // still wanted by the access log
     connection_.exchanges().give(std::move(exchange_));
     if (held_ > 0) onUpstreamDrained();  // nobody takes the held bytes now
+    noteBuffers();
 }
 
 void Stream::onClosed(std::uint32_t error_code) {
@@ -515,6 +544,7 @@ void Stream::onClosed(std::uint32_t error_code) {
     // before the stream and the session with it are deleted.
     if (StreamBytes* bytes = std::exchange(bytes_, nullptr)) bytes->onStreamClosed();
     // A stream the client reset, or that ended with the connection, before its answer: 499.
+    noteBuffers();  // nothing held now
     if (status_ == 0 && headers_complete_) status_ = 499;
     if (error_code != NGHTTP2_NO_ERROR && !response_ended_ && status_ != 0 && status_ != 499)
         LOG_DEBUG("client %s: HTTP/2 stream %d reset (%u) mid-response", connection_.client().ip.c_str(), id_, error_code);

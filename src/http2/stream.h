@@ -91,6 +91,10 @@ public:
     // response it takes nothing of (client_send_timeout).
     void tick(std::chrono::steady_clock::time_point now);
     bool headersComplete() const { return headers_complete_; }
+    // Tells the connection what the stream holds now, each way (limits.http2_connection_buffer):
+    // request bytes queued for its upstream, a publish's message, a WebSocket's DATA its session
+    // has not read; response bytes the client's window has not taken. Nothing once closed.
+    void noteBuffers();
 
     // For the session's StreamBytes: `n` bytes of DATA went to the session (WINDOW_UPDATE);
     // output bytes wait to go; the session's side ended (END_STREAM after the output, or after
@@ -150,6 +154,7 @@ private:
     void logAccess();
     bool headOnly() const { return head_.method == "HEAD"; }
     void resumeData();
+    void noteResponseBytes();  // noteBuffers' response half (from nghttp2's read callback too)
 
     Connection& connection_;
     const std::int32_t id_;
@@ -171,6 +176,8 @@ private:
     std::uint64_t bytes_out_ = 0;
     std::uint64_t body_bytes_ = 0;
     std::size_t held_ = 0;  // request body bytes the upstream has not taken: window not given back
+    std::size_t request_noted_ = 0;   // noteBuffers' last word to the connection, each way
+    std::size_t response_noted_ = 0;
     int status_ = 0;
     bool headers_complete_ = false;
     bool request_complete_ = false;

@@ -3,6 +3,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <utility>
 
 #include "http2/stream.h"
 #include "portico/net/event_loop.h"
@@ -88,8 +89,7 @@ void StreamBytes::deliver() {
     }
     if (!handler_ || !reading_) return;
     if (withheld_ > 0) {
-        giveBack(withheld_);
-        withheld_ = 0;
+        giveBack(std::exchange(withheld_, 0));
         net::StreamHandler* handler = handler_;
         handler->onReadable(*this);
         // The handler may have paused us, or ended the session (closeSide: no handler now).
@@ -137,8 +137,7 @@ void StreamBytes::close(net::EventLoop& loop, std::unique_ptr<ByteStream> self, 
     event_del(deliver_event_.get());
     // The window held back while the session paused goes back too: the client's own Close may
     // be waiting for it (without, the stream ends in a reset and the close is not clean).
-    giveBack(withheld_);
-    withheld_ = 0;
+    giveBack(std::exchange(withheld_, 0));
     if (Stream* stream = stream_) {
         stream_ = nullptr;
         if (write_error_ != 0) evbuffer_drain(output_, evbuffer_get_length(output_));  // queued after the failure

@@ -53,6 +53,8 @@ public:
     // session told onError at once.
     void onStreamClosed();
     void afterSend();  // frames went out: onDrained when output() fell to the low watermark
+    // DATA waiting while the session paused (its window not given back yet).
+    std::size_t withheld() const { return withheld_; }
 
     // net::ByteStream
     void setHandler(net::StreamHandler* handler) override { handler_ = handler; }

@@ -101,7 +101,10 @@ std::unique_ptr<net::ByteStream> Stream::openBytes() {
     return bytes;
 }
 
-void Stream::consumeWindow(std::size_t n) { connection_.consume(id_, n); }
+void Stream::consumeWindow(std::size_t n) {
+    connection_.consume(id_, n);
+    noteBuffers();
+}
 
 // The session's side ended (closeSide, or its StreamBytes went with it): END_STREAM once the
 // client has what the session sent. As on HTTP/1.1, the bridge's app still gets its CLOSE or

@@ -324,6 +324,8 @@ bool HttpExchange::upstreamBacklogged() const {
     return upstream_ && upstream_->outputLength() > kHighWatermark;
 }
 
+std::size_t HttpExchange::upstreamQueued() const { return upstream_ ? upstream_->outputLength() : 0; }
+
 void HttpExchange::onClientDrained() {
     if (upstream_ && phase_ == Phase::Streaming && !upstream_->isReading()) {
         upstream_->resumeReading();

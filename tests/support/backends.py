@@ -210,13 +210,18 @@ class HttpBackend:
     name: identity sent as "X-Backend". idle_timeout: close a keep-alive connection idle for
     that many seconds (None = never). keepalive: False answers every request with
     "Connection: close".
+    hold: a threading.Event; until it is set the listener's queue is one connection long and
+    nothing is accepted, so connects hang (SYNs dropped, retried by the kernel): an upstream that
+    takes no byte, and whose kernel takes none either (an established connection's socket
+    buffers would absorb megabytes).
     Counters (read them any time): connections (TCP connections accepted), requests (list of
     Request), bytes_sent (body and head bytes written on all connections).
     """
 
     def __init__(self, name="backend", host="127.0.0.1", port=0, idle_timeout=None,
-                 keepalive=True):
+                 keepalive=True, hold=None):
         self.name = name
+        self.hold = hold
         self.host = host
         self.port = port
         self.idle_timeout = idle_timeout
@@ -238,7 +243,7 @@ class HttpBackend:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((self.host, self.port))
-        s.listen(512)
+        s.listen(0 if self.hold is not None else 512)
         self._lsock = s
         self.port = s.getsockname()[1]
         self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True,
@@ -293,6 +298,11 @@ class HttpBackend:
 
     # -- serving -------------------------------------------------------------------------
     def _accept_loop(self):
+        if self.hold is not None:
+            while not self.hold.wait(0.1):
+                if self._stop.is_set():
+                    return
+            self._lsock.listen(512)
         while not self._stop.is_set():
             try:
                 sock, addr = self._lsock.accept()

@@ -67,6 +67,11 @@ struct Limits {
                                                      // more anyway gets GOAWAY
     std::size_t http2_stream_window = 256 * 1024;    // request body bytes a stream may have in flight
                                                      // before its client waits for the upstream
+    std::size_t http2_connection_buffer = 1024 * 1024;  // per connection and direction: request body
+                                                         // bytes queued for upstreams (beyond: the
+                                                         // connection window is held back), response
+                                                         // bytes waiting for the client's windows
+                                                         // (beyond: the upstreams' reads pause)
     std::size_t http2_reset_burst = 200;   // RST_STREAMs from a client at once (CVE-2023-44487)...
     std::size_t http2_reset_rate = 50;     // ...and per second after; beyond: GOAWAY
     std::size_t http2_control_frame_rate = 100;  // SETTINGS and PINGs per second (burst: twice as

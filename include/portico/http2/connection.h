@@ -13,6 +13,18 @@
 // (http2_control_frame_rate), frames that carry no request progress (http2_overhead_frame_rate,
 // CVE-2019-9518 and kin), a header block unfinished past client_header_timeout, a request
 // body stalled past client_body_timeout, no stream for keepalive_timeout.
+//
+// Memory per connection (limits.http2_connection_buffer, each way): a stream window bounds one
+// stream, not the hundred a client may open. Request body bytes the streams have queued for
+// their upstreams are counted; beyond the budget the DATA that stays queued keeps its share of
+// the connection's window (no WINDOW_UPDATE for it) until the upstreams drain the total below
+// the budget, so the client stops after about the budget plus the connection window (h2o and
+// HAProxy bound a connection's receive buffers likewise). DATA an upstream takes at once gives
+// its window back at once: a stream whose upstream reads goes on while window is left (when the
+// held part is all of it, every stream waits for the upstreams that do not read, or for their
+// connect_timeout/send_timeout, as requests queued on one HTTP/1.1 connection would). Response
+// bytes waiting for the client's windows are counted too; beyond the budget every stream's
+// upstream pauses as its own high watermark would pause it (Stream::backlogged).
 
 #include <chrono>
 #include <cstdint>
@@ -88,6 +100,19 @@ public:
     // `bytes` of a stream's request body went on (to its upstream or a handler): the client
     // may send that much more on the stream (WINDOW_UPDATE).
     void consume(std::int32_t stream_id, std::size_t bytes);
+    // A stream's share of the connection's buffers is now `now` (was `recorded`, updated here):
+    // request bytes queued for its upstream (or its session), response bytes waiting for the
+    // client. Under the budget again, the connection window held back goes back.
+    void noteRequestBytes(std::size_t& recorded, std::size_t now);
+    void noteResponseBytes(std::size_t& recorded, std::size_t now) {
+        response_bytes_ += now - recorded;  // modulo arithmetic: a fall unwraps
+        recorded = now;
+    }
+    // The streams' response bytes are over limits.http2_connection_buffer: upstreams pause
+    // (and resume once it is not).
+    bool responsesOverBudget() const { return response_bytes_ > buffer_budget_; }
+    // Connection window is held back: a stream's client may be waiting on us, not dawdling.
+    bool holdsWindow() const { return window_held_ > 0; }
 
     // nghttp2's callbacks (connection.cpp registers them); public for the C trampolines.
     // onBeginFrame: RFC 9113 checks nghttp2 leaves out (it returns NGHTTP2_ERR_CALLBACK_FAILURE
@@ -153,6 +178,12 @@ private:
     bool overhead_flooded_ = false;  // GOAWAY queued: said once
     static constexpr std::uint32_t kEarnedWindowUpdates = 1024;
     std::chrono::steady_clock::time_point idle_since_;
+    // limits.http2_connection_buffer: what the streams hold, each way (their notes' sums), and
+    // the connection window held back for request bytes that stayed queued over the budget.
+    const std::size_t buffer_budget_;
+    std::size_t request_bytes_ = 0;
+    std::size_t response_bytes_ = 0;
+    std::size_t window_held_ = 0;
     // What the client had taken of the socket's output when a tick found some queued, and since
     // when (limits.client_send_timeout).
     std::optional<net::Stream::SendProgress> send_mark_;

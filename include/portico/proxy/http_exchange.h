@@ -76,6 +76,9 @@ public:
     void endBody(const http::HeaderList* trailers = nullptr);
     // The upstream's queued request bytes are above the high watermark: stop reading the client.
     bool upstreamBacklogged() const;
+    // Request bytes (head, body, framing) queued for the upstream and not yet written: what an
+    // HTTP/2 connection counts against limits.http2_connection_buffer.
+    std::size_t upstreamQueued() const;
     // The client's output fell below the low watermark: resume reading the upstream.
     void onClientDrained();
     // The client went away: drop the upstream connection (it may be mid-response).

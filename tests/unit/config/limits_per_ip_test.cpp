@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The per-client-address limit keys: defaults, values, and their errors at file:line:col.
+// The per-client-address limit keys (and HTTP/2's connection buffer): defaults, values, and their errors at file:line:col.
 
 #include <catch2/catch.hpp>
 
@@ -100,4 +100,15 @@ TEST_CASE("per-IP limit errors name the key and its position", "[config][errors]
         INFO(c.yaml);
         CHECK(errorsOf(kBase + c.yaml) == std::vector<std::string>{c.error});
     }
+}
+
+TEST_CASE("http2_connection_buffer has a default, decodes, and names its errors", "[config][loader]") {
+    LoadResult defaults = loadConfigString(kBase, "portico.yaml");
+    REQUIRE(defaults.ok());
+    CHECK(defaults.config->limits.http2_connection_buffer == 1024 * 1024);
+    LoadResult set = loadConfigString(kBase + "limits: {http2_connection_buffer: 4MiB}\n", "portico.yaml");
+    REQUIRE(set.ok());
+    CHECK(set.config->limits.http2_connection_buffer == 4 * 1024 * 1024);
+    CHECK(errorsOf(kBase + "limits: {http2_connection_buffer: 32KiB}\n") ==
+          std::vector<std::string>{"portico.yaml:3:35: limits.http2_connection_buffer: expected at least 64KiB"});
 }
