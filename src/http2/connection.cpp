@@ -214,6 +214,7 @@ void Connection::onReadable(net::ByteStream& socket) {
         evbuffer_drain(in, static_cast<std::size_t>(used));
         if (closed_) return;
     }
+    if (goaway_after_read_) goAway();
     sendNow();
 }
 
@@ -280,6 +281,11 @@ void Connection::noteRequestBytes(std::size_t& recorded, std::size_t now) {
 
 void Connection::goAway() {
     if (closed_ || going_away_) return;
+    if (nghttp2_session_get_last_proc_stream_id(session_.get()) == 0 && net::hasUnreadInput(*socket_)) {
+        goaway_after_read_ = true;
+        return;
+    }
+    goaway_after_read_ = false;
     going_away_ = true;
     // RFC 9113 6.8: the last stream we will process; the streams in flight finish.
     nghttp2_submit_goaway(session_.get(), NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_.get()),

@@ -17,6 +17,7 @@
 #include "portico/http/request_checks.h"
 #include "portico/http/simple_response.h"
 #include "portico/net/builtin_requests.h"
+#include "portico/net/lingering_close.h"
 #include "portico/net/peer_address.h"
 #include "portico/net/request_log.h"
 #include "portico/net/snapshot.h"
@@ -562,7 +563,13 @@ void ClientConnection::startHttp2() {
     http2::ClientInfo client{client_ip_, client_hash_, listener_->tls.has_value()};
     http2_ = std::make_unique<http2::Connection>(static_cast<http2::ConnectionOwner&>(*this), worker_, snapshot_, *listener_,
                                                  listener_stats_, takeClient(), std::move(client));
-    if (!http2_->start() && state_ == State::Http2) finish("HTTP/2 session failed");
+    if (!http2_->start() && state_ == State::Http2) {
+        finish("HTTP/2 session failed");
+        return;
+    }
+    // Drained during the TLS handshake (a graceful stop): GOAWAY after the requests that came
+    // with the preface.
+    if (draining_ && http2_) http2_->goAway();
 }
 
 void ClientConnection::onHttp2Closed(const char* reason) { finish(reason); }
@@ -636,7 +643,11 @@ void ClientConnection::drain() {
         session_->goAway();
         return;
     }
-    if (state_ == State::ReadingHead && !http_->parser.inMessage() && evbuffer_get_length(client_->input()) == 0)
+    // Idle: nothing of a request read, and none waiting in the socket. A request that is waiting
+    // (a connection the stop accepted from the listen queue, a keep-alive request in flight) is
+    // read and answered, and the connection closes after it (Worker::stopping): closing with it
+    // unread would reset the connection.
+    if (state_ == State::ReadingHead && !http_->parser.inMessage() && !hasUnreadInput(*client_))
         finish("shutting down");
 }
 

@@ -71,6 +71,13 @@ bool hasUnreadInput(const Stream& stream, Ending ending) {
 
 }  // namespace
 
+bool hasUnreadInput(const Stream& stream) {
+    if (stream.inputLength() > 0) return true;
+    if (stream.peerClosed()) return false;
+    int unread = 0;
+    return ::ioctl(stream.fd(), FIONREAD, &unread) == 0 && unread > 0;
+}
+
 void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream, Ending ending) {
     if (!stream) return;
     if (stream->outputLength() > 0 || stream->isTls() || hasUnreadInput(*stream, ending)) {

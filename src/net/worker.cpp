@@ -244,6 +244,16 @@ void Worker::onDrainOld(int, short, void* arg) {
 
 void Worker::beginStop() {
     if (stopping_) return;
+    // The connections the kernel completed on our listening sockets wait in their queues:
+    // closing the sockets would reset them. They are accepted first, within
+    // limits.max_connections (beyond it they are reset as before), and drained with the others
+    // below: each has its request read and answered, then closes (as applyReload serves the
+    // queue of a listener it removes). Connections the kernel completes between the last
+    // accept and the close are reset: without a program choosing the reuseport socket (eBPF),
+    // Linux offers no way to stop a listening socket's queue from filling and then empty it.
+    for (const auto& slot : listeners_)
+        while (acceptOne(*slot)) {
+        }
     stopping_ = true;
     listeners_.clear();  // closes our listening sockets: the kernel sends new clients elsewhere
     {

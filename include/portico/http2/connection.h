@@ -82,7 +82,9 @@ public:
     // Sends our SETTINGS and reads what has arrived. False: the session could not be made.
     bool start();
     // Graceful stop or reload: GOAWAY with the last stream id; the streams in flight finish,
-    // then the connection closes.
+    // then the connection closes. A connection that has not read its first requests yet while
+    // the client's bytes wait in the socket (accepted from the listen queue by the stop) reads
+    // them first: GOAWAY follows that read, and those streams are served.
     void goAway();
     // The end, whatever the state: every stream's exchange is dropped, its request logged.
     void abort();
@@ -198,6 +200,7 @@ private:
     bool send_scheduled_ = false;
     bool closed_ = false;
     bool going_away_ = false;
+    bool goaway_after_read_ = false;  // goAway() waits for the requests in the socket
     bool client_gone_ = false;  // EOF or error on the socket: nothing to linger for
 };
 

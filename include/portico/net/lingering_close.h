@@ -15,6 +15,10 @@ namespace portico::net {
 void closeGracefully(EventLoop& loop, std::unique_ptr<Stream> stream,
                      std::chrono::milliseconds timeout = std::chrono::seconds(2));
 
+// The peer sent bytes nobody has read yet: in `stream`'s input, or still in the kernel
+// (FIONREAD). A graceful stop serves such a connection's request instead of closing it idle.
+bool hasUnreadInput(const Stream& stream);
+
 // The end of a relayed session that is over for both peers (Ending::Finished or AfterCloses,
 // byte_stream.h): a socket with nothing left to send or unread (and no TLS close_notify due) is
 // closed at once, as nginx closes both sides of an upgraded connection; any other goes through
