@@ -135,6 +135,35 @@ class Http2ConnectionBudget(PorticoTestCase):
         for s, b in bodies.items():
             self.assertEqual(json.loads(bytes(c.responses[s]["body"]))["body_sha256"], hashlib.sha256(b).hexdigest())
 
+    def test_a_stream_waiting_for_the_held_connection_window_is_not_timed_out(self):
+        hold = threading.Event()
+        held = self.start_backend(name="held", hold=hold)
+        self.addCleanup(hold.set)
+        p = self.start(held, {"http2_connection_buffer": "64KiB", "client_body_timeout": "2s"})
+        c = H2Client(p.port)
+        self.addCleanup(c.close)
+        c.pump(0.3)
+        # The first stream sends a little (under its upstream's watermark: its own window is
+        # back), then six fill theirs: the connection window is all held back.
+        bodies, offsets = {}, {}
+        first = c.request("POST", "/echo/first", headers=[("content-length", str(MiB))], end=False)
+        bodies[first], offsets[first] = os.urandom(MiB), 16 * KiB
+        c.conn.send_data(first, bodies[first][:16 * KiB])
+        c.flush()
+        for i in range(6):
+            sid = c.request("POST", "/echo/%d" % i, headers=[("content-length", str(MiB))], end=False)
+            bodies[sid], offsets[sid] = os.urandom(MiB), 0
+        self.send_what_windows_take(c, {s: b for s, b in bodies.items() if s != first},
+                                    offsets, 10 * slow_factor())
+        self.assertLess(c.conn.outbound_flow_control_window, 16 * KiB, "the connection window is not held")
+        # Longer than client_body_timeout: the first stream waits for us, not for its client.
+        c.pump(3.5)
+        self.assertIsNone(c.responses[first]["headers"], "answered while its body waited: %r" % c.responses[first])
+        hold.set()
+        self.send_what_windows_take(c, bodies, offsets, 30 * slow_factor(), idle=None)
+        self.assertTrue(c.wait(lambda: all(c.done(s) for s in bodies), 30 * slow_factor()))
+        self.assertEqual([c.status(s) for s in bodies], [200] * len(bodies))
+
     def test_responses_the_client_does_not_take_stop_at_the_connection_budget(self):
         backend = self.start_backend(name="b")
         p = self.start(backend, {"http2_connection_buffer": "1MiB"})
