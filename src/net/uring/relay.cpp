@@ -120,6 +120,9 @@ void Relay::onPeerWatch(Side& s, int result) {
     s.watching = false;
     if (ending_ || result <= 0 || s.receiving || s.waiting) return;
     s.gone = true;
+    // A reset (POLLERR) ends as the epoll tunnel's would once its read met it: the other peer
+    // gets an RST (markOtherSideFailed), not the FIN of a clean close.
+    s.reset = (result & POLLERR) != 0;
     for (const Side& side : sides_)
         if (side.timing) return;  // both peers gone: the first one's wait bounds the relay
     stall_mark_ = delivered(s);
@@ -147,7 +150,10 @@ void Relay::onStallTimer(Side& s) {
         stall_mark_ = now;
         return armStallTimer(s);
     }
-    end(net::Ending::Finished, s.index == 0 ? "client closed" : "upstream closed", nullptr);
+    if (s.reset)
+        end(net::Ending::Finished, s.index == 0 ? "client connection error" : "upstream connection error", &s);
+    else
+        end(net::Ending::Finished, s.index == 0 ? "client closed" : "upstream closed", nullptr);
 }
 
 // The relay is on the pool's waiting list once, for one side or both.
@@ -254,6 +260,7 @@ void Relay::onSent(Side& to, int result) {
 
 void Relay::waitWritable(Side& s) {
     io_uring_sqe* sqe = ring_.entry();
+    if (!sqe) return end(net::Ending::Finished, "io_uring submission failed", &s);
     io_uring_prep_poll_add(sqe, s.fd, POLLOUT);
     ring_.track(sqe, this, kPoll + s.index);
     s.polling = true;

@@ -93,6 +93,7 @@ private:
         bool watching = false;   // its POLLRDHUP poll is in flight (armed when paused)
         bool gone = false;       // its peer closed (or failed) while paused: the stall timer runs
         bool timing = false;     // the stall timer is in flight (for this side's gone peer)
+        bool reset = false;      // the watch saw the peer fail (POLLERR): its end is an error, not a FIN
     };
     Relay(Ring& ring, RelayObserver& observer);
 public:

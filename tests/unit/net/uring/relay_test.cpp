@@ -209,3 +209,22 @@ TEST_CASE_METHOD(RelaySetup, "a peer that closes behind backpressure still has i
     CHECK(::recv(upstream.outer, &c, 1, MSG_DONTWAIT) == 0);
     checkAllBack(relay);
 }
+
+// A peer that fails (a reset: here a Unix socket closed with bytes it did not read, which the
+// relay's side sees as ECONNRESET, POLLERR) while its side is paused ends as a failure once the
+// other side took nothing for kStall, as the epoll tunnel's read of that error would: the other
+// peer is to get an RST (markOtherSideFailed), not a clean close. Before, "client closed".
+TEST_CASE_METHOD(RelaySetup, "a peer that resets behind backpressure ends the relay as a failure", "[uring][relay]") {
+    if (!ring_ptr) return;
+    uring::Relay& relay = uring::Relay::make(*ring_ptr, std::move(client.inner), std::move(upstream.inner), observer);
+    relay.begin();
+    // Bytes for the client that it never reads, so that its close is a reset.
+    REQUIRE(::send(upstream.outer, "unread", 6, 0) == 6);
+    test::runFor(loop, 20ms);
+    fillUntilPaused();
+    ::close(client.outer);
+    client.outer = -1;
+    test::runFor(loop, uring::Relay::kStall + 1s);
+    CHECK(observer.ended == "client connection error");
+    checkAllBack(relay);
+}
