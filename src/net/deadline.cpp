@@ -35,13 +35,7 @@ bool Deadline::fired() {
 
 void Deadline::stop() {
     due_ = armed_ = {};
-    event_del(event_.get());
-}
-
-void Deadline::retarget(void* arg) {
-    stop();
-    event* ev = event_.get();
-    event_.assign(event_get_base(ev), -1, 0, event_get_callback(ev), arg);
+    event_.cancel();
 }
 
 }  // namespace portico::net

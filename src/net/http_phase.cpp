@@ -2,8 +2,6 @@
 // A connection's HTTP/1.1 phase (parser, exchange, response writer, timer) and the worker's pool
 // of them: made once, handed from connection to connection, given back at the upgrade, at
 // HTTP/2 and at the end (see docs/life-of-a-connection.md).
-#include <event2/event.h>
-
 #include "portico/handlers/websocket_endpoint.h"
 #include "portico/net/client_connection.h"
 #include "portico/net/event_loop.h"
@@ -11,13 +9,22 @@
 namespace portico::net {
 
 ClientConnection::HttpPhase::HttpPhase(ClientConnection& connection, EventLoop& loop, std::size_t max_head_bytes)
-    : response(connection),
+    : owner(&connection),
+      response(connection),
       parser(http::MessageParser::Kind::Request, static_cast<http::MessageParser::Handler*>(&connection), max_head_bytes),
       exchanges(loop, 1),
-      resume_event(loop.base(), -1, 0, &ClientConnection::onResume, &connection),
-      timer(loop.base(), &ClientConnection::onTimer, &connection) {}
+      resume_event(loop.base(), -1, 0, &HttpPhase::onResumeEvent, this),
+      timer(loop.base(), &HttpPhase::onTimerEvent, this) {}
 
 ClientConnection::HttpPhase::~HttpPhase() = default;
+
+void ClientConnection::HttpPhase::onTimerEvent(int fd, short what, void* arg) {
+    if (ClientConnection* connection = static_cast<HttpPhase*>(arg)->owner) ClientConnection::onTimer(fd, what, connection);
+}
+
+void ClientConnection::HttpPhase::onResumeEvent(int fd, short what, void* arg) {
+    if (ClientConnection* connection = static_cast<HttpPhase*>(arg)->owner) ClientConnection::onResume(fd, what, connection);
+}
 
 void ClientConnection::HttpPhase::bind(ClientConnection& connection, std::size_t max_head_bytes) {
     response.bind(connection);
@@ -25,12 +32,10 @@ void ClientConnection::HttpPhase::bind(ClientConnection& connection, std::size_t
     parser.setMaxHeadBytes(max_head_bytes);
     parser.reset();
     parser.forgetMessage();
-    timer.retarget(&connection);
+    owner = &connection;  // the timer and the resume event were taken off the loop by give()
     pending_app.reset();
     pending_deflate.reset();
     pending_deflate_response.clear();
-    // Its callback's argument was the last connection (assign() takes it off the loop first).
-    resume_event.assign(event_get_base(resume_event.get()), -1, 0, &ClientConnection::onResume, &connection);
     local_authority.clear();
     requests = 0;
     req = Request{};
@@ -48,7 +53,10 @@ std::unique_ptr<ClientConnection::HttpPhase> HttpPhasePool::take(ClientConnectio
 
 void HttpPhasePool::give(std::unique_ptr<ClientConnection::HttpPhase> phase) {
     if (!phase) return;
-    phase->timer.stop();  // its callback's argument is the connection that gave it back
+    // Its events call the connection that gave it back: off the loop, and nobody to call.
+    phase->timer.stop();
+    phase->resume_event.cancel();
+    phase->owner = nullptr;
     if (closed_ || spare_.size() >= kSpare) {
         // Perhaps inside its own callback (the exchange's, the parser's): deleted after it.
         loop_.deferDelete(std::move(phase));

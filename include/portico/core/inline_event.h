@@ -27,10 +27,17 @@ public:
         event_assign(&event_, base, fd, what, callback, arg);
     }
     event* get() { return &event_; }
+    // Takes the event off its loop, whether it waits (fd, timeout) or is due in this pass; one
+    // that is neither costs no call into libevent (event_del would take the base's lock only to
+    // find nothing to do: about 80 instructions).
+    void cancel() {
+        if ((event_.ev_evcallback.evcb_flags & (EVLIST_INSERTED | EVLIST_TIMEOUT | EVLIST_ACTIVE | EVLIST_ACTIVE_LATER)) != 0)
+            event_del(&event_);
+    }
 
 private:
     void del() {
-        if (event_.ev_base != nullptr) event_del(&event_);
+        if (event_.ev_base != nullptr) cancel();
     }
 
     event event_{};  // ev_base null until assigned

@@ -244,6 +244,11 @@ private:
         ~HttpPhase();
         // Serves `connection` from now on, as if new (what the last connection left is cleared).
         void bind(ClientConnection& connection, std::size_t max_head_bytes);
+        // The events' callbacks: their argument is the phase, which passes them on to `owner`
+        // (none while the phase is spare), so a phase serving anew touches no event.
+        static void onTimerEvent(int fd, short what, void* arg);
+        static void onResumeEvent(int fd, short what, void* arg);
+        ClientConnection* owner;
         Downstream response;
         http::MessageParser parser;      // this connection's requests
         proxy::ExchangePool exchanges;   // one exchange, reused by request after request

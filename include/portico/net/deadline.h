@@ -34,8 +34,6 @@ public:
     // No deadline, and the event taken off the loop: it cannot fire until set() again (an owner
     // put aside for reuse, whose callback's argument may be gone).
     void stop();
-    // stop(), and the callback's argument is `arg` from now on (a pooled owner serving anew).
-    void retarget(void* arg);
 
 private:
     core::InlineEvent event_;  // inside: a connection's timeout cannot be lost to an allocation
