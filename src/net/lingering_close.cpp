@@ -84,7 +84,9 @@ void closeFinished(EventLoop& loop, std::unique_ptr<Stream> stream, Ending endin
         closeGracefully(loop, std::move(stream));
         return;
     }
-    stream->pauseReading();
+    // Off the loop for good, not paused: a pause would watch for the peer's FIN again (an
+    // event_assign and event_add per socket, taken off once more by the destructor).
+    stream->detach();
     loop.deferDelete(std::move(stream));  // we may be in its callback
 }
 
