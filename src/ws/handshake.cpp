@@ -143,50 +143,78 @@ UpgradeRequest analyzeUpgrade(const http::RequestHead& head) {
     // Another protocol (h2c, ...) or none: not ours; the caller proxies it as plain HTTP.
     if (!upgrade_websocket) return req;
 
+    // Every return names `req` (no copy of it for a refusal, no move for the answer).
     auto refuse = [&req](int status, std::string_view why) {
         req.kind = UpgradeKind::Invalid;
         req.status = status;
         req.error = why;
-        return req;
     };
     // RFC 6455 4.2.1: the handshake is a GET with "Connection: Upgrade"; anything else that asks
     // for websocket is a malformed handshake, answered 400 (4.2.2 "such as 400 Bad Request").
-    if (head.method != "GET") return refuse(400, "websocket upgrade with a method other than GET");
-    if (!connection_upgrade)
-        return refuse(400, "websocket upgrade without Connection: upgrade");
-    // RFC 6455 4.1 item 7 / 11.3.1: exactly one key, base64 of 16 bytes.
-    if (keys == 0) return refuse(400, "missing Sec-WebSocket-Key");
-    if (keys > 1) return refuse(400, "repeated Sec-WebSocket-Key");
-    if (!isValidKey(req.key)) return refuse(400, "invalid Sec-WebSocket-Key");
-    // RFC 6455 4.2.2: an unsupported version gets 426 and "Sec-WebSocket-Version: 13".
-    if (versions != 1 || !version13) return refuse(426, "unsupported Sec-WebSocket-Version");
-
-    req.kind = UpgradeKind::WebSocket;
+    if (head.method != "GET") {
+        refuse(400, "websocket upgrade with a method other than GET");
+    } else if (!connection_upgrade) {
+        refuse(400, "websocket upgrade without Connection: upgrade");
+    } else if (keys == 0) {
+        // RFC 6455 4.1 item 7 / 11.3.1: exactly one key, base64 of 16 bytes.
+        refuse(400, "missing Sec-WebSocket-Key");
+    } else if (keys > 1) {
+        refuse(400, "repeated Sec-WebSocket-Key");
+    } else if (!isValidKey(req.key)) {
+        refuse(400, "invalid Sec-WebSocket-Key");
+    } else if (versions != 1 || !version13) {
+        // RFC 6455 4.2.2: an unsupported version gets 426 and "Sec-WebSocket-Version: 13".
+        refuse(426, "unsupported Sec-WebSocket-Version");
+    } else {
+        req.kind = UpgradeKind::WebSocket;
+    }
     return req;
 }
 
-bool checkUpstreamAccept(const http::HeaderList& headers, std::string_view key) {
+namespace {
+
+// What the client's checks of a 101 read from its fields, gathered in one pass.
+struct UpgradeResponseFields {
+    bool upgrade_websocket = false;  // an Upgrade field holds "websocket"
+    bool connection_upgrade = false;  // a Connection field holds "upgrade"
+    int accepts = 0;                 // Sec-WebSocket-Accept fields
     const http::Header* accept = nullptr;
+};
+
+UpgradeResponseFields scanUpgradeResponse(const http::HeaderList& headers) {
+    UpgradeResponseFields f;
     for (const auto& h : headers) {
-        if (!http::equalsIgnoreCase(h.name, "Sec-WebSocket-Accept")) continue;
-        if (accept != nullptr) return false;  // RFC 6455 11.3.3: must not appear more than once
-        accept = &h;
+        if (http::equalsIgnoreCase(h.name, "Sec-WebSocket-Accept")) {
+            ++f.accepts;
+            f.accept = &h;
+        } else if (http::equalsIgnoreCase(h.name, "Upgrade")) {
+            f.upgrade_websocket = f.upgrade_websocket || http::valueHasToken(h.value, "websocket");
+        } else if (http::equalsIgnoreCase(h.name, "Connection")) {
+            f.connection_upgrade = f.connection_upgrade || http::valueHasToken(h.value, "upgrade");
+        }
     }
+    return f;
+}
+
+// RFC 6455 11.3.3: the accept value must not appear more than once.
+bool acceptMatches(const UpgradeResponseFields& f, std::string_view key) {
+    if (f.accepts != 1) return false;
     AcceptText expected;
-    return accept != nullptr && trim(accept->value) == acceptInto(key, expected);
+    return trim(f.accept->value) == acceptInto(key, expected);
+}
+
+}  // namespace
+
+bool checkUpstreamAccept(const http::HeaderList& headers, std::string_view key) {
+    return acceptMatches(scanUpgradeResponse(headers), key);
 }
 
 bool isValidUpgradeResponse(const http::ResponseHead& head, std::string_view key) {
-    // RFC 6455 4.1, the client's checks of the server's handshake, items 1-4.
+    // RFC 6455 4.1, the client's checks of the server's handshake, items 1-4: one pass over the
+    // fields, then the SHA-1 only for a response that passed the rest.
     if (head.status != 101) return false;
-    bool upgrade_websocket = false, connection_upgrade = false;
-    for (const auto& h : head.headers) {
-        if (http::equalsIgnoreCase(h.name, "Upgrade"))
-            upgrade_websocket = upgrade_websocket || http::valueHasToken(h.value, "websocket");
-        else if (http::equalsIgnoreCase(h.name, "Connection"))
-            connection_upgrade = connection_upgrade || http::valueHasToken(h.value, "upgrade");
-    }
-    return upgrade_websocket && connection_upgrade && checkUpstreamAccept(head.headers, key);
+    const UpgradeResponseFields f = scanUpgradeResponse(head.headers);
+    return f.upgrade_websocket && f.connection_upgrade && acceptMatches(f, key);
 }
 
 std::string_view selectSubprotocol(const std::vector<std::string_view>& requested,
