@@ -58,7 +58,12 @@ void IdleQueue::append(IdleTimer* timer) {
         tail_->next_ = timer;
     } else {
         head_ = timer;
-        addTimerOnce(event_.get(), timeout_);  // the first: it is the oldest
+        // The first: it is the oldest. Still armed for a timer that left: that deadline is
+        // earlier than this one's, and onTimer re-arms for the rest.
+        if (!armed_) {
+            addTimerOnce(event_.get(), timeout_);
+            armed_ = true;
+        }
     }
     tail_ = timer;
 }
@@ -67,13 +72,14 @@ void IdleQueue::remove(IdleTimer* timer) {
     (timer->prev_ ? timer->prev_->next_ : head_) = timer->next_;
     (timer->next_ ? timer->next_->prev_ : tail_) = timer->prev_;
     timer->prev_ = timer->next_ = nullptr;
-    if (!head_) event_del(event_.get());
 }
 
 // Fires for the oldest activity's deadline as it was when armed; activity since then moved
-// timers back, so the deadline is checked again and the timer re-armed for the new oldest.
+// timers back (or the queue emptied and filled again), so the deadline is checked again and the
+// timer re-armed for the new oldest.
 void IdleQueue::onTimer(int, short, void* arg) {
     auto* self = static_cast<IdleQueue*>(arg);
+    self->armed_ = false;
     const auto now = std::chrono::steady_clock::now();
     while (self->head_ && now - self->head_->last_activity_ >= self->timeout_) {
         IdleTimer* idle = self->head_;
@@ -83,6 +89,7 @@ void IdleQueue::onTimer(int, short, void* arg) {
     if (self->head_) {
         const auto left = self->timeout_ - (now - self->head_->last_activity_);
         addTimerOnce(self->event_.get(), std::chrono::ceil<std::chrono::milliseconds>(left));
+        self->armed_ = true;
     }
 }
 

@@ -99,3 +99,30 @@ TEST_CASE("an idle timer started again from its own callback fires once per peri
     runFor(loop, 100ms);
     CHECK(repeater.fired == fired);
 }
+
+// The queue keeps its libevent timer armed when its last timer stops (a connection closing at
+// low concurrency): the next timer in must still fire a full timeout after its own start, not
+// at the deadline the event was armed for.
+TEST_CASE("a timer started after the queue emptied fires a full timeout after its start", "[net][idle_timer]") {
+    EventLoop loop;
+    int a_fired = 0, b_fired = 0;
+    IdleTimer a(loop, 80ms, bump, &a_fired);
+    IdleTimer b(loop, 80ms, bump, &b_fired);
+    a.start();
+    runFor(loop, 50ms);
+    a.stop();  // the queue is empty; its event stays armed for 30 ms from now
+    b.start();
+    runFor(loop, 50ms);  // past a's old deadline, 50 ms into b's 80
+    CHECK(b_fired == 0);
+    runFor(loop, 60ms);
+    CHECK(b_fired == 1);
+    CHECK(a_fired == 0);
+    // Emptied for good: the armed event fires once to no effect, and the loop stays usable.
+    b.start();
+    b.stop();
+    runFor(loop, 120ms);
+    CHECK(b_fired == 1);
+    a.start();
+    runFor(loop, 120ms);
+    CHECK(a_fired == 1);
+}
