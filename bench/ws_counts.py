@@ -14,7 +14,8 @@ nginx measured the same way in the same run.
   per 64-byte message relayed (8 connections, one message in flight each; a proxied echo is two
   relayed messages, to the backend and back; the built-in echo answers each message once) and
   per upgrade (4 clients: connect, upgrade, close handshake). User space only. The top
-  functions by self cost are printed.
+  functions by self cost are printed, and the allocations (calls to malloc, calloc, realloc)
+  per operation.
 - syscalls: the same loads, natively, with `strace -c -f` attached: syscalls per message and per
   upgrade, by name.
 - idle: a fresh proxy per contender, --idle-conns upgraded connections (one echo each first),
@@ -111,7 +112,7 @@ def measure_ir(ws_load: Path, start, name: str, what: str, seconds: float, workd
     if res["errors"]:
         bl.log(f"{name} {what}: {res['errors']} errors under valgrind")
     return {"ops": ops, "ir_per_op": cg.total(dump) / ops / crossings, "top": cg.top(dump, ops * crossings),
-            "dump": dump}
+            "allocs_per_op": cg.allocations(dump) / ops / crossings, "dump": dump}
 
 
 def measure_syscalls(ws_load: Path, start, name: str, what: str, seconds: float) -> dict:
@@ -173,7 +174,8 @@ def main() -> int:
             for load in [x for x in ("message", "upgrade") if x in args.loads.split(",")]:
                 if "ir" in what:
                     r = measure_ir(ws_load, mk, p, load, args.seconds, workdir)
-                    print(f"\n{p} {load}: {r['ir_per_op']:,.0f} Ir per {load} ({r['ops']} under callgrind; {r['dump']})")
+                    print(f"\n{p} {load}: {r['ir_per_op']:,.0f} Ir and {r['allocs_per_op']:.1f} allocations per {load} "
+                          f"({r['ops']} under callgrind; {r['dump']})")
                     print("\n".join("    " + t for t in r["top"]))
                 if "syscalls" in what:
                     r = measure_syscalls(ws_load, mk, p, load, args.seconds)
