@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <openssl/ssl.h>
 
+#include "portico/core/inline_event.h"
 #include "portico/tls/errors.h"
 #include <algorithm>
 
@@ -105,7 +106,7 @@ void Stream::releaseIdle() {
 // where it fails with EBADF, harmlessly, as the close has taken the socket out of epoll already. Closing after that poll instead would cost a
 // timer and delay the FIN by a loop iteration (measured: more epoll_wait per upgrade).
 Stream::~Stream() {
-    event_del(&read_event_);
+    core::cancelEvent(&read_event_);  // after detach() (a finished side) there is nothing to take off
     if (holdsTlsBuffers()) TlsBufferSweep::remove(*this, event_get_base(&read_event_));
     t_spare_buffers.give(input_);
     t_spare_buffers.give(output_);
@@ -159,7 +160,7 @@ void Stream::detach() {
     stopReading(/*watch_peer_shut=*/false);
     // event_del also takes the event off the loop's list of those due now, a connect report that
     // an earlier pause queued again too (pauseReading returns early when already paused).
-    event_del(&read_event_);
+    core::cancelEvent(&read_event_);
     disarmWrite();
 }
 
