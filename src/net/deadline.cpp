@@ -33,9 +33,4 @@ bool Deadline::fired() {
     return false;
 }
 
-void Deadline::stop() {
-    due_ = armed_ = {};
-    event_.cancel();
-}
-
 }  // namespace portico::net

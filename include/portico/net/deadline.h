@@ -31,9 +31,6 @@ public:
     // First thing in the owner's callback: true when the deadline has come (it is then cleared);
     // false when the event fired early (re-armed for the rest) or no deadline is set.
     bool fired();
-    // No deadline, and the event taken off the loop: it cannot fire until set() again (an owner
-    // put aside for reuse, whose callback's argument may be gone).
-    void stop();
 
 private:
     core::InlineEvent event_;  // inside: a connection's timeout cannot be lost to an allocation
