@@ -177,7 +177,7 @@ RedisBackplane::~RedisBackplane() {
 void RedisBackplane::start(BackplaneSink& sink) {
     sink_ = &sink;
     net::addTimer(loop_, probe_timer_.get(), kProbeInterval);
-    net::addTimer(loop_, refresh_timer_.get(), std::chrono::seconds(1));
+    net::addTimer(loop_, refresh_timer_.get(), refresh_tick_);
     connectSeed();
 }
 
@@ -358,6 +358,11 @@ void RedisBackplane::subscribe(const std::string& channel, const config::PubSubS
         // The position is read once Redis confirms the subscription (onConfirmed): then every
         // later message reaches us. While down, the subscriber waits for the reconnect.
         c.ttl = wholeSeconds(std::max(settings.history_ttl, settings.channel_idle_timeout));
+        const auto third = std::chrono::duration_cast<std::chrono::milliseconds>(c.ttl) / 3;
+        if (third < refresh_tick_) {
+            refresh_tick_ = third;
+            if (sink_) net::addTimer(loop_, refresh_timer_.get(), refresh_tick_);  // else start() adds it
+        }
         subscribeInRedis(channel, false);  // or when its shard is up
         return;
     }

@@ -399,8 +399,8 @@ void RedisBackplane::onProbe(int, short, void* arg) {
 }
 
 // Keys of channels with subscribers here must not expire between publishes: renew their TTL
-// every third of it (EXPIRE on a key that is gone does nothing: the next publish makes a new
-// epoch, which the subscribers see as history_lost).
+// at most a third of it apart (EXPIRE on a key that is gone does nothing: the next publish makes
+// a new epoch, which the subscribers see as history_lost, so one renewal missed loses them).
 void RedisBackplane::onRefresh(int, short, void* arg) {
     auto* self = static_cast<RedisBackplane*>(arg);
     self->refreshTtls();
@@ -418,7 +418,8 @@ void RedisBackplane::refreshTtls() {
     if (!discovered_) return;
     const auto now = std::chrono::steady_clock::now();
     for (auto& [channel, c] : channels_) {
-        if (now - c.refreshed < c.ttl / 3) continue;
+        // Renewed now unless it can wait for the next tick and still be within a third of its TTL.
+        if (now - c.refreshed + refresh_tick_ <= c.ttl / 3) continue;
         const std::string ttl = std::to_string(c.ttl.count());
         // Control commands (not refused by max_pending_bytes); renewed only once both went
         // (not sent: the shard is down, and its up renews every channel).

@@ -22,8 +22,9 @@
 //   <prefix>:{<key>}:idem:<k>  an Idempotency-Key's answer, kept kIdempotencyTtl
 //   <prefix>:{<key>}           the pub/sub channel (PUBLISH, or SPUBLISH on a cluster)
 // Every key expires (EXPIRE max(history_ttl, channel_idle_timeout)), renewed by each publish
-// and, while this worker has subscribers on the channel, every third of that TTL (refreshTtls),
-// so an abandoned channel never stays in Redis and a quiet one with subscribers never goes.
+// and, while this worker has subscribers on the channel, at most a third of that TTL apart
+// (refreshTtls, on a tick of at most a second that follows the smallest TTL in use), so an
+// abandoned channel never stays in Redis and a quiet one with subscribers never goes.
 // One Lua script per publish: HINCRBY seq, XADD, trim, EXPIRE, PUBLISH
 // "<seq> <epoch> <t|b> <sender>\n<payload>".
 //
@@ -189,7 +190,7 @@ private:
     // history once confirmed. False when not sent.
     bool subscribeInRedis(const std::string& channel, bool catch_up);
     void refreshTtls();
-    void countSubscribeCallbacks();  // into state_, from the subscribe connections (each second)
+    void countSubscribeCallbacks();  // into state_, from the subscribe connections (each tick)
     void scheduleReconnect();
     std::chrono::milliseconds backoff(unsigned& attempts);
     static void onReconnect(int, short, void* arg);
@@ -222,6 +223,9 @@ private:
     core::InlineEvent reconnect_timer_;
     core::InlineEvent probe_timer_;
     core::InlineEvent refresh_timer_;
+    // The renewal tick: a second, or a third of the smallest TTL subscribed to here when that is
+    // shorter (a 1 s TTL renewed once a second expired between renewals, for good).
+    std::chrono::milliseconds refresh_tick_{1000};
     std::mt19937 random_;
     std::string node_;           // this worker's id in the sender field and the probe channels
     unsigned attempts_ = 0;      // rounds from the seeds since a probe last came back
