@@ -4,6 +4,8 @@
 // WebSockets), encoded once per frame form.
 
 #include <algorithm>
+#include <optional>
+
 #include <event2/buffer.h>
 #include <event2/event.h>
 
@@ -48,27 +50,40 @@ std::string messageJson(std::string_view channel, const pubsub::Message& m) {
     return json;
 }
 
-// Appends `m` as one frame in the subscriber's form.
-void encodeFor(evbuffer* out, bool json, std::string_view channel, const pubsub::Message& m) {
+// Appends `m` as one frame in the subscriber's form, compressed by `deflater` (its sharedDeflate's,
+// no context takeover) when non-null, `m` is at least `min_deflate_bytes` and compression pays.
+void encodeFor(evbuffer* out, bool json, std::string_view channel, const pubsub::Message& m, ws::Deflater* deflater,
+               std::size_t min_deflate_bytes) {
     if (json) {
         const std::string text = messageJson(channel, m);
-        ws::Codec::encodeMessage(out, true, text.data(), text.size(), nullptr);
+        ws::Codec::encodeMessage(out, true, text.data(), text.size(), deflater, min_deflate_bytes);
     } else {
-        ws::Codec::encodeMessage(out, m.text, m.payload.data(), m.payload.size(), nullptr);
+        ws::Codec::encodeMessage(out, m.text, m.payload.data(), m.payload.size(), deflater, min_deflate_bytes);
     }
 }
 
 }  // namespace
 
-const core::SharedBytesRef& MessageFrames::shared(bool json) {
+std::string_view MessageFrames::payload(bool json) {
+    if (!json) return message_.payload;
+    if (json_text_.empty()) json_text_ = messageJson(channel_, message_);
+    return json_text_;
+}
+
+core::SharedBytesRef MessageFrames::shared(bool json, const ws::SharedDeflate* deflate) {
+    const bool text = json || message_.text;
+    if (deflate != nullptr && payload(json).size() >= deflate->min_bytes) {
+        for (const Compressed& c : compressed_)
+            if (c.json == json && c.deflate.sameCompressor(*deflate)) return c.frame;
+        const std::string_view p = payload(json);
+        core::SharedBytesRef frame = ws::Codec::encodeShared(text, p.data(), p.size(), deflate);
+        if (frame) compressed_.push_back(Compressed{json, *deflate, frame});
+        return frame;
+    }
     core::SharedBytesRef& frame = json ? json_ : bare_;
     if (!frame) {
-        if (json) {
-            const std::string text = messageJson(channel_, message_);
-            frame = ws::Codec::encodeShared(true, text.data(), text.size());
-        } else {
-            frame = ws::Codec::encodeShared(message_.text, message_.payload.data(), message_.payload.size());
-        }
+        const std::string_view p = payload(json);
+        frame = ws::Codec::encodeShared(text, p.data(), p.size());
     }
     return frame;
 }
@@ -164,7 +179,7 @@ public:
         }
         last_seq_ = message.seq;
         if (message.sender == this) return;
-        const core::SharedBytesRef& frame = frames.shared(options_.json);
+        const core::SharedBytesRef frame = frames.shared(options_.json, session_->sharedDeflate());
         if (!frame) {
             last_seq_ = message.seq - 1;  // out of memory: left to history (the next one catches up)
             return;
@@ -333,8 +348,14 @@ private:
         if (!slice.messages.empty()) {
             core::EvbufferPtr frames(evbuffer_new());
             const std::string_view name = nameOf(key_);
+            // Compressed as live messages are: each alone, for this subscriber only.
+            const ws::SharedDeflate* deflate = session_->sharedDeflate();
+            std::optional<ws::Deflater> deflater;
+            if (deflate) deflater.emplace(deflate->deflater());
             for (const auto& m : slice.messages)
-                if (m->sender != this) encodeFor(frames.get(), options_.json, name, *m);
+                if (m->sender != this)
+                    encodeFor(frames.get(), options_.json, name, *m, deflater ? &*deflater : nullptr,
+                              deflate ? deflate->min_bytes : 0);
             session_->sendEncoded(frames.get());
         }
         if (!slice.messages.empty() || (slice.done && more)) {

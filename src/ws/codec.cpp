@@ -19,6 +19,9 @@ constexpr std::size_t kKeepBufferBytes = 64 * 1024;
 // Compressed payload goes to the inflater in slices of this size, so its staging buffer stays
 // small whatever the frame size.
 constexpr std::size_t kInflateSlice = 16 * 1024;
+// Fan-out frames (encodeShared) shorter than this go uncompressed whatever
+// permessage_deflate.min_message_bytes says: see SharedDeflate.
+constexpr std::size_t kSharedDeflateMinBytes = 256;
 
 Role peerOf(Role role) { return role == Role::Server ? Role::Client : Role::Server; }
 
@@ -40,6 +43,17 @@ bool encodeWith(evbuffer* out, Opcode opcode, const void* data, std::size_t len,
         z.clearAndTrim(kKeepBufferBytes);
     }
     return appendFrame(out, opcode, true, 0, data, len, mask);
+}
+
+// One unmasked frame in shared bytes (Codec::encodeShared); null when out of memory.
+core::SharedBytesRef sharedFrame(Opcode opcode, std::uint8_t rsv, const void* payload, std::size_t len) {
+    std::uint8_t header[kMaxFrameHeaderBytes];
+    const std::size_t h = writeFrameHeader(header, true, rsv, opcode, len, nullptr);
+    core::SharedBytesRef frame = core::SharedBytes::make(h + len);
+    if (!frame) return frame;
+    std::memcpy(frame.get()->data(), header, h);
+    if (len > 0) std::memcpy(frame.get()->data() + h, payload, len);
+    return frame;
 }
 
 }  // namespace
@@ -64,7 +78,12 @@ Codec::Deflate::Deflate(const CodecOptions& options)
                                             : options.deflate->server_max_window_bits,
                options.role == Role::Server ? options.deflate->client_no_context_takeover
                                             : options.deflate->server_no_context_takeover),
-      min_bytes(options.deflate_min_bytes) {}
+      min_bytes(options.deflate_min_bytes) {
+    if (options.role == Role::Server && options.deflate->server_no_context_takeover)
+        shared = SharedDeflate{options.deflate->server_max_window_bits, static_cast<std::uint8_t>(options.deflate_level),
+                               static_cast<std::uint8_t>(options.deflate_mem_level),
+                               std::max(options.deflate_min_bytes, kSharedDeflateMinBytes)};
+}
 
 Codec::Codec(const CodecOptions& options, CodecHandler& handler, evbuffer* out)
     : handler_(handler),
@@ -347,14 +366,17 @@ bool Codec::encodeMessage(evbuffer* out, bool text, const void* data, std::size_
     return encodeWith(out, text ? Opcode::Text : Opcode::Binary, data, len, deflater, min_deflate_bytes, nullptr);
 }
 
-core::SharedBytesRef Codec::encodeShared(bool text, const void* data, std::size_t len) {
-    std::uint8_t header[kMaxFrameHeaderBytes];
-    const std::size_t h = writeFrameHeader(header, true, 0, text ? Opcode::Text : Opcode::Binary, len, nullptr);
-    core::SharedBytesRef frame = core::SharedBytes::make(h + len);
-    if (!frame) return frame;
-    std::memcpy(frame.get()->data(), header, h);
-    if (len > 0) std::memcpy(frame.get()->data() + h, data, len);
-    return frame;
+core::SharedBytesRef Codec::encodeShared(bool text, const void* data, std::size_t len, const SharedDeflate* deflate) {
+    const Opcode opcode = text ? Opcode::Text : Opcode::Binary;
+    if (deflate != nullptr && len >= deflate->min_bytes) {
+        Deflater deflater = deflate->deflater();
+        ByteBuffer& z = deflater.scratch();
+        // A zlib failure leaves the message uncompressed, as does a compression that did not
+        // pay (each message is compressed alone: nothing refers to it later).
+        if (deflater.compress(static_cast<const std::uint8_t*>(data), len, z) && z.size() < len)
+            return sharedFrame(opcode, kRsv1, z.data(), z.size());
+    }
+    return sharedFrame(opcode, 0, data, len);
 }
 
 }  // namespace portico::ws

@@ -26,6 +26,7 @@
 #include "portico/http/response_sink.h"
 #include "portico/pubsub/backplane.h"
 #include "portico/pubsub/pubsub_registry.h"
+#include "portico/ws/permessage_deflate.h"
 
 struct evbuffer;
 
@@ -38,20 +39,32 @@ namespace portico::handlers {
 class EndpointApp;
 
 // One message's frames for a worker's listeners: each form (the bare message, or the
-// portico.pubsub.v1 JSON) encoded at most once, uncompressed (allowed under
-// permessage-deflate, RFC 7692 6: the same bytes suit every subscriber, whatever its
-// compression context), and shared by reference.
+// portico.pubsub.v1 JSON) encoded at most once uncompressed (allowed under permessage-deflate,
+// RFC 7692 6: the same bytes suit every subscriber, whatever its compression context) and at
+// most once compressed per compressor among the listeners that can take it
+// (ws::SharedDeflate: permessage-deflate without server context takeover), and shared by
+// reference.
 class MessageFrames {
 public:
     MessageFrames(std::string_view channel, const pubsub::Message& message) : channel_(channel), message_(message) {}
-    // The frame in shared memory (subscribers write it from there: EndpointSession::queueShared).
-    // Null when out of memory.
-    const core::SharedBytesRef& shared(bool json);
+    // The frame in shared memory (subscribers write it from there: EndpointSession::queueShared),
+    // compressed for `deflate` when non-null and it pays. Null when out of memory.
+    core::SharedBytesRef shared(bool json, const ws::SharedDeflate* deflate = nullptr);
 
 private:
+    std::string_view payload(bool json);  // what the form's frame carries
+
+    struct Compressed {
+        bool json;
+        ws::SharedDeflate deflate;
+        core::SharedBytesRef frame;
+    };
+
     std::string_view channel_;
     const pubsub::Message& message_;
+    std::string json_text_;  // the JSON form's payload, once made
     core::SharedBytesRef bare_, json_;
+    std::vector<Compressed> compressed_;  // one per form and compressor asked for (usually one)
 };
 
 // Anything on a worker that receives a channel's messages: a WebSocket subscriber of the pubsub

@@ -78,6 +78,8 @@ public:
     // is copied (or referenced). Whatever else is written meanwhile (a Close, a ping, a pong,
     // another message, a replay slice) goes after them: they join the output first.
     void queueShared(const core::SharedBytesRef& frame);
+    // Whether shared frames may come compressed, and with which compressor (ws::Codec::sharedDeflate).
+    const ws::SharedDeflate* sharedDeflate() const { return codec_.sharedDeflate(); }
     // What waits to be sent: the output and the shared frames queued (pubsub.queue_bytes).
     std::size_t queuedBytes() const;
     // Writes what the socket takes now; if bytes remain, onDrained follows once they drain.

@@ -110,6 +110,10 @@ public:
     std::uint16_t closeCodeSent() const { return code_sent_; }          // 0: none sent
     std::uint16_t closeCodeReceived() const { return code_received_; }  // 0: none received
     bool deflateEnabled() const { return deflate_ != nullptr; }
+    // How messages compressed once for many receivers may come to this connection: set when it
+    // is a server's that agreed permessage-deflate without server context takeover, else null
+    // (such frames then go uncompressed, as RFC 7692 6 always allows).
+    const SharedDeflate* sharedDeflate() const { return deflate_ && deflate_->shared ? &*deflate_->shared : nullptr; }
     // Message memory kept between feed() calls (zlib's state aside): none unless a message is
     // half-way, so that an idle connection costs no more after a burst than before it.
     std::size_t heldBytes() const { return message_.capacity() + (deflate_ ? deflate_->compressed.capacity() : 0); }
@@ -132,11 +136,14 @@ public:
     // chain when several come before a write, so a burst costs no allocation per frame. Larger
     // ones are added by reference: no copy per receiver.
     static void appendShared(evbuffer* out, evbuffer* frames);
-    // One message as one unmasked, uncompressed (server) frame in bytes shared by reference
-    // (core::SharedBytes): for fan-out, where the same bytes go to every receiver, also under
-    // permessage-deflate (RFC 7692 6: a message may always be sent uncompressed). Null when out
-    // of memory.
-    static core::SharedBytesRef encodeShared(bool text, const void* data, std::size_t len);
+    // One message as one unmasked (server) frame in bytes shared by reference
+    // (core::SharedBytes): for fan-out, where the same bytes go to every receiver. Compressed
+    // with `deflate` when non-null, `len` >= its min_bytes and compression pays (RSV1 set): for
+    // the receivers whose sharedDeflate() has the same compressor; else uncompressed, which
+    // suits every receiver, under permessage-deflate too (RFC 7692 6: a message may always be
+    // sent uncompressed). Null when out of memory.
+    static core::SharedBytesRef encodeShared(bool text, const void* data, std::size_t len,
+                                             const SharedDeflate* deflate = nullptr);
     static constexpr std::size_t kCopySharedBelow = core::SharedBytes::kCopyBelow;
 
 private:
@@ -174,6 +181,7 @@ private:
         Inflater inflater;
         ByteBuffer compressed;      // a slice of compressed payload on its way to the inflater
         std::size_t min_bytes;      // outgoing messages shorter than this are not compressed
+        std::optional<SharedDeflate> shared;  // sharedDeflate()
         std::size_t validated = 0;  // bytes of message_ already fed to utf8_ (inflated text)
     };
 

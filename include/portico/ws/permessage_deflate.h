@@ -92,6 +92,23 @@ private:
     bool broken_ = false;
 };
 
+// A compressor's settings for messages compressed once and sent to many receivers (pub/sub
+// fan-out): those of a server connection that agreed permessage-deflate without server context
+// takeover, whose every message is compressed alone, so that bytes compressed for one such
+// receiver suit every receiver whose sameCompressor() is true (the same window, level and
+// memory: the same bytes out).
+struct SharedDeflate {
+    std::uint8_t window_bits = 15;  // the agreed server_max_window_bits (8 runs as 9)
+    std::uint8_t level = 1;         // zlib level
+    std::uint8_t mem_level = 8;     // zlib memLevel
+    std::size_t min_bytes = 256;    // shorter messages go uncompressed
+    bool sameCompressor(const SharedDeflate& other) const {
+        return window_bits == other.window_bits && level == other.level && mem_level == other.mem_level;
+    }
+    // A compressor for one message at a time (its zlib state comes from the thread's spares).
+    Deflater deflater() const { return Deflater(window_bits, true, level, mem_level); }
+};
+
 // Decompresses messages per RFC 7692 7.2.2, with an output bound so that a small compressed
 // message cannot expand without limit (a "zip bomb" is a 1009). The zlib state (about 7 KiB plus
 // a 2^window window) exists from the first compressed message on; without context takeover only
