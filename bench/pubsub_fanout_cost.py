@@ -8,6 +8,12 @@ of bench/pubsub_redis.py: subscribers on node A, publishes POSTed to node B, 1 w
     /usr/bin/python3 bench/pubsub_fanout_cost.py [--duration 8] [--build-dir build] [--tool callgrind|strace|both]
         [--local]   # one node, no Redis: bench/ws_echo.py's fanout1000 (the publisher POSTs to
                     # the subscribers' node, one request in flight, a window of 4,000 deliveries)
+        [--size 64] # published body bytes
+        [--channels 1]  # the 1,000 subscribers spread over this many channels (10 per channel
+                    # at 100: the compression of a message is shared by fewer deliveries)
+        [--deflate] # subscribers agree permessage-deflate (ws_load --deflate: bodies padded with
+                    # words, compressible as text is); payload_bytes_per_delivery is then what
+                    # came on the wire, and compressed_share the deliveries that came compressed
 
 The counts cover the measured phase only: callgrind is zeroed (callgrind_control -z) when the
 load starts and dumped when it ends; strace is attached to node A for that phase. Run it on two
@@ -69,7 +75,8 @@ def wrapper(workdir: Path, binary: Path, tool: str) -> Path:
     return script
 
 
-def run(tool: str, build_dir: Path, duration: float, local: bool = False) -> dict:
+def run(tool: str, build_dir: Path, duration: float, local: bool = False, size: int = 64,
+        deflate: bool = False, channels: int = 1) -> dict:
     ws_load = bl.build_ws_load(build_dir)
     workdir = bl.make_workdir("fanout-cost")
     if local:
@@ -83,8 +90,8 @@ def run(tool: str, build_dir: Path, duration: float, local: bool = False) -> dic
         services = [node_a, node_b, redis]
         pub_port, window = node_b.port, []
     try:
-        args = ["-c", "1000", "--channels", "1", "--pub-port", str(pub_port), "--token", TOKEN, "-s", "64",
-                "--text", "-d", str(duration)] + window
+        args = ["-c", "1000", "--channels", str(channels), "--pub-port", str(pub_port), "--token", TOKEN, "-s", str(size),
+                "--text", "-d", str(duration)] + window + (["--deflate"] if deflate else [])
         client = bl.LoadClient(ws_load, "pubsub", node_a.port, args)
         try:
             client.ready(timeout=300)
@@ -112,7 +119,11 @@ def run(tool: str, build_dir: Path, duration: float, local: bool = False) -> dic
         for s in services:
             s.stop()
     delivered = res["ops_total"]  # the whole GO phase, as the counts
-    out = {"tool": tool, "deliveries": delivered, "published": res.get("published")}
+    out = {"tool": tool, "size": size, "deflate": deflate, "channels": channels, "deliveries": delivered, "published": res.get("published")}
+    if res.get("ops"):
+        # Over the measured window (ops): the payload bytes each delivery put on the wire.
+        out["payload_bytes_per_delivery"] = round(res.get("payload_bytes", 0) / res["ops"], 1)
+        out["compressed_share"] = round(res.get("compressed", 0) / res["ops"], 3)
     if tool == "callgrind":
         dumps = sorted(glob.glob(str(workdir / "callgrind.out.*")), key=os.path.getmtime)
         summary = [d for d in dumps if re.search(r"\.\d+\.\d+$", d) or d.endswith(".1")] or dumps
@@ -154,10 +165,13 @@ def main() -> int:
     ap.add_argument("--build-dir", type=Path, default=bl.REPO_ROOT / "build")
     ap.add_argument("--tool", choices=["callgrind", "strace", "perf", "both"], default="both")
     ap.add_argument("--local", action="store_true", help="one node without Redis (ws_echo.py's fanout1000)")
+    ap.add_argument("--size", type=int, default=64, help="published body bytes")
+    ap.add_argument("--deflate", action="store_true", help="subscribers agree permessage-deflate")
+    ap.add_argument("--channels", type=int, default=1, help="channels the 1,000 subscribers spread over")
     args = ap.parse_args()
     bl.raise_nofile_limit()
     for tool in (["callgrind", "strace"] if args.tool == "both" else [args.tool]):
-        r = run(tool, args.build_dir, args.duration, args.local)
+        r = run(tool, args.build_dir, args.duration, args.local, args.size, args.deflate, args.channels)
         print(r, flush=True)
     return 0
 

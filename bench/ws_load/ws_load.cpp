@@ -300,6 +300,7 @@ struct FrameHead {
     bool fin = false;
     uint8_t opcode = 0;
     bool masked = false;
+    bool rsv1 = false;  // permessage-deflate: the message is compressed
     uint8_t mask[4] = {0, 0, 0, 0};
     uint64_t len = 0;
     size_t headLen = 0;
@@ -307,9 +308,10 @@ struct FrameHead {
 
 // Parses a frame header (RFC 6455 5.2). Returns 1 with h filled, 0 when more bytes are needed,
 // -1 on a header no peer of ours should send (RSV bits, 64-bit length with the top bit set).
-int parseHead(const uint8_t* p, size_t n, FrameHead& h) {
+int parseHead(const uint8_t* p, size_t n, FrameHead& h, uint8_t allowedRsv = 0) {
     if (n < 2) return 0;
-    if (p[0] & 0x70) return -1;
+    if (p[0] & 0x70 & ~allowedRsv) return -1;
+    h.rsv1 = (p[0] & 0x40) != 0;
     h.fin = (p[0] & 0x80) != 0;
     h.opcode = p[0] & 0x0f;
     h.masked = (p[1] & 0x80) != 0;
@@ -389,6 +391,11 @@ struct Options {
     int pubPort = 0;          // publishers' port (another node of a cluster); 0: --port
     int64_t window = 0;       // deliveries outstanding at most (0: 4 x subscribers per channel)
     double drain = 3;         // seconds to wait for outstanding work after the measured phase
+    // pubsub --deflate: subscribers offer permessage-deflate and take compressed messages
+    // (counted, not inflated: their payload bytes are what came on the wire), and the
+    // publisher pads its bodies with words rather than one repeated byte, so that they
+    // compress as text does (about 3:1) rather than to nothing.
+    bool deflate = false;
 };
 
 Options g_opt;
@@ -416,6 +423,7 @@ struct Conn {
     std::vector<uint64_t> sendNs;  // echo: send time per outstanding message (ring)
     uint64_t payloadLeft = 0;      // data frame payload still to consume
     bool frameFin = false;
+    bool frameCompressed = false;  // the current message came with RSV1 (permessage-deflate)
     bool frameMasked = false;
     uint8_t frameMask[4] = {0, 0, 0, 0};
     uint64_t framePos = 0;         // payload bytes of the current message consumed so far
@@ -443,6 +451,7 @@ struct Stats {
     uint64_t opsTotal = 0;   // completed after GO, drain included (for CPU per operation)
     uint64_t errors = 0;
     uint64_t bytes = 0;      // payload bytes received inside the window
+    uint64_t compressed = 0;  // pubsub --deflate: messages inside the window that came compressed
     std::vector<uint32_t> latNs;  // per operation inside the window, ns (clamped)
     // pubsub
     uint64_t published = 0, publishedTotal = 0, pubErrors = 0;
@@ -1053,6 +1062,10 @@ void Loop::clientMessage(Conn* c) {
         if (phase_ != Phase::Running) return;
         ++st_.ops;
         st_.bytes += c->framePos;
+        if (c->frameCompressed) {
+            ++st_.compressed;  // its "T=" is compressed: no latency sample
+            return;
+        }
         // the publisher put "T=<ns>" in the body; a wrapper (JSON) may come before it
         const std::string_view s(reinterpret_cast<const char*>(c->first), c->firstLen);
         const size_t t = s.find("T=");
@@ -1089,7 +1102,7 @@ void Loop::clientFrames(Conn* c) {
             continue;
         }
         FrameHead h;
-        const int r = parseHead(c->in.head(), c->in.size(), h);
+        const int r = parseHead(c->in.head(), c->in.size(), h, g_opt.deflate ? 0x40 : 0);
         if (r == 0) return;
         if (r < 0 || h.masked) {  // RFC 6455 5.1: a server must not mask
             ++st_.errors;
@@ -1118,6 +1131,7 @@ void Loop::clientFrames(Conn* c) {
         if (h.opcode != 0) {  // a new message
             c->firstLen = 0;
             c->framePos = 0;
+            c->frameCompressed = h.rsv1;
         }
         c->frameFin = h.fin;
         c->payloadLeft = h.len;
@@ -1181,7 +1195,8 @@ void Loop::onClient(Conn* c, uint32_t ev) {
                                 std::to_string(g_opt.port) +
                                 "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                 "Sec-WebSocket-Key: " +
-                                key + "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+                                key + "\r\nSec-WebSocket-Version: 13\r\n" +
+                                (g_opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "") + "\r\n";
         c->out.append(req.data(), req.size());
         c->st = St::Handshake;
         setEvents(c, EPOLLIN);
@@ -1230,7 +1245,18 @@ void Loop::publish(Conn* c) {
     const int ch = nextChannel_;
     nextChannel_ = (nextChannel_ + 1) % g_opt.channels;
     std::string body = "T=" + std::to_string(nowNs()) + " S=" + std::to_string(st_.publishedTotal) + " ";
-    if (body.size() < g_opt.size) body.append(g_opt.size - body.size(), 'x');
+    if (g_opt.deflate) {
+        static const char* const kWords[] = {"price ", "update ", "symbol ", "order ", "trade ", "42.17 ", "bid ",
+                                             "ask ", "volume ", "1093 ", "room ", "user ", "said ", "hello ", "ok ", "eur "};
+        uint64_t x = st_.publishedTotal * 6364136223846793005ULL + 1442695040888963407ULL;
+        while (body.size() < g_opt.size) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            body += kWords[x >> 60];
+        }
+        body.resize(std::max<size_t>(g_opt.size, 1));
+    } else if (body.size() < g_opt.size) {
+        body.append(g_opt.size - body.size(), 'x');
+    }
     std::string req = "POST " + g_opt.pubPath + "c" + std::to_string(ch) +
                       " HTTP/1.1\r\nHost: " + g_opt.host + "\r\nContent-Type: text/plain\r\n";
     if (!g_opt.token.empty()) req += "Authorization: Bearer " + g_opt.token + "\r\n";
@@ -1439,12 +1465,12 @@ void Loop::printResult() {
         "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
         "\"errors\":%" PRIu64 ",\"published\":%" PRIu64 ",\"published_total\":%" PRIu64
         ",\"publish_errors\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"undelivered\":%" PRId64
-        ",\"client_cpu_s\":%.3f}\n",
+        ",\"client_cpu_s\":%.3f,\"payload_bytes\":%" PRIu64 ",\"compressed\":%" PRIu64 "}\n",
         mode, g_opt.connections, open_, g_opt.size, secs, st_.ops, st_.opsTotal,
         secs > 0 ? static_cast<double>(st_.ops) / secs : 0.0,
         secs > 0 ? static_cast<double>(st_.bytes) / secs / 1e6 : 0.0, p50, p90, p99, p999, maxUs,
         st_.errors, st_.published, st_.publishedTotal, st_.pubErrors, st_.lost,
-        std::max<int64_t>(0, st_.expected - st_.delivered), cpuEnd_ - cpu0_);
+        std::max<int64_t>(0, st_.expected - st_.delivered), cpuEnd_ - cpu0_, st_.bytes, st_.compressed);
     std::fflush(stdout);
 }
 
@@ -2045,7 +2071,7 @@ void usage() {
                  "  -c N connections/subscribers  -s BYTES message size  -d SECS duration\n"
                  "  --inflight K --rate MSGS_PER_S (echo) --text --go-stdin --setup-concurrency N --no-idle-ping\n"
                  "  --channels C --publishers P --sub-path /live/ --pub-path /live/ --token T\n"
-                 "  --window N --drain SECS\n");
+                 "  --window N --drain SECS --deflate\n");
     std::exit(2);
 }
 
@@ -2091,6 +2117,7 @@ int main(int argc, char** argv) {
         else if (a == "--pub-port") g_opt.pubPort = std::atoi(next());
         else if (a == "--window") g_opt.window = std::atoll(next());
         else if (a == "--drain") g_opt.drain = std::atof(next());
+        else if (a == "--deflate") g_opt.deflate = true;
         else usage();
     }
     std::signal(SIGPIPE, SIG_IGN);
