@@ -108,7 +108,7 @@ void readBetween(Decoder& d, const Item& v, std::size_t low, std::size_t high, T
 constexpr std::size_t kMinWindowBits = 8;
 constexpr std::size_t kMaxWindowBits = 15;
 
-const std::array<KeyRule<PermessageDeflateSettings>, 8> kPermessageDeflateKeys{{
+const std::array<KeyRule<PermessageDeflateSettings>, 9> kPermessageDeflateKeys{{
     {"enabled", type::boolean(), "true",
      "false: decline every permessage-deflate offer",
      [](Decoder& d, const Item& v, PermessageDeflateSettings& p) { d.readBool(v, p.enabled); }},
@@ -137,6 +137,10 @@ const std::array<KeyRule<PermessageDeflateSettings>, 8> kPermessageDeflateKeys{{
     {"min_message_bytes", type::size(), "64",
      "outgoing messages shorter than this are sent uncompressed",
      [](Decoder& d, const Item& v, PermessageDeflateSettings& p) { d.readSize(v, p.min_message_bytes); }},
+    {"max_inflating_per_worker", type::count(), "256",
+     "compressed messages half-received at once per worker (a ~40 KiB decompressor each); one more: "
+     "close 1013; 0 = no bound",
+     [](Decoder& d, const Item& v, PermessageDeflateSettings& p) { d.readCount(v, p.max_inflating_per_worker); }},
 }};
 
 }  // namespace

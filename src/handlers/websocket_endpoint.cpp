@@ -28,6 +28,7 @@ ws::CodecOptions codecOptions(const config::WebSocketSettings& settings, const s
     options.deflate_level = settings.permessage_deflate.level;
     options.deflate_mem_level = settings.permessage_deflate.mem_level;
     options.deflate_min_bytes = settings.permessage_deflate.min_message_bytes;
+    options.max_inflating = settings.permessage_deflate.max_inflating_per_worker;
     return options;
 }
 

@@ -77,7 +77,8 @@ Codec::Deflate::Deflate(const CodecOptions& options)
       inflater(options.role == Role::Server ? options.deflate->client_max_window_bits
                                             : options.deflate->server_max_window_bits,
                options.role == Role::Server ? options.deflate->client_no_context_takeover
-                                            : options.deflate->server_no_context_takeover),
+                                            : options.deflate->server_no_context_takeover,
+               options.max_inflating),
       min_bytes(options.deflate_min_bytes) {
     if (options.role == Role::Server && options.deflate->server_no_context_takeover)
         shared = SharedDeflate{options.deflate->server_max_window_bits, static_cast<std::uint8_t>(options.deflate_level),
@@ -147,8 +148,16 @@ CodecState Codec::feed(evbuffer* in) {
         in_frame_ = false;
         if (frame_.fin) finishMessage();
     }
-    // Once Closed nothing more is read (RFC 6455 7.1.7: after failing, process no further data).
-    if (state_ == CodecState::Closed) evbuffer_drain(in, evbuffer_get_length(in));
+    // A compressed message left half-way holds its decompressor until it ends: beyond the
+    // worker's max_inflating such messages this connection is failed (RFC 6455 7.4.1: 1013, try
+    // again later) rather than hold one more; those already in progress go on.
+    if (deflate_ && state_ != CodecState::Closed && deflate_->inflater.overLimit()) fail(close_code::kTryAgainLater);
+    // Once Closed nothing more is read (RFC 6455 7.1.7: after failing, process no further data),
+    // and a message cut short gives its decompressor back at once.
+    if (state_ == CodecState::Closed) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        if (deflate_) deflate_->inflater.abandon();
+    }
     // The burst is over: unless a message is half-way, the reassembly memory goes back, so that
     // an idle connection keeps none (most messages never need it: deliverInPlace).
     if (!checker_.inMessage() && !(in_frame_ && !isControl(frame_.opcode))) message_.clearAndTrim(0);

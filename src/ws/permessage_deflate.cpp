@@ -323,6 +323,9 @@ using DeflateStream = std::unique_ptr<z_stream_s, DeflateStreamDeleter>;
 using InflateStream = std::unique_ptr<z_stream_s, InflateStreamDeleter>;
 thread_local SpareStreams<DeflateStream> t_spare_deflate;
 thread_local SpareStreams<InflateStream> t_spare_inflate;
+// Inflaters without context takeover holding a stream on this thread: messages half-way
+// (Inflater::inflatingNow).
+thread_local std::size_t t_inflating = 0;
 
 }  // namespace
 
@@ -392,19 +395,48 @@ bool Deflater::compress(const std::uint8_t* data, std::size_t len, ByteBuffer& o
     return true;
 }
 
-Inflater::Inflater(int window_bits, bool no_context_takeover)
-    : window_bits_(std::clamp(window_bits, 8, 15)), no_context_takeover_(no_context_takeover) {}
+Inflater::Inflater(int window_bits, bool no_context_takeover, std::size_t max_inflating)
+    : max_inflating_(max_inflating),
+      window_bits_(std::clamp(window_bits, 8, 15)),
+      no_context_takeover_(no_context_takeover) {}
+
+Inflater::~Inflater() {
+    if (counted_) --t_inflating;  // a message cut short: its state is freed with stream_
+}
+
+std::size_t Inflater::inflatingNow() { return t_inflating; }
 
 bool Inflater::init() {
     if (no_context_takeover_) {
         stream_ = t_spare_inflate.take({window_bits_, 0, 0});
-        if (stream_) return true;
+        if (!stream_) {
+            auto stream = std::make_unique<z_stream>();
+            // Raw inflate accepts an 8-bit window (unlike raw deflate).
+            if (inflateInit2(stream.get(), -window_bits_) != Z_OK) return false;
+            stream_.reset(stream.release());
+        }
+        ++t_inflating;
+        counted_ = true;
+        return true;
     }
     auto stream = std::make_unique<z_stream>();
-    // Raw inflate accepts an 8-bit window (unlike raw deflate).
     if (inflateInit2(stream.get(), -window_bits_) != Z_OK) return false;
     stream_.reset(stream.release());
     return true;
+}
+
+void Inflater::release() {
+    if (inflateReset(stream_.get()) == Z_OK) t_spare_inflate.give({window_bits_, 0, 0}, std::move(stream_));
+    stream_.reset();
+    if (counted_) --t_inflating;
+    counted_ = false;
+}
+
+bool Inflater::overLimit() const { return counted_ && max_inflating_ != 0 && t_inflating > max_inflating_; }
+
+void Inflater::abandon() {
+    if (stream_ && no_context_takeover_) release();
+    broken_ = true;
 }
 
 Inflater::Status Inflater::run(const std::uint8_t* data, std::size_t len, ByteBuffer& out, std::size_t max_size) {
@@ -459,8 +491,7 @@ Inflater::Status Inflater::finish(ByteBuffer& out, std::size_t max_size) {
     if (st != Status::Ok) return st;
     if (no_context_takeover_) {
         // As in Deflater::compress: back to the worker's spares, none kept by the connection.
-        if (inflateReset(stream_.get()) == Z_OK) t_spare_inflate.give({window_bits_, 0, 0}, std::move(stream_));
-        stream_.reset();
+        release();
     } else if (ended_ && stream_ && inflateReset(stream_.get()) != Z_OK) {
         broken_ = true;
         return Status::Corrupt;

@@ -18,7 +18,7 @@ import zlib
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 from portico_harness import LEAN_ASAN_ENV, main, read_rss_kb  # noqa: E402
-from ws_client import OP_TEXT  # noqa: E402
+from ws_client import OP_CONT, OP_TEXT  # noqa: E402
 from ws_peers import (WsTestCase, browser_available, echo_config, py_connect, py_run,  # noqa: E402
                       run_browser_close, ws_url)
 
@@ -104,6 +104,47 @@ class DeflateMemory(WsTestCase):
             sizes.append(len(f.payload))
         self.assertLess(sizes[0], len(data) // 2)
         self.assertEqual(len(set(sizes)), 1, "no context carried over: the same size each time")
+
+    def test_compressed_messages_half_received_at_once_are_bounded_per_worker(self):
+        # Each holds a decompressor (~40 KiB) until it ends: a client must not make a worker hold
+        # one per connection it may open. Beyond max_inflating_per_worker: close 1013.
+        p = self.echo(deflate={"max_inflating_per_worker": 2})
+        big = ("The quick brown fox jumps over the lazy dog %d; " * 100) % tuple(range(100))
+        comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+        payload = (comp.compress(big.encode()) + comp.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        half = len(payload) // 2
+
+        def connect():
+            return self.ws_connect(p.port, "/echo", extensions="permessage-deflate")
+
+        def start_message(ws):
+            ws.send_frame(OP_TEXT, payload[:half], fin=False, rsv=4)
+            ws.send_ping(b"seen")  # its pong: the fragment before it was read
+            self.assertEqual(ws.recv_frame().payload, b"seen")
+
+        def end_message(ws):
+            ws.send_frame(OP_CONT, payload[half:], fin=True)
+            op, echoed = ws.recv_message(allow_rsv=True)
+            self.assertEqual(zlib.decompressobj(-15).decompress(echoed + TAIL).decode(), big)
+
+        a, b, c = connect(), connect(), connect()
+        start_message(a)
+        start_message(b)
+        # A whole compressed message holds nothing after its read: not refused at the bound.
+        c.send_frame(OP_TEXT, payload, rsv=4)
+        op, echoed = c.recv_message(allow_rsv=True)
+        self.assertEqual(zlib.decompressobj(-15).decompress(echoed + TAIL).decode(), big)
+        # A third one left half-way is one too many: 1013, and the first two go on.
+        c.send_frame(OP_TEXT, payload[:half], fin=False, rsv=4)
+        self.assertEqual(c.expect_close()[0], 1013)
+        end_message(a)
+        # a's ended: room for one more, on a new connection as on an old one.
+        d = connect()
+        start_message(d)
+        end_message(b)
+        end_message(d)
+        start_message(a)
+        end_message(a)
 
     def test_context_takeover_is_still_available_when_configured(self):
         p = self.echo({"server_no_context_takeover": False, "client_no_context_takeover": False,

@@ -201,6 +201,9 @@ struct PermessageDeflateSettings {
     int level = 1;                            // zlib level 1 (fast) .. 9 (small)
     int mem_level = 8;                        // zlib memLevel 1..9 (hash memory 2^(n+9) bytes)
     std::size_t min_message_bytes = 64;       // shorter outgoing messages go uncompressed
+    std::size_t max_inflating_per_worker = 256;  // compressed messages half-received at once on a
+                                                 // worker (each holds a ~40 KiB decompressor);
+                                                 // one more: close 1013; 0 = no bound
 };
 
 struct WebSocketSettings {

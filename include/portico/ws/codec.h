@@ -37,6 +37,9 @@ struct CodecOptions {
     int deflate_level = 1;                    // zlib level for outgoing messages (1 fast .. 9 small)
     int deflate_mem_level = 8;                // zlib memLevel (compressor memory 2^(n+9) bytes)
     std::size_t deflate_min_bytes = 64;       // outgoing messages shorter than this are not compressed
+    std::size_t max_inflating = 0;            // Inflater's max_inflating: the worker's compressed
+                                              // messages half-received at once; one more fails the
+                                              // connection with 1013; 0 = no bound
     FrameTracer* tracer = nullptr;            // websocket.trace: every frame in and out is logged
                                               // (not owned; outlives the Codec); null: off
 };

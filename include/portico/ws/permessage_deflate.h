@@ -113,13 +113,30 @@ struct SharedDeflate {
 // message cannot expand without limit (a "zip bomb" is a 1009). The zlib state (about 7 KiB plus
 // a 2^window window) exists from the first compressed message on; without context takeover only
 // until the message's end, when it goes back to its thread's spares as the Deflater's does.
+// Such a state held between a message's first payload bytes and its end is counted per thread
+// (inflatingNow()): a client could otherwise start a compressed message on every connection it
+// may open and go quiet, each holding its state. The owner checks overLimit() when a message
+// stays half-way (the end of a read) and gives the state up with abandon().
 class Inflater {
 public:
     enum class Status : std::uint8_t { Ok, TooBig, Corrupt };
 
     // `window_bits` 8..15: the sender's agreed max window; `no_context_takeover` resets the state
-    // after each message (the sender promised not to refer back).
-    Inflater(int window_bits, bool no_context_takeover);
+    // after each message (the sender promised not to refer back); `max_inflating`: the thread's
+    // messages in progress (without context takeover) at most, this one included; 0 = no bound.
+    Inflater(int window_bits, bool no_context_takeover, std::size_t max_inflating = 0);
+    ~Inflater();
+    Inflater(const Inflater&) = delete;
+    Inflater& operator=(const Inflater&) = delete;
+
+    // Messages without context takeover whose decompression state is held on this thread now.
+    static std::size_t inflatingNow();
+    // This Inflater holds a message's state (no context takeover) while the thread holds more
+    // than max_inflating such states.
+    bool overLimit() const;
+    // Gives the current message's state back (no context takeover) and refuses everything after
+    // (Corrupt): for a connection that is being failed.
+    void abandon();
 
     // Decompresses the next `len` bytes of the current message's payload, appending to `out`.
     // TooBig as soon as out.size() would exceed `max_size`; Corrupt on invalid DEFLATE data.
@@ -131,10 +148,13 @@ public:
 private:
     bool init();
     Status run(const std::uint8_t* data, std::size_t len, ByteBuffer& out, std::size_t max_size);
+    void release();  // the state goes back to the spares (no context takeover), uncounted
 
     std::unique_ptr<z_stream_s, InflateStreamDeleter> stream_;
+    std::size_t max_inflating_;
     int window_bits_;
     bool no_context_takeover_;
+    bool counted_ = false;  // stream_ is counted in the thread's inflatingNow()
     bool ended_ = false;  // the message's DEFLATE data had a final block: ignore the rest of it
     bool fed_ = false;    // the current message has had payload bytes
     bool broken_ = false;

@@ -122,6 +122,7 @@ TEST_CASE("permessage_deflate defaults keep no context in either direction", "[c
     CHECK(p.level == 1);
     CHECK(p.mem_level == 8);
     CHECK(p.min_message_bytes == 64);
+    CHECK(p.max_inflating_per_worker == 256);
 }
 
 TEST_CASE("permessage_deflate decodes on built-ins and mode http", "[config][websocket][deflate]") {
@@ -131,6 +132,7 @@ TEST_CASE("permessage_deflate decodes on built-ins and mode http", "[config][web
             "        server_no_context_takeover: false\n        client_no_context_takeover: false\n"
             "        server_max_window_bits: 10\n        client_max_window_bits: 9\n"
             "        level: 6\n        mem_level: 4\n        min_message_bytes: 1KiB\n"
+            "        max_inflating_per_worker: 0\n"
             "  - path: /live/\n    handler: pubsub\n    websocket: {permessage_deflate: {enabled: false}}\n"
             "  - path: /app\n    upstream: app\n    websocket: {mode: http, permessage_deflate: {level: 9}}\n",
         "portico.yaml");
@@ -144,6 +146,7 @@ TEST_CASE("permessage_deflate decodes on built-ins and mode http", "[config][web
     CHECK(echo.level == 6);
     CHECK(echo.mem_level == 4);
     CHECK(echo.min_message_bytes == 1024);
+    CHECK(echo.max_inflating_per_worker == 0);
     CHECK_FALSE(result.config->routes[1].websocket.permessage_deflate.enabled);
     CHECK(result.config->routes[2].websocket.permessage_deflate.level == 9);
     CHECK(result.config->routes[2].websocket.permessage_deflate.server_no_context_takeover);
@@ -171,6 +174,8 @@ TEST_CASE("permessage_deflate errors name the file, line, column and key path", 
          "false"},
         {L + R + "        min_message_bytes: -1\n",
          "portico.yaml:8:28: routes[0].websocket.permessage_deflate.min_message_bytes: expected a size like 10MiB"},
+        {L + R + "        max_inflating_per_worker: lots\n",
+         "portico.yaml:8:35: routes[0].websocket.permessage_deflate.max_inflating_per_worker: expected a non-negative integer"},
         {L + R + "        window_bits: 10\n",
          "portico.yaml:8:9: routes[0].websocket.permessage_deflate.window_bits: unknown key"},
         {L + "routes:\n  - upstream: app\n    websocket: {mode: frames, permessage_deflate: {level: 2}}\n",
