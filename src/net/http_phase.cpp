@@ -38,8 +38,9 @@ void ClientConnection::HttpPhase::bind(ClientConnection& connection, std::size_t
     parser.reset();
     parser.forgetMessage();
     // give() took the resume event off the loop. The timer may still be armed for the last
-    // connection's deadline, which is earlier than any this one sets: Deadline::set adds no
-    // event then, and the early firing re-arms for the rest (Deadline::fired).
+    // connection's deadline: no later than the one this connection sets, Deadline::set adds no
+    // event and the early firing re-arms for the rest (Deadline::fired); later (a keep-alive or
+    // send timeout), Deadline::set adds the event again for the earlier one.
     owner = &connection;
     pending_app.reset();
     pending_deflate.reset();

@@ -175,7 +175,10 @@ namespace {
 
 // What the client's checks of a 101 read from its fields, gathered in one pass.
 struct UpgradeResponseFields {
-    bool upgrade_websocket = false;  // an Upgrade field holds "websocket"
+    // RFC 6455 4.1 (the client's checks, item 2): the Upgrade field is "websocket" itself
+    // (ASCII case-insensitive), not a list that holds it, and comes once (as the ws library checks).
+    int upgrades = 0;
+    bool upgrade_websocket = false;
     bool connection_upgrade = false;  // a Connection field holds "upgrade"
     int accepts = 0;                 // Sec-WebSocket-Accept fields
     const http::Header* accept = nullptr;
@@ -188,7 +191,8 @@ UpgradeResponseFields scanUpgradeResponse(const http::HeaderList& headers) {
             ++f.accepts;
             f.accept = &h;
         } else if (http::equalsIgnoreCase(h.name, "Upgrade")) {
-            f.upgrade_websocket = f.upgrade_websocket || http::valueHasToken(h.value, "websocket");
+            ++f.upgrades;
+            f.upgrade_websocket = http::equalsIgnoreCase(trim(h.value), "websocket");
         } else if (http::equalsIgnoreCase(h.name, "Connection")) {
             f.connection_upgrade = f.connection_upgrade || http::valueHasToken(h.value, "upgrade");
         }
@@ -214,7 +218,7 @@ bool isValidUpgradeResponse(const http::ResponseHead& head, std::string_view key
     // fields, then the SHA-1 only for a response that passed the rest.
     if (head.status != 101) return false;
     const UpgradeResponseFields f = scanUpgradeResponse(head.headers);
-    return f.upgrade_websocket && f.connection_upgrade && acceptMatches(f, key);
+    return f.upgrades == 1 && f.upgrade_websocket && f.connection_upgrade && acceptMatches(f, key);
 }
 
 std::string_view selectSubprotocol(const std::vector<std::string_view>& requested,

@@ -193,9 +193,17 @@ TEST_CASE("an upstream 101 must carry the matching accept", "[ws][handshake]") {
     other_protocol.headers[0].value = "h2c";
     CHECK_FALSE(isValidUpgradeResponse(other_protocol, key));
     ResponseHead spelled = r;
-    spelled.headers[0] = {"UPGRADE", "h2c, WebSocket"};
+    spelled.headers[0] = {"UPGRADE", " WebSocket "};
     spelled.headers[1] = {"connection", "keep-alive, upgrade"};
     CHECK(isValidUpgradeResponse(spelled, key));
+    // RFC 6455 4.1, the client's check 2: the 101's Upgrade is "websocket" itself, once; a list
+    // that holds it (accepted before) or a second Upgrade field fails the connection.
+    ResponseHead listed = r;
+    listed.headers[0].value = "h2c, websocket";
+    CHECK_FALSE(isValidUpgradeResponse(listed, key));
+    ResponseHead two_upgrades = r;
+    two_upgrades.headers.push_back({"Upgrade", "websocket"});
+    CHECK_FALSE(isValidUpgradeResponse(two_upgrades, key));
 }
 
 TEST_CASE("subprotocol selection follows the client's order within the allow-list", "[ws][handshake]") {
