@@ -417,6 +417,10 @@ bool Inflater::init() {
         }
         ++t_inflating;
         counted_ = true;
+        // Judged once, when the message starts, against this connection's own bound: routes
+        // (or configurations, across a reload) with a larger bound or none are counted too,
+        // and must not fail a message of this one that was already under way.
+        over_ = max_inflating_ != 0 && t_inflating > max_inflating_;
         return true;
     }
     auto stream = std::make_unique<z_stream>();
@@ -432,7 +436,7 @@ void Inflater::release() {
     counted_ = false;
 }
 
-bool Inflater::overLimit() const { return counted_ && max_inflating_ != 0 && t_inflating > max_inflating_; }
+bool Inflater::overLimit() const { return counted_ && over_; }
 
 void Inflater::abandon() {
     if (stream_ && no_context_takeover_) release();

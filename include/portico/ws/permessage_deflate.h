@@ -131,8 +131,9 @@ public:
 
     // Messages without context takeover whose decompression state is held on this thread now.
     static std::size_t inflatingNow();
-    // This Inflater holds a message's state (no context takeover) while the thread holds more
-    // than max_inflating such states.
+    // This Inflater holds a message's state (no context takeover) that, when it started, made the
+    // thread hold more than max_inflating such states (this one's bound; messages already under
+    // way are never failed by a later one, whatever its connection's bound).
     bool overLimit() const;
     // Gives the current message's state back (no context takeover) and refuses everything after
     // (Corrupt): for a connection that is being failed.
@@ -155,6 +156,7 @@ private:
     int window_bits_;
     bool no_context_takeover_;
     bool counted_ = false;  // stream_ is counted in the thread's inflatingNow()
+    bool over_ = false;     // counting it took the thread past max_inflating_ (overLimit)
     bool ended_ = false;  // the message's DEFLATE data had a final block: ignore the rest of it
     bool fed_ = false;    // the current message has had payload bytes
     bool broken_ = false;

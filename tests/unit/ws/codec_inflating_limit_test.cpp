@@ -94,3 +94,35 @@ TEST_CASE("codec fails with 1013 a compressed message left half-way beyond the w
     // Connections gone with messages half-way: nothing stays counted.
     CHECK(Inflater::inflatingNow() == base);
 }
+
+// The count is the worker's, across routes with different bounds (or none), and across a reload
+// that changes the bound: a message already under way on a connection with a small bound goes
+// on when connections with a larger bound push the count past it. Only a message that starts
+// over its own connection's bound is refused. Before, the small-bound connection's next partial
+// read failed it with 1013.
+TEST_CASE("codec: messages under way are not failed by other routes' messages past their bound",
+          "[ws][codec][deflate][limits]") {
+    std::string message;
+    for (int i = 0; message.size() < 8000; ++i) message += "event " + std::to_string(i) + " happened; ";
+    const std::string z = compressed(message);
+    const std::string first = z.substr(0, z.size() / 3), second = z.substr(z.size() / 3, z.size() / 3),
+                      rest = z.substr(2 * (z.size() / 3));
+    const std::size_t base = Inflater::inflatingNow();
+    {
+        Conn small(base + 2), other_small(base + 2), a(0), b(0), c(0);
+        CHECK(small.send(Opcode::Text, false, kRsv1, first) == CodecState::Open);
+        CHECK(a.send(Opcode::Text, false, kRsv1, first) == CodecState::Open);
+        CHECK(b.send(Opcode::Text, false, kRsv1, first) == CodecState::Open);
+        CHECK(c.send(Opcode::Text, false, kRsv1, first) == CodecState::Open);
+        CHECK(Inflater::inflatingNow() == base + 4);
+        // The small-bound connection's message goes on, and ends whole.
+        CHECK(small.send(Opcode::Continuation, false, 0, second) == CodecState::Open);
+        CHECK(small.send(Opcode::Continuation, true, 0, rest) == CodecState::Open);
+        REQUIRE(small.handler.messages.size() == 1);
+        CHECK(small.handler.messages[0] == message);
+        // A new message on a small-bound connection now starts past its bound: refused.
+        CHECK(other_small.send(Opcode::Text, false, kRsv1, first) == CodecState::Closed);
+        CHECK(other_small.codec->closeCodeSent() == 1013);
+    }
+    CHECK(Inflater::inflatingNow() == base);
+}
