@@ -28,6 +28,10 @@ MESSAGES = [
     (b"short text", False),                                # below the 256-byte floor
     (b"y" * 200, False),                                   # compressible, but below the floor
     (b"\xff" + os.urandom(1999), False),                   # binary, incompressible: sent as is
+    # Binary whose only repeats are 1,500 bytes back: inside a 2^15 window, out of a 2^10 one.
+    # A frame compressed at window 15 and sent to a window-10 subscriber would not inflate there;
+    # at window 10 compression does not pay, so that subscriber gets it as is (last in the list).
+    ((b"\xfe" + os.urandom(1499)) * 3, True),
 ]
 
 
@@ -114,8 +118,9 @@ class DeflateFanOut(WsTestCase):
         compressed = [c for _, c in MESSAGES]
         for name in ("a", "b", "w10", "plain", "takeover", "late"):
             self.assertEqual(got[name], want, name)
-        for name in ("a", "b", "w10", "late"):
+        for name in ("a", "b", "late"):
             self.assertEqual(rsv[name], compressed, name)
+        self.assertEqual(rsv["w10"], compressed[:-1] + [False], "window 10: its own compressor's frames")
         self.assertEqual(rsv["takeover"], [False] * len(MESSAGES), "a context-takeover subscriber: uncompressed")
         # The JSON form: the same messages; the large text one compressed, the short one not.
         for body, m in zip((body for body, _ in MESSAGES), got["js"]):
