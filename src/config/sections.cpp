@@ -70,7 +70,7 @@ const std::array<KeyRule<Config>, 10> kRootKeys{{
      "after a reload, close old upgraded connections with 1001 this long later; off = never",
      decodeDrainTimeout},
     {"io_uring", type::choice<kIoUringModes>(), "off",
-     "plaintext WebSocket tunnels on a per-worker io_uring: off, auto (when the kernel allows), on (required)",
+     "plain TCP sockets (HTTP/1.1 and h2c clients, plain upstreams, WebSocket tunnels) on a per-worker io_uring: off, auto (when the kernel allows), on (required)",
      [](Decoder& d, const Item& v, Config& c) { d.readChoice(v, kIoUringModes, c.io_uring); }},
     {"log", type::mapping<kLogKeys>(), "",
      "error and access logs",

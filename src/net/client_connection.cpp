@@ -50,6 +50,17 @@ const char* ClientConnection::toString(State state) {
     return "?";
 }
 
+namespace {
+
+// A plain listener's connections do their I/O through the worker's ring when it has one (config
+// `io_uring`); a TLS listener's stay on epoll (OpenSSL reads and writes the socket itself).
+uring::Ring* plainRing(Worker& worker, const WorkerSnapshot& snapshot, std::size_t listener_index) {
+    if (snapshot.snapshot().tls.listeners.at(listener_index)) return nullptr;
+    return worker.ioRing();
+}
+
+}  // namespace
+
 ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sockaddr* peer,
                                    std::shared_ptr<WorkerSnapshot> snapshot, std::size_t listener_index,
                                    observe::ListenerStats& listener_stats)
@@ -57,7 +68,8 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
       snapshot_(std::move(snapshot)),
       listener_(&snapshot_->config().listeners.at(listener_index)),
       listener_stats_(listener_stats),
-      client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this))),
+      client_(std::make_unique<Stream>(worker.loop().base(), std::move(fd), static_cast<StreamHandler*>(this),
+                                       plainRing(worker, *snapshot_, listener_index))),
       http_(worker.httpPhases().take(*this, snapshot_->config().limits.max_header_bytes)) {
     client_ip_ = peerAddress(peer, client_hash_);
     http_->client_key = ipKeyOf(peer, snapshot_->config().limits.per_ip_ipv6_prefix);
@@ -189,7 +201,9 @@ void ClientConnection::processInput(const char* data, std::size_t n) {
             }
             case http::ParseStatus::Upgrade:
                 if (http_->pending_app) {
-                    // A built-in endpoint accepted the WebSocket: it takes the socket now.
+                    // A built-in endpoint accepted the WebSocket: it takes the socket now, its
+                    // writes at once (queue_bytes judges what the socket refuses: writeAtOnce).
+                    client_->writeAtOnce();
                     auto session = std::make_unique<handlers::EndpointSession>(
                         static_cast<ws::SessionOwner&>(*this), worker_.loop(), takeClient(),
                         http_->req.route->websocket, http_->pending_deflate, std::move(http_->pending_app), makeTracer());

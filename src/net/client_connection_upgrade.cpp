@@ -75,7 +75,7 @@ void ClientConnection::onUpgraded(std::unique_ptr<Stream> upstream, std::string 
 // side stays on epoll (OpenSSL reads and writes its socket itself).
 uring::Ring* ClientConnection::plainTunnelRing(const Stream& upstream) {
     if (client_->isTls() || upstream.isTls()) return nullptr;
-    return worker_.tunnelRing();
+    return worker_.ioRing();
 }
 
 std::unique_ptr<ws::FrameTracer> ClientConnection::makeTracer() {
@@ -152,6 +152,7 @@ void ClientConnection::onBridgeAccepted(std::string_view subprotocol) {
     evbuffer_add(client_->output(), response.data(), response.size());
     http_->req.bytes_out += response.size();
     http_->req.status = 101;
+    client_->writeAtOnce();  // as for the other built-ins (processInput)
     auto session = std::make_unique<handlers::EndpointSession>(static_cast<ws::SessionOwner&>(*this), worker_.loop(),
                                                                takeClient(), http_->req.route->websocket,
                                                                http_->pending_deflate, bridge_->makeApp(), makeTracer());

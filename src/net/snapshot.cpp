@@ -25,7 +25,8 @@ WorkerSnapshot::WorkerSnapshot(EventLoop& loop, std::shared_ptr<const Snapshot> 
         auto tls = snapshot_->tls.upstreams.find(name);
         upstreams_.emplace(name, std::make_unique<proxy::UpstreamGroup>(
                                      loop, upstream, stats.upstream(name, servers),
-                                     tls == snapshot_->tls.upstreams.end() ? nullptr : tls->second.get()));
+                                     tls == snapshot_->tls.upstreams.end() ? nullptr : tls->second.get(),
+                                     snapshot_->config->io_uring != config::IoUring::Off));
     }
     std::vector<std::string> route_keys, upstream_names;
     for (const auto& route : snapshot_->config->routes) {

@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include "portico/core/inline_event.h"
+#include "portico/net/uring/stream_io.h"
 #include "portico/tls/errors.h"
 #include <algorithm>
 
@@ -74,11 +75,18 @@ void StreamHandler::onBytes(ByteStream& stream, const char* data, std::size_t n)
 
 void StreamHandler::onPlainTextOnTls(Stream& stream) { onError(stream, EPROTO); }
 
-Stream::Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler)
-    : fd_(std::move(fd)), handler_(handler) {
+Stream::Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler, uring::Ring* ring)
+    : Stream(base, std::move(fd), handler, ring, /*connecting=*/false) {}
+
+// `connecting` (connectTo): no write event yet, the first send decides (firstSendTellsConnect);
+// on the ring, reading starts once the connect is reported (reportConnected).
+Stream::Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler, uring::Ring* ring, bool connecting)
+    : fd_(std::move(fd)), handler_(handler), connecting_(connecting), connect_unwatched_(connecting) {
     // EV_CLOSED (EPOLLRDHUP, in the same epoll_ctl): a relay learns of the peer's FIN with the
-    // bytes before it, and needs no further read for it (readPlain).
+    // bytes before it, and needs no further read for it (readPlain). On the ring the event is
+    // never added: it only carries reports due from the loop (event_active).
     event_assign(&read_event_, base, fd_.get(), kReadEvents, &Stream::onReadEvent, this);
+    if (ring) ring_io_ = &uring::StreamIo::make(*ring, *this, fd_.get());
     resumeReading();
 }
 
@@ -107,6 +115,8 @@ void Stream::releaseIdle() {
 // timer and delay the FIN by a loop iteration (measured: more epoll_wait per upgrade).
 Stream::~Stream() {
     core::cancelEvent(&read_event_);  // after detach() (a finished side) there is nothing to take off
+    // Requests in flight name the ring's half, which keeps the socket open until they are done.
+    if (ring_io_) ring_io_->release(std::move(fd_));
     if (holdsTlsBuffers()) TlsBufferSweep::remove(*this, event_get_base(&read_event_));
     t_spare_buffers.give(input_);
     t_spare_buffers.give(output_);
@@ -128,6 +138,11 @@ void Stream::stopReading(bool watch_peer_shut) {
     read_emptied_ = false;  // the poll stops watching: bytes may pile up unseen
     if (!reading_) return;
     reading_ = false;
+    if (ring_io_) {
+        ring_io_->stopReceiving();
+        if (watch_peer_shut) ring_io_->watchPeerShut();
+        return;
+    }
     event_del(&read_event_);
     if (watch_peer_shut) {
         event_assign(&read_event_, event_get_base(&read_event_), fd_.get(), kPeerShutEvents, &Stream::onReadEvent, this);
@@ -158,6 +173,10 @@ void Stream::detach() {
     handler_ = &detached;
     connect_report_queued_ = false;
     stopReading(/*watch_peer_shut=*/false);
+    if (ring_io_) {  // paused before: its receive is cancelled already, its watch now
+        ring_io_->stopReceiving();
+        ring_io_->stopWatching();
+    }
     // event_del also takes the event off the loop's list of those due now, a connect report that
     // an earlier pause queued again too (pauseReading returns early when already paused).
     core::cancelEvent(&read_event_);
@@ -176,6 +195,10 @@ bool Stream::drainedAtLastPoll() const {
 void Stream::resumeReading() {
     if (reading_) return;
     reading_ = true;
+    if (ring_io_) {
+        ringResume();
+        return;
+    }
     // event_add leaves an event that waits in the active queue out of epoll (libevent adds it
     // to the backend only when it is neither inserted nor active): a connect report queued by
     // pauseReading is taken off, the event added, and the report queued again. The paused
@@ -190,11 +213,17 @@ void Stream::resumeReading() {
     if (ssl_ && !handshaking_ && SSL_has_pending(ssl_.get())) event_active(&read_event_, EV_READ, 0);
 }
 
-std::size_t Stream::outputLength() const { return output_ ? evbuffer_get_length(output_.get()) : 0; }
+std::size_t Stream::queuedLength() const { return output_ ? evbuffer_get_length(output_.get()) : 0; }
+
+std::size_t Stream::outputLength() const { return queuedLength() + (ring_io_ ? ring_io_->unsent() : 0); }
 
 Stream::SendProgress Stream::sendProgress() const {
     SendProgress progress;
     progress.written = bytes_written_;
+    if (ring_io_ && ring_io_->sendQueued()) {
+        progress.unacknowledged = kNotAsked;
+        return progress;
+    }
     if (::ioctl(fd_.get(), SIOCOUTQ, &progress.unacknowledged) != 0) progress.unacknowledged = -1;
     return progress;
 }
@@ -230,6 +259,10 @@ void Stream::flush() {
     // While connecting or in the TLS handshake the write event (or the handshake) sends it.
     if (connecting_) watchConnect();
     if (connecting_ || handshaking_ || write_armed_ || pending_error_ != 0) return;
+    if (ring_io_) {
+        ringFlush();
+        return;
+    }
     writeNow();
 }
 
@@ -239,6 +272,15 @@ bool Stream::canWriteNow() const {
 }
 
 void Stream::write(const char* data, std::size_t n) {
+    if (ringWrites()) {
+        // On the ring: queued, and sent with what else this loop pass writes (ringFlush).
+        if (n > 0 && evbuffer_add(output(), data, n) != 0) {
+            failWrite(ENOMEM);
+            return;
+        }
+        ringFlush();
+        return;
+    }
     if (n == 0) {
         if (connecting_) watchConnect();
         return;
@@ -313,6 +355,7 @@ void Stream::sendFailed(int error) {
     pending_error_ = error;
     evbuffer* out = output();
     evbuffer_drain(out, evbuffer_get_length(out));
+    if (ring_io_) ring_io_->dropUnsent();
     armWrite();  // a failed socket is writable: handleWrite reports the error
 }
 
@@ -329,7 +372,7 @@ void Stream::disarmWrite() {
 }
 
 void Stream::writeNow() {
-    while (outputLength() > 0) {
+    while (queuedLength() > 0) {
         evbuffer* out = output_.get();
         if (ssl_) {
             if (!writeTls()) return;
@@ -409,6 +452,10 @@ void Stream::onReadEvent(int, short what, void* arg) {
     if ((what & EV_WRITE) && std::exchange(self->connect_report_queued_, false)) {  // settleConnect's report
         self->handleWrite();
         if ((what & (EV_READ | EV_CLOSED)) == 0 || !self->reading_) return;
+    }
+    if (self->ring_io_) {  // on the ring the event only carries reports
+        if (what & EV_READ) self->ringReportHeld();
+        return;
     }
     if (!self->reading_) {  // the paused watch (stopReading)
         if (what & EV_CLOSED) self->notePeerShut();

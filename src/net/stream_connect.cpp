@@ -2,6 +2,7 @@
 // net::Stream's outgoing connect: made without a write event, told by the first send (loopback
 // connects are usually up by then), reported from the loop through the read event.
 #include "portico/net/stream.h"
+#include "portico/net/uring/stream_io.h"
 
 #include <cerrno>
 #include <event2/event.h>
@@ -23,7 +24,7 @@ void setNoDelay(int fd) {
 }  // namespace
 
 std::unique_ptr<Stream> Stream::connectTo(event_base* base, const sockaddr* address, socklen_t length,
-                                          StreamHandler* handler, int& error) {
+                                          StreamHandler* handler, int& error, uring::Ring* ring) {
     core::UniqueFd fd(::socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) {
         error = errno;
@@ -38,10 +39,7 @@ std::unique_ptr<Stream> Stream::connectTo(event_base* base, const sockaddr* addr
     // before the loop runs again: it tells (settleConnect), or arms the write event that waits
     // for the connect (watchConnect). A write event made here would be freed unused on every
     // loopback connect (a malloc, an event_add and an event_del per upstream connection).
-    auto stream = std::make_unique<Stream>(base, std::move(fd), handler);
-    stream->connecting_ = true;
-    stream->connect_unwatched_ = true;
-    return stream;
+    return std::unique_ptr<Stream>(new Stream(base, std::move(fd), handler, ring, /*connecting=*/true));
 }
 
 // The connect's first send could not tell its outcome (TLS, EAGAIN, nothing to send): the write
@@ -80,6 +78,7 @@ void Stream::settleConnect(bool up) {
 }
 
 void Stream::reportConnected() {
+    if (ring_io_ && reading_) ring_io_->receive(/*poll_first=*/true);  // on the ring from now on
     handler_->onConnected(*this);
     // Whoever stopped reading while we were connecting waits for this.
     if (!write_armed_ && pending_error_ == 0 && outputLength() <= low_watermark_) handler_->onDrained(*this);

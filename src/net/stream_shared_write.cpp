@@ -29,7 +29,8 @@ void Stream::writeShared(const core::SharedBytesRef* blocks, std::size_t n) {
     // Behind queued bytes, before the connection is up, or more blocks than the iovec holds:
     // after what is queued, in order. TLS with several blocks: one record for all (writeTls
     // gathers them), not a record and a send per block.
-    if (!canWriteNow() || n > kMaxSharedBlocks || (ssl_ && n > 1)) {
+    // On the ring: appended (large blocks referenced) and sent with the rest of the pass.
+    if (ringWrites() || !canWriteNow() || n > kMaxSharedBlocks || (ssl_ && n > 1)) {
         ByteStream::writeShared(blocks, n);
         return;
     }

@@ -7,12 +7,23 @@
 #include <sys/socket.h>
 #include <openssl/ssl.h>
 
+#include "portico/net/uring/stream_io.h"
 #include "portico/tls/errors.h"
 #include "portico/tls/socket_bio.h"
 
 namespace portico::net {
 
 void Stream::startTls(tls::SslPtr ssl_owned, bool server) {
+    if (ring_io_) {
+        // Made for a plain socket (the callers decide before: a TLS listener's or upstream's
+        // Streams are made without the ring): OpenSSL reads and writes the socket itself, on epoll.
+        ring_io_->release(core::UniqueFd());
+        ring_io_ = nullptr;
+        if (reading_) {
+            reading_ = false;
+            resumeReading();
+        }
+    }
     ssl_ = std::move(ssl_owned);
     SSL* ssl = ssl_.get();
     tls_server_ = server;

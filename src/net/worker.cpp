@@ -83,7 +83,7 @@ bool Worker::start(std::string& why) {
     std::future<std::string> refused = made.get_future();
     thread_ = std::thread([this, &made] {
         std::string ring_why;
-        const bool ok = tunnelRing(&ring_why) || snapshot_->config->io_uring != config::IoUring::On;
+        const bool ok = ioRing(&ring_why) || snapshot_->config->io_uring != config::IoUring::On;
         made.set_value(ok ? std::string() : ring_why);
         if (ok) run();
     });
@@ -192,10 +192,10 @@ void Worker::applyReload() {
         drains_.insert(later, drain);
     }
     if (!reload->drains.empty()) armDrainTimer();
-    tunnelRing();  // a reload that turned io_uring on says so now
+    ioRing();  // a reload that turned io_uring on says so now
 }
 
-uring::Ring* Worker::tunnelRing(std::string* refused) {
+uring::Ring* Worker::ioRing(std::string* refused) {
     if (snapshot_->config->io_uring == config::IoUring::Off) return nullptr;
     if (!ring_tried_) {
         ring_tried_ = true;
@@ -203,7 +203,7 @@ uring::Ring* Worker::tunnelRing(std::string* refused) {
         std::unique_ptr<uring::Ring> ring = uring::Ring::make(loop_, why);
         const bool required = snapshot_->config->io_uring == config::IoUring::On;
         if (ring)
-            LOG_INFO("worker %u: plaintext WebSocket tunnels on io_uring", index_);
+            LOG_INFO("worker %u: plaintext WebSocket tunnels on io_uring, and plain HTTP/1.1 sockets", index_);
         else if (required && refused)  // the start fails with it (Worker::start)
             *refused = "worker " + std::to_string(index_) + ": " + why;
         else if (required)

@@ -13,8 +13,9 @@
 namespace portico::proxy {
 
 UpstreamGroup::UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, std::shared_ptr<observe::UpstreamStats> stats,
-                             const tls::ClientContext* tls)
+                             const tls::ClientContext* tls, bool on_ring)
     : loop_(loop),
+      on_ring_(on_ring),
       upstream_(upstream),
       balancer_(upstream.balance, upstream.servers.size()),
       stats_(std::move(stats)),
@@ -65,7 +66,10 @@ std::unique_ptr<net::Stream> UpstreamGroup::connect(int server, net::StreamHandl
         error = EHOSTUNREACH;
         return nullptr;
     }
-    auto stream = net::Stream::connectTo(loop_.base(), reinterpret_cast<const sockaddr*>(&s.address), s.length, handler, error);
+    // TLS stays on epoll (OpenSSL reads and writes the socket itself).
+    net::uring::Ring* ring = on_ring_ && !tls_ ? loop_.ring() : nullptr;
+    auto stream = net::Stream::connectTo(loop_.base(), reinterpret_cast<const sockaddr*>(&s.address), s.length, handler,
+                                         error, ring);
     if (stream && tls_) {
         const auto& hp = upstream_.servers[static_cast<std::size_t>(server)];
         tls::SslPtr ssl = tls_->newSession(hp.host, s.name);

@@ -157,8 +157,8 @@ struct Upstream {
 
 enum class WebSocketMode { Tunnel, Frames, Http };
 
-// `io_uring`: whether plaintext WebSocket tunnels move their bytes through a per-worker io_uring
-// (net/uring/) instead of epoll. off: never; auto: when the kernel allows a ring, else epoll;
+// `io_uring`: whether plain TCP sockets (HTTP/1.1 and h2c clients, plain upstreams, WebSocket
+// tunnels) do their I/O through a per-worker io_uring (net/uring/) instead of epoll. off: never; auto: when the kernel allows a ring, else epoll;
 // on: a ring is required (the start fails when io_uring_setup is refused).
 enum class IoUring { Off, Auto, On };
 

@@ -28,12 +28,21 @@ struct evbuffer;
 
 namespace portico::net {
 
+namespace uring {
+class Ring;
+struct RingSettled;
+class StreamIo;
+}  // namespace uring
+
 // A socket as a ByteStream (byte_stream.h); final, so that calls through a Stream& are direct.
 class Stream final : public ByteStream {
 public:
     // Adopts a connected, non-blocking socket (accept4 or socket with SOCK_NONBLOCK; accepted
     // ones inherit TCP_NODELAY from the listening socket). Reading starts at once.
-    Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler);
+    // With `ring` (the worker's io_uring, config `io_uring`) the socket's reads and writes go
+    // through it (net/uring/stream_io.h), and the Stream keeps every promise made here; for a
+    // plain socket only: a socket that turns to TLS (startTls) must be made without one.
+    Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler, uring::Ring* ring = nullptr);
     ~Stream() override;
     Stream(const Stream&) = delete;
     Stream& operator=(const Stream&) = delete;
@@ -44,8 +53,11 @@ public:
     // returns to the loop (HttpExchange sends the request head at once): that first send tells
     // the connect's outcome or, when it cannot (EAGAIN, TLS, nothing to send), arms the write
     // event that waits for it. Returns nullptr and sets `error` when connect() fails at once.
+    // With `ring` the connect and its first send are made as without one, the reads and writes
+    // after onConnected go through the ring (a plain socket only, as for the constructor).
     static std::unique_ptr<Stream> connectTo(event_base* base, const sockaddr* address,
-                                             socklen_t length, StreamHandler* handler, int& error);
+                                             socklen_t length, StreamHandler* handler, int& error,
+                                             uring::Ring* ring = nullptr);
 
     void setHandler(StreamHandler* handler) override { handler_ = handler; }
     // Its owner lets go ahead of a deferred delete: nothing more reaches the old handler, not
@@ -87,6 +99,20 @@ public:
     void notePeerClosed() { peer_closed_ = true; }
     void noteDrained() { drained_elsewhere_ = true; }
 
+    // Whether this socket's I/O goes through the worker's io_uring.
+    bool onRing() const { return ring_io_ != nullptr; }
+    // On the ring, writes go to the socket at once from now on (send(), the write event when it
+    // is full), as on epoll, instead of with the loop pass's other sends at the ring's next
+    // enter; reads stay on the ring. For an owner that judges its peer by what the socket
+    // refuses right after a flush (a pub/sub subscriber's queue_bytes, a replay's slices).
+    void writeAtOnce() { write_at_once_ = true; }
+    // Before someone else reads and writes this socket itself (the io_uring relay), after
+    // detach(): true when none of this Stream's ring requests is in flight any more; else
+    // false, and `waiter` is told when none is (from a completion). What a send had not sent
+    // by then is back at the front of output(), bytes a cancelled receive brought are in
+    // input(). settleRing({}) stops the wait.
+    bool settleRing(uring::RingSettled waiter);
+
     // The relay's other peer failed (an HTTP/2 client's RST_STREAM, a connection error): close()
     // resets this connection (SO_LINGER {1, 0}: an RST, what is queued is dropped) instead of a
     // FIN, so that the peer learns the end was abnormal (RFC 9113 8.5's mapping); not when
@@ -117,6 +143,12 @@ public:
     // many of them the kernel still holds unacknowledged (SIOCOUTQ). Two calls compare equal
     // when the peer took nothing in between: a send timeout's test, exact even when a large
     // kernel send buffer wakes us (EV_WRITE) only after a third of it drained.
+    // On the ring, while a send is queued for the ring's next enter (the bytes just written), the
+    // kernel is not asked (unacknowledged is kNotAsked): the send goes in this loop pass, so a
+    // later call differs in `written`, or (the socket was full) in `unacknowledged`, which then
+    // counts as progress once: a send timeout measured from such a mark may wait up to twice
+    // its length. Saves an ioctl per response and per proxied request.
+    static constexpr int kNotAsked = -2;
     struct SendProgress {
         std::uint64_t written = 0;
         int unacknowledged = 0;
@@ -150,6 +182,8 @@ public:
 
 private:
     friend class TlsBufferSweep;
+    friend class uring::StreamIo;
+    Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler, uring::Ring* ring, bool connecting);
     friend struct TlsBufferSweepList;
     // ByteStream: closeFinished, or closeGracefully (lingering_close.cpp, where they live).
     void close(EventLoop& loop, std::unique_ptr<ByteStream> self, Ending ending) override;
@@ -198,6 +232,20 @@ private:
     }
     void listForSweep();
 
+    // On the ring (stream_ring.cpp): what StreamIo reports, from its completions.
+    void ringReceived(const char* data, std::size_t n, bool more);  // `more`: the socket holds more
+    void ringReadEnded(int result, bool refused);  // 0 EOF, else -errno; `refused`: no submission
+    void ringPeerShut();                           // the paused watch saw the peer's FIN
+    void ringSent(int result);
+    evbuffer* ringOutput();  // the output a ring send may take now, or null
+    void ringGone();         // the ring went first (a worker stopping)
+    bool ringWrites() const;
+    void ringFlush();
+    void ringResume();
+    void ringReportHeld();   // what came while paused, now that reading resumed (from the loop)
+    void ringFailed(int error);
+    std::size_t queuedLength() const;  // in output() (outputLength() adds what a ring send holds)
+
     core::UniqueFd fd_;
     std::uint32_t tls_buffer_slot_ = TlsBufferSweep::kUnlisted;  // on the sweep's list (fits beside fd_)
     StreamHandler* handler_;
@@ -220,6 +268,7 @@ private:
     bool bulk_ = false;  // the last plain read filled kReadChunk: read into input() directly
     bool write_armed_ = false;
     bool output_may_hold_files_ = false;
+    bool write_at_once_ = false;  // writeAtOnce
     bool connecting_ = false;
     bool connect_probed_ = false;     // the first send while connecting was tried (once)
     bool connect_unreported_ = false;  // that send went: onConnected is due from the loop
@@ -228,6 +277,11 @@ private:
     bool shutdown_after_flush_ = false;
     bool write_shut_ = false;
     bool reset_on_close_ = false;  // markOtherSideFailed: close() resets the connection (RST)
+    uring::StreamIo* ring_io_ = nullptr;  // owned by the ring (it outlives us while requests fly)
+    int ring_held_error_ = 0;   // a receive failed while paused: reported when reading resumes
+    bool ring_held_ = false;      // a receive brought bytes while paused (into input())
+    bool ring_eof_held_ = false;  // ... or the peer's FIN
+    bool ring_poll_first_ = false;  // the last receive emptied the socket
     tls::SslPtr ssl_;  // its deleter keeps a cleanly finished session resumable
     std::string tls_error_;
     bool handshaking_ = false;

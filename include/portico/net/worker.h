@@ -111,11 +111,12 @@ public:
     // kRefusalLogInterval per worker, with the number not logged).
     void noteRefusal(IpLimits::Verdict verdict, const std::string& client);
 
-    // The ring plaintext WebSocket tunnels use (config `io_uring`), or null: epoll. Made on first
+    // The ring this worker's plaintext sockets use (config `io_uring`: HTTP/1.1 client and
+    // upstream connections, WebSocket tunnels), or null: epoll. Made on first
     // use under auto/on (at the worker's start, or after the reload that turned it on); a
     // refusal is logged once and the worker stays on epoll (at the start, `refused` gets it
     // instead under `on`: Worker::start fails).
-    uring::Ring* tunnelRing(std::string* refused = nullptr);
+    uring::Ring* ioRing(std::string* refused = nullptr);
     // Thread-safe: this worker tried to make its ring and could not (it stays on epoll), so a
     // reload to `io_uring: on` fails.
     bool ringRefused() const { return ring_refused_; }
@@ -151,7 +152,7 @@ private:
     // First, so that it outlives connections the loop deletes late: their leases release into it.
     std::shared_ptr<IpLimits> ip_limits_;
     unsigned index_;
-    bool ring_tried_ = false;  // tunnelRing() tried to make the loop's ring (once per worker)
+    bool ring_tried_ = false;  // ioRing() tried to make the loop's ring (once per worker)
     std::atomic<bool> ring_refused_{false};
     // Before loop_, so that it outlives connections the loop deletes late (~Worker closes it
     // while the loop is alive: its spares' events belong to the loop).

@@ -26,8 +26,10 @@ class UpstreamGroup final : private net::StreamHandler {
 public:
     // Resolves every server address (blocking getaddrinfo: called at start-up and reload only).
     // `tls` (may be null: plain TCP) must outlive the group (the snapshot owns both).
+    // `on_ring`: plain connections do their I/O through the loop's io_uring when it has one
+    // (config `io_uring` not off).
     UpstreamGroup(net::EventLoop& loop, const config::Upstream& upstream, std::shared_ptr<observe::UpstreamStats> stats,
-                  const tls::ClientContext* tls);
+                  const tls::ClientContext* tls, bool on_ring = false);
     ~UpstreamGroup();
 
     const config::Upstream& config() const { return upstream_; }
@@ -74,6 +76,7 @@ private:
     void setState(int server, observe::UpstreamStats::ServerState state);  // for status
 
     net::EventLoop& loop_;
+    bool on_ring_;
     const config::Upstream& upstream_;
     Balancer balancer_;
     std::shared_ptr<observe::UpstreamStats> stats_;  // shared with the metrics while listed

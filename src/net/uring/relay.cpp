@@ -8,6 +8,7 @@
 
 #include "portico/net/event_loop.h"
 #include "portico/net/lingering_close.h"
+#include "portico/net/uring/stream_io.h"
 #include "portico/proxy/http_exchange.h"
 
 namespace portico::net::uring {
@@ -39,6 +40,8 @@ Relay::~Relay() {
     // Only after the last completion (maybeFree), or when the loop itself goes (its ring is
     // destroyed after, cancelling anything left): the pool's waiting list must not name us.
     stopWaitingForBuffers();
+    for (Side& s : sides_)
+        if (s.stream) s.stream->settleRing({});  // freed with the ring before both settled
 }
 
 void Relay::begin() {
@@ -47,6 +50,20 @@ void Relay::begin() {
         s.fd = s.stream->fd();
         s.stream->detach();  // libevent stops watching it for reads; the ring does it now
     }
+    // A Stream on the ring itself (io_uring for HTTP too: net/uring/stream_io.h) has its own
+    // receive to cancel and maybe a send to finish: the relay's requests start after them, or
+    // bytes could pass each other.
+    for (Side& s : sides_)
+        if (!s.stream->settleRing({&Relay::onStreamSettled, this})) ++settling_;
+    if (settling_ == 0) transfer();
+}
+
+void Relay::onStreamSettled(void* arg) {
+    auto* self = static_cast<Relay*>(arg);
+    if (--self->settling_ == 0 && !self->ending_) self->transfer();
+}
+
+void Relay::transfer() {
     // In order, per side: what its Stream had not sent yet (the 101 on a full socket), then what
     // the other side's Stream had read past the handshake (a first frame behind the 101).
     for (Side& s : sides_) {
@@ -306,6 +323,7 @@ void Relay::end(net::Ending how, const char* reason, Side* failed) {
 // output, and the Streams close as the epoll tunnel's do (flush, FIN or RST, linger).
 void Relay::finish() {
     finished_ = true;
+    for (Side& s : sides_) s.stream->settleRing({});  // ended before both settled
     for (Side& s : sides_) {
         evbuffer* output = s.stream->output();
         s.out.drain([&](const char* data, std::size_t n) { evbuffer_add(output, data, n); },

@@ -191,6 +191,19 @@ void Ring::onFlush(int, short, void* arg) {
 
 void Ring::onSignal(int, short, void* arg) { static_cast<Ring*>(arg)->drain(); }
 
+void Ring::wantSend(SendSource* source) {
+    senders_.push_back(source);
+    scheduleFlush();
+}
+
+// A source asked again while it prepares (it wrote more) joins the next batch.
+void Ring::prepareSends() {
+    if (senders_.empty()) return;
+    preparing_.swap(senders_);
+    for (SendSource* source : preparing_) source->prepareSends();
+    preparing_.clear();
+}
+
 void Ring::drain() {
     draining_ = true;
     // Reaps what is posted, then submits what the completions queued (sends often complete
@@ -198,16 +211,18 @@ void Ring::drain() {
     // load: spinning here while traffic keeps arriving is busy polling, which on a shared
     // machine gets this thread preempted for whole time slices.
     for (int round = 0; round < kRoundsPerWakeup; ++round) {
+        prepareSends();
         if (io_uring_submit_and_get_events(&ring_) == -EBADR) noteDropped();
         reap();
         buffers_.publish();
-        if (io_uring_sq_ready(&ring_) == 0) break;
+        if (io_uring_sq_ready(&ring_) == 0 && senders_.empty()) break;
     }
     draining_ = false;
     // Left for the next loop pass (after the events already due): requests still queued when
     // the rounds ran out, completions posted meanwhile, completion work waiting to run.
     const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
-    if (io_uring_sq_ready(&ring_) > 0 || io_uring_cq_ready(&ring_) > 0 || (sq_flags & IORING_SQ_TASKRUN)) {
+    if (io_uring_sq_ready(&ring_) > 0 || io_uring_cq_ready(&ring_) > 0 || !senders_.empty() ||
+        (sq_flags & IORING_SQ_TASKRUN)) {
         // As a zero timeout, not event_active: libevent would run an active event in this same
         // pass, again and again under saturation, and never poll the other sockets and timers.
         if (flush_pending_) return;

@@ -101,6 +101,9 @@ public:
 
 private:
     Side& other(Side& s) { return sides_[1 - s.index]; }
+    // begin()'s second half, once both Streams' own ring requests are done (Stream::settleRing).
+    void transfer();
+    static void onStreamSettled(void* self);
 
     void onCompletion(unsigned op, int result, unsigned flags) override;
     void onBuffersBack() override;
@@ -132,6 +135,7 @@ private:
     Side sides_[2];
     std::uint32_t stall_mark_ = 0;  // delivered() at the stall timer's last check
     std::uint8_t inflight_ = 0;     // at most 8: per side a receive, a send, a poll, a watch or timer
+    std::uint8_t settling_ = 0;     // Streams whose own ring requests are still in flight (begin)
     // Bit-fields: with them the object fits a smaller allocation (184 bytes on x86-64).
     bool ending_ : 1 = false;
     bool linger_ : 1 = true;  // the sockets close lingering, else as Ending::Finished (lingering_close.h)

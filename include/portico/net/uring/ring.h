@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// One io_uring per worker loop, beside libevent (config key `io_uring`; only plaintext
-// WebSocket tunnels use it: net/uring/relay.h). libevent stays the loop: the ring's completions
+// One io_uring per worker loop, beside libevent (config key `io_uring`): the plaintext sockets'
+// I/O goes through it (net::Stream's receives and sends: net/uring/stream_io.h; WebSocket
+// tunnels: net/uring/relay.h). libevent stays the loop: the ring's completions
 // are signalled on an eventfd (io_uring_register_eventfd) that the loop watches, and the ring is
 // entered from that event's callback, which reaps completions and submits what they asked for
 // in the same io_uring_enter calls.
@@ -25,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <event2/event_struct.h>
 #include <liburing.h>
@@ -64,6 +66,17 @@ private:
     RingOwned* next_ = nullptr;
 };
 
+// Bytes to send, prepared as late as possible: before each enter the ring asks every source that
+// asked (Ring::wantSend) for its requests, so that what a loop pass wrote to one socket goes in
+// one request, and the sends of many sockets in one io_uring_enter.
+class SendSource {
+public:
+    virtual void prepareSends() = 0;
+
+protected:
+    ~SendSource() = default;
+};
+
 class Ring {
 public:
     static constexpr unsigned kEntries = 256;  // submission queue
@@ -97,6 +110,9 @@ public:
     bool cancel(Completion* target, unsigned op);
     BufferPool& buffers() { return buffers_; }
     EventLoop& loop() const { return loop_; }
+    // `source` is asked for its requests before the next enter (in this loop pass). Once per
+    // enter: the source keeps a flag so that it asks again only after prepareSends ran.
+    void wantSend(SendSource* source);
 
     // Keeps `object` until retire(object) (destroyed after the current callback, by the loop) or
     // the ring's end.
@@ -115,6 +131,7 @@ private:
     void drain();
     unsigned reap();
     void noteDropped();
+    void prepareSends();
     static void onSignal(int, short, void* arg);
     static void onFlush(int, short, void* arg);
 
@@ -132,6 +149,8 @@ private:
     std::uint64_t refused_ = 0;  // entry() found no room twice (logged at 1, 2, 4, 8, ...)
     std::uint64_t dropped_ = 0;  // completions lost to -EBADR (logged at 1, 2, 4, 8, ...)
     BufferPool buffers_;
+    std::vector<SendSource*> senders_;    // asked since the last enter (wantSend)
+    std::vector<SendSource*> preparing_;  // the batch prepareSends asks (keeps its capacity)
 };
 
 }  // namespace portico::net::uring

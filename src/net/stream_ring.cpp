@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: Apache-2.0
+// net::Stream on the worker's io_uring (config `io_uring`, plain sockets): what its ring half
+// (net/uring/stream_io.h) reports from the completions, turned into the handler's callbacks as
+// the epoll path makes them. The calls an owner makes (write, flush, pause, resume) branch here
+// from stream.cpp.
+#include <cerrno>
+#include <utility>
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "portico/net/stream.h"
+#include "portico/net/uring/stream_io.h"
+
+namespace portico::net {
+
+// Writes go through the ring unless the epoll path has them: a connect's first send and what it
+// left (the write event), file segments (sendfile stays synchronous, from output()), an owner
+// that wants them at once (writeAtOnce), a failure waiting to be reported. The epoll path starts
+// after a ring send in flight completed (ringFlush), so the bytes keep their order.
+bool Stream::ringWrites() const {
+    return ring_io_ && !connecting_ && !write_armed_ && !output_may_hold_files_ && !write_at_once_ &&
+           pending_error_ == 0;
+}
+
+evbuffer* Stream::ringOutput() { return ringWrites() && output_ ? output_.get() : nullptr; }
+
+// One send in flight: its completion goes on with what was written meanwhile. Otherwise what
+// output() holds goes at the ring's next enter, with everything else this loop pass wrote; file
+// segments (after any ring send completed) and the half-close after the last byte go as on
+// epoll (writeNow).
+void Stream::ringFlush() {
+    if (ring_io_->sending()) return;
+    if (ringWrites() && queuedLength() > 0) {
+        ring_io_->send();
+        return;
+    }
+    if (!write_armed_ && pending_error_ == 0) writeNow();
+}
+
+bool Stream::settleRing(uring::RingSettled waiter) { return ring_io_ == nullptr || ring_io_->settle(waiter); }
+
+void Stream::ringGone() { ring_io_ = nullptr; }
+
+void Stream::ringResume() {
+    // Reading starts once the connect is reported (reportConnected).
+    if (connecting_ || connect_unreported_) return;
+    ring_io_->stopWatching();
+    if (ring_held_ || ring_eof_held_ || ring_held_error_ != 0) {
+        // Reported from the loop, never from inside resumeReading (ByteStream's promise).
+        event_active(&read_event_, EV_READ, 0);
+        return;
+    }
+    ring_io_->receive(ring_poll_first_);
+}
+
+void Stream::ringReportHeld() {
+    if (!reading_) return;  // paused again meanwhile: the next resume reports
+    if (std::exchange(ring_held_, false) && inputLength() > 0) {
+        StreamHandler* handler = handler_;
+        handler->onReadable(*this);
+        if (!reading_ || handler_ != handler || !ring_io_) return;
+    }
+    if (std::exchange(ring_eof_held_, false)) {
+        ringReadEnded(0, false);
+        return;
+    }
+    if (const int error = std::exchange(ring_held_error_, 0); error != 0) {
+        ringReadEnded(-error, false);
+        return;
+    }
+    ring_io_->receive(ring_poll_first_);
+}
+
+// As readPlain: onBytes for a direct reader while input() is empty (parsed where the ring put
+// it), else appended to input() and onReadable. Paused meanwhile (the receive's cancel came too
+// late), the bytes wait in input() for resumeReading.
+void Stream::ringReceived(const char* data, std::size_t n, bool more) {
+    ring_poll_first_ = !more;
+    if (!reading_) {
+        if (evbuffer_add(input(), data, n) == 0) {
+            ring_held_ = true;
+        } else {
+            ring_held_error_ = ENOMEM;
+        }
+        return;
+    }
+    if (direct_read_ && inputLength() == 0) {
+        handler_->onBytes(*this, data, n);
+    } else if (evbuffer_add(input(), data, n) == 0) {
+        handler_->onReadable(*this);
+    } else {
+        stopReading(/*watch_peer_shut=*/false);
+        handler_->onError(*this, ENOMEM);
+        return;
+    }
+    if (reading_ && ring_io_) ring_io_->receive(ring_poll_first_);
+}
+
+void Stream::ringReadEnded(int result, bool refused) {
+    if (refused) {
+        // No room in the ring for the receive: the stream fails, reported from the loop.
+        ring_held_error_ = -result;
+        if (reading_) event_active(&read_event_, EV_READ, 0);
+        return;
+    }
+    if (result == -ECANCELED || result == -EAGAIN || result == -EINTR) {
+        // Paused (the cancel), woken by a buffer coming back, or a stale cancel: again if reading.
+        if (reading_ && ring_io_) ring_io_->receive(ring_poll_first_);
+        return;
+    }
+    if (!reading_) {
+        // Paused: held for resumeReading. The peer's FIN is what the paused watch reports.
+        if (result == 0) {
+            ring_eof_held_ = true;
+            ringPeerShut();
+        } else {
+            ring_held_error_ = -result;
+        }
+        return;
+    }
+    stopReading(/*watch_peer_shut=*/false);
+    if (result == 0) {
+        peer_closed_ = true;
+        handler_->onEof(*this);
+    } else {
+        handler_->onError(*this, -result);
+    }
+}
+
+void Stream::ringPeerShut() {
+    if (reading_ || peer_shut_ || peer_closed_) return;
+    peer_shut_ = true;
+    if (handler_) handler_->onPeerShut(*this);
+}
+
+void Stream::ringSent(int result) {
+    if (result > 0) bytes_written_ += static_cast<std::uint64_t>(result);
+    if (result < 0 && result != -EINTR && result != -EAGAIN) {
+        ringFailed(-result);
+        return;
+    }
+    if (pending_error_ != 0) return;  // failWrite: the write event reports it
+    if (ring_io_->unsent() > 0) {
+        ring_io_->send();  // the rest of a partial send
+    } else {
+        ringFlush();  // what was written meanwhile; or file segments, the half-close
+    }
+    // As the write event on epoll: the owner that stopped reading its other side resumes it.
+    if (pending_error_ == 0 && !write_armed_ && outputLength() <= low_watermark_) handler_->onDrained(*this);
+}
+
+// A send failed: as sendFailed, but reported now (this is a completion, from the loop).
+void Stream::ringFailed(int error) {
+    if (pending_error_ != 0) return;
+    pending_error_ = error;
+    if (output_) evbuffer_drain(output_.get(), evbuffer_get_length(output_.get()));
+    ring_io_->dropUnsent();
+    disarmWrite();
+    stopReading(/*watch_peer_shut=*/false);
+    handler_->onError(*this, error);
+}
+
+}  // namespace portico::net

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "portico/net/uring/stream_io.h"
+
+#include <cerrno>
+#include <event2/buffer.h>
+#include <poll.h>
+#include <utility>
+
+#include "portico/net/stream.h"
+
+namespace portico::net::uring {
+
+StreamIo& StreamIo::make(Ring& ring, Stream& stream, int fd) {
+    auto* io = new StreamIo(ring, stream, fd);
+    ring.adopt(io);
+    return *io;
+}
+
+StreamIo::StreamIo(Ring& ring, Stream& stream, int fd) : ring_(ring), stream_(&stream), fd_(fd) {
+    message_.msg_iov = iov_;
+}
+
+StreamIo::~StreamIo() {
+    // After the last completion, or when the ring goes first (a worker stopping): the Stream, if
+    // still there, then does its I/O without the ring (on epoll), and the pool forgets us.
+    if (waiting_) ring_.buffers().stopWaiting(this);
+    if (stream_) stream_->ringGone();
+}
+
+void StreamIo::receive(bool poll_first) {
+    if (recv_inflight_ || waiting_ || !stream_) return;
+    io_uring_sqe* sqe = ring_.entry();
+    if (!sqe) {
+        stream_->ringReadEnded(-EBUSY, /*refused=*/true);
+        return;
+    }
+    io_uring_prep_recv(sqe, fd_, nullptr, BufferPool::kSize, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BufferPool::kGroup;
+    if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    ring_.track(sqe, this, kRecv);
+    poll_first_ = poll_first;
+    recv_inflight_ = true;
+    ++inflight_;
+}
+
+// The ring refusing the cancel leaves the request to end by itself (or with the ring).
+void StreamIo::cancel(Op op) { ring_.cancel(this, op); }
+
+// A cancel that comes too late finds nothing, or (issued later than it was meant for) a newer
+// request of the same kind: that one ends with -ECANCELED, which the Stream answers by arming
+// it again while it reads. So a cancel is never wrong, at worst one request more.
+void StreamIo::stopReceiving() {
+    if (waiting_) {
+        ring_.buffers().stopWaiting(this);
+        waiting_ = false;
+    }
+    if (recv_inflight_) cancel(kRecv);
+}
+
+void StreamIo::stopWatching() {
+    if (watch_inflight_) cancel(kWatch);
+}
+
+void StreamIo::watchPeerShut() {
+    if (watch_inflight_ || !stream_) return;
+    io_uring_sqe* sqe = ring_.entry();
+    if (!sqe) return;  // no watch: the peer's FIN is learnt when reading resumes, as a reset is
+    io_uring_prep_poll_add(sqe, fd_, POLLRDHUP);
+    ring_.track(sqe, this, kWatch);
+    watch_inflight_ = true;
+    ++inflight_;
+}
+
+void StreamIo::send() {
+    if (send_queued_ || send_inflight_ || !stream_) return;
+    send_queued_ = true;
+    ring_.wantSend(this);
+}
+
+void StreamIo::dropUnsent() {
+    if (!sending_ || send_inflight_) return;  // the completion drops the rest (stream_ failed)
+    evbuffer_drain(sending_.get(), unsent_);
+    unsent_ = 0;
+}
+
+void StreamIo::prepareSends() {
+    send_queued_ = false;
+    if (stream_ && !send_inflight_ && !settle_waiter_.done) submitSend();
+    maybeSettled();
+    maybeFree();
+}
+
+void StreamIo::submitSend() {
+    evbuffer* output = stream_->ringOutput();
+    if (const std::size_t n = output ? evbuffer_get_length(output) : 0; n > 0) {
+        if (!sending_) sending_.reset(evbuffer_new());
+        if (!sending_ || evbuffer_add_buffer(sending_.get(), output) != 0) {
+            stream_->ringSent(-ENOMEM);
+            return;
+        }
+        unsent_ += n;
+    }
+    if (unsent_ == 0) return;
+    const int chains = evbuffer_peek(sending_.get(), -1, nullptr, iov_, kIov);
+    message_.msg_iovlen = static_cast<std::size_t>(chains < static_cast<int>(kIov) ? chains : static_cast<int>(kIov));
+    io_uring_sqe* sqe = ring_.entry();
+    if (!sqe) {
+        stream_->ringSent(-EBUSY);  // the ring refuses submissions: the stream fails
+        return;
+    }
+    io_uring_prep_sendmsg(sqe, fd_, &message_, MSG_NOSIGNAL);
+    ring_.track(sqe, this, kSend);
+    send_inflight_ = true;
+    ++inflight_;
+}
+
+void StreamIo::onCompletion(unsigned op, int result, unsigned flags) {
+    --inflight_;
+    switch (op) {
+        case kRecv: onReceived(result, flags); break;
+        case kSend: onSent(result); break;
+        default: onWatch(result); break;
+    }
+    maybeSettled();
+    maybeFree();
+}
+
+void StreamIo::onReceived(int result, unsigned flags) {
+    recv_inflight_ = false;
+    if (flags & IORING_CQE_F_BUFFER) {
+        const auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+        ring_.buffers().taken();
+        // The handler takes the bytes during the call (onBytes, or input()): the buffer goes
+        // back after it.
+        if (result > 0 && stream_)
+            stream_->ringReceived(ring_.buffers().data(id), static_cast<std::size_t>(result),
+                                  (flags & IORING_CQE_F_SOCK_NONEMPTY) != 0);
+        ring_.buffers().give(id);
+        return;
+    }
+    if (!stream_) return;
+    if (result == -ENOBUFS) {
+        waiting_ = true;  // the pool is empty: onBuffersBack re-arms
+        ring_.buffers().wait(this);
+        return;
+    }
+    stream_->ringReadEnded(result, /*refused=*/false);
+}
+
+void StreamIo::onBuffersBack() {
+    waiting_ = false;
+    if (stream_) stream_->ringReadEnded(-EAGAIN, /*refused=*/false);  // re-armed if still reading
+}
+
+void StreamIo::onSent(int result) {
+    send_inflight_ = false;
+    if (result > 0) {
+        evbuffer_drain(sending_.get(), static_cast<std::size_t>(result));
+        unsent_ -= static_cast<std::size_t>(result);
+    }
+    if (!stream_) return;  // released: what is left is dropped with us
+    if (settle_waiter_.done && unsent_ > 0 && result >= 0) {
+        // Someone takes the socket over: the rest goes back in front of what the Stream holds.
+        evbuffer_prepend_buffer(stream_->output(), sending_.get());
+        unsent_ = 0;
+    }
+    stream_->ringSent(result);
+}
+
+void StreamIo::onWatch(int result) {
+    watch_inflight_ = false;
+    if (stream_ && result > 0 && (result & POLLRDHUP)) stream_->ringPeerShut();
+}
+
+bool StreamIo::settle(RingSettled waiter) {
+    settle_waiter_ = {};
+    if (inflight_ == 0 && !send_queued_) {
+        if (unsent_ > 0 && stream_) {
+            evbuffer_prepend_buffer(stream_->output(), sending_.get());
+            unsent_ = 0;
+        }
+        return true;
+    }
+    settle_waiter_ = waiter;
+    return waiter.done == nullptr;
+}
+
+void StreamIo::maybeSettled() {
+    if (!settle_waiter_.done || inflight_ > 0 || send_queued_) return;
+    const RingSettled waiter = std::exchange(settle_waiter_, {});
+    waiter.done(waiter.arg);
+}
+
+void StreamIo::release(core::UniqueFd fd) {
+    stream_ = nullptr;
+    settle_waiter_ = {};
+    owned_fd_ = std::move(fd);
+    if (waiting_) {
+        ring_.buffers().stopWaiting(this);
+        waiting_ = false;
+    }
+    if (recv_inflight_) cancel(kRecv);
+    if (watch_inflight_) cancel(kWatch);
+    if (send_inflight_) cancel(kSend);
+    maybeFree();
+}
+
+void StreamIo::maybeFree() {
+    if (stream_ || inflight_ > 0 || send_queued_ || retired_) return;
+    retired_ = true;
+    owned_fd_ = core::UniqueFd();  // the socket closes now: no request names it any more
+    ring_.retire(this);
+}
+
+}  // namespace portico::net::uring
