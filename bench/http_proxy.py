@@ -101,10 +101,13 @@ backend be
 
 
 def start_portico_proxy(workers: int, backend_port: int, keepalive: int, binary: Path,
-                        wrap: list[str] = ()) -> bl.Service:
+                        wrap: list[str] = (), io_uring: str = "off", name: str = "portico") -> bl.Service:
+    """Portico proxying to the backend; `io_uring: on` (contender portico-uring) puts its plain
+    client and upstream sockets on the worker's ring."""
     port = bl.free_port()
     yaml_text = f"""
 workers: {workers}
+io_uring: {io_uring}
 log:
   level: warn
   access: off
@@ -118,7 +121,7 @@ routes:
   - path: /
     upstream: backend
 """
-    return bl.start_portico("portico", binary, yaml_text, ready_port=port, wrap=wrap)
+    return bl.start_portico(name, binary, yaml_text, ready_port=port, wrap=wrap)
 
 
 def main() -> int:
@@ -127,7 +130,8 @@ def main() -> int:
                     help="comma-separated subset of nginx,haproxy,portico,relay (default: all); "
                          "relay = bench/ws_load's bare byte relay, one connection upstream per "
                          "client connection, single-threaded: the floor, run with 1 worker only; "
-                         "also relay-uring: the same relay on io_uring (not in the default)")
+                         "also relay-uring: the same relay on io_uring, and portico-uring: Portico "
+                         "with `io_uring: on` (not in the default)")
     ap.add_argument("--ws-load", help="ws_load binary for the relay (default: build "
                                       "bench/ws_load/ws_load.cpp into --build-dir/ws_load/)")
     ap.add_argument("--workers", default="1,2", help="worker counts to run (default: 1,2)")
@@ -176,13 +180,13 @@ def main() -> int:
         return 0
 
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
-    unknown = set(proxies) - {"nginx", "haproxy", "portico", "relay", "relay-uring"}
+    unknown = set(proxies) - {"nginx", "haproxy", "portico", "portico-uring", "relay", "relay-uring"}
     if unknown or not proxies:
         ap.error(f"unknown proxies: {', '.join(sorted(unknown))}")
     worker_counts = [int(w) for w in args.workers.split(",")]
 
     portico_bin = None
-    if "portico" in proxies:
+    if any(p.startswith("portico") for p in proxies):
         if args.portico_bin:
             portico_bin = Path(args.portico_bin).resolve()
         else:
@@ -205,6 +209,8 @@ def main() -> int:
         "nginx": lambda w: start_nginx_proxy(w, backend.port, args.keepalive),
         "haproxy": lambda w: start_haproxy_proxy(w, backend.port, args.keepalive),
         "portico": lambda w: start_portico_proxy(w, backend.port, args.keepalive, portico_bin),
+        "portico-uring": lambda w: start_portico_proxy(w, backend.port, args.keepalive, portico_bin,
+                                                       io_uring="on", name="portico-uring"),
     }
 
     def load(port: int, duration: float):
@@ -323,7 +329,7 @@ def print_report(results: dict[int, dict[str, list[bl.Sample]]], proxies: list[s
     print(f"Errors (socket errors + non-2xx) over all runs: {errors}.")
     print(f"Machine: {bl.machine_summary()}. {bl.tool_version(['nginx', '-v'])}; "
           f"{bl.tool_version(['haproxy', '-v'])}; {bl.tool_version(['wrk', '-v'])}.")
-    if "portico" in proxies:
+    if any(p.startswith("portico") for p in proxies):
         print(f"Portico built from commit {args.commit}"
               f"{' (or the binary given)' if args.portico_bin else ''}.")
     print()

@@ -66,6 +66,8 @@ class Scenario:
                 "nginx": lambda wrap: http_proxy.start_nginx_proxy(1, port, ka, wrap),
                 "haproxy": lambda wrap: http_proxy.start_haproxy_proxy(1, port, ka, wrap),
                 "portico": lambda wrap: http_proxy.start_portico_proxy(1, port, ka, binary, wrap),
+                "portico-uring": lambda wrap: http_proxy.start_portico_proxy(1, port, ka, binary, wrap,
+                                                                             io_uring="on", name="portico-uring"),
             }
             self.load = lambda svc, n: h2_bench.run_h2load(svc.port, 32, 1, requests=n, h1=True)
             self.title = "HTTP/1.1 keep-alive, h2load --h1 -c32 -m1, GET / proxied (keepalive 32)"
