@@ -279,6 +279,17 @@ void Connection::noteRequestBytes(std::size_t& recorded, std::size_t now) {
     scheduleSend();
 }
 
+bool Connection::windowExhausted() const {
+    return window_held_ > 0 && !closed_ &&
+           nghttp2_session_get_local_window_size(session_.get()) < static_cast<std::int32_t>(kMinDataFrame);
+}
+
+bool Connection::sendBlocked(std::int32_t id) const {
+    if (closed_ || socket_->outputLength() >= proxy::kHighWatermark) return true;
+    return nghttp2_session_get_remote_window_size(session_.get()) <= 0 ||
+           nghttp2_session_get_stream_remote_window_size(session_.get(), id) <= 0;
+}
+
 void Connection::goAway() {
     if (closed_ || going_away_) return;
     if (nghttp2_session_get_last_proc_stream_id(session_.get()) == 0 && net::hasUnreadInput(*socket_)) {

@@ -271,7 +271,9 @@ void Stream::onUpstreamDrained() {
 void Stream::noteBuffers() {
     std::size_t request = 0;
     if (!closed_) {
-        request = body_.size() + (early_ ? evbuffer_get_length(early_.get()) : 0);
+        // Not a publish's message (body_): bounded by the route's limits and client_body_timeout,
+        // and its window comes back at once, so it holds no connection window back.
+        request = early_ ? evbuffer_get_length(early_.get()) : 0;
         if (exchange_) request += exchange_->upstreamQueued();
         if (bytes_) request += bytes_->withheld();
     }
@@ -280,7 +282,16 @@ void Stream::noteBuffers() {
 }
 
 void Stream::noteResponseBytes() {
-    connection_.noteResponseBytes(response_noted_, closed_ ? 0 : evbuffer_get_length(pending_.get()));
+    connection_.noteResponseBytes(response_noted_, closed_ ? 0 : memoryQueued());
+}
+
+std::size_t Stream::memoryQueued() const { return evbuffer_get_length(pending_.get()) - file_left_; }
+
+bool Stream::holdsResponseBytes() const { return memoryQueued() > 0 && connection_.sendBlocked(id_); }
+
+void Stream::dropPending() {
+    evbuffer_drain(pending_.get(), evbuffer_get_length(pending_.get()));
+    file_left_ = memory_before_file_ = 0;
 }
 
 void Stream::tick(std::chrono::steady_clock::time_point now) {
@@ -299,14 +310,17 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
         send_mark_at_ = now;
     } else if (now - send_mark_at_ >= snapshot_->config().limits.client_send_timeout) {
         LOG_INFO("client %s: HTTP/2 stream %d: took no byte for client_send_timeout", connection_.client().ip.c_str(), id_);
-        evbuffer_drain(pending_.get(), evbuffer_get_length(pending_.get()));
+        dropPending();
         reset(NGHTTP2_CANCEL);
         return;
     }
     // client_body_timeout: the longest wait between two DATA frames of a body, while we read
-    // (a stream held for its upstream, or for the connection's budget, is not the client's fault).
+    // (a stream held for its upstream, or for the connection's budget, is not the client's fault:
+    // one that may send on its own window while the connection's is held back and spent waits on
+    // us. A publish's message is the client's alone to end: never exempt).
     if (!headers_complete_ || request_complete_ || held_ > 0 || closed_ || websocket_) return;
-    if (connection_.holdsWindow()) {
+    if (!publishing_ && exchange_ && connection_.windowExhausted() &&
+        nghttp2_session_get_stream_local_window_size(connection_.session(), id_) > 0) {
         last_data_ = now;  // the wait starts again when the window is back
         return;
     }
@@ -441,6 +455,8 @@ void Stream::sendFile(core::UniqueFd fd, std::uint64_t length) {
         return;
     }
     fd.release();
+    memory_before_file_ = evbuffer_get_length(pending_.get()) - file_left_;
+    file_left_ += static_cast<std::size_t>(length);
     evbuffer_add_file_segment(pending_.get(), segment, 0, static_cast<ev_off_t>(length));
     evbuffer_file_segment_free(segment);  // the buffer holds its own reference
     bytes_out_ += length;
@@ -456,8 +472,10 @@ void Stream::endResponse() {
 
 bool Stream::backlogged() const {
     // Its own bytes over the watermark, or the connection's over limits.http2_connection_buffer
-    // (a hundred streams each under its watermark are still a lot for one client).
-    const bool over = evbuffer_get_length(pending_.get()) > proxy::kHighWatermark || connection_.responsesOverBudget();
+    // (a hundred streams each under its watermark are still a lot for one client) while it holds
+    // bytes of its own.
+    const bool over = memoryQueued() > proxy::kHighWatermark ||
+                      (connection_.responsesOverBudget() && holdsResponseBytes());
     if (over) upstream_paused_ = true;
     return over;
 }
@@ -468,6 +486,11 @@ ssize_t Stream::readBody(std::uint8_t* buffer, std::size_t length, std::uint32_t
     const int copied = evbuffer_remove(pending_.get(), buffer, length);
     if (copied < 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     sent_ += static_cast<std::uint64_t>(copied);
+    if (file_left_ > 0) {  // the memory ahead of the file goes first, then the file's pages
+        const std::size_t from_memory = std::min(memory_before_file_, static_cast<std::size_t>(copied));
+        memory_before_file_ -= from_memory;
+        file_left_ -= std::min(file_left_, static_cast<std::size_t>(copied) - from_memory);
+    }
     noteResponseBytes();
     if (session_) bytes_out_ += static_cast<std::uint64_t>(copied);  // a WebSocket's, as it goes
     if (evbuffer_get_length(pending_.get()) == 0 && response_ended_) {
@@ -483,8 +506,8 @@ void Stream::afterSend() {
     if (bytes_) bytes_->afterSend();
     resetIfOutputSent();
     noteBuffers();
-    if (upstream_paused_ && exchange_ && evbuffer_get_length(pending_.get()) <= proxy::kLowWatermark &&
-        !connection_.responsesOverBudget()) {
+    if (upstream_paused_ && exchange_ && memoryQueued() <= proxy::kLowWatermark &&
+        !(connection_.responsesOverBudget() && holdsResponseBytes())) {
         upstream_paused_ = false;
         exchange_->onClientDrained();
     }

@@ -155,6 +155,14 @@ private:
     bool headOnly() const { return head_.method == "HEAD"; }
     void resumeData();
     void noteResponseBytes();  // noteBuffers' response half (from nghttp2's read callback too)
+    // Response bytes in memory in pending_ (a static file's segments are pages of the file,
+    // not ours: they count for neither the watermark nor limits.http2_connection_buffer).
+    std::size_t memoryQueued() const;
+    // Bytes of its own that wait for the client (its window or the socket): only such a stream
+    // pauses its upstream for the connection's budget. A stream whose bytes go straight out
+    // holds nothing, and pausing it would stall a client that reads one stream at a time.
+    bool holdsResponseBytes() const;
+    void dropPending();
 
     Connection& connection_;
     const std::int32_t id_;
@@ -164,6 +172,8 @@ private:
     const config::Route* route_ = nullptr;
     std::unique_ptr<proxy::HttpExchange> exchange_;
     core::EvbufferPtr pending_;  // response body bytes the client's window has not taken yet
+    std::size_t file_left_ = 0;           // of which in a file segment (sendFile)
+    std::size_t memory_before_file_ = 0;  // and in memory ahead of that segment
     std::string body_;           // a publish's message
     std::string upstream_name_ = "-";
     std::chrono::steady_clock::time_point start_;

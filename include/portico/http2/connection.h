@@ -113,8 +113,12 @@ public:
     // The streams' response bytes are over limits.http2_connection_buffer: upstreams pause
     // (and resume once it is not).
     bool responsesOverBudget() const { return response_bytes_ > buffer_budget_; }
-    // Connection window is held back: a stream's client may be waiting on us, not dawdling.
-    bool holdsWindow() const { return window_held_ > 0; }
+    // Connection window is held back and what the client has left of it would not carry a
+    // DATA frame: a stream that may send more waits on us, not on its client.
+    bool windowExhausted() const;
+    // Response bytes of stream `id` cannot go now: its window or the connection's is shut, or
+    // the socket takes no more.
+    bool sendBlocked(std::int32_t id) const;
 
     // nghttp2's callbacks (connection.cpp registers them); public for the C trampolines.
     // onBeginFrame: RFC 9113 checks nghttp2 leaves out (it returns NGHTTP2_ERR_CALLBACK_FAILURE
@@ -179,6 +183,7 @@ private:
     std::uint32_t earned_window_updates_ = 0;
     bool overhead_flooded_ = false;  // GOAWAY queued: said once
     static constexpr std::uint32_t kEarnedWindowUpdates = 1024;
+    static constexpr std::size_t kMinDataFrame = 16384;  // SETTINGS_MAX_FRAME_SIZE's least (RFC 9113 6.5.2)
     std::chrono::steady_clock::time_point idle_since_;
     // limits.http2_connection_buffer: what the streams hold, each way (their notes' sums), and
     // the connection window held back for request bytes that stayed queued over the budget.
