@@ -23,8 +23,10 @@
 // its window back at once: a stream whose upstream reads goes on while window is left (when the
 // held part is all of it, every stream waits for the upstreams that do not read, or for their
 // connect_timeout/send_timeout, as requests queued on one HTTP/1.1 connection would). Response
-// bytes waiting for the client's windows are counted too; beyond the budget every stream's
-// upstream pauses as its own high watermark would pause it (Stream::backlogged).
+// bytes waiting in memory for the client's windows are counted too (not a static file's
+// segments); beyond the budget each stream that holds bytes its window or the socket does not
+// take pauses its upstream as its own high watermark would (Stream::backlogged). A stream whose
+// bytes go straight out goes on: pausing it would stall a client reading one stream at a time.
 
 #include <chrono>
 #include <cstdint>
