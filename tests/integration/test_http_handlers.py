@@ -90,6 +90,7 @@ class Static(PorticoTestCase):
         # root is relative: it resolves against the config file's folder, not the cwd
         self.p = self.start_portico(make_config(routes=[
             {"path": "/healthz", "handler": "health"},
+            {"path": "/echo", "handler": "echo"},
             {"path": "/", "handler": "static", "root": "www"}]), workdir=self.dir)
         self.c = self.client(self.p.port)
 
@@ -172,6 +173,52 @@ class Static(PorticoTestCase):
     def test_health_route_before_static(self):
         r = self.get("/healthz")
         self.assertEqual((r.status, r.body.strip()), (200, b"ok"))
+
+    def test_pipelined_answer_then_file(self):
+        # Two requests in one segment: the first answer is written the usual way (with
+        # io_uring: on, queued for the ring's next enter), then a file answer (sendfile, the
+        # epoll path) follows in the same pass. Before, on the ring nothing was sent at all
+        # until client_send_timeout.
+        data = pipelined_exchange(self.p.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                  b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", b"plain text file\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:200])
+        self.assertEqual(data.count(b"HTTP/1.1 200"), 2, data[:400])
+        self.assertTrue(data.endswith(b"plain text file\n"), data[-200:])
+
+    def test_pipelined_answer_then_builtin_websocket(self):
+        # As above, with a built-in WebSocket endpoint's 101 (written at once) second.
+        key = b"dGhlIHNhbXBsZSBub25jZQ=="
+        data = pipelined_exchange(self.p.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                  b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                                  b"Sec-WebSocket-Key: " + key + b"\r\n\r\n", b"\r\n\r\n", answers=2)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:200])
+        self.assertIn(b"HTTP/1.1 101 ", data)
+        self.assertIn(b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", data)
+
+
+def pipelined_exchange(port, requests, last, answers=1, timeout=5.0):
+    """Sends `requests` in one write and reads until `last` ends what came (seen `answers`
+    times), the peer closes, or `timeout` passes."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port))
+    try:
+        s.sendall(requests)
+        s.settimeout(0.2)
+        data, deadline = b"", time.monotonic() + timeout * slow_factor()
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            data += chunk
+            if data.endswith(last) and data.count(last) >= answers:
+                break
+        return data
+    finally:
+        s.close()
 
 
 class AccessLog(PorticoTestCase):

@@ -86,7 +86,13 @@ void StreamIo::dropUnsent() {
 
 void StreamIo::prepareSends() {
     send_queued_ = false;
-    if (stream_ && !send_inflight_ && !settle_waiter_.done) submitSend();
+    if (stream_ && !send_inflight_ && !settle_waiter_.done) {
+        submitSend();
+        // The Stream left the ring's writes after it queued this send (a file segment, an owner
+        // that wants its bytes at once): with no ring send before them, what output() holds
+        // goes the epoll way now (ringFlush), else it would wait for a send timeout.
+        if (stream_ && !send_inflight_ && stream_->queuedLength() > 0) stream_->ringFlush();
+    }
     maybeSettled();
     maybeFree();
 }
@@ -160,11 +166,7 @@ void StreamIo::onSent(int result) {
         unsent_ -= static_cast<std::size_t>(result);
     }
     if (!stream_) return;  // released: what is left is dropped with us
-    if (settle_waiter_.done && unsent_ > 0 && result >= 0) {
-        // Someone takes the socket over: the rest goes back in front of what the Stream holds.
-        evbuffer_prepend_buffer(stream_->output(), sending_.get());
-        unsent_ = 0;
-    }
+    if (settle_waiter_.done && result >= 0) giveBackUnsent();
     stream_->ringSent(result);
 }
 
@@ -176,18 +178,25 @@ void StreamIo::onWatch(int result) {
 bool StreamIo::settle(RingSettled waiter) {
     settle_waiter_ = {};
     if (inflight_ == 0 && !send_queued_) {
-        if (unsent_ > 0 && stream_) {
-            evbuffer_prepend_buffer(stream_->output(), sending_.get());
-            unsent_ = 0;
-        }
+        giveBackUnsent();
         return true;
     }
     settle_waiter_ = waiter;
     return waiter.done == nullptr;
 }
 
+// Someone takes the socket over (settle): the rest of a partial send goes back in front of
+// what the Stream holds, so that its new owner sends it first.
+void StreamIo::giveBackUnsent() {
+    if (unsent_ == 0 || !stream_) return;
+    evbuffer_prepend_buffer(stream_->output(), sending_.get());
+    unsent_ = 0;
+}
+
 void StreamIo::maybeSettled() {
     if (!settle_waiter_.done || inflight_ > 0 || send_queued_) return;
+    // A partial send's rest that was waiting for the next enter when the settle came.
+    giveBackUnsent();
     const RingSettled waiter = std::exchange(settle_waiter_, {});
     waiter.done(waiter.arg);
 }

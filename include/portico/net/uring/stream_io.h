@@ -95,6 +95,7 @@ private:
     void onWatch(int result);
     void cancel(Op op);
     void submitSend();
+    void giveBackUnsent();  // a partial send's rest back in front of the Stream's output (settle)
     void maybeSettled();
     void maybeFree();
 
