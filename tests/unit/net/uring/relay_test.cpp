@@ -21,6 +21,7 @@
 
 using namespace portico::net;
 using namespace std::chrono_literals;
+using portico::net::test::readAll;
 
 namespace {
 
@@ -48,17 +49,6 @@ Pair makePair(EventLoop& loop, StreamHandler& handler) {
     auto stream = std::make_unique<Stream>(loop.base(), portico::core::UniqueFd(fds[1]), &handler);
     stream->pauseReading();
     return Pair{fds[0], std::move(stream)};
-}
-
-std::string readAll(int fd) {
-    std::string got;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n <= 0) break;
-        got.append(buf, static_cast<std::size_t>(n));
-    }
-    return got;
 }
 
 std::unique_ptr<uring::Ring> ringOrSkip(EventLoop& loop) {

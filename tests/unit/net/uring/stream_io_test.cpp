@@ -22,6 +22,7 @@
 
 using namespace portico::net;
 using namespace std::chrono_literals;
+using portico::net::test::readAll;
 
 namespace {
 
@@ -49,17 +50,6 @@ struct Recorder final : StreamHandler {
     void onDrained(ByteStream&) override { note('d'); }
     void onPeerShut(ByteStream&) override { note('s'); }
 };
-
-std::string readAll(int fd) {
-    std::string got;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n <= 0) break;
-        got.append(buf, static_cast<std::size_t>(n));
-    }
-    return got;
-}
 
 // A loop with its ring (none where the kernel refuses one: the test is skipped) and a socket
 // pair whose inner end is a Stream on the ring.
