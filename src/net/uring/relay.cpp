@@ -122,12 +122,7 @@ void Relay::maybeReceive(Side& s) {
 // for it, left armed across resumes (not cancelled: nothing per message, nothing per resume).
 void Relay::watchPeer(Side& s) {
     if (s.watching || s.gone) return;
-    io_uring_sqe* sqe = ring_.entry();
-    if (!sqe) return end(net::Ending::Finished, "io_uring submission failed", &s);
-    io_uring_prep_poll_add(sqe, s.fd, POLLRDHUP);
-    ring_.track(sqe, this, kGone + s.index);
-    s.watching = true;
-    ++inflight_;
+    if (armPoll(s, POLLRDHUP, kGone)) s.watching = true;
 }
 
 // The peer closed (POLLRDHUP; a reset adds POLLERR | POLLHUP, learnt from the receive that
@@ -276,12 +271,21 @@ void Relay::onSent(Side& to, int result) {
 }
 
 void Relay::waitWritable(Side& s) {
+    if (armPoll(s, POLLOUT, kPoll)) s.polling = true;
+}
+
+// One poll on a side's socket, its completion as `op` + the side; false when the ring refused
+// the request and the relay ended (as if that side had failed).
+bool Relay::armPoll(Side& s, unsigned mask, unsigned op) {
     io_uring_sqe* sqe = ring_.entry();
-    if (!sqe) return end(net::Ending::Finished, "io_uring submission failed", &s);
-    io_uring_prep_poll_add(sqe, s.fd, POLLOUT);
-    ring_.track(sqe, this, kPoll + s.index);
-    s.polling = true;
+    if (!sqe) {
+        end(net::Ending::Finished, "io_uring submission failed", &s);
+        return false;
+    }
+    io_uring_prep_poll_add(sqe, s.fd, mask);
+    ring_.track(sqe, this, op + s.index);
     ++inflight_;
+    return true;
 }
 
 // Writable, or an error the next send reports.

@@ -115,6 +115,7 @@ private:
     void maybeReceive(Side& s);
     void sendNext(Side& s);
     void waitWritable(Side& s);
+    bool armPoll(Side& s, unsigned mask, unsigned op);
     void onWritable(Side& s);
     void watchPeer(Side& s);
     void onPeerWatch(Side& s, int result);
