@@ -1205,9 +1205,24 @@ def paired_ratio(samples: Sequence[Sample], base: Sequence[Sample], value: Calla
     """Median over rounds of value(sample) / value(base sample of the same round). Runs of one
     round are minutes apart at most, so the ratio cancels the slow drift of a shared machine
     that a ratio of medians keeps."""
+    return median(paired_ratios(samples, base, value))
+
+
+def paired_ratios(samples: Sequence[Sample], base: Sequence[Sample], value: Callable[[Sample], float]) -> list[float]:
+    """value(sample) / value(base sample of the same round), round by round."""
     by_round = {b.round: value(b) for b in base}
-    ratios = [value(s) / by_round[s.round] for s in samples if by_round.get(s.round)]
-    return median(ratios)
+    return [value(s) / by_round[s.round] for s in samples if by_round.get(s.round)]
+
+
+def fmt_paired(samples: Sequence[Sample], base: Sequence[Sample] | None, value: Callable[[Sample], float]) -> str:
+    """The median per-round ratio with its spread, "0.90x (0.84-0.97)"; "-" without a base.
+    A machine that switches speed modes between rounds shows up as a wide spread here, where a
+    ratio of medians would mix the modes silently."""
+    ratios = paired_ratios(samples, base, value) if base else []
+    if not ratios:
+        return "-"
+    lo, hi = spread(ratios)
+    return f"{median(ratios):.2f}x ({lo:.2f}-{hi:.2f})"
 
 
 def spread(xs: Iterable[float]) -> tuple[float, float]:

@@ -7,6 +7,10 @@ plus pub/sub fan-out of Portico's `handler: pubsub` against nginx + nchan.
     PORTICO_BIN=build-bench/portico /usr/bin/python3 bench/ws_echo.py --rounds 7
     /usr/bin/python3 bench/ws_echo.py --proxies nginx,haproxy,relay --scenarios small,large
     /usr/bin/python3 bench/ws_echo.py --scenarios fanout1000,fanout100x10
+    /usr/bin/python3 bench/ws_echo.py --scenarios small --rounds 9 --duration 3 --warmup 1
+        --proxies nginx,portico-tunnel,portico-uring --compare-bin /tmp/portico-before  # (one line)
+        # many short rounds: a machine that switches speed modes between rounds shows as the
+        # spread of the per-round ratios instead of moving a median of few long rounds
     /usr/bin/python3 bench/ws_echo.py --scenarios paced --fifo 10     # latency without the
         # fair scheduler: every process started here SCHED_FIFO (also usable on a busy machine)
 
@@ -27,7 +31,9 @@ with g++ -O2 unless --ws-load names a binary. Scenarios:
 For every scenario the contenders run in alternation for --rounds rounds (the order rotates each
 round) after one warm-up run each; the client sets its connections up first and only then starts
 the measured phase, so the proxy's CPU (utime+stime of all its processes from /proc/PID/stat) is
-sampled around exactly the measured work. Medians go to stdout as markdown for bench/RESULTS.md,
+sampled around exactly the measured work. For small and paced, every contender's run is also
+divided by nginx's run of the same round: the "vs nginx" columns give the median of these
+per-round ratios and their range, and a table lists CPU per message round by round. Medians go to stdout as markdown for bench/RESULTS.md,
 progress to stderr. Every process started is stopped on exit.
 """
 
@@ -300,6 +306,9 @@ def main() -> int:
                     help=f"echo contenders (default: {','.join(ECHO_PROXIES)}; also nginx-64k: "
                          "nginx with proxy_buffer_size 64k; relay-splice: the relay with splice(2); "
                          "relay-uring: the relay on io_uring; portico-uring: the tunnel with io_uring: on)")
+    ap.add_argument("--compare-bin",
+                    help="a second Portico binary (A/B of a change): every portico-* echo contender in "
+                         "--proxies runs again from it as <name>-b, same config, in the same rounds")
     ap.add_argument("--pubsub", default=",".join(PUBSUB_SERVERS), help="pub/sub contenders")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
     ap.add_argument("--connections", type=int, default=64, help="small: connections (default: 64)")
@@ -333,7 +342,10 @@ def main() -> int:
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     pubsubs = [p.strip() for p in args.pubsub.split(",") if p.strip()]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    bad = (set(proxies) - set(ECHO_PROXIES) - set(EXTRA_PROXIES) - {"nginx-64k", *bl.RELAY_VARIANTS}) | (set(pubsubs) - set(PUBSUB_SERVERS)) \
+    if args.compare_bin:
+        proxies += [f"{p}-b" for p in proxies if p.startswith("portico-")]
+    known_b = {"portico-tunnel-b", "portico-frames-b", "portico-uring-b"} if args.compare_bin else set()
+    bad = (set(proxies) - set(ECHO_PROXIES) - set(EXTRA_PROXIES) - {"nginx-64k", *bl.RELAY_VARIANTS} - known_b) | (set(pubsubs) - set(PUBSUB_SERVERS)) \
         | (set(scenarios) - set(SCENARIOS))
     if bad:
         ap.error(f"unknown names: {', '.join(sorted(bad))}")
@@ -370,6 +382,12 @@ def main() -> int:
                                                       extra="io_uring: on\n"),
             **{name: (lambda name=name: bl.start_relay(ws_load, bp, name)) for name in bl.RELAY_VARIANTS},
         }
+        if args.compare_bin:
+            bin_b = Path(args.compare_bin).resolve()
+            starters["portico-tunnel-b"] = lambda: start_portico_ws(bin_b, bp, "tunnel", name="portico-tunnel-b")
+            starters["portico-frames-b"] = lambda: start_portico_ws(bin_b, bp, "frames", name="portico-frames-b")
+            starters["portico-uring-b"] = lambda: start_portico_ws(bin_b, bp, "tunnel", name="portico-uring-b",
+                                                                   extra="io_uring: on\n")
 
     results: dict[str, dict[str, list[bl.Sample]]] = {}
     idle: dict[str, list[dict]] = {}
@@ -489,31 +507,41 @@ def main() -> int:
             continue
         per = results[scen]
         base = per.get("nginx")
-        b = (med(base, lambda s: s.rps), med(base, lambda s: s.p99_ms),
-             med(base, lambda s: s.cpu_per_million)) if base else None
-        rows = []
+        rows, by_round = [], []
         for p, ss in per.items():
             rps, p50 = med(ss, lambda s: s.rps), med(ss, lambda s: s.extra["p50_ms"])
             p99, cpu = med(ss, lambda s: s.p99_ms), med(ss, lambda s: s.cpu_per_million)
-            rows.append([p, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{cpu:.2f}",
-                         fmt_ratio(rps, b and b[0]), fmt_ratio(p99, b and b[1]), fmt_ratio(cpu, b and b[2]),
-                         sum(s.errors for s in ss)])
-            if b and p.startswith("portico"):
+            lo, hi = bl.spread(s.cpu_per_million for s in ss)
+            rows.append([p, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{cpu:.2f} ({lo:.1f}-{hi:.1f})",
+                         bl.fmt_paired(ss, base, lambda s: s.rps), bl.fmt_paired(ss, base, lambda s: s.p99_ms),
+                         bl.fmt_paired(ss, base, lambda s: s.cpu_per_million), sum(s.errors for s in ss)])
+            ratios = bl.paired_ratios(ss, base, lambda s: s.cpu_per_million) if base else []
+            by_round.append([p] + [f"{s.cpu_per_million:.2f}" for s in ss] +
+                            ([f"{bl.median(ratios):.2f}x"] if base else []))
+            if base and p.startswith("portico"):
                 limit = 1.0 if p in ("portico-tunnel", "portico-uring") else 1.15
+                rate_x = bl.paired_ratio(ss, base, lambda s: s.rps)
+                cpu_x = bl.paired_ratio(ss, base, lambda s: s.cpu_per_million)
+                p99_x = bl.paired_ratio(ss, base, lambda s: s.p99_ms)
                 if scen == "small":
-                    targets.append(target_row(f"small msg/s >= nginx ({p})", rps >= b[0],
-                                              fmt_ratio(rps, b[0])))
-                targets.append(target_row(f"{scen} CPU/msg <= {limit:.2f}x nginx ({p})",
-                                          cpu <= limit * b[2], fmt_ratio(cpu, b[2])))
-                targets.append(target_row(f"{scen} p99 <= nginx ({p})", p99 <= b[1], fmt_ratio(p99, b[1])))
+                    targets.append(target_row(f"small msg/s >= nginx ({p})", rate_x >= 1, f"{rate_x:.2f}x"))
+                targets.append(target_row(f"{scen} CPU/msg <= {limit:.2f}x nginx ({p})", cpu_x <= limit,
+                                          f"{cpu_x:.2f}x"))
+                targets.append(target_row(f"{scen} p99 <= nginx ({p})", p99_x <= 1, f"{p99_x:.2f}x"))
         if scen == "small":
             out.append(f"### Small messages: {args.connections} connections x {args.size}-byte "
                        "messages, one at a time each, as fast as echoed\n")
         else:
             out.append(f"### Small messages at equal load: the same, offered at {args.paced_rate:,} "
                        "msg/s in all\n")
-        out.append(bl.markdown_table(["Proxy", "msg/s", "p50 (ms)", "p99 (ms)", "CPU s / 1M msg",
+        out.append(bl.markdown_table(["Proxy", "msg/s", "p50 (ms)", "p99 (ms)", "CPU s / 1M msg (min-max)",
                                       "msg/s vs nginx", "p99 vs nginx", "CPU vs nginx", "errors"], rows))
+        out.append("")
+        out.append("The \"vs nginx\" columns: median (min-max) of per-round ratios, each run against "
+                   "nginx's run in the same round. CPU s / 1M msg by round:\n")
+        rounds = max(len(ss) for ss in per.values())
+        out.append(bl.markdown_table(["Proxy"] + [f"r{i + 1}" for i in range(rounds)] +
+                                     (["CPU vs nginx"] if base else []), by_round))
         out.append("")
     if "large" in results:
         per = results["large"]
