@@ -519,7 +519,7 @@ def main() -> int:
             by_round.append([p] + [f"{s.cpu_per_million:.2f}" for s in ss] +
                             ([f"{bl.median(ratios):.2f}x"] if base else []))
             if base and p.startswith("portico"):
-                limit = 1.0 if p in ("portico-tunnel", "portico-uring") else 1.15
+                limit = 1.0 if p.removesuffix("-b") in ("portico-tunnel", "portico-uring") else 1.15
                 rate_x = bl.paired_ratio(ss, base, lambda s: s.rps)
                 cpu_x = bl.paired_ratio(ss, base, lambda s: s.cpu_per_million)
                 p99_x = bl.paired_ratio(ss, base, lambda s: s.p99_ms)

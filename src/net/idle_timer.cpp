@@ -2,10 +2,36 @@
 #include "portico/net/idle_timer.h"
 
 #include <event2/event.h>
+#include <time.h>
 
 #include "portico/net/event_loop.h"
 
 namespace portico::net {
+
+namespace {
+
+// Activity is stamped on every message a session moves (bench/RESULTS.md, "Tunnel per-message
+// cost", session 12): CLOCK_MONOTONIC_COARSE reads the kernel's tick-time from the vDSO page,
+// without the TSC and pvclock arithmetic of a CLOCK_MONOTONIC read. Both clocks share their
+// epoch, so the stamps are steady_clock time points; coarse ones lag the precise clock by up to
+// one tick.
+std::chrono::steady_clock::time_point coarseNow() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return std::chrono::steady_clock::time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+}
+
+// One tick of the coarse clock: the most a coarse stamp lags the moment it was taken.
+std::chrono::nanoseconds coarseTick() {
+    static const std::chrono::nanoseconds tick = [] {
+        timespec res{};
+        ::clock_getres(CLOCK_MONOTONIC_COARSE, &res);
+        return std::chrono::seconds(res.tv_sec) + std::chrono::nanoseconds(res.tv_nsec);
+    }();
+    return tick;
+}
+
+}  // namespace
 
 IdleTimer::IdleTimer(EventLoop& loop, std::chrono::milliseconds timeout, Callback on_idle, void* context)
     : on_idle_(on_idle), context_(context), queue_(timeout.count() > 0 ? &loop.idleQueue(timeout) : nullptr) {}
@@ -17,7 +43,7 @@ bool IdleTimer::queued() const { return prev_ || next_ || (queue_ && queue_->hea
 
 void IdleTimer::start() {
     if (!queue_ || queued()) return;
-    last_activity_ = std::chrono::steady_clock::now();
+    last_activity_ = coarseNow();
     queue_->append(this);
 }
 
@@ -32,7 +58,7 @@ void IdleTimer::retime(EventLoop& loop, std::chrono::milliseconds timeout) {
 }
 
 void IdleTimer::touch() {
-    last_activity_ = std::chrono::steady_clock::now();
+    last_activity_ = coarseNow();
     if (!next_) return;  // not started, or already the newest
     queue_->remove(this);
     queue_->append(this);
@@ -80,7 +106,9 @@ void IdleQueue::remove(IdleTimer* timer) {
 void IdleQueue::onTimer(int, short, void* arg) {
     auto* self = static_cast<IdleQueue*>(arg);
     self->armed_ = false;
-    const auto now = std::chrono::steady_clock::now();
+    // A stamp may lag its moment by a tick (coarseNow): a timer is due one tick later than its
+    // stamp says, so that none fires early; a few milliseconds late is nothing to an idle timeout.
+    const auto now = std::chrono::steady_clock::now() - coarseTick();
     while (self->head_ && now - self->head_->last_activity_ >= self->timeout_) {
         IdleTimer* idle = self->head_;
         idle->stop();

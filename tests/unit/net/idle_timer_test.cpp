@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <event2/event.h>
+#include <memory>
 #include <vector>
 
 #include "portico/net/event_loop.h"
@@ -125,4 +126,40 @@ TEST_CASE("a timer started after the queue emptied fires a full timeout after it
     a.start();
     runFor(loop, 120ms);
     CHECK(a_fired == 1);
+}
+
+// Activity is stamped with the coarse clock (a tick behind the precise one at most): a timer
+// must still never fire before `timeout` has passed since its last touch, by the precise clock.
+TEST_CASE("an idle timer never fires before its timeout has passed since its last touch", "[net][idle_timer]") {
+    EventLoop loop;
+    constexpr auto kTimeout = 20ms;
+    struct Probe {
+        std::chrono::steady_clock::time_point touched;
+        std::chrono::steady_clock::duration waited{};
+        int fired = 0;
+    };
+    std::vector<Probe> probes(12);
+    std::vector<std::unique_ptr<IdleTimer>> timers;
+    for (Probe& p : probes)
+        timers.push_back(std::make_unique<IdleTimer>(
+            loop, kTimeout,
+            [](void* arg) {
+                auto* probe = static_cast<Probe*>(arg);
+                probe->waited = std::chrono::steady_clock::now() - probe->touched;
+                ++probe->fired;
+            },
+            &p));
+    // Touched at staggered moments, so that some stamps fall just after a tick and some just
+    // before the next one.
+    for (std::size_t i = 0; i < timers.size(); ++i) {
+        timers[i]->start();
+        probes[i].touched = std::chrono::steady_clock::now();
+        timers[i]->touch();
+        runFor(loop, 1ms);
+    }
+    runFor(loop, 100ms);
+    for (const Probe& p : probes) {
+        CHECK(p.fired == 1);
+        CHECK(p.waited >= kTimeout);
+    }
 }
