@@ -21,6 +21,7 @@
 #include "portico/net/peer_address.h"
 #include "portico/net/request_log.h"
 #include "portico/net/snapshot.h"
+#include "portico/net/uring/stream_io.h"  // uring::RingSettled (Stream::receiveEnded)
 #include "portico/net/worker.h"
 #include "portico/proxy/http_exchange.h"
 #include "portico/tls/server_context.h"
@@ -660,9 +661,27 @@ void ClientConnection::drain() {
     // Idle: nothing of a request read, and none waiting in the socket. A request that is waiting
     // (a connection the stop accepted from the listen queue, a keep-alive request in flight) is
     // read and answered, and the connection closes after it (Worker::stopping): closing with it
-    // unread would reset the connection.
-    if (state_ == State::ReadingHead && !http_->parser.inMessage() && !hasUnreadInput(*client_))
+    // unread would reset the connection, or, on the ring, drop a request a receive had taken.
+    if (state_ != State::ReadingHead || http_->parser.inMessage()) return;
+    if (!client_->onRing() || !client_->isReading()) {
+        drainIdle(/*resume=*/false);
+        return;
+    }
+    // A ring receive the kernel completed, its completion not reaped yet, holds bytes that
+    // FIONREAD no longer sees: reading stops, and the answer waits for that receive to end.
+    client_->pauseReading();
+    if (client_->receiveEnded({&ClientConnection::onDrainReceiveEnded, this})) drainIdle(/*resume=*/true);
+}
+
+void ClientConnection::onDrainReceiveEnded(void* arg) { static_cast<ClientConnection*>(arg)->drainIdle(/*resume=*/true); }
+
+void ClientConnection::drainIdle(bool resume) {
+    if (state_ != State::ReadingHead || http_->parser.inMessage()) return;
+    if (!hasUnreadInput(*client_)) {
         finish("shutting down");
+        return;
+    }
+    if (resume) client_->resumeReading();  // held bytes are reported from the loop
 }
 
 void ClientConnection::logAccess() {
@@ -692,7 +711,10 @@ void ClientConnection::finish(const char* reason) {
     retireExchange();
     if (bridge_) bridge_->abort();
     if (http2_) http2_->abort();
-    if (client_) client_->pauseReading();  // after an upgrade the session has the socket
+    if (client_) {  // after an upgrade the session has the socket
+        client_->pauseReading();
+        client_->receiveEnded({});  // drain() waits no more
+    }
     worker_.onConnectionFinished(this);
 }
 

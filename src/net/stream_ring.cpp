@@ -39,6 +39,8 @@ void Stream::ringFlush() {
 
 bool Stream::settleRing(uring::RingSettled waiter) { return ring_io_ == nullptr || ring_io_->settle(waiter); }
 
+bool Stream::receiveEnded(uring::RingSettled waiter) { return ring_io_ == nullptr || ring_io_->receiveEnded(waiter); }
+
 void Stream::ringGone() { ring_io_ = nullptr; }
 
 void Stream::ringResume() {

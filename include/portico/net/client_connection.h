@@ -178,6 +178,10 @@ private:
     bool awaitClientReading();
     static void onTimer(int, short, void* arg);
     static void onResume(int, short, void* arg);
+    // drain() on an idle connection, once what the client sent is known (Stream::receiveEnded):
+    // nothing: closed; a request: read on (`resume`: drain() paused reading) and answered.
+    void drainIdle(bool resume);
+    static void onDrainReceiveEnded(void* arg);
 
     Worker& worker_;
     std::shared_ptr<WorkerSnapshot> snapshot_;

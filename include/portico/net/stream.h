@@ -112,6 +112,11 @@ public:
     // by then is back at the front of output(), bytes a cancelled receive brought are in
     // input(). settleRing({}) stops the wait.
     bool settleRing(uring::RingSettled waiter);
+    // After pauseReading: true when what the peer sent is in input() or still in the socket
+    // (hasUnreadInput sees it); on the ring, while the cancelled receive has not ended (it may
+    // hold bytes the kernel took from the socket), false, and `waiter` is told when it has
+    // (from its completion). receiveEnded({}) stops the wait.
+    bool receiveEnded(uring::RingSettled waiter);
 
     // The relay's other peer failed (an HTTP/2 client's RST_STREAM, a connection error): close()
     // resets this connection (SO_LINGER {1, 0}: an RST, what is queued is dropped) instead of a

@@ -58,6 +58,11 @@ void StreamIo::stopReceiving() {
     if (recv_inflight_) cancel(kRecv);
 }
 
+bool StreamIo::receiveEnded(RingSettled waiter) {
+    recv_waiter_ = recv_inflight_ ? waiter : RingSettled{};
+    return !recv_inflight_;
+}
+
 void StreamIo::stopWatching() {
     if (watch_inflight_) cancel(kWatch);
 }
@@ -124,7 +129,13 @@ void StreamIo::submitSend() {
 void StreamIo::onCompletion(unsigned op, int result, unsigned flags) {
     --inflight_;
     switch (op) {
-        case kRecv: onReceived(result, flags); break;
+        case kRecv:
+            onReceived(result, flags);
+            if (recv_waiter_.done && !recv_inflight_) {
+                const RingSettled waiter = std::exchange(recv_waiter_, {});
+                waiter.done(waiter.arg);
+            }
+            break;
         case kSend: onSent(result); break;
         default: onWatch(result); break;
     }
@@ -204,6 +215,7 @@ void StreamIo::maybeSettled() {
 void StreamIo::release(core::UniqueFd fd) {
     stream_ = nullptr;
     settle_waiter_ = {};
+    recv_waiter_ = {};
     owned_fd_ = std::move(fd);
     if (waiting_) {
         ring_.buffers().stopWaiting(this);

@@ -60,6 +60,11 @@ public:
     void watchPeerShut();
     void stopWatching();
     bool receiving() const { return recv_inflight_ || waiting_; }
+    // After stopReceiving: true when no receive is in flight; else false, and `waiter` hears
+    // when it ended (what it brought is then in the Stream's input()). An empty waiter stops the
+    // wait. A receive the kernel completed holds bytes that neither the socket (FIONREAD) nor
+    // input() shows until its completion is reaped.
+    bool receiveEnded(RingSettled waiter);
 
     // The Stream's output goes at the next enter.
     void send();
@@ -108,6 +113,7 @@ private:
     iovec iov_[kIov]{};
     msghdr message_{};
     RingSettled settle_waiter_;
+    RingSettled recv_waiter_;  // receiveEnded
     unsigned inflight_ = 0;
     bool recv_inflight_ = false;
     bool waiting_ = false;        // on the pool's waiting list (ENOBUFS)

@@ -16,6 +16,7 @@
 
 #include "../run_for.h"
 #include "portico/net/event_loop.h"
+#include "portico/net/lingering_close.h"
 #include "portico/net/stream.h"
 #include "portico/net/uring/ring.h"
 #include "portico/net/uring/stream_io.h"
@@ -143,6 +144,33 @@ TEST_CASE("paused on the ring: the peer's FIN is onPeerShut, the rest comes from
     CHECK(t.handler.got == "held");
     CHECK(t.handler.events == "sre");
     CHECK_FALSE(t.handler.reported_inside);
+}
+
+// A graceful stop closes an idle connection unless the client sent something
+// (ClientConnection::drain, net::hasUnreadInput: input() or FIONREAD). A receive the kernel
+// completed before the loop reaped it holds bytes neither shows: a request that arrived as the
+// stop came was dropped. receiveEnded waits for that receive, then the bytes are in input().
+TEST_CASE("a receive completed but not reaped: receiveEnded waits for it, then its bytes are seen") {
+    Setup t;
+    if (!t.ring) return;
+    test::runFor(t.loop, 20ms);  // the receive is in flight
+    const std::string request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    REQUIRE(::send(t.outer, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size()));
+    // The send woke the receive: the kernel moved the bytes into a pool buffer on the way back
+    // from it (the ring's task work runs on this thread), and nobody reaped the completion.
+    t.stream->pauseReading();
+    INFO("what drain() asked before: no input, FIONREAD empty, so the connection was closed");
+    CHECK_FALSE(hasUnreadInput(*t.stream));
+    bool ended = false;
+    const uring::RingSettled tell{[](void* flag) { *static_cast<bool*>(flag) = true; }, &ended};
+    REQUIRE_FALSE(t.stream->receiveEnded(tell));
+    test::runFor(t.loop, 50ms);
+    CHECK(ended);
+    CHECK(hasUnreadInput(*t.stream));
+    CHECK(t.handler.events.empty());  // paused: nothing reported yet
+    t.stream->resumeReading();
+    test::runFor(t.loop, 50ms);
+    CHECK(t.handler.got == request);
 }
 
 TEST_CASE("a Stream destroyed with ring requests in flight: nothing left in flight, the socket closes after them") {
