@@ -116,12 +116,12 @@ bool Server::startDescriptorsFree(const config::Config& config, unsigned workers
     const bool ring = config.io_uring != config::IoUring::Off;
     const unsigned per_worker = static_cast<unsigned>(config.listeners.size()) + kWorkerStartDescriptors +
                                 (ring ? kWorkerRingDescriptors : 0);
-    const unsigned needed = workers * per_worker;
+    const unsigned needed = workers * per_worker + 1;  // and the main thread's wakeup (progress_)
     const unsigned free = freeDescriptors(needed);
     if (free >= needed) return true;
     LOG_ERROR("too few file descriptors to start %u worker%s: %u needed (%u each: a socket per listener, an event "
-              "loop and two wakeups%s), %u free under the open-file limit %llu: raise it (ulimit -n, systemd "
-              "LimitNOFILE=) or lower workers",
+              "loop and two wakeups%s; one more to hear from them), %u free under the open-file limit %llu: raise it "
+              "(ulimit -n, systemd LimitNOFILE=) or lower workers",
               workers, workers == 1 ? "" : "s", needed, per_worker, ring ? ", an io_uring and its eventfd" : "", free,
               static_cast<unsigned long long>(raiseFdLimit()));  // main raised it already: this reads it
     return false;
@@ -167,6 +167,7 @@ int Server::run() {
 
     unsigned workers = worker_count_ = effectiveWorkerCount(config.workers);
     if (!startDescriptorsFree(config, workers)) return 1;
+    progress_.emplace(loop_, [this] { onWorkerProgress(); });  // counted by startDescriptorsFree
     std::vector<std::vector<core::UniqueFd>> listen_fds(workers);
     for (const auto& listener : config.listeners) {
         auto fds = openListener(listener);
@@ -181,6 +182,7 @@ int Server::run() {
         workers_.push_back(std::make_unique<Worker>(w, snapshot_, access_sink_, backplane, metrics_,
                                                     std::move(listen_fds[w]), budget_, ip_limits_));
     for (auto& worker : workers_) {
+        worker->reportProgressTo(&*progress_);
         if (worker->start(error)) continue;
         LOG_ERROR("%s: io_uring: on, but %s (use auto or off)", config.file.c_str(), error.c_str());
         for (auto& started : workers_) {
@@ -201,15 +203,42 @@ int Server::run() {
     return 0;
 }
 
+// The loop goes on until every worker has ended (onWorkerProgress), watching the signals: a
+// second stop signal is what nginx and HAProxy take it for, stop now. Unwatched, it killed the
+// process with the signal, the access log's last lines unwritten.
 void Server::stop() {
-    if (stopping_) return;
+    if (stopping_) {
+        LOG_INFO("stop signal during the graceful stop: closing what is left now");
+        for (auto& worker : workers_) worker->requestStopNow();
+        return;
+    }
     stopping_ = true;
     LOG_INFO("stopping: finishing requests in flight (up to %lld ms)",
              static_cast<long long>(snapshot_->config->shutdown_timeout.count()));
     sd_notify(0, "STOPPING=1");
     for (auto& worker : workers_) worker->requestStop();
-    signal_events_.clear();  // nothing left to wait for on this loop once workers are told
-    loop_.stop();
+}
+
+void Server::onWorkerProgress() {
+    std::uint64_t applied = snapshot_->generation;
+    bool all_finished = true;
+    for (const auto& worker : workers_) {
+        applied = std::min(applied, worker->appliedGeneration());
+        all_finished = all_finished && worker->finished();
+    }
+    while (!reloads_pending_.empty() && reloads_pending_.front()->generation <= applied && !stopping_) {
+        announceReload(*reloads_pending_.front());
+        reloads_pending_.pop_front();
+    }
+    if (stopping_ && all_finished) loop_.stop();
+}
+
+void Server::announceReload(const Snapshot& applied) {
+    ++reloads_ok_;
+    metrics_->setConfig(config_path_, unixTime(applied.loaded_at), applied.generation);
+    metrics_->setReloads(reloads_ok_, reloads_failed_);
+    LOG_INFO("configuration reloaded (generation %llu)", static_cast<unsigned long long>(applied.generation));
+    sd_notify(0, "READY=1");
 }
 
 void Server::reload() {
@@ -295,11 +324,9 @@ void Server::reload() {
     budget_->setLimit(next.limits.max_connections);  // each worker looks again as it applies the reload
     for (unsigned w = 0; w < worker_count_; ++w)
         workers_[w]->requestReload({snapshot_, sink, std::move(new_fds[w])});
-    ++reloads_ok_;
-    metrics_->setConfig(config_path_, unixTime(snapshot_->loaded_at), snapshot_->generation);
-    metrics_->setReloads(reloads_ok_, reloads_failed_);
-    LOG_INFO("configuration reloaded (generation %llu)", static_cast<unsigned long long>(snapshot_->generation));
-    sd_notify(0, "READY=1");
+    // Announced (logged, counted, READY=1) once every worker has applied it: a client that
+    // connects after the announcement gets the new configuration (onWorkerProgress).
+    reloads_pending_.push_back(snapshot_);
 }
 
 void Server::onSignal(int signal, short, void* arg) {
@@ -315,7 +342,12 @@ void Server::onSignal(int signal, short, void* arg) {
             if (!self->access_sink_->reopen()) LOG_ERROR("cannot reopen the access log");
             break;
         case SIGHUP:
-            self->reload();
+            // Workers that stop drop a reload: none is started (the default action, had the
+            // signal not been watched any more, ended the process).
+            if (self->stopping_)
+                LOG_WARN("SIGHUP during the graceful stop: not reloading");
+            else
+                self->reload();
             break;
         default:
             break;

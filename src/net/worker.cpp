@@ -48,6 +48,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
         if (!addListener(i, key, std::move(listen_fds[i])))  // start-up: main reports it, exit 1
             throw std::runtime_error("cannot accept on " + key + ": no memory for its event");
     }
+    applied_generation_ = snapshot_->generation;
     budget_->watch(&control_);  // last: a worker whose construction failed is never woken
 }
 
@@ -104,11 +105,18 @@ void Worker::run() {
     event_base_loop(loop_.base(), EVLOOP_NONBLOCK);  // run the deferred deletions
     connections_.clear();
     access_log_.flush();
+    finished_ = true;
+    if (progress_) progress_->notify();
 }
 
 void Worker::requestStop() {
     stop_requested_ = true;
     control_.notify();
+}
+
+void Worker::requestStopNow() {
+    stop_now_requested_ = true;
+    requestStop();
 }
 
 void Worker::Reload::foldIn(Reload older) {
@@ -132,9 +140,17 @@ void Worker::requestReload(Reload reload) {
 void Worker::onControl() {
     if (stop_requested_) {
         beginStop();
+        if (stop_now_requested_) stopNow("stopping now");
         return;
     }
     applyReload();
+    // Told after the reload's listeners and configuration are in place: the server announces a
+    // reload once every worker has applied it, so that a client connecting after the
+    // announcement gets the new configuration whichever worker accepts it.
+    if (applied_generation_ != snapshot_->generation) {
+        applied_generation_ = snapshot_->generation;
+        if (progress_) progress_->notify();
+    }
     // A place came free at the limit (ConnectionBudget::give), maybe on another worker.
     if (!accepting_ && !budget_->full()) resumeAccepting();
 }
@@ -269,10 +285,11 @@ void Worker::beginStop() {
     if (connections_.empty()) loop_.stop();
 }
 
-void Worker::onStopTimeout(int, short, void* arg) {
-    auto* self = static_cast<Worker*>(arg);
-    LOG_INFO("worker %u: shutdown timeout, closing %zu connections", self->index_, self->connections_.size());
-    self->loop_.stop();
+void Worker::onStopTimeout(int, short, void* arg) { static_cast<Worker*>(arg)->stopNow("shutdown timeout"); }
+
+void Worker::stopNow(const char* why) {
+    LOG_INFO("worker %u: %s, closing %zu connections", index_, why, connections_.size());
+    loop_.stop();
 }
 
 // One connection per wakeup, as nginx without multi_accept: the listening socket is

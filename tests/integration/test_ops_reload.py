@@ -142,6 +142,38 @@ class ReloadHttp(ReloadBase):
             self.assertEqual(get(p.port, "/new/x").status, 404, "connection %d" % i)
         self.assertEqual(get(p.port, "/api/x").status, 200)
 
+    def test_the_announcement_comes_after_every_worker_applied_the_reload(self):
+        # "configuration reloaded" (what an operator and systemd wait for) was logged as soon as
+        # the workers were asked: a connection made right after it could reach a worker that had
+        # not applied the reload yet and get the old route (seen once under io_uring). Busy
+        # workers apply late; every fresh connection after the line must still see the change.
+        p = self.start_portico(self.config(self.a))
+        stop = threading.Event()
+
+        def busy():
+            while not stop.is_set():
+                try:
+                    get(p.port, "/api/x")
+                except (OSError, ConnectionClosed):
+                    pass
+
+        loaders = [threading.Thread(target=busy, daemon=True) for _ in range(4)]
+        for t in loaders:
+            t.start()
+        try:
+            for n in range(12):
+                with_new = n % 2 == 0
+                line, _ = sighup(self, p, self.config(self.a, with_new=with_new))
+                self.assertEqual(_RELOADED_RE.search(line).group(1), str(n + 1), line)
+                for i in range(8):
+                    r = get(p.port, "/new/x")
+                    self.assertEqual(r.status, 200 if with_new else 404,
+                                     "reload %d, connection %d after its announcement: %r" % (n + 1, i, r))
+        finally:
+            stop.set()
+            for t in loaders:
+                t.join(10)
+
     def test_keepalive_connection_moves_to_new_config_at_next_request(self):
         p = self.start_portico(self.config(self.a))
         c = self.client(p.port)

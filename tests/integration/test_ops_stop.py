@@ -5,6 +5,7 @@ pubsub), closes tunnels, closes idle keep-alive connections, and exits 0 as soon
 left, or after shutdown_timeout with whatever is left closed."""
 
 import os
+import re
 import signal
 import socket
 import sys
@@ -48,7 +49,7 @@ class GracefulStop(WsTestCase):
         self.wsb = self.start_ws_backend("python", deflate=False)
         self.hb = self.start_backend(name="h")
 
-    def config(self, shutdown_timeout):
+    def config(self, shutdown_timeout, access="off"):
         return make_config(
             routes=[{"path": "/echo", "handler": "echo"},
                     {"path": "/live/", "handler": "pubsub", "pubsub": {"publish_token": "t"}},
@@ -57,7 +58,7 @@ class GracefulStop(WsTestCase):
                     {"path": "/api/", "upstream": "http"}],
             upstreams={"ws": {"servers": [self.wsb.address]},
                        "http": {"servers": [self.hb.address]}},
-            shutdown_timeout=shutdown_timeout, access="off")
+            shutdown_timeout=shutdown_timeout, access=access)
 
     def open_websockets(self, p):
         sockets = {"echo": self.ws_connect(p.port, "/echo"),
@@ -145,6 +146,40 @@ class GracefulStop(WsTestCase):
         self.assertTrue(stuck.wait_closed(2), "the stuck request's connection is still open")
         f = mute.recv_frame(2)
         self.assertEqual((f.opcode, f.close_code), (OP_CLOSE, 1001), f)
+
+    def test_a_second_stop_signal_stops_now_and_exits_0_with_the_logs(self):
+        # nginx and HAProxy take a second stop signal for "stop now". Unwatched once the graceful
+        # stop began, it killed Portico by the signal: no last log lines, exit by SIGTERM. A
+        # SIGHUP then killed it too.
+        p = self.start_portico(self.config("60s", access="stdout"))
+        c = self.client(p.port)
+        self.assertEqual(c.roundtrip("GET", "/api/before").status, 200)
+        stuck = self.client(p.port, timeout=20)
+        stuck.request("GET", "/api/slow?delay=50")
+        self.assertTrue(wait_for(lambda: any(r.path == "/api/slow" for r in self.hb.requests)))
+        mute = self.ws_connect(p.port, "/echo")  # never answers its 1001
+        start = len(p.stderr_lines())
+        p.send_signal(signal.SIGTERM)
+        self.assertIsNotNone(p.wait_stderr(lambda l: "stopping: finishing requests" in l, start=start))
+        p.send_signal(signal.SIGHUP)
+        self.assertIsNotNone(p.wait_stderr(lambda l: "SIGHUP during the graceful stop" in l, start=start),
+                             p.stderr_text()[-3000:])
+        self.assertIsNone(p.wait(0.5), "exited before the second stop signal")
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(10)
+        self.assertEqual(rc, 0, "exit code %r after a second SIGTERM; stderr:\n%s" % (rc, p.stderr_text()[-3000:]))
+        self.assertLess(time.monotonic() - t0, 5 * slow_factor(), "the second SIGTERM did not stop at once")
+        err = p.stderr_text()
+        self.assertIn("stop signal during the graceful stop: closing what is left now", err)
+        # the stuck request (built-in endpoints close TCP right after their 1001: the mute
+        # WebSocket is gone already; a worker with nothing left has ended)
+        self.assertEqual(sum(int(n) for n in re.findall(r"worker \d+: stopping now, closing (\d+) connections", err)),
+                         1, err)
+        self.assertIn("stopped", p.stderr_lines()[-1])
+        self.assertTrue(stuck.wait_closed(2), "the stuck request's connection is still open")
+        self.assertEqual(mute.recv_frame(2).close_code, 1001)
+        self.assertIn("/api/before", [e.get("path") for e in p.access_log(count=1)])
 
     def test_sigint_stops_like_sigterm(self):
         p = self.start_portico(self.config("5s"))

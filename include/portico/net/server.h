@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The process: opens the listeners, starts one Worker per thread, and turns signals into
-// actions (SIGTERM/SIGINT: graceful stop; SIGUSR1: reopen the access log).
+// actions (SIGTERM/SIGINT/SIGQUIT: graceful stop, a second one during it: stop now; SIGHUP:
+// reload; SIGUSR1: reopen the access log).
 
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +15,7 @@
 #include "portico/core/handles.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/snapshot.h"
+#include "portico/net/wakeup.h"
 #include "portico/pubsub/backplane.h"
 
 namespace portico::observe {
@@ -53,8 +57,16 @@ private:
     void stop();
     void reload();
     static void onSignal(int signal, short, void* arg);
+    // A worker applied a reload or ended: announces the reloads every worker has applied, and
+    // ends the loop once a stop has every worker's thread ended.
+    void onWorkerProgress();
+    // A reload every worker has applied: counted, logged, told to systemd.
+    void announceReload(const Snapshot& applied);
 
-    EventLoop loop_;  // the main thread's loop: signals only
+    EventLoop loop_;  // the main thread's loop: signals and the workers' progress
+    std::optional<Wakeup> progress_;  // Worker::reportProgressTo; made once the descriptors are counted
+    // Reloads handed to the workers and not announced yet, oldest first.
+    std::deque<std::shared_ptr<const Snapshot>> reloads_pending_;
     std::string config_path_;
     std::shared_ptr<const Snapshot> snapshot_;
     unsigned worker_count_ = 1;

@@ -61,6 +61,16 @@ public:
     void join();
     // Thread-safe: stop accepting, let connections finish for up to shutdown_timeout.
     void requestStop();
+    // Thread-safe: a stop that is under way ends now, as at shutdown_timeout: what is left is
+    // closed, the access log flushed, the thread ends (an operator's second stop signal).
+    void requestStopNow();
+    // Before start(): `progress` (the main thread's) is notified when this worker has applied a
+    // reload (appliedGeneration) and when its thread has ended (finished).
+    void reportProgressTo(Wakeup* progress) { progress_ = progress; }
+    // Thread-safe: the generation of the configuration this worker's new connections use.
+    std::uint64_t appliedGeneration() const { return applied_generation_; }
+    // Thread-safe: the thread's loop has ended and its connections are closed.
+    bool finished() const { return finished_; }
     // At `deadline`, upgraded connections of generations below `generation` are closed
     // (reload_drain_timeout after the reload that made generation `generation`).
     struct DrainDeadline {
@@ -148,6 +158,8 @@ private:
     // On the worker's thread after requestStop() or requestReload().
     void onControl();
     static void onStopTimeout(int, short, void* arg);
+    // Ends the loop with connections still open (run() closes them): `why` is logged.
+    void stopNow(const char* why);
 
     // First, so that it outlives connections the loop deletes late: their leases release into it.
     std::shared_ptr<IpLimits> ip_limits_;
@@ -190,6 +202,10 @@ private:
     Wakeup control_;
     core::InlineEvent stop_timer_;
     std::atomic<bool> stop_requested_{false};
+    std::atomic<bool> stop_now_requested_{false};
+    Wakeup* progress_ = nullptr;  // reportProgressTo
+    std::atomic<std::uint64_t> applied_generation_{0};
+    std::atomic<bool> finished_{false};
     std::mutex reload_mutex_;
     std::optional<Reload> pending_reload_;
     core::InlineEvent drain_old_timer_;  // reload_drain_timeout: closes older WebSockets
