@@ -132,6 +132,13 @@ void EndpointSession::afterCodec() {
         return;
     }
     if (codec_.state() == ws::CodecState::Closed) {
+        // The codec fails with 1013 for the worker's bound on half-received compressed messages
+        // only (Codec::feed); its other failures are the client's protocol errors.
+        if (codec_.failed() && codec_.closeCodeSent() == ws::close_code::kTryAgainLater) {
+            limit_ = ws::SessionLimit::Inflating;
+            end("over permessage_deflate.max_inflating_per_worker");
+            return;
+        }
         end(codec_.failed() ? "protocol error" : "closed");
         return;
     }

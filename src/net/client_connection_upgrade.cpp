@@ -188,6 +188,8 @@ void ClientConnection::onSessionEnd(const char* reason, const ws::SessionCounts&
                  observe::routeKey(ws_route_->host, ws_route_->path, ws_route_->exact_path).c_str(), reason);
     } else if (counts.limit == ws::SessionLimit::Lifetime) {
         ws_stats_->ws_closed_lifetime.add();
+    } else if (counts.limit == ws::SessionLimit::Inflating) {
+        ws_stats_->ws_closed_inflating.add();
     }
     const std::uint64_t from_client = counts.bytes_in, to_client = counts.bytes_out;
     LOG_DEBUG("client %s: WebSocket closed (%s), %llu bytes in, %llu bytes out", client_ip_.c_str(), reason,

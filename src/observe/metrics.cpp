@@ -107,7 +107,7 @@ struct Totals {
         std::array<std::uint64_t, 6> requests{};
         const char* mode = "none";
         std::uint64_t ws_open = 0, msg_in = 0, msg_out = 0, bytes_in = 0, bytes_out = 0;
-        std::uint64_t closed_rate = 0, closed_lifetime = 0;
+        std::uint64_t closed_rate = 0, closed_lifetime = 0, closed_inflating = 0;
         std::uint64_t bridge_requests = 0, bridge_to_app = 0, bridge_from_app = 0, bridge_failed_error = 0,
                       bridge_failed_timeout = 0, bridge_failed_answer = 0, bridge_open = 0, bridge_paused = 0;
         bool bridged() const { return std::string_view(mode) == "http"; }
@@ -198,6 +198,7 @@ std::string Metrics::renderPrometheus(const ProcessInfo& info) {
     for (auto& [k, v] : t.routes) {
         out += "portico_websocket_limit_closes_total{route=\"" + escapeLabel(k) + "\",limit=\"rate\"} " + std::to_string(v.closed_rate) + "\n";
         out += "portico_websocket_limit_closes_total{route=\"" + escapeLabel(k) + "\",limit=\"lifetime\"} " + std::to_string(v.closed_lifetime) + "\n";
+        out += "portico_websocket_limit_closes_total{route=\"" + escapeLabel(k) + "\",limit=\"inflating\"} " + std::to_string(v.closed_inflating) + "\n";
     }
     // The bridge's families list the routes in mode http only.
     metric("portico_bridge_requests_total", "counter", "Event requests the WebSocket-over-HTTP bridge sent to the app.");
@@ -298,7 +299,8 @@ std::string Metrics::renderJson(const ProcessInfo& info) {
                "},\"websocket\":{\"mode\":" + quote(v.mode) + ",\"open\":" + std::to_string(v.ws_open) + ",\"messages_in\":" + std::to_string(v.msg_in) +
                ",\"messages_out\":" + std::to_string(v.msg_out) + ",\"bytes_in\":" + std::to_string(v.bytes_in) +
                ",\"bytes_out\":" + std::to_string(v.bytes_out) + ",\"closed_by_rate\":" + std::to_string(v.closed_rate) +
-               ",\"closed_by_lifetime\":" + std::to_string(v.closed_lifetime) + "}";
+               ",\"closed_by_lifetime\":" + std::to_string(v.closed_lifetime) +
+               ",\"closed_by_inflating\":" + std::to_string(v.closed_inflating) + "}";
         if (v.bridged()) {
             out += ",\"bridge\":{\"requests\":" + std::to_string(v.bridge_requests) + ",\"events_to_app\":" +
                    std::to_string(v.bridge_to_app) + ",\"events_from_app\":" + std::to_string(v.bridge_from_app) +
@@ -366,6 +368,7 @@ Totals StatsReader::collect(const std::vector<std::unique_ptr<WorkerStats>>& wor
             o.bytes_out += s->ws_bytes_out.get();
             o.closed_rate += s->ws_closed_rate.get();
             o.closed_lifetime += s->ws_closed_lifetime.get();
+            o.closed_inflating += s->ws_closed_inflating.get();
             o.bridge_requests += s->bridge.requests.get();
             o.bridge_to_app += s->bridge.events_to_app.get();
             o.bridge_from_app += s->bridge.events_from_app.get();

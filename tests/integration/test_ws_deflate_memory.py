@@ -10,17 +10,20 @@ defaults now answer server_no_context_takeover and client_no_context_takeover to
 (RFC 7692 7.1.1), and no zlib state outlives a message."""
 
 import asyncio
+import json
 import os
+import re
 import sys
 import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from portico_harness import LEAN_ASAN_ENV, main, read_rss_kb  # noqa: E402
+from http_client import http_request  # noqa: E402
+from portico_harness import LEAN_ASAN_ENV, main, read_rss_kb, slow_factor  # noqa: E402
 from ws_client import OP_CONT, OP_TEXT  # noqa: E402
 from ws_peers import (WsTestCase, browser_available, echo_config, py_connect, py_run,  # noqa: E402
-                      run_browser_close, ws_url)
+                      run_browser_close, wait_for, ws_url)
 
 CONNECTIONS = 200
 PER_CONNECTION_KB_LIMIT = 16.0  # idle RSS per connection once deflate was used (was ~97 KiB)
@@ -83,7 +86,8 @@ class DeflateMemory(WsTestCase):
         if trace:
             websocket["trace"] = True
             websocket["trace_rate"] = "10000/s"
-        return self.start_portico(echo_config(websocket=websocket, workers=1), env=LEAN_ASAN_ENV)
+        observe = [{"path": "/metrics", "handler": "metrics"}, {"path": "/status", "handler": "status"}]
+        return self.start_portico(echo_config(websocket=websocket, workers=1, extra_routes=observe), env=LEAN_ASAN_ENV)
 
     def test_default_answer_gives_up_context_takeover_and_still_compresses(self):
         p = self.echo()
@@ -137,6 +141,15 @@ class DeflateMemory(WsTestCase):
         # A third one left half-way is one too many: 1013, and the first two go on.
         c.send_frame(OP_TEXT, payload[:half], fin=False, rsv=4)
         self.assertEqual(c.expect_close()[0], 1013)
+        # counted with the route's other limit closes (metrics and status), a and b not
+        inflating_closes = re.compile(r'^portico_websocket_limit_closes_total\{route="\*/echo",limit="inflating"\} (\d+)$', re.M)
+
+        def counted():
+            m = inflating_closes.search(http_request(p.port, "GET", "/metrics").body.decode())
+            return int(m.group(1)) if m else None
+        self.assertTrue(wait_for(lambda: counted() == 1, 5 * slow_factor()), "inflating closes: %r" % counted())
+        status = json.loads(http_request(p.port, "GET", "/status").body)["routes"]["*/echo"]["websocket"]
+        self.assertEqual(status["closed_by_inflating"], 1, status)
         end_message(a)
         # a's ended: room for one more, on a new connection as on an old one.
         d = connect()

@@ -67,6 +67,7 @@ struct RouteStats {
     Counter ws_bytes_out;
     Counter ws_closed_rate;      // sessions closed 1008 for websocket.rate
     Counter ws_closed_lifetime;  // sessions closed for websocket.max_lifetime
+    Counter ws_closed_inflating;  // closed 1013 for permessage_deflate.max_inflating_per_worker
     BridgeStats bridge;          // websocket.mode http only
 };
 

@@ -13,6 +13,9 @@ enum class SessionLimit : std::uint8_t {
     None,
     Rate,      // websocket.rate: a sender went over it and was closed 1008
     Lifetime,  // websocket.max_lifetime: closed 1001 (a tunnel: TCP close)
+    // permessage_deflate.max_inflating_per_worker: one compressed message half-received too
+    // many on the worker, closed 1013 (built-in endpoints)
+    Inflating,
 };
 
 // What went through a session, for logs and metrics. A tunnel counts bytes only.
