@@ -27,6 +27,13 @@ struct Mark {
 void pushMark(void* mark) { static_cast<Mark*>(mark)->fired->push_back(static_cast<Mark*>(mark)->id); }
 void bump(void* counter) { ++*static_cast<int*>(counter); }
 
+// A timer that counts its firings: the shape of most tests below.
+struct Counted {
+    Counted(EventLoop& loop, std::chrono::milliseconds timeout) : timer(loop, timeout, bump, &fired) {}
+    int fired = 0;
+    IdleTimer timer;
+};
+
 }  // namespace
 
 TEST_CASE("idle timers fire in order of their last activity, a touch postpones only its own", "[net][idle_timer]") {
@@ -49,29 +56,26 @@ TEST_CASE("idle timers fire in order of their last activity, a touch postpones o
 
 TEST_CASE("a stopped idle timer never fires and the others still do", "[net][idle_timer]") {
     EventLoop loop;
-    int a_fired = 0, b_fired = 0;
-    IdleTimer a(loop, 50ms, bump, &a_fired);
+    Counted a(loop, 50ms), c(loop, 50ms);
     {
-        IdleTimer b(loop, 50ms, bump, &b_fired);
-        a.start();
-        b.start();
-        a.stop();
-    }  // b leaves the queue with its owner
-    IdleTimer c(loop, 50ms, bump, &b_fired);
-    c.start();
+        Counted b(loop, 50ms);
+        a.timer.start();
+        b.timer.start();
+        a.timer.stop();
+    }  // b leaves the queue with its owner (firing after, it would count into freed memory)
+    c.timer.start();
     runFor(loop, 120ms);
-    CHECK(a_fired == 0);
-    CHECK(b_fired == 1);
+    CHECK(a.fired == 0);
+    CHECK(c.fired == 1);
 }
 
 TEST_CASE("a zero idle timeout never fires", "[net][idle_timer]") {
     EventLoop loop;
-    int fired = 0;
-    IdleTimer never(loop, 0ms, bump, &fired);
-    never.start();
-    never.touch();
+    Counted never(loop, 0ms);
+    never.timer.start();
+    never.timer.touch();
     runFor(loop, 30ms);
-    CHECK(fired == 0);
+    CHECK(never.fired == 0);
 }
 
 namespace {
@@ -106,26 +110,24 @@ TEST_CASE("an idle timer started again from its own callback fires once per peri
 // at the deadline the event was armed for.
 TEST_CASE("a timer started after the queue emptied fires a full timeout after its start", "[net][idle_timer]") {
     EventLoop loop;
-    int a_fired = 0, b_fired = 0;
-    IdleTimer a(loop, 80ms, bump, &a_fired);
-    IdleTimer b(loop, 80ms, bump, &b_fired);
-    a.start();
+    Counted a(loop, 80ms), b(loop, 80ms);
+    a.timer.start();
     runFor(loop, 50ms);
-    a.stop();  // the queue is empty; its event stays armed for 30 ms from now
-    b.start();
+    a.timer.stop();  // the queue is empty; its event stays armed for 30 ms from now
+    b.timer.start();
     runFor(loop, 50ms);  // past a's old deadline, 50 ms into b's 80
-    CHECK(b_fired == 0);
+    CHECK(b.fired == 0);
     runFor(loop, 60ms);
-    CHECK(b_fired == 1);
-    CHECK(a_fired == 0);
+    CHECK(b.fired == 1);
+    CHECK(a.fired == 0);
     // Emptied for good: the armed event fires once to no effect, and the loop stays usable.
-    b.start();
-    b.stop();
+    b.timer.start();
+    b.timer.stop();
     runFor(loop, 120ms);
-    CHECK(b_fired == 1);
-    a.start();
+    CHECK(b.fired == 1);
+    a.timer.start();
     runFor(loop, 120ms);
-    CHECK(a_fired == 1);
+    CHECK(a.fired == 1);
 }
 
 // Activity is stamped with the coarse clock (a tick behind the precise one at most): a timer
