@@ -6,7 +6,7 @@ nginx measured the same way in the same run.
 
     /usr/bin/python3 bench/ws_counts.py [--portico-bin build/portico] [--what ir,syscalls,idle]
         [--proxies nginx,portico-tunnel,portico-frames,portico-echo] [--idle-conns 10000]
-        (also portico-uring: the tunnel with io_uring: on)
+        (also portico-uring, portico-frames-uring: tunnel and frames with io_uring: on)
         [--tls]    # also idle wss:// (Portico and nginx, TLS 1.3, one self-signed certificate)
 
 - ir: each proxy runs under `valgrind --tool=callgrind`; ws_load sets its connections up, the
@@ -61,6 +61,8 @@ def starters(binary: Path, backend: int, wrap: list[str]) -> dict:
         # Not in the default list: the tunnel with `io_uring: on` (src/net/uring/).
         "portico-uring": lambda: we.start_portico_ws(binary, backend, "tunnel", wrap=wrap, name="portico-uring",
                                                      extra="io_uring: on\n"),
+        "portico-frames-uring": lambda: we.start_portico_ws(binary, backend, "frames", wrap=wrap,
+                                                            name="portico-frames-uring", extra="io_uring: on\n"),
     }
 
 

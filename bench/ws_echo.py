@@ -54,8 +54,16 @@ import benchlib as bl  # noqa: E402
 
 ECHO_PROXIES = ["nginx", "haproxy", "portico-tunnel", "portico-frames", "relay"]
 # Also on request: portico-uring, the tunnel with `io_uring: on` (plaintext tunnels on a
-# per-worker io_uring, src/net/uring/).
-EXTRA_PROXIES = ["portico-uring"]
+# per-worker io_uring, src/net/uring/), and portico-frames-uring, frames mode with it; with
+# --compare-bin, each portico-* contender again from that binary as <name>-b.
+EXTRA_PROXIES = ["portico-uring", "portico-frames-uring"]
+# The Portico contenders: name -> (websocket mode, extra top-level config).
+PORTICO_CONTENDERS = {
+    "portico-tunnel": ("tunnel", ""),
+    "portico-frames": ("frames", ""),
+    "portico-uring": ("tunnel", "io_uring: on\n"),
+    "portico-frames-uring": ("frames", "io_uring: on\n"),
+}
 PUBSUB_SERVERS = ["nchan", "portico"]
 SCENARIOS = ["small", "paced", "large", "upgrades", "idle", "fanout1000", "fanout100x10"]
 TOKEN = "benchtoken"
@@ -305,7 +313,8 @@ def main() -> int:
     ap.add_argument("--proxies", default=",".join(ECHO_PROXIES),
                     help=f"echo contenders (default: {','.join(ECHO_PROXIES)}; also nginx-64k: "
                          "nginx with proxy_buffer_size 64k; relay-splice: the relay with splice(2); "
-                         "relay-uring: the relay on io_uring; portico-uring: the tunnel with io_uring: on)")
+                         "relay-uring: the relay on io_uring; portico-uring: the tunnel with io_uring: on; "
+                         "portico-frames-uring: frames mode with io_uring: on)")
     ap.add_argument("--compare-bin",
                     help="a second Portico binary (A/B of a change): every portico-* echo contender in "
                          "--proxies runs again from it as <name>-b, same config, in the same rounds")
@@ -344,7 +353,7 @@ def main() -> int:
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if args.compare_bin:
         proxies += [f"{p}-b" for p in proxies if p.startswith("portico-")]
-    known_b = {"portico-tunnel-b", "portico-frames-b", "portico-uring-b"} if args.compare_bin else set()
+    known_b = {f"{p}-b" for p in PORTICO_CONTENDERS} if args.compare_bin else set()
     bad = (set(proxies) - set(ECHO_PROXIES) - set(EXTRA_PROXIES) - {"nginx-64k", *bl.RELAY_VARIANTS} - known_b) | (set(pubsubs) - set(PUBSUB_SERVERS)) \
         | (set(scenarios) - set(SCENARIOS))
     if bad:
@@ -376,18 +385,13 @@ def main() -> int:
             "nginx": lambda: start_nginx(bp),
             "nginx-64k": lambda: start_nginx(bp, "nginx-64k", "64k"),
             "haproxy": lambda: start_haproxy(bp),
-            "portico-tunnel": lambda: start_portico_ws(portico_bin, bp, "tunnel"),
-            "portico-frames": lambda: start_portico_ws(portico_bin, bp, "frames"),
-            "portico-uring": lambda: start_portico_ws(portico_bin, bp, "tunnel", name="portico-uring",
-                                                      extra="io_uring: on\n"),
             **{name: (lambda name=name: bl.start_relay(ws_load, bp, name)) for name in bl.RELAY_VARIANTS},
         }
-        if args.compare_bin:
-            bin_b = Path(args.compare_bin).resolve()
-            starters["portico-tunnel-b"] = lambda: start_portico_ws(bin_b, bp, "tunnel", name="portico-tunnel-b")
-            starters["portico-frames-b"] = lambda: start_portico_ws(bin_b, bp, "frames", name="portico-frames-b")
-            starters["portico-uring-b"] = lambda: start_portico_ws(bin_b, bp, "tunnel", name="portico-uring-b",
-                                                                   extra="io_uring: on\n")
+        bins = {"": portico_bin, **({"-b": Path(args.compare_bin).resolve()} if args.compare_bin else {})}
+        for suffix, binary in bins.items():
+            for name, (mode, extra) in PORTICO_CONTENDERS.items():
+                starters[name + suffix] = (lambda binary=binary, mode=mode, name=name + suffix, extra=extra:
+                                           start_portico_ws(binary, bp, mode, name=name, extra=extra))
 
     results: dict[str, dict[str, list[bl.Sample]]] = {}
     idle: dict[str, list[dict]] = {}

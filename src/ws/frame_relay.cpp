@@ -46,7 +46,9 @@ private:
 class SpanSource {
 public:
     static constexpr bool kContiguous = true;  // bytes() may be read directly
-    SpanSource(FrameRelay::Direction& d, const char* data, std::size_t len) : d_(d), data_(data), len_(len) {}
+    // `from`: bytes before it were taken already (FrameRelay::takeSmallMessages).
+    SpanSource(FrameRelay::Direction& d, const char* data, std::size_t len, std::size_t from = 0)
+        : d_(d), data_(data), len_(len), pos_(from) {}
     std::size_t available() const { return len_ - pos_; }
     int peekHeader(FrameHeader& h) const { return parseFrameHeader(bytes(), available(), h); }
     int copyControl(const FrameHeader& h, std::uint8_t* payload) const {
@@ -75,7 +77,7 @@ private:
     FrameRelay::Direction& d_;
     const char* data_;
     std::size_t len_;
-    std::size_t pos_ = 0;
+    std::size_t pos_;
 };
 
 FrameRelay::FrameRelay(SessionOwner& owner, net::EventLoop& loop, std::unique_ptr<net::ByteStream> client,
@@ -287,11 +289,38 @@ void FrameRelay::onReadable(net::ByteStream& stream) {
     if (pump(directionFrom(stream))) stream.releaseIdle();
 }
 
+// The common read in full: whole small messages back to back (FrameChecker::acceptSmallMessage,
+// the same verdicts as the general path), between frames, nothing to discard, no rate to charge.
+// Returns how many bytes at the start of the read are such messages; they are counted as
+// forwarded, and the caller writes them (one run). Whatever follows (another kind of frame, an
+// incomplete one) is left to pumpFrom.
+std::size_t FrameRelay::takeSmallMessages(Direction& d, const char* data, std::size_t n) {
+    if (d.remaining != 0 || d.close_seen || d.close_sent || d.rate.enabled()) return 0;
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(data);
+    std::size_t taken = 0;
+    while (const std::size_t size = d.checker.acceptSmallMessage(bytes + taken, n - taken)) taken += size;
+    d.bytes += taken;
+    return taken;
+}
+
 void FrameRelay::onBytes(net::ByteStream& stream, const char* data, std::size_t n) {
     if (ended_) return;
     if (closing_ == Closing::No) idle_.touch();
     Direction& d = directionFrom(stream);
-    SpanSource src(d, data, n);
+    // Direct reads only come without a tracer (the constructor), which the general path checks.
+    const std::size_t taken = takeSmallMessages(d, data, n);
+    if (taken == n && n > 0) {
+        // As the tunnel's onBytes: the whole read goes on with one write.
+        d.to->write(data, n);
+        if (d.to->outputLength() > proxy::kHighWatermark) d.from->pauseReading();
+        return;
+    }
+    if (taken > 0) {
+        commitRun(d);  // empty between reads; kept for the invariant that a run is one span
+        d.run = data;  // the messages taken lead the run the general path goes on with
+        d.run_len = taken;
+    }
+    SpanSource src(d, data, n, taken);
     // What is left is the start of a frame not complete yet: it waits in input() for the rest.
     if (pumpFrom(d, src) && src.available() > 0) evbuffer_add(stream.input(), src.rest(), src.available());
 }

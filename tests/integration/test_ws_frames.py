@@ -208,6 +208,37 @@ class FramesBatches(WsTestCase):
         time.sleep(0.2)
         self.assertEqual(bytes(b.ws_received), batch)
 
+    def test_whole_small_messages_then_other_frames_in_one_read_arrive_untouched(self):
+        # Small whole messages are taken from the front of a read at once (payloads of 0 to
+        # 125 bytes); the frames behind them (a 16-bit length, a fragmented message with a
+        # ping inside, small messages again) go the general way, in order and byte for byte.
+        # One write of < 1 KiB: one read, forwarded before raw_echo's masked echo can fail it.
+        b = self.start_raw_ws_backend("raw_echo")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={"ping_interval": 0}))
+        ws = self.ws_connect(p.port, "/ws/mixed")
+        f = ws_client.build_frame
+        smalls = b"".join(f(OP_BINARY, bytes([i]) * i) for i in range(0, 126, 25))
+        mixed = (smalls + f(OP_TEXT, b"x" * 126) + f(OP_TEXT, b"a" * 125, fin=False) + f(OP_PING, b"p")
+                 + f(OP_CONT, b"b" * 3) + f(OP_BINARY, b"y" * 125) + f(OP_TEXT, b""))
+        ws.send_raw(mixed)
+        self.assertTrue(wait_for(lambda: len(b.ws_received) >= len(mixed), 5 * slow_factor()),
+                        len(b.ws_received))
+        self.assertEqual(bytes(b.ws_received)[:len(mixed)], mixed)
+
+    def test_whole_small_messages_before_a_violation_go_on_then_close(self):
+        b = self.start_raw_ws_backend("raw_echo")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={"ping_interval": 0}))
+        ws = self.ws_connect(p.port, "/ws/bad")
+        good = ws_client.build_frame(OP_TEXT, b"one") + ws_client.build_frame(OP_BINARY, b"two")
+        bad = ws_client.build_frame(OP_TEXT, b"rsv", rsv=1)  # RSV3 without an extension
+        ws.send_raw(good + bad + ws_client.build_frame(OP_TEXT, b"never"))
+        self.assertCloseCode(ws, 1002)
+        self.assertTrue(wait_for(lambda: len(b.ws_received) >= len(good) + 4, 5 * slow_factor()))
+        received = bytes(b.ws_received)
+        self.assertEqual(received[:len(good)], good)
+        after = _client_frames(received[len(good):])
+        self.assertEqual([(fr.opcode, fr.payload[:2]) for fr in after], [(ws_client.OP_CLOSE, (1001).to_bytes(2, "big"))])
+
 
 class BuiltinLimits(WsTestCase):
     test_timeout = 30

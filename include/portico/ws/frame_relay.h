@@ -113,6 +113,8 @@ private:
     bool pump(Direction& d);
     template <class Source>
     bool pumpFrom(Direction& d, Source& src);
+    // onBytes' fast path: the whole small messages at the start of a read (frame_relay.cpp).
+    std::size_t takeSmallMessages(Direction& d, const char* data, std::size_t n);
     // Writes d's pending run (see Direction::run) to d.to.
     static void commitRun(Direction& d);
     // Charges `bytes` (and `messages`) to d's rate; over it, fails d's sender (returns false).
