@@ -225,6 +225,19 @@ class FramesBatches(WsTestCase):
                         len(b.ws_received))
         self.assertEqual(bytes(b.ws_received)[:len(mixed)], mixed)
 
+    def test_whole_small_messages_then_long_frames_across_reads_echo_whole(self):
+        # Small messages, then frames whose payload spans reads (16- and 64-bit lengths at
+        # their bounds), then small ones again, in one write: the long ones go on as their
+        # reads come, the messages behind them are taken whole again.
+        b = self.start_ws_backend("python")
+        p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={"ping_interval": 0}))
+        ws = self.ws_connect(p.port, "/ws/long")
+        sizes = [0, 125, 126, 65535, 65536, 1, 125]
+        messages = [bytes([i + 1]) * n for i, n in enumerate(sizes)]
+        ws.send_raw(b"".join(ws_client.build_frame(OP_BINARY, m) for m in messages))
+        for m in messages:
+            self.assertEqual(ws.recv_message(timeout=10 * slow_factor()), (OP_BINARY, m))
+
     def test_whole_small_messages_before_a_violation_go_on_then_close(self):
         b = self.start_raw_ws_backend("raw_echo")
         p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={"ping_interval": 0}))
