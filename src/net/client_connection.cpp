@@ -82,6 +82,7 @@ ClientConnection::ClientConnection(Worker& worker, core::UniqueFd fd, const sock
 
 std::unique_ptr<Stream> ClientConnection::takeClient() {
     client_->setDirectRead(false);  // the new owner decides how it reads
+    client_->receiveEnded({});      // a drain() wait names this connection, which the Stream outlives
     return std::move(client_);
 }
 
@@ -663,7 +664,8 @@ void ClientConnection::drain() {
     // read and answered, and the connection closes after it (Worker::stopping): closing with it
     // unread would reset the connection, or, on the ring, drop a request a receive had taken.
     if (state_ != State::ReadingHead || http_->parser.inMessage()) return;
-    if (!client_->onRing() || !client_->isReading()) {
+    // A request already in input() is answered as it is: nothing to wait for.
+    if (!client_->onRing() || !client_->isReading() || hasUnreadInput(*client_)) {
         drainIdle(/*resume=*/false);
         return;
     }
