@@ -96,7 +96,7 @@ void ClientConnection::start() {
             finish("TLS session allocation failed");
             return;
         }
-        client_->startTls(std::move(ssl), /*server=*/true);
+        client_->startTls(std::move(ssl), /*server=*/true, worker_.ioRing());
     } else if (listener_->http2) {
         // `http2: true`: HTTP/2 with prior knowledge (RFC 9113 3.3), the preface comes first.
         startHttp2();

@@ -15,6 +15,7 @@
 #include "portico/core/inline_event.h"
 #include "portico/net/uring/stream_io.h"
 #include "portico/tls/errors.h"
+#include "portico/tls/ring_bio.h"
 #include <algorithm>
 
 namespace portico::net {
@@ -104,6 +105,7 @@ std::size_t Stream::inputLength() const { return input_ ? evbuffer_get_length(in
 
 void Stream::releaseIdle() {
     if (input_ && evbuffer_get_length(input_.get()) == 0) t_spare_buffers.give(input_);
+    if (tls_ring_bio_) tls::releaseIdle(ssl_.get());
     if (write_armed_ || connecting_ || connect_unreported_ || handshaking_) return;
     if (output_ && evbuffer_get_length(output_.get()) == 0) t_spare_buffers.give(output_);
     write_event_.reset();  // not added: freeing it costs no epoll_ctl
@@ -215,7 +217,9 @@ void Stream::resumeReading() {
 
 std::size_t Stream::queuedLength() const { return output_ ? evbuffer_get_length(output_.get()) : 0; }
 
-std::size_t Stream::outputLength() const { return queuedLength() + (ring_io_ ? ring_io_->unsent() : 0); }
+std::size_t Stream::outputLength() const {
+    return queuedLength() + (ring_io_ ? ring_io_->unsent() : 0) + ciphertextLength();
+}
 
 Stream::SendProgress Stream::sendProgress() const {
     SendProgress progress;
@@ -279,6 +283,15 @@ void Stream::write(const char* data, std::size_t n) {
             return;
         }
         ringFlush();
+        return;
+    }
+    if (tls_ring_bio_) {
+        // TLS on the ring, written at once: encrypted from output() and sent (writeNow).
+        if (n > 0 && evbuffer_add(output(), data, n) != 0) {
+            failWrite(ENOMEM);
+            return;
+        }
+        flush();
         return;
     }
     if (n == 0) {
@@ -355,6 +368,8 @@ void Stream::sendFailed(int error) {
     pending_error_ = error;
     evbuffer* out = output();
     evbuffer_drain(out, evbuffer_get_length(out));
+    if (evbuffer* ciphertext = tls_ring_bio_ ? tls::toSend(ssl_.get()) : nullptr)
+        evbuffer_drain(ciphertext, evbuffer_get_length(ciphertext));
     if (ring_io_) ring_io_->dropUnsent();
     armWrite();  // a failed socket is writable: handleWrite reports the error
 }
@@ -372,7 +387,10 @@ void Stream::disarmWrite() {
 }
 
 void Stream::writeNow() {
-    while (queuedLength() > 0) {
+    for (;;) {
+        // TLS on the ring, written at once: what was encrypted goes first.
+        if (tls_ring_bio_ && !sendCiphertext()) return;
+        if (queuedLength() == 0) break;
         evbuffer* out = output_.get();
         if (ssl_) {
             if (!writeTls()) return;
@@ -405,11 +423,13 @@ void Stream::writeNow() {
     }
     disarmWrite();
     if (shutdown_after_flush_ && !write_shut_) {
-        write_shut_ = true;
-        if (ssl_ && !handshaking_) {
+        if (ssl_ && !handshaking_ && (SSL_get_shutdown(ssl_.get()) & SSL_SENT_SHUTDOWN) == 0) {
             noteTlsIo();
             SSL_shutdown(ssl_.get());  // close_notify, best effort
+            // On the ring it waits in the ciphertext queue: sent before the FIN.
+            if (tls_ring_bio_ && !sendCiphertext()) return;
         }
+        write_shut_ = true;
         ::shutdown(fd_.get(), SHUT_WR);
     }
 }

@@ -10,6 +10,7 @@
 
 #include "portico/net/stream.h"
 #include "portico/net/uring/stream_io.h"
+#include "portico/tls/ring_bio.h"
 
 namespace portico::net {
 
@@ -22,7 +23,11 @@ bool Stream::ringWrites() const {
            pending_error_ == 0;
 }
 
-evbuffer* Stream::ringOutput() { return ringWrites() && output_ ? output_.get() : nullptr; }
+evbuffer* Stream::ringOutput() {
+    if (!ringWrites()) return nullptr;
+    if (tls_ring_bio_) return ringTlsOutput();
+    return output_ ? output_.get() : nullptr;
+}
 
 // One send in flight: its completion goes on with what was written meanwhile. Otherwise what
 // output() holds goes at the ring's next enter, with everything else this loop pass wrote; file
@@ -30,7 +35,7 @@ evbuffer* Stream::ringOutput() { return ringWrites() && output_ ? output_.get() 
 // epoll (writeNow).
 void Stream::ringFlush() {
     if (ring_io_->sending()) return;
-    if (ringWrites() && queuedLength() > 0) {
+    if (ringWrites() && (queuedLength() > 0 || ciphertextLength() > 0)) {
         ring_io_->send();
         return;
     }
@@ -41,13 +46,16 @@ bool Stream::settleRing(uring::RingSettled waiter) { return ring_io_ == nullptr 
 
 bool Stream::receiveEnded(uring::RingSettled waiter) { return ring_io_ == nullptr || ring_io_->receiveEnded(waiter); }
 
-void Stream::ringGone() { ring_io_ = nullptr; }
+void Stream::ringGone() {
+    ring_io_ = nullptr;
+    if (tls_ring_bio_) ringGoneTls();
+}
 
 void Stream::ringResume() {
     // Reading starts once the connect is reported (reportConnected).
     if (connecting_ || connect_unreported_) return;
     ring_io_->stopWatching();
-    if (ring_held_ || ring_eof_held_ || ring_held_error_ != 0) {
+    if (ring_held_ || ring_eof_held_ || ring_held_error_ != 0 || (tls_ring_bio_ && ringTlsHeld())) {
         // Reported from the loop, never from inside resumeReading (ByteStream's promise).
         event_active(&read_event_, EV_READ, 0);
         return;
@@ -57,6 +65,10 @@ void Stream::ringResume() {
 
 void Stream::ringReportHeld() {
     if (!reading_) return;  // paused again meanwhile: the next resume reports
+    if (tls_ring_bio_) {
+        ringReportHeldTls();
+        return;
+    }
     if (std::exchange(ring_held_, false) && inputLength() > 0) {
         StreamHandler* handler = handler_;
         handler->onReadable(*this);
@@ -78,6 +90,10 @@ void Stream::ringReportHeld() {
 // late), the bytes wait in input() for resumeReading.
 void Stream::ringReceived(const char* data, std::size_t n, bool more) {
     ring_poll_first_ = !more;
+    if (tls_ring_bio_) {
+        ringReceivedTls(data, n);
+        return;
+    }
     if (!reading_) {
         if (evbuffer_add(input(), data, n) == 0) {
             ring_held_ = true;
@@ -110,6 +126,15 @@ void Stream::ringReadEnded(int result, bool refused) {
         if (reading_ && ring_io_) ring_io_->receive(ring_poll_first_);
         return;
     }
+    if (result == 0 && tls_ring_bio_) {
+        // OpenSSL reads the end after the records before it (close_notify or not).
+        tls::endReceived(ssl_.get(), 0);
+        if (reading_) {
+            handleRead();
+            ringReadTlsDone();
+            return;
+        }
+    }
     if (!reading_) {
         // Paused: held for resumeReading. The peer's FIN is what the paused watch reports.
         if (result == 0) {
@@ -136,7 +161,8 @@ void Stream::ringPeerShut() {
 }
 
 void Stream::ringSent(int result) {
-    if (result > 0) bytes_written_ += static_cast<std::uint64_t>(result);
+    // TLS counts the plaintext, as SSL_write took it (ringTlsOutput).
+    if (result > 0 && !tls_ring_bio_) bytes_written_ += static_cast<std::uint64_t>(result);
     if (result < 0 && result != -EINTR && result != -EAGAIN) {
         ringFailed(-result);
         return;
@@ -156,6 +182,8 @@ void Stream::ringFailed(int error) {
     if (pending_error_ != 0) return;
     pending_error_ = error;
     if (output_) evbuffer_drain(output_.get(), evbuffer_get_length(output_.get()));
+    if (evbuffer* ciphertext = tls_ring_bio_ ? tls::toSend(ssl_.get()) : nullptr)
+        evbuffer_drain(ciphertext, evbuffer_get_length(ciphertext));
     ring_io_->dropUnsent();
     disarmWrite();
     stopReading(/*watch_peer_shut=*/false);

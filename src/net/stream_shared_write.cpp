@@ -30,7 +30,7 @@ void Stream::writeShared(const core::SharedBytesRef* blocks, std::size_t n) {
     // after what is queued, in order. TLS with several blocks: one record for all (writeTls
     // gathers them), not a record and a send per block.
     // On the ring: appended (large blocks referenced) and sent with the rest of the pass.
-    if (ringWrites() || !canWriteNow() || n > kMaxSharedBlocks || (ssl_ && n > 1)) {
+    if (ringWrites() || tls_ring_bio_ || !canWriteNow() || n > kMaxSharedBlocks || (ssl_ && n > 1)) {
         ByteStream::writeShared(blocks, n);
         return;
     }

@@ -13,7 +13,8 @@
 
 namespace portico::net {
 
-void Stream::startTls(tls::SslPtr ssl_owned, bool server) {
+void Stream::startTls(tls::SslPtr ssl_owned, bool server, uring::Ring* ring) {
+    tls_ring_ = ring;  // taken once the handshake is done (moveTlsToRing)
     if (ring_io_) {
         // Made for a plain socket (the callers decide before: a TLS listener's or upstream's
         // Streams are made without the ring): OpenSSL reads and writes the socket itself, on epoll.
@@ -58,6 +59,7 @@ void Stream::driveHandshake() {
         handshaking_ = false;
         tls_established_ = true;
         disarmWrite();
+        if (tls_ring_) moveTlsToRing();
         if (tls_server_) {
             handler_->onTlsHandshake(*this);
         } else {

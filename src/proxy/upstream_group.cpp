@@ -66,10 +66,10 @@ std::unique_ptr<net::Stream> UpstreamGroup::connect(int server, net::StreamHandl
         error = EHOSTUNREACH;
         return nullptr;
     }
-    // TLS stays on epoll (OpenSSL reads and writes the socket itself).
-    net::uring::Ring* ring = on_ring_ && !tls_ ? loop_.ring() : nullptr;
+    // TLS goes to the ring after its handshake, on epoll (startTls).
+    net::uring::Ring* ring = on_ring_ ? loop_.ring() : nullptr;
     auto stream = net::Stream::connectTo(loop_.base(), reinterpret_cast<const sockaddr*>(&s.address), s.length, handler,
-                                         error, ring);
+                                         error, tls_ ? nullptr : ring);
     if (stream && tls_) {
         const auto& hp = upstream_.servers[static_cast<std::size_t>(server)];
         tls::SslPtr ssl = tls_->newSession(hp.host, s.name);
@@ -77,7 +77,7 @@ std::unique_ptr<net::Stream> UpstreamGroup::connect(int server, net::StreamHandl
             error = ENOMEM;
             return nullptr;
         }
-        stream->startTls(std::move(ssl), /*server=*/false);
+        stream->startTls(std::move(ssl), /*server=*/false, ring);
     }
     return stream;
 }

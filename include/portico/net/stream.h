@@ -41,7 +41,8 @@ public:
     // ones inherit TCP_NODELAY from the listening socket). Reading starts at once.
     // With `ring` (the worker's io_uring, config `io_uring`) the socket's reads and writes go
     // through it (net/uring/stream_io.h), and the Stream keeps every promise made here; for a
-    // plain socket only: a socket that turns to TLS (startTls) must be made without one.
+    // plain socket only: a socket that turns to TLS is made without one and is handed the ring
+    // by startTls, for after its handshake.
     Stream(event_base* base, core::UniqueFd fd, StreamHandler* handler, uring::Ring* ring = nullptr);
     ~Stream() override;
     Stream(const Stream&) = delete;
@@ -54,7 +55,8 @@ public:
     // the connect's outcome or, when it cannot (EAGAIN, TLS, nothing to send), arms the write
     // event that waits for it. Returns nullptr and sets `error` when connect() fails at once.
     // With `ring` the connect and its first send are made as without one, the reads and writes
-    // after onConnected go through the ring (a plain socket only, as for the constructor).
+    // after onConnected go through the ring (a plain socket only, as for the constructor; TLS:
+    // startTls).
     static std::unique_ptr<Stream> connectTo(event_base* base, const sockaddr* address,
                                              socklen_t length, StreamHandler* handler, int& error,
                                              uring::Ring* ring = nullptr);
@@ -171,7 +173,11 @@ public:
     // tls::ClientContext). The handshake runs before any data moves; for an outgoing connection
     // onConnected fires after it. A failed handshake is reported as onError(EPROTO) and its
     // reason is kept in tlsError().
-    void startTls(tls::SslPtr ssl, bool server);
+    // With `ring` the handshake runs on epoll (OpenSSL reads and writes the socket itself, as a
+    // connect does), and then the socket's reads and writes go through the ring: its receives
+    // are decrypted where they landed and what SSL_write makes is sent with the loop pass's
+    // other writes (tls/ring_bio.h). Every promise made here holds there too.
+    void startTls(tls::SslPtr ssl, bool server, uring::Ring* ring = nullptr);
     bool isTls() const { return ssl_ != nullptr; }
     // TLS and its handshake completed.
     bool tlsEstablished() const { return ssl_ != nullptr && tls_established_; }
@@ -249,6 +255,16 @@ private:
     void ringResume();
     void ringReportHeld();   // what came while paused, now that reading resumed (from the loop)
     void ringFailed(int error);
+    // TLS on the ring (stream_tls_ring.cpp).
+    void moveTlsToRing();
+    void ringReceivedTls(const char* data, std::size_t n);
+    void ringReadTlsDone();  // after a decrypting pass: what OpenSSL wrote goes, the next receive
+    void ringReportHeldTls();
+    bool ringTlsHeld();      // received bytes or an end wait for a decrypting pass
+    evbuffer* ringTlsOutput();  // output() encrypted, a slice at a time
+    bool sendCiphertext();   // writes at once: false when the socket is full (armed) or failed
+    void ringGoneTls();
+    std::size_t ciphertextLength() const;  // encrypted and not yet taken by a ring send
     std::size_t queuedLength() const;  // in output() (outputLength() adds what a ring send holds)
 
     core::UniqueFd fd_;
@@ -288,6 +304,7 @@ private:
     bool ring_eof_held_ = false;  // ... or the peer's FIN
     bool ring_poll_first_ = false;  // the last receive emptied the socket
     tls::SslPtr ssl_;  // its deleter keeps a cleanly finished session resumable
+    uring::Ring* tls_ring_ = nullptr;  // startTls's ring, taken once the handshake is done
     std::string tls_error_;
     bool handshaking_ = false;
     bool tls_established_ = false;
@@ -297,6 +314,7 @@ private:
     bool tls_read_more_ = false;  // readTls stopped with records still read ahead in OpenSSL
     bool tls_io_ = false;    // TLS I/O since the last sweep (noteTlsIo)
     bool tls_warm_ = false;  // TLS I/O before the last sweep too: the next busy sweep keeps the buffers
+    bool tls_ring_bio_ = false;  // OpenSSL reads and writes through tls/ring_bio.h (moveTlsToRing)
 };
 
 }  // namespace portico::net

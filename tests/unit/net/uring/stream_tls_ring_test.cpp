@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: Apache-2.0
+// A TLS net::Stream on the ring (startTls with a ring): the handshake on epoll, then receives
+// decrypted and writes encrypted and sent by the ring; a record split across receives, a
+// close_notify, the peer's FIN, the close_notify sent before our FIN, records read while
+// paused. The test is the client: an SSL over memory BIOs whose records it moves through the
+// other end of a socket pair. Skipped where the kernel refuses a ring.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <string>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vector>
+
+#include <event2/buffer.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "../run_for.h"
+#include "../../tls/tls_fixture.h"
+#include "portico/net/event_loop.h"
+#include "portico/net/stream.h"
+#include "portico/net/tls_buffer_sweep.h"
+#include "portico/net/uring/ring.h"
+#include "portico/tls/client_context.h"
+#include "portico/tls/server_context.h"
+
+using namespace portico;
+using namespace portico::net;
+using namespace portico::tls::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Recorder final : StreamHandler {
+    std::string got;
+    std::string events;  // r(eadable) b(ytes) e(of) x(error) d(rained) s(hut) h(andshake)
+    void onReadable(ByteStream& s) override {
+        events += 'r';
+        const std::size_t n = evbuffer_get_length(s.input());
+        got.append(reinterpret_cast<const char*>(evbuffer_pullup(s.input(), -1)), n);
+        evbuffer_drain(s.input(), n);
+    }
+    void onBytes(ByteStream&, const char* data, std::size_t n) override {
+        events += 'b';
+        got.append(data, n);
+    }
+    void onEof(ByteStream&) override { events += 'e'; }
+    void onError(ByteStream&, int) override { events += 'x'; }
+    void onDrained(ByteStream&) override { events += 'd'; }
+    void onPeerShut(ByteStream&) override { events += 's'; }
+    void onTlsHandshake(Stream&) override { events += 'h'; }
+};
+
+struct Setup {
+    EventLoop loop;
+    uring::Ring* ring = nullptr;
+    Recorder handler;
+    core::UniqueFd peer;
+    std::unique_ptr<Stream> stream;
+    tls::SslPtr client;
+    BIO* to_server = nullptr;
+    BIO* from_server = nullptr;
+
+    Setup() {
+        std::string why;
+        auto made = uring::Ring::make(loop, why);
+        if (!made) {
+            WARN("io_uring refused here, skipped: " << why);
+            return;
+        }
+        ring = made.get();
+        loop.setRing(std::move(made));
+        std::vector<std::string> errors, warnings;
+        static auto server_context = tls::ServerContext::build(listenerTls({"site-ec"}), errors, warnings);
+        REQUIRE(server_context);
+        config::UpstreamTls upstream;
+        upstream.verify = false;
+        static auto client_context = tls::ClientContext::build(upstream, errors, warnings);
+        REQUIRE(client_context);
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+        peer = core::UniqueFd(fds[1]);
+        stream = std::make_unique<Stream>(loop.base(), core::UniqueFd(fds[0]), &handler);
+        stream->startTls(server_context->newSession(), /*server=*/true, ring);
+        client = client_context->newSession("site.test");
+        REQUIRE(client);
+        to_server = BIO_new(BIO_s_mem());
+        from_server = BIO_new(BIO_s_mem());
+        SSL_set_bio(client.get(), from_server, to_server);
+    }
+    ~Setup() {
+        stream.reset();
+        if (ring) test::runFor(loop, 20ms);  // the released requests complete
+    }
+
+    std::string queued() {
+        char* data = nullptr;
+        const long n = BIO_get_mem_data(to_server, &data);
+        std::string bytes(data, static_cast<std::size_t>(n));
+        (void)BIO_reset(to_server);
+        return bytes;
+    }
+    void send(const std::string& bytes) {
+        if (!bytes.empty()) REQUIRE(::write(peer.get(), bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+    }
+    void receive() {
+        const std::string bytes = test::readAll(peer.get());
+        if (!bytes.empty()) BIO_write(from_server, bytes.data(), static_cast<int>(bytes.size()));
+    }
+    void run() { test::runFor(loop, 10ms); }
+
+    void handshake() {
+        for (int round = 0; round < 20 && !(SSL_is_init_finished(client.get()) && handler.events == "h"); ++round) {
+            SSL_do_handshake(client.get());
+            send(queued());
+            run();
+            receive();
+        }
+        REQUIRE(SSL_is_init_finished(client.get()));
+        REQUIRE(handler.events == "h");
+        REQUIRE(stream->onRing());
+        handler.events.clear();
+        ERR_clear_error();
+    }
+    std::string record(const std::string& text) {
+        REQUIRE(SSL_write(client.get(), text.data(), static_cast<int>(text.size())) == static_cast<int>(text.size()));
+        return queued();
+    }
+    std::string clientRead() {
+        receive();
+        std::string got;
+        char buffer[4096];
+        int n;
+        while ((n = SSL_read(client.get(), buffer, sizeof buffer)) > 0) got.append(buffer, static_cast<std::size_t>(n));
+        ERR_clear_error();
+        return got;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a TLS Stream on the ring reads records and sends its writes encrypted, in order") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    s.send(s.record("ping"));
+    s.run();
+    CHECK(s.handler.got == "ping");
+    s.stream->write("po", 2);
+    s.stream->write("ng", 2);
+    CHECK(s.stream->outputLength() == 4);  // sent at the ring's next enter, not inside write()
+    s.run();
+    CHECK(s.clientRead() == "pong");
+    CHECK(s.stream->outputLength() == 0);
+    CHECK(s.handler.events.find('x') == std::string::npos);
+}
+
+TEST_CASE("a TLS Stream on the ring reads a record split across two receives") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    const std::string bytes = s.record("a record in two halves");
+    s.send(bytes.substr(0, 11));
+    s.run();
+    CHECK(s.handler.got.empty());
+    s.send(bytes.substr(11));
+    s.run();
+    CHECK(s.handler.got == "a record in two halves");
+}
+
+TEST_CASE("a TLS Stream on the ring: the peer's close_notify and its FIN are onEof") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    SECTION("close_notify") {
+        s.send(s.record("bye"));
+        SSL_shutdown(s.client.get());
+        s.send(s.queued());
+        s.run();
+        CHECK(s.handler.got == "bye");
+        CHECK(s.handler.events.back() == 'e');
+        CHECK(s.stream->peerClosed());
+    }
+    SECTION("a FIN without close_notify") {
+        s.send(s.record("last"));
+        ::shutdown(s.peer.get(), SHUT_WR);
+        s.run();
+        CHECK(s.handler.got == "last");
+        CHECK(s.handler.events.back() == 'e');
+    }
+    SECTION("a FIN in the middle of a record") {
+        const std::string bytes = s.record("never whole");
+        s.send(bytes.substr(0, 8));
+        ::shutdown(s.peer.get(), SHUT_WR);
+        s.run();
+        CHECK(s.handler.got.empty());
+        CHECK((s.handler.events.back() == 'e' || s.handler.events.back() == 'x'));
+    }
+}
+
+TEST_CASE("a TLS Stream on the ring sends its close_notify before its FIN") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    s.stream->write("end", 3);
+    s.stream->shutdownAfterFlush();
+    s.run();
+    CHECK(s.clientRead() == "end");
+    CHECK(SSL_get_shutdown(s.client.get()) & SSL_RECEIVED_SHUTDOWN);
+    char byte;
+    CHECK(::recv(s.peer.get(), &byte, 1, MSG_DONTWAIT) == 0);  // the FIN, after it
+}
+
+TEST_CASE("a TLS Stream on the ring paused: records wait, and come from the loop on resume") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    s.stream->pauseReading();
+    s.send(s.record("held"));
+    s.send(s.record(" back"));
+    s.run();
+    CHECK(s.handler.got.empty());
+    s.stream->resumeReading();
+    CHECK(s.handler.got.empty());  // not from inside resumeReading
+    s.run();
+    CHECK(s.handler.got == "held back");
+}
+
+TEST_CASE("a TLS Stream on the ring written at once (writeAtOnce) sends with send(), in order") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    s.stream->write("ring ", 5);
+    s.stream->writeAtOnce();
+    s.stream->write("then at once", 12);
+    s.run();
+    CHECK(s.clientRead() == "ring then at once");
+    CHECK(s.stream->outputLength() == 0);
+}
+
+TEST_CASE("an idle TLS Stream on the ring leaves the sweep's list when idle") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    s.send(s.record("x"));
+    s.run();
+    s.stream->write("y", 1);
+    s.run();
+    CHECK(s.clientRead() == "y");
+    TlsBufferSweep::sweepNow(s.loop.base());
+    TlsBufferSweep::sweepNow(s.loop.base());
+    CHECK_FALSE(s.stream->holdsTlsBuffers());
+}
