@@ -613,13 +613,13 @@ std::size_t Stream::readTls(bool& eof, int& error) {
         int n = SSL_read(ssl_.get(), slot.into, static_cast<int>(kReadChunk));
         if (n > 0) {
             if (!fillSlot(slot, static_cast<std::size_t>(n), buffered)) {
-                tls_read_more_ = SSL_has_pending(ssl_.get()) != 0;
+                tls_read_more_ = tlsPending();
                 return buffered;
             }
             // Read-ahead (startTls) takes what the socket holds in one read: when OpenSSL has
             // nothing left, stop here rather than read the socket again for an EAGAIN (the
             // socket is level-triggered: more data wakes us). A record may hold more than we took.
-            if (!SSL_has_pending(ssl_.get())) return buffered;
+            if (!tlsPending()) return buffered;
             continue;
         }
         closeEmptySlot(slot);
@@ -649,7 +649,7 @@ std::size_t Stream::readTls(bool& eof, int& error) {
     }
     // Four records this wakeup: the rest OpenSSL holds is read in the next iteration (the socket
     // may not be readable again to tell us).
-    tls_read_more_ = SSL_has_pending(ssl_.get()) != 0;
+    tls_read_more_ = tlsPending();
     return buffered;
 }
 

@@ -77,10 +77,14 @@ void Stream::ringReadTlsDone() {
     if (reading_ && ring_io_ && !tls_read_more_) ring_io_->receive(ring_poll_first_);
 }
 
-bool Stream::ringTlsHeld() {
+// On the ring, received bytes OpenSSL did not take yet (more than its read-ahead buffer holds)
+// are as pending as what it read ahead: no receive would bring them.
+bool Stream::tlsPending() const {
     const SSL* ssl = ssl_.get();
-    return SSL_has_pending(ssl) != 0 || tls::receivedLength(ssl) > 0 || tls::receivedEnded(ssl);
+    return SSL_has_pending(ssl) != 0 || (tls_ring_bio_ && tls::receivedLength(ssl) > 0);
 }
+
+bool Stream::ringTlsHeld() { return tlsPending() || tls::receivedEnded(ssl_.get()); }
 
 // From the loop: bytes kept while paused, records OpenSSL read ahead, the peer's end, an error.
 void Stream::ringReportHeldTls() {

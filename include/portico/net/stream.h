@@ -261,6 +261,7 @@ private:
     void ringReadTlsDone();  // after a decrypting pass: what OpenSSL wrote goes, the next receive
     void ringReportHeldTls();
     bool ringTlsHeld();      // received bytes or an end wait for a decrypting pass
+    bool tlsPending() const;  // records to read without reading the socket (read ahead, received)
     evbuffer* ringTlsOutput();  // output() encrypted, a slice at a time
     bool sendCiphertext();   // writes at once: false when the socket is full (armed) or failed
     void ringGoneTls();

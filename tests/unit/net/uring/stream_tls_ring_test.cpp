@@ -252,3 +252,32 @@ TEST_CASE("an idle TLS Stream on the ring leaves the sweep's list when idle") {
     TlsBufferSweep::sweepNow(s.loop.base());
     CHECK_FALSE(s.stream->holdsTlsBuffers());
 }
+
+// A receive may bring more than OpenSSL's read-ahead buffer takes: the rest, kept by the BIO,
+// is read without another receive (none would come: the peer waits for an answer).
+TEST_CASE("a TLS Stream on the ring reads every record of a burst larger than OpenSSL's buffer") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    std::string burst, expected;
+    for (int i = 0; i < 300; ++i) {
+        const std::string text = "message " + std::to_string(i) + std::string(static_cast<std::size_t>(i % 90), '.');
+        burst += s.record(text);
+        expected += text;
+    }
+    REQUIRE(burst.size() > 16 * 1024);
+    s.send(burst);
+    for (int round = 0; round < 5 && s.handler.got.size() < expected.size(); ++round) s.run();
+    CHECK(s.handler.got == expected);
+    const std::string large(200 * 1024, 'L');
+    s.handler.got.clear();
+    std::string records;
+    for (std::size_t at = 0; at < large.size(); at += 16384) records += s.record(large.substr(at, 16384));
+    std::size_t sent = 0;
+    for (int round = 0; round < 50 && s.handler.got.size() < large.size(); ++round) {
+        const ssize_t n = ::write(s.peer.get(), records.data() + sent, records.size() - sent);
+        if (n > 0) sent += static_cast<std::size_t>(n);
+        s.run();
+    }
+    CHECK(s.handler.got.size() == large.size());
+}
