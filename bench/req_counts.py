@@ -79,6 +79,9 @@ class Scenario:
             "nginx": lambda wrap: tls_bench.start_nginx(cert, port, ka, h2=h2, wrap=wrap),
             "haproxy": lambda wrap: tls_bench.start_haproxy(cert, port, ka, h2=h2, wrap=wrap),
             "portico": lambda wrap: tls_bench.start_portico(binary, cert, port, ka, h2=h2, wrap=wrap),
+            # TLS sockets on the ring after their handshake (net/stream_tls_ring.cpp)
+            "portico-uring": lambda wrap: tls_bench.start_portico(binary, cert, port, ka, name="portico-uring",
+                                                                  h2=h2, wrap=wrap, io_uring="on"),
         }
         if name == "h2":
             self.load = lambda svc, n: h2_bench.run_h2load(svc.port, 1, 100, requests=n)

@@ -187,10 +187,11 @@ backend wsbe
 
 
 def start_portico(binary: Path, cert: Certificate, backend: int, keepalive: int,
-                  name: str = "portico", h2: bool = False, wrap: list[str] = ()) -> bl.Service:
-    """h2: `tls.alpn: [h2, http/1.1]`."""
+                  name: str = "portico", h2: bool = False, wrap: list[str] = (),
+                  io_uring: str = "off") -> bl.Service:
+    """h2: `tls.alpn: [h2, http/1.1]`. io_uring: the config key (--io-uring)."""
     port = bl.free_port()
-    yaml_text = bl.portico_head(port) + f"""    tls:
+    yaml_text = bl.portico_head(port, extra=f"io_uring: {io_uring}\n") + f"""    tls:
       certificates: [{{cert: {cert.crt}, key: {cert.key}}}]
       min_version: "1.3"
       session_tickets: true{chr(10) + "      alpn: [h2, http/1.1]" if h2 else ""}
@@ -504,6 +505,8 @@ def main() -> int:
                     help="each proxy on CPU 1, the load client, the backend and this script on CPU 0 "
                          "(taskset): the batching shape of a machine whose proxy has a core of its own, "
                          "on a shared one (use with --diagnose pool; see bench/pool_trace.py)")
+    ap.add_argument("--io-uring", choices=("off", "on"), default="off",
+                    help="Portico's `io_uring` key, for both binaries (default: off)")
     ap.add_argument("--write", action="store_true", help=f"write the section into {RESULTS.name}")
     ap.add_argument("--json", help="also write every sample to this JSON file")
     args = ap.parse_args()
@@ -538,9 +541,9 @@ def main() -> int:
     starters = {
         "nginx": lambda: start_nginx(cert, bp, args.keepalive),
         "haproxy": lambda: start_haproxy(cert, bp, args.keepalive),
-        "portico": lambda: start_portico(portico_bin, cert, bp, args.keepalive),
+        "portico": lambda: start_portico(portico_bin, cert, bp, args.keepalive, io_uring=args.io_uring),
         "portico-b": lambda: start_portico(Path(args.compare_bin).resolve(), cert, bp, args.keepalive,
-                                           "portico-b"),
+                                           "portico-b", io_uring=args.io_uring),
     }
     bench = Bench(args, tls_load, backend, starters)
     results: dict[str, dict[str, list[bl.Sample]]] = {}

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// A plain net::Stream's I/O through the worker's ring (config `io_uring`): how the Stream reads
+// A net::Stream's I/O through the worker's ring (config `io_uring`; TLS after its handshake, with
+// the ciphertext: net/stream_tls_ring.cpp): how the Stream reads
 // and writes, chosen when it is made; its owners see a Stream as on epoll.
 //
 // Reads: one receive in flight while the Stream reads, into the ring's provided buffers
