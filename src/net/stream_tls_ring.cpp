@@ -73,8 +73,11 @@ void Stream::ringReceivedTls(const char* data, std::size_t n) {
 void Stream::ringReadTlsDone() {
     // A KeyUpdate's answer, a session ticket, an alert: OpenSSL wrote while it read.
     if (ciphertextLength() > 0) flush();
-    // handleRead left records for the loop's next pass (tls_read_more_): that pass receives.
-    if (reading_ && ring_io_ && !tls_read_more_) ring_io_->receive(ring_poll_first_);
+    // Received bytes OpenSSL has not taken (handleRead stopped after its four records, or the
+    // handler paused): the loop's next pass reads them and then receives. So no more than one
+    // receive's bytes are ever kept, however small the peer's records. A record cut short is
+    // not among them: OpenSSL's read-ahead took it into its own buffer (which holds a whole one).
+    if (reading_ && ring_io_ && tls::receivedLength(ssl_.get()) == 0) ring_io_->receive(ring_poll_first_);
 }
 
 // On the ring, received bytes OpenSSL did not take yet (more than its read-ahead buffer holds)

@@ -281,3 +281,45 @@ TEST_CASE("a TLS Stream on the ring reads every record of a burst larger than Op
     }
     CHECK(s.handler.got.size() == large.size());
 }
+
+// A receive full of small records is read four records a pass: the next receive waits until
+// the bytes kept from this one are read (so that a flood of tiny records is never kept beyond
+// one receive's worth), and every record arrives, in order.
+TEST_CASE("a TLS Stream on the ring reads a flood of small records four a pass, every one in order") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    std::string flood, expected;
+    for (int i = 0; i < 2000; ++i) {
+        flood += s.record("r" + std::to_string(i % 10));
+        expected += "r" + std::to_string(i % 10);
+    }
+    std::size_t sent = 0;
+    for (int round = 0; round < 400 && s.handler.got.size() < expected.size(); ++round) {
+        const ssize_t n = ::write(s.peer.get(), flood.data() + sent, flood.size() - sent);
+        if (n > 0) sent += static_cast<std::size_t>(n);
+        event_base_loop(s.loop.base(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    s.run();
+    CHECK(s.handler.got == expected);
+}
+
+// TLS 1.3 KeyUpdate (RFC 8446 4.6.3): the peer's request is answered by OpenSSL while it reads;
+// that answer goes out through the ring, and both directions go on with the new keys.
+TEST_CASE("a TLS Stream on the ring answers a KeyUpdate and goes on with the new keys") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    REQUIRE(SSL_key_update(s.client.get(), SSL_KEY_UPDATE_REQUESTED) == 1);
+    s.send(s.record("after the update"));
+    s.run();
+    CHECK(s.handler.got == "after the update");
+    s.stream->write("answer", 6);
+    s.run();
+    CHECK(s.clientRead() == "answer");
+    s.handler.got.clear();
+    s.send(s.record("again"));
+    s.run();
+    CHECK(s.handler.got == "again");
+    CHECK(s.handler.events.find('x') == std::string::npos);
+}
