@@ -105,7 +105,7 @@ std::size_t Stream::inputLength() const { return input_ ? evbuffer_get_length(in
 
 void Stream::releaseIdle() {
     if (input_ && evbuffer_get_length(input_.get()) == 0) t_spare_buffers.give(input_);
-    if (tls_ring_bio_) tls::releaseIdle(ssl_.get());
+    releaseIdleTls();
     if (write_armed_ || connecting_ || connect_unreported_ || handshaking_) return;
     if (output_ && evbuffer_get_length(output_.get()) == 0) t_spare_buffers.give(output_);
     write_event_.reset();  // not added: freeing it costs no epoll_ctl

@@ -43,6 +43,13 @@ void Stream::moveTlsToRing() {
     if (was_reading) resumeReading();
 }
 
+// An idle TLS connection on the ring holds no ciphertext buffers: the BIO's, the ring send's.
+void Stream::releaseIdleTls() {
+    if (!tls_ring_bio_) return;
+    tls::releaseIdle(ssl_.get());
+    if (ring_io_) ring_io_->releaseIdle();
+}
+
 std::size_t Stream::ciphertextLength() const { return tls_ring_bio_ ? tls::toSendLength(ssl_.get()) : 0; }
 
 void Stream::ringReceivedTls(const char* data, std::size_t n) {

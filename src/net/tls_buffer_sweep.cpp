@@ -15,7 +15,6 @@
 #include "portico/core/handles.h"
 #include "portico/core/inline_event.h"
 #include "portico/net/stream.h"
-#include "portico/tls/ring_bio.h"
 
 namespace portico::net {
 
@@ -52,7 +51,7 @@ struct TlsBufferSweepList {
                     SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);  // until it proves busy again
                     ++freed;  // it had kept them
                 }
-                if (ssl) tls::releaseIdle(ssl);  // the ring's ciphertext queues (tls/ring_bio.h)
+                stream->releaseIdleTls();  // the ring's ciphertext buffers (stream_tls_ring.cpp)
                 stream->tls_warm_ = false;
                 unlist(i);
             }

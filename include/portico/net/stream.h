@@ -265,6 +265,7 @@ private:
     evbuffer* ringTlsOutput();  // output() encrypted, a slice at a time
     bool sendCiphertext();   // writes at once: false when the socket is full (armed) or failed
     void ringGoneTls();
+    void releaseIdleTls();  // for releaseIdle and the buffer sweep
     std::size_t ciphertextLength() const;  // encrypted and not yet taken by a ring send
     std::size_t queuedLength() const;  // in output() (outputLength() adds what a ring send holds)
 

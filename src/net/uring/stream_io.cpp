@@ -89,6 +89,10 @@ void StreamIo::dropUnsent() {
     unsent_ = 0;
 }
 
+void StreamIo::releaseIdle() {
+    if (!send_inflight_ && !send_queued_ && unsent_ == 0) sending_.reset();
+}
+
 void StreamIo::prepareSends() {
     send_queued_ = false;
     if (stream_ && !send_inflight_ && !settle_waiter_.done) {

@@ -74,6 +74,9 @@ public:
     // Drops what was not sent yet (a failed stream). A send in flight keeps its bytes until it
     // completes.
     void dropUnsent();
+    // Frees the send buffer while nothing waits in it (an idle connection's; made again on the
+    // next send).
+    void releaseIdle();
     bool sending() const { return send_inflight_ || send_queued_; }
     // A send waits for the ring's next enter (nothing of it offered to the kernel yet).
     bool sendQueued() const { return send_queued_ && !send_inflight_; }
