@@ -72,7 +72,7 @@ bool hasUnreadInput(const Stream& stream, Ending ending) {
 }  // namespace
 
 bool hasUnreadInput(const Stream& stream) {
-    if (stream.inputLength() > 0) return true;
+    if (stream.inputLength() > 0 || stream.tlsHoldsInput()) return true;
     if (stream.peerClosed()) return false;
     int unread = 0;
     return ::ioctl(stream.fd(), FIONREAD, &unread) == 0 && unread > 0;

@@ -173,6 +173,7 @@ void Stream::ringSent(int result) {
     } else {
         ringFlush();  // what was written meanwhile; or file segments, the half-close
     }
+    if (std::exchange(tls_receive_after_send_, false) && pending_error_ == 0) ringReadTlsDone();
     // As the write event on epoll: the owner that stopped reading its other side resumes it.
     if (pending_error_ == 0 && !write_armed_ && outputLength() <= low_watermark_) handler_->onDrained(*this);
 }

@@ -84,7 +84,15 @@ void Stream::ringReadTlsDone() {
     // handler paused): the loop's next pass reads them and then receives. So no more than one
     // receive's bytes are ever kept, however small the peer's records. A record cut short is
     // not among them: OpenSSL's read-ahead took it into its own buffer (which holds a whole one).
-    if (reading_ && ring_io_ && tls::receivedLength(ssl_.get()) == 0) ring_io_->receive(ring_poll_first_);
+    if (!reading_ || !ring_io_ || tls::receivedLength(ssl_.get()) != 0) return;
+    // What OpenSSL writes while it reads (a KeyUpdate's answer) is bounded as the epoll path's
+    // WANT_WRITE bounds it: a peer that sends and never reads gets no more receives while a
+    // slice of ciphertext waits to go out; ringSent receives again once it went.
+    if (ciphertextLength() > kCiphertextSlice) {
+        tls_receive_after_send_ = true;
+        return;
+    }
+    ring_io_->receive(ring_poll_first_);
 }
 
 // On the ring, received bytes OpenSSL did not take yet (more than its read-ahead buffer holds)

@@ -219,7 +219,7 @@ uring::Ring* Worker::ioRing(std::string* refused) {
         std::unique_ptr<uring::Ring> ring = uring::Ring::make(loop_, why);
         const bool required = snapshot_->config->io_uring == config::IoUring::On;
         if (ring)
-            LOG_INFO("worker %u: plaintext WebSocket tunnels on io_uring, and plain HTTP/1.1 sockets", index_);
+            LOG_INFO("worker %u: plaintext WebSocket tunnels on io_uring, and HTTP/1.1 and TLS sockets", index_);
         else if (required && refused)  // the start fails with it (Worker::start)
             *refused = "worker " + std::to_string(index_) + ": " + why;
         else if (required)

@@ -144,6 +144,9 @@ public:
     void writeShared(const core::SharedBytesRef* blocks, std::size_t n) override;
     static constexpr std::size_t kMaxSharedBlocks = 16;  // the iovec on the stack; more are appended
     std::size_t outputLength() const override;
+    // Records received that the owner has not read yet, held by OpenSSL or (on the ring) kept
+    // from a receive that completed while reading was paused: neither input() nor FIONREAD shows them.
+    bool tlsHoldsInput() const { return ssl_ && tlsPending(); }
     // ByteStream::failWrite: what output() holds is dropped, and onError(error) comes from the loop.
     void failWrite(int error) override;
     // How far the peer has taken what we sent: bytes written to the socket so far, and how
@@ -305,6 +308,7 @@ private:
     bool ring_held_ = false;      // a receive brought bytes while paused (into input())
     bool ring_eof_held_ = false;  // ... or the peer's FIN
     bool ring_poll_first_ = false;  // the last receive emptied the socket
+    bool tls_receive_after_send_ = false;  // ringReadTlsDone held the receive for ciphertext to go
     tls::SslPtr ssl_;  // its deleter keeps a cleanly finished session resumable
     uring::Ring* tls_ring_ = nullptr;  // startTls's ring, taken once the handshake is done
     std::string tls_error_;

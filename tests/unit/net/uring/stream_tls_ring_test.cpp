@@ -18,6 +18,7 @@
 
 #include "../run_for.h"
 #include "../../tls/tls_fixture.h"
+#include "portico/net/lingering_close.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/stream.h"
 #include "portico/net/tls_buffer_sweep.h"
@@ -322,4 +323,44 @@ TEST_CASE("a TLS Stream on the ring answers a KeyUpdate and goes on with the new
     s.run();
     CHECK(s.handler.got == "again");
     CHECK(s.handler.events.find('x') == std::string::npos);
+}
+
+// OpenSSL answers every KeyUpdate(update_requested) while it reads. A peer that floods them and
+// never reads must not grow the ciphertext waiting to go out: as WANT_WRITE stops the epoll
+// path, the ring receives no more while a slice waits (review finding: 42 MB for 1.5M rounds).
+TEST_CASE("a TLS Stream on the ring stops receiving while a peer that never reads is owed KeyUpdate answers") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    int accepted = 0;
+    for (int round = 0; round < 40000; ++round) {
+        REQUIRE(SSL_key_update(s.client.get(), SSL_KEY_UPDATE_REQUESTED) == 1);
+        const std::string bytes = s.record("x");
+        if (::write(s.peer.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) break;
+        ++accepted;
+        event_base_loop(s.loop.base(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    s.run();
+    INFO("rounds accepted " << accepted);
+    CHECK(accepted < 40000);  // the peer's writes stopped: Portico stopped reading
+    CHECK(s.stream->outputLength() <= 4 * Stream::kReadChunk + 64 * 1024);
+    CHECK(s.handler.events.find('x') == std::string::npos);
+}
+
+// A graceful stop asks hasUnreadInput (ClientConnection::drain) whether an idle keep-alive
+// connection holds a request: on the ring a receive that completed after reading paused keeps
+// its records in the BIO, where neither input() nor FIONREAD sees them (review finding).
+TEST_CASE("a TLS Stream on the ring paused with a receive in flight: what it brought is unread input") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    s.run();  // the receive is in flight
+    s.send(s.record("GET / HTTP/1.1\r\n\r\n"));
+    s.stream->pauseReading();
+    s.run();  // the receive's completion (or its cancel) is reaped
+    CHECK(s.handler.got.empty());
+    CHECK(hasUnreadInput(*s.stream));
+    s.stream->resumeReading();
+    s.run();
+    CHECK(s.handler.got == "GET / HTTP/1.1\r\n\r\n");
 }
