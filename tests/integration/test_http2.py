@@ -279,10 +279,20 @@ class Http2Cleartext(PorticoTestCase):
         client = subprocess.Popen(["nghttp", "-v", "http://127.0.0.1:%d/slow?delay=1.5" % p.port],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.addCleanup(client.kill)
-        time.sleep(0.5 * slow_factor())
+        # The stop comes once the request is on its way (nghttp -v logs its HEADERS), not after a
+        # fixed sleep: under ASan on a loaded machine nghttp could still be starting then.
+        seen = b""
+        deadline = time.monotonic() + 10 * slow_factor()
+        while b"send HEADERS frame" not in seen and time.monotonic() < deadline:
+            line = client.stdout.readline()
+            if not line:
+                break
+            seen += line
+        self.assertIn(b"send HEADERS frame", seen)
+        time.sleep(0.3 * slow_factor())  # the request reaches the upstream
         p.send_signal(signal.SIGTERM)
         out, _ = client.communicate(timeout=15)
-        out = out.decode("utf-8", "replace")
+        out = (seen + out).decode("utf-8", "replace")
         self.assertEqual(client.returncode, 0, out)
         goaway = out.index("recv GOAWAY")
         self.assertIn("last_stream_id=13, error_code=NO_ERROR", out[goaway:goaway + 200])
