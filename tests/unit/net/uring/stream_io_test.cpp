@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 
 #include "../run_for.h"
+#include "loop_ring.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/lingering_close.h"
 #include "portico/net/stream.h"
@@ -62,14 +63,8 @@ struct Setup {
     std::unique_ptr<Stream> stream;
 
     Setup() {
-        std::string why;
-        auto made = uring::Ring::make(loop, why);
-        if (!made) {
-            WARN("io_uring refused here, skipped: " << why);
-            return;
-        }
-        ring = made.get();
-        loop.setRing(std::move(made));
+        ring = test::giveLoopRing(loop);
+        if (!ring) return;
         int fds[2];
         REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
         outer = fds[0];

@@ -17,6 +17,7 @@
 #include <openssl/ssl.h>
 
 #include "../run_for.h"
+#include "loop_ring.h"
 #include "../../tls/tls_fixture.h"
 #include "portico/net/lingering_close.h"
 #include "portico/net/event_loop.h"
@@ -64,14 +65,8 @@ struct Setup {
     BIO* from_server = nullptr;
 
     Setup() {
-        std::string why;
-        auto made = uring::Ring::make(loop, why);
-        if (!made) {
-            WARN("io_uring refused here, skipped: " << why);
-            return;
-        }
-        ring = made.get();
-        loop.setRing(std::move(made));
+        ring = test::giveLoopRing(loop);
+        if (!ring) return;
         std::vector<std::string> errors, warnings;
         static auto server_context = tls::ServerContext::build(listenerTls({"site-ec"}), errors, warnings);
         REQUIRE(server_context);
