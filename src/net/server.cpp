@@ -46,7 +46,8 @@ unsigned effectiveWorkerCount(unsigned workers) {
 }
 
 Server::Server(std::string config_path, std::shared_ptr<const config::Config> config, TlsContexts tls)
-    : config_path_(std::move(config_path)),
+    : notices_([](const std::string& message) { sd_notify(0, message.c_str()); }),
+      config_path_(std::move(config_path)),
       snapshot_(std::make_shared<Snapshot>(std::move(config), std::move(tls))),
       pubsub_(std::make_shared<pubsub::PubSubRegistry>(snapshot_->config->pubsub)),
       metrics_(std::make_shared<observe::Metrics>()),
@@ -160,6 +161,11 @@ int Server::run() {
         }
         signal_events_.push_back(std::move(watch));
     }
+    reload_due_.reset(event_new(loop_.base(), -1, 0, &Server::onReloadDue, this));
+    if (!reload_due_) {
+        LOG_ERROR("cannot watch SIGHUP: no memory for its event");
+        return 1;
+    }
     sigset_t signals;
     sigemptyset(&signals);
     for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) sigaddset(&signals, s);
@@ -194,9 +200,13 @@ int Server::run() {
     }
     pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
     LOG_INFO("portico %s started with %u worker%s", PORTICO_VERSION, workers, workers == 1 ? "" : "s");
-    sd_notify(0, "READY=1");
+    notices_.ready();
 
     loop_.run();
+    // The stop is final: a stop signal from now on would find its handler gone (signal_events_
+    // freed with the Server) and end the process by the signal, not with this exit code (seen
+    // under ASan, whose exit takes a while). Blocked, it stays pending until the exit drops it.
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     for (auto& worker : workers_) worker->join();
     workers_.clear();
     LOG_INFO("stopped");
@@ -215,7 +225,9 @@ void Server::stop() {
     stopping_ = true;
     LOG_INFO("stopping: finishing requests in flight (up to %lld ms)",
              static_cast<long long>(snapshot_->config->shutdown_timeout.count()));
-    sd_notify(0, "STOPPING=1");
+    // The workers drop a reload they have not applied yet (Worker::onControl).
+    if (const std::size_t dropped = notices_.stopping())
+        LOG_WARN("stopping during a reload: %zu reload%s not applied", dropped, dropped == 1 ? "" : "s");
     for (auto& worker : workers_) worker->requestStop();
 }
 
@@ -226,10 +238,7 @@ void Server::onWorkerProgress() {
         applied = std::min(applied, worker->appliedGeneration());
         all_finished = all_finished && worker->finished();
     }
-    while (!reloads_pending_.empty() && reloads_pending_.front()->generation <= applied && !stopping_) {
-        announceReload(*reloads_pending_.front());
-        reloads_pending_.pop_front();
-    }
+    notices_.applied(applied, [this](const Snapshot& reloaded) { announceReload(reloaded); });
     if (stopping_ && all_finished) loop_.stop();
 }
 
@@ -238,20 +247,18 @@ void Server::announceReload(const Snapshot& applied) {
     metrics_->setConfig(config_path_, unixTime(applied.loaded_at), applied.generation);
     metrics_->setReloads(reloads_ok_, reloads_failed_);
     LOG_INFO("configuration reloaded (generation %llu)", static_cast<unsigned long long>(applied.generation));
-    sd_notify(0, "READY=1");
 }
 
 void Server::reload() {
     timespec now{};
     clock_gettime(CLOCK_MONOTONIC, &now);
-    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
-               static_cast<unsigned long long>(now.tv_sec) * 1000000ull + static_cast<unsigned long long>(now.tv_nsec / 1000));
+    notices_.reloading(static_cast<std::uint64_t>(now.tv_sec) * 1000000u + static_cast<std::uint64_t>(now.tv_nsec / 1000));
     LOG_INFO("SIGHUP: reloading %s", config_path_.c_str());
     auto fail = [&](const char* why) {
         ++reloads_failed_;
         metrics_->setReloads(reloads_ok_, reloads_failed_);
         LOG_ERROR("reload failed (%s): still running the configuration loaded before", why);
-        sd_notify(0, "READY=1");
+        notices_.refused();
     };
     config::LoadResult loaded = config::loadConfigFile(config_path_);
     // As `portico -t` and start-up check them: errors with the file, line and key, and warnings
@@ -326,7 +333,17 @@ void Server::reload() {
         workers_[w]->requestReload({snapshot_, sink, std::move(new_fds[w])});
     // Announced (logged, counted, READY=1) once every worker has applied it: a client that
     // connects after the announcement gets the new configuration (onWorkerProgress).
-    reloads_pending_.push_back(snapshot_);
+    notices_.handedOut(snapshot_);
+}
+
+void Server::onReloadDue(int, short, void* arg) {
+    auto* self = static_cast<Server*>(arg);
+    // Workers that stop drop a reload: none is started (the default action, had the signal not
+    // been watched any more, ended the process).
+    if (self->stopping_)
+        LOG_WARN("SIGHUP during the graceful stop: not reloading");
+    else
+        self->reload();
 }
 
 void Server::onSignal(int signal, short, void* arg) {
@@ -342,12 +359,10 @@ void Server::onSignal(int signal, short, void* arg) {
             if (!self->access_sink_->reopen()) LOG_ERROR("cannot reopen the access log");
             break;
         case SIGHUP:
-            // Workers that stop drop a reload: none is started (the default action, had the
-            // signal not been watched any more, ended the process).
-            if (self->stopping_)
-                LOG_WARN("SIGHUP during the graceful stop: not reloading");
-            else
-                self->reload();
+            // Not now: libevent runs the signals of one pass in signal-number order, SIGHUP
+            // before SIGTERM. Reloading here told systemd RELOADING=1 for a reload the stop
+            // right after it dropped. Made active now, onReloadDue runs after them.
+            event_active(self->reload_due_.get(), 0, 0);
             break;
         default:
             break;

@@ -5,7 +5,6 @@
 // reload; SIGUSR1: reopen the access log).
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,6 +13,7 @@
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
 #include "portico/net/event_loop.h"
+#include "portico/net/service_notices.h"
 #include "portico/net/snapshot.h"
 #include "portico/net/wakeup.h"
 #include "portico/pubsub/backplane.h"
@@ -57,6 +57,9 @@ private:
     void stop();
     void reload();
     static void onSignal(int signal, short, void* arg);
+    // The SIGHUP taken in this loop pass, after every other signal of the pass: a stop that came
+    // with it wins.
+    static void onReloadDue(int, short, void* arg);
     // A worker applied a reload or ended: announces the reloads every worker has applied, and
     // ends the loop once a stop has every worker's thread ended.
     void onWorkerProgress();
@@ -65,8 +68,8 @@ private:
 
     EventLoop loop_;  // the main thread's loop: signals and the workers' progress
     std::optional<Wakeup> progress_;  // Worker::reportProgressTo; made once the descriptors are counted
-    // Reloads handed to the workers and not announced yet, oldest first.
-    std::deque<std::shared_ptr<const Snapshot>> reloads_pending_;
+    // What systemd is told; holds the reloads handed to the workers and not announced yet.
+    ServiceNotices notices_;
     std::string config_path_;
     std::shared_ptr<const Snapshot> snapshot_;
     unsigned worker_count_ = 1;
@@ -79,6 +82,7 @@ private:
     std::shared_ptr<ConnectionBudget> budget_;  // limits.max_connections, across every worker
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<core::EventPtr> signal_events_;
+    core::EventPtr reload_due_;  // onReloadDue, made active by a SIGHUP
     bool stopping_ = false;
 };
 
