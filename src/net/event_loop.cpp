@@ -40,8 +40,17 @@ EventLoop::EventLoop() {
 }
 
 EventLoop::~EventLoop() {
-    owned_.clear();
-    reap();
+    // Everything owned or retired goes before the ring, in as many rounds as it takes: their
+    // destructors may own or retire more (a connection destroyed here closes its TLS upstream
+    // with a lingering close). A Stream still alive when the ring went would go on on epoll
+    // without what the ring held for it (a TLS Stream: the ciphertext its BIO kept). Swapped out
+    // first: an own() from a destructor must not reach the map being cleared.
+    while (!owned_.empty() || !retired_.empty()) {
+        std::map<const void*, std::shared_ptr<void>> owned;
+        owned.swap(owned_);
+        owned.clear();
+        reap();
+    }
     ring_.reset();  // after what may have had requests on it (relays: the ring keeps them on its own list and frees what is left)
     event_del(&reap_event_);
 }

@@ -52,6 +52,8 @@ void Stream::releaseIdleTls() {
 
 std::size_t Stream::ciphertextLength() const { return tls_ring_bio_ ? tls::toSendLength(ssl_.get()) : 0; }
 
+std::size_t Stream::tlsKeptLength() const { return tls_ring_bio_ ? tls::receivedLength(ssl_.get()) : 0; }
+
 void Stream::ringReceivedTls(const char* data, std::size_t n) {
     SSL* ssl = ssl_.get();
     if (!reading_) {

@@ -43,7 +43,7 @@ public:
     }
 
     // Keeps an object that owns itself (e.g. a lingering close) until disown(key); whatever is
-    // still owned when the loop is destroyed is freed then.
+    // still owned when the loop is destroyed is freed then (before its ring, as what is retired).
     void own(const void* key, std::shared_ptr<void> object);
     // Releases what own() kept under `key`; it is destroyed after the current callback.
     void disown(const void* key);

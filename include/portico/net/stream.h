@@ -147,6 +147,9 @@ public:
     // Records received that the owner has not read yet, held by OpenSSL or (on the ring) kept
     // from a receive that completed while reading was paused: neither input() nor FIONREAD shows them.
     bool tlsHoldsInput() const { return ssl_ && tlsPending(); }
+    // On the ring: received bytes OpenSSL has not taken yet, kept by the ring's BIO. At most one
+    // receive's worth (uring::BufferPool::kSize): the next receive waits for them to be read.
+    std::size_t tlsKeptLength() const;
     // ByteStream::failWrite: what output() holds is dropped, and onError(error) comes from the loop.
     void failWrite(int error) override;
     // How far the peer has taken what we sent: bytes written to the socket so far, and how
