@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // A Stream's TLS set-up: the session's modes, the handshake, the plain-text check of a server's
-// first byte and what the handshake agreed (ALPN). Reading and writing records is in stream.cpp.
+// first byte and what the handshake agreed (ALPN). Reading and writing records is in stream_tls.cpp.
 #include "portico/net/stream.h"
 
 #include <cerrno>

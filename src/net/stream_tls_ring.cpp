@@ -2,9 +2,9 @@
 // A TLS net::Stream on the worker's io_uring, after its handshake (startTls with a ring): the
 // ring's receives are decrypted where they landed (tls/ring_bio.h lends them to OpenSSL, what a
 // record cut by the receive's end leaves is kept for the next), what SSL_write makes is sent by
-// the ring with the loop pass's other sends. readTls, writeTls and handleRead are the epoll
-// path's own (stream.cpp): close_notify, SSL_has_pending, read-ahead, the four records per pass,
-// the buffer sweep and the errors are handled there for both.
+// the ring with the loop pass's other sends. readTls, writeTls (stream_tls.cpp) and handleRead
+// (stream.cpp) are the epoll path's own: close_notify, SSL_has_pending, read-ahead, the four
+// records per pass, the buffer sweep and the errors are handled there for both.
 //
 // What stays on epoll: the handshake (OpenSSL drives the socket itself, as a connect does), and
 // the writes an owner wants at once (writeAtOnce, file segments, a close_notify after the
