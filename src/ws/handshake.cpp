@@ -5,13 +5,12 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include "portico/core/base64.h"
+#include "portico/core/sha1.h"
 
 namespace portico::ws {
 
@@ -39,44 +38,25 @@ std::string base64(const unsigned char* data, std::size_t len) {
     return core::base64Encode(std::string_view(reinterpret_cast<const char*>(data), len));
 }
 
-struct MdCtxDeleter {
-    void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
-};
-
-// SHA-1, fetched once when the program starts (EVP_MDs are thread-safe to share): OpenSSL 3's
-// one-shot SHA1() looks the algorithm up in its provider tables on every call (EVP_MD_fetch:
-// more instructions than the hash itself), and a first upgrade should not pay for it either.
-EVP_MD* const kSha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
-
-// SHA-1 of `data`, with a digest context each worker thread keeps.
-void sha1(const unsigned char* data, std::size_t len, unsigned char (&digest)[SHA_DIGEST_LENGTH]) {
-    thread_local const std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
-    unsigned int n = 0;
-    if (kSha1 && ctx && EVP_DigestInit_ex2(ctx.get(), kSha1, nullptr) == 1 && EVP_DigestUpdate(ctx.get(), data, len) == 1 &&
-        EVP_DigestFinal_ex(ctx.get(), digest, &n) == 1 && n == SHA_DIGEST_LENGTH)
-        return;
-    SHA1(data, len, digest);  // no provider or context at hand: the slow path still answers
-}
-
 // The accept value of `key` into `out`: 28 characters, base64 of the 20-byte digest, no heap.
-constexpr std::size_t kAcceptLength = 4 * ((SHA_DIGEST_LENGTH + 2) / 3);
+constexpr std::size_t kAcceptLength = 4 * ((core::kSha1Length + 2) / 3);
 using AcceptText = std::array<char, kAcceptLength + 1>;  // EVP_EncodeBlock adds a NUL
 
 std::string_view acceptInto(std::string_view key, AcceptText& out) {
     // RFC 6455 4.2.2 item 5.4: base64(SHA-1(key ++ GUID)); a 24-byte key fits on the stack.
-    unsigned char digest[SHA_DIGEST_LENGTH];
-    unsigned char input[128];
+    core::Sha1Digest digest;
+    char input[128];
     if (key.size() + kGuid.size() <= sizeof input) {
         std::memcpy(input, key.data(), key.size());
         std::memcpy(input + key.size(), kGuid.data(), kGuid.size());
-        sha1(input, key.size() + kGuid.size(), digest);
+        digest = core::sha1(std::string_view(input, key.size() + kGuid.size()));
     } else {
         std::string joined;
         joined.reserve(key.size() + kGuid.size());
         joined.append(key).append(kGuid);
-        sha1(reinterpret_cast<const unsigned char*>(joined.data()), joined.size(), digest);
+        digest = core::sha1(joined);
     }
-    EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), digest, SHA_DIGEST_LENGTH);
+    EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), digest.data(), static_cast<int>(digest.size()));
     return std::string_view(out.data(), kAcceptLength);
 }
 
