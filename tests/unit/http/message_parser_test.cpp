@@ -977,3 +977,31 @@ TEST_CASE("each message has its own fields though their strings are reused", "[h
     REQUIRE(h5.size() == 1);
     CHECK(h5[0].value == "five");
 }
+
+TEST_CASE("a field name with a byte that is not a token character, or an empty one, is malformed",
+          "[http][parser][smuggling]") {
+    // RFC 9110 5.1 / 5.6.2: a field name is a token. llhttp's strict mode refuses every other
+    // byte in a name (its header_field tables are tchar); the parser itself refuses the empty
+    // name llhttp lets through (": x"). Every byte, in a request head, a response head and a
+    // chunked request's trailer section, each fed in one piece and byte by byte.
+    const Delivery delivery = GENERATE(Delivery{0, false, false}, Delivery{1, false, true});
+    INFO(describe(delivery));
+    const std::string trailer_head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n";
+    const auto refused = [&](MessageParser::Kind kind, const std::string& wire) {
+        Recorder r(kind);
+        const FeedResult result = feed(r, wire, delivery);
+        return result.status == ParseStatus::Error && r.parser.error() == ParseError::Malformed && r.messages.empty();
+    };
+    for (int c = 0; c < 256; ++c) {
+        const char byte = static_cast<char>(c);
+        if (isTokenChar(byte) || byte == ':') continue;  // a colon ends the name "X"
+        INFO("byte " << c);
+        const std::string field = std::string("X") + byte + "Y: v\r\n";
+        CHECK(refused(MessageParser::Kind::Request, "GET / HTTP/1.1\r\nHost: a\r\n" + field + "\r\n"));
+        CHECK(refused(MessageParser::Kind::Response, "HTTP/1.1 200 OK\r\n" + field + "Content-Length: 0\r\n\r\n"));
+        CHECK(refused(MessageParser::Kind::Request, trailer_head + field + "\r\n"));
+    }
+    CHECK(refused(MessageParser::Kind::Request, "GET / HTTP/1.1\r\nHost: a\r\n: v\r\n\r\n"));
+    CHECK(refused(MessageParser::Kind::Response, "HTTP/1.1 200 OK\r\n: v\r\nContent-Length: 0\r\n\r\n"));
+    CHECK(refused(MessageParser::Kind::Request, trailer_head + ": v\r\n\r\n"));
+}
