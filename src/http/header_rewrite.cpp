@@ -270,6 +270,12 @@ std::size_t appendClientResponseHead(evbuffer* out, const ResponseHead& response
     return space.iov_len;
 }
 
+std::size_t formatClientResponseHead(char* out, std::size_t capacity, const ResponseHead& response,
+                                     const ClientResponseInfo& info) {
+    if (clientResponseHeadBound(response) > capacity) return 0;
+    return static_cast<std::size_t>(writeClientResponseHead(out, response, info) - out);
+}
+
 std::string_view reasonPhrase(int status) {
     switch (status) {
         case 100: return "Continue";

@@ -34,24 +34,29 @@ void Http1ResponseWriter::sendHead(const ResponseHead& head, const ResponseBody&
         info.upgrade = true;
         framing_ = BodyFraming::None;
         kept_alive_ = false;
-    } else {
-        if (!body.present) {
-            framing_ = BodyFraming::None;
-            // A HEAD or 304 response describes the body it would have: its length goes on.
-            if (body.length) {
-                info.framing = BodyFraming::ContentLength;
-                info.content_length = *body.length;
-            }
-        } else if (body.length) {
-            framing_ = info.framing = BodyFraming::ContentLength;
-            info.content_length = *body.length;
-        } else {
-            // Length unknown: chunked keeps an HTTP/1.1 connection; HTTP/1.0 has only the close.
-            framing_ = info.framing = version_minor_ >= 1 ? BodyFraming::Chunked : BodyFraming::UntilClose;
-        }
-        kept_alive_ = info.keep_alive = keep_alive_ && framing_ != BodyFraming::UntilClose && connectionMayStayOpen();
+        bytes_ += writeUpgradeHead(head, info);
+        return;
     }
+    if (!body.present) {
+        framing_ = BodyFraming::None;
+        // A HEAD or 304 response describes the body it would have: its length goes on.
+        if (body.length) {
+            info.framing = BodyFraming::ContentLength;
+            info.content_length = *body.length;
+        }
+    } else if (body.length) {
+        framing_ = info.framing = BodyFraming::ContentLength;
+        info.content_length = *body.length;
+    } else {
+        // Length unknown: chunked keeps an HTTP/1.1 connection; HTTP/1.0 has only the close.
+        framing_ = info.framing = version_minor_ >= 1 ? BodyFraming::Chunked : BodyFraming::UntilClose;
+    }
+    kept_alive_ = info.keep_alive = keep_alive_ && framing_ != BodyFraming::UntilClose && connectionMayStayOpen();
     bytes_ += appendClientResponseHead(out_, head, info);
+}
+
+std::size_t Http1ResponseWriter::writeUpgradeHead(const ResponseHead& head, const ClientResponseInfo& info) {
+    return appendClientResponseHead(out_, head, info);
 }
 
 void Http1ResponseWriter::sendBody(const char* data, std::size_t length) {

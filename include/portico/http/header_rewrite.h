@@ -75,6 +75,11 @@ void appendClientResponseHead(std::string& out, const ResponseHead& response, co
 // could not grow).
 std::size_t appendClientResponseHead(evbuffer* out, const ResponseHead& response, const ClientResponseInfo& info);
 
+// The same, written into `out` (`capacity` bytes): the head's length, or 0 when it might not
+// fit (nothing written then).
+std::size_t formatClientResponseHead(char* out, std::size_t capacity, const ResponseHead& response,
+                                     const ClientResponseInfo& info);
+
 // Standard reason phrase for a status code ("Not Found"); "Unknown" for codes we never send.
 std::string_view reasonPhrase(int status);
 

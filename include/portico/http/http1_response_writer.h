@@ -41,6 +41,11 @@ public:
     bool keptAlive() const { return kept_alive_; }
 
 protected:
+    // Writes a 101's head (`info` says upgrade): no body follows it, and the caller flushes
+    // right after. By default into the output buffer, as every other head; a writer on a
+    // socket may send it at once instead. Returns the bytes written.
+    virtual std::size_t writeUpgradeHead(const ResponseHead& head, const ClientResponseInfo& info);
+
     // Asked when a final head is written: may the connection still be kept (the gateway is not
     // stopping, the client did not half-close)? The client connection answers; by default yes.
     virtual bool connectionMayStayOpen() const { return true; }

@@ -203,6 +203,7 @@ private:
         void flush() override;
 
     private:
+        std::size_t writeUpgradeHead(const http::ResponseHead& head, const http::ClientResponseInfo& info) override;
         // An upstream's answer that comes before the whole request body (a 401, a 413) ends the
         // connection (onExchangeComplete): its head says so.
         bool connectionMayStayOpen() const override {

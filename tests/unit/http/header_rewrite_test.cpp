@@ -552,3 +552,22 @@ TEST_CASE("reasonPhrase names every status Portico sends", "[http][rewrite]") {
         CHECK(reasonPhrase(c.status) == c.reason);
     }
 }
+
+TEST_CASE("formatClientResponseHead writes what appendClientResponseHead does, or nothing when it might not fit",
+          "[http][rewrite]") {
+    const ResponseHead r = response(101, "Switching Protocols",
+                                    {{"Upgrade", "websocket"}, {"Connection", "Upgrade"},
+                                     {"Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}, {"Keep-Alive", "x"}});
+    ClientResponseInfo info;
+    info.upgrade = true;
+    std::string expected;
+    appendClientResponseHead(expected, r, info);
+    char text[1024];
+    const std::size_t n = formatClientResponseHead(text, sizeof text, r, info);
+    CHECK(std::string_view(text, n) == expected);
+    CHECK(splitHead(expected).well_formed);
+    // The bound counts every field and the fixed parts: a buffer only as long as the head written
+    // may still be refused, never overrun.
+    CHECK(formatClientResponseHead(text, expected.size() - 1, r, info) == 0);
+    CHECK(formatClientResponseHead(text, 0, r, info) == 0);
+}
