@@ -222,6 +222,9 @@ void Server::stop() {
         for (auto& worker : workers_) worker->requestStopNow();
         return;
     }
+    // A reload every worker applied before this signal, whose progress wakeup has not run yet, is
+    // live: announce it as such rather than count it among the dropped ones below.
+    onWorkerProgress();
     stopping_ = true;
     LOG_INFO("stopping: finishing requests in flight (up to %lld ms)",
              static_cast<long long>(snapshot_->config->shutdown_timeout.count()));

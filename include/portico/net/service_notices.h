@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What systemd hears (sd_notify) about reloads and the stop. Type=notify-reload wants every
-// RELOADING=1 answered by a READY=1, in turn, and nothing of a reload after STOPPING=1: a
+// RELOADING=1 answered by a READY=1 (in the order the reloads were handed out; two reloads
+// handed out together read RELOADING, RELOADING, READY, READY, which systemd accepts), and nothing of a reload after STOPPING=1: a
 // failed reload's READY=1 waits for the reloads handed out before it (an early one ended the
 // reloading state while they were still applied), and a stop ends the reloads that are
 // still pending before it says STOPPING=1 (without, systemd saw RELOADING=1 and then the stop).
