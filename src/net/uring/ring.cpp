@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <sys/eventfd.h>
 #include <sys/time.h>
+#include <utility>
 #include <vector>
 
 #include "portico/core/log.h"
@@ -186,10 +187,12 @@ void Ring::scheduleFlush() {
 void Ring::onFlush(int, short, void* arg) {
     auto* self = static_cast<Ring*>(arg);
     self->flush_pending_ = false;
-    self->drain();
+    // Once deferred (below), the next flush enters whatever else is still active: a pass's
+    // callbacks that keep activating each other cannot hold the requests back for longer.
+    self->drain(/*may_defer=*/!std::exchange(self->deferred_, false));
 }
 
-void Ring::onSignal(int, short, void* arg) { static_cast<Ring*>(arg)->drain(); }
+void Ring::onSignal(int, short, void* arg) { static_cast<Ring*>(arg)->drain(/*may_defer=*/true); }
 
 void Ring::wantSend(SendSource* source) {
     senders_.push_back(source);
@@ -204,25 +207,47 @@ void Ring::prepareSends() {
     preparing_.clear();
 }
 
-void Ring::drain() {
+// Whether an io_uring_enter has work: requests to submit, or completion work the kernel has not
+// run yet (TASKRUN_FLAG sets IORING_SQ_TASKRUN for it) or completions it holds on its overflow
+// list. Otherwise what completed is in the completion queue already (the eventfd is signalled
+// after a completion is posted there) and is reaped without a syscall: the enter that an
+// eventfd wakeup always made (one per wakeup, nothing submitted) is saved.
+bool Ring::mustEnter() const {
+    const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
+    return io_uring_sq_ready(&ring_) > 0 || (sq_flags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) != 0;
+}
+
+void Ring::drain(bool may_defer) {
     draining_ = true;
     // Reaps what is posted, then submits what the completions queued (sends often complete
     // inline and post at once: reaped in the next round). Then back to the loop, even under
     // load: spinning here while traffic keeps arriving is busy polling, which on a shared
     // machine gets this thread preempted for whole time slices.
-    for (int round = 0; round < kRoundsPerWakeup; ++round) {
+    reap();
+    buffers_.publish();
+    for (int round = 0;; ++round) {
         prepareSends();
+        if (!mustEnter()) break;
+        // Other callbacks of this loop pass are still to run (an upstream's connect reported
+        // from the loop, a held read, the next socket of this wakeup): their requests go in the
+        // same enter, after them (event_active puts the flush at the end of the pass's queue).
+        // An upgrade's requests come in a chain of such callbacks (bench/RESULTS.md, session 13).
+        if (may_defer && event_base_get_num_events(loop_.base(), EVENT_BASE_COUNT_ACTIVE) > 0) {
+            draining_ = false;
+            deferred_ = true;
+            flush_pending_ = true;
+            event_active(&flush_event_, EV_TIMEOUT, 0);  // in this pass, also if due as a timeout
+            return;
+        }
+        if (round == kRoundsPerWakeup) break;
         if (io_uring_submit_and_get_events(&ring_) == -EBADR) noteDropped();
         reap();
         buffers_.publish();
-        if (io_uring_sq_ready(&ring_) == 0 && senders_.empty()) break;
     }
     draining_ = false;
     // Left for the next loop pass (after the events already due): requests still queued when
     // the rounds ran out, completions posted meanwhile, completion work waiting to run.
-    const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
-    if (io_uring_sq_ready(&ring_) > 0 || io_uring_cq_ready(&ring_) > 0 || !senders_.empty() ||
-        (sq_flags & IORING_SQ_TASKRUN)) {
+    if (mustEnter() || io_uring_cq_ready(&ring_) > 0 || !senders_.empty()) {
         // As a zero timeout, not event_active: libevent would run an active event in this same
         // pass, again and again under saturation, and never poll the other sockets and timers.
         if (flush_pending_) return;

@@ -128,7 +128,10 @@ private:
     void scheduleFlush();
     // Enters the ring (submits, runs completion work), dispatches the completions, and repeats
     // while they queued more requests, a few rounds at most; what is left goes in the next pass.
-    void drain();
+    // `may_defer`: when other callbacks of this loop pass are active, leaves the submission to
+    // the flush event, run after them (once: the flush that follows does not defer again).
+    void drain(bool may_defer);
+    bool mustEnter() const;
     unsigned reap();
     void noteDropped();
     void prepareSends();
@@ -145,6 +148,7 @@ private:
     bool events_assigned_ = false;
     bool flush_pending_ = false;
     bool draining_ = false;
+    bool deferred_ = false;  // the pending flush was deferred by drain(): it does not defer again
     std::uint64_t inflight_ = 0;
     std::uint64_t refused_ = 0;  // entry() found no room twice (logged at 1, 2, 4, 8, ...)
     std::uint64_t dropped_ = 0;  // completions lost to -EBADR (logged at 1, 2, 4, 8, ...)
