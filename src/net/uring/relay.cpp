@@ -64,10 +64,17 @@ void Relay::onStreamSettled(void* arg) {
 }
 
 void Relay::transfer() {
-    // In order, per side: what its Stream had not sent yet (the 101 on a full socket), then what
-    // the other side's Stream had read past the handshake (a first frame behind the 101).
+    // In order, per side: what its Stream had not sent yet (the 101), then what the other side's
+    // Stream had read past the handshake (a first frame behind the 101). The first is sent from
+    // where it is (borrowed: no copy, no allocation per upgrade), drained as it goes (onSent).
     for (Side& s : sides_) {
-        if (s.stream->outputLength() > 0) moveInto(s.out, s.stream->output());
+        if (s.stream->outputLength() > 0) {  // settled: all of it in output()
+            evbuffer* output = s.stream->output();
+            const std::size_t n = evbuffer_get_length(output);
+            const auto* bytes = reinterpret_cast<const char*>(evbuffer_pullup(output, static_cast<ev_ssize_t>(n)));
+            if (n > 0 && !bytes) return end(net::Ending::Finished, "out of memory", &s);
+            if (n > 0) s.out.pushBorrowed(bytes, static_cast<std::uint32_t>(n));
+        }
         Side& from = other(s);
         if (from.stream->inputLength() > 0) {
             from.received += from.stream->inputLength();
@@ -252,8 +259,15 @@ void Relay::onSent(Side& to, int result) {
     bool full = result == -EAGAIN;  // the socket took nothing, or (below) only part
     if (result > 0) {
         full = static_cast<std::size_t>(result) < to.out.nextLength();
+        const bool borrowed = to.out.frontBorrowed();
         const std::int32_t done = to.out.sent(static_cast<std::size_t>(result));
-        if (done != SendQueue::kCopy) ring_.buffers().give(static_cast<std::uint16_t>(done));
+        if (borrowed) {
+            // The bytes left the Stream's output only now (the rest stays in front of it).
+            evbuffer_drain(to.stream->output(), static_cast<std::size_t>(result));
+            if (done == SendQueue::kBorrowed) to.stream->releaseIdle();
+        } else if (done >= 0) {
+            ring_.buffers().give(static_cast<std::uint16_t>(done));
+        }
     }
     if (ending_) return;
     if (result <= 0 && result != -EINTR && result != -EAGAIN) {
@@ -262,7 +276,7 @@ void Relay::onSent(Side& to, int result) {
     }
     if (full) {
         const std::int32_t id = to.out.unpoolFront();
-        if (id != SendQueue::kCopy) ring_.buffers().give(static_cast<std::uint16_t>(id));
+        if (id >= 0) ring_.buffers().give(static_cast<std::uint16_t>(id));
         waitWritable(to);
     } else if (!to.out.empty()) {
         sendNext(to);

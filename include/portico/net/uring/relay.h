@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "portico/core/recycled.h"
 #include "portico/net/stream.h"
 #include "portico/net/uring/buffer_pool.h"
 #include "portico/net/uring/ring.h"
@@ -49,8 +50,8 @@ protected:
 
 // Each idle tunnel holds one (bench/RESULTS.md counts its bytes): the relay itself waits for
 // pool buffers (one entry on the pool's list for both sides), and a side keeps only what moving
-// its bytes needs.
-class Relay final : public RingOwned, private BufferWaiter {
+// its bytes needs. Its storage is kept per thread for the next tunnel's (core::Recycled).
+class Relay final : public RingOwned, private BufferWaiter, public core::Recycled<Relay, 64> {
 public:
     // Takes both sockets (plain TCP, no TLS) for the ring's loop; nothing moves before begin().
     // The ring keeps it (see Lifetime above); the session that made it detach()es it.

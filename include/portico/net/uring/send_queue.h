@@ -13,6 +13,9 @@
 // chunk of kCopyChunk bytes: no allocation per small message). The relay stops receiving for a
 // side whose queue is above proxy::kHighWatermark and resumes at proxy::kLowWatermark (the
 // epoll tunnel's bounds, there on bytes in an evbuffer).
+//
+// The front chunk lives in the queue itself, the rest in a list: a tunnel whose peers keep up
+// (and every upgrade's 101 or first frame) never allocates one (bench/RESULTS.md, session 13).
 
 #include <algorithm>
 #include <cstddef>
@@ -26,6 +29,7 @@ namespace portico::net::uring {
 class SendQueue {
 public:
     static constexpr std::int32_t kCopy = -1;  // a chunk that is not a pool buffer
+    static constexpr std::int32_t kBorrowed = -2;  // bytes that stay in their owner's buffer (pushBorrowed)
     static constexpr std::uint32_t kBufferCost = 16 * 1024;  // = BufferPool::kSize (checked there)
     static constexpr std::uint32_t kCopyChunk = 4096;       // a heap chunk's least capacity
 
@@ -40,7 +44,7 @@ public:
 
     // A received pool buffer, `length` bytes at `data`.
     void pushBuffer(std::uint16_t id, const char* data, std::uint32_t length) {
-        chunks_.push_back(Chunk{data, length, 0, 0, id, nullptr});
+        push(Chunk{data, length, 0, 0, id, nullptr});
         cost_ += kBufferCost;
         unsent_ += length;
     }
@@ -49,8 +53,8 @@ public:
     void pushCopy(const char* data, std::size_t length) {
         if (length == 0) return;
         unsent_ += static_cast<std::uint32_t>(length);
-        if (!chunks_.empty()) {
-            Chunk& tail = chunks_.back();
+        if (!empty()) {
+            Chunk& tail = back();
             if (tail.buffer == kCopy && tail.capacity - tail.length >= length) {
                 std::memcpy(tail.copy.get() + tail.length, data, length);
                 tail.length += static_cast<std::uint32_t>(length);
@@ -58,15 +62,26 @@ public:
             }
         }
         const auto capacity = static_cast<std::uint32_t>(std::max<std::size_t>(length, kCopyChunk));
-        chunks_.push_back(ownChunk(data, static_cast<std::uint32_t>(length), capacity));
+        push(ownChunk(data, static_cast<std::uint32_t>(length), capacity));
         cost_ += capacity;
     }
+
+    // `length` bytes at `data` that stay where they are until sent: the front of a Stream's
+    // output (the 101 a tunnel starts with), which the owner drains as sent() reports them
+    // (frontBorrowed), so that nothing is copied. Only into an empty queue; they count their
+    // length against the bound.
+    void pushBorrowed(const char* data, std::uint32_t length) {
+        push(Chunk{data, length, 0, length, kBorrowed, nullptr});
+        cost_ += length;
+        unsent_ += length;
+    }
+    bool frontBorrowed() const { return !empty() && head_.buffer == kBorrowed; }
 
     // The front chunk, if it is a pool buffer, becomes a heap copy of its unsent bytes; returns
     // the buffer's id to hand back (kCopy when the front was a copy already).
     std::int32_t unpoolFront() {
-        if (chunks_.empty() || chunks_.front().buffer == kCopy) return kCopy;
-        Chunk& front = chunks_.front();
+        if (empty() || head_.buffer < 0) return kCopy;
+        Chunk& front = head_;
         const std::int32_t id = front.buffer;
         const std::uint32_t left = front.length - front.sent;
         front = ownChunk(front.data + front.sent, left, left);
@@ -74,15 +89,16 @@ public:
         return id;
     }
 
-    bool empty() const { return chunks_.empty(); }
+    bool empty() const { return head_.data == nullptr; }
     // What the next send carries.
-    const char* next() const { return chunks_.front().data + chunks_.front().sent; }
-    std::uint32_t nextLength() const { return chunks_.front().length - chunks_.front().sent; }
+    const char* next() const { return head_.data + head_.sent; }
+    std::uint32_t nextLength() const { return head_.length - head_.sent; }
 
     // `n` bytes of the front chunk went. When it is all sent it leaves the queue, and its pool
-    // buffer (if it was one) is returned to go back to the pool; otherwise kCopy.
+    // buffer (if it was one) is returned to go back to the pool, kBorrowed for borrowed bytes;
+    // otherwise kCopy.
     std::int32_t sent(std::size_t n) {
-        Chunk& front = chunks_.front();
+        Chunk& front = head_;
         front.sent += static_cast<std::uint32_t>(n);
         unsent_ -= static_cast<std::uint32_t>(n);
         if (front.sent < front.length) return kCopy;
@@ -91,19 +107,23 @@ public:
 
     // Empties the queue: each pool buffer goes to `give`, each unsent byte range to `keep`
     // (data, length) first, in order (a tunnel's end hands them to the Stream's output).
+    // Borrowed bytes are left where they are (at the front of the buffer they came from).
     template <typename Keep, typename Give>
     void drain(Keep&& keep, Give&& give) {
-        for (Chunk& c : chunks_) {
-            if (c.sent < c.length) keep(c.data + c.sent, c.length - c.sent);
-            if (c.buffer != kCopy) give(static_cast<std::uint16_t>(c.buffer));
-        }
-        chunks_.clear();
+        auto each = [&](Chunk& c) {
+            if (c.sent < c.length && c.buffer != kBorrowed) keep(c.data + c.sent, c.length - c.sent);
+            if (c.buffer >= 0) give(static_cast<std::uint16_t>(c.buffer));
+        };
+        if (!empty()) each(head_);
+        for (Chunk& c : rest_) each(c);
+        head_ = Chunk{};
+        rest_.clear();
         cost_ = unsent_ = 0;
     }
 
     std::size_t cost() const { return cost_; }
     std::size_t unsent() const { return unsent_; }
-    std::size_t chunks() const { return chunks_.size(); }
+    std::size_t chunks() const { return empty() ? 0 : 1 + rest_.size(); }
 
 private:
     static Chunk ownChunk(const char* data, std::uint32_t length, std::uint32_t capacity) {
@@ -113,14 +133,31 @@ private:
         return Chunk{bytes, length, 0, capacity, kCopy, std::move(copy)};
     }
 
+    Chunk& back() { return rest_.empty() ? head_ : rest_.back(); }
+    void push(Chunk chunk) {
+        if (empty())
+            head_ = std::move(chunk);
+        else
+            rest_.push_back(std::move(chunk));
+    }
+
     std::int32_t popFront() {
-        const std::int32_t id = chunks_.front().buffer;
-        cost_ -= id == kCopy ? chunks_.front().capacity : kBufferCost;
-        chunks_.erase(chunks_.begin());  // a few dozen entries at most (the bound / kCopyChunk)
+        const std::int32_t id = head_.buffer;
+        cost_ -= id < 0 ? head_.capacity : kBufferCost;
+        if (rest_.empty()) {
+            head_ = Chunk{};
+        } else {
+            head_ = std::move(rest_.front());
+            rest_.erase(rest_.begin());  // a few dozen entries at most (the bound / kCopyChunk)
+        }
         return id;
     }
 
-    std::vector<Chunk> chunks_;
+    // The front chunk in the object itself: a queue that never holds more than one (a tunnel
+    // whose peers take what they are sent, and every upgrade's first bytes) allocates no list.
+    // Empty: data is null (a chunk in the queue always has bytes).
+    Chunk head_;
+    std::vector<Chunk> rest_;  // after the front, in order
     // At most the high watermark plus a receive's worth and the start's copies (a Stream's
     // buffers at the handover: bounded by the handshake's limits).
     std::uint32_t cost_ = 0;

@@ -27,6 +27,7 @@
 #include <sys/uio.h>
 
 #include "portico/core/handles.h"
+#include "portico/core/recycled.h"
 #include "portico/net/uring/ring.h"
 
 namespace portico::net {
@@ -43,7 +44,9 @@ struct RingSettled {
     void* arg = nullptr;
 };
 
-class StreamIo final : public RingOwned, private BufferWaiter, private SendSource {
+// Its storage is kept per thread for the next one (core::Recycled): each plain socket on the
+// ring has one, two per proxied upgrade.
+class StreamIo final : public RingOwned, private BufferWaiter, private SendSource, public core::Recycled<StreamIo, 64> {
 public:
     static constexpr std::size_t kIov = 8;  // chains gathered per sendmsg (a response is one to three)
 

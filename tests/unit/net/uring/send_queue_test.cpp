@@ -81,3 +81,49 @@ TEST_CASE("unpoolFront copies a buffer's unsent bytes to the heap and gives the 
     CHECK(q.empty());
     CHECK(q.cost() == 0);
 }
+
+TEST_CASE("borrowed bytes are sent from where they are, counted by length, and left in place by drain",
+          "[uring][send_queue]") {
+    SendQueue q;
+    const char head[] = "HTTP/1.1 101";
+    q.pushBorrowed(head, 12);
+    q.pushCopy("frame", 5);
+    CHECK(q.frontBorrowed());
+    CHECK(q.cost() == 12 + SendQueue::kCopyChunk);
+    CHECK(q.unpoolFront() == SendQueue::kCopy);  // not a pool buffer: stays borrowed
+    CHECK(q.next() == head);
+    CHECK(q.sent(4) == SendQueue::kCopy);  // a partial send
+    CHECK(std::string(q.next(), q.nextLength()) == "/1.1 101");
+    std::string kept;
+    std::vector<int> given;
+    q.drain([&](const char* data, std::size_t n) { kept.append(data, n); }, [&](std::uint16_t id) { given.push_back(id); });
+    CHECK(kept == "frame");  // the borrowed rest is still in front of its owner's buffer
+    CHECK(given.empty());
+    CHECK(q.cost() == 0);
+
+    q.pushBorrowed(head, 12);
+    CHECK(q.sent(12) == SendQueue::kBorrowed);
+    CHECK(q.empty());
+    CHECK(q.cost() == 0);
+    CHECK(q.unsent() == 0);
+}
+
+TEST_CASE("chunks behind the front keep their order as the front leaves", "[uring][send_queue]") {
+    SendQueue q;
+    char a[4] = "aaa", b[4] = "bbb";
+    q.pushBuffer(1, a, 3);
+    q.pushBuffer(2, b, 3);
+    q.pushCopy("cc", 2);
+    q.pushCopy("dd", 2);  // appended to the copy chunk
+    CHECK(q.chunks() == 3);
+    CHECK(q.sent(3) == 1);
+    CHECK(std::string(q.next(), q.nextLength()) == "bbb");
+    CHECK(q.sent(3) == 2);
+    CHECK(std::string(q.next(), q.nextLength()) == "ccdd");
+    q.pushBuffer(3, a, 3);
+    CHECK(q.sent(4) == SendQueue::kCopy);
+    CHECK(q.chunks() == 1);
+    CHECK(q.sent(3) == 3);
+    CHECK(q.empty());
+    CHECK(q.chunks() == 0);
+}
