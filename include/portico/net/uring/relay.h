@@ -138,7 +138,8 @@ private:
     std::uint32_t stall_mark_ = 0;  // delivered() at the stall timer's last check
     std::uint8_t inflight_ = 0;     // at most 8: per side a receive, a send, a poll, a watch or timer
     std::uint8_t settling_ = 0;     // Streams whose own ring requests are still in flight (begin)
-    // Bit-fields: with them the object fits a smaller allocation (184 bytes on x86-64).
+    // Bit-fields: with them the object fits a smaller allocation (248 bytes on x86-64, each
+    // side's SendQueue holding its front chunk: no list allocated while a peer keeps up).
     bool ending_ : 1 = false;
     bool linger_ : 1 = true;  // the sockets close lingering, else as Ending::Finished (lingering_close.h)
     bool finished_ : 1 = false;

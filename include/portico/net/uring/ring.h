@@ -11,7 +11,10 @@
 // queued outside the ring's own callback (a tunnel's start, a timer ending one) activates the
 // ring's flush event instead (event_active, no syscall): libevent runs it in the same loop pass,
 // after the callbacks that queued, so nothing waits past that pass and loopbreak/loopexit keep
-// their meaning.
+// their meaning. Requests that completions queue while other callbacks of the pass are still
+// active wait for them once (the flush event again, at the end of the pass's queue), so that
+// one io_uring_enter carries what the whole pass queued; and a wakeup with nothing to submit
+// and no completion work left in the kernel reaps the completion queue without entering.
 //
 // Setup flags, chosen by measurement (bench/RESULTS.md, session 10): SINGLE_ISSUER |
 // COOP_TASKRUN | TASKRUN_FLAG. A completion is posted by task work that runs when this thread
