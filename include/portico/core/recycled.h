@@ -31,13 +31,13 @@ template <typename T, std::size_t kKeep>
 class Recycled {
 public:
     static void* operator new(std::size_t size) {
-        if (size == sizeof(T)) {
+        if (size == sizeof(T) && !gone()) {
             if (void* block = kept().take()) return block;
         }
         return ::operator new(size);
     }
     static void operator delete(void* block, std::size_t size) noexcept {
-        if (block && size == sizeof(T) && kept().give(block)) return;
+        if (block && size == sizeof(T) && !gone() && kept().give(block)) return;
         ::operator delete(block);
     }
 
@@ -65,7 +65,7 @@ private:
             return block;
         }
         bool give(void* block) {
-            if (gone() || count_ == kKeep) return false;
+            if (count_ == kKeep) return false;
             PORTICO_POISON(block, sizeof(T));
             blocks_[count_++] = block;
             return true;
