@@ -105,8 +105,15 @@ evbuffer* Stream::output() const {
 std::size_t Stream::inputLength() const { return input_ ? evbuffer_get_length(input_.get()) : 0; }
 
 void Stream::releaseIdle() {
+    // Nothing held (a relayed socket between messages, its writes sent from the ring's blocks):
+    // the common case, asked after every send completion on the ring (onDrained).
+    if (!input_ && !output_ && !write_event_ && !tls_ring_bio_ && !(ring_io_ && ring_io_->holdsSendBuffer())) return;
     if (input_ && evbuffer_get_length(input_.get()) == 0) t_spare_buffers.give(input_);
-    releaseIdleTls();
+    if (tls_ring_bio_) {
+        releaseIdleTls();
+    } else if (ring_io_) {
+        ring_io_->releaseIdle();  // the send buffer a write that could not go from a block made
+    }
     if (write_armed_ || connecting_ || connect_unreported_ || handshaking_) return;
     if (output_ && evbuffer_get_length(output_.get()) == 0) t_spare_buffers.give(output_);
     write_event_.reset();  // not added: freeing it costs no epoll_ctl
@@ -218,8 +225,12 @@ void Stream::resumeReading() {
 
 std::size_t Stream::queuedLength() const { return output_ ? evbuffer_get_length(output_.get()) : 0; }
 
+// Asked after every relayed write and send completion: no call for what is not there.
 std::size_t Stream::outputLength() const {
-    return queuedLength() + (ring_io_ ? ring_io_->unsent() : 0) + ciphertextLength();
+    std::size_t n = output_ ? evbuffer_get_length(output_.get()) : 0;
+    if (ring_io_) n += ring_io_->unsent();
+    if (tls_ring_bio_) n += ciphertextLength();
+    return n;
 }
 
 Stream::SendProgress Stream::sendProgress() const {
@@ -278,7 +289,14 @@ bool Stream::canWriteNow() const {
 
 void Stream::write(const char* data, std::size_t n) {
     if (ringWrites()) {
-        // On the ring: queued, and sent with what else this loop pass writes (ringFlush).
+        // On the ring: queued, and sent with what else this loop pass writes (ringFlush). A
+        // small plaintext write with nothing queued before it goes from the ring's send block
+        // (StreamIo::stage): no evbuffer chain made and freed for it.
+        const bool queued = output_ && evbuffer_get_length(output_.get()) > 0;
+        if (n > 0 && !tls_ring_bio_ && !queued && ring_io_->stage(data, n)) {
+            ring_io_->send();  // once per pass: a send already asked for takes these bytes too
+            return;
+        }
         if (n > 0 && evbuffer_add(output(), data, n) != 0) {
             failWrite(ENOMEM);
             return;

@@ -14,15 +14,6 @@
 
 namespace portico::net {
 
-// Writes go through the ring unless the epoll path has them: a connect's first send and what it
-// left (the write event), file segments (sendfile stays synchronous, from output()), an owner
-// that wants them at once (writeAtOnce), a failure waiting to be reported. The epoll path starts
-// after a ring send in flight completed (ringFlush), so the bytes keep their order.
-bool Stream::ringWrites() const {
-    return ring_io_ && !connecting_ && !write_armed_ && !output_may_hold_files_ && !write_at_once_ &&
-           pending_error_ == 0;
-}
-
 evbuffer* Stream::ringOutput() {
     if (!ringWrites()) return nullptr;
     if (tls_ring_bio_) return ringTlsOutput();
@@ -35,7 +26,7 @@ evbuffer* Stream::ringOutput() {
 // epoll (writeNow).
 void Stream::ringFlush() {
     if (ring_io_->sending()) return;
-    if (ringWrites() && (queuedLength() > 0 || ciphertextLength() > 0)) {
+    if (ringWrites() && (queuedLength() > 0 || ring_io_->unsent() > 0 || ciphertextLength() > 0)) {
         ring_io_->send();
         return;
     }
@@ -170,7 +161,7 @@ void Stream::ringSent(int result) {
     if (pending_error_ != 0) return;  // failWrite: the write event reports it
     if (ring_io_->unsent() > 0) {
         ring_io_->send();  // the rest of a partial send
-    } else {
+    } else if (queuedLength() > 0 || tls_ring_bio_ || shutdown_after_flush_) {
         ringFlush();  // what was written meanwhile; or file segments, the half-close
     }
     if (std::exchange(tls_receive_after_send_, false) && pending_error_ == 0) ringReadTlsDone();

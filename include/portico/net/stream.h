@@ -256,7 +256,14 @@ private:
     void ringSent(int result);
     evbuffer* ringOutput();  // the output a ring send may take now, or null
     void ringGone();         // the ring went first (a worker stopping)
-    bool ringWrites() const;
+    // Writes go through the ring unless the epoll path has them: a connect's first send and
+    // what it left (the write event), file segments (sendfile stays synchronous, from output()),
+    // an owner that wants them at once (writeAtOnce), a failure waiting to be reported. The epoll
+    // path starts after a ring send in flight completed (ringFlush), so the bytes keep their order.
+    bool ringWrites() const {
+        return ring_io_ && !connecting_ && !write_armed_ && !output_may_hold_files_ && !write_at_once_ &&
+               pending_error_ == 0;
+    }
     void ringFlush();
     void ringResume();
     void ringReportHeld();   // what came while paused, now that reading resumed (from the loop)

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/net/uring/stream_io.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <event2/buffer.h>
 #include <poll.h>
 #include <utility>
@@ -24,6 +26,7 @@ StreamIo::~StreamIo() {
     // After the last completion, or when the ring goes first (a worker stopping): the Stream, if
     // still there, then does its I/O without the ring (on epoll), and the pool forgets us.
     if (waiting_) ring_.buffers().stopWaiting(this);
+    dropBlock();  // staged and never sent (released, or the ring going first)
     if (stream_) stream_->ringGone();
 }
 
@@ -83,9 +86,34 @@ void StreamIo::send() {
     ring_.wantSend(this);
 }
 
+bool StreamIo::stage(const char* data, std::size_t n) {
+    if (send_inflight_ || !stream_) return false;
+    SendBlocks& blocks = ring_.sendBlocks();
+    if (block_ == SendBlocks::kNone) {
+        // The block leads what this socket sends: nothing of an earlier send may wait before it.
+        if (unsent_ != 0 || n > SendBlocks::kSize) return false;
+        block_ = blocks.take();
+        if (block_ == SendBlocks::kNone) return false;
+    } else if (SendBlocks::kSize - block_length_ < n) {
+        return false;
+    }
+    std::memcpy(blocks.data(block_) + block_length_, data, n);
+    block_length_ = static_cast<std::uint16_t>(block_length_ + n);
+    unsent_ += n;
+    return true;
+}
+
+void StreamIo::dropBlock() {
+    if (block_ == SendBlocks::kNone) return;
+    ring_.sendBlocks().give(block_);
+    block_ = SendBlocks::kNone;
+    block_length_ = 0;
+}
+
 void StreamIo::dropUnsent() {
-    if (!sending_ || send_inflight_) return;  // the completion drops the rest (stream_ failed)
-    evbuffer_drain(sending_.get(), unsent_);
+    if (send_inflight_) return;  // the completion drops the rest (stream_ failed)
+    dropBlock();
+    if (sending_) evbuffer_drain(sending_.get(), evbuffer_get_length(sending_.get()));
     unsent_ = 0;
 }
 
@@ -117,14 +145,24 @@ void StreamIo::submitSend() {
         unsent_ += n;
     }
     if (unsent_ == 0) return;
-    const int chains = evbuffer_peek(sending_.get(), -1, nullptr, iov_, kIov);
-    message_.msg_iovlen = static_cast<std::size_t>(chains < static_cast<int>(kIov) ? chains : static_cast<int>(kIov));
     io_uring_sqe* sqe = ring_.entry();
     if (!sqe) {
         stream_->ringSent(-EBUSY);  // the ring refuses submissions: the stream fails
         return;
     }
-    io_uring_prep_sendmsg(sqe, fd_, &message_, MSG_NOSIGNAL);
+    const bool block = block_ != SendBlocks::kNone;
+    char* block_data = block ? ring_.sendBlocks().data(block_) : nullptr;
+    if (block && unsent_ == block_length_) {
+        // The common case: the pass's small writes, all in the block. One buffer: a plain send.
+        io_uring_prep_send(sqe, fd_, block_data, block_length_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+        std::size_t first = 0;
+        if (block) iov_[first++] = iovec{block_data, block_length_};
+        const int chains = evbuffer_peek(sending_.get(), -1, nullptr, iov_ + first, static_cast<int>(kIov - first));
+        message_.msg_iovlen = first + std::min(static_cast<std::size_t>(chains), kIov - first);
+        // A send that carries the block does not wait for room (see onSent).
+        io_uring_prep_sendmsg(sqe, fd_, &message_, MSG_NOSIGNAL | (block ? MSG_DONTWAIT : 0));
+    }
     ring_.track(sqe, this, kSend);
     send_inflight_ = true;
     ++inflight_;
@@ -174,15 +212,37 @@ void StreamIo::onBuffersBack() {
     if (stream_) stream_->ringReadEnded(-EAGAIN, /*refused=*/false);  // re-armed if still reading
 }
 
+// A send that carried the block went with MSG_DONTWAIT: a full socket answers at once (-EAGAIN,
+// or the part it took) instead of parking the send, so the block is held for one round trip
+// only, never by a stalled peer; its rest goes on from the send buffer, with the kernel waiting
+// for room as for any other send.
 void StreamIo::onSent(int result) {
     send_inflight_ = false;
-    if (result > 0) {
-        evbuffer_drain(sending_.get(), static_cast<std::size_t>(result));
-        unsent_ -= static_cast<std::size_t>(result);
+    std::size_t sent = result > 0 ? static_cast<std::size_t>(result) : 0;
+    unsent_ -= sent;
+    if (block_ != SendBlocks::kNone) {
+        const bool failed = result < 0 && result != -EAGAIN && result != -EINTR;
+        if (!unblock(sent, stream_ && !failed) && !failed) result = -ENOMEM;
     }
+    if (sent > 0) evbuffer_drain(sending_.get(), sent);
     if (!stream_) return;  // released: what is left is dropped with us
     if (settle_waiter_.done && result >= 0) giveBackUnsent();
     stream_->ringSent(result);
+}
+
+bool StreamIo::unblock(std::size_t& sent, bool keep_rest) {
+    const std::size_t of_block = std::min<std::size_t>(sent, block_length_);
+    sent -= of_block;
+    const std::size_t rest = block_length_ - of_block;
+    bool kept = true;
+    if (rest > 0 && keep_rest) {
+        if (!sending_) sending_.reset(evbuffer_new());
+        kept = sending_ && evbuffer_prepend(sending_.get(), ring_.sendBlocks().data(block_) + of_block, rest) == 0;
+    }
+    // Not kept (the stream failed or is gone, or no memory: it fails): dropped with the block.
+    if (rest > 0 && (!keep_rest || !kept)) unsent_ -= rest;
+    dropBlock();
+    return kept;
 }
 
 void StreamIo::onWatch(int result) {
@@ -204,8 +264,14 @@ bool StreamIo::settle(RingSettled waiter) {
 // what the Stream holds, so that its new owner sends it first.
 void StreamIo::giveBackUnsent() {
     if (unsent_ == 0 || !stream_) return;
-    evbuffer_prepend_buffer(stream_->output(), sending_.get());
+    evbuffer* output = stream_->output();
+    if (sending_) evbuffer_prepend_buffer(output, sending_.get());
+    // A staged block (never sent: a send carrying one settles by unblock) leads them.
+    const bool kept = block_ == SendBlocks::kNone ||
+                      evbuffer_prepend(output, ring_.sendBlocks().data(block_), block_length_) == 0;
+    dropBlock();
     unsent_ = 0;
+    if (!kept) stream_->failWrite(ENOMEM);  // no memory to hand the bytes over: the stream fails
 }
 
 void StreamIo::maybeSettled() {

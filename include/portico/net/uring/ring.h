@@ -36,6 +36,7 @@
 
 #include "portico/core/handles.h"
 #include "portico/net/uring/buffer_pool.h"
+#include "portico/net/uring/send_blocks.h"
 
 namespace portico::net {
 class EventLoop;
@@ -112,6 +113,7 @@ public:
     // timeout), quietly; it completes with -ECANCELED. False when the ring refuses the cancel.
     bool cancel(Completion* target, unsigned op);
     BufferPool& buffers() { return buffers_; }
+    SendBlocks& sendBlocks() { return send_blocks_; }  // small writes of its Streams (stream_io.h)
     EventLoop& loop() const { return loop_; }
     // `source` is asked for its requests before the next enter (in this loop pass). Once per
     // enter: the source keeps a flag so that it asks again only after prepareSends ran.
@@ -156,6 +158,7 @@ private:
     std::uint64_t refused_ = 0;  // entry() found no room twice (logged at 1, 2, 4, 8, ...)
     std::uint64_t dropped_ = 0;  // completions lost to -EBADR (logged at 1, 2, 4, 8, ...)
     BufferPool buffers_;
+    SendBlocks send_blocks_;  // outlives the owned objects deleted in ~Ring (they give blocks back)
     std::vector<SendSource*> senders_;    // asked since the last enter (wantSend)
     std::vector<SendSource*> preparing_;  // the batch prepareSends asks (keeps its capacity)
 };

@@ -16,6 +16,11 @@
 // nothing a request names belongs to the Stream. The kernel waits for room itself (no
 // MSG_DONTWAIT): a full socket parks the send, a partial one completes with its count and the
 // rest goes next.
+// Small writes (stage): a write that finds nothing queued is copied into a block of the ring's
+// (net/uring/send_blocks.h), and so are the pass's next ones while they fit; the send carries
+// the block first, with MSG_DONTWAIT, and the block goes back to the pool at its completion
+// (what the socket refused moves to the front of the send buffer first). No evbuffer chain is
+// made and freed per message.
 //
 // Lifetime: requests in flight name this object, so the ring owns it (RingOwned). The Stream
 // lets go in its destructor (release): what is in flight is cancelled, the socket stays open
@@ -70,16 +75,23 @@ public:
     // input() shows until its completion is reaped.
     bool receiveEnded(RingSettled waiter);
 
+    // Copies `n` bytes into this socket's send block (taking one from the ring's pool if it has
+    // none) to go at the next enter, ahead of what output() holds: only for a write that finds
+    // output() empty (the caller's test). False, and nothing taken, when a send is in flight,
+    // bytes of an earlier send wait, the block has no room for them, or the pool has no block:
+    // the caller appends to output(). The caller then asks for the send (Stream::ringFlush).
+    bool stage(const char* data, std::size_t n);
     // The Stream's output goes at the next enter.
     void send();
-    // Bytes taken for a send and not yet sent.
+    // Bytes taken for a send (staged ones included) and not yet sent.
     std::size_t unsent() const { return unsent_; }
-    // Drops what was not sent yet (a failed stream). A send in flight keeps its bytes until it
-    // completes.
+    // Drops what was not sent yet (a failed stream). A send in flight keeps its bytes (and
+    // its block) until it completes.
     void dropUnsent();
     // Frees the send buffer while nothing waits in it (an idle connection's; made again on the
-    // next send).
+    // next send that does not go from a block).
     void releaseIdle();
+    bool holdsSendBuffer() const { return sending_ != nullptr; }
     bool sending() const { return send_inflight_ || send_queued_; }
     // A send waits for the ring's next enter (nothing of it offered to the kernel yet).
     bool sendQueued() const { return send_queued_ && !send_inflight_; }
@@ -107,6 +119,11 @@ private:
     void onWatch(int result);
     void cancel(Op op);
     void submitSend();
+    // After a send that carried the block: `sent` of its bytes went (the rest of `sent` is the
+    // send buffer's); what did not moves to the front of the send buffer, unless `keep_rest` is
+    // false (the stream failed), and the block goes back. False: no memory for the move.
+    bool unblock(std::size_t& sent, bool keep_rest);
+    void dropBlock();
     void giveBackUnsent();  // a partial send's rest back in front of the Stream's output (settle)
     void maybeSettled();
     void maybeFree();
@@ -116,12 +133,16 @@ private:
     int fd_;
     core::UniqueFd owned_fd_;   // after release, until the last completion
     core::EvbufferPtr sending_;  // bytes taken for a send, in order; the front is in flight
-    std::size_t unsent_ = 0;     // its length (asked on every outputLength())
+    std::size_t unsent_ = 0;     // its length and the block's (asked on every outputLength())
     iovec iov_[kIov]{};
     msghdr message_{};
     RingSettled settle_waiter_;
     RingSettled recv_waiter_;  // receiveEnded
     unsigned inflight_ = 0;
+    // The send block (stage): its bytes go before sending_'s. Only while a send carries it or
+    // one is queued to; sending_ is empty whenever a block is staged and not in flight.
+    std::uint16_t block_ = SendBlocks::kNone;
+    std::uint16_t block_length_ = 0;  // at most SendBlocks::kSize
     bool recv_inflight_ = false;
     bool waiting_ = false;        // on the pool's waiting list (ENOBUFS)
     bool poll_first_ = false;     // for the receive re-armed after ENOBUFS
