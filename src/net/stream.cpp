@@ -292,10 +292,16 @@ void Stream::write(const char* data, std::size_t n) {
         // On the ring: queued, and sent with what else this loop pass writes (ringFlush). A
         // small plaintext write with nothing queued before it goes from the ring's send block
         // (StreamIo::stage): no evbuffer chain made and freed for it.
+        // TLS: encrypted at once from the caller's bytes when nothing waits before them.
         const bool queued = output_ && evbuffer_get_length(output_.get()) > 0;
-        if (n > 0 && !tls_ring_bio_ && !queued && ring_io_->stage(data, n)) {
+        if (n > 0 && !queued && !tls_ring_bio_ && ring_io_->stage(data, n)) {
             ring_io_->send();  // once per pass: a send already asked for takes these bytes too
             return;
+        }
+        if (n > 0 && !queued && tls_ring_bio_) {
+            const std::size_t taken = ringWriteTls(data, n);
+            data += taken;
+            n -= taken;
         }
         if (n > 0 && evbuffer_add(output(), data, n) != 0) {
             failWrite(ENOMEM);

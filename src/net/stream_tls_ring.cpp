@@ -119,6 +119,17 @@ void Stream::ringReportHeldTls() {
     ringReadTlsDone();
 }
 
+// A write that finds output() empty (write()): encrypted now from the caller's bytes, as on
+// epoll, instead of copied into output() and encrypted from there at the enter (a chain made and
+// freed per message). Only within the slice of ciphertext kept ahead of the send; what is not
+// taken (a larger write, an SSL_write that failed: writeTls meets that again and fails the
+// stream) goes to output() as before. Returns the bytes taken.
+std::size_t Stream::ringWriteTls(const char* data, std::size_t n) {
+    if (ciphertextLength() + n > kCiphertextSlice) return 0;
+    bool blocked = false;
+    return writeTlsFrom(data, n, blocked);
+}
+
 evbuffer* Stream::ringTlsOutput() {
     while (queuedLength() > 0 && ciphertextLength() < kCiphertextSlice && pending_error_ == 0) {
         if (!writeTls()) break;

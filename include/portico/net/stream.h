@@ -276,6 +276,7 @@ private:
     bool ringTlsHeld();      // received bytes or an end wait for a decrypting pass
     bool tlsPending() const;  // records to read without reading the socket (read ahead, received)
     evbuffer* ringTlsOutput();  // output() encrypted, a slice at a time
+    std::size_t ringWriteTls(const char* data, std::size_t n);  // a write with nothing queued
     bool sendCiphertext();   // writes at once: false when the socket is full (armed) or failed
     void ringGoneTls();
     void releaseIdleTls();  // for releaseIdle and the buffer sweep
