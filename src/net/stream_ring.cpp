@@ -159,14 +159,17 @@ void Stream::ringSent(int result) {
         return;
     }
     if (pending_error_ != 0) return;  // failWrite: the write event reports it
+    // Nothing left (the common case: a relayed message sent whole) needs no flush and no count.
+    const bool empty = ring_io_->unsent() == 0 && queuedLength() == 0 && !tls_ring_bio_ && !shutdown_after_flush_;
     if (ring_io_->unsent() > 0) {
         ring_io_->send();  // the rest of a partial send
-    } else if (queuedLength() > 0 || tls_ring_bio_ || shutdown_after_flush_) {
+    } else if (!empty) {
         ringFlush();  // what was written meanwhile; or file segments, the half-close
     }
     if (std::exchange(tls_receive_after_send_, false) && pending_error_ == 0) ringReadTlsDone();
     // As the write event on epoll: the owner that stopped reading its other side resumes it.
-    if (pending_error_ == 0 && !write_armed_ && outputLength() <= low_watermark_) handler_->onDrained(*this);
+    if (pending_error_ == 0 && !write_armed_ && (empty || outputLength() <= low_watermark_))
+        handler_->onDrained(*this);
 }
 
 // A send failed: as sendFailed, but reported now (this is a completion, from the loop).
