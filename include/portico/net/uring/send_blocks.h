@@ -5,11 +5,11 @@
 // once into a block, which is sent as it is and taken back when that send completed. Before, each
 // such write was appended to the Stream's output() (a new evbuffer chain, since the previous
 // send's drain had freed the last one) and moved into the send buffer: a malloc and a free and
-// ~600 instructions per relayed message (bench/RESULTS.md, session 12 and 13).
+// several hundred instructions per relayed message (bench/RESULTS.md, session 13).
 //
-// Bounded: kCount blocks of kSize bytes, 1 MiB of address space per ring, reserved on first use
-// and never touched until a block is used; blocks are reused last-in first-out, so only as many
-// become resident as were ever in use at once. A block is held for one send's round trip only:
+// Bounded: kCount blocks of kSize bytes, 4 MiB of address space per ring, reserved on first use
+// and never touched until a block is used (a small write touches one page of it); blocks are
+// reused last-in first-out, so only as many become resident as were ever in use at once. A block is held for one send's round trip only:
 // the send goes with MSG_DONTWAIT, and what a full socket refuses moves into the Stream's own
 // send buffer at once, so a stalled peer holds none. With every block in use, or a write larger
 // than a block, the write goes to output() as before: the pool is a saving, never a limit.
