@@ -26,7 +26,7 @@ StreamIo::~StreamIo() {
     // After the last completion, or when the ring goes first (a worker stopping): the Stream, if
     // still there, then does its I/O without the ring (on epoll), and the pool forgets us.
     if (waiting_) ring_.buffers().stopWaiting(this);
-    dropBlock();  // staged and never sent (released, or the ring going first)
+    dropBlock();  // staged and never sent, when the ring goes first (a worker stopping)
     if (stream_) stream_->ringGone();
 }
 
@@ -300,6 +300,7 @@ void StreamIo::release(core::UniqueFd fd) {
 void StreamIo::maybeFree() {
     if (stream_ || inflight_ > 0 || send_queued_ || retired_) return;
     retired_ = true;
+    dropBlock();  // staged when the Stream went, never sent: free for others now
     owned_fd_ = core::UniqueFd();  // the socket closes now: no request names it any more
     ring_.retire(this);
 }
