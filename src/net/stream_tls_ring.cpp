@@ -28,6 +28,25 @@ namespace {
 // Ciphertext encrypted ahead of the ring's send, at most (the rest waits as plaintext in
 // output() for the send's completion): four records.
 constexpr std::size_t kCiphertextSlice = 4 * Stream::kReadChunk;
+
+// While it lives, the records OpenSSL writes go to the socket's send block when nothing is
+// queued before them (StreamIo::stage: no evbuffer chain made and freed per record), else to
+// the BIO's queue. Only around the encryption for the ring's next send: a record written at
+// another time (an SSL_read's KeyUpdate answer, a close_notify sent on epoll) is queued, so the
+// send that takes the queue never passes a block it does not know of.
+class CiphertextToBlock {
+public:
+    CiphertextToBlock(SSL* ssl, uring::StreamIo* io) : ssl_(ssl) {
+        if (io) tls::setCiphertextSink(ssl, {&CiphertextToBlock::take, io});
+    }
+    ~CiphertextToBlock() { tls::setCiphertextSink(ssl_, {}); }
+    CiphertextToBlock(const CiphertextToBlock&) = delete;
+    CiphertextToBlock& operator=(const CiphertextToBlock&) = delete;
+
+private:
+    static bool take(void* io, const char* data, std::size_t n) { return static_cast<uring::StreamIo*>(io)->stage(data, n); }
+    SSL* ssl_;
+};
 }  // namespace
 
 // Right after the handshake (driveHandshake), before the owner hears of it. Without memory for
@@ -126,11 +145,14 @@ void Stream::ringReportHeldTls() {
 // stream) goes to output() as before. Returns the bytes taken.
 std::size_t Stream::ringWriteTls(const char* data, std::size_t n) {
     if (ciphertextLength() + n > kCiphertextSlice) return 0;
+    const CiphertextToBlock to_block(ssl_.get(), ring_io_);
     bool blocked = false;
     return writeTlsFrom(data, n, blocked);
 }
 
+// From the send about to be submitted (StreamIo::submitSend), which takes a block staged here.
 evbuffer* Stream::ringTlsOutput() {
+    const CiphertextToBlock to_block(ssl_.get(), ring_io_);
     while (queuedLength() > 0 && ciphertextLength() < kCiphertextSlice && pending_error_ == 0) {
         if (!writeTls()) break;
     }

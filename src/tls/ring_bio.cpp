@@ -25,6 +25,7 @@ struct RingBioState {
     std::size_t lent_length = 0;
     core::EvbufferPtr kept;      // received bytes read before the lent ones
     core::EvbufferPtr to_send;
+    CiphertextSink sink;  // setCiphertextSink
     int end_error = 0;
     bool ended = false;
 };
@@ -67,6 +68,9 @@ int writeToSend(BIO* bio, const char* in, int length) {
     RingBioState* state = stateOf(bio);
     if (in == nullptr || length <= 0 || state == nullptr) return 0;
     RingBioState& s = *state;
+    const bool queue_empty = !s.to_send || evbuffer_get_length(s.to_send.get()) == 0;
+    if (s.sink.take != nullptr && queue_empty && s.sink.take(s.sink.arg, in, static_cast<std::size_t>(length)))
+        return length;
     if (!s.to_send) s.to_send.reset(evbuffer_new());
     if (!s.to_send || evbuffer_add(s.to_send.get(), in, static_cast<std::size_t>(length)) != 0) {
         errno = ENOMEM;  // not retried: the connection fails
@@ -200,6 +204,10 @@ void endReceived(SSL* ssl, int error) {
 bool receivedEnded(const SSL* ssl) {
     const RingBioState* s = stateOf(ssl);
     return s != nullptr && s->ended;
+}
+
+void setCiphertextSink(SSL* ssl, CiphertextSink sink) {
+    if (RingBioState* s = stateOf(ssl)) s->sink = sink;
 }
 
 evbuffer* toSend(SSL* ssl) {

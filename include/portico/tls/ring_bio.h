@@ -41,6 +41,16 @@ std::size_t receivedLength(const SSL* ssl);
 void endReceived(SSL* ssl, int error);
 bool receivedEnded(const SSL* ssl);
 
+// Where a record goes before the queue, while set: `take` (the ring's send block of the socket,
+// net/uring/stream_io.h) is offered every record written while the queue is empty, and what it
+// refuses is queued. Set around the calls that encrypt for the ring's next send only (and
+// cleared after them: {}), so that no record can go past one queued before it.
+struct CiphertextSink {
+    bool (*take)(void* arg, const char* data, std::size_t n) = nullptr;
+    void* arg = nullptr;
+};
+void setCiphertextSink(SSL* ssl, CiphertextSink sink);
+
 // The ciphertext waiting to be sent (null while none was ever written or it was released).
 evbuffer* toSend(SSL* ssl);
 std::size_t toSendLength(const SSL* ssl);

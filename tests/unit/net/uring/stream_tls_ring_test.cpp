@@ -371,3 +371,29 @@ TEST_CASE("a TLS Stream on the ring paused with a receive in flight: what it bro
     s.run();
     CHECK(s.handler.got == "GET / HTTP/1.1\r\n\r\n");
 }
+
+// tls/ring_bio.h's CiphertextSink: a record encrypted for the ring's next send goes to the
+// socket's send block (no evbuffer chain per record) unless records wait in the BIO's queue,
+// which it must not pass (the peer would see them out of order: a bad record MAC).
+TEST_CASE("a TLS Stream on the ring sends its records from a send block, never ahead of queued ones") {
+    Setup s;
+    if (!s.ring) return;
+    s.handshake();
+    uring::SendBlocks& blocks = s.ring->sendBlocks();
+    s.stream->write("first ", 6);
+    s.stream->write("second", 6);  // the same pass: its record follows in the same block
+    CHECK(blocks.available() == uring::SendBlocks::kCount - 1);
+    s.run();
+    CHECK(s.clientRead() == "first second");
+    CHECK(blocks.available() == uring::SendBlocks::kCount);
+
+    std::vector<std::uint16_t> held;
+    for (std::uint16_t id = blocks.take(); id != uring::SendBlocks::kNone; id = blocks.take()) held.push_back(id);
+    s.stream->write("third ", 6);  // no block: into the BIO's queue
+    for (std::uint16_t id : held) blocks.give(id);
+    s.stream->write("fourth", 6);  // behind the queued record, not into a block ahead of it
+    s.run();
+    CHECK(s.clientRead() == "third fourth");
+    CHECK(blocks.available() == uring::SendBlocks::kCount);
+    CHECK(s.handler.events.find('x') == std::string::npos);
+}
