@@ -10,19 +10,22 @@
 // allocator. Blocks are kept per thread (no lock); one freed on another thread is kept there,
 // which is correct, only not where it will be reused. What is kept is freed when the thread
 // ends; a block freed after that (a thread's last objects, destroyed by other thread-local
-// destructors) goes to the global allocator. Under AddressSanitizer a kept block is poisoned,
-// so a use after delete is still reported.
+// destructors) goes to the global allocator. Under AddressSanitizer nothing is kept: a freed
+// block would go straight to the next object, past ASan's quarantine, and a late completion
+// naming a freed Relay would land in a live one unreported (keeping is a speed, not a behaviour).
 
 #include <cstddef>
 #include <new>
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define PORTICO_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define PORTICO_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define PORTICO_POISON(p, n) ((void)(p), (void)(n))
-#define PORTICO_UNPOISON(p, n) ((void)(p), (void)(n))
+#define PORTICO_RECYCLED_KEEPS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PORTICO_RECYCLED_KEEPS 0
+#endif
+#endif
+#ifndef PORTICO_RECYCLED_KEEPS
+#define PORTICO_RECYCLED_KEEPS 1
 #endif
 
 namespace portico::core {
@@ -30,16 +33,22 @@ namespace portico::core {
 template <typename T, std::size_t kKeep>
 class Recycled {
 public:
+    static constexpr bool kKeeps = PORTICO_RECYCLED_KEEPS != 0;
+
     static void* operator new(std::size_t size) {
-        if (size == sizeof(T) && !gone()) {
+        // Blocks come from ::operator new(size), aligned for the default new alignment only.
+        static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__, "an over-aligned class cannot be recycled");
+        if (kKeeps && size == sizeof(T) && !gone()) {
             if (void* block = kept().take()) return block;
         }
         return ::operator new(size);
     }
     static void operator delete(void* block, std::size_t size) noexcept {
-        if (block && size == sizeof(T) && !gone() && kept().give(block)) return;
+        if (kKeeps && block && size == sizeof(T) && !gone() && kept().give(block)) return;
         ::operator delete(block);
     }
+    // How many freed blocks this thread keeps now (for tests).
+    static std::size_t keptCount() { return gone() ? 0 : kept().count(); }
 
 protected:
     Recycled() = default;
@@ -53,23 +62,19 @@ private:
         Kept& operator=(const Kept&) = delete;
         ~Kept() {
             gone() = true;
-            for (std::size_t i = 0; i < count_; ++i) {
-                PORTICO_UNPOISON(blocks_[i], sizeof(T));
-                ::operator delete(blocks_[i]);
-            }
+            for (std::size_t i = 0; i < count_; ++i) ::operator delete(blocks_[i]);
         }
         void* take() {
             if (count_ == 0) return nullptr;
-            void* block = blocks_[--count_];
-            PORTICO_UNPOISON(block, sizeof(T));
-            return block;
+            return blocks_[--count_];
         }
         bool give(void* block) {
             if (count_ == kKeep) return false;
-            PORTICO_POISON(block, sizeof(T));
             blocks_[count_++] = block;
             return true;
         }
+
+        std::size_t count() const { return count_; }
 
     private:
         void* blocks_[kKeep] = {};
@@ -88,5 +93,4 @@ private:
 
 }  // namespace portico::core
 
-#undef PORTICO_POISON
-#undef PORTICO_UNPOISON
+#undef PORTICO_RECYCLED_KEEPS
