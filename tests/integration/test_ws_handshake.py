@@ -270,6 +270,18 @@ class UpstreamAnswers(WsTestCase):
                 ws = self.ws_connect(p.port, "/ws/x")
                 self.assertEqual(ws.recv_text(), "hello")
 
+    def test_a_101_larger_than_a_small_buffer_is_relayed_whole(self):
+        # About 6 KB of fields: the 101 no longer fits the stack buffer the usual one is
+        # formatted in, and goes out the general way, whole and before the frame behind it.
+        b = self.start_raw_ws_backend("big_101", size=6000)
+        for mode in ("tunnel", "frames"):
+            with self.subTest(mode=mode):
+                p = self.start_portico(ws_proxy_config(b.address, mode=mode))
+                ws = self.ws_connect(p.port, "/ws/x")
+                for n in (0, 29, 59):
+                    self.assertEqual(ws.response.header("X-Pad-%d" % n), "p" * 90)
+                self.assertEqual(ws.recv_text(), "hello")
+
     def test_client_leaving_during_a_slow_upstream_handshake(self):
         b = self.start_raw_ws_backend("slow_101", delay=1.0)
         for mode in ("tunnel", "frames"):

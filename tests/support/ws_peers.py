@@ -405,6 +405,8 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
       "masked_server_frame": correct 101, then sends a masked frame to the client (server
                       frames must not be masked: frames mode closes the backend 1002)
       "hello_after_101": the 101 and an unmasked text frame "hello" in one write
+      "big_101":      as hello_after_101, the 101 carrying X-Pad-<n> fields of about `size`
+                      bytes in all (a head larger than what fits in a small buffer)
       "hello_then_reset": as hello_after_101, then the connection is reset (SO_LINGER 0)
       "hello_then_fin": as hello_after_101, then the connection is closed, without a Close
       "big_server_message": correct 101, then one unmasked binary frame of `size` bytes
@@ -437,6 +439,8 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
         head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         if mode != "no_accept":
             head += "Sec-WebSocket-Accept: %s\r\n" % accept
+        if mode == "big_101":
+            head += "".join("X-Pad-%d: %s\r\n" % (n, "p" * 90) for n in range(size // 100))
         head = (head + "\r\n").encode("latin-1")
         sock = conn.sock
         try:
@@ -444,7 +448,7 @@ def start_raw_ws_backend(testcase, mode, name="raw", size=2000, delay=1.0):
                 time.sleep(delay)
             if mode == "masked_server_frame":
                 head += ws_client.build_frame(ws_client.OP_TEXT, b"masked!", mask=True)
-            elif mode in ("hello_after_101", "hello_then_reset", "hello_then_fin"):
+            elif mode in ("hello_after_101", "hello_then_reset", "hello_then_fin", "big_101"):
                 head += ws_client.build_frame(ws_client.OP_TEXT, b"hello", mask=False)
             elif mode == "big_server_message":
                 head += ws_client.build_frame(ws_client.OP_BINARY, b"B" * size, mask=False)
