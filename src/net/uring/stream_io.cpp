@@ -26,7 +26,11 @@ StreamIo::~StreamIo() {
     // After the last completion, or when the ring goes first (a worker stopping): the Stream, if
     // still there, then does its I/O without the ring (on epoll), and the pool forgets us.
     if (waiting_) ring_.buffers().stopWaiting(this);
-    dropBlock();  // staged and never sent, when the ring goes first (a worker stopping)
+    // Staged and never sent, when the ring goes first (a worker stopping): the bytes go back in
+    // front of the Stream's output, which it then sends on epoll. A send in flight is not given
+    // back: the kernel may have sent part of it.
+    if (!send_inflight_) giveBackUnsent();
+    dropBlock();
     if (stream_) stream_->ringGone();
 }
 

@@ -13,9 +13,10 @@
 // Writes: the Stream's output() is taken at the ring's next enter (SendSource), so what a loop
 // pass wrote goes in one sendmsg, and every socket's sends in one io_uring_enter. One send in
 // flight per socket, from this object's own buffer (the bytes move there, chains not copied):
-// nothing a request names belongs to the Stream. The kernel waits for room itself (no
-// MSG_DONTWAIT): a full socket parks the send, a partial one completes with its count and the
-// rest goes next.
+// nothing a request names belongs to the Stream. A send from the Stream's buffer lets the
+// kernel wait for room itself (no MSG_DONTWAIT): a full socket parks the send, a partial one
+// completes with its count and the rest goes next (a send carrying a block is the exception,
+// below).
 // Small writes (stage): a write that finds nothing queued is copied into a block of the ring's
 // (net/uring/send_blocks.h), and so are the pass's next ones while they fit; the send carries
 // the block first, with MSG_DONTWAIT, and the block goes back to the pool at its completion
