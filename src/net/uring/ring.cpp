@@ -114,6 +114,9 @@ Ring::~Ring() {
     }
     // Cancels what is still in flight and waits for it: no request names this memory after.
     if (ring_made_) io_uring_queue_exit(&ring_);
+    // What is deleted below may still ask for requests (a Relay's Streams cancel a receive in
+    // flight): entry() refuses them, and nothing is activated on the loop for this ring.
+    ring_made_ = false;
     while (owned_) {
         RingOwned* object = owned_;
         owned_ = object->next_;
@@ -139,6 +142,7 @@ void Ring::retire(RingOwned* object) {
 }
 
 io_uring_sqe* Ring::entry() {
+    if (!ring_made_) return nullptr;  // torn down (~Ring): its queues are unmapped
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (!sqe) {
         // Full: what is queued goes now, in order. A refusal (-EBUSY: completions the kernel holds
@@ -179,7 +183,7 @@ bool Ring::cancel(Completion* target, unsigned op) {
 }
 
 void Ring::scheduleFlush() {
-    if (draining_ || flush_pending_) return;  // drain() submits before it returns
+    if (draining_ || flush_pending_ || !ring_made_) return;  // drain() submits before it returns
     flush_pending_ = true;
     event_active(&flush_event_, EV_TIMEOUT, 0);
 }
