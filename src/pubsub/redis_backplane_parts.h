@@ -7,12 +7,12 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
-#include <openssl/sha.h>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "portico/core/inline_event.h"
+#include "portico/core/sha1.h"
 #include "portico/pubsub/redis_backplane.h"
 #include "pubsub/redis_connection.h"
 #include "pubsub/redis_scripts.h"
@@ -69,8 +69,7 @@ struct RedisBackplane::Call {
 
 // The SHA-1 that EVALSHA names a script by (hex, as SCRIPT LOAD answers).
 inline std::string scriptSha(const char* script) {
-    unsigned char digest[SHA_DIGEST_LENGTH];
-    SHA1(reinterpret_cast<const unsigned char*>(script), std::strlen(script), digest);
+    const core::Sha1Digest digest = core::sha1(script);
     static constexpr char kHex[] = "0123456789abcdef";
     std::string hex;
     for (unsigned char b : digest) {
