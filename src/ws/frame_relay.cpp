@@ -480,15 +480,23 @@ void FrameRelay::end(const char* reason, bool finished, bool upstream_broken) {
     commitRun(down_);
     const SessionCounts final_counts = counts();
     // A client that was sent a Close and has not answered yet will answer it: a closed socket would
-    // meet that Close with a reset, which browsers report as an unclean close. Linger for it,
-    // unless it had close_timeout to answer already.
+    // meet that Close with a reset, which browsers report as an unclean close. Linger for it (one
+    // that had close_timeout to answer already is the side that did not answer, below).
     const bool client_answered = up_.close_seen || up_.eof || !down_.close_sent || closing_ == Closing::TimedOut;
     net::Ending ending = net::Ending::Linger;
     if (finished && client_answered)
         ending = up_.close_seen && down_.close_seen ? net::Ending::AfterCloses : net::Ending::Finished;
+    // close_timeout ran out: the side that did not answer may still be sending (its traffic does not
+    // put the timeout off), and closing a socket while its bytes arrive meets them with a reset.
+    // That side gets the lingering close: FIN, what it still sends is discarded, freed at its FIN
+    // or after a bound (lingering_close.h).
+    net::Ending client_ending = ending;
+    net::Ending upstream_ending = ending;
+    if (closing_ == Closing::TimedOut) (up_.close_seen ? upstream_ending : client_ending) = net::Ending::Linger;
     // The client was sent our Close 1001 (or is in a frame the end cuts): a socket keeps its FIN.
     if (upstream_broken) client_->markOtherSideFailed(/*last_words=*/true);
-    net::closeBoth(loop_, std::move(client_), std::move(upstream_), ending);
+    net::closeSide(loop_, std::move(client_), client_ending);
+    net::closeSide(loop_, std::move(upstream_), upstream_ending);
     owner_.onSessionEnd(reason, final_counts);
 }
 

@@ -35,10 +35,10 @@ def client_frames(data):
 
 class SilentUpstream:
     """A WebSocket upstream that answers the handshake, then (close_first) sends Close 1000, or
-    (chatty) a text frame every 100 ms, and never closes TCP nor answers a Close: it reads what
+    (chatty, seconds) a text frame that often, and never closes TCP nor answers a Close: it reads what
     it is sent until Portico ends the connection. .received: the bytes; .end: "eof" or "reset"."""
 
-    def __init__(self, testcase, close_first=False, chatty=False):
+    def __init__(self, testcase, close_first=False, chatty=0.0):
         self.received, self.end = bytearray(), None
         self.close_first, self.chatty = close_first, chatty
         self.server = backends.TcpServer(self.serve)
@@ -60,7 +60,7 @@ class SilentUpstream:
         stop = threading.Event()
         if self.chatty:
             def chat():
-                while not stop.wait(0.1):
+                while not stop.wait(self.chatty):
                     try:
                         s.sendall(ws_client.build_frame(OP_TEXT, b"still here", mask=False))
                     except OSError:
@@ -117,11 +117,13 @@ class CloseTimeoutHttp1(WsTestCase):
         self.assertEqual(b.frames(), [close_frame(1000)])
 
     def test_a_client_close_the_upstream_never_answers_ends_the_session(self):
-        self.client_close_not_answered(chatty=False)
+        self.client_close_not_answered(chatty=0.0)
 
     def test_upstream_traffic_does_not_put_off_the_close_timeout(self):
-        # idle_timeout counts traffic; the wait for a Close's answer must not.
-        self.client_close_not_answered(chatty=True)
+        # idle_timeout counts traffic; the wait for a Close's answer must not. A frame every 2 ms
+        # also keeps bytes arriving when Portico gives up on the upstream: closing its socket then
+        # would answer them with a reset, the lingering close answers with a FIN ("eof" below).
+        self.client_close_not_answered(chatty=0.002)
 
     def test_an_upstream_close_the_client_never_answers_ends_the_session(self):
         b = SilentUpstream(self, close_first=True)
@@ -141,6 +143,46 @@ class CloseTimeoutHttp1(WsTestCase):
         ws2 = self.ws_connect(p2.port, "/ws/y")
         ws2.send_text("hi")
         self.assertTrue(wait_for(lambda: client_frames(b2.received) == [(OP_TEXT, b"hi")], 5))
+
+    def test_a_chatty_client_that_never_answers_gets_a_fin_not_a_reset(self):
+        # The client keeps sending data frames but never answers the upstream's Close. When
+        # close_timeout runs out its frames are still arriving: a plain close() would answer them
+        # with a reset, the lingering close sends FIN. The upstream gets 1001 as its answer.
+        b = SilentUpstream(self, close_first=True)
+        p = self.start(b)
+        ws = self.ws_connect(p.port, "/ws/x")
+        f = ws.recv_frame(5 * slow_factor())
+        self.assertEqual((f.opcode, f.close_code), (OP_CLOSE, 1000))
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def chat():
+            while not stop.wait(0.001):
+                try:
+                    ws.send_text("still here")
+                except OSError:
+                    return
+        chatter = threading.Thread(target=chat, daemon=True)
+        chatter.start()
+        ws.sock.settimeout(4 * slow_factor())
+        received, end = bytearray(ws.buf), "open"
+        try:
+            while True:
+                data = ws.sock.recv(65536)
+                if not data:
+                    end = "eof"
+                    break
+                received += data
+        except ConnectionResetError:
+            end = "reset"
+        except socket.timeout:
+            pass
+        stop.set()
+        chatter.join()
+        self.assertEqual(end, "eof", "the client's connection ended with a reset or stayed open")
+        self.assertEqual(server_frames(received), [], "nothing after the upstream's Close")
+        self.assertEqual(b.wait_end(self), "eof")
+        self.assertEqual(b.frames()[-1], close_frame(1001))
 
     def test_an_answered_close_still_completes_normally(self):
         # The bound does not cut a handshake that completes: a real echo backend answers at once.
