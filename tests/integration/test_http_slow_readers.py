@@ -45,9 +45,11 @@ def slow_download(port, request, seconds):
         if length is not None and len(data) >= length:
             break
         # Pace: the share of the file read so far should take its share of `seconds`.
-        due = started + seconds * len(data) / FILE_BYTES
-        if due > time.monotonic():
-            time.sleep(due - time.monotonic())
+        # One clock reading: between a check and a second reading the process may lose the CPU
+        # long enough (a loaded machine) that the second makes the pause negative.
+        pause = started + seconds * len(data) / FILE_BYTES - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
     s.close()
     head, _, body = bytes(data).partition(b"\r\n\r\n")
     return head, body
