@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from backends import Response  # noqa: E402
 from h2_client import H2Client, client_frame, server_frames  # noqa: E402
-from portico_harness import main, make_config  # noqa: E402
+from portico_harness import main, make_config, slow_factor  # noqa: E402
 from woh_backend import WohBackend  # noqa: E402
 from ws_peers import WsTestCase, wait_for  # noqa: E402
 
@@ -248,7 +248,9 @@ class WebSocketOverHttp2(WsTestCase):
         app = WohBackend(app_logic).start()
         self.addCleanup(app.stop)
         p = self.start([{"path": "/", "upstream": "app",
-                         "websocket": {"mode": "http", "ping_interval": 0, "http": {"request_timeout": "2s"}}}],
+                         "websocket": {"mode": "http", "ping_interval": 0,
+                                       # the app answers well within it however loaded the machine
+                                       "http": {"request_timeout": "%ds" % (10 * slow_factor())}}}],
                        upstreams={"app": {"servers": [app.address]}})
         c, sid = self.open(p, "/chat")
         self.assertEqual(c.status(sid), 200, c.responses[sid])
