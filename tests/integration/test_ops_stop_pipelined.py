@@ -150,10 +150,13 @@ class StopWithPipelinedRequests(PorticoTestCase):
         # their sockets when the stop comes: Portico is stopped (SIGSTOP) while the clients send
         # three pipelined requests each, then gets SIGTERM and SIGCONT. Whichever a worker sees
         # first, the readable socket (a ring receive's completion) or the stop, the first of them
-        # is read and answered. Which comes first varies: a few rounds see both. (Without the
-        # wait for a ring receive in drain(), one round in three dropped a request.)
+        # is read and answered. Which comes first varies, and no client can choose it: the
+        # worker reaps the ring's completion or takes the stop first as the threads are scheduled
+        # after SIGCONT. Without the wait for a ring receive in drain(), about one round in five
+        # dropped a request on io_uring (7 of 45 rounds), so 5 rounds missed it half the time;
+        # 20 rounds fail without it in nearly every run (5 of 6), at under a second a round.
         self.delay = 0
-        for round_ in range(5):
+        for round_ in range(20):
             if round_ > 0:
                 self.start()
             self.connect(8)
