@@ -52,14 +52,20 @@ std::string messageJson(std::string_view channel, const pubsub::Message& m) {
 
 // Appends `m` as one frame in the subscriber's form, compressed by `deflater` (its sharedDeflate's,
 // no context takeover) when non-null, `m` is at least `min_deflate_bytes` and compression pays.
-void encodeFor(evbuffer* out, bool json, std::string_view channel, const pubsub::Message& m, ws::Deflater* deflater,
+// A compression that fails (zlib: nothing written) leaves the message uncompressed, as live
+// fan-out does (Codec::encodeShared): without context takeover no later message refers to it, and
+// RFC 7692 6 lets any message go uncompressed. Returns false when out of memory (`out` may then
+// hold part of the frame).
+bool encodeFor(evbuffer* out, bool json, std::string_view channel, const pubsub::Message& m, ws::Deflater* deflater,
                std::size_t min_deflate_bytes) {
-    if (json) {
-        const std::string text = messageJson(channel, m);
-        ws::Codec::encodeMessage(out, true, text.data(), text.size(), deflater, min_deflate_bytes);
-    } else {
-        ws::Codec::encodeMessage(out, m.text, m.payload.data(), m.payload.size(), deflater, min_deflate_bytes);
-    }
+    std::string json_text;
+    if (json) json_text = messageJson(channel, m);
+    const std::string_view payload = json ? std::string_view(json_text) : std::string_view(m.payload);
+    const bool text = json || m.text;
+    const std::size_t mark = evbuffer_get_length(out);
+    if (ws::Codec::encodeMessage(out, text, payload.data(), payload.size(), deflater, min_deflate_bytes)) return true;
+    if (deflater == nullptr || evbuffer_get_length(out) != mark) return false;
+    return ws::Codec::encodeMessage(out, text, payload.data(), payload.size(), nullptr);
 }
 
 }  // namespace
@@ -352,10 +358,17 @@ private:
             const ws::SharedDeflate* deflate = session_->sharedDeflate();
             std::optional<ws::Deflater> deflater;
             if (deflate) deflater.emplace(deflate->deflater());
-            for (const auto& m : slice.messages)
-                if (m->sender != this)
-                    encodeFor(frames.get(), options_.json, name, *m, deflater ? &*deflater : nullptr,
-                              deflate ? deflate->min_bytes : 0);
+            for (const auto& m : slice.messages) {
+                if (m->sender == this) continue;
+                if (!encodeFor(frames.get(), options_.json, name, *m, deflater ? &*deflater : nullptr,
+                               deflate ? deflate->min_bytes : 0)) {
+                    // Out of memory: a message cannot be skipped, and asking again at once
+                    // would only fail again. 1011, as a live send that cannot be encoded
+                    // (ws::Codec); the client resumes with since= its last seq.
+                    session_->close(ws::close_code::kInternalError, "out of memory");
+                    return;
+                }
+            }
             session_->sendEncoded(frames.get());
         }
         if (!slice.messages.empty() || (slice.done && more)) {
