@@ -16,8 +16,6 @@ namespace portico::handlers {
 
 namespace {
 
-constexpr std::string_view kPingPayload = "portico";
-
 ws::CodecOptions codecOptions(const config::WebSocketSettings& settings, const std::optional<ws::DeflateParams>& deflate,
                               ws::FrameTracer* tracer) {
     ws::CodecOptions options;
@@ -164,10 +162,7 @@ void EndpointSession::onMessage(bool is_text, std::string_view payload) {
 }
 
 void EndpointSession::onPong(std::string_view payload) {
-    if (payload == kPingPayload && ping_outstanding_) {
-        ping_outstanding_ = false;  // the answer to our keep-alive ping: ours alone
-        return;
-    }
+    if (keepalive_.takeAnswer(payload)) return;  // the answer to our keep-alive ping: ours alone
     app_->onPong(*this, payload);
 }
 
@@ -291,13 +286,13 @@ void EndpointSession::holdReading(bool hold) {
 void EndpointSession::goAway() { close(ws::close_code::kGoingAway, "server going away"); }
 
 void EndpointSession::onPing() {
-    if (ping_outstanding_) {
+    if (keepalive_.outstanding()) {
         close(ws::close_code::kGoingAway, "no pong");
         return;
     }
-    if (codec_.sendPing(kPingPayload)) {
-        ping_outstanding_ = true;
-        client_->flush();
+    if (codec_.state() == ws::CodecState::Open) {
+        const ws::KeepAlivePing::Payload payload = keepalive_.start();
+        if (codec_.sendPing({payload.data(), payload.size()})) client_->flush();
     }
     ping_.start();  // the next one an interval from now
 }

@@ -17,8 +17,6 @@
 namespace portico::ws {
 
 namespace {
-// The payload of Portico's own pings; the client's matching pong is not forwarded upstream.
-constexpr std::string_view kPingPayload = "portico";
 
 // Where pumpFrom() takes frames from: the sender's input() evbuffer (bytes that waited there:
 // an incomplete frame, bytes that came with the handshake, websocket.trace) ...
@@ -227,7 +225,7 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
         std::string_view body(reinterpret_cast<const char*>(payload), length > 0 ? static_cast<std::size_t>(length) : 0);
         if (tracer_) [[unlikely]] {
             // The answer to Portico's own ping stays with Portico (below).
-            const bool ours = h.opcode == Opcode::Pong && &d == &up_ && ping_outstanding_ && body == kPingPayload;
+            const bool ours = h.opcode == Opcode::Pong && &d == &up_ && keepalive_.answers(body);
             tracer_->frame(ours ? TraceDirection::ClientToPortico : traceDirection(d), h, src.buffer(),
                            static_cast<std::size_t>(header));
         }
@@ -258,11 +256,11 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
             if (forwarded) awaitCloseAnswer();
             break;
         }
-        // Only while our ping waits: an upstream that pings with the same payload (another
-        // Portico behind this one) gets its pongs, or it would close the WebSocket for "no pong".
-        if (h.opcode == Opcode::Pong && &d == &up_ && ping_outstanding_ && body == kPingPayload) {
-            ping_outstanding_ = false;  // the answer to our own ping: not the upstream's business
-            src.drop(frame_size);
+        // The answer to our own ping, and only that (a payload of its own per ping): an upstream
+        // that pings the client too (another Portico behind this one) gets its pongs, or it
+        // would close the WebSocket for "no pong".
+        if (h.opcode == Opcode::Pong && &d == &up_ && keepalive_.takeAnswer(body)) {
+            src.drop(frame_size);  // not the upstream's business
             continue;
         }
         if (d.close_sent) {
@@ -455,16 +453,16 @@ void FrameRelay::onIdle() {
 }
 
 void FrameRelay::onPing() {
-    if (ping_outstanding_) {
+    if (keepalive_.outstanding()) {
         goAwayBoth("no pong from client");  // a whole interval: the client is gone or stuck
         return;
     }
     if (down_.remaining == 0 && !down_.close_sent) {  // between frames, before a Close
         const std::size_t mark = evbuffer_get_length(client_->output());
-        appendFrame(client_->output(), Opcode::Ping, true, 0, kPingPayload.data(), kPingPayload.size(), nullptr);
+        const KeepAlivePing::Payload payload = keepalive_.start();
+        appendFrame(client_->output(), Opcode::Ping, true, 0, payload.data(), payload.size(), nullptr);
         if (tracer_) tracer_->written(TraceDirection::PorticoToClient, client_->output(), mark);
         client_->flush();
-        ping_outstanding_ = true;
     }
     ping_.start();  // the next one an interval from now
 }

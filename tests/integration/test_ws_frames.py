@@ -168,10 +168,11 @@ class FramesBatches(WsTestCase):
         p = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={"ping_interval": "1s"}))
         ws = self.ws_connect(p.port, "/ws/batch")
         # Portico's ping first: the pong answering it is Portico's, dropped from the batch.
-        self.assertEqual(ws.recv_frame(timeout=5 * slow_factor()).opcode, OP_PING)
+        ping = ws.recv_frame(timeout=5 * slow_factor())
+        self.assertEqual(ping.opcode, OP_PING)
         first = ws_client.build_frame(OP_TEXT, b"first")
         second = ws_client.build_frame(OP_BINARY, b"second" * 30)
-        ws.send_raw(first + ws_client.build_frame(OP_PONG, b"portico") + second)
+        ws.send_raw(first + ws_client.build_frame(OP_PONG, ping.payload) + second)
         self.assertTrue(wait_for(lambda: len(b.ws_received) >= len(first + second), 5 * slow_factor()),
                         bytes(b.ws_received))
         received = bytes(b.ws_received)
@@ -392,6 +393,43 @@ class Timers(WsTestCase):
             ws.send_frame(OP_PONG, f.payload)
             pings += 1
         self.assertGreaterEqual(pings, 2)
+        ws.send_text("still here")
+        self.assertEqual(ws.recv_text(), "still here")
+
+    def test_two_pinging_porticos_in_a_chain_each_get_their_own_pongs(self):
+        # Both Porticos of a chain ping the client (frames mode both), and the client answers
+        # every ping a while after it came (RFC 6455 5.5.2: "as soon as practical"), in time for
+        # either. With one payload for every ping, the outer Portico took the first pong that
+        # came while its own ping waited, also the inner's, whose ping then stayed unanswered
+        # until the outer's own pong came and went on to it: here the inner's ping at 2 s
+        # was answered at 4.2 s, after its next ping was due, and it closed 1001 "no pong".
+        sf = slow_factor()
+        b = self.start_ws_backend("python")
+        inner = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={
+            "ping_interval": "%dms" % (2000 * sf), "idle_timeout": "1m"}))
+        outer = self.start_portico(ws_proxy_config("127.0.0.1:%d" % inner.port, mode="frames", websocket={
+            "ping_interval": "%dms" % (3000 * sf), "idle_timeout": "1m"}))
+        ws = self.ws_connect(outer.port, "/ws/chain")
+        delay = 1.2 * sf  # each pong this long after its ping
+        end = time.monotonic() + 7.5 * sf  # the inner pings at 2, 4 and 6 s, the outer at 3 and 6
+        due = []  # (when, payload) of the pongs owed, in the order of their pings
+        pings = []
+        while True:
+            now = time.monotonic()
+            while due and due[0][0] <= now:
+                ws.send_frame(OP_PONG, due.pop(0)[1])
+            if now >= end:
+                break
+            wait = min([end] + [when for when, _ in due]) - now
+            try:
+                f = ws.recv_frame(timeout=max(wait, 0.01))
+            except OSError:  # socket.timeout: a pong is due, or the time is up
+                continue
+            self.assertEqual(f.opcode, OP_PING, "a Portico closed after %d pings: %r" % (len(pings), f))
+            due.append((time.monotonic() + delay, f.payload))
+            pings.append(f.payload)
+        self.assertGreaterEqual(len(pings), 4, pings)
+        self.assertEqual(len(set(pings)), len(pings), "every ping has a payload of its own")
         ws.send_text("still here")
         self.assertEqual(ws.recv_text(), "still here")
 

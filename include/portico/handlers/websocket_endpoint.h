@@ -22,6 +22,7 @@
 #include "portico/net/stream.h"
 #include "portico/ws/codec.h"
 #include "portico/ws/frame_tracer.h"
+#include "portico/ws/keepalive_ping.h"
 #include "portico/ws/lifetime_timer.h"
 #include "portico/ws/rate_limiter.h"
 #include "portico/ws/session.h"
@@ -144,7 +145,7 @@ private:
     // header or control frame (125 bytes), so 16 bits, beside the flags.
     std::uint16_t unread_ = 0;
     RateBreach rate_breach_ = RateBreach::None;  // the session ends over it after the codec's turn
-    bool ping_outstanding_ = false;
+    ws::KeepAlivePing keepalive_;  // our keep-alive ping in flight, if any (its payload tells its pong)
     bool held_ = false;  // holdReading(true)
     bool ended_ = false;
     ws::SessionLimit limit_ = ws::SessionLimit::None;

@@ -39,6 +39,7 @@
 #include "portico/net/stream.h"
 #include "portico/ws/frame_checker.h"
 #include "portico/ws/frame_tracer.h"
+#include "portico/ws/keepalive_ping.h"
 #include "portico/ws/lifetime_timer.h"
 #include "portico/ws/rate_limiter.h"
 #include "portico/ws/session.h"
@@ -160,7 +161,7 @@ private:
     net::IdleTimer ping_;
     std::unique_ptr<FrameTracer> tracer_;  // null: websocket.trace is off
     std::unique_ptr<StalledDelivery> stalled_;  // a peer closed behind backpressure (onPeerShut)
-    bool ping_outstanding_ = false;
+    KeepAlivePing keepalive_;  // our ping in flight, if any (its payload tells its pong)
     bool ended_ = false;
     SessionLimit limit_ = SessionLimit::None;
     // The closing handshake: not begun, waiting for the answer to a Close, or given up on.
