@@ -135,7 +135,9 @@ void Bridge::unsubscribeAll() {
 // A message published to a channel the app subscribed this WebSocket to.
 void Bridge::deliver(const pubsub::Message&, handlers::MessageFrames& message_frames) {
     if (!session_ || !session_->isOpen()) return;
-    const core::SharedBytesRef& frame = message_frames.shared(false);
+    // Compressed when the client agreed permessage-deflate without server context takeover, as
+    // for a pubsub subscriber: once per compressor among the message's listeners.
+    const core::SharedBytesRef frame = message_frames.shared(false, session_->sharedDeflate());
     if (!frame) return;  // out of memory: not delivered, as a message lost on the way
     // As a pubsub subscriber: a client that does not read is closed rather than buffered for.
     const std::size_t limit = channels_.settings().queue_bytes;

@@ -5,7 +5,8 @@ published bytes, text and binary, live and replayed (?since=), in the bare and t
 portico.pubsub.v1 forms, with RSV1 set on the wire for a compressible message of at least 256
 bytes and clear for a shorter or incompressible one; subscribers with another window size get
 their own compressed frame; a subscriber without deflate, or one whose route keeps the server's
-compression context, gets every message uncompressed."""
+compression context, gets every message uncompressed. A bridged WebSocket (websocket mode http)
+subscribed through GRIP gets what is published compressed the same way."""
 
 import asyncio
 import base64
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from http_client import http_request  # noqa: E402
 from portico_harness import main, make_config  # noqa: E402
 from pubsub_client import SUBPROTOCOL  # noqa: E402
+from woh_backend import WohBackend  # noqa: E402
 from ws_peers import WsTestCase, py_connect, py_run, wait_for  # noqa: E402
 
 TOKEN = "deflate-token"
@@ -33,6 +35,11 @@ MESSAGES = [
     # at window 10 compression does not pay, so that subscriber gets it as is (last in the list).
     ((b"\xfe" + os.urandom(1499)) * 3, True),
 ]
+
+
+def publish(test, port, path, body):
+    r = http_request(port, "POST", path, headers=[("Authorization", "Bearer " + TOKEN)], body=body)
+    test.assertEqual(r.status, 200, r)
 
 
 def expected(body):
@@ -73,10 +80,6 @@ class DeflateFanOut(WsTestCase):
             {"path": "/takeover/", "handler": "pubsub", "pubsub": pubsub,
              "websocket": {"ping_interval": 0, "permessage_deflate": {"server_no_context_takeover": False}}}]))
 
-    def publish(self, port, path, body):
-        r = http_request(port, "POST", path, headers=[("Authorization", "Bearer " + TOKEN)], body=body)
-        self.assertEqual(r.status, 200, r)
-
     def subscribers(self, port, path):
         return http_request(port, "GET", path).json()["subscribers"]
 
@@ -102,8 +105,8 @@ class DeflateFanOut(WsTestCase):
                 self.assertTrue(wait_for(lambda: self.subscribers(p.port, "/live/room") == 5, timeout=10))
                 self.assertTrue(wait_for(lambda: self.subscribers(p.port, "/takeover/room") == 1, timeout=10))
                 for body, _ in MESSAGES:
-                    self.publish(p.port, "/live/room", body)
-                    self.publish(p.port, "/takeover/room", body)
+                    publish(self, p.port, "/live/room", body)
+                    publish(self, p.port, "/takeover/room", body)
                 got = {}
                 for name, ws in (("a", a), ("b", b), ("w10", w10), ("plain", plain), ("js", js),
                                  ("takeover", takeover)):
@@ -127,6 +130,42 @@ class DeflateFanOut(WsTestCase):
             m = json.loads(m)
             self.assertEqual(m["data"].encode() if "data" in m else base64.b64decode(m["data_b64"]), body)
         self.assertEqual((rsv["js"][0], rsv["js"][2]), (True, False), rsv["js"])
+
+
+def grip_app(req):
+    """A WebSocket-over-HTTP app that turns GRIP on and subscribes the socket to "room"."""
+    if any(typ == "OPEN" for typ, _ in req.events):
+        return 200, [("Sec-WebSocket-Extensions", "grip")], [
+            ("OPEN", None), ("TEXT", 'c:{"type":"subscribe","channel":"room"}'), ("TEXT", "m:ready")]
+    return 200, [], []
+
+
+class DeflateGrip(WsTestCase):
+    test_timeout = 60
+
+    def test_a_bridged_socket_gets_its_grip_channels_messages_compressed(self):
+        app = WohBackend(grip_app).start()
+        self.addCleanup(app.stop)
+        p = self.start_portico(make_config(upstreams={"app": {"servers": [app.address]}}, routes=[
+            {"path": "/live/", "handler": "pubsub", "pubsub": {"publish_token": TOKEN, "publish_rate": "off"},
+             "websocket": {"ping_interval": 0}},
+            {"path": "/", "upstream": "app", "websocket": {"mode": "http", "ping_interval": 0}}]))
+        rsv = []
+
+        async def run():
+            async with py_connect("ws://127.0.0.1:%d/chat" % p.port, **deflate(rsv)) as ws:
+                self.assertIn("server_no_context_takeover", ws.response_headers.get("Sec-WebSocket-Extensions"))
+                got = [await asyncio.wait_for(ws.recv(), 20)]  # "ready": subscribed by then
+                for body, _ in MESSAGES:
+                    publish(self, p.port, "/live/room", body)
+                    got.append(await asyncio.wait_for(ws.recv(), 20))
+                return got
+
+        got = py_run(run(), timeout=60)
+        self.assertEqual(got, ["ready"] + [expected(body) for body, _ in MESSAGES])
+        # "ready" is the app's own message (below min_message_bytes); the published ones as for a
+        # pubsub subscriber.
+        self.assertEqual(rsv, [False] + [c for _, c in MESSAGES])
 
 
 if __name__ == "__main__":
