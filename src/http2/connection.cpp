@@ -82,7 +82,6 @@ struct CallbacksDeleter {
 };
 
 constexpr std::uint8_t kTrailersFlag = 0x80;  // onFrameRecvCallback's mark for trailers
-constexpr std::chrono::seconds kTick{1};
 
 // The connection's own window: what a client may have in flight on all its streams at once.
 // Given back as it comes (onDataChunk): the streams' windows bound what Portico holds.
@@ -486,18 +485,12 @@ void Connection::tick() {
     // client_send_timeout: a client that takes no byte of what the socket holds that long does
     // not read at all, and goes (one that reads but keeps a stream's window shut loses that
     // stream: Stream::tick).
-    if (socket_->outputLength() > 0) {
-        const net::Stream::SendProgress progress = socket_->sendProgress();
-        if (send_mark_ != progress) {
-            send_mark_ = progress;
-            send_mark_at_ = now;
-        } else if (now - send_mark_at_ >= limits.client_send_timeout) {
-            LOG_INFO("client %s: HTTP/2: took no byte for client_send_timeout", client_.ip.c_str());
-            close("client send timeout");
-            return;
-        }
-    } else {
-        send_mark_.reset();
+    if (socket_->outputLength() == 0) {
+        send_stall_.clear();
+    } else if (send_stall_.stalled(socket_->sendProgress(), limits.client_send_timeout)) {
+        LOG_INFO("client %s: HTTP/2: took no byte for client_send_timeout", client_.ip.c_str());
+        close("client send timeout");
+        return;
     }
     if (streams_.empty()) {
         exchanges_.clear();  // idle at the tick: the connection holds no exchange, and none of

@@ -334,11 +334,8 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
     // client_send_timeout: response bytes the client's window takes none of that long (a
     // WebSocket's session has timeouts of its own). They are dropped with the stream.
     if (evbuffer_get_length(pending_.get()) == 0 || closed_ || session_) {
-        send_mark_at_ = {};
-    } else if (send_mark_at_ == std::chrono::steady_clock::time_point{} || sent_ != send_mark_) {
-        send_mark_ = sent_;
-        send_mark_at_ = now;
-    } else if (now - send_mark_at_ >= snapshot_->config().limits.client_send_timeout) {
+        send_stall_.clear();
+    } else if (send_stall_.stalled(sent_, snapshot_->config().limits.client_send_timeout)) {
         LOG_INFO("client %s: HTTP/2 stream %d: took no byte for client_send_timeout", connection_.client().ip.c_str(), id_);
         dropPending();
         reset(NGHTTP2_CANCEL);

@@ -32,6 +32,7 @@
 #include "portico/http/head.h"
 #include "portico/http/response_sink.h"
 #include "portico/http2/request_fields.h"
+#include "portico/http2/send_stall.h"
 #include "portico/net/ip_limits.h"
 #include "portico/net/stream.h"
 #include "portico/proxy/exchange_owner.h"
@@ -196,9 +197,8 @@ private:
     std::chrono::steady_clock::time_point start_;
     std::chrono::steady_clock::time_point last_data_;
     std::uint64_t sent_ = 0;  // response body bytes nghttp2 took into DATA frames
-    // sent_ when a tick found response bytes waiting, and since when (client_send_timeout).
-    std::uint64_t send_mark_ = 0;
-    std::chrono::steady_clock::time_point send_mark_at_{};
+    // sent_ when a tick found response bytes waiting, and for how many ticks (client_send_timeout).
+    SendStall<std::uint64_t> send_stall_;
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;
     std::uint64_t body_bytes_ = 0;

@@ -215,10 +215,14 @@ class Http2TlsLimits(PorticoTestCase):
 
         # Windows wide open (500 MiB asked for, far beyond what socket buffers hold): only TCP
         # stops the server, and it never moves.
+        logged = len(self.p.stderr_lines())
         c = self.connect(client_settings=[(h.INITIAL_WINDOW_SIZE, 0x7fffffff)])
         c.send(*[c.headers(1 + 2 * i, c.fields("/stream?n=%d" % (5 * 1024 * 1024))) for i in range(100)],
                h.window_update(0, 0x7fff0000))
-        time.sleep(4 * slow_factor())  # client_send_timeout (2s) passes with no byte taken
+        # client_send_timeout (2s) passes with no byte taken: the connection ends. The client
+        # reads nothing before that (a read is progress: a sleep of 4 s raced the third tick).
+        self.assertIsNotNone(self.p.wait_stderr(lambda line: "HTTP/2: took no byte for client_send_timeout" in line,
+                                                15, start=logged))
         # What the socket buffers hold still comes, then the end.
         self.assertTrue(c.wait_closed(15 * slow_factor()))
 

@@ -45,6 +45,7 @@
 #include "portico/core/handles.h"
 #include "portico/core/inline_event.h"
 #include "portico/core/token_bucket.h"
+#include "portico/http2/send_stall.h"
 #include "portico/net/stream.h"
 #include "portico/observe/metrics.h"
 #include "portico/proxy/exchange_pool.h"
@@ -209,10 +210,9 @@ private:
     std::size_t request_bytes_ = 0;
     std::size_t response_bytes_ = 0;
     std::size_t widened_ = 0;
-    // What the client had taken of the socket's output when a tick found some queued, and since
-    // when (limits.client_send_timeout).
-    std::optional<net::Stream::SendProgress> send_mark_;
-    std::chrono::steady_clock::time_point send_mark_at_{};
+    // What the client had taken of the socket's output when a tick found some queued, and for
+    // how many ticks (limits.client_send_timeout).
+    SendStall<net::Stream::SendProgress> send_stall_;
     // RFC 9113 5.1.1: the stream ids a client skipped (first, last), which it may never open
     // later. nghttp2 forgets closed streams and so ignores any HEADERS at or below the highest
     // id; a HEADERS on a skipped id is the one it can tell apart. The newest few gaps only:
