@@ -22,11 +22,13 @@ evbuffer* Stream::ringOutput() {
 
 // One send in flight: its completion goes on with what was written meanwhile. Otherwise what
 // output() holds goes at the ring's next enter, with everything else this loop pass wrote; file
-// segments (after any ring send completed) and the half-close after the last byte go as on
-// epoll (writeNow).
+// segments and writes wanted at once (after any ring send completed) and the half-close after
+// the last byte go as on epoll (writeNow). Bytes the ring took and has not sent (a staged
+// block, a partial send's rest) always go first: the ring sends them, or a settle waiting for a
+// receive gives them back in front of output(); the epoll way starts after that.
 void Stream::ringFlush() {
     if (ring_io_->sending()) return;
-    if (ringWrites() && (queuedLength() > 0 || ring_io_->unsent() > 0 || ciphertextLength() > 0)) {
+    if (ring_io_->unsent() > 0 || (ringWrites() && (queuedLength() > 0 || ciphertextLength() > 0))) {
         ring_io_->send();
         return;
     }
@@ -168,7 +170,9 @@ void Stream::ringSent(int result) {
     }
     if (std::exchange(tls_receive_after_send_, false) && pending_error_ == 0) ringReadTlsDone();
     // As the write event on epoll: the owner that stopped reading its other side resumes it.
-    if (pending_error_ == 0 && !write_armed_ && (empty || outputLength() <= low_watermark_))
+    // Not after a send that took nothing (a block's send refused by a full socket: -EAGAIN):
+    // the socket did not drain, and the rest's send, just asked for, reports when it does.
+    if (pending_error_ == 0 && !write_armed_ && result >= 0 && (empty || outputLength() <= low_watermark_))
         handler_->onDrained(*this);
 }
 

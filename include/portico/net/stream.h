@@ -259,7 +259,8 @@ private:
     // Writes go through the ring unless the epoll path has them: a connect's first send and
     // what it left (the write event), file segments (sendfile stays synchronous, from output()),
     // an owner that wants them at once (writeAtOnce), a failure waiting to be reported. The epoll
-    // path starts after a ring send in flight completed (ringFlush), so the bytes keep their order.
+    // path starts after what the ring took was sent (a send in flight, a staged block, a partial
+    // send's rest) or a settle gave it back into output() (ringFlush): the bytes keep their order.
     bool ringWrites() const {
         return ring_io_ && !connecting_ && !write_armed_ && !output_may_hold_files_ && !write_at_once_ &&
                pending_error_ == 0;

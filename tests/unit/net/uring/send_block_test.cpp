@@ -313,3 +313,55 @@ TEST_CASE("a settle before a staged block was sent hands its bytes over at the f
     CHECK(t.ring->sendBlocks().available() == SendBlocks::kCount);
     CHECK(readAll(t.outer()).empty());
 }
+
+// A settle that waits for a receive still in flight holds a staged block back (it goes to
+// output() when the receive ended). A write the epoll way meanwhile (writeAtOnce: a built-in
+// endpoint's) must not pass it: it waits behind the block in output().
+TEST_CASE("a write the epoll way while a settle waits never goes ahead of a staged block") {
+    Setup t;
+    if (!t.ring) return;
+    // The new owner's way of stopping: off the loop once the receive in flight brought its bytes.
+    struct StopAtRead final : StreamHandler {
+        void onReadable(ByteStream& s) override {
+            evbuffer_drain(s.input(), evbuffer_get_length(s.input()));
+            static_cast<Stream&>(s).detach();
+        }
+        void onEof(ByteStream&) override {}
+        void onError(ByteStream&, int) override {}
+    } stop;
+    t.stream().setHandler(&stop);
+    test::runFor(t.loop, 20ms);  // the receive is in flight
+    t.stream().write("first ", 6);  // staged
+    bool settled = false;
+    const uring::RingSettled tell{[](void* flag) { *static_cast<bool*>(flag) = true; }, &settled};
+    REQUIRE_FALSE(t.stream().settleRing(tell));  // the receive holds it
+    test::runFor(t.loop, 20ms);
+    REQUIRE_FALSE(settled);
+    t.stream().writeAtOnce();
+    t.stream().write("second", 6);
+    test::runFor(t.loop, 20ms);
+    CHECK(readAll(t.outer()).empty());  // nothing passes the held block
+    REQUIRE(::send(t.outer(), "x", 1, 0) == 1);  // the receive completes: the settle ends
+    for (int i = 0; i < 50 && !settled; ++i) test::runFor(t.loop, 2ms);
+    REQUIRE(settled);
+    t.stream().flush();  // the new owner sends what output() holds, the block's bytes first
+    CHECK(collect(t.loop, t.outer(), 12) == "first second");
+    CHECK(t.ring->sendBlocks().available() == SendBlocks::kCount);
+}
+
+// The owner that paused its other side waits for onDrained: a send that took nothing did not
+// drain the socket (it would read more for a peer that takes nothing, every refused send).
+TEST_CASE("a block's send refused whole by a full socket reports no onDrained") {
+    Setup t;
+    if (!t.ring) return;
+    t.stream().setLowWatermark(1 << 20);  // any send that took bytes would report
+    const std::size_t filled = fill(t.stream().fd());
+    REQUIRE(filled > 0);
+    t.stream().write("refused", 7);
+    test::runFor(t.loop, 30ms);
+    CHECK(t.ring->sendBlocks().available() == SendBlocks::kCount);  // refused: the block went back
+    CHECK(t.handler.drained == 0);
+    CHECK(collect(t.loop, t.outer(), filled + 7).substr(filled) == "refused");
+    test::runFor(t.loop, 10ms);
+    CHECK(t.handler.drained == 1);  // the rest's send took it
+}
