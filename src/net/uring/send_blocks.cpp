@@ -13,6 +13,7 @@ std::uint16_t SendBlocks::makeBlock() {
     if (!memory_) {
         memory_.reset(new (std::nothrow) char[static_cast<std::size_t>(kCount) * kSize]);
         if (!memory_) return kNone;
+        core::poisonPooled(memory_.get(), static_cast<std::size_t>(kCount) * kSize);  // unpoisoned as taken
     }
     return made_++;
 }

@@ -13,10 +13,13 @@
 // the send goes with MSG_DONTWAIT, and what a full socket refuses moves into the Stream's own
 // send buffer at once, so a stalled peer holds none. With every block in use, or a write larger
 // than a block, the write goes to output() as before: the pool is a saving, never a limit.
+// Under AddressSanitizer a block is unaddressable while pooled (core/asan_poison.h).
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+
+#include "portico/core/asan_poison.h"
 
 namespace portico::net::uring {
 
@@ -31,9 +34,16 @@ public:
     SendBlocks& operator=(const SendBlocks&) = delete;
 
     // A block not in use, or kNone when every one is (or there is no memory for them).
-    std::uint16_t take() { return free_count_ > 0 ? free_[--free_count_] : makeBlock(); }
+    std::uint16_t take() {
+        const std::uint16_t id = free_count_ > 0 ? free_[--free_count_] : makeBlock();
+        if (id != kNone) core::unpoisonPooled(data(id), kSize);
+        return id;
+    }
     // Block `id` (from take) is free again.
-    void give(std::uint16_t id) { free_[free_count_++] = id; }
+    void give(std::uint16_t id) {
+        core::poisonPooled(data(id), kSize);
+        free_[free_count_++] = id;
+    }
     char* data(std::uint16_t id) { return memory_.get() + static_cast<std::size_t>(id) * kSize; }
     // Blocks not in use (free, or not made yet): kCount when nobody holds one. For tests.
     unsigned available() const { return free_count_ + (kCount - made_); }

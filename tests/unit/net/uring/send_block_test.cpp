@@ -13,6 +13,9 @@
 #include <vector>
 
 #include <event2/buffer.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 #include "../run_for.h"
 #include "loop_ring.h"
@@ -347,6 +350,25 @@ TEST_CASE("a write the epoll way while a settle waits never goes ahead of a stag
     t.stream().flush();  // the new owner sends what output() holds, the block's bytes first
     CHECK(collect(t.loop, t.outer(), 12) == "first second");
     CHECK(t.ring->sendBlocks().available() == SendBlocks::kCount);
+}
+
+TEST_CASE("a pooled send block is unaddressable under AddressSanitizer") {
+    SendBlocks blocks;
+    const std::uint16_t id = blocks.take();
+    REQUIRE(id != SendBlocks::kNone);
+    blocks.data(id)[0] = 'x';  // in use: addressable
+    blocks.data(id)[SendBlocks::kSize - 1] = 'y';
+#if defined(__SANITIZE_ADDRESS__)
+    CHECK_FALSE(__asan_address_is_poisoned(blocks.data(id)));
+    blocks.give(id);
+    CHECK(__asan_address_is_poisoned(blocks.data(id)));
+    CHECK(__asan_address_is_poisoned(blocks.data(id) + SendBlocks::kSize - 1));
+    CHECK(__asan_address_is_poisoned(blocks.data(1)));  // never handed out
+    CHECK(blocks.take() == id);
+    CHECK_FALSE(__asan_address_is_poisoned(blocks.data(id) + SendBlocks::kSize - 1));
+#else
+    blocks.give(id);
+#endif
 }
 
 // The owner that paused its other side waits for onDrained: a send that took nothing did not
