@@ -21,14 +21,13 @@
 // (WINDOW_UPDATE) while the budget has room for it (widenWindow: request bytes held plus the
 // widenings granted). Request body bytes a stream's upstream has not taken keep that stream's
 // window (never the connection's: the connection window comes back at once, so that streams
-// whose upstreams do not read never stall the others): any while the stream is on its share or
-// the connection is over its budget, those above its upstream's watermark otherwise
-// (Stream::holdsWindow). So the client stops after about the
+// whose upstreams do not read never stall the others): above its upstream's watermark always,
+// and any at all while the connection is over its budget. So the client stops after about the
 // budget plus the streams' shares (h2o and HAProxy bound a connection's receive buffers
 // likewise), and a stream whose bytes go on goes on. Response bytes waiting in memory for the
 // client's windows are counted too (not a static file's segments); beyond the budget each stream
 // that holds bytes its window or the socket does not take pauses its upstream as its own high
-// watermark would (Stream::backlogged; a WebSocket's session through StreamBytes::backlog).
+// watermark would (Stream::backlogged; a WebSocket's session through StreamBytes::outputLength).
 // A stream whose bytes go straight out goes on: pausing it would stall a client reading one
 // stream at a time.
 
