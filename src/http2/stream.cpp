@@ -284,11 +284,11 @@ bool Stream::holdsWindow(std::size_t watermark) const {
     if (websocket_ && !bytes_) return !session_;  // DATA before the session waits for it
     const std::size_t queued = queuedForUpstream();
     if (queued == 0) return false;
-    if (connection_.requestsOverBudget()) return true;
-    // An exchange's stream on its share holds the window of any byte its upstream has not
-    // taken (the share is all it holds; the upstream's drain lets go), a widened one those from
-    // its upstream's watermark on. A session pauses reading at its watermark itself (withheld).
-    return exchange_ && (widened_ == 0 || queued > watermark);
+    // A stream on its share holds the window of any byte its upstream has not taken (the share
+    // is all it holds); a widened one from its upstream's watermark on (a session pauses
+    // reading there itself), or any while the connection is over its budget.
+    if (widened_ == 0 || connection_.requestsOverBudget()) return true;
+    return exchange_ && queued > watermark;
 }
 
 void Stream::releaseHeld() {

@@ -172,10 +172,10 @@ private:
     void dropPending();
     // Request window: `n` bytes went on (WINDOW_UPDATE; a stream whose bytes went on is widened
     // to http2_stream_window while the budget has room). held_ keeps the window of bytes its
-    // upstream has not taken (holdsWindow): any while the connection is over its budget, or on
-    // an exchange's stream still on its share, those above `watermark` in its upstream's output
-    // on a widened one (the high one to start holding, the low one to let go); releaseHeld
-    // gives it back once that is no longer so.
+    // upstream has not taken (holdsWindow): any on the stream's share of the window or while the
+    // connection is over its budget, those above `watermark` in its upstream's output on a
+    // widened stream (the high one to start holding, the low one to let go); releaseHeld gives
+    // it back once that is no longer so.
     void giveWindow(std::size_t n);
     std::size_t queuedForUpstream() const;  // by its exchange, or its WebSocket's session
     bool holdsWindow(std::size_t watermark) const;

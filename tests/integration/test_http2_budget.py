@@ -33,19 +33,6 @@ class Http2ConnectionBudget(PorticoTestCase):
             listeners=[{"address": "127.0.0.1:0", "http2": True}], workers=1,
             limits=dict({"http2_max_concurrent_streams": 128}, **(limits or {}))))
 
-    def start_held_and_fast(self, held_timeouts, limits):
-        """Portico with /held/ on an upstream whose connects hang until the event returned is
-        set, and the rest on one that reads."""
-        hold = threading.Event()
-        held = self.start_backend(name="held", hold=hold)
-        self.addCleanup(hold.set)
-        fast = self.start_backend(name="fast")
-        return hold, self.start_portico(make_config(
-            routes=[{"path": "/held/", "upstream": "held"}, {"path": "/", "upstream": "fast"}],
-            upstreams={"held": dict({"servers": [held.address]}, **held_timeouts),
-                       "fast": {"servers": [fast.address]}},
-            listeners=[{"address": "127.0.0.1:0", "http2": True}], workers=1, limits=limits))
-
     def send_what_windows_take(self, c, bodies, offsets, seconds, idle=1.5):
         """Sends each stream's body as far as its and the connection's windows let it, until no
         window opened for `idle` seconds (None: until all is sent) or `seconds` passed. Returns
@@ -111,8 +98,16 @@ class Http2ConnectionBudget(PorticoTestCase):
                              (len(body), hashlib.sha256(body).hexdigest()), "stream %d" % sid)
 
     def test_a_stream_whose_upstream_reads_goes_on_while_others_are_held(self):
-        hold, p = self.start_held_and_fast({"connect_timeout": "60s"},
-                                           {"http2_connection_buffer": "256KiB", "client_body_timeout": "3s"})
+        hold = threading.Event()
+        held = self.start_backend(name="held", hold=hold)
+        self.addCleanup(hold.set)
+        fast = self.start_backend(name="fast")
+        p = self.start_portico(make_config(
+            routes=[{"path": "/held/", "upstream": "held"}, {"path": "/", "upstream": "fast"}],
+            upstreams={"held": {"servers": [held.address], "connect_timeout": "60s"},
+                       "fast": {"servers": [fast.address]}},
+            listeners=[{"address": "127.0.0.1:0", "http2": True}], workers=1,
+            limits={"http2_connection_buffer": "256KiB", "client_body_timeout": "3s"}))
         c = H2Client(p.port)
         self.addCleanup(c.close)
         c.pump(0.3)
@@ -157,8 +152,16 @@ class Http2ConnectionBudget(PorticoTestCase):
         # (the fast body below: 0 of 4 MiB sent in 5 s). Now they stop on their own windows
         # (a share of the connection's; the full one only while the budget has room), and the
         # connection's window always comes back.
-        hold, p = self.start_held_and_fast({"connect_timeout": "120s", "send_timeout": "120s"},
-                                           {"http2_connection_buffer": "1MiB", "client_body_timeout": "120s"})
+        hold = threading.Event()
+        held = self.start_backend(name="held", hold=hold)
+        self.addCleanup(hold.set)
+        fast = self.start_backend(name="fast")
+        p = self.start_portico(make_config(
+            routes=[{"path": "/held/", "upstream": "held"}, {"path": "/", "upstream": "fast"}],
+            upstreams={"held": {"servers": [held.address], "connect_timeout": "120s", "send_timeout": "120s"},
+                       "fast": {"servers": [fast.address]}},
+            listeners=[{"address": "127.0.0.1:0", "http2": True}], workers=1,
+            limits={"http2_connection_buffer": "1MiB", "client_body_timeout": "120s"}))
         c = H2Client(p.port)
         self.addCleanup(c.close)
         c.pump(0.3)

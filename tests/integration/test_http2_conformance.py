@@ -122,8 +122,7 @@ class Http2Framing(Http2Case):
         self.assertIsNone(c.goaway(0.2))
 
     def test_frame_size(self):
-        # A stream's first window is its share of the connection's: 16 streams leave it 64KiB.
-        self.start(limits={"http2_max_concurrent_streams": 16})
+        self.start()
         # 4.2: a DATA frame of 2^14 octets is taken whole.
         c = self.connect()
         c.request(1, "/echo/max", "POST", [("content-length", str(MAX_FRAME))], end_stream=False)
@@ -253,9 +252,7 @@ class Http2Framing(Http2Case):
     def test_data_on_reset_streams_gives_the_connection_window_back(self):
         """DATA a client had in flight when its stream was reset still counts against the
         connection's window (6.9): Portico must give it back, or the connection starves."""
-        # (4 streams at most: a stream's first window, its share of the connection's, is all of
-        # http2_stream_window; so below.)
-        self.start(limits={"http2_stream_window": "16KiB", "http2_max_concurrent_streams": 4})
+        self.start(limits={"http2_stream_window": "16KiB"})
         c = self.connect()
         window = 65535 + 4 * 16384  # what Portico raises its connection window to, at least
         sent, sid = 0, 1
@@ -602,7 +599,7 @@ class Http2ConformanceWebSocket(Http2Case):
             return 200, [], []
         app = WohBackend(app_logic).start()
         self.addCleanup(app.stop)
-        self.start(limits={"http2_stream_window": "16KiB", "http2_max_concurrent_streams": 4},
+        self.start(limits={"http2_stream_window": "16KiB"},
                    routes=[{"path": "/", "upstream": "app", "websocket": {"mode": "http", "ping_interval": 0}}],
                    upstreams={"app": {"servers": [app.address]}})
         c = self.connect()
@@ -616,7 +613,7 @@ class Http2ConformanceWebSocket(Http2Case):
 
     def test_data_before_an_upstream_101_gives_its_window_back_and_cannot_exceed_it(self):
         backend = start_raw_ws_backend(self, "slow_101", delay=0.5)
-        self.start(limits={"http2_stream_window": "16KiB", "http2_max_concurrent_streams": 4},
+        self.start(limits={"http2_stream_window": "16KiB"},
                    routes=[{"path": "/ws/", "upstream": "app", "websocket": {"mode": "tunnel"}}],
                    upstreams={"app": {"servers": [backend.address]}})
         c = self.connect()
