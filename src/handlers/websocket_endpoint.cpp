@@ -141,7 +141,7 @@ void EndpointSession::afterCodec() {
         return;
     }
     // A client that does not read what it is sent (its echoes) stops being read.
-    if (client_->backlog() > proxy::kHighWatermark) client_->pauseReading();
+    if (client_->outputLength() > proxy::kHighWatermark) client_->pauseReading();
 }
 
 void EndpointSession::onDrained(net::ByteStream& stream) {
@@ -277,7 +277,7 @@ void EndpointSession::holdReading(bool hold) {
         client_->pauseReading();
         return;
     }
-    if (client_->backlog() > proxy::kHighWatermark) return;  // onDrained resumes
+    if (client_->outputLength() > proxy::kHighWatermark) return;  // onDrained resumes
     client_->resumeReading();
     // What was read before the hold and not yet decoded goes on now.
     if (evbuffer_get_length(client_->input()) > unread_) onReadable(*client_);

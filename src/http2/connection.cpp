@@ -83,22 +83,6 @@ struct CallbacksDeleter {
 
 constexpr std::uint8_t kTrailersFlag = 0x80;  // onFrameRecvCallback's mark for trailers
 
-// The connection's own window: what a client may have in flight on all its streams at once.
-// Given back as it comes (onDataChunk): the streams' windows bound what Portico holds.
-std::size_t connectionWindow(const config::Limits& limits) {
-    return std::min<std::size_t>(limits.http2_stream_window * 4 + 65535, std::size_t{1} << 30);
-}
-
-// Each stream's window at its start (SETTINGS_INITIAL_WINDOW_SIZE): its share of the
-// connection window, so that streams whose upstreams take nothing hold about one connection
-// window together however many the client opens; a stream whose bytes go on is widened to
-// http2_stream_window (Connection::widenWindow).
-std::size_t initialStreamWindow(const config::Limits& limits) {
-    constexpr std::size_t kLeast = 1024;
-    const std::size_t streams = std::max<std::size_t>(limits.http2_max_concurrent_streams, 1);
-    return std::min(limits.http2_stream_window, std::max(kLeast, connectionWindow(limits) / streams));
-}
-
 }  // namespace
 
 void Connection::SessionDeleter::operator()(nghttp2_session* session) const { nghttp2_session_del(session); }
@@ -125,9 +109,7 @@ Connection::Connection(ConnectionOwner& owner, net::Worker& worker, std::shared_
                        2 * std::uint64_t{snapshot_->config().limits.http2_overhead_frame_rate},
                        core::TokenBucket::Clock::now()),
       idle_since_(std::chrono::steady_clock::now()),
-      buffer_budget_(snapshot_->config().limits.http2_connection_buffer),
-      stream_window_(snapshot_->config().limits.http2_stream_window),
-      initial_window_(initialStreamWindow(snapshot_->config().limits)) {
+      buffer_budget_(snapshot_->config().limits.http2_connection_buffer) {
     socket_->setHandler(this);
     socket_->setLowWatermark(proxy::kLowWatermark);
 }
@@ -179,7 +161,7 @@ bool Connection::start() {
 
     std::vector<nghttp2_settings_entry> settings{
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, static_cast<std::uint32_t>(limits.http2_max_concurrent_streams)},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(initial_window_)},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(limits.http2_stream_window)},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<std::uint32_t>(limits.max_header_bytes)},
         // RFC 9218: no RFC 7540 priorities (nghttp2 then keeps no priority tree).
         {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
@@ -190,9 +172,11 @@ bool Connection::start() {
     if (listener_->http2_extended_connect && Stream::kServesExtendedConnect)
         settings.push_back({NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1});
     if (nghttp2_submit_settings(raw, NGHTTP2_FLAG_NONE, settings.data(), settings.size()) != 0) return false;
-    // The connection's own window: each stream is bounded by its own window, and a stalled
-    // stream must not hold the window the others need (onDataChunk gives it back at once).
-    nghttp2_session_set_local_window_size(raw, NGHTTP2_FLAG_NONE, 0, static_cast<std::int32_t>(connectionWindow(limits)));
+    // The connection's own window: large, since each stream is bounded by its own window; a
+    // stalled stream must not hold the window the others need (consume() gives it back at once).
+    const std::int32_t connection_window =
+        static_cast<std::int32_t>(std::min<std::uint64_t>(std::uint64_t{limits.http2_stream_window} * 4 + 65535, 1u << 30));
+    nghttp2_session_set_local_window_size(raw, NGHTTP2_FLAG_NONE, 0, connection_window);
     net::addTimer(worker_.loop(), tick_event_.get(), kTick);
     onReadable(*socket_);  // the preface may have come with the handshake
     return !closed_;
@@ -286,19 +270,17 @@ void Connection::consume(std::int32_t stream_id, std::size_t bytes) {
     scheduleSend();
 }
 
-std::size_t Connection::widenWindow(std::int32_t stream_id, std::size_t granted) {
-    // Less than a DATA frame more is not worth a WINDOW_UPDATE, unless it completes the window.
-    constexpr std::size_t kLeast = 16384;
-    const std::size_t committed = request_bytes_ + widened_;
-    if (closed_ || granted >= widening() || committed >= buffer_budget_) return granted;
-    const std::size_t more = std::min(widening() - granted, buffer_budget_ - committed);
-    if (more < kLeast && granted + more < widening()) return granted;
-    if (nghttp2_session_set_local_window_size(session_.get(), NGHTTP2_FLAG_NONE, stream_id,
-                                              static_cast<std::int32_t>(initial_window_ + granted + more)) != 0)
-        return granted;
-    widened_ += more;
+void Connection::noteRequestBytes(std::size_t& recorded, std::size_t now) {
+    request_bytes_ += now - recorded;  // modulo arithmetic: a fall is a wrap-around that unwraps
+    recorded = now;
+    if (window_held_ == 0 || request_bytes_ > buffer_budget_ || closed_) return;
+    nghttp2_session_consume_connection(session_.get(), std::exchange(window_held_, 0));
     scheduleSend();
-    return granted + more;
+}
+
+bool Connection::windowExhausted() const {
+    return window_held_ > 0 && !closed_ &&
+           nghttp2_session_get_local_window_size(session_.get()) < static_cast<std::int32_t>(kMinDataFrame);
 }
 
 bool Connection::sendBlocked(std::int32_t id) const {
@@ -450,16 +432,20 @@ int Connection::onFrameReceived(std::uint8_t type, std::uint8_t flags, std::int3
 }
 
 int Connection::onDataChunk(std::int32_t stream_id, const std::uint8_t* data, std::size_t length) {
+    const std::size_t before = request_bytes_;
     if (Stream* stream = find(stream_id)) {
         stream->onData(data, length);
         stream->noteBuffers();
     } else {
         nghttp2_session_consume_stream(session_.get(), stream_id, length);
     }
-    // The connection's window comes back at once: what a stream's upstream has not taken keeps
-    // that stream's window only, so that one stream (or many) whose upstream reads nothing does
-    // not stop the streams whose bytes go on.
-    nghttp2_session_consume_connection(session_.get(), length);
+    // The connection's window comes back at once for what went on (only the stream's waits for
+    // its upstream), and for what stayed queued while the connection is within its budget. Over
+    // it, what stayed queued keeps its window until the upstreams drain (noteRequestBytes).
+    const std::size_t grew = request_bytes_ > before ? request_bytes_ - before : 0;
+    const std::size_t held = request_bytes_ > buffer_budget_ ? std::min(length, grew) : 0;
+    window_held_ += held;
+    if (length > held) nghttp2_session_consume_connection(session_.get(), length - held);
     return 0;
 }
 
@@ -522,8 +508,8 @@ void Connection::tick() {
     }
     for (Stream* stream : streams) {
         stream->tick(now);
-        // Upstreams and sessions that drained without a word since are counted as they are
-        // now: a stream's window held for the budget waits for no event.
+        // Upstreams that drained without a word since (onDrained comes at a low watermark)
+        // are counted as they are now: a held connection window never waits for an event.
         stream->noteBuffers();
     }
     scheduleSend();

@@ -204,7 +204,7 @@ void Stream::onData(const std::uint8_t* data, std::size_t length) {
         if (bytes_) {
             bytes_->onData(reinterpret_cast<const char*>(data), length);
         } else if (session_) {
-            giveWindow(length);
+            connection_.consume(id_, length);
         } else {
             if (!early_) early_.reset(evbuffer_new());  // made for a WebSocket only
             evbuffer_add(early_.get(), data, length);
@@ -222,31 +222,30 @@ void Stream::onData(const std::uint8_t* data, std::size_t length) {
         } else {
             body_.append(bytes, length);
         }
-        giveWindow(length);
+        connection_.consume(id_, length);
         return;
     }
     if (exchange_ && limit && body_bytes_ > limit) {
         respondError(413, "body too large");
-        giveWindow(length);
+        connection_.consume(id_, length);
         return;
     }
     if (!exchange_) {
-        giveWindow(length);  // answered already: the rest is read and dropped
+        connection_.consume(id_, length);  // answered already: the rest is read and dropped
         return;
     }
     exchange_->sendBody(bytes, length);
     // RFC 9113 5.2: the window comes back when the upstream has taken the bytes, so that a slow
     // upstream stops this stream's client, not the connection.
-    if (holdsWindow(proxy::kHighWatermark)) {
+    if (exchange_->upstreamBacklogged()) {
         held_ += length;
     } else {
-        giveWindow(length);
+        connection_.consume(id_, length);
     }
 }
 
 void Stream::onEndStream() {
     request_complete_ = true;
-    narrowWindow();  // the client sends no more: the widening's share of the budget goes back
     if (websocket_) {
         // RFC 8441 5: END_STREAM is the TCP FIN of the tunnel.
         if (bytes_) bytes_->onEndStream();
@@ -262,51 +261,24 @@ void Stream::onEndStream() {
     if (publishing_) servePubSub();
 }
 
-void Stream::onUpstreamDrained() { noteBuffers(); }
-
-void Stream::giveWindow(std::size_t n) {
-    connection_.consume(id_, n);
-    // Bytes that went on (none left queued for the upstream) earn the stream its full window,
-    // while the budget has room for it.
-    if (n > 0 && !request_complete_ && !closed_ && queuedForUpstream() == 0)
-        widened_ = connection_.widenWindow(id_, widened_);
-}
-
-std::size_t Stream::queuedForUpstream() const {
-    if (exchange_) return exchange_->upstreamQueued();
-    return session_ ? session_->queuedForUpstream() : 0;
-}
-
-void Stream::narrowWindow() { connection_.narrowWindow(std::exchange(widened_, 0)); }
-
-bool Stream::holdsWindow(std::size_t watermark) const {
-    if (closed_) return false;
-    if (websocket_ && !bytes_) return !session_;  // DATA before the session waits for it
-    const std::size_t queued = queuedForUpstream();
-    if (queued == 0) return false;
-    // A stream on its share holds the window of any byte its upstream has not taken (the share
-    // is all it holds); a widened one from its upstream's watermark on (a session pauses
-    // reading there itself), or any while the connection is over its budget.
-    if (widened_ == 0 || connection_.requestsOverBudget()) return true;
-    return exchange_ && queued > watermark;
-}
-
-void Stream::releaseHeld() {
-    if (held_ > 0 && !holdsWindow(proxy::kLowWatermark)) giveWindow(std::exchange(held_, 0));
+void Stream::onUpstreamDrained() {
+    const std::size_t held = held_;
+    held_ = 0;
+    connection_.consume(id_, held);
+    noteBuffers();
 }
 
 void Stream::noteBuffers() {
     std::size_t request = 0;
     if (!closed_) {
         // Not a publish's message (body_): bounded by the route's limits and client_body_timeout,
-        // and its window comes back at once.
+        // and its window comes back at once, so it holds no connection window back.
         request = early_ ? evbuffer_get_length(early_.get()) : 0;
-        request += queuedForUpstream();
+        if (exchange_) request += exchange_->upstreamQueued();
         if (bytes_) request += bytes_->withheld();
     }
     connection_.noteRequestBytes(request_noted_, request);
     noteResponseBytes();
-    releaseHeld();
 }
 
 void Stream::noteResponseBytes() {
@@ -314,8 +286,6 @@ void Stream::noteResponseBytes() {
 }
 
 std::size_t Stream::memoryQueued() const { return evbuffer_get_length(pending_.get()) - file_left_; }
-
-bool Stream::outputOverBudget() const { return connection_.responsesOverBudget() && holdsResponseBytes(); }
 
 bool Stream::holdsResponseBytes() const { return memoryQueued() > 0 && connection_.sendBlocked(id_); }
 
@@ -342,9 +312,15 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
         return;
     }
     // client_body_timeout: the longest wait between two DATA frames of a body, while we read
-    // (a stream whose window is held for its upstream or for the connection's budget waits on
-    // us, not on its client. A publish's message is the client's alone to end: never exempt).
+    // (a stream held for its upstream, or for the connection's budget, is not the client's fault:
+    // one that may send on its own window while the connection's is held back and spent waits on
+    // us. A publish's message is the client's alone to end: never exempt).
     if (!headers_complete_ || request_complete_ || held_ > 0 || closed_ || websocket_) return;
+    if (!publishing_ && exchange_ && connection_.windowExhausted() &&
+        nghttp2_session_get_stream_local_window_size(connection_.session(), id_) > 0) {
+        last_data_ = now;  // the wait starts again when the window is back
+        return;
+    }
     if (!exchange_ && !publishing_) return;
     if (now - last_data_ < snapshot_->config().limits.client_body_timeout) return;
     respondError(408, "client body timeout");
@@ -575,7 +551,7 @@ void Stream::retireExchange() {
     if (!exchange_) return;
     upstream_name_ = exchange_->upstreamName();  // still wanted by the access log
     connection_.exchanges().give(std::move(exchange_));
-    if (held_ > 0) giveWindow(std::exchange(held_, 0));  // nobody takes the held bytes now
+    if (held_ > 0) onUpstreamDrained();  // nobody takes the held bytes now
     noteBuffers();
 }
 
@@ -584,7 +560,6 @@ void Stream::onClosed(std::uint32_t error_code) {
     closed_ = true;
     alive_.reset();
     retireExchange();
-    narrowWindow();
     // A session still running ends now (an error on its client side: its upstream is closed),
     // before the stream and the session with it are deleted.
     if (StreamBytes* bytes = std::exchange(bytes_, nullptr)) bytes->onStreamClosed();

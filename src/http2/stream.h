@@ -7,9 +7,7 @@
 // frame, the body DATA frames pulled by nghttp2 as the client's window allows.
 //
 // Flow control per stream, both ways: request body bytes are consumed (WINDOW_UPDATE) only once
-// the upstream took them, so a slow upstream stops this stream's client only (the stream starts
-// with its share of the connection's window and is widened once its bytes go on: see
-// connection.h); response bytes
+// the upstream took them, so a slow upstream stops this stream's client only; response bytes
 // wait in `pending_` for the client's window, and above the high watermark the exchange stops
 // reading its upstream until they drain (the other streams go on).
 //
@@ -95,13 +93,9 @@ public:
     void tick(std::chrono::steady_clock::time_point now);
     bool headersComplete() const { return headers_complete_; }
     // Tells the connection what the stream holds now, each way (limits.http2_connection_buffer):
-    // request bytes queued for its upstream, a WebSocket's DATA its session has not read and
-    // what its session queued for its upstream; response bytes the client's window has not
-    // taken. Nothing once closed. Then gives back the window held for bytes taken since.
+    // request bytes queued for its upstream, a publish's message, a WebSocket's DATA its session
+    // has not read; response bytes the client's window has not taken. Nothing once closed.
     void noteBuffers();
-    // For StreamBytes: over the connection's response budget, a stream whose bytes wait for
-    // the client counts as full (its session stops reading its upstream).
-    bool outputOverBudget() const;
 
     // For the session's StreamBytes: `n` bytes of DATA went to the session (WINDOW_UPDATE);
     // output bytes wait to go; the session's side ended (END_STREAM after the output, or after
@@ -170,17 +164,6 @@ private:
     // holds nothing, and pausing it would stall a client that reads one stream at a time.
     bool holdsResponseBytes() const;
     void dropPending();
-    // Request window: `n` bytes went on (WINDOW_UPDATE; a stream whose bytes went on is widened
-    // to http2_stream_window while the budget has room). held_ keeps the window of bytes its
-    // upstream has not taken (holdsWindow): any on the stream's share of the window or while the
-    // connection is over its budget, those above `watermark` in its upstream's output on a
-    // widened stream (the high one to start holding, the low one to let go); releaseHeld gives
-    // it back once that is no longer so.
-    void giveWindow(std::size_t n);
-    std::size_t queuedForUpstream() const;  // by its exchange, or its WebSocket's session
-    bool holdsWindow(std::size_t watermark) const;
-    void releaseHeld();
-    void narrowWindow();
 
     Connection& connection_;
     const std::int32_t id_;
@@ -203,7 +186,6 @@ private:
     std::uint64_t bytes_out_ = 0;
     std::uint64_t body_bytes_ = 0;
     std::size_t held_ = 0;  // request body bytes the upstream has not taken: window not given back
-    std::size_t widened_ = 0;  // window granted beyond the share (Connection::widenWindow)
     std::size_t request_noted_ = 0;   // noteBuffers' last word to the connection, each way
     std::size_t response_noted_ = 0;
     int status_ = 0;

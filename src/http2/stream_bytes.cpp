@@ -2,13 +2,11 @@
 #include "http2/stream_bytes.h"
 
 #include <event2/buffer.h>
-#include <algorithm>
 #include <event2/event.h>
 #include <utility>
 
 #include "http2/stream.h"
 #include "portico/net/event_loop.h"
-#include "portico/proxy/http_exchange.h"
 
 namespace portico::http2 {
 
@@ -30,15 +28,6 @@ std::size_t StreamBytes::inputLength() const { return input_ ? evbuffer_get_leng
 
 std::size_t StreamBytes::outputLength() const { return evbuffer_get_length(output_); }
 
-std::size_t StreamBytes::backlog() const {
-    const std::size_t queued = outputLength();
-    // Over the connection's response budget, a stream whose bytes wait for the client is full:
-    // its session stops reading its upstream as at its own high watermark, and onDrained
-    // (afterSend) waits until the total is within the budget or the bytes went.
-    if (stream_ && queued > 0 && stream_->outputOverBudget()) return std::max(queued, proxy::kHighWatermark + 1);
-    return queued;
-}
-
 void StreamBytes::releaseIdle() {
     if (input_ && evbuffer_get_length(input_.get()) == 0) input_.reset();
 }
@@ -54,16 +43,13 @@ void StreamBytes::onData(const char* data, std::size_t n) {
         withheld_ += n;
         return;
     }
-    // Offered to the session now: the client may send as much again, once the stream has seen
-    // what the session did with them (queued for its upstream: over the connection's budget,
-    // the window waits for the upstream; Stream::consumeWindow).
+    giveBack(n);  // offered to the session now: the client may send as much again
     if (direct_read_ && inputLength() == 0) {
         handler_->onBytes(*this, data, n);
-    } else {
-        evbuffer_add(input(), data, n);
-        handler_->onReadable(*this);
+        return;
     }
-    giveBack(n);  // a no-op once the session closed its side in the call (stream_ is null)
+    evbuffer_add(input(), data, n);
+    handler_->onReadable(*this);
 }
 
 void StreamBytes::addEarly(evbuffer* early) { evbuffer_add_buffer(input(), early); }
@@ -103,10 +89,9 @@ void StreamBytes::deliver() {
     }
     if (!handler_ || !reading_) return;
     if (withheld_ > 0) {
-        const std::size_t offered = std::exchange(withheld_, 0);
+        giveBack(std::exchange(withheld_, 0));
         net::StreamHandler* handler = handler_;
         handler->onReadable(*this);
-        giveBack(offered);  // after the session saw them, as in onData
         // The handler may have paused us, or ended the session (closeSide: no handler now).
         if (handler_ != handler || !reading_) return;
     }
@@ -138,7 +123,7 @@ void StreamBytes::write(const char* data, std::size_t n) {
 }
 
 void StreamBytes::afterSend() {
-    if (!drain_wanted_ || !handler_ || backlog() > low_watermark_) return;
+    if (!drain_wanted_ || !handler_ || outputLength() > low_watermark_) return;
     drain_wanted_ = false;
     handler_->onDrained(*this);
 }

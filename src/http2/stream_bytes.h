@@ -13,11 +13,7 @@
 //   http2_stream_window bytes. The other streams on the connection go on.
 // - out: output() is the stream's response buffer, emptied as the client's window lets frames
 //   go. A closed window keeps it full: the session sees a non-drained output and stops reading
-//   its upstream; onDrained follows once the frames went. Over the connection's response budget
-//   (limits.http2_connection_buffer) a stream whose bytes wait is full at once (backlog), as
-//   an HTTP exchange's stream is backlogged.
-// - in, over the connection's request budget: what the session read and queued for its
-//   upstream keeps its window until the upstream took it (Stream::consumeWindow).
+//   its upstream; onDrained follows once the frames went.
 //
 // Ends: the client's END_STREAM is EOF; RST_STREAM (or the connection's end) is an error
 // (ECONNRESET), reported at once so that the session ends before the stream is deleted.
@@ -66,7 +62,6 @@ public:
     evbuffer* output() const override { return output_; }
     std::size_t inputLength() const override;
     std::size_t outputLength() const override;
-    std::size_t backlog() const override;
     void setDirectRead(bool on) override { direct_read_ = on; }
     void releaseIdle() override;
     void pauseReading() override { reading_ = false; }

@@ -96,20 +96,13 @@ std::unique_ptr<net::ByteStream> Stream::openBytes() {
     // its start, so its window comes back now. (The upstream modes gave it back when their
     // exchange retired; the bridge has no exchange on this path.)
     if (early_) bytes->addEarly(early_.get());
-    if (held_ > 0) giveWindow(std::exchange(held_, 0));
+    if (held_ > 0) onUpstreamDrained();
     if (request_complete_) bytes->onEndStream();
     return bytes;
 }
 
 void Stream::consumeWindow(std::size_t n) {
-    // Over the connection's budget, what the session queued for its upstream keeps the window
-    // of as much as the session read (the client stops on this stream's window); noteBuffers
-    // gives it back once the upstream took it or the total is within the budget.
-    if (holdsWindow(proxy::kHighWatermark)) {
-        held_ += n;
-    } else {
-        giveWindow(n);
-    }
+    connection_.consume(id_, n);
     noteBuffers();
 }
 
@@ -119,8 +112,6 @@ void Stream::consumeWindow(std::size_t n) {
 void Stream::onBytesClosed(bool upstream_failed) {
     bytes_ = nullptr;
     if (closed_) return;
-    // What the client sends from now on is dropped (onData): the window held goes back too.
-    if (held_ > 0) giveWindow(std::exchange(held_, 0));
     if (upstream_failed) {
         // RFC 9113 8.5: the tunnel's TCP connection failed (a reset, an error; a frames relay's
         // upstream broke the protocol or ended without a Close): a stream error of type

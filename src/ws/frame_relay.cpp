@@ -276,7 +276,7 @@ bool FrameRelay::pumpFrom(Direction& d, Source& src) {
     // Bytes moved into output() (BufferSource, a Close of ours) go now; usually there are none.
     if (d.to->outputLength() > 0) {
         d.to->flush();
-        if (d.to->backlog() > proxy::kHighWatermark) d.from->pauseReading();
+        if (d.to->outputLength() > proxy::kHighWatermark) d.from->pauseReading();
     }
     return true;
 }
@@ -310,7 +310,7 @@ void FrameRelay::onBytes(net::ByteStream& stream, const char* data, std::size_t 
     if (taken == n && n > 0) {
         // As the tunnel's onBytes: the whole read goes on with one write.
         d.to->write(data, n);
-        if (d.to->backlog() > proxy::kHighWatermark) d.from->pauseReading();
+        if (d.to->outputLength() > proxy::kHighWatermark) d.from->pauseReading();
         return;
     }
     if (taken > 0) {

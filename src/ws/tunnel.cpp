@@ -42,7 +42,7 @@ void Tunnel::relay(net::ByteStream& from) {
     (&from == client_.get() ? from_client_ : to_client_) += n;
     evbuffer_add_buffer(to.output(), from.input());  // moves the chains, no copy
     to.flush();
-    if (to.backlog() > proxy::kHighWatermark) from.pauseReading();
+    if (to.outputLength() > proxy::kHighWatermark) from.pauseReading();
 }
 
 void Tunnel::onReadable(net::ByteStream& stream) {
@@ -60,7 +60,7 @@ void Tunnel::onBytes(net::ByteStream& from, const char* data, std::size_t n) {
     net::ByteStream& to = other(from);
     (&from == client_.get() ? from_client_ : to_client_) += n;
     to.write(data, n);
-    if (to.backlog() > proxy::kHighWatermark) from.pauseReading();
+    if (to.outputLength() > proxy::kHighWatermark) from.pauseReading();
 }
 
 void Tunnel::onDrained(net::ByteStream& stream) {

@@ -15,21 +15,18 @@
 // body stalled past client_body_timeout, no stream for keepalive_timeout.
 //
 // Memory per connection (limits.http2_connection_buffer, each way): a stream window bounds one
-// stream, not the hundred a client may open. A stream starts with its share of the connection's
-// window (SETTINGS_INITIAL_WINDOW_SIZE: the connection window over max_concurrent_streams, 1KiB
-// to http2_stream_window); a stream whose bytes go on is widened to the full http2_stream_window
-// (WINDOW_UPDATE) while the budget has room for it (widenWindow: request bytes held plus the
-// widenings granted). Request body bytes a stream's upstream has not taken keep that stream's
-// window (never the connection's: the connection window comes back at once, so that streams
-// whose upstreams do not read never stall the others): above its upstream's watermark always,
-// and any at all while the connection is over its budget. So the client stops after about the
-// budget plus the streams' shares (h2o and HAProxy bound a connection's receive buffers
-// likewise), and a stream whose bytes go on goes on. Response bytes waiting in memory for the
-// client's windows are counted too (not a static file's segments); beyond the budget each stream
-// that holds bytes its window or the socket does not take pauses its upstream as its own high
-// watermark would (Stream::backlogged; a WebSocket's session through StreamBytes::outputLength).
-// A stream whose bytes go straight out goes on: pausing it would stall a client reading one
-// stream at a time.
+// stream, not the hundred a client may open. Request body bytes the streams have queued for
+// their upstreams are counted; beyond the budget the DATA that stays queued keeps its share of
+// the connection's window (no WINDOW_UPDATE for it) until the upstreams drain the total below
+// the budget, so the client stops after about the budget plus the connection window (h2o and
+// HAProxy bound a connection's receive buffers likewise). DATA an upstream takes at once gives
+// its window back at once: a stream whose upstream reads goes on while window is left (when the
+// held part is all of it, every stream waits for the upstreams that do not read, or for their
+// connect_timeout/send_timeout, as requests queued on one HTTP/1.1 connection would). Response
+// bytes waiting in memory for the client's windows are counted too (not a static file's
+// segments); beyond the budget each stream that holds bytes its window or the socket does not
+// take pauses its upstream as its own high watermark would (Stream::backlogged). A stream whose
+// bytes go straight out goes on: pausing it would stall a client reading one stream at a time.
 
 #include <chrono>
 #include <cstdint>
@@ -108,30 +105,20 @@ public:
     // `bytes` of a stream's request body went on (to its upstream or a handler): the client
     // may send that much more on the stream (WINDOW_UPDATE).
     void consume(std::int32_t stream_id, std::size_t bytes);
-    // A stream whose bytes go on asks for window beyond the share it started with, up to
-    // http2_stream_window: granted (WINDOW_UPDATE) as far as the request bytes held plus the
-    // widenings granted stay within limits.http2_connection_buffer. Takes and returns what the
-    // stream has been granted. narrowWindow gives a grant back once the stream sends no more
-    // (its END_STREAM, its end).
-    std::size_t widenWindow(std::int32_t stream_id, std::size_t granted);
-    void narrowWindow(std::size_t granted) { widened_ -= granted; }
     // A stream's share of the connection's buffers is now `now` (was `recorded`, updated here):
     // request bytes queued for its upstream (or its session), response bytes waiting for the
-    // client.
-    void noteRequestBytes(std::size_t& recorded, std::size_t now) {
-        request_bytes_ += now - recorded;  // modulo arithmetic: a fall is a wrap-around that unwraps
-        recorded = now;
-    }
+    // client. Under the budget again, the connection window held back goes back.
+    void noteRequestBytes(std::size_t& recorded, std::size_t now);
     void noteResponseBytes(std::size_t& recorded, std::size_t now) {
         response_bytes_ += now - recorded;  // modulo arithmetic: a fall unwraps
         recorded = now;
     }
-    // Request bytes held plus the widenings granted are over limits.http2_connection_buffer:
-    // each stream keeps the window of what its upstream has not taken yet.
-    bool requestsOverBudget() const { return request_bytes_ + widened_ > buffer_budget_; }
     // The streams' response bytes are over limits.http2_connection_buffer: upstreams pause
     // (and resume once it is not).
     bool responsesOverBudget() const { return response_bytes_ > buffer_budget_; }
+    // Connection window is held back and what the client has left of it would not carry a
+    // DATA frame: a stream that may send more waits on us, not on its client.
+    bool windowExhausted() const;
     // Response bytes of stream `id` cannot go now: its window or the connection's is shut, or
     // the socket takes no more.
     bool sendBlocked(std::int32_t id) const;
@@ -199,16 +186,14 @@ private:
     std::uint32_t earned_window_updates_ = 0;
     bool overhead_flooded_ = false;  // GOAWAY queued: said once
     static constexpr std::uint32_t kEarnedWindowUpdates = 1024;
+    static constexpr std::size_t kMinDataFrame = 16384;  // SETTINGS_MAX_FRAME_SIZE's least (RFC 9113 6.5.2)
     std::chrono::steady_clock::time_point idle_since_;
     // limits.http2_connection_buffer: what the streams hold, each way (their notes' sums), and
-    // the request windows granted beyond the streams' shares (widenWindow).
+    // the connection window held back for request bytes that stayed queued over the budget.
     const std::size_t buffer_budget_;
-    const std::size_t stream_window_;   // limits.http2_stream_window: a widened stream's
-    const std::size_t initial_window_;  // each stream's share (SETTINGS_INITIAL_WINDOW_SIZE)
-    std::size_t widening() const { return stream_window_ - initial_window_; }  // the most per stream
     std::size_t request_bytes_ = 0;
     std::size_t response_bytes_ = 0;
-    std::size_t widened_ = 0;
+    std::size_t window_held_ = 0;
     // What the client had taken of the socket's output when a tick found some queued, and for
     // how many ticks (limits.client_send_timeout).
     SendStall<net::Stream::SendProgress> send_stall_;

@@ -84,10 +84,6 @@ public:
     virtual evbuffer* output() const = 0;
     virtual std::size_t inputLength() const = 0;
     virtual std::size_t outputLength() const = 0;
-    // What a relay weighs against its high watermark before it reads more for this stream: the
-    // output queued, or more where the stream's budget is spent elsewhere (an HTTP/2 stream
-    // whose connection holds too much: http2::StreamBytes). onDrained follows when it falls.
-    virtual std::size_t backlog() const { return outputLength(); }
 
     // Reads while input() is empty go to the handler's onBytes instead of input() (a relay).
     virtual void setDirectRead(bool on) = 0;
