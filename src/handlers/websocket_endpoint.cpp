@@ -292,7 +292,10 @@ void EndpointSession::onPing() {
     }
     if (codec_.state() == ws::CodecState::Open) {
         const ws::KeepAlivePing::Payload payload = keepalive_.start();
-        if (codec_.sendPing({payload.data(), payload.size()})) client_->flush();
+        if (codec_.sendPing({payload.data(), payload.size()}))
+            client_->flush();
+        else
+            keepalive_.forget();
     }
     ping_.start();  // the next one an interval from now
 }

@@ -401,17 +401,18 @@ class Timers(WsTestCase):
         # every ping a while after it came (RFC 6455 5.5.2: "as soon as practical"), in time for
         # either. With one payload for every ping, the outer Portico took the first pong that
         # came while its own ping waited, also the inner's, whose ping then stayed unanswered
-        # until the outer's own pong came and went on to it: here the inner's ping at 2 s
-        # was answered at 4.2 s, after its next ping was due, and it closed 1001 "no pong".
+        # until the outer's own pong came and went on to it: here the inner's ping at 4 s
+        # was answered at 8.4 s, after its next ping was due, and it closed 1001 "no pong".
+        # The intervals leave each pong 1.6 s (x slow_factor) to spare on a slow machine.
         sf = slow_factor()
         b = self.start_ws_backend("python")
         inner = self.start_portico(ws_proxy_config(b.address, mode="frames", websocket={
-            "ping_interval": "%dms" % (2000 * sf), "idle_timeout": "1m"}))
+            "ping_interval": "%dms" % (4000 * sf), "idle_timeout": "1m"}))
         outer = self.start_portico(ws_proxy_config("127.0.0.1:%d" % inner.port, mode="frames", websocket={
-            "ping_interval": "%dms" % (3000 * sf), "idle_timeout": "1m"}))
+            "ping_interval": "%dms" % (6000 * sf), "idle_timeout": "1m"}))
         ws = self.ws_connect(outer.port, "/ws/chain")
-        delay = 1.2 * sf  # each pong this long after its ping
-        end = time.monotonic() + 7.5 * sf  # the inner pings at 2, 4 and 6 s, the outer at 3 and 6
+        delay = 2.4 * sf  # each pong this long after its ping
+        end = time.monotonic() + 15 * sf  # the inner pings at 4, 8 and 12 s, the outer at 6 and 12
         due = []  # (when, payload) of the pongs owed, in the order of their pings
         pings = []
         while True:

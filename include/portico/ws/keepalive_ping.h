@@ -22,6 +22,9 @@ public:
     // A new ping: its payload (to be sent as is), outstanding from now on; any earlier one is
     // forgotten.
     Payload start();
+    // The ping start() made could not be sent (out of memory): nothing is outstanding, so the
+    // next interval sends one instead of closing for "no pong".
+    void forget() { outstanding_ = false; }
     // A ping is outstanding: sent, not answered yet.
     bool outstanding() const { return outstanding_; }
     // `pong` is the payload of a Pong answering the outstanding ping.

@@ -2,6 +2,8 @@
 #include "zlib_deflate_failure.h"
 
 #include <dlfcn.h>
+#include <cstdio>
+#include <cstdlib>
 #include <zlib.h>
 
 namespace portico::test {
@@ -13,7 +15,12 @@ thread_local int t_refused = 0;
 // zlib's own definition of `name`, the next one after the executable's.
 template <typename Function>
 Function zlibs(const char* name) {
-    return reinterpret_cast<Function>(dlsym(RTLD_NEXT, name));
+    void* symbol = dlsym(RTLD_NEXT, name);
+    if (symbol == nullptr) {  // zlib linked statically: nothing to pass the calls on to
+        std::fprintf(stderr, "zlib_deflate_failure: no shared zlib %s (%s)\n", name, dlerror());
+        std::abort();
+    }
+    return reinterpret_cast<Function>(symbol);
 }
 
 }  // namespace
