@@ -7,7 +7,7 @@ import threading
 import time
 
 from http_client import http_request
-from portico_harness import make_config
+from portico_harness import make_config, slow_factor
 from pubsub_client import PubSubNode, recv_json
 from ws_peers import WsTestCase, wait_for
 
@@ -101,8 +101,9 @@ class BackplaneCase(WsTestCase):
         """A portico.pubsub.v1 subscriber's messages up to (epoch, seq) `final`; asserts that
         within an epoch every seq follows the one before, a jump only right after an explicit
         history_lost; `after`: the seq read last. Returns (data of each message, number of
-        history_lost)."""
+        history_lost). `timeout` (per message) is scaled by slow_factor()."""
         data, lost, prev, last = [], 0, after, None
+        timeout *= slow_factor()  # a wait for what Redis and a slot move bring, not a timing claim
         while last != final:
             m = recv_json(ws, timeout=timeout)
             last = (m["epoch"], m["seq"])
