@@ -35,6 +35,22 @@ namespace {
 double unixTime(std::chrono::system_clock::time_point t) {
     return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
+// Listeners with a port of their own are opened before those on port 0: the kernel gives port 0
+// a port no socket holds, so it cannot hand out one that a later listener names (our sockets
+// share ports with SO_REUSEPORT, so a listener named after it would then join the same port,
+// and two listeners would be one).
+std::vector<std::size_t> listenerBindOrder(const std::vector<config::Listener>& listeners) {
+    std::vector<std::size_t> order(listeners.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_partition(order.begin(), order.end(), [&](std::size_t i) { return listeners[i].address.port != 0; });
+    return order;
+}
+
+void logListening(const config::Listener& listener, std::uint16_t port) {
+    std::string host = listener.address.host.empty() ? "*" : listener.address.host;
+    if (host.find(':') != std::string::npos) host = "[" + host + "]";
+    LOG_INFO("listening on %s:%u", host.c_str(), port);
+}
 }  // namespace
 
 unsigned effectiveWorkerCount(unsigned workers) {
@@ -85,7 +101,7 @@ bool Server::makeBackplane(const config::BackplaneSettings& settings, pubsub::Ba
     return true;
 }
 
-std::vector<core::UniqueFd> Server::openListener(const config::Listener& listener) {
+std::vector<core::UniqueFd> Server::openListener(const config::Listener& listener, std::uint16_t& port) {
     std::vector<core::UniqueFd> fds;
     std::string error;
     const std::uint16_t configured = listener.address.port;
@@ -93,7 +109,7 @@ std::vector<core::UniqueFd> Server::openListener(const config::Listener& listene
         LOG_ERROR("%s", error.c_str());
         return {};
     }
-    std::uint16_t port = 0;
+    port = 0;
     for (unsigned w = 0; w < worker_count_; ++w) {
         std::uint16_t bound = 0;
         core::UniqueFd fd = openListenSocket(listener.address, port, bound, error);
@@ -104,9 +120,6 @@ std::vector<core::UniqueFd> Server::openListener(const config::Listener& listene
         port = bound;  // port 0: the kernel chose one; the other workers share it
         fds.push_back(std::move(fd));
     }
-    std::string host = listener.address.host.empty() ? "*" : listener.address.host;
-    if (host.find(':') != std::string::npos) host = "[" + host + "]";
-    LOG_INFO("listening on %s:%u", host.c_str(), port);
     return fds;
 }
 
@@ -175,11 +188,14 @@ int Server::run() {
     if (!startDescriptorsFree(config, workers)) return 1;
     progress_.emplace(loop_, [this] { onWorkerProgress(); });  // counted by startDescriptorsFree
     std::vector<std::vector<core::UniqueFd>> listen_fds(workers);
-    for (const auto& listener : config.listeners) {
-        auto fds = openListener(listener);
+    for (auto& fds : listen_fds) fds.resize(config.listeners.size());
+    std::vector<std::uint16_t> ports(config.listeners.size());
+    for (std::size_t i : listenerBindOrder(config.listeners)) {
+        auto fds = openListener(config.listeners[i], ports[i]);
         if (fds.empty()) return 1;
-        for (unsigned w = 0; w < workers; ++w) listen_fds[w].push_back(std::move(fds[w]));
+        for (unsigned w = 0; w < workers; ++w) listen_fds[w][i] = std::move(fds[w]);
     }
+    for (std::size_t i = 0; i < ports.size(); ++i) logListening(config.listeners[i], ports[i]);  // in the config's order
     // limits.max_connections holds for the process, whatever the number of workers.
     budget_ = std::make_shared<ConnectionBudget>(config.limits.max_connections);
     pubsub::BackplaneFactory backplane;
@@ -289,18 +305,22 @@ void Server::reload() {
     // Open the listeners that are new before changing anything: a reload either applies whole or
     // not at all.
     std::vector<std::map<std::string, core::UniqueFd>> new_fds(worker_count_);
-    for (const auto& listener : next.listeners) {
+    std::vector<std::uint16_t> ports(next.listeners.size());  // 0: not new
+    for (std::size_t i : listenerBindOrder(next.listeners)) {
+        const config::Listener& listener = next.listeners[i];
         std::string key = listener.address.toString();
         bool exists = std::any_of(snapshot_->config->listeners.begin(), snapshot_->config->listeners.end(),
                                   [&](const config::Listener& l) { return l.address.toString() == key; });
         if (exists) continue;
-        auto fds = openListener(listener);
+        auto fds = openListener(listener, ports[i]);
         if (fds.empty()) {
             fail("cannot open a new listener");
             return;
         }
         for (unsigned w = 0; w < worker_count_; ++w) new_fds[w].emplace(key, std::move(fds[w]));
     }
+    for (std::size_t i = 0; i < ports.size(); ++i)
+        if (ports[i] != 0) logListening(next.listeners[i], ports[i]);
     std::shared_ptr<observe::AccessSink> sink;
     const auto& old_log = snapshot_->config->log;
     if (next.log.access != old_log.access || next.log.access_format != old_log.access_format) {

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import backends  # noqa: E402
 from http_client import ConnectionClosed, http_request  # noqa: E402
-from portico_harness import main, make_config, run_portico, slow_factor, to_yaml, with_test_io_uring  # noqa: E402
+from portico_harness import main, make_config, portico_bin, run_portico, slow_factor, to_yaml, with_test_io_uring  # noqa: E402
 from ws_client import OP_BINARY, OP_TEXT  # noqa: E402
 from ws_peers import WsTestCase, wait_for  # noqa: E402
 
@@ -514,6 +514,49 @@ def answers(sock, timeout):
         return bool(sock.recv(64))
     except (socket.timeout, OSError):
         return False
+
+
+class ListenerPorts(ReloadBase):
+    """A listener on port 0 next to one that names its port. Portico's sockets share a port with
+    SO_REUSEPORT, so when the kernel handed port 0 the very port a later listener names, that
+    listener joined it: two listeners in the config, one address (CI, test_a_listener_moved_to_
+    every_address_on_the_same_port). Portico runs here in a network namespace of its own whose
+    ephemeral range is two ports, LOW and LOW + 1, where the kernel's first pick for a bind to
+    port 0 is LOW + 1: a listener on LOW + 1 must be opened before the one on port 0."""
+
+    LOW = 40001
+
+    def setUp(self):
+        super().setUp()
+        script = "ip link set lo up && echo %d %d > /proc/sys/net/ipv4/ip_local_port_range" % (
+            self.LOW, self.LOW + 1)
+        probe = subprocess.run(["unshare", "-rn", "sh", "-c", script], capture_output=True, text=True)
+        if probe.returncode != 0:
+            self.skipTest("no network namespace of our own: unshare -rn: %s" % probe.stderr.strip())
+        self.wrapper = os.path.join(self.tmpdir(), "portico-in-netns")
+        with open(self.wrapper, "w") as f:  # exec all the way: the PID the test signals is portico's
+            f.write("#!/bin/sh\nexec unshare -rn sh -c '%s && exec \"$0\" \"$@\"' %s \"$@\"\n"
+                    % (script, portico_bin()))
+        os.chmod(self.wrapper, 0o755)
+
+    def config(self, listeners):
+        return self.base_config([{"path": "/", "handler": "health"}], workers=2, listeners=listeners)
+
+    def test_a_listener_on_port_0_does_not_take_a_port_a_later_listener_names(self):
+        taken = "127.0.0.1:%d" % (self.LOW + 1)
+        p = self.start_portico(self.config(["127.0.0.1:0", taken]), listeners=2, binary=self.wrapper)
+        # named in the config's order, each on a port of its own
+        self.assertEqual(p.addresses, [("127.0.0.1", self.LOW), ("127.0.0.1", self.LOW + 1)],
+                         "\n".join(p.stderr_lines()))
+
+    def test_a_reload_opens_a_listener_that_names_its_port_first(self):
+        first = "127.0.0.1:%d" % self.LOW
+        p = self.start_portico(self.config([first]), listeners=1, binary=self.wrapper)
+        _, start = sighup(self, p, self.config([first, "127.0.0.2:0", "127.0.0.2:%d" % (self.LOW + 1)]))
+        named = [l for l in p.stderr_lines()[start:] if "listening on" in l]
+        self.assertEqual(len(named), 2, "\n".join(p.stderr_lines()[start:]))
+        self.assertIn("listening on 127.0.0.2:%d" % self.LOW, named[0])
+        self.assertIn("listening on 127.0.0.2:%d" % (self.LOW + 1), named[1])
 
 
 class ReloadOperatorSettings(ReloadBase):

@@ -15,6 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+from backends import free_port  # noqa: E402
 from portico_harness import PorticoTestCase, main, make_config, slow_factor, source_dir  # noqa: E402
 from ws_client import WsConnection  # noqa: E402
 from ws_peers import PeerProcess, connect_many, raise_nofile  # noqa: E402
@@ -23,14 +24,6 @@ GUNICORN = shutil.which("gunicorn") or "/usr/bin/gunicorn"
 EXAMPLE = os.path.join(source_dir(), "conf", "examples", "django-bridge")
 TOKEN = "django-token"
 SOCKETS = 1000
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_port(port, timeout):

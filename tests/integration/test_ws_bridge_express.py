@@ -6,11 +6,11 @@ Publisher to Portico's `handler: publish` (JWT auth from the GRIP URL's iss and 
 conf/examples/express-bridge/app.mjs."""
 
 import os
-import socket
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+from backends import free_port  # noqa: E402
 from http_client import http_request  # noqa: E402
 from portico_harness import PorticoTestCase, main, make_config, slow_factor  # noqa: E402
 from ws_client import HandshakeError, WsConnection  # noqa: E402
@@ -19,14 +19,6 @@ from ws_peers import grip_app_available, start_grip_app  # noqa: E402
 import unittest  # noqa: E402
 
 SECRET = "grip-secret"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @unittest.skipUnless(grip_app_available(), "node or @fanoutio packages missing (npm ci in tests/peers)")

@@ -29,6 +29,7 @@ Usage:
 
 import hashlib
 import json
+import random
 import socket
 import threading
 import time
@@ -72,9 +73,39 @@ def pattern_sha256(n):
     return digest
 
 
+def _ephemeral_ports():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host="127.0.0.1"):
-    """A port that nothing listens on right now (connections to it are refused)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """A port that nothing listens on right now (connections to it are refused).
+
+    Chosen outside the kernel's ephemeral range: a port the kernel picked for a bind to port 0
+    and let go was handed out again, to a Portico listener on port 0 that then shared it with
+    the listener the test named after it (CI); any client's connect() can take one of those
+    too, between the choice and the bind."""
+    low, high = _ephemeral_ports()
+    spans = [(r0, r1) for r0, r1 in ((10000, low), (high + 1, 65536)) if r1 - r0 >= 1000]
+    for _ in range(100):
+        if not spans:
+            break
+        r0, r1 = random.choice(spans)
+        port = random.randrange(r0, r1)
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((host, 0))
     port = s.getsockname()[1]

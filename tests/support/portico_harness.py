@@ -481,14 +481,14 @@ class PorticoTestCase(unittest.TestCase):
         return d
 
     def start_portico(self, config, listeners=None, args=(), env=None, expect_exit=0,
-                      workdir=None, stop_timeout=15.0, config_name="portico.yaml"):
+                      workdir=None, stop_timeout=15.0, config_name="portico.yaml", binary=None):
         """Starts portico on config (dict or YAML text); on cleanup stops it with SIGTERM and
         fails unless it exits with expect_exit (None: any exit code is fine)."""
         workdir = workdir or self.tmpdir()
         if uring_probe.test_mode() == "on" and uring_probe.io_uring_refusal():
             self.skipTest(uring_probe.io_uring_refusal())
         p = Portico(config, workdir, listeners=listeners, args=args, env=env,
-                    config_name=config_name)
+                    config_name=config_name, binary=binary)
         self.addCleanup(self._stop_portico, p, expect_exit, stop_timeout)
         p.start()
         return p

@@ -48,7 +48,9 @@ private:
     // Opens one socket per worker for `listener`; empty on failure (logged), also when another
     // process listens on its port already (net::portFree), unless a socket of this process still
     // listens there (net::listensHere: a listener removed by one reload, re-added by the next).
-    std::vector<core::UniqueFd> openListener(const config::Listener& listener);
+    // `port` is the one bound (the kernel's choice for port 0). Logging it is the caller's: the
+    // listeners are opened ports-first (listenerBindOrder) and named in the config's order.
+    std::vector<core::UniqueFd> openListener(const config::Listener& listener, std::uint16_t& port);
     // False (logged) when fewer descriptors are free than `workers` need to start.
     static bool startDescriptorsFree(const config::Config& config, unsigned workers);
     // The factory of every worker's pub/sub backplane; false (logged) when it cannot be made.
