@@ -52,20 +52,14 @@ std::string messageJson(std::string_view channel, const pubsub::Message& m) {
 
 // Appends `m` as one frame in the subscriber's form, compressed by `deflater` (its sharedDeflate's,
 // no context takeover) when non-null, `m` is at least `min_deflate_bytes` and compression pays.
-// A compression that fails (zlib: nothing written) leaves the message uncompressed, as live
-// fan-out does (Codec::encodeShared): without context takeover no later message refers to it, and
-// RFC 7692 6 lets any message go uncompressed. Returns false when out of memory (`out` may then
-// hold part of the frame).
+// A compression that fails goes uncompressed (Codec::encodeMessage), as live fan-out does.
+// Returns false when out of memory (`out` may then hold part of the frame).
 bool encodeFor(evbuffer* out, bool json, std::string_view channel, const pubsub::Message& m, ws::Deflater* deflater,
                std::size_t min_deflate_bytes) {
     std::string json_text;
     if (json) json_text = messageJson(channel, m);
     const std::string_view payload = json ? std::string_view(json_text) : std::string_view(m.payload);
-    const bool text = json || m.text;
-    const std::size_t mark = evbuffer_get_length(out);
-    if (ws::Codec::encodeMessage(out, text, payload.data(), payload.size(), deflater, min_deflate_bytes)) return true;
-    if (deflater == nullptr || evbuffer_get_length(out) != mark) return false;
-    return ws::Codec::encodeMessage(out, text, payload.data(), payload.size(), nullptr);
+    return ws::Codec::encodeMessage(out, json || m.text, payload.data(), payload.size(), deflater, min_deflate_bytes);
 }
 
 }  // namespace

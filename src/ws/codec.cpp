@@ -30,7 +30,15 @@ bool encodeWith(evbuffer* out, Opcode opcode, const void* data, std::size_t len,
     if (deflater != nullptr && len >= min_deflate_bytes) {
         ByteBuffer& z = deflater->scratch();
         z.clear();
-        if (!deflater->compress(static_cast<const std::uint8_t*>(data), len, z)) return false;
+        if (!deflater->compress(static_cast<const std::uint8_t*>(data), len, z)) {
+            // zlib failed (out of memory, or a stream it broke before): the peer saw nothing of
+            // it. Without context takeover no later message refers to this one, so it goes
+            // uncompressed (RFC 7692 6), as fan-out does; with takeover the peer's window would
+            // miss it, and the caller fails the connection.
+            z.clearAndTrim(kKeepBufferBytes);
+            if (!deflater->noContextTakeover()) return false;
+            return appendFrame(out, opcode, true, 0, data, len, mask);
+        }
         // Without context takeover this message left no trace in the compressor, so when
         // compression did not pay we may send the original instead (RFC 7692 6: a message is
         // compressed or not, per message). With takeover, the peer's window must see it compressed.
@@ -315,7 +323,8 @@ bool Codec::send(Opcode opcode, const void* data, std::size_t len) {
     if (state_ != CodecState::Open) return false;
     if (!traced([&] { return encodeWith(out_, opcode, data, len, deflate_ ? &deflate_->deflater : nullptr,
                                    deflate_ ? deflate_->min_bytes : 0, outgoingMask()); })) {
-        // zlib failed (nothing was written) or libevent could not allocate: 1011 and close.
+        // zlib failed under context takeover (nothing was written), or libevent could not
+        // allocate: 1011 and close.
         fail(close_code::kInternalError);
         return false;
     }

@@ -92,8 +92,9 @@ public:
 
     // Queue one message as a single frame (compressed when permessage-deflate was agreed and it
     // is at least deflate_min_bytes long). `text` must be UTF-8 (not checked). Return false and
-    // write nothing unless the state is Open (or, for sendBinary/sendText, when zlib fails, in
-    // which case the connection is failed with 1011).
+    // write nothing unless the state is Open (or, for sendBinary/sendText, when zlib fails under
+    // context takeover, in which case the connection is failed with 1011; without takeover the
+    // message goes uncompressed).
     bool sendText(std::string_view text);
     bool sendBinary(std::string_view data);
     // A Ping with at most 125 bytes of payload (false if longer or not Open).
@@ -130,8 +131,9 @@ public:
     // `deflater` when non-null and `len` >= `min_deflate_bytes`. For fan-out (pubsub): encode once,
     // then copy the bytes to every subscriber. A shared deflater must have no context takeover
     // (the same bytes cannot suit several compression histories); with context takeover, pass
-    // nullptr (uncompressed messages are always allowed under permessage-deflate).
-    // Returns false on a zlib or allocation failure.
+    // nullptr (uncompressed messages are always allowed under permessage-deflate). A message
+    // whose compression fails goes uncompressed when `deflater` has no context takeover.
+    // Returns false on an allocation failure, or a zlib failure under context takeover.
     static bool encodeMessage(evbuffer* out, bool text, const void* data, std::size_t len, Deflater* deflater,
                               std::size_t min_deflate_bytes = 0);
     // Appends to `out` frames that encodeMessage wrote once for many receivers (`frames` is not

@@ -17,6 +17,7 @@
 #include "portico/ws/close_code.h"
 #include "portico/ws/frame_header.h"
 #include "portico/ws/permessage_deflate.h"
+#include "zlib_deflate_failure.h"
 
 using namespace portico::ws;
 
@@ -745,6 +746,38 @@ TEST_CASE("codec compresses with RSV1 and shrinks a repeated message under conte
     CHECK(out[1].header.rsv == kRsv1);
     CHECK(out[0].payload.size() < m.size());
     CHECK(out[1].payload.size() < out[0].payload.size() / 10);  // refers back to message 1
+}
+
+TEST_CASE("codec sends a message uncompressed when zlib fails without context takeover", "[ws][codec][deflate]") {
+    CodecOptions o;
+    o.deflate = DeflateParams{};
+    o.deflate->server_no_context_takeover = true;
+    o.deflate_min_bytes = 0;
+    Endpoint ep(o, false);
+    const std::string m = pattern(4000, 12);
+    {
+        portico::test::ZlibDeflateFailure failing;
+        REQUIRE(ep.codec.sendText(m));
+        CHECK(portico::test::ZlibDeflateFailure::refused() > 0);
+    }
+    REQUIRE(ep.codec.sendText(m));  // and after it, whatever state zlib was left in
+    CHECK(ep.codec.state() == CodecState::Open);
+    auto out = ep.output();
+    REQUIRE(out.size() == 2);
+    CHECK(out[0].header.opcode == Opcode::Text);
+    CHECK(out[0].header.rsv == 0);
+    CHECK(out[0].payload == m);
+    CHECK(out[1].payload.size() <= m.size());
+}
+
+TEST_CASE("codec fails the connection with 1011 when zlib fails under context takeover", "[ws][codec][deflate]") {
+    CodecOptions o;
+    o.deflate = DeflateParams{};
+    o.deflate_min_bytes = 0;
+    Endpoint ep(o, false);
+    portico::test::ZlibDeflateFailure failing;
+    CHECK_FALSE(ep.codec.sendText(pattern(4000, 13)));
+    CHECK(ep.failedWith() == close_code::kInternalError);
 }
 
 TEST_CASE("codec sends short messages uncompressed under permessage-deflate", "[ws][codec][deflate]") {
