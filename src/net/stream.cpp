@@ -274,7 +274,7 @@ void Stream::flush() {
     }
     // While connecting or in the TLS handshake the write event (or the handshake) sends it.
     if (connecting_) watchConnect();
-    if (connecting_ || handshaking_ || write_armed_ || pending_error_ != 0) return;
+    if ((connecting_ && !connect_on_ring_) || handshaking_ || write_armed_ || pending_error_ != 0) return;
     if (ring_io_) {
         ringFlush();
         return;

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // net::Stream's outgoing connect: made without a write event, told by the first send (loopback
-// connects are usually up by then), reported from the loop through the read event.
+// connects are usually up by then), reported from the loop through the read event. With the
+// worker's ring (plain TCP) the ring makes it instead, with the first send and receive linked
+// behind it (StreamIo::submitConnect), and the completions report it (ringConnected, ringSent).
 #include "portico/net/stream.h"
+#include "portico/net/uring/ring.h"
 #include "portico/net/uring/stream_io.h"
 
 #include <cerrno>
@@ -31,6 +34,16 @@ std::unique_ptr<Stream> Stream::connectTo(event_base* base, const sockaddr* addr
         return nullptr;
     }
     setNoDelay(fd.get());
+    if (ring && ring->connects() && (address->sa_family == AF_INET || address->sa_family == AF_INET6) &&
+        length <= sizeof(sockaddr_in6)) {
+        // No connect(2) and no send(2): the ring makes both, linked, with the first receive
+        // (StreamIo::connect), and reports the outcome from the completion (ringConnected).
+        std::unique_ptr<Stream> stream(new Stream(base, std::move(fd), handler, ring, /*connecting=*/true));
+        stream->connect_on_ring_ = true;
+        stream->connect_unwatched_ = false;  // no write event: the ring reports
+        stream->ring_io_->connect(address, length);
+        return stream;
+    }
     if (::connect(fd.get(), address, length) != 0 && errno != EINPROGRESS) {
         error = errno;
         return nullptr;
@@ -56,7 +69,7 @@ void Stream::watchConnect() {
 // (send takes it from the socket, so SO_ERROR would no longer show it): kept in pending_error_
 // and reported as a failed connect.
 bool Stream::firstSendTellsConnect() const {
-    return connecting_ && !connect_probed_ && !ssl_ && pending_error_ == 0 && !shutdown_after_flush_;
+    return connecting_ && !connect_on_ring_ && !connect_probed_ && !ssl_ && pending_error_ == 0 && !shutdown_after_flush_;
 }
 
 // The first send told: bytes went (`up`), or pending_error_ holds the connect's failure. Reported
@@ -75,6 +88,22 @@ void Stream::settleConnect(bool up) {
     }
     connect_report_queued_ = true;
     event_active(&read_event_, EV_WRITE, 0);
+}
+
+// The ring's connect completed (StreamIo::onConnected) with no send linked behind it, or failed:
+// reported now, from the completion (a send linked behind it reports it: ringSent), before the
+// receive linked after them completes, so that onConnected comes before any bytes. A failure
+// ends the linked ones with -ECANCELED: pending_error_ keeps the send's from being reported a
+// second time (ringFailed).
+void Stream::ringConnected(int result) {
+    if (result < 0) {
+        pending_error_ = -result;
+        stopReading(/*watch_peer_shut=*/false);
+        handler_->onError(*this, -result);
+        return;
+    }
+    connecting_ = false;
+    reportConnected();
 }
 
 void Stream::reportConnected() {

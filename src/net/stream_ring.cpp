@@ -41,6 +41,12 @@ bool Stream::receiveEnded(uring::RingSettled waiter) { return ring_io_ == nullpt
 
 void Stream::ringGone() {
     ring_io_ = nullptr;
+    if (connecting_ && connect_on_ring_ && pending_error_ == 0) {
+        // The ring went first (a worker stopping) with the connect not made or not reported:
+        // it fails, from the loop, as an epoll connect's failure is.
+        pending_error_ = ECONNABORTED;
+        settleConnect(/*up=*/false);
+    }
     if (tls_ring_bio_) ringGoneTls();
 }
 
@@ -161,6 +167,16 @@ void Stream::ringSent(int result) {
         return;
     }
     if (pending_error_ != 0) return;  // failWrite: the write event reports it
+    if (connecting_) {
+        // The send linked behind the ring's connect (StreamIo::submitConnect) went: the connect
+        // is reported now, with the bytes out (as the first send tells on epoll: the owner
+        // then waits for the answer, not for its request to go). The rest of a partial send
+        // goes on first; reportConnected tells onDrained.
+        if (ring_io_->unsent() > 0) ring_io_->send();
+        connecting_ = false;
+        reportConnected();
+        return;
+    }
     // Nothing left (the common case: a relayed message sent whole) needs no flush and no count.
     const bool empty = ring_io_->unsent() == 0 && queuedLength() == 0 && !tls_ring_bio_ && !shutdown_after_flush_;
     if (ring_io_->unsent() > 0) {

@@ -54,9 +54,11 @@ public:
     // returns to the loop (HttpExchange sends the request head at once): that first send tells
     // the connect's outcome or, when it cannot (EAGAIN, TLS, nothing to send), arms the write
     // event that waits for it. Returns nullptr and sets `error` when connect() fails at once.
-    // With `ring` the connect and its first send are made as without one, the reads and writes
-    // after onConnected go through the ring (a plain socket only, as for the constructor; TLS:
-    // startTls).
+    // With `ring` (a plain socket only, as for the constructor; TLS: startTls) the connect goes
+    // through the ring too, for IPv4 and IPv6: made at the ring's next enter with what was
+    // written by then sent behind it (net/uring/stream_io.h); its failures are all reported
+    // from the loop (onError), none at once. Other families connect as without a ring; their
+    // reads and writes after onConnected go through the ring.
     static std::unique_ptr<Stream> connectTo(event_base* base, const sockaddr* address,
                                              socklen_t length, StreamHandler* handler, int& error,
                                              uring::Ring* ring = nullptr);
@@ -254,6 +256,7 @@ private:
     void ringReadEnded(int result, bool refused);  // 0 EOF, else -errno; `refused`: no submission
     void ringPeerShut();                           // the paused watch saw the peer's FIN
     void ringSent(int result);
+    void ringConnected(int result);  // the ring's connect: 0, or -errno
     evbuffer* ringOutput();  // the output a ring send may take now, or null
     void ringGone();         // the ring went first (a worker stopping)
     // Writes go through the ring unless the epoll path has them: a connect's first send and
@@ -262,7 +265,7 @@ private:
     // path starts after what the ring took was sent (a send in flight, a staged block, a partial
     // send's rest) or a settle gave it back into output() (ringFlush): the bytes keep their order.
     bool ringWrites() const {
-        return ring_io_ && !connecting_ && !write_armed_ && !output_may_hold_files_ && !write_at_once_ &&
+        return ring_io_ && (!connecting_ || connect_on_ring_) && !write_armed_ && !output_may_hold_files_ && !write_at_once_ &&
                pending_error_ == 0;
     }
     void ringFlush();
@@ -311,6 +314,7 @@ private:
     bool connect_probed_ = false;     // the first send while connecting was tried (once)
     bool connect_unreported_ = false;  // that send went: onConnected is due from the loop
     bool connect_unwatched_ = false;   // connectTo armed no write event: the first send decides
+    bool connect_on_ring_ = false;  // connectTo left the connect to the ring (StreamIo::connect)
     bool connect_report_queued_ = false;  // settleConnect's report (or armWrite's ENOMEM) waits in the read event (EV_WRITE)
     bool shutdown_after_flush_ = false;
     bool write_shut_ = false;

@@ -97,6 +97,10 @@ bool Ring::setUp(EventLoop& loop, std::string& why) {
         return false;
     }
     if (!buffers_.registerWith(ring_, why)) return false;
+    if (io_uring_probe* probe = io_uring_get_probe_ring(&ring_)) {
+        connects_ = io_uring_opcode_supported(probe, IORING_OP_CONNECT) != 0;
+        io_uring_free_probe(probe);
+    }
     event_assign(&signal_event_, loop.base(), eventfd_.get(), EV_READ | EV_PERSIST | EV_ET, &Ring::onSignal, this);
     event_assign(&flush_event_, loop.base(), -1, 0, &Ring::onFlush, this);
     events_assigned_ = true;
@@ -162,6 +166,10 @@ io_uring_sqe* Ring::entry() {
     }
     scheduleFlush();
     return sqe;
+}
+
+void Ring::reserve(unsigned count) {
+    if (ring_made_ && io_uring_sq_space_left(&ring_) < count) io_uring_submit(&ring_);
 }
 
 void Ring::track(io_uring_sqe* sqe, Completion* target, unsigned op) {

@@ -34,12 +34,14 @@ StreamIo::~StreamIo() {
     if (stream_) stream_->ringGone();
 }
 
-void StreamIo::receive(bool poll_first) {
-    if (recv_inflight_ || waiting_ || !stream_) return;
+void StreamIo::receive(bool poll_first) { submitReceive(poll_first); }
+
+io_uring_sqe* StreamIo::submitReceive(bool poll_first) {
+    if (recv_inflight_ || waiting_ || !stream_) return nullptr;
     io_uring_sqe* sqe = ring_.entry();
     if (!sqe) {
         stream_->ringReadEnded(-EBUSY, /*refused=*/true);
-        return;
+        return nullptr;
     }
     io_uring_prep_recv(sqe, fd_, nullptr, BufferPool::kSize, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -49,6 +51,7 @@ void StreamIo::receive(bool poll_first) {
     poll_first_ = poll_first;
     recv_inflight_ = true;
     ++inflight_;
+    return sqe;
 }
 
 // The ring refusing the cancel leaves the request to end by itself (or with the ring).
@@ -82,6 +85,13 @@ void StreamIo::watchPeerShut() {
     ring_.track(sqe, this, kWatch);
     watch_inflight_ = true;
     ++inflight_;
+}
+
+void StreamIo::connect(const sockaddr* address, socklen_t length) {
+    std::memcpy(&connect_to_, address, std::min<std::size_t>(length, sizeof connect_to_));
+    connect_length_ = length;
+    connect_queued_ = true;
+    send();  // made at the next enter, with the sends (prepareSends)
 }
 
 void StreamIo::send() {
@@ -127,7 +137,10 @@ void StreamIo::releaseIdle() {
 
 void StreamIo::prepareSends() {
     send_queued_ = false;
-    if (stream_ && !send_inflight_ && !settle_waiter_.done) {
+    if (std::exchange(connect_queued_, false) && stream_) submitConnect();
+    // While the connect is in flight with no send linked to it, what is written waits for it
+    // (onConnected).
+    if (stream_ && !send_inflight_ && !connect_inflight_ && !settle_waiter_.done) {
         submitSend();
         // The Stream left the ring's writes after it queued this send (a file segment, an owner
         // that wants its bytes at once): with no ring send before them, what output() holds
@@ -138,21 +151,58 @@ void StreamIo::prepareSends() {
     maybeFree();
 }
 
-void StreamIo::submitSend() {
+// The connect, then what was written since connectTo (the request head) and the first receive,
+// as one chain: each starts when the one before it succeeded, so all three go in this enter and
+// the connect's outcome is known before the others complete (bench/RESULTS.md, session 15).
+void StreamIo::submitConnect() {
+    ring_.reserve(3);  // adjacent: a full queue submitted between two of them would break the chain
+    io_uring_sqe* sqe = ring_.entry();
+    if (!sqe) {
+        stream_->ringConnected(-EBUSY);  // the ring refuses submissions: the connect fails
+        return;
+    }
+    io_uring_prep_connect(sqe, fd_, reinterpret_cast<const sockaddr*>(&connect_to_), connect_length_);
+    ring_.track(sqe, this, kConnect);
+    connect_inflight_ = true;
+    ++inflight_;
+    // Linked only once the next one is prepared: a link flag on the last entry would chain
+    // whatever request comes next, another socket's. (A send that fails to prepare fails the
+    // stream, whose release cancels the connect.)
+    if (settle_waiter_.done) return;
+    if (io_uring_sqe* send = submitSend()) {
+        sqe->flags |= IOSQE_IO_LINK;
+        sqe = send;
+    }
+    if (!stream_ || !stream_->reading_) return;
+    if (submitReceive(/*poll_first=*/true)) sqe->flags |= IOSQE_IO_LINK;
+}
+
+void StreamIo::onConnected(int result) {
+    connect_inflight_ = false;
+    if (!stream_) return;
+    // Up, with the send linked behind it in flight: reported with the send's completion, next
+    // (Stream::ringSent), once the bytes went, as the first send tells on epoll.
+    if (result == 0 && send_inflight_) return;
+    stream_->ringConnected(result);
+    // Written while the connect was in flight with no send behind it: now.
+    if (result == 0 && stream_ && !send_inflight_ && (unsent_ > 0 || stream_->queuedLength() > 0)) send();
+}
+
+io_uring_sqe* StreamIo::submitSend() {
     evbuffer* output = stream_->ringOutput();
     if (const std::size_t n = output ? evbuffer_get_length(output) : 0; n > 0) {
         if (!sending_) sending_.reset(evbuffer_new());
         if (!sending_ || evbuffer_add_buffer(sending_.get(), output) != 0) {
             stream_->ringSent(-ENOMEM);
-            return;
+            return nullptr;
         }
         unsent_ += n;
     }
-    if (unsent_ == 0) return;
+    if (unsent_ == 0) return nullptr;
     io_uring_sqe* sqe = ring_.entry();
     if (!sqe) {
         stream_->ringSent(-EBUSY);  // the ring refuses submissions: the stream fails
-        return;
+        return nullptr;
     }
     const bool block = block_ != SendBlocks::kNone;
     char* block_data = block ? ring_.sendBlocks().data(block_) : nullptr;
@@ -170,6 +220,7 @@ void StreamIo::submitSend() {
     ring_.track(sqe, this, kSend);
     send_inflight_ = true;
     ++inflight_;
+    return sqe;
 }
 
 void StreamIo::onCompletion(unsigned op, int result, unsigned flags) {
@@ -183,6 +234,7 @@ void StreamIo::onCompletion(unsigned op, int result, unsigned flags) {
             }
             break;
         case kSend: onSent(result); break;
+        case kConnect: onConnected(result); break;
         default: onWatch(result); break;
     }
     maybeSettled();
@@ -295,6 +347,9 @@ void StreamIo::release(core::UniqueFd fd) {
         ring_.buffers().stopWaiting(this);
         waiting_ = false;
     }
+    connect_queued_ = false;
+    // A connect in flight: its cancel ends the requests linked behind it too.
+    if (connect_inflight_) cancel(kConnect);
     if (recv_inflight_) cancel(kRecv);
     if (watch_inflight_) cancel(kWatch);
     if (send_inflight_) cancel(kSend);

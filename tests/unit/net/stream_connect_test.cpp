@@ -17,10 +17,12 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "loopback_socket.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/stream.h"
 
 using namespace portico;
+using portico::net::test::boundSocket;
 
 namespace {
 
@@ -40,19 +42,6 @@ struct ConnectRecorder final : net::StreamHandler {
         stream.flush();  // what was written while connecting goes now (as HttpExchange does)
     }
 };
-
-// A loopback TCP socket bound to a free port; listening with `backlog` unless negative.
-core::UniqueFd boundSocket(sockaddr_in& address, int backlog) {
-    core::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    address = {};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-    socklen_t length = sizeof address;
-    REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length) == 0);
-    if (backlog >= 0) REQUIRE(::listen(fd.get(), backlog) == 0);
-    return fd;
-}
 
 // A loopback server socket (listening with `backlog`, or only bound when negative, which
 // refuses), a loop, and a stream connecting to it (start()).

@@ -105,6 +105,9 @@ public:
     // flags and data), then name its owner with track() or mark it quiet(). Null when the queue
     // is full and the kernel refuses to take it (submitted twice): the caller ends its relay.
     io_uring_sqe* entry();
+    // Submits what is queued when fewer than `count` entries are free, so that the next `count`
+    // entry() calls give adjacent entries (a chain of linked requests: IOSQE_IO_LINK).
+    void reserve(unsigned count);
     // Its completion goes to `target` with `op` (counted in flight until its last completion).
     void track(io_uring_sqe* sqe, Completion* target, unsigned op);
     // A request nobody waits for (a cancel): its success posts nothing.
@@ -112,6 +115,10 @@ public:
     // Cancels the request tracked for `target` with `op` (one that names no descriptor: a
     // timeout), quietly; it completes with -ECANCELED. False when the ring refuses the cancel.
     bool cancel(Completion* target, unsigned op);
+    // Whether the kernel takes IORING_OP_CONNECT (probed when the ring is made; every kernel
+    // that allows SINGLE_ISSUER has it, so this is for a kernel that hides opcodes): without it
+    // upstream connects are made with connect(2), as on epoll.
+    bool connects() const { return connects_; }
     BufferPool& buffers() { return buffers_; }
     SendBlocks& sendBlocks() { return send_blocks_; }  // small writes of its Streams (stream_io.h)
     EventLoop& loop() const { return loop_; }
@@ -151,6 +158,7 @@ private:
     event signal_event_{};
     event flush_event_{};
     bool events_assigned_ = false;
+    bool connects_ = false;
     bool flush_pending_ = false;
     bool draining_ = false;
     bool deferred_ = false;  // the pending flush was deferred by drain(): it does not defer again

@@ -23,12 +23,19 @@
 // (what the socket refused moves to the front of the send buffer first). No evbuffer chain is
 // made and freed per message.
 //
+// Connects (Stream::connectTo with a ring, TCP over IPv4 or IPv6): the connect is a request too,
+// made at the next enter with the first send linked behind it (IOSQE_IO_LINK) when bytes wait
+// by then, and the first receive behind that: an upstream connection's connect, request head and
+// first receive cost no syscall of their own (connect(2), send(2)). A failed connect ends the
+// linked ones with -ECANCELED; the Stream hears the connect's result first (ringConnected).
+//
 // Lifetime: requests in flight name this object, so the ring owns it (RingOwned). The Stream
 // lets go in its destructor (release): what is in flight is cancelled, the socket stays open
 // until the last completion (so that its number cannot be reused under a request), then both go.
 
 #include <cstddef>
 #include <cstdint>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -63,6 +70,10 @@ public:
     // One receive, unless one is in flight or waits for a buffer. `poll_first`: the socket was
     // empty when last read: wait for data before trying.
     void receive(bool poll_first);
+    // Connects the socket to `address` (AF_INET or AF_INET6, copied) at the next enter, with what
+    // is written meanwhile sent behind it; the Stream hears the outcome (ringConnected) before
+    // any send or receive completion. Writes made while it is in flight wait for it.
+    void connect(const sockaddr* address, socklen_t length);
     // Cancels the receive (a completion may still bring bytes).
     void stopReceiving();
     // A poll for the peer's FIN while reading is paused (Stream::ringPeerShut); cancelled by
@@ -93,7 +104,7 @@ public:
     // next send that does not go from a block).
     void releaseIdle();
     bool holdsSendBuffer() const { return sending_ != nullptr; }
-    bool sending() const { return send_inflight_ || send_queued_; }
+    bool sending() const { return send_inflight_ || send_queued_ || connect_inflight_; }
     // A send waits for the ring's next enter (nothing of it offered to the kernel yet).
     bool sendQueued() const { return send_queued_ && !send_inflight_; }
 
@@ -109,7 +120,7 @@ public:
     Ring& ring() { return ring_; }
 
 private:
-    enum Op : unsigned { kRecv = 0, kSend = 1, kWatch = 2 };
+    enum Op : unsigned { kRecv = 0, kSend = 1, kWatch = 2, kConnect = 3 };
 
     StreamIo(Ring& ring, Stream& stream, int fd);
     void onCompletion(unsigned op, int result, unsigned flags) override;
@@ -119,7 +130,11 @@ private:
     void onSent(int result);
     void onWatch(int result);
     void cancel(Op op);
-    void submitSend();
+    // Each prepares its request and returns its entry (null: none made, or the stream failed).
+    io_uring_sqe* submitSend();
+    io_uring_sqe* submitReceive(bool poll_first);
+    void submitConnect();
+    void onConnected(int result);
     // After a send that carried the block: `sent` of its bytes went (the rest of `sent` is the
     // send buffer's); what did not moves to the front of the send buffer, unless `keep_rest` is
     // false (the stream failed), and the block goes back. False: no memory for the move.
@@ -151,6 +166,10 @@ private:
     bool send_inflight_ = false;
     bool send_queued_ = false;    // on the ring's wantSend list
     bool retired_ = false;
+    bool connect_queued_ = false;    // connect() asked, made at the next enter
+    bool connect_inflight_ = false;
+    socklen_t connect_length_ = 0;
+    sockaddr_in6 connect_to_{};      // until the enter that makes the connect (the kernel copies it)
 };
 
 }  // namespace portico::net::uring
