@@ -206,6 +206,8 @@ class RedisBackplane(BackplaneCase):
         self.assertIn("portico_pubsub_backplane_up 0", metrics)
         for _ in range(5):
             b.publish("room", b"again")
+        # the line is read off the pipe by a thread of ours: waited for, then the retries counted
+        self.assertIsNotNone(b.process.wait_stderr(lambda line: "is down" in line), b.process.stderr_text())
         time.sleep(1.0)  # a few reconnect attempts
         downs = [line for line in b.process.stderr_lines() if "is down" in line]
         self.assertEqual(len(downs), 1, downs)
@@ -220,7 +222,8 @@ class RedisBackplane(BackplaneCase):
         after = b.publish("room", b"after").json()
         self.assertEqual(recv_json(ws)["data"], "after")
         self.assertNotEqual(after["epoch"], lost["epoch"] if lost["seq"] else "", "no new epoch")
-        self.assertTrue(any("is back" in line for line in b.process.stderr_lines()))
+        # logged by a worker, read off the pipe by a thread of ours: waited for, not looked up
+        self.assertIsNotNone(b.process.wait_stderr(lambda line: "is back" in line), b.process.stderr_text())
 
     def test_a_silent_subscription_is_found_by_the_probe_and_reconnected(self):
         redis = self.start_redis()

@@ -242,6 +242,8 @@ class RedisClusterBackplane(BackplaneCase):
         self.assertEqual(self.metric(b, 'portico_pubsub_backplane_shard_up{shard="%s"}' % down), 0)
         self.assertEqual(self.metric(b, 'portico_pubsub_backplane_shard_up{shard="127.0.0.1:%d"}' % cluster.nodes[0].port), 1)
         self.assertEqual(self.metric(b, "portico_pubsub_backplane_up"), 0)
+        # the line is read off the pipe by a thread of ours: waited for, then the retries counted
+        self.assertIsNotNone(b.process.wait_stderr(lambda line: "is down" in line), b.process.stderr_text())
         time.sleep(1.0)  # a few reconnect attempts
         downs = [line for line in b.process.stderr_lines() if "is down" in line]
         self.assertEqual(len(downs), 1, downs)
@@ -259,7 +261,9 @@ class RedisClusterBackplane(BackplaneCase):
         for c in (channels[0], channels[2]):
             self.assertEqual(b.publish(c, b"end").json()["seq"], 3)
             self.assertEqual(self.read_to(subs[c], (epochs[c], 3), after=2), (["end"], 0))
-        self.assertTrue(any("shard %s is back" % down in line for line in b.process.stderr_lines()))
+        # logged by a worker, read off the pipe by a thread of ours: waited for, not looked up
+        self.assertIsNotNone(b.process.wait_stderr(lambda line: "shard %s is back" % down in line),
+                             b.process.stderr_text())
         self.assertEqual(self.metric(a, "portico_pubsub_backplane_reconnects_total"), 2, "one per worker")
 
     def churn(self, node, names, batch=200):

@@ -16,6 +16,8 @@ import socketserver
 import threading
 import time
 
+from portico_harness import slow_factor
+
 EVENTS = "application/websocket-events"
 
 
@@ -145,8 +147,9 @@ class WohBackend:
         self.server.server_close()
 
     def wait_for(self, pred, timeout=5.0):
-        """Waits until pred(requests) is true; returns the request list."""
-        deadline = time.monotonic() + timeout
+        """Waits until pred(requests) is true (up to timeout * slow_factor()); returns the
+        request list."""
+        deadline = time.monotonic() + timeout * slow_factor()
         with self.lock:
             while not pred(self.requests):
                 left = deadline - time.monotonic()
