@@ -223,7 +223,7 @@ def start_proxies(workdir):
         upstreams={"app": {"servers": [portico_backend.address]}},
         workers=1, access="off", level="info")
     portico = portico_harness.Portico(config, workdir).start()
-    port = benchlib.free_port()
+    port = backends.free_port()  # outside the ephemeral range: no connect() takes it before nginx binds
     nginx = benchlib.start_nginx("differential-nginx", 1, f"""
     server {{
         listen 127.0.0.1:{port};

@@ -6,13 +6,13 @@ CLOSE/DISCONNECT when the client goes, 1011 on a bad answer, a timeout or a 5xx.
 
 import copy
 import os
-import socket
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+from backends import free_port  # noqa: E402
 from portico_harness import PorticoTestCase, main, make_config, slow_factor  # noqa: E402
 from woh_backend import EVENTS, WohBackend, close_content  # noqa: E402
 from ws_client import HandshakeError, WsConnection, handshake_response, upgrade_headers  # noqa: E402
@@ -174,10 +174,7 @@ class Bridge(PorticoTestCase):
         self.assertEqual(r.body, b"go away\n")
 
     def test_app_unreachable_is_502(self):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        dead = "127.0.0.1:%d" % s.getsockname()[1]
-        s.close()
+        dead = "127.0.0.1:%d" % free_port()
         self.p = self.start_portico(bridge_config(dead))
         r, c = handshake_response(self.p.port, "/chat", headers=upgrade_headers())
         c.close()
@@ -187,10 +184,7 @@ class Bridge(PorticoTestCase):
         # The upstream's first server refuses connections: every request the balancer sends
         # there (the OPEN, a batch) never reached an app, so it goes to the live one; no
         # handshake fails and no event is lost or repeated.
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        dead = "127.0.0.1:%d" % s.getsockname()[1]
-        s.close()
+        dead = "127.0.0.1:%d" % free_port()
         cfg = bridge_config(self.app.address)
         cfg["upstreams"]["app"]["servers"] = [dead, self.app.address]
         self.p = self.start_portico(cfg)

@@ -37,6 +37,7 @@ import urllib.parse
 
 __all__ = [
     "HttpBackend", "Request", "Response", "TAKEN", "start_backend", "free_port",
+    "spans_outside_ephemeral_range",
     "BlackholeListener", "TcpServer",
     "pattern_bytes", "pattern_sha256", "PATTERN_BLOCK",
 ]
@@ -82,6 +83,15 @@ def _ephemeral_ports():
         return 32768, 60999
 
 
+def spans_outside_ephemeral_range(reach=0):
+    """[(first, end)] spans of ports p at or above 10000 for which p and p + reach both lie
+    outside the kernel's ephemeral range (reach: a second port a server derives from its own,
+    as Redis Cluster's bus does with + 10000); spans under 1000 ports are left out."""
+    low, high = _ephemeral_ports()
+    spans = ((10000, low - reach), (high + 1, 65536 - reach))
+    return [(r0, r1) for r0, r1 in spans if r1 - r0 >= 1000]
+
+
 def free_port(host="127.0.0.1"):
     """A port that nothing listens on right now (connections to it are refused).
 
@@ -89,8 +99,7 @@ def free_port(host="127.0.0.1"):
     and let go was handed out again, to a Portico listener on port 0 that then shared it with
     the listener the test named after it (CI); any client's connect() can take one of those
     too, between the choice and the bind."""
-    low, high = _ephemeral_ports()
-    spans = [(r0, r1) for r0, r1 in ((10000, low), (high + 1, 65536)) if r1 - r0 >= 1000]
+    spans = spans_outside_ephemeral_range()
     for _ in range(100):
         if not spans:
             break

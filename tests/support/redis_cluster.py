@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 
+from backends import spans_outside_ephemeral_range
 from redis_server import RedisServer
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -24,10 +25,16 @@ def _free(port):
 
 
 def cluster_ports(n):
-    """n ports whose cluster bus ports (port + 10000) are free too."""
+    """n ports whose cluster bus ports (port + 10000) are free too, both outside the ephemeral
+    range: a node restarted on its port (restart()) finds it free, not taken meanwhile as the
+    local port of some connect() (Portico's to the other nodes, the nodes' own bus links)."""
+    spans = spans_outside_ephemeral_range(reach=10000)
+    if not spans:
+        raise RuntimeError("no ports outside the ephemeral range for a Redis Cluster")
     ports = []
     while len(ports) < n:
-        p = random.randint(20000, 45000)
+        r0, r1 = random.choice(spans)
+        p = random.randrange(r0, r1)
         if p not in ports and _free(p) and _free(p + 10000):
             ports.append(p)
     return ports
