@@ -289,7 +289,10 @@ class Http2Cleartext(PorticoTestCase):
                 break
             seen += line
         self.assertIn(b"send HEADERS frame", seen)
-        time.sleep(0.3 * slow_factor())  # the request reaches the upstream
+        deadline = time.monotonic() + 10 * slow_factor()
+        while self.backend.request_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)  # polled: a fixed 0.3 s is not always enough on a loaded machine
+        self.assertEqual(self.backend.request_count(), 1, "the request never reached the upstream")
         p.send_signal(signal.SIGTERM)
         out, _ = client.communicate(timeout=15)
         out = (seen + out).decode("utf-8", "replace")
