@@ -27,7 +27,7 @@ run_packages=(build-essential cmake pkg-config
 test_packages=(catch2 python3 python3-websockets python3-django python3-django-channels python3-daphne
   python3-jsonschema python3-yaml python3-h2 nghttp2-client
   curl openssl procps chromium redis-server clang libclang-rt-dev nginx
-  debhelper dpkg-dev lintian fakeroot tcpdump tshark iproute2)
+  debhelper dpkg-dev lintian fakeroot tcpdump tshark iproute2 gunicorn)
 bench_packages=(wrk nginx haproxy libnginx-mod-nchan python3-matplotlib)
 package_packages=(debhelper dpkg-dev lintian fakeroot)
 
