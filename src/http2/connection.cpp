@@ -82,6 +82,23 @@ struct CallbacksDeleter {
 };
 
 constexpr std::uint8_t kTrailersFlag = 0x80;  // onFrameRecvCallback's mark for trailers
+constexpr std::size_t kMinFrame = 16384;  // SETTINGS_MAX_FRAME_SIZE's least (RFC 9113 6.5.2)
+
+// The connection's receive window: the request budget itself (see connection.h), within the
+// window's range (RFC 9113 6.9.1: the initial 65535 at least, 2^31-1 at most).
+std::size_t connectionWindow(const config::Limits& limits) {
+    return std::clamp<std::size_t>(limits.http2_connection_buffer, 65535, 0x7fffffff);
+}
+
+// SETTINGS_INITIAL_WINDOW_SIZE: the budget's share per stream, so that streams whose upstreams
+// read nothing leave window to the others; never under one DATA frame of the least
+// SETTINGS_MAX_FRAME_SIZE (h2spec 4.2/1: a 16384-byte DATA frame on a new stream), and no more
+// than 64KiB (what the client may assume before our SETTINGS anyway) or http2_stream_window.
+std::size_t initialWindowFor(const config::Limits& limits) {
+    const std::size_t share = limits.http2_connection_buffer / std::max<std::size_t>(limits.http2_max_concurrent_streams, 1);
+    const std::size_t ceiling = std::max(kMinFrame, std::min<std::size_t>(65536, limits.http2_stream_window));
+    return std::clamp(share, kMinFrame, ceiling);
+}
 
 }  // namespace
 
@@ -109,7 +126,9 @@ Connection::Connection(ConnectionOwner& owner, net::Worker& worker, std::shared_
                        2 * std::uint64_t{snapshot_->config().limits.http2_overhead_frame_rate},
                        core::TokenBucket::Clock::now()),
       idle_since_(std::chrono::steady_clock::now()),
-      buffer_budget_(snapshot_->config().limits.http2_connection_buffer) {
+      buffer_budget_(connectionWindow(snapshot_->config().limits)),
+      initial_window_(initialWindowFor(snapshot_->config().limits)),
+      stream_window_(std::max(initial_window_, snapshot_->config().limits.http2_stream_window)) {
     socket_->setHandler(this);
     socket_->setLowWatermark(proxy::kLowWatermark);
 }
@@ -161,7 +180,7 @@ bool Connection::start() {
 
     std::vector<nghttp2_settings_entry> settings{
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, static_cast<std::uint32_t>(limits.http2_max_concurrent_streams)},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(limits.http2_stream_window)},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(initial_window_)},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<std::uint32_t>(limits.max_header_bytes)},
         // RFC 9218: no RFC 7540 priorities (nghttp2 then keeps no priority tree).
         {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
@@ -172,11 +191,8 @@ bool Connection::start() {
     if (listener_->http2_extended_connect && Stream::kServesExtendedConnect)
         settings.push_back({NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1});
     if (nghttp2_submit_settings(raw, NGHTTP2_FLAG_NONE, settings.data(), settings.size()) != 0) return false;
-    // The connection's own window: large, since each stream is bounded by its own window; a
-    // stalled stream must not hold the window the others need (consume() gives it back at once).
-    const std::int32_t connection_window =
-        static_cast<std::int32_t>(std::min<std::uint64_t>(std::uint64_t{limits.http2_stream_window} * 4 + 65535, 1u << 30));
-    nghttp2_session_set_local_window_size(raw, NGHTTP2_FLAG_NONE, 0, connection_window);
+    // The connection's own window: the request budget (returnConnectionWindow keeps it so).
+    nghttp2_session_set_local_window_size(raw, NGHTTP2_FLAG_NONE, 0, static_cast<std::int32_t>(buffer_budget_));
     net::addTimer(worker_.loop(), tick_event_.get(), kTick);
     onReadable(*socket_);  // the preface may have come with the handshake
     return !closed_;
@@ -273,14 +289,51 @@ void Connection::consume(std::int32_t stream_id, std::size_t bytes) {
 void Connection::noteRequestBytes(std::size_t& recorded, std::size_t now) {
     request_bytes_ += now - recorded;  // modulo arithmetic: a fall is a wrap-around that unwraps
     recorded = now;
-    if (window_held_ == 0 || request_bytes_ > buffer_budget_ || closed_) return;
-    nghttp2_session_consume_connection(session_.get(), std::exchange(window_held_, 0));
+    returnConnectionWindow();
+}
+
+void Connection::returnConnectionWindow() {
+    if (closed_ || unreturned_ <= request_bytes_) return;
+    // What Portico holds keeps its window (heads and chunk framing queued for upstreams count
+    // too, though they came in no DATA: the budget covers them as well).
+    unannounced_ += unreturned_ - request_bytes_;
+    unreturned_ = request_bytes_;
+    // One WINDOW_UPDATE per quarter of the window, or at once when the client is left less
+    // than two frames: nghttp2's own batching (at half the window) could wait for bytes the
+    // client cannot send while streams whose upstreams read nothing hold the rest.
+    const std::int32_t left = nghttp2_session_get_local_window_size(session_.get());
+    if (unannounced_ < buffer_budget_ / 4 && left >= static_cast<std::int32_t>(2 * kMinFrame)) return;
+    // Submitted, never consumed: with no_auto_window_update nghttp2 returns the connection's
+    // window only through nghttp2_session_consume (padding aside), which this never calls.
+    if (nghttp2_submit_window_update(session_.get(), NGHTTP2_FLAG_NONE, 0, static_cast<std::int32_t>(unannounced_)) == 0)
+        unannounced_ = 0;
     scheduleSend();
 }
 
+std::size_t Connection::widenWindow(std::int32_t stream_id, std::size_t granted) {
+    // Before the ACK the client may still use 65535 per stream (and nghttp2 holds it to that),
+    // and a grant then would be on top of a window our SETTINGS have not set yet: none.
+    if (!settings_acked_ || closed_) return granted;
+    const std::size_t window = initial_window_ + granted;
+    const std::size_t pool = buffer_budget_ / 4;
+    // Doubling, up to http2_stream_window, out of what the pool has left.
+    const std::size_t add = std::min({window, stream_window_ - std::min(stream_window_, window),
+                                      pool - std::min(pool, widened_)});
+    if (add < kMinFrame) return granted;
+    const std::int32_t now = nghttp2_session_get_stream_effective_local_window_size(session_.get(), stream_id);
+    // An increment only: the window the stream has now, plus `add` (a WINDOW_UPDATE of `add`).
+    if (now < 0 || static_cast<std::size_t>(now) + add > 0x7fffffff ||
+        nghttp2_session_set_local_window_size(session_.get(), NGHTTP2_FLAG_NONE, stream_id,
+                                              now + static_cast<std::int32_t>(add)) != 0)
+        return granted;
+    widened_ += add;
+    scheduleSend();
+    return granted + add;
+}
+
 bool Connection::windowExhausted() const {
-    return window_held_ > 0 && !closed_ &&
-           nghttp2_session_get_local_window_size(session_.get()) < static_cast<std::int32_t>(kMinDataFrame);
+    return unreturned_ > 0 && !closed_ &&
+           nghttp2_session_get_local_window_size(session_.get()) < static_cast<std::int32_t>(kMinFrame);
 }
 
 bool Connection::sendBlocked(std::int32_t id) const {
@@ -419,6 +472,8 @@ int Connection::onFrameReceived(std::uint8_t type, std::uint8_t flags, std::int3
             }
             return 0;
         case NGHTTP2_SETTINGS:
+            if ((flags & NGHTTP2_FLAG_ACK) != 0) settings_acked_ = true;  // ours: the one we sent
+            [[fallthrough]];
         case NGHTTP2_PING:
             // SETTINGS and PING floods (CVE-2019-9515, -9512): each costs us an ACK.
             if ((flags & NGHTTP2_FLAG_ACK) == 0 && !control_frames_.take(1, core::TokenBucket::Clock::now())) {
@@ -432,20 +487,18 @@ int Connection::onFrameReceived(std::uint8_t type, std::uint8_t flags, std::int3
 }
 
 int Connection::onDataChunk(std::int32_t stream_id, const std::uint8_t* data, std::size_t length) {
-    const std::size_t before = request_bytes_;
+    // The connection's window comes back for what went on; what stayed queued keeps it until
+    // it goes (noteRequestBytes), whatever the stream windows let the client send.
+    unreturned_ += length;
+    if (nghttp2_session_get_local_window_size(session_.get()) < static_cast<std::int32_t>(kMinFrame))
+        window_short_at_ = std::chrono::steady_clock::now();  // no stream could send a frame now
     if (Stream* stream = find(stream_id)) {
         stream->onData(data, length);
         stream->noteBuffers();
     } else {
         nghttp2_session_consume_stream(session_.get(), stream_id, length);
     }
-    // The connection's window comes back at once for what went on (only the stream's waits for
-    // its upstream), and for what stayed queued while the connection is within its budget. Over
-    // it, what stayed queued keeps its window until the upstreams drain (noteRequestBytes).
-    const std::size_t grew = request_bytes_ > before ? request_bytes_ - before : 0;
-    const std::size_t held = request_bytes_ > buffer_budget_ ? std::min(length, grew) : 0;
-    window_held_ += held;
-    if (length > held) nghttp2_session_consume_connection(session_.get(), length - held);
+    returnConnectionWindow();
     return 0;
 }
 

@@ -236,16 +236,13 @@ void Stream::onData(const std::uint8_t* data, std::size_t length) {
     }
     exchange_->sendBody(bytes, length);
     // RFC 9113 5.2: the window comes back when the upstream has taken the bytes, so that a slow
-    // upstream stops this stream's client, not the connection.
-    if (exchange_->upstreamBacklogged()) {
-        held_ += length;
-    } else {
-        connection_.consume(id_, length);
-    }
+    // upstream stops this stream's client, not the connection (releaseHeld, from noteBuffers).
+    held_ += length;
 }
 
 void Stream::onEndStream() {
     request_complete_ = true;
+    narrowWindow();  // the client sends no more: the widening goes back to the pool
     if (websocket_) {
         // RFC 8441 5: END_STREAM is the TCP FIN of the tunnel.
         if (bytes_) bytes_->onEndStream();
@@ -261,14 +258,35 @@ void Stream::onEndStream() {
     if (publishing_) servePubSub();
 }
 
-void Stream::onUpstreamDrained() {
-    const std::size_t held = held_;
-    held_ = 0;
-    connection_.consume(id_, held);
-    noteBuffers();
+void Stream::onUpstreamDrained() { noteBuffers(); }
+
+void Stream::giveWindow(std::size_t n) {
+    if (n == 0) return;
+    connection_.consume(id_, n);
+    given_ += n;
+    // A whole window went on: the stream is widened (doubled) while the budget's pool has room.
+    if (!request_complete_ && !closed_ && given_ >= connection_.initialStreamWindow() + widened_)
+        widened_ = connection_.widenWindow(id_, widened_);
+}
+
+void Stream::releaseHeld() {
+    if (held_ == 0) return;
+    // Body bytes the exchange still queues keep their window (its queue's head and chunk framing
+    // make it a little more). A WebSocket's early DATA waits in early_ for its session, not in
+    // the exchange's queue (the upgrade's): held until the exchange retires (openBytes).
+    std::size_t queued = 0;
+    if (exchange_) queued = websocket_ ? held_ : exchange_->upstreamQueued();
+    if (held_ <= queued) return;
+    giveWindow(held_ - queued);
+    held_ = queued;
+}
+
+void Stream::narrowWindow() {
+    connection_.narrowWindow(std::exchange(widened_, 0));
 }
 
 void Stream::noteBuffers() {
+    releaseHeld();
     std::size_t request = 0;
     if (!closed_) {
         // Not a publish's message (body_): bounded by the route's limits and client_body_timeout,
@@ -276,6 +294,8 @@ void Stream::noteBuffers() {
         request = early_ ? evbuffer_get_length(early_.get()) : 0;
         if (exchange_) request += exchange_->upstreamQueued();
         if (bytes_) request += bytes_->withheld();
+        // A WebSocket's bytes its session read and queued for its upstream.
+        if (session_) request += session_->queuedForUpstream();
     }
     connection_.noteRequestBytes(request_noted_, request);
     noteResponseBytes();
@@ -316,10 +336,14 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
     // one that may send on its own window while the connection's is held back and spent waits on
     // us. A publish's message is the client's alone to end: never exempt).
     if (!headers_complete_ || request_complete_ || held_ > 0 || closed_ || websocket_) return;
-    if (!publishing_ && exchange_ && connection_.windowExhausted() &&
-        nghttp2_session_get_stream_local_window_size(connection_.session(), id_) > 0) {
-        last_data_ = now;  // the wait starts again when the window is back
-        return;
+    if (!publishing_ && exchange_ && nghttp2_session_get_stream_local_window_size(connection_.session(), id_) > 0) {
+        if (connection_.windowExhausted()) {
+            last_data_ = now;  // the wait starts again when the window is back
+            return;
+        }
+        // Since the connection's window last ran short of a frame (the client's other streams
+        // took it), this stream could not send either: its wait counts from then.
+        last_data_ = std::max(last_data_, connection_.windowShortAt());
     }
     if (!exchange_ && !publishing_) return;
     if (now - last_data_ < snapshot_->config().limits.client_body_timeout) return;
@@ -551,8 +575,7 @@ void Stream::retireExchange() {
     if (!exchange_) return;
     upstream_name_ = exchange_->upstreamName();  // still wanted by the access log
     connection_.exchanges().give(std::move(exchange_));
-    if (held_ > 0) onUpstreamDrained();  // nobody takes the held bytes now
-    noteBuffers();
+    noteBuffers();  // nobody takes the held bytes now: their window goes back
 }
 
 void Stream::onClosed(std::uint32_t error_code) {
@@ -560,6 +583,7 @@ void Stream::onClosed(std::uint32_t error_code) {
     closed_ = true;
     alive_.reset();
     retireExchange();
+    narrowWindow();
     // A session still running ends now (an error on its client side: its upstream is closed),
     // before the stream and the session with it are deleted.
     if (StreamBytes* bytes = std::exchange(bytes_, nullptr)) bytes->onStreamClosed();

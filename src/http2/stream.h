@@ -164,6 +164,12 @@ private:
     // holds nothing, and pausing it would stall a client that reads one stream at a time.
     bool holdsResponseBytes() const;
     void dropPending();
+    // Request window: `n` bytes went on (WINDOW_UPDATE; a stream whose whole window went on is
+    // widened, Connection::widenWindow). releaseHeld gives back the window of held bytes the
+    // exchange no longer queues; narrowWindow gives the widening back once no more comes.
+    void giveWindow(std::size_t n);
+    void releaseHeld();
+    void narrowWindow();
 
     Connection& connection_;
     const std::int32_t id_;
@@ -186,6 +192,8 @@ private:
     std::uint64_t bytes_out_ = 0;
     std::uint64_t body_bytes_ = 0;
     std::size_t held_ = 0;  // request body bytes the upstream has not taken: window not given back
+    std::size_t given_ = 0;    // request window given back in all
+    std::size_t widened_ = 0;  // window granted beyond the initial one (Connection::widenWindow)
     std::size_t request_noted_ = 0;   // noteBuffers' last word to the connection, each way
     std::size_t response_noted_ = 0;
     int status_ = 0;

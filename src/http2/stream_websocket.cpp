@@ -96,13 +96,13 @@ std::unique_ptr<net::ByteStream> Stream::openBytes() {
     // its start, so its window comes back now. (The upstream modes gave it back when their
     // exchange retired; the bridge has no exchange on this path.)
     if (early_) bytes->addEarly(early_.get());
-    if (held_ > 0) onUpstreamDrained();
+    if (held_ > 0) giveWindow(std::exchange(held_, 0));
     if (request_complete_) bytes->onEndStream();
     return bytes;
 }
 
 void Stream::consumeWindow(std::size_t n) {
-    connection_.consume(id_, n);
+    giveWindow(n);
     noteBuffers();
 }
 

@@ -347,6 +347,9 @@ void HttpExchange::onConnected(net::Stream& stream) {
     phase_ = Phase::Waiting;
     stream.flush();
     updateTimer(/*progress=*/true);
+    // What was queued while connecting may be out now, and a write that did not block reports
+    // no onDrained: an HTTP/2 stream gives the window of those bytes back (Stream::releaseHeld).
+    if (stream.outputLength() <= kLowWatermark) owner_->onUpstreamDrained();
 }
 
 void HttpExchange::onDrained(net::ByteStream&) {

@@ -9,6 +9,7 @@ budget, not a watermark per stream."""
 import hashlib
 import json
 import os
+import struct
 import sys
 import tempfile
 import threading
@@ -16,6 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+import h2_frames as h  # noqa: E402
 from h2_client import H2Client  # noqa: E402
 from portico_harness import PorticoTestCase, main, make_config, slow_factor  # noqa: E402
 from ws_peers import _tcp_sockets  # noqa: E402
@@ -33,6 +35,20 @@ class Http2ConnectionBudget(PorticoTestCase):
             listeners=[{"address": "127.0.0.1:0", "http2": True}], workers=1,
             limits=dict({"http2_max_concurrent_streams": 128}, **(limits or {}))))
 
+    def start_held_and_fast(self, limits=None):
+        """Portico with /held/ on an upstream whose connects hang until the returned event is
+        set, and every other path on one that reads."""
+        hold = threading.Event()
+        held = self.start_backend(name="held", hold=hold)
+        self.addCleanup(hold.set)
+        fast = self.start_backend(name="fast")
+        p = self.start_portico(make_config(
+            routes=[{"path": "/held/", "upstream": "held"}, {"path": "/", "upstream": "fast"}],
+            upstreams={"held": {"servers": [held.address], "connect_timeout": "60s", "send_timeout": "60s"},
+                       "fast": {"servers": [fast.address]}},
+            listeners=[{"address": "127.0.0.1:0", "http2": True}], workers=1, limits=limits))
+        return p, hold
+
     def send_what_windows_take(self, c, bodies, offsets, seconds, idle=1.5):
         """Sends each stream's body as far as its and the connection's windows let it, until no
         window opened for `idle` seconds (None: until all is sent) or `seconds` passed. Returns
@@ -40,11 +56,17 @@ class Http2ConnectionBudget(PorticoTestCase):
         sent = 0
         deadline = time.monotonic() + seconds
         idle_since = time.monotonic()
+        order = list(bodies)
         while time.monotonic() < deadline and any(offsets[s] < len(b) for s, b in bodies.items()):
             if idle is not None and time.monotonic() - idle_since >= idle * slow_factor():
                 break
             moved = False
-            for sid, body in bodies.items():
+            # Each pass starts at the next stream: the connection's window (the budget) may carry
+            # a frame or two per pass, and a stream the client never sends on would be its own
+            # doing (client_body_timeout), not Portico's.
+            order = order[1:] + order[:1]
+            for sid in order:
+                body = bodies[sid]
                 left = len(body) - offsets[sid]
                 if left == 0:
                     continue
@@ -98,16 +120,7 @@ class Http2ConnectionBudget(PorticoTestCase):
                              (len(body), hashlib.sha256(body).hexdigest()), "stream %d" % sid)
 
     def test_a_stream_whose_upstream_reads_goes_on_while_others_are_held(self):
-        hold = threading.Event()
-        held = self.start_backend(name="held", hold=hold)
-        self.addCleanup(hold.set)
-        fast = self.start_backend(name="fast")
-        p = self.start_portico(make_config(
-            routes=[{"path": "/held/", "upstream": "held"}, {"path": "/", "upstream": "fast"}],
-            upstreams={"held": {"servers": [held.address], "connect_timeout": "60s"},
-                       "fast": {"servers": [fast.address]}},
-            listeners=[{"address": "127.0.0.1:0", "http2": True}], workers=1,
-            limits={"http2_connection_buffer": "256KiB", "client_body_timeout": "3s"}))
+        p, hold = self.start_held_and_fast({"http2_connection_buffer": "256KiB", "client_body_timeout": "3s"})
         c = H2Client(p.port)
         self.addCleanup(c.close)
         c.pump(0.3)
@@ -144,6 +157,85 @@ class Http2ConnectionBudget(PorticoTestCase):
         self.assertEqual([c.status(s) for s in bodies], [200] * len(bodies))
         for s, b in bodies.items():
             self.assertEqual(json.loads(bytes(c.responses[s]["body"]))["body_sha256"], hashlib.sha256(b).hexdigest())
+
+    def test_a_stream_goes_on_beside_32_uploads_whose_upstreams_read_nothing(self):
+        # Head-of-line blocking between streams: each of the 32 stalled uploads holds its own
+        # stream window (16KiB on the defaults), not the connection's. Before, they took the whole
+        # connection window (the budget plus 4 x 256KiB + 64KiB) and the 33rd sent 0 bytes.
+        p, _ = self.start_held_and_fast()
+        c = H2Client(p.port)
+        self.addCleanup(c.close)
+        c.pump(0.3)
+        bodies, offsets = {}, {}
+        for i in range(32):
+            sid = c.request("POST", "/held/%d" % i, headers=[("content-length", str(512 * KiB))], end=False)
+            bodies[sid], offsets[sid] = os.urandom(512 * KiB), 0
+        self.send_what_windows_take(c, bodies, offsets, 20 * slow_factor())
+        body = os.urandom(2 * MiB)
+        sid = c.request("POST", "/echo/33rd", headers=[("content-length", str(len(body)))], end=False)
+        sent = self.send_what_windows_take(c, {sid: body}, {sid: 0}, 60 * slow_factor(), idle=10)
+        self.assertEqual(sent, len(body), "the 33rd stream stalled behind 32 uploads that read nothing")
+        r = c.response(sid, 30 * slow_factor())
+        self.assertTrue(r["ended"])
+        self.assertEqual(json.loads(bytes(r["body"]))["body_sha256"], hashlib.sha256(body).hexdigest())
+        self.assertFalse(any(c.done(s) for s in bodies), "a held stream was answered")
+
+    def test_a_client_that_never_acks_our_settings_cannot_make_portico_hold_more_than_the_budget(self):
+        # The connection window is the request budget, whatever the client does with SETTINGS:
+        # this one never ACKs them, so nghttp2 lets each stream use 65535 bytes (the RFC's
+        # default), and 64 streams could send 4MiB. Before, the connection window came back at once
+        # under the budget and was held only beyond it: about 2.1MiB went in (1MiB + 1088KiB).
+        hold = threading.Event()
+        held = self.start_backend(name="held", hold=hold)
+        self.addCleanup(hold.set)
+        p = self.start(held)
+        c = h.RawH2(p.port, handshake=False)
+        self.addCleanup(c.close)
+        c.send(h.PREFACE + h.settings())
+        granted = {0: 65535}
+        sent = {0: 0}
+        for i in range(64):
+            sid = 2 * i + 1
+            c.request(sid, "/echo/%d" % i, "POST", [("content-length", str(65535))], end_stream=False)
+            granted[sid], sent[sid] = 65535, 0
+        seen = 0
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 2 * slow_factor() and not c.closed:
+            for f in c.frames[seen:]:
+                if f[0] == h.WINDOW_UPDATE:
+                    granted[f[2]] = granted.get(f[2], 0) + struct.unpack("!I", f[3])[0]
+                    idle_since = time.monotonic()
+            seen = len(c.frames)
+            for sid in [s for s in granted if s]:
+                n = min(16384, granted[sid] - sent[sid], granted[0] - sent[0], 65535 - sent[sid])
+                if n > 0:
+                    c.send(h.data(sid, b"x" * n))
+                    sent[sid] += n
+                    sent[0] += n
+                    idle_since = time.monotonic()
+            c.next_frame(0.1)
+        self.assertFalse(c.closed, "the connection ended: %r" % [f for f in c.frames if f[0] == h.GOAWAY])
+        # The budget (1MiB), the bytes of the one or two upstreams whose connects the backend's
+        # queue lets through (the kernel takes those: a stream's 64KiB each) and slack.
+        self.assertLess(sent[0], 1 * MiB + 256 * KiB, "Portico took %d bytes" % sent[0])
+        c.send(h.ping())
+        self.assertIsNotNone(c.wait_for(lambda f: f[0] == h.PING and f[1] & h.ACK, 5 * slow_factor()))
+
+    def test_a_16KiB_data_frame_fits_a_new_stream_on_the_defaults(self):
+        # SETTINGS_INITIAL_WINDOW_SIZE is never under one DATA frame of the least
+        # SETTINGS_MAX_FRAME_SIZE (h2spec 4.2/1), whatever the budget's share per stream is.
+        backend = self.start_backend(name="b")
+        p = self.start_portico(make_config(routes=[{"path": "/", "upstream": "app"}],
+                                           upstreams={"app": {"servers": [backend.address]}},
+                                           listeners=[{"address": "127.0.0.1:0", "http2": True}], workers=1))
+        c = h.RawH2(p.port)
+        self.addCleanup(c.close)
+        self.assertGreaterEqual(c.server_settings.get(0x4, 65535), 16384)
+        c.request(1, "/echo/frame", "POST", [("content-length", "16384")], end_stream=False)
+        c.send(h.data(1, b"f" * 16384, end=True))
+        status, _, answer = c.response(1, 10 * slow_factor())
+        self.assertEqual((status, json.loads(answer)["body_len"]), (200, 16384))
+        self.assertTrue(c.alive())
 
     def test_a_stream_waiting_for_the_held_connection_window_is_not_timed_out(self):
         hold = threading.Event()

@@ -14,19 +14,25 @@
 // CVE-2019-9518 and kin), a header block unfinished past client_header_timeout, a request
 // body stalled past client_body_timeout, no stream for keepalive_timeout.
 //
-// Memory per connection (limits.http2_connection_buffer, each way): a stream window bounds one
-// stream, not the hundred a client may open. Request body bytes the streams have queued for
-// their upstreams are counted; beyond the budget the DATA that stays queued keeps its share of
-// the connection's window (no WINDOW_UPDATE for it) until the upstreams drain the total below
-// the budget, so the client stops after about the budget plus the connection window (h2o and
-// HAProxy bound a connection's receive buffers likewise). DATA an upstream takes at once gives
-// its window back at once: a stream whose upstream reads goes on while window is left (when the
-// held part is all of it, every stream waits for the upstreams that do not read, or for their
-// connect_timeout/send_timeout, as requests queued on one HTTP/1.1 connection would). Response
-// bytes waiting in memory for the client's windows are counted too (not a static file's
-// segments); beyond the budget each stream that holds bytes its window or the socket does not
-// take pauses its upstream as its own high watermark would (Stream::backlogged). A stream whose
-// bytes go straight out goes on: pausing it would stall a client reading one stream at a time.
+// Memory per connection (limits.http2_connection_buffer, each way). Requests: the connection's
+// flow-control window is the budget, and the window of every request byte Portico holds (queued
+// for an upstream or a WebSocket session's upstream, DATA a session has not read yet) stays
+// unreturned until that byte went on; the rest comes back at once (returnConnectionWindow). So
+// Portico holds at most the budget of request bytes whatever the client does with SETTINGS: the
+// bound never rests on per-stream windows. Those separate the streams: a stream starts on
+// SETTINGS_INITIAL_WINDOW_SIZE (the budget's share per stream, 16KiB to 64KiB: one DATA frame
+// of the least SETTINGS_MAX_FRAME_SIZE always fits), and a stream's window of bytes its
+// upstream has not taken is not given back, so a stream whose upstream reads nothing holds its
+// window, not the connection's. A stream whose bytes go on is widened towards
+// http2_stream_window by WINDOW_UPDATE increments (never a shrink) from a pool of a quarter of
+// the budget, and only once the client ACKed our SETTINGS: before that, it may use 65535 per
+// stream, and nghttp2 holds it to that. So streams whose upstreams take nothing hold
+// (their count x the initial window + the pool) together, and the others go on beside them while
+// that is under the budget (32 of them on the defaults). Responses: bytes waiting in memory
+// for the client's windows are counted (not a static file's segments); beyond the budget each
+// stream that holds bytes its window or the socket does not take pauses its upstream as its own
+// high watermark would (Stream::backlogged). A stream whose bytes go straight out goes on:
+// pausing it would stall a client reading one stream at a time.
 
 #include <chrono>
 #include <cstdint>
@@ -105,9 +111,17 @@ public:
     // `bytes` of a stream's request body went on (to its upstream or a handler): the client
     // may send that much more on the stream (WINDOW_UPDATE).
     void consume(std::int32_t stream_id, std::size_t bytes);
+    // A stream whose bytes went on asks for more window than it started with (up to
+    // http2_stream_window): granted as a WINDOW_UPDATE increment while the widening pool has
+    // room, once our SETTINGS are ACKed. Takes and returns what the stream has been granted in
+    // all; narrowWindow gives that back to the pool once the stream sends no more.
+    std::size_t widenWindow(std::int32_t stream_id, std::size_t granted);
+    void narrowWindow(std::size_t granted) { widened_ -= granted; }
+    // The window a stream starts with (SETTINGS_INITIAL_WINDOW_SIZE once ACKed).
+    std::size_t initialStreamWindow() const { return initial_window_; }
     // A stream's share of the connection's buffers is now `now` (was `recorded`, updated here):
     // request bytes queued for its upstream (or its session), response bytes waiting for the
-    // client. Under the budget again, the connection window held back goes back.
+    // client. The connection window of request bytes no longer held goes back.
     void noteRequestBytes(std::size_t& recorded, std::size_t now);
     void noteResponseBytes(std::size_t& recorded, std::size_t now) {
         response_bytes_ += now - recorded;  // modulo arithmetic: a fall unwraps
@@ -116,9 +130,11 @@ public:
     // The streams' response bytes are over limits.http2_connection_buffer: upstreams pause
     // (and resume once it is not).
     bool responsesOverBudget() const { return response_bytes_ > buffer_budget_; }
-    // Connection window is held back and what the client has left of it would not carry a
-    // DATA frame: a stream that may send more waits on us, not on its client.
+    // Connection window is held for bytes Portico holds and what the client has left of it
+    // would not carry a DATA frame: a stream that may send more waits on us, not on its client.
     bool windowExhausted() const;
+    // When the client last had less than a DATA frame of the connection's window left.
+    std::chrono::steady_clock::time_point windowShortAt() const { return window_short_at_; }
     // Response bytes of stream `id` cannot go now: its window or the connection's is shut, or
     // the socket takes no more.
     bool sendBlocked(std::int32_t id) const;
@@ -148,6 +164,9 @@ private:
     void onDrained(net::ByteStream& stream) override;
 
     Stream* find(std::int32_t stream_id);
+    // Connection window of DATA no longer held goes back (WINDOW_UPDATE on stream 0): all but
+    // request_bytes_ of what was received.
+    void returnConnectionWindow();
     // Runs nghttp2_session_mem_send while the socket takes it; closes when the session is over.
     void sendNow();
     void close(const char* reason);
@@ -186,14 +205,21 @@ private:
     std::uint32_t earned_window_updates_ = 0;
     bool overhead_flooded_ = false;  // GOAWAY queued: said once
     static constexpr std::uint32_t kEarnedWindowUpdates = 1024;
-    static constexpr std::size_t kMinDataFrame = 16384;  // SETTINGS_MAX_FRAME_SIZE's least (RFC 9113 6.5.2)
     std::chrono::steady_clock::time_point idle_since_;
-    // limits.http2_connection_buffer: what the streams hold, each way (their notes' sums), and
-    // the connection window held back for request bytes that stayed queued over the budget.
+    // limits.http2_connection_buffer: what the streams hold, each way (their notes' sums). The
+    // connection window is the budget: unreturned_ is the DATA received whose window has not
+    // gone back (at least request_bytes_ of it stays), unannounced_ what goes back with the next
+    // WINDOW_UPDATE (batched, but never left while the client has less than a frame's window).
     const std::size_t buffer_budget_;
+    const std::size_t initial_window_;  // SETTINGS_INITIAL_WINDOW_SIZE: 16KiB to 64KiB
+    const std::size_t stream_window_;   // limits.http2_stream_window: the most a stream is widened to
     std::size_t request_bytes_ = 0;
     std::size_t response_bytes_ = 0;
-    std::size_t window_held_ = 0;
+    std::size_t unreturned_ = 0;
+    std::size_t unannounced_ = 0;
+    std::size_t widened_ = 0;  // increments granted to streams (widenWindow), at most a quarter of the budget
+    std::chrono::steady_clock::time_point window_short_at_{};
+    bool settings_acked_ = false;  // the client ACKed our SETTINGS: its streams start on initial_window_
     // What the client had taken of the socket's output when a tick found some queued, and for
     // how many ticks (limits.client_send_timeout).
     SendStall<net::Stream::SendProgress> send_stall_;

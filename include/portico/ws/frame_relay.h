@@ -67,6 +67,7 @@ public:
     SessionCounts counts() const override {
         return SessionCounts{up_.checker.messages(), down_.checker.messages(), up_.bytes, down_.bytes, limit_};
     }
+    std::size_t queuedForUpstream() const override { return upstream_ ? upstream_->outputLength() : 0; }
 
     std::uint64_t messagesFromClient() const { return up_.checker.messages(); }
     std::uint64_t messagesToClient() const { return down_.checker.messages(); }

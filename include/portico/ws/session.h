@@ -4,6 +4,7 @@
 // from then on (the tunnel, the frame relay, or a built-in endpoint's codec session) and reports
 // its end to the client connection that started it.
 
+#include <cstddef>
 #include <cstdint>
 
 namespace portico::ws {
@@ -47,6 +48,9 @@ public:
     virtual void goAway() = 0;
     // What went through so far (the owner folds it into the metrics while the session runs).
     virtual SessionCounts counts() const = 0;
+    // Bytes from the client that wait for the upstream (its socket's output): an HTTP/2 stream
+    // counts them against limits.http2_connection_buffer. None for a built-in endpoint.
+    virtual std::size_t queuedForUpstream() const { return 0; }
 };
 
 }  // namespace portico::ws

@@ -40,6 +40,7 @@ public:
     void start() override;
     void goAway() override;
     SessionCounts counts() const override { return SessionCounts{0, 0, from_client_, to_client_, limit()}; }
+    std::size_t queuedForUpstream() const override { return upstream_ ? upstream_->outputLength() : 0; }
 
 private:
     void expire(const char* reason) override { end(reason); }
