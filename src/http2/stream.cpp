@@ -335,7 +335,11 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
     // (a stream held for its upstream, or for the connection's budget, is not the client's fault:
     // one that may send on its own window while the connection's is held back and spent waits on
     // us. A publish's message is the client's alone to end: never exempt).
-    if (!headers_complete_ || request_complete_ || held_ > 0 || closed_ || websocket_) return;
+    if (!headers_complete_ || request_complete_ || closed_ || websocket_) return;
+    if (held_ > 0) {
+        last_data_ = now;  // its window waits for its upstream: the wait starts when it is back
+        return;
+    }
     if (!publishing_ && exchange_ && nghttp2_session_get_stream_local_window_size(connection_.session(), id_) > 0) {
         if (connection_.windowExhausted()) {
             last_data_ = now;  // the wait starts again when the window is back
