@@ -336,8 +336,10 @@ bool Connection::windowExhausted() const {
            nghttp2_session_get_local_window_size(session_.get()) < static_cast<std::int32_t>(kMinFrame);
 }
 
+bool Connection::socketBacklogged() const { return socket_->outputLength() >= proxy::kHighWatermark; }
+
 bool Connection::sendBlocked(std::int32_t id) const {
-    if (closed_ || socket_->outputLength() >= proxy::kHighWatermark) return true;
+    if (closed_ || socketBacklogged()) return true;
     return nghttp2_session_get_remote_window_size(session_.get()) <= 0 ||
            nghttp2_session_get_stream_remote_window_size(session_.get(), id) <= 0;
 }

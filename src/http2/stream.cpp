@@ -322,8 +322,11 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
         return;
     }
     // client_send_timeout: response bytes the client's window takes none of that long (a
-    // WebSocket's session has timeouts of its own). They are dropped with the stream.
-    if (evbuffer_get_length(pending_.get()) == 0 || closed_ || session_) {
+    // WebSocket's session has timeouts of its own). They are dropped with the stream. While the
+    // socket is backlogged no stream's bytes go on, however fast its windows open: a client
+    // reading slower than we could send is not stalled (a socket that takes nothing is the
+    // connection's own client_send_timeout).
+    if (evbuffer_get_length(pending_.get()) == 0 || closed_ || session_ || connection_.socketBacklogged()) {
         send_stall_.clear();
     } else if (send_stall_.stalled(sent_, snapshot_->config().limits.client_send_timeout)) {
         LOG_INFO("client %s: HTTP/2 stream %d: took no byte for client_send_timeout", connection_.client().ip.c_str(), id_);

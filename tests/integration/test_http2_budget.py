@@ -351,6 +351,30 @@ class Http2ConnectionBudget(PorticoTestCase):
         self.assertTrue(all(c.responses[s]["ended"] and not c.responses[s]["reset"] for s in sids))
         self.assertLess(max(times), 5 * slow_factor(), "a download stalled: %r" % times)
 
+    def test_a_client_reading_slower_than_we_send_is_not_reset_for_client_send_timeout(self):
+        # A stream's client_send_timeout counted what nghttp2 packed into DATA frames; with the
+        # socket backlogged nghttp2 is asked for none, so a client that read steadily with its
+        # windows wide open was reset (RST_STREAM CANCEL after ~3 s at 2 s, reading ~200 KB/s).
+        backend = self.start_backend(name="b")
+        p = self.start(backend, {"client_send_timeout": "2s"})
+        c = h.RawH2(p.port, client_settings=[(h.INITIAL_WINDOW_SIZE, 0x7fffffff)], rcvbuf=32 * KiB)
+        self.addCleanup(c.close)
+        size = 8 * MiB
+        c.send(c.headers(1, c.fields("/stream?n=%d" % size)), h.window_update(0, 0x7fff0000))
+        got, start = 0, time.monotonic()
+        while time.monotonic() - start < 6:  # three timeouts' worth, at ~200 KB/s
+            time.sleep(0.3)
+            n = 0
+            while n < 64 * KiB:
+                chunk = c.sock.recv(64 * KiB - n)
+                self.assertTrue(chunk, "the connection closed after %d bytes" % (got + n))
+                n += len(chunk)
+            got += n
+        self.assertLess(got, size, "the response ended before the client fell behind")
+        reset = [line for line in p.stderr_lines() if "client_send_timeout" in line]
+        self.assertEqual(reset, [], "a client reading %d bytes in %.1f s was taken for stalled"
+                         % (got, time.monotonic() - start))
+
     def test_a_static_file_does_not_count_against_the_budget(self):
         # A file's segments are its pages, not our memory: a 16 MiB file the client reads slowly
         # paused every proxied stream of the connection (a 512 KiB GET beside it took 25 s).

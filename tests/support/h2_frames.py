@@ -65,8 +65,14 @@ class RawH2:
     as (type, flags, stream_id, payload); `closed` says the server closed the connection."""
 
     def __init__(self, port, handshake=True, timeout=5.0, client_settings=(), ssl_context=None,
-                 server_hostname=None):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                 server_hostname=None, rcvbuf=None):
+        if rcvbuf is None:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        else:  # set before the connect: the window scale is agreed in the handshake
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect(("127.0.0.1", port))
         if ssl_context is not None:  # h2 over TLS: the context offers ALPN h2
             self.sock = ssl_context.wrap_socket(self.sock, server_hostname=server_hostname)
         self.authority = "127.0.0.1:%d" % port

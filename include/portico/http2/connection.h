@@ -138,6 +138,9 @@ public:
     // Response bytes of stream `id` cannot go now: its window or the connection's is shut, or
     // the socket takes no more.
     bool sendBlocked(std::int32_t id) const;
+    // The socket holds a high watermark of our output: nghttp2 is asked for no DATA until the
+    // client reads some, so no stream's bytes go on, whatever their windows.
+    bool socketBacklogged() const;
 
     // nghttp2's callbacks (connection.cpp registers them); public for the C trampolines.
     // onBeginFrame: RFC 9113 checks nghttp2 leaves out (it returns NGHTTP2_ERR_CALLBACK_FAILURE
