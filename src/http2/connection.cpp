@@ -293,20 +293,23 @@ void Connection::noteRequestBytes(std::size_t& recorded, std::size_t now) {
 }
 
 void Connection::returnConnectionWindow() {
-    if (closed_ || unreturned_ <= request_bytes_) return;
+    if (closed_ || in_data_chunk_) return;
+    // nghttp2's count of the DATA received whose window has not gone back: the payload of every
+    // DATA frame, padding and frames for streams already closed included (nghttp2 ignores those,
+    // and its own return of them at half the window is undone by each WINDOW_UPDATE we submit:
+    // counting only the bytes delivered to us leaked their window for good).
+    const std::int32_t received = nghttp2_session_get_effective_recv_data_length(session_.get());
     // What Portico holds keeps its window (heads and chunk framing queued for upstreams count
     // too, though they came in no DATA: the budget covers them as well).
-    unannounced_ += unreturned_ - request_bytes_;
-    unreturned_ = request_bytes_;
+    if (received <= 0 || static_cast<std::size_t>(received) <= request_bytes_) return;
+    const std::size_t returned = static_cast<std::size_t>(received) - request_bytes_;
     // One WINDOW_UPDATE per quarter of the window, or at once when the client is left less
     // than two frames: nghttp2's own batching (at half the window) could wait for bytes the
     // client cannot send while streams whose upstreams read nothing hold the rest.
     const std::int32_t left = nghttp2_session_get_local_window_size(session_.get());
-    if (unannounced_ < buffer_budget_ / 4 && left >= static_cast<std::int32_t>(2 * kMinFrame)) return;
-    // Submitted, never consumed: with no_auto_window_update nghttp2 returns the connection's
-    // window only through nghttp2_session_consume (padding aside), which this never calls.
-    if (nghttp2_submit_window_update(session_.get(), NGHTTP2_FLAG_NONE, 0, static_cast<std::int32_t>(unannounced_)) == 0)
-        unannounced_ = 0;
+    if (returned < buffer_budget_ / 4 && left >= static_cast<std::int32_t>(2 * kMinFrame)) return;
+    // nghttp2 takes the increment off its count at once (nghttp2_submit_window_update).
+    nghttp2_submit_window_update(session_.get(), NGHTTP2_FLAG_NONE, 0, static_cast<std::int32_t>(returned));
     scheduleSend();
 }
 
@@ -332,7 +335,7 @@ std::size_t Connection::widenWindow(std::int32_t stream_id, std::size_t granted)
 }
 
 bool Connection::windowExhausted() const {
-    return unreturned_ > 0 && !closed_ &&
+    return request_bytes_ > 0 && !closed_ &&
            nghttp2_session_get_local_window_size(session_.get()) < static_cast<std::int32_t>(kMinFrame);
 }
 
@@ -490,16 +493,19 @@ int Connection::onFrameReceived(std::uint8_t type, std::uint8_t flags, std::int3
 
 int Connection::onDataChunk(std::int32_t stream_id, const std::uint8_t* data, std::size_t length) {
     // The connection's window comes back for what went on; what stayed queued keeps it until
-    // it goes (noteRequestBytes), whatever the stream windows let the client send.
-    unreturned_ += length;
+    // it goes (noteRequestBytes), whatever the stream windows let the client send. Not before
+    // the stream has noted these bytes: nghttp2 counts them received already, and a return
+    // from inside onData (another stream's note) would give their window away.
     if (nghttp2_session_get_local_window_size(session_.get()) < static_cast<std::int32_t>(kMinFrame))
         window_short_at_ = std::chrono::steady_clock::now();  // no stream could send a frame now
+    in_data_chunk_ = true;
     if (Stream* stream = find(stream_id)) {
         stream->onData(data, length);
         stream->noteBuffers();
     } else {
         nghttp2_session_consume_stream(session_.get(), stream_id, length);
     }
+    in_data_chunk_ = false;
     returnConnectionWindow();
     return 0;
 }
@@ -521,6 +527,7 @@ void Connection::onTick(int, short, void* arg) { static_cast<Connection*>(arg)->
 
 void Connection::tick() {
     if (closed_) return;
+    returnConnectionWindow();  // DATA nghttp2 ignored (closed streams, padding) calls nothing of ours
     const config::Limits& limits = snapshot_->config().limits;
     const auto now = std::chrono::steady_clock::now();
     // client_send_timeout: a client that takes no byte of what the socket holds that long does

@@ -210,16 +210,15 @@ private:
     static constexpr std::uint32_t kEarnedWindowUpdates = 1024;
     std::chrono::steady_clock::time_point idle_since_;
     // limits.http2_connection_buffer: what the streams hold, each way (their notes' sums). The
-    // connection window is the budget: unreturned_ is the DATA received whose window has not
-    // gone back (at least request_bytes_ of it stays), unannounced_ what goes back with the next
-    // WINDOW_UPDATE (batched, but never left while the client has less than a frame's window).
+    // connection window is the budget: of the DATA received whose window has not gone back
+    // (nghttp2 counts it), request_bytes_ stays; the rest goes back with the next WINDOW_UPDATE
+    // (batched, but never left while the client has less than a frame's window).
     const std::size_t buffer_budget_;
     const std::size_t initial_window_;  // SETTINGS_INITIAL_WINDOW_SIZE: 16KiB to 64KiB
     const std::size_t stream_window_;   // limits.http2_stream_window: the most a stream is widened to
     std::size_t request_bytes_ = 0;
     std::size_t response_bytes_ = 0;
-    std::size_t unreturned_ = 0;
-    std::size_t unannounced_ = 0;
+    bool in_data_chunk_ = false;  // inside onDataChunk: its bytes are not noted yet
     std::size_t widened_ = 0;  // increments granted to streams (widenWindow), at most a quarter of the budget
     std::chrono::steady_clock::time_point window_short_at_{};
     bool settings_acked_ = false;  // the client ACKed our SETTINGS: its streams start on initial_window_
