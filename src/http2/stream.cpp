@@ -242,7 +242,9 @@ void Stream::onData(const std::uint8_t* data, std::size_t length) {
 
 void Stream::onEndStream() {
     request_complete_ = true;
-    narrowWindow();  // the client sends no more: the widening goes back to the pool
+    // The client sends no more: the widening goes back to the pool once the body went on (bytes
+    // still queued for the upstream hold it: other streams widened meanwhile would hold more).
+    if (held_ == 0) narrowWindow();
     if (websocket_) {
         // RFC 8441 5: END_STREAM is the TCP FIN of the tunnel.
         if (bytes_) bytes_->onEndStream();
@@ -279,6 +281,7 @@ void Stream::releaseHeld() {
     if (held_ <= queued) return;
     giveWindow(held_ - queued);
     held_ = queued;
+    if (request_complete_ && held_ == 0) narrowWindow();  // the last of the body went on
 }
 
 void Stream::narrowWindow() {
