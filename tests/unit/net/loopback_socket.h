@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// A unit test's loopback TCP server socket on a free port.
+// A unit test's loopback TCP server socket on a free port, and a loop runner for its events.
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <thread>
+
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -23,6 +27,18 @@ inline core::UniqueFd boundSocket(sockaddr_in& address, int backlog) {
     REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length) == 0);
     if (backlog >= 0) REQUIRE(::listen(fd.get(), backlog) == 0);
     return fd;
+}
+
+// Runs `base` until `done`, at most `bound` (a bound for a broken build, not a timing claim);
+// returns done().
+template <class Done>
+bool runLoopUntil(event_base* base, Done done, std::chrono::seconds bound = std::chrono::seconds(10)) {
+    const auto deadline = std::chrono::steady_clock::now() + bound;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return done();
 }
 
 }  // namespace portico::net::test

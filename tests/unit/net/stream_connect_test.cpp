@@ -23,6 +23,7 @@
 
 using namespace portico;
 using portico::net::test::boundSocket;
+using portico::net::test::runLoopUntil;
 
 namespace {
 
@@ -66,11 +67,7 @@ struct Connect {
     }
     template <class Done>
     void runUntil(Done done) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-        while (!done() && std::chrono::steady_clock::now() < deadline) {
-            event_base_loop(loop.base(), EVLOOP_NONBLOCK);
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
+        runLoopUntil(loop.base(), done, std::chrono::seconds(5));
     }
     core::UniqueFd acceptOne() const { return core::UniqueFd(::accept(server.get(), nullptr, nullptr)); }
 };

@@ -29,6 +29,7 @@
 
 using namespace portico;
 using portico::net::test::boundSocket;
+using portico::net::test::runLoopUntil;
 
 namespace {
 
@@ -77,15 +78,9 @@ struct RingConnect {
                                         &handler, error, ring);
         REQUIRE(stream);
     }
-    // Runs the loop until `done` (a bound for a broken build, not a timing claim).
     template <class Done>
     bool runUntil(Done done) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (!done() && std::chrono::steady_clock::now() < deadline) {
-            event_base_loop(loop.base(), EVLOOP_NONBLOCK);
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-        return done();
+        return runLoopUntil(loop.base(), done);
     }
     core::UniqueFd acceptOne() const {
         pollfd p{server.get(), POLLIN, 0};
