@@ -170,10 +170,11 @@ class UringTunnel(WsTestCase):
             last = flood.ws_sent
             time.sleep(0.5)
         fresh = self.ws_connect(p.port, "/app/fresh")
-        start = time.monotonic()
         fresh.send_frame(OP_TEXT, b"still moving")
-        self.assertEqual(fresh.recv_text(5 * slow_factor()), "still moving")
-        self.assertLess(time.monotonic() - start, 2 * slow_factor(), "stalled tunnels held up a fresh one")
+        # Before the fix the echo never came (the stalled directions held the pool's buffers
+        # for good), so its arrival is the check; no bound on how fast, which a loaded machine
+        # cannot promise.
+        self.assertEqual(fresh.recv_text(5 * slow_factor()), "still moving", "stalled tunnels held up a fresh one")
         growth = rss_kib(p.pid) - rss_before
         # 40 directions x (the 128 KiB bound + a receive's 16 KiB), the 4 MiB pool becoming
         # resident, allocator slack. Under AddressSanitizer its allocator's redzones may double
