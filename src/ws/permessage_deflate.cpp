@@ -350,12 +350,19 @@ bool Deflater::init() {
     return true;
 }
 
+// A failed message. Its stream's state is unknown, so it is freed, not kept among the spares.
+// Without context takeover nothing outlives a message, and the next one starts afresh (a
+// transient out-of-memory costs one uncompressed message, not every later one); with it the
+// peer's window would miss this message for good.
+bool Deflater::fail() {
+    stream_.reset();
+    if (!no_context_takeover_) broken_ = true;
+    return false;
+}
+
 bool Deflater::compress(const std::uint8_t* data, std::size_t len, ByteBuffer& out) {
     if (broken_) return false;
-    if (len > UINT_MAX || (!stream_ && !init())) {
-        broken_ = true;
-        return false;
-    }
+    if (len > UINT_MAX || (!stream_ && !init())) return fail();
     z_stream* s = stream_.get();
     s->next_in = const_cast<Bytef*>(data);  // zlib's API is not const-correct; it does not write
     s->avail_in = static_cast<uInt>(len);
@@ -369,10 +376,7 @@ bool Deflater::compress(const std::uint8_t* data, std::size_t len, ByteBuffer& o
         s->avail_out = static_cast<uInt>(room);
         const int rc = deflate(s, Z_SYNC_FLUSH);
         out.commit(room - s->avail_out);
-        if (rc != Z_OK && rc != Z_BUF_ERROR) {
-            broken_ = true;
-            return false;
-        }
+        if (rc != Z_OK && rc != Z_BUF_ERROR) return fail();
         if (s->avail_out != 0) break;  // flush complete: zlib had room left over
         room = 4096;
     }

@@ -73,8 +73,10 @@ public:
     Deflater(int window_bits, bool no_context_takeover, int level = 1, int mem_level = 8);
 
     // Appends the compressed form of `data` (DEFLATE blocks ending in a sync flush whose
-    // 00 00 FF FF tail is removed) to `out`. Returns false on a zlib failure (the Deflater is then
-    // unusable and the connection should be closed 1011).
+    // 00 00 FF FF tail is removed) to `out`. Returns false on a zlib failure: with context
+    // takeover the Deflater is then unusable (the peer's window would miss the message: close the
+    // connection 1011); without it only this message failed (send it uncompressed), and the next
+    // one starts from a fresh stream.
     bool compress(const std::uint8_t* data, std::size_t len, ByteBuffer& out);
     bool noContextTakeover() const { return no_context_takeover_; }
     // Scratch space for callers that compress then frame (Codec::encodeMessage).
@@ -82,6 +84,7 @@ public:
 
 private:
     bool init();
+    bool fail();
 
     std::unique_ptr<z_stream_s, DeflateStreamDeleter> stream_;
     ByteBuffer scratch_;
