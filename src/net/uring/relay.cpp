@@ -324,13 +324,10 @@ void Relay::end(net::Ending how, const char* reason, Side* failed) {
     // As ws::Tunnel::onError: the failed side's peer gets an RST, not a FIN (markOtherSideFailed).
     if (failed) other(*failed).stream->markOtherSideFailed(/*last_words=*/false);
     stopWaitingForBuffers();
+    // A cancel the ring refuses now is made at its next pass (Ring::cancel): the receives of an
+    // idle peer would otherwise hold both sockets until it writes.
     for (Side& s : sides_) {
-        if (s.receiving || s.sending || s.polling || s.watching) {
-            io_uring_sqe* sqe = ring_.entry();
-            if (!sqe) continue;  // the ring refuses submissions: what is in flight ends by itself
-            io_uring_prep_cancel_fd(sqe, s.fd, IORING_ASYNC_CANCEL_ALL);
-            Ring::quiet(sqe);
-        }
+        if (s.receiving || s.sending || s.polling || s.watching) ring_.cancelAll(this, s.fd);
         if (s.timing) ring_.cancel(this, kGone + s.index);  // a timeout names no descriptor
     }
     if (reason && observer_) observer_->onRelayEnd(reason);
@@ -341,6 +338,7 @@ void Relay::end(net::Ending how, const char* reason, Side* failed) {
 // output, and the Streams close as the epoll tunnel's do (flush, FIN or RST, linger).
 void Relay::finish() {
     finished_ = true;
+    ring_.forgetCancels(this);  // nothing left to cancel: the sockets close below
     for (Side& s : sides_) s.stream->settleRing({});  // ended before both settled
     for (Side& s : sides_) {
         evbuffer* output = s.stream->output();

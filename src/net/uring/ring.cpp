@@ -148,28 +148,32 @@ void Ring::retire(RingOwned* object) {
 io_uring_sqe* Ring::entry() {
     if (!ring_made_) return nullptr;  // torn down (~Ring): its queues are unmapped
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (!sqe && submitWhenFull()) sqe = io_uring_get_sqe(&ring_);
     if (!sqe) {
-        // Full: what is queued goes now, in order. A refusal (-EBUSY: completions the kernel holds
-        // in its overflow list; -EAGAIN, -ENOMEM) is tried once more after the kernel flushed its
-        // completions into the queue (they are dispatched by drain(), not here: the caller is in
-        // the middle of a change). Looping on it would spin the worker.
-        if (io_uring_submit(&ring_) < 0) io_uring_submit_and_get_events(&ring_);
-        sqe = io_uring_get_sqe(&ring_);
-        if (!sqe) {
-            ++refused_;
-            if ((refused_ & (refused_ - 1)) == 0)  // 1, 2, 4, 8, ...: a line per doubling
-                LOG_ERROR("io_uring: submission queue full and the kernel refuses it: %llu relay(s) ended so far",
-                          static_cast<unsigned long long>(refused_));
-            scheduleFlush();
-            return nullptr;
-        }
+        ++refused_;
+        if ((refused_ & (refused_ - 1)) == 0)  // 1, 2, 4, 8, ...: a line per doubling
+            LOG_ERROR("io_uring: submission queue full and the kernel refuses it: %llu request(s) refused so far "
+                      "(a connection's request ends it; a cancel is made at the next pass)",
+                      static_cast<unsigned long long>(refused_));
     }
-    scheduleFlush();
+    scheduleFlush();  // refused: the next pass tries again (the kept cancels)
     return sqe;
 }
 
-void Ring::reserve(unsigned count) {
-    if (ring_made_ && io_uring_sq_space_left(&ring_) < count) io_uring_submit(&ring_);
+// Full: what is queued goes now, in order. A refusal (-EBUSY: completions the kernel holds in
+// its overflow list; -EAGAIN, -ENOMEM) is tried once more after the kernel flushed its
+// completions into the queue (they are dispatched by drain(), not here: the caller is in the
+// middle of a change). Looping on it would spin the worker.
+bool Ring::submitWhenFull() {
+    if (refuse_when_full_) return false;
+    if (io_uring_submit(&ring_) < 0) io_uring_submit_and_get_events(&ring_);
+    return true;
+}
+
+bool Ring::reserve(unsigned count) {
+    if (!ring_made_) return false;
+    if (io_uring_sq_space_left(&ring_) < count && !refuse_when_full_) io_uring_submit(&ring_);
+    return io_uring_sq_space_left(&ring_) >= count;
 }
 
 void Ring::track(io_uring_sqe* sqe, Completion* target, unsigned op) {
@@ -182,12 +186,36 @@ void Ring::quiet(io_uring_sqe* sqe) {
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
-bool Ring::cancel(Completion* target, unsigned op) {
+void Ring::cancel(Completion* target, unsigned op) {
+    const KeptCancel cancel{target, reinterpret_cast<std::uintptr_t>(target) | op, -1};
+    // Behind the kept ones, never ahead of them: the order of cancels is the order asked.
+    if (!kept_cancels_.empty() || !prepareCancel(cancel)) kept_cancels_.push_back(cancel);
+}
+
+void Ring::cancelAll(Completion* owner, int fd) {
+    const KeptCancel cancel{owner, 0, fd};
+    if (!kept_cancels_.empty() || !prepareCancel(cancel)) kept_cancels_.push_back(cancel);
+}
+
+io_uring_sqe* Ring::prepareCancel(const KeptCancel& cancel) {
     io_uring_sqe* sqe = entry();
-    if (!sqe) return false;
-    io_uring_prep_cancel64(sqe, reinterpret_cast<std::uintptr_t>(target) | op, 0);
+    if (!sqe) return nullptr;
+    if (cancel.fd >= 0)
+        io_uring_prep_cancel_fd(sqe, cancel.fd, IORING_ASYNC_CANCEL_ALL);
+    else
+        io_uring_prep_cancel64(sqe, cancel.data, 0);
     quiet(sqe);
-    return true;
+    return sqe;
+}
+
+void Ring::makeKeptCancels() {
+    std::size_t made = 0;
+    while (made < kept_cancels_.size() && prepareCancel(kept_cancels_[made])) ++made;
+    kept_cancels_.erase(kept_cancels_.begin(), kept_cancels_.begin() + static_cast<std::ptrdiff_t>(made));
+}
+
+void Ring::dropKeptCancels(Completion* owner) {
+    std::erase_if(kept_cancels_, [owner](const KeptCancel& cancel) { return cancel.owner == owner; });
 }
 
 void Ring::scheduleFlush() {
@@ -213,6 +241,7 @@ void Ring::wantSend(SendSource* source) {
 
 // A source asked again while it prepares (it wrote more) joins the next batch.
 void Ring::prepareSends() {
+    if (!kept_cancels_.empty()) makeKeptCancels();
     if (senders_.empty()) return;
     preparing_.swap(senders_);
     for (SendSource* source : preparing_) source->prepareSends();
@@ -259,7 +288,7 @@ void Ring::drain(bool may_defer) {
     draining_ = false;
     // Left for the next loop pass (after the events already due): requests still queued when
     // the rounds ran out, completions posted meanwhile, completion work waiting to run.
-    if (mustEnter() || io_uring_cq_ready(&ring_) > 0 || !senders_.empty()) {
+    if (mustEnter() || io_uring_cq_ready(&ring_) > 0 || !senders_.empty() || !kept_cancels_.empty()) {
         // As a zero timeout, not event_active: libevent would run an active event in this same
         // pass, again and again under saturation, and never poll the other sockets and timers.
         if (flush_pending_) return;

@@ -54,7 +54,7 @@ io_uring_sqe* StreamIo::submitReceive(bool poll_first) {
     return sqe;
 }
 
-// The ring refusing the cancel leaves the request to end by itself (or with the ring).
+// A cancel the ring refuses now is made at its next pass (forgotten once nothing is in flight).
 void StreamIo::cancel(Op op) { ring_.cancel(this, op); }
 
 // A cancel that comes too late finds nothing, or (issued later than it was meant for) a newer
@@ -359,6 +359,7 @@ void StreamIo::release(core::UniqueFd fd) {
 void StreamIo::maybeFree() {
     if (stream_ || inflight_ > 0 || send_queued_ || retired_) return;
     retired_ = true;
+    ring_.forgetCancels(this);  // before the socket closes and this memory is reused
     dropBlock();  // staged when the Stream went, never sent: free for others now
     owned_fd_ = core::UniqueFd();  // the socket closes now: no request names it any more
     ring_.retire(this);

@@ -106,15 +106,27 @@ public:
     // is full and the kernel refuses to take it (submitted twice): the caller ends its relay.
     io_uring_sqe* entry();
     // Submits what is queued when fewer than `count` entries are free, so that the next `count`
-    // entry() calls give adjacent entries (a chain of linked requests: IOSQE_IO_LINK).
-    void reserve(unsigned count);
+    // entry() calls give adjacent entries (a chain of linked requests: IOSQE_IO_LINK). False when
+    // the kernel refused that submission and fewer than `count` are free: no chain now.
+    bool reserve(unsigned count);
     // Its completion goes to `target` with `op` (counted in flight until its last completion).
     void track(io_uring_sqe* sqe, Completion* target, unsigned op);
     // A request nobody waits for (a cancel): its success posts nothing.
     static void quiet(io_uring_sqe* sqe);
-    // Cancels the request tracked for `target` with `op` (one that names no descriptor: a
-    // timeout), quietly; it completes with -ECANCELED. False when the ring refuses the cancel.
-    bool cancel(Completion* target, unsigned op);
+    // Cancels the request tracked for `target` with `op`, quietly; it completes with -ECANCELED.
+    // A cancel the ring refuses now (its queue full and the kernel refusing it) is kept and made
+    // at the ring's next drain: a parked send or an idle receive would otherwise hold its socket
+    // until the peer writes or closes. `target` must forgetCancels() before its memory or its
+    // descriptor can be reused.
+    void cancel(Completion* target, unsigned op);
+    // Cancels every request of `owner` on descriptor `fd` (IORING_ASYNC_CANCEL_ALL), quietly;
+    // refused, kept as cancel()'s are.
+    void cancelAll(Completion* owner, int fd);
+    // `owner`'s requests have all completed (its socket closes, its memory may be reused): its
+    // kept cancels are dropped, so that none finds another's request later.
+    void forgetCancels(Completion* owner) {
+        if (!kept_cancels_.empty()) dropKeptCancels(owner);
+    }
     // Whether the kernel takes IORING_OP_CONNECT (probed when the ring is made; every kernel
     // that allows SINGLE_ISSUER has it, so this is for a kernel that hides opcodes): without it
     // upstream connects are made with connect(2), as on epoll.
@@ -133,8 +145,19 @@ public:
 
     // Requests in flight on this ring, for tests and the leak checks.
     std::uint64_t inflight() const { return inflight_; }
+    // Cancels refused and kept for the next drain, for tests.
+    std::size_t keptCancels() const { return kept_cancels_.size(); }
 
 private:
+    friend struct RingTestAccess;  // tests: a full queue the kernel refuses (refuse_when_full_)
+
+    // A cancel the ring refused (cancel, cancelAll): by user_data, or by descriptor when fd >= 0.
+    struct KeptCancel {
+        Completion* owner;
+        std::uint64_t data;
+        int fd;
+    };
+
     explicit Ring(EventLoop& loop) : loop_(loop) {}
     bool setUp(EventLoop& loop, std::string& why);
     void scheduleFlush();
@@ -146,6 +169,12 @@ private:
     bool mustEnter() const;
     unsigned reap();
     void noteDropped();
+    // The full queue's submission, before entry() takes the next entry; false when refused.
+    bool submitWhenFull();
+    // Makes the cancels kept since a refusal (while the ring takes them).
+    void makeKeptCancels();
+    void dropKeptCancels(Completion* owner);
+    io_uring_sqe* prepareCancel(const KeptCancel& cancel);
     void prepareSends();
     static void onSignal(int, short, void* arg);
     static void onFlush(int, short, void* arg);
@@ -163,12 +192,14 @@ private:
     bool draining_ = false;
     bool deferred_ = false;  // the pending flush was deferred by drain(): it does not defer again
     std::uint64_t inflight_ = 0;
+    bool refuse_when_full_ = false;  // tests: the kernel refuses to submit a full queue (-EBUSY)
     std::uint64_t refused_ = 0;  // entry() found no room twice (logged at 1, 2, 4, 8, ...)
     std::uint64_t dropped_ = 0;  // completions lost to -EBADR (logged at 1, 2, 4, 8, ...)
     BufferPool buffers_;
     SendBlocks send_blocks_;  // outlives the owned objects deleted in ~Ring (they give blocks back)
     std::vector<SendSource*> senders_;    // asked since the last enter (wantSend)
     std::vector<SendSource*> preparing_;  // the batch prepareSends asks (keeps its capacity)
+    std::vector<KeptCancel> kept_cancels_;  // refused, made at the next drain (in order)
 };
 
 }  // namespace portico::net::uring

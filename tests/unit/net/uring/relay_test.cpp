@@ -13,7 +13,9 @@
 
 #include <event2/buffer.h>
 
+#include "../loopback_socket.h"
 #include "../run_for.h"
+#include "ring_test_access.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/stream.h"
 #include "portico/net/uring/relay.h"
@@ -216,5 +218,29 @@ TEST_CASE_METHOD(RelaySetup, "a peer that resets behind backpressure ends the re
     client.outer = -1;
     test::runFor(loop, uring::Relay::kStall + 1s);
     CHECK(observer.ended == "client connection error");
+    checkAllBack(relay);
+}
+
+// Ending while the ring refuses the cancels (its queue full, the kernel refusing to take it):
+// they are kept and made at the ring's next pass, so the idle receives end, and so does the
+// relay (its sockets closed, the peers told). Before, the cancels were dropped: both receives
+// stayed in the kernel, holding the sockets and the relay until a peer wrote or closed.
+TEST_CASE_METHOD(RelaySetup, "a relay stopped while the ring refuses its cancels ends at the ring's next pass",
+                 "[uring][relay]") {
+    if (!ring_ptr) return;
+    uring::Relay& relay = uring::Relay::make(*ring_ptr, std::move(client.inner), std::move(upstream.inner), observer);
+    relay.begin();
+    test::runFor(loop, 20ms);
+    REQUIRE(ring_ptr->inflight() == 2);  // a receive per side, idle
+    uring::RingTestAccess::fillAndRefuse(*ring_ptr, 0);
+    relay.stop();
+    CHECK(ring_ptr->keptCancels() == 2);
+    uring::RingTestAccess::refuse(*ring_ptr, false);
+    REQUIRE(test::runLoopUntil(loop.base(), [&] { return ring_ptr->inflight() == 0; }));
+    CHECK(ring_ptr->keptCancels() == 0);
+    REQUIRE(test::runLoopUntil(loop.base(), [&] {
+        char c;
+        return ::recv(client.outer, &c, 1, MSG_DONTWAIT) == 0 && ::recv(upstream.outer, &c, 1, MSG_DONTWAIT) == 0;
+    }));  // both peers see the end: the sockets closed
     checkAllBack(relay);
 }

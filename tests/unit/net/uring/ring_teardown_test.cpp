@@ -15,7 +15,10 @@ using portico::net::uring::Ring;
 class CancelsOnDestruction final : public portico::net::uring::RingOwned {
 public:
     CancelsOnDestruction(Ring& ring, bool& cancel_refused) : ring_(ring), cancel_refused_(cancel_refused) {}
-    ~CancelsOnDestruction() override { cancel_refused_ = !ring_.cancel(this, 1); }
+    ~CancelsOnDestruction() override {
+        ring_.cancel(this, 1);
+        cancel_refused_ = ring_.keptCancels() == 1;  // not made: kept, and dropped with the ring
+    }
     void onCompletion(unsigned, int, unsigned) override {}
 
 private:

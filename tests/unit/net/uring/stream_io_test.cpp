@@ -14,8 +14,10 @@
 
 #include <event2/buffer.h>
 
+#include "../loopback_socket.h"
 #include "../run_for.h"
 #include "loop_ring.h"
+#include "ring_test_access.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/lingering_close.h"
 #include "portico/net/stream.h"
@@ -187,6 +189,30 @@ TEST_CASE("a Stream destroyed with ring requests in flight: nothing left in flig
     while ((n = ::recv(t.outer, buf, sizeof buf, MSG_DONTWAIT)) > 0) got.append(buf, static_cast<std::size_t>(n));
     CHECK(n == 0);
     CHECK(got.size() < big.size());
+}
+
+// The same while the ring refuses the cancels (its queue full, the kernel refusing it): they
+// are kept and made at the ring's next pass. Before, they were dropped: the parked send and the
+// idle receive stayed in the kernel with the socket open until the peer read or wrote.
+TEST_CASE("a Stream destroyed while the ring refuses its cancels: they go at the next pass, the socket closes") {
+    Setup t;
+    if (!t.ring) return;
+    test::runFor(t.loop, 20ms);
+    const std::string big(256 * 1024, 'x');
+    t.stream->write(big.data(), big.size());
+    test::runFor(t.loop, 20ms);
+    REQUIRE(t.ring->inflight() == 2);  // the receive, and the send parked on the full socket
+    uring::RingTestAccess::fillAndRefuse(*t.ring, 0);
+    t.stream.reset();
+    CHECK(t.ring->keptCancels() == 2);
+    uring::RingTestAccess::refuse(*t.ring, false);
+    REQUIRE(test::runLoopUntil(t.loop.base(), [&] { return t.ring->inflight() == 0; }));
+    CHECK(t.ring->keptCancels() == 0);
+    std::string got;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::recv(t.outer, buf, sizeof buf, MSG_DONTWAIT)) > 0) got.append(buf, static_cast<std::size_t>(n));
+    CHECK(n == 0);  // the end: the socket closed after the cancelled requests
 }
 
 // A settle (the io_uring relay taking the socket over) that comes while the rest of a partial
