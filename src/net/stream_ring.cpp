@@ -171,9 +171,11 @@ void Stream::ringSent(int result) {
         // The send linked behind the ring's connect (StreamIo::submitConnect) went: the connect
         // is reported now, with the bytes out (as the first send tells on epoll: the owner
         // then waits for the answer, not for its request to go). The rest of a partial send
-        // goes on first; reportConnected tells onDrained.
-        if (ring_io_->unsent() > 0) ring_io_->send();
+        // goes on first, and what was written while the chain was in flight (waiting for the
+        // connect: StreamIo::prepareSends) after it, whether the owner flushes in onConnected or
+        // not; reportConnected tells onDrained.
         connecting_ = false;
+        if (ring_io_->unsent() > 0 || queuedLength() > 0) ringFlush();
         reportConnected();
         return;
     }

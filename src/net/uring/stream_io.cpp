@@ -155,7 +155,11 @@ void StreamIo::prepareSends() {
 // as one chain: each starts when the one before it succeeded, so all three go in this enter and
 // the connect's outcome is known before the others complete (bench/RESULTS.md, session 15).
 void StreamIo::submitConnect() {
-    ring_.reserve(3);  // adjacent: a full queue submitted between two of them would break the chain
+    // Adjacent entries, or no chain: a full queue submitted between two of them would send the
+    // connect unlinked and its send on a socket still connecting. Without room (the kernel
+    // refused the full queue), the connect goes alone: what is written waits for it, and
+    // reading starts once it is reported (onConnected), as with nothing written.
+    const bool chain = ring_.reserve(3);
     io_uring_sqe* sqe = ring_.entry();
     if (!sqe) {
         stream_->ringConnected(-EBUSY);  // the ring refuses submissions: the connect fails
@@ -168,7 +172,7 @@ void StreamIo::submitConnect() {
     // Linked only once the next one is prepared: a link flag on the last entry would chain
     // whatever request comes next, another socket's. (A send that fails to prepare fails the
     // stream, whose release cancels the connect.)
-    if (settle_waiter_.done) return;
+    if (settle_waiter_.done || !chain) return;
     if (io_uring_sqe* send = submitSend()) {
         sqe->flags |= IOSQE_IO_LINK;
         sqe = send;
@@ -180,6 +184,15 @@ void StreamIo::submitConnect() {
 void StreamIo::onConnected(int result) {
     connect_inflight_ = false;
     if (!stream_) return;
+    // Kernels 6.0 to 6.1.7 retried a connect that was in progress with a second connect(2) and
+    // reported its -EISCONN instead of 0 (fixed by "io_uring/net: handle -EINPROGRESS correct
+    // for IORING_OP_CONNECT"). On this socket, which only this connect used, it means up. The
+    // chain behind it was broken by that "failure": the send and the receive end with
+    // -ECANCELED, having done nothing, and go again (onSent, Stream::ringReadEnded).
+    if (result == -EISCONN) {
+        result = 0;
+        relink_ = send_inflight_;
+    }
     // Up, with the send linked behind it in flight: reported with the send's completion, next
     // (Stream::ringSent), once the bytes went, as the first send tells on epoll.
     if (result == 0 && send_inflight_) return;
@@ -274,6 +287,9 @@ void StreamIo::onBuffersBack() {
 // for room as for any other send.
 void StreamIo::onSent(int result) {
     send_inflight_ = false;
+    // The send behind a connect that reported -EISCONN (onConnected): cancelled unsent, it goes
+    // again, as a send the socket refused (nothing of it left).
+    if (std::exchange(relink_, false) && result == -ECANCELED) result = -EAGAIN;
     std::size_t sent = result > 0 ? static_cast<std::size_t>(result) : 0;
     unsent_ -= sent;
     if (block_ != SendBlocks::kNone) {

@@ -168,6 +168,7 @@ private:
     bool retired_ = false;
     bool connect_queued_ = false;    // connect() asked, made at the next enter
     bool connect_inflight_ = false;
+    bool relink_ = false;            // the connect said -EISCONN: its linked send was cancelled unsent
     socklen_t connect_length_ = 0;
     sockaddr_in6 connect_to_{};      // until the enter that makes the connect (the kernel copies it)
 };

@@ -22,6 +22,7 @@
 
 #include "../loopback_socket.h"
 #include "loop_ring.h"
+#include "ring_test_access.h"
 #include "portico/core/handles.h"
 #include "portico/net/event_loop.h"
 #include "portico/net/stream.h"
@@ -39,11 +40,12 @@ struct Recorder final : net::StreamHandler {
     int error = 0;
     std::size_t output_at_connect = 0;
     std::uint64_t written_at_connect = 0;
+    bool flush_on_connect = true;
     void onConnected(net::Stream& stream) override {
         events += 'c';
         output_at_connect = stream.outputLength();
         written_at_connect = stream.sendProgress().written;
-        stream.flush();
+        if (flush_on_connect) stream.flush();
     }
     void onReadable(net::ByteStream& s) override {
         events += 'r';
@@ -182,6 +184,52 @@ TEST_CASE("bytes written while the ring's connect is in flight go once it is up"
     core::UniqueFd peer = c.acceptOne();
     REQUIRE(peer);
     CHECK(receiveAll(peer.get(), 4) == "late");
+    CHECK(c.handler.events.find('x') == std::string::npos);
+}
+
+// Written while the chain (connect, head, receive) is in flight: the bytes wait for it and go
+// after the head when it completes, also for an owner that does not flush in onConnected.
+// Before, only the rest of the chain's own send went on: these stayed in output().
+TEST_CASE("bytes written while the ring's connect chain is in flight go after its head", "[net][uring][connect]") {
+    RingConnect c(0);
+    if (!c.ring) return;
+    c.handler.flush_on_connect = false;
+    core::UniqueFd filler(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(::connect(filler.get(), reinterpret_cast<const sockaddr*>(&c.address), sizeof c.address) == 0);
+    c.start();
+    c.stream->write("head;", 5);
+    REQUIRE(c.runUntil([&] { return c.ring->inflight() == 3; }));  // connect, send, receive
+    c.stream->write("more", 4);
+    for (int i = 0; i < 5; ++i) event_base_loop(c.loop.base(), EVLOOP_NONBLOCK);
+    CHECK(c.stream->isConnecting());
+    core::UniqueFd first = c.acceptOne();  // the filler: room in the queue again
+    REQUIRE(first);
+    REQUIRE(c.runUntil([&] { return c.handler.events.find('c') != std::string::npos; }));
+    core::UniqueFd peer = c.acceptOne();
+    REQUIRE(peer);
+    CHECK(receiveAll(peer.get(), 9) == "head;more");
+    CHECK(c.handler.events.find('x') == std::string::npos);
+}
+
+// No room for the chain's three adjacent entries (the queue full and the kernel refusing it):
+// the connect goes alone and what was written goes after it, as with nothing written. Before,
+// the chain's entries were taken anyway, the last one refused: the stream failed (or, had the
+// refusal passed, a send went unlinked on a socket still connecting).
+TEST_CASE("a ring connect without room for its chain goes alone, and the head after it", "[net][uring][connect]") {
+    RingConnect c(16);
+    if (!c.ring) return;
+    const std::string head = "GET / HTTP/1.1\r\n\r\n";
+    c.start();
+    c.stream->write(head.data(), head.size());
+    net::uring::RingTestAccess::fillAndRefuse(*c.ring, 2);
+    REQUIRE(c.runUntil([&] { return !c.handler.events.empty(); }));
+    net::uring::RingTestAccess::refuse(*c.ring, false);
+    CHECK(c.handler.events.front() == 'c');
+    core::UniqueFd peer = c.acceptOne();
+    REQUIRE(peer);
+    CHECK(receiveAll(peer.get(), head.size()) == head);
+    REQUIRE(::send(peer.get(), "ok", 2, MSG_NOSIGNAL) == 2);
+    REQUIRE(c.runUntil([&] { return c.handler.got == "ok"; }));
     CHECK(c.handler.events.find('x') == std::string::npos);
 }
 
