@@ -84,6 +84,13 @@ struct RingConnect {
     bool runUntil(Done done) {
         return runLoopUntil(loop.base(), done);
     }
+    // With backlog 0: one connection nobody accepted fills the listener's queue, so the kernel
+    // drops the next SYNs and a connect stays in flight until acceptOne() takes this one.
+    core::UniqueFd fillBacklog() const {
+        core::UniqueFd filler(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        REQUIRE(::connect(filler.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0);
+        return filler;
+    }
     core::UniqueFd acceptOne() const {
         pollfd p{server.get(), POLLIN, 0};
         if (::poll(&p, 1, 10000) != 1) return {};
@@ -170,8 +177,7 @@ TEST_CASE("a connect on the ring with nothing written is reported, and what is w
 TEST_CASE("bytes written while the ring's connect is in flight go once it is up", "[net][uring][connect]") {
     RingConnect c(0);
     if (!c.ring) return;
-    core::UniqueFd filler(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(::connect(filler.get(), reinterpret_cast<const sockaddr*>(&c.address), sizeof c.address) == 0);
+    core::UniqueFd filler = c.fillBacklog();
     c.start();
     REQUIRE(c.runUntil([&] { return c.ring->inflight() > 0; }));  // the connect, alone
     c.stream->write("late", 4);
@@ -194,8 +200,7 @@ TEST_CASE("bytes written while the ring's connect chain is in flight go after it
     RingConnect c(0);
     if (!c.ring) return;
     c.handler.flush_on_connect = false;
-    core::UniqueFd filler(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(::connect(filler.get(), reinterpret_cast<const sockaddr*>(&c.address), sizeof c.address) == 0);
+    core::UniqueFd filler = c.fillBacklog();
     c.start();
     c.stream->write("head;", 5);
     REQUIRE(c.runUntil([&] { return c.ring->inflight() == 3; }));  // connect, send, receive
@@ -257,8 +262,7 @@ TEST_CASE("a Stream gone before its ring connect was made, or while it is in fli
     // connect stays in flight (retransmitting) until it is cancelled.
     RingConnect c(0);
     if (!c.ring) return;
-    core::UniqueFd filler(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(::connect(filler.get(), reinterpret_cast<const sockaddr*>(&c.address), sizeof c.address) == 0);
+    core::UniqueFd filler = c.fillBacklog();
     c.start();
     c.stream->write("x", 1);
     if (in_flight) {
