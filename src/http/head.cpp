@@ -16,7 +16,79 @@ bool isToken(std::string_view text) {
     return token != 0;
 }
 
+FieldName classifyFieldName(std::string_view name) {
+    // By length first: most names have none of these lengths, and one or two comparisons settle
+    // the others (against literals: the compiler folds the known name's case).
+    auto is = [&](std::string_view known) { return equalsIgnoreCase(name, known); };
+    switch (name.size()) {
+        case 2:
+            if (is("TE")) return FieldName::TE;
+            break;
+        case 4:
+            if (is("Host")) return FieldName::Host;
+            break;
+        case 6:
+            if (is("Origin")) return FieldName::Origin;
+            if (is("Expect")) return FieldName::Expect;
+            break;
+        case 7:
+            if (is("Upgrade")) return FieldName::Upgrade;
+            if (is("Referer")) return FieldName::Referer;
+            if (is("Trailer")) return FieldName::Trailer;
+            break;
+        case 9:
+            if (is("X-Real-IP")) return FieldName::XRealIp;
+            break;
+        case 10:
+            if (is("Connection")) return FieldName::Connection;
+            if (is("User-Agent")) return FieldName::UserAgent;
+            if (is("Keep-Alive")) return FieldName::KeepAlive;
+            break;
+        case 13:
+            if (is("Cache-Control")) return FieldName::CacheControl;
+            break;
+        case 14:
+            if (is("Content-Length")) return FieldName::ContentLength;
+            break;
+        case 15:
+            if (is("X-Forwarded-For")) return FieldName::XForwardedFor;
+            break;
+        case 16:
+            if (is("X-Forwarded-Host")) return FieldName::XForwardedHost;
+            break;
+        case 17:
+            if (is("Sec-WebSocket-Key")) return FieldName::SecWebSocketKey;
+            if (is("Transfer-Encoding")) return FieldName::TransferEncoding;
+            if (is("X-Forwarded-Proto")) return FieldName::XForwardedProto;
+            break;
+        case 20:
+            if (is("Sec-WebSocket-Accept")) return FieldName::SecWebSocketAccept;
+            break;
+        case 21:
+            if (is("Sec-WebSocket-Version")) return FieldName::SecWebSocketVersion;
+            break;
+        case 22:
+            if (is("Sec-WebSocket-Protocol")) return FieldName::SecWebSocketProtocol;
+            break;
+        case 24:
+            if (is("Sec-WebSocket-Extensions")) return FieldName::SecWebSocketExtensions;
+            break;
+        default: break;
+    }
+    if (name.size() >= 6 && (name[0] == 'P' || name[0] == 'p') && equalsIgnoreCase(name.substr(0, 6), "Proxy-"))
+        return FieldName::ProxyPrefixed;
+    return FieldName::Other;
+}
+
+const Header* findHeader(const HeaderList& headers, FieldName field) {
+    for (const auto& h : headers)
+        if (fieldName(h) == field) return &h;
+    return nullptr;
+}
+
 const Header* findHeader(const HeaderList& headers, std::string_view name) {
+    const FieldName field = classifyFieldName(name);
+    if (field != FieldName::Other && field != FieldName::ProxyPrefixed) return findHeader(headers, field);
     for (const auto& h : headers)
         if (equalsIgnoreCase(h.name, name)) return &h;
     return nullptr;
@@ -30,8 +102,11 @@ bool valueHasToken(std::string_view value, std::string_view token) {
 }
 
 bool headerHasToken(const HeaderList& headers, std::string_view name, std::string_view token) {
+    const FieldName field = classifyFieldName(name);
+    const bool by_field = field != FieldName::Other && field != FieldName::ProxyPrefixed;
     for (const auto& h : headers)
-        if (equalsIgnoreCase(h.name, name) && valueHasToken(h.value, token)) return true;
+        if ((by_field ? fieldName(h) == field : equalsIgnoreCase(h.name, name)) && valueHasToken(h.value, token))
+            return true;
     return false;
 }
 

@@ -53,50 +53,31 @@ bool isSetBy(const std::vector<std::pair<std::string, std::string>>* set_headers
     return false;
 }
 
-// What the head writers must know of a field name. Found once per field, by its length first:
-// most names have none of these lengths, and one comparison settles the others.
+// What the head writers do with a field, from its FieldName (classified once, by the parser for
+// the heads it reads).
 enum class Field { Other, HopByHop, Connection, Upgrade, ContentLength, Host, XForwardedFor, XForwardedOther };
 
-Field classify(std::string_view name) {
-    auto is = [&](std::string_view known) { return equalsIgnoreCase(name, known); };
-    switch (name.size()) {
+Field rewriteClass(FieldName name) {
+    switch (name) {
         // RFC 9110 7.6.1: the fields that are hop-by-hop whatever Connection says.
-        case 2:
-            if (is("TE")) return Field::HopByHop;
-            break;
-        case 4:
-            if (is("Host")) return Field::Host;
-            break;
-        case 7:
-            if (is("Upgrade")) return Field::Upgrade;
-            if (is("Trailer")) return Field::HopByHop;
-            break;
-        case 9:
-            if (is("X-Real-IP")) return Field::XForwardedOther;
-            break;
-        case 10:
-            if (is("Connection")) return Field::Connection;
-            if (is("Keep-Alive")) return Field::HopByHop;
-            break;
-        case 14:
-            if (is("Content-Length")) return Field::ContentLength;
-            break;
-        case 15:
-            if (is("X-Forwarded-For")) return Field::XForwardedFor;
-            break;
-        case 16:
-            if (is("X-Forwarded-Host")) return Field::XForwardedOther;
-            break;
-        case 17:
-            if (is("Transfer-Encoding")) return Field::HopByHop;
-            if (is("X-Forwarded-Proto")) return Field::XForwardedOther;
-            break;
-        default: break;
+        case FieldName::TE:
+        case FieldName::Trailer:
+        case FieldName::KeepAlive:
+        case FieldName::TransferEncoding:
+        case FieldName::ProxyPrefixed: return Field::HopByHop;
+        case FieldName::Host: return Field::Host;
+        case FieldName::Upgrade: return Field::Upgrade;
+        case FieldName::Connection: return Field::Connection;
+        case FieldName::ContentLength: return Field::ContentLength;
+        case FieldName::XForwardedFor: return Field::XForwardedFor;
+        case FieldName::XRealIp:
+        case FieldName::XForwardedHost:
+        case FieldName::XForwardedProto: return Field::XForwardedOther;
+        default: return Field::Other;
     }
-    if (name.size() >= 6 && (name[0] == 'P' || name[0] == 'p') && equalsIgnoreCase(name.substr(0, 6), "Proxy-"))
-        return Field::HopByHop;
-    return Field::Other;
 }
+Field classify(const Header& h) { return rewriteClass(fieldName(h)); }
+Field classify(std::string_view name) { return rewriteClass(classifyFieldName(name)); }
 
 bool isAlwaysHopByHop(std::string_view name) {
     const Field field = classify(name);
@@ -124,7 +105,7 @@ char* writeClientResponseHead(char* at, const ResponseHead& response, const Clie
     out.put("\r\n");
     const auto tokens = connectionTokens(response.headers);
     for (const auto& h : response.headers) {
-        switch (classify(h.name)) {
+        switch (classify(h)) {
             case Field::Upgrade:
                 if (info.upgrade) out.field(h.name, h.value);
                 continue;
@@ -153,7 +134,7 @@ char* writeClientResponseHead(char* at, const ResponseHead& response, const Clie
 std::vector<std::string_view> connectionTokens(const HeaderList& headers) {
     std::vector<std::string_view> tokens;
     for (const auto& h : headers)
-        if (equalsIgnoreCase(h.name, "Connection"))
+        if (fieldName(h) == FieldName::Connection)
             forEachToken(h.value, [&](std::string_view t) {
                 // "keep-alive", "upgrade": removed anyway, so not kept (the common Connection
                 // header then costs no allocation).
@@ -176,17 +157,29 @@ bool isReplacedField(std::string_view name, const std::vector<std::string_view>&
 }
 
 bool isHopByHop(std::string_view name, const std::vector<std::string_view>& connection_tokens) {
-    if (isAlwaysHopByHop(name)) return true;
+    const FieldName field = classifyFieldName(name);
+    switch (rewriteClass(field)) {
+        case Field::HopByHop:
+        case Field::Connection:
+        case Field::Upgrade: return true;
+        default: break;
+    }
     if (connection_tokens.empty()) return false;
     // RFC 9110 7.6.1: a connection option must never name a field meant for every recipient.
     // A peer that lists one anyway ("Connection: close, Host") does not get it removed: Host is
     // required on every HTTP/1.1 request (RFC 9112 3.2), the framing fields are rewritten by us,
     // and a WebSocket handshake is meaningless without its Sec-WebSocket-* fields (RFC 6455 4.1).
-    static constexpr std::string_view kEndToEnd[] = {
-        "Host", "Content-Length", "Cache-Control", "Sec-WebSocket-Key", "Sec-WebSocket-Version",
-        "Sec-WebSocket-Accept", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions"};
-    for (auto e : kEndToEnd)
-        if (equalsIgnoreCase(name, e)) return false;
+    switch (field) {
+        case FieldName::Host:
+        case FieldName::ContentLength:
+        case FieldName::CacheControl:
+        case FieldName::SecWebSocketKey:
+        case FieldName::SecWebSocketVersion:
+        case FieldName::SecWebSocketAccept:
+        case FieldName::SecWebSocketProtocol:
+        case FieldName::SecWebSocketExtensions: return false;
+        default: break;
+    }
     for (auto t : connection_tokens)
         if (equalsIgnoreCase(name, t)) return true;
     return false;
@@ -213,7 +206,7 @@ void appendUpstreamRequestHead(std::string& head, const RequestHead& request, co
     const Header* host = nullptr;
     bool forwarded_for = false;
     for (const auto& h : request.headers) {
-        switch (classify(h.name)) {
+        switch (classify(h)) {
             case Field::Upgrade:
                 if (info.upgrade) out.field(h.name, h.value);
                 continue;
@@ -236,7 +229,7 @@ void appendUpstreamRequestHead(std::string& head, const RequestHead& request, co
     out.put("X-Forwarded-For: ");
     if (forwarded_for)
         for (const auto& h : request.headers)
-            if (classify(h.name) == Field::XForwardedFor) {
+            if (classify(h) == Field::XForwardedFor) {
                 out.put(h.value);
                 out.put(", ");
             }

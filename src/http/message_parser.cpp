@@ -277,15 +277,15 @@ int MessageParser::onHeaderFieldComplete() {
     // but passes an empty name (": x"): refused here. Not isToken() per name, which would ask
     // again of every byte what llhttp asked (about 60 instructions a field); the unit test "a
     // field name with a byte that is not a token character" holds llhttp to it, byte by byte.
-    const std::string& name = headers_->back().name;
-    if (name.empty()) return malformed("invalid header field name");
-    // The two fields the head's checks look for (onHeadersComplete, the caller's upgrade check):
-    // noted here, so that a head without them is not searched for them.
-    if (name.size() == 7) {
-        saw_upgrade_ = saw_upgrade_ || equalsIgnoreCase(name, "Upgrade");
-    } else if (name.size() == 17) {
-        saw_transfer_encoding_ = saw_transfer_encoding_ || equalsIgnoreCase(name, "Transfer-Encoding");
-    }
+    Header& field = headers_->back();
+    if (field.name.empty()) return malformed("invalid header field name");
+    // Classified once, here: the checks, the head writers and the WebSocket handshake read
+    // `known` instead of comparing the name again. The two fields the head's checks look for
+    // (onHeadersComplete, the caller's upgrade check) are noted, so that a head without them is
+    // not searched for them.
+    field.known = classifyFieldName(field.name);
+    saw_upgrade_ = saw_upgrade_ || field.known == FieldName::Upgrade;
+    saw_transfer_encoding_ = saw_transfer_encoding_ || field.known == FieldName::TransferEncoding;
     return 0;
 }
 
@@ -348,7 +348,7 @@ int MessageParser::onHeadersComplete() {
     // empty value ("Transfer-Encoding:") does not set.
     int te_count = 0;
     if (saw_transfer_encoding_)
-        for (const auto& h : *headers_) te_count += equalsIgnoreCase(h.name, "Transfer-Encoding");
+        for (const auto& h : *headers_) te_count += h.known == FieldName::TransferEncoding;
     if (te_count > 0 || (p->flags & F_TRANSFER_ENCODING)) {
         // RFC 9112 6.1: Transfer-Encoding is HTTP/1.1; "a server or client that receives an
         // HTTP/1.0 message containing a Transfer-Encoding header field MUST treat the message as
@@ -360,7 +360,7 @@ int MessageParser::onHeadersComplete() {
         if (p->flags & F_CONTENT_LENGTH) return malformed("both Transfer-Encoding and Content-Length");
         // We only re-frame "chunked"; anything else (gzip, an empty value, a chunked that is not
         // last, ...) is 501 like nginx, rather than forwarding a body whose framing we cannot check.
-        const Header* te = findHeader(*headers_, "Transfer-Encoding");
+        const Header* te = findHeader(*headers_, FieldName::TransferEncoding);
         if (te_count != 1 || te == nullptr || !equalsIgnoreCase(te->value, "chunked")) {
             error_ = ParseError::UnsupportedTransferEncoding;
             return -1;

@@ -215,7 +215,7 @@ bool absoluteToOriginForm(RequestHead& request) {
     target = std::move(path);
     bool replaced = false;
     for (auto& h : request.headers) {
-        if (!equalsIgnoreCase(h.name, "Host")) continue;
+        if (fieldName(h) != FieldName::Host) continue;
         if (!replaced) h.value = authority;
         replaced = true;
     }
@@ -240,7 +240,7 @@ RequestVerdict checkRequestHead(RequestHead& request, std::string_view fallback_
     // RFC 9112 3.2: 400 to an HTTP/1.1 request without Host, and to any request with several.
     Header* host = nullptr;
     for (auto& h : request.headers) {
-        if (!equalsIgnoreCase(h.name, "Host")) continue;
+        if (fieldName(h) != FieldName::Host) continue;
         if (host) return {400, "several Host headers"};
         host = &h;
     }

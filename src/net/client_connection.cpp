@@ -290,7 +290,7 @@ http::HeadAction ClientConnection::onHead() {
         respondError(400, "WebSocket upgrade with a body");
         return http::HeadAction::Abort;
     }
-    const std::string_view host = http::findHeader(request.headers, "Host")->value;  // checkRequestHead made one
+    const std::string_view host = http::findHeader(request.headers, http::FieldName::Host)->value;  // checkRequestHead made one
     if (listener_->redirect_https) {
         // `redirect_https: PORT`: every request on this listener goes to HTTPS (308 keeps the
         // method and body, RFC 9110 15.4.9).

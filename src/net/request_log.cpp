@@ -27,8 +27,8 @@ void logRequest(Worker& worker, WorkerSnapshot& snapshot, observe::ListenerStats
     const auto now = std::chrono::steady_clock::now();
     const auto start = summary.start == std::chrono::steady_clock::time_point{} ? now : summary.start;
     record.duration_ms = std::chrono::duration<double, std::milli>(now - start).count();
-    if (const http::Header* h = http::findHeader(request.headers, "Referer")) record.referer = h->value;
-    if (const http::Header* h = http::findHeader(request.headers, "User-Agent")) record.user_agent = h->value;
+    if (const http::Header* h = http::findHeader(request.headers, http::FieldName::Referer)) record.referer = h->value;
+    if (const http::Header* h = http::findHeader(request.headers, http::FieldName::UserAgent)) record.user_agent = h->value;
     log.write(record);
 }
 

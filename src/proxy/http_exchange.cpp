@@ -432,7 +432,7 @@ void HttpExchange::relayResponse(net::ByteStream& stream, const char* data, std:
             group_->balancer().onRequestEnd(server_);
             owner_->downstream().flush();
             upstream_->setDirectRead(false);  // the session decides how it reads
-            const http::Header* ext = http::findHeader(response_parser_.response().headers, "Sec-WebSocket-Extensions");
+            const http::Header* ext = http::findHeader(response_parser_.response().headers, http::FieldName::SecWebSocketExtensions);
             owner_->onUpgraded(std::move(upstream_), ext ? ext->value : std::string());
             return;
         }

@@ -87,7 +87,6 @@ std::string generateKey() {
 
 UpgradeRequest analyzeUpgrade(const http::RequestHead& head) {
     UpgradeRequest req;
-    using http::equalsIgnoreCase;
 
     // One pass over the headers gathers everything the checks below need.
     int keys = 0;
@@ -96,25 +95,33 @@ UpgradeRequest analyzeUpgrade(const http::RequestHead& head) {
     bool upgrade_websocket = false;   // an Upgrade header holds "websocket"
     bool connection_upgrade = false;  // a Connection header holds "upgrade"
     for (const auto& h : head.headers) {
-        if (equalsIgnoreCase(h.name, "Upgrade")) {
-            upgrade_websocket = upgrade_websocket || http::valueHasToken(h.value, "websocket");
-        } else if (equalsIgnoreCase(h.name, "Connection")) {
-            connection_upgrade = connection_upgrade || http::valueHasToken(h.value, "upgrade");
-        } else if (equalsIgnoreCase(h.name, "Sec-WebSocket-Key")) {
-            ++keys;
-            req.key = trim(h.value);
-        } else if (equalsIgnoreCase(h.name, "Sec-WebSocket-Version")) {
-            ++versions;
-            version13 = trim(h.value) == "13";
-        } else if (equalsIgnoreCase(h.name, "Origin")) {
-            req.origin = trim(h.value);
-        } else if (equalsIgnoreCase(h.name, "Sec-WebSocket-Protocol")) {
-            http::forEachToken(h.value, [&](std::string_view t) { req.subprotocols.push_back(t); });
-        } else if (equalsIgnoreCase(h.name, "Sec-WebSocket-Extensions")) {
-            const std::string_view v = trim(h.value);
-            if (v.empty()) continue;
-            if (!req.extensions.empty()) req.extensions.append(", ");
-            req.extensions.append(v);
+        switch (http::fieldName(h)) {
+            case http::FieldName::Upgrade:
+                upgrade_websocket = upgrade_websocket || http::valueHasToken(h.value, "websocket");
+                break;
+            case http::FieldName::Connection:
+                connection_upgrade = connection_upgrade || http::valueHasToken(h.value, "upgrade");
+                break;
+            case http::FieldName::SecWebSocketKey:
+                ++keys;
+                req.key = trim(h.value);
+                break;
+            case http::FieldName::SecWebSocketVersion:
+                ++versions;
+                version13 = trim(h.value) == "13";
+                break;
+            case http::FieldName::Origin: req.origin = trim(h.value); break;
+            case http::FieldName::SecWebSocketProtocol:
+                http::forEachToken(h.value, [&](std::string_view t) { req.subprotocols.push_back(t); });
+                break;
+            case http::FieldName::SecWebSocketExtensions: {
+                const std::string_view v = trim(h.value);
+                if (v.empty()) break;
+                if (!req.extensions.empty()) req.extensions.append(", ");
+                req.extensions.append(v);
+                break;
+            }
+            default: break;
         }
     }
 
@@ -167,14 +174,19 @@ struct UpgradeResponseFields {
 UpgradeResponseFields scanUpgradeResponse(const http::HeaderList& headers) {
     UpgradeResponseFields f;
     for (const auto& h : headers) {
-        if (http::equalsIgnoreCase(h.name, "Sec-WebSocket-Accept")) {
-            ++f.accepts;
-            f.accept = &h;
-        } else if (http::equalsIgnoreCase(h.name, "Upgrade")) {
-            ++f.upgrades;
-            f.upgrade_websocket = http::equalsIgnoreCase(trim(h.value), "websocket");
-        } else if (http::equalsIgnoreCase(h.name, "Connection")) {
-            f.connection_upgrade = f.connection_upgrade || http::valueHasToken(h.value, "upgrade");
+        switch (http::fieldName(h)) {
+            case http::FieldName::SecWebSocketAccept:
+                ++f.accepts;
+                f.accept = &h;
+                break;
+            case http::FieldName::Upgrade:
+                ++f.upgrades;
+                f.upgrade_websocket = http::equalsIgnoreCase(trim(h.value), "websocket");
+                break;
+            case http::FieldName::Connection:
+                f.connection_upgrade = f.connection_upgrade || http::valueHasToken(h.value, "upgrade");
+                break;
+            default: break;
         }
     }
     return f;

@@ -13,11 +13,53 @@
 
 namespace portico::http {
 
+// The field names Portico's own code looks for (the checks, the head writers, the WebSocket
+// handshake, the access log), each found from the name once: the message parser sets it on every
+// field it reads, so that the consumers of a head compare a byte, not the name, per field.
+enum class FieldName : std::uint8_t {
+    Unknown,  // not classified yet: fieldName() finds it from the name when asked
+    Other,    // none of those below
+    ProxyPrefixed,  // "Proxy-*" (hop-by-hop by convention: Proxy-Connection, ...): a class, not one name
+    TE,
+    Host,
+    Expect,
+    Origin,
+    Referer,
+    Trailer,
+    Upgrade,
+    XRealIp,
+    Connection,
+    KeepAlive,
+    UserAgent,
+    CacheControl,
+    ContentLength,
+    XForwardedFor,
+    XForwardedHost,
+    TransferEncoding,
+    XForwardedProto,
+    SecWebSocketKey,
+    SecWebSocketAccept,
+    SecWebSocketVersion,
+    SecWebSocketProtocol,
+    SecWebSocketExtensions,
+};
+// The FieldName of `name` (ASCII case-insensitive, RFC 9110 5.1); Other for any name not listed,
+// never Unknown.
+FieldName classifyFieldName(std::string_view name);
+
 struct Header {
     std::string name;
     std::string value;
+    // What `name` is, when known: the parser sets it with the name. A header built elsewhere may
+    // leave it Unknown (read it with fieldName()); whoever changes `name` afterwards must reset it.
+    FieldName known = FieldName::Unknown;
 };
 using HeaderList = std::vector<Header>;
+
+// The FieldName of `header`'s name: the one the parser noted, else found from the name.
+inline FieldName fieldName(const Header& header) {
+    return header.known != FieldName::Unknown ? header.known : classifyFieldName(header.name);
+}
 
 namespace detail {
 constexpr char asciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
@@ -81,8 +123,12 @@ inline constexpr std::array<bool, 256> kTokenChars = alnumTable("!#$%&'*+-.^_`|~
 constexpr bool isTokenChar(char c) { return detail::kTokenChars[static_cast<unsigned char>(c)]; }
 // RFC 9110 5.6.2: a non-empty token (field names, extension and parameter names, subprotocols).
 bool isToken(std::string_view text);
-// First header with this name, or nullptr.
+// First header with this name, or nullptr. A name classifyFieldName() knows is looked for by
+// its FieldName (one byte per field for a parsed head), any other one by comparing names.
 const Header* findHeader(const HeaderList& headers, std::string_view name);
+// First header whose fieldName() is `field` (not Other, ProxyPrefixed or Unknown: those are not
+// one name), or nullptr.
+const Header* findHeader(const HeaderList& headers, FieldName field);
 // True when any header `name` holds `token` in its comma-separated list (case-insensitive),
 // e.g. headerHasToken(h, "Connection", "upgrade") for "Connection: keep-alive, Upgrade".
 bool headerHasToken(const HeaderList& headers, std::string_view name, std::string_view token);

@@ -52,3 +52,75 @@ TEST_CASE("a token in a header's comma-separated list", "[http][head]") {
     CHECK(headerHasToken(headers, "Connection", "upgrade"));
     CHECK_FALSE(headerHasToken(headers, "Upgrade", "upgrade"));
 }
+
+TEST_CASE("classifyFieldName knows each listed name in any case, and nothing else", "[http][head]") {
+    struct Case {
+        std::string_view name;
+        FieldName field;
+    };
+    static constexpr Case kNames[] = {
+        {"TE", FieldName::TE},
+        {"Host", FieldName::Host},
+        {"Expect", FieldName::Expect},
+        {"Origin", FieldName::Origin},
+        {"Referer", FieldName::Referer},
+        {"Trailer", FieldName::Trailer},
+        {"Upgrade", FieldName::Upgrade},
+        {"X-Real-IP", FieldName::XRealIp},
+        {"Connection", FieldName::Connection},
+        {"Keep-Alive", FieldName::KeepAlive},
+        {"User-Agent", FieldName::UserAgent},
+        {"Cache-Control", FieldName::CacheControl},
+        {"Content-Length", FieldName::ContentLength},
+        {"X-Forwarded-For", FieldName::XForwardedFor},
+        {"X-Forwarded-Host", FieldName::XForwardedHost},
+        {"Transfer-Encoding", FieldName::TransferEncoding},
+        {"X-Forwarded-Proto", FieldName::XForwardedProto},
+        {"Sec-WebSocket-Key", FieldName::SecWebSocketKey},
+        {"Sec-WebSocket-Accept", FieldName::SecWebSocketAccept},
+        {"Sec-WebSocket-Version", FieldName::SecWebSocketVersion},
+        {"Sec-WebSocket-Protocol", FieldName::SecWebSocketProtocol},
+        {"Sec-WebSocket-Extensions", FieldName::SecWebSocketExtensions},
+    };
+    for (const Case& c : kNames) {
+        INFO(c.name);
+        std::string lower(c.name), upper(c.name);
+        for (char& ch : lower) ch = lowerByte(ch);
+        for (char& ch : upper) ch = ch >= 'a' && ch <= 'z' ? static_cast<char>(ch - 32) : ch;
+        CHECK(classifyFieldName(c.name) == c.field);
+        CHECK(classifyFieldName(lower) == c.field);
+        CHECK(classifyFieldName(upper) == c.field);
+        // One byte changed at each place, one byte more or less: another name.
+        for (std::size_t at = 0; at < c.name.size(); ++at) {
+            std::string other(c.name);
+            other[at] = other[at] == '~' ? '!' : '~';
+            CHECK(classifyFieldName(other) != c.field);
+        }
+        CHECK(classifyFieldName(std::string(c.name) + "x") != c.field);
+        CHECK(classifyFieldName(c.name.substr(1)) != c.field);
+    }
+    CHECK(classifyFieldName("Proxy-Connection") == FieldName::ProxyPrefixed);
+    CHECK(classifyFieldName("proxy-authorization") == FieldName::ProxyPrefixed);
+    CHECK(classifyFieldName("Proxy") == FieldName::Other);
+    CHECK(classifyFieldName("Accept") == FieldName::Other);
+    CHECK(classifyFieldName("") == FieldName::Other);
+}
+
+TEST_CASE("findHeader finds a field by its name whether or not it was classified", "[http][head]") {
+    HeaderList headers = {{"X-Custom", "1"}, {"host", "a.example"}, {"Proxy-Foo", "p"}};
+    // Built by hand: `known` left Unknown, so fieldName() classifies from the name.
+    REQUIRE(findHeader(headers, "Host") != nullptr);
+    CHECK(findHeader(headers, "HOST")->value == "a.example");
+    CHECK(findHeader(headers, FieldName::Host)->value == "a.example");
+    CHECK(findHeader(headers, "x-custom")->value == "1");
+    CHECK(findHeader(headers, "proxy-foo")->value == "p");
+    CHECK(findHeader(headers, "Proxy-Bar") == nullptr);
+    CHECK(findHeader(headers, "Upgrade") == nullptr);
+    CHECK(headerHasToken(headers, "HOST", "a.example"));
+    CHECK_FALSE(headerHasToken(headers, "Upgrade", "a.example"));
+    // As the parser leaves them: `known` set with the name.
+    for (Header& h : headers) h.known = classifyFieldName(h.name);
+    CHECK(findHeader(headers, "Host")->value == "a.example");
+    CHECK(findHeader(headers, "X-CUSTOM")->value == "1");
+    CHECK(headerHasToken(headers, "X-Custom", "1"));
+}

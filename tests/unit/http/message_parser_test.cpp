@@ -229,6 +229,43 @@ TEST_CASE("request parser reads a simple GET however the bytes arrive", "[http][
     CHECK_FALSE(r.parser.inMessage());
 }
 
+TEST_CASE("the parser classifies every field name it reads, head and trailer, however the bytes arrive", "[http][parser]") {
+    const Delivery delivery = anyDelivery();
+    INFO(describe(delivery));
+    Recorder r(MessageParser::Kind::Request);
+    const std::string wire =
+        "POST /u HTTP/1.1\r\n"
+        "hOST: example.com\r\n"
+        "Sec-WebSocket-Extensions: x\r\n"
+        "X-Forwarded-For: 192.0.2.1\r\n"
+        "Proxy-Thing: 1\r\n"
+        "Accept: */*\r\n"
+        "transfer-encoding: chunked\r\n"
+        "\r\n"
+        "0\r\n"
+        "X-Trailer: t\r\n"
+        "\r\n";
+    CHECK(feed(r, wire, delivery).status == ParseStatus::NeedMore);
+    REQUIRE(r.messages.size() == 1);
+    const HeaderList& headers = r.messages[0].request.headers;
+    REQUIRE(headers.size() == 6);
+    const FieldName expected[] = {FieldName::Host, FieldName::SecWebSocketExtensions, FieldName::XForwardedFor,
+                                  FieldName::ProxyPrefixed, FieldName::Other, FieldName::TransferEncoding};
+    for (std::size_t i = 0; i < headers.size(); ++i) {
+        INFO(headers[i].name);
+        CHECK(headers[i].known == expected[i]);
+    }
+    REQUIRE(r.messages[0].trailers.size() == 1);
+    CHECK(r.messages[0].trailers[0].known == FieldName::Other);
+    // The next message's fields take the spare ones: each is classified anew.
+    Recorder again(MessageParser::Kind::Request);
+    CHECK(feed(again, "GET / HTTP/1.1\r\nAccept: a\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\nAccept: a\r\n\r\n",
+               delivery).status == ParseStatus::NeedMore);
+    REQUIRE(again.messages.size() == 2);
+    CHECK(again.messages[1].request.headers[0].known == FieldName::Host);
+    CHECK(again.messages[1].request.headers[1].known == FieldName::Other);
+}
+
 TEST_CASE("request parser reports keep-alive from the version and Connection", "[http][parser]") {
     struct Case {
         const char* wire;
