@@ -81,6 +81,7 @@ FieldName classifyFieldName(std::string_view name) {
 }
 
 const Header* findHeader(const HeaderList& headers, FieldName field) {
+    assert(field > FieldName::ProxyPrefixed);  // one name each: the others are looked up by name
     for (const auto& h : headers)
         if (fieldName(h) == field) return &h;
     return nullptr;

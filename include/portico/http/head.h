@@ -3,6 +3,7 @@
 // HTTP/1.1 message heads as plain data, and the case-insensitive header helpers everyone uses.
 
 #include <array>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -56,8 +57,11 @@ struct Header {
 };
 using HeaderList = std::vector<Header>;
 
-// The FieldName of `header`'s name: the one the parser noted, else found from the name.
+// The FieldName of `header`'s name: the one the parser noted, else found from the name. The
+// sanitizer build checks that a noted class still matches the name (a renamed field whose class
+// was not reset would be judged by its old name: framing, Host, hop-by-hop).
 inline FieldName fieldName(const Header& header) {
+    assert(header.known == FieldName::Unknown || header.known == classifyFieldName(header.name));
     return header.known != FieldName::Unknown ? header.known : classifyFieldName(header.name);
 }
 
