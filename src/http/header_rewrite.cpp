@@ -225,19 +225,24 @@ void appendUpstreamRequestHead(std::string& head, const RequestHead& request, co
     if (info.upgrade) out.put("Connection: upgrade\r\n");
     out.framing(info.framing, info.content_length);
 
+    // Ours unless the route's set_headers (or the proxy's overrides) name them: the configured
+    // value replaces ours, as proxy_set_header does in nginx, instead of going as a second field.
+    const auto ours = [&](std::string_view name) { return !isReplacedField(name, {}, info.set_headers, info.override_headers); };
     // X-Forwarded-For: append the client to every list received (several headers are one list).
-    out.put("X-Forwarded-For: ");
-    if (forwarded_for)
-        for (const auto& h : request.headers)
-            if (classify(h) == Field::XForwardedFor) {
-                out.put(h.value);
-                out.put(", ");
-            }
-    out.put(info.client_ip);
-    out.put("\r\n");
-    out.field("X-Forwarded-Proto", info.scheme);
-    if (host) out.field("X-Forwarded-Host", host->value);
-    out.field("X-Real-IP", info.client_ip);
+    if (ours("X-Forwarded-For")) {
+        out.put("X-Forwarded-For: ");
+        if (forwarded_for)
+            for (const auto& h : request.headers)
+                if (classify(h) == Field::XForwardedFor) {
+                    out.put(h.value);
+                    out.put(", ");
+                }
+        out.put(info.client_ip);
+        out.put("\r\n");
+    }
+    if (ours("X-Forwarded-Proto")) out.field("X-Forwarded-Proto", info.scheme);
+    if (host && ours("X-Forwarded-Host")) out.field("X-Forwarded-Host", host->value);
+    if (ours("X-Real-IP")) out.field("X-Real-IP", info.client_ip);
     if (info.set_headers)
         for (const auto& [key, value] : *info.set_headers) out.field(key, value);
     if (info.override_headers)

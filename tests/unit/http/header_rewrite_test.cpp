@@ -313,6 +313,27 @@ TEST_CASE("set_headers override the headers the client sent", "[http][rewrite]")
     CHECK(head.one("X-Added") == "1");
 }
 
+// A route that sets X-Real-IP or an X-Forwarded-* field (a gateway behind another terminator
+// saying "https") replaces ours, as nginx's proxy_set_header does; it used to go as a second field.
+TEST_CASE("set_headers naming X-Real-IP or X-Forwarded-* replace Portico's own", "[http][rewrite]") {
+    const std::vector<std::pair<std::string, std::string>> set = {
+        {"x-real-ip", "192.0.2.7"}, {"X-Forwarded-Proto", "https"}, {"X-Forwarded-For", "192.0.2.7"},
+        {"X-Forwarded-Host", "public.example"}};
+    const RequestHead r = request("GET", "/", {{"Host", "h"}, {"X-Forwarded-For", "10.9.9.9"}, {"X-Real-IP", "1.2.3.4"}});
+    UpstreamRequestInfo info = infoFor(r);
+    info.set_headers = &set;
+    const WrittenHead head = upstreamHead(r, info);
+    CHECK(head.all("X-Real-IP") == std::vector<std::string>{"192.0.2.7"});
+    CHECK(head.all("X-Forwarded-Proto") == std::vector<std::string>{"https"});
+    CHECK(head.all("X-Forwarded-For") == std::vector<std::string>{"192.0.2.7"});
+    CHECK(head.all("X-Forwarded-Host") == std::vector<std::string>{"public.example"});
+    UpstreamRequestInfo plain = infoFor(r);  // without them: ours, the client's replaced
+    const WrittenHead ours = upstreamHead(r, plain);
+    const std::string client(plain.client_ip);
+    CHECK(ours.all("X-Real-IP") == std::vector<std::string>{client});
+    CHECK(ours.all("X-Forwarded-For") == std::vector<std::string>{"10.9.9.9, " + client});
+}
+
 TEST_CASE("set_headers may replace Host; X-Forwarded-Host keeps the client's", "[http][rewrite]") {
     const std::vector<std::pair<std::string, std::string>> set = {{"Host", "internal.svc"}};
     const RequestHead r = request("GET", "/", {{"Host", "www.example.com"}});
