@@ -535,7 +535,7 @@ void Connection::tick() {
     // stream: Stream::tick).
     if (socket_->outputLength() == 0) {
         send_stall_.clear();
-    } else if (send_stall_.stalled(socket_->sendProgress(), limits.client_send_timeout)) {
+    } else if (send_stall_.left(socket_->sendProgress(), now, limits.client_send_timeout) <= kTickSlack) {
         LOG_INFO("client %s: HTTP/2: took no byte for client_send_timeout", client_.ip.c_str());
         close("client send timeout");
         return;

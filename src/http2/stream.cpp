@@ -331,7 +331,7 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
     // connection's own client_send_timeout).
     if (evbuffer_get_length(pending_.get()) == 0 || closed_ || session_ || connection_.socketBacklogged()) {
         send_stall_.clear();
-    } else if (send_stall_.stalled(sent_, snapshot_->config().limits.client_send_timeout)) {
+    } else if (send_stall_.left(sent_, now, snapshot_->config().limits.client_send_timeout) <= kTickSlack) {
         LOG_INFO("client %s: HTTP/2 stream %d: took no byte for client_send_timeout", connection_.client().ip.c_str(), id_);
         dropPending();
         reset(NGHTTP2_CANCEL);

@@ -30,8 +30,9 @@
 #include "portico/http/head.h"
 #include "portico/http/response_sink.h"
 #include "portico/http2/request_fields.h"
-#include "portico/http2/send_stall.h"
+#include "portico/http2/tick.h"
 #include "portico/net/ip_limits.h"
+#include "portico/net/send_stall.h"
 #include "portico/net/stream.h"
 #include "portico/proxy/exchange_owner.h"
 #include "portico/proxy/http_exchange.h"
@@ -186,8 +187,8 @@ private:
     std::chrono::steady_clock::time_point start_;
     std::chrono::steady_clock::time_point last_data_;
     std::uint64_t sent_ = 0;  // response body bytes nghttp2 took into DATA frames
-    // sent_ when a tick found response bytes waiting, and for how many ticks (client_send_timeout).
-    SendStall<std::uint64_t> send_stall_;
+    // sent_ when a tick found response bytes waiting, and since when (client_send_timeout).
+    net::SendStall<std::uint64_t> send_stall_;
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;
     std::uint64_t body_bytes_ = 0;

@@ -518,6 +518,7 @@ void ClientConnection::closeAfterFlush() {
 }
 
 void ClientConnection::onDrained(ByteStream& stream) {
+    if (stream.outputLength() == 0) http_->req.send_stall.clear();  // client_send_timeout's watch ends
     if (http_->exchange) http_->exchange->onClientDrained();
     if (state_ == State::Closing && (client_eof_ || worker_.stopping()) && stream.outputLength() == 0) {
         finish("closed");

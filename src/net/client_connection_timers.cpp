@@ -13,40 +13,46 @@
 
 namespace portico::net {
 
-void ClientConnection::armTimer(std::chrono::milliseconds timeout) { http_->timer.set(timeout); }
+void ClientConnection::armTimer(std::chrono::milliseconds timeout) {
+    http_->timer.set(timeout);
+    http_->timer_checks_send = false;
+}
+
+void ClientConnection::armSendCheck(std::chrono::milliseconds timeout) {
+    http_->timer.set(timeout);
+    http_->timer_checks_send = true;
+}
 
 // `limits.client_send_timeout` (nginx's send_timeout): while a response the client has not
 // taken yet is all that is left to do (the end of a large file, the wait of a pipelined request
 // or of the linger after "Connection: close"), the keep-alive, header and linger timeouts wait;
 // a client that takes no byte for client_send_timeout is closed.
+// The timer looks every sendCheckInterval (net/send_stall.h): the timeout runs from the check
+// that first saw the client's last take, not from the one after it.
 void ClientConnection::watchClientReading() {
-    Request& req = http_->req;
-    if (!req.send_mark) {
-        req.send_mark = client_->sendProgress();
-        req.send_mark_at = std::chrono::steady_clock::now();
-    }
-    const std::chrono::milliseconds timeout = snapshot_->config().limits.client_send_timeout;
+    http_->req.send_stall.watch(client_->sendProgress(), std::chrono::steady_clock::now());
+    const std::chrono::milliseconds check = sendCheckInterval(snapshot_->config().limits.client_send_timeout);
     // Closing looks again at the linger's pace: the linger after the last byte stays short.
-    armTimer(state_ == State::Closing ? std::min(timeout, kLingerTimeout) : timeout);
+    armSendCheck(state_ == State::Closing ? std::min(check, kLingerTimeout) : check);
 }
 
 // At a timeout: true when the client is still taking a response (the timer is armed again) or
 // was closed for taking none of it for client_send_timeout.
 bool ClientConnection::awaitClientReading() {
-    if (client_->outputLength() == 0) return false;
+    if (client_->outputLength() == 0) {
+        if (!http_->timer_checks_send || !http_->req.send_stall.watching()) return false;
+        // A look found the response out before the stream said so (onDrained ends the watch):
+        // what follows it (keep-alive, the linger) starts now, not at this look's short timer.
+        onDrained(*client_);
+        return true;
+    }
     const bool closing = state_ == State::Closing;
     const bool proxied_backlog = state_ == State::Proxying && http_->req.complete &&
                                  client_->outputLength() > proxy::kHighWatermark;
     if (!closing && !proxied_backlog && !(state_ == State::ReadingHead && !http_->parser.inMessage())) return false;
-    const Stream::SendProgress progress = client_->sendProgress();
-    const auto now = std::chrono::steady_clock::now();
-    Request& req = http_->req;
-    if (req.send_mark != progress) {
-        req.send_mark = progress;
-        req.send_mark_at = now;
-    }
     const std::chrono::milliseconds timeout = snapshot_->config().limits.client_send_timeout;
-    const auto left = timeout - std::chrono::duration_cast<std::chrono::milliseconds>(now - req.send_mark_at);
+    const std::chrono::milliseconds left =
+        http_->req.send_stall.left(client_->sendProgress(), std::chrono::steady_clock::now(), timeout);
     if (left <= std::chrono::milliseconds::zero()) {
         LOG_INFO("client %s: took no byte of the response for client_send_timeout", client_ip_.c_str());
         if (proxied_backlog) {  // the response is cut: its exchange ends, its request is logged
@@ -56,7 +62,8 @@ bool ClientConnection::awaitClientReading() {
         finish("client send timeout");
         return true;
     }
-    armTimer(closing ? std::min(left, kLingerTimeout) : left);
+    const std::chrono::milliseconds next = std::min(left, sendCheckInterval(timeout));
+    armSendCheck(closing ? std::min(next, kLingerTimeout) : next);
     return true;
 }
 

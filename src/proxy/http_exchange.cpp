@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "portico/proxy/http_exchange.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -58,7 +59,7 @@ void HttpExchange::begin(ExchangeOwner& owner, UpstreamGroup& group, const confi
     group_ = &group;
     request_ = request;
     phase_ = Phase::Connecting;
-    send_mark_ = {};
+    send_stall_.clear();
     started_ = {};
     server_ = first_server_ = -1;
     attempts_ = interim_responses_ = 0;
@@ -230,8 +231,11 @@ void HttpExchange::updateTimer(bool progress) {
         case Wait::Client: timer_.clear(); return;
         case Wait::Connect: timer_.set(config.connect_timeout); return;
         case Wait::Send:
-            send_mark_ = upstream_->sendProgress();
-            timer_.set(config.send_timeout);
+            // The timer looks every sendCheckInterval: the timeout runs from the check that first
+            // saw the upstream's last take, not from the one after it.
+            send_stall_.clear();
+            send_stall_.watch(upstream_->sendProgress(), std::chrono::steady_clock::now());
+            timer_.set(net::sendCheckInterval(config.send_timeout));
             return;
         case Wait::Response:
             // The owner's own deadline for this request (the bridge's request_timeout) or the upstream's.
@@ -256,16 +260,20 @@ void HttpExchange::onTimer(int, short, void* arg) {
             self->group_->markFailed(self->server_);
             self->retryOrFail(504, "upstream connect timed out");
             return;
-        case Wait::Send:
-            if (self->upstream_->sendProgress() != self->send_mark_) {
-                // The upstream took bytes meanwhile (the kernel wakes us for writing only after
-                // a third of a large send buffer drained): no stall, wait another send_timeout.
-                self->updateTimer(/*progress=*/true);
+        case Wait::Send: {
+            // Asked, not waited for: the kernel wakes us for writing only after a third of a
+            // large send buffer drained.
+            const std::chrono::milliseconds send_timeout = self->group_->config().send_timeout;
+            const std::chrono::milliseconds left =
+                self->send_stall_.left(self->upstream_->sendProgress(), std::chrono::steady_clock::now(), send_timeout);
+            if (left > std::chrono::milliseconds::zero()) {
+                self->timer_.set(std::min(left, net::sendCheckInterval(send_timeout)));
                 return;
             }
             LOG_WARN("upstream %s: send timed out (the request is not being read)", upstream);
             self->fail(504, "upstream send timed out");
             return;
+        }
         case Wait::Response:
             LOG_WARN("upstream %s: read timed out", upstream);
             self->fail(504, "upstream timed out");

@@ -8,7 +8,7 @@ import os
 import socket
 import time
 
-from backends import pattern_sha256
+from backends import pattern_sha256, take, wait_receive_queue_full
 from portico_harness import PorticoTestCase, main, make_config, slow_factor
 
 try:
@@ -108,6 +108,43 @@ class SlowReaders(PorticoTestCase):
                 self.assertIn("client_send_timeout", line or "")
                 self.assertLess(time.monotonic() - sent, 4 * slow_factor())
                 s.close()
+
+
+class ClientSendTimeoutFromTheLastTake(PorticoTestCase):
+    """limits.client_send_timeout runs from the client's last take, not from the check after it."""
+
+    SEND_TIMEOUT = 3.0
+
+    def setUp(self):
+        www = os.path.join(self.tmpdir(), "www")
+        os.makedirs(www)
+        with open(os.path.join(www, "big.bin"), "wb") as f:
+            f.write(os.urandom(FILE_BYTES))
+        self.p = self.start_portico(make_config(
+            routes=[{"path": "/", "handler": "static", "root": www}],
+            limits={"client_send_timeout": "%dms" % (self.SEND_TIMEOUT * 1000 * slow_factor())}))
+
+    def test_a_client_that_takes_once_and_then_nothing_is_closed_send_timeout_after_that_take(self):
+        # The client lets its receive buffer fill, takes 1 MiB once, then nothing. The timer that
+        # saw that take restarted the whole client_send_timeout from itself: a take just after
+        # the timer was armed was closed nearly two timeouts later (4.0 s for 2 s). Now: between
+        # T and 1.25 T after it. The bound, 1.6 T, is a timed assertion, the only way to see this
+        # defect: T is 3 s (times slow_factor): about 0.3 T each way.
+        start = len(self.p.stderr_lines())
+        s = socket.socket()
+        self.addCleanup(s.close)
+        s.connect(("127.0.0.1", self.p.port))
+        s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_receive_queue_full(s)
+        self.assertTrue(take(s, 1 << 20))
+        took = time.monotonic()
+        line = self.p.wait_stderr(lambda line: "closed" in line or "client_send_timeout" in line,
+                                  timeout=4 * self.SEND_TIMEOUT, start=start)
+        closed = time.monotonic()
+        self.assertIn("client_send_timeout", line or "")
+        timeout = self.SEND_TIMEOUT * slow_factor()
+        self.assertGreater(closed - took, timeout - 0.1, "closed before client_send_timeout had passed since the take")
+        self.assertLess(closed - took, 1.6 * timeout, "client_send_timeout restarted at the check after the take")
 
 
 class SlowReadersHttp2(PorticoTestCase):

@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from backends import TcpServer  # noqa: E402
+from backends import TcpServer, take, wait_receive_queue_full  # noqa: E402
 from portico_harness import PorticoTestCase, main, make_config, slow_factor  # noqa: E402
 
 
@@ -68,6 +68,23 @@ class UploadTimeouts(PorticoTestCase):
         self.addCleanup(server.stop)
         self.addCleanup(release.set)
         return server.address
+
+    def upload_without_end(self, c):
+        """Sends a 256 MiB upload on `c` from a thread (started, returned) until Portico closes."""
+        total = 256 << 20
+        c.request("POST", "/upload", headers=[("Content-Length", str(total))])
+        block = b"t" * (1 << 20)
+
+        def sender():
+            try:
+                for _ in range(total >> 20):
+                    c.sock.sendall(block)
+            except OSError:
+                pass  # Portico answered and closed
+
+        thread = threading.Thread(target=sender, daemon=True)
+        thread.start()
+        return thread
 
     def test_slow_upload_longer_than_read_timeout_succeeds(self):
         # 12 pieces, 0.15 s apart: the upload takes 1.8 s, read_timeout is 0.5 s; each gap is
@@ -132,25 +149,52 @@ class UploadTimeouts(PorticoTestCase):
         # byte goes out for send_timeout (0.5 s). read_timeout (60 s) is not what ends it.
         p = self.start(self.silent_upstream(), read_timeout=60.0, send_timeout=0.5)
         c = self.client(p.port, timeout=60 * slow_factor())
-        total = 256 << 20
-        c.request("POST", "/upload", headers=[("Content-Length", str(total))])
-        block = b"t" * (1 << 20)
-
-        def sender():
-            try:
-                for _ in range(total >> 20):
-                    c.sock.sendall(block)
-            except OSError:
-                pass  # Portico answered and closed
-
-        thread = threading.Thread(target=sender, daemon=True)
         started = time.monotonic()
-        thread.start()
+        thread = self.upload_without_end(c)
         r = c.read_response()
         elapsed = time.monotonic() - started
         self.assertEqual(r.status, 504, r)
         self.assertLess(elapsed, 15 * slow_factor(), "504 came from read_timeout, not send_timeout")
         self.assertIsNotNone(p.wait_stderr(lambda line: "send timed out" in line), p.stderr_text())
+        self.assertClosed(c, timeout=10)
+        thread.join(10)
+
+    def test_send_timeout_runs_from_the_upstreams_last_take_not_from_the_check_after_it(self):
+        # The upstream lets its receive buffer fill, takes 1 MiB once, then nothing. The timer
+        # that saw that take restarted the whole send_timeout from itself: a take just after the
+        # timer was armed got the 504 nearly two send_timeouts later (4.0 s for 2 s). Now the
+        # timer looks every quarter and counts from the first look that saw the take: between
+        # T and 1.25 T after it. The bound, 1.6 T, is a timed assertion, the only way to see this
+        # defect: T is 3 s (times slow_factor): about 0.3 T each way.
+        send_timeout = 3.0
+        took = []
+
+        def upstream(sock):
+            with sock:
+                head, _ = read_head(sock)
+                if head is None:
+                    return
+                wait_receive_queue_full(sock)
+                if not take(sock, 1 << 20):
+                    return
+                took.append(time.monotonic())
+                release.wait(120)
+
+        release = threading.Event()
+        server = TcpServer(upstream)
+        self.addCleanup(server.stop)
+        self.addCleanup(release.set)
+        p = self.start(server.address, read_timeout=60.0, send_timeout=send_timeout)
+        c = self.client(p.port, timeout=60 * slow_factor())
+        thread = self.upload_without_end(c)
+        r = c.read_response()
+        answered = time.monotonic()
+        self.assertEqual(r.status, 504, r)
+        self.assertIsNotNone(p.wait_stderr(lambda line: "send timed out" in line), p.stderr_text())
+        self.assertEqual(len(took), 1, "the upstream never took its 1 MiB")
+        timeout = send_timeout * slow_factor()
+        self.assertGreater(answered - took[0], timeout - 0.1, "504 before send_timeout had passed since the take")
+        self.assertLess(answered - took[0], 1.6 * timeout, "send_timeout restarted at the check after the take")
         self.assertClosed(c, timeout=10)
         thread.join(10)
 

@@ -27,10 +27,13 @@ Usage:
     or in a unittest.TestCase: b = start_backend(self, name="a")  (stops on cleanup)
 """
 
+import fcntl
 import hashlib
 import json
 import random
 import socket
+import struct
+import termios
 import threading
 import time
 import urllib.parse
@@ -39,7 +42,7 @@ __all__ = [
     "HttpBackend", "Request", "Response", "TAKEN", "start_backend", "free_port",
     "spans_outside_ephemeral_range",
     "BlackholeListener", "TcpServer",
-    "pattern_bytes", "pattern_sha256", "PATTERN_BLOCK",
+    "pattern_bytes", "pattern_sha256", "PATTERN_BLOCK", "wait_receive_queue_full", "take",
 ]
 
 # 64 KiB deterministic block; stream bodies are this block repeated (and cut at n bytes).
@@ -50,6 +53,29 @@ _MAX_HEAD = 256 * 1024
 _KEEP_BODY = 1024 * 1024
 _sha_cache = {}
 _sha_lock = threading.Lock()
+
+
+def wait_receive_queue_full(sock, steady=0.2):
+    """Returns once what the kernel holds for `sock` to read is not empty and has not grown for
+    `steady` seconds: the sender's window is shut, so it holds bytes it cannot send."""
+    queued, since = -1, time.monotonic()
+    while True:
+        time.sleep(0.05)
+        now = struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0" * 4))[0]
+        if now != queued or now == 0:
+            queued, since = now, time.monotonic()
+        elif time.monotonic() - since >= steady:
+            return
+
+
+def take(sock, n):
+    """Reads `n` bytes from `sock`; returns False at EOF before them."""
+    while n > 0:
+        chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            return False
+        n -= len(chunk)
+    return True
 
 
 def pattern_bytes(n):

@@ -47,7 +47,8 @@
 #include "portico/core/handles.h"
 #include "portico/core/inline_event.h"
 #include "portico/core/token_bucket.h"
-#include "portico/http2/send_stall.h"
+#include "portico/http2/tick.h"
+#include "portico/net/send_stall.h"
 #include "portico/net/stream.h"
 #include "portico/observe/metrics.h"
 #include "portico/proxy/exchange_pool.h"
@@ -222,9 +223,9 @@ private:
     std::size_t widened_ = 0;  // increments granted to streams (widenWindow), at most a quarter of the budget
     std::chrono::steady_clock::time_point window_short_at_{};
     bool settings_acked_ = false;  // the client ACKed our SETTINGS: its streams start on initial_window_
-    // What the client had taken of the socket's output when a tick found some queued, and for
-    // how many ticks (limits.client_send_timeout).
-    SendStall<net::Stream::SendProgress> send_stall_;
+    // What the client had taken of the socket's output when a tick found some queued, and
+    // since when (limits.client_send_timeout).
+    net::SendStall<net::Stream::SendProgress> send_stall_;
     // RFC 9113 5.1.1: the stream ids a client skipped (first, last), which it may never open
     // later. nghttp2 forgets closed streams and so ignores any HEADERS at or below the highest
     // id; a HEADERS on a skipped id is the one it can tell apart. The newest few gaps only:

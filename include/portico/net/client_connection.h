@@ -32,6 +32,7 @@
 #include "portico/http2/connection.h"
 #include "portico/net/deadline.h"
 #include "portico/net/ip_limits.h"
+#include "portico/net/send_stall.h"
 #include "portico/observe/metrics.h"
 #include "portico/net/stream.h"
 #include "portico/proxy/exchange_owner.h"
@@ -174,6 +175,8 @@ private:
     static constexpr std::chrono::milliseconds kLingerTimeout{2000};
     // The connection's one timer and what bounds it in time (client_connection_timers.cpp).
     void armTimer(std::chrono::milliseconds timeout);
+    // The timer, for a look at what the client took of a response (awaitClientReading).
+    void armSendCheck(std::chrono::milliseconds timeout);
     void watchClientReading();
     bool awaitClientReading();
     static void onTimer(int, short, void* arg);
@@ -227,10 +230,9 @@ private:
         bool answer_pending = false; // a built-in handler answers later (a pubsub backplane)
         bool keep_alive = true;      // the response may leave the connection open
         bool logged = false;
-        // What the client had taken of a response when a timeout found it still going out
-        // (awaitClientReading), and since when: set at the first such timeout.
-        std::optional<Stream::SendProgress> send_mark;
-        std::chrono::steady_clock::time_point send_mark_at{};
+        // What the client had taken of a response still going out, and since when: set when
+        // the wait begins (watchClientReading), moved by the checks (awaitClientReading).
+        SendStall<Stream::SendProgress> send_stall;
         // Of the last exchange, for the access log: a name in snapshot_'s configuration or upstream
         // groups, which outlive the request (a view: no string made per request).
         std::string_view upstream_name = "-";
@@ -265,6 +267,7 @@ private:
         core::InlineEvent resume_event;  // continue with pipelined input, from the loop
         std::string local_authority;  // "address:port" the client connected to; made on first use
         Deadline timer;  // head, body, keep-alive or linger timeout: one at a time
+        bool timer_checks_send = false;  // armed by armSendCheck (client_send_timeout's look)
         unsigned requests = 0;  // completed on this connection
         // The client's address as limits.per_ip_* count it, made from the accepted socket's
         // address (an upgrade's admission does not parse client_ip_ back).

@@ -161,8 +161,8 @@ public:
     // On the ring, while a send is queued for the ring's next enter (the bytes just written), the
     // kernel is not asked (unacknowledged is kNotAsked): the send goes in this loop pass, so a
     // later call differs in `written`, or (the socket was full) in `unacknowledged`, which then
-    // counts as progress once: a send timeout measured from such a mark may wait up to twice
-    // its length. Saves an ioctl per response and per proxied request.
+    // counts as progress once: a send timeout measured from such a mark may wait one check
+    // (net::sendCheckInterval) longer. Saves an ioctl per response and per proxied request.
     static constexpr int kNotAsked = -2;
     struct SendProgress {
         std::uint64_t written = 0;

@@ -15,6 +15,7 @@
 #include "portico/http/header_rewrite.h"
 #include "portico/http/message_parser.h"
 #include "portico/net/deadline.h"
+#include "portico/net/send_stall.h"
 #include "portico/net/stream.h"
 
 namespace portico::net {
@@ -163,7 +164,8 @@ private:
     net::Deadline timer_;
     Phase phase_ = Phase::Connecting;
     Wait wait_ = Wait::Nothing;
-    net::Stream::SendProgress send_mark_;   // where the upstream stood when send_timeout was armed
+    // What the upstream had taken of the request, and since when (send_timeout, net/send_stall.h).
+    net::SendStall<net::Stream::SendProgress> send_stall_;
     std::chrono::steady_clock::time_point started_{};
     int server_ = -1;
     int first_server_ = -1;
