@@ -195,7 +195,10 @@ int Server::run() {
         if (fds.empty()) return 1;
         for (unsigned w = 0; w < workers; ++w) listen_fds[w][i] = std::move(fds[w]);
     }
-    for (std::size_t i = 0; i < ports.size(); ++i) logListening(config.listeners[i], ports[i]);  // in the config's order
+    for (std::size_t i = 0; i < ports.size(); ++i) {
+        logListening(config.listeners[i], ports[i]);  // in the config's order
+        if (config.listeners[i].address.port == 0) kernel_ports_[config.listeners[i].address.toString()] = ports[i];
+    }
     // limits.max_connections holds for the process, whatever the number of workers.
     budget_ = std::make_shared<ConnectionBudget>(config.limits.max_connections);
     pubsub::BackplaneFactory backplane;
@@ -261,6 +264,20 @@ void Server::onWorkerProgress() {
     if (stopping_ && all_finished) loop_.stop();
 }
 
+std::string Server::kernelPortTaken(const config::Listener& listener) const {
+    if (listener.address.port == 0) return {};
+    const auto wildcard = [](const std::string& host) { return host.empty() || host == "0.0.0.0" || host == "::"; };
+    for (const config::Listener& running : snapshot_->config->listeners) {
+        if (running.address.port != 0) continue;
+        const auto bound = kernel_ports_.find(running.address.toString());
+        if (bound == kernel_ports_.end() || bound->second != listener.address.port) continue;
+        const std::string& a = running.address.host;
+        const std::string& b = listener.address.host;
+        if (a == b || wildcard(a) || wildcard(b)) return running.address.toString();
+    }
+    return {};
+}
+
 void Server::announceReload(const Snapshot& applied) {
     ++reloads_ok_;
     metrics_->setConfig(config_path_, unixTime(applied.loaded_at), applied.generation);
@@ -312,6 +329,13 @@ void Server::reload() {
         bool exists = std::any_of(snapshot_->config->listeners.begin(), snapshot_->config->listeners.end(),
                                   [&](const config::Listener& l) { return l.address.toString() == key; });
         if (exists) continue;
+        if (const std::string taken = kernelPortTaken(listener); !taken.empty()) {
+            LOG_ERROR("%s: listeners[%zu] %s: port %u is the one the kernel gave listener %s (port 0): "
+                      "the two would share one socket; name another port, or remove %s first",
+                      config_path_.c_str(), i, key.c_str(), listener.address.port, taken.c_str(), taken.c_str());
+            fail("a new listener names a port the kernel gave a listener on port 0");
+            return;
+        }
         auto fds = openListener(listener, ports[i]);
         if (fds.empty()) {
             fail("cannot open a new listener");
@@ -321,6 +345,15 @@ void Server::reload() {
     }
     for (std::size_t i = 0; i < ports.size(); ++i)
         if (ports[i] != 0) logListening(next.listeners[i], ports[i]);
+    // What the listeners on port 0 got, for the next reload: those gone go, new ones come.
+    std::map<std::string, std::uint16_t> kernel_ports;
+    for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+        if (next.listeners[i].address.port != 0) continue;
+        const std::string key = next.listeners[i].address.toString();
+        const auto running = kernel_ports_.find(key);
+        if (ports[i] != 0) kernel_ports[key] = ports[i];
+        else if (running != kernel_ports_.end()) kernel_ports[key] = running->second;
+    }
     std::shared_ptr<observe::AccessSink> sink;
     const auto& old_log = snapshot_->config->log;
     if (next.log.access != old_log.access || next.log.access_format != old_log.access_format) {
@@ -347,6 +380,7 @@ void Server::reload() {
     auto snapshot = std::make_shared<Snapshot>(loaded.config, std::move(tls));
     snapshot->generation = snapshot_->generation + 1;
     snapshot_ = snapshot;
+    kernel_ports_ = std::move(kernel_ports);
     pubsub_->configure(next.pubsub);
     core::setLogLevel(static_cast<core::LogLevel>(next.log.level));
     // Only now: a reload that failed above leaves SIGUSR1 reopening the log the workers write.

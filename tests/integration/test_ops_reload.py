@@ -549,6 +549,19 @@ class ListenerPorts(ReloadBase):
         self.assertEqual(p.addresses, [("127.0.0.1", self.LOW), ("127.0.0.1", self.LOW + 1)],
                          "\n".join(p.stderr_lines()))
 
+    def test_a_reload_may_not_add_a_listener_on_the_port_the_kernel_gave_a_port_0_listener(self):
+        # The new listener joined the running one's socket through SO_REUSEPORT: two listeners in
+        # the config, one socket. Refused, naming both; a listener on another address may have it.
+        p = self.start_portico(self.config(["127.0.0.1:0"]), listeners=1, binary=self.wrapper)
+        taken = "127.0.0.1:%d" % p.addresses[0][1]
+        _, start = sighup(self, p, self.config(["127.0.0.1:0", taken]), expect_ok=False)
+        lines = p.stderr_lines()[start:]
+        self.assertTrue(any("listeners[1] %s" % taken in l and "listener 127.0.0.1:0" in l for l in lines),
+                        "\n".join(lines))
+        self.assertFalse(any("listening on" in l for l in lines), "\n".join(lines))
+        _, start = sighup(self, p, self.config(["127.0.0.1:0", "127.0.0.2:%d" % p.addresses[0][1]]))
+        self.assertIsNotNone(p.wait_stderr(lambda l: "listening on 127.0.0.2:%d" % p.addresses[0][1] in l, start=start))
+
     def test_a_reload_opens_a_listener_that_names_its_port_first(self):
         first = "127.0.0.1:%d" % self.LOW
         p = self.start_portico(self.config([first]), listeners=1, binary=self.wrapper)

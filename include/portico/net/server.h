@@ -5,6 +5,7 @@
 // reload; SIGUSR1: reopen the access log).
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,6 +66,11 @@ private:
     // A worker applied a reload or ended: announces the reloads every worker has applied, and
     // ends the loop once a stop has every worker's thread ended.
     void onWorkerProgress();
+    // The listener on port 0 of the running configuration (its address as configured) whose
+    // port the kernel chose is the one `listener` names, on an address that overlaps; empty if
+    // none. Our sockets share ports through SO_REUSEPORT, so a new listener there would join it
+    // and the two would be one.
+    std::string kernelPortTaken(const config::Listener& listener) const;
     // A reload every worker has applied: counted, logged, told to systemd.
     void announceReload(const Snapshot& applied);
 
@@ -83,6 +89,9 @@ private:
     std::shared_ptr<IpLimits> ip_limits_;  // per-client-address counts, across every worker
     std::shared_ptr<ConnectionBudget> budget_;  // limits.max_connections, across every worker
     std::vector<std::unique_ptr<Worker>> workers_;
+    // The ports the kernel gave the listeners on port 0, by their address as configured
+    // ("127.0.0.1:0"): a reload may not add a listener that names one (kernelPortTaken).
+    std::map<std::string, std::uint16_t> kernel_ports_;
     std::vector<core::EventPtr> signal_events_;
     core::EventPtr reload_due_;  // onReloadDue, made active by a SIGHUP
     bool stopping_ = false;
