@@ -126,7 +126,7 @@ const std::array<KeyRule<Limits>, kLimitsKeyCount> kLimitsKeys =
          if (l.http2_stream_window < 1024 || l.http2_stream_window > 0x7fffffff)
              d.error(v, "expected a window from 1KiB to 2GiB-1");
      }},
-    {"http2_connection_buffer", type::size().aboveZero(), "1MiB",
+    {"http2_connection_buffer", type::size().aboveZero(), "3MiB",
      "HTTP/2: bytes one connection's streams may hold, each way: request bodies queued for their upstreams "
      "(beyond: the connection's flow-control window is held back) and responses waiting for the client's "
      "windows (beyond: the upstreams are not read)",

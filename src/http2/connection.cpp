@@ -90,17 +90,37 @@ std::size_t connectionWindow(const config::Limits& limits) {
     return std::clamp<std::size_t>(limits.http2_connection_buffer, 65535, 0x7fffffff);
 }
 
-// SETTINGS_INITIAL_WINDOW_SIZE: the budget's share per stream, so that streams whose upstreams
-// read nothing leave window to the others; never under one DATA frame of the least
-// SETTINGS_MAX_FRAME_SIZE (h2spec 4.2/1: a 16384-byte DATA frame on a new stream), and no more
-// than 64KiB (what the client may assume before our SETTINGS anyway) or http2_stream_window.
-std::size_t initialWindowFor(const config::Limits& limits) {
-    const std::size_t share = limits.http2_connection_buffer / std::max<std::size_t>(limits.http2_max_concurrent_streams, 1);
+// What the streams' initial windows may promise of the connection's window: three quarters of
+// the budget (the last quarter widens streams whose bytes go on: widenWindow). Every stream's
+// window and the widening pool then fit in the budget with two windows to spare, so that streams
+// whose upstreams read nothing, each holding its own window, never hold the whole connection
+// window: a stream whose upstream reads always gets its initial window (a request head queued
+// for an upstream not connected yet counts too: the spare covers ordinary heads).
+std::size_t windowsShare(const config::Limits& limits) {
+    const std::size_t budget = connectionWindow(limits);
+    return budget - budget / 4;
+}
+
+}  // namespace
+
+// SETTINGS_INITIAL_WINDOW_SIZE: the windows' share per stream (and two spare); never under one
+// DATA frame of the least SETTINGS_MAX_FRAME_SIZE (h2spec 4.2/1: a 16384-byte DATA frame on a new
+// stream), and no more than 64KiB (what the client may assume before our SETTINGS anyway) or
+// http2_stream_window.
+std::size_t settingsInitialWindow(const config::Limits& limits) {
+    const std::size_t share = windowsShare(limits) / (std::max<std::size_t>(limits.http2_max_concurrent_streams, 1) + 2);
     const std::size_t ceiling = std::max(kMinFrame, std::min<std::size_t>(65536, limits.http2_stream_window));
     return std::clamp(share, kMinFrame, ceiling);
 }
 
-}  // namespace
+// SETTINGS_MAX_CONCURRENT_STREAMS: http2_max_concurrent_streams, or fewer when the budget's
+// share does not cover that many windows of 16KiB (the least a window may be): with more, the
+// windows of streams whose upstreams read nothing could take the whole connection window, and
+// no other stream could send a byte until they time out.
+std::size_t settingsMaxStreams(const config::Limits& limits) {
+    const std::size_t covered = windowsShare(limits) / settingsInitialWindow(limits);
+    return std::clamp<std::size_t>(covered > 2 ? covered - 2 : 1, 1, std::max<std::size_t>(limits.http2_max_concurrent_streams, 1));
+}
 
 void Connection::SessionDeleter::operator()(nghttp2_session* session) const { nghttp2_session_del(session); }
 
@@ -114,7 +134,7 @@ Connection::Connection(ConnectionOwner& owner, net::Worker& worker, std::shared_
       listener_stats_(listener_stats),
       socket_(std::move(socket)),
       client_(std::move(client)),
-      exchanges_(worker.loop(), snapshot_->config().limits.http2_max_concurrent_streams),
+      exchanges_(worker.loop(), settingsMaxStreams(snapshot_->config().limits)),
       send_event_(worker.loop().base(), -1, 0, &Connection::onSendEvent, this),
       tick_event_(worker.loop().base(), -1, EV_PERSIST, &Connection::onTick, this),
       control_frames_(snapshot_->config().limits.http2_control_frame_rate,
@@ -127,7 +147,7 @@ Connection::Connection(ConnectionOwner& owner, net::Worker& worker, std::shared_
                        core::TokenBucket::Clock::now()),
       idle_since_(std::chrono::steady_clock::now()),
       buffer_budget_(connectionWindow(snapshot_->config().limits)),
-      initial_window_(initialWindowFor(snapshot_->config().limits)),
+      initial_window_(settingsInitialWindow(snapshot_->config().limits)),
       stream_window_(std::max(initial_window_, snapshot_->config().limits.http2_stream_window)) {
     socket_->setHandler(this);
     socket_->setLowWatermark(proxy::kLowWatermark);
@@ -179,7 +199,7 @@ bool Connection::start() {
     session_.reset(raw);
 
     std::vector<nghttp2_settings_entry> settings{
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, static_cast<std::uint32_t>(limits.http2_max_concurrent_streams)},
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, static_cast<std::uint32_t>(settingsMaxStreams(limits))},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(initial_window_)},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<std::uint32_t>(limits.max_header_bytes)},
         // RFC 9218: no RFC 7540 priorities (nghttp2 then keeps no priority tree).

@@ -9,6 +9,7 @@ budget, not a watermark per stream."""
 import hashlib
 import json
 import os
+import socket
 import struct
 import sys
 import tempfile
@@ -18,6 +19,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 import h2_frames as h  # noqa: E402
+from backends import TcpServer  # noqa: E402
 from h2_client import H2Client  # noqa: E402
 from portico_harness import PorticoTestCase, main, make_config, slow_factor  # noqa: E402
 from ws_peers import _tcp_sockets  # noqa: E402
@@ -180,6 +182,45 @@ class Http2ConnectionBudget(PorticoTestCase):
         self.assertEqual(json.loads(bytes(r["body"]))["body_sha256"], hashlib.sha256(body).hexdigest())
         self.assertFalse(any(c.done(s) for s in bodies), "a held stream was answered")
 
+    def test_a_stream_goes_on_beside_64_uploads_whose_upstreams_read_nothing_on_the_defaults(self):
+        # On the defaults of before (1MiB, 100 streams, 16KiB windows, a widening pool of 256KiB)
+        # about 48 stalled uploads held the whole connection window: beside 64 the 65th sent 0
+        # bytes. The advertised windows and the pool now fit in the budget with two to spare.
+        # Upstreams that accept and read nothing: what the kernel takes first widens the streams.
+        release = threading.Event()
+
+        def never_reads(sock):
+            with sock:
+                release.wait(120)
+
+        stalled = TcpServer(never_reads)
+        stalled._l.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)  # inherited at accept
+        self.addCleanup(stalled.stop)
+        self.addCleanup(release.set)
+        fast = self.start_backend(name="fast")
+        p = self.start_portico(make_config(
+            routes=[{"path": "/stalled/", "upstream": "stalled"}, {"path": "/", "upstream": "fast"}],
+            upstreams={"stalled": {"servers": [stalled.address], "send_timeout": "120s"},
+                       "fast": {"servers": [fast.address]}},
+            listeners=[{"address": "127.0.0.1:0", "http2": True}], workers=1))
+        c = H2Client(p.port)
+        self.addCleanup(c.close)
+        c.pump(0.3)
+        bodies, offsets = {}, {}
+        for i in range(STREAMS):
+            sid = c.request("POST", "/stalled/%d" % i, headers=[("content-length", str(8 * MiB))], end=False)
+            bodies[sid], offsets[sid] = b"s" * (8 * MiB), 0
+        self.send_what_windows_take(c, bodies, offsets, 60 * slow_factor())
+        self.assertTrue(all(offsets[s] < len(b) for s, b in bodies.items()), "an upstream took a whole body: no test")
+        body = os.urandom(2 * MiB)
+        sid = c.request("POST", "/echo/fast", headers=[("content-length", str(len(body)))], end=False)
+        sent = self.send_what_windows_take(c, {sid: body}, {sid: 0}, 60 * slow_factor(), idle=10)
+        self.assertEqual(sent, len(body), "the fast stream stalled behind %d uploads that read nothing" % STREAMS)
+        r = c.response(sid, 30 * slow_factor())
+        self.assertTrue(r["ended"])
+        self.assertEqual(json.loads(bytes(r["body"]))["body_sha256"], hashlib.sha256(body).hexdigest())
+        self.assertFalse(any(c.done(s) for s in bodies), "a held stream was answered")
+
     def test_a_client_that_never_acks_our_settings_cannot_make_portico_hold_more_than_the_budget(self):
         # The connection window is the request budget, whatever the client does with SETTINGS:
         # this one never ACKs them, so nghttp2 lets each stream use 65535 bytes (the RFC's
@@ -215,9 +256,10 @@ class Http2ConnectionBudget(PorticoTestCase):
                     idle_since = time.monotonic()
             c.next_frame(0.1)
         self.assertFalse(c.closed, "the connection ended: %r" % [f for f in c.frames if f[0] == h.GOAWAY])
-        # The budget (1MiB), the bytes of the one or two upstreams whose connects the backend's
-        # queue lets through (the kernel takes those: a stream's 64KiB each) and slack.
-        self.assertLess(sent[0], 1 * MiB + 256 * KiB, "Portico took %d bytes" % sent[0])
+        # The budget (3MiB on the defaults; 64 streams could send 4MiB), the bytes of the one or
+        # two upstreams whose connects the backend's queue lets through (the kernel takes those:
+        # a stream's 64KiB each) and slack.
+        self.assertLess(sent[0], 3 * MiB + 256 * KiB, "Portico took %d bytes" % sent[0])
         c.send(h.ping())
         self.assertIsNotNone(c.wait_for(lambda f: f[0] == h.PING and f[1] & h.ACK, 5 * slow_factor()))
 
@@ -292,19 +334,23 @@ class Http2ConnectionBudget(PorticoTestCase):
         hold = threading.Event()
         held = self.start_backend(name="held", hold=hold)
         self.addCleanup(hold.set)
-        p = self.start(held, {"http2_connection_buffer": "64KiB", "client_body_timeout": "2s"})
+        # The advertised windows leave two free whatever the streams hold (settingsMaxStreams):
+        # heads queued for upstreams whose connects hang count too, and large ones take the rest.
+        p = self.start(held, {"http2_connection_buffer": "256KiB", "client_body_timeout": "2s",
+                              "max_header_bytes": "64KiB"})
         c = H2Client(p.port)
         self.addCleanup(c.close)
         c.pump(0.3)
         # The first stream sends a little (under its upstream's watermark: its own window is
-        # back), then six fill theirs: the connection window is all held back.
+        # back), then six with 30KiB heads fill theirs: the connection window is all held back.
         bodies, offsets = {}, {}
         first = c.request("POST", "/echo/first", headers=[("content-length", str(MiB))], end=False)
         bodies[first], offsets[first] = os.urandom(MiB), 16 * KiB
         c.conn.send_data(first, bodies[first][:16 * KiB])
         c.flush()
         for i in range(6):
-            sid = c.request("POST", "/echo/%d" % i, headers=[("content-length", str(MiB))], end=False)
+            sid = c.request("POST", "/echo/%d" % i, headers=[("content-length", str(MiB)), ("x-pad", "p" * 30000)],
+                            end=False)
             bodies[sid], offsets[sid] = os.urandom(MiB), 0
         self.send_what_windows_take(c, {s: b for s, b in bodies.items() if s != first},
                                     offsets, 10 * slow_factor())

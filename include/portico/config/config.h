@@ -63,15 +63,17 @@ struct Limits {
     std::size_t per_ip_upgrade_burst = 20;  // upgrades at once before the rate applies
     std::size_t per_ip_table_size = 65536;  // client addresses tracked at once; beyond: not limited
     // HTTP/2 connections (http2/): what one client connection may hold and do.
-    std::size_t http2_max_concurrent_streams = 100;  // SETTINGS_MAX_CONCURRENT_STREAMS; a client that opens
-                                                     // more anyway gets GOAWAY
+    std::size_t http2_max_concurrent_streams = 100;  // SETTINGS_MAX_CONCURRENT_STREAMS (fewer when the
+                                                     // buffer below does not cover their windows:
+                                                     // settingsMaxStreams); more anyway: GOAWAY
     std::size_t http2_stream_window = 256 * 1024;    // request body bytes a stream may have in flight
                                                      // before its client waits for the upstream
-    std::size_t http2_connection_buffer = 1024 * 1024;  // per connection and direction: request body
-                                                         // bytes queued for upstreams (beyond: the
-                                                         // connection window is held back), response
-                                                         // bytes waiting for the client's windows
-                                                         // (beyond: the upstreams' reads pause)
+    std::size_t http2_connection_buffer = 3 << 20;  // per connection and direction: request body
+                                                     // bytes queued for upstreams (beyond: the
+                                                     // connection window is held back), response
+                                                     // bytes waiting for the client's windows
+                                                     // (beyond: the upstreams' reads pause); 3MiB
+                                                     // covers 100 streams' windows of 22KiB
     std::size_t http2_reset_burst = 200;   // RST_STREAMs from a client at once (CVE-2023-44487)...
     std::size_t http2_reset_rate = 50;     // ...and per second after; beyond: GOAWAY
     std::size_t http2_control_frame_rate = 100;  // SETTINGS and PINGs per second (burst: twice as

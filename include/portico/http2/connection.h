@@ -65,6 +65,13 @@ namespace portico::http2 {
 class SessionMemory;
 class Stream;
 
+// What a connection on `limits` advertises (SETTINGS): each stream's initial window, the budget's
+// share (16KiB to 64KiB), and how many streams may be open at once: http2_max_concurrent_streams,
+// or fewer when three quarters of http2_connection_buffer do not cover that many initial windows
+// and two more (connection.cpp says why).
+std::size_t settingsInitialWindow(const config::Limits& limits);
+std::size_t settingsMaxStreams(const config::Limits& limits);
+
 // Who owns the connection (net::ClientConnection): told once when it is over.
 class ConnectionOwner {
 public:
