@@ -94,8 +94,8 @@ std::size_t connectionWindow(const config::Limits& limits) {
 // the budget (the last quarter widens streams whose bytes go on: widenWindow). Every stream's
 // window and the widening pool then fit in the budget with two windows to spare, so that streams
 // whose upstreams read nothing, each holding its own window, never hold the whole connection
-// window: a stream whose upstream reads always gets its initial window (a request head queued
-// for an upstream not connected yet counts too: the spare covers ordinary heads).
+// window: a stream whose upstream reads always gets its initial window (the spare also covers
+// the chunk framing queued with chunked bodies, which counts against the window too).
 std::size_t windowsShare(const config::Limits& limits) {
     const std::size_t budget = connectionWindow(limits);
     return budget - budget / 4;

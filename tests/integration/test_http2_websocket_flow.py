@@ -139,7 +139,7 @@ class WebSocketStreamFlow(WsTestCase):
         # 128KiB beyond what their windows bounded.
         port = start_deaf_ws_backend(self)
         p = self.start([{"path": "/ws/", "upstream": "app", "websocket": {"mode": "tunnel"}}],
-                       upstreams={"app": {"servers": ["127.0.0.1:%d" % port]}})
+                       upstreams={"app": {"servers": ["127.0.0.1:%d" % port]}}, http2_connection_buffer="1MiB")
         c = self.client(p)
         sids = [self.connect(c, "/ws/%d" % i) for i in range(16)]
         chunk = b"u" * 16384

@@ -105,7 +105,7 @@ TEST_CASE("per-IP limit errors name the key and its position", "[config][errors]
 TEST_CASE("http2_connection_buffer has a default, decodes, and names its errors", "[config][loader]") {
     LoadResult defaults = loadConfigString(kBase, "portico.yaml");
     REQUIRE(defaults.ok());
-    CHECK(defaults.config->limits.http2_connection_buffer == 1024 * 1024);
+    CHECK(defaults.config->limits.http2_connection_buffer == 3 * 1024 * 1024);
     LoadResult set = loadConfigString(kBase + "limits: {http2_connection_buffer: 4MiB}\n", "portico.yaml");
     REQUIRE(set.ok());
     CHECK(set.config->limits.http2_connection_buffer == 4 * 1024 * 1024);
