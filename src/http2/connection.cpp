@@ -361,6 +361,8 @@ bool Connection::windowExhausted() const {
 
 bool Connection::socketBacklogged() const { return socket_->outputLength() >= proxy::kHighWatermark; }
 
+std::uint64_t Connection::socketTaken() const { return socket_->sendProgress().written; }
+
 bool Connection::sendBlocked(std::int32_t id) const {
     if (closed_ || socketBacklogged()) return true;
     return nghttp2_session_get_remote_window_size(session_.get()) <= 0 ||
@@ -555,7 +557,7 @@ void Connection::tick() {
     // stream: Stream::tick).
     if (socket_->outputLength() == 0) {
         send_stall_.clear();
-    } else if (send_stall_.left(socket_->sendProgress(), now, limits.client_send_timeout) <= kTickSlack) {
+    } else if (send_stall_.left(socket_->sendProgress(), now, limits.client_send_timeout) <= tickSlack(limits.client_send_timeout)) {
         LOG_INFO("client %s: HTTP/2: took no byte for client_send_timeout", client_.ip.c_str());
         close("client send timeout");
         return;

@@ -325,13 +325,22 @@ void Stream::tick(std::chrono::steady_clock::time_point now) {
         return;
     }
     // client_send_timeout: response bytes the client's window takes none of that long (a
-    // WebSocket's session has timeouts of its own). They are dropped with the stream. While the
-    // socket is backlogged no stream's bytes go on, however fast its windows open: a client
-    // reading slower than we could send is not stalled (a socket that takes nothing is the
-    // connection's own client_send_timeout).
-    if (evbuffer_get_length(pending_.get()) == 0 || closed_ || session_ || connection_.socketBacklogged()) {
+    // WebSocket's session has timeouts of its own). They are dropped with the stream. A stream
+    // whose own window is open waits on the connection, not on its client, while the connection
+    // moves: the socket backlogged (a client reading slower than we could send) or its bytes
+    // taken since the last tick (nghttp2 sends streams of one priority one after another, so a
+    // paced connection window moves one stream at a time). A socket that takes nothing is the
+    // connection's own client_send_timeout; a stream whose window the client keeps shut is its
+    // own, whatever the others do.
+    const std::uint64_t connection_taken = connection_.socketTaken();
+    const bool connection_moved = std::exchange(connection_taken_seen_, connection_taken) != connection_taken;
+    const bool waits_on_connection =
+        (connection_.socketBacklogged() || connection_moved) &&
+        nghttp2_session_get_stream_remote_window_size(connection_.session(), id_) > 0;
+    if (evbuffer_get_length(pending_.get()) == 0 || closed_ || session_ || waits_on_connection) {
         send_stall_.clear();
-    } else if (send_stall_.left(sent_, now, snapshot_->config().limits.client_send_timeout) <= kTickSlack) {
+    } else if (send_stall_.left(sent_, now, snapshot_->config().limits.client_send_timeout) <=
+               tickSlack(snapshot_->config().limits.client_send_timeout)) {
         LOG_INFO("client %s: HTTP/2 stream %d: took no byte for client_send_timeout", connection_.client().ip.c_str(), id_);
         dropPending();
         reset(NGHTTP2_CANCEL);

@@ -189,6 +189,7 @@ private:
     std::uint64_t sent_ = 0;  // response body bytes nghttp2 took into DATA frames
     // sent_ when a tick found response bytes waiting, and since when (client_send_timeout).
     net::SendStall<std::uint64_t> send_stall_;
+    std::uint64_t connection_taken_seen_ = 0;  // Connection::socketTaken() at the last tick
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;
     std::uint64_t body_bytes_ = 0;

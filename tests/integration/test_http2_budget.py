@@ -478,6 +478,57 @@ class Http2ConnectionBudget(PorticoTestCase):
         self.assertEqual(reset, [], "a client reading %d bytes in %.1f s was taken for stalled"
                          % (got, time.monotonic() - start))
 
+    def test_streams_whose_window_stays_shut_time_out_beside_a_slow_reader(self):
+        # 16169de exempted every stream while the socket was backlogged, so one download read
+        # slowly kept the socket backlogged and the streams whose windows the client kept shut,
+        # with their upstreams, open for ever. Those time out; the one being read does not.
+        backend = self.start_backend(name="b")
+        p = self.start(backend, {"client_send_timeout": "2s"})
+        c = h.RawH2(p.port, client_settings=[(h.INITIAL_WINDOW_SIZE, 0)], rcvbuf=32 * KiB)
+        self.addCleanup(c.close)
+        c.send(h.window_update(0, 0x7fff0000))
+        c.send(c.headers(1, c.fields("/stream?n=%d" % (512 * MiB))), h.window_update(1, 0x7fff0000))
+        shut = list(range(3, 3 + 2 * 6, 2))
+        for sid in shut:  # window 0: their heads go, never a DATA byte
+            c.send(c.headers(sid, c.fields("/stream?n=%d" % (4 * MiB))))
+        timed_out = []
+        deadline = time.monotonic() + 12 * slow_factor()
+        while len(timed_out) < len(shut) and time.monotonic() < deadline:
+            time.sleep(0.25)
+            n = 0
+            while n < 16 * KiB:  # ~64 KB/s: the socket stays backlogged
+                chunk = c.sock.recv(16 * KiB - n)
+                self.assertTrue(chunk, "the connection closed")
+                n += len(chunk)
+            timed_out = [line for line in p.stderr_lines() if "took no byte for client_send_timeout" in line]
+        self.assertEqual(sorted(int(line.split("stream ")[1].split(":")[0]) for line in timed_out), shut)
+
+    def test_streams_paced_by_the_connection_window_are_not_timed_out(self):
+        # Stream windows wide open, the connection's window granted 16 KiB every 0.25 s: nghttp2
+        # sends streams of one priority one after another, so one stream stood still for longer
+        # than client_send_timeout while the client read steadily (reset at 3.0 s, timeout 2 s).
+        backend = self.start_backend(name="b")
+        p = self.start(backend, {"client_send_timeout": "2s"})
+        c = h.RawH2(p.port, client_settings=[(h.INITIAL_WINDOW_SIZE, 1 << 30)])
+        self.addCleanup(c.close)
+        c.request(1, "/stream?n=%d" % (64 * MiB))
+        c.request(3, "/stream?n=%d" % (64 * MiB))
+        got, resets = {1: 0, 3: 0}, []
+        start = time.monotonic()
+        next_grant = start
+        while time.monotonic() - start < 7 and not c.closed:  # three timeouts and more
+            f = c.next_frame(0.05)
+            if f and f[0] == h.DATA:
+                got[f[2]] = got.get(f[2], 0) + len(f[3])
+            if f and f[0] == h.RST_STREAM:
+                resets.append(f[2])
+            if time.monotonic() >= next_grant:
+                c.send(h.window_update(0, 16 * KiB))
+                next_grant += 0.25
+        self.assertFalse(c.closed)
+        self.assertEqual(resets, [], "streams reset while the client read steadily: %r" % got)
+        self.assertEqual([line for line in p.stderr_lines() if "client_send_timeout" in line], [])
+
     def test_a_static_file_does_not_count_against_the_budget(self):
         # A file's segments are its pages, not our memory: a 16 MiB file the client reads slowly
         # paused every proxied stream of the connection (a 512 KiB GET beside it took 25 s).

@@ -149,6 +149,8 @@ public:
     // The socket holds a high watermark of our output: nghttp2 is asked for no DATA until the
     // client reads some, so no stream's bytes go on, whatever their windows.
     bool socketBacklogged() const;
+    // Bytes the client's socket has taken from us so far (streams' client_send_timeout).
+    std::uint64_t socketTaken() const;
 
     // nghttp2's callbacks (connection.cpp registers them); public for the C trampolines.
     // onBeginFrame: RFC 9113 checks nghttp2 leaves out (it returns NGHTTP2_ERR_CALLBACK_FAILURE
