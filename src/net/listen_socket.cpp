@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <dirent.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -101,6 +102,19 @@ std::uint16_t boundPort(int fd) {
     if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length) != 0) return 0;
     return ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                              : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+}
+
+std::vector<std::string> listenerKeys(const std::vector<config::Listener>& listeners) {
+    std::vector<std::string> keys;
+    keys.reserve(listeners.size());
+    std::map<std::string, unsigned> seen;
+    for (const config::Listener& listener : listeners) {
+        std::string key = listener.address.toString();
+        const unsigned n = ++seen[key];
+        if (n > 1) key += "#" + std::to_string(n);
+        keys.push_back(std::move(key));
+    }
+    return keys;
 }
 
 }  // namespace portico::net

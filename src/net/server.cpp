@@ -195,9 +195,10 @@ int Server::run() {
         if (fds.empty()) return 1;
         for (unsigned w = 0; w < workers; ++w) listen_fds[w][i] = std::move(fds[w]);
     }
+    const std::vector<std::string> keys = listenerKeys(config.listeners);
     for (std::size_t i = 0; i < ports.size(); ++i) {
         logListening(config.listeners[i], ports[i]);  // in the config's order
-        if (config.listeners[i].address.port == 0) kernel_ports_[config.listeners[i].address.toString()] = ports[i];
+        if (config.listeners[i].address.port == 0) kernel_ports_[keys[i]] = ports[i];
     }
     // limits.max_connections holds for the process, whatever the number of workers.
     budget_ = std::make_shared<ConnectionBudget>(config.limits.max_connections);
@@ -267,9 +268,12 @@ void Server::onWorkerProgress() {
 std::string Server::kernelPortTaken(const config::Listener& listener) const {
     if (listener.address.port == 0) return {};
     const auto wildcard = [](const std::string& host) { return host.empty() || host == "0.0.0.0" || host == "::"; };
-    for (const config::Listener& running : snapshot_->config->listeners) {
+    const auto& listeners = snapshot_->config->listeners;
+    const std::vector<std::string> keys = listenerKeys(listeners);
+    for (std::size_t i = 0; i < listeners.size(); ++i) {
+        const config::Listener& running = listeners[i];
         if (running.address.port != 0) continue;
-        const auto bound = kernel_ports_.find(running.address.toString());
+        const auto bound = kernel_ports_.find(keys[i]);
         if (bound == kernel_ports_.end() || bound->second != listener.address.port) continue;
         const std::string& a = running.address.host;
         const std::string& b = listener.address.host;
@@ -323,19 +327,27 @@ void Server::reload() {
     // not at all.
     std::vector<std::map<std::string, core::UniqueFd>> new_fds(worker_count_);
     std::vector<std::uint16_t> ports(next.listeners.size());  // 0: not new
-    for (std::size_t i : listenerBindOrder(next.listeners)) {
-        const config::Listener& listener = next.listeners[i];
-        std::string key = listener.address.toString();
-        bool exists = std::any_of(snapshot_->config->listeners.begin(), snapshot_->config->listeners.end(),
-                                  [&](const config::Listener& l) { return l.address.toString() == key; });
-        if (exists) continue;
-        if (const std::string taken = kernelPortTaken(listener); !taken.empty()) {
+    const std::vector<std::string> running_keys = listenerKeys(snapshot_->config->listeners);
+    const std::vector<std::string> next_keys = listenerKeys(next.listeners);
+    const auto isNew = [&](std::size_t i) {
+        return std::find(running_keys.begin(), running_keys.end(), next_keys[i]) == running_keys.end();
+    };
+    // Refused before any new socket listens (a connection it took would be reset at the refusal).
+    for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+        if (!isNew(i)) continue;
+        if (const std::string taken = kernelPortTaken(next.listeners[i]); !taken.empty()) {
             LOG_ERROR("%s: listeners[%zu] %s: port %u is the one the kernel gave listener %s (port 0): "
                       "the two would share one socket; name another port, or remove %s first",
-                      config_path_.c_str(), i, key.c_str(), listener.address.port, taken.c_str(), taken.c_str());
+                      config_path_.c_str(), i, next_keys[i].c_str(), next.listeners[i].address.port, taken.c_str(),
+                      taken.c_str());
             fail("a new listener names a port the kernel gave a listener on port 0");
             return;
         }
+    }
+    for (std::size_t i : listenerBindOrder(next.listeners)) {
+        if (!isNew(i)) continue;
+        const config::Listener& listener = next.listeners[i];
+        const std::string& key = next_keys[i];
         auto fds = openListener(listener, ports[i]);
         if (fds.empty()) {
             fail("cannot open a new listener");
@@ -343,13 +355,11 @@ void Server::reload() {
         }
         for (unsigned w = 0; w < worker_count_; ++w) new_fds[w].emplace(key, std::move(fds[w]));
     }
-    for (std::size_t i = 0; i < ports.size(); ++i)
-        if (ports[i] != 0) logListening(next.listeners[i], ports[i]);
     // What the listeners on port 0 got, for the next reload: those gone go, new ones come.
     std::map<std::string, std::uint16_t> kernel_ports;
     for (std::size_t i = 0; i < next.listeners.size(); ++i) {
         if (next.listeners[i].address.port != 0) continue;
-        const std::string key = next.listeners[i].address.toString();
+        const std::string& key = next_keys[i];
         const auto running = kernel_ports_.find(key);
         if (ports[i] != 0) kernel_ports[key] = ports[i];
         else if (running != kernel_ports_.end()) kernel_ports[key] = running->second;
@@ -381,6 +391,8 @@ void Server::reload() {
     snapshot->generation = snapshot_->generation + 1;
     snapshot_ = snapshot;
     kernel_ports_ = std::move(kernel_ports);
+    for (std::size_t i = 0; i < ports.size(); ++i)  // once the reload can no longer fail
+        if (ports[i] != 0) logListening(next.listeners[i], ports[i]);
     pubsub_->configure(next.pubsub);
     core::setLogLevel(static_cast<core::LogLevel>(next.log.level));
     // Only now: a reload that failed above leaves SIGUSR1 reopening the log the workers write.

@@ -43,8 +43,9 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, std::sh
     accept_backoff_timer_.assign(loop_.base(), -1, 0, &Worker::onAcceptBackoffEnd, this);
     session_count_timer_.assign(loop_.base(), -1, EV_PERSIST, &Worker::onSessionCountTimer, this);
     addTimer(loop_, session_count_timer_.get(), kSessionCountInterval);
+    const std::vector<std::string> keys = listenerKeys(snapshot_->config->listeners);
     for (std::size_t i = 0; i < listen_fds.size(); ++i) {
-        std::string key = snapshot_->config->listeners[i].address.toString();
+        const std::string& key = keys[i];
         if (!addListener(i, key, std::move(listen_fds[i])))  // start-up: main reports it, exit 1
             throw std::runtime_error("cannot accept on " + key + ": no memory for its event");
     }
@@ -183,9 +184,9 @@ void Worker::applyReload() {
     // connection attempt is refused during a reload.
     std::vector<std::unique_ptr<ListenerSlot>> old = std::move(listeners_);
     listeners_.clear();
-    const auto& listeners = snapshot_->config->listeners;
-    for (std::size_t i = 0; i < listeners.size(); ++i) {
-        std::string key = listeners[i].address.toString();
+    const std::vector<std::string> keys = listenerKeys(snapshot_->config->listeners);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        const std::string& key = keys[i];
         auto kept = std::find_if(old.begin(), old.end(), [&](const auto& slot) { return slot && slot->key == key; });
         if (kept != old.end()) {
             (*kept)->index = i;

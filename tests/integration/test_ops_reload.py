@@ -562,6 +562,24 @@ class ListenerPorts(ReloadBase):
         _, start = sighup(self, p, self.config(["127.0.0.1:0", "127.0.0.2:%d" % p.addresses[0][1]]))
         self.assertIsNotNone(p.wait_stderr(lambda l: "listening on 127.0.0.2:%d" % p.addresses[0][1] in l, start=start))
 
+    def test_a_reload_keeps_and_opens_each_of_several_port_0_listeners_on_one_address(self):
+        # Listeners were matched by address across reloads, so two on "127.0.0.1:0" were one:
+        # going from one to two opened nothing ("configuration reloaded" all the same), and only
+        # the last one's kernel port was remembered, so a reload could name the other's and join
+        # its socket.
+        p = self.start_portico(self.config(["127.0.0.1:0"]), listeners=1, binary=self.wrapper)
+        first = p.addresses[0][1]
+        _, start = sighup(self, p, self.config(["127.0.0.1:0", "127.0.0.1:0"]))
+        opened = p.wait_stderr(lambda l: "listening on 127.0.0.1:" in l, start=start)
+        self.assertIsNotNone(opened, "\n".join(p.stderr_lines()[start:]))
+        second = ({self.LOW, self.LOW + 1} - {first}).pop()
+        self.assertIn("listening on 127.0.0.1:%d" % second, opened)
+        for port in (first, second):
+            _, start = sighup(self, p, self.config(["127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:%d" % port]),
+                              expect_ok=False)
+            lines = p.stderr_lines()[start:]
+            self.assertTrue(any("listeners[2] 127.0.0.1:%d" % port in l for l in lines), "\n".join(lines))
+
     def test_a_reload_opens_a_listener_that_names_its_port_first(self):
         first = "127.0.0.1:%d" % self.LOW
         p = self.start_portico(self.config([first]), listeners=1, binary=self.wrapper)

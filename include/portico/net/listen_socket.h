@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "portico/config/config.h"
 #include "portico/core/handles.h"
@@ -32,5 +33,11 @@ bool listensHere(std::uint16_t port);
 
 // The local port a bound socket has (the kernel's choice for port 0); 0 on error.
 std::uint16_t boundPort(int fd);
+
+// What identifies each of `listeners` across reloads: its address ("127.0.0.1:8080"), and for
+// the second and later listeners on one port-0 address (the only addresses the configuration may
+// repeat: each gets a port of its own) "#2", "#3", ... after it, so that a reload keeps, opens and
+// closes each of them, not only the first.
+std::vector<std::string> listenerKeys(const std::vector<config::Listener>& listeners);
 
 }  // namespace portico::net
