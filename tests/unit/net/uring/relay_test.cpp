@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <string>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -144,6 +145,14 @@ TEST_CASE_METHOD(RelaySetup, "a peer that does not read holds no pool buffer, an
     INFO("buffers held: " << held << ", written " << written);
     CHECK(held == 0);
     CHECK(written < 4u * 1024 * 1024);  // the relay stopped reading the client (the bound)
+    // What the relay holds itself (received from the client, not yet in the upstream's socket)
+    // is its high watermark and at most one receive more: a receive that went on delivering after
+    // the bound (a multishot one, bounded only by the pool) held ~4 MB here.
+    int in_upstream_socket = 0;
+    REQUIRE(::ioctl(upstream.outer, FIONREAD, &in_upstream_socket) == 0);
+    const std::uint64_t in_relay = relay.fromClient() - static_cast<std::uint64_t>(in_upstream_socket);
+    INFO("held by the relay: " << in_relay);
+    CHECK(in_relay <= portico::proxy::kHighWatermark + uring::BufferPool::kSize);
     // Reading resumes it: everything arrives, in order and whole.
     std::size_t got = 0;
     for (int round = 0; round < 2000 && got < written; ++round) {
